@@ -39,9 +39,7 @@ def check_images(images: object, name: str = "images", *, check_range: bool = Tr
         )
     if images.ndim != 4:
         hint = " (add a batch dimension with images.unsqueeze(0))" if images.ndim == 3 else ""
-        raise ValueError(
-            f"{name} must have shape (B, 3, H, W), got {tuple(images.shape)}{hint}"
-        )
+        raise ValueError(f"{name} must have shape (B, 3, H, W), got {tuple(images.shape)}{hint}")
     if images.shape[1] != 3:
         raise ValueError(
             f"{name} must have 3 RGB channels in dimension 1, got shape {tuple(images.shape)}; "

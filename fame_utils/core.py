@@ -72,7 +72,9 @@ class FameConfig:
         if self.sigma < 0:
             raise ValueError(f"sigma must be >= 0, got {self.sigma}")
         if self.normalization not in ("max", "minmax", "none"):
-            raise ValueError(f"normalization must be 'max', 'minmax' or 'none', got {self.normalization!r}")
+            raise ValueError(
+                f"normalization must be 'max', 'minmax' or 'none', got {self.normalization!r}"
+            )
         if self.step_space not in ("normalized", "pixel"):
             raise ValueError(f"step_space must be 'normalized' or 'pixel', got {self.step_space!r}")
         if self.batch_size is not None and self.batch_size < 1:
@@ -180,7 +182,11 @@ def _optimise_chunk(
                 delta = ((x + scale * delta).clamp(0, 1) - x) / scale
         if bar is not None:
             bar.update(1)
-        if eps is not None and (it + 1) % cfg.early_stop_check_every == 0 and not bool(active.any()):
+        if (
+            eps is not None
+            and (it + 1) % cfg.early_stop_check_every == 0
+            and not bool(active.any())
+        ):
             if bar is not None:
                 bar.update(cfg.iterations - it - 1)
             break
@@ -219,20 +225,28 @@ def run_fame(
     cfg = (config or FameConfig()).replace(**overrides) if overrides else (config or FameConfig())
     check_images(images)
     if model.training:
-        warnings.warn("model is in training mode; FAME assumes eval mode (call model.eval())",
-                      stacklevel=2)
+        warnings.warn(
+            "model is in training mode; FAME assumes eval mode (call model.eval())", stacklevel=2
+        )
     out_device = images.device
     device = model_device(model)
     x_all, bound = objective.expand(model, images.to(device))
     n = x_all.shape[0]
     chunk = cfg.batch_size or n
     bounds = [(i, min(i + chunk, n)) for i in range(0, n, chunk)]
-    bar = tqdm(total=cfg.iterations * len(bounds), desc="FAME", unit="it",
-               disable=not cfg.progress, leave=False)
+    bar = tqdm(
+        total=cfg.iterations * len(bounds),
+        desc="FAME",
+        unit="it",
+        disable=not cfg.progress,
+        leave=False,
+    )
     parts = []
     try:
         for lo, hi in bounds:
-            parts.append(_optimise_chunk(model, x_all[lo:hi], bound.subset(slice(lo, hi)), cfg, bar))
+            parts.append(
+                _optimise_chunk(model, x_all[lo:hi], bound.subset(slice(lo, hi)), cfg, bar)
+            )
     finally:
         bar.close()
     delta, steps, initial, final = (torch.cat(p).to(out_device) for p in zip(*parts))

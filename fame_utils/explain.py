@@ -141,5 +141,6 @@ class Fame:
             b = images.shape[0]
             both = run_fame(model, images, _BothSides(refs), cfg).maps()
             return Attribution(both[:b], both[b:])
-        raise TypeError(f"target must be ClassTarget or SimilarityTarget, got {type(target).__name__}")
-
+        raise TypeError(
+            f"target must be ClassTarget or SimilarityTarget, got {type(target).__name__}"
+        )

@@ -86,7 +86,9 @@ class ClassLogit(Objective):
         t = as_index_tensor(self.targets, inputs.shape[0], "targets").to(logits.device)
         if not self._checked:  # one host sync, on the first call only
             if int(t.max()) >= logits.shape[1]:
-                raise ValueError(f"targets must lie in [0, {logits.shape[1] - 1}], got {t.tolist()}")
+                raise ValueError(
+                    f"targets must lie in [0, {logits.shape[1] - 1}], got {t.tolist()}"
+                )
             self._checked = True
         z = logits.gather(1, t[:, None]).squeeze(1)
         return z.abs() if self.absolute else z

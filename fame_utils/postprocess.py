@@ -99,4 +99,3 @@ def normalize_maps(maps: Tensor, mode: Normalization = "max") -> tuple[Tensor, T
     empty = span.squeeze(1) <= 0
     out = torch.where(span > 0, (flat - lo) / span.clamp_min(torch.finfo(flat.dtype).tiny), 0.0)
     return out.view_as(maps), empty
-
