@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._checks import as_index_tensor
+from ._checks import as_index_tensor, model_device
 
 __all__ = [
     "Objective",
@@ -158,7 +158,7 @@ class FeatureCell(Objective):
 
     def grid_shape(self, model: nn.Module, image_size: tuple[int, int]) -> tuple[int, int]:
         """The layer's (h, w) for inputs of ``image_size`` (one forward pass, no grad)."""
-        x = torch.zeros(1, 3, *image_size, device=next(model.parameters()).device)
+        x = torch.zeros(1, 3, *image_size, device=model_device(model))
         with torch.no_grad():
             return tuple(self._activation(model, x).shape[-2:])
 

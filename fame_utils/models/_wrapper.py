@@ -1,0 +1,162 @@
+"""Shared base for every model loader: normalise inside, expose the attributes FAME needs.
+
+:class:`NormalizedModel` wraps a network that expects normalised input so that callers
+always pass plain RGB images in [0, 1]:
+
+    ``forward(x) = net((x − mean) / std)``,  x: (B, 3, H, W) float, [0, 1] RGB.
+
+It carries the attributes of the model-wrapper contract (see ``fame_utils.models``):
+
+- ``input_size`` (int): the square side the network was trained at;
+- ``input_normalization`` = ``(mean, std)``: 3-tuples of floats in [0, 1]-pixel units
+  describing the normalisation done inside (FAME's ``step_space="normalized"`` uses ``std``);
+- ``target_layer`` (nn.Module): the last convolutional block (CAM methods, feature cells);
+- ``stages`` (dict name → nn.Module, may be empty): blocks by output resolution;
+- ``resize_size`` (int or None): shorter-side resize before the centre crop of ``input_size``.
+
+Layers are stored by *dotted name* and resolved on access, so a submodule is never
+registered twice (``state_dict`` stays free of duplicate keys) and ``copy.deepcopy``
+keeps pointing at the copy's own layers. The wrapped network's parameters are frozen
+(``requires_grad=False``): explanations need gradients w.r.t. the input only, and frozen
+weights spare autograd from keeping activations for weight gradients. Call
+``model.requires_grad_(True)`` to train.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["NormalizedModel", "pick_device"]
+
+
+def pick_device(device: str | torch.device | None) -> torch.device:
+    """``device`` as a :class:`torch.device`; ``None`` picks CUDA when available, else CPU."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _triple(values: float | Sequence[float], name: str) -> tuple[float, float, float]:
+    if isinstance(values, (int, float)):
+        return (float(values),) * 3
+    vals = tuple(float(v) for v in values)
+    if len(vals) != 3:
+        raise ValueError(f"{name} needs 3 values (one per RGB channel), got {vals}")
+    return vals  # type: ignore[return-value]
+
+
+class NormalizedModel(nn.Module):
+    """``net`` behind an input normalisation, in eval mode, with the contract attributes.
+
+    Args:
+        net: the network; takes normalised (B, 3, H, W) input.
+        mean, std: per-channel normalisation in [0, 1]-pixel units (x_n = (x − mean)/std);
+            a single float is used for all three channels.
+        input_size: square side (pixels) the network expects.
+        target_layer: dotted name of the last convolutional block *inside* ``net``.
+        stages: optional ``{key: dotted name inside net}``.
+        resize_size: shorter-side resize used before the centre crop (None: unknown).
+        name: a short identifier (e.g. ``"efficientnet_lite0"``).
+        freeze: set ``requires_grad=False`` on every parameter of ``net``.
+        **attributes: further plain attributes to set (e.g. ``categories``,
+            ``embedding_size``).
+
+    Input: (B, 3, H, W) float RGB, nominally in [0, 1] (values outside are accepted, as an
+    optimisation iterate may leave the range), on the module's device. The range is not
+    checked here, to keep the forward pass free of host synchronisation.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        *,
+        mean: float | Sequence[float],
+        std: float | Sequence[float],
+        input_size: int,
+        target_layer: str,
+        stages: Mapping[str, str] | None = None,
+        resize_size: int | None = None,
+        name: str | None = None,
+        freeze: bool = True,
+        **attributes: object,
+    ):
+        super().__init__()
+        self.net = net
+        m, s = _triple(mean, "mean"), _triple(std, "std")
+        if min(s) <= 0:
+            raise ValueError(f"std must be positive, got {s}")
+        self.input_normalization: tuple[tuple[float, float, float], tuple[float, float, float]] = (
+            m,
+            s,
+        )
+        self.register_buffer("_mean", torch.tensor(m).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("_std", torch.tensor(s).view(1, 3, 1, 1), persistent=False)
+        self.input_size = int(input_size)
+        self.resize_size = None if resize_size is None else int(resize_size)
+        self.name = name
+        self._target_layer_name = self._checked_name(target_layer)
+        self._stage_names = {k: self._checked_name(v) for k, v in (stages or {}).items()}
+        for key, value in attributes.items():
+            setattr(self, key, value)
+        if freeze:
+            self.net.requires_grad_(False)
+        self.eval()
+
+    def _checked_name(self, name: str) -> str:
+        full = f"net.{name}" if name else "net"
+        self.get_submodule(full)  # raises AttributeError for a wrong name
+        return full
+
+    @property
+    def target_layer(self) -> nn.Module:
+        """The last convolutional block (its output is the map CAM methods use)."""
+        return self.get_submodule(self._target_layer_name)
+
+    @property
+    def target_layer_name(self) -> str:
+        """Dotted name of :attr:`target_layer` within this wrapper (e.g. ``"net.layer4.2"``)."""
+        return self._target_layer_name
+
+    @property
+    def stages(self) -> dict[str, nn.Module]:
+        """``{key: module}`` blocks by output resolution (keys documented by the loader)."""
+        return {k: self.get_submodule(v) for k, v in self._stage_names.items()}
+
+    @property
+    def stage_names(self) -> dict[str, str]:
+        """``{key: dotted name within this wrapper}`` for :attr:`stages`."""
+        return dict(self._stage_names)
+
+    def normalize(self, x: Tensor) -> Tensor:
+        """(x − mean) / std for (B, 3, H, W) [0, 1] RGB input; same shape, device, dtype."""
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise ValueError(
+                f"expected images of shape (B, 3, H, W) in [0, 1] RGB, got {tuple(x.shape)}"
+            )
+        return (x - self._mean.to(x.dtype)) / self._std.to(x.dtype)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, 3, H, W) [0, 1] RGB → the network's output (logits or embeddings), (B, ...)."""
+        return self.net(self.normalize(x))
+
+    def transform(self):
+        """torchvision transform for PIL images: Resize(``resize_size``) (shorter side),
+        CenterCrop(``input_size``), ToTensor → (3, input_size, input_size) in [0, 1]."""
+        from torchvision import transforms as T
+
+        steps = []
+        if self.resize_size is not None:
+            steps.append(T.Resize(self.resize_size, interpolation=T.InterpolationMode.BILINEAR))
+        steps += [T.CenterCrop(self.input_size), T.ToTensor()]
+        return T.Compose(steps)
+
+    def extra_repr(self) -> str:
+        m, s = self.input_normalization
+        return (
+            f"name={self.name!r}, input_size={self.input_size}, resize_size={self.resize_size}, "
+            f"mean={tuple(round(v, 4) for v in m)}, std={tuple(round(v, 4) for v in s)}, "
+            f"target_layer={self._target_layer_name!r}"
+        )

@@ -1,0 +1,32 @@
+"""Execute every notebook headless in its fast parameter setting (papermill)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+from run_notebooks import execute, notebooks  # noqa: E402
+
+# The fast setting of each notebook: same code path, tiny budgets.
+FAST = {
+    "01_gaussian_blur.ipynb": {"iterations": 3, "n_images": 2},
+}
+
+
+def test_every_notebook_has_a_fast_setting():
+    missing = [p.name for p in notebooks() if p.name not in FAST]
+    assert not missing, f"add a fast parameter setting to tests/test_notebooks.py for {missing}"
+
+
+@pytest.mark.slow
+@pytest.mark.notebook
+@pytest.mark.parametrize("path", notebooks(), ids=lambda p: p.name)
+def test_notebook_runs_headless(path, tmp_path):
+    params = dict(FAST[path.name], figures_dir=str(tmp_path / "figures"))
+    execute(path, params, tmp_path / "executed")
+    written = sorted(p.name for p in (tmp_path / "figures").iterdir())
+    assert any(n.endswith(".png") for n in written), f"{path.name} wrote no figure: {written}"
