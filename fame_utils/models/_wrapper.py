@@ -16,10 +16,13 @@ It carries the attributes of the model-wrapper contract (see ``fame_utils.models
 
 Layers are stored by *dotted name* and resolved on access, so a submodule is never
 registered twice (``state_dict`` stays free of duplicate keys) and ``copy.deepcopy``
-keeps pointing at the copy's own layers. The wrapped network's parameters are frozen
-(``requires_grad=False``): explanations need gradients w.r.t. the input only, and frozen
-weights spare autograd from keeping activations for weight gradients. Call
-``model.requires_grad_(True)`` to train.
+keeps pointing at the copy's own layers.
+
+Parameters keep ``requires_grad=True`` by default: pytorch-grad-cam (and other hook-based
+methods) need the activations to require gradients even when the input does not, and
+freezing measured no speed-up for input gradients here (EfficientNet-Lite0, CPU).
+Explanation code differentiates w.r.t. the input with ``torch.autograd.grad(..., inputs)``,
+which never accumulates into ``param.grad``.
 """
 
 from __future__ import annotations
@@ -60,7 +63,8 @@ class NormalizedModel(nn.Module):
         stages: optional ``{key: dotted name inside net}``.
         resize_size: shorter-side resize used before the centre crop (None: unknown).
         name: a short identifier (e.g. ``"efficientnet_lite0"``).
-        freeze: set ``requires_grad=False`` on every parameter of ``net``.
+        freeze: set ``requires_grad=False`` on every parameter of ``net`` (off by default,
+            see the module docstring).
         **attributes: further plain attributes to set (e.g. ``categories``,
             ``embedding_size``).
 
@@ -80,7 +84,7 @@ class NormalizedModel(nn.Module):
         stages: Mapping[str, str] | None = None,
         resize_size: int | None = None,
         name: str | None = None,
-        freeze: bool = True,
+        freeze: bool = False,
         **attributes: object,
     ):
         super().__init__()

