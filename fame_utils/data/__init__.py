@@ -2,8 +2,11 @@
 
 - :mod:`.transforms` — image loading, Resize + CenterCrop, box mapping and masks.
 - :mod:`.objects` — the bundled annotated object images (``data/objects``).
+- :mod:`.faces` — face-pair protocols (G, P, T CSVs) over folders of aligned chips, and
+  the bundled stand-in protocols (``data/faces``).
 """
 
+from .faces import FACES_DIR, SAMPLE_FACE_SUBSETS, FacePairs, load_face_protocol, load_sample_faces
 from .objects import (
     ANNOTATION_COLUMNS,
     OBJECTS_DIR,
@@ -23,6 +26,11 @@ from .transforms import (
 )
 
 __all__ = [
+    "FACES_DIR",
+    "SAMPLE_FACE_SUBSETS",
+    "FacePairs",
+    "load_face_protocol",
+    "load_sample_faces",
     "ANNOTATION_COLUMNS",
     "OBJECTS_DIR",
     "ObjectAnnotation",
