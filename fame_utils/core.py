@@ -135,6 +135,21 @@ class FameResult:
             )
         return out
 
+    def __getitem__(self, index: int | slice) -> FameResult:
+        """The result of some samples (an int keeps the batch dimension)."""
+        if isinstance(index, int):
+            index = slice(index, index + 1 if index != -1 else None)
+        return FameResult(
+            self.delta[index],
+            self.steps[index],
+            self.initial_loss[index],
+            self.final_loss[index],
+            self.config,
+        )
+
+    def __len__(self) -> int:
+        return self.delta.shape[0]
+
     @property
     def empty(self) -> Tensor:
         """(N,) bool: samples whose Δx is all zero."""

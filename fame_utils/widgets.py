@@ -29,12 +29,22 @@ class FameCache:
         self.max_items = max_items
         self._store: dict[Hashable, FameResult] = {}
 
+    @staticmethod
+    def _key(key: Hashable, overrides: dict) -> Hashable:
+        return (key, tuple(sorted(overrides.items())))
+
+    def put(self, key: Hashable, result: FameResult, **overrides) -> None:
+        """Store a result computed elsewhere (e.g. one image of a batched run)."""
+        if len(self._store) >= self.max_items:
+            self._store.pop(next(iter(self._store)))
+        self._store[self._key(key, overrides)] = result
+
     def get(self, key: Hashable, images: Tensor, objective: Objective, **overrides) -> FameResult:
-        full = (key, tuple(sorted(overrides.items())))
+        """The cached result for ``key`` and ``overrides``, computing it on a miss."""
+        full = self._key(key, overrides)
         if full not in self._store:
-            if len(self._store) >= self.max_items:
-                self._store.pop(next(iter(self._store)))
-            self._store[full] = run_fame(self.model, images, objective, self.config, **overrides)
+            result = run_fame(self.model, images, objective, self.config, **overrides)
+            self.put(key, result, **overrides)
         return self._store[full]
 
     def __len__(self) -> int:
@@ -54,7 +64,8 @@ def blur_explorer(
     """Image, σ, iterations and step-size controls over one FAME map.
 
     Changing σ re-blurs the cached Δx (instant); changing iterations or the step size
-    recomputes when "Run" is pressed.
+    recomputes when "Run" is pressed. Seed the cache with results you already have via
+    ``cache.put((i,), result[i], iterations=..., step_size=...)``.
 
     Args:
         cache: :class:`FameCache` around the model.
@@ -63,28 +74,46 @@ def blur_explorer(
         objective_for: index -> objective for that single image.
     """
     image = W.Dropdown(options=list(zip(names, range(len(names)))), value=0, description="image")
-    sig = W.FloatSlider(value=sigma, min=0.0, max=30.0, step=0.1, description="σ",
-                        continuous_update=False)
-    its = W.IntSlider(value=iterations, min=1, max=1000, step=1, description="iterations",
-                      continuous_update=False)
-    eta = W.FloatLogSlider(value=step_size, base=10, min=-4, max=-1, step=0.05,
-                           description="step size", continuous_update=False)
+    sig = W.FloatSlider(
+        value=sigma, min=0.0, max=30.0, step=0.1, description="σ", continuous_update=False
+    )
+    its = W.IntSlider(
+        value=iterations, min=1, max=1000, step=1, description="iterations", continuous_update=False
+    )
+    eta = W.FloatLogSlider(
+        value=step_size,
+        base=10,
+        min=-4,
+        max=-1,
+        step=0.05,
+        description="step size",
+        continuous_update=False,
+    )
     run = W.Button(description="Run", tooltip="recompute with these iterations / step size")
     out = W.Output()
     state = {"its": iterations, "eta": step_size}
 
     def render(*_):
         i = image.value
-        res = cache.get((i,), images[i : i + 1], objective_for(i), iterations=state["its"],
-                        step_size=state["eta"], progress=False)
+        res = cache.get(
+            (i,),
+            images[i : i + 1],
+            objective_for(i),
+            iterations=state["its"],
+            step_size=state["eta"],
+        )
         kernel = 2 * int(3 * sig.value + 0.5) + 1 if sig.value > 0 else 1
         m = res.maps(sigma=sig.value, kernel_size=kernel)
         with out:
             out.clear_output(wait=True)
             fig, axes = plt.subplots(1, 2, figsize=(6, 3))
             overlay(axes[0], images[i], title=names[i])
-            overlay(axes[1], images[i], m[0],
-                    title=f"σ={sig.value:.1f}, {state['its']} it, η={state['eta']:.4f}")
+            overlay(
+                axes[1],
+                images[i],
+                m[0],
+                title=f"σ={sig.value:.1f}, {state['its']} it, η={state['eta']:.4f}",
+            )
             plt.show()
 
     def recompute(_):
@@ -96,5 +125,3 @@ def blur_explorer(
     run.on_click(recompute)
     render()
     return W.VBox([W.HBox([image, sig]), W.HBox([its, eta, run]), out])
-
-
