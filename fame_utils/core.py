@@ -168,19 +168,26 @@ def _step_scale(model: nn.Module, step_space: StepSpace, device, dtype) -> Tenso
 
 
 def _optimise_chunk(
-    model: nn.Module, x: Tensor, objective: Objective, cfg: FameConfig, bar
+    model: nn.Module, x_full: Tensor, objective: Objective, cfg: FameConfig, bar
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    scale = _step_scale(model, cfg.step_space, x.device, x.dtype)
-    n = x.shape[0]
-    delta = torch.zeros_like(x)
-    active = torch.ones(n, 1, 1, 1, dtype=torch.bool, device=x.device)
-    steps = torch.zeros(n, dtype=torch.long, device=x.device)
+    """Descend ``objective`` on one chunk; returns (Δx gray-abs, steps, initial, final loss).
+
+    With early stopping, finished samples are frozen on the device at once and, at every
+    ``early_stop_check_every``-th iteration (one host sync), dropped from the batch so
+    they stop costing forward/backward passes.
+    """
+    scale = _step_scale(model, cfg.step_space, x_full.device, x_full.dtype)
+    n = x_full.shape[0]
     eps = cfg.early_stop
-    loss = initial = None
+    delta_full = torch.zeros_like(x_full)
+    steps = torch.zeros(n, dtype=torch.long, device=x_full.device)
+    rows = torch.arange(n, device=x_full.device)  # chunk rows still being optimised
+    x, delta, obj = x_full, torch.zeros_like(x_full), objective
+    active = torch.ones(n, 1, 1, 1, dtype=torch.bool, device=x_full.device)
+    initial = None
     for it in range(cfg.iterations):
         delta.requires_grad_(True)
-        xbar = x + scale * delta
-        loss = objective(model, xbar)
+        loss = obj(model, x + scale * delta)
         (grad,) = torch.autograd.grad(loss.sum(), delta)
         with torch.no_grad():
             loss = loss.detach()
@@ -189,27 +196,31 @@ def _optimise_chunk(
             gmax = grad.abs().amax(dim=(1, 2, 3), keepdim=True)
             step = grad / gmax.clamp_min(torch.finfo(grad.dtype).tiny)
             if eps is not None:
-                active &= (loss >= eps).view(n, 1, 1, 1)
+                active &= (loss >= eps).view(-1, 1, 1, 1)
                 step = step * active
-            steps += active.view(n).long()
+            steps.index_add_(0, rows, active.view(-1).long())
             delta = delta.detach() - cfg.step_size * step
             if cfg.clamp:
                 delta = ((x + scale * delta).clamp(0, 1) - x) / scale
         if bar is not None:
             bar.update(1)
-        if (
-            eps is not None
-            and (it + 1) % cfg.early_stop_check_every == 0
-            and not bool(active.any())
-        ):
-            if bar is not None:
-                bar.update(cfg.iterations - it - 1)
-            break
+        if eps is not None and (it + 1) % cfg.early_stop_check_every == 0:
+            n_active = int(active.sum())  # the one host sync early stopping needs
+            if n_active < rows.numel():
+                delta_full[rows] = delta
+                keep = active.view(-1).nonzero().squeeze(1)
+                rows, x, delta, active = rows[keep], x[keep], delta[keep], active[keep]
+                obj = obj.subset(keep)
+            if n_active == 0:
+                if bar is not None:
+                    bar.update(cfg.iterations - it - 1)
+                break
     with torch.no_grad():
-        final = objective(model, x + scale * delta).detach()
+        delta_full[rows] = delta.detach()
+        final = objective(model, x_full + scale * delta_full).detach()
     if initial is None:
         initial = final
-    return to_gray(delta).abs(), steps, initial, final
+    return to_gray(delta_full).abs(), steps, initial, final
 
 
 def run_fame(

@@ -102,7 +102,7 @@ class _BothSides(CosineSimilarity):
         refs = bound.references.repeat(2, 1)
         return images.repeat(2, 1, 1, 1), _BothSides(refs, sign)
 
-    def subset(self, index: slice) -> Objective:
+    def subset(self, index: slice | Tensor) -> Objective:
         return _BothSides(self.references[index], self.sign[index])
 
     def __call__(self, model: nn.Module, inputs: Tensor) -> Tensor:

@@ -43,9 +43,9 @@ class Objective:
         an objective bound to it. Default: identity (N = B, one map per image)."""
         return images, self
 
-    def subset(self, index: slice) -> Objective:
-        """The objective for rows ``index`` of the (expanded) batch. Default: ``self``,
-        correct for objectives without per-sample data."""
+    def subset(self, index: slice | Tensor) -> Objective:
+        """The objective for rows ``index`` (a slice or a 1-D index tensor) of the
+        (expanded) batch. Default: ``self``, correct for objectives without per-sample data."""
         return self
 
     def __call__(self, model: nn.Module, inputs: Tensor) -> Tensor:  # pragma: no cover
@@ -74,7 +74,7 @@ class ClassLogit(Objective):
             raise ValueError(f"targets must be non-negative class indices, got {t.tolist()}")
         return images, ClassLogit(t.to(images.device), absolute=self.absolute)
 
-    def subset(self, index: slice) -> Objective:
+    def subset(self, index: slice | Tensor) -> Objective:
         if isinstance(self.targets, int):
             return self
         return ClassLogit(self.targets[index], absolute=self.absolute)
@@ -177,7 +177,7 @@ class FeatureCell(Objective):
         rows = cells.repeat(images.shape[0], 1).to(images.device)
         return expanded, FeatureCell(self.layer, self.cells, per_sample=rows)
 
-    def subset(self, index: slice) -> Objective:
+    def subset(self, index: slice | Tensor) -> Objective:
         if self.per_sample is None:
             return self
         return FeatureCell(self.layer, self.cells, per_sample=self.per_sample[index])
@@ -208,7 +208,7 @@ class _EmbeddingObjective(Objective):
             )
         return images, type(self)(self.references.to(images.device))
 
-    def subset(self, index: slice) -> Objective:
+    def subset(self, index: slice | Tensor) -> Objective:
         return type(self)(self.references[index])
 
     def similarity(self, model: nn.Module, inputs: Tensor) -> Tensor:

@@ -258,3 +258,23 @@ def test_bad_config_raises():
         FameConfig(normalization="l2")
     with pytest.raises(TypeError, match="unknown FameConfig fields"):
         FameConfig().replace(iteratons=5)
+
+
+def test_finished_samples_leave_the_batch():
+    # same setting as test_early_stop_per_sample: sample 0 is done after 1 step
+    sizes = []
+
+    class Recording(LinearScorer):
+        def forward(self, x):
+            sizes.append(x.shape[0])
+            return super().forward(x)
+
+    model = Recording(torch.ones(1, 3, 2, 2)).eval()
+    x = torch.stack([torch.full((3, 2, 2), 0.1), torch.full((3, 2, 2), 0.9)])
+    r = run_fame(model, x, ClassLogit([0, 0]), iterations=20, step_size=0.1, early_stop=0.5,
+                 early_stop_check_every=2, **QUIET)
+    assert r.steps.tolist() == [1, 9]
+    # iterations 1-2 run both samples, 3-10 only sample 1 (stops at the check after it 10),
+    # then one final forward over both to report the loss
+    assert sizes == [2, 2] + [1] * 8 + [2]
+    torch.testing.assert_close(r.final_loss, torch.tensor([0.0, 0.0]), atol=1e-5, rtol=0)
