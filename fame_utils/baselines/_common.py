@@ -1,0 +1,78 @@
+"""Small helpers shared by the baseline methods (not public API)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import Tensor, nn
+
+from ..explain import ClassTarget, SimilarityTarget
+
+__all__ = [
+    "frozen_parameters",
+    "check_target",
+    "target_layer_of",
+    "l2_normalize",
+    "max_normalize",
+]
+
+
+@contextmanager
+def frozen_parameters(model: nn.Module) -> Iterator[nn.Module]:
+    """Switch ``requires_grad`` off for every parameter while the block runs, then restore it.
+
+    The baselines only need gradients with respect to inputs and activations; without
+    this, every backward pass would also compute (and store in ``.grad``) the weight
+    gradients, which costs time and memory and changes the user's model state.
+    """
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    try:
+        for p, _ in flags:
+            p.requires_grad_(False)
+        yield model
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+
+
+def check_target(target: object) -> ClassTarget | SimilarityTarget:
+    """Raise a clear ``TypeError`` unless ``target`` is one of the two shared targets."""
+    if not isinstance(target, (ClassTarget, SimilarityTarget)):
+        raise TypeError(
+            f"target must be ClassTarget or SimilarityTarget, got {type(target).__name__}"
+        )
+    return target
+
+
+def target_layer_of(model: nn.Module, layer: nn.Module | str | None) -> nn.Module:
+    """``layer`` as a module: ``None`` means ``model.target_layer`` (the wrapper contract),
+    a string is a dotted submodule name (``"layer4"``)."""
+    if layer is None:
+        found = getattr(model, "target_layer", None)
+        if not isinstance(found, nn.Module):
+            raise ValueError(
+                "the model has no `target_layer` attribute (an nn.Module); pass "
+                "target_layer=<module or dotted name> to the method"
+            )
+        return found
+    if isinstance(layer, nn.Module):
+        return layer
+    try:
+        return model.get_submodule(layer)
+    except AttributeError as e:
+        names = [n for n, _ in model.named_children()]
+        raise ValueError(f"model has no submodule {layer!r}; top-level children: {names}") from e
+
+
+def l2_normalize(x: Tensor, dim: int = -1, eps: float = 1e-12) -> Tensor:
+    """``x / max(‖x‖₂, eps)`` along ``dim`` (same as ``torch.nn.functional.normalize``)."""
+    return x / torch.linalg.vector_norm(x, dim=dim, keepdim=True).clamp_min(eps)
+
+
+def max_normalize(maps: Tensor) -> Tensor:
+    """Divide each (H, W) map of a (B, H, W) batch by its maximum; maps whose maximum is
+    <= 0 become all zero (the paper's max normalisation, FAME's default)."""
+    top = maps.flatten(1).amax(1).view(-1, 1, 1)
+    return torch.where(top > 0, maps / top.clamp_min(torch.finfo(maps.dtype).tiny), 0.0)

@@ -1,0 +1,277 @@
+"""CAM baselines through pytorch-grad-cam 1.5.7 (paper Table 2 and Fig. 3).
+
+:class:`GradCAM`, :class:`GradCAMElementWise` (Grad-CAM-EW), :class:`HiResCAM` and
+:class:`FullGrad` follow the shared convention ``method(model, images, target) ->
+Attribution(map, None)``:
+
+- ``ClassTarget``: one ``ClassifierOutputTarget(class)`` per image (raw logit, as in
+  the paper's Table 2);
+- ``SimilarityTarget``: one :class:`CosineSimilarityTarget` per image holding *that
+  image's* frozen partner embedding. pytorch-grad-cam calls each target on the output
+  row of its own sample and sums the results before one backward pass, so the
+  gradients of different images never mix (batch-safe).
+
+The CAMs are taken at ``model.target_layer`` (the last convolutional block) unless a
+``target_layer`` (module or dotted name) is given. FullGrad ignores the target layer and
+uses every ``Conv2d``/``BatchNorm2d`` bias, as pytorch-grad-cam does.
+
+Normalisation differs from FAME's. pytorch-grad-cam clips the coarse CAM at 0 (ReLU),
+min-max scales it per image, resizes it bilinearly (OpenCV) to the input size and
+min-max scales again, so every map spans [0, 1] exactly (a constant map becomes all
+zero). FAME divides its blurred map by its maximum only, so FAME's minimum is usually
+> 0; thresholded metrics (IoU@t, ROAD) see that difference.
+
+Our models take [0, 1] RGB and normalise inside, so the [0, 1] images are what we pass
+to pytorch-grad-cam; Grad-CAM, Grad-CAM-EW and HiResCAM do not depend on how the input
+is parameterised. FullGrad does (its input-gradient term is |∇ₓf ⊙ x|): by default it
+is computed in the model's normalised input space ``x_n = (x − mean)/std`` as when
+pytorch-grad-cam is run on a torchvision model fed normalised tensors (the paper's
+setting); ``input_space="pixel"`` uses the [0, 1] pixels instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+import numpy as np
+import pytorch_grad_cam
+import torch
+import torch.nn.functional as F
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+from torch import Tensor, nn
+
+from .._checks import check_images, model_device
+from ..explain import Attribution, ClassTarget, SimilarityTarget
+from ._common import check_target, frozen_parameters, target_layer_of
+
+__all__ = [
+    "CosineSimilarityTarget",
+    "GradCAM",
+    "GradCAMElementWise",
+    "HiResCAM",
+    "FullGrad",
+    "fullgrad_uncovered_biases",
+]
+
+
+class CosineSimilarityTarget:
+    """pytorch-grad-cam target: cos(output, reference) for ONE sample.
+
+    ``reference`` is the frozen partner embedding (D,) of that sample. pytorch-grad-cam
+    calls a target on one sample's output row (D,); a (N, D) output is also accepted
+    (one similarity per row, all against the same reference).
+    """
+
+    def __init__(self, reference: Tensor):
+        if reference.ndim != 1:
+            raise ValueError(f"reference must be a (D,) embedding, got {tuple(reference.shape)}")
+        self.reference = reference.detach()
+
+    def __call__(self, model_output: Tensor) -> Tensor:
+        ref = self.reference.to(device=model_output.device, dtype=model_output.dtype)
+        if model_output.shape[-1] != ref.shape[0]:
+            raise ValueError(
+                f"embedding size {model_output.shape[-1]} differs from the reference's "
+                f"{ref.shape[0]}"
+            )
+        if model_output.ndim == 1:
+            return F.cosine_similarity(model_output, ref, dim=0)
+        return F.cosine_similarity(model_output, ref.expand_as(model_output), dim=-1)
+
+
+def cam_targets(target: ClassTarget | SimilarityTarget, batch: int) -> list:
+    """One pytorch-grad-cam target object per image for the shared ``target``."""
+    check_target(target)
+    if isinstance(target, ClassTarget):
+        return [ClassifierOutputTarget(int(c)) for c in target.indices(batch).tolist()]
+    refs = target.check(batch)
+    return [CosineSimilarityTarget(r) for r in refs]
+
+
+class _FromNormalized(nn.Module):
+    """Wrap a [0, 1]-input model so it takes normalised tensors x_n = (x − mean)/std."""
+
+    def __init__(self, model: nn.Module, mean, std):
+        super().__init__()
+        self.model = model
+        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x_n: Tensor) -> Tensor:
+        return self.model(x_n * self.std + self.mean)
+
+
+_FULLGRAD_TYPES = (nn.Conv2d, nn.BatchNorm2d)
+
+
+def fullgrad_uncovered_biases(model: nn.Module) -> list[str]:
+    """Names of modules whose bias FullGrad (pytorch-grad-cam) would silently leave out.
+
+    pytorch-grad-cam's FullGrad collects the biases of modules whose type is exactly
+    ``nn.Conv2d`` or ``nn.BatchNorm2d``. Any other module holding a non-``None`` ``bias``
+    tensor with spatial extent (custom affine layers, ``BatchNorm2d`` subclasses,
+    normalisation layers...) breaks FullGrad's completeness; ``nn.Linear`` biases have no
+    spatial extent and are not part of the saliency map, so they are not listed.
+    """
+    out = []
+    for name, m in model.named_modules():
+        bias = getattr(m, "bias", None)
+        if not isinstance(bias, Tensor) or type(m) in _FULLGRAD_TYPES:
+            continue
+        if isinstance(m, (nn.Linear, nn.Bilinear, nn.Conv1d)):
+            continue
+        out.append(f"{name or '<model>'} ({type(m).__name__})")
+    return out
+
+
+def _run_cam(
+    cam_class: type,
+    model: nn.Module,
+    images: Tensor,
+    target: ClassTarget | SimilarityTarget,
+    layer: nn.Module | None,
+    *,
+    input_requires_grad: bool = True,
+) -> Tensor:
+    """Run one pytorch-grad-cam method; (B, H, W) float32 maps on the model's device."""
+    device = model_device(model)
+    x = images.detach().to(device)
+    targets = cam_targets(target, x.shape[0])
+    if input_requires_grad:
+        # with the parameters frozen, the input must require grad so that the target
+        # layer's output does and pytorch-grad-cam's gradient hook fires
+        x = x.clone().requires_grad_(True)
+    layers = [] if layer is None else [layer]
+    with frozen_parameters(model):
+        cam = cam_class(model=model, target_layers=layers)
+        try:
+            grayscale = cam(input_tensor=x, targets=targets)
+        except IndexError as e:
+            # e.g. a class index beyond the number of logits
+            raise ValueError(
+                f"{cam_class.__name__} failed while evaluating the targets ({e}); "
+                "check the class indices against the model's number of outputs"
+            ) from e
+        finally:
+            # not `with cam:` - BaseCAM.__exit__ swallows IndexError and returns None
+            cam.activations_and_grads.release()
+            cam.outputs = None
+    return torch.from_numpy(np.ascontiguousarray(grayscale, dtype=np.float32)).to(device)
+
+
+@dataclass
+class _PytorchGradCam:
+    """Base: a pytorch-grad-cam CAM at ``target_layer`` (default ``model.target_layer``)."""
+
+    target_layer: nn.Module | str | None = None
+    name: str = "CAM"
+    cam_class: ClassVar[type]
+
+    def __call__(
+        self, model: nn.Module, images: Tensor, target: ClassTarget | SimilarityTarget
+    ) -> Attribution:
+        """Maps for ``images`` (B, 3, H, W) in [0, 1].
+
+        Returns:
+            ``Attribution(positive, None)``: (B, H, W) maps in [0, 1] (min-max scaled by
+            pytorch-grad-cam), on ``images``' device and dtype.
+        """
+        check_images(images)
+        check_target(target)
+        layer = target_layer_of(model, self.target_layer)
+        maps = _run_cam(self.cam_class, model, images, target, layer)
+        return Attribution(maps.to(device=images.device, dtype=images.dtype), None)
+
+
+@dataclass
+class GradCAM(_PytorchGradCam):
+    """Grad-CAM (Selvaraju et al. 2017): ReLU(Σ_c ᾱ_c A_c), ᾱ_c = spatial mean of ∂y/∂A_c."""
+
+    name: str = "Grad-CAM"
+    cam_class: ClassVar[type] = pytorch_grad_cam.GradCAM
+
+
+@dataclass
+class GradCAMElementWise(_PytorchGradCam):
+    """Grad-CAM-EW: Σ_c ReLU(∂y/∂A_c ⊙ A_c), element-wise instead of channel-averaged
+    gradient weights (pytorch-grad-cam ``GradCAMElementWise``)."""
+
+    name: str = "Grad-CAM-EW"
+    cam_class: ClassVar[type] = pytorch_grad_cam.GradCAMElementWise
+
+
+@dataclass
+class HiResCAM(_PytorchGradCam):
+    """HiResCAM (Draelos & Carin 2020): ReLU(Σ_c ∂y/∂A_c ⊙ A_c). For a network whose
+    head is global-average-pool + linear it equals Grad-CAM (as in the paper's Table 2)."""
+
+    name: str = "HiResCAM"
+    cam_class: ClassVar[type] = pytorch_grad_cam.HiResCAM
+
+
+@dataclass
+class FullGrad:
+    """FullGrad (Srinivas & Fleuret 2019) through pytorch-grad-cam.
+
+    |∇ₓy ⊙ x| plus |b ⊙ ∇_b y| of every ``Conv2d``/``BatchNorm2d`` bias, each min-max
+    scaled and resized, summed, then min-max scaled.
+
+    Args:
+        input_space: ``"normalized"`` (default) computes the input term in the model's
+            normalised space x_n = (x − mean)/std taken from ``model.input_normalization``
+            (as pytorch-grad-cam on a torchvision model fed normalised tensors, the
+            paper's setting); ``"pixel"`` uses the [0, 1] pixels. Models without
+            ``input_normalization`` use pixels.
+        allow_uncovered_biases: FullGrad needs the biases of all layers; by default a
+            model with bias-carrying modules that pytorch-grad-cam does not collect (see
+            :func:`fullgrad_uncovered_biases`) raises ``ValueError``. ``True`` runs anyway.
+
+    Raises:
+        ValueError: the model has no ``Conv2d``/``BatchNorm2d`` bias at all, or has
+            uncovered biases (unless allowed).
+    """
+
+    input_space: Literal["normalized", "pixel"] = "normalized"
+    allow_uncovered_biases: bool = False
+    name: str = "FullGrad"
+
+    def __post_init__(self):
+        if self.input_space not in ("normalized", "pixel"):
+            raise ValueError(
+                f"input_space must be 'normalized' or 'pixel', got {self.input_space!r}"
+            )
+
+    def check_model(self, model: nn.Module) -> None:
+        """Raise ``ValueError`` if FullGrad cannot explain ``model`` faithfully."""
+        covered = [m for m in model.modules() if type(m) in _FULLGRAD_TYPES and m.bias is not None]
+        if not covered:
+            raise ValueError(
+                "FullGrad needs Conv2d or BatchNorm2d layers with biases; "
+                f"{type(model).__name__} has none"
+            )
+        missing = fullgrad_uncovered_biases(model)
+        if missing and not self.allow_uncovered_biases:
+            shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+            raise ValueError(
+                f"FullGrad needs the biases of all layers, but pytorch-grad-cam only collects "
+                f"nn.Conv2d and nn.BatchNorm2d biases; these {len(missing)} modules carry "
+                f"biases it would ignore: {shown}. Pass allow_uncovered_biases=True to run "
+                "it anyway (the map then misses those bias terms)."
+            )
+
+    def __call__(
+        self, model: nn.Module, images: Tensor, target: ClassTarget | SimilarityTarget
+    ) -> Attribution:
+        """(B, H, W) FullGrad maps in [0, 1] for ``images`` (B, 3, H, W) in [0, 1]."""
+        check_images(images)
+        check_target(target)
+        self.check_model(model)
+        norm = getattr(model, "input_normalization", None)
+        x, net = images, model
+        if self.input_space == "normalized" and norm is not None:
+            mean, std = norm
+            net = _FromNormalized(model, mean, std).to(model_device(model))
+            x = (images.to(net.mean.device) - net.mean) / net.std
+        maps = _run_cam(pytorch_grad_cam.FullGrad, net, x, target, None, input_requires_grad=False)
+        return Attribution(maps.to(device=images.device, dtype=images.dtype), None)
