@@ -15,7 +15,11 @@ from run_notebooks import execute, notebooks  # noqa: E402
 FAST = {
     "01_gaussian_blur.ipynb": {"iterations": 3, "n_images": 2},
     "03_face_comparisons.ipynb": {"iterations": 3, "n_masks": 16},
+    "04_face_metrics.ipynb": {"iterations": 3, "n_masks": 16, "max_pairs": 2},
+    "05_imagenet_metrics.ipynb": {"iterations": 3, "max_images": 3},
 }
+# notebooks that keep a run cache: point it into the test's temporary folder
+CACHED = {"04_face_metrics.ipynb", "05_imagenet_metrics.ipynb"}
 
 
 def test_every_notebook_has_a_fast_setting():
@@ -28,6 +32,8 @@ def test_every_notebook_has_a_fast_setting():
 @pytest.mark.parametrize("path", notebooks(), ids=lambda p: p.name)
 def test_notebook_runs_headless(path, tmp_path):
     params = dict(FAST[path.name], figures_dir=str(tmp_path / "figures"))
+    if path.name in CACHED:
+        params.update(cache_dir=str(tmp_path / "cache"), out_dir=str(tmp_path / "out"))
     execute(path, params, tmp_path / "executed")
     written = sorted(p.name for p in (tmp_path / "figures").iterdir())
     assert any(n.endswith(".png") for n in written), f"{path.name} wrote no figure: {written}"

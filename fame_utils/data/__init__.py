@@ -4,9 +4,11 @@
 - :mod:`.objects` — the bundled annotated object images (``data/objects``).
 - :mod:`.faces` — face-pair protocols (G, P, T CSVs) over folders of aligned chips, and
   the bundled stand-in protocols (``data/faces``).
+- :mod:`.imagenet` — ImageNet validation images with first-object boxes (paper protocol).
 """
 
 from .faces import FACES_DIR, SAMPLE_FACE_SUBSETS, FacePairs, load_face_protocol, load_sample_faces
+from .imagenet import ImageNetVal, load_imagenet_val
 from .objects import (
     ANNOTATION_COLUMNS,
     OBJECTS_DIR,
@@ -26,6 +28,8 @@ from .transforms import (
 )
 
 __all__ = [
+    "ImageNetVal",
+    "load_imagenet_val",
     "FACES_DIR",
     "SAMPLE_FACE_SUBSETS",
     "FacePairs",

@@ -1,0 +1,61 @@
+"""Evaluation metrics of the paper's tables.
+
+- :mod:`~fame_utils.metrics.localization` — IoU@t between {map ≥ t} and the object box
+  (Table 2).
+- :mod:`~fame_utils.metrics.road` — exact-count pixel ranking, removal masks, zero and
+  noisy-linear (ROAD) removal, ROAD-Delete@p (Table 2), insertion/deletion curves, AUC.
+- :mod:`~fame_utils.metrics.face` — face-verification Deletion/Insertion at the clean EER
+  threshold (Table 1).
+- :mod:`~fame_utils.metrics.threshold` — EER threshold, EER, verification accuracy.
+"""
+
+from .face import (
+    FACE_PERCENTS,
+    FacePerturbation,
+    cosine_scores,
+    embed,
+    face_deletion_insertion,
+)
+from .localization import boxes_to_masks, iou_at_thresholds, salient_region
+from .road import (
+    NEIGHBOUR_WEIGHTS,
+    RemovalMode,
+    ScoreKind,
+    class_scores,
+    curve_auc,
+    noisy_linear_impute,
+    perturbation_curves,
+    pixel_ranks,
+    removal_counts,
+    removal_masks,
+    remove_pixels,
+    road_scores,
+)
+from .threshold import eer, eer_threshold, far_frr, verification_accuracy
+
+__all__ = [
+    "FACE_PERCENTS",
+    "FacePerturbation",
+    "cosine_scores",
+    "embed",
+    "face_deletion_insertion",
+    "boxes_to_masks",
+    "iou_at_thresholds",
+    "salient_region",
+    "NEIGHBOUR_WEIGHTS",
+    "RemovalMode",
+    "ScoreKind",
+    "class_scores",
+    "curve_auc",
+    "noisy_linear_impute",
+    "perturbation_curves",
+    "pixel_ranks",
+    "removal_counts",
+    "removal_masks",
+    "remove_pixels",
+    "road_scores",
+    "eer",
+    "eer_threshold",
+    "far_frr",
+    "verification_accuracy",
+]

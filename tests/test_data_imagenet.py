@@ -1,0 +1,192 @@
+"""ImageNet validation loader on a tiny fake ImageNet written to tmp_path."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fame_utils.data.imagenet import (
+    find_imagenet_files,
+    load_imagenet_val,
+    read_synset_mapping,
+    sample_per_class,
+)
+from fame_utils.data.transforms import load_image, map_boxes, resize_center_crop
+
+SYNSETS = ["n01440764", "n01443537", "n01484850"]
+# image id -> (size (W, H), objects [(synset, box)])
+ANNOTATIONS = {
+    1: ((300, 200), [("n01443537", (10, 20, 150, 180)), ("n01440764", (0, 0, 5, 5))]),
+    2: ((200, 320), [("n01440764", (30, 40, 190, 300))]),
+    3: ((256, 256), [("n01443537", (0, 0, 256, 256))]),
+    4: ((240, 240), [("n01484850", (100, 100, 200, 220))]),
+    5: ((260, 240), [("n01443537", (5, 5, 100, 100))]),
+    6: ((241, 300), [("n01440764", (50, 60, 70, 80))]),
+    7: ((280, 250), [("n01443537", (1, 2, 3, 4))]),
+}
+
+
+def _name(i: int) -> str:
+    return f"ILSVRC2012_val_{i:08d}"
+
+
+def _write_images(folder, ids=None, subfolders=False):
+    rng = np.random.default_rng(0)
+    for i, ((w, h), objs) in ANNOTATIONS.items():
+        if ids is not None and i not in ids:
+            continue
+        d = folder / objs[0][0] if subfolders else folder
+        d.mkdir(parents=True, exist_ok=True)
+        arr = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        Image.fromarray(arr).save(d / f"{_name(i)}.JPEG", quality=95)
+
+
+def _write_csv(path):
+    lines = ["ImageId,PredictionString"]
+    for i, (_, objs) in ANNOTATIONS.items():
+        pred = " ".join(f"{s} {' '.join(str(v) for v in b)}" for s, b in objs)
+        lines.append(f"{_name(i)},{pred} ")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _write_xml(folder):
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, ((w, h), objs) in ANNOTATIONS.items():
+        body = "".join(
+            f"<object><name>{s}</name><pose>Unspecified</pose><bndbox><xmin>{b[0]}</xmin>"
+            f"<ymin>{b[1]}</ymin><xmax>{b[2]}</xmax><ymax>{b[3]}</ymax></bndbox></object>"
+            for s, b in objs
+        )
+        (folder / f"{_name(i)}.xml").write_text(
+            f"<annotation><folder>val</folder><filename>{_name(i)}</filename>"
+            f"<size><width>{w}</width><height>{h}</height><depth>3</depth></size>{body}</annotation>"
+        )
+
+
+def _write_mapping(path):
+    path.write_text("\n".join(f"{s} fish number {k}, a fish" for k, s in enumerate(SYNSETS)) + "\n")
+
+
+@pytest.fixture
+def kaggle_root(tmp_path):
+    root = tmp_path / "kaggle"
+    _write_images(root / "ILSVRC" / "Data" / "CLS-LOC" / "val")
+    _write_csv(root / "LOC_val_solution.csv")
+    _write_mapping(root / "LOC_synset_mapping.txt")
+    return root
+
+
+def test_kaggle_layout_first_object_labels_and_boxes(kaggle_root):
+    data = load_imagenet_val(kaggle_root, per_class=None, resize=232, crop=224)
+    assert [r.image_id for r in data.records] == [_name(i) for i in (2, 6, 1, 3, 5, 7, 4)]
+    assert data.labels == [0, 0, 1, 1, 1, 1, 2]
+    rec1 = next(r for r in data.records if r.image_id == _name(1))
+    assert rec1.synset == "n01443537" and rec1.box == (10.0, 20.0, 150.0, 180.0)
+    item = data[2]
+    assert item.name == _name(1) and item.label == 1
+    img = load_image(rec1.path)
+    torch.testing.assert_close(item.image, resize_center_crop(img, 232, 224))
+    torch.testing.assert_close(item.box, map_boxes([rec1.box], (200, 300), 232, 224, "aspect")[0])
+    # aspect-preserving by hand: 300×200 -> 348×232, crop offsets left 62, top 4; the box's
+    # left edge (10·1.16 − 62 < 0) is clipped to the crop
+    torch.testing.assert_close(
+        item.box, torch.tensor([0.0, 20 * 1.16 - 4, 150 * 1.16 - 62, 180 * 1.16 - 4])
+    )
+    per_axis = load_imagenet_val(kaggle_root, per_class=None, box_convention="per_axis")
+    torch.testing.assert_close(
+        per_axis[2].box,
+        torch.tensor(
+            [10 * 232 / 300 - 4, 20 * 232 / 200 - 4, 150 * 232 / 300 - 4, 180 * 232 / 200 - 4]
+        ),
+    )
+    assert per_axis.identity != data.identity
+    assert item.image.shape == (3, 224, 224)
+
+
+def test_xml_layout_with_imagefolder_images_gives_the_same_records(kaggle_root, tmp_path):
+    root = tmp_path / "ilsvrc"
+    _write_images(root / "val", subfolders=True)
+    _write_xml(root / "ILSVRC2012_bbox_val_v3" / "val")
+    xml = load_imagenet_val(root, per_class=None, synset_mapping=SYNSETS)
+    csv = load_imagenet_val(kaggle_root, per_class=None)
+    assert [(r.image_id, r.label, r.box) for r in xml.records] == [
+        (r.image_id, r.label, r.box) for r in csv.records
+    ]
+    assert xml.identity == csv.identity  # same selection and preprocessing
+
+
+def test_per_class_sampler_is_seeded_and_balanced(kaggle_root):
+    files = find_imagenet_files(kaggle_root)
+    assert files.annotations.name == "LOC_val_solution.csv"
+    a = load_imagenet_val(kaggle_root, per_class=2, seed=0)
+    b = load_imagenet_val(kaggle_root, per_class=2, seed=0)
+    assert [r.image_id for r in a.records] == [r.image_id for r in b.records]
+    assert a.labels == [0, 0, 1, 1, 2]  # class 2 has only one image
+    picks = {
+        tuple(r.image_id for r in load_imagenet_val(kaggle_root, per_class=2, seed=s).records)
+        for s in range(20)
+    }
+    assert len(picks) > 1  # the seed changes the draw among class 1's four images
+    recs = load_imagenet_val(kaggle_root, per_class=None).records
+    assert sample_per_class(recs, 1, seed=3) == sample_per_class(recs, 1, seed=3)
+    assert len(load_imagenet_val(kaggle_root, per_class=5, max_images=3)) == 3
+
+
+def test_missing_files_are_listed(tmp_path, kaggle_root):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError) as e:
+        load_imagenet_val(empty)
+    msg = str(e.value)
+    assert "validation images" in msg and "LOC_val_solution.csv" in msg
+    with pytest.raises(FileNotFoundError, match="is not a folder"):
+        load_imagenet_val(tmp_path / "nowhere")
+    # annotated images without a file
+    (kaggle_root / "ILSVRC" / "Data" / "CLS-LOC" / "val" / f"{_name(4)}.JPEG").unlink()
+    with pytest.raises(FileNotFoundError, match=_name(4)):
+        load_imagenet_val(kaggle_root)
+    assert len(load_imagenet_val(kaggle_root, per_class=None, missing_images="skip")) == 6
+    # no mapping file and fewer than 1000 synsets: the error names the file to provide
+    (kaggle_root / "LOC_synset_mapping.txt").unlink()
+    with pytest.raises(FileNotFoundError, match="LOC_synset_mapping.txt"):
+        load_imagenet_val(kaggle_root, missing_images="skip")
+
+
+def test_synset_mapping_forms(tmp_path):
+    p = tmp_path / "map.txt"
+    _write_mapping(p)
+    assert read_synset_mapping(p) == {s: i for i, s in enumerate(SYNSETS)}
+    assert read_synset_mapping(SYNSETS) == read_synset_mapping(p)
+    assert read_synset_mapping({"n01440764": 7}) == {"n01440764": 7}
+    p.write_text("tench\n")
+    with pytest.raises(ValueError, match="synset id"):
+        read_synset_mapping(p)
+
+
+def test_runner_runs_on_imagenet_items(kaggle_root, tmp_path, tiny_cnn):
+    from fame_utils.explain import Attribution
+    from fame_utils.runner import IoUMetric, run_experiment
+
+    class BoxCentre:
+        name = "centre"
+
+        def __call__(self, model, images, target):
+            m = torch.zeros(images.shape[0], *images.shape[2:])
+            m[:, 56:168, 56:168] = 1.0
+            return Attribution(m)
+
+    data = load_imagenet_val(kaggle_root, per_class=1, resize=232, crop=224)
+    res = run_experiment(
+        tiny_cnn, data, [BoxCentre()], [IoUMetric()], tmp_path / "run", batch_size=2, progress=False
+    )
+    centre = torch.zeros(224, 224, dtype=torch.bool)
+    centre[56:168, 56:168] = True
+    from fame_utils.data.transforms import box_mask
+
+    for k in range(len(data)):
+        b = box_mask(data[k].box, 224)[0]
+        want = (b & centre).sum() / (b | centre).sum() * 100
+        got = res.rows[(res.rows.item == data.records[k].image_id) & (res.rows.metric == "IoU@0.5")]
+        assert got["value"].item() == pytest.approx(want.item(), abs=1e-4)

@@ -1,0 +1,390 @@
+"""Metrics of Tables 1 and 2 on hand-made maps, boxes and models with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from fame_utils.metrics import (
+    class_scores,
+    curve_auc,
+    eer_threshold,
+    face_deletion_insertion,
+    iou_at_thresholds,
+    noisy_linear_impute,
+    perturbation_curves,
+    pixel_ranks,
+    removal_counts,
+    removal_masks,
+    road_scores,
+    verification_accuracy,
+)
+from fame_utils.postprocess import gaussian_blur
+
+# pytorch-grad-cam's imputer hands torch tensors to scipy, which numpy 2 warns about
+pytestmark = pytest.mark.filterwarnings("ignore:__array_wrap__ must accept:DeprecationWarning")
+
+# ----------------------------------------------------------------------------- IoU
+
+
+def test_iou_map_equal_to_box_is_one_at_every_threshold():
+    masks = torch.zeros(2, 12, 16, dtype=torch.bool)
+    masks[0, 2:7, 3:11] = True
+    masks[1, 5:12, 0:4] = True
+    maps = masks.float()
+    iou = iou_at_thresholds(maps, masks, [0.05, 0.3, 0.5, 0.7, 1.0])
+    assert torch.equal(iou, torch.ones(2, 5))
+
+
+def test_iou_hand_computed_values():
+    # box: rows 0..3, cols 0..3 (16 px); map: 0.8 on rows 0..3 cols 2..7 (24 px),
+    # 0.4 on rows 0..3 cols 0..1, 0 elsewhere.
+    box = torch.zeros(1, 8, 8, dtype=torch.bool)
+    box[0, :4, :4] = True
+    m = torch.zeros(1, 8, 8)
+    m[0, :4, 2:8] = 0.8
+    m[0, :4, :2] = 0.4
+    iou = iou_at_thresholds(m, box, [0.3, 0.5, 0.8, 0.9])[0]
+    # t=0.3: S = rows 0..3 cols 0..7 (32) ⊇ box -> 16/32
+    # t=0.5 and 0.8 (≥ is inclusive): S = cols 2..7 (24), ∩ = 8, ∪ = 32
+    # t=0.9: S empty -> 0/16
+    assert iou.tolist() == [0.5, 0.25, 0.25, 0.0]
+
+
+def test_iou_scaled_box_map_switches_at_its_height():
+    box = torch.zeros(1, 10, 10, dtype=torch.bool)
+    box[0, 3:8, 2:6] = True
+    iou = iou_at_thresholds(box.float() * 0.6, box, [0.3, 0.6, 0.61])[0]
+    assert iou.tolist() == [1.0, 1.0, 0.0]
+
+
+def test_iou_matches_bruteforce_and_is_batch_invariant():
+    g = torch.Generator().manual_seed(1)
+    maps = torch.rand(5, 9, 11, generator=g)
+    masks = torch.rand(5, 9, 11, generator=g) > 0.6
+    ts = [0.1, 0.45, 0.9]
+    got = iou_at_thresholds(maps, masks, ts)
+    for i in range(5):
+        one = iou_at_thresholds(maps[i : i + 1], masks[i : i + 1], ts)[0]
+        assert torch.equal(one, got[i])
+        for j, t in enumerate(ts):
+            s = maps[i].numpy() >= t
+            b = masks[i].numpy()
+            want = (s & b).sum() / max((s | b).sum(), 1)
+            assert got[i, j].item() == pytest.approx(want, abs=1e-7)
+
+
+def test_iou_boxes_agree_with_box_masks():
+    from fame_utils.data.transforms import box_mask
+
+    boxes = torch.tensor([[2.0, 1.0, 9.0, 6.0], [0.0, 0.0, 5.5, 11.2]])
+    g = torch.Generator().manual_seed(2)
+    maps = torch.rand(2, 12, 10, generator=g)
+    masks = box_mask(boxes, (12, 10)).bool()
+    assert torch.equal(iou_at_thresholds(maps, boxes), iou_at_thresholds(maps, masks))
+
+
+def test_iou_rejects_bad_input():
+    with pytest.raises(ValueError, match=r"\(B, H, W\)"):
+        iou_at_thresholds(torch.rand(4, 4), torch.zeros(4, 4, dtype=torch.bool))
+    with pytest.raises(ValueError, match="NaN"):
+        iou_at_thresholds(torch.full((1, 2, 2), float("nan")), torch.zeros(1, 2, 2, dtype=bool))
+    with pytest.raises(ValueError, match="box masks have shape"):
+        iou_at_thresholds(torch.rand(1, 4, 4), torch.zeros(1, 4, 5, dtype=torch.bool))
+
+
+# ----------------------------------------------------------------------------- ranking
+
+
+def test_constant_map_removes_exactly_p_percent_in_raster_order():
+    maps = torch.full((2, 10, 7), 0.5)
+    percents = [0, 10, 25, 33.3, 50, 99, 100]
+    masks = removal_masks(maps, percents)
+    counts = masks.flatten(2).sum(-1)
+    want = [0, 7, 18, 23, 35, 69, 70]  # round-half-up of p·70/100: 17.5 -> 18, 23.31 -> 23
+    assert counts.tolist() == [want, want]
+    assert removal_counts(percents, 70) == want
+    # ties go to the lower row-major index: the first k pixels in raster order
+    for j, k in enumerate(want):
+        flat = masks[0, j].flatten()
+        assert flat[:k].all() and not flat[k:].any()
+
+
+def test_many_flat_regions_remove_exact_counts_and_nest():
+    g = torch.Generator().manual_seed(3)
+    # 16×16 blocks of a few levels: large ties everywhere
+    coarse = torch.randint(0, 4, (3, 4, 4), generator=g).float() / 3
+    maps = coarse.repeat_interleave(16, 1).repeat_interleave(16, 2)  # (3, 64, 64)
+    percents = list(range(0, 101, 5)) + [12.5, 0.1]
+    masks = removal_masks(maps, percents)
+    n = 64 * 64
+    counts = masks.flatten(2).sum(-1)
+    for j, p in enumerate(percents):
+        assert (counts[:, j] == int(np.floor(p / 100 * n + 0.5))).all()
+    # every removed value >= every kept value, and the masks grow with p
+    for i in range(3):
+        for j in range(len(percents)):
+            rem, keep = maps[i][masks[i, j]], maps[i][~masks[i, j]]
+            if rem.numel() and keep.numel():
+                assert rem.min() >= keep.max()
+    order = sorted(range(len(percents)), key=lambda j: percents[j])
+    for a, b in zip(order, order[1:]):
+        assert (masks[:, a] <= masks[:, b]).all()
+
+
+def test_pixel_ranks_match_python_sort_with_index_tiebreak():
+    g = torch.Generator().manual_seed(4)
+    maps = (torch.rand(2, 6, 5, generator=g) * 4).floor() / 4  # many ties
+    maps[0, 0, 0] = -0.0
+    maps[0, 0, 1] = 0.0
+    ranks = pixel_ranks(maps)
+    for i in range(2):
+        vals = maps[i].flatten().tolist()
+        order = sorted(range(len(vals)), key=lambda k: (-vals[k], k))
+        want = torch.empty(len(vals), dtype=torch.long)
+        want[torch.tensor(order)] = torch.arange(len(vals))
+        assert torch.equal(ranks[i].flatten(), want)
+
+
+def test_least_relevant_first_is_the_complement_order():
+    g = torch.Generator().manual_seed(5)
+    maps = torch.rand(1, 8, 8, generator=g)
+    lerf = removal_masks(maps, [25], most_relevant_first=False)[0, 0]
+    assert lerf.sum() == 16
+    assert maps[0][lerf].max() < maps[0][~lerf].min()
+
+
+# ----------------------------------------------------------------------------- imputation
+
+
+def _smooth_images(b, h, w, seed):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(b * 3, h, w, generator=g)
+    return gaussian_blur(x, 7, 1.5).view(b, 3, h, w).clamp(0, 1)
+
+
+def _blob_maps(b, h, w, seed):
+    g = torch.Generator().manual_seed(seed)
+    return gaussian_blur(torch.rand(b, h, w, generator=g), 15, 4.0)
+
+
+@pytest.mark.parametrize("percent", [10, 30, 50])
+def test_noisy_linear_matches_pytorch_grad_cam_without_noise(percent):
+    from pytorch_grad_cam.metrics.road import NoisyLinearImputer
+
+    images = _smooth_images(2, 40, 56, seed=6)
+    removed = removal_masks(_blob_maps(2, 40, 56, seed=7), [percent])[:, 0]
+    ours = noisy_linear_impute(images, removed, noise=0.0)
+    ref = NoisyLinearImputer(noise=0.0)
+    for i in range(2):
+        want = ref(images[i].clone(), (~removed[i]).float())
+        assert (ours[i] - want).abs().max().item() < 1e-4
+    # kept pixels are untouched, and batched == one image at a time
+    assert torch.equal(ours.permute(0, 2, 3, 1)[~removed], images.permute(0, 2, 3, 1)[~removed])
+    one = noisy_linear_impute(images[1:], removed[1:], noise=0.0)
+    assert (one - ours[1:]).abs().max().item() < 1e-5
+
+
+def test_noisy_linear_constant_image_full_removal_and_noise():
+    flat = torch.full((1, 3, 20, 20), 0.3)
+    removed = torch.zeros(1, 20, 20, dtype=torch.bool)
+    removed[0, 4:15, 6:18] = True
+    out = noisy_linear_impute(flat, removed, noise=0.0)
+    assert (out - 0.3).abs().max().item() < 1e-6
+    # nothing kept: the system has no data; the removed pixels are filled with 0
+    allgone = noisy_linear_impute(flat, torch.ones(1, 20, 20, dtype=torch.bool), noise=0.0)
+    assert torch.equal(allgone, torch.zeros_like(flat))
+    # the noise is N(0, 0.01²) on the removed pixels only, reproducible with a generator
+    gen = torch.Generator().manual_seed(0)
+    noisy = noisy_linear_impute(flat, removed, noise=0.01, generator=gen, clamp=False)
+    diff = (noisy - out).permute(0, 2, 3, 1)[removed]
+    assert diff.std().item() == pytest.approx(0.01, rel=0.1)
+    assert abs(diff.mean().item()) < 0.002
+    assert torch.equal((noisy - flat).permute(0, 2, 3, 1)[~removed], torch.zeros(400 - 132, 3))
+    again = noisy_linear_impute(
+        flat, removed, noise=0.01, generator=torch.Generator().manual_seed(0), clamp=False
+    )
+    assert torch.equal(noisy, again)
+
+
+# ----------------------------------------------------------------------------- ROAD
+
+
+class Linear(nn.Module):
+    """logit_k = <W_k, x>: the drop under removal is exactly <W_k, x − x̃>."""
+
+    def __init__(self, weight):
+        super().__init__()
+        self.weight = nn.Parameter(weight)
+
+    def forward(self, x):
+        return torch.einsum("bchw,kchw->bk", x, self.weight)
+
+
+def test_road_zero_on_constant_map_removes_exactly_p_percent():
+    model = Linear(torch.ones(2, 3, 10, 10))
+    images = torch.ones(2, 3, 10, 10)
+    maps = torch.full((2, 10, 10), 0.7)
+    drop = road_scores(model, images, [0, 1], maps, [10, 30, 50, 33.3], mode="zero")
+    # each removed pixel takes away 3 (one per channel): k = 10, 30, 50, 33
+    assert drop.tolist() == [[30.0, 90.0, 150.0, 99.0]] * 2
+
+
+def test_road_zero_drop_equals_weight_of_removed_pixels():
+    g = torch.Generator().manual_seed(8)
+    w = torch.randn(3, 3, 12, 12, generator=g)
+    model = Linear(w)
+    images = torch.rand(4, 3, 12, 12, generator=g)
+    labels = torch.tensor([0, 2, 1, 2])
+    maps = torch.rand(4, 12, 12, generator=g)
+    percents = [10, 30, 50]
+    drop = road_scores(model, images, labels, maps, percents, mode="zero", batch_size=5)
+    masks = removal_masks(maps, percents)
+    for i in range(4):
+        for j in range(3):
+            want = (w[labels[i]] * images[i] * masks[i, j]).sum()
+            assert drop[i, j].item() == pytest.approx(want.item(), abs=1e-4)
+    # least relevant first removes exactly the masks of removal_masks(most_relevant_first=False)
+    lerf = road_scores(model, images, labels, maps, percents, most_relevant_first=False)
+    lmasks = removal_masks(maps, percents, most_relevant_first=False)
+    for i in range(4):
+        want = (w[labels[i]] * images[i] * lmasks[i, 1]).sum()
+        assert lerf[i, 1].item() == pytest.approx(want.item(), abs=1e-4)
+
+
+def test_road_noisy_linear_without_noise_uses_the_imputed_image():
+    from pytorch_grad_cam.metrics.road import NoisyLinearImputer
+
+    g = torch.Generator().manual_seed(9)
+    w = torch.randn(2, 3, 24, 24, generator=g)
+    model = Linear(w)
+    images = _smooth_images(2, 24, 24, seed=10)
+    maps = _blob_maps(2, 24, 24, seed=11)
+    drop = road_scores(model, images, [1, 0], maps, [30], mode="noisy_linear", noise=0.0)
+    masks = removal_masks(maps, [30])[:, 0]
+    for i, y in enumerate([1, 0]):
+        imputed = NoisyLinearImputer(noise=0.0)(images[i].clone(), (~masks[i]).float())
+        want = (w[y] * (images[i] - imputed)).sum()
+        assert drop[i, 0].item() == pytest.approx(want.item(), abs=1e-3)
+
+
+def test_perturbation_curve_endpoints(tiny_cnn):
+    g = torch.Generator().manual_seed(12)
+    images = torch.rand(3, 3, 16, 16, generator=g)
+    maps = torch.rand(3, 16, 16, generator=g)
+    labels = torch.tensor([0, 3, 4])
+    clean = class_scores(tiny_cnn, images, labels, "probability")
+    black = class_scores(tiny_cnn, torch.zeros_like(images), labels, "probability")
+    dele = perturbation_curves(tiny_cnn, images, labels, maps, kind="deletion")
+    ins = perturbation_curves(tiny_cnn, images, labels, maps, kind="insertion")
+    assert dele.shape == ins.shape == (3, 11)
+    torch.testing.assert_close(dele[:, 0], clean)
+    torch.testing.assert_close(dele[:, -1], black)
+    torch.testing.assert_close(ins[:, 0], black)
+    torch.testing.assert_close(ins[:, -1], clean)
+
+
+def test_road_rejects_mismatched_maps(tiny_cnn):
+    with pytest.raises(ValueError, match="maps must have shape"):
+        road_scores(tiny_cnn, torch.rand(2, 3, 8, 8), [0, 1], torch.rand(2, 8, 9))
+    with pytest.raises(ValueError, match="mode must be"):
+        road_scores(tiny_cnn, torch.rand(1, 3, 8, 8), [0], torch.rand(1, 8, 8), mode="blur")
+    with pytest.raises(ValueError, match=r"\[0, 100\]"):
+        removal_masks(torch.rand(1, 4, 4), [150])
+
+
+# ----------------------------------------------------------------------------- AUC
+
+
+def test_curve_auc_known_curves():
+    p = list(range(0, 101, 10))
+    assert curve_auc(p, torch.tensor([x / 100 for x in p])).item() == pytest.approx(0.5)
+    assert curve_auc(p, torch.full((11,), 0.3)).item() == pytest.approx(0.3)
+    # a step: 1 up to 40 %, 0.5 from 50 %: 0.4 + 0.075 + 0.25
+    step = torch.tensor([1.0] * 5 + [0.5] * 6)
+    assert curve_auc(p, step).item() == pytest.approx(0.725)
+    # uneven spacing, batched rows
+    vals = torch.tensor([[0.0, 1.0, 1.0], [1.0, 0.0, 0.0]])
+    got = curve_auc([0, 20, 100], vals)
+    assert got.tolist() == pytest.approx([(0.1 + 0.8) / 1.0, 0.1])
+    with pytest.raises(ValueError, match="increasing"):
+        curve_auc([0, 50, 50], torch.zeros(3))
+
+
+# ----------------------------------------------------------------------------- faces
+
+
+class HalfMeans(nn.Module):
+    """φ(x) = (mean of the left half, mean of the right half): cosine is 1 for two
+    left-only images, 0 between a left-only and a right-only image."""
+
+    def forward(self, x):
+        w = x.shape[-1] // 2
+        return torch.stack([x[..., :w].mean((1, 2, 3)), x[..., w:].mean((1, 2, 3))], 1)
+
+
+def test_face_delete_insert_known_answer():
+    left = torch.zeros(3, 8, 8)
+    left[:, :, :4] = 0.8
+    right = torch.zeros(3, 8, 8)
+    right[:, :, 4:] = 0.6
+    gallery = torch.stack([left, right])  # pair 0 genuine, pair 1 impostor
+    probe = torch.stack([left, left])
+    maps = torch.zeros(2, 8, 8)
+    maps[:, :, :4] = 1.0  # e₊ points at the left half (32 of 64 pixels, all tied)
+    res = face_deletion_insertion(HalfMeans(), gallery, probe, [True, False], maps, threshold=0.5)
+    # Delete: the genuine probe keeps some left pixel up to 40 % (k = 26 < 32), none from
+    # 50 % on (cos 0 -> wrong); the impostor stays at cos 0 (< θ, right) throughout.
+    assert res.accuracy("delete").tolist() == [1.0] * 5 + [0.5] * 6
+    assert res.auc("delete") == pytest.approx(72.5)
+    # Insert: at 0 % the probe is black (genuine wrong), from 10 % on everything is right.
+    assert res.accuracy("insert").tolist() == [0.5] + [1.0] * 10
+    assert res.auc("insert") == pytest.approx(97.5)
+    torch.testing.assert_close(
+        res.genuine_similarity("delete"), torch.tensor([1.0] * 5 + [0.0] * 6)
+    )
+    assert res.pair_auc("delete").mean().item() == pytest.approx(72.5)
+    assert res.pair_auc("insert").tolist() == pytest.approx([95.0, 100.0])
+    torch.testing.assert_close(res.clean_similarity, torch.tensor([1.0, 0.0]))
+
+
+def test_face_delete_insert_matches_reference_loop(tiny_cnn):
+    torch.manual_seed(13)
+    embedder = nn.Sequential(*list(tiny_cnn.children())[:-1])  # 16-D embeddings
+    g = torch.Generator().manual_seed(14)
+    n = 6
+    gallery = torch.rand(n, 3, 12, 12, generator=g)
+    probe = (gallery + 0.5 * torch.rand(n, 3, 12, 12, generator=g)).clamp(0, 1)
+    probe[3:] = torch.rand(3, 3, 12, 12, generator=g)
+    genuine = torch.tensor([1, 1, 1, 0, 0, 0]).bool()
+    maps = torch.rand(n, 12, 12, generator=g)
+    res = face_deletion_insertion(embedder, gallery, probe, genuine, maps, batch_size=7)
+
+    def cos(a, b):
+        ea, eb = embedder(a), embedder(b)
+        return torch.nn.functional.cosine_similarity(ea, eb, dim=1)
+
+    with torch.no_grad():
+        clean = cos(gallery, probe)
+        theta = eer_threshold(clean.numpy(), genuine.numpy())
+        assert res.threshold == theta
+        ps = list(range(0, 101, 10))
+        for kind in ("delete", "insert"):
+            acc = []
+            for j, p in enumerate(ps):
+                k = int(np.floor(p / 100 * 144 + 0.5))
+                pert = probe.clone()
+                for i in range(n):
+                    order = sorted(range(144), key=lambda q, i=i: (-maps[i].flatten()[q].item(), q))
+                    top = torch.zeros(144, dtype=torch.bool)
+                    top[order[:k]] = True
+                    keep = ~top if kind == "delete" else top
+                    pert[i] = probe[i] * keep.view(1, 12, 12)
+                s = cos(gallery, pert)
+                torch.testing.assert_close(res.similarity(kind)[:, j], s, atol=1e-5, rtol=0)
+                acc.append(verification_accuracy(s.numpy(), genuine.numpy(), theta))
+            assert res.accuracy(kind).tolist() == pytest.approx(acc)
+            want = np.trapezoid(acc, np.array(ps) / 100) * 100
+            assert res.auc(kind) == pytest.approx(want)
