@@ -46,6 +46,29 @@ def time_it(fn, device, repeats: int) -> float:
     return statistics.median(times)
 
 
+def measure(model, b: int, n: int, repeats: int, device: torch.device) -> tuple:
+    """(batch, FAME s/image/iter, floor s/image/iter, ratio, whole-call s/image/iter)."""
+    g = torch.Generator().manual_seed(b)
+    size = model.input_size
+    x = torch.rand(b, 3, size, size, generator=g).to(device)
+    t = torch.randint(0, 1000, (b,), generator=g).to(device)
+    cfg = FameConfig(progress=False)
+    run_fame(model, x, ClassLogit(t), cfg, iterations=2)  # warm-up
+    floor_step(model, x, t)
+
+    def floor_n():
+        for _ in range(n):
+            floor_step(model, x, t)
+
+    t_floor = time_it(floor_n, device, repeats) / n
+    t_n = time_it(lambda: run_fame(model, x, ClassLogit(t), cfg, iterations=n), device, repeats)
+    t_2n = time_it(
+        lambda: run_fame(model, x, ClassLogit(t), cfg, iterations=2 * n), device, repeats
+    )
+    per_it = (t_2n - t_n) / n
+    return b, per_it / b, t_floor / b, per_it / t_floor, t_2n / (2 * n) / b
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32])
@@ -57,33 +80,21 @@ def main(argv=None) -> None:
     model = load_classifier("efficientnet_lite0", device=args.device)
     device = next(model.parameters()).device
     size = model.input_size
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else (
-        f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
+    name = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else (
+            f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+        )
+    )
     print(f"device: {name}; torch {torch.__version__}; EfficientNet-Lite0 at {size} px")
     n = args.iterations
-    rows = []
-    for b in args.batches:
-        g = torch.Generator().manual_seed(b)
-        x = torch.rand(b, 3, size, size, generator=g).to(device)
-        t = torch.randint(0, 1000, (b,), generator=g).to(device)
-        cfg = FameConfig(progress=False)
-        run_fame(model, x, ClassLogit(t), cfg, iterations=2)  # warm-up
-        floor_step(model, x, t)
-
-        def floor_n():
-            for _ in range(n):
-                floor_step(model, x, t)
-
-        t_floor = time_it(floor_n, device, args.repeats) / n
-        t_n = time_it(lambda: run_fame(model, x, ClassLogit(t), cfg, iterations=n), device,
-                      args.repeats)
-        t_2n = time_it(lambda: run_fame(model, x, ClassLogit(t), cfg, iterations=2 * n), device,
-                       args.repeats)
-        per_it = (t_2n - t_n) / n
-        rows.append((b, per_it / b, t_floor / b, per_it / t_floor, t_2n / (2 * n) / b))
+    rows = [measure(model, b, n, args.repeats, device) for b in args.batches]
     print()
-    print("| batch | FAME s/image/iter | floor s/image/iter | overhead (FAME/floor) | "
-          "whole call s/image/iter |")
+    print(
+        "| batch | FAME s/image/iter | floor s/image/iter | overhead (FAME/floor) | "
+        "whole call s/image/iter |"
+    )
     print("|---:|---:|---:|---:|---:|")
     for b, f, fl, ratio, whole in rows:
         print(f"| {b} | {f:.4f} | {fl:.4f} | {ratio:.3f} | {whole:.4f} |")

@@ -49,8 +49,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--figures-dir", default="figures", help="where the notebooks write figures")
     ap.add_argument("--executed-dir", default="build/notebooks")
     ap.add_argument("--only", nargs="*", help="notebook name prefixes, e.g. 01 03")
-    ap.add_argument("-p", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
-                    help="parameter override for every notebook (Python literal)")
+    ap.add_argument(
+        "-p",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "VALUE"),
+        help="parameter override for every notebook (Python literal)",
+    )
     args = ap.parse_args(argv)
     figures = Path(args.figures_dir).resolve()
     figures.mkdir(parents=True, exist_ok=True)

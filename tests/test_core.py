@@ -45,8 +45,9 @@ def test_max_is_taken_per_sample():
     w[1] *= 1000.0
     model = LinearScorer(w).eval()
     x = torch.rand(2, 3, 4, 4)
-    r = run_fame(model, x, ClassLogit([0, 1]), iterations=3, step_size=0.01, normalization="none",
-                 **QUIET)
+    r = run_fame(
+        model, x, ClassLogit([0, 1]), iterations=3, step_size=0.01, normalization="none", **QUIET
+    )
     for i in range(2):
         moved = (3 * 0.01 * w[i] / w[i].abs().max()).mul(torch.tensor(GRAY_WEIGHTS).view(3, 1, 1))
         torch.testing.assert_close(r.delta[i], moved.sum(0).abs(), rtol=1e-5, atol=1e-7)
@@ -57,8 +58,16 @@ def test_early_stop_per_sample():
     w = torch.ones(1, 3, 2, 2)
     model = LinearScorer(w).eval()
     x = torch.stack([torch.full((3, 2, 2), 0.1), torch.full((3, 2, 2), 0.9)])  # L0 = 1.2, 10.8
-    r = run_fame(model, x, ClassLogit([0, 0]), iterations=20, step_size=0.1, early_stop=0.5,
-                 early_stop_check_every=1, **QUIET)
+    r = run_fame(
+        model,
+        x,
+        ClassLogit([0, 0]),
+        iterations=20,
+        step_size=0.1,
+        early_stop=0.5,
+        early_stop_check_every=1,
+        **QUIET,
+    )
     # sample 0: 1.2 -> 0.0 after 1 step (< 0.5, stops); sample 1: 10.8 -> ... 0.0 after 9 steps
     assert r.steps.tolist() == [1, 9]
     torch.testing.assert_close(r.delta[0], torch.full((2, 2), 0.1 * sum(GRAY_WEIGHTS)))
@@ -81,8 +90,9 @@ def test_batch_equals_single_and_chunks(tiny_cnn):
     cfg = FameConfig(iterations=6, kernel_size=7, sigma=2.0, progress=False)
     together = fame(tiny_cnn, x, ClassLogit(targets), cfg)
     chunked = fame(tiny_cnn, x, ClassLogit(targets), cfg, batch_size=2)
-    single = torch.cat([fame(tiny_cnn, x[i : i + 1], ClassLogit([t]), cfg)
-                        for i, t in enumerate(targets)])
+    single = torch.cat(
+        [fame(tiny_cnn, x[i : i + 1], ClassLogit([t]), cfg) for i, t in enumerate(targets)]
+    )
     assert together.shape == (5, 20, 20)
     torch.testing.assert_close(together, single, atol=1e-5, rtol=0)
     torch.testing.assert_close(together, chunked, atol=1e-5, rtol=0)
@@ -109,16 +119,25 @@ def test_normalized_step_space_uses_the_model_std():
     # pixel-space loss dropped by η·Σ_c s_c·g_c·(H·W)
     drop = 0.1 * float((torch.tensor(std) * g).sum()) * 4
     assert float(r.initial_loss - r.final_loss) == pytest.approx(drop, rel=1e-5)
-    rp = run_fame(model, x, ClassLogit([0]), iterations=1, step_size=0.1, step_space="pixel",
-                  **QUIET)
+    rp = run_fame(
+        model, x, ClassLogit([0]), iterations=1, step_size=0.1, step_space="pixel", **QUIET
+    )
     assert rp.delta[0, 0, 0] == pytest.approx(0.1 * sum(GRAY_WEIGHTS))
 
 
 def test_clamp_keeps_pixels_in_range():
     model = LinearScorer(torch.ones(1, 3, 2, 2)).eval()
     x = torch.full((1, 3, 2, 2), 0.05)
-    r = run_fame(model, x, ClassLogit([0]), iterations=10, step_size=0.02, clamp=True,
-                 step_space="pixel", **QUIET)
+    r = run_fame(
+        model,
+        x,
+        ClassLogit([0]),
+        iterations=10,
+        step_size=0.02,
+        clamp=True,
+        step_space="pixel",
+        **QUIET,
+    )
     torch.testing.assert_close(r.delta[0], torch.full((2, 2), 0.05 * sum(GRAY_WEIGHTS)))
 
 
@@ -134,8 +153,9 @@ def test_blur_matches_scipy(kernel_size, sigma):
     m = torch.rand(2, 60, 50, dtype=torch.float64)
     ours = gaussian_blur(m, kernel_size, sigma).numpy()
     truncate = (kernel_size // 2) / sigma
-    ref = np.stack([ndimage.gaussian_filter(a, sigma, mode="mirror", truncate=truncate)
-                    for a in m.numpy()])
+    ref = np.stack(
+        [ndimage.gaussian_filter(a, sigma, mode="mirror", truncate=truncate) for a in m.numpy()]
+    )
     np.testing.assert_allclose(ours, ref, atol=1e-10)
 
 
@@ -153,8 +173,9 @@ def test_normalizations():
 def test_reblur_without_rerunning(tiny_cnn):
     x = torch.rand(1, 3, 24, 24)
     r = run_fame(tiny_cnn, x, ClassLogit([0]), iterations=3, **QUIET)
-    torch.testing.assert_close(r.maps(sigma=2.0, kernel_size=9),
-                               normalize_maps(gaussian_blur(r.delta, 9, 2.0))[0])
+    torch.testing.assert_close(
+        r.maps(sigma=2.0, kernel_size=9), normalize_maps(gaussian_blur(r.delta, 9, 2.0))[0]
+    )
     assert not torch.allclose(r.maps(sigma=2.0, kernel_size=9), r.maps())
 
 
@@ -184,8 +205,14 @@ def test_feature_cell_value_and_expansion():
     cells = [(0, 0), (2, 3)]
     xe, obj = FeatureCell("0", cells).expand(net, x)
     assert xe.shape == (4, 3, 3, 4)  # image-major: (img0,c0), (img0,c1), (img1,c0), (img1,c1)
-    want = torch.stack([x[0, :, 0, 0].abs().sum(), x[0, :, 2, 3].abs().sum(),
-                        x[1, :, 0, 0].abs().sum(), x[1, :, 2, 3].abs().sum()])
+    want = torch.stack(
+        [
+            x[0, :, 0, 0].abs().sum(),
+            x[0, :, 2, 3].abs().sum(),
+            x[1, :, 0, 0].abs().sum(),
+            x[1, :, 2, 3].abs().sum(),
+        ]
+    )
     torch.testing.assert_close(obj(net, xe), want)
     _, all_cells = FeatureCell("0").expand(net, x)
     assert all_cells.per_sample.shape == (2 * 12, 2)
@@ -217,12 +244,14 @@ def test_result_on_input_device(tiny_cnn):
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     for dev in devices:
         model = tiny_cnn.to(dev)
-        out = fame(model, torch.rand(1, 3, 16, 16, device=dev), ClassLogit([0]), iterations=2,
-                   **QUIET)
+        out = fame(
+            model, torch.rand(1, 3, 16, 16, device=dev), ClassLogit([0]), iterations=2, **QUIET
+        )
         assert out.device.type == dev
     if torch.cuda.is_available():  # images on CPU, model on GPU: result back on CPU
-        out = fame(tiny_cnn.to("cuda"), torch.rand(1, 3, 16, 16), ClassLogit([0]), iterations=2,
-                   **QUIET)
+        out = fame(
+            tiny_cnn.to("cuda"), torch.rand(1, 3, 16, 16), ClassLogit([0]), iterations=2, **QUIET
+        )
         assert out.device.type == "cpu"
 
 
@@ -271,8 +300,16 @@ def test_finished_samples_leave_the_batch():
 
     model = Recording(torch.ones(1, 3, 2, 2)).eval()
     x = torch.stack([torch.full((3, 2, 2), 0.1), torch.full((3, 2, 2), 0.9)])
-    r = run_fame(model, x, ClassLogit([0, 0]), iterations=20, step_size=0.1, early_stop=0.5,
-                 early_stop_check_every=2, **QUIET)
+    r = run_fame(
+        model,
+        x,
+        ClassLogit([0, 0]),
+        iterations=20,
+        step_size=0.1,
+        early_stop=0.5,
+        early_stop_check_every=2,
+        **QUIET,
+    )
     assert r.steps.tolist() == [1, 9]
     # iterations 1-2 run both samples, 3-10 only sample 1 (stops at the check after it 10),
     # then one final forward over both to report the loss

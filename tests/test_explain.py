@@ -16,13 +16,16 @@ def test_classification_equals_the_core_call(tiny_cnn):
     x = torch.rand(3, 3, 16, 16)
     att = Fame(CFG)(tiny_cnn, x, ClassTarget([0, 1, 2]))
     assert att.negative is None
-    torch.testing.assert_close(att.positive, run_fame(tiny_cnn, x, ClassLogit([0, 1, 2]), CFG).maps())
+    torch.testing.assert_close(
+        att.positive, run_fame(tiny_cnn, x, ClassLogit([0, 1, 2]), CFG).maps()
+    )
 
 
 def _embedder():
     torch.manual_seed(1)
-    return nn.Sequential(nn.Conv2d(3, 6, 3, stride=2), nn.ReLU(), nn.AdaptiveAvgPool2d(2),
-                         nn.Flatten()).eval()
+    return nn.Sequential(
+        nn.Conv2d(3, 6, 3, stride=2), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten()
+    ).eval()
 
 
 def test_verification_runs_both_sides_in_one_batch_like_two_separate_runs():

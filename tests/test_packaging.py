@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import json
 import re
-import tomllib
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    tomllib = pytest.importorskip("tomli")
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,7 +31,9 @@ def test_environment_yml_matches_pyproject():
     deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     assert any(str(d).startswith("python=3.11") for d in env["dependencies"])
-    conda = [d for d in env["dependencies"] if isinstance(d, str) and not d.startswith(("python", "pip"))]
+    conda = [
+        d for d in env["dependencies"] if isinstance(d, str) and not d.startswith(("python", "pip"))
+    ]
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     assert "-e ." in pip, "environment.yml must install the package itself"
     env_specs = {_name(d): _spec(d) for d in conda + [p for p in pip if p != "-e ."]}
