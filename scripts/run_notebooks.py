@@ -27,8 +27,13 @@ def notebooks(only: list[str] | None = None) -> list[Path]:
     return found
 
 
-def execute(path: Path, parameters: dict, executed_dir: Path) -> float:
-    """Run one notebook with papermill; returns the wall time in seconds."""
+def execute(
+    path: Path, parameters: dict, executed_dir: Path, cell_timeout: int | None = None
+) -> float:
+    """Run one notebook with papermill; returns the wall time in seconds.
+
+    ``cell_timeout`` (seconds) fails a cell that runs longer instead of waiting forever
+    (a lost kernel message would otherwise hang a headless run)."""
     import papermill as pm
 
     executed_dir.mkdir(parents=True, exist_ok=True)
@@ -40,6 +45,7 @@ def execute(path: Path, parameters: dict, executed_dir: Path) -> float:
         cwd=str(path.parent),
         kernel_name="python3",
         progress_bar=False,
+        execution_timeout=cell_timeout,
     )
     return time.perf_counter() - t0
 

@@ -35,6 +35,6 @@ def test_notebook_runs_headless(path, tmp_path):
     params = dict(FAST[path.name], figures_dir=str(tmp_path / "figures"))
     if path.name in CACHED:
         params.update(cache_dir=str(tmp_path / "cache"), out_dir=str(tmp_path / "out"))
-    execute(path, params, tmp_path / "executed")
+    execute(path, params, tmp_path / "executed", cell_timeout=300)
     written = sorted(p.name for p in (tmp_path / "figures").iterdir())
     assert any(n.endswith(".png") for n in written), f"{path.name} wrote no figure: {written}"
