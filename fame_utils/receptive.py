@@ -1361,10 +1361,12 @@ def cell_explorer(
         precomputed: ``{layer label: (image index, CellAttributions)}`` from earlier runs
             (e.g. the contact sheet) to seed the cache.
         manual: recompute only on the "Run FAME" button (a FAME run takes seconds on a
-            CPU); call ``.update()`` on the returned widget to draw the current choice.
+            CPU).
 
     Returns:
-        ``ipywidgets.interactive`` (display it; ``.update()`` runs it headless).
+        ``ipywidgets.interactive`` to display; ``.update()`` draws the current choice into
+        its output widget, ``.show_current()`` into the caller's output (use this one in
+        notebooks that run headless).
     """
     import ipywidgets as W
     import matplotlib.pyplot as plt
@@ -1452,7 +1454,7 @@ def cell_explorer(
         )
 
     opts = {"manual": True, "manual_name": "Run FAME"} if manual else {}
-    return W.interactive(
+    widget = W.interactive(
         show,
         opts,
         image=image_w,
@@ -1462,3 +1464,12 @@ def cell_explorer(
         iterations=iter_w,
         sigma=sigma_w,
     )
+
+    def show_current() -> None:
+        """Draw the current choice into the caller's output, not the widget's ``Output``
+        (headless runners such as papermill/nbclient can stall on output-widget messages,
+        nbclient issue #312), e.g. as the last line of a notebook cell."""
+        show(**{w._kwarg: w.get_interact_value() for w in widget.kwargs_widgets})
+
+    widget.show_current = show_current
+    return widget

@@ -194,7 +194,8 @@ cells = [
         "                             sigma=sigma, config=config,\n"
         "                             precomputed={deepest: (figure_image, sheet)})\n"
         "display(explorer)\n"
-        "explorer.update()  # draw the current choice (the centre cell of the deepest layer)"
+        "# draw the current choice (centre cell of the deepest layer) into this cell's output\n"
+        "explorer.show_current()"
     ),
 ]
 nb["cells"] = cells

@@ -493,3 +493,5 @@ def test_cell_explorer_caches_runs(tiny_cnn, monkeypatch):
     w.children[1].value = "16x16"  # another layer: one new run; sliders get its range
     w.update()
     assert len(calls) == 2 and w.children[2].max == 15
+    w.show_current()  # same choice, drawn outside the output widget: cached
+    assert len(calls) == 2
