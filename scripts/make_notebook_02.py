@@ -30,12 +30,13 @@ cells = [
         "# 200 iterations (the paper ran 500); 100 is the low end of that range, and for L_a the\n"
         "# measures barely move beyond it (7x7: mass in CAM box 0.050 at 25, 50 and 100\n"
         "# iterations; 28x28: 0.17 at 50, 0.15 at 100). Cost: (49 + 3 x 4 + n_images x\n"
-        "# cells_per_layer x 4) cells x iterations forward/backward passes, ~6-8 min on an idle\n"
-        "# 2-core CPU at these defaults (timing printed at the end), seconds on a GPU.\n"
+        "# cells_per_layer x 4) cells x iterations forward/backward passes, a few minutes on\n"
+        "# a 2-core CPU at these defaults (timing printed at the end), seconds on a GPU.\n"
+        "# Raise n_images / cells_per_layer for tighter estimates (4 x 8 took ~14 min there).\n"
         "iterations = 100\n"
         "sigma = 7.7  # Gaussian blur of the shown maps and of the 'blurred' measurement\n"
         "kernel_size = 49\n"
-        "n_images = 4  # images in the measurement\n"
+        "n_images = 2  # images in the measurement\n"
         "cells_per_layer = 8  # cells per layer and image in the measurement (fixed seeded sample)\n"
         'layers = ["56x56", "28x28", "14x14", "7x7"]  # keys of model.stages, shallow -> deep\n'
         'image_names = ["coffee", "squirrel_cls", "baboon", "bus", "chelsea", "dog", "eagle",\n'
