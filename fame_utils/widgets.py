@@ -16,7 +16,25 @@ from .core import FameConfig, FameResult, run_fame
 from .objectives import Objective
 from .plotting import overlay
 
-__all__ = ["FameCache", "blur_explorer"]
+__all__ = ["FameCache", "blur_explorer", "show_in"]
+
+
+def show_in(out: W.Output, fig: plt.Figure) -> None:
+    """Replace the contents of ``out`` with ``fig`` (as a PNG) and close the figure.
+
+    Sets the Output widget's state directly instead of capturing with ``with out:``:
+    headless runs (papermill/nbclient) intermittently lost the kernel's idle message when
+    plots were captured into an Output widget, and hung.
+    """
+    import io
+
+    from IPython.display import Image
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    out.outputs = ()
+    out.append_display_data(Image(data=buf.getvalue()))
 
 
 class FameCache:
@@ -104,17 +122,15 @@ def blur_explorer(
         )
         kernel = 2 * int(3 * sig.value + 0.5) + 1 if sig.value > 0 else 1
         m = res.maps(sigma=sig.value, kernel_size=kernel)
-        with out:
-            out.clear_output(wait=True)
-            fig, axes = plt.subplots(1, 2, figsize=(6, 3))
-            overlay(axes[0], images[i], title=names[i])
-            overlay(
-                axes[1],
-                images[i],
-                m[0],
-                title=f"σ={sig.value:.1f}, {state['its']} it, η={state['eta']:.4f}",
-            )
-            plt.show()
+        fig, axes = plt.subplots(1, 2, figsize=(6, 3))
+        overlay(axes[0], images[i], title=names[i])
+        overlay(
+            axes[1],
+            images[i],
+            m[0],
+            title=f"σ={sig.value:.1f}, {state['its']} it, η={state['eta']:.4f}",
+        )
+        show_in(out, fig)
 
     def recompute(_):
         state["its"], state["eta"] = its.value, eta.value
