@@ -625,7 +625,9 @@ class ReceptiveField:
             may extend beyond the image (use :meth:`box`/:meth:`boxes_for` with ``clip``).
         size: (r_y, r_x), the largest extent in pixels over the cells (equal for all cells
             in a plain conv/pool network; the classic "receptive field size").
-        jump: (j_y, j_x), input pixels between neighbouring cells (the effective stride).
+        jump: (j_y, j_x), input pixels between neighbouring cells' fields (the effective
+            stride); 0 when every cell depends on the same region, as after a
+            squeeze-excitation gate (global pooling broadcast back over the map).
         image_size: (H, W) of the traced input.
     """
 
