@@ -1,8 +1,7 @@
 """Write notebooks/01_gaussian_blur.ipynb (seed Figure 1) without outputs."""
 
-from pathlib import Path
-
 import nbformat as nbf
+from _notebook import write_notebook
 
 nb = nbf.v4.new_notebook()
 md, code = nbf.v4.new_markdown_cell, nbf.v4.new_code_cell
@@ -96,8 +95,4 @@ cells = [
         "              iterations=iterations, step_size=step_size, sigma=chosen_sigma)"
     ),
 ]
-nb["cells"] = cells
-nb["metadata"]["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-out = Path(__file__).resolve().parents[1] / "notebooks" / "01_gaussian_blur.ipynb"
-nbf.write(nb, out)
-print("wrote", out)
+write_notebook(nb, cells, "01_gaussian_blur.ipynb")

@@ -1,8 +1,7 @@
 """Write notebooks/02_receptive_fields.ipynb (seed Figure 2) without outputs."""
 
-from pathlib import Path
-
 import nbformat as nbf
+from _notebook import write_notebook
 
 nb = nbf.v4.new_notebook()
 md, code = nbf.v4.new_markdown_cell, nbf.v4.new_code_cell
@@ -199,8 +198,4 @@ cells = [
         "explorer.show_current()"
     ),
 ]
-nb["cells"] = cells
-nb["metadata"]["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-out = Path(__file__).resolve().parents[1] / "notebooks" / "02_receptive_fields.ipynb"
-nbf.write(nb, out)
-print("wrote", out)
+write_notebook(nb, cells, "02_receptive_fields.ipynb")

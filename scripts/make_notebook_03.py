@@ -1,8 +1,7 @@
 """Write notebooks/03_face_comparisons.ipynb (seed Figure 3) without outputs."""
 
-from pathlib import Path
-
 import nbformat as nbf
+from _notebook import write_notebook
 
 nb = nbf.v4.new_notebook()
 md, code = nbf.v4.new_markdown_cell, nbf.v4.new_code_cell
@@ -184,8 +183,4 @@ cells = [
         "explore(first, rows[0][2], iterations, sigma, n_masks)  # render once (headless too)"
     ),
 ]
-nb["cells"] = cells
-nb["metadata"]["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-out = Path(__file__).resolve().parents[1] / "notebooks" / "03_face_comparisons.ipynb"
-nbf.write(nb, out)
-print("wrote", out)
+write_notebook(nb, cells, "03_face_comparisons.ipynb")

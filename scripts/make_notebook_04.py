@@ -1,8 +1,7 @@
 """Write notebooks/04_face_metrics.ipynb (seed Table 1 and Fig. 4) without outputs."""
 
-from pathlib import Path
-
 import nbformat as nbf
+from _notebook import write_notebook
 
 nb = nbf.v4.new_notebook()
 md, code = nbf.v4.new_markdown_cell, nbf.v4.new_code_cell
@@ -290,8 +289,4 @@ cells = [
         "browse(subsets[0], 0, 30, names)  # render once (headless too)"
     ),
 ]
-nb["cells"] = cells
-nb["metadata"]["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-out = Path(__file__).resolve().parents[1] / "notebooks" / "04_face_metrics.ipynb"
-nbf.write(nb, out)
-print("wrote", out)
+write_notebook(nb, cells, "04_face_metrics.ipynb")

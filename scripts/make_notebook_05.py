@@ -1,8 +1,7 @@
 """Write notebooks/05_imagenet_metrics.ipynb (seed Table 2 and Fig. 5) without outputs."""
 
-from pathlib import Path
-
 import nbformat as nbf
+from _notebook import write_notebook
 
 nb = nbf.v4.new_notebook()
 md, code = nbf.v4.new_markdown_cell, nbf.v4.new_code_cell
@@ -265,8 +264,4 @@ cells = [
         "browse(0, iou_thresholds[0])  # render once (headless too)"
     ),
 ]
-nb["cells"] = cells
-nb["metadata"]["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-out = Path(__file__).resolve().parents[1] / "notebooks" / "05_imagenet_metrics.ipynb"
-nbf.write(nb, out)
-print("wrote", out)
+write_notebook(nb, cells, "05_imagenet_metrics.ipynb")
