@@ -1,0 +1,132 @@
+"""Recipes: every choice where the paper's text and the code behind its numbers differ.
+
+This module is the one place that holds those choices. A :class:`Recipe` is a frozen
+bundle of them; two are named:
+
+- ``"paper"`` (:data:`PAPER`, the default everywhere): what the paper's text says.
+- ``"reference"`` (:data:`REFERENCE`): what the authors' public code did when it
+  produced the published Tables 1 and 2 (facts from an audit of that code, collected in
+  the project's paper notes; that code is not ours and none of it is copied here).
+
+Every consumer (the FAME method factories, the face CAM baselines, the exact-count
+pixel removal of ROAD and face Delete/Insert, the feature-cell runner, the ImageNet
+loader, the experiment runner, the command line and notebooks 04/05) reads its choice
+from a recipe instead of keeping its own default, so switching
+``recipe="paper"`` → ``recipe="reference"`` switches all of them together.
+
+Each field's docstring (below, in :class:`Recipe`) names the source of both values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import Literal
+
+__all__ = ["Recipe", "PAPER", "REFERENCE", "RECIPES", "get_recipe", "RecipeName"]
+
+RecipeName = Literal["paper", "reference"]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One consistent set of the choices on which paper text and reference code differ.
+
+    Attributes:
+        name: ``"paper"`` or ``"reference"`` (or a user's own name after :meth:`replace`).
+        normalization: how FAME maps are scaled to [0, 1]. Paper text (§3, Eq. 4):
+            ``"max"`` (divide by the maximum). Reference code: ``"minmax"`` (subtract the
+            minimum first; pytorch-grad-cam's CAM maps are min-max too, so IoU@t compares
+            like with like only under ``"minmax"``).
+        class_logit_absolute: the classification objective L_cls. Paper text (§3): the
+            raw logit z_o is descended (``False``). Reference code: |z_o| (an L1 loss
+            towards 0, which stalls once the logit reaches 0) (``True``).
+        classification_early_stop: ε for classification. Paper text: none (the fixed
+            iteration count). Reference code (earlier scripts behind Table 2): 1e-3 on |z_o|.
+        face_early_stop: ε for face verification. Paper text and reference code agree:
+            0.01 (§4.2).
+        face_gray_order: channel order the luma weights 0.2989/0.587/0.114 are applied
+            to for face maps. Paper text: the image's luma, ``"rgb"``. Reference code:
+            the same weights on the BGR tensor the face network takes, ``"bgr"``
+            (0.2989·B + 0.587·G + 0.114·R).
+        face_cam_target: the target of face Grad-CAM / Grad-CAM-EW. Paper text: the
+            cosine similarity to the frozen partner embedding, ``"cosine"`` (the
+            gradient flows through the probe embedding's norm: (r̂ − s·ô)/‖o‖).
+            Reference code: ``"constant_norm"``, the dot product divided by a norm
+            product computed beforehand and held constant (gradient r̂/‖o‖).
+        ties: how exact-count pixel removal (ROAD, face Delete/Insert) orders pixels of
+            equal map value. Paper text: silent. Default here ``"random"``: a seeded
+            random order among equal values, the same on every device (neutral: a flat
+            map removes pixels spread over the whole image). Reference code:
+            ``"reference"``, a percentile threshold with no tie-break (pytorch-grad-cam
+            style: every pixel at or above the threshold value is removed).
+        tie_seed: seed of the ``"random"`` tie order (recorded with the results).
+        feature_cell_step_space: where feature-cell FAME (L_a, Fig. 2) takes its steps.
+            Paper text: silent; classification steps in the normalised tensor, so
+            ``"normalized"``. Reference code: ``"pixel"`` ([0, 1] pixels).
+        box_convention: how ImageNet boxes are mapped through Resize + CenterCrop.
+            Paper text: silent (the correct mapping is ``"aspect"``, aspect-preserving).
+            Reference code: ``"per_axis"`` (each axis scaled to the resize size as if the
+            image were square, then the crop offset subtracted).
+
+    Not reproduced by either recipe: the earlier face scripts ranked pixels of a
+    jet-coloured, re-blurred RGB rendering of the e₊ map for Delete/Insert; both recipes
+    rank the e₊ map itself.
+    """
+
+    name: str = "paper"
+    normalization: Literal["max", "minmax"] = "max"
+    class_logit_absolute: bool = False
+    classification_early_stop: float | None = None
+    face_early_stop: float | None = 0.01
+    face_gray_order: Literal["rgb", "bgr"] = "rgb"
+    face_cam_target: Literal["cosine", "constant_norm"] = "cosine"
+    ties: Literal["random", "reference"] = "random"
+    tie_seed: int = 0
+    feature_cell_step_space: Literal["normalized", "pixel"] = "normalized"
+    box_convention: Literal["aspect", "per_axis"] = "aspect"
+
+    def replace(self, **changes: object) -> Recipe:
+        """A copy with some fields changed (e.g. ``PAPER.replace(ties="reference")``)."""
+        return replace(self, **changes)
+
+    def as_dict(self) -> dict[str, object]:
+        """Plain dict of every field (for ``run.json`` and cache keys)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+PAPER = Recipe()
+REFERENCE = Recipe(
+    name="reference",
+    normalization="minmax",
+    class_logit_absolute=True,
+    classification_early_stop=1e-3,
+    face_early_stop=0.01,
+    face_gray_order="bgr",
+    face_cam_target="constant_norm",
+    ties="reference",
+    feature_cell_step_space="pixel",
+    box_convention="per_axis",
+)
+RECIPES: dict[str, Recipe] = {"paper": PAPER, "reference": REFERENCE}
+
+
+def get_recipe(recipe: str | Recipe | None = None) -> Recipe:
+    """Resolve ``None`` (→ ``"paper"``), a name or a :class:`Recipe` to a :class:`Recipe`.
+
+    Raises:
+        ValueError: an unknown name (the message lists the known ones).
+        TypeError: neither a name nor a Recipe.
+    """
+    if recipe is None:
+        return PAPER
+    if isinstance(recipe, Recipe):
+        return recipe
+    if isinstance(recipe, str):
+        try:
+            return RECIPES[recipe]
+        except KeyError:
+            raise ValueError(
+                f"unknown recipe {recipe!r}; choose one of {sorted(RECIPES)} "
+                "('paper' follows the paper's text, 'reference' the code behind its tables)"
+            ) from None
+    raise TypeError(f"recipe must be a name or a Recipe, got {type(recipe).__name__}")
