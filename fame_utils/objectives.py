@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._checks import as_index_tensor, model_device
+from .hooks import capture_output, resolve_layer
 
 __all__ = [
     "Objective",
@@ -94,21 +95,6 @@ class ClassLogit(Objective):
         return z.abs() if self.absolute else z
 
 
-def resolve_layer(model: nn.Module, layer: nn.Module | str) -> nn.Module:
-    """A submodule given as a module or a dotted name (``"layer4"``, ``"blocks.5"``)."""
-    if isinstance(layer, nn.Module):
-        return layer
-    try:
-        return model.get_submodule(layer)
-    except AttributeError as e:
-        names = [n for n, _ in model.named_children()]
-        raise ValueError(f"model has no submodule {layer!r}; top-level children: {names}") from e
-
-
-class _StopForward(Exception):
-    """Raised by a hook once the layer of interest has run: the rest is not needed."""
-
-
 class FeatureCell(Objective):
     """L_a = ‖a[k] − 0‖₁ = Σ_c |a_c[k]| at cell k of a module's output (paper Sec. 3, Fig. 2).
 
@@ -135,25 +121,12 @@ class FeatureCell(Objective):
         self.per_sample = per_sample
 
     def _activation(self, model: nn.Module, inputs: Tensor) -> Tensor:
-        module = resolve_layer(model, self.layer)
-        store: list[Tensor] = []
-
-        def hook(_m, _i, out):
-            store.append(out)
-            raise _StopForward
-
-        handle = module.register_forward_hook(hook)
-        try:
-            model(inputs)
-        except _StopForward:
-            pass
-        finally:
-            handle.remove()
-        if not store:
-            raise RuntimeError(f"layer {self.layer!r} did not run in the model's forward pass")
-        a = store[0]
-        if a.ndim != 4:
-            raise ValueError(f"FeatureCell needs a (N, C, h, w) activation, got {tuple(a.shape)}")
+        a = capture_output(model, self.layer, inputs)
+        if not isinstance(a, Tensor) or a.ndim != 4:
+            raise ValueError(
+                "FeatureCell needs a (N, C, h, w) activation, got "
+                f"{tuple(getattr(a, 'shape', ())) or type(a).__name__}"
+            )
         return a
 
     def grid_shape(self, model: nn.Module, image_size: tuple[int, int]) -> tuple[int, int]:
