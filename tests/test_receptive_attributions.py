@@ -6,7 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 from receptive_nets import conv_stack, patchify_net
+from torch import nn
 
+from fame_utils.core import FameConfig
+from fame_utils.postprocess import GRAY_WEIGHTS
 from fame_utils.receptive import (
     all_cells,
     cell_measures,
@@ -77,3 +80,57 @@ def test_all_cells_and_bad_cells(tiny_cnn):
         run_cells(tiny_cnn, x, tiny_cnn[2], [(4, 0)], iterations=1, progress=False)
     with pytest.raises(TypeError):
         run_cells(tiny_cnn, x, tiny_cnn[2], [(0.5, 1.0)], iterations=1, progress=False)
+
+
+# ------------------------------------------------------------------------------------
+# step space from the recipe (issue 10, item 5)
+# ------------------------------------------------------------------------------------
+
+_MEAN, _STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+class _NormalisedSum(nn.Module):
+    """a = Σ_c w_c·(x_c − m_c)/s_c with w_c = s_c, i.e. a = Σ_c (x_c − m_c) per pixel: the
+    model normalises inside (``input_normalization``), so the step space matters."""
+
+    input_normalization = (_MEAN, _STD)
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 1, 1, bias=False)
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.tensor(_STD).view(1, 3, 1, 1))
+
+    def forward(self, x):
+        m = torch.tensor(_MEAN).view(1, 3, 1, 1)
+        s = torch.tensor(_STD).view(1, 3, 1, 1)
+        return self.conv((x - m) / s)
+
+
+def test_recipe_sets_the_feature_cell_step_space():
+    """One step on a = Σ_c (x_c − m_c) at pixel (1, 2), a > 0. In pixel space (reference)
+    ∂a/∂x_c = 1 in every channel, so the max-normalised step moves every channel by
+    exactly η and a drops by 3η. In normalised space (paper) x = x₀ + s·δ, ∂a/∂δ_c = s_c,
+    the step is s_c / max s, so channel c moves by η·s_c²/max s (at most η·0.229)."""
+    net = _NormalisedSum().eval()
+    x = torch.full((1, 3, 4, 4), 0.9)
+    eta = 1 / 255
+    kw = dict(iterations=1, progress=False)
+    ref = run_cells(net, x, net.conv, [(1, 2)], recipe="reference", **kw)
+    paper = run_cells(net, x, net.conv, [(1, 2)], **kw)  # default: the paper recipe
+    assert ref.config.step_space == "pixel" and paper.config.step_space == "normalized"
+    drop_ref = float(ref.result.initial_loss - ref.result.final_loss)
+    drop_paper = float(paper.result.initial_loss - paper.result.final_loss)
+    assert drop_ref == pytest.approx(3 * eta, rel=1e-4)  # every channel moved by η
+    assert drop_paper == pytest.approx(eta * sum(s * s for s in _STD) / max(_STD), rel=1e-4)
+    # Δx (gray of the step-space change) sits on the cell's pixel only
+    gray = sum(GRAY_WEIGHTS)
+    assert ref.delta[0, 0, 1, 2].item() == pytest.approx(eta * gray, rel=1e-5)
+    assert ref.delta[0, 0].sum().item() == pytest.approx(eta * gray, rel=1e-5)
+    # an explicit step_space= wins over the recipe; a config that disagrees is refused
+    forced = run_cells(net, x, net.conv, [(1, 2)], recipe="paper", step_space="pixel", **kw)
+    torch.testing.assert_close(forced.delta, ref.delta)
+    with pytest.raises(ValueError, match="disagrees with recipe 'paper'"):
+        run_cells(net, x, net.conv, [(1, 2)], FameConfig(step_space="pixel"), **kw)
+    maps = explain_cells(net, x, net.conv, [(1, 2)], recipe="reference", **kw)
+    torch.testing.assert_close(maps, ref.maps())

@@ -15,8 +15,9 @@ from torch import Tensor, nn
 
 from .._checks import check_images, model_device
 from ..core import FameConfig, FameResult, run_fame
-from ..objectives import FeatureCell
+from ..objectives import cell_objective
 from ..postprocess import gaussian_blur
+from ..recipes import Recipe, get_recipe
 from .cells import _as_cells, all_cells, cam_boxes, cell_centers, default_cell_batch
 
 __all__ = ["CellAttributions", "run_cells", "explain_cells"]
@@ -86,11 +87,24 @@ class CellAttributions:
 
 
 def _cell_config(
-    config: FameConfig | None, overrides: dict, model: nn.Module | None = None
+    config: FameConfig | None,
+    overrides: dict,
+    model: nn.Module | None = None,
+    recipe: str | Recipe | None = None,
 ) -> FameConfig:
-    cfg = config or FameConfig()
-    if overrides:
-        cfg = cfg.replace(**overrides)
+    """The run's config: ``overrides`` applied, the step space from ``recipe``
+    (``feature_cell_step_space``) unless ``step_space=`` is overridden, and a chunk size
+    (:func:`default_cell_batch`) when none is set. A ``config`` whose own step space
+    disagrees with the recipe's is refused rather than silently changed."""
+    rec = get_recipe(recipe)
+    space = overrides.get("step_space", rec.feature_cell_step_space)
+    if config is not None and "step_space" not in overrides and config.step_space != space:
+        raise ValueError(
+            f"config.step_space={config.step_space!r} disagrees with recipe {rec.name!r} "
+            f"(feature cells step in {space!r}); pass step_space={config.step_space!r} "
+            "explicitly, or a recipe that steps there (recipe='reference' steps in pixels)"
+        )
+    cfg = (config or FameConfig()).replace(**{**overrides, "step_space": space})
     if cfg.batch_size is None:
         device = model_device(model) if model is not None else torch.device("cpu")
         cfg = cfg.replace(batch_size=default_cell_batch(device))
@@ -103,6 +117,11 @@ def run_cells(
     layer: nn.Module | str,
     cells: Sequence[tuple[int, int]] | Tensor | None = None,
     config: FameConfig | None = None,
+    *,
+    grid: Sequence[int] | None = None,
+    class_token: bool = False,
+    prefix_tokens: int | None = None,
+    recipe: str | Recipe | None = None,
     **overrides,
 ) -> CellAttributions:
     """FAME for K cells of ``layer`` on B images in one batched run (paper Fig. 2).
@@ -112,28 +131,48 @@ def run_cells(
     forward pass at ``layer``), in chunks of ``config.batch_size`` samples
     (:func:`default_cell_batch` of the model's device when the config sets none).
 
+    A layer whose output is a transformer's (N, T, C) tokens is explained per patch
+    token instead (:class:`~fame_utils.objectives.TokenCell`): cells are (row, col) on the
+    patch grid, whose CAM-assumed boxes are the patches; the class token is left out
+    unless ``class_token=True``, which explains it alone as cell (0, 0) of a 1 × 1 grid.
+
     Args:
-        model: CNN in eval mode taking (B, 3, H, W) [0, 1] RGB; any module whose output is
-            (N, C, h, w) can be explained.
+        model: network in eval mode taking (B, 3, H, W) [0, 1] RGB; any module whose
+            output is (N, C, h, w), or (N, T, C) tokens, can be explained.
         images: float (B, 3, H, W) in [0, 1], on any device.
         layer: the module or its dotted name.
         cells: (K, 2) (row, col) pairs; ``None``: all h·w cells, row-major.
         config: :class:`~fame_utils.core.FameConfig`; ``overrides`` replace single fields.
+        grid: token layers only: the (h, w) patch grid (default square).
+        class_token: token layers only: explain the class token.
+        prefix_tokens: token layers only: tokens before the patches (default 1).
+        recipe: ``"paper"`` (default) or ``"reference"`` (:mod:`fame_utils.recipes`): its
+            ``feature_cell_step_space`` sets where the steps are taken, normalised input
+            (paper) or [0, 1] pixels (reference); ``step_space=`` overrides it.
 
     Returns:
         :class:`CellAttributions` holding the unblurred Δx (B, K, H, W) on the images' device.
     """
     check_images(images)
-    cfg = _cell_config(config, overrides, model)
-    objective = FeatureCell(layer, None if cells is None else _as_cells(cells))
-    grid = objective.grid_shape(model, tuple(images.shape[-2:]))
-    cell_t = all_cells(grid) if cells is None else _as_cells(cells)
-    result = run_fame(model, images, FeatureCell(layer, cell_t), cfg)
+    cfg = _cell_config(config, overrides, model, recipe)
+    image_size = (int(images.shape[-2]), int(images.shape[-1]))
+    cell_t = None if cells is None else _as_cells(cells)
+    objective = cell_objective(
+        model,
+        layer,
+        cell_t,
+        image_size=image_size,
+        grid=grid,
+        class_token=class_token or None,
+        prefix_tokens=prefix_tokens,
+    )
+    h, w = objective.grid_shape(model, image_size)
+    result = run_fame(model, images, objective, cfg)  # cells=None: all, row-major
     return CellAttributions(
         result=result,
-        cells=cell_t,
-        grid=(int(grid[0]), int(grid[1])),
-        image_size=(int(images.shape[-2]), int(images.shape[-1])),
+        cells=all_cells((h, w)) if cell_t is None else cell_t,
+        grid=(h, w),
+        image_size=image_size,
         layer=layer,
     )
 
@@ -144,11 +183,12 @@ def explain_cells(
     layer: nn.Module | str,
     cells: Sequence[tuple[int, int]] | Tensor | None = None,
     config: FameConfig | None = None,
-    **overrides,
+    **options,
 ) -> Tensor:
     """FAME maps of K cells of ``layer``: (B, K, H, W) in [0, 1] on the images' device.
 
-    Same arguments as :func:`run_cells` (which keeps the unblurred Δx for re-blurring);
-    ``cells=None`` explains all h·w cells, row-major, so ``maps[b].view(h, w, H, W)`` is the
-    contact sheet of image b."""
-    return run_cells(model, images, layer, cells, config, **overrides).maps()
+    Same arguments as :func:`run_cells` (which keeps the unblurred Δx for re-blurring;
+    ``recipe=``, token options and config overrides pass through); ``cells=None``
+    explains all h·w cells, row-major, so ``maps[b].view(h, w, H, W)`` is the contact
+    sheet of image b."""
+    return run_cells(model, images, layer, cells, config, **options).maps()

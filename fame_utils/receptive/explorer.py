@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from .._checks import check_images
 from ..core import FameConfig
-from ..objectives import FeatureCell
+from ..objectives import cell_objective
 from ..postprocess import gaussian_blur, kernel_size_for
 from .attributions import CellAttributions, _cell_config, run_cells
 from .cells import cam_boxes
@@ -57,7 +57,10 @@ def cell_explorer(
     check_images(images)
     cfg = _cell_config(config, {"progress": False}, model)
     labels = list(layers)
-    grids = {k: FeatureCell(layers[k]).grid_shape(model, tuple(images.shape[-2:])) for k in labels}
+    size = tuple(images.shape[-2:])
+    grids = {
+        k: cell_objective(model, layers[k], image_size=size).grid_shape(model, size) for k in labels
+    }
     rfs: dict[str, ReceptiveField | None] = {}
     cache: dict[tuple, Tensor] = {}
     for label, (b, res) in (precomputed or {}).items():

@@ -23,7 +23,8 @@ from tqdm.auto import tqdm
 from .._checks import check_images, check_maps
 from ..core import FameConfig
 from ..data.transforms import box_mask
-from ..objectives import FeatureCell
+from ..objectives import TokenCell, cell_objective
+from ..recipes import Recipe
 from .attributions import CellAttributions, _cell_config, run_cells
 from .cells import _as_cells, _check_grid, cam_boxes, cell_centers, sample_cells
 from .tracer import ReceptiveField, receptive_field
@@ -224,6 +225,7 @@ def measure_layers(
     kernel_size: int | None = None,
     with_rf: bool = True,
     progress: bool = True,
+    recipe: str | Recipe | None = None,
     **overrides,
 ) -> pd.DataFrame:
     """Measure cell attributions at several depths over several images.
@@ -239,7 +241,13 @@ def measure_layers(
 
     Args:
         layers: ``{label: module or dotted name}`` ordered shallow → deep (e.g. the
-            classifier's ``stages``: ``"56x56"``, ..., ``"7x7"``).
+            classifier's ``stages``: ``"56x56"``, ..., ``"7x7"``). Transformer blocks
+            with (N, T, C) output are measured per patch token on a square patch grid
+            (class token left out); the receptive-field columns are left out for them
+            (every token can see the whole image after the first attention).
+        with_rf: add the theoretical receptive-field columns (CNN layers).
+        recipe: ``"paper"`` or ``"reference"``: where the steps are taken (see
+            :func:`run_cells`).
 
     Returns:
         Long DataFrame with one row per (image, layer, cell, map): columns ``image``,
@@ -247,16 +255,19 @@ def measure_layers(
         ``row``, ``col``, ``map`` and the measures of :func:`cell_measures`.
     """
     check_images(images)
-    cfg = _cell_config(config, overrides, model)
+    cfg = _cell_config(config, overrides, model, recipe)
+    size = (int(images.shape[-2]), int(images.shape[-1]))
     if progress is False:
         cfg = cfg.replace(progress=False)
     frames = []
     items = list(layers.items())
     for depth, (label, layer) in enumerate(tqdm(items, desc="layers", disable=not progress)):
-        grid = FeatureCell(layer).grid_shape(model, tuple(images.shape[-2:]))
+        objective = cell_objective(model, layer, image_size=size)
+        grid = objective.grid_shape(model, size)
         cells = sample_cells(grid, cells_per_layer, seed=seed)
-        res = run_cells(model, images, layer, cells, cfg)
-        rf = receptive_field(model, layer, tuple(images.shape[-2:])) if with_rf else None
+        res = run_cells(model, images, layer, cells, cfg, recipe=recipe)
+        traceable = with_rf and not isinstance(objective, TokenCell)
+        rf = receptive_field(model, layer, size) if traceable else None
         frames.append(
             measure_run(
                 res,

@@ -24,7 +24,7 @@ from torch.utils._pytree import tree_flatten
 
 from .._checks import check_images, model_device
 from ..hooks import capture_output
-from ..objectives import FeatureCell
+from ..objectives import cell_objective
 from .cells import _as_cells, all_cells, clip_boxes
 
 __all__ = ["ReceptiveField", "receptive_field", "empirical_receptive_field"]
@@ -400,7 +400,11 @@ def receptive_field(
         )
         out = capture_output(model, layer, x)
     if not isinstance(out, Tensor) or out.ndim != 4:
-        raise ValueError("receptive_field needs a layer whose output is (N, C, h, w)")
+        raise NotImplementedError(
+            "receptive_field needs a layer whose output is (N, C, h, w); for a "
+            "transformer's (N, T, C) tokens, which see the whole image after the first "
+            "attention, use empirical_receptive_field()"
+        )
     info = tracer.lookup(out)
     if isinstance(info, _Unknown):
         raise NotImplementedError(
@@ -465,7 +469,9 @@ def empirical_receptive_field(
     check_images(images)
     if images.shape[0] != 1:
         raise ValueError("empirical_receptive_field takes a single image (1, 3, H, W)")
-    obj = FeatureCell(layer, None if cells is None else _as_cells(cells))
+    obj = cell_objective(
+        model, layer, None if cells is None else _as_cells(cells), image_size=images.shape[-2:]
+    )
     x, bound = obj.expand(model, images.to(device))
     x = x.detach().requires_grad_(True)
     (grad,) = torch.autograd.grad(bound(model, x).sum(), x)
