@@ -9,8 +9,11 @@ This is the only implementation of the loop: every task is an
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import math
 import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -22,9 +25,12 @@ from ._checks import check_images, model_device
 from .objectives import Objective
 from .postprocess import Normalization, gaussian_blur, normalize_maps, to_gray
 
-__all__ = ["FameConfig", "FameResult", "run_fame", "fame"]
+__all__ = ["FameConfig", "FameResult", "run_fame", "fame", "frozen_eval"]
 
 StepSpace = Literal["normalized", "pixel"]
+Precision = Literal["float32", "bfloat16", "float16"]
+GrayOrder = Literal["rgb", "bgr"]
+_AUTOCAST_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,21 @@ class FameConfig:
         early_stop_check_every: how often (iterations) to test whether every sample has
             stopped, which needs one host sync; the per-sample freeze itself is on device.
         progress: show a tqdm progress bar over iterations.
+        gray_order: which channel the luma weights 0.2989/0.587/0.114 of
+            Δx = |gray(x̄) − gray(x)| multiply. ``"rgb"`` (paper text): 0.2989·R +
+            0.587·G + 0.114·B of the RGB image. ``"bgr"`` (the reference code for faces,
+            whose network takes a BGR tensor): 0.2989·B + 0.587·G + 0.114·R. Face runs read
+            it from :attr:`fame_utils.recipes.Recipe.face_gray_order`.
+        precision: ``"float32"`` (default), ``"bfloat16"`` or ``"float16"``: the objective's
+            forward pass (and so its backward) runs under :func:`torch.autocast` on the
+            model's device type, while Δ, x̄, the per-sample max and the update stay
+            float32. Losses are reported as float32 of the autocast values.
+        channels_last: run the model and the iterate in ``torch.channels_last`` memory
+            format (the model's parameters are converted for the run and restored after).
+        compile: compile the model's forward (and with it, through AOTAutograd, the
+            input-gradient backward) and the update step with :func:`torch.compile`. The
+            first call pays the compilation (tens of seconds on a CPU); where compilation
+            fails the run continues eagerly with a warning.
     """
 
     iterations: int = 500
@@ -61,12 +82,20 @@ class FameConfig:
     batch_size: int | None = None
     early_stop_check_every: int = 10
     progress: bool = True
+    gray_order: GrayOrder = "rgb"
+    precision: Precision = "float32"
+    channels_last: bool = False
+    compile: bool = False
 
     def __post_init__(self):
         if not isinstance(self.iterations, int) or self.iterations < 0:
             raise ValueError(f"iterations must be a non-negative int, got {self.iterations!r}")
-        if not self.step_size > 0:
-            raise ValueError(f"step_size must be > 0, got {self.step_size}")
+        if not isinstance(self.step_size, (int, float)) or not (
+            math.isfinite(self.step_size) and self.step_size > 0
+        ):
+            raise ValueError(
+                f"step_size must be a finite number > 0 (e.g. 1/255), got {self.step_size!r}"
+            )
         if self.kernel_size < 1 or self.kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be a positive odd int, got {self.kernel_size}")
         if self.sigma < 0:
@@ -81,6 +110,12 @@ class FameConfig:
             raise ValueError(f"batch_size must be >= 1 or None, got {self.batch_size}")
         if self.early_stop_check_every < 1:
             raise ValueError("early_stop_check_every must be >= 1")
+        if self.gray_order not in ("rgb", "bgr"):
+            raise ValueError(f"gray_order must be 'rgb' or 'bgr', got {self.gray_order!r}")
+        if self.precision not in ("float32", *_AUTOCAST_DTYPES):
+            raise ValueError(
+                f"precision must be 'float32', 'bfloat16' or 'float16', got {self.precision!r}"
+            )
 
     def replace(self, **overrides) -> FameConfig:
         """A copy with some fields changed; unknown names raise ``TypeError``."""
@@ -119,10 +154,16 @@ class FameResult:
         warn_empty: bool = True,
     ) -> Tensor:
         """Blurred, normalised attribution maps (N, H, W) in [0, 1] (each map's max is 1,
-        or the map is all zero when nothing moved; those are reported by a warning)."""
+        or the map is all zero when nothing moved; those are reported by a warning).
+
+        Raises:
+            ValueError: some Δx holds NaN or Inf (the message names the samples); such a
+                map is never returned as a number.
+        """
         k = self.config.kernel_size if kernel_size is None else kernel_size
         s = self.config.sigma if sigma is None else sigma
         norm = self.config.normalization if normalization is None else normalization
+        _raise_if_nonfinite(~torch.isfinite(self.delta).flatten(1).all(1), "Δx")
         blurred = gaussian_blur(self.delta, k, s)
         out, empty = normalize_maps(blurred, norm)
         if warn_empty and bool(empty.any()):
@@ -152,8 +193,61 @@ class FameResult:
 
     @property
     def empty(self) -> Tensor:
-        """(N,) bool: samples whose Δx is all zero."""
-        return self.delta.flatten(1).amax(1) <= 0
+        """(N,) bool: samples without a usable Δx: all zero, or holding NaN (never > 0)."""
+        return ~(self.delta.flatten(1).amax(1) > 0)
+
+
+def _raise_if_nonfinite(bad: Tensor, what: str, offset: int = 0, by: str = "") -> None:
+    """Raise naming the samples flagged in the (N,) bool ``bad`` (one host sync)."""
+    if bool(bad.any()):
+        idx = (bad.nonzero().flatten() + offset).tolist()
+        raise ValueError(
+            f"FAME found NaN or Inf in the {what} of samples {idx}{by} (rows of the "
+            "optimisation batch: image-major, one per image unless the objective expands "
+            "images, e.g. one per feature cell); check that the model's output on these "
+            "images is finite (model(images)) and that the objective is defined there"
+        )
+
+
+@contextlib.contextmanager
+def frozen_eval(model: nn.Module) -> Iterator[nn.Module]:
+    """Run ``model`` in eval mode with its parameters frozen, restoring both afterwards.
+
+    Every submodule's ``training`` flag and every parameter's ``requires_grad`` are put
+    back as they were on exit (also after an exception), so a method that explains a model
+    never changes its BatchNorm running statistics or its training state, and the forward
+    pass does not keep activations that only the parameters' gradients would need.
+    """
+    modes = [(m, m.training) for m in model.modules()]
+    grads = [(p, p.requires_grad) for p in model.parameters()]
+    model.eval()
+    for p, _ in grads:
+        p.requires_grad_(False)
+    try:
+        yield model
+    finally:
+        for m, training in modes:
+            m.training = training
+        for p, requires_grad in grads:
+            p.requires_grad_(requires_grad)
+
+
+@contextlib.contextmanager
+def _channels_last(model: nn.Module, enabled: bool) -> Iterator[None]:
+    """Hold the model's 4-D parameters and buffers in channels_last memory format for the
+    run; those that were contiguous before are made contiguous again on exit."""
+    if not enabled:
+        yield
+        return
+    tensors = [t for t in [*model.parameters(), *model.buffers()] if t.ndim == 4]
+    was_contiguous = [t.is_contiguous() for t in tensors]
+    model.to(memory_format=torch.channels_last)
+    try:
+        yield
+    finally:
+        for t, contiguous in zip(tensors, was_contiguous):
+            if contiguous and not t.is_contiguous():
+                t.data = t.data.contiguous()
 
 
 def _step_scale(model: nn.Module, step_space: StepSpace, device, dtype) -> Tensor:
@@ -167,44 +261,155 @@ def _step_scale(model: nn.Module, step_space: StepSpace, device, dtype) -> Tenso
     return std.reshape(1, 3, 1, 1)
 
 
+def _gray_abs(delta: Tensor, order: GrayOrder) -> Tensor:
+    """|gray(Δ)| (N, H, W) of an RGB change Δ (N, 3, H, W); ``"bgr"`` applies the luma
+    weights to the channel-reversed tensor (0.2989·B + 0.587·G + 0.114·R)."""
+    return to_gray(delta.flip(1) if order == "bgr" else delta).abs()
+
+
+def _update(
+    x: Tensor,
+    delta: Tensor,
+    grad: Tensor,
+    scale: Tensor,
+    step_size: float,
+    clamp: bool,
+    moving: Tensor | None,
+) -> tuple[Tensor, Tensor]:
+    """One LOTS step (Eq. 3) in float32: δ ← δ − η ∇/max|∇| with the max per sample;
+    ``moving`` (N, 1, 1, 1) bool freezes stopped samples. Returns (δ, (N,) max|∇|)."""
+    gmax = grad.abs().amax(dim=(1, 2, 3), keepdim=True)
+    step = grad / gmax.clamp_min(torch.finfo(grad.dtype).tiny)
+    if moving is not None:
+        step = step * moving
+    delta = delta - step_size * step
+    if clamp:
+        delta = ((x + scale * delta).clamp(0, 1) - x) / scale
+    return delta, gmax.view(-1)
+
+
+class _Step:
+    """The per-iteration functions of one run: the objective's forward (under autocast
+    when asked) and the update, optionally compiled with :func:`torch.compile`.
+
+    A compiled function that fails on its first call (no compiler, unsupported model) is
+    replaced by the eager one with a warning, once per run.
+    """
+
+    def __init__(self, model: nn.Module, cfg: FameConfig, device: torch.device):
+        self.cfg = cfg
+        self.model: Callable = model
+        self.update: Callable = _update
+        self._compiled = cfg.compile
+        if cfg.compile:
+            self.model = torch.compile(model)
+            self.update = torch.compile(_update)
+        if cfg.precision == "float32":
+            self._autocast: Callable = contextlib.nullcontext
+        else:
+            dtype = _AUTOCAST_DTYPES[cfg.precision]
+            self._autocast = lambda: torch.autocast(device.type, dtype=dtype)
+        self._eager_model = model
+
+    def loss(self, objective: Objective, inputs: Tensor, *, eager: bool = False) -> Tensor:
+        """(N,) float32 losses of ``inputs`` (float32, autocast inside); ``eager`` skips the
+        compiled model (for the one no-grad pass at the end, which would compile anew)."""
+        with self._autocast():
+            return objective(self._eager_model if eager else self.model, inputs).float()
+
+    def _fallback(self, err: Exception) -> None:
+        warnings.warn(
+            f"torch.compile failed ({type(err).__name__}: {str(err).splitlines()[0][:200]}); "
+            "FAME continues eagerly (compile=False gives the same maps without trying)",
+            stacklevel=4,
+        )
+        self.model, self.update, self._compiled = self._eager_model, _update, False
+
+    def first(self, fn: Callable, *args):
+        """Call ``fn(self, *args)``; if it fails while compiled, fall back and retry eagerly."""
+        if not self._compiled:
+            return fn(*args)
+        try:
+            return fn(*args)
+        except Exception as err:
+            if not _is_compile_error(err):
+                raise
+            self._fallback(err)
+            return fn(*args)
+
+
+def _is_compile_error(err: Exception) -> bool:
+    """An error raised by torch.compile's machinery (Dynamo, Inductor, the C++ compiler)
+    rather than by the model or the objective."""
+    module = type(err).__module__
+    return module.startswith(("torch._dynamo", "torch._inductor")) or isinstance(
+        err, torch._dynamo.exc.TorchDynamoException
+    )
+
+
 def _optimise_chunk(
-    model: nn.Module, x_full: Tensor, objective: Objective, cfg: FameConfig, bar
+    model: nn.Module,
+    x_full: Tensor,
+    objective: Objective,
+    cfg: FameConfig,
+    bar,
+    fns: _Step,
+    offset: int,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Descend ``objective`` on one chunk; returns (Δx gray-abs, steps, initial, final loss).
 
     With early stopping, finished samples are frozen on the device at once and, at every
     ``early_stop_check_every``-th iteration (one host sync), dropped from the batch so
-    they stop costing forward/backward passes.
+    they stop costing forward/backward passes. A NaN/Inf loss or gradient is flagged on
+    the device and raised (naming the samples) at the first iteration, at those checks
+    and at the end, never with a sync of its own in between.
     """
     scale = _step_scale(model, cfg.step_space, x_full.device, x_full.dtype)
     n = x_full.shape[0]
     eps = cfg.early_stop
     delta_full = torch.zeros_like(x_full)
     steps = torch.zeros(n, dtype=torch.long, device=x_full.device)
+    nonfinite = torch.zeros(n, dtype=torch.long, device=x_full.device)
     rows = torch.arange(n, device=x_full.device)  # chunk rows still being optimised
     x, delta, obj = x_full, torch.zeros_like(x_full), objective
     active = torch.ones(n, 1, 1, 1, dtype=torch.bool, device=x_full.device)
     initial = None
-    for it in range(cfg.iterations):
-        delta.requires_grad_(True)
-        loss = obj(model, x + scale * delta)
+
+    def loss_and_grad(obj: Objective, x: Tensor, delta: Tensor) -> tuple[Tensor, Tensor]:
+        delta = delta.detach().requires_grad_(True)
+        loss = fns.loss(obj, x + scale * delta)
         (grad,) = torch.autograd.grad(loss.sum(), delta)
+        return loss.detach(), grad
+
+    def check(what: str, it: int) -> None:
+        _raise_if_nonfinite(nonfinite > 0, what, offset, f" by iteration {it}")
+
+    for it in range(cfg.iterations):
+        if it == 0:
+            loss, grad = fns.first(loss_and_grad, obj, x, delta)
+        else:
+            loss, grad = loss_and_grad(obj, x, delta)
         with torch.no_grad():
-            loss = loss.detach()
             if initial is None:
                 initial = loss.clone()
-            gmax = grad.abs().amax(dim=(1, 2, 3), keepdim=True)
-            step = grad / gmax.clamp_min(torch.finfo(grad.dtype).tiny)
             if eps is not None:
                 active &= (loss >= eps).view(-1, 1, 1, 1)
-                step = step * active
+            moving = active if eps is not None else None
+            if it == 0:
+                delta, gmax = fns.first(
+                    fns.update, x, delta, grad, scale, cfg.step_size, cfg.clamp, moving
+                )
+            else:
+                delta, gmax = fns.update(x, delta, grad, scale, cfg.step_size, cfg.clamp, moving)
             steps.index_add_(0, rows, active.view(-1).long())
-            delta = delta.detach() - cfg.step_size * step
-            if cfg.clamp:
-                delta = ((x + scale * delta).clamp(0, 1) - x) / scale
+            bad = ~(torch.isfinite(loss) & torch.isfinite(gmax))
+            nonfinite.index_add_(0, rows, bad.long())
         if bar is not None:
             bar.update(1)
+        if it == 0:
+            check("loss or input gradient", 1)  # one sync: a NaN model fails at once
         if eps is not None and (it + 1) % cfg.early_stop_check_every == 0:
+            check("loss or input gradient", it + 1)
             n_active = int(active.sum())  # the one host sync early stopping needs
             if n_active < rows.numel():
                 delta_full[rows] = delta
@@ -215,12 +420,14 @@ def _optimise_chunk(
                 if bar is not None:
                     bar.update(cfg.iterations - it - 1)
                 break
+    check("loss or input gradient", cfg.iterations)
     with torch.no_grad():
         delta_full[rows] = delta.detach()
-        final = objective(model, x_full + scale * delta_full).detach()
+        final = fns.loss(objective, x_full + scale * delta_full, eager=True).detach()
+    _raise_if_nonfinite(~torch.isfinite(final), "final loss", offset)
     if initial is None:
         initial = final
-    return to_gray(delta_full).abs(), steps, initial, final
+    return _gray_abs(delta_full, cfg.gray_order), steps, initial, final
 
 
 def run_fame(
@@ -232,8 +439,11 @@ def run_fame(
 ) -> FameResult:
     """Optimise the input and return the unblurred Δx with diagnostics.
 
+    The model runs in eval mode with its parameters frozen for the call (both restored
+    afterwards, see :func:`frozen_eval`): FAME never updates BatchNorm statistics.
+
     Args:
-        model: network in eval mode taking (N, 3, H, W) [0, 1] RGB (it normalises inside).
+        model: network taking (N, 3, H, W) [0, 1] RGB (it normalises inside).
         images: float (B, 3, H, W) in [0, 1], RGB, any device.
         objective: the loss to descend, one value per sample (see
             :mod:`fame_utils.objectives`); it may expand B images to N samples.
@@ -241,6 +451,9 @@ def run_fame(
 
     Returns:
         :class:`FameResult` with tensors on ``images``' device.
+
+    Raises:
+        ValueError: NaN or Inf in a loss or input gradient (the message names the samples).
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -250,31 +463,33 @@ def run_fame(
         )
     cfg = (config or FameConfig()).replace(**overrides) if overrides else (config or FameConfig())
     check_images(images)
-    if model.training:
-        warnings.warn(
-            "model is in training mode; FAME assumes eval mode (call model.eval())", stacklevel=2
-        )
     out_device = images.device
     device = model_device(model)
-    x_all, bound = objective.expand(model, images.to(device))
-    n = x_all.shape[0]
-    chunk = cfg.batch_size or n
-    bounds = [(i, min(i + chunk, n)) for i in range(0, n, chunk)]
-    bar = tqdm(
-        total=cfg.iterations * len(bounds),
-        desc="FAME",
-        unit="it",
-        disable=not cfg.progress,
-        leave=False,
-    )
-    parts = []
-    try:
-        for lo, hi in bounds:
-            parts.append(
-                _optimise_chunk(model, x_all[lo:hi], bound.subset(slice(lo, hi)), cfg, bar)
-            )
-    finally:
-        bar.close()
+    with frozen_eval(model), _channels_last(model, cfg.channels_last):
+        x_all, bound = objective.expand(model, images.to(device))
+        if cfg.channels_last:
+            x_all = x_all.contiguous(memory_format=torch.channels_last)
+        n = x_all.shape[0]
+        chunk = cfg.batch_size or n
+        bounds = [(i, min(i + chunk, n)) for i in range(0, n, chunk)]
+        fns = _Step(model, cfg, device)
+        bar = tqdm(
+            total=cfg.iterations * len(bounds),
+            desc="FAME",
+            unit="it",
+            disable=not cfg.progress,
+            leave=False,
+        )
+        parts = []
+        try:
+            for lo, hi in bounds:
+                parts.append(
+                    _optimise_chunk(
+                        model, x_all[lo:hi], bound.subset(slice(lo, hi)), cfg, bar, fns, lo
+                    )
+                )
+        finally:
+            bar.close()
     delta, steps, initial, final = (torch.cat(p).to(out_device) for p in zip(*parts))
     return FameResult(delta=delta, steps=steps, initial_loss=initial, final_loss=final, config=cfg)
 
@@ -289,7 +504,7 @@ def fame(
     """FAME attribution maps (paper Eq. 3-4).
 
     Args:
-        model: network in eval mode taking (B, 3, H, W) [0, 1] RGB.
+        model: network taking (B, 3, H, W) [0, 1] RGB (run in eval mode, see :func:`run_fame`).
         images: float (B, 3, H, W) in [0, 1], RGB, any device.
         objective: e.g. ``ClassLogit(targets)``, ``FeatureCell(layer, cells)``,
             ``CosineSimilarity(refs)``, ``Dissimilarity(refs)``.
