@@ -6,12 +6,26 @@ fails early with a message that says what to do instead of deep inside a model.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor
 
-__all__ = ["check_images", "check_maps", "as_index_tensor", "model_device"]
+__all__ = [
+    "check_images",
+    "check_maps",
+    "as_index_tensor",
+    "model_device",
+    "model_dtype",
+    "check_model_input",
+    "check_class_indices",
+    "check_threshold",
+    "check_unit_interval",
+    "check_batch_size",
+    "eval_mode",
+]
 
 
 def check_images(images: object, name: str = "images", *, check_range: bool = True) -> Tensor:
@@ -47,13 +61,19 @@ def check_images(images: object, name: str = "images", *, check_range: bool = Tr
         )
     if images.shape[0] == 0 or images.shape[2] == 0 or images.shape[3] == 0:
         raise ValueError(f"{name} is empty: shape {tuple(images.shape)}")
+    if images.device.type == "meta":
+        raise ValueError(
+            f"{name} is on the 'meta' device and holds no values; "
+            "create it on a real device (e.g. torch.rand(..., device='cpu'))"
+        )
     if not bool(torch.isfinite(images).all()):
         raise ValueError(f"{name} contains NaN or infinite values")
     if check_range:
         lo, hi = float(images.min()), float(images.max())
         if lo < 0.0 or hi > 1.0:
+            # enough digits that 1.0001 does not print as 1
             raise ValueError(
-                f"{name} must hold values in [0, 1], got range [{lo:.4g}, {hi:.4g}]; "
+                f"{name} must hold values in [0, 1], got range [{lo:.9g}, {hi:.9g}]; "
                 "pass un-normalised RGB images (the models normalise internally); "
                 "0-255 images: divide by 255"
             )
@@ -115,3 +135,98 @@ def model_device(model: torch.nn.Module) -> torch.device:
     for t in model.buffers():
         return t.device
     return torch.device("cpu")
+
+
+def model_dtype(model: torch.nn.Module) -> torch.dtype:
+    """The dtype of a model's first floating-point parameter or buffer (float32 if none)."""
+    for t in (*model.parameters(), *model.buffers()):
+        if t.is_floating_point():
+            return t.dtype
+    return torch.float32
+
+
+def check_model_input(images: object, model: torch.nn.Module, name: str = "images") -> Tensor:
+    """:func:`check_images` plus: the images' dtype is the model's (float32 for the models
+    of this package), so a float64 or float16 batch fails here with a message instead of
+    inside the first layer. Returns ``images`` unchanged."""
+    check_images(images, name)
+    want = model_dtype(model)
+    if images.dtype != want:
+        raise TypeError(
+            f"{name} have dtype {images.dtype} but the model computes in {want}; "
+            f"convert them with {name}.to({want}) (models of this package use torch.float32)"
+        )
+    return images
+
+
+def check_class_indices(indices: Tensor, num_classes: int | None, name: str = "classes") -> Tensor:
+    """Class indices (B,) must lie in [0, num_classes − 1] (only the lower bound when
+    ``num_classes`` is None). A negative index would otherwise silently select a class
+    from the end (−1 → the last class). One host sync; call it once per batch, outside
+    iteration loops. Returns ``indices`` unchanged."""
+    if indices.numel() == 0:
+        return indices
+    lo, hi = int(indices.min()), int(indices.max())
+    too_high = num_classes is not None and hi >= num_classes
+    if lo < 0 or too_high:
+        top = "number of classes − 1" if num_classes is None else str(num_classes - 1)
+        flat = indices.reshape(-1).tolist()
+        bad = sorted({c for c in flat if c < 0 or (num_classes is not None and c >= num_classes)})
+        raise ValueError(
+            f"{name} must be class indices in [0, {top}], got {bad[:10]}; "
+            "negative indices are not allowed (they do not count from the end)"
+        )
+    return indices
+
+
+def check_threshold(
+    value: object, name: str = "threshold", *, low: float = -1.0, high: float = 1.0
+) -> float:
+    """A finite float in [low, high] (default [−1, 1], the range of a cosine similarity:
+    a verification threshold θ). Returns it as a Python float."""
+    try:
+        v = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(v) or not low <= v <= high:
+        raise ValueError(
+            f"{name} must be a finite number in [{low:g}, {high:g}], got {v!r}"
+            + ("; θ is a threshold on the cosine similarity" if (low, high) == (-1.0, 1.0) else "")
+        )
+    return v
+
+
+def check_unit_interval(values: Tensor, name: str) -> Tensor:
+    """Every value of a float tensor in [0, 1] (and finite); reports the range found with
+    enough digits to see how far outside it is. Returns ``values`` unchanged."""
+    if values.numel() == 0:
+        return values
+    lo, hi = float(values.min()), float(values.max())
+    if not (math.isfinite(lo) and math.isfinite(hi)) or lo < 0.0 or hi > 1.0:
+        raise ValueError(f"{name} must lie in [0, 1], got range [{lo:.9g}, {hi:.9g}]")
+    return values
+
+
+def check_batch_size(value: object, name: str = "batch_size") -> int:
+    """A positive int (a batch size, chunk size...); returns it."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return value
+
+
+@contextmanager
+def eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """Run the block with every module of ``model`` in eval mode, then restore each
+    module's own ``training`` flag (also after an exception).
+
+    Every attribution method runs its model through this: in train mode BatchNorm would
+    normalise with batch statistics and update its running statistics, Dropout would
+    drop; in eval mode a method changes no buffer of the caller's model.
+    """
+    flags = [(m, m.training) for m in model.modules()]
+    try:
+        model.eval()
+        yield model
+    finally:
+        for m, flag in flags:
+            m.training = flag

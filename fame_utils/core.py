@@ -43,8 +43,10 @@ class FameConfig:
         kernel_size: Gaussian blur kernel (odd; 49 in the paper's code).
         sigma: Gaussian blur σ in pixels (7.7). ``0`` disables the blur.
         normalization: ``"max"`` (paper) or ``"minmax"`` (reference code) or ``"none"``.
-        early_stop: ε; a sample stops moving once its loss is below ε (``None``: never,
-            as for classification; the paper used 0.01 for face verification).
+        early_stop: ε; a sample stops moving once its loss is below ε (``None``: never).
+            The default ``"auto"`` means "the task's default": never for
+            classification and :func:`run_fame`, the recipe's ``face_early_stop`` (0.01,
+            paper §4.2) for face verification through :class:`fame_utils.explain.Fame`.
         step_space: ``"normalized"`` steps in the model's mean/std-normalised tensor, as
             the paper did for classification (needs ``model.input_normalization =
             (mean, std)``; models without it are stepped in pixels), and Δx is measured
@@ -76,7 +78,7 @@ class FameConfig:
     kernel_size: int = 49
     sigma: float = 7.7
     normalization: Normalization = "max"
-    early_stop: float | None = None
+    early_stop: float | None | Literal["auto"] = "auto"
     step_space: StepSpace = "normalized"
     clamp: bool = False
     batch_size: int | None = None
@@ -366,7 +368,7 @@ def _optimise_chunk(
     """
     scale = _step_scale(model, cfg.step_space, x_full.device, x_full.dtype)
     n = x_full.shape[0]
-    eps = cfg.early_stop
+    eps = None if cfg.early_stop == "auto" else cfg.early_stop
     delta_full = torch.zeros_like(x_full)
     steps = torch.zeros(n, dtype=torch.long, device=x_full.device)
     nonfinite = torch.zeros(n, dtype=torch.long, device=x_full.device)

@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from ._checks import as_index_tensor
 from .core import FameConfig, run_fame
 from .objectives import ClassLogit, CosineSimilarity, Objective
-from .recipes import Recipe, get_recipe
+from .recipes import PAPER, Recipe, get_recipe
 
 __all__ = [
     "Attribution",
@@ -138,8 +138,11 @@ class Fame:
     """FAME under the shared convention.
 
     Classification: L_cls = z_o descended, one map. Verification: e₊ from L₊ = s and
-    e₋ from L₋ = 1 − s, both in one batched run (2B samples), stepping in pixels and
-    stopping early at ε = 0.01 unless ``config`` says otherwise (paper Sec. 3).
+    e₋ from L₋ = 1 − s, both in one batched run (2B samples), stepping in pixels.
+    Early stopping for verification follows ``config.early_stop``: a number is ε,
+    ``None`` never stops, and the default ``"auto"`` (nothing said) takes
+    :attr:`fame_utils.recipes.Recipe.face_early_stop` of the paper recipe, ε = 0.01
+    (paper §4.2).
 
     ``recipe`` (``"paper"``, ``"reference"`` or a :class:`~fame_utils.recipes.Recipe`),
     when given, sets the choices on which paper text and reference code differ and
@@ -187,10 +190,12 @@ class Fame:
         return cfg.replace(**changes)
 
     def verification_config(self) -> FameConfig:
+        """The config of a verification run: pixel steps, and ε = 0.01 when
+        ``config.early_stop`` is ``"auto"`` (an explicit ``None`` or ε is kept)."""
         cfg = self.config
         changes = {}
-        if cfg.early_stop is None:
-            changes["early_stop"] = 0.01
+        if cfg.early_stop == "auto":
+            changes["early_stop"] = PAPER.face_early_stop
         if cfg.step_space == "normalized":
             changes["step_space"] = "pixel"
         return cfg.replace(**changes) if changes else cfg

@@ -160,6 +160,104 @@ def test_gradcam_similarity_target_by_hand_and_batch_safe(net, images):
     torch.testing.assert_close(ours, singles, atol=1e-5, rtol=0)
 
 
+def test_constant_norm_target_gradient_is_r_hat_over_output_norm():
+    # hand-made: o = (3, 4) (‖o‖ = 5), r = (1, 0) (r̂ = r); s = 3/5.
+    from fame_utils.baselines.cam import CosineSimilarityTarget
+
+    r = torch.tensor([1.0, 0.0])
+    grads = {}
+    for mode in ("cosine", "constant_norm"):
+        o = torch.tensor([3.0, 4.0], requires_grad=True)
+        value = CosineSimilarityTarget(r, mode)(o)
+        assert value.item() == pytest.approx(0.6)  # the same value either way
+        (grads[mode],) = torch.autograd.grad(value, o)
+    # constant norm: r̂/‖o‖ = (1/5, 0)
+    torch.testing.assert_close(grads["constant_norm"], torch.tensor([0.2, 0.0]))
+    # through the norm: (r̂ − s·ô)/‖o‖ = ((1 − 0.6·0.6)/5, (0 − 0.6·0.8)/5)
+    torch.testing.assert_close(grads["cosine"], torch.tensor([0.128, -0.096]))
+    # a (N, D) output: one value per row, each with its own constant norm
+    o2 = torch.tensor([[3.0, 4.0], [0.0, 2.0]], requires_grad=True)
+    (g2,) = torch.autograd.grad(CosineSimilarityTarget(r, "constant_norm")(o2).sum(), o2)
+    torch.testing.assert_close(g2, torch.tensor([[0.2, 0.0], [0.5, 0.0]]))
+
+
+def test_face_cam_target_follows_the_recipe(net, images):
+    refs = torch.randn(3, 6, generator=torch.Generator().manual_seed(2))
+    target = SimilarityTarget(refs)
+    paper = GradCAM()(net, images, target).positive
+    assert torch.equal(paper, GradCAM(recipe="paper")(net, images, target).positive)
+    assert torch.equal(paper, GradCAM(face_target="cosine")(net, images, target).positive)
+    ref = GradCAM(recipe="reference")(net, images, target).positive
+    torch.testing.assert_close(
+        ref, GradCAM(face_target="constant_norm")(net, images, target).positive
+    )
+    assert (ref - paper).abs().max() > 1e-3
+    # Grad-CAM with the constant-norm target by hand: gradient of o·r̂/‖o‖ with ‖o‖ fixed
+    x = images.clone().requires_grad_(True)
+    act, emb = _hooked(net, net.block, x)
+    value = (emb * F.normalize(refs, dim=1)).sum(1) / emb.detach().norm(dim=1)
+    (grad,) = torch.autograd.grad(value.sum(), act)
+    coarse = (grad.mean((2, 3), keepdim=True) * act).sum(1).detach()
+    torch.testing.assert_close(ref, _hand_cam(coarse, (32, 32)), atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="constant_norm"):
+        GradCAMElementWise(face_target="unit")
+
+
+@pytest.mark.parametrize("method", [GradCAM, GradCAMElementWise, HiResCAM, FullGrad])
+@pytest.mark.parametrize("cls", [-1, 6, 999])
+def test_cams_refuse_class_indices_outside_the_logits(net, images, method, cls):
+    # −1 used to explain the last class (pytorch-grad-cam indexes from the end)
+    with pytest.raises(ValueError, match=r"class indices in \[0, "):
+        method()(net, images, ClassTarget([0, cls, 1]))
+
+
+def _train_mode_net():
+    model = small_cnn()
+    model.train()
+    model.features[1].eval()  # a mixed mode the methods must restore exactly
+    return model
+
+
+def _buffers(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+@pytest.mark.parametrize(
+    "method, target",
+    [
+        (GradCAM(), "class"),
+        (GradCAMElementWise(), "class"),
+        (HiResCAM(), "class"),
+        (FullGrad(), "class"),
+        (CorrRISE(n_masks=8, batch_size=5), "class"),
+        (CorrRISE(n_masks=8, batch_size=5), "similarity"),
+        (GradCAM(), "similarity"),
+        (FGGB(threshold=0.2), "similarity"),
+        (FGGB(threshold=0.2, jacobian="repeat"), "similarity"),
+    ],
+)
+def test_baselines_run_in_eval_mode_and_change_no_buffer(images, method, target):
+    model = _train_mode_net()
+    modes = {name: m.training for name, m in model.named_modules()}
+    before = _buffers(model)
+    t = ClassTarget([0, 1, 2]) if target == "class" else SimilarityTarget(torch.randn(3, 6))
+    got = method(model, images, t).positive
+    # BatchNorm running statistics (and every other buffer) unchanged, modes restored
+    after = model.state_dict()
+    for k, v in before.items():
+        assert torch.equal(after[k], v), k
+    assert {name: m.training for name, m in model.named_modules()} == modes
+    # the maps are those of the eval-mode model
+    want = method(small_cnn().eval(), images, t).positive
+    torch.testing.assert_close(got, want)
+
+
+def test_baselines_refuse_images_of_another_dtype(net, images):
+    for dtype in (torch.float64, torch.float16):
+        with pytest.raises(TypeError, match="float32"):
+            GradCAM()(net, images.to(dtype), ClassTarget(0))
+
+
 def test_cam_leaves_no_hooks_or_gradients(net, images):
     flags = [p.requires_grad for p in net.parameters()]
     for method in (GradCAM(), GradCAMElementWise(), HiResCAM(), FullGrad()):
@@ -391,9 +489,18 @@ def test_fggb_threshold_resolution_and_errors(images):
     assert (other - from_ctor).abs().max() > 1e-4
     with pytest.raises(TypeError, match="SimilarityTarget"):
         FGGB(threshold=0.3)(model, x, ClassTarget(0))
-    # the weights sum to cos − θ: a threshold far above every cosine makes S ≤ 0
-    very_high = FGGB(threshold=50.0)(model, x, SimilarityTarget(refs))
-    assert float(very_high.positive.max()) == 0.0 and float(very_high.negative.max()) == 1.0
+    # the weights sum to cos − θ
+    emb = torch.nn.functional.normalize(model(x), dim=1).detach()
+    refs_n = torch.nn.functional.normalize(refs, dim=1)
+    w = FGGB()._weights(emb, refs_n, 0.75)
+    torch.testing.assert_close(w.sum(1), (emb * refs_n).sum(1) - 0.75)
+    # θ is a threshold on the cosine: outside [−1, 1] (it used to give all-zero e₊) or NaN
+    # is refused (issue 9, item 5)
+    for bad in (50.0, 2.0, float("nan")):
+        with pytest.raises(ValueError, match=r"\[-1, 1\]"):
+            FGGB(threshold=bad)
+        with pytest.raises(ValueError, match=r"\[-1, 1\]"):
+            FGGB()(model, x, SimilarityTarget(refs, threshold=bad))
 
 
 # ---------------------------------------------------------------- factories

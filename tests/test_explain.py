@@ -60,3 +60,26 @@ def test_target_errors(tiny_cnn):
         Fame(CFG)(tiny_cnn, x, SimilarityTarget(torch.rand(3, 5)))
     with pytest.raises(TypeError, match="ClassTarget or SimilarityTarget"):
         Fame(CFG)(tiny_cnn, x, [0, 1])
+
+
+def test_verification_early_stop_none_is_honoured_and_the_default_stays_001():
+    # issue 10: FameConfig(early_stop=None) used to stop faces at 0.01 anyway
+    assert Fame(CFG).verification_config().early_stop == 0.01  # nothing said
+    assert Fame(CFG.replace(early_stop=None)).verification_config().early_stop is None
+    assert Fame(CFG.replace(early_stop=0.2)).verification_config().early_stop == 0.2
+    # behaviour: a near-identical pair has 0 < L₋ = 1 − s < 0.01 at step 0, so with the
+    # default e₋ stays empty; with early_stop=None it keeps stepping
+    net = _embedder()
+    g = torch.Generator().manual_seed(3)
+    p = torch.rand(1, 3, 16, 16, generator=g)
+    q = (p + 0.02 * torch.rand(1, 3, 16, 16, generator=g)).clamp(0, 1)
+    ref = SimilarityTarget(net(q).detach())
+    s = torch.nn.functional.cosine_similarity(net(p), ref.references).item()
+    assert 0.99 < s < 1.0
+    with pytest.warns(UserWarning, match="empty"):
+        default = Fame(CFG)(net, p, ref)
+    assert default.negative.abs().sum() == 0
+    never = Fame(CFG.replace(early_stop=None))(net, p, ref)
+    assert never.negative.max() == 1
+    # classification and run_fame treat the default "auto" as "never stop"
+    assert FameConfig().early_stop == "auto"

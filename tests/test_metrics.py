@@ -22,6 +22,7 @@ from fame_utils.metrics import (
     verification_accuracy,
 )
 from fame_utils.postprocess import gaussian_blur
+from fame_utils.recipes import PAPER
 
 # pytorch-grad-cam's imputer hands torch tensors to scipy, which numpy 2 warns about
 pytestmark = pytest.mark.filterwarnings("ignore:__array_wrap__ must accept:DeprecationWarning")
@@ -101,7 +102,7 @@ def test_iou_rejects_bad_input():
 def test_constant_map_removes_exactly_p_percent_in_raster_order():
     maps = torch.full((2, 10, 7), 0.5)
     percents = [0, 10, 25, 33.3, 50, 99, 100]
-    masks = removal_masks(maps, percents)
+    masks = removal_masks(maps, percents, ties="index")
     counts = masks.flatten(2).sum(-1)
     want = [0, 7, 18, 23, 35, 69, 70]  # round-half-up of p·70/100: 17.5 -> 18, 23.31 -> 23
     assert counts.tolist() == [want, want]
@@ -139,13 +140,98 @@ def test_pixel_ranks_match_python_sort_with_index_tiebreak():
     maps = (torch.rand(2, 6, 5, generator=g) * 4).floor() / 4  # many ties
     maps[0, 0, 0] = -0.0
     maps[0, 0, 1] = 0.0
-    ranks = pixel_ranks(maps)
+    ranks = pixel_ranks(maps, ties="index")
     for i in range(2):
         vals = maps[i].flatten().tolist()
         order = sorted(range(len(vals)), key=lambda k: (-vals[k], k))
         want = torch.empty(len(vals), dtype=torch.long)
         want[torch.tensor(order)] = torch.arange(len(vals))
         assert torch.equal(ranks[i].flatten(), want)
+
+
+def test_random_ties_remove_an_all_zero_map_evenly():
+    # issue 10: row-major ties removed rows 0-33 of a flat 112 px face at Delete@30 %
+    maps = torch.zeros(2, 112, 112)
+    removed = removal_masks(maps, [30])[:, 0]  # default: the paper recipe, random, seed 0
+    assert removed.flatten(1).sum(1).tolist() == [3763, 3763]  # round(0.3 · 12544)
+    rows, cols = removed[0].nonzero(as_tuple=True)
+    assert abs(rows.float().mean().item() - 55.5) < 3
+    assert abs(cols.float().mean().item() - 55.5) < 3
+    # the same order for every map of a batch, and from one CPU-drawn permutation
+    assert torch.equal(removed[0], removed[1])
+    perm = torch.randperm(112 * 112, generator=torch.Generator().manual_seed(0))
+    want = torch.zeros(112 * 112, dtype=torch.bool)
+    want[perm[:3763]] = True
+    assert torch.equal(removed[0].flatten(), want)
+    # another seed, another order; the reference recipe's seed is read from it too
+    other = removal_masks(maps, [30], tie_seed=1)[0, 0]
+    assert other.sum() == 3763 and not torch.equal(other, removed[0])
+    assert torch.equal(removal_masks(maps, [30], recipe=PAPER.replace(tie_seed=1))[0, 0], other)
+
+
+def test_random_ties_only_reorder_equal_values():
+    g = torch.Generator().manual_seed(4)
+    maps = (torch.rand(3, 9, 7, generator=g) * 3).floor() / 3  # many ties
+    for seed in (0, 5):
+        ranks = pixel_ranks(maps, tie_seed=seed)
+        for i in range(3):
+            vals = maps[i].flatten()
+            order = ranks[i].flatten().argsort()  # pixels from most to least relevant
+            assert (vals[order][1:] <= vals[order][:-1]).all()
+            assert sorted(ranks[i].flatten().tolist()) == list(range(63))
+
+
+def test_reference_ties_follow_the_percentile_rule_on_a_plateau():
+    # 10×10 map: 20 pixels at 1.0, 30 at 0.5, 50 at 0. numpy-style percentile (linear):
+    # Delete@p removes the pixels > percentile(100 − p):
+    #   10 %: q = 90 → position 89.1 → 1.0 → nothing is > 1.0: 0 pixels
+    #   25 %: q = 75 → position 74.25 → 0.5 → the 20 pixels at 1.0
+    #   30 %: q = 70 → position 69.3 → 0.5 → 20 (the exact-count rule removes 30)
+    #   50 %: q = 50 → position 49.5 → (0 + 0.5)/2 = 0.25 → 50
+    #   0 %: q = 100 → 1.0 → 0;  100 %: q = 0 → 0.0 → 50 (the zeros stay)
+    m = torch.zeros(1, 10, 10)
+    m.view(-1)[:20] = 1.0
+    m.view(-1)[20:50] = 0.5
+    m = m[:, torch.randperm(10, generator=torch.Generator().manual_seed(1))]
+    percents = [0, 10, 25, 30, 50, 100]
+    masks = removal_masks(m, percents, ties="reference")
+    assert masks.flatten(2).sum(-1)[0].tolist() == [0, 0, 20, 20, 50, 50]
+    assert torch.equal(removal_masks(m, percents, recipe="reference"), masks)
+    for j, p in enumerate(percents):
+        theta = np.percentile(m.numpy(), 100 - p)
+        assert torch.equal(masks[0, j], torch.from_numpy(m[0].numpy() > theta))
+    # least relevant first: the pixels below the p-th percentile
+    lerf = removal_masks(m, [60], ties="reference", most_relevant_first=False)[0, 0]
+    assert torch.equal(lerf, m[0] < np.percentile(m.numpy(), 60))
+    with pytest.raises(ValueError, match="removal_masks"):
+        pixel_ranks(m, ties="reference")
+    with pytest.raises(ValueError, match="'random', 'reference' or 'index'"):
+        removal_masks(m, [10], ties="stable")
+
+
+def test_road_and_face_metrics_use_the_tie_rule(tiny_cnn):
+    g = torch.Generator().manual_seed(8)
+    images = torch.rand(2, 3, 12, 12, generator=g)
+    maps = torch.zeros(2, 12, 12)
+    maps[:, 3:6, 3:6] = 1.0  # a 9-pixel plateau, the rest flat
+    percents = [10, 50]
+    for ties in ("random", "reference", "index"):
+        drop = road_scores(tiny_cnn, images, [0, 1], maps, percents, ties=ties, tie_seed=3)
+        masks = removal_masks(maps, percents, ties=ties, tie_seed=3)
+        with torch.no_grad():
+            clean = tiny_cnn(images)[[0, 1], [0, 1]]
+            for j in range(2):
+                x = images * (~masks[:, j]).unsqueeze(1)
+                torch.testing.assert_close(drop[:, j], clean - tiny_cnn(x)[[0, 1], [0, 1]])
+    embedder = nn.Sequential(*list(tiny_cnn.children())[:-1])
+    res = face_deletion_insertion(
+        embedder, images, images.flip(0), [True, False], maps, threshold=0.5, recipe="reference"
+    )
+    assert (res.ties, res.tie_seed) == ("reference", 0)
+    res = face_deletion_insertion(
+        embedder, images, images.flip(0), [True, False], maps, threshold=0.5, tie_seed=7
+    )
+    assert (res.ties, res.tie_seed) == ("random", 7)
 
 
 def test_least_relevant_first_is_the_complement_order():

@@ -9,7 +9,17 @@ Attribution(map, None)``:
 - ``SimilarityTarget``: one :class:`CosineSimilarityTarget` per image holding *that
   image's* frozen partner embedding. pytorch-grad-cam calls each target on the output
   row of its own sample and sums the results before one backward pass, so the
-  gradients of different images never mix (batch-safe).
+  gradients of different images never mix (batch-safe). Two variants of that target
+  (``face_target=``, default from :mod:`fame_utils.recipes`): ``"cosine"`` (paper text,
+  the ``"paper"`` recipe) differentiates s = cos(o, r) through the probe embedding's
+  norm, ∂s/∂o = (r̂ − s·ô)/‖o‖; ``"constant_norm"`` (the code behind Table 1, the
+  ``"reference"`` recipe) holds the norm product ‖o‖‖r‖ constant, ∂s/∂o = r̂/‖o‖.
+
+Every method runs the model in eval mode and restores each module's own mode afterwards
+(:func:`fame_utils._checks.eval_mode`; pytorch-grad-cam alone would leave the model in
+eval mode), so no BatchNorm statistic or other buffer of the caller's model changes.
+Class indices outside [0, classes − 1] are refused (−1 would otherwise explain the last
+class), and images must have the model's dtype.
 
 The CAMs are taken at ``model.target_layer`` (the last convolutional block) unless a
 ``target_layer`` (module or dotted name) is given. FullGrad ignores the target layer and
@@ -38,15 +48,17 @@ import numpy as np
 import pytorch_grad_cam
 import torch
 import torch.nn.functional as F
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import Tensor, nn
 
-from .._checks import check_images, model_device
+from .._checks import check_class_indices, check_model_input, eval_mode, model_device
 from ..explain import Attribution, ClassTarget, SimilarityTarget
+from ..recipes import Recipe, get_recipe
 from ._common import check_target, frozen_parameters, target_layer_of
 
 __all__ = [
     "CosineSimilarityTarget",
+    "ClassLogitTarget",
+    "FaceCamTarget",
     "GradCAM",
     "GradCAMElementWise",
     "HiResCAM",
@@ -55,18 +67,40 @@ __all__ = [
 ]
 
 
+FaceCamTarget = Literal["cosine", "constant_norm"]
+"""Target of face Grad-CAM / Grad-CAM-EW: see :attr:`fame_utils.recipes.Recipe.face_cam_target`."""
+
+
+def resolve_face_target(
+    face_target: FaceCamTarget | None, recipe: str | Recipe | None
+) -> FaceCamTarget:
+    """``face_target`` if given, else the recipe's ``face_cam_target`` (``None`` → paper)."""
+    chosen = get_recipe(recipe).face_cam_target if face_target is None else face_target
+    if chosen not in ("cosine", "constant_norm"):
+        raise ValueError(f"face_target must be 'cosine' or 'constant_norm', got {chosen!r}")
+    return chosen
+
+
 class CosineSimilarityTarget:
     """pytorch-grad-cam target: cos(output, reference) for ONE sample.
 
-    ``reference`` is the frozen partner embedding (D,) of that sample. pytorch-grad-cam
-    calls a target on one sample's output row (D,); a (N, D) output is also accepted
+    ``reference`` is the frozen partner embedding r (D,) of that sample. pytorch-grad-cam
+    calls a target on one sample's output row o (D,); a (N, D) output is also accepted
     (one similarity per row, all against the same reference).
+
+    ``mode="cosine"`` (paper text) returns s = o·r / (‖o‖‖r‖) with the gradient flowing
+    through ‖o‖: ∂s/∂o = (r̂ − s·ô)/‖o‖. ``mode="constant_norm"`` (the code behind Table 1)
+    returns the same value but treats the norm product as a constant computed beforehand:
+    ∂s/∂o = r/(‖o‖‖r‖) = r̂/‖o‖.
     """
 
-    def __init__(self, reference: Tensor):
+    def __init__(self, reference: Tensor, mode: FaceCamTarget = "cosine"):
         if reference.ndim != 1:
             raise ValueError(f"reference must be a (D,) embedding, got {tuple(reference.shape)}")
+        if mode not in ("cosine", "constant_norm"):
+            raise ValueError(f"mode must be 'cosine' or 'constant_norm', got {mode!r}")
         self.reference = reference.detach()
+        self.mode = mode
 
     def __call__(self, model_output: Tensor) -> Tensor:
         ref = self.reference.to(device=model_output.device, dtype=model_output.dtype)
@@ -75,18 +109,39 @@ class CosineSimilarityTarget:
                 f"embedding size {model_output.shape[-1]} differs from the reference's "
                 f"{ref.shape[0]}"
             )
+        if self.mode == "constant_norm":
+            norms = torch.linalg.vector_norm(model_output.detach(), dim=-1) * ref.norm()
+            eps = torch.finfo(model_output.dtype).eps
+            return (model_output * ref).sum(-1) / norms.clamp_min(eps)
         if model_output.ndim == 1:
             return F.cosine_similarity(model_output, ref, dim=0)
         return F.cosine_similarity(model_output, ref.expand_as(model_output), dim=-1)
 
 
-def cam_targets(target: ClassTarget | SimilarityTarget, batch: int) -> list:
-    """One pytorch-grad-cam target object per image for the shared ``target``."""
+class ClassLogitTarget:
+    """pytorch-grad-cam target: the raw logit of class ``index`` for ONE sample (what
+    ``ClassifierOutputTarget`` computes), refusing an index beyond the model's outputs
+    instead of failing inside pytorch-grad-cam."""
+
+    def __init__(self, index: int):
+        self.index = int(index)
+
+    def __call__(self, model_output: Tensor) -> Tensor:
+        check_class_indices(torch.tensor([self.index]), model_output.shape[-1], "ClassTarget")
+        return model_output[..., self.index]
+
+
+def cam_targets(
+    target: ClassTarget | SimilarityTarget, batch: int, face_target: FaceCamTarget = "cosine"
+) -> list:
+    """One pytorch-grad-cam target object per image for the shared ``target``
+    (``face_target`` chooses the :class:`CosineSimilarityTarget` mode)."""
     check_target(target)
     if isinstance(target, ClassTarget):
-        return [ClassifierOutputTarget(int(c)) for c in target.indices(batch).tolist()]
+        classes = check_class_indices(target.indices(batch), None, "ClassTarget.classes")
+        return [ClassLogitTarget(c) for c in classes.tolist()]
     refs = target.check(batch)
-    return [CosineSimilarityTarget(r) for r in refs]
+    return [CosineSimilarityTarget(r, face_target) for r in refs]
 
 
 class _FromNormalized(nn.Module):
@@ -132,18 +187,20 @@ def _run_cam(
     target: ClassTarget | SimilarityTarget,
     layer: nn.Module | None,
     *,
+    face_target: FaceCamTarget = "cosine",
     input_requires_grad: bool = True,
 ) -> Tensor:
-    """Run one pytorch-grad-cam method; (B, H, W) float32 maps on the model's device."""
+    """Run one pytorch-grad-cam method in eval mode (the caller's modes restored after);
+    (B, H, W) float32 maps on the model's device."""
     device = model_device(model)
     x = images.detach().to(device)
-    targets = cam_targets(target, x.shape[0])
+    targets = cam_targets(target, x.shape[0], face_target)
     if input_requires_grad:
         # with the parameters frozen, the input must require grad so that the target
         # layer's output does and pytorch-grad-cam's gradient hook fires
         x = x.clone().requires_grad_(True)
     layers = [] if layer is None else [layer]
-    with frozen_parameters(model):
+    with frozen_parameters(model), eval_mode(model):
         cam = cam_class(model=model, target_layers=layers)
         try:
             grayscale = cam(input_tensor=x, targets=targets)
@@ -162,11 +219,21 @@ def _run_cam(
 
 @dataclass
 class _PytorchGradCam:
-    """Base: a pytorch-grad-cam CAM at ``target_layer`` (default ``model.target_layer``)."""
+    """Base: a pytorch-grad-cam CAM at ``target_layer`` (default ``model.target_layer``).
+
+    ``face_target`` (``"cosine"`` or ``"constant_norm"``, see :class:`CosineSimilarityTarget`)
+    is used with a ``SimilarityTarget``; ``None`` takes ``recipe``'s ``face_cam_target``
+    (``recipe=None`` → ``"paper"`` → ``"cosine"``; ``"reference"`` → ``"constant_norm"``).
+    """
 
     target_layer: nn.Module | str | None = None
     name: str = "CAM"
+    face_target: FaceCamTarget | None = None
+    recipe: str | Recipe | None = None
     cam_class: ClassVar[type]
+
+    def __post_init__(self):
+        resolve_face_target(self.face_target, self.recipe)  # fail at construction
 
     def __call__(
         self, model: nn.Module, images: Tensor, target: ClassTarget | SimilarityTarget
@@ -177,10 +244,11 @@ class _PytorchGradCam:
             ``Attribution(positive, None)``: (B, H, W) maps in [0, 1] (min-max scaled by
             pytorch-grad-cam), on ``images``' device and dtype.
         """
-        check_images(images)
+        check_model_input(images, model)
         check_target(target)
         layer = target_layer_of(model, self.target_layer)
-        maps = _run_cam(self.cam_class, model, images, target, layer)
+        mode = resolve_face_target(self.face_target, self.recipe)
+        maps = _run_cam(self.cam_class, model, images, target, layer, face_target=mode)
         return Attribution(maps.to(device=images.device, dtype=images.dtype), None)
 
 
@@ -226,6 +294,7 @@ class FullGrad:
         allow_uncovered_biases: FullGrad needs the biases of all layers; by default a
             model with bias-carrying modules that pytorch-grad-cam does not collect (see
             :func:`fullgrad_uncovered_biases`) raises ``ValueError``. ``True`` runs anyway.
+        face_target, recipe: the similarity target's mode, as for :class:`GradCAM`.
 
     Raises:
         ValueError: the model has no ``Conv2d``/``BatchNorm2d`` bias at all, or has
@@ -235,8 +304,11 @@ class FullGrad:
     input_space: Literal["normalized", "pixel"] = "normalized"
     allow_uncovered_biases: bool = False
     name: str = "FullGrad"
+    face_target: FaceCamTarget | None = None
+    recipe: str | Recipe | None = None
 
     def __post_init__(self):
+        resolve_face_target(self.face_target, self.recipe)
         if self.input_space not in ("normalized", "pixel"):
             raise ValueError(
                 f"input_space must be 'normalized' or 'pixel', got {self.input_space!r}"
@@ -264,7 +336,7 @@ class FullGrad:
         self, model: nn.Module, images: Tensor, target: ClassTarget | SimilarityTarget
     ) -> Attribution:
         """(B, H, W) FullGrad maps in [0, 1] for ``images`` (B, 3, H, W) in [0, 1]."""
-        check_images(images)
+        check_model_input(images, model)
         check_target(target)
         self.check_model(model)
         norm = getattr(model, "input_normalization", None)
@@ -273,5 +345,14 @@ class FullGrad:
             mean, std = norm
             net = _FromNormalized(model, mean, std).to(model_device(model))
             x = (images.to(net.mean.device) - net.mean) / net.std
-        maps = _run_cam(pytorch_grad_cam.FullGrad, net, x, target, None, input_requires_grad=False)
+        mode = resolve_face_target(self.face_target, self.recipe)
+        maps = _run_cam(
+            pytorch_grad_cam.FullGrad,
+            net,
+            x,
+            target,
+            None,
+            face_target=mode,
+            input_requires_grad=False,
+        )
         return Attribution(maps.to(device=images.device, dtype=images.dtype), None)

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .._checks import check_images, model_device
+from .._checks import check_class_indices, check_model_input, eval_mode, model_device
 from ..explain import Attribution, ClassTarget, SimilarityTarget
 from ._common import check_target, max_normalize
 
@@ -171,7 +171,8 @@ class CorrRISE:
         self, model: nn.Module, images: Tensor, target: ClassTarget | SimilarityTarget
     ) -> Tensor:
         """(B, n_masks) scores of every masked image, all forward passes batched in
-        chunks of ``batch_size`` on the model's device (no gradients)."""
+        chunks of ``batch_size`` on the model's device (no gradients), with the model in
+        eval mode (each module's own mode restored afterwards)."""
         device = model_device(model)
         x = images.detach().to(device)
         b, _, h, w = x.shape
@@ -180,18 +181,21 @@ class CorrRISE:
             refs = target.check(b).to(device)
             per_image = refs
         else:
-            per_image = target.indices(b).to(device)
+            per_image = check_class_indices(target.indices(b), None, "ClassTarget.classes")
+            per_image = per_image.to(device)
         total = b * self.n_masks
         # sample s = image s // n_masks with mask s % n_masks (image-major)
         out = torch.empty(total, device=device, dtype=x.dtype)
         starts = range(0, total, self.batch_size)
-        with torch.no_grad():
+        with torch.no_grad(), eval_mode(model):
             for lo in tqdm(starts, desc=self.name, disable=not self.progress, leave=False):
                 hi = min(lo + self.batch_size, total)
                 idx = torch.arange(lo, hi, device=device)
                 img, msk = idx // self.n_masks, idx % self.n_masks
                 probe = x[img] * masks[msk].unsqueeze(1)
                 y = model(probe)
+                if lo == 0 and isinstance(target, ClassTarget):
+                    check_class_indices(per_image, y.shape[1], "ClassTarget.classes")
                 if isinstance(target, SimilarityTarget):
                     out[lo:hi] = F.cosine_similarity(y, per_image[img].to(y.dtype), dim=1)
                 else:
@@ -204,7 +208,7 @@ class CorrRISE:
         self, model: nn.Module, images: Tensor, target: ClassTarget | SimilarityTarget
     ) -> Attribution:
         """e₊ and e₋ (B, H, W) in [0, 1] for ``images`` (B, 3, H, W) in [0, 1]."""
-        check_images(images)
+        check_model_input(images, model)
         check_target(target)
         scores = self.scores(model, images, target)
         masks = self.masks(tuple(images.shape[-2:]), scores.device)

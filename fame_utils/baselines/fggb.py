@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .._checks import check_images, model_device
+from .._checks import check_model_input, check_threshold, eval_mode, model_device
 from ..explain import Attribution, ClassTarget, SimilarityTarget
 from ..postprocess import gaussian_blur
 from ._common import check_target, frozen_parameters, l2_normalize, max_normalize
@@ -74,13 +74,16 @@ class FGGB:
             raise ValueError(f"jacobian must be 'vmap' or 'repeat', got {self.jacobian!r}")
         if self.chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {self.chunk_size}")
+        if self.threshold is not None:
+            check_threshold(self.threshold, "FGGB threshold θ")
 
     def resolve_threshold(self, target: SimilarityTarget) -> float:
-        """θ from the constructor, else from the target; ``ValueError`` if neither."""
+        """θ from the constructor, else from the target; ``ValueError`` if neither, or if
+        θ is NaN or outside [−1, 1] (a threshold on the cosine similarity)."""
         if self.threshold is not None:
-            return float(self.threshold)
+            return check_threshold(self.threshold, "FGGB threshold θ")
         if target.threshold is not None:
-            return float(target.threshold)
+            return check_threshold(target.threshold, "SimilarityTarget.threshold θ")
         raise ValueError(
             "FGGB needs the verification threshold θ (EER threshold on the cosine "
             "similarity): pass FGGB(threshold=...) or SimilarityTarget(references, "
@@ -94,7 +97,7 @@ class FGGB:
         x = images.detach().to(device)
         b = x.shape[0]
         refs = l2_normalize(target.check(b).to(device).to(x.dtype))
-        with frozen_parameters(model):
+        with frozen_parameters(model), eval_mode(model):
             if self.jacobian == "vmap":
                 return self._saliency_vmap(model, x, refs, theta)
             return self._saliency_repeat(model, x, refs, theta)
@@ -157,8 +160,9 @@ class FGGB:
         self, model: nn.Module, images: Tensor, target: ClassTarget | SimilarityTarget
     ) -> Attribution:
         """e₊, e₋ (B, H, W) in [0, 1] for ``images`` (B, 3, H, W) in [0, 1] (the probes)
-        against ``target.references`` (the frozen gallery embeddings)."""
-        check_images(images)
+        against ``target.references`` (the frozen gallery embeddings). The model runs in
+        eval mode (each module's own mode restored afterwards)."""
+        check_model_input(images, model)
         check_target(target)
         if not isinstance(target, SimilarityTarget):
             raise TypeError(

@@ -11,8 +11,10 @@ pair, genuine and impostor, is compared with the **clean** EER threshold θ (com
 the unperturbed scores of the same model and protocol, accept when s ≥ θ; see
 :mod:`fame_utils.metrics.threshold`), giving the verification accuracy over all pairs.
 Delete (↓) and Insert (↑) are the trapezoid areas under accuracy-vs-P with P rescaled to
-[0, 1], ×100. The pixel ranking is the exact-count, tie-broken ranking of
-:func:`fame_utils.metrics.road.pixel_ranks`.
+[0, 1], ×100. The top-P % sets are those of
+:func:`fame_utils.metrics.road.top_pixel_sets`: exact counts with a seeded random order
+among equal values (``ties="random"``, the paper recipe) or the reference code's
+percentile rule (``ties="reference"``); the rule and seed are stored in the result.
 
 Because the trapezoid rule is linear, the dataset AUC equals the mean over pairs of each
 pair's own AUC of its 0/1 correctness curve (:meth:`FacePerturbation.pair_auc`), which is
@@ -30,8 +32,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .._checks import check_images, model_device
-from .road import curve_auc, pixel_ranks, removal_counts
+from .._checks import check_batch_size, check_model_input, check_threshold, eval_mode, model_device
+from ..recipes import Recipe
+from .road import TieRule, curve_auc, resolve_ties, top_pixel_sets
 from .threshold import eer_threshold
 
 __all__ = [
@@ -51,12 +54,15 @@ Kind = Literal["delete", "insert"]
 @torch.no_grad()
 def embed(model: nn.Module, images: Tensor, batch_size: int = 64) -> Tensor:
     """L2-normalised embeddings (N, D) of (N, 3, H, W) [0, 1] faces, forwarded in chunks of
-    ``batch_size`` on the model's device; returned on ``images``' device as float32."""
+    ``batch_size`` on the model's device in eval mode (each module's own mode restored
+    afterwards); returned on ``images``' device as float32."""
+    check_batch_size(batch_size)
     dev = model_device(model)
-    out = [
-        F.normalize(model(images[i : i + batch_size].to(dev)).float(), dim=1)
-        for i in range(0, images.shape[0], batch_size)
-    ]
+    with eval_mode(model):
+        out = [
+            F.normalize(model(images[i : i + batch_size].to(dev)).float(), dim=1)
+            for i in range(0, images.shape[0], batch_size)
+        ]
     return torch.cat(out).to(images.device)
 
 
@@ -76,6 +82,7 @@ class FacePerturbation:
         delete_similarity: (N, P) cos(φ(g), φ(p̃)) with the top-P % of the probe zeroed.
         insert_similarity: (N, P) the same with only the top-P % kept.
         clean_similarity: (N,) the unperturbed scores.
+        ties, tie_seed: the tie rule and seed the top-P % sets were built with.
     """
 
     percents: Tensor
@@ -84,6 +91,8 @@ class FacePerturbation:
     delete_similarity: Tensor
     insert_similarity: Tensor
     clean_similarity: Tensor
+    ties: TieRule = "random"
+    tie_seed: int = 0
 
     def similarity(self, kind: Kind) -> Tensor:
         if kind == "delete":
@@ -113,10 +122,6 @@ class FacePerturbation:
         """(P,) mean cosine similarity of the genuine pairs at each P."""
         return self.similarity(kind)[self.genuine].mean(0)
 
-    def impostor_similarity(self, kind: Kind) -> Tensor:
-        """(P,) mean cosine similarity of the impostor pairs at each P."""
-        return self.similarity(kind)[~self.genuine].mean(0)
-
 
 def face_deletion_insertion(
     model: nn.Module,
@@ -130,6 +135,9 @@ def face_deletion_insertion(
     gallery_embeddings: Tensor | None = None,
     batch_size: int = 64,
     progress: bool = False,
+    ties: TieRule | None = None,
+    tie_seed: int | None = None,
+    recipe: str | Recipe | None = None,
 ) -> FacePerturbation:
     """Deletion and Insertion of the probes along their e₊ maps (Table 1).
 
@@ -144,12 +152,17 @@ def face_deletion_insertion(
         percents: the P values in [0, 100], increasing (default 0, 10, …, 100).
         gallery_embeddings: (N, D) precomputed gallery embeddings (normalised inside).
         batch_size: perturbed probes per forward pass on the model's device.
+        ties, tie_seed: order among equal map values (:mod:`fame_utils.metrics.road`);
+            ``None`` takes ``recipe``'s (paper: ``"random"``, seed 0; reference: the
+            percentile rule).
 
     Returns:
         :class:`FacePerturbation` (tensors on ``probe``'s device).
     """
-    check_images(gallery, "gallery")
-    check_images(probe, "probe")
+    check_model_input(gallery, model, "gallery")
+    check_model_input(probe, model, "probe")
+    check_batch_size(batch_size)
+    rule, seed = resolve_ties(ties, tie_seed, recipe)
     n = probe.shape[0]
     if gallery.shape != probe.shape:
         raise ValueError(
@@ -167,25 +180,26 @@ def face_deletion_insertion(
     else:
         ref = F.normalize(gallery_embeddings.to(probe.device).float(), dim=1)
     clean = (ref * embed(model, probe, batch_size)).sum(1)
-    theta = float(eer_threshold(clean, g)) if threshold is None else float(threshold)
+    if threshold is None:
+        theta = float(eer_threshold(clean, g))
+    else:
+        theta = check_threshold(threshold, "threshold θ")
 
     pct = torch.as_tensor(list(percents), dtype=torch.float64)
-    ranks = pixel_ranks(probe_maps.to(probe.device))
-    ks = removal_counts(pct, ranks[0].numel())
-    n_p = len(ks)
+    key, cut = top_pixel_sets(probe_maps.to(probe.device), pct, ties=rule, tie_seed=seed)
+    n_p = cut.shape[1]
     sims = {"delete": torch.empty(n, n_p, device=probe.device), "insert": None}
     sims["insert"] = torch.empty_like(sims["delete"])
     pairs = [(i, j) for i in range(n) for j in range(n_p)]
     bar = tqdm(total=2 * len(pairs), desc="face delete/insert", disable=not progress, leave=False)
     dev = model_device(model)
     try:
-        with torch.no_grad():
+        with torch.no_grad(), eval_mode(model):
             for lo in range(0, len(pairs), batch_size):
                 chunk = pairs[lo : lo + batch_size]
                 ii = torch.tensor([i for i, _ in chunk], device=probe.device)
                 jj = torch.tensor([j for _, j in chunk], device=probe.device)
-                k = torch.tensor(ks, device=probe.device)[jj].view(-1, 1, 1)
-                top = (ranks[ii] < k).unsqueeze(1)
+                top = (key[ii] > cut[ii, jj].view(-1, 1, 1)).unsqueeze(1)
                 for kind, keep in (("delete", ~top), ("insert", top)):
                     x = probe[ii] * keep.to(probe.dtype)
                     e = F.normalize(model(x.to(dev)).float(), dim=1).to(probe.device)
@@ -200,4 +214,6 @@ def face_deletion_insertion(
         delete_similarity=sims["delete"],
         insert_similarity=sims["insert"],
         clean_similarity=clean,
+        ties=rule,
+        tie_seed=seed,
     )

@@ -1,11 +1,26 @@
 """Pixel-removal metrics: ROAD-Delete (Table 2) and insertion/deletion curves.
 
-Ranking. Every map is ranked by a stable sort on (−value, pixel index): the most
-relevant pixel first and, among equal values, the one with the smaller row-major index
-first. Removing p % of an H×W map removes exactly ``round(p/100 · H·W)`` pixels (half
-up), however many ties the map has. (pytorch-grad-cam's ``ROADMostRelevantFirst``
-thresholds at a percentile instead, so a map with large flat regions can remove far more
-or fewer pixels than asked; its ``percentile`` also counts the pixels *kept*.)
+Ranking and ties (argument ``ties``, default from :attr:`fame_utils.recipes.Recipe.ties`,
+seed from ``Recipe.tie_seed``). Which pixels go first among pixels of *equal* map value
+matters wherever a map is flat (an all-zero e₊, the zero regions of CAM and FGGB maps):
+
+- ``"random"`` (the paper recipe's default) — exact count: every map is ranked by
+  decreasing value, and pixels of equal value in a seeded random order. The order is one
+  permutation of the H·W pixel indices drawn on the CPU with
+  ``torch.Generator().manual_seed(tie_seed)`` and moved to the maps' device, so it is the
+  same on every device and for every map of the batch. Removing p % of an H×W map removes
+  exactly ``round(p/100 · H·W)`` pixels (half up), however many ties the map has, and a
+  flat map loses pixels spread over the whole image.
+- ``"reference"`` (the reference recipe) — the percentile rule of the code behind the
+  paper's tables: θ_p = the (100 − p)-th percentile of the map's values (linear
+  interpolation, as ``numpy.percentile``), and the removed (Delete) or kept (Insert)
+  pixels are those with value > θ_p, with no tie-break. The count then depends on the
+  ties: a plateau is removed entirely or not at all, and a constant map removes nothing.
+  (pytorch-grad-cam's ``ROADMostRelevantFirst`` uses ≥ θ instead, and its ``percentile``
+  counts the pixels *kept*.)
+- ``"index"`` — exact count with ties in row-major pixel order (the behaviour before
+  ``"random"``; deterministic but biased: a flat map loses its top rows first). Only
+  selectable explicitly, for comparison.
 
 Removal modes (argument ``mode``):
 
@@ -37,11 +52,25 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .._checks import as_index_tensor, check_images, check_maps, model_device
+from .._checks import (
+    as_index_tensor,
+    check_batch_size,
+    check_class_indices,
+    check_images,
+    check_maps,
+    check_model_input,
+    eval_mode,
+    model_device,
+)
+from ..recipes import Recipe, get_recipe
 
 __all__ = [
     "RemovalMode",
     "ScoreKind",
+    "TieRule",
+    "resolve_ties",
+    "tie_order",
+    "top_pixel_sets",
     "NEIGHBOUR_WEIGHTS",
     "pixel_ranks",
     "removal_counts",
@@ -56,6 +85,7 @@ __all__ = [
 
 RemovalMode = Literal["zero", "noisy_linear"]
 ScoreKind = Literal["logit", "probability"]
+TieRule = Literal["random", "reference", "index"]
 
 NEIGHBOUR_WEIGHTS = ((1 / 12, 1 / 6, 1 / 12), (1 / 6, 0.0, 1 / 6), (1 / 12, 1 / 6, 1 / 12))
 """3×3 weights of the noisy linear imputation (Rong et al. 2022): edges 1/6, corners 1/12."""
@@ -64,21 +94,113 @@ NEIGHBOUR_WEIGHTS = ((1 / 12, 1 / 6, 1 / 12), (1 / 6, 0.0, 1 / 6), (1 / 12, 1 / 
 # ----------------------------------------------------------------------------- ranking
 
 
-def pixel_ranks(maps: Tensor) -> Tensor:
+def resolve_ties(
+    ties: TieRule | None = None,
+    tie_seed: int | None = None,
+    recipe: str | Recipe | None = None,
+) -> tuple[TieRule, int]:
+    """``(ties, tie_seed)``: the given values, else those of ``recipe`` (``None`` → paper:
+    ``("random", 0)``). Record both with the results."""
+    r = get_recipe(recipe)
+    rule = r.ties if ties is None else ties
+    seed = r.tie_seed if tie_seed is None else tie_seed
+    if rule not in ("random", "reference", "index"):
+        raise ValueError(f"ties must be 'random', 'reference' or 'index', got {rule!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"tie_seed must be an int, got {seed!r}")
+    return rule, seed
+
+
+def tie_order(n_pixels: int, seed: int, device: torch.device | str = "cpu") -> Tensor:
+    """The seeded random tie order: a permutation (n_pixels,) long of the pixel indices,
+    drawn on the CPU (``torch.Generator().manual_seed(seed)``) and moved to ``device``, so
+    the same on every device."""
+    gen = torch.Generator().manual_seed(int(seed))
+    return torch.randperm(n_pixels, generator=gen).to(device)
+
+
+def pixel_ranks(
+    maps: Tensor,
+    *,
+    ties: TieRule | None = None,
+    tie_seed: int | None = None,
+    recipe: str | Recipe | None = None,
+) -> Tensor:
     """Rank of every pixel, 0 = most relevant: (B, H, W) maps -> (B, H, W) long.
 
-    Ties are broken by the row-major pixel index (stable sort on −value), so the
-    ranking is a permutation of 0..H·W−1 for every map, deterministic on every device.
+    The ranking is a permutation of 0..H·W−1 for every map, deterministic on every
+    device. Equal values are ordered by the seeded random order of :func:`tie_order`
+    (``ties="random"``) or by row-major pixel index (``ties="index"``). ``"reference"``
+    has no ranking (it thresholds, see the module docstring): use :func:`removal_masks`.
     """
     check_maps(maps)
+    rule, seed = resolve_ties(ties, tie_seed, recipe)
+    if rule == "reference":
+        raise ValueError(
+            "ties='reference' thresholds at a percentile and ranks nothing; use "
+            "removal_masks (or ties='random' / 'index' for a ranking)"
+        )
     b = maps.shape[0]
-    flat = maps.reshape(b, -1)
     # +0.0 turns -0.0 into 0.0 so that both compare equal in the sort keys.
-    order = torch.sort(-(flat + 0.0), dim=1, stable=True).indices
+    flat = maps.reshape(b, -1) + 0.0
+    n = flat.shape[1]
+    if rule == "random":
+        perm = tie_order(n, seed, maps.device)
+        order = perm[torch.sort(-flat[:, perm], dim=1, stable=True).indices]
+    else:
+        order = torch.sort(-flat, dim=1, stable=True).indices
     ranks = torch.empty_like(order)
-    ar = torch.arange(flat.shape[1], device=maps.device).expand(b, -1)
+    ar = torch.arange(n, device=maps.device).expand(b, -1)
     ranks.scatter_(1, order, ar)
     return ranks.view_as(maps)
+
+
+def _percentile_thresholds(values: Tensor, q: Tensor) -> Tensor:
+    """``numpy.percentile(values[b], q)`` (linear interpolation) for (B, N) float64 values
+    and (P,) percentiles in [0, 100] -> (B, P), by sorting (no size limit)."""
+    srt = values.sort(dim=1).values
+    pos = (q / 100.0 * (values.shape[1] - 1)).to(values.device)
+    lo = pos.floor().long()
+    hi = pos.ceil().long()
+    frac = (pos - lo.to(pos.dtype)).unsqueeze(0)
+    a, c = srt[:, lo], srt[:, hi]
+    return a + (c - a) * frac
+
+
+def top_pixel_sets(
+    maps: Tensor,
+    percents: float | Sequence[float] | Tensor,
+    *,
+    most_relevant_first: bool = True,
+    ties: TieRule | None = None,
+    tie_seed: int | None = None,
+    recipe: str | Recipe | None = None,
+) -> tuple[Tensor, Tensor]:
+    """The top-p % pixel sets of every map as ``(key, cut)``: pixel (h, w) of map b is in
+    the set of percentage j iff ``key[b, h, w] > cut[b, j]``.
+
+    ``key`` (B, H, W) and ``cut`` (B, P) live on the maps' device. Delete removes these
+    sets and Insert keeps them; building the (B, P, H, W) masks at once is left to the
+    caller (:func:`removal_masks`), so large batches can be masked in chunks.
+    """
+    check_maps(maps)
+    rule, seed = resolve_ties(ties, tie_seed, recipe)
+    ps = torch.as_tensor(percents, dtype=torch.float64).reshape(-1)
+    n = maps.shape[1] * maps.shape[2]
+    if rule == "reference":
+        removal_counts(ps, n)  # validates the percentages
+        m = maps.to(torch.float64) + 0.0
+        if not most_relevant_first:
+            m = -m
+        key = m
+        cut = _percentile_thresholds(m.reshape(m.shape[0], -1), 100.0 - ps)
+        return key, cut
+    ranks = pixel_ranks(maps, ties=rule, tie_seed=seed)
+    if not most_relevant_first:
+        ranks = (n - 1) - ranks
+    k = torch.tensor(removal_counts(ps, n), device=maps.device)
+    # rank < k  ⇔  −rank > −k
+    return -ranks, (-k).expand(maps.shape[0], -1)
 
 
 def removal_counts(percents: float | Sequence[float] | Tensor, n_pixels: int) -> list[int]:
@@ -100,18 +222,27 @@ def removal_masks(
     percents: float | Sequence[float] | Tensor,
     *,
     most_relevant_first: bool = True,
+    ties: TieRule | None = None,
+    tie_seed: int | None = None,
+    recipe: str | Recipe | None = None,
 ) -> Tensor:
     """Masks of the removed pixels: (B, H, W) maps, P percentages -> (B, P, H, W) bool.
 
-    ``True`` marks a removed pixel. Each mask removes exactly :func:`removal_counts`
-    pixels: the top-p % of the ranking of :func:`pixel_ranks` (or the bottom-p % when
-    ``most_relevant_first=False``).
+    ``True`` marks a removed pixel: the top-p % of each map (the bottom-p % when
+    ``most_relevant_first=False``). With ``ties="random"`` or ``"index"`` each mask removes
+    exactly :func:`removal_counts` pixels, in the order of :func:`pixel_ranks`; with
+    ``ties="reference"`` the pixels above the (100 − p)-th percentile (see the module
+    docstring). ``ties``/``tie_seed`` default to ``recipe``'s (paper: random, seed 0).
     """
-    ranks = pixel_ranks(maps)
-    n = ranks[0].numel()
-    k = torch.tensor(removal_counts(percents, n), device=maps.device).view(1, -1, 1, 1)
-    r = ranks.unsqueeze(1)
-    return r < k if most_relevant_first else r >= (n - k)
+    key, cut = top_pixel_sets(
+        maps,
+        percents,
+        most_relevant_first=most_relevant_first,
+        ties=ties,
+        tie_seed=tie_seed,
+        recipe=recipe,
+    )
+    return key.unsqueeze(1) > cut[:, :, None, None]
 
 
 # ----------------------------------------------------------------------------- imputation
@@ -273,18 +404,23 @@ def class_scores(
     batch_size: int = 64,
 ) -> Tensor:
     """s_y(x): the logit (or softmax probability) of class ``labels`` (N,) for (N, 3, H, W)
-    images, forwarded in chunks of ``batch_size`` on the model's device. Returns (N,) on
-    ``images``' device."""
+    images, forwarded in chunks of ``batch_size`` on the model's device with the model in
+    eval mode (each module's own mode restored afterwards). Returns (N,) on ``images``'
+    device."""
     if score not in ("logit", "probability"):
         raise ValueError(f"score must be 'logit' or 'probability', got {score!r}")
+    check_batch_size(batch_size)
     dev = model_device(model)
     out = []
-    for i in range(0, images.shape[0], batch_size):
-        logits = model(images[i : i + batch_size].to(dev))
-        if score == "probability":
-            logits = logits.softmax(1)
-        y = labels[i : i + batch_size].to(logits.device)
-        out.append(logits.gather(1, y[:, None]).squeeze(1).float())
+    with eval_mode(model):
+        for i in range(0, images.shape[0], batch_size):
+            logits = model(images[i : i + batch_size].to(dev))
+            y = labels[i : i + batch_size].to(logits.device)
+            if i == 0:
+                check_class_indices(labels, logits.shape[1], "labels")
+            if score == "probability":
+                logits = logits.softmax(1)
+            out.append(logits.gather(1, y[:, None]).squeeze(1).float())
     return torch.cat(out).to(images.device)
 
 
@@ -304,11 +440,15 @@ def _perturbed_scores(
     progress: bool,
     desc: str,
     least_first: bool = False,
+    ties: TieRule | None = None,
+    tie_seed: int | None = None,
+    recipe: str | Recipe | None = None,
 ) -> Tensor:
     """(B, P) scores of the images with the top-p % removed (``keep=False``) or with
     everything but the top-p % removed (``keep=True``); ``least_first`` reverses the
     ranking (the bottom-p %, exactly the complement order of the top)."""
-    check_images(images)
+    check_model_input(images, model)
+    check_batch_size(batch_size)
     check_maps(maps)
     b = images.shape[0]
     if maps.shape != (b, *images.shape[2:]):
@@ -316,28 +456,31 @@ def _perturbed_scores(
             f"maps must have shape {(b, *images.shape[2:])} to match images, got {tuple(maps.shape)}"
         )
     y = as_index_tensor(labels, b, "labels").to(images.device)
-    ranks = pixel_ranks(maps.to(images.device))
-    n = ranks[0].numel()
-    if least_first:
-        ranks = (n - 1) - ranks
-    ks = removal_counts(percents, n)
+    key, cut = top_pixel_sets(
+        maps.to(images.device),
+        percents,
+        most_relevant_first=not least_first,
+        ties=ties,
+        tie_seed=tie_seed,
+        recipe=recipe,
+    )
+    n_p = cut.shape[1]
     gen = None
     if mode == "noisy_linear" and noise > 0 and seed is not None:
         gen = torch.Generator(device=images.device).manual_seed(seed)
     # all (image, percentage) pairs, image-major, processed in chunks of batch_size
-    pairs = [(i, j) for i in range(b) for j in range(len(ks))]
-    out = torch.empty(b, len(ks), device=images.device)
+    pairs = [(i, j) for i in range(b) for j in range(n_p)]
+    out = torch.empty(b, n_p, device=images.device)
     bar = tqdm(total=len(pairs), desc=desc, disable=not progress, leave=False)
     try:
         for lo in range(0, len(pairs), batch_size):
             chunk = pairs[lo : lo + batch_size]
             ii = torch.tensor([i for i, _ in chunk], device=images.device)
-            jj = torch.tensor([j for _, j in chunk])
-            kk = torch.tensor(ks, device=images.device)[jj.to(images.device)].view(-1, 1, 1)
-            top = ranks[ii] < kk
+            jj = torch.tensor([j for _, j in chunk], device=images.device)
+            top = key[ii] > cut[ii, jj].view(-1, 1, 1)
             removed = ~top if keep else top
             xt = remove_pixels(images[ii], removed, mode, noise=noise, generator=gen)
-            out[ii, jj.to(images.device)] = class_scores(model, xt, y[ii], score, batch_size)
+            out[ii, jj] = class_scores(model, xt, y[ii], score, batch_size)
             bar.update(len(chunk))
     finally:
         bar.close()
@@ -358,6 +501,9 @@ def road_scores(
     noise: float = 0.01,
     seed: int | None = 0,
     progress: bool = False,
+    ties: TieRule | None = None,
+    tie_seed: int | None = None,
+    recipe: str | Recipe | None = None,
 ) -> Tensor:
     """ROAD-Delete@p: drop of the class score when the top-p % pixels are removed (Table 2).
 
@@ -373,13 +519,15 @@ def road_scores(
         most_relevant_first: remove the top-p % (MoRF, "Delete"); ``False`` removes the
             least relevant p % (LeRF).
         noise, seed: imputation noise σ and the seed of its generator (``None``: global RNG).
+        ties, tie_seed: order among equal map values (module docstring); ``None`` takes
+            ``recipe``'s (paper: ``"random"``, seed 0; reference: the percentile rule).
 
     Returns:
         (B, P) float tensor ``s(x) − s(x̃)`` on ``images``' device (higher = the map found
         more important pixels, for MoRF).
     """
     y = as_index_tensor(labels, images.shape[0], "labels")
-    clean = class_scores(model, check_images(images), y, score, batch_size)
+    clean = class_scores(model, check_model_input(images, model), y, score, batch_size)
     pert = _perturbed_scores(
         model,
         images,
@@ -395,6 +543,9 @@ def road_scores(
         progress=progress,
         desc=f"ROAD {mode}",
         least_first=not most_relevant_first,
+        ties=ties,
+        tie_seed=tie_seed,
+        recipe=recipe,
     )
     return clean.unsqueeze(1) - pert
 
@@ -413,12 +564,16 @@ def perturbation_curves(
     noise: float = 0.01,
     seed: int | None = 0,
     progress: bool = False,
+    ties: TieRule | None = None,
+    tie_seed: int | None = None,
+    recipe: str | Recipe | None = None,
 ) -> Tensor:
     """Deletion or insertion curves over the removal percentages (RISE-style).
 
     ``"deletion"``: score of the image with its top-p % pixels removed; ``"insertion"``:
     score of the image with only its top-p % pixels kept (the rest removed with ``mode``).
     At p = 0 deletion gives the clean score and insertion the fully removed image.
+    ``ties``/``tie_seed``/``recipe`` as in :func:`road_scores`.
 
     Returns:
         (B, P) class scores (softmax probability by default, or logits) on ``images``'
@@ -441,6 +596,9 @@ def perturbation_curves(
         seed=seed,
         progress=progress,
         desc=f"{kind} {mode}",
+        ties=ties,
+        tie_seed=tie_seed,
+        recipe=recipe,
     )
 
 
