@@ -248,12 +248,12 @@ def test_resnet_checkpoint(tmp_path, wrap):
         "module_prefix": {f"module.{k}": v for k, v in sd.items()},
         "in_memory": sd,
     }[wrap]
-    if wrap == "in_memory":
-        checkpoint = payload
-    else:
-        checkpoint = tmp_path / "r18.pth"
+    if wrap == "in_memory":  # nothing to recognise: the version is named
+        model = load_classifier("resnet18", checkpoint=payload, weights="IMAGENET1K_V1")
+    else:  # torchvision's file name for ResNet-18 V1
+        checkpoint = tmp_path / "resnet18-f37072fd.pth"
         torch.save(payload, checkpoint)
-    model = load_classifier("resnet18", checkpoint=checkpoint, device="cpu")
+        model = load_classifier("resnet18", checkpoint=checkpoint, device="cpu")
     x = _pattern(224, 224)
     with torch.no_grad():
         torch.testing.assert_close(model(x), _reference_logits(net, x), atol=1e-6, rtol=1e-6)
@@ -263,7 +263,9 @@ def test_resnet_checkpoint(tmp_path, wrap):
 
 
 def test_resnet_attributes_and_stages(tmp_path):
-    model = load_classifier("resnet18", checkpoint=_random_resnet18().state_dict(), device="cpu")
+    model = load_classifier(
+        "resnet18", checkpoint=_random_resnet18().state_dict(), weights="IMAGENET1K_V1"
+    )
     assert not any(m.training for m in model.modules())
     assert list(model.stages) == ["56x56", "28x28", "14x14", "7x7"]
     sides = _stage_sides(model)
@@ -316,18 +318,20 @@ def test_bad_names_and_checkpoints(tmp_path):
     assert all(n in str(info.value) for n in CLASSIFIERS)
     with pytest.raises(ValueError, match="IMAGENET1K_V1"):
         load_classifier("resnet18", weights="IMAGENET1K_V9", download=False)
-    with pytest.raises(ValueError, match="ResNets only"):
+    with pytest.raises(ValueError, match="torchvision models only"):
         load_classifier("efficientnet_lite0", weights="IMAGENET1K_V1")
     with pytest.raises(ValueError, match="IMAGENET1K_V2"):
         load_classifier("resnet50", checkpoint=tmp_path / "unused.pth", weights="V2")
     with pytest.raises(ValueError, match="does not fit"):
-        load_classifier("resnet34", checkpoint=_random_resnet18().state_dict(), device="cpu")
+        load_classifier(
+            "resnet34", checkpoint=_random_resnet18().state_dict(), weights="IMAGENET1K_V1"
+        )
     with pytest.raises(FileNotFoundError, match="nope.pth"):
         load_classifier("resnet18", checkpoint=tmp_path / "nope.pth")
     with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
-        load_classifier("resnet18", checkpoint=_random_resnet18().state_dict(), device="cpu")(
-            torch.zeros(3, 224, 224)
-        )
+        load_classifier(
+            "resnet18", checkpoint=_random_resnet18().state_dict(), weights="IMAGENET1K_V1"
+        )(torch.zeros(3, 224, 224))
 
 
 def test_lite0_checkpoint_roundtrip(lite0, tmp_path):
@@ -367,3 +371,162 @@ def test_resnet_corrupt_cache_file(tmp_path, monkeypatch):
     (cache / "resnet18-f37072fd.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(RuntimeError, match="delete the file"):
         load_classifier("resnet18", device="cpu", download=False)
+
+
+# ------------------------------------------- torchvision versions recognised by file name
+
+
+def _tv_weights():
+    import torchvision.models as tvm
+
+    from fame_utils.models.classifiers import TORCHVISION_CLASSIFIERS
+
+    return [
+        (name, w)
+        for name, enum_name in TORCHVISION_CLASSIFIERS.items()
+        for w in getattr(tvm, f"{enum_name}_Weights")
+    ]
+
+
+def test_every_published_file_name_is_recognised():
+    """Each file name in the installed torchvision's weights enums maps back to its
+    architecture and version, in a folder and with a suffix added by a copy."""
+    from fame_utils.models.classifiers import weights_from_file_name
+
+    pairs = _tv_weights()
+    assert len(pairs) >= 13
+    for name, w in pairs:
+        file = os.path.basename(w.url)
+        assert weights_from_file_name(file) == (name, w.name), file
+        assert weights_from_file_name(Path("/some/dir") / file) == (name, w.name)
+    assert weights_from_file_name("resnet50-0676ba61-copy.pth") == ("resnet50", "IMAGENET1K_V1")
+    assert weights_from_file_name("resnet50.pth") is None
+    assert weights_from_file_name("resnet50-00000000.pth") is None
+
+
+@pytest.mark.parametrize(
+    "file, resize",
+    [
+        ("resnet18-f37072fd.pth", 256),
+        ("resnet50-0676ba61.pth", 256),
+        ("resnet50-11ad3fa6.pth", 232),
+    ],
+)
+def test_resnet_resize_from_file_name(tmp_path, file, resize):
+    """torchvision's V1 files get Resize 256 and V2 files Resize 232 (hand-typed from
+    torchvision's documentation), with no weights= given."""
+    import torchvision.models as tvm
+
+    arch = file.split("-")[0]
+    torch.manual_seed(0)
+    net = getattr(tvm, arch)(weights=None).eval()
+    torch.save(net.state_dict(), tmp_path / file)
+    model = load_classifier(arch, checkpoint=tmp_path / file, device="cpu")
+    assert (model.input_size, model.resize_size, model.interpolation) == (224, resize, "bilinear")
+    assert model.weights == ("IMAGENET1K_V2" if resize == 232 else "IMAGENET1K_V1")
+    img = Image.fromarray((_pattern(300, 400)[0].permute(1, 2, 0) * 255).byte().numpy())
+    expected = T.Compose([T.Resize(resize), T.CenterCrop(224), T.ToTensor()])(img)
+    torch.testing.assert_close(model.transform()(img), expected, atol=0, rtol=0)
+    x = _pattern(224, 224)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), _reference_logits(net, x), atol=1e-5, rtol=1e-5)
+
+
+def test_unrecognised_checkpoint_needs_weights(tmp_path):
+    sd = _random_resnet18().state_dict()
+    torch.save(sd, tmp_path / "my_resnet18.pth")
+    with pytest.raises(ValueError, match="weights=") as info:
+        load_classifier("resnet18", checkpoint=tmp_path / "my_resnet18.pth", device="cpu")
+    msg = str(info.value)
+    assert "my_resnet18.pth" in msg and "IMAGENET1K_V1" in msg and "Resize 256" in msg
+    with pytest.raises(ValueError, match="in-memory"):
+        load_classifier("resnet18", checkpoint=sd, device="cpu")
+    model = load_classifier(
+        "resnet18", checkpoint=tmp_path / "my_resnet18.pth", weights="IMAGENET1K_V1"
+    )
+    assert model.resize_size == 256
+    # a torchvision name of another architecture or another version is refused
+    torch.save(sd, tmp_path / "resnet50-11ad3fa6.pth")
+    with pytest.raises(ValueError, match="resnet50"):
+        load_classifier("resnet18", checkpoint=tmp_path / "resnet50-11ad3fa6.pth")
+    with pytest.raises(ValueError, match="disagrees"):
+        load_classifier(
+            "resnet50", checkpoint=tmp_path / "resnet50-11ad3fa6.pth", weights="IMAGENET1K_V1"
+        )
+
+
+def test_unrecognised_resnet50_v2_by_weights(tmp_path):
+    """An unrecognised ResNet-50 file with weights='IMAGENET1K_V2' gets 232."""
+    import torchvision.models as tvm
+
+    torch.save(tvm.resnet50(weights=None).state_dict(), tmp_path / "paper.pth")
+    with pytest.raises(ValueError, match="IMAGENET1K_V2.*Resize 232"):
+        load_classifier("resnet50", checkpoint=tmp_path / "paper.pth")
+    model = load_classifier("resnet50", checkpoint=tmp_path / "paper.pth", weights="IMAGENET1K_V2")
+    assert model.resize_size == 232
+
+
+def _broken_files(tmp_path) -> dict[str, Path]:
+    good = tmp_path / "good.pth"
+    torch.save(_random_resnet18().state_dict(), good)
+    files = {
+        "empty": tmp_path / "resnet18-f37072fd.pth",
+        "garbage": tmp_path / "garbage" / "resnet18-f37072fd.pth",
+        "truncated": tmp_path / "truncated" / "resnet18-f37072fd.pth",
+    }
+    for f in files.values():
+        f.parent.mkdir(exist_ok=True)
+    files["empty"].write_bytes(b"")
+    files["garbage"].write_bytes(b"<html>404 Not Found</html>")
+    files["truncated"].write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    return files
+
+
+@pytest.mark.parametrize("kind", ["empty", "garbage", "truncated"])
+def test_corrupt_checkpoint_files_are_named(tmp_path, kind):
+    """Empty and corrupt files give a ValueError that names the file, not torch's advice to
+    use weights_only=False nor a bare EOFError; the face loader shares the reader."""
+    from fame_utils.models import load_face_model
+
+    path = _broken_files(tmp_path)[kind]
+    with pytest.raises(ValueError) as info:
+        load_classifier("resnet18", checkpoint=path, device="cpu")
+    msg = str(info.value)
+    assert str(path) in msg and "weights_only" not in msg
+    assert ("empty" if kind == "empty" else "again") in msg
+    with pytest.raises(ValueError, match="again") as info:
+        load_face_model("iresnet18", checkpoint=path, device="cpu")
+    assert str(path) in str(info.value)
+
+
+@pytest.mark.slow
+def test_vit_b_16_from_torchvision_file_names(tmp_path):
+    """A vit_b_16 state dict saved under torchvision's names loads with that version's
+    preprocessing: V1 Resize 256 bilinear, SWAG linear-probe Resize 224 bicubic (both 224 px);
+    the wrapper computes the plain network, and exposes blocks, grid and the CAM layer."""
+    import torchvision.models as tvm
+
+    torch.manual_seed(0)
+    net = tvm.vit_b_16(weights=None).eval()
+    v1 = tmp_path / "vit_b_16-c867db91.pth"
+    torch.save(net.state_dict(), v1)
+    swag = tmp_path / "vit_b_16_lc_swag-4e70ced5.pth"
+    os.link(v1, swag)  # same tensors, second name, no second 350 MB write
+    model = load_classifier("vit_b_16", checkpoint=v1, device="cpu")
+    assert (model.input_size, model.resize_size, model.interpolation) == (224, 256, "bilinear")
+    assert model.weights == "IMAGENET1K_V1"
+    assert (model.patch_size, model.token_grid) == (16, (14, 14))
+    assert list(model.stages) == [f"block{i}" for i in range(1, 13)]
+    assert model.target_layer is model.net.encoder.layers[-1].ln_1
+    x = _pattern(224, 224)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), _reference_logits(net, x), atol=1e-4, rtol=1e-4)
+        tokens = []
+        hook = model.stages["block1"].register_forward_hook(lambda m, i, o: tokens.append(o))
+        model(x)
+        hook.remove()
+    assert tokens[0].shape == (1, 1 + 14 * 14, 768)
+    lc = load_classifier("vit_b_16", checkpoint=swag, device="cpu")
+    assert (lc.input_size, lc.resize_size, lc.interpolation) == (224, 224, "bicubic")
+    with pytest.raises(ValueError, match="IMAGENET1K_SWAG_E2E_V1"):
+        load_classifier("vit_b_16", checkpoint=net.state_dict())

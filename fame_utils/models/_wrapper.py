@@ -10,9 +10,12 @@ It carries the attributes of the model-wrapper contract (see ``fame_utils.models
 - ``input_size`` (int): the square side the network was trained at;
 - ``input_normalization`` = ``(mean, std)``: 3-tuples of floats in [0, 1]-pixel units
   describing the normalisation done inside (FAME's ``step_space="normalized"`` uses ``std``);
-- ``target_layer`` (nn.Module): the last convolutional block (CAM methods, feature cells);
-- ``stages`` (dict name → nn.Module, may be empty): blocks by output resolution;
-- ``resize_size`` (int or None): shorter-side resize before the centre crop of ``input_size``.
+- ``target_layer`` (nn.Module): the layer CAM methods read (the last convolutional block of a
+  CNN; the last encoder block's first LayerNorm of a ViT, see ``fame_utils.models.classifiers``);
+- ``stages`` (dict name → nn.Module, may be empty): blocks by output resolution (CNNs) or
+  encoder blocks by depth (ViTs);
+- ``resize_size`` (int or None): shorter-side resize before the centre crop of ``input_size``;
+- ``interpolation`` (str): that resize's interpolation (``"bilinear"`` or ``"bicubic"``).
 
 Layers are stored by *dotted name* and resolved on access, so a submodule is never
 registered twice (``state_dict`` stays free of duplicate keys) and ``copy.deepcopy``
@@ -59,9 +62,13 @@ class NormalizedModel(nn.Module):
         mean, std: per-channel normalisation in [0, 1]-pixel units (x_n = (x − mean)/std);
             a single float is used for all three channels.
         input_size: square side (pixels) the network expects.
-        target_layer: dotted name of the last convolutional block *inside* ``net``.
+        target_layer: dotted name *inside* ``net`` of the layer CAM methods read.
         stages: optional ``{key: dotted name inside net}``.
-        resize_size: shorter-side resize used before the centre crop (None: unknown).
+        resize_size: shorter-side resize used before the centre crop (None: none, the
+            images already come at ``input_size``).
+        interpolation: the resize's interpolation, a :class:`torchvision.transforms.
+            InterpolationMode` value (``"bilinear"``, or ``"bicubic"`` for torchvision's SWAG
+            ViT weights).
         name: a short identifier (e.g. ``"efficientnet_lite0"``).
         freeze: set ``requires_grad=False`` on every parameter of ``net`` (off by default,
             see the module docstring).
@@ -83,6 +90,7 @@ class NormalizedModel(nn.Module):
         target_layer: str,
         stages: Mapping[str, str] | None = None,
         resize_size: int | None = None,
+        interpolation: str = "bilinear",
         name: str | None = None,
         freeze: bool = False,
         **attributes: object,
@@ -100,6 +108,7 @@ class NormalizedModel(nn.Module):
         self.register_buffer("_std", torch.tensor(s).view(1, 3, 1, 1), persistent=False)
         self.input_size = int(input_size)
         self.resize_size = None if resize_size is None else int(resize_size)
+        self.interpolation = str(interpolation)
         self.name = name
         self._target_layer_name = self._checked_name(target_layer)
         self._stage_names = {k: self._checked_name(v) for k, v in (stages or {}).items()}
@@ -116,23 +125,13 @@ class NormalizedModel(nn.Module):
 
     @property
     def target_layer(self) -> nn.Module:
-        """The last convolutional block (its output is the map CAM methods use)."""
+        """The layer whose output CAM methods use (a CNN's last convolutional block)."""
         return self.get_submodule(self._target_layer_name)
-
-    @property
-    def target_layer_name(self) -> str:
-        """Dotted name of :attr:`target_layer` within this wrapper (e.g. ``"net.layer4.2"``)."""
-        return self._target_layer_name
 
     @property
     def stages(self) -> dict[str, nn.Module]:
         """``{key: module}`` blocks by output resolution (keys documented by the loader)."""
         return {k: self.get_submodule(v) for k, v in self._stage_names.items()}
-
-    @property
-    def stage_names(self) -> dict[str, str]:
-        """``{key: dotted name within this wrapper}`` for :attr:`stages`."""
-        return dict(self._stage_names)
 
     def normalize(self, x: Tensor) -> Tensor:
         """(x − mean) / std for (B, 3, H, W) [0, 1] RGB input; same shape, device, dtype."""
@@ -147,13 +146,15 @@ class NormalizedModel(nn.Module):
         return self.net(self.normalize(x))
 
     def transform(self):
-        """torchvision transform for PIL images: Resize(``resize_size``) (shorter side),
-        CenterCrop(``input_size``), ToTensor → (3, input_size, input_size) in [0, 1]."""
+        """torchvision transform for PIL images: Resize(``resize_size``) (shorter side, with
+        ``interpolation``; skipped when ``resize_size`` is None), CenterCrop(``input_size``),
+        ToTensor → (3, input_size, input_size) in [0, 1]."""
         from torchvision import transforms as T
 
         steps = []
         if self.resize_size is not None:
-            steps.append(T.Resize(self.resize_size, interpolation=T.InterpolationMode.BILINEAR))
+            mode = T.InterpolationMode(self.interpolation)
+            steps.append(T.Resize(self.resize_size, interpolation=mode))
         steps += [T.CenterCrop(self.input_size), T.ToTensor()]
         return T.Compose(steps)
 
@@ -161,6 +162,7 @@ class NormalizedModel(nn.Module):
         m, s = self.input_normalization
         return (
             f"name={self.name!r}, input_size={self.input_size}, resize_size={self.resize_size}, "
+            f"interpolation={self.interpolation!r}, "
             f"mean={tuple(round(v, 4) for v in m)}, std={tuple(round(v, 4) for v in s)}, "
             f"target_layer={self._target_layer_name!r}"
         )

@@ -1,4 +1,4 @@
-"""ImageNet classifiers wrapped to take [0, 1] RGB: :func:`load_classifier`.
+"""Classifiers wrapped to take [0, 1] RGB: :func:`load_classifier`.
 
 Names (see :data:`CLASSIFIERS`):
 
@@ -7,13 +7,21 @@ Names (see :data:`CLASSIFIERS`):
   (pixel_0_255 − 127)/128, i.e. mean = 127/255, std = 128/255; preprocessing Resize 256
   (shorter side), CenterCrop 224 (TensorFlow's reference pipeline resized bicubically;
   bilinear, torchvision's default, gives the same top-1 on the bundled images).
-- ``"resnet18"``, ``"resnet34"``, ``"resnet50"``, ``"resnet101"``: torchvision ResNets
-  with ImageNet mean/std normalisation. No registry package ships their weights, so they
-  come from ``checkpoint=``, the torch hub cache, or a download when online (see
-  :func:`load_classifier`).
+- ``"resnet18"``, ``"resnet34"``, ``"resnet50"``, ``"resnet101"``, ``"vit_b_16"``,
+  ``"vit_b_32"``, ``"vit_l_16"``: torchvision ImageNet models with ImageNet mean/std
+  normalisation. No registry package ships their weights, so they come from
+  ``checkpoint=``, the torch hub cache, or a download when online (see
+  :func:`load_classifier`). Their preprocessing (resize, crop, interpolation) is that of
+  the torchvision weights version the file holds, recognised by the hash in torchvision's
+  published file name (:func:`weights_from_file_name`), or named with ``weights=``.
+- ``"tiny_vit_digits"``: a 4-block ViT trained offline by ``scripts/train_tiny_vit.py`` on
+  scikit-learn's digits upsampled to 32 × 32 RGB (:mod:`fame_utils.data.digits`); its
+  weights ship with the package (``fame_utils/models/weights/tiny_vit_digits.pt``, with the
+  seed, split and test accuracy in ``tiny_vit_digits.json`` beside them). 10 classes
+  (``categories`` = ``"0"`` … ``"9"``), input 32 × 32, normalisation (x − 0.5)/0.5, no resize.
 
-``stages`` maps the output resolution at a 224 × 224 input to the last block that has
-it (the stage outputs a receptive-field study compares):
+``stages`` of the CNNs maps the output resolution at a 224 × 224 input to the last block
+that has it (the stage outputs a receptive-field study compares):
 
 =======  =========================================  ==========
 key      EfficientNet-Lite0 (inside ``model.net``)  ResNet
@@ -25,37 +33,66 @@ key      EfficientNet-Lite0 (inside ``model.net``)  ResNet
 7x7      ``head`` (= ``target_layer``)              ``layer4``
 =======  =========================================  ==========
 
+``stages`` of a ViT maps ``"block1"`` … ``"block<L>"`` to its encoder blocks
+(``encoder.layers.encoder_layer_<i>``), each with token output (B, 1 + g², C): the class
+token first, then the g × g patch tokens in row-major order (g = ``token_grid``: 14 for
+``vit_b_16``/``vit_l_16`` at 224, 7 for ``vit_b_32``, 8 for ``tiny_vit_digits``). ViTs also
+carry ``patch_size`` and ``token_grid`` (rows, cols).
+
 ``target_layer``: for EfficientNet-Lite0 the ``head`` block (1×1 conv 320 → 1280 + BN +
 ReLU6), whose (B, 1280, 7, 7) output is what global pooling and the classifier read, so
-it is the map Grad-CAM-style methods use; for ResNets ``layer4[-1]`` (B, 512 or 2048, 7, 7).
+it is the map Grad-CAM-style methods use; for ResNets ``layer4[-1]`` (B, 512 or 2048, 7, 7);
+for ViTs the last encoder block's first LayerNorm ``encoder.layers.encoder_layer_<L-1>.ln_1``
+(B, 1 + g², C): the classifier reads only the class token of the last block's *output*, so
+patch tokens there get no gradient, while the input of the last attention still feeds the
+class token from every patch (pytorch-grad-cam's recommendation for ViTs; fold the tokens to
+the patch grid with :func:`fame_utils.baselines.cam.vit_reshape_transform`).
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from collections.abc import Mapping
+from functools import cache
 from pathlib import Path
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
+from ._checkpoint import checkpoint_path, load_strict, read_checkpoint
 from ._wrapper import NormalizedModel, pick_device
 from .efficientnet_lite import LITE0_MEAN, LITE0_STD, load_efficientnet_lite0
 
-__all__ = ["load_classifier", "CLASSIFIERS", "imagenet_categories", "IMAGENET_MEAN", "IMAGENET_STD"]
+__all__ = [
+    "load_classifier",
+    "CLASSIFIERS",
+    "TORCHVISION_CLASSIFIERS",
+    "imagenet_categories",
+    "weights_from_file_name",
+    "tiny_vit_digits_path",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+]
 
 #: ImageNet channel statistics used by torchvision's ResNets ([0, 1]-pixel units).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-_RESNETS = {
+#: torchvision architectures :func:`load_classifier` builds, by name → weights enum prefix.
+TORCHVISION_CLASSIFIERS: dict[str, str] = {
     "resnet18": "ResNet18",
     "resnet34": "ResNet34",
     "resnet50": "ResNet50",
     "resnet101": "ResNet101",
+    "vit_b_16": "ViT_B_16",
+    "vit_b_32": "ViT_B_32",
+    "vit_l_16": "ViT_L_16",
 }
+_VITS = ("vit_b_16", "vit_b_32", "vit_l_16")
 #: Every name :func:`load_classifier` accepts.
-CLASSIFIERS: tuple[str, ...] = ("efficientnet_lite0", *_RESNETS)
+CLASSIFIERS: tuple[str, ...] = ("efficientnet_lite0", *TORCHVISION_CLASSIFIERS, "tiny_vit_digits")
 
 _LITE0_STAGES = {
     "112x112": "blocks.0",
@@ -66,6 +103,26 @@ _LITE0_STAGES = {
 }
 _RESNET_STAGES = {"56x56": "layer1", "28x28": "layer2", "14x14": "layer3", "7x7": "layer4"}
 
+#: The shipped tiny ViT (architecture fixed here; ``scripts/train_tiny_vit.py`` trains it).
+TINY_VIT_CONFIG = {
+    "image_size": 32,
+    "patch_size": 4,
+    "num_layers": 4,
+    "num_heads": 4,
+    "hidden_dim": 64,
+    "mlp_dim": 128,
+    "num_classes": 10,
+}
+#: Its input normalisation ([0, 1]-pixel units), the same for the three channels.
+TINY_VIT_MEAN, TINY_VIT_STD = 0.5, 0.5
+_WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+
+
+def tiny_vit_digits_path() -> Path:
+    """The shipped weights of ``"tiny_vit_digits"`` (a state dict of torchvision's
+    ``VisionTransformer`` with :data:`TINY_VIT_CONFIG`)."""
+    return _WEIGHTS_DIR / "tiny_vit_digits.pt"
+
 
 def imagenet_categories() -> list[str]:
     """The 1000 ImageNet-1k class names in index order (shipped with torchvision, offline)."""
@@ -74,40 +131,15 @@ def imagenet_categories() -> list[str]:
     return list(ResNet50_Weights.IMAGENET1K_V2.meta["categories"])
 
 
-def _read_checkpoint(checkpoint: str | os.PathLike | Mapping) -> dict[str, Tensor]:
-    """A state dict from a path or a mapping; unwraps ``{"state_dict": ...}`` /
-    ``{"model": ...}`` and strips a DataParallel ``module.`` prefix."""
-    if isinstance(checkpoint, Mapping):
-        obj = checkpoint
-    else:
-        path = Path(checkpoint).expanduser()
-        if not path.is_file():
-            raise FileNotFoundError(f"checkpoint file not found: {path}")
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    for key in ("state_dict", "model"):
-        if isinstance(obj, Mapping) and key in obj and isinstance(obj[key], Mapping):
-            obj = obj[key]
-            break
-    if not isinstance(obj, Mapping):
-        raise TypeError(
-            f"checkpoint must hold a state dict (or a dict with a 'state_dict'/'model' entry), "
-            f"got {type(obj).__name__}"
-        )
-    state = dict(obj)
-    if state and all(k.startswith("module.") for k in state):
-        state = {k[len("module.") :]: v for k, v in state.items()}
-    return state
-
-
-def _resnet_weights_enum(name: str):
+def _weights_enum(name: str):
     import torchvision.models as tvm
 
-    return getattr(tvm, f"{_RESNETS[name]}_Weights")
+    return getattr(tvm, f"{TORCHVISION_CLASSIFIERS[name]}_Weights")
 
 
-def _resnet_weights(name: str, tag: str):
+def _weights(name: str, tag: str):
     """torchvision's weights enum member ``tag`` (e.g. ``"IMAGENET1K_V2"``) for ``name``."""
-    enum = _resnet_weights_enum(name)
+    enum = _weights_enum(name)
     try:
         return enum[tag]
     except KeyError:
@@ -116,25 +148,90 @@ def _resnet_weights(name: str, tag: str):
         ) from None
 
 
-def _resnet_state_dict(name: str, weights: str | None, download: bool):
-    """Weights for a torchvision ResNet from the hub cache, else a download.
+def _describe(w) -> str:
+    t = w.transforms()
+    return (
+        f"{w.name}: {os.path.basename(w.url)}, Resize {t.resize_size[0]} "
+        f"({t.interpolation.value}) + CenterCrop {t.crop_size[0]}"
+    )
+
+
+@cache
+def _published_hashes() -> dict[str, tuple[str, str]]:
+    """hash in torchvision's file name → (architecture, weights tag), for every
+    architecture in :data:`TORCHVISION_CLASSIFIERS` (read from the installed torchvision)."""
+    table = {}
+    for name in TORCHVISION_CLASSIFIERS:
+        for w in _weights_enum(name):
+            m = re.search(r"-([0-9a-f]{8,})\.", os.path.basename(w.url))
+            if m:
+                table[m.group(1)] = (name, w.name)
+    return table
+
+
+def weights_from_file_name(path: str | os.PathLike) -> tuple[str, str] | None:
+    """``(architecture, weights tag)`` of a torchvision checkpoint recognised by file name.
+
+    torchvision names its files ``<arch>-<hash>.pth`` (e.g. ``resnet50-0676ba61.pth`` is
+    ResNet-50 ``IMAGENET1K_V1``, Resize 256; ``resnet50-11ad3fa6.pth`` is ``IMAGENET1K_V2``,
+    Resize 232). A hash of 8+ hex digits after a ``-`` anywhere in the name is looked up in
+    the installed torchvision's weights enums. Returns None when no published hash is found.
+    """
+    table = _published_hashes()
+    for h in re.findall(r"-([0-9a-f]{8,})(?=[.\-_]|$)", Path(path).name):
+        if h in table:
+            return table[h]
+    return None
+
+
+def _checkpoint_weights(name: str, checkpoint, weights: str | None):
+    """The weights enum member whose preprocessing a ``checkpoint=`` gets."""
+    path = checkpoint_path(checkpoint)
+    found = weights_from_file_name(path) if path is not None else None
+    if found is not None:
+        arch, tag = found
+        if arch != name:
+            raise ValueError(
+                f"{path.name} is torchvision's file for {arch} ({tag}), not {name}; "
+                f"load it with load_classifier({arch!r}, checkpoint=...)"
+            )
+        if weights is not None and weights != tag:
+            raise ValueError(
+                f"weights={weights!r} disagrees with the file name {path.name}, which is "
+                f"torchvision's {name} {tag}; drop weights= (or rename the file if it really "
+                f"holds {weights})"
+            )
+        return _weights(name, tag)
+    if weights is not None:
+        return _weights(name, weights)
+    what = f"the file {path.name}" if path is not None else "an in-memory state dict"
+    options = "\n".join(f"  weights={w.name!r}  ({_describe(w)})" for w in _weights_enum(name))
+    raise ValueError(
+        f"cannot tell which torchvision {name} weights {what} holds, so its preprocessing "
+        f"(resize before the centre crop) is unknown: the name carries none of torchvision's "
+        f"published file hashes. Pass weights= (or --weights on the command line):\n{options}"
+    )
+
+
+def _hub_state_dict(name: str, weights: str | None, download: bool):
+    """Weights for a torchvision model from the hub cache, else a download.
 
     Returns (state_dict, weights enum member). Raises FileNotFoundError when neither works.
     """
-    enum = _resnet_weights_enum(name)
+    enum = _weights_enum(name)
     if weights is not None:
-        candidates = [_resnet_weights(name, weights)]
+        candidates = [_weights(name, weights)]
     else:  # torchvision's DEFAULT first, then the other published versions
         candidates = [enum.DEFAULT] + [w for w in enum if w is not enum.DEFAULT]
-    cache = Path(torch.hub.get_dir()) / "checkpoints"
+    cache_dir = Path(torch.hub.get_dir()) / "checkpoints"
     for w in candidates:
-        path = cache / os.path.basename(w.url)
+        path = cache_dir / os.path.basename(w.url)
         if path.is_file():
             try:
-                return torch.load(path, map_location="cpu", weights_only=True), w
-            except Exception as e:
+                return read_checkpoint(path), w
+            except (ValueError, TypeError) as e:
                 raise RuntimeError(
-                    f"could not read the cached weights {path} ({type(e).__name__}: {e}); "
+                    f"could not read the cached weights {path} ({e}); "
                     f"delete the file and download it again from {w.url}"
                 ) from e
     w = candidates[0]
@@ -142,38 +239,87 @@ def _resnet_state_dict(name: str, weights: str | None, download: bool):
     if download:
         try:
             return torch.hub.load_state_dict_from_url(
-                w.url, model_dir=str(cache), progress=False, check_hash=True
+                w.url, model_dir=str(cache_dir), progress=False, check_hash=True
             ), w
         except Exception as e:  # no network, proxy, HTTP error, corrupt file, ...
             reason = f"download failed: {type(e).__name__}: {e}"
     files = ", ".join(os.path.basename(c.url) for c in candidates)
     raise FileNotFoundError(
         f"No ImageNet weights for {name!r}: no checkpoint= given, none of [{files}] found in "
-        f"the torch hub cache {cache}, and {reason}.\n"
+        f"the torch hub cache {cache_dir}, and {reason}.\n"
         f"Fix: download {w.url}\n"
-        f"     and save it as {cache / os.path.basename(w.url)}\n"
+        f"     and save it as {cache_dir / os.path.basename(w.url)}\n"
         f"     (the cache folder follows $TORCH_HOME, see torch.hub.get_dir()), "
         f"or pass load_classifier({name!r}, checkpoint='/path/to/{os.path.basename(w.url)}')."
     )
 
 
-def _load_resnet(
+def _vit_layout(net: nn.Module) -> dict:
+    """Wrapper arguments shared by every torchvision ``VisionTransformer``."""
+    blocks = len(net.encoder.layers)
+    side = net.image_size // net.patch_size
+    return {
+        "target_layer": f"encoder.layers.encoder_layer_{blocks - 1}.ln_1",
+        "stages": {f"block{i + 1}": f"encoder.layers.encoder_layer_{i}" for i in range(blocks)},
+        "patch_size": net.patch_size,
+        "token_grid": (side, side),
+    }
+
+
+def _load_torchvision(
     name: str, checkpoint, weights: str | None, download: bool
-) -> tuple[nn.Module, int]:
+) -> NormalizedModel:
     import torchvision.models as tvm
 
-    net = getattr(tvm, name)(weights=None)
+    if weights is not None:
+        _weights(name, weights)  # an unknown tag is the first error
     if checkpoint is not None:
-        w = _resnet_weights(name, weights) if weights is not None else None
-        state = _read_checkpoint(checkpoint)
+        state = read_checkpoint(checkpoint)  # then a missing or corrupt file
+        w = _checkpoint_weights(name, checkpoint, weights)
     else:
-        state, w = _resnet_state_dict(name, weights, download)
-    try:
-        net.load_state_dict(state, strict=True)
-    except RuntimeError as e:
-        raise ValueError(f"checkpoint does not fit torchvision's {name}: {e}") from e
-    resize = int(w.transforms().resize_size[0]) if w is not None else 256
-    return net, resize
+        state, w = _hub_state_dict(name, weights, download)
+    t = w.transforms()
+    crop = int(t.crop_size[0])
+    kwargs = {"image_size": crop} if name in _VITS else {}
+    net = getattr(tvm, name)(weights=None, **kwargs)
+    load_strict(net, state, f"torchvision's {name} ({w.name}, {crop} px)")
+    if name in _VITS:
+        layout = _vit_layout(net)
+    else:
+        layout = {"target_layer": f"layer4.{len(net.layer4) - 1}", "stages": _RESNET_STAGES}
+    return NormalizedModel(
+        net,
+        mean=tuple(t.mean),
+        std=tuple(t.std),
+        input_size=crop,
+        resize_size=int(t.resize_size[0]),
+        interpolation=t.interpolation.value,
+        name=name,
+        categories=list(w.meta["categories"]),
+        weights=w.name,
+        **layout,
+    )
+
+
+def _load_tiny_vit(checkpoint) -> NormalizedModel:
+    from torchvision.models.vision_transformer import VisionTransformer
+
+    net = VisionTransformer(**TINY_VIT_CONFIG)
+    source = tiny_vit_digits_path() if checkpoint is None else checkpoint
+    load_strict(net, read_checkpoint(source), "the tiny digits ViT (TINY_VIT_CONFIG)")
+    meta_path = tiny_vit_digits_path().with_suffix(".json")
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    return NormalizedModel(
+        net,
+        mean=TINY_VIT_MEAN,
+        std=TINY_VIT_STD,
+        input_size=TINY_VIT_CONFIG["image_size"],
+        resize_size=None,
+        name="tiny_vit_digits",
+        categories=[str(d) for d in range(10)],
+        training=meta,
+        **_vit_layout(net),
+    )
 
 
 def load_classifier(
@@ -184,49 +330,63 @@ def load_classifier(
     weights: str | None = None,
     download: bool = True,
 ) -> NormalizedModel:
-    """A pretrained ImageNet classifier that takes [0, 1] RGB images.
+    """A pretrained classifier that takes [0, 1] RGB images.
 
     Args:
         name: one of :data:`CLASSIFIERS` (``"efficientnet_lite0"``, ``"resnet18"``,
-            ``"resnet34"``, ``"resnet50"``, ``"resnet101"``).
+            ``"resnet34"``, ``"resnet50"``, ``"resnet101"``, ``"vit_b_16"``, ``"vit_b_32"``,
+            ``"vit_l_16"``, ``"tiny_vit_digits"``).
         checkpoint: weights to use instead of the defaults: a path to a ``torch.save``-d
             state dict (or a dict with a ``"state_dict"`` / ``"model"`` entry), or such a
-            dict itself. For EfficientNet-Lite0 the package's key naming is accepted.
+            dict itself. For EfficientNet-Lite0 the package's key naming is accepted. For a
+            torchvision model the file name must be torchvision's published one (the hash
+            in it, e.g. ``resnet50-11ad3fa6.pth``, says which weights version and so which
+            preprocessing), or ``weights=`` must say it.
         device: where to put the model; ``None`` picks CUDA when available, else CPU.
-        weights: ResNets only: torchvision weights tag (``"IMAGENET1K_V1"``,
-            ``"IMAGENET1K_V2"``) to look for / download; ``None`` takes torchvision's
-            default and falls back to any other version found in the cache. With
-            ``checkpoint=`` it only sets ``resize_size`` (232 for V2, else 256).
-        download: ResNets only: try torchvision's download when no file is found.
+        weights: torchvision models only: the weights tag (``"IMAGENET1K_V1"``,
+            ``"IMAGENET1K_V2"``, ``"IMAGENET1K_SWAG_E2E_V1"``, …) to look for / download;
+            ``None`` takes torchvision's default and falls back to any other version found
+            in the cache. With ``checkpoint=`` it names the version a file under another
+            name holds (it sets the preprocessing, and a ViT's input size); it must agree
+            with a torchvision file name.
+        download: torchvision models only: try torchvision's download when no file is found.
 
-    ResNet weights are searched in this order: ``checkpoint=``; the torch hub cache
+    torchvision weights are searched in this order: ``checkpoint=``; the torch hub cache
     ``torch.hub.get_dir()/checkpoints/<torchvision file name>`` (e.g.
     ``resnet50-11ad3fa6.pth`` for IMAGENET1K_V2, ``resnet50-0676ba61.pth`` for V1); a
     download from ``download.pytorch.org`` into that cache.
 
     Returns:
         :class:`~fame_utils.models._wrapper.NormalizedModel` in eval mode on ``device``:
-        input (B, 3, H, W) float [0, 1] RGB of any size (224 is
-        the trained size), output (B, 1000) logits, differentiable w.r.t. the input.
-        Attributes: ``categories`` (1000 names), ``input_size`` (224), ``resize_size``
-        (shorter side before the centre crop: 256 for Lite0 and V1 ResNets, 232 for V2),
-        ``input_normalization`` ((mean,)*3, (std,)*3), ``target_layer``, ``stages``
-        (keys in the module docstring), ``name``.
+        input (B, 3, H, W) float [0, 1] RGB (any size for the CNNs, exactly
+        ``input_size`` for the ViTs), output (B, num_classes) logits, differentiable w.r.t.
+        the input. Attributes: ``categories``, ``input_size`` (224; 384/512 for SWAG E2E
+        ViTs; 32 for the tiny ViT), ``resize_size`` (shorter side before the centre crop,
+        from the weights version: 256 for Lite0 and V1 ResNets, 232 for V2 ResNets, 242 for
+        ViT-L/16 V1, …; None for the tiny ViT), ``interpolation``,
+        ``input_normalization`` ((mean,)*3, (std,)*3), ``target_layer``, ``stages`` (keys in
+        the module docstring), ``name``; torchvision models also ``weights`` (the tag);
+        ViTs also ``patch_size`` and ``token_grid``.
 
     Raises:
         ValueError: unknown ``name`` (the message lists the valid names), unknown
-            ``weights`` tag, or a checkpoint that does not fit the architecture.
-        FileNotFoundError: no ResNet weights available; the message says which file to
-            put where and its URL.
+            ``weights`` tag, a torchvision checkpoint whose file name is not torchvision's
+            and no ``weights=`` (the message lists the versions and their preprocessing),
+            a file name of another architecture or version than asked, a checkpoint that
+            does not fit the architecture, or an empty/corrupt checkpoint file (named).
+        FileNotFoundError: no torchvision weights available; the message says which file
+            to put where and its URL.
     """
     if not isinstance(name, str) or name.lower() not in CLASSIFIERS:
         raise ValueError(f"unknown classifier {name!r}; choose one of {list(CLASSIFIERS)}")
     name = name.lower()
-    categories = imagenet_categories()
+    if weights is not None and name not in TORCHVISION_CLASSIFIERS:
+        raise ValueError(
+            f"weights= applies to the torchvision models only ({list(TORCHVISION_CLASSIFIERS)});"
+            f" use checkpoint= for {name}"
+        )
     if name == "efficientnet_lite0":
-        if weights is not None:
-            raise ValueError("weights= applies to the ResNets only; use checkpoint= for Lite0")
-        state = None if checkpoint is None else _read_checkpoint(checkpoint)
+        state = None if checkpoint is None else read_checkpoint(checkpoint)
         try:
             net = load_efficientnet_lite0(state)
         except (RuntimeError, KeyError) as e:
@@ -240,19 +400,10 @@ def load_classifier(
             target_layer="head",
             stages=_LITE0_STAGES,
             name=name,
-            categories=categories,
+            categories=imagenet_categories(),
         )
+    elif name == "tiny_vit_digits":
+        model = _load_tiny_vit(checkpoint)
     else:
-        net, resize = _load_resnet(name, checkpoint, weights, download)
-        model = NormalizedModel(
-            net,
-            mean=IMAGENET_MEAN,
-            std=IMAGENET_STD,
-            input_size=224,
-            resize_size=resize,
-            target_layer=f"layer4.{len(net.layer4) - 1}",
-            stages=_RESNET_STAGES,
-            name=name,
-            categories=categories,
-        )
+        model = _load_torchvision(name, checkpoint, weights, download)
     return model.to(pick_device(device)).eval()

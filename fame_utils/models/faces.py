@@ -47,15 +47,14 @@ as the network pools a 2 × 2 map — and IResNet ``body.{n-1}`` (AdaFace) / ``l
 from __future__ import annotations
 
 import os
-import pickle
 import re
 from collections.abc import Mapping
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ._checkpoint import load_strict, read_checkpoint
 from ._wrapper import NormalizedModel, pick_device
 from .dlib_resnet import DLIB_INPUT_SCALE, DlibResNet, load_dlib_resnet
 from .iresnet import IRESNET_ALIASES, IRESNET_UNITS, build_iresnet, iresnet_units
@@ -129,58 +128,9 @@ class FaceModel(NormalizedModel):
 # --------------------------------------------------------------------------------------------
 
 
-def read_face_checkpoint(
-    checkpoint: str | os.PathLike[str] | Mapping, *, weights_only: bool = True
-) -> dict[str, Tensor]:
-    """A plain state dict from a checkpoint path or mapping.
-
-    Unwraps a ``{"state_dict": ...}`` wrapper (PyTorch Lightning); when some keys start with
-    ``model.`` (AdaFace's Lightning module), keeps only those and strips the prefix — the
-    others (``head.kernel``, the training-time margin head) are not part of the embedder;
-    strips a DataParallel ``module.`` prefix present on every key.
-
-    Args:
-        checkpoint: a path to a ``torch.save``-d file, or a mapping.
-        weights_only: passed to :func:`torch.load`. Lightning checkpoints often pickle
-            hyper-parameter objects that the safe loader refuses; pass ``False`` only for files
-            you trust (or extract ``torch.load(path, weights_only=False)["state_dict"]``
-            yourself and pass the dict).
-
-    Raises:
-        FileNotFoundError, TypeError (not a mapping of tensors), ValueError (unreadable).
-    """
-    if isinstance(checkpoint, Mapping):
-        obj: object = checkpoint
-    else:
-        path = Path(checkpoint).expanduser()
-        if not path.is_file():
-            raise FileNotFoundError(f"checkpoint file not found: {path}")
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=weights_only)
-        except pickle.UnpicklingError as err:
-            raise ValueError(
-                f"{path}: torch.load(weights_only=True) refused the file because it pickles "
-                "Python objects besides tensors (typical of PyTorch Lightning .ckpt files with "
-                "hyper-parameters). If you trust the file, pass weights_only=False, or load it "
-                "yourself and pass checkpoint=torch.load(path, weights_only=False)['state_dict']."
-                f"\n(torch: {str(err).splitlines()[0]})"
-            ) from err
-    if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
-        obj = obj["state_dict"]
-    if not isinstance(obj, Mapping):
-        raise TypeError(
-            "checkpoint must be a state dict (or a dict with a 'state_dict' entry), "
-            f"got {type(obj).__name__}"
-        )
-    bad = [k for k, v in obj.items() if not isinstance(v, Tensor)]
-    if bad:
-        raise TypeError(f"checkpoint entries that are not tensors: {bad[:8]}")
-    state = {str(k): v for k, v in obj.items()}
-    if any(k.startswith("model.") for k in state):
-        state = {k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")}
-    if state and all(k.startswith("module.") for k in state):
-        state = {k[len("module.") :]: v for k, v in state.items()}
-    return state
+#: The shared reader (:func:`fame_utils.models._checkpoint.read_checkpoint`) under the name
+#: this module has always exported.
+read_face_checkpoint = read_checkpoint
 
 
 def _detect_layout(state: Mapping[str, Tensor]) -> str:
@@ -215,33 +165,6 @@ def _units_in_checkpoint(state: Mapping[str, Tensor], layout: str) -> tuple[int,
     for i in sorted(convs):
         counts[convs[i]] = counts.get(convs[i], 0) + 1
     return tuple(counts.values())
-
-
-def _load_strict(net: nn.Module, state: Mapping[str, Tensor], what: str) -> None:
-    """``load_state_dict(strict=True)`` with a readable error listing what does not fit."""
-    own = net.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    shapes = [
-        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(v.shape)}"
-        for k, v in own.items()
-        if k in state and tuple(state[k].shape) != tuple(v.shape)
-    ]
-    if missing or unexpected or shapes:
-
-        def show(items: list[str]) -> str:
-            extra = f" … (+{len(items) - 12} more)" if len(items) > 12 else ""
-            return ", ".join(items[:12]) + extra
-
-        parts = [f"checkpoint does not fit {what}:"]
-        if missing:
-            parts.append(f"  missing keys ({len(missing)}): {show(missing)}")
-        if unexpected:
-            parts.append(f"  unexpected keys ({len(unexpected)}): {show(unexpected)}")
-        if shapes:
-            parts.append(f"  shape mismatches ({len(shapes)}): {show(shapes)}")
-        raise ValueError("\n".join(parts))
-    net.load_state_dict(state, strict=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -290,7 +213,7 @@ def _load_iresnet(name, depth, checkpoint, layout, resize, weights_only) -> Face
         raise ValueError(f"unknown IResNet layout {layout!r}; choose 'adaface' or 'arcface'")
     if checkpoint is None:
         raise ValueError(f"{name}: no checkpoint given.\n{_WHERE_TO_GET}")
-    state = read_face_checkpoint(checkpoint, weights_only=weights_only)
+    state = read_checkpoint(checkpoint, weights_only=weights_only)
     if layout is None:
         layout = _detect_layout(state)
     net = build_iresnet(depth, layout)
@@ -301,7 +224,7 @@ def _load_iresnet(name, depth, checkpoint, layout, resize, weights_only) -> Face
         guess = [d for d, u in IRESNET_UNITS.items() if u == found]
         hint = f" — it looks like iresnet{guess[0]}" if guess else ""
         what += f"; the checkpoint has units per stage {list(found)}{hint}"
-    _load_strict(net, state, what)
+    load_strict(net, state, what)
     if layout == "adaface":  # flat body: stage s ends at unit sum(units[:s+1]) - 1
         ends = [f"body.{sum(units[: s + 1]) - 1}" for s in range(4)]
     else:
@@ -338,7 +261,7 @@ def load_face_model(
             (default: the packaged ``dlib_face_recognition_resnet_model_v1.dat``). IResNet:
             required — a path to a checkpoint or a state dict; a Lightning
             ``{"state_dict": {"model.…": …}}`` wrapper and ``model.``/``module.`` prefixes are
-            handled (see :func:`read_face_checkpoint`), and the weights load strictly.
+            handled (see :func:`~fame_utils.models._checkpoint.read_checkpoint`), and the weights load strictly.
         layout: IResNet: ``"adaface"`` (AdaFace key names, BGR channel order inside) or
             ``"arcface"`` (InsightFace arcface_torch key names, RGB); ``None`` detects it from
             the checkpoint's keys. dlib: ``None`` or ``"dlib"``.
