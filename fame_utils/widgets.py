@@ -155,7 +155,7 @@ def blur_explorer(
     cache: FameCache,
     images: Tensor,
     names: Sequence[str],
-    objective_for: Callable[[int], Objective],
+    objective: Objective | Callable[[int], Objective],
     *,
     iterations: int,
     step_size: float = 1 / 255,
@@ -171,14 +171,21 @@ def blur_explorer(
         cache: :class:`FameCache` around the model.
         images: (N, 3, H, W) in [0, 1].
         names: N display names.
-        objective_for: index -> objective for that single image.
+        objective: the objective of all N images (each image gets its
+            ``objective.subset(slice(i, i + 1))``), or a function index -> objective for that
+            single image.
     """
+
+    def objective_of(i: int) -> Objective:
+        if isinstance(objective, Objective):
+            return objective.subset(slice(i, i + 1))
+        return objective(i)
 
     def render(image: int, sigma: float, iterations: int, step_size: float) -> plt.Figure:
         res = cache.get(
             (image,),
             images[image : image + 1],
-            objective_for(image),
+            objective_of(image),
             iterations=iterations,
             step_size=step_size,
         )
