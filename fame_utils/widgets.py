@@ -21,7 +21,7 @@ from .core import FameConfig, FameResult, run_fame
 from .objectives import Objective
 from .plotting import overlay
 
-__all__ = ["FameCache", "blur_explorer", "panel", "show_in"]
+__all__ = ["FameCache", "blur_explorer", "face_explorer", "panel", "show_in"]
 
 
 def show_in(out: W.Output, *items: Any) -> None:
@@ -209,3 +209,75 @@ def blur_explorer(
         ),
     }
     return panel(render, controls, button="Run", live=("image", "sigma"))
+
+
+def face_explorer(
+    model: nn.Module,
+    protocols: Mapping[str, Any],
+    threshold: float,
+    fame_config: FameConfig,
+    *,
+    start: tuple[str, str, int],
+    n_masks: int,
+    seed: int = 0,
+    precomputed: Mapping[str, Any] | None = None,
+) -> W.VBox:
+    """Fig. 3 for one genuine pair at a time: variation, pair, FAME iterations and σ, CorrRISE
+    masks; **Run** recomputes every method for that pair (runs are cached).
+
+    Args:
+        model: face model, (N, 3, H, W) [0, 1] -> (N, D) embeddings.
+        protocols: ``{subset: FacePairs}`` (:mod:`fame_utils.data.faces`).
+        threshold: θ, the clean EER threshold (FGGB's weights, the target's threshold).
+        fame_config: FAME's settings; iterations and σ start from it (kernel size fixed).
+        start: ``(subset, variation, k)``: the k-th genuine pair shown first.
+        n_masks, seed: CorrRISE's initial mask count and its mask seed.
+        precomputed: ``{method name: Attribution}`` whose first row is the ``start`` pair at
+            the initial settings (e.g. the figure's), so the first view costs nothing.
+    """
+    from .baselines import face_methods
+    from .explain import SimilarityTarget, explain_all
+    from .metrics.face import embed
+    from .plotting import draw_face_rows
+
+    def genuine_pair(variation: tuple[str, str], k: int):
+        pairs = protocols[variation[0]].select(variation=variation[1], genuine=True)
+        return pairs.subset(k % len(pairs))
+
+    iterations, sigma = fame_config.iterations, fame_config.sigma
+    cache: dict[tuple, Any] = {}
+    if precomputed is not None:
+        first = {
+            k: type(a)(*(m if m is None else m[:1] for m in a)) for k, a in precomputed.items()
+        }
+        cache[((start[0], start[1]), start[2], iterations, sigma, n_masks)] = first
+
+    def render(variation, pair, iterations, sigma, n_masks) -> plt.Figure:
+        p = genuine_pair(variation, pair)
+        ref, probe = embed(model, p.gallery), embed(model, p.probe)
+        key = (variation, pair, iterations, sigma, n_masks)
+        if key not in cache:
+            target = SimilarityTarget(ref, threshold=threshold)
+            config = fame_config.replace(iterations=iterations, sigma=sigma)
+            methods = face_methods(threshold, config, n_masks=n_masks, seed=seed)
+            cache[key] = explain_all(methods, model, p.probe, target)[0]
+        s = float((ref * probe).sum())
+        label = f"{variation[0]} ({variation[1]}) #{pair}\ns = {s:.3f}"
+        return draw_face_rows(p.gallery, p.probe, cache[key], [label])
+
+    options = [
+        (f"{s}: {v}", (s, v)) for s, p in protocols.items() for v in dict.fromkeys(p.variation)
+    ]
+    slider = {"continuous_update": False}
+    controls = {
+        "variation": W.Dropdown(options=options, value=start[:2], description="variation"),
+        "pair": W.BoundedIntText(value=start[2], min=0, max=99, description="genuine pair"),
+        "iterations": W.IntSlider(
+            value=iterations, min=1, max=1000, description="iterations", **slider
+        ),
+        "sigma": W.FloatSlider(value=sigma, min=0.5, max=20, step=0.1, description="σ", **slider),
+        "n_masks": W.IntSlider(
+            value=n_masks, min=8, max=2000, step=8, description="masks", **slider
+        ),
+    }
+    return panel(render, controls, button="Run")
