@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import math
 import random
 import re
 import xml.etree.ElementTree as ET
@@ -225,7 +224,7 @@ def read_synset_mapping(
 
 def _check_box(box: tuple[float, ...], where: str) -> tuple[float, ...]:
     """A finite, non-reversed (x0, y0, x1, y1) box; ``where`` names the file and row."""
-    if not all(math.isfinite(v) for v in box):
+    if not bool(torch.isfinite(torch.tensor(box, dtype=torch.float64)).all()):
         raise ValueError(f"{where}: box {list(box)} contains NaN or infinite values")
     x0, y0, x1, y1 = box
     if x1 < x0 or y1 < y0:
