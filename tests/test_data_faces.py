@@ -470,3 +470,50 @@ def test_dlib_descriptor_separates_genuine_from_impostor_pairs():
         assert dist[genuine].mean() < dist[~genuine].mean() - 0.1, subset
         if subset == "pose":
             assert dist[genuine].max() < 0.6 < dist[~genuine].min()
+
+
+def test_hdf5_crops_round_trip(tmp_path):
+    """The authors' crop store: one HDF5 file per image (dataset ``data``, H × W × 3 RGB),
+    named from the protocol path with its extension dropped and ``/`` → ``_``."""
+    import h5py
+
+    from fame_utils.data.faces import h5_crop_name
+
+    assert h5_crop_name("ARface/glass/m-001-1.bmp") == "ARface_glass_m-001-1.h5"
+    rng = np.random.default_rng(0)
+    crops = {
+        "ARface/frontal/m-001-1.bmp": rng.integers(0, 256, (8, 8, 3), dtype=np.uint8),
+        "ARface/glass/m-001-8.bmp": rng.integers(0, 256, (8, 8, 3), dtype=np.uint8),
+        "ARface/glass/w-002-8.bmp": rng.random((8, 8, 3), dtype=np.float32),  # float in [0, 1]
+    }
+    for name, arr in crops.items():
+        with h5py.File(tmp_path / h5_crop_name(name), "w") as fh:
+            fh.create_dataset("data", data=arr)
+    # an ordinary image file next to them is read as it is
+    png = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    Image.fromarray(png).save(tmp_path / "plain.png")
+    (tmp_path / "glass.csv").write_text(
+        "G,P,T\n"
+        "ARface/frontal/m-001-1.bmp,ARface/glass/m-001-8.bmp,1\n"
+        "ARface/frontal/m-001-1.bmp,ARface/glass/w-002-8.bmp,0\n"
+        "plain.png,ARface/glass/m-001-8.bmp,0\n"
+    )
+    pairs = load_face_protocol(tmp_path / "glass.csv")
+    want = {k: torch.from_numpy(v.astype(np.float32)).permute(2, 0, 1) for k, v in crops.items()}
+    want = {k: (v / 255 if crops[k].dtype == np.uint8 else v) for k, v in want.items()}
+    torch.testing.assert_close(pairs.gallery[0], want["ARface/frontal/m-001-1.bmp"])
+    torch.testing.assert_close(pairs.probe[0], want["ARface/glass/m-001-8.bmp"])
+    torch.testing.assert_close(pairs.probe[1], want["ARface/glass/w-002-8.bmp"])
+    torch.testing.assert_close(pairs.gallery[2], torch.from_numpy(png).permute(2, 0, 1) / 255)
+    assert pairs.genuine.tolist() == [True, False, False]
+    # resized like image files, and a crop that is neither file nor HDF5 is named
+    assert load_face_protocol(tmp_path / "glass.csv", size=4).gallery.shape == (3, 3, 4, 4)
+    (tmp_path / "missing.csv").write_text("G,P,T\nARface/x/a.bmp,plain.png,1\n")
+    with pytest.raises(FileNotFoundError, match="ARface_x_a.h5"):
+        load_face_protocol(tmp_path / "missing.csv")
+    # a crop without 'data', or not H × W × 3, is refused with its path
+    with h5py.File(tmp_path / "bad.h5", "w") as fh:
+        fh.create_dataset("image", data=png)
+    (tmp_path / "bad.csv").write_text("G,P,T\nbad.bmp,plain.png,1\n")
+    with pytest.raises(ValueError, match=r"bad\.h5 has no dataset 'data'"):
+        load_face_protocol(tmp_path / "bad.csv")

@@ -190,3 +190,46 @@ def test_runner_runs_on_imagenet_items(kaggle_root, tmp_path, tiny_cnn):
         want = (b & centre).sum() / (b | centre).sum() * 100
         got = res.per_item("IoU", threshold=0.5).loc[data.records[k].image_id, "centre"]
         assert got == pytest.approx(want.item(), abs=1e-4)
+
+
+def test_protocol_list_is_taken_as_it_is_with_duplicates(kaggle_root, tmp_path):
+    # the authors' list format: ImageId, PredictionString, target; rows in its order,
+    # a repeated image counts twice (drawn with replacement)
+    lst = tmp_path / "imagenet.csv"
+    lst.write_text(
+        "ImageId,PredictionString,target\n"
+        f"{_name(4)},n01484850 100 100 200 220 ,n01484850\n"
+        f"{_name(1)},n01443537 10 20 150 180 n01440764 0 0 5 5 ,n01443537\n"
+        f"{_name(4)},n01484850 100 100 200 220 ,n01484850\n"
+    )
+    data = load_imagenet_val(kaggle_root, protocol=lst, resize=232, crop=224)
+    assert len(data) == 3
+    assert [r.image_id for r in data.records] == [_name(4), _name(1), _name(4)]
+    assert data.labels == [2, 1, 2]
+    assert data.records[1].box == (10.0, 20.0, 150.0, 180.0)
+    torch.testing.assert_close(data[0].image, data[2].image)
+    # the list differs from our own per-class draw and from the same list without the duplicate
+    assert data.identity != load_imagenet_val(kaggle_root, per_class=1).identity
+    lst2 = tmp_path / "once.csv"
+    lst2.write_text("\n".join(lst.read_text().splitlines()[:3]) + "\n")
+    assert len(load_imagenet_val(kaggle_root, protocol=lst2)) == 2
+    assert load_imagenet_val(kaggle_root, protocol=lst, max_images=1).labels == [2]
+
+
+@pytest.mark.parametrize(
+    "box, phrase",
+    [("150 180 10 20", "reversed"), ("10 nan 150 180", "NaN"), ("10 20 x 180", "bad box")],
+)
+def test_bad_boxes_name_the_file_and_line(kaggle_root, tmp_path, box, phrase):
+    lst = tmp_path / "bad.csv"
+    lst.write_text(
+        "ImageId,PredictionString\n"
+        f"{_name(4)},n01484850 100 100 200 220\n"
+        f"{_name(1)},n01443537 {box}\n"
+    )
+    with pytest.raises(ValueError, match=rf"bad\.csv:3.*{phrase}"):
+        load_imagenet_val(kaggle_root, protocol=lst)
+    # the same in the annotation CSV that the per-class draw reads
+    (kaggle_root / "LOC_val_solution.csv").write_text(lst.read_text())
+    with pytest.raises(ValueError, match=rf"LOC_val_solution\.csv:3.*{phrase}"):
+        load_imagenet_val(kaggle_root)

@@ -10,6 +10,13 @@ their crops and protocol CSVs and run the same code.
 
 Images come back as float tensors (N, 3, S, S) in [0, 1], RGB, on the requested device, the
 layout every model loader of ``fame_utils`` takes.
+
+Crops are read from image files (anything PIL opens) or, as the authors stored their aligned
+crops, from one HDF5 file per image: the protocol path with its extension dropped, every ``/``
+replaced by ``_`` and ``.h5`` appended (``ARface/glass/m-001-1.bmp`` →
+``ARface_glass_m-001-1.h5`` in ``root``), holding the crop in the dataset ``data`` as an
+H × W × 3 RGB array (uint8 0-255, or float in [0, 1]). A path that exists as given is read as
+an image file; otherwise its HDF5 name is tried.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ __all__ = [
     "FacePairs",
     "load_face_protocol",
     "load_sample_faces",
+    "h5_crop_name",
 ]
 
 #: The bundled face data: aligned 150x150 chips, their variations and the pair protocols.
@@ -252,11 +260,50 @@ def _parse_size(size: int | tuple[int, int] | None) -> tuple[int, int] | None:
     return hw
 
 
+def h5_crop_name(protocol_path: str) -> str:
+    """The authors' HDF5 file name of a protocol path: extension dropped, ``/`` → ``_``,
+    ``.h5`` appended (``"ARface/glass/m-001-1.bmp"`` → ``"ARface_glass_m-001-1.h5"``)."""
+    stem = protocol_path.rsplit(".", 1)[0] if "." in Path(protocol_path).name else protocol_path
+    return stem.replace("\\", "/").replace("/", "_") + ".h5"
+
+
+def _read_h5_crop(path: Path) -> np.ndarray:
+    """The ``data`` dataset of an HDF5 crop as an H × W × 3 float32 array in [0, 1]."""
+    import h5py  # lazy: only needed for the authors' HDF5 crops
+
+    try:
+        with h5py.File(path, "r") as fh:
+            if "data" not in fh:
+                raise ValueError(
+                    f"HDF5 crop {path} has no dataset 'data' (found {sorted(fh.keys())})"
+                )
+            arr = np.asarray(fh["data"][()])
+    except OSError as e:
+        raise ValueError(f"cannot read HDF5 crop {path}: {e}") from e
+    if arr.ndim != 3 or arr.shape[2] != 3:
+        raise ValueError(f"HDF5 crop {path}: 'data' must be H x W x 3 (RGB), got {arr.shape}")
+    if arr.dtype == np.uint8:
+        return arr.astype(np.float32) / 255.0
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise ValueError(f"HDF5 crop {path}: 'data' must be uint8 or float, got {arr.dtype}")
+    arr = arr.astype(np.float32)
+    if not np.isfinite(arr).all() or arr.min() < 0.0 or arr.max() > 1.0:
+        raise ValueError(
+            f"HDF5 crop {path}: float 'data' must be finite and in [0, 1], got range "
+            f"[{float(np.nanmin(arr)):.9g}, {float(np.nanmax(arr)):.9g}]"
+        )
+    return arr
+
+
 def _load_image(path: Path, size: tuple[int, int] | None) -> Tensor:
-    """One image file as a (3, H, W) float tensor in [0, 1] on the CPU, resized if asked."""
-    with Image.open(path) as im:
-        arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
-    x = torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255.0)
+    """One image file or HDF5 crop (``.h5``) as a (3, H, W) float tensor in [0, 1] on the
+    CPU, resized if asked."""
+    if path.suffix.lower() == ".h5":
+        x = torch.from_numpy(np.ascontiguousarray(_read_h5_crop(path))).permute(2, 0, 1)
+    else:
+        with Image.open(path) as im:
+            arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
+        x = torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255.0)
     if size is not None and tuple(x.shape[1:]) != size:
         # Antialiased bilinear: area-like averaging when shrinking, smooth when enlarging.
         x = F.interpolate(x[None], size=size, mode="bilinear", align_corners=False, antialias=True)[
@@ -286,7 +333,8 @@ def load_face_protocol(
     Args:
         csv_path: the protocol file.
         root: folder that relative paths in ``G`` and ``P`` are resolved against; default: the
-            folder holding the CSV. Absolute paths are used as they are.
+            folder holding the CSV. Absolute paths are used as they are. A path that does
+            not exist is looked for as the authors' HDF5 crop :func:`h5_crop_name` in root.
         size: resize every image to ``size`` x ``size`` (or (height, width)) with antialiased
             bilinear interpolation, e.g. 112 for IResNet/ArcFace-style networks or 150 for dlib's
             network. None keeps the files' size, which must then be the same for all of them.
@@ -332,8 +380,17 @@ def load_face_protocol(
     for row in table:
         for col in ("G", "P"):
             files.setdefault(row[col], len(files))
-    paths = {name: (Path(name) if Path(name).is_absolute() else root_dir / name) for name in files}
-    missing = [str(p) for p in paths.values() if not p.is_file()]
+    paths: dict[str, Path] = {}
+    missing = []
+    for name in files:
+        path = Path(name) if Path(name).is_absolute() else root_dir / name
+        h5 = root_dir / h5_crop_name(name)
+        if path.is_file():
+            paths[name] = path
+        elif h5.is_file():
+            paths[name] = h5
+        else:
+            missing.append(f"{path} (nor the HDF5 crop {h5.name})")
     if missing:
         shown = "\n  ".join(missing[:50]) + (
             f"\n  ... ({len(missing)} in all)" if len(missing) > 50 else ""

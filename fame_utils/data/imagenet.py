@@ -1,9 +1,15 @@
 """ImageNet validation images with their first object's box (paper Sec. 4.3, Table 2).
 
-The paper evaluates on 5000 validation images, 5 per class, taking the class and the box
-of the **first object** of each image's annotation, preprocessed with Resize(232)
-(shorter side) and CenterCrop(224). ImageNet cannot be downloaded by this package; point
-:func:`load_imagenet_val` at a local copy. Files needed (any one layout):
+The paper evaluates on 5000 validation images (5 per class in the text), taking the class
+and the box of the **first object** of each image's annotation, preprocessed with
+Resize(232) (shorter side) and CenterCrop(224). Which images: the authors' published list
+(a CSV ``ImageId, PredictionString[, target]`` of 5000 rows drawn with replacement, so
+some images appear twice) is loaded as it is, duplicates kept, with
+``load_imagenet_val(root, protocol="imagenet.csv")``. Without a list, our own seeded draw
+of ``per_class`` images per class (:func:`sample_per_class`) is used; it is *not* the
+authors' list, so its numbers are comparable with the paper's only statistically.
+ImageNet cannot be downloaded by this package; point :func:`load_imagenet_val` at a
+local copy. Files needed (any one layout):
 
 * **validation images** ``ILSVRC2012_val_00000001.JPEG`` … — flat (``val/``,
   ``ILSVRC2012_img_val/``, Kaggle's ``ILSVRC/Data/CLS-LOC/val/``) or in per-synset
@@ -50,6 +56,7 @@ __all__ = [
     "find_imagenet_files",
     "read_synset_mapping",
     "read_val_records",
+    "read_protocol_records",
     "sample_per_class",
     "load_imagenet_val",
 ]
@@ -215,8 +222,22 @@ def read_synset_mapping(
     return {s: i for i, s in enumerate(synsets)}
 
 
-def _first_objects_csv(path: Path) -> dict[str, tuple[str, tuple[float, ...], None]]:
-    out = {}
+def _check_box(box: tuple[float, ...], where: str) -> tuple[float, ...]:
+    """A finite, non-reversed (x0, y0, x1, y1) box; ``where`` names the file and row."""
+    if not bool(torch.isfinite(torch.tensor(box, dtype=torch.float64)).all()):
+        raise ValueError(f"{where}: box {list(box)} contains NaN or infinite values")
+    x0, y0, x1, y1 = box
+    if x1 < x0 or y1 < y0:
+        raise ValueError(
+            f"{where}: box {list(box)} is reversed; expected x0 y0 x1 y1 with x0 <= x1, y0 <= y1"
+        )
+    return box
+
+
+def _csv_rows(path: Path) -> list[tuple[int, str, str, tuple[float, ...], str | None]]:
+    """Rows of a Kaggle-style CSV in file order: (line, image id, first object's synset,
+    its box, the ``target`` column or None)."""
+    rows = []
     with path.open(newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         if reader.fieldnames is None or not {"ImageId", "PredictionString"} <= set(
@@ -226,15 +247,21 @@ def _first_objects_csv(path: Path) -> dict[str, tuple[str, tuple[float, ...], No
                 f"{path}: expected columns ImageId, PredictionString, got {reader.fieldnames}"
             )
         for n, row in enumerate(reader, 2):
-            tokens = row["PredictionString"].split()
+            tokens = (row["PredictionString"] or "").split()
             if len(tokens) < 5:
                 raise ValueError(f"{path}:{n}: PredictionString needs 'synset x0 y0 x1 y1'")
             try:
                 box = tuple(float(v) for v in tokens[1:5])
             except ValueError as e:
                 raise ValueError(f"{path}:{n}: bad box {tokens[1:5]}") from e
-            out[row["ImageId"]] = (tokens[0], box, None)
-    return out
+            _check_box(box, f"{path}:{n} ({row['ImageId']})")
+            target = (row.get("target") or "").strip() or None
+            rows.append((n, row["ImageId"].strip(), tokens[0], box, target))
+    return rows
+
+
+def _first_objects_csv(path: Path) -> dict[str, tuple[str, tuple[float, ...], None]]:
+    return {image_id: (syn, box, None) for _, image_id, syn, box, _ in _csv_rows(path)}
 
 
 def _first_object_xml(path: Path) -> tuple[str, tuple[float, ...], tuple[int, int] | None]:
@@ -253,11 +280,84 @@ def _first_object_xml(path: Path) -> tuple[str, tuple[float, ...], tuple[int, in
         box = tuple(float(bb.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax"))
     except (TypeError, ValueError) as e:
         raise ValueError(f"{path}: <bndbox> needs numeric xmin, ymin, xmax, ymax") from e
+    _check_box(box, f"{path} (first <object>)")
     size = tree.getroot().find("size")
     hw = None
     if size is not None and size.findtext("height") and size.findtext("width"):
         hw = (int(size.findtext("height")), int(size.findtext("width")))
     return name.strip(), box, hw
+
+
+def _class_mapping(
+    synsets: set[str], source: str | Path | Sequence[str] | Mapping[str, int] | None
+) -> dict[str, int]:
+    """synset → class index from ``source``, or the standard sorted order when the
+    annotations cover all 1000 synsets; every synset in ``synsets`` must be mapped."""
+    if source is not None:
+        mapping = read_synset_mapping(source)
+    else:
+        if len(synsets) != 1000:
+            raise FileNotFoundError(
+                f"no synset -> class mapping: {_MAPPING_NAME} was not found and the annotations "
+                f"cover {len(synsets)} synsets, not all 1000 (which would fix the standard "
+                "sorted order). Pass synset_mapping= a LOC_synset_mapping.txt file, a list of "
+                "the 1000 synsets in class order, or a dict."
+            )
+        mapping = {s: i for i, s in enumerate(sorted(synsets))}
+    unknown = sorted(s for s in synsets if s not in mapping)
+    if unknown:
+        raise ValueError(
+            f"{len(unknown)} synset(s) of the annotations are not in the mapping: {unknown[:10]}"
+        )
+    return mapping
+
+
+def _check_missing(image_ids: Sequence[str], files: ImageNetFiles, missing_images: str) -> None:
+    if missing_images not in ("error", "skip"):
+        raise ValueError(f"missing_images must be 'error' or 'skip', got {missing_images!r}")
+    missing = sorted({i for i in image_ids if i not in files.images})
+    if missing and missing_images == "error":
+        raise FileNotFoundError(
+            f"{len(missing)} annotated image(s) have no file among the {len(files.images)} "
+            f"images found: {', '.join(missing[:10])}{' …' if len(missing) > 10 else ''} "
+            "(pass missing_images='skip' to drop them)"
+        )
+
+
+def read_protocol_records(
+    protocol: str | Path,
+    files: ImageNetFiles,
+    synset_mapping: str | Path | Sequence[str] | Mapping[str, int] | None = None,
+    *,
+    missing_images: str = "error",
+) -> list[ImageNetRecord]:
+    """The records of a fixed image list, in its order, **duplicates kept**.
+
+    ``protocol`` is a CSV with the columns ``ImageId, PredictionString`` and optionally
+    ``target`` (the authors' ``imagenet.csv``: 5000 rows drawn with replacement, so some
+    images appear twice and count twice, as in the published numbers). The box is the
+    first object of ``PredictionString``; the class is ``target`` when given, else that
+    object's synset. A bad row raises naming the file and line.
+    """
+    path = Path(protocol).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"ImageNet protocol list {path} does not exist")
+    rows = _csv_rows(path)
+    if not rows:
+        raise ValueError(f"ImageNet protocol list {path} has no rows")
+    for n, image_id, _, _, target in rows:
+        if target is not None and not re.fullmatch(r"n\d{8}", target):
+            raise ValueError(f"{path}:{n} ({image_id}): target {target!r} is not a synset id")
+    labels = {(t or syn) for _, _, syn, _, t in rows}
+    mapping = _class_mapping(
+        labels, synset_mapping if synset_mapping is not None else files.mapping
+    )
+    _check_missing([r[1] for r in rows], files, missing_images)
+    return [
+        ImageNetRecord(image_id, files.images[image_id], t or syn, mapping[t or syn], box)
+        for _, image_id, syn, box, t in rows
+        if image_id in files.images
+    ]
 
 
 def read_val_records(
@@ -283,31 +383,11 @@ def read_val_records(
         }
     if not first:
         raise ValueError(f"no annotations in {files.annotations}")
-    source = synset_mapping if synset_mapping is not None else files.mapping
-    if source is not None:
-        mapping = read_synset_mapping(source)
-    else:
-        synsets = sorted({s for s, _, _ in first.values()})
-        if len(synsets) != 1000:
-            raise FileNotFoundError(
-                f"no synset -> class mapping: {_MAPPING_NAME} was not found and the annotations "
-                f"cover {len(synsets)} synsets, not all 1000 (which would fix the standard "
-                "sorted order). Pass synset_mapping= a LOC_synset_mapping.txt file, a list of "
-                "the 1000 synsets in class order, or a dict."
-            )
-        mapping = {s: i for i, s in enumerate(synsets)}
-    unknown = sorted({s for s, _, _ in first.values() if s not in mapping})
-    if unknown:
-        raise ValueError(
-            f"{len(unknown)} synset(s) of the annotations are not in the mapping: {unknown[:10]}"
-        )
-    missing = sorted(i for i in first if i not in files.images)
-    if missing and missing_images == "error":
-        raise FileNotFoundError(
-            f"{len(missing)} annotated image(s) have no file among the {len(files.images)} "
-            f"images found: {', '.join(missing[:10])}{' …' if len(missing) > 10 else ''} "
-            "(pass missing_images='skip' to drop them)"
-        )
+    mapping = _class_mapping(
+        {s for s, _, _ in first.values()},
+        synset_mapping if synset_mapping is not None else files.mapping,
+    )
+    _check_missing(list(first), files, missing_images)
     return [
         ImageNetRecord(i, files.images[i], syn, mapping[syn], tuple(box))
         for i, (syn, box, _) in sorted(first.items())
@@ -320,8 +400,9 @@ def sample_per_class(
 ) -> list[ImageNetRecord]:
     """``per_class`` records of every class, drawn with ``random.Random(seed)`` from each
     class's records sorted by id (all of a class when it has fewer; ``None``: all).
-    The result is ordered by (class, image id). 5 per class over the full validation set
-    is the paper's 5000-image protocol."""
+    The result is ordered by (class, image id). This is our own draw: 5 per class gives
+    5000 images as in the paper's text, but not the authors' list (load that with
+    :func:`read_protocol_records` / ``load_imagenet_val(protocol=...)``)."""
     by_class: dict[int, list[ImageNetRecord]] = {}
     for r in sorted(records, key=lambda r: r.image_id):
         by_class.setdefault(r.label, []).append(r)
@@ -395,33 +476,48 @@ def load_imagenet_val(
     annotations: str | Path | None = None,
     synset_mapping: str | Path | Sequence[str] | Mapping[str, int] | None = None,
     missing_images: str = "error",
+    protocol: str | Path | None = None,
 ) -> ImageNetVal:
-    """The paper's ImageNet protocol: ``per_class`` images per class (5 → 5000 images),
-    first object's class and box, Resize(``resize``) + CenterCrop(``crop``).
+    """ImageNet validation items: first object's class and box, Resize(``resize``) +
+    CenterCrop(``crop``), either from a fixed image list (``protocol``, e.g. the authors'
+    ``imagenet.csv``, taken as it is, duplicates kept) or from our own seeded draw of
+    ``per_class`` images per class (5 → 5000 images; not the authors' list).
 
     Args:
         root: local ImageNet folder (see the module docstring for the files needed).
-        per_class: images per class (``None``: all annotated images).
-        seed: seed of the per-class sampler.
-        max_images: keep only the first ``max_images`` of the (class-ordered) sample.
+        per_class: images per class of our own draw (``None``: all annotated images);
+            ignored with ``protocol``.
+        seed: seed of our per-class draw; ignored with ``protocol``.
+        max_images: keep only the first ``max_images`` items (of the list, or of the
+            class-ordered draw).
         resize, crop: preprocessing (232/224 for torchvision's ResNet-50 V2 weights).
         box_convention: ``"aspect"`` (exact) or ``"per_axis"`` (the paper's code).
         images_dir, annotations, synset_mapping: explicit locations (default: searched).
         missing_images: ``"error"`` or ``"skip"`` annotated images without a file.
+        protocol: a CSV image list ``ImageId, PredictionString[, target]`` whose rows are
+            the items, in order, duplicates kept (boxes come from it, so ``annotations``
+            is not needed).
 
     Raises:
         FileNotFoundError: a clear list of what is missing.
+        ValueError: a bad row (reversed or NaN box, unknown synset), naming file and line.
     """
+    if max_images is not None and (
+        isinstance(max_images, bool) or not isinstance(max_images, int) or max_images < 1
+    ):
+        raise ValueError(f"max_images must be a positive int or None, got {max_images!r}")
     mapping_file = synset_mapping if isinstance(synset_mapping, (str, Path)) else None
+    if protocol is not None and annotations is None:
+        annotations = protocol  # the list carries the boxes
     files = find_imagenet_files(
         root, images_dir=images_dir, annotations=annotations, synset_mapping=mapping_file
     )
-    records = read_val_records(
-        files,
-        synset_mapping if mapping_file is None else None,
-        missing_images=missing_images,
-    )
-    chosen = sample_per_class(records, per_class, seed)
+    mapping = synset_mapping if mapping_file is None else None
+    if protocol is not None:
+        chosen = read_protocol_records(protocol, files, mapping, missing_images=missing_images)
+    else:
+        records = read_val_records(files, mapping, missing_images=missing_images)
+        chosen = sample_per_class(records, per_class, seed)
     if max_images is not None:
         chosen = chosen[:max_images]
     return ImageNetVal(chosen, resize=resize, crop=crop, box_convention=box_convention)

@@ -2,8 +2,9 @@
 
 - :mod:`~fame_utils.metrics.localization` — IoU@t between {map ≥ t} and the object box
   (Table 2).
-- :mod:`~fame_utils.metrics.road` — exact-count pixel ranking, removal masks, zero and
-  noisy-linear (ROAD) removal, ROAD-Delete@p (Table 2), insertion/deletion curves, AUC.
+- :mod:`~fame_utils.metrics.road` — pixel ranking with a tie rule (seeded random, the
+  reference's percentile rule, or row-major), removal masks, zero and noisy-linear (ROAD)
+  removal, ROAD-Delete@p (Table 2), insertion/deletion curves, AUC.
 - :mod:`~fame_utils.metrics.face` — face-verification Deletion/Insertion at the clean EER
   threshold (Table 1).
 - :mod:`~fame_utils.metrics.threshold` — EER threshold, EER, verification accuracy.
@@ -21,6 +22,7 @@ from .road import (
     NEIGHBOUR_WEIGHTS,
     RemovalMode,
     ScoreKind,
+    TieRule,
     class_scores,
     curve_auc,
     noisy_linear_impute,
@@ -29,7 +31,10 @@ from .road import (
     removal_counts,
     removal_masks,
     remove_pixels,
+    resolve_ties,
     road_scores,
+    tie_order,
+    top_pixel_sets,
 )
 from .threshold import eer, eer_threshold, far_frr, verification_accuracy
 
@@ -45,6 +50,7 @@ __all__ = [
     "NEIGHBOUR_WEIGHTS",
     "RemovalMode",
     "ScoreKind",
+    "TieRule",
     "class_scores",
     "curve_auc",
     "noisy_linear_impute",
@@ -54,6 +60,9 @@ __all__ = [
     "removal_masks",
     "remove_pixels",
     "road_scores",
+    "resolve_ties",
+    "tie_order",
+    "top_pixel_sets",
     "eer",
     "eer_threshold",
     "far_frr",

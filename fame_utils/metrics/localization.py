@@ -15,15 +15,22 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from .._checks import check_maps
+from .._checks import check_maps, check_unit_interval
 
 __all__ = ["iou_at_thresholds", "salient_region", "boxes_to_masks"]
 
 
 def _thresholds(thresholds: float | Sequence[float] | Tensor, device, dtype) -> Tensor:
+    """IoU thresholds t as a (T,) tensor; each must lie in [0, 1] (the maps' range: a
+    t > 1 gives an empty salient region, a t < 0 the whole image)."""
     t = torch.as_tensor(thresholds, dtype=torch.float64).reshape(-1)
     if t.numel() == 0:
         raise ValueError("thresholds is empty")
+    bad = [v for v in t.tolist() if not 0.0 <= v <= 1.0]  # NaN fails too
+    if bad:
+        raise ValueError(
+            f"IoU thresholds must lie in [0, 1] (the maps are normalised to [0, 1]), got {bad}"
+        )
     return t.to(device=device, dtype=dtype)
 
 
@@ -31,7 +38,12 @@ def boxes_to_masks(boxes: Tensor | Sequence[Sequence[float]], size: tuple[int, i
     """(B, 4) boxes ``(x0, y0, x1, y1)`` in pixel coordinates -> (B, H, W) bool masks.
 
     Uses :func:`fame_utils.data.transforms.box_mask`, the project's single definition of
-    which pixels a box covers, so IoU and the figures agree.
+    which pixels a box covers, so IoU and the figures agree. A box partly outside the
+    image covers its pixels inside; a box of positive area that covers no pixel of the
+    H × W image (e.g. in another image's coordinates) raises ``ValueError`` naming it,
+    instead of silently becoming an empty box with IoU 0. A zero-area box (x0 = x1 or
+    y0 = y1) is how :func:`fame_utils.data.transforms.map_boxes` marks an object that the
+    centre crop cut off; it stays empty (IoU 0). NaN or reversed boxes raise too.
     """
     from ..data.transforms import box_mask  # lazy: avoids an import cycle at package import
 
@@ -40,12 +52,23 @@ def boxes_to_masks(boxes: Tensor | Sequence[Sequence[float]], size: tuple[int, i
         b = b.unsqueeze(0)
     if b.ndim != 2 or b.shape[1] != 4:
         raise ValueError(f"boxes must have shape (B, 4) as (x0, y0, x1, y1), got {tuple(b.shape)}")
-    return box_mask(b, size).reshape(b.shape[0], *size).bool()
+    masks = box_mask(b, size).reshape(b.shape[0], *size).bool()
+    has_area = (b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1])
+    empty = (has_area & ~masks.flatten(1).any(1)).nonzero().flatten().tolist()
+    if empty:
+        shown = ", ".join(f"{i}: {[round(v, 3) for v in b[i].tolist()]}" for i in empty[:5])
+        raise ValueError(
+            f"{len(empty)} box(es) of positive area cover no pixel of the {size[0]}x{size[1]} image "
+            f"(index: x0, y0, x1, y1 = {shown}); boxes must be in the maps' pixel coordinates"
+        )
+    return masks
 
 
 def salient_region(maps: Tensor, thresholds: float | Sequence[float] | Tensor) -> Tensor:
-    """S_t = {M ≥ t}: (B, H, W) maps and T thresholds -> (B, T, H, W) bool."""
+    """S_t = {M ≥ t}: (B, H, W) maps in [0, 1] and T thresholds in [0, 1] -> (B, T, H, W)
+    bool."""
     check_maps(maps)
+    check_unit_interval(maps, "maps (IoU thresholds are absolute; normalise the maps first)")
     t = _thresholds(thresholds, maps.device, maps.dtype)
     return maps.unsqueeze(1) >= t.view(1, -1, 1, 1)
 
@@ -61,8 +84,9 @@ def iou_at_thresholds(
         maps: (B, H, W) float attribution maps in [0, 1] (the thresholds are absolute,
             so maps must already be normalised), any device.
         boxes: either (B, H, W) bool box masks, or (B, 4) boxes ``(x0, y0, x1, y1)`` in
-            the maps' pixel coordinates (converted with :func:`boxes_to_masks`).
-        thresholds: T thresholds t.
+            the maps' pixel coordinates (converted with :func:`boxes_to_masks`; a box
+            covering no pixel of the maps raises ``ValueError``).
+        thresholds: T thresholds t in [0, 1].
 
     Returns:
         (B, T) float tensor of IoU in [0, 1] on the maps' device (multiply the mean by 100
