@@ -87,13 +87,15 @@ def bench_imputation(images: torch.Tensor, percents, batch: int, device: torch.d
 
 def bench_runner(model, data, names, iterations: int, batch_size: int, progress: bool) -> list:
     from fame_utils.core import FameConfig
-    from fame_utils.runner import IoUMetric, RoadMetric, methods_by_name, run_experiment
+    from fame_utils.experiment import run_experiment
+    from fame_utils.methods import make_methods
+    from fame_utils.metrics.adapters import IoUMetric, RoadMetric
 
     device = next(model.parameters()).device
     cfg = FameConfig(iterations=iterations, progress=False)
     rows = []
     for name in names:
-        (method,) = methods_by_name([name], "classification", fame_config=cfg)
+        (method,) = make_methods([name], "classification", fame_config=cfg)
         with tempfile.TemporaryDirectory() as tmp:
             _sync(device)
             t0 = time.perf_counter()
@@ -142,9 +144,9 @@ def main(argv=None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
+    from fame_utils.data.items import ClassificationDataset
     from fame_utils.data.objects import load_sample_objects
     from fame_utils.models.classifiers import load_classifier
-    from fame_utils.runner import ClassificationDataset
 
     model = load_classifier("efficientnet_lite0", device=args.device)
     device = next(model.parameters()).device

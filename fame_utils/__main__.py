@@ -1,6 +1,9 @@
 """Command line: ``python -m fame_utils {imagenet,faces} ...`` (also ``fame-utils``).
 
-Runs :func:`fame_utils.runner.run_experiment` and prints the summary table. Examples::
+Runs :func:`fame_utils.experiment.run_experiment` with methods from the registry
+(:mod:`fame_utils.methods`) and prints the summary table (means with 95 % bootstrap
+intervals). ``--recipe reference`` switches every choice on which the paper's text and
+the code behind its tables differ (:mod:`fame_utils.recipes`). Examples::
 
     # Table 2 metrics on the bundled annotated images with the embedded EfficientNet-Lite0
     python -m fame_utils imagenet --methods fame,gradcam --iterations 100 --out runs/objects
@@ -12,8 +15,12 @@ Runs :func:`fame_utils.runner.run_experiment` and prints the summary table. Exam
     # Table 1 metrics on the bundled face pairs (occlusion subset) with dlib's ResNet
     python -m fame_utils faces --subset occlusion --methods fame,gradcam,corrrise --out runs/faces
 
-Outputs in ``--out``: ``results.csv`` (one row per item × method × metric), ``summary.md``,
-``summary.tex``, ``summary.csv`` and the map cache ``cache/`` (re-running resumes).
+    # the same under the reference code's choices (min-max maps, |z_o|, reference ties, ...)
+    python -m fame_utils faces --recipe reference --out runs/faces-reference
+
+Outputs in ``--out``: ``results.csv`` (one row per item × method × metric column, with
+``threshold``/``percent`` columns), ``summary.md``, ``summary.tex``, ``summary.csv``,
+``run.json`` (recipe, seeds) and the map cache ``cache/`` (re-running resumes).
 """
 
 from __future__ import annotations
@@ -21,6 +28,13 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+
+from .core import FameConfig
+from .data.items import from_face_pairs, from_object_samples
+from .experiment import run_experiment
+from .methods import available_methods, make_methods, table_methods
+from .metrics.adapters import FaceDeleteInsertMetric, IoUMetric, RoadMetric
+from .recipes import RECIPES, get_recipe
 
 __all__ = ["main", "build_parser"]
 
@@ -41,6 +55,12 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=16, help="images per map batch")
     p.add_argument("--eval-batch-size", type=int, default=64, help="perturbed images per forward")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--recipe",
+        choices=sorted(RECIPES),
+        default="paper",
+        help="paper: the paper's text; reference: the code behind its tables",
+    )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 
 
@@ -57,7 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     im.add_argument("--model", default="efficientnet_lite0", help="classifier name")
     im.add_argument("--weights", default=None, help="torchvision weights tag for ResNets")
     im.add_argument(
-        "--methods", default="fame,gradcam,gradcam-ew,hirescam,fullgrad", help="comma-separated"
+        "--methods",
+        default=",".join(table_methods("classification")),
+        help=f"comma-separated, from {','.join(available_methods('classification'))}",
     )
     im.add_argument("--imagenet-root", default=None, help="ImageNet folder (default: bundled)")
     im.add_argument("--annotations", default=None, help="LOC_val_solution.csv or XML folder")
@@ -65,7 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
     im.add_argument("--per-class", type=int, default=5, help="images per class (paper: 5)")
     im.add_argument("--max-images", type=int, default=None, help="use only the first N images")
     im.add_argument("--resize", type=int, default=None, help="shorter side (default: model's)")
-    im.add_argument("--box-convention", choices=("aspect", "per_axis"), default="aspect")
+    im.add_argument(
+        "--box-convention",
+        choices=("aspect", "per_axis"),
+        default=None,
+        help="box mapping through Resize + CenterCrop (default: the recipe's)",
+    )
     im.add_argument("--iou-thresholds", type=_floats, default=(0.3, 0.5, 0.7))
     im.add_argument("--road-percents", type=_floats, default=(10, 30, 50))
     im.add_argument("--road-mode", choices=("zero", "noisy_linear", "both"), default="zero")
@@ -73,7 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
     fa = sub.add_parser("faces", help="face Deletion / Insertion (Table 1)")
     _common(fa)
     fa.add_argument("--model", default="dlib_resnet", help="face model name")
-    fa.add_argument("--methods", default="gradcam,gradcam-ew,corrrise,fggb,fame")
+    fa.add_argument(
+        "--methods",
+        default=",".join(table_methods("verification")),
+        help=f"comma-separated, from {','.join(available_methods('verification'))}",
+    )
     fa.add_argument("--subset", default="occlusion", help="bundled subset (default occlusion)")
     fa.add_argument("--protocol", default=None, help="pair protocol CSV (G, P, T columns)")
     fa.add_argument("--face-root", default=None, help="folder the protocol's paths refer to")
@@ -84,14 +115,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _imagenet(args) -> tuple:
-    from .core import FameConfig
     from .models.classifiers import load_classifier
-    from .runner import IoUMetric, RoadMetric, from_object_samples, methods_by_name
 
     kwargs = {"checkpoint": args.checkpoint, "device": args.device}
     if args.weights is not None:
         kwargs["weights"] = args.weights
     model = load_classifier(args.model, **kwargs)
+    recipe = get_recipe(args.recipe)
+    boxes = args.box_convention or recipe.box_convention
     crop = int(getattr(model, "input_size", 224))
     resize = args.resize or getattr(model, "resize_size", None) or 256
     if args.imagenet_root:
@@ -104,19 +135,20 @@ def _imagenet(args) -> tuple:
             max_images=args.max_images,
             resize=resize,
             crop=crop,
-            box_convention=args.box_convention,
+            box_convention=boxes,
             annotations=args.annotations,
             synset_mapping=args.synset_mapping,
         )
     else:
         from .data.objects import load_sample_objects
 
-        s = load_sample_objects(resize=resize, crop=crop, convention=args.box_convention)
+        s = load_sample_objects(resize=resize, crop=crop, convention=boxes)
         if args.max_images is not None:
             s = s[: args.max_images]
         data = from_object_samples(s)
     cfg = FameConfig(iterations=args.iterations, progress=False)
-    methods = methods_by_name(args.methods.split(","), "classification", fame_config=cfg)
+    names = [n for n in args.methods.split(",") if n.strip()]
+    methods = make_methods(names, "classification", recipe=recipe, fame_config=cfg)
     metrics = [IoUMetric(args.iou_thresholds)]
     modes = ("zero", "noisy_linear") if args.road_mode == "both" else (args.road_mode,)
     metrics += [RoadMetric(args.road_percents, mode=m) for m in modes]
@@ -124,9 +156,7 @@ def _imagenet(args) -> tuple:
 
 
 def _faces(args) -> tuple:
-    from .core import FameConfig
     from .models.faces import load_face_model
-    from .runner import FaceDeleteInsertMetric, from_face_pairs, methods_by_name
 
     model = load_face_model(args.model, checkpoint=args.checkpoint, device=args.device)
     size = int(getattr(model, "input_size", 150))
@@ -148,20 +178,20 @@ def _faces(args) -> tuple:
         pairs = pairs.subset(slice(0, args.max_pairs))
     data = from_face_pairs(pairs)
     cfg = FameConfig(iterations=args.iterations, progress=False)
-    methods = methods_by_name(
-        args.methods.split(","),
+    methods = make_methods(
+        [n for n in args.methods.split(",") if n.strip()],
         "verification",
+        recipe=args.recipe,
         fame_config=cfg,
         threshold=threshold,
         n_masks=args.n_masks,
+        seed=args.seed,
     )
     return model, data, methods, [FaceDeleteInsertMetric()], threshold
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status (0 on success, 2 on a usage/data error)."""
-    from .runner import run_experiment
-
     args = build_parser().parse_args(argv)
     try:
         model, data, methods, metrics, threshold = (
@@ -181,12 +211,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         cache_dir=args.cache_dir,
         threshold=threshold,
         seed=args.seed,
+        recipe=args.recipe,
         progress=not args.no_progress,
     )
     print(res.paths["summary_md"].read_text(), end="")
     if res.threshold is not None:
         print(f"\nverification threshold (clean EER): {res.threshold:.4f}")
-    print(f"\n{len(data)} items; results in {res.paths['results']}")
+    print(f"\nrecipe: {res.recipe.name}; {len(data)} items; results in {res.paths['results']}")
     return 0
 
 

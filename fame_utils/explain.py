@@ -11,13 +11,18 @@ A *method* is a callable ``method(model, images, target) -> Attribution``:
   (``None`` otherwise), both on ``images``' device.
 
 So a notebook can do ``for method in methods: maps[method.name] = method(model, x, t)``.
+
+A method declares (the :class:`Method` protocol) its display ``name``, the ``targets`` it
+supports (default: both) and, through ``cache_settings()``, the settings its maps depend
+on (they enter the experiment cache key; speed and display knobs stay out). Methods are
+made by name through the one registry, :mod:`fame_utils.methods`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import NamedTuple, Protocol, runtime_checkable
+from dataclasses import dataclass, field, fields
+from typing import ClassVar, NamedTuple, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
@@ -25,12 +30,16 @@ from torch import Tensor, nn
 from ._checks import as_index_tensor
 from .core import FameConfig, run_fame
 from .objectives import ClassLogit, CosineSimilarity, Objective
+from .recipes import Recipe, get_recipe
 
 __all__ = [
     "Attribution",
     "ClassTarget",
     "SimilarityTarget",
+    "Target",
+    "TARGETS",
     "Method",
+    "method_targets",
     "Fame",
 ]
 
@@ -76,15 +85,29 @@ class SimilarityTarget:
 
 
 Target = ClassTarget | SimilarityTarget
+TARGETS: tuple[type, ...] = (ClassTarget, SimilarityTarget)
+"""Every target type; a method that declares no ``targets`` is taken to support these."""
 
 
 @runtime_checkable
 class Method(Protocol):
-    """``method(model, images, target) -> Attribution``, with a display ``name``."""
+    """``method(model, images, target) -> Attribution``, with a display ``name``.
+
+    Optional declarations (read by :mod:`fame_utils.methods` and the experiment runner):
+
+    - ``targets``: tuple of the target types the method supports (default :data:`TARGETS`);
+    - ``cache_settings() -> dict``: the settings its maps depend on (default: the
+      registry's declaration for registered classes, else every public field).
+    """
 
     name: str
 
     def __call__(self, model: nn.Module, images: Tensor, target: Target) -> Attribution: ...
+
+
+def method_targets(method: object) -> tuple[type, ...]:
+    """The target types ``method`` declares (``targets``), or :data:`TARGETS`."""
+    return tuple(getattr(method, "targets", TARGETS))
 
 
 class _BothSides(CosineSimilarity):
@@ -117,10 +140,51 @@ class Fame:
     Classification: L_cls = z_o descended, one map. Verification: e₊ from L₊ = s and
     e₋ from L₋ = 1 − s, both in one batched run (2B samples), stepping in pixels and
     stopping early at ε = 0.01 unless ``config`` says otherwise (paper Sec. 3).
+
+    ``recipe`` (``"paper"``, ``"reference"`` or a :class:`~fame_utils.recipes.Recipe`),
+    when given, sets the choices on which paper text and reference code differ and
+    overrides those fields of ``config``: ``normalization``, ``early_stop``
+    (``classification_early_stop`` / ``face_early_stop``), the face gray order (where
+    :class:`FameConfig` has a ``gray_order`` field) and L_cls = |z_o| when
+    ``class_logit_absolute``. ``None`` (default) runs ``config`` as given with L_cls = z_o.
     """
 
     config: FameConfig = field(default_factory=FameConfig)
     name: str = "FAME"
+    recipe: Recipe | str | None = None
+
+    targets: ClassVar[tuple[type, ...]] = TARGETS
+    runtime_fields: ClassVar[frozenset[str]] = frozenset(
+        {"progress", "batch_size", "early_stop_check_every"}
+    )
+    """FameConfig fields that change speed or display, not maps (kept out of the cache key)."""
+
+    def __post_init__(self):
+        if self.recipe is not None:
+            self.recipe = get_recipe(self.recipe)
+
+    def cache_settings(self) -> dict[str, object]:
+        """What the maps depend on: the config (minus :attr:`runtime_fields`) and recipe."""
+        config = {
+            f.name: getattr(self.config, f.name)
+            for f in fields(self.config)
+            if f.name not in self.runtime_fields
+        }
+        recipe = None if self.recipe is None else self.recipe.as_dict()
+        return {"config": config, "recipe": recipe}
+
+    def _with_recipe(self, cfg: FameConfig, face: bool) -> FameConfig:
+        """``cfg`` with the recipe's choices for classification or faces (``face``)."""
+        r = self.recipe
+        if r is None:
+            return cfg
+        changes: dict[str, object] = {
+            "normalization": r.normalization,
+            "early_stop": r.face_early_stop if face else r.classification_early_stop,
+        }
+        if face and "gray_order" in {f.name for f in fields(cfg)}:
+            changes["gray_order"] = r.face_gray_order
+        return cfg.replace(**changes)
 
     def verification_config(self) -> FameConfig:
         cfg = self.config
@@ -134,10 +198,13 @@ class Fame:
     def __call__(self, model: nn.Module, images: Tensor, target: Target) -> Attribution:
         if isinstance(target, ClassTarget):
             cls = target.indices(images.shape[0])
-            return Attribution(run_fame(model, images, ClassLogit(cls), self.config).maps())
+            absolute = self.recipe is not None and self.recipe.class_logit_absolute
+            cfg = self._with_recipe(self.config, face=False)
+            objective = ClassLogit(cls, absolute=absolute)
+            return Attribution(run_fame(model, images, objective, cfg).maps())
         if isinstance(target, SimilarityTarget):
             refs = target.check(images.shape[0])
-            cfg = self.verification_config()
+            cfg = self._with_recipe(self.verification_config(), face=True)
             b = images.shape[0]
             both = run_fame(model, images, _BothSides(refs), cfg).maps()
             return Attribution(both[:b], both[b:])

@@ -188,5 +188,5 @@ def test_runner_runs_on_imagenet_items(kaggle_root, tmp_path, tiny_cnn):
     for k in range(len(data)):
         b = box_mask(data[k].box, 224)[0]
         want = (b & centre).sum() / (b | centre).sum() * 100
-        got = res.rows[(res.rows.item == data.records[k].image_id) & (res.rows.metric == "IoU@0.5")]
-        assert got["value"].item() == pytest.approx(want.item(), abs=1e-4)
+        got = res.per_item("IoU", threshold=0.5).loc[data.records[k].image_id, "centre"]
+        assert got == pytest.approx(want.item(), abs=1e-4)

@@ -52,7 +52,7 @@ class InputGradient:
 
 
 # "calls" and "fail_after" are bookkeeping, not settings: keep them out of the cache key
-InputGradient.settings = lambda self: {"scale": self.scale}
+InputGradient.cache_settings = lambda self: {"scale": self.scale}
 
 
 @pytest.fixture
@@ -136,16 +136,24 @@ def test_rows_and_summary_match_direct_metric_calls(tmp_path, tiny_cnn, classifi
     )
     n = len(classification_data)
     assert len(res.rows) == n * (3 + 3)  # one row per image × metric column
-    assert list(res.rows.columns) == ["index", "item", "method", "metric", "value"]
+    assert list(res.rows.columns) == [
+        "index",
+        "item",
+        "method",
+        "metric",
+        "threshold",
+        "percent",
+        "value",
+    ]
     images, labels = classification_data.images, classification_data.labels
     maps = method(tiny_cnn, images, ClassTarget(labels)).positive
     torch.testing.assert_close(res.maps("grad").positive, maps)
     iou = iou_at_thresholds(maps, classification_data.boxes, (0.3, 0.5, 0.7)) * 100
     road = road_scores(tiny_cnn, images, labels, maps, (10, 30, 50))
-    table = res.table("IoU@0.5")
+    table = res.per_item("IoU", threshold=0.5)
     torch.testing.assert_close(torch.tensor(table["grad"].tolist()), iou[:, 1])
     torch.testing.assert_close(
-        torch.tensor(res.table("ROAD-Delete@30%")["grad"].tolist()), road[:, 1]
+        torch.tensor(res.per_item("ROAD-Delete", percent=30)["grad"].tolist()), road[:, 1]
     )
     assert res.summary.loc["grad", "IoU@0.7"] == pytest.approx(iou[:, 2].mean().item(), abs=1e-4)
     assert list(res.summary.columns) == [
@@ -161,7 +169,7 @@ def test_rows_and_summary_match_direct_metric_calls(tmp_path, tiny_cnn, classifi
         "| Method | IoU@0.3 | IoU@0.5 | IoU@0.7 | ROAD-Delete@10% | ROAD-Delete@30% "
         "| ROAD-Delete@50% |"
     )
-    assert f"| grad | {res.summary.loc['grad', 'IoU@0.3']:.1f} |" in md
+    assert f"| grad | {res.summary.loc['grad', 'IoU@0.3']:.1f} [" in md  # mean [low, high]
     tex = (tmp_path / "summary.tex").read_text()
     assert "ROAD-Delete@10\\%" in tex and "\\toprule" in tex and tex.count("\\\\") == 2
 
@@ -232,8 +240,15 @@ def test_verification_run_matches_face_metric(tmp_path):
     assert res.threshold == want.threshold
     assert res.summary.loc["grad", "Delete"] == pytest.approx(want.auc("delete"), abs=1e-4)
     assert res.summary.loc["grad", "Insert"] == pytest.approx(want.auc("insert"), abs=1e-4)
-    acc = res.rows[res.rows.metric == "Insert-acc@30%"]["value"].mean()
+    acc = res.per_item("Insert-acc", percent=30)["grad"].mean()
     assert acc == pytest.approx(want.accuracy("insert")[3].item() * 100, abs=1e-4)
+    curve = res.curve("Insert-acc")  # percents × methods, means over pairs
+    assert curve.index.tolist() == [float(p) for p in range(0, 101, 10)]
+    assert curve.loc[30.0, "grad"] == pytest.approx(acc)
+    rows = res.rows[res.rows.metric == "Delete-sim"]
+    assert rows.threshold.isna().all() and sorted(rows.percent.unique()) == curve.index.tolist()
+    with pytest.raises(KeyError, match="give threshold= for IoU"):
+        res.per_item("Delete-acc@30%")
     assert list(res.summary.columns) == ["Delete", "Insert"]
 
 

@@ -13,12 +13,15 @@ negative)`` with a display ``name``, so notebooks can loop over them:
   :mod:`fame_utils.baselines.cam` for how that differs from FAME's max normalisation).
 - Face verification (paper Table 1, Fig. 3): :class:`GradCAM`, :class:`GradCAMElementWise`
   with a batch-safe cosine-similarity target, :class:`CorrRISE`, :class:`FGGB`.
+
+Make them by name through the one registry, :mod:`fame_utils.methods` (``make_methods``);
+:func:`classification_methods` and :func:`face_methods` are its paper-table shortcuts.
 """
 
 from __future__ import annotations
 
+from .. import methods as _registry
 from ..core import FameConfig
-from ..explain import Fame
 from .cam import (
     CosineSimilarityTarget,
     FullGrad,
@@ -39,36 +42,17 @@ __all__ = [
     "FGGB",
     "CosineSimilarityTarget",
     "fullgrad_uncovered_biases",
-    "CLASSIFICATION_METHODS",
-    "FACE_METHODS",
     "classification_methods",
     "face_methods",
 ]
 
-CLASSIFICATION_METHODS: dict[str, type] = {
-    "FAME": Fame,
-    "Grad-CAM": GradCAM,
-    "Grad-CAM-EW": GradCAMElementWise,
-    "HiResCAM": HiResCAM,
-    "FullGrad": FullGrad,
-}
-"""Display name -> method class for the classification comparison (Table 2 order)."""
-
-FACE_METHODS: dict[str, type] = {
-    "Grad-CAM": GradCAM,
-    "Grad-CAM-EW": GradCAMElementWise,
-    "CorrRISE": CorrRISE,
-    "FGGB": FGGB,
-    "FAME": Fame,
-}
-"""Display name -> method class for the face-verification comparison (Table 1 order)."""
-
 
 def classification_methods(fame_config: FameConfig | None = None) -> list:
-    """[FAME, Grad-CAM, Grad-CAM-EW, HiResCAM, FullGrad] instances with default settings
-    (FAME with ``fame_config`` if given), each with a ``name``."""
-    fame = Fame(fame_config) if fame_config is not None else Fame()
-    return [fame, GradCAM(), GradCAMElementWise(), HiResCAM(), FullGrad()]
+    """Table 2's rows [FAME, Grad-CAM, Grad-CAM-EW, HiResCAM, FullGrad] from the registry
+    (:mod:`fame_utils.methods`), FAME with ``fame_config`` if given."""
+    return _registry.make_methods(
+        _registry.table_methods("classification"), "classification", fame_config=fame_config
+    )
 
 
 def face_methods(
@@ -78,7 +62,7 @@ def face_methods(
     n_masks: int = 500,
     seed: int = 0,
 ) -> list:
-    """[Grad-CAM, Grad-CAM-EW, CorrRISE, FGGB, FAME] instances for face verification.
+    """Table 1's rows [Grad-CAM, Grad-CAM-EW, CorrRISE, FGGB, FAME] from the registry.
 
     Args:
         threshold: θ for FGGB (EER threshold on the cosine similarity); ``None`` makes FGGB
@@ -86,11 +70,11 @@ def face_methods(
         fame_config: FAME settings (verification defaults: early stop ε = 0.01, pixel steps).
         n_masks, seed: CorrRISE mask count and mask seed.
     """
-    fame = Fame(fame_config) if fame_config is not None else Fame()
-    return [
-        GradCAM(),
-        GradCAMElementWise(),
-        CorrRISE(n_masks=n_masks, seed=seed),
-        FGGB(threshold=threshold),
-        fame,
-    ]
+    return _registry.make_methods(
+        _registry.table_methods("verification"),
+        "verification",
+        threshold=threshold,
+        fame_config=fame_config,
+        n_masks=n_masks,
+        seed=seed,
+    )

@@ -5,10 +5,20 @@
 - :mod:`.faces` — face-pair protocols (G, P, T CSVs) over folders of aligned chips, and
   the bundled stand-in protocols (``data/faces``).
 - :mod:`.imagenet` — ImageNet validation images with first-object boxes (paper protocol).
+- :mod:`.items` — the items, batches and in-memory datasets the experiments run on.
 """
 
 from .faces import FACES_DIR, SAMPLE_FACE_SUBSETS, FacePairs, load_face_protocol, load_sample_faces
 from .imagenet import ImageNetVal, load_imagenet_val
+from .items import (
+    ClassificationDataset,
+    ClassificationItem,
+    PairDataset,
+    PairItem,
+    dataset_identity,
+    from_face_pairs,
+    from_object_samples,
+)
 from .objects import (
     ANNOTATION_COLUMNS,
     OBJECTS_DIR,
@@ -28,6 +38,13 @@ from .transforms import (
 )
 
 __all__ = [
+    "ClassificationDataset",
+    "ClassificationItem",
+    "PairDataset",
+    "PairItem",
+    "dataset_identity",
+    "from_face_pairs",
+    "from_object_samples",
     "ImageNetVal",
     "load_imagenet_val",
     "FACES_DIR",

@@ -40,7 +40,7 @@ from pathlib import Path
 
 import torch
 
-from ..runner import ClassificationItem
+from .items import ClassificationItem
 from .transforms import BoxConvention, load_image, map_boxes, resize_center_crop
 
 __all__ = [
@@ -336,7 +336,7 @@ def sample_per_class(
 
 
 class ImageNetVal(Sequence):
-    """Lazily loaded validation items (:class:`~fame_utils.runner.ClassificationItem`):
+    """Lazily loaded validation items (:class:`~fame_utils.data.items.ClassificationItem`):
     ``image`` (3, crop, crop) in [0, 1], ``label``, ``box`` (4,) in crop pixels, ``name``
     = image id. ``identity`` names the selection and preprocessing for the runner's cache.
     """

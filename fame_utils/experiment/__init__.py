@@ -1,0 +1,27 @@
+"""Experiments: maps for every method, cached on disk, evaluated into tables with intervals.
+
+- :mod:`.run` — :func:`run_experiment`, the run loop (maps, evaluation, outputs).
+- :mod:`.result` — :class:`ExperimentResult` with the per-item, curve and interval accessors.
+- :mod:`.report` — summaries: means with bootstrap intervals, Markdown and LaTeX tables.
+- :mod:`.cache` — cache keys (model fingerprint, method settings) and atomic writes.
+
+Datasets and items live in :mod:`fame_utils.data.items`, metric adapters in
+:mod:`fame_utils.metrics.adapters`, methods in the registry :mod:`fame_utils.methods`.
+"""
+
+from .cache import CACHE_VERSION, method_settings, model_fingerprint
+from .report import summarize, summary_latex, summary_markdown, summary_with_intervals
+from .result import ExperimentResult
+from .run import run_experiment
+
+__all__ = [
+    "CACHE_VERSION",
+    "ExperimentResult",
+    "method_settings",
+    "model_fingerprint",
+    "run_experiment",
+    "summarize",
+    "summary_latex",
+    "summary_markdown",
+    "summary_with_intervals",
+]
