@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["check_images", "as_index_tensor", "model_device"]
+__all__ = ["check_images", "check_maps", "as_index_tensor", "model_device"]
 
 
 def check_images(images: object, name: str = "images", *, check_range: bool = True) -> Tensor:
@@ -58,6 +58,34 @@ def check_images(images: object, name: str = "images", *, check_range: bool = Tr
                 "0-255 images: divide by 255"
             )
     return images
+
+
+def check_maps(maps: object, name: str = "maps", *, finite: bool = True) -> Tensor:
+    """Validate a batch of attribution maps and return it unchanged.
+
+    Args:
+        maps: float tensor (B, H, W), any device (the value range is not checked: the
+            receptive-field measures take unnormalised Δx, the metrics normalised maps).
+        name: how the argument is called in error messages.
+        finite: also reject NaN/inf (one device sync). The receptive-field measures switch
+            it off: they return NaN for all-zero maps and accept what they return.
+
+    Raises:
+        ValueError: not a tensor, wrong rank, or (``finite``) NaN/inf values.
+        TypeError: not a floating-point tensor.
+    """
+    if not isinstance(maps, Tensor) or maps.ndim != 3:
+        shape = tuple(maps.shape) if isinstance(maps, Tensor) else type(maps).__name__
+        two_d = isinstance(maps, Tensor) and maps.ndim == 2
+        hint = f" (add a batch dimension with {name}.unsqueeze(0))" if two_d else ""
+        raise ValueError(f"{name} must be a float (B, H, W) tensor, got {shape}{hint}")
+    if not maps.is_floating_point():
+        raise TypeError(
+            f"{name} must be a floating-point tensor, got {maps.dtype}; convert with .float()"
+        )
+    if finite and not bool(torch.isfinite(maps).all()):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return maps
 
 
 def as_index_tensor(values: int | Sequence[int] | Tensor, batch: int, name: str) -> Tensor:

@@ -10,13 +10,16 @@ per sample**; :func:`fame_utils.fame` always steps *down* that loss. Writing you
             return model(inputs)[:, 3] ** 2       # -> (N,) on the inputs' device
 
 Override :meth:`Objective.expand` when one image should give several maps (as
-:class:`FeatureCell` does, one per cell) and :meth:`Objective.subset` when the
+:class:`FeatureCell` does, one per cell of a CNN layer, and :class:`TokenCell`, one per
+patch token of a transformer block) and :meth:`Objective.subset` when the
 objective holds per-sample data (targets, reference embeddings) so that FAME can
 split a batch into chunks.
 """
 
 from __future__ import annotations
 
+import copy
+import math
 from collections.abc import Sequence
 
 import torch
@@ -24,11 +27,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._checks import as_index_tensor, model_device
+from .hooks import capture_output, resolve_layer
 
 __all__ = [
     "Objective",
     "ClassLogit",
     "FeatureCell",
+    "TokenCell",
+    "cell_objective",
     "CosineSimilarity",
     "Dissimilarity",
     "resolve_layer",
@@ -94,21 +100,6 @@ class ClassLogit(Objective):
         return z.abs() if self.absolute else z
 
 
-def resolve_layer(model: nn.Module, layer: nn.Module | str) -> nn.Module:
-    """A submodule given as a module or a dotted name (``"layer4"``, ``"blocks.5"``)."""
-    if isinstance(layer, nn.Module):
-        return layer
-    try:
-        return model.get_submodule(layer)
-    except AttributeError as e:
-        names = [n for n, _ in model.named_children()]
-        raise ValueError(f"model has no submodule {layer!r}; top-level children: {names}") from e
-
-
-class _StopForward(Exception):
-    """Raised by a hook once the layer of interest has run: the rest is not needed."""
-
-
 class FeatureCell(Objective):
     """L_a = ‖a[k] − 0‖₁ = Σ_c |a_c[k]| at cell k of a module's output (paper Sec. 3, Fig. 2).
 
@@ -134,33 +125,30 @@ class FeatureCell(Objective):
         self.cells = None if cells is None else torch.as_tensor(cells, dtype=torch.long).view(-1, 2)
         self.per_sample = per_sample
 
+    def _with_rows(self, per_sample: Tensor | None) -> FeatureCell:
+        """The same objective bound to ``per_sample`` rows (keeps subclass settings)."""
+        bound = copy.copy(self)
+        bound.per_sample = per_sample
+        return bound
+
+    def _grid(self, out: object) -> Tensor:
+        """The layer's output as a (N, C, h, w) grid of cells."""
+        if not isinstance(out, Tensor) or out.ndim != 4:
+            got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+            tokens = isinstance(out, Tensor) and out.ndim == 3
+            hint = "; for a transformer's (N, T, C) tokens use TokenCell" if tokens else ""
+            raise ValueError(f"FeatureCell needs a (N, C, h, w) activation, got {got}{hint}")
+        return out
+
     def _activation(self, model: nn.Module, inputs: Tensor) -> Tensor:
-        module = resolve_layer(model, self.layer)
-        store: list[Tensor] = []
-
-        def hook(_m, _i, out):
-            store.append(out)
-            raise _StopForward
-
-        handle = module.register_forward_hook(hook)
-        try:
-            model(inputs)
-        except _StopForward:
-            pass
-        finally:
-            handle.remove()
-        if not store:
-            raise RuntimeError(f"layer {self.layer!r} did not run in the model's forward pass")
-        a = store[0]
-        if a.ndim != 4:
-            raise ValueError(f"FeatureCell needs a (N, C, h, w) activation, got {tuple(a.shape)}")
-        return a
+        return self._grid(capture_output(model, self.layer, inputs))
 
     def grid_shape(self, model: nn.Module, image_size: tuple[int, int]) -> tuple[int, int]:
         """The layer's (h, w) for inputs of ``image_size`` (one forward pass, no grad)."""
         x = torch.zeros(1, 3, *image_size, device=model_device(model))
         with torch.no_grad():
-            return tuple(self._activation(model, x).shape[-2:])
+            h, w = self._activation(model, x).shape[-2:]
+        return int(h), int(w)
 
     def expand(self, model: nn.Module, images: Tensor) -> tuple[Tensor, Objective]:
         """Repeat each image once per cell and attach the cell of every row."""
@@ -175,20 +163,109 @@ class FeatureCell(Objective):
         k = cells.shape[0]
         expanded = images.repeat_interleave(k, dim=0)
         rows = cells.repeat(images.shape[0], 1).to(images.device)
-        return expanded, FeatureCell(self.layer, self.cells, per_sample=rows)
+        return expanded, self._with_rows(rows)
 
     def subset(self, index: slice | Tensor) -> Objective:
         if self.per_sample is None:
             return self
-        return FeatureCell(self.layer, self.cells, per_sample=self.per_sample[index])
+        return self._with_rows(self.per_sample[index])
 
     def __call__(self, model: nn.Module, inputs: Tensor) -> Tensor:
         if self.per_sample is None:
-            raise RuntimeError("FeatureCell must be expanded first (fame() does this)")
+            raise RuntimeError(f"{type(self).__name__} must be expanded first (fame() does this)")
         a = self._activation(model, inputs)
         rows = self.per_sample.to(a.device)
         n = torch.arange(a.shape[0], device=a.device)
         return a[n, :, rows[:, 0], rows[:, 1]].abs().sum(1)
+
+
+class TokenCell(FeatureCell):
+    """L_a = ‖a[k]‖₁ = Σ_c |a_c[k]| at patch token k of a transformer block's output
+    (paper Sec. 3's L_a, applied to tokens): the ViT counterpart of :class:`FeatureCell`.
+
+    The block's output ``a`` is (N, T, C) with ``prefix_tokens`` leading tokens (the class
+    token of torchvision's ``EncoderBlock``, index 0) followed by the h × w patch tokens in
+    row-major order, T = prefix_tokens + h·w. A cell (row, col) is the patch token at
+    index prefix_tokens + row·w + col; its CAM-assumed box is its patch. With
+    ``class_token=True`` the class token is explained instead, as the single cell (0, 0)
+    of a 1 × 1 grid (its box is the whole image). Batching is as for :class:`FeatureCell`:
+    B images × K tokens give B·K samples in one run.
+
+    Args:
+        layer: the block (module or dotted name, e.g. ``"encoder.layers.encoder_layer_0"``)
+            whose output is (N, T, C).
+        cells: (row, col) pairs on the patch grid; ``None``: every patch token, row-major.
+        grid: (h, w) patch grid; default: square, √(T − prefix_tokens) per side.
+        prefix_tokens: tokens before the patch tokens (1: the class token).
+        class_token: explain the class token (token 0) instead of patch tokens.
+    """
+
+    def __init__(
+        self,
+        layer: nn.Module | str,
+        cells: Sequence[tuple[int, int]] | Tensor | None = None,
+        *,
+        grid: Sequence[int] | None = None,
+        prefix_tokens: int = 1,
+        class_token: bool = False,
+        per_sample: Tensor | None = None,
+    ):
+        super().__init__(layer, cells, per_sample=per_sample)
+        if prefix_tokens < 0:
+            raise ValueError(f"prefix_tokens must be >= 0, got {prefix_tokens}")
+        if class_token and prefix_tokens < 1:
+            raise ValueError("class_token=True needs prefix_tokens >= 1 (the class token)")
+        self.patch_grid = None if grid is None else (int(grid[0]), int(grid[1]))
+        self.prefix_tokens = int(prefix_tokens)
+        self.class_token = bool(class_token)
+
+    def _grid(self, out: object) -> Tensor:
+        """(N, T, C) tokens → (N, C, h, w) patch grid (or (N, C, 1, 1), the class token)."""
+        if not isinstance(out, Tensor) or out.ndim != 3:
+            got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+            raise ValueError(f"TokenCell needs a (N, T, C) token output, got {got}")
+        n, t, c = out.shape
+        if self.class_token:
+            return out[:, :1].transpose(1, 2).reshape(n, c, 1, 1)
+        patches = t - self.prefix_tokens
+        if self.patch_grid is not None:
+            h, w = self.patch_grid
+        else:
+            h = w = math.isqrt(max(patches, 0))
+        if patches < 1 or h * w != patches:
+            raise ValueError(
+                f"{t} tokens minus {self.prefix_tokens} prefix token(s) do not form a "
+                f"{'x'.join(map(str, self.patch_grid or ())) or 'square'} patch grid; "
+                "pass grid=(h, w) and prefix_tokens="
+            )
+        return out[:, self.prefix_tokens :].transpose(1, 2).reshape(n, c, h, w)
+
+
+def cell_objective(
+    model: nn.Module,
+    layer: nn.Module | str,
+    cells: Sequence[tuple[int, int]] | Tensor | None = None,
+    *,
+    image_size: tuple[int, int] = (224, 224),
+    **token_options: object,
+) -> FeatureCell:
+    """:class:`FeatureCell` for a layer with (N, C, h, w) output, :class:`TokenCell` for
+    one with (N, T, C) tokens (decided by one forward pass without gradient on a zero
+    image of ``image_size``). ``token_options`` (``grid``, ``prefix_tokens``,
+    ``class_token``; ``None`` values mean the default) go to :class:`TokenCell` and are
+    refused for a CNN layer."""
+    x = torch.zeros(1, 3, *image_size, device=model_device(model))
+    with torch.no_grad():
+        out = capture_output(model, layer, x)
+    given = {k: v for k, v in token_options.items() if v is not None}
+    if isinstance(out, Tensor) and out.ndim == 3:
+        return TokenCell(layer, cells, **given)
+    if any(v is not False for v in given.values()):
+        raise ValueError(
+            f"{sorted(token_options)} apply to transformer token layers only; {layer!r} gives "
+            f"{tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__}"
+        )
+    return FeatureCell(layer, cells)
 
 
 class _EmbeddingObjective(Objective):

@@ -18,6 +18,7 @@ __all__ = [
     "to_gray",
     "gaussian_kernel1d",
     "gaussian_blur",
+    "kernel_size_for",
     "normalize_maps",
     "Normalization",
 ]
@@ -49,6 +50,17 @@ def gaussian_kernel1d(
     x = torch.arange(-half, half + 1, dtype=torch.float64)
     k = torch.exp(-0.5 * (x / sigma) ** 2)
     return (k / k.sum()).to(dtype=dtype, device=device)
+
+
+def kernel_size_for(sigma: float) -> int:
+    """Odd kernel length covering ±3σ: 2·⌊3σ + ½⌋ + 1 (1 for σ <= 0, i.e. no blur).
+
+    The paper fixes the pair (49, 7.7); this is the kernel used when σ alone is changed
+    (e.g. in the interactive explorers), 2·23 + 1 = 47 at σ = 7.7.
+    """
+    if sigma <= 0:
+        return 1
+    return 2 * int(3 * sigma + 0.5) + 1
 
 
 def gaussian_blur(maps: Tensor, kernel_size: int = 49, sigma: float = 7.7) -> Tensor:

@@ -9,6 +9,8 @@ import torch
 from torch import Tensor, nn
 
 from ..explain import ClassTarget, SimilarityTarget
+from ..hooks import resolve_layer
+from ..postprocess import normalize_maps
 
 __all__ = [
     "frozen_parameters",
@@ -57,13 +59,7 @@ def target_layer_of(model: nn.Module, layer: nn.Module | str | None) -> nn.Modul
                 "target_layer=<module or dotted name> to the method"
             )
         return found
-    if isinstance(layer, nn.Module):
-        return layer
-    try:
-        return model.get_submodule(layer)
-    except AttributeError as e:
-        names = [n for n, _ in model.named_children()]
-        raise ValueError(f"model has no submodule {layer!r}; top-level children: {names}") from e
+    return resolve_layer(model, layer)
 
 
 def l2_normalize(x: Tensor, dim: int = -1, eps: float = 1e-12) -> Tensor:
@@ -73,6 +69,6 @@ def l2_normalize(x: Tensor, dim: int = -1, eps: float = 1e-12) -> Tensor:
 
 def max_normalize(maps: Tensor) -> Tensor:
     """Divide each (H, W) map of a (B, H, W) batch by its maximum; maps whose maximum is
-    <= 0 become all zero (the paper's max normalisation, FAME's default)."""
-    top = maps.flatten(1).amax(1).view(-1, 1, 1)
-    return torch.where(top > 0, maps / top.clamp_min(torch.finfo(maps.dtype).tiny), 0.0)
+    <= 0 become all zero (the paper's max normalisation, FAME's default; the same as
+    :func:`fame_utils.postprocess.normalize_maps` with ``"max"``)."""
+    return normalize_maps(maps, "max")[0]

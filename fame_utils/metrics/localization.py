@@ -15,18 +15,9 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from .._checks import check_maps
+
 __all__ = ["iou_at_thresholds", "salient_region", "boxes_to_masks"]
-
-
-def _check_maps(maps: Tensor, name: str = "maps") -> Tensor:
-    if not isinstance(maps, Tensor) or maps.ndim != 3:
-        shape = tuple(maps.shape) if isinstance(maps, Tensor) else type(maps).__name__
-        raise ValueError(f"{name} must be a (B, H, W) tensor, got {shape}")
-    if not maps.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor, got {maps.dtype}")
-    if not bool(torch.isfinite(maps).all()):
-        raise ValueError(f"{name} contains NaN or infinite values")
-    return maps
 
 
 def _thresholds(thresholds: float | Sequence[float] | Tensor, device, dtype) -> Tensor:
@@ -54,7 +45,7 @@ def boxes_to_masks(boxes: Tensor | Sequence[Sequence[float]], size: tuple[int, i
 
 def salient_region(maps: Tensor, thresholds: float | Sequence[float] | Tensor) -> Tensor:
     """S_t = {M ≥ t}: (B, H, W) maps and T thresholds -> (B, T, H, W) bool."""
-    _check_maps(maps)
+    check_maps(maps)
     t = _thresholds(thresholds, maps.device, maps.dtype)
     return maps.unsqueeze(1) >= t.view(1, -1, 1, 1)
 
@@ -77,7 +68,7 @@ def iou_at_thresholds(
         (B, T) float tensor of IoU in [0, 1] on the maps' device (multiply the mean by 100
         for the paper's tables). When both S_t and the box are empty the IoU is 0.
     """
-    _check_maps(maps)
+    check_maps(maps)
     b, h, w = maps.shape
     if isinstance(boxes, Tensor) and boxes.ndim == 3:
         if boxes.shape != maps.shape:

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .._checks import as_index_tensor, check_images, model_device
+from .._checks import as_index_tensor, check_images, check_maps, model_device
 
 __all__ = [
     "RemovalMode",
@@ -64,24 +64,13 @@ NEIGHBOUR_WEIGHTS = ((1 / 12, 1 / 6, 1 / 12), (1 / 6, 0.0, 1 / 6), (1 / 12, 1 / 
 # ----------------------------------------------------------------------------- ranking
 
 
-def _check_maps(maps: Tensor) -> Tensor:
-    if not isinstance(maps, Tensor) or maps.ndim != 3:
-        shape = tuple(maps.shape) if isinstance(maps, Tensor) else type(maps).__name__
-        raise ValueError(f"maps must be a (B, H, W) tensor, got {shape}")
-    if not maps.is_floating_point():
-        raise TypeError(f"maps must be a floating-point tensor, got {maps.dtype}")
-    if not bool(torch.isfinite(maps).all()):
-        raise ValueError("maps contain NaN or infinite values")
-    return maps
-
-
 def pixel_ranks(maps: Tensor) -> Tensor:
     """Rank of every pixel, 0 = most relevant: (B, H, W) maps -> (B, H, W) long.
 
     Ties are broken by the row-major pixel index (stable sort on −value), so the
     ranking is a permutation of 0..H·W−1 for every map, deterministic on every device.
     """
-    _check_maps(maps)
+    check_maps(maps)
     b = maps.shape[0]
     flat = maps.reshape(b, -1)
     # +0.0 turns -0.0 into 0.0 so that both compare equal in the sort keys.
@@ -320,7 +309,7 @@ def _perturbed_scores(
     everything but the top-p % removed (``keep=True``); ``least_first`` reverses the
     ranking (the bottom-p %, exactly the complement order of the top)."""
     check_images(images)
-    _check_maps(maps)
+    check_maps(maps)
     b = images.shape[0]
     if maps.shape != (b, *images.shape[2:]):
         raise ValueError(

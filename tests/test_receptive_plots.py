@@ -1,0 +1,110 @@
+"""Receptive-field figures and the cell explorer (fame_utils.receptive.plots, .explorer)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fame_utils.receptive import (
+    measure_layers,
+    receptive_field,
+    run_cells,
+)
+
+
+def _rectangles(ax):
+    import matplotlib.pyplot as plt
+
+    return [p for p in ax.patches if isinstance(p, plt.Rectangle)]
+
+
+def test_contact_sheet_draws_each_cam_box_in_its_panel():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from fame_utils.receptive import plot_contact_sheet
+
+    image, maps = torch.rand(3, 8, 12), torch.rand(6, 8, 12)
+    fig = plot_contact_sheet(image, maps, (2, 3))
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(axes) == 6
+    # panel (1, 2) -> box cols [8, 12), rows [4, 8), drawn at pixel edges (-0.5 offset)
+    (rect,) = _rectangles(fig.axes[5])
+    assert rect.get_xy() == (7.5, 3.5) and (rect.get_width(), rect.get_height()) == (4, 4)
+    plt.close(fig)
+    with pytest.raises(ValueError, match="max_panels"):
+        plot_contact_sheet(image, torch.rand(3136, 2, 2), (56, 56))
+
+
+@pytest.mark.slow
+def test_depth_figure_and_measurement_plot(tiny_cnn):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from fame_utils.receptive import DepthRow, plot_cells_by_depth, plot_measurements
+
+    x = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(5))
+    rows = []
+    for label, layer in (("16x16", tiny_cnn[0]), ("8x8", tiny_cnn[2])):
+        res = run_cells(tiny_cnn, x, layer, [(0, 0), (3, 3)], iterations=2, progress=False)
+        rf = receptive_field(tiny_cnn, layer, 16)
+        rows.append(DepthRow(label, res.maps(sigma=1.0, kernel_size=5)[0], res.cells, res.grid, rf))
+    fig = plot_cells_by_depth(x[0], rows)
+    assert len(fig.axes) == 2 * 3
+    # cell (3, 3) of the 8x8 layer: CAM box [6, 8) (white) and receptive field (dashed)
+    rects = _rectangles(fig.axes[5])
+    assert sorted(r.get_edgecolor()[:3] == (1.0, 1.0, 1.0) for r in rects) == [False, True]
+    plt.close(fig)
+    df = measure_layers(
+        tiny_cnn,
+        x,
+        {"16x16": tiny_cnn[0], "8x8": tiny_cnn[2]},
+        cells_per_layer=2,
+        iterations=2,
+        sigma=1.0,
+        kernel_size=5,
+        progress=False,
+    )
+    fig = plot_measurements(df, sigma=1.0)
+    assert len(fig.axes) == 3 and fig.axes[0].get_ylabel().startswith("share of mass")
+    plt.close(fig)
+
+
+def test_cell_explorer_caches_runs(tiny_cnn, monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import fame_utils.receptive as rfm
+    import fame_utils.receptive.explorer as explorer_module
+
+    calls = []
+    real = rfm.run_cells
+
+    def counting(*args, **kwargs):
+        calls.append(args[3])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(explorer_module, "run_cells", counting)
+    x = torch.rand(2, 3, 16, 16)
+    w = rfm.cell_explorer(
+        tiny_cnn,
+        x,
+        ["a", "b"],
+        {"16x16": tiny_cnn[0], "8x8": tiny_cnn[2]},
+        iterations=2,
+        sigma=1.0,
+    )
+    w.update()
+    assert calls == [[(4, 4)]]  # default: centre cell of the deepest layer
+    w.children[5].value = 2.0  # σ: re-blur only
+    w.update()
+    assert len(calls) == 1
+    w.children[1].value = "16x16"  # another layer: one new run; sliders get its range
+    w.update()
+    assert len(calls) == 2 and w.children[2].max == 15
+    w.show_current()  # same choice, drawn outside the output widget: cached
+    assert len(calls) == 2
