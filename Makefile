@@ -29,6 +29,7 @@ figures: $(VENV)/.installed
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest
 
+# ruff lints and format-checks the notebooks' code cells too (native .ipynb support).
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 

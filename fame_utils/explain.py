@@ -41,6 +41,8 @@ __all__ = [
     "Method",
     "method_targets",
     "Fame",
+    "explain_all",
+    "empty_maps",
 ]
 
 
@@ -211,3 +213,33 @@ class Fame:
         raise TypeError(
             f"target must be ClassTarget or SimilarityTarget, got {type(target).__name__}"
         )
+
+
+def explain_all(
+    methods: Sequence[Method], model: nn.Module, images: Tensor, target: Target
+) -> tuple[dict[str, Attribution], dict[str, float]]:
+    """Run every method on the same batch: ``({name: Attribution}, {name: seconds})``.
+
+    Seconds are the wall-clock time of each call.
+    """
+    import time
+
+    maps, seconds = {}, {}
+    for method in methods:
+        t0 = time.perf_counter()
+        maps[method.name] = method(model, images, target)
+        seconds[method.name] = time.perf_counter() - t0
+    return maps, seconds
+
+
+def empty_maps(attributions: dict[str, Attribution], labels: Sequence[str]) -> list[str]:
+    """``"<label>: <method> e₊|e₋"`` for every all-zero map (e.g. FAME's e₊ of a pair whose
+    loss is below ε at the start), rows labelled by ``labels`` (one per image)."""
+    found = []
+    for name, a in attributions.items():
+        for part, maps in (("e₊", a.positive), ("e₋", a.negative)):
+            if maps is None:
+                continue
+            zero = maps.flatten(1).amax(dim=1) == 0
+            found += [f"{labels[r]}: {name} {part}" for r in zero.nonzero().flatten().tolist()]
+    return found

@@ -1,15 +1,32 @@
-"""Matplotlib helpers shared by the notebooks: overlays, image grids, saving figures."""
+"""Matplotlib figures of the notebooks: overlays, the paper's figure layouts, saving.
+
+Every ``draw_*`` function returns a new ``plt.Figure`` (the caller saves or shows it);
+images are (3, H, W) in [0, 1] RGB and maps (H, W) in [0, 1], on any device.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+import torch
 from torch import Tensor
 
-__all__ = ["to_numpy_image", "to_numpy_map", "overlay", "show_grid", "save_figure", "draw_box"]
+from .postprocess import kernel_size_for
+
+__all__ = [
+    "to_numpy_image",
+    "to_numpy_map",
+    "overlay",
+    "draw_box",
+    "mark_empty",
+    "draw_blur_figure",
+    "FACE_COLUMNS",
+    "draw_face_rows",
+    "save_figure",
+]
 
 
 def to_numpy_image(image: Tensor) -> np.ndarray:
@@ -67,42 +84,115 @@ def draw_box(ax: plt.Axes, box: Sequence[float], color: str = "white", lw: float
     )
 
 
-def show_grid(
-    images: Sequence[Tensor | None],
-    maps: Sequence[Sequence[Tensor | None]],
+def mark_empty(ax: plt.Axes, attribution: Tensor) -> None:
+    """Write "empty map" on ``ax`` when ``attribution`` is all zero (e.g. FAME's e₊ of an
+    impostor pair whose loss is below ε at the start), so a blank panel is not misread."""
+    if float(attribution.max()) == 0:
+        ax.text(
+            0.5,
+            0.5,
+            "empty map",
+            transform=ax.transAxes,
+            ha="center",
+            va="center",
+            color="white",
+            fontsize=8,
+            bbox={"facecolor": "black", "alpha": 0.6},
+        )
+
+
+def draw_blur_figure(
+    images: Tensor,
+    result,
+    row_labels: Sequence[str],
     *,
-    row_titles: Sequence[str] | None = None,
-    col_titles: Sequence[str] | None = None,
-    show_image_column: bool = True,
-    alpha: float = 0.5,
-    size: float = 2.2,
+    sigmas: Sequence[float],
+    chosen: tuple[int, float] = (49, 7.7),
+    title: str | None = None,
 ) -> plt.Figure:
-    """A grid: one row per image, the image first, then each of its maps overlaid.
+    """Fig. 1: one row per image: the image, the unblurred Δx (clipped at its 99.5th
+    percentile so its sparse structure shows), FAME maps at each σ in ``sigmas`` (kernel
+    ±3σ) and at the paper's (kernel, σ) = ``chosen``, all re-blurred from one run.
 
     Args:
-        images: R images (3, H, W).
-        maps: R rows of C maps (H, W) each (``None`` leaves a blank panel).
+        images: (N, 3, H, W) in [0, 1].
+        result: the :class:`~fame_utils.core.FameResult` of those N images.
+        row_labels: N labels (e.g. name and class) written left of each row.
     """
-    rows = len(images)
-    cols = max(len(r) for r in maps) + int(show_image_column)
-    fig, axes = plt.subplots(rows, cols, figsize=(size * cols, size * rows), squeeze=False)
-    for r in range(rows):
-        c0 = 0
-        if show_image_column:
-            overlay(axes[r, 0], images[r])
-            c0 = 1
-        for c, m in enumerate(maps[r]):
-            if m is None:
-                axes[r, c0 + c].axis("off")
-                continue
-            overlay(axes[r, c0 + c], images[r], m, alpha=alpha)
-        for c in range(c0 + len(maps[r]), cols):
-            axes[r, c].axis("off")
-        if row_titles is not None:
-            axes[r, 0].set_ylabel(row_titles[r], fontsize=9)
-    if col_titles is not None:
-        for c, t in enumerate(col_titles[:cols]):
-            axes[0, c].set_title(t, fontsize=9)
+    panels = [
+        (f"({chr(97 + i)}) σ = {s:g}", result.maps(sigma=s, kernel_size=kernel_size_for(s)))
+        for i, s in enumerate(sigmas)
+    ]
+    kernel, sigma = chosen
+    panels.append(
+        (
+            f"({chr(97 + len(sigmas))}) σ = {sigma:g}, kernel {kernel}",
+            result.maps(sigma=sigma, kernel_size=kernel),
+        )
+    )
+    n, cols = len(images), len(panels) + 2
+    fig, axes = plt.subplots(n, cols, figsize=(2.3 * cols, 2.4 * n), squeeze=False)
+    raw = result.maps(sigma=0)
+    clip = torch.quantile(raw.flatten(1).float(), 0.995, dim=1).clamp_min(1e-12)
+    raw = (raw / clip[:, None, None]).clamp(max=1)
+    for r in range(n):
+        first = r == 0
+        overlay(axes[r, 0], images[r], title="image" if first else None)
+        axes[r, 0].set_ylabel(row_labels[r], fontsize=8)
+        overlay(
+            axes[r, 1], None, raw[r], cmap="gray", title="Δx, no blur (clipped)" if first else None
+        )
+        for c, (panel_title, maps) in enumerate(panels):
+            overlay(axes[r, c + 2], images[r], maps[r], title=panel_title if first else None)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+#: Fig. 3's map columns: (method name, ``Attribution`` field, column title).
+FACE_COLUMNS = (
+    ("Grad-CAM", "positive", "Grad-CAM e₊"),
+    ("Grad-CAM-EW", "positive", "Grad-CAM-EW e₊"),
+    ("CorrRISE", "positive", "CorrRISE e₊"),
+    ("CorrRISE", "negative", "CorrRISE e₋"),
+    ("FGGB", "positive", "FGGB e₊"),
+    ("FGGB", "negative", "FGGB e₋"),
+    ("FAME", "positive", "FAME e₊"),
+    ("FAME", "negative", "FAME e₋"),
+)
+
+
+def draw_face_rows(
+    gallery: Tensor,
+    probe: Tensor,
+    attributions: Mapping[str, object],
+    row_labels: Sequence[str],
+    *,
+    columns: Sequence[tuple[str, str, str]] = FACE_COLUMNS,
+    title: str | None = None,
+    size: float = 1.7,
+) -> plt.Figure:
+    """Fig. 3: one row per pair: gallery, probe, then the probe's maps per ``columns``.
+
+    Args:
+        gallery, probe: (N, 3, H, W) in [0, 1].
+        attributions: ``{method name: Attribution}`` with ``positive``/``negative`` maps
+            (N, H, W) in [0, 1]; an all-zero map is labelled "empty map".
+        row_labels: N labels (e.g. variation and cosine similarity).
+    """
+    n, cols = len(row_labels), 2 + len(columns)
+    fig, axes = plt.subplots(n, cols, figsize=(size * cols, size * n + 0.4), squeeze=False)
+    for r in range(n):
+        overlay(axes[r, 0], gallery[r], title="gallery" if r == 0 else None)
+        axes[r, 0].set_ylabel(row_labels[r], fontsize=8)
+        overlay(axes[r, 1], probe[r], title="probe" if r == 0 else None)
+        for c, (name, part, col_title) in enumerate(columns):
+            m = getattr(attributions[name], part)[r]
+            overlay(axes[r, c + 2], probe[r], m, title=col_title if r == 0 else None)
+            mark_empty(axes[r, c + 2], m)
+    if title:
+        fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
 

@@ -1,12 +1,17 @@
-"""ipywidgets controls for the notebooks.
+"""ipywidgets controls for the notebooks: one pattern that renders headless and in JupyterLab.
 
-Every control works headless too: the builders return the widget box *and* render once
-with the initial values, so a papermill run still produces the plot.
+:func:`panel` is the one way the notebooks (and :func:`blur_explorer`, the receptive-field
+cell explorer) build controls: a render function of the control values returns a figure
+and/or text; the panel shows it in its own ``Output`` widget and renders once at creation
+with the initial values, so a headless papermill run still produces the output.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Sequence
+import io
+import traceback
+from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
+from typing import Any
 
 import ipywidgets as W
 import matplotlib.pyplot as plt
@@ -15,26 +20,104 @@ from torch import Tensor, nn
 from .core import FameConfig, FameResult, run_fame
 from .objectives import Objective
 from .plotting import overlay
+from .postprocess import kernel_size_for
 
-__all__ = ["FameCache", "blur_explorer", "show_in"]
+__all__ = ["FameCache", "blur_explorer", "face_explorer", "panel", "show_in"]
 
 
-def show_in(out: W.Output, fig: plt.Figure) -> None:
-    """Replace the contents of ``out`` with ``fig`` (as a PNG) and close the figure.
+def show_in(out: W.Output, *items: Any) -> None:
+    """Replace the contents of ``out`` with ``items`` in order: a matplotlib figure (shown
+    as a PNG, then closed), a ``str`` (plain text), or any IPython-displayable object
+    (``Markdown``, a DataFrame, ...). ``None`` items are skipped.
 
     Sets the Output widget's state directly instead of capturing with ``with out:``:
     headless runs (papermill/nbclient) intermittently lost the kernel's idle message when
     plots were captured into an Output widget, and hung.
     """
-    import io
-
     from IPython.display import Image
 
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
     out.outputs = ()
-    out.append_display_data(Image(data=buf.getvalue()))
+    for item in items:
+        if item is None:
+            continue
+        if isinstance(item, plt.Figure):
+            buf = io.BytesIO()
+            item.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+            plt.close(item)
+            out.append_display_data(Image(data=buf.getvalue()))
+        elif isinstance(item, str):
+            out.append_stdout(item if item.endswith("\n") else item + "\n")
+        else:
+            out.append_display_data(item)
+
+
+def panel(
+    render: Callable[..., Any],
+    controls: Mapping[str, W.ValueWidget],
+    *,
+    button: str | None = None,
+    live: Collection[str] = (),
+    per_row: int = 3,
+) -> W.VBox:
+    """Controls over an output area that shows ``render(**values)``.
+
+    Without ``button`` every control re-renders when it changes. With ``button`` (its
+    label, e.g. ``"Run"``) only the controls named in ``live`` do; the others take effect
+    when the button is pressed (``render`` gets their values from the last press), for
+    settings that cost a recomputation. Renders once immediately with the initial values
+    (an error there raises; later errors are shown in the output area as a traceback).
+    Labels get their natural width (``description_width="initial"``), so none is cut.
+
+    Args:
+        render: keyword arguments named like ``controls`` -> a figure, text, a displayable
+            object, or a tuple/list of those (see :func:`show_in`).
+        controls: ``{argument name: widget}``, shown in this order, ``per_row`` per row.
+        button: label of a button that applies the non-live controls; ``None``: all live.
+        live: names of controls that re-render at once even when there is a button.
+
+    Returns:
+        ``VBox`` of rows of controls (the button last) and the ``Output`` (its last child).
+    """
+    unknown = set(live) - set(controls)
+    if unknown:
+        raise ValueError(
+            f"live names {sorted(unknown)} are not among the controls {list(controls)}"
+        )
+    applied = {name: w.value for name, w in controls.items()}
+    out = W.Output()
+
+    def draw() -> None:
+        shown = render(**applied)
+        show_in(out, *(shown if isinstance(shown, (tuple, list)) else (shown,)))
+
+    def safe_draw() -> None:
+        try:
+            draw()
+        except Exception:  # a callback's error would otherwise vanish into the kernel log
+            show_in(out, traceback.format_exc())
+
+    def on_change(name: str, value: Any) -> None:
+        applied[name] = value
+        safe_draw()
+
+    def on_press(_: W.Button) -> None:
+        applied.update({name: w.value for name, w in controls.items()})
+        safe_draw()
+
+    widgets: list[W.Widget] = []
+    for name, w in controls.items():
+        if hasattr(w.style, "description_width"):
+            w.style.description_width = "initial"
+        if button is None or name in live:
+            w.observe(lambda change, name=name: on_change(name, change["new"]), "value")
+        widgets.append(w)
+    if button is not None:
+        run = W.Button(description=button, tooltip="apply the settings and recompute")
+        run.on_click(on_press)
+        widgets.append(run)
+    draw()
+    rows = [W.HBox(widgets[i : i + per_row]) for i in range(0, len(widgets), per_row)]
+    return W.VBox([*rows, out])
 
 
 class FameCache:
@@ -73,7 +156,7 @@ def blur_explorer(
     cache: FameCache,
     images: Tensor,
     names: Sequence[str],
-    objective_for: Callable[[int], Objective],
+    objective: Objective | Callable[[int], Objective],
     *,
     iterations: int,
     step_size: float = 1 / 255,
@@ -89,55 +172,112 @@ def blur_explorer(
         cache: :class:`FameCache` around the model.
         images: (N, 3, H, W) in [0, 1].
         names: N display names.
-        objective_for: index -> objective for that single image.
+        objective: the objective of all N images (each image gets its
+            ``objective.subset(slice(i, i + 1))``), or a function index -> objective for that
+            single image.
     """
-    image = W.Dropdown(options=list(zip(names, range(len(names)))), value=0, description="image")
-    sig = W.FloatSlider(
-        value=sigma, min=0.0, max=30.0, step=0.1, description="σ", continuous_update=False
-    )
-    its = W.IntSlider(
-        value=iterations, min=1, max=1000, step=1, description="iterations", continuous_update=False
-    )
-    eta = W.FloatLogSlider(
-        value=step_size,
-        base=10,
-        min=-4,
-        max=-1,
-        step=0.05,
-        description="step size",
-        continuous_update=False,
-    )
-    run = W.Button(description="Run", tooltip="recompute with these iterations / step size")
-    out = W.Output()
-    state = {"its": iterations, "eta": step_size}
 
-    def render(*_):
-        i = image.value
+    def objective_of(i: int) -> Objective:
+        if isinstance(objective, Objective):
+            return objective.subset(slice(i, i + 1))
+        return objective(i)
+
+    def render(image: int, sigma: float, iterations: int, step_size: float) -> plt.Figure:
         res = cache.get(
-            (i,),
-            images[i : i + 1],
-            objective_for(i),
-            iterations=state["its"],
-            step_size=state["eta"],
+            (image,),
+            images[image : image + 1],
+            objective_of(image),
+            iterations=iterations,
+            step_size=step_size,
         )
-        kernel = 2 * int(3 * sig.value + 0.5) + 1 if sig.value > 0 else 1
-        m = res.maps(sigma=sig.value, kernel_size=kernel)
+        m = res.maps(sigma=sigma, kernel_size=kernel_size_for(sigma))
         fig, axes = plt.subplots(1, 2, figsize=(6, 3))
-        overlay(axes[0], images[i], title=names[i])
-        overlay(
-            axes[1],
-            images[i],
-            m[0],
-            title=f"σ={sig.value:.1f}, {state['its']} it, η={state['eta']:.4f}",
-        )
-        show_in(out, fig)
+        overlay(axes[0], images[image], title=names[image])
+        title = f"σ={sigma:.1f}, {iterations} it, η={step_size:.4f}"
+        overlay(axes[1], images[image], m[0], title=title)
+        return fig
 
-    def recompute(_):
-        state["its"], state["eta"] = its.value, eta.value
-        render()
+    slider = {"continuous_update": False}
+    controls = {
+        "image": W.Dropdown(options=list(zip(names, range(len(names)))), description="image"),
+        "sigma": W.FloatSlider(value=sigma, min=0.0, max=30.0, step=0.1, description="σ", **slider),
+        "iterations": W.IntSlider(
+            value=iterations, min=1, max=1000, description="iterations", **slider
+        ),
+        "step_size": W.FloatLogSlider(
+            value=step_size, base=10, min=-4, max=-1, step=0.05, description="step size", **slider
+        ),
+    }
+    return panel(render, controls, button="Run", live=("image", "sigma"))
 
-    image.observe(render, "value")
-    sig.observe(render, "value")
-    run.on_click(recompute)
-    render()
-    return W.VBox([W.HBox([image, sig]), W.HBox([its, eta, run]), out])
+
+def face_explorer(
+    model: nn.Module,
+    protocols: Mapping[str, Any],
+    threshold: float,
+    fame_config: FameConfig,
+    *,
+    start: tuple[str, str, int],
+    n_masks: int,
+    seed: int = 0,
+    precomputed: Mapping[str, Any] | None = None,
+) -> W.VBox:
+    """Fig. 3 for one genuine pair at a time: variation, pair, FAME iterations and σ, CorrRISE
+    masks; **Run** recomputes every method for that pair (runs are cached).
+
+    Args:
+        model: face model, (N, 3, H, W) [0, 1] -> (N, D) embeddings.
+        protocols: ``{subset: FacePairs}`` (:mod:`fame_utils.data.faces`).
+        threshold: θ, the clean EER threshold (FGGB's weights, the target's threshold).
+        fame_config: FAME's settings; iterations and σ start from it (kernel size fixed).
+        start: ``(subset, variation, k)``: the k-th genuine pair shown first.
+        n_masks, seed: CorrRISE's initial mask count and its mask seed.
+        precomputed: ``{method name: Attribution}`` whose first row is the ``start`` pair at
+            the initial settings (e.g. the figure's), so the first view costs nothing.
+    """
+    from .baselines import face_methods
+    from .explain import SimilarityTarget, explain_all
+    from .metrics.face import embed
+    from .plotting import draw_face_rows
+
+    def genuine_pair(variation: tuple[str, str], k: int):
+        pairs = protocols[variation[0]].select(variation=variation[1], genuine=True)
+        return pairs.subset(k % len(pairs))
+
+    iterations, sigma = fame_config.iterations, fame_config.sigma
+    cache: dict[tuple, Any] = {}
+    if precomputed is not None:
+        first = {
+            k: type(a)(*(m if m is None else m[:1] for m in a)) for k, a in precomputed.items()
+        }
+        cache[((start[0], start[1]), start[2], iterations, sigma, n_masks)] = first
+
+    def render(variation, pair, iterations, sigma, n_masks) -> plt.Figure:
+        p = genuine_pair(variation, pair)
+        ref, probe = embed(model, p.gallery), embed(model, p.probe)
+        key = (variation, pair, iterations, sigma, n_masks)
+        if key not in cache:
+            target = SimilarityTarget(ref, threshold=threshold)
+            config = fame_config.replace(iterations=iterations, sigma=sigma)
+            methods = face_methods(threshold, config, n_masks=n_masks, seed=seed)
+            cache[key] = explain_all(methods, model, p.probe, target)[0]
+        s = float((ref * probe).sum())
+        label = f"{variation[0]} ({variation[1]}) #{pair}\ns = {s:.3f}"
+        return draw_face_rows(p.gallery, p.probe, cache[key], [label])
+
+    options = [
+        (f"{s}: {v}", (s, v)) for s, p in protocols.items() for v in dict.fromkeys(p.variation)
+    ]
+    slider = {"continuous_update": False}
+    controls = {
+        "variation": W.Dropdown(options=options, value=start[:2], description="variation"),
+        "pair": W.BoundedIntText(value=start[2], min=0, max=99, description="genuine pair"),
+        "iterations": W.IntSlider(
+            value=iterations, min=1, max=1000, description="iterations", **slider
+        ),
+        "sigma": W.FloatSlider(value=sigma, min=0.5, max=20, step=0.1, description="σ", **slider),
+        "n_masks": W.IntSlider(
+            value=n_masks, min=8, max=2000, step=8, description="masks", **slider
+        ),
+    }
+    return panel(render, controls, button="Run")

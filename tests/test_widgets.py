@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import matplotlib
+import pytest
 import torch
 
 from fame_utils import FameConfig, run_fame
@@ -47,3 +48,66 @@ def test_put_seeds_the_cache_with_a_batched_result(tiny_cnn):
     assert got.delta.shape == (1, 16, 16)
     torch.testing.assert_close(got.delta, batched.delta[1:2])
     assert len(cache) == 1
+
+
+def _png_count(out) -> int:
+    return sum("image/png" in o.get("data", {}) for o in out.outputs)
+
+
+def test_panel_renders_once_at_creation_and_on_each_live_change():
+    import ipywidgets as W
+    import matplotlib.pyplot as plt
+
+    from fame_utils.widgets import panel
+
+    seen = []
+
+    def render(a, b):
+        seen.append((a, b))
+        fig, ax = plt.subplots()
+        ax.plot([a, b])
+        return fig, f"a={a} b={b}"
+
+    box = panel(render, {"a": W.IntSlider(value=1), "b": W.IntSlider(value=2)})
+    out = box.children[-1]
+    assert seen == [(1, 2)]  # headless: drawn without any front end
+    assert _png_count(out) == 1 and out.outputs[1]["text"] == "a=1 b=2\n"
+    controls = box.children[0].children
+    controls[1].value = 5
+    assert seen == [(1, 2), (1, 5)]
+    assert _png_count(out) == 1 and out.outputs[1]["text"] == "a=1 b=5\n"  # replaced
+    assert all(w.style.description_width == "initial" for w in controls)  # no cut labels
+    assert not plt.get_fignums()  # every figure was closed after rendering
+
+
+def test_panel_button_applies_the_held_controls_and_errors_show_in_the_output():
+    import ipywidgets as W
+    from IPython.display import Markdown
+
+    from fame_utils.widgets import panel
+
+    seen = []
+
+    def render(cheap, costly):
+        if costly < 0:
+            raise RuntimeError("negative cost")
+        seen.append((cheap, costly))
+        return Markdown(f"**{cheap} {costly}**")
+
+    controls = {"cheap": W.IntText(value=0), "costly": W.IntText(value=10)}
+    box = panel(render, controls, button="Go", live=["cheap"], per_row=3)
+    out = box.children[-1]
+    assert out.outputs[0]["data"]["text/markdown"] == "**0 10**"
+    controls["costly"].value = 20  # held until Go
+    assert seen == [(0, 10)]
+    controls["cheap"].value = 1  # live, with the costly value of the last press
+    assert seen == [(0, 10), (1, 10)]
+    button = box.children[0].children[-1]
+    assert button.description == "Go"
+    button.click()
+    assert seen[-1] == (1, 20)
+    controls["costly"].value = -1
+    button.click()  # the error is shown instead of vanishing into the kernel log
+    assert "RuntimeError: negative cost" in out.outputs[0]["text"]
+    with pytest.raises(ValueError, match="live names"):
+        panel(render, controls, button="Go", live=["nope"])

@@ -1,0 +1,227 @@
+"""The paper's published numbers (Tables 1 and 2) and the comparison of our ranking with them.
+
+Zhang & Günther, "FAME: Feature Activation Map Explanation on Image Classification and
+Face Recognition" (CVPR-W XAI4CV 2026):
+
+- :func:`table1`: face verification, IResNet-101 (AdaFace), Deletion ↓ / Insertion ↑ as the
+  area under accuracy-vs-P ×100 on AR-glass, SCface-medium and CFP-FP (Sec. 4.2, Table 1).
+- :func:`table2`: ImageNet val, torchvision ResNet-50 IMAGENET1K_V2, IoU@t ×100 ↑ and the
+  paper's "ROAD-Delete@p%" logit drop ↑ (Sec. 4.3, Table 2).
+
+:func:`ranking_sentences` writes, from the numbers, how our ranking of the methods compares
+with the paper's, claiming "A beats B" only when a paired bootstrap interval of the
+difference excludes 0 (:func:`fame_utils.stats.paired_difference`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Mapping
+
+import numpy as np
+import pandas as pd
+
+from .stats import DEFAULT_RESAMPLES, paired_difference
+
+__all__ = [
+    "TABLE1_DATASETS",
+    "table1",
+    "table2",
+    "paper_method",
+    "ranking_sentences",
+]
+
+#: Our bundled face protocol subsets -> the paper's Table 1 dataset they stand in for.
+TABLE1_DATASETS = {"occlusion": "AR-glass", "resolution": "SCface-med", "pose": "CFP-FP"}
+
+_METHODS1 = ["Grad-CAM", "Grad-CAM-EW", "CorrRISE", "FGGB", "FAME"]
+_TABLE1 = {  # dataset: (Delete per method, Insert per method), in _METHODS1 order
+    "AR-glass": ([72.6, 60.4, 58.4, 58.1, 56.1], [77.9, 90.1, 91.2, 83.7, 92.1]),
+    "SCface-med": ([67.6, 59.1, 57.4, 58.5, 57.2], [69.9, 80.6, 80.4, 75.6, 82.0]),
+    "CFP-FP": ([74.9, 59.3, 56.3, 58.7, 55.8], [85.2, 94.4, 96.1, 90.9, 96.2]),
+}
+
+# Table 2. The paper's "FullGradCAM" row is pytorch-grad-cam's FullGrad (our "FullGrad").
+_METHODS2 = ["Grad-CAM", "Grad-CAM-EW", "HiResCAM", "FullGrad", "FAME"]
+_TABLE2 = {
+    "IoU@0.3": [38.8, 40.2, 38.8, 48.8, 46.1],
+    "IoU@0.5": [23.4, 24.4, 23.4, 33.1, 29.1],
+    "IoU@0.7": [10.2, 10.7, 10.2, 13.1, 10.8],
+    "ROAD-Delete@10%": [0.267, 0.252, 0.267, 0.253, 0.425],
+    "ROAD-Delete@30%": [1.035, 0.975, 1.035, 1.020, 1.150],
+    "ROAD-Delete@50%": [2.256, 2.124, 2.256, 2.289, 2.167],
+}
+
+
+def table1() -> pd.DataFrame:
+    """Table 1 of the paper: index = method, columns ``"<dataset> Delete"`` (lower is better)
+    and ``"<dataset> Insert"`` (higher is better), AUC ×100, for the datasets of
+    :data:`TABLE1_DATASETS`. A fresh copy each call."""
+    cols = {
+        f"{d} {k}": values
+        for d, (delete, insert) in _TABLE1.items()
+        for k, values in (("Delete", delete), ("Insert", insert))
+    }
+    frame = pd.DataFrame(cols, index=_METHODS1)
+    frame.index.name = "method"
+    return frame
+
+
+def table2() -> pd.DataFrame:
+    """Table 2 of the paper: index = method, columns = ``IoU@t`` (×100) and
+    ``ROAD-Delete@p%`` (logit drop), all higher-is-better. A fresh copy each call."""
+    frame = pd.DataFrame(_TABLE2, index=_METHODS2)
+    frame.index.name = "method"
+    return frame
+
+
+def paper_method(name: str) -> str:
+    """The paper's row for one of our method names: a recipe suffix is dropped
+    (``"FAME (reference)"`` -> ``"FAME"``)."""
+    return name.split(" (", 1)[0]
+
+
+def _names_text(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + f" and {names[-1]}"
+
+
+def _column_sentence(
+    label: str,
+    values: pd.DataFrame,
+    paper: pd.Series | None,
+    lower: bool,
+    to_paper: Callable[[str], str],
+    n_resamples: int,
+    seed: int,
+    level: float,
+) -> tuple[str, bool | None, bool, float]:
+    """One column: (sentence, our top group holds the paper's best (None: no paper column),
+    every method inseparable from our best, Kendall τ of the means vs the paper)."""
+    from scipy.stats import kendalltau
+
+    means = values.mean(axis=0).sort_values(ascending=lower)
+    best = str(means.index[0])
+    sign = -1.0 if lower else 1.0  # positive difference = the best is better
+    beaten, tied = [], []
+    for other in means.index[1:]:
+        if len(values) < 2:
+            tied.append(str(other))
+            continue
+        d = paired_difference(
+            sign * values[best].to_numpy(),
+            sign * values[other].to_numpy(),
+            n_resamples=n_resamples,
+            seed=seed,
+            level=level,
+        )
+        (beaten if d.low > 0 else tied).append(str(other))
+    order = f"{best} {means.iloc[0]:.3g}"
+    for (m, v), prev in zip(means.iloc[1:].items(), means.to_numpy()):
+        order += f" {'=' if v == prev else '>'} {m} {v:.3g}"
+    text = f"- **{label}** ({'lower' if lower else 'higher'} is better): ours {order}."
+    if beaten:
+        text += f" {best} beats {_names_text(beaten)}"
+        text += f"; the data cannot separate it from {_names_text(tied)}." if tied else "."
+    else:
+        why = " (one item)" if len(values) < 2 else ""
+        text += f" The data cannot separate {best} from any other method{why}."
+    agree, tau = None, float("nan")
+    if paper is not None:
+        ours_in_paper = [m for m in means.index if to_paper(str(m)) in paper.index]
+        shared = paper.reindex([to_paper(m) for m in ours_in_paper]).dropna()
+        if len(shared):
+            paper_best = str(shared.idxmin() if lower else shared.idxmax())
+            top = {best, *tied}
+            agree = any(to_paper(m) == paper_best for m in top)
+            verdict = (
+                "among the methods the data cannot separate from our best"
+                if agree
+                else f"beaten by {best} in ours"
+            )
+            text += (
+                f" The paper's best, {paper_best} ({float(paper[paper_best]):.3g}), is {verdict}."
+            )
+            if len(shared) >= 2:
+                ours_means = means[[m for m in ours_in_paper if to_paper(m) in shared.index]]
+                tau = float(kendalltau(ours_means.to_numpy(), shared.to_numpy()).statistic)
+                if np.isfinite(tau):
+                    text += f" Kendall τ of the means vs the paper: {tau:+.2f}."
+    return text, agree, not beaten, tau
+
+
+def ranking_sentences(
+    per_item: Mapping[str, pd.DataFrame],
+    paper: pd.DataFrame | None = None,
+    *,
+    lower_is_better: Collection[str] = (),
+    paper_columns: Mapping[str, str] | None = None,
+    to_paper: Callable[[str], str] = paper_method,
+    n_resamples: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
+    level: float = 0.95,
+) -> str:
+    """Markdown sentences comparing our ranking of the methods with the paper's, per column.
+
+    For each column the methods are ordered by their mean; the best one *beats* another only
+    when the paired bootstrap interval of the per-item difference (``level``, seeded)
+    excludes 0, otherwise the data cannot separate the two. A column agrees with the paper
+    when the paper's best method is among those the data cannot separate from our best.
+
+    Args:
+        per_item: ``{column: DataFrame}``, rows = items (images or pairs, the same items for
+            every method), columns = our method names, values finite. A column's name is
+            looked up in ``paper`` (after ``paper_columns``).
+        paper: published table, index = the paper's method names, columns = column names;
+            ``None`` (or a missing column) writes our ranking only.
+        lower_is_better: columns where lower values are better (e.g. face Delete).
+        paper_columns: ``{our column: paper column}`` where the names differ.
+        to_paper: our method name -> the paper's (default drops a recipe suffix).
+        n_resamples, seed, level: of :func:`fame_utils.stats.paired_difference`.
+
+    Returns:
+        A summary line, then one bullet per column.
+
+    Raises:
+        ValueError: a column with missing values or fewer than two methods.
+    """
+    lines, agreements, inseparable, taus = [], [], 0, []
+    paper_columns = dict(paper_columns or {})
+    for column, values in per_item.items():
+        if values.shape[1] < 2:
+            raise ValueError(f"column {column!r} needs at least two methods to rank")
+        if values.isna().to_numpy().any():
+            raise ValueError(
+                f"column {column!r} has missing values: give every method a value on every item"
+            )
+        key = paper_columns.get(column, column)
+        published = None if paper is None or key not in paper.columns else paper[key]
+        label = column if key == column else f"{column} ({key})"
+        text, agree, none_beaten, tau = _column_sentence(
+            label,
+            values,
+            published,
+            column in lower_is_better,
+            to_paper,
+            n_resamples,
+            seed,
+            level,
+        )
+        lines.append(text)
+        inseparable += none_beaten
+        if agree is not None:
+            agreements.append(agree)
+        if np.isfinite(tau):
+            taus.append(tau)
+    n_items = sorted({len(v) for v in per_item.values()})
+    items = "/".join(str(n) for n in n_items)
+    head = (
+        f"Over {items} items ({100 * level:.0f}% paired bootstrap intervals of the differences): "
+        f"in {len(lines) - inseparable} of {len(lines)} columns our best method beats at least "
+        f"one other; in {inseparable} the data cannot separate any method from it."
+    )
+    if agreements:
+        head += (
+            f" The paper's best method is among our inseparable best in {sum(agreements)} of "
+            f"{len(agreements)} columns"
+        )
+        head += f"; mean Kendall τ of the means {np.mean(taus):+.2f}." if taus else "."
+    return "\n".join([head, *lines])

@@ -1,0 +1,103 @@
+"""The paper's published tables as data, and ranking sentences that claim only what a paired
+bootstrap interval supports."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fame_utils.paper import TABLE1_DATASETS, paper_method, ranking_sentences, table1, table2
+
+
+def test_table1_holds_the_published_numbers():
+    t = table1()
+    assert list(t.index) == ["Grad-CAM", "Grad-CAM-EW", "CorrRISE", "FGGB", "FAME"]
+    assert t.loc["FAME", "AR-glass Delete"] == 56.1
+    assert t.loc["Grad-CAM", "CFP-FP Insert"] == 85.2
+    assert t.loc["FGGB", "SCface-med Insert"] == 75.6
+    assert set(TABLE1_DATASETS.values()) == {c.rsplit(" ", 1)[0] for c in t.columns}
+    # FAME is the paper's best in every Table 1 column (Delete lowest, Insert highest)
+    for c in t.columns:
+        best = t[c].idxmin() if c.endswith("Delete") else t[c].idxmax()
+        assert best == "FAME", c
+
+
+def test_table2_holds_the_published_numbers_and_is_a_copy():
+    t = table2()
+    assert t.loc["FullGrad", "IoU@0.3"] == 48.8
+    assert t.loc["FAME", "ROAD-Delete@10%"] == 0.425
+    # HiResCAM equals Grad-CAM on a ResNet-50's last block in the paper too
+    pd.testing.assert_series_equal(t.loc["HiResCAM"], t.loc["Grad-CAM"], check_names=False)
+    t.loc["FAME", "IoU@0.3"] = 0.0
+    assert table2().loc["FAME", "IoU@0.3"] == 46.1
+
+
+def test_paper_method_drops_the_recipe_suffix():
+    assert paper_method("FAME (reference)") == "FAME"
+    assert paper_method("Grad-CAM-EW") == "Grad-CAM-EW"
+
+
+def _frame(**columns):
+    return pd.DataFrame({k: np.asarray(v, dtype=float) for k, v in columns.items()})
+
+
+def test_a_clear_paired_difference_beats_despite_a_large_item_spread():
+    rng = np.random.default_rng(1)
+    base = rng.normal(50, 10, size=20)  # items differ a lot; the pairing removes that
+    alternating = np.tile([0.5, -0.5], 10)
+    per_item = {"IoU@0.3": _frame(A=base + 2.0 + 0.1 * alternating, B=base, C=base + alternating)}
+    text = ranking_sentences(per_item)
+    assert "ours A 52.4 > " in text
+    assert "A beats B and C." in text or "A beats C and B." in text
+    # unpaired, the ±10 spread would swamp a difference of 2: the interval must be paired
+    assert "cannot separate it from" not in text
+
+
+def test_inseparable_methods_are_said_to_be_inseparable():
+    x = np.linspace(0, 1, 10)
+    per_item = {"IoU@0.5": _frame(A=x + np.array([1, -1] * 5) * 0.1, B=x)}
+    text = ranking_sentences(per_item)
+    assert "cannot separate A from any other method" in text
+    assert " beats " not in text.split("\n", 1)[1]
+    # identical values (HiResCAM = Grad-CAM) are never separated
+    same = ranking_sentences({"c": _frame(**{"Grad-CAM": x, "HiResCAM": x})})
+    assert "ours Grad-CAM 0.5 = HiResCAM 0.5." in same
+    assert "cannot separate Grad-CAM from any other method" in same
+
+
+def test_lower_is_better_orders_and_compares_downwards():
+    low = np.full(8, 50.0) + np.arange(8) * 0.01
+    per_item = {"occlusion Delete": _frame(FAME=low, **{"Grad-CAM": low + 20})}
+    text = ranking_sentences(
+        per_item,
+        table1(),
+        lower_is_better={"occlusion Delete"},
+        paper_columns={"occlusion Delete": "AR-glass Delete"},
+    )
+    assert "(lower is better): ours FAME 50 > Grad-CAM 70" in text
+    assert "FAME beats Grad-CAM" in text
+    assert "occlusion Delete (AR-glass Delete)" in text
+    assert "The paper's best, FAME (56.1), is among" in text
+    assert "in 1 of 1 columns" in text
+
+
+def test_disagreement_with_the_paper_is_reported():
+    x = np.arange(10.0)
+    per_item = {"IoU@0.3": _frame(**{"Grad-CAM": x + 5, "FAME (paper)": x})}
+    text = ranking_sentences(per_item, table2())
+    assert "Grad-CAM beats FAME (paper)" in text
+    assert "The paper's best, FAME (46.1), is beaten by Grad-CAM in ours" in text
+    assert "among our inseparable best in 0 of 1 columns" in text
+
+
+def test_one_item_is_never_enough_to_separate():
+    text = ranking_sentences({"c": _frame(A=[3.0], B=[1.0])})
+    assert "cannot separate A from any other method (one item)" in text
+
+
+def test_bad_input_says_what_to_do():
+    with pytest.raises(ValueError, match="missing values"):
+        ranking_sentences({"c": _frame(A=[1.0, np.nan], B=[1.0, 2.0])})
+    with pytest.raises(ValueError, match="two methods"):
+        ranking_sentences({"c": _frame(A=[1.0, 2.0])})
