@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .postprocess import kernel_size_for
+
 __all__ = [
     "to_numpy_image",
     "to_numpy_map",
@@ -118,7 +120,7 @@ def draw_blur_figure(
         row_labels: N labels (e.g. name and class) written left of each row.
     """
     panels = [
-        (f"({chr(97 + i)}) σ = {s:g}", result.maps(sigma=s, kernel_size=2 * int(3 * s + 0.5) + 1))
+        (f"({chr(97 + i)}) σ = {s:g}", result.maps(sigma=s, kernel_size=kernel_size_for(s)))
         for i, s in enumerate(sigmas)
     ]
     kernel, sigma = chosen

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from .core import FameConfig, FameResult, run_fame
 from .objectives import Objective
 from .plotting import overlay
+from .postprocess import kernel_size_for
 
 __all__ = ["FameCache", "blur_explorer", "face_explorer", "panel", "show_in"]
 
@@ -189,8 +190,7 @@ def blur_explorer(
             iterations=iterations,
             step_size=step_size,
         )
-        kernel = 2 * int(3 * sigma + 0.5) + 1 if sigma > 0 else 1
-        m = res.maps(sigma=sigma, kernel_size=kernel)
+        m = res.maps(sigma=sigma, kernel_size=kernel_size_for(sigma))
         fig, axes = plt.subplots(1, 2, figsize=(6, 3))
         overlay(axes[0], images[image], title=names[image])
         title = f"σ={sigma:.1f}, {iterations} it, η={step_size:.4f}"

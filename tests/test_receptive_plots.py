@@ -97,14 +97,14 @@ def test_cell_explorer_caches_runs(tiny_cnn, monkeypatch):
         {"16x16": tiny_cnn[0], "8x8": tiny_cnn[2]},
         iterations=2,
         sigma=1.0,
-    )
-    w.update()
+    )  # draws the first view at creation (widgets.panel)
     assert calls == [[(4, 4)]]  # default: centre cell of the deepest layer
-    w.children[5].value = 2.0  # σ: re-blur only
-    w.update()
+    controls = {c.description: c for row in w.children[:-1] for c in row.children}
+    controls["σ"].value = 2.0  # σ: re-blur only (live)
     assert len(calls) == 1
-    w.children[1].value = "16x16"  # another layer: one new run; sliders get its range
-    w.update()
-    assert len(calls) == 2 and w.children[2].max == 15
-    w.show_current()  # same choice, drawn outside the output widget: cached
+    controls["layer"].value = "16x16"  # another layer: one new run; sliders get its range
+    controls["Run FAME"].click()
+    assert len(calls) == 2 and controls["row"].max == 15
+    controls["Run FAME"].click()  # same choice again: cached
     assert len(calls) == 2
+    assert "mass in CAM box" in w.children[-1].outputs[-1]["text"]

@@ -25,6 +25,14 @@ The CAMs are taken at ``model.target_layer`` (the last convolutional block) unle
 ``target_layer`` (module or dotted name) is given. FullGrad ignores the target layer and
 uses every ``Conv2d``/``BatchNorm2d`` bias, as pytorch-grad-cam does.
 
+Vision Transformers (models with a ``token_grid`` attribute, see
+:mod:`fame_utils.models.classifiers`): the target layer's output is a token sequence
+(B, 1 + h·w, C), class token first. pytorch-grad-cam gets :func:`vit_reshape_transform` as
+its ``reshape_transform``: the class token is dropped and the h·w patch tokens are folded
+back to the (B, C, h, w) patch grid, row-major, for the activations and the gradients
+alike; the CAM is then computed on that grid and upsampled as for a CNN. FullGrad refuses
+ViTs by default (their LayerNorm biases are not collected by pytorch-grad-cam).
+
 Normalisation differs from FAME's. pytorch-grad-cam clips the coarse CAM at 0 (ReLU),
 min-max scales it per image, resizes it bilinearly (OpenCV) to the input size and
 min-max scales again, so every map spans [0, 1] exactly (a constant map becomes all
@@ -64,6 +72,7 @@ __all__ = [
     "HiResCAM",
     "FullGrad",
     "fullgrad_uncovered_biases",
+    "vit_reshape_transform",
 ]
 
 
@@ -180,6 +189,43 @@ def fullgrad_uncovered_biases(model: nn.Module) -> list[str]:
     return out
 
 
+def vit_reshape_transform(tokens: Tensor, grid: tuple[int, int] | None = None) -> Tensor:
+    """ViT tokens → patch-grid activations for pytorch-grad-cam (class token dropped).
+
+    Args:
+        tokens: (B, 1 + h·w, C): the class token at index 0, then the patch tokens in
+            row-major order of the patch grid (torchvision's ``VisionTransformer``).
+        grid: (h, w); ``None`` takes a square grid from the token count.
+
+    Returns:
+        (B, C, h, w): patch token 1 + r·w + c at grid cell (r, c); same device and dtype.
+
+    Raises:
+        ValueError: not a (B, T, C) tensor, or T − 1 does not fill the grid.
+    """
+    if tokens.ndim != 3:
+        raise ValueError(f"expected ViT tokens (B, 1 + h*w, C), got shape {tuple(tokens.shape)}")
+    patches = tokens.shape[1] - 1
+    if grid is None:
+        side = round(patches**0.5)
+        grid = (side, side)
+    h, w = grid
+    if h * w != patches:
+        raise ValueError(
+            f"{tokens.shape[1]} tokens are not a class token plus a {h}x{w} patch grid; "
+            "pass the model's token_grid"
+        )
+    return tokens[:, 1:].reshape(tokens.shape[0], h, w, tokens.shape[2]).permute(0, 3, 1, 2)
+
+
+def _reshape_transform_of(model: nn.Module):
+    """pytorch-grad-cam's ``reshape_transform`` for ``model``: None for CNNs."""
+    grid = getattr(model, "token_grid", None)
+    if grid is None:
+        return None
+    return lambda tokens: vit_reshape_transform(tokens, tuple(grid))
+
+
 def _run_cam(
     cam_class: type,
     model: nn.Module,
@@ -201,7 +247,9 @@ def _run_cam(
         x = x.clone().requires_grad_(True)
     layers = [] if layer is None else [layer]
     with frozen_parameters(model), eval_mode(model):
-        cam = cam_class(model=model, target_layers=layers)
+        cam = cam_class(
+            model=model, target_layers=layers, reshape_transform=_reshape_transform_of(model)
+        )
         try:
             grayscale = cam(input_tensor=x, targets=targets)
         except IndexError as e:

