@@ -1,26 +1,49 @@
-"""FAME speed on the embedded classifier: seconds per image per iteration, and the
-overhead of the FAME loop over its floor (one forward + one input-gradient backward).
+"""FAME speed per setting (precision, channels_last, compile) against its floor and
+against float32 eager, all measured side by side in one run.
 
-    python benchmarks/fame_speed.py [--batches 1 8 32] [--iterations 10] [--repeats 3] [--device cuda]
+    python benchmarks/fame_speed.py [--model efficientnet_lite0|resnet50] [--random-weights]
+        [--size PX] [--batches 1 8] [--settings float32 bfloat16 channels_last compile]
+        [--iterations 4] [--repeats 3] [--device cuda] [--json]
 
-All numbers in the printed table come from this one run (these machines are noisy, so
-only ratios measured side by side mean much). Per-iteration FAME time is the slope
-(T(2n) − T(n)) / n, which removes the fixed cost of a call (input checks, the final
-forward pass that reports the loss).
+How it measures (the same for FAME and for its floor, so their ratio means something):
+
+- the floor is one forward + one input-gradient backward per iteration, nothing else,
+  through the very function FAME uses for its forward (the same autocast, memory format
+  and compiled model), with the parameters frozen and the model in eval mode exactly as
+  FAME runs it (:func:`fame_utils.core.frozen_eval`);
+- both get the same warm-up (a FAME run and a floor run of 2 iterations, which also
+  pays any compilation), and both are timed as the slope (T(2n) − T(n)) / n of two run
+  lengths, which removes each one's fixed cost (input checks, the final loss pass);
+- the four timings of a repeat run back to back and the median over repeats is kept.
+
+Prints a Markdown table, or one JSON object per (batch, setting) with ``--json``.
+Per-iteration FAME time should stay ≤ 1.10× the floor.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import statistics
+import sys
 import time
 
 import torch
 
 from fame_utils import FameConfig, run_fame
+from fame_utils.core import _channels_last, _Step, frozen_eval
 from fame_utils.models import load_classifier
 from fame_utils.objectives import ClassLogit
+
+SETTINGS = {
+    "float32": {},
+    "bfloat16": {"precision": "bfloat16"},
+    "float16": {"precision": "float16"},
+    "channels_last": {"channels_last": True},
+    "compile": {"compile": True},
+    "bfloat16+channels_last": {"precision": "bfloat16", "channels_last": True},
+}
 
 
 def _sync(device: torch.device) -> None:
@@ -28,80 +51,165 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def floor_step(model, x: torch.Tensor, targets: torch.Tensor) -> None:
-    """One forward + one backward to the input: the least any input-gradient method pays."""
-    x = x.detach().requires_grad_(True)
-    z = model(x).gather(1, targets[:, None]).sum()
-    torch.autograd.grad(z, x)
+def floor_run(model, x: torch.Tensor, targets: torch.Tensor, cfg: FameConfig, n: int) -> None:
+    """n × (forward + input-gradient backward) under ``cfg``'s precision, memory format
+    and compile, with the model frozen in eval mode as FAME runs it."""
+    device = x.device
+    with frozen_eval(model), _channels_last(model, cfg.channels_last):
+        if cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        step = _Step(model, cfg, device)
+        objective = ClassLogit(targets)
+        for _ in range(n):
+            delta = torch.zeros_like(x).requires_grad_(True)
+            loss = step.loss(objective, x + delta)
+            torch.autograd.grad(loss.sum(), delta)
 
 
-def time_it(fn, device, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        _sync(device)
-        t0 = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+def fame_run(model, x: torch.Tensor, targets: torch.Tensor, cfg: FameConfig, n: int) -> None:
+    run_fame(model, x, ClassLogit(targets), cfg, iterations=n)
 
 
-def measure(model, b: int, n: int, repeats: int, device: torch.device) -> tuple:
-    """(batch, FAME s/image/iter, floor s/image/iter, ratio, whole-call s/image/iter)."""
+def timed(fn, device: torch.device) -> float:
+    _sync(device)
+    t0 = time.perf_counter()
+    fn()
+    _sync(device)
+    return time.perf_counter() - t0
+
+
+def measure(model, b: int, setting: str, n: int, repeats: int, device: torch.device) -> dict:
+    """Per-image per-iteration seconds of FAME and of its floor, by the slope method."""
     g = torch.Generator().manual_seed(b)
     size = model.input_size
     x = torch.rand(b, 3, size, size, generator=g).to(device)
     t = torch.randint(0, 1000, (b,), generator=g).to(device)
-    cfg = FameConfig(progress=False)
-    run_fame(model, x, ClassLogit(t), cfg, iterations=2)  # warm-up
-    floor_step(model, x, t)
+    cfg = FameConfig(progress=False, **SETTINGS[setting])
+    t_warm = timed(lambda: (fame_run(model, x, t, cfg, 2), floor_run(model, x, t, cfg, 2)), device)
+    fame_slopes, floor_slopes, whole = [], [], []
+    for _ in range(repeats):
+        f1 = timed(lambda: fame_run(model, x, t, cfg, n), device)
+        f2 = timed(lambda: fame_run(model, x, t, cfg, 2 * n), device)
+        l1 = timed(lambda: floor_run(model, x, t, cfg, n), device)
+        l2 = timed(lambda: floor_run(model, x, t, cfg, 2 * n), device)
+        fame_slopes.append((f2 - f1) / n)
+        floor_slopes.append((l2 - l1) / n)
+        whole.append(f2 / (2 * n))
+    fame_it, floor_it = statistics.median(fame_slopes), statistics.median(floor_slopes)
+    return {
+        "batch": b,
+        "setting": setting,
+        "fame_s_per_image_iter": fame_it / b,
+        "floor_s_per_image_iter": floor_it / b,
+        "fame_over_floor": fame_it / floor_it,
+        "whole_call_s_per_image_iter": statistics.median(whole) / b,
+        "warmup_s": t_warm,
+    }
 
-    def floor_n():
-        for _ in range(n):
-            floor_step(model, x, t)
 
-    t_floor = time_it(floor_n, device, repeats) / n
-    t_n = time_it(lambda: run_fame(model, x, ClassLogit(t), cfg, iterations=n), device, repeats)
-    t_2n = time_it(
-        lambda: run_fame(model, x, ClassLogit(t), cfg, iterations=2 * n), device, repeats
-    )
-    per_it = (t_2n - t_n) / n
-    return b, per_it / b, t_floor / b, per_it / t_floor, t_2n / (2 * n) / b
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    cpu = platform.processor() or platform.machine()
+    return f"CPU {cpu}, {torch.get_num_threads()} threads"
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32])
-    ap.add_argument("--iterations", type=int, default=10, help="n for the slope T(2n) - T(n)")
+    ap.add_argument("--model", default="efficientnet_lite0")
+    ap.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="ResNets: torchvision's architecture with random weights (timing only, no download)",
+    )
+    ap.add_argument("--size", type=int, default=None, help="input side in pixels (model default)")
+    ap.add_argument("--batches", type=int, nargs="+", default=[1, 8])
+    ap.add_argument(
+        "--settings",
+        nargs="+",
+        default=["float32", "bfloat16", "channels_last", "compile"],
+        choices=sorted(SETTINGS),
+    )
+    ap.add_argument("--iterations", type=int, default=4, help="n for the slope T(2n) - T(n)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--device", default=None)
+    ap.add_argument("--json", action="store_true", help="one JSON line per (batch, setting)")
     args = ap.parse_args(argv)
+    if args.iterations < 1 or args.repeats < 1 or min(args.batches) < 1:
+        ap.error("--iterations, --repeats and --batches must be >= 1")
 
-    model = load_classifier("efficientnet_lite0", device=args.device)
+    model = build_model(args.model, args.random_weights, args.device)
+    if args.size is not None:
+        model.input_size = args.size
     device = next(model.parameters()).device
-    size = model.input_size
-    name = (
-        torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else (
-            f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    header = {
+        "device": device_name(device),
+        "torch": torch.__version__,
+        "model": args.model + (" (random weights)" if args.random_weights else ""),
+        "size": model.input_size,
+        "iterations_n": args.iterations,
+        "repeats": args.repeats,
+    }
+    if not args.json:
+        print("; ".join(f"{k}: {v}" for k, v in header.items()))
+    rows = []
+    for b in args.batches:
+        for setting in args.settings:
+            row = measure(model, b, setting, args.iterations, args.repeats, device)
+            rows.append(row)
+            if args.json:
+                print(json.dumps({**header, **row}), flush=True)
+            else:
+                print(f"measured batch {b} {setting}", file=sys.stderr, flush=True)
+    for row in rows:  # each setting against float32 eager at the same batch
+        base = next(
+            (r for r in rows if r["batch"] == row["batch"] and r["setting"] == "float32"), None
         )
-    )
-    print(f"device: {name}; torch {torch.__version__}; EfficientNet-Lite0 at {size} px")
-    n = args.iterations
-    rows = [measure(model, b, n, args.repeats, device) for b in args.batches]
+        row["fame_vs_float32"] = (
+            row["fame_s_per_image_iter"] / base["fame_s_per_image_iter"] if base else None
+        )
+        row["floor_vs_float32"] = (
+            row["floor_s_per_image_iter"] / base["floor_s_per_image_iter"] if base else None
+        )
+    if args.json:
+        print(json.dumps({**header, "summary": rows}))
+        return
     print()
     print(
-        "| batch | FAME s/image/iter | floor s/image/iter | overhead (FAME/floor) | "
-        "whole call s/image/iter |"
+        "| batch | setting | FAME s/image/iter | floor s/image/iter | FAME/floor | "
+        "FAME vs float32 eager | floor vs float32 eager | warm-up s |"
     )
-    print("|---:|---:|---:|---:|---:|")
-    for b, f, fl, ratio, whole in rows:
-        print(f"| {b} | {f:.4f} | {fl:.4f} | {ratio:.3f} | {whole:.4f} |")
-    base = rows[0][1]
-    print()
-    for b, f, *_ in rows[1:]:
-        print(f"batch {b}: {base / f:.2f}x the per-image throughput of batch {rows[0][0]}")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        vs = "" if r["fame_vs_float32"] is None else f"{r['fame_vs_float32']:.2f}"
+        fvs = "" if r["floor_vs_float32"] is None else f"{r['floor_vs_float32']:.2f}"
+        print(
+            f"| {r['batch']} | {r['setting']} | {r['fame_s_per_image_iter']:.4f} | "
+            f"{r['floor_s_per_image_iter']:.4f} | {r['fame_over_floor']:.3f} | {vs} | {fvs} | "
+            f"{r['warmup_s']:.1f} |"
+        )
+
+
+def build_model(name: str, random_weights: bool, device: str | None):
+    """The classifier to time; ``random_weights`` builds a torchvision ResNet without
+    weights, wrapped like :func:`fame_utils.models.load_classifier`'s (ImageNet mean/std)."""
+    if not random_weights:
+        return load_classifier(name, device=device)
+    import torchvision
+
+    from fame_utils.models._wrapper import NormalizedModel
+
+    net = getattr(torchvision.models, name)(weights=None)
+    model = NormalizedModel(
+        net,
+        mean=(0.485, 0.456, 0.406),
+        std=(0.229, 0.224, 0.225),
+        input_size=224,
+        target_layer="layer4",
+        name=name,
+    )
+    dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return model.to(dev).eval()
 
 
 if __name__ == "__main__":

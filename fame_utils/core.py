@@ -71,6 +71,12 @@ class FameConfig:
             input-gradient backward) and the update step with :func:`torch.compile`. The
             first call pays the compilation (tens of seconds on a CPU); where compilation
             fails the run continues eagerly with a warning.
+        deterministic: maps that do not depend on the batch or the caller's thread count:
+            every sample is optimised alone (``batch_size`` 1) and, on a CPU, on one
+            thread (the caller's count is restored after); on CUDA cuDNN is switched to
+            deterministic algorithms for the call. Batching changes the kernels' summation
+            order and FAME's normalised steps grow such 1e-7 differences into visible map
+            changes; ``benchmarks/rerun_spread.py`` measures that spread and this mode's cost.
     """
 
     iterations: int = 500
@@ -88,6 +94,7 @@ class FameConfig:
     precision: Precision = "float32"
     channels_last: bool = False
     compile: bool = False
+    deterministic: bool = False
 
     def __post_init__(self):
         if not isinstance(self.iterations, int) or self.iterations < 0:
@@ -166,7 +173,11 @@ class FameResult:
         s = self.config.sigma if sigma is None else sigma
         norm = self.config.normalization if normalization is None else normalization
         _raise_if_nonfinite(~torch.isfinite(self.delta).flatten(1).all(1), "Δx")
-        blurred = gaussian_blur(self.delta, k, s)
+        if self.config.deterministic:  # the blur's convolution, too, one map at a time
+            with _deterministic(True, self.delta.device):
+                blurred = torch.cat([gaussian_blur(d[None], k, s) for d in self.delta])
+        else:
+            blurred = gaussian_blur(self.delta, k, s)
         out, empty = normalize_maps(blurred, norm)
         if warn_empty and bool(empty.any()):
             idx = empty.nonzero().flatten().tolist()
@@ -232,6 +243,27 @@ def frozen_eval(model: nn.Module) -> Iterator[nn.Module]:
             m.training = training
         for p, requires_grad in grads:
             p.requires_grad_(requires_grad)
+
+
+@contextlib.contextmanager
+def _deterministic(enabled: bool, device: torch.device) -> Iterator[None]:
+    """One CPU thread, or deterministic cuDNN, for the call; the previous state after."""
+    if not enabled:
+        yield
+        return
+    threads = torch.get_num_threads()
+    cudnn = torch.backends.cudnn
+    flags = (cudnn.deterministic, cudnn.benchmark)
+    if device.type == "cpu":
+        torch.set_num_threads(1)
+    else:
+        cudnn.deterministic, cudnn.benchmark = True, False
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+        cudnn.deterministic, cudnn.benchmark = flags
 
 
 @contextlib.contextmanager
@@ -467,12 +499,16 @@ def run_fame(
     check_images(images)
     out_device = images.device
     device = model_device(model)
-    with frozen_eval(model), _channels_last(model, cfg.channels_last):
+    with (
+        frozen_eval(model),
+        _channels_last(model, cfg.channels_last),
+        _deterministic(cfg.deterministic, device),
+    ):
         x_all, bound = objective.expand(model, images.to(device))
         if cfg.channels_last:
             x_all = x_all.contiguous(memory_format=torch.channels_last)
         n = x_all.shape[0]
-        chunk = cfg.batch_size or n
+        chunk = 1 if cfg.deterministic else (cfg.batch_size or n)
         bounds = [(i, min(i + chunk, n)) for i in range(0, n, chunk)]
         fns = _Step(model, cfg, device)
         bar = tqdm(

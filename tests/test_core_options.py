@@ -330,3 +330,31 @@ def test_cuda_nan_guard_and_eval_mode():
     model = NanFor(torch.ones(2, 3, 2, 2)).cuda().eval()
     with pytest.raises(ValueError, match=r"samples \[1\]"):
         run_fame(model, two_samples().cuda(), ClassLogit([0, 0]), iterations=5, **QUIET)
+
+
+# --- deterministic mode -------------------------------------------------------------
+
+
+def test_deterministic_mode_is_batch_and_thread_independent(tiny_cnn):
+    x = torch.rand(4, 3, 24, 24)
+    targets = [0, 1, 2, 3]
+    cfg = FameConfig(iterations=5, kernel_size=5, sigma=1.5, deterministic=True, **QUIET)
+    before = torch.get_num_threads()
+    runs = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            runs.append(fame(tiny_cnn, x, ClassLogit(targets), cfg))
+            runs.append(
+                torch.cat(
+                    [
+                        fame(tiny_cnn, x[i : i + 1], ClassLogit([t]), cfg)
+                        for i, t in enumerate(targets)
+                    ]
+                )
+            )
+            assert torch.get_num_threads() == threads  # the caller's count is restored
+    finally:
+        torch.set_num_threads(before)
+    for other in runs[1:]:
+        torch.testing.assert_close(other, runs[0], rtol=0, atol=0)
