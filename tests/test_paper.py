@@ -67,7 +67,7 @@ def test_inseparable_methods_are_said_to_be_inseparable():
 
 
 def test_lower_is_better_orders_and_compares_downwards():
-    low = np.full(8, 50.0) + np.arange(8) * 0.01
+    low = np.full(12, 50.0) + np.arange(12) * 0.01
     per_item = {"occlusion Delete": _frame(FAME=low, **{"Grad-CAM": low + 20})}
     text = ranking_sentences(
         per_item,
@@ -75,7 +75,7 @@ def test_lower_is_better_orders_and_compares_downwards():
         lower_is_better={"occlusion Delete"},
         paper_columns={"occlusion Delete": "AR-glass Delete"},
     )
-    assert "(lower is better): ours FAME 50 > Grad-CAM 70" in text
+    assert "(lower is better): ours FAME 50.1 > Grad-CAM 70.1" in text
     assert "FAME beats Grad-CAM" in text
     assert "occlusion Delete (AR-glass Delete)" in text
     assert "The paper's best, FAME (56.1), is among" in text
@@ -91,9 +91,12 @@ def test_disagreement_with_the_paper_is_reported():
     assert "among our inseparable best in 0 of 1 columns" in text
 
 
-def test_one_item_is_never_enough_to_separate():
-    text = ranking_sentences({"c": _frame(A=[3.0], B=[1.0])})
-    assert "cannot separate A from any other method (one item)" in text
+def test_too_few_items_are_never_enough_to_separate():
+    text = ranking_sentences({"c": _frame(A=[3.0, 3.1, 3.2], B=[1.0, 1.1, 1.0])})
+    assert "cannot separate A from any other method (3 items; a claim needs 10)" in text
+    assert "A beats B" in ranking_sentences(
+        {"c": _frame(A=[3.0, 3.1, 3.2], B=[1.0, 1.1, 1.0])}, min_items=3
+    )
 
 
 def test_bad_input_says_what_to_do():
