@@ -62,7 +62,7 @@ def test_inseparable_methods_are_said_to_be_inseparable():
     assert " beats " not in text.split("\n", 1)[1]
     # identical values (HiResCAM = Grad-CAM) are never separated
     same = ranking_sentences({"c": _frame(**{"Grad-CAM": x, "HiResCAM": x})})
-    assert "ours Grad-CAM 0.5 = HiResCAM 0.5." in same
+    assert "ours Grad-CAM 0.500 = HiResCAM 0.500." in same
     assert "cannot separate Grad-CAM from any other method" in same
 
 
