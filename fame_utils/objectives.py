@@ -10,7 +10,8 @@ per sample**; :func:`fame_utils.fame` always steps *down* that loss. Writing you
             return model(inputs)[:, 3] ** 2       # -> (N,) on the inputs' device
 
 Override :meth:`Objective.expand` when one image should give several maps (as
-:class:`FeatureCell` does, one per cell) and :meth:`Objective.subset` when the
+:class:`FeatureCell` does, one per cell of a CNN layer, and :class:`TokenCell`, one per
+patch token of a transformer block) and :meth:`Objective.subset` when the
 objective holds per-sample data (targets, reference embeddings) so that FAME can
 split a batch into chunks.
 """

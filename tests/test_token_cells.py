@@ -195,3 +195,19 @@ def test_measure_layers_on_token_blocks():
     with pytest.raises(ValueError, match="token layers only"):
         cell_objective(net, net.conv_proj, image_size=(16, 16), class_token=True)
     assert cam_boxes((4, 4), (16, 16), [(3, 3)]).tolist() == [[12, 12, 16, 16]]
+
+
+def test_cell_explorer_on_token_blocks():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from fame_utils.receptive import cell_explorer
+
+    net = tiny_vit(identity=True)
+    layers = {"block 1": net.encoder.layers[0], "block 2": net.encoder.layers[1]}
+    w = cell_explorer(net, _images(1, 5), ["a"], layers, iterations=2, sigma=1.0)
+    assert w.children[2].max == 3 and w.children[3].max == 3  # rows/cols of the 4x4 grid
+    w.show_current()
+    plt.close("all")
