@@ -132,6 +132,11 @@ def beside_paper(
     return pd.DataFrame(out, index=ours.index)
 
 
+def _number(v: float) -> str:
+    """Table-like precision: one decimal from 10 up (IoU, AUC), three below (logit drops)."""
+    return f"{v:.1f}" if abs(v) >= 10 else f"{v:.3f}"
+
+
 def _names_text(names: list[str]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + f" and {names[-1]}"
 
@@ -167,9 +172,9 @@ def _column_sentence(
             level=level,
         )
         (beaten if d.low > 0 else tied).append(str(other))
-    order = f"{best} {means.iloc[0]:.3g}"
+    order = f"{best} {_number(means.iloc[0])}"
     for (m, v), prev in zip(means.iloc[1:].items(), means.to_numpy()):
-        order += f" {'=' if v == prev else '>'} {m} {v:.3g}"
+        order += f" {'=' if v == prev else '>'} {m} {_number(v)}"
     text = f"- **{label}** ({'lower' if lower else 'higher'} is better): ours {order}."
     if beaten:
         text += f" {best} beats {_names_text(beaten)}"
@@ -192,9 +197,7 @@ def _column_sentence(
                 if agree
                 else f"beaten by {best} in ours"
             )
-            text += (
-                f" The paper's best, {paper_best} ({float(paper[paper_best]):.3g}), is {verdict}."
-            )
+            text += f" The paper's best, {paper_best} ({_number(float(paper[paper_best]))}), is {verdict}."
             if len(shared) >= 2:
                 ours_means = means[[m for m in ours_in_paper if to_paper(m) in shared.index]]
                 tau = float(kendalltau(ours_means.to_numpy(), shared.to_numpy()).statistic)

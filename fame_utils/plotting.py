@@ -6,6 +6,7 @@ images are (3, H, W) in [0, 1] RGB and maps (H, W) in [0, 1], on any device.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from .paper import paper_method
 from .postprocess import kernel_size_for
 
 __all__ = [
@@ -28,8 +30,9 @@ __all__ = [
     "draw_face_rows",
     "draw_face_curves",
     "draw_pair_removal",
+    "table2_groups",
     "draw_bars",
-    "draw_image_maps",
+    "draw_item_maps",
     "save_figure",
 ]
 
@@ -328,6 +331,16 @@ def draw_pair_removal(
     return fig
 
 
+def table2_groups(columns: Sequence[str]) -> dict[str, list[str]]:
+    """Fig. 5's panels for Table 2 summary columns: ``{"IoU ×100": IoU@t columns,
+    "logit drop": ROAD columns}`` (empty groups left out)."""
+    groups = {
+        "IoU ×100": [c for c in columns if c.startswith("IoU@")],
+        "logit drop": [c for c in columns if c.startswith("ROAD")],
+    }
+    return {k: v for k, v in groups.items() if v}
+
+
 def draw_bars(
     tables: Mapping[str, pd.DataFrame],
     groups: Mapping[str, Sequence[str]],
@@ -344,7 +357,14 @@ def draw_bars(
         ylabels: ``{group name: y-axis label}``.
     """
     methods = list(dict.fromkeys(m for t in tables.values() for m in t.index))
-    colours = dict(zip(methods, plt.cm.tab10.colors))
+    # a method keeps its colour in every panel; the paper's "FAME" takes our first "FAME (...)"'s
+    first = {}
+    for m in methods:
+        first.setdefault(paper_method(m), m)
+    palette, colours = itertools.cycle(plt.cm.tab10.colors), {}
+    for m in methods:
+        same = first[m] if m == paper_method(m) else m
+        colours[m] = colours[same] if same in colours else next(palette)
     fig, axes = plt.subplots(
         len(tables),
         len(groups),
@@ -376,33 +396,39 @@ def draw_bars(
     return fig
 
 
-def draw_image_maps(
-    image: Tensor,
-    box: Sequence[float],
-    maps: Mapping[str, Tensor],
-    threshold: float,
-    *,
-    titles: Mapping[str, str] | None = None,
-    title: str | None = None,
-) -> plt.Figure:
-    """One image with its box (lime), then each method's map with the salient region
-    {map ≥ ``threshold``} outlined in white.
+def draw_item_maps(dataset, result, index: int, threshold: float) -> plt.Figure:
+    """One classification item: the image with its box, then each method's map with the
+    box (lime) and the salient region {map ≥ ``threshold``} outlined in white, titled with
+    the item's IoU at ``threshold`` (when the run has it) and ROAD-Delete values.
 
     Args:
-        image: (3, H, W) in [0, 1]; ``box``: (x0, y0, x1, y1) in pixels.
-        maps: ``{method: (H, W) map in [0, 1]}``.
-        titles: ``{method: panel title}`` (default: the method name).
+        dataset: the run's items (``image`` (3, H, W) in [0, 1], ``box``, ``label``, ``name``).
+        result: the ``ExperimentResult`` of an IoU/ROAD run on ``dataset``.
+        index: the item (0 ≤ index < len(dataset)).
     """
-    n = len(maps) + 1
+    item = dataset[index]
+    rows = result.rows[result.rows["index"] == index]
+    box = item.box.tolist()
+    n = len(result.methods) + 1
     fig, axes = plt.subplots(1, n, figsize=(2.3 * n, 2.8), squeeze=False)
-    overlay(axes[0, 0], image, title=title)
+    overlay(axes[0, 0], item.image, title=f"{item.name} (class {item.label})")
     draw_box(axes[0, 0], box)
-    for ax, (name, m) in zip(axes[0, 1:], maps.items()):
-        overlay(ax, image, m)
+    for ax, name in zip(axes[0, 1:], result.methods):
+        m = result.maps(name).positive[index]
+        overlay(ax, item.image, m)
         salient = (to_numpy_map(m) >= threshold).astype(float)
-        ax.contour(salient, levels=[0.5], colors="white", linewidths=0.8)
+        if 0 < salient.mean() < 1:  # a contour needs both sides
+            ax.contour(salient, levels=[0.5], colors="white", linewidths=0.8)
         draw_box(ax, box, color="lime")
-        ax.set_title((titles or {}).get(name, name), fontsize=7)
+        mine = rows[rows["method"] == name]
+        iou = mine[
+            (mine["metric"] == "IoU") & np.isclose(mine["threshold"].to_numpy(float), threshold)
+        ]
+        road = mine[mine["metric"] == "ROAD-Delete"].sort_values("percent")["value"]
+        iou_text = (
+            f"IoU@{threshold:g} {iou['value'].iloc[0]:.0f}" if len(iou) else f"S at t={threshold:g}"
+        )
+        ax.set_title(f"{name}\n{iou_text}\nROAD {', '.join(f'{v:.2f}' for v in road)}", fontsize=7)
     fig.tight_layout()
     return fig
 
