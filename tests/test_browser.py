@@ -410,6 +410,7 @@ def test_notebook_in_jupyterlab(path, lab, browser):
     base, token = lab
     name = path.name
     page = browser.new_page(viewport=dict(VIEWPORT))
+    passed = False
     try:
         # ?reset: do not restore an earlier workspace
         page.goto(f"{base}/lab/tree/{name}?reset&token={token}")
@@ -427,9 +428,13 @@ def test_notebook_in_jupyterlab(path, lab, browser):
             moved = _move_control(page, name)
             _wait_idle(page, name, CONTROL_TIMEOUT_S, f"moving {moved}")
             _check_outputs(page, name)
+        passed = True
     finally:
         try:
             _screenshot(page, SCREENSHOTS / name.replace(".ipynb", ".png"))
+        except Exception:
+            if passed:  # else keep the test's own failure, not the screenshot's
+                raise
         finally:
             page.close()
             _shutdown_kernels(base, token, name)
