@@ -1,6 +1,7 @@
 # Two entry points for a fresh machine (Python >= 3.10 with pip, no GPU needed):
 #   make figures  -> create/reuse .venv, install, execute every notebook headless, write figures/
 #   make test     -> create/reuse .venv, install with test extras, run the whole test suite
+#   make lab      -> create/reuse .venv, start JupyterLab on notebooks/
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -28,6 +29,13 @@ figures: $(VENV)/.installed
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest
+
+# JupyterLab on notebooks/ with the project's settings (jupyter_config/: no news prompt).
+.PHONY: lab
+lab: $(VENV)/.installed
+	cd notebooks && $(abspath $(BIN))/jupyter lab \
+		--LabApp.app_settings_dir=$(CURDIR)/jupyter_config/lab/settings \
+		$(if $(filter 0,$(shell id -u)),--allow-root)
 
 # ruff lints and format-checks the notebooks' code cells too (native .ipynb support).
 lint: $(VENV)/.installed-test

@@ -351,6 +351,16 @@ def _move_control(page, name: str) -> str:
     return moved
 
 
+# the window height that shows the open notebook down to its last cell's bottom
+_HEIGHT_JS = f"""() => {{
+    const outer = {_PANEL}.querySelector('.jp-WindowedPanel-outer');
+    const cells = outer.querySelectorAll('.jp-Cell');
+    const last = cells[cells.length - 1].getBoundingClientRect().bottom + outer.scrollTop;
+    const bar = document.querySelector('#jp-main-statusbar');
+    return last + (bar ? bar.getBoundingClientRect().height : 0) + 40;
+}}"""
+
+
 def _screenshot(page, path: Path) -> None:
     """The whole notebook: the notebook scrolls inside its panel, so grow the window to the
     last cell's bottom first (capped at 16000 px, Chromium's texture limit), with the file
@@ -358,20 +368,19 @@ def _screenshot(page, path: Path) -> None:
     side = page.locator(".jp-SideBar.jp-mod-left .lm-TabBar-tab.lm-mod-current")
     if side.count():
         side.first.click()
-    height = page.evaluate(
-        f"""() => {{
-        const outer = {_PANEL}.querySelector('.jp-WindowedPanel-outer');
-        const cells = outer.querySelectorAll('.jp-Cell');
-        const last = cells[cells.length - 1].getBoundingClientRect().bottom + outer.scrollTop;
-        const bar = document.querySelector('#jp-main-statusbar');
-        return last + (bar ? bar.getBoundingClientRect().height : 0) + 40;
-    }}"""
-    )
-    page.set_viewport_size(
-        {"width": VIEWPORT["width"], "height": int(min(max(height, 900), 16000))}
-    )
-    page.evaluate(f"() => {{ {_PANEL}.querySelector('.jp-WindowedPanel-outer').scrollTop = 0; }}")
-    page.wait_for_timeout(1500)  # relayout and repaint of the now visible cells
+    # cells far off screen are laid out at an estimated height (content-visibility) until
+    # shown: grow, let them render, measure again until the height settles
+    height = 0
+    for _ in range(6):
+        page.evaluate(
+            f"() => {{ {_PANEL}.querySelector('.jp-WindowedPanel-outer').scrollTop = 0; }}"
+        )
+        page.wait_for_timeout(1000)  # relayout and repaint of the now visible cells
+        needed = int(min(max(page.evaluate(_HEIGHT_JS), VIEWPORT["height"]), 16000))
+        if needed == height:
+            break
+        height = needed
+        page.set_viewport_size({"width": VIEWPORT["width"], "height": height})
     path.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(path), full_page=True)
 
@@ -401,6 +410,7 @@ def test_notebook_in_jupyterlab(path, lab, browser):
     base, token = lab
     name = path.name
     page = browser.new_page(viewport=dict(VIEWPORT))
+    passed = False
     try:
         # ?reset: do not restore an earlier workspace
         page.goto(f"{base}/lab/tree/{name}?reset&token={token}")
@@ -418,9 +428,13 @@ def test_notebook_in_jupyterlab(path, lab, browser):
             moved = _move_control(page, name)
             _wait_idle(page, name, CONTROL_TIMEOUT_S, f"moving {moved}")
             _check_outputs(page, name)
+        passed = True
     finally:
         try:
             _screenshot(page, SCREENSHOTS / name.replace(".ipynb", ".png"))
+        except Exception:
+            if passed:  # else keep the test's own failure, not the screenshot's
+                raise
         finally:
             page.close()
             _shutdown_kernels(base, token, name)
