@@ -25,6 +25,7 @@ __all__ = [
     "draw_blur_figure",
     "FACE_COLUMNS",
     "draw_face_rows",
+    "draw_method_rows",
     "save_figure",
 ]
 
@@ -191,6 +192,48 @@ def draw_face_rows(
             m = getattr(attributions[name], part)[r]
             overlay(axes[r, c + 2], probe[r], m, title=col_title if r == 0 else None)
             mark_empty(axes[r, c + 2], m)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def draw_method_rows(
+    images: Tensor,
+    attributions: Mapping[str, object],
+    row_labels: Sequence[str],
+    *,
+    masks: Tensor | None = None,
+    title: str | None = None,
+    size: float = 1.5,
+) -> plt.Figure:
+    """One row per image: the image (with its mask's outline when ``masks`` is given), then
+    each method's positive map over it, in the order of ``attributions``.
+
+    Args:
+        images: (N, 3, H, W) in [0, 1].
+        attributions: ``{method name: Attribution}`` (``positive``: (N, H, W) in [0, 1]);
+            an all-zero map is labelled "empty map".
+        row_labels: N labels (e.g. the class and the prediction).
+        masks: optional (N, H, W) bool object masks (e.g. digit strokes), outlined in white
+            on the first column.
+    """
+    n, cols = len(row_labels), 1 + len(attributions)
+    fig, axes = plt.subplots(n, cols, figsize=(size * cols, size * n + 0.4), squeeze=False)
+    for r in range(n):
+        overlay(axes[r, 0], images[r], title="input" if r == 0 else None)
+        if masks is not None:
+            axes[r, 0].contour(
+                masks[r].detach().float().cpu().numpy(),
+                levels=[0.5],
+                colors="white",
+                linewidths=0.8,
+            )
+        axes[r, 0].set_ylabel(row_labels[r], fontsize=8)
+        for c, (name, attribution) in enumerate(attributions.items()):
+            m = attribution.positive[r]
+            overlay(axes[r, c + 1], images[r], m, title=name if r == 0 else None)
+            mark_empty(axes[r, c + 1], m)
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
