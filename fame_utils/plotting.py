@@ -218,24 +218,22 @@ def draw_method_rows(
         masks: optional (N, H, W) bool object masks (e.g. digit strokes), outlined in white
             on the first column.
     """
-    n, cols = len(row_labels), 1 + len(attributions)
-    fig, axes = plt.subplots(n, cols, figsize=(size * cols, size * n + 0.4), squeeze=False)
-    for r in range(n):
-        overlay(axes[r, 0], images[r], title="input" if r == 0 else None)
-        if masks is not None:
-            axes[r, 0].contour(
-                masks[r].detach().float().cpu().numpy(),
-                levels=[0.5],
-                colors="white",
-                linewidths=0.8,
-            )
+    columns = [("input", None)] + [(k, a.positive) for k, a in attributions.items()]
+    n = len(row_labels)
+    fig, axes = plt.subplots(
+        n, len(columns), figsize=(size * len(columns), size * n + 0.4), squeeze=False
+    )
+    for r, c in np.ndindex(n, len(columns)):
+        name, maps = columns[c]
+        m = None if maps is None else maps[r]
+        overlay(axes[r, c], images[r], m, title=name if r == 0 else None)
+        if m is not None:
+            mark_empty(axes[r, c], m)
+        elif masks is not None:
+            outline = masks[r].detach().float().cpu().numpy()
+            axes[r, c].contour(outline, levels=[0.5], colors="white", linewidths=0.8)
         axes[r, 0].set_ylabel(row_labels[r], fontsize=8)
-        for c, (name, attribution) in enumerate(attributions.items()):
-            m = attribution.positive[r]
-            overlay(axes[r, c + 1], images[r], m, title=name if r == 0 else None)
-            mark_empty(axes[r, c + 1], m)
-    if title:
-        fig.suptitle(title, fontsize=9)
+    fig.suptitle(title or "", fontsize=9)
     fig.tight_layout()
     return fig
 

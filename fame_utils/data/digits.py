@@ -72,6 +72,20 @@ class DigitsData:
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
+    @property
+    def names(self) -> list[str]:
+        """One label per image: ``"#<row> digit <label>"`` (row of ``load_digits()``)."""
+        return [f"#{i} digit {y}" for i, y in zip(self.indices.tolist(), self.labels.tolist())]
+
+    def dataset(self):
+        """The split as a :class:`~fame_utils.data.items.ClassificationDataset` (items named
+        by :attr:`names`; its cache identity is a hash of the images and labels), to run
+        :func:`fame_utils.experiment.run.run_experiment` on; the stroke masks go to
+        :class:`fame_utils.metrics.masks.MaskMetric`."""
+        from .items import ClassificationDataset
+
+        return ClassificationDataset(self.images, self.labels, names=self.names)
+
     def to(self, device: str | torch.device) -> DigitsData:
         """The same split with every tensor on ``device``."""
         return DigitsData(
