@@ -15,7 +15,10 @@ difference excludes 0 (:func:`fame_utils.stats.paired_difference`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -27,8 +30,14 @@ __all__ = [
     "table1",
     "table2",
     "paper_method",
+    "beside_paper",
     "ranking_sentences",
+    "Comparison",
+    "MIN_ITEMS",
 ]
+
+#: Fewest items for a "beats" claim: below it a percentile bootstrap's coverage is poor.
+MIN_ITEMS = 10
 
 #: Our bundled face protocol subsets -> the paper's Table 1 dataset they stand in for.
 TABLE1_DATASETS = {"occlusion": "AR-glass", "resolution": "SCface-med", "pose": "CFP-FP"}
@@ -80,6 +89,54 @@ def paper_method(name: str) -> str:
     return name.split(" (", 1)[0]
 
 
+def beside_paper(
+    ours: pd.DataFrame,
+    paper: pd.DataFrame,
+    *,
+    intervals: pd.DataFrame | None = None,
+    paper_columns: Mapping[str, str] | None = None,
+    decimals: Mapping[str, int] | int = 1,
+    to_paper: Callable[[str], str] = paper_method,
+) -> pd.DataFrame:
+    """Our summary beside the paper's numbers, as display strings.
+
+    Args:
+        ours: methods × our columns (means).
+        paper: the published table (:func:`table1` / :func:`table2`).
+        intervals: same shape as ``ours``, :class:`~fame_utils.stats.Interval` cells
+            (``None`` cells allowed): ours shows ``mean [low, high]``.
+        paper_columns: ``{our column: paper column}`` where the names differ.
+        decimals: per our column, or one number for all.
+        to_paper: our method name -> the paper's row (default drops a recipe suffix).
+
+    Returns:
+        methods × (``"<col> (ours)"``, ``"<col> (paper)"`` per column); "—" where the paper
+        has no such method or column.
+    """
+    paper_columns = dict(paper_columns or {})
+    out = {}
+    for col in ours.columns:
+        d = decimals if isinstance(decimals, int) else decimals.get(col, 3)
+        cells = []
+        for method, v in ours[col].items():
+            iv = None if intervals is None else intervals.loc[method, col]
+            cells.append(f"{v:.{d}f}" if iv is None else iv.format(d))
+        out[f"{col} (ours)"] = cells
+        key = paper_columns.get(col, col)
+        published = []
+        for method in ours.index:
+            row = to_paper(str(method))
+            has = key in paper.columns and row in paper.index
+            published.append(f"{paper.loc[row, key]:.{d}f}" if has else "—")
+        out[f"{col} (paper)"] = published
+    return pd.DataFrame(out, index=ours.index)
+
+
+def _number(v: float) -> str:
+    """Table-like precision: one decimal from 10 up (IoU, AUC), three below (logit drops)."""
+    return f"{v:.1f}" if abs(v) >= 10 else f"{v:.3f}"
+
+
 def _names_text(names: list[str]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + f" and {names[-1]}"
 
@@ -93,17 +150,18 @@ def _column_sentence(
     n_resamples: int,
     seed: int,
     level: float,
+    min_items: int,
 ) -> tuple[str, bool | None, bool, float]:
     """One column: (sentence, our top group holds the paper's best (None: no paper column),
     every method inseparable from our best, Kendall τ of the means vs the paper)."""
     from scipy.stats import kendalltau
 
-    means = values.mean(axis=0).sort_values(ascending=lower)
+    means = values.mean(axis=0).sort_values(ascending=lower, kind="stable")
     best = str(means.index[0])
     sign = -1.0 if lower else 1.0  # positive difference = the best is better
     beaten, tied = [], []
     for other in means.index[1:]:
-        if len(values) < 2:
+        if len(values) < min_items:
             tied.append(str(other))
             continue
         d = paired_difference(
@@ -114,15 +172,17 @@ def _column_sentence(
             level=level,
         )
         (beaten if d.low > 0 else tied).append(str(other))
-    order = f"{best} {means.iloc[0]:.3g}"
+    order = f"{best} {_number(means.iloc[0])}"
     for (m, v), prev in zip(means.iloc[1:].items(), means.to_numpy()):
-        order += f" {'=' if v == prev else '>'} {m} {v:.3g}"
+        order += f" {'=' if v == prev else '>'} {m} {_number(v)}"
     text = f"- **{label}** ({'lower' if lower else 'higher'} is better): ours {order}."
     if beaten:
         text += f" {best} beats {_names_text(beaten)}"
         text += f"; the data cannot separate it from {_names_text(tied)}." if tied else "."
     else:
-        why = " (one item)" if len(values) < 2 else ""
+        why = (
+            f" ({len(values)} items; a claim needs {min_items})" if len(values) < min_items else ""
+        )
         text += f" The data cannot separate {best} from any other method{why}."
     agree, tau = None, float("nan")
     if paper is not None:
@@ -138,7 +198,7 @@ def _column_sentence(
                 else f"beaten by {best} in ours"
             )
             text += (
-                f" The paper's best, {paper_best} ({float(paper[paper_best]):.3g}), is {verdict}."
+                f" The paper's best, {paper_best} ({_number(float(paper[paper_best]))}), is {verdict}."
             )
             if len(shared) >= 2:
                 ours_means = means[[m for m in ours_in_paper if to_paper(m) in shared.index]]
@@ -158,12 +218,14 @@ def ranking_sentences(
     n_resamples: int = DEFAULT_RESAMPLES,
     seed: int = 0,
     level: float = 0.95,
+    min_items: int = MIN_ITEMS,
 ) -> str:
     """Markdown sentences comparing our ranking of the methods with the paper's, per column.
 
     For each column the methods are ordered by their mean; the best one *beats* another only
     when the paired bootstrap interval of the per-item difference (``level``, seeded)
-    excludes 0, otherwise the data cannot separate the two. A column agrees with the paper
+    excludes 0, otherwise the data cannot separate the two (always with fewer than
+    ``min_items`` items, where a percentile bootstrap cannot be trusted). A column agrees with the paper
     when the paper's best method is among those the data cannot separate from our best.
 
     Args:
@@ -176,6 +238,7 @@ def ranking_sentences(
         paper_columns: ``{our column: paper column}`` where the names differ.
         to_paper: our method name -> the paper's (default drops a recipe suffix).
         n_resamples, seed, level: of :func:`fame_utils.stats.paired_difference`.
+        min_items: fewest items for a "beats" claim.
 
     Returns:
         A summary line, then one bullet per column.
@@ -204,6 +267,7 @@ def ranking_sentences(
             n_resamples,
             seed,
             level,
+            min_items,
         )
         lines.append(text)
         inseparable += none_beaten
@@ -225,3 +289,112 @@ def ranking_sentences(
         )
         head += f"; mean Kendall τ of the means {np.mean(taus):+.2f}." if taus else "."
     return "\n".join([head, *lines])
+
+
+@dataclass
+class Comparison:
+    """Our summary (with intervals and per-item values) against a published table.
+
+    Build it from experiment results with :meth:`from_results`; columns are named
+    ``"<prefix> <label>"`` (e.g. ``"occlusion Delete"``) or just the summary label.
+
+    Attributes:
+        ours: methods × columns, means.
+        intervals: same shape, :class:`~fame_utils.stats.Interval` cells.
+        per_item: ``{column: items × methods}`` values behind each mean.
+        paper: the published table (:func:`table1` / :func:`table2`).
+        paper_columns: ``{our column: paper column}``.
+        lower_is_better: our columns where lower is better.
+        decimals: per our column.
+    """
+
+    ours: pd.DataFrame
+    intervals: pd.DataFrame
+    per_item: dict[str, pd.DataFrame]
+    paper: pd.DataFrame
+    paper_columns: dict[str, str] = field(default_factory=dict)
+    lower_is_better: frozenset[str] = frozenset()
+    decimals: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def from_results(
+        cls,
+        results: Mapping[str, Any],
+        labels: Sequence[str],
+        paper: pd.DataFrame,
+        *,
+        paper_prefixes: Mapping[str, str] | None = None,
+        lower_is_better: Collection[str] = (),
+    ) -> Comparison:
+        """Compare summary columns ``labels`` (e.g. ``["Delete", "Insert"]``, ``"IoU@0.3"``) of
+        ``{prefix: ExperimentResult}`` with ``paper``; prefix ``""`` for a single run.
+
+        Args:
+            paper_prefixes: ``{prefix: the paper's dataset}`` (e.g. :data:`TABLE1_DATASETS`):
+                our ``"<prefix> <label>"`` is compared with the paper's ``"<dataset> <label>"``.
+            lower_is_better: labels where lower is better (e.g. ``{"Delete"}``).
+        """
+        from .experiment.report import column_of
+
+        ours, intervals, per_item, paper_columns, decimals, lower = {}, {}, {}, {}, {}, set()
+        for prefix, result in results.items():
+            rows = result.rows
+            row_labels = [
+                column_of(*k).label
+                for k in rows[["metric", "threshold", "percent"]].itertuples(index=False)
+            ]
+            for label in labels:
+                name = f"{prefix} {label}".strip()
+                ours[name] = result.summary[label]
+                intervals[name] = result.intervals[label]
+                sub = rows[[lab == label for lab in row_labels]]
+                table = sub.pivot(index="index", columns="method", values="value")
+                per_item[name] = table[[m for m in result.methods if m in table.columns]]
+                paper_columns[name] = (
+                    f"{(paper_prefixes or {}).get(prefix, prefix)} {label}".strip()
+                )
+                decimals[name] = result.decimals.get(label, 3)
+                if label in lower_is_better:
+                    lower.add(name)
+        return cls(
+            pd.DataFrame(ours),
+            pd.DataFrame(intervals),
+            per_item,
+            paper,
+            paper_columns,
+            frozenset(lower),
+            decimals,
+        )
+
+    def table(self) -> pd.DataFrame:
+        """Ours (``mean [low, high]``) beside the paper, as strings (:func:`beside_paper`)."""
+        return beside_paper(
+            self.ours,
+            self.paper,
+            intervals=self.intervals,
+            paper_columns=self.paper_columns,
+            decimals=self.decimals,
+        )
+
+    @cached_property
+    def sentences(self) -> str:
+        """:func:`ranking_sentences` of the per-item values against the paper."""
+        return ranking_sentences(
+            self.per_item,
+            self.paper,
+            lower_is_better=self.lower_is_better,
+            paper_columns=self.paper_columns,
+        )
+
+    def markdown(self, title: str, note: str, paper_title: str) -> str:
+        """Ours (with intervals), the paper's table and the ranking sentences as Markdown."""
+        from .experiment.report import summary_markdown
+
+        paper_decimals = {p: self.decimals.get(o, 3) for o, p in self.paper_columns.items()}
+        return (
+            f"# {title}\n\n{note}\n\n"
+            + summary_markdown(self.ours, self.decimals, self.intervals)
+            + f"\n# {paper_title}\n\n"
+            + summary_markdown(self.paper, paper_decimals)
+            + f"\n# Rankings\n\n{self.sentences}\n"
+        )

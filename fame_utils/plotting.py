@@ -6,14 +6,17 @@ images are (3, H, W) in [0, 1] RGB and maps (H, W) in [0, 1], on any device.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import torch
 from torch import Tensor
 
+from .paper import paper_method
 from .postprocess import kernel_size_for
 
 __all__ = [
@@ -26,6 +29,11 @@ __all__ = [
     "FACE_COLUMNS",
     "draw_face_rows",
     "draw_method_rows",
+    "draw_face_curves",
+    "draw_pair_removal",
+    "table2_groups",
+    "draw_bars",
+    "draw_item_maps",
     "save_figure",
 ]
 
@@ -234,6 +242,234 @@ def draw_method_rows(
             axes[r, c].contour(outline, levels=[0.5], colors="white", linewidths=0.8)
         axes[r, 0].set_ylabel(row_labels[r], fontsize=8)
     fig.suptitle(title or "", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def _genuine_curve(result, kind: str, genuine: Tensor) -> pd.DataFrame:
+    """Mean ``<kind>-sim`` over the genuine pairs: percents × methods."""
+    rows = result.rows
+    sub = rows[(rows["metric"] == f"{kind}-sim") & rows["percent"].notna()]
+    keep = genuine.cpu().numpy()[sub["index"].to_numpy()]
+    table = sub[keep].groupby(["percent", "method"])["value"].mean().unstack("method")
+    return table[[m for m in result.methods if m in table.columns]]
+
+
+def draw_face_curves(
+    results: Mapping[str, object],
+    genuine: Mapping[str, Tensor],
+    thresholds: Mapping[str, float],
+    methods: Sequence[str] | None = None,
+    *,
+    title: str | None = None,
+    size: float = 2.6,
+) -> plt.Figure:
+    """Fig. 4: per subset (columns), verification accuracy (%) over all pairs at θ and the
+    mean cosine similarity of the genuine pairs (θ dotted) as the top-P % of the probe's e₊
+    is deleted or inserted (rows); legends give each method's AUC ×100.
+
+    Args:
+        results: ``{subset: ExperimentResult}`` of :class:`FaceDeleteInsertMetric` runs.
+        genuine: ``{subset: (N,) bool}`` of the evaluated pairs, in dataset order.
+        thresholds: ``{subset: θ}``.
+        methods: methods to draw (default: every method of each run).
+    """
+    panels = [
+        ("Delete", "acc", "accuracy (%)"),
+        ("Insert", "acc", "accuracy (%)"),
+        ("Delete", "sim", "genuine cos"),
+        ("Insert", "sim", "genuine cos"),
+    ]
+    subsets = list(results)
+    fig, axes = plt.subplots(
+        len(panels),
+        len(subsets),
+        squeeze=False,
+        figsize=(size * len(subsets) + 1, size * len(panels)),
+    )
+    for c, s in enumerate(subsets):
+        res = results[s]
+        for r, (kind, what, ylabel) in enumerate(panels):
+            ax = axes[r, c]
+            table = (
+                res.curve(f"{kind}-acc") if what == "acc" else _genuine_curve(res, kind, genuine[s])
+            )
+            for name in methods or table.columns:
+                auc = res.summary.loc[name, kind]
+                label = f"{name} ({auc:.1f})" if what == "acc" else name
+                ax.plot(table.index, table[name], marker="o", ms=2.5, label=label)
+            if what == "sim":
+                ax.axhline(thresholds[s], color="gray", ls=":", lw=1)
+            else:
+                ax.legend(fontsize=6)
+            ax.set_title(f"{s}: {kind}", fontsize=9)
+            ax.set_xlabel("P (%)", fontsize=8)
+            ax.set_ylabel(ylabel, fontsize=8)
+            ax.tick_params(labelsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def _row_value(rows: pd.DataFrame, metric: str, percent: float | None = None) -> float:
+    """The value of one item's ``metric`` (at ``percent``) among its tidy result rows."""
+    sel = rows[rows["metric"] == metric]
+    if percent is not None:
+        sel = sel[np.isclose(sel["percent"].to_numpy(float), percent)]
+    if sel.empty:
+        raise KeyError(f"no {metric!r} at percent={percent} in these results")
+    return float(sel["value"].iloc[0])
+
+
+def draw_pair_removal(
+    pairs: Mapping[str, object],
+    results: Mapping[str, object],
+    subset: str,
+    index: int,
+    percent: float,
+    methods: Sequence[str],
+) -> plt.Figure:
+    """One face pair under Delete/Insert at ``percent``: per method (rows) the gallery, the
+    probe, the probe's e₊, the probe with its top-P % deleted and with only them kept,
+    titled with the pair's cosine similarity at P and ✓/✗ for a right/wrong decision at θ.
+
+    Args:
+        pairs: ``{subset: FacePairs}`` evaluated (gallery/probe (N, 3, H, W) in [0, 1]).
+        results: ``{subset: ExperimentResult}`` of their runs (``percent`` among the run's).
+        subset: which one; ``index``: the pair (clamped to the subset's last pair).
+        methods: rows to draw (``()``: every method of the run).
+    """
+    from .metrics import removal_masks
+
+    pairs, result = pairs[subset], results[subset]
+    index = min(int(index), len(pairs) - 1)
+    methods = list(methods) or result.methods
+    rows = result.rows[result.rows["index"] == index]
+    gallery, probe = pairs.gallery[index], pairs.probe[index]
+    kind_of = "genuine" if bool(pairs.genuine[index]) else "impostor"
+    fig, axes = plt.subplots(len(methods), 5, figsize=(10, 2.1 * len(methods)), squeeze=False)
+    for r, name in enumerate(methods):
+        m = result.maps(name).positive[index].to(probe.device)
+        top = removal_masks(m[None], [percent])[0, 0]  # exact count, as the metric
+        mine = rows[rows["method"] == name]
+        text = {}
+        for kind in ("Delete", "Insert"):
+            ok = "✓" if _row_value(mine, f"{kind}-acc", percent) > 50 else "✗"
+            sim = _row_value(mine, f"{kind}-sim", percent)
+            text[kind] = f"{kind.lower()} {percent:g}%: s={sim:.3f} {ok}"
+        overlay(axes[r, 0], gallery, title="gallery")
+        overlay(axes[r, 1], probe, title=f"probe ({kind_of})")
+        overlay(axes[r, 2], probe, m, title=f"{name} e₊")
+        overlay(axes[r, 3], probe * ~top, title=text["Delete"])
+        overlay(axes[r, 4], probe * top, title=text["Insert"])
+        axes[r, 0].set_ylabel(
+            f"{name}\nDel {_row_value(mine, 'Delete'):.0f} / Ins {_row_value(mine, 'Insert'):.0f}",
+            fontsize=8,
+        )
+    fig.suptitle(f"{subset} pair {index}: θ = {result.threshold:.3f}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def table2_groups(columns: Sequence[str]) -> dict[str, list[str]]:
+    """Fig. 5's panels for Table 2 summary columns: ``{"IoU ×100": IoU@t columns,
+    "logit drop": ROAD columns}`` (empty groups left out)."""
+    groups = {
+        "IoU ×100": [c for c in columns if c.startswith("IoU@")],
+        "logit drop": [c for c in columns if c.startswith("ROAD")],
+    }
+    return {k: v for k, v in groups.items() if v}
+
+
+def draw_bars(
+    tables: Mapping[str, pd.DataFrame],
+    groups: Mapping[str, Sequence[str]],
+    *,
+    ylabels: Mapping[str, str] | None = None,
+    size: float = 3.2,
+) -> plt.Figure:
+    """Fig. 5: grouped bars, one row per table (e.g. ours and the paper's), one panel per
+    column group (e.g. IoU and ROAD); methods keep their colour across panels.
+
+    Args:
+        tables: ``{row title: methods × columns}``; a column missing from a table is skipped.
+        groups: ``{group name: columns}``, one panel each.
+        ylabels: ``{group name: y-axis label}``.
+    """
+    methods = list(dict.fromkeys(m for t in tables.values() for m in t.index))
+    # a method keeps its colour in every panel; the paper's "FAME" takes our first "FAME (...)"'s
+    first = {}
+    for m in methods:
+        first.setdefault(paper_method(m), m)
+    palette, colours = itertools.cycle(plt.cm.tab10.colors), {}
+    for m in methods:
+        same = first[m] if m == paper_method(m) else m
+        colours[m] = colours[same] if same in colours else next(palette)
+    fig, axes = plt.subplots(
+        len(tables),
+        len(groups),
+        figsize=(1.1 * size * len(groups), size * len(tables)),
+        squeeze=False,
+    )
+    for r, (who, table) in enumerate(tables.items()):
+        for c, (group, cols) in enumerate(groups.items()):
+            ax = axes[r, c]
+            cols = [k for k in cols if k in table.columns]
+            n, x = len(table.index), np.arange(len(cols))
+            for j, m in enumerate(table.index):
+                offset = (j - (n - 1) / 2) * 0.8 / n
+                ax.bar(
+                    x + offset,
+                    table.loc[m, cols].to_numpy(float),
+                    0.8 / n,
+                    label=m,
+                    color=colours[m],
+                )
+            ax.set_xticks(
+                x, [k.replace("ROAD-", "").replace("Delete", "Del") for k in cols], fontsize=7
+            )
+            ax.set_ylabel((ylabels or {}).get(group, group), fontsize=8)
+            ax.set_title(who, fontsize=8)
+            ax.tick_params(labelsize=7)
+    axes[0, 0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def draw_item_maps(dataset, result, index: int, threshold: float) -> plt.Figure:
+    """One classification item: the image with its box, then each method's map with the
+    box (lime) and the salient region {map ≥ ``threshold``} outlined in white, titled with
+    the item's IoU at ``threshold`` (when the run has it) and ROAD-Delete values.
+
+    Args:
+        dataset: the run's items (``image`` (3, H, W) in [0, 1], ``box``, ``label``, ``name``).
+        result: the ``ExperimentResult`` of an IoU/ROAD run on ``dataset``.
+        index: the item (0 ≤ index < len(dataset)).
+    """
+    item = dataset[index]
+    rows = result.rows[result.rows["index"] == index]
+    box = item.box.tolist()
+    n = len(result.methods) + 1
+    fig, axes = plt.subplots(1, n, figsize=(2.3 * n, 2.8), squeeze=False)
+    overlay(axes[0, 0], item.image, title=f"{item.name} (class {item.label})")
+    draw_box(axes[0, 0], box)
+    for ax, name in zip(axes[0, 1:], result.methods):
+        m = result.maps(name).positive[index]
+        overlay(ax, item.image, m)
+        salient = (to_numpy_map(m) >= threshold).astype(float)
+        if 0 < salient.mean() < 1:  # a contour needs both sides
+            ax.contour(salient, levels=[0.5], colors="white", linewidths=0.8)
+        draw_box(ax, box, color="lime")
+        mine = rows[rows["method"] == name]
+        iou = mine[
+            (mine["metric"] == "IoU") & np.isclose(mine["threshold"].to_numpy(float), threshold)
+        ]
+        road = mine[mine["metric"] == "ROAD-Delete"].sort_values("percent")["value"]
+        iou_text = (
+            f"IoU@{threshold:g} {iou['value'].iloc[0]:.0f}" if len(iou) else f"S at t={threshold:g}"
+        )
+        ax.set_title(f"{name}\n{iou_text}\nROAD {', '.join(f'{v:.2f}' for v in road)}", fontsize=7)
     fig.tight_layout()
     return fig
 

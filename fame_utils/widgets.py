@@ -22,7 +22,7 @@ from .objectives import Objective
 from .plotting import overlay
 from .postprocess import kernel_size_for
 
-__all__ = ["FameCache", "blur_explorer", "face_explorer", "panel", "show_in"]
+__all__ = ["FameCache", "blur_explorer", "face_explorer", "metric_explorer", "panel", "show_in"]
 
 
 def show_in(out: W.Output, *items: Any) -> None:
@@ -279,5 +279,60 @@ def face_explorer(
         "n_masks": W.IntSlider(
             value=n_masks, min=8, max=2000, step=8, description="masks", **slider
         ),
+    }
+    return panel(render, controls, button="Run")
+
+
+def metric_explorer(
+    model: nn.Module,
+    dataset: Sequence,
+    methods: Sequence,
+    out_dir: str,
+    *,
+    thresholds: Sequence[float],
+    percents: Sequence[float],
+    noisy_linear: bool = False,
+    paper: Any = None,
+    **run_settings: Any,
+) -> W.VBox:
+    """Re-evaluate IoU/ROAD with other methods, thresholds and percents (**Run**): the maps
+    come from the run's cache (``run_settings`` such as ``cache_dir``, ``batch_size``), only
+    the metrics are computed; shows the summary with intervals and the bar plot (beside
+    ``paper`` when given).
+
+    Args:
+        dataset: classification items; ``methods``: method instances of the first run.
+        out_dir: where the re-evaluated ``results.csv``/summaries go.
+        thresholds, percents, noisy_linear: the initial IoU thresholds, ROAD percents and
+            whether ROAD with noisy linear imputation is evaluated too.
+    """
+    from IPython.display import Markdown
+
+    from .experiment import run_experiment, summary_markdown
+    from .metrics.adapters import IoUMetric, RoadMetric
+    from .plotting import draw_bars, table2_groups
+
+    by_name = {m.name: m for m in methods}
+
+    def render(shown, thresholds: str, percents: str, noisy_linear: bool):
+        ts = tuple(float(v) for v in thresholds.split(",") if v.strip())
+        ps = tuple(float(v) for v in percents.split(",") if v.strip())
+        metrics = [IoUMetric(ts), RoadMetric(ps)]
+        if noisy_linear:
+            metrics.append(RoadMetric(ps, mode="noisy_linear"))
+        chosen = [by_name[n] for n in shown] or list(methods)
+        res = run_experiment(
+            model, dataset, chosen, metrics, out_dir, progress=False, **run_settings
+        )
+        tables = {"ours": res.summary} if paper is None else {"ours": res.summary, "paper": paper}
+        table = summary_markdown(res.summary, res.decimals, res.intervals)
+        return Markdown(table), draw_bars(tables, table2_groups(res.summary.columns))
+
+    names = list(by_name)
+    controls = {
+        "shown": W.SelectMultiple(options=names, value=tuple(names), description="methods"),
+        "thresholds": W.Text(value=", ".join(f"{t:g}" for t in thresholds), description="IoU t"),
+        "percents": W.Text(value=", ".join(f"{p:g}" for p in percents), description="ROAD p %"),
+        "noisy_linear": W.Checkbox(value=noisy_linear, description="noisy linear too"),
     }
     return panel(render, controls, button="Run")

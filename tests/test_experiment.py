@@ -185,3 +185,27 @@ def test_cli_runs_the_reference_recipe_on_bundled_data(task, tmp_path, capsys):
     assert json.loads((tmp_path / "run.json").read_text())["recipe"]["name"] == "reference"
     meta = [json.loads(p.read_text()) for p in (tmp_path / "cache").glob("fame-*/meta.json")]
     assert [m["method"]["recipe"]["normalization"] for m in meta] == ["minmax"]
+
+
+def test_data_and_metrics_never_import_the_experiment_layer():
+    import ast
+    from pathlib import Path
+
+    import fame_utils
+
+    root = Path(fame_utils.__file__).parent
+    banned = ("fame_utils.runner", "fame_utils.experiment", "fame_utils.methods")
+    offenders = []
+    for path in [*root.glob("data/*.py"), *root.glob("metrics/*.py")]:
+        package = "fame_utils." + path.parent.name
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                base = package.rsplit(".", node.level - 1)[0] if node.level else ""
+                module = ".".join(p for p in (base, node.module or "") if p)
+                names = [f"{module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            offenders += [f"{path.name}: {n}" for n in names if n.startswith(banned)]
+    assert offenders == []

@@ -62,12 +62,12 @@ def test_inseparable_methods_are_said_to_be_inseparable():
     assert " beats " not in text.split("\n", 1)[1]
     # identical values (HiResCAM = Grad-CAM) are never separated
     same = ranking_sentences({"c": _frame(**{"Grad-CAM": x, "HiResCAM": x})})
-    assert "ours Grad-CAM 0.5 = HiResCAM 0.5." in same
+    assert "ours Grad-CAM 0.500 = HiResCAM 0.500." in same
     assert "cannot separate Grad-CAM from any other method" in same
 
 
 def test_lower_is_better_orders_and_compares_downwards():
-    low = np.full(8, 50.0) + np.arange(8) * 0.01
+    low = np.full(12, 50.0) + np.arange(12) * 0.01
     per_item = {"occlusion Delete": _frame(FAME=low, **{"Grad-CAM": low + 20})}
     text = ranking_sentences(
         per_item,
@@ -75,7 +75,7 @@ def test_lower_is_better_orders_and_compares_downwards():
         lower_is_better={"occlusion Delete"},
         paper_columns={"occlusion Delete": "AR-glass Delete"},
     )
-    assert "(lower is better): ours FAME 50 > Grad-CAM 70" in text
+    assert "(lower is better): ours FAME 50.1 > Grad-CAM 70.1" in text
     assert "FAME beats Grad-CAM" in text
     assert "occlusion Delete (AR-glass Delete)" in text
     assert "The paper's best, FAME (56.1), is among" in text
@@ -91,9 +91,12 @@ def test_disagreement_with_the_paper_is_reported():
     assert "among our inseparable best in 0 of 1 columns" in text
 
 
-def test_one_item_is_never_enough_to_separate():
-    text = ranking_sentences({"c": _frame(A=[3.0], B=[1.0])})
-    assert "cannot separate A from any other method (one item)" in text
+def test_too_few_items_are_never_enough_to_separate():
+    text = ranking_sentences({"c": _frame(A=[3.0, 3.1, 3.2], B=[1.0, 1.1, 1.0])})
+    assert "cannot separate A from any other method (3 items; a claim needs 10)" in text
+    assert "A beats B" in ranking_sentences(
+        {"c": _frame(A=[3.0, 3.1, 3.2], B=[1.0, 1.1, 1.0])}, min_items=3
+    )
 
 
 def test_bad_input_says_what_to_do():
@@ -101,3 +104,48 @@ def test_bad_input_says_what_to_do():
         ranking_sentences({"c": _frame(A=[1.0, np.nan], B=[1.0, 2.0])})
     with pytest.raises(ValueError, match="two methods"):
         ranking_sentences({"c": _frame(A=[1.0, 2.0])})
+
+
+def test_comparison_from_face_results_names_columns_and_maps_them_to_the_paper():
+    from fame_utils.experiment import ExperimentResult
+    from fame_utils.paper import Comparison
+    from fame_utils.stats import bootstrap_interval
+
+    per = {"FAME (paper)": [50.0, 60.0], "Grad-CAM": [70.0, 90.0]}
+    rows = pd.DataFrame(
+        [
+            (i, f"p{i}", m, k, np.nan, np.nan, v + (k == "Insert"))
+            for m, vs in per.items()
+            for k in ("Delete", "Insert")
+            for i, v in enumerate(vs)
+        ],
+        columns=["index", "item", "method", "metric", "threshold", "percent", "value"],
+    )
+    summary = rows.groupby(["method", "metric"])["value"].mean().unstack().loc[list(per)]
+    intervals = summary.copy().astype(object)
+    for (m, k), _ in summary.stack().items():
+        intervals.loc[m, k] = bootstrap_interval(
+            rows[(rows.method == m) & (rows.metric == k)].value
+        )
+    result = ExperimentResult(
+        rows, summary, {}, {}, 0.5, 1, {"Delete": 1, "Insert": 1}, {}, intervals
+    )
+    c = Comparison.from_results(
+        {"occlusion": result},
+        ["Delete", "Insert"],
+        table1(),
+        paper_prefixes=TABLE1_DATASETS,
+        lower_is_better={"Delete"},
+    )
+    assert c.paper_columns == {
+        "occlusion Delete": "AR-glass Delete",
+        "occlusion Insert": "AR-glass Insert",
+    }
+    assert c.per_item["occlusion Insert"]["Grad-CAM"].tolist() == [71.0, 91.0]
+    table = c.table()
+    assert table.loc["FAME (paper)", "occlusion Delete (paper)"] == "56.1"
+    assert table.loc["Grad-CAM", "occlusion Delete (ours)"].startswith("80.0 [70.0, 90.0]")
+    assert "ours FAME (paper) 55.0 > Grad-CAM 80.0" in c.sentences  # lower is better
+    md = c.markdown("ours", "note", "paper")
+    assert "| FAME (paper) | 55.0 [50.0, 60.0] | 56.0 [51.0, 61.0] |" in md
+    assert "| FAME | 56.1 | 92.1 |" in md and md.endswith(c.sentences + "\n")

@@ -1,0 +1,142 @@
+"""The notebooks' figure functions draw what they say, from hand-made results."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from fame_utils import run_fame  # noqa: E402
+from fame_utils.data.items import ClassificationDataset  # noqa: E402
+from fame_utils.experiment import ExperimentResult  # noqa: E402
+from fame_utils.explain import Attribution  # noqa: E402
+from fame_utils.objectives import ClassLogit  # noqa: E402
+from fame_utils.paper import table2  # noqa: E402
+from fame_utils.plotting import (  # noqa: E402
+    draw_bars,
+    draw_blur_figure,
+    draw_face_curves,
+    draw_face_rows,
+    draw_item_maps,
+    table2_groups,
+)
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def _texts(fig) -> list[str]:
+    return [t.get_text() for ax in fig.axes for t in [ax.title, *ax.texts]]
+
+
+def test_blur_figure_has_image_raw_delta_each_sigma_and_the_chosen_setting(tiny_cnn):
+    x = torch.rand(2, 3, 16, 16)
+    result = run_fame(tiny_cnn, x, ClassLogit([0, 1]), iterations=2, progress=False)
+    fig = draw_blur_figure(x, result, ["a", "b"], sigmas=[1.0, 2.0], chosen=(5, 1.5))
+    assert len(fig.axes) == 2 * (2 + 2 + 1)
+    titles = [ax.get_title() for ax in fig.axes[:5]]
+    assert titles == [
+        "image",
+        "Δx, no blur (clipped)",
+        "(a) σ = 1",
+        "(b) σ = 2",
+        "(c) σ = 1.5, kernel 5",
+    ]
+    assert fig.axes[5].get_ylabel() == "b"
+
+
+def test_face_rows_label_an_all_zero_map_as_empty():
+    g, p = torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8)
+    attributions = {"A": Attribution(torch.rand(1, 8, 8)), "B": Attribution(torch.zeros(1, 8, 8))}
+    cols = [("A", "positive", "A e₊"), ("B", "positive", "B e₊")]
+    fig = draw_face_rows(g, p, attributions, ["row"], columns=cols)
+    assert len(fig.axes) == 4
+    assert [ax.texts[0].get_text() for ax in fig.axes if ax.texts] == ["empty map"]
+    assert fig.axes[3].get_title() == "B e₊"
+
+
+def test_bars_keep_a_method_colour_and_give_the_papers_fame_ours():
+    ours = pd.DataFrame(
+        {"IoU@0.3": [1.0, 2.0, 3.0], "ROAD-Delete@10%": [0.1, 0.2, 0.3]},
+        index=["Grad-CAM", "FAME (paper)", "FAME (reference)"],
+    )
+    groups = table2_groups(ours.columns)
+    assert groups == {"IoU ×100": ["IoU@0.3"], "logit drop": ["ROAD-Delete@10%"]}
+    fig = draw_bars({"ours": ours, "paper": table2()}, groups)
+    colour = {
+        (ax_i, c.get_label()): c.patches[0].get_facecolor()
+        for ax_i, ax in enumerate(fig.axes)
+        for c in ax.containers
+    }
+    assert colour[(0, "FAME (paper)")] == colour[(2, "FAME")]
+    assert colour[(0, "Grad-CAM")] == colour[(2, "Grad-CAM")] == colour[(1, "Grad-CAM")]
+    assert colour[(0, "FAME (reference)")] != colour[(0, "FAME (paper)")]
+    heights = [p.get_height() for p in fig.axes[0].containers[2].patches]
+    assert heights == [3.0]  # FAME (reference)'s IoU@0.3
+
+
+def _face_result(values: dict) -> ExperimentResult:
+    """Two pairs (0 genuine, 1 impostor), methods A and B, Delete-acc/-sim at 0 and 100 %."""
+    rows = []
+    for (method, metric, percent), per_pair in values.items():
+        for i, v in enumerate(per_pair):
+            rows.append((i, f"p{i}", method, metric, np.nan, percent, v))
+    frame = pd.DataFrame(
+        rows, columns=["index", "item", "method", "metric", "threshold", "percent", "value"]
+    )
+    summary = pd.DataFrame({"Delete": [60.0, 40.0], "Insert": [1.0, 2.0]}, index=["A", "B"])
+    return ExperimentResult(frame, summary, {}, {}, 0.5, 1)
+
+
+def test_face_curves_average_accuracy_over_all_pairs_and_similarity_over_genuine_ones():
+    values = {}
+    for m, acc, sim in (("A", [100.0, 0.0], [0.9, 0.1]), ("B", [100.0, 100.0], [0.3, 0.7])):
+        for kind in ("Delete", "Insert"):
+            for pct in (0.0, 100.0):
+                values[(m, f"{kind}-acc", pct)] = acc
+                values[(m, f"{kind}-sim", pct)] = sim
+    result = _face_result(values)
+    fig = draw_face_curves(
+        {"s": result}, {"s": torch.tensor([True, False])}, {"s": 0.5}, methods=["A", "B"]
+    )
+    acc_lines = {ln.get_label(): ln.get_ydata().tolist() for ln in fig.axes[0].lines}
+    assert acc_lines == {"A (60.0)": [50.0, 50.0], "B (40.0)": [100.0, 100.0]}
+    sim = {
+        ln.get_label(): np.asarray(ln.get_ydata()).tolist()
+        for ln in fig.axes[2].lines
+        if not ln.get_label().startswith("_")  # θ's dotted line
+    }
+    assert sim["A"] == [0.9, 0.9] and sim["B"] == [0.3, 0.3]  # the genuine pair only
+    assert fig.axes[2].get_title() == "s: Delete"
+
+
+def test_item_maps_outline_the_salient_region_and_write_the_items_values():
+    images = torch.rand(1, 3, 8, 8)
+    data = ClassificationDataset(images, torch.tensor([3]), torch.tensor([[1.0, 1.0, 5.0, 5.0]]))
+    rows = pd.DataFrame(
+        [
+            (0, "0", "A", "IoU", 0.5, np.nan, 42.0),
+            (0, "0", "A", "ROAD-Delete", np.nan, 30.0, 0.25),
+            (0, "0", "A", "ROAD-Delete", np.nan, 10.0, 0.125),
+        ],
+        columns=["index", "item", "method", "metric", "threshold", "percent", "value"],
+    )
+    result = ExperimentResult(rows, pd.DataFrame({"IoU@0.5": [42.0]}, index=["A"]), {}, {}, None, 1)
+    m = torch.zeros(1, 8, 8)
+    m[0, 2:4, 2:4] = 1.0
+    result.maps = lambda name: Attribution(m)
+    fig = draw_item_maps(data, result, 0, 0.5)
+    assert fig.axes[1].get_title() == "A\nIoU@0.5 42\nROAD 0.12, 0.25"  # percents ascending
+    assert fig.axes[0].get_title() == "0 (class 3)"
+    assert len(fig.axes[1].collections) == 1  # the contour of {map ≥ t}
+    fig = draw_item_maps(data, result, 0, 0.7)
+    assert fig.axes[1].get_title().split("\n")[1] == "S at t=0.7"  # no IoU at 0.7 in the run
