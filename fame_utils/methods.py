@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .baselines.cam import FullGrad, GradCAM, GradCAMElementWise, HiResCAM
+from .baselines.cam import FullGrad, GradCAM, GradCAMElementWise, HiResCAM, token_grid_of
 from .baselines.corrrise import CorrRISE
 from .baselines.fggb import FGGB
 from .core import FameConfig
@@ -68,6 +68,10 @@ class MethodSpec:
         recipe_dependent: ``recipe_dependent(task)`` is True when the recipe changes the
             maps for that task (such methods appear once per recipe in
             ``make_methods(..., recipes=...)``).
+        vit: runs on Vision Transformers (models with a ``token_grid``): FAME needs only
+            the input gradient, the CAMs fold the tokens to the patch grid
+            (:func:`fame_utils.baselines.cam.vit_reshape_transform`); FullGrad does not
+            (pytorch-grad-cam leaves out the LayerNorm/Linear biases its completeness needs).
     """
 
     key: str
@@ -77,6 +81,7 @@ class MethodSpec:
     settings: tuple[str, ...] = ()
     runtime_fields: frozenset[str] = frozenset()
     recipe_dependent: Callable[[Task], bool] = lambda task: False
+    vit: bool = True
 
 
 _REGISTRY: dict[str, MethodSpec] = {}
@@ -110,10 +115,13 @@ def get_spec(name: str) -> MethodSpec:
         raise ValueError(f"unknown method {name!r}; choose from {known}") from None
 
 
-def available_methods(task: Task) -> list[str]:
-    """Keys of every registered method that supports ``task``, in registry order."""
+def available_methods(task: Task, model: Any = None) -> list[str]:
+    """Keys of every registered method that supports ``task`` (and ``model``: a Vision
+    Transformer, one with a ``token_grid``, leaves out methods registered with
+    ``vit=False``), in registry order."""
     target = _TASK_TARGET[_check_task(task)]
-    return [s.key for s in _REGISTRY.values() if target in s.targets]
+    vit = model is not None and token_grid_of(model) is not None
+    return [s.key for s in _REGISTRY.values() if target in s.targets and (s.vit or not vit)]
 
 
 def table_methods(task: Task) -> list[str]:
@@ -263,7 +271,7 @@ register(MethodSpec("fame", Fame, _BOTH, _fame, ("fame_config",), recipe_depende
 for _key, _cls in (("gradcam", GradCAM), ("gradcam-ew", GradCAMElementWise)):
     register(MethodSpec(_key, _cls, _BOTH, _cam(_cls), recipe_dependent=_face_cam_dependent(_cls)))
 register(MethodSpec("hirescam", HiResCAM, (ClassTarget,), _cam(HiResCAM)))
-register(MethodSpec("fullgrad", FullGrad, (ClassTarget,), _cam(FullGrad)))
+register(MethodSpec("fullgrad", FullGrad, (ClassTarget,), _cam(FullGrad), vit=False))
 register(
     MethodSpec(
         "corrrise",

@@ -28,6 +28,7 @@ __all__ = [
     "draw_blur_figure",
     "FACE_COLUMNS",
     "draw_face_rows",
+    "draw_method_rows",
     "draw_face_curves",
     "draw_pair_removal",
     "table2_groups",
@@ -201,6 +202,46 @@ def draw_face_rows(
             mark_empty(axes[r, c + 2], m)
     if title:
         fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def draw_method_rows(
+    images: Tensor,
+    attributions: Mapping[str, object],
+    row_labels: Sequence[str],
+    *,
+    masks: Tensor | None = None,
+    title: str | None = None,
+    size: float = 1.5,
+) -> plt.Figure:
+    """One row per image: the image (with its mask's outline when ``masks`` is given), then
+    each method's positive map over it, in the order of ``attributions``.
+
+    Args:
+        images: (N, 3, H, W) in [0, 1].
+        attributions: ``{method name: Attribution}`` (``positive``: (N, H, W) in [0, 1]);
+            an all-zero map is labelled "empty map".
+        row_labels: N labels (e.g. the class and the prediction).
+        masks: optional (N, H, W) bool object masks (e.g. digit strokes), outlined in white
+            on the first column.
+    """
+    columns = [("input", None)] + [(k, a.positive) for k, a in attributions.items()]
+    n = len(row_labels)
+    fig, axes = plt.subplots(
+        n, len(columns), figsize=(size * len(columns), size * n + 0.4), squeeze=False
+    )
+    for r, c in np.ndindex(n, len(columns)):
+        name, maps = columns[c]
+        m = None if maps is None else maps[r]
+        overlay(axes[r, c], images[r], m, title=name if r == 0 else None)
+        if m is not None:
+            mark_empty(axes[r, c], m)
+        elif masks is not None:
+            outline = masks[r].detach().float().cpu().numpy()
+            axes[r, c].contour(outline, levels=[0.5], colors="white", linewidths=0.8)
+        axes[r, 0].set_ylabel(row_labels[r], fontsize=8)
+    fig.suptitle(title or "", fontsize=9)
     fig.tight_layout()
     return fig
 

@@ -530,3 +530,31 @@ def test_vit_b_16_from_torchvision_file_names(tmp_path):
     assert (lc.input_size, lc.resize_size, lc.interpolation) == (224, 224, "bicubic")
     with pytest.raises(ValueError, match="IMAGENET1K_SWAG_E2E_V1"):
         load_classifier("vit_b_16", checkpoint=net.state_dict())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "name, tag, size, resize, mode, grid",
+    [
+        ("vit_b_32", "IMAGENET1K_V1", 224, 256, "bilinear", (7, 7)),
+        ("vit_b_16", "IMAGENET1K_SWAG_E2E_V1", 384, 384, "bicubic", (24, 24)),
+    ],
+)
+def test_vit_versions_by_weights_tag(name, tag, size, resize, mode, grid):
+    """weights= picks the preprocessing and, for SWAG end-to-end weights, the input size the
+    network is built for (its position embedding has one entry per patch at 384 px)."""
+    import torchvision.models as tvm
+
+    torch.manual_seed(0)
+    net = getattr(tvm, name)(weights=None, image_size=size).eval()
+    model = load_classifier(name, checkpoint=net.state_dict(), weights=tag, device="cpu")
+    assert (model.input_size, model.resize_size, model.interpolation) == (size, resize, mode)
+    assert model.token_grid == grid and model.weights == tag
+    x = _pattern(size, size)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), _reference_logits(net, x), atol=1e-4, rtol=1e-4)
+    if size != 224:  # a 224 px network's weights do not fit the 384 px version
+        with pytest.raises(ValueError, match="pos_embedding"):
+            load_classifier(
+                name, checkpoint=getattr(tvm, name)(weights=None).state_dict(), weights=tag
+            )

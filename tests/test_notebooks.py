@@ -25,9 +25,18 @@ FAST = {
     "03_face_comparisons.ipynb": {"iterations": 3, "n_masks": 16},
     "04_face_metrics.ipynb": {"iterations": 3, "n_masks": 16, "max_pairs": 2},
     "05_imagenet_metrics.ipynb": {"iterations": 3, "max_images": 3},
+    "06_transformers.ipynb": {
+        "iterations": 3,
+        "n_images": 4,
+        "n_show": 2,
+        "cell_iterations": 2,
+        "cell_images": 1,
+        "cells_per_layer": 2,
+        "cnn_cells": 1,
+    },
 }
 # notebooks that keep a run cache: point it into the test's temporary folder
-CACHED = {"04_face_metrics.ipynb", "05_imagenet_metrics.ipynb"}
+CACHED = {"04_face_metrics.ipynb", "05_imagenet_metrics.ipynb", "06_transformers.ipynb"}
 
 
 # Code lines per notebook: lines of the code cells other than the parameters cell (settings),

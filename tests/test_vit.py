@@ -17,9 +17,9 @@ from fame_utils.data.digits import (
     STROKE_THRESHOLD,
     digits_split,
     load_digits_images,
-    stroke_share,
 )
 from fame_utils.explain import ClassTarget
+from fame_utils.metrics.masks import mask_share, mass_on_mask
 from fame_utils.models import load_classifier
 from fame_utils.models.classifiers import tiny_vit_digits_path
 from fame_utils.objectives import ClassLogit
@@ -68,7 +68,7 @@ def test_digits_images_hand_computed_pixels(test_split):
     assert img[0, 2, 6] == pytest.approx(float(expected), abs=1e-6)
     assert torch.equal(test_split.strokes, test_split.images[:, 0] > STROKE_THRESHOLD)
     assert 0 <= float(test_split.images.min()) and float(test_split.images.max()) <= 1
-    share = stroke_share(test_split.strokes)
+    share = mask_share(test_split.strokes)
     assert 0.15 < float(share.min()) and float(share.max()) < 0.5
     assert torch.equal(load_digits_images(limit=5).labels, test_split.labels[:5])
     with pytest.raises(ValueError, match="limit"):
@@ -189,7 +189,112 @@ def test_fame_on_tiny_vit_puts_mass_on_strokes(vit, test_split):
     x, y, strokes = test_split.images[:32], test_split.labels[:32], test_split.strokes[:32]
     result = run_fame(vit, x, ClassLogit(y), FameConfig(iterations=30, progress=False))
     maps = result.maps(**DIGITS_BLUR)
-    mass = (maps * strokes).flatten(1).sum(1) / maps.flatten(1).sum(1)
-    margin = mass - stroke_share(strokes)
+    margin = mass_on_mask(maps, strokes) - mask_share(strokes)
     assert float(margin.mean()) >= 0.10, margin
     assert float((margin > 0).float().mean()) >= 0.9, margin
+
+
+# ------------------------------------------------------------------------- masks, registry
+
+
+def test_mass_on_mask_and_share_by_hand():
+    maps = torch.tensor([[[0.5, 0.25], [0.25, 0.0]], [[0.0, 0.0], [0.0, 0.0]]])
+    masks = torch.tensor([[[True, False], [False, False]], [[True, True], [False, False]]])
+    torch.testing.assert_close(mass_on_mask(maps, masks), torch.tensor([0.5, 0.0]))
+    torch.testing.assert_close(mask_share(masks), torch.tensor([0.25, 0.5]))
+    with pytest.raises(ValueError, match="masks have shape"):
+        mass_on_mask(maps, masks[:, :1])
+
+
+def test_mask_metric_takes_each_items_mask():
+    """The metric picks item i's mask by batch.indices: a map equal to item 2's mask
+    scores IoU 100 and mass 100 against it, and 0 against item 0's disjoint mask."""
+    from fame_utils.data.items import ClassificationBatch
+    from fame_utils.explain import Attribution
+    from fame_utils.metrics.adapters import Column, EvalContext
+    from fame_utils.metrics.masks import MaskMetric
+
+    masks = torch.zeros(3, 4, 4, dtype=torch.bool)
+    masks[0, :2, :2] = True
+    masks[1, 2:, 2:] = True
+    masks[2, :2, 2:] = True
+    metric = MaskMetric(masks, thresholds=(0.5,))
+    maps = masks[[2, 2]].float()
+    batch = ClassificationBatch(torch.zeros(2, 3, 4, 4), torch.zeros(2), None, ["c", "a"], [2, 0])
+    out = metric(None, batch, Attribution(maps), EvalContext())
+    assert list(out) == [Column("IoU", threshold=0.5), Column("Mass-on-mask")]
+    torch.testing.assert_close(out[Column("IoU", threshold=0.5)], torch.tensor([100.0, 0.0]))
+    torch.testing.assert_close(out[Column("Mass-on-mask")], torch.tensor([100.0, 0.0]))
+    with pytest.raises(ValueError, match="one mask per dataset item"):
+        MaskMetric(masks[0])
+
+
+def test_registry_leaves_out_fullgrad_for_vits(vit):
+    from fame_utils.baselines.cam import FullGrad
+    from fame_utils.methods import available_methods
+
+    on_vit = available_methods("classification", vit)
+    assert "fullgrad" not in on_vit
+    assert {"fame", "gradcam", "gradcam-ew", "hirescam"} <= set(on_vit)
+    assert "fullgrad" in available_methods("classification", torch.nn.Linear(2, 2))
+    assert "fullgrad" in available_methods("classification")
+    with pytest.raises(ValueError, match="LayerNorm"):
+        FullGrad()(vit, torch.rand(1, 3, 32, 32), ClassTarget([0]))
+
+
+def test_locality_table_and_text_by_hand():
+    """Uniform-relative locality from hand-made measurement rows of two networks."""
+    import pandas as pd
+
+    from fame_utils.receptive.locality import describe_locality, locality_table
+
+    def rows(layer, grid, mass, offset, uniform, area):
+        return [
+            {
+                "layer": layer,
+                "map": kind,
+                "grid_h": grid,
+                "grid_w": grid,
+                "box_area": 1 / grid**2,
+                "mass_in_box": mass if kind == "delta" else 0.0,
+                "com_dist_cells": offset,
+                "uniform_com_dist_cells": uniform,
+                "area50": area,
+            }
+            for kind in ("delta", "blurred")
+        ]
+
+    vit_df = pd.DataFrame(
+        rows("block1", 8, 0.25, 1.0, 2.0, 1 / 32) + rows("block4", 8, 0.0625, 2.0, 2.0, 0.25)
+    )
+    cnn_df = pd.DataFrame(
+        rows("56x56", 56, 0.5, 0.1, 20.0, 0.0) + rows("7x7", 7, 0.1, 1.5, 3.0, 0.2)
+    )
+    table = locality_table({"vit": vit_df, "cnn": cnn_df})
+    assert list(table.index) == [
+        ("vit", "block1"),
+        ("vit", "block4"),
+        ("cnn", "56x56"),
+        ("cnn", "7x7"),
+    ]
+    b1 = table.loc[("vit", "block1")]
+    assert b1["grid"] == "8x8" and b1["cells"] == 1
+    assert b1["x uniform"] == pytest.approx(16.0) and b1["offset / uniform"] == pytest.approx(0.5)
+    assert b1["50% area / box"] == pytest.approx(2.0)
+    assert table.loc[("vit", "block4"), "x uniform"] == pytest.approx(4.0)
+    text = describe_locality(table, "vit", "block1", reference="cnn")
+    assert "vit, block1: 0.25 of the mass in its own box (16.0x a uniform map)" in text
+    assert "0.50 of a uniform map's offset" in text and "half the mass over 2.0 boxes" in text
+    assert "cnn: cells stay local (offset below a quarter of a uniform map's) up to 56x56" in text
+
+
+def test_digits_names_and_dataset(test_split):
+    small = load_digits_images(limit=3)
+    assert small.names[0] == f"#{int(small.indices[0])} digit {int(small.labels[0])}"
+    data = small.dataset()
+    assert (
+        len(data) == 3 and data[2].label == int(small.labels[2]) and data[2].name == small.names[2]
+    )
+    assert torch.equal(data[1].image, small.images[1])
+    assert data.identity == load_digits_images(limit=3).dataset().identity
+    assert data.identity != load_digits_images(limit=4).dataset().identity

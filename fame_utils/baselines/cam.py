@@ -73,6 +73,7 @@ __all__ = [
     "FullGrad",
     "fullgrad_uncovered_biases",
     "vit_reshape_transform",
+    "token_grid_of",
 ]
 
 
@@ -218,12 +219,19 @@ def vit_reshape_transform(tokens: Tensor, grid: tuple[int, int] | None = None) -
     return tokens[:, 1:].reshape(tokens.shape[0], h, w, tokens.shape[2]).permute(0, 3, 1, 2)
 
 
+def token_grid_of(model: nn.Module) -> tuple[int, int] | None:
+    """The (h, w) patch grid of a Vision Transformer wrapper (its ``token_grid``
+    attribute, see :func:`fame_utils.models.load_classifier`); None for other models."""
+    grid = getattr(model, "token_grid", None)
+    return None if grid is None else (int(grid[0]), int(grid[1]))
+
+
 def _reshape_transform_of(model: nn.Module):
     """pytorch-grad-cam's ``reshape_transform`` for ``model``: None for CNNs."""
-    grid = getattr(model, "token_grid", None)
+    grid = token_grid_of(model)
     if grid is None:
         return None
-    return lambda tokens: vit_reshape_transform(tokens, tuple(grid))
+    return lambda tokens: vit_reshape_transform(tokens, grid)
 
 
 def _run_cam(

@@ -14,7 +14,7 @@ no download). :func:`load_digits_images` makes them the input of the shipped
 - **stroke mask**: the pixels of the upsampled image whose intensity exceeds
   :data:`STROKE_THRESHOLD` (0.5, i.e. 8 of 16 grey levels): the ink of the digit, a natural
   "object" mask for IoU and ROAD-style numbers. On the test split it covers 30.8% of the
-  pixels on average (19–42% per image; :func:`stroke_share` measures it).
+  pixels on average (19–42% per image; :func:`fame_utils.metrics.masks.mask_share` measures it).
 """
 
 from __future__ import annotations
@@ -25,11 +25,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..postprocess import kernel_size_for
+
 __all__ = [
     "DigitsData",
     "load_digits_images",
     "digits_split",
-    "stroke_share",
     "DIGITS_SIZE",
     "SPLIT_SEED",
     "TRAIN_SIZE",
@@ -46,8 +47,9 @@ TRAIN_SIZE = 1400
 #: A pixel is stroke when its upsampled intensity (in [0, 1]) is above this.
 STROKE_THRESHOLD = 0.5
 #: FAME's Gaussian blur for these 32 px images: the paper's σ = 7.7 px at 224 px scaled by
-#: 32/224 (σ = 1.1 px), kernel 7 (≥ 6σ, odd). The paper's kernel 49 would span the image.
-DIGITS_BLUR: dict[str, float | int] = {"sigma": 1.1, "kernel_size": 7}
+#: 32/224 (σ = 1.1 px), kernel 7 (:func:`~fame_utils.postprocess.kernel_size_for`: ±3σ, odd);
+#: the paper's kernel 49 would span the whole image.
+DIGITS_BLUR: dict[str, float | int] = {"sigma": 1.1, "kernel_size": kernel_size_for(1.1)}
 _NUM_IMAGES = 1797
 
 
@@ -69,6 +71,20 @@ class DigitsData:
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
+
+    @property
+    def names(self) -> list[str]:
+        """One label per image: ``"#<row> digit <label>"`` (row of ``load_digits()``)."""
+        return [f"#{i} digit {y}" for i, y in zip(self.indices.tolist(), self.labels.tolist())]
+
+    def dataset(self):
+        """The split as a :class:`~fame_utils.data.items.ClassificationDataset` (items named
+        by :attr:`names`; its cache identity is a hash of the images and labels), to run
+        :func:`fame_utils.experiment.run.run_experiment` on; the stroke masks go to
+        :class:`fame_utils.metrics.masks.MaskMetric`."""
+        from .items import ClassificationDataset
+
+        return ClassificationDataset(self.images, self.labels, names=self.names)
 
     def to(self, device: str | torch.device) -> DigitsData:
         """The same split with every tensor on ``device``."""
@@ -124,8 +140,3 @@ def load_digits_images(
         indices=index.clone(),
     )
     return data.to(device)
-
-
-def stroke_share(strokes: Tensor) -> Tensor:
-    """Fraction of stroke pixels per image: (N, H, W) bool → (N,) float in [0, 1]."""
-    return strokes.flatten(1).float().mean(1)
