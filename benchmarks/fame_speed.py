@@ -102,6 +102,7 @@ def measure(model, b: int, setting: str, n: int, repeats: int, device: torch.dev
         "fame_s_per_image_iter": fame_it / b,
         "floor_s_per_image_iter": floor_it / b,
         "fame_over_floor": fame_it / floor_it,
+        "s_per_image_500_iterations": 500 * fame_it / b,
         "whole_call_s_per_image_iter": statistics.median(whole) / b,
         "warmup_s": t_warm,
     }
