@@ -66,6 +66,8 @@ def main(argv=None) -> None:
         f"EfficientNet-Lite0, {len(x)} bundled objects, {args.iterations} iterations, "
         f"torch {torch.__version__}, paper defaults otherwise"
     )
+    for threads in args.threads:  # warm-up: kernel set-up is not part of any timing
+        run(model, x[:1], t[:1], cfg.replace(iterations=1), threads, False)
     maps, secs = {}, {}
     for threads, single in itertools.product(args.threads, (False, True)):
         key = f"{threads} thread{'s' * (threads > 1)}, batch {1 if single else len(x)}"
