@@ -27,13 +27,7 @@ from fame_utils import FameConfig, fame
 from fame_utils.data import load_sample_objects
 from fame_utils.models import load_classifier
 from fame_utils.objectives import ClassLogit
-
-
-def pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """(N,) Pearson r of the flattened (N, H, W) maps."""
-    a, b = a.flatten(1).double(), b.flatten(1).double()
-    a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
-    return (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1))
+from fame_utils.stats import map_pearson
 
 
 def run(model, x, t, cfg: FameConfig, threads: int, one_at_a_time: bool) -> tuple:
@@ -72,6 +66,8 @@ def main(argv=None) -> None:
         f"EfficientNet-Lite0, {len(x)} bundled objects, {args.iterations} iterations, "
         f"torch {torch.__version__}, paper defaults otherwise"
     )
+    for threads in args.threads:  # warm-up: kernel set-up is not part of any timing
+        run(model, x[:1], t[:1], cfg.replace(iterations=1), threads, False)
     maps, secs = {}, {}
     for threads, single in itertools.product(args.threads, (False, True)):
         key = f"{threads} thread{'s' * (threads > 1)}, batch {1 if single else len(x)}"
@@ -93,7 +89,7 @@ def main(argv=None) -> None:
     print("|---|---|---:|---:|---|")
     for a, b in itertools.combinations(maps, 2):
         diff = float((maps[a] - maps[b]).abs().max())
-        r = float(pearson(maps[a], maps[b]).min())
+        r = float(map_pearson(maps[a], maps[b]).min())
         print(f"| {a} | {b} | {diff:.3g} | {r:.5f} | {'yes' if diff == 0 else 'no'} |")
     if not args.no_deterministic:
         base = f"{top} thread{'s' * (top > 1)}, batch {len(x)}"

@@ -331,7 +331,6 @@ class _Step:
     """
 
     def __init__(self, model: nn.Module, cfg: FameConfig, device: torch.device):
-        self.cfg = cfg
         self.model: Callable = model
         self.update: Callable = _update
         self._compiled = cfg.compile
@@ -360,7 +359,7 @@ class _Step:
         self.model, self.update, self._compiled = self._eager_model, _update, False
 
     def first(self, fn: Callable, *args):
-        """Call ``fn(self, *args)``; if it fails while compiled, fall back and retry eagerly."""
+        """Call ``fn(*args)``; if torch.compile fails in it, fall back and retry eagerly."""
         if not self._compiled:
             return fn(*args)
         try:
@@ -408,6 +407,7 @@ def _optimise_chunk(
     x, delta, obj = x_full, torch.zeros_like(x_full), objective
     active = torch.ones(n, 1, 1, 1, dtype=torch.bool, device=x_full.device)
     initial = None
+    done = 0  # iterations run
 
     def loss_and_grad(obj: Objective, x: Tensor, delta: Tensor) -> tuple[Tensor, Tensor]:
         delta = delta.detach().requires_grad_(True)
@@ -438,6 +438,7 @@ def _optimise_chunk(
             steps.index_add_(0, rows, active.view(-1).long())
             bad = ~(torch.isfinite(loss) & torch.isfinite(gmax))
             nonfinite.index_add_(0, rows, bad.long())
+        done = it + 1
         if bar is not None:
             bar.update(1)
         if it == 0:
@@ -454,7 +455,7 @@ def _optimise_chunk(
                 if bar is not None:
                     bar.update(cfg.iterations - it - 1)
                 break
-    check("loss or input gradient", cfg.iterations)
+    check("loss or input gradient", done)
     with torch.no_grad():
         delta_full[rows] = delta.detach()
         final = fns.loss(objective, x_full + scale * delta_full, eager=True).detach()

@@ -13,8 +13,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
-__all__ = ["Interval", "bootstrap_interval", "paired_difference", "DEFAULT_RESAMPLES"]
+__all__ = [
+    "Interval",
+    "bootstrap_interval",
+    "paired_difference",
+    "DEFAULT_RESAMPLES",
+    "map_pearson",
+]
 
 DEFAULT_RESAMPLES = 2000
 
@@ -103,3 +110,21 @@ def paired_difference(
     if x.shape != y.shape:
         raise ValueError(f"paired values need equal lengths, got {x.size} and {y.size}")
     return _interval(x - y, n_resamples, seed, level)
+
+
+def map_pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-map Pearson r between two batches of maps, for "how far did the map move".
+
+    Args:
+        a, b: (N, H, W) (or any (N, ...)) tensors of the same shape, on one device.
+
+    Returns:
+        (N,) float64 r on that device (NaN where a map is constant).
+    """
+    if a.shape != b.shape or a.ndim < 2:
+        raise ValueError(
+            f"map_pearson needs two (N, ...) batches of one shape, got {a.shape}, {b.shape}"
+        )
+    a, b = a.flatten(1).double(), b.flatten(1).double()
+    a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
+    return (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1))

@@ -11,16 +11,10 @@ from torch import nn
 from fame_utils import FameConfig, fame, run_fame
 from fame_utils.core import FameResult, frozen_eval
 from fame_utils.objectives import ClassLogit, FeatureCell
+from fame_utils.stats import map_pearson
 
 QUIET = {"progress": False}
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-
-
-def pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """(N,) Pearson r between the flattened maps of two (N, H, W) batches."""
-    a, b = a.flatten(1).double(), b.flatten(1).double()
-    a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
-    return (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1))
 
 
 # --- gray order ---------------------------------------------------------------------
@@ -218,7 +212,7 @@ def test_precision_runs_the_model_under_autocast(tiny_cnn, precision):
     # Δ, x̄ and the losses stay float32
     assert r.delta.dtype == r.initial_loss.dtype == r.final_loss.dtype == torch.float32
     ref = fame(tiny_cnn, x, ClassLogit([0, 1]), iterations=4, **QUIET)
-    assert bool((pearson(r.maps(), ref) > 0.99).all())
+    assert bool((map_pearson(r.maps(), ref) > 0.99).all())
 
 
 def test_channels_last_runs_in_that_format_and_restores_the_model(tiny_cnn):
@@ -249,9 +243,11 @@ def test_options_keep_the_maps_on_the_bundled_images():
     x, t = data.images[:2], data.labels[:2]
     cfg = FameConfig(iterations=30, **QUIET)
     ref = fame(model, x, ClassLogit(t), cfg)
-    assert bool((pearson(fame(model, x, ClassLogit(t), cfg, channels_last=True), ref) > 0.99).all())
     assert bool(
-        (pearson(fame(model, x, ClassLogit(t), cfg, precision="bfloat16"), ref) > 0.97).all()
+        (map_pearson(fame(model, x, ClassLogit(t), cfg, channels_last=True), ref) > 0.99).all()
+    )
+    assert bool(
+        (map_pearson(fame(model, x, ClassLogit(t), cfg, precision="bfloat16"), ref) > 0.97).all()
     )
 
 
@@ -291,7 +287,7 @@ def test_feature_cell_with_options(tiny_cnn):
     obj = FeatureCell(tiny_cnn[2], [(1, 2)])
     ref = fame(tiny_cnn, x, obj, iterations=3, **QUIET)
     out = fame(tiny_cnn, x, obj, iterations=3, channels_last=True, precision="bfloat16", **QUIET)
-    assert float(pearson(out, ref)) > 0.99
+    assert float(map_pearson(out, ref)) > 0.99
 
 
 # --- on a CUDA device (run by benchmarks/device_check.sh: pytest -k cuda) ----------------
@@ -308,7 +304,7 @@ def test_cuda_options_match_cpu_float32(tiny_cnn, options):
     ref = fame(tiny_cnn, x, ClassLogit([0, 1, 2]), cfg)
     out = fame(tiny_cnn.cuda(), x.cuda(), ClassLogit([0, 1, 2]), cfg, **options)
     assert out.device.type == "cuda"
-    assert bool((pearson(out.cpu(), ref) > 0.99).all())
+    assert bool((map_pearson(out.cpu(), ref) > 0.99).all())
 
 
 @CUDA
@@ -318,7 +314,7 @@ def test_cuda_compile_matches_eager(tiny_cnn):
     cfg = FameConfig(iterations=5, kernel_size=5, sigma=1.5, **QUIET)
     ref = fame(model, x, ClassLogit([0, 1]), cfg)
     out = fame(model, x, ClassLogit([0, 1]), cfg, compile=True, precision="bfloat16")
-    assert bool((pearson(out, ref) > 0.99).all())
+    assert bool((map_pearson(out, ref) > 0.99).all())
 
 
 @CUDA
@@ -358,3 +354,14 @@ def test_deterministic_mode_is_batch_and_thread_independent(tiny_cnn):
         torch.set_num_threads(before)
     for other in runs[1:]:
         torch.testing.assert_close(other, runs[0], rtol=0, atol=0)
+
+
+def test_map_pearson_hand_computed():
+    a = torch.tensor([[[1.0, 2.0, 3.0]], [[1.0, 2.0, 3.0]], [[1.0, 2.0, 3.0]]])
+    b = torch.tensor([[[3.0, 5.0, 7.0]], [[3.0, 2.0, 1.0]], [[1.0, 3.0, 2.0]]])
+    # centred: (-1, 0, 1) against (-2, 0, 2), (1, 0, -1), (-1, 1, 0): r = 1, -1, 1/2
+    torch.testing.assert_close(
+        map_pearson(a, b), torch.tensor([1.0, -1.0, 0.5], dtype=torch.float64)
+    )
+    with pytest.raises(ValueError, match="one shape"):
+        map_pearson(a, b[:2])
