@@ -129,10 +129,22 @@ def _clean_verification(
         b = _get_batch(dataset, idx).to(device)
         eg = embed(model, b.gallery, batch_size)
         ep = embed(model, b.probe, batch_size)
+        _check_model_output(torch.cat([eg, ep], 1), b.names)
         refs.append(eg.cpu())
         scores.append((eg * ep).sum(1).cpu())
         gen.append(b.genuine.cpu())
     return torch.cat(refs), torch.cat(scores), torch.cat(gen)
+
+
+def _check_model_output(output: Tensor, names: list[str]) -> None:
+    """Refuse a model whose clean output (logits, embeddings) holds NaN or Inf: every map
+    and metric of those items would be meaningless."""
+    bad = _nonfinite_items(output, names)
+    if bad:
+        raise RuntimeError(
+            f"the model's output holds NaN or Inf for items {bad} on the clean images; "
+            "no map of them can be computed (check the model's weights and the images)"
+        )
 
 
 def _check_inputs(dataset, metrics, batch_size, eval_batch_size, n_resamples, threads) -> Task:
@@ -230,26 +242,26 @@ def _compute_maps(
     threshold: float | None,
     cache_dtype: torch.dtype,
     progress: bool,
+    checked: set[int],
 ) -> tuple[int, list[str]]:
     """Compute and cache the maps of every batch in ``owned`` that is not validly cached
     in ``folder``; returns how many batches were computed and the items with empty maps.
 
     Raises:
         RuntimeError: the method returned NaN/Inf maps (the items are named; nothing of
-            that batch is cached) or maps of the wrong shape.
+            that batch is cached) or maps of the wrong shape; the model's clean logits
+            hold NaN/Inf (checked once per batch; ``checked`` holds the batches done).
     """
     device = model_device(model)
-    todo, empty = [], []
+    todo, empty, new_empty = [], [], []
     for b in owned:
         path = folder / f"batch_{b:05d}.pt"
-        exists = path.is_file()
-        names = _item_names(dataset, batches[b])
-        blob = load(path) if exists else None
-        problem = _blob_problem(blob, names, (len(batches[b]), *hw)) if exists else "missing"
+        blob = load(path)
+        problem = _blob_problem(blob, _item_names(dataset, batches[b]), (len(batches[b]), *hw))
         if problem is None:
             empty += blob.get("empty", [])
             continue
-        if exists:
+        if blob is not None:  # (an unreadable file was reported by load)
             warnings.warn(f"cached maps {path} are {problem}; recomputing them", stacklevel=3)
         _drop_evaluations(folder, b)
         todo.append(b)
@@ -266,6 +278,10 @@ def _compute_maps(
             batch = _get_batch(dataset, idx).to(device)
             if task == "classification":
                 images, target = batch.images, ClassTarget(batch.labels)
+                if b not in checked:
+                    with torch.no_grad():
+                        _check_model_output(model(images).flatten(1), batch.names)
+                    checked.add(b)
             else:
                 images = batch.probe
                 target = SimilarityTarget(refs[idx.start : idx.stop].to(device), threshold)
@@ -276,13 +292,7 @@ def _compute_maps(
                 )
             _check_method_output(method.name, att, batch.names, (len(idx), *hw))
             batch_empty = _empty_items(att, batch.names)
-            if batch_empty:
-                warnings.warn(
-                    f"{method.name} gave all-zero maps for {batch_empty}; they are scored as "
-                    "empty maps and listed in run.json",
-                    stacklevel=3,
-                )
-            empty += batch_empty
+            new_empty += batch_empty
             neg = att.negative
             blob = {
                 "positive": att.positive.detach().to("cpu", cache_dtype),
@@ -294,7 +304,13 @@ def _compute_maps(
             bar.update(1)
     finally:
         bar.close()
-    return len(todo), empty
+    if new_empty:
+        warnings.warn(
+            f"{method.name} gave all-zero maps for {new_empty}; they are scored as empty maps "
+            "and listed in run.json",
+            stacklevel=3,
+        )
+    return len(todo), empty + new_empty
 
 
 def _check_method_output(name: str, att: Attribution, items: list[str], shape) -> None:
@@ -386,11 +402,10 @@ def _evaluate(
             loaded = None
             for m, key in zip(metrics, keys):
                 mpath = folder / f"eval_{slug(type(m).__name__)}-{key}_{b:05d}.pt"
-                exists = mpath.is_file()
-                cached = load(mpath) if exists else None
+                cached = load(mpath)
                 problem = _values_problem(cached, m, len(idx))
                 if problem is not None:
-                    if exists:
+                    if cached is not None:  # (an unreadable file was reported by load)
                         warnings.warn(
                             f"cached metric values {mpath} are {problem}; recomputing them",
                             stacklevel=3,
@@ -627,6 +642,7 @@ def _run(
         if shard.is_main:
             remove_stale_tmp(out)
         cache_dirs: dict[str, Path] = {}
+        checked: set[int] = set()  # batches whose clean model output was checked
         computed: dict[str, int] = {}
         empty: dict[str, list[str]] = {}
         for method in methods:
@@ -650,6 +666,7 @@ def _run(
                 threshold,
                 cache_dtype,
                 progress,
+                checked,
             )
 
         context = EvalContext(
