@@ -236,6 +236,8 @@ def _fame(recipe: Recipe | None, task: Task, settings: Mapping[str, Any]) -> Fam
 
 def _face_cam_option(cls: type, recipe: Recipe) -> dict[str, Any]:
     """The face CAM target the recipe chooses, as the constructor takes it."""
+    if _accepts(cls, "face_target"):
+        return {"face_target": recipe.face_cam_target}
     if _accepts(cls, "target"):
         return {"target": recipe.face_cam_target}
     if _accepts(cls, "recipe"):

@@ -105,3 +105,30 @@ def test_supports_reads_the_declared_targets():
         targets = (ClassTarget,)
 
     assert supports(OnlyClasses(), "classification") and not supports(OnlyClasses(), "verification")
+
+
+def test_face_cams_take_the_recipes_target_where_they_offer_one():
+    from dataclasses import dataclass
+
+    from fame_utils.methods import _face_cam_option
+    from fame_utils.recipes import REFERENCE
+
+    @dataclass
+    class WithTarget:
+        face_target: str = "cosine"
+
+    @dataclass
+    class WithRecipe:
+        recipe: object = None
+
+    class Without:
+        pass
+
+    assert _face_cam_option(WithTarget, REFERENCE) == {"face_target": "constant_norm"}
+    assert _face_cam_option(WithRecipe, REFERENCE) == {"recipe": REFERENCE}
+    assert _face_cam_option(Without, REFERENCE) == {}
+    cams = make_methods(["gradcam"], "verification", recipes=("paper", "reference"))
+    offered = bool(_face_cam_option(GradCAM, REFERENCE))
+    assert [m.name for m in cams] == (
+        ["Grad-CAM (paper)", "Grad-CAM (reference)"] if offered else ["Grad-CAM"]
+    )

@@ -1,0 +1,211 @@
+"""Recipes and uncertainty in the experiment runner (issue 10): the recipe reaches FAME and
+the cache key, FAME shows once per recipe, every summary cell carries a bootstrap interval."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import fields
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import fame_utils.explain as explain
+from fame_utils.baselines import GradCAM
+from fame_utils.core import FameConfig
+from fame_utils.data.items import ClassificationDataset
+from fame_utils.experiment import run_experiment, summarize, summary_markdown
+from fame_utils.experiment.report import ROW_COLUMNS
+from fame_utils.explain import ClassTarget, Fame, SimilarityTarget
+from fame_utils.methods import make_methods
+from fame_utils.metrics.adapters import Column, EvalContext, IoUMetric, _tie_options
+from fame_utils.recipes import PAPER, REFERENCE
+from fame_utils.stats import bootstrap_interval
+
+FAST = FameConfig(iterations=2, progress=False)
+
+
+@pytest.fixture
+def data():
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(5, 3, 16, 16, generator=g)
+    boxes = torch.tensor([[2.0, 3.0, 12.0, 11.0]] * 5)
+    return ClassificationDataset(images, [0, 1, 2, 3, 4], boxes=boxes)
+
+
+def _captured(monkeypatch):
+    """Replace explain.run_fame by a spy recording (objective, config) of each call."""
+    calls = []
+    real = explain.run_fame
+
+    def spy(model, images, objective, config):
+        calls.append((objective, config))
+        return real(model, images, objective, config)
+
+    monkeypatch.setattr(explain, "run_fame", spy)
+    return calls
+
+
+@pytest.mark.filterwarnings("ignore:FAME produced empty")  # e₋ of an identical pair
+def test_recipe_reaches_fames_config_and_objective(monkeypatch, tiny_cnn):
+    calls = _captured(monkeypatch)
+    x = torch.rand(2, 3, 16, 16)
+    Fame(FAST, recipe="reference")(tiny_cnn, x, ClassTarget([0, 1]))
+    objective, cfg = calls[-1]
+    assert cfg.normalization == "minmax" and cfg.early_stop == REFERENCE.classification_early_stop
+    assert objective.absolute is True and cfg.iterations == 2
+    Fame(FAST.replace(normalization="minmax"), recipe="paper")(tiny_cnn, x, ClassTarget(0))
+    objective, cfg = calls[-1]
+    assert cfg.normalization == "max" and cfg.early_stop is None and objective.absolute is False
+    # no recipe: the config runs as given
+    Fame(FAST.replace(normalization="minmax"))(tiny_cnn, x, ClassTarget(0))
+    assert calls[-1][1].normalization == "minmax" and calls[-1][0].absolute is False
+
+    face = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 16 * 16, 4)).eval()
+    refs = torch.nn.functional.normalize(face(x), dim=1).detach()
+    Fame(FAST, recipe="reference")(face, x, SimilarityTarget(refs))
+    cfg = calls[-1][1]
+    assert cfg.normalization == "minmax" and cfg.early_stop == REFERENCE.face_early_stop
+    assert cfg.step_space == "pixel"
+    if "gray_order" in {f.name for f in fields(FameConfig)}:
+        assert cfg.gray_order == "bgr"
+
+
+def test_two_recipes_give_two_cache_folders_and_two_rows(tmp_path, tiny_cnn, data):
+    runs = {}
+    for name in ("paper", "reference"):
+        methods = make_methods(["fame"], "classification", recipe=name, fame_config=FAST)
+        runs[name] = run_experiment(
+            tiny_cnn, data, methods, [IoUMetric()], tmp_path, recipe=name, progress=False
+        )
+    paper, reference = runs["paper"].cache_dirs["FAME"], runs["reference"].cache_dirs["FAME"]
+    assert paper != reference
+    assert json.loads((reference / "meta.json").read_text())["method"]["recipe"]["name"] == (
+        "reference"
+    )
+    run_info = json.loads((tmp_path / "run.json").read_text())
+    assert run_info["recipe"] == REFERENCE.as_dict() and runs["reference"].recipe == REFERENCE
+    # both recipes in one run: FAME once per recipe, CorrRISE (recipe-free) once
+    both = make_methods(
+        ["fame", "corrrise"],
+        "classification",
+        recipes=("paper", "reference"),
+        fame_config=FAST,
+        n_masks=4,
+    )
+    res = run_experiment(tiny_cnn, data, both, [IoUMetric()], tmp_path, progress=False)
+    assert res.methods == ["FAME (paper)", "FAME (reference)", "CorrRISE"]
+    assert res.computed_batches["FAME (paper)"] == 1  # the name is part of the folder
+    maps = {m: res.maps(m).positive for m in res.methods[:2]}
+    # min-max maps reach 0 in every image, max-normalised FAME keeps its blurred floor
+    assert maps["FAME (reference)"].flatten(1).amin(1).max() == 0
+    assert maps["FAME (paper)"].flatten(1).amin(1).min() > 0
+
+
+def test_tie_rule_of_the_run_recipe_reaches_removal_functions():
+    ctx = EvalContext(ties="reference", tie_seed=5)
+
+    def with_ties(maps, *, ties="random", tie_seed=0):
+        return ties, tie_seed
+
+    def without(maps, *, seed=0):
+        return None
+
+    assert _tie_options(with_ties, ctx) == {"ties": "reference", "tie_seed": 5}
+    assert _tie_options(without, ctx) == {}
+
+
+def _rows(values_by_method: dict[str, list[float]]) -> pd.DataFrame:
+    records = [
+        {
+            "index": i,
+            "item": str(i),
+            "method": m,
+            "metric": "IoU",
+            "threshold": 0.3,
+            "percent": np.nan,
+            "value": v,
+        }
+        for m, values in values_by_method.items()
+        for i, v in enumerate(values)
+    ]
+    return pd.DataFrame.from_records(records, columns=ROW_COLUMNS)
+
+
+def test_intervals_contain_the_mean_and_shrink_with_more_items():
+    col = [Column("IoU", threshold=0.3)]
+    few = [10.0, 20.0, 30.0, 40.0]
+    summary, intervals = summarize(_rows({"A": few, "B": [7.0]}), col, ["A", "B"])
+    iv = intervals.loc["A", "IoU@0.3"]
+    assert summary.loc["A", "IoU@0.3"] == 25.0 == iv.mean
+    assert 10.0 <= iv.low < 25.0 < iv.high <= 40.0
+    assert iv == bootstrap_interval(few, 2000, seed=0)  # seeded: the same on every machine
+    single = intervals.loc["B", "IoU@0.3"]
+    assert single.low == single.high == 7.0  # one item: no spread
+    _, many = summarize(_rows({"A": few * 25}), col, ["A"])
+    wide, narrow = iv.high - iv.low, many.loc["A", "IoU@0.3"].high - many.loc["A", "IoU@0.3"].low
+    assert narrow < wide / 3  # 25× the items: about 1/5 of the width
+    md = summary_markdown(summary, {"IoU@0.3": 1}, intervals, note="n")
+    assert md.splitlines()[2] == f"| A | 25.0 [{iv.low:.1f}, {iv.high:.1f}] |"
+    assert md.splitlines()[3] == "| B | 7.0 [7.0, 7.0] |" and md.endswith("\nn\n")
+
+
+def test_summary_csv_and_result_carry_the_intervals(tmp_path, tiny_cnn, data):
+    res = run_experiment(
+        tiny_cnn,
+        data,
+        [GradCAM(target_layer=tiny_cnn[2])],
+        [IoUMetric()],
+        tmp_path,
+        progress=False,
+    )
+    csv = pd.read_csv(tmp_path / "summary.csv", index_col="method")
+    assert list(csv.columns[:3]) == ["IoU@0.3", "IoU@0.3_low", "IoU@0.3_high"]
+    iv = res.intervals.loc["Grad-CAM", "IoU@0.3"]
+    want = bootstrap_interval(res.per_item("IoU", threshold=0.3)["Grad-CAM"], 2000, seed=0)
+    assert iv == want
+    assert csv.loc["Grad-CAM", "IoU@0.3_low"] == pytest.approx(iv.low)
+    assert csv.loc["Grad-CAM", "IoU@0.3_high"] == pytest.approx(iv.high)
+    assert "Brackets: 95 % percentile-bootstrap interval" in (tmp_path / "summary.md").read_text()
+    assert res.recipe == PAPER
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["imagenet", "faces"])
+def test_cli_runs_the_reference_recipe_on_bundled_data(task, tmp_path, capsys):
+    from fame_utils.__main__ import main
+
+    args = [task, "--recipe", "reference", "--methods", "gradcam,fame", "--iterations", "2"]
+    args += ["--out", str(tmp_path), "--no-progress"]
+    args += ["--max-images", "2"] if task == "imagenet" else ["--max-pairs", "2"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "| Grad-CAM |" in out and "| FAME |" in out and "recipe: reference" in out
+    assert json.loads((tmp_path / "run.json").read_text())["recipe"]["name"] == "reference"
+    meta = [json.loads(p.read_text()) for p in (tmp_path / "cache").glob("fame-*/meta.json")]
+    assert [m["method"]["recipe"]["normalization"] for m in meta] == ["minmax"]
+
+
+def test_data_and_metrics_never_import_the_experiment_layer():
+    import ast
+    from pathlib import Path
+
+    import fame_utils
+
+    root = Path(fame_utils.__file__).parent
+    banned = ("fame_utils.runner", "fame_utils.experiment", "fame_utils.methods")
+    offenders = []
+    for path in [*root.glob("data/*.py"), *root.glob("metrics/*.py")]:
+        package = "fame_utils." + path.parent.name
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                base = package.rsplit(".", node.level - 1)[0] if node.level else ""
+                module = ".".join(p for p in (base, node.module or "") if p)
+                names = [f"{module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            offenders += [f"{path.name}: {n}" for n in names if n.startswith(banned)]
+    assert offenders == []
