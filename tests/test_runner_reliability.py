@@ -145,9 +145,7 @@ def test_run_json_records_every_setting(tmp_path, tiny_cnn, data):
     assert s["seed"] == 3 and s["threads"] == 1 and s["device_type"] == "cpu"
     assert s["torch"] == torch.__version__ and s["code"]["package"]
     assert s["batch_size"] == 2 and s["eval_batch_size"] == 64
-    assert record["run"]["world_size"] == 1 and record["run"]["computed_batches"] == {
-        "saliency": 3
-    }
+    assert record["run"]["world_size"] == 1 and record["run"]["computed_batches"] == {"saliency": 3}
 
 
 def test_rerun_with_other_settings_is_refused_unless_overwrite(tmp_path, tiny_cnn, data):
@@ -299,3 +297,23 @@ def test_threads_are_pinned_for_the_run_and_restored(tmp_path, tiny_cnn, data):
     res = _run(tiny_cnn, data, tmp_path, methods=[Spy()], threads=2)
     assert seen == [2, 2, 2] and torch.get_num_threads() == before
     assert json.loads(res.paths["run"].read_text())["settings"]["threads"] == 2
+
+
+# ---- 5. a user-given θ is labelled as such ---------------------------------------------------
+
+
+@pytest.mark.slow
+def test_cli_labels_a_given_threshold(tmp_path, capsys):
+    from fame_utils.__main__ import main
+
+    argv = ["faces", "--methods", "gradcam", "--max-pairs", "2", "--no-progress"]
+    assert main([*argv, "--threshold", "0.5", "--out", str(tmp_path / "given")]) == 0
+    out = capsys.readouterr().out
+    assert "verification threshold θ (given by --threshold): 0.5000" in out
+    assert "clean EER" not in out
+    record = json.loads((tmp_path / "given" / "run.json").read_text())
+    assert record["settings"]["threshold"] == 0.5
+    assert record["settings"]["threshold_source"] == "given by --threshold"
+    assert main([*argv, "--out", str(tmp_path / "eer")]) == 0
+    out = capsys.readouterr().out
+    assert "θ (clean EER of the whole protocol (24 pairs)):" in out
