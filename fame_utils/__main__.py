@@ -140,6 +140,15 @@ def _methods(task: str) -> Callable[[str], list[str]]:
     return parse
 
 
+def _methods_argument(p: argparse.ArgumentParser, task: str) -> None:
+    p.add_argument(
+        "--methods",
+        type=_methods(task),
+        default=table_methods(task),
+        help=f"comma-separated, from {','.join(available_methods(task))} (default: the table's)",
+    )
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output folder (results, summaries, cache)")
     p.add_argument("--cache-dir", default=None, help="map cache folder (default OUT/cache)")
@@ -188,12 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(im)
     im.add_argument("--model", type=str.lower, choices=CLASSIFIERS, default="efficientnet_lite0")
     im.add_argument("--weights", default=None, help="torchvision weights tag for ResNets")
-    im.add_argument(
-        "--methods",
-        type=_methods("classification"),
-        default=table_methods("classification"),
-        help=f"comma-separated, from {','.join(available_methods('classification'))}",
-    )
+    _methods_argument(im, "classification")
     im.add_argument(
         "--imagenet-root", type=_existing, default=None, help="ImageNet folder (default: bundled)"
     )
@@ -219,12 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     fa = sub.add_parser("faces", help="face Deletion / Insertion (Table 1)")
     _common(fa)
     fa.add_argument("--model", type=str.lower, choices=FACE_MODELS, default="dlib_resnet")
-    fa.add_argument(
-        "--methods",
-        type=_methods("verification"),
-        default=table_methods("verification"),
-        help=f"comma-separated, from {','.join(available_methods('verification'))}",
-    )
+    _methods_argument(fa, "verification")
     fa.add_argument("--subset", choices=SAMPLE_FACE_SUBSETS, default="occlusion")
     fa.add_argument(
         "--protocol", type=_existing, default=None, help="pair protocol CSV (G, P, T columns)"

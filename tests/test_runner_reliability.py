@@ -135,7 +135,7 @@ def test_method_settings_name_the_layer_path(tiny_cnn):
 def test_run_json_records_every_setting(tmp_path, tiny_cnn, data):
     res = _run(tiny_cnn, data, tmp_path, seed=3, threads=1)
     record = json.loads(res.paths["run"].read_text())
-    s = record["settings"]
+    s = record
     assert s["model"]["fingerprint"].startswith("Sequential:")
     assert s["methods"] == {"saliency": {"type": "Saliency"}}
     assert [m["type"].rsplit(".", 1)[1] for m in s["metrics"]] == ["IoUMetric", "RoadMetric"]
@@ -159,9 +159,7 @@ def test_rerun_with_other_settings_is_refused_unless_overwrite(tmp_path, tiny_cn
     assert first.paths["results"].read_text() == before  # untouched
     res = _run(tiny_cnn, data, tmp_path, metrics=[IoUMetric((0.5,))], overwrite=True)
     assert set(res.rows["threshold"]) == {0.5}
-    assert json.loads(res.paths["run"].read_text())["settings"]["metrics"][0]["thresholds"] == [
-        "0.5"
-    ]
+    assert json.loads(res.paths["run"].read_text())["metrics"][0]["thresholds"] == ["0.5"]
 
 
 def test_a_folder_being_written_is_refused(tmp_path, tiny_cnn, data):
@@ -296,7 +294,7 @@ def test_threads_are_pinned_for_the_run_and_restored(tmp_path, tiny_cnn, data):
     before = torch.get_num_threads()
     res = _run(tiny_cnn, data, tmp_path, methods=[Spy()], threads=2)
     assert seen == [2, 2, 2] and torch.get_num_threads() == before
-    assert json.loads(res.paths["run"].read_text())["settings"]["threads"] == 2
+    assert json.loads(res.paths["run"].read_text())["threads"] == 2
 
 
 # ---- 5. a user-given θ is labelled as such ---------------------------------------------------
@@ -312,8 +310,8 @@ def test_cli_labels_a_given_threshold(tmp_path, capsys):
     assert "verification threshold θ (given by --threshold): 0.5000" in out
     assert "clean EER" not in out
     record = json.loads((tmp_path / "given" / "run.json").read_text())
-    assert record["settings"]["threshold"] == 0.5
-    assert record["settings"]["threshold_source"] == "given by --threshold"
+    assert record["threshold"] == 0.5
+    assert record["threshold_source"] == "given by --threshold"
     assert main([*argv, "--out", str(tmp_path / "eer")]) == 0
     out = capsys.readouterr().out
     assert "θ (clean EER of the whole protocol (24 pairs)):" in out

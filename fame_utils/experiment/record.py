@@ -1,13 +1,13 @@
 """What a results folder says about how it was made (``run.json``) and who may write it.
 
-``run.json`` has two parts:
+``run.json`` holds
 
-- ``settings``: everything the numbers depend on — the model and its weight fingerprint,
+- at its top level, the settings: everything the numbers depend on — the model and its weight fingerprint,
   every method's and metric's settings, the recipe, the dataset identity, batch sizes,
   threshold (and whether it was given or the clean EER), seeds, the thread count, the
-  device type and the code and torch versions. A rerun into a folder whose ``settings``
-  differ is refused (:func:`check_settings`) unless ``overwrite=True`` / ``--overwrite``.
-- ``run``: what is informative but not a setting (the exact device, world size, host,
+  device type and the code and torch versions. A rerun into a folder whose settings
+  differ is refused (:func:`check_settings`) unless ``overwrite=True`` / ``--overwrite``;
+- under ``run``, what is informative but not a setting (the exact device, world size, host,
   date, cache folders, empty maps reported).
 
 :class:`OutputLock` keeps two runs from writing one folder at once: ``OUT/.lock`` is
@@ -104,7 +104,8 @@ def check_settings(out: Path, settings: dict, overwrite: bool) -> None:
     if overwrite or not path.is_file():
         return
     try:
-        old = json.loads(path.read_text(encoding="utf-8")).get("settings")
+        old = json.loads(path.read_text(encoding="utf-8"))
+        old.pop("run", None)
     except (OSError, ValueError, AttributeError) as e:
         raise RunConflictError(
             f"{path} is unreadable ({e}); pass overwrite=True (--overwrite) to replace the "

@@ -727,7 +727,7 @@ def _run(
                 computed_batches=computed,
                 empty_maps={k: v for k, v in empty.items() if v},
             )
-            record = {"settings": settings, "run": info}
+            record = {**settings, "run": info}
             write_text(json.dumps(record, indent=2, default=str), paths["run"])
         distributed.barrier()
     finally:
