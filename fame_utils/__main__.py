@@ -350,7 +350,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             overwrite=args.overwrite,
         )
     except (FileNotFoundError, ValueError, RunConflictError) as e:
-        parser.error(str(e))
+        # argparse's form (usage, then "prog: error: ..."), returned instead of raised
+        parser.print_usage(sys.stderr)
+        print(f"{parser.prog}: error: {e}", file=sys.stderr)
+        return 2
     finally:
         if not already and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
