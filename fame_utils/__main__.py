@@ -18,42 +18,152 @@ the code behind its tables differ (:mod:`fame_utils.recipes`). Examples::
     # the same under the reference code's choices (min-max maps, |z_o|, reference ties, ...)
     python -m fame_utils faces --recipe reference --out runs/faces-reference
 
+    # split across 4 GPUs (or CPU processes, Gloo) of one machine; the same command on
+    # several machines sharing --out with --nnodes / --rdzv-endpoint
+    torchrun --nproc_per_node 4 -m fame_utils imagenet --imagenet-root ~/data/imagenet \
+        --model resnet50 --weights IMAGENET1K_V2 --out runs/imagenet
+
 Outputs in ``--out``: ``results.csv`` (one row per item × method × metric column, with
 ``threshold``/``percent`` columns), ``summary.md``, ``summary.tex``, ``summary.csv``,
-``run.json`` (recipe, seeds) and the map cache ``cache/`` (re-running resumes).
+``run.json`` (every setting the numbers depend on: model fingerprint, methods, metrics,
+recipe, data, seeds, threads, device, code and torch versions) and the map cache
+``cache/`` (re-running resumes). A rerun with other settings into the same ``--out`` is
+refused unless ``--overwrite``. Every mistake in the arguments exits with status 2 and an
+``error:`` line.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
 
 from .core import FameConfig
+from .data.faces import SAMPLE_FACE_SUBSETS
 from .data.items import from_face_pairs, from_object_samples
-from .experiment import run_experiment
-from .methods import available_methods, make_methods, table_methods
+from .experiment import RunConflictError, init_from_env, run_experiment
+from .experiment.distributed import broadcast
+from .methods import available_methods, get_spec, make_methods, table_methods
 from .metrics.adapters import FaceDeleteInsertMetric, IoUMetric, RoadMetric
+from .models.classifiers import CLASSIFIERS
+from .models.faces import FACE_MODELS
 from .recipes import RECIPES, get_recipe
 
 __all__ = ["main", "build_parser"]
 
 
-def _floats(text: str) -> tuple[float, ...]:
+def _number(text: str) -> float:
     try:
-        return tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from e
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return v
+
+
+def _in_range(lo: float, hi: float, what: str) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        v = _number(text)
+        if not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"{what} must lie in [{lo:g}, {hi:g}], got {text}")
+        return v
+
+    parse.__name__ = what  # argparse names the type in its message
+    return parse
+
+
+def _numbers(lo: float, hi: float, what: str) -> Callable[[str], tuple[float, ...]]:
+    one = _in_range(lo, hi, what)
+
+    def parse(text: str) -> tuple[float, ...]:
+        values = tuple(one(v.strip()) for v in text.split(",") if v.strip())
+        if not values:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {what}, got {text!r}")
+        return values
+
+    parse.__name__ = what
+    return parse
+
+
+def _count(text: str) -> int:
+    """A whole number >= 1."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return v
+
+
+def _existing(text: str) -> str:
+    if not Path(text).expanduser().exists():
+        raise argparse.ArgumentTypeError(f"{text} does not exist")
+    return str(Path(text).expanduser())
+
+
+def _device(text: str) -> str:
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(
+            f"not a torch device: {text!r} (e.g. cpu, cuda, cuda:1)"
+        ) from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError("CUDA is not available here; use --device cpu")
+    return text
+
+
+def _methods(task: str) -> Callable[[str], list[str]]:
+    def parse(text: str) -> list[str]:
+        names = [n.strip() for n in text.split(",") if n.strip()]
+        if not names:
+            raise argparse.ArgumentTypeError("no methods given")
+        allowed = available_methods(task)
+        for n in names:
+            try:
+                key = get_spec(n).key
+            except ValueError:
+                key = None
+            if key not in allowed:
+                raise argparse.ArgumentTypeError(
+                    f"unknown method {n!r} for {task}; choose from {','.join(allowed)}"
+                )
+        return names
+
+    parse.__name__ = "method list"
+    return parse
+
+
+def _methods_argument(p: argparse.ArgumentParser, task: str) -> None:
+    p.add_argument(
+        "--methods",
+        type=_methods(task),
+        default=table_methods(task),
+        help=f"comma-separated, from {','.join(available_methods(task))} (default: the table's)",
+    )
 
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output folder (results, summaries, cache)")
     p.add_argument("--cache-dir", default=None, help="map cache folder (default OUT/cache)")
-    p.add_argument("--checkpoint", default=None, help="model weights file")
-    p.add_argument("--device", default=None, help="cuda / cpu (default: cuda when available)")
-    p.add_argument("--iterations", type=int, default=500, help="FAME iterations (paper: 500)")
-    p.add_argument("--batch-size", type=int, default=16, help="images per map batch")
-    p.add_argument("--eval-batch-size", type=int, default=64, help="perturbed images per forward")
+    p.add_argument("--checkpoint", type=_existing, default=None, help="model weights file")
+    p.add_argument(
+        "--device",
+        type=_device,
+        default=None,
+        help="cuda / cpu (default: cuda when available; cuda:LOCAL_RANK under torchrun)",
+    )
+    p.add_argument("--iterations", type=_count, default=500, help="FAME iterations (paper: 500)")
+    p.add_argument("--batch-size", type=_count, default=16, help="images per map batch")
+    p.add_argument(
+        "--eval-batch-size", type=_count, default=64, help="perturbed images per forward"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--recipe",
@@ -62,6 +172,17 @@ def _common(p: argparse.ArgumentParser) -> None:
         help="paper: the paper's text; reference: the code behind its tables",
     )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    p.add_argument(
+        "--threads",
+        type=_count,
+        default=None,
+        help="CPU threads (torch.set_num_threads; default: torch's); recorded in run.json",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace results in --out that were made with other settings",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,50 +195,57 @@ def build_parser() -> argparse.ArgumentParser:
 
     im = sub.add_parser("imagenet", help="IoU@t and ROAD-Delete@p (Table 2)")
     _common(im)
-    im.add_argument("--model", default="efficientnet_lite0", help="classifier name")
+    im.add_argument("--model", type=str.lower, choices=CLASSIFIERS, default="efficientnet_lite0")
     im.add_argument("--weights", default=None, help="torchvision weights tag for ResNets")
+    _methods_argument(im, "classification")
     im.add_argument(
-        "--methods",
-        default=",".join(table_methods("classification")),
-        help=f"comma-separated, from {','.join(available_methods('classification'))}",
+        "--imagenet-root", type=_existing, default=None, help="ImageNet folder (default: bundled)"
     )
-    im.add_argument("--imagenet-root", default=None, help="ImageNet folder (default: bundled)")
-    im.add_argument("--annotations", default=None, help="LOC_val_solution.csv or XML folder")
-    im.add_argument("--synset-mapping", default=None, help="LOC_synset_mapping.txt")
-    im.add_argument("--per-class", type=int, default=5, help="images per class (paper: 5)")
-    im.add_argument("--max-images", type=int, default=None, help="use only the first N images")
-    im.add_argument("--resize", type=int, default=None, help="shorter side (default: model's)")
+    im.add_argument(
+        "--annotations", type=_existing, default=None, help="LOC_val_solution.csv or XML folder"
+    )
+    im.add_argument("--synset-mapping", type=_existing, default=None, help="LOC_synset_mapping.txt")
+    im.add_argument("--per-class", type=_count, default=5, help="images per class (paper: 5)")
+    im.add_argument("--max-images", type=_count, default=None, help="use only the first N images")
+    im.add_argument("--resize", type=_count, default=None, help="shorter side (default: model's)")
     im.add_argument(
         "--box-convention",
         choices=("aspect", "per_axis"),
         default=None,
         help="box mapping through Resize + CenterCrop (default: the recipe's)",
     )
-    im.add_argument("--iou-thresholds", type=_floats, default=(0.3, 0.5, 0.7))
-    im.add_argument("--road-percents", type=_floats, default=(10, 30, 50))
+    im.add_argument(
+        "--iou-thresholds", type=_numbers(0, 1, "IoU thresholds"), default=(0.3, 0.5, 0.7)
+    )
+    im.add_argument("--road-percents", type=_numbers(0, 100, "ROAD percents"), default=(10, 30, 50))
     im.add_argument("--road-mode", choices=("zero", "noisy_linear", "both"), default="zero")
 
     fa = sub.add_parser("faces", help="face Deletion / Insertion (Table 1)")
     _common(fa)
-    fa.add_argument("--model", default="dlib_resnet", help="face model name")
+    fa.add_argument("--model", type=str.lower, choices=FACE_MODELS, default="dlib_resnet")
+    _methods_argument(fa, "verification")
+    fa.add_argument("--subset", choices=SAMPLE_FACE_SUBSETS, default="occlusion")
     fa.add_argument(
-        "--methods",
-        default=",".join(table_methods("verification")),
-        help=f"comma-separated, from {','.join(available_methods('verification'))}",
+        "--protocol", type=_existing, default=None, help="pair protocol CSV (G, P, T columns)"
     )
-    fa.add_argument("--subset", default="occlusion", help="bundled subset (default occlusion)")
-    fa.add_argument("--protocol", default=None, help="pair protocol CSV (G, P, T columns)")
-    fa.add_argument("--face-root", default=None, help="folder the protocol's paths refer to")
-    fa.add_argument("--max-pairs", type=int, default=None, help="use only the first N pairs")
-    fa.add_argument("--n-masks", type=int, default=500, help="CorrRISE masks (paper: 500)")
-    fa.add_argument("--threshold", type=float, default=None, help="θ (default: clean EER)")
+    fa.add_argument(
+        "--face-root", type=_existing, default=None, help="folder the protocol's paths refer to"
+    )
+    fa.add_argument("--max-pairs", type=_count, default=None, help="use only the first N pairs")
+    fa.add_argument("--n-masks", type=_count, default=500, help="CorrRISE masks (paper: 500)")
+    fa.add_argument(
+        "--threshold",
+        type=_in_range(-1, 1, "threshold"),
+        default=None,
+        help="θ on the cosine similarity, in [-1, 1] (default: the clean EER threshold)",
+    )
     return parser
 
 
-def _imagenet(args) -> tuple:
+def _imagenet(args, device: str) -> tuple:
     from .models.classifiers import load_classifier
 
-    kwargs = {"checkpoint": args.checkpoint, "device": args.device}
+    kwargs = {"checkpoint": args.checkpoint, "device": device}
     if args.weights is not None:
         kwargs["weights"] = args.weights
     model = load_classifier(args.model, **kwargs)
@@ -147,18 +275,17 @@ def _imagenet(args) -> tuple:
             s = s[: args.max_images]
         data = from_object_samples(s)
     cfg = FameConfig(iterations=args.iterations, progress=False)
-    names = [n for n in args.methods.split(",") if n.strip()]
-    methods = make_methods(names, "classification", recipe=recipe, fame_config=cfg)
+    methods = make_methods(args.methods, "classification", recipe=recipe, fame_config=cfg)
     metrics = [IoUMetric(args.iou_thresholds)]
     modes = ("zero", "noisy_linear") if args.road_mode == "both" else (args.road_mode,)
     metrics += [RoadMetric(args.road_percents, mode=m) for m in modes]
-    return model, data, methods, metrics, None
+    return model, data, methods, metrics, None, None
 
 
-def _faces(args) -> tuple:
+def _faces(args, device: str) -> tuple:
     from .models.faces import load_face_model
 
-    model = load_face_model(args.model, checkpoint=args.checkpoint, device=args.device)
+    model = load_face_model(args.model, checkpoint=args.checkpoint, device=device)
     size = int(getattr(model, "input_size", 150))
     if args.protocol:
         from .data.faces import load_face_protocol
@@ -168,18 +295,20 @@ def _faces(args) -> tuple:
         from .data.faces import load_sample_faces
 
         pairs = load_sample_faces(args.subset, size=size)
-    threshold = args.threshold
+    threshold, source = args.threshold, "given by --threshold"
     if args.max_pairs is not None and args.max_pairs < len(pairs):
         if threshold is None:  # the protocol's clean EER threshold, not the subset's
             from .metrics import cosine_scores, eer_threshold
 
             clean = cosine_scores(model, pairs.gallery, pairs.probe)
-            threshold = float(eer_threshold(clean, pairs.genuine))
+            # rank 0's under torchrun, so every rank keys its cache by the same θ
+            threshold = broadcast(float(eer_threshold(clean, pairs.genuine)))
+            source = f"clean EER of the whole protocol ({len(pairs)} pairs)"
         pairs = pairs.subset(slice(0, args.max_pairs))
     data = from_face_pairs(pairs)
     cfg = FameConfig(iterations=args.iterations, progress=False)
     methods = make_methods(
-        [n for n in args.methods.split(",") if n.strip()],
+        args.methods,
         "verification",
         recipe=args.recipe,
         fame_config=cfg,
@@ -187,37 +316,52 @@ def _faces(args) -> tuple:
         n_masks=args.n_masks,
         seed=args.seed,
     )
-    return model, data, methods, [FaceDeleteInsertMetric()], threshold
+    return model, data, methods, [FaceDeleteInsertMetric()], threshold, source
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the exit status (0 on success, 2 on a usage/data error)."""
-    args = build_parser().parse_args(argv)
+    """Entry point; returns the exit status (0 on success). Usage and data errors exit
+    with status 2 and argparse's ``error:`` line.
+
+    Under ``torchrun`` every rank runs this; the items are split across the ranks
+    (:mod:`fame_utils.experiment.distributed`) and rank 0 prints the summary."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    already = torch.distributed.is_initialized()
     try:
-        model, data, methods, metrics, threshold = (
-            _imagenet(args) if args.task == "imagenet" else _faces(args)
+        shard, device = init_from_env(args.device)
+        prepare = _imagenet if args.task == "imagenet" else _faces
+        model, data, methods, metrics, threshold, source = prepare(args, str(device))
+        res = run_experiment(
+            model,
+            data,
+            methods,
+            metrics,
+            args.out,
+            batch_size=args.batch_size,
+            eval_batch_size=args.eval_batch_size,
+            cache_dir=args.cache_dir,
+            threshold=threshold,
+            threshold_source=source or "given",
+            seed=args.seed,
+            recipe=args.recipe,
+            progress=not args.no_progress and shard.is_main,
+            threads=args.threads,
+            overwrite=args.overwrite,
         )
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (FileNotFoundError, ValueError, RunConflictError) as e:
+        # argparse's form (usage, then "prog: error: ..."), returned instead of raised
+        parser.print_usage(sys.stderr)
+        print(f"{parser.prog}: error: {e}", file=sys.stderr)
         return 2
-    res = run_experiment(
-        model,
-        data,
-        methods,
-        metrics,
-        args.out,
-        batch_size=args.batch_size,
-        eval_batch_size=args.eval_batch_size,
-        cache_dir=args.cache_dir,
-        threshold=threshold,
-        seed=args.seed,
-        recipe=args.recipe,
-        progress=not args.no_progress,
-    )
-    print(res.paths["summary_md"].read_text(), end="")
-    if res.threshold is not None:
-        print(f"\nverification threshold (clean EER): {res.threshold:.4f}")
-    print(f"\nrecipe: {res.recipe.name}; {len(data)} items; results in {res.paths['results']}")
+    finally:
+        if not already and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+    if shard.is_main:
+        print(res.paths["summary_md"].read_text(), end="")
+        if res.threshold is not None:
+            print(f"\nverification threshold θ ({res.threshold_source}): {res.threshold:.4f}")
+        print(f"\nrecipe: {res.recipe.name}; {len(data)} items; results in {res.paths['results']}")
     return 0
 
 

@@ -77,7 +77,14 @@ def test_two_recipes_give_two_cache_folders_and_two_rows(tmp_path, tiny_cnn, dat
     for name in ("paper", "reference"):
         methods = make_methods(["fame"], "classification", recipe=name, fame_config=FAST)
         runs[name] = run_experiment(
-            tiny_cnn, data, methods, [IoUMetric()], tmp_path, recipe=name, progress=False
+            tiny_cnn,
+            data,
+            methods,
+            [IoUMetric()],
+            tmp_path,
+            recipe=name,
+            progress=False,
+            overwrite=True,  # one folder for both recipes on purpose (run.json refuses otherwise)
         )
     paper, reference = runs["paper"].cache_dirs["FAME"], runs["reference"].cache_dirs["FAME"]
     assert paper != reference
@@ -94,7 +101,9 @@ def test_two_recipes_give_two_cache_folders_and_two_rows(tmp_path, tiny_cnn, dat
         fame_config=FAST,
         n_masks=4,
     )
-    res = run_experiment(tiny_cnn, data, both, [IoUMetric()], tmp_path, progress=False)
+    res = run_experiment(
+        tiny_cnn, data, both, [IoUMetric()], tmp_path, progress=False, overwrite=True
+    )
     assert res.methods == ["FAME (paper)", "FAME (reference)", "CorrRISE"]
     assert res.computed_batches["FAME (paper)"] == 1  # the name is part of the folder
     maps = {m: res.maps(m).positive for m in res.methods[:2]}

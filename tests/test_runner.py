@@ -184,7 +184,15 @@ def test_settings_change_invalidates_the_cache(tmp_path, tiny_cnn, classificatio
 
     def run(method, data=classification_data, **kw):
         return run_experiment(
-            tiny_cnn, data, [method], [], tmp_path, batch_size=4, progress=False, **kw
+            tiny_cnn,
+            data,
+            [method],
+            [],
+            tmp_path,
+            batch_size=4,
+            progress=False,
+            overwrite=True,  # the same folder on purpose: each change must select a new cache
+            **kw,
         )
 
     r1 = run(Counting(FameConfig(iterations=2, progress=False)))
@@ -325,7 +333,13 @@ def test_cli_on_bundled_objects_with_embedded_classifier(tmp_path, capsys):
 def test_metric_results_are_cached_and_keyed_by_settings(tmp_path, tiny_cnn, classification_data):
     def run(metric):
         return run_experiment(
-            tiny_cnn, classification_data, [InputGradient()], [metric], tmp_path, progress=False
+            tiny_cnn,
+            classification_data,
+            [InputGradient()],
+            [metric],
+            tmp_path,
+            progress=False,
+            overwrite=True,  # one folder on purpose: the metric cache is what is tested
         )
 
     res = run(RoadMetric((10, 30)))

@@ -4,12 +4,17 @@
 - :mod:`.result` — :class:`ExperimentResult` with the per-item, curve and interval accessors.
 - :mod:`.report` — summaries: means with bootstrap intervals, Markdown and LaTeX tables.
 - :mod:`.cache` — cache keys (model fingerprint, method settings) and atomic writes.
+- :mod:`.record` — ``run.json`` (every setting and the environment), refusal to mix
+  settings in one folder, the folder's lock.
+- :mod:`.distributed` — torchrun sharding (rank r computes batches r, r + n, …).
 
 Datasets and items live in :mod:`fame_utils.data.items`, metric adapters in
 :mod:`fame_utils.metrics.adapters`, methods in the registry :mod:`fame_utils.methods`.
 """
 
 from .cache import CACHE_VERSION, method_settings, model_fingerprint
+from .distributed import init_from_env
+from .record import RunConflictError
 from .report import summarize, summary_latex, summary_markdown, summary_with_intervals
 from .result import ExperimentResult
 from .run import run_experiment
@@ -17,6 +22,8 @@ from .run import run_experiment
 __all__ = [
     "CACHE_VERSION",
     "ExperimentResult",
+    "RunConflictError",
+    "init_from_env",
     "method_settings",
     "model_fingerprint",
     "run_experiment",

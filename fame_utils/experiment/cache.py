@@ -6,7 +6,8 @@ method's settings (:func:`method_settings`), the batch size, and for verificatio
 threshold. Changing any of them selects a fresh folder instead of mixing results.
 Files are written to a temporary name and moved into place with :func:`os.replace`
 (:func:`save_tensors`, :func:`write_text`), so a killed run never leaves a half-written
-file; :func:`load` treats an unreadable file as missing.
+file (its temporary files are removed by the next run, :func:`remove_stale_tmp`);
+:func:`load` treats an unreadable file as missing and says so.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ import hashlib
 import json
 import os
 import re
+import socket
+import time
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -36,6 +40,9 @@ __all__ = [
     "save_tensors",
     "write_text",
     "load",
+    "remove_stale_tmp",
+    "pid_alive",
+    "module_identity",
 ]
 
 CACHE_VERSION = 2
@@ -43,10 +50,34 @@ CACHE_VERSION = 2
 values keyed by column labels, method settings declared by the methods)."""
 
 
-def jsonable(value: Any, depth: int = 0) -> Any:
+def module_identity(module: nn.Module, model: nn.Module | None = None) -> dict:
+    """What identifies a module-valued setting (a CAM target layer, a FAME layer objective):
+    its class and its path in ``model`` (``named_modules``, e.g. ``"blocks.3"``), or, for a
+    module that is not part of ``model``, a hash of its parameters and buffers. The class
+    name alone is not enough: two stages of one network are both ``MBConv``."""
+    out: dict[str, Any] = {"module": type(module).__name__}
+    if model is not None:
+        for name, m in model.named_modules(remove_duplicate=False):
+            if m is module:
+                out["path"] = name
+                return out
+    state = module.state_dict()
+    if not state:  # nothing to hash: its configuration is all there is
+        out["repr"] = repr(module)
+        return out
+    h = hashlib.sha256()
+    for key, t in sorted(state.items()):
+        h.update(key.encode())
+        hash_tensor(h, t)
+    out["weights"] = h.hexdigest()[:16]
+    return out
+
+
+def jsonable(value: Any, depth: int = 0, model: nn.Module | None = None) -> Any:
     """A JSON-serialisable description of a setting value (for the cache hash): floats
-    exactly (``repr``), tensors by content hash, modules by class, dataclasses and plain
-    objects by their public fields."""
+    exactly (``repr``), tensors by content hash, modules by their path in ``model`` (or a
+    hash of their weights, :func:`module_identity`), dataclasses and plain objects by
+    their public fields."""
     if depth > 6:
         return repr(value)
     if value is None or isinstance(value, (bool, int, str)):
@@ -58,16 +89,16 @@ def jsonable(value: Any, depth: int = 0) -> Any:
         hash_tensor(h, value)
         return {"tensor": h.hexdigest()[:16]}
     if isinstance(value, nn.Module):
-        return {"module": type(value).__name__}
+        return module_identity(value, model)
     if isinstance(value, (list, tuple)):
-        return [jsonable(v, depth + 1) for v in value]
+        return [jsonable(v, depth + 1, model) for v in value]
     if isinstance(value, Mapping):
-        return {str(k): jsonable(v, depth + 1) for k, v in sorted(value.items(), key=str)}
+        return {str(k): jsonable(v, depth + 1, model) for k, v in sorted(value.items(), key=str)}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {
             "type": f"{type(value).__module__}.{type(value).__qualname__}",
             **{
-                f.name: jsonable(getattr(value, f.name), depth + 1)
+                f.name: jsonable(getattr(value, f.name), depth + 1, model)
                 for f in dataclasses.fields(value)
                 if f.init and not f.name.startswith("_")
             },
@@ -80,15 +111,16 @@ def jsonable(value: Any, depth: int = 0) -> Any:
     if attrs is not None:
         return {
             "type": f"{type(value).__module__}.{type(value).__qualname__}",
-            **{k: jsonable(v, depth + 1) for k, v in sorted(attrs.items()) if k[0] != "_"},
+            **{k: jsonable(v, depth + 1, model) for k, v in sorted(attrs.items()) if k[0] != "_"},
         }
     return repr(value)
 
 
-def method_settings(method: Any) -> dict:
+def method_settings(method: Any, model: nn.Module | None = None) -> dict:
     """The settings that determine a method's maps, as JSON (the method part of its cache
-    key): its class and what :func:`fame_utils.methods.cache_settings` declares."""
-    return {"type": type(method).__qualname__, **jsonable(cache_settings(method))}
+    key): its class and what :func:`fame_utils.methods.cache_settings` declares, with
+    module-valued settings identified within ``model`` (:func:`module_identity`)."""
+    return {"type": type(method).__qualname__, **jsonable(cache_settings(method), model=model)}
 
 
 def model_fingerprint(model: nn.Module) -> str:
@@ -113,15 +145,57 @@ def slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower() or "method"
 
 
+_HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "host"
+_TMP = re.compile(r"^\.(?P<name>.+)\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.tmp$")
+STALE_TMP_SECONDS = 24 * 3600
+"""A temporary file of another machine (shared folder) is taken as stale after a day."""
+
+
 def _atomic_write(path: Path, writer: Callable[[Path], None]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{_HOST}.{os.getpid()}.tmp")
     try:
         writer(tmp)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_stale_tmp(folder: Path) -> list[Path]:
+    """Delete the temporary files that killed writers left in ``folder`` (written by a
+    process of this machine that no longer runs, or by another machine over a day ago);
+    returns what was removed. Live writers' files are kept."""
+    removed = []
+    if not folder.is_dir():
+        return removed
+    now = time.time()
+    for p in folder.glob(".*.tmp"):
+        m = _TMP.match(p.name)
+        if m is None:
+            continue
+        if m["host"] == _HOST:
+            stale = int(m["pid"]) != os.getpid() and not pid_alive(int(m["pid"]))
+        else:
+            try:
+                stale = now - p.stat().st_mtime > STALE_TMP_SECONDS
+            except FileNotFoundError:
+                continue
+        if stale:
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
 
 
 def save_tensors(obj: dict, path: Path) -> None:
@@ -135,10 +209,19 @@ def write_text(text: str, path: Path) -> None:
 
 
 def load(path: Path) -> dict | None:
-    """A cached dict, or ``None`` if it is missing or unreadable (then recomputed)."""
+    """A cached dict, or ``None`` if it is missing or unreadable (then recomputed; an
+    unreadable file is reported by a warning that names it)."""
     if not path.is_file():
         return None
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # a corrupt file from an old crash: recompute it
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a corrupt file: recompute it
+        warnings.warn(
+            f"cached file {path} is unreadable ({type(e).__name__}); recomputing it",
+            stacklevel=2,
+        )
         return None
+    if not isinstance(blob, dict):
+        warnings.warn(f"cached file {path} holds no dict; recomputing it", stacklevel=2)
+        return None
+    return blob

@@ -42,6 +42,9 @@ class ExperimentResult:
         decimals: summary column label -> decimals used in the Markdown/LaTeX tables.
         computed_batches: method name -> map batches computed in this run (0: all cached).
         recipe: the run's recipe (its tie rule and seed were used by the metrics).
+        threshold_source: where ``threshold`` came from: ``"clean EER"`` (computed from
+            the dataset's pairs), ``"given"`` (by the caller) or the caller's own label;
+            ``None`` for classification.
     """
 
     rows: pd.DataFrame
@@ -54,6 +57,7 @@ class ExperimentResult:
     computed_batches: dict[str, int] = field(default_factory=dict)
     intervals: pd.DataFrame | None = None
     recipe: Recipe = PAPER
+    threshold_source: str | None = None
 
     @property
     def methods(self) -> list[str]:

@@ -1,0 +1,317 @@
+"""The runner is never silently wrong (issue 9): cache keys from content, run.json and
+refusal to mix settings, one writer per folder, cached batches checked, NaN refused,
+thread count pinned and recorded."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import warnings
+from dataclasses import dataclass
+
+import pytest
+import torch
+from torch import nn
+
+from fame_utils.experiment import RunConflictError, method_settings, run_experiment
+from fame_utils.experiment.cache import _HOST, module_identity, save_tensors
+from fame_utils.experiment.record import OutputLock
+from fame_utils.explain import Attribution
+from fame_utils.runner import ClassificationDataset, IoUMetric, RoadMetric
+
+
+@dataclass
+class Saliency:
+    """|∂z_y/∂x| summed over colours, max-normalised (a fast stand-in method)."""
+
+    name: str = "saliency"
+    calls: int = 0
+
+    def __call__(self, model, images, target):
+        self.calls += 1
+        x = images.clone().requires_grad_(True)
+        z = model(x).gather(1, target.indices(len(x)).to(x.device)[:, None]).sum()
+        (g,) = torch.autograd.grad(z, x)
+        m = g.abs().sum(1)
+        return Attribution(m / m.flatten(1).amax(1).clamp_min(1e-12).view(-1, 1, 1))
+
+
+Saliency.cache_settings = lambda self: {}
+
+
+@dataclass
+class Constant:
+    """Maps filled with ``value`` (NaN, 0, ...) to test what the runner accepts."""
+
+    value: float
+    name: str = "constant"
+
+    def __call__(self, model, images, target):
+        return Attribution(torch.full(images[:, 0].shape, self.value))
+
+
+@pytest.fixture
+def data():
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(5, 3, 16, 16, generator=g)
+    boxes = torch.tensor([[2.0, 3.0, 12.0, 11.0]] * 5)
+    return ClassificationDataset(images, [0, 1, 2, 3, 4], boxes=boxes)
+
+
+def _run(model, data, out, methods=None, metrics=None, **kw):
+    return run_experiment(
+        model,
+        data,
+        methods or [Saliency()],
+        metrics if metrics is not None else [IoUMetric(), RoadMetric((10, 50))],
+        out,
+        batch_size=2,
+        progress=False,
+        n_resamples=50,
+        **kw,
+    )
+
+
+# ---- 1. cache keys from content -------------------------------------------------------
+
+
+def test_module_settings_are_keyed_by_their_path_not_their_class(tiny_cnn):
+    a = module_identity(tiny_cnn[0], tiny_cnn)
+    b = module_identity(tiny_cnn[2], tiny_cnn)
+    assert a == {"module": "Conv2d", "path": "0"} and b == {"module": "Conv2d", "path": "2"}
+    # outside a model: by weights, so two layers of one class still differ
+    other = nn.Conv2d(3, 8, 3)
+    assert module_identity(tiny_cnn[0])["weights"] != module_identity(other)["weights"]
+    assert module_identity(nn.ReLU())["repr"] == "ReLU()"
+
+
+@pytest.mark.slow
+def test_gradcam_on_two_mbconv_stages_gets_two_caches(tmp_path):
+    """The collision of issue 9: Grad-CAM on EfficientNet-Lite0's 28×28 stage, then on its
+    14×14 stage (both MBConv), into one folder."""
+    from fame_utils.baselines import GradCAM
+    from fame_utils.data.items import from_object_samples
+    from fame_utils.data.objects import load_sample_objects
+    from fame_utils.models.classifiers import load_classifier
+
+    model = load_classifier("efficientnet_lite0", device="cpu")
+    data = from_object_samples(load_sample_objects(resize=256, crop=224)[:2])
+    stage28, stage14 = model.net.blocks[4], model.net.blocks[9]
+    assert type(stage28) is type(stage14)
+    runs = [
+        run_experiment(
+            model,
+            data,
+            [GradCAM(target_layer=layer)],
+            [],
+            tmp_path,
+            batch_size=2,
+            progress=False,
+            overwrite=True,
+        )
+        for layer in (stage28, stage14)
+    ]
+    assert runs[0].cache_dirs["Grad-CAM"] != runs[1].cache_dirs["Grad-CAM"]
+    assert runs[1].computed_batches["Grad-CAM"] == 1
+    m28, m14 = (r.maps("Grad-CAM").positive for r in runs)
+    assert (m28 - m14).abs().max() > 0.1
+    meta = json.loads((runs[1].cache_dirs["Grad-CAM"] / "meta.json").read_text())
+    assert meta["method"]["target_layer"] == {"module": "MBConv", "path": "net.blocks.9"}
+
+
+def test_method_settings_name_the_layer_path(tiny_cnn):
+    from fame_utils.baselines import GradCAM
+
+    a = method_settings(GradCAM(target_layer=tiny_cnn[0]), tiny_cnn)
+    b = method_settings(GradCAM(target_layer=tiny_cnn[2]), tiny_cnn)
+    assert a["target_layer"]["path"] == "0" and b["target_layer"]["path"] == "2"
+
+
+# ---- 2. run.json, refusal, lock --------------------------------------------------------
+
+
+def test_run_json_records_every_setting(tmp_path, tiny_cnn, data):
+    res = _run(tiny_cnn, data, tmp_path, seed=3, threads=1)
+    record = json.loads(res.paths["run"].read_text())
+    s = record
+    assert s["model"]["fingerprint"].startswith("Sequential:")
+    assert s["methods"] == {"saliency": {"type": "Saliency"}}
+    assert [m["type"].rsplit(".", 1)[1] for m in s["metrics"]] == ["IoUMetric", "RoadMetric"]
+    assert s["metrics"][1]["percents"] == ["10.0", "50.0"]
+    assert s["recipe"]["name"] == "paper" and s["tie_seed"] == s["recipe"]["tie_seed"]
+    assert s["dataset"] == data.identity and s["n_items"] == 5
+    assert s["seed"] == 3 and s["threads"] == 1 and s["device_type"] == "cpu"
+    assert s["torch"] == torch.__version__ and s["code"]["package"]
+    assert s["batch_size"] == 2 and s["eval_batch_size"] == 64
+    assert record["run"]["world_size"] == 1 and record["run"]["computed_batches"] == {"saliency": 3}
+
+
+def test_rerun_with_other_settings_is_refused_unless_overwrite(tmp_path, tiny_cnn, data):
+    first = _run(tiny_cnn, data, tmp_path)
+    before = first.paths["results"].read_text()
+    _run(tiny_cnn, data, tmp_path)  # the same settings: fine (resume)
+    with pytest.raises(RunConflictError, match=r"metrics.*--overwrite"):
+        _run(tiny_cnn, data, tmp_path, metrics=[IoUMetric((0.5,))])
+    with pytest.raises(RunConflictError, match=r"seed: 0 -> 1"):
+        _run(tiny_cnn, data, tmp_path, seed=1)
+    assert first.paths["results"].read_text() == before  # untouched
+    res = _run(tiny_cnn, data, tmp_path, metrics=[IoUMetric((0.5,))], overwrite=True)
+    assert set(res.rows["threshold"]) == {0.5}
+    assert json.loads(res.paths["run"].read_text())["metrics"][0]["thresholds"] == ["0.5"]
+
+
+def test_a_folder_being_written_is_refused(tmp_path, tiny_cnn, data):
+    with OutputLock(tmp_path):
+        with pytest.raises(RunConflictError, match=f"being written by process {os.getpid()}"):
+            _run(tiny_cnn, data, tmp_path)
+    assert not (tmp_path / "results.csv").exists()
+    # the lock is released after a run, also a failed one
+    _run(tiny_cnn, data, tmp_path)
+    assert not (tmp_path / ".lock").exists()
+    with pytest.raises(RuntimeError, match="NaN"):
+        _run(tiny_cnn, data, tmp_path / "nan", methods=[Constant(float("nan"))])
+    assert not (tmp_path / "nan" / ".lock").exists()
+
+
+def _dead_pid() -> int:
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def test_a_lock_left_by_a_killed_run_is_taken_over(tmp_path, tiny_cnn, data):
+    (tmp_path / ".lock").write_text(f"{_HOST} {_dead_pid()}\n")
+    with pytest.warns(UserWarning, match="no longer runs"):
+        res = _run(tiny_cnn, data, tmp_path)
+    assert res.paths["results"].is_file() and not (tmp_path / ".lock").exists()
+
+
+# ---- 3. cached batches checked, stale .tmp removed --------------------------------------
+
+
+def test_corrupt_cached_batch_is_recomputed_even_with_metric_values_cached(
+    tmp_path, tiny_cnn, data
+):
+    first = _run(tiny_cnn, data, tmp_path)
+    folder = first.cache_dirs["saliency"]
+    (folder / "batch_00001.pt").write_bytes(b"not a torch file")
+    method = Saliency()
+    with pytest.warns(UserWarning, match=r"batch_00001\.pt is unreadable"):
+        again = _run(tiny_cnn, data, tmp_path, methods=[method])
+    assert method.calls == 1 and again.computed_batches == {"saliency": 1}
+    assert again.paths["results"].read_text() == first.paths["results"].read_text()
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda b: {**b, "positive": b["positive"] * float("nan")}, "NaN or Inf"),
+        (lambda b: {**b, "positive": b["positive"] * 3}, "outside"),
+        (lambda b: {**b, "positive": b["positive"][:, :8]}, "shape"),
+        (lambda b: {**b, "names": ["x", "y"]}, "other items"),
+        (lambda b: {"positive": b["positive"]}, "incomplete"),
+    ],
+)
+def test_cached_batch_failing_its_checks_is_recomputed(tmp_path, tiny_cnn, data, damage, message):
+    first = _run(tiny_cnn, data, tmp_path)
+    path = first.cache_dirs["saliency"] / "batch_00000.pt"
+    save_tensors(damage(torch.load(path)), path)
+    with pytest.warns(UserWarning, match=message):
+        again = _run(tiny_cnn, data, tmp_path)
+    assert again.computed_batches == {"saliency": 1}
+    assert again.paths["results"].read_text() == first.paths["results"].read_text()
+
+
+def test_corrupt_metric_values_are_recomputed(tmp_path, tiny_cnn, data):
+    first = _run(tiny_cnn, data, tmp_path)
+    (path,) = first.cache_dirs["saliency"].glob("eval_roadmetric-*_00002.pt")
+    path.write_bytes(b"")
+    with pytest.warns(UserWarning, match="unreadable"):
+        again = _run(tiny_cnn, data, tmp_path)
+    assert again.computed_batches == {"saliency": 0}
+    assert again.paths["results"].read_text() == first.paths["results"].read_text()
+
+
+def test_stale_tmp_files_are_removed_on_start(tmp_path, tiny_cnn, data):
+    first = _run(tiny_cnn, data, tmp_path)
+    folder = first.cache_dirs["saliency"]
+    stale = folder / f".batch_00000.pt.{_HOST}.{_dead_pid()}.tmp"
+    live = folder / f".batch_00001.pt.{_HOST}.{os.getppid()}.tmp"  # a running process
+    foreign = folder / f".batch_00002.pt.otherhost.{os.getpid()}.tmp"  # fresh, other machine
+    top = tmp_path / f".results.csv.{_HOST}.{_dead_pid()}.tmp"
+    for p in (stale, live, foreign, top):
+        p.write_bytes(b"half")
+    _run(tiny_cnn, data, tmp_path)
+    assert not stale.exists() and not top.exists()
+    assert live.exists() and foreign.exists()
+
+
+# ---- 4. NaN and empty maps ---------------------------------------------------------------
+
+
+def test_nan_maps_are_neither_cached_nor_scored(tmp_path, tiny_cnn, data):
+    with pytest.raises(RuntimeError, match=r"NaN or Inf for items \['0', '1'\]"):
+        _run(tiny_cnn, data, tmp_path, methods=[Constant(float("nan"))])
+    assert not list(tmp_path.glob("cache/*/batch_*.pt"))
+    assert not (tmp_path / "results.csv").exists()
+
+
+class NaNModel(nn.Module):
+    def forward(self, x):
+        return x.flatten(1)[:, :5] * float("nan")
+
+
+def test_a_model_that_outputs_nan_is_refused(tmp_path, data):
+    with pytest.raises(RuntimeError, match=r"model's output holds NaN or Inf for items \['0'"):
+        _run(NaNModel(), data, tmp_path, methods=[Constant(0.5)], metrics=[])
+
+
+def test_empty_maps_are_reported_and_recorded(tmp_path, tiny_cnn, data):
+    with pytest.warns(UserWarning, match=r"all-zero maps for \['0', '1', '2', '3', '4'\]"):
+        res = _run(tiny_cnn, data, tmp_path, methods=[Constant(0.0)], metrics=[IoUMetric()])
+    record = json.loads(res.paths["run"].read_text())
+    assert record["run"]["empty_maps"] == {"constant": ["0", "1", "2", "3", "4"]}
+    with warnings.catch_warnings():  # cached: still listed, no new warning needed
+        warnings.simplefilter("error")
+        again = _run(tiny_cnn, data, tmp_path, methods=[Constant(0.0)], metrics=[IoUMetric()])
+    assert json.loads(again.paths["run"].read_text())["run"]["empty_maps"]["constant"][0] == "0"
+
+
+# ---- 8. threads pinned and recorded --------------------------------------------------------
+
+
+def test_threads_are_pinned_for_the_run_and_restored(tmp_path, tiny_cnn, data):
+    seen = []
+
+    @dataclass
+    class Spy(Saliency):
+        def __call__(self, model, images, target):
+            seen.append(torch.get_num_threads())
+            return super().__call__(model, images, target)
+
+    before = torch.get_num_threads()
+    res = _run(tiny_cnn, data, tmp_path, methods=[Spy()], threads=2)
+    assert seen == [2, 2, 2] and torch.get_num_threads() == before
+    assert json.loads(res.paths["run"].read_text())["threads"] == 2
+
+
+# ---- 5. a user-given θ is labelled as such ---------------------------------------------------
+
+
+@pytest.mark.slow
+def test_cli_labels_a_given_threshold(tmp_path, capsys):
+    from fame_utils.__main__ import main
+
+    argv = ["faces", "--methods", "gradcam", "--max-pairs", "2", "--no-progress"]
+    assert main([*argv, "--threshold", "0.5", "--out", str(tmp_path / "given")]) == 0
+    out = capsys.readouterr().out
+    assert "verification threshold θ (given by --threshold): 0.5000" in out
+    assert "clean EER" not in out
+    record = json.loads((tmp_path / "given" / "run.json").read_text())
+    assert record["threshold"] == 0.5
+    assert record["threshold_source"] == "given by --threshold"
+    assert main([*argv, "--out", str(tmp_path / "eer")]) == 0
+    out = capsys.readouterr().out
+    assert "θ (clean EER of the whole protocol (24 pairs)):" in out
