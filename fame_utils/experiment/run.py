@@ -271,6 +271,7 @@ def _compute_maps(
         desc=f"maps {method.name}",
         unit="batch",
         disable=not progress,
+        leave=False,
     )
     try:
         for b in todo:
@@ -395,7 +396,13 @@ def _evaluate(
         )
         for m in metrics
     ]
-    bar = tqdm(total=len(which), desc=f"eval {method_name}", unit="batch", disable=not progress)
+    bar = tqdm(
+        total=len(which),
+        desc=f"eval {method_name}",
+        unit="batch",
+        disable=not progress,
+        leave=False,
+    )
     try:
         for b in which:
             idx = batches[b]
@@ -506,7 +513,8 @@ def run_experiment(
             the bootstrap intervals.
         n_resamples: bootstrap resamples of each summary cell's 95 % interval.
         cache_dtype: dtype the maps are stored in.
-        progress: tqdm bars (one per method for maps, one per method for evaluation).
+        progress: tqdm bars: one over the methods for maps and one for evaluation, which
+            stay; per-batch bars inside them clear when done.
         write: write the CSV/Markdown/LaTeX/JSON files (the cache is always written).
         threads: CPU threads for this run (``torch.set_num_threads``, restored after);
             default: torch's current setting. Recorded in ``run.json`` either way: FAME's
@@ -645,7 +653,7 @@ def _run(
         checked: set[int] = set()  # batches whose clean model output was checked
         computed: dict[str, int] = {}
         empty: dict[str, list[str]] = {}
-        for method in methods:
+        for method in tqdm(methods, desc="maps", unit="method", disable=not progress):
             folder = cache_root / f"{slug(method.name)}-{digest(keys[method.name])}"
             cache_dirs[method.name] = folder
             folder.mkdir(parents=True, exist_ok=True)
@@ -677,7 +685,9 @@ def _run(
             tie_seed=run_recipe.tie_seed,
         )
         every = list(range(len(batches)))
-        for method in methods:  # this rank's shard
+        for method in tqdm(  # this rank's shard
+            methods, desc="evaluation", unit="method", disable=not progress
+        ):
             _evaluate(
                 model,
                 dataset,
