@@ -43,10 +43,6 @@ CACHED = {"04_face_metrics.ipynb", "05_imagenet_metrics.ipynb", "06_transformers
 # not counting blank lines, comments and imports; what is left should be calls into
 # fame_utils and display.
 MAX_CODE_LINES = 60
-# Known excess, capped at today's count so it cannot grow: notebook 02 still builds its
-# receptive-field table and its closing trend sentence itself; both belong in
-# fame_utils.receptive (measures), after which this entry goes.
-LINE_ALLOWANCE = {"02_receptive_fields.ipynb": 107}
 
 
 def _is_code_line(line: str) -> bool:
@@ -93,8 +89,7 @@ def notebook_problems(nb: nbformat.NotebookNode, max_code_lines: int = MAX_CODE_
 
 @pytest.mark.parametrize("path", notebooks(), ids=lambda p: p.name)
 def test_committed_notebook_is_clean_and_thin(path):
-    limit = LINE_ALLOWANCE.get(path.name, MAX_CODE_LINES)
-    problems = notebook_problems(nbformat.read(path, as_version=4), limit)
+    problems = notebook_problems(nbformat.read(path, as_version=4))
     assert not problems, f"{path.name}: " + "; ".join(problems)
 
 

@@ -10,14 +10,17 @@ import pytest
 import torch
 
 from fame_utils.receptive import (
+    ReceptiveField,
     cell_measures,
     center_of_mass,
+    describe_depth_trend,
     describe_measurements,
     mass_area,
     mass_in_box,
     measure_layers,
     measure_run,
     receptive_field,
+    receptive_field_table,
     run_cells,
     sample_cells,
 )
@@ -102,3 +105,68 @@ def test_measure_layers_table(tiny_cnn):
     pd.testing.assert_frame_equal(one, rows, check_exact=False, atol=1e-9, rtol=0)
     with pytest.raises(ValueError, match="image_names"):
         measure_run(res, layer="8x8", image_names=["a"])
+
+
+def _two_fields() -> dict[str, ReceptiveField]:
+    """Hand-made fields on an 8 × 8 image: a 2 × 2 layer whose 6-px fields sit one pixel
+    right of the 4-px CAM boxes (x [4j, 4j+6), y [4i-1, 4i+5)), and a 1 × 1 layer whose
+    14-px field overhangs the image by 3 px on every side."""
+    i, j = torch.meshgrid(torch.arange(2.0), torch.arange(2.0), indexing="ij")
+    shallow = torch.stack([4 * j, 4 * i - 1, 4 * j + 6, 4 * i + 5], -1).double()
+    deep = torch.tensor([[[-3.0, -3.0, 11.0, 11.0]]], dtype=torch.float64)
+    return {
+        "2x2": ReceptiveField(shallow, (6, 6), (4.0, 4.0), (8, 8)),
+        "1x1": ReceptiveField(deep, (14, 14), (8.0, 8.0), (8, 8)),
+    }
+
+
+def test_receptive_field_table_by_hand(tiny_cnn):
+    table = receptive_field_table(_two_fields())
+    assert list(table.index) == ["2x2", "1x1"] and table.index.name == "layer"
+    assert table.loc["2x2"].tolist() == ["2x2", 6, 4.0, 4.0, 1.5, (1.0, 0.0)]
+    assert table.loc["1x1"].tolist() == ["1x1", 14, 8.0, 8.0, 1.75, (0.0, 0.0)]
+    # traced: 3×3 pad 1, then 3×3 stride 2 pad 1 -> 5 px, jump 2; cell (0, 0) sees input
+    # [-2, 3) (centre 0.5) while its CAM box is [0, 2) (centre 1)
+    traced = receptive_field_table({"8x8": receptive_field(tiny_cnn, tiny_cnn[2], 16)})
+    assert traced.loc["8x8"].tolist() == ["8x8", 5, 2.0, 2.0, 2.5, (-0.5, -0.5)]
+
+
+def _trend_table(deep_mass: tuple[float, float]) -> pd.DataFrame:
+    """Two layers named so that alphabetical order ("deep" < "shallow") is not depth
+    order; the blurred rows carry values that must not enter the sentence."""
+    rows = []
+    for layer, mass, com, box, uni in (
+        ("shallow", (0.8, 0.6), (0.1, 0.3), 0.25, (1.0, 1.0)),
+        ("deep", deep_mass, (0.5, 0.7), 0.05, (0.9, 1.1)),
+    ):
+        for k in range(2):
+            for kind, scale in (("delta", 1.0), ("blurred", 0.5)):
+                rows.append(
+                    {
+                        "layer": layer,
+                        "map": kind,
+                        "mass_in_box": scale * mass[k],
+                        "com_dist_cells": scale * com[k],
+                        "box_area": box,
+                        "uniform_com_dist_cells": uni[k],
+                    }
+                )
+    df = pd.DataFrame(rows)
+    df["layer"] = pd.Categorical(df["layer"], categories=["shallow", "deep"], ordered=True)
+    return df
+
+
+def test_describe_depth_trend_by_hand():
+    # shallow: mass 0.7 (0.7 / 0.25 = 2.8 -> "3x"), distance 0.2; deep: mass 0.2
+    # (0.2 / 0.05 = 4.0x, 80% outside), distance 0.6, uniform map 1.0
+    assert describe_depth_trend(_trend_table((0.1, 0.3))) == (
+        "From shallow to deep the mean share of the unblurred attribution inside the CAM "
+        "box falls (0.70 -> 0.20); at deep 80% of a cell's attribution lies outside the "
+        "patch CAM assigns to it (4.0x what a uniform map would put there; at shallow: "
+        "3x), and its centre of mass sits 0.60 cell widths from the cell centre (a uniform "
+        "map: 1.00; at shallow: 0.20)."
+    )
+    rising = describe_depth_trend(_trend_table((0.9, 0.9)))
+    assert "CAM box does not fall (0.70 -> 0.90); at deep 10% of" in rising
+    with pytest.raises(ValueError, match="map == 'delta'"):
+        describe_depth_trend(_trend_table((0.1, 0.3)).query("map == 'blurred'"))

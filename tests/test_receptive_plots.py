@@ -108,3 +108,45 @@ def test_cell_explorer_caches_runs(tiny_cnn, monkeypatch):
     controls["Run FAME"].click()  # same choice again: cached
     assert len(calls) == 2
     assert "mass in CAM box" in w.children[-1].outputs[-1]["text"]
+
+
+def test_field_note_and_figure_titles():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from fame_utils.receptive import (
+        DepthRow,
+        ReceptiveField,
+        field_note,
+        plot_cells_by_depth,
+        plot_measurements,
+    )
+
+    # 1 × 1 fields on an 8 × 8 image: [-3, 11) clips to the whole image, [1, 7) does not
+    whole = ReceptiveField(torch.tensor([[[-3.0, -3.0, 11.0, 11.0]]]), (14, 14), (8, 8), (8, 8))
+    part = ReceptiveField(torch.tensor([[[1.0, 1.0, 7.0, 7.0]]]), (6, 6), (8, 8), (8, 8))
+    assert field_note(whole) == "every receptive field covers the whole image"
+    assert field_note(part) == "cyan: receptive field"
+
+    row = DepthRow("1x1", torch.rand(1, 8, 8), torch.tensor([[0, 0]]), (1, 1), part)
+    fig = plot_cells_by_depth(torch.rand(3, 8, 8), [row], title="depths")
+    assert fig._suptitle.get_text() == "depths"
+    plt.close(fig)
+    assert plot_cells_by_depth(torch.rand(3, 8, 8), [row])._suptitle is None
+    plt.close("all")
+    df = pd.DataFrame(
+        {
+            "layer": pd.Categorical(["a", "a", "b", "b"], categories=["a", "b"], ordered=True),
+            "map": ["delta", "blurred"] * 2,
+            "mass_in_box": [0.5, 0.4, 0.2, 0.1],
+            "com_dist_cells": [0.1, 0.2, 0.3, 0.4],
+            "area50": [0.1, 0.2, 0.3, 0.4],
+            "box_area": [0.25, 0.25, 0.05, 0.05],
+        }
+    )
+    fig = plot_measurements(df, sigma=2.0, title="measured")
+    assert fig._suptitle.get_text() == "measured" and len(fig.axes) == 3
+    plt.close(fig)

@@ -23,7 +23,9 @@ change. This module
   centre (:func:`center_of_mass`, :func:`cell_measures`) and the area that holds half of
   the mass (:func:`mass_area`), and aggregates them over images and depths into a
   :class:`pandas.DataFrame` (:func:`measure_layers`, :func:`measure_run`,
-  :func:`summarize_by_depth`);
+  :func:`summarize_by_depth`), put into words (:func:`describe_measurements`,
+  :func:`describe_depth_trend`), and tabulates each layer's receptive field against its
+  CAM box (:func:`receptive_field_table`);
 - draws a contact sheet of all cells of a layer (:func:`plot_contact_sheet`), a few cells
   per depth (:func:`plot_cells_by_depth`) and the measurements against depth
   (:func:`plot_measurements`).
@@ -48,14 +50,22 @@ from .explorer import cell_explorer
 from .measures import (
     cell_measures,
     center_of_mass,
+    describe_depth_trend,
     describe_measurements,
     mass_area,
     mass_in_box,
     measure_layers,
     measure_run,
+    receptive_field_table,
     summarize_by_depth,
 )
-from .plots import DepthRow, plot_cells_by_depth, plot_contact_sheet, plot_measurements
+from .plots import (
+    DepthRow,
+    field_note,
+    plot_cells_by_depth,
+    plot_contact_sheet,
+    plot_measurements,
+)
 from .tracer import ReceptiveField, empirical_receptive_field, receptive_field
 
 __all__ = [
@@ -81,9 +91,12 @@ __all__ = [
     "measure_run",
     "summarize_by_depth",
     "describe_measurements",
+    "describe_depth_trend",
+    "receptive_field_table",
     "DepthRow",
     "plot_contact_sheet",
     "plot_cells_by_depth",
     "plot_measurements",
+    "field_note",
     "cell_explorer",
 ]

@@ -4,8 +4,10 @@ Per map: the share of mass inside a box (:func:`mass_in_box`), the centre of mas
 (:func:`center_of_mass`) and the area holding half of the mass (:func:`mass_area`). Per
 cell: those against the cell's CAM-assumed box and centre, optionally its theoretical
 receptive field (:func:`cell_measures`). Across depth: one long table over images, layers
-and cells (:func:`measure_layers`, one run: :func:`measure_run`), summarised per layer (:func:`summarize_by_depth`,
-:func:`describe_measurements`). The measures take any grid, so a transformer's patch grid
+and cells (:func:`measure_layers`, one run: :func:`measure_run`), summarised per layer
+(:func:`summarize_by_depth`, :func:`describe_measurements`, :func:`describe_depth_trend`).
+Per layer without any run: the theoretical receptive field against the CAM box
+(:func:`receptive_field_table`). The measures take any grid, so a transformer's patch grid
 works as a CNN's feature map does. Maps are (N, H, W) non-negative floats on any device.
 """
 
@@ -38,6 +40,8 @@ __all__ = [
     "measure_run",
     "summarize_by_depth",
     "describe_measurements",
+    "describe_depth_trend",
+    "receptive_field_table",
 ]
 
 
@@ -354,3 +358,61 @@ def describe_measurements(df: pd.DataFrame, map_kind: str = "delta") -> str:
             + ", ".join(f"{k}: {v:.3f}" for k, v in g["mass_in_rf"].min().items())
         )
     return "\n".join(lines)
+
+
+def describe_depth_trend(df: pd.DataFrame) -> str:
+    """One sentence on how the unblurred Δx (``map="delta"``) of the shallowest and the
+    deepest layer of ``df`` (:func:`measure_layers`, layers in depth order) respect CAM's
+    assumption: the mean share of mass inside the CAM box (and whether it falls with
+    depth), that share against a uniform map's (the box area), and the mean centre-of-mass
+    distance to the cell centre in cell widths against a uniform map's (paper Fig. 2)."""
+    d = df[df["map"] == "delta"]
+    if d.empty:
+        raise ValueError("df has no rows with map == 'delta': pass measure_layers' table")
+    g = d.groupby("layer", observed=True)
+    mib, com = g["mass_in_box"].mean(), g["com_dist_cells"].mean()
+    box, uni = g["box_area"].first(), g["uniform_com_dist_cells"].mean()
+    first, last = mib.index[0], mib.index[-1]
+    trend = "falls" if mib.iloc[-1] < mib.iloc[0] else "does not fall"
+    return (
+        f"From {first} to {last} the mean share of the unblurred attribution inside "
+        f"the CAM box {trend} ({mib.iloc[0]:.2f} -> {mib.iloc[-1]:.2f}); at {last} "
+        f"{100 * (1 - mib.iloc[-1]):.0f}% of a cell's attribution lies outside the patch "
+        f"CAM assigns to it ({mib.iloc[-1] / box.iloc[-1]:.1f}x what a uniform map would "
+        f"put there; at {first}: {mib.iloc[0] / box.iloc[0]:.0f}x), and its centre of mass "
+        f"sits {com.iloc[-1]:.2f} cell widths from the cell centre (a uniform map: "
+        f"{uni.iloc[-1]:.2f}; at {first}: {com.iloc[0]:.2f})."
+    )
+
+
+def receptive_field_table(rfs: Mapping[str, ReceptiveField]) -> pd.DataFrame:
+    """The theoretical receptive field of each layer against its CAM box (paper Sec. 3).
+
+    Args:
+        rfs: ``{layer label: ReceptiveField}`` (:func:`receptive_field`), shallow → deep.
+
+    Returns:
+        DataFrame indexed by ``layer`` with columns ``grid`` (``"hxw"``), ``RF size (px)``
+        (r_y), ``jump (px)`` (j_y), ``CAM box (px)`` (the box's width W/w),
+        ``RF / box side`` and ``RF centre - cell centre (px)``: the ``(x, y)`` offset of
+        cell (0, 0)'s field centre from its CAM box centre (non-zero under asymmetric
+        padding such as TensorFlow "same").
+    """
+    rows = []
+    for label, rf in rfs.items():
+        h, w = rf.grid
+        cam = cam_boxes(rf.grid, rf.image_size, [(0, 0)])[0]
+        side = float(cam[2] - cam[0])
+        offset = rf.centers[0, 0] - cell_centers(rf.grid, rf.image_size, [(0, 0)])[0]
+        rows.append(
+            {
+                "layer": label,
+                "grid": f"{h}x{w}",
+                "RF size (px)": rf.size[0],
+                "jump (px)": rf.jump[0],
+                "CAM box (px)": side,
+                "RF / box side": rf.size[0] / side,
+                "RF centre - cell centre (px)": tuple(offset.tolist()),
+            }
+        )
+    return pd.DataFrame(rows).set_index("layer")

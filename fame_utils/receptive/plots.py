@@ -17,7 +17,13 @@ from .cells import _as_cells, _check_grid, all_cells, cam_boxes, cell_centers
 from .measures import center_of_mass
 from .tracer import ReceptiveField
 
-__all__ = ["DepthRow", "plot_contact_sheet", "plot_cells_by_depth", "plot_measurements"]
+__all__ = [
+    "DepthRow",
+    "plot_contact_sheet",
+    "plot_cells_by_depth",
+    "plot_measurements",
+    "field_note",
+]
 
 
 def draw_field(ax, box: Tensor, color: str = "cyan", lw: float = 1.0) -> None:
@@ -26,6 +32,17 @@ def draw_field(ax, box: Tensor, color: str = "cyan", lw: float = 1.0) -> None:
 
     draw_box(ax, box, color=color, lw=lw)
     ax.patches[-1].set_linestyle("--")
+
+
+def field_note(rf: ReceptiveField) -> str:
+    """Legend text for the receptive fields of a contact sheet: when every cell's field,
+    clipped to the image, is the whole image, there is nothing to draw and the text says
+    so; otherwise it names the dashed cyan boxes."""
+    H, W = rf.image_size
+    image_box = rf.boxes.new_tensor([0, 0, W, H])
+    if bool((rf.boxes_for(None, clip=True) == image_box).all()):
+        return "every receptive field covers the whole image"
+    return "cyan: receptive field"
 
 
 def _imshow_limits(ax, H: int, W: int) -> None:
@@ -113,6 +130,7 @@ def plot_cells_by_depth(
     panel_size: float = 2.0,
     show_com: bool = True,
     show_image: bool = True,
+    title: str | None = None,
 ):
     """Rows = depths (shallow → deep), columns = a few cells per depth: the image with the
     cell's FAME map, the CAM-assumed box (white), the theoretical receptive field clipped
@@ -122,6 +140,7 @@ def plot_cells_by_depth(
     Args:
         image: (3, H, W) in [0, 1].
         rows: one :class:`DepthRow` per depth.
+        title: figure title above the rows.
 
     Returns:
         matplotlib Figure.
@@ -163,6 +182,8 @@ def plot_cells_by_depth(
         for k in range(c0 + row.cells.shape[0], ncols):
             axes[r, k].axis("off")
     fig.tight_layout()
+    if title:
+        fig.suptitle(title, y=1.01, fontsize=10)
     return fig
 
 
@@ -181,13 +202,14 @@ def plot_measurements(
     maps: Sequence[str] = ("delta", "blurred"),
     panel_size: tuple[float, float] = (4.2, 3.6),
     sigma: float | None = None,
+    title: str | None = None,
 ):
     """Measures against depth: one boxplot panel per measure, layers on the x axis (depth
     order), hue = map (unblurred Δx vs blurred). Reference markers: on the mass panel the
     share a uniform map would put in the box (= the box's image fraction), on the distance
     panel the mean distance of a uniform map's centre of mass (the image centre), on the
     area panel the CAM box's own area — a map that respected CAM's assumption would stay
-    inside it.
+    inside it. ``sigma`` labels the blurred maps; ``title`` goes above the panels.
 
     Returns:
         matplotlib Figure.
@@ -240,4 +262,6 @@ def plot_measurements(
         ax.set_ylabel(_MEASURE_LABELS.get(m, m), fontsize=9)
         ax.set_xlabel("layer (shallow → deep)", fontsize=9)
     fig.tight_layout()
+    if title:
+        fig.suptitle(title, y=1.03, fontsize=10)
     return fig
