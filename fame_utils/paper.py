@@ -197,9 +197,7 @@ def _column_sentence(
                 if agree
                 else f"beaten by {best} in ours"
             )
-            text += (
-                f" The paper's best, {paper_best} ({_number(float(paper[paper_best]))}), is {verdict}."
-            )
+            text += f" The paper's best, {paper_best} ({_number(float(paper[paper_best]))}), is {verdict}."
             if len(shared) >= 2:
                 ours_means = means[[m for m in ours_in_paper if to_paper(m) in shared.index]]
                 tau = float(kendalltau(ours_means.to_numpy(), shared.to_numpy()).statistic)
