@@ -298,3 +298,15 @@ def test_digits_names_and_dataset(test_split):
     assert torch.equal(data[1].image, small.images[1])
     assert data.identity == load_digits_images(limit=3).dataset().identity
     assert data.identity != load_digits_images(limit=4).dataset().identity
+
+
+def test_tiny_vit_from_own_checkpoint(vit, tmp_path):
+    """checkpoint= replaces the shipped weights (and drops their training record)."""
+    state = {k: v.clone() for k, v in vit.net.state_dict().items()}
+    state["heads.head.bias"] += 1.0
+    torch.save(state, tmp_path / "mine.pt")
+    other = load_classifier("tiny_vit_digits", checkpoint=tmp_path / "mine.pt", device="cpu")
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(other(x), vit(x) + 1.0, atol=1e-5, rtol=0)
+    assert other.training_record == {}

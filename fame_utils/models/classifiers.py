@@ -307,8 +307,9 @@ def _load_tiny_vit(checkpoint) -> NormalizedModel:
     net = VisionTransformer(**TINY_VIT_CONFIG)
     source = tiny_vit_digits_path() if checkpoint is None else checkpoint
     load_strict(net, read_checkpoint(source), "the tiny digits ViT (TINY_VIT_CONFIG)")
-    meta_path = tiny_vit_digits_path().with_suffix(".json")
-    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    meta_path = tiny_vit_digits_path().with_suffix(".json")  # describes the shipped weights
+    shipped = checkpoint is None and meta_path.is_file()
+    meta = json.loads(meta_path.read_text()) if shipped else {}
     return NormalizedModel(
         net,
         mean=TINY_VIT_MEAN,
@@ -367,7 +368,8 @@ def load_classifier(
         ``input_normalization`` ((mean,)*3, (std,)*3), ``target_layer``, ``stages`` (keys in
         the module docstring), ``name``; torchvision models also ``weights`` (the tag);
         ViTs also ``patch_size`` and ``token_grid``; ``tiny_vit_digits`` also
-        ``training_record`` (the JSON written by ``scripts/train_tiny_vit.py``).
+        ``training_record`` (the JSON written by ``scripts/train_tiny_vit.py`` for the
+        shipped weights; empty with ``checkpoint=``).
 
     Raises:
         ValueError: unknown ``name`` (the message lists the valid names), unknown
