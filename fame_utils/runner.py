@@ -20,6 +20,7 @@ from .data.items import (
 from .experiment import (
     CACHE_VERSION,
     ExperimentResult,
+    RunConflictError,
     method_settings,
     model_fingerprint,
     run_experiment,
@@ -50,6 +51,7 @@ __all__ = [
     "FaceDeleteInsertMetric",
     "EvalContext",
     "ExperimentResult",
+    "RunConflictError",
     "run_experiment",
     "dataset_identity",
     "from_object_samples",
