@@ -2,9 +2,10 @@
 
 - :mod:`~fame_utils.metrics.localization` — IoU@t between {map ≥ t} and the object box
   (Table 2).
-- :mod:`~fame_utils.metrics.road` — pixel ranking with a tie rule (seeded random, the
-  reference's percentile rule, or row-major), removal masks, zero and noisy-linear (ROAD)
-  removal, ROAD-Delete@p (Table 2), insertion/deletion curves, AUC.
+- :mod:`~fame_utils.metrics.removal` — pixel ranking with a tie rule (seeded random, the
+  reference's percentile rule, or row-major), removal counts and masks.
+- :mod:`~fame_utils.metrics.imputation` — zero and noisy-linear (ROAD) removal.
+- :mod:`~fame_utils.metrics.road` — ROAD-Delete@p (Table 2), insertion/deletion curves, AUC.
 - :mod:`~fame_utils.metrics.face` — face-verification Deletion/Insertion at the clean EER
   threshold (Table 1).
 - :mod:`~fame_utils.metrics.threshold` — EER threshold, EER, verification accuracy.
@@ -17,25 +18,18 @@ from .face import (
     embed,
     face_deletion_insertion,
 )
+from .imputation import NEIGHBOUR_WEIGHTS, RemovalMode, noisy_linear_impute, remove_pixels
 from .localization import boxes_to_masks, iou_at_thresholds, salient_region
-from .road import (
-    NEIGHBOUR_WEIGHTS,
-    RemovalMode,
-    ScoreKind,
+from .removal import (
     TieRule,
-    class_scores,
-    curve_auc,
-    noisy_linear_impute,
-    perturbation_curves,
     pixel_ranks,
     removal_counts,
     removal_masks,
-    remove_pixels,
     resolve_ties,
-    road_scores,
     tie_order,
     top_pixel_sets,
 )
+from .road import ScoreKind, class_scores, curve_auc, perturbation_curves, road_scores
 from .threshold import eer, eer_threshold, far_frr, verification_accuracy
 
 __all__ = [

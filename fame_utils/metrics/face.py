@@ -34,7 +34,8 @@ from tqdm.auto import tqdm
 
 from .._checks import check_batch_size, check_model_input, check_threshold, eval_mode, model_device
 from ..recipes import Recipe
-from .road import TieRule, curve_auc, resolve_ties, top_pixel_sets
+from .removal import TieRule, resolve_ties, top_pixel_sets
+from .road import curve_auc
 from .threshold import eer_threshold
 
 __all__ = [

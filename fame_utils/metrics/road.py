@@ -1,40 +1,15 @@
 """Pixel-removal metrics: ROAD-Delete (Table 2) and insertion/deletion curves.
 
-Ranking and ties (argument ``ties``, default from :attr:`fame_utils.recipes.Recipe.ties`,
-seed from ``Recipe.tie_seed``). Which pixels go first among pixels of *equal* map value
-matters wherever a map is flat (an all-zero e₊, the zero regions of CAM and FGGB maps):
+The metrics rank and remove pixels with the building blocks of two sibling modules:
 
-- ``"random"`` (the paper recipe's default) — exact count: every map is ranked by
-  decreasing value, and pixels of equal value in a seeded random order. The order is one
-  permutation of the H·W pixel indices drawn on the CPU with
-  ``torch.Generator().manual_seed(tie_seed)`` and moved to the maps' device, so it is the
-  same on every device and for every map of the batch. Removing p % of an H×W map removes
-  exactly ``round(p/100 · H·W)`` pixels (half up), however many ties the map has, and a
-  flat map loses pixels spread over the whole image.
-- ``"reference"`` (the reference recipe) — the percentile rule of the code behind the
-  paper's tables: θ_p = the (100 − p)-th percentile of the map's values (linear
-  interpolation, as ``numpy.percentile``), and the removed (Delete) or kept (Insert)
-  pixels are those with value > θ_p, with no tie-break. The count then depends on the
-  ties: a plateau is removed entirely or not at all, and a constant map removes nothing.
-  (pytorch-grad-cam's ``ROADMostRelevantFirst`` uses ≥ θ instead, and its ``percentile``
-  counts the pixels *kept*.)
-- ``"index"`` — exact count with ties in row-major pixel order (the behaviour before
-  ``"random"``; deterministic but biased: a flat map loses its top rows first). Only
-  selectable explicitly, for comparison.
+- :mod:`fame_utils.metrics.removal` — which pixels go: pixel ranking, the tie rules
+  (``ties``: seeded random, the reference's percentile rule, or row-major), removal counts
+  and masks;
+- :mod:`fame_utils.metrics.imputation` — what replaces them (``mode``): ``"zero"`` (the
+  paper's Table 2) or ``"noisy_linear"`` (ROAD proper, Rong et al. 2022).
 
-Removal modes (argument ``mode``):
-
-- ``"zero"`` — the paper's Table 2 "ROAD-Delete": removed pixels are set to 0 in the
-  [0, 1] RGB image, i.e. before the model's own mean/std normalisation.
-- ``"noisy_linear"`` — ROAD proper (Rong et al., ICML 2022): every removed pixel takes
-  the weighted mean of its 8 neighbours (weight 1/6 for the 4 edge neighbours, 1/12 for
-  the 4 diagonal ones, only neighbours inside the image, re-normalised), solved jointly
-  for all removed pixels as one sparse linear system per image and channel, plus
-  Gaussian noise of standard deviation 0.01. We solve the system with a batched,
-  Jacobi-preconditioned conjugate-gradient method in torch on the images' device
-  (:func:`noisy_linear_impute`); with the noise off it agrees with pytorch-grad-cam's
-  scipy ``NoisyLinearImputer`` (tested to 1e-4). The imputation is done in [0, 1] pixel
-  space (the model normalises afterwards), so the noise is 0.01 in pixel units.
+Their public names are re-exported here, so ``from fame_utils.metrics.road import
+removal_masks`` keeps working.
 
 Score. ``score_drop = s(x) − s(x̃)`` for the ground-truth class, with s the raw logit
 (the paper's "drop of the ground-truth logit", higher = better) or the softmax
@@ -43,12 +18,10 @@ probability.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
@@ -56,13 +29,22 @@ from .._checks import (
     as_index_tensor,
     check_batch_size,
     check_class_indices,
-    check_images,
     check_maps,
     check_model_input,
     eval_mode,
     model_device,
 )
-from ..recipes import Recipe, get_recipe
+from ..recipes import Recipe
+from .imputation import NEIGHBOUR_WEIGHTS, RemovalMode, noisy_linear_impute, remove_pixels
+from .removal import (
+    TieRule,
+    pixel_ranks,
+    removal_counts,
+    removal_masks,
+    resolve_ties,
+    tie_order,
+    top_pixel_sets,
+)
 
 __all__ = [
     "RemovalMode",
@@ -83,316 +65,7 @@ __all__ = [
     "curve_auc",
 ]
 
-RemovalMode = Literal["zero", "noisy_linear"]
 ScoreKind = Literal["logit", "probability"]
-TieRule = Literal["random", "reference", "index"]
-
-NEIGHBOUR_WEIGHTS = ((1 / 12, 1 / 6, 1 / 12), (1 / 6, 0.0, 1 / 6), (1 / 12, 1 / 6, 1 / 12))
-"""3×3 weights of the noisy linear imputation (Rong et al. 2022): edges 1/6, corners 1/12."""
-
-
-# ----------------------------------------------------------------------------- ranking
-
-
-def resolve_ties(
-    ties: TieRule | None = None,
-    tie_seed: int | None = None,
-    recipe: str | Recipe | None = None,
-) -> tuple[TieRule, int]:
-    """``(ties, tie_seed)``: the given values, else those of ``recipe`` (``None`` → paper:
-    ``("random", 0)``). Record both with the results."""
-    r = get_recipe(recipe)
-    rule = r.ties if ties is None else ties
-    seed = r.tie_seed if tie_seed is None else tie_seed
-    if rule not in ("random", "reference", "index"):
-        raise ValueError(f"ties must be 'random', 'reference' or 'index', got {rule!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"tie_seed must be an int, got {seed!r}")
-    return rule, seed
-
-
-def tie_order(n_pixels: int, seed: int, device: torch.device | str = "cpu") -> Tensor:
-    """The seeded random tie order: a permutation (n_pixels,) long of the pixel indices,
-    drawn on the CPU (``torch.Generator().manual_seed(seed)``) and moved to ``device``, so
-    the same on every device."""
-    gen = torch.Generator().manual_seed(int(seed))
-    return torch.randperm(n_pixels, generator=gen).to(device)
-
-
-def pixel_ranks(
-    maps: Tensor,
-    *,
-    ties: TieRule | None = None,
-    tie_seed: int | None = None,
-    recipe: str | Recipe | None = None,
-) -> Tensor:
-    """Rank of every pixel, 0 = most relevant: (B, H, W) maps -> (B, H, W) long.
-
-    The ranking is a permutation of 0..H·W−1 for every map, deterministic on every
-    device. Equal values are ordered by the seeded random order of :func:`tie_order`
-    (``ties="random"``) or by row-major pixel index (``ties="index"``). ``"reference"``
-    has no ranking (it thresholds, see the module docstring): use :func:`removal_masks`.
-    """
-    check_maps(maps)
-    rule, seed = resolve_ties(ties, tie_seed, recipe)
-    if rule == "reference":
-        raise ValueError(
-            "ties='reference' thresholds at a percentile and ranks nothing; use "
-            "removal_masks (or ties='random' / 'index' for a ranking)"
-        )
-    b = maps.shape[0]
-    # +0.0 turns -0.0 into 0.0 so that both compare equal in the sort keys.
-    flat = maps.reshape(b, -1) + 0.0
-    n = flat.shape[1]
-    if rule == "random":
-        perm = tie_order(n, seed, maps.device)
-        order = perm[torch.sort(-flat[:, perm], dim=1, stable=True).indices]
-    else:
-        order = torch.sort(-flat, dim=1, stable=True).indices
-    ranks = torch.empty_like(order)
-    ar = torch.arange(n, device=maps.device).expand(b, -1)
-    ranks.scatter_(1, order, ar)
-    return ranks.view_as(maps)
-
-
-def _percentile_thresholds(values: Tensor, q: Tensor) -> Tensor:
-    """``numpy.percentile(values[b], q)`` (linear interpolation) for (B, N) float64 values
-    and (P,) percentiles in [0, 100] -> (B, P), by sorting (no size limit)."""
-    srt = values.sort(dim=1).values
-    pos = (q / 100.0 * (values.shape[1] - 1)).to(values.device)
-    lo = pos.floor().long()
-    hi = pos.ceil().long()
-    frac = (pos - lo.to(pos.dtype)).unsqueeze(0)
-    a, c = srt[:, lo], srt[:, hi]
-    return a + (c - a) * frac
-
-
-def top_pixel_sets(
-    maps: Tensor,
-    percents: float | Sequence[float] | Tensor,
-    *,
-    most_relevant_first: bool = True,
-    ties: TieRule | None = None,
-    tie_seed: int | None = None,
-    recipe: str | Recipe | None = None,
-) -> tuple[Tensor, Tensor]:
-    """The top-p % pixel sets of every map as ``(key, cut)``: pixel (h, w) of map b is in
-    the set of percentage j iff ``key[b, h, w] > cut[b, j]``.
-
-    ``key`` (B, H, W) and ``cut`` (B, P) live on the maps' device. Delete removes these
-    sets and Insert keeps them; building the (B, P, H, W) masks at once is left to the
-    caller (:func:`removal_masks`), so large batches can be masked in chunks.
-    """
-    check_maps(maps)
-    rule, seed = resolve_ties(ties, tie_seed, recipe)
-    ps = torch.as_tensor(percents, dtype=torch.float64).reshape(-1)
-    n = maps.shape[1] * maps.shape[2]
-    if rule == "reference":
-        removal_counts(ps, n)  # validates the percentages
-        m = maps.to(torch.float64) + 0.0
-        if not most_relevant_first:
-            m = -m
-        key = m
-        cut = _percentile_thresholds(m.reshape(m.shape[0], -1), 100.0 - ps)
-        return key, cut
-    ranks = pixel_ranks(maps, ties=rule, tie_seed=seed)
-    if not most_relevant_first:
-        ranks = (n - 1) - ranks
-    k = torch.tensor(removal_counts(ps, n), device=maps.device)
-    # rank < k  ⇔  −rank > −k
-    return -ranks, (-k).expand(maps.shape[0], -1)
-
-
-def removal_counts(percents: float | Sequence[float] | Tensor, n_pixels: int) -> list[int]:
-    """Number of pixels removed for each percentage: ``floor(p/100 · n + 1/2)``.
-
-    ``percents`` are in [0, 100]."""
-    ps = torch.as_tensor(percents, dtype=torch.float64).reshape(-1).tolist()
-    out = []
-    for p in ps:
-        if not 0.0 <= p <= 100.0:
-            raise ValueError(f"percentages must lie in [0, 100], got {p}")
-        # the 1e-9 guards against p/100·n landing a hair below an exact half in binary
-        out.append(min(n_pixels, int(math.floor(p / 100.0 * n_pixels + 0.5 + 1e-9))))
-    return out
-
-
-def removal_masks(
-    maps: Tensor,
-    percents: float | Sequence[float] | Tensor,
-    *,
-    most_relevant_first: bool = True,
-    ties: TieRule | None = None,
-    tie_seed: int | None = None,
-    recipe: str | Recipe | None = None,
-) -> Tensor:
-    """Masks of the removed pixels: (B, H, W) maps, P percentages -> (B, P, H, W) bool.
-
-    ``True`` marks a removed pixel: the top-p % of each map (the bottom-p % when
-    ``most_relevant_first=False``). With ``ties="random"`` or ``"index"`` each mask removes
-    exactly :func:`removal_counts` pixels, in the order of :func:`pixel_ranks`; with
-    ``ties="reference"`` the pixels above the (100 − p)-th percentile (see the module
-    docstring). ``ties``/``tie_seed`` default to ``recipe``'s (paper: random, seed 0).
-    """
-    key, cut = top_pixel_sets(
-        maps,
-        percents,
-        most_relevant_first=most_relevant_first,
-        ties=ties,
-        tie_seed=tie_seed,
-        recipe=recipe,
-    )
-    return key.unsqueeze(1) > cut[:, :, None, None]
-
-
-# ----------------------------------------------------------------------------- imputation
-
-
-def _binomial_sum(x: Tensor) -> Tensor:
-    """Σ over the 3×3 neighbourhood (zero outside) weighted by [1, 2, 1] ⊗ [1, 2, 1], for
-    (N, 1, H, W) grids, as two 3-tap passes on shifted views (about 3× faster on CPU than
-    ``conv2d`` with a single-channel 3×3 kernel)."""
-    xp = F.pad(x, (1, 1, 1, 1))
-    rows = torch.add(xp[..., :, :-2], xp[..., :, 2:]).add_(xp[..., :, 1:-1], alpha=2)
-    return torch.add(rows[..., :-2, :], rows[..., 2:, :]).add_(rows[..., 1:-1, :], alpha=2)
-
-
-def _neighbour_sum(x: Tensor) -> Tensor:
-    """Σ_j w_j x_j over the in-image neighbours of (N, 1, H, W) grids (zero outside):
-    the kernel of :data:`NEIGHBOUR_WEIGHTS` is ([1, 2, 1] ⊗ [1, 2, 1] − 4·δ) / 12."""
-    return (_binomial_sum(x) - 4 * x) / 12
-
-
-def _dot(a: Tensor, b: Tensor) -> Tensor:
-    """Per-grid inner products of (N, 1, H, W) tensors -> (N,) (einsum: no temporary, and
-    several times faster than ``bmm`` or ``(a * b).sum`` on CPU)."""
-    return torch.einsum("nchw,nchw->n", a, b)
-
-
-def _solve_interpolation(
-    values: Tensor, mask: Tensor, tol: float, max_iter: int | None, check_every: int
-) -> tuple[Tensor, int]:
-    """Solve the interpolation systems of N grids at once by preconditioned CG.
-
-    ``values``: (N, 1, H, W) known values; ``mask``: (N, 1, H, W) float, 1 on removed
-    pixels. For removed i: d_i x_i − Σ_{j removed} w_j x_j = Σ_{j kept} w_j v_j, with
-    d_i = Σ_{j in image} w_j (Jacobi preconditioner). Every CG vector is zero outside
-    the removed pixels. Returns the solution there (0 elsewhere) and the iteration count.
-    """
-    h, w = values.shape[-2:]
-    dt = values.dtype
-    tiny = torch.finfo(dt).tiny
-    diag = _neighbour_sum(torch.ones(1, 1, h, w, dtype=dt, device=values.device))
-    inv_diag = 1.0 / diag
-
-    rhs = mask * _neighbour_sum((1 - mask) * values)
-    x = torch.zeros_like(rhs)
-    r = rhs.clone()
-    z = r * inv_diag
-    p = z.clone()
-    rz = _dot(r, z)
-    # groups of removed pixels without a kept neighbour get rhs = 0 and stay 0
-    target = (tol * _dot(rhs, rhs).sqrt()).clamp_min(tiny)
-    limit = max_iter if max_iter is not None else 4 * (h + w) + 100
-    it = 0
-    while it < limit:
-        ap = (diag * p).sub_(_neighbour_sum(p)).mul_(mask)  # A p
-        pap = _dot(p, ap)
-        alpha = torch.where(pap > 0, rz / pap.clamp_min(tiny), 0.0).view(-1, 1, 1, 1)
-        x.addcmul_(alpha, p)
-        r.addcmul_(alpha, ap, value=-1.0)
-        torch.mul(r, inv_diag, out=z)
-        rz_new = _dot(r, z)
-        beta = torch.where(rz > 0, rz_new / rz.clamp_min(tiny), 0.0).view(-1, 1, 1, 1)
-        p.mul_(beta).add_(z)
-        rz = rz_new
-        it += 1
-        if it % check_every == 0 and bool((_dot(r, r).sqrt() <= target).all()):
-            break
-    return x, it
-
-
-def noisy_linear_impute(
-    images: Tensor,
-    removed: Tensor,
-    *,
-    noise: float = 0.01,
-    generator: torch.Generator | None = None,
-    tol: float = 1e-6,
-    max_iter: int | None = None,
-    check_every: int = 25,
-    solve_dtype: torch.dtype | None = None,
-    clamp: bool = True,
-) -> Tensor:
-    """Noisy linear imputation of the removed pixels (Rong et al. 2022), batched in torch.
-
-    Every removed pixel i gets x_i = Σ_j w_j x_j / Σ_j w_j over its in-image neighbours j
-    (w = 1/6 for edge neighbours, 1/12 for diagonal ones), where x_j is the known value
-    for kept neighbours and the unknown for removed ones. For each image and channel this
-    is a symmetric positive (semi-)definite sparse system over all removed pixels at once;
-    we solve it with Jacobi-preconditioned conjugate gradients on the device, all images
-    and channels as one batch, until every relative residual is below ``tol``. A connected
-    group of removed pixels that touches no kept pixel has no defined value and is filled
-    with 0 (e.g. when everything is removed).
-
-    Args:
-        images: (B, 3, H, W) float images in [0, 1], any device.
-        removed: (B, H, W) bool, ``True`` where a pixel is removed.
-        noise: standard deviation of the Gaussian noise added to the imputed pixels
-            (0.01 as in ROAD; 0 turns it off).
-        generator: torch generator for the noise (on the images' device) for reproducibility.
-        tol: relative residual ‖b − Ax‖ / ‖b‖ at which a system counts as solved.
-        max_iter: CG iteration cap (default 4·(H + W) + 100: CG needs roughly as many
-            iterations as the hole's diameter).
-        check_every: iterations between convergence checks (each check syncs with the host).
-        solve_dtype: dtype of the solve (``None``: the images' dtype; float32 solutions
-            agree with a direct sparse solve to ~1e-5, pass ``torch.float64`` for ~1e-7).
-        clamp: clip the result to [0, 1] (the interpolation itself stays in range; only the
-            noise can leave it).
-
-    Returns:
-        (B, 3, H, W) images with the removed pixels replaced, images' dtype and device.
-    """
-    check_images(images)
-    b, c, h, w = images.shape
-    if not isinstance(removed, Tensor) or removed.shape != (b, h, w):
-        got = tuple(removed.shape) if isinstance(removed, Tensor) else type(removed).__name__
-        raise ValueError(f"removed must be a (B, H, W) bool tensor of shape {(b, h, w)}, got {got}")
-    dt = solve_dtype or images.dtype
-    dev = images.device
-    m = removed.to(dev).bool().unsqueeze(1).expand(b, c, h, w).reshape(b * c, 1, h, w)
-    x, _ = _solve_interpolation(
-        images.reshape(b * c, 1, h, w).to(dt), m.to(dt), tol, max_iter, check_every
-    )
-    filled = x.to(images.dtype).reshape(b, c, h, w)
-    if noise > 0:
-        filled = filled + noise * torch.randn(
-            filled.shape, generator=generator, device=dev, dtype=filled.dtype
-        )
-    mask = removed.to(dev).bool().unsqueeze(1)
-    out = torch.where(mask, filled, images)
-    return out.clamp(0, 1) if clamp else out
-
-
-def remove_pixels(
-    images: Tensor,
-    removed: Tensor,
-    mode: RemovalMode = "zero",
-    *,
-    noise: float = 0.01,
-    generator: torch.Generator | None = None,
-) -> Tensor:
-    """Replace the removed pixels ((B, H, W) bool) of (B, 3, H, W) [0, 1] images:
-    ``"zero"`` sets them to 0, ``"noisy_linear"`` imputes them (:func:`noisy_linear_impute`)."""
-    if mode == "zero":
-        check_images(images)
-        return images * (~removed.to(images.device).bool()).unsqueeze(1).to(images.dtype)
-    if mode == "noisy_linear":
-        return noisy_linear_impute(images, removed, noise=noise, generator=generator)
-    raise ValueError(f"mode must be 'zero' or 'noisy_linear', got {mode!r}")
-
-
-# ----------------------------------------------------------------------------- scores
 
 
 @torch.no_grad()
