@@ -14,7 +14,9 @@ How it measures (the same for FAME and for its floor, so their ratio means somet
 - both get the same warm-up (a FAME run and a floor run of 2 iterations, which also
   pays any compilation), and both are timed as the slope (T(2n) − T(n)) / n of two run
   lengths, which removes each one's fixed cost (input checks, the final loss pass);
-- the four timings of a repeat run back to back and the median over repeats is kept.
+- the four timings of a repeat run back to back and the median over repeats is kept;
+- on a CPU the clock is the process's CPU time (``time.process_time``), so other
+  processes on shared cores do not count; on a GPU it is wall time after a sync.
 
 Prints a Markdown table, or one JSON object per (batch, setting) with ``--json``.
 Per-iteration FAME time should stay ≤ 1.10× the floor.
@@ -70,12 +72,19 @@ def fame_run(model, x: torch.Tensor, targets: torch.Tensor, cfg: FameConfig, n: 
     run_fame(model, x, ClassLogit(targets), cfg, iterations=n)
 
 
+def clock(device: torch.device):
+    """Wall time on a GPU (after a sync); on a CPU the process's CPU time, which other
+    processes sharing the cores do not inflate the way they inflate wall time."""
+    return time.perf_counter if device.type == "cuda" else time.process_time
+
+
 def timed(fn, device: torch.device) -> float:
+    now = clock(device)
     _sync(device)
-    t0 = time.perf_counter()
+    t0 = now()
     fn()
     _sync(device)
-    return time.perf_counter() - t0
+    return now() - t0
 
 
 def measure(model, b: int, setting: str, n: int, repeats: int, device: torch.device) -> dict:
@@ -150,6 +159,7 @@ def main(argv=None) -> None:
         "size": model.input_size,
         "iterations_n": args.iterations,
         "repeats": args.repeats,
+        "clock": "wall" if device.type == "cuda" else "process CPU time",
     }
     if not args.json:
         print("; ".join(f"{k}: {v}" for k, v in header.items()))

@@ -10,9 +10,11 @@ On the bundled objects with EfficientNet-Lite0 (CPU), the same FAME settings are
 - and with ``FameConfig(deterministic=True)`` called from the largest thread count,
 
 and every pair that should agree is compared: max |map difference| and the smallest
-per-image Pearson r (1.0 means identical). ``seconds`` is the wall time of each run, from
+per-image Pearson r (1.0 means identical), with the time of each run, from
 this one run (the deterministic mode's cost is its time against the same batch at the
-largest thread count without it). One run's numbers; nothing is averaged.
+largest thread count without it; wall and CPU seconds are both given). One run's
+numbers; nothing is averaged. On shared cores set OMP_WAIT_POLICY=PASSIVE, or 2 OpenMP
+threads spin against other processes and run many times slower.
 """
 
 from __future__ import annotations
@@ -31,18 +33,18 @@ from fame_utils.stats import map_pearson
 
 
 def run(model, x, t, cfg: FameConfig, threads: int, one_at_a_time: bool) -> tuple:
-    """(maps (N, H, W), seconds) at ``threads`` CPU threads."""
+    """(maps (N, H, W), (wall s, CPU s)) at ``threads`` CPU threads."""
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         if one_at_a_time:
             maps = torch.cat(
                 [fame(model, x[i : i + 1], ClassLogit(t[i : i + 1]), cfg) for i in range(len(x))]
             )
         else:
             maps = fame(model, x, ClassLogit(t), cfg)
-        return maps, time.perf_counter() - t0
+        return maps, (time.perf_counter() - t0, time.process_time() - c0)
     finally:
         torch.set_num_threads(before)
 
@@ -80,10 +82,10 @@ def main(argv=None) -> None:
             maps[key], secs[key] = run(model, x, t, det, top, single)
 
     print()
-    print("| run | seconds |")
-    print("|---|---:|")
-    for key, s in secs.items():
-        print(f"| {key} | {s:.1f} |")
+    print("| run | wall s | CPU s (all threads) |")
+    print("|---|---:|---:|")
+    for key, (wall, cpu) in secs.items():
+        print(f"| {key} | {wall:.1f} | {cpu:.1f} |")
     print()
     print("| map A | map B | max abs diff | min Pearson r | identical |")
     print("|---|---|---:|---:|---|")
@@ -96,7 +98,10 @@ def main(argv=None) -> None:
         det_key = f"deterministic from {top} threads, batch {len(x)}"
         print()
         print(
-            f"deterministic mode cost at batch {len(x)}: {secs[det_key] / secs[base]:.2f}x the time of {base}"
+            f"deterministic mode at batch {len(x)} against {base}: "
+            f"{secs[det_key][0] / secs[base][0]:.2f}x the wall time, "
+            f"{secs[det_key][1] / secs[base][1]:.2f}x the CPU time (wall time is what a user waits; "
+            "on cores shared with other processes it is noisy)"
         )
 
 
