@@ -196,7 +196,11 @@ def build_parser() -> argparse.ArgumentParser:
     im = sub.add_parser("imagenet", help="IoU@t and ROAD-Delete@p (Table 2)")
     _common(im)
     im.add_argument("--model", type=str.lower, choices=CLASSIFIERS, default="efficientnet_lite0")
-    im.add_argument("--weights", default=None, help="torchvision weights tag for ResNets")
+    im.add_argument(
+        "--weights",
+        default=None,
+        help="torchvision weights tag (ResNets and ViTs), needed when the checkpoint file name carries no published hash",
+    )
     _methods_argument(im, "classification")
     im.add_argument(
         "--imagenet-root", type=_existing, default=None, help="ImageNet folder (default: bundled)"

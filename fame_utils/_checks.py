@@ -25,6 +25,8 @@ __all__ = [
     "check_unit_interval",
     "check_batch_size",
     "eval_mode",
+    "frozen_parameters",
+    "frozen_eval",
 ]
 
 
@@ -230,3 +232,31 @@ def eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
     finally:
         for m, flag in flags:
             m.training = flag
+
+
+@contextmanager
+def frozen_parameters(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """Switch ``requires_grad`` off for every parameter while the block runs, then restore it.
+
+    Attribution methods need gradients with respect to inputs and activations only; without
+    this every backward pass would also compute (and store in ``.grad``) weight gradients,
+    which costs time and memory and changes the caller's model state.
+    """
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    try:
+        for p, _ in flags:
+            p.requires_grad_(False)
+        yield model
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+
+
+@contextmanager
+def frozen_eval(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """:func:`eval_mode` and :func:`frozen_parameters` together: how FAME and every baseline
+    run a model. Each submodule's ``training`` flag and each parameter's ``requires_grad``
+    are restored on exit (also after an exception), so no method changes BatchNorm running
+    statistics or the caller's training state."""
+    with eval_mode(model), frozen_parameters(model):
+        yield model

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ._checks import check_images, model_device
+from ._checks import check_images, frozen_eval, model_device
 from .objectives import Objective
 from .postprocess import Normalization, gaussian_blur, normalize_maps, to_gray
 
@@ -220,29 +220,6 @@ def _raise_if_nonfinite(bad: Tensor, what: str, offset: int = 0, by: str = "") -
             "images, e.g. one per feature cell); check that the model's output on these "
             "images is finite (model(images)) and that the objective is defined there"
         )
-
-
-@contextlib.contextmanager
-def frozen_eval(model: nn.Module) -> Iterator[nn.Module]:
-    """Run ``model`` in eval mode with its parameters frozen, restoring both afterwards.
-
-    Every submodule's ``training`` flag and every parameter's ``requires_grad`` are put
-    back as they were on exit (also after an exception), so a method that explains a model
-    never changes its BatchNorm running statistics or its training state, and the forward
-    pass does not keep activations that only the parameters' gradients would need.
-    """
-    modes = [(m, m.training) for m in model.modules()]
-    grads = [(p, p.requires_grad) for p in model.parameters()]
-    model.eval()
-    for p, _ in grads:
-        p.requires_grad_(False)
-    try:
-        yield model
-    finally:
-        for m, training in modes:
-            m.training = training
-        for p, requires_grad in grads:
-            p.requires_grad_(requires_grad)
 
 
 @contextlib.contextmanager

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import torch
 from torch import Tensor, nn
 
@@ -13,30 +10,11 @@ from ..hooks import resolve_layer
 from ..postprocess import normalize_maps
 
 __all__ = [
-    "frozen_parameters",
     "check_target",
     "target_layer_of",
     "l2_normalize",
     "max_normalize",
 ]
-
-
-@contextmanager
-def frozen_parameters(model: nn.Module) -> Iterator[nn.Module]:
-    """Switch ``requires_grad`` off for every parameter while the block runs, then restore it.
-
-    The baselines only need gradients with respect to inputs and activations; without
-    this, every backward pass would also compute (and store in ``.grad``) the weight
-    gradients, which costs time and memory and changes the user's model state.
-    """
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    try:
-        for p, _ in flags:
-            p.requires_grad_(False)
-        yield model
-    finally:
-        for p, flag in flags:
-            p.requires_grad_(flag)
 
 
 def check_target(target: object) -> ClassTarget | SimilarityTarget:

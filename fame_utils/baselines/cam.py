@@ -16,7 +16,7 @@ Attribution(map, None)``:
   ``"reference"`` recipe) holds the norm product ‖o‖‖r‖ constant, ∂s/∂o = r̂/‖o‖.
 
 Every method runs the model in eval mode and restores each module's own mode afterwards
-(:func:`fame_utils._checks.eval_mode`; pytorch-grad-cam alone would leave the model in
+(:func:`fame_utils._checks.frozen_eval`; pytorch-grad-cam alone would leave the model in
 eval mode), so no BatchNorm statistic or other buffer of the caller's model changes.
 Class indices outside [0, classes − 1] are refused (−1 would otherwise explain the last
 class), and images must have the model's dtype.
@@ -58,10 +58,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._checks import check_class_indices, check_model_input, eval_mode, model_device
+from .._checks import check_class_indices, check_model_input, frozen_eval, model_device
 from ..explain import Attribution, ClassTarget, SimilarityTarget
 from ..recipes import Recipe, get_recipe
-from ._common import check_target, frozen_parameters, target_layer_of
+from ._common import check_target, target_layer_of
 
 __all__ = [
     "CosineSimilarityTarget",
@@ -254,7 +254,7 @@ def _run_cam(
         # layer's output does and pytorch-grad-cam's gradient hook fires
         x = x.clone().requires_grad_(True)
     layers = [] if layer is None else [layer]
-    with frozen_parameters(model), eval_mode(model):
+    with frozen_eval(model):
         cam = cam_class(
             model=model, target_layers=layers, reshape_transform=_reshape_transform_of(model)
         )

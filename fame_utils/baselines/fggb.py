@@ -29,10 +29,10 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .._checks import check_model_input, check_threshold, eval_mode, model_device
+from .._checks import check_model_input, check_threshold, frozen_eval, model_device
 from ..explain import Attribution, ClassTarget, SimilarityTarget
 from ..postprocess import gaussian_blur
-from ._common import check_target, frozen_parameters, l2_normalize, max_normalize
+from ._common import check_target, l2_normalize, max_normalize
 
 __all__ = ["FGGB"]
 
@@ -97,7 +97,7 @@ class FGGB:
         x = images.detach().to(device)
         b = x.shape[0]
         refs = l2_normalize(target.check(b).to(device).to(x.dtype))
-        with frozen_parameters(model), eval_mode(model):
+        with frozen_eval(model):
             if self.jacobian == "vmap":
                 return self._saliency_vmap(model, x, refs, theta)
             return self._saliency_repeat(model, x, refs, theta)

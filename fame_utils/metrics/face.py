@@ -12,7 +12,7 @@ the unperturbed scores of the same model and protocol, accept when s ≥ θ; see
 :mod:`fame_utils.metrics.threshold`), giving the verification accuracy over all pairs.
 Delete (↓) and Insert (↑) are the trapezoid areas under accuracy-vs-P with P rescaled to
 [0, 1], ×100. The top-P % sets are those of
-:func:`fame_utils.metrics.road.top_pixel_sets`: exact counts with a seeded random order
+:func:`fame_utils.metrics.removal.top_pixel_sets`: exact counts with a seeded random order
 among equal values (``ties="random"``, the paper recipe) or the reference code's
 percentile rule (``ties="reference"``); the rule and seed are stored in the result.
 
@@ -153,7 +153,7 @@ def face_deletion_insertion(
         percents: the P values in [0, 100], increasing (default 0, 10, …, 100).
         gallery_embeddings: (N, D) precomputed gallery embeddings (normalised inside).
         batch_size: perturbed probes per forward pass on the model's device.
-        ties, tie_seed: order among equal map values (:mod:`fame_utils.metrics.road`);
+        ties, tie_seed: order among equal map values (:mod:`fame_utils.metrics.removal`);
             ``None`` takes ``recipe``'s (paper: ``"random"``, seed 0; reference: the
             percentile rule).
 
