@@ -10,7 +10,8 @@ size, into a fresh folder, and prints that run's summary (methods × columns)::
 ``--max-items N`` keeps the first N images (pairs); the faces' θ stays the clean EER of the
 whole protocol.
 ``--spread FOLDER [FOLDER ...]`` then prints, for each method × column, the largest minus
-the smallest summary mean over those runs (and the largest per-item difference), which is
+the smallest summary mean over those runs (and the largest per-item difference in any
+summary column), which is
 the spread a reader should treat as numerical noise (issue 9, item 8)::
 
     python benchmarks/table_spread.py --spread runs/s/t1b1 runs/s/t1b16 runs/s/t2b1 runs/s/t2b16
@@ -55,17 +56,22 @@ def _run(
 
 
 def _spread(folders: list[Path]) -> pd.DataFrame:
-    """Max − min of each summary cell and max per-item |difference| over the runs."""
+    """Max − min of each summary cell over the runs, and the largest per-item difference
+    in any summary column (``max item |Δ|``)."""
+    from fame_utils.experiment.report import column_of
+
     sums, rows = [], []
     for f in folders:
         s = pd.read_csv(f / "summary.csv", index_col="method")
         sums.append(s[[c for c in s.columns if not c.endswith(("_low", "_high"))]])
         r = pd.read_csv(f / "results.csv")
+        labels = [column_of(m, t, p).label for m, t, p in zip(r.metric, r.threshold, r.percent)]
+        r = r[[label in sums[-1].columns for label in labels]]
         rows.append(r.set_index(["item", "method", "metric", "threshold", "percent"])["value"])
     stacked = pd.concat(sums, keys=range(len(sums)))
     spread = stacked.groupby(level="method", sort=False).agg(lambda v: v.max() - v.min())
     items = pd.concat(rows, axis=1)
-    per_item = (items.max(axis=1) - items.min(axis=1)).groupby(level=["method"]).max()
+    per_item = (items.max(axis=1) - items.min(axis=1)).groupby(level="method").max()
     spread["max item |Δ|"] = per_item
     return spread
 
