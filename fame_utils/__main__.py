@@ -8,9 +8,10 @@ the code behind its tables differ (:mod:`fame_utils.recipes`). Examples::
     # Table 2 metrics on the bundled annotated images with the embedded EfficientNet-Lite0
     python -m fame_utils imagenet --methods fame,gradcam --iterations 100 --out runs/objects
 
-    # the paper's protocol: ImageNet val (5 per class), torchvision ResNet-50 V2 weights
-    python -m fame_utils imagenet --model resnet50 --weights IMAGENET1K_V2 \\
-        --imagenet-root ~/data/imagenet --per-class 5 --out runs/imagenet
+    # Table 2's protocol: the authors' image list, ResNet-50 V2 (Resize 232 from the file name)
+    python -m fame_utils imagenet --model resnet50 --checkpoint resnet50-11ad3fa6.pth \\
+        --imagenet-root ~/data/imagenet --image-list imagenet_list.csv --recipe reference \\
+        --out runs/imagenet
 
     # Table 1 metrics on the bundled face pairs (occlusion subset) with dlib's ResNet
     python -m fame_utils faces --subset occlusion --methods fame,gradcam,corrrise --out runs/faces
@@ -199,7 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
     im.add_argument(
         "--weights",
         default=None,
-        help="torchvision weights tag (ResNets and ViTs), needed when the checkpoint file name carries no published hash",
+        help="torchvision weights tag (ResNets and ViTs); needed when the checkpoint's file "
+        "name carries no published hash",
     )
     _methods_argument(im, "classification")
     im.add_argument(
@@ -209,7 +211,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--annotations", type=_existing, default=None, help="LOC_val_solution.csv or XML folder"
     )
     im.add_argument("--synset-mapping", type=_existing, default=None, help="LOC_synset_mapping.txt")
-    im.add_argument("--per-class", type=_count, default=5, help="images per class (paper: 5)")
+    im.add_argument(
+        "--image-list",
+        type=_existing,
+        default=None,
+        help="a fixed image list (the authors' CSV: ImageId, PredictionString[, target]), "
+        "rows in order, repeats kept; without it --per-class draws our own sample",
+    )
+    im.add_argument(
+        "--per-class", type=_count, default=5, help="our own draw: images per class (seeded)"
+    )
     im.add_argument("--max-images", type=_count, default=None, help="use only the first N images")
     im.add_argument("--resize", type=_count, default=None, help="shorter side (default: model's)")
     im.add_argument(
@@ -257,6 +268,8 @@ def _imagenet(args, device: str) -> tuple:
     boxes = args.box_convention or recipe.box_convention
     crop = int(getattr(model, "input_size", 224))
     resize = args.resize or getattr(model, "resize_size", None) or 256
+    if args.image_list and not args.imagenet_root:
+        raise ValueError("--image-list needs --imagenet-root (the folder its images are in)")
     if args.imagenet_root:
         from .data.imagenet import load_imagenet_val
 
@@ -270,6 +283,7 @@ def _imagenet(args, device: str) -> tuple:
             box_convention=boxes,
             annotations=args.annotations,
             synset_mapping=args.synset_mapping,
+            protocol=args.image_list,
         )
     else:
         from .data.objects import load_sample_objects

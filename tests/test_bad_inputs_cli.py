@@ -69,6 +69,8 @@ CLI_ROWS: list[tuple[str, list[str], str]] = [
     ("recipe-unknown", ["faces", "--recipe", "mine"], r"invalid choice: 'mine'"),
     ("checkpoint-missing", ["imagenet", "--checkpoint", MISSING], r"does not exist"),
     ("imagenet-root-missing", ["imagenet", "--imagenet-root", MISSING], r"does not exist"),
+    ("image-list-missing", ["imagenet", "--image-list", MISSING], r"does not exist"),
+    ("image-list-no-root", ["imagenet", "--image-list", __file__], r"needs --imagenet-root"),
     ("annotations-missing", ["imagenet", "--annotations", MISSING], r"does not exist"),
     ("synset-missing", ["imagenet", "--synset-mapping", MISSING], r"does not exist"),
     ("protocol-missing", ["faces", "--protocol", MISSING], r"does not exist"),
