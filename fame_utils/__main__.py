@@ -268,8 +268,6 @@ def _imagenet(args, device: str) -> tuple:
     boxes = args.box_convention or recipe.box_convention
     crop = int(getattr(model, "input_size", 224))
     resize = args.resize or getattr(model, "resize_size", None) or 256
-    if args.image_list and not args.imagenet_root:
-        raise ValueError("--image-list needs --imagenet-root (the folder its images are in)")
     if args.imagenet_root:
         from .data.imagenet import load_imagenet_val
 
@@ -345,6 +343,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     (:mod:`fame_utils.experiment.distributed`) and rank 0 prints the summary."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.task == "imagenet" and args.image_list and not args.imagenet_root:
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        sub.choices["imagenet"].error(
+            "--image-list needs --imagenet-root (the folder of its images)"
+        )
     already = torch.distributed.is_initialized()
     try:
         shard, device = init_from_env(args.device)
