@@ -25,14 +25,14 @@ see :mod:`fame_utils.methods`) and metric adapters (:mod:`fame_utils.metrics.ada
 
 Under ``torchrun`` (:mod:`.distributed`) rank r of n computes and evaluates the batches
 b with b mod n = r; after a barrier rank 0 writes the outputs from the shared cache.
+
+The stages themselves live in :mod:`.stages`, the input and map checks in :mod:`.checks`.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
-import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -42,17 +42,10 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .._checks import model_device
-from ..data.items import (
-    ClassificationItem,
-    PairItem,
-    Task,
-    collate,
-    dataset_identity,
-    task_of,
-)
-from ..explain import Attribution, ClassTarget, SimilarityTarget
-from ..methods import make_methods, supports
-from ..metrics.adapters import Column, EvalContext, Metric
+from ..data.items import ClassificationItem, PairItem, Task, dataset_identity
+from ..explain import Attribution
+from ..methods import make_methods
+from ..metrics.adapters import EvalContext, Metric
 from ..metrics.face import embed
 from ..metrics.threshold import eer_threshold
 from ..recipes import Recipe, get_recipe
@@ -62,13 +55,18 @@ from .cache import (
     CACHE_VERSION,
     digest,
     jsonable,
-    load,
     method_settings,
     model_fingerprint,
     remove_stale_tmp,
-    save_tensors,
     slug,
     write_text,
+)
+from .checks import (
+    _check_inputs,
+    _check_methods,
+    _check_model_output,
+    check_threshold,
+    positive_int,
 )
 from .record import OutputLock, RunConflictError, check_settings, environment, run_info
 from .report import (
@@ -80,41 +78,9 @@ from .report import (
     summary_with_intervals,
 )
 from .result import ExperimentResult
+from .stages import _batches, _compute_maps, _evaluate, _get_batch
 
 __all__ = ["run_experiment", "check_threshold", "positive_int"]
-
-MAP_TOLERANCE = 1e-5
-"""How far outside [0, 1] a map value may lie (rounding) before the map is refused."""
-
-
-def _batches(n: int, batch_size: int) -> list[range]:
-    return [range(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
-
-
-def _get_batch(dataset: Sequence, idx: range):
-    return collate([dataset[i] for i in idx], list(idx))
-
-
-def positive_int(value: object, name: str) -> int:
-    """``value`` as an int >= 1, else ``ValueError`` naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
-    return value
-
-
-def check_threshold(threshold: float) -> float:
-    """A verification θ on the cosine similarity: finite, within [-1, 1]."""
-    try:
-        t = float(threshold)
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"the verification threshold must be a number, got {threshold!r}"
-        ) from None
-    if not math.isfinite(t) or not -1.0 <= t <= 1.0:
-        raise ValueError(
-            f"the verification threshold θ is a cosine similarity in [-1, 1], got {threshold!r}"
-        )
-    return t
 
 
 @torch.no_grad()
@@ -134,328 +100,6 @@ def _clean_verification(
         scores.append((eg * ep).sum(1).cpu())
         gen.append(b.genuine.cpu())
     return torch.cat(refs), torch.cat(scores), torch.cat(gen)
-
-
-def _check_model_output(output: Tensor, names: list[str]) -> None:
-    """Refuse a model whose clean output (logits, embeddings) holds NaN or Inf: every map
-    and metric of those items would be meaningless."""
-    bad = _nonfinite_items(output, names)
-    if bad:
-        raise RuntimeError(
-            f"the model's output holds NaN or Inf for items {bad} on the clean images; "
-            "no map of them can be computed (check the model's weights and the images)"
-        )
-
-
-def _check_inputs(dataset, metrics, batch_size, eval_batch_size, n_resamples, threads) -> Task:
-    if dataset is None or len(dataset) == 0:
-        raise ValueError("the dataset is empty")
-    task = task_of(dataset[0])
-    for m in metrics:
-        if getattr(m, "task", None) != task:
-            raise ValueError(
-                f"metric {type(m).__name__} is for {getattr(m, 'task', '?')} but the dataset "
-                f"holds {task} items"
-            )
-    positive_int(batch_size, "batch_size")
-    positive_int(eval_batch_size, "eval_batch_size")
-    positive_int(n_resamples, "n_resamples")
-    if threads is not None:
-        positive_int(threads, "threads")
-    return task
-
-
-def _check_methods(methods: Sequence, task: Task) -> None:
-    if not methods:
-        raise ValueError("no methods given")
-    names = [getattr(m, "name", None) for m in methods]
-    if any(not n for n in names):
-        raise ValueError("every method needs a non-empty `name` attribute")
-    if len(set(names)) != len(names):
-        raise ValueError(f"method names must be unique, got {names}")
-    for m in methods:
-        if not supports(m, task):
-            raise ValueError(f"method {m.name} does not support {task} (see its `targets`)")
-
-
-def _map_problem(maps: Tensor | None, shape: tuple[int, ...], role: str) -> str | None:
-    """Why ``maps`` cannot be (B, H, W) [0, 1] maps of ``shape``; ``None`` when they can."""
-    if not isinstance(maps, Tensor):
-        return f"{role} maps are {type(maps).__name__}, not a tensor"
-    if tuple(maps.shape) != shape:
-        return f"{role} maps have shape {tuple(maps.shape)}, expected {shape}"
-    if not bool(torch.isfinite(maps).all()):
-        return f"{role} maps hold NaN or Inf"
-    lo, hi = float(maps.min()), float(maps.max())
-    if lo < -MAP_TOLERANCE or hi > 1 + MAP_TOLERANCE:
-        return f"{role} maps lie in [{lo:.6g}, {hi:.6g}], outside [0, 1]"
-    return None
-
-
-def _nonfinite_items(maps: Tensor, names: list[str]) -> list[str]:
-    bad = ~torch.isfinite(maps.detach().flatten(1)).all(1)
-    return [n for n, b in zip(names, bad.cpu().tolist()) if b]
-
-
-def _empty_items(att: Attribution, names: list[str]) -> list[str]:
-    """Items whose e₊ map is all zero (an empty e₋ is expected, e.g. impostor pairs)."""
-    empty = att.positive.detach().flatten(1).amax(1) <= 0
-    return [n for n, e in zip(names, empty.cpu().tolist()) if e]
-
-
-def _blob_problem(blob: dict | None, names: list[str], shape: tuple[int, ...]) -> str | None:
-    if blob is None:
-        return "missing"
-    if not {"positive", "negative", "names"} <= set(blob):
-        return "incomplete"
-    if blob["names"] != names:
-        return "for other items"
-    problem = _map_problem(blob["positive"], shape, "positive")
-    if problem is None and blob["negative"] is not None:
-        problem = _map_problem(blob["negative"], shape, "negative")
-    return problem
-
-
-def _item_names(dataset: Sequence, idx: range) -> list[str]:
-    names = getattr(dataset, "names", None)
-    if isinstance(names, list) and len(names) == len(dataset):
-        return [names[i] or str(i) for i in idx]
-    return _get_batch(dataset, idx).names
-
-
-def _drop_evaluations(folder: Path, b: int) -> None:
-    """Metric values of batch ``b`` were computed from its old maps: remove them."""
-    for p in folder.glob(f"eval_*_{b:05d}.pt"):
-        p.unlink(missing_ok=True)
-
-
-def _compute_maps(
-    model: nn.Module,
-    dataset: Sequence,
-    method: Callable[..., Attribution],
-    folder: Path,
-    batches: list[range],
-    owned: list[int],
-    hw: tuple[int, int],
-    task: Task,
-    refs: Tensor | None,
-    threshold: float | None,
-    cache_dtype: torch.dtype,
-    progress: bool,
-    checked: set[int],
-) -> tuple[int, list[str]]:
-    """Compute and cache the maps of every batch in ``owned`` that is not validly cached
-    in ``folder``; returns how many batches were computed and the items with empty maps.
-
-    Raises:
-        RuntimeError: the method returned NaN/Inf maps (the items are named; nothing of
-            that batch is cached) or maps of the wrong shape; the model's clean logits
-            hold NaN/Inf (checked once per batch; ``checked`` holds the batches done).
-    """
-    device = model_device(model)
-    todo, empty, new_empty = [], [], []
-    for b in owned:
-        path = folder / f"batch_{b:05d}.pt"
-        blob = load(path)
-        problem = _blob_problem(blob, _item_names(dataset, batches[b]), (len(batches[b]), *hw))
-        if problem is None:
-            empty += blob.get("empty", [])
-            continue
-        if blob is not None:  # (an unreadable file was reported by load)
-            warnings.warn(f"cached maps {path} are {problem}; recomputing them", stacklevel=3)
-        _drop_evaluations(folder, b)
-        todo.append(b)
-    bar = tqdm(
-        total=len(owned),
-        initial=len(owned) - len(todo),
-        desc=f"maps {method.name}",
-        unit="batch",
-        disable=not progress,
-        leave=False,
-    )
-    try:
-        for b in todo:
-            idx = batches[b]
-            batch = _get_batch(dataset, idx).to(device)
-            if task == "classification":
-                images, target = batch.images, ClassTarget(batch.labels)
-                if b not in checked:
-                    with torch.no_grad():
-                        _check_model_output(model(images).flatten(1), batch.names)
-                    checked.add(b)
-            else:
-                images = batch.probe
-                target = SimilarityTarget(refs[idx.start : idx.stop].to(device), threshold)
-            att = method(model, images, target)
-            if not isinstance(att, Attribution):
-                raise TypeError(
-                    f"method {method.name} returned {type(att).__name__}, expected Attribution"
-                )
-            _check_method_output(method.name, att, batch.names, (len(idx), *hw))
-            batch_empty = _empty_items(att, batch.names)
-            new_empty += batch_empty
-            neg = att.negative
-            blob = {
-                "positive": att.positive.detach().to("cpu", cache_dtype),
-                "negative": None if neg is None else neg.detach().to("cpu", cache_dtype),
-                "names": batch.names,
-                "empty": batch_empty,
-            }
-            save_tensors(blob, folder / f"batch_{b:05d}.pt")
-            bar.update(1)
-    finally:
-        bar.close()
-    if new_empty:
-        warnings.warn(
-            f"{method.name} gave all-zero maps for {new_empty}; they are scored as empty maps "
-            "and listed in run.json",
-            stacklevel=3,
-        )
-    return len(todo), empty + new_empty
-
-
-def _check_method_output(name: str, att: Attribution, items: list[str], shape) -> None:
-    for role, maps in (("positive", att.positive), ("negative", att.negative)):
-        if maps is None and role == "negative":
-            continue
-        problem = _map_problem(maps, shape, role)
-        if problem is None:
-            continue
-        if "NaN" in problem:
-            problem += f" for items {_nonfinite_items(maps, items)}"
-        raise RuntimeError(
-            f"method {name} returned unusable maps: {problem}. Nothing of this batch was "
-            "cached or scored (NaN maps come from a model that outputs NaN or a step size "
-            "that overflows; check the model and the method's settings)"
-        )
-
-
-def _cached_maps(folder: Path, b: int, dataset: Sequence, idx: range, device):
-    """The batch and its cached maps (checked to belong to this batch's items)."""
-    map_path = folder / f"batch_{b:05d}.pt"
-    blob = load(map_path)
-    batch = _get_batch(dataset, idx).to(device)
-    if blob is None:
-        raise RuntimeError(
-            f"cached maps {map_path} are missing or unreadable; run again to recompute them"
-        )
-    if blob["names"] != batch.names:
-        raise RuntimeError(
-            f"cache {folder} holds maps for other items than batch {b} of this dataset; "
-            "run again to recompute them"
-        )
-    neg = blob["negative"]
-    att = Attribution(
-        blob["positive"].to(device, torch.float32),
-        None if neg is None else neg.to(device, torch.float32),
-    )
-    return batch, att
-
-
-def _values_problem(cached: dict | None, m: Metric, n: int) -> str | None:
-    if cached is None:
-        return "missing"
-    values = cached.get("values")
-    if not isinstance(values, dict) or not isinstance(cached.get("names"), list):
-        return "incomplete"
-    if len(cached["names"]) != n:
-        return f"for {len(cached['names'])} items, not {n}"
-    for c in m.columns():
-        v = values.get(c.label)
-        if not isinstance(v, Tensor) or tuple(v.shape) != (n,):
-            return f"without a ({n},) column {c.label}"
-    return None
-
-
-def _evaluate(
-    model: nn.Module,
-    dataset: Sequence,
-    method_name: str,
-    folder: Path,
-    batches: list[range],
-    which: list[int],
-    metrics: Sequence[Metric],
-    context: EvalContext,
-    refs: Tensor | None,
-    progress: bool,
-) -> list[dict]:
-    """Tidy records of every metric on the batches ``which`` of one method (metric values
-    are cached next to the maps, keyed by the metric's settings and the tie rule; a cached
-    value file that is unreadable or malformed is recomputed with a warning)."""
-    device = model_device(model)
-    records: list[dict] = []
-    keys = [
-        digest(
-            {
-                "metric": jsonable(m),
-                "seed": context.seed,
-                "eval_batch_size": context.batch_size,
-                "ties": context.ties,
-                "tie_seed": context.tie_seed,
-            }
-        )
-        for m in metrics
-    ]
-    bar = tqdm(
-        total=len(which),
-        desc=f"eval {method_name}",
-        unit="batch",
-        disable=not progress,
-        leave=False,
-    )
-    try:
-        for b in which:
-            idx = batches[b]
-            loaded = None
-            for m, key in zip(metrics, keys):
-                mpath = folder / f"eval_{slug(type(m).__name__)}-{key}_{b:05d}.pt"
-                cached = load(mpath)
-                problem = _values_problem(cached, m, len(idx))
-                if problem is not None:
-                    if cached is not None:  # (an unreadable file was reported by load)
-                        warnings.warn(
-                            f"cached metric values {mpath} are {problem}; recomputing them",
-                            stacklevel=3,
-                        )
-                    loaded = loaded or _cached_maps(folder, b, dataset, idx, device)
-                    batch, att = loaded
-                    ctx = EvalContext(
-                        threshold=context.threshold,
-                        references=None if refs is None else refs[idx.start : idx.stop].to(device),
-                        seed=context.seed + b,
-                        batch_size=context.batch_size,
-                        ties=context.ties,
-                        tie_seed=context.tie_seed,
-                    )
-                    values = m(model, batch, att, ctx)
-                    missing = {c.label for c in m.columns()} - {c.label for c in values}
-                    if missing:
-                        raise RuntimeError(f"{type(m).__name__} did not return {sorted(missing)}")
-                    cached = {
-                        "names": batch.names,
-                        "values": {c.label: v.detach().float().cpu() for c, v in values.items()},
-                    }
-                    save_tensors(cached, mpath)
-                for col in m.columns():
-                    values = cached["values"][col.label].tolist()
-                    for i, name, v in zip(idx, cached["names"], values):
-                        records.append(_record(i, name, method_name, col, v))
-            bar.update(1)
-    finally:
-        bar.close()
-    return records
-
-
-def _record(index: int, item: str, method: str, col: Column, value: float) -> dict:
-    return {
-        "index": index,
-        "item": item,
-        "method": method,
-        "metric": col.metric,
-        "threshold": col.threshold,
-        "percent": col.percent,
-        "value": value,
-    }
 
 
 def _image_size(dataset: Sequence) -> tuple[int, int]:
