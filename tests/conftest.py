@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import receptive_nets
 import torch
 from torch import nn
 
@@ -22,16 +23,7 @@ class LinearScorer(nn.Module):
 
 @pytest.fixture
 def tiny_cnn():
-    torch.manual_seed(0)
-    return nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1),
-        nn.ReLU(),
-        nn.Conv2d(8, 16, 3, stride=2, padding=1),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(16, 5),
-    ).eval()
+    return receptive_nets.tiny_cnn()
 
 
 @pytest.fixture(autouse=True)

@@ -69,3 +69,17 @@ class TFSame(nn.Module):
     def forward(self, x):
         x = F.pad(x, (0, 1, 0, 1))
         return self.pool(self.conv(x))
+
+
+def tiny_cnn() -> nn.Module:
+    """A seeded 5-class CNN for 16 px inputs (conftest fixture and spawned test processes)."""
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(8, 16, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(16, 5),
+    ).eval()

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import receptive_nets
 import torch
 import torch.multiprocessing as mp
 from torch import nn
@@ -52,16 +53,7 @@ class Saliency:
 
 
 def _model() -> nn.Module:
-    torch.manual_seed(0)
-    return nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1),
-        nn.ReLU(),
-        nn.Conv2d(8, 16, 3, stride=2, padding=1),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(16, 5),
-    ).eval()
+    return receptive_nets.tiny_cnn()
 
 
 def _data() -> ClassificationDataset:
