@@ -146,6 +146,9 @@ class FameResult:
         initial_loss: (N,) L at x̄₀ = x.
         final_loss: (N,) L at the last iterate.
         config: the configuration used.
+        moved: (N, 3, H, W) signed change δ of the iterate in step space (x̄ = x + s·δ),
+            before gray and abs; kept only by ``run_fame(..., keep_moved=True)``, else
+            ``None``. :meth:`regray` derives Δx for the other gray order from it.
     """
 
     delta: Tensor
@@ -153,6 +156,23 @@ class FameResult:
     initial_loss: Tensor
     final_loss: Tensor
     config: FameConfig
+    moved: Tensor | None = None
+
+    def regray(self, order: GrayOrder) -> FameResult:
+        """The same run with Δx = |gray(δ)| taken in channel order ``order`` (``"rgb"`` or
+        ``"bgr"``, see :attr:`FameConfig.gray_order`): bit-identical to a run made with
+        that ``gray_order``, which changes nothing but this last step.
+
+        Raises:
+            ValueError: the run did not keep :attr:`moved` (``keep_moved=False``).
+        """
+        if order == self.config.gray_order:
+            return self
+        if self.moved is None:
+            raise ValueError("regray needs the 3-channel δ: run run_fame(..., keep_moved=True)")
+        cfg = self.config.replace(gray_order=order)  # validates ``order``
+        delta = _gray_abs(self.moved, order)
+        return FameResult(delta, self.steps, self.initial_loss, self.final_loss, cfg, self.moved)
 
     def maps(
         self,
@@ -199,6 +219,7 @@ class FameResult:
             self.initial_loss[index],
             self.final_loss[index],
             self.config,
+            None if self.moved is None else self.moved[index],
         )
 
     def __len__(self) -> int:
@@ -366,7 +387,8 @@ def _optimise_chunk(
     fns: _Step,
     offset: int,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Descend ``objective`` on one chunk; returns (Δx gray-abs, steps, initial, final loss).
+    """Descend ``objective`` on one chunk; returns (δ (n, 3, H, W), steps, initial, final
+    loss), δ the signed change of the iterate in step space (gray and abs come after).
 
     With early stopping, finished samples are frozen on the device at once and, at every
     ``early_stop_check_every``-th iteration (one host sync), dropped from the batch so
@@ -439,7 +461,7 @@ def _optimise_chunk(
     _raise_if_nonfinite(~torch.isfinite(final), "final loss", offset)
     if initial is None:
         initial = final
-    return _gray_abs(delta_full, cfg.gray_order), steps, initial, final
+    return delta_full, steps, initial, final
 
 
 def run_fame(
@@ -447,6 +469,8 @@ def run_fame(
     images: Tensor,
     objective: Objective,
     config: FameConfig | None = None,
+    *,
+    keep_moved: bool = False,
     **overrides,
 ) -> FameResult:
     """Optimise the input and return the unblurred Δx with diagnostics.
@@ -460,6 +484,9 @@ def run_fame(
         objective: the loss to descend, one value per sample (see
             :mod:`fame_utils.objectives`); it may expand B images to N samples.
         config: :class:`FameConfig`; keyword ``overrides`` replace single fields.
+        keep_moved: also keep the signed 3-channel δ (:attr:`FameResult.moved`, three
+            times the memory of Δx) so that :meth:`FameResult.regray` can give the other
+            gray order without re-optimising.
 
     Returns:
         :class:`FameResult` with tensors on ``images``' device.
@@ -506,8 +533,11 @@ def run_fame(
                 )
         finally:
             bar.close()
-    delta, steps, initial, final = (torch.cat(p).to(out_device) for p in zip(*parts))
-    return FameResult(delta=delta, steps=steps, initial_loss=initial, final_loss=final, config=cfg)
+    moved, steps, initial, final = (torch.cat(p) for p in zip(*parts))
+    delta = _gray_abs(moved, cfg.gray_order)  # per pixel: the same whatever the chunks
+    delta, steps, initial, final = (t.to(out_device) for t in (delta, steps, initial, final))
+    moved = moved.to(out_device) if keep_moved else None
+    return FameResult(delta, steps, initial, final, cfg, moved)
 
 
 def fame(

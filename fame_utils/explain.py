@@ -20,15 +20,16 @@ made by name through the one registry, :mod:`fame_utils.methods`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+import hashlib
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field, fields, replace
 from typing import ClassVar, NamedTuple, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
 
 from ._checks import as_index_tensor
-from .core import FameConfig, run_fame
+from .core import FameConfig, FameResult, run_fame
 from .objectives import ClassLogit, CosineSimilarity, Objective
 from .recipes import PAPER, Recipe, get_recipe
 
@@ -41,6 +42,7 @@ __all__ = [
     "Method",
     "method_targets",
     "Fame",
+    "SharedRuns",
     "explain_all",
     "empty_maps",
 ]
@@ -157,12 +159,21 @@ class Fame:
     config: FameConfig = field(default_factory=FameConfig)
     name: str = "FAME"
     recipe: Recipe | str | None = None
+    shared: SharedRuns | None = field(default=None, init=False, repr=False, compare=False)
+    """Runs shared with sibling methods whose optimisation is the same (set by
+    :func:`fame_utils.methods.make_methods`; see :class:`SharedRuns`). Maps do not depend
+    on it."""
 
     targets: ClassVar[tuple[type, ...]] = TARGETS
     runtime_fields: ClassVar[frozenset[str]] = frozenset(
         {"progress", "batch_size", "early_stop_check_every"}
     )
     """FameConfig fields that change speed or display, not maps (kept out of the cache key)."""
+    post_fields: ClassVar[frozenset[str]] = frozenset(
+        {"gray_order", "kernel_size", "sigma", "normalization", "progress"}
+    )
+    """FameConfig fields applied after the optimisation (Δx's gray order, blur,
+    normalisation) or for display: runs that differ only in these share one optimisation."""
 
     def __post_init__(self):
         if self.recipe is not None:
@@ -202,22 +213,127 @@ class Fame:
             changes["step_space"] = "pixel"
         return cfg.replace(**changes) if changes else cfg
 
+    def task_config(self, task: str) -> tuple[FameConfig, bool]:
+        """The config a ``"classification"`` or ``"verification"`` run uses (recipe and
+        task defaults applied) and whether L_cls is |z_o| (classification only)."""
+        if task == "verification":
+            return self._with_recipe(self.verification_config(), face=True), False
+        absolute = self.recipe is not None and self.recipe.class_logit_absolute
+        return self._with_recipe(self.config, face=False), absolute
+
+    def run_key(self, task: str) -> Hashable:
+        """What the optimisation of a ``task`` run depends on besides model and inputs:
+        equal keys mean identical iterates (only :attr:`post_fields` may differ)."""
+        cfg, absolute = self.task_config(task)
+        kept = tuple(
+            (f.name, getattr(cfg, f.name)) for f in fields(cfg) if f.name not in self.post_fields
+        )
+        return (task, absolute, kept)
+
+    def _run(
+        self, model: nn.Module, images: Tensor, objective: Objective, task: str, target: Tensor
+    ) -> FameResult:
+        cfg, _ = self.task_config(task)
+        if self.shared is None:
+            return run_fame(model, images, objective, cfg)
+        key = (self.run_key(task), SharedRuns.fingerprint(model, images, target))
+        result = self.shared.get(key, images.device)
+        if result is None:
+            result = run_fame(model, images, objective, cfg, keep_moved=True)
+            self.shared.put(key, result)
+        return replace(result.regray(cfg.gray_order), config=cfg)
+
     def __call__(self, model: nn.Module, images: Tensor, target: Target) -> Attribution:
         if isinstance(target, ClassTarget):
             cls = target.indices(images.shape[0])
-            absolute = self.recipe is not None and self.recipe.class_logit_absolute
-            cfg = self._with_recipe(self.config, face=False)
+            _, absolute = self.task_config("classification")
             objective = ClassLogit(cls, absolute=absolute)
-            return Attribution(run_fame(model, images, objective, cfg).maps())
+            return Attribution(self._run(model, images, objective, "classification", cls).maps())
         if isinstance(target, SimilarityTarget):
             refs = target.check(images.shape[0])
-            cfg = self._with_recipe(self.verification_config(), face=True)
             b = images.shape[0]
-            both = run_fame(model, images, _BothSides(refs), cfg).maps()
+            both = self._run(model, images, _BothSides(refs), "verification", refs).maps()
             return Attribution(both[:b], both[b:])
         raise TypeError(
             f"target must be ClassTarget or SimilarityTarget, got {type(target).__name__}"
         )
+
+
+class SharedRuns:
+    """One FAME optimisation for sibling methods that differ only after it.
+
+    ``"FAME (paper)"`` and ``"FAME (reference)"`` on faces take the same steps (same
+    objective, ε, pixel steps) and differ only in Δx's gray order and the normalisation
+    (:attr:`Fame.post_fields`), so the second need not optimise again.
+    :func:`fame_utils.methods.make_methods` gives one ``SharedRuns`` to each group of
+    ``users`` siblings with equal :meth:`Fame.run_key`. The first sibling to explain a
+    batch runs FAME, keeping the 3-channel δ, and leaves the run here (on the CPU); each
+    other sibling takes it, re-grays it in its own order and blurs and normalises it its
+    own way: maps bit-identical to its own run (tested). A run is dropped once every
+    sibling has taken it. Runs beyond ``max_bytes`` are not kept (the siblings then
+    optimise again: same maps, more time); :attr:`runs` and :attr:`reused` count both.
+
+    Batches are matched by a fingerprint of the model and the exact input bytes
+    (:meth:`fingerprint`), never by position.
+    """
+
+    def __init__(self, users: int, max_bytes: int = 1 << 30):
+        if users < 2:
+            raise ValueError(f"SharedRuns needs at least 2 users, got {users}")
+        self.users, self.max_bytes = users, max_bytes
+        self.runs = self.reused = self.bytes = 0
+        self._kept: dict[Hashable, list] = {}  # key -> [FameResult on CPU, takers left, bytes]
+
+    @staticmethod
+    def fingerprint(model: nn.Module, images: Tensor, target: Tensor) -> Hashable:
+        """The model (identity and in-place versions of its parameters) and the dtype,
+        shape and bytes of ``images`` and ``target`` (SHA-256)."""
+        digest = hashlib.sha256()
+        for t in (images, target):
+            t = t.detach().cpu().contiguous()
+            digest.update(f"{t.dtype}{tuple(t.shape)}".encode())
+            digest.update(t.flatten().view(torch.uint8).numpy().tobytes())
+        params = list(model.parameters())
+        version = sum(p._version for p in params)
+        return (id(model), version, params[0].data_ptr() if params else 0, digest.hexdigest())
+
+    def get(self, key: Hashable, device: torch.device) -> FameResult | None:
+        """The kept run for ``key`` on ``device`` (counted as taken), or ``None``."""
+        entry = self._kept.get(key)
+        if entry is None:
+            return None
+        entry[1] -= 1
+        if entry[1] <= 0:
+            del self._kept[key]
+            self.bytes -= entry[2]
+        self.reused += 1
+        return _result_to(entry[0], device)
+
+    def put(self, key: Hashable, result: FameResult) -> None:
+        """Keep a fresh run (with :attr:`FameResult.moved`) for the other siblings."""
+        self.runs += 1
+        size = sum(t.numel() * t.element_size() for t in _result_tensors(result))
+        if self.bytes + size > self.max_bytes:
+            return
+        self._kept[key] = [_result_to(result, torch.device("cpu")), self.users - 1, size]
+        self.bytes += size
+
+
+def _result_tensors(r: FameResult) -> list[Tensor]:
+    return [t for t in (r.delta, r.steps, r.initial_loss, r.final_loss, r.moved) if t is not None]
+
+
+def _result_to(r: FameResult, device: torch.device) -> FameResult:
+    """A copy of ``r`` on ``device`` (never aliasing ``r``'s tensors)."""
+    moved = None if r.moved is None else r.moved.to(device, copy=True)
+    return FameResult(
+        r.delta.to(device, copy=True),
+        r.steps.to(device, copy=True),
+        r.initial_loss.to(device, copy=True),
+        r.final_loss.to(device, copy=True),
+        r.config,
+        moved,
+    )
 
 
 def explain_all(

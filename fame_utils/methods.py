@@ -34,7 +34,7 @@ from .baselines.corrrise import CorrRISE
 from .baselines.fggb import FGGB
 from .core import FameConfig
 from .data.items import Task
-from .explain import ClassTarget, Fame, SimilarityTarget
+from .explain import ClassTarget, Fame, SharedRuns, SimilarityTarget
 from .recipes import Recipe, get_recipe
 
 __all__ = [
@@ -215,7 +215,24 @@ def make_methods(
             if per_recipe:
                 method.name = f"{method.name} ({r.name})"
             out.append(method)
+    _share_fame_runs(out, task)
     return out
+
+
+def _share_fame_runs(methods: Sequence[Any], task: Task) -> None:
+    """Give FAME methods whose optimisation for ``task`` is identical (equal
+    :meth:`~fame_utils.explain.Fame.run_key`, e.g. ``FAME (paper)`` and
+    ``FAME (reference)`` on faces) one :class:`~fame_utils.explain.SharedRuns`, so each
+    batch is optimised once for all of them; their maps are unchanged."""
+    groups: dict[Any, list[Fame]] = {}
+    for m in methods:
+        if isinstance(m, Fame):
+            groups.setdefault(m.run_key(task), []).append(m)
+    for group in groups.values():
+        if len(group) > 1:
+            shared = SharedRuns(len(group))
+            for m in group:
+                m.shared = shared
 
 
 def _check_task(task: str) -> Task:

@@ -83,3 +83,64 @@ def test_verification_early_stop_none_is_honoured_and_the_default_stays_001():
     assert never.negative.max() == 1
     # classification and run_fame treat the default "auto" as "never stop"
     assert FameConfig().early_stop == "auto"
+
+
+def test_regray_equals_a_run_in_the_other_gray_order(tiny_cnn):
+    x = torch.rand(2, 3, 16, 16)
+    rgb = run_fame(tiny_cnn, x, ClassLogit([0, 1]), CFG, keep_moved=True)
+    bgr = run_fame(tiny_cnn, x, ClassLogit([0, 1]), CFG.replace(gray_order="bgr"))
+    assert rgb.moved.shape == (2, 3, 16, 16) and bgr.moved is None  # kept only when asked
+    assert not torch.equal(rgb.delta, bgr.delta)  # the order matters on this input
+    again = rgb.regray("bgr")
+    assert torch.equal(again.delta, bgr.delta) and again.config == bgr.config
+    assert torch.equal(again.maps(), bgr.maps())
+    with pytest.raises(ValueError, match="keep_moved=True"):
+        bgr.regray("rgb")
+
+
+def test_face_recipes_share_one_optimisation_with_bit_identical_maps():
+    # FAME (paper) and FAME (reference) on faces take the same steps and differ only in
+    # the gray order and normalisation: one run per batch serves both.
+    from fame_utils.methods import make_methods
+
+    net = _embedder()
+    g, p = torch.rand(3, 3, 16, 16), torch.rand(3, 3, 16, 16)
+    refs = net(g).detach()
+    pair = make_methods(["FAME"], "verification", recipes=["paper", "reference"], fame_config=CFG)
+    shared = pair[0].shared
+    assert shared is not None and pair[1].shared is shared
+    both = [m(net, p, SimilarityTarget(refs)) for m in pair]
+    alone = [Fame(CFG, recipe=r)(net, p, SimilarityTarget(refs)) for r in ("paper", "reference")]
+    for a, b in zip(both, alone):
+        assert torch.equal(a.positive, b.positive) and torch.equal(a.negative, b.negative)
+    assert not torch.equal(both[0].positive, both[1].positive)  # the recipes still differ
+    assert (shared.runs, shared.reused, shared.bytes) == (1, 1, 0)  # taken, then dropped
+    # another batch is another run: matched by content, not by position
+    pair[1](net, p.flip(0), SimilarityTarget(refs.flip(0)))
+    assert (shared.runs, shared.reused) == (2, 1) and shared.bytes > 0
+
+
+def test_runs_that_differ_before_post_processing_are_not_shared(tiny_cnn):
+    from fame_utils.explain import SharedRuns
+    from fame_utils.methods import make_methods
+    from fame_utils.recipes import PAPER
+
+    # classification: the reference recipe descends |z_o| with ε = 1e-3, other steps
+    cls = make_methods(["FAME"], "classification", recipes=["paper", "reference"])
+    assert cls[0].shared is None and cls[1].shared is None
+    # a recipe that changes only the normalisation shares, and the maps still match
+    minmax = PAPER.replace(name="minmax", normalization="minmax")
+    pair = make_methods(["FAME"], "classification", recipes=[PAPER, minmax], fame_config=CFG)
+    assert pair[0].shared is pair[1].shared is not None
+    x = torch.rand(2, 3, 16, 16)
+    got = [m(tiny_cnn, x, ClassTarget([0, 1])).positive for m in pair]
+    want = [Fame(CFG, recipe=r)(tiny_cnn, x, ClassTarget([0, 1])).positive for r in (PAPER, minmax)]
+    assert all(torch.equal(a, b) for a, b in zip(got, want))
+    # nothing is kept beyond max_bytes: each sibling optimises again, same maps
+    for m in pair:
+        m.shared = SharedRuns(2, max_bytes=0)
+    again = [m(tiny_cnn, x, ClassTarget([0, 1])).positive for m in pair]
+    assert all(torch.equal(a, b) for a, b in zip(again, want))
+    assert pair[0].shared.reused == 0
+    with pytest.raises(ValueError, match="at least 2"):
+        SharedRuns(1)

@@ -10,6 +10,7 @@ from torch import nn
 
 from fame_utils.core import FameConfig
 from fame_utils.explain import Attribution, ClassTarget, Fame, SimilarityTarget
+from fame_utils.methods import make_methods
 from fame_utils.metrics import face_deletion_insertion, iou_at_thresholds, road_scores
 from fame_utils.runner import (
     ClassificationDataset,
@@ -354,3 +355,33 @@ def test_metric_results_are_cached_and_keyed_by_settings(tmp_path, tiny_cnn, cla
         RoadMetric((10, 130))
     with pytest.raises(ValueError, match="mode must be one of"):
         RoadMetric(mode="blur")
+
+
+def test_face_recipes_in_one_run_optimise_each_batch_once(tmp_path):
+    # FAME (paper) and (reference) on faces share their optimisation (explain.SharedRuns):
+    # one FAME run per batch, and the same results as each recipe run on its own.
+    g = torch.Generator().manual_seed(2)
+    gallery, probe = torch.rand(5, 3, 16, 16, generator=g), torch.rand(5, 3, 16, 16, generator=g)
+    torch.manual_seed(1)
+    net = nn.Sequential(
+        nn.Conv2d(3, 6, 3, stride=2), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten()
+    )
+    data = PairDataset(gallery, probe, [True, True, False, True, False])
+    cfg = FameConfig(iterations=3, kernel_size=3, sigma=1.0, progress=False, early_stop=None)
+    settings = {"batch_size": 2, "progress": False, "threshold": 0.5}
+    both = make_methods(["fame"], "verification", recipes=("paper", "reference"), fame_config=cfg)
+    res = run_experiment(
+        net.eval(), data, both, [FaceDeleteInsertMetric()], tmp_path / "both", **settings
+    )
+    assert (both[0].shared.runs, both[0].shared.reused) == (3, 3)  # 3 batches, each run once
+    for name in ("paper", "reference"):
+        alone = make_methods(["fame"], "verification", recipe=name, fame_config=cfg)
+        one = run_experiment(
+            net.eval(), data, alone, [FaceDeleteInsertMetric()], tmp_path / name, **settings
+        )
+        torch.testing.assert_close(
+            res.maps(f"FAME ({name})").positive, one.maps("FAME").positive, rtol=0, atol=0
+        )
+        assert res.summary.loc[f"FAME ({name})"].tolist() == one.summary.loc["FAME"].tolist()
+    maps = [res.maps(f"FAME ({n})").positive for n in ("paper", "reference")]
+    assert (maps[0].flatten(1).amax(1) == 1).all() and not torch.equal(*maps)
