@@ -2,7 +2,11 @@
 against float32 eager at the same settings (issue 12: defaults for the notebooks).
 
     python benchmarks/precision_maps.py [--images 3] [--iterations 500]
-        [--settings bfloat16 channels_last] [--sigmas 1.5 7.7] [--device cpu]
+        [--settings bfloat16 channels_last] [--sigmas 1.5 7.7] [--device cpu] [--faces]
+
+``--faces``: the embedded dlib face network instead, on the first ``--images`` genuine
+pairs of the bundled occlusion protocol (e₊ objective: the probe's cosine similarity to
+the frozen gallery embedding, pixel steps, no early stop so every run takes the same steps).
 
 For each setting: the per-image Pearson r and max |difference| of its maps against the
 float32 eager maps (blurred at each σ in ``--sigmas``, kernel 49, max-normalised), and
@@ -19,8 +23,10 @@ import torch
 
 from fame_utils import FameConfig, run_fame
 from fame_utils.data import load_sample_objects
+from fame_utils.data.faces import load_sample_faces
 from fame_utils.models import load_classifier
-from fame_utils.objectives import ClassLogit
+from fame_utils.models.faces import load_face_model
+from fame_utils.objectives import ClassLogit, CosineSimilarity
 from fame_utils.stats import map_pearson
 
 SETTINGS = {
@@ -41,17 +47,31 @@ def main(argv=None) -> None:
     )
     ap.add_argument("--sigmas", type=float, nargs="+", default=[1.5, 7.7])
     ap.add_argument("--device", default=None)
+    ap.add_argument("--faces", action="store_true", help="dlib face network on bundled pairs")
     args = ap.parse_args(argv)
 
-    model = load_classifier(device=args.device)
-    device = next(model.parameters()).device
-    data = load_sample_objects(device=device)
-    labelled = data.labels >= 0
-    x, t = data.images[labelled][: args.images], data.labels[labelled][: args.images]
-    names = [n for n, keep in zip(data.names, labelled.tolist()) if keep][: args.images]
     cfg = FameConfig(iterations=args.iterations, progress=True)
+    if args.faces:
+        model = load_face_model("dlib_resnet", device=args.device)
+        device = next(model.parameters()).device
+        pairs = load_sample_faces("occlusion", size=model.input_size, device=device)
+        pairs = pairs.select(genuine=True)
+        x = pairs.probe[: args.images]
+        with torch.no_grad():
+            objective = CosineSimilarity(model(pairs.gallery[: args.images]))
+        cfg = cfg.replace(step_space="pixel", early_stop=None)
+        what = f"dlib ResNet on {device}, {len(x)} genuine occlusion pairs"
+    else:
+        model = load_classifier(device=args.device)
+        device = next(model.parameters()).device
+        data = load_sample_objects(device=device)
+        labelled = data.labels >= 0
+        x, t = data.images[labelled][: args.images], data.labels[labelled][: args.images]
+        names = [n for n, keep in zip(data.names, labelled.tolist()) if keep][: args.images]
+        objective = ClassLogit(t)
+        what = f"EfficientNet-Lite0 on {device}, objects {names}"
     print(
-        f"EfficientNet-Lite0 on {device}, objects {names}, {args.iterations} iterations, "
+        f"{what}, {args.iterations} iterations, "
         f"{torch.get_num_threads()} CPU threads, torch {torch.__version__}"
     )
 
@@ -61,7 +81,7 @@ def main(argv=None) -> None:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         t0 = now()
-        result = run_fame(model, x, ClassLogit(t), cfg, **options)
+        result = run_fame(model, x, objective, cfg, **options)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         return result, now() - t0

@@ -132,8 +132,11 @@ def beside_paper(
     return pd.DataFrame(out, index=ours.index)
 
 
-def _number(v: float) -> str:
-    """Table-like precision: one decimal from 10 up (IoU, AUC), three below (logit drops)."""
+def _number(v: float, decimals: int | None = None) -> str:
+    """``decimals`` places (the table's, per column); without them table-like precision:
+    one decimal from 10 up (IoU, AUC), three below (logit drops)."""
+    if decimals is not None:
+        return f"{v:.{decimals}f}"
     return f"{v:.1f}" if abs(v) >= 10 else f"{v:.3f}"
 
 
@@ -151,6 +154,7 @@ def _column_sentence(
     seed: int,
     level: float,
     min_items: int,
+    decimals: int | None = None,
 ) -> tuple[str, bool | None, bool, float]:
     """One column: (sentence, our top group holds the paper's best (None: no paper column),
     every method inseparable from our best, Kendall τ of the means vs the paper)."""
@@ -172,9 +176,10 @@ def _column_sentence(
             level=level,
         )
         (beaten if d.low > 0 else tied).append(str(other))
-    order = f"{best} {_number(means.iloc[0])}"
-    for (m, v), prev in zip(means.iloc[1:].items(), means.to_numpy()):
-        order += f" {'=' if v == prev else '>'} {m} {_number(v)}"
+    shown = [_number(v, decimals) for v in means.to_numpy()]
+    order = f"{best} {shown[0]}"
+    for m, v, prev in zip(means.index[1:], shown[1:], shown):  # "=": equal as printed
+        order += f" {'=' if v == prev else '>'} {m} {v}"
     text = f"- **{label}** ({'lower' if lower else 'higher'} is better): ours {order}."
     if beaten:
         text += f" {best} beats {_names_text(beaten)}"
@@ -197,7 +202,8 @@ def _column_sentence(
                 if agree
                 else f"beaten by {best} in ours"
             )
-            text += f" The paper's best, {paper_best} ({_number(float(paper[paper_best]))}), is {verdict}."
+            published = _number(float(paper[paper_best]), decimals)
+            text += f" The paper's best, {paper_best} ({published}), is {verdict}."
             if len(shared) >= 2:
                 ours_means = means[[m for m in ours_in_paper if to_paper(m) in shared.index]]
                 tau = float(kendalltau(ours_means.to_numpy(), shared.to_numpy()).statistic)
@@ -217,6 +223,7 @@ def ranking_sentences(
     seed: int = 0,
     level: float = 0.95,
     min_items: int = MIN_ITEMS,
+    decimals: Mapping[str, int] | None = None,
 ) -> str:
     """Markdown sentences comparing our ranking of the methods with the paper's, per column.
 
@@ -237,6 +244,9 @@ def ranking_sentences(
         to_paper: our method name -> the paper's (default drops a recipe suffix).
         n_resamples, seed, level: of :func:`fame_utils.stats.paired_difference`.
         min_items: fewest items for a "beats" claim.
+        decimals: ``{column: decimal places}`` to print means with (the table's); methods
+            whose means print the same are joined by "=". Missing: one decimal from 10 up,
+            three below.
 
     Returns:
         A summary line, then one bullet per column.
@@ -266,6 +276,7 @@ def ranking_sentences(
             seed,
             level,
             min_items,
+            (decimals or {}).get(column),
         )
         lines.append(text)
         inseparable += none_beaten
@@ -382,6 +393,7 @@ class Comparison:
             self.paper,
             lower_is_better=self.lower_is_better,
             paper_columns=self.paper_columns,
+            decimals=self.decimals,
         )
 
     def markdown(self, title: str, note: str, paper_title: str) -> str:

@@ -149,3 +149,13 @@ def test_comparison_from_face_results_names_columns_and_maps_them_to_the_paper()
     md = c.markdown("ours", "note", "paper")
     assert "| FAME (paper) | 55.0 [50.0, 60.0] | 56.0 [51.0, 61.0] |" in md
     assert "| FAME | 56.1 | 92.1 |" in md and md.endswith(c.sentences + "\n")
+
+
+def test_sentences_print_means_with_the_tables_decimals_and_join_equal_prints():
+    # IoU columns print one decimal: 8.009 is "8.0" as in the table, and two means that
+    # print alike are joined by "=" (their order is not a claim; the bootstrap decides)
+    x = np.linspace(0, 1, 12)
+    per_item = {"IoU@0.7": _frame(A=x + 52.70, B=x + 52.68, C=x + 7.509)}
+    text = ranking_sentences(per_item, decimals={"IoU@0.7": 1})
+    assert "ours A 53.2 = B 53.2 > C 8.0." in text
+    assert "ours A 53.200 > B 53.180" in ranking_sentences(per_item, decimals={"IoU@0.7": 3})
