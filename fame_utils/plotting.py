@@ -432,8 +432,23 @@ def draw_bars(
             ax.set_ylabel((ylabels or {}).get(group, group), fontsize=8)
             ax.set_title(who, fontsize=8)
             ax.tick_params(labelsize=7)
-    axes[0, 0].legend(fontsize=7)
-    fig.tight_layout()
+    # one legend for the figure, below the panels, so that it never hides a bar
+    entries = {}
+    for ax in axes.flat:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            entries.setdefault(label, handle)
+    ncol = min(len(entries), 4)
+    rows = -(-len(entries) // max(ncol, 1))
+    height = fig.get_figheight()
+    fig.legend(
+        list(entries.values()),
+        list(entries),
+        loc="lower center",
+        ncol=ncol,
+        fontsize=7,
+        frameon=False,
+    )
+    fig.tight_layout(rect=(0, min(0.4, (0.1 + 0.17 * rows) / height), 1, 1))
     return fig
 
 

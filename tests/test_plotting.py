@@ -82,6 +82,18 @@ def test_bars_keep_a_method_colour_and_give_the_papers_fame_ours():
     assert colour[(0, "FAME (reference)")] != colour[(0, "FAME (paper)")]
     heights = [p.get_height() for p in fig.axes[0].containers[2].patches]
     assert heights == [3.0]  # FAME (reference)'s IoU@0.3
+    # one figure legend naming every method once, and no panel legend over the bars
+    (legend,) = fig.legends
+    assert [t.get_text() for t in legend.get_texts()] == [
+        "Grad-CAM",
+        "FAME (paper)",
+        "FAME (reference)",
+        "Grad-CAM-EW",
+        "HiResCAM",
+        "FullGrad",
+        "FAME",
+    ]
+    assert all(ax.get_legend() is None for ax in fig.axes)
 
 
 def _face_result(values: dict) -> ExperimentResult:
