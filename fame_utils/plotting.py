@@ -266,7 +266,8 @@ def draw_face_curves(
 ) -> plt.Figure:
     """Fig. 4: per subset (columns), verification accuracy (%) over all pairs at θ and the
     mean cosine similarity of the genuine pairs (θ dotted) as the top-P % of the probe's e₊
-    is deleted or inserted (rows); legends give each method's AUC ×100.
+    is deleted or inserted (rows); a legend right of each accuracy row gives each
+    method's AUC ×100 per subset (also in the lines' labels).
 
     Args:
         results: ``{subset: ExperimentResult}`` of :class:`FaceDeleteInsertMetric` runs.
@@ -285,7 +286,7 @@ def draw_face_curves(
         len(panels),
         len(subsets),
         squeeze=False,
-        figsize=(size * len(subsets) + 1, size * len(panels)),
+        figsize=(size * len(subsets) + 3.6, size * len(panels)),
     )
     for c, s in enumerate(subsets):
         res = results[s]
@@ -300,8 +301,22 @@ def draw_face_curves(
                 ax.plot(table.index, table[name], marker="o", ms=2.5, label=label)
             if what == "sim":
                 ax.axhline(thresholds[s], color="gray", ls=":", lw=1)
-            else:
-                ax.legend(fontsize=6)
+            elif c == len(subsets) - 1:  # one legend per row, right of it: inside, it hid curves
+                names = list(methods or table.columns)
+                aucs = [
+                    " / ".join(f"{results[t].summary.loc[n, kind]:.1f}" for t in subsets)
+                    for n in names
+                ]
+                ax.legend(
+                    ax.lines[: len(names)],
+                    [f"{n}: {a}" for n, a in zip(names, aucs)],
+                    title=f"{kind} AUC ×100 ({' / '.join(subsets)})",
+                    title_fontsize=6,
+                    fontsize=6,
+                    loc="center left",
+                    bbox_to_anchor=(1.02, 0.5),
+                    frameon=False,
+                )
             ax.set_title(f"{s}: {kind}", fontsize=9)
             ax.set_xlabel("P (%)", fontsize=8)
             ax.set_ylabel(ylabel, fontsize=8)

@@ -122,6 +122,11 @@ def test_face_curves_average_accuracy_over_all_pairs_and_similarity_over_genuine
     )
     acc_lines = {ln.get_label(): ln.get_ydata().tolist() for ln in fig.axes[0].lines}
     assert acc_lines == {"A (60.0)": [50.0, 50.0], "B (40.0)": [100.0, 100.0]}
+    # the row's legend sits right of its last panel and gives the AUC per subset
+    legend = fig.axes[0].get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["A: 60.0", "B: 40.0"]
+    assert legend.get_title().get_text() == "Delete AUC ×100 (s)"
+    assert fig.axes[2].get_legend() is None
     sim = {
         ln.get_label(): np.asarray(ln.get_ydata()).tolist()
         for ln in fig.axes[2].lines
