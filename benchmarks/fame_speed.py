@@ -14,7 +14,9 @@ How it measures (the same for FAME and for its floor, so their ratio means somet
 - both get the same warm-up (a FAME run and a floor run of 2 iterations, which also
   pays any compilation), and both are timed as the slope (T(2n) − T(n)) / n of two run
   lengths, which removes each one's fixed cost (input checks, the final loss pass);
-- the four timings of a repeat run back to back and the median over repeats is kept;
+- the four timings of a repeat run back to back, FAME's first in even repeats and the
+  floor's first in odd ones (whichever runs second was measured up to 10 % slower or
+  faster on this CPU), and the median over repeats is kept;
 - on a CPU the clock is the process's CPU time (``time.process_time``), so other
   processes on shared cores do not count; on a GPU it is wall time after a sync.
 
@@ -96,11 +98,15 @@ def measure(model, b: int, setting: str, n: int, repeats: int, device: torch.dev
     cfg = FameConfig(progress=False, **SETTINGS[setting])
     t_warm = timed(lambda: (fame_run(model, x, t, cfg, 2), floor_run(model, x, t, cfg, 2)), device)
     fame_slopes, floor_slopes, whole = [], [], []
-    for _ in range(repeats):
-        f1 = timed(lambda: fame_run(model, x, t, cfg, n), device)
-        f2 = timed(lambda: fame_run(model, x, t, cfg, 2 * n), device)
-        l1 = timed(lambda: floor_run(model, x, t, cfg, n), device)
-        l2 = timed(lambda: floor_run(model, x, t, cfg, 2 * n), device)
+    for r in range(repeats):
+        pairs = [(fame_run, "fame"), (floor_run, "floor")]
+        got = {}
+        for fn, name in pairs if r % 2 == 0 else pairs[::-1]:  # alternate which goes first
+            got[name] = (
+                timed(lambda fn=fn: fn(model, x, t, cfg, n), device),
+                timed(lambda fn=fn: fn(model, x, t, cfg, 2 * n), device),
+            )
+        (f1, f2), (l1, l2) = got["fame"], got["floor"]
         fame_slopes.append((f2 - f1) / n)
         floor_slopes.append((l2 - l1) / n)
         whole.append(f2 / (2 * n))
