@@ -111,16 +111,40 @@ def measure(model, b: int, setting: str, n: int, repeats: int, device: torch.dev
         floor_slopes.append((l2 - l1) / n)
         whole.append(f2 / (2 * n))
     fame_it, floor_it = statistics.median(fame_slopes), statistics.median(floor_slopes)
+    ratios = [f / fl for f, fl in zip(fame_slopes, floor_slopes)]
     return {
         "batch": b,
         "setting": setting,
         "fame_s_per_image_iter": fame_it / b,
         "floor_s_per_image_iter": floor_it / b,
         "fame_over_floor": fame_it / floor_it,
+        # the same ratio per repeat, by which of the two was timed first (order effect)
+        "fame_over_floor_fame_first": ratios[0::2],
+        "fame_over_floor_floor_first": ratios[1::2],
         "s_per_image_500_iterations": 500 * fame_it / b,
         "whole_call_s_per_image_iter": statistics.median(whole) / b,
         "warmup_s": t_warm,
     }
+
+
+def profile_both(model, b: int, setting: str, n: int, device: torch.device) -> None:
+    """torch.profiler's operator table (self CPU time) of ``n`` FAME and ``n`` floor
+    iterations on the batch :func:`measure` used: the same operators should dominate both
+    (FAME adds one final forward pass, which the slope removes)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    g = torch.Generator().manual_seed(b)
+    size = model.input_size
+    x = torch.rand(b, 3, size, size, generator=g).to(device)
+    t = torch.randint(0, 1000, (b,), generator=g).to(device)
+    cfg = FameConfig(progress=False, **SETTINGS[setting])
+    for name, fn in (("FAME", fame_run), ("floor", floor_run)):
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            fn(model, x, t, cfg, n)
+        print(f"{name}, batch {b}, {setting}, {n} iterations", file=sys.stderr)
+        print(
+            prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=10), file=sys.stderr
+        )
 
 
 def device_name(device: torch.device) -> str:
@@ -150,6 +174,12 @@ def main(argv=None) -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--device", default=None)
     ap.add_argument("--json", action="store_true", help="one JSON line per (batch, setting)")
+    ap.add_argument(
+        "--profile",
+        action="store_true",
+        help="also print torch.profiler's operator table of --iterations FAME and floor "
+        "iterations per (batch, setting)",
+    )
     args = ap.parse_args(argv)
     if args.iterations < 1 or args.repeats < 1 or min(args.batches) < 1:
         ap.error("--iterations, --repeats and --batches must be >= 1")
@@ -173,6 +203,8 @@ def main(argv=None) -> None:
     for setting in args.settings:  # setting-major: a slow compile comes last, after the rest
         for b in args.batches:
             row = measure(model, b, setting, args.iterations, args.repeats, device)
+            if args.profile:
+                profile_both(model, b, setting, args.iterations, device)
             rows.append(row)
             if args.json:
                 print(json.dumps({**header, **row}), flush=True)

@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 from ._checks import as_index_tensor
 from .core import FameConfig, FameResult, run_fame
+from .data.items import hash_tensor
 from .objectives import ClassLogit, CosineSimilarity, Objective
 from .recipes import PAPER, Recipe, get_recipe
 
@@ -290,9 +291,7 @@ class SharedRuns:
         shape and bytes of ``images`` and ``target`` (SHA-256)."""
         digest = hashlib.sha256()
         for t in (images, target):
-            t = t.detach().cpu().contiguous()
-            digest.update(f"{t.dtype}{tuple(t.shape)}".encode())
-            digest.update(t.flatten().view(torch.uint8).numpy().tobytes())
+            hash_tensor(digest, t)
         params = list(model.parameters())
         version = sum(p._version for p in params)
         return (id(model), version, params[0].data_ptr() if params else 0, digest.hexdigest())

@@ -7,6 +7,8 @@ import receptive_nets
 import torch
 from torch import nn
 
+from fame_utils.data.items import ClassificationDataset
+
 
 class LinearScorer(nn.Module):
     """logits = W · flatten(x): the input gradient of logit o is exactly W[o]."""
@@ -24,6 +26,15 @@ class LinearScorer(nn.Module):
 @pytest.fixture
 def tiny_cnn():
     return receptive_nets.tiny_cnn()
+
+
+@pytest.fixture
+def data():
+    """Five seeded 16×16 images with labels 0-4 and one box each (runner tests)."""
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(5, 3, 16, 16, generator=g)
+    boxes = torch.tensor([[2.0, 3.0, 12.0, 11.0]] * 5)
+    return ClassificationDataset(images, [0, 1, 2, 3, 4], boxes=boxes)
 
 
 @pytest.fixture(autouse=True)

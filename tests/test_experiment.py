@@ -14,7 +14,6 @@ import torch
 import fame_utils.explain as explain
 from fame_utils.baselines import GradCAM
 from fame_utils.core import FameConfig
-from fame_utils.data.items import ClassificationDataset
 from fame_utils.experiment import run_experiment, summarize, summary_markdown
 from fame_utils.experiment.report import ROW_COLUMNS
 from fame_utils.explain import ClassTarget, Fame, SimilarityTarget
@@ -24,14 +23,6 @@ from fame_utils.recipes import PAPER, REFERENCE
 from fame_utils.stats import bootstrap_interval
 
 FAST = FameConfig(iterations=2, progress=False)
-
-
-@pytest.fixture
-def data():
-    g = torch.Generator().manual_seed(0)
-    images = torch.rand(5, 3, 16, 16, generator=g)
-    boxes = torch.tensor([[2.0, 3.0, 12.0, 11.0]] * 5)
-    return ClassificationDataset(images, [0, 1, 2, 3, 4], boxes=boxes)
 
 
 def _captured(monkeypatch):

@@ -19,7 +19,7 @@ from fame_utils.experiment import RunConflictError, method_settings, run_experim
 from fame_utils.experiment.cache import _HOST, module_identity, save_tensors
 from fame_utils.experiment.record import OutputLock
 from fame_utils.explain import Attribution
-from fame_utils.runner import ClassificationDataset, IoUMetric, RoadMetric
+from fame_utils.runner import IoUMetric, RoadMetric
 
 
 @dataclass
@@ -50,14 +50,6 @@ class Constant:
 
     def __call__(self, model, images, target):
         return Attribution(torch.full(images[:, 0].shape, self.value))
-
-
-@pytest.fixture
-def data():
-    g = torch.Generator().manual_seed(0)
-    images = torch.rand(5, 3, 16, 16, generator=g)
-    boxes = torch.tensor([[2.0, 3.0, 12.0, 11.0]] * 5)
-    return ClassificationDataset(images, [0, 1, 2, 3, 4], boxes=boxes)
 
 
 def _run(model, data, out, methods=None, metrics=None, **kw):
