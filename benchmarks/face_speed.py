@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from fame_utils.baselines import FGGB, CorrRISE, GradCAM, GradCAMElementWise
 from fame_utils.core import FameConfig
-from fame_utils.explain import Fame, SimilarityTarget
+from fame_utils.methods import CosineSimilarity, Fame
 from fame_utils.metrics.threshold import eer_threshold
 from fame_utils.models.faces import load_face_model
 
@@ -117,16 +117,16 @@ def main(argv=None) -> None:
         warnings.simplefilter("ignore")  # FAME may warn about empty maps
         for _, m in methods:
             if isinstance(m, Fame):
-                Fame(m.config.replace(iterations=1))(model, probe[:1], SimilarityTarget(refs[:1]))
+                Fame(m.config.replace(iterations=1))(model, probe[:1], CosineSimilarity(refs[:1]))
             else:
-                m(model, probe[:1], SimilarityTarget(refs[:1]))
+                m(model, probe[:1], CosineSimilarity(refs[:1]))
 
         rows = []
         for label, m in methods:
-            t_batch = time_call(lambda m=m: m(model, probe, SimilarityTarget(refs)), device)
+            t_batch = time_call(lambda m=m: m(model, probe, CosineSimilarity(refs)), device)
             t_single = sum(
                 time_call(
-                    lambda i=i, m=m: m(model, probe[i : i + 1], SimilarityTarget(refs[i : i + 1])),
+                    lambda i=i, m=m: m(model, probe[i : i + 1], CosineSimilarity(refs[i : i + 1])),
                     device,
                 )
                 for i in range(n)

@@ -95,7 +95,7 @@ def bench_runner(model, data, names, iterations: int, batch_size: int, progress:
     cfg = FameConfig(iterations=iterations, progress=False)
     rows = []
     for name in names:
-        (method,) = make_methods([name], "classification", fame_config=cfg)
+        (method,) = make_methods([name], "classification", config=cfg)
         with tempfile.TemporaryDirectory() as tmp:
             _sync(device)
             t0 = time.perf_counter()

@@ -3,24 +3,123 @@
 Zhang & Günther, "FAME: Feature Activation Map Explanation on Image Classification
 and Face Recognition", CVPR Workshops (XAI4CV) 2026.
 
-Core API: :func:`fame` / :func:`run_fame` with a :class:`FameConfig` and an objective from
-:mod:`fame_utils.objectives`; :class:`Fame` and the targets in :mod:`fame_utils.explain`
-put FAME under the calling convention shared with the baselines.
+The flat public API, in the spirit of ``captum.attr``::
+
+    import fame_utils as fu
+
+    model = fu.wrap(my_net, mean, std)                # any network -> [0, 1]-RGB model
+    maps = fu.fame(model, x, fu.ClassLogit(labels))    # (B, H, W) in [0, 1]
+    gradcam = fu.make_methods(["gradcam"], "classification")[0]
+    a = gradcam(model, x, fu.ClassLogit(labels))       # Attribution(positive, negative)
+
+FAME's loop (Eq. 3-4) is :func:`run_fame` (:mod:`fame_utils.core`); every task is an
+objective (:mod:`fame_utils.objectives`), and the objectives :class:`ClassLogit` and
+:class:`CosineSimilarity` are also the targets every method explains
+(:mod:`fame_utils.methods`). Figures live in :mod:`fame_utils.plotting`, notebook controls
+in :mod:`fame_utils.widgets`, the paper's tables in :mod:`fame_utils.paper`.
 """
 
-from . import objectives
+from . import receptive
 from .core import FameConfig, FameResult, fame, run_fame
-from .explain import Attribution, ClassTarget, Fame, SimilarityTarget
+from .data import (
+    SAMPLE_FACE_SUBSETS,
+    from_face_pairs,
+    from_object_samples,
+    load_face_protocol,
+    load_image,
+    load_imagenet_val,
+    load_sample_faces,
+    load_sample_objects,
+)
+from .data.digits import DIGITS_BLUR, load_digits_images
+from .experiment import run_experiment
+from .experiment.report import column_of
+from .methods import (
+    METHODS,
+    Fame,
+    available_methods,
+    empty_maps,
+    explain_all,
+    make_methods,
+    table_methods,
+)
+from .metrics import (
+    FACE_PERCENTS,
+    cosine_scores,
+    eer,
+    eer_threshold,
+    embed,
+    face_deletion_insertion,
+    iou_at_thresholds,
+    road_scores,
+)
+from .metrics.adapters import FaceDeleteInsertMetric, IoUMetric, RoadMetric
+from .metrics.masks import MaskMetric, mask_share
+from .models import load_classifier, load_face_model
+from .models._wrapper import NormalizedModel, wrap
+from .objectives import (
+    Attribution,
+    ClassLogit,
+    CosineSimilarity,
+    Dissimilarity,
+    FeatureCell,
+    Objective,
+    TokenCell,
+)
+from .recipes import PAPER, REFERENCE, Recipe, get_recipe
 
 __all__ = [
     "Attribution",
-    "ClassTarget",
+    "ClassLogit",
+    "CosineSimilarity",
+    "DIGITS_BLUR",
+    "Dissimilarity",
+    "FACE_PERCENTS",
     "Fame",
     "FameConfig",
     "FameResult",
-    "SimilarityTarget",
+    "FaceDeleteInsertMetric",
+    "FeatureCell",
+    "IoUMetric",
+    "METHODS",
+    "MaskMetric",
+    "NormalizedModel",
+    "Objective",
+    "PAPER",
+    "REFERENCE",
+    "Recipe",
+    "RoadMetric",
+    "SAMPLE_FACE_SUBSETS",
+    "TokenCell",
+    "available_methods",
+    "column_of",
+    "cosine_scores",
+    "eer",
+    "eer_threshold",
+    "embed",
+    "empty_maps",
+    "explain_all",
+    "face_deletion_insertion",
     "fame",
-    "objectives",
+    "from_face_pairs",
+    "from_object_samples",
+    "get_recipe",
+    "iou_at_thresholds",
+    "load_classifier",
+    "load_digits_images",
+    "load_face_model",
+    "load_face_protocol",
+    "load_image",
+    "load_imagenet_val",
+    "load_sample_faces",
+    "load_sample_objects",
+    "make_methods",
+    "mask_share",
+    "receptive",
+    "road_scores",
+    "run_experiment",
     "run_fame",
+    "table_methods",
+    "wrap",
 ]
 __version__ = "0.1.0"

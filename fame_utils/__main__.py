@@ -43,12 +43,11 @@ from pathlib import Path
 
 import torch
 
-from .core import FameConfig
 from .data.faces import SAMPLE_FACE_SUBSETS
 from .data.items import from_face_pairs, from_object_samples
 from .experiment import RunConflictError, init_from_env, run_experiment
 from .experiment.distributed import broadcast
-from .methods import available_methods, get_spec, make_methods, table_methods
+from .methods import available_methods, make_methods, method_key, table_methods
 from .metrics.adapters import FaceDeleteInsertMetric, IoUMetric, RoadMetric
 from .models.classifiers import CLASSIFIERS
 from .models.faces import FACE_MODELS
@@ -128,7 +127,7 @@ def _methods(task: str) -> Callable[[str], list[str]]:
         allowed = available_methods(task)
         for n in names:
             try:
-                key = get_spec(n).key
+                key = method_key(n)
             except ValueError:
                 key = None
             if key not in allowed:
@@ -290,8 +289,8 @@ def _imagenet(args, device: str) -> tuple:
         if args.max_images is not None:
             s = s[: args.max_images]
         data = from_object_samples(s)
-    cfg = FameConfig(iterations=args.iterations, progress=False)
-    methods = make_methods(args.methods, "classification", recipe=recipe, fame_config=cfg)
+    fame = {"iterations": args.iterations, "progress": False}
+    methods = make_methods(args.methods, "classification", recipe=recipe, fame_settings=fame)
     metrics = [IoUMetric(args.iou_thresholds)]
     modes = ("zero", "noisy_linear") if args.road_mode == "both" else (args.road_mode,)
     metrics += [RoadMetric(args.road_percents, mode=m) for m in modes]
@@ -322,12 +321,11 @@ def _faces(args, device: str) -> tuple:
             source = f"clean EER of the whole protocol ({len(pairs)} pairs)"
         pairs = pairs.subset(slice(0, args.max_pairs))
     data = from_face_pairs(pairs)
-    cfg = FameConfig(iterations=args.iterations, progress=False)
     methods = make_methods(
         args.methods,
         "verification",
         recipe=args.recipe,
-        fame_config=cfg,
+        fame_settings={"iterations": args.iterations, "progress": False},
         threshold=threshold,
         n_masks=args.n_masks,
         seed=args.seed,

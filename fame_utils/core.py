@@ -15,15 +15,18 @@ import math
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ._checks import check_images, frozen_eval, model_device
-from .objectives import Objective
+from .objectives import ClassLogit, Objective
 from .postprocess import Normalization, gaussian_blur, normalize_maps, to_gray
+
+if TYPE_CHECKING:
+    from .recipes import FameTask
 
 __all__ = ["FameConfig", "FameResult", "run_fame", "fame", "frozen_eval"]
 
@@ -35,7 +38,10 @@ _AUTOCAST_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 
 @dataclass(frozen=True)
 class FameConfig:
-    """Settings of one FAME run. Defaults follow the paper (Sec. 2 and supplement).
+    """Settings of one FAME run. Defaults follow the paper's text for classification (Sec. 2
+    and supplement); :meth:`paper` gives the paper's settings for another task and
+    :meth:`fame_utils.recipes.Recipe.fame_config` a recipe's. A run uses exactly these
+    fields: nothing is merged in at call time.
 
     Attributes:
         iterations: number of update steps (500 in the paper; maps settle after ~75-200).
@@ -43,14 +49,15 @@ class FameConfig:
         kernel_size: Gaussian blur kernel (odd; 49 in the paper's code).
         sigma: Gaussian blur σ in pixels (7.7). ``0`` disables the blur.
         normalization: ``"max"`` (paper) or ``"minmax"`` (reference code) or ``"none"``.
-        early_stop: ε; a sample stops moving once its loss is below ε (``None``: never).
-            The default ``"auto"`` means "the task's default": never for
-            classification and :func:`run_fame`, the recipe's ``face_early_stop`` (0.01,
-            paper §4.2) for face verification through :class:`fame_utils.explain.Fame`.
+        early_stop: ε; a sample stops moving once its loss is below ε (``None``, the
+            default: never, as for classification in the paper; faces use 0.01, §4.2).
         step_space: ``"normalized"`` steps in the model's mean/std-normalised tensor, as
-            the paper did for classification (needs ``model.input_normalization =
-            (mean, std)``; models without it are stepped in pixels), and Δx is measured
-            there; ``"pixel"`` steps in [0, 1] pixels, as the paper did for faces.
+            the paper did for classification (the model declares its normalisation as
+            ``model.input_normalization = (mean, std)``, which :func:`fame_utils.wrap` and
+            every loader set; models without it are stepped in pixels), and Δx is
+            measured there; ``"pixel"`` steps in [0, 1] pixels, as the paper did for faces.
+        absolute_logit: descend |z_o| instead of z_o when the objective is
+            :class:`~fame_utils.objectives.ClassLogit` (the reference code's L_cls).
         clamp: keep x̄ inside [0, 1] pixels (off in the paper).
         batch_size: split the (expanded) batch into chunks of at most this many samples.
         early_stop_check_every: how often (iterations) to test whether every sample has
@@ -84,8 +91,9 @@ class FameConfig:
     kernel_size: int = 49
     sigma: float = 7.7
     normalization: Normalization = "max"
-    early_stop: float | None | Literal["auto"] = "auto"
+    early_stop: float | None = None
     step_space: StepSpace = "normalized"
+    absolute_logit: bool = False
     clamp: bool = False
     batch_size: int | None = None
     early_stop_check_every: int = 10
@@ -126,6 +134,15 @@ class FameConfig:
                 f"precision must be 'float32', 'bfloat16' or 'float16', got {self.precision!r}"
             )
 
+    @classmethod
+    def paper(cls, task: FameTask = "classification", **overrides) -> FameConfig:
+        """The paper's settings for ``task``: ``"classification"`` (the defaults),
+        ``"verification"`` (pixel steps, ε = 0.01, §4.2) or ``"cells"`` (feature cells);
+        ``overrides`` replace single fields. Same as ``PAPER.fame_config(task)``."""
+        from .recipes import PAPER
+
+        return PAPER.fame_config(task, **overrides)
+
     def replace(self, **overrides) -> FameConfig:
         """A copy with some fields changed; unknown names raise ``TypeError``."""
         names = {f.name for f in dataclasses.fields(self)}
@@ -146,9 +163,6 @@ class FameResult:
         initial_loss: (N,) L at x̄₀ = x.
         final_loss: (N,) L at the last iterate.
         config: the configuration used.
-        moved: (N, 3, H, W) signed change δ of the iterate in step space (x̄ = x + s·δ),
-            before gray and abs; kept only by ``run_fame(..., keep_moved=True)``, else
-            ``None``. :meth:`regray` derives Δx for the other gray order from it.
     """
 
     delta: Tensor
@@ -156,23 +170,6 @@ class FameResult:
     initial_loss: Tensor
     final_loss: Tensor
     config: FameConfig
-    moved: Tensor | None = None
-
-    def regray(self, order: GrayOrder) -> FameResult:
-        """The same run with Δx = |gray(δ)| taken in channel order ``order`` (``"rgb"`` or
-        ``"bgr"``, see :attr:`FameConfig.gray_order`): bit-identical to a run made with
-        that ``gray_order``, which changes nothing but this last step.
-
-        Raises:
-            ValueError: the run did not keep :attr:`moved` (``keep_moved=False``).
-        """
-        if order == self.config.gray_order:
-            return self
-        if self.moved is None:
-            raise ValueError("regray needs the 3-channel δ: run run_fame(..., keep_moved=True)")
-        cfg = self.config.replace(gray_order=order)  # validates ``order``
-        delta = _gray_abs(self.moved, order)
-        return FameResult(delta, self.steps, self.initial_loss, self.final_loss, cfg, self.moved)
 
     def maps(
         self,
@@ -219,7 +216,6 @@ class FameResult:
             self.initial_loss[index],
             self.final_loss[index],
             self.config,
-            None if self.moved is None else self.moved[index],
         )
 
     def __len__(self) -> int:
@@ -398,7 +394,7 @@ def _optimise_chunk(
     """
     scale = _step_scale(model, cfg.step_space, x_full.device, x_full.dtype)
     n = x_full.shape[0]
-    eps = None if cfg.early_stop == "auto" else cfg.early_stop
+    eps = cfg.early_stop
     delta_full = torch.zeros_like(x_full)
     steps = torch.zeros(n, dtype=torch.long, device=x_full.device)
     nonfinite = torch.zeros(n, dtype=torch.long, device=x_full.device)
@@ -469,8 +465,6 @@ def run_fame(
     images: Tensor,
     objective: Objective,
     config: FameConfig | None = None,
-    *,
-    keep_moved: bool = False,
     **overrides,
 ) -> FameResult:
     """Optimise the input and return the unblurred Δx with diagnostics.
@@ -483,10 +477,8 @@ def run_fame(
         images: float (B, 3, H, W) in [0, 1], RGB, any device.
         objective: the loss to descend, one value per sample (see
             :mod:`fame_utils.objectives`); it may expand B images to N samples.
-        config: :class:`FameConfig`; keyword ``overrides`` replace single fields.
-        keep_moved: also keep the signed 3-channel δ (:attr:`FameResult.moved`, three
-            times the memory of Δx) so that :meth:`FameResult.regray` can give the other
-            gray order without re-optimising.
+        config: :class:`FameConfig` (default ``FameConfig()``, the paper's classification
+            setting); keyword ``overrides`` replace single fields.
 
     Returns:
         :class:`FameResult` with tensors on ``images``' device.
@@ -501,6 +493,12 @@ def run_fame(
             f"objective must be a fame_utils.objectives.Objective, got {type(objective).__name__}"
         )
     cfg = (config or FameConfig()).replace(**overrides) if overrides else (config or FameConfig())
+    if cfg.absolute_logit:
+        if not isinstance(objective, ClassLogit):
+            raise ValueError(
+                f"absolute_logit=True applies to ClassLogit objectives, got {type(objective).__name__}"
+            )
+        objective = ClassLogit(objective.targets, absolute=True)
     check_images(images)
     out_device = images.device
     device = model_device(model)
@@ -536,8 +534,7 @@ def run_fame(
     moved, steps, initial, final = (torch.cat(p) for p in zip(*parts))
     delta = _gray_abs(moved, cfg.gray_order)  # per pixel: the same whatever the chunks
     delta, steps, initial, final = (t.to(out_device) for t in (delta, steps, initial, final))
-    moved = moved.to(out_device) if keep_moved else None
-    return FameResult(delta, steps, initial, final, cfg, moved)
+    return FameResult(delta, steps, initial, final, cfg)
 
 
 def fame(

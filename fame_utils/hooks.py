@@ -12,7 +12,13 @@ from typing import Any
 
 from torch import nn
 
-__all__ = ["StopForward", "resolve_layer", "capture_output"]
+__all__ = [
+    "StopForward",
+    "resolve_layer",
+    "capture_output",
+    "default_target_layer",
+    "target_layer_of",
+]
 
 
 class StopForward(Exception):
@@ -64,3 +70,45 @@ def capture_output(model: nn.Module, layer: nn.Module | str, *args: Any, **kwarg
     if not store:
         raise RuntimeError(f"layer {layer!r} did not run in the model's forward pass")
     return store[0]
+
+
+def default_target_layer(model: nn.Module) -> nn.Module | None:
+    """The last convolutional block of a common torchvision architecture (what CAM methods
+    read, pytorch-grad-cam's usual choice), or ``None`` when the architecture is not
+    recognised: ResNet/ResNeXt/Wide-ResNet ``layer4[-1]``; VGG, DenseNet, ConvNeXt,
+    MobileNet, EfficientNet ``features[-1]``; RegNet ``trunk_output[-1]``; a Vision
+    Transformer's last encoder block's first LayerNorm. A model that already carries a
+    ``target_layer`` (every loader and :func:`fame_utils.wrap` set one) gives that."""
+    found = getattr(model, "target_layer", None)
+    if isinstance(found, nn.Module):
+        return found
+    net = getattr(model, "net", model)
+    for name in ("layer4", "features", "trunk_output"):
+        block = getattr(net, name, None)
+        if isinstance(block, nn.Sequential) and len(block) > 0:
+            return block[-1]
+    layers = getattr(getattr(net, "encoder", None), "layers", None)
+    if isinstance(layers, nn.Sequential) and len(layers) > 0 and hasattr(layers[-1], "ln_1"):
+        return layers[-1].ln_1
+    return None
+
+
+def target_layer_of(model: nn.Module, layer: nn.Module | str | None) -> nn.Module:
+    """``layer`` as a module: a module, a dotted submodule name (``"layer4"``), or ``None``
+    for :func:`default_target_layer`.
+
+    Raises:
+        ValueError: ``None`` and no default is known; the message says which argument to pass.
+    """
+    if layer is not None:
+        return resolve_layer(model, layer)
+    found = default_target_layer(model)
+    if found is None:
+        names = [n for n, _ in model.named_children()]
+        raise ValueError(
+            f"no default CAM target layer for {type(model).__name__}: pass "
+            "target_layer=<module or dotted name> to the method (e.g. "
+            "make_methods(['gradcam'], task, target_layer='layer4')) or to "
+            f"fame_utils.wrap(net, mean, std, target_layer=...); top-level children: {names}"
+        )
+    return found

@@ -1,238 +1,164 @@
-"""The method registry: the one place that knows every attribution method by name.
+"""Methods: FAME and every baseline under one calling convention, and the registry.
 
-The command line (``python -m fame_utils --methods ...``), the experiment runner and the
-notebooks make methods here::
+A *method* is a callable ``method(model, images, target) -> Attribution``:
 
-    from fame_utils.methods import make_methods, available_methods
+- ``images``: float (B, 3, H, W) in [0, 1] RGB on any device;
+- ``target``: :class:`~fame_utils.objectives.ClassLogit` (explain class logits, Table 2)
+  or :class:`~fame_utils.objectives.CosineSimilarity` (explain the cosine similarity to
+  frozen partner embeddings, Table 1 / Fig. 3);
+- returns :class:`~fame_utils.objectives.Attribution` with ``positive`` (B, H, W) in
+  [0, 1] — the map for the class, or e₊ for verification — and ``negative`` (B, H, W) e₋
+  where the method has one (``None`` otherwise), both on ``images``' device.
 
-    available_methods("verification")   # ['gradcam', 'gradcam-ew', 'corrrise', 'fggb', 'fame']
-    make_methods(["fame", "gradcam"], "classification", recipe="reference")
-    make_methods(["fame", "gradcam"], "classification", recipes=("paper", "reference"))
-    # -> FAME (paper), FAME (reference), Grad-CAM: recipe-dependent methods once per recipe
+So a notebook can do ``for m in methods: maps[m.name] = m(model, x, target)``.
 
-Names are matched ignoring case and punctuation (``"Grad-CAM-EW"``, ``"gradcam_ew"``).
-
-**Adding a method**: write a callable class under the shared convention of
-:mod:`fame_utils.explain` (``name``; optionally ``targets`` and ``cache_settings()``) and
-:func:`register` a :class:`MethodSpec` for it below: its key, the target types it
-supports, a factory, the keyword settings the factory reads, and the fields that change
-speed or display only (kept out of the cache key).
+**Adding a method**: a dataclass with a display ``name`` field and the class attributes
+``targets`` (the target types it explains), optionally ``vit`` (``False`` if it cannot
+explain Vision Transformers) and ``runtime_fields`` (fields that change speed or display,
+not maps: they stay out of the cache key); add it to :data:`METHODS`. A method whose maps
+depend on a :class:`~fame_utils.recipes.Recipe` says how in a classmethod
+``recipe_settings(recipe, task) -> dict`` of constructor arguments.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import re
+import time
 import types
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
+
+import torch
+from torch import Tensor, nn
 
 from .baselines.cam import FullGrad, GradCAM, GradCAMElementWise, HiResCAM, token_grid_of
 from .baselines.corrrise import CorrRISE
 from .baselines.fggb import FGGB
-from .core import FameConfig
-from .data.items import Task
-from .explain import ClassTarget, Fame, SharedRuns, SimilarityTarget
-from .recipes import Recipe, get_recipe
+from .core import FameConfig, run_fame
+from .objectives import Attribution, ClassLogit, CosineSimilarity, Objective, check_target
+from .recipes import PAPER, Recipe, get_recipe
 
 __all__ = [
-    "MethodSpec",
-    "register",
-    "get_spec",
+    "Method",
+    "Fame",
+    "METHODS",
+    "method_key",
     "available_methods",
     "table_methods",
     "make_methods",
-    "cache_settings",
     "supports",
+    "cache_settings",
+    "explain_all",
+    "empty_maps",
 ]
 
-_TASK_TARGET: dict[str, type] = {"classification": ClassTarget, "verification": SimilarityTarget}
+Task = Literal["classification", "verification"]
+_TASK_TARGET: dict[str, type] = {"classification": ClassLogit, "verification": CosineSimilarity}
 
 
-@dataclass(frozen=True)
-class MethodSpec:
-    """How to make one method.
+@runtime_checkable
+class Method(Protocol):
+    """``method(model, images, target) -> Attribution``, with a display ``name``."""
 
-    Attributes:
-        key: the name the command line uses (``"gradcam-ew"``).
-        cls: the method class (its ``name`` default is the display name).
-        targets: target types it supports (``ClassTarget`` and/or ``SimilarityTarget``).
-        factory: ``factory(recipe, task, settings) -> method``; ``recipe`` is a
-            :class:`~fame_utils.recipes.Recipe` or ``None`` (the method's own defaults),
-            ``settings`` the keyword settings of :func:`make_methods` it accepts.
-        settings: keyword settings of :func:`make_methods` the factory reads.
-        runtime_fields: fields that change speed or display but not maps (left out of the
-            cache key); ``name`` is always left out.
-        recipe_dependent: ``recipe_dependent(task)`` is True when the recipe changes the
-            maps for that task (such methods appear once per recipe in
-            ``make_methods(..., recipes=...)``).
-        vit: runs on Vision Transformers (models with a ``token_grid``): FAME needs only
-            the input gradient, the CAMs fold the tokens to the patch grid
-            (:func:`fame_utils.baselines.cam.vit_reshape_transform`); FullGrad does not
-            (pytorch-grad-cam leaves out the LayerNorm/Linear biases its completeness needs).
+    name: str
+
+    def __call__(self, model: nn.Module, images: Tensor, target: Objective) -> Attribution: ...
+
+
+class _BothSides(CosineSimilarity):
+    """L₊ = s for the first B samples and L₋ = 1 − s for a second copy of the batch, so
+    e₊ and e₋ come from one batched run of 2B samples."""
+
+    def __init__(self, references: Tensor, sign: Tensor | None = None):
+        super().__init__(references)
+        self.sign = sign
+
+    def expand(self, model: nn.Module, images: Tensor) -> tuple[Tensor, Objective]:
+        refs = self.check(images.shape[0]).to(images.device)
+        b = images.shape[0]
+        sign = torch.cat([torch.ones(b), -torch.ones(b)]).to(images.device)
+        return images.repeat(2, 1, 1, 1), _BothSides(refs.repeat(2, 1), sign)
+
+    def subset(self, index: slice | Tensor) -> Objective:
+        return _BothSides(self.references[index], self.sign[index])
+
+    def __call__(self, model: nn.Module, inputs: Tensor) -> Tensor:
+        s = self.similarity(model, inputs)
+        return torch.where(self.sign > 0, s, 1.0 - s)
+
+
+@dataclass
+class Fame:
+    """FAME (paper Eq. 3-4) under the shared convention; runs exactly ``config``.
+
+    ``ClassLogit`` target: L_cls = z_o descended (|z_o| when ``config.absolute_logit``),
+    one map. ``CosineSimilarity`` target: e₊ from L₊ = s and e₋ from L₋ = 1 − s, both in
+    one batched run of 2B samples. ``Fame(config)(model, x, ClassLogit(c)).positive``
+    equals ``fame(model, x, ClassLogit(c), config)``, and for a similarity target e₊
+    equals ``fame(model, x, CosineSimilarity(refs), config)``.
+
+    The default config is the paper's classification setting; for faces use
+    ``Fame(FameConfig.paper("verification"))`` (pixel steps, ε = 0.01) or make it with
+    :func:`make_methods`, which takes each task's config from the recipe.
     """
 
-    key: str
-    cls: type
-    targets: tuple[type, ...]
-    factory: Callable[[Recipe | None, Task, Mapping[str, Any]], Any]
-    settings: tuple[str, ...] = ()
-    runtime_fields: frozenset[str] = frozenset()
-    recipe_dependent: Callable[[Task], bool] = lambda task: False
-    vit: bool = True
+    config: FameConfig = field(default_factory=FameConfig)
+    name: str = "FAME"
+
+    targets: ClassVar[tuple[type, ...]] = (ClassLogit, CosineSimilarity)
+    vit: ClassVar[bool] = True
+    runtime_fields: ClassVar[frozenset[str]] = frozenset(
+        {"progress", "batch_size", "early_stop_check_every"}
+    )
+
+    @classmethod
+    def recipe_settings(cls, recipe: Recipe, task: Task) -> dict[str, Any]:
+        return {"config": recipe.fame_config(task)}
+
+    def __call__(self, model: nn.Module, images: Tensor, target: Objective) -> Attribution:
+        check_target(target)
+        if isinstance(target, ClassLogit):
+            return Attribution(run_fame(model, images, target, self.config).maps())
+        b = images.shape[0]
+        both = run_fame(model, images, _BothSides(target.check(b)), self.config).maps()
+        return Attribution(both[:b], both[b:])
 
 
-_REGISTRY: dict[str, MethodSpec] = {}
+METHODS: dict[str, type] = {
+    "fame": Fame,
+    "gradcam": GradCAM,
+    "gradcam-ew": GradCAMElementWise,
+    "hirescam": HiResCAM,
+    "fullgrad": FullGrad,
+    "corrrise": CorrRISE,
+    "fggb": FGGB,
+}
+"""Every method by the key the command line and notebooks use."""
 
 _TABLES: dict[str, tuple[str, ...]] = {
     "classification": ("fame", "gradcam", "gradcam-ew", "hirescam", "fullgrad"),
     "verification": ("gradcam", "gradcam-ew", "corrrise", "fggb", "fame"),
 }
-"""The rows of the paper's Table 2 (classification) and Table 1 (verification), in order."""
 
 
 def _norm(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.lower())
 
 
-def register(spec: MethodSpec) -> MethodSpec:
-    """Add a method to the registry (its key must be new)."""
-    k = _norm(spec.key)
-    if k in _REGISTRY:
-        raise ValueError(f"a method named {spec.key!r} is already registered")
-    _REGISTRY[k] = spec
-    return spec
+def method_key(name: str) -> str:
+    """The :data:`METHODS` key of a key or display name (``"Grad-CAM-EW"`` → ``"gradcam-ew"``)."""
+    return _method_class(name)[0]
 
 
-def get_spec(name: str) -> MethodSpec:
-    """The :class:`MethodSpec` of a key or display name (case and punctuation ignored)."""
-    try:
-        return _REGISTRY[_norm(name)]
-    except KeyError:
-        known = [s.key for s in _REGISTRY.values()]
-        raise ValueError(f"unknown method {name!r}; choose from {known}") from None
-
-
-def available_methods(task: Task, model: Any = None) -> list[str]:
-    """Keys of every registered method that supports ``task`` (and ``model``: a Vision
-    Transformer, one with a ``token_grid``, leaves out methods registered with
-    ``vit=False``), in registry order."""
-    target = _TASK_TARGET[_check_task(task)]
-    vit = model is not None and token_grid_of(model) is not None
-    return [s.key for s in _REGISTRY.values() if target in s.targets and (s.vit or not vit)]
-
-
-def table_methods(task: Task) -> list[str]:
-    """Keys of the paper's table rows: Table 2 for classification, Table 1 for verification."""
-    return list(_TABLES[_check_task(task)])
-
-
-def supports(method: Any, task: Task) -> bool:
-    """Whether ``method`` declares (``targets``) or is registered with ``task``'s target."""
-    spec = _spec_of(method)
-    targets = getattr(method, "targets", None) or (
-        spec.targets if spec else tuple(_TASK_TARGET.values())
-    )
-    return _TASK_TARGET[_check_task(task)] in tuple(targets)
-
-
-def cache_settings(method: Any) -> dict[str, Any]:
-    """The settings ``method``'s maps depend on (the method part of the cache key).
-
-    ``method.cache_settings()`` where the method declares it; otherwise its public
-    (dataclass init) fields minus ``name``, its ``runtime_fields`` and those of its
-    registered :class:`MethodSpec`; a plain function is identified by its qualified name.
-    """
-    own = getattr(method, "cache_settings", None)
-    if callable(own):
-        return dict(own())
-    if isinstance(method, (types.FunctionType, types.BuiltinFunctionType)):
-        return {"function": f"{method.__module__}.{method.__qualname__}"}
-    spec = _spec_of(method)
-    skip = {"name", *getattr(method, "runtime_fields", ()), *(spec.runtime_fields if spec else ())}
-    if dataclasses.is_dataclass(method):
-        values = {f.name: getattr(method, f.name) for f in dataclasses.fields(method) if f.init}
-    else:
-        values = dict(vars(method)) if hasattr(method, "__dict__") else {}
-    return {k: v for k, v in values.items() if not k.startswith("_") and k not in skip}
-
-
-def make_methods(
-    names: Iterable[str],
-    task: Task,
-    *,
-    recipe: Recipe | str | None = None,
-    recipes: Sequence[Recipe | str] | None = None,
-    **settings: Any,
-) -> list:
-    """Method instances for ``task`` from keys or display names, in the order given.
-
-    Args:
-        names: e.g. ``["fame", "gradcam"]`` (see :func:`available_methods`).
-        task: ``"classification"`` or ``"verification"``.
-        recipe: ``"paper"``, ``"reference"`` or a :class:`~fame_utils.recipes.Recipe` for
-            every method; ``None`` leaves each method at its own defaults (the paper's).
-        recipes: several recipes instead: methods the recipe changes (FAME; the face CAMs'
-            target) are made once per recipe and named ``"FAME (paper)"``,
-            ``"FAME (reference)"``; the others once, with the first recipe.
-        **settings: ``fame_config`` (:class:`~fame_utils.core.FameConfig`),
-            ``threshold`` (FGGB's θ), ``n_masks`` and ``seed`` (CorrRISE). ``None``
-            values count as not given.
-
-    Raises:
-        ValueError: unknown name, a method that does not support ``task``, or both
-            ``recipe`` and ``recipes``.
-        TypeError: a setting no registered method reads.
-    """
-    _check_task(task)
-    if recipe is not None and recipes is not None:
-        raise ValueError("give either recipe= or recipes=, not both")
-    known = {s for spec in _REGISTRY.values() for s in spec.settings}
-    unknown = set(settings) - known
-    if unknown:
-        raise TypeError(f"unknown method settings {sorted(unknown)}; known: {sorted(known)}")
-    given = {k: v for k, v in settings.items() if v is not None}
-    several = recipes is not None
-    if several:
-        chosen: list[Recipe | None] = [get_recipe(r) for r in recipes]
-        if not chosen:
-            raise ValueError("recipes is empty: give at least one recipe name")
-    else:
-        chosen = [None if recipe is None else get_recipe(recipe)]
-    out = []
-    for raw in names:
-        spec = get_spec(raw)
-        if _TASK_TARGET[task] not in spec.targets:
-            raise ValueError(
-                f"{spec.key} does not support {task}; choose from {available_methods(task)}"
-            )
-        own = {k: v for k, v in given.items() if k in spec.settings}
-        per_recipe = several and spec.recipe_dependent(task)
-        for r in chosen if per_recipe else chosen[:1]:
-            method = spec.factory(r, task, own)
-            if per_recipe:
-                method.name = f"{method.name} ({r.name})"
-            out.append(method)
-    _share_fame_runs(out, task)
-    return out
-
-
-def _share_fame_runs(methods: Sequence[Any], task: Task) -> None:
-    """Give FAME methods whose optimisation for ``task`` is identical (equal
-    :meth:`~fame_utils.explain.Fame.run_key`, e.g. ``FAME (paper)`` and
-    ``FAME (reference)`` on faces) one :class:`~fame_utils.explain.SharedRuns`, so each
-    batch is optimised once for all of them; their maps are unchanged."""
-    groups: dict[Any, list[Fame]] = {}
-    for m in methods:
-        if isinstance(m, Fame):
-            groups.setdefault(m.run_key(task), []).append(m)
-    for group in groups.values():
-        if len(group) > 1:
-            shared = SharedRuns(len(group))
-            for m in group:
-                m.shared = shared
+def _method_class(name: str) -> tuple[str, type]:
+    """The key and class of a key or display name (case and punctuation ignored)."""
+    for key, cls in METHODS.items():
+        display = next((f.default for f in dataclasses.fields(cls) if f.name == "name"), key)
+        if _norm(name) in (_norm(key), _norm(str(display))):
+            return key, cls
+    raise ValueError(f"unknown method {name!r}; choose from {list(METHODS)}")
 
 
 def _check_task(task: str) -> Task:
@@ -241,71 +167,152 @@ def _check_task(task: str) -> Task:
     return task  # type: ignore[return-value]
 
 
-def _spec_of(method: Any) -> MethodSpec | None:
-    for spec in _REGISTRY.values():
-        if type(method) is spec.cls:
-            return spec
-    return None
+def supports(method: Any, task: Task) -> bool:
+    """Whether ``method`` (an instance or class) explains ``task``'s target type."""
+    targets = getattr(method, "targets", tuple(_TASK_TARGET.values()))
+    return _TASK_TARGET[_check_task(task)] in tuple(targets)
 
 
-def _accepts(cls: type, option: str) -> bool:
-    return option in inspect.signature(cls).parameters
+def available_methods(task: Task, model: Any = None) -> list[str]:
+    """Keys of every method that supports ``task`` (and ``model``: a Vision Transformer,
+    one with a ``token_grid``, leaves out methods with ``vit = False``)."""
+    vit = model is not None and token_grid_of(model) is not None
+    return [
+        k for k, c in METHODS.items() if supports(c, task) and (getattr(c, "vit", True) or not vit)
+    ]
 
 
-# ----------------------------------------------------------------------------- methods
+def table_methods(task: Task) -> list[str]:
+    """Keys of the paper's table rows: Table 2 for classification, Table 1 for verification."""
+    return list(_TABLES[_check_task(task)])
 
 
-def _fame(recipe: Recipe | None, task: Task, settings: Mapping[str, Any]) -> Fame:
-    return Fame(settings.get("fame_config") or FameConfig(), recipe=recipe)
+def _recipe_settings(cls: type, recipe: Recipe, task: Task) -> dict[str, Any]:
+    own = getattr(cls, "recipe_settings", None)
+    return dict(own(recipe, task)) if own is not None else {}
 
 
-def _face_cam_option(cls: type, recipe: Recipe) -> dict[str, Any]:
-    """The face CAM target the recipe chooses, as the constructor takes it."""
-    if _accepts(cls, "face_target"):
-        return {"face_target": recipe.face_cam_target}
-    if _accepts(cls, "target"):
-        return {"target": recipe.face_cam_target}
-    if _accepts(cls, "recipe"):
-        return {"recipe": recipe}
-    return {}
+def make_methods(
+    names: Iterable[str],
+    task: Task,
+    *,
+    recipe: Recipe | str | None = None,
+    recipes: Sequence[Recipe | str] | None = None,
+    fame_settings: dict[str, Any] | None = None,
+    **settings: Any,
+) -> list:
+    """Method instances for ``task`` from keys or display names, in the order given.
+
+    Args:
+        names: e.g. ``["fame", "gradcam"]`` (see :func:`available_methods`).
+        task: ``"classification"`` or ``"verification"``.
+        recipe: ``"paper"`` (``None``, the default), ``"reference"`` or a
+            :class:`~fame_utils.recipes.Recipe`: each method's recipe-dependent settings
+            (FAME's config, the face CAMs' target) come from it.
+        recipes: several recipes instead: methods the recipe changes are made once per
+            recipe and named ``"FAME (paper)"``, ``"FAME (reference)"``; the others once.
+        fame_settings: :class:`~fame_utils.core.FameConfig` fields set on top of each
+            recipe's config (``{"iterations": 100, "progress": False}``): FAME then holds
+            ``recipe.fame_config(task, **fame_settings)``. Not together with ``config``.
+        **settings: constructor arguments, each given to every chosen method that has a
+            field of that name (``config=FameConfig(...)``, ``target_layer="layer4"``,
+            ``threshold=0.3``, ``n_masks=100``...). ``None`` values count as not given.
+            A setting the recipe also decides is used as given, and must agree with the
+            recipe when ``recipe``/``recipes`` is given explicitly.
+
+    Raises:
+        ValueError: unknown name, a method that does not support ``task``, both
+            ``recipe`` and ``recipes``, or a setting that disagrees with the recipe.
+        TypeError: a setting none of the chosen methods has.
+    """
+    _check_task(task)
+    if recipe is not None and recipes is not None:
+        raise ValueError("give either recipe= or recipes=, not both")
+    if recipes is not None and not list(recipes):
+        raise ValueError("recipes is empty: give at least one recipe name")
+    chosen = [get_recipe(r) for r in recipes] if recipes is not None else [get_recipe(recipe)]
+    classes = [_method_class(n) for n in names]
+    given = {k: v for k, v in settings.items() if v is not None}
+    fields_of = {key: {f.name for f in dataclasses.fields(cls)} for key, cls in classes}
+    unknown = set(given) - set().union(*fields_of.values())
+    if unknown:
+        raise TypeError(
+            f"unknown method settings {sorted(unknown)} for {[k for k, _ in classes]}; "
+            f"their fields: {sorted(set().union(*fields_of.values()) - {'name'})}"
+        )
+    if fame_settings and "config" in given:
+        raise ValueError("give either config= or fame_settings=, not both")
+    explicit = recipe is not None or recipes is not None
+    out = []
+    for key, cls in classes:
+        if not supports(cls, task):
+            raise ValueError(
+                f"{key} does not support {task}; choose from {available_methods(task)}"
+            )
+        own = {k: v for k, v in given.items() if k in fields_of[key]}
+        per_recipe = len(chosen) > 1 and _recipe_settings(cls, PAPER, task) != _recipe_settings(
+            cls, get_recipe("reference"), task
+        )
+        for r in chosen if per_recipe else chosen[:1]:
+            kwargs = _recipe_settings(cls, r, task)
+            if fame_settings and isinstance(kwargs.get("config"), FameConfig):
+                kwargs["config"] = kwargs["config"].replace(**fame_settings)
+            for k, v in own.items() if explicit else ():
+                if k == "config" and k in kwargs:
+                    r.check_config(v, task)
+                elif k in kwargs and kwargs[k] != v:
+                    raise ValueError(
+                        f"{key}: {k}={v!r} disagrees with recipe {r.name!r} ({kwargs[k]!r})"
+                    )
+            method = cls(**{**kwargs, **own})
+            if per_recipe:
+                method.name = f"{method.name} ({r.name})"
+            out.append(method)
+    return out
 
 
-def _cam(cls: type) -> Callable[[Recipe | None, Task, Mapping[str, Any]], Any]:
-    def factory(recipe: Recipe | None, task: Task, settings: Mapping[str, Any]) -> Any:
-        if recipe is None or task != "verification":
-            return cls()
-        return cls(**_face_cam_option(cls, recipe))
+def cache_settings(method: Any) -> dict[str, Any]:
+    """The settings ``method``'s maps depend on (the method part of the cache key): its
+    ``cache_settings()`` where it declares one, else its dataclass fields minus ``name``
+    and its ``runtime_fields``; a plain function by its qualified name."""
+    own = getattr(method, "cache_settings", None)
+    if callable(own):
+        return dict(own())
+    if isinstance(method, (types.FunctionType, types.BuiltinFunctionType)):
+        return {"function": f"{method.__module__}.{method.__qualname__}"}
+    skip = {"name", *getattr(method, "runtime_fields", ())}
+    if dataclasses.is_dataclass(method):
+        values = {f.name: getattr(method, f.name) for f in dataclasses.fields(method) if f.init}
+    else:
+        values = dict(vars(method)) if hasattr(method, "__dict__") else {}
+    if isinstance(values.get("config"), FameConfig):
+        cfg = values["config"]
+        values["config"] = {
+            f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name not in skip
+        }
+    return {k: v for k, v in values.items() if not k.startswith("_") and k not in skip}
 
-    return factory
+
+def explain_all(
+    methods: Sequence[Method], model: nn.Module, images: Tensor, target: Objective
+) -> tuple[dict[str, Attribution], dict[str, float]]:
+    """Run every method on the same batch: ``({name: Attribution}, {name: wall seconds})``."""
+    maps, seconds = {}, {}
+    for method in methods:
+        t0 = time.perf_counter()
+        maps[method.name] = method(model, images, target)
+        seconds[method.name] = time.perf_counter() - t0
+    return maps, seconds
 
 
-def _face_cam_dependent(cls: type) -> Callable[[Task], bool]:
-    return lambda task: task == "verification" and bool(_face_cam_option(cls, get_recipe()))
-
-
-_BOTH = (ClassTarget, SimilarityTarget)
-register(MethodSpec("fame", Fame, _BOTH, _fame, ("fame_config",), recipe_dependent=lambda t: True))
-for _key, _cls in (("gradcam", GradCAM), ("gradcam-ew", GradCAMElementWise)):
-    register(MethodSpec(_key, _cls, _BOTH, _cam(_cls), recipe_dependent=_face_cam_dependent(_cls)))
-register(MethodSpec("hirescam", HiResCAM, (ClassTarget,), _cam(HiResCAM)))
-register(MethodSpec("fullgrad", FullGrad, (ClassTarget,), _cam(FullGrad), vit=False))
-register(
-    MethodSpec(
-        "corrrise",
-        CorrRISE,
-        _BOTH,
-        lambda recipe, task, s: CorrRISE(**s),
-        ("n_masks", "seed"),
-        runtime_fields=frozenset({"batch_size", "progress"}),
-    )
-)
-register(
-    MethodSpec(
-        "fggb",
-        FGGB,
-        (SimilarityTarget,),
-        lambda recipe, task, s: FGGB(**s),
-        ("threshold",),
-        runtime_fields=frozenset({"chunk_size", "progress"}),
-    )
-)
+def empty_maps(attributions: dict[str, Attribution], labels: Sequence[str]) -> list[str]:
+    """``"<label>: <method> e₊|e₋"`` for every all-zero map (e.g. FAME's e₊ of a pair whose
+    loss is below ε at the start), rows labelled by ``labels`` (one per image)."""
+    found = []
+    for name, a in attributions.items():
+        for part, maps in (("e₊", a.positive), ("e₋", a.negative)):
+            if maps is None:
+                continue
+            zero = maps.flatten(1).amax(dim=1) == 0
+            found += [f"{labels[r]}: {name} {part}" for r in zero.nonzero().flatten().tolist()]
+    return found

@@ -1,4 +1,12 @@
-"""Objectives L that FAME descends (paper Sec. 2-3).
+"""Objectives L that FAME descends (paper Sec. 2-3), which are also the targets every
+method explains, and :class:`Attribution`, what a method returns.
+
+The one calling convention is ``method(model, images, target) -> Attribution``. A target
+is an objective: :class:`ClassLogit` (explain class logits, Table 2) or
+:class:`CosineSimilarity` (explain the cosine similarity to frozen partner embeddings,
+Table 1 / Fig. 3). FAME descends it; the CAMs, CorrRISE and FGGB explain the same
+quantity. :class:`FeatureCell`, :class:`TokenCell` and :class:`Dissimilarity` are FAME
+objectives only.
 
 An objective turns the network's response to the current iterate x̄ into **one loss
 per sample**; :func:`fame_utils.fame` always steps *down* that loss. Writing your own:
@@ -21,15 +29,18 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._checks import as_index_tensor, model_device
+from ._checks import as_index_tensor, check_threshold, model_device
 from .hooks import capture_output, resolve_layer
 
 __all__ = [
+    "Attribution",
+    "check_target",
     "Objective",
     "ClassLogit",
     "FeatureCell",
@@ -39,6 +50,15 @@ __all__ = [
     "Dissimilarity",
     "resolve_layer",
 ]
+
+
+class Attribution(NamedTuple):
+    """What every method returns. ``positive``: (B, H, W) map in [0, 1] (class evidence,
+    or e₊ for verification); ``negative``: (B, H, W) e₋ in [0, 1], or ``None`` for methods
+    without one; both on the images' device."""
+
+    positive: Tensor
+    negative: Tensor | None = None
 
 
 class Objective:
@@ -64,15 +84,26 @@ class ClassLogit(Objective):
     Descending z_o removes the evidence for class o. The reference code used |z_o|,
     which flips the direction for negative logits; pass ``absolute=True`` to follow it.
 
+    As a target of the baselines it selects the logit z_o they explain.
+
     Args:
         targets: class index per image, (B,) ints (or one int for every image).
-        absolute: use |z_o| as the reference implementation did.
+        absolute: use |z_o| as the reference implementation did (FAME's
+            ``FameConfig.absolute_logit`` sets it for a run).
     """
 
     def __init__(self, targets: int | Sequence[int] | Tensor, *, absolute: bool = False):
         self.targets = targets if isinstance(targets, int) else torch.as_tensor(targets).reshape(-1)
         self.absolute = absolute
         self._checked = False
+
+    def __repr__(self) -> str:
+        t = self.targets if isinstance(self.targets, int) else self.targets.tolist()
+        return f"ClassLogit({t}{', absolute=True' if self.absolute else ''})"
+
+    def indices(self, batch: int) -> Tensor:
+        """(batch,) long tensor of class indices, checked against the batch size."""
+        return as_index_tensor(self.targets, batch, "ClassLogit targets")
 
     def expand(self, model: nn.Module, images: Tensor) -> tuple[Tensor, Objective]:
         t = as_index_tensor(self.targets, images.shape[0], "targets")
@@ -269,24 +300,33 @@ def cell_objective(
 
 
 class _EmbeddingObjective(Objective):
-    def __init__(self, references: Tensor):
+    def __init__(self, references: Tensor, threshold: float | None = None):
         if not isinstance(references, Tensor) or references.ndim != 2:
             raise ValueError(
                 "references must be a (B, D) tensor of partner embeddings, "
                 f"got {getattr(references, 'shape', type(references).__name__)}"
             )
         self.references = references.detach()
+        self.threshold = None if threshold is None else check_threshold(threshold, "threshold θ")
 
-    def expand(self, model: nn.Module, images: Tensor) -> tuple[Tensor, Objective]:
-        if self.references.shape[0] != images.shape[0]:
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(references {tuple(self.references.shape)}, threshold={self.threshold})"
+
+    def check(self, batch: int) -> Tensor:
+        """The (batch, D) references, checked against the batch size."""
+        if self.references.shape[0] != batch:
             raise ValueError(
                 f"{type(self).__name__} got {self.references.shape[0]} reference embeddings "
-                f"for {images.shape[0]} images; pass one partner embedding per image"
+                f"for {batch} images; pass one partner embedding per image"
             )
-        return images, type(self)(self.references.to(images.device))
+        return self.references
+
+    def expand(self, model: nn.Module, images: Tensor) -> tuple[Tensor, Objective]:
+        refs = self.check(images.shape[0])
+        return images, type(self)(refs.to(images.device), self.threshold)
 
     def subset(self, index: slice | Tensor) -> Objective:
-        return type(self)(self.references[index])
+        return type(self)(self.references[index], self.threshold)
 
     def similarity(self, model: nn.Module, inputs: Tensor) -> Tensor:
         emb = model(inputs)
@@ -301,10 +341,24 @@ class _EmbeddingObjective(Objective):
 class CosineSimilarity(_EmbeddingObjective):
     """L₊ = s = cos(φ(x̄), φ_ref): descending it removes what makes the pair similar,
     giving the e₊ map (paper Fig. 3). ``references`` (B, D) are frozen partner
-    embeddings, one per image."""
+    embeddings, one per image. ``threshold`` is the verification threshold θ on s (the
+    protocol's EER threshold), which FGGB needs; FAME and the CAMs ignore it.
+
+    As a target, FAME explains it with e₊ (L₊ = s) and e₋ (L₋ = 1 − s) in one run."""
 
     def __call__(self, model: nn.Module, inputs: Tensor) -> Tensor:
         return self.similarity(model, inputs)
+
+
+def check_target(target: object) -> ClassLogit | CosineSimilarity:
+    """``target`` if it is one of the two targets every method explains, else a clear
+    ``TypeError``."""
+    if not isinstance(target, (ClassLogit, CosineSimilarity)):
+        raise TypeError(
+            "target must be fame_utils.ClassLogit(classes) or "
+            f"fame_utils.CosineSimilarity(references, threshold), got {type(target).__name__}"
+        )
+    return target
 
 
 class Dissimilarity(_EmbeddingObjective):

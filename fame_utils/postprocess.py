@@ -20,6 +20,7 @@ __all__ = [
     "gaussian_blur",
     "kernel_size_for",
     "normalize_maps",
+    "max_normalize",
     "Normalization",
 ]
 
@@ -111,3 +112,9 @@ def normalize_maps(maps: Tensor, mode: Normalization = "max") -> tuple[Tensor, T
     empty = span.squeeze(1) <= 0
     out = torch.where(span > 0, (flat - lo) / span.clamp_min(torch.finfo(flat.dtype).tiny), 0.0)
     return out.view_as(maps), empty
+
+
+def max_normalize(maps: Tensor) -> Tensor:
+    """Each (H, W) map of a (B, H, W) batch divided by its maximum; maps whose maximum is
+    <= 0 become all zero (the paper's max normalisation)."""
+    return normalize_maps(maps, "max")[0]

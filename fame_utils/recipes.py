@@ -20,11 +20,15 @@ Each field's docstring (below, in :class:`Recipe`) names the source of both valu
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-__all__ = ["Recipe", "PAPER", "REFERENCE", "RECIPES", "get_recipe", "RecipeName"]
+if TYPE_CHECKING:
+    from .core import FameConfig
+
+__all__ = ["Recipe", "PAPER", "REFERENCE", "RECIPES", "get_recipe", "RecipeName", "FameTask"]
 
 RecipeName = Literal["paper", "reference"]
+FameTask = Literal["classification", "verification", "cells"]
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,53 @@ class Recipe:
     def as_dict(self) -> dict[str, object]:
         """Plain dict of every field (for ``run.json`` and cache keys)."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def fame_fields(self, task: FameTask) -> dict[str, object]:
+        """The :class:`~fame_utils.core.FameConfig` fields this recipe sets for ``task``:
+        ``"classification"`` (Table 2: normalised steps, L_cls), ``"verification"``
+        (Table 1, Fig. 3: pixel steps, ε = 0.01, the face gray order) or ``"cells"``
+        (feature cells, Fig. 2)."""
+        if task == "classification":
+            return {
+                "normalization": self.normalization,
+                "early_stop": self.classification_early_stop,
+                "absolute_logit": self.class_logit_absolute,
+                "step_space": "normalized",
+            }
+        if task == "verification":
+            return {
+                "normalization": self.normalization,
+                "early_stop": self.face_early_stop,
+                "step_space": "pixel",
+                "gray_order": self.face_gray_order,
+            }
+        if task == "cells":
+            return {"step_space": self.feature_cell_step_space}
+        raise ValueError(f"task must be 'classification', 'verification' or 'cells', got {task!r}")
+
+    def fame_config(self, task: FameTask = "classification", **overrides: object) -> FameConfig:
+        """The FAME configuration of this recipe for ``task`` (other fields at their
+        defaults, ``overrides`` on top): what :class:`~fame_utils.methods.Fame` runs when
+        no config is given. ``print()`` it to see every setting before a run."""
+        from .core import FameConfig
+
+        return FameConfig(**{**self.fame_fields(task), **overrides})
+
+    def check_config(self, config: FameConfig, task: FameTask) -> None:
+        """Raise ``ValueError`` naming every field where ``config`` disagrees with this
+        recipe for ``task`` (a recipe never rewrites a config it is given)."""
+        wrong = {
+            k: (getattr(config, k), v)
+            for k, v in self.fame_fields(task).items()
+            if getattr(config, k) != v
+        }
+        if wrong:
+            said = ", ".join(f"{k}={got!r} (recipe: {want!r})" for k, (got, want) in wrong.items())
+            raise ValueError(
+                f"the config disagrees with recipe {self.name!r} for {task}: {said}; give "
+                f"only one of them, or build the config with get_recipe({self.name!r})"
+                f".fame_config({task!r}, ...)"
+            )
 
 
 PAPER = Recipe()

@@ -235,9 +235,9 @@ def face_explorer(
         precomputed: ``{method name: Attribution}`` whose first row is the ``start`` pair at
             the initial settings (e.g. the figure's), so the first view costs nothing.
     """
-    from .baselines import face_methods
-    from .explain import SimilarityTarget, explain_all
+    from .methods import explain_all, make_methods, table_methods
     from .metrics.face import embed
+    from .objectives import CosineSimilarity
     from .plotting import draw_face_rows
 
     def genuine_pair(variation: tuple[str, str], k: int):
@@ -257,9 +257,16 @@ def face_explorer(
         ref, probe = embed(model, p.gallery), embed(model, p.probe)
         key = (variation, pair, iterations, sigma, n_masks)
         if key not in cache:
-            target = SimilarityTarget(ref, threshold=threshold)
+            target = CosineSimilarity(ref, threshold=threshold)
             config = fame_config.replace(iterations=iterations, sigma=sigma)
-            methods = face_methods(threshold, config, n_masks=n_masks, seed=seed)
+            methods = make_methods(
+                table_methods("verification"),
+                "verification",
+                config=config,
+                threshold=threshold,
+                n_masks=n_masks,
+                seed=seed,
+            )
             cache[key] = explain_all(methods, model, p.probe, target)[0]
         s = float((ref * probe).sum())
         label = f"{variation[0]} ({variation[1]}) #{pair}\ns = {s:.3f}"

@@ -27,9 +27,9 @@ import torch
 from PIL import Image
 from torch import nn
 
+from fame_utils import ClassLogit, CosineSimilarity
 from fame_utils.baselines import FGGB, CorrRISE, FullGrad, GradCAM, GradCAMElementWise, HiResCAM
 from fame_utils.data import load_imagenet_val
-from fame_utils.explain import ClassTarget, SimilarityTarget
 from fame_utils.metrics import (
     class_scores,
     embed,
@@ -133,25 +133,25 @@ ROWS: list[tuple[str, Callable[[], object], type[BaseException], str]] = [
     # item 5: thresholds θ
     (
         "fggb-theta-nan",
-        lambda: FGGB(threshold=NAN)(_net(), _x(), SimilarityTarget(_refs())),
+        lambda: FGGB(threshold=NAN)(_net(), _x(), CosineSimilarity(_refs())),
         ValueError,
         r"\[-1, 1\]",
     ),
     (
         "fggb-theta-2",
-        lambda: FGGB(threshold=2.0)(_net(), _x(), SimilarityTarget(_refs())),
+        lambda: FGGB(threshold=2.0)(_net(), _x(), CosineSimilarity(_refs())),
         ValueError,
         r"\[-1, 1\]",
     ),
     (
         "fggb-theta--2",
-        lambda: FGGB(threshold=-2.0)(_net(), _x(), SimilarityTarget(_refs())),
+        lambda: FGGB(threshold=-2.0)(_net(), _x(), CosineSimilarity(_refs())),
         ValueError,
         r"\[-1, 1\]",
     ),
     (
         "fggb-target-theta-nan",
-        lambda: FGGB()(_net(), _x(), SimilarityTarget(_refs(), threshold=NAN)),
+        lambda: FGGB()(_net(), _x(), CosineSimilarity(_refs(), threshold=NAN)),
         ValueError,
         r"\[-1, 1\]",
     ),
@@ -180,7 +180,7 @@ ROWS: list[tuple[str, Callable[[], object], type[BaseException], str]] = [
     *[
         (
             f"{cam.__name__}-class-{c}",
-            lambda cam=cam, c=c: cam()(_net(), _x(), ClassTarget([0, c])),
+            lambda cam=cam, c=c: cam()(_net(), _x(), ClassLogit([0, c])),
             ValueError,
             r"class indices in \[0, ",
         )
@@ -190,7 +190,7 @@ ROWS: list[tuple[str, Callable[[], object], type[BaseException], str]] = [
     *[
         (
             f"corrrise-class-{c}",
-            lambda c=c: CorrRISE(n_masks=4)(_net(), _x(), ClassTarget([0, c])),
+            lambda c=c: CorrRISE(n_masks=4)(_net(), _x(), ClassLogit([0, c])),
             ValueError,
             r"class indices in \[0, ",
         )
@@ -214,10 +214,10 @@ ROWS: list[tuple[str, Callable[[], object], type[BaseException], str]] = [
             "",
         )
         for name, method, target in (
-            ("gradcam", GradCAM(), ClassTarget([0, 1])),
-            ("fullgrad", FullGrad(), ClassTarget([0, 1])),
-            ("corrrise", CorrRISE(n_masks=4), ClassTarget([0, 1])),
-            ("fggb", FGGB(threshold=0.1), SimilarityTarget(_refs())),
+            ("gradcam", GradCAM(), ClassLogit([0, 1])),
+            ("fullgrad", FullGrad(), ClassLogit([0, 1])),
+            ("corrrise", CorrRISE(n_masks=4), ClassLogit([0, 1])),
+            ("fggb", FGGB(threshold=0.1), CosineSimilarity(_refs())),
             (
                 "class-scores",
                 lambda m, x, t: class_scores(m, x, torch.tensor([0, 1])),
@@ -236,9 +236,9 @@ ROWS: list[tuple[str, Callable[[], object], type[BaseException], str]] = [
         )
         for dtype in (torch.float64, torch.float16)
         for name, call in (
-            ("gradcam", lambda x: GradCAM()(_net(), x, ClassTarget(0))),
-            ("corrrise", lambda x: CorrRISE(n_masks=4)(_net(), x, ClassTarget(0))),
-            ("fggb", lambda x: FGGB(threshold=0.1)(_net(), x, SimilarityTarget(_refs()))),
+            ("gradcam", lambda x: GradCAM()(_net(), x, ClassLogit(0))),
+            ("corrrise", lambda x: CorrRISE(n_masks=4)(_net(), x, ClassLogit(0))),
+            ("fggb", lambda x: FGGB(threshold=0.1)(_net(), x, CosineSimilarity(_refs()))),
             ("road", lambda x: road_scores(_net(), x, [0, 1], _maps(), [10])),
             (
                 "face",
@@ -248,7 +248,7 @@ ROWS: list[tuple[str, Callable[[], object], type[BaseException], str]] = [
             ),
         )
     ],
-    ("gradcam-meta", lambda: GradCAM()(_net(), _meta_images(), ClassTarget(0)), ValueError, "meta"),
+    ("gradcam-meta", lambda: GradCAM()(_net(), _meta_images(), ClassLogit(0)), ValueError, "meta"),
     (
         "road-meta",
         lambda: road_scores(_net(), _meta_images(), [0, 1], _maps(), [10]),
@@ -257,7 +257,7 @@ ROWS: list[tuple[str, Callable[[], object], type[BaseException], str]] = [
     ),
     (
         "gradcam-1.0001",
-        lambda: GradCAM()(_net(), _over_one(), ClassTarget(0)),
+        lambda: GradCAM()(_net(), _over_one(), ClassLogit(0)),
         ValueError,
         "1.0001",
     ),
@@ -303,7 +303,7 @@ ROWS: list[tuple[str, Callable[[], object], type[BaseException], str]] = [
     ("removal-percent-150", lambda: removal_masks(_maps(), [150]), ValueError, r"\[0, 100\]"),
     (
         "gradcam-float-class",
-        lambda: GradCAM()(_net(), _x(), ClassTarget(torch.tensor([0.5, 1.0]))),
+        lambda: GradCAM()(_net(), _x(), ClassLogit(torch.tensor([0.5, 1.0]))),
         TypeError,
         "integer",
     ),

@@ -23,10 +23,11 @@ import pytest
 import torch
 from torch import nn
 
+from fame_utils import Attribution
 from fame_utils.__main__ import main
+from fame_utils.data.items import ClassificationDataset
 from fame_utils.experiment import run_experiment
-from fame_utils.explain import Attribution
-from fame_utils.runner import ClassificationDataset, IoUMetric
+from fame_utils.metrics.adapters import IoUMetric
 
 OUT = ["--out", str(Path(tempfile.gettempdir()) / "fame-bad-inputs-cli")]
 MISSING = str(Path(tempfile.gettempdir()) / "fame-no-such-file")

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
+from fame_utils import Attribution, ClassLogit, CosineSimilarity, Fame
 from fame_utils.baselines import (
     FGGB,
     CorrRISE,
@@ -17,11 +18,9 @@ from fame_utils.baselines import (
     GradCAM,
     GradCAMElementWise,
     HiResCAM,
-    classification_methods,
-    face_methods,
 )
 from fame_utils.baselines.corrrise import make_patch_masks, rank_average, spearman_map
-from fame_utils.explain import Attribution, ClassTarget, Fame, SimilarityTarget
+from fame_utils.methods import make_methods, table_methods
 from fame_utils.postprocess import gaussian_blur
 
 MEAN = (0.5, 0.4, 0.3)
@@ -120,7 +119,7 @@ def _hand_cam(coarse, size):
 )
 def test_cams_equal_direct_pytorch_grad_cam(net, images, ours, theirs):
     classes = [0, 3, 5]
-    attr = ours()(net, images, ClassTarget(classes))
+    attr = ours()(net, images, ClassLogit(classes))
     assert isinstance(attr, Attribution) and attr.negative is None
     with theirs(model=net, target_layers=[net.block]) as cam:
         ref = cam(input_tensor=images, targets=[ClassifierOutputTarget(c) for c in classes])
@@ -131,20 +130,20 @@ def test_cams_equal_direct_pytorch_grad_cam(net, images, ours, theirs):
 
 def test_gradcam_elementwise_is_sum_of_relu_grad_times_activation(net, images):
     classes = torch.tensor([1, 2, 4])
-    ours = GradCAMElementWise()(net, images, ClassTarget(classes)).positive
+    ours = GradCAMElementWise()(net, images, ClassLogit(classes)).positive
     x = images.clone().requires_grad_(True)
     act, logits = _hooked(net, net.block, x)
     (grad,) = torch.autograd.grad(logits.gather(1, classes[:, None]).sum(), act)
     coarse = (grad * act).clamp_min(0).sum(1).detach()  # Σ_c ReLU(grad ⊙ act)
     torch.testing.assert_close(ours, _hand_cam(coarse, (32, 32)), atol=1e-5, rtol=0)
     # and the element-wise definition is not Grad-CAM's channel-averaged one
-    gradcam = GradCAM()(net, images, ClassTarget(classes)).positive
+    gradcam = GradCAM()(net, images, ClassLogit(classes)).positive
     assert (ours - gradcam).abs().max() > 0.05
 
 
 def test_gradcam_similarity_target_by_hand_and_batch_safe(net, images):
     refs = torch.randn(3, 6, generator=torch.Generator().manual_seed(2))
-    ours = GradCAM()(net, images, SimilarityTarget(refs)).positive
+    ours = GradCAM()(net, images, CosineSimilarity(refs)).positive
     x = images.clone().requires_grad_(True)
     act, emb = _hooked(net, net.block, x)
     cos = F.cosine_similarity(emb, refs, dim=1)
@@ -153,7 +152,7 @@ def test_gradcam_similarity_target_by_hand_and_batch_safe(net, images):
     torch.testing.assert_close(ours, _hand_cam(coarse, (32, 32)), atol=1e-5, rtol=0)
     singles = torch.cat(
         [
-            GradCAM()(net, images[i : i + 1], SimilarityTarget(refs[i : i + 1])).positive
+            GradCAM()(net, images[i : i + 1], CosineSimilarity(refs[i : i + 1])).positive
             for i in range(3)
         ]
     )
@@ -162,7 +161,7 @@ def test_gradcam_similarity_target_by_hand_and_batch_safe(net, images):
 
 def test_constant_norm_target_gradient_is_r_hat_over_output_norm():
     # hand-made: o = (3, 4) (‖o‖ = 5), r = (1, 0) (r̂ = r); s = 3/5.
-    from fame_utils.baselines.cam import CosineSimilarityTarget
+    from fame_utils.baselines.cam import _CosineTarget as CosineSimilarityTarget
 
     r = torch.tensor([1.0, 0.0])
     grads = {}
@@ -183,11 +182,13 @@ def test_constant_norm_target_gradient_is_r_hat_over_output_norm():
 
 def test_face_cam_target_follows_the_recipe(net, images):
     refs = torch.randn(3, 6, generator=torch.Generator().manual_seed(2))
-    target = SimilarityTarget(refs)
+    target = CosineSimilarity(refs)
     paper = GradCAM()(net, images, target).positive
-    assert torch.equal(paper, GradCAM(recipe="paper")(net, images, target).positive)
+    (by_paper,) = make_methods(["gradcam"], "verification", recipe="paper")
+    assert torch.equal(paper, by_paper(net, images, target).positive)
     assert torch.equal(paper, GradCAM(face_target="cosine")(net, images, target).positive)
-    ref = GradCAM(recipe="reference")(net, images, target).positive
+    (by_reference,) = make_methods(["gradcam"], "verification", recipe="reference")
+    ref = by_reference(net, images, target).positive
     torch.testing.assert_close(
         ref, GradCAM(face_target="constant_norm")(net, images, target).positive
     )
@@ -208,7 +209,7 @@ def test_face_cam_target_follows_the_recipe(net, images):
 def test_cams_refuse_class_indices_outside_the_logits(net, images, method, cls):
     # −1 used to explain the last class (pytorch-grad-cam indexes from the end)
     with pytest.raises(ValueError, match=r"class indices in \[0, "):
-        method()(net, images, ClassTarget([0, cls, 1]))
+        method()(net, images, ClassLogit([0, cls, 1]))
 
 
 def _train_mode_net():
@@ -240,7 +241,7 @@ def test_baselines_run_in_eval_mode_and_change_no_buffer(images, method, target)
     model = _train_mode_net()
     modes = {name: m.training for name, m in model.named_modules()}
     before = _buffers(model)
-    t = ClassTarget([0, 1, 2]) if target == "class" else SimilarityTarget(torch.randn(3, 6))
+    t = ClassLogit([0, 1, 2]) if target == "class" else CosineSimilarity(torch.randn(3, 6))
     got = method(model, images, t).positive
     # BatchNorm running statistics (and every other buffer) unchanged, modes restored
     after = model.state_dict()
@@ -255,13 +256,13 @@ def test_baselines_run_in_eval_mode_and_change_no_buffer(images, method, target)
 def test_baselines_refuse_images_of_another_dtype(net, images):
     for dtype in (torch.float64, torch.float16):
         with pytest.raises(TypeError, match="float32"):
-            GradCAM()(net, images.to(dtype), ClassTarget(0))
+            GradCAM()(net, images.to(dtype), ClassLogit(0))
 
 
 def test_cam_leaves_no_hooks_or_gradients(net, images):
     flags = [p.requires_grad for p in net.parameters()]
     for method in (GradCAM(), GradCAMElementWise(), HiResCAM(), FullGrad()):
-        method(net, images, ClassTarget(0))
+        method(net, images, ClassLogit(0))
     for m in net.modules():
         assert not m._forward_hooks and not m._backward_hooks
     assert [p.requires_grad for p in net.parameters()] == flags
@@ -269,21 +270,21 @@ def test_cam_leaves_no_hooks_or_gradients(net, images):
 
 
 def test_cam_target_layer_override_and_errors(net, images):
-    by_name = GradCAM(target_layer="features")(net, images, ClassTarget(1)).positive
-    by_module = GradCAM(target_layer=net.features)(net, images, ClassTarget(1)).positive
+    by_name = GradCAM(target_layer="features")(net, images, ClassLogit(1)).positive
+    by_module = GradCAM(target_layer=net.features)(net, images, ClassLogit(1)).positive
     torch.testing.assert_close(by_name, by_module)
-    default = GradCAM()(net, images, ClassTarget(1)).positive
+    default = GradCAM()(net, images, ClassLogit(1)).positive
     assert (by_name - default).abs().max() > 0.05
     with pytest.raises(ValueError, match="no submodule"):
-        GradCAM(target_layer="nope")(net, images, ClassTarget(1))
-    with pytest.raises(TypeError, match="ClassTarget or SimilarityTarget"):
+        GradCAM(target_layer="nope")(net, images, ClassLogit(1))
+    with pytest.raises(TypeError, match=r"ClassLogit\(classes\) or"):
         GradCAM()(net, images, 3)
     with pytest.raises(ValueError, match="class indices"):
-        GradCAM()(net, images, ClassTarget(17))
+        GradCAM()(net, images, ClassLogit(17))
 
 
 def test_fullgrad_in_normalized_space_equals_pytorch_grad_cam(net, images):
-    ours = FullGrad()(net, images, ClassTarget([0, 1, 2])).positive
+    ours = FullGrad()(net, images, ClassLogit([0, 1, 2])).positive
     raw = SmallCNN(6, normalize=False).eval()
     raw.load_state_dict(net.state_dict())
     x_n = (images - net.mean) / net.std
@@ -291,7 +292,7 @@ def test_fullgrad_in_normalized_space_equals_pytorch_grad_cam(net, images):
     with pytorch_grad_cam.FullGrad(model=raw, target_layers=[]) as cam:
         ref = cam(input_tensor=x_n, targets=targets)
     torch.testing.assert_close(ours, torch.from_numpy(ref), atol=1e-5, rtol=0)
-    pixel = FullGrad(input_space="pixel")(net, images, ClassTarget([0, 1, 2])).positive
+    pixel = FullGrad(input_space="pixel")(net, images, ClassLogit([0, 1, 2])).positive
     assert (pixel - ours).abs().max() > 1e-3  # the input term depends on the space
 
 
@@ -310,13 +311,13 @@ def test_fullgrad_refuses_models_with_biases_it_cannot_see(images):
     net(images)
     net.eval()
     with pytest.raises(ValueError, match=r"1 modules carry biases.*_Affine"):
-        FullGrad()(net, images, ClassTarget(0))
-    maps = FullGrad(allow_uncovered_biases=True)(net, images, ClassTarget(0)).positive
+        FullGrad()(net, images, ClassLogit(0))
+    maps = FullGrad(allow_uncovered_biases=True)(net, images, ClassLogit(0)).positive
     assert maps.shape == (3, 32, 32)
     no_bias = nn.Sequential(nn.Conv2d(3, 4, 3, bias=False), nn.Flatten(), nn.LazyLinear(2))
     no_bias(images)
     with pytest.raises(ValueError, match="none"):
-        FullGrad()(no_bias.eval(), images, ClassTarget(0))
+        FullGrad()(no_bias.eval(), images, ClassLogit(0))
 
 
 # ---------------------------------------------------------------- CorrRISE
@@ -377,7 +378,7 @@ def test_corrrise_finds_the_region_that_drives_the_score():
     model = RegionEmbedder()
     x = torch.full((1, 3, 48, 48), 0.8)
     refs = torch.tensor([[0.0, 1.0]])
-    attr = CorrRISE(n_masks=300, patch_size=10, seed=0)(model, x, SimilarityTarget(refs))
+    attr = CorrRISE(n_masks=300, patch_size=10, seed=0)(model, x, CosineSimilarity(refs))
     pos, neg = attr.positive[0], attr.negative[0]
     inside = torch.zeros(48, 48, dtype=torch.bool)
     inside[model.region] = True
@@ -396,9 +397,9 @@ def test_corrrise_batched_equals_one_pair_at_a_time(images):
     images = images.double()
     refs = torch.randn(3, 6, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
     method = CorrRISE(n_masks=24, batch_size=7)  # chunks straddle images
-    both = method(net, images, SimilarityTarget(refs))
+    both = method(net, images, CosineSimilarity(refs))
     for i in range(3):
-        one = method(net, images[i : i + 1], SimilarityTarget(refs[i : i + 1]))
+        one = method(net, images[i : i + 1], CosineSimilarity(refs[i : i + 1]))
         torch.testing.assert_close(both.positive[i : i + 1], one.positive, atol=1e-10, rtol=0)
         torch.testing.assert_close(both.negative[i : i + 1], one.negative, atol=1e-10, rtol=0)
     for m in (both.positive, both.negative):
@@ -409,17 +410,17 @@ def test_corrrise_batched_equals_one_pair_at_a_time(images):
 def test_corrrise_scores_are_cosines_of_masked_images_and_class_scores(net, images):
     refs = torch.randn(3, 6, generator=torch.Generator().manual_seed(4))
     method = CorrRISE(n_masks=5, patch_size=8, batch_size=4)
-    scores = method.scores(net, images, SimilarityTarget(refs))
+    scores = method.scores(net, images, CosineSimilarity(refs))
     masks = method.masks((32, 32))
     with torch.no_grad():
         for b in range(3):
             emb = net(images[b : b + 1] * masks[:, None])
             expected = F.cosine_similarity(emb, refs[b : b + 1], dim=1)
             torch.testing.assert_close(scores[b], expected, atol=1e-6, rtol=0)
-        probs = method.scores(net, images, ClassTarget([1, 2, 3]))
+        probs = method.scores(net, images, ClassLogit([1, 2, 3]))
         expected = net(images[2:3] * masks[:, None]).softmax(1)[:, 3]
         torch.testing.assert_close(probs[2], expected, atol=1e-6, rtol=0)
-    attr = method(net, images, ClassTarget([1, 2, 3]))
+    attr = method(net, images, ClassLogit([1, 2, 3]))
     assert attr.positive.shape == attr.negative.shape == (3, 32, 32)
 
 
@@ -468,7 +469,7 @@ def test_fggb_equals_per_dimension_loop(jacobian):
     theta = 0.3
     s_loop, pos_loop, neg_loop = _fggb_loop(model, x, refs, theta, kernel_size=5, sigma=1.0)
     method = FGGB(threshold=theta, kernel_size=5, sigma=1.0, jacobian=jacobian, chunk_size=3)
-    target = SimilarityTarget(refs)
+    target = CosineSimilarity(refs)
     torch.testing.assert_close(method.saliency(model, x, target), s_loop, atol=1e-12, rtol=1e-9)
     attr = method(model, x, target)
     torch.testing.assert_close(attr.positive, pos_loop, atol=1e-12, rtol=1e-9)
@@ -481,14 +482,14 @@ def test_fggb_threshold_resolution_and_errors(images):
     x = images[:, :, :16, :16]
     refs = torch.randn(3, 8, generator=torch.Generator().manual_seed(5))
     with pytest.raises(ValueError, match="threshold"):
-        FGGB()(model, x, SimilarityTarget(refs))
-    from_target = FGGB().saliency(model, x, SimilarityTarget(refs, threshold=0.9))
-    from_ctor = FGGB(threshold=0.9).saliency(model, x, SimilarityTarget(refs, threshold=-0.5))
+        FGGB()(model, x, CosineSimilarity(refs))
+    from_target = FGGB().saliency(model, x, CosineSimilarity(refs, threshold=0.9))
+    from_ctor = FGGB(threshold=0.9).saliency(model, x, CosineSimilarity(refs, threshold=-0.5))
     torch.testing.assert_close(from_target, from_ctor)
-    other = FGGB(threshold=-0.5).saliency(model, x, SimilarityTarget(refs))
+    other = FGGB(threshold=-0.5).saliency(model, x, CosineSimilarity(refs))
     assert (other - from_ctor).abs().max() > 1e-4
-    with pytest.raises(TypeError, match="SimilarityTarget"):
-        FGGB(threshold=0.3)(model, x, ClassTarget(0))
+    with pytest.raises(TypeError, match="CosineSimilarity"):
+        FGGB(threshold=0.3)(model, x, ClassLogit(0))
     # the weights sum to cos − θ
     emb = torch.nn.functional.normalize(model(x), dim=1).detach()
     refs_n = torch.nn.functional.normalize(refs, dim=1)
@@ -500,20 +501,20 @@ def test_fggb_threshold_resolution_and_errors(images):
         with pytest.raises(ValueError, match=r"\[-1, 1\]"):
             FGGB(threshold=bad)
         with pytest.raises(ValueError, match=r"\[-1, 1\]"):
-            FGGB()(model, x, SimilarityTarget(refs, threshold=bad))
+            FGGB()(model, x, CosineSimilarity(refs, threshold=bad))
 
 
 # ---------------------------------------------------------------- factories
 
 
 def test_method_lists_follow_the_convention(net, images):
-    cls = classification_methods()
+    cls = make_methods(table_methods("classification"), "classification")
     assert [m.name for m in cls] == ["FAME", "Grad-CAM", "Grad-CAM-EW", "HiResCAM", "FullGrad"]
-    faces = face_methods(0.3)
+    faces = make_methods(table_methods("verification"), "verification", threshold=0.3)
     assert [m.name for m in faces] == ["Grad-CAM", "Grad-CAM-EW", "CorrRISE", "FGGB", "FAME"]
     assert isinstance(faces[-1], Fame) and faces[3].threshold == 0.3
     for method in cls[1:]:
-        out = method(net, images, ClassTarget([0, 1, 2]))
+        out = method(net, images, ClassLogit([0, 1, 2]))
         assert out.positive.shape == (3, 32, 32) and out.positive.device == images.device
 
 
@@ -525,10 +526,10 @@ def test_fullgrad_on_the_real_models():
 
     x = torch.rand(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))
     clf = load_classifier("efficientnet_lite0", device="cpu")
-    maps = FullGrad()(clf, x, ClassTarget([967])).positive
+    maps = FullGrad()(clf, x, ClassLogit([967])).positive
     assert maps.shape == (1, 224, 224)
     assert float(maps.min()) == pytest.approx(0, abs=1e-6)
     assert float(maps.max()) == pytest.approx(1, abs=1e-6)
     face = load_face_model("dlib_resnet", device="cpu")
     with pytest.raises(ValueError, match="Affine"):
-        FullGrad()(face, torch.rand(1, 3, 150, 150), ClassTarget(0))
+        FullGrad()(face, torch.rand(1, 3, 150, 150), ClassLogit(0))

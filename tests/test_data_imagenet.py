@@ -166,8 +166,9 @@ def test_synset_mapping_forms(tmp_path):
 
 
 def test_runner_runs_on_imagenet_items(kaggle_root, tmp_path, tiny_cnn):
-    from fame_utils.explain import Attribution
-    from fame_utils.runner import IoUMetric, run_experiment
+    from fame_utils import Attribution
+    from fame_utils.experiment import run_experiment
+    from fame_utils.metrics.adapters import IoUMetric
 
     class BoxCentre:
         name = "centre"

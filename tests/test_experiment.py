@@ -6,17 +6,17 @@ from __future__ import annotations
 import json
 from dataclasses import fields
 
+import fame_utils.explain as explain
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-import fame_utils.explain as explain
+from fame_utils import ClassLogit, CosineSimilarity, Fame
 from fame_utils.baselines import GradCAM
 from fame_utils.core import FameConfig
 from fame_utils.experiment import run_experiment, summarize, summary_markdown
 from fame_utils.experiment.report import ROW_COLUMNS
-from fame_utils.explain import ClassTarget, Fame, SimilarityTarget
 from fame_utils.methods import make_methods
 from fame_utils.metrics.adapters import Column, EvalContext, IoUMetric, _tie_options
 from fame_utils.recipes import PAPER, REFERENCE
@@ -42,20 +42,20 @@ def _captured(monkeypatch):
 def test_recipe_reaches_fames_config_and_objective(monkeypatch, tiny_cnn):
     calls = _captured(monkeypatch)
     x = torch.rand(2, 3, 16, 16)
-    Fame(FAST, recipe="reference")(tiny_cnn, x, ClassTarget([0, 1]))
+    Fame(FAST, recipe="reference")(tiny_cnn, x, ClassLogit([0, 1]))
     objective, cfg = calls[-1]
     assert cfg.normalization == "minmax" and cfg.early_stop == REFERENCE.classification_early_stop
     assert objective.absolute is True and cfg.iterations == 2
-    Fame(FAST.replace(normalization="minmax"), recipe="paper")(tiny_cnn, x, ClassTarget(0))
+    Fame(FAST.replace(normalization="minmax"), recipe="paper")(tiny_cnn, x, ClassLogit(0))
     objective, cfg = calls[-1]
     assert cfg.normalization == "max" and cfg.early_stop is None and objective.absolute is False
     # no recipe: the config runs as given
-    Fame(FAST.replace(normalization="minmax"))(tiny_cnn, x, ClassTarget(0))
+    Fame(FAST.replace(normalization="minmax"))(tiny_cnn, x, ClassLogit(0))
     assert calls[-1][1].normalization == "minmax" and calls[-1][0].absolute is False
 
     face = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 16 * 16, 4)).eval()
     refs = torch.nn.functional.normalize(face(x), dim=1).detach()
-    Fame(FAST, recipe="reference")(face, x, SimilarityTarget(refs))
+    Fame(FAST, recipe="reference")(face, x, CosineSimilarity(refs))
     cfg = calls[-1][1]
     assert cfg.normalization == "minmax" and cfg.early_stop == REFERENCE.face_early_stop
     assert cfg.step_space == "pixel"
@@ -66,7 +66,7 @@ def test_recipe_reaches_fames_config_and_objective(monkeypatch, tiny_cnn):
 def test_two_recipes_give_two_cache_folders_and_two_rows(tmp_path, tiny_cnn, data):
     runs = {}
     for name in ("paper", "reference"):
-        methods = make_methods(["fame"], "classification", recipe=name, fame_config=FAST)
+        methods = make_methods(["fame"], "classification", recipe=name, config=FAST)
         runs[name] = run_experiment(
             tiny_cnn,
             data,
@@ -89,7 +89,7 @@ def test_two_recipes_give_two_cache_folders_and_two_rows(tmp_path, tiny_cnn, dat
         ["fame", "corrrise"],
         "classification",
         recipes=("paper", "reference"),
-        fame_config=FAST,
+        config=FAST,
         n_masks=4,
     )
     res = run_experiment(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from fame_utils.explain import Attribution, ClassTarget, empty_maps, explain_all
+from fame_utils import Attribution, ClassLogit, empty_maps, explain_all
 
 
 class _Constant:
@@ -24,7 +24,7 @@ class _Constant:
 def test_explain_all_calls_each_method_once_and_times_it():
     methods = [_Constant("A", 1.0), _Constant("B", 0.5, negative=0.0)]
     x = torch.rand(3, 3, 4, 4)
-    maps, seconds = explain_all(methods, None, x, ClassTarget([0, 1, 2]))
+    maps, seconds = explain_all(methods, None, x, ClassLogit([0, 1, 2]))
     assert list(maps) == ["A", "B"] == list(seconds)
     assert [m.calls for m in methods] == [1, 1]
     assert torch.equal(maps["B"].positive, torch.full((3, 4, 4), 0.5))

@@ -7,9 +7,8 @@ import torch
 from torch import nn
 
 from fame_utils._checks import check_maps
-from fame_utils.baselines._common import max_normalize, target_layer_of
-from fame_utils.hooks import capture_output, resolve_layer
-from fame_utils.postprocess import kernel_size_for, normalize_maps
+from fame_utils.hooks import capture_output, resolve_layer, target_layer_of
+from fame_utils.postprocess import kernel_size_for, max_normalize, normalize_maps
 
 
 class _Boom(nn.Module):

@@ -1,17 +1,19 @@
-"""The method registry: one place that makes every method by name for a task."""
+"""The method registry and the one calling convention: what you configure is what runs."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
-from fame_utils.baselines import FGGB, CorrRISE, GradCAM, classification_methods, face_methods
-from fame_utils.core import FameConfig
-from fame_utils.explain import ClassTarget, Fame
+from fame_utils import REFERENCE, ClassLogit, Fame, FameConfig, get_recipe
+from fame_utils.baselines import FGGB, CorrRISE, GradCAM
 from fame_utils.methods import (
+    METHODS,
     available_methods,
     cache_settings,
-    get_spec,
     make_methods,
+    method_key,
     supports,
     table_methods,
 )
@@ -40,7 +42,7 @@ def test_available_methods_follow_the_declared_targets():
 def test_names_ignore_case_and_punctuation_and_keep_the_order_given():
     methods = make_methods(["Grad-CAM-EW", "gradcam_ew", "FAME"], "classification")
     assert [m.name for m in methods] == ["Grad-CAM-EW", "Grad-CAM-EW", "FAME"]
-    assert get_spec("grad cam").key == "gradcam"
+    assert method_key("grad cam") == "gradcam" and method_key("Grad-CAM-EW") == "gradcam-ew"
 
 
 def test_bad_names_tasks_and_settings_give_clear_errors():
@@ -52,18 +54,82 @@ def test_bad_names_tasks_and_settings_give_clear_errors():
         make_methods(["hirescam"], "verification")
     with pytest.raises(TypeError, match=r"unknown method settings \['n_mask'\]"):
         make_methods(["corrrise"], "verification", n_mask=10)
+    with pytest.raises(ValueError, match="either config= or fame_settings="):
+        make_methods(["fame"], "verification", config=FameConfig(), fame_settings={"sigma": 1})
 
 
-def test_settings_reach_only_the_methods_that_read_them():
+def test_settings_reach_only_the_methods_that_have_them():
     cfg = FameConfig(iterations=3, progress=False)
-    fame, rise, fggb = make_methods(
-        ["fame", "corrrise", "fggb"], "verification", fame_config=cfg, n_masks=7, threshold=0.25
+    fame, rise, fggb, cam = make_methods(
+        ["fame", "corrrise", "fggb", "gradcam"],
+        "verification",
+        config=cfg,
+        n_masks=7,
+        threshold=0.25,
+        target_layer="layer4",
     )
     assert fame.config is cfg and rise.n_masks == 7 and fggb.threshold == 0.25
+    assert cam.target_layer == "layer4"  # issue 17: refused before
     assert make_methods(["fggb"], "verification", threshold=None)[0].threshold is None
 
 
-def test_paper_table_shortcuts_are_the_registry():
+def test_each_task_gets_the_recipes_config_and_a_given_config_runs_as_given():
+    (cls,) = make_methods(["fame"], "classification")
+    (ver,) = make_methods(["fame"], "verification")
+    assert cls.config == FameConfig() == FameConfig.paper("classification")
+    assert ver.config == FameConfig.paper("verification")
+    assert (ver.config.step_space, ver.config.early_stop) == ("pixel", 0.01)
+    (ref,) = make_methods(["fame"], "classification", recipe="reference")
+    assert ref.config == REFERENCE.fame_config("classification")
+    assert (ref.config.normalization, ref.config.absolute_logit, ref.config.early_stop) == (
+        "minmax",
+        True,
+        1e-3,
+    )
+    # a config given without a recipe is never rewritten, whatever the task
+    mine = FameConfig(iterations=7, step_space="normalized")
+    assert make_methods(["fame"], "verification", config=mine)[0].config is mine
+    # every field shows in print(method)
+    text = repr(ver)
+    assert all(f"{f.name}=" in text for f in dataclasses.fields(FameConfig))
+
+
+def test_a_recipe_and_a_config_that_disagree_raise_naming_the_fields():
+    with pytest.raises(
+        ValueError, match=r"normalization='max' \(recipe: 'minmax'\).*absolute_logit"
+    ):
+        make_methods(["fame"], "classification", recipe="reference", config=FameConfig())
+    with pytest.raises(ValueError, match=r"step_space='normalized' \(recipe: 'pixel'\)"):
+        get_recipe("paper").check_config(FameConfig(), "verification")
+    ok = REFERENCE.fame_config("verification", iterations=5)
+    assert make_methods(["fame"], "verification", recipe="reference", config=ok)[0].config is ok
+    with pytest.raises(ValueError, match="face_target='cosine' disagrees with recipe 'reference'"):
+        make_methods(["gradcam"], "verification", recipe="reference", face_target="cosine")
+
+
+def test_recipes_make_recipe_dependent_methods_once_per_recipe():
+    methods = make_methods(
+        ["fame", "gradcam", "corrrise"],
+        "verification",
+        recipes=("paper", "reference"),
+        fame_settings={"iterations": 9},
+    )
+    assert [m.name for m in methods] == [
+        "FAME (paper)",
+        "FAME (reference)",
+        "Grad-CAM (paper)",
+        "Grad-CAM (reference)",
+        "CorrRISE",
+    ]
+    assert methods[0].config == FameConfig.paper("verification", iterations=9)
+    assert methods[1].config == REFERENCE.fame_config("verification", iterations=9)
+    assert (methods[2].face_target, methods[3].face_target) == ("cosine", "constant_norm")
+    # classification: the CAMs do not depend on the recipe
+    cls = make_methods(["fame", "gradcam"], "classification", recipes=("paper", "reference"))
+    assert [m.name for m in cls] == ["FAME (paper)", "FAME (reference)", "Grad-CAM"]
+
+
+def test_paper_tables_are_registry_keys():
     assert table_methods("classification") == [
         "fame",
         "gradcam",
@@ -71,12 +137,7 @@ def test_paper_table_shortcuts_are_the_registry():
         "hirescam",
         "fullgrad",
     ]
-    assert [m.name for m in classification_methods()] == [
-        m.name for m in make_methods(table_methods("classification"), "classification")
-    ]
-    faces = face_methods(0.3, n_masks=11, seed=2)
-    assert [m.name for m in faces] == ["Grad-CAM", "Grad-CAM-EW", "CorrRISE", "FGGB", "FAME"]
-    assert faces[2].n_masks == 11 and faces[2].seed == 2 and faces[3].threshold == 0.3
+    assert set(table_methods("verification")) <= set(METHODS)
 
 
 def test_cache_settings_leave_out_speed_and_display_fields():
@@ -84,16 +145,10 @@ def test_cache_settings_leave_out_speed_and_display_fields():
     assert rise["n_masks"] == 9 and not {"batch_size", "progress", "name"} & set(rise)
     assert not {"chunk_size", "progress"} & set(cache_settings(FGGB(0.2, chunk_size=4)))
     fame = cache_settings(Fame(FameConfig(iterations=4, progress=False, batch_size=2)))
-    assert fame["config"]["iterations"] == 4 and fame["recipe"] is None
+    assert fame["config"]["iterations"] == 4
     assert not {"progress", "batch_size", "early_stop_check_every"} & set(fame["config"])
     cam = cache_settings(GradCAM())
     assert cam["target_layer"] is None and "name" not in cam
-
-    def plain(model, images, target):
-        return None
-
-    plain.name = "plain"
-    assert cache_settings(plain) == {"function": f"{__name__}.{plain.__qualname__}"}
 
 
 def test_supports_reads_the_declared_targets():
@@ -102,33 +157,6 @@ def test_supports_reads_the_declared_targets():
 
     class OnlyClasses:
         name = "only"
-        targets = (ClassTarget,)
+        targets = (ClassLogit,)
 
     assert supports(OnlyClasses(), "classification") and not supports(OnlyClasses(), "verification")
-
-
-def test_face_cams_take_the_recipes_target_where_they_offer_one():
-    from dataclasses import dataclass
-
-    from fame_utils.methods import _face_cam_option
-    from fame_utils.recipes import REFERENCE
-
-    @dataclass
-    class WithTarget:
-        face_target: str = "cosine"
-
-    @dataclass
-    class WithRecipe:
-        recipe: object = None
-
-    class Without:
-        pass
-
-    assert _face_cam_option(WithTarget, REFERENCE) == {"face_target": "constant_norm"}
-    assert _face_cam_option(WithRecipe, REFERENCE) == {"recipe": REFERENCE}
-    assert _face_cam_option(Without, REFERENCE) == {}
-    cams = make_methods(["gradcam"], "verification", recipes=("paper", "reference"))
-    offered = bool(_face_cam_option(GradCAM, REFERENCE))
-    assert [m.name for m in cams] == (
-        ["Grad-CAM (paper)", "Grad-CAM (reference)"] if offered else ["Grad-CAM"]
-    )

@@ -8,20 +8,13 @@ import pytest
 import torch
 from torch import nn
 
+from fame_utils import Attribution, ClassLogit, CosineSimilarity, Fame
 from fame_utils.core import FameConfig
-from fame_utils.explain import Attribution, ClassTarget, Fame, SimilarityTarget
+from fame_utils.data.items import ClassificationDataset, PairDataset
+from fame_utils.experiment import run_experiment, summary_latex, summary_markdown
 from fame_utils.methods import make_methods
 from fame_utils.metrics import face_deletion_insertion, iou_at_thresholds, road_scores
-from fame_utils.runner import (
-    ClassificationDataset,
-    FaceDeleteInsertMetric,
-    IoUMetric,
-    PairDataset,
-    RoadMetric,
-    run_experiment,
-    summary_latex,
-    summary_markdown,
-)
+from fame_utils.metrics.adapters import FaceDeleteInsertMetric, IoUMetric, RoadMetric
 
 
 class Interrupted(RuntimeError):
@@ -43,7 +36,7 @@ class InputGradient:
             raise Interrupted("simulated crash")
         self.calls += 1
         x = images.clone().requires_grad_(True)
-        if isinstance(target, ClassTarget):
+        if isinstance(target, ClassLogit):
             z = model(x).gather(1, target.indices(len(x)).to(x.device)[:, None]).sum()
         else:
             z = nn.functional.cosine_similarity(model(x), target.references, dim=1).sum()
@@ -147,7 +140,7 @@ def test_rows_and_summary_match_direct_metric_calls(tmp_path, tiny_cnn, classifi
         "value",
     ]
     images, labels = classification_data.images, classification_data.labels
-    maps = method(tiny_cnn, images, ClassTarget(labels)).positive
+    maps = method(tiny_cnn, images, ClassLogit(labels)).positive
     torch.testing.assert_close(res.maps("grad").positive, maps)
     iou = iou_at_thresholds(maps, classification_data.boxes, (0.3, 0.5, 0.7)) * 100
     road = road_scores(tiny_cnn, images, labels, maps, (10, 30, 50))
@@ -244,7 +237,7 @@ def test_verification_run_matches_face_metric(tmp_path):
         model, data, [method], [FaceDeleteInsertMetric()], tmp_path, batch_size=4, progress=False
     )
     refs = nn.functional.normalize(model(gallery), dim=1).detach()
-    maps = method(model, probe, SimilarityTarget(refs)).positive
+    maps = method(model, probe, CosineSimilarity(refs)).positive
     want = face_deletion_insertion(model, gallery, probe, genuine, maps)
     assert res.threshold == want.threshold
     assert res.summary.loc["grad", "Delete"] == pytest.approx(want.auc("delete"), abs=1e-4)
@@ -369,13 +362,13 @@ def test_face_recipes_in_one_run_optimise_each_batch_once(tmp_path):
     data = PairDataset(gallery, probe, [True, True, False, True, False])
     cfg = FameConfig(iterations=3, kernel_size=3, sigma=1.0, progress=False, early_stop=None)
     settings = {"batch_size": 2, "progress": False, "threshold": 0.5}
-    both = make_methods(["fame"], "verification", recipes=("paper", "reference"), fame_config=cfg)
+    both = make_methods(["fame"], "verification", recipes=("paper", "reference"), config=cfg)
     res = run_experiment(
         net.eval(), data, both, [FaceDeleteInsertMetric()], tmp_path / "both", **settings
     )
     assert (both[0].shared.runs, both[0].shared.reused) == (3, 3)  # 3 batches, each run once
     for name in ("paper", "reference"):
-        alone = make_methods(["fame"], "verification", recipe=name, fame_config=cfg)
+        alone = make_methods(["fame"], "verification", recipe=name, config=cfg)
         one = run_experiment(
             net.eval(), data, alone, [FaceDeleteInsertMetric()], tmp_path / name, **settings
         )

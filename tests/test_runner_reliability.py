@@ -15,11 +15,11 @@ import pytest
 import torch
 from torch import nn
 
+from fame_utils import Attribution
 from fame_utils.experiment import RunConflictError, method_settings, run_experiment
 from fame_utils.experiment.cache import _HOST, module_identity, save_tensors
 from fame_utils.experiment.record import OutputLock
-from fame_utils.explain import Attribution
-from fame_utils.runner import IoUMetric, RoadMetric
+from fame_utils.metrics.adapters import IoUMetric, RoadMetric
 
 
 @dataclass

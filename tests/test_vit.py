@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from fame_utils import ClassLogit
 from fame_utils.baselines.cam import GradCAM, HiResCAM, vit_reshape_transform
 from fame_utils.core import FameConfig, run_fame
 from fame_utils.data.digits import (
@@ -18,11 +19,9 @@ from fame_utils.data.digits import (
     digits_split,
     load_digits_images,
 )
-from fame_utils.explain import ClassTarget
 from fame_utils.metrics.masks import mask_share, mass_on_mask
 from fame_utils.models import load_classifier
 from fame_utils.models.classifiers import tiny_vit_digits_path
-from fame_utils.objectives import ClassLogit
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +144,7 @@ def test_gradcam_on_tiny_vit_matches_hand_computed(vit, test_split):
     from the target layer's tokens: ReLU(Σ_c ᾱ_c A_c) on the 8 × 8 patch grid (ᾱ = mean
     gradient over the patch tokens), min-max scaled, bilinearly upsampled, min-max again."""
     x, y = test_split.images[:4], test_split.labels[:4]
-    maps = GradCAM()(vit, x, ClassTarget(y)).positive
+    maps = GradCAM()(vit, x, ClassLogit(y)).positive
     acts = []
     hook = vit.target_layer.register_forward_hook(lambda m, i, o: acts.append(o))
     logits = vit(x)
@@ -168,7 +167,7 @@ def test_gradcam_on_tiny_vit_matches_hand_computed(vit, test_split):
 
 
 def test_hirescam_runs_on_vit(vit, test_split):
-    maps = HiResCAM()(vit, test_split.images[:3], ClassTarget(test_split.labels[:3])).positive
+    maps = HiResCAM()(vit, test_split.images[:3], ClassLogit(test_split.labels[:3])).positive
     assert maps.shape == (3, 32, 32)
     assert torch.all(maps.flatten(1).amax(1) > 0.99) and float(maps.min()) >= 0
 
@@ -209,8 +208,8 @@ def test_mass_on_mask_and_share_by_hand():
 def test_mask_metric_takes_each_items_mask():
     """The metric picks item i's mask by batch.indices: a map equal to item 2's mask
     scores IoU 100 and mass 100 against it, and 0 against item 0's disjoint mask."""
+    from fame_utils import Attribution
     from fame_utils.data.items import ClassificationBatch
-    from fame_utils.explain import Attribution
     from fame_utils.metrics.adapters import Column, EvalContext
     from fame_utils.metrics.masks import MaskMetric
 
@@ -239,7 +238,7 @@ def test_registry_leaves_out_fullgrad_for_vits(vit):
     assert "fullgrad" in available_methods("classification", torch.nn.Linear(2, 2))
     assert "fullgrad" in available_methods("classification")
     with pytest.raises(ValueError, match="LayerNorm"):
-        FullGrad()(vit, torch.rand(1, 3, 32, 32), ClassTarget([0]))
+        FullGrad()(vit, torch.rand(1, 3, 32, 32), ClassLogit([0]))
 
 
 def test_locality_table_and_text_by_hand():

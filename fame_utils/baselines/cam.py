@@ -4,9 +4,9 @@
 :class:`FullGrad` follow the shared convention ``method(model, images, target) ->
 Attribution(map, None)``:
 
-- ``ClassTarget``: one ``ClassifierOutputTarget(class)`` per image (raw logit, as in
+- ``ClassLogit``: one ``ClassifierOutputTarget(class)`` per image (raw logit, as in
   the paper's Table 2);
-- ``SimilarityTarget``: one :class:`CosineSimilarityTarget` per image holding *that
+- ``CosineSimilarity``: one :class:`_CosineTarget` per image holding *that
   image's* frozen partner embedding. pytorch-grad-cam calls each target on the output
   row of its own sample and sums the results before one backward pass, so the
   gradients of different images never mix (batch-safe). Two variants of that target
@@ -59,13 +59,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._checks import check_class_indices, check_model_input, frozen_eval, model_device
-from ..explain import Attribution, ClassTarget, SimilarityTarget
-from ..recipes import Recipe, get_recipe
-from ._common import check_target, target_layer_of
+from ..hooks import target_layer_of
+from ..objectives import Attribution, ClassLogit, CosineSimilarity, check_target
+from ..recipes import Recipe
 
 __all__ = [
-    "CosineSimilarityTarget",
-    "ClassLogitTarget",
     "FaceCamTarget",
     "GradCAM",
     "GradCAMElementWise",
@@ -81,17 +79,12 @@ FaceCamTarget = Literal["cosine", "constant_norm"]
 """Target of face Grad-CAM / Grad-CAM-EW: see :attr:`fame_utils.recipes.Recipe.face_cam_target`."""
 
 
-def resolve_face_target(
-    face_target: FaceCamTarget | None, recipe: str | Recipe | None
-) -> FaceCamTarget:
-    """``face_target`` if given, else the recipe's ``face_cam_target`` (``None`` → paper)."""
-    chosen = get_recipe(recipe).face_cam_target if face_target is None else face_target
-    if chosen not in ("cosine", "constant_norm"):
-        raise ValueError(f"face_target must be 'cosine' or 'constant_norm', got {chosen!r}")
-    return chosen
+def _check_face_target(face_target: str) -> None:
+    if face_target not in ("cosine", "constant_norm"):
+        raise ValueError(f"face_target must be 'cosine' or 'constant_norm', got {face_target!r}")
 
 
-class CosineSimilarityTarget:
+class _CosineTarget:
     """pytorch-grad-cam target: cos(output, reference) for ONE sample.
 
     ``reference`` is the frozen partner embedding r (D,) of that sample. pytorch-grad-cam
@@ -128,7 +121,7 @@ class CosineSimilarityTarget:
         return F.cosine_similarity(model_output, ref.expand_as(model_output), dim=-1)
 
 
-class ClassLogitTarget:
+class _ClassLogitTarget:
     """pytorch-grad-cam target: the raw logit of class ``index`` for ONE sample (what
     ``ClassifierOutputTarget`` computes), refusing an index beyond the model's outputs
     instead of failing inside pytorch-grad-cam."""
@@ -137,21 +130,21 @@ class ClassLogitTarget:
         self.index = int(index)
 
     def __call__(self, model_output: Tensor) -> Tensor:
-        check_class_indices(torch.tensor([self.index]), model_output.shape[-1], "ClassTarget")
+        check_class_indices(torch.tensor([self.index]), model_output.shape[-1], "ClassLogit")
         return model_output[..., self.index]
 
 
 def cam_targets(
-    target: ClassTarget | SimilarityTarget, batch: int, face_target: FaceCamTarget = "cosine"
+    target: ClassLogit | CosineSimilarity, batch: int, face_target: FaceCamTarget = "cosine"
 ) -> list:
     """One pytorch-grad-cam target object per image for the shared ``target``
-    (``face_target`` chooses the :class:`CosineSimilarityTarget` mode)."""
+    (``face_target`` chooses the :class:`_CosineTarget` mode)."""
     check_target(target)
-    if isinstance(target, ClassTarget):
-        classes = check_class_indices(target.indices(batch), None, "ClassTarget.classes")
-        return [ClassLogitTarget(c) for c in classes.tolist()]
+    if isinstance(target, ClassLogit):
+        classes = check_class_indices(target.indices(batch), None, "ClassLogit targets")
+        return [_ClassLogitTarget(c) for c in classes.tolist()]
     refs = target.check(batch)
-    return [CosineSimilarityTarget(r, face_target) for r in refs]
+    return [_CosineTarget(r, face_target) for r in refs]
 
 
 class _FromNormalized(nn.Module):
@@ -238,7 +231,7 @@ def _run_cam(
     cam_class: type,
     model: nn.Module,
     images: Tensor,
-    target: ClassTarget | SimilarityTarget,
+    target: ClassLogit | CosineSimilarity,
     layer: nn.Module | None,
     *,
     face_target: FaceCamTarget = "cosine",
@@ -277,22 +270,26 @@ def _run_cam(
 class _PytorchGradCam:
     """Base: a pytorch-grad-cam CAM at ``target_layer`` (default ``model.target_layer``).
 
-    ``face_target`` (``"cosine"`` or ``"constant_norm"``, see :class:`CosineSimilarityTarget`)
-    is used with a ``SimilarityTarget``; ``None`` takes ``recipe``'s ``face_cam_target``
-    (``recipe=None`` → ``"paper"`` → ``"cosine"``; ``"reference"`` → ``"constant_norm"``).
+    ``face_target`` (``"cosine"``, the paper's text, or ``"constant_norm"``, the reference
+    code: see :class:`_CosineTarget`) is used with a ``CosineSimilarity`` target.
     """
 
     target_layer: nn.Module | str | None = None
     name: str = "CAM"
-    face_target: FaceCamTarget | None = None
-    recipe: str | Recipe | None = None
+    face_target: FaceCamTarget = "cosine"
     cam_class: ClassVar[type]
+    targets: ClassVar[tuple[type, ...]] = (ClassLogit, CosineSimilarity)
+    vit: ClassVar[bool] = True
 
     def __post_init__(self):
-        resolve_face_target(self.face_target, self.recipe)  # fail at construction
+        _check_face_target(self.face_target)  # fail at construction
+
+    @classmethod
+    def recipe_settings(cls, recipe: Recipe, task: str) -> dict[str, object]:
+        return {"face_target": recipe.face_cam_target} if task == "verification" else {}
 
     def __call__(
-        self, model: nn.Module, images: Tensor, target: ClassTarget | SimilarityTarget
+        self, model: nn.Module, images: Tensor, target: ClassLogit | CosineSimilarity
     ) -> Attribution:
         """Maps for ``images`` (B, 3, H, W) in [0, 1].
 
@@ -303,8 +300,7 @@ class _PytorchGradCam:
         check_model_input(images, model)
         check_target(target)
         layer = target_layer_of(model, self.target_layer)
-        mode = resolve_face_target(self.face_target, self.recipe)
-        maps = _run_cam(self.cam_class, model, images, target, layer, face_target=mode)
+        maps = _run_cam(self.cam_class, model, images, target, layer, face_target=self.face_target)
         return Attribution(maps.to(device=images.device, dtype=images.dtype), None)
 
 
@@ -332,6 +328,7 @@ class HiResCAM(_PytorchGradCam):
 
     name: str = "HiResCAM"
     cam_class: ClassVar[type] = pytorch_grad_cam.HiResCAM
+    targets: ClassVar[tuple[type, ...]] = (ClassLogit,)
 
 
 @dataclass
@@ -350,7 +347,6 @@ class FullGrad:
         allow_uncovered_biases: FullGrad needs the biases of all layers; by default a
             model with bias-carrying modules that pytorch-grad-cam does not collect (see
             :func:`fullgrad_uncovered_biases`) raises ``ValueError``. ``True`` runs anyway.
-        face_target, recipe: the similarity target's mode, as for :class:`GradCAM`.
 
     Raises:
         ValueError: the model has no ``Conv2d``/``BatchNorm2d`` bias at all, or has
@@ -360,11 +356,10 @@ class FullGrad:
     input_space: Literal["normalized", "pixel"] = "normalized"
     allow_uncovered_biases: bool = False
     name: str = "FullGrad"
-    face_target: FaceCamTarget | None = None
-    recipe: str | Recipe | None = None
+    targets: ClassVar[tuple[type, ...]] = (ClassLogit,)
+    vit: ClassVar[bool] = False
 
     def __post_init__(self):
-        resolve_face_target(self.face_target, self.recipe)
         if self.input_space not in ("normalized", "pixel"):
             raise ValueError(
                 f"input_space must be 'normalized' or 'pixel', got {self.input_space!r}"
@@ -389,7 +384,7 @@ class FullGrad:
             )
 
     def __call__(
-        self, model: nn.Module, images: Tensor, target: ClassTarget | SimilarityTarget
+        self, model: nn.Module, images: Tensor, target: ClassLogit | CosineSimilarity
     ) -> Attribution:
         """(B, H, W) FullGrad maps in [0, 1] for ``images`` (B, 3, H, W) in [0, 1]."""
         check_model_input(images, model)
@@ -401,14 +396,5 @@ class FullGrad:
             mean, std = norm
             net = _FromNormalized(model, mean, std).to(model_device(model))
             x = (images.to(net.mean.device) - net.mean) / net.std
-        mode = resolve_face_target(self.face_target, self.recipe)
-        maps = _run_cam(
-            pytorch_grad_cam.FullGrad,
-            net,
-            x,
-            target,
-            None,
-            face_target=mode,
-            input_requires_grad=False,
-        )
+        maps = _run_cam(pytorch_grad_cam.FullGrad, net, x, target, None, input_requires_grad=False)
         return Attribution(maps.to(device=images.device, dtype=images.dtype), None)

@@ -25,7 +25,7 @@ size and device), so maps of different pairs are comparable, as in the paper.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -33,8 +33,8 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .._checks import check_class_indices, check_model_input, eval_mode, model_device
-from ..explain import Attribution, ClassTarget, SimilarityTarget
-from ._common import check_target, max_normalize
+from ..objectives import Attribution, ClassLogit, CosineSimilarity, check_target
+from ..postprocess import max_normalize
 
 __all__ = ["CorrRISE", "make_patch_masks", "rank_average", "spearman_map"]
 
@@ -119,12 +119,12 @@ class CorrRISE:
             112 px chip to the image size: round(30/112 · min(H, W)) (40 at 150 px).
         seed: seed of the mask set (the same set is reused for every image of a size).
         batch_size: masked images per forward pass.
-        class_score: for ``ClassTarget``: ``"probability"`` (softmax of the class, as RISE
+        class_score: for ``ClassLogit``: ``"probability"`` (softmax of the class, as RISE
             does) or ``"logit"``.
         progress: tqdm bar over forward chunks.
 
-    Calling it with ``SimilarityTarget(references)`` scores each masked image by
-    cos(φ(x ⊙ M), reference) with the partner embedding frozen; with ``ClassTarget`` by the
+    Calling it with ``CosineSimilarity(references)`` scores each masked image by
+    cos(φ(x ⊙ M), reference) with the partner embedding frozen; with ``ClassLogit`` by the
     class probability (or logit). Returns ``Attribution(e₊, e₋)`` (B, H, W) in [0, 1]
     on ``images``' device.
     """
@@ -137,6 +137,8 @@ class CorrRISE:
     class_score: Literal["probability", "logit"] = "probability"
     progress: bool = False
     name: str = "CorrRISE"
+    targets: ClassVar[tuple[type, ...]] = (ClassLogit, CosineSimilarity)
+    runtime_fields: ClassVar[frozenset[str]] = frozenset({"batch_size", "progress"})
     _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self):
@@ -168,7 +170,7 @@ class CorrRISE:
         return self._cache[key]
 
     def scores(
-        self, model: nn.Module, images: Tensor, target: ClassTarget | SimilarityTarget
+        self, model: nn.Module, images: Tensor, target: ClassLogit | CosineSimilarity
     ) -> Tensor:
         """(B, n_masks) scores of every masked image, all forward passes batched in
         chunks of ``batch_size`` on the model's device (no gradients), with the model in
@@ -177,11 +179,11 @@ class CorrRISE:
         x = images.detach().to(device)
         b, _, h, w = x.shape
         masks = self.masks((h, w), device)
-        if isinstance(target, SimilarityTarget):
+        if isinstance(target, CosineSimilarity):
             refs = target.check(b).to(device)
             per_image = refs
         else:
-            per_image = check_class_indices(target.indices(b), None, "ClassTarget.classes")
+            per_image = check_class_indices(target.indices(b), None, "ClassLogit.classes")
             per_image = per_image.to(device)
         total = b * self.n_masks
         # sample s = image s // n_masks with mask s % n_masks (image-major)
@@ -194,9 +196,9 @@ class CorrRISE:
                 img, msk = idx // self.n_masks, idx % self.n_masks
                 probe = x[img] * masks[msk].unsqueeze(1)
                 y = model(probe)
-                if lo == 0 and isinstance(target, ClassTarget):
-                    check_class_indices(per_image, y.shape[1], "ClassTarget.classes")
-                if isinstance(target, SimilarityTarget):
+                if lo == 0 and isinstance(target, ClassLogit):
+                    check_class_indices(per_image, y.shape[1], "ClassLogit.classes")
+                if isinstance(target, CosineSimilarity):
                     out[lo:hi] = F.cosine_similarity(y, per_image[img].to(y.dtype), dim=1)
                 else:
                     if self.class_score == "probability":
@@ -205,7 +207,7 @@ class CorrRISE:
         return out.view(b, self.n_masks)
 
     def __call__(
-        self, model: nn.Module, images: Tensor, target: ClassTarget | SimilarityTarget
+        self, model: nn.Module, images: Tensor, target: ClassLogit | CosineSimilarity
     ) -> Attribution:
         """e₊ and e₋ (B, H, W) in [0, 1] for ``images`` (B, 3, H, W) in [0, 1]."""
         check_model_input(images, model)

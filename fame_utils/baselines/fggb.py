@@ -23,16 +23,16 @@ never a Python loop of D backward passes.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .._checks import check_model_input, check_threshold, frozen_eval, model_device
-from ..explain import Attribution, ClassTarget, SimilarityTarget
-from ..postprocess import gaussian_blur
-from ._common import check_target, l2_normalize, max_normalize
+from ..objectives import Attribution, ClassLogit, CosineSimilarity, check_target
+from ..postprocess import gaussian_blur, max_normalize
 
 __all__ = ["FGGB"]
 
@@ -46,12 +46,12 @@ def _normalized_gradient_maps(grads: Tensor) -> Tensor:
 
 @dataclass
 class FGGB:
-    """FGGB under the shared convention (verification only: ``SimilarityTarget``).
+    """FGGB under the shared convention (verification only: ``CosineSimilarity``).
 
     Args:
         threshold: θ, the verification threshold on the cosine similarity (EER
             threshold, :func:`fame_utils.metrics.threshold.eer_threshold`). When set it
-            is used; when ``None`` the target's ``SimilarityTarget.threshold`` is used;
+            is used; when ``None`` the target's ``CosineSimilarity.threshold`` is used;
             if neither is given the call raises ``ValueError``.
         kernel_size, sigma: Gaussian blur of e₊ and e₋ (25 and 5 as in the paper).
         jacobian: ``"vmap"`` (one forward, batched backward) or ``"repeat"``.
@@ -68,6 +68,8 @@ class FGGB:
     chunk_size: int = 32
     progress: bool = False
     name: str = "FGGB"
+    targets: ClassVar[tuple[type, ...]] = (CosineSimilarity,)
+    runtime_fields: ClassVar[frozenset[str]] = frozenset({"chunk_size", "progress"})
 
     def __post_init__(self):
         if self.jacobian not in ("vmap", "repeat"):
@@ -77,26 +79,26 @@ class FGGB:
         if self.threshold is not None:
             check_threshold(self.threshold, "FGGB threshold θ")
 
-    def resolve_threshold(self, target: SimilarityTarget) -> float:
+    def resolve_threshold(self, target: CosineSimilarity) -> float:
         """θ from the constructor, else from the target; ``ValueError`` if neither, or if
         θ is NaN or outside [−1, 1] (a threshold on the cosine similarity)."""
         if self.threshold is not None:
             return check_threshold(self.threshold, "FGGB threshold θ")
         if target.threshold is not None:
-            return check_threshold(target.threshold, "SimilarityTarget.threshold θ")
+            return check_threshold(target.threshold, "CosineSimilarity.threshold θ")
         raise ValueError(
             "FGGB needs the verification threshold θ (EER threshold on the cosine "
-            "similarity): pass FGGB(threshold=...) or SimilarityTarget(references, "
+            "similarity): pass FGGB(threshold=...) or CosineSimilarity(references, "
             "threshold=...); compute it with fame_utils.metrics.eer_threshold(scores, genuine)"
         )
 
-    def saliency(self, model: nn.Module, images: Tensor, target: SimilarityTarget) -> Tensor:
+    def saliency(self, model: nn.Module, images: Tensor, target: CosineSimilarity) -> Tensor:
         """The signed, unblurred S = Σ_k w_k G̃_k, (B, H, W) on the model's device."""
         theta = self.resolve_threshold(target)
         device = model_device(model)
         x = images.detach().to(device)
         b = x.shape[0]
-        refs = l2_normalize(target.check(b).to(device).to(x.dtype))
+        refs = F.normalize(target.check(b).to(device).to(x.dtype))
         with frozen_eval(model):
             if self.jacobian == "vmap":
                 return self._saliency_vmap(model, x, refs, theta)
@@ -117,7 +119,7 @@ class FGGB:
 
     def _saliency_vmap(self, model: nn.Module, x: Tensor, refs: Tensor, theta: float) -> Tensor:
         x = x.clone().requires_grad_(True)
-        emb = l2_normalize(model(x))  # (B, D), one forward pass
+        emb = F.normalize(model(x))  # (B, D), one forward pass
         w = self._weights(emb.detach(), refs, theta)
         b, d = emb.shape
         s = torch.zeros(b, *x.shape[-2:], device=x.device, dtype=x.dtype)
@@ -140,7 +142,7 @@ class FGGB:
     def _saliency_repeat(self, model: nn.Module, x: Tensor, refs: Tensor, theta: float) -> Tensor:
         b = x.shape[0]
         with torch.no_grad():
-            emb = l2_normalize(model(x))
+            emb = F.normalize(model(x))
         w = self._weights(emb, refs, theta)
         d = emb.shape[1]
         s = torch.zeros(b, *x.shape[-2:], device=x.device, dtype=x.dtype)
@@ -149,7 +151,7 @@ class FGGB:
             # rows: image-major, image i repeated for dims lo..hi-1
             xr = x.repeat_interleave(k, dim=0).requires_grad_(True)
             dims = torch.arange(lo, hi, device=x.device).repeat(b)
-            out = l2_normalize(model(xr))
+            out = F.normalize(model(xr))
             sel = out.gather(1, dims.view(-1, 1)).sum()
             (g,) = torch.autograd.grad(sel, xr)
             gk = _normalized_gradient_maps(g).view(b, k, *x.shape[-2:])
@@ -157,17 +159,17 @@ class FGGB:
         return s
 
     def __call__(
-        self, model: nn.Module, images: Tensor, target: ClassTarget | SimilarityTarget
+        self, model: nn.Module, images: Tensor, target: ClassLogit | CosineSimilarity
     ) -> Attribution:
         """e₊, e₋ (B, H, W) in [0, 1] for ``images`` (B, 3, H, W) in [0, 1] (the probes)
         against ``target.references`` (the frozen gallery embeddings). The model runs in
         eval mode (each module's own mode restored afterwards)."""
         check_model_input(images, model)
         check_target(target)
-        if not isinstance(target, SimilarityTarget):
+        if not isinstance(target, CosineSimilarity):
             raise TypeError(
-                "FGGB explains face verification and needs a SimilarityTarget "
-                "(partner embeddings and threshold), not a ClassTarget"
+                "FGGB explains face verification and needs a CosineSimilarity "
+                "(partner embeddings and threshold), not a ClassLogit"
             )
         s = self.saliency(model, images, target)
         pos = max_normalize(gaussian_blur(s.clamp_min(0), self.kernel_size, self.sigma))

@@ -17,9 +17,9 @@ import torch
 from torch import Tensor
 
 from ..data.items import Task, task_of
-from ..explain import Attribution
 from ..methods import supports
 from ..metrics.adapters import Metric
+from ..objectives import Attribution
 
 __all__ = ["MAP_TOLERANCE", "check_threshold", "positive_int"]
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..explain import Attribution
+from ..objectives import Attribution
 from ..recipes import PAPER, Recipe
 from .cache import load
 from .report import summary_with_intervals

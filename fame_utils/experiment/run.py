@@ -1,7 +1,7 @@
 """The run loop: maps for every method, cached on disk, evaluated into tidy tables.
 
 :func:`run_experiment` takes a model, a dataset (items of :mod:`fame_utils.data.items`),
-methods (instances under the convention of :mod:`fame_utils.explain`, or registry names,
+methods (instances under the convention of :mod:`fame_utils.methods`, or registry names,
 see :mod:`fame_utils.methods`) and metric adapters (:mod:`fame_utils.metrics.adapters`):
 
 1. computes every method's maps batch by batch on the model's device (one tqdm bar per
@@ -43,11 +43,11 @@ from tqdm.auto import tqdm
 
 from .._checks import model_device
 from ..data.items import ClassificationItem, PairItem, Task, dataset_identity
-from ..explain import Attribution
 from ..methods import make_methods
 from ..metrics.adapters import EvalContext, Metric
 from ..metrics.face import embed
 from ..metrics.threshold import eer_threshold
+from ..objectives import Attribution
 from ..recipes import Recipe, get_recipe
 from ..stats import DEFAULT_RESAMPLES
 from . import distributed

@@ -24,8 +24,8 @@ from tqdm.auto import tqdm
 
 from .._checks import model_device
 from ..data.items import Task, collate
-from ..explain import Attribution, ClassTarget, SimilarityTarget
 from ..metrics.adapters import Column, EvalContext, Metric
+from ..objectives import Attribution, ClassLogit, CosineSimilarity
 from .cache import digest, jsonable, load, save_tensors, slug
 from .checks import (
     _blob_problem,
@@ -106,14 +106,14 @@ def _compute_maps(
             idx = batches[b]
             batch = _get_batch(dataset, idx).to(device)
             if task == "classification":
-                images, target = batch.images, ClassTarget(batch.labels)
+                images, target = batch.images, ClassLogit(batch.labels)
                 if b not in checked:
                     with torch.no_grad():
                         _check_model_output(model(images).flatten(1), batch.names)
                     checked.add(b)
             else:
                 images = batch.probe
-                target = SimilarityTarget(refs[idx.start : idx.stop].to(device), threshold)
+                target = CosineSimilarity(refs[idx.start : idx.stop].to(device), threshold)
             att = method(model, images, target)
             if not isinstance(att, Attribution):
                 raise TypeError(

@@ -25,7 +25,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 from torch import Tensor, nn
 
 from ..data.items import Task
-from ..explain import Attribution
+from ..objectives import Attribution
 from .face import face_deletion_insertion
 from .localization import iou_at_thresholds
 from .road import road_scores

@@ -1,7 +1,8 @@
-"""Shared base for every model loader: normalise inside, expose the attributes FAME needs.
+"""Normalise inside, expose the attributes FAME needs: :func:`wrap` for any network, and
+the base of every model loader.
 
-:class:`NormalizedModel` wraps a network that expects normalised input so that callers
-always pass plain RGB images in [0, 1]:
+:class:`NormalizedModel` (made by :func:`wrap`) wraps a network that expects normalised
+input so that callers always pass plain RGB images in [0, 1]:
 
     ``forward(x) = net((x − mean) / std)``,  x: (B, 3, H, W) float, [0, 1] RGB.
 
@@ -35,7 +36,9 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-__all__ = ["NormalizedModel", "pick_device"]
+from ..hooks import default_target_layer
+
+__all__ = ["NormalizedModel", "pick_device", "wrap"]
 
 
 def pick_device(device: str | torch.device | None) -> torch.device:
@@ -62,7 +65,9 @@ class NormalizedModel(nn.Module):
         mean, std: per-channel normalisation in [0, 1]-pixel units (x_n = (x − mean)/std);
             a single float is used for all three channels.
         input_size: square side (pixels) the network expects.
-        target_layer: dotted name *inside* ``net`` of the layer CAM methods read.
+        target_layer: dotted name *inside* ``net`` of the layer CAM methods read; ``None``
+            takes :func:`fame_utils.hooks.default_target_layer` of ``net`` where the
+            architecture is recognised (else CAM methods ask for one).
         stages: optional ``{key: dotted name inside net}``.
         resize_size: shorter-side resize used before the centre crop (None: none, the
             images already come at ``input_size``).
@@ -87,7 +92,7 @@ class NormalizedModel(nn.Module):
         mean: float | Sequence[float],
         std: float | Sequence[float],
         input_size: int,
-        target_layer: str,
+        target_layer: str | None = None,
         stages: Mapping[str, str] | None = None,
         resize_size: int | None = None,
         interpolation: str = "bilinear",
@@ -110,7 +115,11 @@ class NormalizedModel(nn.Module):
         self.resize_size = None if resize_size is None else int(resize_size)
         self.interpolation = str(interpolation)
         self.name = name
-        self._target_layer_name = self._checked_name(target_layer)
+        if target_layer is None:
+            found = default_target_layer(net)
+            names = {id(m): n for n, m in net.named_modules()}
+            target_layer = None if found is None else names[id(found)]
+        self._target_layer_name = None if target_layer is None else self._checked_name(target_layer)
         self._stage_names = {k: self._checked_name(v) for k, v in (stages or {}).items()}
         for key, value in attributes.items():
             setattr(self, key, value)
@@ -124,9 +133,11 @@ class NormalizedModel(nn.Module):
         return full
 
     @property
-    def target_layer(self) -> nn.Module:
-        """The layer whose output CAM methods use (a CNN's last convolutional block)."""
-        return self.get_submodule(self._target_layer_name)
+    def target_layer(self) -> nn.Module | None:
+        """The layer whose output CAM methods use (a CNN's last convolutional block), or
+        ``None`` when none was given or recognised."""
+        name = self._target_layer_name
+        return None if name is None else self.get_submodule(name)
 
     @property
     def stages(self) -> dict[str, nn.Module]:
@@ -166,3 +177,62 @@ class NormalizedModel(nn.Module):
             f"mean={tuple(round(v, 4) for v in m)}, std={tuple(round(v, 4) for v in s)}, "
             f"target_layer={self._target_layer_name!r}"
         )
+
+
+def wrap(
+    net: nn.Module,
+    mean: float | Sequence[float],
+    std: float | Sequence[float],
+    *,
+    target_layer: str | None = None,
+    input_size: int = 224,
+    resize_size: int | None = None,
+    stages: Mapping[str, str] | None = None,
+    name: str | None = None,
+    **attributes: object,
+) -> NormalizedModel:
+    """Make any network that expects normalised input the [0, 1]-RGB model every method,
+    the runner and the notebooks accept: ``model(x) = net((x − mean) / std)``.
+
+    FAME then steps in the network's normalised space, as the paper does for
+    classification (``FameConfig(step_space="normalized")``, the default), and the CAM
+    methods read ``target_layer``.
+
+    .. code-block:: python
+
+        net = torchvision.models.resnet50()
+        net.load_state_dict(torch.load("resnet50-11ad3fa6.pth"))
+        model = fame_utils.wrap(net, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+
+    Args:
+        net: the network, taking normalised (B, 3, H, W) input on its own device.
+        mean, std: the normalisation it expects, in [0, 1]-pixel units (one float or three).
+        target_layer: dotted name inside ``net`` of the CAM layer; ``None`` recognises
+            torchvision's ResNets, VGG, DenseNet, ConvNeXt, MobileNets, EfficientNets,
+            RegNets and ViTs (:func:`fame_utils.hooks.default_target_layer`).
+        input_size: square side the network expects (for the loaders' transforms).
+        resize_size: shorter-side resize before the centre crop (``None``: none).
+        stages: ``{key: dotted name}`` of blocks for the receptive-field measures.
+        name: a short identifier; ``**attributes``: further attributes (``categories``...).
+
+    Returns:
+        :class:`NormalizedModel` in eval mode on ``net``'s device (``net`` is not copied).
+    """
+    from torchvision.models import VisionTransformer
+
+    if isinstance(net, VisionTransformer):  # the CAMs fold its patch tokens to this grid
+        attributes.setdefault("token_grid", (net.image_size // net.patch_size,) * 2)
+        input_size = net.image_size
+    model = NormalizedModel(
+        net,
+        mean=mean,
+        std=std,
+        input_size=input_size,
+        target_layer=target_layer,
+        stages=stages,
+        resize_size=resize_size,
+        name=name or type(net).__name__.lower(),
+        **attributes,
+    )
+    device = next((t.device for t in net.parameters()), torch.device("cpu"))
+    return model.to(device)
