@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import fields
 
-import fame_utils.explain as explain
+import fame_utils.methods as methods_module
 import numpy as np
 import pandas as pd
 import pytest
@@ -26,15 +26,15 @@ FAST = FameConfig(iterations=2, progress=False)
 
 
 def _captured(monkeypatch):
-    """Replace explain.run_fame by a spy recording (objective, config) of each call."""
+    """Replace methods.run_fame by a spy recording (objective, config) of each call."""
     calls = []
-    real = explain.run_fame
+    real = methods_module.run_fame
 
     def spy(model, images, objective, config):
         calls.append((objective, config))
         return real(model, images, objective, config)
 
-    monkeypatch.setattr(explain, "run_fame", spy)
+    monkeypatch.setattr(methods_module, "run_fame", spy)
     return calls
 
 
@@ -42,31 +42,35 @@ def _captured(monkeypatch):
 def test_recipe_reaches_fames_config_and_objective(monkeypatch, tiny_cnn):
     calls = _captured(monkeypatch)
     x = torch.rand(2, 3, 16, 16)
-    Fame(FAST, recipe="reference")(tiny_cnn, x, ClassLogit([0, 1]))
+    fast = {"iterations": 2, "progress": False}
+    (ref,) = make_methods(["fame"], "classification", recipe="reference", fame_settings=fast)
+    ref(tiny_cnn, x, ClassLogit([0, 1]))
     objective, cfg = calls[-1]
     assert cfg.normalization == "minmax" and cfg.early_stop == REFERENCE.classification_early_stop
-    assert objective.absolute is True and cfg.iterations == 2
-    Fame(FAST.replace(normalization="minmax"), recipe="paper")(tiny_cnn, x, ClassLogit(0))
+    assert cfg.absolute_logit is True and cfg.iterations == 2
+    (paper,) = make_methods(["fame"], "classification", recipe="paper", fame_settings=fast)
+    paper(tiny_cnn, x, ClassLogit(0))
     objective, cfg = calls[-1]
-    assert cfg.normalization == "max" and cfg.early_stop is None and objective.absolute is False
-    # no recipe: the config runs as given
+    assert cfg.normalization == "max" and cfg.early_stop is None and not cfg.absolute_logit
+    # a config runs as given
     Fame(FAST.replace(normalization="minmax"))(tiny_cnn, x, ClassLogit(0))
     assert calls[-1][1].normalization == "minmax" and calls[-1][0].absolute is False
 
     face = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 16 * 16, 4)).eval()
     refs = torch.nn.functional.normalize(face(x), dim=1).detach()
-    Fame(FAST, recipe="reference")(face, x, CosineSimilarity(refs))
+    (ref,) = make_methods(["fame"], "verification", recipe="reference", fame_settings=fast)
+    ref(face, x, CosineSimilarity(refs))
     cfg = calls[-1][1]
     assert cfg.normalization == "minmax" and cfg.early_stop == REFERENCE.face_early_stop
-    assert cfg.step_space == "pixel"
-    if "gray_order" in {f.name for f in fields(FameConfig)}:
-        assert cfg.gray_order == "bgr"
+    assert cfg.step_space == "pixel" and cfg.gray_order == "bgr"
 
 
 def test_two_recipes_give_two_cache_folders_and_two_rows(tmp_path, tiny_cnn, data):
     runs = {}
     for name in ("paper", "reference"):
-        methods = make_methods(["fame"], "classification", recipe=name, config=FAST)
+        methods = make_methods(
+            ["fame"], "classification", recipe=name, fame_settings={"iterations": 2, "progress": False}
+        )
         runs[name] = run_experiment(
             tiny_cnn,
             data,
@@ -79,9 +83,8 @@ def test_two_recipes_give_two_cache_folders_and_two_rows(tmp_path, tiny_cnn, dat
         )
     paper, reference = runs["paper"].cache_dirs["FAME"], runs["reference"].cache_dirs["FAME"]
     assert paper != reference
-    assert json.loads((reference / "meta.json").read_text())["method"]["recipe"]["name"] == (
-        "reference"
-    )
+    method = json.loads((reference / "meta.json").read_text())["method"]
+    assert method["config"]["normalization"] == "minmax" and method["config"]["absolute_logit"]
     run_info = json.loads((tmp_path / "run.json").read_text())
     assert run_info["recipe"] == REFERENCE.as_dict() and runs["reference"].recipe == REFERENCE
     # both recipes in one run: FAME once per recipe, CorrRISE (recipe-free) once
@@ -89,7 +92,7 @@ def test_two_recipes_give_two_cache_folders_and_two_rows(tmp_path, tiny_cnn, dat
         ["fame", "corrrise"],
         "classification",
         recipes=("paper", "reference"),
-        config=FAST,
+        fame_settings={"iterations": 2, "progress": False},
         n_masks=4,
     )
     res = run_experiment(

@@ -1,50 +1,25 @@
 """CAM baselines through pytorch-grad-cam 1.5.7 (paper Table 2 and Fig. 3).
 
 :class:`GradCAM`, :class:`GradCAMElementWise` (Grad-CAM-EW), :class:`HiResCAM` and
-:class:`FullGrad` follow the shared convention ``method(model, images, target) ->
-Attribution(map, None)``:
+:class:`FullGrad` return ``Attribution(map, None)``. A ``ClassLogit`` target gives one
+raw-logit target per image (Table 2); a ``CosineSimilarity`` target one cosine target per
+image holding *that image's* frozen partner embedding: pytorch-grad-cam evaluates each
+target on its own sample's output row and sums before one backward pass, so gradients of
+different images never mix. ``face_target="cosine"`` (paper text) differentiates
+s = cos(o, r) through the probe's norm, ∂s/∂o = (r̂ − s·ô)/‖o‖; ``"constant_norm"`` (the
+code behind Table 1) holds ‖o‖‖r‖ constant, ∂s/∂o = r̂/‖o‖.
 
-- ``ClassLogit``: one ``ClassifierOutputTarget(class)`` per image (raw logit, as in
-  the paper's Table 2);
-- ``CosineSimilarity``: one :class:`_CosineTarget` per image holding *that
-  image's* frozen partner embedding. pytorch-grad-cam calls each target on the output
-  row of its own sample and sums the results before one backward pass, so the
-  gradients of different images never mix (batch-safe). Two variants of that target
-  (``face_target=``, default from :mod:`fame_utils.recipes`): ``"cosine"`` (paper text,
-  the ``"paper"`` recipe) differentiates s = cos(o, r) through the probe embedding's
-  norm, ∂s/∂o = (r̂ − s·ô)/‖o‖; ``"constant_norm"`` (the code behind Table 1, the
-  ``"reference"`` recipe) holds the norm product ‖o‖‖r‖ constant, ∂s/∂o = r̂/‖o‖.
+The CAMs read ``target_layer`` (default: the model's, see
+:func:`fame_utils.hooks.default_target_layer`). FullGrad uses every ``Conv2d``/``BatchNorm2d``
+bias instead, and computes its input term |∇ₓf ⊙ x| in the model's normalised space (the
+paper's setting) unless ``input_space="pixel"``. On Vision Transformers (a ``token_grid``
+attribute) the patch tokens are folded back to the (B, C, h, w) grid, class token dropped
+(:func:`vit_reshape_transform`); FullGrad refuses them (pytorch-grad-cam skips LayerNorm biases).
 
-Every method runs the model in eval mode and restores each module's own mode afterwards
-(:func:`fame_utils._checks.frozen_eval`; pytorch-grad-cam alone would leave the model in
-eval mode), so no BatchNorm statistic or other buffer of the caller's model changes.
-Class indices outside [0, classes − 1] are refused (−1 would otherwise explain the last
-class), and images must have the model's dtype.
-
-The CAMs are taken at ``model.target_layer`` (the last convolutional block) unless a
-``target_layer`` (module or dotted name) is given. FullGrad ignores the target layer and
-uses every ``Conv2d``/``BatchNorm2d`` bias, as pytorch-grad-cam does.
-
-Vision Transformers (models with a ``token_grid`` attribute, see
-:mod:`fame_utils.models.classifiers`): the target layer's output is a token sequence
-(B, 1 + h·w, C), class token first. pytorch-grad-cam gets :func:`vit_reshape_transform` as
-its ``reshape_transform``: the class token is dropped and the h·w patch tokens are folded
-back to the (B, C, h, w) patch grid, row-major, for the activations and the gradients
-alike; the CAM is then computed on that grid and upsampled as for a CNN. FullGrad refuses
-ViTs by default (their LayerNorm biases are not collected by pytorch-grad-cam).
-
-Normalisation differs from FAME's. pytorch-grad-cam clips the coarse CAM at 0 (ReLU),
-min-max scales it per image, resizes it bilinearly (OpenCV) to the input size and
-min-max scales again, so every map spans [0, 1] exactly (a constant map becomes all
-zero). FAME divides its blurred map by its maximum only, so FAME's minimum is usually
-> 0; thresholded metrics (IoU@t, ROAD) see that difference.
-
-Our models take [0, 1] RGB and normalise inside, so the [0, 1] images are what we pass
-to pytorch-grad-cam; Grad-CAM, Grad-CAM-EW and HiResCAM do not depend on how the input
-is parameterised. FullGrad does (its input-gradient term is |∇ₓf ⊙ x|): by default it
-is computed in the model's normalised input space ``x_n = (x − mean)/std`` as when
-pytorch-grad-cam is run on a torchvision model fed normalised tensors (the paper's
-setting); ``input_space="pixel"`` uses the [0, 1] pixels instead.
+pytorch-grad-cam clips the coarse CAM at 0, min-max scales it, resizes it bilinearly and
+min-max scales again, so every map spans [0, 1] (a constant map becomes all zero); FAME's
+paper recipe divides by the maximum only, which thresholded metrics see. Models run in eval
+mode with their modes restored afterwards (:func:`fame_utils._checks.frozen_eval`).
 """
 
 from __future__ import annotations
