@@ -1,8 +1,5 @@
-"""The one checkpoint reader every model loader uses: :func:`read_checkpoint`.
-
-Unreadable files become a ``ValueError`` that names the file and says what is wrong (empty,
-truncated or corrupt, or pickling objects the safe loader refuses), instead of torch's generic
-advice to pass ``weights_only=False`` or a bare ``EOFError``.
+"""The one checkpoint reader every model loader uses (:func:`read_checkpoint`), and
+:func:`load_strict`, whose error says which keys and shapes do not fit.
 """
 
 from __future__ import annotations

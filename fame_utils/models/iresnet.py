@@ -8,22 +8,15 @@ channels, each starting with stride 2) give 56, 28, 14 and 7 px. Units per stage
 :data:`IRESNET_UNITS`; AdaFace's ``ir_101`` is built with the 100-layer units, so depth 101 is
 the network (and checkpoint keys) of depth 100.
 
-The two public code bases compute the same function under these checkpoint keys:
+Checkpoint keys of the two public code bases, which compute the same function:
 
-==============  ======================================  =====================================
-part            :class:`IResNetAdaFace` (AdaFace)       :class:`IResNetArcFace` (arcface_torch)
-==============  ======================================  =====================================
-stem            ``input_layer.{0 conv,1 bn,2 prelu}``   ``conv1``, ``bn1``, ``prelu``
-units           ``body.{i}.res_layer.{0..5}``           ``layer{s}.{j}.{bn1,conv1,bn2,prelu,``
-                                                        ``conv2,bn3}``
-shortcut        ``body.{i}.shortcut_layer.{0,1}`` (1×1  ``layer{s}.0.downsample.{0,1}`` (1×1
-                conv + BN) where the width changes; a   conv + BN) in every stage's first unit
-                1×1 stride-2 max pool in unit 0
-head            ``output_layer.{0 bn2d,1 dropout,``     ``bn2``, ``fc``, ``features`` (BN1d
-                ``2 flatten,3 linear,4 bn1d}`` (BN1d    with γ/β)
-                without γ/β)
-input order     BGR (flipped inside)                    RGB
-==============  ======================================  =====================================
+- AdaFace (:class:`IResNetAdaFace`; flips to BGR inside): stem ``input_layer.{0,1,2}`` (conv, BN,
+  PReLU); units ``body.{i}.res_layer.{0..5}`` and ``body.{i}.shortcut_layer`` (1×1 conv + BN
+  where the width changes, else a 1×1 stride-s max pool); head ``output_layer.{0..4}`` (BN2d,
+  dropout, flatten, linear, BN1d without γ/β).
+- InsightFace arcface_torch (:class:`IResNetArcFace`; RGB): stem ``conv1``, ``bn1``, ``prelu``;
+  units ``layer{s}.{j}.{bn1,conv1,bn2,prelu,conv2,bn3}`` and ``layer{s}.0.downsample`` (1×1
+  conv + BN in every stage's first unit); head ``bn2``, ``fc``, ``features`` (BN1d with γ/β).
 
 Both modules take normalised RGB input, (x − 0.5)/0.5 (the wrapper of
 :func:`fame_utils.models.load_face_model` applies it), and return the *unnormalised* embedding.
