@@ -20,8 +20,8 @@ from fame_utils.models import load_face_model
 from fame_utils.models.dlib_resnet import (
     DLIB_MEAN_RGB,
     add_prev,
+    load_dlib_resnet,
     packaged_model_path,
-    read_dlib_net,
 )
 from fame_utils.models.faces import FACE_MODELS, read_face_checkpoint
 from fame_utils.models.iresnet import IResNetAdaFace, IResNetArcFace, build_iresnet
@@ -105,14 +105,14 @@ def _to_tensor(chips: list[np.ndarray]) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------
 
 
-def test_parsed_file_matches_the_documented_architecture():
-    net = read_dlib_net()
+def test_loaded_file_matches_the_documented_architecture():
+    net = load_dlib_resnet()
     assert net.input_mean == pytest.approx(DLIB_MEAN_RGB, abs=1e-4)
-    assert net.input_size == (150, 150)
-    convs = [layer for layer in net.layers if layer.kind == "con"]
+    assert net.input_size == 150
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
     assert len(convs) == 29
-    stem = convs[0].settings
-    assert (stem["num_filters"], stem["kernel"], stem["stride"], stem["padding"]) == (
+    stem = convs[0]
+    assert (stem.out_channels, stem.kernel_size, stem.stride, stem.padding) == (
         32,
         (7, 7),
         (2, 2),
@@ -120,11 +120,10 @@ def test_parsed_file_matches_the_documented_architecture():
     )
     # every stride-2 conv is unpadded, every stride-1 conv is padded by 1
     for c in convs[1:]:
-        assert c.settings["padding"] == ((0, 0) if c.settings["stride"] == (2, 2) else (1, 1))
-    fc = net.layers[-1]
-    assert fc.kind == "fc" and fc.arrays["weight"].shape == (128, 256) and "bias" not in fc.arrays
-    n_params = sum(a.size for layer in net.layers for a in layer.arrays.values())
-    assert n_params == 5_614_592
+        assert c.padding == ((0, 0) if c.stride == (2, 2) else (1, 1))
+    assert [len(level) for level in net.levels.values()] == [3, 4, 3, 3, 1]
+    assert net.fc.weight.shape == (128, 256) and net.fc.bias is None
+    assert sum(p.numel() for p in net.parameters()) == 5_614_592
 
 
 def test_truncated_file_is_rejected(tmp_path):
@@ -132,11 +131,11 @@ def test_truncated_file_is_rejected(tmp_path):
     bad = tmp_path / "truncated.dat"
     bad.write_bytes(data[: len(data) // 3])
     with pytest.raises(ValueError, match="unexpected end of file"):
-        read_dlib_net(bad)
+        load_dlib_resnet(bad)
     junk = tmp_path / "junk.dat"
     junk.write_bytes(b"\x01\x01\x01\x04junk")
     with pytest.raises(ValueError, match="loss layer"):
-        read_dlib_net(junk)
+        load_dlib_resnet(junk)
 
 
 def test_add_prev_zero_pads_to_the_larger_size():

@@ -1,10 +1,5 @@
-"""The one checkpoint reader every model loader uses: :func:`read_checkpoint`.
-
-A checkpoint is a path to a ``torch.save``-d file or an in-memory mapping. The reader
-unwraps the usual containers and prefixes and turns unreadable files into a ``ValueError``
-that names the file and says what is wrong with it (empty, truncated/corrupt, or pickling
-Python objects the safe loader refuses), instead of torch's generic advice to pass
-``weights_only=False`` or a bare ``EOFError``.
+"""The one checkpoint reader every model loader uses (:func:`read_checkpoint`), and
+:func:`load_strict`, whose error says which keys and shapes do not fit.
 """
 
 from __future__ import annotations
@@ -20,15 +15,10 @@ from torch import Tensor, nn
 
 __all__ = ["read_checkpoint", "checkpoint_path", "load_strict"]
 
-#: First byte of a pickle of protocol >= 2 (torch.save's legacy, non-zip format).
-_PICKLE_PROTO = 0x80
-
 
 def checkpoint_path(checkpoint: object) -> Path | None:
     """``checkpoint`` as an expanded :class:`~pathlib.Path`, or None for an in-memory mapping."""
-    if isinstance(checkpoint, (str, os.PathLike)):
-        return Path(checkpoint).expanduser()
-    return None
+    return Path(checkpoint).expanduser() if isinstance(checkpoint, (str, os.PathLike)) else None
 
 
 def _load_file(path: Path, weights_only: bool) -> object:
@@ -37,13 +27,17 @@ def _load_file(path: Path, weights_only: bool) -> object:
     size = path.stat().st_size
     if size == 0:
         raise ValueError(f"checkpoint file {path} is empty (0 bytes); save or download it again")
+
+    def corrupt(what: str) -> ValueError:
+        return ValueError(
+            f"checkpoint file {path} ({size} bytes) {what}; save or download it again"
+        )
+
     with open(path, "rb") as fh:
-        first = fh.read(1)[0]
-    if not zipfile.is_zipfile(path) and first != _PICKLE_PROTO:
-        raise ValueError(
-            f"checkpoint file {path} ({size} bytes) is not a torch.save file: neither a zip "
-            "archive nor a pickle (truncated download, wrong file, or corrupt); save or "
-            "download it again"
+        pickled = fh.read(1) == b"\x80"  # a pickle of protocol >= 2 (torch's legacy format)
+    if not (pickled or zipfile.is_zipfile(path)):
+        raise corrupt(
+            "is neither a zip archive nor a pickle (truncated, corrupt or not torch.save)"
         )
     try:
         return torch.load(path, map_location="cpu", weights_only=weights_only)
@@ -58,28 +52,20 @@ def _load_file(path: Path, weights_only: bool) -> object:
             f"\n(torch: {str(err).splitlines()[0]})"
         ) from err
     except (RuntimeError, EOFError, OSError) as err:
-        raise ValueError(
-            f"checkpoint file {path} ({size} bytes) could not be read; it is probably "
-            f"truncated or corrupt, so save or download it again ({type(err).__name__}: "
-            f"{str(err).splitlines()[0] if str(err) else 'unexpected end of file'})"
-        ) from err
+        reason = str(err).splitlines()[0] if str(err) else "unexpected end of file"
+        raise corrupt(f"is probably truncated or corrupt ({type(err).__name__}: {reason})") from err
 
 
 def read_checkpoint(
     checkpoint: str | os.PathLike[str] | Mapping, *, weights_only: bool = True
 ) -> dict[str, Tensor]:
-    """A plain state dict (name → tensor, on the CPU for files) from a path or a mapping.
+    """A plain state dict (name → tensor; on the CPU for files) from a path or a mapping.
 
-    Unwraps a ``{"state_dict": ...}`` (PyTorch Lightning) or ``{"model": ...}`` container;
-    when some keys start with ``model.`` (AdaFace's Lightning module), keeps only those and
-    strips the prefix — the others (``head.kernel``, a training-time margin head) are not part
-    of the network; strips a DataParallel ``module.`` prefix present on every key.
-
-    Args:
-        checkpoint: a path to a ``torch.save``-d file, or a mapping.
-        weights_only: passed to :func:`torch.load`. Lightning checkpoints often pickle
-            hyper-parameter objects that the safe loader refuses; pass ``False`` only for files
-            you trust.
+    Unwraps a ``{"state_dict": ...}`` (PyTorch Lightning) or ``{"model": ...}`` container; when
+    some keys start with ``model.`` (AdaFace's Lightning module) keeps only those, without the
+    prefix (the others, e.g. ``head.kernel``, are the training-time margin head); strips a
+    DataParallel ``module.`` prefix present on every key. ``weights_only`` goes to
+    :func:`torch.load`: pass ``False`` only for files you trust.
 
     Raises:
         FileNotFoundError: the path does not exist.
@@ -88,15 +74,12 @@ def read_checkpoint(
         TypeError: the content is not a mapping of tensors.
     """
     path = checkpoint_path(checkpoint)
-    if path is not None:
-        obj: object = _load_file(path, weights_only)
-    elif isinstance(checkpoint, Mapping):
-        obj = checkpoint
-    else:
+    if path is None and not isinstance(checkpoint, Mapping):
         raise TypeError(
             "checkpoint must be a path or a state dict (a mapping of tensors), "
             f"got {type(checkpoint).__name__}"
         )
+    obj = checkpoint if path is None else _load_file(path, weights_only)
     for key in ("state_dict", "model"):
         if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
             obj = obj[key]
@@ -107,8 +90,7 @@ def read_checkpoint(
             "checkpoint must hold a state dict (or a dict with a 'state_dict'/'model' entry), "
             f"got {type(obj).__name__}{where}"
         )
-    bad = [k for k, v in obj.items() if not isinstance(v, Tensor)]
-    if bad:
+    if bad := [k for k, v in obj.items() if not isinstance(v, Tensor)]:
         raise TypeError(f"checkpoint entries that are not tensors{where}: {bad[:8]}")
     state = {str(k): v for k, v in obj.items()}
     if any(k.startswith("model.") for k in state):
@@ -119,27 +101,23 @@ def read_checkpoint(
 
 
 def load_strict(net: nn.Module, state: Mapping[str, Tensor], what: str) -> None:
-    """``load_state_dict(strict=True)`` with a readable error listing what does not fit."""
+    """``load_state_dict(strict=True)`` whose ValueError lists the missing and unexpected keys
+    and the shape mismatches (12 of each), saying which network (``what``) they do not fit."""
     own = net.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    shapes = [
-        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(v.shape)}"
-        for k, v in own.items()
-        if k in state and tuple(state[k].shape) != tuple(v.shape)
-    ]
-    if missing or unexpected or shapes:
-
-        def show(items: list[str]) -> str:
-            extra = f" … (+{len(items) - 12} more)" if len(items) > 12 else ""
-            return ", ".join(items[:12]) + extra
-
-        parts = [f"checkpoint does not fit {what}:"]
-        if missing:
-            parts.append(f"  missing keys ({len(missing)}): {show(missing)}")
-        if unexpected:
-            parts.append(f"  unexpected keys ({len(unexpected)}): {show(unexpected)}")
-        if shapes:
-            parts.append(f"  shape mismatches ({len(shapes)}): {show(shapes)}")
-        raise ValueError("\n".join(parts))
+    problems = {
+        "missing keys": [k for k in own if k not in state],
+        "unexpected keys": [k for k in state if k not in own],
+        "shape mismatches": [
+            f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(v.shape)}"
+            for k, v in own.items()
+            if k in state and state[k].shape != v.shape
+        ],
+    }
+    if any(problems.values()):
+        lines = [
+            f"  {kind} ({len(items)}): {', '.join(items[:12])}{' …' * (len(items) > 12)}"
+            for kind, items in problems.items()
+            if items
+        ]
+        raise ValueError("\n".join([f"checkpoint does not fit {what}:", *lines]))
     net.load_state_dict(state, strict=True)

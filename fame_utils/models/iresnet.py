@@ -1,42 +1,25 @@
-"""IResNet face embedders (112 × 112 → 512-D) in the AdaFace and InsightFace ArcFace layouts.
+"""IResNet face embedders (112 × 112 → 512-D) with AdaFace's or InsightFace ArcFace's keys.
 
-The FAME paper (Zhang & Günther 2026; face-verification experiments, Fig. 3) explains AdaFace
-IResNet-18/50/101 models. IResNet ("improved residual network", Duta et al. 2020, as used by ArcFace) differs from
-the ImageNet ResNet in three ways that matter here: a 3 × 3 stride-1 stem, pre-activation blocks
-``BN → conv3 → BN → PReLU → conv3(stride) → BN`` added to a shortcut, and a head that keeps the
-spatial layout: ``BN2d → Dropout → Flatten → Linear(512·7·7 → 512) → BN1d``. At 112 × 112 the
-four stages (64, 128, 256, 512 channels, each starting with stride 2) give 56, 28, 14 and 7 px.
+The FAME paper (Zhang & Günther 2026; face verification, Fig. 3 and Table 1) explains AdaFace
+IResNets. IResNet (Duta et al. 2020, as in ArcFace) has a 3 × 3 stride-1 stem, pre-activation
+units ``BN → conv3 → BN → PReLU → conv3(stride) → BN`` plus a shortcut, and a head
+``BN2d → Dropout → Flatten → Linear(512·7·7 → 512) → BN1d``; its four stages (64, 128, 256, 512
+channels, each starting with stride 2) give 56, 28, 14 and 7 px. Units per stage:
+:data:`IRESNET_UNITS`; AdaFace's ``ir_101`` is built with the 100-layer units, so depth 101 is
+the network (and checkpoint keys) of depth 100.
 
-Units per stage: 18 = [2, 2, 2, 2], 34 = [3, 4, 6, 3], 50 = [3, 4, 14, 3],
-100 = [3, 13, 30, 3]. **IResNet-101** is AdaFace's ``ir_101``: AdaFace builds it as its
-100-layer backbone (``IR_101`` → ``Backbone(input_size, 100, 'ir')``), so ``"iresnet101"`` has
-exactly the units (and checkpoint keys) of ``"iresnet100"``; both names are accepted.
+Checkpoint keys of the two public code bases, which compute the same function:
 
-The two public code bases compute the same function but name (and in one place structure) the
-layers differently, so each has its own module here, with the checkpoint key names of the
-originals:
+- AdaFace (:class:`IResNetAdaFace`; flips to BGR inside): stem ``input_layer.{0,1,2}`` (conv, BN,
+  PReLU); units ``body.{i}.res_layer.{0..5}`` and ``body.{i}.shortcut_layer`` (1×1 conv + BN
+  where the width changes, else a 1×1 stride-s max pool); head ``output_layer.{0..4}`` (BN2d,
+  dropout, flatten, linear, BN1d without γ/β).
+- InsightFace arcface_torch (:class:`IResNetArcFace`; RGB): stem ``conv1``, ``bn1``, ``prelu``;
+  units ``layer{s}.{j}.{bn1,conv1,bn2,prelu,conv2,bn3}`` and ``layer{s}.0.downsample`` (1×1
+  conv + BN in every stage's first unit); head ``bn2``, ``fc``, ``features`` (BN1d with γ/β).
 
-==============  =====================================  ======================================
-part            ``layout="adaface"``                   ``layout="arcface"`` (arcface_torch)
-==============  =====================================  ======================================
-stem            ``input_layer.{0 conv,1 bn,2 prelu}``  ``conv1``, ``bn1``, ``prelu``
-units           ``body.{i}.res_layer.{0..5}`` =        ``layer{s}.{j}.{bn1,conv1,bn2,prelu,``
-                bn, conv, bn, prelu, conv, bn           ``conv2,bn3}``
-shortcut        ``body.{i}.shortcut_layer.{0,1}``      ``layer{s}.0.downsample.{0,1}``
-                (conv1×1+bn) when channels change;     (conv1×1+bn) in every stage's first
-                a 1 × 1 stride-s max pool (i.e.        unit (stride 2)
-                subsampling) in stage 1's first unit
-head            ``output_layer.{0 bn2d,1 dropout,``    ``bn2``, ``dropout``, ``fc``,
-                ``2 flatten,3 linear,4 bn1d}``,        ``features`` (BN1d with γ/β)
-                BN1d without γ/β
-input order     BGR (cv2)                               RGB
-==============  =====================================  ======================================
-
-Both normalise (x − 0.5)/0.5 (done by the wrapper of :func:`fame_utils.models.load_face_model`;
-the modules here take normalised input) and return the *unnormalised* 512-D embedding (AdaFace's
-``Backbone`` also returns the L2-normalised vector and its norm; cosine similarity is unaffected).
-The channel flip to BGR happens inside the AdaFace module (``channel_order="bgr"``), so callers
-always pass RGB. Dropout is inactive in eval mode.
+Both modules take normalised RGB input, (x − 0.5)/0.5 (the wrapper of
+:func:`fame_utils.models.load_face_model` applies it), and return the *unnormalised* embedding.
 """
 
 from __future__ import annotations
@@ -61,11 +44,7 @@ IRESNET_UNITS: dict[int, tuple[int, int, int, int]] = {
 }
 #: Depth names that map to another configuration (AdaFace's ``ir_101`` is its 100-layer net).
 IRESNET_ALIASES: dict[int, int] = {101: 100}
-
 _WIDTHS = (64, 128, 256, 512)
-_EMBEDDING = 512
-_SPATIAL = 7  # 112 / 2**4
-_BN_EPS = 1e-5
 
 
 def iresnet_units(depth: int) -> tuple[int, int, int, int]:
@@ -77,62 +56,26 @@ def iresnet_units(depth: int) -> tuple[int, int, int, int]:
     return IRESNET_UNITS[key]
 
 
+def _units(depth: int) -> list[tuple[int, int, int]]:
+    """(in channels, out channels, stride) of every residual unit, in forward order."""
+    units, cin = [], _WIDTHS[0]
+    for width, n in zip(_WIDTHS, iresnet_units(depth)):
+        units += [(cin, width, 2)] + [(width, width, 1)] * (n - 1)
+        cin = width
+    return units
+
+
 def _conv3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
 
 
 def _projection(cin: int, cout: int, stride: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout, eps=_BN_EPS)
-    )
+    return nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout))
 
 
-class _IResNetBase(nn.Module):
-    """Shared behaviour: channel order, ``embedding_size``, forward = stem → units → head.
-
-    Subclasses define ``_stem``, ``_units_seq`` (an iterable of units) and ``_head``.
-    """
-
-    input_size = 112
-    embedding_size = _EMBEDDING
-
-    def __init__(self, depth: int, channel_order: str):
-        super().__init__()
-        if channel_order not in ("rgb", "bgr"):
-            raise ValueError(f"channel_order must be 'rgb' or 'bgr', got {channel_order!r}")
-        self.depth = depth
-        self.channel_order = channel_order
-
-    def _stem(self, x: Tensor) -> Tensor:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def _head(self, x: Tensor) -> Tensor:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def unit_list(self) -> list[nn.Module]:  # pragma: no cover - abstract
-        """All residual units in forward order."""
-        raise NotImplementedError
-
-    def feature_map(self, x: Tensor) -> Tensor:
-        """Normalised RGB input (B, 3, 112, 112) → last unit's map (B, 512, 7, 7)."""
-        if self.channel_order == "bgr":
-            x = x.flip(1)
-        x = self._stem(x)
-        for unit in self.unit_list():
-            x = unit(x)
-        return x
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Normalised RGB input (B, 3, 112, 112), (x − 0.5)/0.5 → embeddings (B, 512)."""
-        return self._head(self.feature_map(x))
-
-    def extra_repr(self) -> str:
-        return f"depth={self.depth}, channel_order={self.channel_order!r}"
-
-
-# --------------------------------------------------------------------------------------------
-# AdaFace layout (mk-minchul/AdaFace net.py key names)
-# --------------------------------------------------------------------------------------------
+def _branch(cin: int, cout: int, stride: int) -> list[nn.Module]:
+    bn, prelu = nn.BatchNorm2d, nn.PReLU
+    return [bn(cin), _conv3(cin, cout), bn(cout), prelu(cout), _conv3(cout, cout, stride), bn(cout)]
 
 
 class _AdaFaceUnit(nn.Module):
@@ -140,80 +83,22 @@ class _AdaFaceUnit(nn.Module):
 
     def __init__(self, cin: int, cout: int, stride: int):
         super().__init__()
-        self.res_layer = nn.Sequential(
-            nn.BatchNorm2d(cin, eps=_BN_EPS),
-            _conv3(cin, cout),
-            nn.BatchNorm2d(cout, eps=_BN_EPS),
-            nn.PReLU(cout),
-            _conv3(cout, cout, stride),
-            nn.BatchNorm2d(cout, eps=_BN_EPS),
-        )
-        # same width: subsample by a 1×1 max pool (a no-op at stride 1); else project
-        self.shortcut_layer: nn.Module = (
-            nn.MaxPool2d(1, stride) if cin == cout else _projection(cin, cout, stride)
-        )
+        self.res_layer = nn.Sequential(*_branch(cin, cout, stride))
+        same = cin == cout  # subsample by a 1×1 max pool (a no-op at stride 1); else project
+        self.shortcut_layer = nn.MaxPool2d(1, stride) if same else _projection(cin, cout, stride)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.res_layer(x) + self.shortcut_layer(x)
 
 
-class IResNetAdaFace(_IResNetBase):
-    """IResNet with AdaFace's module names; expects BGR unless ``channel_order="rgb"``.
-
-    Input: normalised (B, 3, 112, 112) **RGB** (the module flips to BGR itself); output
-    (B, 512) unnormalised embeddings. Last conv block: ``body[-1]``.
-    """
-
-    def __init__(self, depth: int = 50, channel_order: str = "bgr", dropout: float = 0.4):
-        super().__init__(depth, channel_order)
-        self.input_layer = nn.Sequential(
-            _conv3(3, _WIDTHS[0]), nn.BatchNorm2d(_WIDTHS[0], eps=_BN_EPS), nn.PReLU(_WIDTHS[0])
-        )
-        units: list[nn.Module] = []
-        cin = _WIDTHS[0]
-        for width, n in zip(_WIDTHS, iresnet_units(depth)):
-            for j in range(n):
-                units.append(_AdaFaceUnit(cin, width, 2 if j == 0 else 1))
-                cin = width
-        self.body = nn.Sequential(*units)
-        self.output_layer = nn.Sequential(
-            nn.BatchNorm2d(cin, eps=_BN_EPS),
-            nn.Dropout(dropout),
-            nn.Flatten(),
-            nn.Linear(cin * _SPATIAL * _SPATIAL, _EMBEDDING),
-            nn.BatchNorm1d(_EMBEDDING, eps=_BN_EPS, affine=False),
-        )
-
-    def _stem(self, x: Tensor) -> Tensor:
-        return self.input_layer(x)
-
-    def unit_list(self) -> list[nn.Module]:
-        return list(self.body)
-
-    def _head(self, x: Tensor) -> Tensor:
-        return self.output_layer(x)
-
-    @property
-    def last_block_name(self) -> str:
-        return f"body.{len(self.body) - 1}"
-
-
-# --------------------------------------------------------------------------------------------
-# InsightFace arcface_torch layout (backbones/iresnet.py key names)
-# --------------------------------------------------------------------------------------------
-
-
 class _ArcFaceUnit(nn.Module):
-    """arcface_torch ``IBasicBlock``: bn1 → conv1 → bn2 → prelu → conv2(stride) → bn3, + id."""
+    """arcface_torch ``IBasicBlock``: bn1 → conv1 → bn2 → prelu → conv2 → bn3, + shortcut."""
 
     def __init__(self, cin: int, cout: int, stride: int):
         super().__init__()
-        self.bn1 = nn.BatchNorm2d(cin, eps=_BN_EPS)
-        self.conv1 = _conv3(cin, cout)
-        self.bn2 = nn.BatchNorm2d(cout, eps=_BN_EPS)
-        self.prelu = nn.PReLU(cout)
-        self.conv2 = _conv3(cout, cout, stride)
-        self.bn3 = nn.BatchNorm2d(cout, eps=_BN_EPS)
+        self.bn1, self.conv1, self.bn2, self.prelu, self.conv2, self.bn3 = _branch(
+            cin, cout, stride
+        )
         self.downsample = _projection(cin, cout, stride) if stride != 1 or cin != cout else None
 
     def forward(self, x: Tensor) -> Tensor:
@@ -221,51 +106,64 @@ class _ArcFaceUnit(nn.Module):
         return y + (x if self.downsample is None else self.downsample(x))
 
 
-class IResNetArcFace(_IResNetBase):
-    """IResNet with InsightFace ``arcface_torch`` module names; RGB input.
+class IResNetAdaFace(nn.Module):
+    """IResNet with AdaFace's keys: normalised RGB (B, 3, 112, 112) → (B, 512) embeddings.
 
-    Input: normalised (B, 3, 112, 112) RGB; output (B, 512) unnormalised embeddings.
-    Last conv block: ``layer4[-1]``.
+    Flips the input to BGR while ``channel_order == "bgr"`` (AdaFace trained on cv2 images).
+    ``last_block_name`` (``body.{n-1}``) is the last unit, output (B, 512, 7, 7).
     """
 
-    def __init__(self, depth: int = 50, channel_order: str = "rgb", dropout: float = 0.0):
-        super().__init__(depth, channel_order)
-        self.conv1 = _conv3(3, _WIDTHS[0])
-        self.bn1 = nn.BatchNorm2d(_WIDTHS[0], eps=_BN_EPS)
-        self.prelu = nn.PReLU(_WIDTHS[0])
-        cin = _WIDTHS[0]
-        for s, (width, n) in enumerate(zip(_WIDTHS, iresnet_units(depth)), start=1):
-            stage = [
-                _ArcFaceUnit(cin if j == 0 else width, width, 2 if j == 0 else 1) for j in range(n)
-            ]
-            self.add_module(f"layer{s}", nn.Sequential(*stage))
-            cin = width
-        self.bn2 = nn.BatchNorm2d(cin, eps=_BN_EPS)
-        self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(cin * _SPATIAL * _SPATIAL, _EMBEDDING)
-        self.features = nn.BatchNorm1d(_EMBEDDING, eps=_BN_EPS)
+    input_size, embedding_size = 112, 512
 
-    def _stem(self, x: Tensor) -> Tensor:
-        return self.prelu(self.bn1(self.conv1(x)))
+    def __init__(self, depth: int = 50):
+        super().__init__()
+        self.channel_order = "bgr"
+        self.input_layer = nn.Sequential(_conv3(3, 64), nn.BatchNorm2d(64), nn.PReLU(64))
+        self.body = nn.Sequential(*(_AdaFaceUnit(*unit) for unit in _units(depth)))
+        self.output_layer = nn.Sequential(
+            nn.BatchNorm2d(512),
+            nn.Dropout(0.4),
+            nn.Flatten(),
+            nn.Linear(512 * 7 * 7, 512),
+            nn.BatchNorm1d(512, affine=False),
+        )
+        self.last_block_name = f"body.{len(self.body) - 1}"
 
-    def unit_list(self) -> list[nn.Module]:
-        return [u for s in range(1, 5) for u in self.get_submodule(f"layer{s}")]
+    def forward(self, x: Tensor) -> Tensor:
+        x = x.flip(1) if self.channel_order == "bgr" else x
+        return self.output_layer(self.body(self.input_layer(x)))
 
-    def _head(self, x: Tensor) -> Tensor:
-        x = self.dropout(self.bn2(x).flatten(1))
-        return self.features(self.fc(x))
 
-    @property
-    def last_block_name(self) -> str:
-        return f"layer4.{len(self.get_submodule('layer4')) - 1}"
+class IResNetArcFace(nn.Module):
+    """IResNet with arcface_torch's keys: normalised RGB (B, 3, 112, 112) → (B, 512) embeddings.
+
+    ``last_block_name`` (``layer4.{n-1}``) is the last unit, output (B, 512, 7, 7). (arcface_torch's
+    ``dropout`` is p = 0 and holds no weights, so it is left out.)
+    """
+
+    input_size, embedding_size = 112, 512
+
+    def __init__(self, depth: int = 50):
+        super().__init__()
+        self.conv1, self.bn1, self.prelu = _conv3(3, 64), nn.BatchNorm2d(64), nn.PReLU(64)
+        units = _units(depth)
+        self.layer1, self.layer2, self.layer3, self.layer4 = (
+            nn.Sequential(*(_ArcFaceUnit(*u) for u in units if u[1] == width)) for width in _WIDTHS
+        )
+        self.bn2 = nn.BatchNorm2d(512)
+        self.fc = nn.Linear(512 * 7 * 7, 512)
+        self.features = nn.BatchNorm1d(512)
+        self.last_block_name = f"layer4.{len(self.layer4) - 1}"
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.prelu(self.bn1(self.conv1(x)))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.features(self.fc(self.bn2(x).flatten(1)))
 
 
 def build_iresnet(depth: int, layout: str) -> IResNetAdaFace | IResNetArcFace:
     """A randomly initialised IResNet of ``depth`` (18, 34, 50, 100, 101) in ``layout``
-    (``"adaface"``: BGR, AdaFace key names; ``"arcface"``: RGB, arcface_torch key names),
-    in eval mode on the CPU."""
-    if layout == "adaface":
-        return IResNetAdaFace(depth).eval()
-    if layout == "arcface":
-        return IResNetArcFace(depth).eval()
-    raise ValueError(f"unknown IResNet layout {layout!r}; choose 'adaface' or 'arcface'")
+    (``"adaface"`` or ``"arcface"``), in eval mode on the CPU."""
+    if layout not in ("adaface", "arcface"):
+        raise ValueError(f"unknown IResNet layout {layout!r}; choose 'adaface' or 'arcface'")
+    return (IResNetAdaFace if layout == "adaface" else IResNetArcFace)(depth).eval()
