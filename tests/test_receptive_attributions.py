@@ -3,6 +3,7 @@ dependence is known."""
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 import torch
 from receptive_nets import conv_stack, patchify_net
@@ -13,7 +14,7 @@ from fame_utils.postprocess import GRAY_WEIGHTS
 from fame_utils.receptive import (
     all_cells,
     cell_measures,
-    explain_cells,
+    measure_layers,
     receptive_field,
     run_cells,
 )
@@ -65,7 +66,8 @@ def test_batched_cells_equal_one_at_a_time(tiny_cnn):
         for k, c in enumerate(cells):
             one = run_cells(tiny_cnn, x[b : b + 1], layer, [c], iterations=6, progress=False)
             torch.testing.assert_close(batched.delta[b, k], one.delta[0, 0], atol=1e-6, rtol=0)
-    maps = explain_cells(tiny_cnn, x, layer, cells, iterations=6, progress=False)
+    # chunking does not change the maps: the default chunk holds all 8 samples
+    maps = run_cells(tiny_cnn, x, layer, cells, iterations=6, progress=False).maps()
     torch.testing.assert_close(maps, batched.maps(), atol=1e-6, rtol=0)
     # re-blurring reuses Δx: σ changes without a new run
     assert not torch.allclose(batched.maps(sigma=1.0), batched.maps(sigma=4.0))
@@ -132,5 +134,9 @@ def test_recipe_sets_the_feature_cell_step_space():
     torch.testing.assert_close(forced.delta, ref.delta)
     with pytest.raises(ValueError, match="disagrees with recipe 'paper'"):
         run_cells(net, x, net.conv, [(1, 2)], FameConfig(step_space="pixel"), **kw)
-    maps = explain_cells(net, x, net.conv, [(1, 2)], recipe="reference", **kw)
-    torch.testing.assert_close(maps, ref.maps())
+    # measure_layers takes step_space= as run_cells does (it used to refuse it)
+    sample = {"cells_per_layer": 2, **kw}
+    forced = measure_layers(net, x, {"1x1": net.conv}, step_space="pixel", **sample)
+    pd.testing.assert_frame_equal(
+        forced, measure_layers(net, x, {"1x1": net.conv}, recipe="reference", **sample)
+    )
