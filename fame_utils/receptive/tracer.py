@@ -79,9 +79,7 @@ class _Axis:
 @dataclass
 class _Info:
     dims: tuple[int, int]  # positions of the (y, x) axes in the tensor
-    ndim: int
-    y: _Axis
-    x: _Axis
+    axes: tuple[_Axis, _Axis]
 
 
 def _pair(v) -> tuple[int, int]:
@@ -89,12 +87,38 @@ def _pair(v) -> tuple[int, int]:
     return (t[0], t[0]) if len(t) == 1 else (t[0], t[1])
 
 
-def _arg(args, kwargs, pos: int, name: str, default):
+def _arg(args, kwargs, pos: int, name: str, default=None):
     return args[pos] if len(args) > pos else kwargs.get(name, default)
 
 
-_CONV = {"conv2d", "convolution", "_convolution"}
-_POOL = {"max_pool2d", "avg_pool2d", "max_pool2d_with_indices", "lp_pool2d"}
+def _window_args(name: str, args, kwargs) -> zip:
+    """(kernel, stride, padding, dilation) of a 2-D convolution or pooling, per axis."""
+    if name in ("conv2d", "convolution", "_convolution"):
+        weight = _arg(args, kwargs, 1, "weight")
+        if weight is None or weight.ndim != 4:
+            raise _Untraceable("convolution that is not 2-D")
+        k, s, p = (
+            weight.shape[-2:],
+            _arg(args, kwargs, 3, "stride", 1),
+            _arg(args, kwargs, 4, "padding", 0),
+        )
+        d = _pair(_arg(args, kwargs, 5, "dilation", 1))
+        if p == "same":  # PyTorch puts the odd pixel at the end
+            p = (d[0] * (k[0] - 1) // 2, d[1] * (k[1] - 1) // 2)
+    else:  # max/avg_pool2d(input, kernel, stride, padding, dilation), lp_pool2d(input, p, kernel, stride)
+        lp = name == "lp_pool2d"
+        k, s = (
+            _pair(_arg(args, kwargs, 1 + lp, "kernel_size")),
+            _arg(args, kwargs, 2 + lp, "stride"),
+        )
+        s = k if s is None or s in ([], ()) else s
+        p = 0 if lp else _arg(args, kwargs, 3, "padding", 0)
+        d = _pair(_arg(args, kwargs, 4, "dilation", 1)) if name.startswith("max") else (1, 1)
+    return zip(k, _pair(s), (0, 0) if p == "valid" else _pair(p), d)
+
+
+_WINDOW = {"conv2d", "convolution", "_convolution", "max_pool2d", "max_pool2d_with_indices"}
+_WINDOW |= {"avg_pool2d", "lp_pool2d"}
 _ADAPTIVE = {"adaptive_avg_pool2d", "adaptive_max_pool2d", "adaptive_max_pool2d_with_indices"}
 _PAD = {"pad", "constant_pad_nd"}
 _TRANSPOSE = {"transpose", "swapaxes", "swapdims", "transpose_"}
@@ -117,101 +141,66 @@ class _Tracer(TorchFunctionMode):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
         flat = tree_flatten((args, kwargs))[0]
-        traced = [
-            (a, self.info[id(a)]) for a in flat if isinstance(a, Tensor) and id(a) in self.info
-        ]
+        traced = [a for a in flat if isinstance(a, Tensor) and id(a) in self.info]
         outs = [o for o in tree_flatten(out)[0] if isinstance(o, Tensor)]
-        if not traced or not outs:
-            return out
-        try:
-            unknown = [i for _, i in traced if isinstance(i, str)]
-            if unknown:
-                raise _Untraceable(unknown[0])
-            infos = self._rule(getattr(func, "__name__", "?"), args, kwargs, traced, outs)
-        except _Untraceable as e:
-            infos = [str(e)] * len(outs)
-        for o, i in zip(outs, infos):
-            if i is not None:
+        if traced and outs:
+            try:
+                infos = self._rule(getattr(func, "__name__", "?"), args, kwargs, traced, outs)
+            except _Untraceable as e:
+                infos = [str(e)] * len(outs)
+            for o, i in zip(outs, infos):
                 self.register(o, i)
         return out
 
-    def _rule(self, name, args, kwargs, traced, outs):
-        first, info = traced[0]
-        out, rest = outs[0], [None] * (len(outs) - 1)
+    def _rule(self, name, args, kwargs, traced, outs) -> list[_Info]:
+        infos = [self.info[id(a)] for a in traced]
+        unknown = [i for i in infos if isinstance(i, str)]
+        if unknown:
+            raise _Untraceable(unknown[0])
+        first, info, out = traced[0], infos[0], outs[0]
         op = name if args and args[0] is first else None  # the rules read the first argument
-        if op in _CONV | _POOL | _ADAPTIVE | _PAD:
-            if out.ndim != info.ndim or info.dims != (info.ndim - 2, info.ndim - 1):
+        if op in _WINDOW | _ADAPTIVE | _PAD:
+            if out.ndim != first.ndim or info.dims != (first.ndim - 2, first.ndim - 1):
                 raise _Untraceable(f"{name} on a tensor whose last two axes are not (y, x)")
-            ny, nx = out.shape[-2:]
-        if op in _CONV | _POOL:
-            ky, kx, sy, sx, py, px, dy, dx = self._window_args(name, args, kwargs)
-            y, x = info.y.window(ny, ky, sy, py, dy), info.x.window(nx, kx, sx, px, dx)
-        elif op in _ADAPTIVE:
-            y, x = info.y.adaptive(ny), info.x.adaptive(nx)
-        elif op in _PAD:  # F.pad's pairs run from the last axis: (x before, x after, y before, ..)
-            pad = [int(v) for v in _arg(args, kwargs, 1, "pad", ())] + [0, 0, 0, 0]
-            y, x = info.y.window(ny, 1, 1, pad[2], 1), info.x.window(nx, 1, 1, pad[0], 1)
-        elif op == "permute" or op in _TRANSPOSE:
-            perm = list(range(info.ndim))
-            if op == "permute":
-                dims = args[1:] if len(args) > 2 else _arg(args, kwargs, 1, "dims", None)
-                perm = [int(d) % info.ndim for d in ([dims] if isinstance(dims, int) else dims)]
+            if op in _WINDOW:
+                windows = _window_args(name, args, kwargs)
+            elif (
+                op in _PAD
+            ):  # F.pad's pairs run from the last axis: (x before, x after, y before..)
+                pad = [int(v) for v in _arg(args, kwargs, 1, "pad")] + [0, 0, 0, 0]
+                windows = ((1, 1, pad[2], 1), (1, 1, pad[0], 1))
             else:
-                a, b = (
-                    int(_arg(args, kwargs, i, n, 0)) % info.ndim
-                    for i, n in ((1, "dim0"), (2, "dim1"))
-                )
+                windows = (None, None)
+            sizes = out.shape[-2:]
+            axes = tuple(
+                a.adaptive(n) if w is None else a.window(n, *w)
+                for a, n, w in zip(info.axes, sizes, windows)
+            )
+            return [_Info(info.dims, axes)]  # not the indices of a max-pool
+        if op == "permute" or op in _TRANSPOSE:
+            perm = list(range(first.ndim))
+            if op == "permute":
+                dims = args[1:] if len(args) > 2 else _arg(args, kwargs, 1, "dims")
+                perm = [int(d) % first.ndim for d in ([dims] if isinstance(dims, int) else dims)]
+            else:
+                a, b = (int(_arg(args, kwargs, i, f"dim{i - 1}")) % first.ndim for i in (1, 2))
                 perm[a], perm[b] = perm[b], perm[a]
-            return [
-                _Info(
-                    (perm.index(info.dims[0]), perm.index(info.dims[1])), info.ndim, info.y, info.x
-                )
-            ]
-        else:
-            return [self._elementwise(name, traced, o) for o in outs]
-        return [_Info(info.dims, info.ndim, y, x)] + rest
+            return [_Info((perm.index(info.dims[0]), perm.index(info.dims[1])), info.axes)]
+        return [_elementwise(name, traced, infos, o) for o in outs]
 
-    @staticmethod
-    def _window_args(name, args, kwargs) -> tuple[int, ...]:
-        """(ky, kx, sy, sx, py, px, dy, dx) of a 2-D convolution or pooling."""
-        if name in _CONV:
-            weight = _arg(args, kwargs, 1, "weight", None)
-            if weight is None or weight.ndim != 4:
-                raise _Untraceable("convolution that is not 2-D")
-            k, s = tuple(weight.shape[-2:]), _pair(_arg(args, kwargs, 3, "stride", 1))
-            d, padding = (
-                _pair(_arg(args, kwargs, 5, "dilation", 1)),
-                _arg(args, kwargs, 4, "padding", 0),
-            )
-            if padding == "same":  # PyTorch puts the odd pixel at the end
-                padding = (d[0] * (k[0] - 1) // 2, d[1] * (k[1] - 1) // 2)
-            p = (0, 0) if padding == "valid" else _pair(padding)
-        else:
-            first = 2 if name == "lp_pool2d" else 1  # lp_pool2d(input, norm_type, kernel, stride)
-            k, s = (
-                _pair(_arg(args, kwargs, first, "kernel_size", None)),
-                _arg(args, kwargs, first + 1, "stride", None),
-            )
-            s = k if s is None or s == [] or s == () else _pair(s)
-            p = (0, 0) if name == "lp_pool2d" else _pair(_arg(args, kwargs, 3, "padding", 0))
-            d = _pair(_arg(args, kwargs, 4, "dilation", 1)) if name.startswith("max") else (1, 1)
-        return k[0], k[1], s[0], s[1], p[0], p[1], d[0], d[1]
 
-    @staticmethod
-    def _elementwise(name: str, traced, out: Tensor) -> _Info:
-        """An op that keeps the spatial axes (activation, norm, ``+``, channel concat):
-        each output cell depends on the union of its inputs' intervals."""
-        merged = None
-        for _, info in traced:
-            if out.ndim != info.ndim:
-                raise _Untraceable(f"{name} changes the number of axes")
-            y, x = (ax.resized(out.shape[d], name) for d, ax in zip(info.dims, (info.y, info.x)))
-            if merged is not None and merged.dims != info.dims:
-                raise _Untraceable(f"{name} combines tensors with different spatial axes")
-            if merged is not None:
-                y, x = merged.y.union(y), merged.x.union(x)
-            merged = _Info(info.dims, info.ndim, y, x)
-        return merged
+def _elementwise(name: str, traced: list[Tensor], infos: list[_Info], out: Tensor) -> _Info:
+    """An op that keeps the spatial axes (activation, norm, ``+``, channel concat): each
+    output cell depends on the union of its inputs' intervals."""
+    merged = None
+    for t, info in zip(traced, infos):
+        if out.ndim != t.ndim or (merged is not None and merged.dims != info.dims):
+            raise _Untraceable(f"{name} changes the number of axes or mixes spatial layouts")
+        axes = tuple(a.resized(out.shape[d], name) for d, a in zip(info.dims, info.axes))
+        if merged is not None:
+            axes = tuple(a.union(m) for a, m in zip(axes, merged.axes))
+        merged = _Info(info.dims, axes)
+    return merged
 
 
 @dataclass
@@ -282,7 +271,7 @@ def receptive_field(
     H, W = _image_size(model, image_size)
     rows, cols = torch.arange(H, dtype=torch.float64), torch.arange(W, dtype=torch.float64)
     tracer, x = _Tracer(), torch.zeros(1, 3, H, W, device=model_device(model))
-    tracer.register(x, _Info((2, 3), 4, _Axis(rows, rows, 1.0), _Axis(cols, cols, 1.0)))
+    tracer.register(x, _Info((2, 3), (_Axis(rows, rows, 1.0), _Axis(cols, cols, 1.0))))
     with torch.no_grad(), tracer:
         out = capture_output(model, layer, x)
     if not isinstance(out, Tensor) or out.ndim != 4:
@@ -301,7 +290,7 @@ def receptive_field(
         raise RuntimeError(f"the output of {layer!r} does not depend on the input")
     if info.dims != (2, 3):
         raise NotImplementedError("the layer's output is not laid out as (N, C, h, w)")
-    y, x = info.y, info.x
+    y, x = info.axes
     corners = (x.lo[None], y.lo[:, None], x.hi[None] + 1, y.hi[:, None] + 1)
     boxes = torch.stack(torch.broadcast_tensors(*corners), -1)
     size = (int((y.hi - y.lo).max()) + 1, int((x.hi - x.lo).max()) + 1)
