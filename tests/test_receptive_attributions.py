@@ -11,13 +11,8 @@ from torch import nn
 
 from fame_utils.core import FameConfig
 from fame_utils.postprocess import GRAY_WEIGHTS
-from fame_utils.receptive import (
-    all_cells,
-    cell_measures,
-    measure_layers,
-    receptive_field,
-    run_cells,
-)
+from fame_utils.receptive import cell_measures, measure_layers, receptive_field, run_cells
+from fame_utils.receptive.cells import all_cells
 
 
 def test_patchify_cells_stay_in_their_cam_box():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -12,20 +13,17 @@ import torch
 from fame_utils.receptive import (
     ReceptiveField,
     cell_measures,
-    center_of_mass,
     describe_depth_trend,
     describe_locality,
     describe_measurements,
     locality_table,
-    mass_area,
-    mass_in_box,
     measure_layers,
-    measure_run,
     receptive_field,
     receptive_field_table,
     run_cells,
-    sample_cells,
 )
+from fame_utils.receptive.cells import sample_cells
+from fame_utils.receptive.measures import center_of_mass, mass_area, mass_in_box
 
 
 def test_mass_in_box_by_hand():
@@ -94,17 +92,21 @@ def test_measure_layers_table(tiny_cnn):
     # the first conv (3×3, pad 1) reaches one pixel beyond its 1-pixel CAM box
     assert d[d["layer"] == "16x16"]["mass_in_box"].max() < 1.0
     text = describe_measurements(df)
-    assert "16x16" in text and "8x8" in text and "CAM box" in text
-    # one layer's run measured on its own gives that layer's rows
+    assert "16x16 (6 cells)" in text and "8x8 (6 cells)" in text and "CAM box" in text
+    # a layer's rows are cell_measures of its run_cells on Δx, then on the blurred Δx
     blur = {"sigma": 1.0, "kernel_size": 5}
     cells = sample_cells((8, 8), 3)
     res = run_cells(tiny_cnn, x, layers["8x8"], cells, iterations=2, progress=False, **blur)
     rf = receptive_field(tiny_cnn, layers["8x8"], 16)
-    one = measure_run(res, layer="8x8", depth=1, rf=rf, image_names=["a", "b"])
-    rows = df[df["layer"] == "8x8"].reset_index(drop=True).astype({"layer": one["layer"].dtype})
-    pd.testing.assert_frame_equal(one, rows, check_exact=False, atol=1e-9, rtol=0)
+    rows = df[df["layer"] == "8x8"]
+    for kind, maps in (("delta", res.delta), ("blurred", res.blurred())):
+        got = rows[rows["map"] == kind]
+        assert got["image"].tolist() == ["a"] * 3 + ["b"] * 3 and set(got["depth"]) == {1}
+        assert got[["row", "col"]].to_numpy().tolist() == cells.repeat(2, 1).tolist()
+        for name, value in cell_measures(maps.flatten(0, 1), cells, (8, 8), rf=rf).items():
+            np.testing.assert_allclose(got[name], value.numpy(), atol=1e-9, rtol=0)
     with pytest.raises(ValueError, match="image_names"):
-        measure_run(res, layer="8x8", image_names=["a"])
+        measure_layers(tiny_cnn, x, layers, image_names=["a"])
 
 
 def _two_fields() -> dict[str, ReceptiveField]:

@@ -13,15 +13,14 @@ from torchvision.models.vision_transformer import VisionTransformer
 from fame_utils.core import run_fame
 from fame_utils.objectives import FeatureCell, TokenCell, cell_objective
 from fame_utils.receptive import (
-    all_cells,
-    cam_boxes,
     cell_measures,
     empirical_receptive_field,
-    mass_in_box,
     measure_layers,
     receptive_field,
     run_cells,
 )
+from fame_utils.receptive.cells import all_cells, cam_boxes
+from fame_utils.receptive.measures import mass_in_box
 
 QUIET = dict(progress=False)
 

@@ -24,7 +24,6 @@ from ..data.transforms import box_mask
 from ..objectives import TokenCell, cell_objective
 from ..recipes import Recipe
 from .cells import (
-    CellAttributions,
     as_cells,
     cam_boxes,
     cell_centers,
@@ -39,7 +38,6 @@ __all__ = [
     "center_of_mass",
     "mass_area",
     "cell_measures",
-    "measure_run",
     "measure_layers",
     "summarize_by_depth",
     "describe_measurements",
@@ -140,40 +138,6 @@ def cell_measures(
     return {k: v.detach().double().cpu() for k, v in out.items()}
 
 
-def measure_run(
-    res: CellAttributions,
-    *,
-    layer: str,
-    depth: int = 0,
-    rf: ReceptiveField | None = None,
-    image_names: Sequence[str] | None = None,
-) -> pd.DataFrame:
-    """:func:`cell_measures` of one :func:`run_cells` result on the unblurred Δx
-    (``map="delta"``) and on the Δx blurred with the run's σ and kernel (``"blurred"``;
-    blurring leaks mass across box edges), one row per (map, image, cell); ``layer`` and
-    ``depth`` label the rows, ``image_names`` the B images (default ``image0``, ...)."""
-    B, K = res.num_images, len(res.cells)
-    names = [f"image{i}" for i in range(B)] if image_names is None else list(image_names)
-    if len(names) != B:
-        raise ValueError(f"{len(names)} image_names for {B} images")
-    frames = []
-    for kind, m in (("delta", res.delta), ("blurred", res.blurred())):
-        index = {
-            "image": np.repeat(np.asarray(names, dtype=object), K),
-            "image_index": np.repeat(np.arange(B), K),
-            "layer": layer,
-            "depth": depth,
-            "grid_h": res.grid[0],
-            "grid_w": res.grid[1],
-            "row": res.cells[:, 0].repeat(B).numpy(),
-            "col": res.cells[:, 1].repeat(B).numpy(),
-            "map": kind,
-        }
-        meas = cell_measures(m.flatten(0, 1), res.cells, res.grid, rf=rf)
-        frames.append(pd.DataFrame({**index, **{k: v.numpy() for k, v in meas.items()}}))
-    return pd.concat(frames, ignore_index=True)
-
-
 def measure_layers(
     model: nn.Module,
     images: Tensor,
@@ -191,13 +155,14 @@ def measure_layers(
     Per layer, ``cells_per_layer`` cells (:func:`sample_cells` with ``seed``; ``None``:
     all) are explained on every image with :func:`run_cells` (``config``, ``recipe`` and
     ``overrides`` as there; ``progress`` also shows the layers) and measured with
-    :func:`measure_run`, with the theoretical receptive field for CNN layers. Token layers
-    (N, T, C) are measured per patch token; a token sees the whole image after the first
-    attention, so they get no receptive-field columns. To keep the runs, call
-    :func:`run_cells` and :func:`measure_run` per layer.
+    :func:`cell_measures` on the unblurred Δx (``map="delta"``) and on the Δx blurred with
+    the config's σ and kernel (``"blurred"``; blurring leaks mass across box edges). CNN
+    layers get the receptive-field columns; token layers (N, T, C), measured per patch
+    token, do not (a token sees the whole image after the first attention).
 
     Args:
         layers: ``{label: module or dotted name}``, shallow → deep.
+        image_names: labels of the B images (default ``image0``, ``image1``, ...).
 
     Returns:
         One row per (layer, map, image, cell): ``image``, ``image_index``, ``layer`` (an
@@ -205,8 +170,11 @@ def measure_layers(
         ``grid_w``, ``row``, ``col``, ``map`` and the :func:`cell_measures` columns.
     """
     check_images(images)
+    B, size = len(images), tuple(images.shape[-2:])
+    names = [f"image{i}" for i in range(B)] if image_names is None else list(image_names)
+    if len(names) != B:
+        raise ValueError(f"{len(names)} image_names for {B} images")
     cfg = cell_config(config, overrides, model, recipe)
-    size = tuple(images.shape[-2:])
     frames = []
     for depth, (label, layer) in enumerate(
         tqdm(layers.items(), "layers", disable=not cfg.progress)
@@ -215,7 +183,21 @@ def measure_layers(
         cells = sample_cells(objective.grid_shape(model, size), cells_per_layer, seed=seed)
         res = run_cells(model, images, layer, cells, cfg, step_space=cfg.step_space)
         rf = None if isinstance(objective, TokenCell) else receptive_field(model, layer, size)
-        frames.append(measure_run(res, layer=label, depth=depth, rf=rf, image_names=image_names))
+        index = {
+            "image": np.repeat(np.asarray(names, dtype=object), len(cells)),
+            "image_index": np.repeat(np.arange(B), len(cells)),
+            "layer": label,
+            "depth": depth,
+            "grid_h": res.grid[0],
+            "grid_w": res.grid[1],
+            "row": cells[:, 0].repeat(B).numpy(),
+            "col": cells[:, 1].repeat(B).numpy(),
+        }
+        for kind, maps in (("delta", res.delta), ("blurred", res.blurred())):
+            meas = cell_measures(maps.flatten(0, 1), cells, res.grid, rf=rf)
+            frames.append(
+                pd.DataFrame({**index, "map": kind, **{k: v.numpy() for k, v in meas.items()}})
+            )
     out = pd.concat(frames, ignore_index=True)
     out["layer"] = pd.Categorical(out["layer"], categories=list(layers), ordered=True)
     return out
@@ -237,47 +219,6 @@ def summarize_by_depth(
     table[("cells", "n")] = g.size()
     table[("box_area", "value")] = g["box_area"].first()
     return table
-
-
-def _per_layer(values: pd.Series, fmt: str = ".2f", unit: str = "") -> str:
-    return ", ".join(f"{k}: {v:{fmt}}{unit}" for k, v in values.items())
-
-
-def describe_measurements(df: pd.DataFrame, map_kind: str = "delta") -> str:
-    """What a :func:`measure_layers` table shows for one map kind, in plain text, per
-    depth: mass share in the CAM box (and against a uniform map), centre-of-mass distance,
-    area holding half of the mass against the box area, and the receptive-field columns."""
-    sub = df[df["map"] == map_kind]
-    g = sub.groupby("layer", observed=True)
-    mean, box = g.mean(numeric_only=True), g["box_area"].first()
-    label = "unblurred Δx" if map_kind == "delta" else "blurred map"
-    area = ", ".join(
-        f"{k}: {a:.3f}/{b:.3f} ({a / b:.1f}x)" for (k, a), b in zip(mean["area50"].items(), box)
-    )
-    lines = [
-        f"On the {label} ({int(sub['image'].nunique())} images):",
-        f"  mean share of mass inside the CAM box: {_per_layer(mean['mass_in_box'])}",
-        "  ... relative to a uniform map (share / box area): "
-        + _per_layer(mean["mass_in_box"] / box, ".1f", "x"),
-        "  mean centre-of-mass distance to the cell centre (cell widths): "
-        + _per_layer(mean["com_dist_cells"]),
-        f"  ... for a uniform map (image centre) it would be: {_per_layer(mean['uniform_com_dist_cells'])}",
-        f"  mean area holding 50% of the mass / CAM box area: {area}",
-    ]
-    if "mass_in_centred_box" in sub.columns:
-        lines.append(
-            "  with the box moved onto the receptive field's centre: mass share "
-            + _per_layer(mean["mass_in_centred_box"])
-            + "; centre-of-mass distance to the field's centre (cell widths) "
-            + _per_layer(mean["com_to_rf_centre_cells"])
-        )
-    lines.append(f"  cells measured: {_per_layer(g.size(), 'd')}")
-    if "mass_in_rf" in sub.columns:
-        lines.append(
-            "  min share inside the theoretical receptive field: "
-            + _per_layer(g["mass_in_rf"].min(), ".3f")
-        )
-    return "\n".join(lines)
 
 
 def describe_depth_trend(df: pd.DataFrame) -> str:
@@ -364,6 +305,26 @@ def _locality_text(row: pd.Series) -> str:
         f"({row['offset / uniform']:.2f} of a uniform map's offset), half the mass over "
         f"{row['50% area / box']:.1f} boxes"
     )
+
+
+def describe_measurements(df: pd.DataFrame, map_kind: str = "delta") -> str:
+    """Plain text, per depth, of a :func:`measure_layers` table's ``map_kind`` maps: the
+    locality of :func:`locality_table` and, for CNN layers, the least share inside the
+    theoretical receptive field and the CAM box moved onto the field's centre."""
+    sub = df[df["map"] == map_kind]
+    g = sub.groupby("layer", observed=True)
+    label = "unblurred Δx" if map_kind == "delta" else "blurred map"
+    lines = [f"On the {label} ({sub['image'].nunique()} images; box: the cell's CAM box):"]
+    for layer, row in locality_table({"": df}, map_kind).loc[""].iterrows():
+        text = f"  {layer} ({row['cells']} cells): {_locality_text(row)}"
+        if "mass_in_rf" in sub:
+            text += (
+                f"; least share inside the receptive field {g['mass_in_rf'].min()[layer]:.3f}; "
+                f"the box moved onto the field's centre holds {g['mass_in_centred_box'].mean()[layer]:.2f}"
+                f", {g['com_to_rf_centre_cells'].mean()[layer]:.2f} cells from the centre of mass"
+            )
+        lines.append(text)
+    return "\n".join(lines)
 
 
 def describe_locality(
