@@ -1,10 +1,9 @@
 """Cells of a layer, the boxes CAM assumes they see, and FAME over many cells at once.
 
-A cell is a (row, col) position of a layer's h × w grid (for a transformer: its patch
-grid). Upsampling an h × w map to H × W assumes that cell (i, j) sees rows
-[i·H/h, (i+1)·H/h) and columns [j·W/w, (j+1)·W/w): the **CAM-assumed box** (paper Sec. 3).
-Boxes are ``(x0, y0, x1, y1)``, half-open, in input pixels: pixel k spans [k, k+1), its
-centre is k + ½.
+A cell is a (row, col) position of a layer's h × w grid (a transformer's patch grid).
+Upsampling an h × w map to H × W assumes that cell (i, j) sees rows [i·H/h, (i+1)·H/h) and
+columns [j·W/w, (j+1)·W/w), its **CAM-assumed box** (paper Sec. 3). Boxes are
+``(x0, y0, x1, y1)``, half-open, in input pixels: pixel k spans [k, k+1).
 """
 
 from __future__ import annotations
@@ -152,17 +151,13 @@ class CellAttributions:
     image_size: tuple[int, int]
 
     @property
-    def num_images(self) -> int:
-        return self.result.delta.shape[0] // self.cells.shape[0]
-
-    @property
     def config(self) -> FameConfig:
         return self.result.config
 
     @property
     def delta(self) -> Tensor:
         """(B, K, H, W) unblurred Δx = |gray(x̄) − gray(x)| (step-space units)."""
-        return self.result.delta.view(self.num_images, -1, *self.image_size)
+        return self.result.delta.view(-1, len(self.cells), *self.image_size)
 
     def maps(self, **options: object) -> Tensor:
         """(B, K, H, W) blurred, normalised maps in [0, 1]; ``options`` (``sigma``,

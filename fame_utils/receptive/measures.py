@@ -320,8 +320,9 @@ def describe_measurements(df: pd.DataFrame, map_kind: str = "delta") -> str:
         if "mass_in_rf" in sub:
             text += (
                 f"; least share inside the receptive field {g['mass_in_rf'].min()[layer]:.3f}; "
-                f"the box moved onto the field's centre holds {g['mass_in_centred_box'].mean()[layer]:.2f}"
-                f", {g['com_to_rf_centre_cells'].mean()[layer]:.2f} cells from the centre of mass"
+                f"a CAM-sized box on the field's centre holds {g['mass_in_centred_box'].mean()[layer]:.2f}"
+                f", the field's centre lies {g['com_to_rf_centre_cells'].mean()[layer]:.2f} cells "
+                "from the centre of mass"
             )
         lines.append(text)
     return "\n".join(lines)

@@ -91,37 +91,31 @@ def _arg(args, kwargs, pos: int, name: str, default=None):
     return args[pos] if len(args) > pos else kwargs.get(name, default)
 
 
-def _window_args(name: str, args, kwargs) -> zip:
-    """(kernel, stride, padding, dilation) of a 2-D convolution or pooling, per axis."""
-    if name in ("conv2d", "convolution", "_convolution"):
-        weight = _arg(args, kwargs, 1, "weight")
-        if weight is None or weight.ndim != 4:
-            raise _Untraceable("convolution that is not 2-D")
-        k, s, p = (
-            weight.shape[-2:],
-            _arg(args, kwargs, 3, "stride", 1),
-            _arg(args, kwargs, 4, "padding", 0),
-        )
-        d = _pair(_arg(args, kwargs, 5, "dilation", 1))
-        if p == "same":  # PyTorch puts the odd pixel at the end
-            p = (d[0] * (k[0] - 1) // 2, d[1] * (k[1] - 1) // 2)
-    else:  # max/avg_pool2d(input, kernel, stride, padding, dilation), lp_pool2d(input, p, kernel, stride)
-        lp = name == "lp_pool2d"
-        k, s = (
-            _pair(_arg(args, kwargs, 1 + lp, "kernel_size")),
-            _arg(args, kwargs, 2 + lp, "stride"),
-        )
-        s = k if s is None or s in ([], ()) else s
-        p = 0 if lp else _arg(args, kwargs, 3, "padding", 0)
-        d = _pair(_arg(args, kwargs, 4, "dilation", 1)) if name.startswith("max") else (1, 1)
-    return zip(k, _pair(s), (0, 0) if p == "valid" else _pair(p), d)
-
-
-_WINDOW = {"conv2d", "convolution", "_convolution", "max_pool2d", "max_pool2d_with_indices"}
-_WINDOW |= {"avg_pool2d", "lp_pool2d"}
+_CONV = {"conv2d", "convolution", "_convolution"}
+_WINDOW = _CONV | {"max_pool2d", "max_pool2d_with_indices", "avg_pool2d", "lp_pool2d"}
 _ADAPTIVE = {"adaptive_avg_pool2d", "adaptive_max_pool2d", "adaptive_max_pool2d_with_indices"}
 _PAD = {"pad", "constant_pad_nd"}
 _TRANSPOSE = {"transpose", "swapaxes", "swapdims", "transpose_"}
+
+
+def _window_args(name: str, args, kwargs) -> zip:
+    """(kernel, stride, padding, dilation) per axis of conv2d(input, weight, bias, stride,
+    padding, dilation), max/avg_pool2d(input, kernel, stride, padding, dilation) or
+    lp_pool2d(input, norm, kernel, stride)."""
+    conv, lp = name in _CONV, name == "lp_pool2d"
+    if conv:
+        weight = _arg(args, kwargs, 1, "weight")
+        if weight is None or weight.ndim != 4:
+            raise _Untraceable("convolution that is not 2-D")
+        k, s = tuple(weight.shape[-2:]), _arg(args, kwargs, 3, "stride", 1)
+    else:
+        k = _pair(_arg(args, kwargs, 1 + lp, "kernel_size"))
+        s = _arg(args, kwargs, 2 + lp, "stride") or k  # None or []: the kernel
+    p = 0 if lp else _arg(args, kwargs, 3 + conv, "padding", 0)
+    d = _pair(_arg(args, kwargs, 4 + conv, "dilation", 1) if conv or "max" in name else 1)
+    if p == "same":  # PyTorch puts the odd pixel at the end
+        p = tuple(di * (ki - 1) // 2 for di, ki in zip(d, k))
+    return zip(k, _pair(s), _pair(0 if p == "valid" else p), d)
 
 
 class _Tracer(TorchFunctionMode):
@@ -162,21 +156,16 @@ class _Tracer(TorchFunctionMode):
         if op in _WINDOW | _ADAPTIVE | _PAD:
             if out.ndim != first.ndim or info.dims != (first.ndim - 2, first.ndim - 1):
                 raise _Untraceable(f"{name} on a tensor whose last two axes are not (y, x)")
-            if op in _WINDOW:
-                windows = _window_args(name, args, kwargs)
-            elif (
-                op in _PAD
-            ):  # F.pad's pairs run from the last axis: (x before, x after, y before..)
-                pad = [int(v) for v in _arg(args, kwargs, 1, "pad")] + [0, 0, 0, 0]
+            if op in _ADAPTIVE:
+                axes = tuple(a.adaptive(n) for a, n in zip(info.axes, out.shape[-2:]))
+                return [_Info(info.dims, axes)]
+            if op in _PAD:  # F.pad's pairs run from the last axis: x before, x after, y before
+                pad = [int(v) for v in _arg(args, kwargs, 1, "pad")] + [0] * 4
                 windows = ((1, 1, pad[2], 1), (1, 1, pad[0], 1))
             else:
-                windows = (None, None)
-            sizes = out.shape[-2:]
-            axes = tuple(
-                a.adaptive(n) if w is None else a.window(n, *w)
-                for a, n, w in zip(info.axes, sizes, windows)
-            )
-            return [_Info(info.dims, axes)]  # not the indices of a max-pool
+                windows = _window_args(name, args, kwargs)
+            axes = tuple(a.window(n, *w) for a, n, w in zip(info.axes, out.shape[-2:], windows))
+            return [_Info(info.dims, axes)]  # a max-pool's indices stay untraced
         if op == "permute" or op in _TRANSPOSE:
             perm = list(range(first.ndim))
             if op == "permute":
