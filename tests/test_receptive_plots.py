@@ -145,6 +145,7 @@ def test_field_note_and_figure_titles():
             "com_dist_cells": [0.1, 0.2, 0.3, 0.4],
             "area50": [0.1, 0.2, 0.3, 0.4],
             "box_area": [0.25, 0.25, 0.05, 0.05],
+            "uniform_com_dist_cells": [1.0, 1.0, 2.0, 2.0],
         }
     )
     fig = plot_measurements(df, sigma=2.0, title="measured")

@@ -154,29 +154,24 @@ def plot_measurements(
     }
     sub = df.assign(map=df["map"].map(names))
     g = df.groupby("layer", observed=True)
-    panels = {  # measure: y label, label of the reference bars
-        "mass_in_box": ("share of mass inside the CAM box", "uniform map (= box area)"),
-        "com_dist_cells": (
+    box, uniform = g["box_area"].first(), g["uniform_com_dist_cells"].mean()
+    panels = [  # measure, its label, the reference values and their label
+        ("mass_in_box", "share of mass inside the CAM box", box, "uniform map (= box area)"),
+        (
+            "com_dist_cells",
             "centre-of-mass distance to cell centre\n(cell widths)",
+            uniform,
             "uniform map (mean)",
         ),
-        "area50": ("image fraction holding 50% of the mass", "CAM box area"),
-    }
-    refs = {
-        "mass_in_box": g["box_area"].first(),
-        "area50": g["box_area"].first(),
-        "com_dist_cells": g["uniform_com_dist_cells"].mean()
-        if "uniform_com_dist_cells" in df
-        else None,
-    }
+        ("area50", "image fraction holding 50% of the mass", box, "CAM box area"),
+    ]
     fig, axes = plt.subplots(1, 3, figsize=(12.6, 3.6), squeeze=False)
-    for ax, (m, (ylabel, ref_label)) in zip(axes[0], panels.items()):
+    for ax, (m, ylabel, ref, ref_label) in zip(axes[0], panels):
         with warnings.catch_warnings():  # seaborn 0.13 passes matplotlib's deprecated `vert`
             warnings.simplefilter("ignore", DeprecationWarning)
             warnings.simplefilter("ignore", PendingDeprecationWarning)
             sns.boxplot(sub, x="layer", y=m, hue="map", ax=ax, fliersize=1.5, linewidth=0.8)
-        if refs[m] is not None:
-            ax.plot(range(len(refs[m])), refs[m].values, "k_", ms=18, mew=2, label=ref_label)
+        ax.plot(range(len(ref)), ref.values, "k_", ms=18, mew=2, label=ref_label)
         ax.legend(fontsize=7, loc="best")
         ax.set_ylabel(ylabel, fontsize=9)
         ax.set_xlabel("layer (shallow → deep)", fontsize=9)

@@ -263,22 +263,19 @@ def receptive_field(
     tracer.register(x, _Info((2, 3), (_Axis(rows, rows, 1.0), _Axis(cols, cols, 1.0))))
     with torch.no_grad(), tracer:
         out = capture_output(model, layer, x)
-    if not isinstance(out, Tensor) or out.ndim != 4:
-        raise NotImplementedError(
-            "receptive_field needs a layer whose output is (N, C, h, w); for a transformer's "
-            "(N, T, C) tokens, which see the whole image after the first attention, use "
-            "empirical_receptive_field()"
-        )
-    info = tracer.info.get(id(out))
+    if not isinstance(out, Tensor) or out.ndim != 4:  # a transformer's (N, T, C) tokens, say
+        info = "a layer output that is not (N, C, h, w)"
+    else:
+        info = tracer.info.get(id(out))
+    if isinstance(info, _Info) and info.dims != (2, 3):
+        info = "a layer output laid out other than (N, C, h, w)"
     if isinstance(info, str):
         raise NotImplementedError(
-            f"cannot follow the operation {info!r} between the input and {layer!r}; "
+            f"receptive_field cannot follow {info!r} from the input to {layer!r}; "
             "use empirical_receptive_field() instead"
         )
     if info is None:
         raise RuntimeError(f"the output of {layer!r} does not depend on the input")
-    if info.dims != (2, 3):
-        raise NotImplementedError("the layer's output is not laid out as (N, C, h, w)")
     y, x = info.axes
     corners = (x.lo[None], y.lo[:, None], x.hi[None] + 1, y.hi[:, None] + 1)
     boxes = torch.stack(torch.broadcast_tensors(*corners), -1)
