@@ -312,17 +312,19 @@ def describe_measurements(df: pd.DataFrame, map_kind: str = "delta") -> str:
     locality of :func:`locality_table` and, for CNN layers, the least share inside the
     theoretical receptive field and the CAM box moved onto the field's centre."""
     sub = df[df["map"] == map_kind]
-    g = sub.groupby("layer", observed=True)
+    rf_cols = ["mass_in_rf", "mass_in_centred_box", "com_to_rf_centre_cells"]
+    rf = sub.reindex(columns=["layer", *rf_cols]).groupby("layer", observed=True)
+    least, centred = rf["mass_in_rf"].min(), rf[rf_cols[1:]].mean()
     label = "unblurred Δx" if map_kind == "delta" else "blurred map"
     lines = [f"On the {label} ({sub['image'].nunique()} images; box: the cell's CAM box):"]
     for layer, row in locality_table({"": df}, map_kind).loc[""].iterrows():
         text = f"  {layer} ({row['cells']} cells): {_locality_text(row)}"
-        if "mass_in_rf" in sub:
+        if pd.notna(least[layer]):  # a CNN layer, with its receptive field
+            box, dist = centred.loc[layer]
             text += (
-                f"; least share inside the receptive field {g['mass_in_rf'].min()[layer]:.3f}; "
-                f"a CAM-sized box on the field's centre holds {g['mass_in_centred_box'].mean()[layer]:.2f}"
-                f", the field's centre lies {g['com_to_rf_centre_cells'].mean()[layer]:.2f} cells "
-                "from the centre of mass"
+                f"; least share inside the receptive field {least[layer]:.3f}; a CAM-sized box "
+                f"on the field's centre holds {box:.2f}, the field's centre lies {dist:.2f} "
+                "cells from the centre of mass"
             )
         lines.append(text)
     return "\n".join(lines)
