@@ -94,14 +94,13 @@ def cell_measures(
     grid: Sequence[int],
     *,
     rf: ReceptiveField | None = None,
-    share: float = 0.5,
 ) -> dict[str, Tensor]:
     """Per-cell measures of maps (N, H, W), map n belonging to ``cells[n % K]`` (B images ×
     K cells, image-major, as :class:`CellAttributions` stacks them).
 
     Returns a dict of (N,) float64 CPU tensors: ``mass_in_box`` (share in the CAM box),
     ``com_dist_px`` and ``com_dist_cells`` (centre of mass to cell centre, in pixels and
-    in cell widths W/w, H/h), ``area50`` (image fraction holding ``share`` of the mass),
+    in cell widths W/w, H/h), ``area50`` (image fraction holding half of the mass),
     ``box_area`` (the box's image fraction: a uniform map's mass share),
     ``uniform_com_dist_cells`` (a uniform map's distance: image centre to cell centre);
     with ``rf``, ``mass_in_rf`` (share in the clipped theoretical field, 1 on the
@@ -122,7 +121,7 @@ def cell_measures(
         "mass_in_box": mass_in_box(maps, boxes),
         "com_dist_px": (com - centers).norm(dim=1),
         "com_dist_cells": ((com - centers) / cell_w).norm(dim=1),
-        "area50": mass_area(maps, share),
+        "area50": mass_area(maps),
         "box_area": torch.full((N,), 1.0 / (h * w), dtype=torch.float64),
         "uniform_com_dist_cells": ((centers - centers.new_tensor([W / 2, H / 2])) / cell_w).norm(
             dim=1
@@ -203,19 +202,12 @@ def measure_layers(
     return out
 
 
-def summarize_by_depth(
-    df: pd.DataFrame,
-    measures: Sequence[str] = (
-        "mass_in_box",
-        "mass_in_centred_box",
-        "com_dist_cells",
-        "com_to_rf_centre_cells",
-        "area50",
-    ),
-) -> pd.DataFrame:
-    """Mean, median and count of each measure per (layer, map), layers in depth order."""
+def summarize_by_depth(df: pd.DataFrame) -> pd.DataFrame:
+    """Mean and median of the main measures of a :func:`measure_layers` table, cells
+    counted, per (layer, map), layers in depth order."""
+    main = ["mass_in_box", "mass_in_centred_box", "com_dist_cells", "com_to_rf_centre_cells"]
     g = df.groupby(["layer", "map"], observed=True)
-    table = g[[m for m in measures if m in df.columns]].agg(["mean", "median"])
+    table = g[[m for m in [*main, "area50"] if m in df.columns]].agg(["mean", "median"])
     table[("cells", "n")] = g.size()
     table[("box_area", "value")] = g["box_area"].first()
     return table

@@ -14,7 +14,7 @@ import pandas as pd
 from torch import Tensor
 
 from ..plotting import draw_box, overlay
-from .cells import all_cells, as_cells, cam_boxes, cell_centers
+from .cells import all_cells, cam_boxes, cell_centers
 from .measures import center_of_mass
 from .tracer import ReceptiveField
 
@@ -56,22 +56,21 @@ def plot_contact_sheet(
     maps: Tensor,
     grid: Sequence[int],
     *,
-    cells: Sequence | Tensor | None = None,
     rf: ReceptiveField | None = None,
     panel_size: float = 1.3,
     title: str | None = None,
 ) -> plt.Figure:
     """An h × w grid of panels (at most :data:`MAX_PANELS`): panel (i, j) is the image with
-    the map of cell (i, j), its CAM box and, given ``rf``, its receptive field. ``maps``
-    (K, H, W) belong to ``cells`` (default: all h·w cells, row-major)."""
-    c = all_cells(grid) if cells is None else as_cells(cells)
+    the map of cell (i, j), its CAM box and, given ``rf``, its receptive field; ``maps``
+    (h·w, H, W) are all cells, row-major (:func:`~fame_utils.receptive.run_cells`)."""
+    c = all_cells(grid)
     h, w = (int(v) for v in grid)
     if h * w > MAX_PANELS:
         raise ValueError(
             f"a {h}x{w} contact sheet has {h * w} panels (> {MAX_PANELS}); pick a deeper layer"
         )
     if maps.ndim != 3 or len(maps) != len(c):
-        raise ValueError(f"maps must be (K={len(c)}, H, W), got {tuple(maps.shape)}")
+        raise ValueError(f"maps must be (h·w={len(c)}, H, W), got {tuple(maps.shape)}")
     H, W = maps.shape[-2:]
     boxes = cam_boxes(grid, (H, W), c)
     fields = None if rf is None else rf.boxes_for(c, clip=True)

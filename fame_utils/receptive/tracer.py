@@ -18,7 +18,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten
 from torchvision.ops import clip_boxes_to_image, masks_to_boxes
 
-from .._checks import check_images, model_device
+from .._checks import model_device
 from ..hooks import capture_output
 from ..objectives import cell_objective
 from .cells import as_cells
@@ -291,35 +291,26 @@ def empirical_receptive_field(
     layer: nn.Module | str,
     cells: Sequence[tuple[int, int]] | Tensor | None = None,
     image_size: int | Sequence[int] | None = None,
-    *,
-    images: Tensor | None = None,
-    seed: int = 0,
 ) -> Tensor:
     """Gradient-based receptive field: the bounding box of the pixels where
     ∂ Σ_c |a_c[k]| / ∂x ≠ 0, for each cell k (one batched backward pass).
 
-    A lower bound of the theoretical field clipped to the image (an inactive ReLU or a
-    zero weight hides pixels); equal to it on networks with positive weights. Works for
-    (N, T, C) token layers too.
+    Taken at uniform noise (seed 0), it is a lower bound of the theoretical field clipped
+    to the image (an inactive ReLU or a zero weight hides pixels), equal to it on networks
+    with positive weights; it works for (N, T, C) token layers too.
 
     Args:
         model, layer, image_size: as for :func:`receptive_field`.
         cells: (K, 2) (row, col); ``None``: every cell.
-        images: (1, 3, H, W) input to differentiate at; default uniform noise (``seed``).
 
     Returns:
         (K, 4) float64 ``(x0, y0, x1, y1)`` half-open on the CPU; NaN for a cell whose
         gradient is zero everywhere.
     """
-    if images is None:
-        H, W = _image_size(model, image_size)
-        images = torch.rand(1, 3, H, W, generator=torch.Generator().manual_seed(seed))
-    check_images(images)
-    if images.shape[0] != 1:
-        raise ValueError("empirical_receptive_field takes a single image (1, 3, H, W)")
-    cells = None if cells is None else as_cells(cells)
-    obj = cell_objective(model, layer, cells, image_size=tuple(images.shape[-2:]))
-    x, bound = obj.expand(model, images.to(model_device(model)))
+    size = _image_size(model, image_size)
+    noise = torch.rand(1, 3, *size, generator=torch.Generator().manual_seed(0))
+    obj = cell_objective(model, layer, None if cells is None else as_cells(cells), image_size=size)
+    x, bound = obj.expand(model, noise.to(model_device(model)))
     x = x.detach().requires_grad_(True)
     (grad,) = torch.autograd.grad(bound(model, x).sum(), x)
     support = grad.abs().amax(1) > 0  # (K, H, W)
