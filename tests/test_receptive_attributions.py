@@ -1,4 +1,4 @@
-"""FAME on feature cells (fame_utils.receptive.attributions) on networks whose true
+"""FAME on feature cells (fame_utils.receptive.cells.run_cells) on networks whose true
 dependence is known."""
 
 from __future__ import annotations
