@@ -1,8 +1,9 @@
-"""FAME on feature cells (fame_utils.receptive.attributions) on networks whose true
+"""FAME on feature cells (fame_utils.receptive.cells.run_cells) on networks whose true
 dependence is known."""
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 import torch
 from receptive_nets import conv_stack, patchify_net
@@ -10,13 +11,8 @@ from torch import nn
 
 from fame_utils.core import FameConfig
 from fame_utils.postprocess import GRAY_WEIGHTS
-from fame_utils.receptive import (
-    all_cells,
-    cell_measures,
-    explain_cells,
-    receptive_field,
-    run_cells,
-)
+from fame_utils.receptive import cell_measures, measure_layers, receptive_field, run_cells
+from fame_utils.receptive.cells import all_cells
 
 
 def test_patchify_cells_stay_in_their_cam_box():
@@ -65,7 +61,8 @@ def test_batched_cells_equal_one_at_a_time(tiny_cnn):
         for k, c in enumerate(cells):
             one = run_cells(tiny_cnn, x[b : b + 1], layer, [c], iterations=6, progress=False)
             torch.testing.assert_close(batched.delta[b, k], one.delta[0, 0], atol=1e-6, rtol=0)
-    maps = explain_cells(tiny_cnn, x, layer, cells, iterations=6, progress=False)
+    # chunking does not change the maps: the default chunk holds all 8 samples
+    maps = run_cells(tiny_cnn, x, layer, cells, iterations=6, progress=False).maps()
     torch.testing.assert_close(maps, batched.maps(), atol=1e-6, rtol=0)
     # re-blurring reuses Δx: σ changes without a new run
     assert not torch.allclose(batched.maps(sigma=1.0), batched.maps(sigma=4.0))
@@ -132,5 +129,9 @@ def test_recipe_sets_the_feature_cell_step_space():
     torch.testing.assert_close(forced.delta, ref.delta)
     with pytest.raises(ValueError, match="disagrees with recipe 'paper'"):
         run_cells(net, x, net.conv, [(1, 2)], FameConfig(step_space="pixel"), **kw)
-    maps = explain_cells(net, x, net.conv, [(1, 2)], recipe="reference", **kw)
-    torch.testing.assert_close(maps, ref.maps())
+    # measure_layers takes step_space= as run_cells does (it used to refuse it)
+    sample = {"cells_per_layer": 2, **kw}
+    forced = measure_layers(net, x, {"1x1": net.conv}, step_space="pixel", **sample)
+    pd.testing.assert_frame_equal(
+        forced, measure_layers(net, x, {"1x1": net.conv}, recipe="reference", **sample)
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from fame_utils.receptive import (
+from fame_utils.receptive.cells import (
     all_cells,
     cam_boxes,
     cell_centers,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -12,18 +13,17 @@ import torch
 from fame_utils.receptive import (
     ReceptiveField,
     cell_measures,
-    center_of_mass,
     describe_depth_trend,
+    describe_locality,
     describe_measurements,
-    mass_area,
-    mass_in_box,
+    locality_table,
     measure_layers,
-    measure_run,
     receptive_field,
     receptive_field_table,
     run_cells,
-    sample_cells,
 )
+from fame_utils.receptive.cells import sample_cells
+from fame_utils.receptive.measures import center_of_mass, mass_area, mass_in_box
 
 
 def test_mass_in_box_by_hand():
@@ -92,19 +92,21 @@ def test_measure_layers_table(tiny_cnn):
     # the first conv (3×3, pad 1) reaches one pixel beyond its 1-pixel CAM box
     assert d[d["layer"] == "16x16"]["mass_in_box"].max() < 1.0
     text = describe_measurements(df)
-    assert "16x16" in text and "8x8" in text and "CAM box" in text
-    # one layer's run measured on its own gives that layer's rows
-    res = run_cells(
-        tiny_cnn, x, layers["8x8"], sample_cells((8, 8), 3), iterations=2, progress=False
-    )
+    assert "16x16 (6 cells)" in text and "8x8 (6 cells)" in text and "CAM box" in text
+    # a layer's rows are cell_measures of its run_cells on Δx, then on the blurred Δx
+    blur = {"sigma": 1.0, "kernel_size": 5}
+    cells = sample_cells((8, 8), 3)
+    res = run_cells(tiny_cnn, x, layers["8x8"], cells, iterations=2, progress=False, **blur)
     rf = receptive_field(tiny_cnn, layers["8x8"], 16)
-    one = measure_run(
-        res, layer="8x8", depth=1, rf=rf, image_names=["a", "b"], sigma=1.0, kernel_size=5
-    )
-    rows = df[df["layer"] == "8x8"].reset_index(drop=True).astype({"layer": one["layer"].dtype})
-    pd.testing.assert_frame_equal(one, rows, check_exact=False, atol=1e-9, rtol=0)
+    rows = df[df["layer"] == "8x8"]
+    for kind, maps in (("delta", res.delta), ("blurred", res.blurred())):
+        got = rows[rows["map"] == kind]
+        assert got["image"].tolist() == ["a"] * 3 + ["b"] * 3 and set(got["depth"]) == {1}
+        assert got[["row", "col"]].to_numpy().tolist() == cells.repeat(2, 1).tolist()
+        for name, value in cell_measures(maps.flatten(0, 1), cells, (8, 8), rf=rf).items():
+            np.testing.assert_allclose(got[name], value.numpy(), atol=1e-9, rtol=0)
     with pytest.raises(ValueError, match="image_names"):
-        measure_run(res, layer="8x8", image_names=["a"])
+        measure_layers(tiny_cnn, x, layers, image_names=["a"])
 
 
 def _two_fields() -> dict[str, ReceptiveField]:
@@ -170,3 +172,46 @@ def test_describe_depth_trend_by_hand():
     assert "CAM box does not fall (0.70 -> 0.90); at deep 10% of" in rising
     with pytest.raises(ValueError, match="map == 'delta'"):
         describe_depth_trend(_trend_table((0.1, 0.3)).query("map == 'blurred'"))
+
+
+def test_locality_table_and_text_by_hand():
+    """Uniform-relative locality from hand-made measurement rows of two networks."""
+
+    def rows(layer, grid, mass, offset, uniform, area):
+        return [
+            {
+                "layer": layer,
+                "map": kind,
+                "grid_h": grid,
+                "grid_w": grid,
+                "box_area": 1 / grid**2,
+                "mass_in_box": mass if kind == "delta" else 0.0,
+                "com_dist_cells": offset,
+                "uniform_com_dist_cells": uniform,
+                "area50": area,
+            }
+            for kind in ("delta", "blurred")
+        ]
+
+    vit_df = pd.DataFrame(
+        rows("block1", 8, 0.25, 1.0, 2.0, 1 / 32) + rows("block4", 8, 0.0625, 2.0, 2.0, 0.25)
+    )
+    cnn_df = pd.DataFrame(
+        rows("56x56", 56, 0.5, 0.1, 20.0, 0.0) + rows("7x7", 7, 0.1, 1.5, 3.0, 0.2)
+    )
+    table = locality_table({"vit": vit_df, "cnn": cnn_df})
+    assert list(table.index) == [
+        ("vit", "block1"),
+        ("vit", "block4"),
+        ("cnn", "56x56"),
+        ("cnn", "7x7"),
+    ]
+    b1 = table.loc[("vit", "block1")]
+    assert b1["grid"] == "8x8" and b1["cells"] == 1
+    assert b1["x uniform"] == pytest.approx(16.0) and b1["offset / uniform"] == pytest.approx(0.5)
+    assert b1["50% area / box"] == pytest.approx(2.0)
+    assert table.loc[("vit", "block4"), "x uniform"] == pytest.approx(4.0)
+    text = describe_locality(table, "vit", "block1", reference="cnn")
+    assert "vit, block1: 0.25 of the mass in its own box (16.0x a uniform map)" in text
+    assert "0.50 of a uniform map's offset" in text and "half the mass over 2.0 boxes" in text
+    assert "cnn: cells stay local (offset below a quarter of a uniform map's) up to 56x56" in text

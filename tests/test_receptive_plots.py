@@ -34,7 +34,7 @@ def test_contact_sheet_draws_each_cam_box_in_its_panel():
     (rect,) = _rectangles(fig.axes[5])
     assert rect.get_xy() == (7.5, 3.5) and (rect.get_width(), rect.get_height()) == (4, 4)
     plt.close(fig)
-    with pytest.raises(ValueError, match="max_panels"):
+    with pytest.raises(ValueError, match="3136 panels"):
         plot_contact_sheet(image, torch.rand(3136, 2, 2), (56, 56))
 
 
@@ -145,6 +145,7 @@ def test_field_note_and_figure_titles():
             "com_dist_cells": [0.1, 0.2, 0.3, 0.4],
             "area50": [0.1, 0.2, 0.3, 0.4],
             "box_area": [0.25, 0.25, 0.05, 0.05],
+            "uniform_com_dist_cells": [1.0, 1.0, 2.0, 2.0],
         }
     )
     fig = plot_measurements(df, sigma=2.0, title="measured")

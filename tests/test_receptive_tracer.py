@@ -144,3 +144,27 @@ def test_efficientnet_lite0_receptive_field_matches_gradients():
     cells = [(0, 0), (5, 9), (13, 13)]
     emp = empirical_receptive_field(model, stages["14x14"], cells)
     assert torch.equal(emp, rf.boxes_for(cells, clip=True))
+
+
+class ChannelsLast(nn.Module):
+    """A ConvNeXt-style block: 3×3 conv, then a LayerNorm and a linear layer on the
+    channels-last view (permute there and back), then another 3×3 conv. The channel ops
+    act per pixel, so the field is that of the two convs: 5 px, jump 1."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1)
+        self.norm, self.linear = nn.LayerNorm(4), nn.Linear(4, 4)
+
+    def forward(self, x):
+        y = self.linear(self.norm(self.conv1(x).permute(0, 2, 3, 1)))
+        return self.conv2(y.transpose(3, 1).transpose(2, 3))
+
+
+def test_receptive_field_follows_permutes_to_channels_last():
+    net = ChannelsLast().eval()
+    rf = receptive_field(net, net.conv2, 10)
+    assert rf.size == (5, 5) and rf.jump == (1.0, 1.0)
+    assert rf.box(4, 6).tolist() == [4, 2, 9, 7]
+    emp = empirical_receptive_field(net, net.conv2, [(0, 0), (4, 6), (9, 9)], 10)
+    assert torch.equal(emp, rf.boxes_for([(0, 0), (4, 6), (9, 9)], clip=True))

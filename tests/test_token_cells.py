@@ -13,15 +13,15 @@ from torchvision.models.vision_transformer import VisionTransformer
 from fame_utils.core import run_fame
 from fame_utils.objectives import FeatureCell, TokenCell, cell_objective
 from fame_utils.receptive import (
-    all_cells,
-    cam_boxes,
     cell_measures,
+    describe_measurements,
     empirical_receptive_field,
-    mass_in_box,
     measure_layers,
     receptive_field,
     run_cells,
 )
+from fame_utils.receptive.cells import all_cells, cam_boxes
+from fame_utils.receptive.measures import mass_in_box
 
 QUIET = dict(progress=False)
 
@@ -190,6 +190,12 @@ def test_measure_layers_on_token_blocks():
     assert len(df) == 2 * 3 * 2 and set(df["grid_h"]) == {4}
     assert "mass_in_rf" not in df.columns  # no traced receptive field for tokens
     assert (df[df["map"] == "delta"]["mass_in_box"] == 1.0).all()
+    # beside the patch embedding (a CNN layer with a field) the blocks get no field clause
+    layers = {"patches": net.conv_proj, "block 1": net.encoder.layers[0]}
+    mixed = measure_layers(net, _images(1, 4), layers, cells_per_layer=2, iterations=1, **QUIET)
+    patches, block = describe_measurements(mixed).splitlines()[1:]
+    assert "receptive field 1.000" in patches and "receptive field" not in block
+    assert "nan" not in block
     with pytest.raises(NotImplementedError, match="empirical_receptive_field"):
         receptive_field(net, net.encoder.layers[0], 16)
     with pytest.raises(ValueError, match="token layers only"):

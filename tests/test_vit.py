@@ -241,52 +241,6 @@ def test_registry_leaves_out_fullgrad_for_vits(vit):
         FullGrad()(vit, torch.rand(1, 3, 32, 32), ClassLogit([0]))
 
 
-def test_locality_table_and_text_by_hand():
-    """Uniform-relative locality from hand-made measurement rows of two networks."""
-    import pandas as pd
-
-    from fame_utils.receptive.locality import describe_locality, locality_table
-
-    def rows(layer, grid, mass, offset, uniform, area):
-        return [
-            {
-                "layer": layer,
-                "map": kind,
-                "grid_h": grid,
-                "grid_w": grid,
-                "box_area": 1 / grid**2,
-                "mass_in_box": mass if kind == "delta" else 0.0,
-                "com_dist_cells": offset,
-                "uniform_com_dist_cells": uniform,
-                "area50": area,
-            }
-            for kind in ("delta", "blurred")
-        ]
-
-    vit_df = pd.DataFrame(
-        rows("block1", 8, 0.25, 1.0, 2.0, 1 / 32) + rows("block4", 8, 0.0625, 2.0, 2.0, 0.25)
-    )
-    cnn_df = pd.DataFrame(
-        rows("56x56", 56, 0.5, 0.1, 20.0, 0.0) + rows("7x7", 7, 0.1, 1.5, 3.0, 0.2)
-    )
-    table = locality_table({"vit": vit_df, "cnn": cnn_df})
-    assert list(table.index) == [
-        ("vit", "block1"),
-        ("vit", "block4"),
-        ("cnn", "56x56"),
-        ("cnn", "7x7"),
-    ]
-    b1 = table.loc[("vit", "block1")]
-    assert b1["grid"] == "8x8" and b1["cells"] == 1
-    assert b1["x uniform"] == pytest.approx(16.0) and b1["offset / uniform"] == pytest.approx(0.5)
-    assert b1["50% area / box"] == pytest.approx(2.0)
-    assert table.loc[("vit", "block4"), "x uniform"] == pytest.approx(4.0)
-    text = describe_locality(table, "vit", "block1", reference="cnn")
-    assert "vit, block1: 0.25 of the mass in its own box (16.0x a uniform map)" in text
-    assert "0.50 of a uniform map's offset" in text and "half the mass over 2.0 boxes" in text
-    assert "cnn: cells stay local (offset below a quarter of a uniform map's) up to 56x56" in text
-
-
 def test_digits_names_and_dataset(test_split):
     small = load_digits_images(limit=3)
     assert small.names[0] == f"#{int(small.indices[0])} digit {int(small.labels[0])}"

@@ -1,59 +1,58 @@
-"""Cells of a feature map and the image boxes CAM assumes they see (paper Sec. 3, Fig. 2).
+"""Cells of a layer, the boxes CAM assumes they see, and FAME over many cells at once.
 
-A cell is a (row, col) position of a layer's h × w grid. CAM methods upsample an h × w
-map to the H × W image, which assumes that cell (i, j) "sees" rows [i·H/h, (i+1)·H/h),
-columns [j·W/w, (j+1)·W/w) — the **CAM-assumed box**. For a transformer's patch tokens
-the grid is the patch grid and the box is the token's patch.
-
-Coordinates: a box ``(x0, y0, x1, y1)`` is half-open in input pixels — it holds the pixels
-with column index x0 ≤ x < x1 and row index y0 ≤ y < y1, so pixel k spans [k, k+1) and its
-centre is k + 0.5.
+A cell is a (row, col) position of a layer's h × w grid (a transformer's patch grid).
+Upsampling an h × w map to H × W assumes that cell (i, j) sees rows [i·H/h, (i+1)·H/h) and
+columns [j·W/w, (j+1)·W/w), its **CAM-assumed box** (paper Sec. 3). Boxes are
+``(x0, y0, x1, y1)``, half-open, in input pixels: pixel k spans [k, k+1).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+
+from .._checks import check_images, model_device
+from ..core import FameConfig, FameResult, run_fame
+from ..objectives import cell_objective
+from ..postprocess import gaussian_blur
+from ..recipes import Recipe, get_recipe
 
 __all__ = [
-    "DEFAULT_CELL_BATCH",
     "default_cell_batch",
+    "as_cells",
     "all_cells",
     "sample_cells",
     "cells_at",
     "cam_boxes",
     "cell_centers",
-    "clip_boxes",
+    "cell_config",
+    "CellAttributions",
+    "run_cells",
 ]
-
-DEFAULT_CELL_BATCH = {"cpu": 16, "cuda": 64}
-"""Samples (image copies × cells) optimised together when the config sets no
-``batch_size``, per device type (others use the CPU value). On a CPU, larger chunks run
-*slower* per sample (EfficientNet-Lite0 at 224 px, 2 cores: ~16 ms per sample-iteration
-in chunks of 16, ~140 ms in one chunk of 49, the activations no longer fit the caches and
-page faults pile up); on a GPU 64 copies of a 224 px image keep a ResNet-50's or
-EfficientNet-Lite0's activations to a few GiB."""
 
 
 def default_cell_batch(device: torch.device | str) -> int:
-    """The chunk size :func:`run_cells` uses on ``device`` when the config sets none."""
-    kind = torch.device(device).type
-    return DEFAULT_CELL_BATCH.get(kind, DEFAULT_CELL_BATCH["cpu"])
+    """Samples (image copies × cells) :func:`run_cells` optimises together when the config
+    sets no ``batch_size``: 64 on a GPU (a few GiB for a 224 px ResNet-50), 16 elsewhere;
+    on a CPU larger chunks run slower per sample (EfficientNet-Lite0, 224 px, 2 cores:
+    ~16 ms per sample-iteration in chunks of 16, ~140 ms in one chunk of 49)."""
+    return 64 if torch.device(device).type == "cuda" else 16
 
 
-def _as_cells(cells: Sequence[tuple[int, int]] | Tensor) -> Tensor:
+def as_cells(cells: Sequence[tuple[int, int]] | Tensor) -> Tensor:
+    """``cells`` as a (K, 2) long tensor of (row, col); refuses floats and other shapes."""
     t = torch.as_tensor(cells)
     if t.is_floating_point() or t.dtype == torch.bool:
         raise TypeError(f"cells must be integer (row, col) pairs, got dtype {t.dtype}")
-    t = t.long()
     if t.numel() == 0 or t.shape[-1] != 2:
         raise ValueError(f"cells must be a (K, 2) list of (row, col) pairs, got {tuple(t.shape)}")
-    return t.reshape(-1, 2)
+    return t.long().reshape(-1, 2)
 
 
-def _check_grid(grid: Sequence[int]) -> tuple[int, int]:
+def _grid(grid: Sequence[int]) -> tuple[int, int]:
     h, w = (int(v) for v in grid)
     if h < 1 or w < 1:
         raise ValueError(f"grid must be a positive (h, w), got {tuple(grid)}")
@@ -61,56 +60,44 @@ def _check_grid(grid: Sequence[int]) -> tuple[int, int]:
 
 
 def all_cells(grid: Sequence[int]) -> Tensor:
-    """Every cell of an h × w grid, row-major: (h·w, 2) long tensor of (row, col)."""
-    h, w = _check_grid(grid)
-    rr, cc = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
-    return torch.stack([rr.reshape(-1), cc.reshape(-1)], 1)
+    """Every cell of an h × w grid, row-major: (h·w, 2) long (row, col)."""
+    h, w = _grid(grid)
+    return torch.cartesian_prod(torch.arange(h), torch.arange(w)).reshape(-1, 2)
 
 
 def sample_cells(grid: Sequence[int], k: int | None, seed: int = 0) -> Tensor:
-    """``k`` distinct cells of an h × w grid drawn with a fixed seed, sorted row-major;
-    all cells when ``k`` is ``None`` or ≥ h·w. Returns a (K, 2) long tensor."""
+    """``k`` distinct cells drawn with ``seed``, sorted row-major: (K, 2) long; all cells
+    when ``k`` is ``None`` or ≥ h·w."""
     cells = all_cells(grid)
-    if k is None or k >= cells.shape[0]:
+    if k is None or k >= len(cells):
         return cells
     if k < 1:
         raise ValueError(f"k must be >= 1 or None, got {k}")
-    g = torch.Generator().manual_seed(int(seed))
-    pick = torch.randperm(cells.shape[0], generator=g)[:k].sort().values
-    return cells[pick]
+    pick = torch.randperm(len(cells), generator=torch.Generator().manual_seed(int(seed)))
+    return cells[pick[:k].sort().values]
 
 
 def cells_at(grid: Sequence[int], positions: Sequence[tuple[float, float]]) -> Tensor:
-    """The cells under relative image positions (y, x) in [0, 1) — the same image point
-    at every depth. Returns (K, 2) long (row, col)."""
-    h, w = _check_grid(grid)
+    """The cells under relative image positions (y, x) in [0, 1], the same image point at
+    every depth: (K, 2) long (row, col)."""
+    h, w = _grid(grid)
     pos = torch.as_tensor(positions, dtype=torch.float64).reshape(-1, 2)
     if bool(((pos < 0) | (pos > 1)).any()):
         raise ValueError(f"positions must lie in [0, 1], got {pos.tolist()}")
-    rows = (pos[:, 0] * h).floor().long().clamp(0, h - 1)
-    cols = (pos[:, 1] * w).floor().long().clamp(0, w - 1)
-    return torch.stack([rows, cols], 1)
+    hw = pos.new_tensor([h, w])
+    return (pos * hw).floor().long().minimum(hw.long() - 1)
 
 
 def cam_boxes(
     grid: Sequence[int], image_size: Sequence[int], cells: Sequence | Tensor | None = None
 ) -> Tensor:
-    """CAM-assumed boxes: the image region that upsampling an h × w map to H × W assigns
-    to each cell, rows [i·H/h, (i+1)·H/h) and columns [j·W/w, (j+1)·W/w).
-
-    Args:
-        grid: (h, w) of the layer.
-        image_size: (H, W) of the input.
-        cells: (K, 2) (row, col); ``None``: every cell, row-major.
-
-    Returns:
-        (K, 4) float64 ``(x0, y0, x1, y1)``, half-open, in input pixels (CPU).
-    """
-    h, w = _check_grid(grid)
+    """CAM-assumed boxes of ``cells`` ((K, 2) (row, col); ``None``: all, row-major) of an
+    h × w ``grid`` on an H × W image: (K, 4) float64 ``(x0, y0, x1, y1)`` on the CPU."""
+    h, w = _grid(grid)
     H, W = (int(v) for v in image_size)
-    c = all_cells((h, w)) if cells is None else _as_cells(cells)
-    i, j = c[:, 0].double(), c[:, 1].double()
-    return torch.stack([j * W / w, i * H / h, (j + 1) * W / w, (i + 1) * H / h], 1)
+    c = (all_cells((h, w)) if cells is None else as_cells(cells)).double()
+    size, n = c.new_tensor([W, H]), c.new_tensor([w, h])
+    return torch.cat([c.flip(1) * size / n, (c.flip(1) + 1) * size / n], 1)
 
 
 def cell_centers(
@@ -118,12 +105,114 @@ def cell_centers(
 ) -> Tensor:
     """Centres of the CAM boxes: (K, 2) float64 ``(x, y)`` = ((j+½)·W/w, (i+½)·H/h)."""
     b = cam_boxes(grid, image_size, cells)
-    return torch.stack([(b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2], 1)
+    return (b[:, :2] + b[:, 2:]) / 2
 
 
-def clip_boxes(boxes: Tensor, image_size: Sequence[int]) -> Tensor:
-    """Boxes (..., 4) ``(x0, y0, x1, y1)`` clipped to an H × W image."""
-    H, W = (int(v) for v in image_size)
-    lo = boxes.new_tensor([0, 0, 0, 0])
-    hi = boxes.new_tensor([W, H, W, H])
-    return torch.minimum(torch.maximum(boxes, lo), hi)
+def cell_config(
+    config: FameConfig | None,
+    overrides: dict,
+    model: nn.Module | None = None,
+    recipe: str | Recipe | None = None,
+) -> FameConfig:
+    """The config a cell run uses: ``config`` (default ``FameConfig()``) with ``overrides``,
+    the step space of ``recipe.feature_cell_step_space`` unless ``step_space`` is
+    overridden, and :func:`default_cell_batch` of the model's device when no
+    ``batch_size`` is set. A ``config`` whose step space disagrees with the recipe's is
+    refused, never silently changed."""
+    rec = get_recipe(recipe)
+    space = overrides.get("step_space", rec.feature_cell_step_space)
+    if config is not None and "step_space" not in overrides and config.step_space != space:
+        raise ValueError(
+            f"config.step_space={config.step_space!r} disagrees with recipe {rec.name!r} "
+            f"(feature cells step in {space!r}); pass step_space={config.step_space!r} "
+            "explicitly, or a recipe that steps there (recipe='reference' steps in pixels)"
+        )
+    cfg = (config or FameConfig()).replace(**{**overrides, "step_space": space})
+    if cfg.batch_size is None:
+        device = model_device(model) if model is not None else "cpu"
+        cfg = cfg.replace(batch_size=default_cell_batch(device))
+    return cfg
+
+
+@dataclass
+class CellAttributions:
+    """FAME over K cells of one layer for B images (paper Fig. 2, L_a).
+
+    Attributes:
+        result: the run; its ``delta`` is the unblurred Δx of the B·K samples, image-major.
+        cells: (K, 2) long (row, col) of the explained cells.
+        grid: (h, w) of the layer's output.
+        image_size: (H, W) of the input.
+    """
+
+    result: FameResult
+    cells: Tensor
+    grid: tuple[int, int]
+    image_size: tuple[int, int]
+
+    @property
+    def config(self) -> FameConfig:
+        return self.result.config
+
+    @property
+    def delta(self) -> Tensor:
+        """(B, K, H, W) unblurred Δx = |gray(x̄) − gray(x)| (step-space units)."""
+        return self.result.delta.view(-1, len(self.cells), *self.image_size)
+
+    def maps(self, **options: object) -> Tensor:
+        """(B, K, H, W) blurred, normalised maps in [0, 1]; ``options`` (``sigma``,
+        ``kernel_size``, ``normalization``) of :meth:`FameResult.maps` change them
+        without re-optimising."""
+        return self.result.maps(**options).view_as(self.delta)
+
+    def blurred(self, *, sigma: float | None = None, kernel_size: int | None = None) -> Tensor:
+        """(B, K, H, W) blurred Δx, not normalised (mass-preserving up to the mirrored
+        borders); σ and kernel size default to the run's config."""
+        k = self.config.kernel_size if kernel_size is None else kernel_size
+        s = self.config.sigma if sigma is None else sigma
+        return gaussian_blur(self.result.delta, k, s).view_as(self.delta)
+
+    def cam_boxes(self) -> Tensor:
+        """(K, 4) CAM-assumed boxes of the cells (:func:`cam_boxes`)."""
+        return cam_boxes(self.grid, self.image_size, self.cells)
+
+
+def run_cells(
+    model: nn.Module,
+    images: Tensor,
+    layer: nn.Module | str,
+    cells: Sequence[tuple[int, int]] | Tensor | None = None,
+    config: FameConfig | None = None,
+    *,
+    class_token: bool = False,
+    recipe: str | Recipe | None = None,
+    **overrides: object,
+) -> CellAttributions:
+    """FAME for K cells of ``layer`` on B images in one batched run (paper Fig. 2).
+
+    Each image is copied once per cell and the B·K copies descend
+    L_a = ‖a[k] − 0‖₁ = Σ_c |a_c[k]| together (:class:`~fame_utils.objectives.FeatureCell`,
+    whose hook stops the forward pass at ``layer``) in chunks of ``batch_size`` samples.
+    A layer with (N, T, C) output is explained per patch token
+    (:class:`~fame_utils.objectives.TokenCell`, square patch grid after one class token;
+    ``class_token=True`` explains the class token alone, as cell (0, 0) of a 1 × 1 grid).
+
+    Args:
+        model: network in eval mode taking (B, 3, H, W) [0, 1] RGB.
+        images: float (B, 3, H, W) in [0, 1], on any device.
+        layer: the module or its dotted name; output (N, C, h, w) or (N, T, C).
+        cells: (K, 2) (row, col); ``None``: all h·w cells, row-major.
+        config, recipe, overrides: the run's config, as :func:`cell_config` builds it
+            (``recipe``: ``"paper"`` steps in normalised input, ``"reference"`` in pixels).
+
+    Returns:
+        :class:`CellAttributions` with Δx (B, K, H, W) on the images' device.
+    """
+    check_images(images)
+    cfg = cell_config(config, overrides, model, recipe)
+    size = (int(images.shape[-2]), int(images.shape[-1]))
+    cell_t = None if cells is None else as_cells(cells)
+    objective = cell_objective(model, layer, cell_t, image_size=size, class_token=class_token)
+    grid = objective.grid_shape(model, size)
+    result = run_fame(model, images, objective, cfg)
+    return CellAttributions(result, all_cells(grid) if cell_t is None else cell_t, grid, size)

@@ -11,10 +11,9 @@ from .._checks import check_images
 from ..core import FameConfig
 from ..objectives import cell_objective
 from ..postprocess import gaussian_blur, kernel_size_for
-from .attributions import CellAttributions, _cell_config, run_cells
-from .cells import cam_boxes
+from .cells import CellAttributions, cam_boxes, cell_config, run_cells
 from .measures import cell_measures
-from .plots import _imshow_limits, draw_field
+from .plots import draw_field, imshow_limits
 from .tracer import ReceptiveField, receptive_field
 
 __all__ = ["cell_explorer"]
@@ -55,7 +54,7 @@ def cell_explorer(
     from ..widgets import panel
 
     check_images(images)
-    cfg = _cell_config(config, {"progress": False}, model)
+    cfg = cell_config(config, {"progress": False}, model)
     labels = list(layers)
     size = tuple(images.shape[-2:])
     grids = {
@@ -121,7 +120,7 @@ def cell_explorer(
         if rf is not None:
             draw_field(axes[1], rf.box(row, col, clip=True))
         draw_box(axes[1], cam_boxes((h, w), delta.shape[-2:], [(row, col)])[0])
-        _imshow_limits(axes[1], *delta.shape[-2:])
+        imshow_limits(axes[1], *delta.shape[-2:])
         text = (
             f"mass in CAM box: Δx {m_d['mass_in_box'].item():.3f}, blurred "
             f"{m_b['mass_in_box'].item():.3f} | CoM distance {m_d['com_dist_cells'].item():.2f} "

@@ -1,14 +1,10 @@
-"""Where a cell's attribution lies: measures per map, per cell and across depth (paper Fig. 2).
+"""Where a cell's attribution lies, against CAM's assumption (paper Sec. 3, Fig. 2).
 
-Per map: the share of mass inside a box (:func:`mass_in_box`), the centre of mass
-(:func:`center_of_mass`) and the area holding half of the mass (:func:`mass_area`). Per
-cell: those against the cell's CAM-assumed box and centre, optionally its theoretical
-receptive field (:func:`cell_measures`). Across depth: one long table over images, layers
-and cells (:func:`measure_layers`, one run: :func:`measure_run`), summarised per layer
-(:func:`summarize_by_depth`, :func:`describe_measurements`, :func:`describe_depth_trend`).
-Per layer without any run: the theoretical receptive field against the CAM box
-(:func:`receptive_field_table`). The measures take any grid, so a transformer's patch grid
-works as a CNN's feature map does. Maps are (N, H, W) non-negative floats on any device.
+Per map: the share of mass inside a box, the centre of mass and the area holding half of
+the mass. Per cell: those against its CAM-assumed box and centre and, for CNN layers, its
+theoretical receptive field (:func:`cell_measures`). Across images, depths and networks:
+one long table (:func:`measure_layers`) and its summaries in numbers and words. Maps are
+(N, H, W) non-negative floats on any device; any grid works, a ViT's patch grid too.
 """
 
 from __future__ import annotations
@@ -27,8 +23,14 @@ from ..core import FameConfig
 from ..data.transforms import box_mask
 from ..objectives import TokenCell, cell_objective
 from ..recipes import Recipe
-from .attributions import CellAttributions, _cell_config, run_cells
-from .cells import _as_cells, _check_grid, cam_boxes, cell_centers, sample_cells
+from .cells import (
+    as_cells,
+    cam_boxes,
+    cell_centers,
+    cell_config,
+    run_cells,
+    sample_cells,
+)
 from .tracer import ReceptiveField, receptive_field
 
 __all__ = [
@@ -37,68 +39,53 @@ __all__ = [
     "mass_area",
     "cell_measures",
     "measure_layers",
-    "measure_run",
     "summarize_by_depth",
     "describe_measurements",
     "describe_depth_trend",
     "receptive_field_table",
+    "locality_table",
+    "describe_locality",
 ]
 
 
+def _share(maps: Tensor, part: Tensor, total: Tensor | None = None) -> Tensor:
+    """part / total per map (total: the map's mass), NaN where the map is all zero."""
+    mass = maps.double().flatten(1).sum(1)
+    return torch.where(mass > 0, part / (mass if total is None else total), math.nan).to(maps.dtype)
+
+
 def mass_in_box(maps: Tensor, boxes: Tensor) -> Tensor:
-    """Share of each map's mass inside its box: Σ_box m / Σ m.
-
-    Args:
-        maps: (N, H, W) non-negative maps (Δx or blurred), any device.
-        boxes: (N, 4) or (4,) ``(x0, y0, x1, y1)`` half-open; a pixel counts when its
-            centre lies inside (so fractional boxes work).
-
-    Returns:
-        (N,) float in [0, 1] on the maps' device; NaN for an all-zero map.
-    """
+    """Share of each map's mass inside its box ``(x0, y0, x1, y1)`` ((N, 4) or (4,),
+    half-open; a pixel counts when its centre lies inside): (N,) in [0, 1], NaN for an
+    all-zero map."""
     check_maps(maps, finite=False)
-    boxes = boxes.reshape(-1, 4).expand(maps.shape[0], 4)
-    mask = box_mask(boxes.to(device=maps.device, dtype=torch.float64), tuple(maps.shape[-2:]))
-    m = maps.double()
-    total = m.flatten(1).sum(1)
-    inside = (m * mask).flatten(1).sum(1)
-    return torch.where(total > 0, inside / total, math.nan).to(maps.dtype)
+    boxes = boxes.reshape(-1, 4).expand(len(maps), 4).to(maps.device, torch.float64)
+    return _share(maps, (maps.double() * box_mask(boxes, tuple(maps.shape[-2:]))).flatten(1).sum(1))
 
 
 def center_of_mass(maps: Tensor) -> Tensor:
-    """Centre of mass ``(x, y)`` of each map in continuous pixel coordinates (pixel k has
-    its centre at k + ½). Returns (N, 2) on the maps' device; NaN for all-zero maps."""
+    """Centre of mass ``(x, y)`` of each map, pixel k centred at k + ½: (N, 2), NaN for an
+    all-zero map."""
     check_maps(maps, finite=False)
-    N, H, W = maps.shape
     m = maps.double()
-    total = m.flatten(1).sum(1)
-    ys = torch.arange(H, device=maps.device, dtype=torch.float64) + 0.5
-    xs = torch.arange(W, device=maps.device, dtype=torch.float64) + 0.5
-    cx = (m.sum(1) * xs).sum(1) / total
-    cy = (m.sum(2) * ys).sum(1) / total
-    com = torch.stack([cx, cy], 1)
-    return torch.where((total > 0).view(-1, 1), com, math.nan).to(maps.dtype)
+    xs = torch.arange(maps.shape[2], device=maps.device, dtype=torch.float64) + 0.5
+    ys = torch.arange(maps.shape[1], device=maps.device, dtype=torch.float64) + 0.5
+    return torch.stack(
+        [_share(maps, (m.sum(1) * xs).sum(1)), _share(maps, (m.sum(2) * ys).sum(1))], 1
+    )
 
 
 def mass_area(maps: Tensor, share: float = 0.5) -> Tensor:
-    """Fraction of the image covered by the smallest set of pixels holding ``share`` of a
-    map's mass (its top pixels, taken in decreasing order until the cumulative mass
-    reaches share · total). Multiply by H·W for pixels.
-
-    Returns (N,) in (0, 1] on the maps' device; NaN for all-zero maps."""
+    """Image fraction covered by the fewest pixels holding ``share`` of each map's mass
+    (its top pixels): (N,) in (0, 1], NaN for an all-zero map."""
     check_maps(maps, finite=False)
     if not 0 < share <= 1:
         raise ValueError(f"share must lie in (0, 1], got {share}")
     flat = maps.double().flatten(1)
-    total = flat.sum(1, keepdim=True)
-    vals = flat.sort(1, descending=True).values
-    csum = vals.cumsum(1)
-    # pixels needed = 1 + number of prefixes still short of the target (tiny relative slack
-    # so that a hand-made exact split is not lost to rounding)
-    target = share * total * (1 - 1e-12)
-    count = (csum < target).sum(1) + 1
-    frac = count.double() / flat.shape[1]
-    return torch.where(total.squeeze(1) > 0, frac, math.nan).to(maps.dtype)
+    csum = flat.sort(1, descending=True).values.cumsum(1)
+    # a tiny relative slack, so that an exact split by hand is not lost to rounding
+    count = (csum < share * csum[:, -1:] * (1 - 1e-12)).sum(1) + 1
+    return _share(maps, count.double(), torch.tensor(flat.shape[1]))
 
 
 def cell_measures(
@@ -107,113 +94,47 @@ def cell_measures(
     grid: Sequence[int],
     *,
     rf: ReceptiveField | None = None,
-    share: float = 0.5,
 ) -> dict[str, Tensor]:
-    """All per-cell measures of maps (N, H, W) whose cell k is ``cells[k % K]`` (image-major
-    stacking of B images × K cells, as :func:`run_cells` returns after ``.flatten(0, 1)``).
+    """Per-cell measures of maps (N, H, W), map n belonging to ``cells[n % K]`` (B images ×
+    K cells, image-major, as :class:`CellAttributions` stacks them).
 
-    Returns a dict of (N,) CPU tensors:
-        ``mass_in_box`` (share inside the CAM-assumed box), ``com_dist_px`` (distance of the
-        centre of mass to the cell centre, pixels), ``com_dist_cells`` (the same in cell
-        widths: dx/(W/w), dy/(H/h), then the norm), ``com_dx_px``/``com_dy_px`` (signed),
-        ``area50`` (fraction of the image holding ``share`` of the mass), ``area50_px``,
-        ``box_area`` (the CAM box's fraction of the image, which a map that respected CAM's
-        assumption would not exceed, and the share a uniform map puts in the box),
-        ``uniform_com_dist_cells`` (the distance a uniform map's centre of mass, the image
-        centre, has from the cell centre), and with ``rf``: ``mass_in_rf`` (share inside the
-        theoretical receptive field, 1 up to rounding on the unblurred Δx),
-        ``mass_in_centred_box`` (share inside a CAM-sized box centred on the receptive
-        field's centre) and ``com_to_rf_centre_cells`` (centre-of-mass distance to that
-        centre, cell widths).
+    Returns a dict of (N,) float64 CPU tensors: ``mass_in_box`` (share in the CAM box),
+    ``com_dist_px`` and ``com_dist_cells`` (centre of mass to cell centre, in pixels and
+    in cell widths W/w, H/h), ``area50`` (image fraction holding half of the mass),
+    ``box_area`` (the box's image fraction: a uniform map's mass share),
+    ``uniform_com_dist_cells`` (a uniform map's distance: image centre to cell centre);
+    with ``rf``, ``mass_in_rf`` (share in the clipped theoretical field, 1 on the
+    unblurred Δx), ``mass_in_centred_box`` (share in a CAM-sized box on the field's
+    centre) and ``com_to_rf_centre_cells`` (centre of mass to that centre, cell widths).
     """
     check_maps(maps, finite=False)
     N, H, W = maps.shape
-    c = _as_cells(cells)
-    K = c.shape[0]
-    if N % K:
-        raise ValueError(f"{N} maps cannot be B images x {K} cells")
-    h, w = _check_grid(grid)
-    reps = N // K
-    boxes = cam_boxes((h, w), (H, W), c).repeat(reps, 1)
-    centers = cell_centers((h, w), (H, W), c).repeat(reps, 1).to(maps.device)
-    com = center_of_mass(maps).double()
-    d = com - centers
-    cell_w = torch.tensor([W / w, H / h], dtype=torch.float64, device=maps.device)
-    area = mass_area(maps, share)
+    c = as_cells(cells)
+    if N % len(c):
+        raise ValueError(f"{N} maps cannot be B images x {len(c)} cells")
+    reps, (h, w) = N // len(c), (int(v) for v in grid)
+    boxes = cam_boxes(grid, (H, W), c).repeat(reps, 1)
+    centers = cell_centers(grid, (H, W), c).repeat(reps, 1)
+    com = center_of_mass(maps).double().cpu()
+    cell_w = torch.tensor([W / w, H / h], dtype=torch.float64)
     out = {
         "mass_in_box": mass_in_box(maps, boxes),
-        "com_dist_px": d.norm(dim=1),
-        "com_dist_cells": (d / cell_w).norm(dim=1),
-        "com_dx_px": d[:, 0],
-        "com_dy_px": d[:, 1],
-        "area50": area,
-        "area50_px": area.double() * H * W,
+        "com_dist_px": (com - centers).norm(dim=1),
+        "com_dist_cells": ((com - centers) / cell_w).norm(dim=1),
+        "area50": mass_area(maps),
         "box_area": torch.full((N,), 1.0 / (h * w), dtype=torch.float64),
-        # baseline: a map spread evenly over the image has its centre of mass at the
-        # image centre, this far from the cell centre
         "uniform_com_dist_cells": ((centers - centers.new_tensor([W / 2, H / 2])) / cell_w).norm(
             dim=1
         ),
     }
     if rf is not None:
+        rf_c = rf.centers[tuple(c.T)].repeat(reps, 1)
         out["mass_in_rf"] = mass_in_box(maps, rf.boxes_for(c, clip=True).repeat(reps, 1))
-        # CAM's box moved onto the receptive field's centre: separates the fixed geometric
-        # offset of the field (padding, e.g. TF "same") from the spread of the attribution
-        rf_c = rf.centers[c[:, 0], c[:, 1]].repeat(reps, 1)
-        shift = (rf_c - centers.cpu()).repeat(1, 2)
-        out["mass_in_centred_box"] = mass_in_box(maps, boxes + shift)
-        d_rf = com - rf_c.to(maps.device)
-        out["com_to_rf_centre_cells"] = (d_rf / cell_w).norm(dim=1)
+        # CAM's box moved onto the field's centre: the field's fixed offset (padding such as
+        # TF "same") apart from the spread of the attribution
+        out["mass_in_centred_box"] = mass_in_box(maps, boxes + (rf_c - centers).repeat(1, 2))
+        out["com_to_rf_centre_cells"] = ((com - rf_c) / cell_w).norm(dim=1)
     return {k: v.detach().double().cpu() for k, v in out.items()}
-
-
-def measure_run(
-    res: CellAttributions,
-    *,
-    layer: str,
-    depth: int = 0,
-    rf: ReceptiveField | None = None,
-    image_names: Sequence[str] | None = None,
-    sigma: float | None = None,
-    kernel_size: int | None = None,
-) -> pd.DataFrame:
-    """Measure one layer's cell run (:func:`run_cells`) on the unblurred Δx
-    (``map="delta"``) and on the blurred Δx (``map="blurred"``, kernel/σ from the run's
-    config or the arguments) with :func:`cell_measures`.
-
-    Args:
-        res: the run, B images × K cells.
-        layer: the label written in the ``layer`` column; ``depth`` goes in ``depth``.
-        rf: the layer's :class:`ReceptiveField` for the receptive-field columns.
-        image_names: B labels (default ``image0``, ``image1``, ...).
-
-    Returns:
-        Long DataFrame with one row per (image, cell, map), columns as in
-        :func:`measure_layers`.
-    """
-    B, K = res.num_images, res.cells.shape[0]
-    names = list(image_names) if image_names is not None else [f"image{i}" for i in range(B)]
-    if len(names) != B:
-        raise ValueError(f"{len(names)} image_names for {B} images")
-    maps = {
-        "delta": res.delta.flatten(0, 1),
-        "blurred": res.blurred(sigma=sigma, kernel_size=kernel_size).flatten(0, 1),
-    }
-    frames = []
-    for kind, m in maps.items():
-        meas = cell_measures(m, res.cells, res.grid, rf=rf)
-        df = pd.DataFrame({k: v.numpy() for k, v in meas.items()})
-        df.insert(0, "map", kind)
-        df.insert(0, "col", res.cells[:, 1].repeat(B).numpy())
-        df.insert(0, "row", res.cells[:, 0].repeat(B).numpy())
-        df.insert(0, "grid_w", res.grid[1])
-        df.insert(0, "grid_h", res.grid[0])
-        df.insert(0, "depth", depth)
-        df.insert(0, "layer", layer)
-        df.insert(0, "image_index", np.repeat(np.arange(B), K))
-        df.insert(0, "image", np.repeat(np.asarray(names, dtype=object), K))
-        frames.append(df)
-    return pd.concat(frames, ignore_index=True)
 
 
 def measure_layers(
@@ -225,147 +146,78 @@ def measure_layers(
     config: FameConfig | None = None,
     seed: int = 0,
     image_names: Sequence[str] | None = None,
-    sigma: float | None = None,
-    kernel_size: int | None = None,
-    with_rf: bool = True,
-    progress: bool = True,
     recipe: str | Recipe | None = None,
-    **overrides,
+    **overrides: object,
 ) -> pd.DataFrame:
-    """Measure cell attributions at several depths over several images.
+    """Cell attributions measured at several depths over several images (paper Fig. 2).
 
-    For each layer (in the given order = depth), ``cells_per_layer`` cells are drawn with
-    :func:`sample_cells` (fixed ``seed``; all cells when ``None``), explained on every image
-    with :func:`run_cells`, and measured with :func:`cell_measures` on both the unblurred
-    Δx (``map="delta"``) and the blurred Δx (``map="blurred"``, kernel/σ from the config or
-    the arguments). Blurring leaks mass across box edges, so the two differ.
-
-    To keep the runs (e.g. to seed :func:`~fame_utils.receptive.cell_explorer`), call
-    :func:`run_cells` per layer and measure each with :func:`measure_run`.
+    Per layer, ``cells_per_layer`` cells (:func:`sample_cells` with ``seed``; ``None``:
+    all) are explained on every image with :func:`run_cells` (``config``, ``recipe`` and
+    ``overrides`` as there; ``progress`` also shows the layers) and measured with
+    :func:`cell_measures` on the unblurred Δx (``map="delta"``) and on the Δx blurred with
+    the config's σ and kernel (``"blurred"``; blurring leaks mass across box edges). CNN
+    layers get the receptive-field columns; token layers (N, T, C), measured per patch
+    token, do not (a token sees the whole image after the first attention).
 
     Args:
-        layers: ``{label: module or dotted name}`` ordered shallow → deep (e.g. the
-            classifier's ``stages``: ``"56x56"``, ..., ``"7x7"``). Transformer blocks
-            with (N, T, C) output are measured per patch token on a square patch grid
-            (class token left out); the receptive-field columns are left out for them
-            (every token can see the whole image after the first attention).
-        with_rf: add the theoretical receptive-field columns (CNN layers).
-        recipe: ``"paper"`` or ``"reference"``: where the steps are taken (see
-            :func:`run_cells`).
+        layers: ``{label: module or dotted name}``, shallow → deep.
+        image_names: labels of the B images (default ``image0``, ``image1``, ...).
 
     Returns:
-        Long DataFrame with one row per (image, layer, cell, map): columns ``image``,
-        ``image_index``, ``layer``, ``depth`` (0 = shallowest), ``grid_h``, ``grid_w``,
-        ``row``, ``col``, ``map`` and the measures of :func:`cell_measures`.
+        One row per (layer, map, image, cell): ``image``, ``image_index``, ``layer`` (an
+        ordered categorical, depth order), ``depth`` (0: shallowest), ``grid_h``,
+        ``grid_w``, ``row``, ``col``, ``map`` and the :func:`cell_measures` columns.
     """
     check_images(images)
-    cfg = _cell_config(config, overrides, model, recipe)
-    size = (int(images.shape[-2]), int(images.shape[-1]))
-    if progress is False:
-        cfg = cfg.replace(progress=False)
+    B, size = len(images), tuple(images.shape[-2:])
+    names = [f"image{i}" for i in range(B)] if image_names is None else list(image_names)
+    if len(names) != B:
+        raise ValueError(f"{len(names)} image_names for {B} images")
+    cfg = cell_config(config, overrides, model, recipe)
     frames = []
-    items = list(layers.items())
-    for depth, (label, layer) in enumerate(tqdm(items, desc="layers", disable=not progress)):
+    for depth, (label, layer) in enumerate(
+        tqdm(layers.items(), "layers", disable=not cfg.progress)
+    ):
         objective = cell_objective(model, layer, image_size=size)
-        grid = objective.grid_shape(model, size)
-        cells = sample_cells(grid, cells_per_layer, seed=seed)
-        res = run_cells(model, images, layer, cells, cfg, recipe=recipe)
-        traceable = with_rf and not isinstance(objective, TokenCell)
-        rf = receptive_field(model, layer, size) if traceable else None
-        frames.append(
-            measure_run(
-                res,
-                layer=label,
-                depth=depth,
-                rf=rf,
-                image_names=image_names,
-                sigma=sigma,
-                kernel_size=kernel_size,
+        cells = sample_cells(objective.grid_shape(model, size), cells_per_layer, seed=seed)
+        res = run_cells(model, images, layer, cells, cfg, step_space=cfg.step_space)
+        rf = None if isinstance(objective, TokenCell) else receptive_field(model, layer, size)
+        index = {
+            "image": np.repeat(np.asarray(names, dtype=object), len(cells)),
+            "image_index": np.repeat(np.arange(B), len(cells)),
+            "layer": label,
+            "depth": depth,
+            "grid_h": res.grid[0],
+            "grid_w": res.grid[1],
+            "row": cells[:, 0].repeat(B).numpy(),
+            "col": cells[:, 1].repeat(B).numpy(),
+        }
+        for kind, maps in (("delta", res.delta), ("blurred", res.blurred())):
+            meas = cell_measures(maps.flatten(0, 1), cells, res.grid, rf=rf)
+            frames.append(
+                pd.DataFrame({**index, "map": kind, **{k: v.numpy() for k, v in meas.items()}})
             )
-        )
     out = pd.concat(frames, ignore_index=True)
-    out["layer"] = pd.Categorical(out["layer"], categories=[k for k, _ in items], ordered=True)
+    out["layer"] = pd.Categorical(out["layer"], categories=list(layers), ordered=True)
     return out
 
 
-def summarize_by_depth(
-    df: pd.DataFrame,
-    measures: Sequence[str] = (
-        "mass_in_box",
-        "mass_in_centred_box",
-        "com_dist_cells",
-        "com_to_rf_centre_cells",
-        "area50",
-    ),
-) -> pd.DataFrame:
-    """Mean, median and count of each measure per (layer, map), layers in depth order."""
-    keep = [m for m in measures if m in df.columns]
-    g = df.groupby(["layer", "map"], observed=True)[keep]
-    table = g.agg(["mean", "median"])
+def summarize_by_depth(df: pd.DataFrame) -> pd.DataFrame:
+    """Mean and median of the main measures of a :func:`measure_layers` table, cells
+    counted, per (layer, map), layers in depth order."""
+    main = ["mass_in_box", "mass_in_centred_box", "com_dist_cells", "com_to_rf_centre_cells"]
+    g = df.groupby(["layer", "map"], observed=True)
+    table = g[[m for m in [*main, "area50"] if m in df.columns]].agg(["mean", "median"])
     table[("cells", "n")] = g.size()
-    if "box_area" in df.columns:
-        table[("box_area", "value")] = df.groupby(["layer", "map"], observed=True)[
-            "box_area"
-        ].first()
+    table[("box_area", "value")] = g["box_area"].first()
     return table
 
 
-def describe_measurements(df: pd.DataFrame, map_kind: str = "delta") -> str:
-    """A plain-text statement of what the measurement shows, generated from ``df``
-    (per depth: mean share of mass inside the CAM box, centre-of-mass distance in cell
-    widths, area holding 50% of the mass vs the box area)."""
-    sub = df[df["map"] == map_kind]
-    g = sub.groupby("layer", observed=True)
-    mib = g["mass_in_box"].mean()
-    com = g["com_dist_cells"].mean()
-    area = g["area50"].mean()
-    box = g["box_area"].first()
-    n = g.size()
-    label = "unblurred Δx" if map_kind == "delta" else "blurred map"
-    lines = [f"On the {label} ({int(sub['image'].nunique())} images):"]
-    lines.append(
-        "  mean share of mass inside the CAM box: "
-        + ", ".join(f"{k}: {v:.2f}" for k, v in mib.items())
-    )
-    lines.append(
-        "  ... relative to a uniform map (share / box area): "
-        + ", ".join(f"{k}: {v / b:.1f}x" for (k, v), b in zip(mib.items(), box))
-    )
-    lines.append(
-        "  mean centre-of-mass distance to the cell centre (cell widths): "
-        + ", ".join(f"{k}: {v:.2f}" for k, v in com.items())
-    )
-    if "uniform_com_dist_cells" in sub.columns:
-        lines.append(
-            "  ... for a uniform map (image centre) it would be: "
-            + ", ".join(f"{k}: {v:.2f}" for k, v in g["uniform_com_dist_cells"].mean().items())
-        )
-    lines.append(
-        "  mean area holding 50% of the mass / CAM box area: "
-        + ", ".join(f"{k}: {a:.3f}/{b:.3f} ({a / b:.1f}x)" for (k, a), b in zip(area.items(), box))
-    )
-    if "mass_in_centred_box" in sub.columns:
-        lines.append(
-            "  with the box moved onto the receptive field's centre: mass share "
-            + ", ".join(f"{k}: {v:.2f}" for k, v in g["mass_in_centred_box"].mean().items())
-            + "; centre-of-mass distance to the field's centre (cell widths) "
-            + ", ".join(f"{k}: {v:.2f}" for k, v in g["com_to_rf_centre_cells"].mean().items())
-        )
-    lines.append("  cells measured: " + ", ".join(f"{k}: {v}" for k, v in n.items()))
-    if "mass_in_rf" in sub.columns:
-        lines.append(
-            "  min share inside the theoretical receptive field: "
-            + ", ".join(f"{k}: {v:.3f}" for k, v in g["mass_in_rf"].min().items())
-        )
-    return "\n".join(lines)
-
-
 def describe_depth_trend(df: pd.DataFrame) -> str:
-    """One sentence on how the unblurred Δx (``map="delta"``) of the shallowest and the
-    deepest layer of ``df`` (:func:`measure_layers`, layers in depth order) respect CAM's
-    assumption: the mean share of mass inside the CAM box (and whether it falls with
-    depth), that share against a uniform map's (the box area), and the mean centre-of-mass
-    distance to the cell centre in cell widths against a uniform map's (paper Fig. 2)."""
+    """One sentence on how the unblurred Δx of the shallowest and the deepest layer of a
+    :func:`measure_layers` table respect CAM's assumption: mean mass share in the CAM box
+    (and whether it falls with depth), against a uniform map's, and the centre-of-mass
+    distance in cell widths against a uniform map's (paper Fig. 2)."""
     d = df[df["map"] == "delta"]
     if d.empty:
         raise ValueError("df has no rows with map == 'delta': pass measure_layers' table")
@@ -386,28 +238,19 @@ def describe_depth_trend(df: pd.DataFrame) -> str:
 
 
 def receptive_field_table(rfs: Mapping[str, ReceptiveField]) -> pd.DataFrame:
-    """The theoretical receptive field of each layer against its CAM box (paper Sec. 3).
-
-    Args:
-        rfs: ``{layer label: ReceptiveField}`` (:func:`receptive_field`), shallow → deep.
-
-    Returns:
-        DataFrame indexed by ``layer`` with columns ``grid`` (``"hxw"``), ``RF size (px)``
-        (r_y), ``jump (px)`` (j_y), ``CAM box (px)`` (the box's width W/w),
-        ``RF / box side`` and ``RF centre - cell centre (px)``: the ``(x, y)`` offset of
-        cell (0, 0)'s field centre from its CAM box centre (non-zero under asymmetric
-        padding such as TensorFlow "same").
-    """
+    """Each layer's theoretical receptive field (``{label: ReceptiveField}``, shallow →
+    deep) against its CAM box: indexed by ``layer``, columns ``grid`` (``"hxw"``),
+    ``RF size (px)`` (r_y), ``jump (px)`` (j_y), ``CAM box (px)`` (W/w), ``RF / box side``
+    and ``RF centre - cell centre (px)`` (cell (0, 0)'s ``(x, y)`` offset; non-zero under
+    asymmetric padding such as TensorFlow "same")."""
     rows = []
     for label, rf in rfs.items():
-        h, w = rf.grid
-        cam = cam_boxes(rf.grid, rf.image_size, [(0, 0)])[0]
-        side = float(cam[2] - cam[0])
+        side = rf.image_size[1] / rf.grid[1]
         offset = rf.centers[0, 0] - cell_centers(rf.grid, rf.image_size, [(0, 0)])[0]
         rows.append(
             {
                 "layer": label,
-                "grid": f"{h}x{w}",
+                "grid": "x".join(map(str, rf.grid)),
                 "RF size (px)": rf.size[0],
                 "jump (px)": rf.jump[0],
                 "CAM box (px)": side,
@@ -416,3 +259,96 @@ def receptive_field_table(rfs: Mapping[str, ReceptiveField]) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows).set_index("layer")
+
+
+def locality_table(frames: Mapping[str, pd.DataFrame], map_kind: str = "delta") -> pd.DataFrame:
+    """Cell locality comparable across networks whose grids differ (an 8 × 8 token grid,
+    a 56 × 56 CNN map): per network (``{label: measure_layers table}``) and layer, in the
+    given and depth order, the mean measures of ``map_kind`` and each against a uniform
+    map: ``grid``, ``cells``, ``mass in own box``, ``x uniform`` (mass / box area; 1: not
+    local), ``offset (cells)``, ``offset / uniform`` (0: centred on the cell, 1: a uniform
+    map's image centre) and ``50% area / box`` (≤ 0.5 when all mass lies in the box)."""
+    out = {}
+    for net, df in frames.items():
+        d = df[df["map"] == map_kind].groupby("layer", observed=True)
+        box, mass, offset = (
+            d["box_area"].first(),
+            d["mass_in_box"].mean(),
+            d["com_dist_cells"].mean(),
+        )
+        out[net] = pd.DataFrame(
+            {
+                "grid": d["grid_h"].first().astype(str) + "x" + d["grid_w"].first().astype(str),
+                "cells": d.size(),
+                "mass in own box": mass,
+                "x uniform": mass / box,
+                "offset (cells)": offset,
+                "offset / uniform": offset / d["uniform_com_dist_cells"].mean(),
+                "50% area / box": d["area50"].mean() / box,
+            }
+        )
+    return pd.concat(out, names=["network", "layer"])
+
+
+def _locality_text(row: pd.Series) -> str:
+    return (
+        f"{row['mass in own box']:.2f} of the mass in its own box ({row['x uniform']:.1f}x a "
+        f"uniform map), centre of mass {row['offset (cells)']:.2f} cells from the cell centre "
+        f"({row['offset / uniform']:.2f} of a uniform map's offset), half the mass over "
+        f"{row['50% area / box']:.1f} boxes"
+    )
+
+
+def describe_measurements(df: pd.DataFrame, map_kind: str = "delta") -> str:
+    """Plain text, per depth, of a :func:`measure_layers` table's ``map_kind`` maps: the
+    locality of :func:`locality_table` and, for CNN layers, the least share inside the
+    theoretical receptive field and the CAM box moved onto the field's centre."""
+    sub = df[df["map"] == map_kind]
+    rf_cols = ["mass_in_rf", "mass_in_centred_box", "com_to_rf_centre_cells"]
+    rf = sub.reindex(columns=["layer", *rf_cols]).groupby("layer", observed=True)
+    least, centred = rf["mass_in_rf"].min(), rf[rf_cols[1:]].mean()
+    label = "unblurred Δx" if map_kind == "delta" else "blurred map"
+    lines = [f"On the {label} ({sub['image'].nunique()} images; box: the cell's CAM box):"]
+    for layer, row in locality_table({"": df}, map_kind).loc[""].iterrows():
+        text = f"  {layer} ({row['cells']} cells): {_locality_text(row)}"
+        if pd.notna(least[layer]):  # a CNN layer, with its receptive field
+            box, dist = centred.loc[layer]
+            text += (
+                f"; least share inside the receptive field {least[layer]:.3f}; a CAM-sized box "
+                f"on the field's centre holds {box:.2f}, the field's centre lies {dist:.2f} "
+                "cells from the centre of mass"
+            )
+        lines.append(text)
+    return "\n".join(lines)
+
+
+def describe_locality(
+    table: pd.DataFrame,
+    network: str,
+    first: str,
+    reference: str | None = None,
+    sanity: str | None = None,
+) -> str:
+    """Plain text from :func:`locality_table`: ``network`` at layer ``first`` and at its
+    last layer, optionally at a ``sanity`` layer local by construction (a ViT's patch
+    embedding), and the ``reference`` network's deepest still-local layer (offset /
+    uniform < 0.25) and its last layer."""
+    rows = table.loc[network]
+    last = rows.index[-1]
+    lines = [
+        f"{network}, {first}: {_locality_text(rows.loc[first])}.",
+        f"{network}, {last}: {_locality_text(rows.loc[last])}.",
+    ]
+    if sanity is not None:
+        lines.append(
+            f"{network}, {sanity} (local by construction): {_locality_text(rows.loc[sanity])}."
+        )
+    if reference is not None:
+        ref = table.loc[reference]
+        local = ref.index[ref["offset / uniform"] < 0.25]
+        deepest = f"up to {local[-1]}" if len(local) else "at no layer"
+        lines.append(
+            f"{reference}: cells stay local (offset below a quarter of a uniform map's) "
+            f"{deepest}; at {ref.index[-1]}: {_locality_text(ref.iloc[-1])}."
+        )
+    return "\n".join(lines)
