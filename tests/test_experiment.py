@@ -4,14 +4,13 @@ the cache key, FAME shows once per recipe, every summary cell carries a bootstra
 from __future__ import annotations
 
 import json
-from dataclasses import fields
 
-import fame_utils.methods as methods_module
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
+import fame_utils.methods as methods_module
 from fame_utils import ClassLogit, CosineSimilarity, Fame
 from fame_utils.baselines import GradCAM
 from fame_utils.core import FameConfig
@@ -69,7 +68,10 @@ def test_two_recipes_give_two_cache_folders_and_two_rows(tmp_path, tiny_cnn, dat
     runs = {}
     for name in ("paper", "reference"):
         methods = make_methods(
-            ["fame"], "classification", recipe=name, fame_settings={"iterations": 2, "progress": False}
+            ["fame"],
+            "classification",
+            recipe=name,
+            fame_settings={"iterations": 2, "progress": False},
         )
         runs[name] = run_experiment(
             tiny_cnn,

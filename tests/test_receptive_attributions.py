@@ -124,11 +124,14 @@ def test_recipe_sets_the_feature_cell_step_space():
     gray = sum(GRAY_WEIGHTS)
     assert ref.delta[0, 0, 1, 2].item() == pytest.approx(eta * gray, rel=1e-5)
     assert ref.delta[0, 0].sum().item() == pytest.approx(eta * gray, rel=1e-5)
-    # an explicit step_space= wins over the recipe; a config that disagrees is refused
+    # an explicit step_space= sets that field; a given config runs as given, and one that
+    # disagrees with an explicitly given recipe is refused
     forced = run_cells(net, x, net.conv, [(1, 2)], recipe="paper", step_space="pixel", **kw)
     torch.testing.assert_close(forced.delta, ref.delta)
+    mine = run_cells(net, x, net.conv, [(1, 2)], FameConfig(step_space="pixel"), **kw)
+    torch.testing.assert_close(mine.delta, ref.delta)
     with pytest.raises(ValueError, match="disagrees with recipe 'paper'"):
-        run_cells(net, x, net.conv, [(1, 2)], FameConfig(step_space="pixel"), **kw)
+        run_cells(net, x, net.conv, [(1, 2)], FameConfig(step_space="pixel"), recipe="paper", **kw)
     # measure_layers takes step_space= as run_cells does (it used to refuse it)
     sample = {"cells_per_layer": 2, **kw}
     forced = measure_layers(net, x, {"1x1": net.conv}, step_space="pixel", **sample)

@@ -361,7 +361,9 @@ def test_face_recipes_in_one_run_equal_each_recipe_run_alone(tmp_path):
     data = PairDataset(gallery, probe, [True, True, False, True, False])
     fast = {"iterations": 3, "kernel_size": 3, "sigma": 1.0, "progress": False, "early_stop": None}
     settings = {"batch_size": 2, "progress": False, "threshold": 0.5}
-    both = make_methods(["fame"], "verification", recipes=("paper", "reference"), fame_settings=fast)
+    both = make_methods(
+        ["fame"], "verification", recipes=("paper", "reference"), fame_settings=fast
+    )
     res = run_experiment(
         net.eval(), data, both, [FaceDeleteInsertMetric()], tmp_path / "both", **settings
     )

@@ -114,20 +114,17 @@ def cell_config(
     model: nn.Module | None = None,
     recipe: str | Recipe | None = None,
 ) -> FameConfig:
-    """The config a cell run uses: ``config`` (default ``FameConfig()``) with ``overrides``,
-    the step space of ``recipe.feature_cell_step_space`` unless ``step_space`` is
-    overridden, and :func:`default_cell_batch` of the model's device when no
-    ``batch_size`` is set. A ``config`` whose step space disagrees with the recipe's is
-    refused, never silently changed."""
-    rec = get_recipe(recipe)
-    space = overrides.get("step_space", rec.feature_cell_step_space)
-    if config is not None and "step_space" not in overrides and config.step_space != space:
-        raise ValueError(
-            f"config.step_space={config.step_space!r} disagrees with recipe {rec.name!r} "
-            f"(feature cells step in {space!r}); pass step_space={config.step_space!r} "
-            "explicitly, or a recipe that steps there (recipe='reference' steps in pixels)"
-        )
-    cfg = (config or FameConfig()).replace(**{**overrides, "step_space": space})
+    """The config a cell run uses: ``config`` as given (with ``overrides``), or without one
+    the recipe's config for feature cells, ``recipe.fame_config("cells", **overrides)``
+    (paper: normalised steps; reference: pixels). A config and an explicitly given recipe
+    that disagree raise (:meth:`~fame_utils.recipes.Recipe.check_config`). A ``batch_size``
+    of ``None`` becomes :func:`default_cell_batch` of the model's device (speed only)."""
+    if config is None:
+        cfg = get_recipe(recipe).fame_config("cells", **overrides)
+    else:
+        cfg = config.replace(**overrides) if overrides else config
+        if recipe is not None:
+            get_recipe(recipe).check_config(cfg, "cells")
     if cfg.batch_size is None:
         device = model_device(model) if model is not None else "cpu"
         cfg = cfg.replace(batch_size=default_cell_batch(device))
