@@ -215,7 +215,7 @@ def make_methods(
             recipe's config (``{"iterations": 100, "progress": False}``): FAME then holds
             ``recipe.fame_config(task, **fame_settings)``. Not together with ``config``.
         **settings: constructor arguments, each given to every chosen method that has a
-            field of that name (``config=FameConfig(...)``, ``target_layer="layer4"``,
+            field of that name (a name no method has is an error) (``config=FameConfig(...)``, ``target_layer="layer4"``,
             ``threshold=0.3``, ``n_masks=100``...). ``None`` values count as not given.
             A setting the recipe also decides is used as given, and must agree with the
             recipe when ``recipe``/``recipes`` is given explicitly.
@@ -233,12 +233,12 @@ def make_methods(
     chosen = [get_recipe(r) for r in recipes] if recipes is not None else [get_recipe(recipe)]
     classes = [_method_class(n) for n in names]
     given = {k: v for k, v in settings.items() if v is not None}
-    fields_of = {key: {f.name for f in dataclasses.fields(cls)} for key, cls in classes}
+    fields_of = {key: {f.name for f in dataclasses.fields(cls)} for key, cls in METHODS.items()}
     unknown = set(given) - set().union(*fields_of.values())
     if unknown:
         raise TypeError(
-            f"unknown method settings {sorted(unknown)} for {[k for k, _ in classes]}; "
-            f"their fields: {sorted(set().union(*fields_of.values()) - {'name'})}"
+            f"unknown method settings {sorted(unknown)}; the methods' fields: "
+            f"{sorted(set().union(*fields_of.values()) - {'name'})}"
         )
     if fame_settings and "config" in given:
         raise ValueError("give either config= or fame_settings=, not both")

@@ -189,7 +189,7 @@ def test_cli_runs_the_reference_recipe_on_bundled_data(task, tmp_path, capsys):
     assert "| Grad-CAM |" in out and "| FAME |" in out and "recipe: reference" in out
     assert json.loads((tmp_path / "run.json").read_text())["recipe"]["name"] == "reference"
     meta = [json.loads(p.read_text()) for p in (tmp_path / "cache").glob("fame-*/meta.json")]
-    assert [m["method"]["recipe"]["normalization"] for m in meta] == ["minmax"]
+    assert [m["method"]["config"]["normalization"] for m in meta] == ["minmax"]
 
 
 def test_data_and_metrics_never_import_the_experiment_layer():

@@ -52,7 +52,7 @@ def test_bad_names_tasks_and_settings_give_clear_errors():
         make_methods(["fggb"], "classification")
     with pytest.raises(ValueError, match="hirescam does not support verification"):
         make_methods(["hirescam"], "verification")
-    with pytest.raises(TypeError, match=r"unknown method settings \['n_mask'\]"):
+    with pytest.raises(TypeError, match=r"unknown method settings \[.n_mask.\]"):
         make_methods(["corrrise"], "verification", n_mask=10)
     with pytest.raises(ValueError, match="either config= or fame_settings="):
         make_methods(["fame"], "verification", config=FameConfig(), fame_settings={"sigma": 1})
