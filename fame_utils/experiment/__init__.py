@@ -14,7 +14,7 @@ Datasets and items live in :mod:`fame_utils.data.items`, metric adapters in
 :mod:`fame_utils.metrics.adapters`, methods in the registry :mod:`fame_utils.methods`.
 """
 
-from .cache import CACHE_VERSION, method_settings, model_fingerprint
+from .cache import CACHE_VERSION, method_key, model_fingerprint
 from .distributed import init_from_env
 from .record import RunConflictError
 from .report import summarize, summary_latex, summary_markdown, summary_with_intervals
@@ -26,7 +26,7 @@ __all__ = [
     "ExperimentResult",
     "RunConflictError",
     "init_from_env",
-    "method_settings",
+    "method_key",
     "model_fingerprint",
     "run_experiment",
     "summarize",

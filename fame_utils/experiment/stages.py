@@ -26,7 +26,7 @@ from .._checks import model_device
 from ..data.items import Task, collate
 from ..explain import Attribution, ClassTarget, SimilarityTarget
 from ..metrics.adapters import Column, EvalContext, Metric
-from .cache import digest, jsonable, load, save_tensors, slug
+from .cache import batch_hash, digest, jsonable, load, save_tensors, slug
 from .checks import (
     _blob_problem,
     _check_method_output,
@@ -38,6 +38,14 @@ from .checks import (
 
 def _batches(n: int, batch_size: int) -> list[range]:
     return [range(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
+
+
+def _input_hashes(dataset: Sequence, batches: list[range], progress: bool) -> list[str]:
+    """:func:`.cache.batch_hash` of every batch, read as the stages will read it."""
+    return [
+        batch_hash(_get_batch(dataset, idx))
+        for idx in tqdm(batches, desc="hashing inputs", disable=not progress, leave=False)
+    ]
 
 
 def _get_batch(dataset: Sequence, idx: range):
@@ -71,9 +79,12 @@ def _compute_maps(
     cache_dtype: torch.dtype,
     progress: bool,
     checked: set[int],
+    inputs: list[str],
 ) -> tuple[int, list[str]]:
     """Compute and cache the maps of every batch in ``owned`` that is not validly cached
-    in ``folder``; returns how many batches were computed and the items with empty maps.
+    in ``folder`` (``inputs[b]``: the hash of batch b's pixels, :func:`.cache.batch_hash`,
+    stored with its maps; maps of other pixels are recomputed); returns how many batches
+    were computed and the items with empty maps.
 
     Raises:
         RuntimeError: the method returned NaN/Inf maps (the items are named; nothing of
@@ -85,7 +96,8 @@ def _compute_maps(
     for b in owned:
         path = folder / f"batch_{b:05d}.pt"
         blob = load(path)
-        problem = _blob_problem(blob, _item_names(dataset, batches[b]), (len(batches[b]), *hw))
+        names = _item_names(dataset, batches[b])
+        problem = _blob_problem(blob, names, (len(batches[b]), *hw), inputs[b])
         if problem is None:
             empty += blob.get("empty", [])
             continue
@@ -128,6 +140,7 @@ def _compute_maps(
                 "negative": None if neg is None else neg.detach().to("cpu", cache_dtype),
                 "names": batch.names,
                 "empty": batch_empty,
+                "inputs": inputs[b],
             }
             save_tensors(blob, folder / f"batch_{b:05d}.pt")
             bar.update(1)
