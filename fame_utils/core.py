@@ -21,7 +21,14 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ._checks import check_images, frozen_eval, model_device
+from ._checks import (
+    check_count,
+    check_images,
+    check_number,
+    check_switch,
+    frozen_eval,
+    model_device,
+)
 from .objectives import Objective
 from .postprocess import Normalization, gaussian_blur, normalize_maps, to_gray
 
@@ -97,6 +104,13 @@ class FameConfig:
     deterministic: bool = False
 
     def __post_init__(self):
+        check_count(self.iterations, "iterations", 0)
+        check_count(self.kernel_size, "kernel_size", 1)
+        check_number(self.sigma, "sigma", 0.0)
+        if self.early_stop not in (None, "auto"):
+            check_number(self.early_stop, "early_stop", 0.0)
+        for switch in ("clamp", "progress", "channels_last", "compile", "deterministic"):
+            check_switch(getattr(self, switch), switch)
         if not isinstance(self.iterations, int) or self.iterations < 0:
             raise ValueError(f"iterations must be a non-negative int, got {self.iterations!r}")
         if not isinstance(self.step_size, (int, float)) or not (

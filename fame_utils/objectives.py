@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._checks import as_index_tensor, model_device
+from ._checks import as_index_tensor, check_labels, check_switch, model_device
 from .hooks import capture_output, resolve_layer
 
 __all__ = [
@@ -70,8 +70,8 @@ class ClassLogit(Objective):
     """
 
     def __init__(self, targets: int | Sequence[int] | Tensor, *, absolute: bool = False):
-        self.targets = targets if isinstance(targets, int) else torch.as_tensor(targets).reshape(-1)
-        self.absolute = absolute
+        self.targets = check_labels(targets, "targets")
+        self.absolute = check_switch(absolute, "absolute")
         self._checked = False
 
     def expand(self, model: nn.Module, images: Tensor) -> tuple[Tensor, Objective]:

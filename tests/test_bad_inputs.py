@@ -118,6 +118,38 @@ def _over_one() -> torch.Tensor:
     return x
 
 
+def _imagenet_rows(rows: str, **kw):
+    root = Path(tempfile.mkdtemp(prefix="bad_inputs_imagenet_"))
+    for i in (1, 2):
+        name = f"ILSVRC2012_val_{i:08d}"
+        Image.fromarray(np.zeros((40, 50, 3), np.uint8)).save(root / f"{name}.JPEG")
+    (root / "LOC_val_solution.csv").write_text("ImageId,PredictionString\n" + rows)
+    (root / "LOC_synset_mapping.txt").write_text("n01440764 tench\nn01443537 goldfish\n")
+    data = load_imagenet_val(root, resize=40, crop=32, **kw)
+    return [data[i] for i in range(len(data))]
+
+
+def _truncated_image():
+    from fame_utils.data import load_image
+
+    path = Path(tempfile.mkdtemp(prefix="bad_inputs_image_")) / "cut.jpg"
+    Image.fromarray(np.full((64, 64, 3), 99, np.uint8)).save(path, quality=90)
+    path.write_bytes(path.read_bytes()[:300])
+    return load_image(path)
+
+
+def _fame_config(**kw):
+    from fame_utils.core import FameConfig
+
+    return FameConfig(**kw)
+
+
+def _class_logit(targets):
+    from fame_utils.objectives import ClassLogit
+
+    return ClassLogit(targets)
+
+
 def _train_then_check(method: Callable, target) -> None:
     """Raise (like a refusal) if ``method`` changed a buffer or a module's mode."""
     model = Net().train()
@@ -299,6 +331,42 @@ ROWS: list[tuple[str, Callable[[], object], type[BaseException], str]] = [
         ValueError,
         "cover no pixel",
     ),
+    # issue 18: booleans and truthy strings taken as numbers or switches
+    ("fame-iterations-True", lambda: _fame_config(iterations=True), TypeError, "iterations"),
+    ("fame-kernel-size-True", lambda: _fame_config(kernel_size=True), TypeError, "kernel_size"),
+    ("fame-clamp-no", lambda: _fame_config(clamp="no"), TypeError, "clamp must be True or"),
+    ("fame-progress-1", lambda: _fame_config(progress="yes"), TypeError, "progress"),
+    ("class-logit-True", lambda: _class_logit(True), TypeError, "targets must be class"),
+    ("class-logit-str", lambda: _class_logit(["cat", "dog"]), TypeError, "class names"),
+    ("class-logit-float", lambda: _class_logit([0.5, 1.0]), TypeError, "whole numbers"),
+    # issue 18: non-finite settings that change the meaning
+    ("fame-sigma-inf", lambda: _fame_config(sigma=float("inf")), ValueError, "sigma.*finite"),
+    ("fame-sigma-nan", lambda: _fame_config(sigma=NAN), ValueError, "sigma.*finite"),
+    ("fame-early-stop-nan", lambda: _fame_config(early_stop=NAN), ValueError, "early_stop"),
+    # issue 18: annotation inconsistencies and file problems name the file
+    (
+        "imagenet-duplicate-id",
+        lambda: _imagenet_rows(
+            "ILSVRC2012_val_00000001,n01440764 1 2 30 20\n"
+            "ILSVRC2012_val_00000001,n01443537 1 2 30 20\n",
+            per_class=None,
+        ),
+        ValueError,
+        r"csv:3.*listed again",
+    ),
+    (
+        "imagenet-box-outside",
+        lambda: _imagenet_rows("ILSVRC2012_val_00000001,n01440764 60 45 80 70\n", per_class=None),
+        ValueError,
+        "covers no pixel",
+    ),
+    (
+        "imagenet-per-class-0",
+        lambda: _imagenet_rows("ILSVRC2012_val_00000001,n01440764 1 2 30 20\n", per_class=0),
+        ValueError,
+        "per_class",
+    ),
+    ("truncated-image", _truncated_image, ValueError, r"cut\.jpg.*truncated"),
     # already clear before the change (kept so they stay clear)
     ("removal-percent-150", lambda: removal_masks(_maps(), [150]), ValueError, r"\[0, 100\]"),
     (

@@ -77,13 +77,23 @@ CLI_ROWS: list[tuple[str, list[str], str]] = [
     ("face-root-missing", ["faces", "--face-root", MISSING], r"does not exist"),
     ("device-bad", ["imagenet", "--device", "gpu7"], r"not a torch device"),
     ("out-missing", ["imagenet"], r"the following arguments are required: --out"),
+    # issue 18: validated before any work
+    ("iou-duplicate", ["imagenet", "--iou-thresholds", "0.5,0.5"], r"--iou-thresholds: .*once"),
+    ("road-duplicate", ["imagenet", "--road-percents", "10,10.0"], r"--road-percents: .*once"),
+    ("seed-negative", ["imagenet", "--seed", "-1"], r"--seed: must be a whole number"),
+    ("seed-text", ["faces", "--seed", "one"], r"--seed: expected a whole number"),
+    ("out-empty", ["imagenet", "--out", ""], r"--out: must name a folder"),
+    ("out-a-file", ["imagenet", "--out", __file__], r"--out: .*existing file"),
+    ("out-under-a-file", ["faces", "--out", __file__ + "/run"], r"--out: .*is a file"),
+    ("cache-dir-a-file", ["imagenet", "--cache-dir", __file__], r"--cache-dir: .*existing file"),
+    ("device-meta", ["imagenet", "--device", "meta"], r"--device: .*not a device that can run"),
 ]
 if not torch.cuda.is_available():
     CLI_ROWS.append(("device-no-cuda", ["faces", "--device", "cuda"], r"CUDA is not available"))
 
 
 def _needs_out(argv: list[str]) -> list[str]:
-    return argv if argv == ["imagenet"] else argv + OUT
+    return argv if argv == ["imagenet"] or "--out" in argv else argv + OUT
 
 
 @pytest.mark.parametrize("argv, phrase", [r[1:] for r in CLI_ROWS], ids=[r[0] for r in CLI_ROWS])
@@ -137,6 +147,18 @@ def _run(**kw) -> Callable[[], object]:
     return call
 
 
+def _run_into(out, metrics=None):
+    with tempfile.TemporaryDirectory() as d:
+        return run_experiment(
+            _Tiny(),
+            _data(),
+            [_half],
+            metrics or [IoUMetric()],
+            d if out is None else out,
+            progress=False,
+        )
+
+
 API_ROWS: list[tuple[str, Callable[[], object], type[Exception], str]] = [
     ("batch_size=0", _run(batch_size=0), ValueError, r"batch_size must be a whole number >= 1"),
     ("batch_size=-1", _run(batch_size=-1), ValueError, r"batch_size must be"),
@@ -148,6 +170,18 @@ API_ROWS: list[tuple[str, Callable[[], object], type[Exception], str]] = [
     ("threshold=5", _run(threshold=5.0), ValueError, r"cosine similarity in \[-1, 1\]"),
     ("threshold='a'", _run(threshold="a"), ValueError, r"must be a number"),
     ("IoU t=1.5", lambda: IoUMetric((1.5,)), ValueError, r"IoU thresholds must lie in"),
+    # issue 18
+    ("seed=-1", _run(seed=-1), ValueError, r"seed must be a whole number"),
+    ("seed=True", _run(seed=True), ValueError, r"seed must be a whole number"),
+    ("cache_dtype=uint8", _run(cache_dtype=torch.uint8), ValueError, r"cache_dtype must be a"),
+    ("out_dir=''", lambda: _run_into(""), ValueError, r"out_dir must name a folder"),
+    ("out_dir=file", lambda: _run_into(__file__), ValueError, r"out_dir .*existing file"),
+    (
+        "IoU duplicate",
+        lambda: _run_into(None, [IoUMetric((0.5, 0.5))]),
+        ValueError,
+        r"more than once",
+    ),
 ]
 
 
