@@ -108,7 +108,7 @@ class FameConfig:
         check_count(self.kernel_size, "kernel_size", 1)
         check_number(self.sigma, "sigma", 0.0)
         if self.early_stop not in (None, "auto"):
-            check_number(self.early_stop, "early_stop", 0.0)
+            check_number(self.early_stop, "early_stop")
         for switch in ("clamp", "progress", "channels_last", "compile", "deterministic"):
             check_switch(getattr(self, switch), switch)
         if not isinstance(self.iterations, int) or self.iterations < 0:
