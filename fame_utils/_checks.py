@@ -30,6 +30,8 @@ __all__ = [
     "check_number",
     "check_switch",
     "check_labels",
+    "check_model_output",
+    "check_finite_output",
     "eval_mode",
     "frozen_parameters",
     "frozen_eval",
@@ -271,6 +273,32 @@ def check_labels(values: object, name: str) -> int | Tensor:
     if t.dtype == torch.bool or t.is_floating_point() or t.is_complex():
         raise TypeError(f"{name} must be class indices (whole numbers), got dtype {t.dtype}")
     return t.reshape(-1).long()
+
+
+def check_model_output(output: object, name: str = "the model") -> Tensor:
+    """The model's output must be one tensor (logits or embeddings); a tuple, list or
+    dict (e.g. an Inception's aux logits, a Hugging Face output) is refused with what to do."""
+    if isinstance(output, Tensor):
+        return output
+    kind = type(output).__name__
+    keys = f" with keys {list(output)}" if isinstance(output, dict) else ""
+    raise TypeError(
+        f"{name} returned a {kind}{keys}, expected one tensor of logits (N, classes) or "
+        "embeddings (N, D); wrap the network in an nn.Module whose forward returns only "
+        "that tensor (e.g. output[0] or output['logits'])"
+    )
+
+
+def check_finite_output(values: Tensor, what: str) -> Tensor:
+    """Refuse NaN or Inf in ``values`` (B, ...) computed from a model's output (naming the
+    images), instead of returning NaN or all-zero maps. One host sync. Returns ``values``."""
+    bad = ~torch.isfinite(values.detach().reshape(values.shape[0], -1)).all(1)
+    if bool(bad.any()):
+        raise ValueError(
+            f"{what} hold NaN or Inf for images {bad.nonzero().flatten().tolist()}: the "
+            "model's output is not finite on them (check its weights and the images)"
+        )
+    return values
 
 
 @contextmanager

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from ._checks import (
     check_count,
-    check_images,
+    check_model_input,
     check_number,
     check_switch,
     frozen_eval,
@@ -515,7 +515,7 @@ def run_fame(
             f"objective must be a fame_utils.objectives.Objective, got {type(objective).__name__}"
         )
     cfg = (config or FameConfig()).replace(**overrides) if overrides else (config or FameConfig())
-    check_images(images)
+    check_model_input(images, model)  # dtype too, as the baselines check
     out_device = images.device
     device = model_device(model)
     with (

@@ -26,7 +26,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._checks import as_index_tensor, check_labels, check_switch, model_device
+from ._checks import (
+    as_index_tensor,
+    check_labels,
+    check_model_output,
+    check_switch,
+    model_device,
+)
 from .hooks import capture_output, resolve_layer
 
 __all__ = [
@@ -86,7 +92,7 @@ class ClassLogit(Objective):
         return ClassLogit(self.targets[index], absolute=self.absolute)
 
     def __call__(self, model: nn.Module, inputs: Tensor) -> Tensor:
-        logits = model(inputs)
+        logits = check_model_output(model(inputs))
         if logits.ndim != 2:
             raise ValueError(f"ClassLogit expects (N, classes) logits, got {tuple(logits.shape)}")
         t = as_index_tensor(self.targets, inputs.shape[0], "targets").to(logits.device)
@@ -289,7 +295,7 @@ class _EmbeddingObjective(Objective):
         return type(self)(self.references[index])
 
     def similarity(self, model: nn.Module, inputs: Tensor) -> Tensor:
-        emb = model(inputs)
+        emb = check_model_output(model(inputs))
         if emb.shape[-1] != self.references.shape[-1]:
             raise ValueError(
                 f"embedding size {emb.shape[-1]} differs from the references' "

@@ -150,6 +150,35 @@ def _class_logit(targets):
     return ClassLogit(targets)
 
 
+def _fame(model=None, x=None, objective=None):
+    from fame_utils.core import fame
+
+    objective = objective if objective is not None else _class_logit([0, 1])
+    return fame(model or _net(), _x() if x is None else x, objective, iterations=2, progress=False)
+
+
+class _Returns(nn.Module):
+    """``Net`` whose forward returns ``kind``: a tuple, a dict or NaN logits."""
+
+    def __init__(self, kind: str):
+        super().__init__()
+        self.net, self.kind = _net(), kind
+
+    def forward(self, x):
+        z = self.net(x)
+        if self.kind == "tuple":
+            return z, z
+        if self.kind == "dict":
+            return {"logits": z}
+        return z * NAN
+
+
+def _nan_net():
+    model = _Returns("nan").eval()
+    model.target_layer = model.net.block
+    return model
+
+
 def _train_then_check(method: Callable, target) -> None:
     """Raise (like a refusal) if ``method`` changed a buffer or a module's mode."""
     model = Net().train()
@@ -343,6 +372,34 @@ ROWS: list[tuple[str, Callable[[], object], type[BaseException], str]] = [
     ("fame-sigma-inf", lambda: _fame_config(sigma=float("inf")), ValueError, "sigma.*finite"),
     ("fame-sigma-nan", lambda: _fame_config(sigma=NAN), ValueError, "sigma.*finite"),
     ("fame-early-stop-nan", lambda: _fame_config(early_stop=NAN), ValueError, "early_stop"),
+    # issue 18: FAME runs the baselines' dtype check; model outputs; NaN from a model
+    *[
+        (
+            f"fame-{str(dtype)[6:]}",
+            lambda dtype=dtype: _fame(x=_x(dtype=dtype)),
+            TypeError,
+            "float32",
+        )
+        for dtype in (torch.float64, torch.float16, torch.bfloat16)
+    ],
+    ("fame-half-model", lambda: _fame(model=_net().half()), TypeError, "float16"),
+    ("fame-model-tuple", lambda: _fame(model=_Returns("tuple")), TypeError, "returned a tuple"),
+    ("fame-model-dict", lambda: _fame(model=_Returns("dict")), TypeError, r"keys \['logits'\]"),
+    *[
+        (
+            f"{cam.__name__}-nan-model",
+            lambda cam=cam: cam()(_nan_net(), _x(), ClassTarget([0, 1])),
+            ValueError,
+            "NaN or Inf for images",
+        )
+        for cam in (GradCAM, GradCAMElementWise, HiResCAM)
+    ],
+    (
+        "corrrise-nan-model",
+        lambda: CorrRISE(n_masks=4)(_nan_net(), _x(), ClassTarget([0, 1])),
+        ValueError,
+        "NaN or Inf for images",
+    ),
     # issue 18: annotation inconsistencies and file problems name the file
     (
         "imagenet-duplicate-id",
@@ -404,6 +461,15 @@ def test_bad_input_is_refused_clearly(row_id, call, exc, phrase):
         return
     with pytest.raises(exc, match=phrase):
         call()
+
+
+def test_numpy_integer_labels_are_class_indices():
+    from fame_utils.objectives import ClassLogit
+
+    assert ClassLogit(np.int64(1)).targets == 1
+    assert ClassLogit(np.array([0, 2], np.int32)).targets.tolist() == [0, 2]
+    maps = _fame(objective=ClassLogit(np.int64(1)))
+    assert maps.shape == (2, 16, 16) and bool(torch.isfinite(maps).all())
 
 
 def test_rows_have_unique_ids():

@@ -58,7 +58,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._checks import check_class_indices, check_model_input, frozen_eval, model_device
+from .._checks import (
+    check_class_indices,
+    check_finite_output,
+    check_model_input,
+    frozen_eval,
+    model_device,
+)
 from ..explain import Attribution, ClassTarget, SimilarityTarget
 from ..recipes import Recipe, get_recipe
 from ._common import check_target, target_layer_of
@@ -305,6 +311,7 @@ class _PytorchGradCam:
         layer = target_layer_of(model, self.target_layer)
         mode = resolve_face_target(self.face_target, self.recipe)
         maps = _run_cam(self.cam_class, model, images, target, layer, face_target=mode)
+        check_finite_output(maps, f"{self.name} maps")
         return Attribution(maps.to(device=images.device, dtype=images.dtype), None)
 
 
@@ -411,4 +418,5 @@ class FullGrad:
             face_target=mode,
             input_requires_grad=False,
         )
+        check_finite_output(maps, f"{self.name} maps")
         return Attribution(maps.to(device=images.device, dtype=images.dtype), None)
