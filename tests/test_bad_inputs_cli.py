@@ -228,3 +228,29 @@ if __name__ == "__main__":
         counts[verdict] += 1
         print(f"api {name}: {verdict}")
     print(counts)
+
+
+def test_a_misspelt_notebook_parameter_is_refused_listing_the_parameters(tmp_path):
+    """``scripts/run_notebooks.py -p itrations 1`` used to run the defaults and exit 0."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(Path(__file__).resolve().parents[1] / "scripts" / "run_notebooks.py"),
+            "--only",
+            "01",
+            "--figures-dir",
+            str(tmp_path),
+            "--executed-dir",
+            str(tmp_path / "executed"),
+            "-p",
+            "itrations",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode != 0
+    assert "-p itrations: not a parameter" in proc.stderr
+    assert "01_gaussian_blur.ipynb: figures_dir, iterations," in proc.stderr
+    assert not (tmp_path / "executed").exists()  # refused before any notebook ran
