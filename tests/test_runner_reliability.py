@@ -542,3 +542,33 @@ def test_18_8_foreign_result_files_are_never_overwritten(tmp_path, tiny_cnn, dat
         _run(tiny_cnn, data, tmp_path, overwrite=overwrite)
     assert (tmp_path / "results.csv").read_text() == "my own numbers\n"
     assert (tmp_path / "summary.md").read_text() == "# mine\n"
+
+
+def test_method_key_leaves_out_speed_and_display_fields():
+    from fame_utils.baselines import FGGB, CorrRISE
+    from fame_utils.core import FameConfig
+    from fame_utils.experiment import method_key
+    from fame_utils.explain import Fame
+
+    assert method_key(CorrRISE(batch_size=3, progress=True)) == method_key(CorrRISE())
+    assert method_key(CorrRISE(n_masks=9)) != method_key(CorrRISE())
+    assert method_key(FGGB(0.2, chunk_size=4)) == method_key(FGGB(0.2))
+    assert method_key(Fame(FameConfig(progress=False, batch_size=2))) == method_key(Fame())
+    assert method_key(Fame(FameConfig(sigma=3.0))) != method_key(Fame())
+
+
+def test_numpy_integers_are_accepted_as_counts_and_seeds(tmp_path, tiny_cnn, data):
+    import numpy as np
+
+    res = run_experiment(
+        tiny_cnn,
+        data,
+        [Saliency()],
+        [IoUMetric()],
+        tmp_path,
+        batch_size=np.int64(2),
+        seed=np.int32(1),
+        progress=False,
+        n_resamples=np.int64(20),
+    )
+    assert res.batch_size == 2 and json.loads(res.paths["run"].read_text())["seed"] == 1

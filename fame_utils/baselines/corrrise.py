@@ -25,7 +25,7 @@ size and device), so maps of different pairs are comparable, as in the paper.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -143,6 +143,8 @@ class CorrRISE:
     class_score: Literal["probability", "logit"] = "probability"
     progress: bool = False
     name: str = "CorrRISE"
+    runtime_fields: ClassVar[frozenset[str]] = frozenset({"batch_size", "progress"})
+    """Speed and display knobs, left out of the cache key (:func:`fame_utils.experiment.cache.method_key`)."""
     _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self):

@@ -23,7 +23,7 @@ never a Python loop of D backward passes.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
@@ -68,6 +68,8 @@ class FGGB:
     chunk_size: int = 32
     progress: bool = False
     name: str = "FGGB"
+    runtime_fields: ClassVar[frozenset[str]] = frozenset({"chunk_size", "progress"})
+    """Speed and display knobs, left out of the cache key (:func:`fame_utils.experiment.cache.method_key`)."""
 
     def __post_init__(self):
         if self.jacobian not in ("vmap", "repeat"):

@@ -220,6 +220,10 @@ def run_experiment(
     task = _check_inputs(
         dataset, metrics, batch_size, eval_batch_size, n_resamples, threads, seed, cache_dtype
     )
+    # numpy integers were accepted: plain ints from here on (run.json, the cache keys)
+    batch_size, eval_batch_size, n_resamples, seed = (
+        int(v) for v in (batch_size, eval_batch_size, n_resamples, seed)
+    )
     out_dir = check_folder(out_dir, "out_dir")
     if cache_dir is not None:
         cache_dir = check_folder(cache_dir, "cache_dir")
