@@ -5,7 +5,8 @@
 - :mod:`.checks` — checks of the run's inputs and of computed or cached maps and values.
 - :mod:`.result` — :class:`ExperimentResult` with the per-item, curve and interval accessors.
 - :mod:`.report` — summaries: means with bootstrap intervals, Markdown and LaTeX tables.
-- :mod:`.cache` — cache keys (model fingerprint, method settings) and atomic writes.
+- :mod:`.cache` — cache keys (model fingerprint, method keys, input and source hashes) and
+  atomic writes.
 - :mod:`.record` — ``run.json`` (every setting and the environment), refusal to mix
   settings in one folder, the folder's lock.
 - :mod:`.distributed` — torchrun sharding (rank r computes batches r, r + n, …).
