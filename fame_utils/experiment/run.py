@@ -59,7 +59,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from torch import Tensor, nn
+from torch import nn
 from tqdm.auto import tqdm
 
 from .._checks import model_device
@@ -67,7 +67,6 @@ from ..data.items import ClassificationItem, PairItem, Task, dataset_identity
 from ..explain import Attribution
 from ..methods import make_methods
 from ..metrics.adapters import EvalContext, Metric
-from ..metrics.face import embed
 from ..metrics.threshold import eer_threshold
 from ..recipes import Recipe, get_recipe
 from ..stats import DEFAULT_RESAMPLES
@@ -86,7 +85,6 @@ from .cache import (
 from .checks import (
     _check_inputs,
     _check_methods,
-    _check_model_output,
     check_folder,
     check_threshold,
     positive_int,
@@ -111,28 +109,9 @@ from .report import (
     summary_with_intervals,
 )
 from .result import ExperimentResult
-from .stages import _batches, _compute_maps, _evaluate, _get_batch, _input_hashes
+from .stages import _batches, _clean_verification, _compute_maps, _evaluate, _input_hashes
 
 __all__ = ["run_experiment", "check_threshold", "positive_int"]
-
-
-@torch.no_grad()
-def _clean_verification(
-    model: nn.Module, dataset: Sequence, batch_size: int, device, progress: bool
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Normalised gallery embeddings (N, D), clean scores (N,), genuine (N,) on CPU."""
-    refs, scores, gen = [], [], []
-    for idx in tqdm(
-        _batches(len(dataset), batch_size), desc="clean scores", disable=not progress, leave=False
-    ):
-        b = _get_batch(dataset, idx).to(device)
-        eg = embed(model, b.gallery, batch_size)
-        ep = embed(model, b.probe, batch_size)
-        _check_model_output(torch.cat([eg, ep], 1), b.names)
-        refs.append(eg.cpu())
-        scores.append((eg * ep).sum(1).cpu())
-        gen.append(b.genuine.cpu())
-    return torch.cat(refs), torch.cat(scores), torch.cat(gen)
 
 
 def _image_size(dataset: Sequence) -> tuple[int, int]:

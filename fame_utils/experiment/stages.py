@@ -4,6 +4,7 @@
   stores each batch atomically in its cache folder (``batch_00000.pt``), skipping
   batches validly cached and recomputing (with a warning) those that fail the checks of
   :mod:`.checks`; the metric values of a recomputed batch are dropped.
+- :func:`_clean_verification` embeds every pair once (gallery references, clean scores).
 - :func:`_evaluate` scores the cached maps of one method with every metric, caching the
   per-batch values next to the maps (``eval_<metric>-<key>_00000.pt``), and returns the
   tidy records (``index, item, method, metric, threshold, percent, value``).
@@ -26,6 +27,7 @@ from .._checks import model_device
 from ..data.items import Task, collate
 from ..explain import Attribution, ClassTarget, SimilarityTarget
 from ..metrics.adapters import Column, EvalContext, Metric
+from ..metrics.face import embed
 from .cache import batch_hash, digest, jsonable, load, save_tensors, slug
 from .checks import (
     _blob_problem,
@@ -57,6 +59,25 @@ def _item_names(dataset: Sequence, idx: range) -> list[str]:
     if isinstance(names, list) and len(names) == len(dataset):
         return [names[i] or str(i) for i in idx]
     return _get_batch(dataset, idx).names
+
+
+@torch.no_grad()
+def _clean_verification(
+    model: nn.Module, dataset: Sequence, batch_size: int, device, progress: bool
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Normalised gallery embeddings (N, D), clean scores (N,), genuine (N,) on CPU."""
+    refs, scores, gen = [], [], []
+    for idx in tqdm(
+        _batches(len(dataset), batch_size), desc="clean scores", disable=not progress, leave=False
+    ):
+        b = _get_batch(dataset, idx).to(device)
+        eg = embed(model, b.gallery, batch_size)
+        ep = embed(model, b.probe, batch_size)
+        _check_model_output(torch.cat([eg, ep], 1), b.names)
+        refs.append(eg.cpu())
+        scores.append((eg * ep).sum(1).cpu())
+        gen.append(b.genuine.cpu())
+    return torch.cat(refs), torch.cat(scores), torch.cat(gen)
 
 
 def _drop_evaluations(folder: Path, b: int) -> None:
