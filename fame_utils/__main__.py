@@ -46,8 +46,9 @@ import torch
 from .data.faces import SAMPLE_FACE_SUBSETS
 from .data.items import from_face_pairs, from_object_samples
 from .experiment import RunConflictError, init_from_env, run_experiment
+from .experiment.checks import check_folder, check_seed
 from .experiment.distributed import broadcast
-from .methods import available_methods, make_methods, method_key, table_methods
+from .methods import available_methods, make_methods, registry_key, table_methods
 from .metrics.adapters import FaceDeleteInsertMetric, IoUMetric, RoadMetric
 from .models.classifiers import CLASSIFIERS
 from .models.faces import FACE_MODELS
@@ -84,6 +85,12 @@ def _numbers(lo: float, hi: float, what: str) -> Callable[[str], tuple[float, ..
         values = tuple(one(v.strip()) for v in text.split(",") if v.strip())
         if not values:
             raise argparse.ArgumentTypeError(f"expected comma-separated {what}, got {text!r}")
+        repeated = sorted({v for v in values if values.count(v) > 1})
+        if repeated:
+            raise argparse.ArgumentTypeError(
+                f"{what} {', '.join(f'{v:g}' for v in repeated)} given more than once in "
+                f"{text!r}; give each once"
+            )
         return values
 
     parse.__name__ = what
@@ -101,6 +108,26 @@ def _count(text: str) -> int:
     return v
 
 
+def _seed(text: str) -> int:
+    """A whole number >= 0."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    try:
+        return check_seed(v)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e).replace("seed ", "", 1)) from None
+
+
+def _folder(text: str) -> str:
+    """A folder that can be created and written (not empty, not a file)."""
+    try:
+        return str(check_folder(text, "folder"))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e).replace("folder ", "", 1)) from None
+
+
 def _existing(text: str) -> str:
     if not Path(text).expanduser().exists():
         raise argparse.ArgumentTypeError(f"{text} does not exist")
@@ -114,8 +141,16 @@ def _device(text: str) -> str:
         raise argparse.ArgumentTypeError(
             f"not a torch device: {text!r} (e.g. cpu, cuda, cuda:1)"
         ) from None
+    if device.type not in ("cpu", "cuda", "mps", "xpu"):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a device that can run a model; use cpu or cuda[:N]"
+        )
     if device.type == "cuda" and not torch.cuda.is_available():
         raise argparse.ArgumentTypeError("CUDA is not available here; use --device cpu")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise argparse.ArgumentTypeError(
+            f"{text}: only {torch.cuda.device_count()} CUDA device(s) here"
+        )
     return text
 
 
@@ -127,7 +162,7 @@ def _methods(task: str) -> Callable[[str], list[str]]:
         allowed = available_methods(task)
         for n in names:
             try:
-                key = method_key(n)
+                key = registry_key(n)
             except ValueError:
                 key = None
             if key not in allowed:
@@ -150,8 +185,12 @@ def _methods_argument(p: argparse.ArgumentParser, task: str) -> None:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", required=True, help="output folder (results, summaries, cache)")
-    p.add_argument("--cache-dir", default=None, help="map cache folder (default OUT/cache)")
+    p.add_argument(
+        "--out", type=_folder, required=True, help="output folder (results, summaries, cache)"
+    )
+    p.add_argument(
+        "--cache-dir", type=_folder, default=None, help="map cache folder (default OUT/cache)"
+    )
     p.add_argument("--checkpoint", type=_existing, default=None, help="model weights file")
     p.add_argument(
         "--device",
@@ -164,7 +203,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--eval-batch-size", type=_count, default=64, help="perturbed images per forward"
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0, help="base seed (>= 0)")
     p.add_argument(
         "--recipe",
         choices=sorted(RECIPES),
@@ -368,7 +407,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             threads=args.threads,
             overwrite=args.overwrite,
         )
-    except (FileNotFoundError, ValueError, RunConflictError) as e:
+    except (OSError, TypeError, ValueError, RunConflictError) as e:
         # argparse's form (usage, then "prog: error: ..."), returned instead of raised
         parser.print_usage(sys.stderr)
         print(f"{parser.prog}: error: {e}", file=sys.stderr)

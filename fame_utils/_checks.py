@@ -7,9 +7,11 @@ fails early with a message that says what to do instead of deep inside a model.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -24,6 +26,12 @@ __all__ = [
     "check_threshold",
     "check_unit_interval",
     "check_batch_size",
+    "check_count",
+    "check_number",
+    "check_switch",
+    "check_labels",
+    "check_model_output",
+    "check_finite_output",
     "eval_mode",
     "frozen_parameters",
     "frozen_eval",
@@ -214,6 +222,83 @@ def check_batch_size(value: object, name: str = "batch_size") -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
     return value
+
+
+def check_count(value: object, name: str, minimum: int = 0) -> int:
+    """A whole number >= ``minimum`` (numpy integers accepted; bools refused, so
+    ``iterations=True`` is not taken as 1)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be a whole number >= {minimum}, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be a whole number >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_number(value: object, name: str, lo: float = -math.inf, hi: float = math.inf) -> float:
+    """A finite real number in [``lo``, ``hi``] (bools and strings refused, NaN and ±inf
+    refused: they change a setting's meaning, e.g. ``sigma=inf`` is a box blur)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    v = float(value)
+    if not math.isfinite(v) or not lo <= v <= hi:
+        raise ValueError(f"{name} must be a finite number in [{lo:g}, {hi:g}], got {value!r}")
+    return v
+
+
+def check_switch(value: object, name: str) -> bool:
+    """A bool (numpy bools accepted); a truthy string such as ``"no"`` is refused."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def check_labels(values: object, name: str) -> int | Tensor:
+    """Class indices as an int or a 1-D long tensor: ints, numpy integers, sequences or
+    integer arrays/tensors; bools, strings and floats are refused by name."""
+    if isinstance(values, (bool, np.bool_)):
+        raise TypeError(f"{name} must be class indices (whole numbers), got {values!r}")
+    if isinstance(values, numbers.Integral):
+        return int(values)
+    if isinstance(values, str) or (
+        isinstance(values, Sequence) and any(isinstance(v, (str, bool)) for v in values)
+    ):
+        raise TypeError(
+            f"{name} must be class indices (whole numbers), got {values!r}; map class names "
+            "to indices first (e.g. with the model's category list)"
+        )
+    try:
+        t = torch.as_tensor(np.asarray(values) if not isinstance(values, Tensor) else values)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"{name} must be class indices (whole numbers), got {values!r}") from None
+    if t.dtype == torch.bool or t.is_floating_point() or t.is_complex():
+        raise TypeError(f"{name} must be class indices (whole numbers), got dtype {t.dtype}")
+    return t.reshape(-1).long()
+
+
+def check_model_output(output: object, name: str = "the model") -> Tensor:
+    """The model's output must be one tensor (logits or embeddings); a tuple, list or
+    dict (e.g. an Inception's aux logits, a Hugging Face output) is refused with what to do."""
+    if isinstance(output, Tensor):
+        return output
+    kind = type(output).__name__
+    keys = f" with keys {list(output)}" if isinstance(output, dict) else ""
+    raise TypeError(
+        f"{name} returned a {kind}{keys}, expected one tensor of logits (N, classes) or "
+        "embeddings (N, D); wrap the network in an nn.Module whose forward returns only "
+        "that tensor (e.g. output[0] or output['logits'])"
+    )
+
+
+def check_finite_output(values: Tensor, what: str) -> Tensor:
+    """Refuse NaN or Inf in ``values`` (B, ...) computed from a model's output (naming the
+    images), instead of returning NaN or all-zero maps. One host sync. Returns ``values``."""
+    bad = ~torch.isfinite(values.detach().reshape(values.shape[0], -1)).all(1)
+    if bool(bad.any()):
+        raise ValueError(
+            f"{what} hold NaN or Inf for images {bad.nonzero().flatten().tolist()}: the "
+            "model's output is not finite on them (check its weights and the images)"
+        )
+    return values
 
 
 @contextmanager

@@ -15,13 +15,20 @@ import math
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ._checks import check_images, frozen_eval, model_device
+from ._checks import (
+    check_count,
+    check_model_input,
+    check_number,
+    check_switch,
+    frozen_eval,
+    model_device,
+)
 from .objectives import ClassLogit, Objective
 from .postprocess import Normalization, gaussian_blur, normalize_maps, to_gray
 
@@ -104,7 +111,19 @@ class FameConfig:
     compile: bool = False
     deterministic: bool = False
 
+    runtime_fields: ClassVar[frozenset[str]] = frozenset(
+        {"progress", "batch_size", "early_stop_check_every"}
+    )
+    """Fields that change speed or display, not maps (left out of cache keys)."""
+
     def __post_init__(self):
+        check_count(self.iterations, "iterations", 0)
+        check_count(self.kernel_size, "kernel_size", 1)
+        check_number(self.sigma, "sigma", 0.0)
+        if self.early_stop not in (None, "auto"):
+            check_number(self.early_stop, "early_stop")
+        for switch in ("clamp", "progress", "channels_last", "compile", "deterministic"):
+            check_switch(getattr(self, switch), switch)
         if not isinstance(self.iterations, int) or self.iterations < 0:
             raise ValueError(f"iterations must be a non-negative int, got {self.iterations!r}")
         if not isinstance(self.step_size, (int, float)) or not (
@@ -499,7 +518,7 @@ def run_fame(
                 f"absolute_logit=True applies to ClassLogit objectives, got {type(objective).__name__}"
             )
         objective = ClassLogit(objective.targets, absolute=True)
-    check_images(images)
+    check_model_input(images, model)  # dtype too, as the baselines check
     out_device = images.device
     device = model_device(model)
     with (

@@ -15,7 +15,8 @@ So a notebook can do ``for m in methods: maps[m.name] = m(model, x, target)``.
 **Adding a method**: a dataclass with a display ``name`` field and the class attributes
 ``targets`` (the target types it explains), optionally ``vit`` (``False`` if it cannot
 explain Vision Transformers) and ``runtime_fields`` (fields that change speed or display,
-not maps: they stay out of the cache key); add it to :data:`METHODS`. A method whose maps
+not maps: they stay out of the cache key, :func:`fame_utils.experiment.cache.registry_key`);
+add it to :data:`METHODS`. A method whose maps
 depend on a :class:`~fame_utils.recipes.Recipe` says how in a classmethod
 ``recipe_settings(recipe, task) -> dict`` of constructor arguments.
 """
@@ -25,7 +26,6 @@ from __future__ import annotations
 import dataclasses
 import re
 import time
-import types
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
@@ -44,12 +44,11 @@ __all__ = [
     "Method",
     "Fame",
     "METHODS",
-    "method_key",
+    "registry_key",
     "available_methods",
     "table_methods",
     "make_methods",
     "supports",
-    "cache_settings",
     "explain_all",
     "empty_maps",
 ]
@@ -109,9 +108,6 @@ class Fame:
 
     targets: ClassVar[tuple[type, ...]] = (ClassLogit, CosineSimilarity)
     vit: ClassVar[bool] = True
-    runtime_fields: ClassVar[frozenset[str]] = frozenset(
-        {"progress", "batch_size", "early_stop_check_every"}
-    )
 
     @classmethod
     def recipe_settings(cls, recipe: Recipe, task: Task) -> dict[str, Any]:
@@ -147,7 +143,7 @@ def _norm(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.lower())
 
 
-def method_key(name: str) -> str:
+def registry_key(name: str) -> str:
     """The :data:`METHODS` key of a key or display name (``"Grad-CAM-EW"`` → ``"gradcam-ew"``)."""
     return _method_class(name)[0]
 
@@ -269,28 +265,6 @@ def make_methods(
                 method.name = f"{method.name} ({r.name})"
             out.append(method)
     return out
-
-
-def cache_settings(method: Any) -> dict[str, Any]:
-    """The settings ``method``'s maps depend on (the method part of the cache key): its
-    ``cache_settings()`` where it declares one, else its dataclass fields minus ``name``
-    and its ``runtime_fields``; a plain function by its qualified name."""
-    own = getattr(method, "cache_settings", None)
-    if callable(own):
-        return dict(own())
-    if isinstance(method, (types.FunctionType, types.BuiltinFunctionType)):
-        return {"function": f"{method.__module__}.{method.__qualname__}"}
-    skip = {"name", *getattr(method, "runtime_fields", ())}
-    if dataclasses.is_dataclass(method):
-        values = {f.name: getattr(method, f.name) for f in dataclasses.fields(method) if f.init}
-    else:
-        values = dict(vars(method)) if hasattr(method, "__dict__") else {}
-    if isinstance(values.get("config"), FameConfig):
-        cfg = values["config"]
-        values["config"] = {
-            f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name not in skip
-        }
-    return {k: v for k, v in values.items() if not k.startswith("_") and k not in skip}
 
 
 def explain_all(

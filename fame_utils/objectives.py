@@ -35,7 +35,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._checks import as_index_tensor, check_threshold, model_device
+from ._checks import (
+    as_index_tensor,
+    check_labels,
+    check_model_output,
+    check_switch,
+    check_threshold,
+    model_device,
+)
 from .hooks import capture_output, resolve_layer
 
 __all__ = [
@@ -93,8 +100,8 @@ class ClassLogit(Objective):
     """
 
     def __init__(self, targets: int | Sequence[int] | Tensor, *, absolute: bool = False):
-        self.targets = targets if isinstance(targets, int) else torch.as_tensor(targets).reshape(-1)
-        self.absolute = absolute
+        self.targets = check_labels(targets, "targets")
+        self.absolute = check_switch(absolute, "absolute")
         self._checked = False
 
     def __repr__(self) -> str:
@@ -117,7 +124,7 @@ class ClassLogit(Objective):
         return ClassLogit(self.targets[index], absolute=self.absolute)
 
     def __call__(self, model: nn.Module, inputs: Tensor) -> Tensor:
-        logits = model(inputs)
+        logits = check_model_output(model(inputs))
         if logits.ndim != 2:
             raise ValueError(f"ClassLogit expects (N, classes) logits, got {tuple(logits.shape)}")
         t = as_index_tensor(self.targets, inputs.shape[0], "targets").to(logits.device)
@@ -329,7 +336,7 @@ class _EmbeddingObjective(Objective):
         return type(self)(self.references[index], self.threshold)
 
     def similarity(self, model: nn.Module, inputs: Tensor) -> Tensor:
-        emb = model(inputs)
+        emb = check_model_output(model(inputs))
         if emb.shape[-1] != self.references.shape[-1]:
             raise ValueError(
                 f"embedding size {emb.shape[-1]} differs from the references' "

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import json
 import sys
 import time
 from pathlib import Path
@@ -25,6 +26,32 @@ def notebooks(only: list[str] | None = None) -> list[Path]:
     if only:
         found = [p for p in found if any(p.name.startswith(o) for o in only)]
     return found
+
+
+def parameter_names(path: Path) -> list[str]:
+    """The names assigned in a notebook's cell tagged ``parameters``, in order."""
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    tagged = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if not tagged:
+        return []
+    source = "".join(tagged[0]["source"])
+    names = []
+    for node in ast.parse(source).body:
+        targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+        names += [t.id for t in targets if isinstance(t, ast.Name) and t.id not in names]
+    return names
+
+
+def check_parameters(paths: list[Path], given: list[str]) -> None:
+    """Refuse a ``-p`` name that is a parameter of none of ``paths`` (a misspelling would
+    otherwise run the defaults and exit 0), listing every notebook's parameters."""
+    declared = {p.name: parameter_names(p) for p in paths}
+    unknown = [n for n in given if not any(n in names for names in declared.values())]
+    if unknown:
+        listing = "; ".join(f"{k}: {', '.join(v) or '(none)'}" for k, v in declared.items())
+        raise SystemExit(
+            f"error: -p {', '.join(unknown)}: not a parameter of the notebooks run ({listing})"
+        )
 
 
 def execute(
@@ -76,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     if not paths:
         print("no notebooks found", file=sys.stderr)
         return 1
+    check_parameters(paths, [name for name, _ in args.p])
     for path in paths:
         print(f"running {path.name} ...", flush=True)
         dt = execute(path, params, Path(args.executed_dir).resolve())

@@ -118,6 +118,67 @@ def _over_one() -> torch.Tensor:
     return x
 
 
+def _imagenet_rows(rows: str, **kw):
+    root = Path(tempfile.mkdtemp(prefix="bad_inputs_imagenet_"))
+    for i in (1, 2):
+        name = f"ILSVRC2012_val_{i:08d}"
+        Image.fromarray(np.zeros((40, 50, 3), np.uint8)).save(root / f"{name}.JPEG")
+    (root / "LOC_val_solution.csv").write_text("ImageId,PredictionString\n" + rows)
+    (root / "LOC_synset_mapping.txt").write_text("n01440764 tench\nn01443537 goldfish\n")
+    data = load_imagenet_val(root, resize=40, crop=32, **kw)
+    return [data[i] for i in range(len(data))]
+
+
+def _truncated_image():
+    from fame_utils.data import load_image
+
+    path = Path(tempfile.mkdtemp(prefix="bad_inputs_image_")) / "cut.jpg"
+    Image.fromarray(np.full((64, 64, 3), 99, np.uint8)).save(path, quality=90)
+    path.write_bytes(path.read_bytes()[:300])
+    return load_image(path)
+
+
+def _fame_config(**kw):
+    from fame_utils.core import FameConfig
+
+    return FameConfig(**kw)
+
+
+def _class_logit(targets):
+    from fame_utils.objectives import ClassLogit
+
+    return ClassLogit(targets)
+
+
+def _fame(model=None, x=None, objective=None):
+    from fame_utils.core import fame
+
+    objective = objective if objective is not None else _class_logit([0, 1])
+    return fame(model or _net(), _x() if x is None else x, objective, iterations=2, progress=False)
+
+
+class _Returns(nn.Module):
+    """``Net`` whose forward returns ``kind``: a tuple, a dict or NaN logits."""
+
+    def __init__(self, kind: str):
+        super().__init__()
+        self.net, self.kind = _net(), kind
+
+    def forward(self, x):
+        z = self.net(x)
+        if self.kind == "tuple":
+            return z, z
+        if self.kind == "dict":
+            return {"logits": z}
+        return z * NAN
+
+
+def _nan_net():
+    model = _Returns("nan").eval()
+    model.target_layer = model.net.block
+    return model
+
+
 def _train_then_check(method: Callable, target) -> None:
     """Raise (like a refusal) if ``method`` changed a buffer or a module's mode."""
     model = Net().train()
@@ -299,13 +360,77 @@ ROWS: list[tuple[str, Callable[[], object], type[BaseException], str]] = [
         ValueError,
         "cover no pixel",
     ),
+    # issue 18: booleans and truthy strings taken as numbers or switches
+    ("fame-iterations-True", lambda: _fame_config(iterations=True), TypeError, "iterations"),
+    ("fame-kernel-size-True", lambda: _fame_config(kernel_size=True), TypeError, "kernel_size"),
+    ("fame-clamp-no", lambda: _fame_config(clamp="no"), TypeError, "clamp must be True or"),
+    ("fame-progress-1", lambda: _fame_config(progress="yes"), TypeError, "progress"),
+    ("class-logit-True", lambda: _class_logit(True), TypeError, "targets must be class"),
+    ("class-logit-str", lambda: _class_logit(["cat", "dog"]), TypeError, "class names"),
+    ("class-logit-float", lambda: _class_logit([0.5, 1.0]), TypeError, "whole numbers"),
+    # issue 18: non-finite settings that change the meaning
+    ("fame-sigma-inf", lambda: _fame_config(sigma=float("inf")), ValueError, "sigma.*finite"),
+    ("fame-sigma-nan", lambda: _fame_config(sigma=NAN), ValueError, "sigma.*finite"),
+    ("fame-early-stop-nan", lambda: _fame_config(early_stop=NAN), ValueError, "early_stop"),
+    # issue 18: FAME runs the baselines' dtype check; model outputs; NaN from a model
+    *[
+        (
+            f"fame-{str(dtype)[6:]}",
+            lambda dtype=dtype: _fame(x=_x(dtype=dtype)),
+            TypeError,
+            "float32",
+        )
+        for dtype in (torch.float64, torch.float16, torch.bfloat16)
+    ],
+    ("fame-half-model", lambda: _fame(model=_net().half()), TypeError, "float16"),
+    ("fame-model-tuple", lambda: _fame(model=_Returns("tuple")), TypeError, "returned a tuple"),
+    ("fame-model-dict", lambda: _fame(model=_Returns("dict")), TypeError, r"keys \['logits'\]"),
+    *[
+        (
+            f"{cam.__name__}-nan-model",
+            lambda cam=cam: cam()(_nan_net(), _x(), ClassLogit([0, 1])),
+            ValueError,
+            "NaN or Inf for images",
+        )
+        for cam in (GradCAM, GradCAMElementWise, HiResCAM)
+    ],
+    (
+        "corrrise-nan-model",
+        lambda: CorrRISE(n_masks=4)(_nan_net(), _x(), ClassLogit([0, 1])),
+        ValueError,
+        "NaN or Inf for images",
+    ),
+    # issue 18: annotation inconsistencies and file problems name the file
+    (
+        "imagenet-duplicate-id",
+        lambda: _imagenet_rows(
+            "ILSVRC2012_val_00000001,n01440764 1 2 30 20\n"
+            "ILSVRC2012_val_00000001,n01443537 1 2 30 20\n",
+            per_class=None,
+        ),
+        ValueError,
+        r"csv:3.*listed again",
+    ),
+    (
+        "imagenet-box-outside",
+        lambda: _imagenet_rows("ILSVRC2012_val_00000001,n01440764 60 45 80 70\n", per_class=None),
+        ValueError,
+        "covers no pixel",
+    ),
+    (
+        "imagenet-per-class-0",
+        lambda: _imagenet_rows("ILSVRC2012_val_00000001,n01440764 1 2 30 20\n", per_class=0),
+        ValueError,
+        "per_class",
+    ),
+    ("truncated-image", _truncated_image, ValueError, r"cut\.jpg.*truncated"),
     # already clear before the change (kept so they stay clear)
     ("removal-percent-150", lambda: removal_masks(_maps(), [150]), ValueError, r"\[0, 100\]"),
     (
         "gradcam-float-class",
         lambda: GradCAM()(_net(), _x(), ClassLogit(torch.tensor([0.5, 1.0]))),
         TypeError,
-        "integer",
+        "class indices",
     ),
     (
         "iou-maps-nan",
@@ -336,6 +461,15 @@ def test_bad_input_is_refused_clearly(row_id, call, exc, phrase):
         return
     with pytest.raises(exc, match=phrase):
         call()
+
+
+def test_numpy_integer_labels_are_class_indices():
+    from fame_utils.objectives import ClassLogit
+
+    assert ClassLogit(np.int64(1)).targets == 1
+    assert ClassLogit(np.array([0, 2], np.int32)).targets.tolist() == [0, 2]
+    maps = _fame(objective=ClassLogit(np.int64(1)))
+    assert maps.shape == (2, 16, 16) and bool(torch.isfinite(maps).all())
 
 
 def test_rows_have_unique_ids():

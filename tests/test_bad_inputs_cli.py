@@ -78,13 +78,23 @@ CLI_ROWS: list[tuple[str, list[str], str]] = [
     ("face-root-missing", ["faces", "--face-root", MISSING], r"does not exist"),
     ("device-bad", ["imagenet", "--device", "gpu7"], r"not a torch device"),
     ("out-missing", ["imagenet"], r"the following arguments are required: --out"),
+    # issue 18: validated before any work
+    ("iou-duplicate", ["imagenet", "--iou-thresholds", "0.5,0.5"], r"--iou-thresholds: .*once"),
+    ("road-duplicate", ["imagenet", "--road-percents", "10,10.0"], r"--road-percents: .*once"),
+    ("seed-negative", ["imagenet", "--seed", "-1"], r"--seed: must be a whole number"),
+    ("seed-text", ["faces", "--seed", "one"], r"--seed: expected a whole number"),
+    ("out-empty", ["imagenet", "--out", ""], r"--out: must name a folder"),
+    ("out-a-file", ["imagenet", "--out", __file__], r"--out: .*existing file"),
+    ("out-under-a-file", ["faces", "--out", __file__ + "/run"], r"--out: .*is a file"),
+    ("cache-dir-a-file", ["imagenet", "--cache-dir", __file__], r"--cache-dir: .*existing file"),
+    ("device-meta", ["imagenet", "--device", "meta"], r"--device: .*not a device that can run"),
 ]
 if not torch.cuda.is_available():
     CLI_ROWS.append(("device-no-cuda", ["faces", "--device", "cuda"], r"CUDA is not available"))
 
 
 def _needs_out(argv: list[str]) -> list[str]:
-    return argv if argv == ["imagenet"] else argv + OUT
+    return argv if argv == ["imagenet"] or "--out" in argv else argv + OUT
 
 
 @pytest.mark.parametrize("argv, phrase", [r[1:] for r in CLI_ROWS], ids=[r[0] for r in CLI_ROWS])
@@ -138,6 +148,18 @@ def _run(**kw) -> Callable[[], object]:
     return call
 
 
+def _run_into(out, metrics=None):
+    with tempfile.TemporaryDirectory() as d:
+        return run_experiment(
+            _Tiny(),
+            _data(),
+            [_half],
+            metrics or [IoUMetric()],
+            d if out is None else out,
+            progress=False,
+        )
+
+
 API_ROWS: list[tuple[str, Callable[[], object], type[Exception], str]] = [
     ("batch_size=0", _run(batch_size=0), ValueError, r"batch_size must be a whole number >= 1"),
     ("batch_size=-1", _run(batch_size=-1), ValueError, r"batch_size must be"),
@@ -149,6 +171,18 @@ API_ROWS: list[tuple[str, Callable[[], object], type[Exception], str]] = [
     ("threshold=5", _run(threshold=5.0), ValueError, r"cosine similarity in \[-1, 1\]"),
     ("threshold='a'", _run(threshold="a"), ValueError, r"must be a number"),
     ("IoU t=1.5", lambda: IoUMetric((1.5,)), ValueError, r"IoU thresholds must lie in"),
+    # issue 18
+    ("seed=-1", _run(seed=-1), ValueError, r"seed must be a whole number"),
+    ("seed=True", _run(seed=True), ValueError, r"seed must be a whole number"),
+    ("cache_dtype=uint8", _run(cache_dtype=torch.uint8), ValueError, r"cache_dtype must be a"),
+    ("out_dir=''", lambda: _run_into(""), ValueError, r"out_dir must name a folder"),
+    ("out_dir=file", lambda: _run_into(__file__), ValueError, r"out_dir .*existing file"),
+    (
+        "IoU duplicate",
+        lambda: _run_into(None, [IoUMetric((0.5, 0.5))]),
+        ValueError,
+        r"more than once",
+    ),
 ]
 
 
@@ -195,3 +229,29 @@ if __name__ == "__main__":
         counts[verdict] += 1
         print(f"api {name}: {verdict}")
     print(counts)
+
+
+def test_a_misspelt_notebook_parameter_is_refused_listing_the_parameters(tmp_path):
+    """``scripts/run_notebooks.py -p itrations 1`` used to run the defaults and exit 0."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(Path(__file__).resolve().parents[1] / "scripts" / "run_notebooks.py"),
+            "--only",
+            "01",
+            "--figures-dir",
+            str(tmp_path),
+            "--executed-dir",
+            str(tmp_path / "executed"),
+            "-p",
+            "itrations",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode != 0
+    assert "-p itrations: not a parameter" in proc.stderr
+    assert "01_gaussian_blur.ipynb: figures_dir, iterations," in proc.stderr
+    assert not (tmp_path / "executed").exists()  # refused before any notebook ran

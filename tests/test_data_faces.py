@@ -517,3 +517,29 @@ def test_hdf5_crops_round_trip(tmp_path):
     (tmp_path / "bad.csv").write_text("G,P,T\nbad.bmp,plain.png,1\n")
     with pytest.raises(ValueError, match=r"bad\.h5 has no dataset 'data'"):
         load_face_protocol(tmp_path / "bad.csv")
+
+
+# ---- issue 18: one image reader for every loader ---------------------------------------
+
+
+def test_16_bit_gray_face_crops_are_scaled_not_clipped(tmp_path):
+    """Item 9: a 16-bit gray PNG holds values up to 65535; the face loader used to clip
+    them to white after an 8-bit conversion."""
+    values = np.array([[0, 1000, 32768], [50000, 65535, 257]], np.uint16)
+    Image.fromarray(values).save(tmp_path / "g.png")
+    Image.fromarray(values[::-1].copy()).save(tmp_path / "p.png")
+    csv_path = _write_csv(tmp_path / "pairs.csv", ["G,P,T", "g.png,p.png,1"])
+    pairs = load_face_protocol(csv_path)
+    expected = torch.from_numpy(values.astype(np.float64) / 65535).float()
+    for c in range(3):
+        torch.testing.assert_close(pairs.gallery[0, c], expected, rtol=0, atol=1e-7)
+    torch.testing.assert_close(pairs.probe[0, 0], expected.flip(0), rtol=0, atol=1e-7)
+
+
+def test_a_truncated_face_crop_is_named(tmp_path):
+    Image.fromarray(np.full((32, 32, 3), 128, np.uint8)).save(tmp_path / "a.jpg", quality=90)
+    data = (tmp_path / "a.jpg").read_bytes()
+    (tmp_path / "a.jpg").write_bytes(data[: len(data) // 2])
+    csv_path = _write_csv(tmp_path / "pairs.csv", ["G,P,T", "a.jpg,a.jpg,1"])
+    with pytest.raises(ValueError, match=r"a\.jpg.*truncated"):
+        load_face_protocol(csv_path)

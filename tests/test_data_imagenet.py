@@ -234,3 +234,89 @@ def test_bad_boxes_name_the_file_and_line(kaggle_root, tmp_path, box, phrase):
     (kaggle_root / "LOC_val_solution.csv").write_text(lst.read_text())
     with pytest.raises(ValueError, match=rf"LOC_val_solution\.csv:3.*{phrase}"):
         load_imagenet_val(kaggle_root)
+
+
+# ---- issue 18: one image reader, annotation checks -------------------------------------
+
+_RGB = np.array([[[255, 0, 0], [0, 255, 0]], [[0, 0, 255], [10, 20, 30]]], np.uint8)
+
+
+@pytest.mark.parametrize(
+    "make, expected",
+    [
+        ("rgb8", _RGB / 255),
+        ("gray8", np.repeat(np.array([[0, 51], [102, 255]])[..., None], 3, 2) / 255),
+        ("gray16", np.repeat(np.array([[0, 257], [32768, 65535]])[..., None], 3, 2) / 65535),
+        ("rgba", _RGB / 255),  # alpha dropped, not composited
+        ("palette", _RGB / 255),
+        ("exif-rotated", _RGB / 255),  # stored order, the order boxes refer to
+    ],
+)
+def test_the_one_image_reader(tmp_path, make, expected):
+    path = tmp_path / "x.png"
+    if make == "rgb8":
+        Image.fromarray(_RGB).save(path)
+    elif make == "gray8":
+        Image.fromarray(np.array([[0, 51], [102, 255]], np.uint8)).save(path)
+    elif make == "gray16":
+        Image.fromarray(np.array([[0, 257], [32768, 65535]], np.uint16)).save(path)
+    elif make == "rgba":
+        alpha = np.array([[0, 128], [255, 7]], np.uint8)[..., None]
+        Image.fromarray(np.concatenate([_RGB, alpha], 2), "RGBA").save(path)
+    elif make == "palette":
+        Image.fromarray(_RGB).convert("P", palette=Image.Palette.ADAPTIVE, colors=4).save(path)
+    else:
+        exif = Image.Exif()
+        exif[0x0112] = 6  # "rotate 90° clockwise to display"
+        Image.fromarray(_RGB).save(path, exif=exif)
+        with Image.open(path) as im:
+            assert im.getexif()[0x0112] == 6
+    x = load_image(path)
+    assert x.shape == (3, *expected.shape[:2]) and x.dtype == torch.float32
+    torch.testing.assert_close(
+        x, torch.from_numpy(expected).permute(2, 0, 1).float(), rtol=0, atol=1e-6
+    )
+
+
+def test_a_truncated_image_names_its_file(tmp_path):
+    Image.fromarray(np.full((64, 64, 3), 99, np.uint8)).save(tmp_path / "t.jpg", quality=90)
+    data = (tmp_path / "t.jpg").read_bytes()
+    (tmp_path / "t.jpg").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=r"t\.jpg.*truncated"):
+        load_image(tmp_path / "t.jpg")
+
+
+def _one_class_root(tmp_path, rows: list[str]):
+    for i in (1, 2):
+        Image.fromarray(np.zeros((40, 50, 3), np.uint8)).save(
+            tmp_path / f"ILSVRC2012_val_{i:08d}.JPEG"
+        )
+    (tmp_path / "LOC_val_solution.csv").write_text("ImageId,PredictionString\n" + "\n".join(rows))
+    (tmp_path / "LOC_synset_mapping.txt").write_text("n01440764 tench\nn01443537 goldfish\n")
+    return tmp_path
+
+
+def test_a_duplicated_id_with_another_class_is_refused(tmp_path):
+    root = _one_class_root(
+        tmp_path,
+        [
+            "ILSVRC2012_val_00000001,n01440764 1 2 30 20",
+            "ILSVRC2012_val_00000001,n01443537 1 2 9 9",
+        ],
+    )
+    with pytest.raises(ValueError, match=r"csv:3.*listed again \(first at line 2\)"):
+        load_imagenet_val(root, per_class=None)
+
+
+def test_a_box_outside_its_image_is_refused(tmp_path):
+    root = _one_class_root(tmp_path, ["ILSVRC2012_val_00000001,n01440764 60 45 80 70"])
+    data = load_imagenet_val(root, per_class=None, resize=40, crop=32)
+    with pytest.raises(ValueError, match=r"ILSVRC2012_val_00000001.*covers no pixel"):
+        data[0]
+
+
+@pytest.mark.parametrize("per_class", [0, -1, True, 2.5])
+def test_per_class_must_be_a_positive_count(tmp_path, per_class):
+    root = _one_class_root(tmp_path, ["ILSVRC2012_val_00000001,n01440764 1 2 30 20"])
+    with pytest.raises(ValueError, match="per_class"):
+        load_imagenet_val(root, per_class=per_class)

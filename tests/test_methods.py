@@ -8,12 +8,12 @@ import pytest
 
 from fame_utils import REFERENCE, ClassLogit, Fame, FameConfig, get_recipe
 from fame_utils.baselines import FGGB, CorrRISE, GradCAM
+from fame_utils.experiment.cache import method_key
 from fame_utils.methods import (
     METHODS,
     available_methods,
-    cache_settings,
     make_methods,
-    method_key,
+    registry_key,
     supports,
     table_methods,
 )
@@ -42,7 +42,7 @@ def test_available_methods_follow_the_declared_targets():
 def test_names_ignore_case_and_punctuation_and_keep_the_order_given():
     methods = make_methods(["Grad-CAM-EW", "gradcam_ew", "FAME"], "classification")
     assert [m.name for m in methods] == ["Grad-CAM-EW", "Grad-CAM-EW", "FAME"]
-    assert method_key("grad cam") == "gradcam" and method_key("Grad-CAM-EW") == "gradcam-ew"
+    assert registry_key("grad cam") == "gradcam" and registry_key("Grad-CAM-EW") == "gradcam-ew"
 
 
 def test_bad_names_tasks_and_settings_give_clear_errors():
@@ -140,14 +140,15 @@ def test_paper_tables_are_registry_keys():
     assert set(table_methods("verification")) <= set(METHODS)
 
 
-def test_cache_settings_leave_out_speed_and_display_fields():
-    rise = cache_settings(CorrRISE(n_masks=9, batch_size=3, progress=True))
+def test_cache_keys_leave_out_speed_and_display_fields():
+    rise = method_key(CorrRISE(n_masks=9, batch_size=3, progress=True))
     assert rise["n_masks"] == 9 and not {"batch_size", "progress", "name"} & set(rise)
-    assert not {"chunk_size", "progress"} & set(cache_settings(FGGB(0.2, chunk_size=4)))
-    fame = cache_settings(Fame(FameConfig(iterations=4, progress=False, batch_size=2)))
+    assert not {"chunk_size", "progress"} & set(method_key(FGGB(0.2, chunk_size=4)))
+    fame = method_key(Fame(FameConfig(iterations=4, progress=False, batch_size=2)))
     assert fame["config"]["iterations"] == 4
     assert not {"progress", "batch_size", "early_stop_check_every"} & set(fame["config"])
-    cam = cache_settings(GradCAM())
+    assert fame == method_key(Fame(FameConfig(iterations=4)))  # same maps, same key
+    cam = method_key(GradCAM())
     assert cam["target_layer"] is None and "name" not in cam
 
 

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from fame_utils import Attribution
-from fame_utils.experiment import RunConflictError, method_settings, run_experiment
+from fame_utils.experiment import RunConflictError, method_key, run_experiment
 from fame_utils.experiment.cache import _HOST, module_identity, save_tensors
 from fame_utils.experiment.record import OutputLock
 from fame_utils.metrics.adapters import IoUMetric, RoadMetric
@@ -113,11 +113,11 @@ def test_gradcam_on_two_mbconv_stages_gets_two_caches(tmp_path):
     assert meta["method"]["target_layer"] == {"module": "MBConv", "path": "net.blocks.9"}
 
 
-def test_method_settings_name_the_layer_path(tiny_cnn):
+def test_method_key_name_the_layer_path(tiny_cnn):
     from fame_utils.baselines import GradCAM
 
-    a = method_settings(GradCAM(target_layer=tiny_cnn[0]), tiny_cnn)
-    b = method_settings(GradCAM(target_layer=tiny_cnn[2]), tiny_cnn)
+    a = method_key(GradCAM(target_layer=tiny_cnn[0]), tiny_cnn)
+    b = method_key(GradCAM(target_layer=tiny_cnn[2]), tiny_cnn)
     assert a["target_layer"]["path"] == "0" and b["target_layer"]["path"] == "2"
 
 
@@ -129,7 +129,7 @@ def test_run_json_records_every_setting(tmp_path, tiny_cnn, data):
     record = json.loads(res.paths["run"].read_text())
     s = record
     assert s["model"]["fingerprint"].startswith("Sequential:")
-    assert s["methods"] == {"saliency": {"type": "Saliency"}}
+    assert s["methods"] == {"saliency": {"type": "test_runner_reliability.Saliency"}}
     assert [m["type"].rsplit(".", 1)[1] for m in s["metrics"]] == ["IoUMetric", "RoadMetric"]
     assert s["metrics"][1]["percents"] == ["10.0", "50.0"]
     assert s["recipe"]["name"] == "paper" and s["tie_seed"] == s["recipe"]["tie_seed"]
@@ -175,8 +175,7 @@ def _dead_pid() -> int:
 
 def test_a_lock_left_by_a_killed_run_is_taken_over(tmp_path, tiny_cnn, data):
     (tmp_path / ".lock").write_text(f"{_HOST} {_dead_pid()}\n")
-    with pytest.warns(UserWarning, match="no longer runs"):
-        res = _run(tiny_cnn, data, tmp_path)
+    res = _run(tiny_cnn, data, tmp_path)  # no process holds its flock
     assert res.paths["results"].is_file() and not (tmp_path / ".lock").exists()
 
 
@@ -307,3 +306,269 @@ def test_cli_labels_a_given_threshold(tmp_path, capsys):
     assert main([*argv, "--out", str(tmp_path / "eer")]) == 0
     out = capsys.readouterr().out
     assert "θ (clean EER of the whole protocol (24 pairs)):" in out
+
+
+# ---- issue 18: keys that see everything, folders that never contradict themselves ------
+
+
+def _imagenet_root(root, shade: int):
+    """A two-image ImageNet folder whose JPEGs are filled with noise seeded by ``shade``."""
+    import numpy as np
+    from PIL import Image
+
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(shade)
+    for i in (1, 2):
+        pixels = rng.integers(0, 256, (20, 20, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(root / f"ILSVRC2012_val_{i:08d}.JPEG", quality=95)
+    (root / "LOC_val_solution.csv").write_text(
+        "ImageId,PredictionString\n"
+        "ILSVRC2012_val_00000001,n01440764 1 2 15 18\n"
+        "ILSVRC2012_val_00000002,n01443537 3 1 19 12\n"
+    )
+    (root / "LOC_synset_mapping.txt").write_text("n01440764 tench\nn01443537 goldfish\n")
+    from fame_utils.data import load_imagenet_val
+
+    return load_imagenet_val(root, per_class=None, resize=16, crop=16)
+
+
+def test_18_1_rewritten_images_are_refused_then_recomputed(tmp_path, tiny_cnn):
+    out, root = tmp_path / "out", tmp_path / "imagenet"
+    first = _run(tiny_cnn, _imagenet_root(root, 0), out).paths["results"].read_text()
+    changed = _imagenet_root(root, 1)  # same ids, labels and boxes; other pixels
+    with pytest.raises(RunConflictError, match="inputs"):
+        _run(tiny_cnn, changed, out)
+    again = _run(tiny_cnn, changed, out, overwrite=True)
+    assert again.computed_batches == {"saliency": 1}
+    assert again.paths["results"].read_text() != first
+
+
+def test_18_1_another_root_with_the_same_ids_recomputes_in_a_shared_cache(tmp_path, tiny_cnn):
+    cache = tmp_path / "cache"
+    _run(tiny_cnn, _imagenet_root(tmp_path / "a", 0), tmp_path / "out-a", cache_dir=cache)
+    with pytest.warns(UserWarning, match="other input pixels"):
+        b = _run(tiny_cnn, _imagenet_root(tmp_path / "b", 1), tmp_path / "out-b", cache_dir=cache)
+    assert b.computed_batches == {"saliency": 1}
+
+
+class Scaled(nn.Module):
+    """A linear classifier whose forward multiplies by a plain attribute."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.head = nn.Linear(3, 5)
+        self.scale = 1.0
+
+    def forward(self, x):
+        return self.head(x.mean((2, 3))) * self.scale
+
+
+def test_18_2_a_plain_attribute_of_the_model_is_in_the_key(tmp_path, data):
+    model = Scaled()
+    first = _run(model, data, tmp_path)
+    model.scale = 0.1
+    with pytest.raises(RunConflictError, match="fingerprint"):
+        _run(model, data, tmp_path)
+    again = _run(model, data, tmp_path, overwrite=True)
+    assert again.computed_batches == {"saliency": 3}
+    assert first.cache_dirs != again.cache_dirs
+
+
+def test_18_2_what_cannot_be_fingerprinted_is_refused_by_name(tmp_path, data):
+    model = Scaled()
+    model.head.helper = object()
+    with pytest.raises(TypeError, match=r"model attribute head\.helper"):
+        _run(model, data, tmp_path)
+    assert not (tmp_path / "results.csv").exists()
+    _run(model, data, tmp_path, model_id="scaled-v1")  # a named model is the user's word
+
+
+def test_18_3_a_code_change_gives_fresh_maps(tmp_path, tiny_cnn, data, monkeypatch):
+    import fame_utils.experiment.run as run_module
+
+    _run(tiny_cnn, data, tmp_path)
+    monkeypatch.setattr(run_module, "source_hash", lambda: "changed-code")
+    again = _run(tiny_cnn, data, tmp_path, overwrite=True)
+    assert again.computed_batches == {"saliency": 3}
+
+
+def test_18_3_the_source_hash_follows_every_py_file(tmp_path):
+    from fame_utils.experiment.cache import source_hash
+
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "core.py").write_text("STEP = 1\n")
+    before = source_hash(tmp_path)
+    (tmp_path / "pkg" / "core.py").write_text("STEP = 2\n")
+    assert source_hash(tmp_path) != before
+    assert len(source_hash()) == 16
+
+
+def _closure_method(v: float):
+    def constant(model, images, target):
+        return Attribution(torch.full(images[:, 0].shape, v))
+
+    constant.name = "constant"
+    return constant
+
+
+def test_18_4_closures_are_keyed_by_their_values(tmp_path, tiny_cnn, data):
+    cache = tmp_path / "cache"
+    low = _run(tiny_cnn, data, tmp_path / "a", [_closure_method(0.2)], cache_dir=cache)
+    high = _run(tiny_cnn, data, tmp_path / "b", [_closure_method(0.8)], cache_dir=cache)
+    assert high.computed_batches == {"constant": 3}
+    assert low.cache_dirs != high.cache_dirs
+
+
+def test_18_4_a_closure_over_an_unkeyable_value_is_refused(tmp_path, tiny_cnn, data):
+    from fame_utils.experiment import method_key
+
+    hidden = object()
+
+    def method(model, images, target):
+        assert hidden is not None
+        return Attribution(torch.zeros(images[:, 0].shape))
+
+    method.name = "opaque"
+    with pytest.raises(TypeError, match="closure variable 'hidden'"):
+        method_key(method)
+    # code, defaults and globals of plain functions are keyed
+    assert method_key(_closure_method(0.2)) != method_key(_closure_method(0.8))
+
+
+def _race(out, barrier, results):
+    import pathlib
+    import time
+
+    read = pathlib.Path.read_text
+
+    def slow_read(self, *a, **kw):  # widen the window between reading and taking the lock
+        text = read(self, *a, **kw)
+        time.sleep(0.2)
+        return text
+
+    pathlib.Path.read_text = slow_read  # (this forked process only)
+    lock = OutputLock(out)
+    barrier.wait()
+    try:
+        lock.acquire()
+    except RunConflictError:
+        results.put(0)
+        return
+    time.sleep(1.5)  # hold it while every other process tries
+    results.put(1)
+    lock.release()
+
+
+def test_18_5_two_takeovers_of_a_dead_lock_cannot_both_win(tmp_path):
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    (tmp_path / ".lock").write_text(f"{_HOST} {_dead_pid()}\n")
+    barrier, results = ctx.Barrier(6), ctx.Queue()
+    procs = [ctx.Process(target=_race, args=(tmp_path, barrier, results)) for _ in range(6)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(30)
+    assert sum(results.get(timeout=5) for _ in procs) == 1  # the old scheme: all 6 won
+
+
+def test_18_6_a_full_disk_at_run_json_leaves_the_old_run_whole(
+    tmp_path, tiny_cnn, data, monkeypatch
+):
+    import errno
+
+    import fame_utils.experiment.cache as cache
+
+    first = _run(tiny_cnn, data, tmp_path, metrics=[IoUMetric((0.3,))])
+    before = {p.name: p.read_text() for p in tmp_path.iterdir() if p.is_file()}
+    real = cache._atomic_write
+
+    def full_at_run_json(path, writer):
+        if path.name == "run.json":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(path, writer)
+
+    monkeypatch.setattr(cache, "_atomic_write", full_at_run_json)
+    with pytest.raises(OSError):
+        _run(tiny_cnn, data, tmp_path, metrics=[IoUMetric((0.5, 0.7))], overwrite=True)
+    after = {p.name: p.read_text() for p in tmp_path.iterdir() if p.is_file()}
+    assert after == before
+    assert "0.3" in json.dumps(json.loads(after["run.json"])["metrics"])
+    monkeypatch.undo()
+    done = _run(tiny_cnn, data, tmp_path, metrics=[IoUMetric((0.5, 0.7))], overwrite=True)
+    assert set(done.rows["threshold"].dropna()) == {0.5, 0.7}
+    assert not (tmp_path / ".staging").exists() and first.paths
+
+
+def test_18_6_a_run_killed_while_moving_in_is_completed(tmp_path, tiny_cnn, data):
+    from fame_utils.experiment.record import stage_outputs
+
+    first = _run(tiny_cnn, data, tmp_path)
+    texts = {p.name: p.read_text() for p in tmp_path.iterdir() if p.is_file()}
+    stage_outputs(tmp_path, texts)  # complete staging left behind by a killed run
+    (tmp_path / "run.json").unlink()  # killed after removing the old record
+    with pytest.warns(UserWarning, match="completing the outputs"):
+        again = _run(tiny_cnn, data, tmp_path)
+    assert again.paths["results"].read_text() == first.paths["results"].read_text()
+
+
+def test_18_6_a_full_disk_says_so(tmp_path, tiny_cnn, data, monkeypatch):
+    import fame_utils.experiment.cache as cache
+
+    def full(obj, path):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64")
+
+    monkeypatch.setattr(cache.torch, "save", full)
+    with pytest.raises(OSError, match="disk looks full"):
+        _run(tiny_cnn, data, tmp_path)
+
+
+def test_18_7_duplicate_metric_columns_are_refused_before_any_map(tmp_path, tiny_cnn, data):
+    method = Saliency()
+    with pytest.raises(ValueError, match="more than once"):
+        _run(tiny_cnn, data, tmp_path, [method], [IoUMetric((0.5, 0.5))])
+    with pytest.raises(ValueError, match="more than once"):
+        _run(tiny_cnn, data, tmp_path, [method], [RoadMetric((10, 10.0))])
+    assert method.calls == 0 and not (tmp_path / "cache").exists()
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_18_8_foreign_result_files_are_never_overwritten(tmp_path, tiny_cnn, data, overwrite):
+    (tmp_path / "results.csv").write_text("my own numbers\n")
+    (tmp_path / "summary.md").write_text("# mine\n")
+    with pytest.raises(RunConflictError, match="no run.json"):
+        _run(tiny_cnn, data, tmp_path, overwrite=overwrite)
+    assert (tmp_path / "results.csv").read_text() == "my own numbers\n"
+    assert (tmp_path / "summary.md").read_text() == "# mine\n"
+
+
+def test_method_key_leaves_out_speed_and_display_fields():
+    from fame_utils import Fame
+    from fame_utils.baselines import FGGB, CorrRISE
+    from fame_utils.core import FameConfig
+    from fame_utils.experiment import method_key
+
+    assert method_key(CorrRISE(batch_size=3, progress=True)) == method_key(CorrRISE())
+    assert method_key(CorrRISE(n_masks=9)) != method_key(CorrRISE())
+    assert method_key(FGGB(0.2, chunk_size=4)) == method_key(FGGB(0.2))
+    assert method_key(Fame(FameConfig(progress=False, batch_size=2))) == method_key(Fame())
+    assert method_key(Fame(FameConfig(sigma=3.0))) != method_key(Fame())
+
+
+def test_numpy_integers_are_accepted_as_counts_and_seeds(tmp_path, tiny_cnn, data):
+    import numpy as np
+
+    res = run_experiment(
+        tiny_cnn,
+        data,
+        [Saliency()],
+        [IoUMetric()],
+        tmp_path,
+        batch_size=np.int64(2),
+        seed=np.int32(1),
+        progress=False,
+        n_resamples=np.int64(20),
+    )
+    assert res.batch_size == 2 and json.loads(res.paths["run"].read_text())["seed"] == 1

@@ -33,7 +33,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._checks import check_class_indices, check_model_input, frozen_eval, model_device
+from .._checks import (
+    check_class_indices,
+    check_finite_output,
+    check_model_input,
+    frozen_eval,
+    model_device,
+)
 from ..hooks import target_layer_of
 from ..objectives import Attribution, ClassLogit, CosineSimilarity, check_target
 from ..recipes import Recipe
@@ -276,6 +282,7 @@ class _PytorchGradCam:
         check_target(target)
         layer = target_layer_of(model, self.target_layer)
         maps = _run_cam(self.cam_class, model, images, target, layer, face_target=self.face_target)
+        check_finite_output(maps, f"{self.name} maps")
         return Attribution(maps.to(device=images.device, dtype=images.dtype), None)
 
 
@@ -372,4 +379,5 @@ class FullGrad:
             net = _FromNormalized(model, mean, std).to(model_device(model))
             x = (images.to(net.mean.device) - net.mean) / net.std
         maps = _run_cam(pytorch_grad_cam.FullGrad, net, x, target, None, input_requires_grad=False)
+        check_finite_output(maps, f"{self.name} maps")
         return Attribution(maps.to(device=images.device, dtype=images.dtype), None)

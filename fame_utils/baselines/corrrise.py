@@ -32,7 +32,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .._checks import check_class_indices, check_model_input, eval_mode, model_device
+from .._checks import (
+    check_class_indices,
+    check_finite_output,
+    check_model_input,
+    eval_mode,
+    model_device,
+)
 from ..objectives import Attribution, ClassLogit, CosineSimilarity, check_target
 from ..postprocess import max_normalize
 
@@ -212,7 +218,7 @@ class CorrRISE:
         """e₊ and e₋ (B, H, W) in [0, 1] for ``images`` (B, 3, H, W) in [0, 1]."""
         check_model_input(images, model)
         check_target(target)
-        scores = self.scores(model, images, target)
+        scores = check_finite_output(self.scores(model, images, target), "CorrRISE's scores")
         masks = self.masks(tuple(images.shape[-2:]), scores.device)
         corr = spearman_map(masks, scores)
         pos = max_normalize(corr.clamp_min(0))

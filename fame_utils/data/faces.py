@@ -29,9 +29,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch import Tensor
 from tqdm.auto import tqdm
+
+from .transforms import load_image
 
 __all__ = [
     "FACES_DIR",
@@ -300,10 +301,8 @@ def _load_image(path: Path, size: tuple[int, int] | None) -> Tensor:
     CPU, resized if asked."""
     if path.suffix.lower() == ".h5":
         x = torch.from_numpy(np.ascontiguousarray(_read_h5_crop(path))).permute(2, 0, 1)
-    else:
-        with Image.open(path) as im:
-            arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
-        x = torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255.0)
+    else:  # the one image reader: bit depth, modes, errors naming the file
+        x = load_image(path)
     if size is not None and tuple(x.shape[1:]) != size:
         # Antialiased bilinear: area-like averaging when shrinking, smooth when enlarging.
         x = F.interpolate(x[None], size=size, mode="bilinear", align_corners=False, antialias=True)[

@@ -60,6 +60,10 @@ def sample_per_class(
     The result is ordered by (class, image id). This is our own draw: 5 per class gives
     5000 images as in the paper's text, but not the authors' list (load that with
     :func:`read_protocol_records` / ``load_imagenet_val(protocol=...)``)."""
+    if per_class is not None and (
+        isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1
+    ):
+        raise ValueError(f"per_class must be a whole number >= 1 or None, got {per_class!r}")
     by_class: dict[int, list[ImageNetRecord]] = {}
     for r in sorted(records, key=lambda r: r.image_id):
         by_class.setdefault(r.label, []).append(r)
@@ -107,6 +111,12 @@ class ImageNetVal(Sequence):
         r = self.records[i]
         img = load_image(r.path)
         hw = (img.shape[1], img.shape[2])
+        x0, y0, x1, y1 = r.box
+        if x1 <= 0 or y1 <= 0 or x0 >= hw[1] or y0 >= hw[0] or x1 <= x0 or y1 <= y0:
+            raise ValueError(
+                f"{r.image_id} ({r.path}): box {list(r.box)} covers no pixel of the "
+                f"{hw[1]}x{hw[0]} image; fix its annotation"
+            )
         box = map_boxes(torch.tensor([r.box]), hw, self.resize, self.crop, self.box_convention)
         return ClassificationItem(
             image=resize_center_crop(img, self.resize, self.crop),

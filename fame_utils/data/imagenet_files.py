@@ -249,7 +249,20 @@ def _csv_rows(path: Path) -> list[tuple[int, str, str, tuple[float, ...], str | 
 
 
 def _first_objects_csv(path: Path) -> dict[str, tuple[str, tuple[float, ...], None]]:
-    return {image_id: (syn, box, None) for _, image_id, syn, box, _ in _csv_rows(path)}
+    """The first object of every image id; an id listed twice with another class or box
+    is refused (naming both lines) rather than resolved by keeping one row."""
+    first: dict[str, tuple[str, tuple[float, ...], None]] = {}
+    lines: dict[str, int] = {}
+    for n, image_id, syn, box, _ in _csv_rows(path):
+        if image_id in first and first[image_id][:2] != (syn, box):
+            raise ValueError(
+                f"{path}:{n}: {image_id} is listed again (first at line {lines[image_id]}) "
+                f"with another class or box ({first[image_id][0]} {list(first[image_id][1])} "
+                f"vs {syn} {list(box)}); keep one row per image"
+            )
+        first.setdefault(image_id, (syn, box, None))
+        lines.setdefault(image_id, n)
+    return first
 
 
 def _first_object_xml(path: Path) -> tuple[str, tuple[float, ...], tuple[int, int] | None]:

@@ -101,6 +101,7 @@ def resize_crop_geometry(orig_hw: tuple[int, int], resize: int, crop: int) -> Re
 def load_image(path: str | Path) -> Tensor:
     """Read an image file as a float32 RGB tensor of shape (3, H, W) with values in [0, 1].
 
+    The one image reader of every loader (ImageNet, the bundled objects, face crops).
     Gray (``L``, ``1``), gray + alpha, palette, RGBA, CMYK, YCbCr, … are converted with
     PIL's ``convert("RGB")``; alpha is dropped, not composited (as torchvision's image
     folder loader does). 16-bit gray PNGs (``I;16``/``I``) are scaled by 1/65535. EXIF
@@ -109,13 +110,26 @@ def load_image(path: str | Path) -> Tensor:
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ValueError: an image mode that cannot be mapped to [0, 1] RGB (e.g. 32-bit float).
+        ValueError: a file that is truncated, damaged or not an image, or an image mode
+            that cannot be mapped to [0, 1] RGB (e.g. 32-bit float); the message names
+            the file.
     """
     from PIL import Image
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"image file not found: {path}")
+    try:
+        return _read_image(path)
+    except (OSError, SyntaxError, Image.DecompressionBombError) as e:
+        raise ValueError(
+            f"cannot read image file {path}: {e} (is it truncated or damaged? re-copy it)"
+        ) from None
+
+
+def _read_image(path: Path) -> Tensor:
+    from PIL import Image
+
     with Image.open(path) as im:
         im.load()
         if im.mode.startswith("I;16") or im.mode == "I":

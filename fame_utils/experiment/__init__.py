@@ -5,7 +5,8 @@
 - :mod:`.checks` — checks of the run's inputs and of computed or cached maps and values.
 - :mod:`.result` — :class:`ExperimentResult` with the per-item, curve and interval accessors.
 - :mod:`.report` — summaries: means with bootstrap intervals, Markdown and LaTeX tables.
-- :mod:`.cache` — cache keys (model fingerprint, method settings) and atomic writes.
+- :mod:`.cache` — cache keys (model fingerprint, method keys, input and source hashes) and
+  atomic writes.
 - :mod:`.record` — ``run.json`` (every setting and the environment), refusal to mix
   settings in one folder, the folder's lock.
 - :mod:`.distributed` — torchrun sharding (rank r computes batches r, r + n, …).
@@ -14,7 +15,7 @@ Datasets and items live in :mod:`fame_utils.data.items`, metric adapters in
 :mod:`fame_utils.metrics.adapters`, methods in the registry :mod:`fame_utils.methods`.
 """
 
-from .cache import CACHE_VERSION, method_settings, model_fingerprint
+from .cache import CACHE_VERSION, method_key, model_fingerprint
 from .distributed import init_from_env
 from .record import RunConflictError
 from .report import summarize, summary_latex, summary_markdown, summary_with_intervals
@@ -26,7 +27,7 @@ __all__ = [
     "ExperimentResult",
     "RunConflictError",
     "init_from_env",
-    "method_settings",
+    "method_key",
     "model_fingerprint",
     "run_experiment",
     "summarize",

@@ -11,8 +11,11 @@ the batch's items). A ``*_problem`` function returns why its input is unusable, 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
+from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -21,17 +24,52 @@ from ..methods import supports
 from ..metrics.adapters import Metric
 from ..objectives import Attribution
 
-__all__ = ["MAP_TOLERANCE", "check_threshold", "positive_int"]
+__all__ = ["MAP_TOLERANCE", "check_threshold", "positive_int", "check_seed", "check_folder"]
+
+CACHE_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+"""Dtypes maps may be cached in (an integer dtype would truncate [0, 1] maps to 0/1)."""
 
 MAP_TOLERANCE = 1e-5
 """How far outside [0, 1] a map value may lie (rounding) before the map is refused."""
 
 
 def positive_int(value: object, name: str) -> int:
-    """``value`` as an int >= 1, else ``ValueError`` naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    """``value`` (an int or numpy integer, not a bool) as an int >= 1, else ``ValueError``
+    naming ``name``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
         raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
-    return value
+    if value < 1:
+        raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
+    return int(value)
+
+
+def check_seed(seed: object, name: str = "seed") -> int:
+    """A seed: a whole number in [0, 2**63 - 1] (numpy integers accepted, bools refused)."""
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
+        raise ValueError(f"{name} must be a whole number >= 0, got {seed!r}")
+    if not 0 <= int(seed) < 2**63:
+        raise ValueError(f"{name} must be a whole number in [0, 2**63 - 1], got {seed!r}")
+    return int(seed)
+
+
+def check_folder(path: object, name: str) -> Path:
+    """A folder the run may create and write: a non-empty path that is not an existing
+    file and whose nearest existing parent is a writable folder."""
+    if path is None or str(path).strip() == "":
+        raise ValueError(f"{name} must name a folder, got {path!r}")
+    folder = Path(path).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"{name} {folder} is an existing file, not a folder; choose a folder")
+    parent = folder
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"{name} {folder}: {parent} is a file, so the folder cannot be made")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(
+            f"{name} {folder}: {parent} is not writable by this user; choose another folder"
+        )
+    return folder
 
 
 def check_threshold(threshold: float) -> float:
@@ -60,7 +98,9 @@ def _check_model_output(output: Tensor, names: list[str]) -> None:
         )
 
 
-def _check_inputs(dataset, metrics, batch_size, eval_batch_size, n_resamples, threads) -> Task:
+def _check_inputs(
+    dataset, metrics, batch_size, eval_batch_size, n_resamples, threads, seed, cache_dtype
+) -> Task:
     if dataset is None or len(dataset) == 0:
         raise ValueError("the dataset is empty")
     task = task_of(dataset[0])
@@ -70,6 +110,19 @@ def _check_inputs(dataset, metrics, batch_size, eval_batch_size, n_resamples, th
                 f"metric {type(m).__name__} is for {getattr(m, 'task', '?')} but the dataset "
                 f"holds {task} items"
             )
+    labels = [c.label for m in metrics for c in m.columns()]
+    repeated = sorted({c for c in labels if labels.count(c) > 1})
+    if repeated:
+        raise ValueError(
+            f"metric columns {repeated} are given more than once (duplicate thresholds, "
+            "percents or metrics); give each once"
+        )
+    if cache_dtype not in CACHE_DTYPES:
+        raise ValueError(
+            f"cache_dtype must be a floating dtype ({', '.join(map(str, CACHE_DTYPES))}), got "
+            f"{cache_dtype!r}: maps in [0, 1] would be truncated"
+        )
+    check_seed(seed)
     positive_int(batch_size, "batch_size")
     positive_int(eval_batch_size, "eval_batch_size")
     positive_int(n_resamples, "n_resamples")
@@ -116,13 +169,17 @@ def _empty_items(att: Attribution, names: list[str]) -> list[str]:
     return [n for n, e in zip(names, empty.cpu().tolist()) if e]
 
 
-def _blob_problem(blob: dict | None, names: list[str], shape: tuple[int, ...]) -> str | None:
+def _blob_problem(
+    blob: dict | None, names: list[str], shape: tuple[int, ...], inputs: str
+) -> str | None:
     if blob is None:
         return "missing"
     if not {"positive", "negative", "names"} <= set(blob):
         return "incomplete"
     if blob["names"] != names:
         return "for other items"
+    if blob.get("inputs") != inputs:
+        return "computed from other input pixels"
     problem = _map_problem(blob["positive"], shape, "positive")
     if problem is None and blob["negative"] is not None:
         problem = _map_problem(blob["negative"], shape, "negative")

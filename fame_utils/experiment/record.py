@@ -10,16 +10,28 @@
 - under ``run``, what is informative but not a setting (the exact device, world size, host,
   date, cache folders, empty maps reported).
 
-:class:`OutputLock` keeps two runs from writing one folder at once: ``OUT/.lock`` is
-created with ``O_CREAT | O_EXCL`` and holds the owner's host and pid; a lock whose owner
-no longer runs on this machine is taken over with a warning.
+:class:`OutputLock` keeps two runs from writing one folder at once: the holder keeps an
+exclusive ``fcntl.flock`` on ``OUT/.lock`` (which names its host and pid). The kernel
+drops the lock when its process dies, so a lock file left by a killed run is simply
+taken, and two runs taking it at the same moment cannot both succeed.
+
+The outputs are written all at once (:func:`stage_outputs`, :func:`commit_outputs`):
+every file goes first into ``OUT/.staging/`` (``run.json`` last); only when all are
+written are they moved into ``OUT`` by renames (``run.json`` removed first and moved in
+last). A failure while staging (a full disk, an error) leaves the folder's previous
+run untouched; a run killed while moving is completed by the next run
+(:func:`recover_outputs`). A reader that finds ``run.json`` therefore finds the whole
+run it describes. A folder holding result files but no ``run.json`` (someone else's,
+or from before) is refused, never overwritten (:func:`check_foreign`).
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import platform
+import shutil
 import subprocess
 import warnings
 from datetime import datetime, timezone
@@ -28,9 +40,23 @@ from typing import Any
 
 import torch
 
-from .cache import _HOST, pid_alive
+from .cache import _HOST, source_hash, write_text
 
-__all__ = ["code_version", "environment", "check_settings", "OutputLock", "RunConflictError"]
+__all__ = [
+    "OUTPUT_FILES",
+    "code_version",
+    "environment",
+    "check_settings",
+    "check_foreign",
+    "stage_outputs",
+    "commit_outputs",
+    "recover_outputs",
+    "OutputLock",
+    "RunConflictError",
+]
+
+OUTPUT_FILES = ("results.csv", "summary.csv", "summary.md", "summary.tex", "run.json")
+"""The files a run writes into its output folder (``run.json`` last)."""
 
 
 class RunConflictError(RuntimeError):
@@ -38,7 +64,9 @@ class RunConflictError(RuntimeError):
 
 
 def code_version() -> dict[str, str | None]:
-    """``{"package": fame_utils version, "git": commit (+ "-dirty") or None}``."""
+    """``{"package": fame_utils version, "sources": hash of the package's .py files
+    (:func:`~fame_utils.experiment.cache.source_hash`), "git": commit (+ "-dirty") or
+    None}``."""
     from .. import __version__
 
     root = Path(__file__).resolve().parents[2]
@@ -63,7 +91,7 @@ def code_version() -> dict[str, str | None]:
                 commit += "-dirty"
         except (OSError, subprocess.SubprocessError):
             commit = None
-    return {"package": __version__, "git": commit}
+    return {"package": __version__, "sources": source_hash(), "git": commit}
 
 
 def environment(device: torch.device) -> dict[str, Any]:
@@ -134,55 +162,109 @@ def run_info(world_size: int, device: torch.device, **extra: Any) -> dict[str, A
     }
 
 
-class OutputLock:
-    """``with OutputLock(out):`` — exclusive right to write ``out``'s results.
+def check_foreign(out: Path) -> None:
+    """Refuse an output folder that holds result files but no ``run.json``: they are not
+    this package's runs (or their record is lost), so they are never overwritten.
 
     Raises:
-        RunConflictError: another live run holds the folder (the message names it and
-            says how to clear a lock left by a run on another machine).
+        RunConflictError: naming the files.
+    """
+    if (out / "run.json").is_file():
+        return
+    found = [n for n in OUTPUT_FILES if (out / n).exists()]
+    if found:
+        raise RunConflictError(
+            f"{out} holds {', '.join(found)} but no run.json, so they are not results of "
+            "this package that it may replace; move them away or choose another output folder"
+        )
+
+
+def stage_outputs(out: Path, texts: dict[str, str]) -> Path:
+    """Write every output file (``{name: text}``, ``run.json`` last) into
+    ``out/.staging/``; returns that folder. Nothing in ``out`` itself changes."""
+    staging = out / ".staging"
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    for name in sorted(texts, key=lambda n: n == "run.json"):
+        write_text(texts[name], staging / name)
+    return staging
+
+
+def commit_outputs(out: Path, staging: Path) -> None:
+    """Move a complete staging folder's files into ``out``: ``run.json`` is removed
+    first and moved in last, so ``run.json`` is only ever next to the files of its run."""
+    (out / "run.json").unlink(missing_ok=True)
+    for name in OUTPUT_FILES:
+        if name != "run.json" and (staging / name).exists():
+            os.replace(staging / name, out / name)
+    os.replace(staging / "run.json", out / "run.json")
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def recover_outputs(out: Path) -> None:
+    """Finish or drop what a killed writer left (call with the lock held): a staging
+    folder holding ``run.json`` is complete and is moved in; any other is removed."""
+    staging = out / ".staging"
+    if not staging.is_dir():
+        return
+    if (staging / "run.json").is_file():
+        warnings.warn(f"completing the outputs a killed run left in {staging}", stacklevel=3)
+        commit_outputs(out, staging)
+    else:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+class OutputLock:
+    """``with OutputLock(out):`` — exclusive right to write ``out``'s results, held as an
+    ``fcntl.flock`` on ``out/.lock`` (released by the kernel if the process dies).
+
+    Raises:
+        RunConflictError: another live run holds the folder (the message names it).
     """
 
     def __init__(self, out: Path):
         self.path = Path(out) / ".lock"
         self.held = False
+        self._fd: int | None = None
 
-    def _owner(self) -> tuple[str, int] | None:
+    def _owner(self) -> str:
         try:
             host, pid = self.path.read_text(encoding="utf-8").split()[:2]
-            return host, int(pid)
+            return f"process {int(pid)} on {host}"
         except (OSError, ValueError):
-            return None
+            return "an unknown process"
 
     def acquire(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        for _ in range(2):
+        for _ in range(10):
+            fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
             try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                owner = self._owner()
-                if owner is not None and owner[0] == _HOST and not pid_alive(owner[1]):
-                    warnings.warn(
-                        f"removing {self.path} left by process {owner[1]}, which no longer runs",
-                        stacklevel=3,
-                    )
-                    self.path.unlink(missing_ok=True)
-                    continue
-                who = "an unknown process" if owner is None else f"process {owner[1]} on {owner[0]}"
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
                 raise RunConflictError(
-                    f"{self.path.parent} is being written by {who} ({self.path}). Wait for it, "
-                    "choose another output folder, or delete the lock file if that run is "
-                    "no longer alive"
+                    f"{self.path.parent} is being written by {self._owner()} ({self.path}). "
+                    "Wait for it or choose another output folder"
                 ) from None
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(f"{_HOST} {os.getpid()}\n")
-            self.held = True
+            try:  # the file may have been removed and recreated by a releasing holder
+                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if not same:
+                os.close(fd)
+                continue
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{_HOST} {os.getpid()}\n".encode())
+            self._fd, self.held = fd, True
             return
-        raise RunConflictError(f"could not take {self.path}; delete it and run again")
+        raise RunConflictError(f"could not take {self.path}; run again")
 
     def release(self) -> None:
-        if self.held:
+        if self.held and self._fd is not None:
             self.path.unlink(missing_ok=True)
-            self.held = False
+            os.close(self._fd)
+            self._fd, self.held = None, False
 
     def __enter__(self) -> OutputLock:
         self.acquire()

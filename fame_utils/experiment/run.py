@@ -9,10 +9,7 @@ see :mod:`fame_utils.methods`) and metric adapters (:mod:`fame_utils.metrics.ada
    atomically (:mod:`.cache`). Re-running skips cached batches, so an interrupted run
    resumes where it stopped; a cached batch that is unreadable or fails its checks
    (items, shape, finite, in [0, 1]) is recomputed with a warning, and temporary files of
-   killed writers are removed. The hash covers the model, the method's settings (its
-   recipe included; a module-valued setting by its path in the model), the dataset
-   identity, the batch size and, for verification, the threshold; ``meta.json`` in each
-   folder records them. A method that returns NaN or Inf maps stops the run (nothing is
+   killed writers are removed. ``meta.json`` in each folder records its key. A method that returns NaN or Inf maps stops the run (nothing is
    cached); all-zero maps are reported by a warning and listed in ``run.json``;
 2. evaluates every metric on every batch (per-batch values are cached next to the maps,
    keyed by the metric's settings and the run recipe's tie rule);
@@ -22,6 +19,30 @@ see :mod:`fame_utils.methods`) and metric adapters (:mod:`fame_utils.metrics.ada
    (:mod:`.record`: every setting the numbers depend on, and the run's environment).
    A folder whose ``run.json`` holds other settings is not overwritten unless
    ``overwrite=True``; a lock file keeps two runs from writing one folder at once.
+
+**What a cache key includes.** A method's cache folder is named by a hash of everything
+its maps depend on, so a change in any of them computes fresh maps instead of returning
+stale ones:
+
+- the model's behaviour as far as it can be known (:func:`.cache.model_fingerprint`):
+  every parameter and buffer, and every module's class and public non-tensor attributes
+  (a ``scale = 0.1`` used in ``forward``, flags, functions by their code). An attribute
+  that cannot be fingerprinted is refused with a message naming it; ``model_id`` then
+  names the model instead (forward hooks and global state are never seen);
+- the method's settings (:func:`.cache.method_key`): a dataclass's fields minus its
+  ``runtime_fields``, a function's code, defaults and closure values; what cannot be
+  keyed is refused;
+- the code version: a hash of the package's ``.py`` sources
+  (:func:`.cache.source_hash`; ``run.json`` also records the git commit when there is one);
+- the dataset identity, the batch size, the cache dtype and, for verification, θ;
+- the input pixels: every batch is hashed as it is read (:func:`.cache.batch_hash`) and
+  each cached batch keeps the hash of the pixels it was computed from; a batch whose
+  pixels changed (rewritten images, another image folder with the same ids) is
+  recomputed. ``run.json`` records the hash of all batches.
+
+``run.json`` records the same, and a rerun into a folder whose record differs in any of
+them is refused without ``overwrite``. The outputs are swapped in all at once
+(:mod:`.record`): a reader never sees files of two runs mixed.
 
 Under ``torchrun`` (:mod:`.distributed`) rank r of n computes and evaluates the batches
 b with b mod n = r; after a barrier rank 0 writes the outputs from the shared cache.
@@ -38,14 +59,13 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from torch import Tensor, nn
+from torch import nn
 from tqdm.auto import tqdm
 
 from .._checks import model_device
 from ..data.items import ClassificationItem, PairItem, Task, dataset_identity
 from ..methods import make_methods
 from ..metrics.adapters import EvalContext, Metric
-from ..metrics.face import embed
 from ..metrics.threshold import eer_threshold
 from ..objectives import Attribution
 from ..recipes import Recipe, get_recipe
@@ -55,20 +75,31 @@ from .cache import (
     CACHE_VERSION,
     digest,
     jsonable,
-    method_settings,
+    method_key,
     model_fingerprint,
     remove_stale_tmp,
     slug,
+    source_hash,
     write_text,
 )
 from .checks import (
     _check_inputs,
     _check_methods,
-    _check_model_output,
+    check_folder,
     check_threshold,
     positive_int,
 )
-from .record import OutputLock, RunConflictError, check_settings, environment, run_info
+from .record import (
+    OutputLock,
+    RunConflictError,
+    check_foreign,
+    check_settings,
+    commit_outputs,
+    environment,
+    recover_outputs,
+    run_info,
+    stage_outputs,
+)
 from .report import (
     ROW_COLUMNS,
     interval_note,
@@ -78,28 +109,9 @@ from .report import (
     summary_with_intervals,
 )
 from .result import ExperimentResult
-from .stages import _batches, _compute_maps, _evaluate, _get_batch
+from .stages import _batches, _clean_verification, _compute_maps, _evaluate, _input_hashes
 
 __all__ = ["run_experiment", "check_threshold", "positive_int"]
-
-
-@torch.no_grad()
-def _clean_verification(
-    model: nn.Module, dataset: Sequence, batch_size: int, device, progress: bool
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Normalised gallery embeddings (N, D), clean scores (N,), genuine (N,) on CPU."""
-    refs, scores, gen = [], [], []
-    for idx in tqdm(
-        _batches(len(dataset), batch_size), desc="clean scores", disable=not progress, leave=False
-    ):
-        b = _get_batch(dataset, idx).to(device)
-        eg = embed(model, b.gallery, batch_size)
-        ep = embed(model, b.probe, batch_size)
-        _check_model_output(torch.cat([eg, ep], 1), b.names)
-        refs.append(eg.cpu())
-        scores.append((eg * ep).sum(1).cpu())
-        gen.append(b.genuine.cpu())
-    return torch.cat(refs), torch.cat(scores), torch.cat(gen)
 
 
 def _image_size(dataset: Sequence) -> tuple[int, int]:
@@ -174,13 +186,26 @@ def run_experiment(
 
     Raises:
         ValueError: empty dataset, mixed or unsupported items, metrics for the other task,
-            duplicate method names, a method that does not support the task, batch sizes,
-            thread count or resamples < 1, a threshold outside [-1, 1].
+            duplicate metric columns, duplicate method names, a method that does not
+            support the task, batch sizes, thread count or resamples < 1, a seed < 0, a
+            non-float ``cache_dtype``, a threshold outside [-1, 1], an ``out_dir`` /
+            ``cache_dir`` that is empty, a file or not writable.
+        TypeError: a method setting or model attribute that cannot be fingerprinted.
         RunConflictError: ``out_dir`` holds results of other settings (without
-            ``overwrite``) or another run is writing it.
+            ``overwrite``), result files without ``run.json``, or another run is writing it.
+        OSError: the disk is full (the message says so; finished batches are kept).
         RuntimeError: a method returned NaN/Inf maps (the items are named).
     """
-    task = _check_inputs(dataset, metrics, batch_size, eval_batch_size, n_resamples, threads)
+    task = _check_inputs(
+        dataset, metrics, batch_size, eval_batch_size, n_resamples, threads, seed, cache_dtype
+    )
+    # numpy integers were accepted: plain ints from here on (run.json, the cache keys)
+    batch_size, eval_batch_size, n_resamples, seed = (
+        int(v) for v in (batch_size, eval_batch_size, n_resamples, seed)
+    )
+    out_dir = check_folder(out_dir, "out_dir")
+    if cache_dir is not None:
+        cache_dir = check_folder(cache_dir, "cache_dir")
     if threshold is None:
         threshold_source = None
     else:
@@ -194,7 +219,7 @@ def run_experiment(
             dataset,
             methods,
             metrics,
-            Path(out_dir),
+            out_dir,
             task=task,
             recipe=recipe,
             batch_size=batch_size,
@@ -243,9 +268,14 @@ def _run(
     batches = _batches(len(dataset), batch_size)
     owned = [b for b in range(len(batches)) if shard.owns(b)]
     hw = _image_size(dataset)
-    fingerprint = model_fingerprint(model)
+    # a named model (model_id) may hold attributes the fingerprint cannot see into
+    fingerprint = model_fingerprint(model, strict=model_id is None)
+    methods = _resolve_methods(methods, task, recipe, threshold)
+    method_keys = {m.name: method_key(m, model) for m in methods}  # refuses early
+    inputs = _input_hashes(dataset, batches, progress)
     base = {
         "cache_version": CACHE_VERSION,
+        "code": source_hash(),
         "task": task,
         "model": model_id or fingerprint,
         "dataset": dataset_identity(dataset),
@@ -263,10 +293,12 @@ def _run(
             threshold = distributed.broadcast(float(eer_threshold(clean, genuine)))
             threshold_source = "clean EER"
         base["threshold"] = repr(float(threshold))
-    methods = _resolve_methods(methods, task, recipe, threshold)
-    keys = {m.name: {**base, "method": method_settings(m, model)} for m in methods}
+        methods = _resolve_methods(methods, task, recipe, threshold)  # FGGB gets θ
+        method_keys = {m.name: method_key(m, model) for m in methods}
+    keys = {m.name: {**base, "method": method_keys[m.name]} for m in methods}
     settings = {
         **base,
+        "inputs": digest(inputs),
         "model": {"id": base["model"], "fingerprint": fingerprint, "class": type(model).__name__},
         "threshold": threshold,
         "threshold_source": threshold_source,
@@ -283,9 +315,12 @@ def _run(
     problem = None
     if lock is not None:
         try:
-            check_settings(out, settings, overwrite)
             lock.acquire()
+            recover_outputs(out)
+            check_foreign(out)
+            check_settings(out, settings, overwrite)
         except RunConflictError as e:
+            lock.release()
             problem = str(e)
     problem = distributed.broadcast(problem)
     if problem is not None:
@@ -319,6 +354,7 @@ def _run(
                 cache_dtype,
                 progress,
                 checked,
+                inputs,
             )
 
         context = EvalContext(
@@ -371,9 +407,6 @@ def _run(
         if write:
             paths = _output_paths(out)
         if lock is not None:
-            _write_outputs(
-                paths, rows, summary, intervals, decimals, len(dataset), seed, n_resamples
-            )
             info = run_info(
                 shard.world_size,
                 device,
@@ -381,8 +414,12 @@ def _run(
                 computed_batches=computed,
                 empty_maps={k: v for k, v in empty.items() if v},
             )
-            record = {**settings, "run": info}
-            write_text(json.dumps(record, indent=2, default=str), paths["run"])
+            record = json.dumps({**settings, "run": info}, indent=2, default=str)
+            texts = _output_texts(
+                rows, summary, intervals, decimals, len(dataset), seed, n_resamples
+            )
+            texts["run.json"] = record
+            commit_outputs(out, stage_outputs(out, texts))
         distributed.barrier()
     finally:
         if lock is not None:
@@ -441,8 +478,7 @@ def _output_paths(out: Path) -> dict[str, Path]:
     }
 
 
-def _write_outputs(
-    paths: dict[str, Path],
+def _output_texts(
     rows: pd.DataFrame,
     summary: pd.DataFrame,
     intervals: pd.DataFrame,
@@ -450,9 +486,12 @@ def _write_outputs(
     n_items: int,
     seed: int,
     n_resamples: int,
-) -> None:
+) -> dict[str, str]:
+    """The text of every output file but ``run.json``, by file name."""
     note = interval_note(n_items, n_resamples, seed)
-    write_text(rows.to_csv(index=False), paths["results"])
-    write_text(summary_with_intervals(summary, intervals).to_csv(), paths["summary_csv"])
-    write_text(summary_markdown(summary, decimals, intervals, note), paths["summary_md"])
-    write_text(summary_latex(summary, decimals, intervals, note), paths["summary_tex"])
+    return {
+        "results.csv": rows.to_csv(index=False),
+        "summary.csv": summary_with_intervals(summary, intervals).to_csv(),
+        "summary.md": summary_markdown(summary, decimals, intervals, note),
+        "summary.tex": summary_latex(summary, decimals, intervals, note),
+    }

@@ -4,6 +4,7 @@
   stores each batch atomically in its cache folder (``batch_00000.pt``), skipping
   batches validly cached and recomputing (with a warning) those that fail the checks of
   :mod:`.checks`; the metric values of a recomputed batch are dropped.
+- :func:`_clean_verification` embeds every pair once (gallery references, clean scores).
 - :func:`_evaluate` scores the cached maps of one method with every metric, caching the
   per-batch values next to the maps (``eval_<metric>-<key>_00000.pt``), and returns the
   tidy records (``index, item, method, metric, threshold, percent, value``).
@@ -25,8 +26,9 @@ from tqdm.auto import tqdm
 from .._checks import model_device
 from ..data.items import Task, collate
 from ..metrics.adapters import Column, EvalContext, Metric
+from ..metrics.face import embed
 from ..objectives import Attribution, ClassLogit, CosineSimilarity
-from .cache import digest, jsonable, load, save_tensors, slug
+from .cache import batch_hash, digest, jsonable, load, save_tensors, slug
 from .checks import (
     _blob_problem,
     _check_method_output,
@@ -40,6 +42,14 @@ def _batches(n: int, batch_size: int) -> list[range]:
     return [range(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
 
 
+def _input_hashes(dataset: Sequence, batches: list[range], progress: bool) -> list[str]:
+    """:func:`.cache.batch_hash` of every batch, read as the stages will read it."""
+    return [
+        batch_hash(_get_batch(dataset, idx))
+        for idx in tqdm(batches, desc="hashing inputs", disable=not progress, leave=False)
+    ]
+
+
 def _get_batch(dataset: Sequence, idx: range):
     return collate([dataset[i] for i in idx], list(idx))
 
@@ -49,6 +59,25 @@ def _item_names(dataset: Sequence, idx: range) -> list[str]:
     if isinstance(names, list) and len(names) == len(dataset):
         return [names[i] or str(i) for i in idx]
     return _get_batch(dataset, idx).names
+
+
+@torch.no_grad()
+def _clean_verification(
+    model: nn.Module, dataset: Sequence, batch_size: int, device, progress: bool
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Normalised gallery embeddings (N, D), clean scores (N,), genuine (N,) on CPU."""
+    refs, scores, gen = [], [], []
+    for idx in tqdm(
+        _batches(len(dataset), batch_size), desc="clean scores", disable=not progress, leave=False
+    ):
+        b = _get_batch(dataset, idx).to(device)
+        eg = embed(model, b.gallery, batch_size)
+        ep = embed(model, b.probe, batch_size)
+        _check_model_output(torch.cat([eg, ep], 1), b.names)
+        refs.append(eg.cpu())
+        scores.append((eg * ep).sum(1).cpu())
+        gen.append(b.genuine.cpu())
+    return torch.cat(refs), torch.cat(scores), torch.cat(gen)
 
 
 def _drop_evaluations(folder: Path, b: int) -> None:
@@ -71,9 +100,12 @@ def _compute_maps(
     cache_dtype: torch.dtype,
     progress: bool,
     checked: set[int],
+    inputs: list[str],
 ) -> tuple[int, list[str]]:
     """Compute and cache the maps of every batch in ``owned`` that is not validly cached
-    in ``folder``; returns how many batches were computed and the items with empty maps.
+    in ``folder`` (``inputs[b]``: the hash of batch b's pixels, :func:`.cache.batch_hash`,
+    stored with its maps; maps of other pixels are recomputed); returns how many batches
+    were computed and the items with empty maps.
 
     Raises:
         RuntimeError: the method returned NaN/Inf maps (the items are named; nothing of
@@ -85,7 +117,8 @@ def _compute_maps(
     for b in owned:
         path = folder / f"batch_{b:05d}.pt"
         blob = load(path)
-        problem = _blob_problem(blob, _item_names(dataset, batches[b]), (len(batches[b]), *hw))
+        names = _item_names(dataset, batches[b])
+        problem = _blob_problem(blob, names, (len(batches[b]), *hw), inputs[b])
         if problem is None:
             empty += blob.get("empty", [])
             continue
@@ -128,6 +161,7 @@ def _compute_maps(
                 "negative": None if neg is None else neg.detach().to("cpu", cache_dtype),
                 "names": batch.names,
                 "empty": batch_empty,
+                "inputs": inputs[b],
             }
             save_tensors(blob, folder / f"batch_{b:05d}.pt")
             bar.update(1)
