@@ -70,9 +70,10 @@ def _fast_run(path: Path, fast: dict, cached: set) -> nbformat.NotebookNode:
     return nb
 
 
-def _widget_outputs(state: dict, model_id: str) -> tuple[list, list[str]]:
-    """The outputs of every ``Output`` widget under ``model_id`` and the controls' values."""
-    outputs, controls, todo, seen = [], [], [model_id], set()
+def _widget_outputs(state: dict, model_id: str) -> tuple[list, list[str]] | None:
+    """The outputs of every ``Output`` widget under ``model_id`` and the controls' values;
+    ``None`` for a progress bar."""
+    outputs, controls, todo, seen, progress = [], [], [model_id], set(), False
     while todo:
         mid = todo.pop(0)
         if mid in seen or mid not in state:
@@ -80,10 +81,16 @@ def _widget_outputs(state: dict, model_id: str) -> tuple[list, list[str]]:
         seen.add(mid)
         model = state[mid]
         s = model.get("state", {})
+        progress |= model.get("model_name") in ("FloatProgressModel", "IntProgressModel")
         if model.get("model_name") == "OutputModel":
             outputs.extend(s.get("outputs", []))
         elif s.get("description") and "value" in s and "options" not in s:
-            controls.append(f"{s['description']} = {s['value']}")
+            value = s["value"]
+            controls.append(
+                f"{s['description']} = {value:.4g}"
+                if isinstance(value, float)
+                else f"{s['description']} = {value}"
+            )
         elif s.get("description") and "index" in s:
             labels = s.get("_options_labels", [])
             index = s["index"]
@@ -92,6 +99,8 @@ def _widget_outputs(state: dict, model_id: str) -> tuple[list, list[str]]:
         children = [v for v in s.values() if isinstance(v, str)]
         children += [x for v in s.values() if isinstance(v, list) for x in v if isinstance(x, str)]
         todo += [c.removeprefix("IPY_MODEL_") for c in children if c.startswith("IPY_MODEL_")]
+    if progress and not outputs:
+        return None  # a progress bar (tqdm): nothing to show on a static page
     return outputs, controls
 
 
@@ -107,7 +116,10 @@ def _static_widgets(nb: nbformat.NotebookNode, name: str) -> None:
             if view is None:
                 new.append(out)
                 continue
-            shown, controls = _widget_outputs(state, view["model_id"])
+            found = _widget_outputs(state, view["model_id"])
+            if found is None:
+                continue
+            shown, controls = found
             settings = f" (at {', '.join(controls)})" if controls else ""
             note = (
                 f"**Interactive controls.** Widgets need a live kernel: run `make lab`, open "
