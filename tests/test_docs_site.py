@@ -129,9 +129,7 @@ def test_page_in_chromium(page_path, site, browser):
     page = browser.new_page(viewport=dict(VIEWPORT))
     failed, remote = [], []
     page.on("requestfailed", lambda r: failed.append(f"{r.url} ({r.failure})"))
-    page.on(
-        "response", lambda r: r.status >= 400 and failed.append(f"{r.url} (HTTP {r.status})")
-    )
+    page.on("response", lambda r: r.status >= 400 and failed.append(f"{r.url} (HTTP {r.status})"))
     page.on("request", lambda r: not r.url.startswith((site, "data:")) and remote.append(r.url))
     try:
         response = page.goto(site + page_path, wait_until="load")
