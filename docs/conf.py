@@ -12,6 +12,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE / "_ext"), str(HERE.parent)]
 
+from sphinx.ext import autosummary  # noqa: E402
+
 import fame_utils  # noqa: E402
 
 project = "fame_utils"
@@ -60,6 +62,19 @@ def _escape_bars(app, what, name, obj, options, lines):
     for i, line in enumerate(lines):
         parts = _OUTSIDE_BACKTICKS.split(line)
         lines[i] = "".join(p if k % 2 else p.replace("|", r"\|") for k, p in enumerate(parts))
+
+
+def _first_paragraph(doc: list[str], document) -> str:
+    """The summary autosummary's tables show: the docstring's first paragraph (its default,
+    the first sentence, ends at "paper Sec." in half of ours)."""
+    lines = [line.strip() for line in doc]
+    while lines and not lines[0]:
+        lines.pop(0)
+    end = lines.index("") if "" in lines else len(lines)
+    return " ".join(lines[:end])
+
+
+autosummary.extract_summary = _first_paragraph
 
 
 def setup(app):

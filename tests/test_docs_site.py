@@ -31,7 +31,14 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 SITE = ROOT / "build" / "docs"
 SCREENSHOTS = ROOT / "build" / "docs-screens"
 VIEWPORT = {"width": 1400, "height": 900}
-PAGES = ["index.html", "api.html", *(f"notebooks/{p.stem}.html" for p in notebooks())]
+# the home page, the Markdown pages, every notebook's page and the API index
+TEXT_PAGES = ["guide", "recipes", "models", "reproducibility", "performance", "cli"]
+PAGES = [
+    "index.html",
+    *(f"{name}.html" for name in TEXT_PAGES),
+    *(f"notebooks/{p.stem}.html" for p in notebooks()),
+    "api.html",
+]
 
 # what the open page shows, measured in the browser
 _PAGE_JS = """() => {
