@@ -94,7 +94,9 @@ def _widget_outputs(state: dict, model_id: str) -> tuple[list, list[str]] | None
         elif s.get("description") and "index" in s:
             labels = s.get("_options_labels", [])
             index = s["index"]
-            value = labels[index] if isinstance(index, int) and index < len(labels) else index
+            picked = index if isinstance(index, list) else [index]
+            names = [labels[i] if isinstance(i, int) and i < len(labels) else i for i in picked]
+            value = ", ".join(map(str, names)) if isinstance(index, list) else names[0]
             controls.append(f"{s['description']} = {value}")
         children = [v for v in s.values() if isinstance(v, str)]
         children += [x for v in s.values() if isinstance(v, list) for x in v if isinstance(x, str)]
