@@ -41,5 +41,16 @@ lab: $(VENV)/.installed
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
+# The documentation site (docs/, Sphinx + myst-nb + furo) into build/docs/, offline, warnings
+# are errors; notebooks are rendered from make figures' copies or executed fast (cached).
+# Serve it with `python -m http.server -d build/docs`.
+.PHONY: docs
+$(VENV)/.installed-docs: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test,docs]'
+	touch $(VENV)/.installed $(VENV)/.installed-test $@
+
+docs: $(VENV)/.installed-docs
+	$(BIN)/python -m sphinx -W --keep-going -q -b html -d build/docs-doctrees docs build/docs
+
 clean-venv:
 	rm -rf $(VENV)

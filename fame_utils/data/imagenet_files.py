@@ -16,11 +16,13 @@ layout):
   ``ILSVRC2012_img_val/``, Kaggle's ``ILSVRC/Data/CLS-LOC/val/``) or in per-synset
   sub-folders (torchvision's ``ImageFolder`` layout); searched recursively;
 * **boxes**, either
+
   - ``LOC_val_solution.csv`` (Kaggle "ImageNet Object Localization Challenge"):
     columns ``ImageId, PredictionString`` with ``"synset x0 y0 x1 y1 synset x0 …"``, or
   - per-image Pascal-VOC XML files ``ILSVRC2012_val_00000001.xml`` (ILSVRC2012
     ``ILSVRC2012_bbox_val_v3.tgz`` → ``val/``, or Kaggle's
     ``ILSVRC/Annotations/CLS-LOC/val/``), ``<object><name>synset</name><bndbox>…``;
+
 * **synset → class index**: ``LOC_synset_mapping.txt`` (Kaggle; line i = ``"nXXXXXXXX
   names"`` of class i), or ``synset_mapping=`` a path to such a file, a list of 1000
   synsets in class order, or a dict. torchvision's ``weights.meta["categories"]`` holds
