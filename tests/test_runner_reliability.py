@@ -17,7 +17,7 @@ from torch import nn
 
 from fame_utils import Attribution
 from fame_utils.experiment import RunConflictError, method_key, run_experiment
-from fame_utils.experiment.cache import _HOST, module_identity, save_tensors
+from fame_utils.experiment.cache import HOST, module_identity, save_tensors
 from fame_utils.experiment.record import OutputLock
 from fame_utils.metrics.adapters import IoUMetric, RoadMetric
 
@@ -174,7 +174,7 @@ def _dead_pid() -> int:
 
 
 def test_a_lock_left_by_a_killed_run_is_taken_over(tmp_path, tiny_cnn, data):
-    (tmp_path / ".lock").write_text(f"{_HOST} {_dead_pid()}\n")
+    (tmp_path / ".lock").write_text(f"{HOST} {_dead_pid()}\n")
     res = _run(tiny_cnn, data, tmp_path)  # no process holds its flock
     assert res.paths["results"].is_file() and not (tmp_path / ".lock").exists()
 
@@ -228,10 +228,10 @@ def test_corrupt_metric_values_are_recomputed(tmp_path, tiny_cnn, data):
 def test_stale_tmp_files_are_removed_on_start(tmp_path, tiny_cnn, data):
     first = _run(tiny_cnn, data, tmp_path)
     folder = first.cache_dirs["saliency"]
-    stale = folder / f".batch_00000.pt.{_HOST}.{_dead_pid()}.tmp"
-    live = folder / f".batch_00001.pt.{_HOST}.{os.getppid()}.tmp"  # a running process
+    stale = folder / f".batch_00000.pt.{HOST}.{_dead_pid()}.tmp"
+    live = folder / f".batch_00001.pt.{HOST}.{os.getppid()}.tmp"  # a running process
     foreign = folder / f".batch_00002.pt.otherhost.{os.getpid()}.tmp"  # fresh, other machine
-    top = tmp_path / f".results.csv.{_HOST}.{_dead_pid()}.tmp"
+    top = tmp_path / f".results.csv.{HOST}.{_dead_pid()}.tmp"
     for p in (stale, live, foreign, top):
         p.write_bytes(b"half")
     _run(tiny_cnn, data, tmp_path)
@@ -464,7 +464,7 @@ def test_18_5_two_takeovers_of_a_dead_lock_cannot_both_win(tmp_path):
     import multiprocessing as mp
 
     ctx = mp.get_context("fork")
-    (tmp_path / ".lock").write_text(f"{_HOST} {_dead_pid()}\n")
+    (tmp_path / ".lock").write_text(f"{HOST} {_dead_pid()}\n")
     barrier, results = ctx.Barrier(6), ctx.Queue()
     procs = [ctx.Process(target=_race, args=(tmp_path, barrier, results)) for _ in range(6)]
     for p in procs:

@@ -379,7 +379,7 @@ def slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower() or "method"
 
 
-_HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "host"
+HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "host"
 _TMP = re.compile(r"^\.(?P<name>.+)\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.tmp$")
 STALE_TMP_SECONDS = 24 * 3600
 """A temporary file of another machine (shared folder) is taken as stale after a day."""
@@ -387,7 +387,7 @@ STALE_TMP_SECONDS = 24 * 3600
 
 def _atomic_write(path: Path, writer: Callable[[Path], None]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{_HOST}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{HOST}.{os.getpid()}.tmp")
     try:
         writer(tmp)
         os.replace(tmp, path)
@@ -435,7 +435,7 @@ def remove_stale_tmp(folder: Path) -> list[Path]:
         m = _TMP.match(p.name)
         if m is None:
             continue
-        if m["host"] == _HOST:
+        if m["host"] == HOST:
             stale = int(m["pid"]) != os.getpid() and not pid_alive(int(m["pid"]))
         else:
             try:

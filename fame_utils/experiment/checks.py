@@ -87,7 +87,7 @@ def check_threshold(threshold: float) -> float:
     return t
 
 
-def _check_model_output(output: Tensor, names: list[str]) -> None:
+def check_model_outputs(output: Tensor, names: list[str]) -> None:
     """Refuse a model whose clean output (logits, embeddings) holds NaN or Inf: every map
     and metric of those items would be meaningless."""
     bad = _nonfinite_items(output, names)
@@ -98,7 +98,7 @@ def _check_model_output(output: Tensor, names: list[str]) -> None:
         )
 
 
-def _check_inputs(
+def check_inputs(
     dataset, metrics, batch_size, eval_batch_size, n_resamples, threads, seed, cache_dtype
 ) -> Task:
     if dataset is None or len(dataset) == 0:
@@ -131,7 +131,7 @@ def _check_inputs(
     return task
 
 
-def _check_methods(methods: Sequence, task: Task) -> None:
+def check_methods(methods: Sequence, task: Task) -> None:
     if not methods:
         raise ValueError("no methods given")
     names = [getattr(m, "name", None) for m in methods]
@@ -163,13 +163,13 @@ def _nonfinite_items(maps: Tensor, names: list[str]) -> list[str]:
     return [n for n, b in zip(names, bad.cpu().tolist()) if b]
 
 
-def _empty_items(att: Attribution, names: list[str]) -> list[str]:
+def empty_items(att: Attribution, names: list[str]) -> list[str]:
     """Items whose e₊ map is all zero (an empty e₋ is expected, e.g. impostor pairs)."""
     empty = att.positive.detach().flatten(1).amax(1) <= 0
     return [n for n, e in zip(names, empty.cpu().tolist()) if e]
 
 
-def _blob_problem(
+def blob_problem(
     blob: dict | None, names: list[str], shape: tuple[int, ...], inputs: str
 ) -> str | None:
     if blob is None:
@@ -186,7 +186,7 @@ def _blob_problem(
     return problem
 
 
-def _check_method_output(name: str, att: Attribution, items: list[str], shape) -> None:
+def check_method_output(name: str, att: Attribution, items: list[str], shape) -> None:
     for role, maps in (("positive", att.positive), ("negative", att.negative)):
         if maps is None and role == "negative":
             continue
@@ -202,7 +202,7 @@ def _check_method_output(name: str, att: Attribution, items: list[str], shape) -
         )
 
 
-def _values_problem(cached: dict | None, m: Metric, n: int) -> str | None:
+def values_problem(cached: dict | None, m: Metric, n: int) -> str | None:
     if cached is None:
         return "missing"
     values = cached.get("values")

@@ -40,7 +40,7 @@ from typing import Any
 
 import torch
 
-from .cache import _HOST, source_hash, write_text
+from .cache import HOST, source_hash, write_text
 
 __all__ = [
     "OUTPUT_FILES",
@@ -255,7 +255,7 @@ class OutputLock:
                 os.close(fd)
                 continue
             os.ftruncate(fd, 0)
-            os.write(fd, f"{_HOST} {os.getpid()}\n".encode())
+            os.write(fd, f"{HOST} {os.getpid()}\n".encode())
             self._fd, self.held = fd, True
             return
         raise RunConflictError(f"could not take {self.path}; run again")

@@ -83,9 +83,9 @@ from .cache import (
     write_text,
 )
 from .checks import (
-    _check_inputs,
-    _check_methods,
     check_folder,
+    check_inputs,
+    check_methods,
     check_threshold,
     positive_int,
 )
@@ -109,7 +109,7 @@ from .report import (
     summary_with_intervals,
 )
 from .result import ExperimentResult
-from .stages import _batches, _clean_verification, _compute_maps, _evaluate, _input_hashes
+from .stages import batch_bounds, clean_verification, compute_maps, evaluate, input_hashes
 
 __all__ = ["run_experiment", "check_threshold", "positive_int"]
 
@@ -196,7 +196,7 @@ def run_experiment(
         OSError: the disk is full (the message says so; finished batches are kept).
         RuntimeError: a method returned NaN/Inf maps (the items are named).
     """
-    task = _check_inputs(
+    task = check_inputs(
         dataset, metrics, batch_size, eval_batch_size, n_resamples, threads, seed, cache_dtype
     )
     # numpy integers were accepted: plain ints from here on (run.json, the cache keys)
@@ -265,14 +265,14 @@ def _run(
     run_recipe = get_recipe(recipe)
     device = model_device(model)
     cache_root = Path(cache_dir) if cache_dir is not None else out / "cache"
-    batches = _batches(len(dataset), batch_size)
+    batches = batch_bounds(len(dataset), batch_size)
     owned = [b for b in range(len(batches)) if shard.owns(b)]
     hw = _image_size(dataset)
     # a named model (model_id) may hold attributes the fingerprint cannot see into
     fingerprint = model_fingerprint(model, strict=model_id is None)
     methods = _resolve_methods(methods, task, recipe, threshold)
     method_keys = {m.name: method_key(m, model) for m in methods}  # refuses early
-    inputs = _input_hashes(dataset, batches, progress)
+    inputs = input_hashes(dataset, batches, progress)
     base = {
         "cache_version": CACHE_VERSION,
         "code": source_hash(),
@@ -285,9 +285,7 @@ def _run(
     }
     refs = None
     if task == "verification":
-        refs, clean, genuine = _clean_verification(
-            model, dataset, eval_batch_size, device, progress
-        )
+        refs, clean, genuine = clean_verification(model, dataset, eval_batch_size, device, progress)
         if threshold is None:
             # rank 0's, so that every rank keys its cache by the same θ
             threshold = distributed.broadcast(float(eer_threshold(clean, genuine)))
@@ -340,7 +338,7 @@ def _run(
             if not (folder / "meta.json").exists():
                 meta = json.dumps({"name": method.name, **keys[method.name]}, indent=2)
                 write_text(meta, folder / "meta.json")
-            computed[method.name], empty[method.name] = _compute_maps(
+            computed[method.name], empty[method.name] = compute_maps(
                 model,
                 dataset,
                 method,
@@ -368,7 +366,7 @@ def _run(
         for method in tqdm(  # this rank's shard
             methods, desc="evaluation", unit="method", disable=not progress
         ):
-            _evaluate(
+            evaluate(
                 model,
                 dataset,
                 method.name,
@@ -383,7 +381,7 @@ def _run(
         distributed.barrier()
         records: list[dict] = []
         for method in methods:  # every shard, from the cache
-            records += _evaluate(
+            records += evaluate(
                 model,
                 dataset,
                 method.name,
@@ -464,7 +462,7 @@ def _resolve_methods(
     names = [m for m in methods if isinstance(m, str)]
     made = iter(make_methods(names, task, recipe=recipe, threshold=threshold) if names else [])
     resolved = [next(made) if isinstance(m, str) else m for m in methods]
-    _check_methods(resolved, task)
+    check_methods(resolved, task)
     return resolved
 
 

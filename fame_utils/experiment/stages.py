@@ -1,15 +1,15 @@
 """The two stages of a run: computing and caching maps, then evaluating the metrics.
 
-- :func:`_compute_maps` computes one method's maps for the batches a rank owns and
+- :func:`compute_maps` computes one method's maps for the batches a rank owns and
   stores each batch atomically in its cache folder (``batch_00000.pt``), skipping
   batches validly cached and recomputing (with a warning) those that fail the checks of
   :mod:`.checks`; the metric values of a recomputed batch are dropped.
-- :func:`_clean_verification` embeds every pair once (gallery references, clean scores).
-- :func:`_evaluate` scores the cached maps of one method with every metric, caching the
+- :func:`clean_verification` embeds every pair once (gallery references, clean scores).
+- :func:`evaluate` scores the cached maps of one method with every metric, caching the
   per-batch values next to the maps (``eval_<metric>-<key>_00000.pt``), and returns the
   tidy records (``index, item, method, metric, threshold, percent, value``).
 
-Batches are ``range`` objects of item indices (:func:`_batches`); :mod:`.run` drives the
+Batches are ``range`` objects of item indices (:func:`batches`); :mod:`.run` drives the
 stages over the methods and writes the outputs.
 """
 
@@ -30,19 +30,19 @@ from ..metrics.face import embed
 from ..objectives import Attribution, ClassLogit, CosineSimilarity
 from .cache import batch_hash, digest, jsonable, load, save_tensors, slug
 from .checks import (
-    _blob_problem,
-    _check_method_output,
-    _check_model_output,
-    _empty_items,
-    _values_problem,
+    blob_problem,
+    check_method_output,
+    check_model_outputs,
+    empty_items,
+    values_problem,
 )
 
 
-def _batches(n: int, batch_size: int) -> list[range]:
+def batch_bounds(n: int, batch_size: int) -> list[range]:
     return [range(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
 
 
-def _input_hashes(dataset: Sequence, batches: list[range], progress: bool) -> list[str]:
+def input_hashes(dataset: Sequence, batches: list[range], progress: bool) -> list[str]:
     """:func:`.cache.batch_hash` of every batch, read as the stages will read it."""
     return [
         batch_hash(_get_batch(dataset, idx))
@@ -62,18 +62,21 @@ def _item_names(dataset: Sequence, idx: range) -> list[str]:
 
 
 @torch.no_grad()
-def _clean_verification(
+def clean_verification(
     model: nn.Module, dataset: Sequence, batch_size: int, device, progress: bool
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Normalised gallery embeddings (N, D), clean scores (N,), genuine (N,) on CPU."""
     refs, scores, gen = [], [], []
     for idx in tqdm(
-        _batches(len(dataset), batch_size), desc="clean scores", disable=not progress, leave=False
+        batch_bounds(len(dataset), batch_size),
+        desc="clean scores",
+        disable=not progress,
+        leave=False,
     ):
         b = _get_batch(dataset, idx).to(device)
         eg = embed(model, b.gallery, batch_size)
         ep = embed(model, b.probe, batch_size)
-        _check_model_output(torch.cat([eg, ep], 1), b.names)
+        check_model_outputs(torch.cat([eg, ep], 1), b.names)
         refs.append(eg.cpu())
         scores.append((eg * ep).sum(1).cpu())
         gen.append(b.genuine.cpu())
@@ -86,7 +89,7 @@ def _drop_evaluations(folder: Path, b: int) -> None:
         p.unlink(missing_ok=True)
 
 
-def _compute_maps(
+def compute_maps(
     model: nn.Module,
     dataset: Sequence,
     method: Callable[..., Attribution],
@@ -118,7 +121,7 @@ def _compute_maps(
         path = folder / f"batch_{b:05d}.pt"
         blob = load(path)
         names = _item_names(dataset, batches[b])
-        problem = _blob_problem(blob, names, (len(batches[b]), *hw), inputs[b])
+        problem = blob_problem(blob, names, (len(batches[b]), *hw), inputs[b])
         if problem is None:
             empty += blob.get("empty", [])
             continue
@@ -142,7 +145,7 @@ def _compute_maps(
                 images, target = batch.images, ClassLogit(batch.labels)
                 if b not in checked:
                     with torch.no_grad():
-                        _check_model_output(model(images).flatten(1), batch.names)
+                        check_model_outputs(model(images).flatten(1), batch.names)
                     checked.add(b)
             else:
                 images = batch.probe
@@ -152,8 +155,8 @@ def _compute_maps(
                 raise TypeError(
                     f"method {method.name} returned {type(att).__name__}, expected Attribution"
                 )
-            _check_method_output(method.name, att, batch.names, (len(idx), *hw))
-            batch_empty = _empty_items(att, batch.names)
+            check_method_output(method.name, att, batch.names, (len(idx), *hw))
+            batch_empty = empty_items(att, batch.names)
             new_empty += batch_empty
             neg = att.negative
             blob = {
@@ -198,7 +201,7 @@ def _cached_maps(folder: Path, b: int, dataset: Sequence, idx: range, device):
     return batch, att
 
 
-def _evaluate(
+def evaluate(
     model: nn.Module,
     dataset: Sequence,
     method_name: str,
@@ -241,7 +244,7 @@ def _evaluate(
             for m, key in zip(metrics, keys):
                 mpath = folder / f"eval_{slug(type(m).__name__)}-{key}_{b:05d}.pt"
                 cached = load(mpath)
-                problem = _values_problem(cached, m, len(idx))
+                problem = values_problem(cached, m, len(idx))
                 if problem is not None:
                     if cached is not None:  # (an unreadable file was reported by load)
                         warnings.warn(
