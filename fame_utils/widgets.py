@@ -19,8 +19,6 @@ from torch import Tensor, nn
 
 from .core import FameConfig, FameResult, run_fame
 from .objectives import Objective
-from .plotting import overlay
-from .postprocess import kernel_size_for
 
 __all__ = ["FameCache", "blur_explorer", "face_explorer", "metric_explorer", "panel", "show_in"]
 
@@ -158,57 +156,85 @@ def blur_explorer(
     names: Sequence[str],
     objective: Objective | Callable[[int], Objective],
     *,
-    iterations: int,
+    iterations: int = 100,
     step_size: float = 1 / 255,
     sigma: float = 7.7,
-) -> W.Widget:
-    """Image, σ, iterations and step-size controls over one FAME map.
+    paper_iterations: int = 500,
+    callback_every: int = 10,
+) -> W.VBox:
+    """A live FAME explorer (:class:`fame_utils.live.LiveMap`) of one image at a time.
 
-    Changing σ re-blurs the cached Δx (instant); changing iterations or the step size
-    recomputes when "Run" is pressed. Seed the cache with results you already have via
-    ``cache.put((i,), result[i], iterations=..., step_size=...)``.
+    Run controls (image, iterations, step size) apply on **Run**, which draws the map and
+    the loss curve every ``callback_every`` iterations while FAME runs (**Stop** keeps the
+    map so far; one more button runs the paper's ``paper_iterations``); an image or setting
+    already in ``cache`` shows at once. σ is live: it re-blurs the shown Δx. Seed the cache
+    with results you already have via ``cache.put((i,), result[i], iterations=...,
+    step_size=...)``. Starts at ``iterations`` (100: the supplement's maps settle at
+    ~75-200; the first view runs at creation unless cached).
 
     Args:
-        cache: :class:`FameCache` around the model.
+        cache: :class:`FameCache` around the model (its config, e.g. the kernel size).
         images: (N, 3, H, W) in [0, 1].
         names: N display names.
         objective: the objective of all N images (each image gets its
             ``objective.subset(slice(i, i + 1))``), or a function index -> objective for that
             single image.
+
+    Returns:
+        ``VBox`` (its ``explorer`` attribute is the :class:`~fame_utils.live.LiveMap`).
     """
+    from .live import LiveMap
 
     def objective_of(i: int) -> Objective:
         if isinstance(objective, Objective):
             return objective.subset(slice(i, i + 1))
         return objective(i)
 
-    def render(image: int, sigma: float, iterations: int, step_size: float) -> plt.Figure:
-        res = cache.get(
-            (image,),
-            images[image : image + 1],
-            objective_of(image),
-            iterations=iterations,
-            step_size=step_size,
+    def run(settings: dict, hook: dict) -> FameResult:
+        i = settings["image"]
+        overrides = {"iterations": settings["iterations"], "step_size": settings["step_size"]}
+        result = run_fame(
+            cache.model, images[i : i + 1], objective_of(i), cache.config, **overrides, **hook
         )
-        m = res.maps(sigma=sigma, kernel_size=kernel_size_for(sigma))
-        fig, axes = plt.subplots(1, 2, figsize=(6, 3))
-        overlay(axes[0], images[image], title=names[image])
-        title = f"σ={sigma:.1f}, {iterations} it, η={step_size:.4f}"
-        overlay(axes[1], images[image], m[0], title=title)
-        return fig
+        cache.put((i,), result, **overrides)
+        return result
 
+    def label(settings: dict) -> str:
+        i = settings["image"]
+        its, eta = settings["iterations"], settings["step_size"]
+        return f"{names[i]} ({i + 1}/{len(names)}), {its} it, η {eta:.4f}"
+
+    seeds = [
+        ({"image": key[0], **dict(overrides)}, result)
+        for (key, overrides), result in cache._store.items()
+        if {k for k, _ in overrides} == {"iterations", "step_size"}
+    ]
     slider = {"continuous_update": False}
+    n = len(names)
     controls = {
-        "image": W.Dropdown(options=list(zip(names, range(len(names)))), description="image"),
-        "sigma": W.FloatSlider(value=sigma, min=0.0, max=30.0, step=0.1, description="σ", **slider),
+        "image": W.Dropdown(
+            options=[(f"{i + 1}/{n}: {name}", i) for i, name in enumerate(names)],
+            description="image",
+        ),
         "iterations": W.IntSlider(
             value=iterations, min=1, max=1000, description="iterations", **slider
         ),
         "step_size": W.FloatLogSlider(
-            value=step_size, base=10, min=-4, max=-1, step=0.05, description="step size", **slider
+            value=step_size, base=10, min=-4, max=-1, step=0.05, description="step size η", **slider
         ),
     }
-    return panel(render, controls, button="Run", live=("image", "sigma"))
+    explorer = LiveMap(
+        run,
+        lambda settings: images[settings["image"]],
+        controls,
+        sigma=sigma,
+        kernel_size=cache.config.kernel_size,
+        seeds=seeds,
+        label=label,
+        callback_every=callback_every,
+        paper=paper_iterations,
+    )
+    return explorer.widget
 
 
 def face_explorer(

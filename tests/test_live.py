@@ -137,3 +137,101 @@ def test_bad_callback_arguments_are_named(tiny_cnn):
         run_fame(tiny_cnn, x, ClassLogit([0]), iterations=2, callback=print, callback_every=0)
     with pytest.raises(TypeError, match="callback must be callable"):
         run_fame(tiny_cnn, x, ClassLogit([0]), iterations=2, callback=3)
+
+
+# --- the live explorer (fame_utils.live.LiveMap) --------------------------------------
+
+
+def _poll(condition, timeout: float = 30.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting for the explorer"
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def gated(tiny_cnn):
+    """A LiveMap over tiny_cnn whose live frames each wait for ``gate.release()``."""
+    import threading
+
+    import ipywidgets as W
+
+    from fame_utils.live import LiveMap
+
+    x, gate, runs = _images(), threading.Semaphore(0), []
+
+    def run(settings, hook):
+        runs.append(dict(settings))
+        if "callback" in hook:
+            callback = hook["callback"]
+            hook = dict(
+                hook, callback=lambda d, i, loss: gate.acquire(timeout=20) and callback(d, i, loss)
+            )
+        i = settings["image"]
+        return run_fame(
+            tiny_cnn,
+            x[i : i + 1],
+            ClassLogit([i]),
+            iterations=settings["iterations"],
+            **hook,
+            **QUIET,
+        )
+
+    controls = {
+        "image": W.Dropdown(options=[("a", 0), ("b", 1)]),
+        "iterations": W.IntSlider(value=2, max=5000),
+    }
+    live = LiveMap(run, lambda s: x[s["image"]], controls, sigma=1.0, callback_every=5)
+    changes = []
+    live.map.observe(lambda c: changes.append(live.busy), "value")
+    return live, gate, runs, changes
+
+
+def test_a_run_draws_live_frames_and_stop_keeps_its_map(gated):
+    live, gate, runs, changes = gated
+    assert runs == [{"image": 0, "iterations": 2}] and not live.busy  # first view, no thread
+    live.controls["iterations"].value = 1000
+    assert "pending" in live.status.value
+    thread = live.start()
+    assert live.run_button.disabled and not live.stop_button.disabled  # busy
+    for frames in (1, 2):
+        gate.release()
+        _poll(lambda n=frames: live.frames == n)
+    assert sum(changes) >= 2 and live.busy  # the map changed twice before the run ended
+    assert "iteration 10 of 1000" in live.status.value
+    before = live.map.value
+    live.sigma.value = 4.0  # live during the run: re-blurs the frame at once
+    assert live.map.value != before and "σ 4.0" in live.map_title.value
+    live.stop()
+    gate.release()  # the next frame sees the stop
+    thread.join(20)
+    assert not live.busy and live.frames == 2  # the counter stopped
+    assert not live.run_button.disabled and live.stop_button.disabled
+    assert live._applied == {"image": 0, "iterations": 15}  # the steps done
+    assert "pending" in live.status.value  # the controls still ask for 1000
+    assert set(live.timings) >= {"redraw_s", "first_frame_s", "stop_s"}
+
+
+def test_a_new_run_cancels_the_one_in_flight_and_pins_stay(gated):
+    live, gate, runs, changes = gated
+    live.pin()
+    pinned = live.pins.children[0].children[1].value
+    live.controls["iterations"].value = 1000
+    first = live.start()
+    gate.release()
+    _poll(lambda: live.frames == 1)
+    live.controls["iterations"].value = 3  # < callback_every: this run draws no frame
+    second = live.start()
+    second.join(20)
+    gate.release()  # the cancelled run's next frame ends it without drawing
+    first.join(20)
+    assert live._applied == {"image": 0, "iterations": 3} and not live.busy
+    assert "✓ showing" in live.status.value
+    assert len(live.pins.children) == 1 and live.pins.children[0].children[1].value == pinned
+    for _ in range(5):
+        live.pin()
+    assert len(live.pins.children) == 4  # MAX_PINS
+    live.clear_button.click()
+    assert not live.pins.children and live.clear_button.disabled
