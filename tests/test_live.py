@@ -235,3 +235,65 @@ def test_a_new_run_cancels_the_one_in_flight_and_pins_stay(gated):
     assert len(live.pins.children) == 4  # MAX_PINS
     live.clear_button.click()
     assert not live.pins.children and live.clear_button.disabled
+
+
+# --- notebooks never touch what is committed ------------------------------------------
+
+
+def test_jupyter_saves_notebooks_without_outputs(tmp_path):
+    """The server config that `make lab` uses: a notebook saved through Jupyter's own
+    contents manager lands on disk without outputs, counts or widget state."""
+    import runpy
+
+    import nbformat
+    from jupyter_server.services.contents.filemanager import FileContentsManager
+    from test_notebooks import ROOT
+    from traitlets.config import Config
+
+    config = Config()
+    runpy.run_path(
+        str(ROOT / "jupyter_config" / "jupyter_server_config.py"),
+        init_globals={"get_config": lambda: config},
+    )
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("1 + 1", execution_count=3)
+    cell.outputs = [
+        nbformat.v4.new_output("execute_result", {"text/plain": "2"}, execution_count=3)
+    ]
+    nb.cells = [cell, nbformat.v4.new_markdown_cell("# kept")]
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}}}
+    manager = FileContentsManager(root_dir=str(tmp_path), config=config)
+    manager.save({"type": "notebook", "format": "json", "content": nb}, "n.ipynb")
+    saved = nbformat.read(tmp_path / "n.ipynb", 4)
+    assert saved.cells[0].outputs == [] and saved.cells[0].execution_count is None
+    assert saved.cells[0].source == "1 + 1" and saved.cells[1].source == "# kept"
+    assert "widgets" not in saved.metadata
+    manager.save({"type": "file", "format": "text", "content": "x"}, "t.txt")  # untouched
+    assert (tmp_path / "t.txt").read_text() == "x"
+
+
+def test_interactive_runs_write_under_build_and_make_figures_writes_figures():
+    """Every notebook's own default writes figures under build/ (git-ignored); `make
+    figures` runs scripts/run_notebooks.py, which passes figures_dir=figures/."""
+    import ast
+
+    import nbformat
+    from test_notebooks import ROOT, notebooks
+
+    for path in notebooks():
+        nb = nbformat.read(path, 4)
+        params = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+        values = {
+            t.id: ast.literal_eval(node.value)
+            for node in ast.parse(params.source).body
+            if isinstance(node, ast.Assign)
+            for t in node.targets
+            if isinstance(t, ast.Name) and t.id.endswith("_dir")
+        }
+        for name, value in values.items():
+            where = (path.parent / value).resolve()
+            assert where.is_relative_to(ROOT / "build") or where.is_relative_to(ROOT / "runs"), (
+                f"{path.name}: {name} = {value!r} writes outside build/ and runs/"
+            )
+    makefile = (ROOT / "Makefile").read_text()
+    assert "scripts/run_notebooks.py --figures-dir figures" in makefile
