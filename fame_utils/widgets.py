@@ -160,12 +160,13 @@ def blur_explorer(
     step_size: float = 1 / 255,
     sigma: float = 7.7,
     paper_iterations: int = 500,
-    callback_every: int = 10,
+    callback_every: int = 1,
 ) -> W.VBox:
     """A live FAME explorer (:class:`fame_utils.live.LiveMap`) of one image at a time.
 
     Run controls (image, iterations, step size) apply on **Run**, which draws the map and
-    the loss curve every ``callback_every`` iterations while FAME runs (**Stop** keeps the
+    the loss curve while FAME runs (the hook every ``callback_every`` iterations, frames
+    at most every 0.2 s) (**Stop** keeps the
     map so far; one more button runs the paper's ``paper_iterations``); an image or setting
     already in ``cache`` shows at once. σ is live: it re-blurs the shown Δx. Seed the cache
     with results you already have via ``cache.put((i,), result[i], iterations=...,

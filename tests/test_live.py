@@ -183,7 +183,9 @@ def gated(tiny_cnn):
         "image": W.Dropdown(options=[("a", 0), ("b", 1)]),
         "iterations": W.IntSlider(value=2, max=5000),
     }
-    live = LiveMap(run, lambda s: x[s["image"]], controls, sigma=1.0, callback_every=5)
+    live = LiveMap(
+        run, lambda s: x[s["image"]], controls, sigma=1.0, callback_every=5, min_frame_s=0
+    )
     changes = []
     live.map.observe(lambda c: changes.append(live.busy), "value")
     return live, gate, runs, changes

@@ -27,11 +27,11 @@ def cell_explorer(
     sigma: float = 7.7,
     config: FameConfig | None = None,
     precomputed: Mapping[str, tuple[int, CellAttributions]] | None = None,
-    callback_every: int = 10,
+    callback_every: int = 1,
 ):
     """A live explorer of single cells (paper Fig. 2; :class:`fame_utils.live.LiveMap`):
     image, layer (depth), cell (row, column) and iterations apply on **Run**, which draws
-    the cell's map and loss every ``callback_every`` iterations while FAME runs (**Stop**
+    the cell's map and loss while FAME runs (hook every ``callback_every`` iterations) (**Stop**
     keeps it); σ is live and re-blurs the shown Δx. Every computed (image, layer, cell,
     iterations) is cached and shows at once. Drawn once at creation (headless runs too).
 
