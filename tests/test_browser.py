@@ -315,7 +315,12 @@ def _move_control(page, name: str) -> str:
 
     Returns what was moved, e.g. "slider 'σ' (7.70 -> 7.80)"."""
     panel = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
-    sliders = panel.locator(".jp-OutputArea-output .widget-slider")
+    # a live explorer's σ (fame_utils.live) acts at once in every notebook that has one
+    live_sigma = panel.locator(".jp-OutputArea-output .fame-live-sigma")
+    live = name in LIVE or live_sigma.count() > 0
+    sliders = (
+        live_sigma if live_sigma.count() else panel.locator(".jp-OutputArea-output .widget-slider")
+    )
     dropdowns = panel.locator(".jp-OutputArea-output .widget-dropdown")
     if sliders.count():
         control = sliders.first
@@ -342,7 +347,7 @@ def _move_control(page, name: str) -> str:
         new = (old + 1) % len(options)
         select.select_option(index=new)
         moved = f"dropdown '{label}' ({options[old]} -> {options[new]})"
-    if name not in LIVE:
+    if not live:
         widget = control.locator("xpath=ancestor::div[contains(@class, 'jp-OutputArea-output')][1]")
         buttons = widget.locator("button")
         if buttons.count():
