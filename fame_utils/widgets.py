@@ -267,11 +267,11 @@ def face_explorer(
     from .metrics.face import embed
     from .plotting import draw_face_rows
 
-    def genuine_pair(variation: tuple[str, str], k: int):
-        pairs = protocols[variation[0]].select(variation=variation[1], genuine=True)
-        return pairs.subset(k % len(pairs))
+    def genuine(variation: tuple[str, str]):
+        return protocols[variation[0]].select(variation=variation[1], genuine=True)
 
     iterations, sigma = fame_config.iterations, fame_config.sigma
+    start = (start[0], start[1], start[2] % len(genuine(start[:2])))  # as the figure picks it
     cache: dict[tuple, Any] = {}
     if precomputed is not None:
         first = {
@@ -280,7 +280,8 @@ def face_explorer(
         cache[((start[0], start[1]), start[2], iterations, sigma, n_masks)] = first
 
     def render(variation, pair, iterations, sigma, n_masks) -> plt.Figure:
-        p = genuine_pair(variation, pair)
+        pairs = genuine(variation)
+        p = pairs.subset(min(pair, len(pairs) - 1))
         ref, probe = embed(model, p.gallery), embed(model, p.probe)
         key = (variation, pair, iterations, sigma, n_masks)
         if key not in cache:
@@ -289,7 +290,9 @@ def face_explorer(
             methods = face_methods(threshold, config, n_masks=n_masks, seed=seed)
             cache[key] = explain_all(methods, model, p.probe, target)[0]
         s = float((ref * probe).sum())
-        label = f"{variation[0]} ({variation[1]}) #{pair}\ns = {s:.3f}"
+        verdict = "accepted" if s >= threshold else "rejected: below θ"
+        label = f"{variation[0]} ({variation[1]}) genuine pair {pair} of 0-{len(pairs) - 1}"
+        label += f"\ns = {s:.3f} ({verdict})"
         return draw_face_rows(p.gallery, p.probe, cache[key], [label])
 
     options = [
@@ -298,7 +301,7 @@ def face_explorer(
     slider = {"continuous_update": False}
     controls = {
         "variation": W.Dropdown(options=options, value=start[:2], description="variation"),
-        "pair": W.BoundedIntText(value=start[2], min=0, max=99, description="genuine pair"),
+        "pair": W.BoundedIntText(value=start[2], min=0, max=len(genuine(start[:2])) - 1),
         "iterations": W.IntSlider(
             value=iterations, min=1, max=1000, description="iterations", **slider
         ),
@@ -307,6 +310,14 @@ def face_explorer(
             value=n_masks, min=8, max=2000, step=8, description="masks", **slider
         ),
     }
+
+    def bound_pair(change=None) -> None:  # the pairs that exist, with their count
+        pair, n = controls["pair"], len(genuine(controls["variation"].value))
+        pair.max, pair.value = n - 1, min(pair.value, n - 1)
+        pair.description = f"genuine pair (0-{n - 1} of {n})"
+
+    bound_pair()
+    controls["variation"].observe(bound_pair, "value")
     return panel(render, controls, button="Run")
 
 

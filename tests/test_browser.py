@@ -521,8 +521,12 @@ def test_live_explorer_in_jupyterlab(lab, lab_root, browser):
 
         t0 = time.monotonic()
         _click(page, "Run 500 it (paper)")  # not cached: a live run
-        busy = _poll_live(page, lambda s: s["run_disabled"], 30, "Run was not disabled")
-        assert not busy["stop_disabled"], "Stop is not enabled while the run is busy"
+        busy = _poll_live(  # two widget messages: poll until both arrived
+            page,
+            lambda s: s["run_disabled"] and not s["stop_disabled"],
+            30,
+            "Run was not disabled, or Stop not enabled, while the run is busy",
+        )
         maps, t_first = [busy["map"]], None
         while len(maps) < 3:  # the first view, then two live frames
             state = _poll_live(
