@@ -496,7 +496,9 @@ class LiveMap:
             title += f", {self._shown.steps} it done"
             png = self.map.value
         picture = W.Image(value=png, format="png", layout={"width": "240px"})
-        panel = W.VBox([W.HTML(f"<small>📌 {title}</small>"), picture], layout={"width": "250px"})
+        panel = W.VBox(
+            [W.HTML(f"<small><b>pinned</b>: {title}</small>"), picture], layout={"width": "250px"}
+        )
         self.pins.children = (*self.pins.children, panel)[-MAX_PINS:]
         self.clear_button.disabled = False
 
