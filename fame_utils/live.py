@@ -405,6 +405,8 @@ class LiveMap:
         cached = self._cache.get(_key(settings))
         if cached is not None:
             self._cancel()
+            self._generation += 1  # a run in flight no longer draws or finishes here
+            self._set_busy(False)
             self._applied, self._shown = settings, cached
             self._safe(self._render)
             return None
