@@ -30,11 +30,13 @@ figures: $(VENV)/.installed
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest
 
-# JupyterLab on notebooks/ with the project's settings (jupyter_config/: no news prompt).
+# JupyterLab on notebooks/ with the project's settings (jupyter_config/: no news prompt,
+# notebooks saved without outputs). Options: make lab PORT=8899 IP=0.0.0.0 NO_BROWSER=1
 .PHONY: lab
 lab: $(VENV)/.installed
-	cd notebooks && $(abspath $(BIN))/jupyter lab \
+	cd notebooks && JUPYTER_CONFIG_PATH=$(CURDIR)/jupyter_config $(abspath $(BIN))/jupyter lab \
 		--LabApp.app_settings_dir=$(CURDIR)/jupyter_config/lab/settings \
+		$(if $(PORT),--port=$(PORT)) $(if $(IP),--ip=$(IP)) $(if $(NO_BROWSER),--no-browser) \
 		$(if $(filter 0,$(shell id -u)),--allow-root)
 
 # ruff lints and format-checks the notebooks' code cells too (native .ipynb support).

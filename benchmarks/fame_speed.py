@@ -3,7 +3,7 @@ against float32 eager, all measured side by side in one run.
 
     python benchmarks/fame_speed.py [--model efficientnet_lite0|resnet50] [--random-weights]
         [--size PX] [--batches 1 8] [--settings float32 bfloat16 channels_last compile]
-        [--iterations 4] [--repeats 3] [--device cuda] [--json]
+        [--iterations 4] [--repeats 3] [--device cuda] [--json] [--live K]
 
 How it measures (the same for FAME and for its floor, so their ratio means something):
 
@@ -19,6 +19,10 @@ How it measures (the same for FAME and for its floor, so their ratio means somet
   faster on this CPU), and the median over repeats is kept;
 - on a CPU the clock is the process's CPU time (``time.process_time``), so other
   processes on shared cores do not count; on a GPU it is wall time after a sync.
+
+With ``--live K`` each repeat also times FAME with a live-frame callback every K
+iterations (``run_fame(..., callback=, callback_every=K)``; the callback copies Δx and the
+loss to the host, as a live display does) and reports its ratio to FAME without one.
 
 Prints a Markdown table, or one JSON object per (batch, setting) with ``--json``.
 Per-iteration FAME time should stay ≤ 1.10× the floor.
@@ -74,6 +78,20 @@ def fame_run(model, x: torch.Tensor, targets: torch.Tensor, cfg: FameConfig, n: 
     run_fame(model, x, ClassLogit(targets), cfg, iterations=n)
 
 
+def to_host(delta: torch.Tensor, iteration: int, loss: torch.Tensor) -> None:
+    """A live frame's own cost: the Δx and the loss copied to the host."""
+    delta.cpu(), loss.cpu()
+
+
+def live_run(k: int):
+    def run(model, x: torch.Tensor, targets: torch.Tensor, cfg: FameConfig, n: int) -> None:
+        run_fame(
+            model, x, ClassLogit(targets), cfg, iterations=n, callback=to_host, callback_every=k
+        )
+
+    return run
+
+
 def clock(device: torch.device):
     """Wall time on a GPU (after a sync); on a CPU the process's CPU time, which other
     processes sharing the cores do not inflate the way they inflate wall time."""
@@ -89,17 +107,22 @@ def timed(fn, device: torch.device) -> float:
     return now() - t0
 
 
-def measure(model, b: int, setting: str, n: int, repeats: int, device: torch.device) -> dict:
-    """Per-image per-iteration seconds of FAME and of its floor, by the slope method."""
+def measure(
+    model, b: int, setting: str, n: int, repeats: int, device: torch.device, live: int | None
+) -> dict:
+    """Per-image per-iteration seconds of FAME and of its floor (and of FAME with live
+    frames every ``live`` iterations), by the slope method."""
     g = torch.Generator().manual_seed(b)
     size = model.input_size
     x = torch.rand(b, 3, size, size, generator=g).to(device)
     t = torch.randint(0, 1000, (b,), generator=g).to(device)
     cfg = FameConfig(progress=False, **SETTINGS[setting])
     t_warm = timed(lambda: (fame_run(model, x, t, cfg, 2), floor_run(model, x, t, cfg, 2)), device)
-    fame_slopes, floor_slopes, whole = [], [], []
+    fame_slopes, floor_slopes, whole, live_slopes = [], [], [], []
     for r in range(repeats):
         pairs = [(fame_run, "fame"), (floor_run, "floor")]
+        if live:
+            pairs.append((live_run(live), "live"))
         got = {}
         for fn, name in pairs if r % 2 == 0 else pairs[::-1]:  # alternate which goes first
             got[name] = (
@@ -110,6 +133,8 @@ def measure(model, b: int, setting: str, n: int, repeats: int, device: torch.dev
         fame_slopes.append((f2 - f1) / n)
         floor_slopes.append((l2 - l1) / n)
         whole.append(f2 / (2 * n))
+        if live:
+            live_slopes.append((got["live"][1] - got["live"][0]) / n)
     fame_it, floor_it = statistics.median(fame_slopes), statistics.median(floor_slopes)
     ratios = [f / fl for f, fl in zip(fame_slopes, floor_slopes)]
     return {
@@ -124,6 +149,10 @@ def measure(model, b: int, setting: str, n: int, repeats: int, device: torch.dev
         "s_per_image_500_iterations": 500 * fame_it / b,
         "whole_call_s_per_image_iter": statistics.median(whole) / b,
         "warmup_s": t_warm,
+        # FAME with live frames every `live` iterations over FAME without (median, per repeat)
+        "live_every": live,
+        "live_over_fame": statistics.median(live_slopes) / fame_it if live else None,
+        "live_over_fame_repeats": [a / f for a, f in zip(live_slopes, fame_slopes)],
     }
 
 
@@ -175,6 +204,13 @@ def main(argv=None) -> None:
     ap.add_argument("--device", default=None)
     ap.add_argument("--json", action="store_true", help="one JSON line per (batch, setting)")
     ap.add_argument(
+        "--live",
+        type=int,
+        default=None,
+        metavar="K",
+        help="also time FAME with a live-frame callback every K iterations (e.g. 25)",
+    )
+    ap.add_argument(
         "--profile",
         action="store_true",
         help="also print torch.profiler's operator table of --iterations FAME and floor "
@@ -202,7 +238,7 @@ def main(argv=None) -> None:
     rows = []
     for setting in args.settings:  # setting-major: a slow compile comes last, after the rest
         for b in args.batches:
-            row = measure(model, b, setting, args.iterations, args.repeats, device)
+            row = measure(model, b, setting, args.iterations, args.repeats, device, args.live)
             if args.profile:
                 profile_both(model, b, setting, args.iterations, device)
             rows.append(row)
@@ -226,16 +262,22 @@ def main(argv=None) -> None:
     print()
     print(
         "| batch | setting | FAME s/image/iter | floor s/image/iter | FAME/floor | "
-        "FAME vs float32 eager | floor vs float32 eager | warm-up s |"
+        "FAME vs float32 eager | floor vs float32 eager | warm-up s | live/FAME |"
     )
-    print("|---:|---|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in sorted(rows, key=lambda r: r["batch"]):
         vs = "" if r["fame_vs_float32"] is None else f"{r['fame_vs_float32']:.2f}"
         fvs = "" if r["floor_vs_float32"] is None else f"{r['floor_vs_float32']:.2f}"
         print(
             f"| {r['batch']} | {r['setting']} | {r['fame_s_per_image_iter']:.4f} | "
             f"{r['floor_s_per_image_iter']:.4f} | {r['fame_over_floor']:.3f} | {vs} | {fvs} | "
-            f"{r['warmup_s']:.1f} |"
+            f"{r['warmup_s']:.1f} | "
+            + (
+                ""
+                if r["live_over_fame"] is None
+                else f"{r['live_over_fame']:.3f} (k={r['live_every']})"
+            )
+            + " |"
         )
 
 

@@ -401,9 +401,17 @@ def _optimise_chunk(
     bar,
     fns: _Step,
     offset: int,
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    callback: Callable[[Tensor, int, Tensor], bool | None] | None = None,
+    callback_every: int = 25,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, bool]:
     """Descend ``objective`` on one chunk; returns (δ (n, 3, H, W), steps, initial, final
-    loss), δ the signed change of the iterate in step space (gray and abs come after).
+    loss, stopped), δ the signed change of the iterate in step space (gray and abs come
+    after) and ``stopped`` whether ``callback`` asked to stop.
+
+    ``callback(δ, iteration, loss)`` runs every ``callback_every`` iterations with the
+    chunk's whole current δ (n, 3, H, W) and (n,) loss on the device (frozen samples keep
+    their last loss); the loop adds no host sync for it, and a ``True`` return ends the
+    loop there.
 
     With early stopping, finished samples are frozen on the device at once and, at every
     ``early_stop_check_every``-th iteration (one host sync), dropped from the batch so
@@ -422,6 +430,8 @@ def _optimise_chunk(
     active = torch.ones(n, 1, 1, 1, dtype=torch.bool, device=x_full.device)
     initial = None
     done = 0  # iterations run
+    stopped = False
+    last_loss = None if callback is None else torch.full((n,), float("nan"), device=x.device)
 
     def loss_and_grad(obj: Objective, x: Tensor, delta: Tensor) -> tuple[Tensor, Tensor]:
         delta = delta.detach().requires_grad_(True)
@@ -452,6 +462,8 @@ def _optimise_chunk(
             steps.index_add_(0, rows, active.view(-1).long())
             bad = ~(torch.isfinite(loss) & torch.isfinite(gmax))
             nonfinite.index_add_(0, rows, bad.long())
+            if last_loss is not None and (it + 1) % callback_every == 0:
+                last_loss[rows] = loss
         done = it + 1
         if bar is not None:
             bar.update(1)
@@ -462,10 +474,20 @@ def _optimise_chunk(
             n_active = int(active.sum())  # the one host sync early stopping needs
             if n_active < rows.numel():
                 delta_full[rows] = delta
+                if last_loss is not None:  # the dropped samples' last loss
+                    last_loss[rows] = loss
                 keep = active.view(-1).nonzero().squeeze(1)
                 rows, x, delta, active = rows[keep], x[keep], delta[keep], active[keep]
                 obj = obj.subset(keep)
             if n_active == 0:
+                if bar is not None:
+                    bar.update(cfg.iterations - it - 1)
+                break
+        if callback is not None and (it + 1) % callback_every == 0:
+            with torch.no_grad():
+                delta_full[rows] = delta
+            if callback(delta_full, it + 1, last_loss):
+                stopped = True
                 if bar is not None:
                     bar.update(cfg.iterations - it - 1)
                 break
@@ -476,7 +498,29 @@ def _optimise_chunk(
     _raise_if_nonfinite(~torch.isfinite(final), "final loss", offset)
     if initial is None:
         initial = final
-    return delta_full, steps, initial, final
+    return delta_full, steps, initial, final, stopped
+
+
+def _batch_callback(
+    callback: Callable[[Tensor, int, Tensor], bool | None],
+    done: list[tuple[Tensor, ...]],
+    n: int,
+    gray_order: GrayOrder,
+) -> Callable[[Tensor, int, Tensor], bool | None]:
+    """The chunk loop's callback for a batch of ``n`` samples split into chunks: Δx (n, H, W)
+    and loss (n,) of the whole batch (finished chunks final, later ones zero / NaN)."""
+
+    def chunk_callback(moved: Tensor, iteration: int, loss: Tensor) -> bool | None:
+        delta, losses = [_gray_abs(p[0], gray_order) for p in done], [p[3] for p in done]
+        delta.append(_gray_abs(moved, gray_order))
+        losses.append(loss)
+        rest = n - sum(d.shape[0] for d in delta)
+        if rest:
+            delta.append(delta[-1].new_zeros(rest, *delta[-1].shape[1:]))
+            losses.append(loss.new_full((rest,), float("nan")))
+        return callback(torch.cat(delta), iteration, torch.cat(losses))
+
+    return chunk_callback
 
 
 def run_fame(
@@ -484,6 +528,9 @@ def run_fame(
     images: Tensor,
     objective: Objective,
     config: FameConfig | None = None,
+    *,
+    callback: Callable[[Tensor, int, Tensor], bool | None] | None = None,
+    callback_every: int = 25,
     **overrides,
 ) -> FameResult:
     """Optimise the input and return the unblurred Δx with diagnostics.
@@ -498,6 +545,16 @@ def run_fame(
             :mod:`fame_utils.objectives`); it may expand B images to N samples.
         config: :class:`FameConfig` (default ``FameConfig()``, the paper's classification
             setting); keyword ``overrides`` replace single fields.
+        callback: progress hook for live displays, called every ``callback_every``
+            iterations as ``callback(delta, iteration, loss)`` with the current unblurred
+            Δx (N, H, W) and per-sample loss (N,) on the model's device (with
+            ``batch_size`` chunks: the chunk being optimised, earlier chunks final, later
+            ones zero and NaN) and the iterations done in that chunk. Returning ``True``
+            stops the run: the result holds the iterations done (:attr:`FameResult.steps`;
+            chunks not started take 0 steps). Without a callback the loop does no extra
+            work; the hook itself adds no host sync (what the callback reads, e.g.
+            ``delta.cpu()``, syncs).
+        callback_every: k, iterations between callbacks (>= 1).
 
     Returns:
         :class:`FameResult` with tensors on ``images``' device.
@@ -512,6 +569,10 @@ def run_fame(
             f"objective must be a fame_utils.objectives.Objective, got {type(objective).__name__}"
         )
     cfg = (config or FameConfig()).replace(**overrides) if overrides else (config or FameConfig())
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable or None, got {type(callback).__name__}")
+    if not isinstance(callback_every, int) or callback_every < 1:
+        raise ValueError(f"callback_every must be an int >= 1, got {callback_every!r}")
     if cfg.absolute_logit:
         if not isinstance(objective, ClassLogit):
             raise ValueError(
@@ -540,14 +601,23 @@ def run_fame(
             disable=not cfg.progress,
             leave=False,
         )
-        parts = []
+        parts: list[tuple[Tensor, ...]] = []
+        live = None if callback is None else _batch_callback(callback, parts, n, cfg.gray_order)
+        stopped = False
         try:
             for lo, hi in bounds:
-                parts.append(
-                    _optimise_chunk(
-                        model, x_all[lo:hi], bound.subset(slice(lo, hi)), cfg, bar, fns, lo
-                    )
+                *part, stopped = _optimise_chunk(
+                    model,
+                    x_all[lo:hi],
+                    bound.subset(slice(lo, hi)),
+                    cfg.replace(iterations=0) if stopped else cfg,  # stopped: 0 steps
+                    bar,
+                    fns,
+                    lo,
+                    live,
+                    callback_every,
                 )
+                parts.append(tuple(part))
         finally:
             bar.close()
     moved, steps, initial, final = (torch.cat(p) for p in zip(*parts))

@@ -19,8 +19,6 @@ from torch import Tensor, nn
 
 from .core import FameConfig, FameResult, run_fame
 from .objectives import Objective
-from .plotting import overlay
-from .postprocess import kernel_size_for
 
 __all__ = ["FameCache", "blur_explorer", "face_explorer", "metric_explorer", "panel", "show_in"]
 
@@ -158,57 +156,86 @@ def blur_explorer(
     names: Sequence[str],
     objective: Objective | Callable[[int], Objective],
     *,
-    iterations: int,
+    iterations: int = 100,
     step_size: float = 1 / 255,
     sigma: float = 7.7,
-) -> W.Widget:
-    """Image, σ, iterations and step-size controls over one FAME map.
+    paper_iterations: int = 500,
+    callback_every: int = 1,
+) -> W.VBox:
+    """A live FAME explorer (:class:`fame_utils.live.LiveMap`) of one image at a time.
 
-    Changing σ re-blurs the cached Δx (instant); changing iterations or the step size
-    recomputes when "Run" is pressed. Seed the cache with results you already have via
-    ``cache.put((i,), result[i], iterations=..., step_size=...)``.
+    Run controls (image, iterations, step size) apply on **Run**, which draws the map and
+    the loss curve while FAME runs (the hook every ``callback_every`` iterations, frames
+    at most every 0.2 s) (**Stop** keeps the
+    map so far; one more button runs the paper's ``paper_iterations``); an image or setting
+    already in ``cache`` shows at once. σ is live: it re-blurs the shown Δx. Seed the cache
+    with results you already have via ``cache.put((i,), result[i], iterations=...,
+    step_size=...)``. Starts at ``iterations`` (100: the supplement's maps settle at
+    ~75-200; the first view runs at creation unless cached).
 
     Args:
-        cache: :class:`FameCache` around the model.
+        cache: :class:`FameCache` around the model (its config, e.g. the kernel size).
         images: (N, 3, H, W) in [0, 1].
         names: N display names.
         objective: the objective of all N images (each image gets its
             ``objective.subset(slice(i, i + 1))``), or a function index -> objective for that
             single image.
+
+    Returns:
+        ``VBox`` (its ``explorer`` attribute is the :class:`~fame_utils.live.LiveMap`).
     """
+    from .live import LiveMap
 
     def objective_of(i: int) -> Objective:
         if isinstance(objective, Objective):
             return objective.subset(slice(i, i + 1))
         return objective(i)
 
-    def render(image: int, sigma: float, iterations: int, step_size: float) -> plt.Figure:
-        res = cache.get(
-            (image,),
-            images[image : image + 1],
-            objective_of(image),
-            iterations=iterations,
-            step_size=step_size,
+    def run(settings: dict, hook: dict) -> FameResult:
+        i = settings["image"]
+        overrides = {"iterations": settings["iterations"], "step_size": settings["step_size"]}
+        result = run_fame(
+            cache.model, images[i : i + 1], objective_of(i), cache.config, **overrides, **hook
         )
-        m = res.maps(sigma=sigma, kernel_size=kernel_size_for(sigma))
-        fig, axes = plt.subplots(1, 2, figsize=(6, 3))
-        overlay(axes[0], images[image], title=names[image])
-        title = f"σ={sigma:.1f}, {iterations} it, η={step_size:.4f}"
-        overlay(axes[1], images[image], m[0], title=title)
-        return fig
+        cache.put((i,), result, **overrides)
+        return result
 
+    def label(settings: dict) -> str:
+        i = settings["image"]
+        its, eta = settings["iterations"], settings["step_size"]
+        return f"{names[i]} ({i + 1}/{len(names)}), {its} it, η {eta:.4f}"
+
+    seeds = [
+        ({"image": key[0], **dict(overrides)}, result)
+        for (key, overrides), result in cache._store.items()
+        if {k for k, _ in overrides} == {"iterations", "step_size"}
+    ]
     slider = {"continuous_update": False}
+    n = len(names)
     controls = {
-        "image": W.Dropdown(options=list(zip(names, range(len(names)))), description="image"),
-        "sigma": W.FloatSlider(value=sigma, min=0.0, max=30.0, step=0.1, description="σ", **slider),
+        "image": W.Dropdown(
+            options=[(f"{i + 1}/{n}: {name}", i) for i, name in enumerate(names)],
+            description="image",
+        ),
         "iterations": W.IntSlider(
             value=iterations, min=1, max=1000, description="iterations", **slider
         ),
         "step_size": W.FloatLogSlider(
-            value=step_size, base=10, min=-4, max=-1, step=0.05, description="step size", **slider
+            value=step_size, base=10, min=-4, max=-1, step=0.05, description="step size η", **slider
         ),
     }
-    return panel(render, controls, button="Run", live=("image", "sigma"))
+    explorer = LiveMap(
+        run,
+        lambda settings: images[settings["image"]],
+        controls,
+        sigma=sigma,
+        kernel_size=cache.config.kernel_size,
+        seeds=seeds,
+        label=label,
+        callback_every=callback_every,
+        paper=paper_iterations,
+    )
+    return explorer.widget
 
 
 def face_explorer(
@@ -240,11 +267,11 @@ def face_explorer(
     from .objectives import CosineSimilarity
     from .plotting import draw_face_rows
 
-    def genuine_pair(variation: tuple[str, str], k: int):
-        pairs = protocols[variation[0]].select(variation=variation[1], genuine=True)
-        return pairs.subset(k % len(pairs))
+    def genuine(variation: tuple[str, str]):
+        return protocols[variation[0]].select(variation=variation[1], genuine=True)
 
     iterations, sigma = fame_config.iterations, fame_config.sigma
+    start = (start[0], start[1], start[2] % len(genuine(start[:2])))  # as the figure picks it
     cache: dict[tuple, Any] = {}
     if precomputed is not None:
         first = {
@@ -253,7 +280,8 @@ def face_explorer(
         cache[((start[0], start[1]), start[2], iterations, sigma, n_masks)] = first
 
     def render(variation, pair, iterations, sigma, n_masks) -> plt.Figure:
-        p = genuine_pair(variation, pair)
+        pairs = genuine(variation)
+        p = pairs.subset(min(pair, len(pairs) - 1))
         ref, probe = embed(model, p.gallery), embed(model, p.probe)
         key = (variation, pair, iterations, sigma, n_masks)
         if key not in cache:
@@ -269,7 +297,9 @@ def face_explorer(
             )
             cache[key] = explain_all(methods, model, p.probe, target)[0]
         s = float((ref * probe).sum())
-        label = f"{variation[0]} ({variation[1]}) #{pair}\ns = {s:.3f}"
+        verdict = "accepted" if s >= threshold else "rejected: below θ"
+        label = f"{variation[0]} ({variation[1]}) genuine pair {pair} of 0-{len(pairs) - 1}"
+        label += f"\ns = {s:.3f} ({verdict})"
         return draw_face_rows(p.gallery, p.probe, cache[key], [label])
 
     options = [
@@ -278,7 +308,7 @@ def face_explorer(
     slider = {"continuous_update": False}
     controls = {
         "variation": W.Dropdown(options=options, value=start[:2], description="variation"),
-        "pair": W.BoundedIntText(value=start[2], min=0, max=99, description="genuine pair"),
+        "pair": W.BoundedIntText(value=start[2], min=0, max=len(genuine(start[:2])) - 1),
         "iterations": W.IntSlider(
             value=iterations, min=1, max=1000, description="iterations", **slider
         ),
@@ -287,6 +317,14 @@ def face_explorer(
             value=n_masks, min=8, max=2000, step=8, description="masks", **slider
         ),
     }
+
+    def bound_pair(change=None) -> None:  # the pairs that exist, with their count
+        pair, n = controls["pair"], len(genuine(controls["variation"].value))
+        pair.max, pair.value = n - 1, min(pair.value, n - 1)
+        pair.description = f"genuine pair (0-{n - 1} of {n})"
+
+    bound_pair()
+    controls["variation"].observe(bound_pair, "value")
     return panel(render, controls, button="Run")
 
 

@@ -171,6 +171,8 @@ def lab(lab_root, tmp_path_factory):
         JUPYTER_RUNTIME_DIR=str(state / "runtime"),
         JUPYTERLAB_SETTINGS_DIR=str(state / "settings"),
         JUPYTERLAB_WORKSPACES_DIR=str(state / "workspaces"),
+        # the project's server settings, as `make lab` uses them: saved without outputs
+        JUPYTER_CONFIG_PATH=str(ROOT / "jupyter_config"),
     )
     cmd = [
         sys.executable,
@@ -313,7 +315,12 @@ def _move_control(page, name: str) -> str:
 
     Returns what was moved, e.g. "slider 'σ' (7.70 -> 7.80)"."""
     panel = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
-    sliders = panel.locator(".jp-OutputArea-output .widget-slider")
+    # a live explorer's σ (fame_utils.live) acts at once in every notebook that has one
+    live_sigma = panel.locator(".jp-OutputArea-output .fame-live-sigma")
+    live = name in LIVE or live_sigma.count() > 0
+    sliders = (
+        live_sigma if live_sigma.count() else panel.locator(".jp-OutputArea-output .widget-slider")
+    )
     dropdowns = panel.locator(".jp-OutputArea-output .widget-dropdown")
     if sliders.count():
         control = sliders.first
@@ -340,7 +347,7 @@ def _move_control(page, name: str) -> str:
         new = (old + 1) % len(options)
         select.select_option(index=new)
         moved = f"dropdown '{label}' ({options[old]} -> {options[new]})"
-    if name not in LIVE:
+    if not live:
         widget = control.locator("xpath=ancestor::div[contains(@class, 'jp-OutputArea-output')][1]")
         buttons = widget.locator("button")
         if buttons.count():
@@ -443,3 +450,137 @@ def test_notebook_in_jupyterlab(path, lab, browser):
         finally:
             page.close()
             _shutdown_kernels(base, token, name)
+
+
+# --- the live explorer of notebook 01 (issue 21) ------------------------------------------
+
+_LIVE = ".jp-NotebookPanel:not(.lm-mod-hidden) .fame-live"
+
+
+def _live_state(page) -> dict:
+    return page.evaluate(
+        f"""() => {{
+        const root = document.querySelector('{_LIVE}');
+        const button = name => [...root.querySelectorAll('button')]
+            .find(b => b.textContent.trim().startsWith(name));
+        return {{
+            map: root.querySelector('.fame-live-map').src,
+            title: root.querySelector('.fame-live-title').textContent,
+            status: root.querySelector('.fame-live-status').textContent,
+            run_disabled: button('Run').disabled,
+            stop_disabled: button('Stop').disabled,
+            pins: root.querySelector('.fame-live-pins').children.length,
+            pin_srcs: [...root.querySelectorAll('.fame-live-pins img')].map(i => i.src),
+        }};
+    }}"""
+    )
+
+
+def _click(page, label: str) -> None:
+    page.locator(f"{_LIVE} button:text-is('{label}')").click()
+
+
+def _poll_live(page, until, timeout_s: float, what: str) -> dict:
+    """Poll the explorer's state every 50 ms until ``until(state)``; fail after timeout."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        state = _live_state(page)
+        if until(state):
+            return state
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} (last state: {state['status']!r})")
+        page.wait_for_timeout(50)
+
+
+def test_live_explorer_in_jupyterlab(lab, lab_root, browser):
+    """Notebook 01's explorer in JupyterLab: Run draws the map live (it changes at least
+    twice before the run ends), Run is disabled while busy, σ moved during the run changes
+    the display, a pinned panel stays while the next run draws, Stop ends the run and the
+    counter stops; saving keeps the notebook output-free and the repository unchanged, and
+    the reopened notebook shows no widget error. Prints the latencies a person feels."""
+    base, token = lab
+    name = "01_gaussian_blur.ipynb"
+    git_before = subprocess.run(
+        ["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True
+    ).stdout
+    page = browser.new_page(viewport=dict(VIEWPORT))
+    try:
+        page.goto(f"{base}/lab/tree/{name}?reset&token={token}")
+        page.wait_for_selector(".jp-NotebookPanel .jp-CodeCell", timeout=120_000)
+        _wait_idle(page, name, 120, "opening the notebook")
+        page.click(".lm-MenuBar-item:has-text('Run')")
+        page.click("li[data-command='runmenu:run-all']")
+        _wait_idle(page, name, RUN_TIMEOUT_S, "Run > Run All Cells")
+        _check_outputs(page, name)
+        page.locator(_LIVE).scroll_into_view_if_needed()
+        first = _live_state(page)
+        assert "✓ showing" in first["status"] and not first["run_disabled"]
+        _click(page, "Pin")
+        _poll_live(page, lambda s: s["pins"] == 1, 30, "Pin added no panel")
+        pinned = _live_state(page)["pin_srcs"]
+
+        t0 = time.monotonic()
+        _click(page, "Run 500 it (paper)")  # not cached: a live run
+        busy = _poll_live(  # two widget messages: poll until both arrived
+            page,
+            lambda s: s["run_disabled"] and not s["stop_disabled"],
+            30,
+            "Run was not disabled, or Stop not enabled, while the run is busy",
+        )
+        maps, t_first = [busy["map"]], None
+        while len(maps) < 3:  # the first view, then two live frames
+            state = _poll_live(
+                page, lambda s, m=maps[-1]: s["map"] != m, CONTROL_TIMEOUT_S, "no live frame"
+            )
+            assert "running" in state["status"], "the map changed only after the run ended"
+            t_first = t_first or time.monotonic() - t0
+            maps.append(state["map"])
+        assert _live_state(page)["pin_srcs"] == pinned  # the pin stays while the run draws
+
+        sigma = page.locator(f"{_LIVE} .fame-live-sigma .noUi-handle").first
+        sigma.focus()
+        t1 = time.monotonic()
+        for _ in range(5):
+            page.keyboard.press("ArrowRight")
+        moved = _poll_live(
+            page,
+            lambda s: "σ 8.2" in s["title"],
+            CONTROL_TIMEOUT_S,
+            "σ moved during the run did not change the display",
+        )
+        t_sigma = time.monotonic() - t1
+        assert moved["map"] != maps[-1]
+
+        t2 = time.monotonic()
+        _click(page, "Stop")
+        stopped = _poll_live(
+            page, lambda s: "running" not in s["status"], CONTROL_TIMEOUT_S, "Stop did not end it"
+        )
+        t_stop = time.monotonic() - t2
+        assert not stopped["run_disabled"] and stopped["stop_disabled"]
+        page.wait_for_timeout(3000)
+        after = _live_state(page)
+        assert after["status"] == stopped["status"] and after["map"] == stopped["map"]
+        print(
+            f"\nlatencies (notebook 01, {name}): first live frame {t_first:.2f} s after Run, "
+            f"σ redraw during a run {t_sigma:.2f} s (5 key steps), Stop {t_stop:.2f} s"
+        )
+
+        page.keyboard.press("Control+s")  # the pre-save hook strips the outputs
+        page.wait_for_timeout(3000)
+        saved = json.loads((lab_root / name).read_text())
+        code = [c for c in saved["cells"] if c["cell_type"] == "code"]
+        assert all(not c["outputs"] and c["execution_count"] is None for c in code)
+        assert "widgets" not in saved["metadata"]
+        git_after = subprocess.run(
+            ["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True
+        ).stdout
+        assert git_after == git_before, "an interactive run changed files of the repository"
+        _screenshot(page, SCREENSHOTS / "01_live_explorer.png")
+        page.reload()
+        page.wait_for_selector(".jp-NotebookPanel .jp-CodeCell", timeout=120_000)
+        page.wait_for_timeout(3000)
+        _check_outputs(page, name)  # no "Error displaying widget" after reopening
+    finally:
+        page.close()
+        _shutdown_kernels(base, token, name)

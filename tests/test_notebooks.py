@@ -20,7 +20,7 @@ from run_notebooks import execute, notebooks  # noqa: E402
 
 # The fast setting of each notebook: same code path, tiny budgets.
 FAST = {
-    "01_gaussian_blur.ipynb": {"iterations": 3, "n_images": 2},
+    "01_gaussian_blur.ipynb": {"iterations": 3, "n_images": 2, "explore_iterations": 3},
     "02_receptive_fields.ipynb": {"iterations": 2, "n_images": 1, "cells_per_layer": 2},
     "03_face_comparisons.ipynb": {"iterations": 3, "n_masks": 16},
     "04_face_metrics.ipynb": {"iterations": 3, "n_masks": 16, "max_pairs": 2},

@@ -82,13 +82,13 @@ def test_cell_explorer_caches_runs(tiny_cnn, monkeypatch):
     import fame_utils.receptive.explorer as explorer_module
 
     calls = []
-    real = rfm.run_cells
+    real = explorer_module.run_fame
 
-    def counting(*args, **kwargs):
-        calls.append(args[3])
-        return real(*args, **kwargs)
+    def counting(model, images, objective, *args, **kwargs):
+        calls.append(objective.cells.tolist())
+        return real(model, images, objective, *args, **kwargs)
 
-    monkeypatch.setattr(explorer_module, "run_cells", counting)
+    monkeypatch.setattr(explorer_module, "run_fame", counting)
     x = torch.rand(2, 3, 16, 16)
     w = rfm.cell_explorer(
         tiny_cnn,
@@ -97,17 +97,19 @@ def test_cell_explorer_caches_runs(tiny_cnn, monkeypatch):
         {"16x16": tiny_cnn[0], "8x8": tiny_cnn[2]},
         iterations=2,
         sigma=1.0,
-    )  # draws the first view at creation (widgets.panel)
-    assert calls == [[(4, 4)]]  # default: centre cell of the deepest layer
-    controls = {c.description: c for row in w.children[:-1] for c in row.children}
-    controls["σ"].value = 2.0  # σ: re-blur only (live)
+    )  # draws the first view at creation, synchronously (headless)
+    live = w.explorer
+    assert calls == [[[4, 4]]]  # default: centre cell of the deepest layer
+    live.sigma.value = 2.0  # σ: re-blur only (live)
     assert len(calls) == 1
-    controls["layer"].value = "16x16"  # another layer: one new run; sliders get its range
-    controls["Run FAME"].click()
-    assert len(calls) == 2 and controls["row"].max == 15
-    controls["Run FAME"].click()  # same choice again: cached
+    live.controls["layer"].value = "16x16"  # another layer: sliders get its range
+    assert live.controls["row"].max == 15 and live.controls["row"].description == "row (of 16)"
+    live.run_button.click()
+    live.wait(60)
     assert len(calls) == 2
-    assert "mass in CAM box" in w.children[-1].outputs[-1]["text"]
+    live.run_button.click()  # same choice again: cached
+    assert len(calls) == 2
+    assert "mass in CAM box" in live.text.value
 
 
 def test_field_note_and_figure_titles():

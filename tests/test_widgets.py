@@ -27,16 +27,35 @@ def test_sigma_reblurs_cached_result_and_run_recomputes(tiny_cnn, monkeypatch):
     x = torch.rand(2, 3, 16, 16)
     cache = FameCache(tiny_cnn, FameConfig(progress=False, iterations=2))
     box = blur_explorer(cache, x, ["a", "b"], lambda i: ClassLogit([i]), iterations=2)
-    assert calls == [2] and len(cache) == 1
-    controls = {w.description: w for row in box.children[:2] for w in row.children}
-    controls["σ"].value = 3.0  # re-blur only
-    assert calls == [2]
-    controls["image"].value = 1  # new image: one run
-    assert calls == [2, 2]
-    controls["iterations"].value = 4
+    live = box.explorer
+    assert calls == [2] and len(cache) == 1  # the first view, computed at creation
+    shown = live.map.value
+    live.sigma.value = 3.0  # live: re-blur only
+    assert calls == [2] and live.map.value != shown
+    live.controls["image"].value = 1  # not computed yet: pending until Run
+    assert calls == [2] and "pending" in live.status.value
+    live.run_button.click()
+    live.wait(60)
+    assert calls == [2, 2] and "✓ showing b (2/2)" in live.status.value
+    live.controls["image"].value = 0  # computed before: shown at once, no run
+    assert calls == [2, 2] and "pending" not in live.status.value
+    live.controls["iterations"].value = 4
     assert calls == [2, 2]  # nothing until Run is pressed
-    controls["Run"].click()
+    live.run_button.click()
+    live.wait(60)
     assert calls == [2, 2, 4] and len(cache) == 3
+
+
+def test_seeded_results_show_without_a_run(tiny_cnn, monkeypatch):
+    import fame_utils.widgets as widgets
+
+    x = torch.rand(2, 3, 16, 16)
+    cache = FameCache(tiny_cnn, FameConfig(progress=False))
+    first = run_fame(tiny_cnn, x, ClassLogit([0, 1]), iterations=3, progress=False)
+    cache.put((0,), first[0], iterations=3, step_size=1 / 255)
+    monkeypatch.setattr(widgets, "run_fame", None)  # any run would fail
+    box = blur_explorer(cache, x, ["a", "b"], ClassLogit([0, 1]), iterations=3)
+    assert "3 it" in box.explorer.status.value
 
 
 def test_put_seeds_the_cache_with_a_batched_result(tiny_cnn):
