@@ -32,6 +32,7 @@ from typing import Any
 from .baselines.cam import FullGrad, GradCAM, GradCAMElementWise, HiResCAM, token_grid_of
 from .baselines.corrrise import CorrRISE
 from .baselines.fggb import FGGB
+from .baselines.sanity import Centre, Constant, Random
 from .core import FameConfig
 from .data.items import Task
 from .explain import ClassTarget, Fame, SharedRuns, SimilarityTarget
@@ -309,3 +310,7 @@ register(
         runtime_fields=frozenset({"chunk_size", "progress"}),
     )
 )
+# sanity baselines (issue 23): reference rows every table should carry; ``seed`` seeds Random
+register(MethodSpec("constant", Constant, _BOTH, lambda recipe, task, s: Constant()))
+register(MethodSpec("random", Random, _BOTH, lambda r, t, s: Random(**s), ("seed",)))
+register(MethodSpec("centre", Centre, _BOTH, lambda recipe, task, s: Centre()))
