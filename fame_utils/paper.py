@@ -333,6 +333,11 @@ def ranking_sentences(
     return "\n".join([head, *lines])
 
 
+def _mark_baselines(frame: pd.DataFrame, baselines: Collection[str] = BASELINE_NAMES):
+    """``frame`` with its sanity-baseline rows renamed ``"<name> (sanity baseline)"``."""
+    return frame.rename(index={b: f"{b} (sanity baseline)" for b in baselines})
+
+
 def _baseline_sentence(
     methods: pd.DataFrame,
     refs: pd.DataFrame,
@@ -504,13 +509,16 @@ class Comparison:
         )
 
     def table(self) -> pd.DataFrame:
-        """Ours (``mean [low, high]``) beside the paper, as strings (:func:`beside_paper`)."""
-        return beside_paper(
-            self.ours,
-            self.paper,
-            intervals=self.intervals,
-            paper_columns=self.paper_columns,
-            decimals=self.decimals,
+        """Ours (``mean [low, high]``) beside the paper, as strings (:func:`beside_paper`);
+        sanity baselines marked ``"<name> (sanity baseline)"``."""
+        return _mark_baselines(
+            beside_paper(
+                self.ours,
+                self.paper,
+                intervals=self.intervals,
+                paper_columns=self.paper_columns,
+                decimals=self.decimals,
+            )
         )
 
     @cached_property
@@ -524,6 +532,38 @@ class Comparison:
             decimals=self.decimals,
         )
 
+    def box_sizes(self, shares: Any, dataset: str = "this data") -> str:
+        """Markdown beside the IoU columns: the box-area distribution of ``dataset``, mean
+        IoU per box-size stratum (with counts) for every row, and :func:`ranking_sentences`
+        of the small stratum alone (baselines included).
+
+        Args:
+            shares: (N,) box-area share of every item, in dataset order
+                (:func:`fame_utils.metrics.box_area_shares`).
+        """
+        from .experiment.report import summary_markdown
+        from .metrics.localization import box_area_table, iou_by_box_size, size_strata
+
+        areas = box_area_table({dataset: shares}).iloc[0]
+        counts = ", ".join(f"{k[2:]} {int(v)}" for k, v in areas.items() if k.startswith("n "))
+        text = (
+            f"Box area, share of the image, over the {int(areas['n'])} items of {dataset}: "
+            f"mean {areas['mean %']:.1f} %, median {areas['median %']:.1f} %, quartiles "
+            f"{areas['q25 %']:.1f}-{areas['q75 %']:.1f} %; strata (small under 1/3, medium "
+            f"under 2/3, large) {counts}.\n\n"
+        )
+        iou = {c: v for c, v in self.per_item.items() if c.startswith("IoU@")}
+        if not iou:
+            return text
+        by_size = iou_by_box_size(iou, shares)
+        text += summary_markdown(by_size, dict.fromkeys(by_size.columns, 1))
+        small = np.asarray(size_strata(shares)) == "small"
+        picked = {f"{c} small": v[small[v.index.to_numpy()]] for c, v in iou.items()}
+        if all(len(v) for v in picked.values()):
+            decimals = dict.fromkeys(picked, 1)
+            text += "\nSmall boxes only: " + ranking_sentences(picked, decimals=decimals) + "\n"
+        return text
+
     def markdown(self, title: str, note: str, paper_title: str) -> str:
         """Ours (with intervals), the paper's table and the ranking sentences as Markdown."""
         from .experiment.report import summary_markdown
@@ -531,7 +571,9 @@ class Comparison:
         paper_decimals = {p: self.decimals.get(o, 3) for o, p in self.paper_columns.items()}
         return (
             f"# {title}\n\n{note}\n\n"
-            + summary_markdown(self.ours, self.decimals, self.intervals)
+            + summary_markdown(
+                _mark_baselines(self.ours), self.decimals, _mark_baselines(self.intervals)
+            )
             + f"\n# {paper_title}\n\n"
             + summary_markdown(self.paper, paper_decimals)
             + f"\n# Rankings\n\n{self.sentences}\n"
