@@ -377,7 +377,12 @@ def _baseline_sentence(
     else:
         text += f" No method beats {ref}."
     discriminating = str(means.index[0]) in beats
-    if not discriminating:
+    if not discriminating and len(methods) < min_items:
+        text += (
+            f" **Not discriminating on this data:** {len(methods)} items are too few to tell"
+            f" any method from {ref} (a claim needs {min_items})."
+        )
+    elif not discriminating:
         text += (
             f" **Not discriminating on this data:** {ref} is inseparable from or better than"
             f" the best method, {means.index[0]}, so this column cannot rank the methods"

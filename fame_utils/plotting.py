@@ -445,6 +445,10 @@ def draw_bars(
         for c, (group, cols) in enumerate(groups.items()):
             ax = axes[r, c]
             cols = [k for k in cols if k in table.columns]
+            if not cols:  # e.g. the paper has no noisy-linear ROAD
+                ax.set_axis_off()
+                ax.text(0.5, 0.5, f"{who}:\nno {group} columns", ha="center", fontsize=7)
+                continue
             n, x = len(table.index), np.arange(len(cols))
             for j, m in enumerate(table.index):
                 offset = (j - (n - 1) / 2) * 0.8 / n
@@ -459,8 +463,9 @@ def draw_bars(
                 ref = original[who].loc[refs[who], cols].to_numpy(float)
                 lo, hi = ref.min(0), ref.max(0)
                 for xi, a, b in zip(x, lo, hi):
-                    ax.fill_between([xi - 0.45, xi + 0.45], a, b, color="0.6", alpha=0.35, lw=0)
-                    ax.hlines(b, xi - 0.45, xi + 0.45, colors="0.3", linestyles="--", lw=1)
+                    span = [xi - 0.45, xi + 0.45]
+                    ax.fill_between(span, a, b, color="0.85", lw=0, zorder=0)  # behind bars
+                    ax.hlines(b, *span, colors="0.3", linestyles="--", lw=1, zorder=3)
                 ax.plot(
                     [], [], color="0.3", ls="--", label=f"sanity baselines ({', '.join(refs[who])})"
                 )
