@@ -268,7 +268,7 @@ def ranking_sentences(
         ValueError: a column with missing values or fewer than two methods.
     """
     lines, agreements, inseparable, taus = [], [], 0, []
-    blind, testable, untestable, with_refs = [], [], [], 0
+    blind, testable, untestable, with_refs, ranked = [], [], [], 0, 0
     paper_columns = dict(paper_columns or {})
     for column, values in per_item.items():
         if values.isna().to_numpy().any():
@@ -289,7 +289,7 @@ def ranking_sentences(
                 label, real, published, lower, to_paper, *boot, digits
             )
         else:
-            text, agree, none_beaten, tau = f"- **{label}**:", None, True, float("nan")
+            text, agree, none_beaten, tau = f"- **{label}**:", None, None, float("nan")
         if refs:
             extra, discriminating = _baseline_sentence(real, values[refs], lower, *boot, digits)
             text += extra
@@ -301,18 +301,21 @@ def ranking_sentences(
             elif published is not None:
                 testable.append(key)
         lines.append(text)
-        inseparable += none_beaten
+        if none_beaten is not None:  # a column with one method (and baselines) ranks nothing
+            ranked += 1
+            inseparable += none_beaten
         if agree is not None:
             agreements.append(agree)
         if np.isfinite(tau):
             taus.append(tau)
     n_items = sorted({len(v) for v in per_item.values()})
     items = "/".join(str(n) for n in n_items)
-    head = (
-        f"Over {items} items ({100 * level:.0f}% paired bootstrap intervals of the differences): "
-        f"in {len(lines) - inseparable} of {len(lines)} columns our best method beats at least "
-        f"one other; in {inseparable} the data cannot separate any method from it."
-    )
+    head = f"Over {items} items ({100 * level:.0f}% paired bootstrap intervals of the differences):"
+    if ranked:
+        head += (
+            f" in {ranked - inseparable} of {ranked} columns our best method beats at least "
+            f"one other; in {inseparable} the data cannot separate any method from it."
+        )
     if agreements:
         head += (
             f" The paper's best method is among our inseparable best in {sum(agreements)} of "

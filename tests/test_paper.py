@@ -225,3 +225,12 @@ def test_above_baseline_is_the_signed_paired_improvement():
     assert out.loc["FAME", "Delete"].low > 0
     with pytest.raises(ValueError, match="no 'Random' values"):
         above_baseline({"Delete": delete[["FAME"]]})
+
+
+def test_one_method_against_baselines_ranks_no_methods_but_is_compared():
+    values = _hand_summary()["ROAD-Delete@10%"][["FAME", "Random"]]
+    text = ranking_sentences({"ROAD-Delete@10%": values})
+    head, line = text.splitlines()
+    assert "our best method beats" not in head
+    assert "In 0 of 1 columns with sanity baselines no method beats the best baseline." in head
+    assert line == "- **ROAD-Delete@10%**: Best sanity baseline: Random 1.000. FAME beats Random."
