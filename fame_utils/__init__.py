@@ -53,7 +53,8 @@ from .metrics import (
     iou_at_thresholds,
     road_scores,
 )
-from .metrics.adapters import FaceDeleteInsertMetric, IoUMetric, RoadMetric
+from .metrics.adapters import FaceDeleteInsertMetric, IoUMetric, RoadMetric, table2_metrics
+from .metrics.localization import box_area_shares
 from .metrics.masks import MaskMetric, mask_share
 from .models import load_classifier, load_face_model
 from .models._wrapper import NormalizedModel, wrap
@@ -92,6 +93,7 @@ __all__ = [
     "SAMPLE_FACE_SUBSETS",
     "TokenCell",
     "available_methods",
+    "box_area_shares",
     "column_of",
     "cosine_scores",
     "eer",
@@ -119,6 +121,7 @@ __all__ = [
     "road_scores",
     "run_experiment",
     "run_fame",
+    "table2_metrics",
     "table_methods",
     "wrap",
 ]

@@ -56,6 +56,8 @@ from .recipes import RECIPES, get_recipe
 
 __all__ = ["main", "build_parser"]
 
+SANITY_KEYS = ("constant", "random", "centre")  # reference rows in every summary (issue 23)
+
 
 def _number(text: str) -> float:
     try:
@@ -179,8 +181,9 @@ def _methods_argument(p: argparse.ArgumentParser, task: str) -> None:
     p.add_argument(
         "--methods",
         type=_methods(task),
-        default=table_methods(task),
-        help=f"comma-separated, from {','.join(available_methods(task))} (default: the table's)",
+        default=table_methods(task) + list(SANITY_KEYS),
+        help=f"comma-separated, from {','.join(available_methods(task))} (default: the "
+        "table's and the sanity baselines)",
     )
 
 
@@ -271,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--iou-thresholds", type=_numbers(0, 1, "IoU thresholds"), default=(0.3, 0.5, 0.7)
     )
     im.add_argument("--road-percents", type=_numbers(0, 100, "ROAD percents"), default=(10, 30, 50))
-    im.add_argument("--road-mode", choices=("zero", "noisy_linear", "both"), default="zero")
+    im.add_argument("--road-mode", choices=("zero", "noisy_linear", "both"), default="both")
 
     fa = sub.add_parser("faces", help="face Deletion / Insertion (Table 1)")
     _common(fa)

@@ -36,6 +36,7 @@ from torch import Tensor, nn
 from .baselines.cam import FullGrad, GradCAM, GradCAMElementWise, HiResCAM, token_grid_of
 from .baselines.corrrise import CorrRISE
 from .baselines.fggb import FGGB
+from .baselines.sanity import Centre, Constant, Random
 from .core import FameConfig, run_fame
 from .objectives import Attribution, ClassLogit, CosineSimilarity, Objective, check_target
 from .recipes import PAPER, Recipe, get_recipe
@@ -130,6 +131,10 @@ METHODS: dict[str, type] = {
     "fullgrad": FullGrad,
     "corrrise": CorrRISE,
     "fggb": FGGB,
+    # sanity baselines (issue 23): reference rows every table should carry
+    "constant": Constant,
+    "random": Random,
+    "centre": Centre,
 }
 """Every method by the key the command line and notebooks use."""
 

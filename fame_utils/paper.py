@@ -10,7 +10,12 @@ Face Recognition" (CVPR-W XAI4CV 2026):
 
 :func:`ranking_sentences` writes, from the numbers, how our ranking of the methods compares
 with the paper's, claiming "A beats B" only when a paired bootstrap interval of the
-difference excludes 0 (:func:`fame_utils.stats.paired_difference`).
+difference excludes 0 (:func:`fame_utils.stats.paired_difference`). Sanity baselines
+(:mod:`fame_utils.baselines.sanity`: maps without information) are reference rows there:
+each method must beat the best of them, a column where none does cannot discriminate on
+this data, and the paper's claim for it cannot be tested (issue 23).
+:func:`above_baseline` gives each method's paired difference to one baseline (face
+Delete/Insert: how far above ``Random``).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .baselines.sanity import BASELINE_NAMES
 from .stats import DEFAULT_RESAMPLES, paired_difference
 
 __all__ = [
@@ -32,6 +38,7 @@ __all__ = [
     "paper_method",
     "beside_paper",
     "ranking_sentences",
+    "above_baseline",
     "Comparison",
     "MIN_ITEMS",
 ]
@@ -224,6 +231,7 @@ def ranking_sentences(
     level: float = 0.95,
     min_items: int = MIN_ITEMS,
     decimals: Mapping[str, int] | None = None,
+    baselines: Collection[str] = BASELINE_NAMES,
 ) -> str:
     """Markdown sentences comparing our ranking of the methods with the paper's, per column.
 
@@ -247,6 +255,11 @@ def ranking_sentences(
         decimals: ``{column: decimal places}`` to print means with (the table's); methods
             whose means print the same are joined by "=". Missing: one decimal from 10 up,
             three below.
+        baselines: names of sanity baselines (default :data:`BASELINE_NAMES`). Those
+            present in a column are ranked apart from the methods; every method is then
+            compared with the best of them by the same paired bootstrap, and a column where
+            the best method does not beat it is flagged as not discriminating (its paper
+            claim untestable on this data).
 
     Returns:
         A summary line, then one bullet per column.
@@ -255,10 +268,9 @@ def ranking_sentences(
         ValueError: a column with missing values or fewer than two methods.
     """
     lines, agreements, inseparable, taus = [], [], 0, []
+    blind, testable, untestable, with_refs, ranked = [], [], [], 0, 0
     paper_columns = dict(paper_columns or {})
     for column, values in per_item.items():
-        if values.shape[1] < 2:
-            raise ValueError(f"column {column!r} needs at least two methods to rank")
         if values.isna().to_numpy().any():
             raise ValueError(
                 f"column {column!r} has missing values: give every method a value on every item"
@@ -266,38 +278,167 @@ def ranking_sentences(
         key = paper_columns.get(column, column)
         published = None if paper is None or key not in paper.columns else paper[key]
         label = column if key == column else f"{column} ({key})"
-        text, agree, none_beaten, tau = _column_sentence(
-            label,
-            values,
-            published,
-            column in lower_is_better,
-            to_paper,
-            n_resamples,
-            seed,
-            level,
-            min_items,
-            (decimals or {}).get(column),
-        )
+        refs = [m for m in values.columns if m in set(baselines)]
+        real = values.drop(columns=refs)
+        if real.shape[1] < (2 if not refs else 1):
+            raise ValueError(f"column {column!r} needs at least two methods to rank")
+        lower, digits = column in lower_is_better, (decimals or {}).get(column)
+        boot = (n_resamples, seed, level, min_items)
+        if real.shape[1] >= 2:
+            text, agree, none_beaten, tau = _column_sentence(
+                label, real, published, lower, to_paper, *boot, digits
+            )
+        else:
+            text, agree, none_beaten, tau = f"- **{label}**:", None, None, float("nan")
+        if refs:
+            extra, discriminating = _baseline_sentence(real, values[refs], lower, *boot, digits)
+            text += extra
+            with_refs += 1
+            if not discriminating:
+                blind.append(label)
+                if published is not None:
+                    untestable.append(key)
+            elif published is not None:
+                testable.append(key)
         lines.append(text)
-        inseparable += none_beaten
+        if none_beaten is not None:  # a column with one method (and baselines) ranks nothing
+            ranked += 1
+            inseparable += none_beaten
         if agree is not None:
             agreements.append(agree)
         if np.isfinite(tau):
             taus.append(tau)
     n_items = sorted({len(v) for v in per_item.values()})
     items = "/".join(str(n) for n in n_items)
-    head = (
-        f"Over {items} items ({100 * level:.0f}% paired bootstrap intervals of the differences): "
-        f"in {len(lines) - inseparable} of {len(lines)} columns our best method beats at least "
-        f"one other; in {inseparable} the data cannot separate any method from it."
-    )
+    head = f"Over {items} items ({100 * level:.0f}% paired bootstrap intervals of the differences):"
+    if ranked:
+        head += (
+            f" in {ranked - inseparable} of {ranked} columns our best method beats at least "
+            f"one other; in {inseparable} the data cannot separate any method from it."
+        )
     if agreements:
         head += (
             f" The paper's best method is among our inseparable best in {sum(agreements)} of "
             f"{len(agreements)} columns"
         )
         head += f"; mean Kendall τ of the means {np.mean(taus):+.2f}." if taus else "."
+    if with_refs:
+        head += (
+            f" In {len(blind)} of {with_refs} columns with sanity baselines no method beats the"
+            " best baseline"
+            + (f": {_names_text(blind)} cannot discriminate on this data." if blind else ".")
+        )
+    if testable or untestable:
+        head += " Of the paper's columns, our data can test " + (
+            f"{_names_text(testable)}" if testable else "none"
+        )
+        head += f" and cannot test {_names_text(untestable)}." if untestable else "."
     return "\n".join([head, *lines])
+
+
+def _mark_baselines(frame: pd.DataFrame, baselines: Collection[str] = BASELINE_NAMES):
+    """``frame`` with its sanity-baseline rows renamed ``"<name> (sanity baseline)"``."""
+    return frame.rename(index={b: f"{b} (sanity baseline)" for b in baselines})
+
+
+def _baseline_sentence(
+    methods: pd.DataFrame,
+    refs: pd.DataFrame,
+    lower: bool,
+    n_resamples: int,
+    seed: int,
+    level: float,
+    min_items: int,
+    decimals: int | None = None,
+) -> tuple[str, bool]:
+    """Each method against the best sanity baseline of a column: (sentence, whether the
+    best method beats it, i.e. the column discriminates)."""
+    ref_means = refs.mean(axis=0).sort_values(ascending=lower, kind="stable")
+    ref = str(ref_means.index[0])
+    sign = -1.0 if lower else 1.0
+    means = methods.mean(axis=0).sort_values(ascending=lower, kind="stable")
+    beats, not_beats = [], []
+    for m in means.index:
+        d = None
+        if len(methods) >= min_items:
+            d = paired_difference(
+                sign * methods[m].to_numpy(),
+                sign * refs[ref].to_numpy(),
+                n_resamples=n_resamples,
+                seed=seed,
+                level=level,
+            )
+        (beats if d is not None and d.low > 0 else not_beats).append(str(m))
+    text = f" Best sanity baseline: {ref} {_number(float(ref_means.iloc[0]), decimals)}."
+    if beats:
+        text += f" {_names_text(beats)} {'beats' if len(beats) == 1 else 'beat'} {ref}"
+        text += (
+            f"; {_names_text(not_beats)} {'does' if len(not_beats) == 1 else 'do'} not."
+            if not_beats
+            else "."
+        )
+    else:
+        text += f" No method beats {ref}."
+    discriminating = str(means.index[0]) in beats
+    if not discriminating and len(methods) < min_items:
+        text += (
+            f" **Not discriminating on this data:** {len(methods)} items are too few to tell"
+            f" any method from {ref} (a claim needs {min_items})."
+        )
+    elif not discriminating:
+        text += (
+            f" **Not discriminating on this data:** {ref} is inseparable from or better than"
+            f" the best method, {means.index[0]}, so this column cannot rank the methods"
+            " (nor test the paper's claim for it)."
+        )
+    return text, discriminating
+
+
+def above_baseline(
+    per_item: Mapping[str, pd.DataFrame],
+    baseline: str = "Random",
+    *,
+    lower_is_better: Collection[str] = (),
+    n_resamples: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
+    level: float = 0.95,
+) -> pd.DataFrame:
+    """How far each method is better than ``baseline``, per column (e.g. face Delete and
+    Insert against ``Random``).
+
+    Args:
+        per_item: ``{column: items × methods}`` (as :attr:`Comparison.per_item`), one of
+            the methods being ``baseline``.
+        lower_is_better: columns where lower is better (face Delete): there the
+            difference is baseline − method, so a positive value is always "better than
+            the baseline".
+        n_resamples, seed, level: of :func:`fame_utils.stats.paired_difference`.
+
+    Returns:
+        methods (without the baseline) × columns of :class:`~fame_utils.stats.Interval`
+        cells: mean paired improvement over ``baseline`` with its bootstrap interval (the
+        method is better than the baseline when ``low > 0``).
+    """
+    out = {}
+    for column, values in per_item.items():
+        if baseline not in values.columns:
+            raise ValueError(f"column {column!r} has no {baseline!r} values to compare with")
+        sign = -1.0 if column in lower_is_better else 1.0
+        ref = values[baseline].to_numpy()
+        out[column] = {
+            m: paired_difference(
+                sign * values[m].to_numpy(),
+                sign * ref,
+                n_resamples=n_resamples,
+                seed=seed,
+                level=level,
+            )
+            for m in values.columns
+            if m != baseline
+        }
+    frame = pd.DataFrame(out)
+    frame.index.name = "method"
+    return frame
 
 
 @dataclass
@@ -376,13 +517,16 @@ class Comparison:
         )
 
     def table(self) -> pd.DataFrame:
-        """Ours (``mean [low, high]``) beside the paper, as strings (:func:`beside_paper`)."""
-        return beside_paper(
-            self.ours,
-            self.paper,
-            intervals=self.intervals,
-            paper_columns=self.paper_columns,
-            decimals=self.decimals,
+        """Ours (``mean [low, high]``) beside the paper, as strings (:func:`beside_paper`);
+        sanity baselines marked ``"<name> (sanity baseline)"``."""
+        return _mark_baselines(
+            beside_paper(
+                self.ours,
+                self.paper,
+                intervals=self.intervals,
+                paper_columns=self.paper_columns,
+                decimals=self.decimals,
+            )
         )
 
     @cached_property
@@ -396,6 +540,38 @@ class Comparison:
             decimals=self.decimals,
         )
 
+    def box_sizes(self, shares: Any, dataset: str = "this data") -> str:
+        """Markdown beside the IoU columns: the box-area distribution of ``dataset``, mean
+        IoU per box-size stratum (with counts) for every row, and :func:`ranking_sentences`
+        of the small stratum alone (baselines included).
+
+        Args:
+            shares: (N,) box-area share of every item, in dataset order
+                (:func:`fame_utils.metrics.box_area_shares`).
+        """
+        from .experiment.report import summary_markdown
+        from .metrics.localization import box_area_table, iou_by_box_size, size_strata
+
+        areas = box_area_table({dataset: shares}).iloc[0]
+        counts = ", ".join(f"{k[2:]} {int(v)}" for k, v in areas.items() if k.startswith("n "))
+        text = (
+            f"Box area, share of the image, over the {int(areas['n'])} items of {dataset}: "
+            f"mean {areas['mean %']:.1f} %, median {areas['median %']:.1f} %, quartiles "
+            f"{areas['q25 %']:.1f}-{areas['q75 %']:.1f} %; strata (small under 1/3, medium "
+            f"under 2/3, large) {counts}.\n\n"
+        )
+        iou = {c: v for c, v in self.per_item.items() if c.startswith("IoU@")}
+        if not iou:
+            return text
+        by_size = iou_by_box_size(iou, shares)
+        text += summary_markdown(by_size, dict.fromkeys(by_size.columns, 1))
+        small = np.asarray(size_strata(shares)) == "small"
+        picked = {f"{c} small": v[small[v.index.to_numpy()]] for c, v in iou.items()}
+        if all(len(v) for v in picked.values()):
+            decimals = dict.fromkeys(picked, 1)
+            text += "\nSmall boxes only: " + ranking_sentences(picked, decimals=decimals) + "\n"
+        return text
+
     def markdown(self, title: str, note: str, paper_title: str) -> str:
         """Ours (with intervals), the paper's table and the ranking sentences as Markdown."""
         from .experiment.report import summary_markdown
@@ -403,7 +579,9 @@ class Comparison:
         paper_decimals = {p: self.decimals.get(o, 3) for o, p in self.paper_columns.items()}
         return (
             f"# {title}\n\n{note}\n\n"
-            + summary_markdown(self.ours, self.decimals, self.intervals)
+            + summary_markdown(
+                _mark_baselines(self.ours), self.decimals, _mark_baselines(self.intervals)
+            )
             + f"\n# {paper_title}\n\n"
             + summary_markdown(self.paper, paper_decimals)
             + f"\n# Rankings\n\n{self.sentences}\n"

@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from .baselines.sanity import BASELINE_NAMES
 from .paper import paper_method
 from .postprocess import kernel_size_for
 
@@ -263,6 +264,7 @@ def draw_face_curves(
     *,
     title: str | None = None,
     size: float = 2.6,
+    baselines: Sequence[str] = BASELINE_NAMES,
 ) -> plt.Figure:
     """Fig. 4: per subset (columns), verification accuracy (%) over all pairs at θ and the
     mean cosine similarity of the genuine pairs (θ dotted) as the top-P % of the probe's e₊
@@ -274,7 +276,10 @@ def draw_face_curves(
         genuine: ``{subset: (N,) bool}`` of the evaluated pairs, in dataset order.
         thresholds: ``{subset: θ}``.
         methods: methods to draw (default: every method of each run).
+        baselines: rows drawn as grey dashed reference lines, not in a method colour.
     """
+    dashes = itertools.cycle(["--", "-.", ":"])
+    ref_style = {b: {"color": "0.45", "ls": next(dashes), "marker": None} for b in baselines}
     panels = [
         ("Delete", "acc", "accuracy (%)"),
         ("Insert", "acc", "accuracy (%)"),
@@ -298,7 +303,8 @@ def draw_face_curves(
             for name in methods or table.columns:
                 auc = res.summary.loc[name, kind]
                 label = f"{name} ({auc:.1f})" if what == "acc" else name
-                ax.plot(table.index, table[name], marker="o", ms=2.5, label=label)
+                style = ref_style.get(name, {"marker": "o"})
+                ax.plot(table.index, table[name], ms=2.5, label=label, **style)
             if what == "sim":
                 ax.axhline(thresholds[s], color="gray", ls=":", lw=1)
             elif c == len(subsets) - 1:  # one legend per row, right of it: inside, it hid curves
@@ -389,10 +395,12 @@ def draw_pair_removal(
 
 def table2_groups(columns: Sequence[str]) -> dict[str, list[str]]:
     """Fig. 5's panels for Table 2 summary columns: ``{"IoU ×100": IoU@t columns,
-    "logit drop": ROAD columns}`` (empty groups left out)."""
+    "logit drop": ROAD-Delete (zero removal) columns, "logit drop (noisy-linear)":
+    ROAD-NL-Delete columns}`` (empty groups left out)."""
     groups = {
         "IoU ×100": [c for c in columns if c.startswith("IoU@")],
-        "logit drop": [c for c in columns if c.startswith("ROAD")],
+        "logit drop": [c for c in columns if c.startswith("ROAD-Delete")],
+        "logit drop (noisy-linear)": [c for c in columns if c.startswith("ROAD-NL")],
     }
     return {k: v for k, v in groups.items() if v}
 
@@ -403,6 +411,7 @@ def draw_bars(
     *,
     ylabels: Mapping[str, str] | None = None,
     size: float = 3.2,
+    baselines: Sequence[str] = BASELINE_NAMES,
 ) -> plt.Figure:
     """Fig. 5: grouped bars, one row per table (e.g. ours and the paper's), one panel per
     column group (e.g. IoU and ROAD); methods keep their colour across panels.
@@ -411,7 +420,12 @@ def draw_bars(
         tables: ``{row title: methods × columns}``; a column missing from a table is skipped.
         groups: ``{group name: columns}``, one panel each.
         ylabels: ``{group name: y-axis label}``.
+        baselines: rows drawn as references, not bars: per column a grey band from the
+            lowest to the highest baseline and a dashed line at the best (highest) one.
     """
+    original = dict(tables)
+    refs = {w: [m for m in t.index if m in baselines] for w, t in tables.items()}
+    tables = {w: t.drop(index=refs[w]) for w, t in tables.items()}
     methods = list(dict.fromkeys(m for t in tables.values() for m in t.index))
     # a method keeps its colour in every panel; the paper's "FAME" takes our first "FAME (...)"'s
     first = {}
@@ -431,6 +445,10 @@ def draw_bars(
         for c, (group, cols) in enumerate(groups.items()):
             ax = axes[r, c]
             cols = [k for k in cols if k in table.columns]
+            if not cols:  # e.g. the paper has no noisy-linear ROAD
+                ax.set_axis_off()
+                ax.text(0.5, 0.5, f"{who}:\nno {group} columns", ha="center", fontsize=7)
+                continue
             n, x = len(table.index), np.arange(len(cols))
             for j, m in enumerate(table.index):
                 offset = (j - (n - 1) / 2) * 0.8 / n
@@ -440,6 +458,16 @@ def draw_bars(
                     0.8 / n,
                     label=m,
                     color=colours[m],
+                )
+            if refs[who] and cols:
+                ref = original[who].loc[refs[who], cols].to_numpy(float)
+                lo, hi = ref.min(0), ref.max(0)
+                for xi, a, b in zip(x, lo, hi):
+                    span = [xi - 0.45, xi + 0.45]
+                    ax.fill_between(span, a, b, color="0.85", lw=0, zorder=0)  # behind bars
+                    ax.hlines(b, *span, colors="0.3", linestyles="--", lw=1, zorder=3)
+                ax.plot(
+                    [], [], color="0.3", ls="--", label=f"sanity baselines ({', '.join(refs[who])})"
                 )
             ax.set_xticks(
                 x, [k.replace("ROAD-", "").replace("Delete", "Del") for k in cols], fontsize=7

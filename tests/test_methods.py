@@ -27,6 +27,9 @@ def test_available_methods_follow_the_declared_targets():
         "hirescam",
         "fullgrad",
         "corrrise",
+        "constant",
+        "random",
+        "centre",
     ]
     assert available_methods("verification") == [
         "fame",
@@ -34,6 +37,9 @@ def test_available_methods_follow_the_declared_targets():
         "gradcam-ew",
         "corrrise",
         "fggb",
+        "constant",
+        "random",
+        "centre",
     ]
     with pytest.raises(ValueError, match="task must be"):
         available_methods("segmentation")

@@ -474,3 +474,63 @@ def test_face_delete_insert_matches_reference_loop(tiny_cnn):
             assert res.accuracy(kind).tolist() == pytest.approx(acc)
             want = np.trapezoid(acc, np.array(ps) / 100) * 100
             assert res.auc(kind) == pytest.approx(want)
+
+
+# ----------------------------------------------------------------------------- box size
+
+
+def test_a_constant_map_scores_the_box_area_share_at_every_threshold():
+    from fame_utils.metrics import box_area_shares
+
+    # 10 × 10 image; boxes (x0, y0, x1, y1) exclusive at (x1, y1): 5 × 5 = 25 px and
+    # 10 × 4 = 40 px of 100
+    boxes = torch.tensor([[2.0, 3.0, 7.0, 8.0], [0.0, 6.0, 10.0, 10.0]])
+    maps = torch.ones(2, 10, 10)
+    iou = iou_at_thresholds(maps, boxes, [0.3, 0.5, 0.7, 1.0])
+    assert torch.allclose(iou, torch.tensor([[0.25] * 4, [0.40] * 4]))
+    assert box_area_shares(boxes, (10, 10)).tolist() == [0.25, 0.40]
+
+
+def test_size_strata_split_at_one_and_two_thirds_with_counts():
+    from fame_utils.metrics import SIZE_STRATA, box_area_table, iou_by_box_size, size_strata
+
+    shares = [0.10, 0.33, 0.34, 0.66, 0.67, 1.0]
+    assert size_strata(shares) == ["small", "small", "medium", "medium", "large", "large"]
+    assert SIZE_STRATA["small"] == (0.0, 1 / 3)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        size_strata([1.5])
+    table = box_area_table({"toy": shares})
+    assert table.loc["toy", "n"] == 6
+    assert table.loc["toy", ["n small", "n medium", "n large"]].tolist() == [2, 2, 2]
+    assert table.loc["toy", "median %"] == pytest.approx(50.0)  # (34 + 66) / 2
+    assert table.loc["toy", "mean %"] == pytest.approx(100 * sum(shares) / 6)
+    # items 0, 2, 5 only (small, medium, large: one each); means per stratum, n in the name
+    import pandas as pd
+
+    per_item = {"IoU@0.3": pd.DataFrame({"A": [10.0, 20.0, 30.0]}, index=[0, 2, 5])}
+    by_size = iou_by_box_size(per_item, shares)
+    assert list(by_size.columns) == [
+        "IoU@0.3 small (n=1)",
+        "IoU@0.3 medium (n=1)",
+        "IoU@0.3 large (n=1)",
+    ]
+    assert by_size.loc["A"].tolist() == [10.0, 20.0, 30.0]
+    with pytest.raises(ValueError, match="out of range"):
+        iou_by_box_size({"c": pd.DataFrame({"A": [1.0]}, index=[9])}, shares)
+
+
+def test_table2_metrics_keep_both_road_removals_as_separate_columns():
+    from fame_utils.metrics.adapters import table2_metrics
+
+    metrics = table2_metrics((0.5,), (10, 30))
+    labels = [c.label for m in metrics for c in m.columns()]
+    assert labels == [
+        "IoU@0.5",
+        "ROAD-Delete@10%",
+        "ROAD-Delete@30%",
+        "ROAD-NL-Delete@10%",
+        "ROAD-NL-Delete@30%",
+    ]
+    assert [m.mode for m in metrics[1:]] == ["zero", "noisy_linear"]
+    with pytest.raises(ValueError, match="modes is empty"):
+        table2_metrics(modes=())

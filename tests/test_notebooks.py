@@ -24,7 +24,7 @@ FAST = {
     "02_receptive_fields.ipynb": {"iterations": 2, "n_images": 1, "cells_per_layer": 2},
     "03_face_comparisons.ipynb": {"iterations": 3, "n_masks": 16},
     "04_face_metrics.ipynb": {"iterations": 3, "n_masks": 16, "max_pairs": 2},
-    "05_imagenet_metrics.ipynb": {"iterations": 3, "max_images": 3},
+    "05_imagenet_metrics.ipynb": {"iterations": 3, "max_images": 3, "road_percents": [30]},
     "06_transformers.ipynb": {
         "iterations": 3,
         "n_images": 4,

@@ -7,7 +7,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fame_utils.paper import TABLE1_DATASETS, paper_method, ranking_sentences, table1, table2
+from fame_utils.paper import (
+    TABLE1_DATASETS,
+    above_baseline,
+    paper_method,
+    ranking_sentences,
+    table1,
+    table2,
+)
 
 
 def test_table1_holds_the_published_numbers():
@@ -159,3 +166,71 @@ def test_sentences_print_means_with_the_tables_decimals_and_join_equal_prints():
     text = ranking_sentences(per_item, decimals={"IoU@0.7": 1})
     assert "ours A 53.2 = B 53.2 > C 8.0." in text
     assert "ours A 53.200 > B 53.180" in ranking_sentences(per_item, decimals={"IoU@0.7": 3})
+
+
+# ----------------------------------------------------------------------------- sanity baselines
+
+
+def _hand_summary() -> dict[str, pd.DataFrame]:
+    """20 items: on "IoU@0.3" a constant map beats every method (as on large boxes); on
+    "ROAD-Delete@10%" both methods beat the best baseline (Random) by a clear margin."""
+    rng = np.random.default_rng(0)
+    n = 20
+    noise = rng.normal(0, 1, n)
+    noise -= noise.mean()
+    iou = pd.DataFrame(
+        {"FAME": 60 + noise, "Grad-CAM": 50 + noise, "Constant": 70 + noise, "Centre": 40 + noise}
+    )
+    road = pd.DataFrame(
+        {"FAME": 3 + noise / 10, "Grad-CAM": 2 + noise / 10, "Random": 1 + noise / 10}
+    )
+    return {"IoU@0.3": iou, "ROAD-Delete@10%": road}
+
+
+def test_a_column_a_baseline_wins_is_flagged_and_its_paper_claim_untestable():
+    text = ranking_sentences(_hand_summary(), table2())
+    head, iou, road = text.splitlines()
+    # baselines are ranked apart: the methods' order leaves them out
+    assert "ours FAME 60.0 > Grad-CAM 50.0." in iou
+    assert "Best sanity baseline: Constant 70.0. No method beats Constant." in iou
+    assert "**Not discriminating on this data:**" in iou
+    assert "Best sanity baseline: Random 1.000. FAME and Grad-CAM beat Random." in road
+    assert "Not discriminating" not in road
+    assert "In 1 of 2 columns with sanity baselines no method beats the best baseline" in head
+    assert "IoU@0.3 cannot discriminate on this data" in head
+    assert "our data can test ROAD-Delete@10% and cannot test IoU@0.3." in head
+
+
+def test_a_method_inseparable_from_the_baseline_does_not_beat_it():
+    rng = np.random.default_rng(1)
+    a = rng.normal(0, 1, 30)
+    # Grad-CAM equals Random plus zero-mean noise: inseparable; FAME is clearly above both
+    values = pd.DataFrame({"FAME": a + 5, "Grad-CAM": a + rng.normal(0, 1, 30), "Random": a})
+    text = ranking_sentences({"X": values})
+    assert "FAME beats Random; Grad-CAM does not." in text
+    assert "Not discriminating" not in text
+    # without baselines in the data the sentences are the old ones
+    plain = ranking_sentences({"X": values}, baselines=())
+    assert "sanity" not in plain and "FAME beats Random and Grad-CAM." in plain
+
+
+def test_above_baseline_is_the_signed_paired_improvement():
+    delete = pd.DataFrame({"FAME": [50.0, 52, 54, 56], "Random": [60.0, 61, 62, 63]})
+    insert = pd.DataFrame({"FAME": [80.0, 81, 82, 83], "Random": [70.0, 70, 70, 70]})
+    out = above_baseline({"Delete": delete, "Insert": insert}, lower_is_better={"Delete"})
+    assert list(out.index) == ["FAME"]
+    # Delete: lower is better, so Random − FAME = mean(10, 9, 8, 7) = 8.5; Insert: 11.5
+    assert out.loc["FAME", "Delete"].mean == pytest.approx(8.5)
+    assert out.loc["FAME", "Insert"].mean == pytest.approx(11.5)
+    assert out.loc["FAME", "Delete"].low > 0
+    with pytest.raises(ValueError, match="no 'Random' values"):
+        above_baseline({"Delete": delete[["FAME"]]})
+
+
+def test_one_method_against_baselines_ranks_no_methods_but_is_compared():
+    values = _hand_summary()["ROAD-Delete@10%"][["FAME", "Random"]]
+    text = ranking_sentences({"ROAD-Delete@10%": values})
+    head, line = text.splitlines()
+    assert "our best method beats" not in head
+    assert "In 0 of 1 columns with sanity baselines no method beats the best baseline." in head
+    assert line == "- **ROAD-Delete@10%**: Best sanity baseline: Random 1.000. FAME beats Random."

@@ -259,6 +259,7 @@ def load_sample_objects(
     device: torch.device | str | None = None,
     include_unlabeled: bool = False,
     root: str | Path | None = None,
+    synthetic: bool = False,
 ) -> ObjectSamples:
     """Load the bundled object images as classifier inputs with boxes mapped to the crop.
 
@@ -278,6 +279,9 @@ def load_sample_objects(
         include_unlabeled: also load rows with ``class_index = -1`` (label -1). Without it
             they are skipped when ``names`` is None, and asking for one by name raises.
         root: another folder with the same layout (default :data:`OBJECTS_DIR`).
+        synthetic: also load ``<root>/composites/`` (same layout): small-object
+            composites with exact boxes, marked synthetic in ``data/objects/SOURCES.md``
+            (``scripts/make_object_composites.py``), after the photos.
 
     Returns:
         :class:`ObjectSamples` with ``images`` (N, 3, crop, crop), ``labels`` (N,),
@@ -291,6 +295,11 @@ def load_sample_objects(
     """
     folder = objects_dir(root)
     rows = read_annotations(folder)
+    home = {r.name: folder for r in rows}
+    if synthetic:
+        extra = read_annotations(folder / "composites")
+        rows += extra
+        home.update({r.name: folder / "composites" for r in extra})
     by_name = {r.name: r for r in rows}
     if names is None:
         chosen = [r for r in rows if include_unlabeled or r.labelled]
@@ -309,7 +318,7 @@ def load_sample_objects(
             )
     if not chosen:
         raise ValueError(f"no images selected from {folder / 'annotations.csv'}")
-    missing = [r.file for r in chosen if not (folder / r.file).is_file()]
+    missing = [r.file for r in chosen if not (home[r.name] / r.file).is_file()]
     if missing:
         raise FileNotFoundError(
             f"{len(missing)} image file(s) listed in {folder / 'annotations.csv'} are missing "
@@ -318,7 +327,7 @@ def load_sample_objects(
     dev = torch.device(device) if device is not None else torch.device("cpu")
     images, boxes, sizes = [], [], []
     for r in chosen:
-        img = load_image(folder / r.file)
+        img = load_image(home[r.name] / r.file)
         h, w = img.shape[-2:]
         x0, y0, x1, y1 = r.box
         tol = 1e-3

@@ -1,7 +1,7 @@
 """Evaluation metrics of the paper's tables.
 
 - :mod:`~fame_utils.metrics.localization` — IoU@t between {map ≥ t} and the object box
-  (Table 2).
+  (Table 2), box-area shares and IoU per box-size stratum.
 - :mod:`~fame_utils.metrics.removal` — pixel ranking with a tie rule (seeded random, the
   reference's percentile rule, or row-major), removal counts and masks.
 - :mod:`~fame_utils.metrics.imputation` — zero and noisy-linear (ROAD) removal.
@@ -19,7 +19,16 @@ from .face import (
     face_deletion_insertion,
 )
 from .imputation import NEIGHBOUR_WEIGHTS, RemovalMode, noisy_linear_impute, remove_pixels
-from .localization import boxes_to_masks, iou_at_thresholds, salient_region
+from .localization import (
+    SIZE_STRATA,
+    box_area_shares,
+    box_area_table,
+    boxes_to_masks,
+    iou_at_thresholds,
+    iou_by_box_size,
+    salient_region,
+    size_strata,
+)
 from .removal import (
     TieRule,
     pixel_ranks,
@@ -41,6 +50,11 @@ __all__ = [
     "boxes_to_masks",
     "iou_at_thresholds",
     "salient_region",
+    "SIZE_STRATA",
+    "box_area_shares",
+    "box_area_table",
+    "iou_by_box_size",
+    "size_strata",
     "NEIGHBOUR_WEIGHTS",
     "RemovalMode",
     "ScoreKind",

@@ -37,6 +37,7 @@ __all__ = [
     "IoUMetric",
     "RoadMetric",
     "FaceDeleteInsertMetric",
+    "table2_metrics",
 ]
 
 
@@ -244,3 +245,19 @@ class FaceDeleteInsertMetric:
                 out[Column(f"{tag}-acc", percent=p)] = correct[:, j]
                 out[Column(f"{tag}-sim", percent=p)] = sims[:, j]
         return out
+
+
+def table2_metrics(
+    thresholds: Iterable[float] = (0.3, 0.5, 0.7),
+    percents: Iterable[float] = (10, 30, 50),
+    modes: Iterable[Literal["zero", "noisy_linear"]] = ("zero", "noisy_linear"),
+) -> list:
+    """Table 2's metrics: :class:`IoUMetric` at ``thresholds`` and one :class:`RoadMetric`
+    per removal mode, by default both as separate column groups: ``ROAD-Delete`` (zero
+    removal, the paper's protocol, which rewards scattered maps: random deletion pushes
+    the image out of distribution) and ``ROAD-NL-Delete`` (noisy-linear imputation, Rong
+    et al. 2022, which removes that effect)."""
+    modes = tuple(modes)
+    if not modes:
+        raise ValueError("modes is empty: give 'zero' and/or 'noisy_linear'")
+    return [IoUMetric(tuple(thresholds))] + [RoadMetric(tuple(percents), mode=m) for m in modes]

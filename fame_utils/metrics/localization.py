@@ -6,18 +6,43 @@ resize/crop as the image), IoU@t = |S_t ∩ B| / |S_t ∪ B| (paper Sec. 4, Tabl
 tables report the mean over images ×100).
 
 Everything is vectorised over images and thresholds and runs on the maps' device.
+
+Box size. IoU on large boxes rewards diffuse maps: a constant map's IoU@t is the box's
+share of the image at every t (:func:`box_area_shares`). Report each dataset's box-area
+distribution (:func:`box_area_table`) and IoU per size stratum (:data:`SIZE_STRATA`:
+small under 1/3 of the image, medium under 2/3, large; :func:`iou_by_box_size`) beside
+the IoU columns.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
+import numpy as np
+import pandas as pd
 import torch
 from torch import Tensor
 
 from .._checks import check_maps, check_unit_interval
 
-__all__ = ["iou_at_thresholds", "salient_region", "boxes_to_masks"]
+__all__ = [
+    "iou_at_thresholds",
+    "salient_region",
+    "boxes_to_masks",
+    "SIZE_STRATA",
+    "box_area_shares",
+    "size_strata",
+    "box_area_table",
+    "iou_by_box_size",
+]
+
+#: Box-size strata by the box's share of the image: ``{name: (low, high)}``, low ≤ share
+#: < high (the last one includes 1).
+SIZE_STRATA: dict[str, tuple[float, float]] = {
+    "small": (0.0, 1 / 3),
+    "medium": (1 / 3, 2 / 3),
+    "large": (2 / 3, 1.0),
+}
 
 
 def _thresholds(thresholds: float | Sequence[float] | Tensor, device, dtype) -> Tensor:
@@ -109,3 +134,74 @@ def iou_at_thresholds(
     inter = (sal & box).flatten(2).sum(-1)
     union = (sal | box).flatten(2).sum(-1)
     return inter.to(maps.dtype) / union.clamp_min(1).to(maps.dtype)
+
+
+def box_area_shares(boxes: Tensor, size: tuple[int, int] | None = None) -> Tensor:
+    """Share of the image's pixels each box covers: (B, H, W) bool masks, or (B, 4) boxes
+    with ``size`` = (H, W) -> (B,) float64 in [0, 1] (CPU). The same pixels as IoU's box,
+    so a constant map's IoU@t equals this share."""
+    if isinstance(boxes, Tensor) and boxes.ndim == 3:
+        masks = boxes.bool()
+    else:
+        if size is None:
+            raise ValueError("size=(H, W) is needed with (B, 4) boxes")
+        masks = boxes_to_masks(boxes, size)
+    return masks.flatten(1).double().mean(1).cpu()
+
+
+def size_strata(shares: Tensor | Sequence[float]) -> list[str]:
+    """The :data:`SIZE_STRATA` name of each box-area share (in [0, 1])."""
+    values = torch.as_tensor(shares, dtype=torch.float64).reshape(-1).tolist()
+    bad = [v for v in values if not 0.0 <= v <= 1.0]
+    if bad:
+        raise ValueError(f"box-area shares must lie in [0, 1], got {bad[:5]}")
+    names = list(SIZE_STRATA)
+    return [next(n for n in names if v < SIZE_STRATA[n][1] or n == names[-1]) for v in values]
+
+
+def box_area_table(shares: Mapping[str, Tensor | Sequence[float]]) -> pd.DataFrame:
+    """Box-area distribution per dataset: ``{dataset: (N,) shares}`` -> rows = datasets,
+    columns ``n``, ``mean %``, ``median %``, ``q25 %``, ``q75 %``, ``min %``, ``max %``
+    and the item count of each :data:`SIZE_STRATA` stratum (``n small``...)."""
+    rows = {}
+    for name, values in shares.items():
+        v = torch.as_tensor(values, dtype=torch.float64).reshape(-1).numpy()
+        strata = size_strata(v)
+        q = np.percentile(v, [0, 25, 50, 75, 100]) * 100
+        rows[name] = {
+            "n": len(v),
+            "mean %": 100 * float(v.mean()),
+            "median %": q[2],
+            "q25 %": q[1],
+            "q75 %": q[3],
+            "min %": q[0],
+            "max %": q[4],
+            **{f"n {s}": strata.count(s) for s in SIZE_STRATA},
+        }
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def iou_by_box_size(
+    per_item: Mapping[str, pd.DataFrame], shares: Tensor | Sequence[float]
+) -> pd.DataFrame:
+    """Mean IoU per box-size stratum.
+
+    Args:
+        per_item: ``{IoU column: items × methods}`` (index = item position in the
+            dataset, as :attr:`fame_utils.paper.Comparison.per_item`).
+        shares: (N,) box-area share of every dataset item (:func:`box_area_shares`).
+
+    Returns:
+        methods × ``"<column> <stratum> (n=k)"`` means; strata without items left out.
+    """
+    strata = np.asarray(size_strata(shares))
+    out = {}
+    for column, values in per_item.items():
+        idx = values.index.to_numpy()
+        if len(idx) and (idx.min() < 0 or idx.max() >= len(strata)):
+            raise ValueError(f"{column!r}: item index out of range for {len(strata)} shares")
+        for s in SIZE_STRATA:
+            rows = values[strata[idx] == s]
+            if len(rows):
+                out[f"{column} {s} (n={len(rows)})"] = rows.mean(axis=0)
+    return pd.DataFrame(out)
