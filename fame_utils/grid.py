@@ -6,7 +6,7 @@ classes that the model classifies confidently on its own (top-1 = label with sof
 share of the map's positive mass inside that cell (Böhle, Fritz & Schiele, CVPR 2021;
 Rao, Böhle & Schiele, CVPR 2022): 1 is perfect, 1/n² is chance.
 
-- :func:`qualifying`, :func:`make_grids`, :func:`grid_dataset` build the grids, seeded,
+- :func:`grid_pool`, :func:`make_grids`, :func:`grid_dataset` build the grids, seeded,
   and one :class:`~fame_utils.data.items.ClassificationItem` per (grid, cell) whose
   ``box`` is the target cell, so the experiment runner caches and evaluates them.
 - :func:`grid_pointing_game` (mass share), :func:`pointing_hit` (argmax in the cell) and
@@ -40,7 +40,6 @@ from .stats import DEFAULT_RESAMPLES, Interval
 __all__ = [
     "CONFIDENCE",
     "Grids",
-    "qualifying",
     "grid_pool",
     "make_grids",
     "grid_dataset",
@@ -70,33 +69,24 @@ def _grid(grid: Sequence[int]) -> tuple[int, int]:
 
 
 @torch.no_grad()
-def qualifying(
-    model: nn.Module, images: Tensor, labels: Tensor, threshold: float = CONFIDENCE
-) -> Tensor:
-    """(N,) bool: the model's top-1 on each image (N, 3, H, W) in [0, 1] is its label,
-    with softmax probability ≥ ``threshold``. Runs on the model's device, returns CPU."""
-    device = next(model.parameters()).device
-    probs = model(images.to(device)).softmax(1).cpu()
-    conf, top = probs.max(1)
-    return (top == labels.cpu()) & (conf >= threshold)
-
-
 def grid_pool(
     model: nn.Module, samples, cell_size: int | None = None, threshold: float = CONFIDENCE
 ) -> tuple[Tensor, Tensor, list[str]]:
     """The images of ``samples`` (``images`` (N, 3, s, s) preprocessed at the model's input
     size, ``labels``, ``names``, e.g. :func:`fame_utils.data.objects.load_sample_objects`)
-    that pass :func:`qualifying` at that size, resized (bilinear, antialiased) to
-    ``cell_size`` when given: (images, labels, names). A smaller cell is cheaper (a 2×2
-    grid of 112 px cells costs one 224 px forward) but shows the network its objects at a
-    scale it was not qualified at."""
-    keep = qualifying(model, samples.images, samples.labels, threshold)
-    images = samples.images[keep]
+    whose top-1 at that size is their label with softmax ≥ ``threshold``, resized
+    (bilinear, antialiased) to ``cell_size`` when given: (images, labels, names), on the
+    CPU. A smaller cell is cheaper (a 2×2 grid of 112 px cells costs one 224 px forward)
+    but shows the network its objects at a scale it was not qualified at."""
+    device = next(model.parameters()).device
+    conf, top = model(samples.images.to(device)).softmax(1).cpu().max(1)
+    keep = (top == samples.labels.cpu()) & (conf >= threshold)
+    images = samples.images.cpu()[keep]
     if cell_size is not None and cell_size != images.shape[-1]:
         images = F.interpolate(images, size=(cell_size, cell_size), mode="bilinear", antialias=True)
         images = images.clamp(0, 1)
     names = [n for n, k in zip(samples.names, keep.tolist()) if k]
-    return images, samples.labels[keep], names
+    return images, samples.labels.cpu()[keep], names
 
 
 @dataclass
@@ -180,6 +170,13 @@ def cell_masks(shape: Sequence[int], cells: Tensor, grid: Sequence[int] = (2, 2)
     return (ys.view(1, -1, 1) == r) & (xs.view(1, 1, -1) == c)
 
 
+def _box_cells(boxes: Tensor, height: int, width: int, grid: Sequence[int]) -> Tensor:
+    """(B,) row-major cell index of the centre of each (x0, y0, x1, y1) box."""
+    rows, cols = _grid(grid)
+    centre = (boxes[:, :2] + boxes[:, 2:]) / 2
+    return (centre[:, 1] * rows // height).long() * cols + (centre[:, 0] * cols // width).long()
+
+
 def _share(values: Tensor, cells: Tensor, grid: Sequence[int], what: str) -> Tensor:
     if values.ndim != 3:
         raise ValueError(f"maps must be (B, H, W), got shape {tuple(values.shape)}")
@@ -233,13 +230,8 @@ class GridMetric:
     def __call__(self, model, batch, attribution, context):
         if batch.boxes is None:
             raise ValueError("GridMetric needs the target cell as each item's box (grid_dataset)")
-        rows, cols = _grid(self.grid)
         maps = attribution.positive.float()
-        height, width = maps.shape[-2:]
-        centre = (batch.boxes[:, :2] + batch.boxes[:, 2:]).to(maps.device) / 2
-        cells = (centre[:, 1] * rows // height).long() * cols + (
-            centre[:, 0] * cols // width
-        ).long()
+        cells = _box_cells(batch.boxes.to(maps.device), *maps.shape[-2:], self.grid)
         fns = (grid_pointing_game, pointing_hit, energy_share)
         return {c: fn(maps, cells, self.grid) for c, fn in zip(self.columns(), fns)}
 
@@ -308,10 +300,7 @@ class DiFull(nn.Module):
 def difull_dataset(dataset: ClassificationDataset, num_classes: int, grid: Sequence[int] = (2, 2)):
     """The items of ``dataset`` (:func:`grid_dataset`) with labels ``k·num_classes + c``:
     cell k's own logit of its class c in :class:`DiFull`'s output."""
-    rows, cols = _grid(grid)
-    _, _, height, width = dataset.images.shape
-    centre = (dataset.boxes[:, :2] + dataset.boxes[:, 2:]) / 2
-    cells = (centre[:, 1] * rows // height).long() * cols + (centre[:, 0] * cols // width).long()
+    cells = _box_cells(dataset.boxes, *dataset.images.shape[-2:], grid)
     labels = cells * num_classes + dataset.labels
     return ClassificationDataset(dataset.images, labels, dataset.boxes, dataset.names)
 
