@@ -545,3 +545,58 @@ def save_figure(
         fig.savefig(p, dpi=dpi, bbox_inches="tight")
         out.append(p)
     return out
+
+
+# --- grid pointing game (notebook 07)
+
+
+def draw_grid_example(
+    runs: Mapping,
+    network: str,
+    run: str = "grid",
+    grid: int = 0,
+    cell: int = 0,
+    method: str | None = None,
+    sigma: float = 0.0,
+    shape: tuple[int, int] = (2, 2),
+) -> plt.Figure:
+    """One grid of a grid-pointing run (notebook 07): the grid with the target ``cell``
+    outlined, then the cached map of ``method`` (``None``: every method of the run) with
+    the cell, its GridPG share and its largest value outside the cell.
+
+    Args:
+        runs: network → its :class:`fame_utils.grid.GridRun` (items grid-major: item
+            ``grid · rows·cols + cell``).
+        network, run: which network and model (``"grid"`` or ``"difull"``).
+        sigma: > 0 blurs each shown map further (Gaussian, then max-normalised); on an
+            unblurred FAME map (``σ=0``) this is FAME at that σ exactly.
+    """
+    from .grid import cell_masks, grid_pointing_game
+    from .postprocess import gaussian_blur
+
+    result = getattr(runs[network], run)
+    index = grid * shape[0] * shape[1] + cell
+    names = list(result.methods) if method is None else [method]
+    names = [n for n in names if n in result.methods]
+    item = runs[network].data[index]
+    fig, axes = plt.subplots(1, len(names) + 1, figsize=(2.3 * (len(names) + 1), 2.8))
+    axes = np.atleast_1d(axes)
+    x0, y0, x1, y1 = (float(v) for v in item.box)
+    for ax in axes:
+        ax.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec="lime", lw=1.5))
+        ax.set_xticks([]), ax.set_yticks([])
+    axes[0].imshow(item.image.permute(1, 2, 0).numpy())
+    source = item.name.split(":", 1)[-1]
+    axes[0].set_title(f"{network} ({run})\ngrid {grid}, cell {cell}: {source}", fontsize=7)
+    cells = torch.tensor([cell])
+    for ax, name in zip(axes[1:], names):
+        m = result.maps(name).positive[index : index + 1].float()
+        if sigma > 0:
+            m = gaussian_blur(m, kernel_size_for(sigma), sigma)
+            m = m / m.amax((1, 2), keepdim=True).clamp_min(1e-30)
+        share = float(grid_pointing_game(m, cells, shape)[0])
+        outside = float((m * ~cell_masks(m.shape, cells, shape)).amax())
+        ax.imshow(m[0].numpy(), cmap="jet", vmin=0, vmax=1)
+        ax.set_title(f"{name}\nshare {share:.2f}, out max {outside:.2f}", fontsize=7)
+    fig.tight_layout()
+    return fig

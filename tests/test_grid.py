@@ -1,0 +1,181 @@
+"""The grid pointing game (fame_utils.grid): metrics on hand-made maps, grid construction,
+the DiFull control's exactness for FAME on a real network, and the image bootstrap."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from fame_utils import Fame, FameConfig
+from fame_utils.data.items import collate
+from fame_utils.explain import Attribution
+from fame_utils.explain import ClassTarget as Target  # the one place the target is named
+from fame_utils.grid import (
+    DiFull,
+    GridMetric,
+    cell_masks,
+    difull_dataset,
+    energy_share,
+    grid_dataset,
+    grid_pointing_game,
+    image_bootstrap,
+    make_grids,
+    pointing_hit,
+    with_unblurred,
+)
+from fame_utils.methods import make_methods
+from fame_utils.metrics.adapters import Column, EvalContext
+from fame_utils.models import load_classifier
+
+
+def _cell_map(cell: int, h: int = 8, w: int = 8) -> torch.Tensor:
+    m = torch.zeros(h, w)
+    r, c = divmod(cell, 2)
+    m[r * h // 2 : (r + 1) * h // 2, c * w // 2 : (c + 1) * w // 2] = 1
+    return m
+
+
+# ------------------------------------------------------------------------ the metrics
+
+
+def test_share_all_in_cell_uniform_and_elsewhere():
+    cells = torch.tensor([0, 1, 2, 3, 3])
+    maps = torch.stack(
+        [_cell_map(0), _cell_map(1), torch.ones(8, 8), 1 - _cell_map(3), -_cell_map(0)]
+    )
+    maps[4] += _cell_map(3) * 0.5  # negative mass elsewhere is clipped away
+    share = grid_pointing_game(maps, cells)
+    torch.testing.assert_close(share, torch.tensor([1.0, 1.0, 0.25, 0.0, 1.0]))
+
+
+def test_all_zero_map_scores_zero_with_a_warning():
+    with pytest.warns(UserWarning, match="all-zero"):
+        share = grid_pointing_game(torch.zeros(2, 4, 4), torch.tensor([0, 3]))
+    assert share.tolist() == [0.0, 0.0]
+
+
+def test_energy_share_and_pointing_hit_by_hand():
+    # 1 on the 16 pixels of cell 1, 0.5 on the other 48
+    m = (0.5 + 0.5 * _cell_map(1))[None]
+    torch.testing.assert_close(grid_pointing_game(m, torch.tensor([1])), torch.tensor([16 / 40]))
+    torch.testing.assert_close(energy_share(m, torch.tensor([1])), torch.tensor([16 / 28]))
+    assert pointing_hit(m, torch.tensor([1])).tolist() == [1.0]
+    assert pointing_hit(m, torch.tensor([2])).tolist() == [0.0]
+
+
+def test_cell_masks_on_a_non_divisible_map():
+    # 1x3 grid over a 2x5 map: column edges at floor(c*5/3) -> columns 0,1 | 2,3 | 4
+    masks = cell_masks((2, 5), torch.tensor([0, 1, 2]), (1, 3))
+    assert masks[:, 0].int().tolist() == [[1, 1, 0, 0, 0], [0, 0, 1, 1, 0], [0, 0, 0, 0, 1]]
+    with pytest.raises(ValueError, match="cells must lie"):
+        cell_masks((4, 4), torch.tensor([4]))
+
+
+# ------------------------------------------------------------------ grid construction
+
+
+def _pool(n: int = 6, side: int = 4):
+    images = torch.rand(n, 3, side, side, generator=torch.Generator().manual_seed(1))
+    labels = torch.tensor([10, 10, 20, 30, 40, 50])[:n]
+    return images, labels, [f"img{i}" for i in range(n)]
+
+
+def test_grids_have_distinct_classes_exact_cells_and_follow_the_seed():
+    images, labels, names = _pool()
+    grids = make_grids(images, labels, 20, seed=3)
+    assert grids.images.shape == (20, 3, 8, 8)
+    for g in range(20):
+        assert len(set(grids.classes[g].tolist())) == 4
+        for k in range(4):
+            r, c = divmod(k, 2)
+            src = images[grids.sources[g, k]]
+            assert torch.equal(grids.images[g, :, r * 4 : (r + 1) * 4, c * 4 : (c + 1) * 4], src)
+            assert grids.classes[g, k] == labels[grids.sources[g, k]]
+    again = make_grids(images, labels, 20, seed=3)
+    assert torch.equal(again.images, grids.images) and torch.equal(again.sources, grids.sources)
+    assert not torch.equal(make_grids(images, labels, 20, seed=4).sources, grids.sources)
+    with pytest.raises(ValueError, match="distinct classes"):
+        make_grids(images[:2], labels[:2], 1)
+
+
+def test_grid_items_carry_the_target_cell_and_the_metric_reads_it():
+    images, labels, names = _pool()
+    grids = make_grids(images, labels, 2, seed=0)
+    data = grid_dataset(grids, names)
+    assert len(data) == 8
+    assert data.boxes[:4].tolist() == [[0, 0, 4, 4], [4, 0, 8, 4], [0, 4, 4, 8], [4, 4, 8, 8]]
+    assert data.names[5] == f"g1c1:{names[int(grids.sources[1, 1])]}"
+    assert data.labels.tolist() == grids.classes.flatten().tolist()
+    batch = collate([data[i] for i in range(4)], range(4))
+    maps = torch.stack([_cell_map(k) for k in (0, 1, 3, 3)])
+    out = GridMetric()(None, batch, Attribution(maps), EvalContext())
+    assert out[Column("GridPG")].tolist() == [1.0, 1.0, 0.0, 1.0]
+    assert out[Column("hit")].tolist() == [1.0, 1.0, 0.0, 1.0]
+    difull = difull_dataset(data, 1000)
+    assert (difull.labels - data.labels).tolist() == [1000 * k for k in range(4)] * 2
+
+
+def test_image_bootstrap_resamples_images_not_items():
+    # image a brings three items (1.0), image b one (0.0): resampled means are 0, 0.75, 1
+    iv = image_bootstrap(np.array([1.0, 1.0, 1.0, 0.0]), ["a", "a", "a", "b"], n_resamples=400)
+    assert iv.mean == 0.75 and iv.low == 0.0 and iv.high == 1.0
+    same = image_bootstrap(np.array([0.5, 0.5]), ["a", "b"])
+    assert (same.low, same.high) == (0.5, 0.5)
+
+
+# -------------------------------------------------------------- DiFull on a real network
+
+
+@pytest.fixture(scope="module")
+def lite0():
+    return load_classifier("efficientnet_lite0", device="cpu")
+
+
+def test_difull_logits_are_each_cells_own_and_leave_the_model_alone(lite0):
+    x = torch.rand(2, 3, 128, 128, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        before = lite0(x)
+    difull = DiFull(lite0)
+    with torch.no_grad():
+        z = difull(x).view(2, 4, 1000)
+        for k in range(4):
+            r, c = divmod(k, 2)
+            own = lite0(x[:, :, r * 64 : (r + 1) * 64, c * 64 : (c + 1) * 64])
+            torch.testing.assert_close(z[:, k], own, atol=1e-4, rtol=1e-4)
+        # the retiling hook on the head acts only inside DiFull.forward
+        assert torch.equal(lite0(x), before)
+    seen = []
+    hook = difull.target_layer.register_forward_hook(lambda _m, _i, out: seen.append(out.shape))
+    with torch.no_grad():
+        difull(x)
+    hook.remove()
+    assert seen == [(2, 1280, 4, 4)]  # the cells' 2x2 head maps tiled into the grid
+
+
+def test_fame_on_difull_is_exactly_zero_outside_the_target_cell(lite0):
+    x = torch.rand(4, 3, 128, 128, generator=torch.Generator().manual_seed(2))
+    cells, classes = torch.arange(4), torch.tensor([1, 2, 3, 4])
+    fame = Fame(FameConfig(iterations=3, sigma=0.0, progress=False))
+    maps = fame(DiFull(lite0), x, Target(cells * 1000 + classes)).positive
+    outside = ~cell_masks(maps.shape, cells)
+    assert torch.equal(maps[outside], torch.zeros_like(maps[outside]))
+    assert (maps * ~outside).amax((1, 2)).min() > 0
+    assert grid_pointing_game(maps, cells).tolist() == [1.0] * 4
+
+
+def test_with_unblurred_shares_the_optimisation(lite0):
+    methods = with_unblurred(
+        make_methods(
+            ["FAME"], "classification", fame_config=FameConfig(iterations=2, progress=False)
+        )
+    )
+    assert [m.name for m in methods] == ["FAME", "FAME, σ=0"] and methods[1].config.sigma == 0
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+    blurred, raw = (m(lite0, x, Target([5])).positive for m in methods)
+    assert methods[0].shared is methods[1].shared and methods[0].shared.reused == 1
+    alone = Fame(FameConfig(iterations=2, sigma=0.0, progress=False))(
+        lite0, x, Target([5])
+    ).positive
+    torch.testing.assert_close(raw, alone)
+    assert not torch.equal(blurred, raw)
