@@ -32,8 +32,7 @@ from torch import Tensor, nn
 from .data.items import ClassificationDataset, Task
 from .data.objects import load_sample_objects
 from .experiment import ExperimentResult, run_experiment
-from .explain import Fame, SharedRuns
-from .methods import make_methods
+from .methods import Fame, make_methods
 from .metrics.adapters import Column
 from .stats import DEFAULT_RESAMPLES, Interval
 
@@ -306,17 +305,15 @@ def difull_dataset(dataset: ClassificationDataset, num_classes: int, grid: Seque
 
 
 def with_unblurred(methods: Sequence) -> list:
-    """``methods`` plus, after each :class:`~fame_utils.explain.Fame`, a copy at σ = 0
-    named ``"<name>, σ=0"`` (the normalised |gray Δx| without the paper's blur) that
-    shares its optimisation (:class:`~fame_utils.explain.SharedRuns`) when it has none."""
-    out = []
+    """``methods`` plus, after the first :class:`~fame_utils.methods.Fame`, a copy at σ = 0
+    named ``"<name>, σ=0"``: the normalised |gray Δx| without the paper's blur (its own
+    optimisation, with the same config otherwise)."""
+    out, added = [], False
     for m in methods:
         out.append(m)
-        if isinstance(m, Fame):
-            copy = Fame(dataclasses.replace(m.config, sigma=0.0), f"{m.name}, σ=0", m.recipe)
-            if m.shared is None:
-                m.shared = copy.shared = SharedRuns(2)
-            out.append(copy)
+        if isinstance(m, Fame) and not added:
+            out.append(Fame(dataclasses.replace(m.config, sigma=0.0), f"{m.name}, σ=0"))
+            added = True
     return out
 
 
@@ -354,21 +351,22 @@ def run_grid_game(
         model: a :func:`~fame_utils.models.load_classifier` model ([0, 1] RGB, logits,
             ``target_layer``, ``categories``, ``input_size``/``resize_size``).
         methods: names for :func:`~fame_utils.methods.make_methods` (with ``recipes`` and
-            ``settings["fame_config"]``) or method instances.
+            ``settings["fame_settings"]``, FameConfig fields on each recipe's config) or
+            method instances.
         samples: the pool (``images``, ``labels``, ``names``) at the model's input size;
             default the bundled objects (:func:`~fame_utils.data.objects.load_sample_objects`
             with the model's resize and crop).
         unblurred: add each FAME at σ = 0 (:func:`with_unblurred`).
-        settings: ``fame_config`` and :func:`run_experiment`'s keywords (``cache_dir``,
+        settings: ``fame_settings`` and :func:`run_experiment`'s keywords (``cache_dir``,
             ``batch_size``, ``overwrite``, ...).
     """
     if samples is None:
         samples = load_sample_objects(resize=model.resize_size, crop=model.input_size)
     images, labels, names = grid_pool(model, samples, cell_size, confidence)
     data = grid_dataset(make_grids(images, labels, n_grids, grid, seed), names)
-    fame_config = settings.pop("fame_config", None)
+    fame = settings.pop("fame_settings", None)
     if all(isinstance(m, str) for m in methods):
-        methods = make_methods(methods, "classification", recipes=recipes, fame_config=fame_config)
+        methods = make_methods(methods, "classification", recipes=recipes, fame_settings=fame)
     methods = with_unblurred(methods) if unblurred else list(methods)
     metric = [GridMetric(tuple(grid))]
     settings.setdefault("seed", seed)
