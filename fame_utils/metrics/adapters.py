@@ -108,7 +108,7 @@ class Metric(Protocol):
     ) -> dict[Column, Tensor]: ...
 
 
-def _float_tuple(values: Any, name: str, lo: float, hi: float) -> tuple[float, ...]:
+def float_tuple(values: Any, name: str, lo: float, hi: float) -> tuple[float, ...]:
     """Settings as a tuple of floats (so 10 and 10.0 hash alike), each within [lo, hi]."""
     out = tuple(float(v) for v in (values if isinstance(values, Iterable) else [values]))
     if not out:
@@ -140,7 +140,7 @@ class IoUMetric:
     decimals: int = 1
 
     def __post_init__(self):
-        self.thresholds = _float_tuple(self.thresholds, "IoU thresholds", 0.0, 1.0)
+        self.thresholds = float_tuple(self.thresholds, "IoU thresholds", 0.0, 1.0)
 
     def columns(self) -> list[Column]:
         return [Column("IoU", threshold=t) for t in self.thresholds]
@@ -169,7 +169,7 @@ class RoadMetric:
     decimals: int = 3
 
     def __post_init__(self):
-        self.percents = _float_tuple(self.percents, "ROAD percents", 0.0, 100.0)
+        self.percents = float_tuple(self.percents, "ROAD percents", 0.0, 100.0)
         _check_choice(self.mode, "mode", ("zero", "noisy_linear"))
         _check_choice(self.score, "score", ("logit", "probability"))
 
@@ -210,7 +210,7 @@ class FaceDeleteInsertMetric:
     decimals: int = 1
 
     def __post_init__(self):
-        self.percents = _float_tuple(self.percents, "percents", 0.0, 100.0)
+        self.percents = float_tuple(self.percents, "percents", 0.0, 100.0)
 
     def columns(self) -> list[Column]:
         cols = [Column("Delete"), Column("Insert")]

@@ -22,7 +22,7 @@ from torch import Tensor
 
 from .._checks import check_maps
 from ..data.items import Task
-from .adapters import Column, _float_tuple
+from .adapters import Column, float_tuple
 from .localization import iou_at_thresholds
 
 __all__ = ["MaskMetric", "mass_on_mask", "mask_share"]
@@ -63,7 +63,7 @@ class MaskMetric:
         if not isinstance(self.masks, Tensor) or self.masks.ndim != 3:
             raise ValueError("masks must be a (N, H, W) tensor, one mask per dataset item")
         self.masks = self.masks.bool()
-        self.thresholds = _float_tuple(self.thresholds, "IoU thresholds", 0.0, 1.0)
+        self.thresholds = float_tuple(self.thresholds, "IoU thresholds", 0.0, 1.0)
 
     def columns(self) -> list[Column]:
         return [Column("IoU", threshold=t) for t in self.thresholds] + [Column("Mass-on-mask")]
