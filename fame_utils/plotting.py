@@ -34,6 +34,7 @@ __all__ = [
     "draw_pair_removal",
     "table2_groups",
     "draw_bars",
+    "show_maps",
     "draw_item_maps",
     "save_figure",
 ]
@@ -82,6 +83,19 @@ def overlay(
     ax.set_xticks([])
     ax.set_yticks([])
     return ax
+
+
+def show_maps(
+    images: Tensor, maps: Tensor, titles: Sequence[str] | None = None, *, size: float = 2.6
+) -> plt.Figure:
+    """One panel per image: the image (B, 3, H, W) in [0, 1] with its map (B, H, W) in
+    [0, 1] on top, and a shared colourbar (the quick start's one plotting call)."""
+    n = images.shape[0]
+    fig, axes = plt.subplots(1, n, figsize=(size * n + 0.6, size), squeeze=False)
+    for i, ax in enumerate(axes[0]):
+        overlay(ax, images[i], maps[i], title=None if titles is None else titles[i])
+    fig.colorbar(plt.cm.ScalarMappable(cmap="jet"), ax=axes[0].tolist(), fraction=0.03)
+    return fig
 
 
 def draw_box(ax: plt.Axes, box: Sequence[float], color: str = "white", lw: float = 1.5) -> None:
