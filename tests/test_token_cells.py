@@ -214,7 +214,7 @@ def test_cell_explorer_on_token_blocks():
     net = tiny_vit(identity=True)
     layers = {"block 1": net.encoder.layers[0], "block 2": net.encoder.layers[1]}
     w = cell_explorer(net, _images(1, 5), ["a"], layers, iterations=2, sigma=1.0)
-    controls = {c.description: c for row in w.children[:-1] for c in row.children}
-    assert controls["row"].max == 3 and controls["column"].max == 3  # the 4x4 patch grid
-    assert "mass in CAM box" in w.children[-1].outputs[-1]["text"]  # drawn at creation
+    live = w.explorer
+    assert live.controls["row"].max == 3 and live.controls["col"].max == 3  # 4x4 patches
+    assert "mass in CAM box" in live.text.value  # drawn at creation
     plt.close("all")
