@@ -517,3 +517,23 @@ def test_hdf5_crops_round_trip(tmp_path):
     (tmp_path / "bad.csv").write_text("G,P,T\nbad.bmp,plain.png,1\n")
     with pytest.raises(ValueError, match=r"bad\.h5 has no dataset 'data'"):
         load_face_protocol(tmp_path / "bad.csv")
+
+
+def test_load_sample_faces_padding_reframes_the_chips():
+    plain = load_sample_faces("pose", size=160)
+    assert torch.equal(load_sample_faces("pose", size=160, padding=0.25).probe, plain.probe)
+    loose = load_sample_faces("pose", size=160, padding=0.35)  # face at 1.5/1.7 of the side
+    assert (
+        loose.probe.shape == plain.probe.shape and loose.genuine.tolist() == plain.genuine.tolist()
+    )
+    inner = round(160 * 1.5 / 1.7)  # 141 px, centred: 9 black rows/columns before, 10 after
+    assert inner == 141
+    assert loose.probe[..., :9, :].abs().max() == 0 and loose.probe[..., -10:].abs().max() == 0
+    want = torch.nn.functional.interpolate(
+        load_sample_faces("pose").probe, size=inner, mode="bilinear", antialias=True
+    ).clamp(0, 1)
+    torch.testing.assert_close(loose.probe[..., 9:150, 9:150], want)
+    tight = load_sample_faces("pose", padding=0.1)  # the central 120 px, resized to 150
+    assert tight.probe.shape[-1] == 150 and tight.probe[..., :5, :].abs().max() > 0
+    with pytest.raises(ValueError, match="padding"):
+        load_sample_faces("pose", padding=-1)
