@@ -113,6 +113,15 @@ class FacePairs:
     def device(self) -> torch.device:
         return self.gallery.device
 
+    def balanced(self, n: int | None) -> FacePairs:
+        """The first ceil(n/2) genuine and floor(n/2) impostor pairs, in protocol order
+        (every pair for ``None``): a small run that keeps both kinds."""
+        if n is None:
+            return self
+        g = self.genuine.cpu()
+        keep = torch.cat([g.nonzero()[: (n + 1) // 2], (~g).nonzero()[: n // 2]]).flatten()
+        return self.subset(keep.sort().values)
+
     def subset(
         self, index: int | slice | Sequence[int] | Sequence[bool] | Tensor | np.ndarray
     ) -> FacePairs:
