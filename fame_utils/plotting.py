@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from types import SimpleNamespace
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -577,3 +578,30 @@ def draw_face_curves_networks(
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def draw_face_rows_networks(
+    panels: Mapping[str, tuple[Tensor, Tensor, Mapping[str, object], Sequence[str]]],
+    *,
+    columns: Sequence[tuple[str, str, str]] = FACE_COLUMNS,
+    title: str | None = None,
+    size: float = 1.7,
+) -> plt.Figure:
+    """Fig. 3 with rows by network and by variation (the paper's Fig. 3 compares networks):
+    the rows of :func:`draw_face_rows` for each network in turn, labelled with its name.
+
+    Args:
+        panels: ``{network: (gallery, probe, attributions, row_labels)}``, each as
+            :func:`draw_face_rows` takes them; the networks' chip sizes may differ.
+    """
+    gallery, probe, labels, parts = [], [], [], {}
+    for net, (g, p, attributions, row_labels) in panels.items():
+        gallery += list(g)
+        probe += list(p)
+        labels += [f"{net}\n{label}" for label in row_labels]
+        for name, part, _ in columns:
+            parts.setdefault(name, {}).setdefault(part, []).extend(
+                getattr(attributions[name], part)
+            )
+    merged = {name: SimpleNamespace(**maps) for name, maps in parts.items()}
+    return draw_face_rows(gallery, probe, merged, labels, columns=columns, title=title, size=size)
