@@ -1,16 +1,17 @@
 """Face-verification explanation speed: seconds per pair of FAME, CorrRISE, FGGB and the
-Grad-CAM family on the embedded dlib face network, batched (all pairs in one call) and one
-pair at a time, printed as one table from one run.
+Grad-CAM family on a face network (the embedded dlib ResNet, or FaceNet with ``--model
+facenet``), batched (all pairs in one call) and one pair at a time, printed as one table from
+one run.
 
-    python benchmarks/face_speed.py [--pairs 4] [--iterations 100 500] [--n-masks 500]
-                                    [--device cuda] [--quick] [--threads N]
+    python benchmarks/face_speed.py [--model facenet] [--pairs 4] [--iterations 100 500]
+                                    [--n-masks 500] [--device cuda] [--quick] [--threads N]
 
 ``--quick`` shrinks the run to a smoke test (2 pairs, FAME 10 and 50 iterations, 100
 CorrRISE masks). Every method explains the probe against the frozen gallery embedding and
 returns e₊ (and e₋ where it has one): FAME optimises L₊ and L₋ together (2 samples per pair,
 early stop at ε = 0.01 as in the paper, so a run ends when every sample has stopped or the
 iteration budget is spent); CorrRISE runs n_masks forward passes per pair; FGGB one forward
-and D = 128 batched vector-Jacobian products per pair.
+and D batched vector-Jacobian products per pair (D = 128 for dlib, 512 for FaceNet).
 
 Columns: ``batched s/pair`` = time of one call on all pairs / pairs; ``single s/pair`` = mean
 time of a call on one pair; ``batching speed-up`` = single / batched; ``× Grad-CAM`` = the
@@ -40,13 +41,20 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+#: The bundled chips' framing per network (as notebooks 03/04 use them).
+CHIP_PADDING = {"dlib_resnet": 0.25, "facenet": 0.35}
+
+
 def load_pairs(n: int, model, device: torch.device):
     """Gallery/probe chips of ``n`` genuine pairs taken in turn from the three bundled
     protocols, their frozen gallery embeddings, and the EER threshold θ of all bundled
     clean scores."""
     from fame_utils.data.faces import SAMPLE_FACE_SUBSETS, load_sample_faces
 
-    protocols = [load_sample_faces(s, size=model.input_size) for s in SAMPLE_FACE_SUBSETS]
+    pad = CHIP_PADDING[model.name]
+    protocols = [
+        load_sample_faces(s, size=model.input_size, padding=pad) for s in SAMPLE_FACE_SUBSETS
+    ]
     with torch.no_grad():
         scores = torch.cat(
             [
@@ -79,6 +87,7 @@ def time_call(fn, device: torch.device) -> float:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--model", choices=sorted(CHIP_PADDING), default="dlib_resnet")
     ap.add_argument("--pairs", type=int, default=4)
     ap.add_argument("--iterations", type=int, nargs="+", default=[100, 500])
     ap.add_argument("--n-masks", type=int, default=500)
@@ -92,7 +101,7 @@ def main(argv=None) -> None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
-    model = load_face_model("dlib_resnet").to(device)
+    model = load_face_model(args.model).to(device)
     gallery, probe, refs, theta = load_pairs(args.pairs, model, device)
     n = probe.shape[0]
     dev_name = (
@@ -101,7 +110,7 @@ def main(argv=None) -> None:
         else f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
     )
     print(
-        f"device: {dev_name}; torch {torch.__version__}; dlib ResNet at {model.input_size} px, "
+        f"device: {dev_name}; torch {torch.__version__}; {model.name} at {model.input_size} px, "
         f"D = {refs.shape[1]}; {n} genuine pairs of the bundled protocols; FGGB θ = {theta:.4f}"
     )
 

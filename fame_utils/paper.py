@@ -41,6 +41,8 @@ __all__ = [
     "above_baseline",
     "Comparison",
     "MIN_ITEMS",
+    "saturated_columns",
+    "table1_networks",
 ]
 
 #: Fewest items for a "beats" claim: below it a percentile bootstrap's coverage is poor.
@@ -586,3 +588,85 @@ class Comparison:
             + summary_markdown(self.paper, paper_decimals)
             + f"\n# Rankings\n\n{self.sentences}\n"
         )
+
+
+def saturated_columns(comparison: Comparison) -> dict[str, float]:
+    """``{column: value}`` for the columns of ``comparison`` where every method has the same
+    mean (at its display decimals): the metric cannot rank the methods there."""
+    out = {}
+    for col in comparison.ours.columns:
+        rounded = comparison.ours[col].round(comparison.decimals.get(col, 3))
+        if len(comparison.ours) > 1 and rounded.nunique() == 1:
+            out[col] = float(rounded.iloc[0])
+    return out
+
+
+def table1_networks(
+    results: Mapping[str, Mapping[str, Any]], *, title: str, note: str, paper_title: str
+) -> str:
+    """Table 1 across networks as Markdown: per method, one row per network (``mean [low,
+    high]``, 95 % bootstrap interval over pairs) and the paper's IResNet-101 row under them;
+    then, per network, a sentence for each column where every method ties
+    (:func:`saturated_columns`) and the ranking sentences (:func:`ranking_sentences`).
+
+    Args:
+        results: ``{network: {subset: ExperimentResult}}`` of Delete/Insert runs, the same
+            subsets (keys of :data:`TABLE1_DATASETS`, or the paper's names) per network.
+        title, note: the heading and the sentence under it (the pairs per network are added).
+        paper_title: how the paper's rows are labelled.
+    """
+    comparisons = {
+        net: Comparison.from_results(
+            by_subset,
+            ["Delete", "Insert"],
+            table1(),
+            paper_prefixes=TABLE1_DATASETS,
+            lower_is_better={"Delete"},
+        )
+        for net, by_subset in results.items()
+    }
+    counts = "; ".join(
+        f"{net}: " + ", ".join(f"{s} {len(r.per_item('Delete'))}" for s, r in by_subset.items())
+        for net, by_subset in results.items()
+    )
+    note = (
+        "Face Deletion ↓ / Insertion ↑ (AUC ×100, 95 % bootstrap interval over pairs), "
+        f"{note}; pairs: {counts}"
+    )
+    first = next(iter(comparisons.values()))
+    cols = list(first.ours.columns)
+    head = ["Method", "network", *cols]
+    lines = [
+        "| " + " | ".join(head) + " |",
+        "|" + "|".join(["---", "---"] + ["---:"] * len(cols)) + "|",
+    ]
+    methods = list(dict.fromkeys(m for c in comparisons.values() for m in c.ours.index))
+    shown_paper = set()
+    for method in methods:
+        for net, comp in comparisons.items():
+            if method not in comp.ours.index:
+                continue
+            cells = []
+            for c in cols:
+                d, iv = comp.decimals.get(c, 3), comp.intervals.loc[method, c]
+                cells.append(f"{comp.ours.loc[method, c]:.{d}f}" if iv is None else iv.format(d))
+            lines.append("| " + " | ".join([method, net, *cells]) + " |")
+        row = paper_method(method)
+        if row in first.paper.index and row not in shown_paper:
+            shown_paper.add(row)
+            cells = []
+            for c in cols:
+                key = first.paper_columns.get(c, c)
+                v = first.paper.loc[row, key] if key in first.paper.columns else None
+                cells.append("—" if v is None else f"{v:.{first.decimals.get(c, 3)}f}")
+            lines.append("| " + " | ".join([row, f"*{paper_title}*", *cells]) + " |")
+    out = [f"# {title}", "", note, "", *lines, ""]
+    for net, comp in comparisons.items():
+        out.append(f"## Rankings: {net}\n")
+        for col, v in saturated_columns(comp).items():
+            out.append(
+                f"**{col} saturates**: every method scores {v:g}, so this column cannot rank "
+                "them (the accuracy reaches the same floor for every map).\n"
+            )
+        out.append(comp.sentences + "\n")
+    return "\n".join(out)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from types import SimpleNamespace
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -614,3 +615,90 @@ def draw_grid_example(
         ax.set_title(f"{name}\nshare {share:.2f}, out max {outside:.2f}", fontsize=7)
     fig.tight_layout()
     return fig
+
+
+# --- faces across networks
+
+
+def draw_face_curves_networks(
+    results: Mapping[str, Mapping[str, object]],
+    methods: Sequence[str] | None = None,
+    *,
+    title: str | None = None,
+    size: float = 2.4,
+) -> plt.Figure:
+    """Fig. 4 across networks: verification accuracy (%) at each network's clean EER θ as
+    the top-P % of the probe's e₊ is deleted or inserted; rows = network × (Delete,
+    Insert), columns = subsets; one line per method, its AUC ×100 in the legend right of
+    each row (one value per subset).
+
+    Args:
+        results: ``{network: {subset: ExperimentResult}}`` of :class:`FaceDeleteInsertMetric`
+            runs (any percent grid: the markers show it).
+        methods: methods to draw (default: every method of each run).
+    """
+    nets = list(results)
+    subsets = list(next(iter(results.values())))
+    rows = [(n, k) for n in nets for k in ("Delete", "Insert")]
+    fig, axes = plt.subplots(
+        len(rows),
+        len(subsets),
+        squeeze=False,
+        figsize=(size * len(subsets) + 3.6, size * len(rows)),
+    )
+    for r, (net, kind) in enumerate(rows):
+        for c, s in enumerate(subsets):
+            res, ax = results[net][s], axes[r, c]
+            table = res.curve(f"{kind}-acc")
+            names = list(methods or table.columns)
+            for name in names:
+                ax.plot(table.index, table[name], marker="o", ms=2, lw=1, label=name)
+            ax.set_title(f"{net} · {s}: {kind}", fontsize=8)
+            ax.set_xlabel("P (%)", fontsize=7)
+            ax.set_ylabel("accuracy (%)", fontsize=7)
+            ax.tick_params(labelsize=6)
+        aucs = [
+            " / ".join(f"{results[net][t].summary.loc[n, kind]:.1f}" for t in subsets)
+            for n in names
+        ]
+        axes[r, -1].legend(
+            axes[r, -1].lines[: len(names)],
+            [f"{n}: {a}" for n, a in zip(names, aucs)],
+            title=f"{net} {kind} AUC ×100 ({' / '.join(subsets)})",
+            title_fontsize=6,
+            fontsize=6,
+            loc="center left",
+            bbox_to_anchor=(1.02, 0.5),
+            frameon=False,
+        )
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def draw_face_rows_networks(
+    panels: Mapping[str, tuple[Tensor, Tensor, Mapping[str, object], Sequence[str]]],
+    *,
+    columns: Sequence[tuple[str, str, str]] = FACE_COLUMNS,
+    title: str | None = None,
+    size: float = 1.7,
+) -> plt.Figure:
+    """Fig. 3 with rows by network and by variation (the paper's Fig. 3 compares networks):
+    the rows of :func:`draw_face_rows` for each network in turn, labelled with its name.
+
+    Args:
+        panels: ``{network: (gallery, probe, attributions, row_labels)}``, each as
+            :func:`draw_face_rows` takes them; the networks' chip sizes may differ.
+    """
+    gallery, probe, labels, parts = [], [], [], {}
+    for net, (g, p, attributions, row_labels) in panels.items():
+        gallery += list(g)
+        probe += list(p)
+        labels += [f"{net}\n{label}" for label in row_labels]
+        for name, part, _ in columns:
+            parts.setdefault(name, {}).setdefault(part, []).extend(
+                getattr(attributions[name], part)
+            )
+    merged = {name: SimpleNamespace(**maps) for name, maps in parts.items()}
+    return draw_face_rows(gallery, probe, merged, labels, columns=columns, title=title, size=size)

@@ -543,3 +543,23 @@ def test_a_truncated_face_crop_is_named(tmp_path):
     csv_path = _write_csv(tmp_path / "pairs.csv", ["G,P,T", "a.jpg,a.jpg,1"])
     with pytest.raises(ValueError, match=r"a\.jpg.*truncated"):
         load_face_protocol(csv_path)
+
+
+def test_load_sample_faces_padding_reframes_the_chips():
+    plain = load_sample_faces("pose", size=160)
+    assert torch.equal(load_sample_faces("pose", size=160, padding=0.25).probe, plain.probe)
+    loose = load_sample_faces("pose", size=160, padding=0.35)  # face at 1.5/1.7 of the side
+    assert (
+        loose.probe.shape == plain.probe.shape and loose.genuine.tolist() == plain.genuine.tolist()
+    )
+    inner = round(160 * 1.5 / 1.7)  # 141 px, centred: 9 black rows/columns before, 10 after
+    assert inner == 141
+    assert loose.probe[..., :9, :].abs().max() == 0 and loose.probe[..., -10:].abs().max() == 0
+    want = torch.nn.functional.interpolate(
+        load_sample_faces("pose").probe, size=inner, mode="bilinear", antialias=True
+    ).clamp(0, 1)
+    torch.testing.assert_close(loose.probe[..., 9:150, 9:150], want)
+    tight = load_sample_faces("pose", padding=0.1)  # the central 120 px, resized to 150
+    assert tight.probe.shape[-1] == 150 and tight.probe[..., :5, :].abs().max() > 0
+    with pytest.raises(ValueError, match="padding"):
+        load_sample_faces("pose", padding=-1)

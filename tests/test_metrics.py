@@ -534,3 +534,28 @@ def test_table2_metrics_keep_both_road_removals_as_separate_columns():
     assert [m.mode for m in metrics[1:]] == ["zero", "noisy_linear"]
     with pytest.raises(ValueError, match="modes is empty"):
         table2_metrics(modes=())
+
+
+def test_face_delete_insert_finer_grid_known_answer():
+    """A 2 % grid on the known-answer pair: the genuine probe keeps a left pixel while
+    k = round(P/100 · 64) < 32, i.e. up to P = 48 % (k = 31), and loses it from 50 % on."""
+    left = torch.zeros(3, 8, 8)
+    left[:, :, :4] = 0.8
+    right = torch.zeros(3, 8, 8)
+    right[:, :, 4:] = 0.6
+    gallery, probe = torch.stack([left, right]), torch.stack([left, left])
+    maps = torch.zeros(2, 8, 8)
+    maps[:, :, :4] = 1.0
+    fine = list(range(0, 101, 2))
+    res = face_deletion_insertion(
+        HalfMeans(), gallery, probe, [True, False], maps, threshold=0.5, percents=fine
+    )
+    want = [1.0 if p <= 48 else 0.5 for p in fine]
+    assert res.accuracy("delete").tolist() == want
+    assert res.auc("delete") == pytest.approx(100 * np.trapezoid(want, np.array(fine) / 100))
+    assert res.auc("delete") == pytest.approx(74.5)  # the 10 % grid gives 72.5
+    coarse = face_deletion_insertion(
+        HalfMeans(), gallery, probe, [True, False], maps, threshold=0.5
+    )
+    on_both = [fine.index(p) for p in range(0, 101, 10)]
+    torch.testing.assert_close(res.delete_similarity[:, on_both], coarse.delete_similarity)

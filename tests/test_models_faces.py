@@ -354,7 +354,7 @@ def test_iresnet_parameter_counts_and_101_alias():
 
 def test_unknown_names_and_layouts():
     with pytest.raises(ValueError, match="choose one of"):
-        load_face_model("facenet")
+        load_face_model("vggface")
     with pytest.raises(ValueError, match="layout"):
         load_face_model("dlib_resnet", layout="adaface")
     with pytest.raises(ValueError, match="layout"):

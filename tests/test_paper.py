@@ -234,3 +234,63 @@ def test_one_method_against_baselines_ranks_no_methods_but_is_compared():
     assert "our best method beats" not in head
     assert "In 0 of 1 columns with sanity baselines no method beats the best baseline." in head
     assert line == "- **ROAD-Delete@10%**: Best sanity baseline: Random 1.000. FAME beats Random."
+
+
+def _delete_insert_result(per: dict[str, list[float]]):
+    from fame_utils.experiment import ExperimentResult
+    from fame_utils.stats import bootstrap_interval
+
+    rows = pd.DataFrame(
+        [
+            (i, f"p{i}", m, k, np.nan, np.nan, v + (k == "Insert"))
+            for m, vs in per.items()
+            for k in ("Delete", "Insert")
+            for i, v in enumerate(vs)
+        ],
+        columns=["index", "item", "method", "metric", "threshold", "percent", "value"],
+    )
+    summary = rows.groupby(["method", "metric"])["value"].mean().unstack().loc[list(per)]
+    intervals = summary.copy().astype(object)
+    for (m, k), _ in summary.stack().items():
+        intervals.loc[m, k] = bootstrap_interval(
+            rows[(rows.method == m) & (rows.metric == k)].value
+        )
+    return ExperimentResult(
+        rows, summary, {}, {}, 0.5, 1, {"Delete": 1, "Insert": 1}, {}, intervals
+    )
+
+
+def test_table1_networks_puts_network_rows_beside_the_paper_and_flags_saturation():
+    from fame_utils.paper import saturated_columns, table1_networks
+
+    dlib = {
+        "occlusion": _delete_insert_result({"FAME (paper)": [50.0, 60.0], "FGGB": [50.0, 60.0]})
+    }
+    facenet = {
+        "occlusion": _delete_insert_result({"FAME (paper)": [40.0, 44.0], "FGGB": [70.0, 90.0]})
+    }
+    md = table1_networks(
+        {"dlib_resnet": dlib, "facenet": facenet}, title="T", note="n", paper_title="paper"
+    )
+    lines = md.splitlines()
+    assert (
+        lines[0] == "# T"
+        and lines[2].startswith("Face Deletion")
+        and "pairs: dlib_resnet: occlusion 2; facenet: occlusion 2" in lines[2]
+    )
+    rows = [ln for ln in lines if ln.startswith("| FAME") or ln.startswith("| FGGB")]
+    assert rows[0] == "| FAME (paper) | dlib_resnet | 55.0 [50.0, 60.0] | 56.0 [51.0, 61.0] |"
+    assert rows[1].startswith("| FAME (paper) | facenet | 42.0 [40.0, 44.0] |")
+    assert rows[2] == "| FAME | *paper* | 56.1 | 92.1 |"  # the paper's row under its method's
+    assert (
+        rows[3].startswith("| FGGB | dlib_resnet |")
+        and rows[5] == "| FGGB | *paper* | 58.1 | 83.7 |"
+    )
+    # dlib's methods tie in both columns, FaceNet's in none
+    dlib_part, facenet_part = md.split("## Rankings: facenet")
+    assert "**occlusion Delete saturates**: every method scores 55" in dlib_part
+    assert "**occlusion Insert saturates**" in dlib_part and "saturates" not in facenet_part
+    from fame_utils.paper import Comparison
+
+    c = Comparison.from_results(facenet, ["Delete"], table1(), paper_prefixes=TABLE1_DATASETS)
+    assert saturated_columns(c) == {}

@@ -156,3 +156,52 @@ def test_item_maps_outline_the_salient_region_and_write_the_items_values():
     assert len(fig.axes[1].collections) == 1  # the contour of {map ≥ t}
     fig = draw_item_maps(data, result, 0, 0.7)
     assert fig.axes[1].get_title().split("\n")[1] == "S at t=0.7"  # no IoU at 0.7 in the run
+
+
+def test_face_curves_across_networks_one_row_per_network_and_kind():
+    from fame_utils.plotting import draw_face_curves_networks
+
+    def result(a, b):
+        values = {}
+        for m, acc in (("A", a), ("B", b)):
+            for kind in ("Delete", "Insert"):
+                for pct in (0.0, 50.0, 100.0):
+                    values[(m, f"{kind}-acc", pct)] = acc
+        return _face_result(values)
+
+    fig = draw_face_curves_networks(
+        {
+            "n1": {"s": result([100.0, 0.0], [0.0, 0.0])},
+            "n2": {"s": result([0.0, 0.0], [100.0, 100.0])},
+        }
+    )
+    assert len(fig.axes) == 4  # (n1, n2) x (Delete, Insert), one subset
+    assert [ax.get_title() for ax in fig.axes] == [
+        "n1 · s: Delete",
+        "n1 · s: Insert",
+        "n2 · s: Delete",
+        "n2 · s: Insert",
+    ]
+    lines = {ln.get_label(): ln.get_ydata().tolist() for ln in fig.axes[2].lines}
+    assert lines == {"A": [0.0, 0.0, 0.0], "B": [100.0] * 3}
+    legend = fig.axes[0].get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["A: 60.0", "B: 40.0"]
+    assert legend.get_title().get_text() == "n1 Delete AUC ×100 (s)"
+
+
+def test_face_rows_across_networks_stack_each_networks_rows_at_its_own_size():
+    from fame_utils.plotting import draw_face_rows_networks
+
+    cols = [("A", "positive", "A e₊"), ("A", "negative", "A e₋")]
+    small = (torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8))
+    big = (torch.rand(1, 3, 10, 10), torch.rand(1, 3, 10, 10))
+    panels = {
+        "n1": (*small, {"A": Attribution(torch.rand(2, 8, 8), torch.zeros(2, 8, 8))}, ["r0", "r1"]),
+        "n2": (*big, {"A": Attribution(torch.rand(1, 10, 10), torch.rand(1, 10, 10))}, ["r0"]),
+    }
+    fig = draw_face_rows_networks(panels, columns=cols)
+    assert len(fig.axes) == 3 * 4  # 3 rows x (gallery, probe, 2 maps)
+    assert [fig.axes[4 * r].get_ylabel() for r in range(3)] == ["n1\nr0", "n1\nr1", "n2\nr0"]
+    assert fig.axes[8].get_images()[0].get_array().shape[:2] == (10, 10)
+    empty = [i for i, ax in enumerate(fig.axes) if ax.texts]
+    assert empty == [3, 7]  # n1's all-zero e₋ maps, not n2's

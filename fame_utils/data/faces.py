@@ -24,6 +24,7 @@ from __future__ import annotations
 import csv
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,7 @@ from .transforms import load_image
 
 __all__ = [
     "FACES_DIR",
+    "SAMPLE_CHIP_PADDING",
     "SAMPLE_FACE_SUBSETS",
     "FacePairs",
     "load_face_protocol",
@@ -45,6 +47,9 @@ __all__ = [
 
 #: The bundled face data: aligned 150x150 chips, their variations and the pair protocols.
 FACES_DIR: Path = Path(__file__).resolve().parents[2] / "data" / "faces"
+
+#: dlib's chip padding of the bundled chips (``get_face_chip(img, shape, 150, 0.25)``).
+SAMPLE_CHIP_PADDING = 0.25
 
 #: Names of the bundled protocols, stand-ins for AR face, SCface and CFP-FP.
 SAMPLE_FACE_SUBSETS: tuple[str, ...] = ("occlusion", "resolution", "pose")
@@ -108,6 +113,15 @@ class FacePairs:
     @property
     def device(self) -> torch.device:
         return self.gallery.device
+
+    def balanced(self, n: int | None) -> FacePairs:
+        """The first ceil(n/2) genuine and floor(n/2) impostor pairs, in protocol order
+        (every pair for ``None``): a small run that keeps both kinds."""
+        if n is None:
+            return self
+        g = self.genuine.cpu()
+        keep = torch.cat([g.nonzero()[: (n + 1) // 2], (~g).nonzero()[: n // 2]]).flatten()
+        return self.subset(keep.sort().values)
 
     def subset(
         self, index: int | slice | Sequence[int] | Sequence[bool] | Tensor | np.ndarray
@@ -431,6 +445,7 @@ def load_sample_faces(
     subset: str,
     *,
     size: int | tuple[int, int] | None = None,
+    padding: float = SAMPLE_CHIP_PADDING,
     device: torch.device | str | None = None,
 ) -> FacePairs:
     """Load one of the bundled stand-in protocols (``data/faces/protocols/<subset>.csv``).
@@ -440,6 +455,12 @@ def load_sample_faces(
             ``"resolution"`` (SCface stand-in: probe downsampled x4, x8, x16 and upsampled back) or
             ``"pose"`` (CFP-FP stand-in: different photos of the same person).
         size: resize the 150x150 dlib-aligned chips, e.g. 112 for IResNet; None keeps 150.
+        padding: the framing, as dlib's chip padding (the stored chips have 0.25): a larger
+            value shows the face smaller, the stored chip scaled by 1.5 / (1 + 2·padding)
+            and centred on a black square (nothing is known outside the stored chip); a
+            smaller one crops the centre. FaceNet (trained on loose detector crops) gets
+            0.35 in notebooks 03/04: on these pairs it widens the genuine/impostor gap of
+            every subset over a plain resize (``data/faces/README.md``).
         device: where the tensors live (default CPU).
 
     These are small stand-ins built from photos in registry packages, not the paper's datasets;
@@ -456,4 +477,26 @@ def load_sample_faces(
             f"bundled protocol {csv_path} is missing; the face data lives in the repository's "
             "data/faces/ (rebuild it with scripts/make_face_chips.py)"
         )
-    return load_face_protocol(csv_path, FACES_DIR, size=size, device=device)
+    if padding == SAMPLE_CHIP_PADDING:
+        return load_face_protocol(csv_path, FACES_DIR, size=size, device=device)
+    if not 0 <= padding <= 2:
+        raise ValueError(f"padding must be in [0, 2] (the chips have 0.25), got {padding}")
+    if size is not None and not isinstance(size, int):
+        raise ValueError(f"padding != 0.25 needs a square size (an int), got size={size!r}")
+    pairs = load_face_protocol(csv_path, FACES_DIR, device=device)
+    side = pairs.gallery.shape[-1] if size is None else int(size)
+    reframe = partial(_reframe, scale=(1 + 2 * SAMPLE_CHIP_PADDING) / (1 + 2 * padding), side=side)
+    return replace(pairs, gallery=reframe(pairs.gallery), probe=reframe(pairs.probe))
+
+
+def _reframe(x: Tensor, scale: float, side: int) -> Tensor:
+    """(N, 3, S, S) chips shown ``scale`` times as large in a ``side`` square (black outside)."""
+    if scale < 1:
+        inner = round(side * scale)
+        x = F.interpolate(x, size=inner, mode="bilinear", antialias=True).clamp_(0, 1)
+        lo = (side - inner) // 2
+        return F.pad(x, (lo, side - inner - lo, lo, side - inner - lo))
+    keep = round(x.shape[-1] / scale)
+    lo = (x.shape[-1] - keep) // 2
+    x = x[..., lo : lo + keep, lo : lo + keep]
+    return F.interpolate(x, size=side, mode="bilinear", antialias=True).clamp_(0, 1)

