@@ -23,7 +23,13 @@ FAST = {
     "01_gaussian_blur.ipynb": {"iterations": 3, "n_images": 2, "explore_iterations": 3},
     "02_receptive_fields.ipynb": {"iterations": 2, "n_images": 1, "cells_per_layer": 2},
     "03_face_comparisons.ipynb": {"iterations": 3, "n_masks": 16},
-    "04_face_metrics.ipynb": {"iterations": 3, "n_masks": 16, "max_pairs": 2},
+    "04_face_metrics.ipynb": {
+        "iterations": 3,
+        "n_masks": 16,
+        "max_pairs": 2,
+        "subsets": ["pose"],
+        "fine_percents": [0, 5, 10, 50, 100],
+    },
     "05_imagenet_metrics.ipynb": {"iterations": 3, "max_images": 3, "road_percents": [30]},
     "06_transformers.ipynb": {
         "iterations": 3,
