@@ -65,7 +65,7 @@ CLI_ROWS: list[tuple[str, list[str], str]] = [
     ("road-mode", ["imagenet", "--road-mode", "blur"], r"invalid choice: 'blur'"),
     # names and paths
     ("model-unknown", ["imagenet", "--model", "vgg16"], r"invalid choice: 'vgg16'"),
-    ("face-model-unknown", ["faces", "--model", "facenet"], r"invalid choice: 'facenet'"),
+    ("face-model-unknown", ["faces", "--model", "vggface"], r"invalid choice: 'vggface'"),
     ("subset-unknown", ["faces", "--subset", "masks"], r"invalid choice: 'masks'"),
     ("recipe-unknown", ["faces", "--recipe", "mine"], r"invalid choice: 'mine'"),
     ("checkpoint-missing", ["imagenet", "--checkpoint", MISSING], r"does not exist"),
