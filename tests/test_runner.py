@@ -318,7 +318,9 @@ def test_cli_on_bundled_objects_with_embedded_classifier(tmp_path, capsys):
     import pandas as pd
 
     rows = pd.read_csv(tmp_path / "results.csv")
-    assert len(rows) == 2 * 2 * 5 and set(rows.method) == {"Grad-CAM", "FAME"}
+    # 2 images x 2 methods x (3 IoU + 2 ROAD zero removal + 2 ROAD noisy-linear): the CLI's
+    # --road-mode defaults to both removals
+    assert len(rows) == 2 * 2 * 7 and set(rows.method) == {"Grad-CAM", "FAME"}
     # rerunning resumes from the cache and reproduces the table
     assert main(args) == 0
     assert capsys.readouterr().out == out
