@@ -40,9 +40,10 @@ import time
 import torch
 
 from fame_utils import FameConfig, run_fame
-from fame_utils.core import _channels_last, _Step, frozen_eval
+from fame_utils.core import frozen_eval
 from fame_utils.models import load_classifier
 from fame_utils.objectives import ClassLogit
+from fame_utils.runtime import Step, channels_last
 
 SETTINGS = {
     "float32": {},
@@ -63,10 +64,10 @@ def floor_run(model, x: torch.Tensor, targets: torch.Tensor, cfg: FameConfig, n:
     """n × (forward + input-gradient backward) under ``cfg``'s precision, memory format
     and compile, with the model frozen in eval mode as FAME runs it."""
     device = x.device
-    with frozen_eval(model), _channels_last(model, cfg.channels_last):
+    with frozen_eval(model), channels_last(model, cfg.channels_last):
         if cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        step = _Step(model, cfg, device)
+        step = Step(model, cfg, device)
         objective = ClassLogit(targets)
         for _ in range(n):
             delta = torch.zeros_like(x).requires_grad_(True)

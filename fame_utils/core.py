@@ -9,11 +9,10 @@ This is the only implementation of the loop: every task is an
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Literal
 
@@ -31,6 +30,7 @@ from ._checks import (
 )
 from .objectives import ClassLogit, Objective
 from .postprocess import Normalization, gaussian_blur, normalize_maps, to_gray
+from .runtime import AUTOCAST_DTYPES, Step, channels_last, deterministic
 
 if TYPE_CHECKING:
     from .recipes import FameTask
@@ -40,57 +40,41 @@ __all__ = ["FameConfig", "FameResult", "run_fame", "fame", "frozen_eval"]
 StepSpace = Literal["normalized", "pixel"]
 Precision = Literal["float32", "bfloat16", "float16"]
 GrayOrder = Literal["rgb", "bgr"]
-_AUTOCAST_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 @dataclass(frozen=True)
 class FameConfig:
-    """Settings of one FAME run. Defaults follow the paper's text for classification (Sec. 2
-    and supplement); :meth:`paper` gives the paper's settings for another task and
-    :meth:`fame_utils.recipes.Recipe.fame_config` a recipe's. A run uses exactly these
-    fields: nothing is merged in at call time.
+    """Settings of one FAME run (paper Sec. 2 and supplement; defaults: classification).
+    :meth:`paper` and :meth:`fame_utils.recipes.Recipe.fame_config` give the other tasks'
+    and recipes' settings. A run uses exactly these fields.
 
     Attributes:
-        iterations: number of update steps (500 in the paper; maps settle after ~75-200).
-        step_size: η, the largest per-pixel change of one step, in step-space units (1/255).
-        kernel_size: Gaussian blur kernel (odd; 49 in the paper's code).
-        sigma: Gaussian blur σ in pixels (7.7). ``0`` disables the blur.
-        normalization: ``"max"`` (paper) or ``"minmax"`` (reference code) or ``"none"``.
-        early_stop: ε; a sample stops moving once its loss is below ε (``None``, the
-            default: never, as for classification in the paper; faces use 0.01, §4.2).
-        step_space: ``"normalized"`` steps in the model's mean/std-normalised tensor, as
-            the paper did for classification (the model declares its normalisation as
-            ``model.input_normalization = (mean, std)``, which :func:`fame_utils.wrap` and
-            every loader set; models without it are stepped in pixels), and Δx is
-            measured there; ``"pixel"`` steps in [0, 1] pixels, as the paper did for faces.
-        absolute_logit: descend |z_o| instead of z_o when the objective is
+        iterations: update steps (500 in the paper; maps settle after ~75-200).
+        step_size: η, the largest per-pixel change of one step, in step-space units.
+        kernel_size, sigma: the Gaussian blur (odd size, 49; σ 7.7 px; ``sigma=0``: none).
+        normalization: ``"max"`` (paper), ``"minmax"`` (reference code) or ``"none"``.
+        early_stop: ε; a sample stops once its loss is below ε (``None``: never, as for
+            classification in the paper; faces use 0.01, §4.2).
+        step_space: ``"normalized"`` steps in the model's mean/std-normalised tensor
+            (``model.input_normalization``, set by :func:`fame_utils.wrap` and every
+            loader; models without it step in pixels) and measures Δx there, as the paper
+            for classification; ``"pixel"`` steps in [0, 1] pixels, as for faces.
+        absolute_logit: descend |z_o| instead of z_o for
             :class:`~fame_utils.objectives.ClassLogit` (the reference code's L_cls).
         clamp: keep x̄ inside [0, 1] pixels (off in the paper).
-        batch_size: split the (expanded) batch into chunks of at most this many samples.
-        early_stop_check_every: how often (iterations) to test whether every sample has
-            stopped, which needs one host sync; the per-sample freeze itself is on device.
-        progress: show a tqdm progress bar over iterations.
-        gray_order: which channel the luma weights 0.2989/0.587/0.114 of
-            Δx = |gray(x̄) − gray(x)| multiply. ``"rgb"`` (paper text): 0.2989·R +
-            0.587·G + 0.114·B of the RGB image. ``"bgr"`` (the reference code for faces,
-            whose network takes a BGR tensor): 0.2989·B + 0.587·G + 0.114·R. Face runs read
-            it from :attr:`fame_utils.recipes.Recipe.face_gray_order`.
-        precision: ``"float32"`` (default), ``"bfloat16"`` or ``"float16"``: the objective's
-            forward pass (and so its backward) runs under :func:`torch.autocast` on the
-            model's device type, while Δ, x̄, the per-sample max and the update stay
-            float32. Losses are reported as float32 of the autocast values.
-        channels_last: run the model and the iterate in ``torch.channels_last`` memory
-            format (the model's parameters are converted for the run and restored after).
-        compile: compile the model's forward (and with it, through AOTAutograd, the
-            input-gradient backward) and the update step with :func:`torch.compile`. The
-            first call pays the compilation (tens of seconds on a CPU); where compilation
-            fails the run continues eagerly with a warning.
-        deterministic: maps that do not depend on the batch or the caller's thread count:
-            every sample is optimised alone (``batch_size`` 1) and, on a CPU, on one
-            thread (the caller's count is restored after); on CUDA cuDNN is switched to
-            deterministic algorithms for the call. Batching changes the kernels' summation
-            order and FAME's normalised steps grow such 1e-7 differences into visible map
-            changes; ``benchmarks/rerun_spread.py`` measures that spread and this mode's cost.
+        batch_size: optimise the (expanded) batch in chunks of at most this many samples.
+        early_stop_check_every: iterations between the host syncs that drop stopped samples.
+        progress: a tqdm bar over iterations.
+        gray_order: ``"rgb"`` (paper): Δx's luma 0.2989·R + 0.587·G + 0.114·B; ``"bgr"``
+            (reference code for faces): the same weights on the channel-reversed tensor.
+        precision: ``"float32"``, ``"bfloat16"`` or ``"float16"``: the objective's forward
+            (and backward) under :func:`torch.autocast`; Δ, x̄ and the update stay float32.
+        channels_last: model and iterate in ``torch.channels_last`` for the run.
+        compile: :func:`torch.compile` the forward and the update (falls back to eager with
+            a warning where compilation fails).
+        deterministic: maps independent of batching and thread count: one sample at a
+            time, one CPU thread or deterministic cuDNN for the call
+            (``benchmarks/rerun_spread.py`` measures the spread it removes).
     """
 
     iterations: int = 500
@@ -120,38 +104,30 @@ class FameConfig:
         check_count(self.iterations, "iterations", 0)
         check_count(self.kernel_size, "kernel_size", 1)
         check_number(self.sigma, "sigma", 0.0)
-        if self.early_stop not in (None, "auto"):
+        check_count(self.early_stop_check_every, "early_stop_check_every", 1)
+        if self.batch_size is not None:
+            check_count(self.batch_size, "batch_size", 1)
+        if self.early_stop is not None:
             check_number(self.early_stop, "early_stop")
         for switch in ("clamp", "progress", "channels_last", "compile", "deterministic"):
             check_switch(getattr(self, switch), switch)
-        if not isinstance(self.iterations, int) or self.iterations < 0:
-            raise ValueError(f"iterations must be a non-negative int, got {self.iterations!r}")
         if not isinstance(self.step_size, (int, float)) or not (
             math.isfinite(self.step_size) and self.step_size > 0
         ):
             raise ValueError(
                 f"step_size must be a finite number > 0 (e.g. 1/255), got {self.step_size!r}"
             )
-        if self.kernel_size < 1 or self.kernel_size % 2 == 0:
+        if self.kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be a positive odd int, got {self.kernel_size}")
-        if self.sigma < 0:
-            raise ValueError(f"sigma must be >= 0, got {self.sigma}")
-        if self.normalization not in ("max", "minmax", "none"):
-            raise ValueError(
-                f"normalization must be 'max', 'minmax' or 'none', got {self.normalization!r}"
-            )
-        if self.step_space not in ("normalized", "pixel"):
-            raise ValueError(f"step_space must be 'normalized' or 'pixel', got {self.step_space!r}")
-        if self.batch_size is not None and self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1 or None, got {self.batch_size}")
-        if self.early_stop_check_every < 1:
-            raise ValueError("early_stop_check_every must be >= 1")
-        if self.gray_order not in ("rgb", "bgr"):
-            raise ValueError(f"gray_order must be 'rgb' or 'bgr', got {self.gray_order!r}")
-        if self.precision not in ("float32", *_AUTOCAST_DTYPES):
-            raise ValueError(
-                f"precision must be 'float32', 'bfloat16' or 'float16', got {self.precision!r}"
-            )
+        choices = {
+            "normalization": ("max", "minmax", "none"),
+            "step_space": ("normalized", "pixel"),
+            "gray_order": ("rgb", "bgr"),
+            "precision": ("float32", *AUTOCAST_DTYPES),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
 
     @classmethod
     def paper(cls, task: FameTask = "classification", **overrides) -> FameConfig:
@@ -173,14 +149,12 @@ class FameConfig:
 
 @dataclass
 class FameResult:
-    """Everything one FAME run produced, before blur and normalisation.
+    """One FAME run before blur and normalisation; tensors on the images' device.
 
     Attributes:
-        delta: (N, H, W) unblurred Δx = |gray(x̄) − gray(x)| in step space, on the
-            images' device. Re-blur with :meth:`maps` without re-optimising.
-        steps: (N,) number of update steps each sample took (< iterations if it stopped early).
-        initial_loss: (N,) L at x̄₀ = x.
-        final_loss: (N,) L at the last iterate.
+        delta: (N, H, W) unblurred Δx = |gray(x̄) − gray(x)| in step space.
+        steps: (N,) update steps each sample took (< iterations if it stopped early).
+        initial_loss, final_loss: (N,) L at x̄₀ = x and at the last iterate.
         config: the configuration used.
     """
 
@@ -196,26 +170,20 @@ class FameResult:
         kernel_size: int | None = None,
         sigma: float | None = None,
         normalization: Normalization | None = None,
-        warn_empty: bool = True,
     ) -> Tensor:
-        """Blurred, normalised attribution maps (N, H, W) in [0, 1] (each map's max is 1,
-        or the map is all zero when nothing moved; those are reported by a warning).
-
-        Raises:
-            ValueError: some Δx holds NaN or Inf (the message names the samples); such a
-                map is never returned as a number.
-        """
+        """Blurred, normalised maps (N, H, W) in [0, 1], each with max 1 (all zero, with a
+        warning, where nothing moved); a NaN or Inf Δx raises ValueError naming the samples."""
         k = self.config.kernel_size if kernel_size is None else kernel_size
         s = self.config.sigma if sigma is None else sigma
         norm = self.config.normalization if normalization is None else normalization
         _raise_if_nonfinite(~torch.isfinite(self.delta).flatten(1).all(1), "Δx")
         if self.config.deterministic:  # the blur's convolution, too, one map at a time
-            with _deterministic(True, self.delta.device):
+            with deterministic(True, self.delta.device):
                 blurred = torch.cat([gaussian_blur(d[None], k, s) for d in self.delta])
         else:
             blurred = gaussian_blur(self.delta, k, s)
         out, empty = normalize_maps(blurred, norm)
-        if warn_empty and bool(empty.any()):
+        if bool(empty.any()):
             idx = empty.nonzero().flatten().tolist()
             warnings.warn(
                 f"FAME produced empty (all-zero) maps for samples {idx}: the input never moved "
@@ -258,45 +226,6 @@ def _raise_if_nonfinite(bad: Tensor, what: str, offset: int = 0, by: str = "") -
         )
 
 
-@contextlib.contextmanager
-def _deterministic(enabled: bool, device: torch.device) -> Iterator[None]:
-    """One CPU thread, or deterministic cuDNN, for the call; the previous state after."""
-    if not enabled:
-        yield
-        return
-    threads = torch.get_num_threads()
-    cudnn = torch.backends.cudnn
-    flags = (cudnn.deterministic, cudnn.benchmark)
-    if device.type == "cpu":
-        torch.set_num_threads(1)
-    else:
-        cudnn.deterministic, cudnn.benchmark = True, False
-    try:
-        yield
-    finally:
-        if torch.get_num_threads() != threads:
-            torch.set_num_threads(threads)
-        cudnn.deterministic, cudnn.benchmark = flags
-
-
-@contextlib.contextmanager
-def _channels_last(model: nn.Module, enabled: bool) -> Iterator[None]:
-    """Hold the model's 4-D parameters and buffers in channels_last memory format for the
-    run; those that were contiguous before are made contiguous again on exit."""
-    if not enabled:
-        yield
-        return
-    tensors = [t for t in [*model.parameters(), *model.buffers()] if t.ndim == 4]
-    was_contiguous = [t.is_contiguous() for t in tensors]
-    model.to(memory_format=torch.channels_last)
-    try:
-        yield
-    finally:
-        for t, contiguous in zip(tensors, was_contiguous):
-            if contiguous and not t.is_contiguous():
-                t.data = t.data.contiguous()
-
-
 def _step_scale(model: nn.Module, step_space: StepSpace, device, dtype) -> Tensor:
     """Per-channel std s (1, 3, 1, 1) linking step space to pixels: x_pixel = x + s·δ."""
     norm = getattr(model, "input_normalization", None) if step_space == "normalized" else None
@@ -335,89 +264,23 @@ def _update(
     return delta, gmax.view(-1)
 
 
-class _Step:
-    """The per-iteration functions of one run: the objective's forward (under autocast
-    when asked) and the update, optionally compiled with :func:`torch.compile`.
-
-    A compiled function that fails on its first call (no compiler, unsupported model) is
-    replaced by the eager one with a warning, once per run.
-    """
-
-    def __init__(self, model: nn.Module, cfg: FameConfig, device: torch.device):
-        self.model: Callable = model
-        self.update: Callable = _update
-        self._compiled = cfg.compile
-        if cfg.compile:
-            self.model = torch.compile(model)
-            self.update = torch.compile(_update)
-        if cfg.precision == "float32":
-            self._autocast: Callable = contextlib.nullcontext
-        else:
-            dtype = _AUTOCAST_DTYPES[cfg.precision]
-            self._autocast = lambda: torch.autocast(device.type, dtype=dtype)
-        self._eager_model = model
-
-    def loss(self, objective: Objective, inputs: Tensor, *, eager: bool = False) -> Tensor:
-        """(N,) float32 losses of ``inputs`` (float32, autocast inside); ``eager`` skips the
-        compiled model (for the one no-grad pass at the end, which would compile anew)."""
-        with self._autocast():
-            return objective(self._eager_model if eager else self.model, inputs).float()
-
-    def _fallback(self, err: Exception) -> None:
-        warnings.warn(
-            f"torch.compile failed ({type(err).__name__}: {str(err).splitlines()[0][:200]}); "
-            "FAME continues eagerly (compile=False gives the same maps without trying)",
-            stacklevel=4,
-        )
-        self.model, self.update, self._compiled = self._eager_model, _update, False
-
-    def first(self, fn: Callable, *args):
-        """Call ``fn(*args)``; if torch.compile fails in it, fall back and retry eagerly."""
-        if not self._compiled:
-            return fn(*args)
-        try:
-            return fn(*args)
-        except Exception as err:
-            if not _is_compile_error(err):
-                raise
-            self._fallback(err)
-            return fn(*args)
-
-
-def _is_compile_error(err: Exception) -> bool:
-    """An error raised by torch.compile's machinery (Dynamo, Inductor, the C++ compiler)
-    rather than by the model or the objective."""
-    module = type(err).__module__
-    return module.startswith(("torch._dynamo", "torch._inductor")) or isinstance(
-        err, torch._dynamo.exc.TorchDynamoException
-    )
-
-
 def _optimise_chunk(
     model: nn.Module,
     x_full: Tensor,
     objective: Objective,
     cfg: FameConfig,
     bar,
-    fns: _Step,
+    fns: Step,
     offset: int,
     callback: Callable[[Tensor, int, Tensor], bool | None] | None = None,
     callback_every: int = 25,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, bool]:
-    """Descend ``objective`` on one chunk; returns (δ (n, 3, H, W), steps, initial, final
-    loss, stopped), δ the signed change of the iterate in step space (gray and abs come
-    after) and ``stopped`` whether ``callback`` asked to stop.
+    """Descend ``objective`` on one chunk: (δ (n, 3, H, W) in step space, steps, initial
+    and final loss, whether ``callback`` asked to stop).
 
-    ``callback(δ, iteration, loss)`` runs every ``callback_every`` iterations with the
-    chunk's whole current δ (n, 3, H, W) and (n,) loss on the device (frozen samples keep
-    their last loss); the loop adds no host sync for it, and a ``True`` return ends the
-    loop there.
-
-    With early stopping, finished samples are frozen on the device at once and, at every
-    ``early_stop_check_every``-th iteration (one host sync), dropped from the batch so
-    they stop costing forward/backward passes. A NaN/Inf loss or gradient is flagged on
-    the device and raised (naming the samples) at the first iteration, at those checks
-    and at the end, never with a sync of its own in between.
+    Stopped samples are frozen on the device and dropped from the batch at every
+    ``early_stop_check_every``-th iteration (the one host sync); NaN/Inf losses or gradients
+    are flagged on the device and raised at iteration 1, at those checks and at the end.
     """
     scale = _step_scale(model, cfg.step_space, x_full.device, x_full.dtype)
     n = x_full.shape[0]
@@ -533,28 +396,21 @@ def run_fame(
     callback_every: int = 25,
     **overrides,
 ) -> FameResult:
-    """Optimise the input and return the unblurred Δx with diagnostics.
-
-    The model runs in eval mode with its parameters frozen for the call (both restored
-    afterwards, see :func:`frozen_eval`): FAME never updates BatchNorm statistics.
+    """Optimise the input (Eq. 3) and return the unblurred Δx with diagnostics. The model
+    runs in eval mode with frozen parameters for the call (:func:`frozen_eval`).
 
     Args:
         model: network taking (N, 3, H, W) [0, 1] RGB (it normalises inside).
         images: float (B, 3, H, W) in [0, 1], RGB, any device.
-        objective: the loss to descend, one value per sample (see
-            :mod:`fame_utils.objectives`); it may expand B images to N samples.
-        config: :class:`FameConfig` (default ``FameConfig()``, the paper's classification
-            setting); keyword ``overrides`` replace single fields.
-        callback: progress hook for live displays, called every ``callback_every``
-            iterations as ``callback(delta, iteration, loss)`` with the current unblurred
-            Δx (N, H, W) and per-sample loss (N,) on the model's device (with
-            ``batch_size`` chunks: the chunk being optimised, earlier chunks final, later
-            ones zero and NaN) and the iterations done in that chunk. Returning ``True``
-            stops the run: the result holds the iterations done (:attr:`FameResult.steps`;
-            chunks not started take 0 steps). Without a callback the loop does no extra
-            work; the hook itself adds no host sync (what the callback reads, e.g.
-            ``delta.cpu()``, syncs).
-        callback_every: k, iterations between callbacks (>= 1).
+        objective: the loss to descend, one value per sample (:mod:`fame_utils.objectives`);
+            it may expand B images to N samples.
+        config: :class:`FameConfig` (default ``FameConfig()``); keyword ``overrides``
+            replace single fields.
+        callback: ``callback(delta, iteration, loss)`` every ``callback_every`` (>= 1)
+            iterations, with the current Δx (N, H, W) and loss (N,) on the model's device
+            (with ``batch_size`` chunks: earlier chunks final, later ones zero and NaN); it
+            adds no host sync. Returning ``True`` stops the run (chunks not started take 0
+            steps).
 
     Returns:
         :class:`FameResult` with tensors on ``images``' device.
@@ -584,8 +440,8 @@ def run_fame(
     device = model_device(model)
     with (
         frozen_eval(model),
-        _channels_last(model, cfg.channels_last),
-        _deterministic(cfg.deterministic, device),
+        channels_last(model, cfg.channels_last),
+        deterministic(cfg.deterministic, device),
     ):
         x_all, bound = objective.expand(model, images.to(device))
         if cfg.channels_last:
@@ -593,7 +449,7 @@ def run_fame(
         n = x_all.shape[0]
         chunk = 1 if cfg.deterministic else (cfg.batch_size or n)
         bounds = [(i, min(i + chunk, n)) for i in range(0, n, chunk)]
-        fns = _Step(model, cfg, device)
+        fns = Step(model, cfg, device, _update)
         bar = tqdm(
             total=cfg.iterations * len(bounds),
             desc="FAME",
@@ -633,19 +489,10 @@ def fame(
     config: FameConfig | None = None,
     **overrides,
 ) -> Tensor:
-    """FAME attribution maps (paper Eq. 3-4).
+    """FAME attribution maps (paper Eq. 3-4): ``run_fame(...).maps()``.
 
-    Args:
-        model: network taking (B, 3, H, W) [0, 1] RGB (run in eval mode, see :func:`run_fame`).
-        images: float (B, 3, H, W) in [0, 1], RGB, any device.
-        objective: e.g. ``ClassLogit(targets)``, ``FeatureCell(layer, cells)``,
-            ``CosineSimilarity(refs)``, ``Dissimilarity(refs)``.
-        config: :class:`FameConfig`; keyword ``overrides`` (``iterations=100``,
-            ``sigma=3``...) replace single fields.
-
-    Returns:
-        (N, H, W) maps in [0, 1] on ``images``' device, each with max 1 (N = B except for
-        objectives that expand the batch, e.g. B·K for K feature cells). A map whose
-        input never moved stays all zero and is reported with a warning.
+    ``objective`` e.g. ``ClassLogit(targets)``, ``FeatureCell(layer, cells)``,
+    ``CosineSimilarity(refs)``. Returns (N, H, W) maps in [0, 1] on ``images``' device (N = B
+    unless the objective expands the batch, e.g. B·K for K feature cells).
     """
     return run_fame(model, images, objective, config, **overrides).maps()
