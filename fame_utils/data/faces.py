@@ -1,22 +1,10 @@
-"""Face-verification pairs: the paper's G, P, T protocol format over a folder of aligned crops.
+"""Face-verification pairs: the paper's G, P, T protocol CSVs (gallery, probe, 1 = genuine /
+0 = impostor) over a folder of aligned crops of AR face, SCface and CFP-FP (Sec. 4, Table 1).
 
-The paper evaluates face explanations on pairs listed in CSV files with the columns ``G`` (gallery
-image), ``P`` (probe image) and ``T`` (1 = genuine pair, 0 = impostor pair), over aligned face
-crops of AR face (occlusion), SCface (resolution) and CFP-FP (pose) (Zhang & Günther 2026, Sec. 4
-and Table 1). :func:`load_face_protocol` reads any such CSV; the repository ships small stand-ins
-for the three subsets in ``data/faces/`` (see ``data/faces/README.md``), loaded with
-:func:`load_sample_faces`. Users who have the real datasets point :func:`load_face_protocol` at
-their crops and protocol CSVs and run the same code.
-
-Images come back as float tensors (N, 3, S, S) in [0, 1], RGB, on the requested device, the
-layout every model loader of ``fame_utils`` takes.
-
-Crops are read from image files (anything PIL opens) or, as the authors stored their aligned
-crops, from one HDF5 file per image: the protocol path with its extension dropped, every ``/``
-replaced by ``_`` and ``.h5`` appended (``ARface/glass/m-001-1.bmp`` →
-``ARface_glass_m-001-1.h5`` in ``root``), holding the crop in the dataset ``data`` as an
-H × W × 3 RGB array (uint8 0-255, or float in [0, 1]). A path that exists as given is read as
-an image file; otherwise its HDF5 name is tried.
+:func:`load_face_protocol` reads any such CSV; :func:`load_sample_faces` the bundled stand-ins
+in ``data/faces/`` (``data/faces/README.md``). Images are (N, 3, S, S) float in [0, 1] RGB.
+Crops are image files or, as the authors stored them, one HDF5 file per image
+(:func:`h5_crop_name`) holding an H × W × 3 RGB array ``data`` (uint8, or float in [0, 1]).
 """
 
 from __future__ import annotations
@@ -337,11 +325,8 @@ def load_face_protocol(
 ) -> FacePairs:
     """Load the pairs of a G, P, T protocol CSV over a folder of aligned face crops.
 
-    The CSV has a header with at least the columns ``G`` (gallery image path), ``P`` (probe image
-    path) and ``T`` (1 = genuine, 0 = impostor; ``true``/``false`` also accepted); more columns may
-    follow (``variation`` becomes :attr:`FacePairs.variation`, others land in
-    :attr:`FacePairs.extra`). This is the format of the paper's AR face, SCface and CFP-FP pair lists,
-    so their aligned crops load the same way as the bundled stand-ins.
+    ``T`` also accepts ``true``/``false``; further columns are kept (``variation`` becomes
+    :attr:`FacePairs.variation`, others land in :attr:`FacePairs.extra`).
 
     Args:
         csv_path: the protocol file.
