@@ -29,7 +29,9 @@ import warnings
 import torch
 import torch.nn.functional as F
 
-from fame_utils.baselines import FGGB, CorrRISE, GradCAM, GradCAMElementWise
+from fame_utils.baselines.cam import GradCAM, GradCAMElementWise
+from fame_utils.baselines.corrrise import CorrRISE
+from fame_utils.baselines.fggb import FGGB
 from fame_utils.core import FameConfig
 from fame_utils.methods import CosineSimilarity, Fame
 from fame_utils.metrics.threshold import eer_threshold

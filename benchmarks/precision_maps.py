@@ -22,9 +22,9 @@ import time
 import torch
 
 from fame_utils import FameConfig, run_fame
-from fame_utils.data import load_sample_objects
 from fame_utils.data.faces import load_sample_faces
-from fame_utils.models import load_classifier
+from fame_utils.data.objects import load_sample_objects
+from fame_utils.models.classifiers import load_classifier
 from fame_utils.models.faces import load_face_model
 from fame_utils.objectives import ClassLogit, CosineSimilarity
 from fame_utils.stats import map_pearson

@@ -29,7 +29,7 @@ import torch
 
 from fame_utils import FameConfig
 from fame_utils.data.objects import load_sample_objects
-from fame_utils.models import load_classifier
+from fame_utils.models.classifiers import load_classifier
 from fame_utils.postprocess import gaussian_blur
 from fame_utils.receptive import cell_measures, run_cells
 from fame_utils.receptive.cells import all_cells, default_cell_batch

@@ -26,8 +26,8 @@ import time
 import torch
 
 from fame_utils import FameConfig, fame
-from fame_utils.data import load_sample_objects
-from fame_utils.models import load_classifier
+from fame_utils.data.objects import load_sample_objects
+from fame_utils.models.classifiers import load_classifier
 from fame_utils.objectives import ClassLogit
 from fame_utils.stats import map_pearson
 

@@ -21,19 +21,14 @@ in :mod:`fame_utils.widgets`, the paper's tables in :mod:`fame_utils.paper`.
 
 from . import receptive
 from .core import FameConfig, FameResult, fame, run_fame
-from .data import (
-    SAMPLE_FACE_SUBSETS,
-    from_face_pairs,
-    from_object_samples,
-    load_face_protocol,
-    load_image,
-    load_imagenet_val,
-    load_sample_faces,
-    load_sample_objects,
-)
 from .data.digits import DIGITS_BLUR, load_digits_images
-from .experiment import run_experiment
+from .data.faces import SAMPLE_FACE_SUBSETS, load_face_protocol, load_sample_faces
+from .data.imagenet import load_imagenet_val
+from .data.items import from_face_pairs, from_object_samples
+from .data.objects import load_sample_objects
+from .data.transforms import load_image
 from .experiment.report import column_of
+from .experiment.run import run_experiment
 from .methods import (
     METHODS,
     Fame,
@@ -43,21 +38,15 @@ from .methods import (
     make_methods,
     table_methods,
 )
-from .metrics import (
-    FACE_PERCENTS,
-    cosine_scores,
-    eer,
-    eer_threshold,
-    embed,
-    face_deletion_insertion,
-    iou_at_thresholds,
-    road_scores,
-)
 from .metrics.adapters import FaceDeleteInsertMetric, IoUMetric, RoadMetric, table2_metrics
-from .metrics.localization import box_area_shares
+from .metrics.face import FACE_PERCENTS, cosine_scores, embed, face_deletion_insertion
+from .metrics.localization import box_area_shares, iou_at_thresholds
 from .metrics.masks import MaskMetric, mask_share
-from .models import load_classifier, load_face_model
+from .metrics.road import road_scores
+from .metrics.threshold import eer, eer_threshold
 from .models._wrapper import NormalizedModel, wrap
+from .models.classifiers import load_classifier
+from .models.faces import load_face_model
 from .objectives import (
     Attribution,
     ClassLogit,

@@ -1,6 +1,6 @@
 """Command line: ``python -m fame_utils {imagenet,faces} ...`` (also ``fame-utils``).
 
-Runs :func:`fame_utils.experiment.run_experiment` with methods from the registry
+Runs :func:`fame_utils.run_experiment` with methods from the registry
 (:mod:`fame_utils.methods`) and prints the summary table (means with 95 % bootstrap
 intervals). ``--recipe reference`` switches every choice on which the paper's text and
 the code behind its tables differ (:mod:`fame_utils.recipes`). Examples::
@@ -45,9 +45,10 @@ import torch
 
 from .data.faces import SAMPLE_FACE_SUBSETS
 from .data.items import from_face_pairs, from_object_samples
-from .experiment import RunConflictError, init_from_env, run_experiment
 from .experiment.checks import check_folder, check_seed
-from .experiment.distributed import broadcast
+from .experiment.distributed import broadcast, init_from_env
+from .experiment.record import RunConflictError
+from .experiment.run import run_experiment
 from .methods import available_methods, make_methods, registry_key, table_methods
 from .metrics.adapters import FaceDeleteInsertMetric, IoUMetric, RoadMetric
 from .models.classifiers import CLASSIFIERS
@@ -355,7 +356,8 @@ def _faces(args, device: str) -> tuple:
     threshold, source = args.threshold, "given by --threshold"
     if args.max_pairs is not None and args.max_pairs < len(pairs):
         if threshold is None:  # the protocol's clean EER threshold, not the subset's
-            from .metrics import cosine_scores, eer_threshold
+            from .metrics.face import cosine_scores
+            from .metrics.threshold import eer_threshold
 
             clean = cosine_scores(model, pairs.gallery, pairs.probe)
             # rank 0's under torchrun, so every rank keys its cache by the same θ

@@ -54,7 +54,7 @@ def check_images(images: object, name: str = "images", *, check_range: bool = Tr
     if not isinstance(images, Tensor):
         raise TypeError(
             f"{name} must be a torch.Tensor of shape (B, 3, H, W), got {type(images).__name__}; "
-            "convert with torchvision.transforms.functional.to_tensor or fame_utils.data.load_image"
+            "convert with torchvision.transforms.functional.to_tensor or fame_utils.load_image"
         )
     if not images.is_floating_point():
         raise TypeError(

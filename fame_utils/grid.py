@@ -31,7 +31,8 @@ from torch import Tensor, nn
 
 from .data.items import ClassificationDataset, Task
 from .data.objects import load_sample_objects
-from .experiment import ExperimentResult, run_experiment
+from .experiment.result import ExperimentResult
+from .experiment.run import run_experiment
 from .methods import Fame, make_methods
 from .metrics.adapters import Column
 from .stats import DEFAULT_RESAMPLES, Interval
@@ -344,11 +345,11 @@ def run_grid_game(
     **settings,
 ) -> GridRun:
     """The grid pointing game and DiFull for one classifier through
-    :func:`~fame_utils.experiment.run_experiment` (cached, resumable, ``run.json``),
+    :func:`~fame_utils.run_experiment` (cached, resumable, ``run.json``),
     outputs in ``out_dir/grid`` and ``out_dir/difull``.
 
     Args:
-        model: a :func:`~fame_utils.models.load_classifier` model ([0, 1] RGB, logits,
+        model: a :func:`~fame_utils.load_classifier` model ([0, 1] RGB, logits,
             ``target_layer``, ``categories``, ``input_size``/``resize_size``).
         methods: names for :func:`~fame_utils.methods.make_methods` (with ``recipes`` and
             ``settings["fame_settings"]``, FameConfig fields on each recipe's config) or

@@ -549,7 +549,7 @@ class Comparison:
 
         Args:
             shares: (N,) box-area share of every item, in dataset order
-                (:func:`fame_utils.metrics.box_area_shares`).
+                (:func:`fame_utils.box_area_shares`).
         """
         from .experiment.report import summary_markdown
         from .metrics.localization import box_area_table, iou_by_box_size, size_strata

@@ -353,7 +353,8 @@ def metric_explorer(
     """
     from IPython.display import Markdown
 
-    from .experiment import run_experiment, summary_markdown
+    from .experiment.report import summary_markdown
+    from .experiment.run import run_experiment
     from .metrics.adapters import IoUMetric, RoadMetric
     from .plotting import draw_bars, table2_groups
 

@@ -28,18 +28,15 @@ from PIL import Image
 from torch import nn
 
 from fame_utils import ClassLogit, CosineSimilarity
-from fame_utils.baselines import FGGB, CorrRISE, FullGrad, GradCAM, GradCAMElementWise, HiResCAM
-from fame_utils.data import load_imagenet_val
-from fame_utils.metrics import (
-    class_scores,
-    embed,
-    face_deletion_insertion,
-    far_frr,
-    iou_at_thresholds,
-    removal_masks,
-    road_scores,
-    verification_accuracy,
-)
+from fame_utils.baselines.cam import FullGrad, GradCAM, GradCAMElementWise, HiResCAM
+from fame_utils.baselines.corrrise import CorrRISE
+from fame_utils.baselines.fggb import FGGB
+from fame_utils.data.imagenet import load_imagenet_val
+from fame_utils.metrics.face import embed, face_deletion_insertion
+from fame_utils.metrics.localization import iou_at_thresholds
+from fame_utils.metrics.removal import removal_masks
+from fame_utils.metrics.road import class_scores, road_scores
+from fame_utils.metrics.threshold import far_frr, verification_accuracy
 
 NAN = float("nan")
 
@@ -130,7 +127,7 @@ def _imagenet_rows(rows: str, **kw):
 
 
 def _truncated_image():
-    from fame_utils.data import load_image
+    from fame_utils.data.transforms import load_image
 
     path = Path(tempfile.mkdtemp(prefix="bad_inputs_image_")) / "cut.jpg"
     Image.fromarray(np.full((64, 64, 3), 99, np.uint8)).save(path, quality=90)

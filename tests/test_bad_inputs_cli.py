@@ -26,7 +26,7 @@ from torch import nn
 from fame_utils import Attribution
 from fame_utils.__main__ import main
 from fame_utils.data.items import ClassificationDataset
-from fame_utils.experiment import run_experiment
+from fame_utils.experiment.run import run_experiment
 from fame_utils.metrics.adapters import IoUMetric
 
 OUT = ["--out", str(Path(tempfile.gettempdir()) / "fame-bad-inputs-cli")]

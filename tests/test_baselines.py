@@ -11,15 +11,9 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
 from fame_utils import Attribution, ClassLogit, CosineSimilarity, Fame
-from fame_utils.baselines import (
-    FGGB,
-    CorrRISE,
-    FullGrad,
-    GradCAM,
-    GradCAMElementWise,
-    HiResCAM,
-)
-from fame_utils.baselines.corrrise import make_patch_masks, rank_average, spearman_map
+from fame_utils.baselines.cam import FullGrad, GradCAM, GradCAMElementWise, HiResCAM
+from fame_utils.baselines.corrrise import CorrRISE, make_patch_masks, rank_average, spearman_map
+from fame_utils.baselines.fggb import FGGB
 from fame_utils.methods import make_methods, table_methods
 from fame_utils.postprocess import gaussian_blur
 
@@ -522,7 +516,8 @@ def test_method_lists_follow_the_convention(net, images):
 def test_fullgrad_on_the_real_models():
     """FullGrad runs on the embedded EfficientNet-Lite0 (every bias sits in a BatchNorm2d) and
     refuses dlib's face network, whose custom Affine layers carry biases it cannot see."""
-    from fame_utils.models import load_classifier, load_face_model
+    from fame_utils.models.classifiers import load_classifier
+    from fame_utils.models.faces import load_face_model
 
     x = torch.rand(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))
     clf = load_classifier("efficientnet_lite0", device="cpu")

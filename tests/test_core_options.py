@@ -237,8 +237,8 @@ def test_options_keep_the_maps_on_the_bundled_images():
     compile 0.997-0.998, bfloat16 0.983 on these two (0.945-0.997 over 8 objects), so
     bfloat16 is held to 0.97 here, not 0.99: its gradient rounding moves FAME's iterate,
     and at 500 iterations r falls to 0.77-0.86 (benchmarks/results_cpu.md)."""
-    from fame_utils.data import load_sample_objects
-    from fame_utils.models import load_classifier
+    from fame_utils.data.objects import load_sample_objects
+    from fame_utils.models.classifiers import load_classifier
 
     data = load_sample_objects(device="cpu")
     model = load_classifier(device="cpu")

@@ -167,7 +167,7 @@ def test_synset_mapping_forms(tmp_path):
 
 def test_runner_runs_on_imagenet_items(kaggle_root, tmp_path, tiny_cnn):
     from fame_utils import Attribution
-    from fame_utils.experiment import run_experiment
+    from fame_utils.experiment.run import run_experiment
     from fame_utils.metrics.adapters import IoUMetric
 
     class BoxCentre:

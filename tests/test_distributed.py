@@ -22,8 +22,8 @@ from torch import nn
 from fame_utils import Attribution, Fame
 from fame_utils.core import FameConfig
 from fame_utils.data.items import ClassificationDataset
-from fame_utils.experiment import init_from_env, run_experiment
-from fame_utils.experiment.distributed import Shard, current
+from fame_utils.experiment.distributed import Shard, current, init_from_env
+from fame_utils.experiment.run import run_experiment
 from fame_utils.metrics.adapters import IoUMetric, RoadMetric
 
 pytestmark = pytest.mark.slow

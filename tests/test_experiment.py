@@ -12,10 +12,10 @@ import torch
 
 import fame_utils.methods as methods_module
 from fame_utils import ClassLogit, CosineSimilarity, Fame
-from fame_utils.baselines import GradCAM
+from fame_utils.baselines.cam import GradCAM
 from fame_utils.core import FameConfig
-from fame_utils.experiment import run_experiment, summarize, summary_markdown
-from fame_utils.experiment.report import ROW_COLUMNS
+from fame_utils.experiment.report import ROW_COLUMNS, summarize, summary_markdown
+from fame_utils.experiment.run import run_experiment
 from fame_utils.methods import make_methods
 from fame_utils.metrics.adapters import Column, EvalContext, IoUMetric, _tie_options
 from fame_utils.recipes import PAPER, REFERENCE

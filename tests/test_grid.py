@@ -25,7 +25,7 @@ from fame_utils.grid import (
 )
 from fame_utils.methods import make_methods
 from fame_utils.metrics.adapters import Column, EvalContext
-from fame_utils.models import load_classifier
+from fame_utils.models.classifiers import load_classifier
 
 
 def _cell_map(cell: int, h: int = 8, w: int = 8) -> torch.Tensor:

@@ -7,20 +7,12 @@ import pytest
 import torch
 from torch import nn
 
-from fame_utils.metrics import (
-    class_scores,
-    curve_auc,
-    eer_threshold,
-    face_deletion_insertion,
-    iou_at_thresholds,
-    noisy_linear_impute,
-    perturbation_curves,
-    pixel_ranks,
-    removal_counts,
-    removal_masks,
-    road_scores,
-    verification_accuracy,
-)
+from fame_utils.metrics.face import face_deletion_insertion
+from fame_utils.metrics.imputation import noisy_linear_impute
+from fame_utils.metrics.localization import iou_at_thresholds
+from fame_utils.metrics.removal import pixel_ranks, removal_counts, removal_masks
+from fame_utils.metrics.road import class_scores, curve_auc, perturbation_curves, road_scores
+from fame_utils.metrics.threshold import eer_threshold, verification_accuracy
 from fame_utils.postprocess import gaussian_blur
 from fame_utils.recipes import PAPER
 
@@ -480,7 +472,7 @@ def test_face_delete_insert_matches_reference_loop(tiny_cnn):
 
 
 def test_a_constant_map_scores_the_box_area_share_at_every_threshold():
-    from fame_utils.metrics import box_area_shares
+    from fame_utils.metrics.localization import box_area_shares
 
     # 10 × 10 image; boxes (x0, y0, x1, y1) exclusive at (x1, y1): 5 × 5 = 25 px and
     # 10 × 4 = 40 px of 100
@@ -492,7 +484,12 @@ def test_a_constant_map_scores_the_box_area_share_at_every_threshold():
 
 
 def test_size_strata_split_at_one_and_two_thirds_with_counts():
-    from fame_utils.metrics import SIZE_STRATA, box_area_table, iou_by_box_size, size_strata
+    from fame_utils.metrics.localization import (
+        SIZE_STRATA,
+        box_area_table,
+        iou_by_box_size,
+        size_strata,
+    )
 
     shares = [0.10, 0.33, 0.34, 0.66, 0.67, 1.0]
     assert size_strata(shares) == ["small", "small", "medium", "medium", "large", "large"]

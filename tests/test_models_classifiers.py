@@ -486,7 +486,7 @@ def _broken_files(tmp_path) -> dict[str, Path]:
 def test_corrupt_checkpoint_files_are_named(tmp_path, kind):
     """Empty and corrupt files give a ValueError that names the file, not torch's advice to
     use weights_only=False nor a bare EOFError; the face loader shares the reader."""
-    from fame_utils.models import load_face_model
+    from fame_utils.models.faces import load_face_model
 
     path = _broken_files(tmp_path)[kind]
     with pytest.raises(ValueError) as info:

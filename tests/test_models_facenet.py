@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from fame_utils.data.faces import FACES_DIR, load_sample_faces
-from fame_utils.models import load_face_model
 from fame_utils.models.facenet import facenet_graph_path
+from fame_utils.models.faces import load_face_model
 
 cv2 = pytest.importorskip("cv2")
 

@@ -16,14 +16,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fame_utils.models import load_face_model
 from fame_utils.models.dlib_resnet import (
     DLIB_MEAN_RGB,
     add_prev,
     load_dlib_resnet,
     packaged_model_path,
 )
-from fame_utils.models.faces import FACE_MODELS, read_face_checkpoint
+from fame_utils.models.faces import FACE_MODELS, load_face_model, read_face_checkpoint
 from fame_utils.models.iresnet import IResNetAdaFace, IResNetArcFace, build_iresnet
 
 REPO = Path(__file__).resolve().parents[1]

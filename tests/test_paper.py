@@ -114,7 +114,7 @@ def test_bad_input_says_what_to_do():
 
 
 def test_comparison_from_face_results_names_columns_and_maps_them_to_the_paper():
-    from fame_utils.experiment import ExperimentResult
+    from fame_utils.experiment.result import ExperimentResult
     from fame_utils.paper import Comparison
     from fame_utils.stats import bootstrap_interval
 
@@ -237,7 +237,7 @@ def test_one_method_against_baselines_ranks_no_methods_but_is_compared():
 
 
 def _delete_insert_result(per: dict[str, list[float]]):
-    from fame_utils.experiment import ExperimentResult
+    from fame_utils.experiment.result import ExperimentResult
     from fame_utils.stats import bootstrap_interval
 
     rows = pd.DataFrame(

@@ -14,7 +14,7 @@ import torch  # noqa: E402
 
 from fame_utils import Attribution, run_fame  # noqa: E402
 from fame_utils.data.items import ClassificationDataset  # noqa: E402
-from fame_utils.experiment import ExperimentResult  # noqa: E402
+from fame_utils.experiment.result import ExperimentResult  # noqa: E402
 from fame_utils.objectives import ClassLogit  # noqa: E402
 from fame_utils.paper import table2  # noqa: E402
 from fame_utils.plotting import (  # noqa: E402

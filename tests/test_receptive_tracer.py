@@ -131,7 +131,7 @@ def test_efficientnet_lite0_receptive_field_matches_gradients():
     """EfficientNet-Lite0 with TF "same" padding: the traced field equals the gradient
     support at the 28x28 and 14x14 stages. Sizes by hand with r += (k-1)·j: 67 px at
     blocks.4 (j 8), 339 px at blocks.10 (j 16), 851 px at the head (j 32)."""
-    from fame_utils.models import load_classifier
+    from fame_utils.models.classifiers import load_classifier
 
     model = load_classifier("efficientnet_lite0")
     stages = model.stages

@@ -11,10 +11,13 @@ from torch import nn
 from fame_utils import Attribution, ClassLogit, CosineSimilarity, Fame
 from fame_utils.core import FameConfig
 from fame_utils.data.items import ClassificationDataset, PairDataset
-from fame_utils.experiment import run_experiment, summary_latex, summary_markdown
+from fame_utils.experiment.report import summary_latex, summary_markdown
+from fame_utils.experiment.run import run_experiment
 from fame_utils.methods import make_methods
-from fame_utils.metrics import face_deletion_insertion, iou_at_thresholds, road_scores
 from fame_utils.metrics.adapters import FaceDeleteInsertMetric, IoUMetric, RoadMetric
+from fame_utils.metrics.face import face_deletion_insertion
+from fame_utils.metrics.localization import iou_at_thresholds
+from fame_utils.metrics.road import road_scores
 
 
 class Interrupted(RuntimeError):

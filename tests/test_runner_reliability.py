@@ -16,9 +16,9 @@ import torch
 from torch import nn
 
 from fame_utils import Attribution
-from fame_utils.experiment import RunConflictError, method_key, run_experiment
-from fame_utils.experiment.cache import HOST, module_identity, save_tensors
-from fame_utils.experiment.record import OutputLock
+from fame_utils.experiment.cache import HOST, method_key, module_identity, save_tensors
+from fame_utils.experiment.record import OutputLock, RunConflictError
+from fame_utils.experiment.run import run_experiment
 from fame_utils.metrics.adapters import IoUMetric, RoadMetric
 
 
@@ -83,7 +83,7 @@ def test_module_settings_are_keyed_by_their_path_not_their_class(tiny_cnn):
 def test_gradcam_on_two_mbconv_stages_gets_two_caches(tmp_path):
     """The collision of issue 9: Grad-CAM on EfficientNet-Lite0's 28×28 stage, then on its
     14×14 stage (both MBConv), into one folder."""
-    from fame_utils.baselines import GradCAM
+    from fame_utils.baselines.cam import GradCAM
     from fame_utils.data.items import from_object_samples
     from fame_utils.data.objects import load_sample_objects
     from fame_utils.models.classifiers import load_classifier
@@ -114,7 +114,7 @@ def test_gradcam_on_two_mbconv_stages_gets_two_caches(tmp_path):
 
 
 def test_method_key_name_the_layer_path(tiny_cnn):
-    from fame_utils.baselines import GradCAM
+    from fame_utils.baselines.cam import GradCAM
 
     a = method_key(GradCAM(target_layer=tiny_cnn[0]), tiny_cnn)
     b = method_key(GradCAM(target_layer=tiny_cnn[2]), tiny_cnn)
@@ -327,7 +327,7 @@ def _imagenet_root(root, shade: int):
         "ILSVRC2012_val_00000002,n01443537 3 1 19 12\n"
     )
     (root / "LOC_synset_mapping.txt").write_text("n01440764 tench\nn01443537 goldfish\n")
-    from fame_utils.data import load_imagenet_val
+    from fame_utils.data.imagenet import load_imagenet_val
 
     return load_imagenet_val(root, per_class=None, resize=16, crop=16)
 
@@ -421,7 +421,7 @@ def test_18_4_closures_are_keyed_by_their_values(tmp_path, tiny_cnn, data):
 
 
 def test_18_4_a_closure_over_an_unkeyable_value_is_refused(tmp_path, tiny_cnn, data):
-    from fame_utils.experiment import method_key
+    from fame_utils.experiment.cache import method_key
 
     hidden = object()
 
@@ -546,9 +546,10 @@ def test_18_8_foreign_result_files_are_never_overwritten(tmp_path, tiny_cnn, dat
 
 def test_method_key_leaves_out_speed_and_display_fields():
     from fame_utils import Fame
-    from fame_utils.baselines import FGGB, CorrRISE
+    from fame_utils.baselines.corrrise import CorrRISE
+    from fame_utils.baselines.fggb import FGGB
     from fame_utils.core import FameConfig
-    from fame_utils.experiment import method_key
+    from fame_utils.experiment.cache import method_key
 
     assert method_key(CorrRISE(batch_size=3, progress=True)) == method_key(CorrRISE())
     assert method_key(CorrRISE(n_masks=9)) != method_key(CorrRISE())

@@ -91,7 +91,7 @@ def test_baselines_are_registered_for_both_tasks_and_keyed_by_their_settings():
 
 def test_the_bundled_set_with_composites_has_a_real_small_stratum():
     from fame_utils.data.objects import OBJECTS_DIR, load_sample_objects
-    from fame_utils.metrics import box_area_shares, size_strata
+    from fame_utils.metrics.localization import box_area_shares, size_strata
 
     photos = load_sample_objects()
     both = load_sample_objects(synthetic=True)

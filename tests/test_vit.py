@@ -20,8 +20,7 @@ from fame_utils.data.digits import (
     load_digits_images,
 )
 from fame_utils.metrics.masks import mask_share, mass_on_mask
-from fame_utils.models import load_classifier
-from fame_utils.models.classifiers import tiny_vit_digits_path
+from fame_utils.models.classifiers import load_classifier, tiny_vit_digits_path
 
 
 @pytest.fixture(scope="module")

@@ -7,17 +7,3 @@
 
 Make them by name with :func:`fame_utils.make_methods`.
 """
-
-from .cam import FullGrad, GradCAM, GradCAMElementWise, HiResCAM, fullgrad_uncovered_biases
-from .corrrise import CorrRISE
-from .fggb import FGGB
-
-__all__ = [
-    "GradCAM",
-    "GradCAMElementWise",
-    "HiResCAM",
-    "FullGrad",
-    "CorrRISE",
-    "FGGB",
-    "fullgrad_uncovered_biases",
-]

@@ -195,7 +195,7 @@ def vit_reshape_transform(tokens: Tensor, grid: tuple[int, int] | None = None) -
 
 def token_grid_of(model: nn.Module) -> tuple[int, int] | None:
     """The (h, w) patch grid of a Vision Transformer wrapper (its ``token_grid``
-    attribute, see :func:`fame_utils.models.load_classifier`); None for other models."""
+    attribute, see :func:`fame_utils.load_classifier`); None for other models."""
     grid = getattr(model, "token_grid", None)
     return None if grid is None else (int(grid[0]), int(grid[1]))
 

@@ -89,7 +89,7 @@ class FGGB:
         raise ValueError(
             "FGGB needs the verification threshold θ (EER threshold on the cosine "
             "similarity): pass FGGB(threshold=...) or CosineSimilarity(references, "
-            "threshold=...); compute it with fame_utils.metrics.eer_threshold(scores, genuine)"
+            "threshold=...); compute it with fame_utils.eer_threshold(scores, genuine)"
         )
 
     def saliency(self, model: nn.Module, images: Tensor, target: CosineSimilarity) -> Tensor:

@@ -14,24 +14,3 @@
 Datasets and items live in :mod:`fame_utils.data.items`, metric adapters in
 :mod:`fame_utils.metrics.adapters`, methods in the registry :mod:`fame_utils.methods`.
 """
-
-from .cache import CACHE_VERSION, method_key, model_fingerprint
-from .distributed import init_from_env
-from .record import RunConflictError
-from .report import summarize, summary_latex, summary_markdown, summary_with_intervals
-from .result import ExperimentResult
-from .run import run_experiment
-
-__all__ = [
-    "CACHE_VERSION",
-    "ExperimentResult",
-    "RunConflictError",
-    "init_from_env",
-    "method_key",
-    "model_fingerprint",
-    "run_experiment",
-    "summarize",
-    "summary_latex",
-    "summary_markdown",
-    "summary_with_intervals",
-]

@@ -10,7 +10,7 @@ whole cache and rank 0 writes ``results.csv`` and the summaries.
 - ``torchrun --nproc_per_node N -m fame_utils ...``: the command line calls
   :func:`init_from_env`, which starts the process group from torchrun's environment (NCCL
   on GPUs with one device per local rank, Gloo on CPUs). Code that calls
-  :func:`~fame_utils.experiment.run_experiment` under torchrun itself calls
+  :func:`~fame_utils.run_experiment` under torchrun itself calls
   :func:`init_from_env` (or ``torch.distributed.init_process_group``) first.
 """
 

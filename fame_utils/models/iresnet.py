@@ -19,7 +19,7 @@ Checkpoint keys of the two public code bases, which compute the same function:
   conv + BN in every stage's first unit); head ``bn2``, ``fc``, ``features`` (BN1d with γ/β).
 
 Both modules take normalised RGB input, (x − 0.5)/0.5 (the wrapper of
-:func:`fame_utils.models.load_face_model` applies it), and return the *unnormalised* embedding.
+:func:`fame_utils.load_face_model` applies it), and return the *unnormalised* embedding.
 """
 
 from __future__ import annotations
