@@ -1,53 +1,15 @@
 """The run loop: maps for every method, cached on disk, evaluated into tidy tables.
 
-:func:`run_experiment` takes a model, a dataset (items of :mod:`fame_utils.data.items`),
-methods (instances under the convention of :mod:`fame_utils.methods`, or registry names,
-see :mod:`fame_utils.methods`) and metric adapters (:mod:`fame_utils.metrics.adapters`):
-
-1. computes every method's maps batch by batch on the model's device (one tqdm bar per
-   method) and stores each batch in ``cache_dir/<method>-<hash>/batch_00000.pt``, written
-   atomically (:mod:`.cache`). Re-running skips cached batches, so an interrupted run
-   resumes where it stopped; a cached batch that is unreadable or fails its checks
-   (items, shape, finite, in [0, 1]) is recomputed with a warning, and temporary files of
-   killed writers are removed. ``meta.json`` in each folder records its key. A method that returns NaN or Inf maps stops the run (nothing is
-   cached); all-zero maps are reported by a warning and listed in ``run.json``;
-2. evaluates every metric on every batch (per-batch values are cached next to the maps,
-   keyed by the metric's settings and the run recipe's tie rule);
-3. writes ``results.csv`` (``index, item, method, metric, threshold, percent, value``),
-   the summary (means with 95 % bootstrap intervals over items, :mod:`.report`) as
-   ``summary.csv``, ``summary.md`` and ``summary.tex``, and ``run.json``
-   (:mod:`.record`: every setting the numbers depend on, and the run's environment).
-   A folder whose ``run.json`` holds other settings is not overwritten unless
-   ``overwrite=True``; a lock file keeps two runs from writing one folder at once.
-
-**What a cache key includes.** A method's cache folder is named by a hash of everything
-its maps depend on, so a change in any of them computes fresh maps instead of returning
-stale ones:
-
-- the model's behaviour as far as it can be known (:func:`.cache.model_fingerprint`):
-  every parameter and buffer, and every module's class and public non-tensor attributes
-  (a ``scale = 0.1`` used in ``forward``, flags, functions by their code). An attribute
-  that cannot be fingerprinted is refused with a message naming it; ``model_id`` then
-  names the model instead (forward hooks and global state are never seen);
-- the method's settings (:func:`.cache.method_key`): a dataclass's fields minus its
-  ``runtime_fields``, a function's code, defaults and closure values; what cannot be
-  keyed is refused;
-- the code version: a hash of the package's ``.py`` sources
-  (:func:`.cache.source_hash`; ``run.json`` also records the git commit when there is one);
-- the dataset identity, the batch size, the cache dtype and, for verification, θ;
-- the input pixels: every batch is hashed as it is read (:func:`.cache.batch_hash`) and
-  each cached batch keeps the hash of the pixels it was computed from; a batch whose
-  pixels changed (rewritten images, another image folder with the same ids) is
-  recomputed. ``run.json`` records the hash of all batches.
-
-``run.json`` records the same, and a rerun into a folder whose record differs in any of
-them is refused without ``overwrite``. The outputs are swapped in all at once
-(:mod:`.record`): a reader never sees files of two runs mixed.
-
-Under ``torchrun`` (:mod:`.distributed`) rank r of n computes and evaluates the batches
-b with b mod n = r; after a barrier rank 0 writes the outputs from the shared cache.
-
-The stages themselves live in :mod:`.stages`, the input and map checks in :mod:`.checks`.
+:func:`run_experiment` (1) computes every method's maps batch by batch and caches each
+batch atomically under ``cache_dir/<method>-<key hash>/`` (:mod:`.cache`; a rerun resumes,
+a cached batch that fails its checks is recomputed), (2) evaluates every metric on every
+batch (values cached beside the maps), (3) writes ``results.csv``, ``summary.{csv,md,tex}``
+(means with 95 % bootstrap intervals, :mod:`.report`) and ``run.json`` (:mod:`.record`),
+swapped in at once, refusing a folder whose ``run.json`` holds other settings. The key of
+a cache folder covers the model's fingerprint, the method's settings, the code, the
+dataset, the batch size, the cache dtype, θ and the input pixels
+(``docs/reproducibility.md``). Under ``torchrun`` rank r of n takes the batches b with
+b mod n = r (:mod:`.distributed`). The stages are in :mod:`.stages`, the checks in :mod:`.checks`.
 """
 
 from __future__ import annotations
@@ -87,7 +49,6 @@ from .checks import (
     check_inputs,
     check_methods,
     check_threshold,
-    positive_int,
 )
 from .record import (
     OutputLock,
@@ -111,7 +72,7 @@ from .report import (
 from .result import ExperimentResult
 from .stages import batch_bounds, clean_verification, compute_maps, evaluate, input_hashes
 
-__all__ = ["run_experiment", "check_threshold", "positive_int"]
+__all__ = ["run_experiment"]
 
 
 def _image_size(dataset: Sequence) -> tuple[int, int]:
@@ -137,7 +98,6 @@ def run_experiment(
     n_resamples: int = DEFAULT_RESAMPLES,
     cache_dtype: torch.dtype = torch.float32,
     progress: bool = True,
-    write: bool = True,
     threads: int | None = None,
     overwrite: bool = False,
     threshold_source: str = "given",
@@ -171,7 +131,6 @@ def run_experiment(
         cache_dtype: dtype the maps are stored in.
         progress: tqdm bars: one over the methods for maps and one for evaluation, which
             stay; per-batch bars inside them clear when done.
-        write: write the CSV/Markdown/LaTeX/JSON files (the cache is always written).
         threads: CPU threads for this run (``torch.set_num_threads``, restored after);
             default: torch's current setting. Recorded in ``run.json`` either way: FAME's
             maps move with the thread count (see the README's run-to-run spread).
@@ -203,7 +162,7 @@ def run_experiment(
     batch_size, eval_batch_size, n_resamples, seed = (
         int(v) for v in (batch_size, eval_batch_size, n_resamples, seed)
     )
-    out_dir = check_folder(out_dir, "out_dir")
+    out = check_folder(out_dir, "out_dir")
     if cache_dir is not None:
         cache_dir = check_folder(cache_dir, "cache_dir")
     if threshold is None:
@@ -214,227 +173,187 @@ def run_experiment(
     if threads is not None:
         torch.set_num_threads(threads)
     try:
-        return _run(
-            model,
-            dataset,
-            methods,
-            metrics,
-            out_dir,
-            task=task,
-            recipe=recipe,
-            batch_size=batch_size,
-            eval_batch_size=eval_batch_size,
-            cache_dir=cache_dir,
+        shard = distributed.current()
+        run_recipe = get_recipe(recipe)
+        device = model_device(model)
+        cache_root = Path(cache_dir) if cache_dir is not None else out / "cache"
+        batches = batch_bounds(len(dataset), batch_size)
+        owned = [b for b in range(len(batches)) if shard.owns(b)]
+        hw = _image_size(dataset)
+        # a named model (model_id) may hold attributes the fingerprint cannot see into
+        fingerprint = model_fingerprint(model, strict=model_id is None)
+        methods = _resolve_methods(methods, task, recipe, threshold)
+        method_keys = {m.name: method_key(m, model) for m in methods}  # refuses early
+        inputs = input_hashes(dataset, batches, progress)
+        base = {
+            "cache_version": CACHE_VERSION,
+            "code": source_hash(),
+            "task": task,
+            "model": model_id or fingerprint,
+            "dataset": dataset_identity(dataset),
+            "n_items": len(dataset),
+            "batch_size": batch_size,
+            "cache_dtype": str(cache_dtype),
+        }
+        refs = None
+        if task == "verification":
+            refs, clean, genuine = clean_verification(
+                model, dataset, eval_batch_size, device, progress
+            )
+            if threshold is None:
+                # rank 0's, so that every rank keys its cache by the same θ
+                threshold = distributed.broadcast(float(eer_threshold(clean, genuine)))
+                threshold_source = "clean EER"
+            base["threshold"] = repr(float(threshold))
+            methods = _resolve_methods(methods, task, recipe, threshold)  # FGGB gets θ
+            method_keys = {m.name: method_key(m, model) for m in methods}
+        keys = {m.name: {**base, "method": method_keys[m.name]} for m in methods}
+        settings = {
+            **base,
+            "inputs": digest(inputs),
+            "model": {
+                "id": base["model"],
+                "fingerprint": fingerprint,
+                "class": type(model).__name__,
+            },
+            "threshold": threshold,
+            "threshold_source": threshold_source,
+            "methods": {name: key["method"] for name, key in keys.items()},
+            "metrics": [jsonable(m) for m in metrics],
+            "recipe": run_recipe.as_dict(),
+            "eval_batch_size": eval_batch_size,
+            "seed": seed,
+            "tie_seed": run_recipe.tie_seed,
+            "bootstrap": {"n_resamples": n_resamples, "seed": seed, "level": 0.95},
+            **environment(device),
+        }
+        lock = OutputLock(out) if shard.is_main else None
+        problem = None
+        if lock is not None:
+            try:
+                lock.acquire()
+                recover_outputs(out)
+                check_foreign(out)
+                check_settings(out, settings, overwrite)
+            except RunConflictError as e:
+                lock.release()
+                problem = str(e)
+        problem = distributed.broadcast(problem)
+        if problem is not None:
+            raise RunConflictError(problem)
+        try:
+            if shard.is_main:
+                remove_stale_tmp(out)
+            cache_dirs: dict[str, Path] = {}
+            checked: set[int] = set()  # batches whose clean model output was checked
+            computed: dict[str, int] = {}
+            empty: dict[str, list[str]] = {}
+            for method in tqdm(methods, desc="maps", unit="method", disable=not progress):
+                folder = cache_root / f"{slug(method.name)}-{digest(keys[method.name])}"
+                cache_dirs[method.name] = folder
+                folder.mkdir(parents=True, exist_ok=True)
+                remove_stale_tmp(folder)
+                if not (folder / "meta.json").exists():
+                    meta = json.dumps({"name": method.name, **keys[method.name]}, indent=2)
+                    write_text(meta, folder / "meta.json")
+                computed[method.name], empty[method.name] = compute_maps(
+                    model,
+                    dataset,
+                    method,
+                    folder,
+                    batches,
+                    owned,
+                    hw,
+                    task,
+                    refs,
+                    threshold,
+                    cache_dtype,
+                    progress,
+                    checked,
+                    inputs,
+                )
+
+            context = EvalContext(
+                threshold=threshold,
+                seed=seed,
+                batch_size=eval_batch_size,
+                ties=run_recipe.ties,
+                tie_seed=run_recipe.tie_seed,
+            )
+            every = list(range(len(batches)))
+            for method in tqdm(  # this rank's shard
+                methods, desc="evaluation", unit="method", disable=not progress
+            ):
+                evaluate(
+                    model,
+                    dataset,
+                    method.name,
+                    cache_dirs[method.name],
+                    batches,
+                    owned,
+                    metrics,
+                    context,
+                    refs,
+                    progress,
+                )
+            distributed.barrier()
+            records: list[dict] = []
+            for method in methods:  # every shard, from the cache
+                records += evaluate(
+                    model,
+                    dataset,
+                    method.name,
+                    cache_dirs[method.name],
+                    batches,
+                    every,
+                    metrics,
+                    context,
+                    refs,
+                    False,
+                )
+            computed = _gather_counts(computed)
+            empty = _gather_empty(empty)
+            rows = pd.DataFrame.from_records(records, columns=ROW_COLUMNS)
+            rows = rows.astype({"threshold": float, "percent": float})
+            columns = [c for m in metrics for c in m.summary_columns()]
+            decimals = {c.label: m.decimals for m in metrics for c in m.summary_columns()}
+            names = [m.name for m in methods]
+            summary, intervals = summarize(rows, columns, names, n_resamples=n_resamples, seed=seed)
+            paths = _output_paths(out)
+            if lock is not None:
+                info = run_info(
+                    shard.world_size,
+                    device,
+                    cache_dirs={k: str(v) for k, v in cache_dirs.items()},
+                    computed_batches=computed,
+                    empty_maps={k: v for k, v in empty.items() if v},
+                )
+                record = json.dumps({**settings, "run": info}, indent=2, default=str)
+                texts = _output_texts(
+                    rows, summary, intervals, decimals, len(dataset), seed, n_resamples
+                )
+                texts["run.json"] = record
+                commit_outputs(out, stage_outputs(out, texts))
+            distributed.barrier()
+        finally:
+            if lock is not None:
+                lock.release()
+        return ExperimentResult(
+            rows=rows,
+            summary=summary,
+            paths=paths,
+            cache_dirs=cache_dirs,
             threshold=threshold,
+            batch_size=batch_size,
+            decimals=decimals,
+            computed_batches=computed,
+            intervals=intervals,
+            recipe=run_recipe,
             threshold_source=threshold_source,
-            model_id=model_id,
-            seed=seed,
-            n_resamples=n_resamples,
-            cache_dtype=cache_dtype,
-            progress=progress,
-            write=write,
-            overwrite=overwrite,
         )
+
     finally:
         torch.set_num_threads(previous_threads)
-
-
-def _run(
-    model,
-    dataset,
-    methods,
-    metrics,
-    out: Path,
-    *,
-    task: Task,
-    recipe,
-    batch_size,
-    eval_batch_size,
-    cache_dir,
-    threshold,
-    threshold_source,
-    model_id,
-    seed,
-    n_resamples,
-    cache_dtype,
-    progress,
-    write,
-    overwrite,
-) -> ExperimentResult:
-    shard = distributed.current()
-    run_recipe = get_recipe(recipe)
-    device = model_device(model)
-    cache_root = Path(cache_dir) if cache_dir is not None else out / "cache"
-    batches = batch_bounds(len(dataset), batch_size)
-    owned = [b for b in range(len(batches)) if shard.owns(b)]
-    hw = _image_size(dataset)
-    # a named model (model_id) may hold attributes the fingerprint cannot see into
-    fingerprint = model_fingerprint(model, strict=model_id is None)
-    methods = _resolve_methods(methods, task, recipe, threshold)
-    method_keys = {m.name: method_key(m, model) for m in methods}  # refuses early
-    inputs = input_hashes(dataset, batches, progress)
-    base = {
-        "cache_version": CACHE_VERSION,
-        "code": source_hash(),
-        "task": task,
-        "model": model_id or fingerprint,
-        "dataset": dataset_identity(dataset),
-        "n_items": len(dataset),
-        "batch_size": batch_size,
-        "cache_dtype": str(cache_dtype),
-    }
-    refs = None
-    if task == "verification":
-        refs, clean, genuine = clean_verification(model, dataset, eval_batch_size, device, progress)
-        if threshold is None:
-            # rank 0's, so that every rank keys its cache by the same θ
-            threshold = distributed.broadcast(float(eer_threshold(clean, genuine)))
-            threshold_source = "clean EER"
-        base["threshold"] = repr(float(threshold))
-        methods = _resolve_methods(methods, task, recipe, threshold)  # FGGB gets θ
-        method_keys = {m.name: method_key(m, model) for m in methods}
-    keys = {m.name: {**base, "method": method_keys[m.name]} for m in methods}
-    settings = {
-        **base,
-        "inputs": digest(inputs),
-        "model": {"id": base["model"], "fingerprint": fingerprint, "class": type(model).__name__},
-        "threshold": threshold,
-        "threshold_source": threshold_source,
-        "methods": {name: key["method"] for name, key in keys.items()},
-        "metrics": [jsonable(m) for m in metrics],
-        "recipe": run_recipe.as_dict(),
-        "eval_batch_size": eval_batch_size,
-        "seed": seed,
-        "tie_seed": run_recipe.tie_seed,
-        "bootstrap": {"n_resamples": n_resamples, "seed": seed, "level": 0.95},
-        **environment(device),
-    }
-    lock = OutputLock(out) if write and shard.is_main else None
-    problem = None
-    if lock is not None:
-        try:
-            lock.acquire()
-            recover_outputs(out)
-            check_foreign(out)
-            check_settings(out, settings, overwrite)
-        except RunConflictError as e:
-            lock.release()
-            problem = str(e)
-    problem = distributed.broadcast(problem)
-    if problem is not None:
-        raise RunConflictError(problem)
-    try:
-        if shard.is_main:
-            remove_stale_tmp(out)
-        cache_dirs: dict[str, Path] = {}
-        checked: set[int] = set()  # batches whose clean model output was checked
-        computed: dict[str, int] = {}
-        empty: dict[str, list[str]] = {}
-        for method in tqdm(methods, desc="maps", unit="method", disable=not progress):
-            folder = cache_root / f"{slug(method.name)}-{digest(keys[method.name])}"
-            cache_dirs[method.name] = folder
-            folder.mkdir(parents=True, exist_ok=True)
-            remove_stale_tmp(folder)
-            if not (folder / "meta.json").exists():
-                meta = json.dumps({"name": method.name, **keys[method.name]}, indent=2)
-                write_text(meta, folder / "meta.json")
-            computed[method.name], empty[method.name] = compute_maps(
-                model,
-                dataset,
-                method,
-                folder,
-                batches,
-                owned,
-                hw,
-                task,
-                refs,
-                threshold,
-                cache_dtype,
-                progress,
-                checked,
-                inputs,
-            )
-
-        context = EvalContext(
-            threshold=threshold,
-            seed=seed,
-            batch_size=eval_batch_size,
-            ties=run_recipe.ties,
-            tie_seed=run_recipe.tie_seed,
-        )
-        every = list(range(len(batches)))
-        for method in tqdm(  # this rank's shard
-            methods, desc="evaluation", unit="method", disable=not progress
-        ):
-            evaluate(
-                model,
-                dataset,
-                method.name,
-                cache_dirs[method.name],
-                batches,
-                owned,
-                metrics,
-                context,
-                refs,
-                progress,
-            )
-        distributed.barrier()
-        records: list[dict] = []
-        for method in methods:  # every shard, from the cache
-            records += evaluate(
-                model,
-                dataset,
-                method.name,
-                cache_dirs[method.name],
-                batches,
-                every,
-                metrics,
-                context,
-                refs,
-                False,
-            )
-        computed = _gather_counts(computed)
-        empty = _gather_empty(empty)
-        rows = pd.DataFrame.from_records(records, columns=ROW_COLUMNS)
-        rows = rows.astype({"threshold": float, "percent": float})
-        columns = [c for m in metrics for c in m.summary_columns()]
-        decimals = {c.label: m.decimals for m in metrics for c in m.summary_columns()}
-        names = [m.name for m in methods]
-        summary, intervals = summarize(rows, columns, names, n_resamples=n_resamples, seed=seed)
-        paths: dict[str, Path] = {}
-        if write:
-            paths = _output_paths(out)
-        if lock is not None:
-            info = run_info(
-                shard.world_size,
-                device,
-                cache_dirs={k: str(v) for k, v in cache_dirs.items()},
-                computed_batches=computed,
-                empty_maps={k: v for k, v in empty.items() if v},
-            )
-            record = json.dumps({**settings, "run": info}, indent=2, default=str)
-            texts = _output_texts(
-                rows, summary, intervals, decimals, len(dataset), seed, n_resamples
-            )
-            texts["run.json"] = record
-            commit_outputs(out, stage_outputs(out, texts))
-        distributed.barrier()
-    finally:
-        if lock is not None:
-            lock.release()
-    return ExperimentResult(
-        rows=rows,
-        summary=summary,
-        paths=paths,
-        cache_dirs=cache_dirs,
-        threshold=threshold,
-        batch_size=batch_size,
-        decimals=decimals,
-        computed_batches=computed,
-        intervals=intervals,
-        recipe=run_recipe,
-        threshold_source=threshold_source,
-    )
 
 
 def _gather_counts(counts: dict[str, int]) -> dict[str, int]:
