@@ -36,7 +36,6 @@ from fame_utils.metrics.face import embed, face_deletion_insertion
 from fame_utils.metrics.localization import iou_at_thresholds
 from fame_utils.metrics.removal import removal_masks
 from fame_utils.metrics.road import class_scores, road_scores
-from fame_utils.metrics.threshold import far_frr, verification_accuracy
 
 NAN = float("nan")
 
@@ -212,25 +211,6 @@ ROWS: list[tuple[str, Callable[[], object], type[BaseException], str]] = [
         lambda: FGGB()(_net(), _x(), CosineSimilarity(_refs(), threshold=NAN)),
         ValueError,
         r"\[-1, 1\]",
-    ),
-    (
-        "accuracy-theta-nan",
-        lambda: verification_accuracy([0.1, 0.9], [0, 1], NAN),
-        ValueError,
-        "finite",
-    ),
-    (
-        "accuracy-theta-5",
-        lambda: verification_accuracy([0.1, 0.9], [0, 1], 5.0),
-        ValueError,
-        r"\[-1, 1\]",
-    ),
-    ("far-frr-theta-nan", lambda: far_frr([0.1, 0.9], [0, 1], NAN), ValueError, "finite"),
-    (
-        "accuracy-scores-nan",
-        lambda: verification_accuracy([NAN, 0.9], [0, 1], 0.5),
-        ValueError,
-        "NaN",
     ),
     ("face-theta-nan", lambda: _faces(threshold=NAN), ValueError, r"\[-1, 1\]"),
     ("face-theta-5", lambda: _faces(threshold=5.0), ValueError, r"\[-1, 1\]"),

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["eer_threshold", "eer", "verification_accuracy", "far_frr"]
+__all__ = ["eer_threshold", "eer"]
 
 
 def _as_numpy(values: object, name: str) -> np.ndarray:
@@ -61,34 +61,6 @@ def _counts(s: np.ndarray, g: np.ndarray, thresholds: np.ndarray) -> tuple[np.nd
     return false_accepts, false_rejects, imp.size, gen.size
 
 
-def _check_theta(threshold: object, scores: np.ndarray) -> float:
-    """θ as a float: finite, and inside [−1, 1] when every score is (cosine similarities:
-    a θ outside accepts every pair or none, never what the user meant)."""
-    try:
-        theta = float(threshold)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise TypeError(f"threshold must be a number, got {threshold!r}") from None
-    if not np.isfinite(theta):
-        raise ValueError(f"threshold θ must be a finite number, got {theta!r}")
-    if scores.size and np.all(np.abs(scores) <= 1.0) and abs(theta) > 1.0:
-        raise ValueError(
-            f"threshold θ = {theta!r} lies outside [-1, 1], the range of the scores "
-            "(cosine similarities): it would accept every pair or none"
-        )
-    return theta
-
-
-def far_frr(
-    scores: Sequence[float] | np.ndarray, genuine: Sequence[bool] | np.ndarray, threshold: float
-) -> tuple[float, float]:
-    """(FAR, FRR) at ``threshold`` with the accept rule s ≥ θ (θ finite; within [−1, 1]
-    when the scores are)."""
-    s, g = _check(scores, genuine)
-    theta = _check_theta(threshold, s)
-    fa, fr, n_imp, n_gen = _counts(s, g, np.asarray([theta]))
-    return float(fa[0] / n_imp), float(fr[0] / n_gen)
-
-
 def eer(
     scores: Sequence[float] | np.ndarray, genuine: Sequence[bool] | np.ndarray
 ) -> tuple[float, float]:
@@ -117,31 +89,3 @@ def eer_threshold(
 ) -> float:
     """The EER threshold θ on the scores (accept when s ≥ θ; ties to the largest θ)."""
     return eer(scores, genuine)[1]
-
-
-def verification_accuracy(
-    scores: Sequence[float] | np.ndarray,
-    genuine: Sequence[bool] | np.ndarray,
-    threshold: float,
-) -> float:
-    """Fraction of pairs decided correctly: genuine pairs with s ≥ θ and impostor pairs
-    with s < θ, over all (N,) pairs. Returns a Python float in [0, 1].
-
-    Raises ``ValueError`` for non-finite scores, a non-finite θ, or a θ outside [−1, 1]
-    when every score lies inside it (cosine similarities)."""
-    s = _as_numpy(scores, "scores").astype(np.float64)
-    g = _as_numpy(genuine, "genuine")
-    if s.ndim != 1 or s.shape != g.shape:
-        raise ValueError(
-            f"scores and genuine must be 1-D of the same length, got {s.shape} and {g.shape}"
-        )
-    if s.size == 0:
-        raise ValueError("no pairs given")
-    if not np.isfinite(s).all():
-        raise ValueError("scores contain NaN or infinite values")
-    theta = _check_theta(threshold, s)
-    if g.dtype != np.bool_:
-        if not np.isin(g, (0, 1)).all():
-            raise ValueError("genuine must hold booleans or 0/1 labels (1 = genuine pair)")
-        g = g.astype(bool)
-    return float(np.mean((s >= theta) == g))
