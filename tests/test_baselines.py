@@ -286,8 +286,6 @@ def test_fullgrad_in_normalized_space_equals_pytorch_grad_cam(net, images):
     with pytorch_grad_cam.FullGrad(model=raw, target_layers=[]) as cam:
         ref = cam(input_tensor=x_n, targets=targets)
     torch.testing.assert_close(ours, torch.from_numpy(ref), atol=1e-5, rtol=0)
-    pixel = FullGrad(input_space="pixel")(net, images, ClassLogit([0, 1, 2])).positive
-    assert (pixel - ours).abs().max() > 1e-3  # the input term depends on the space
 
 
 class _Affine(nn.Module):

@@ -12,7 +12,7 @@ code behind Table 1) holds ‖o‖‖r‖ constant, ∂s/∂o = r̂/‖o‖.
 The CAMs read ``target_layer`` (default: the model's, see
 :func:`fame_utils.hooks.default_target_layer`). FullGrad uses every ``Conv2d``/``BatchNorm2d``
 bias instead, and computes its input term |∇ₓf ⊙ x| in the model's normalised space (the
-paper's setting) unless ``input_space="pixel"``. On Vision Transformers (a ``token_grid``
+paper's setting). On Vision Transformers (a ``token_grid``
 attribute) the patch tokens are folded back to the (B, C, h, w) grid, class token dropped
 (:func:`vit_reshape_transform`); FullGrad refuses them (pytorch-grad-cam skips LayerNorm biases).
 
@@ -320,12 +320,11 @@ class FullGrad:
     |∇ₓy ⊙ x| plus |b ⊙ ∇_b y| of every ``Conv2d``/``BatchNorm2d`` bias, each min-max
     scaled and resized, summed, then min-max scaled.
 
+    The input term is taken in the model's normalised space x_n = (x − mean)/std of
+    ``model.input_normalization`` (pytorch-grad-cam on a torchvision model fed normalised
+    tensors, the paper's setting); models without ``input_normalization`` use pixels.
+
     Args:
-        input_space: ``"normalized"`` (default) computes the input term in the model's
-            normalised space x_n = (x − mean)/std taken from ``model.input_normalization``
-            (as pytorch-grad-cam on a torchvision model fed normalised tensors, the
-            paper's setting); ``"pixel"`` uses the [0, 1] pixels. Models without
-            ``input_normalization`` use pixels.
         allow_uncovered_biases: FullGrad needs the biases of all layers; by default a
             model with bias-carrying modules that pytorch-grad-cam does not collect (see
             :func:`fullgrad_uncovered_biases`) raises ``ValueError``. ``True`` runs anyway.
@@ -335,17 +334,10 @@ class FullGrad:
             uncovered biases (unless allowed).
     """
 
-    input_space: Literal["normalized", "pixel"] = "normalized"
     allow_uncovered_biases: bool = False
     name: str = "FullGrad"
     targets: ClassVar[tuple[type, ...]] = (ClassLogit,)
     vit: ClassVar[bool] = False
-
-    def __post_init__(self):
-        if self.input_space not in ("normalized", "pixel"):
-            raise ValueError(
-                f"input_space must be 'normalized' or 'pixel', got {self.input_space!r}"
-            )
 
     def check_model(self, model: nn.Module) -> None:
         """Raise ``ValueError`` if FullGrad cannot explain ``model`` faithfully."""
@@ -374,7 +366,7 @@ class FullGrad:
         self.check_model(model)
         norm = getattr(model, "input_normalization", None)
         x, net = images, model
-        if self.input_space == "normalized" and norm is not None:
+        if norm is not None:
             mean, std = norm
             net = _FromNormalized(model, mean, std).to(model_device(model))
             x = (images.to(net.mean.device) - net.mean) / net.std
