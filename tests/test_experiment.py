@@ -4,6 +4,7 @@ the cache key, FAME shows once per recipe, every summary cell carries a bootstra
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -11,13 +12,20 @@ import pytest
 import torch
 
 import fame_utils.methods as methods_module
-from fame_utils import ClassLogit, CosineSimilarity, Fame
+import fame_utils.metrics.adapters as adapters
+from fame_utils import Attribution, ClassLogit, CosineSimilarity, Fame
 from fame_utils.baselines.cam import GradCAM
 from fame_utils.core import FameConfig
 from fame_utils.experiment.report import ROW_COLUMNS, summarize, summary_markdown
 from fame_utils.experiment.run import run_experiment
 from fame_utils.methods import make_methods
-from fame_utils.metrics.adapters import Column, EvalContext, IoUMetric, _tie_options
+from fame_utils.metrics.adapters import (
+    Column,
+    EvalContext,
+    FaceDeleteInsertMetric,
+    IoUMetric,
+    RoadMetric,
+)
 from fame_utils.recipes import PAPER, REFERENCE
 from fame_utils.stats import bootstrap_interval
 
@@ -108,17 +116,32 @@ def test_two_recipes_give_two_cache_folders_and_two_rows(tmp_path, tiny_cnn, dat
     assert maps["FAME (paper)"].flatten(1).amin(1).min() > 0
 
 
-def test_tie_rule_of_the_run_recipe_reaches_removal_functions():
-    ctx = EvalContext(ties="reference", tie_seed=5)
+def test_tie_rule_of_the_run_recipe_reaches_removal_functions(monkeypatch):
+    ctx = EvalContext(threshold=0.5, ties="reference", tie_seed=5)
+    seen = []
 
-    def with_ties(maps, *, ties="random", tie_seed=0):
-        return ties, tie_seed
+    class Reached(Exception):
+        pass
 
-    def without(maps, *, seed=0):
-        return None
+    def spy(*args, ties, tie_seed, **kwargs):
+        seen.append((ties, tie_seed))
+        raise Reached
 
-    assert _tie_options(with_ties, ctx) == {"ties": "reference", "tie_seed": 5}
-    assert _tie_options(without, ctx) == {}
+    monkeypatch.setattr(adapters, "road_scores", spy)
+    monkeypatch.setattr(adapters, "face_deletion_insertion", spy)
+    maps = Attribution(torch.zeros(1, 4, 4), None)
+    x = torch.zeros(1, 3, 4, 4)
+    batches = [
+        (RoadMetric(), SimpleNamespace(images=x, labels=torch.tensor([0]))),
+        (
+            FaceDeleteInsertMetric(),
+            SimpleNamespace(gallery=x, probe=x, genuine=torch.tensor([True])),
+        ),
+    ]
+    for metric, batch in batches:
+        with pytest.raises(Reached):
+            metric(None, batch, maps, ctx)
+    assert seen == [("reference", 5), ("reference", 5)]
 
 
 def _rows(values_by_method: dict[str, list[float]]) -> pd.DataFrame:

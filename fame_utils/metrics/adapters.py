@@ -17,8 +17,7 @@ Exact-count pixel removal orders pixels of equal map value by the recipe's tie r
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -124,13 +123,6 @@ def _check_choice(value: str, name: str, choices: tuple[str, ...]) -> None:
         raise ValueError(f"{name} must be one of {choices}, got {value!r}")
 
 
-def _tie_options(fn: Callable[..., Any], context: EvalContext) -> dict[str, object]:
-    """``ties=``/``tie_seed=`` for an exact-count removal function that takes them."""
-    params = inspect.signature(fn).parameters
-    options = {"ties": context.ties, "tie_seed": context.tie_seed}
-    return {k: v for k, v in options.items() if k in params}
-
-
 @dataclass
 class IoUMetric:
     """IoU@t ×100 between {map ≥ t} and the box (Table 2): columns ``IoU`` at each t."""
@@ -192,7 +184,8 @@ class RoadMetric:
             noise=self.noise,
             seed=context.seed,
             batch_size=context.batch_size,
-            **_tie_options(road_scores, context),
+            ties=context.ties,
+            tie_seed=context.tie_seed,
         )
         return {c: drop[:, j] for j, c in enumerate(self.columns())}
 
@@ -235,7 +228,8 @@ class FaceDeleteInsertMetric:
             percents=self.percents,
             gallery_embeddings=context.references,
             batch_size=context.batch_size,
-            **_tie_options(face_deletion_insertion, context),
+            ties=context.ties,
+            tie_seed=context.tie_seed,
         )
         out = {Column("Delete"): res.pair_auc("delete"), Column("Insert"): res.pair_auc("insert")}
         for kind, tag in (("delete", "Delete"), ("insert", "Insert")):
