@@ -38,14 +38,12 @@ __all__ = [
 ]
 
 
-def check_images(images: object, name: str = "images", *, check_range: bool = True) -> Tensor:
+def check_images(images: object, name: str = "images") -> Tensor:
     """Validate a batch of RGB images and return it unchanged.
 
     Args:
         images: float tensor (B, 3, H, W) with values in [0, 1], RGB, any device.
         name: how the argument is called in error messages.
-        check_range: also require values in [0, 1] (disable for inputs that are
-            deliberately outside, e.g. an adversarial iterate).
 
     Raises:
         TypeError: not a tensor, or not a floating-point tensor.
@@ -78,15 +76,13 @@ def check_images(images: object, name: str = "images", *, check_range: bool = Tr
         )
     if not bool(torch.isfinite(images).all()):
         raise ValueError(f"{name} contains NaN or infinite values")
-    if check_range:
-        lo, hi = float(images.min()), float(images.max())
-        if lo < 0.0 or hi > 1.0:
-            # enough digits that 1.0001 does not print as 1
-            raise ValueError(
-                f"{name} must hold values in [0, 1], got range [{lo:.9g}, {hi:.9g}]; "
-                "pass un-normalised RGB images (the models normalise internally); "
-                "0-255 images: divide by 255"
-            )
+    lo, hi = float(images.min()), float(images.max())
+    if lo < 0.0 or hi > 1.0:  # enough digits that 1.0001 does not print as 1
+        raise ValueError(
+            f"{name} must hold values in [0, 1], got range [{lo:.9g}, {hi:.9g}]; "
+            "pass un-normalised RGB images (the models normalise internally); "
+            "0-255 images: divide by 255"
+        )
     return images
 
 
