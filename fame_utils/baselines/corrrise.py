@@ -25,7 +25,7 @@ size and device), so maps of different pairs are comparable, as in the paper.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -125,13 +125,11 @@ class CorrRISE:
             112 px chip to the image size: round(30/112 · min(H, W)) (40 at 150 px).
         seed: seed of the mask set (the same set is reused for every image of a size).
         batch_size: masked images per forward pass.
-        class_score: for ``ClassLogit``: ``"probability"`` (softmax of the class, as RISE
-            does) or ``"logit"``.
         progress: tqdm bar over forward chunks.
 
     Calling it with ``CosineSimilarity(references)`` scores each masked image by
     cos(φ(x ⊙ M), reference) with the partner embedding frozen; with ``ClassLogit`` by the
-    class probability (or logit). Returns ``Attribution(e₊, e₋)`` (B, H, W) in [0, 1]
+    class probability (softmax, as RISE does). Returns ``Attribution(e₊, e₋)`` (B, H, W) in [0, 1]
     on ``images``' device.
     """
 
@@ -140,7 +138,6 @@ class CorrRISE:
     patch_size: int | None = None
     seed: int = 0
     batch_size: int = 100
-    class_score: Literal["probability", "logit"] = "probability"
     progress: bool = False
     name: str = "CorrRISE"
     targets: ClassVar[tuple[type, ...]] = (ClassLogit, CosineSimilarity)
@@ -152,10 +149,6 @@ class CorrRISE:
             raise ValueError(f"n_masks must be >= 2, got {self.n_masks}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.class_score not in ("probability", "logit"):
-            raise ValueError(
-                f"class_score must be 'probability' or 'logit', got {self.class_score!r}"
-            )
 
     def patch_side(self, size: tuple[int, int]) -> int:
         """Patch side in pixels for an image of ``size`` (H, W)."""
@@ -207,8 +200,7 @@ class CorrRISE:
                 if isinstance(target, CosineSimilarity):
                     out[lo:hi] = F.cosine_similarity(y, per_image[img].to(y.dtype), dim=1)
                 else:
-                    if self.class_score == "probability":
-                        y = y.softmax(dim=1)
+                    y = y.softmax(dim=1)
                     out[lo:hi] = y.gather(1, per_image[img].view(-1, 1)).squeeze(1)
         return out.view(b, self.n_masks)
 
