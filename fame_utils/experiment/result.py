@@ -12,7 +12,6 @@ import torch
 from ..objectives import Attribution
 from ..recipes import PAPER, Recipe
 from .cache import load
-from .report import summary_with_intervals
 
 __all__ = ["ExperimentResult"]
 
@@ -128,9 +127,3 @@ class ExperimentResult:
         table = sub.groupby(["percent", "method"])["value"].mean().unstack("method")
         table.columns.name = None
         return table[[m for m in self.methods if m in table.columns]]
-
-    def summary_with_intervals(self) -> pd.DataFrame:
-        """The summary with ``<col>_low``/``<col>_high`` columns (as in ``summary.csv``)."""
-        if self.intervals is None:
-            raise ValueError("this result has no intervals")
-        return summary_with_intervals(self.summary, self.intervals)
