@@ -343,7 +343,8 @@ def metric_explorer(
     """Re-evaluate IoU/ROAD with other methods, thresholds and percents (**Run**): the maps
     come from the run's cache (``run_settings`` such as ``cache_dir``, ``batch_size``), only
     the metrics are computed; shows the summary with intervals and the bar plot (beside
-    ``paper`` when given).
+    ``paper`` when given: its rows of the chosen methods, its panels where it has the
+    chosen columns).
 
     Args:
         dataset: classification items; ``methods``: method instances of the first run.
@@ -355,6 +356,7 @@ def metric_explorer(
 
     from .experiment import run_experiment, summary_markdown
     from .metrics.adapters import IoUMetric, RoadMetric
+    from .paper import paper_method
     from .plotting import draw_bars, table2_groups
 
     by_name = {m.name: m for m in methods}
@@ -369,7 +371,9 @@ def metric_explorer(
         res = run_experiment(
             model, dataset, chosen, metrics, out_dir, progress=False, **run_settings
         )
-        tables = {"ours": res.summary} if paper is None else {"ours": res.summary, "paper": paper}
+        tables = {"ours": res.summary}
+        if paper is not None:  # the paper's rows of the chosen methods only
+            tables["paper"] = paper[paper.index.isin({paper_method(m.name) for m in chosen})]
         table = summary_markdown(res.summary, res.decimals, res.intervals)
         return Markdown(table), draw_bars(tables, table2_groups(res.summary.columns))
 
