@@ -412,7 +412,12 @@ def metric_explorer(
 
     names = list(by_name)
     controls = {
-        "shown": W.SelectMultiple(options=names, value=tuple(names), description="methods"),
+        "shown": W.SelectMultiple(
+            options=names,
+            value=tuple(names),
+            description="methods (Ctrl/Shift-click)",
+            tooltip="Ctrl-click picks or drops one method, Shift-click a range",
+        ),
         "thresholds": W.Text(value=", ".join(f"{t:g}" for t in thresholds), description="IoU t"),
         "percents": W.Text(value=", ".join(f"{p:g}" for p in percents), description="ROAD p %"),
         "noisy_linear": W.Checkbox(value=noisy_linear, description="noisy linear too"),
