@@ -381,7 +381,7 @@ def metric_explorer(
 
     Args:
         dataset: classification items; ``methods``: method instances of the first run.
-        out_dir: where the re-evaluated ``results.csv``/summaries go.
+        out_dir: where the re-evaluated ``results.csv``/summaries go (each Run replaces them).
         thresholds, percents, noisy_linear: the initial IoU thresholds, ROAD percents and
             whether ROAD with noisy linear imputation is evaluated too.
     """
@@ -401,9 +401,8 @@ def metric_explorer(
         if noisy_linear:
             metrics.append(RoadMetric(ps, mode="noisy_linear"))
         chosen = [by_name[n] for n in shown] or list(methods)
-        res = run_experiment(
-            model, dataset, chosen, metrics, out_dir, progress=False, **run_settings
-        )
+        settings = {**run_settings, "overwrite": True, "progress": False}  # out_dir is ours
+        res = run_experiment(model, dataset, chosen, metrics, out_dir, **settings)
         tables = {"ours": res.summary}
         if paper is not None:  # the paper's rows of the chosen methods only
             tables["paper"] = paper[paper.index.isin({paper_method(m.name) for m in chosen})]

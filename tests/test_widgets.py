@@ -178,3 +178,36 @@ def test_face_explorer_sigma_reblurs_fames_cached_delta_and_run_recomputes_what_
     sigma.value = 3.0
     sigma.value = 4.0
     assert box.runs == {"FAME": 1, "others": 0}
+
+
+def test_metric_explorer_draws_the_papers_rows_of_the_chosen_methods_only(
+    tiny_cnn, data, tmp_path, monkeypatch
+):
+    from matplotlib.colors import to_rgba
+
+    import fame_utils.plotting as plotting
+    from fame_utils.baselines import GradCAM, HiResCAM
+    from fame_utils.paper import table2
+    from fame_utils.widgets import metric_explorer
+
+    shown, real = [], plotting.draw_bars
+    monkeypatch.setattr(
+        plotting, "draw_bars", lambda *a, **k: shown.append(real(*a, **k)) or shown[-1]
+    )
+    methods = [GradCAM(target_layer=tiny_cnn[2]), HiResCAM(target_layer=tiny_cnn[2])]
+    box = metric_explorer(
+        tiny_cnn, data, methods, tmp_path, thresholds=[0.3], percents=[10], paper=table2()
+    )
+    controls = {w.description.split()[0]: w for row in box.children[:-1] for w in row.children}
+    controls["methods"].value = ("Grad-CAM",)
+    controls["IoU"].value = "0.4"  # a threshold the paper does not have
+    controls["Run"].click()
+    assert "Traceback" not in str(box.children[-1].outputs)
+    first, chosen = shown
+    assert [ax.get_title() for ax in first.axes] == ["ours", "ours", "paper", "paper"]
+    assert {c.get_label() for ax in first.axes for c in ax.containers} == {"Grad-CAM", "HiResCAM"}
+    # Grad-CAM alone at IoU@0.4: the paper keeps its ROAD@10 % panel, one bar, Grad-CAM's colour
+    assert [ax.get_title() for ax in chosen.axes] == ["ours", "ours", "paper"]
+    assert [len(ax.containers) for ax in chosen.axes] == [1, 1, 1]
+    (bar,) = chosen.axes[2].containers[0].patches
+    assert bar.get_facecolor() == to_rgba(plotting.method_colour("Grad-CAM"))
