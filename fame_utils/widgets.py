@@ -320,7 +320,8 @@ def face_explorer(
         label = f"{variation[0]} ({variation[1]}) genuine pair {pair} of 0-{len(genuine(variation)) - 1}"
         label += f"\ns = {s:.3f} ({verdict})"
         computed = (
-            f"s = {s:.3f}, {verdict} (θ = {threshold:.3f}); computed so far: "
+            f"s = {s:.3f}, {verdict} (θ = {threshold:.3f}); FAME {iterations} it, σ {sigma:.1f}"
+            "; computed so far: "
             f"FAME {runs['FAME']}×, the other methods {runs['others']}×"
         )
         return computed, draw_face_rows(p.gallery, p.probe, maps, [label])
