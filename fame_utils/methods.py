@@ -37,7 +37,7 @@ from .baselines.cam import FullGrad, GradCAM, GradCAMElementWise, HiResCAM, toke
 from .baselines.corrrise import CorrRISE
 from .baselines.fggb import FGGB
 from .baselines.sanity import Centre, Constant, Random
-from .core import FameConfig, run_fame
+from .core import FameConfig, FameResult, run_fame
 from .objectives import Attribution, ClassLogit, CosineSimilarity, Objective, check_target
 from .recipes import PAPER, Recipe, get_recipe
 
@@ -114,13 +114,20 @@ class Fame:
     def recipe_settings(cls, recipe: Recipe, task: Task) -> dict[str, Any]:
         return {"config": recipe.fame_config(task)}
 
-    def __call__(self, model: nn.Module, images: Tensor, target: Objective) -> Attribution:
+    def run(self, model: nn.Module, images: Tensor, target: Objective, **hook) -> FameResult:
+        """The unblurred :class:`FameResult` behind a call (B samples; 2B for a similarity
+        target: e₊ then e₋), e.g. to re-blur at another σ; ``hook``: :func:`run_fame`'s
+        ``callback`` and ``callback_every``."""
         check_target(target)
-        if isinstance(target, ClassLogit):
-            return Attribution(run_fame(model, images, target, self.config).maps())
-        b = images.shape[0]
-        both = run_fame(model, images, _BothSides(target.check(b)), self.config).maps()
-        return Attribution(both[:b], both[b:])
+        if not isinstance(target, ClassLogit):
+            target = _BothSides(target.check(images.shape[0]))
+        return run_fame(model, images, target, self.config, **hook)
+
+    def __call__(self, model: nn.Module, images: Tensor, target: Objective) -> Attribution:
+        maps, b = self.run(model, images, target).maps(), images.shape[0]
+        return (
+            Attribution(maps) if isinstance(target, ClassLogit) else Attribution(maps[:b], maps[b:])
+        )
 
 
 METHODS: dict[str, type] = {

@@ -581,9 +581,7 @@ class Comparison:
         paper_decimals = {p: self.decimals.get(o, 3) for o, p in self.paper_columns.items()}
         return (
             f"# {title}\n\n{note}\n\n"
-            + summary_markdown(
-                _mark_baselines(self.ours), self.decimals, _mark_baselines(self.intervals)
-            )
+            + summary_markdown(self.ours, self.decimals, self.intervals)
             + f"\n# {paper_title}\n\n"
             + summary_markdown(self.paper, paper_decimals)
             + f"\n# Rankings\n\n{self.sentences}\n"
@@ -650,7 +648,8 @@ def table1_networks(
             for c in cols:
                 d, iv = comp.decimals.get(c, 3), comp.intervals.loc[method, c]
                 cells.append(f"{comp.ours.loc[method, c]:.{d}f}" if iv is None else iv.format(d))
-            lines.append("| " + " | ".join([method, net, *cells]) + " |")
+            label = f"{method} (sanity baseline)" if method in BASELINE_NAMES else method
+            lines.append("| " + " | ".join([label, net, *cells]) + " |")
         row = paper_method(method)
         if row in first.paper.index and row not in shown_paper:
             shown_paper.add(row)
@@ -669,4 +668,25 @@ def table1_networks(
                 "them (the accuracy reaches the same floor for every map).\n"
             )
         out.append(comp.sentences + "\n")
+        if "Random" in comp.ours.index:
+            out.append(_above_random_markdown(comp))
     return "\n".join(out)
+
+
+def _above_random_markdown(comp: Comparison) -> str:
+    """How far each method is better than the ``Random`` map per column (issue 23), as a
+    Markdown table of paired mean improvements with their bootstrap intervals."""
+    gain = above_baseline(comp.per_item, "Random", lower_is_better=comp.lower_is_better)
+    gain = gain.drop(index=[b for b in BASELINE_NAMES if b in gain.index])
+    cols = list(gain.columns)
+    lines = [
+        "How far above `Random` (paired mean improvement over the Random map, 95 % bootstrap "
+        "interval; positive is better than noise, on Delete the drop is Random's minus the "
+        "method's):\n",
+        "| Method | " + " | ".join(cols) + " |",
+        "|---|" + "|".join(["---:"] * len(cols)) + "|",
+    ]
+    for method, row in gain.iterrows():
+        cells = [row[c].format(comp.decimals.get(c, 3)) for c in cols]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

@@ -7,6 +7,7 @@ images are (3, H, W) in [0, 1] RGB and maps (H, W) in [0, 1], on any device.
 from __future__ import annotations
 
 import itertools
+import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import SimpleNamespace
@@ -18,7 +19,6 @@ import torch
 from torch import Tensor
 
 from .baselines.sanity import BASELINE_NAMES
-from .paper import paper_method
 from .postprocess import kernel_size_for
 
 __all__ = [
@@ -35,10 +35,35 @@ __all__ = [
     "draw_pair_removal",
     "table2_groups",
     "draw_bars",
+    "METHOD_COLOURS",
+    "method_colour",
     "show_maps",
     "draw_item_maps",
     "save_figure",
 ]
+
+
+# one colour per method name in every figure (bars, curves); the sanity baselines are grey
+METHOD_COLOURS = {
+    "FAME": "tab:red",
+    "FAME (paper)": "tab:orange",
+    "FAME (reference)": "tab:brown",
+    "Grad-CAM": "tab:blue",
+    "Grad-CAM-EW": "tab:cyan",
+    "HiResCAM": "tab:purple",
+    "FullGrad": "tab:green",
+    "CorrRISE": "tab:olive",
+    "FGGB": "tab:pink",
+    "CAM": "navy",
+}
+
+
+def method_colour(name: str):
+    """The colour of method ``name`` in every figure: :data:`METHOD_COLOURS`, else a colour
+    of tab20b fixed by the name's CRC-32 (the same in every run and figure)."""
+    if name in METHOD_COLOURS:
+        return METHOD_COLOURS[name]
+    return plt.cm.tab20b.colors[zlib.crc32(name.encode()) % 20]
 
 
 def to_numpy_image(image: Tensor) -> np.ndarray:
@@ -318,7 +343,7 @@ def draw_face_curves(
             for name in methods or table.columns:
                 auc = res.summary.loc[name, kind]
                 label = f"{name} ({auc:.1f})" if what == "acc" else name
-                style = ref_style.get(name, {"marker": "o"})
+                style = ref_style.get(name, {"marker": "o", "color": method_colour(name)})
                 ax.plot(table.index, table[name], ms=2.5, label=label, **style)
             if what == "sim":
                 ax.axhline(thresholds[s], color="gray", ls=":", lw=1)
@@ -429,61 +454,51 @@ def draw_bars(
     baselines: Sequence[str] = BASELINE_NAMES,
 ) -> plt.Figure:
     """Fig. 5: grouped bars, one row per table (e.g. ours and the paper's), one panel per
-    column group (e.g. IoU and ROAD); methods keep their colour across panels.
+    column group (e.g. IoU and ROAD) that the table has values for; each method has its
+    :func:`method_colour` in every panel.
 
     Args:
-        tables: ``{row title: methods × columns}``; a column missing from a table is skipped.
+        tables: ``{row title: methods × columns}``; a column missing from a table (or all
+            NaN there) is skipped, and a panel or row left without columns is not drawn.
         groups: ``{group name: columns}``, one panel each.
         ylabels: ``{group name: y-axis label}``.
         baselines: rows drawn as references, not bars: per column a grey band from the
             lowest to the highest baseline and a dashed line at the best (highest) one.
     """
-    original = dict(tables)
-    refs = {w: [m for m in t.index if m in baselines] for w, t in tables.items()}
-    tables = {w: t.drop(index=refs[w]) for w, t in tables.items()}
-    methods = list(dict.fromkeys(m for t in tables.values() for m in t.index))
-    # a method keeps its colour in every panel; the paper's "FAME" takes our first "FAME (...)"'s
-    first = {}
-    for m in methods:
-        first.setdefault(paper_method(m), m)
-    palette, colours = itertools.cycle(plt.cm.tab10.colors), {}
-    for m in methods:
-        same = first[m] if m == paper_method(m) else m
-        colours[m] = colours[same] if same in colours else next(palette)
+    panels = {}  # {row: [(group, columns with a value)]}
+    for who, table in tables.items():
+        have = [
+            (g, [k for k in cols if k in table and table[k].notna().any()])
+            for g, cols in groups.items()
+        ]
+        if any(cols for _, cols in have):
+            panels[who] = [(g, cols) for g, cols in have if cols]
+    ncols = max((len(p) for p in panels.values()), default=1)
     fig, axes = plt.subplots(
-        len(tables),
-        len(groups),
-        figsize=(1.1 * size * len(groups), size * len(tables)),
+        max(len(panels), 1),
+        ncols,
+        figsize=(1.1 * size * ncols, size * max(len(panels), 1)),
         squeeze=False,
     )
-    for r, (who, table) in enumerate(tables.items()):
-        for c, (group, cols) in enumerate(groups.items()):
-            ax = axes[r, c]
-            cols = [k for k in cols if k in table.columns]
-            if not cols:  # e.g. the paper has no noisy-linear ROAD
-                ax.set_axis_off()
-                ax.text(0.5, 0.5, f"{who}:\nno {group} columns", ha="center", fontsize=7)
-                continue
-            n, x = len(table.index), np.arange(len(cols))
-            for j, m in enumerate(table.index):
+    for r, (who, row) in enumerate(panels.items()):
+        for ax in axes[r, len(row) :]:
+            fig.delaxes(ax)
+        refs = [m for m in tables[who].index if m in baselines]
+        for ax, (group, cols) in zip(axes[r], row):
+            table = tables[who].loc[:, cols]
+            bars = table.drop(index=refs).dropna(how="all")
+            n, x = len(bars.index), np.arange(len(cols))
+            for j, m in enumerate(bars.index):
                 offset = (j - (n - 1) / 2) * 0.8 / n
-                ax.bar(
-                    x + offset,
-                    table.loc[m, cols].to_numpy(float),
-                    0.8 / n,
-                    label=m,
-                    color=colours[m],
-                )
-            if refs[who] and cols:
-                ref = original[who].loc[refs[who], cols].to_numpy(float)
-                lo, hi = ref.min(0), ref.max(0)
-                for xi, a, b in zip(x, lo, hi):
+                values = bars.loc[m].to_numpy(float)
+                ax.bar(x + offset, values, 0.8 / n, label=m, color=method_colour(m))
+            if refs:
+                ref = table.loc[refs].to_numpy(float)
+                for xi, a, b in zip(x, ref.min(0), ref.max(0)):
                     span = [xi - 0.45, xi + 0.45]
                     ax.fill_between(span, a, b, color="0.85", lw=0, zorder=0)  # behind bars
                     ax.hlines(b, *span, colors="0.3", linestyles="--", lw=1, zorder=3)
-                ax.plot(
-                    [], [], color="0.3", ls="--", label=f"sanity baselines ({', '.join(refs[who])})"
-                )
+                ax.plot([], [], color="0.3", ls="--", label=f"sanity baselines ({', '.join(refs)})")
             ax.set_xticks(
                 x, [k.replace("ROAD-", "").replace("Delete", "Del") for k in cols], fontsize=7
             )
@@ -492,7 +507,7 @@ def draw_bars(
             ax.tick_params(labelsize=7)
     # one legend for the figure, below the panels, so that it never hides a bar
     entries = {}
-    for ax in axes.flat:
+    for ax in fig.axes:
         for handle, label in zip(*ax.get_legend_handles_labels()):
             entries.setdefault(label, handle)
     ncol = min(len(entries), 4)
@@ -510,7 +525,9 @@ def draw_bars(
     return fig
 
 
-def draw_item_maps(dataset, result, index: int, threshold: float) -> plt.Figure:
+def draw_item_maps(
+    dataset, result, index: int, threshold: float, class_names: Sequence[str] | None = None
+) -> plt.Figure:
     """One classification item: the image with its box, then each method's map with the
     box (lime) and the salient region {map ≥ ``threshold``} outlined in white, titled with
     the item's IoU at ``threshold`` (when the run has it) and ROAD-Delete values.
@@ -519,13 +536,18 @@ def draw_item_maps(dataset, result, index: int, threshold: float) -> plt.Figure:
         dataset: the run's items (``image`` (3, H, W) in [0, 1], ``box``, ``label``, ``name``).
         result: the ``ExperimentResult`` of an IoU/ROAD run on ``dataset``.
         index: the item (0 ≤ index < len(dataset)).
+        class_names: the name of each label (default: the ImageNet-1k class names).
     """
+    if class_names is None:
+        from .models.classifiers import imagenet_categories
+
+        class_names = imagenet_categories()
     item = dataset[index]
     rows = result.rows[result.rows["index"] == index]
     box = item.box.tolist()
     n = len(result.methods) + 1
     fig, axes = plt.subplots(1, n, figsize=(2.3 * n, 2.8), squeeze=False)
-    overlay(axes[0, 0], item.image, title=f"{item.name} (class {item.label})")
+    overlay(axes[0, 0], item.image, title=f"{item.name}\n{class_names[item.label]} ({item.label})")
     draw_box(axes[0, 0], box)
     for ax, name in zip(axes[0, 1:], result.methods):
         m = result.maps(name).positive[index]
@@ -538,11 +560,12 @@ def draw_item_maps(dataset, result, index: int, threshold: float) -> plt.Figure:
         iou = mine[
             (mine["metric"] == "IoU") & np.isclose(mine["threshold"].to_numpy(float), threshold)
         ]
-        road = mine[mine["metric"] == "ROAD-Delete"].sort_values("percent")["value"]
+        road = mine[mine["metric"] == "ROAD-Delete"].sort_values("percent")
         iou_text = (
             f"IoU@{threshold:g} {iou['value'].iloc[0]:.0f}" if len(iou) else f"S at t={threshold:g}"
         )
-        ax.set_title(f"{name}\n{iou_text}\nROAD {', '.join(f'{v:.2f}' for v in road)}", fontsize=7)
+        road_text = ", ".join(f"{p:g}%: {v:.2f}" for p, v in zip(road["percent"], road["value"]))
+        ax.set_title(f"{name}\n{iou_text}\nROAD-Delete {road_text}", fontsize=7)
     fig.tight_layout()
     return fig
 
@@ -652,7 +675,8 @@ def draw_face_curves_networks(
             table = res.curve(f"{kind}-acc")
             names = list(methods or table.columns)
             for name in names:
-                ax.plot(table.index, table[name], marker="o", ms=2, lw=1, label=name)
+                colour = method_colour(name)
+                ax.plot(table.index, table[name], marker="o", ms=2, lw=1, label=name, color=colour)
             ax.set_title(f"{net} · {s}: {kind}", fontsize=8)
             ax.set_xlabel("P (%)", fontsize=7)
             ax.set_ylabel("accuracy (%)", fontsize=7)

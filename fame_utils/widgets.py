@@ -249,58 +249,82 @@ def face_explorer(
     seed: int = 0,
     precomputed: Mapping[str, Any] | None = None,
 ) -> W.VBox:
-    """Fig. 3 for one genuine pair at a time: variation, pair, FAME iterations and σ, CorrRISE
-    masks; **Run** recomputes every method for that pair (runs are cached).
+    """Fig. 3 for one genuine pair at a time. Run controls (variation, pair, FAME
+    iterations, CorrRISE masks) apply on **Run**; FAME's unblurred Δx (e₊ and e₋) is cached
+    by (pair, iterations) and the other methods' maps by (pair, masks), so Run recomputes
+    only what changed. σ is live: it re-blurs FAME's cached Δx at once (the kernel is the
+    config's at its σ, :func:`~fame_utils.postprocess.kernel_size_for` elsewhere).
 
     Args:
         model: face model, (N, 3, H, W) [0, 1] -> (N, D) embeddings.
         protocols: ``{subset: FacePairs}`` (:mod:`fame_utils.data.faces`).
         threshold: θ, the clean EER threshold (FGGB's weights, the target's threshold).
-        fame_config: FAME's settings; iterations and σ start from it (kernel size fixed).
+        fame_config: FAME's settings; iterations and σ start from it.
         start: ``(subset, variation, k)``: the k-th genuine pair shown first.
         n_masks, seed: CorrRISE's initial mask count and its mask seed.
         precomputed: ``{method name: Attribution}`` whose first row is the ``start`` pair at
-            the initial settings (e.g. the figure's), so the first view costs nothing.
+            the initial settings (e.g. the figure's), so the first view costs nothing (FAME
+            runs once for that pair when σ first moves: the figure keeps no Δx).
+
+    Returns:
+        ``VBox`` as :func:`panel` builds it; its ``runs`` attribute counts the computations
+        (``{"FAME": n, "others": m}``).
     """
-    from .methods import explain_all, make_methods, table_methods
+    from .methods import Fame, explain_all, make_methods, table_methods
     from .metrics.face import embed
-    from .objectives import CosineSimilarity
+    from .objectives import Attribution, CosineSimilarity
     from .plotting import draw_face_rows
+    from .postprocess import kernel_size_for
 
     def genuine(variation: tuple[str, str]):
         return protocols[variation[0]].select(variation=variation[1], genuine=True)
 
-    iterations, sigma = fame_config.iterations, fame_config.sigma
+    sigma0 = fame_config.sigma
     start = (start[0], start[1], start[2] % len(genuine(start[:2])))  # as the figure picks it
-    cache: dict[tuple, Any] = {}
+    others = [k for k in table_methods("verification") if k != "fame"]
+    fame_runs: dict[tuple, FameResult] = {}  # (variation, pair, iterations) -> e₊ then e₋
+    other_maps: dict[tuple, dict] = {}  # (variation, pair, n_masks) -> {name: Attribution}
+    runs = {"FAME": 0, "others": 0}
+    figure_fame = None
     if precomputed is not None:
         first = {
             k: type(a)(*(m if m is None else m[:1] for m in a)) for k, a in precomputed.items()
         }
-        cache[((start[0], start[1]), start[2], iterations, sigma, n_masks)] = first
+        figure_fame = first.pop("FAME", None)
+        other_maps[(start[:2], start[2], n_masks)] = first
 
-    def render(variation, pair, iterations, sigma, n_masks) -> plt.Figure:
-        pairs = genuine(variation)
-        p = pairs.subset(min(pair, len(pairs) - 1))
+    def render(variation, pair, iterations, sigma, n_masks):
+        p = genuine(variation).subset(pair)
         ref, probe = embed(model, p.gallery), embed(model, p.probe)
-        key = (variation, pair, iterations, sigma, n_masks)
-        if key not in cache:
-            target = CosineSimilarity(ref, threshold=threshold)
-            config = fame_config.replace(iterations=iterations, sigma=sigma)
-            methods = make_methods(
-                table_methods("verification"),
-                "verification",
-                config=config,
-                threshold=threshold,
-                n_masks=n_masks,
-                seed=seed,
-            )
-            cache[key] = explain_all(methods, model, p.probe, target)[0]
+        target = CosineSimilarity(ref, threshold=threshold)
+        if (variation, pair, n_masks) not in other_maps:
+            settings = {"threshold": threshold, "n_masks": n_masks, "seed": seed}
+            methods = make_methods(others, "verification", **settings)
+            other_maps[(variation, pair, n_masks)] = explain_all(methods, model, p.probe, target)[0]
+            runs["others"] += 1
+        maps = dict(other_maps[(variation, pair, n_masks)])
+        key = (variation, pair, iterations)
+        initial = (variation, pair, iterations) == (start[:2], start[2], fame_config.iterations)
+        if figure_fame is not None and initial and sigma == sigma0 and key not in fame_runs:
+            maps["FAME"] = figure_fame  # the figure's maps: no Δx needed at its σ
+        else:
+            if key not in fame_runs:
+                fame = Fame(fame_config.replace(iterations=iterations))
+                fame_runs[key] = fame.run(model, p.probe, target)
+                runs["FAME"] += 1
+            k = fame_config.kernel_size if sigma == sigma0 else kernel_size_for(sigma)
+            both = fame_runs[key].maps(kernel_size=k, sigma=sigma, warn_empty=False)
+            maps["FAME"] = Attribution(both[:1], both[1:])
         s = float((ref * probe).sum())
         verdict = "accepted" if s >= threshold else "rejected: below θ"
-        label = f"{variation[0]} ({variation[1]}) genuine pair {pair} of 0-{len(pairs) - 1}"
+        label = f"{variation[0]} ({variation[1]}) genuine pair {pair} of 0-{len(genuine(variation)) - 1}"
         label += f"\ns = {s:.3f} ({verdict})"
-        return draw_face_rows(p.gallery, p.probe, cache[key], [label])
+        computed = (
+            f"s = {s:.3f}, {verdict} (θ = {threshold:.3f}); FAME {iterations} it, σ {sigma:.1f}"
+            "; computed so far: "
+            f"FAME {runs['FAME']}×, the other methods {runs['others']}×"
+        )
+        return computed, draw_face_rows(p.gallery, p.probe, maps, [label])
 
     options = [
         (f"{s}: {v}", (s, v)) for s, p in protocols.items() for v in dict.fromkeys(p.variation)
@@ -310,13 +334,16 @@ def face_explorer(
         "variation": W.Dropdown(options=options, value=start[:2], description="variation"),
         "pair": W.BoundedIntText(value=start[2], min=0, max=len(genuine(start[:2])) - 1),
         "iterations": W.IntSlider(
-            value=iterations, min=1, max=1000, description="iterations", **slider
+            value=fame_config.iterations, min=1, max=1000, description="iterations", **slider
         ),
-        "sigma": W.FloatSlider(value=sigma, min=0.5, max=20, step=0.1, description="σ", **slider),
         "n_masks": W.IntSlider(
             value=n_masks, min=8, max=2000, step=8, description="masks", **slider
         ),
+        "sigma": W.FloatSlider(
+            value=sigma0, min=0.5, max=20, step=0.1, description="σ (live)", **slider
+        ),
     }
+    controls["sigma"].add_class("fame-face-sigma")  # a stable hook for the browser test
 
     def bound_pair(change=None) -> None:  # the pairs that exist, with their count
         pair, n = controls["pair"], len(genuine(controls["variation"].value))
@@ -325,7 +352,14 @@ def face_explorer(
 
     bound_pair()
     controls["variation"].observe(bound_pair, "value")
-    return panel(render, controls, button="Run")
+    legend = W.HTML(
+        "<b>Run controls</b> (apply on <b>Run</b>, cached results show at once): variation, "
+        "pair, iterations, masks. <b>Live</b>: σ re-blurs FAME's cached Δx."
+    )
+    box = panel(render, controls, button="Run", live=["sigma"])
+    box.children = (legend, *box.children)
+    box.runs = runs
+    return box
 
 
 def metric_explorer(
@@ -343,11 +377,12 @@ def metric_explorer(
     """Re-evaluate IoU/ROAD with other methods, thresholds and percents (**Run**): the maps
     come from the run's cache (``run_settings`` such as ``cache_dir``, ``batch_size``), only
     the metrics are computed; shows the summary with intervals and the bar plot (beside
-    ``paper`` when given).
+    ``paper`` when given: its rows of the chosen methods, its panels where it has the
+    chosen columns).
 
     Args:
         dataset: classification items; ``methods``: method instances of the first run.
-        out_dir: where the re-evaluated ``results.csv``/summaries go.
+        out_dir: where the re-evaluated ``results.csv``/summaries go (each Run replaces them).
         thresholds, percents, noisy_linear: the initial IoU thresholds, ROAD percents and
             whether ROAD with noisy linear imputation is evaluated too.
     """
@@ -356,6 +391,7 @@ def metric_explorer(
     from .experiment.report import summary_markdown
     from .experiment.run import run_experiment
     from .metrics.adapters import IoUMetric, RoadMetric
+    from .paper import paper_method
     from .plotting import draw_bars, table2_groups
 
     by_name = {m.name: m for m in methods}
@@ -367,16 +403,22 @@ def metric_explorer(
         if noisy_linear:
             metrics.append(RoadMetric(ps, mode="noisy_linear"))
         chosen = [by_name[n] for n in shown] or list(methods)
-        res = run_experiment(
-            model, dataset, chosen, metrics, out_dir, progress=False, **run_settings
-        )
-        tables = {"ours": res.summary} if paper is None else {"ours": res.summary, "paper": paper}
+        settings = {**run_settings, "overwrite": True, "progress": False}  # out_dir is ours
+        res = run_experiment(model, dataset, chosen, metrics, out_dir, **settings)
+        tables = {"ours": res.summary}
+        if paper is not None:  # the paper's rows of the chosen methods only
+            tables["paper"] = paper[paper.index.isin({paper_method(m.name) for m in chosen})]
         table = summary_markdown(res.summary, res.decimals, res.intervals)
         return Markdown(table), draw_bars(tables, table2_groups(res.summary.columns))
 
     names = list(by_name)
     controls = {
-        "shown": W.SelectMultiple(options=names, value=tuple(names), description="methods"),
+        "shown": W.SelectMultiple(
+            options=names,
+            value=tuple(names),
+            description="methods (Ctrl/Shift-click)",
+            tooltip="Ctrl-click picks or drops one method, Shift-click a range",
+        ),
         "thresholds": W.Text(value=", ".join(f"{t:g}" for t in thresholds), description="IoU t"),
         "percents": W.Text(value=", ".join(f"{p:g}" for p in percents), description="ROAD p %"),
         "noisy_linear": W.Checkbox(value=noisy_linear, description="noisy linear too"),

@@ -584,3 +584,61 @@ def test_live_explorer_in_jupyterlab(lab, lab_root, browser):
     finally:
         page.close()
         _shutdown_kernels(base, token, name)
+
+
+# --- the face explorer of notebook 03 (issue 21) -------------------------------------------
+
+_FACE_JS = """() => {
+    const sigma = document.querySelector(
+        '.jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea-output .fame-face-sigma');
+    const cell = sigma.closest('.jp-CodeCell');
+    const counts = cell.textContent.match(/FAME (\\d+)×, the other methods (\\d+)×/);
+    return {
+        images: [...cell.querySelectorAll('.jp-OutputArea-output img')].map(i => i.src),
+        counts: counts ? [Number(counts[1]), Number(counts[2])] : null,
+        readout: sigma.querySelector('.widget-readout').textContent,
+    };
+}"""
+
+
+def test_face_explorer_sigma_is_live_in_jupyterlab(lab, browser):
+    """Notebook 03's explorer: σ moved in the page redraws the FAME panels from FAME's
+    cached Δx. The figure keeps no Δx, so the first move runs FAME once; every later move
+    changes the shown figure with no further run of any method (counts, not times)."""
+    base, token = lab
+    name = "03_face_comparisons.ipynb"
+    page = browser.new_page(viewport=dict(VIEWPORT))
+    try:
+        page.goto(f"{base}/lab/tree/{name}?reset&token={token}")
+        page.wait_for_selector(".jp-NotebookPanel .jp-CodeCell", timeout=120_000)
+        _wait_idle(page, name, 120, "opening the notebook")
+        page.click(".lm-MenuBar-item:has-text('Run')")
+        page.click("li[data-command='runmenu:run-all']")
+        _wait_idle(page, name, RUN_TIMEOUT_S, "Run > Run All Cells")
+        _check_outputs(page, name)
+        first = page.evaluate(_FACE_JS)
+        assert first["counts"] == [0, 0], first  # the figure's maps: nothing computed
+        handle = page.locator(".fame-face-sigma .noUi-handle").first
+        handle.scroll_into_view_if_needed()
+        states = [first]
+        for step in range(3):
+            handle.focus()
+            page.keyboard.press("ArrowRight")
+            states.append(
+                _poll(
+                    page,
+                    lambda old=states[-1]["images"]: (
+                        (s := page.evaluate(_FACE_JS))["images"] != old and s
+                    ),
+                    CONTROL_TIMEOUT_S,
+                    f"{name}: σ step {step + 1} did not change the explorer's figure",
+                )
+            )
+        counts = [s["counts"] for s in states[1:]]
+        assert counts == [[1, 0]] * 3, counts  # FAME once for the Δx, then re-blurs only
+        _check_outputs(page, name)
+        print(f"\nnotebook 03 explorer: σ {first['readout']} -> {states[-1]['readout']}, {counts}")
+        _screenshot(page, SCREENSHOTS / "03_face_explorer.png")
+    finally:
+        page.close()
+        _shutdown_kernels(base, token, name)

@@ -16,7 +16,7 @@ import fame_utils.metrics.adapters as adapters
 from fame_utils import Attribution, ClassLogit, CosineSimilarity, Fame
 from fame_utils.baselines.cam import GradCAM
 from fame_utils.core import FameConfig
-from fame_utils.experiment.report import ROW_COLUMNS, summarize, summary_markdown
+from fame_utils.experiment.report import ROW_COLUMNS, summarize, summary_latex, summary_markdown
 from fame_utils.experiment.run import run_experiment
 from fame_utils.methods import make_methods
 from fame_utils.metrics.adapters import (
@@ -177,6 +177,17 @@ def test_intervals_contain_the_mean_and_shrink_with_more_items():
     md = summary_markdown(summary, {"IoU@0.3": 1}, intervals, note="n")
     assert md.splitlines()[2] == f"| A | 25.0 [{iv.low:.1f}, {iv.high:.1f}] |"
     assert md.splitlines()[3] == "| B | 7.0 [7.0, 7.0] |" and md.endswith("\nn\n")
+
+
+def test_summaries_mark_the_sanity_baselines_as_reference_rows():
+    summary = pd.DataFrame({"IoU@0.3": [25.0, 7.0, 9.0]}, index=["FAME", "Random", "Centre"])
+    rows = summary_markdown(summary, {"IoU@0.3": 1}).splitlines()[2:]
+    assert rows == [
+        "| FAME | 25.0 |",
+        "| Random (sanity baseline) | 7.0 |",
+        "| Centre (sanity baseline) | 9.0 |",
+    ]
+    assert "Random (sanity baseline) & 7.000" in summary_latex(summary)
 
 
 def test_summary_csv_and_result_carry_the_intervals(tmp_path, tiny_cnn, data):

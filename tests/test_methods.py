@@ -169,3 +169,16 @@ def test_supports_reads_the_declared_targets():
         targets = (ClassLogit,)
 
     assert supports(OnlyClasses(), "classification") and not supports(OnlyClasses(), "verification")
+
+
+def test_fame_run_gives_the_delta_behind_its_maps_and_passes_the_hook(tiny_cnn):
+    import torch
+
+    x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    fame = Fame(FameConfig(iterations=4, progress=False, kernel_size=5, sigma=1.0))
+    seen = []
+    hook = {"callback": lambda d, i, loss: seen.append(i) or i >= 2, "callback_every": 1}
+    result = fame.run(tiny_cnn, x, ClassLogit([0, 1]), **hook)
+    assert seen == [1, 2] and result.steps.tolist() == [2, 2]  # stopped by the hook
+    full = fame.run(tiny_cnn, x, ClassLogit([0, 1]))
+    assert torch.equal(full.maps(), fame(tiny_cnn, x, ClassLogit([0, 1])).positive)

@@ -287,6 +287,17 @@ def test_noisy_linear_constant_image_full_removal_and_noise():
     assert torch.equal(noisy, again)
 
 
+@pytest.mark.parametrize("noise", [-0.01, float("nan"), float("inf")])
+def test_noisy_linear_and_road_refuse_a_negative_or_non_finite_noise(noise):
+    from fame_utils.metrics.adapters import RoadMetric
+
+    flat, removed = torch.full((1, 3, 8, 8), 0.3), torch.zeros(1, 8, 8, dtype=torch.bool)
+    with pytest.raises(ValueError, match="imputation noise"):
+        noisy_linear_impute(flat, removed, noise=noise)
+    with pytest.raises(ValueError, match="imputation noise"):
+        RoadMetric(mode="noisy_linear", noise=noise)
+
+
 # ----------------------------------------------------------------------------- ROAD
 
 

@@ -294,3 +294,21 @@ def test_table1_networks_puts_network_rows_beside_the_paper_and_flags_saturation
 
     c = Comparison.from_results(facenet, ["Delete"], table1(), paper_prefixes=TABLE1_DATASETS)
     assert saturated_columns(c) == {}
+
+
+def test_table1_networks_says_how_far_each_method_is_above_random():
+    from fame_utils.paper import table1_networks
+
+    # Delete: FAME 10, 20 against Random 30, 50 -> improvement (Random - FAME) 20, 30: 25
+    per = {"FAME": [10.0, 20.0], "Random": [30.0, 50.0], "Centre": [30.0, 30.0]}
+    md = table1_networks(
+        {"n": {"pose": _delete_insert_result(per)}}, title="T", note="n", paper_title="p"
+    )
+    assert "| Random (sanity baseline) | n |" in md
+    part = md[md.index("How far above `Random`") :].splitlines()
+    assert part[2] == "| Method | pose Delete | pose Insert |"
+    fame = part[4].split(" | ")
+    # Insert values are the Delete ones + 1, so higher-is-better: FAME - Random = -25
+    assert fame[0] == "| FAME" and fame[1].startswith("25.0 [20.0, 30.0]")
+    assert fame[2].startswith("-25.0 [-30.0, -20.0]")
+    assert len(part) == 5  # Centre is a baseline: no row of its own

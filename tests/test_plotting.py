@@ -11,6 +11,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from matplotlib.colors import to_rgba  # noqa: E402
 
 from fame_utils import Attribution, run_fame  # noqa: E402
 from fame_utils.data.items import ClassificationDataset  # noqa: E402
@@ -23,6 +24,7 @@ from fame_utils.plotting import (  # noqa: E402
     draw_face_curves,
     draw_face_rows,
     draw_item_maps,
+    method_colour,
     table2_groups,
 )
 
@@ -63,7 +65,7 @@ def test_face_rows_label_an_all_zero_map_as_empty():
     assert fig.axes[3].get_title() == "B e₊"
 
 
-def test_bars_keep_a_method_colour_and_give_the_papers_fame_ours():
+def test_bars_give_each_method_its_fixed_colour_in_every_panel():
     ours = pd.DataFrame(
         {"IoU@0.3": [1.0, 2.0, 3.0], "ROAD-Delete@10%": [0.1, 0.2, 0.3]},
         index=["Grad-CAM", "FAME (paper)", "FAME (reference)"],
@@ -76,9 +78,11 @@ def test_bars_keep_a_method_colour_and_give_the_papers_fame_ours():
         for ax_i, ax in enumerate(fig.axes)
         for c in ax.containers
     }
-    assert colour[(0, "FAME (paper)")] == colour[(2, "FAME")]
+    for (_, name), rgba in colour.items():
+        assert rgba == to_rgba(method_colour(name))
     assert colour[(0, "Grad-CAM")] == colour[(2, "Grad-CAM")] == colour[(1, "Grad-CAM")]
-    assert colour[(0, "FAME (reference)")] != colour[(0, "FAME (paper)")]
+    fames = {colour[(0, "FAME (reference)")], colour[(0, "FAME (paper)")], colour[(2, "FAME")]}
+    assert len(fames) == 3  # our two recipes and the paper's row are told apart
     heights = [p.get_height() for p in fig.axes[0].containers[2].patches]
     assert heights == [3.0]  # FAME (reference)'s IoU@0.3
     # one figure legend naming every method once, and no panel legend over the bars
@@ -93,6 +97,26 @@ def test_bars_keep_a_method_colour_and_give_the_papers_fame_ours():
         "FAME",
     ]
     assert all(ax.get_legend() is None for ax in fig.axes)
+    # an unknown name keeps one colour across calls; the baselines are not a method colour
+    assert method_colour("my method") == method_colour("my method")
+    assert all(to_rgba(method_colour(b)) != to_rgba("0.3") for b in ("Constant", "Random"))
+
+
+def test_bars_draw_only_panels_and_bars_with_data():
+    ours = pd.DataFrame(
+        {"IoU@0.4": [1.0, 2.0], "ROAD-NL-Delete@20%": [0.1, 0.2], "ROAD-Delete@20%": [0.3, 0.4]},
+        index=["Grad-CAM", "Constant"],
+    )
+    paper = table2().loc[["Grad-CAM", "FAME"]]  # no IoU@0.4, no ROAD@20 %, no noisy linear
+    fig = draw_bars({"ours": ours, "paper": paper}, table2_groups(ours.columns))
+    assert [ax.get_title() for ax in fig.axes] == ["ours"] * 3  # no empty paper panels
+    assert all(len(ax.containers) == 1 for ax in fig.axes)  # Constant is a band, not a bar
+    assert all(ax.collections for ax in fig.axes)  # the band
+    paper = pd.DataFrame({"IoU@0.4": [5.0, np.nan]}, index=["Grad-CAM", "FAME"])
+    fig = draw_bars({"ours": ours, "paper": paper}, table2_groups(ours.columns))
+    assert [ax.get_title() for ax in fig.axes] == ["ours"] * 3 + ["paper"]
+    (bars,) = fig.axes[3].containers  # FAME has no value there: no bar, no slot
+    assert bars.get_label() == "Grad-CAM" and len(bars.patches) == 1
 
 
 def _face_result(values: dict) -> ExperimentResult:
@@ -121,6 +145,7 @@ def test_face_curves_average_accuracy_over_all_pairs_and_similarity_over_genuine
     )
     acc_lines = {ln.get_label(): ln.get_ydata().tolist() for ln in fig.axes[0].lines}
     assert acc_lines == {"A (60.0)": [50.0, 50.0], "B (40.0)": [100.0, 100.0]}
+    assert [ln.get_color() for ln in fig.axes[0].lines] == [method_colour(m) for m in "AB"]
     # the row's legend sits right of its last panel and gives the AUC per subset
     legend = fig.axes[0].get_legend()
     assert [t.get_text() for t in legend.get_texts()] == ["A: 60.0", "B: 40.0"]
@@ -151,8 +176,11 @@ def test_item_maps_outline_the_salient_region_and_write_the_items_values():
     m[0, 2:4, 2:4] = 1.0
     result.maps = lambda name: Attribution(m)
     fig = draw_item_maps(data, result, 0, 0.5)
-    assert fig.axes[1].get_title() == "A\nIoU@0.5 42\nROAD 0.12, 0.25"  # percents ascending
-    assert fig.axes[0].get_title() == "0 (class 3)"
+    # percents ascending, each named
+    assert fig.axes[1].get_title() == "A\nIoU@0.5 42\nROAD-Delete 10%: 0.12, 30%: 0.25"
+    assert fig.axes[0].get_title() == "0\ntiger shark (3)"  # ImageNet's name of class 3
+    fig = draw_item_maps(data, result, 0, 0.5, class_names=list("abcd"))
+    assert fig.axes[0].get_title() == "0\nd (3)"
     assert len(fig.axes[1].collections) == 1  # the contour of {map ≥ t}
     fig = draw_item_maps(data, result, 0, 0.7)
     assert fig.axes[1].get_title().split("\n")[1] == "S at t=0.7"  # no IoU at 0.7 in the run
@@ -184,6 +212,7 @@ def test_face_curves_across_networks_one_row_per_network_and_kind():
     ]
     lines = {ln.get_label(): ln.get_ydata().tolist() for ln in fig.axes[2].lines}
     assert lines == {"A": [0.0, 0.0, 0.0], "B": [100.0] * 3}
+    assert [ln.get_color() for ln in fig.axes[2].lines] == [method_colour(m) for m in "AB"]
     legend = fig.axes[0].get_legend()
     assert [t.get_text() for t in legend.get_texts()] == ["A: 60.0", "B: 40.0"]
     assert legend.get_title().get_text() == "n1 Delete AUC ×100 (s)"

@@ -130,3 +130,84 @@ def test_panel_button_applies_the_held_controls_and_errors_show_in_the_output():
     assert "RuntimeError: negative cost" in out.outputs[0]["text"]
     with pytest.raises(ValueError, match="live names"):
         panel(render, controls, button="Go", live=["nope"])
+
+
+@pytest.mark.slow
+def test_face_explorer_sigma_reblurs_fames_cached_delta_and_run_recomputes_what_changed():
+    """Notebook 03's explorer on dlib's network and the bundled pairs: σ re-blurs FAME's
+    cached Δx (no run), masks rerun the other methods only, iterations FAME only, and a
+    genuine pair below θ says it is rejected."""
+    import fame_utils as fu
+    from fame_utils.widgets import face_explorer
+
+    model = fu.load_face_model("dlib_resnet", device="cpu")
+    load = {"size": model.input_size, "padding": 0.25}
+    protocols = {s: fu.load_sample_faces(s, **load) for s in fu.SAMPLE_FACE_SUBSETS}
+    config = fu.FameConfig.paper("verification", iterations=2, progress=False)
+    start = ("occlusion", "glasses", 0)
+    box = face_explorer(model, protocols, 0.999, config, start=start, n_masks=16)
+    controls = {w.description: w for row in box.children[1:-1] for w in row.children}
+    out = box.children[-1]
+    assert box.runs == {"FAME": 1, "others": 1}
+    assert "rejected: below θ (θ = 0.999)" in out.outputs[0]["text"]  # genuine, yet below θ
+    shown = out.outputs
+    controls["σ (live)"].value = 3.0  # live: re-blurs, no run
+    assert box.runs == {"FAME": 1, "others": 1} and out.outputs != shown
+    controls["masks"].value = 24  # a Run control: nothing until Run
+    assert box.runs == {"FAME": 1, "others": 1}
+    controls["Run"].click()
+    assert box.runs == {"FAME": 1, "others": 2}  # FAME's Δx is cached by (pair, iterations)
+    controls["iterations"].value = 3
+    controls["Run"].click()
+    assert box.runs == {"FAME": 2, "others": 2}
+    controls["iterations"].value = 2
+    controls["Run"].click()  # both cached
+    assert box.runs == {"FAME": 2, "others": 2}
+    assert "FAME 2×, the other methods 2×" in out.outputs[0]["text"]
+    # the figure's maps show the first view; σ then needs FAME's Δx, computed once
+    size = model.input_size
+    names = ["Grad-CAM", "Grad-CAM-EW", "CorrRISE", "FGGB", "FAME"]
+    figure = {
+        n: fu.Attribution(torch.rand(3, size, size), torch.rand(3, size, size)) for n in names
+    }
+    box = face_explorer(model, protocols, -1.0, config, start=start, n_masks=16, precomputed=figure)
+    out, sigma = box.children[-1], box.children[2].children[1]
+    assert (
+        box.runs == {"FAME": 0, "others": 0} and "accepted (θ = -1.000)" in out.outputs[0]["text"]
+    )
+    sigma.value = 3.0
+    sigma.value = 4.0
+    assert box.runs == {"FAME": 1, "others": 0}
+
+
+def test_metric_explorer_draws_the_papers_rows_of_the_chosen_methods_only(
+    tiny_cnn, data, tmp_path, monkeypatch
+):
+    from matplotlib.colors import to_rgba
+
+    import fame_utils.plotting as plotting
+    from fame_utils.baselines.cam import GradCAM, HiResCAM
+    from fame_utils.paper import table2
+    from fame_utils.widgets import metric_explorer
+
+    shown, real = [], plotting.draw_bars
+    monkeypatch.setattr(
+        plotting, "draw_bars", lambda *a, **k: shown.append(real(*a, **k)) or shown[-1]
+    )
+    methods = [GradCAM(target_layer=tiny_cnn[2]), HiResCAM(target_layer=tiny_cnn[2])]
+    box = metric_explorer(
+        tiny_cnn, data, methods, tmp_path, thresholds=[0.3], percents=[10], paper=table2()
+    )
+    controls = {w.description.split()[0]: w for row in box.children[:-1] for w in row.children}
+    controls["methods"].value = ("Grad-CAM",)
+    controls["IoU"].value = "0.4"  # a threshold the paper does not have
+    controls["Run"].click()
+    assert "Traceback" not in str(box.children[-1].outputs)
+    first, chosen = shown
+    assert [ax.get_title() for ax in first.axes] == ["ours", "ours", "paper", "paper"]
+    assert {c.get_label() for ax in first.axes for c in ax.containers} == {"Grad-CAM", "HiResCAM"}
+    # Grad-CAM alone at IoU@0.4: the paper keeps its ROAD@10 % panel, one bar, Grad-CAM's colour
+    assert [ax.get_title() for ax in chosen.axes] == ["ours", "ours", "paper"]
+    assert [len(ax.containers) for ax in chosen.axes] == [1, 1, 1]
+    (bar,) = chosen.axes[2].containers[0].patches
+    assert bar.get_facecolor() == to_rgba(plotting.method_colour("Grad-CAM"))

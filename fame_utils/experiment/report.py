@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from ..baselines.sanity import BASELINE_NAMES
 from ..metrics.adapters import Column
 from ..stats import DEFAULT_RESAMPLES, Interval, bootstrap_interval
 
@@ -126,7 +127,9 @@ def _cells(
             )
             for c in summary.columns
         ]
-        out.append((str(method), cells))
+        # the sanity baselines are reference rows, not methods (issue 23)
+        label = f"{method} (sanity baseline)" if method in BASELINE_NAMES else str(method)
+        out.append((label, cells))
     return out
 
 

@@ -23,6 +23,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from torch import Tensor, nn
 
+from .._checks import check_number
 from ..data.items import Task
 from ..objectives import Attribution
 from .face import face_deletion_insertion
@@ -164,6 +165,7 @@ class RoadMetric:
         self.percents = float_tuple(self.percents, "ROAD percents", 0.0, 100.0)
         _check_choice(self.mode, "mode", ("zero", "noisy_linear"))
         _check_choice(self.score, "score", ("logit", "probability"))
+        self.noise = check_number(self.noise, "noise (the imputation noise σ, >= 0)", lo=0.0)
 
     def columns(self) -> list[Column]:
         name = "ROAD-Delete" if self.mode == "zero" else "ROAD-NL-Delete"

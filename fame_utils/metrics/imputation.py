@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .._checks import check_images
+from .._checks import check_images, check_number
 
 __all__ = [
     "RemovalMode",
@@ -139,6 +139,7 @@ def noisy_linear_impute(
         (B, 3, H, W) images with the removed pixels replaced, images' dtype and device.
     """
     check_images(images)
+    noise = check_number(noise, "noise (the imputation noise σ, >= 0; 0 turns it off)", lo=0.0)
     b, c, h, w = images.shape
     if not isinstance(removed, Tensor) or removed.shape != (b, h, w):
         got = tuple(removed.shape) if isinstance(removed, Tensor) else type(removed).__name__
