@@ -35,10 +35,6 @@ class Interval:
     high: float
     level: float = 0.95
 
-    def excludes(self, value: float = 0.0) -> bool:
-        """True when ``value`` lies outside ``[low, high]``."""
-        return value < self.low or value > self.high
-
     def format(self, decimals: int = 1) -> str:
         """``"46.1 [44.0, 48.3]"``."""
         return f"{self.mean:.{decimals}f} [{self.low:.{decimals}f}, {self.high:.{decimals}f}]"
