@@ -170,9 +170,11 @@ class FameResult:
         kernel_size: int | None = None,
         sigma: float | None = None,
         normalization: Normalization | None = None,
+        warn_empty: bool = True,
     ) -> Tensor:
         """Blurred, normalised maps (N, H, W) in [0, 1], each with max 1 (all zero, with a
-        warning, where nothing moved); a NaN or Inf Δx raises ValueError naming the samples."""
+        warning unless ``warn_empty=False``, where nothing moved); a NaN or Inf Δx raises
+        ValueError naming the samples."""
         k = self.config.kernel_size if kernel_size is None else kernel_size
         s = self.config.sigma if sigma is None else sigma
         norm = self.config.normalization if normalization is None else normalization
@@ -183,7 +185,7 @@ class FameResult:
         else:
             blurred = gaussian_blur(self.delta, k, s)
         out, empty = normalize_maps(blurred, norm)
-        if bool(empty.any()):
+        if warn_empty and bool(empty.any()):
             idx = empty.nonzero().flatten().tolist()
             warnings.warn(
                 f"FAME produced empty (all-zero) maps for samples {idx}: the input never moved "
@@ -197,13 +199,8 @@ class FameResult:
         """The result of some samples (an int keeps the batch dimension)."""
         if isinstance(index, int):
             index = slice(index, index + 1 if index != -1 else None)
-        return FameResult(
-            self.delta[index],
-            self.steps[index],
-            self.initial_loss[index],
-            self.final_loss[index],
-            self.config,
-        )
+        tensors = (self.delta, self.steps, self.initial_loss, self.final_loss)
+        return FameResult(*(t[index] for t in tensors), self.config)
 
     def __len__(self) -> int:
         return self.delta.shape[0]
