@@ -90,7 +90,8 @@ def test_baselines_are_registered_for_both_tasks_and_keyed_by_their_settings():
 
 
 def test_the_bundled_set_with_composites_has_a_real_small_stratum():
-    from fame_utils.data.objects import OBJECTS_DIR, load_sample_objects
+    from fame_utils.data.objects import OBJECTS_DIR, load_sample_objects, read_annotations
+    from fame_utils.data.transforms import load_image
     from fame_utils.metrics.localization import box_area_shares, size_strata
 
     photos = load_sample_objects()
@@ -100,9 +101,10 @@ def test_the_bundled_set_with_composites_has_a_real_small_stratum():
     assert strata[len(photos) :] == ["small"] * 12
     assert strata.count("small") >= 10  # ranking_sentences' MIN_ITEMS
     # the pasted rectangle is the box: composites stored at 320 px, boxes inside 20..300
-    comp = load_sample_objects(root=OBJECTS_DIR / "composites")
-    assert comp.orig_sizes == [(320, 320)] * 12
-    assert bool((comp.orig_boxes >= 20).all() and (comp.orig_boxes <= 300).all())
+    rows = read_annotations(OBJECTS_DIR / "composites")
+    files = [OBJECTS_DIR / "composites" / r.file for r in rows]
+    assert [tuple(load_image(f).shape[-2:]) for f in files] == [(320, 320)] * 12
+    assert all(20 <= v <= 300 for r in rows for v in r.box)
 
 
 def test_figures_draw_baselines_as_a_grey_band_not_as_bars():

@@ -26,7 +26,7 @@ import csv
 import math
 import numbers
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -166,8 +166,6 @@ class ObjectSamples:
         names: N file stems (``"coffee"``).
         class_names: N class names (torchvision's ImageNet names; the object's own name
             for ``-1`` rows).
-        orig_boxes: (N, 4) the boxes in the stored images' pixels, before mapping (CPU).
-        orig_sizes: N (H, W) of the stored images.
     """
 
     images: Tensor
@@ -175,8 +173,6 @@ class ObjectSamples:
     boxes: Tensor
     names: list[str]
     class_names: list[str]
-    orig_boxes: Tensor = field(default_factory=lambda: torch.zeros(0, 4))
-    orig_sizes: list[tuple[int, int]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.names)
@@ -226,15 +222,12 @@ class ObjectSamples:
                     raise IndexError(f"index {i} out of range for {n} samples")
             idx = [i % n for i in idx]
         pos = torch.as_tensor(idx, dtype=torch.long)
-        orig = self.orig_boxes[pos] if self.orig_boxes.shape[0] == len(self) else self.orig_boxes
         return ObjectSamples(
             images=self.images[pos.to(self.images.device)],
             labels=self.labels[pos.to(self.labels.device)],
             boxes=self.boxes[pos.to(self.boxes.device)],
             names=[self.names[i] for i in idx],
             class_names=[self.class_names[i] for i in idx],
-            orig_boxes=orig,
-            orig_sizes=[self.orig_sizes[i] for i in idx] if self.orig_sizes else [],
         )
 
     def to(self, device: torch.device | str) -> ObjectSamples:
@@ -245,8 +238,6 @@ class ObjectSamples:
             self.boxes.to(device),
             list(self.names),
             list(self.class_names),
-            self.orig_boxes,
-            list(self.orig_sizes),
         )
 
 
@@ -325,7 +316,7 @@ def load_sample_objects(
             f"from {folder}: {', '.join(missing)}"
         )
     dev = torch.device(device) if device is not None else torch.device("cpu")
-    images, boxes, sizes = [], [], []
+    images, boxes = [], []
     for r in chosen:
         img = load_image(home[r.name] / r.file)
         h, w = img.shape[-2:]
@@ -339,13 +330,10 @@ def load_sample_objects(
         boxes.append(
             map_boxes(torch.tensor([r.box], dtype=torch.float32), (h, w), resize, crop, convention)
         )
-        sizes.append((int(h), int(w)))
     return ObjectSamples(
         images=torch.stack(images),
         labels=torch.tensor([r.class_index for r in chosen], dtype=torch.long, device=dev),
         boxes=torch.cat(boxes).to(dev),
         names=[r.name for r in chosen],
         class_names=[r.class_name for r in chosen],
-        orig_boxes=torch.tensor([r.box for r in chosen], dtype=torch.float32),
-        orig_sizes=sizes,
     )
