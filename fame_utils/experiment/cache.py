@@ -1,19 +1,12 @@
 """The experiment cache: keys that name what a value depends on, and atomic writes.
 
-Every cached value lives under a folder named by a hash (:func:`digest`) of the
-settings it depends on: the model's behaviour (:func:`model_fingerprint`: every parameter
-and buffer, every module's class and plain attributes), the dataset identity, the
-method's settings (:func:`method_key`: a dataclass's fields, a function's code, defaults
-and closure values), the code version (:func:`source_hash` of the package's ``.py``
-files), the batch size, and for verification the threshold. Changing any of them selects
-a fresh folder instead of mixing results; each cached batch also records a hash of the
-input pixels it was computed from (:func:`batch_hash`) and is recomputed when they
-differ. What cannot be fingerprinted is refused (``TypeError`` naming it) rather than
-keyed by its name.
-Files are written to a temporary name and moved into place with :func:`os.replace`
-(:func:`save_tensors`, :func:`write_text`), so a killed run never leaves a half-written
-file (its temporary files are removed by the next run, :func:`remove_stale_tmp`);
-:func:`load` treats an unreadable file as missing and says so.
+A cached value lives under a folder named by :func:`digest` of its settings: the model
+(:func:`model_fingerprint`), the method (:func:`method_key`), the code (:func:`source_hash`),
+the dataset, batch size and θ; each batch also keeps the hash of its input pixels
+(:func:`batch_hash`). What cannot be fingerprinted is refused (``TypeError`` naming it).
+Files are written to a temporary name and moved into place (:func:`save_tensors`,
+:func:`write_text`); :func:`remove_stale_tmp` clears killed writers' files and :func:`load`
+treats an unreadable file as missing, with a warning.
 """
 
 from __future__ import annotations

@@ -1,28 +1,14 @@
 """What a results folder says about how it was made (``run.json``) and who may write it.
 
-``run.json`` holds
-
-- at its top level, the settings: everything the numbers depend on — the model and its weight fingerprint,
-  every method's and metric's settings, the recipe, the dataset identity, batch sizes,
-  threshold (and whether it was given or the clean EER), seeds, the thread count, the
-  device type and the code and torch versions. A rerun into a folder whose settings
-  differ is refused (:func:`check_settings`) unless ``overwrite=True`` / ``--overwrite``;
-- under ``run``, what is informative but not a setting (the exact device, world size, host,
-  date, cache folders, empty maps reported).
-
-:class:`OutputLock` keeps two runs from writing one folder at once: the holder keeps an
-exclusive ``fcntl.flock`` on ``OUT/.lock`` (which names its host and pid). The kernel
-drops the lock when its process dies, so a lock file left by a killed run is simply
-taken, and two runs taking it at the same moment cannot both succeed.
-
-The outputs are written all at once (:func:`stage_outputs`, :func:`commit_outputs`):
-every file goes first into ``OUT/.staging/`` (``run.json`` last); only when all are
-written are they moved into ``OUT`` by renames (``run.json`` removed first and moved in
-last). A failure while staging (a full disk, an error) leaves the folder's previous
-run untouched; a run killed while moving is completed by the next run
-(:func:`recover_outputs`). A reader that finds ``run.json`` therefore finds the whole
-run it describes. A folder holding result files but no ``run.json`` (someone else's,
-or from before) is refused, never overwritten (:func:`check_foreign`).
+``run.json`` holds at its top level every setting the numbers depend on (a rerun with other
+settings is refused by :func:`check_settings` unless ``overwrite=True``) and under ``run``
+what is informative only (device, world size, host, date, cache folders, empty maps).
+:class:`OutputLock` is an exclusive ``fcntl.flock`` on ``OUT/.lock`` (the kernel drops it
+when its process dies). The outputs are staged in ``OUT/.staging/`` and moved in by renames,
+``run.json`` last (:func:`stage_outputs`, :func:`commit_outputs`, :func:`recover_outputs`), so
+a reader that finds ``run.json`` finds the whole run; a folder with result files but no
+``run.json`` is refused (:func:`check_foreign`). ``docs/reproducibility.md`` says the same
+for users.
 """
 
 from __future__ import annotations
