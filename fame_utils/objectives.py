@@ -43,7 +43,7 @@ from ._checks import (
     check_threshold,
     model_device,
 )
-from .hooks import capture_output, resolve_layer
+from .hooks import capture_output
 
 __all__ = [
     "Attribution",
@@ -55,7 +55,6 @@ __all__ = [
     "cell_objective",
     "CosineSimilarity",
     "Dissimilarity",
-    "resolve_layer",
 ]
 
 

@@ -10,8 +10,7 @@ of ``per_class`` images per class (:func:`sample_per_class`) is used; it is *not
 authors' list, so its numbers are comparable with the paper's only statistically.
 ImageNet cannot be downloaded by this package; point :func:`load_imagenet_val` at a
 local copy. The files it needs, and the layouts searched, are listed in
-:mod:`fame_utils.data.imagenet_files`, which finds and reads them (its public names are
-re-exported here).
+:mod:`fame_utils.data.imagenet_files`, which finds and reads them.
 
 Boxes are used as given in the annotation files, ``(xmin, ymin, xmax, ymax)`` in
 original-image pixels, and mapped through the same Resize + CenterCrop as the image by
@@ -29,27 +28,15 @@ from pathlib import Path
 import torch
 
 from .imagenet_files import (
-    ImageNetFiles,
     ImageNetRecord,
     find_imagenet_files,
     read_protocol_records,
-    read_synset_mapping,
     read_val_records,
 )
 from .items import ClassificationItem
 from .transforms import BoxConvention, load_image, map_boxes, resize_center_crop
 
-__all__ = [
-    "ImageNetRecord",
-    "ImageNetFiles",
-    "ImageNetVal",
-    "find_imagenet_files",
-    "read_synset_mapping",
-    "read_val_records",
-    "read_protocol_records",
-    "sample_per_class",
-    "load_imagenet_val",
-]
+__all__ = ["ImageNetVal", "sample_per_class", "load_imagenet_val"]
 
 
 def sample_per_class(

@@ -8,9 +8,6 @@ The metrics rank and remove pixels with the building blocks of two sibling modul
 - :mod:`fame_utils.metrics.imputation` — what replaces them (``mode``): ``"zero"`` (the
   paper's Table 2) or ``"noisy_linear"`` (ROAD proper, Rong et al. 2022).
 
-Their public names are re-exported here, so ``from fame_utils.metrics.road import
-removal_masks`` keeps working.
-
 Score. ``score_drop = s(x) − s(x̃)`` for the ground-truth class, with s the raw logit
 (the paper's "drop of the ground-truth logit", higher = better) or the softmax
 probability.
@@ -35,35 +32,10 @@ from .._checks import (
     model_device,
 )
 from ..recipes import Recipe
-from .imputation import NEIGHBOUR_WEIGHTS, RemovalMode, noisy_linear_impute, remove_pixels
-from .removal import (
-    TieRule,
-    pixel_ranks,
-    removal_counts,
-    removal_masks,
-    resolve_ties,
-    tie_order,
-    top_pixel_sets,
-)
+from .imputation import RemovalMode, remove_pixels
+from .removal import TieRule, top_pixel_sets
 
-__all__ = [
-    "RemovalMode",
-    "ScoreKind",
-    "TieRule",
-    "resolve_ties",
-    "tie_order",
-    "top_pixel_sets",
-    "NEIGHBOUR_WEIGHTS",
-    "pixel_ranks",
-    "removal_counts",
-    "removal_masks",
-    "remove_pixels",
-    "noisy_linear_impute",
-    "class_scores",
-    "road_scores",
-    "perturbation_curves",
-    "curve_auc",
-]
+__all__ = ["ScoreKind", "class_scores", "road_scores", "perturbation_curves", "curve_auc"]
 
 ScoreKind = Literal["logit", "probability"]
 
