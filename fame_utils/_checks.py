@@ -25,7 +25,6 @@ __all__ = [
     "check_class_indices",
     "check_threshold",
     "check_unit_interval",
-    "check_batch_size",
     "check_count",
     "check_number",
     "check_switch",
@@ -211,13 +210,6 @@ def check_unit_interval(values: Tensor, name: str) -> Tensor:
     if not (math.isfinite(lo) and math.isfinite(hi)) or lo < 0.0 or hi > 1.0:
         raise ValueError(f"{name} must lie in [0, 1], got range [{lo:.9g}, {hi:.9g}]")
     return values
-
-
-def check_batch_size(value: object, name: str = "batch_size") -> int:
-    """A positive int (a batch size, chunk size...); returns it."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
 
 
 def check_count(value: object, name: str, minimum: int = 0) -> int:

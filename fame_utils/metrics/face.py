@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .._checks import check_batch_size, check_model_input, check_threshold, eval_mode, model_device
+from .._checks import check_count, check_model_input, check_threshold, eval_mode, model_device
 from ..recipes import Recipe
 from .removal import TieRule, resolve_ties, top_pixel_sets
 from .road import curve_auc
@@ -57,7 +57,7 @@ def embed(model: nn.Module, images: Tensor, batch_size: int = 64) -> Tensor:
     """L2-normalised embeddings (N, D) of (N, 3, H, W) [0, 1] faces, forwarded in chunks of
     ``batch_size`` on the model's device in eval mode (each module's own mode restored
     afterwards); returned on ``images``' device as float32."""
-    check_batch_size(batch_size)
+    check_count(batch_size, "batch_size", 1)
     dev = model_device(model)
     with eval_mode(model):
         out = [
@@ -162,7 +162,7 @@ def face_deletion_insertion(
     """
     check_model_input(gallery, model, "gallery")
     check_model_input(probe, model, "probe")
-    check_batch_size(batch_size)
+    check_count(batch_size, "batch_size", 1)
     rule, seed = resolve_ties(ties, tie_seed, recipe)
     n = probe.shape[0]
     if gallery.shape != probe.shape:

@@ -24,8 +24,8 @@ from tqdm.auto import tqdm
 
 from .._checks import (
     as_index_tensor,
-    check_batch_size,
     check_class_indices,
+    check_count,
     check_maps,
     check_model_input,
     eval_mode,
@@ -54,7 +54,7 @@ def class_scores(
     device."""
     if score not in ("logit", "probability"):
         raise ValueError(f"score must be 'logit' or 'probability', got {score!r}")
-    check_batch_size(batch_size)
+    check_count(batch_size, "batch_size", 1)
     dev = model_device(model)
     out = []
     with eval_mode(model):
@@ -93,7 +93,7 @@ def _perturbed_scores(
     everything but the top-p % removed (``keep=True``); ``least_first`` reverses the
     ranking (the bottom-p %, exactly the complement order of the top)."""
     check_model_input(images, model)
-    check_batch_size(batch_size)
+    check_count(batch_size, "batch_size", 1)
     check_maps(maps)
     b = images.shape[0]
     if maps.shape != (b, *images.shape[2:]):
