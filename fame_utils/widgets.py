@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import traceback
-from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
 import ipywidgets as W
@@ -54,14 +54,12 @@ def panel(
     controls: Mapping[str, W.ValueWidget],
     *,
     button: str | None = None,
-    live: Collection[str] = (),
     per_row: int = 3,
 ) -> W.VBox:
     """Controls over an output area that shows ``render(**values)``.
 
     Without ``button`` every control re-renders when it changes. With ``button`` (its
-    label, e.g. ``"Run"``) only the controls named in ``live`` do; the others take effect
-    when the button is pressed (``render`` gets their values from the last press), for
+    label, e.g. ``"Run"``) the controls take effect when the button is pressed, for
     settings that cost a recomputation. Renders once immediately with the initial values
     (an error there raises; later errors are shown in the output area as a traceback).
     Labels get their natural width (``description_width="initial"``), so none is cut.
@@ -70,17 +68,11 @@ def panel(
         render: keyword arguments named like ``controls`` -> a figure, text, a displayable
             object, or a tuple/list of those (see :func:`show_in`).
         controls: ``{argument name: widget}``, shown in this order, ``per_row`` per row.
-        button: label of a button that applies the non-live controls; ``None``: all live.
-        live: names of controls that re-render at once even when there is a button.
+        button: label of a button that applies the controls; ``None``: all act at once.
 
     Returns:
         ``VBox`` of rows of controls (the button last) and the ``Output`` (its last child).
     """
-    unknown = set(live) - set(controls)
-    if unknown:
-        raise ValueError(
-            f"live names {sorted(unknown)} are not among the controls {list(controls)}"
-        )
     applied = {name: w.value for name, w in controls.items()}
     out = W.Output()
 
@@ -94,7 +86,7 @@ def panel(
         except Exception:  # a callback's error would otherwise vanish into the kernel log
             show_in(out, traceback.format_exc())
 
-    def on_change(name: str, value: Any) -> None:
+    def on_change(name: str, value: Any) -> None:  # without a button
         applied[name] = value
         safe_draw()
 
@@ -106,7 +98,7 @@ def panel(
     for name, w in controls.items():
         if hasattr(w.style, "description_width"):
             w.style.description_width = "initial"
-        if button is None or name in live:
+        if button is None:
             w.observe(lambda change, name=name: on_change(name, change["new"]), "value")
         widgets.append(w)
     if button is not None:
@@ -374,10 +366,7 @@ def face_explorer(
 
     def label(settings: dict) -> str:
         v, k = settings["variation"], settings["pair"]
-        return (
-            f"FAME e₊ of {v[0]} ({v[1]}) pair {k}, {settings['iterations']} it, "
-            f"{settings['n_masks']} masks"
-        )
+        return f"{v[1]} pair {k}, {settings['iterations']} it, {settings['n_masks']} masks"
 
     bound_pair()
     controls["variation"].observe(bound_pair, "value")
@@ -395,8 +384,9 @@ def face_explorer(
         run_first=figure_fame is None,
         sigma_max=20.0,
     )
-    heading = "<b>Every method</b> for the applied pair (FAME's e₊ and e₋ at the live σ):"
-    box.children = (box.explorer.widget, W.HTML(heading), out)
+    live = "<b>FAME e₊</b> (what makes the pair similar) of the probe, drawn while it runs:"
+    every = "<b>Every method</b> for the applied pair (FAME's e₊ and e₋ at the live σ):"
+    box.children = (W.HTML(live), box.explorer.widget, W.HTML(every), out)
     return box
 
 
