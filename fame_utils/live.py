@@ -131,7 +131,8 @@ class LiveMap:
         paper: the paper's iteration count (the one-click button).
         on_show: ``(settings, FameResult or None, σ) -> None``, called with the applied
             settings, their whole result (all samples; ``None``: not computed yet) and σ
-            whenever they are shown or σ moves; at the end of a run, from its thread.
+            whenever they are shown or σ moves; at the end of a run, from its thread; one
+            call at a time, each with the settings and σ current when it starts.
         run_first: ``False``: uncached first settings are not computed at creation; the
             image shows with an empty map until **Run**.
     """
@@ -164,6 +165,7 @@ class LiveMap:
         for settings, result in seeds:
             self._store(settings, result)
         self._lock = threading.RLock()
+        self._notifying = threading.RLock()  # one on_show at a time, with the latest σ
         self._stop: threading.Event | None = None
         self._generation = 0  # the run whose frames are drawn; older runs were cancelled
         self._stop_pressed: float | None = None
@@ -389,12 +391,15 @@ class LiveMap:
         self._notify()
 
     def _notify(self) -> None:
-        """``on_show`` of the applied settings (outside the lock: it may take a while)."""
-        if self._on_show is not None:
-            entry = self._cache.get(_key(self._applied))
+        """``on_show`` of the applied settings and σ, read once the previous call (maybe
+        from a run's thread) ended; outside the redraw lock: it may take a while."""
+        if self._on_show is None:
+            return
+        with self._notifying:
+            settings, sigma = dict(self._applied), float(self.sigma.value)
+            entry = self._cache.get(_key(settings))
             result = None if entry is None else entry.result
-            sigma = float(self.sigma.value)
-            self._safe(lambda: self._on_show(dict(self._applied), result, sigma))
+            self._safe(lambda: self._on_show(settings, result, sigma))
 
     def _live_now(self) -> tuple[int, int] | None:
         if not self.busy or self._shown.final:

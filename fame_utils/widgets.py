@@ -271,8 +271,6 @@ def face_explorer(
         ``runs`` attribute counts the computations (``{"FAME": n, "others": m}``), its
         ``explorer`` is the :class:`~fame_utils.live.LiveMap`.
     """
-    import threading
-
     from .live import LiveMap
     from .methods import Fame, explain_all, make_methods, table_methods
     from .metrics.face import embed
@@ -301,7 +299,7 @@ def face_explorer(
         }
         figure_fame = first.pop("FAME", None)
         other_maps[(start[:2], start[2], n_masks)] = first
-    out, drawing, drawn = W.Output(), threading.Lock(), [None]
+    out, drawn = W.Output(), [None]
 
     def run(settings: dict, hook: dict) -> FameResult:
         v, k, its, masks = (settings[n] for n in ("variation", "pair", "iterations", "n_masks"))
@@ -327,25 +325,24 @@ def face_explorer(
             if sigma != sigma0 and not box.explorer.busy:
                 box.explorer.start(settings)
             sigma = sigma0
-        with drawing:  # σ (the kernel) and a run's end (its thread) may draw at once
-            if drawn[0] == (settings, sigma, id(result)):
-                return  # unchanged (σ moved while the figure's maps show): no redraw
-            drawn[0] = (settings, sigma, id(result))
-            if result is not None:
-                fame_runs.setdefault((v, k, its), result)  # a stopped run by its steps done
-                kernel = fame_config.kernel_size if sigma == sigma0 else kernel_size_for(sigma)
-                both = result.maps(kernel_size=kernel, sigma=sigma, warn_empty=False)
-                maps["FAME"] = Attribution(both[:1], both[1:])
-            p, ref, _ = pair_of(settings)
-            s = float((ref * embed(model, p.probe)).sum())
-            verdict = "accepted" if s >= threshold else "rejected: below θ"
-            label = f"{v[0]} ({v[1]}) genuine pair {k} of 0-{len(genuine(v)) - 1}"
-            computed = (
-                f"s = {s:.3f}, {verdict} (θ = {threshold:.3f}); FAME {its} it, σ {sigma:.1f}"
-                f"; computed so far: FAME {runs['FAME']}×, the other methods {runs['others']}×"
-            )
-            rows = draw_face_rows(p.gallery, p.probe, maps, [f"{label}\ns = {s:.3f} ({verdict})"])
-            show_in(out, computed, rows)
+        if drawn[0] == (settings, sigma, id(result)):
+            return  # unchanged (σ moved while the figure's maps show): no redraw
+        drawn[0] = (settings, sigma, id(result))
+        if result is not None:
+            fame_runs.setdefault((v, k, its), result)  # a stopped run by its steps done
+            kernel = fame_config.kernel_size if sigma == sigma0 else kernel_size_for(sigma)
+            both = result.maps(kernel_size=kernel, sigma=sigma, warn_empty=False)
+            maps["FAME"] = Attribution(both[:1], both[1:])
+        p, ref, _ = pair_of(settings)
+        s = float((ref * embed(model, p.probe)).sum())
+        verdict = "accepted" if s >= threshold else "rejected: below θ"
+        label = f"{v[0]} ({v[1]}) genuine pair {k} of 0-{len(genuine(v)) - 1}"
+        computed = (
+            f"s = {s:.3f}, {verdict} (θ = {threshold:.3f}); FAME {its} it, σ {sigma:.1f}"
+            f"; computed so far: FAME {runs['FAME']}×, the other methods {runs['others']}×"
+        )
+        rows = draw_face_rows(p.gallery, p.probe, maps, [f"{label}\ns = {s:.3f} ({verdict})"])
+        show_in(out, computed, rows)
 
     options = [
         (f"{s}: {v}", (s, v)) for s, p in protocols.items() for v in dict.fromkeys(p.variation)
