@@ -18,7 +18,8 @@ the curve changes.
   ``MAX_PINS``); **Clear pins** removes them.
 
 Headless (papermill), nothing runs in the background: the first map is drawn (or
-computed) synchronously when the explorer is created.
+computed) synchronously when the explorer is created. ``on_show`` lets a caller draw more
+from the shown result (notebook 03: every method's maps of the pair beside FAME's).
 """
 
 from __future__ import annotations
@@ -55,12 +56,13 @@ Hook = dict[str, Any]  # {} headless, else {"callback": ..., "callback_every": k
 @dataclass
 class _Map:
     """One map the explorer can show: its unblurred Δx (H, W) on the CPU, the loss curve
-    [(iteration, loss)], the steps done and whether it is final."""
+    [(iteration, loss)], the steps done, whether it is final, and the run's result."""
 
     delta: Tensor
     curve: list[tuple[int, float]]
     steps: int
     final: bool = True
+    result: FameResult | None = None
 
 
 def _key(settings: Mapping[str, Any]) -> Hashable:
@@ -127,6 +129,12 @@ class LiveMap:
             a fast model at most ~10 % of its run (frames skipped read nothing from the
             device); ``0`` draws every frame.
         paper: the paper's iteration count (the one-click button).
+        on_show: ``(settings, FameResult or None, σ) -> None``, called with the applied
+            settings, their whole result (all samples; ``None``: not computed yet) and σ
+            whenever they are shown or σ moves; at the end of a run, from its thread; one
+            call at a time, each with the settings and σ current when it starts.
+        run_first: ``False``: uncached first settings are not computed at creation; the
+            image shows with an empty map until **Run**.
     """
 
     def __init__(
@@ -145,16 +153,19 @@ class LiveMap:
         min_frame_s: float = 0.2,
         paper: int = 500,
         sigma_max: float = 30.0,
+        on_show: Callable[[Settings, FameResult | None, float], None] | None = None,
+        run_first: bool = True,
     ):
         self._run, self._image_of, self.controls = run, image_of, dict(controls)
         self._label = label or _describe
-        self._annotate, self._describe_fn = annotate, describe
+        self._annotate, self._describe_fn, self._on_show = annotate, describe, on_show
         self._sigma0, self._kernel0 = sigma, kernel_size
         self.callback_every, self.min_frame_s = callback_every, min_frame_s
         self._cache: dict[Hashable, _Map] = {}
         for settings, result in seeds:
             self._store(settings, result)
         self._lock = threading.RLock()
+        self._notifying = threading.RLock()  # one on_show at a time, with the latest σ
         self._stop: threading.Event | None = None
         self._generation = 0  # the run whose frames are drawn; older runs were cancelled
         self._stop_pressed: float | None = None
@@ -166,10 +177,13 @@ class LiveMap:
         self._applied = self._values()
         self._running: Settings | None = None
         shown = self._cache.get(_key(self._applied))
-        if shown is None:  # headless-safe: the first map is computed here, synchronously
+        if shown is None and run_first:  # headless-safe: computed here, synchronously
             shown = self._store(self._applied, self._run(self._applied, {}))
+        elif shown is None:  # an empty map until Run
+            shown = _Map(torch.zeros(self._image_of(self._applied).shape[-2:]), [], 0, False)
         self._shown = shown
         self._render()
+        self._notify()
         for w in self.controls.values():
             w.observe(self._on_run_control, "value")
         self.sigma.observe(self._on_sigma, "value")
@@ -282,7 +296,8 @@ class LiveMap:
     def _store(self, settings: Settings, result: FameResult) -> _Map:
         steps = int(result.steps.max()) if len(result.steps) else 0
         initial, final = float(result.initial_loss.mean()), float(result.final_loss.mean())
-        entry = _Map(result.delta[0].detach().float().cpu(), [(0, initial), (steps, final)], steps)
+        delta = result.delta[0].detach().float().cpu()
+        entry = _Map(delta, [(0, initial), (steps, final)], steps, result=result)
         self._cache[_key(settings)] = entry
         return entry
 
@@ -354,6 +369,8 @@ class LiveMap:
                 f"{self._label(self._applied)}; press Run for "
                 f"{self._label(self._values())}</span>"
             )
+        elif not self._shown.final and not self._shown.steps:
+            self.status.value = f"○ not computed yet: press Run for {self._label(self._applied)}"
         else:
             stopped = "" if self._shown.final else " (stopped)"
             self.status.value = (
@@ -371,6 +388,18 @@ class LiveMap:
 
     def _on_sigma(self, _change) -> None:
         self._safe(lambda: self._render(self._live_now()))
+        self._notify()
+
+    def _notify(self) -> None:
+        """``on_show`` of the applied settings and σ, read once the previous call (maybe
+        from a run's thread) ended; outside the redraw lock: it may take a while."""
+        if self._on_show is None:
+            return
+        with self._notifying:
+            settings, sigma = dict(self._applied), float(self.sigma.value)
+            entry = self._cache.get(_key(settings))
+            result = None if entry is None else entry.result
+            self._safe(lambda: self._on_show(settings, result, sigma))
 
     def _live_now(self) -> tuple[int, int] | None:
         if not self.busy or self._shown.final:
@@ -384,6 +413,8 @@ class LiveMap:
             self._applied, self._shown = settings, cached
         if not self.busy:
             self._safe(self._render)
+            if cached is not None:
+                self._notify()
         else:
             self._status(self._live_now())
 
@@ -409,6 +440,7 @@ class LiveMap:
             self._set_busy(False)
             self._applied, self._shown = settings, cached
             self._safe(self._render)
+            self._notify()
             return None
         self._cancel()
         self._generation += 1
@@ -467,8 +499,8 @@ class LiveMap:
                 self.errors.append_stdout(traceback.format_exc())
                 self._set_busy(False)
             return
-        steps = int(result.steps.max())
-        done = dict(settings, iterations=steps) if steps < total else settings
+        steps = int(result.steps.max())  # < total also when every sample stopped early at ε
+        done = dict(settings, iterations=steps) if stop.is_set() and steps < total else settings
         entry = self._store(done, result)
         entry.curve = [entry.curve[0], *curve, entry.curve[-1]]
         if generation != self._generation:  # cancelled by a newer run: keep it cached only
@@ -481,6 +513,7 @@ class LiveMap:
             self._set_busy(False)
             if self._stop_pressed is not None:
                 self.timings["stop_s"] = time.perf_counter() - self._stop_pressed
+        self._notify()
 
     def wait(self, timeout: float | None = None) -> None:
         """Block until no run is in flight (tests, scripts)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import traceback
-from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
 import ipywidgets as W
@@ -54,14 +54,12 @@ def panel(
     controls: Mapping[str, W.ValueWidget],
     *,
     button: str | None = None,
-    live: Collection[str] = (),
     per_row: int = 3,
 ) -> W.VBox:
     """Controls over an output area that shows ``render(**values)``.
 
     Without ``button`` every control re-renders when it changes. With ``button`` (its
-    label, e.g. ``"Run"``) only the controls named in ``live`` do; the others take effect
-    when the button is pressed (``render`` gets their values from the last press), for
+    label, e.g. ``"Run"``) the controls take effect when the button is pressed, for
     settings that cost a recomputation. Renders once immediately with the initial values
     (an error there raises; later errors are shown in the output area as a traceback).
     Labels get their natural width (``description_width="initial"``), so none is cut.
@@ -70,17 +68,11 @@ def panel(
         render: keyword arguments named like ``controls`` -> a figure, text, a displayable
             object, or a tuple/list of those (see :func:`show_in`).
         controls: ``{argument name: widget}``, shown in this order, ``per_row`` per row.
-        button: label of a button that applies the non-live controls; ``None``: all live.
-        live: names of controls that re-render at once even when there is a button.
+        button: label of a button that applies the controls; ``None``: all act at once.
 
     Returns:
         ``VBox`` of rows of controls (the button last) and the ``Output`` (its last child).
     """
-    unknown = set(live) - set(controls)
-    if unknown:
-        raise ValueError(
-            f"live names {sorted(unknown)} are not among the controls {list(controls)}"
-        )
     applied = {name: w.value for name, w in controls.items()}
     out = W.Output()
 
@@ -94,7 +86,7 @@ def panel(
         except Exception:  # a callback's error would otherwise vanish into the kernel log
             show_in(out, traceback.format_exc())
 
-    def on_change(name: str, value: Any) -> None:
+    def on_change(name: str, value: Any) -> None:  # without a button
         applied[name] = value
         safe_draw()
 
@@ -106,7 +98,7 @@ def panel(
     for name, w in controls.items():
         if hasattr(w.style, "description_width"):
             w.style.description_width = "initial"
-        if button is None or name in live:
+        if button is None:
             w.observe(lambda change, name=name: on_change(name, change["new"]), "value")
         widgets.append(w)
     if button is not None:
@@ -248,12 +240,19 @@ def face_explorer(
     n_masks: int,
     seed: int = 0,
     precomputed: Mapping[str, Any] | None = None,
+    callback_every: int = 1,
 ) -> W.VBox:
-    """Fig. 3 for one genuine pair at a time. Run controls (variation, pair, FAME
-    iterations, CorrRISE masks) apply on **Run**; FAME's unblurred Δx (e₊ and e₋) is cached
-    by (pair, iterations) and the other methods' maps by (pair, masks), so Run recomputes
-    only what changed. σ is live: it re-blurs FAME's cached Δx at once (the kernel is the
-    config's at its σ, :func:`~fame_utils.postprocess.kernel_size_for` elsewhere).
+    """Fig. 3 for one genuine pair at a time: a live FAME e₊ map
+    (:class:`~fame_utils.live.LiveMap`) over the comparison of every method.
+
+    Run controls (variation, pair, FAME iterations, CorrRISE masks) apply on **Run**: the
+    other methods run first when their (pair, masks) is new, then FAME in a background
+    thread, drawing its e₊ map and loss curve while it optimises (**Stop** keeps the
+    iterations done; a new Run cancels the run in flight); the comparison below redraws
+    when the run ends. FAME's result is cached by (pair, iterations) and the other methods'
+    maps by (pair, masks), so Run recomputes only what changed. σ is live: it re-blurs
+    FAME's Δx (e₊ and e₋) at once, also during a run (the kernel is the config's at its σ,
+    :func:`~fame_utils.postprocess.kernel_size_for` elsewhere).
 
     Args:
         model: face model, (N, 3, H, W) [0, 1] -> (N, D) embeddings.
@@ -263,13 +262,16 @@ def face_explorer(
         start: ``(subset, variation, k)``: the k-th genuine pair shown first.
         n_masks, seed: CorrRISE's initial mask count and its mask seed.
         precomputed: ``{method name: Attribution}`` whose first row is the ``start`` pair at
-            the initial settings (e.g. the figure's), so the first view costs nothing (FAME
-            runs once for that pair when σ first moves: the figure keeps no Δx).
+            the initial settings (e.g. the figure's), so the first view costs nothing; the
+            figure keeps no Δx, so moving σ first runs FAME for that pair (live).
+        callback_every: iterations between FAME's progress calls (see ``LiveMap``).
 
     Returns:
-        ``VBox`` as :func:`panel` builds it; its ``runs`` attribute counts the computations
-        (``{"FAME": n, "others": m}``).
+        ``VBox``: the live map's widget, then the comparison's ``Output`` (last child). Its
+        ``runs`` attribute counts the computations (``{"FAME": n, "others": m}``), its
+        ``explorer`` is the :class:`~fame_utils.live.LiveMap`.
     """
+    from .live import LiveMap
     from .methods import Fame, explain_all, make_methods, table_methods
     from .metrics.face import embed
     from .objectives import Attribution, CosineSimilarity
@@ -278,6 +280,11 @@ def face_explorer(
 
     def genuine(variation: tuple[str, str]):
         return protocols[variation[0]].select(variation=variation[1], genuine=True)
+
+    def pair_of(settings: dict):
+        p = genuine(settings["variation"]).subset(settings["pair"])
+        ref = embed(model, p.gallery)
+        return p, ref, CosineSimilarity(ref, threshold=threshold)
 
     sigma0 = fame_config.sigma
     start = (start[0], start[1], start[2] % len(genuine(start[:2])))  # as the figure picks it
@@ -292,39 +299,50 @@ def face_explorer(
         }
         figure_fame = first.pop("FAME", None)
         other_maps[(start[:2], start[2], n_masks)] = first
+    out, drawn = W.Output(), [None]
 
-    def render(variation, pair, iterations, sigma, n_masks):
-        p = genuine(variation).subset(pair)
-        ref, probe = embed(model, p.gallery), embed(model, p.probe)
-        target = CosineSimilarity(ref, threshold=threshold)
-        if (variation, pair, n_masks) not in other_maps:
-            settings = {"threshold": threshold, "n_masks": n_masks, "seed": seed}
-            methods = make_methods(others, "verification", **settings)
-            other_maps[(variation, pair, n_masks)] = explain_all(methods, model, p.probe, target)[0]
+    def run(settings: dict, hook: dict) -> FameResult:
+        v, k, its, masks = (settings[n] for n in ("variation", "pair", "iterations", "n_masks"))
+        p, _, target = pair_of(settings)
+        if (v, k, masks) not in other_maps:
+            if hasattr(box, "explorer"):  # not during the first, synchronous view
+                box.explorer.status.value = "⏳ computing the other methods…"
+            kwargs = {"threshold": threshold, "n_masks": masks, "seed": seed}
+            methods = make_methods(others, "verification", **kwargs)
+            other_maps[(v, k, masks)] = explain_all(methods, model, p.probe, target)[0]
             runs["others"] += 1
-        maps = dict(other_maps[(variation, pair, n_masks)])
-        key = (variation, pair, iterations)
-        initial = (variation, pair, iterations) == (start[:2], start[2], fame_config.iterations)
-        if figure_fame is not None and initial and sigma == sigma0 and key not in fame_runs:
-            maps["FAME"] = figure_fame  # the figure's maps: no Δx needed at its σ
-        else:
-            if key not in fame_runs:
-                fame = Fame(fame_config.replace(iterations=iterations))
-                fame_runs[key] = fame.run(model, p.probe, target)
-                runs["FAME"] += 1
-            k = fame_config.kernel_size if sigma == sigma0 else kernel_size_for(sigma)
-            both = fame_runs[key].maps(kernel_size=k, sigma=sigma, warn_empty=False)
+        result = fame_runs.get((v, k, its))  # FAME's result does not depend on the masks
+        if result is None:
+            result = Fame(fame_config.replace(iterations=its)).run(model, p.probe, target, **hook)
+            runs["FAME"] += 1
+        return result
+
+    def show(settings: dict, result: FameResult | None, sigma: float) -> None:
+        v, k, its, masks = (settings[n] for n in ("variation", "pair", "iterations", "n_masks"))
+        maps = dict(other_maps[(v, k, masks)])
+        if result is None:  # the figure's maps: σ needs FAME's Δx, so run it (live)
+            maps["FAME"] = figure_fame
+            if sigma != sigma0 and not box.explorer.busy:
+                box.explorer.start(settings)
+            sigma = sigma0
+        if drawn[0] == (settings, sigma, id(result)):
+            return  # unchanged (σ moved while the figure's maps show): no redraw
+        drawn[0] = (settings, sigma, id(result))
+        if result is not None:
+            fame_runs.setdefault((v, k, its), result)  # a stopped run by its steps done
+            kernel = fame_config.kernel_size if sigma == sigma0 else kernel_size_for(sigma)
+            both = result.maps(kernel_size=kernel, sigma=sigma, warn_empty=False)
             maps["FAME"] = Attribution(both[:1], both[1:])
-        s = float((ref * probe).sum())
+        p, ref, _ = pair_of(settings)
+        s = float((ref * embed(model, p.probe)).sum())
         verdict = "accepted" if s >= threshold else "rejected: below θ"
-        label = f"{variation[0]} ({variation[1]}) genuine pair {pair} of 0-{len(genuine(variation)) - 1}"
-        label += f"\ns = {s:.3f} ({verdict})"
+        label = f"{v[0]} ({v[1]}) genuine pair {k} of 0-{len(genuine(v)) - 1}"
         computed = (
-            f"s = {s:.3f}, {verdict} (θ = {threshold:.3f}); FAME {iterations} it, σ {sigma:.1f}"
-            "; computed so far: "
-            f"FAME {runs['FAME']}×, the other methods {runs['others']}×"
+            f"s = {s:.3f}, {verdict} (θ = {threshold:.3f}); FAME {its} it, σ {sigma:.1f}"
+            f"; computed so far: FAME {runs['FAME']}×, the other methods {runs['others']}×"
         )
-        return computed, draw_face_rows(p.gallery, p.probe, maps, [label])
+        rows = draw_face_rows(p.gallery, p.probe, maps, [f"{label}\ns = {s:.3f} ({verdict})"])
+        show_in(out, computed, rows)
 
     options = [
         (f"{s}: {v}", (s, v)) for s, p in protocols.items() for v in dict.fromkeys(p.variation)
@@ -339,26 +357,36 @@ def face_explorer(
         "n_masks": W.IntSlider(
             value=n_masks, min=8, max=2000, step=8, description="masks", **slider
         ),
-        "sigma": W.FloatSlider(
-            value=sigma0, min=0.5, max=20, step=0.1, description="σ (live)", **slider
-        ),
     }
-    controls["sigma"].add_class("fame-face-sigma")  # a stable hook for the browser test
 
     def bound_pair(change=None) -> None:  # the pairs that exist, with their count
         pair, n = controls["pair"], len(genuine(controls["variation"].value))
         pair.max, pair.value = n - 1, min(pair.value, n - 1)
         pair.description = f"genuine pair (0-{n - 1} of {n})"
 
+    def label(settings: dict) -> str:
+        v, k = settings["variation"], settings["pair"]
+        return f"{v[1]} pair {k}, {settings['iterations']} it, {settings['n_masks']} masks"
+
     bound_pair()
     controls["variation"].observe(bound_pair, "value")
-    legend = W.HTML(
-        "<b>Run controls</b> (apply on <b>Run</b>, cached results show at once): variation, "
-        "pair, iterations, masks. <b>Live</b>: σ re-blurs FAME's cached Δx."
-    )
-    box = panel(render, controls, button="Run", live=["sigma"])
-    box.children = (legend, *box.children)
+    box = W.VBox()
     box.runs = runs
+    box.explorer = LiveMap(
+        run,
+        lambda settings: pair_of(settings)[0].probe[0],
+        controls,
+        sigma=sigma0,
+        kernel_size=fame_config.kernel_size,
+        label=label,
+        callback_every=callback_every,
+        on_show=show,
+        run_first=figure_fame is None,
+        sigma_max=20.0,
+    )
+    live = "<b>FAME e₊</b> (what makes the pair similar) of the probe, drawn while it runs:"
+    every = "<b>Every method</b> for the applied pair (FAME's e₊ and e₋ at the live σ):"
+    box.children = (W.HTML(live), box.explorer.widget, W.HTML(every), out)
     return box
 
 

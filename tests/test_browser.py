@@ -416,9 +416,10 @@ VIEWPORT = {"width": 1400, "height": 900}
 
 
 @pytest.mark.parametrize("path", notebooks(), ids=lambda p: p.name)
-def test_notebook_in_jupyterlab(path, lab, browser):
+def test_notebook_in_jupyterlab(path, lab, lab_root, browser):
     """Run All from the Run menu; no traceback, a figure, widgets as widgets, a control
-    that changes the output when moved; full-page screenshot to build/browser/."""
+    that changes the output when moved; saved (without outputs) and reloaded, the notebook
+    shows no widget error; full-page screenshot to build/browser/."""
     base, token = lab
     name = path.name
     page = browser.new_page(viewport=dict(VIEWPORT))
@@ -440,16 +441,33 @@ def test_notebook_in_jupyterlab(path, lab, browser):
             moved = _move_control(page, name)
             _wait_idle(page, name, CONTROL_TIMEOUT_S, f"moving {moved}")
             _check_outputs(page, name)
+        _screenshot(page, SCREENSHOTS / name.replace(".ipynb", ".png"))
+        _save_and_reopen(page, lab_root, name)
         passed = True
     finally:
         try:
-            _screenshot(page, SCREENSHOTS / name.replace(".ipynb", ".png"))
-        except Exception:
-            if passed:  # else keep the test's own failure, not the screenshot's
-                raise
+            if not passed:  # the failing state, for a person to look at
+                _screenshot(page, SCREENSHOTS / name.replace(".ipynb", ".png"))
         finally:
             page.close()
             _shutdown_kernels(base, token, name)
+
+
+def _save_and_reopen(page, lab_root: Path, name: str) -> None:
+    """File > Save (the pre-save hook strips the outputs), then reload the page: the saved
+    file holds no outputs and the reopened notebook shows no "Error displaying widget"."""
+    path = lab_root / name
+    before = path.stat().st_mtime_ns
+    page.click(".lm-MenuBar-item:has-text('File')")
+    page.click("li[data-command='docmanager:save']")
+    _poll(page, lambda: path.stat().st_mtime_ns != before, 30, f"{name}: File > Save wrote nothing")
+    saved = json.loads(path.read_text())
+    assert all(not c.get("outputs") for c in saved["cells"]), f"{name}: saved with outputs"
+    assert "widgets" not in saved["metadata"]
+    page.reload()
+    page.wait_for_selector(".jp-NotebookPanel .jp-CodeCell", timeout=120_000)
+    page.wait_for_timeout(2000)
+    _check_outputs(page, name)
 
 
 # --- the live explorer of notebook 01 (issue 21) ------------------------------------------
@@ -588,23 +606,24 @@ def test_live_explorer_in_jupyterlab(lab, lab_root, browser):
 
 # --- the face explorer of notebook 03 (issue 21) -------------------------------------------
 
-_FACE_JS = """() => {
-    const sigma = document.querySelector(
-        '.jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea-output .fame-face-sigma');
-    const cell = sigma.closest('.jp-CodeCell');
+_FACE_JS = f"""() => {{
+    const cell = document.querySelector('{_LIVE}').closest('.jp-CodeCell');
     const counts = cell.textContent.match(/FAME (\\d+)×, the other methods (\\d+)×/);
-    return {
-        images: [...cell.querySelectorAll('.jp-OutputArea-output img')].map(i => i.src),
+    const shown = cell.textContent.match(/FAME (\\d+) it, σ ([\\d.]+)/);
+    return {{
+        figure: [...cell.querySelectorAll('.widget-output img')].map(i => i.src),
         counts: counts ? [Number(counts[1]), Number(counts[2])] : null,
-        readout: sigma.querySelector('.widget-readout').textContent,
-    };
-}"""
+        shown: shown ? [Number(shown[1]), Number(shown[2])] : null,
+    }};
+}}"""
 
 
-def test_face_explorer_sigma_is_live_in_jupyterlab(lab, browser):
-    """Notebook 03's explorer: σ moved in the page redraws the FAME panels from FAME's
-    cached Δx. The figure keeps no Δx, so the first move runs FAME once; every later move
-    changes the shown figure with no further run of any method (counts, not times)."""
+def test_face_explorer_runs_fame_live_in_jupyterlab(lab, browser):
+    """Notebook 03's explorer: Run draws FAME's e₊ of the pair live (the map changes at
+    least twice before the run ends), σ moved during the run changes the display, Stop
+    ends the run and the counter stops, and the comparison of every method then shows the
+    stopped FAME at the moved σ with no other method rerun (events and counts, not times).
+    Prints the latencies a person feels."""
     base, token = lab
     name = "03_face_comparisons.ipynb"
     page = browser.new_page(viewport=dict(VIEWPORT))
@@ -616,28 +635,68 @@ def test_face_explorer_sigma_is_live_in_jupyterlab(lab, browser):
         page.click("li[data-command='runmenu:run-all']")
         _wait_idle(page, name, RUN_TIMEOUT_S, "Run > Run All Cells")
         _check_outputs(page, name)
-        first = page.evaluate(_FACE_JS)
-        assert first["counts"] == [0, 0], first  # the figure's maps: nothing computed
-        handle = page.locator(".fame-face-sigma .noUi-handle").first
-        handle.scroll_into_view_if_needed()
-        states = [first]
-        for step in range(3):
-            handle.focus()
-            page.keyboard.press("ArrowRight")
-            states.append(
-                _poll(
-                    page,
-                    lambda old=states[-1]["images"]: (
-                        (s := page.evaluate(_FACE_JS))["images"] != old and s
-                    ),
-                    CONTROL_TIMEOUT_S,
-                    f"{name}: σ step {step + 1} did not change the explorer's figure",
-                )
+        page.locator(_LIVE).scroll_into_view_if_needed()
+        first, face = _live_state(page), page.evaluate(_FACE_JS)
+        assert "not computed yet" in first["status"] and not first["run_disabled"], first
+        assert face["counts"] == [0, 0], face  # the figure's maps: nothing computed
+
+        t0 = time.monotonic()
+        _click(page, "Run 500 it (paper)")  # the other methods are cached: FAME at once
+        busy = _poll_live(
+            page,
+            lambda s: s["run_disabled"] and not s["stop_disabled"],
+            30,
+            "Run was not disabled, or Stop not enabled, while the run is busy",
+        )
+        maps, t_first = [busy["map"]], None
+        while len(maps) < 3:  # the empty map, then two live frames
+            state = _poll_live(
+                page, lambda s, m=maps[-1]: s["map"] != m, CONTROL_TIMEOUT_S, "no live frame"
             )
-        counts = [s["counts"] for s in states[1:]]
-        assert counts == [[1, 0]] * 3, counts  # FAME once for the Δx, then re-blurs only
+            assert "running" in state["status"], "the map changed only after the run ended"
+            t_first = t_first or time.monotonic() - t0
+            maps.append(state["map"])
+
+        sigma = page.locator(f"{_LIVE} .fame-live-sigma .noUi-handle").first
+        sigma.focus()
+        t1 = time.monotonic()
+        for _ in range(5):
+            page.keyboard.press("ArrowRight")
+        moved = _poll_live(
+            page,
+            lambda s: "σ 8.2" in s["title"] and "running" in s["status"],
+            CONTROL_TIMEOUT_S,
+            "σ moved during the run did not change the display",
+        )
+        t_sigma = time.monotonic() - t1
+        assert moved["map"] != maps[-1]
+
+        t2 = time.monotonic()
+        _click(page, "Stop")
+        stopped = _poll_live(
+            page, lambda s: "running" not in s["status"], CONTROL_TIMEOUT_S, "Stop did not end it"
+        )
+        t_stop = time.monotonic() - t2
+        assert not stopped["run_disabled"] and stopped["stop_disabled"]
+        assert "pending" in stopped["status"], stopped["status"]  # the controls ask for 500
+        done = int(re.search(r"(\d+) it", stopped["title"]).group(1))
+        assert 0 < done < 500, stopped["title"]
+        face = _poll(  # the comparison: the stopped FAME at σ 8.2, no other method rerun
+            page,
+            lambda: (f := page.evaluate(_FACE_JS))["shown"] == [done, 8.2] and f,
+            CONTROL_TIMEOUT_S,
+            f"{name}: the comparison did not show the stopped FAME ({done} it) at σ 8.2",
+        )
+        assert face["counts"] == [1, 0], face
+        page.wait_for_timeout(3000)
+        after = _live_state(page)
+        assert after["status"] == stopped["status"] and after["map"] == stopped["map"]
         _check_outputs(page, name)
-        print(f"\nnotebook 03 explorer: σ {first['readout']} -> {states[-1]['readout']}, {counts}")
+        print(
+            f"\nlatencies (notebook 03, {name}): first live frame {t_first:.2f} s after Run, "
+            f"σ redraw during a run {t_sigma:.2f} s (5 key steps), Stop {t_stop:.2f} s "
+            f"(stopped at {done} of 500 it)"
+        )
         _screenshot(page, SCREENSHOTS / "03_face_explorer.png")
     finally:
         page.close()

@@ -239,6 +239,39 @@ def test_a_new_run_cancels_the_one_in_flight_and_pins_stay(gated):
     assert not live.pins.children and live.clear_button.disabled
 
 
+def test_a_run_that_stops_early_at_eps_is_not_marked_stopped_and_on_show_gets_its_result(
+    tiny_cnn,
+):
+    """``run_first=False`` waits for Run with an empty map; a run whose samples all stop
+    early (steps < iterations, as at the face setting's ε) without Stop is shown under its
+    own settings, and ``on_show`` gets the applied settings, the whole result and σ."""
+    import ipywidgets as W
+
+    from fame_utils.live import LiveMap
+
+    x, shown = _images(), []
+
+    def run(settings, hook):  # as if ε stopped every sample one step early
+        its = settings["iterations"] - 1
+        return run_fame(tiny_cnn, x[:1], ClassLogit([0]), iterations=its, **hook, **QUIET)
+
+    live = LiveMap(
+        run,
+        lambda s: x[0],
+        {"iterations": W.IntSlider(value=4)},
+        sigma=1.0,
+        on_show=lambda *a: shown.append(a),
+        run_first=False,
+    )
+    assert shown == [({"iterations": 4}, None, 1.0)] and "not computed yet" in live.status.value
+    live.start().join(20)
+    assert live._applied == {"iterations": 4} and "✓ showing" in live.status.value
+    settings, result, sigma = shown[-1]
+    assert settings == {"iterations": 4} and result.steps.tolist() == [3] and sigma == 1.0
+    live.sigma.value = 2.0
+    assert shown[-1][0] == {"iterations": 4} and shown[-1][2] == 2.0
+
+
 # --- notebooks never touch what is committed ------------------------------------------
 
 

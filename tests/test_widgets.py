@@ -114,13 +114,12 @@ def test_panel_button_applies_the_held_controls_and_errors_show_in_the_output():
         return Markdown(f"**{cheap} {costly}**")
 
     controls = {"cheap": W.IntText(value=0), "costly": W.IntText(value=10)}
-    box = panel(render, controls, button="Go", live=["cheap"], per_row=3)
+    box = panel(render, controls, button="Go", per_row=3)
     out = box.children[-1]
     assert out.outputs[0]["data"]["text/markdown"] == "**0 10**"
     controls["costly"].value = 20  # held until Go
+    controls["cheap"].value = 1
     assert seen == [(0, 10)]
-    controls["cheap"].value = 1  # live, with the costly value of the last press
-    assert seen == [(0, 10), (1, 10)]
     button = box.children[0].children[-1]
     assert button.description == "Go"
     button.click()
@@ -128,15 +127,13 @@ def test_panel_button_applies_the_held_controls_and_errors_show_in_the_output():
     controls["costly"].value = -1
     button.click()  # the error is shown instead of vanishing into the kernel log
     assert "RuntimeError: negative cost" in out.outputs[0]["text"]
-    with pytest.raises(ValueError, match="live names"):
-        panel(render, controls, button="Go", live=["nope"])
 
 
 @pytest.mark.slow
-def test_face_explorer_sigma_reblurs_fames_cached_delta_and_run_recomputes_what_changed():
-    """Notebook 03's explorer on dlib's network and the bundled pairs: σ re-blurs FAME's
-    cached Δx (no run), masks rerun the other methods only, iterations FAME only, and a
-    genuine pair below θ says it is rejected."""
+def test_face_explorer_runs_fame_live_reblurs_its_cached_delta_and_recomputes_what_changed():
+    """Notebook 03's explorer on dlib's network and the bundled pairs: Run draws FAME's e₊
+    live from a thread, σ re-blurs FAME's cached Δx (no run), masks rerun the other methods
+    only, iterations FAME only, and a genuine pair below θ says it is rejected."""
     import fame_utils as fu
     from fame_utils.widgets import face_explorer
 
@@ -146,38 +143,42 @@ def test_face_explorer_sigma_reblurs_fames_cached_delta_and_run_recomputes_what_
     config = fu.FameConfig.paper("verification", iterations=2, progress=False)
     start = ("occlusion", "glasses", 0)
     box = face_explorer(model, protocols, 0.999, config, start=start, n_masks=16)
-    controls = {w.description: w for row in box.children[1:-1] for w in row.children}
-    out = box.children[-1]
-    assert box.runs == {"FAME": 1, "others": 1}
+    live, out = box.explorer, box.children[-1]
+    assert box.runs == {"FAME": 1, "others": 1} and not live.busy  # synchronous first view
     assert "rejected: below θ (θ = 0.999)" in out.outputs[0]["text"]  # genuine, yet below θ
     shown = out.outputs
-    controls["σ (live)"].value = 3.0  # live: re-blurs, no run
+    live.sigma.value = 3.0  # live: re-blurs, no run
     assert box.runs == {"FAME": 1, "others": 1} and out.outputs != shown
-    controls["masks"].value = 24  # a Run control: nothing until Run
-    assert box.runs == {"FAME": 1, "others": 1}
-    controls["Run"].click()
+    assert "σ 3.0" in out.outputs[0]["text"] and "σ 3.0" in live.map_title.value
+    live.controls["n_masks"].value = 24  # a Run control: nothing until Run
+    assert box.runs == {"FAME": 1, "others": 1} and "pending" in live.status.value
+    live.start().join(120)
     assert box.runs == {"FAME": 1, "others": 2}  # FAME's Δx is cached by (pair, iterations)
-    controls["iterations"].value = 3
-    controls["Run"].click()
-    assert box.runs == {"FAME": 2, "others": 2}
-    controls["iterations"].value = 2
-    controls["Run"].click()  # both cached
-    assert box.runs == {"FAME": 2, "others": 2}
+    live.min_frame_s = 0  # every progress call draws a frame
+    live.controls["iterations"].value = 6
+    live.start().join(120)
+    assert box.runs == {"FAME": 2, "others": 2} and live.frames >= 2  # live frames drawn
+    assert "✓ showing" in live.status.value and "FAME 6 it" in out.outputs[0]["text"]
+    live.controls["iterations"].value = 2
+    assert live.start() is None  # both cached: shown at once, no thread
     assert "FAME 2×, the other methods 2×" in out.outputs[0]["text"]
-    # the figure's maps show the first view; σ then needs FAME's Δx, computed once
+    assert "FAME 2 it" in out.outputs[0]["text"]
+    # the figure's maps show the first view; σ then needs FAME's Δx: one live run
     size = model.input_size
     names = ["Grad-CAM", "Grad-CAM-EW", "CorrRISE", "FGGB", "FAME"]
     figure = {
         n: fu.Attribution(torch.rand(3, size, size), torch.rand(3, size, size)) for n in names
     }
     box = face_explorer(model, protocols, -1.0, config, start=start, n_masks=16, precomputed=figure)
-    out, sigma = box.children[-1], box.children[2].children[1]
-    assert (
-        box.runs == {"FAME": 0, "others": 0} and "accepted (θ = -1.000)" in out.outputs[0]["text"]
-    )
-    sigma.value = 3.0
-    sigma.value = 4.0
-    assert box.runs == {"FAME": 1, "others": 0}
+    live, out = box.explorer, box.children[-1]
+    assert box.runs == {"FAME": 0, "others": 0} and not live.busy
+    assert "accepted (θ = -1.000)" in out.outputs[0]["text"]
+    assert "not computed yet" in live.status.value
+    live.sigma.value = 3.0  # starts FAME for the shown pair in the background
+    live.wait(120)
+    assert not live.errors.outputs, live.errors.outputs
+    live.sigma.value = 4.0
+    assert box.runs == {"FAME": 1, "others": 0} and "σ 4.0" in out.outputs[0]["text"]
 
 
 def test_metric_explorer_draws_the_papers_rows_of_the_chosen_methods_only(
