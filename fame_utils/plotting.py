@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
+from matplotlib.colors import to_rgb
 from torch import Tensor
 
 from .baselines.sanity import BASELINE_NAMES
@@ -59,11 +60,25 @@ METHOD_COLOURS = {
 
 
 def method_colour(name: str):
-    """The colour of method ``name`` in every figure: :data:`METHOD_COLOURS`, else a colour
-    of tab20b fixed by the name's CRC-32 (the same in every run and figure)."""
+    """The colour of method ``name`` in every figure: :data:`METHOD_COLOURS`; a recipe
+    variant of a listed method (``"Grad-CAM (paper)"``) takes its hue, the reference
+    recipe's darker; else a colour of tab20b fixed by the name's CRC-32 (the same in every
+    run and figure)."""
     if name in METHOD_COLOURS:
         return METHOD_COLOURS[name]
+    base, _, variant = name.partition(" (")
+    if base in METHOD_COLOURS:
+        rgb = np.asarray(to_rgb(METHOD_COLOURS[base]))
+        return tuple(rgb * 0.6) if variant.startswith("reference") else tuple(rgb)
     return plt.cm.tab20b.colors[zlib.crc32(name.encode()) % 20]
+
+
+def _line_styles(names: Sequence[str], baselines: Sequence[str]) -> dict[str, dict]:
+    """Curve styles: each method in its :func:`method_colour` with dots; the sanity
+    baselines grey, each with its own dash pattern, no markers (reference lines)."""
+    dashes = itertools.cycle(["--", "-.", ":"])
+    refs = {b: {"color": "0.45", "ls": next(dashes), "marker": None} for b in baselines}
+    return {n: refs.get(n, {"marker": "o", "color": method_colour(n)}) for n in names}
 
 
 def to_numpy_image(image: Tensor) -> np.ndarray:
@@ -318,8 +333,6 @@ def draw_face_curves(
         methods: methods to draw (default: every method of each run).
         baselines: rows drawn as grey dashed reference lines, not in a method colour.
     """
-    dashes = itertools.cycle(["--", "-.", ":"])
-    ref_style = {b: {"color": "0.45", "ls": next(dashes), "marker": None} for b in baselines}
     panels = [
         ("Delete", "acc", "accuracy (%)"),
         ("Insert", "acc", "accuracy (%)"),
@@ -343,7 +356,7 @@ def draw_face_curves(
             for name in methods or table.columns:
                 auc = res.summary.loc[name, kind]
                 label = f"{name} ({auc:.1f})" if what == "acc" else name
-                style = ref_style.get(name, {"marker": "o", "color": method_colour(name)})
+                style = _line_styles([name], baselines)[name]
                 ax.plot(table.index, table[name], ms=2.5, label=label, **style)
             if what == "sim":
                 ax.axhline(thresholds[s], color="gray", ls=":", lw=1)
@@ -649,6 +662,7 @@ def draw_face_curves_networks(
     *,
     title: str | None = None,
     size: float = 2.4,
+    baselines: Sequence[str] = BASELINE_NAMES,
 ) -> plt.Figure:
     """Fig. 4 across networks: verification accuracy (%) at each network's clean EER θ as
     the top-P % of the probe's e₊ is deleted or inserted; rows = network × (Delete,
@@ -659,6 +673,7 @@ def draw_face_curves_networks(
         results: ``{network: {subset: ExperimentResult}}`` of :class:`FaceDeleteInsertMetric`
             runs (any percent grid: the markers show it).
         methods: methods to draw (default: every method of each run).
+        baselines: rows drawn as grey dashed reference lines, not in a method colour.
     """
     nets = list(results)
     subsets = list(next(iter(results.values())))
@@ -674,9 +689,8 @@ def draw_face_curves_networks(
             res, ax = results[net][s], axes[r, c]
             table = res.curve(f"{kind}-acc")
             names = list(methods or table.columns)
-            for name in names:
-                colour = method_colour(name)
-                ax.plot(table.index, table[name], marker="o", ms=2, lw=1, label=name, color=colour)
+            for name, style in _line_styles(names, baselines).items():
+                ax.plot(table.index, table[name], ms=2, lw=1, label=name, **style)
             ax.set_title(f"{net} · {s}: {kind}", fontsize=8)
             ax.set_xlabel("P (%)", fontsize=7)
             ax.set_ylabel("accuracy (%)", fontsize=7)

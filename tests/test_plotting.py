@@ -234,3 +234,29 @@ def test_face_rows_across_networks_stack_each_networks_rows_at_its_own_size():
     assert fig.axes[8].get_images()[0].get_array().shape[:2] == (10, 10)
     empty = [i for i, ax in enumerate(fig.axes) if ax.texts]
     assert empty == [3, 7]  # n1's all-zero e₋ maps, not n2's
+
+
+def test_recipe_variants_share_their_methods_hue_and_baselines_are_grey_dashed_in_fig4():
+    from matplotlib.colors import to_rgb
+
+    from fame_utils.plotting import draw_face_curves_networks
+
+    blue = to_rgb("tab:blue")
+    assert to_rgb(method_colour("Grad-CAM (paper)")) == blue
+    assert to_rgb(method_colour("Grad-CAM (reference)")) == tuple(0.6 * c for c in blue)
+    assert method_colour("FAME (reference)") == "tab:brown"  # listed names win
+    values = {}
+    for m in ("Grad-CAM (paper)", "Random"):
+        for kind in ("Delete", "Insert"):
+            for pct in (0.0, 100.0):
+                values[(m, f"{kind}-acc", pct)] = [50.0, 50.0]
+    result = _face_result(values)
+    result.summary.index = ["Grad-CAM (paper)", "Random"]
+    fig = draw_face_curves_networks({"n": {"s": result}})
+    cam, random = fig.axes[0].lines
+    assert to_rgb(cam.get_color()) == blue and cam.get_linestyle() == "-"
+    assert to_rgb(random.get_color()) == to_rgb("0.45") and random.get_linestyle() not in (
+        "-",
+        "None",
+    )
+    assert random.get_marker() in (None, "None", "")
