@@ -510,6 +510,27 @@ def _poll_live(page, until, timeout_s: float, what: str) -> dict:
         page.wait_for_timeout(50)
 
 
+def _two_live_frames(page) -> tuple[float, str]:
+    """After Run: Run is disabled and Stop enabled while busy, and the shown map changes
+    at least twice while the status still says running. Returns when the first frame came
+    (``time.monotonic()``) and the last map shown."""
+    busy = _poll_live(  # two widget messages: poll until both arrived
+        page,
+        lambda s: s["run_disabled"] and not s["stop_disabled"],
+        30,
+        "Run was not disabled, or Stop not enabled, while the run is busy",
+    )
+    maps, t_first = [busy["map"]], None
+    while len(maps) < 3:  # the view before the run, then two live frames
+        state = _poll_live(
+            page, lambda s, m=maps[-1]: s["map"] != m, CONTROL_TIMEOUT_S, "no live frame"
+        )
+        assert "running" in state["status"], "the map changed only after the run ended"
+        t_first = t_first or time.monotonic()
+        maps.append(state["map"])
+    return t_first, maps[-1]
+
+
 def test_live_explorer_in_jupyterlab(lab, lab_root, browser):
     """Notebook 01's explorer in JupyterLab: Run draws the map live (it changes at least
     twice before the run ends), Run is disabled while busy, σ moved during the run changes
@@ -539,20 +560,8 @@ def test_live_explorer_in_jupyterlab(lab, lab_root, browser):
 
         t0 = time.monotonic()
         _click(page, "Run 500 it (paper)")  # not cached: a live run
-        busy = _poll_live(  # two widget messages: poll until both arrived
-            page,
-            lambda s: s["run_disabled"] and not s["stop_disabled"],
-            30,
-            "Run was not disabled, or Stop not enabled, while the run is busy",
-        )
-        maps, t_first = [busy["map"]], None
-        while len(maps) < 3:  # the first view, then two live frames
-            state = _poll_live(
-                page, lambda s, m=maps[-1]: s["map"] != m, CONTROL_TIMEOUT_S, "no live frame"
-            )
-            assert "running" in state["status"], "the map changed only after the run ended"
-            t_first = t_first or time.monotonic() - t0
-            maps.append(state["map"])
+        t_first, last = _two_live_frames(page)
+        t_first -= t0
         assert _live_state(page)["pin_srcs"] == pinned  # the pin stays while the run draws
 
         sigma = page.locator(f"{_LIVE} .fame-live-sigma .noUi-handle").first
@@ -567,7 +576,7 @@ def test_live_explorer_in_jupyterlab(lab, lab_root, browser):
             "σ moved during the run did not change the display",
         )
         t_sigma = time.monotonic() - t1
-        assert moved["map"] != maps[-1]
+        assert moved["map"] != last
 
         t2 = time.monotonic()
         _click(page, "Stop")
@@ -642,20 +651,8 @@ def test_face_explorer_runs_fame_live_in_jupyterlab(lab, browser):
 
         t0 = time.monotonic()
         _click(page, "Run 500 it (paper)")  # the other methods are cached: FAME at once
-        busy = _poll_live(
-            page,
-            lambda s: s["run_disabled"] and not s["stop_disabled"],
-            30,
-            "Run was not disabled, or Stop not enabled, while the run is busy",
-        )
-        maps, t_first = [busy["map"]], None
-        while len(maps) < 3:  # the empty map, then two live frames
-            state = _poll_live(
-                page, lambda s, m=maps[-1]: s["map"] != m, CONTROL_TIMEOUT_S, "no live frame"
-            )
-            assert "running" in state["status"], "the map changed only after the run ended"
-            t_first = t_first or time.monotonic() - t0
-            maps.append(state["map"])
+        t_first, last = _two_live_frames(page)
+        t_first -= t0
 
         sigma = page.locator(f"{_LIVE} .fame-live-sigma .noUi-handle").first
         sigma.focus()
@@ -669,7 +666,7 @@ def test_face_explorer_runs_fame_live_in_jupyterlab(lab, browser):
             "σ moved during the run did not change the display",
         )
         t_sigma = time.monotonic() - t1
-        assert moved["map"] != maps[-1]
+        assert moved["map"] != last
 
         t2 = time.monotonic()
         _click(page, "Stop")
