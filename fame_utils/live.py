@@ -1,25 +1,12 @@
-"""Live FAME maps for the notebooks (issue 21): a run drawn while it optimises, Stop, Pin.
+"""Live FAME maps for the notebooks: a run drawn while it optimises, Stop, Pin (issue 21).
 
-A :class:`LiveMap` shows one image, its FAME map blurred with the current σ over it (with
-a colourbar) and the loss curve of the run. A redraw composes the map with the image in
-numpy and updates one ``ipywidgets.Image`` (no new matplotlib figure: tens of ms at 224 px);
-the loss curve is one kept matplotlib figure whose line data are updated, drawn only when
-the curve changes.
-
-- **Run controls** (image, iterations, step size, layer, cell...) apply on **Run**: a
-  FAME run starts in a background thread (ipywidgets' "Asynchronous widgets" pattern:
-  widget state set from the thread, one lock around every redraw) and draws a frame every
-  ``callback_every`` iterations through :func:`fame_utils.core.run_fame`'s progress hook,
-  so the kernel stays free: σ can move while FAME runs. **Stop** ends the run at the next
-  frame and keeps the map of the iterations done; a new run cancels the one in flight.
-  Settings already computed (cached) show at once, without Run.
-- **Live controls** (σ, Pin) act at once: σ re-blurs the shown Δx.
-- **Pin** keeps the current map, titled with its settings, beside the next runs (up to
-  ``MAX_PINS``); **Clear pins** removes them.
-
-Headless (papermill), nothing runs in the background: the first map is drawn (or
-computed) synchronously when the explorer is created. ``on_show`` lets a caller draw more
-from the shown result (notebook 03: every method's maps of the pair beside FAME's).
+:class:`LiveMap` shows one image, its FAME map at the current σ over it and the run's
+loss curve. **Run controls** apply on **Run**: FAME runs in a background thread and draws
+a frame through :func:`~fame_utils.core.run_fame`'s progress hook (ipywidgets'
+"Asynchronous widgets" pattern, one lock around every redraw); **Stop** keeps the map of
+the iterations done. **Live controls** act at once: σ re-blurs the shown Δx, **Pin** keeps
+the map beside the next runs. Cached settings show without Run. Headless (papermill), the
+first map is computed synchronously at creation.
 """
 
 from __future__ import annotations
@@ -28,7 +15,7 @@ import io
 import threading
 import time
 import traceback
-from collections.abc import Callable, Hashable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,16 +33,30 @@ from .core import FameResult
 from .plotting import to_numpy_image
 from .postprocess import gaussian_blur, kernel_size_for, normalize_maps
 
-__all__ = ["LiveMap", "MAX_PINS"]
+__all__ = ["LiveMap", "MAX_PINS", "image_controls"]
 
 MAX_PINS = 4
 Settings = dict[str, Any]
 Hook = dict[str, Any]  # {} headless, else {"callback": ..., "callback_every": k} for run_fame
+SLIDER = {"continuous_update": False}
+
+
+def image_controls(names: Sequence[str], iterations: int) -> dict[str, W.ValueWidget]:
+    """The run controls every explorer starts with: an image dropdown (value: the index
+    into ``names``) and an iterations slider (1-1000) at ``iterations``."""
+    n = len(names)
+    options = [(f"{i + 1}/{n}: {name}", i) for i, name in enumerate(names)]
+    return {
+        "image": W.Dropdown(options=options, description="image"),
+        "iterations": W.IntSlider(
+            value=iterations, min=1, max=1000, description="iterations", **SLIDER
+        ),
+    }
 
 
 @dataclass
 class _Map:
-    """One map the explorer can show: its unblurred Δx (H, W) on the CPU, the loss curve
+    """A map the explorer can show: unblurred Δx (H, W) on the CPU, the loss curve
     [(iteration, loss)], the steps done, whether it is final, and the run's result."""
 
     delta: Tensor
@@ -83,58 +84,59 @@ def _draw_rect(rgb: np.ndarray, box, color: str, dashed: bool) -> None:
     if x1 < x0 or y1 < y0:
         return
     c = np.asarray(to_rgb(color))
-    on = lambda n: (np.arange(n) // 4) % 2 == 0 if dashed else np.ones(n, bool)  # noqa: E731
     xs, ys = np.arange(x0, x1 + 1), np.arange(y0, y1 + 1)
-    for y in (y0, y1):
-        rgb[y, xs[on(len(xs))]] = c
-    for x in (x0, x1):
-        rgb[ys[on(len(ys))], x] = c
+    if dashed:
+        xs, ys = xs[(xs - x0) // 4 % 2 == 0], ys[(ys - y0) // 4 % 2 == 0]
+    rgb[np.ix_([y0, y1], xs)] = c
+    rgb[np.ix_(ys, [x0, x1])] = c
+
+
+def _png(fig: Figure) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def _to_png(rgb: np.ndarray) -> bytes:
+    """(H, W, 3) float [0, 1] -> PNG, upscaled (nearest) to at least ~256 px."""
+    factor = max(1, 256 // max(rgb.shape[:2]))
+    rgb = rgb.repeat(factor, 0).repeat(factor, 1)
+    buf = io.BytesIO()
+    Image.fromarray((rgb * 255).round().astype(np.uint8)).save(buf, "png", compress_level=1)
+    return buf.getvalue()
 
 
 def _colourbar() -> bytes:
-    """The map's colour scale (jet, 0 to 1) as a small PNG, drawn once."""
+    """The map's colour scale (jet, 0 to 1) as a small PNG."""
     fig = Figure(figsize=(0.9, 2.9), dpi=80)
     FigureCanvasAgg(fig)
     ax = fig.add_axes((0.1, 0.08, 0.25, 0.8))
     fig.colorbar(cm.ScalarMappable(cmap="jet"), cax=ax).set_label("attribution", fontsize=11)
     ax.tick_params(labelsize=10)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
+    return _png(fig)
 
 
 class LiveMap:
     """An explorer of one FAME map whose runs draw while they optimise.
 
     Args:
-        run: ``run(settings, hook) -> FameResult`` of one sample: runs FAME for the run
-            controls' values, passing ``hook`` (``{}`` headless, else ``callback`` and
-            ``callback_every``) on to :func:`~fame_utils.core.run_fame` as keywords.
+        run: ``run(settings, hook) -> FameResult`` of one sample, passing ``hook`` on to
+            :func:`~fame_utils.core.run_fame` as keywords.
         image_of: ``settings -> (3, H, W)`` image in [0, 1] the map is drawn over.
-        controls: ``{setting name: widget}`` of the run controls, shown in this order; an
-            ``"iterations"`` control gets a button that runs the paper's ``paper``
-            iterations in one click.
-        sigma: initial σ of the live blur (pixels); the kernel is ``kernel_size`` at this σ
-            and :func:`~fame_utils.postprocess.kernel_size_for` elsewhere.
-        seeds: ``(settings, FameResult of one sample)`` already computed (the figure's).
-        label: ``settings -> str`` naming them in titles, the status and pins (default:
-            ``"name value, ..."``).
-        annotate: ``settings -> [(x0, y0, x1, y1, colour, dashed)]`` boxes (half-open
-            pixels) outlined on the map.
-        describe: ``(settings, Δx (1, H, W), blurred (1, H, W)) -> str`` text under the map.
-        callback_every: iterations between calls of the progress hook (1: Stop acts
-            after the iteration in flight; the calls cost nothing but the throttle check).
-        min_frame_s: a frame is drawn only when at least this long, and ten times the last
-            frame's drawing time, has passed since the previous one, so that drawing costs
-            a fast model at most ~10 % of its run (frames skipped read nothing from the
-            device); ``0`` draws every frame.
-        paper: the paper's iteration count (the one-click button).
-        on_show: ``(settings, FameResult or None, σ) -> None``, called with the applied
-            settings, their whole result (all samples; ``None``: not computed yet) and σ
-            whenever they are shown or σ moves; at the end of a run, from its thread; one
-            call at a time, each with the settings and σ current when it starts.
-        run_first: ``False``: uncached first settings are not computed at creation; the
-            image shows with an empty map until **Run**.
+        controls: ``{setting name: widget}``, the run controls; an ``"iterations"``
+            control gets a button that runs the paper's ``paper`` iterations.
+        sigma, kernel_size: the live blur's initial σ and its kernel (at other σ,
+            :func:`~fame_utils.postprocess.kernel_size_for`).
+        seeds: ``(settings, FameResult of one sample)`` already computed.
+        label: ``settings -> str`` for titles, status and pins.
+        annotate: ``settings -> [(x0, y0, x1, y1, colour, dashed)]`` boxes on the map.
+        describe: ``(settings, Δx (1, H, W), blurred (1, H, W)) -> str`` under the map.
+        callback_every: iterations between progress calls (1: Stop acts at once).
+        min_frame_s: least time between frames, and at least ten times the last frame's
+            drawing time (skipped frames read nothing from the device); 0: every frame.
+        on_show: ``(settings, FameResult or None, σ) -> None`` whenever the applied
+            settings show or σ moves (one call at a time; from the run's thread at its end).
+        run_first: ``False``: uncached first settings show an empty map until **Run**.
     """
 
     def __init__(
@@ -188,21 +190,18 @@ class LiveMap:
             w.observe(self._on_run_control, "value")
         self.sigma.observe(self._on_sigma, "value")
 
-    # --- widgets -------------------------------------------------------------------------
-
     def _build_widgets(self, sigma_max: float, paper: int) -> None:
         for w in self.controls.values():
             if hasattr(w.style, "description_width"):
                 w.style.description_width = "initial"
         self.run_button = W.Button(
-            description="Run",
-            icon="play",
-            button_style="primary",
-            tooltip="run FAME with the run controls",
+            description="Run", icon="play", button_style="primary", tooltip="run FAME"
         )
         self.stop_button = W.Button(
             description="Stop", icon="stop", disabled=True, tooltip="end the run, keep its map"
         )
+        self.run_button.on_click(lambda _: self.start())
+        self.stop_button.on_click(lambda _: self.stop())
         buttons = [self.run_button, self.stop_button]
         if "iterations" in self.controls:
             self.paper_button = W.Button(
@@ -210,53 +209,40 @@ class LiveMap:
             )
             self.paper_button.on_click(lambda _: self._run_paper(paper))
             buttons.insert(1, self.paper_button)
-        self.run_button.on_click(lambda _: self.start())
-        self.stop_button.on_click(lambda _: self.stop())
         self.sigma = W.FloatSlider(
             value=self._sigma0,
             min=0.0,
             max=sigma_max,
             step=0.1,
             description="σ (live)",
-            continuous_update=False,
             style={"description_width": "initial"},
+            **SLIDER,
         )
         self.pin_button = W.Button(description="Pin", icon="thumb-tack", tooltip="keep this map")
         self.clear_button = W.Button(description="Clear pins", disabled=True)
         self.pin_button.on_click(lambda _: self.pin())
         self.clear_button.on_click(lambda _: self.clear_pins())
-        self.status = W.HTML()
+        self.status, self.text, self.image_title, self.map_title = (W.HTML() for _ in range(4))
         self.image, self.map, self.curve = (W.Image(format="png") for _ in range(3))
-        for w in (self.image, self.map):
-            w.layout.width = "300px"
-        self.image_title, self.map_title = W.HTML(), W.HTML()
+        self.image.layout.width = self.map.layout.width = "300px"
         self._image_key: Hashable | None = None
-        self.text = W.HTML()
-        self.pins = W.HBox()
-        self.errors = W.Output()
+        self.pins, self.errors = W.HBox(), W.Output()
         run_row = list(self.controls.values())
         rows = [W.HBox(run_row[i : i + 3]) for i in range(0, len(run_row), 3)]
-        legend = (
-            "<b>Run controls</b> (apply on <b>Run</b>; settings already computed show at "
-            "once): " + ", ".join(w.description for w in self.controls.values())
-        )
+        names = ", ".join(w.description for w in run_row)
+        legend = "<b>Run controls</b> (apply on <b>Run</b>; settings already computed show at "
         live = "<b>Live controls</b> (act at once): σ re-blurs the shown Δx; Pin keeps this map"
+        pictures = [W.VBox([self.image_title, self.image]), W.VBox([self.map_title, self.map])]
+        colourbar = W.Image(value=_colourbar(), format="png")
         self.widget = W.VBox(
             [
-                W.HTML(legend),
+                W.HTML(f"{legend}once): {names}"),
                 *rows,
                 W.HBox(buttons),
                 W.HTML(live),
                 W.HBox([self.sigma, self.pin_button, self.clear_button]),
                 self.status,
-                W.HBox(
-                    [
-                        W.VBox([self.image_title, self.image]),
-                        W.VBox([self.map_title, self.map]),
-                        W.Image(value=_colourbar(), format="png"),
-                        self.curve,
-                    ]
-                ),
+                W.HBox([*pictures, colourbar, self.curve]),
                 self.text,
                 self.pins,
                 self.errors,
@@ -274,9 +260,9 @@ class LiveMap:
             w.add_class(name)  # stable hooks for the browser test
 
     def _build_figure(self) -> None:
-        fig = Figure(figsize=(3.8, 2.9), dpi=80)
+        fig = self._fig = Figure(figsize=(3.8, 2.9), dpi=80)
         FigureCanvasAgg(fig)
-        ax = fig.subplots()
+        ax = self._ax = fig.subplots()
         fig.subplots_adjust(left=0.2, right=0.96, bottom=0.17, top=0.88)
         (self._curve_line,) = ax.plot([], [], "o-", ms=3, color="tab:blue")
         ax.set_xlabel("iteration", fontsize=11)
@@ -284,11 +270,7 @@ class LiveMap:
         ax.set_title("loss during the run", fontsize=11)
         ax.tick_params(labelsize=10)
         ax.grid(alpha=0.3)
-        self._fig, self._ax = fig, ax
         self._curve_drawn: list[tuple[int, float]] | None = None
-        self._jet = colormaps["jet"]
-
-    # --- state ---------------------------------------------------------------------------
 
     def _values(self) -> Settings:
         return {name: w.value for name, w in self.controls.items()}
@@ -301,54 +283,32 @@ class LiveMap:
         self._cache[_key(settings)] = entry
         return entry
 
-    def _blurred(self, delta: Tensor) -> tuple[Tensor, Tensor]:
-        """(1, H, W) blurred Δx at the current σ and its max-normalised map."""
-        s = float(self.sigma.value)
-        k = self._kernel0 if s == self._sigma0 else kernel_size_for(s)
-        blurred = gaussian_blur(delta[None], k, s)
-        return blurred, normalize_maps(blurred, "max")[0]
-
-    def _png(self, rgb: np.ndarray) -> bytes:
-        """(H, W, 3) float [0, 1] -> PNG, upscaled (nearest) to at least ~256 px."""
-        factor = max(1, 256 // max(rgb.shape[:2]))
-        if factor > 1:
-            rgb = rgb.repeat(factor, 0).repeat(factor, 1)
-        buf = io.BytesIO()
-        Image.fromarray((rgb * 255).round().astype(np.uint8)).save(buf, "png", compress_level=1)
-        return buf.getvalue()
-
-    def _overlay(self, image: np.ndarray, shown: np.ndarray, settings: Settings) -> np.ndarray:
-        """The map in jet at alpha 0.5 over the image, with the ``annotate`` boxes."""
-        rgb = 0.5 * image + 0.5 * self._jet(shown)[..., :3]
-        for x0, y0, x1, y1, color, dashed in self._boxes(settings):
-            _draw_rect(rgb, (x0, y0, x1, y1), color, dashed)
-        return rgb
-
-    def _boxes(self, settings: Settings) -> list:
-        return [] if self._annotate is None else list(self._annotate(settings))
-
     def _render(self, live: tuple[int, int] | None = None) -> None:
         """Redraw from the shown map and the current σ (under the lock)."""
         with self._lock:
             t0 = time.perf_counter()
             settings = self._running if live is not None else self._applied
             image = to_numpy_image(self._image_of(settings))
-            blurred, shown = self._blurred(self._shown.delta)
+            s = float(self.sigma.value)
+            k = self._kernel0 if s == self._sigma0 else kernel_size_for(s)
+            blurred = gaussian_blur(self._shown.delta[None], k, s)
+            shown = normalize_maps(blurred, "max")[0][0].numpy()
+            rgb = 0.5 * image + 0.5 * colormaps["jet"](shown)[..., :3]
+            for *box, color, dashed in [] if self._annotate is None else self._annotate(settings):
+                _draw_rect(rgb, box, color, dashed)
             key = _key(settings)
             if key != self._image_key:  # the plain image changes with the settings only
-                self.image.value, self._image_key = self._png(image), key
-            self.map.value = self._png(self._overlay(image, shown[0].numpy(), settings))
+                self.image.value, self._image_key = _to_png(image), key
+            self.map.value = _to_png(rgb)
             self.image_title.value = f"<b>{self._label(settings)}</b>"
             done = f"{live[0]}/{live[1]} it, running" if live else f"{self._shown.steps} it"
-            self.map_title.value = f"<b>FAME map</b>, σ {self.sigma.value:.1f}, {done}"
+            self.map_title.value = f"<b>FAME map</b>, σ {s:.1f}, {done}"
             if self._curve_drawn != self._shown.curve:
                 its, losses = zip(*self._shown.curve) if self._shown.curve else ((), ())
                 self._curve_line.set_data(its, losses)
                 self._ax.relim()
                 self._ax.autoscale_view()
-                buf = io.BytesIO()
-                self._fig.savefig(buf, format="png")
-                self.curve.value = buf.getvalue()
+                self.curve.value = _png(self._fig)
                 self._curve_drawn = list(self._shown.curve)
             if self._describe_fn is not None:
                 self.text.value = self._describe_fn(settings, self._shown.delta[None], blurred)
@@ -356,27 +316,28 @@ class LiveMap:
             self.timings["redraw_s"] = time.perf_counter() - t0
 
     def _status(self, live: tuple[int, int] | None) -> None:
+        applied = self._label(self._applied)
         if live is not None:
             loss = self._shown.curve[-1][1] if self._shown.curve else float("nan")
-            self.status.value = (
+            text = (
                 f"<span style='color:#b26b00'>⏳ FAME running: iteration {live[0]} of {live[1]}"
-                f", loss {loss:.4g} (frames at most every {self.min_frame_s:g} s). Stop keeps this map."
-                "</span>"
+                f", loss {loss:.4g} (frames at most every {self.min_frame_s:g} s). Stop keeps "
+                "this map.</span>"
             )
         elif self._values() != self._applied:
-            self.status.value = (
-                "<span style='color:#c00'>⚠ pending: the map shows "
-                f"{self._label(self._applied)}; press Run for "
+            text = (
+                f"<span style='color:#c00'>⚠ pending: the map shows {applied}; press Run for "
                 f"{self._label(self._values())}</span>"
             )
         elif not self._shown.final and not self._shown.steps:
-            self.status.value = f"○ not computed yet: press Run for {self._label(self._applied)}"
+            text = f"○ not computed yet: press Run for {applied}"
         else:
             stopped = "" if self._shown.final else " (stopped)"
-            self.status.value = (
-                f"<span style='color:#070'>✓ showing {self._label(self._applied)}"
-                f"{stopped}, σ {self.sigma.value:.1f}</span>"
+            text = (
+                f"<span style='color:#070'>✓ showing {applied}{stopped}, "
+                f"σ {self.sigma.value:.1f}</span>"
             )
+        self.status.value = text
 
     def _set_busy(self, busy: bool) -> None:
         self.busy = busy
@@ -384,15 +345,12 @@ class LiveMap:
         self.run_button.description = "Running…" if busy else "Run"
         self.stop_button.disabled = not busy
 
-    # --- events --------------------------------------------------------------------------
-
     def _on_sigma(self, _change) -> None:
         self._safe(lambda: self._render(self._live_now()))
         self._notify()
 
     def _notify(self) -> None:
-        """``on_show`` of the applied settings and σ, read once the previous call (maybe
-        from a run's thread) ended; outside the redraw lock: it may take a while."""
+        """``on_show`` of the applied settings and σ, outside the redraw lock."""
         if self._on_show is None:
             return
         with self._notifying:
@@ -407,16 +365,16 @@ class LiveMap:
         return self._shown.steps, int(self._running.get("iterations", 0))
 
     def _on_run_control(self, _change) -> None:
+        if self.busy:
+            self._status(self._live_now())
+            return
         settings = self._values()
         cached = self._cache.get(_key(settings))
-        if cached is not None and not self.busy:  # computed before: show it at once
+        if cached is not None:  # computed before: show it at once
             self._applied, self._shown = settings, cached
-        if not self.busy:
-            self._safe(self._render)
-            if cached is not None:
-                self._notify()
-        else:
-            self._status(self._live_now())
+        self._safe(self._render)
+        if cached is not None:
+            self._notify()
 
     def _run_paper(self, iterations: int) -> None:
         self.controls["iterations"].value = iterations
@@ -426,34 +384,32 @@ class LiveMap:
         try:
             fn()
         except Exception:  # a callback's error would otherwise vanish into the kernel log
-            self.errors.outputs = ()
-            self.errors.append_stdout(traceback.format_exc())
+            self._show_error()
+
+    def _show_error(self) -> None:
+        self.errors.outputs = ()
+        self.errors.append_stdout(traceback.format_exc())
 
     def start(self, settings: Settings | None = None) -> threading.Thread | None:
         """Run FAME for ``settings`` (default: the controls) in a background thread,
         cancelling the run in flight; cached settings show at once (returns ``None``)."""
         settings = dict(self._values() if settings is None else settings)
         cached = self._cache.get(_key(settings))
+        self._cancel()
+        self._generation += 1  # a run in flight no longer draws or finishes here
         if cached is not None:
-            self._cancel()
-            self._generation += 1  # a run in flight no longer draws or finishes here
             self._set_busy(False)
             self._applied, self._shown = settings, cached
             self._safe(self._render)
             self._notify()
             return None
-        self._cancel()
-        self._generation += 1
         stop = self._stop = threading.Event()
         self._running, self.frames, self._stop_pressed = settings, 0, None
         self.errors.outputs = ()
         self._set_busy(True)
         self._status((0, int(settings.get("iterations", 0))))
-        thread = threading.Thread(
-            target=self._work,
-            args=(settings, stop, self._generation, time.perf_counter()),
-            daemon=True,
-        )
+        args = (settings, stop, self._generation, time.perf_counter())
+        thread = threading.Thread(target=self._work, args=args, daemon=True)
         thread.start()
         return thread
 
@@ -495,8 +451,7 @@ class LiveMap:
             )
         except Exception:
             if generation == self._generation:
-                self.errors.outputs = ()
-                self.errors.append_stdout(traceback.format_exc())
+                self._show_error()
                 self._set_busy(False)
             return
         steps = int(result.steps.max())  # < total also when every sample stopped early at ε
@@ -521,8 +476,6 @@ class LiveMap:
         while self.busy and (deadline is None or time.monotonic() < deadline):
             time.sleep(0.02)
 
-    # --- pins ----------------------------------------------------------------------------
-
     def pin(self) -> None:
         """Keep the current map, titled with its settings, beside the next runs."""
         with self._lock:
@@ -531,9 +484,8 @@ class LiveMap:
             title += f", {self._shown.steps} it done"
             png = self.map.value
         picture = W.Image(value=png, format="png", layout={"width": "240px"})
-        panel = W.VBox(
-            [W.HTML(f"<small><b>pinned</b>: {title}</small>"), picture], layout={"width": "250px"}
-        )
+        pinned = W.HTML(f"<small><b>pinned</b>: {title}</small>")
+        panel = W.VBox([pinned, picture], layout={"width": "250px"})
         self.pins.children = (*self.pins.children, panel)[-MAX_PINS:]
         self.clear_button.disabled = False
 
