@@ -1,16 +1,12 @@
-"""ipywidgets controls for the notebooks: one pattern that renders headless and in JupyterLab.
-
-:func:`panel` is the one way the notebooks (and :func:`blur_explorer`, the receptive-field
-cell explorer) build controls: a render function of the control values returns a figure
-and/or text; the panel shows it in its own ``Output`` widget and renders once at creation
-with the initial values, so a headless papermill run still produces the output.
-"""
+"""ipywidgets controls for the notebooks, rendered once at creation so that headless
+(papermill) runs show them too: :func:`panel` (a render function of the control values) and
+the explorers built on :class:`~fame_utils.live.LiveMap`."""
 
 from __future__ import annotations
 
 import io
 import traceback
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import ipywidgets as W
@@ -18,26 +14,20 @@ import matplotlib.pyplot as plt
 from torch import Tensor, nn
 
 from .core import FameConfig, FameResult, run_fame
+from .live import SLIDER, LiveMap, image_controls
 from .objectives import Objective
 
-__all__ = ["FameCache", "blur_explorer", "face_explorer", "metric_explorer", "panel", "show_in"]
+__all__ = ["blur_explorer", "face_explorer", "metric_explorer", "panel", "show_in"]
 
 
 def show_in(out: W.Output, *items: Any) -> None:
-    """Replace the contents of ``out`` with ``items`` in order: a matplotlib figure (shown
-    as a PNG, then closed), a ``str`` (plain text), or any IPython-displayable object
-    (``Markdown``, a DataFrame, ...). ``None`` items are skipped.
-
-    Sets the Output widget's state directly instead of capturing with ``with out:``:
-    headless runs (papermill/nbclient) intermittently lost the kernel's idle message when
-    plots were captured into an Output widget, and hung.
-    """
+    """Replace the contents of ``out`` with ``items``: a matplotlib figure (as a PNG, then
+    closed), a ``str`` or any IPython-displayable object; ``None`` is skipped. Sets the
+    widget's state instead of ``with out:``, with which headless runs hung."""
     from IPython.display import Image
 
     out.outputs = ()
     for item in items:
-        if item is None:
-            continue
         if isinstance(item, plt.Figure):
             buf = io.BytesIO()
             item.savefig(buf, format="png", dpi=100, bbox_inches="tight")
@@ -45,7 +35,7 @@ def show_in(out: W.Output, *items: Any) -> None:
             out.append_display_data(Image(data=buf.getvalue()))
         elif isinstance(item, str):
             out.append_stdout(item if item.endswith("\n") else item + "\n")
-        else:
+        elif item is not None:
             out.append_display_data(item)
 
 
@@ -56,22 +46,12 @@ def panel(
     button: str | None = None,
     per_row: int = 3,
 ) -> W.VBox:
-    """Controls over an output area that shows ``render(**values)``.
+    """Controls, ``per_row`` per row, over an ``Output`` (the last child) showing
+    ``render(**values)``: a figure, text, a displayable or a tuple of those (:func:`show_in`).
 
-    Without ``button`` every control re-renders when it changes. With ``button`` (its
-    label, e.g. ``"Run"``) the controls take effect when the button is pressed, for
-    settings that cost a recomputation. Renders once immediately with the initial values
-    (an error there raises; later errors are shown in the output area as a traceback).
-    Labels get their natural width (``description_width="initial"``), so none is cut.
-
-    Args:
-        render: keyword arguments named like ``controls`` -> a figure, text, a displayable
-            object, or a tuple/list of those (see :func:`show_in`).
-        controls: ``{argument name: widget}``, shown in this order, ``per_row`` per row.
-        button: label of a button that applies the controls; ``None``: all act at once.
-
-    Returns:
-        ``VBox`` of rows of controls (the button last) and the ``Output`` (its last child).
+    Without ``button`` every change re-renders; with it (its label) the controls apply when
+    it is pressed. Renders once at creation (an error there raises; later ones show as a
+    traceback in the output).
     """
     applied = {name: w.value for name, w in controls.items()}
     out = W.Output()
@@ -80,148 +60,86 @@ def panel(
         shown = render(**applied)
         show_in(out, *(shown if isinstance(shown, (tuple, list)) else (shown,)))
 
-    def safe_draw() -> None:
+    def redraw(update: dict) -> None:
+        applied.update(update)
         try:
             draw()
         except Exception:  # a callback's error would otherwise vanish into the kernel log
             show_in(out, traceback.format_exc())
 
-    def on_change(name: str, value: Any) -> None:  # without a button
-        applied[name] = value
-        safe_draw()
-
-    def on_press(_: W.Button) -> None:
-        applied.update({name: w.value for name, w in controls.items()})
-        safe_draw()
-
-    widgets: list[W.Widget] = []
+    widgets: list[W.Widget] = list(controls.values())
     for name, w in controls.items():
         if hasattr(w.style, "description_width"):
             w.style.description_width = "initial"
         if button is None:
-            w.observe(lambda change, name=name: on_change(name, change["new"]), "value")
-        widgets.append(w)
+            w.observe(lambda change, name=name: redraw({name: change["new"]}), "value")
     if button is not None:
         run = W.Button(description=button, tooltip="apply the settings and recompute")
-        run.on_click(on_press)
+        run.on_click(lambda _: redraw({name: w.value for name, w in controls.items()}))
         widgets.append(run)
     draw()
     rows = [W.HBox(widgets[i : i + per_row]) for i in range(0, len(widgets), per_row)]
     return W.VBox([*rows, out])
 
 
-class FameCache:
-    """Memoises :func:`run_fame` results by a key, so widgets that only change the blur
-    (σ, kernel) re-blur the cached unblurred Δx instantly instead of re-optimising."""
-
-    def __init__(self, model: nn.Module, config: FameConfig | None = None, max_items: int = 32):
-        self.model = model
-        self.config = config or FameConfig()
-        self.max_items = max_items
-        self._store: dict[Hashable, FameResult] = {}
-
-    @staticmethod
-    def _key(key: Hashable, overrides: dict) -> Hashable:
-        return (key, tuple(sorted(overrides.items())))
-
-    def put(self, key: Hashable, result: FameResult, **overrides) -> None:
-        """Store a result computed elsewhere (e.g. one image of a batched run)."""
-        if len(self._store) >= self.max_items:
-            self._store.pop(next(iter(self._store)))
-        self._store[self._key(key, overrides)] = result
-
-    def get(self, key: Hashable, images: Tensor, objective: Objective, **overrides) -> FameResult:
-        """The cached result for ``key`` and ``overrides``, computing it on a miss."""
-        full = self._key(key, overrides)
-        if full not in self._store:
-            result = run_fame(self.model, images, objective, self.config, **overrides)
-            self.put(key, result, **overrides)
-        return self._store[full]
-
-    def __len__(self) -> int:
-        return len(self._store)
-
-
 def blur_explorer(
-    cache: FameCache,
+    model: nn.Module,
     images: Tensor,
     names: Sequence[str],
     objective: Objective | Callable[[int], Objective],
     *,
+    config: FameConfig | None = None,
+    precomputed: FameResult | None = None,
     iterations: int = 100,
     step_size: float = 1 / 255,
     sigma: float = 7.7,
     paper_iterations: int = 500,
     callback_every: int = 1,
 ) -> W.VBox:
-    """A live FAME explorer (:class:`fame_utils.live.LiveMap`) of one image at a time.
-
-    Run controls (image, iterations, step size) apply on **Run**, which draws the map and
-    the loss curve while FAME runs (the hook every ``callback_every`` iterations, frames
-    at most every 0.2 s) (**Stop** keeps the
-    map so far; one more button runs the paper's ``paper_iterations``); an image or setting
-    already in ``cache`` shows at once. σ is live: it re-blurs the shown Δx. Seed the cache
-    with results you already have via ``cache.put((i,), result[i], iterations=...,
-    step_size=...)``. Starts at ``iterations`` (100: the supplement's maps settle at
-    ~75-200; the first view runs at creation unless cached).
+    """A live FAME explorer (:class:`~fame_utils.live.LiveMap`) of one image at a time
+    (paper Fig. 1): image, iterations and step size apply on **Run**; σ is live.
 
     Args:
-        cache: :class:`FameCache` around the model (its config, e.g. the kernel size).
-        images: (N, 3, H, W) in [0, 1].
-        names: N display names.
-        objective: the objective of all N images (each image gets its
-            ``objective.subset(slice(i, i + 1))``), or a function index -> objective for that
-            single image.
+        model: classifier, (N, 3, H, W) [0, 1] -> logits.
+        images: (N, 3, H, W) in [0, 1]; ``names``: N display names.
+        objective: the objective of all N images (image i gets its
+            ``subset(slice(i, i + 1))``), or a function index -> objective of that image.
+        config: FAME's other settings (default ``FameConfig()``), e.g. the kernel size.
+        precomputed: a run over all N images with ``config`` at its own iterations and step
+            size (e.g. the figure's), shown without recomputation.
+        iterations, step_size, sigma: the first view's (run at creation unless precomputed).
 
     Returns:
         ``VBox`` (its ``explorer`` attribute is the :class:`~fame_utils.live.LiveMap`).
     """
-    from .live import LiveMap
-
-    def objective_of(i: int) -> Objective:
-        if isinstance(objective, Objective):
-            return objective.subset(slice(i, i + 1))
-        return objective(i)
+    config = config or FameConfig()
+    seeds = []
+    if precomputed is not None:
+        done = {"iterations": precomputed.config.iterations}
+        done["step_size"] = precomputed.config.step_size
+        seeds = [({"image": i, **done}, precomputed[i]) for i in range(len(images))]
 
     def run(settings: dict, hook: dict) -> FameResult:
         i = settings["image"]
+        target = objective.subset(slice(i, i + 1)) if isinstance(objective, Objective) else None
         overrides = {"iterations": settings["iterations"], "step_size": settings["step_size"]}
-        result = run_fame(
-            cache.model, images[i : i + 1], objective_of(i), cache.config, **overrides, **hook
-        )
-        cache.put((i,), result, **overrides)
-        return result
+        target = objective(i) if target is None else target
+        return run_fame(model, images[i : i + 1], target, config, **overrides, **hook)
 
     def label(settings: dict) -> str:
-        i = settings["image"]
-        its, eta = settings["iterations"], settings["step_size"]
-        return f"{names[i]} ({i + 1}/{len(names)}), {its} it, η {eta:.4f}"
+        i, eta = settings["image"], settings["step_size"]
+        return f"{names[i]} ({i + 1}/{len(names)}), {settings['iterations']} it, η {eta:.4f}"
 
-    seeds = [
-        ({"image": key[0], **dict(overrides)}, result)
-        for (key, overrides), result in cache._store.items()
-        if {k for k, _ in overrides} == {"iterations", "step_size"}
-    ]
-    slider = {"continuous_update": False}
-    n = len(names)
-    controls = {
-        "image": W.Dropdown(
-            options=[(f"{i + 1}/{n}: {name}", i) for i, name in enumerate(names)],
-            description="image",
-        ),
-        "iterations": W.IntSlider(
-            value=iterations, min=1, max=1000, description="iterations", **slider
-        ),
-        "step_size": W.FloatLogSlider(
-            value=step_size, base=10, min=-4, max=-1, step=0.05, description="step size η", **slider
-        ),
-    }
+    controls = image_controls(names, iterations)
+    controls["step_size"] = W.FloatLogSlider(
+        value=step_size, base=10, min=-4, max=-1, step=0.05, description="step size η", **SLIDER
+    )
     explorer = LiveMap(
         run,
         lambda settings: images[settings["image"]],
         controls,
         sigma=sigma,
-        kernel_size=cache.config.kernel_size,
+        kernel_size=config.kernel_size,
         seeds=seeds,
         label=label,
         callback_every=callback_every,
@@ -243,16 +161,12 @@ def face_explorer(
     callback_every: int = 1,
 ) -> W.VBox:
     """Fig. 3 for one genuine pair at a time: a live FAME e₊ map
-    (:class:`~fame_utils.live.LiveMap`) over the comparison of every method.
+    (:class:`~fame_utils.live.LiveMap`) over every method's maps.
 
-    Run controls (variation, pair, FAME iterations, CorrRISE masks) apply on **Run**: the
-    other methods run first when their (pair, masks) is new, then FAME in a background
-    thread, drawing its e₊ map and loss curve while it optimises (**Stop** keeps the
-    iterations done; a new Run cancels the run in flight); the comparison below redraws
-    when the run ends. FAME's result is cached by (pair, iterations) and the other methods'
-    maps by (pair, masks), so Run recomputes only what changed. σ is live: it re-blurs
-    FAME's Δx (e₊ and e₋) at once, also during a run (the kernel is the config's at its σ,
-    :func:`~fame_utils.postprocess.kernel_size_for` elsewhere).
+    Variation, pair, FAME iterations and CorrRISE masks apply on **Run**: the other methods
+    run first when their (pair, masks) is new, then FAME, drawn while it optimises; the
+    comparison redraws when the run ends. FAME's result is cached by (pair, iterations),
+    the others' by (pair, masks). σ is live for FAME's e₊ and e₋.
 
     Args:
         model: face model, (N, 3, H, W) [0, 1] -> (N, D) embeddings.
@@ -261,17 +175,13 @@ def face_explorer(
         fame_config: FAME's settings; iterations and σ start from it.
         start: ``(subset, variation, k)``: the k-th genuine pair shown first.
         n_masks, seed: CorrRISE's initial mask count and its mask seed.
-        precomputed: ``{method name: Attribution}`` whose first row is the ``start`` pair at
-            the initial settings (e.g. the figure's), so the first view costs nothing; the
-            figure keeps no Δx, so moving σ first runs FAME for that pair (live).
-        callback_every: iterations between FAME's progress calls (see ``LiveMap``).
+        precomputed: ``{method name: Attribution}`` whose first row is the ``start`` pair
+            (e.g. the figure's), so the first view costs nothing; moving σ first runs FAME.
 
     Returns:
-        ``VBox``: the live map's widget, then the comparison's ``Output`` (last child). Its
-        ``runs`` attribute counts the computations (``{"FAME": n, "others": m}``), its
-        ``explorer`` is the :class:`~fame_utils.live.LiveMap`.
+        ``VBox`` (the comparison's ``Output`` last); ``runs`` counts the computations
+        (``{"FAME": n, "others": m}``), ``explorer`` is the ``LiveMap``.
     """
-    from .live import LiveMap
     from .methods import Fame, explain_all, make_methods, table_methods
     from .metrics.face import embed
     from .objectives import Attribution, CosineSimilarity
@@ -347,15 +257,14 @@ def face_explorer(
     options = [
         (f"{s}: {v}", (s, v)) for s, p in protocols.items() for v in dict.fromkeys(p.variation)
     ]
-    slider = {"continuous_update": False}
     controls = {
         "variation": W.Dropdown(options=options, value=start[:2], description="variation"),
         "pair": W.BoundedIntText(value=start[2], min=0, max=len(genuine(start[:2])) - 1),
         "iterations": W.IntSlider(
-            value=fame_config.iterations, min=1, max=1000, description="iterations", **slider
+            value=fame_config.iterations, min=1, max=1000, description="iterations", **SLIDER
         ),
         "n_masks": W.IntSlider(
-            value=n_masks, min=8, max=2000, step=8, description="masks", **slider
+            value=n_masks, min=8, max=2000, step=8, description="masks", **SLIDER
         ),
     }
 
@@ -402,17 +311,11 @@ def metric_explorer(
     paper: Any = None,
     **run_settings: Any,
 ) -> W.VBox:
-    """Re-evaluate IoU/ROAD with other methods, thresholds and percents (**Run**): the maps
-    come from the run's cache (``run_settings`` such as ``cache_dir``, ``batch_size``), only
-    the metrics are computed; shows the summary with intervals and the bar plot (beside
-    ``paper`` when given: its rows of the chosen methods, its panels where it has the
-    chosen columns).
-
-    Args:
-        dataset: classification items; ``methods``: method instances of the first run.
-        out_dir: where the re-evaluated ``results.csv``/summaries go (each Run replaces them).
-        thresholds, percents, noisy_linear: the initial IoU thresholds, ROAD percents and
-            whether ROAD with noisy linear imputation is evaluated too.
+    """Re-evaluate IoU/ROAD for the chosen methods, IoU thresholds, ROAD percents and
+    noisy linear imputation on **Run**: the maps come from the run's cache
+    (``run_settings`` of :func:`~fame_utils.run_experiment`, e.g. ``cache_dir``), results go
+    to ``out_dir`` (replaced each Run). Shows the summary with intervals and the bar plot,
+    beside ``paper``'s rows of the chosen methods when given.
     """
     from IPython.display import Markdown
 

@@ -8,7 +8,7 @@ import torch
 
 from fame_utils import FameConfig, run_fame
 from fame_utils.objectives import ClassLogit
-from fame_utils.widgets import FameCache, blur_explorer
+from fame_utils.widgets import blur_explorer
 
 matplotlib.use("Agg")
 
@@ -25,10 +25,12 @@ def test_sigma_reblurs_cached_result_and_run_recomputes(tiny_cnn, monkeypatch):
 
     monkeypatch.setattr(widgets, "run_fame", counting)
     x = torch.rand(2, 3, 16, 16)
-    cache = FameCache(tiny_cnn, FameConfig(progress=False, iterations=2))
-    box = blur_explorer(cache, x, ["a", "b"], lambda i: ClassLogit([i]), iterations=2)
+    config = FameConfig(progress=False, iterations=2)
+    box = blur_explorer(
+        tiny_cnn, x, ["a", "b"], lambda i: ClassLogit([i]), config=config, iterations=2
+    )
     live = box.explorer
-    assert calls == [2] and len(cache) == 1  # the first view, computed at creation
+    assert calls == [2]  # the first view, computed at creation
     shown = live.map.value
     live.sigma.value = 3.0  # live: re-blur only
     assert calls == [2] and live.map.value != shown
@@ -43,30 +45,27 @@ def test_sigma_reblurs_cached_result_and_run_recomputes(tiny_cnn, monkeypatch):
     assert calls == [2, 2]  # nothing until Run is pressed
     live.run_button.click()
     live.wait(60)
-    assert calls == [2, 2, 4] and len(cache) == 3
+    assert calls == [2, 2, 4]
+    live.controls["iterations"].value = 2  # every computed setting stays cached
+    live.controls["image"].value = 1
+    assert calls == [2, 2, 4] and "pending" not in live.status.value
 
 
-def test_seeded_results_show_without_a_run(tiny_cnn, monkeypatch):
+def test_a_precomputed_batch_shows_without_a_run(tiny_cnn, monkeypatch):
     import fame_utils.widgets as widgets
 
     x = torch.rand(2, 3, 16, 16)
-    cache = FameCache(tiny_cnn, FameConfig(progress=False))
     first = run_fame(tiny_cnn, x, ClassLogit([0, 1]), iterations=3, progress=False)
-    cache.put((0,), first[0], iterations=3, step_size=1 / 255)
     monkeypatch.setattr(widgets, "run_fame", None)  # any run would fail
-    box = blur_explorer(cache, x, ["a", "b"], ClassLogit([0, 1]), iterations=3)
-    assert "3 it" in box.explorer.status.value
-
-
-def test_put_seeds_the_cache_with_a_batched_result(tiny_cnn):
-    x = torch.rand(2, 3, 16, 16)
-    batched = run_fame(tiny_cnn, x, ClassLogit([0, 1]), iterations=2, progress=False)
-    cache = FameCache(tiny_cnn)
-    cache.put((1,), batched[1], iterations=2)
-    got = cache.get((1,), x[1:2], ClassLogit([1]), iterations=2)
-    assert got.delta.shape == (1, 16, 16)
-    torch.testing.assert_close(got.delta, batched.delta[1:2])
-    assert len(cache) == 1
+    box = blur_explorer(
+        tiny_cnn, x, ["a", "b"], ClassLogit([0, 1]), precomputed=first, iterations=3
+    )
+    live = box.explorer
+    assert "3 it" in live.status.value
+    before = live.map.value
+    live.controls["image"].value = 1  # image b of the batch: shown at once, its own map
+    assert "✓ showing b (2/2), 3 it" in live.status.value and live.map.value != before
+    torch.testing.assert_close(live._shown.delta, first.delta[1])
 
 
 def _png_count(out) -> int:

@@ -28,26 +28,23 @@ def cell_explorer(
     precomputed: Mapping[str, tuple[int, CellAttributions]] | None = None,
     callback_every: int = 1,
 ):
-    """A live explorer of single cells (paper Fig. 2; :class:`fame_utils.live.LiveMap`):
-    image, layer (depth), cell (row, column) and iterations apply on **Run**, which draws
-    the cell's map and loss while FAME runs (hook every ``callback_every`` iterations) (**Stop**
-    keeps it); σ is live and re-blurs the shown Δx. Every computed (image, layer, cell,
-    iterations) is cached and shows at once. Drawn once at creation (headless runs too).
+    """A live explorer of single cells (paper Fig. 2; :class:`~fame_utils.live.LiveMap`):
+    image, layer, cell (row, column) and iterations apply on **Run**; σ is live. The map
+    shows the cell's CAM box (white) and clipped receptive field (dashed cyan), the text
+    under it the :func:`~fame_utils.receptive.cell_measures`.
 
     Args:
         images: (B, 3, H, W) in [0, 1]; ``names``: B labels for the image dropdown.
         layers: ``{label: module or dotted name}``, shallow → deep.
-        iterations: the first view's iterations (100: maps settle at ~75-200 per the
-            supplement; the paper's 500 is one button away).
-        precomputed: ``{layer label: (image index, CellAttributions)}`` from earlier runs
-            of that one image (e.g. the contact sheet) to seed the cache.
+        iterations: the first view's (the paper's 500 is one button away).
+        precomputed: ``{layer label: (image index, CellAttributions)}`` of earlier runs.
 
     Returns:
-        ``ipywidgets.VBox`` to display (its ``explorer`` attribute is the ``LiveMap``).
+        ``ipywidgets.VBox`` (its ``explorer`` attribute is the ``LiveMap``).
     """
     import ipywidgets as W
 
-    from ..live import LiveMap
+    from ..live import SLIDER, LiveMap, image_controls
 
     check_images(images)
     cfg = cell_config(config, {"progress": False}, model)
@@ -80,7 +77,6 @@ def cell_explorer(
         )
 
     def annotate(settings: dict) -> list[tuple]:
-        """The CAM box (white) and the clipped receptive field (dashed cyan) of the cell."""
         layer, row, col = settings["layer"], settings["row"], settings["col"]
         boxes = [(*cam_boxes(grids[layer], size, [(row, col)])[0].tolist(), "white", False)]
         rf = field(layer)
@@ -108,23 +104,17 @@ def cell_explorer(
         return f"{names[i]} ({i + 1}/{len(names)}), {layer} {cell}, {settings['iterations']} it"
 
     h0, w0 = grids[labels[-1]]
-    slider = {"continuous_update": False}
-    n = len(names)
+    first = image_controls(names, iterations)
     controls = {
-        "image": W.Dropdown(
-            options=[(f"{i + 1}/{n}: {name}", i) for i, name in enumerate(names)],
-            description="image",
-        ),
+        "image": first["image"],
         "layer": W.Dropdown(options=labels, value=labels[-1], description="layer"),
         "row": W.IntSlider(
-            value=h0 // 2, min=0, max=h0 - 1, description=f"row (of {h0})", **slider
+            value=h0 // 2, min=0, max=h0 - 1, description=f"row (of {h0})", **SLIDER
         ),
         "col": W.IntSlider(
-            value=w0 // 2, min=0, max=w0 - 1, description=f"column (of {w0})", **slider
+            value=w0 // 2, min=0, max=w0 - 1, description=f"column (of {w0})", **SLIDER
         ),
-        "iterations": W.IntSlider(
-            value=iterations, min=1, max=1000, description="iterations", **slider
-        ),
+        "iterations": first["iterations"],
     }
 
     def on_layer(change):
