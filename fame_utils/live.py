@@ -170,10 +170,8 @@ class LiveMap:
         self._notifying = threading.RLock()  # one on_show at a time, with the latest σ
         self._stop: threading.Event | None = None
         self._generation = 0  # the run whose frames are drawn; older runs were cancelled
-        self._stop_pressed: float | None = None
         self.busy = False
         self.frames = 0  # live frames drawn by the current (or last) run
-        self.timings: dict[str, float] = {}  # last σ redraw, first live frame, Stop (s)
         self._build_widgets(sigma_max, paper)
         self._build_figure()
         self._applied = self._values()
@@ -286,7 +284,6 @@ class LiveMap:
     def _render(self, live: tuple[int, int] | None = None) -> None:
         """Redraw from the shown map and the current σ (under the lock)."""
         with self._lock:
-            t0 = time.perf_counter()
             settings = self._running if live is not None else self._applied
             image = to_numpy_image(self._image_of(settings))
             s = float(self.sigma.value)
@@ -313,7 +310,6 @@ class LiveMap:
             if self._describe_fn is not None:
                 self.text.value = self._describe_fn(settings, self._shown.delta[None], blurred)
             self._status(live)
-            self.timings["redraw_s"] = time.perf_counter() - t0
 
     def _status(self, live: tuple[int, int] | None) -> None:
         applied = self._label(self._applied)
@@ -404,11 +400,11 @@ class LiveMap:
             self._notify()
             return None
         stop = self._stop = threading.Event()
-        self._running, self.frames, self._stop_pressed = settings, 0, None
+        self._running, self.frames = settings, 0
         self.errors.outputs = ()
         self._set_busy(True)
         self._status((0, int(settings.get("iterations", 0))))
-        args = (settings, stop, self._generation, time.perf_counter())
+        args = (settings, stop, self._generation)
         thread = threading.Thread(target=self._work, args=args, daemon=True)
         thread.start()
         return thread
@@ -419,10 +415,9 @@ class LiveMap:
 
     def stop(self) -> None:
         """Ask the run in flight to end at its next frame (its map is kept)."""
-        self._stop_pressed = time.perf_counter()
         self._cancel()
 
-    def _work(self, settings: Settings, stop: threading.Event, generation: int, t0: float):
+    def _work(self, settings: Settings, stop: threading.Event, generation: int):
         total = int(settings.get("iterations", 0))
         curve: list[tuple[int, float]] = []
         drawn = {"at": -float("inf"), "cost": 0.0}
@@ -439,8 +434,6 @@ class LiveMap:
                 self._shown = _Map(delta[0].detach().float().cpu(), list(curve), iteration, False)
                 self._render((iteration, total))
                 self.frames += 1
-                if self.frames == 1:
-                    self.timings["first_frame_s"] = time.perf_counter() - t0
             drawn["at"] = time.perf_counter()
             drawn["cost"] = drawn["at"] - now
             return stop.is_set()
@@ -466,8 +459,6 @@ class LiveMap:
                 self._shown.final = False  # stopped early: marked in the status
             self._safe(self._render)
             self._set_busy(False)
-            if self._stop_pressed is not None:
-                self.timings["stop_s"] = time.perf_counter() - self._stop_pressed
         self._notify()
 
     def wait(self, timeout: float | None = None) -> None:

@@ -213,7 +213,6 @@ def test_a_run_draws_live_frames_and_stop_keeps_its_map(gated):
     assert not live.run_button.disabled and live.stop_button.disabled
     assert live._applied == {"image": 0, "iterations": 15}  # the steps done
     assert "pending" in live.status.value  # the controls still ask for 1000
-    assert set(live.timings) >= {"redraw_s", "first_frame_s", "stop_s"}
 
 
 def test_a_new_run_cancels_the_one_in_flight_and_pins_stay(gated):

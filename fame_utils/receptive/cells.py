@@ -1,9 +1,8 @@
 """Cells of a layer, the boxes CAM assumes they see, and FAME over many cells at once.
 
-A cell is a (row, col) position of a layer's h × w grid (a transformer's patch grid).
 Upsampling an h × w map to H × W assumes that cell (i, j) sees rows [i·H/h, (i+1)·H/h) and
 columns [j·W/w, (j+1)·W/w), its **CAM-assumed box** (paper Sec. 3). Boxes are
-``(x0, y0, x1, y1)``, half-open, in input pixels: pixel k spans [k, k+1).
+``(x0, y0, x1, y1)``, half-open, in input pixels.
 """
 
 from __future__ import annotations
@@ -35,10 +34,8 @@ __all__ = [
 
 
 def default_cell_batch(device: torch.device | str) -> int:
-    """Samples (image copies × cells) :func:`run_cells` optimises together when the config
-    sets no ``batch_size``: 64 on a GPU (a few GiB for a 224 px ResNet-50), 16 elsewhere;
-    on a CPU larger chunks run slower per sample (EfficientNet-Lite0, 224 px, 2 cores:
-    ~16 ms per sample-iteration in chunks of 16, ~140 ms in one chunk of 49)."""
+    """Samples :func:`run_cells` optimises together without a config ``batch_size``: 64 on
+    a GPU, 16 elsewhere (larger CPU chunks run slower per sample, docs/performance.md)."""
     return 64 if torch.device(device).type == "cuda" else 16
 
 
@@ -66,8 +63,7 @@ def all_cells(grid: Sequence[int]) -> Tensor:
 
 
 def sample_cells(grid: Sequence[int], k: int | None, seed: int = 0) -> Tensor:
-    """``k`` distinct cells drawn with ``seed``, sorted row-major: (K, 2) long; all cells
-    when ``k`` is ``None`` or ≥ h·w."""
+    """``k`` distinct cells drawn with ``seed``, row-major: (K, 2) long (``None``: all)."""
     cells = all_cells(grid)
     if k is None or k >= len(cells):
         return cells
@@ -78,8 +74,7 @@ def sample_cells(grid: Sequence[int], k: int | None, seed: int = 0) -> Tensor:
 
 
 def cells_at(grid: Sequence[int], positions: Sequence[tuple[float, float]]) -> Tensor:
-    """The cells under relative image positions (y, x) in [0, 1], the same image point at
-    every depth: (K, 2) long (row, col)."""
+    """The cells under relative image positions (y, x) in [0, 1]: (K, 2) long (row, col)."""
     h, w = _grid(grid)
     pos = torch.as_tensor(positions, dtype=torch.float64).reshape(-1, 2)
     if bool(((pos < 0) | (pos > 1)).any()):
@@ -91,8 +86,8 @@ def cells_at(grid: Sequence[int], positions: Sequence[tuple[float, float]]) -> T
 def cam_boxes(
     grid: Sequence[int], image_size: Sequence[int], cells: Sequence | Tensor | None = None
 ) -> Tensor:
-    """CAM-assumed boxes of ``cells`` ((K, 2) (row, col); ``None``: all, row-major) of an
-    h × w ``grid`` on an H × W image: (K, 4) float64 ``(x0, y0, x1, y1)`` on the CPU."""
+    """CAM-assumed boxes of ``cells`` ((K, 2); ``None``: all, row-major) of an h × w ``grid``
+    on an H × W image: (K, 4) float64 ``(x0, y0, x1, y1)`` on the CPU."""
     h, w = _grid(grid)
     H, W = (int(v) for v in image_size)
     c = (all_cells((h, w)) if cells is None else as_cells(cells)).double()
@@ -114,11 +109,9 @@ def cell_config(
     model: nn.Module | None = None,
     recipe: str | Recipe | None = None,
 ) -> FameConfig:
-    """The config a cell run uses: ``config`` as given (with ``overrides``), or without one
-    the recipe's config for feature cells, ``recipe.fame_config("cells", **overrides)``
-    (paper: normalised steps; reference: pixels). A config and an explicitly given recipe
-    that disagree raise (:meth:`~fame_utils.recipes.Recipe.check_config`). A ``batch_size``
-    of ``None`` becomes :func:`default_cell_batch` of the model's device (speed only)."""
+    """``config`` with ``overrides``, or without one ``recipe.fame_config("cells",
+    **overrides)``; a config that disagrees with a given recipe raises. A ``batch_size``
+    of ``None`` becomes :func:`default_cell_batch` of the model's device."""
     if config is None:
         cfg = get_recipe(recipe).fame_config("cells", **overrides)
     else:
@@ -153,18 +146,15 @@ class CellAttributions:
 
     @property
     def delta(self) -> Tensor:
-        """(B, K, H, W) unblurred Δx = |gray(x̄) − gray(x)| (step-space units)."""
+        """(B, K, H, W) unblurred Δx = |gray(x̄) − gray(x)|."""
         return self.result.delta.view(-1, len(self.cells), *self.image_size)
 
     def maps(self, **options: object) -> Tensor:
-        """(B, K, H, W) blurred, normalised maps in [0, 1]; ``options`` (``sigma``,
-        ``kernel_size``, ``normalization``) of :meth:`FameResult.maps` change them
-        without re-optimising."""
+        """(B, K, H, W) maps in [0, 1]; ``options`` as :meth:`FameResult.maps`."""
         return self.result.maps(**options).view_as(self.delta)
 
     def blurred(self, *, sigma: float | None = None, kernel_size: int | None = None) -> Tensor:
-        """(B, K, H, W) blurred Δx, not normalised (mass-preserving up to the mirrored
-        borders); σ and kernel size default to the run's config."""
+        """(B, K, H, W) blurred Δx, not normalised; σ and kernel default to the config's."""
         k = self.config.kernel_size if kernel_size is None else kernel_size
         s = self.config.sigma if sigma is None else sigma
         return gaussian_blur(self.result.delta, k, s).view_as(self.delta)
@@ -187,20 +177,16 @@ def run_cells(
 ) -> CellAttributions:
     """FAME for K cells of ``layer`` on B images in one batched run (paper Fig. 2).
 
-    Each image is copied once per cell and the B·K copies descend
-    L_a = ‖a[k] − 0‖₁ = Σ_c |a_c[k]| together (:class:`~fame_utils.objectives.FeatureCell`,
-    whose hook stops the forward pass at ``layer``) in chunks of ``batch_size`` samples.
-    A layer with (N, T, C) output is explained per patch token
-    (:class:`~fame_utils.objectives.TokenCell`, square patch grid after one class token;
-    ``class_token=True`` explains the class token alone, as cell (0, 0) of a 1 × 1 grid).
+    The B·K image copies descend L_a = ‖a[k] − 0‖₁ = Σ_c |a_c[k]| together
+    (:class:`~fame_utils.objectives.FeatureCell`; an (N, T, C) layer per patch token,
+    :class:`~fame_utils.objectives.TokenCell`, ``class_token=True``: the class token alone).
 
     Args:
         model: network in eval mode taking (B, 3, H, W) [0, 1] RGB.
         images: float (B, 3, H, W) in [0, 1], on any device.
         layer: the module or its dotted name; output (N, C, h, w) or (N, T, C).
         cells: (K, 2) (row, col); ``None``: all h·w cells, row-major.
-        config, recipe, overrides: the run's config, as :func:`cell_config` builds it
-            (``recipe``: ``"paper"`` steps in normalised input, ``"reference"`` in pixels).
+        config, recipe, overrides: as :func:`cell_config` builds the run's config.
 
     Returns:
         :class:`CellAttributions` with Δx (B, K, H, W) on the images' device.

@@ -1,10 +1,6 @@
-"""Where a cell's attribution lies, against CAM's assumption (paper Sec. 3, Fig. 2).
-
-Per map: the share of mass inside a box, the centre of mass and the area holding half of
-the mass. Per cell: those against its CAM-assumed box and centre and, for CNN layers, its
-theoretical receptive field (:func:`cell_measures`). Across images, depths and networks:
-one long table (:func:`measure_layers`) and its summaries in numbers and words. Maps are
-(N, H, W) non-negative floats on any device; any grid works, a ViT's patch grid too.
+"""Where a cell's attribution lies, against CAM's assumption (paper Sec. 3, Fig. 2): per
+map, per cell (:func:`cell_measures`), and across images, depths and networks
+(:func:`measure_layers` and its summaries). Maps are (N, H, W) non-negative, any device.
 """
 
 from __future__ import annotations
@@ -55,17 +51,15 @@ def _share(maps: Tensor, part: Tensor, total: Tensor | None = None) -> Tensor:
 
 
 def mass_in_box(maps: Tensor, boxes: Tensor) -> Tensor:
-    """Share of each map's mass inside its box ``(x0, y0, x1, y1)`` ((N, 4) or (4,),
-    half-open; a pixel counts when its centre lies inside): (N,) in [0, 1], NaN for an
-    all-zero map."""
+    """Share of each map's mass inside its half-open box ``(x0, y0, x1, y1)`` ((N, 4) or
+    (4,); a pixel counts when its centre lies inside): (N,), NaN for an all-zero map."""
     check_maps(maps, finite=False)
     boxes = boxes.reshape(-1, 4).expand(len(maps), 4).to(maps.device, torch.float64)
     return _share(maps, (maps.double() * box_mask(boxes, tuple(maps.shape[-2:]))).flatten(1).sum(1))
 
 
 def center_of_mass(maps: Tensor) -> Tensor:
-    """Centre of mass ``(x, y)`` of each map, pixel k centred at k + ½: (N, 2), NaN for an
-    all-zero map."""
+    """Centre of mass ``(x, y)`` of each map, pixel k centred at k + ½: (N, 2) (NaN: zero)."""
     check_maps(maps, finite=False)
     m = maps.double()
     xs = torch.arange(maps.shape[2], device=maps.device, dtype=torch.float64) + 0.5
@@ -76,8 +70,7 @@ def center_of_mass(maps: Tensor) -> Tensor:
 
 
 def mass_area(maps: Tensor, share: float = 0.5) -> Tensor:
-    """Image fraction covered by the fewest pixels holding ``share`` of each map's mass
-    (its top pixels): (N,) in (0, 1], NaN for an all-zero map."""
+    """Image fraction of the fewest pixels holding ``share`` of each map's mass: (N,)."""
     check_maps(maps, finite=False)
     if not 0 < share <= 1:
         raise ValueError(f"share must lie in (0, 1], got {share}")
@@ -95,17 +88,14 @@ def cell_measures(
     *,
     rf: ReceptiveField | None = None,
 ) -> dict[str, Tensor]:
-    """Per-cell measures of maps (N, H, W), map n belonging to ``cells[n % K]`` (B images ×
-    K cells, image-major, as :class:`CellAttributions` stacks them).
+    """Per-cell measures of maps (N, H, W), map n of ``cells[n % K]`` (image-major).
 
-    Returns a dict of (N,) float64 CPU tensors: ``mass_in_box`` (share in the CAM box),
-    ``com_dist_px`` and ``com_dist_cells`` (centre of mass to cell centre, in pixels and
-    in cell widths W/w, H/h), ``area50`` (image fraction holding half of the mass),
-    ``box_area`` (the box's image fraction: a uniform map's mass share),
-    ``uniform_com_dist_cells`` (a uniform map's distance: image centre to cell centre);
-    with ``rf``, ``mass_in_rf`` (share in the clipped theoretical field, 1 on the
-    unblurred Δx), ``mass_in_centred_box`` (share in a CAM-sized box on the field's
-    centre) and ``com_to_rf_centre_cells`` (centre of mass to that centre, cell widths).
+    Returns (N,) float64 CPU tensors: ``mass_in_box`` (share in the CAM box),
+    ``com_dist_px`` / ``com_dist_cells`` (centre of mass to cell centre, pixels / cell
+    widths), ``area50`` (:func:`mass_area`), ``box_area`` (a uniform map's share),
+    ``uniform_com_dist_cells`` (a uniform map's distance); with ``rf``, ``mass_in_rf``
+    (share in the clipped field), ``mass_in_centred_box`` (a CAM-sized box on the field's
+    centre) and ``com_to_rf_centre_cells``.
     """
     check_maps(maps, finite=False)
     N, H, W = maps.shape
@@ -151,22 +141,19 @@ def measure_layers(
 ) -> pd.DataFrame:
     """Cell attributions measured at several depths over several images (paper Fig. 2).
 
-    Per layer, ``cells_per_layer`` cells (:func:`sample_cells` with ``seed``; ``None``:
-    all) are explained on every image with :func:`run_cells` (``config``, ``recipe`` and
-    ``overrides`` as there; ``progress`` also shows the layers) and measured with
-    :func:`cell_measures` on the unblurred Δx (``map="delta"``) and on the Δx blurred with
-    the config's σ and kernel (``"blurred"``; blurring leaks mass across box edges). CNN
-    layers get the receptive-field columns; token layers (N, T, C), measured per patch
-    token, do not (a token sees the whole image after the first attention).
+    Per layer, ``cells_per_layer`` cells (:func:`sample_cells`; ``None``: all) are explained
+    on every image (:func:`run_cells` with ``config``, ``recipe``, ``overrides``) and
+    measured (:func:`cell_measures`, CNN layers with the receptive-field columns) on the
+    unblurred Δx (``map="delta"``) and the Δx blurred at the config's σ (``"blurred"``).
 
     Args:
         layers: ``{label: module or dotted name}``, shallow → deep.
         image_names: labels of the B images (default ``image0``, ``image1``, ...).
 
     Returns:
-        One row per (layer, map, image, cell): ``image``, ``image_index``, ``layer`` (an
-        ordered categorical, depth order), ``depth`` (0: shallowest), ``grid_h``,
-        ``grid_w``, ``row``, ``col``, ``map`` and the :func:`cell_measures` columns.
+        One row per (layer, map, image, cell): ``image``, ``image_index``, ``layer`` (ordered
+        categorical), ``depth``, ``grid_h``, ``grid_w``, ``row``, ``col``, ``map`` and the
+        :func:`cell_measures` columns.
     """
     check_images(images)
     B, size = len(images), tuple(images.shape[-2:])
@@ -203,8 +190,8 @@ def measure_layers(
 
 
 def summarize_by_depth(df: pd.DataFrame) -> pd.DataFrame:
-    """Mean and median of the main measures of a :func:`measure_layers` table, cells
-    counted, per (layer, map), layers in depth order."""
+    """Mean and median of the main measures of a :func:`measure_layers` table per (layer,
+    map), cells counted."""
     main = ["mass_in_box", "mass_in_centred_box", "com_dist_cells", "com_to_rf_centre_cells"]
     g = df.groupby(["layer", "map"], observed=True)
     table = g[[m for m in [*main, "area50"] if m in df.columns]].agg(["mean", "median"])
@@ -214,10 +201,8 @@ def summarize_by_depth(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def describe_depth_trend(df: pd.DataFrame) -> str:
-    """One sentence on how the unblurred Δx of the shallowest and the deepest layer of a
-    :func:`measure_layers` table respect CAM's assumption: mean mass share in the CAM box
-    (and whether it falls with depth), against a uniform map's, and the centre-of-mass
-    distance in cell widths against a uniform map's (paper Fig. 2)."""
+    """One sentence on how the shallowest and deepest layers' unblurred Δx of a
+    :func:`measure_layers` table respect CAM's assumption, against a uniform map."""
     d = df[df["map"] == "delta"]
     if d.empty:
         raise ValueError("df has no rows with map == 'delta': pass measure_layers' table")
@@ -238,11 +223,9 @@ def describe_depth_trend(df: pd.DataFrame) -> str:
 
 
 def receptive_field_table(rfs: Mapping[str, ReceptiveField]) -> pd.DataFrame:
-    """Each layer's theoretical receptive field (``{label: ReceptiveField}``, shallow →
-    deep) against its CAM box: indexed by ``layer``, columns ``grid`` (``"hxw"``),
-    ``RF size (px)`` (r_y), ``jump (px)`` (j_y), ``CAM box (px)`` (W/w), ``RF / box side``
-    and ``RF centre - cell centre (px)`` (cell (0, 0)'s ``(x, y)`` offset; non-zero under
-    asymmetric padding such as TensorFlow "same")."""
+    """Each layer's receptive field (``{label: ReceptiveField}``) against its CAM box, by
+    ``layer``: ``grid``, ``RF size (px)``, ``jump (px)``, ``CAM box (px)``, ``RF / box
+    side`` and ``RF centre - cell centre (px)`` (cell (0, 0), ``(x, y)``)."""
     rows = []
     for label, rf in rfs.items():
         side = rf.image_size[1] / rf.grid[1]
@@ -262,12 +245,10 @@ def receptive_field_table(rfs: Mapping[str, ReceptiveField]) -> pd.DataFrame:
 
 
 def locality_table(frames: Mapping[str, pd.DataFrame], map_kind: str = "delta") -> pd.DataFrame:
-    """Cell locality comparable across networks whose grids differ (an 8 × 8 token grid,
-    a 56 × 56 CNN map): per network (``{label: measure_layers table}``) and layer, in the
-    given and depth order, the mean measures of ``map_kind`` and each against a uniform
-    map: ``grid``, ``cells``, ``mass in own box``, ``x uniform`` (mass / box area; 1: not
-    local), ``offset (cells)``, ``offset / uniform`` (0: centred on the cell, 1: a uniform
-    map's image centre) and ``50% area / box`` (≤ 0.5 when all mass lies in the box)."""
+    """Cell locality comparable across grids: per network (``{label: measure_layers
+    table}``) and layer, the mean measures of ``map_kind`` against a uniform map's:
+    ``grid``, ``cells``, ``mass in own box``, ``x uniform`` (1: not local), ``offset
+    (cells)``, ``offset / uniform`` (0: on the cell) and ``50% area / box``."""
     out = {}
     for net, df in frames.items():
         d = df[df["map"] == map_kind].groupby("layer", observed=True)
@@ -300,9 +281,8 @@ def _locality_text(row: pd.Series) -> str:
 
 
 def describe_measurements(df: pd.DataFrame, map_kind: str = "delta") -> str:
-    """Plain text, per depth, of a :func:`measure_layers` table's ``map_kind`` maps: the
-    locality of :func:`locality_table` and, for CNN layers, the least share inside the
-    theoretical receptive field and the CAM box moved onto the field's centre."""
+    """Plain text, per depth, of a :func:`measure_layers` table's ``map_kind`` maps
+    (:func:`locality_table`, and for CNN layers the receptive-field measures)."""
     sub = df[df["map"] == map_kind]
     rf_cols = ["mass_in_rf", "mass_in_centred_box", "com_to_rf_centre_cells"]
     rf = sub.reindex(columns=["layer", *rf_cols]).groupby("layer", observed=True)
@@ -329,10 +309,9 @@ def describe_locality(
     reference: str | None = None,
     sanity: str | None = None,
 ) -> str:
-    """Plain text from :func:`locality_table`: ``network`` at layer ``first`` and at its
-    last layer, optionally at a ``sanity`` layer local by construction (a ViT's patch
-    embedding), and the ``reference`` network's deepest still-local layer (offset /
-    uniform < 0.25) and its last layer."""
+    """Plain text from :func:`locality_table`: ``network`` at ``first`` and its last layer,
+    at a ``sanity`` layer local by construction, and the ``reference`` network's deepest
+    still-local layer (offset / uniform < 0.25) and its last."""
     rows = table.loc[network]
     last = rows.index[-1]
     lines = [

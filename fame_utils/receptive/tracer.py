@@ -1,10 +1,5 @@
-"""Theoretical and empirical receptive fields of any network's (N, C, h, w) layer.
-
-:func:`receptive_field` follows one forward pass with a ``TorchFunctionMode`` and keeps,
-per cell, the input interval it can depend on (the recurrence of Araujo et al., Distill
-2019, kept per cell so that branches, broadcasting and asymmetric padding compose
-exactly); :func:`empirical_receptive_field` reads the same from the support of a gradient.
-"""
+"""Theoretical (a ``TorchFunctionMode`` over one forward pass) and empirical (a gradient's
+support) receptive fields of any network's layer (paper Sec. 3)."""
 
 from __future__ import annotations
 
@@ -33,7 +28,7 @@ class _Untraceable(Exception):
 @dataclass
 class _Axis:
     """Inclusive input interval [lo, hi] of each position along one axis; ``jump``: input
-    pixels per position, to extrapolate into padding."""
+    pixels per position, to extrapolate into padding (Araujo et al., Distill 2019)."""
 
     lo: Tensor  # (n,) float64
     hi: Tensor
@@ -60,8 +55,8 @@ class _Axis:
         return _Axis(self.lo[idx].amin(1), self.hi[idx].amax(1), self.jump * n / n_out)
 
     def resized(self, n_out: int, op: str) -> _Axis:
-        """The axis after an op that keeps it (n_out = n), broadcasts a size-1 axis (a
-        squeeze-excite gate: every position reads the whole field) or reduces it to 1."""
+        """The axis after an op that keeps it, broadcasts a size-1 axis (a squeeze-excite
+        gate) or reduces it to 1."""
         n = len(self.lo)
         if n_out == n:
             return self
@@ -99,9 +94,7 @@ _TRANSPOSE = {"transpose", "swapaxes", "swapdims", "transpose_"}
 
 
 def _window_args(name: str, args, kwargs) -> zip:
-    """(kernel, stride, padding, dilation) per axis of conv2d(input, weight, bias, stride,
-    padding, dilation), max/avg_pool2d(input, kernel, stride, padding, dilation) or
-    lp_pool2d(input, norm, kernel, stride)."""
+    """(kernel, stride, padding, dilation) per axis of a convolution or pooling call."""
     conv, lp = name in _CONV, name == "lp_pool2d"
     if conv:
         weight = _arg(args, kwargs, 1, "weight")
@@ -119,8 +112,7 @@ def _window_args(name: str, args, kwargs) -> zip:
 
 
 class _Tracer(TorchFunctionMode):
-    """Keeps an :class:`_Info` (or, where it cannot follow, the op's name) for every tensor
-    computed from the input."""
+    """An :class:`_Info` (or why it cannot follow) for every tensor computed from the input."""
 
     def __init__(self):
         super().__init__()
@@ -179,8 +171,8 @@ class _Tracer(TorchFunctionMode):
 
 
 def _elementwise(name: str, traced: list[Tensor], infos: list[_Info], out: Tensor) -> _Info:
-    """An op that keeps the spatial axes (activation, norm, ``+``, channel concat): each
-    output cell depends on the union of its inputs' intervals."""
+    """An op that keeps the spatial axes (activation, norm, ``+``, concat): the union of
+    its inputs' intervals."""
     merged = None
     for t, info in zip(traced, infos):
         if out.ndim != t.ndim or (merged is not None and merged.dims != info.dims):
@@ -197,12 +189,11 @@ class ReceptiveField:
     """Theoretical receptive field of every cell of a layer.
 
     Attributes:
-        boxes: (h, w, 4) float64 ``(x0, y0, x1, y1)``, half-open input pixels, NOT clipped:
-            the region of the zero-padded input plane the cell can depend on.
-        size: (r_y, r_x), the largest extent in pixels over the cells (the classic
-            "receptive field size").
-        jump: (j_y, j_x), input pixels between neighbouring cells' fields (the effective
-            stride); 0 when every cell reads the same region (after a squeeze-excite gate).
+        boxes: (h, w, 4) float64 ``(x0, y0, x1, y1)``, half-open input pixels, not clipped
+            (the zero-padded input plane).
+        size: (r_y, r_x), the largest extent in pixels over the cells.
+        jump: (j_y, j_x), pixels between neighbouring cells' fields (the effective stride;
+            0 after a squeeze-excite gate).
         image_size: (H, W) of the traced input.
     """
 
@@ -216,8 +207,7 @@ class ReceptiveField:
         return int(self.boxes.shape[0]), int(self.boxes.shape[1])
 
     def boxes_for(self, cells: Sequence | Tensor | None = None, *, clip: bool = False) -> Tensor:
-        """(K, 4) boxes of (row, col) ``cells`` (all, row-major, for ``None``), optionally
-        clipped to the image."""
+        """(K, 4) boxes of (row, col) ``cells`` (``None``: all, row-major)."""
         b = self.boxes.flatten(0, 1) if cells is None else self.boxes[tuple(as_cells(cells).T)]
         return clip_boxes_to_image(b, self.image_size) if clip else b
 
@@ -227,8 +217,7 @@ class ReceptiveField:
 
     @property
     def centers(self) -> Tensor:
-        """(h, w, 2) ``(x, y)`` box centres (off the CAM centres under asymmetric padding,
-        e.g. TensorFlow "same" with stride 2)."""
+        """(h, w, 2) ``(x, y)`` box centres (off the CAM centres under asymmetric padding)."""
         return (self.boxes[..., :2] + self.boxes[..., 2:]) / 2
 
 
@@ -242,20 +231,19 @@ def receptive_field(
 ) -> ReceptiveField:
     """Theoretical receptive field of each cell of ``layer`` (paper Sec. 3, Fig. 2).
 
-    One forward pass (batch 1, no gradient) under a ``TorchFunctionMode`` maps the
-    positions o·s − p + t·d (t = 0..k−1) of a convolution or pooling (kernel k, stride s,
-    padding p, dilation d) to input intervals, per cell; explicit ``F.pad`` (TensorFlow
-    "same" padding in ``forward``) shifts them; ops that keep the spatial axes
-    (activations, normalisation, residual ``+``, concatenation) take the union over their
-    inputs; broadcasting a 1 × 1 tensor (a squeeze-excite gate) gives every cell that
-    tensor's field. Upsampling and spatial slicing raise ``NotImplementedError`` (use
-    :func:`empirical_receptive_field`). Only shapes are needed, so a model built on the
-    ``meta`` device works too.
+    One forward pass (batch 1, no gradient; a ``meta`` model works) maps the positions
+    o·s − p + t·d of each convolution or pooling (kernel k, stride s, padding p, dilation
+    d) to input intervals, per cell, through ``F.pad``, ops that keep the spatial axes
+    (union over inputs) and 1 × 1 broadcasts (squeeze-excite).
 
     Args:
         model: network taking (1, 3, H, W) input.
         layer: module (or dotted name) whose output is (1, C, h, w).
         image_size: input side or (H, W); default ``model.input_size`` or 224.
+
+    Raises:
+        NotImplementedError: upsampling, spatial slicing or token layers (use
+            :func:`empirical_receptive_field`).
     """
     H, W = _image_size(model, image_size)
     rows, cols = torch.arange(H, dtype=torch.float64), torch.arange(W, dtype=torch.float64)
@@ -292,21 +280,10 @@ def empirical_receptive_field(
     cells: Sequence[tuple[int, int]] | Tensor | None = None,
     image_size: int | Sequence[int] | None = None,
 ) -> Tensor:
-    """Gradient-based receptive field: the bounding box of the pixels where
-    ∂ Σ_c |a_c[k]| / ∂x ≠ 0, for each cell k (one batched backward pass).
-
-    Taken at uniform noise (seed 0), it is a lower bound of the theoretical field clipped
-    to the image (an inactive ReLU or a zero weight hides pixels), equal to it on networks
-    with positive weights; it works for (N, T, C) token layers too.
-
-    Args:
-        model, layer, image_size: as for :func:`receptive_field`.
-        cells: (K, 2) (row, col); ``None``: every cell.
-
-    Returns:
-        (K, 4) float64 ``(x0, y0, x1, y1)`` half-open on the CPU; NaN for a cell whose
-        gradient is zero everywhere.
-    """
+    """Bounding box of the pixels where ∂ Σ_c |a_c[k]| / ∂x ≠ 0 at uniform noise (seed 0),
+    per cell k (``cells`` (K, 2); ``None``: all), token layers too: a lower bound of the
+    clipped theoretical field. Returns (K, 4) float64 ``(x0, y0, x1, y1)`` half-open on
+    the CPU, NaN where the gradient is zero everywhere."""
     size = _image_size(model, image_size)
     noise = torch.rand(1, 3, *size, generator=torch.Generator().manual_seed(0))
     obj = cell_objective(model, layer, None if cells is None else as_cells(cells), image_size=size)
