@@ -1,19 +1,9 @@
 """The grid pointing game and its DiFull control: localisation with exact ground truth.
 
-Beyond the paper (notebook 07). An n×n grid is tiled from n² images of *different*
-classes that the model classifies confidently on its own (top-1 = label with softmax ≥
-:data:`CONFIDENCE`); each cell's class is explained on the whole grid and scored by the
-share of the map's positive mass inside that cell (Böhle, Fritz & Schiele, CVPR 2021;
-Rao, Böhle & Schiele, CVPR 2022): 1 is perfect, 1/n² is chance.
-
-- :func:`grid_pool`, :func:`make_grids`, :func:`grid_dataset` build the grids, seeded,
-  and one :class:`~fame_utils.data.items.ClassificationItem` per (grid, cell) whose
-  ``box`` is the target cell, so the experiment runner caches and evaluates them.
-- :func:`grid_pointing_game` (mass share), :func:`pointing_hit` (argmax in the cell) and
-  :func:`energy_share` (share of the squared map) score (B, H, W) maps;
-  :class:`GridMetric` is their runner adapter.
-- :class:`DiFull` is the disconnected control, :func:`difull_dataset` its items.
-- :func:`image_bootstrap` / :func:`grid_table` give intervals that resample *images*.
+Beyond the paper (notebook 07). An n×n grid is tiled from images of different classes the
+model classifies confidently alone; each cell's class is explained on the whole grid and
+scored by the share of the map's positive mass inside that cell (Böhle, Fritz & Schiele,
+CVPR 2021; Rao, Böhle & Schiele, CVPR 2022): 1 is perfect, 1/n² is chance.
 """
 
 from __future__ import annotations
@@ -37,26 +27,6 @@ from .methods import Fame, make_methods
 from .metrics.adapters import Column
 from .stats import DEFAULT_RESAMPLES, Interval
 
-__all__ = [
-    "CONFIDENCE",
-    "Grids",
-    "grid_pool",
-    "make_grids",
-    "grid_dataset",
-    "cell_masks",
-    "grid_pointing_game",
-    "pointing_hit",
-    "energy_share",
-    "GridMetric",
-    "DiFull",
-    "difull_dataset",
-    "with_unblurred",
-    "GridRun",
-    "run_grid_game",
-    "image_bootstrap",
-    "grid_table",
-]
-
 #: Softmax probability an image's own top-1 (= its label) needs to enter the pool.
 CONFIDENCE = 0.3
 
@@ -72,12 +42,9 @@ def _grid(grid: Sequence[int]) -> tuple[int, int]:
 def grid_pool(
     model: nn.Module, samples, cell_size: int | None = None, threshold: float = CONFIDENCE
 ) -> tuple[Tensor, Tensor, list[str]]:
-    """The images of ``samples`` (``images`` (N, 3, s, s) preprocessed at the model's input
-    size, ``labels``, ``names``, e.g. :func:`fame_utils.data.objects.load_sample_objects`)
-    whose top-1 at that size is their label with softmax ≥ ``threshold``, resized
-    (bilinear, antialiased) to ``cell_size`` when given: (images, labels, names), on the
-    CPU. A smaller cell is cheaper (a 2×2 grid of 112 px cells costs one 224 px forward)
-    but shows the network its objects at a scale it was not qualified at."""
+    """The images of ``samples`` (``images`` (N, 3, s, s) at the model's input size,
+    ``labels``, ``names``) whose top-1 is their label with softmax ≥ ``threshold``, resized
+    (bilinear, antialiased) to ``cell_size`` when given: (images, labels, names) on the CPU."""
     device = next(model.parameters()).device
     conf, top = model(samples.images.to(device)).softmax(1).cpu().max(1)
     keep = (top == samples.labels.cpu()) & (conf >= threshold)
@@ -103,14 +70,10 @@ class Grids:
 def make_grids(
     images: Tensor, labels: Tensor, n_grids: int, grid: Sequence[int] = (2, 2), seed: int = 0
 ) -> Grids:
-    """Tile ``n_grids`` grids from a pool of cell-sized images (N, 3, h, w), each from
-    rows·cols images of distinct ``labels`` (N,), drawn with ``torch.Generator(seed)``
-    (same seed, same grids). Cell k (row-major) occupies rows ``r·h:(r+1)·h`` and columns
-    ``c·w:(c+1)·w`` exactly, r, c = divmod(k, cols).
-
-    Raises:
-        ValueError: fewer distinct labels in the pool than cells, or ``n_grids`` < 1.
-    """
+    """Tile ``n_grids`` grids, seeded, from a pool of cell-sized images (N, 3, h, w), each
+    from rows·cols images of distinct ``labels``; cell k (row-major) is rows ``r·h:(r+1)·h``,
+    columns ``c·w:(c+1)·w``, r, c = divmod(k, cols). Raises ``ValueError`` for too few
+    classes or ``n_grids`` < 1."""
     rows, cols = _grid(grid)
     n = rows * cols
     classes = labels.unique()
@@ -137,9 +100,8 @@ def make_grids(
 def grid_dataset(
     grids: Grids, names: Sequence[str], identity: str | None = None
 ) -> ClassificationDataset:
-    """One item per (grid, cell), grid-major: image = the grid, label = the cell's class,
-    box = the cell ``(x0, y0, x1, y1)``, name ``"g<grid>c<cell>:<source name>"`` (the
-    source image's ``names`` entry, which :func:`image_bootstrap` resamples)."""
+    """One item per (grid, cell), grid-major: the grid, the cell's class, the cell as
+    ``box``, name ``"g<grid>c<cell>:<source name>"``."""
     rows, cols = grids.grid
     n_grids, n = grids.sources.shape
     _, _, height, width = grids.images.shape
@@ -157,8 +119,8 @@ def grid_dataset(
 
 
 def cell_masks(shape: Sequence[int], cells: Tensor, grid: Sequence[int] = (2, 2)) -> Tensor:
-    """(B, H, W) bool masks of cell ``cells`` (B,) (row-major) of a rows×cols grid over an
-    H×W map; cell edges at ``⌊r·H/rows⌋`` and ``⌊c·W/cols⌋``."""
+    """(B, H, W) bool masks of cells ``cells`` (B,) (row-major) of a rows×cols grid over an
+    H×W map; edges at ``⌊r·H/rows⌋`` and ``⌊c·W/cols⌋``."""
     rows, cols = _grid(grid)
     height, width = int(shape[-2]), int(shape[-1])
     cells = torch.as_tensor(cells).long().reshape(-1)
@@ -191,21 +153,18 @@ def _share(values: Tensor, cells: Tensor, grid: Sequence[int], what: str) -> Ten
 
 
 def grid_pointing_game(maps: Tensor, cells: Tensor, grid: Sequence[int] = (2, 2)) -> Tensor:
-    """(B,) share of each map's mass inside its target cell (maps (B, H, W) clipped at 0;
-    ``cells`` (B,) row-major indices). 1: all in the cell, 1/(rows·cols) for a uniform map;
-    an all-zero map scores 0 with a warning (Böhle et al. 2021)."""
+    """(B,) share of each map's (B, H, W, clipped at 0) mass inside its target cell
+    (``cells`` (B,), row-major); an all-zero map scores 0 with a warning."""
     return _share(maps.float().clamp_min(0), cells, grid, "grid pointing game")
 
 
 def energy_share(maps: Tensor, cells: Tensor, grid: Sequence[int] = (2, 2)) -> Tensor:
-    """(B,) share of the squared map inside the target cell (the "energy"): weighs the
-    peaks, so it separates a map that peaks in the cell from one that only spreads there."""
+    """(B,) share of the squared map inside the target cell (the "energy")."""
     return _share(maps.float().clamp_min(0) ** 2, cells, grid, "energy share")
 
 
 def pointing_hit(maps: Tensor, cells: Tensor, grid: Sequence[int] = (2, 2)) -> Tensor:
-    """(B,) 1.0 where the map's argmax (first in row-major order on ties) lies in the target
-    cell, else 0.0 (the classic pointing game)."""
+    """(B,) 1.0 where the map's (first) argmax lies in the target cell, else 0.0."""
     flat = maps.float().flatten(1).argmax(1)
     inside = cell_masks(maps.shape, cells.to(maps.device), grid).flatten(1)
     return inside.gather(1, flat[:, None]).squeeze(1).float()
@@ -213,9 +172,8 @@ def pointing_hit(maps: Tensor, cells: Tensor, grid: Sequence[int] = (2, 2)) -> T
 
 @dataclass
 class GridMetric:
-    """Runner adapter: columns ``GridPG`` (mass share), ``hit`` (pointing hit) and
-    ``energy`` (energy share) of each item's map for the cell its ``box`` covers (items of
-    :func:`grid_dataset` / :func:`difull_dataset`)."""
+    """Runner metric: ``GridPG``, ``hit`` and ``energy`` of each item's map for the cell its
+    ``box`` covers (:func:`grid_dataset`)."""
 
     grid: tuple[int, int] = (2, 2)
     task: Task = "classification"
@@ -237,20 +195,12 @@ class GridMetric:
 
 
 class DiFull(nn.Module):
-    """The disconnected control of Rao et al. (2022): each grid cell goes through
-    ``model`` on its own, so cell k's outputs depend on cell k alone.
+    """The disconnected control of Rao et al. (2022): each grid cell goes through ``model``
+    on its own, so any attribution outside cell k of cell k's logit is the method's error.
 
-    Input (B, 3, rows·h, cols·w) in [0, 1]; output (B, rows·cols·K) logits where entry
-    ``k·K + c`` is class c's logit from cell k's own pass. Rao et al. classify the grid by
-    averaging the per-cell logits and explain class c, whose average depends on every cell;
-    here the explained output is cell k's logit of its own class (target index ``k·K + c``,
-    :func:`difull_dataset`), the term of that average that comes from its cell, so any
-    attribution outside cell k is an error of the method, exactly. ``target_layer`` is
-    an identity module that sees the model's target-layer activations of the cells tiled
-    back into the grid layout (B, C, rows·h', cols·w'), so CAMs read one map per grid; the
-    rest of the network runs per cell. Methods that hook every layer (FullGrad) see per-cell
-    batches and are not supported (:attr:`unsupported`). ``input_normalization`` is the
-    model's.
+    Input (B, 3, rows·h, cols·w) in [0, 1]; output (B, rows·cols·K), entry ``k·K + c`` class
+    c's logit of cell k. ``target_layer`` sees the cells' target-layer activations tiled
+    into the grid layout, so CAMs read one map per grid; FullGrad is :attr:`unsupported`.
     """
 
     unsupported = frozenset({"FullGrad"})
@@ -298,17 +248,15 @@ class DiFull(nn.Module):
 
 
 def difull_dataset(dataset: ClassificationDataset, num_classes: int, grid: Sequence[int] = (2, 2)):
-    """The items of ``dataset`` (:func:`grid_dataset`) with labels ``k·num_classes + c``:
-    cell k's own logit of its class c in :class:`DiFull`'s output."""
+    """``dataset``'s items labelled ``k·num_classes + c``, cell k's logit in :class:`DiFull`."""
     cells = _box_cells(dataset.boxes, *dataset.images.shape[-2:], grid)
     labels = cells * num_classes + dataset.labels
     return ClassificationDataset(dataset.images, labels, dataset.boxes, dataset.names)
 
 
 def with_unblurred(methods: Sequence) -> list:
-    """``methods`` plus, after the first :class:`~fame_utils.methods.Fame`, a copy at σ = 0
-    named ``"<name>, σ=0"``: the normalised |gray Δx| without the paper's blur (its own
-    optimisation, with the same config otherwise)."""
+    """``methods`` plus, after the first :class:`~fame_utils.methods.Fame`, its copy at
+    σ = 0 named ``"<name>, σ=0"``."""
     out, added = [], False
     for m in methods:
         out.append(m)
@@ -345,21 +293,15 @@ def run_grid_game(
     **settings,
 ) -> GridRun:
     """The grid pointing game and DiFull for one classifier through
-    :func:`~fame_utils.run_experiment` (cached, resumable, ``run.json``),
-    outputs in ``out_dir/grid`` and ``out_dir/difull``.
+    :func:`~fame_utils.run_experiment`, in ``out_dir/grid`` and ``out_dir/difull``.
 
     Args:
-        model: a :func:`~fame_utils.load_classifier` model ([0, 1] RGB, logits,
-            ``target_layer``, ``categories``, ``input_size``/``resize_size``).
+        model: a :func:`~fame_utils.load_classifier` model.
         methods: names for :func:`~fame_utils.methods.make_methods` (with ``recipes`` and
-            ``settings["fame_settings"]``, FameConfig fields on each recipe's config) or
-            method instances.
-        samples: the pool (``images``, ``labels``, ``names``) at the model's input size;
-            default the bundled objects (:func:`~fame_utils.data.objects.load_sample_objects`
-            with the model's resize and crop).
-        unblurred: add each FAME at σ = 0 (:func:`with_unblurred`).
-        settings: ``fame_settings`` and :func:`run_experiment`'s keywords (``cache_dir``,
-            ``batch_size``, ``overwrite``, ...).
+            ``settings["fame_settings"]``) or method instances.
+        samples: the pool (``images``, ``labels``, ``names``); default the bundled objects.
+        unblurred: add FAME at σ = 0 (:func:`with_unblurred`).
+        settings: ``fame_settings`` and :func:`run_experiment`'s keywords.
     """
     if samples is None:
         samples = load_sample_objects(resize=model.resize_size, crop=model.input_size)
@@ -387,9 +329,8 @@ def image_bootstrap(
     seed: int = 0,
     level: float = 0.95,
 ) -> Interval:
-    """Mean of per-item ``values`` with a percentile interval that resamples the *source
-    images* (``sources``: the target cell's image per item) with replacement, each drawn
-    image bringing all its items: grids share images, so items are not independent."""
+    """Mean of per-item ``values`` with a percentile interval that resamples the source
+    images (``sources``, per item) with all their items: grids share images."""
     values = np.asarray(values, dtype=np.float64)
     names, index = np.unique(np.asarray(sources), return_inverse=True)
     rng = np.random.default_rng(seed)
@@ -410,12 +351,7 @@ def grid_table(
     decimals: int = 2,
 ) -> pd.DataFrame:
     """Method × network table of ``GridPG``, ``hit`` and ``DiFull`` share, each
-    ``"mean [low, high]"`` (:func:`image_bootstrap`).
-
-    Args:
-        results: network → its :class:`GridRun`; a method missing from a run (FullGrad
-            on DiFull) shows "—".
-    """
+    ``"mean [low, high]"`` (:func:`image_bootstrap`); a method missing from a run shows "—"."""
     cells: dict[tuple[str, str], str] = {}
     methods: list[str] = []
     for network, runs in results.items():

@@ -33,8 +33,6 @@ from .core import FameResult
 from .plotting import to_numpy_image
 from .postprocess import gaussian_blur, kernel_size_for, normalize_maps
 
-__all__ = ["LiveMap", "MAX_PINS", "image_controls"]
-
 MAX_PINS = 4
 Settings = dict[str, Any]
 Hook = dict[str, Any]  # {} headless, else {"callback": ..., "callback_every": k} for run_fame

@@ -17,8 +17,6 @@ from .core import FameConfig, FameResult, run_fame
 from .live import SLIDER, LiveMap, image_controls
 from .objectives import Objective
 
-__all__ = ["blur_explorer", "face_explorer", "metric_explorer", "panel", "show_in"]
-
 
 def show_in(out: W.Output, *items: Any) -> None:
     """Replace the contents of ``out`` with ``items``: a matplotlib figure (as a PNG, then

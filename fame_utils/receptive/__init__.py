@@ -1,14 +1,7 @@
 """Receptive fields across depth: feature-cell attributions against CAM's assumption
-(paper Sec. 3, Fig. 2).
-
-CAM upsamples an h × w feature map to the image, assuming that cell (i, j) sees only its
-own patch, the **CAM-assumed box**. FAME tests that directly: descend
-L_a = ‖a[k] − 0‖₁ = Σ_c |a_c[k]| for cell k of layer a and look where the input changed.
-:mod:`.cells`: the cells, their boxes and the batched cell runner; :mod:`.tracer`: the
-theoretical and empirical receptive fields of any network; :mod:`.measures`: the measures,
-their tables and descriptions; :mod:`.plots`: the figures; :mod:`.explorer`: the notebook
-widget. The names below are the notebooks' calls; the helpers they build on (single
-measures, cell sampling, box geometry) are public in their modules.
+(paper Sec. 3, Fig. 2). CAM upsamples an h × w map assuming cell (i, j) sees only its own
+patch; FAME descends L_a = ‖a[k] − 0‖₁ for cell k of layer a and shows where the input
+changed. The notebooks' calls; the helpers they build on are public in their modules.
 """
 
 from .cells import CellAttributions, cells_at, run_cells

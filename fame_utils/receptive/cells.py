@@ -19,19 +19,6 @@ from ..objectives import cell_objective
 from ..postprocess import gaussian_blur
 from ..recipes import Recipe, get_recipe
 
-__all__ = [
-    "default_cell_batch",
-    "as_cells",
-    "all_cells",
-    "sample_cells",
-    "cells_at",
-    "cam_boxes",
-    "cell_centers",
-    "cell_config",
-    "CellAttributions",
-    "run_cells",
-]
-
 
 def default_cell_batch(device: torch.device | str) -> int:
     """Samples :func:`run_cells` optimises together without a config ``batch_size``: 64 on

@@ -13,8 +13,6 @@ from .cells import CellAttributions, cam_boxes, cell_config
 from .measures import cell_measures
 from .tracer import ReceptiveField, receptive_field
 
-__all__ = ["cell_explorer"]
-
 
 def cell_explorer(
     model: nn.Module,

@@ -29,20 +29,6 @@ from .cells import (
 )
 from .tracer import ReceptiveField, receptive_field
 
-__all__ = [
-    "mass_in_box",
-    "center_of_mass",
-    "mass_area",
-    "cell_measures",
-    "measure_layers",
-    "summarize_by_depth",
-    "describe_measurements",
-    "describe_depth_trend",
-    "receptive_field_table",
-    "locality_table",
-    "describe_locality",
-]
-
 
 def _share(maps: Tensor, part: Tensor, total: Tensor | None = None) -> Tensor:
     """part / total per map (total: the map's mass), NaN where the map is all zero."""

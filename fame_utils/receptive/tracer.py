@@ -18,8 +18,6 @@ from ..hooks import capture_output
 from ..objectives import cell_objective
 from .cells import as_cells
 
-__all__ = ["ReceptiveField", "receptive_field", "empirical_receptive_field"]
-
 
 class _Untraceable(Exception):
     pass
