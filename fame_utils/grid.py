@@ -352,8 +352,7 @@ def grid_table(
 ) -> pd.DataFrame:
     """Method × network table of ``GridPG``, ``hit`` and ``DiFull`` share, each
     ``"mean [low, high]"`` (:func:`image_bootstrap`); a method missing from a run shows "—"."""
-    cells: dict[tuple[str, str], str] = {}
-    methods: list[str] = []
+    columns = {}
     for network, runs in results.items():
         for run, metric, label in (
             ("grid", "GridPG", "GridPG"),
@@ -362,13 +361,9 @@ def grid_table(
         ):
             table = getattr(runs, run).per_item(metric)
             sources = [str(item).split(":", 1)[-1] for item in table.index]
-            for method in table.columns:
-                methods += [] if method in methods else [method]
-                iv = image_bootstrap(
-                    table[method].to_numpy(), sources, n_resamples=n_resamples, seed=seed
-                )
-                cells[(method, f"{network} {label}")] = iv.format(decimals)
-    columns = [f"{n} {label}" for n in results for label in ("GridPG", "hit", "DiFull")]
-    return pd.DataFrame(
-        [[cells.get((m, c), "—") for c in columns] for m in methods], index=methods, columns=columns
-    )
+            bootstrap = {"n_resamples": n_resamples, "seed": seed}
+            column = {m: image_bootstrap(table[m].to_numpy(), sources, **bootstrap) for m in table}
+            columns[f"{network} {label}"] = pd.Series(
+                {m: iv.format(decimals) for m, iv in column.items()}
+            )
+    return pd.concat(columns, axis=1, sort=False).fillna("—")

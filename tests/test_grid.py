@@ -4,6 +4,7 @@ the DiFull control's exactness for FAME on a real network, and the image bootstr
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -18,6 +19,7 @@ from fame_utils.grid import (
     energy_share,
     grid_dataset,
     grid_pointing_game,
+    grid_table,
     image_bootstrap,
     make_grids,
     pointing_hit,
@@ -175,3 +177,25 @@ def test_with_unblurred_adds_fame_at_sigma_0(lite0):
     ).positive
     torch.testing.assert_close(raw, alone)
     assert not torch.equal(blurred, raw)
+
+
+def test_grid_table_formats_each_network_and_marks_missing_methods():
+    from types import SimpleNamespace
+
+    items = ["g0c0:a", "g0c1:b", "g1c0:a"]
+
+    def run(**columns):
+        frame = pd.DataFrame(columns, index=items)
+        return SimpleNamespace(per_item=lambda metric: frame * (2 if metric == "hit" else 1))
+
+    runs = SimpleNamespace(
+        grid=run(FAME=[1.0, 0.0, 1.0], FullGrad=[0.5] * 3), difull=run(FAME=[0.25] * 3)
+    )
+    table = grid_table({"net": runs}, n_resamples=50)
+    assert list(table.index) == ["FAME", "FullGrad"]
+    assert list(table.columns) == ["net GridPG", "net hit", "net DiFull"]
+    fame = image_bootstrap(np.array([1.0, 0.0, 1.0]), ["a", "b", "a"], n_resamples=50)
+    assert table.loc["FAME", "net GridPG"] == fame.format(2)
+    assert table.loc["FullGrad", "net hit"].startswith("1.00")
+    assert table.loc["FAME", "net DiFull"].startswith("0.25")
+    assert table.loc["FullGrad", "net DiFull"] == "—"  # not run on DiFull
