@@ -1,4 +1,4 @@
-"""What every model loader shares: :class:`NormalizedModel` (and :func:`wrap` for any network),
+"""What every model loader shares: :class:`NormalizedModel` (``fame_utils.wrap``, for any network),
 ``forward(x) = net((x − mean) / std)`` for x (B, 3, H, W) float [0, 1] RGB, and the checkpoint
 reader :func:`read_checkpoint` with :func:`load_strict`.
 
@@ -46,23 +46,35 @@ def _triple(values: float | Sequence[float], name: str) -> tuple[float, float, f
 
 
 class NormalizedModel(nn.Module):
-    """``net`` behind an input normalisation, in eval mode, with the attributes FAME needs.
+    """Any network that expects normalised input as the [0, 1]-RGB model every method, the
+    runner and the notebooks accept: ``model(x) = net((x − mean) / std)``, in eval mode on
+    ``net``'s device (``net`` is not copied); ``fame_utils.wrap`` is this class.
+
+    FAME then steps in the network's normalised space, as the paper does for classification
+    (``FameConfig(step_space="normalized")``, the default), and the CAM methods read
+    ``target_layer``:
+
+    .. code-block:: python
+
+        net = torchvision.models.resnet50()
+        net.load_state_dict(torch.load("resnet50-11ad3fa6.pth"))
+        model = fame_utils.wrap(net, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
 
     Args:
-        net: the network; takes normalised (B, 3, H, W) input.
-        mean, std: per-channel normalisation in [0, 1]-pixel units (x_n = (x − mean)/std);
-            a single float is used for all three channels.
+        net: the network, taking normalised (B, 3, H, W) input.
+        mean, std: its normalisation in [0, 1]-pixel units (x_n = (x − mean)/std), one float
+            or one per RGB channel.
         input_size: square side (pixels) the network expects.
         target_layer: dotted name *inside* ``net`` of the layer CAM methods read; ``None``
-            takes :func:`fame_utils.hooks.default_target_layer` of ``net`` where the
-            architecture is recognised (else CAM methods ask for one).
+            recognises torchvision's common architectures
+            (:func:`fame_utils.hooks.default_target_layer`), else CAM methods ask for one.
         stages: optional ``{key: dotted name inside net}``; for a torchvision
             ``VisionTransformer`` (whose ``input_size`` is its ``image_size``, with
             ``patch_size`` and ``token_grid`` attributes) ``"block1"`` … ``"block<L>"``.
         resize_size: shorter-side resize before the centre crop of :meth:`transform` (None:
             the images already come at ``input_size``).
         interpolation: the resize's :class:`torchvision.transforms.InterpolationMode` value.
-        name: a short identifier (e.g. ``"efficientnet_lite0"``).
+        name: a short identifier (default: the class name of ``net`` in lower case).
         **attributes: further plain attributes (e.g. ``categories``, ``embedding_size``).
 
     Input: (B, 3, H, W) float RGB, nominally in [0, 1] (not checked, as an optimisation
@@ -72,10 +84,10 @@ class NormalizedModel(nn.Module):
     def __init__(
         self,
         net: nn.Module,
-        *,
         mean: float | Sequence[float],
         std: float | Sequence[float],
-        input_size: int,
+        *,
+        input_size: int = 224,
         target_layer: str | None = None,
         stages: Mapping[str, str] | None = None,
         resize_size: int | None = None,
@@ -100,14 +112,14 @@ class NormalizedModel(nn.Module):
         self.input_size = int(input_size)
         self.resize_size = None if resize_size is None else int(resize_size)
         self.interpolation = str(interpolation)
-        self.name = name
+        self.name = name or type(net).__name__.lower()
         if target_layer is None and (found := default_target_layer(net)) is not None:
             target_layer = next(n for n, mod in net.named_modules() if mod is found)
         self._target_layer_name = None if target_layer is None else self._checked_name(target_layer)
         self._stage_names = {k: self._checked_name(v) for k, v in (stages or {}).items()}
         for key, value in attributes.items():
             setattr(self, key, value)
-        self.eval()
+        self.to(next((t.device for t in net.parameters()), torch.device("cpu"))).eval()
 
     def _checked_name(self, name: str) -> str:
         full = f"net.{name}" if name else "net"
@@ -156,54 +168,8 @@ class NormalizedModel(nn.Module):
         )
 
 
-def wrap(
-    net: nn.Module,
-    mean: float | Sequence[float],
-    std: float | Sequence[float],
-    *,
-    target_layer: str | None = None,
-    input_size: int = 224,
-    resize_size: int | None = None,
-    stages: Mapping[str, str] | None = None,
-    name: str | None = None,
-    **attributes: object,
-) -> NormalizedModel:
-    """Make any network that expects normalised input the [0, 1]-RGB model every method,
-    the runner and the notebooks accept: ``model(x) = net((x − mean) / std)``.
-
-    FAME then steps in the network's normalised space, as the paper does for
-    classification (``FameConfig(step_space="normalized")``, the default), and the CAM
-    methods read ``target_layer``.
-
-    .. code-block:: python
-
-        net = torchvision.models.resnet50()
-        net.load_state_dict(torch.load("resnet50-11ad3fa6.pth"))
-        model = fame_utils.wrap(net, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
-
-    Args:
-        net: the network, taking normalised (B, 3, H, W) input on its own device.
-        mean, std: the normalisation it expects, in [0, 1]-pixel units (one float or three).
-        target_layer: dotted name inside ``net`` of the CAM layer; ``None`` recognises
-            torchvision's common architectures (:func:`fame_utils.hooks.default_target_layer`).
-        input_size, resize_size, stages, name, attributes: as for :class:`NormalizedModel`.
-
-    Returns:
-        :class:`NormalizedModel` in eval mode on ``net``'s device (``net`` is not copied).
-    """
-    model = NormalizedModel(
-        net,
-        mean=mean,
-        std=std,
-        input_size=input_size,
-        target_layer=target_layer,
-        stages=stages,
-        resize_size=resize_size,
-        name=name or type(net).__name__.lower(),
-        **attributes,
-    )
-    device = next((t.device for t in net.parameters()), torch.device("cpu"))
-    return model.to(device)
+#: :func:`fame_utils.wrap` (net, mean, std, *, target_layer=None, ...) is :class:`NormalizedModel`.
+wrap = NormalizedModel
 
 
 def checkpoint_path(checkpoint: object) -> Path | None:

@@ -89,7 +89,7 @@ def _load_dlib(checkpoint) -> FaceModel:
         std=1.0 / (255.0 * DLIB_INPUT_SCALE),
         input_size=net.input_size,
         target_layer=f"levels.{last}.{len(net.levels[last]) - 1}",
-        stages={f"{s}x{s}": f"levels.{lv}" for lv, s in net.level_sides().items()},
+        stages={f"{s}x{s}": f"levels.{lv}" for lv, s in net.level_sides.items()},
         name="dlib_resnet",
         embedding_size=net.embedding_size,
         layout="dlib",
