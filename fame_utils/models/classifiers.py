@@ -174,9 +174,7 @@ def _hub_state_dict(name: str, weights: str | None, download: bool):
     reason = "downloads disabled (download=False)"
     if download:
         try:
-            return torch.hub.load_state_dict_from_url(
-                w.url, model_dir=str(cache_dir), progress=False, check_hash=True
-            ), w
+            return w.get_state_dict(progress=False, check_hash=True), w  # into cache_dir
         except Exception as e:  # no network, proxy, HTTP error, corrupt file, ...
             reason = f"download failed: {type(e).__name__}: {e}"
     files = ", ".join(os.path.basename(c.url) for c in candidates)

