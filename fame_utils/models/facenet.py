@@ -7,18 +7,7 @@ frozen TensorFlow graph of FaceNet's Inception-ResNet-v1 (Szegedy et al. 2017; S
 embedding. :func:`load_facenet` reads the graph's constants with protobuf (no TensorFlow) into
 the differentiable :class:`FaceNet` and caches the converted weights under
 ``$XDG_CACHE_HOME/fame_utils`` (default ``~/.cache/fame_utils``); ``tests/test_models_facenet.py``
-checks it against OpenCV DNN's forward of the same graph.
-
-Architecture at 160 px (output side after each part; every convolution is conv + bias + ReLU,
-"SAME" padding only at stride 1)::
-
-    Conv2d_1a_3x3 s2, 2a_3x3, 2b_3x3 (same), MaxPool s2, 3b_1x1, 4a_3x3, 4b_3x3 s2   17
-    repeat    5 × Block35 (256 ch, residual scale 0.17)                              17
-    Mixed_6a  reduction to 896 ch                                                    8
-    repeat_1  10 × Block17 (scale 0.10)                                              8
-    Mixed_7a  reduction to 1792 ch                                                   3
-    repeat_2  5 × Block8 (scale 0.20), Block8 (scale 1, no ReLU)                     3
-    head      average pool, Bottleneck 1792→512 (no bias), batch norm, L2 normalise
+checks it against OpenCV DNN's forward of the same graph (architecture: ``docs/models.md``).
 """
 
 from __future__ import annotations
