@@ -381,11 +381,7 @@ def _tv_weights():
 
     from fame_utils.models.classifiers import TORCHVISION_CLASSIFIERS
 
-    return [
-        (name, w)
-        for name, enum_name in TORCHVISION_CLASSIFIERS.items()
-        for w in getattr(tvm, f"{enum_name}_Weights")
-    ]
+    return [(name, w) for name in TORCHVISION_CLASSIFIERS for w in tvm.get_model_weights(name)]
 
 
 def test_every_published_file_name_is_recognised():

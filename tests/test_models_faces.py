@@ -16,7 +16,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fame_utils.models._checkpoint import read_checkpoint
+from fame_utils.models._wrapper import read_checkpoint
 from fame_utils.models.dlib_resnet import (
     DLIB_MEAN_RGB,
     add_prev,

