@@ -7,8 +7,12 @@ import pytest
 import torch
 from PIL import Image
 
-from fame_utils.data.imagenet import load_imagenet_val, sample_per_class
-from fame_utils.data.imagenet_files import find_imagenet_files, read_synset_mapping
+from fame_utils.data.imagenet import (
+    find_imagenet_files,
+    load_imagenet_val,
+    read_synset_mapping,
+    sample_per_class,
+)
 from fame_utils.data.transforms import load_image, map_boxes, resize_center_crop
 
 SYNSETS = ["n01440764", "n01443537", "n01484850"]

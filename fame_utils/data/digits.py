@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..postprocess import kernel_size_for
+from .items import ClassificationDataset, Rows
 
 __all__ = [
     "DigitsData",
@@ -54,8 +55,8 @@ _NUM_IMAGES = 1797
 
 
 @dataclass(frozen=True)
-class DigitsData:
-    """One split of the digits.
+class DigitsData(Rows):
+    """One split of the digits (``subset``, ``to`` from :class:`~fame_utils.data.items.Rows`).
 
     Attributes:
         images: (N, 3, 32, 32) float32 in [0, 1], RGB (three equal channels).
@@ -69,28 +70,16 @@ class DigitsData:
     strokes: Tensor
     indices: Tensor
 
-    def __len__(self) -> int:
-        return int(self.labels.shape[0])
-
     @property
     def names(self) -> list[str]:
         """One label per image: ``"#<row> digit <label>"`` (row of ``load_digits()``)."""
         return [f"#{i} digit {y}" for i, y in zip(self.indices.tolist(), self.labels.tolist())]
 
-    def dataset(self):
+    def dataset(self) -> ClassificationDataset:
         """The split as a :class:`~fame_utils.data.items.ClassificationDataset` (items named
-        by :attr:`names`; its cache identity is a hash of the images and labels), to run
-        :func:`fame_utils.experiment.run.run_experiment` on; the stroke masks go to
-        :class:`fame_utils.metrics.masks.MaskMetric`."""
-        from .items import ClassificationDataset
-
+        by :attr:`names`) for :func:`~fame_utils.experiment.run.run_experiment`; the stroke
+        masks go to :class:`fame_utils.metrics.masks.MaskMetric`."""
         return ClassificationDataset(self.images, self.labels, names=self.names)
-
-    def to(self, device: str | torch.device) -> DigitsData:
-        """The same split with every tensor on ``device``."""
-        return DigitsData(
-            *(t.to(device) for t in (self.images, self.labels, self.strokes, self.indices))
-        )
 
 
 def digits_split(split: str) -> Tensor:

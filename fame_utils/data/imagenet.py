@@ -1,52 +1,337 @@
 """ImageNet validation images with their first object's box (paper Sec. 4.3, Table 2).
 
-The paper evaluates on 5000 validation images (5 per class in the text), taking the class
-and the box of the **first object** of each image's annotation, preprocessed with
-Resize(232) (shorter side) and CenterCrop(224). Which images: the authors' published list
-(a CSV ``ImageId, PredictionString[, target]`` of 5000 rows drawn with replacement, so
-some images appear twice) is loaded as it is, duplicates kept, with
-``load_imagenet_val(root, protocol="imagenet.csv")``. Without a list, our own seeded draw
-of ``per_class`` images per class (:func:`sample_per_class`) is used; it is *not* the
-authors' list, so its numbers are comparable with the paper's only statistically.
-ImageNet cannot be downloaded by this package; point :func:`load_imagenet_val` at a
-local copy. The files it needs, and the layouts searched, are listed in
-:mod:`fame_utils.data.imagenet_files`, which finds and reads them.
+The paper evaluates on 5000 validation images (5 per class in the text), taking the class and
+the box of the **first object** of each image's annotation, preprocessed with Resize(232)
+(shorter side) and CenterCrop(224). Which images: the authors' published list (a CSV
+``ImageId, PredictionString[, target]`` of 5000 rows drawn with replacement, so some images
+appear twice) is loaded as it is, duplicates kept, with ``load_imagenet_val(root,
+protocol="imagenet.csv")``. Without a list, our own seeded draw of ``per_class`` images per
+class (:func:`sample_per_class`) is used; it is *not* the authors' list, so its numbers are
+comparable with the paper's only statistically. Boxes ``(xmin, ymin, xmax, ymax)`` in
+original pixels go through the image's Resize + CenterCrop
+(:func:`fame_utils.data.transforms.map_boxes`), aspect-preserving or, to reproduce the
+paper's numbers, per axis.
 
-Boxes are used as given in the annotation files, ``(xmin, ymin, xmax, ymax)`` in
-original-image pixels, and mapped through the same Resize + CenterCrop as the image by
-:func:`fame_utils.data.transforms.map_boxes` — aspect-preserving by default, or the
-paper's per-axis convention (``box_convention="per_axis"``) to reproduce its numbers.
+ImageNet cannot be downloaded by this package; point :func:`load_imagenet_val` at a local
+copy holding (any one layout, found by :func:`find_imagenet_files`):
+
+* **validation images** ``ILSVRC2012_val_00000001.JPEG`` … — flat (``val/``,
+  ``ILSVRC2012_img_val/``, Kaggle's ``ILSVRC/Data/CLS-LOC/val/``) or in per-synset
+  sub-folders (torchvision's ``ImageFolder`` layout); searched recursively;
+* **boxes**: Kaggle's ``LOC_val_solution.csv`` (``ImageId, PredictionString`` with
+  ``"synset x0 y0 x1 y1 synset x0 …"``), or per-image Pascal-VOC XML files
+  ``ILSVRC2012_val_00000001.xml`` (``ILSVRC2012_bbox_val_v3.tgz`` → ``val/``, or Kaggle's
+  ``ILSVRC/Annotations/CLS-LOC/val/``);
+* **synset → class index**: ``LOC_synset_mapping.txt`` (line i = ``"nXXXXXXXX names"`` of
+  class i), or ``synset_mapping=`` such a file, a list of 1000 synsets in class order, or a
+  dict. Without one, annotations covering all 1000 synsets get the standard sorted order
+  (the torchvision/Keras order).
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import math
 import random
+import re
+import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from .imagenet_files import (
-    ImageNetRecord,
-    find_imagenet_files,
-    read_protocol_records,
-    read_val_records,
-)
 from .items import ClassificationItem
 from .transforms import BoxConvention, load_image, map_boxes, resize_center_crop
 
-__all__ = ["ImageNetVal", "sample_per_class", "load_imagenet_val"]
+__all__ = [
+    "ImageNetRecord",
+    "ImageNetFiles",
+    "ImageNetVal",
+    "find_imagenet_files",
+    "read_synset_mapping",
+    "sample_per_class",
+    "load_imagenet_val",
+]
+
+_IMAGE_RE = re.compile(r"^(ILSVRC2012_val_\d{8})\.(jpe?g|png)$", re.IGNORECASE)
+_IMAGE_DIRS = ("ILSVRC/Data/CLS-LOC/val", "Data/CLS-LOC/val", "ILSVRC2012_img_val", "val", ".")
+_XML_DIRS = (
+    "ILSVRC/Annotations/CLS-LOC/val",
+    "Annotations/CLS-LOC/val",
+    "ILSVRC2012_bbox_val_v3/val",
+    "ILSVRC2012_bbox_val_v3",
+    "bbox_val",
+    "val_annotations",
+    "Annotations",
+    "val",
+    ".",
+)
+_CSV_NAME = "LOC_val_solution.csv"
+_MAPPING_NAME = "LOC_synset_mapping.txt"
+SynsetMapping = str | Path | Sequence[str] | Mapping[str, int]
+
+
+@dataclass(frozen=True)
+class ImageNetRecord:
+    """One annotated validation image: ``image_id`` (``ILSVRC2012_val_00000001``), its file
+    ``path``, the first object's ``synset`` and class ``label``, and its ``box``
+    ``(x0, y0, x1, y1)`` in original pixels."""
+
+    image_id: str
+    path: Path
+    synset: str
+    label: int
+    box: tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
+class ImageNetFiles:
+    """Where the pieces were found: ``images`` (id → path), the box ``annotations`` (a CSV
+    file or an XML folder) and the ``mapping`` file (or ``None``)."""
+
+    images: dict[str, Path]
+    annotations: Path
+    mapping: Path | None
+
+
+def _index_images(folder: Path) -> dict[str, Path]:
+    out: dict[str, Path] = {}
+    for p in folder.rglob("ILSVRC2012_val_*"):
+        m = _IMAGE_RE.match(p.name)
+        if m and p.is_file():
+            out.setdefault(m.group(1), p)
+    return out
+
+
+def _has_xml(folder: Path) -> bool:
+    return folder.is_dir() and any(folder.glob("ILSVRC2012_val_*.xml"))
+
+
+def find_imagenet_files(
+    root: str | Path,
+    *,
+    images_dir: str | Path | None = None,
+    annotations: str | Path | None = None,
+    synset_mapping: str | Path | None = None,
+) -> ImageNetFiles:
+    """Locate the validation images, the box annotations and the synset mapping.
+
+    Args:
+        root: ImageNet folder (Kaggle's ``imagenet-object-localization-challenge`` or ILSVRC2012).
+        images_dir: the folder with the validation images (default: searched under root).
+        annotations: ``LOC_val_solution.csv`` or a folder of XML files (default: searched).
+        synset_mapping: ``LOC_synset_mapping.txt`` (default: ``root/LOC_synset_mapping.txt``
+            if present, else ``None``).
+
+    Raises:
+        FileNotFoundError: listing every missing piece and where it was looked for.
+    """
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise FileNotFoundError(
+            f"ImageNet root {root} is not a folder. Expected the validation images "
+            f"(ILSVRC2012_val_*.JPEG), {_CSV_NAME} or per-image XML boxes, and {_MAPPING_NAME}."
+        )
+    problems: list[str] = []
+    dirs = [Path(images_dir).expanduser()] if images_dir is not None else []
+    images: dict[str, Path] = {}
+    for d in dirs or [root / rel for rel in _IMAGE_DIRS]:
+        images = _index_images(d) if d.is_dir() else {}
+        if images:
+            break
+    if not images:
+        looked = ", ".join(str(d) for d in dirs or [root / rel for rel in _IMAGE_DIRS])
+        problems.append(f"validation images ILSVRC2012_val_*.JPEG: none found under {looked}")
+
+    if annotations is not None:
+        ann: Path | None = Path(annotations).expanduser()
+        if not (ann.is_file() or _has_xml(ann)):
+            problems.append(
+                f"box annotations: {ann} is neither a CSV file nor a folder of XML files"
+            )
+    elif (root / _CSV_NAME).is_file():
+        ann = root / _CSV_NAME
+    else:
+        ann = next((root / rel for rel in _XML_DIRS if _has_xml(root / rel)), None)
+        if ann is None:
+            problems.append(
+                f"box annotations: no {root / _CSV_NAME} and no ILSVRC2012_val_*.xml in "
+                + ", ".join(str(root / r) for r in _XML_DIRS)
+            )
+
+    mapping = root / _MAPPING_NAME if synset_mapping is None else Path(synset_mapping).expanduser()
+    if not mapping.is_file():
+        if synset_mapping is not None:
+            problems.append(f"synset mapping file {mapping} does not exist")
+        mapping = None
+    if problems:
+        raise FileNotFoundError(
+            f"ImageNet validation data under {root} is incomplete; missing:\n  - "
+            + "\n  - ".join(problems)
+        )
+    return ImageNetFiles(images=images, annotations=ann, mapping=mapping)
+
+
+def read_synset_mapping(mapping: SynsetMapping) -> dict[str, int]:
+    """synset → class index from ``LOC_synset_mapping.txt`` (line i: ``"n01440764 tench,
+    Tinca tinca"`` = class i), a sequence of synsets in class order, or a dict."""
+    if isinstance(mapping, Mapping):
+        return {str(k): int(v) for k, v in mapping.items()}
+    if isinstance(mapping, (str, Path)):
+        path = Path(mapping)
+        if not path.is_file():
+            raise FileNotFoundError(f"synset mapping file {path} does not exist")
+        synsets = []
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            syn = line.split()[0] if line.strip() else None
+            if syn is not None and not re.fullmatch(r"n\d{8}", syn):
+                raise ValueError(f"{path}:{n}: expected a synset id like n01440764, got {syn!r}")
+            synsets += [syn] if syn else []
+    else:
+        synsets = [str(s) for s in mapping]
+    if len(set(synsets)) != len(synsets):
+        raise ValueError("the synset mapping lists a synset twice")
+    return {s: i for i, s in enumerate(synsets)}
+
+
+def _check_box(box: tuple[float, ...], where: str) -> tuple[float, ...]:
+    """A finite, non-reversed (x0, y0, x1, y1) box; ``where`` names the file and row."""
+    if not all(math.isfinite(v) for v in box):
+        raise ValueError(f"{where}: box {list(box)} contains NaN or infinite values")
+    if box[2] < box[0] or box[3] < box[1]:
+        raise ValueError(
+            f"{where}: box {list(box)} is reversed; expected x0 y0 x1 y1 with x0 <= x1, y0 <= y1"
+        )
+    return box
+
+
+def _csv_rows(path: Path) -> list[tuple[int, str, str, tuple[float, ...], str | None]]:
+    """Rows of a Kaggle-style CSV in file order: (line, image id, first object's synset, its
+    box, the ``target`` column or None)."""
+    rows = []
+    with path.open(newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        if not {"ImageId", "PredictionString"} <= set(reader.fieldnames or ()):
+            raise ValueError(
+                f"{path}: expected columns ImageId, PredictionString, got {reader.fieldnames}"
+            )
+        for n, row in enumerate(reader, 2):
+            tokens = (row["PredictionString"] or "").split()
+            if len(tokens) < 5:
+                raise ValueError(f"{path}:{n}: PredictionString needs 'synset x0 y0 x1 y1'")
+            try:
+                box = tuple(float(v) for v in tokens[1:5])
+            except ValueError as e:
+                raise ValueError(f"{path}:{n}: bad box {tokens[1:5]}") from e
+            _check_box(box, f"{path}:{n} ({row['ImageId']})")
+            target = (row.get("target") or "").strip() or None
+            rows.append((n, row["ImageId"].strip(), tokens[0], box, target))
+    return rows
+
+
+def _first_objects_csv(path: Path) -> dict[str, tuple[str, tuple[float, ...]]]:
+    """The first object of every image id; an id listed twice with another class or box is
+    refused (naming both lines) rather than resolved by keeping one row."""
+    first: dict[str, tuple[str, tuple[float, ...]]] = {}
+    lines: dict[str, int] = {}
+    for n, image_id, syn, box, _ in _csv_rows(path):
+        if image_id in first and first[image_id] != (syn, box):
+            raise ValueError(
+                f"{path}:{n}: {image_id} is listed again (first at line {lines[image_id]}) "
+                f"with another class or box ({first[image_id][0]} {list(first[image_id][1])} "
+                f"vs {syn} {list(box)}); keep one row per image"
+            )
+        first.setdefault(image_id, (syn, box))
+        lines.setdefault(image_id, n)
+    return first
+
+
+def _first_object_xml(path: Path) -> tuple[str, tuple[float, ...]]:
+    try:
+        obj = ET.parse(path).getroot().find("object")
+    except ET.ParseError as e:
+        raise ValueError(f"{path}: not a valid XML annotation ({e})") from e
+    if obj is None:
+        raise ValueError(f"{path}: no <object> element")
+    name, bb = obj.findtext("name"), obj.find("bndbox")
+    if not name or bb is None:
+        raise ValueError(f"{path}: the first <object> lacks <name> or <bndbox>")
+    try:
+        box = tuple(float(bb.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax"))
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{path}: <bndbox> needs numeric xmin, ymin, xmax, ymax") from e
+    return name.strip(), _check_box(box, f"{path} (first <object>)")
+
+
+def _read_records(
+    files: ImageNetFiles,
+    synset_mapping: SynsetMapping | None,
+    protocol: Path | None,
+    missing_images: str,
+) -> list[ImageNetRecord]:
+    """The records of the ``protocol`` list (its order, duplicates kept; class = ``target``
+    when given) or else of every annotated image (first object, sorted by id)."""
+    if missing_images not in ("error", "skip"):
+        raise ValueError(f"missing_images must be 'error' or 'skip', got {missing_images!r}")
+    if protocol is not None:
+        if not protocol.is_file():
+            raise FileNotFoundError(f"ImageNet protocol list {protocol} does not exist")
+        rows = []
+        for n, image_id, syn, box, target in _csv_rows(protocol):
+            if target is not None and not re.fullmatch(r"n\d{8}", target):
+                raise ValueError(
+                    f"{protocol}:{n} ({image_id}): target {target!r} is not a synset id"
+                )
+            rows.append((image_id, target or syn, box))
+        if not rows:
+            raise ValueError(f"ImageNet protocol list {protocol} has no rows")
+    else:
+        if files.annotations.is_file():
+            first = _first_objects_csv(files.annotations)
+        else:
+            xmls = sorted(files.annotations.glob("ILSVRC2012_val_*.xml"))
+            first = {p.stem: _first_object_xml(p) for p in xmls}
+        if not first:
+            raise ValueError(f"no annotations in {files.annotations}")
+        rows = [(i, syn, box) for i, (syn, box) in sorted(first.items())]
+    synsets = {syn for _, syn, _ in rows}
+    source = synset_mapping if synset_mapping is not None else files.mapping
+    if source is None and len(synsets) != 1000:
+        raise FileNotFoundError(
+            f"no synset -> class mapping: {_MAPPING_NAME} was not found and the annotations "
+            f"cover {len(synsets)} synsets, not all 1000 (which would fix the standard sorted "
+            "order). Pass synset_mapping= a LOC_synset_mapping.txt file, a list of the 1000 "
+            "synsets in class order, or a dict."
+        )
+    mapping = read_synset_mapping(sorted(synsets) if source is None else source)
+    unknown = sorted(synsets - set(mapping))
+    if unknown:
+        raise ValueError(
+            f"{len(unknown)} synset(s) of the annotations are not in the mapping: {unknown[:10]}"
+        )
+    missing = sorted({i for i, _, _ in rows if i not in files.images})
+    if missing and missing_images == "error":
+        raise FileNotFoundError(
+            f"{len(missing)} annotated image(s) have no file among the {len(files.images)} "
+            f"images found: {', '.join(missing[:10])}{' …' if len(missing) > 10 else ''} "
+            "(pass missing_images='skip' to drop them)"
+        )
+    return [
+        ImageNetRecord(i, files.images[i], syn, mapping[syn], tuple(box))
+        for i, syn, box in rows
+        if i in files.images
+    ]
 
 
 def sample_per_class(
     records: Sequence[ImageNetRecord], per_class: int | None = 5, seed: int = 0
 ) -> list[ImageNetRecord]:
     """``per_class`` records of every class, drawn with ``random.Random(seed)`` from each
-    class's records sorted by id (all of a class when it has fewer; ``None``: all).
-    The result is ordered by (class, image id). This is our own draw: 5 per class gives
-    5000 images as in the paper's text, but not the authors' list (load that with
-    :func:`read_protocol_records` / ``load_imagenet_val(protocol=...)``)."""
+    class's records sorted by id (all of a class when it has fewer; ``None``: all), ordered
+    by (class, image id). Our own draw: 5 per class gives 5000 images as in the paper's
+    text, but not the authors' list (``load_imagenet_val(protocol=...)``)."""
     if per_class is not None and (
         isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1
     ):
@@ -66,9 +351,8 @@ def sample_per_class(
 
 class ImageNetVal(Sequence):
     """Lazily loaded validation items (:class:`~fame_utils.data.items.ClassificationItem`):
-    ``image`` (3, crop, crop) in [0, 1], ``label``, ``box`` (4,) in crop pixels, ``name``
-    = image id. ``identity`` names the selection and preprocessing for the runner's cache.
-    """
+    ``image`` (3, crop, crop) in [0, 1], ``label``, ``box`` (4,) in crop pixels, ``name`` =
+    image id. ``identity`` names the selection and preprocessing for the runner's cache."""
 
     def __init__(
         self,
@@ -97,20 +381,16 @@ class ImageNetVal(Sequence):
             return [self[j] for j in range(*i.indices(len(self)))]
         r = self.records[i]
         img = load_image(r.path)
-        hw = (img.shape[1], img.shape[2])
+        h, w = img.shape[1:]
         x0, y0, x1, y1 = r.box
-        if x1 <= 0 or y1 <= 0 or x0 >= hw[1] or y0 >= hw[0] or x1 <= x0 or y1 <= y0:
+        if x1 <= 0 or y1 <= 0 or x0 >= w or y0 >= h or x1 <= x0 or y1 <= y0:
             raise ValueError(
                 f"{r.image_id} ({r.path}): box {list(r.box)} covers no pixel of the "
-                f"{hw[1]}x{hw[0]} image; fix its annotation"
+                f"{w}x{h} image; fix its annotation"
             )
-        box = map_boxes(torch.tensor([r.box]), hw, self.resize, self.crop, self.box_convention)
-        return ClassificationItem(
-            image=resize_center_crop(img, self.resize, self.crop),
-            label=r.label,
-            box=box[0],
-            name=r.image_id,
-        )
+        box = map_boxes(torch.tensor([r.box]), (h, w), self.resize, self.crop, self.box_convention)
+        image = resize_center_crop(img, self.resize, self.crop)
+        return ClassificationItem(image=image, label=r.label, box=box[0], name=r.image_id)
 
     @property
     def labels(self) -> list[int]:
@@ -128,17 +408,15 @@ def load_imagenet_val(
     box_convention: BoxConvention = "aspect",
     images_dir: str | Path | None = None,
     annotations: str | Path | None = None,
-    synset_mapping: str | Path | Sequence[str] | Mapping[str, int] | None = None,
+    synset_mapping: SynsetMapping | None = None,
     missing_images: str = "error",
     protocol: str | Path | None = None,
 ) -> ImageNetVal:
     """ImageNet validation items: first object's class and box, Resize(``resize``) +
-    CenterCrop(``crop``), either from a fixed image list (``protocol``, e.g. the authors'
-    ``imagenet.csv``, taken as it is, duplicates kept) or from our own seeded draw of
-    ``per_class`` images per class (5 → 5000 images; not the authors' list).
+    CenterCrop(``crop``), from a fixed image list (``protocol``) or our seeded draw.
 
     Args:
-        root: local ImageNet folder (the files needed: :mod:`~fame_utils.data.imagenet_files`).
+        root: local ImageNet folder (the files needed: this module's docstring).
         per_class: images per class of our own draw (``None``: all annotated images);
             ignored with ``protocol``.
         seed: seed of our per-class draw; ignored with ``protocol``.
@@ -148,9 +426,9 @@ def load_imagenet_val(
         box_convention: ``"aspect"`` (exact) or ``"per_axis"`` (the paper's code).
         images_dir, annotations, synset_mapping: explicit locations (default: searched).
         missing_images: ``"error"`` or ``"skip"`` annotated images without a file.
-        protocol: a CSV image list ``ImageId, PredictionString[, target]`` whose rows are
-            the items, in order, duplicates kept (boxes come from it, so ``annotations``
-            is not needed).
+        protocol: a CSV image list ``ImageId, PredictionString[, target]`` (e.g. the authors'
+            ``imagenet.csv``) whose rows are the items, in order, duplicates kept; the boxes
+            come from it, so ``annotations`` is not needed.
 
     Raises:
         FileNotFoundError: a clear list of what is missing.
@@ -161,17 +439,17 @@ def load_imagenet_val(
     ):
         raise ValueError(f"max_images must be a positive int or None, got {max_images!r}")
     mapping_file = synset_mapping if isinstance(synset_mapping, (str, Path)) else None
-    if protocol is not None and annotations is None:
-        annotations = protocol  # the list carries the boxes
     files = find_imagenet_files(
-        root, images_dir=images_dir, annotations=annotations, synset_mapping=mapping_file
+        root,
+        images_dir=images_dir,
+        annotations=protocol if protocol is not None and annotations is None else annotations,
+        synset_mapping=mapping_file,
     )
     mapping = synset_mapping if mapping_file is None else None
-    if protocol is not None:
-        chosen = read_protocol_records(protocol, files, mapping, missing_images=missing_images)
-    else:
-        records = read_val_records(files, mapping, missing_images=missing_images)
-        chosen = sample_per_class(records, per_class, seed)
+    protocol = None if protocol is None else Path(protocol).expanduser()
+    chosen = _read_records(files, mapping, protocol, missing_images)
+    if protocol is None:
+        chosen = sample_per_class(chosen, per_class, seed)
     if max_images is not None:
         chosen = chosen[:max_images]
     return ImageNetVal(chosen, resize=resize, crop=crop, box_convention=box_convention)
