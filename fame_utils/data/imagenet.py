@@ -1,31 +1,16 @@
 """ImageNet validation images with their first object's box (paper Sec. 4.3, Table 2).
 
-The paper evaluates on 5000 validation images (5 per class in the text), taking the class and
-the box of the **first object** of each image's annotation, preprocessed with Resize(232)
-(shorter side) and CenterCrop(224). Which images: the authors' published list (a CSV
-``ImageId, PredictionString[, target]`` of 5000 rows drawn with replacement, so some images
-appear twice) is loaded as it is, duplicates kept, with ``load_imagenet_val(root,
-protocol="imagenet.csv")``. Without a list, our own seeded draw of ``per_class`` images per
-class (:func:`sample_per_class`) is used; it is *not* the authors' list, so its numbers are
-comparable with the paper's only statistically. Boxes ``(xmin, ymin, xmax, ymax)`` in
-original pixels go through the image's Resize + CenterCrop
-(:func:`fame_utils.data.transforms.map_boxes`), aspect-preserving or, to reproduce the
-paper's numbers, per axis.
+The paper takes the class and box of each image's **first object**, Resize(232) +
+CenterCrop(224). The authors' image list (``ImageId, PredictionString[, target]``, 5000 rows
+drawn with replacement) loads as it is, duplicates kept (``protocol=``); without it our own
+seeded draw of ``per_class`` images per class (:func:`sample_per_class`) is used, comparable
+with the paper only statistically.
 
-ImageNet cannot be downloaded by this package; point :func:`load_imagenet_val` at a local
-copy holding (any one layout, found by :func:`find_imagenet_files`):
-
-* **validation images** ``ILSVRC2012_val_00000001.JPEG`` … — flat (``val/``,
-  ``ILSVRC2012_img_val/``, Kaggle's ``ILSVRC/Data/CLS-LOC/val/``) or in per-synset
-  sub-folders (torchvision's ``ImageFolder`` layout); searched recursively;
-* **boxes**: Kaggle's ``LOC_val_solution.csv`` (``ImageId, PredictionString`` with
-  ``"synset x0 y0 x1 y1 synset x0 …"``), or per-image Pascal-VOC XML files
-  ``ILSVRC2012_val_00000001.xml`` (``ILSVRC2012_bbox_val_v3.tgz`` → ``val/``, or Kaggle's
-  ``ILSVRC/Annotations/CLS-LOC/val/``);
-* **synset → class index**: ``LOC_synset_mapping.txt`` (line i = ``"nXXXXXXXX names"`` of
-  class i), or ``synset_mapping=`` such a file, a list of 1000 synsets in class order, or a
-  dict. Without one, annotations covering all 1000 synsets get the standard sorted order
-  (the torchvision/Keras order).
+ImageNet cannot be downloaded by this package; :func:`find_imagenet_files` finds in a local
+copy the validation images ``ILSVRC2012_val_*.JPEG`` (flat or in per-synset folders), the
+boxes (Kaggle's ``LOC_val_solution.csv`` or ILSVRC2012's per-image Pascal-VOC XML files) and
+``LOC_synset_mapping.txt`` (line i = synset of class i; without it, annotations covering all
+1000 synsets get the standard sorted order).
 """
 
 from __future__ import annotations
@@ -45,26 +30,12 @@ import torch
 from .items import ClassificationItem
 from .transforms import BoxConvention, load_image, map_boxes, resize_center_crop
 
-__all__ = [
-    "ImageNetRecord",
-    "ImageNetFiles",
-    "ImageNetVal",
-    "find_imagenet_files",
-    "read_synset_mapping",
-    "sample_per_class",
-    "load_imagenet_val",
-]
-
 _IMAGE_RE = re.compile(r"^(ILSVRC2012_val_\d{8})\.(jpe?g|png)$", re.IGNORECASE)
 _IMAGE_DIRS = ("ILSVRC/Data/CLS-LOC/val", "Data/CLS-LOC/val", "ILSVRC2012_img_val", "val", ".")
 _XML_DIRS = (
     "ILSVRC/Annotations/CLS-LOC/val",
     "Annotations/CLS-LOC/val",
     "ILSVRC2012_bbox_val_v3/val",
-    "ILSVRC2012_bbox_val_v3",
-    "bbox_val",
-    "val_annotations",
-    "Annotations",
     "val",
     ".",
 )
@@ -109,21 +80,10 @@ def _has_xml(folder: Path) -> bool:
     return folder.is_dir() and any(folder.glob("ILSVRC2012_val_*.xml"))
 
 
-def find_imagenet_files(
-    root: str | Path,
-    *,
-    images_dir: str | Path | None = None,
-    annotations: str | Path | None = None,
-    synset_mapping: str | Path | None = None,
-) -> ImageNetFiles:
-    """Locate the validation images, the box annotations and the synset mapping.
-
-    Args:
-        root: ImageNet folder (Kaggle's ``imagenet-object-localization-challenge`` or ILSVRC2012).
-        images_dir: the folder with the validation images (default: searched under root).
-        annotations: ``LOC_val_solution.csv`` or a folder of XML files (default: searched).
-        synset_mapping: ``LOC_synset_mapping.txt`` (default: ``root/LOC_synset_mapping.txt``
-            if present, else ``None``).
+def find_imagenet_files(root: str | Path, annotations: str | Path | None = None) -> ImageNetFiles:
+    """Locate the validation images, the box annotations (``annotations``:
+    ``LOC_val_solution.csv`` or a folder of XML files; default: searched) and
+    ``root/LOC_synset_mapping.txt`` (``None`` when absent).
 
     Raises:
         FileNotFoundError: listing every missing piece and where it was looked for.
@@ -134,23 +94,16 @@ def find_imagenet_files(
             f"ImageNet root {root} is not a folder. Expected the validation images "
             f"(ILSVRC2012_val_*.JPEG), {_CSV_NAME} or per-image XML boxes, and {_MAPPING_NAME}."
         )
-    problems: list[str] = []
-    dirs = [Path(images_dir).expanduser()] if images_dir is not None else []
-    images: dict[str, Path] = {}
-    for d in dirs or [root / rel for rel in _IMAGE_DIRS]:
-        images = _index_images(d) if d.is_dir() else {}
-        if images:
-            break
+    problems = []
+    folders = [root / rel for rel in _IMAGE_DIRS]
+    images = next((i for d in folders if d.is_dir() and (i := _index_images(d))), {})
     if not images:
-        looked = ", ".join(str(d) for d in dirs or [root / rel for rel in _IMAGE_DIRS])
+        looked = ", ".join(map(str, folders))
         problems.append(f"validation images ILSVRC2012_val_*.JPEG: none found under {looked}")
-
     if annotations is not None:
-        ann: Path | None = Path(annotations).expanduser()
+        ann = Path(annotations).expanduser()
         if not (ann.is_file() or _has_xml(ann)):
-            problems.append(
-                f"box annotations: {ann} is neither a CSV file nor a folder of XML files"
-            )
+            problems.append(f"box annotations: {ann} is neither a CSV file nor a folder of XML")
     elif (root / _CSV_NAME).is_file():
         ann = root / _CSV_NAME
     else:
@@ -160,18 +113,13 @@ def find_imagenet_files(
                 f"box annotations: no {root / _CSV_NAME} and no ILSVRC2012_val_*.xml in "
                 + ", ".join(str(root / r) for r in _XML_DIRS)
             )
-
-    mapping = root / _MAPPING_NAME if synset_mapping is None else Path(synset_mapping).expanduser()
-    if not mapping.is_file():
-        if synset_mapping is not None:
-            problems.append(f"synset mapping file {mapping} does not exist")
-        mapping = None
     if problems:
         raise FileNotFoundError(
             f"ImageNet validation data under {root} is incomplete; missing:\n  - "
             + "\n  - ".join(problems)
         )
-    return ImageNetFiles(images=images, annotations=ann, mapping=mapping)
+    mapping = root / _MAPPING_NAME
+    return ImageNetFiles(images, ann, mapping if mapping.is_file() else None)
 
 
 def read_synset_mapping(mapping: SynsetMapping) -> dict[str, int]:
@@ -179,18 +127,15 @@ def read_synset_mapping(mapping: SynsetMapping) -> dict[str, int]:
     Tinca tinca"`` = class i), a sequence of synsets in class order, or a dict."""
     if isinstance(mapping, Mapping):
         return {str(k): int(v) for k, v in mapping.items()}
+    synsets = [str(s) for s in mapping] if not isinstance(mapping, (str, Path)) else []
     if isinstance(mapping, (str, Path)):
-        path = Path(mapping)
-        if not path.is_file():
-            raise FileNotFoundError(f"synset mapping file {path} does not exist")
-        synsets = []
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            syn = line.split()[0] if line.strip() else None
-            if syn is not None and not re.fullmatch(r"n\d{8}", syn):
-                raise ValueError(f"{path}:{n}: expected a synset id like n01440764, got {syn!r}")
-            synsets += [syn] if syn else []
-    else:
-        synsets = [str(s) for s in mapping]
+        if not Path(mapping).is_file():
+            raise FileNotFoundError(f"synset mapping file {mapping} does not exist")
+        lines = Path(mapping).read_text(encoding="utf-8").splitlines()
+        for n, syn in ((n, line.split()[0]) for n, line in enumerate(lines, 1) if line.strip()):
+            if not re.fullmatch(r"n\d{8}", syn):
+                raise ValueError(f"{mapping}:{n}: expected a synset id like n01440764, got {syn!r}")
+            synsets.append(syn)
     if len(set(synsets)) != len(synsets):
         raise ValueError("the synset mapping lists a synset twice")
     return {s: i for i, s in enumerate(synsets)}
@@ -231,23 +176,6 @@ def _csv_rows(path: Path) -> list[tuple[int, str, str, tuple[float, ...], str | 
     return rows
 
 
-def _first_objects_csv(path: Path) -> dict[str, tuple[str, tuple[float, ...]]]:
-    """The first object of every image id; an id listed twice with another class or box is
-    refused (naming both lines) rather than resolved by keeping one row."""
-    first: dict[str, tuple[str, tuple[float, ...]]] = {}
-    lines: dict[str, int] = {}
-    for n, image_id, syn, box, _ in _csv_rows(path):
-        if image_id in first and first[image_id] != (syn, box):
-            raise ValueError(
-                f"{path}:{n}: {image_id} is listed again (first at line {lines[image_id]}) "
-                f"with another class or box ({first[image_id][0]} {list(first[image_id][1])} "
-                f"vs {syn} {list(box)}); keep one row per image"
-            )
-        first.setdefault(image_id, (syn, box))
-        lines.setdefault(image_id, n)
-    return first
-
-
 def _first_object_xml(path: Path) -> tuple[str, tuple[float, ...]]:
     try:
         obj = ET.parse(path).getroot().find("object")
@@ -263,66 +191,6 @@ def _first_object_xml(path: Path) -> tuple[str, tuple[float, ...]]:
     except (TypeError, ValueError) as e:
         raise ValueError(f"{path}: <bndbox> needs numeric xmin, ymin, xmax, ymax") from e
     return name.strip(), _check_box(box, f"{path} (first <object>)")
-
-
-def _read_records(
-    files: ImageNetFiles,
-    synset_mapping: SynsetMapping | None,
-    protocol: Path | None,
-    missing_images: str,
-) -> list[ImageNetRecord]:
-    """The records of the ``protocol`` list (its order, duplicates kept; class = ``target``
-    when given) or else of every annotated image (first object, sorted by id)."""
-    if missing_images not in ("error", "skip"):
-        raise ValueError(f"missing_images must be 'error' or 'skip', got {missing_images!r}")
-    if protocol is not None:
-        if not protocol.is_file():
-            raise FileNotFoundError(f"ImageNet protocol list {protocol} does not exist")
-        rows = []
-        for n, image_id, syn, box, target in _csv_rows(protocol):
-            if target is not None and not re.fullmatch(r"n\d{8}", target):
-                raise ValueError(
-                    f"{protocol}:{n} ({image_id}): target {target!r} is not a synset id"
-                )
-            rows.append((image_id, target or syn, box))
-        if not rows:
-            raise ValueError(f"ImageNet protocol list {protocol} has no rows")
-    else:
-        if files.annotations.is_file():
-            first = _first_objects_csv(files.annotations)
-        else:
-            xmls = sorted(files.annotations.glob("ILSVRC2012_val_*.xml"))
-            first = {p.stem: _first_object_xml(p) for p in xmls}
-        if not first:
-            raise ValueError(f"no annotations in {files.annotations}")
-        rows = [(i, syn, box) for i, (syn, box) in sorted(first.items())]
-    synsets = {syn for _, syn, _ in rows}
-    source = synset_mapping if synset_mapping is not None else files.mapping
-    if source is None and len(synsets) != 1000:
-        raise FileNotFoundError(
-            f"no synset -> class mapping: {_MAPPING_NAME} was not found and the annotations "
-            f"cover {len(synsets)} synsets, not all 1000 (which would fix the standard sorted "
-            "order). Pass synset_mapping= a LOC_synset_mapping.txt file, a list of the 1000 "
-            "synsets in class order, or a dict."
-        )
-    mapping = read_synset_mapping(sorted(synsets) if source is None else source)
-    unknown = sorted(synsets - set(mapping))
-    if unknown:
-        raise ValueError(
-            f"{len(unknown)} synset(s) of the annotations are not in the mapping: {unknown[:10]}"
-        )
-    missing = sorted({i for i, _, _ in rows if i not in files.images})
-    if missing and missing_images == "error":
-        raise FileNotFoundError(
-            f"{len(missing)} annotated image(s) have no file among the {len(files.images)} "
-            f"images found: {', '.join(missing[:10])}{' …' if len(missing) > 10 else ''} "
-            "(pass missing_images='skip' to drop them)"
-        )
-    return [
-        ImageNetRecord(i, files.images[i], syn, mapping[syn], tuple(box))
-        for i, syn, box in rows
-        if i in files.images
-    ]
 
 
 def sample_per_class(
@@ -406,7 +274,6 @@ def load_imagenet_val(
     resize: int = 232,
     crop: int = 224,
     box_convention: BoxConvention = "aspect",
-    images_dir: str | Path | None = None,
     annotations: str | Path | None = None,
     synset_mapping: SynsetMapping | None = None,
     missing_images: str = "error",
@@ -424,7 +291,9 @@ def load_imagenet_val(
             class-ordered draw).
         resize, crop: preprocessing (232/224 for torchvision's ResNet-50 V2 weights).
         box_convention: ``"aspect"`` (exact) or ``"per_axis"`` (the paper's code).
-        images_dir, annotations, synset_mapping: explicit locations (default: searched).
+        annotations: ``LOC_val_solution.csv`` or a folder of XML files (default: searched).
+        synset_mapping: a mapping file, a list of synsets in class order, or a dict
+            (default: ``root/LOC_synset_mapping.txt``).
         missing_images: ``"error"`` or ``"skip"`` annotated images without a file.
         protocol: a CSV image list ``ImageId, PredictionString[, target]`` (e.g. the authors'
             ``imagenet.csv``) whose rows are the items, in order, duplicates kept; the boxes
@@ -438,16 +307,61 @@ def load_imagenet_val(
         isinstance(max_images, bool) or not isinstance(max_images, int) or max_images < 1
     ):
         raise ValueError(f"max_images must be a positive int or None, got {max_images!r}")
-    mapping_file = synset_mapping if isinstance(synset_mapping, (str, Path)) else None
-    files = find_imagenet_files(
-        root,
-        images_dir=images_dir,
-        annotations=protocol if protocol is not None and annotations is None else annotations,
-        synset_mapping=mapping_file,
-    )
-    mapping = synset_mapping if mapping_file is None else None
+    ann = protocol if protocol is not None and annotations is None else annotations
+    files = find_imagenet_files(root, ann)
     protocol = None if protocol is None else Path(protocol).expanduser()
-    chosen = _read_records(files, mapping, protocol, missing_images)
+    if missing_images not in ("error", "skip"):
+        raise ValueError(f"missing_images must be 'error' or 'skip', got {missing_images!r}")
+    if protocol is not None and not protocol.is_file():
+        raise FileNotFoundError(f"ImageNet protocol list {protocol} does not exist")
+    if protocol is not None or files.annotations.is_file():
+        path = protocol or files.annotations
+        rows, first = [], {}
+        for n, image_id, syn, box, target in _csv_rows(path):
+            if target is not None and not re.fullmatch(r"n\d{8}", target):
+                raise ValueError(f"{path}:{n} ({image_id}): target {target!r} is not a synset id")
+            seen = first.setdefault(image_id, (n, syn, box))
+            if protocol is None and seen[1:] != (syn, box):
+                raise ValueError(
+                    f"{path}:{n}: {image_id} is listed again (first at line {seen[0]}) with "
+                    f"another class or box ({seen[1]} {list(seen[2])} vs {syn} {list(box)}); "
+                    "keep one row per image"
+                )
+            rows.append((image_id, target or syn, box))
+        if protocol is None:  # every annotated image once, sorted by id
+            rows = sorted({r[0]: r for r in reversed(rows)}.values())
+    else:
+        xmls = sorted(files.annotations.glob("ILSVRC2012_val_*.xml"))
+        rows = [(p.stem, *_first_object_xml(p)) for p in xmls]
+    if not rows:
+        raise ValueError(f"no annotations in {protocol or files.annotations}")
+    synsets = {syn for _, syn, _ in rows}
+    source = synset_mapping if synset_mapping is not None else files.mapping
+    if source is None and len(synsets) != 1000:
+        raise FileNotFoundError(
+            f"no synset -> class mapping: {_MAPPING_NAME} was not found and the annotations "
+            f"cover {len(synsets)} synsets, not all 1000 (which would fix the standard sorted "
+            "order). Pass synset_mapping= a LOC_synset_mapping.txt file, a list of the 1000 "
+            "synsets in class order, or a dict."
+        )
+    mapping = read_synset_mapping(sorted(synsets) if source is None else source)
+    unknown = sorted(synsets - set(mapping))
+    if unknown:
+        raise ValueError(
+            f"{len(unknown)} synset(s) of the annotations are not in the mapping: {unknown[:10]}"
+        )
+    missing = sorted({i for i, _, _ in rows if i not in files.images})
+    if missing and missing_images == "error":
+        raise FileNotFoundError(
+            f"{len(missing)} annotated image(s) have no file among the {len(files.images)} "
+            f"images found: {', '.join(missing[:10])}{' …' if len(missing) > 10 else ''} "
+            "(pass missing_images='skip' to drop them)"
+        )
+    chosen = [
+        ImageNetRecord(i, files.images[i], syn, mapping[syn], tuple(box))
+        for i, syn, box in rows
+        if i in files.images
+    ]
     if protocol is None:
         chosen = sample_per_class(chosen, per_class, seed)
     if max_images is not None:
