@@ -28,17 +28,6 @@ from torch import Tensor
 from ..postprocess import kernel_size_for
 from .items import ClassificationDataset, Rows
 
-__all__ = [
-    "DigitsData",
-    "load_digits_images",
-    "digits_split",
-    "DIGITS_SIZE",
-    "SPLIT_SEED",
-    "TRAIN_SIZE",
-    "STROKE_THRESHOLD",
-    "DIGITS_BLUR",
-]
-
 #: Side of the upsampled images (pixels).
 DIGITS_SIZE = 32
 #: Seed of the train/test permutation.

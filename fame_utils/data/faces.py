@@ -23,16 +23,6 @@ from tqdm.auto import tqdm
 from .items import Rows
 from .transforms import load_image
 
-__all__ = [
-    "FACES_DIR",
-    "SAMPLE_CHIP_PADDING",
-    "SAMPLE_FACE_SUBSETS",
-    "FacePairs",
-    "load_face_protocol",
-    "load_sample_faces",
-    "h5_crop_name",
-]
-
 #: The bundled face data: aligned 150x150 chips, their variations and the pair protocols.
 FACES_DIR: Path = Path(__file__).resolve().parents[2] / "data" / "faces"
 

@@ -24,23 +24,6 @@ from torch import Tensor
 
 from .._checks import check_images
 
-__all__ = [
-    "Task",
-    "Rows",
-    "ClassificationItem",
-    "PairItem",
-    "ClassificationBatch",
-    "PairBatch",
-    "ClassificationDataset",
-    "PairDataset",
-    "task_of",
-    "collate",
-    "hash_tensor",
-    "from_object_samples",
-    "from_face_pairs",
-    "dataset_identity",
-]
-
 Task = Literal["classification", "verification"]
 """``"classification"`` (:class:`ClassificationItem` data) or ``"verification"`` (pairs)."""
 
@@ -176,7 +159,7 @@ def hash_tensor(h: Any, t: Tensor) -> None:
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
 
 
-def _tensors_identity(kind: bytes, tensors: Sequence[Tensor | None], names: list[str]) -> str:
+def _identity(kind: bytes, tensors: Sequence[Tensor | None], names: list[str]) -> str:
     h = hashlib.sha256(kind)
     for t in tensors:
         if t is not None:
@@ -192,97 +175,79 @@ def _names(names: Sequence[str] | None, n: int) -> list[str]:
     return out
 
 
-class ClassificationDataset(Sequence):
-    """In-memory classification items from tensors.
+class _Items(Sequence):
+    def __len__(self) -> int:
+        return len(getattr(self, dataclasses.fields(self)[0].name))
 
-    Args:
-        images: (N, 3, H, W) float [0, 1].
-        labels: (N,) class indices.
-        boxes: (N, 4) ``(x0, y0, x1, y1)`` in pixel coordinates, or ``None``.
-        names: N unique names (default ``"0"``, ``"1"``, …).
-        identity: string identifying the data for the cache; default: a hash of the content.
-    """
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        return self.item(i)
 
-    def __init__(
-        self,
-        images: Tensor,
-        labels: Sequence[int] | Tensor,
-        boxes: Tensor | Sequence[Sequence[float]] | None = None,
-        names: Sequence[str] | None = None,
-        identity: str | None = None,
-    ):
-        check_images(images)
-        n = images.shape[0]
-        self.images = images
-        self.labels = torch.as_tensor(labels, dtype=torch.long).reshape(-1)
-        self.boxes = None if boxes is None else torch.as_tensor(boxes, dtype=torch.float32)
-        self.names = _names(names, n)
+
+@dataclass(eq=False)
+class ClassificationDataset(_Items):
+    """In-memory classification items from tensors: ``images`` (N, 3, H, W) float [0, 1],
+    ``labels`` (N,) class indices, ``boxes`` (N, 4) ``(x0, y0, x1, y1)`` pixels or ``None``,
+    N unique ``names`` (default ``"0"``, ``"1"``, …), and the cache ``identity`` (default: a
+    hash of the content)."""
+
+    images: Tensor
+    labels: Tensor | Sequence[int]
+    boxes: Tensor | Sequence[Sequence[float]] | None = None
+    names: list[str] | None = None
+    identity: str | None = None
+
+    def __post_init__(self) -> None:
+        n = check_images(self.images).shape[0]
+        self.labels = torch.as_tensor(self.labels, dtype=torch.long).reshape(-1)
+        if self.boxes is not None:
+            self.boxes = torch.as_tensor(self.boxes, dtype=torch.float32)
+        self.names = _names(self.names, n)
         if self.labels.numel() != n or len(self.names) != n:
             raise ValueError(
                 f"{n} images but {self.labels.numel()} labels and {len(self.names)} names"
             )
         if self.boxes is not None and tuple(self.boxes.shape) != (n, 4):
             raise ValueError(f"boxes must have shape ({n}, 4), got {tuple(self.boxes.shape)}")
-        self.identity = (
-            identity
-            if identity is not None
-            else _tensors_identity(b"classification", (images, self.labels, self.boxes), self.names)
-        )
+        if self.identity is None:
+            tensors = (self.images, self.labels, self.boxes)
+            self.identity = _identity(b"classification", tensors, self.names)
 
-    def __len__(self) -> int:
-        return self.images.shape[0]
-
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self)))]
+    def item(self, i: int) -> ClassificationItem:
         box = None if self.boxes is None else self.boxes[i]
         return ClassificationItem(self.images[i], int(self.labels[i]), box, self.names[i])
 
 
-class PairDataset(Sequence):
-    """In-memory verification pairs from tensors.
+@dataclass(eq=False)
+class PairDataset(_Items):
+    """In-memory verification pairs from tensors: ``gallery``, ``probe`` (N, 3, H, W) float
+    [0, 1], ``genuine`` (N,) bool / 0-1, N unique ``names`` and the cache ``identity``."""
 
-    Args:
-        gallery, probe: (N, 3, H, W) float [0, 1].
-        genuine: (N,) bool / 0-1.
-        names: N unique names (default ``"0"``, ``"1"``, …).
-        identity: string identifying the data for the cache; default: a hash of the content.
-    """
+    gallery: Tensor
+    probe: Tensor
+    genuine: Tensor | Sequence[bool]
+    names: list[str] | None = None
+    identity: str | None = None
 
-    def __init__(
-        self,
-        gallery: Tensor,
-        probe: Tensor,
-        genuine: Sequence[bool] | Tensor,
-        names: Sequence[str] | None = None,
-        identity: str | None = None,
-    ):
-        check_images(gallery, "gallery")
-        check_images(probe, "probe")
-        n = probe.shape[0]
-        if gallery.shape != probe.shape:
+    def __post_init__(self) -> None:
+        check_images(self.gallery, "gallery")
+        n = check_images(self.probe, "probe").shape[0]
+        if self.gallery.shape != self.probe.shape:
             raise ValueError(
-                f"gallery {tuple(gallery.shape)} and probe {tuple(probe.shape)} differ"
+                f"gallery {tuple(self.gallery.shape)} and probe {tuple(self.probe.shape)} differ"
             )
-        self.gallery, self.probe = gallery, probe
-        self.genuine = torch.as_tensor(genuine).reshape(-1).bool()
-        self.names = _names(names, n)
+        self.genuine = torch.as_tensor(self.genuine).reshape(-1).bool()
+        self.names = _names(self.names, n)
         if self.genuine.numel() != n or len(self.names) != n:
             raise ValueError(
                 f"{n} pairs but {self.genuine.numel()} labels, {len(self.names)} names"
             )
-        self.identity = (
-            identity
-            if identity is not None
-            else _tensors_identity(b"pairs", (gallery, probe, self.genuine), self.names)
-        )
+        if self.identity is None:
+            tensors = (self.gallery, self.probe, self.genuine)
+            self.identity = _identity(b"pairs", tensors, self.names)
 
-    def __len__(self) -> int:
-        return self.probe.shape[0]
-
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self)))]
+    def item(self, i: int) -> PairItem:
         return PairItem(self.gallery[i], self.probe[i], bool(self.genuine[i]), self.names[i])
 
 

@@ -27,15 +27,6 @@ from torch import Tensor
 from .items import Rows
 from .transforms import BoxConvention, load_image, map_boxes, resize_center_crop
 
-__all__ = [
-    "OBJECTS_DIR",
-    "ANNOTATION_COLUMNS",
-    "ObjectAnnotation",
-    "ObjectSamples",
-    "read_annotations",
-    "load_sample_objects",
-]
-
 #: ``data/objects`` of the repository (found relative to this package).
 OBJECTS_DIR: Path = Path(__file__).resolve().parents[2] / "data" / "objects"
 #: Header of ``annotations.csv``, in order.

@@ -22,8 +22,6 @@ from torchvision.transforms.v2 import functional as TF
 
 from .._checks import check_images
 
-__all__ = ["load_image", "resize_center_crop", "map_boxes", "box_mask"]
-
 BoxConvention = Literal["aspect", "per_axis"]
 
 
