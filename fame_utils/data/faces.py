@@ -1,11 +1,6 @@
-"""Face-verification pairs: the paper's G, P, T protocol CSVs (gallery, probe, 1 = genuine /
-0 = impostor) over a folder of aligned crops of AR face, SCface and CFP-FP (Sec. 4, Table 1).
-
-:func:`load_face_protocol` reads any such CSV; :func:`load_sample_faces` the bundled stand-ins
-in ``data/faces/`` (``data/faces/README.md``). Images are (N, 3, S, S) float in [0, 1] RGB.
-Crops are image files or, as the authors stored them, one HDF5 file per image
-(:func:`h5_crop_name`) holding an H × W × 3 RGB array ``data`` (uint8, or float in [0, 1]).
-"""
+"""Face-verification pairs: G, P, T protocol CSVs (gallery, probe, 1 = genuine / 0 = impostor)
+over aligned crops, as the paper's AR face, SCface and CFP-FP (Sec. 4, Table 1), and the
+bundled stand-ins in ``data/faces/`` (``data/faces/README.md``)."""
 
 from __future__ import annotations
 
@@ -38,18 +33,14 @@ _LABELS.update({"0": False, "0.0": False, "false": False, "no": False})
 
 @dataclass
 class FacePairs(Rows):
-    """Gallery/probe pairs of one protocol, row i of every field describing pair i in CSV order.
+    """Gallery/probe pairs of one protocol; row i of every field is pair i, in CSV order.
 
     Attributes:
-        gallery, probe: (N, 3, H, W) float in [0, 1], RGB, on one device; rows that share a
-            file are equal (each file is loaded once).
+        gallery, probe: (N, 3, H, W) float in [0, 1], RGB, on one device.
         genuine: (N,) bool on the same device: True = same person (``T`` = 1).
         gallery_files, probe_files: the ``G`` and ``P`` entries, as written in the CSV.
         variation: the CSV's ``variation`` column (``"glasses"``, ``"x8"``, …) or None.
-        extra: every other CSV column, as strings, e.g. ``{"source": [...]}``.
-        root: the folder the relative file names were resolved against.
-
-    ``subset(index)`` and ``to(device)`` come from :class:`~fame_utils.data.items.Rows`.
+        extra: every other CSV column, as strings; root: where relative names were resolved.
     """
 
     gallery: Tensor
@@ -106,7 +97,6 @@ class FacePairs(Rows):
 
 
 def _read_protocol(csv_path: Path) -> tuple[list[str], list[dict[str, str]]]:
-    """The header and the non-blank rows (with their ``__line__``) of a protocol CSV."""
     with csv_path.open(newline="", encoding="utf-8-sig") as fh:
         reader = csv.reader(fh)
         header = next((line for line in reader if any(v.strip() for v in line)), None)
@@ -149,7 +139,7 @@ def h5_crop_name(protocol_path: str) -> str:
 
 
 def _read_h5_crop(path: Path) -> Tensor:
-    """The ``data`` dataset of an HDF5 crop as a (3, H, W) float32 tensor in [0, 1]."""
+    """An HDF5 crop's ``data`` (H × W × 3 RGB, uint8 or float) as (3, H, W) in [0, 1]."""
     import h5py  # lazy: only needed for the authors' HDF5 crops
 
     try:
@@ -192,28 +182,18 @@ def load_face_protocol(
     size: int | tuple[int, int] | None = None,
     device: torch.device | str | None = None,
     rows: slice | Sequence[int] | None = None,
-    progress: bool | None = None,
 ) -> FacePairs:
-    """Load the pairs of a G, P, T protocol CSV over a folder of aligned face crops.
-
-    ``T`` also accepts ``true``/``false``; further columns are kept (``variation`` becomes
-    :attr:`FacePairs.variation`, others land in :attr:`FacePairs.extra`).
+    """Load the pairs of a G, P, T protocol CSV (``T`` 0/1 or false/true; a ``variation``
+    column and others kept) over a folder of aligned face crops, each file read once.
 
     Args:
         csv_path: the protocol file.
-        root: folder that relative paths in ``G`` and ``P`` are resolved against (default: the
-            CSV's folder); absolute paths are used as they are. A path that does not exist is
-            looked for as the authors' HDF5 crop :func:`h5_crop_name` in root.
+        root: folder relative paths are resolved against (default: the CSV's); a missing file
+            is looked for as the authors' HDF5 crop :func:`h5_crop_name` there.
         size: resize every image to ``size`` x ``size`` (or (height, width)), antialiased
-            bilinear, e.g. 112 for IResNet or 150 for dlib. None keeps the files' size, which
-            must then be the same for all of them.
+            bilinear, e.g. 112 for IResNet; None keeps the files' (equal) size.
         device: where the returned tensors live (default CPU).
-        rows: load only these protocol rows (a slice or row indices, 0 = first pair); only the
-            files those pairs need are read.
-        progress: show a tqdm bar while reading images; None = only for 200 files or more.
-
-    Returns:
-        :class:`FacePairs`; each distinct file is read and resized once.
+        rows: load only these protocol rows (a slice or row indices, 0 = first pair).
 
     Raises:
         FileNotFoundError: the CSV, or any image it names, does not exist (all missing images
@@ -269,10 +249,9 @@ def load_face_protocol(
             + "\n  ".join(missing[:50])
             + more
         )
-    show = len(files) >= 200 if progress is None else progress
     images = [
         _load_image(paths[name], size)
-        for name in tqdm(files, desc="loading face images", disable=not show, leave=False)
+        for name in tqdm(files, desc="loading face images", disable=len(files) < 200, leave=False)
     ]
     shapes = sorted({tuple(x.shape[1:]) for x in images})
     if len(shapes) > 1:
@@ -303,19 +282,14 @@ def load_sample_faces(
     padding: float = SAMPLE_CHIP_PADDING,
     device: torch.device | str | None = None,
 ) -> FacePairs:
-    """Load one of the bundled stand-in protocols (``data/faces/protocols/<subset>.csv``).
-
-    These are small stand-ins built from photos in registry packages, not the paper's
-    datasets (``data/faces/README.md``).
+    """Load a bundled stand-in protocol (``data/faces/protocols/<subset>.csv``).
 
     Args:
-        subset: ``"occlusion"`` (AR face stand-in: sunglasses, scarf, masks drawn on the probe),
-            ``"resolution"`` (SCface stand-in: probe downsampled x4, x8, x16 and upsampled back)
-            or ``"pose"`` (CFP-FP stand-in: different photos of the same person).
+        subset: ``"occlusion"`` (AR face stand-in), ``"resolution"`` (SCface stand-in) or
+            ``"pose"`` (CFP-FP stand-in); see ``data/faces/README.md``.
         size: resize the 150x150 dlib-aligned chips, e.g. 112 for IResNet; None keeps 150.
-        padding: the framing, as dlib's chip padding (the stored chips have 0.25): a larger
-            value shows the stored chip scaled by 1.5 / (1 + 2·padding), centred on black; a
-            smaller one crops the centre. FaceNet gets 0.35 in notebooks 03/04.
+        padding: the framing as dlib's chip padding (stored: 0.25); larger shows the chip
+            scaled by 1.5 / (1 + 2·padding) on black, smaller crops the centre.
         device: where the tensors live (default CPU).
     """
     if subset not in SAMPLE_FACE_SUBSETS:

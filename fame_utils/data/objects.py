@@ -1,16 +1,6 @@
-"""The bundled object images with ImageNet classes and hand-annotated boxes.
-
-``data/objects/`` holds real, redistributable photographs from registry packages
-(``data/objects/SOURCES.md``, ``scripts/fetch_object_images.py``) and ``annotations.csv``
-with the columns :data:`ANNOTATION_COLUMNS`: ``class_index`` is the ImageNet-1k index of the
-main object (``-1`` for objects no ImageNet class names, skipped unless
-``include_unlabeled=True``), ``class_name`` its torchvision name, and ``x0, y0, x1, y1`` its
-box in the stored image's pixels (exclusive bottom-right), annotated by hand except the
-quokka's (imgaug's ``quokka_annotations.json``).
-
-:func:`load_sample_objects` returns them preprocessed like a classifier input (Resize +
-CenterCrop) with the boxes mapped the same way (:mod:`fame_utils.data.transforms`), ready for
-the IoU and ROAD metrics (paper Sec. 4.3).
+"""The bundled object photos (``data/objects/``, sources in ``SOURCES.md``) with ImageNet
+classes and hand-annotated boxes in ``annotations.csv``, loaded as classifier inputs with their
+boxes mapped through the same Resize + CenterCrop for the IoU and ROAD metrics (Sec. 4.3).
 """
 
 from __future__ import annotations
@@ -30,16 +20,9 @@ from .transforms import BoxConvention, load_image, map_boxes, resize_center_crop
 #: ``data/objects`` of the repository (found relative to this package).
 OBJECTS_DIR: Path = Path(__file__).resolve().parents[2] / "data" / "objects"
 #: Header of ``annotations.csv``, in order.
-ANNOTATION_COLUMNS: tuple[str, ...] = (
-    "file",
-    "class_index",
-    "class_name",
-    "x0",
-    "y0",
-    "x1",
-    "y1",
-    "box_source",
-)
+#: Header of ``annotations.csv``: class_index is the ImageNet-1k index (-1: no ImageNet class),
+#: x0, y0, x1, y1 the main object's box in the stored image's pixels (exclusive x1, y1).
+ANNOTATION_COLUMNS = ("file", "class_index", "class_name", "x0", "y0", "x1", "y1", "box_source")
 
 
 @dataclass(frozen=True)
@@ -121,19 +104,10 @@ def read_annotations(root: str | Path | None = None) -> list[ObjectAnnotation]:
 
 @dataclass
 class ObjectSamples(Rows):
-    """Preprocessed object images with labels and boxes in crop pixels.
-
-    Attributes:
-        images: (N, 3, crop, crop) float in [0, 1], RGB.
-        labels: (N,) long ImageNet indices (-1 for objects without an ImageNet class).
-        boxes: (N, 4) float (x0, y0, x1, y1) in crop pixels, exclusive at (x1, y1).
-        names: N file stems (``"coffee"``).
-        class_names: N class names (torchvision's; the object's own name for ``-1`` rows).
-
-    Indexing (``samples["coffee"]``, ``samples[["bus", 3]]``, ``samples[2:5]``, a bool or
-    long tensor) always returns :class:`ObjectSamples`; ``to(device)`` comes from
-    :class:`~fame_utils.data.items.Rows`.
-    """
+    """Preprocessed object images: ``images`` (N, 3, crop, crop) float in [0, 1] RGB,
+    ``labels`` (N,) long ImageNet indices (-1: none), ``boxes`` (N, 4) float xyxy in crop
+    pixels, file stems ``names`` and torchvision ``class_names``. Indexing by position, slice,
+    name (``samples["coffee"]``), list or tensor returns :class:`ObjectSamples`."""
 
     images: Tensor
     labels: Tensor
@@ -167,13 +141,10 @@ def load_sample_objects(
     root: str | Path | None = None,
     synthetic: bool = False,
 ) -> ObjectSamples:
-    """Load the bundled object images as classifier inputs with boxes mapped to the crop.
-
-    Each image is moved to ``device`` and passed through Resize(``resize``, shorter side) +
-    CenterCrop(``crop``) there (:func:`~fame_utils.data.transforms.resize_center_crop`), its
-    box through :func:`~fame_utils.data.transforms.map_boxes`. The defaults (256/224) are the
-    EfficientNet-Lite0 preprocessing; the paper's ImageNet protocol is ``resize=232,
-    crop=224`` with ``convention="per_axis"`` to reproduce its numbers (Sec. 4.3).
+    """Load the bundled object images through Resize(``resize``) + CenterCrop(``crop``) on
+    ``device`` (:func:`~fame_utils.data.transforms.resize_center_crop`), boxes mapped alike
+    (:func:`~fame_utils.data.transforms.map_boxes`). 256/224 is EfficientNet-Lite0's
+    preprocessing; the paper's ImageNet protocol is 232/224 with ``convention="per_axis"``.
 
     Args:
         names: image stems or file names to load, in this order (``None``: every labelled
@@ -186,9 +157,6 @@ def load_sample_objects(
         root: another folder with the same layout (default :data:`OBJECTS_DIR`).
         synthetic: also load ``<root>/composites/`` (same layout), small-object composites
             with exact boxes (``scripts/make_object_composites.py``), after the photos.
-
-    Returns:
-        :class:`ObjectSamples` on ``device``.
 
     Raises:
         FileNotFoundError: the folder, the CSV or image files are missing (all listed).
