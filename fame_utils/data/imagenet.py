@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from .items import ClassificationItem
+from .items import ClassificationItem, ItemSequence
 from .transforms import BoxConvention, load_image, map_boxes, resize_center_crop
 
 _IMAGE_RE = re.compile(r"^(ILSVRC2012_val_\d{8})\.(jpe?g|png)$", re.IGNORECASE)
@@ -81,13 +81,8 @@ def _has_xml(folder: Path) -> bool:
 
 
 def find_imagenet_files(root: str | Path, annotations: str | Path | None = None) -> ImageNetFiles:
-    """Locate the validation images, the box annotations (``annotations``:
-    ``LOC_val_solution.csv`` or a folder of XML files; default: searched) and
-    ``root/LOC_synset_mapping.txt`` (``None`` when absent).
-
-    Raises:
-        FileNotFoundError: listing every missing piece and where it was looked for.
-    """
+    """Locate the validation images, the box ``annotations`` (default: searched) and
+    ``root/LOC_synset_mapping.txt``; ``FileNotFoundError`` lists every missing piece."""
     root = Path(root).expanduser()
     if not root.is_dir():
         raise FileNotFoundError(
@@ -217,36 +212,28 @@ def sample_per_class(
     return out
 
 
-class ImageNetVal(Sequence):
+@dataclass(eq=False)
+class ImageNetVal(ItemSequence):
     """Lazily loaded validation items (:class:`~fame_utils.data.items.ClassificationItem`):
     ``image`` (3, crop, crop) in [0, 1], ``label``, ``box`` (4,) in crop pixels, ``name`` =
     image id. ``identity`` names the selection and preprocessing for the runner's cache."""
 
-    def __init__(
-        self,
-        records: Sequence[ImageNetRecord],
-        *,
-        resize: int = 232,
-        crop: int = 224,
-        box_convention: BoxConvention = "aspect",
-    ):
-        if box_convention not in ("aspect", "per_axis"):
+    records: list[ImageNetRecord]
+    resize: int = 232
+    crop: int = 224
+    box_convention: BoxConvention = "aspect"
+
+    def __post_init__(self) -> None:
+        if self.box_convention not in ("aspect", "per_axis"):
             raise ValueError(
-                f"box_convention must be 'aspect' or 'per_axis', got {box_convention!r}"
+                f"box_convention must be 'aspect' or 'per_axis', got {self.box_convention!r}"
             )
-        self.records = list(records)
-        self.resize, self.crop, self.box_convention = int(resize), int(crop), box_convention
-        h = hashlib.sha256(f"{self.resize}/{self.crop}/{box_convention}".encode())
+        h = hashlib.sha256(f"{self.resize}/{self.crop}/{self.box_convention}".encode())
         for r in self.records:
             h.update(f"{r.image_id},{r.label},{r.box}\n".encode())
         self.identity = f"imagenet-val:{len(self.records)}:{h.hexdigest()[:16]}"
 
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self)))]
+    def item(self, i: int) -> ClassificationItem:
         r = self.records[i]
         img = load_image(r.path)
         h, w = img.shape[1:]
@@ -279,28 +266,23 @@ def load_imagenet_val(
     missing_images: str = "error",
     protocol: str | Path | None = None,
 ) -> ImageNetVal:
-    """ImageNet validation items: first object's class and box, Resize(``resize``) +
-    CenterCrop(``crop``), from a fixed image list (``protocol``) or our seeded draw.
+    """ImageNet validation items (first object's class and box, Resize + CenterCrop) of the
+    fixed image list ``protocol`` or of our seeded draw of ``per_class`` images per class.
 
     Args:
         root: local ImageNet folder (the files needed: this module's docstring).
-        per_class: images per class of our own draw (``None``: all annotated images);
-            ignored with ``protocol``.
-        seed: seed of our per-class draw; ignored with ``protocol``.
-        max_images: keep only the first ``max_images`` items (of the list, or of the
-            class-ordered draw).
+        per_class, seed: our draw (``per_class=None``: all images); ignored with ``protocol``.
+        max_images: keep only the first ``max_images`` items.
         resize, crop: preprocessing (232/224 for torchvision's ResNet-50 V2 weights).
         box_convention: ``"aspect"`` (exact) or ``"per_axis"`` (the paper's code).
         annotations: ``LOC_val_solution.csv`` or a folder of XML files (default: searched).
-        synset_mapping: a mapping file, a list of synsets in class order, or a dict
-            (default: ``root/LOC_synset_mapping.txt``).
+        synset_mapping: a mapping file, synsets in class order, or a dict (default: found).
         missing_images: ``"error"`` or ``"skip"`` annotated images without a file.
-        protocol: a CSV image list ``ImageId, PredictionString[, target]`` (e.g. the authors'
-            ``imagenet.csv``) whose rows are the items, in order, duplicates kept; the boxes
-            come from it, so ``annotations`` is not needed.
+        protocol: a CSV ``ImageId, PredictionString[, target]`` whose rows, boxes and
+            classes are the items, in order, duplicates kept (the authors' ``imagenet.csv``).
 
     Raises:
-        FileNotFoundError: a clear list of what is missing.
+        FileNotFoundError: a list of what is missing.
         ValueError: a bad row (reversed or NaN box, unknown synset), naming file and line.
     """
     if max_images is not None and (
@@ -366,4 +348,4 @@ def load_imagenet_val(
         chosen = sample_per_class(chosen, per_class, seed)
     if max_images is not None:
         chosen = chosen[:max_images]
-    return ImageNetVal(chosen, resize=resize, crop=crop, box_convention=box_convention)
+    return ImageNetVal(chosen, int(resize), int(crop), box_convention)

@@ -1,13 +1,6 @@
-"""Items, batches and in-memory datasets of the two tasks the experiments run.
-
-- Classification (paper Table 2): :class:`ClassificationItem` (image, class, box), stacked
-  into a :class:`ClassificationBatch`; :class:`ClassificationDataset` holds tensors.
-- Verification (paper Table 1): :class:`PairItem` (gallery, probe, genuine), stacked into a
-  :class:`PairBatch`; :class:`PairDataset` holds tensors.
-
-A dataset is any sequence of items of one kind (:mod:`fame_utils.data.imagenet` loads
-lazily). It may carry an ``identity`` string naming its content for the experiment cache;
-:func:`dataset_identity` otherwise hashes the items.
+"""Items, batches and in-memory datasets of classification (paper Table 2: image, class, box)
+and verification (Table 1: gallery, probe, genuine). A dataset is any sequence of items of one
+kind, with an optional cache ``identity`` (:func:`dataset_identity` otherwise hashes items).
 """
 
 from __future__ import annotations
@@ -36,12 +29,8 @@ class Rows:
         return len(getattr(self, dataclasses.fields(self)[0].name))
 
     def subset(self, index: int | slice | Sequence[int] | Sequence[bool] | Tensor | np.ndarray):
-        """The rows selected by ``index`` (an int, a slice, ints, a bool mask of length N, or
-        a tensor (any device) or array of either), in that order, as a new object.
-
-        Raises:
-            IndexError: an index out of range, or a mask of the wrong length.
-        """
+        """The rows ``index`` selects (an int, slice, ints or bool mask of length N, as a list,
+        array or tensor on any device), in that order; ``IndexError`` when out of range."""
         index = index.cpu() if isinstance(index, Tensor) else index
         idx = torch.arange(len(self))[index].reshape(-1)
         rows = idx.tolist()
@@ -175,7 +164,10 @@ def _names(names: Sequence[str] | None, n: int) -> list[str]:
     return out
 
 
-class _Items(Sequence):
+class ItemSequence(Sequence):
+    """Base of the dataclass datasets: the length of the first field, ``item(i)`` per index,
+    and a list of items for a slice."""
+
     def __len__(self) -> int:
         return len(getattr(self, dataclasses.fields(self)[0].name))
 
@@ -186,7 +178,7 @@ class _Items(Sequence):
 
 
 @dataclass(eq=False)
-class ClassificationDataset(_Items):
+class ClassificationDataset(ItemSequence):
     """In-memory classification items from tensors: ``images`` (N, 3, H, W) float [0, 1],
     ``labels`` (N,) class indices, ``boxes`` (N, 4) ``(x0, y0, x1, y1)`` pixels or ``None``,
     N unique ``names`` (default ``"0"``, ``"1"``, …), and the cache ``identity`` (default: a
@@ -220,7 +212,7 @@ class ClassificationDataset(_Items):
 
 
 @dataclass(eq=False)
-class PairDataset(_Items):
+class PairDataset(ItemSequence):
     """In-memory verification pairs from tensors: ``gallery``, ``probe`` (N, 3, H, W) float
     [0, 1], ``genuine`` (N,) bool / 0-1, N unique ``names`` and the cache ``identity``."""
 

@@ -147,21 +147,17 @@ def load_sample_objects(
     preprocessing; the paper's ImageNet protocol is 232/224 with ``convention="per_axis"``.
 
     Args:
-        names: image stems or file names to load, in this order (``None``: every labelled
-            image, in CSV order).
-        resize, crop: preprocessing sizes.
+        names: image stems or file names, in this order (``None``: every labelled image).
         convention: box mapping, ``"aspect"`` (exact) or ``"per_axis"`` (reference code).
-        device: where the tensors go (default CPU).
-        include_unlabeled: also load rows with ``class_index = -1`` (label -1); without it
-            they are skipped when ``names`` is None, and asking for one by name raises.
+        include_unlabeled: also load ``class_index = -1`` rows (label -1).
         root: another folder with the same layout (default :data:`OBJECTS_DIR`).
-        synthetic: also load ``<root>/composites/`` (same layout), small-object composites
-            with exact boxes (``scripts/make_object_composites.py``), after the photos.
+        synthetic: also load ``<root>/composites/``, small-object composites with exact boxes
+            (``scripts/make_object_composites.py``), after the photos.
 
     Raises:
         FileNotFoundError: the folder, the CSV or image files are missing (all listed).
         ValueError: a malformed CSV row (named), an unknown name, a box outside its image,
-            or a name whose row has no ImageNet class while ``include_unlabeled`` is False.
+            or a ``-1`` row asked for by name without ``include_unlabeled``.
     """
     folder = OBJECTS_DIR if root is None else Path(root)
     rows = read_annotations(folder)

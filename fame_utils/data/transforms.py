@@ -1,12 +1,6 @@
-"""Image loading and the Resize + CenterCrop preprocessing, with boxes mapped the same way.
-
-The classifiers take square crops: the shorter side resized to ``resize`` (bilinear,
-antialiased) and the centre ``crop`` × ``crop`` window kept, as torchvision's
-``Resize(resize)`` + ``CenterCrop(crop)``, which do both the image and the boxes here, so
-IoU numbers (paper Sec. 4.3, Table 2) are not off by a mapping error.
-
-Boxes are ``(x0, y0, x1, y1)`` in continuous pixel coordinates: pixel (row i, column j)
-covers [j, j + 1) × [i, i + 1); the whole W × H image is ``(0, 0, W, H)``.
+"""Image loading and torchvision's Resize + CenterCrop for images and boxes alike, so IoU
+numbers (paper Sec. 4.3, Table 2) carry no mapping error. Boxes are ``(x0, y0, x1, y1)`` in
+pixel coordinates: pixel (row i, column j) covers [j, j + 1) × [i, i + 1).
 """
 
 from __future__ import annotations
@@ -28,9 +22,8 @@ BoxConvention = Literal["aspect", "per_axis"]
 def load_image(path: str | Path) -> Tensor:
     """Read an image file as a float32 RGB tensor (3, H, W) in [0, 1] on the CPU.
 
-    The one image reader of every loader. PIL's ``convert("RGB")`` maps gray, palette, RGBA
-    (alpha dropped, not composited), CMYK, …; 16-bit gray (``I;16``/``I``) is scaled by
-    1/65535. EXIF orientation is ignored: pixels come in stored order, the order boxes use.
+    PIL's ``convert("RGB")`` maps gray, palette, RGBA (alpha dropped), CMYK, …; 16-bit gray
+    is scaled by 1/65535; EXIF orientation is ignored (stored order, the order boxes use).
 
     Raises:
         FileNotFoundError: the file does not exist.
@@ -70,18 +63,9 @@ def _check_sizes(resize: int, crop: int) -> None:
 
 
 def resize_center_crop(images: Tensor, resize: int = 256, crop: int = 224) -> Tensor:
-    """Resize the shorter side to ``resize``, then keep the centre ``crop`` × ``crop``.
-
-    torchvision's ``Resize(resize)`` (bilinear, antialiased) + ``CenterCrop(crop)``, clamped
-    to [0, 1], on the images' device.
-
-    Args:
-        images: float tensor (3, H, W) or (B, 3, H, W) in [0, 1].
-        resize: target length of the shorter side; crop: side of the output (<= resize).
-
-    Returns:
-        (3, crop, crop) or (B, 3, crop, crop), same rank, device and dtype as the input.
-    """
+    """torchvision's ``Resize(resize)`` (shorter side, bilinear, antialiased) +
+    ``CenterCrop(crop)``, clamped to [0, 1]: (3, H, W) or (B, 3, H, W) float images in
+    [0, 1] to (3, crop, crop) or (B, 3, crop, crop) on the same device."""
     single = isinstance(images, Tensor) and images.ndim == 3
     batch = check_images(images[None] if single else images)
     _check_sizes(resize, crop)
@@ -119,8 +103,7 @@ def map_boxes(
     image were square. Results are clipped to [0, crop]; a box outside the crop is empty.
 
     Args:
-        boxes: (N, 4) or (4,) in input-image pixels, xyxy, exclusive at (x1, y1).
-        orig_hw: (H, W) of the input image.
+        boxes: (N, 4) or (4,) in the pixels of the (H, W) = ``orig_hw`` image.
         resize, crop: as for :func:`resize_center_crop`.
 
     Returns:
@@ -141,18 +124,9 @@ def map_boxes(
 
 
 def box_mask(boxes: Tensor | np.ndarray | list, size: int | tuple[int, int]) -> Tensor:
-    """Boolean masks of the pixels whose centres lie inside each box.
-
-    Pixel (i, j) is inside ``(x0, y0, x1, y1)`` when x0 <= j + 0.5 < x1 and
-    y0 <= i + 0.5 < y1 (half-open, matching exclusive x1, y1).
-
-    Args:
-        boxes: (N, 4) or (4,) xyxy boxes in pixels.
-        size: side of a square mask, or (H, W).
-
-    Returns:
-        (N, H, W) bool tensor on the boxes' device.
-    """
+    """(N, H, W) bool masks, on the boxes' device, of the pixels (i, j) whose centres lie in
+    each of the (N, 4) or (4,) boxes: x0 <= j + 0.5 < x1 and y0 <= i + 0.5 < y1. ``size``:
+    the side of a square mask, or (H, W)."""
     b = _as_boxes(boxes)
     h, w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
     if h <= 0 or w <= 0:
