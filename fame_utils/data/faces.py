@@ -40,7 +40,7 @@ class FacePairs(Rows):
         genuine: (N,) bool on the same device: True = same person (``T`` = 1).
         gallery_files, probe_files: the ``G`` and ``P`` entries, as written in the CSV.
         variation: the CSV's ``variation`` column (``"glasses"``, ``"x8"``, …) or None.
-        extra: every other CSV column, as strings; root: where relative names were resolved.
+        extra: every other CSV column, as strings.
     """
 
     gallery: Tensor
@@ -50,7 +50,6 @@ class FacePairs(Rows):
     probe_files: list[str]
     variation: list[str] | None = None
     extra: dict[str, list[str]] = field(default_factory=dict)
-    root: Path | None = None
 
     def __post_init__(self) -> None:
         sizes = {k: len(v) for k, v in vars(self).items() if isinstance(v, (Tensor, list))}
@@ -271,7 +270,6 @@ def load_face_protocol(
         probe_files=[r["P"] for r in table],
         variation=[r["variation"] for r in table] if "variation" in header else None,
         extra={h: [r[h] for r in table] for h in others},
-        root=root_dir,
     )
 
 

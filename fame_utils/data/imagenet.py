@@ -263,7 +263,6 @@ def load_imagenet_val(
     box_convention: BoxConvention = "aspect",
     annotations: str | Path | None = None,
     synset_mapping: SynsetMapping | None = None,
-    missing_images: str = "error",
     protocol: str | Path | None = None,
 ) -> ImageNetVal:
     """ImageNet validation items (first object's class and box, Resize + CenterCrop) of the
@@ -277,7 +276,6 @@ def load_imagenet_val(
         box_convention: ``"aspect"`` (exact) or ``"per_axis"`` (the paper's code).
         annotations: ``LOC_val_solution.csv`` or a folder of XML files (default: searched).
         synset_mapping: a mapping file, synsets in class order, or a dict (default: found).
-        missing_images: ``"error"`` or ``"skip"`` annotated images without a file.
         protocol: a CSV ``ImageId, PredictionString[, target]`` whose rows, boxes and
             classes are the items, in order, duplicates kept (the authors' ``imagenet.csv``).
 
@@ -292,8 +290,6 @@ def load_imagenet_val(
     ann = protocol if protocol is not None and annotations is None else annotations
     files = find_imagenet_files(root, ann)
     protocol = None if protocol is None else Path(protocol).expanduser()
-    if missing_images not in ("error", "skip"):
-        raise ValueError(f"missing_images must be 'error' or 'skip', got {missing_images!r}")
     if protocol is not None and not protocol.is_file():
         raise FileNotFoundError(f"ImageNet protocol list {protocol} does not exist")
     if protocol is not None or files.annotations.is_file():
@@ -333,16 +329,14 @@ def load_imagenet_val(
             f"{len(unknown)} synset(s) of the annotations are not in the mapping: {unknown[:10]}"
         )
     missing = sorted({i for i, _, _ in rows if i not in files.images})
-    if missing and missing_images == "error":
+    if missing:
         raise FileNotFoundError(
             f"{len(missing)} annotated image(s) have no file among the {len(files.images)} "
             f"images found: {', '.join(missing[:10])}{' …' if len(missing) > 10 else ''} "
-            "(pass missing_images='skip' to drop them)"
+            "(copy them from the ImageNet validation set)"
         )
     chosen = [
-        ImageNetRecord(i, files.images[i], syn, mapping[syn], tuple(box))
-        for i, syn, box in rows
-        if i in files.images
+        ImageNetRecord(i, files.images[i], syn, mapping[syn], tuple(box)) for i, syn, box in rows
     ]
     if protocol is None:
         chosen = sample_per_class(chosen, per_class, seed)

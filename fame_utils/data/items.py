@@ -42,20 +42,12 @@ class Rows:
                 return [v[i] for i in rows]
             return {k: pick(x) for k, x in v.items()} if isinstance(v, dict) else v
 
-        return dataclasses.replace(
-            self, **{f.name: pick(getattr(self, f.name)) for f in dataclasses.fields(self)}
-        )
+        return dataclasses.replace(self, **{k: pick(v) for k, v in vars(self).items()})
 
     def to(self, device: torch.device | str):
         """The same rows with every tensor field on ``device``."""
-        return dataclasses.replace(
-            self,
-            **{
-                f.name: getattr(self, f.name).to(device)
-                for f in dataclasses.fields(self)
-                if isinstance(getattr(self, f.name), Tensor)
-            },
-        )
+        moved = {k: v.to(device) for k, v in vars(self).items() if isinstance(v, Tensor)}
+        return dataclasses.replace(self, **moved)
 
 
 @dataclass
