@@ -118,8 +118,9 @@ def test_xml_layout_with_imagefolder_images_gives_the_same_records(kaggle_root, 
 
 
 def test_per_class_sampler_is_seeded_and_balanced(kaggle_root):
-    files = find_imagenet_files(kaggle_root)
-    assert files.annotations.name == "LOC_val_solution.csv"
+    images, annotations, mapping = find_imagenet_files(kaggle_root)
+    assert annotations.name == "LOC_val_solution.csv" and mapping.name == "LOC_synset_mapping.txt"
+    assert sorted(images) == [_name(i) for i in range(1, 8)]
     a = load_imagenet_val(kaggle_root, per_class=2, seed=0)
     b = load_imagenet_val(kaggle_root, per_class=2, seed=0)
     assert [r.image_id for r in a.records] == [r.image_id for r in b.records]

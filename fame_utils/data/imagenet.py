@@ -57,16 +57,6 @@ class ImageNetRecord:
     box: tuple[float, float, float, float]
 
 
-@dataclass(frozen=True)
-class ImageNetFiles:
-    """Where the pieces were found: ``images`` (id → path), the box ``annotations`` (a CSV
-    file or an XML folder) and the ``mapping`` file (or ``None``)."""
-
-    images: dict[str, Path]
-    annotations: Path
-    mapping: Path | None
-
-
 def _index_images(folder: Path) -> dict[str, Path]:
     out: dict[str, Path] = {}
     for p in folder.rglob("ILSVRC2012_val_*"):
@@ -80,9 +70,12 @@ def _has_xml(folder: Path) -> bool:
     return folder.is_dir() and any(folder.glob("ILSVRC2012_val_*.xml"))
 
 
-def find_imagenet_files(root: str | Path, annotations: str | Path | None = None) -> ImageNetFiles:
-    """Locate the validation images, the box ``annotations`` (default: searched) and
-    ``root/LOC_synset_mapping.txt``; ``FileNotFoundError`` lists every missing piece."""
+def find_imagenet_files(
+    root: str | Path, annotations: str | Path | None = None
+) -> tuple[dict[str, Path], Path, Path | None]:
+    """``(images, annotations, mapping)``: the validation images (id → path), the box
+    ``annotations`` (a CSV file or an XML folder; default: searched) and
+    ``root/LOC_synset_mapping.txt`` or None; ``FileNotFoundError`` lists what is missing."""
     root = Path(root).expanduser()
     if not root.is_dir():
         raise FileNotFoundError(
@@ -114,7 +107,7 @@ def find_imagenet_files(root: str | Path, annotations: str | Path | None = None)
             + "\n  - ".join(problems)
         )
     mapping = root / _MAPPING_NAME
-    return ImageNetFiles(images, ann, mapping if mapping.is_file() else None)
+    return images, ann, mapping if mapping.is_file() else None
 
 
 def read_synset_mapping(mapping: SynsetMapping) -> dict[str, int]:
@@ -288,12 +281,12 @@ def load_imagenet_val(
     ):
         raise ValueError(f"max_images must be a positive int or None, got {max_images!r}")
     ann = protocol if protocol is not None and annotations is None else annotations
-    files = find_imagenet_files(root, ann)
+    images, found, mapping_file = find_imagenet_files(root, ann)
     protocol = None if protocol is None else Path(protocol).expanduser()
     if protocol is not None and not protocol.is_file():
         raise FileNotFoundError(f"ImageNet protocol list {protocol} does not exist")
-    if protocol is not None or files.annotations.is_file():
-        path = protocol or files.annotations
+    if protocol is not None or found.is_file():
+        path = protocol or found
         rows, first = [], {}
         for n, image_id, syn, box, target in _csv_rows(path):
             if target is not None and not re.fullmatch(r"n\d{8}", target):
@@ -309,12 +302,12 @@ def load_imagenet_val(
         if protocol is None:  # every annotated image once, sorted by id
             rows = sorted({r[0]: r for r in reversed(rows)}.values())
     else:
-        xmls = sorted(files.annotations.glob("ILSVRC2012_val_*.xml"))
+        xmls = sorted(found.glob("ILSVRC2012_val_*.xml"))
         rows = [(p.stem, *_first_object_xml(p)) for p in xmls]
     if not rows:
-        raise ValueError(f"no annotations in {protocol or files.annotations}")
+        raise ValueError(f"no annotations in {protocol or found}")
     synsets = {syn for _, syn, _ in rows}
-    source = synset_mapping if synset_mapping is not None else files.mapping
+    source = synset_mapping if synset_mapping is not None else mapping_file
     if source is None and len(synsets) != 1000:
         raise FileNotFoundError(
             f"no synset -> class mapping: {_MAPPING_NAME} was not found and the annotations "
@@ -328,16 +321,14 @@ def load_imagenet_val(
         raise ValueError(
             f"{len(unknown)} synset(s) of the annotations are not in the mapping: {unknown[:10]}"
         )
-    missing = sorted({i for i, _, _ in rows if i not in files.images})
+    missing = sorted({i for i, _, _ in rows if i not in images})
     if missing:
         raise FileNotFoundError(
-            f"{len(missing)} annotated image(s) have no file among the {len(files.images)} "
+            f"{len(missing)} annotated image(s) have no file among the {len(images)} "
             f"images found: {', '.join(missing[:10])}{' …' if len(missing) > 10 else ''} "
             "(copy them from the ImageNet validation set)"
         )
-    chosen = [
-        ImageNetRecord(i, files.images[i], syn, mapping[syn], tuple(box)) for i, syn, box in rows
-    ]
+    chosen = [ImageNetRecord(i, images[i], syn, mapping[syn], tuple(box)) for i, syn, box in rows]
     if protocol is None:
         chosen = sample_per_class(chosen, per_class, seed)
     if max_images is not None:

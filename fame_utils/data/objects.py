@@ -19,7 +19,6 @@ from .transforms import BoxConvention, load_image, map_boxes, resize_center_crop
 
 #: ``data/objects`` of the repository (found relative to this package).
 OBJECTS_DIR: Path = Path(__file__).resolve().parents[2] / "data" / "objects"
-#: Header of ``annotations.csv``, in order.
 #: Header of ``annotations.csv``: class_index is the ImageNet-1k index (-1: no ImageNet class),
 #: x0, y0, x1, y1 the main object's box in the stored image's pixels (exclusive x1, y1).
 ANNOTATION_COLUMNS = ("file", "class_index", "class_name", "x0", "y0", "x1", "y1", "box_source")
