@@ -150,19 +150,15 @@ def _read_h5_crop(path: Path) -> Tensor:
             arr = np.asarray(fh["data"][()])
     except OSError as e:
         raise ValueError(f"cannot read HDF5 crop {path}: {e}") from e
-    if arr.ndim != 3 or arr.shape[2] != 3:
+    if arr.ndim != 3 or arr.shape[2] != 3 or not np.issubdtype(arr.dtype, np.number):
         raise ValueError(f"HDF5 crop {path}: 'data' must be H x W x 3 (RGB), got {arr.shape}")
-    if arr.dtype == np.uint8:
-        arr = arr.astype(np.float32) / 255.0
-    elif not np.issubdtype(arr.dtype, np.floating):
-        raise ValueError(f"HDF5 crop {path}: 'data' must be uint8 or float, got {arr.dtype}")
-    arr = arr.astype(np.float32)
-    if not np.isfinite(arr).all() or arr.min() < 0.0 or arr.max() > 1.0:
+    x = torch.from_numpy(arr / 255.0 if arr.dtype == np.uint8 else arr).float().permute(2, 0, 1)
+    if not bool(torch.isfinite(x).all()) or x.min() < 0.0 or x.max() > 1.0:
         raise ValueError(
-            f"HDF5 crop {path}: float 'data' must be finite and in [0, 1], got range "
+            f"HDF5 crop {path}: 'data' must be uint8, or float in [0, 1]; got {arr.dtype} in "
             f"[{float(np.nanmin(arr)):.9g}, {float(np.nanmax(arr)):.9g}]"
         )
-    return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)
+    return x.contiguous()
 
 
 def _load_image(path: Path, size: tuple[int, int] | None) -> Tensor:
