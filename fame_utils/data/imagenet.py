@@ -84,7 +84,9 @@ def find_imagenet_files(
         )
     problems = []
     folders = [root / rel for rel in _IMAGE_DIRS]
-    images = next((i for d in folders if d.is_dir() and (i := _index_images(d))), {})
+    images: dict[str, Path] = {}
+    for folder in folders:
+        images = images or (_index_images(folder) if folder.is_dir() else {})
     if not images:
         looked = ", ".join(map(str, folders))
         problems.append(f"validation images ILSVRC2012_val_*.JPEG: none found under {looked}")
@@ -115,15 +117,16 @@ def read_synset_mapping(mapping: SynsetMapping) -> dict[str, int]:
     Tinca tinca"`` = class i), a sequence of synsets in class order, or a dict."""
     if isinstance(mapping, Mapping):
         return {str(k): int(v) for k, v in mapping.items()}
-    synsets = [str(s) for s in mapping] if not isinstance(mapping, (str, Path)) else []
+    synsets = [] if isinstance(mapping, (str, Path)) else [str(s) for s in mapping]
     if isinstance(mapping, (str, Path)):
-        if not Path(mapping).is_file():
-            raise FileNotFoundError(f"synset mapping file {mapping} does not exist")
-        lines = Path(mapping).read_text(encoding="utf-8").splitlines()
-        for n, syn in ((n, line.split()[0]) for n, line in enumerate(lines, 1) if line.strip()):
-            if not re.fullmatch(r"n\d{8}", syn):
-                raise ValueError(f"{mapping}:{n}: expected a synset id like n01440764, got {syn!r}")
-            synsets.append(syn)
+        path = Path(mapping)
+        if not path.is_file():
+            raise FileNotFoundError(f"synset mapping file {path} does not exist")
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            syn = line.split()[0] if line.strip() else ""
+            if syn and not re.fullmatch(r"n\d{8}", syn):
+                raise ValueError(f"{path}:{n}: expected a synset id like n01440764, got {syn!r}")
+            synsets += [syn] if syn else []
     if len(set(synsets)) != len(synsets):
         raise ValueError("the synset mapping lists a synset twice")
     return {s: i for i, s in enumerate(synsets)}
