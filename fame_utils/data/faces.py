@@ -73,12 +73,8 @@ class FacePairs(Rows):
     def select(
         self, *, variation: str | Sequence[str] | None = None, genuine: bool | None = None
     ) -> FacePairs:
-        """The pairs with the given variation(s) and/or label, in protocol order.
-
-        Raises:
-            ValueError: ``variation`` given but the protocol has no variation column, or names a
-                variation that does not occur (the message lists those that do).
-        """
+        """The pairs with the given variation(s) and/or label, in protocol order; a variation
+        the protocol lacks raises ``ValueError`` listing those it has."""
         keep = np.ones(len(self), dtype=bool)
         if variation is not None:
             if self.variation is None:
@@ -191,10 +187,8 @@ def load_face_protocol(
         rows: load only these protocol rows (a slice or row indices, 0 = first pair).
 
     Raises:
-        FileNotFoundError: the CSV, or any image it names, does not exist (all missing images
-            are listed, with the root they were looked for in).
-        ValueError: missing columns, T values other than 0/1, an empty protocol, or images of
-            different sizes with ``size=None``.
+        FileNotFoundError: the CSV or images it names are missing (all listed, with the root).
+        ValueError: missing columns, T other than 0/1, no pairs, or unequal sizes, no ``size``.
     """
     csv_path = Path(csv_path)
     if not csv_path.is_file():

@@ -26,7 +26,8 @@ ANNOTATION_COLUMNS = ("file", "class_index", "class_name", "x0", "y0", "x1", "y1
 
 @dataclass(frozen=True)
 class ObjectAnnotation:
-    """One row of ``annotations.csv``; the box is in the stored image's pixels."""
+    """One row of ``annotations.csv``; ``name`` is the file stem, ``labelled`` whether it has
+    an ImageNet class."""
 
     file: str
     class_index: int
@@ -36,12 +37,10 @@ class ObjectAnnotation:
 
     @property
     def name(self) -> str:
-        """File name without extension (``"coffee"`` for ``coffee.png``)."""
         return Path(self.file).stem
 
     @property
     def labelled(self) -> bool:
-        """Whether the object has an ImageNet class (``class_index >= 0``)."""
         return self.class_index >= 0
 
 
@@ -64,12 +63,9 @@ def _parse_row(row: dict[str, str]) -> ObjectAnnotation:
 
 
 def read_annotations(root: str | Path | None = None) -> list[ObjectAnnotation]:
-    """Parse and validate ``<root>/annotations.csv`` (default :data:`OBJECTS_DIR`), all rows.
-
-    Raises:
-        FileNotFoundError: folder or CSV missing.
-        ValueError: wrong header, a malformed row (named by line and file), duplicate files.
-    """
+    """Every row of ``<root>/annotations.csv`` (default :data:`OBJECTS_DIR`), validated:
+    ``FileNotFoundError`` for a missing folder or CSV, ``ValueError`` naming a bad header,
+    a malformed row (by line and file) or a repeated file."""
     folder = OBJECTS_DIR if root is None else Path(root)
     csv_path = folder / "annotations.csv"
     if not folder.is_dir():
