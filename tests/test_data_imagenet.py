@@ -7,8 +7,12 @@ import pytest
 import torch
 from PIL import Image
 
-from fame_utils.data.imagenet import load_imagenet_val, sample_per_class
-from fame_utils.data.imagenet_files import find_imagenet_files, read_synset_mapping
+from fame_utils.data.imagenet import (
+    find_imagenet_files,
+    load_imagenet_val,
+    read_synset_mapping,
+    sample_per_class,
+)
 from fame_utils.data.transforms import load_image, map_boxes, resize_center_crop
 
 SYNSETS = ["n01440764", "n01443537", "n01484850"]
@@ -114,8 +118,9 @@ def test_xml_layout_with_imagefolder_images_gives_the_same_records(kaggle_root, 
 
 
 def test_per_class_sampler_is_seeded_and_balanced(kaggle_root):
-    files = find_imagenet_files(kaggle_root)
-    assert files.annotations.name == "LOC_val_solution.csv"
+    images, annotations, mapping = find_imagenet_files(kaggle_root)
+    assert annotations.name == "LOC_val_solution.csv" and mapping.name == "LOC_synset_mapping.txt"
+    assert sorted(images) == [_name(i) for i in range(1, 8)]
     a = load_imagenet_val(kaggle_root, per_class=2, seed=0)
     b = load_imagenet_val(kaggle_root, per_class=2, seed=0)
     assert [r.image_id for r in a.records] == [r.image_id for r in b.records]
@@ -143,11 +148,10 @@ def test_missing_files_are_listed(tmp_path, kaggle_root):
     (kaggle_root / "ILSVRC" / "Data" / "CLS-LOC" / "val" / f"{_name(4)}.JPEG").unlink()
     with pytest.raises(FileNotFoundError, match=_name(4)):
         load_imagenet_val(kaggle_root)
-    assert len(load_imagenet_val(kaggle_root, per_class=None, missing_images="skip")) == 6
     # no mapping file and fewer than 1000 synsets: the error names the file to provide
     (kaggle_root / "LOC_synset_mapping.txt").unlink()
     with pytest.raises(FileNotFoundError, match="LOC_synset_mapping.txt"):
-        load_imagenet_val(kaggle_root, missing_images="skip")
+        load_imagenet_val(kaggle_root)
 
 
 def test_synset_mapping_forms(tmp_path):

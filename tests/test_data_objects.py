@@ -26,7 +26,6 @@ from fame_utils.data.transforms import (
     load_image,
     map_boxes,
     resize_center_crop,
-    resize_crop_geometry,
 )
 
 CATEGORIES = ResNet50_Weights.IMAGENET1K_V2.meta["categories"]
@@ -66,19 +65,10 @@ def test_resize_center_crop_rejects_bad_input() -> None:
         resize_center_crop(np.zeros((3, 30, 30)), 32, 24)  # type: ignore[arg-type]
 
 
-def test_geometry_hand_case() -> None:
+def test_map_boxes_hand_case_aspect() -> None:
     # W=400, H=300: shorter side H -> 256, W -> int(256 * 400 / 300) = int(341.33) = 341.
     # Crop offsets: top = round((256 - 224) / 2) = 16, left = round((341 - 224) / 2) = round(58.5)
-    # = 58 (round half to even, as torchvision).
-    geo = resize_crop_geometry((300, 400), 256, 224)
-    assert geo.resized_hw == (256, 341)
-    assert (geo.top, geo.left) == (16, 58)
-    assert geo.scale_x == pytest.approx(341 / 400)
-    assert geo.scale_y == pytest.approx(256 / 300)
-
-
-def test_map_boxes_hand_case_aspect() -> None:
-    # 400x300 image, resize 256, crop 224 (geometry above): x -> x * 0.8525 - 58,
+    # = 58 (round half to even, as torchvision). So x -> x * 0.8525 - 58,
     # y -> y * 0.85333 - 16.
     #   (100, 50, 300, 250) -> (85.25 - 58, 42.667 - 16, 255.75 - 58, 213.333 - 16)
     #                        = (27.25, 26.667, 197.75, 197.333)
@@ -277,7 +267,7 @@ def test_load_sample_objects(samples: ObjectSamples) -> None:
     assert b.shape == (n, 4)
     assert bool(((b >= 0) & (b <= 224)).all())
     assert bool(((b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1])).all())
-    masks = samples.masks()
+    masks = box_mask(samples.boxes, 224)
     assert masks.shape == (n, 224, 224) and masks.dtype == torch.bool
     assert bool((masks.flatten(1).sum(1) > 0).all())
     assert [CATEGORIES[i] for i in samples.labels.tolist()] == samples.class_names
@@ -373,7 +363,6 @@ def test_load_on_cuda_matches_cpu() -> None:
     cpu = load_sample_objects(["coffee", "bus", "squirrel_cls"])
     gpu = load_sample_objects(["coffee", "bus", "squirrel_cls"], device="cuda")
     assert gpu.images.is_cuda and gpu.labels.is_cuda and gpu.boxes.is_cuda
-    assert gpu.masks().is_cuda
     torch.testing.assert_close(gpu.images.cpu(), cpu.images, atol=2e-6, rtol=0)
     torch.testing.assert_close(gpu.boxes.cpu(), cpu.boxes)
 

@@ -5,7 +5,6 @@
 - :mod:`.faces` — face-pair protocols (G, P, T CSVs) over folders of aligned chips, and
   the bundled stand-in protocols (``data/faces``).
 - :mod:`.imagenet` — ImageNet validation images with first-object boxes (paper protocol).
-- :mod:`.imagenet_files` — finding the ImageNet validation files and reading their boxes,
-  synset mapping and image lists.
+- :mod:`.digits` — scikit-learn's digits as 32 × 32 RGB images with stroke masks.
 - :mod:`.items` — the items, batches and in-memory datasets the experiments run on.
 """

@@ -1,20 +1,10 @@
-"""scikit-learn's handwritten digits as 32 × 32 RGB images with stroke masks.
+"""scikit-learn's handwritten digits (``load_digits``: 1,797 images, 8 × 8, intensities 0–16)
+as 32 × 32 RGB images with stroke masks, the input of ``load_classifier("tiny_vit_digits")``.
 
-The data set is scikit-learn's bundled copy of the UCI optical digits (``load_digits``:
-1,797 images of 8 × 8 pixels, intensities 0–16, classes 0–9; it installs with the package,
-no download). :func:`load_digits_images` makes them the input of the shipped
-``load_classifier("tiny_vit_digits")``:
-
-- **image**: intensity / 16 in [0, 1], upsampled 8 → 32 with bilinear interpolation
-  (``align_corners=False``, values stay in [0, 1]), the same value in R, G and B: bright
-  strokes on a black background.
-- **split**: a fixed permutation ``torch.randperm(1797, generator=manual_seed(SPLIT_SEED))``;
-  its first :data:`TRAIN_SIZE` (1,400) indices are the training split, the remaining 397 the
-  test split (the split ``scripts/train_tiny_vit.py`` trained on).
-- **stroke mask**: the pixels of the upsampled image whose intensity exceeds
-  :data:`STROKE_THRESHOLD` (0.5, i.e. 8 of 16 grey levels): the ink of the digit, a natural
-  "object" mask for IoU and ROAD-style numbers. On the test split it covers 30.8% of the
-  pixels on average (19–42% per image; :func:`fame_utils.metrics.masks.mask_share` measures it).
+Image: intensity / 16, upsampled bilinearly (``align_corners=False``) to 32 × 32, equal in R,
+G and B. Split: the first :data:`TRAIN_SIZE` indices of ``torch.randperm(1797)`` seeded with
+:data:`SPLIT_SEED` train (``scripts/train_tiny_vit.py``), the other 397 test. Stroke mask: the
+upsampled intensity above :data:`STROKE_THRESHOLD` (the ink; 30.8 % of a test image on average).
 """
 
 from __future__ import annotations
@@ -26,17 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..postprocess import kernel_size_for
-
-__all__ = [
-    "DigitsData",
-    "load_digits_images",
-    "digits_split",
-    "DIGITS_SIZE",
-    "SPLIT_SEED",
-    "TRAIN_SIZE",
-    "STROKE_THRESHOLD",
-    "DIGITS_BLUR",
-]
+from .items import ClassificationDataset, Rows
 
 #: Side of the upsampled images (pixels).
 DIGITS_SIZE = 32
@@ -54,43 +34,25 @@ _NUM_IMAGES = 1797
 
 
 @dataclass(frozen=True)
-class DigitsData:
-    """One split of the digits.
-
-    Attributes:
-        images: (N, 3, 32, 32) float32 in [0, 1], RGB (three equal channels).
-        labels: (N,) int64 digit classes 0–9.
-        strokes: (N, 32, 32) bool stroke masks (intensity > :data:`STROKE_THRESHOLD`).
-        indices: (N,) int64 rows of ``sklearn.datasets.load_digits()``.
-    """
+class DigitsData(Rows):
+    """One split: ``images`` (N, 3, 32, 32) float32 in [0, 1], ``labels`` (N,) int64 digits,
+    ``strokes`` (N, 32, 32) bool masks, ``indices`` (N,) rows of ``load_digits()``."""
 
     images: Tensor
     labels: Tensor
     strokes: Tensor
     indices: Tensor
 
-    def __len__(self) -> int:
-        return int(self.labels.shape[0])
-
     @property
     def names(self) -> list[str]:
         """One label per image: ``"#<row> digit <label>"`` (row of ``load_digits()``)."""
         return [f"#{i} digit {y}" for i, y in zip(self.indices.tolist(), self.labels.tolist())]
 
-    def dataset(self):
+    def dataset(self) -> ClassificationDataset:
         """The split as a :class:`~fame_utils.data.items.ClassificationDataset` (items named
-        by :attr:`names`; its cache identity is a hash of the images and labels), to run
-        :func:`fame_utils.experiment.run.run_experiment` on; the stroke masks go to
-        :class:`fame_utils.metrics.masks.MaskMetric`."""
-        from .items import ClassificationDataset
-
+        by :attr:`names`) for :func:`~fame_utils.experiment.run.run_experiment`; the stroke
+        masks go to :class:`fame_utils.metrics.masks.MaskMetric`."""
         return ClassificationDataset(self.images, self.labels, names=self.names)
-
-    def to(self, device: str | torch.device) -> DigitsData:
-        """The same split with every tensor on ``device``."""
-        return DigitsData(
-            *(t.to(device) for t in (self.images, self.labels, self.strokes, self.indices))
-        )
 
 
 def digits_split(split: str) -> Tensor:
@@ -106,20 +68,11 @@ def digits_split(split: str) -> Tensor:
 def load_digits_images(
     split: str = "test", *, limit: int | None = None, device: str | torch.device = "cpu"
 ) -> DigitsData:
-    """The ``split`` of scikit-learn's digits as 32 × 32 RGB images with labels and stroke masks.
-
-    Args:
-        split: ``"test"`` (397 images, the default) or ``"train"`` (1,400).
-        limit: keep the first ``limit`` images of the split (None: all); must be >= 1.
-        device: where to put the tensors.
-
-    Returns:
-        :class:`DigitsData` (images (N, 3, 32, 32) in [0, 1]; labels (N,); strokes
-        (N, 32, 32) bool; indices (N,)), built as the module docstring says.
+    """The ``"test"`` (397 images) or ``"train"`` (1,400) split, its first ``limit`` images
+    (None: all), on ``device``, built as the module docstring says.
 
     Raises:
         ValueError: unknown split, or ``limit`` < 1.
-        ImportError: scikit-learn is not installed (it is a dependency of fame_utils).
     """
     from sklearn.datasets import load_digits
 

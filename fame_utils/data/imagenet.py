@@ -1,52 +1,196 @@
 """ImageNet validation images with their first object's box (paper Sec. 4.3, Table 2).
 
-The paper evaluates on 5000 validation images (5 per class in the text), taking the class
-and the box of the **first object** of each image's annotation, preprocessed with
-Resize(232) (shorter side) and CenterCrop(224). Which images: the authors' published list
-(a CSV ``ImageId, PredictionString[, target]`` of 5000 rows drawn with replacement, so
-some images appear twice) is loaded as it is, duplicates kept, with
-``load_imagenet_val(root, protocol="imagenet.csv")``. Without a list, our own seeded draw
-of ``per_class`` images per class (:func:`sample_per_class`) is used; it is *not* the
-authors' list, so its numbers are comparable with the paper's only statistically.
-ImageNet cannot be downloaded by this package; point :func:`load_imagenet_val` at a
-local copy. The files it needs, and the layouts searched, are listed in
-:mod:`fame_utils.data.imagenet_files`, which finds and reads them.
+The paper takes the class and box of each image's **first object**, Resize(232) +
+CenterCrop(224). The authors' image list (``ImageId, PredictionString[, target]``, 5000 rows
+drawn with replacement) loads as it is, duplicates kept (``protocol=``); without it our own
+seeded draw of ``per_class`` images per class (:func:`sample_per_class`) is used, comparable
+with the paper only statistically.
 
-Boxes are used as given in the annotation files, ``(xmin, ymin, xmax, ymax)`` in
-original-image pixels, and mapped through the same Resize + CenterCrop as the image by
-:func:`fame_utils.data.transforms.map_boxes` — aspect-preserving by default, or the
-paper's per-axis convention (``box_convention="per_axis"``) to reproduce its numbers.
+ImageNet cannot be downloaded by this package; :func:`find_imagenet_files` finds in a local
+copy the validation images ``ILSVRC2012_val_*.JPEG`` (flat or in per-synset folders), the
+boxes (Kaggle's ``LOC_val_solution.csv`` or ILSVRC2012's per-image Pascal-VOC XML files) and
+``LOC_synset_mapping.txt`` (line i = synset of class i; without it, annotations covering all
+1000 synsets get the standard sorted order).
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import math
 import random
+import re
+import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from .imagenet_files import (
-    ImageNetRecord,
-    find_imagenet_files,
-    read_protocol_records,
-    read_val_records,
-)
-from .items import ClassificationItem
+from .items import ClassificationItem, ItemSequence
 from .transforms import BoxConvention, load_image, map_boxes, resize_center_crop
 
-__all__ = ["ImageNetVal", "sample_per_class", "load_imagenet_val"]
+_IMAGE_RE = re.compile(r"^(ILSVRC2012_val_\d{8})\.(jpe?g|png)$", re.IGNORECASE)
+_IMAGE_DIRS = ("ILSVRC/Data/CLS-LOC/val", "Data/CLS-LOC/val", "ILSVRC2012_img_val", "val", ".")
+_XML_DIRS = (
+    "ILSVRC/Annotations/CLS-LOC/val",
+    "Annotations/CLS-LOC/val",
+    "ILSVRC2012_bbox_val_v3/val",
+    "val",
+    ".",
+)
+_CSV_NAME = "LOC_val_solution.csv"
+_MAPPING_NAME = "LOC_synset_mapping.txt"
+SynsetMapping = str | Path | Sequence[str] | Mapping[str, int]
+
+
+@dataclass(frozen=True)
+class ImageNetRecord:
+    """One annotated validation image: ``image_id`` (``ILSVRC2012_val_00000001``), its file
+    ``path``, the first object's ``synset`` and class ``label``, and its ``box``
+    ``(x0, y0, x1, y1)`` in original pixels."""
+
+    image_id: str
+    path: Path
+    synset: str
+    label: int
+    box: tuple[float, float, float, float]
+
+
+def _index_images(folder: Path) -> dict[str, Path]:
+    out: dict[str, Path] = {}
+    for p in folder.rglob("ILSVRC2012_val_*"):
+        m = _IMAGE_RE.match(p.name)
+        if m and p.is_file():
+            out.setdefault(m.group(1), p)
+    return out
+
+
+def _has_xml(folder: Path) -> bool:
+    return folder.is_dir() and any(folder.glob("ILSVRC2012_val_*.xml"))
+
+
+def find_imagenet_files(
+    root: str | Path, annotations: str | Path | None = None
+) -> tuple[dict[str, Path], Path, Path | None]:
+    """``(images, annotations, mapping)``: the validation images (id → path), the box
+    ``annotations`` (a CSV file or an XML folder; default: searched) and
+    ``root/LOC_synset_mapping.txt`` or None; ``FileNotFoundError`` lists what is missing."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise FileNotFoundError(
+            f"ImageNet root {root} is not a folder. Expected the validation images "
+            f"(ILSVRC2012_val_*.JPEG), {_CSV_NAME} or per-image XML boxes, and {_MAPPING_NAME}."
+        )
+    problems = []
+    folders = [root / rel for rel in _IMAGE_DIRS]
+    images: dict[str, Path] = {}
+    for folder in folders:
+        images = images or (_index_images(folder) if folder.is_dir() else {})
+    if not images:
+        looked = ", ".join(map(str, folders))
+        problems.append(f"validation images ILSVRC2012_val_*.JPEG: none found under {looked}")
+    if annotations is not None:
+        ann = Path(annotations).expanduser()
+        if not (ann.is_file() or _has_xml(ann)):
+            problems.append(f"box annotations: {ann} is neither a CSV file nor a folder of XML")
+    elif (root / _CSV_NAME).is_file():
+        ann = root / _CSV_NAME
+    else:
+        ann = next((root / rel for rel in _XML_DIRS if _has_xml(root / rel)), None)
+        if ann is None:
+            problems.append(
+                f"box annotations: no {root / _CSV_NAME} and no ILSVRC2012_val_*.xml in "
+                + ", ".join(str(root / r) for r in _XML_DIRS)
+            )
+    if problems:
+        raise FileNotFoundError(
+            f"ImageNet validation data under {root} is incomplete; missing:\n  - "
+            + "\n  - ".join(problems)
+        )
+    mapping = root / _MAPPING_NAME
+    return images, ann, mapping if mapping.is_file() else None
+
+
+def read_synset_mapping(mapping: SynsetMapping) -> dict[str, int]:
+    """synset → class index from ``LOC_synset_mapping.txt`` (line i: ``"n01440764 tench,
+    Tinca tinca"`` = class i), a sequence of synsets in class order, or a dict."""
+    if isinstance(mapping, Mapping):
+        return {str(k): int(v) for k, v in mapping.items()}
+    synsets = [] if isinstance(mapping, (str, Path)) else [str(s) for s in mapping]
+    if isinstance(mapping, (str, Path)):
+        path = Path(mapping)
+        if not path.is_file():
+            raise FileNotFoundError(f"synset mapping file {path} does not exist")
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            syn = line.split()[0] if line.strip() else ""
+            if syn and not re.fullmatch(r"n\d{8}", syn):
+                raise ValueError(f"{path}:{n}: expected a synset id like n01440764, got {syn!r}")
+            synsets += [syn] if syn else []
+    if len(set(synsets)) != len(synsets):
+        raise ValueError("the synset mapping lists a synset twice")
+    return {s: i for i, s in enumerate(synsets)}
+
+
+def _check_box(box: tuple[float, ...], where: str) -> tuple[float, ...]:
+    """A finite, non-reversed (x0, y0, x1, y1) box; ``where`` names the file and row."""
+    if not all(math.isfinite(v) for v in box):
+        raise ValueError(f"{where}: box {list(box)} contains NaN or infinite values")
+    if box[2] < box[0] or box[3] < box[1]:
+        raise ValueError(
+            f"{where}: box {list(box)} is reversed; expected x0 y0 x1 y1 with x0 <= x1, y0 <= y1"
+        )
+    return box
+
+
+def _csv_rows(path: Path) -> list[tuple[int, str, str, tuple[float, ...], str | None]]:
+    """Rows of a Kaggle-style CSV in file order: (line, image id, first object's synset, its
+    box, the ``target`` column or None)."""
+    rows = []
+    with path.open(newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        if not {"ImageId", "PredictionString"} <= set(reader.fieldnames or ()):
+            raise ValueError(
+                f"{path}: expected columns ImageId, PredictionString, got {reader.fieldnames}"
+            )
+        for n, row in enumerate(reader, 2):
+            tokens = (row["PredictionString"] or "").split()
+            if len(tokens) < 5:
+                raise ValueError(f"{path}:{n}: PredictionString needs 'synset x0 y0 x1 y1'")
+            try:
+                box = tuple(float(v) for v in tokens[1:5])
+            except ValueError as e:
+                raise ValueError(f"{path}:{n}: bad box {tokens[1:5]}") from e
+            _check_box(box, f"{path}:{n} ({row['ImageId']})")
+            target = (row.get("target") or "").strip() or None
+            rows.append((n, row["ImageId"].strip(), tokens[0], box, target))
+    return rows
+
+
+def _first_object_xml(path: Path) -> tuple[str, tuple[float, ...]]:
+    try:
+        obj = ET.parse(path).getroot().find("object")
+    except ET.ParseError as e:
+        raise ValueError(f"{path}: not a valid XML annotation ({e})") from e
+    if obj is None:
+        raise ValueError(f"{path}: no <object> element")
+    name, bb = obj.findtext("name"), obj.find("bndbox")
+    if not name or bb is None:
+        raise ValueError(f"{path}: the first <object> lacks <name> or <bndbox>")
+    try:
+        box = tuple(float(bb.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax"))
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{path}: <bndbox> needs numeric xmin, ymin, xmax, ymax") from e
+    return name.strip(), _check_box(box, f"{path} (first <object>)")
 
 
 def sample_per_class(
     records: Sequence[ImageNetRecord], per_class: int | None = 5, seed: int = 0
 ) -> list[ImageNetRecord]:
     """``per_class`` records of every class, drawn with ``random.Random(seed)`` from each
-    class's records sorted by id (all of a class when it has fewer; ``None``: all).
-    The result is ordered by (class, image id). This is our own draw: 5 per class gives
-    5000 images as in the paper's text, but not the authors' list (load that with
-    :func:`read_protocol_records` / ``load_imagenet_val(protocol=...)``)."""
+    class's records sorted by id (all of a class when it has fewer; ``None``: all), ordered
+    by (class, image id). Our own draw: 5 per class gives 5000 images as in the paper's
+    text, but not the authors' list (``load_imagenet_val(protocol=...)``)."""
     if per_class is not None and (
         isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1
     ):
@@ -64,53 +208,40 @@ def sample_per_class(
     return out
 
 
-class ImageNetVal(Sequence):
+@dataclass(eq=False)
+class ImageNetVal(ItemSequence):
     """Lazily loaded validation items (:class:`~fame_utils.data.items.ClassificationItem`):
-    ``image`` (3, crop, crop) in [0, 1], ``label``, ``box`` (4,) in crop pixels, ``name``
-    = image id. ``identity`` names the selection and preprocessing for the runner's cache.
-    """
+    ``image`` (3, crop, crop) in [0, 1], ``label``, ``box`` (4,) in crop pixels, ``name`` =
+    image id. ``identity`` names the selection and preprocessing for the runner's cache."""
 
-    def __init__(
-        self,
-        records: Sequence[ImageNetRecord],
-        *,
-        resize: int = 232,
-        crop: int = 224,
-        box_convention: BoxConvention = "aspect",
-    ):
-        if box_convention not in ("aspect", "per_axis"):
+    records: list[ImageNetRecord]
+    resize: int = 232
+    crop: int = 224
+    box_convention: BoxConvention = "aspect"
+
+    def __post_init__(self) -> None:
+        if self.box_convention not in ("aspect", "per_axis"):
             raise ValueError(
-                f"box_convention must be 'aspect' or 'per_axis', got {box_convention!r}"
+                f"box_convention must be 'aspect' or 'per_axis', got {self.box_convention!r}"
             )
-        self.records = list(records)
-        self.resize, self.crop, self.box_convention = int(resize), int(crop), box_convention
-        h = hashlib.sha256(f"{self.resize}/{self.crop}/{box_convention}".encode())
+        h = hashlib.sha256(f"{self.resize}/{self.crop}/{self.box_convention}".encode())
         for r in self.records:
             h.update(f"{r.image_id},{r.label},{r.box}\n".encode())
         self.identity = f"imagenet-val:{len(self.records)}:{h.hexdigest()[:16]}"
 
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self)))]
+    def item(self, i: int) -> ClassificationItem:
         r = self.records[i]
         img = load_image(r.path)
-        hw = (img.shape[1], img.shape[2])
+        h, w = img.shape[1:]
         x0, y0, x1, y1 = r.box
-        if x1 <= 0 or y1 <= 0 or x0 >= hw[1] or y0 >= hw[0] or x1 <= x0 or y1 <= y0:
+        if x1 <= 0 or y1 <= 0 or x0 >= w or y0 >= h or x1 <= x0 or y1 <= y0:
             raise ValueError(
                 f"{r.image_id} ({r.path}): box {list(r.box)} covers no pixel of the "
-                f"{hw[1]}x{hw[0]} image; fix its annotation"
+                f"{w}x{h} image; fix its annotation"
             )
-        box = map_boxes(torch.tensor([r.box]), hw, self.resize, self.crop, self.box_convention)
-        return ClassificationItem(
-            image=resize_center_crop(img, self.resize, self.crop),
-            label=r.label,
-            box=box[0],
-            name=r.image_id,
-        )
+        box = map_boxes(torch.tensor([r.box]), (h, w), self.resize, self.crop, self.box_convention)
+        image = resize_center_crop(img, self.resize, self.crop)
+        return ClassificationItem(image=image, label=r.label, box=box[0], name=r.image_id)
 
     @property
     def labels(self) -> list[int]:
@@ -126,52 +257,83 @@ def load_imagenet_val(
     resize: int = 232,
     crop: int = 224,
     box_convention: BoxConvention = "aspect",
-    images_dir: str | Path | None = None,
     annotations: str | Path | None = None,
-    synset_mapping: str | Path | Sequence[str] | Mapping[str, int] | None = None,
-    missing_images: str = "error",
+    synset_mapping: SynsetMapping | None = None,
     protocol: str | Path | None = None,
 ) -> ImageNetVal:
-    """ImageNet validation items: first object's class and box, Resize(``resize``) +
-    CenterCrop(``crop``), either from a fixed image list (``protocol``, e.g. the authors'
-    ``imagenet.csv``, taken as it is, duplicates kept) or from our own seeded draw of
-    ``per_class`` images per class (5 → 5000 images; not the authors' list).
+    """ImageNet validation items (first object's class and box, Resize + CenterCrop) of the
+    fixed image list ``protocol`` or of our seeded draw of ``per_class`` images per class.
 
     Args:
-        root: local ImageNet folder (the files needed: :mod:`~fame_utils.data.imagenet_files`).
-        per_class: images per class of our own draw (``None``: all annotated images);
-            ignored with ``protocol``.
-        seed: seed of our per-class draw; ignored with ``protocol``.
-        max_images: keep only the first ``max_images`` items (of the list, or of the
-            class-ordered draw).
+        root: local ImageNet folder (the files needed: this module's docstring).
+        per_class, seed: our draw (``per_class=None``: all images); ignored with ``protocol``.
+        max_images: keep only the first ``max_images`` items.
         resize, crop: preprocessing (232/224 for torchvision's ResNet-50 V2 weights).
         box_convention: ``"aspect"`` (exact) or ``"per_axis"`` (the paper's code).
-        images_dir, annotations, synset_mapping: explicit locations (default: searched).
-        missing_images: ``"error"`` or ``"skip"`` annotated images without a file.
-        protocol: a CSV image list ``ImageId, PredictionString[, target]`` whose rows are
-            the items, in order, duplicates kept (boxes come from it, so ``annotations``
-            is not needed).
+        annotations: ``LOC_val_solution.csv`` or a folder of XML files (default: searched).
+        synset_mapping: a mapping file, synsets in class order, or a dict (default: found).
+        protocol: a CSV ``ImageId, PredictionString[, target]`` whose rows, boxes and
+            classes are the items, in order, duplicates kept (the authors' ``imagenet.csv``).
 
     Raises:
-        FileNotFoundError: a clear list of what is missing.
+        FileNotFoundError: a list of what is missing.
         ValueError: a bad row (reversed or NaN box, unknown synset), naming file and line.
     """
     if max_images is not None and (
         isinstance(max_images, bool) or not isinstance(max_images, int) or max_images < 1
     ):
         raise ValueError(f"max_images must be a positive int or None, got {max_images!r}")
-    mapping_file = synset_mapping if isinstance(synset_mapping, (str, Path)) else None
-    if protocol is not None and annotations is None:
-        annotations = protocol  # the list carries the boxes
-    files = find_imagenet_files(
-        root, images_dir=images_dir, annotations=annotations, synset_mapping=mapping_file
-    )
-    mapping = synset_mapping if mapping_file is None else None
-    if protocol is not None:
-        chosen = read_protocol_records(protocol, files, mapping, missing_images=missing_images)
+    ann = protocol if protocol is not None and annotations is None else annotations
+    images, found, mapping_file = find_imagenet_files(root, ann)
+    protocol = None if protocol is None else Path(protocol).expanduser()
+    if protocol is not None and not protocol.is_file():
+        raise FileNotFoundError(f"ImageNet protocol list {protocol} does not exist")
+    if protocol is not None or found.is_file():
+        path = protocol or found
+        rows, first = [], {}
+        for n, image_id, syn, box, target in _csv_rows(path):
+            if target is not None and not re.fullmatch(r"n\d{8}", target):
+                raise ValueError(f"{path}:{n} ({image_id}): target {target!r} is not a synset id")
+            seen = first.setdefault(image_id, (n, syn, box))
+            if protocol is None and seen[1:] != (syn, box):
+                raise ValueError(
+                    f"{path}:{n}: {image_id} is listed again (first at line {seen[0]}) with "
+                    f"another class or box ({seen[1]} {list(seen[2])} vs {syn} {list(box)}); "
+                    "keep one row per image"
+                )
+            rows.append((image_id, target or syn, box))
+        if protocol is None:  # every annotated image once, sorted by id
+            rows = sorted({r[0]: r for r in reversed(rows)}.values())
     else:
-        records = read_val_records(files, mapping, missing_images=missing_images)
-        chosen = sample_per_class(records, per_class, seed)
+        xmls = sorted(found.glob("ILSVRC2012_val_*.xml"))
+        rows = [(p.stem, *_first_object_xml(p)) for p in xmls]
+    if not rows:
+        raise ValueError(f"no annotations in {protocol or found}")
+    synsets = {syn for _, syn, _ in rows}
+    source = synset_mapping if synset_mapping is not None else mapping_file
+    if source is None and len(synsets) != 1000:
+        raise FileNotFoundError(
+            f"no synset -> class mapping: {_MAPPING_NAME} was not found and the annotations "
+            f"cover {len(synsets)} synsets, not all 1000 (which would fix the standard sorted "
+            "order). Pass synset_mapping= a LOC_synset_mapping.txt file, a list of the 1000 "
+            "synsets in class order, or a dict."
+        )
+    mapping = read_synset_mapping(sorted(synsets) if source is None else source)
+    unknown = sorted(synsets - set(mapping))
+    if unknown:
+        raise ValueError(
+            f"{len(unknown)} synset(s) of the annotations are not in the mapping: {unknown[:10]}"
+        )
+    missing = sorted({i for i, _, _ in rows if i not in images})
+    if missing:
+        raise FileNotFoundError(
+            f"{len(missing)} annotated image(s) have no file among the {len(images)} "
+            f"images found: {', '.join(missing[:10])}{' …' if len(missing) > 10 else ''} "
+            "(copy them from the ImageNet validation set)"
+        )
+    chosen = [ImageNetRecord(i, images[i], syn, mapping[syn], tuple(box)) for i, syn, box in rows]
+    if protocol is None:
+        chosen = sample_per_class(chosen, per_class, seed)
     if max_images is not None:
         chosen = chosen[:max_images]
-    return ImageNetVal(chosen, resize=resize, crop=crop, box_convention=box_convention)
+    return ImageNetVal(chosen, int(resize), int(crop), box_convention)

@@ -1,13 +1,6 @@
-"""Items, batches and in-memory datasets of the two tasks the experiments run.
-
-- Classification (paper Table 2): :class:`ClassificationItem` (image, class, box),
-  stacked into a :class:`ClassificationBatch`; :class:`ClassificationDataset` wraps tensors.
-- Verification (paper Table 1): :class:`PairItem` (gallery, probe, genuine), stacked into
-  a :class:`PairBatch`; :class:`PairDataset` wraps tensors.
-
-A dataset is any sequence of items of one kind (:mod:`fame_utils.data.imagenet` loads
-lazily). It may carry an ``identity`` string naming its content for the experiment cache;
-:func:`dataset_identity` otherwise hashes the items.
+"""Items, batches and in-memory datasets of classification (paper Table 2: image, class, box)
+and verification (Table 1: gallery, probe, genuine). A dataset is any sequence of items of one
+kind, with an optional cache ``identity`` (:func:`dataset_identity` otherwise hashes items).
 """
 
 from __future__ import annotations
@@ -18,42 +11,50 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from .._checks import check_images
 
-__all__ = [
-    "Task",
-    "ClassificationItem",
-    "PairItem",
-    "ClassificationBatch",
-    "PairBatch",
-    "ClassificationDataset",
-    "PairDataset",
-    "task_of",
-    "collate",
-    "hash_tensor",
-    "from_object_samples",
-    "from_face_pairs",
-    "dataset_identity",
-]
-
 Task = Literal["classification", "verification"]
 """``"classification"`` (:class:`ClassificationItem` data) or ``"verification"`` (pairs)."""
 
 
+class Rows:
+    """Mixin of the dataclasses whose tensor and list fields hold one row per sample
+    (face pairs, object samples, digits, batches): length, row selection, device moves."""
+
+    def __len__(self) -> int:
+        return len(getattr(self, dataclasses.fields(self)[0].name))
+
+    def subset(self, index: int | slice | Sequence[int] | Sequence[bool] | Tensor | np.ndarray):
+        """The rows ``index`` selects (an int, slice, ints or bool mask of length N, as a list,
+        array or tensor on any device), in that order; ``IndexError`` when out of range."""
+        index = index.cpu() if isinstance(index, Tensor) else index
+        idx = torch.arange(len(self))[index].reshape(-1)
+        rows = idx.tolist()
+
+        def pick(v: Any) -> Any:
+            if isinstance(v, Tensor):
+                return v[idx.to(v.device)]
+            if isinstance(v, list):
+                return [v[i] for i in rows]
+            return {k: pick(x) for k, x in v.items()} if isinstance(v, dict) else v
+
+        return dataclasses.replace(self, **{k: pick(v) for k, v in vars(self).items()})
+
+    def to(self, device: torch.device | str):
+        """The same rows with every tensor field on ``device``."""
+        moved = {k: v.to(device) for k, v in vars(self).items() if isinstance(v, Tensor)}
+        return dataclasses.replace(self, **moved)
+
+
 @dataclass
 class ClassificationItem:
-    """One image to explain for its class.
-
-    Attributes:
-        image: (3, H, W) float RGB in [0, 1].
-        label: ground-truth class index (the explained class).
-        box: (4,) ``(x0, y0, x1, y1)`` object box in the image's pixel coordinates
-            (after preprocessing), or ``None``.
-        name: a unique identifier (file name).
-    """
+    """One image to explain for its class: ``image`` (3, H, W) float RGB in [0, 1],
+    ``label`` (the explained class), ``box`` (4,) ``(x0, y0, x1, y1)`` in the image's
+    pixels or ``None``, ``name`` a unique identifier."""
 
     image: Tensor
     label: int
@@ -63,13 +64,9 @@ class ClassificationItem:
 
 @dataclass
 class PairItem:
-    """One verification pair: the probe is explained against the frozen gallery embedding.
-
-    Attributes:
-        gallery, probe: (3, H, W) float RGB in [0, 1] face crops.
-        genuine: same identity.
-        name: a unique identifier.
-    """
+    """One verification pair, the probe explained against the frozen gallery embedding:
+    ``gallery``, ``probe`` (3, H, W) float RGB in [0, 1], ``genuine`` (same identity),
+    ``name`` a unique identifier."""
 
     gallery: Tensor
     probe: Tensor
@@ -78,7 +75,7 @@ class PairItem:
 
 
 @dataclass
-class ClassificationBatch:
+class ClassificationBatch(Rows):
     """``images`` (B, 3, H, W), ``labels`` (B,) long, ``boxes`` (B, 4) or ``None``,
     ``names``, ``indices`` (positions in the dataset)."""
 
@@ -88,17 +85,9 @@ class ClassificationBatch:
     names: list[str]
     indices: list[int]
 
-    def to(self, device) -> ClassificationBatch:
-        return dataclasses.replace(
-            self,
-            images=self.images.to(device),
-            labels=self.labels.to(device),
-            boxes=None if self.boxes is None else self.boxes.to(device),
-        )
-
 
 @dataclass
-class PairBatch:
+class PairBatch(Rows):
     """``gallery``, ``probe`` (B, 3, H, W), ``genuine`` (B,) bool, ``names``, ``indices``."""
 
     gallery: Tensor
@@ -106,14 +95,6 @@ class PairBatch:
     genuine: Tensor
     names: list[str]
     indices: list[int]
-
-    def to(self, device) -> PairBatch:
-        return dataclasses.replace(
-            self,
-            gallery=self.gallery.to(device),
-            probe=self.probe.to(device),
-            genuine=self.genuine.to(device),
-        )
 
 
 def task_of(item: object) -> Task:
@@ -130,9 +111,8 @@ def task_of(item: object) -> Task:
 
 def collate(items: Sequence[ClassificationItem | PairItem], indices: Sequence[int]):
     """Stack items of one kind into a :class:`ClassificationBatch` or :class:`PairBatch`."""
-    task = task_of(items[0])
     names = [it.name or str(i) for it, i in zip(items, indices)]
-    if task == "classification":
+    if task_of(items[0]) == "classification":
         boxes = None
         if all(it.box is not None for it in items):
             boxes = torch.stack([torch.as_tensor(it.box, dtype=torch.float32) for it in items])
@@ -160,115 +140,103 @@ def hash_tensor(h: Any, t: Tensor) -> None:
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
 
 
-class ClassificationDataset(Sequence):
-    """In-memory classification items from tensors.
+def _identity(kind: bytes, tensors: Sequence[Tensor | None], names: list[str]) -> str:
+    h = hashlib.sha256(kind)
+    for t in tensors:
+        if t is not None:
+            hash_tensor(h, t)
+    h.update("\n".join(names).encode())
+    return "tensors:" + h.hexdigest()[:16]
 
-    Args:
-        images: (N, 3, H, W) float [0, 1].
-        labels: (N,) class indices.
-        boxes: (N, 4) ``(x0, y0, x1, y1)`` in pixel coordinates, or ``None``.
-        names: N unique names (default ``"0"``, ``"1"``, …).
-        identity: string identifying the data for the cache; default: a hash of the content.
-    """
 
-    def __init__(
-        self,
-        images: Tensor,
-        labels: Sequence[int] | Tensor,
-        boxes: Tensor | Sequence[Sequence[float]] | None = None,
-        names: Sequence[str] | None = None,
-        identity: str | None = None,
-    ):
-        check_images(images)
-        n = images.shape[0]
-        self.images = images
-        self.labels = torch.as_tensor(labels, dtype=torch.long).reshape(-1)
-        self.boxes = None if boxes is None else torch.as_tensor(boxes, dtype=torch.float32)
-        self.names = [str(i) for i in range(n)] if names is None else [str(s) for s in names]
+def _names(names: Sequence[str] | None, n: int) -> list[str]:
+    out = [str(i) for i in range(n)] if names is None else [str(s) for s in names]
+    if len(set(out)) != len(out):
+        raise ValueError("names must be unique")
+    return out
+
+
+class ItemSequence(Sequence):
+    """Base of the dataclass datasets: the length of the first field, ``item(i)`` per index,
+    and a list of items for a slice."""
+
+    def __len__(self) -> int:
+        return len(getattr(self, dataclasses.fields(self)[0].name))
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        return self.item(i)
+
+
+@dataclass(eq=False)
+class ClassificationDataset(ItemSequence):
+    """In-memory classification items from tensors: ``images`` (N, 3, H, W) float [0, 1],
+    ``labels`` (N,) class indices, ``boxes`` (N, 4) ``(x0, y0, x1, y1)`` pixels or ``None``,
+    N unique ``names`` (default ``"0"``, ``"1"``, …), and the cache ``identity`` (default: a
+    hash of the content)."""
+
+    images: Tensor
+    labels: Tensor | Sequence[int]
+    boxes: Tensor | Sequence[Sequence[float]] | None = None
+    names: list[str] | None = None
+    identity: str | None = None
+
+    def __post_init__(self) -> None:
+        n = check_images(self.images).shape[0]
+        self.labels = torch.as_tensor(self.labels, dtype=torch.long).reshape(-1)
+        if self.boxes is not None:
+            self.boxes = torch.as_tensor(self.boxes, dtype=torch.float32)
+        self.names = _names(self.names, n)
         if self.labels.numel() != n or len(self.names) != n:
             raise ValueError(
                 f"{n} images but {self.labels.numel()} labels and {len(self.names)} names"
             )
         if self.boxes is not None and tuple(self.boxes.shape) != (n, 4):
             raise ValueError(f"boxes must have shape ({n}, 4), got {tuple(self.boxes.shape)}")
-        if len(set(self.names)) != n:
-            raise ValueError("names must be unique")
-        if identity is None:
-            h = hashlib.sha256(b"classification")
-            for t in (self.images, self.labels) + (() if self.boxes is None else (self.boxes,)):
-                hash_tensor(h, t)
-            h.update("\n".join(self.names).encode())
-            identity = "tensors:" + h.hexdigest()[:16]
-        self.identity = identity
+        if self.identity is None:
+            tensors = (self.images, self.labels, self.boxes)
+            self.identity = _identity(b"classification", tensors, self.names)
 
-    def __len__(self) -> int:
-        return self.images.shape[0]
-
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self)))]
-        return ClassificationItem(
-            image=self.images[i],
-            label=int(self.labels[i]),
-            box=None if self.boxes is None else self.boxes[i],
-            name=self.names[i],
-        )
+    def item(self, i: int) -> ClassificationItem:
+        box = None if self.boxes is None else self.boxes[i]
+        return ClassificationItem(self.images[i], int(self.labels[i]), box, self.names[i])
 
 
-class PairDataset(Sequence):
-    """In-memory verification pairs from tensors.
+@dataclass(eq=False)
+class PairDataset(ItemSequence):
+    """In-memory verification pairs from tensors: ``gallery``, ``probe`` (N, 3, H, W) float
+    [0, 1], ``genuine`` (N,) bool / 0-1, N unique ``names`` and the cache ``identity``."""
 
-    Args:
-        gallery, probe: (N, 3, H, W) float [0, 1].
-        genuine: (N,) bool / 0-1.
-        names: N unique names (default ``"0"``, ``"1"``, …).
-        identity: string identifying the data for the cache; default: a hash of the content.
-    """
+    gallery: Tensor
+    probe: Tensor
+    genuine: Tensor | Sequence[bool]
+    names: list[str] | None = None
+    identity: str | None = None
 
-    def __init__(
-        self,
-        gallery: Tensor,
-        probe: Tensor,
-        genuine: Sequence[bool] | Tensor,
-        names: Sequence[str] | None = None,
-        identity: str | None = None,
-    ):
-        check_images(gallery, "gallery")
-        check_images(probe, "probe")
-        n = probe.shape[0]
-        if gallery.shape != probe.shape:
+    def __post_init__(self) -> None:
+        check_images(self.gallery, "gallery")
+        n = check_images(self.probe, "probe").shape[0]
+        if self.gallery.shape != self.probe.shape:
             raise ValueError(
-                f"gallery {tuple(gallery.shape)} and probe {tuple(probe.shape)} differ"
+                f"gallery {tuple(self.gallery.shape)} and probe {tuple(self.probe.shape)} differ"
             )
-        self.gallery, self.probe = gallery, probe
-        self.genuine = torch.as_tensor(genuine).reshape(-1).bool()
-        self.names = [str(i) for i in range(n)] if names is None else [str(s) for s in names]
+        self.genuine = torch.as_tensor(self.genuine).reshape(-1).bool()
+        self.names = _names(self.names, n)
         if self.genuine.numel() != n or len(self.names) != n:
             raise ValueError(
                 f"{n} pairs but {self.genuine.numel()} labels, {len(self.names)} names"
             )
-        if len(set(self.names)) != n:
-            raise ValueError("names must be unique")
-        if identity is None:
-            h = hashlib.sha256(b"pairs")
-            for t in (gallery, probe, self.genuine):
-                hash_tensor(h, t)
-            h.update("\n".join(self.names).encode())
-            identity = "tensors:" + h.hexdigest()[:16]
-        self.identity = identity
+        if self.identity is None:
+            tensors = (self.gallery, self.probe, self.genuine)
+            self.identity = _identity(b"pairs", tensors, self.names)
 
-    def __len__(self) -> int:
-        return self.probe.shape[0]
-
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self)))]
+    def item(self, i: int) -> PairItem:
         return PairItem(self.gallery[i], self.probe[i], bool(self.genuine[i]), self.names[i])
 
 
 def from_object_samples(samples: Any, identity: str | None = None) -> ClassificationDataset:
-    """A :class:`ClassificationDataset` from :class:`fame_utils.data.objects.ObjectSamples`
-    (images, labels, boxes in crop pixels, names)."""
+    """A :class:`ClassificationDataset` from :class:`fame_utils.data.objects.ObjectSamples`."""
     return ClassificationDataset(
         samples.images, samples.labels, samples.boxes, list(samples.names), identity
     )
