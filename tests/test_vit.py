@@ -19,7 +19,7 @@ from fame_utils.data.digits import (
     digits_split,
     load_digits_images,
 )
-from fame_utils.metrics.masks import mask_share, mass_on_mask
+from fame_utils.metrics.localization import mask_share, mass_on_mask
 from fame_utils.models.classifiers import load_classifier, tiny_vit_digits_path
 
 
@@ -209,8 +209,7 @@ def test_mask_metric_takes_each_items_mask():
     scores IoU 100 and mass 100 against it, and 0 against item 0's disjoint mask."""
     from fame_utils import Attribution
     from fame_utils.data.items import ClassificationBatch
-    from fame_utils.metrics.adapters import Column, EvalContext
-    from fame_utils.metrics.masks import MaskMetric
+    from fame_utils.metrics.adapters import Column, EvalContext, MaskMetric
 
     masks = torch.zeros(3, 4, 4, dtype=torch.bool)
     masks[0, :2, :2] = True

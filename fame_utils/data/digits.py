@@ -14,7 +14,7 @@ no download). :func:`load_digits_images` makes them the input of the shipped
 - **stroke mask**: the pixels of the upsampled image whose intensity exceeds
   :data:`STROKE_THRESHOLD` (0.5, i.e. 8 of 16 grey levels): the ink of the digit, a natural
   "object" mask for IoU and ROAD-style numbers. On the test split it covers 30.8% of the
-  pixels on average (19–42% per image; :func:`fame_utils.metrics.masks.mask_share` measures it).
+  pixels on average (19–42% per image; :func:`fame_utils.metrics.localization.mask_share` measures it).
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ class DigitsData:
         """The split as a :class:`~fame_utils.data.items.ClassificationDataset` (items named
         by :attr:`names`; its cache identity is a hash of the images and labels), to run
         :func:`fame_utils.experiment.run.run_experiment` on; the stroke masks go to
-        :class:`fame_utils.metrics.masks.MaskMetric`."""
+        :class:`fame_utils.metrics.adapters.MaskMetric`."""
         from .items import ClassificationDataset
 
         return ClassificationDataset(self.images, self.labels, names=self.names)

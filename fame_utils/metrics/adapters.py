@@ -1,33 +1,24 @@
-"""Metric adapters: the paper's metrics as objects the experiment runner evaluates.
+"""The paper's metrics as objects :func:`fame_utils.run_experiment` evaluates.
 
-A metric adapter (the :class:`Metric` protocol) turns one batch of items and its maps
-into one value per item for each of its result :class:`Column`\\ s. A column is a metric
-name with its parameter as a real field (``Column("IoU", threshold=0.3)``,
-``Column("Delete-acc", percent=10)``); its display ``label`` (``IoU@0.3``,
-``Delete-acc@10%``) only heads summary tables.
-
-- :class:`IoUMetric` — IoU@t between {map ≥ t} and the object box (Table 2).
-- :class:`RoadMetric` — ROAD-Delete@p (Table 2), zero or noisy-linear removal.
-- :class:`FaceDeleteInsertMetric` — face Deletion/Insertion at the clean EER threshold
-  (Table 1), with per-percent accuracy and similarity curves.
-
-Exact-count pixel removal orders pixels of equal map value by the recipe's tie rule
-(:attr:`fame_utils.recipes.Recipe.ties`), handed over in :class:`EvalContext`.
+A metric (the :class:`Metric` protocol) turns one batch of items and its maps into one
+value per item for each result :class:`Column`. Exact-count pixel removal orders equal map
+values by the run recipe's tie rule, handed over in :class:`EvalContext`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
+import torch
 from torch import Tensor, nn
 
 from .._checks import check_number
 from ..data.items import Task
 from ..objectives import Attribution
 from .face import face_deletion_insertion
-from .localization import iou_at_thresholds
+from .localization import iou_at_thresholds, mass_on_mask
 from .road import road_scores
 
 __all__ = [
@@ -35,6 +26,7 @@ __all__ = [
     "EvalContext",
     "Metric",
     "IoUMetric",
+    "MaskMetric",
     "RoadMetric",
     "FaceDeleteInsertMetric",
     "table2_metrics",
@@ -43,14 +35,8 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Column:
-    """One result column: a metric name and the parameter it was taken at.
-
-    Attributes:
-        metric: e.g. ``"IoU"``, ``"ROAD-Delete"``, ``"ROAD-NL-Delete"``, ``"Delete"``,
-            ``"Insert"``, ``"Delete-acc"``, ``"Insert-sim"``.
-        threshold: the map threshold t of IoU@t (in [0, 1]), else ``None``.
-        percent: the removed/inserted share of pixels in % (ROAD, face curves), else ``None``.
-    """
+    """One result column: a ``metric`` name (``"IoU"``, ``"ROAD-Delete"``, ``"Delete-acc"``,
+    …) and the ``threshold`` t of IoU@t or the ``percent`` it was taken at (else ``None``)."""
 
     metric: str
     threshold: float | None = None
@@ -68,17 +54,10 @@ class Column:
 
 @dataclass
 class EvalContext:
-    """What a metric needs besides the batch and the maps.
-
-    Attributes:
-        threshold: verification threshold θ (clean EER threshold), ``None`` for
-            classification.
-        references: (B, D) normalised gallery embeddings of the batch (verification).
-        seed: a seed for this batch (for random imputation noise), reproducible per batch.
-        batch_size: forward-pass chunk size for perturbed inputs.
-        ties: how exact-count removal orders pixels of equal value (``Recipe.ties``).
-        tie_seed: seed of the ``"random"`` tie order (``Recipe.tie_seed``).
-    """
+    """What a metric needs besides the batch and the maps: the verification ``threshold``
+    θ (``None`` for classification), the batch's (B, D) normalised gallery ``references``,
+    a per-batch ``seed`` (imputation noise), the forward ``batch_size`` of perturbed inputs,
+    and the tie rule ``ties`` / ``tie_seed`` (``Recipe.ties``, ``Recipe.tie_seed``)."""
 
     threshold: float | None = None
     references: Tensor | None = None
@@ -90,11 +69,9 @@ class EvalContext:
 
 @runtime_checkable
 class Metric(Protocol):
-    """``metric(model, batch, attribution, context) -> {Column: (B,) tensor}``.
-
-    ``task`` says which datasets it applies to, ``columns()`` lists the columns it
-    returns in order, ``summary_columns()`` those shown in the summary table, and
-    ``decimals`` how many decimals the summary prints."""
+    """``metric(model, batch, attribution, context) -> {Column: (B,) tensor}``, for the
+    datasets of ``task``; ``columns()`` lists its columns in order, ``summary_columns()``
+    those of the summary table, printed with ``decimals`` decimals."""
 
     task: Task
     decimals: int
@@ -117,11 +94,6 @@ def float_tuple(values: Any, name: str, lo: float, hi: float) -> tuple[float, ..
     if bad:
         raise ValueError(f"{name} must lie in [{lo:g}, {hi:g}], got {bad}")
     return out
-
-
-def _check_choice(value: str, name: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
 
 
 @dataclass
@@ -149,10 +121,52 @@ class IoUMetric:
 
 
 @dataclass
+class MaskMetric:
+    """IoU@t ×100 and ``Mass-on-mask`` ×100 (:func:`~.localization.mass_on_mask`) against
+    per-item pixel masks instead of boxes (e.g. the digit strokes of
+    :mod:`fame_utils.data.digits`).
+
+    Args:
+        masks: (N, H, W) bool masks of the whole dataset in dataset order, any device
+            (a batch's are picked by ``batch.indices``).
+        thresholds: the IoU thresholds t in [0, 1].
+    """
+
+    masks: Tensor = field(repr=False)
+    thresholds: tuple[float, ...] = (0.3, 0.5, 0.7)
+    task: Task = "classification"
+    decimals: int = 1
+
+    def __post_init__(self):
+        if not isinstance(self.masks, Tensor) or self.masks.ndim != 3:
+            raise ValueError("masks must be a (N, H, W) tensor, one mask per dataset item")
+        self.masks = self.masks.bool()
+        self.thresholds = float_tuple(self.thresholds, "IoU thresholds", 0.0, 1.0)
+
+    def columns(self) -> list[Column]:
+        return [Column("IoU", threshold=t) for t in self.thresholds] + [Column("Mass-on-mask")]
+
+    def summary_columns(self) -> list[Column]:
+        return self.columns()
+
+    def __call__(self, model, batch, attribution, context):
+        maps = attribution.positive.float()
+        index = torch.as_tensor(batch.indices, dtype=torch.long, device=self.masks.device)
+        if int(index.max()) >= self.masks.shape[0]:
+            raise ValueError(
+                f"item {int(index.max())} has no mask: {self.masks.shape[0]} masks given"
+            )
+        masks = self.masks[index].to(maps.device)
+        iou = iou_at_thresholds(maps, masks, self.thresholds)
+        out = {c: iou[:, j] * 100 for j, c in enumerate(self.columns()[:-1])}
+        out[Column("Mass-on-mask")] = mass_on_mask(maps, masks) * 100
+        return out
+
+
+@dataclass
 class RoadMetric:
-    """ROAD-Delete@p: drop of the ground-truth logit when the top-p % pixels are removed
-    (Table 2). ``mode="zero"`` (the paper) gives columns ``ROAD-Delete`` at each p;
-    ``"noisy_linear"`` (ROAD proper) ``ROAD-NL-Delete``."""
+    """ROAD-Delete@p (Table 2), :func:`~.road.road_scores`: columns ``ROAD-Delete`` at each
+    p for ``mode="zero"`` (the paper), ``ROAD-NL-Delete`` for ``"noisy_linear"``."""
 
     percents: tuple[float, ...] = (10, 30, 50)
     mode: Literal["zero", "noisy_linear"] = "zero"
@@ -163,8 +177,12 @@ class RoadMetric:
 
     def __post_init__(self):
         self.percents = float_tuple(self.percents, "ROAD percents", 0.0, 100.0)
-        _check_choice(self.mode, "mode", ("zero", "noisy_linear"))
-        _check_choice(self.score, "score", ("logit", "probability"))
+        for name, value, choices in (
+            ("mode", self.mode, ("zero", "noisy_linear")),
+            ("score", self.score, ("logit", "probability")),
+        ):
+            if value not in choices:
+                raise ValueError(f"{name} must be one of {choices}, got {value!r}")
         self.noise = check_number(self.noise, "noise (the imputation noise σ, >= 0)", lo=0.0)
 
     def columns(self) -> list[Column]:
@@ -194,11 +212,10 @@ class RoadMetric:
 
 @dataclass
 class FaceDeleteInsertMetric:
-    """Face Deletion/Insertion (Table 1) on the probe with its e₊ map at the clean EER
-    threshold. Per pair: ``Delete``/``Insert`` = the pair's AUC ×100 (their mean over all
-    pairs is the table's value); at each percent P, ``Delete-acc`` = 100 if the pair is
-    decided correctly at P (mean = accuracy in %) and ``Delete-sim`` = cosine similarity
-    (likewise ``Insert-acc``/``Insert-sim``)."""
+    """Face Deletion/Insertion (Table 1) of the probe along its e₊ map at the clean EER
+    threshold. Per pair: ``Delete`` / ``Insert`` = its AUC ×100 (the mean over pairs is the
+    table's value) and, at each percent P, ``Delete-acc`` = 100 if decided correctly and
+    ``Delete-sim`` = the cosine similarity (likewise ``Insert-acc`` / ``Insert-sim``)."""
 
     percents: tuple[float, ...] = tuple(range(0, 101, 10))
     task: Task = "verification"
@@ -233,10 +250,11 @@ class FaceDeleteInsertMetric:
             ties=context.ties,
             tie_seed=context.tie_seed,
         )
-        out = {Column("Delete"): res.pair_auc("delete"), Column("Insert"): res.pair_auc("insert")}
-        for kind, tag in (("delete", "Delete"), ("insert", "Insert")):
-            correct = res.correct(kind).float() * 100
-            sims = res.similarity(kind)
+        out = {}
+        for kind in ("delete", "insert"):
+            tag = kind.capitalize()
+            out[Column(tag)] = res.pair_auc(kind)
+            correct, sims = res.correct(kind).float() * 100, res.similarity(kind)
             for j, p in enumerate(self.percents):
                 out[Column(f"{tag}-acc", percent=p)] = correct[:, j]
                 out[Column(f"{tag}-sim", percent=p)] = sims[:, j]
@@ -249,10 +267,8 @@ def table2_metrics(
     modes: Iterable[Literal["zero", "noisy_linear"]] = ("zero", "noisy_linear"),
 ) -> list:
     """Table 2's metrics: :class:`IoUMetric` at ``thresholds`` and one :class:`RoadMetric`
-    per removal mode, by default both as separate column groups: ``ROAD-Delete`` (zero
-    removal, the paper's protocol, which rewards scattered maps: random deletion pushes
-    the image out of distribution) and ``ROAD-NL-Delete`` (noisy-linear imputation, Rong
-    et al. 2022, which removes that effect)."""
+    per removal mode, by default both: ``ROAD-Delete`` (zero removal, the paper's, which
+    rewards scattered maps) and ``ROAD-NL-Delete`` (noisy-linear, Rong et al. 2022)."""
     modes = tuple(modes)
     if not modes:
         raise ValueError("modes is empty: give 'zero' and/or 'noisy_linear'")

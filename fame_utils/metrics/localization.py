@@ -1,17 +1,9 @@
-"""Localisation metric of Table 2: IoU between the salient region and the object box.
+"""Localisation: IoU between the salient region and the object (paper Sec. 4, Table 2).
 
-For a map M ∈ [0, 1]^{H×W} and a threshold t the salient region is S_t = {M ≥ t}; with
-the ground-truth box mask B (the first object of the image, mapped through the same
-resize/crop as the image), IoU@t = |S_t ∩ B| / |S_t ∪ B| (paper Sec. 4, Table 2; the
-tables report the mean over images ×100).
-
-Everything is vectorised over images and thresholds and runs on the maps' device.
-
-Box size. IoU on large boxes rewards diffuse maps: a constant map's IoU@t is the box's
-share of the image at every t (:func:`box_area_shares`). Report each dataset's box-area
-distribution (:func:`box_area_table`) and IoU per size stratum (:data:`SIZE_STRATA`:
-small under 1/3 of the image, medium under 2/3, large; :func:`iou_by_box_size`) beside
-the IoU columns.
+IoU@t = |S_t ∩ B| / |S_t ∪ B| with S_t = {M ≥ t} for a map M in [0, 1] and B the box mask
+of the image's first object (or a per-pixel object mask). IoU on large boxes rewards
+diffuse maps (a constant map scores the box's area share), so Table 2 also reports IoU
+per box-size stratum (:data:`SIZE_STRATA`).
 """
 
 from __future__ import annotations
@@ -27,8 +19,9 @@ from .._checks import check_maps, check_unit_interval
 
 __all__ = [
     "iou_at_thresholds",
-    "salient_region",
     "boxes_to_masks",
+    "mass_on_mask",
+    "mask_share",
     "SIZE_STRATA",
     "box_area_shares",
     "size_strata",
@@ -45,30 +38,15 @@ SIZE_STRATA: dict[str, tuple[float, float]] = {
 }
 
 
-def _thresholds(thresholds: float | Sequence[float] | Tensor, device, dtype) -> Tensor:
-    """IoU thresholds t as a (T,) tensor; each must lie in [0, 1] (the maps' range: a
-    t > 1 gives an empty salient region, a t < 0 the whole image)."""
-    t = torch.as_tensor(thresholds, dtype=torch.float64).reshape(-1)
-    if t.numel() == 0:
-        raise ValueError("thresholds is empty")
-    bad = [v for v in t.tolist() if not 0.0 <= v <= 1.0]  # NaN fails too
-    if bad:
-        raise ValueError(
-            f"IoU thresholds must lie in [0, 1] (the maps are normalised to [0, 1]), got {bad}"
-        )
-    return t.to(device=device, dtype=dtype)
-
-
 def boxes_to_masks(boxes: Tensor | Sequence[Sequence[float]], size: tuple[int, int]) -> Tensor:
-    """(B, 4) boxes ``(x0, y0, x1, y1)`` in pixel coordinates -> (B, H, W) bool masks.
+    """(B, 4) boxes ``(x0, y0, x1, y1)`` in pixels -> (B, H, W) bool masks, with
+    :func:`fame_utils.data.transforms.box_mask`'s pixels.
 
-    Uses :func:`fame_utils.data.transforms.box_mask`, the project's single definition of
-    which pixels a box covers, so IoU and the figures agree. A box partly outside the
-    image covers its pixels inside; a box of positive area that covers no pixel of the
-    H × W image (e.g. in another image's coordinates) raises ``ValueError`` naming it,
-    instead of silently becoming an empty box with IoU 0. A zero-area box (x0 = x1 or
-    y0 = y1) is how :func:`fame_utils.data.transforms.map_boxes` marks an object that the
-    centre crop cut off; it stays empty (IoU 0). NaN or reversed boxes raise too.
+    A zero-area box (an object the centre crop cut off) stays empty.
+
+    Raises:
+        ValueError: a box of positive area covering no pixel of the H × W image, NaN or
+            reversed boxes, or not (B, 4).
     """
     from ..data.transforms import box_mask  # lazy: avoids an import cycle at package import
 
@@ -89,35 +67,32 @@ def boxes_to_masks(boxes: Tensor | Sequence[Sequence[float]], size: tuple[int, i
     return masks
 
 
-def salient_region(maps: Tensor, thresholds: float | Sequence[float] | Tensor) -> Tensor:
-    """S_t = {M ≥ t}: (B, H, W) maps in [0, 1] and T thresholds in [0, 1] -> (B, T, H, W)
-    bool."""
-    check_maps(maps)
-    check_unit_interval(maps, "maps (IoU thresholds are absolute; normalise the maps first)")
-    t = _thresholds(thresholds, maps.device, maps.dtype)
-    return maps.unsqueeze(1) >= t.view(1, -1, 1, 1)
-
-
 def iou_at_thresholds(
     maps: Tensor,
     boxes: Tensor,
     thresholds: float | Sequence[float] | Tensor = (0.3, 0.5, 0.7),
 ) -> Tensor:
-    """IoU@t between {map ≥ t} and the box region, per image and threshold (Table 2).
+    """IoU@t between {map ≥ t} and the box, per image and threshold (Table 2).
 
     Args:
-        maps: (B, H, W) float attribution maps in [0, 1] (the thresholds are absolute,
-            so maps must already be normalised), any device.
-        boxes: either (B, H, W) bool box masks, or (B, 4) boxes ``(x0, y0, x1, y1)`` in
-            the maps' pixel coordinates (converted with :func:`boxes_to_masks`; a box
-            covering no pixel of the maps raises ``ValueError``).
+        maps: (B, H, W) float maps in [0, 1] (the thresholds are absolute), any device.
+        boxes: (B, H, W) bool masks, or (B, 4) boxes ``(x0, y0, x1, y1)`` in the maps'
+            pixels (:func:`boxes_to_masks`).
         thresholds: T thresholds t in [0, 1].
 
     Returns:
-        (B, T) float tensor of IoU in [0, 1] on the maps' device (multiply the mean by 100
-        for the paper's tables). When both S_t and the box are empty the IoU is 0.
+        (B, T) IoU in [0, 1] on the maps' device (0 when both sets are empty).
     """
     check_maps(maps)
+    check_unit_interval(maps, "maps (IoU thresholds are absolute; normalise the maps first)")
+    t = torch.as_tensor(thresholds, dtype=torch.float64).reshape(-1)
+    if t.numel() == 0:
+        raise ValueError("thresholds is empty")
+    bad = [v for v in t.tolist() if not 0.0 <= v <= 1.0]  # NaN fails too
+    if bad:
+        raise ValueError(
+            f"IoU thresholds must lie in [0, 1] (the maps are normalised to [0, 1]), got {bad}"
+        )
     b, h, w = maps.shape
     if isinstance(boxes, Tensor) and boxes.ndim == 3:
         if boxes.shape != maps.shape:
@@ -129,17 +104,33 @@ def iou_at_thresholds(
         masks = boxes_to_masks(boxes, (h, w)).to(maps.device)
         if masks.shape[0] != b:
             raise ValueError(f"{masks.shape[0]} boxes for {b} maps")
-    sal = salient_region(maps, thresholds)  # (B, T, H, W)
+    sal = maps.unsqueeze(1) >= t.to(device=maps.device, dtype=maps.dtype).view(1, -1, 1, 1)
     box = masks.unsqueeze(1)
     inter = (sal & box).flatten(2).sum(-1)
     union = (sal | box).flatten(2).sum(-1)
     return inter.to(maps.dtype) / union.clamp_min(1).to(maps.dtype)
 
 
+def mass_on_mask(maps: Tensor, masks: Tensor) -> Tensor:
+    """Share of each map's mass on its mask, Σ map·mask / Σ map: (B, H, W) maps ≥ 0 and
+    (B, H, W) bool masks -> (B,) in [0, 1] on the maps' device (0 for an all-zero map; a
+    map that ignores the mask scores :func:`mask_share`)."""
+    check_maps(maps)
+    if masks.shape != maps.shape:
+        raise ValueError(f"masks have shape {tuple(masks.shape)} but maps {tuple(maps.shape)}")
+    total = maps.flatten(1).sum(1)
+    on = (maps * masks.to(device=maps.device, dtype=maps.dtype)).flatten(1).sum(1)
+    return on / total.clamp_min(torch.finfo(maps.dtype).tiny)
+
+
+def mask_share(masks: Tensor) -> Tensor:
+    """Area share of each mask: (B, H, W) bool -> (B,) float in [0, 1]."""
+    return masks.flatten(1).float().mean(1)
+
+
 def box_area_shares(boxes: Tensor, size: tuple[int, int] | None = None) -> Tensor:
-    """Share of the image's pixels each box covers: (B, H, W) bool masks, or (B, 4) boxes
-    with ``size`` = (H, W) -> (B,) float64 in [0, 1] (CPU). The same pixels as IoU's box,
-    so a constant map's IoU@t equals this share."""
+    """Share of the image each box covers (IoU's pixels): (B, H, W) bool masks, or (B, 4)
+    boxes with ``size`` = (H, W) -> (B,) float64 in [0, 1] on the CPU."""
     if isinstance(boxes, Tensor) and boxes.ndim == 3:
         masks = boxes.bool()
     else:
@@ -162,7 +153,7 @@ def size_strata(shares: Tensor | Sequence[float]) -> list[str]:
 def box_area_table(shares: Mapping[str, Tensor | Sequence[float]]) -> pd.DataFrame:
     """Box-area distribution per dataset: ``{dataset: (N,) shares}`` -> rows = datasets,
     columns ``n``, ``mean %``, ``median %``, ``q25 %``, ``q75 %``, ``min %``, ``max %``
-    and the item count of each :data:`SIZE_STRATA` stratum (``n small``...)."""
+    and the item count of each stratum (``n small``...)."""
     rows = {}
     for name, values in shares.items():
         v = torch.as_tensor(values, dtype=torch.float64).reshape(-1).numpy()
@@ -184,16 +175,10 @@ def box_area_table(shares: Mapping[str, Tensor | Sequence[float]]) -> pd.DataFra
 def iou_by_box_size(
     per_item: Mapping[str, pd.DataFrame], shares: Tensor | Sequence[float]
 ) -> pd.DataFrame:
-    """Mean IoU per box-size stratum.
-
-    Args:
-        per_item: ``{IoU column: items × methods}`` (index = item position in the
-            dataset, as :attr:`fame_utils.paper.Comparison.per_item`).
-        shares: (N,) box-area share of every dataset item (:func:`box_area_shares`).
-
-    Returns:
-        methods × ``"<column> <stratum> (n=k)"`` means; strata without items left out.
-    """
+    """Mean IoU per box-size stratum: ``per_item`` ``{IoU column: items × methods}``
+    (index = item position, as :attr:`fame_utils.paper.Comparison.per_item`) and the (N,)
+    box-area shares of all items -> methods × ``"<column> <stratum> (n=k)"`` (empty strata
+    left out)."""
     strata = np.asarray(size_strata(shares))
     out = {}
     for column, values in per_item.items():
