@@ -41,7 +41,6 @@ from .methods import (
 from .metrics.adapters import (
     FaceDeleteInsertMetric,
     IoUMetric,
-    MaskMetric,
     RoadMetric,
     table2_metrics,
 )
@@ -77,7 +76,6 @@ __all__ = [
     "FeatureCell",
     "IoUMetric",
     "METHODS",
-    "MaskMetric",
     "NormalizedModel",
     "Objective",
     "PAPER",

@@ -81,7 +81,7 @@ class DigitsData:
         """The split as a :class:`~fame_utils.data.items.ClassificationDataset` (items named
         by :attr:`names`; its cache identity is a hash of the images and labels), to run
         :func:`fame_utils.experiment.run.run_experiment` on; the stroke masks go to
-        :class:`fame_utils.metrics.adapters.MaskMetric`."""
+        :class:`fame_utils.metrics.adapters.IoUMetric`."""
         from .items import ClassificationDataset
 
         return ClassificationDataset(self.images, self.labels, names=self.names)

@@ -26,7 +26,6 @@ __all__ = [
     "EvalContext",
     "Metric",
     "IoUMetric",
-    "MaskMetric",
     "RoadMetric",
     "FaceDeleteInsertMetric",
     "table2_metrics",
@@ -71,14 +70,16 @@ class EvalContext:
 class Metric(Protocol):
     """``metric(model, batch, attribution, context) -> {Column: (B,) tensor}``, for the
     datasets of ``task``; ``columns()`` lists its columns in order, ``summary_columns()``
-    those of the summary table, printed with ``decimals`` decimals."""
+    those of the summary table (by default all; a subclass inherits that), printed with
+    ``decimals`` decimals."""
 
     task: Task
     decimals: int
 
     def columns(self) -> list[Column]: ...
 
-    def summary_columns(self) -> list[Column]: ...
+    def summary_columns(self) -> list[Column]:
+        return self.columns()
 
     def __call__(
         self, model: nn.Module, batch: Any, attribution: Attribution, context: EvalContext
@@ -97,74 +98,56 @@ def float_tuple(values: Any, name: str, lo: float, hi: float) -> tuple[float, ..
 
 
 @dataclass
-class IoUMetric:
-    """IoU@t ×100 between {map ≥ t} and the box (Table 2): columns ``IoU`` at each t."""
-
-    thresholds: tuple[float, ...] = (0.3, 0.5, 0.7)
-    task: Task = "classification"
-    decimals: int = 1
-
-    def __post_init__(self):
-        self.thresholds = float_tuple(self.thresholds, "IoU thresholds", 0.0, 1.0)
-
-    def columns(self) -> list[Column]:
-        return [Column("IoU", threshold=t) for t in self.thresholds]
-
-    def summary_columns(self) -> list[Column]:
-        return self.columns()
-
-    def __call__(self, model, batch, attribution, context):
-        if batch.boxes is None:
-            raise ValueError("IoUMetric needs boxes: the dataset items have box=None")
-        iou = iou_at_thresholds(attribution.positive.float(), batch.boxes, self.thresholds)
-        return {c: iou[:, j] * 100 for j, c in enumerate(self.columns())}
-
-
-@dataclass
-class MaskMetric:
-    """IoU@t ×100 and ``Mass-on-mask`` ×100 (:func:`~.localization.mass_on_mask`) against
-    per-item pixel masks instead of boxes (e.g. the digit strokes of
-    :mod:`fame_utils.data.digits`).
+class IoUMetric(Metric):
+    """IoU@t ×100 between {map ≥ t} and the object (Table 2): columns ``IoU`` at each t.
 
     Args:
-        masks: (N, H, W) bool masks of the whole dataset in dataset order, any device
-            (a batch's are picked by ``batch.indices``).
         thresholds: the IoU thresholds t in [0, 1].
+        masks: ``None`` compares with each item's box; else (N, H, W) bool object masks of
+            the whole dataset in dataset order on any device (a batch's are picked by
+            ``batch.indices``; e.g. the digit strokes of :mod:`fame_utils.data.digits`),
+            with the column ``Mass-on-mask`` ×100 (:func:`~.localization.mass_on_mask`)
+            added.
     """
 
-    masks: Tensor = field(repr=False)
     thresholds: tuple[float, ...] = (0.3, 0.5, 0.7)
+    masks: Tensor | None = field(default=None, repr=False)
     task: Task = "classification"
     decimals: int = 1
 
     def __post_init__(self):
-        if not isinstance(self.masks, Tensor) or self.masks.ndim != 3:
-            raise ValueError("masks must be a (N, H, W) tensor, one mask per dataset item")
-        self.masks = self.masks.bool()
         self.thresholds = float_tuple(self.thresholds, "IoU thresholds", 0.0, 1.0)
+        if self.masks is not None:
+            if not isinstance(self.masks, Tensor) or self.masks.ndim != 3:
+                raise ValueError("masks must be a (N, H, W) tensor, one mask per dataset item")
+            self.masks = self.masks.bool()
 
     def columns(self) -> list[Column]:
-        return [Column("IoU", threshold=t) for t in self.thresholds] + [Column("Mass-on-mask")]
-
-    def summary_columns(self) -> list[Column]:
-        return self.columns()
+        mass = [] if self.masks is None else [Column("Mass-on-mask")]
+        return [Column("IoU", threshold=t) for t in self.thresholds] + mass
 
     def __call__(self, model, batch, attribution, context):
         maps = attribution.positive.float()
-        index = torch.as_tensor(batch.indices, dtype=torch.long, device=self.masks.device)
-        if int(index.max()) >= self.masks.shape[0]:
-            raise ValueError(
-                f"item {int(index.max())} has no mask: {self.masks.shape[0]} masks given"
-            )
-        masks = self.masks[index].to(maps.device)
-        iou = iou_at_thresholds(maps, masks, self.thresholds)
-        out = {c: iou[:, j] * 100 for j, c in enumerate(self.columns()[:-1])}
-        out[Column("Mass-on-mask")] = mass_on_mask(maps, masks) * 100
+        if self.masks is None:
+            if batch.boxes is None:
+                raise ValueError("IoUMetric needs boxes: the dataset items have box=None")
+            objects = batch.boxes
+        else:
+            index = torch.as_tensor(batch.indices, dtype=torch.long, device=self.masks.device)
+            if int(index.max()) >= self.masks.shape[0]:
+                raise ValueError(
+                    f"item {int(index.max())} has no mask: {self.masks.shape[0]} masks given"
+                )
+            objects = self.masks[index].to(maps.device)
+        iou = iou_at_thresholds(maps, objects, self.thresholds)
+        out = {Column("IoU", threshold=t): iou[:, j] * 100 for j, t in enumerate(self.thresholds)}
+        if self.masks is not None:
+            out[Column("Mass-on-mask")] = mass_on_mask(maps, objects) * 100
         return out
 
 
 @dataclass
-class RoadMetric:
+class RoadMetric(Metric):
     """ROAD-Delete@p (Table 2), :func:`~.road.road_scores`: columns ``ROAD-Delete`` at each
     p for ``mode="zero"`` (the paper), ``ROAD-NL-Delete`` for ``"noisy_linear"``."""
 
@@ -189,9 +172,6 @@ class RoadMetric:
         name = "ROAD-Delete" if self.mode == "zero" else "ROAD-NL-Delete"
         return [Column(name, percent=p) for p in self.percents]
 
-    def summary_columns(self) -> list[Column]:
-        return self.columns()
-
     def __call__(self, model, batch, attribution, context):
         drop = road_scores(
             model,
@@ -211,7 +191,7 @@ class RoadMetric:
 
 
 @dataclass
-class FaceDeleteInsertMetric:
+class FaceDeleteInsertMetric(Metric):
     """Face Deletion/Insertion (Table 1) of the probe along its e₊ map at the clean EER
     threshold. Per pair: ``Delete`` / ``Insert`` = its AUC ×100 (the mean over pairs is the
     table's value) and, at each percent P, ``Delete-acc`` = 100 if decided correctly and
