@@ -43,8 +43,7 @@ def _device_name(device: torch.device) -> str:
 def bench_imputation(images: torch.Tensor, percents, batch: int, device: torch.device) -> list:
     from pytorch_grad_cam.metrics.road import NoisyLinearImputer
 
-    from fame_utils.metrics.removal import removal_masks
-    from fame_utils.metrics.road import noisy_linear_impute
+    from fame_utils.metrics.road import noisy_linear_impute, removal_masks
     from fame_utils.postprocess import gaussian_blur
 
     g = torch.Generator().manual_seed(0)

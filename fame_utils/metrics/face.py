@@ -1,7 +1,7 @@
 """Face-verification Deletion and Insertion (paper Table 1; protocol of Lu et al. 2024).
 
 Only the probe of each pair (gallery g, probe p) is perturbed, along its e₊ map:
-Delete@P sets its top-P % pixels (:mod:`~fame_utils.metrics.removal`) to 0, Insert@P
+Delete@P sets its top-P % pixels (:mod:`~fame_utils.metrics.road`) to 0, Insert@P
 keeps only them, for P ∈ {0, 10, …, 100} %. Each cos(φ(g), φ(p̃)) is compared with the
 **clean** EER threshold θ (accept when s ≥ θ, :mod:`~fame_utils.metrics.threshold`).
 Delete (↓) and Insert (↑) are the trapezoid areas under accuracy vs P/100, ×100; being
@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._checks import check_count, check_model_input, check_threshold, eval_mode, model_device
-from .removal import TieRule, top_pixel_chunks, top_pixel_sets
+from .road import TieRule, top_pixel_chunks, top_pixel_sets
 from .threshold import eer_threshold
 
 __all__ = ["FACE_PERCENTS", "FacePerturbation", "embed", "cosine_scores", "face_deletion_insertion"]
@@ -119,7 +119,7 @@ def face_deletion_insertion(
         percents: strictly increasing P values in [0, 100] (at least two).
         gallery_embeddings: (N, D) precomputed gallery embeddings (normalised inside).
         batch_size: perturbed probes per forward pass on the model's device.
-        ties, tie_seed: order among equal map values (:mod:`~fame_utils.metrics.removal`).
+        ties, tie_seed: order among equal map values (:mod:`~fame_utils.metrics.road`).
 
     Returns:
         :class:`FacePerturbation` with tensors on ``probe``'s device.

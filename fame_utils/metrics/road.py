@@ -1,17 +1,23 @@
-"""ROAD-Delete@p (paper Table 2): the drop of the ground-truth class score when the top-p %
-pixels of the map (:mod:`~fame_utils.metrics.removal`) are removed.
+"""Pixel removal: the top-p % pixel sets of the maps and ROAD-Delete@p (paper Table 2).
 
-Removal (``mode``): ``"zero"`` sets the pixels to 0 in the [0, 1] RGB image (the paper's
-Table 2); ``"noisy_linear"`` is ROAD proper (Rong et al., ICML 2022): every removed pixel
-takes the weighted mean of its 8 neighbours (1/6 edges, 1/12 corners, in-image neighbours
-only), solved jointly as one sparse system per image and channel, plus N(0, 0.01²) noise
-in pixel units (:func:`noisy_linear_impute`, equal to pytorch-grad-cam's
+Which pixels go (``ties``, :attr:`fame_utils.recipes.Recipe.ties`, matters wherever a map
+is flat): ``"random"`` (the paper recipe) removes exactly round(p/100 · H·W) pixels (half
+up), equal values in one seeded permutation of the pixel indices drawn on the CPU
+(``torch.Generator().manual_seed(tie_seed)``: the same on every device and map);
+``"reference"`` removes the pixels above the (100 − p)-th percentile (linear, as
+``numpy.percentile``), as the code behind the paper's tables did.
+
+What replaces them (``mode``): ``"zero"`` sets them to 0 in [0, 1] RGB (the paper);
+``"noisy_linear"`` is ROAD proper (Rong et al., ICML 2022): each removed pixel takes the
+weighted mean of its 8 in-image neighbours (1/6 edges, 1/12 corners), solved jointly per
+image and channel, plus N(0, σ²) noise in pixel units (pytorch-grad-cam's
 ``NoisyLinearImputer`` with the noise off).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Iterator, Sequence
 from typing import Literal
 
 import torch
@@ -29,11 +35,86 @@ from .._checks import (
     eval_mode,
     model_device,
 )
-from .removal import TieRule, top_pixel_chunks, top_pixel_sets
 
-__all__ = ["RemovalMode", "class_scores", "road_scores", "noisy_linear_impute"]
+__all__ = [
+    "TieRule",
+    "RemovalMode",
+    "top_pixel_sets",
+    "removal_masks",
+    "top_pixel_chunks",
+    "class_scores",
+    "road_scores",
+    "noisy_linear_impute",
+]
 
+TieRule = Literal["random", "reference"]
 RemovalMode = Literal["zero", "noisy_linear"]
+
+
+def top_pixel_sets(
+    maps: Tensor,
+    percents: float | Sequence[float] | Tensor,
+    *,
+    ties: TieRule = "random",
+    tie_seed: int = 0,
+) -> tuple[Tensor, Tensor]:
+    """The top-p % pixel sets of (B, H, W) maps as ``(key, cut)`` on the maps' device:
+    pixel (h, w) of map b is in the set of percentage j iff ``key[b, h, w] > cut[b, j]``.
+
+    Raises:
+        ValueError: a percentage outside [0, 100] or an unknown tie rule.
+    """
+    check_maps(maps)
+    if ties not in ("random", "reference"):
+        raise ValueError(f"ties must be 'random' or 'reference', got {ties!r}")
+    if isinstance(tie_seed, bool) or not isinstance(tie_seed, int):
+        raise TypeError(f"tie_seed must be an int, got {tie_seed!r}")
+    ps = torch.as_tensor(percents, dtype=torch.float64).reshape(-1)
+    bad = [p for p in ps.tolist() if not 0.0 <= p <= 100.0]
+    if bad:
+        raise ValueError(f"percentages must lie in [0, 100], got {bad}")
+    b, n = maps.shape[0], maps.shape[1] * maps.shape[2]
+    flat = maps.reshape(b, -1) + 0.0  # +0.0 makes -0.0 and 0.0 equal keys
+    if ties == "reference":
+        srt = flat.to(torch.float64).sort(dim=1).values
+        pos = ((100.0 - ps) / 100.0 * (n - 1)).to(maps.device)
+        lo, hi = pos.floor().long(), pos.ceil().long()
+        frac = (pos - lo.to(pos.dtype)).unsqueeze(0)
+        cut = srt[:, lo] + (srt[:, hi] - srt[:, lo]) * frac
+        return maps.to(torch.float64) + 0.0, cut
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(tie_seed)).to(maps.device)
+    order = perm[torch.sort(-flat[:, perm], dim=1, stable=True).indices]
+    ranks = torch.empty_like(order)
+    ranks.scatter_(1, order, torch.arange(n, device=maps.device).expand(b, -1))
+    # the 1e-9 guards against p/100·n landing a hair below an exact half in binary
+    k = [min(n, math.floor(p / 100.0 * n + 0.5 + 1e-9)) for p in ps.tolist()]
+    # rank < k  ⇔  −rank > −k
+    return -ranks.view_as(maps), -torch.tensor(k, device=maps.device).expand(b, -1)
+
+
+def removal_masks(
+    maps: Tensor,
+    percents: float | Sequence[float] | Tensor,
+    *,
+    ties: TieRule = "random",
+    tie_seed: int = 0,
+) -> Tensor:
+    """(B, H, W) maps, P percentages -> (B, P, H, W) bool, ``True`` on the top-p % pixels
+    of :func:`top_pixel_sets` (those Delete removes)."""
+    key, cut = top_pixel_sets(maps, percents, ties=ties, tie_seed=tie_seed)
+    return key.unsqueeze(1) > cut[:, :, None, None]
+
+
+def top_pixel_chunks(
+    key: Tensor, cut: Tensor, batch_size: int
+) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+    """All (image i, percentage j) pairs of :func:`top_pixel_sets`' ``(key, cut)``,
+    image-major, in chunks of ``batch_size``: ``(ii, jj, top)`` with ``top`` the (n, H, W)
+    bool top-p % masks of the chunk, on ``key``'s device."""
+    b, n_p = cut.shape
+    for chunk in torch.arange(b * n_p, device=key.device).split(batch_size):
+        ii, jj = chunk // n_p, chunk % n_p
+        yield ii, jj, key[ii] > cut[ii, jj].view(-1, 1, 1)
 
 
 @torch.no_grad()
@@ -44,9 +125,9 @@ def class_scores(
     score: Literal["logit", "probability"] = "logit",
     batch_size: int = 64,
 ) -> Tensor:
-    """s_y(x), the logit (or softmax probability) of class ``labels`` (N,) for (N, 3, H, W)
-    images, in chunks of ``batch_size`` on the model's device in eval mode (each module's
-    mode restored after). Returns (N,) on ``images``' device."""
+    """(N,) logit (or softmax probability) of class ``labels`` (N,) for (N, 3, H, W)
+    images, in chunks of ``batch_size`` on the model's device in eval mode (modes
+    restored after), returned on ``images``' device."""
     if score not in ("logit", "probability"):
         raise ValueError(f"score must be 'logit' or 'probability', got {score!r}")
     check_count(batch_size, "batch_size", 1)
@@ -79,19 +160,13 @@ def road_scores(
     ties: TieRule = "random",
     tie_seed: int = 0,
 ) -> Tensor:
-    """ROAD-Delete@p: s(x) − s(x̃) for the class ``labels`` with the top-p % pixels removed.
+    """ROAD-Delete@p: s(x) − s(x̃), the drop of the class score (:func:`class_scores`)
+    when the top-p % pixels of the map are removed (module docstring).
 
-    Args:
-        model: classifier of (N, 3, H, W) [0, 1] RGB -> (N, classes) logits.
-        images: (B, 3, H, W) [0, 1] images on any device (perturbed there, forwarded on the
-            model's device in chunks of ``batch_size`` perturbed images).
-        labels: (B,) ground-truth classes (or one int).
-        maps: (B, H, W) attribution maps (only their ranking matters).
-        percents: P removal percentages in [0, 100].
-        mode: ``"zero"`` or ``"noisy_linear"`` (module docstring).
-        score: ``"logit"`` (the paper) or ``"probability"``.
-        noise, seed: σ of the imputation noise and the seed of its generator.
-        ties, tie_seed: order among equal map values (:mod:`~fame_utils.metrics.removal`).
+    ``images`` (B, 3, H, W) in [0, 1] on any device are perturbed there and forwarded on
+    the model's device, ``batch_size`` perturbed images at a time; ``labels`` (B,) or one
+    int; ``maps`` (B, H, W) (only their ranking matters); ``percents`` in [0, 100];
+    ``noise``, ``seed``: σ of the imputation noise and the seed of its generator.
 
     Returns:
         (B, P) float drops on ``images``' device (higher = more important pixels found).
@@ -133,25 +208,43 @@ def _dot(a: Tensor, b: Tensor) -> Tensor:
     return torch.einsum("nchw,nchw->n", a, b)
 
 
-def _solve_interpolation(values: Tensor, mask: Tensor, tol: float = 1e-6) -> Tensor:
-    """Jacobi-preconditioned CG for N grids at once: for removed i (``mask`` (N, 1, H, W)
-    float, 1 on removed pixels), d_i x_i − Σ_{j removed} w_j x_j = Σ_{j kept} w_j v_j with
-    d_i = Σ_{j in image} w_j. Returns x on the removed pixels (0 elsewhere), relative
-    residual below ``tol`` (checked every 25 iterations), at most 4·(H + W) + 100 steps."""
-    h, w = values.shape[-2:]
-    tiny = torch.finfo(values.dtype).tiny
-    diag = _neighbour_sum(torch.ones(1, 1, h, w, dtype=values.dtype, device=values.device))
+def noisy_linear_impute(
+    images: Tensor,
+    removed: Tensor,
+    *,
+    noise: float = 0.01,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Noisy linear imputation (module docstring) of the ``removed`` (B, H, W) bool pixels
+    of (B, 3, H, W) [0, 1] images, on their device; returns them clipped to [0, 1].
+
+    For removed i: d_i x_i − Σ_{j removed} w_j x_j = Σ_{j kept} w_j v_j with
+    d_i = Σ_{j in image} w_j, solved by Jacobi-preconditioned conjugate gradients for all
+    images and channels at once, to a relative residual of 1e-6 (checked every 25 steps, at
+    most 4·(H + W) + 100). A group of removed pixels touching no kept pixel becomes 0.
+    ``noise`` is σ (0 turns it off), drawn from ``generator`` (on the images' device).
+    """
+    check_images(images)
+    noise = check_number(noise, "noise (the imputation noise σ, >= 0; 0 turns it off)", lo=0.0)
+    b, c, h, w = images.shape
+    if not isinstance(removed, Tensor) or removed.shape != (b, h, w):
+        got = tuple(removed.shape) if isinstance(removed, Tensor) else type(removed).__name__
+        raise ValueError(f"removed must be a (B, H, W) bool tensor of shape {(b, h, w)}, got {got}")
+    mask = removed.to(images.device).bool().unsqueeze(1)
+    m = mask.expand(b, c, h, w).reshape(b * c, 1, h, w).to(images.dtype)
+    values = images.reshape(b * c, 1, h, w)
+    tiny = torch.finfo(images.dtype).tiny
+    diag = _neighbour_sum(torch.ones(1, 1, h, w, dtype=images.dtype, device=images.device))
     inv_diag = 1.0 / diag
-    rhs = mask * _neighbour_sum((1 - mask) * values)
+    rhs = m * _neighbour_sum((1 - m) * values)
     x = torch.zeros_like(rhs)
     r = rhs.clone()
     z = r * inv_diag
     p = z.clone()
     rz = _dot(r, z)
-    # groups of removed pixels without a kept neighbour get rhs = 0 and stay 0
-    target = (tol * _dot(rhs, rhs).sqrt()).clamp_min(tiny)
+    target = (1e-6 * _dot(rhs, rhs).sqrt()).clamp_min(tiny)
     for it in range(1, 4 * (h + w) + 101):
-        ap = (diag * p).sub_(_neighbour_sum(p)).mul_(mask)  # A p
+        ap = (diag * p).sub_(_neighbour_sum(p)).mul_(m)  # A p
         pap = _dot(p, ap)
         alpha = torch.where(pap > 0, rz / pap.clamp_min(tiny), 0.0).view(-1, 1, 1, 1)
         x.addcmul_(alpha, p)
@@ -163,38 +256,7 @@ def _solve_interpolation(values: Tensor, mask: Tensor, tol: float = 1e-6) -> Ten
         rz = rz_new
         if it % 25 == 0 and bool((_dot(r, r).sqrt() <= target).all()):
             break
-    return x
-
-
-def noisy_linear_impute(
-    images: Tensor,
-    removed: Tensor,
-    *,
-    noise: float = 0.01,
-    generator: torch.Generator | None = None,
-) -> Tensor:
-    """Noisy linear imputation (Rong et al. 2022; module docstring), batched on the device.
-
-    A connected group of removed pixels touching no kept pixel is filled with 0.
-
-    Args:
-        images: (B, 3, H, W) float images in [0, 1], any device.
-        removed: (B, H, W) bool, ``True`` where a pixel is removed.
-        noise: σ of the Gaussian noise on the imputed pixels (0 turns it off).
-        generator: torch generator for the noise, on the images' device.
-
-    Returns:
-        (B, 3, H, W) images clipped to [0, 1], images' dtype and device.
-    """
-    check_images(images)
-    noise = check_number(noise, "noise (the imputation noise σ, >= 0; 0 turns it off)", lo=0.0)
-    b, c, h, w = images.shape
-    if not isinstance(removed, Tensor) or removed.shape != (b, h, w):
-        got = tuple(removed.shape) if isinstance(removed, Tensor) else type(removed).__name__
-        raise ValueError(f"removed must be a (B, H, W) bool tensor of shape {(b, h, w)}, got {got}")
-    mask = removed.to(images.device).bool().unsqueeze(1)
-    m = mask.expand(b, c, h, w).reshape(b * c, 1, h, w).to(images.dtype)
-    filled = _solve_interpolation(images.reshape(b * c, 1, h, w), m).reshape(b, c, h, w)
+    filled = x.reshape(b, c, h, w)
     if noise > 0:
         filled = filled + noise * torch.randn(
             filled.shape, generator=generator, device=images.device, dtype=filled.dtype
