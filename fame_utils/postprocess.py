@@ -42,13 +42,9 @@ def kernel_size_for(sigma: float) -> int:
 
 
 def gaussian_blur(maps: Tensor, kernel_size: int = 49, sigma: float = 7.7) -> Tensor:
-    """Separable Gaussian blur of (B, H, W) maps on their device (kernel normalised in
-    float64, odd ``kernel_size``).
-
-    Borders are reflected without repeating the edge pixel (scipy ``mode="mirror"``); maps
-    smaller than half the kernel use replicate padding. ``sigma <= 0`` or
-    ``kernel_size == 1`` returns the input unchanged.
-    """
+    """Separable Gaussian blur of (B, H, W) maps on their device (odd ``kernel_size``,
+    kernel normalised in float64), borders mirrored (scipy ``mode="mirror"``; replicated
+    where a map is under half the kernel); ``sigma <= 0`` or ``kernel_size == 1``: no blur."""
     if maps.ndim != 3:
         raise ValueError(f"gaussian_blur expects maps of shape (B, H, W), got {tuple(maps.shape)}")
     if kernel_size == 1 or sigma <= 0:
@@ -65,14 +61,9 @@ def gaussian_blur(maps: Tensor, kernel_size: int = 49, sigma: float = 7.7) -> Te
 
 
 def normalize_maps(maps: Tensor, mode: Normalization = "max") -> tuple[Tensor, Tensor]:
-    """Scale each map of a (B, H, W) batch to [0, 1]: ``"max"`` divides by the maximum
-    (the paper), ``"minmax"`` subtracts the minimum first (the reference code), ``"none"``
-    leaves the maps as they are.
-
-    Returns:
-        ``(normalised, empty)``; ``empty`` (B,) bool marks maps with a zero range, which
-        stay all zero.
-    """
+    """``(maps in [0, 1], empty)`` of (B, H, W) maps: ``"max"`` divides by the maximum (the
+    paper), ``"minmax"`` subtracts the minimum first (the reference code), ``"none"`` keeps
+    them; ``empty`` (B,) bool marks zero-range maps (left all zero)."""
     if maps.ndim != 3:
         raise ValueError(f"normalize_maps expects (B, H, W), got {tuple(maps.shape)}")
     flat = maps.flatten(1)

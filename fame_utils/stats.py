@@ -1,9 +1,6 @@
-"""Seeded percentile-bootstrap intervals of table means over items (images or pairs).
-
-Resampling uses numpy's ``default_rng(seed)``, so intervals are the same on every machine.
-(scipy.stats.bootstrap draws the same resamples but its quantiles differ in the last
-bits and it refuses a single item, so it is not used.)
-"""
+"""Seeded percentile-bootstrap intervals of table means over items, with numpy's
+``default_rng(seed)`` (scipy.stats.bootstrap draws the same resamples, but its quantiles
+differ in the last bits and it refuses a single item)."""
 
 from __future__ import annotations
 
@@ -47,10 +44,7 @@ def _as_vector(values: object, name: str) -> np.ndarray:
 
 
 def bootstrap_interval(
-    values: object,
-    n_resamples: int = DEFAULT_RESAMPLES,
-    seed: int = 0,
-    level: float = 0.95,
+    values: object, n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0, level: float = 0.95
 ) -> Interval:
     """Percentile-bootstrap interval of the mean of 1-D finite ``values`` (one per item):
     ``n_resamples`` resamples with replacement from ``default_rng(seed)``, coverage
@@ -67,18 +61,10 @@ def bootstrap_interval(
 
 
 def paired_difference(
-    a: object,
-    b: object,
-    n_resamples: int = DEFAULT_RESAMPLES,
-    seed: int = 0,
-    level: float = 0.95,
+    a: object, b: object, n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0, level: float = 0.95
 ) -> Interval:
-    """Bootstrap interval of mean(a − b) where ``a[i]`` and ``b[i]`` belong to one item; A
-    beats B on a higher-is-better column only when ``interval.low > 0``.
-
-    Raises:
-        ValueError: different lengths (the values must be paired item by item).
-    """
+    """Bootstrap interval of mean(a − b) over items (``a[i]``, ``b[i]`` of item i, equal
+    lengths); A beats B on a higher-is-better column only when ``low > 0``."""
     x, y = _as_vector(a, "a"), _as_vector(b, "b")
     if x.shape != y.shape:
         raise ValueError(f"paired values need equal lengths, got {x.size} and {y.size}")

@@ -1,9 +1,5 @@
-"""The paper's metrics as objects :func:`fame_utils.run_experiment` evaluates.
-
-A metric (the :class:`Metric` protocol) turns one batch of items and its maps into one
-value per item for each result :class:`Column`. Exact-count pixel removal orders equal map
-values by the run recipe's tie rule, handed over in :class:`EvalContext`.
-"""
+"""The paper's metrics as the objects :func:`fame_utils.run_experiment` evaluates (the
+:class:`Metric` protocol): one value per item and result :class:`Column`."""
 
 from __future__ import annotations
 
@@ -53,10 +49,9 @@ class Column:
 
 @dataclass
 class EvalContext:
-    """What a metric needs besides the batch and the maps: the verification ``threshold``
-    θ (``None`` for classification), the batch's (B, D) normalised gallery ``references``,
-    a per-batch ``seed`` (imputation noise), the forward ``batch_size`` of perturbed inputs,
-    and the tie rule ``ties`` / ``tie_seed`` (``Recipe.ties``, ``Recipe.tie_seed``)."""
+    """A metric's inputs besides batch and maps: verification ``threshold`` θ, the batch's
+    (B, D) gallery ``references``, a per-batch ``seed``, the ``batch_size`` of perturbed
+    inputs and the recipe's tie rule ``ties`` / ``tie_seed``."""
 
     threshold: float | None = None
     references: Tensor | None = None
@@ -68,10 +63,9 @@ class EvalContext:
 
 @runtime_checkable
 class Metric(Protocol):
-    """``metric(model, batch, attribution, context) -> {Column: (B,) tensor}``, for the
-    datasets of ``task``; ``columns()`` lists its columns in order, ``summary_columns()``
-    those of the summary table (by default all; a subclass inherits that), printed with
-    ``decimals`` decimals."""
+    """``metric(model, batch, attribution, context) -> {Column: (B,) tensor}`` on ``task``'s
+    datasets; ``columns()`` in order, ``summary_columns()`` (default: all) of the summary
+    table, printed with ``decimals`` decimals."""
 
     task: Task
     decimals: int
@@ -99,16 +93,10 @@ def float_tuple(values: Any, name: str, lo: float, hi: float) -> tuple[float, ..
 
 @dataclass
 class IoUMetric(Metric):
-    """IoU@t ×100 between {map ≥ t} and the object (Table 2): columns ``IoU`` at each t.
-
-    Args:
-        thresholds: the IoU thresholds t in [0, 1].
-        masks: ``None`` compares with each item's box; else (N, H, W) bool object masks of
-            the whole dataset in dataset order on any device (a batch's are picked by
-            ``batch.indices``; e.g. the digit strokes of :mod:`fame_utils.data.digits`),
-            with the column ``Mass-on-mask`` ×100 (:func:`~.localization.mass_on_mask`)
-            added.
-    """
+    """IoU@t ×100 between {map ≥ t} and each item's box (Table 2) at ``thresholds`` in
+    [0, 1]; or, given ``masks`` (N, H, W) bool for the whole dataset in dataset order (e.g.
+    the digit strokes), against item i's ``masks[i]``, plus ``Mass-on-mask`` ×100
+    (:func:`~.localization.mass_on_mask`)."""
 
     thresholds: tuple[float, ...] = (0.3, 0.5, 0.7)
     masks: Tensor | None = field(default=None, repr=False)
@@ -192,10 +180,9 @@ class RoadMetric(Metric):
 
 @dataclass
 class FaceDeleteInsertMetric(Metric):
-    """Face Deletion/Insertion (Table 1) of the probe along its e₊ map at the clean EER
-    threshold. Per pair: ``Delete`` / ``Insert`` = its AUC ×100 (the mean over pairs is the
-    table's value) and, at each percent P, ``Delete-acc`` = 100 if decided correctly and
-    ``Delete-sim`` = the cosine similarity (likewise ``Insert-acc`` / ``Insert-sim``)."""
+    """Face Deletion/Insertion (Table 1), per pair: ``Delete`` / ``Insert``, its AUC ×100
+    (their mean is the table's value), and at each P ``Delete-acc`` (100 if decided right)
+    and ``Delete-sim`` (cosine), likewise ``Insert-acc`` / ``Insert-sim``."""
 
     percents: tuple[float, ...] = tuple(range(0, 101, 10))
     task: Task = "verification"
@@ -246,9 +233,8 @@ def table2_metrics(
     percents: Iterable[float] = (10, 30, 50),
     modes: Iterable[Literal["zero", "noisy_linear"]] = ("zero", "noisy_linear"),
 ) -> list:
-    """Table 2's metrics: :class:`IoUMetric` at ``thresholds`` and one :class:`RoadMetric`
-    per removal mode, by default both: ``ROAD-Delete`` (zero removal, the paper's, which
-    rewards scattered maps) and ``ROAD-NL-Delete`` (noisy-linear, Rong et al. 2022)."""
+    """Table 2's metrics: :class:`IoUMetric` and one :class:`RoadMetric` per removal mode
+    (zero: the paper's, which rewards scattered maps; noisy-linear: Rong et al. 2022)."""
     modes = tuple(modes)
     if not modes:
         raise ValueError("modes is empty: give 'zero' and/or 'noisy_linear'")

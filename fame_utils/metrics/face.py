@@ -1,11 +1,10 @@
 """Face-verification Deletion and Insertion (paper Table 1; protocol of Lu et al. 2024).
 
-Only the probe of each pair (gallery g, probe p) is perturbed, along its e₊ map:
-Delete@P sets its top-P % pixels (:mod:`~fame_utils.metrics.road`) to 0, Insert@P
-keeps only them, for P ∈ {0, 10, …, 100} %. Each cos(φ(g), φ(p̃)) is compared with the
-**clean** EER threshold θ (accept when s ≥ θ, :mod:`~fame_utils.metrics.threshold`).
-Delete (↓) and Insert (↑) are the trapezoid areas under accuracy vs P/100, ×100; being
-linear, they equal the mean of each pair's own AUC (:meth:`FacePerturbation.pair_auc`).
+Only the probe p of each pair (g, p) is perturbed along its e₊ map: Delete@P zeroes its
+top-P % pixels (:mod:`~fame_utils.metrics.road`), Insert@P keeps only them. Each
+cos(φ(g), φ(p̃)) is decided at the **clean** EER threshold θ (accept when s ≥ θ); Delete
+(↓) and Insert (↑) are the trapezoid areas ×100 under accuracy vs P/100, equal to the mean
+of the pairs' own areas (:meth:`FacePerturbation.pair_auc`).
 """
 
 from __future__ import annotations
@@ -32,9 +31,8 @@ Kind = Literal["delete", "insert"]
 
 @torch.no_grad()
 def embed(model: nn.Module, images: Tensor, batch_size: int = 64) -> Tensor:
-    """L2-normalised float32 embeddings (N, D) of (N, 3, H, W) [0, 1] faces, in chunks of
-    ``batch_size`` on the model's device in eval mode (modes restored after), returned on
-    ``images``' device."""
+    """(N, D) L2-normalised float32 embeddings of (N, 3, H, W) [0, 1] faces on ``images``'
+    device, forwarded in chunks of ``batch_size`` on the model's device in eval mode."""
     check_count(batch_size, "batch_size", 1)
     dev = model_device(model)
     with eval_mode(model):
@@ -79,8 +77,7 @@ class FacePerturbation:
         return self.correct(kind).float().mean(0)
 
     def pair_auc(self, kind: Kind) -> Tensor:
-        """(N,) each pair's trapezoid AUC ×100 of its 0/1 correctness vs P (normalised by
-        the range of P); their mean is :meth:`auc`."""
+        """(N,) each pair's trapezoid AUC ×100 of its correctness vs P (over P's range)."""
         return self._auc(self.correct(kind).float()) * 100
 
     def auc(self, kind: Kind) -> float:
@@ -109,20 +106,12 @@ def face_deletion_insertion(
 ) -> FacePerturbation:
     """Deletion and Insertion of the probes along their e₊ maps (Table 1).
 
-    Args:
-        model: face embedder of (N, 3, H, W) [0, 1] RGB -> (N, D) embeddings.
-        gallery, probe: (N, 3, H, W) [0, 1] images of the N pairs, any device.
-        genuine: (N,) bool (or 0/1), True for same-identity pairs.
-        probe_maps: (N, H, W) e₊ maps of the probes (only their ranking matters).
-        threshold: θ on the cosine similarity; ``None`` takes the clean EER threshold of
-            these pairs (pass the protocol's θ when evaluating a subset of its pairs).
-        percents: strictly increasing P values in [0, 100] (at least two).
-        gallery_embeddings: (N, D) precomputed gallery embeddings (normalised inside).
-        batch_size: perturbed probes per forward pass on the model's device.
-        ties, tie_seed: order among equal map values (:mod:`~fame_utils.metrics.road`).
-
-    Returns:
-        :class:`FacePerturbation` with tensors on ``probe``'s device.
+    ``gallery`` and ``probe`` are (N, 3, H, W) [0, 1] pairs on any device, ``genuine``
+    (N,) bool or 0/1, ``probe_maps`` (N, H, W) (only their ranking matters), ``model`` an
+    embedder; ``threshold`` θ defaults to these pairs' clean EER threshold (pass the
+    protocol's θ for a subset of its pairs); ``percents`` increase strictly in [0, 100];
+    ``gallery_embeddings`` (N, D) may be precomputed; ``batch_size`` perturbed probes per
+    forward pass. Returns a :class:`FacePerturbation` on ``probe``'s device.
     """
     check_model_input(gallery, model, "gallery")
     check_model_input(probe, model, "probe")

@@ -1,9 +1,6 @@
-"""Localisation: IoU between the salient region and the object (paper Sec. 4, Table 2).
-
-IoU@t = |S_t ∩ B| / |S_t ∪ B| with S_t = {M ≥ t} for a map M in [0, 1] and B the box mask
-of the image's first object (or a per-pixel object mask). IoU on large boxes rewards
-diffuse maps (a constant map scores the box's area share), so Table 2 also reports IoU
-per box-size stratum (:data:`SIZE_STRATA`).
+"""Localisation (paper Sec. 4, Table 2): IoU@t = |S_t ∩ B| / |S_t ∪ B| with S_t = {M ≥ t}
+for a map M in [0, 1] and B the first object's box (or pixel mask). A constant map scores
+the box's area share, so Table 2 also reports IoU per box-size stratum (:data:`SIZE_STRATA`).
 """
 
 from __future__ import annotations
@@ -39,14 +36,11 @@ SIZE_STRATA: dict[str, tuple[float, float]] = {
 
 
 def boxes_to_masks(boxes: Tensor | Sequence[Sequence[float]], size: tuple[int, int]) -> Tensor:
-    """(B, 4) boxes ``(x0, y0, x1, y1)`` in pixels -> (B, H, W) bool masks, with
-    :func:`fame_utils.data.transforms.box_mask`'s pixels.
-
-    A zero-area box (an object the centre crop cut off) stays empty.
+    """(B, 4) boxes ``(x0, y0, x1, y1)`` in pixels -> (B, H, W) bool masks of
+    :func:`fame_utils.data.transforms.box_mask`; a zero-area box (cropped off) stays empty.
 
     Raises:
-        ValueError: a box of positive area covering no pixel of the H × W image, NaN or
-            reversed boxes, or not (B, 4).
+        ValueError: not (B, 4), NaN or reversed, or positive area but no pixel of H × W.
     """
     from ..data.transforms import box_mask  # lazy: avoids an import cycle at package import
 
@@ -68,21 +62,11 @@ def boxes_to_masks(boxes: Tensor | Sequence[Sequence[float]], size: tuple[int, i
 
 
 def iou_at_thresholds(
-    maps: Tensor,
-    boxes: Tensor,
-    thresholds: float | Sequence[float] | Tensor = (0.3, 0.5, 0.7),
+    maps: Tensor, boxes: Tensor, thresholds: float | Sequence[float] | Tensor = (0.3, 0.5, 0.7)
 ) -> Tensor:
-    """IoU@t between {map ≥ t} and the box, per image and threshold (Table 2).
-
-    Args:
-        maps: (B, H, W) float maps in [0, 1] (the thresholds are absolute), any device.
-        boxes: (B, H, W) bool masks, or (B, 4) boxes ``(x0, y0, x1, y1)`` in the maps'
-            pixels (:func:`boxes_to_masks`).
-        thresholds: T thresholds t in [0, 1].
-
-    Returns:
-        (B, T) IoU in [0, 1] on the maps' device (0 when both sets are empty).
-    """
+    """(B, T) IoU@t in [0, 1] on the maps' device between {map ≥ t} of (B, H, W) maps in
+    [0, 1] and ``boxes``, (B, H, W) bool masks or (B, 4) boxes in the maps' pixels, at T
+    thresholds t in [0, 1] (0 when both sets are empty)."""
     check_maps(maps)
     check_unit_interval(maps, "maps (IoU thresholds are absolute; normalise the maps first)")
     t = torch.as_tensor(thresholds, dtype=torch.float64).reshape(-1)
@@ -112,9 +96,8 @@ def iou_at_thresholds(
 
 
 def mass_on_mask(maps: Tensor, masks: Tensor) -> Tensor:
-    """Share of each map's mass on its mask, Σ map·mask / Σ map: (B, H, W) maps ≥ 0 and
-    (B, H, W) bool masks -> (B,) in [0, 1] on the maps' device (0 for an all-zero map; a
-    map that ignores the mask scores :func:`mask_share`)."""
+    """(B,) Σ map·mask / Σ map in [0, 1] of (B, H, W) maps ≥ 0 on (B, H, W) bool masks (0
+    for an all-zero map; a map that ignores the mask scores :func:`mask_share`)."""
     check_maps(maps)
     if masks.shape != maps.shape:
         raise ValueError(f"masks have shape {tuple(masks.shape)} but maps {tuple(maps.shape)}")
@@ -175,10 +158,8 @@ def box_area_table(shares: Mapping[str, Tensor | Sequence[float]]) -> pd.DataFra
 def iou_by_box_size(
     per_item: Mapping[str, pd.DataFrame], shares: Tensor | Sequence[float]
 ) -> pd.DataFrame:
-    """Mean IoU per box-size stratum: ``per_item`` ``{IoU column: items × methods}``
-    (index = item position, as :attr:`fame_utils.paper.Comparison.per_item`) and the (N,)
-    box-area shares of all items -> methods × ``"<column> <stratum> (n=k)"`` (empty strata
-    left out)."""
+    """Mean IoU per box-size stratum: ``{IoU column: items × methods}`` (index = item
+    position) and the (N,) shares of all items -> methods × ``"<column> <stratum> (n=k)"``."""
     strata = np.asarray(size_strata(shares))
     out = {}
     for column, values in per_item.items():

@@ -1,17 +1,12 @@
 """Pixel removal: the top-p % pixel sets of the maps and ROAD-Delete@p (paper Table 2).
 
-Which pixels go (``ties``, :attr:`fame_utils.recipes.Recipe.ties`, matters wherever a map
-is flat): ``"random"`` (the paper recipe) removes exactly round(p/100 · H·W) pixels (half
-up), equal values in one seeded permutation of the pixel indices drawn on the CPU
-(``torch.Generator().manual_seed(tie_seed)``: the same on every device and map);
-``"reference"`` removes the pixels above the (100 − p)-th percentile (linear, as
-``numpy.percentile``), as the code behind the paper's tables did.
-
-What replaces them (``mode``): ``"zero"`` sets them to 0 in [0, 1] RGB (the paper);
-``"noisy_linear"`` is ROAD proper (Rong et al., ICML 2022): each removed pixel takes the
-weighted mean of its 8 in-image neighbours (1/6 edges, 1/12 corners), solved jointly per
-image and channel, plus N(0, σ²) noise in pixel units (pytorch-grad-cam's
-``NoisyLinearImputer`` with the noise off).
+Which pixels go (``ties``, :attr:`fame_utils.recipes.Recipe.ties`): ``"random"`` (the
+paper recipe) removes exactly round(p/100 · H·W) pixels, equal values in one seeded
+CPU permutation (the same on every device); ``"reference"`` those above the (100 − p)-th
+percentile (as ``numpy.percentile``), as the code behind the paper's tables did.
+What replaces them (``mode``): ``"zero"`` (the paper) or ``"noisy_linear"`` (ROAD proper,
+Rong et al. 2022: the 1/6-edge, 1/12-corner weighted mean of the 8 neighbours, solved
+jointly, plus N(0, σ²) noise; pytorch-grad-cam's ``NoisyLinearImputer`` without noise).
 """
 
 from __future__ import annotations
@@ -99,8 +94,7 @@ def removal_masks(
     ties: TieRule = "random",
     tie_seed: int = 0,
 ) -> Tensor:
-    """(B, H, W) maps, P percentages -> (B, P, H, W) bool, ``True`` on the top-p % pixels
-    of :func:`top_pixel_sets` (those Delete removes)."""
+    """(B, H, W) maps, P percentages -> (B, P, H, W) bool, True on the top-p % pixels."""
     key, cut = top_pixel_sets(maps, percents, ties=ties, tie_seed=tie_seed)
     return key.unsqueeze(1) > cut[:, :, None, None]
 
@@ -108,9 +102,8 @@ def removal_masks(
 def top_pixel_chunks(
     key: Tensor, cut: Tensor, batch_size: int
 ) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
-    """All (image i, percentage j) pairs of :func:`top_pixel_sets`' ``(key, cut)``,
-    image-major, in chunks of ``batch_size``: ``(ii, jj, top)`` with ``top`` the (n, H, W)
-    bool top-p % masks of the chunk, on ``key``'s device."""
+    """``(ii, jj, top)`` chunks of ``batch_size`` (image, percentage) pairs, image-major,
+    with ``top`` their (n, H, W) bool top-p % masks from :func:`top_pixel_sets`."""
     b, n_p = cut.shape
     for chunk in torch.arange(b * n_p, device=key.device).split(batch_size):
         ii, jj = chunk // n_p, chunk % n_p
@@ -125,9 +118,8 @@ def class_scores(
     score: Literal["logit", "probability"] = "logit",
     batch_size: int = 64,
 ) -> Tensor:
-    """(N,) logit (or softmax probability) of class ``labels`` (N,) for (N, 3, H, W)
-    images, in chunks of ``batch_size`` on the model's device in eval mode (modes
-    restored after), returned on ``images``' device."""
+    """(N,) logit (or softmax probability) of class ``labels`` (N,) of (N, 3, H, W) images
+    on their device, forwarded in chunks of ``batch_size`` on the model's in eval mode."""
     if score not in ("logit", "probability"):
         raise ValueError(f"score must be 'logit' or 'probability', got {score!r}")
     check_count(batch_size, "batch_size", 1)
@@ -160,16 +152,11 @@ def road_scores(
     ties: TieRule = "random",
     tie_seed: int = 0,
 ) -> Tensor:
-    """ROAD-Delete@p: s(x) − s(x̃), the drop of the class score (:func:`class_scores`)
-    when the top-p % pixels of the map are removed (module docstring).
+    """ROAD-Delete@p: (B, P) drops s(x) − s(x̃) of the class score (:func:`class_scores`)
+    when the top-p % pixels of the (B, H, W) maps are removed, on ``images``' device.
 
-    ``images`` (B, 3, H, W) in [0, 1] on any device are perturbed there and forwarded on
-    the model's device, ``batch_size`` perturbed images at a time; ``labels`` (B,) or one
-    int; ``maps`` (B, H, W) (only their ranking matters); ``percents`` in [0, 100];
-    ``noise``, ``seed``: σ of the imputation noise and the seed of its generator.
-
-    Returns:
-        (B, P) float drops on ``images``' device (higher = more important pixels found).
+    ``images`` (B, 3, H, W) in [0, 1] are perturbed on their device and forwarded on the
+    model's, ``batch_size`` at a time; ``noise`` / ``seed``: σ and seed of the imputation.
     """
     if mode not in ("zero", "noisy_linear"):
         raise ValueError(f"mode must be 'zero' or 'noisy_linear', got {mode!r}")
@@ -195,8 +182,8 @@ def road_scores(
 
 
 def _neighbour_sum(x: Tensor) -> Tensor:
-    """Σ_j w_j x_j over the in-image 3×3 neighbours of (N, 1, H, W) grids: the kernel
-    ([1, 2, 1] ⊗ [1, 2, 1] − 4·δ) / 12, as two 3-tap passes (faster than ``conv2d``)."""
+    """Σ_j w_j x_j over in-image neighbours of (N, 1, H, W) grids: ([1, 2, 1]⊗[1, 2, 1] −
+    4δ) / 12 as two 3-tap passes (faster than ``conv2d``)."""
     xp = F.pad(x, (1, 1, 1, 1))
     rows = torch.add(xp[..., :, :-2], xp[..., :, 2:]).add_(xp[..., :, 1:-1], alpha=2)
     both = torch.add(rows[..., :-2, :], rows[..., 2:, :]).add_(rows[..., 1:-1, :], alpha=2)
@@ -204,7 +191,6 @@ def _neighbour_sum(x: Tensor) -> Tensor:
 
 
 def _dot(a: Tensor, b: Tensor) -> Tensor:
-    """Per-grid inner products of (N, 1, H, W) tensors -> (N,)."""
     return torch.einsum("nchw,nchw->n", a, b)
 
 
@@ -215,14 +201,12 @@ def noisy_linear_impute(
     noise: float = 0.01,
     generator: torch.Generator | None = None,
 ) -> Tensor:
-    """Noisy linear imputation (module docstring) of the ``removed`` (B, H, W) bool pixels
-    of (B, 3, H, W) [0, 1] images, on their device; returns them clipped to [0, 1].
+    """Noisy linear imputation of the ``removed`` (B, H, W) bool pixels of (B, 3, H, W)
+    [0, 1] images on their device, clipped to [0, 1]; ``noise`` σ from ``generator``.
 
-    For removed i: d_i x_i − Σ_{j removed} w_j x_j = Σ_{j kept} w_j v_j with
-    d_i = Σ_{j in image} w_j, solved by Jacobi-preconditioned conjugate gradients for all
-    images and channels at once, to a relative residual of 1e-6 (checked every 25 steps, at
-    most 4·(H + W) + 100). A group of removed pixels touching no kept pixel becomes 0.
-    ``noise`` is σ (0 turns it off), drawn from ``generator`` (on the images' device).
+    Removed i: d_i x_i − Σ_{j removed} w_j x_j = Σ_{j kept} w_j v_j, d_i = Σ_{j} w_j,
+    by Jacobi-preconditioned CG over all images and channels to a relative residual of
+    1e-6; removed groups without a kept neighbour become 0.
     """
     check_images(images)
     noise = check_number(noise, "noise (the imputation noise σ, >= 0; 0 turns it off)", lo=0.0)

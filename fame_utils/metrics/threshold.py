@@ -1,9 +1,6 @@
-"""The equal error rate (EER) and its threshold on verification scores (paper Sec. 4).
-
-A pair is accepted when its score s ≥ θ. The candidate θ are the unique scores (scikit-learn's
-``roc_curve``); the EER threshold minimises |FAR(θ) − FRR(θ)|, compared exactly in integer
-counts, with ties going to the **largest** θ. The EER is (FAR + FRR)/2 there.
-"""
+"""The equal error rate (EER) and its threshold θ (accept when s ≥ θ; paper Sec. 4): among
+the unique scores (scikit-learn's ``roc_curve``) the θ minimising |FAR − FRR| in exact
+integer counts, ties to the **largest** θ; the EER is (FAR + FRR)/2 there."""
 
 from __future__ import annotations
 
@@ -18,15 +15,9 @@ __all__ = ["eer_threshold", "eer"]
 def eer(
     scores: Sequence[float] | np.ndarray, genuine: Sequence[bool] | np.ndarray
 ) -> tuple[float, float]:
-    """``(eer_value, threshold)`` as Python floats (module docstring).
-
-    Args:
-        scores: (N,) similarity scores (list, numpy or torch on any device).
-        genuine: (N,) booleans or 0/1, True/1 for same-identity pairs.
-
-    Raises:
-        ValueError: shapes differ, non-finite scores, labels not 0/1, or only one class.
-    """
+    """``(eer_value, threshold)`` floats of (N,) ``scores`` (list, numpy or torch) and
+    (N,) ``genuine`` bool or 0/1 (1 = same identity); raises ``ValueError`` on mismatched
+    shapes, non-finite scores, labels not 0/1 or a single class."""
     s, g = (np.asarray(v.detach().cpu() if hasattr(v, "detach") else v) for v in (scores, genuine))
     if s.ndim != 1 or s.shape != g.shape:
         raise ValueError(
