@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -14,7 +14,7 @@ from .._checks import check_number
 from ..data.items import Task
 from ..objectives import Attribution
 from .face import face_deletion_insertion
-from .localization import iou_at_thresholds, mass_on_mask
+from .localization import float_tuple, iou_at_thresholds, mass_on_mask
 from .road import road_scores
 
 __all__ = [
@@ -61,7 +61,6 @@ class EvalContext:
     tie_seed: int = 0
 
 
-@runtime_checkable
 class Metric(Protocol):
     """``metric(model, batch, attribution, context) -> {Column: (B,) tensor}`` on ``task``'s
     datasets; ``columns()`` in order, ``summary_columns()`` (default: all) of the summary
@@ -78,17 +77,6 @@ class Metric(Protocol):
     def __call__(
         self, model: nn.Module, batch: Any, attribution: Attribution, context: EvalContext
     ) -> dict[Column, Tensor]: ...
-
-
-def float_tuple(values: Any, name: str, lo: float, hi: float) -> tuple[float, ...]:
-    """Settings as a tuple of floats (so 10 and 10.0 hash alike), each within [lo, hi]."""
-    out = tuple(float(v) for v in (values if isinstance(values, Iterable) else [values]))
-    if not out:
-        raise ValueError(f"{name} is empty")
-    bad = [v for v in out if not lo <= v <= hi]
-    if bad:
-        raise ValueError(f"{name} must lie in [{lo:g}, {hi:g}], got {bad}")
-    return out
 
 
 @dataclass

@@ -78,16 +78,13 @@ class FacePerturbation:
 
     def pair_auc(self, kind: Kind) -> Tensor:
         """(N,) each pair's trapezoid AUC ×100 of its correctness vs P (over P's range)."""
-        return self._auc(self.correct(kind).float()) * 100
+        x = self.percents.to(self.genuine.device)
+        area = torch.trapezoid(self.correct(kind).double(), x, dim=-1) / (x[-1] - x[0])
+        return area.float() * 100
 
     def auc(self, kind: Kind) -> float:
-        """Delete (↓) or Insert (↑) of Table 1: the AUC ×100 of :meth:`accuracy`."""
-        return float(self._auc(self.accuracy(kind))) * 100
-
-    def _auc(self, values: Tensor) -> Tensor:
-        x = self.percents.to(device=values.device)
-        area = torch.trapezoid(values.to(torch.float64), x, dim=-1) / (x[-1] - x[0])
-        return area.to(values.dtype)
+        """Delete (↓) or Insert (↑) of Table 1: the mean of :meth:`pair_auc`."""
+        return float(self.pair_auc(kind).double().mean())
 
 
 def face_deletion_insertion(
@@ -136,10 +133,9 @@ def face_deletion_insertion(
     else:
         ref = F.normalize(gallery_embeddings.to(probe.device).float(), dim=1)
     clean = (ref * embed(model, probe, batch_size)).sum(1)
-    if threshold is None:
-        theta = float(eer_threshold(clean, g))
-    else:
-        theta = check_threshold(threshold, "threshold θ")
+    theta = (
+        eer_threshold(clean, g) if threshold is None else check_threshold(threshold, "threshold θ")
+    )
     key, cut = top_pixel_sets(probe_maps.to(probe.device), pct, ties=ties, tie_seed=tie_seed)
     sims = {kind: torch.empty(cut.shape, device=probe.device) for kind in ("delete", "insert")}
     dev = model_device(model)

@@ -5,7 +5,8 @@ the box's area share, so Table 2 also reports IoU per box-size stratum (:data:`S
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -16,6 +17,7 @@ from .._checks import check_maps, check_unit_interval
 
 __all__ = [
     "iou_at_thresholds",
+    "float_tuple",
     "boxes_to_masks",
     "mass_on_mask",
     "mask_share",
@@ -33,6 +35,17 @@ SIZE_STRATA: dict[str, tuple[float, float]] = {
     "medium": (1 / 3, 2 / 3),
     "large": (2 / 3, 1.0),
 }
+
+
+def float_tuple(values: Any, name: str, lo: float, hi: float) -> tuple[float, ...]:
+    """Settings as a tuple of floats (so 10 and 10.0 hash alike), each within [lo, hi]."""
+    out = tuple(float(v) for v in (values if isinstance(values, Iterable) else [values]))
+    if not out:
+        raise ValueError(f"{name} is empty")
+    bad = [v for v in out if not lo <= v <= hi]
+    if bad:
+        raise ValueError(f"{name} must lie in [{lo:g}, {hi:g}], got {bad}")
+    return out
 
 
 def boxes_to_masks(boxes: Tensor | Sequence[Sequence[float]], size: tuple[int, int]) -> Tensor:
@@ -62,21 +75,14 @@ def boxes_to_masks(boxes: Tensor | Sequence[Sequence[float]], size: tuple[int, i
 
 
 def iou_at_thresholds(
-    maps: Tensor, boxes: Tensor, thresholds: float | Sequence[float] | Tensor = (0.3, 0.5, 0.7)
+    maps: Tensor, boxes: Tensor, thresholds: float | Sequence[float] = (0.3, 0.5, 0.7)
 ) -> Tensor:
     """(B, T) IoU@t in [0, 1] on the maps' device between {map ≥ t} of (B, H, W) maps in
     [0, 1] and ``boxes``, (B, H, W) bool masks or (B, 4) boxes in the maps' pixels, at T
     thresholds t in [0, 1] (0 when both sets are empty)."""
     check_maps(maps)
     check_unit_interval(maps, "maps (IoU thresholds are absolute; normalise the maps first)")
-    t = torch.as_tensor(thresholds, dtype=torch.float64).reshape(-1)
-    if t.numel() == 0:
-        raise ValueError("thresholds is empty")
-    bad = [v for v in t.tolist() if not 0.0 <= v <= 1.0]  # NaN fails too
-    if bad:
-        raise ValueError(
-            f"IoU thresholds must lie in [0, 1] (the maps are normalised to [0, 1]), got {bad}"
-        )
+    t = torch.tensor(float_tuple(thresholds, "IoU thresholds", 0.0, 1.0), dtype=torch.float64)
     b, h, w = maps.shape
     if isinstance(boxes, Tensor) and boxes.ndim == 3:
         if boxes.shape != maps.shape:
@@ -111,16 +117,10 @@ def mask_share(masks: Tensor) -> Tensor:
     return masks.flatten(1).float().mean(1)
 
 
-def box_area_shares(boxes: Tensor, size: tuple[int, int] | None = None) -> Tensor:
-    """Share of the image each box covers (IoU's pixels): (B, H, W) bool masks, or (B, 4)
-    boxes with ``size`` = (H, W) -> (B,) float64 in [0, 1] on the CPU."""
-    if isinstance(boxes, Tensor) and boxes.ndim == 3:
-        masks = boxes.bool()
-    else:
-        if size is None:
-            raise ValueError("size=(H, W) is needed with (B, 4) boxes")
-        masks = boxes_to_masks(boxes, size)
-    return masks.flatten(1).double().mean(1).cpu()
+def box_area_shares(boxes: Tensor, size: tuple[int, int]) -> Tensor:
+    """(B,) float64 CPU share of the (H, W) = ``size`` image each (B, 4) box covers (IoU's
+    pixels)."""
+    return boxes_to_masks(boxes, size).flatten(1).double().mean(1).cpu()
 
 
 def size_strata(shares: Tensor | Sequence[float]) -> list[str]:
@@ -141,15 +141,11 @@ def box_area_table(shares: Mapping[str, Tensor | Sequence[float]]) -> pd.DataFra
     for name, values in shares.items():
         v = torch.as_tensor(values, dtype=torch.float64).reshape(-1).numpy()
         strata = size_strata(v)
-        q = np.percentile(v, [0, 25, 50, 75, 100]) * 100
+        q = np.percentile(v, [50, 25, 75, 0, 100]) * 100
         rows[name] = {
             "n": len(v),
             "mean %": 100 * float(v.mean()),
-            "median %": q[2],
-            "q25 %": q[1],
-            "q75 %": q[3],
-            "min %": q[0],
-            "max %": q[4],
+            **dict(zip(("median %", "q25 %", "q75 %", "min %", "max %"), q)),
             **{f"n {s}": strata.count(s) for s in SIZE_STRATA},
         }
     return pd.DataFrame.from_dict(rows, orient="index")

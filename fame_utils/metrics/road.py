@@ -62,8 +62,6 @@ def top_pixel_sets(
     check_maps(maps)
     if ties not in ("random", "reference"):
         raise ValueError(f"ties must be 'random' or 'reference', got {ties!r}")
-    if isinstance(tie_seed, bool) or not isinstance(tie_seed, int):
-        raise TypeError(f"tie_seed must be an int, got {tie_seed!r}")
     ps = torch.as_tensor(percents, dtype=torch.float64).reshape(-1)
     bad = [p for p in ps.tolist() if not 0.0 <= p <= 100.0]
     if bad:
