@@ -1,10 +1,8 @@
 """Face-verification Deletion and Insertion (paper Table 1; protocol of Lu et al. 2024).
 
-Only the probe p of each pair (g, p) is perturbed along its e₊ map: Delete@P zeroes its
-top-P % pixels (:mod:`~fame_utils.metrics.road`), Insert@P keeps only them. Each
-cos(φ(g), φ(p̃)) is decided at the **clean** EER threshold θ (accept when s ≥ θ); Delete
-(↓) and Insert (↑) are the trapezoid areas ×100 under accuracy vs P/100, equal to the mean
-of the pairs' own areas (:meth:`FacePerturbation.pair_auc`).
+Delete@P zeroes the top-P % pixels of each probe's e₊ map (:mod:`~fame_utils.metrics.road`),
+Insert@P keeps only them; cos(φ(g), φ(p̃)) is decided at the **clean** EER threshold θ
+(accept when s ≥ θ). Delete (↓) and Insert (↑): trapezoid areas ×100 of accuracy vs P/100.
 """
 
 from __future__ import annotations
@@ -138,11 +136,8 @@ def face_deletion_insertion(
     )
     key, cut = top_pixel_sets(probe_maps.to(probe.device), pct, ties=ties, tie_seed=tie_seed)
     sims = {kind: torch.empty(cut.shape, device=probe.device) for kind in ("delete", "insert")}
-    dev = model_device(model)
-    with torch.no_grad(), eval_mode(model):
-        for ii, jj, top in top_pixel_chunks(key, cut, batch_size):
-            for kind, keep in (("delete", ~top), ("insert", top)):
-                x = probe[ii] * keep.unsqueeze(1).to(probe.dtype)
-                e = F.normalize(model(x.to(dev)).float(), dim=1).to(probe.device)
-                sims[kind][ii, jj] = (e * ref[ii]).sum(1)
+    for ii, jj, top in top_pixel_chunks(key, cut, batch_size):
+        for kind, keep in (("delete", ~top), ("insert", top)):
+            e = embed(model, probe[ii] * keep.unsqueeze(1).to(probe.dtype), batch_size)
+            sims[kind][ii, jj] = (e * ref[ii]).sum(1)
     return FacePerturbation(pct, theta, g, sims["delete"], sims["insert"], clean, ties, tie_seed)

@@ -83,17 +83,14 @@ def iou_at_thresholds(
     check_maps(maps)
     check_unit_interval(maps, "maps (IoU thresholds are absolute; normalise the maps first)")
     t = torch.tensor(float_tuple(thresholds, "IoU thresholds", 0.0, 1.0), dtype=torch.float64)
-    b, h, w = maps.shape
     if isinstance(boxes, Tensor) and boxes.ndim == 3:
-        if boxes.shape != maps.shape:
-            raise ValueError(
-                f"box masks have shape {tuple(boxes.shape)} but maps have {tuple(maps.shape)}"
-            )
         masks = boxes.to(device=maps.device).bool()
     else:
-        masks = boxes_to_masks(boxes, (h, w)).to(maps.device)
-        if masks.shape[0] != b:
-            raise ValueError(f"{masks.shape[0]} boxes for {b} maps")
+        masks = boxes_to_masks(boxes, maps.shape[1:]).to(maps.device)
+    if masks.shape != maps.shape:
+        raise ValueError(
+            f"box masks have shape {tuple(masks.shape)} but maps have {tuple(maps.shape)}"
+        )
     sal = maps.unsqueeze(1) >= t.to(device=maps.device, dtype=maps.dtype).view(1, -1, 1, 1)
     box = masks.unsqueeze(1)
     inter = (sal & box).flatten(2).sum(-1)

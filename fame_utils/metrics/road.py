@@ -1,12 +1,10 @@
 """Pixel removal: the top-p % pixel sets of the maps and ROAD-Delete@p (paper Table 2).
 
-Which pixels go (``ties``, :attr:`fame_utils.recipes.Recipe.ties`): ``"random"`` (the
-paper recipe) removes exactly round(p/100 · H·W) pixels, equal values in one seeded
-CPU permutation (the same on every device); ``"reference"`` those above the (100 − p)-th
-percentile (as ``numpy.percentile``), as the code behind the paper's tables did.
-What replaces them (``mode``): ``"zero"`` (the paper) or ``"noisy_linear"`` (ROAD proper,
-Rong et al. 2022: the 1/6-edge, 1/12-corner weighted mean of the 8 neighbours, solved
-jointly, plus N(0, σ²) noise; pytorch-grad-cam's ``NoisyLinearImputer`` without noise).
+``ties`` (:attr:`fame_utils.recipes.Recipe.ties`): ``"random"`` (paper) removes exactly
+round(p/100 · H·W) pixels, equal values in one seeded CPU permutation; ``"reference"`` those
+above the (100 − p)-th percentile (``numpy.percentile``), as the paper's code did. ``mode``:
+``"zero"`` (paper) or ``"noisy_linear"`` (ROAD, Rong et al. 2022: the 1/6-edge, 1/12-corner
+mean of the neighbours plus N(0, σ²); pytorch-grad-cam's ``NoisyLinearImputer`` at σ = 0).
 """
 
 from __future__ import annotations
@@ -160,13 +158,12 @@ def road_scores(
         raise ValueError(f"mode must be 'zero' or 'noisy_linear', got {mode!r}")
     check_maps(maps)
     b = images.shape[0]
-    y = as_index_tensor(labels, b, "labels")
+    y = as_index_tensor(labels, b, "labels").to(images.device)
     clean = class_scores(model, check_model_input(images, model), y, score, batch_size)
     if maps.shape != (b, *images.shape[2:]):
         raise ValueError(
             f"maps must have shape {(b, *images.shape[2:])} to match images, got {tuple(maps.shape)}"
         )
-    y = y.to(images.device)
     key, cut = top_pixel_sets(maps.to(images.device), percents, ties=ties, tie_seed=tie_seed)
     gen = torch.Generator(device=images.device).manual_seed(seed)
     out = torch.empty(cut.shape, device=images.device)
