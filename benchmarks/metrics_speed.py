@@ -6,7 +6,7 @@
 
 1. Noisy-linear imputation (ROAD, Rong et al. 2022) of the removed top-p % pixels of
    smooth maps (Gaussian-blurred noise, σ 7.7 like FAME's) on the bundled object images
-   (224×224): our batched torch solver (:func:`fame_utils.metrics.imputation.noisy_linear_impute`,
+   (224×224): our batched torch solver (:func:`fame_utils.metrics.road.noisy_linear_impute`,
    ``--impute-batch`` images per call, time per image) against pytorch-grad-cam's
    ``NoisyLinearImputer`` (scipy sparse direct solve, one image at a time, CPU), with the
    largest difference between the two (noise off) as a check. One run each.
@@ -43,8 +43,7 @@ def _device_name(device: torch.device) -> str:
 def bench_imputation(images: torch.Tensor, percents, batch: int, device: torch.device) -> list:
     from pytorch_grad_cam.metrics.road import NoisyLinearImputer
 
-    from fame_utils.metrics.imputation import noisy_linear_impute
-    from fame_utils.metrics.removal import removal_masks
+    from fame_utils.metrics.road import noisy_linear_impute, removal_masks
     from fame_utils.postprocess import gaussian_blur
 
     g = torch.Generator().manual_seed(0)

@@ -38,10 +38,14 @@ from .methods import (
     make_methods,
     table_methods,
 )
-from .metrics.adapters import FaceDeleteInsertMetric, IoUMetric, RoadMetric, table2_metrics
+from .metrics.adapters import (
+    FaceDeleteInsertMetric,
+    IoUMetric,
+    RoadMetric,
+    table2_metrics,
+)
 from .metrics.face import FACE_PERCENTS, cosine_scores, embed, face_deletion_insertion
-from .metrics.localization import box_area_shares, iou_at_thresholds
-from .metrics.masks import MaskMetric, mask_share
+from .metrics.localization import box_area_shares, iou_at_thresholds, mask_share
 from .metrics.road import road_scores
 from .metrics.threshold import eer, eer_threshold
 from .models._wrapper import NormalizedModel, wrap
@@ -72,7 +76,6 @@ __all__ = [
     "FeatureCell",
     "IoUMetric",
     "METHODS",
-    "MaskMetric",
     "NormalizedModel",
     "Objective",
     "PAPER",

@@ -414,7 +414,7 @@ def draw_pair_removal(
         subset: which one; ``index``: the pair (clamped to the subset's last pair).
         methods: rows to draw (``()``: every method of the run).
     """
-    from .metrics.removal import removal_masks
+    from .metrics.road import removal_masks
 
     pairs, result = pairs[subset], results[subset]
     index = min(int(index), len(pairs) - 1)

@@ -34,8 +34,7 @@ from fame_utils.baselines.fggb import FGGB
 from fame_utils.data.imagenet import load_imagenet_val
 from fame_utils.metrics.face import embed, face_deletion_insertion
 from fame_utils.metrics.localization import iou_at_thresholds
-from fame_utils.metrics.removal import removal_masks
-from fame_utils.metrics.road import class_scores, road_scores
+from fame_utils.metrics.road import class_scores, removal_masks, road_scores
 
 NAN = float("nan")
 

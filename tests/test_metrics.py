@@ -7,14 +7,11 @@ import pytest
 import torch
 from torch import nn
 
-from fame_utils.metrics.face import face_deletion_insertion
-from fame_utils.metrics.imputation import noisy_linear_impute
+from fame_utils.metrics.face import FacePerturbation, face_deletion_insertion
 from fame_utils.metrics.localization import iou_at_thresholds
-from fame_utils.metrics.removal import pixel_ranks, removal_counts, removal_masks
-from fame_utils.metrics.road import class_scores, curve_auc, perturbation_curves, road_scores
+from fame_utils.metrics.road import class_scores, noisy_linear_impute, removal_masks, road_scores
 from fame_utils.metrics.threshold import eer_threshold
 from fame_utils.postprocess import gaussian_blur
-from fame_utils.recipes import PAPER
 
 # pytorch-grad-cam's imputer hands torch tensors to scipy, which numpy 2 warns about
 pytestmark = pytest.mark.filterwarnings("ignore:__array_wrap__ must accept:DeprecationWarning")
@@ -91,18 +88,18 @@ def test_iou_rejects_bad_input():
 # ----------------------------------------------------------------------------- ranking
 
 
-def test_constant_map_removes_exactly_p_percent_in_raster_order():
+def test_constant_map_removes_exactly_p_percent_in_the_seeded_order():
     maps = torch.full((2, 10, 7), 0.5)
     percents = [0, 10, 25, 33.3, 50, 99, 100]
-    masks = removal_masks(maps, percents, ties="index")
+    masks = removal_masks(maps, percents, tie_seed=3)
     counts = masks.flatten(2).sum(-1)
     want = [0, 7, 18, 23, 35, 69, 70]  # round-half-up of p·70/100: 17.5 -> 18, 23.31 -> 23
     assert counts.tolist() == [want, want]
-    assert removal_counts(percents, 70) == want
-    # ties go to the lower row-major index: the first k pixels in raster order
+    # all values tie: the first k pixels of the seeded CPU permutation go
+    perm = torch.randperm(70, generator=torch.Generator().manual_seed(3))
     for j, k in enumerate(want):
         flat = masks[0, j].flatten()
-        assert flat[:k].all() and not flat[k:].any()
+        assert flat[perm[:k]].all() and flat.sum() == k
 
 
 def test_many_flat_regions_remove_exact_counts_and_nest():
@@ -127,18 +124,23 @@ def test_many_flat_regions_remove_exact_counts_and_nest():
         assert (masks[:, a] <= masks[:, b]).all()
 
 
-def test_pixel_ranks_match_python_sort_with_index_tiebreak():
+def test_random_ties_match_python_sort_with_the_seeded_tiebreak():
     g = torch.Generator().manual_seed(4)
     maps = (torch.rand(2, 6, 5, generator=g) * 4).floor() / 4  # many ties
     maps[0, 0, 0] = -0.0
     maps[0, 0, 1] = 0.0
-    ranks = pixel_ranks(maps, ties="index")
-    for i in range(2):
-        vals = maps[i].flatten().tolist()
-        order = sorted(range(len(vals)), key=lambda k: (-vals[k], k))
-        want = torch.empty(len(vals), dtype=torch.long)
-        want[torch.tensor(order)] = torch.arange(len(vals))
-        assert torch.equal(ranks[i].flatten(), want)
+    percents = list(range(0, 101, 5))
+    for seed in (0, 5):
+        masks = removal_masks(maps, percents, tie_seed=seed)
+        place = torch.empty(30, dtype=torch.long)
+        place[torch.randperm(30, generator=torch.Generator().manual_seed(seed))] = torch.arange(30)
+        for i in range(2):
+            vals = maps[i].flatten().tolist()
+            order = sorted(range(30), key=lambda q, vals=vals: (-vals[q], place[q].item()))
+            for j, p in enumerate(percents):
+                want = torch.zeros(30, dtype=torch.bool)
+                want[order[: int(np.floor(p / 100 * 30 + 0.5))]] = True
+                assert torch.equal(masks[i, j].flatten(), want)
 
 
 def test_random_ties_remove_an_all_zero_map_evenly():
@@ -158,19 +160,6 @@ def test_random_ties_remove_an_all_zero_map_evenly():
     # another seed, another order; the reference recipe's seed is read from it too
     other = removal_masks(maps, [30], tie_seed=1)[0, 0]
     assert other.sum() == 3763 and not torch.equal(other, removed[0])
-    assert torch.equal(removal_masks(maps, [30], recipe=PAPER.replace(tie_seed=1))[0, 0], other)
-
-
-def test_random_ties_only_reorder_equal_values():
-    g = torch.Generator().manual_seed(4)
-    maps = (torch.rand(3, 9, 7, generator=g) * 3).floor() / 3  # many ties
-    for seed in (0, 5):
-        ranks = pixel_ranks(maps, tie_seed=seed)
-        for i in range(3):
-            vals = maps[i].flatten()
-            order = ranks[i].flatten().argsort()  # pixels from most to least relevant
-            assert (vals[order][1:] <= vals[order][:-1]).all()
-            assert sorted(ranks[i].flatten().tolist()) == list(range(63))
 
 
 def test_reference_ties_follow_the_percentile_rule_on_a_plateau():
@@ -188,16 +177,10 @@ def test_reference_ties_follow_the_percentile_rule_on_a_plateau():
     percents = [0, 10, 25, 30, 50, 100]
     masks = removal_masks(m, percents, ties="reference")
     assert masks.flatten(2).sum(-1)[0].tolist() == [0, 0, 20, 20, 50, 50]
-    assert torch.equal(removal_masks(m, percents, recipe="reference"), masks)
     for j, p in enumerate(percents):
         theta = np.percentile(m.numpy(), 100 - p)
         assert torch.equal(masks[0, j], torch.from_numpy(m[0].numpy() > theta))
-    # least relevant first: the pixels below the p-th percentile
-    lerf = removal_masks(m, [60], ties="reference", most_relevant_first=False)[0, 0]
-    assert torch.equal(lerf, m[0] < np.percentile(m.numpy(), 60))
-    with pytest.raises(ValueError, match="removal_masks"):
-        pixel_ranks(m, ties="reference")
-    with pytest.raises(ValueError, match="'random', 'reference' or 'index'"):
+    with pytest.raises(ValueError, match="'random' or 'reference'"):
         removal_masks(m, [10], ties="stable")
 
 
@@ -207,7 +190,7 @@ def test_road_and_face_metrics_use_the_tie_rule(tiny_cnn):
     maps = torch.zeros(2, 12, 12)
     maps[:, 3:6, 3:6] = 1.0  # a 9-pixel plateau, the rest flat
     percents = [10, 50]
-    for ties in ("random", "reference", "index"):
+    for ties in ("random", "reference"):
         drop = road_scores(tiny_cnn, images, [0, 1], maps, percents, ties=ties, tie_seed=3)
         masks = removal_masks(maps, percents, ties=ties, tie_seed=3)
         with torch.no_grad():
@@ -217,21 +200,13 @@ def test_road_and_face_metrics_use_the_tie_rule(tiny_cnn):
                 torch.testing.assert_close(drop[:, j], clean - tiny_cnn(x)[[0, 1], [0, 1]])
     embedder = nn.Sequential(*list(tiny_cnn.children())[:-1])
     res = face_deletion_insertion(
-        embedder, images, images.flip(0), [True, False], maps, threshold=0.5, recipe="reference"
+        embedder, images, images.flip(0), [True, False], maps, threshold=0.5, ties="reference"
     )
     assert (res.ties, res.tie_seed) == ("reference", 0)
     res = face_deletion_insertion(
         embedder, images, images.flip(0), [True, False], maps, threshold=0.5, tie_seed=7
     )
     assert (res.ties, res.tie_seed) == ("random", 7)
-
-
-def test_least_relevant_first_is_the_complement_order():
-    g = torch.Generator().manual_seed(5)
-    maps = torch.rand(1, 8, 8, generator=g)
-    lerf = removal_masks(maps, [25], most_relevant_first=False)[0, 0]
-    assert lerf.sum() == 16
-    assert maps[0][lerf].max() < maps[0][~lerf].min()
 
 
 # ----------------------------------------------------------------------------- imputation
@@ -276,13 +251,13 @@ def test_noisy_linear_constant_image_full_removal_and_noise():
     assert torch.equal(allgone, torch.zeros_like(flat))
     # the noise is N(0, 0.01²) on the removed pixels only, reproducible with a generator
     gen = torch.Generator().manual_seed(0)
-    noisy = noisy_linear_impute(flat, removed, noise=0.01, generator=gen, clamp=False)
+    noisy = noisy_linear_impute(flat, removed, noise=0.01, generator=gen)
     diff = (noisy - out).permute(0, 2, 3, 1)[removed]
     assert diff.std().item() == pytest.approx(0.01, rel=0.1)
     assert abs(diff.mean().item()) < 0.002
     assert torch.equal((noisy - flat).permute(0, 2, 3, 1)[~removed], torch.zeros(400 - 132, 3))
     again = noisy_linear_impute(
-        flat, removed, noise=0.01, generator=torch.Generator().manual_seed(0), clamp=False
+        flat, removed, noise=0.01, generator=torch.Generator().manual_seed(0)
     )
     assert torch.equal(noisy, again)
 
@@ -335,12 +310,6 @@ def test_road_zero_drop_equals_weight_of_removed_pixels():
         for j in range(3):
             want = (w[labels[i]] * images[i] * masks[i, j]).sum()
             assert drop[i, j].item() == pytest.approx(want.item(), abs=1e-4)
-    # least relevant first removes exactly the masks of removal_masks(most_relevant_first=False)
-    lerf = road_scores(model, images, labels, maps, percents, most_relevant_first=False)
-    lmasks = removal_masks(maps, percents, most_relevant_first=False)
-    for i in range(4):
-        want = (w[labels[i]] * images[i] * lmasks[i, 1]).sum()
-        assert lerf[i, 1].item() == pytest.approx(want.item(), abs=1e-4)
 
 
 def test_road_noisy_linear_without_noise_uses_the_imputed_image():
@@ -359,20 +328,17 @@ def test_road_noisy_linear_without_noise_uses_the_imputed_image():
         assert drop[i, 0].item() == pytest.approx(want.item(), abs=1e-3)
 
 
-def test_perturbation_curve_endpoints(tiny_cnn):
+def test_road_probability_endpoints(tiny_cnn):
     g = torch.Generator().manual_seed(12)
     images = torch.rand(3, 3, 16, 16, generator=g)
     maps = torch.rand(3, 16, 16, generator=g)
     labels = torch.tensor([0, 3, 4])
     clean = class_scores(tiny_cnn, images, labels, "probability")
     black = class_scores(tiny_cnn, torch.zeros_like(images), labels, "probability")
-    dele = perturbation_curves(tiny_cnn, images, labels, maps, kind="deletion")
-    ins = perturbation_curves(tiny_cnn, images, labels, maps, kind="insertion")
-    assert dele.shape == ins.shape == (3, 11)
-    torch.testing.assert_close(dele[:, 0], clean)
-    torch.testing.assert_close(dele[:, -1], black)
-    torch.testing.assert_close(ins[:, 0], black)
-    torch.testing.assert_close(ins[:, -1], clean)
+    drop = road_scores(tiny_cnn, images, labels, maps, [0, 100], score="probability")
+    assert drop.shape == (3, 2)
+    torch.testing.assert_close(drop[:, 0], torch.zeros(3))
+    torch.testing.assert_close(drop[:, 1], clean - black)
 
 
 def test_road_rejects_mismatched_maps(tiny_cnn):
@@ -387,19 +353,18 @@ def test_road_rejects_mismatched_maps(tiny_cnn):
 # ----------------------------------------------------------------------------- AUC
 
 
-def test_curve_auc_known_curves():
-    p = list(range(0, 101, 10))
-    assert curve_auc(p, torch.tensor([x / 100 for x in p])).item() == pytest.approx(0.5)
-    assert curve_auc(p, torch.full((11,), 0.3)).item() == pytest.approx(0.3)
-    # a step: 1 up to 40 %, 0.5 from 50 %: 0.4 + 0.075 + 0.25
-    step = torch.tensor([1.0] * 5 + [0.5] * 6)
-    assert curve_auc(p, step).item() == pytest.approx(0.725)
-    # uneven spacing, batched rows
-    vals = torch.tensor([[0.0, 1.0, 1.0], [1.0, 0.0, 0.0]])
-    got = curve_auc([0, 20, 100], vals)
-    assert got.tolist() == pytest.approx([(0.1 + 0.8) / 1.0, 0.1])
+def test_face_auc_on_an_uneven_grid_and_increasing_percents():
+    # two genuine pairs with similarity 0/1 at P = 0, 20, 100: correctness = similarity
+    sims = torch.tensor([[0.0, 1.0, 1.0], [1.0, 0.0, 0.0]])
+    pct = torch.tensor([0.0, 20.0, 100.0], dtype=torch.float64)
+    res = FacePerturbation(pct, 0.5, torch.tensor([True, True]), sims, sims, torch.ones(2))
+    assert res.pair_auc("delete").tolist() == pytest.approx([90.0, 10.0])
+    assert res.auc("insert") == pytest.approx(50.0)
+    x = torch.rand(2, 3, 8, 8)
     with pytest.raises(ValueError, match="increasing"):
-        curve_auc([0, 50, 50], torch.zeros(3))
+        face_deletion_insertion(
+            HalfMeans(), x, x, [1, 0], torch.rand(2, 8, 8), percents=[0, 50, 50]
+        )
 
 
 # ----------------------------------------------------------------------------- faces
@@ -431,9 +396,7 @@ def test_face_delete_insert_known_answer():
     # Insert: at 0 % the probe is black (genuine wrong), from 10 % on everything is right.
     assert res.accuracy("insert").tolist() == [0.5] + [1.0] * 10
     assert res.auc("insert") == pytest.approx(97.5)
-    torch.testing.assert_close(
-        res.genuine_similarity("delete"), torch.tensor([1.0] * 5 + [0.0] * 6)
-    )
+    torch.testing.assert_close(res.delete_similarity[0], torch.tensor([1.0] * 5 + [0.0] * 6))
     assert res.pair_auc("delete").mean().item() == pytest.approx(72.5)
     assert res.pair_auc("insert").tolist() == pytest.approx([95.0, 100.0])
     torch.testing.assert_close(res.clean_similarity, torch.tensor([1.0, 0.0]))

@@ -68,3 +68,25 @@ def test_bad_inputs_raise():
         eer([0.1, 0.2], [0, 2])
     with pytest.raises(ValueError, match="NaN"):
         eer([0.1, float("nan")], [0, 1])
+
+
+def test_eer_equals_a_brute_force_search_over_every_score():
+    """The roc_curve-based EER against an independent loop: every unique score as θ,
+    FAR/FRR as exact fractions, the smallest |FAR − FRR|, ties to the largest θ."""
+    from fractions import Fraction
+
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        n = int(rng.integers(2, 60))
+        scores = np.round(rng.normal(size=n), int(rng.integers(0, 3)))  # many ties
+        genuine = rng.integers(0, 2, n).astype(bool)
+        genuine[:2] = [True, False]
+        gen, imp = scores[genuine], scores[~genuine]
+        best = None
+        for theta in np.unique(scores):
+            far = Fraction(int((imp >= theta).sum()), imp.size)
+            frr = Fraction(int((gen < theta).sum()), gen.size)
+            if best is None or abs(far - frr) <= best[0]:
+                best = (abs(far - frr), float(theta), float((far + frr) / 2))
+        assert eer(scores, genuine) == pytest.approx((best[2], best[1]), abs=1e-12)
+        assert eer_threshold(scores, genuine) == best[1]

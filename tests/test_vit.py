@@ -19,7 +19,7 @@ from fame_utils.data.digits import (
     digits_split,
     load_digits_images,
 )
-from fame_utils.metrics.masks import mask_share, mass_on_mask
+from fame_utils.metrics.localization import mask_share, mass_on_mask
 from fame_utils.models.classifiers import load_classifier, tiny_vit_digits_path
 
 
@@ -209,14 +209,13 @@ def test_mask_metric_takes_each_items_mask():
     scores IoU 100 and mass 100 against it, and 0 against item 0's disjoint mask."""
     from fame_utils import Attribution
     from fame_utils.data.items import ClassificationBatch
-    from fame_utils.metrics.adapters import Column, EvalContext
-    from fame_utils.metrics.masks import MaskMetric
+    from fame_utils.metrics.adapters import Column, EvalContext, IoUMetric
 
     masks = torch.zeros(3, 4, 4, dtype=torch.bool)
     masks[0, :2, :2] = True
     masks[1, 2:, 2:] = True
     masks[2, :2, 2:] = True
-    metric = MaskMetric(masks, thresholds=(0.5,))
+    metric = IoUMetric((0.5,), masks=masks)
     maps = masks[[2, 2]].float()
     batch = ClassificationBatch(torch.zeros(2, 3, 4, 4), torch.zeros(2), None, ["c", "a"], [2, 0])
     out = metric(None, batch, Attribution(maps), EvalContext())
@@ -224,7 +223,7 @@ def test_mask_metric_takes_each_items_mask():
     torch.testing.assert_close(out[Column("IoU", threshold=0.5)], torch.tensor([100.0, 0.0]))
     torch.testing.assert_close(out[Column("Mass-on-mask")], torch.tensor([100.0, 0.0]))
     with pytest.raises(ValueError, match="one mask per dataset item"):
-        MaskMetric(masks[0])
+        IoUMetric(masks=masks[0])
 
 
 def test_registry_leaves_out_fullgrad_for_vits(vit):

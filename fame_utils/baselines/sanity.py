@@ -9,7 +9,7 @@ targets alike, ignore the model and the target, and return (B, H, W) maps in [0,
 ``images``' device:
 
 - :class:`Constant` — every pixel 1. Pixel removal then follows the metric's seeded tie
-  rule (:mod:`fame_utils.metrics.removal`), i.e. removes pixels in a random order; IoU@t
+  rule (:mod:`fame_utils.metrics.road`), i.e. removes pixels in a random order; IoU@t
   is the box's area share at every t.
 - :class:`Random` — seeded uniform noise blurred with FAME's kernel (49, σ 7.7, paper
   Sec. 3) and min-max scaled, so as smooth as a FAME map and placed at random.

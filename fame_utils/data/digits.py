@@ -4,7 +4,8 @@ as 32 × 32 RGB images with stroke masks, the input of ``load_classifier("tiny_v
 Image: intensity / 16, upsampled bilinearly (``align_corners=False``) to 32 × 32, equal in R,
 G and B. Split: the first :data:`TRAIN_SIZE` indices of ``torch.randperm(1797)`` seeded with
 :data:`SPLIT_SEED` train (``scripts/train_tiny_vit.py``), the other 397 test. Stroke mask: the
-upsampled intensity above :data:`STROKE_THRESHOLD` (the ink; 30.8 % of a test image on average).
+upsampled intensity above :data:`STROKE_THRESHOLD` (the ink; 30.8 % of a test image on average,
+:func:`fame_utils.metrics.localization.mask_share`).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ class DigitsData(Rows):
     def dataset(self) -> ClassificationDataset:
         """The split as a :class:`~fame_utils.data.items.ClassificationDataset` (items named
         by :attr:`names`) for :func:`~fame_utils.experiment.run.run_experiment`; the stroke
-        masks go to :class:`fame_utils.metrics.masks.MaskMetric`."""
+        masks go to :class:`fame_utils.metrics.adapters.IoUMetric`."""
         return ClassificationDataset(self.images, self.labels, names=self.names)
 
 

@@ -1,24 +1,8 @@
 """Face-verification Deletion and Insertion (paper Table 1; protocol of Lu et al. 2024).
 
-For every pair (gallery g, probe p) only the probe is perturbed, using its e₊ map (the
-map that explains the similarity to the gallery image):
-
-- **Delete@P**: the top-P % pixels of e₊ are set to 0 (in [0, 1] RGB);
-- **Insert@P**: only the top-P % pixels are kept, every other pixel is 0;
-
-for P ∈ {0, 10, …, 100} %. At each P the cosine similarity s = cos(φ(g), φ(p̃)) of every
-pair, genuine and impostor, is compared with the **clean** EER threshold θ (computed from
-the unperturbed scores of the same model and protocol, accept when s ≥ θ; see
-:mod:`fame_utils.metrics.threshold`), giving the verification accuracy over all pairs.
-Delete (↓) and Insert (↑) are the trapezoid areas under accuracy-vs-P with P rescaled to
-[0, 1], ×100. The top-P % sets are those of
-:func:`fame_utils.metrics.removal.top_pixel_sets`: exact counts with a seeded random order
-among equal values (``ties="random"``, the paper recipe) or the reference code's
-percentile rule (``ties="reference"``); the rule and seed are stored in the result.
-
-Because the trapezoid rule is linear, the dataset AUC equals the mean over pairs of each
-pair's own AUC of its 0/1 correctness curve (:meth:`FacePerturbation.pair_auc`), which is
-how the experiment runner stores it per pair.
+Delete@P zeroes the top-P % pixels of each probe's e₊ map (:mod:`~fame_utils.metrics.road`),
+Insert@P keeps only them; cos(φ(g), φ(p̃)) is decided at the **clean** EER threshold θ
+(accept when s ≥ θ). Delete (↓) and Insert (↑): trapezoid areas ×100 of accuracy vs P/100.
 """
 
 from __future__ import annotations
@@ -30,21 +14,12 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from .._checks import check_count, check_model_input, check_threshold, eval_mode, model_device
-from ..recipes import Recipe
-from .removal import TieRule, resolve_ties, top_pixel_sets
-from .road import curve_auc
+from .road import TieRule, top_pixel_chunks, top_pixel_sets
 from .threshold import eer_threshold
 
-__all__ = [
-    "FACE_PERCENTS",
-    "FacePerturbation",
-    "embed",
-    "cosine_scores",
-    "face_deletion_insertion",
-]
+__all__ = ["FACE_PERCENTS", "FacePerturbation", "embed", "cosine_scores", "face_deletion_insertion"]
 
 FACE_PERCENTS = tuple(range(0, 101, 10))
 """P ∈ {0, 10, …, 100} % as in the paper."""
@@ -54,9 +29,8 @@ Kind = Literal["delete", "insert"]
 
 @torch.no_grad()
 def embed(model: nn.Module, images: Tensor, batch_size: int = 64) -> Tensor:
-    """L2-normalised embeddings (N, D) of (N, 3, H, W) [0, 1] faces, forwarded in chunks of
-    ``batch_size`` on the model's device in eval mode (each module's own mode restored
-    afterwards); returned on ``images``' device as float32."""
+    """(N, D) L2-normalised float32 embeddings of (N, 3, H, W) [0, 1] faces on ``images``'
+    device, forwarded in chunks of ``batch_size`` on the model's device in eval mode."""
     check_count(batch_size, "batch_size", 1)
     dev = model_device(model)
     with eval_mode(model):
@@ -74,17 +48,9 @@ def cosine_scores(model: nn.Module, gallery: Tensor, probe: Tensor, batch_size: 
 
 @dataclass
 class FacePerturbation:
-    """Similarity of every pair under Delete and Insert.
-
-    Attributes:
-        percents: (P,) float, the percentages P in [0, 100].
-        threshold: θ, the clean EER threshold the decisions use (accept when s ≥ θ).
-        genuine: (N,) bool.
-        delete_similarity: (N, P) cos(φ(g), φ(p̃)) with the top-P % of the probe zeroed.
-        insert_similarity: (N, P) the same with only the top-P % kept.
-        clean_similarity: (N,) the unperturbed scores.
-        ties, tie_seed: the tie rule and seed the top-P % sets were built with.
-    """
+    """Similarities of every pair under Delete and Insert: ``percents`` (P,) float64,
+    ``threshold`` θ, ``genuine`` (N,) bool, ``delete_similarity`` / ``insert_similarity``
+    (N, P), ``clean_similarity`` (N,), and the ``ties`` / ``tie_seed`` used."""
 
     percents: Tensor
     threshold: float
@@ -96,32 +62,27 @@ class FacePerturbation:
     tie_seed: int = 0
 
     def similarity(self, kind: Kind) -> Tensor:
-        if kind == "delete":
-            return self.delete_similarity
-        if kind == "insert":
-            return self.insert_similarity
-        raise ValueError(f"kind must be 'delete' or 'insert', got {kind!r}")
+        if kind not in ("delete", "insert"):
+            raise ValueError(f"kind must be 'delete' or 'insert', got {kind!r}")
+        return self.delete_similarity if kind == "delete" else self.insert_similarity
 
     def correct(self, kind: Kind) -> Tensor:
-        """(N, P) bool: pair decided correctly at each P (s ≥ θ exactly for genuine pairs)."""
+        """(N, P) bool: pair decided correctly at each P (accept when s ≥ θ)."""
         return (self.similarity(kind) >= self.threshold) == self.genuine.unsqueeze(1)
 
     def accuracy(self, kind: Kind) -> Tensor:
         """(P,) verification accuracy over all pairs at each P, in [0, 1]."""
         return self.correct(kind).float().mean(0)
 
-    def auc(self, kind: Kind) -> float:
-        """Delete (↓) or Insert (↑): trapezoid AUC of accuracy vs P/100, ×100 (Table 1)."""
-        return float(curve_auc(self.percents, self.accuracy(kind))) * 100
-
     def pair_auc(self, kind: Kind) -> Tensor:
-        """(N,) each pair's trapezoid AUC of its 0/1 correctness curve, ×100; their mean is
-        :meth:`auc`."""
-        return curve_auc(self.percents, self.correct(kind).float()) * 100
+        """(N,) each pair's trapezoid AUC ×100 of its correctness vs P (over P's range)."""
+        x = self.percents.to(self.genuine.device)
+        area = torch.trapezoid(self.correct(kind).double(), x, dim=-1) / (x[-1] - x[0])
+        return area.float() * 100
 
-    def genuine_similarity(self, kind: Kind) -> Tensor:
-        """(P,) mean cosine similarity of the genuine pairs at each P."""
-        return self.similarity(kind)[self.genuine].mean(0)
+    def auc(self, kind: Kind) -> float:
+        """Delete (↓) or Insert (↑) of Table 1: the mean of :meth:`pair_auc`."""
+        return float(self.pair_auc(kind).double().mean())
 
 
 def face_deletion_insertion(
@@ -135,35 +96,21 @@ def face_deletion_insertion(
     percents: Sequence[float] = FACE_PERCENTS,
     gallery_embeddings: Tensor | None = None,
     batch_size: int = 64,
-    progress: bool = False,
-    ties: TieRule | None = None,
-    tie_seed: int | None = None,
-    recipe: str | Recipe | None = None,
+    ties: TieRule = "random",
+    tie_seed: int = 0,
 ) -> FacePerturbation:
     """Deletion and Insertion of the probes along their e₊ maps (Table 1).
 
-    Args:
-        model: face embedder taking (N, 3, H, W) [0, 1] RGB, returning (N, D) embeddings.
-        gallery, probe: (N, 3, H, W) [0, 1] images of the N pairs, any device.
-        genuine: (N,) bool (or 0/1), True for same-identity pairs.
-        probe_maps: (N, H, W) e₊ maps of the probes (only their ranking matters).
-        threshold: θ on the cosine similarity; ``None`` computes the clean EER threshold
-            of these pairs (:func:`~fame_utils.metrics.threshold.eer_threshold`). Pass the
-            protocol's threshold when evaluating a subset of its pairs.
-        percents: the P values in [0, 100], increasing (default 0, 10, …, 100).
-        gallery_embeddings: (N, D) precomputed gallery embeddings (normalised inside).
-        batch_size: perturbed probes per forward pass on the model's device.
-        ties, tie_seed: order among equal map values (:mod:`fame_utils.metrics.removal`);
-            ``None`` takes ``recipe``'s (paper: ``"random"``, seed 0; reference: the
-            percentile rule).
-
-    Returns:
-        :class:`FacePerturbation` (tensors on ``probe``'s device).
+    ``gallery`` and ``probe`` are (N, 3, H, W) [0, 1] pairs on any device, ``genuine``
+    (N,) bool or 0/1, ``probe_maps`` (N, H, W) (only their ranking matters), ``model`` an
+    embedder; ``threshold`` θ defaults to these pairs' clean EER threshold (pass the
+    protocol's θ for a subset of its pairs); ``percents`` increase strictly in [0, 100];
+    ``gallery_embeddings`` (N, D) may be precomputed; ``batch_size`` perturbed probes per
+    forward pass. Returns a :class:`FacePerturbation` on ``probe``'s device.
     """
     check_model_input(gallery, model, "gallery")
     check_model_input(probe, model, "probe")
     check_count(batch_size, "batch_size", 1)
-    rule, seed = resolve_ties(ties, tie_seed, recipe)
     n = probe.shape[0]
     if gallery.shape != probe.shape:
         raise ValueError(
@@ -176,45 +123,21 @@ def face_deletion_insertion(
         raise ValueError(
             f"probe_maps must have shape {(n, *probe.shape[2:])}, got {tuple(probe_maps.shape)}"
         )
+    pct = torch.as_tensor(list(percents), dtype=torch.float64)
+    if pct.numel() < 2 or not bool((pct[1:] > pct[:-1]).all()):
+        raise ValueError(f"percents must be strictly increasing (two or more), got {pct.tolist()}")
     if gallery_embeddings is None:
         ref = embed(model, gallery, batch_size)
     else:
         ref = F.normalize(gallery_embeddings.to(probe.device).float(), dim=1)
     clean = (ref * embed(model, probe, batch_size)).sum(1)
-    if threshold is None:
-        theta = float(eer_threshold(clean, g))
-    else:
-        theta = check_threshold(threshold, "threshold θ")
-
-    pct = torch.as_tensor(list(percents), dtype=torch.float64)
-    key, cut = top_pixel_sets(probe_maps.to(probe.device), pct, ties=rule, tie_seed=seed)
-    n_p = cut.shape[1]
-    sims = {"delete": torch.empty(n, n_p, device=probe.device), "insert": None}
-    sims["insert"] = torch.empty_like(sims["delete"])
-    pairs = [(i, j) for i in range(n) for j in range(n_p)]
-    bar = tqdm(total=2 * len(pairs), desc="face delete/insert", disable=not progress, leave=False)
-    dev = model_device(model)
-    try:
-        with torch.no_grad(), eval_mode(model):
-            for lo in range(0, len(pairs), batch_size):
-                chunk = pairs[lo : lo + batch_size]
-                ii = torch.tensor([i for i, _ in chunk], device=probe.device)
-                jj = torch.tensor([j for _, j in chunk], device=probe.device)
-                top = (key[ii] > cut[ii, jj].view(-1, 1, 1)).unsqueeze(1)
-                for kind, keep in (("delete", ~top), ("insert", top)):
-                    x = probe[ii] * keep.to(probe.dtype)
-                    e = F.normalize(model(x.to(dev)).float(), dim=1).to(probe.device)
-                    sims[kind][ii, jj] = (e * ref[ii]).sum(1)
-                    bar.update(len(chunk))
-    finally:
-        bar.close()
-    return FacePerturbation(
-        percents=pct,
-        threshold=theta,
-        genuine=g,
-        delete_similarity=sims["delete"],
-        insert_similarity=sims["insert"],
-        clean_similarity=clean,
-        ties=rule,
-        tie_seed=seed,
+    theta = (
+        eer_threshold(clean, g) if threshold is None else check_threshold(threshold, "threshold θ")
     )
+    key, cut = top_pixel_sets(probe_maps.to(probe.device), pct, ties=ties, tie_seed=tie_seed)
+    sims = {kind: torch.empty(cut.shape, device=probe.device) for kind in ("delete", "insert")}
+    for ii, jj, top in top_pixel_chunks(key, cut, batch_size):
+        for kind, keep in (("delete", ~top), ("insert", top)):
+            e = embed(model, probe[ii] * keep.unsqueeze(1).to(probe.dtype), batch_size)
+            sims[kind][ii, jj] = (e * ref[ii]).sum(1)
+    return FacePerturbation(pct, theta, g, sims["delete"], sims["insert"], clean, ties, tie_seed)

@@ -1,43 +1,109 @@
-"""Pixel-removal metrics: ROAD-Delete (Table 2) and insertion/deletion curves.
+"""Pixel removal: the top-p % pixel sets of the maps and ROAD-Delete@p (paper Table 2).
 
-The metrics rank and remove pixels with the building blocks of two sibling modules:
-
-- :mod:`fame_utils.metrics.removal` — which pixels go: pixel ranking, the tie rules
-  (``ties``: seeded random, the reference's percentile rule, or row-major), removal counts
-  and masks;
-- :mod:`fame_utils.metrics.imputation` — what replaces them (``mode``): ``"zero"`` (the
-  paper's Table 2) or ``"noisy_linear"`` (ROAD proper, Rong et al. 2022).
-
-Score. ``score_drop = s(x) − s(x̃)`` for the ground-truth class, with s the raw logit
-(the paper's "drop of the ground-truth logit", higher = better) or the softmax
-probability.
+``ties`` (:attr:`fame_utils.recipes.Recipe.ties`): ``"random"`` (paper) removes exactly
+round(p/100 · H·W) pixels, equal values in one seeded CPU permutation; ``"reference"`` those
+above the (100 − p)-th percentile (``numpy.percentile``), as the paper's code did. ``mode``:
+``"zero"`` (paper) or ``"noisy_linear"`` (ROAD, Rong et al. 2022: the 1/6-edge, 1/12-corner
+mean of the neighbours plus N(0, σ²); pytorch-grad-cam's ``NoisyLinearImputer`` at σ = 0).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Iterator, Sequence
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from .._checks import (
     as_index_tensor,
     check_class_indices,
     check_count,
+    check_images,
     check_maps,
     check_model_input,
+    check_number,
     eval_mode,
     model_device,
 )
-from ..recipes import Recipe
-from .imputation import RemovalMode, remove_pixels
-from .removal import TieRule, top_pixel_sets
 
-__all__ = ["ScoreKind", "class_scores", "road_scores", "perturbation_curves", "curve_auc"]
+__all__ = [
+    "TieRule",
+    "RemovalMode",
+    "top_pixel_sets",
+    "removal_masks",
+    "top_pixel_chunks",
+    "class_scores",
+    "road_scores",
+    "noisy_linear_impute",
+]
 
-ScoreKind = Literal["logit", "probability"]
+TieRule = Literal["random", "reference"]
+RemovalMode = Literal["zero", "noisy_linear"]
+
+
+def top_pixel_sets(
+    maps: Tensor,
+    percents: float | Sequence[float] | Tensor,
+    *,
+    ties: TieRule = "random",
+    tie_seed: int = 0,
+) -> tuple[Tensor, Tensor]:
+    """The top-p % pixel sets of (B, H, W) maps as ``(key, cut)`` on the maps' device:
+    pixel (h, w) of map b is in the set of percentage j iff ``key[b, h, w] > cut[b, j]``.
+
+    Raises:
+        ValueError: a percentage outside [0, 100] or an unknown tie rule.
+    """
+    check_maps(maps)
+    if ties not in ("random", "reference"):
+        raise ValueError(f"ties must be 'random' or 'reference', got {ties!r}")
+    ps = torch.as_tensor(percents, dtype=torch.float64).reshape(-1)
+    bad = [p for p in ps.tolist() if not 0.0 <= p <= 100.0]
+    if bad:
+        raise ValueError(f"percentages must lie in [0, 100], got {bad}")
+    b, n = maps.shape[0], maps.shape[1] * maps.shape[2]
+    flat = maps.reshape(b, -1) + 0.0  # +0.0 makes -0.0 and 0.0 equal keys
+    if ties == "reference":
+        srt = flat.to(torch.float64).sort(dim=1).values
+        pos = ((100.0 - ps) / 100.0 * (n - 1)).to(maps.device)
+        lo, hi = pos.floor().long(), pos.ceil().long()
+        frac = (pos - lo.to(pos.dtype)).unsqueeze(0)
+        cut = srt[:, lo] + (srt[:, hi] - srt[:, lo]) * frac
+        return maps.to(torch.float64) + 0.0, cut
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(tie_seed)).to(maps.device)
+    order = perm[torch.sort(-flat[:, perm], dim=1, stable=True).indices]
+    ranks = torch.empty_like(order)
+    ranks.scatter_(1, order, torch.arange(n, device=maps.device).expand(b, -1))
+    # the 1e-9 guards against p/100·n landing a hair below an exact half in binary
+    k = [min(n, math.floor(p / 100.0 * n + 0.5 + 1e-9)) for p in ps.tolist()]
+    # rank < k  ⇔  −rank > −k
+    return -ranks.view_as(maps), -torch.tensor(k, device=maps.device).expand(b, -1)
+
+
+def removal_masks(
+    maps: Tensor,
+    percents: float | Sequence[float] | Tensor,
+    *,
+    ties: TieRule = "random",
+    tie_seed: int = 0,
+) -> Tensor:
+    """(B, H, W) maps, P percentages -> (B, P, H, W) bool, True on the top-p % pixels."""
+    key, cut = top_pixel_sets(maps, percents, ties=ties, tie_seed=tie_seed)
+    return key.unsqueeze(1) > cut[:, :, None, None]
+
+
+def top_pixel_chunks(
+    key: Tensor, cut: Tensor, batch_size: int
+) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+    """``(ii, jj, top)`` chunks of ``batch_size`` (image, percentage) pairs, image-major,
+    with ``top`` their (n, H, W) bool top-p % masks from :func:`top_pixel_sets`."""
+    b, n_p = cut.shape
+    for chunk in torch.arange(b * n_p, device=key.device).split(batch_size):
+        ii, jj = chunk // n_p, chunk % n_p
+        yield ii, jj, key[ii] > cut[ii, jj].view(-1, 1, 1)
 
 
 @torch.no_grad()
@@ -45,13 +111,11 @@ def class_scores(
     model: nn.Module,
     images: Tensor,
     labels: Tensor,
-    score: ScoreKind = "logit",
+    score: Literal["logit", "probability"] = "logit",
     batch_size: int = 64,
 ) -> Tensor:
-    """s_y(x): the logit (or softmax probability) of class ``labels`` (N,) for (N, 3, H, W)
-    images, forwarded in chunks of ``batch_size`` on the model's device with the model in
-    eval mode (each module's own mode restored afterwards). Returns (N,) on ``images``'
-    device."""
+    """(N,) logit (or softmax probability) of class ``labels`` (N,) of (N, 3, H, W) images
+    on their device, forwarded in chunks of ``batch_size`` on the model's in eval mode."""
     if score not in ("logit", "probability"):
         raise ValueError(f"score must be 'logit' or 'probability', got {score!r}")
     check_count(batch_size, "batch_size", 1)
@@ -69,69 +133,6 @@ def class_scores(
     return torch.cat(out).to(images.device)
 
 
-def _perturbed_scores(
-    model: nn.Module,
-    images: Tensor,
-    labels: Tensor,
-    maps: Tensor,
-    percents: Sequence[float],
-    *,
-    mode: RemovalMode,
-    keep: bool,
-    score: ScoreKind,
-    batch_size: int,
-    noise: float,
-    seed: int | None,
-    progress: bool,
-    desc: str,
-    least_first: bool = False,
-    ties: TieRule | None = None,
-    tie_seed: int | None = None,
-    recipe: str | Recipe | None = None,
-) -> Tensor:
-    """(B, P) scores of the images with the top-p % removed (``keep=False``) or with
-    everything but the top-p % removed (``keep=True``); ``least_first`` reverses the
-    ranking (the bottom-p %, exactly the complement order of the top)."""
-    check_model_input(images, model)
-    check_count(batch_size, "batch_size", 1)
-    check_maps(maps)
-    b = images.shape[0]
-    if maps.shape != (b, *images.shape[2:]):
-        raise ValueError(
-            f"maps must have shape {(b, *images.shape[2:])} to match images, got {tuple(maps.shape)}"
-        )
-    y = as_index_tensor(labels, b, "labels").to(images.device)
-    key, cut = top_pixel_sets(
-        maps.to(images.device),
-        percents,
-        most_relevant_first=not least_first,
-        ties=ties,
-        tie_seed=tie_seed,
-        recipe=recipe,
-    )
-    n_p = cut.shape[1]
-    gen = None
-    if mode == "noisy_linear" and noise > 0 and seed is not None:
-        gen = torch.Generator(device=images.device).manual_seed(seed)
-    # all (image, percentage) pairs, image-major, processed in chunks of batch_size
-    pairs = [(i, j) for i in range(b) for j in range(n_p)]
-    out = torch.empty(b, n_p, device=images.device)
-    bar = tqdm(total=len(pairs), desc=desc, disable=not progress, leave=False)
-    try:
-        for lo in range(0, len(pairs), batch_size):
-            chunk = pairs[lo : lo + batch_size]
-            ii = torch.tensor([i for i, _ in chunk], device=images.device)
-            jj = torch.tensor([j for _, j in chunk], device=images.device)
-            top = key[ii] > cut[ii, jj].view(-1, 1, 1)
-            removed = ~top if keep else top
-            xt = remove_pixels(images[ii], removed, mode, noise=noise, generator=gen)
-            out[ii, jj] = class_scores(model, xt, y[ii], score, batch_size)
-            bar.update(len(chunk))
-    finally:
-        bar.close()
-    return out
-
-
 def road_scores(
     model: nn.Module,
     images: Tensor,
@@ -140,126 +141,103 @@ def road_scores(
     percents: Sequence[float] = (10, 30, 50),
     *,
     mode: RemovalMode = "zero",
-    score: ScoreKind = "logit",
-    most_relevant_first: bool = True,
+    score: Literal["logit", "probability"] = "logit",
     batch_size: int = 64,
     noise: float = 0.01,
-    seed: int | None = 0,
-    progress: bool = False,
-    ties: TieRule | None = None,
-    tie_seed: int | None = None,
-    recipe: str | Recipe | None = None,
+    seed: int = 0,
+    ties: TieRule = "random",
+    tie_seed: int = 0,
 ) -> Tensor:
-    """ROAD-Delete@p: drop of the class score when the top-p % pixels are removed (Table 2).
+    """ROAD-Delete@p: (B, P) drops s(x) − s(x̃) of the class score (:func:`class_scores`)
+    when the top-p % pixels of the (B, H, W) maps are removed, on ``images``' device.
 
-    Args:
-        model: classifier taking (N, 3, H, W) [0, 1] RGB and returning (N, classes) logits.
-        images: (B, 3, H, W) [0, 1] images, any device (perturbations are built there and
-            forwarded on the model's device in chunks of ``batch_size`` perturbed images).
-        labels: (B,) ground-truth classes (or one int).
-        maps: (B, H, W) attribution maps (only their ranking matters).
-        percents: P removal percentages in [0, 100].
-        mode: ``"zero"`` (the paper's Table 2) or ``"noisy_linear"`` (ROAD proper).
-        score: ``"logit"`` (the paper) or ``"probability"``.
-        most_relevant_first: remove the top-p % (MoRF, "Delete"); ``False`` removes the
-            least relevant p % (LeRF).
-        noise, seed: imputation noise σ and the seed of its generator (``None``: global RNG).
-        ties, tie_seed: order among equal map values (module docstring); ``None`` takes
-            ``recipe``'s (paper: ``"random"``, seed 0; reference: the percentile rule).
-
-    Returns:
-        (B, P) float tensor ``s(x) − s(x̃)`` on ``images``' device (higher = the map found
-        more important pixels, for MoRF).
+    ``images`` (B, 3, H, W) in [0, 1] are perturbed on their device and forwarded on the
+    model's, ``batch_size`` at a time; ``noise`` / ``seed``: σ and seed of the imputation.
     """
-    y = as_index_tensor(labels, images.shape[0], "labels")
+    if mode not in ("zero", "noisy_linear"):
+        raise ValueError(f"mode must be 'zero' or 'noisy_linear', got {mode!r}")
+    check_maps(maps)
+    b = images.shape[0]
+    y = as_index_tensor(labels, b, "labels").to(images.device)
     clean = class_scores(model, check_model_input(images, model), y, score, batch_size)
-    pert = _perturbed_scores(
-        model,
-        images,
-        y,
-        maps,
-        list(percents),
-        mode=mode,
-        keep=False,
-        score=score,
-        batch_size=batch_size,
-        noise=noise,
-        seed=seed,
-        progress=progress,
-        desc=f"ROAD {mode}",
-        least_first=not most_relevant_first,
-        ties=ties,
-        tie_seed=tie_seed,
-        recipe=recipe,
-    )
-    return clean.unsqueeze(1) - pert
+    if maps.shape != (b, *images.shape[2:]):
+        raise ValueError(
+            f"maps must have shape {(b, *images.shape[2:])} to match images, got {tuple(maps.shape)}"
+        )
+    key, cut = top_pixel_sets(maps.to(images.device), percents, ties=ties, tie_seed=tie_seed)
+    gen = torch.Generator(device=images.device).manual_seed(seed)
+    out = torch.empty(cut.shape, device=images.device)
+    for ii, jj, top in top_pixel_chunks(key, cut, batch_size):
+        if mode == "zero":
+            xt = images[ii] * (~top).unsqueeze(1).to(images.dtype)
+        else:
+            xt = noisy_linear_impute(images[ii], top, noise=noise, generator=gen)
+        out[ii, jj] = class_scores(model, xt, y[ii], score, batch_size)
+    return clean.unsqueeze(1) - out
 
 
-def perturbation_curves(
-    model: nn.Module,
+def _neighbour_sum(x: Tensor) -> Tensor:
+    """Σ_j w_j x_j over in-image neighbours of (N, 1, H, W) grids: ([1, 2, 1]⊗[1, 2, 1] −
+    4δ) / 12 as two 3-tap passes (faster than ``conv2d``)."""
+    xp = F.pad(x, (1, 1, 1, 1))
+    rows = torch.add(xp[..., :, :-2], xp[..., :, 2:]).add_(xp[..., :, 1:-1], alpha=2)
+    both = torch.add(rows[..., :-2, :], rows[..., 2:, :]).add_(rows[..., 1:-1, :], alpha=2)
+    return (both - 4 * x) / 12
+
+
+def _dot(a: Tensor, b: Tensor) -> Tensor:
+    return torch.einsum("nchw,nchw->n", a, b)
+
+
+def noisy_linear_impute(
     images: Tensor,
-    labels: int | Sequence[int] | Tensor,
-    maps: Tensor,
-    percents: Sequence[float] = tuple(range(0, 101, 10)),
+    removed: Tensor,
     *,
-    kind: Literal["deletion", "insertion"] = "deletion",
-    mode: RemovalMode = "zero",
-    score: ScoreKind = "probability",
-    batch_size: int = 64,
     noise: float = 0.01,
-    seed: int | None = 0,
-    progress: bool = False,
-    ties: TieRule | None = None,
-    tie_seed: int | None = None,
-    recipe: str | Recipe | None = None,
+    generator: torch.Generator | None = None,
 ) -> Tensor:
-    """Deletion or insertion curves over the removal percentages (RISE-style).
+    """Noisy linear imputation of the ``removed`` (B, H, W) bool pixels of (B, 3, H, W)
+    [0, 1] images on their device, clipped to [0, 1]; ``noise`` σ from ``generator``.
 
-    ``"deletion"``: score of the image with its top-p % pixels removed; ``"insertion"``:
-    score of the image with only its top-p % pixels kept (the rest removed with ``mode``).
-    At p = 0 deletion gives the clean score and insertion the fully removed image.
-    ``ties``/``tie_seed``/``recipe`` as in :func:`road_scores`.
-
-    Returns:
-        (B, P) class scores (softmax probability by default, or logits) on ``images``'
-        device; summarise with :func:`curve_auc`.
+    Removed i: d_i x_i − Σ_{j removed} w_j x_j = Σ_{j kept} w_j v_j, d_i = Σ_{j} w_j,
+    by Jacobi-preconditioned CG over all images and channels to a relative residual of
+    1e-6; removed groups without a kept neighbour become 0.
     """
-    if kind not in ("deletion", "insertion"):
-        raise ValueError(f"kind must be 'deletion' or 'insertion', got {kind!r}")
-    y = as_index_tensor(labels, images.shape[0], "labels")
-    return _perturbed_scores(
-        model,
-        images,
-        y,
-        maps,
-        list(percents),
-        mode=mode,
-        keep=kind == "insertion",
-        score=score,
-        batch_size=batch_size,
-        noise=noise,
-        seed=seed,
-        progress=progress,
-        desc=f"{kind} {mode}",
-        ties=ties,
-        tie_seed=tie_seed,
-        recipe=recipe,
-    )
-
-
-def curve_auc(percents: Sequence[float] | Tensor, values: Tensor) -> Tensor:
-    """Trapezoid area under ``values`` (..., P) over ``percents`` (P,) in [0, 100],
-    normalised by the x-range so that a constant curve c has area c (for the paper's face
-    Delete/Insert: x = P/100 ∈ [0, 1], then ×100 for the table)."""
-    x = torch.as_tensor(percents, dtype=torch.float64).reshape(-1)
-    if x.numel() < 2:
-        raise ValueError("curve_auc needs at least two points")
-    if not bool((x[1:] > x[:-1]).all()):
-        raise ValueError(f"percents must be strictly increasing, got {x.tolist()}")
-    if values.shape[-1] != x.numel():
-        raise ValueError(f"values have {values.shape[-1]} points for {x.numel()} percentages")
-    xv = x.to(device=values.device, dtype=torch.float64)
-    area = torch.trapezoid(values.to(torch.float64), xv, dim=-1)
-    return (area / (xv[-1] - xv[0])).to(
-        values.dtype if values.is_floating_point() else torch.float64
-    )
+    check_images(images)
+    noise = check_number(noise, "noise (the imputation noise σ, >= 0; 0 turns it off)", lo=0.0)
+    b, c, h, w = images.shape
+    if not isinstance(removed, Tensor) or removed.shape != (b, h, w):
+        got = tuple(removed.shape) if isinstance(removed, Tensor) else type(removed).__name__
+        raise ValueError(f"removed must be a (B, H, W) bool tensor of shape {(b, h, w)}, got {got}")
+    mask = removed.to(images.device).bool().unsqueeze(1)
+    m = mask.expand(b, c, h, w).reshape(b * c, 1, h, w).to(images.dtype)
+    values = images.reshape(b * c, 1, h, w)
+    tiny = torch.finfo(images.dtype).tiny
+    diag = _neighbour_sum(torch.ones(1, 1, h, w, dtype=images.dtype, device=images.device))
+    inv_diag = 1.0 / diag
+    rhs = m * _neighbour_sum((1 - m) * values)
+    x = torch.zeros_like(rhs)
+    r = rhs.clone()
+    z = r * inv_diag
+    p = z.clone()
+    rz = _dot(r, z)
+    target = (1e-6 * _dot(rhs, rhs).sqrt()).clamp_min(tiny)
+    for it in range(1, 4 * (h + w) + 101):
+        ap = (diag * p).sub_(_neighbour_sum(p)).mul_(m)  # A p
+        pap = _dot(p, ap)
+        alpha = torch.where(pap > 0, rz / pap.clamp_min(tiny), 0.0).view(-1, 1, 1, 1)
+        x.addcmul_(alpha, p)
+        r.addcmul_(alpha, ap, value=-1.0)
+        torch.mul(r, inv_diag, out=z)
+        rz_new = _dot(r, z)
+        beta = torch.where(rz > 0, rz_new / rz.clamp_min(tiny), 0.0).view(-1, 1, 1, 1)
+        p.mul_(beta).add_(z)
+        rz = rz_new
+        if it % 25 == 0 and bool((_dot(r, r).sqrt() <= target).all()):
+            break
+    filled = x.reshape(b, c, h, w)
+    if noise > 0:
+        filled = filled + noise * torch.randn(
+            filled.shape, generator=generator, device=images.device, dtype=filled.dtype
+        )
+    return torch.where(mask, filled, images).clamp(0, 1)
