@@ -1,22 +1,8 @@
-"""fame_utils: FAME (Feature Activation Map Explanation) for image networks.
-
-Zhang & Günther, "FAME: Feature Activation Map Explanation on Image Classification
-and Face Recognition", CVPR Workshops (XAI4CV) 2026.
-
-The flat public API, in the spirit of ``captum.attr``::
-
-    import fame_utils as fu
-
-    model = fu.wrap(my_net, mean, std)                # any network -> [0, 1]-RGB model
-    maps = fu.fame(model, x, fu.ClassLogit(labels))    # (B, H, W) in [0, 1]
-    gradcam = fu.make_methods(["gradcam"], "classification")[0]
-    a = gradcam(model, x, fu.ClassLogit(labels))       # Attribution(positive, negative)
-
-FAME's loop (Eq. 3-4) is :func:`run_fame` (:mod:`fame_utils.core`); every task is an
-objective (:mod:`fame_utils.objectives`), and the objectives :class:`ClassLogit` and
-:class:`CosineSimilarity` are also the targets every method explains
-(:mod:`fame_utils.methods`). Figures live in :mod:`fame_utils.plotting`, notebook controls
-in :mod:`fame_utils.widgets`, the paper's tables in :mod:`fame_utils.paper`.
+"""fame_utils: FAME (Feature Activation Map Explanation) for image networks (Zhang &
+Günther, CVPR Workshops (XAI4CV) 2026). The flat public API, in the spirit of
+``captum.attr``: ``import fame_utils as fu``; ``fu.fame(fu.wrap(net, mean, std), x,
+fu.ClassLogit(labels))`` gives (B, H, W) maps in [0, 1]; every method is
+``method(model, images, target) -> Attribution`` (:mod:`fame_utils.methods`).
 """
 
 from . import receptive
