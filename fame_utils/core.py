@@ -34,16 +34,7 @@ from .postprocess import Normalization, gaussian_blur, normalize_maps, to_gray
 if TYPE_CHECKING:
     from .recipes import FameTask
 
-__all__ = [
-    "FameConfig",
-    "FameResult",
-    "run_fame",
-    "fame",
-    "frozen_eval",
-    "Step",
-    "channels_last",
-    "deterministic",
-]
+__all__ = ["FameConfig", "FameResult", "run_fame", "fame", "frozen_eval", "Step", "channels_last"]
 
 StepSpace = Literal["normalized", "pixel"]
 Precision = Literal["float32", "bfloat16", "float16"]
@@ -69,7 +60,6 @@ class FameConfig:
             and every loader), as the paper for classification; ``"pixel"`` in [0, 1]
             pixels, as for faces. Models without ``input_normalization`` step in pixels.
         absolute_logit: descend |z_o| instead of z_o for a ``ClassLogit`` (reference code).
-        clamp: keep x̄ inside [0, 1] pixels (off in the paper).
         batch_size: optimise the (expanded) batch in chunks of at most this many samples.
         early_stop_check_every: iterations between the host syncs that drop stopped samples.
         progress: a tqdm bar over iterations.
@@ -92,7 +82,6 @@ class FameConfig:
     early_stop: float | None = None
     step_space: StepSpace = "normalized"
     absolute_logit: bool = False
-    clamp: bool = False
     batch_size: int | None = None
     early_stop_check_every: int = 10
     progress: bool = True
@@ -116,7 +105,7 @@ class FameConfig:
             check_count(self.batch_size, "batch_size", 1)
         if self.early_stop is not None:
             check_number(self.early_stop, "early_stop")
-        for switch in ("clamp", "progress", "channels_last", "compile", "deterministic"):
+        for switch in ("absolute_logit", "progress", "channels_last", "compile", "deterministic"):
             check_switch(getattr(self, switch), switch)
         if not isinstance(self.step_size, (int, float)) or not (
             math.isfinite(self.step_size) and self.step_size > 0
@@ -176,7 +165,6 @@ class FameResult:
         *,
         kernel_size: int | None = None,
         sigma: float | None = None,
-        normalization: Normalization | None = None,
         warn_empty: bool = True,
     ) -> Tensor:
         """Blurred, normalised maps (N, H, W) in [0, 1] (the config's blur unless given);
@@ -187,14 +175,13 @@ class FameResult:
         """
         k = self.config.kernel_size if kernel_size is None else kernel_size
         s = self.config.sigma if sigma is None else sigma
-        norm = self.config.normalization if normalization is None else normalization
         _raise_if_nonfinite(~torch.isfinite(self.delta).flatten(1).all(1), "Δx")
         if self.config.deterministic:  # the blur's convolution, too, one map at a time
             with deterministic(True, self.delta.device):
                 blurred = torch.cat([gaussian_blur(d[None], k, s) for d in self.delta])
         else:
             blurred = gaussian_blur(self.delta, k, s)
-        out, empty = normalize_maps(blurred, norm)
+        out, empty = normalize_maps(blurred, self.config.normalization)
         if warn_empty and bool(empty.any()):
             warnings.warn(
                 f"FAME produced empty (all-zero) maps for samples {empty.nonzero().flatten().tolist()}: "
@@ -329,17 +316,14 @@ def _gray_abs(delta: Tensor, order: GrayOrder) -> Tensor:
     return to_gray(delta.flip(1) if order == "bgr" else delta).abs()
 
 
-def _update(x, delta, grad, scale, step_size: float, clamp: bool, moving) -> tuple[Tensor, Tensor]:
+def _update(delta: Tensor, grad: Tensor, step_size: float, moving) -> tuple[Tensor, Tensor]:
     """One LOTS step (Eq. 3) in float32: δ ← δ − η ∇/max|∇| with the max per sample;
     ``moving`` (N, 1, 1, 1) bool freezes stopped samples. Returns (δ, (N,) max|∇|)."""
     gmax = grad.abs().amax(dim=(1, 2, 3), keepdim=True)
     step = grad / gmax.clamp_min(torch.finfo(grad.dtype).tiny)
     if moving is not None:
         step = step * moving
-    delta = delta - step_size * step
-    if clamp:
-        delta = ((x + scale * delta).clamp(0, 1) - x) / scale
-    return delta, gmax.view(-1)
+    return delta - step_size * step, gmax.view(-1)
 
 
 def _optimise_chunk(
@@ -375,7 +359,7 @@ def _optimise_chunk(
         (grad,) = torch.autograd.grad(loss.sum(), d)
         with torch.no_grad():
             moving = None if eps is None else active & (loss >= eps).view(-1, 1, 1, 1)
-            step = fns.update(x, delta, grad, scale, cfg.step_size, cfg.clamp, moving)
+            step = fns.update(delta, grad, cfg.step_size, moving)
         return loss.detach(), active if moving is None else moving, *step
 
     def check(it: int) -> None:
