@@ -8,11 +8,10 @@ only implementation of the loop. ``docs/performance.md`` measures the runtime op
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Literal
 
@@ -30,16 +29,16 @@ from ._checks import (
 )
 from .objectives import ClassLogit, Objective
 from .postprocess import Normalization, gaussian_blur, normalize_maps, to_gray
+from .runtime import AUTOCAST_DTYPES, Step, channels_last, deterministic
 
 if TYPE_CHECKING:
     from .recipes import FameTask
 
-__all__ = ["FameConfig", "FameResult", "run_fame", "fame", "frozen_eval", "Step", "channels_last"]
+__all__ = ["FameConfig", "FameResult", "run_fame", "fame", "frozen_eval"]
 
 StepSpace = Literal["normalized", "pixel"]
 Precision = Literal["float32", "bfloat16", "float16"]
 GrayOrder = Literal["rgb", "bgr"]
-_AUTOCAST = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 Callback = Callable[[Tensor, int, Tensor], "bool | None"]
 
 
@@ -119,7 +118,7 @@ class FameConfig:
             "normalization": ("max", "minmax", "none"),
             "step_space": ("normalized", "pixel"),
             "gray_order": ("rgb", "bgr"),
-            "precision": ("float32", *_AUTOCAST),
+            "precision": ("float32", *AUTOCAST_DTYPES),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -205,89 +204,6 @@ class FameResult:
     def empty(self) -> Tensor:
         """(N,) bool: samples without a usable Δx: all zero, or holding NaN (never > 0)."""
         return ~(self.delta.flatten(1).amax(1) > 0)
-
-
-@contextlib.contextmanager
-def deterministic(enabled: bool, device: torch.device) -> Iterator[None]:
-    """One CPU thread, or deterministic cuDNN, for the block; the previous state after."""
-    if not enabled:
-        yield
-        return
-    threads = torch.get_num_threads()
-    cudnn = torch.backends.cudnn
-    flags = (cudnn.deterministic, cudnn.benchmark)
-    if device.type == "cpu":
-        torch.set_num_threads(1)
-    else:
-        cudnn.deterministic, cudnn.benchmark = True, False
-    try:
-        yield
-    finally:
-        if torch.get_num_threads() != threads:
-            torch.set_num_threads(threads)
-        cudnn.deterministic, cudnn.benchmark = flags
-
-
-@contextlib.contextmanager
-def channels_last(model: nn.Module, enabled: bool) -> Iterator[None]:
-    """The model's 4-D parameters and buffers in channels_last memory format for the
-    block; those that were contiguous before are made contiguous again after."""
-    if not enabled:
-        yield
-        return
-    tensors = [t for t in [*model.parameters(), *model.buffers()] if t.ndim == 4]
-    was_contiguous = [t.is_contiguous() for t in tensors]
-    model.to(memory_format=torch.channels_last)
-    try:
-        yield
-    finally:
-        for t, contiguous in zip(tensors, was_contiguous):
-            if contiguous and not t.is_contiguous():
-                t.data = t.data.contiguous()
-
-
-class Step:
-    """The per-iteration functions of one run: the objective's forward (under autocast
-    for ``cfg.precision``) and ``update``, both :func:`torch.compile`-d for ``cfg.compile``;
-    :meth:`first` falls back to eager, with a warning, where compilation fails."""
-
-    def __init__(self, model: nn.Module, cfg: FameConfig, device: torch.device, update=None):
-        self.eager = (model, update)
-        self.compiled = cfg.compile
-        self.model, self.update = self.eager
-        if cfg.compile:
-            self.model = torch.compile(model)
-            self.update = None if update is None else torch.compile(update)
-        dtype = _AUTOCAST.get(cfg.precision)
-        self.autocast = lambda: (
-            contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
-        )
-
-    def loss(self, objective: Objective, inputs: Tensor, *, eager: bool = False) -> Tensor:
-        """(N,) float32 losses of float32 ``inputs``; ``eager`` skips the compiled model
-        (for the one no-grad pass at the end, which would compile anew)."""
-        with self.autocast():
-            return objective(self.eager[0] if eager else self.model, inputs).float()
-
-    def first(self, fn: Callable[[], object]):
-        """``fn()``; if torch.compile fails in it, continue eagerly and call it again."""
-        try:
-            return fn()
-        except Exception as err:
-            module = type(err).__module__
-            compile_error = module.startswith(("torch._dynamo", "torch._inductor")) or isinstance(
-                err, torch._dynamo.exc.TorchDynamoException
-            )
-            if not (self.compiled and compile_error):
-                raise
-            warnings.warn(
-                f"torch.compile failed ({type(err).__name__}: {str(err).splitlines()[0][:200]}); "
-                "FAME continues eagerly (compile=False gives the same maps without trying)",
-                stacklevel=4,
-            )
-            self.model, self.update = self.eager
-            self.compiled = False
-            return fn()
 
 
 def _raise_if_nonfinite(bad: Tensor, what: str, offset: int = 0, by: str = "") -> None:

@@ -39,6 +39,7 @@ __all__ = [
     "FeatureCell",
     "TokenCell",
     "cell_objective",
+    "vit_reshape_transform",
     "CosineSimilarity",
     "Dissimilarity",
 ]
@@ -209,17 +210,29 @@ class TokenCell(FeatureCell):
         if not isinstance(out, Tensor) or out.ndim != 3:
             got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
             raise ValueError(f"TokenCell needs a (N, T, C) token output, got {got}")
-        n, t, c = out.shape
         if self.class_token:
-            return out[:, :1].transpose(1, 2).reshape(n, c, 1, 1)
-        h, w = self.patch_grid or (math.isqrt(max(t - 1, 0)),) * 2
-        if t < 2 or h * w != t - 1:
-            raise ValueError(
-                f"{t} tokens minus the class token do not form a "
-                f"{'x'.join(map(str, self.patch_grid or ())) or 'square'} patch grid; "
-                "pass grid=(h, w)"
-            )
-        return out[:, 1:].transpose(1, 2).reshape(n, c, h, w)
+            return out[:, :1].transpose(1, 2).unsqueeze(-1)
+        return vit_reshape_transform(out, self.patch_grid)
+
+
+def vit_reshape_transform(tokens: Tensor, grid: tuple[int, int] | None = None) -> Tensor:
+    """ViT tokens (B, 1 + h·w, C) (class token first, then the patches row-major, as
+    torchvision's ``VisionTransformer``) → (B, C, h, w) with patch token 1 + r·w + c at
+    cell (r, c); ``grid`` (h, w) defaults to a square. The CAMs' ``reshape_transform``.
+
+    Raises:
+        ValueError: not a (B, T, C) tensor, or T − 1 does not fill the grid.
+    """
+    if tokens.ndim != 3:
+        raise ValueError(f"expected ViT tokens (B, 1 + h*w, C), got shape {tuple(tokens.shape)}")
+    patches = tokens.shape[1] - 1
+    h, w = grid or (math.isqrt(max(patches, 0)),) * 2
+    if patches < 1 or h * w != patches:
+        raise ValueError(
+            f"{tokens.shape[1]} tokens are not a class token plus a {h}x{w} patch grid; "
+            "pass the model's token_grid (TokenCell: grid=(h, w))"
+        )
+    return tokens[:, 1:].reshape(tokens.shape[0], h, w, tokens.shape[2]).permute(0, 3, 1, 2)
 
 
 def cell_objective(

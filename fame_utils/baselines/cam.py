@@ -32,7 +32,13 @@ from .._checks import (
     model_device,
 )
 from ..hooks import target_layer_of
-from ..objectives import Attribution, ClassLogit, CosineSimilarity, check_target
+from ..objectives import (
+    Attribution,
+    ClassLogit,
+    CosineSimilarity,
+    check_target,
+    vit_reshape_transform,
+)
 from ..recipes import Recipe
 
 __all__ = ["GradCAM", "GradCAMElementWise", "HiResCAM", "FullGrad", "vit_reshape_transform"]
@@ -51,26 +57,6 @@ class _SimilarityTarget:
             norms = torch.linalg.vector_norm(output.detach(), dim=-1) * ref.norm()
             return (output * ref).sum(-1) / norms.clamp_min(torch.finfo(output.dtype).eps)
         return F.cosine_similarity(output, ref.expand_as(output), dim=-1)
-
-
-def vit_reshape_transform(tokens: Tensor, grid: tuple[int, int] | None = None) -> Tensor:
-    """ViT tokens (B, 1 + h·w, C) (class token first, then the patches row-major, as
-    torchvision's ``VisionTransformer``) → (B, C, h, w) with patch token 1 + r·w + c at
-    cell (r, c); ``grid`` (h, w) defaults to a square.
-
-    Raises:
-        ValueError: not a (B, T, C) tensor, or T − 1 does not fill the grid.
-    """
-    if tokens.ndim != 3:
-        raise ValueError(f"expected ViT tokens (B, 1 + h*w, C), got shape {tuple(tokens.shape)}")
-    patches = tokens.shape[1] - 1
-    h, w = grid or (round(patches**0.5),) * 2
-    if h * w != patches:
-        raise ValueError(
-            f"{tokens.shape[1]} tokens are not a class token plus a {h}x{w} patch grid; "
-            "pass the model's token_grid"
-        )
-    return tokens[:, 1:].reshape(tokens.shape[0], h, w, tokens.shape[2]).permute(0, 3, 1, 2)
 
 
 class _FromNormalized(nn.Module):
