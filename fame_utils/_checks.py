@@ -154,20 +154,14 @@ def check_class_indices(indices: Tensor, num_classes: int | None, name: str = "c
     return indices
 
 
-def check_threshold(
-    value: object, name: str = "threshold", *, low: float = -1.0, high: float = 1.0
-) -> float:
-    """A finite float in [low, high] (default [−1, 1]: a threshold θ on a cosine similarity)."""
+def check_threshold(value: object, name: str = "threshold") -> float:
+    """A threshold θ on a cosine similarity: a finite number in [−1, 1] (numpy and 0-d
+    tensor values accepted), returned as a Python float."""
     try:
         v = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         raise TypeError(f"{name} must be a number, got {value!r}") from None
-    if not math.isfinite(v) or not low <= v <= high:
-        raise ValueError(
-            f"{name} must be a finite number in [{low:g}, {high:g}], got {v!r}"
-            + ("; θ is a threshold on the cosine similarity" if (low, high) == (-1.0, 1.0) else "")
-        )
-    return v
+    return check_number(v, f"{name} (a threshold on the cosine similarity)", -1.0, 1.0)
 
 
 def check_unit_interval(values: Tensor, name: str) -> Tensor:
