@@ -121,19 +121,14 @@ class FeatureCell(Objective):
     Args:
         layer: the module whose output is explained, or its dotted name.
         cells: (row, col) pairs in the layer's h × w grid; ``None``: every cell, row-major.
-        per_sample: internal, the cell of each optimisation row after :meth:`expand`.
     """
 
     def __init__(
-        self,
-        layer: nn.Module | str,
-        cells: Sequence[tuple[int, int]] | Tensor | None = None,
-        *,
-        per_sample: Tensor | None = None,
+        self, layer: nn.Module | str, cells: Sequence[tuple[int, int]] | Tensor | None = None
     ):
         self.layer = layer
         self.cells = None if cells is None else torch.as_tensor(cells, dtype=torch.long).view(-1, 2)
-        self.per_sample = per_sample
+        self.per_sample: Tensor | None = None  # each row's cell, after expand()
 
     def _with_rows(self, per_sample: Tensor | None) -> FeatureCell:
         bound = copy.copy(self)  # keeps a subclass's settings
@@ -199,9 +194,8 @@ class TokenCell(FeatureCell):
         *,
         grid: Sequence[int] | None = None,
         class_token: bool = False,
-        per_sample: Tensor | None = None,
     ):
-        super().__init__(layer, cells, per_sample=per_sample)
+        super().__init__(layer, cells)
         self.patch_grid = None if grid is None else (int(grid[0]), int(grid[1]))
         self.class_token = bool(class_token)
 

@@ -41,7 +41,7 @@ from ..objectives import (
 )
 from ..recipes import Recipe
 
-__all__ = ["GradCAM", "GradCAMElementWise", "HiResCAM", "FullGrad", "vit_reshape_transform"]
+__all__ = ["GradCAM", "GradCAMElementWise", "HiResCAM", "FullGrad"]
 
 
 class _SimilarityTarget:

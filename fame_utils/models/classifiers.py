@@ -40,7 +40,7 @@ for ViTs the last encoder block's first LayerNorm ``encoder.layers.encoder_layer
 (B, 1 + g², C): the classifier reads only the class token of the last block's *output*, so
 patch tokens there get no gradient, while the input of the last attention still feeds the
 class token from every patch (pytorch-grad-cam's recommendation for ViTs; fold the tokens to
-the patch grid with :func:`fame_utils.baselines.cam.vit_reshape_transform`).
+the patch grid with :func:`fame_utils.objectives.vit_reshape_transform`).
 """
 
 from __future__ import annotations
