@@ -182,17 +182,14 @@ def make_methods(
     Args:
         names: e.g. ``["fame", "gradcam"]`` (see :func:`available_methods`).
         task: ``"classification"`` or ``"verification"``.
-        recipe: ``"paper"`` (``None``, the default), ``"reference"`` or a
-            :class:`~fame_utils.recipes.Recipe`: the source of each method's
-            recipe-dependent settings (FAME's config, the face CAMs' target).
-        recipes: several recipes instead: methods a recipe changes are made once per
-            recipe and named ``"FAME (paper)"``, ``"FAME (reference)"``; the others once.
-        fame_settings: :class:`~fame_utils.core.FameConfig` fields on top of each recipe's
-            config (``{"iterations": 100}``). Not together with ``config``.
-        **settings: constructor arguments, each given to every chosen method with a field
-            of that name (``config=``, ``target_layer="layer4"``, ``threshold=0.3``...);
-            ``None`` counts as not given. With an explicit ``recipe``/``recipes`` a setting
-            the recipe also decides must agree with it.
+        recipe: ``"paper"`` (``None``), ``"reference"`` or a :class:`~fame_utils.recipes.Recipe`
+            giving the recipe-dependent settings (FAME's config, the face CAMs' target).
+        recipes: several recipes: methods a recipe changes are made once per recipe and
+            named ``"FAME (paper)"``, ``"FAME (reference)"``; the others once.
+        fame_settings: ``FameConfig`` fields on top of each recipe's config (not with ``config``).
+        **settings: constructor arguments for every chosen method with a field of that name
+            (``config=``, ``target_layer="layer4"``, ``threshold=0.3``...; ``None``: not
+            given); with an explicit recipe they must agree with it.
 
     Raises:
         ValueError: unknown name, a method that does not support ``task``, both
