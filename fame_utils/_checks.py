@@ -1,8 +1,5 @@
-"""Input validation shared by every public entry point.
-
-Every function that takes images checks them here, so a wrong shape, range or dtype
-fails early with a message that says what to do instead of deep inside a model.
-"""
+"""Input validation shared by every public entry point: a wrong shape, range or dtype
+fails early with a message that says what to do, not deep inside a model."""
 
 from __future__ import annotations
 
@@ -20,7 +17,6 @@ __all__ = [
     "check_maps",
     "as_index_tensor",
     "model_device",
-    "model_dtype",
     "check_model_input",
     "check_class_indices",
     "check_threshold",
@@ -32,17 +28,12 @@ __all__ = [
     "check_model_output",
     "check_finite_output",
     "eval_mode",
-    "frozen_parameters",
     "frozen_eval",
 ]
 
 
 def check_images(images: object, name: str = "images") -> Tensor:
-    """Validate a batch of RGB images and return it unchanged.
-
-    Args:
-        images: float tensor (B, 3, H, W) with values in [0, 1], RGB, any device.
-        name: how the argument is called in error messages.
+    """``images`` unchanged if a float (B, 3, H, W) RGB batch in [0, 1] on any device.
 
     Raises:
         TypeError: not a tensor, or not a floating-point tensor.
@@ -86,14 +77,8 @@ def check_images(images: object, name: str = "images") -> Tensor:
 
 
 def check_maps(maps: object, name: str = "maps", *, finite: bool = True) -> Tensor:
-    """Validate a batch of attribution maps and return it unchanged.
-
-    Args:
-        maps: float tensor (B, H, W), any device (the value range is not checked: the
-            receptive-field measures take unnormalised Δx, the metrics normalised maps).
-        name: how the argument is called in error messages.
-        finite: also reject NaN/inf (one device sync). The receptive-field measures switch
-            it off: they return NaN for all-zero maps and accept what they return.
+    """``maps`` unchanged if a float (B, H, W) tensor (any range, any device); ``finite``
+    also refuses NaN/inf (the receptive-field measures switch it off).
 
     Raises:
         ValueError: not a tensor, wrong rank, or (``finite``) NaN/inf values.
@@ -114,11 +99,8 @@ def check_maps(maps: object, name: str = "maps", *, finite: bool = True) -> Tens
 
 
 def as_index_tensor(values: int | Sequence[int] | Tensor, batch: int, name: str) -> Tensor:
-    """Turn class indices into a long tensor of shape (batch,), checking the count.
-
-    A single int is broadcast to the whole batch; a sequence or tensor must have
-    exactly ``batch`` entries.
-    """
+    """Class indices as a (batch,) long tensor: an int is broadcast, a sequence or tensor
+    must have ``batch`` entries."""
     if isinstance(values, int):
         return torch.full((batch,), values, dtype=torch.long)
     t = torch.as_tensor(values)
@@ -135,27 +117,17 @@ def as_index_tensor(values: int | Sequence[int] | Tensor, batch: int, name: str)
 
 def model_device(model: torch.nn.Module) -> torch.device:
     """The device of a model's first parameter or buffer (CPU for a parameter-free model)."""
-    for t in model.parameters():
-        return t.device
-    for t in model.buffers():
+    for t in (*model.parameters(), *model.buffers()):
         return t.device
     return torch.device("cpu")
 
 
-def model_dtype(model: torch.nn.Module) -> torch.dtype:
-    """The dtype of a model's first floating-point parameter or buffer (float32 if none)."""
-    for t in (*model.parameters(), *model.buffers()):
-        if t.is_floating_point():
-            return t.dtype
-    return torch.float32
-
-
 def check_model_input(images: object, model: torch.nn.Module, name: str = "images") -> Tensor:
-    """:func:`check_images` plus: the images' dtype is the model's (float32 for the models
-    of this package), so a float64 or float16 batch fails here with a message instead of
-    inside the first layer. Returns ``images`` unchanged."""
+    """:func:`check_images` plus: the images' dtype is the model's (its first floating-point
+    parameter or buffer; float32 without one). Returns ``images`` unchanged."""
     check_images(images, name)
-    want = model_dtype(model)
+    floats = (t.dtype for t in (*model.parameters(), *model.buffers()) if t.is_floating_point())
+    want = next(floats, torch.float32)
     if images.dtype != want:
         raise TypeError(
             f"{name} have dtype {images.dtype} but the model computes in {want}; "
@@ -165,10 +137,8 @@ def check_model_input(images: object, model: torch.nn.Module, name: str = "image
 
 
 def check_class_indices(indices: Tensor, num_classes: int | None, name: str = "classes") -> Tensor:
-    """Class indices (B,) must lie in [0, num_classes − 1] (only the lower bound when
-    ``num_classes`` is None). A negative index would otherwise silently select a class
-    from the end (−1 → the last class). One host sync; call it once per batch, outside
-    iteration loops. Returns ``indices`` unchanged."""
+    """Class indices in [0, num_classes − 1] (only >= 0 when ``num_classes`` is None): a
+    negative index would silently count from the end. One host sync. Returns ``indices``."""
     if indices.numel() == 0:
         return indices
     lo, hi = int(indices.min()), int(indices.max())
@@ -184,26 +154,18 @@ def check_class_indices(indices: Tensor, num_classes: int | None, name: str = "c
     return indices
 
 
-def check_threshold(
-    value: object, name: str = "threshold", *, low: float = -1.0, high: float = 1.0
-) -> float:
-    """A finite float in [low, high] (default [−1, 1], the range of a cosine similarity:
-    a verification threshold θ). Returns it as a Python float."""
+def check_threshold(value: object, name: str = "threshold") -> float:
+    """A threshold θ on a cosine similarity: a finite number in [−1, 1] (numpy and 0-d
+    tensor values accepted), returned as a Python float."""
     try:
         v = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         raise TypeError(f"{name} must be a number, got {value!r}") from None
-    if not math.isfinite(v) or not low <= v <= high:
-        raise ValueError(
-            f"{name} must be a finite number in [{low:g}, {high:g}], got {v!r}"
-            + ("; θ is a threshold on the cosine similarity" if (low, high) == (-1.0, 1.0) else "")
-        )
-    return v
+    return check_number(v, f"{name} (a threshold on the cosine similarity)", -1.0, 1.0)
 
 
 def check_unit_interval(values: Tensor, name: str) -> Tensor:
-    """Every value of a float tensor in [0, 1] (and finite); reports the range found with
-    enough digits to see how far outside it is. Returns ``values`` unchanged."""
+    """Every value finite and in [0, 1] (the error shows the range found). Returns ``values``."""
     if values.numel() == 0:
         return values
     lo, hi = float(values.min()), float(values.max())
@@ -213,8 +175,7 @@ def check_unit_interval(values: Tensor, name: str) -> Tensor:
 
 
 def check_count(value: object, name: str, minimum: int = 0) -> int:
-    """A whole number >= ``minimum`` (numpy integers accepted; bools refused, so
-    ``iterations=True`` is not taken as 1)."""
+    """A whole number >= ``minimum`` (numpy integers accepted, bools refused)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be a whole number >= {minimum}, got {value!r}")
     if value < minimum:
@@ -223,8 +184,7 @@ def check_count(value: object, name: str, minimum: int = 0) -> int:
 
 
 def check_number(value: object, name: str, lo: float = -math.inf, hi: float = math.inf) -> float:
-    """A finite real number in [``lo``, ``hi``] (bools and strings refused, NaN and ±inf
-    refused: they change a setting's meaning, e.g. ``sigma=inf`` is a box blur)."""
+    """A finite real number in [``lo``, ``hi``] (bools, strings, NaN and ±inf refused)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number, got {value!r}")
     v = float(value)
@@ -241,8 +201,7 @@ def check_switch(value: object, name: str) -> bool:
 
 
 def check_labels(values: object, name: str) -> int | Tensor:
-    """Class indices as an int or a 1-D long tensor: ints, numpy integers, sequences or
-    integer arrays/tensors; bools, strings and floats are refused by name."""
+    """Class indices as an int or a 1-D long tensor; bools, strings and floats refused."""
     if isinstance(values, (bool, np.bool_)):
         raise TypeError(f"{name} must be class indices (whole numbers), got {values!r}")
     if isinstance(values, numbers.Integral):
@@ -264,22 +223,20 @@ def check_labels(values: object, name: str) -> int | Tensor:
 
 
 def check_model_output(output: object, name: str = "the model") -> Tensor:
-    """The model's output must be one tensor (logits or embeddings); a tuple, list or
-    dict (e.g. an Inception's aux logits, a Hugging Face output) is refused with what to do."""
+    """The model's output must be one tensor (logits or embeddings), not a tuple or dict."""
     if isinstance(output, Tensor):
         return output
-    kind = type(output).__name__
     keys = f" with keys {list(output)}" if isinstance(output, dict) else ""
     raise TypeError(
-        f"{name} returned a {kind}{keys}, expected one tensor of logits (N, classes) or "
-        "embeddings (N, D); wrap the network in an nn.Module whose forward returns only "
-        "that tensor (e.g. output[0] or output['logits'])"
+        f"{name} returned a {type(output).__name__}{keys}, expected one tensor of logits "
+        "(N, classes) or embeddings (N, D); wrap the network in an nn.Module whose forward "
+        "returns only that tensor (e.g. output[0] or output['logits'])"
     )
 
 
 def check_finite_output(values: Tensor, what: str) -> Tensor:
-    """Refuse NaN or Inf in ``values`` (B, ...) computed from a model's output (naming the
-    images), instead of returning NaN or all-zero maps. One host sync. Returns ``values``."""
+    """Refuse NaN or Inf in ``values`` (B, ...) computed from a model's output, naming the
+    images. One host sync. Returns ``values``."""
     bad = ~torch.isfinite(values.detach().reshape(values.shape[0], -1)).all(1)
     if bool(bad.any()):
         raise ValueError(
@@ -291,13 +248,8 @@ def check_finite_output(values: Tensor, what: str) -> Tensor:
 
 @contextmanager
 def eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
-    """Run the block with every module of ``model`` in eval mode, then restore each
-    module's own ``training`` flag (also after an exception).
-
-    Every attribution method runs its model through this: in train mode BatchNorm would
-    normalise with batch statistics and update its running statistics, Dropout would
-    drop; in eval mode a method changes no buffer of the caller's model.
-    """
+    """Every module of ``model`` in eval mode for the block (no BatchNorm statistics
+    updated, no Dropout), each module's own ``training`` flag restored after."""
     flags = [(m, m.training) for m in model.modules()]
     try:
         model.eval()
@@ -308,28 +260,15 @@ def eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
 
 
 @contextmanager
-def frozen_parameters(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
-    """Switch ``requires_grad`` off for every parameter while the block runs, then restore it.
-
-    Attribution methods need gradients with respect to inputs and activations only; without
-    this every backward pass would also compute (and store in ``.grad``) weight gradients,
-    which costs time and memory and changes the caller's model state.
-    """
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    try:
-        for p, _ in flags:
-            p.requires_grad_(False)
-        yield model
-    finally:
-        for p, flag in flags:
-            p.requires_grad_(flag)
-
-
-@contextmanager
 def frozen_eval(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
-    """:func:`eval_mode` and :func:`frozen_parameters` together: how FAME and every baseline
-    run a model. Each submodule's ``training`` flag and each parameter's ``requires_grad``
-    are restored on exit (also after an exception), so no method changes BatchNorm running
-    statistics or the caller's training state."""
-    with eval_mode(model), frozen_parameters(model):
-        yield model
+    """:func:`eval_mode` with every parameter's ``requires_grad`` off (no weight gradients);
+    how FAME and the baselines run a model. Both restored on exit, also after an error."""
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    with eval_mode(model):
+        try:
+            for p, _ in flags:
+                p.requires_grad_(False)
+            yield model
+        finally:
+            for p, flag in flags:
+                p.requires_grad_(flag)

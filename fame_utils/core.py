@@ -1,10 +1,9 @@
 """The FAME loop (paper Sec. 2, Eq. 3 and 4): LOTS-style descent on the input.
 
 x̄₀ = x;  x̄ ← x̄ − η ∇/max|∇|  with ∇ = ∂L(f(x̄), t)/∂x̄ and the max taken **per
-sample**;  Δx = |gray(x̄) − gray(x)|, Gaussian-blurred and normalised to [0, 1].
-
-This is the only implementation of the loop: every task is an
-:class:`~fame_utils.objectives.Objective` plugged into :func:`run_fame`.
+sample**;  Δx = |gray(x̄) − gray(x)|, Gaussian-blurred and normalised to [0, 1]. Every
+task is an :class:`~fame_utils.objectives.Objective` plugged into :func:`run_fame`, the
+only implementation of the loop. ``docs/performance.md`` measures the runtime options.
 """
 
 from __future__ import annotations
@@ -40,41 +39,38 @@ __all__ = ["FameConfig", "FameResult", "run_fame", "fame", "frozen_eval"]
 StepSpace = Literal["normalized", "pixel"]
 Precision = Literal["float32", "bfloat16", "float16"]
 GrayOrder = Literal["rgb", "bgr"]
+Callback = Callable[[Tensor, int, Tensor], "bool | None"]
 
 
 @dataclass(frozen=True)
 class FameConfig:
-    """Settings of one FAME run (paper Sec. 2 and supplement; defaults: classification).
-    :meth:`paper` and :meth:`fame_utils.recipes.Recipe.fame_config` give the other tasks'
-    and recipes' settings. A run uses exactly these fields.
+    """Settings of one FAME run (paper Sec. 2 and supplement; defaults: classification);
+    a run uses exactly these fields. :meth:`paper` gives the other tasks' settings.
 
     Attributes:
         iterations: update steps (500 in the paper; maps settle after ~75-200).
         step_size: η, the largest per-pixel change of one step, in step-space units.
         kernel_size, sigma: the Gaussian blur (odd size, 49; σ 7.7 px; ``sigma=0``: none).
         normalization: ``"max"`` (paper), ``"minmax"`` (reference code) or ``"none"``.
-        early_stop: ε; a sample stops once its loss is below ε (``None``: never, as for
-            classification in the paper; faces use 0.01, §4.2).
-        step_space: ``"normalized"`` steps in the model's mean/std-normalised tensor
-            (``model.input_normalization``, set by :func:`fame_utils.wrap` and every
-            loader; models without it step in pixels) and measures Δx there, as the paper
-            for classification; ``"pixel"`` steps in [0, 1] pixels, as for faces.
-        absolute_logit: descend |z_o| instead of z_o for
-            :class:`~fame_utils.objectives.ClassLogit` (the reference code's L_cls).
-        clamp: keep x̄ inside [0, 1] pixels (off in the paper).
+        early_stop: ε; a sample stops once its loss is below ε (``None``: never; faces
+            use 0.01, §4.2).
+        step_space: ``"normalized"`` steps (and measures Δx) in the model's mean/std
+            normalised tensor (``model.input_normalization``, set by :func:`fame_utils.wrap`
+            and every loader), as the paper for classification; ``"pixel"`` in [0, 1]
+            pixels, as for faces. Models without ``input_normalization`` step in pixels.
+        absolute_logit: descend |z_o| instead of z_o for a ``ClassLogit`` (reference code).
         batch_size: optimise the (expanded) batch in chunks of at most this many samples.
         early_stop_check_every: iterations between the host syncs that drop stopped samples.
         progress: a tqdm bar over iterations.
-        gray_order: ``"rgb"`` (paper): Δx's luma 0.2989·R + 0.587·G + 0.114·B; ``"bgr"``
+        gray_order: ``"rgb"`` (paper): luma 0.2989·R + 0.587·G + 0.114·B of Δ; ``"bgr"``
             (reference code for faces): the same weights on the channel-reversed tensor.
         precision: ``"float32"``, ``"bfloat16"`` or ``"float16"``: the objective's forward
-            (and backward) under :func:`torch.autocast`; Δ, x̄ and the update stay float32.
+            and backward under :func:`torch.autocast`; Δ, x̄ and the update stay float32.
         channels_last: model and iterate in ``torch.channels_last`` for the run.
-        compile: :func:`torch.compile` the forward and the update (falls back to eager with
-            a warning where compilation fails).
+        compile: :func:`torch.compile` the forward and the update (eager, with a warning,
+            where compilation fails).
         deterministic: maps independent of batching and thread count: one sample at a
-            time, one CPU thread or deterministic cuDNN for the call
-            (``benchmarks/rerun_spread.py`` measures the spread it removes).
+            time, one CPU thread or deterministic cuDNN for the call.
     """
 
     iterations: int = 500
@@ -85,7 +81,6 @@ class FameConfig:
     early_stop: float | None = None
     step_space: StepSpace = "normalized"
     absolute_logit: bool = False
-    clamp: bool = False
     batch_size: int | None = None
     early_stop_check_every: int = 10
     progress: bool = True
@@ -109,7 +104,7 @@ class FameConfig:
             check_count(self.batch_size, "batch_size", 1)
         if self.early_stop is not None:
             check_number(self.early_stop, "early_stop")
-        for switch in ("clamp", "progress", "channels_last", "compile", "deterministic"):
+        for switch in ("absolute_logit", "progress", "channels_last", "compile", "deterministic"):
             check_switch(getattr(self, switch), switch)
         if not isinstance(self.step_size, (int, float)) or not (
             math.isfinite(self.step_size) and self.step_size > 0
@@ -169,28 +164,28 @@ class FameResult:
         *,
         kernel_size: int | None = None,
         sigma: float | None = None,
-        normalization: Normalization | None = None,
         warn_empty: bool = True,
     ) -> Tensor:
-        """Blurred, normalised maps (N, H, W) in [0, 1], each with max 1 (all zero, with a
-        warning unless ``warn_empty=False``, where nothing moved); a NaN or Inf Δx raises
-        ValueError naming the samples."""
+        """Blurred, normalised maps (N, H, W) in [0, 1] (the config's blur unless given);
+        all zero, with a warning unless ``warn_empty=False``, where nothing moved.
+
+        Raises:
+            ValueError: a NaN or Inf Δx (naming the samples).
+        """
         k = self.config.kernel_size if kernel_size is None else kernel_size
         s = self.config.sigma if sigma is None else sigma
-        norm = self.config.normalization if normalization is None else normalization
         _raise_if_nonfinite(~torch.isfinite(self.delta).flatten(1).all(1), "Δx")
         if self.config.deterministic:  # the blur's convolution, too, one map at a time
             with deterministic(True, self.delta.device):
                 blurred = torch.cat([gaussian_blur(d[None], k, s) for d in self.delta])
         else:
             blurred = gaussian_blur(self.delta, k, s)
-        out, empty = normalize_maps(blurred, norm)
+        out, empty = normalize_maps(blurred, self.config.normalization)
         if warn_empty and bool(empty.any()):
-            idx = empty.nonzero().flatten().tolist()
             warnings.warn(
-                f"FAME produced empty (all-zero) maps for samples {idx}: the input never moved "
-                "(loss already below early_stop at the start, or a zero gradient). "
-                "They are returned as zeros.",
+                f"FAME produced empty (all-zero) maps for samples {empty.nonzero().flatten().tolist()}: "
+                "the input never moved (loss already below early_stop at the start, or a zero "
+                "gradient). They are returned as zeros.",
                 stacklevel=2,
             )
         return out
@@ -229,36 +224,22 @@ def _step_scale(model: nn.Module, step_space: StepSpace, device, dtype) -> Tenso
     if norm is None:
         return torch.ones(1, 3, 1, 1, device=device, dtype=dtype)
     std = torch.as_tensor(norm[1], device=device, dtype=dtype).reshape(-1)
-    if std.numel() == 1:
-        std = std.expand(3)
-    return std.reshape(1, 3, 1, 1)
+    return std.expand(3).reshape(1, 3, 1, 1)
 
 
 def _gray_abs(delta: Tensor, order: GrayOrder) -> Tensor:
-    """|gray(Δ)| (N, H, W) of an RGB change Δ (N, 3, H, W); ``"bgr"`` applies the luma
-    weights to the channel-reversed tensor (0.2989·B + 0.587·G + 0.114·R)."""
+    """|gray(Δ)| (N, H, W) of an RGB change Δ (N, 3, H, W) in ``order``."""
     return to_gray(delta.flip(1) if order == "bgr" else delta).abs()
 
 
-def _update(
-    x: Tensor,
-    delta: Tensor,
-    grad: Tensor,
-    scale: Tensor,
-    step_size: float,
-    clamp: bool,
-    moving: Tensor | None,
-) -> tuple[Tensor, Tensor]:
+def _update(delta: Tensor, grad: Tensor, step_size: float, moving) -> tuple[Tensor, Tensor]:
     """One LOTS step (Eq. 3) in float32: δ ← δ − η ∇/max|∇| with the max per sample;
     ``moving`` (N, 1, 1, 1) bool freezes stopped samples. Returns (δ, (N,) max|∇|)."""
     gmax = grad.abs().amax(dim=(1, 2, 3), keepdim=True)
     step = grad / gmax.clamp_min(torch.finfo(grad.dtype).tiny)
     if moving is not None:
         step = step * moving
-    delta = delta - step_size * step
-    if clamp:
-        delta = ((x + scale * delta).clamp(0, 1) - x) / scale
-    return delta, gmax.view(-1)
+    return delta - step_size * step, gmax.view(-1)
 
 
 def _optimise_chunk(
@@ -269,68 +250,53 @@ def _optimise_chunk(
     bar,
     fns: Step,
     offset: int,
-    callback: Callable[[Tensor, int, Tensor], bool | None] | None = None,
-    callback_every: int = 25,
+    callback: Callback | None,
+    callback_every: int,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, bool]:
     """Descend ``objective`` on one chunk: (δ (n, 3, H, W) in step space, steps, initial
-    and final loss, whether ``callback`` asked to stop).
-
-    Stopped samples are frozen on the device and dropped from the batch at every
-    ``early_stop_check_every``-th iteration (the one host sync); NaN/Inf losses or gradients
-    are flagged on the device and raised at iteration 1, at those checks and at the end.
-    """
+    and final loss, whether ``callback`` asked to stop). Stopped samples are frozen and
+    dropped at every ``early_stop_check_every``-th iteration (the one host sync); NaN/Inf
+    losses or gradients raise at iteration 1, at those checks and at the end."""
     scale = _step_scale(model, cfg.step_space, x_full.device, x_full.dtype)
-    n = x_full.shape[0]
-    eps = cfg.early_stop
+    n, eps, dev = x_full.shape[0], cfg.early_stop, x_full.device
     delta_full = torch.zeros_like(x_full)
-    steps = torch.zeros(n, dtype=torch.long, device=x_full.device)
-    nonfinite = torch.zeros(n, dtype=torch.long, device=x_full.device)
-    rows = torch.arange(n, device=x_full.device)  # chunk rows still being optimised
+    steps = torch.zeros(n, dtype=torch.long, device=dev)
+    nonfinite = torch.zeros(n, dtype=torch.long, device=dev)
+    rows = torch.arange(n, device=dev)  # chunk rows still being optimised
     x, delta, obj = x_full, torch.zeros_like(x_full), objective
-    active = torch.ones(n, 1, 1, 1, dtype=torch.bool, device=x_full.device)
-    initial = None
-    done = 0  # iterations run
-    stopped = False
-    last_loss = None if callback is None else torch.full((n,), float("nan"), device=x.device)
+    active = torch.ones(n, 1, 1, 1, dtype=torch.bool, device=dev)
+    initial, done, stopped = None, 0, False
+    last_loss = None if callback is None else torch.full((n,), float("nan"), device=dev)
 
-    def loss_and_grad(obj: Objective, x: Tensor, delta: Tensor) -> tuple[Tensor, Tensor]:
-        delta = delta.detach().requires_grad_(True)
-        loss = fns.loss(obj, x + scale * delta)
-        (grad,) = torch.autograd.grad(loss.sum(), delta)
-        return loss.detach(), grad
+    def descend() -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """One step on the current rows: (loss, active after it, new δ, (n,) max|∇|)."""
+        d = delta.detach().requires_grad_(True)
+        loss = fns.loss(obj, x + scale * d)
+        (grad,) = torch.autograd.grad(loss.sum(), d)
+        with torch.no_grad():
+            moving = None if eps is None else active & (loss >= eps).view(-1, 1, 1, 1)
+            step = fns.update(delta, grad, cfg.step_size, moving)
+        return loss.detach(), active if moving is None else moving, *step
 
-    def check(what: str, it: int) -> None:
-        _raise_if_nonfinite(nonfinite > 0, what, offset, f" by iteration {it}")
+    def check(it: int) -> None:
+        _raise_if_nonfinite(nonfinite > 0, "loss or input gradient", offset, f" by iteration {it}")
 
     for it in range(cfg.iterations):
-        if it == 0:
-            loss, grad = fns.first(loss_and_grad, obj, x, delta)
-        else:
-            loss, grad = loss_and_grad(obj, x, delta)
+        loss, active, delta, gmax = fns.first(descend) if it == 0 else descend()
         with torch.no_grad():
             if initial is None:
                 initial = loss.clone()
-            if eps is not None:
-                active &= (loss >= eps).view(-1, 1, 1, 1)
-            moving = active if eps is not None else None
-            if it == 0:
-                delta, gmax = fns.first(
-                    fns.update, x, delta, grad, scale, cfg.step_size, cfg.clamp, moving
-                )
-            else:
-                delta, gmax = fns.update(x, delta, grad, scale, cfg.step_size, cfg.clamp, moving)
             steps.index_add_(0, rows, active.view(-1).long())
             bad = ~(torch.isfinite(loss) & torch.isfinite(gmax))
             nonfinite.index_add_(0, rows, bad.long())
             if last_loss is not None and (it + 1) % callback_every == 0:
                 last_loss[rows] = loss
         done = it + 1
-        if bar is not None:
-            bar.update(1)
+        bar.update(1)
         if it == 0:
-            check("loss or input gradient", 1)  # one sync: a NaN model fails at once
-        if eps is not None and (it + 1) % cfg.early_stop_check_every == 0:
-            check("loss or input gradient", it + 1)
+            check(1)  # one sync: a NaN model fails at once
+        if eps is not None and done % cfg.early_stop_check_every == 0:
+            check(done)
             n_active = int(active.sum())  # the one host sync early stopping needs
             if n_active < rows.numel():
                 delta_full[rows] = delta
@@ -340,47 +306,20 @@ def _optimise_chunk(
                 rows, x, delta, active = rows[keep], x[keep], delta[keep], active[keep]
                 obj = obj.subset(keep)
             if n_active == 0:
-                if bar is not None:
-                    bar.update(cfg.iterations - it - 1)
                 break
-        if callback is not None and (it + 1) % callback_every == 0:
+        if callback is not None and done % callback_every == 0:
             with torch.no_grad():
                 delta_full[rows] = delta
-            if callback(delta_full, it + 1, last_loss):
+            if callback(delta_full, done, last_loss):
                 stopped = True
-                if bar is not None:
-                    bar.update(cfg.iterations - it - 1)
                 break
-    check("loss or input gradient", done)
+    bar.update(cfg.iterations - done)
+    check(done)
     with torch.no_grad():
         delta_full[rows] = delta.detach()
         final = fns.loss(objective, x_full + scale * delta_full, eager=True).detach()
     _raise_if_nonfinite(~torch.isfinite(final), "final loss", offset)
-    if initial is None:
-        initial = final
-    return delta_full, steps, initial, final, stopped
-
-
-def _batch_callback(
-    callback: Callable[[Tensor, int, Tensor], bool | None],
-    done: list[tuple[Tensor, ...]],
-    n: int,
-    gray_order: GrayOrder,
-) -> Callable[[Tensor, int, Tensor], bool | None]:
-    """The chunk loop's callback for a batch of ``n`` samples split into chunks: Δx (n, H, W)
-    and loss (n,) of the whole batch (finished chunks final, later ones zero / NaN)."""
-
-    def chunk_callback(moved: Tensor, iteration: int, loss: Tensor) -> bool | None:
-        delta, losses = [_gray_abs(p[0], gray_order) for p in done], [p[3] for p in done]
-        delta.append(_gray_abs(moved, gray_order))
-        losses.append(loss)
-        rest = n - sum(d.shape[0] for d in delta)
-        if rest:
-            delta.append(delta[-1].new_zeros(rest, *delta[-1].shape[1:]))
-            losses.append(loss.new_full((rest,), float("nan")))
-        return callback(torch.cat(delta), iteration, torch.cat(losses))
-
-    return chunk_callback
+    return delta_full, steps, final if initial is None else initial, final, stopped
 
 
 def run_fame(
@@ -389,11 +328,11 @@ def run_fame(
     objective: Objective,
     config: FameConfig | None = None,
     *,
-    callback: Callable[[Tensor, int, Tensor], bool | None] | None = None,
+    callback: Callback | None = None,
     callback_every: int = 25,
     **overrides,
 ) -> FameResult:
-    """Optimise the input (Eq. 3) and return the unblurred Δx with diagnostics. The model
+    """Optimise the input (Eq. 3) and return the unblurred Δx with diagnostics; the model
     runs in eval mode with frozen parameters for the call (:func:`frozen_eval`).
 
     Args:
@@ -404,10 +343,9 @@ def run_fame(
         config: :class:`FameConfig` (default ``FameConfig()``); keyword ``overrides``
             replace single fields.
         callback: ``callback(delta, iteration, loss)`` every ``callback_every`` (>= 1)
-            iterations, with the current Δx (N, H, W) and loss (N,) on the model's device
-            (with ``batch_size`` chunks: earlier chunks final, later ones zero and NaN); it
-            adds no host sync. Returning ``True`` stops the run (chunks not started take 0
-            steps).
+            iterations with the current Δx (N, H, W) and loss (N,) on the model's device
+            (with ``batch_size`` chunks: earlier chunks final, later ones zero and NaN); no
+            host sync. Returning ``True`` stops the run (later chunks take 0 steps).
 
     Returns:
         :class:`FameResult` with tensors on ``images``' device.
@@ -421,7 +359,7 @@ def run_fame(
         raise TypeError(
             f"objective must be a fame_utils.objectives.Objective, got {type(objective).__name__}"
         )
-    cfg = (config or FameConfig()).replace(**overrides) if overrides else (config or FameConfig())
+    cfg = (config or FameConfig()).replace(**overrides)
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable or None, got {type(callback).__name__}")
     if not isinstance(callback_every, int) or callback_every < 1:
@@ -432,8 +370,7 @@ def run_fame(
                 f"absolute_logit=True applies to ClassLogit objectives, got {type(objective).__name__}"
             )
         objective = ClassLogit(objective.targets, absolute=True)
-    check_model_input(images, model)  # dtype too, as the baselines check
-    out_device = images.device
+    check_model_input(images, model)
     device = model_device(model)
     with (
         frozen_eval(model),
@@ -445,38 +382,42 @@ def run_fame(
             x_all = x_all.contiguous(memory_format=torch.channels_last)
         n = x_all.shape[0]
         chunk = 1 if cfg.deterministic else (cfg.batch_size or n)
-        bounds = [(i, min(i + chunk, n)) for i in range(0, n, chunk)]
-        fns = Step(model, cfg, device, _update)
-        bar = tqdm(
-            total=cfg.iterations * len(bounds),
-            desc="FAME",
-            unit="it",
-            disable=not cfg.progress,
-            leave=False,
-        )
         parts: list[tuple[Tensor, ...]] = []
-        live = None if callback is None else _batch_callback(callback, parts, n, cfg.gray_order)
+
+        def whole_batch(moved: Tensor, iteration: int, loss: Tensor) -> bool | None:
+            """The callback on the whole batch: finished chunks final, later ones 0 / NaN."""
+            delta = [_gray_abs(p[0], cfg.gray_order) for p in parts]
+            losses = [p[3] for p in parts]
+            delta.append(_gray_abs(moved, cfg.gray_order))
+            losses.append(loss)
+            rest = n - sum(d.shape[0] for d in delta)
+            delta.append(delta[-1].new_zeros(rest, *delta[-1].shape[1:]))
+            losses.append(loss.new_full((rest,), float("nan")))
+            return callback(torch.cat(delta), iteration, torch.cat(losses))
+
+        fns = Step(model, cfg, device, _update)
+        total = cfg.iterations * math.ceil(n / chunk)
         stopped = False
-        try:
-            for lo, hi in bounds:
+        with tqdm(
+            total=total, desc="FAME", unit="it", disable=not cfg.progress, leave=False
+        ) as bar:
+            for lo in range(0, n, chunk):
                 *part, stopped = _optimise_chunk(
                     model,
-                    x_all[lo:hi],
-                    bound.subset(slice(lo, hi)),
+                    x_all[lo : lo + chunk],
+                    bound.subset(slice(lo, lo + chunk)),
                     cfg.replace(iterations=0) if stopped else cfg,  # stopped: 0 steps
                     bar,
                     fns,
                     lo,
-                    live,
+                    None if callback is None else whole_batch,
                     callback_every,
                 )
                 parts.append(tuple(part))
-        finally:
-            bar.close()
     moved, steps, initial, final = (torch.cat(p) for p in zip(*parts))
     delta = _gray_abs(moved, cfg.gray_order)  # per pixel: the same whatever the chunks
-    delta, steps, initial, final = (t.to(out_device) for t in (delta, steps, initial, final))
-    return FameResult(delta, steps, initial, final, cfg)
+    out = (t.to(images.device) for t in (delta, steps, initial, final))
+    return FameResult(*out, cfg)
 
 
 def fame(
@@ -486,10 +427,7 @@ def fame(
     config: FameConfig | None = None,
     **overrides,
 ) -> Tensor:
-    """FAME attribution maps (paper Eq. 3-4): ``run_fame(...).maps()``.
-
-    ``objective`` e.g. ``ClassLogit(targets)``, ``FeatureCell(layer, cells)``,
-    ``CosineSimilarity(refs)``. Returns (N, H, W) maps in [0, 1] on ``images``' device (N = B
-    unless the objective expands the batch, e.g. B·K for K feature cells).
-    """
+    """FAME attribution maps (paper Eq. 3-4), ``run_fame(...).maps()``: (N, H, W) in
+    [0, 1] on ``images``' device (N = B unless the objective expands the batch, e.g. B·K
+    for K feature cells)."""
     return run_fame(model, images, objective, config, **overrides).maps()

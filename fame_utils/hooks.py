@@ -1,10 +1,5 @@
-"""Reaching inside a network: find a layer, capture its output and stop the forward pass.
-
-Feature-cell objectives (paper Sec. 3, L_a), the receptive-field tracer and the CAM
-baselines all need the output ``a`` of one inner layer. Everything after that layer is
-wasted work, so :func:`capture_output` aborts the forward pass as soon as the layer has
-run (its hook raises :class:`StopForward`, which is caught here).
-"""
+"""Reaching inside a network: find a layer and capture its output (paper Sec. 3's L_a,
+the receptive-field tracer, the CAM baselines), stopping the forward pass there."""
 
 from __future__ import annotations
 
@@ -12,25 +7,18 @@ from typing import Any
 
 from torch import nn
 
-__all__ = [
-    "StopForward",
-    "resolve_layer",
-    "capture_output",
-    "default_target_layer",
-    "target_layer_of",
-]
+__all__ = ["resolve_layer", "capture_output", "default_target_layer", "target_layer_of"]
 
 
-class StopForward(Exception):
-    """Raised by :func:`capture_output`'s hook once the layer of interest has run."""
+class _StopForward(Exception):
+    """Raised by :func:`capture_output`'s hook once the layer has run."""
 
 
 def resolve_layer(model: nn.Module, layer: nn.Module | str) -> nn.Module:
     """A submodule given as a module or a dotted name (``"layer4"``, ``"blocks.5"``).
 
     Raises:
-        ValueError: ``model`` has no submodule of that name (the message lists the
-            top-level children to pick from).
+        ValueError: no submodule of that name (the message lists the top-level children).
     """
     if isinstance(layer, nn.Module):
         return layer
@@ -42,13 +30,9 @@ def resolve_layer(model: nn.Module, layer: nn.Module | str) -> nn.Module:
 
 
 def capture_output(model: nn.Module, layer: nn.Module | str, *args: Any, **kwargs: Any) -> Any:
-    """Run ``model(*args, **kwargs)`` until ``layer`` has produced its output; return it.
-
-    The forward pass stops right after ``layer`` (nothing deeper runs), so the call costs
-    only the layers up to it. Autograd, ``torch.no_grad`` and any ``TorchFunctionMode``
-    active around the call apply as usual; the output is returned as the layer gave it
-    (for a CNN stage a (N, C, h, w) tensor on the model's device, for a transformer block
-    (N, T, C) tokens).
+    """``layer``'s output during ``model(*args, **kwargs)``, as the layer gave it (e.g.
+    (N, C, h, w) for a CNN stage, (N, T, C) tokens for a transformer block); nothing deeper
+    runs. Autograd and ``torch.no_grad`` apply as usual.
 
     Raises:
         RuntimeError: ``layer`` did not run in the model's forward pass.
@@ -58,12 +42,12 @@ def capture_output(model: nn.Module, layer: nn.Module | str, *args: Any, **kwarg
 
     def hook(_module: nn.Module, _inputs: Any, out: Any) -> None:
         store.append(out)
-        raise StopForward
+        raise _StopForward
 
     handle = module.register_forward_hook(hook)
     try:
         model(*args, **kwargs)
-    except StopForward:
+    except _StopForward:
         pass
     finally:
         handle.remove()
@@ -73,12 +57,10 @@ def capture_output(model: nn.Module, layer: nn.Module | str, *args: Any, **kwarg
 
 
 def default_target_layer(model: nn.Module) -> nn.Module | None:
-    """The last convolutional block of a common torchvision architecture (what CAM methods
-    read, pytorch-grad-cam's usual choice), or ``None`` when the architecture is not
-    recognised: ResNet/ResNeXt/Wide-ResNet ``layer4[-1]``; VGG, DenseNet, ConvNeXt,
-    MobileNet, EfficientNet ``features[-1]``; RegNet ``trunk_output[-1]``; a Vision
-    Transformer's last encoder block's first LayerNorm. A model that already carries a
-    ``target_layer`` (every loader and :func:`fame_utils.wrap` set one) gives that."""
+    """The CAM layer of a common torchvision architecture, or ``None``: the model's own
+    ``target_layer`` (loaders and :func:`fame_utils.wrap` set one), else ResNet
+    ``layer4[-1]``; VGG, DenseNet, ConvNeXt, MobileNet, EfficientNet ``features[-1]``;
+    RegNet ``trunk_output[-1]``; a ViT's last encoder block's ``ln_1``."""
     found = getattr(model, "target_layer", None)
     if isinstance(found, nn.Module):
         return found
@@ -94,8 +76,8 @@ def default_target_layer(model: nn.Module) -> nn.Module | None:
 
 
 def target_layer_of(model: nn.Module, layer: nn.Module | str | None) -> nn.Module:
-    """``layer`` as a module: a module, a dotted submodule name (``"layer4"``), or ``None``
-    for :func:`default_target_layer`.
+    """``layer`` as a module (a module or a dotted name), or for ``None`` the
+    :func:`default_target_layer`.
 
     Raises:
         ValueError: ``None`` and no default is known; the message says which argument to pass.

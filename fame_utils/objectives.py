@@ -1,27 +1,13 @@
 """Objectives L that FAME descends (paper Sec. 2-3), which are also the targets every
 method explains, and :class:`Attribution`, what a method returns.
 
-The one calling convention is ``method(model, images, target) -> Attribution``. A target
-is an objective: :class:`ClassLogit` (explain class logits, Table 2) or
-:class:`CosineSimilarity` (explain the cosine similarity to frozen partner embeddings,
-Table 1 / Fig. 3). FAME descends it; the CAMs, CorrRISE and FGGB explain the same
-quantity. :class:`FeatureCell`, :class:`TokenCell` and :class:`Dissimilarity` are FAME
-objectives only.
-
-An objective turns the network's response to the current iterate x̄ into **one loss
-per sample**; :func:`fame_utils.fame` always steps *down* that loss. Writing your own:
-
-.. code-block:: python
-
-    class MyObjective(Objective):
-        def __call__(self, model, inputs):      # inputs: (N, 3, H, W), pixel space
-            return model(inputs)[:, 3] ** 2       # -> (N,) on the inputs' device
-
-Override :meth:`Objective.expand` when one image should give several maps (as
-:class:`FeatureCell` does, one per cell of a CNN layer, and :class:`TokenCell`, one per
-patch token of a transformer block) and :meth:`Objective.subset` when the
-objective holds per-sample data (targets, reference embeddings) so that FAME can
-split a batch into chunks.
+:class:`ClassLogit` (Table 2) and :class:`CosineSimilarity` (Table 1 / Fig. 3) are the
+targets of ``method(model, images, target)``: FAME descends them, the CAMs, CorrRISE and
+FGGB explain the same quantity. :class:`FeatureCell`, :class:`TokenCell` and
+:class:`Dissimilarity` are FAME objectives only. An objective maps the network's response
+to the iterate x̄ (N, 3, H, W) to one loss per sample (N,); override
+:meth:`Objective.expand` when one image gives several maps and :meth:`Objective.subset`
+when the objective holds per-sample data, so that FAME can split a batch into chunks.
 """
 
 from __future__ import annotations
@@ -53,15 +39,15 @@ __all__ = [
     "FeatureCell",
     "TokenCell",
     "cell_objective",
+    "vit_reshape_transform",
     "CosineSimilarity",
     "Dissimilarity",
 ]
 
 
 class Attribution(NamedTuple):
-    """What every method returns. ``positive``: (B, H, W) map in [0, 1] (class evidence,
-    or e₊ for verification); ``negative``: (B, H, W) e₋ in [0, 1], or ``None`` for methods
-    without one; both on the images' device."""
+    """What every method returns: ``positive`` (B, H, W) in [0, 1] (class evidence, or e₊)
+    and ``negative`` (B, H, W) e₋ in [0, 1] or ``None``, on the images' device."""
 
     positive: Tensor
     negative: Tensor | None = None
@@ -71,13 +57,13 @@ class Objective:
     """Base class: ``objective(model, inputs) -> (N,)`` losses to descend."""
 
     def expand(self, model: nn.Module, images: Tensor) -> tuple[Tensor, Objective]:
-        """Map the user's batch (B, 3, H, W) to the optimisation batch (N, 3, H, W) and
-        an objective bound to it. Default: identity (N = B, one map per image)."""
+        """The optimisation batch (N, 3, H, W) for the user's (B, 3, H, W) and an
+        objective bound to it. Default: identity (N = B)."""
         return images, self
 
     def subset(self, index: slice | Tensor) -> Objective:
-        """The objective for rows ``index`` (a slice or a 1-D index tensor) of the
-        (expanded) batch. Default: ``self``, correct for objectives without per-sample data."""
+        """The objective for rows ``index`` (a slice or 1-D index tensor) of the
+        (expanded) batch. Default: ``self``."""
         return self
 
     def __call__(self, model: nn.Module, inputs: Tensor) -> Tensor:  # pragma: no cover
@@ -85,18 +71,9 @@ class Objective:
 
 
 class ClassLogit(Objective):
-    """L_cls = z_o, the raw logit of class o (paper Sec. 3, Table 2).
-
-    Descending z_o removes the evidence for class o. The reference code used |z_o|,
-    which flips the direction for negative logits; pass ``absolute=True`` to follow it.
-
-    As a target of the baselines it selects the logit z_o they explain.
-
-    Args:
-        targets: class index per image, (B,) ints (or one int for every image).
-        absolute: use |z_o| as the reference implementation did (FAME's
-            ``FameConfig.absolute_logit`` sets it for a run).
-    """
+    """L_cls = z_o, the raw logit of class o (paper Sec. 3, Table 2); the baselines
+    explain z_o. ``targets``: (B,) class indices or one int for every image;
+    ``absolute``: |z_o| as the reference code (``FameConfig.absolute_logit`` sets it)."""
 
     def __init__(self, targets: int | Sequence[int] | Tensor, *, absolute: bool = False):
         self.targets = check_labels(targets, "targets")
@@ -138,33 +115,23 @@ class ClassLogit(Objective):
 
 
 class FeatureCell(Objective):
-    """L_a = ‖a[k] − 0‖₁ = Σ_c |a_c[k]| at cell k of a module's output (paper Sec. 3, Fig. 2).
-
-    One map per requested cell: a batch of B images and K cells is optimised as B·K
-    samples in image-major order (image 0 with cells 0..K-1, then image 1, ...), so
-    :func:`fame_utils.fame` returns (B·K, H, W) maps.
+    """L_a = ‖a[k]‖₁ = Σ_c |a_c[k]| at cell k of a module's output a (N, C, h, w) (paper
+    Sec. 3, Fig. 2). B images and K cells are optimised as B·K samples, image-major.
 
     Args:
-        layer: the module whose output ``a`` (N, C, h, w) is explained, or its dotted name.
-        cells: (row, col) pairs in the layer's h × w grid; ``None`` means every cell,
-            row-major.
-        per_sample: internal, the cell of each optimisation row after :meth:`expand`.
+        layer: the module whose output is explained, or its dotted name.
+        cells: (row, col) pairs in the layer's h × w grid; ``None``: every cell, row-major.
     """
 
     def __init__(
-        self,
-        layer: nn.Module | str,
-        cells: Sequence[tuple[int, int]] | Tensor | None = None,
-        *,
-        per_sample: Tensor | None = None,
+        self, layer: nn.Module | str, cells: Sequence[tuple[int, int]] | Tensor | None = None
     ):
         self.layer = layer
         self.cells = None if cells is None else torch.as_tensor(cells, dtype=torch.long).view(-1, 2)
-        self.per_sample = per_sample
+        self.per_sample: Tensor | None = None  # each row's cell, after expand()
 
     def _with_rows(self, per_sample: Tensor | None) -> FeatureCell:
-        """The same objective bound to ``per_sample`` rows (keeps subclass settings)."""
-        bound = copy.copy(self)
+        bound = copy.copy(self)  # keeps a subclass's settings
         bound.per_sample = per_sample
         return bound
 
@@ -177,18 +144,14 @@ class FeatureCell(Objective):
             raise ValueError(f"FeatureCell needs a (N, C, h, w) activation, got {got}{hint}")
         return out
 
-    def _activation(self, model: nn.Module, inputs: Tensor) -> Tensor:
-        return self._grid(capture_output(model, self.layer, inputs))
-
     def grid_shape(self, model: nn.Module, image_size: tuple[int, int]) -> tuple[int, int]:
         """The layer's (h, w) for inputs of ``image_size`` (one forward pass, no grad)."""
         x = torch.zeros(1, 3, *image_size, device=model_device(model))
         with torch.no_grad():
-            h, w = self._activation(model, x).shape[-2:]
+            h, w = self._grid(capture_output(model, self.layer, x)).shape[-2:]
         return int(h), int(w)
 
     def expand(self, model: nn.Module, images: Tensor) -> tuple[Tensor, Objective]:
-        """Repeat each image once per cell and attach the cell of every row."""
         h, w = self.grid_shape(model, tuple(images.shape[-2:]))
         cells = self.cells
         if cells is None:
@@ -197,44 +160,31 @@ class FeatureCell(Objective):
         bad = (cells[:, 0] < 0) | (cells[:, 0] >= h) | (cells[:, 1] < 0) | (cells[:, 1] >= w)
         if bool(bad.any()):
             raise ValueError(f"cells {cells[bad].tolist()} lie outside the layer's {h}x{w} grid")
-        k = cells.shape[0]
-        expanded = images.repeat_interleave(k, dim=0)
-        rows = cells.repeat(images.shape[0], 1).to(images.device)
-        return expanded, self._with_rows(rows)
+        expanded = images.repeat_interleave(cells.shape[0], dim=0)
+        return expanded, self._with_rows(cells.repeat(images.shape[0], 1).to(images.device))
 
     def subset(self, index: slice | Tensor) -> Objective:
-        if self.per_sample is None:
-            return self
-        return self._with_rows(self.per_sample[index])
+        return self if self.per_sample is None else self._with_rows(self.per_sample[index])
 
     def __call__(self, model: nn.Module, inputs: Tensor) -> Tensor:
         if self.per_sample is None:
             raise RuntimeError(f"{type(self).__name__} must be expanded first (fame() does this)")
-        a = self._activation(model, inputs)
+        a = self._grid(capture_output(model, self.layer, inputs))
         rows = self.per_sample.to(a.device)
         n = torch.arange(a.shape[0], device=a.device)
         return a[n, :, rows[:, 0], rows[:, 1]].abs().sum(1)
 
 
 class TokenCell(FeatureCell):
-    """L_a = ‖a[k]‖₁ = Σ_c |a_c[k]| at patch token k of a transformer block's output
-    (paper Sec. 3's L_a, applied to tokens): the ViT counterpart of :class:`FeatureCell`.
-
-    The block's output ``a`` is (N, T, C) with ``prefix_tokens`` leading tokens (the class
-    token of torchvision's ``EncoderBlock``, index 0) followed by the h × w patch tokens in
-    row-major order, T = prefix_tokens + h·w. A cell (row, col) is the patch token at
-    index prefix_tokens + row·w + col; its CAM-assumed box is its patch. With
-    ``class_token=True`` the class token is explained instead, as the single cell (0, 0)
-    of a 1 × 1 grid (its box is the whole image). Batching is as for :class:`FeatureCell`:
-    B images × K tokens give B·K samples in one run.
+    """L_a = ‖a[k]‖₁ at patch token k of a transformer block's output a (N, T, C): the
+    ViT counterpart of :class:`FeatureCell`. Token 0 is the class token, then the h × w
+    patch tokens row-major; cell (row, col) is token 1 + row·w + col (its box: its patch).
 
     Args:
-        layer: the block (module or dotted name, e.g. ``"encoder.layers.encoder_layer_0"``)
-            whose output is (N, T, C).
+        layer: the block (module or dotted name, e.g. ``"encoder.layers.encoder_layer_0"``).
         cells: (row, col) pairs on the patch grid; ``None``: every patch token, row-major.
-        grid: (h, w) patch grid; default: square, √(T − prefix_tokens) per side.
-        prefix_tokens: tokens before the patch tokens (1: the class token).
-        class_token: explain the class token (token 0) instead of patch tokens.
+        grid: (h, w) patch grid; default: square, √(T − 1) per side.
+        class_token: explain the class token instead, as cell (0, 0) of a 1 × 1 grid.
     """
 
     def __init__(
@@ -243,17 +193,10 @@ class TokenCell(FeatureCell):
         cells: Sequence[tuple[int, int]] | Tensor | None = None,
         *,
         grid: Sequence[int] | None = None,
-        prefix_tokens: int = 1,
         class_token: bool = False,
-        per_sample: Tensor | None = None,
     ):
-        super().__init__(layer, cells, per_sample=per_sample)
-        if prefix_tokens < 0:
-            raise ValueError(f"prefix_tokens must be >= 0, got {prefix_tokens}")
-        if class_token and prefix_tokens < 1:
-            raise ValueError("class_token=True needs prefix_tokens >= 1 (the class token)")
+        super().__init__(layer, cells)
         self.patch_grid = None if grid is None else (int(grid[0]), int(grid[1]))
-        self.prefix_tokens = int(prefix_tokens)
         self.class_token = bool(class_token)
 
     def _grid(self, out: object) -> Tensor:
@@ -261,21 +204,29 @@ class TokenCell(FeatureCell):
         if not isinstance(out, Tensor) or out.ndim != 3:
             got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
             raise ValueError(f"TokenCell needs a (N, T, C) token output, got {got}")
-        n, t, c = out.shape
         if self.class_token:
-            return out[:, :1].transpose(1, 2).reshape(n, c, 1, 1)
-        patches = t - self.prefix_tokens
-        if self.patch_grid is not None:
-            h, w = self.patch_grid
-        else:
-            h = w = math.isqrt(max(patches, 0))
-        if patches < 1 or h * w != patches:
-            raise ValueError(
-                f"{t} tokens minus {self.prefix_tokens} prefix token(s) do not form a "
-                f"{'x'.join(map(str, self.patch_grid or ())) or 'square'} patch grid; "
-                "pass grid=(h, w) and prefix_tokens="
-            )
-        return out[:, self.prefix_tokens :].transpose(1, 2).reshape(n, c, h, w)
+            return out[:, :1].transpose(1, 2).unsqueeze(-1)
+        return vit_reshape_transform(out, self.patch_grid)
+
+
+def vit_reshape_transform(tokens: Tensor, grid: tuple[int, int] | None = None) -> Tensor:
+    """ViT tokens (B, 1 + h·w, C) (class token first, then the patches row-major, as
+    torchvision's ``VisionTransformer``) → (B, C, h, w) with patch token 1 + r·w + c at
+    cell (r, c); ``grid`` (h, w) defaults to a square. The CAMs' ``reshape_transform``.
+
+    Raises:
+        ValueError: not a (B, T, C) tensor, or T − 1 does not fill the grid.
+    """
+    if tokens.ndim != 3:
+        raise ValueError(f"expected ViT tokens (B, 1 + h*w, C), got shape {tuple(tokens.shape)}")
+    patches = tokens.shape[1] - 1
+    h, w = grid or (math.isqrt(max(patches, 0)),) * 2
+    if patches < 1 or h * w != patches:
+        raise ValueError(
+            f"{tokens.shape[1]} tokens are not a class token plus a {h}x{w} patch grid; "
+            "pass the model's token_grid (TokenCell: grid=(h, w))"
+        )
+    return tokens[:, 1:].reshape(tokens.shape[0], h, w, tokens.shape[2]).permute(0, 3, 1, 2)
 
 
 def cell_objective(
@@ -286,11 +237,9 @@ def cell_objective(
     image_size: tuple[int, int] = (224, 224),
     **token_options: object,
 ) -> FeatureCell:
-    """:class:`FeatureCell` for a layer with (N, C, h, w) output, :class:`TokenCell` for
-    one with (N, T, C) tokens (decided by one forward pass without gradient on a zero
-    image of ``image_size``). ``token_options`` (``grid``, ``prefix_tokens``,
-    ``class_token``; ``None`` values mean the default) go to :class:`TokenCell` and are
-    refused for a CNN layer."""
+    """:class:`FeatureCell` for a layer with (N, C, h, w) output, :class:`TokenCell` (with
+    ``token_options``: ``grid``, ``class_token``; ``None`` means the default) for one with
+    (N, T, C) tokens, decided by one no-grad forward pass on a zero image of ``image_size``."""
     x = torch.zeros(1, 3, *image_size, device=model_device(model))
     with torch.no_grad():
         out = capture_output(model, layer, x)
@@ -305,7 +254,16 @@ def cell_objective(
     return FeatureCell(layer, cells)
 
 
-class _EmbeddingObjective(Objective):
+class CosineSimilarity(Objective):
+    """L₊ = s = cos(φ(x̄), φ_ref): descending it removes what makes the pair similar, the
+    e₊ map (paper Fig. 3); as a method's target FAME also gives e₋ (L₋ = 1 − s).
+
+    Args:
+        references: (B, D) frozen partner embeddings, one per image.
+        threshold: the verification threshold θ on s (the protocol's EER threshold), which
+            FGGB needs; FAME and the CAMs ignore it.
+    """
+
     def __init__(self, references: Tensor, threshold: float | None = None):
         if not isinstance(references, Tensor) or references.ndim != 2:
             raise ValueError(
@@ -316,7 +274,8 @@ class _EmbeddingObjective(Objective):
         self.threshold = None if threshold is None else check_threshold(threshold, "threshold θ")
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(references {tuple(self.references.shape)}, threshold={self.threshold})"
+        refs = tuple(self.references.shape)
+        return f"{type(self).__name__}(references {refs}, threshold={self.threshold})"
 
     def check(self, batch: int) -> Tensor:
         """The (batch, D) references, checked against the batch size."""
@@ -335,6 +294,7 @@ class _EmbeddingObjective(Objective):
         return type(self)(self.references[index], self.threshold)
 
     def similarity(self, model: nn.Module, inputs: Tensor) -> Tensor:
+        """(N,) cosine similarities of the model's embeddings to the references."""
         emb = check_model_output(model(inputs))
         if emb.shape[-1] != self.references.shape[-1]:
             raise ValueError(
@@ -343,32 +303,24 @@ class _EmbeddingObjective(Objective):
             )
         return F.cosine_similarity(emb, self.references.to(emb.device), dim=1)
 
-
-class CosineSimilarity(_EmbeddingObjective):
-    """L₊ = s = cos(φ(x̄), φ_ref): descending it removes what makes the pair similar,
-    giving the e₊ map (paper Fig. 3). ``references`` (B, D) are frozen partner
-    embeddings, one per image. ``threshold`` is the verification threshold θ on s (the
-    protocol's EER threshold), which FGGB needs; FAME and the CAMs ignore it.
-
-    As a target, FAME explains it with e₊ (L₊ = s) and e₋ (L₋ = 1 − s) in one run."""
-
     def __call__(self, model: nn.Module, inputs: Tensor) -> Tensor:
         return self.similarity(model, inputs)
+
+
+class Dissimilarity(CosineSimilarity):
+    """L₋ = 1 − s: descending it makes the pair more similar, giving the e₋ map. A FAME
+    objective, not a method's target."""
+
+    def __call__(self, model: nn.Module, inputs: Tensor) -> Tensor:
+        return 1.0 - self.similarity(model, inputs)
 
 
 def check_target(target: object) -> ClassLogit | CosineSimilarity:
     """``target`` if it is one of the two targets every method explains, else a clear
     ``TypeError``."""
-    if not isinstance(target, (ClassLogit, CosineSimilarity)):
+    if not isinstance(target, (ClassLogit, CosineSimilarity)) or isinstance(target, Dissimilarity):
         raise TypeError(
             "target must be fame_utils.ClassLogit(classes) or "
             f"fame_utils.CosineSimilarity(references, threshold), got {type(target).__name__}"
         )
     return target
-
-
-class Dissimilarity(_EmbeddingObjective):
-    """L₋ = 1 − s: descending it makes the pair more similar, giving the e₋ map."""
-
-    def __call__(self, model: nn.Module, inputs: Tensor) -> Tensor:
-        return 1.0 - self.similarity(model, inputs)

@@ -1,20 +1,12 @@
 """Recipes: every choice where the paper's text and the code behind its numbers differ.
 
-This module is the one place that holds those choices. A :class:`Recipe` is a frozen
-bundle of them; two are named:
-
-- ``"paper"`` (:data:`PAPER`, the default everywhere): what the paper's text says.
-- ``"reference"`` (:data:`REFERENCE`): what the authors' public code did when it
-  produced the published Tables 1 and 2 (facts from an audit of that code, collected in
-  the project's paper notes; that code is not ours and none of it is copied here).
-
-Every consumer (the FAME method factories, the face CAM baselines, the exact-count
-pixel removal of ROAD and face Delete/Insert, the feature-cell runner, the ImageNet
-loader, the experiment runner, the command line and notebooks 04/05) reads its choice
-from a recipe instead of keeping its own default, so switching
-``recipe="paper"`` → ``recipe="reference"`` switches all of them together.
-
-Each field's docstring (below, in :class:`Recipe`) names the source of both values.
+A :class:`Recipe` is a frozen bundle of those choices: ``"paper"`` (:data:`PAPER`, the
+default everywhere) follows the paper's text, ``"reference"`` (:data:`REFERENCE`) what
+the authors' public code did for the published Tables 1 and 2 (from an audit collected in
+the project's paper notes; none of that code is copied here). Every consumer (FAME, the
+face CAMs, ROAD and face Delete/Insert, the feature cells, the ImageNet loader, the
+runner, the CLI, notebooks 04/05) reads its choice from a recipe, so switching
+``recipe="paper"`` → ``"reference"`` switches all of them together.
 """
 
 from __future__ import annotations
@@ -33,48 +25,35 @@ FameTask = Literal["classification", "verification", "cells"]
 
 @dataclass(frozen=True)
 class Recipe:
-    """One consistent set of the choices on which paper text and reference code differ.
+    """One consistent set of the choices on which paper text and reference code differ
+    (paper value first, then the reference code's).
 
     Attributes:
-        name: ``"paper"`` or ``"reference"`` (or a user's own name after :meth:`replace`).
-        normalization: how FAME maps are scaled to [0, 1]. Paper text (§3, Eq. 4):
-            ``"max"`` (divide by the maximum). Reference code: ``"minmax"`` (subtract the
-            minimum first; pytorch-grad-cam's CAM maps are min-max too, so IoU@t compares
-            like with like only under ``"minmax"``).
-        class_logit_absolute: the classification objective L_cls. Paper text (§3): the
-            raw logit z_o is descended (``False``). Reference code: |z_o| (an L1 loss
-            towards 0, which stalls once the logit reaches 0) (``True``).
-        classification_early_stop: ε for classification. Paper text: none (the fixed
-            iteration count). Reference code (earlier scripts behind Table 2): 1e-3 on |z_o|.
-        face_early_stop: ε for face verification. Paper text and reference code agree:
-            0.01 (§4.2).
-        face_gray_order: channel order the luma weights 0.2989/0.587/0.114 are applied
-            to for face maps. Paper text: the image's luma, ``"rgb"``. Reference code:
-            the same weights on the BGR tensor the face network takes, ``"bgr"``
-            (0.2989·B + 0.587·G + 0.114·R).
-        face_cam_target: the target of face Grad-CAM / Grad-CAM-EW. Paper text: the
-            cosine similarity to the frozen partner embedding, ``"cosine"`` (the
-            gradient flows through the probe embedding's norm: (r̂ − s·ô)/‖o‖).
-            Reference code: ``"constant_norm"``, the dot product divided by a norm
-            product computed beforehand and held constant (gradient r̂/‖o‖).
-        ties: how exact-count pixel removal (ROAD, face Delete/Insert) orders pixels of
-            equal map value. Paper text: silent. Default here ``"random"``: a seeded
-            random order among equal values, the same on every device (neutral: a flat
-            map removes pixels spread over the whole image). Reference code:
-            ``"reference"``, a percentile threshold with no tie-break (pytorch-grad-cam
-            style: every pixel at or above the threshold value is removed).
+        name: ``"paper"`` or ``"reference"`` (or a user's own after :meth:`replace`).
+        normalization: FAME maps scaled by ``"max"`` (§3, Eq. 4) or ``"minmax"`` (as
+            pytorch-grad-cam's CAMs, so IoU@t compares like with like).
+        class_logit_absolute: L_cls descends z_o (§3, ``False``) or |z_o| (``True``, an L1
+            loss towards 0 that stalls once the logit reaches 0).
+        classification_early_stop: ε for classification: none, or 1e-3 on |z_o|.
+        face_early_stop: ε for face verification: 0.01 in both (§4.2).
+        face_gray_order: luma weights on the RGB image (``"rgb"``) or on the BGR tensor the
+            face network takes (``"bgr"``: 0.2989·B + 0.587·G + 0.114·R).
+        face_cam_target: face Grad-CAM's target: the cosine similarity to the frozen
+            partner embedding (``"cosine"``, gradient (r̂ − s·ô)/‖o‖) or the dot product
+            over a norm product held constant (``"constant_norm"``, gradient r̂/‖o‖).
+        ties: pixels of equal map value in exact-count removal (ROAD, face Delete/Insert):
+            a seeded random order (``"random"``; the paper is silent) or a percentile
+            threshold without tie-break (``"reference"``, pytorch-grad-cam style).
         tie_seed: seed of the ``"random"`` tie order (recorded with the results).
-        feature_cell_step_space: where feature-cell FAME (L_a, Fig. 2) takes its steps.
-            Paper text: silent; classification steps in the normalised tensor, so
-            ``"normalized"``. Reference code: ``"pixel"`` ([0, 1] pixels).
-        box_convention: how ImageNet boxes are mapped through Resize + CenterCrop.
-            Paper text: silent (the correct mapping is ``"aspect"``, aspect-preserving).
-            Reference code: ``"per_axis"`` (each axis scaled to the resize size as if the
-            image were square, then the crop offset subtracted).
+        feature_cell_step_space: where feature-cell FAME (L_a, Fig. 2) steps: the
+            normalised tensor as for classification (``"normalized"``; the paper is
+            silent) or [0, 1] pixels (``"pixel"``).
+        box_convention: ImageNet boxes through Resize + CenterCrop: aspect-preserving
+            (``"aspect"``, correct) or each axis scaled as if the image were square, then the
+            crop offset subtracted (``"per_axis"``).
 
-    Not reproduced by either recipe: the earlier face scripts ranked pixels of a
-    jet-coloured, re-blurred RGB rendering of the e₊ map for Delete/Insert; both recipes
-    rank the e₊ map itself.
+    Neither recipe reproduces the earlier face scripts' ranking of a jet-coloured,
+    re-blurred RGB rendering of e₊ for Delete/Insert; both rank the e₊ map itself.
     """
 
     name: str = "paper"

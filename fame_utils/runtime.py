@@ -1,6 +1,6 @@
-"""How a FAME run executes, not what it computes: :class:`FameConfig`'s ``precision``,
-``channels_last``, ``compile`` and ``deterministic`` (``docs/performance.md`` measures them).
-"""
+"""How a FAME run executes, not what it computes: :class:`~fame_utils.core.FameConfig`'s
+``precision``, ``channels_last``, ``compile`` and ``deterministic`` (measured in
+``docs/performance.md``)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from .core import FameConfig
     from .objectives import Objective
 
-__all__ = ["AUTOCAST_DTYPES", "Step", "channels_last", "deterministic", "is_compile_error"]
+__all__ = ["AUTOCAST_DTYPES", "Step", "channels_last", "deterministic"]
 
 #: The autocast dtypes of ``FameConfig.precision`` besides float32.
 AUTOCAST_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -24,7 +24,7 @@ AUTOCAST_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 
 @contextlib.contextmanager
 def deterministic(enabled: bool, device: torch.device) -> Iterator[None]:
-    """One CPU thread, or deterministic cuDNN, for the call; the previous state after."""
+    """One CPU thread, or deterministic cuDNN, for the block; the previous state after."""
     if not enabled:
         yield
         return
@@ -45,8 +45,8 @@ def deterministic(enabled: bool, device: torch.device) -> Iterator[None]:
 
 @contextlib.contextmanager
 def channels_last(model: nn.Module, enabled: bool) -> Iterator[None]:
-    """Hold the model's 4-D parameters and buffers in channels_last memory format for the
-    run; those that were contiguous before are made contiguous again on exit."""
+    """The model's 4-D parameters and buffers in channels_last memory format for the
+    block; those that were contiguous before are made contiguous again after."""
     if not enabled:
         yield
         return
@@ -63,64 +63,43 @@ def channels_last(model: nn.Module, enabled: bool) -> Iterator[None]:
 
 class Step:
     """The per-iteration functions of one run: the objective's forward (under autocast
-    when asked) and ``update`` (FAME's step), optionally compiled with :func:`torch.compile`.
+    for ``cfg.precision``) and ``update``, both :func:`torch.compile`-d for ``cfg.compile``;
+    :meth:`first` falls back to eager, with a warning, where compilation fails."""
 
-    A compiled function that fails on its first call (no compiler, unsupported model) is
-    replaced by the eager one with a warning, once per run.
-    """
-
-    def __init__(
-        self,
-        model: nn.Module,
-        cfg: FameConfig,
-        device: torch.device,
-        update: Callable | None = None,
-    ):
-        self.model: Callable = model
-        self.update: Callable | None = update
-        self._eager_update = update
-        self._compiled = cfg.compile
+    def __init__(self, model: nn.Module, cfg: FameConfig, device: torch.device, update=None):
+        self.eager = (model, update)
+        self.compiled = cfg.compile
+        self.model, self.update = self.eager
         if cfg.compile:
             self.model = torch.compile(model)
             self.update = None if update is None else torch.compile(update)
-        if cfg.precision == "float32":
-            self._autocast: Callable = contextlib.nullcontext
-        else:
-            dtype = AUTOCAST_DTYPES[cfg.precision]
-            self._autocast = lambda: torch.autocast(device.type, dtype=dtype)
-        self._eager_model = model
+        dtype = AUTOCAST_DTYPES.get(cfg.precision)
+        self.autocast = lambda: (
+            contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
+        )
 
     def loss(self, objective: Objective, inputs: Tensor, *, eager: bool = False) -> Tensor:
-        """(N,) float32 losses of ``inputs`` (float32, autocast inside); ``eager`` skips the
-        compiled model (for the one no-grad pass at the end, which would compile anew)."""
-        with self._autocast():
-            return objective(self._eager_model if eager else self.model, inputs).float()
+        """(N,) float32 losses of float32 ``inputs``; ``eager`` skips the compiled model
+        (for the one no-grad pass at the end, which would compile anew)."""
+        with self.autocast():
+            return objective(self.eager[0] if eager else self.model, inputs).float()
 
-    def _fallback(self, err: Exception) -> None:
-        warnings.warn(
-            f"torch.compile failed ({type(err).__name__}: {str(err).splitlines()[0][:200]}); "
-            "FAME continues eagerly (compile=False gives the same maps without trying)",
-            stacklevel=4,
-        )
-        self.model, self.update, self._compiled = self._eager_model, self._eager_update, False
-
-    def first(self, fn: Callable, *args):
-        """Call ``fn(*args)``; if torch.compile fails in it, fall back and retry eagerly."""
-        if not self._compiled:
-            return fn(*args)
+    def first(self, fn: Callable[[], object]):
+        """``fn()``; if torch.compile fails in it, continue eagerly and call it again."""
         try:
-            return fn(*args)
+            return fn()
         except Exception as err:
-            if not is_compile_error(err):
+            module = type(err).__module__
+            compile_error = module.startswith(("torch._dynamo", "torch._inductor")) or isinstance(
+                err, torch._dynamo.exc.TorchDynamoException
+            )
+            if not (self.compiled and compile_error):
                 raise
-            self._fallback(err)
-            return fn(*args)
-
-
-def is_compile_error(err: Exception) -> bool:
-    """An error raised by torch.compile's machinery (Dynamo, Inductor, the C++ compiler)
-    rather than by the model or the objective."""
-    module = type(err).__module__
-    return module.startswith(("torch._dynamo", "torch._inductor")) or isinstance(
-        err, torch._dynamo.exc.TorchDynamoException
-    )
+            warnings.warn(
+                f"torch.compile failed ({type(err).__name__}: {str(err).splitlines()[0][:200]}); "
+                "FAME continues eagerly (compile=False gives the same maps without trying)",
+                stacklevel=4,
+            )
+            self.model, self.update = self.eager
+            self.compiled = False
+            return fn()

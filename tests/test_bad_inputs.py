@@ -339,7 +339,12 @@ ROWS: list[tuple[str, Callable[[], object], type[BaseException], str]] = [
     # issue 18: booleans and truthy strings taken as numbers or switches
     ("fame-iterations-True", lambda: _fame_config(iterations=True), TypeError, "iterations"),
     ("fame-kernel-size-True", lambda: _fame_config(kernel_size=True), TypeError, "kernel_size"),
-    ("fame-clamp-no", lambda: _fame_config(clamp="no"), TypeError, "clamp must be True or"),
+    (
+        "fame-deterministic-no",
+        lambda: _fame_config(deterministic="no"),
+        TypeError,
+        "deterministic must be True or",
+    ),
     ("fame-progress-1", lambda: _fame_config(progress="yes"), TypeError, "progress"),
     ("class-logit-True", lambda: _class_logit(True), TypeError, "targets must be class"),
     ("class-logit-str", lambda: _class_logit(["cat", "dog"]), TypeError, "class names"),

@@ -155,13 +155,13 @@ def test_gradcam_similarity_target_by_hand_and_batch_safe(net, images):
 
 def test_constant_norm_target_gradient_is_r_hat_over_output_norm():
     # hand-made: o = (3, 4) (‖o‖ = 5), r = (1, 0) (r̂ = r); s = 3/5.
-    from fame_utils.baselines.cam import _CosineTarget as CosineSimilarityTarget
+    from fame_utils.baselines.cam import _SimilarityTarget
 
     r = torch.tensor([1.0, 0.0])
     grads = {}
     for mode in ("cosine", "constant_norm"):
         o = torch.tensor([3.0, 4.0], requires_grad=True)
-        value = CosineSimilarityTarget(r, mode)(o)
+        value = _SimilarityTarget(r, mode == "constant_norm")(o)
         assert value.item() == pytest.approx(0.6)  # the same value either way
         (grads[mode],) = torch.autograd.grad(value, o)
     # constant norm: r̂/‖o‖ = (1/5, 0)
@@ -170,7 +170,7 @@ def test_constant_norm_target_gradient_is_r_hat_over_output_norm():
     torch.testing.assert_close(grads["cosine"], torch.tensor([0.128, -0.096]))
     # a (N, D) output: one value per row, each with its own constant norm
     o2 = torch.tensor([[3.0, 4.0], [0.0, 2.0]], requires_grad=True)
-    (g2,) = torch.autograd.grad(CosineSimilarityTarget(r, "constant_norm")(o2).sum(), o2)
+    (g2,) = torch.autograd.grad(_SimilarityTarget(r, constant_norm=True)(o2).sum(), o2)
     torch.testing.assert_close(g2, torch.tensor([[0.2, 0.0], [0.5, 0.0]]))
 
 
@@ -228,7 +228,6 @@ def _buffers(model):
         (CorrRISE(n_masks=8, batch_size=5), "similarity"),
         (GradCAM(), "similarity"),
         (FGGB(threshold=0.2), "similarity"),
-        (FGGB(threshold=0.2, jacobian="repeat"), "similarity"),
     ],
 )
 def test_baselines_run_in_eval_mode_and_change_no_buffer(images, method, target):
@@ -304,8 +303,6 @@ def test_fullgrad_refuses_models_with_biases_it_cannot_see(images):
     net.eval()
     with pytest.raises(ValueError, match=r"1 modules carry biases.*_Affine"):
         FullGrad()(net, images, ClassLogit(0))
-    maps = FullGrad(allow_uncovered_biases=True)(net, images, ClassLogit(0)).positive
-    assert maps.shape == (3, 32, 32)
     no_bias = nn.Sequential(nn.Conv2d(3, 4, 3, bias=False), nn.Flatten(), nn.LazyLinear(2))
     no_bias(images)
     with pytest.raises(ValueError, match="none"):
@@ -452,15 +449,14 @@ def _fggb_loop(model, x, refs, theta, kernel_size=25, sigma=5.0):
     return torch.stack(out_s), torch.stack(out_pos), torch.stack(out_neg)
 
 
-@pytest.mark.parametrize("jacobian", ["vmap", "repeat"])
-def test_fggb_equals_per_dimension_loop(jacobian):
+def test_fggb_equals_per_dimension_loop():
     model = TinyEmbedder(8).eval().double()
     g = torch.Generator().manual_seed(0)
     x = torch.rand(3, 3, 16, 16, generator=g, dtype=torch.float64)
     refs = torch.randn(3, 8, generator=g, dtype=torch.float64)
     theta = 0.3
     s_loop, pos_loop, neg_loop = _fggb_loop(model, x, refs, theta, kernel_size=5, sigma=1.0)
-    method = FGGB(threshold=theta, kernel_size=5, sigma=1.0, jacobian=jacobian, chunk_size=3)
+    method = FGGB(threshold=theta, kernel_size=5, sigma=1.0, chunk_size=3)
     target = CosineSimilarity(refs)
     torch.testing.assert_close(method.saliency(model, x, target), s_loop, atol=1e-12, rtol=1e-9)
     attr = method(model, x, target)

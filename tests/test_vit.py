@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from fame_utils import ClassLogit
-from fame_utils.baselines.cam import GradCAM, HiResCAM, vit_reshape_transform
+from fame_utils.baselines.cam import GradCAM, HiResCAM
 from fame_utils.core import FameConfig, run_fame
 from fame_utils.data.digits import (
     DIGITS_BLUR,
@@ -21,6 +21,7 @@ from fame_utils.data.digits import (
 )
 from fame_utils.metrics.localization import mask_share, mass_on_mask
 from fame_utils.models.classifiers import load_classifier, tiny_vit_digits_path
+from fame_utils.objectives import vit_reshape_transform
 
 
 @pytest.fixture(scope="module")
