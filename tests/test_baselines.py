@@ -465,6 +465,37 @@ def test_fggb_equals_per_dimension_loop():
     assert (s_loop > 0).any() and (s_loop < 0).any()  # both parts exercised
 
 
+class _HostTanh(torch.autograd.Function):
+    """tanh whose backward reads a value on the host: torch's batched backward refuses it."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x.tanh()
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * (1 - x.tanh() ** 2) * float(grad.new_ones(()).item())
+
+
+def test_fggb_works_where_the_batched_backward_fails():
+    model = TinyEmbedder(8).eval().double()
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(2, 3, 16, 16, generator=g, dtype=torch.float64)
+    refs = torch.randn(2, 8, generator=g, dtype=torch.float64)
+    method, target = FGGB(threshold=0.3, chunk_size=3), CosineSimilarity(refs)
+    expected = method.saliency(model, x, target)
+    model.conv[1].forward = _HostTanh.apply  # same function, no batching rule
+    with pytest.raises(RuntimeError):
+        x1 = x.clone().requires_grad_(True)
+        e = model(x1)
+        torch.autograd.grad(
+            e, x1, torch.eye(8, dtype=x.dtype)[:, None].expand(8, 2, 8), is_grads_batched=True
+        )
+    torch.testing.assert_close(method.saliency(model, x, target), expected, atol=1e-12, rtol=1e-9)
+
+
 def test_fggb_threshold_resolution_and_errors(images):
     model = TinyEmbedder(8).eval()
     x = images[:, :, :16, :16]

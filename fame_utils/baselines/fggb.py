@@ -5,7 +5,8 @@ embedding φ̂_g: G_k = mean_c |∂φ̂_k/∂x_c| (H, W) for every dimension k =
 over the pixels to G̃_k; w_k = φ̂_g,k · φ̂_p,k − θ/D with θ the verification threshold (so
 Σ_k w_k = cos − θ); S = Σ_k w_k G̃_k, e₊ = max(S, 0), e₋ = max(−S, 0), each blurred (25,
 σ 5) and divided by its maximum. The D input gradients come from one forward pass and
-batched vector-Jacobian products (``is_grads_batched=True``), ``chunk_size`` at a time.
+batched vector-Jacobian products (``is_grads_batched=True``), ``chunk_size`` at a time, or
+one product at a time where the network's backward has no batching rule (any network works).
 """
 
 from __future__ import annotations
@@ -92,9 +93,14 @@ class FGGB:
             for lo in tqdm(starts, desc=self.name, disable=not self.progress, leave=False):
                 hi = min(lo + self.chunk_size, d)
                 v = eye[lo:hi, None].expand(hi - lo, b, d)  # cotangent k: dimension lo + k
-                (g,) = torch.autograd.grad(
-                    emb, x, grad_outputs=v, retain_graph=hi < d, is_grads_batched=True
-                )
+                try:
+                    (g,) = torch.autograd.grad(
+                        emb, x, grad_outputs=v, retain_graph=True, is_grads_batched=True
+                    )
+                except RuntimeError:  # a backward without batching rules: one at a time
+                    g = torch.stack(
+                        [torch.autograd.grad(emb, x, vk, retain_graph=True)[0] for vk in v]
+                    )
                 gk = g.abs().mean(-3)  # (K, B, H, W), then L2-normalised over the pixels
                 norm = torch.linalg.vector_norm(gk.flatten(-2), dim=-1)[..., None, None]
                 gk = gk / norm.clamp_min(torch.finfo(gk.dtype).tiny)
