@@ -177,13 +177,15 @@ class FeatureCell(Objective):
 
 class TokenCell(FeatureCell):
     """L_a = ‖a[k]‖₁ at patch token k of a transformer block's output a (N, T, C): the
-    ViT counterpart of :class:`FeatureCell`. Token 0 is the class token, then the h × w
-    patch tokens row-major; cell (row, col) is token 1 + row·w + col (its box: its patch).
+    ViT counterpart of :class:`FeatureCell`. ``prefix_tokens`` lead (the class token; 2 for
+    DeiT's distillation token), then the h × w patch tokens row-major; cell (row, col) is token
+    prefix_tokens + row·w + col (its box: its patch).
 
     Args:
         layer: the block (module or dotted name, e.g. ``"encoder.layers.encoder_layer_0"``).
         cells: (row, col) pairs on the patch grid; ``None``: every patch token, row-major.
-        grid: (h, w) patch grid; default: square, √(T − 1) per side.
+        grid: (h, w) patch grid; default: square, √(T − prefix_tokens) per side.
+        prefix_tokens: tokens before the patch tokens (>= 1, the class token first).
         class_token: explain the class token instead, as cell (0, 0) of a 1 × 1 grid.
     """
 
@@ -193,9 +195,13 @@ class TokenCell(FeatureCell):
         cells: Sequence[tuple[int, int]] | Tensor | None = None,
         *,
         grid: Sequence[int] | None = None,
+        prefix_tokens: int = 1,
         class_token: bool = False,
     ):
         super().__init__(layer, cells)
+        if prefix_tokens < 1:
+            raise ValueError(f"prefix_tokens must be >= 1 (the class token), got {prefix_tokens}")
+        self.prefix_tokens = int(prefix_tokens)
         self.patch_grid = None if grid is None else (int(grid[0]), int(grid[1]))
         self.class_token = bool(class_token)
 
@@ -206,27 +212,34 @@ class TokenCell(FeatureCell):
             raise ValueError(f"TokenCell needs a (N, T, C) token output, got {got}")
         if self.class_token:
             return out[:, :1].transpose(1, 2).unsqueeze(-1)
-        return vit_reshape_transform(out, self.patch_grid)
+        return vit_reshape_transform(out, self.patch_grid, self.prefix_tokens)
 
 
-def vit_reshape_transform(tokens: Tensor, grid: tuple[int, int] | None = None) -> Tensor:
-    """ViT tokens (B, 1 + h·w, C) (class token first, then the patches row-major, as
-    torchvision's ``VisionTransformer``) → (B, C, h, w) with patch token 1 + r·w + c at
-    cell (r, c); ``grid`` (h, w) defaults to a square. The CAMs' ``reshape_transform``.
+def vit_reshape_transform(
+    tokens: Tensor, grid: tuple[int, int] | None = None, prefix_tokens: int = 1
+) -> Tensor:
+    """ViT tokens (B, p + h·w, C) (``prefix_tokens`` p first, the class token, then the
+    patches row-major, as torchvision's ``VisionTransformer``) → (B, C, h, w) with patch token
+    p + r·w + c at cell (r, c); ``grid`` (h, w) defaults to a square. The CAMs'
+    ``reshape_transform``.
 
     Raises:
-        ValueError: not a (B, T, C) tensor, or T − 1 does not fill the grid.
+        ValueError: not a (B, T, C) tensor, or T − p does not fill the grid.
     """
     if tokens.ndim != 3:
         raise ValueError(f"expected ViT tokens (B, 1 + h*w, C), got shape {tuple(tokens.shape)}")
-    patches = tokens.shape[1] - 1
+    patches = tokens.shape[1] - prefix_tokens
     h, w = grid or (math.isqrt(max(patches, 0)),) * 2
     if patches < 1 or h * w != patches:
         raise ValueError(
-            f"{tokens.shape[1]} tokens are not a class token plus a {h}x{w} patch grid; "
-            "pass the model's token_grid (TokenCell: grid=(h, w))"
+            f"{tokens.shape[1]} tokens are not {prefix_tokens} prefix token(s) plus a {h}x{w} "
+            "patch grid; pass the model's token_grid (TokenCell: grid=(h, w), prefix_tokens=)"
         )
-    return tokens[:, 1:].reshape(tokens.shape[0], h, w, tokens.shape[2]).permute(0, 3, 1, 2)
+    return (
+        tokens[:, prefix_tokens:]
+        .reshape(tokens.shape[0], h, w, tokens.shape[2])
+        .permute(0, 3, 1, 2)
+    )
 
 
 def cell_objective(

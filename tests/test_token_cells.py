@@ -101,6 +101,26 @@ def test_token_cell_loss_by_hand():
     assert isinstance(cell_objective(net, net[0], image_size=(2, 3), grid=(2, 3)), TokenCell)
 
 
+def test_token_cell_skips_every_prefix_token():
+    """DeiT-style tokens: class and distillation token first, then the 2 × 2 patches."""
+
+    class Tokens(nn.Module):
+        def forward(self, x):
+            lead = torch.full((x.shape[0], 2, 3), 100.0)
+            return torch.cat([lead, x.flatten(2).transpose(1, 2)], 1)  # (N, 2 + H·W, 3)
+
+    net = nn.Sequential(Tokens())
+    x = torch.rand(1, 3, 2, 2)
+    obj = TokenCell(net[0], [(1, 0)], prefix_tokens=2)
+    assert obj.grid_shape(net, (2, 2)) == (2, 2)  # 4 patch tokens, not 5
+    xe, bound = obj.expand(net, x)
+    torch.testing.assert_close(bound(net, xe), x[0, :, 1, 0].abs().sum()[None])
+    with pytest.raises(ValueError, match="prefix token"):
+        TokenCell(net[0]).grid_shape(net, (2, 2))  # 5 tokens after one are not square
+    with pytest.raises(ValueError, match="prefix_tokens must be >= 1"):
+        TokenCell(net[0], prefix_tokens=0)
+
+
 def test_identity_attention_token_maps_stay_in_their_patch():
     """Hand-justified bound: with identity attention token k depends on patch k only, so
     ∂L_a/∂x is exactly 0 outside patch k at every iterate and the unblurred Δx stays
