@@ -27,7 +27,7 @@ from .data.imagenet import load_imagenet_val
 from .data.items import from_face_pairs, from_object_samples
 from .data.objects import load_sample_objects
 from .data.transforms import load_image
-from .experiment.report import column_of
+from .experiment.result import column_of
 from .experiment.run import run_experiment
 from .methods import (
     METHODS,
