@@ -15,7 +15,7 @@ So a notebook can do ``for m in methods: maps[m.name] = m(model, x, target)``.
 **Adding a method**: a dataclass with a display ``name`` field and the class attributes
 ``targets`` (the target types it explains), optionally ``vit`` (``False`` if it cannot
 explain Vision Transformers) and ``runtime_fields`` (fields that change speed or display,
-not maps: they stay out of the cache key, :func:`fame_utils.experiment.store.method_key`);
+not maps: they stay out of the cache key, :func:`fame_utils.experiment.keys.method_key`);
 add it to :data:`METHODS`. A method whose maps
 depend on a :class:`~fame_utils.recipes.Recipe` says how in a classmethod
 ``recipe_settings(recipe, task) -> dict`` of constructor arguments.

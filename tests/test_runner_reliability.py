@@ -16,15 +16,9 @@ import torch
 from torch import nn
 
 from fame_utils import Attribution
+from fame_utils.experiment.keys import method_key, module_identity
 from fame_utils.experiment.run import run_experiment
-from fame_utils.experiment.store import (
-    HOST,
-    OutputLock,
-    RunConflictError,
-    method_key,
-    module_identity,
-    save_tensors,
-)
+from fame_utils.experiment.store import HOST, OutputLock, RunConflictError, save_tensors
 from fame_utils.metrics.adapters import IoUMetric, RoadMetric
 
 
@@ -402,7 +396,7 @@ def test_18_3_a_code_change_gives_fresh_maps(tmp_path, tiny_cnn, data, monkeypat
 
 
 def test_18_3_the_source_hash_follows_every_py_file(tmp_path):
-    from fame_utils.experiment.store import source_hash
+    from fame_utils.experiment.keys import source_hash
 
     (tmp_path / "pkg").mkdir()
     (tmp_path / "pkg" / "core.py").write_text("STEP = 1\n")
@@ -429,7 +423,7 @@ def test_18_4_closures_are_keyed_by_their_values(tmp_path, tiny_cnn, data):
 
 
 def test_18_4_a_closure_over_an_unkeyable_value_is_refused(tmp_path, tiny_cnn, data):
-    from fame_utils.experiment.store import method_key
+    from fame_utils.experiment.keys import method_key
 
     hidden = object()
 
@@ -557,7 +551,7 @@ def test_method_key_leaves_out_speed_and_display_fields():
     from fame_utils.baselines.corrrise import CorrRISE
     from fame_utils.baselines.fggb import FGGB
     from fame_utils.core import FameConfig
-    from fame_utils.experiment.store import method_key
+    from fame_utils.experiment.keys import method_key
 
     assert method_key(CorrRISE(batch_size=3, progress=True)) == method_key(CorrRISE())
     assert method_key(CorrRISE(n_masks=9)) != method_key(CorrRISE())

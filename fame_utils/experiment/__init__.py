@@ -2,7 +2,8 @@
 
 - :mod:`.run` — :func:`run_experiment`: the run loop, its stages and the checks of its
   inputs and of computed or cached maps.
-- :mod:`.store` — cache keys, atomic writes, ``run.json`` and the output folder's lock.
+- :mod:`.keys` — cache keys (model, method, code and input fingerprints).
+- :mod:`.store` — atomic writes, ``run.json`` and the output folder's lock.
 - :mod:`.result` — :class:`ExperimentResult`, means with bootstrap intervals, tables.
 - :mod:`.distributed` — torchrun sharding (rank r computes batches r, r + n, …).
 """

@@ -25,16 +25,6 @@ from ..recipes import PAPER, Recipe
 from ..stats import DEFAULT_RESAMPLES, bootstrap_interval
 from .store import load
 
-__all__ = [
-    "ROW_COLUMNS",
-    "ExperimentResult",
-    "column_of",
-    "summarize",
-    "summary_markdown",
-    "summary_latex",
-    "summary_texts",
-]
-
 ROW_COLUMNS = ["index", "item", "method", "metric", "threshold", "percent", "value"]
 """Columns of ``results.csv`` (``threshold``/``percent`` empty where not applicable)."""
 

@@ -34,27 +34,29 @@ from ..objectives import Attribution, ClassLogit, CosineSimilarity
 from ..recipes import Recipe, get_recipe
 from ..stats import DEFAULT_RESAMPLES
 from . import distributed
+from .keys import (
+    CACHE_VERSION,
+    batch_hash,
+    digest,
+    fingerprint,
+    method_key,
+    model_fingerprint,
+    slug,
+    source_hash,
+)
 from .result import ROW_COLUMNS, ExperimentResult, summarize, summary_texts
 from .store import (
-    CACHE_VERSION,
     OutputLock,
     RunConflictError,
-    batch_hash,
     check_foreign,
     check_settings,
     commit_outputs,
-    digest,
     environment,
-    fingerprint,
     load,
-    method_key,
-    model_fingerprint,
     recover_outputs,
     remove_stale_tmp,
     run_info,
     save_tensors,
-    slug,
-    source_hash,
     stage_outputs,
     write_text,
 )
@@ -208,27 +210,17 @@ def _values_problem(cached: dict | None, m: Metric, n: int) -> str | None:
     """Why cached metric values are unusable, or ``None``."""
     if cached is None:
         return "missing"
-    values = cached.get("values")
-    if not isinstance(values, dict) or not isinstance(cached.get("names"), list):
+    values, names = cached.get("values"), cached.get("names")
+    if not isinstance(values, dict) or not isinstance(names, list) or len(names) != n:
         return "incomplete"
-    if len(cached["names"]) != n:
-        return f"for {len(cached['names'])} items, not {n}"
-    for c in m.columns():
-        v = values.get(c.label)
-        if not isinstance(v, Tensor) or tuple(v.shape) != (n,):
-            return f"without a ({n},) column {c.label}"
+    columns = [values.get(c.label) for c in m.columns()]
+    if not all(isinstance(v, Tensor) and tuple(v.shape) == (n,) for v in columns):
+        return f"without a ({n},) column of every label"
     return None
 
 
 def _batch(dataset: Sequence, idx: range):
     return collate([dataset[i] for i in idx], list(idx))
-
-
-def _item_names(dataset: Sequence, idx: range) -> list[str]:
-    names = getattr(dataset, "names", None)
-    if isinstance(names, list) and len(names) == len(dataset):
-        return [names[i] or str(i) for i in idx]
-    return _batch(dataset, idx).names
 
 
 def _batches(n: int, size: int) -> list[range]:
@@ -264,8 +256,8 @@ def _compute_maps(model, dataset, method, folder: Path, batches, owned, run: dic
     for b in owned:
         path = folder / f"batch_{b:05d}.pt"
         blob = load(path)
-        names = _item_names(dataset, batches[b])
-        problem = _blob_problem(blob, names, (len(batches[b]), *run["hw"]), run["inputs"][b])
+        shape = (len(batches[b]), *run["hw"])
+        problem = _blob_problem(blob, run["names"][b], shape, run["inputs"][b])
         if problem is None:
             empty += blob.get("empty", [])
             continue
@@ -288,10 +280,8 @@ def _compute_maps(model, dataset, method, folder: Path, batches, owned, run: dic
             batch = _batch(dataset, idx).to(model_device(model))
             if run["refs"] is None:
                 images, target = batch.images, ClassLogit(batch.labels)
-                if b not in run["checked"]:  # the clean logits, once per batch
-                    with torch.no_grad():
-                        _check_model_output(model(images).flatten(1), batch.names)
-                    run["checked"].add(b)
+                with torch.no_grad():
+                    _check_model_output(model(images).flatten(1), batch.names)
             else:
                 images = batch.probe
                 refs = run["refs"][idx.start : idx.stop].to(images.device)
@@ -335,26 +325,17 @@ def _compute_maps(model, dataset, method, folder: Path, batches, owned, run: dic
     return len(todo), empty + new_empty
 
 
-def _cached_maps(folder: Path, b: int, dataset: Sequence, idx: range, device):
-    """Batch ``b`` and its cached maps (checked to belong to its items)."""
+def _cached_maps(folder: Path, b: int, batch, device) -> Attribution:
+    """Batch ``b``'s cached maps (validated when cached or computed this run)."""
     blob = load(folder / f"batch_{b:05d}.pt")
-    batch = _batch(dataset, idx).to(device)
     if blob is None:
-        raise RuntimeError(
-            f"cached maps {folder / f'batch_{b:05d}.pt'} are missing or unreadable; run again "
-            "to recompute them"
-        )
-    if blob["names"] != batch.names:
-        raise RuntimeError(
-            f"cache {folder} holds maps for other items than batch {b} of this dataset; "
-            "run again to recompute them"
-        )
+        raise RuntimeError(f"cached maps of batch {b} in {folder} are unreadable; run again")
     neg = blob["negative"]
     pos = blob["positive"].to(device, torch.float32)
-    return batch, Attribution(pos, None if neg is None else neg.to(device, torch.float32))
+    return Attribution(pos, None if neg is None else neg.to(device, torch.float32))
 
 
-def _evaluate(model, dataset, name: str, folder: Path, batches, which, metrics, ctx, run):
+def _evaluate(model, dataset, name: str, folder: Path, batches, which, metrics, run):
     """Tidy records of every metric on the batches ``which`` of one method; values are
     cached next to the maps, keyed by the metric's settings and the tie rule."""
     device = model_device(model)
@@ -373,15 +354,18 @@ def _evaluate(model, dataset, name: str, folder: Path, batches, which, metrics, 
                         f"cached metric values {path} are {problem}; recomputing them",
                         stacklevel=3,
                     )
-                loaded = loaded or _cached_maps(folder, b, dataset, idx, device)
+                if loaded is None:
+                    batch = _batch(dataset, idx).to(device)
+                    loaded = batch, _cached_maps(folder, b, batch, device)
                 refs = run["refs"]
+                e = run["eval_key"]
                 b_ctx = EvalContext(
-                    threshold=ctx.threshold,
+                    threshold=run["threshold"],
                     references=None if refs is None else refs[idx.start : idx.stop].to(device),
-                    seed=ctx.seed + b,
-                    batch_size=ctx.batch_size,
-                    ties=ctx.ties,
-                    tie_seed=ctx.tie_seed,
+                    seed=e["seed"] + b,  # batch b's own seed
+                    batch_size=e["eval_batch_size"],
+                    ties=e["ties"],
+                    tie_seed=e["tie_seed"],
                 )
                 values = m(model, loaded[0], loaded[1], b_ctx)
                 missing = {c.label for c in m.columns()} - {c.label for c in values}
@@ -424,49 +408,43 @@ def run_experiment(
     """Compute, cache, evaluate and tabulate every method on a dataset.
 
     Args:
-        model: network in eval mode taking (B, 3, H, W) [0, 1] RGB (a classifier returning
-            logits for :class:`ClassificationItem` data, a face embedder for
-            :class:`PairItem` data); maps are computed on its device.
-        dataset: a sequence of items of one kind (:mod:`fame_utils.data.items`).
-        methods: callables ``method(model, images, target) -> Attribution`` with a unique
-            ``name``, or registry names (``"fame"``, ``"gradcam"``, …) made with
-            :func:`fame_utils.methods.make_methods` for this task and ``recipe``.
+        model: network in eval mode taking (B, 3, H, W) [0, 1] RGB: a classifier (logits)
+            for :class:`ClassificationItem` data, a face embedder for :class:`PairItem`
+            data; maps are computed on its device.
+        dataset: items of one kind (:mod:`fame_utils.data.items`).
+        methods: ``method(model, images, target) -> Attribution`` callables with unique
+            ``name`` s, or registry names (``"fame"``, ``"gradcam"``) made by
+            :func:`fame_utils.methods.make_methods` for this task, ``recipe`` and θ.
         metrics: e.g. ``[IoUMetric(), RoadMetric()]`` or ``[FaceDeleteInsertMetric()]``.
-        out_dir: folder for ``results.csv``, the summaries and ``run.json`` (created).
-        recipe: ``"paper"`` (default), ``"reference"`` or a
-            :class:`~fame_utils.recipes.Recipe`: the metrics' tie rule and seed, and the
-            recipe of methods given by name.
-        batch_size: items per map batch and per cache file (>= 1).
-        eval_batch_size: perturbed images per forward pass in the metrics (>= 1).
-        cache_dir: map cache folder (default ``out_dir/cache``); can be shared by runs.
-        threshold: verification θ, a cosine similarity in [-1, 1]; default: the clean EER
-            threshold of the dataset's pairs.
-        model_id: names the model in the cache key (default: ``model.name`` and a hash
-            of its weights and attributes).
+        out_dir: folder for ``results.csv``, ``summary.{csv,md,tex}`` and ``run.json``.
+        recipe: ``"paper"`` (default), ``"reference"`` or a :class:`Recipe`: the metrics'
+            tie rule and seed, and the recipe of methods given by name.
+        batch_size, eval_batch_size: items per map batch (and cache file); perturbed
+            images per forward pass in the metrics.
+        cache_dir: map cache folder (default ``out_dir/cache``); runs may share it.
+        threshold: verification θ in [-1, 1] (default: the clean EER threshold), labelled
+            ``threshold_source`` in ``run.json``.
+        model_id: names the model in the cache key (default: its fingerprint).
         seed: base seed of the metrics (batch b uses ``seed + b``) and of the intervals.
         n_resamples: bootstrap resamples of each summary cell's 95 % interval.
-        cache_dtype: dtype the maps are stored in.
+        cache_dtype: floating dtype the maps are stored in.
         progress: tqdm bars.
-        threads: CPU threads for this run (``torch.set_num_threads``, restored after);
-            recorded in ``run.json`` either way (FAME's maps move with the thread count).
+        threads: ``torch.set_num_threads`` for the run (restored after); recorded in
+            ``run.json`` either way, since FAME's maps move with the thread count.
         overwrite: replace results in ``out_dir`` that were made with other settings.
-        threshold_source: how a given ``threshold`` is labelled (a computed one is
-            ``"clean EER"``).
 
     Returns:
-        :class:`~fame_utils.experiment.result.ExperimentResult` (the same on every rank
-        of a distributed run; only rank 0 writes the files).
+        :class:`ExperimentResult`, the same on every rank (rank 0 writes the files).
 
     Raises:
-        ValueError: empty dataset, mixed items, metrics for the other task, duplicate
-            metric columns or method names, a method that does not support the task,
-            counts < 1, a seed < 0, a non-float ``cache_dtype``, a threshold outside
-            [-1, 1], an ``out_dir`` / ``cache_dir`` that is empty, a file or not writable.
+        ValueError: an empty or mixed dataset, metrics of the other task, duplicate metric
+            columns or method names, a method without support for the task, counts < 1,
+            a seed < 0, a non-float ``cache_dtype``, θ outside [-1, 1], an unusable folder.
         TypeError: a method setting or model attribute that cannot be fingerprinted.
         RunConflictError: ``out_dir`` holds results of other settings (without
-            ``overwrite``), result files without ``run.json``, or another run writes it.
+            ``overwrite``) or foreign result files, or another run writes it.
         OSError: the disk is full (finished batches are kept).
-        RuntimeError: a method returned NaN/Inf maps (the items are named).
+        RuntimeError: NaN/Inf model outputs or maps (the items are named).
     """
     task = _check_metrics(dataset, metrics, cache_dtype)
     seed = check_seed(seed)
@@ -502,10 +480,11 @@ def run_experiment(
                 threshold_source = "clean EER"
         methods = _resolve_methods(methods, task, recipe, threshold)  # FGGB gets θ
         method_keys = {m.name: method_key(m, model) for m in methods}
-        inputs = [
-            batch_hash(_batch(dataset, idx))
-            for idx in tqdm(batches, "hashing inputs", disable=not progress, leave=False)
-        ]
+        inputs, names = [], []  # each batch as the stages read it: its hash and item names
+        for idx in tqdm(batches, "hashing inputs", disable=not progress, leave=False):
+            batch = _batch(dataset, idx)
+            inputs.append(batch_hash(batch))
+            names.append(batch.names)
         base = {
             "cache_version": CACHE_VERSION,
             "code": source_hash(),
@@ -557,11 +536,11 @@ def run_experiment(
             run = {
                 "hw": tuple(image.shape[-2:]),
                 "inputs": inputs,
+                "names": names,
                 "refs": refs,
                 "threshold": threshold,
                 "cache_dtype": cache_dtype,
                 "progress": progress,
-                "checked": set(),  # batches whose clean model output was checked
                 "eval_key": {
                     "seed": seed,
                     "eval_batch_size": eval_batch_size,
@@ -585,18 +564,11 @@ def run_experiment(
                 computed[method.name], empty[method.name] = _compute_maps(
                     model, dataset, method, folder, batches, owned, run
                 )
-            context = EvalContext(
-                threshold=threshold,
-                seed=seed,
-                batch_size=eval_batch_size,
-                ties=run_recipe.ties,
-                tie_seed=run_recipe.tie_seed,
-            )
             args = (model, dataset)
             records = []
             for m in tqdm(methods, desc="evaluation", unit="method", disable=not progress):
                 records += _evaluate(
-                    *args, m.name, cache_dirs[m.name], batches, owned, metrics, context, run
+                    *args, m.name, cache_dirs[m.name], batches, owned, metrics, run
                 )
             distributed.barrier()
             if shard.world_size > 1:  # every rank reads every shard from the cache
@@ -605,7 +577,7 @@ def run_experiment(
                 records = []
                 for m in methods:
                     records += _evaluate(
-                        *args, m.name, cache_dirs[m.name], batches, every, metrics, context, run
+                        *args, m.name, cache_dirs[m.name], batches, every, metrics, run
                     )
                 gathered = distributed.all_gather((computed, empty))
                 computed = {k: sum(c[k] for c, _ in gathered) for k in computed}
