@@ -149,43 +149,27 @@ def _methods_argument(p: argparse.ArgumentParser, task: str) -> None:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--out", type=_folder_type, required=True, help="output folder (results, summaries, cache)"
-    )
-    p.add_argument(
-        "--cache-dir", type=_folder_type, default=None, help="map cache folder (default OUT/cache)"
-    )
-    p.add_argument("--checkpoint", type=_existing_type, default=None, help="model weights file")
+    p.add_argument("--out", type=_folder_type, required=True, help="output folder")
+    p.add_argument("--cache-dir", type=_folder_type, help="map cache (default OUT/cache)")
+    p.add_argument("--checkpoint", type=_existing_type, help="model weights file")
     p.add_argument(
         "--device",
         type=_typed("device", _device),
-        default=None,
-        help="cuda / cpu (default: cuda when available; cuda:LOCAL_RANK under torchrun)",
+        help="default: cuda[:LOCAL_RANK] when available, else cpu",
     )
     p.add_argument("--iterations", type=_count, default=500, help="FAME iterations (paper: 500)")
     p.add_argument("--batch-size", type=_count, default=16, help="images per map batch")
-    p.add_argument(
-        "--eval-batch-size", type=_count, default=64, help="perturbed images per forward"
-    )
+    p.add_argument("--eval-batch-size", type=_count, default=64, help="images per metric forward")
     p.add_argument("--seed", type=_typed("seed", _seed), default=0, help="base seed (>= 0)")
     p.add_argument(
         "--recipe",
         choices=sorted(RECIPES),
         default="paper",
-        help="paper: the paper's text; reference: the code behind its tables",
+        help="paper: its text; reference: its code",
     )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
-    p.add_argument(
-        "--threads",
-        type=_count,
-        default=None,
-        help="CPU threads (torch.set_num_threads; default: torch's); recorded in run.json",
-    )
-    p.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace results in --out that were made with other settings",
-    )
+    p.add_argument("--threads", type=_count, help="torch.set_num_threads for the run")
+    p.add_argument("--overwrite", action="store_true", help="replace results of other settings")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -201,42 +185,29 @@ def build_parser() -> argparse.ArgumentParser:
     im.add_argument("--model", type=str.lower, choices=CLASSIFIERS, default="efficientnet_lite0")
     im.add_argument(
         "--weights",
-        default=None,
         help="torchvision weights tag (ResNets and ViTs); needed when the checkpoint's file "
         "name carries no published hash",
     )
     _methods_argument(im, "classification")
     im.add_argument(
-        "--imagenet-root",
-        type=_existing_type,
-        default=None,
-        help="ImageNet folder (default: bundled)",
+        "--imagenet-root", type=_existing_type, help="ImageNet folder (default: bundled)"
     )
-    im.add_argument(
-        "--annotations",
-        type=_existing_type,
-        default=None,
-        help="LOC_val_solution.csv or XML folder",
-    )
-    im.add_argument(
-        "--synset-mapping", type=_existing_type, default=None, help="LOC_synset_mapping.txt"
-    )
+    im.add_argument("--annotations", type=_existing_type, help="LOC_val_solution.csv or XML folder")
+    im.add_argument("--synset-mapping", type=_existing_type, help="LOC_synset_mapping.txt")
     im.add_argument(
         "--image-list",
         type=_existing_type,
-        default=None,
         help="a fixed image list (the authors' CSV: ImageId, PredictionString[, target]), "
         "rows in order, repeats kept; without it --per-class draws our own sample",
     )
     im.add_argument(
         "--per-class", type=_count, default=5, help="our own draw: images per class (seeded)"
     )
-    im.add_argument("--max-images", type=_count, default=None, help="use only the first N images")
-    im.add_argument("--resize", type=_count, default=None, help="shorter side (default: model's)")
+    im.add_argument("--max-images", type=_count, help="use only the first N images")
+    im.add_argument("--resize", type=_count, help="shorter side (default: model's)")
     im.add_argument(
         "--box-convention",
         choices=("aspect", "per_axis"),
-        default=None,
         help="box mapping through Resize + CenterCrop (default: the recipe's)",
     )
     im.add_argument(
@@ -260,21 +231,13 @@ def build_parser() -> argparse.ArgumentParser:
     fa.add_argument("--model", type=str.lower, choices=FACE_MODELS, default="dlib_resnet")
     _methods_argument(fa, "verification")
     fa.add_argument("--subset", choices=SAMPLE_FACE_SUBSETS, default="occlusion")
-    fa.add_argument(
-        "--protocol", type=_existing_type, default=None, help="pair protocol CSV (G, P, T columns)"
-    )
-    fa.add_argument(
-        "--face-root",
-        type=_existing_type,
-        default=None,
-        help="folder the protocol's paths refer to",
-    )
-    fa.add_argument("--max-pairs", type=_count, default=None, help="use only the first N pairs")
+    fa.add_argument("--protocol", type=_existing_type, help="pair protocol CSV (G, P, T columns)")
+    fa.add_argument("--face-root", type=_existing_type, help="folder the protocol's paths refer to")
+    fa.add_argument("--max-pairs", type=_count, help="use only the first N pairs")
     fa.add_argument("--n-masks", type=_count, default=500, help="CorrRISE masks (paper: 500)")
     fa.add_argument(
         "--threshold",
         type=_typed("threshold", functools.partial(_in_range, lo=-1, hi=1, what="threshold")),
-        default=None,
         help="θ on the cosine similarity, in [-1, 1] (default: the clean EER threshold)",
     )
     return parser

@@ -46,14 +46,12 @@ from .keys import (
 )
 from .result import ROW_COLUMNS, ExperimentResult, summarize, summary_texts
 from .store import (
-    OutputLock,
+    OUTPUT_FILES,
     RunConflictError,
-    check_foreign,
-    check_settings,
+    claim_output,
     commit_outputs,
     environment,
     load,
-    recover_outputs,
     remove_stale_tmp,
     run_info,
     save_tensors,
@@ -516,23 +514,16 @@ def run_experiment(
             "bootstrap": {"n_resamples": n_resamples, "seed": seed, "level": 0.95},
             **environment(device),
         }
-        lock = OutputLock(out) if shard.rank == 0 else None
-        problem = None
-        if lock is not None:
+        lock, problem = None, None
+        if shard.rank == 0:
             try:
-                lock.acquire()
-                recover_outputs(out)
-                check_foreign(out)
-                check_settings(out, settings, overwrite)
+                lock = claim_output(out, settings, overwrite)
             except RunConflictError as e:
-                lock.release()
                 problem = str(e)
-        problem = distributed.broadcast(problem)
+        problem = distributed.broadcast(problem)  # every rank stops on rank 0's conflict
         if problem is not None:
             raise RunConflictError(problem)
         try:
-            if lock is not None:
-                remove_stale_tmp(out)
             run = {
                 "hw": tuple(image.shape[-2:]),
                 "inputs": inputs,
@@ -589,9 +580,8 @@ def run_experiment(
             summary, intervals = summarize(
                 rows, columns, [m.name for m in methods], n_resamples=n_resamples, seed=seed
             )
-            names = ("results.csv", "summary.csv", "summary.md", "summary.tex", "run.json")
             keys = ("results", "summary_csv", "summary_md", "summary_tex", "run")
-            paths = {k: out / n for k, n in zip(keys, names)}
+            paths = {k: out / n for k, n in zip(keys, OUTPUT_FILES)}
             if lock is not None:
                 info = run_info(
                     shard.world_size,

@@ -2,7 +2,7 @@
 
 Files are written to a temporary name and renamed (:func:`save_tensors`,
 :func:`write_text`). The outputs are staged in ``OUT/.staging/`` and moved in with
-``run.json`` last (:func:`stage_outputs`, :func:`commit_outputs`), so a reader that finds
+``run.json`` last (:func:`stage_outputs`, :func:`commit_outputs`, :func:`claim_output`), so a reader that finds
 ``run.json`` finds the whole run; ``docs/reproducibility.md`` says the same for users.
 """
 
@@ -171,7 +171,7 @@ def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
     return out
 
 
-def check_settings(out: Path, settings: dict, overwrite: bool) -> None:
+def _check_settings(out: Path, settings: dict, overwrite: bool) -> None:
     """Refuse to write into ``out`` when its ``run.json`` holds other ``settings`` (the
     message lists the differences), unless ``overwrite``.
 
@@ -198,7 +198,7 @@ def check_settings(out: Path, settings: dict, overwrite: bool) -> None:
         )
 
 
-def check_foreign(out: Path) -> None:
+def _check_foreign(out: Path) -> None:
     """Refuse a folder with result files but no ``run.json`` (never overwritten).
 
     Raises:
@@ -231,7 +231,7 @@ def commit_outputs(out: Path, staging: Path) -> None:
     shutil.rmtree(staging, ignore_errors=True)
 
 
-def recover_outputs(out: Path) -> None:
+def _recover_outputs(out: Path) -> None:
     """With the lock held: move in a staging folder a killed run left complete (it holds
     ``run.json``), remove any other."""
     staging = out / ".staging"
@@ -287,3 +287,24 @@ class OutputLock:
             self.path.unlink(missing_ok=True)
             os.close(self._fd)
             self._fd = None
+
+
+def claim_output(out: Path, settings: dict, overwrite: bool) -> OutputLock:
+    """Take ``out``'s lock, finish what a killed run left, and check that the results
+    there may be replaced by a run of ``settings``; returns the held lock.
+
+    Raises:
+        RunConflictError: another run holds ``out``, foreign result files lie there, or
+            its ``run.json`` holds other settings (without ``overwrite``).
+    """
+    lock = OutputLock(out)
+    lock.acquire()
+    try:
+        _recover_outputs(out)
+        _check_foreign(out)
+        _check_settings(out, settings, overwrite)
+    except RunConflictError:
+        lock.release()
+        raise
+    remove_stale_tmp(out)
+    return lock
