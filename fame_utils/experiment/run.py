@@ -48,24 +48,24 @@ from .result import ROW_COLUMNS, ExperimentResult, summarize, summary_texts
 from .store import (
     OUTPUT_FILES,
     RunConflictError,
+    blob_problem,
     claim_output,
     commit_outputs,
     environment,
     load,
+    map_problem,
     remove_stale_tmp,
     run_info,
     save_tensors,
     stage_outputs,
+    values_problem,
     write_text,
 )
 
-__all__ = ["run_experiment", "check_seed", "check_folder", "MAP_TOLERANCE"]
+__all__ = ["run_experiment", "check_seed", "check_folder"]
 
 CACHE_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 """Dtypes maps may be cached in (an integer dtype would truncate [0, 1] maps to 0/1)."""
-
-MAP_TOLERANCE = 1e-5
-"""How far outside [0, 1] a map value may lie (rounding) before the map is refused."""
 
 
 def _whole(value: object, name: str, low: int = 1, high: int | None = None) -> int:
@@ -173,50 +173,6 @@ def _check_model_output(output: Tensor, names: list[str]) -> None:
         )
 
 
-def _map_problem(maps: object, shape: tuple[int, ...], role: str) -> str | None:
-    """Why ``maps`` cannot be (B, H, W) [0, 1] maps of ``shape``; ``None`` when they can."""
-    if maps is None and role == "negative":
-        return None
-    if not isinstance(maps, Tensor):
-        return f"{role} maps are {type(maps).__name__}, not a tensor"
-    if tuple(maps.shape) != shape:
-        return f"{role} maps have shape {tuple(maps.shape)}, expected {shape}"
-    if not bool(torch.isfinite(maps).all()):
-        return f"{role} maps hold NaN or Inf"
-    lo, hi = float(maps.min()), float(maps.max())
-    if lo < -MAP_TOLERANCE or hi > 1 + MAP_TOLERANCE:
-        return f"{role} maps lie in [{lo:.6g}, {hi:.6g}], outside [0, 1]"
-    return None
-
-
-def _blob_problem(blob: dict | None, names: list[str], shape: tuple, inputs: str) -> str | None:
-    """Why a cached map batch is unusable, or ``None``."""
-    if blob is None:
-        return "missing"
-    if not {"positive", "negative", "names"} <= set(blob):
-        return "incomplete"
-    if blob["names"] != names:
-        return "for other items"
-    if blob.get("inputs") != inputs:
-        return "computed from other input pixels"
-    return _map_problem(blob["positive"], shape, "positive") or _map_problem(
-        blob["negative"], shape, "negative"
-    )
-
-
-def _values_problem(cached: dict | None, m: Metric, n: int) -> str | None:
-    """Why cached metric values are unusable, or ``None``."""
-    if cached is None:
-        return "missing"
-    values, names = cached.get("values"), cached.get("names")
-    if not isinstance(values, dict) or not isinstance(names, list) or len(names) != n:
-        return "incomplete"
-    columns = [values.get(c.label) for c in m.columns()]
-    if not all(isinstance(v, Tensor) and tuple(v.shape) == (n,) for v in columns):
-        return f"without a ({n},) column of every label"
-    return None
-
-
 def _batch(dataset: Sequence, idx: range):
     return collate([dataset[i] for i in idx], list(idx))
 
@@ -255,7 +211,7 @@ def _compute_maps(model, dataset, method, folder: Path, batches, owned, run: dic
         path = folder / f"batch_{b:05d}.pt"
         blob = load(path)
         shape = (len(batches[b]), *run["hw"])
-        problem = _blob_problem(blob, run["names"][b], shape, run["inputs"][b])
+        problem = blob_problem(blob, run["names"][b], shape, run["inputs"][b])
         if problem is None:
             empty += blob.get("empty", [])
             continue
@@ -290,7 +246,7 @@ def _compute_maps(model, dataset, method, folder: Path, batches, owned, run: dic
                     f"method {method.name} returned {type(att).__name__}, expected Attribution"
                 )
             for role, maps in (("positive", att.positive), ("negative", att.negative)):
-                problem = _map_problem(maps, (len(idx), *run["hw"]), role)
+                problem = map_problem(maps, (len(idx), *run["hw"]), role)
                 if problem is not None:
                     if "NaN" in problem:
                         problem += f" for items {_nonfinite(maps, batch.names)}"
@@ -345,7 +301,7 @@ def _evaluate(model, dataset, name: str, folder: Path, batches, which, metrics, 
         for m, key in zip(metrics, keys):
             path = folder / f"eval_{slug(type(m).__name__)}-{key}_{b:05d}.pt"
             cached = load(path)
-            problem = _values_problem(cached, m, len(idx))
+            problem = values_problem(cached, m, len(idx))
             if problem is not None:
                 if cached is not None:  # (an unreadable file was reported by load)
                     warnings.warn(

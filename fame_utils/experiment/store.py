@@ -26,11 +26,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 
+from ..metrics.adapters import Metric
 from .keys import source_hash
 
 OUTPUT_FILES = ("results.csv", "summary.csv", "summary.md", "summary.tex", "run.json")
 """The files a run writes into its output folder (``run.json`` last)."""
+
+MAP_TOLERANCE = 1e-5
+"""How far outside [0, 1] a map value may lie (rounding) before the map is refused."""
 
 HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "host"
 STALE_TMP_SECONDS = 24 * 3600
@@ -87,6 +92,50 @@ def load(path: Path) -> dict | None:
         warnings.warn(f"cached file {path} is unreadable ({why}); recomputing it", stacklevel=2)
         return None
     return blob
+
+
+def map_problem(maps: object, shape: tuple[int, ...], role: str) -> str | None:
+    """Why ``maps`` cannot be (B, H, W) [0, 1] maps of ``shape``; ``None`` when they can."""
+    if maps is None and role == "negative":
+        return None
+    if not isinstance(maps, Tensor):
+        return f"{role} maps are {type(maps).__name__}, not a tensor"
+    if tuple(maps.shape) != shape:
+        return f"{role} maps have shape {tuple(maps.shape)}, expected {shape}"
+    if not bool(torch.isfinite(maps).all()):
+        return f"{role} maps hold NaN or Inf"
+    lo, hi = float(maps.min()), float(maps.max())
+    if lo < -MAP_TOLERANCE or hi > 1 + MAP_TOLERANCE:
+        return f"{role} maps lie in [{lo:.6g}, {hi:.6g}], outside [0, 1]"
+    return None
+
+
+def blob_problem(blob: dict | None, names: list[str], shape: tuple, inputs: str) -> str | None:
+    """Why a cached map batch is unusable, or ``None``."""
+    if blob is None:
+        return "missing"
+    if not {"positive", "negative", "names"} <= set(blob):
+        return "incomplete"
+    if blob["names"] != names:
+        return "for other items"
+    if blob.get("inputs") != inputs:
+        return "computed from other input pixels"
+    return map_problem(blob["positive"], shape, "positive") or map_problem(
+        blob["negative"], shape, "negative"
+    )
+
+
+def values_problem(cached: dict | None, m: Metric, n: int) -> str | None:
+    """Why cached metric values are unusable, or ``None``."""
+    if cached is None:
+        return "missing"
+    values, names = cached.get("values"), cached.get("names")
+    if not isinstance(values, dict) or not isinstance(names, list) or len(names) != n:
+        return "incomplete"
+    columns = [values.get(c.label) for c in m.columns()]
+    if not all(isinstance(v, Tensor) and tuple(v.shape) == (n,) for v in columns):
+        return f"without a ({n},) column of every label"
+    return None
 
 
 def _pid_alive(pid: int) -> bool:
