@@ -8,12 +8,11 @@ arguments exits with status 2 and an ``error:`` line.
 from __future__ import annotations
 
 import argparse
-import functools
 import math
 import sys
+from argparse import ArgumentTypeError  # argparse prints its message as the error line
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -33,74 +32,69 @@ __all__ = ["main", "build_parser"]
 SANITY_KEYS = ("constant", "random", "centre")  # reference rows in every summary (issue 23)
 
 
-def _typed(what: str, parse: Callable[[str], Any]) -> Callable[[str], Any]:
-    """An argparse type: ``parse``, its ``ValueError`` as argparse's error line."""
-
-    def typed(text: str) -> Any:
-        try:
-            return parse(text)
-        except ValueError as e:
-            raise argparse.ArgumentTypeError(str(e)) from None
-
-    typed.__name__ = what  # argparse names the type in its message
-    return typed
-
-
 def _integer(text: str) -> int:
     try:
         return int(text)
     except ValueError:
-        raise ValueError(f"expected a whole number, got {text!r}") from None
+        raise ArgumentTypeError(f"expected a whole number, got {text!r}") from None
 
 
-def _whole(text: str) -> int:
+def _count(text: str) -> int:
     if _integer(text) < 1:
-        raise ValueError(f"must be at least 1, got {text}")
+        raise ArgumentTypeError(f"must be at least 1, got {text}")
     return int(text)
 
 
-def _in_range(text: str, lo: float, hi: float, what: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise ValueError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(v):
-        raise ValueError(f"expected a finite number, got {text!r}")
-    if not lo <= v <= hi:
-        raise ValueError(f"{what} must lie in [{lo:g}, {hi:g}], got {text}")
-    return v
+def _in_range(lo: float, hi: float, what: str) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not math.isfinite(v):
+            raise ArgumentTypeError(f"expected a finite number, got {text!r}")
+        if not lo <= v <= hi:
+            raise ArgumentTypeError(f"{what} must lie in [{lo:g}, {hi:g}], got {text}")
+        return v
+
+    return parse
 
 
-def _numbers(text: str, lo: float, hi: float, what: str) -> tuple[float, ...]:
-    values = tuple(_in_range(v.strip(), lo, hi, what) for v in text.split(",") if v.strip())
-    if not values:
-        raise ValueError(f"expected comma-separated {what}, got {text!r}")
-    repeated = sorted({v for v in values if values.count(v) > 1})
-    if repeated:
-        raise ValueError(
-            f"{what} {', '.join(f'{v:g}' for v in repeated)} given more than once in "
-            f"{text!r}; give each once"
-        )
-    return values
+def _numbers(lo: float, hi: float, what: str) -> Callable[[str], tuple[float, ...]]:
+    one = _in_range(lo, hi, what)
+
+    def parse(text: str) -> tuple[float, ...]:
+        values = tuple(one(v.strip()) for v in text.split(",") if v.strip())
+        if not values:
+            raise ArgumentTypeError(f"expected comma-separated {what}, got {text!r}")
+        repeated = sorted({v for v in values if values.count(v) > 1})
+        if repeated:
+            raise ArgumentTypeError(
+                f"{what} {', '.join(f'{v:g}' for v in repeated)} given more than once in "
+                f"{text!r}; give each once"
+            )
+        return values
+
+    return parse
 
 
 def _seed(text: str) -> int:
     try:
         return check_seed(_integer(text))
     except ValueError as e:
-        raise ValueError(str(e).replace("seed ", "", 1)) from None
+        raise ArgumentTypeError(str(e).replace("seed ", "", 1)) from None
 
 
 def _folder(text: str) -> str:
     try:
         return str(check_folder(text, "folder"))
     except ValueError as e:
-        raise ValueError(str(e).replace("folder ", "", 1)) from None
+        raise ArgumentTypeError(str(e).replace("folder ", "", 1)) from None
 
 
 def _existing(text: str) -> str:
     if not Path(text).expanduser().exists():
-        raise ValueError(f"{text} does not exist")
+        raise ArgumentTypeError(f"{text} does not exist")
     return str(Path(text).expanduser())
 
 
@@ -108,40 +102,42 @@ def _device(text: str) -> str:
     try:
         device = torch.device(text)
     except RuntimeError:
-        raise ValueError(f"not a torch device: {text!r} (e.g. cpu, cuda, cuda:1)") from None
+        raise ArgumentTypeError(f"not a torch device: {text!r} (e.g. cpu, cuda, cuda:1)") from None
     if device.type not in ("cpu", "cuda", "mps", "xpu"):
-        raise ValueError(f"{text!r} is not a device that can run a model; use cpu or cuda[:N]")
+        raise ArgumentTypeError(
+            f"{text!r} is not a device that can run a model; use cpu or cuda[:N]"
+        )
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("CUDA is not available here; use --device cpu")
+        raise ArgumentTypeError("CUDA is not available here; use --device cpu")
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise ValueError(f"{text}: only {torch.cuda.device_count()} CUDA device(s) here")
+        raise ArgumentTypeError(f"{text}: only {torch.cuda.device_count()} CUDA device(s) here")
     return text
 
 
-_count = _typed("count", _whole)
-_folder_type = _typed("folder", _folder)
-_existing_type = _typed("path", _existing)
+def _methods(task: str) -> Callable[[str], list[str]]:
+    def parse(text: str) -> list[str]:
+        names = [n.strip() for n in text.split(",") if n.strip()]
+        if not names:
+            raise ArgumentTypeError("no methods given")
+        allowed = available_methods(task)
+        for n in names:
+            try:
+                key = registry_key(n)
+            except ValueError:
+                key = None
+            if key not in allowed:
+                raise ArgumentTypeError(
+                    f"unknown method {n!r} for {task}; choose from {','.join(allowed)}"
+                )
+        return names
 
-
-def _methods(text: str, task: str) -> list[str]:
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    if not names:
-        raise ValueError("no methods given")
-    allowed = available_methods(task)
-    for n in names:
-        try:
-            key = registry_key(n)
-        except ValueError:
-            key = None
-        if key not in allowed:
-            raise ValueError(f"unknown method {n!r} for {task}; choose from {','.join(allowed)}")
-    return names
+    return parse
 
 
 def _methods_argument(p: argparse.ArgumentParser, task: str) -> None:
     p.add_argument(
         "--methods",
-        type=_typed("method list", functools.partial(_methods, task=task)),
+        type=_methods(task),
         default=table_methods(task) + list(SANITY_KEYS),
         help=f"comma-separated, from {','.join(available_methods(task))} (default: the "
         "table's and the sanity baselines)",
@@ -149,18 +145,18 @@ def _methods_argument(p: argparse.ArgumentParser, task: str) -> None:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", type=_folder_type, required=True, help="output folder")
-    p.add_argument("--cache-dir", type=_folder_type, help="map cache (default OUT/cache)")
-    p.add_argument("--checkpoint", type=_existing_type, help="model weights file")
+    p.add_argument("--out", type=_folder, required=True, help="output folder")
+    p.add_argument("--cache-dir", type=_folder, help="map cache (default OUT/cache)")
+    p.add_argument("--checkpoint", type=_existing, help="model weights file")
     p.add_argument(
         "--device",
-        type=_typed("device", _device),
+        type=_device,
         help="default: cuda[:LOCAL_RANK] when available, else cpu",
     )
     p.add_argument("--iterations", type=_count, default=500, help="FAME iterations (paper: 500)")
     p.add_argument("--batch-size", type=_count, default=16, help="images per map batch")
     p.add_argument("--eval-batch-size", type=_count, default=64, help="images per metric forward")
-    p.add_argument("--seed", type=_typed("seed", _seed), default=0, help="base seed (>= 0)")
+    p.add_argument("--seed", type=_seed, default=0, help="base seed (>= 0)")
     p.add_argument(
         "--recipe",
         choices=sorted(RECIPES),
@@ -189,14 +185,12 @@ def build_parser() -> argparse.ArgumentParser:
         "name carries no published hash",
     )
     _methods_argument(im, "classification")
-    im.add_argument(
-        "--imagenet-root", type=_existing_type, help="ImageNet folder (default: bundled)"
-    )
-    im.add_argument("--annotations", type=_existing_type, help="LOC_val_solution.csv or XML folder")
-    im.add_argument("--synset-mapping", type=_existing_type, help="LOC_synset_mapping.txt")
+    im.add_argument("--imagenet-root", type=_existing, help="ImageNet folder (default: bundled)")
+    im.add_argument("--annotations", type=_existing, help="LOC_val_solution.csv or XML folder")
+    im.add_argument("--synset-mapping", type=_existing, help="LOC_synset_mapping.txt")
     im.add_argument(
         "--image-list",
-        type=_existing_type,
+        type=_existing,
         help="a fixed image list (the authors' CSV: ImageId, PredictionString[, target]), "
         "rows in order, repeats kept; without it --per-class draws our own sample",
     )
@@ -212,16 +206,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     im.add_argument(
         "--iou-thresholds",
-        type=_typed(
-            "IoU thresholds", functools.partial(_numbers, lo=0, hi=1, what="IoU thresholds")
-        ),
+        type=_numbers(0, 1, "IoU thresholds"),
         default=(0.3, 0.5, 0.7),
     )
     im.add_argument(
         "--road-percents",
-        type=_typed(
-            "ROAD percents", functools.partial(_numbers, lo=0, hi=100, what="ROAD percents")
-        ),
+        type=_numbers(0, 100, "ROAD percents"),
         default=(10, 30, 50),
     )
     im.add_argument("--road-mode", choices=("zero", "noisy_linear", "both"), default="both")
@@ -231,13 +221,13 @@ def build_parser() -> argparse.ArgumentParser:
     fa.add_argument("--model", type=str.lower, choices=FACE_MODELS, default="dlib_resnet")
     _methods_argument(fa, "verification")
     fa.add_argument("--subset", choices=SAMPLE_FACE_SUBSETS, default="occlusion")
-    fa.add_argument("--protocol", type=_existing_type, help="pair protocol CSV (G, P, T columns)")
-    fa.add_argument("--face-root", type=_existing_type, help="folder the protocol's paths refer to")
+    fa.add_argument("--protocol", type=_existing, help="pair protocol CSV (G, P, T columns)")
+    fa.add_argument("--face-root", type=_existing, help="folder the protocol's paths refer to")
     fa.add_argument("--max-pairs", type=_count, help="use only the first N pairs")
     fa.add_argument("--n-masks", type=_count, default=500, help="CorrRISE masks (paper: 500)")
     fa.add_argument(
         "--threshold",
-        type=_typed("threshold", functools.partial(_in_range, lo=-1, hi=1, what="threshold")),
+        type=_in_range(-1, 1, "threshold"),
         help="θ on the cosine similarity, in [-1, 1] (default: the clean EER threshold)",
     )
     return parser
@@ -327,10 +317,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.task == "imagenet" and args.image_list and not args.imagenet_root:
-        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-        sub.choices["imagenet"].error(
-            "--image-list needs --imagenet-root (the folder of its images)"
-        )
+        parser.print_usage(sys.stderr)
+        why = "--image-list needs --imagenet-root (the folder of its images)"
+        parser.exit(2, f"{parser.prog} imagenet: error: {why}\n")
     already = torch.distributed.is_initialized()
     try:
         shard, device = init_from_env(args.device)
@@ -354,9 +343,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             overwrite=args.overwrite,
         )
     except (OSError, TypeError, ValueError, RunConflictError) as e:
-        # argparse's form (usage, then "prog: error: ..."), returned instead of raised
+        # argparse's form (usage, then "prog task: error: ..."), returned instead of raised
         parser.print_usage(sys.stderr)
-        print(f"{parser.prog}: error: {e}", file=sys.stderr)
+        print(f"{parser.prog} {args.task}: error: {e}", file=sys.stderr)
         return 2
     finally:
         if not already and torch.distributed.is_initialized():
