@@ -19,8 +19,8 @@ import torch
 from .data.faces import SAMPLE_FACE_SUBSETS
 from .data.items import from_face_pairs, from_object_samples
 from .experiment.distributed import broadcast, init_from_env
-from .experiment.run import check_folder, check_seed, run_experiment
-from .experiment.store import RunConflictError
+from .experiment.run import check_seed, run_experiment
+from .experiment.store import RunConflictError, check_folder
 from .methods import available_methods, make_methods, registry_key, table_methods
 from .metrics.adapters import FaceDeleteInsertMetric, IoUMetric, RoadMetric
 from .models.classifiers import CLASSIFIERS

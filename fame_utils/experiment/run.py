@@ -49,6 +49,7 @@ from .store import (
     OUTPUT_FILES,
     RunConflictError,
     blob_problem,
+    check_folder,
     claim_output,
     commit_outputs,
     environment,
@@ -62,10 +63,7 @@ from .store import (
     write_text,
 )
 
-__all__ = ["run_experiment", "check_seed", "check_folder"]
-
-CACHE_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
-"""Dtypes maps may be cached in (an integer dtype would truncate [0, 1] maps to 0/1)."""
+__all__ = ["run_experiment", "check_seed"]
 
 
 def _whole(value: object, name: str, low: int = 1, high: int | None = None) -> int:
@@ -84,24 +82,6 @@ def check_seed(seed: object, name: str = "seed") -> int:
     return _whole(seed, name, 0, 2**63 - 1)
 
 
-def check_folder(path: object, name: str) -> Path:
-    """A folder the run may create and write: a non-empty path that is not an existing
-    file and whose nearest existing parent is a writable folder."""
-    if path is None or str(path).strip() == "":
-        raise ValueError(f"{name} must name a folder, got {path!r}")
-    folder = Path(path).expanduser()
-    if folder.exists() and not folder.is_dir():
-        raise ValueError(f"{name} {folder} is an existing file, not a folder; choose a folder")
-    parent = next(p for p in (folder, *folder.parents) if p.exists())
-    if not parent.is_dir():
-        raise ValueError(f"{name} {folder}: {parent} is a file, so the folder cannot be made")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ValueError(
-            f"{name} {folder}: {parent} is not writable by this user; choose another folder"
-        )
-    return folder
-
-
 def _check_threshold(threshold: object) -> float:
     try:
         t = float(threshold)  # type: ignore[arg-type]
@@ -116,7 +96,7 @@ def _check_threshold(threshold: object) -> float:
     return t
 
 
-def _check_metrics(dataset: Sequence, metrics: Sequence[Metric], cache_dtype) -> Task:
+def _check_metrics(dataset: Sequence, metrics: Sequence[Metric]) -> Task:
     if dataset is None or len(dataset) == 0:
         raise ValueError("the dataset is empty")
     task = task_of(dataset[0])
@@ -132,11 +112,6 @@ def _check_metrics(dataset: Sequence, metrics: Sequence[Metric], cache_dtype) ->
         raise ValueError(
             f"metric columns {repeated} are given more than once (duplicate thresholds, "
             "percents or metrics); give each once"
-        )
-    if cache_dtype not in CACHE_DTYPES:
-        raise ValueError(
-            f"cache_dtype must be a floating dtype ({', '.join(map(str, CACHE_DTYPES))}), got "
-            f"{cache_dtype!r}: maps in [0, 1] would be truncated"
         )
     return task
 
@@ -199,13 +174,8 @@ def _clean_verification(model: nn.Module, dataset: Sequence, batch_size: int, pr
 
 
 def _compute_maps(model, dataset, method, folder: Path, batches, owned, run: dict) -> tuple:
-    """Compute and cache the maps of every batch in ``owned`` not validly cached in
-    ``folder``; returns how many batches were computed and the items with empty maps.
-
-    Raises:
-        RuntimeError: NaN/Inf maps (the items are named; nothing of the batch is cached),
-            maps of the wrong shape, or NaN/Inf clean logits.
-    """
+    """Compute and cache the maps of the batches ``owned`` not validly cached in ``folder``;
+    returns how many were computed and the items with all-zero e₊ maps."""
     todo, empty, new_empty = [], [], []
     for b in owned:
         path = folder / f"batch_{b:05d}.pt"
@@ -260,10 +230,10 @@ def _compute_maps(model, dataset, method, folder: Path, batches, owned, run: dic
             zero = (att.positive.detach().flatten(1).amax(1) <= 0).cpu().tolist()
             batch_empty = [n for n, z in zip(batch.names, zero) if z]
             new_empty += batch_empty
-            dtype, neg = run["cache_dtype"], att.negative
+            neg = att.negative
             blob = {
-                "positive": att.positive.detach().to("cpu", dtype),
-                "negative": None if neg is None else neg.detach().to("cpu", dtype),
+                "positive": att.positive.detach().to("cpu", torch.float32),
+                "negative": None if neg is None else neg.detach().to("cpu", torch.float32),
                 "names": batch.names,
                 "empty": batch_empty,
                 "inputs": run["inputs"][b],
@@ -353,7 +323,6 @@ def run_experiment(
     model_id: str | None = None,
     seed: int = 0,
     n_resamples: int = DEFAULT_RESAMPLES,
-    cache_dtype: torch.dtype = torch.float32,
     progress: bool = True,
     threads: int | None = None,
     overwrite: bool = False,
@@ -379,10 +348,8 @@ def run_experiment(
         threshold: verification θ in [-1, 1] (default: the clean EER threshold), labelled
             ``threshold_source`` in ``run.json``.
         model_id: names the model in the cache key (default: its fingerprint).
-        seed: base seed of the metrics (batch b uses ``seed + b``) and of the intervals.
-        n_resamples: bootstrap resamples of each summary cell's 95 % interval.
-        cache_dtype: floating dtype the maps are stored in.
-        progress: tqdm bars.
+        seed, n_resamples: base seed of the metrics (batch b uses ``seed + b``) and of the
+            95 % bootstrap intervals; resamples per summary cell.
         threads: ``torch.set_num_threads`` for the run (restored after); recorded in
             ``run.json`` either way, since FAME's maps move with the thread count.
         overwrite: replace results in ``out_dir`` that were made with other settings.
@@ -393,14 +360,14 @@ def run_experiment(
     Raises:
         ValueError: an empty or mixed dataset, metrics of the other task, duplicate metric
             columns or method names, a method without support for the task, counts < 1,
-            a seed < 0, a non-float ``cache_dtype``, θ outside [-1, 1], an unusable folder.
+            a seed < 0, θ outside [-1, 1], an unusable folder.
         TypeError: a method setting or model attribute that cannot be fingerprinted.
         RunConflictError: ``out_dir`` holds results of other settings (without
             ``overwrite``) or foreign result files, or another run writes it.
         OSError: the disk is full (finished batches are kept).
         RuntimeError: NaN/Inf model outputs or maps (the items are named).
     """
-    task = _check_metrics(dataset, metrics, cache_dtype)
+    task = _check_metrics(dataset, metrics)
     seed = check_seed(seed)
     batch_size = _whole(batch_size, "batch_size")
     eval_batch_size = _whole(eval_batch_size, "eval_batch_size")
@@ -422,8 +389,6 @@ def run_experiment(
         device = model_device(model)
         batches = _batches(len(dataset), batch_size)
         owned = [b for b in range(len(batches)) if b % shard.world_size == shard.rank]
-        first = dataset[0]
-        image = first.image if isinstance(first, ClassificationItem) else first.probe
         # a named model (model_id) may hold attributes the fingerprint cannot see into
         model_print = model_fingerprint(model, strict=model_id is None)
         refs = None
@@ -439,6 +404,7 @@ def run_experiment(
             batch = _batch(dataset, idx)
             inputs.append(batch_hash(batch))
             names.append(batch.names)
+        hw = tuple((batch.images if task == "classification" else batch.probe).shape[-2:])
         base = {
             "cache_version": CACHE_VERSION,
             "code": source_hash(),
@@ -447,7 +413,6 @@ def run_experiment(
             "dataset": dataset_identity(dataset),
             "n_items": len(dataset),
             "batch_size": batch_size,
-            "cache_dtype": str(cache_dtype),
         }
         if task == "verification":
             base["threshold"] = repr(float(threshold))
@@ -481,12 +446,11 @@ def run_experiment(
             raise RunConflictError(problem)
         try:
             run = {
-                "hw": tuple(image.shape[-2:]),
+                "hw": hw,
                 "inputs": inputs,
                 "names": names,
                 "refs": refs,
                 "threshold": threshold,
-                "cache_dtype": cache_dtype,
                 "progress": progress,
                 "eval_key": {
                     "seed": seed,

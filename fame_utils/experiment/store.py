@@ -1,9 +1,11 @@
-"""What a run keeps on disk: atomic writes, ``run.json`` and the output folder's lock.
+"""What a run keeps on disk: atomic writes, checks of what is read back, ``run.json`` and
+the output folder's lock.
 
-Files are written to a temporary name and renamed (:func:`save_tensors`,
-:func:`write_text`). The outputs are staged in ``OUT/.staging/`` and moved in with
-``run.json`` last (:func:`stage_outputs`, :func:`commit_outputs`, :func:`claim_output`), so a reader that finds
-``run.json`` finds the whole run; ``docs/reproducibility.md`` says the same for users.
+Files are written to a temporary name and renamed (:func:`save_tensors`, :func:`write_text`);
+what is read back is checked (:func:`blob_problem`, :func:`values_problem`). The outputs are
+staged in ``OUT/.staging/`` and moved in with ``run.json`` last (:func:`stage_outputs`,
+:func:`commit_outputs`), so a reader that finds ``run.json`` finds the whole run;
+:func:`claim_output` takes the folder for one run (``docs/reproducibility.md``).
 """
 
 from __future__ import annotations
@@ -45,6 +47,24 @@ _TMP = re.compile(r"^\.(?P<name>.+)\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.tmp$
 
 class RunConflictError(RuntimeError):
     """The output folder holds results made with other settings, or another run holds it."""
+
+
+def check_folder(path: object, name: str) -> Path:
+    """A folder the run may create and write: a non-empty path that is not an existing
+    file and whose nearest existing parent is a writable folder."""
+    if path is None or str(path).strip() == "":
+        raise ValueError(f"{name} must name a folder, got {path!r}")
+    folder = Path(path).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"{name} {folder} is an existing file, not a folder; choose a folder")
+    parent = next(p for p in (folder, *folder.parents) if p.exists())
+    if not parent.is_dir():
+        raise ValueError(f"{name} {folder}: {parent} is a file, so the folder cannot be made")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(
+            f"{name} {folder}: {parent} is not writable by this user; choose another folder"
+        )
+    return folder
 
 
 def _atomic_write(path: Path, writer: Callable[[Path], None]) -> None:
