@@ -1,12 +1,9 @@
 """The run loop: maps for every method, cached on disk, evaluated into tidy tables.
 
-:func:`run_experiment` (1) computes every method's maps batch by batch and caches each
-batch under ``cache_dir/<method>-<key hash>/batch_00000.pt`` (a rerun resumes; a cached
-batch that fails its checks is recomputed with a warning), (2) evaluates every metric on
-every batch (values cached beside the maps, ``eval_<metric>-<key>_00000.pt``), (3) writes
-``results.csv``, ``summary.{csv,md,tex}`` and ``run.json``, swapped in at once, refusing a
-folder whose ``run.json`` holds other settings (:mod:`.store`). Under ``torchrun`` rank r
-of n takes the batches b with b mod n = r (:mod:`.distributed`).
+Maps are cached per batch (``cache_dir/<method>-<key>/batch_00000.pt``) and metric values
+beside them (``eval_<metric>-<key>_00000.pt``): a rerun resumes, and a cached file that
+fails its checks is recomputed with a warning. Under ``torchrun`` rank r of n takes the
+batches b with b mod n = r (:mod:`.distributed`).
 """
 
 from __future__ import annotations
@@ -16,6 +13,7 @@ import math
 import os
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +45,6 @@ from .keys import (
 from .result import ROW_COLUMNS, ExperimentResult, summarize, summary_texts
 from .store import (
     OUTPUT_FILES,
-    RunConflictError,
     blob_problem,
     check_folder,
     claim_output,
@@ -249,22 +246,13 @@ def _compute_maps(model, dataset, method, folder: Path, batches, owned, run: dic
     return len(todo), empty + new_empty
 
 
-def _cached_maps(folder: Path, b: int, batch, device) -> Attribution:
-    """Batch ``b``'s cached maps (validated when cached or computed this run)."""
-    blob = load(folder / f"batch_{b:05d}.pt")
-    if blob is None:
-        raise RuntimeError(f"cached maps of batch {b} in {folder} are unreadable; run again")
-    neg = blob["negative"]
-    pos = blob["positive"].to(device, torch.float32)
-    return Attribution(pos, None if neg is None else neg.to(device, torch.float32))
-
-
 def _evaluate(model, dataset, name: str, folder: Path, batches, which, metrics, run):
     """Tidy records of every metric on the batches ``which`` of one method; values are
     cached next to the maps, keyed by the metric's settings and the tie rule."""
-    device = model_device(model)
+    device, ctx, roles = model_device(model), run["context"], ("positive", "negative")
     records: list[dict] = []
-    keys = [digest({"metric": fingerprint(m, "metric"), **run["eval_key"]}) for m in metrics]
+    # a value depends on the metric's settings and the context (seed, batch size, tie rule)
+    keys = [digest([fingerprint(m, "metric"), fingerprint(ctx, "context")]) for m in metrics]
     bar = tqdm(which, f"eval {name}", unit="batch", disable=not run["progress"], leave=False)
     for b in bar:
         idx, loaded = batches[b], None
@@ -278,20 +266,15 @@ def _evaluate(model, dataset, name: str, folder: Path, batches, which, metrics, 
                         f"cached metric values {path} are {problem}; recomputing them",
                         stacklevel=3,
                     )
-                if loaded is None:
-                    batch = _batch(dataset, idx).to(device)
-                    loaded = batch, _cached_maps(folder, b, batch, device)
-                refs = run["refs"]
-                e = run["eval_key"]
-                b_ctx = EvalContext(
-                    threshold=run["threshold"],
-                    references=None if refs is None else refs[idx.start : idx.stop].to(device),
-                    seed=e["seed"] + b,  # batch b's own seed
-                    batch_size=e["eval_batch_size"],
-                    ties=e["ties"],
-                    tie_seed=e["tie_seed"],
+                if loaded is None:  # the maps, checked when cached or computed
+                    blob = load(folder / f"batch_{b:05d}.pt")
+                    maps = [blob[k] if blob[k] is None else blob[k].to(device) for k in roles]
+                    loaded = _batch(dataset, idx).to(device), Attribution(*maps)
+                refs = None if run["refs"] is None else run["refs"][idx.start : idx.stop]
+                b_ctx = replace(  # batch b's own seed
+                    ctx, references=None if refs is None else refs.to(device), seed=ctx.seed + b
                 )
-                values = m(model, loaded[0], loaded[1], b_ctx)
+                values = m(model, *loaded, b_ctx)
                 missing = {c.label for c in m.columns()} - {c.label for c in values}
                 if missing:
                     raise RuntimeError(f"{type(m).__name__} did not return {sorted(missing)}")
@@ -435,15 +418,7 @@ def run_experiment(
             "bootstrap": {"n_resamples": n_resamples, "seed": seed, "level": 0.95},
             **environment(device),
         }
-        lock, problem = None, None
-        if shard.rank == 0:
-            try:
-                lock = claim_output(out, settings, overwrite)
-            except RunConflictError as e:
-                problem = str(e)
-        problem = distributed.broadcast(problem)  # every rank stops on rank 0's conflict
-        if problem is not None:
-            raise RunConflictError(problem)
+        lock = claim_output(out, settings, overwrite)  # rank 0's; None on the others
         try:
             run = {
                 "hw": hw,
@@ -452,12 +427,13 @@ def run_experiment(
                 "refs": refs,
                 "threshold": threshold,
                 "progress": progress,
-                "eval_key": {
-                    "seed": seed,
-                    "eval_batch_size": eval_batch_size,
-                    "ties": run_recipe.ties,
-                    "tie_seed": run_recipe.tie_seed,
-                },
+                "context": EvalContext(
+                    threshold=threshold,
+                    seed=seed,
+                    batch_size=eval_batch_size,
+                    ties=run_recipe.ties,
+                    tie_seed=run_recipe.tie_seed,
+                ),
             }
             cache_dirs: dict[str, Path] = {}
             computed: dict[str, int] = {}

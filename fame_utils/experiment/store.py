@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 
 from ..metrics.adapters import Metric
+from . import distributed
 from .keys import source_hash
 
 OUTPUT_FILES = ("results.csv", "summary.csv", "summary.md", "summary.tex", "run.json")
@@ -358,22 +359,28 @@ class OutputLock:
             self._fd = None
 
 
-def claim_output(out: Path, settings: dict, overwrite: bool) -> OutputLock:
-    """Take ``out``'s lock, finish what a killed run left, and check that the results
-    there may be replaced by a run of ``settings``; returns the held lock.
+def claim_output(out: Path, settings: dict, overwrite: bool) -> OutputLock | None:
+    """On rank 0 (:mod:`.distributed`): take ``out``'s lock, finish what a killed run left
+    and check that the results there may be replaced by a run of ``settings``; returns the
+    held lock (``None`` on the other ranks).
 
     Raises:
-        RunConflictError: another run holds ``out``, foreign result files lie there, or
-            its ``run.json`` holds other settings (without ``overwrite``).
+        RunConflictError: on every rank: another run holds ``out``, foreign result files
+            lie there, or its ``run.json`` holds other settings (without ``overwrite``).
     """
-    lock = OutputLock(out)
-    lock.acquire()
-    try:
-        _recover_outputs(out)
-        _check_foreign(out)
-        _check_settings(out, settings, overwrite)
-    except RunConflictError:
-        lock.release()
-        raise
-    remove_stale_tmp(out)
+    lock, problem = None, None
+    if distributed.current().rank == 0:
+        lock = OutputLock(out)
+        try:
+            lock.acquire()
+            _recover_outputs(out)
+            _check_foreign(out)
+            _check_settings(out, settings, overwrite)
+            remove_stale_tmp(out)
+        except RunConflictError as e:
+            lock.release()
+            problem = str(e)
+    problem = distributed.broadcast(problem)
+    if problem is not None:
+        raise RunConflictError(problem)
     return lock
