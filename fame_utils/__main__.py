@@ -236,10 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _imagenet(args, device: str) -> tuple:
     from .models.classifiers import load_classifier
 
-    kwargs = {"checkpoint": args.checkpoint, "device": device}
-    if args.weights is not None:
-        kwargs["weights"] = args.weights
-    model = load_classifier(args.model, **kwargs)
+    model = load_classifier(
+        args.model, checkpoint=args.checkpoint, device=device, weights=args.weights
+    )
     recipe = get_recipe(args.recipe)
     boxes = args.box_convention or recipe.box_convention
     crop = int(getattr(model, "input_size", 224))
