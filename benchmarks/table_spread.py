@@ -58,7 +58,7 @@ def _run(
 def _spread(folders: list[Path]) -> pd.DataFrame:
     """Max − min of each summary cell over the runs, and the largest per-item difference
     in any summary column (``max item |Δ|``)."""
-    from fame_utils.experiment.report import column_of
+    from fame_utils.experiment.result import column_of
 
     sums, rows = [], []
     for f in folders:

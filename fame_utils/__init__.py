@@ -20,7 +20,7 @@ from .data.items import from_face_pairs as from_face_pairs
 from .data.items import from_object_samples as from_object_samples
 from .data.objects import load_sample_objects as load_sample_objects
 from .data.transforms import load_image as load_image
-from .experiment.report import column_of as column_of
+from .experiment.result import column_of as column_of
 from .experiment.run import run_experiment as run_experiment
 from .methods import METHODS as METHODS
 from .methods import Fame as Fame

@@ -1,36 +1,8 @@
 """Command line: ``python -m fame_utils {imagenet,faces} ...`` (also ``fame-utils``).
 
-Runs :func:`fame_utils.run_experiment` with methods from the registry
-(:mod:`fame_utils.methods`) and prints the summary table (means with 95 % bootstrap
-intervals). ``--recipe reference`` switches every choice on which the paper's text and
-the code behind its tables differ (:mod:`fame_utils.recipes`). Examples::
-
-    # Table 2 metrics on the bundled annotated images with the embedded EfficientNet-Lite0
-    python -m fame_utils imagenet --methods fame,gradcam --iterations 100 --out runs/objects
-
-    # Table 2's protocol: the authors' image list, ResNet-50 V2 (Resize 232 from the file name)
-    python -m fame_utils imagenet --model resnet50 --checkpoint resnet50-11ad3fa6.pth \\
-        --imagenet-root ~/data/imagenet --image-list imagenet_list.csv --recipe reference \\
-        --out runs/imagenet
-
-    # Table 1 metrics on the bundled face pairs (occlusion subset) with dlib's ResNet
-    python -m fame_utils faces --subset occlusion --methods fame,gradcam,corrrise --out runs/faces
-
-    # the same under the reference code's choices (min-max maps, |z_o|, reference ties, ...)
-    python -m fame_utils faces --recipe reference --out runs/faces-reference
-
-    # split across 4 GPUs (or CPU processes, Gloo) of one machine; the same command on
-    # several machines sharing --out with --nnodes / --rdzv-endpoint
-    torchrun --nproc_per_node 4 -m fame_utils imagenet --imagenet-root ~/data/imagenet \
-        --model resnet50 --weights IMAGENET1K_V2 --out runs/imagenet
-
-Outputs in ``--out``: ``results.csv`` (one row per item × method × metric column, with
-``threshold``/``percent`` columns), ``summary.md``, ``summary.tex``, ``summary.csv``,
-``run.json`` (every setting the numbers depend on: model fingerprint, methods, metrics,
-recipe, data, seeds, threads, device, code and torch versions) and the map cache
-``cache/`` (re-running resumes). A rerun with other settings into the same ``--out`` is
-refused unless ``--overwrite``. Every mistake in the arguments exits with status 2 and an
-``error:`` line.
+Runs :func:`fame_utils.run_experiment` with methods from the registry and prints the
+summary table; ``docs/cli.md`` has examples (torchrun included). Every mistake in the
+arguments exits with status 2 and an ``error:`` line.
 """
 
 from __future__ import annotations
@@ -38,6 +10,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from argparse import ArgumentTypeError  # argparse prints its message as the error line
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -45,10 +18,9 @@ import torch
 
 from .data.faces import SAMPLE_FACE_SUBSETS
 from .data.items import from_face_pairs, from_object_samples
-from .experiment.checks import check_folder, check_seed
 from .experiment.distributed import broadcast, init_from_env
-from .experiment.record import RunConflictError
-from .experiment.run import run_experiment
+from .experiment.run import check_seed, run_experiment
+from .experiment.store import RunConflictError, check_folder
 from .methods import available_methods, make_methods, registry_key, table_methods
 from .metrics.adapters import FaceDeleteInsertMetric, IoUMetric, RoadMetric
 from .models.classifiers import CLASSIFIERS
@@ -60,24 +32,31 @@ __all__ = ["main", "build_parser"]
 SANITY_KEYS = ("constant", "random", "centre")  # reference rows in every summary (issue 23)
 
 
-def _number(text: str) -> float:
+def _integer(text: str) -> int:
     try:
-        v = float(text)
+        return int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(v):
-        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
-    return v
+        raise ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+
+
+def _count(text: str) -> int:
+    if _integer(text) < 1:
+        raise ArgumentTypeError(f"must be at least 1, got {text}")
+    return int(text)
 
 
 def _in_range(lo: float, hi: float, what: str) -> Callable[[str], float]:
     def parse(text: str) -> float:
-        v = _number(text)
+        try:
+            v = float(text)
+        except ValueError:
+            raise ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not math.isfinite(v):
+            raise ArgumentTypeError(f"expected a finite number, got {text!r}")
         if not lo <= v <= hi:
-            raise argparse.ArgumentTypeError(f"{what} must lie in [{lo:g}, {hi:g}], got {text}")
+            raise ArgumentTypeError(f"{what} must lie in [{lo:g}, {hi:g}], got {text}")
         return v
 
-    parse.__name__ = what  # argparse names the type in its message
     return parse
 
 
@@ -87,53 +66,35 @@ def _numbers(lo: float, hi: float, what: str) -> Callable[[str], tuple[float, ..
     def parse(text: str) -> tuple[float, ...]:
         values = tuple(one(v.strip()) for v in text.split(",") if v.strip())
         if not values:
-            raise argparse.ArgumentTypeError(f"expected comma-separated {what}, got {text!r}")
+            raise ArgumentTypeError(f"expected comma-separated {what}, got {text!r}")
         repeated = sorted({v for v in values if values.count(v) > 1})
         if repeated:
-            raise argparse.ArgumentTypeError(
+            raise ArgumentTypeError(
                 f"{what} {', '.join(f'{v:g}' for v in repeated)} given more than once in "
                 f"{text!r}; give each once"
             )
         return values
 
-    parse.__name__ = what
     return parse
 
 
-def _count(text: str) -> int:
-    """A whole number >= 1."""
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
-    return v
-
-
 def _seed(text: str) -> int:
-    """A whole number >= 0."""
     try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    try:
-        return check_seed(v)
+        return check_seed(_integer(text))
     except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e).replace("seed ", "", 1)) from None
+        raise ArgumentTypeError(str(e).replace("seed ", "", 1)) from None
 
 
 def _folder(text: str) -> str:
-    """A folder that can be created and written (not empty, not a file)."""
     try:
         return str(check_folder(text, "folder"))
     except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e).replace("folder ", "", 1)) from None
+        raise ArgumentTypeError(str(e).replace("folder ", "", 1)) from None
 
 
 def _existing(text: str) -> str:
     if not Path(text).expanduser().exists():
-        raise argparse.ArgumentTypeError(f"{text} does not exist")
+        raise ArgumentTypeError(f"{text} does not exist")
     return str(Path(text).expanduser())
 
 
@@ -141,19 +102,15 @@ def _device(text: str) -> str:
     try:
         device = torch.device(text)
     except RuntimeError:
-        raise argparse.ArgumentTypeError(
-            f"not a torch device: {text!r} (e.g. cpu, cuda, cuda:1)"
-        ) from None
+        raise ArgumentTypeError(f"not a torch device: {text!r} (e.g. cpu, cuda, cuda:1)") from None
     if device.type not in ("cpu", "cuda", "mps", "xpu"):
-        raise argparse.ArgumentTypeError(
+        raise ArgumentTypeError(
             f"{text!r} is not a device that can run a model; use cpu or cuda[:N]"
         )
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise argparse.ArgumentTypeError("CUDA is not available here; use --device cpu")
+        raise ArgumentTypeError("CUDA is not available here; use --device cpu")
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise argparse.ArgumentTypeError(
-            f"{text}: only {torch.cuda.device_count()} CUDA device(s) here"
-        )
+        raise ArgumentTypeError(f"{text}: only {torch.cuda.device_count()} CUDA device(s) here")
     return text
 
 
@@ -161,7 +118,7 @@ def _methods(task: str) -> Callable[[str], list[str]]:
     def parse(text: str) -> list[str]:
         names = [n.strip() for n in text.split(",") if n.strip()]
         if not names:
-            raise argparse.ArgumentTypeError("no methods given")
+            raise ArgumentTypeError("no methods given")
         allowed = available_methods(task)
         for n in names:
             try:
@@ -169,12 +126,11 @@ def _methods(task: str) -> Callable[[str], list[str]]:
             except ValueError:
                 key = None
             if key not in allowed:
-                raise argparse.ArgumentTypeError(
+                raise ArgumentTypeError(
                     f"unknown method {n!r} for {task}; choose from {','.join(allowed)}"
                 )
         return names
 
-    parse.__name__ = "method list"
     return parse
 
 
@@ -189,43 +145,27 @@ def _methods_argument(p: argparse.ArgumentParser, task: str) -> None:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--out", type=_folder, required=True, help="output folder (results, summaries, cache)"
-    )
-    p.add_argument(
-        "--cache-dir", type=_folder, default=None, help="map cache folder (default OUT/cache)"
-    )
-    p.add_argument("--checkpoint", type=_existing, default=None, help="model weights file")
+    p.add_argument("--out", type=_folder, required=True, help="output folder")
+    p.add_argument("--cache-dir", type=_folder, help="map cache (default OUT/cache)")
+    p.add_argument("--checkpoint", type=_existing, help="model weights file")
     p.add_argument(
         "--device",
         type=_device,
-        default=None,
-        help="cuda / cpu (default: cuda when available; cuda:LOCAL_RANK under torchrun)",
+        help="default: cuda[:LOCAL_RANK] when available, else cpu",
     )
     p.add_argument("--iterations", type=_count, default=500, help="FAME iterations (paper: 500)")
     p.add_argument("--batch-size", type=_count, default=16, help="images per map batch")
-    p.add_argument(
-        "--eval-batch-size", type=_count, default=64, help="perturbed images per forward"
-    )
+    p.add_argument("--eval-batch-size", type=_count, default=64, help="images per metric forward")
     p.add_argument("--seed", type=_seed, default=0, help="base seed (>= 0)")
     p.add_argument(
         "--recipe",
         choices=sorted(RECIPES),
         default="paper",
-        help="paper: the paper's text; reference: the code behind its tables",
+        help="paper: its text; reference: its code",
     )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
-    p.add_argument(
-        "--threads",
-        type=_count,
-        default=None,
-        help="CPU threads (torch.set_num_threads; default: torch's); recorded in run.json",
-    )
-    p.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace results in --out that were made with other settings",
-    )
+    p.add_argument("--threads", type=_count, help="torch.set_num_threads for the run")
+    p.add_argument("--overwrite", action="store_true", help="replace results of other settings")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -241,40 +181,39 @@ def build_parser() -> argparse.ArgumentParser:
     im.add_argument("--model", type=str.lower, choices=CLASSIFIERS, default="efficientnet_lite0")
     im.add_argument(
         "--weights",
-        default=None,
         help="torchvision weights tag (ResNets and ViTs); needed when the checkpoint's file "
         "name carries no published hash",
     )
     _methods_argument(im, "classification")
-    im.add_argument(
-        "--imagenet-root", type=_existing, default=None, help="ImageNet folder (default: bundled)"
-    )
-    im.add_argument(
-        "--annotations", type=_existing, default=None, help="LOC_val_solution.csv or XML folder"
-    )
-    im.add_argument("--synset-mapping", type=_existing, default=None, help="LOC_synset_mapping.txt")
+    im.add_argument("--imagenet-root", type=_existing, help="ImageNet folder (default: bundled)")
+    im.add_argument("--annotations", type=_existing, help="LOC_val_solution.csv or XML folder")
+    im.add_argument("--synset-mapping", type=_existing, help="LOC_synset_mapping.txt")
     im.add_argument(
         "--image-list",
         type=_existing,
-        default=None,
         help="a fixed image list (the authors' CSV: ImageId, PredictionString[, target]), "
         "rows in order, repeats kept; without it --per-class draws our own sample",
     )
     im.add_argument(
         "--per-class", type=_count, default=5, help="our own draw: images per class (seeded)"
     )
-    im.add_argument("--max-images", type=_count, default=None, help="use only the first N images")
-    im.add_argument("--resize", type=_count, default=None, help="shorter side (default: model's)")
+    im.add_argument("--max-images", type=_count, help="use only the first N images")
+    im.add_argument("--resize", type=_count, help="shorter side (default: model's)")
     im.add_argument(
         "--box-convention",
         choices=("aspect", "per_axis"),
-        default=None,
         help="box mapping through Resize + CenterCrop (default: the recipe's)",
     )
     im.add_argument(
-        "--iou-thresholds", type=_numbers(0, 1, "IoU thresholds"), default=(0.3, 0.5, 0.7)
+        "--iou-thresholds",
+        type=_numbers(0, 1, "IoU thresholds"),
+        default=(0.3, 0.5, 0.7),
     )
-    im.add_argument("--road-percents", type=_numbers(0, 100, "ROAD percents"), default=(10, 30, 50))
+    im.add_argument(
+        "--road-percents",
+        type=_numbers(0, 100, "ROAD percents"),
+        default=(10, 30, 50),
+    )
     im.add_argument("--road-mode", choices=("zero", "noisy_linear", "both"), default="both")
 
     fa = sub.add_parser("faces", help="face Deletion / Insertion (Table 1)")
@@ -282,18 +221,13 @@ def build_parser() -> argparse.ArgumentParser:
     fa.add_argument("--model", type=str.lower, choices=FACE_MODELS, default="dlib_resnet")
     _methods_argument(fa, "verification")
     fa.add_argument("--subset", choices=SAMPLE_FACE_SUBSETS, default="occlusion")
-    fa.add_argument(
-        "--protocol", type=_existing, default=None, help="pair protocol CSV (G, P, T columns)"
-    )
-    fa.add_argument(
-        "--face-root", type=_existing, default=None, help="folder the protocol's paths refer to"
-    )
-    fa.add_argument("--max-pairs", type=_count, default=None, help="use only the first N pairs")
+    fa.add_argument("--protocol", type=_existing, help="pair protocol CSV (G, P, T columns)")
+    fa.add_argument("--face-root", type=_existing, help="folder the protocol's paths refer to")
+    fa.add_argument("--max-pairs", type=_count, help="use only the first N pairs")
     fa.add_argument("--n-masks", type=_count, default=500, help="CorrRISE masks (paper: 500)")
     fa.add_argument(
         "--threshold",
         type=_in_range(-1, 1, "threshold"),
-        default=None,
         help="θ on the cosine similarity, in [-1, 1] (default: the clean EER threshold)",
     )
     return parser
@@ -302,10 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _imagenet(args, device: str) -> tuple:
     from .models.classifiers import load_classifier
 
-    kwargs = {"checkpoint": args.checkpoint, "device": device}
-    if args.weights is not None:
-        kwargs["weights"] = args.weights
-    model = load_classifier(args.model, **kwargs)
+    model = load_classifier(
+        args.model, checkpoint=args.checkpoint, device=device, weights=args.weights
+    )
     recipe = get_recipe(args.recipe)
     boxes = args.box_convention or recipe.box_convention
     crop = int(getattr(model, "input_size", 224))
@@ -378,18 +311,14 @@ def _faces(args, device: str) -> tuple:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the exit status (0 on success). Usage and data errors exit
-    with status 2 and argparse's ``error:`` line.
-
-    Under ``torchrun`` every rank runs this; the items are split across the ranks
-    (:mod:`fame_utils.experiment.distributed`) and rank 0 prints the summary."""
+    """Entry point; returns the exit status (0; 2 with an ``error:`` line for a mistake).
+    Under ``torchrun`` every rank runs this and rank 0 prints the summary."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.task == "imagenet" and args.image_list and not args.imagenet_root:
-        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-        sub.choices["imagenet"].error(
-            "--image-list needs --imagenet-root (the folder of its images)"
-        )
+        parser.print_usage(sys.stderr)
+        why = "--image-list needs --imagenet-root (the folder of its images)"
+        parser.exit(2, f"{parser.prog} imagenet: error: {why}\n")
     already = torch.distributed.is_initialized()
     try:
         shard, device = init_from_env(args.device)
@@ -408,19 +337,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             threshold_source=source or "given",
             seed=args.seed,
             recipe=args.recipe,
-            progress=not args.no_progress and shard.is_main,
+            progress=not args.no_progress and shard.rank == 0,
             threads=args.threads,
             overwrite=args.overwrite,
         )
     except (OSError, TypeError, ValueError, RunConflictError) as e:
-        # argparse's form (usage, then "prog: error: ..."), returned instead of raised
+        # argparse's form (usage, then "prog task: error: ..."), returned instead of raised
         parser.print_usage(sys.stderr)
-        print(f"{parser.prog}: error: {e}", file=sys.stderr)
+        print(f"{parser.prog} {args.task}: error: {e}", file=sys.stderr)
         return 2
     finally:
         if not already and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
-    if shard.is_main:
+    if shard.rank == 0:
         print(res.paths["summary_md"].read_text(), end="")
         if res.threshold is not None:
             print(f"\nverification threshold θ ({res.threshold_source}): {res.threshold:.4f}")

@@ -10,7 +10,7 @@ class map, or e₊) and ``negative`` e₋ (or ``None``), on ``images``' device.
 **Adding a method**: a dataclass with a display ``name`` field and a class attribute
 ``targets`` (the target types it explains), optionally ``vit = False`` (cannot explain
 Vision Transformers), ``runtime_fields`` (fields left out of the cache key,
-:func:`fame_utils.experiment.cache.method_key`) and a classmethod
+:func:`fame_utils.experiment.keys.method_key`) and a classmethod
 ``recipe_settings(recipe, task) -> dict`` of constructor arguments; add it to :data:`METHODS`.
 """
 

@@ -486,7 +486,7 @@ class Comparison:
                 our ``"<prefix> <label>"`` is compared with the paper's ``"<dataset> <label>"``.
             lower_is_better: labels where lower is better (e.g. ``{"Delete"}``).
         """
-        from .experiment.report import column_of
+        from .experiment.result import column_of
 
         ours, intervals, per_item, paper_columns, decimals, lower = {}, {}, {}, {}, {}, set()
         for prefix, result in results.items():
@@ -551,7 +551,7 @@ class Comparison:
             shares: (N,) box-area share of every item, in dataset order
                 (:func:`fame_utils.box_area_shares`).
         """
-        from .experiment.report import summary_markdown
+        from .experiment.result import summary_markdown
         from .metrics.localization import box_area_table, iou_by_box_size, size_strata
 
         areas = box_area_table({dataset: shares}).iloc[0]
@@ -576,7 +576,7 @@ class Comparison:
 
     def markdown(self, title: str, note: str, paper_title: str) -> str:
         """Ours (with intervals), the paper's table and the ranking sentences as Markdown."""
-        from .experiment.report import summary_markdown
+        from .experiment.result import summary_markdown
 
         paper_decimals = {p: self.decimals.get(o, 3) for o, p in self.paper_columns.items()}
         return (

@@ -317,7 +317,7 @@ def metric_explorer(
     """
     from IPython.display import Markdown
 
-    from .experiment.report import summary_markdown
+    from .experiment.result import summary_markdown
     from .experiment.run import run_experiment
     from .metrics.adapters import IoUMetric, RoadMetric
     from .paper import paper_method

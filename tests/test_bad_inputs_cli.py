@@ -174,7 +174,6 @@ API_ROWS: list[tuple[str, Callable[[], object], type[Exception], str]] = [
     # issue 18
     ("seed=-1", _run(seed=-1), ValueError, r"seed must be a whole number"),
     ("seed=True", _run(seed=True), ValueError, r"seed must be a whole number"),
-    ("cache_dtype=uint8", _run(cache_dtype=torch.uint8), ValueError, r"cache_dtype must be a"),
     ("out_dir=''", lambda: _run_into(""), ValueError, r"out_dir must name a folder"),
     ("out_dir=file", lambda: _run_into(__file__), ValueError, r"out_dir .*existing file"),
     (

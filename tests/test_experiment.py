@@ -16,7 +16,7 @@ import fame_utils.metrics.adapters as adapters
 from fame_utils import Attribution, ClassLogit, CosineSimilarity, Fame
 from fame_utils.baselines.cam import GradCAM
 from fame_utils.core import FameConfig
-from fame_utils.experiment.report import ROW_COLUMNS, summarize, summary_latex, summary_markdown
+from fame_utils.experiment.result import ROW_COLUMNS, summarize, summary_latex, summary_markdown
 from fame_utils.experiment.run import run_experiment
 from fame_utils.methods import make_methods
 from fame_utils.metrics.adapters import (

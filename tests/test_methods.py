@@ -10,7 +10,7 @@ from fame_utils import REFERENCE, ClassLogit, Fame, FameConfig, get_recipe
 from fame_utils.baselines.cam import GradCAM
 from fame_utils.baselines.corrrise import CorrRISE
 from fame_utils.baselines.fggb import FGGB
-from fame_utils.experiment.cache import method_key
+from fame_utils.experiment.keys import method_key
 from fame_utils.methods import (
     METHODS,
     available_methods,

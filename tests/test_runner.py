@@ -11,7 +11,7 @@ from torch import nn
 from fame_utils import Attribution, ClassLogit, CosineSimilarity, Fame
 from fame_utils.core import FameConfig
 from fame_utils.data.items import ClassificationDataset, PairDataset
-from fame_utils.experiment.report import summary_latex, summary_markdown
+from fame_utils.experiment.result import summary_latex, summary_markdown
 from fame_utils.experiment.run import run_experiment
 from fame_utils.methods import make_methods
 from fame_utils.metrics.adapters import FaceDeleteInsertMetric, IoUMetric, RoadMetric

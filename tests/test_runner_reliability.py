@@ -16,9 +16,9 @@ import torch
 from torch import nn
 
 from fame_utils import Attribution
-from fame_utils.experiment.cache import HOST, method_key, module_identity, save_tensors
-from fame_utils.experiment.record import OutputLock, RunConflictError
+from fame_utils.experiment.keys import method_key, module_identity
 from fame_utils.experiment.run import run_experiment
+from fame_utils.experiment.store import HOST, OutputLock, RunConflictError, save_tensors
 from fame_utils.metrics.adapters import IoUMetric, RoadMetric
 
 
@@ -155,9 +155,11 @@ def test_rerun_with_other_settings_is_refused_unless_overwrite(tmp_path, tiny_cn
 
 
 def test_a_folder_being_written_is_refused(tmp_path, tiny_cnn, data):
-    with OutputLock(tmp_path):
-        with pytest.raises(RunConflictError, match=f"being written by process {os.getpid()}"):
-            _run(tiny_cnn, data, tmp_path)
+    lock = OutputLock(tmp_path)
+    lock.acquire()
+    with pytest.raises(RunConflictError, match=f"being written by process {os.getpid()}"):
+        _run(tiny_cnn, data, tmp_path)
+    lock.release()
     assert not (tmp_path / "results.csv").exists()
     # the lock is released after a run, also a failed one
     _run(tiny_cnn, data, tmp_path)
@@ -394,7 +396,7 @@ def test_18_3_a_code_change_gives_fresh_maps(tmp_path, tiny_cnn, data, monkeypat
 
 
 def test_18_3_the_source_hash_follows_every_py_file(tmp_path):
-    from fame_utils.experiment.cache import source_hash
+    from fame_utils.experiment.keys import source_hash
 
     (tmp_path / "pkg").mkdir()
     (tmp_path / "pkg" / "core.py").write_text("STEP = 1\n")
@@ -421,7 +423,7 @@ def test_18_4_closures_are_keyed_by_their_values(tmp_path, tiny_cnn, data):
 
 
 def test_18_4_a_closure_over_an_unkeyable_value_is_refused(tmp_path, tiny_cnn, data):
-    from fame_utils.experiment.cache import method_key
+    from fame_utils.experiment.keys import method_key
 
     hidden = object()
 
@@ -479,7 +481,7 @@ def test_18_6_a_full_disk_at_run_json_leaves_the_old_run_whole(
 ):
     import errno
 
-    import fame_utils.experiment.cache as cache
+    import fame_utils.experiment.store as cache
 
     first = _run(tiny_cnn, data, tmp_path, metrics=[IoUMetric((0.3,))])
     before = {p.name: p.read_text() for p in tmp_path.iterdir() if p.is_file()}
@@ -503,7 +505,7 @@ def test_18_6_a_full_disk_at_run_json_leaves_the_old_run_whole(
 
 
 def test_18_6_a_run_killed_while_moving_in_is_completed(tmp_path, tiny_cnn, data):
-    from fame_utils.experiment.record import stage_outputs
+    from fame_utils.experiment.store import stage_outputs
 
     first = _run(tiny_cnn, data, tmp_path)
     texts = {p.name: p.read_text() for p in tmp_path.iterdir() if p.is_file()}
@@ -515,7 +517,7 @@ def test_18_6_a_run_killed_while_moving_in_is_completed(tmp_path, tiny_cnn, data
 
 
 def test_18_6_a_full_disk_says_so(tmp_path, tiny_cnn, data, monkeypatch):
-    import fame_utils.experiment.cache as cache
+    import fame_utils.experiment.store as cache
 
     def full(obj, path):
         raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64")
@@ -549,7 +551,7 @@ def test_method_key_leaves_out_speed_and_display_fields():
     from fame_utils.baselines.corrrise import CorrRISE
     from fame_utils.baselines.fggb import FGGB
     from fame_utils.core import FameConfig
-    from fame_utils.experiment.cache import method_key
+    from fame_utils.experiment.keys import method_key
 
     assert method_key(CorrRISE(batch_size=3, progress=True)) == method_key(CorrRISE())
     assert method_key(CorrRISE(n_masks=9)) != method_key(CorrRISE())

@@ -11,7 +11,7 @@ from scipy.ndimage import gaussian_filter
 
 from fame_utils import ClassLogit, CosineSimilarity
 from fame_utils.baselines.sanity import BASELINE_NAMES, Centre, Constant, Random
-from fame_utils.experiment.cache import method_key
+from fame_utils.experiment.keys import method_key
 from fame_utils.methods import make_methods, supports
 
 

@@ -1,7 +1,16 @@
-"""What an experiment run returns: tidy rows, summary with intervals, cached maps."""
+"""What a run returns and writes: tidy rows, means with bootstrap intervals, tables.
+
+:func:`summarize` turns the tidy per-item rows (:data:`ROW_COLUMNS`) into a methods ×
+columns table of means and, per cell, a 95 % percentile-bootstrap interval over the items
+(:func:`fame_utils.stats.bootstrap_interval`, seeded). :func:`summary_markdown` and
+:func:`summary_latex` print it (cells ``mean [low, high]``); :class:`ExperimentResult`
+holds it all with the per-item, curve and map accessors.
+"""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -9,11 +18,153 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..baselines.sanity import BASELINE_NAMES
+from ..metrics.adapters import Column
 from ..objectives import Attribution
 from ..recipes import PAPER, Recipe
-from .cache import load
+from ..stats import DEFAULT_RESAMPLES, bootstrap_interval
+from .store import load
 
-__all__ = ["ExperimentResult"]
+ROW_COLUMNS = ["index", "item", "method", "metric", "threshold", "percent", "value"]
+"""Columns of ``results.csv`` (``threshold``/``percent`` empty where not applicable)."""
+
+
+def column_of(metric: str, threshold: float | None, percent: float | None) -> Column:
+    """The :class:`Column` of a row's ``metric``/``threshold``/``percent`` (NaN = none)."""
+    t, p = (None if v is None or pd.isna(v) else float(v) for v in (threshold, percent))
+    return Column(metric, t, p)
+
+
+def summarize(
+    rows: pd.DataFrame,
+    columns: Sequence[Column],
+    methods: Sequence[str],
+    *,
+    n_resamples: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
+    level: float = 0.95,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Means and bootstrap intervals over items of each method × column.
+
+    Args:
+        rows: tidy rows with :data:`ROW_COLUMNS`.
+        columns: the summary columns, in order (headed by their labels).
+        methods: the method names, in order (rows of the tables).
+        n_resamples, seed, level: of :func:`fame_utils.stats.bootstrap_interval` (the
+            same seed for every cell).
+
+    Returns:
+        ``(summary, intervals)``: methods × column labels, float means and
+        :class:`~fame_utils.stats.Interval` objects (``None`` where a cell has no finite
+        value; NaN values are left out of both).
+    """
+    labels = [c.label for c in columns]
+    summary = pd.DataFrame(np.nan, index=pd.Index(list(methods), name="method"), columns=labels)
+    intervals = pd.DataFrame(None, index=summary.index, columns=labels, dtype=object)
+    keys = ["method", "metric", "threshold", "percent"]
+    groups = rows.groupby(keys, sort=False, dropna=False) if len(rows) else ()
+    for (method, metric, t, p), group in groups:
+        label = column_of(metric, t, p).label
+        values = group["value"].to_numpy(np.float64)
+        values = values[np.isfinite(values)]
+        if label in labels and method in summary.index and values.size:
+            iv = bootstrap_interval(values, n_resamples, seed, level)
+            summary.loc[method, label] = iv.mean
+            intervals.loc[method, label] = iv
+    summary.columns.name = None
+    intervals.columns.name = None
+    return summary, intervals
+
+
+def _rows(summary: pd.DataFrame, decimals: Mapping[str, int] | None, intervals) -> list:
+    """``(label, cells)`` per method: ``mean [low, high]`` to the column's decimals."""
+    out = []
+    for method, row in summary.iterrows():
+        cells = []
+        for c in summary.columns:
+            v, d = row[c], (decimals or {}).get(c, 3)
+            iv = None if intervals is None else intervals.loc[method, c]
+            cell = "—" if pd.isna(v) else f"{v:.{d}f}"
+            cells.append(
+                cell if iv is None or pd.isna(v) else f"{cell} [{iv.low:.{d}f}, {iv.high:.{d}f}]"
+            )
+        # the sanity baselines are reference rows, not methods (issue 23)
+        out.append(
+            (f"{method} (sanity baseline)" if method in BASELINE_NAMES else str(method), cells)
+        )
+    return out
+
+
+def summary_markdown(
+    summary: pd.DataFrame,
+    decimals: Mapping[str, int] | None = None,
+    intervals: pd.DataFrame | None = None,
+    note: str | None = None,
+) -> str:
+    """A Markdown table of a methods × columns summary; cells ``mean [low, high]`` when
+    ``intervals`` (same shape, :class:`~fame_utils.stats.Interval` cells) are given;
+    ``note`` is printed below the table."""
+    lines = [
+        "| " + " | ".join(["Method", *summary.columns]) + " |",
+        "|" + "|".join(["---"] + ["---:"] * len(summary.columns)) + "|",
+    ]
+    lines += [
+        "| " + " | ".join([m, *cells]) + " |" for m, cells in _rows(summary, decimals, intervals)
+    ]
+    return "\n".join(lines + (["", note] if note else [])) + "\n"
+
+
+def summary_latex(
+    summary: pd.DataFrame,
+    decimals: Mapping[str, int] | None = None,
+    intervals: pd.DataFrame | None = None,
+    note: str | None = None,
+) -> str:
+    """A booktabs LaTeX tabular of a summary (cells as in :func:`summary_markdown`;
+    ``note`` becomes a comment line after the tabular)."""
+
+    def tex(s: str) -> str:
+        return re.sub(r"([%&_#$])", r"\\\1", s)
+
+    lines = [
+        f"\\begin{{tabular}}{{l{'r' * len(summary.columns)}}}",
+        "\\toprule",
+        " & ".join(["Method", *map(tex, summary.columns)]) + " \\\\",
+        "\\midrule",
+    ]
+    lines += [
+        " & ".join([tex(m), *cells]) + " \\\\" for m, cells in _rows(summary, decimals, intervals)
+    ]
+    lines += ["\\bottomrule", "\\end{tabular}"] + (["% " + note] if note else [])
+    return "\n".join(lines) + "\n"
+
+
+def summary_texts(
+    rows: pd.DataFrame,
+    summary: pd.DataFrame,
+    intervals: pd.DataFrame,
+    decimals: dict[str, int],
+    n_items: int,
+    n_resamples: int,
+    seed: int,
+) -> dict[str, str]:
+    """The text of every output file but ``run.json``, by file name (``summary.csv`` has
+    ``<col>_low`` and ``<col>_high`` after each column ``<col>``)."""
+    note = (
+        f"Brackets: 95 % percentile-bootstrap interval of the mean over the {n_items} items "
+        f"({n_resamples} resamples, seed {seed})."
+    )
+    table = {}
+    for c in summary.columns:
+        table[c] = summary[c]
+        table[f"{c}_low"] = intervals[c].map(lambda iv: np.nan if iv is None else iv.low)
+        table[f"{c}_high"] = intervals[c].map(lambda iv: np.nan if iv is None else iv.high)
+    return {
+        "results.csv": rows.to_csv(index=False),
+        "summary.csv": pd.DataFrame(table, index=summary.index).astype(float).to_csv(),
+        "summary.md": summary_markdown(summary, decimals, intervals, note),
+        "summary.tex": summary_latex(summary, decimals, intervals, note),
+    }
 
 
 def _matches(values: pd.Series, wanted: float | None) -> np.ndarray:
@@ -27,23 +178,21 @@ class ExperimentResult:
     """What :func:`~fame_utils.experiment.run.run_experiment` produced.
 
     Attributes:
-        rows: tidy DataFrame, one row per item × method × column:
-            ``index, item, method, metric, threshold, percent, value`` (``threshold`` /
-            ``percent`` NaN where the metric has none), as in ``results.csv``.
-        summary: methods × summary column labels (``IoU@0.3``, ``Delete``), means over items.
+        rows: tidy DataFrame, one row per item × method × column (:data:`ROW_COLUMNS`;
+            ``threshold`` / ``percent`` NaN where the metric has none), as ``results.csv``.
+        summary: methods × summary column labels (``IoU@0.3``, ``Delete``), item means.
         intervals: same shape, :class:`~fame_utils.stats.Interval` per cell (95 %
-            bootstrap interval over items, seeded; ``None`` for an empty cell).
+            bootstrap over items; ``None`` for an empty cell).
         paths: written files (``results``, ``summary_csv``, ``summary_md``,
             ``summary_tex``, ``run``).
         cache_dirs: method name -> its cache folder.
         threshold: the verification threshold used (``None`` for classification).
         batch_size: items per cached batch.
-        decimals: summary column label -> decimals used in the Markdown/LaTeX tables.
+        decimals: summary column label -> decimals of the Markdown/LaTeX tables.
         computed_batches: method name -> map batches computed in this run (0: all cached).
         recipe: the run's recipe (its tie rule and seed were used by the metrics).
-        threshold_source: where ``threshold`` came from: ``"clean EER"`` (computed from
-            the dataset's pairs), ``"given"`` (by the caller) or the caller's own label;
-            ``None`` for classification.
+        threshold_source: ``"clean EER"``, ``"given"`` or the caller's label; ``None``
+            for classification.
     """
 
     rows: pd.DataFrame
@@ -65,16 +214,12 @@ class ExperimentResult:
 
     def maps(self, method: str) -> Attribution:
         """All cached maps of ``method`` concatenated in dataset order (CPU tensors)."""
-        folder = self.cache_dirs[method]
-        pos, neg = [], []
-        for path in sorted(folder.glob("batch_*.pt")):
-            blob = load(path)
-            if blob is None:
-                raise FileNotFoundError(f"cached batch {path} is unreadable")
-            pos.append(blob["positive"])
-            neg.append(blob.get("negative"))
+        blobs = [load(p) for p in sorted(self.cache_dirs[method].glob("batch_*.pt"))]
+        if any(b is None for b in blobs):
+            raise FileNotFoundError(f"a cached batch of {method} is unreadable")
+        neg = [b.get("negative") for b in blobs]
         negative = None if any(n is None for n in neg) else torch.cat(neg)
-        return Attribution(torch.cat(pos), negative)
+        return Attribution(torch.cat([b["positive"] for b in blobs]), negative)
 
     def select(
         self, metric: str, threshold: float | None = None, percent: float | None = None
@@ -91,22 +236,18 @@ class ExperimentResult:
             & _matches(r["percent"], percent)
         )
         if not keep.any():
-            have = sorted(r["metric"].unique())
             raise KeyError(
                 f"no results for metric={metric!r}, threshold={threshold}, percent={percent}; "
-                f"metrics of this run: {have} (give threshold= for IoU, percent= for ROAD "
-                "and the face curves)"
+                f"metrics of this run: {sorted(r['metric'].unique())} (give threshold= for "
+                "IoU, percent= for ROAD and the face curves)"
             )
         return r[keep]
 
     def per_item(
         self, metric: str, threshold: float | None = None, percent: float | None = None
     ) -> pd.DataFrame:
-        """Per-item values of one column: items (dataset order) × methods (run order).
-
-        Example: ``result.per_item("IoU", threshold=0.5)``,
-        ``result.per_item("Delete-acc", percent=30)``, ``result.per_item("Delete")``.
-        """
+        """Per-item values of one column: items (dataset order) × methods (run order),
+        e.g. ``result.per_item("IoU", threshold=0.5)``."""
         sub = self.select(metric, threshold, percent)
         table = sub.pivot(index="index", columns="method", values="value")
         names = sub.drop_duplicates("index").set_index("index")["item"]
@@ -115,8 +256,8 @@ class ExperimentResult:
         return table[[m for m in self.methods if m in table.columns]]
 
     def curve(self, metric: str) -> pd.DataFrame:
-        """Mean over items of a per-percent metric (``"Delete-acc"``, ``"Insert-sim"``,
-        ``"ROAD-Delete"``): percents (ascending) × methods (run order)."""
+        """Mean over items of a per-percent metric (``"Delete-acc"``, ``"ROAD-Delete"``):
+        percents (ascending) × methods (run order)."""
         r = self.rows
         sub = r[(r["metric"] == metric) & r["percent"].notna()]
         if sub.empty:

@@ -1,84 +1,294 @@
 """The run loop: maps for every method, cached on disk, evaluated into tidy tables.
 
-:func:`run_experiment` (1) computes every method's maps batch by batch and caches each
-batch atomically under ``cache_dir/<method>-<key hash>/`` (:mod:`.cache`; a rerun resumes,
-a cached batch that fails its checks is recomputed), (2) evaluates every metric on every
-batch (values cached beside the maps), (3) writes ``results.csv``, ``summary.{csv,md,tex}``
-(means with 95 % bootstrap intervals, :mod:`.report`) and ``run.json`` (:mod:`.record`),
-swapped in at once, refusing a folder whose ``run.json`` holds other settings. The key of
-a cache folder covers the model's fingerprint, the method's settings, the code, the
-dataset, the batch size, the cache dtype, θ and the input pixels
-(``docs/reproducibility.md``). Under ``torchrun`` rank r of n takes the batches b with
-b mod n = r (:mod:`.distributed`). The stages are in :mod:`.stages`, the checks in :mod:`.checks`.
+Maps are cached per batch (``cache_dir/<method>-<key>/batch_00000.pt``) and metric values
+beside them (``eval_<metric>-<key>_00000.pt``): a rerun resumes, and a cached file that
+fails its checks is recomputed with a warning. Under ``torchrun`` rank r of n takes the
+batches b with b mod n = r (:mod:`.distributed`).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
-from torch import nn
+from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .._checks import model_device
-from ..data.items import ClassificationItem, PairItem, Task, dataset_identity
-from ..methods import make_methods
+from ..data.items import ClassificationItem, PairItem, Task, collate, dataset_identity, task_of
+from ..methods import make_methods, supports
 from ..metrics.adapters import EvalContext, Metric
+from ..metrics.face import embed
 from ..metrics.threshold import eer_threshold
-from ..objectives import Attribution
+from ..objectives import Attribution, ClassLogit, CosineSimilarity
 from ..recipes import Recipe, get_recipe
 from ..stats import DEFAULT_RESAMPLES
 from . import distributed
-from .cache import (
+from .keys import (
     CACHE_VERSION,
+    batch_hash,
     digest,
-    jsonable,
+    fingerprint,
     method_key,
     model_fingerprint,
-    remove_stale_tmp,
     slug,
     source_hash,
-    write_text,
 )
-from .checks import (
+from .result import ROW_COLUMNS, ExperimentResult, summarize, summary_texts
+from .store import (
+    OUTPUT_FILES,
+    blob_problem,
     check_folder,
-    check_inputs,
-    check_methods,
-    check_threshold,
-)
-from .record import (
-    OutputLock,
-    RunConflictError,
-    check_foreign,
-    check_settings,
+    claim_output,
     commit_outputs,
     environment,
-    recover_outputs,
+    load,
+    map_problem,
+    remove_stale_tmp,
     run_info,
+    save_tensors,
     stage_outputs,
+    values_problem,
+    write_text,
 )
-from .report import (
-    ROW_COLUMNS,
-    interval_note,
-    summarize,
-    summary_latex,
-    summary_markdown,
-    summary_with_intervals,
-)
-from .result import ExperimentResult
-from .stages import batch_bounds, clean_verification, compute_maps, evaluate, input_hashes
 
-__all__ = ["run_experiment"]
+__all__ = ["run_experiment", "check_seed"]
 
 
-def _image_size(dataset: Sequence) -> tuple[int, int]:
-    item = dataset[0]
-    image = item.image if isinstance(item, ClassificationItem) else item.probe
-    return int(image.shape[-2]), int(image.shape[-1])
+def _whole(value: object, name: str, low: int = 1, high: int | None = None) -> int:
+    """``value`` (an int or numpy integer, not a bool) in [low, high], else ``ValueError``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be a whole number >= {low}, got {value!r}")
+    if value < low:
+        raise ValueError(f"{name} must be a whole number >= {low}, got {value!r}")
+    if high is not None and value > high:
+        raise ValueError(f"{name} must be a whole number in [{low}, {high}], got {value!r}")
+    return int(value)
+
+
+def check_seed(seed: object, name: str = "seed") -> int:
+    """A seed: a whole number in [0, 2**63 - 1] (numpy integers accepted, bools refused)."""
+    return _whole(seed, name, 0, 2**63 - 1)
+
+
+def _check_threshold(threshold: object) -> float:
+    try:
+        t = float(threshold)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"the verification threshold must be a number, got {threshold!r}"
+        ) from None
+    if not math.isfinite(t) or not -1.0 <= t <= 1.0:
+        raise ValueError(
+            f"the verification threshold θ is a cosine similarity in [-1, 1], got {threshold!r}"
+        )
+    return t
+
+
+def _check_metrics(dataset: Sequence, metrics: Sequence[Metric]) -> Task:
+    if dataset is None or len(dataset) == 0:
+        raise ValueError("the dataset is empty")
+    task = task_of(dataset[0])
+    for m in metrics:
+        if getattr(m, "task", None) != task:
+            raise ValueError(
+                f"metric {type(m).__name__} is for {getattr(m, 'task', '?')} but the dataset "
+                f"holds {task} items"
+            )
+    labels = [c.label for m in metrics for c in m.columns()]
+    repeated = sorted({c for c in labels if labels.count(c) > 1})
+    if repeated:
+        raise ValueError(
+            f"metric columns {repeated} are given more than once (duplicate thresholds, "
+            "percents or metrics); give each once"
+        )
+    return task
+
+
+def _resolve_methods(methods: Sequence, task: Task, recipe, threshold) -> list:
+    """Method instances (names made by the registry, instances kept), checked."""
+    names = [m for m in methods if isinstance(m, str)]
+    made = iter(make_methods(names, task, recipe=recipe, threshold=threshold) if names else [])
+    methods = [next(made) if isinstance(m, str) else m for m in methods]
+    if not methods:
+        raise ValueError("no methods given")
+    names = [getattr(m, "name", None) for m in methods]
+    if not all(names):
+        raise ValueError("every method needs a non-empty `name` attribute")
+    if len(set(names)) != len(names):
+        raise ValueError(f"method names must be unique, got {names}")
+    for m in methods:
+        if not supports(m, task):
+            raise ValueError(f"method {m.name} does not support {task} (see its `targets`)")
+    return methods
+
+
+def _nonfinite(values: Tensor, names: list[str]) -> list[str]:
+    bad = ~torch.isfinite(values.detach().flatten(1)).all(1)
+    return [n for n, b in zip(names, bad.cpu().tolist()) if b]
+
+
+def _check_model_output(output: Tensor, names: list[str]) -> None:
+    bad = _nonfinite(output, names)
+    if bad:
+        raise RuntimeError(
+            f"the model's output holds NaN or Inf for items {bad} on the clean images; "
+            "no map of them can be computed (check the model's weights and the images)"
+        )
+
+
+def _batch(dataset: Sequence, idx: range):
+    return collate([dataset[i] for i in idx], list(idx))
+
+
+def _batches(n: int, size: int) -> list[range]:
+    return [range(i, min(i + size, n)) for i in range(0, n, size)]
+
+
+@torch.no_grad()
+def _clean_verification(model: nn.Module, dataset: Sequence, batch_size: int, progress: bool):
+    """Normalised gallery embeddings (N, D), clean scores (N,), genuine (N,) on CPU."""
+    refs, scores, genuine = [], [], []
+    bar = tqdm(
+        _batches(len(dataset), batch_size), "clean scores", disable=not progress, leave=False
+    )
+    for idx in bar:
+        b = _batch(dataset, idx).to(model_device(model))
+        eg, ep = embed(model, b.gallery, batch_size), embed(model, b.probe, batch_size)
+        _check_model_output(torch.cat([eg, ep], 1), b.names)
+        refs.append(eg.cpu())
+        scores.append((eg * ep).sum(1).cpu())
+        genuine.append(b.genuine.cpu())
+    return torch.cat(refs), torch.cat(scores), torch.cat(genuine)
+
+
+def _compute_maps(model, dataset, method, folder: Path, batches, owned, run: dict) -> tuple:
+    """Compute and cache the maps of the batches ``owned`` not validly cached in ``folder``;
+    returns how many were computed and the items with all-zero e₊ maps."""
+    todo, empty, new_empty = [], [], []
+    for b in owned:
+        path = folder / f"batch_{b:05d}.pt"
+        blob = load(path)
+        shape = (len(batches[b]), *run["hw"])
+        problem = blob_problem(blob, run["names"][b], shape, run["inputs"][b])
+        if problem is None:
+            empty += blob.get("empty", [])
+            continue
+        if blob is not None:  # (an unreadable file was reported by load)
+            warnings.warn(f"cached maps {path} are {problem}; recomputing them", stacklevel=3)
+        for p in folder.glob(f"eval_*_{b:05d}.pt"):  # values of the old maps
+            p.unlink(missing_ok=True)
+        todo.append(b)
+    bar = tqdm(
+        total=len(owned),
+        initial=len(owned) - len(todo),
+        desc=f"maps {method.name}",
+        unit="batch",
+        disable=not run["progress"],
+        leave=False,
+    )
+    with bar:
+        for b in todo:
+            idx = batches[b]
+            batch = _batch(dataset, idx).to(model_device(model))
+            if run["refs"] is None:
+                images, target = batch.images, ClassLogit(batch.labels)
+                with torch.no_grad():
+                    _check_model_output(model(images).flatten(1), batch.names)
+            else:
+                images = batch.probe
+                refs = run["refs"][idx.start : idx.stop].to(images.device)
+                target = CosineSimilarity(refs, run["threshold"])
+            att = method(model, images, target)
+            if not isinstance(att, Attribution):
+                raise TypeError(
+                    f"method {method.name} returned {type(att).__name__}, expected Attribution"
+                )
+            for role, maps in (("positive", att.positive), ("negative", att.negative)):
+                problem = map_problem(maps, (len(idx), *run["hw"]), role)
+                if problem is not None:
+                    if "NaN" in problem:
+                        problem += f" for items {_nonfinite(maps, batch.names)}"
+                    raise RuntimeError(
+                        f"method {method.name} returned unusable maps: {problem}. Nothing of "
+                        "this batch was cached or scored (NaN maps come from a model that "
+                        "outputs NaN or a step size that overflows; check the model and the "
+                        "method's settings)"
+                    )
+            # an empty e₊ map is a finding (an empty e₋ is expected, e.g. impostor pairs)
+            zero = (att.positive.detach().flatten(1).amax(1) <= 0).cpu().tolist()
+            batch_empty = [n for n, z in zip(batch.names, zero) if z]
+            new_empty += batch_empty
+            neg = att.negative
+            blob = {
+                "positive": att.positive.detach().to("cpu", torch.float32),
+                "negative": None if neg is None else neg.detach().to("cpu", torch.float32),
+                "names": batch.names,
+                "empty": batch_empty,
+                "inputs": run["inputs"][b],
+            }
+            save_tensors(blob, folder / f"batch_{b:05d}.pt")
+            bar.update(1)
+    if new_empty:
+        warnings.warn(
+            f"{method.name} gave all-zero maps for {new_empty}; they are scored as empty maps "
+            "and listed in run.json",
+            stacklevel=3,
+        )
+    return len(todo), empty + new_empty
+
+
+def _evaluate(model, dataset, name: str, folder: Path, batches, which, metrics, run):
+    """Tidy records of every metric on the batches ``which`` of one method; values are
+    cached next to the maps, keyed by the metric's settings and the tie rule."""
+    device, ctx, roles = model_device(model), run["context"], ("positive", "negative")
+    records: list[dict] = []
+    # a value depends on the metric's settings and the context (seed, batch size, tie rule)
+    keys = [digest([fingerprint(m, "metric"), fingerprint(ctx, "context")]) for m in metrics]
+    bar = tqdm(which, f"eval {name}", unit="batch", disable=not run["progress"], leave=False)
+    for b in bar:
+        idx, loaded = batches[b], None
+        for m, key in zip(metrics, keys):
+            path = folder / f"eval_{slug(type(m).__name__)}-{key}_{b:05d}.pt"
+            cached = load(path)
+            problem = values_problem(cached, m, len(idx))
+            if problem is not None:
+                if cached is not None:  # (an unreadable file was reported by load)
+                    warnings.warn(
+                        f"cached metric values {path} are {problem}; recomputing them",
+                        stacklevel=3,
+                    )
+                if loaded is None:  # the maps, checked when cached or computed
+                    blob = load(folder / f"batch_{b:05d}.pt")
+                    maps = [blob[k] if blob[k] is None else blob[k].to(device) for k in roles]
+                    loaded = _batch(dataset, idx).to(device), Attribution(*maps)
+                refs = None if run["refs"] is None else run["refs"][idx.start : idx.stop]
+                b_ctx = replace(  # batch b's own seed
+                    ctx, references=None if refs is None else refs.to(device), seed=ctx.seed + b
+                )
+                values = m(model, *loaded, b_ctx)
+                missing = {c.label for c in m.columns()} - {c.label for c in values}
+                if missing:
+                    raise RuntimeError(f"{type(m).__name__} did not return {sorted(missing)}")
+                cached = {
+                    "names": loaded[0].names,
+                    "values": {c.label: v.detach().float().cpu() for c, v in values.items()},
+                }
+                save_tensors(cached, path)
+            for c in m.columns():
+                values = cached["values"][c.label].tolist()
+                for i, item, v in zip(idx, cached["names"], values):
+                    row = (i, item, name, c.metric, c.threshold, c.percent, v)
+                    records.append(dict(zip(ROW_COLUMNS, row)))
+    return records
 
 
 def run_experiment(
@@ -96,7 +306,6 @@ def run_experiment(
     model_id: str | None = None,
     seed: int = 0,
     n_resamples: int = DEFAULT_RESAMPLES,
-    cache_dtype: torch.dtype = torch.float32,
     progress: bool = True,
     threads: int | None = None,
     overwrite: bool = False,
@@ -105,70 +314,55 @@ def run_experiment(
     """Compute, cache, evaluate and tabulate every method on a dataset.
 
     Args:
-        model: network in eval mode taking (B, 3, H, W) [0, 1] RGB (a classifier returning
-            logits for :class:`ClassificationItem` data, a face embedder for
-            :class:`PairItem` data); maps are computed on its device.
-        dataset: a sequence of items of one kind (:mod:`fame_utils.data.items`).
-        methods: callables ``method(model, images, target) -> Attribution`` with a unique
-            ``name`` (FAME and the baselines), or registry names (``"fame"``,
-            ``"gradcam"``, …) made with :func:`fame_utils.methods.make_methods` for this
-            task and ``recipe`` (FGGB then gets the run's threshold).
+        model: network in eval mode taking (B, 3, H, W) [0, 1] RGB: a classifier (logits)
+            for :class:`ClassificationItem` data, a face embedder for :class:`PairItem`
+            data; maps are computed on its device.
+        dataset: items of one kind (:mod:`fame_utils.data.items`).
+        methods: ``method(model, images, target) -> Attribution`` callables with unique
+            ``name`` s, or registry names (``"fame"``, ``"gradcam"``) made by
+            :func:`fame_utils.methods.make_methods` for this task, ``recipe`` and θ.
         metrics: e.g. ``[IoUMetric(), RoadMetric()]`` or ``[FaceDeleteInsertMetric()]``.
-        out_dir: folder for ``results.csv``, the summaries and ``run.json`` (created).
-        recipe: ``"paper"`` (default), ``"reference"`` or a
-            :class:`~fame_utils.recipes.Recipe`: the metrics' tie rule and seed, and the
-            recipe of methods given by name. Method instances keep their own recipe.
-        batch_size: items per map batch and per cache file (>= 1).
-        eval_batch_size: perturbed images per forward pass in the metrics (>= 1).
-        cache_dir: map cache folder (default ``out_dir/cache``); can be shared by runs.
-        threshold: verification θ, a cosine similarity in [-1, 1] (labelled as given in
-            ``run.json``); default: the clean EER threshold of the dataset's pairs.
-        model_id: identifies the model in the cache hash (default: ``model.name`` and a
-            hash of its weights).
-        seed: base seed of the metrics' random parts (batch b uses ``seed + b``) and of
-            the bootstrap intervals.
-        n_resamples: bootstrap resamples of each summary cell's 95 % interval.
-        cache_dtype: dtype the maps are stored in.
-        progress: tqdm bars: one over the methods for maps and one for evaluation, which
-            stay; per-batch bars inside them clear when done.
-        threads: CPU threads for this run (``torch.set_num_threads``, restored after);
-            default: torch's current setting. Recorded in ``run.json`` either way: FAME's
-            maps move with the thread count (see the README's run-to-run spread).
-        overwrite: replace results in ``out_dir`` that ``run.json`` says were made with
-            other settings (otherwise such a run is refused).
-        threshold_source: how a given ``threshold`` is labelled in ``run.json`` and the
-            result (default ``"given"``; a computed one is ``"clean EER"``).
+        out_dir: folder for ``results.csv``, ``summary.{csv,md,tex}`` and ``run.json``.
+        recipe: ``"paper"`` (default), ``"reference"`` or a :class:`Recipe`: the metrics'
+            tie rule and seed, and the recipe of methods given by name.
+        batch_size, eval_batch_size: items per map batch (and cache file); perturbed
+            images per forward pass in the metrics.
+        cache_dir: map cache folder (default ``out_dir/cache``); runs may share it.
+        threshold: verification θ in [-1, 1] (default: the clean EER threshold), labelled
+            ``threshold_source`` in ``run.json``.
+        model_id: names the model in the cache key (default: its fingerprint).
+        seed, n_resamples: base seed of the metrics (batch b uses ``seed + b``) and of the
+            95 % bootstrap intervals; resamples per summary cell.
+        threads: ``torch.set_num_threads`` for the run (restored after); recorded in
+            ``run.json`` either way, since FAME's maps move with the thread count.
+        overwrite: replace results in ``out_dir`` that were made with other settings.
 
     Returns:
-        :class:`~fame_utils.experiment.result.ExperimentResult` (the same on every rank
-        of a distributed run; only rank 0 writes the files).
+        :class:`ExperimentResult`, the same on every rank (rank 0 writes the files).
 
     Raises:
-        ValueError: empty dataset, mixed or unsupported items, metrics for the other task,
-            duplicate metric columns, duplicate method names, a method that does not
-            support the task, batch sizes, thread count or resamples < 1, a seed < 0, a
-            non-float ``cache_dtype``, a threshold outside [-1, 1], an ``out_dir`` /
-            ``cache_dir`` that is empty, a file or not writable.
+        ValueError: an empty or mixed dataset, metrics of the other task, duplicate metric
+            columns or method names, a method without support for the task, counts < 1,
+            a seed < 0, θ outside [-1, 1], an unusable folder.
         TypeError: a method setting or model attribute that cannot be fingerprinted.
         RunConflictError: ``out_dir`` holds results of other settings (without
-            ``overwrite``), result files without ``run.json``, or another run is writing it.
-        OSError: the disk is full (the message says so; finished batches are kept).
-        RuntimeError: a method returned NaN/Inf maps (the items are named).
+            ``overwrite``) or foreign result files, or another run writes it.
+        OSError: the disk is full (finished batches are kept).
+        RuntimeError: NaN/Inf model outputs or maps (the items are named).
     """
-    task = check_inputs(
-        dataset, metrics, batch_size, eval_batch_size, n_resamples, threads, seed, cache_dtype
-    )
-    # numpy integers were accepted: plain ints from here on (run.json, the cache keys)
-    batch_size, eval_batch_size, n_resamples, seed = (
-        int(v) for v in (batch_size, eval_batch_size, n_resamples, seed)
-    )
+    task = _check_metrics(dataset, metrics)
+    seed = check_seed(seed)
+    batch_size = _whole(batch_size, "batch_size")
+    eval_batch_size = _whole(eval_batch_size, "eval_batch_size")
+    n_resamples = _whole(n_resamples, "n_resamples")
+    if threads is not None:
+        _whole(threads, "threads")
     out = check_folder(out_dir, "out_dir")
-    if cache_dir is not None:
-        cache_dir = check_folder(cache_dir, "cache_dir")
+    cache_root = check_folder(cache_dir, "cache_dir") if cache_dir is not None else out / "cache"
     if threshold is None:
         threshold_source = None
     else:
-        threshold = check_threshold(threshold)
+        threshold = _check_threshold(threshold)
     previous_threads = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
@@ -176,50 +370,47 @@ def run_experiment(
         shard = distributed.current()
         run_recipe = get_recipe(recipe)
         device = model_device(model)
-        cache_root = Path(cache_dir) if cache_dir is not None else out / "cache"
-        batches = batch_bounds(len(dataset), batch_size)
-        owned = [b for b in range(len(batches)) if shard.owns(b)]
-        hw = _image_size(dataset)
+        batches = _batches(len(dataset), batch_size)
+        owned = [b for b in range(len(batches)) if b % shard.world_size == shard.rank]
         # a named model (model_id) may hold attributes the fingerprint cannot see into
-        fingerprint = model_fingerprint(model, strict=model_id is None)
-        methods = _resolve_methods(methods, task, recipe, threshold)
-        method_keys = {m.name: method_key(m, model) for m in methods}  # refuses early
-        inputs = input_hashes(dataset, batches, progress)
+        model_print = model_fingerprint(model, strict=model_id is None)
+        refs = None
+        if task == "verification":
+            refs, clean, genuine = _clean_verification(model, dataset, eval_batch_size, progress)
+            if threshold is None:  # rank 0's, so that every rank keys its cache by the same θ
+                threshold = distributed.broadcast(float(eer_threshold(clean, genuine)))
+                threshold_source = "clean EER"
+        methods = _resolve_methods(methods, task, recipe, threshold)  # FGGB gets θ
+        method_keys = {m.name: method_key(m, model) for m in methods}
+        inputs, names = [], []  # each batch as the stages read it: its hash and item names
+        for idx in tqdm(batches, "hashing inputs", disable=not progress, leave=False):
+            batch = _batch(dataset, idx)
+            inputs.append(batch_hash(batch))
+            names.append(batch.names)
+        hw = tuple((batch.images if task == "classification" else batch.probe).shape[-2:])
         base = {
             "cache_version": CACHE_VERSION,
             "code": source_hash(),
             "task": task,
-            "model": model_id or fingerprint,
+            "model": model_id or model_print,
             "dataset": dataset_identity(dataset),
             "n_items": len(dataset),
             "batch_size": batch_size,
-            "cache_dtype": str(cache_dtype),
         }
-        refs = None
         if task == "verification":
-            refs, clean, genuine = clean_verification(
-                model, dataset, eval_batch_size, device, progress
-            )
-            if threshold is None:
-                # rank 0's, so that every rank keys its cache by the same θ
-                threshold = distributed.broadcast(float(eer_threshold(clean, genuine)))
-                threshold_source = "clean EER"
             base["threshold"] = repr(float(threshold))
-            methods = _resolve_methods(methods, task, recipe, threshold)  # FGGB gets θ
-            method_keys = {m.name: method_key(m, model) for m in methods}
-        keys = {m.name: {**base, "method": method_keys[m.name]} for m in methods}
         settings = {
             **base,
             "inputs": digest(inputs),
             "model": {
                 "id": base["model"],
-                "fingerprint": fingerprint,
+                "fingerprint": model_print,
                 "class": type(model).__name__,
             },
             "threshold": threshold,
             "threshold_source": threshold_source,
-            "methods": {name: key["method"] for name, key in keys.items()},
-            "metrics": [jsonable(m) for m in metrics],
+            "methods": method_keys,
+            "metrics": [fingerprint(m, "metric") for m in metrics],
             "recipe": run_recipe.as_dict(),
             "eval_batch_size": eval_batch_size,
             "seed": seed,
@@ -227,99 +418,66 @@ def run_experiment(
             "bootstrap": {"n_resamples": n_resamples, "seed": seed, "level": 0.95},
             **environment(device),
         }
-        lock = OutputLock(out) if shard.is_main else None
-        problem = None
-        if lock is not None:
-            try:
-                lock.acquire()
-                recover_outputs(out)
-                check_foreign(out)
-                check_settings(out, settings, overwrite)
-            except RunConflictError as e:
-                lock.release()
-                problem = str(e)
-        problem = distributed.broadcast(problem)
-        if problem is not None:
-            raise RunConflictError(problem)
+        lock = claim_output(out, settings, overwrite)  # rank 0's; None on the others
         try:
-            if shard.is_main:
-                remove_stale_tmp(out)
+            run = {
+                "hw": hw,
+                "inputs": inputs,
+                "names": names,
+                "refs": refs,
+                "threshold": threshold,
+                "progress": progress,
+                "context": EvalContext(
+                    threshold=threshold,
+                    seed=seed,
+                    batch_size=eval_batch_size,
+                    ties=run_recipe.ties,
+                    tie_seed=run_recipe.tie_seed,
+                ),
+            }
             cache_dirs: dict[str, Path] = {}
-            checked: set[int] = set()  # batches whose clean model output was checked
             computed: dict[str, int] = {}
             empty: dict[str, list[str]] = {}
             for method in tqdm(methods, desc="maps", unit="method", disable=not progress):
-                folder = cache_root / f"{slug(method.name)}-{digest(keys[method.name])}"
+                key = {**base, "method": method_keys[method.name]}
+                folder = cache_root / f"{slug(method.name)}-{digest(key)}"
                 cache_dirs[method.name] = folder
                 folder.mkdir(parents=True, exist_ok=True)
                 remove_stale_tmp(folder)
                 if not (folder / "meta.json").exists():
-                    meta = json.dumps({"name": method.name, **keys[method.name]}, indent=2)
-                    write_text(meta, folder / "meta.json")
-                computed[method.name], empty[method.name] = compute_maps(
-                    model,
-                    dataset,
-                    method,
-                    folder,
-                    batches,
-                    owned,
-                    hw,
-                    task,
-                    refs,
-                    threshold,
-                    cache_dtype,
-                    progress,
-                    checked,
-                    inputs,
+                    write_text(
+                        json.dumps({"name": method.name, **key}, indent=2), folder / "meta.json"
+                    )
+                computed[method.name], empty[method.name] = _compute_maps(
+                    model, dataset, method, folder, batches, owned, run
                 )
-
-            context = EvalContext(
-                threshold=threshold,
-                seed=seed,
-                batch_size=eval_batch_size,
-                ties=run_recipe.ties,
-                tie_seed=run_recipe.tie_seed,
-            )
-            every = list(range(len(batches)))
-            for method in tqdm(  # this rank's shard
-                methods, desc="evaluation", unit="method", disable=not progress
-            ):
-                evaluate(
-                    model,
-                    dataset,
-                    method.name,
-                    cache_dirs[method.name],
-                    batches,
-                    owned,
-                    metrics,
-                    context,
-                    refs,
-                    progress,
+            args = (model, dataset)
+            records = []
+            for m in tqdm(methods, desc="evaluation", unit="method", disable=not progress):
+                records += _evaluate(
+                    *args, m.name, cache_dirs[m.name], batches, owned, metrics, run
                 )
             distributed.barrier()
-            records: list[dict] = []
-            for method in methods:  # every shard, from the cache
-                records += evaluate(
-                    model,
-                    dataset,
-                    method.name,
-                    cache_dirs[method.name],
-                    batches,
-                    every,
-                    metrics,
-                    context,
-                    refs,
-                    False,
-                )
-            computed = _gather_counts(computed)
-            empty = _gather_empty(empty)
+            if shard.world_size > 1:  # every rank reads every shard from the cache
+                run["progress"] = False
+                every = range(len(batches))
+                records = []
+                for m in methods:
+                    records += _evaluate(
+                        *args, m.name, cache_dirs[m.name], batches, every, metrics, run
+                    )
+                gathered = distributed.all_gather((computed, empty))
+                computed = {k: sum(c[k] for c, _ in gathered) for k in computed}
+                empty = {k: sorted({n for _, e in gathered for n in e[k]}) for k in empty}
             rows = pd.DataFrame.from_records(records, columns=ROW_COLUMNS)
             rows = rows.astype({"threshold": float, "percent": float})
             columns = [c for m in metrics for c in m.summary_columns()]
             decimals = {c.label: m.decimals for m in metrics for c in m.summary_columns()}
-            names = [m.name for m in methods]
-            summary, intervals = summarize(rows, columns, names, n_resamples=n_resamples, seed=seed)
-            paths = _output_paths(out)
+            summary, intervals = summarize(
+                rows, columns, [m.name for m in methods], n_resamples=n_resamples, seed=seed
+            )
+            keys = ("results", "summary_csv", "summary_md", "summary_tex", "run")
+            paths = {k: out / n for k, n in zip(keys, OUTPUT_FILES)}
             if lock is not None:
                 info = run_info(
                     shard.world_size,
@@ -328,11 +486,10 @@ def run_experiment(
                     computed_batches=computed,
                     empty_maps={k: v for k, v in empty.items() if v},
                 )
-                record = json.dumps({**settings, "run": info}, indent=2, default=str)
-                texts = _output_texts(
-                    rows, summary, intervals, decimals, len(dataset), seed, n_resamples
+                texts = summary_texts(
+                    rows, summary, intervals, decimals, len(dataset), n_resamples, seed
                 )
-                texts["run.json"] = record
+                texts["run.json"] = json.dumps({**settings, "run": info}, indent=2, default=str)
                 commit_outputs(out, stage_outputs(out, texts))
             distributed.barrier()
         finally:
@@ -351,64 +508,5 @@ def run_experiment(
             recipe=run_recipe,
             threshold_source=threshold_source,
         )
-
     finally:
         torch.set_num_threads(previous_threads)
-
-
-def _gather_counts(counts: dict[str, int]) -> dict[str, int]:
-    """Batches computed per method, summed over the ranks."""
-    if distributed.current().world_size == 1:
-        return counts
-    every = [None] * distributed.current().world_size
-    torch.distributed.all_gather_object(every, counts)
-    return {k: sum(c[k] for c in every) for k in counts}
-
-
-def _gather_empty(empty: dict[str, list[str]]) -> dict[str, list[str]]:
-    """Items with empty maps per method, from every rank."""
-    if distributed.current().world_size == 1:
-        return empty
-    every = [None] * distributed.current().world_size
-    torch.distributed.all_gather_object(every, empty)
-    return {k: sorted({n for e in every for n in e[k]}) for k in empty}
-
-
-def _resolve_methods(
-    methods: Sequence, task: Task, recipe: Recipe | str | None, threshold: float | None
-) -> list:
-    """Method instances: names are made by the registry, instances kept; then checked."""
-    names = [m for m in methods if isinstance(m, str)]
-    made = iter(make_methods(names, task, recipe=recipe, threshold=threshold) if names else [])
-    resolved = [next(made) if isinstance(m, str) else m for m in methods]
-    check_methods(resolved, task)
-    return resolved
-
-
-def _output_paths(out: Path) -> dict[str, Path]:
-    return {
-        "results": out / "results.csv",
-        "summary_csv": out / "summary.csv",
-        "summary_md": out / "summary.md",
-        "summary_tex": out / "summary.tex",
-        "run": out / "run.json",
-    }
-
-
-def _output_texts(
-    rows: pd.DataFrame,
-    summary: pd.DataFrame,
-    intervals: pd.DataFrame,
-    decimals: dict[str, int],
-    n_items: int,
-    seed: int,
-    n_resamples: int,
-) -> dict[str, str]:
-    """The text of every output file but ``run.json``, by file name."""
-    note = interval_note(n_items, n_resamples, seed)
-    return {
-        "results.csv": rows.to_csv(index=False),
-        "summary.csv": summary_with_intervals(summary, intervals).to_csv(),
-        "summary.md": summary_markdown(summary, decimals, intervals, note),
-        "summary.tex": summary_latex(summary, decimals, intervals, note),
-    }

@@ -1,0 +1,386 @@
+"""What a run keeps on disk: atomic writes, checks of what is read back, ``run.json`` and
+the output folder's lock.
+
+Files are written to a temporary name and renamed (:func:`save_tensors`, :func:`write_text`);
+what is read back is checked (:func:`blob_problem`, :func:`values_problem`). The outputs are
+staged in ``OUT/.staging/`` and moved in with ``run.json`` last (:func:`stage_outputs`,
+:func:`commit_outputs`), so a reader that finds ``run.json`` finds the whole run;
+:func:`claim_output` takes the folder for one run (``docs/reproducibility.md``).
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import functools
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import subprocess
+import time
+import warnings
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..metrics.adapters import Metric
+from . import distributed
+from .keys import source_hash
+
+OUTPUT_FILES = ("results.csv", "summary.csv", "summary.md", "summary.tex", "run.json")
+"""The files a run writes into its output folder (``run.json`` last)."""
+
+MAP_TOLERANCE = 1e-5
+"""How far outside [0, 1] a map value may lie (rounding) before the map is refused."""
+
+HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "host"
+STALE_TMP_SECONDS = 24 * 3600
+"""A temporary file of another machine (shared folder) is taken as stale after a day."""
+_TMP = re.compile(r"^\.(?P<name>.+)\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.tmp$")
+
+
+class RunConflictError(RuntimeError):
+    """The output folder holds results made with other settings, or another run holds it."""
+
+
+def check_folder(path: object, name: str) -> Path:
+    """A folder the run may create and write: a non-empty path that is not an existing
+    file and whose nearest existing parent is a writable folder."""
+    if path is None or str(path).strip() == "":
+        raise ValueError(f"{name} must name a folder, got {path!r}")
+    folder = Path(path).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"{name} {folder} is an existing file, not a folder; choose a folder")
+    parent = next(p for p in (folder, *folder.parents) if p.exists())
+    if not parent.is_dir():
+        raise ValueError(f"{name} {folder}: {parent} is a file, so the folder cannot be made")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(
+            f"{name} {folder}: {parent} is not writable by this user; choose another folder"
+        )
+    return folder
+
+
+def _atomic_write(path: Path, writer: Callable[[Path], None]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{HOST}.{os.getpid()}.tmp")
+    try:
+        writer(tmp)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:
+        # torch.save reports a full disk as "[enforce fail at inline_container.cc...]"
+        full = getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT)
+        if not (full or (type(e) is RuntimeError and "inline_container" in str(e))):
+            raise
+        free = shutil.disk_usage(path.parent).free / 2**20
+        raise OSError(
+            errno.ENOSPC,
+            f"could not write {path}: the disk looks full ({free:.0f} MiB free; {e}). Free "
+            "some space or choose another output / cache folder, then run again (finished "
+            "batches are kept)",
+        ) from e
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def save_tensors(obj: dict, path: Path) -> None:
+    """``torch.save`` a dict atomically."""
+    _atomic_write(path, lambda p: torch.save(obj, p))
+
+
+def write_text(text: str, path: Path) -> None:
+    """Write a UTF-8 text file atomically."""
+    _atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
+
+
+def load(path: Path) -> dict | None:
+    """A cached dict, or ``None`` if it is missing or unreadable (with a warning naming it)."""
+    if not path.is_file():
+        return None
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a corrupt file: recompute it
+        blob = e
+    if not isinstance(blob, dict):
+        why = type(blob).__name__ if isinstance(blob, Exception) else "holds no dict"
+        warnings.warn(f"cached file {path} is unreadable ({why}); recomputing it", stacklevel=2)
+        return None
+    return blob
+
+
+def map_problem(maps: object, shape: tuple[int, ...], role: str) -> str | None:
+    """Why ``maps`` cannot be (B, H, W) [0, 1] maps of ``shape``; ``None`` when they can."""
+    if maps is None and role == "negative":
+        return None
+    if not isinstance(maps, Tensor):
+        return f"{role} maps are {type(maps).__name__}, not a tensor"
+    if tuple(maps.shape) != shape:
+        return f"{role} maps have shape {tuple(maps.shape)}, expected {shape}"
+    if not bool(torch.isfinite(maps).all()):
+        return f"{role} maps hold NaN or Inf"
+    lo, hi = float(maps.min()), float(maps.max())
+    if lo < -MAP_TOLERANCE or hi > 1 + MAP_TOLERANCE:
+        return f"{role} maps lie in [{lo:.6g}, {hi:.6g}], outside [0, 1]"
+    return None
+
+
+def blob_problem(blob: dict | None, names: list[str], shape: tuple, inputs: str) -> str | None:
+    """Why a cached map batch is unusable, or ``None``."""
+    if blob is None:
+        return "missing"
+    if not {"positive", "negative", "names"} <= set(blob):
+        return "incomplete"
+    if blob["names"] != names:
+        return "for other items"
+    if blob.get("inputs") != inputs:
+        return "computed from other input pixels"
+    return map_problem(blob["positive"], shape, "positive") or map_problem(
+        blob["negative"], shape, "negative"
+    )
+
+
+def values_problem(cached: dict | None, m: Metric, n: int) -> str | None:
+    """Why cached metric values are unusable, or ``None``."""
+    if cached is None:
+        return "missing"
+    values, names = cached.get("values"), cached.get("names")
+    if not isinstance(values, dict) or not isinstance(names, list) or len(names) != n:
+        return "incomplete"
+    columns = [values.get(c.label) for c in m.columns()]
+    if not all(isinstance(v, Tensor) and tuple(v.shape) == (n,) for v in columns):
+        return f"without a ({n},) column of every label"
+    return None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_stale_tmp(folder: Path) -> None:
+    """Delete the temporary files killed writers left in ``folder`` (a process of this
+    machine that no longer runs, or another machine's over a day ago)."""
+    for p in folder.glob(".*.tmp") if folder.is_dir() else ():
+        m = _TMP.match(p.name)
+        if m is None:
+            continue
+        if m["host"] == HOST:
+            stale = int(m["pid"]) != os.getpid() and not _pid_alive(int(m["pid"]))
+        else:
+            try:
+                stale = time.time() - p.stat().st_mtime > STALE_TMP_SECONDS
+            except FileNotFoundError:
+                continue
+        if stale:
+            p.unlink(missing_ok=True)
+
+
+def _git_commit() -> str | None:
+    root = Path(__file__).resolve().parents[2]
+    if not (root / ".git").exists():
+        return None
+    try:
+        git = ["git", "-C", str(root)]
+        run = functools.partial(subprocess.run, capture_output=True, text=True, timeout=10)
+        commit = run([*git, "rev-parse", "HEAD"], check=True).stdout.strip()
+        dirty = run([*git, "status", "--porcelain", "--untracked-files=no"], check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    """The software and machine settings that can move the numbers (code and torch
+    versions, device, ``torch.get_num_threads()``)."""
+    from .. import __version__
+
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
+    return {
+        "code": {"package": __version__, "sources": source_hash(), "git": _git_commit()},
+        "torch": torch.__version__,
+        "device_type": device.type,
+        "device_name": name,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def run_info(world_size: int, device: torch.device, **extra: Any) -> dict[str, Any]:
+    """The informative part of ``run.json`` (under ``run``; not compared between runs)."""
+    return {
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "host": platform.node(),
+        "device": str(device),
+        "world_size": world_size,
+        "python": platform.python_version(),
+        **extra,
+    }
+
+
+def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    if not (isinstance(old, dict) and isinstance(new, dict)):
+        return [] if old == new else [f"{prefix}: {old!r} -> {new!r}"]
+    out = []
+    for k in sorted(set(old) | set(new), key=str):
+        p = f"{prefix}.{k}" if prefix else str(k)
+        if k not in old or k not in new:
+            out.append(f"{p}: {old.get(k, '(absent)')!r} -> {new.get(k, '(absent)')!r}")
+        else:
+            out += _differences(old[k], new[k], p)
+    return out
+
+
+def _check_settings(out: Path, settings: dict, overwrite: bool) -> None:
+    """Refuse to write into ``out`` when its ``run.json`` holds other ``settings`` (the
+    message lists the differences), unless ``overwrite``.
+
+    Raises:
+        RunConflictError: the settings differ, or ``run.json`` is unreadable.
+    """
+    path = out / "run.json"
+    if overwrite or not path.is_file():
+        return
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+        old.pop("run", None)
+    except (OSError, ValueError, AttributeError) as e:
+        raise RunConflictError(
+            f"{path} is unreadable ({e}); pass overwrite=True (--overwrite) to replace the "
+            "results in that folder, or choose another output folder"
+        ) from None
+    diff = _differences(old, json.loads(json.dumps(settings)))  # tuples compare as lists
+    if diff:
+        shown = "; ".join(diff[:8]) + (f"; and {len(diff) - 8} more" if len(diff) > 8 else "")
+        raise RunConflictError(
+            f"{out} holds results made with other settings ({shown}). Choose another output "
+            "folder, or pass overwrite=True (--overwrite) to replace them"
+        )
+
+
+def _check_foreign(out: Path) -> None:
+    """Refuse a folder with result files but no ``run.json`` (never overwritten).
+
+    Raises:
+        RunConflictError: naming the files.
+    """
+    found = [n for n in OUTPUT_FILES if (out / n).exists()]
+    if found and not (out / "run.json").is_file():
+        raise RunConflictError(
+            f"{out} holds {', '.join(found)} but no run.json, so they are not results of "
+            "this package that it may replace; move them away or choose another output folder"
+        )
+
+
+def stage_outputs(out: Path, texts: dict[str, str]) -> Path:
+    """Write every output file (``{name: text}``, ``run.json`` last) into ``out/.staging/``."""
+    staging = out / ".staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    for name in sorted(texts, key=lambda n: n == "run.json"):
+        write_text(texts[name], staging / name)
+    return staging
+
+
+def commit_outputs(out: Path, staging: Path) -> None:
+    """Move a complete staging folder into ``out``: ``run.json`` removed first, moved last."""
+    (out / "run.json").unlink(missing_ok=True)
+    for name in OUTPUT_FILES:
+        if name != "run.json" and (staging / name).exists():
+            os.replace(staging / name, out / name)
+    os.replace(staging / "run.json", out / "run.json")
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def _recover_outputs(out: Path) -> None:
+    """With the lock held: move in a staging folder a killed run left complete (it holds
+    ``run.json``), remove any other."""
+    staging = out / ".staging"
+    if (staging / "run.json").is_file():
+        warnings.warn(f"completing the outputs a killed run left in {staging}", stacklevel=3)
+        commit_outputs(out, staging)
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+class OutputLock:
+    """Exclusive right to write ``out``'s results: an ``fcntl.flock`` on ``out/.lock``,
+    released by the kernel if the process dies.
+
+    Raises:
+        RunConflictError: another live run holds the folder (the message names it).
+    """
+
+    def __init__(self, out: Path):
+        self.path = Path(out) / ".lock"
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(10):
+            fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                try:
+                    host, pid = self.path.read_text(encoding="utf-8").split()[:2]
+                    owner = f"process {int(pid)} on {host}"
+                except (OSError, ValueError):
+                    owner = "an unknown process"
+                raise RunConflictError(
+                    f"{self.path.parent} is being written by {owner} ({self.path}). "
+                    "Wait for it or choose another output folder"
+                ) from None
+            try:  # the file may have been removed and recreated by a releasing holder
+                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                os.ftruncate(fd, 0)
+                os.write(fd, f"{HOST} {os.getpid()}\n".encode())
+                self._fd = fd
+                return
+            os.close(fd)
+        raise RunConflictError(f"could not take {self.path}; run again")
+
+    def release(self) -> None:
+        if self._fd is not None:
+            self.path.unlink(missing_ok=True)
+            os.close(self._fd)
+            self._fd = None
+
+
+def claim_output(out: Path, settings: dict, overwrite: bool) -> OutputLock | None:
+    """On rank 0 (:mod:`.distributed`): take ``out``'s lock, finish what a killed run left
+    and check that the results there may be replaced by a run of ``settings``; returns the
+    held lock (``None`` on the other ranks).
+
+    Raises:
+        RunConflictError: on every rank: another run holds ``out``, foreign result files
+            lie there, or its ``run.json`` holds other settings (without ``overwrite``).
+    """
+    lock, problem = None, None
+    if distributed.current().rank == 0:
+        lock = OutputLock(out)
+        try:
+            lock.acquire()
+            _recover_outputs(out)
+            _check_foreign(out)
+            _check_settings(out, settings, overwrite)
+            remove_stale_tmp(out)
+        except RunConflictError as e:
+            lock.release()
+            problem = str(e)
+    problem = distributed.broadcast(problem)
+    if problem is not None:
+        raise RunConflictError(problem)
+    return lock
