@@ -10,7 +10,6 @@ import itertools
 import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import SimpleNamespace
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -33,6 +32,7 @@ __all__ = [
     "draw_face_rows",
     "draw_method_rows",
     "draw_face_curves",
+    "draw_grid_example",
     "draw_pair_removal",
     "table2_groups",
     "draw_bars",
@@ -61,9 +61,8 @@ METHOD_COLOURS = {
 
 def method_colour(name: str):
     """The colour of method ``name`` in every figure: :data:`METHOD_COLOURS`; a recipe
-    variant of a listed method (``"Grad-CAM (paper)"``) takes its hue, the reference
-    recipe's darker; else a colour of tab20b fixed by the name's CRC-32 (the same in every
-    run and figure)."""
+    variant (``"Grad-CAM (paper)"``) takes its method's hue (darker for ``reference``);
+    else a tab20b colour fixed by the name's CRC-32."""
     if name in METHOD_COLOURS:
         return METHOD_COLOURS[name]
     base, _, variant = name.partition(" (")
@@ -74,8 +73,8 @@ def method_colour(name: str):
 
 
 def _line_styles(names: Sequence[str], baselines: Sequence[str]) -> dict[str, dict]:
-    """Curve styles: each method in its :func:`method_colour` with dots; the sanity
-    baselines grey, each with its own dash pattern, no markers (reference lines)."""
+    """Curve styles: methods in their :func:`method_colour` with dots; sanity baselines
+    grey, each with its own dash pattern."""
     dashes = itertools.cycle(["--", "-.", ":"])
     refs = {b: {"color": "0.45", "ls": next(dashes), "marker": None} for b in baselines}
     return {n: refs.get(n, {"marker": "o", "color": method_colour(n)}) for n in names}
@@ -151,7 +150,7 @@ def draw_box(ax: plt.Axes, box: Sequence[float], color: str = "white", lw: float
 
 def mark_empty(ax: plt.Axes, attribution: Tensor) -> None:
     """Write "empty map" on ``ax`` when ``attribution`` is all zero (e.g. FAME's e₊ of an
-    impostor pair whose loss is below ε at the start), so a blank panel is not misread."""
+    impostor pair already below ε)."""
     if float(attribution.max()) == 0:
         ax.text(
             0.5,
@@ -175,15 +174,10 @@ def draw_blur_figure(
     chosen: tuple[int, float] = (49, 7.7),
     title: str | None = None,
 ) -> plt.Figure:
-    """Fig. 1: one row per image: the image, the unblurred Δx (clipped at its 99.5th
-    percentile so its sparse structure shows), FAME maps at each σ in ``sigmas`` (kernel
-    ±3σ) and at the paper's (kernel, σ) = ``chosen``, all re-blurred from one run.
-
-    Args:
-        images: (N, 3, H, W) in [0, 1].
-        result: the :class:`~fame_utils.core.FameResult` of those N images.
-        row_labels: N labels (e.g. name and class) written left of each row.
-    """
+    """Fig. 1: per image (N, 3, H, W) in [0, 1] a row: the image, the unblurred Δx
+    (clipped at its 99.5th percentile), FAME maps at each σ in ``sigmas`` (kernel ±3σ) and
+    at the paper's (kernel, σ) = ``chosen``, all re-blurred from ``result`` (the
+    :class:`~fame_utils.core.FameResult` of the N images); ``row_labels``: N labels."""
     panels = [
         (f"({chr(97 + i)}) σ = {s:g}", result.maps(sigma=s, kernel_size=kernel_size_for(s)))
         for i, s in enumerate(sigmas)
@@ -228,38 +222,57 @@ FACE_COLUMNS = (
 )
 
 
-def draw_face_rows(
-    gallery: Tensor,
-    probe: Tensor,
-    attributions: Mapping[str, object],
+def _map_rows(
+    cells: list[list[tuple[Tensor, Tensor | None]]],
+    titles: Sequence[str],
     row_labels: Sequence[str],
+    size: float,
+    title: str | None,
+    masks: Tensor | None = None,
+) -> plt.Figure:
+    """A grid of overlays, ``cells[r][c] = (image, map or None)``; an all-zero map is
+    labelled "empty map", ``masks[r]`` outlined in white on a cell without a map."""
+    n, cols = len(cells), len(titles)
+    fig, axes = plt.subplots(n, cols, figsize=(size * cols, size * n + 0.4), squeeze=False)
+    for (r, c), ax in np.ndenumerate(axes):
+        image, m = cells[r][c]
+        overlay(ax, image, m, title=titles[c] if r == 0 else None)
+        if m is not None:
+            mark_empty(ax, m)
+        elif masks is not None:
+            outline = masks[r].detach().float().cpu().numpy()
+            ax.contour(outline, levels=[0.5], colors="white", linewidths=0.8)
+        axes[r, 0].set_ylabel(row_labels[r], fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def draw_face_rows(
+    panels: Mapping[str, tuple[Tensor, Tensor, Mapping[str, object], Sequence[str]]],
     *,
     columns: Sequence[tuple[str, str, str]] = FACE_COLUMNS,
     title: str | None = None,
     size: float = 1.7,
 ) -> plt.Figure:
-    """Fig. 3: one row per pair: gallery, probe, then the probe's maps per ``columns``.
+    """Fig. 3: per network in turn, one row per pair: gallery, probe, then the probe's
+    maps per ``columns``; rows labelled ``"<network>\\n<label>"`` (the label alone for
+    network ``""``).
 
     Args:
-        gallery, probe: (N, 3, H, W) in [0, 1].
-        attributions: ``{method name: Attribution}`` with ``positive``/``negative`` maps
-            (N, H, W) in [0, 1]; an all-zero map is labelled "empty map".
-        row_labels: N labels (e.g. variation and cosine similarity).
+        panels: ``{network: (gallery, probe, attributions, row_labels)}``: gallery and probe
+            (N, 3, H, W) in [0, 1] (H, W may differ between networks), ``{method name:
+            Attribution}`` with (N, H, W) maps in [0, 1], N labels.
     """
-    n, cols = len(row_labels), 2 + len(columns)
-    fig, axes = plt.subplots(n, cols, figsize=(size * cols, size * n + 0.4), squeeze=False)
-    for r in range(n):
-        overlay(axes[r, 0], gallery[r], title="gallery" if r == 0 else None)
-        axes[r, 0].set_ylabel(row_labels[r], fontsize=8)
-        overlay(axes[r, 1], probe[r], title="probe" if r == 0 else None)
-        for c, (name, part, col_title) in enumerate(columns):
-            m = getattr(attributions[name], part)[r]
-            overlay(axes[r, c + 2], probe[r], m, title=col_title if r == 0 else None)
-            mark_empty(axes[r, c + 2], m)
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    return fig
+    cells, labels = [], []
+    for net, (gallery, probe, attributions, row_labels) in panels.items():
+        for i, label in enumerate(row_labels):
+            maps = [getattr(attributions[name], part)[i] for name, part, _ in columns]
+            cells.append([(gallery[i], None), (probe[i], None), *((probe[i], m) for m in maps)])
+            labels.append(f"{net}\n{label}" if net else label)
+    titles = ["gallery", "probe", *(t for _, _, t in columns)]
+    return _map_rows(cells, titles, labels, size, title)
 
 
 def draw_method_rows(
@@ -271,35 +284,14 @@ def draw_method_rows(
     title: str | None = None,
     size: float = 1.5,
 ) -> plt.Figure:
-    """One row per image: the image (with its mask's outline when ``masks`` is given), then
-    each method's positive map over it, in the order of ``attributions``.
-
-    Args:
-        images: (N, 3, H, W) in [0, 1].
-        attributions: ``{method name: Attribution}`` (``positive``: (N, H, W) in [0, 1]);
-            an all-zero map is labelled "empty map".
-        row_labels: N labels (e.g. the class and the prediction).
-        masks: optional (N, H, W) bool object masks (e.g. digit strokes), outlined in white
-            on the first column.
-    """
-    columns = [("input", None)] + [(k, a.positive) for k, a in attributions.items()]
-    n = len(row_labels)
-    fig, axes = plt.subplots(
-        n, len(columns), figsize=(size * len(columns), size * n + 0.4), squeeze=False
-    )
-    for r, c in np.ndindex(n, len(columns)):
-        name, maps = columns[c]
-        m = None if maps is None else maps[r]
-        overlay(axes[r, c], images[r], m, title=name if r == 0 else None)
-        if m is not None:
-            mark_empty(axes[r, c], m)
-        elif masks is not None:
-            outline = masks[r].detach().float().cpu().numpy()
-            axes[r, c].contour(outline, levels=[0.5], colors="white", linewidths=0.8)
-        axes[r, 0].set_ylabel(row_labels[r], fontsize=8)
-    fig.suptitle(title or "", fontsize=9)
-    fig.tight_layout()
-    return fig
+    """One row per image (N, 3, H, W) in [0, 1]: the image (with the outline of its
+    (N, H, W) bool ``masks`` when given), then each ``{method name: Attribution}``'s
+    positive map (N, H, W) over it."""
+    cells = [
+        [(images[r], None), *((images[r], a.positive[r]) for a in attributions.values())]
+        for r in range(len(row_labels))
+    ]
+    return _map_rows(cells, ["input", *attributions], row_labels, size, title, masks)
 
 
 def _genuine_curve(result, kind: str, genuine: Tensor) -> pd.DataFrame:
@@ -312,74 +304,69 @@ def _genuine_curve(result, kind: str, genuine: Tensor) -> pd.DataFrame:
 
 
 def draw_face_curves(
-    results: Mapping[str, object],
-    genuine: Mapping[str, Tensor],
-    thresholds: Mapping[str, float],
+    results: Mapping[str, Mapping[str, object]],
     methods: Sequence[str] | None = None,
     *,
+    genuine: Mapping[str, Mapping[str, Tensor]] | None = None,
+    thresholds: Mapping[str, Mapping[str, float]] | None = None,
     title: str | None = None,
-    size: float = 2.6,
+    size: float = 2.4,
     baselines: Sequence[str] = BASELINE_NAMES,
 ) -> plt.Figure:
-    """Fig. 4: per subset (columns), verification accuracy (%) over all pairs at θ and the
-    mean cosine similarity of the genuine pairs (θ dotted) as the top-P % of the probe's e₊
-    is deleted or inserted (rows); a legend right of each accuracy row gives each
-    method's AUC ×100 per subset (also in the lines' labels).
+    """Fig. 4: verification accuracy (%) at each network's θ as the top-P % of the probe's
+    e₊ is deleted or inserted; rows = network × (Delete, Insert), columns = subsets; the
+    legend right of each row gives each method's AUC ×100 per subset. With ``genuine``,
+    two more rows per network: the genuine pairs' mean cosine similarity (θ dotted).
 
     Args:
-        results: ``{subset: ExperimentResult}`` of :class:`FaceDeleteInsertMetric` runs.
-        genuine: ``{subset: (N,) bool}`` of the evaluated pairs, in dataset order.
-        thresholds: ``{subset: θ}``.
+        results: ``{network: {subset: ExperimentResult}}`` of
+            :class:`~fame_utils.FaceDeleteInsertMetric` runs.
         methods: methods to draw (default: every method of each run).
+        genuine: ``{network: {subset: (N,) bool}}`` of the evaluated pairs, in dataset order.
+        thresholds: ``{network: {subset: θ}}`` (needed with ``genuine``).
         baselines: rows drawn as grey dashed reference lines, not in a method colour.
     """
-    panels = [
-        ("Delete", "acc", "accuracy (%)"),
-        ("Insert", "acc", "accuracy (%)"),
-        ("Delete", "sim", "genuine cos"),
-        ("Insert", "sim", "genuine cos"),
-    ]
-    subsets = list(results)
+    subsets = list(next(iter(results.values())))
+    parts = ["acc"] if genuine is None else ["acc", "sim"]
+    rows = [(n, p, k) for n in results for p in parts for k in ("Delete", "Insert")]
     fig, axes = plt.subplots(
-        len(panels),
+        len(rows),
         len(subsets),
         squeeze=False,
-        figsize=(size * len(subsets) + 3.6, size * len(panels)),
+        figsize=(size * len(subsets) + 3.6, size * len(rows)),
     )
-    for c, s in enumerate(subsets):
-        res = results[s]
-        for r, (kind, what, ylabel) in enumerate(panels):
-            ax = axes[r, c]
-            table = (
-                res.curve(f"{kind}-acc") if what == "acc" else _genuine_curve(res, kind, genuine[s])
-            )
-            for name in methods or table.columns:
-                auc = res.summary.loc[name, kind]
-                label = f"{name} ({auc:.1f})" if what == "acc" else name
-                style = _line_styles([name], baselines)[name]
-                ax.plot(table.index, table[name], ms=2.5, label=label, **style)
-            if what == "sim":
-                ax.axhline(thresholds[s], color="gray", ls=":", lw=1)
-            elif c == len(subsets) - 1:  # one legend per row, right of it: inside, it hid curves
-                names = list(methods or table.columns)
-                aucs = [
-                    " / ".join(f"{results[t].summary.loc[n, kind]:.1f}" for t in subsets)
-                    for n in names
-                ]
-                ax.legend(
-                    ax.lines[: len(names)],
-                    [f"{n}: {a}" for n, a in zip(names, aucs)],
-                    title=f"{kind} AUC ×100 ({' / '.join(subsets)})",
-                    title_fontsize=6,
-                    fontsize=6,
-                    loc="center left",
-                    bbox_to_anchor=(1.02, 0.5),
-                    frameon=False,
-                )
-            ax.set_title(f"{s}: {kind}", fontsize=9)
-            ax.set_xlabel("P (%)", fontsize=8)
-            ax.set_ylabel(ylabel, fontsize=8)
-            ax.tick_params(labelsize=7)
+    for r, (net, part, kind) in enumerate(rows):
+        for c, s in enumerate(subsets):
+            res, ax = results[net][s], axes[r, c]
+            if part == "acc":
+                table = res.curve(f"{kind}-acc")
+            else:
+                table = _genuine_curve(res, kind, genuine[net][s])
+            names = list(methods or table.columns)
+            for name, style in _line_styles(names, baselines).items():
+                ax.plot(table.index, table[name], ms=2, lw=1, label=name, **style)
+            if part == "sim":
+                ax.axhline(thresholds[net][s], color="gray", ls=":", lw=1)
+            ax.set_title(f"{net} · {s}: {kind}", fontsize=8)
+            ax.set_xlabel("P (%)", fontsize=7)
+            ax.set_ylabel("accuracy (%)" if part == "acc" else "genuine cos", fontsize=7)
+            ax.tick_params(labelsize=6)
+        if part == "sim":
+            continue
+        aucs = [
+            " / ".join(f"{results[net][t].summary.loc[n, kind]:.1f}" for t in subsets)
+            for n in names
+        ]
+        axes[r, -1].legend(
+            axes[r, -1].lines[: len(names)],
+            [f"{n}: {a}" for n, a in zip(names, aucs)],
+            title=f"{net} {kind} AUC ×100 ({' / '.join(subsets)})",
+            title_fontsize=6,
+            fontsize=6,
+            loc="center left",
+            bbox_to_anchor=(1.02, 0.5),
+            frameon=False,
+        )
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
@@ -404,16 +391,11 @@ def draw_pair_removal(
     percent: float,
     methods: Sequence[str],
 ) -> plt.Figure:
-    """One face pair under Delete/Insert at ``percent``: per method (rows) the gallery, the
-    probe, the probe's e₊, the probe with its top-P % deleted and with only them kept,
-    titled with the pair's cosine similarity at P and ✓/✗ for a right/wrong decision at θ.
-
-    Args:
-        pairs: ``{subset: FacePairs}`` evaluated (gallery/probe (N, 3, H, W) in [0, 1]).
-        results: ``{subset: ExperimentResult}`` of their runs (``percent`` among the run's).
-        subset: which one; ``index``: the pair (clamped to the subset's last pair).
-        methods: rows to draw (``()``: every method of the run).
-    """
+    """One face pair under Delete/Insert at ``percent`` (one of the run's): per method
+    (``()``: all) the gallery, the probe, its e₊, the probe with its top-P % deleted and
+    with only them kept, titled with the cosine similarity at P and ✓/✗ for the decision
+    at θ. ``pairs``/``results``: ``{subset: FacePairs / ExperimentResult}``; ``index`` is
+    clamped to the subset's last pair."""
     from .metrics.removal import removal_masks
 
     pairs, result = pairs[subset], results[subset]
@@ -447,9 +429,8 @@ def draw_pair_removal(
 
 
 def table2_groups(columns: Sequence[str]) -> dict[str, list[str]]:
-    """Fig. 5's panels for Table 2 summary columns: ``{"IoU ×100": IoU@t columns,
-    "logit drop": ROAD-Delete (zero removal) columns, "logit drop (noisy-linear)":
-    ROAD-NL-Delete columns}`` (empty groups left out)."""
+    """Fig. 5's panels for Table 2 summary columns: IoU@t, ROAD-Delete (zero removal) and
+    ROAD-NL-Delete columns under their y labels (empty groups left out)."""
     groups = {
         "IoU ×100": [c for c in columns if c.startswith("IoU@")],
         "logit drop": [c for c in columns if c.startswith("ROAD-Delete")],
@@ -466,18 +447,11 @@ def draw_bars(
     size: float = 3.2,
     baselines: Sequence[str] = BASELINE_NAMES,
 ) -> plt.Figure:
-    """Fig. 5: grouped bars, one row per table (e.g. ours and the paper's), one panel per
-    column group (e.g. IoU and ROAD) that the table has values for; each method has its
-    :func:`method_colour` in every panel.
-
-    Args:
-        tables: ``{row title: methods × columns}``; a column missing from a table (or all
-            NaN there) is skipped, and a panel or row left without columns is not drawn.
-        groups: ``{group name: columns}``, one panel each.
-        ylabels: ``{group name: y-axis label}``.
-        baselines: rows drawn as references, not bars: per column a grey band from the
-            lowest to the highest baseline and a dashed line at the best (highest) one.
-    """
+    """Fig. 5: grouped bars in each method's :func:`method_colour`, one row per table
+    (``{row title: methods × columns}``, e.g. ours and the paper's), one panel per
+    ``{group name: columns}`` the table has values for (``ylabels``: per group); columns,
+    panels and rows without values are skipped. ``baselines`` rows are a grey band from
+    the lowest to the highest baseline with a dashed line at the highest, per column."""
     panels = {}  # {row: [(group, columns with a value)]}
     for who, table in tables.items():
         have = [
@@ -541,16 +515,10 @@ def draw_bars(
 def draw_item_maps(
     dataset, result, index: int, threshold: float, class_names: Sequence[str] | None = None
 ) -> plt.Figure:
-    """One classification item: the image with its box, then each method's map with the
-    box (lime) and the salient region {map ≥ ``threshold``} outlined in white, titled with
-    the item's IoU at ``threshold`` (when the run has it) and ROAD-Delete values.
-
-    Args:
-        dataset: the run's items (``image`` (3, H, W) in [0, 1], ``box``, ``label``, ``name``).
-        result: the ``ExperimentResult`` of an IoU/ROAD run on ``dataset``.
-        index: the item (0 ≤ index < len(dataset)).
-        class_names: the name of each label (default: the ImageNet-1k class names).
-    """
+    """Item ``index`` of ``dataset`` (``image`` (3, H, W) in [0, 1], ``box``, ``label``,
+    ``name``) with its box, then each method's map of the IoU/ROAD ``result`` with the box
+    (lime) and {map ≥ ``threshold``} outlined in white, titled with the item's IoU (when
+    the run has it) and ROAD-Delete values; ``class_names`` default to ImageNet-1k's."""
     if class_names is None:
         from .models.classifiers import imagenet_categories
 
@@ -586,8 +554,8 @@ def draw_item_maps(
 def save_figure(
     fig: plt.Figure, path: str | Path, *, formats: Sequence[str] = ("png", "pdf"), dpi: int = 150
 ) -> list[Path]:
-    """Save ``fig`` as ``path`` with each suffix in ``formats``; creates the folder.
-    Returns the written paths."""
+    """Save ``fig`` as ``path`` with each suffix in ``formats`` (folder created); returns
+    the written paths."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     out = []
@@ -596,9 +564,6 @@ def save_figure(
         fig.savefig(p, dpi=dpi, bbox_inches="tight")
         out.append(p)
     return out
-
-
-# --- grid pointing game (notebook 07)
 
 
 def draw_grid_example(
@@ -611,17 +576,10 @@ def draw_grid_example(
     sigma: float = 0.0,
     shape: tuple[int, int] = (2, 2),
 ) -> plt.Figure:
-    """One grid of a grid-pointing run (notebook 07): the grid with the target ``cell``
-    outlined, then the cached map of ``method`` (``None``: every method of the run) with
-    the cell, its GridPG share and its largest value outside the cell.
-
-    Args:
-        runs: network → its :class:`fame_utils.grid.GridRun` (items grid-major: item
-            ``grid · rows·cols + cell``).
-        network, run: which network and model (``"grid"`` or ``"difull"``).
-        sigma: > 0 blurs each shown map further (Gaussian, then max-normalised); on an
-            unblurred FAME map (``σ=0``) this is FAME at that σ exactly.
-    """
+    """Fig. 7: one grid of ``runs[network]`` (a :class:`fame_utils.grid.GridRun`, model
+    ``run`` = ``"grid"`` or ``"difull"``) with the target ``cell`` outlined, then the map
+    of ``method`` (``None``: all) with the cell, its GridPG share and its largest value
+    outside the cell; ``sigma`` > 0 blurs each map further (then max-normalised)."""
     from .grid import cell_masks, grid_pointing_game
     from .postprocess import gaussian_blur
 
@@ -651,92 +609,3 @@ def draw_grid_example(
         ax.set_title(f"{name}\nshare {share:.2f}, out max {outside:.2f}", fontsize=7)
     fig.tight_layout()
     return fig
-
-
-# --- faces across networks
-
-
-def draw_face_curves_networks(
-    results: Mapping[str, Mapping[str, object]],
-    methods: Sequence[str] | None = None,
-    *,
-    title: str | None = None,
-    size: float = 2.4,
-    baselines: Sequence[str] = BASELINE_NAMES,
-) -> plt.Figure:
-    """Fig. 4 across networks: verification accuracy (%) at each network's clean EER θ as
-    the top-P % of the probe's e₊ is deleted or inserted; rows = network × (Delete,
-    Insert), columns = subsets; one line per method, its AUC ×100 in the legend right of
-    each row (one value per subset).
-
-    Args:
-        results: ``{network: {subset: ExperimentResult}}`` of :class:`FaceDeleteInsertMetric`
-            runs (any percent grid: the markers show it).
-        methods: methods to draw (default: every method of each run).
-        baselines: rows drawn as grey dashed reference lines, not in a method colour.
-    """
-    nets = list(results)
-    subsets = list(next(iter(results.values())))
-    rows = [(n, k) for n in nets for k in ("Delete", "Insert")]
-    fig, axes = plt.subplots(
-        len(rows),
-        len(subsets),
-        squeeze=False,
-        figsize=(size * len(subsets) + 3.6, size * len(rows)),
-    )
-    for r, (net, kind) in enumerate(rows):
-        for c, s in enumerate(subsets):
-            res, ax = results[net][s], axes[r, c]
-            table = res.curve(f"{kind}-acc")
-            names = list(methods or table.columns)
-            for name, style in _line_styles(names, baselines).items():
-                ax.plot(table.index, table[name], ms=2, lw=1, label=name, **style)
-            ax.set_title(f"{net} · {s}: {kind}", fontsize=8)
-            ax.set_xlabel("P (%)", fontsize=7)
-            ax.set_ylabel("accuracy (%)", fontsize=7)
-            ax.tick_params(labelsize=6)
-        aucs = [
-            " / ".join(f"{results[net][t].summary.loc[n, kind]:.1f}" for t in subsets)
-            for n in names
-        ]
-        axes[r, -1].legend(
-            axes[r, -1].lines[: len(names)],
-            [f"{n}: {a}" for n, a in zip(names, aucs)],
-            title=f"{net} {kind} AUC ×100 ({' / '.join(subsets)})",
-            title_fontsize=6,
-            fontsize=6,
-            loc="center left",
-            bbox_to_anchor=(1.02, 0.5),
-            frameon=False,
-        )
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    return fig
-
-
-def draw_face_rows_networks(
-    panels: Mapping[str, tuple[Tensor, Tensor, Mapping[str, object], Sequence[str]]],
-    *,
-    columns: Sequence[tuple[str, str, str]] = FACE_COLUMNS,
-    title: str | None = None,
-    size: float = 1.7,
-) -> plt.Figure:
-    """Fig. 3 with rows by network and by variation (the paper's Fig. 3 compares networks):
-    the rows of :func:`draw_face_rows` for each network in turn, labelled with its name.
-
-    Args:
-        panels: ``{network: (gallery, probe, attributions, row_labels)}``, each as
-            :func:`draw_face_rows` takes them; the networks' chip sizes may differ.
-    """
-    gallery, probe, labels, parts = [], [], [], {}
-    for net, (g, p, attributions, row_labels) in panels.items():
-        gallery += list(g)
-        probe += list(p)
-        labels += [f"{net}\n{label}" for label in row_labels]
-        for name, part, _ in columns:
-            parts.setdefault(name, {}).setdefault(part, []).extend(
-                getattr(attributions[name], part)
-            )
-    merged = {name: SimpleNamespace(**maps) for name, maps in parts.items()}
-    return draw_face_rows(gallery, probe, merged, labels, columns=columns, title=title, size=size)
