@@ -23,7 +23,6 @@ from .postprocess import kernel_size_for
 
 __all__ = [
     "to_numpy_image",
-    "to_numpy_map",
     "overlay",
     "draw_box",
     "mark_empty",
@@ -89,15 +88,6 @@ def to_numpy_image(image: Tensor) -> np.ndarray:
     return image.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
 
 
-def to_numpy_map(attribution: Tensor) -> np.ndarray:
-    """(H, W) map tensor on any device -> (H, W) float numpy array."""
-    if attribution.ndim == 3 and attribution.shape[0] == 1:
-        attribution = attribution[0]
-    if attribution.ndim != 2:
-        raise ValueError(f"expected a map of shape (H, W), got {tuple(attribution.shape)}")
-    return attribution.detach().float().cpu().numpy()
-
-
 def overlay(
     ax: plt.Axes,
     image: Tensor | None,
@@ -107,17 +97,16 @@ def overlay(
     cmap: str = "jet",
     title: str | None = None,
 ) -> plt.Axes:
-    """Draw an image (3, H, W) with an attribution map (H, W) in [0, 1] on top."""
+    """Draw an image (3, H, W) with an attribution map (H, W) in [0, 1] on top (either
+    may be ``None``), on any device; raises ``ValueError`` for other shapes."""
     if image is not None:
         ax.imshow(to_numpy_image(image))
     if attribution is not None:
-        ax.imshow(
-            to_numpy_map(attribution),
-            cmap=cmap,
-            vmin=0,
-            vmax=1,
-            alpha=alpha if image is not None else 1.0,
-        )
+        m = attribution[0] if attribution.ndim == 3 and len(attribution) == 1 else attribution
+        if m.ndim != 2:
+            raise ValueError(f"expected a map of shape (H, W), got {tuple(attribution.shape)}")
+        m = m.detach().float().cpu().numpy()
+        ax.imshow(m, cmap=cmap, vmin=0, vmax=1, alpha=alpha if image is not None else 1.0)
     if title:
         ax.set_title(title, fontsize=9)
     ax.set_xticks([])
@@ -141,28 +130,17 @@ def show_maps(
 def draw_box(ax: plt.Axes, box: Sequence[float], color: str = "white", lw: float = 1.5) -> None:
     """Draw an (x0, y0, x1, y1) box in pixel coordinates."""
     x0, y0, x1, y1 = (float(v) for v in box)
-    ax.add_patch(
-        plt.Rectangle(
-            (x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, edgecolor=color, linewidth=lw
-        )
-    )
+    rect = plt.Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, ec=color, lw=lw)
+    ax.add_patch(rect)
 
 
 def mark_empty(ax: plt.Axes, attribution: Tensor) -> None:
     """Write "empty map" on ``ax`` when ``attribution`` is all zero (e.g. FAME's e₊ of an
     impostor pair already below ε)."""
     if float(attribution.max()) == 0:
-        ax.text(
-            0.5,
-            0.5,
-            "empty map",
-            transform=ax.transAxes,
-            ha="center",
-            va="center",
-            color="white",
-            fontsize=8,
-            bbox={"facecolor": "black", "alpha": 0.6},
-        )
+        box = {"facecolor": "black", "alpha": 0.6}
+        kw = {"ha": "center", "va": "center", "color": "white", "fontsize": 8, "bbox": box}
+        ax.text(0.5, 0.5, "empty map", transform=ax.transAxes, **kw)
 
 
 def draw_blur_figure(
@@ -178,17 +156,12 @@ def draw_blur_figure(
     (clipped at its 99.5th percentile), FAME maps at each σ in ``sigmas`` (kernel ±3σ) and
     at the paper's (kernel, σ) = ``chosen``, all re-blurred from ``result`` (the
     :class:`~fame_utils.core.FameResult` of the N images); ``row_labels``: N labels."""
+    settings = [(kernel_size_for(s), s, "") for s in sigmas]
+    settings.append((*chosen, f", kernel {chosen[0]}"))
     panels = [
-        (f"({chr(97 + i)}) σ = {s:g}", result.maps(sigma=s, kernel_size=kernel_size_for(s)))
-        for i, s in enumerate(sigmas)
+        (f"({chr(97 + i)}) σ = {s:g}{note}", result.maps(sigma=s, kernel_size=k))
+        for i, (k, s, note) in enumerate(settings)
     ]
-    kernel, sigma = chosen
-    panels.append(
-        (
-            f"({chr(97 + len(sigmas))}) σ = {sigma:g}, kernel {kernel}",
-            result.maps(sigma=sigma, kernel_size=kernel),
-        )
-    )
     n, cols = len(images), len(panels) + 2
     fig, axes = plt.subplots(n, cols, figsize=(2.3 * cols, 2.4 * n), squeeze=False)
     raw = result.maps(sigma=0)
@@ -533,7 +506,7 @@ def draw_item_maps(
     for ax, name in zip(axes[0, 1:], result.methods):
         m = result.maps(name).positive[index]
         overlay(ax, item.image, m)
-        salient = (to_numpy_map(m) >= threshold).astype(float)
+        salient = (m.float() >= threshold).float().cpu().numpy()
         if 0 < salient.mean() < 1:  # a contour needs both sides
             ax.contour(salient, levels=[0.5], colors="white", linewidths=0.8)
         draw_box(ax, box, color="lime")
@@ -558,11 +531,9 @@ def save_figure(
     the written paths."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    out = []
-    for fmt in formats:
-        p = path.with_suffix("." + fmt)
+    out = [path.with_suffix("." + fmt) for fmt in formats]
+    for p in out:
         fig.savefig(p, dpi=dpi, bbox_inches="tight")
-        out.append(p)
     return out
 
 
