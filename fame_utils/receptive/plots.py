@@ -142,21 +142,14 @@ def plot_measurements(
     mass, the image centre) and, on the area panel, the CAM box's own area."""
     import seaborn as sns
 
-    names = {
-        "delta": "unblurred Δx",
-        "blurred": "blurred" + (f" (σ={sigma:g})" if sigma is not None else ""),
-    }
-    sub = df.assign(map=df["map"].map(names))
+    blurred = "blurred" + (f" (σ={sigma:g})" if sigma is not None else "")
+    sub = df.assign(map=df["map"].map({"delta": "unblurred Δx", "blurred": blurred}))
     g = df.groupby("layer", observed=True)
     box, uniform = g["box_area"].first(), g["uniform_com_dist_cells"].mean()
+    com = "centre-of-mass distance to cell centre\n(cell widths)"
     panels = [  # measure, its label, the reference values and their label
         ("mass_in_box", "share of mass inside the CAM box", box, "uniform map (= box area)"),
-        (
-            "com_dist_cells",
-            "centre-of-mass distance to cell centre\n(cell widths)",
-            uniform,
-            "uniform map (mean)",
-        ),
+        ("com_dist_cells", com, uniform, "uniform map (mean)"),
         ("area50", "image fraction holding 50% of the mass", box, "CAM box area"),
     ]
     fig, axes = plt.subplots(1, 3, figsize=(12.6, 3.6), squeeze=False)
