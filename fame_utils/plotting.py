@@ -346,16 +346,6 @@ def draw_face_curves(
     return fig
 
 
-def _row_value(rows: pd.DataFrame, metric: str, percent: float | None = None) -> float:
-    """The value of one item's ``metric`` (at ``percent``) among its tidy result rows."""
-    sel = rows[rows["metric"] == metric]
-    if percent is not None:
-        sel = sel[np.isclose(sel["percent"].to_numpy(float), percent)]
-    if sel.empty:
-        raise KeyError(f"no {metric!r} at percent={percent} in these results")
-    return float(sel["value"].iloc[0])
-
-
 def draw_pair_removal(
     pairs: Mapping[str, object],
     results: Mapping[str, object],
@@ -374,28 +364,26 @@ def draw_pair_removal(
     pairs, result = pairs[subset], results[subset]
     index = min(int(index), len(pairs) - 1)
     methods = list(methods) or result.methods
-    rows = result.rows[result.rows["index"] == index]
+    rows = result.rows[result.rows["index"] == index].fillna({"percent": -1.0})
+    value = rows.set_index(["method", "metric", "percent"])["value"]  # AUCs at percent -1
     gallery, probe = pairs.gallery[index], pairs.probe[index]
     kind_of = "genuine" if bool(pairs.genuine[index]) else "impostor"
     fig, axes = plt.subplots(len(methods), 5, figsize=(10, 2.1 * len(methods)), squeeze=False)
     for r, name in enumerate(methods):
         m = result.maps(name).positive[index].to(probe.device)
         top = removal_masks(m[None], [percent])[0, 0]  # exact count, as the metric
-        mine = rows[rows["method"] == name]
         text = {}
         for kind in ("Delete", "Insert"):
-            ok = "✓" if _row_value(mine, f"{kind}-acc", percent) > 50 else "✗"
-            sim = _row_value(mine, f"{kind}-sim", percent)
+            ok = "✓" if value[name, f"{kind}-acc", percent] > 50 else "✗"
+            sim = value[name, f"{kind}-sim", percent]
             text[kind] = f"{kind.lower()} {percent:g}%: s={sim:.3f} {ok}"
         overlay(axes[r, 0], gallery, title="gallery")
         overlay(axes[r, 1], probe, title=f"probe ({kind_of})")
         overlay(axes[r, 2], probe, m, title=f"{name} e₊")
         overlay(axes[r, 3], probe * ~top, title=text["Delete"])
         overlay(axes[r, 4], probe * top, title=text["Insert"])
-        axes[r, 0].set_ylabel(
-            f"{name}\nDel {_row_value(mine, 'Delete'):.0f} / Ins {_row_value(mine, 'Insert'):.0f}",
-            fontsize=8,
-        )
+        aucs = f"Del {value[name, 'Delete', -1]:.0f} / Ins {value[name, 'Insert', -1]:.0f}"
+        axes[r, 0].set_ylabel(f"{name}\n{aucs}", fontsize=8)
     fig.suptitle(f"{subset} pair {index}: θ = {result.threshold:.3f}", fontsize=9)
     fig.tight_layout()
     return fig

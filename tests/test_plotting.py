@@ -261,3 +261,47 @@ def test_recipe_variants_share_their_methods_hue_and_baselines_are_grey_dashed_i
         "None",
     )
     assert random.get_marker() in (None, "None", "")
+
+
+def test_method_rows_outline_the_mask_on_the_input_and_mark_empty_maps():
+    from fame_utils.plotting import draw_method_rows
+
+    masks = torch.zeros(2, 8, 8, dtype=torch.bool)
+    masks[:, 2:5, 2:5] = True
+    maps = {"A": Attribution(torch.rand(2, 8, 8)), "B": Attribution(torch.zeros(2, 8, 8))}
+    fig = draw_method_rows(torch.rand(2, 3, 8, 8), maps, ["x", "y"], masks=masks, title="t")
+    assert [ax.get_title() for ax in fig.axes] == ["input", "A", "B", "", "", ""]
+    assert [ax.get_ylabel() for ax in fig.axes[::3]] == ["x", "y"]
+    assert [len(ax.collections) for ax in fig.axes] == [1, 0, 0, 1, 0, 0]  # the outlines
+    assert [i for i, ax in enumerate(fig.axes) if ax.texts] == [2, 5]  # B's empty maps
+
+
+class _Pairs:
+    """Two face pairs as ``FacePairs`` holds them: pair 0 genuine, pair 1 impostor."""
+
+    gallery, probe = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8)
+    genuine = torch.tensor([True, False])
+
+    def __len__(self):
+        return 2
+
+
+def test_pair_removal_titles_each_method_with_its_pairs_values():
+    from fame_utils.plotting import draw_pair_removal
+
+    values = {}
+    for kind, acc, sim in (
+        ("Delete", [0.0, 100.0], [0.2, 0.4]),
+        ("Insert", [100.0, 0.0], [0.9, 0.1]),
+    ):
+        values[("A", f"{kind}-acc", 50.0)] = acc
+        values[("A", f"{kind}-sim", 50.0)] = sim
+        values[("A", kind, np.nan)] = [12.0, 34.0] if kind == "Delete" else [56.0, 78.0]
+    result = _face_result(values)
+    result.summary = result.summary.loc[["A"]]
+    result.maps = lambda name: Attribution(torch.rand(2, 8, 8))
+    fig = draw_pair_removal({"s": _Pairs()}, {"s": result}, "s", 5, 50.0, ())  # 5: the last
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles[1] == "probe (impostor)" and titles[2] == "A e₊"
+    assert titles[3:] == ["delete 50%: s=0.400 ✓", "insert 50%: s=0.100 ✗"]
+    assert fig.axes[0].get_ylabel() == "A\nDel 34 / Ins 78"
