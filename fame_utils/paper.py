@@ -387,34 +387,26 @@ class Comparison:
         (e.g. :data:`TABLE1_DATASETS`); ``lower_is_better``: labels (e.g. ``{"Delete"}``)."""
         from .experiment.report import column_of
 
-        ours, intervals, per_item, paper_columns, decimals, lower = {}, {}, {}, {}, {}, set()
+        prefixes = paper_prefixes or {}
+        names = {(p, label): f"{p} {label}".strip() for p in results for label in labels}
+        per_item = {}
         for prefix, result in results.items():
-            rows = result.rows
-            row_labels = [
-                column_of(*k).label
-                for k in rows[["metric", "threshold", "percent"]].itertuples(index=False)
-            ]
+            keys = result.rows[["metric", "threshold", "percent"]].itertuples(index=False)
+            row_labels = np.array([column_of(*k).label for k in keys])
             for label in labels:
-                name = f"{prefix} {label}".strip()
-                ours[name] = result.summary[label]
-                intervals[name] = result.intervals[label]
-                sub = rows[[lab == label for lab in row_labels]]
+                sub = result.rows[row_labels == label]
                 table = sub.pivot(index="index", columns="method", values="value")
-                per_item[name] = table[[m for m in result.methods if m in table.columns]]
-                paper_columns[name] = (
-                    f"{(paper_prefixes or {}).get(prefix, prefix)} {label}".strip()
-                )
-                decimals[name] = result.decimals.get(label, 3)
-                if label in lower_is_better:
-                    lower.add(name)
+                per_item[names[prefix, label]] = table[
+                    [m for m in result.methods if m in table.columns]
+                ]
         return cls(
-            pd.DataFrame(ours),
-            pd.DataFrame(intervals),
+            pd.DataFrame({n: results[p].summary[lab] for (p, lab), n in names.items()}),
+            pd.DataFrame({n: results[p].intervals[lab] for (p, lab), n in names.items()}),
             per_item,
             paper,
-            paper_columns,
-            frozenset(lower),
-            decimals,
+            {n: f"{prefixes.get(p, p)} {lab}".strip() for (p, lab), n in names.items()},
+            frozenset(n for (_, lab), n in names.items() if lab in lower_is_better),
+            {n: results[p].decimals.get(lab, 3) for (p, lab), n in names.items()},
         )
 
     def _ours(self, method: str, column: str) -> str:
