@@ -93,7 +93,6 @@ def overlay(
     image: Tensor | None,
     attribution: Tensor | None = None,
     *,
-    alpha: float = 0.5,
     cmap: str = "jet",
     title: str | None = None,
 ) -> plt.Axes:
@@ -106,7 +105,7 @@ def overlay(
         if m.ndim != 2:
             raise ValueError(f"expected a map of shape (H, W), got {tuple(attribution.shape)}")
         m = m.detach().float().cpu().numpy()
-        ax.imshow(m, cmap=cmap, vmin=0, vmax=1, alpha=alpha if image is not None else 1.0)
+        ax.imshow(m, cmap=cmap, vmin=0, vmax=1, alpha=0.5 if image is not None else 1.0)
     if title:
         ax.set_title(title, fontsize=9)
     ax.set_xticks([])
@@ -114,13 +113,11 @@ def overlay(
     return ax
 
 
-def show_maps(
-    images: Tensor, maps: Tensor, titles: Sequence[str] | None = None, *, size: float = 2.6
-) -> plt.Figure:
+def show_maps(images: Tensor, maps: Tensor, titles: Sequence[str] | None = None) -> plt.Figure:
     """One panel per image: the image (B, 3, H, W) in [0, 1] with its map (B, H, W) in
     [0, 1] on top, and a shared colourbar (the quick start's one plotting call)."""
     n = images.shape[0]
-    fig, axes = plt.subplots(1, n, figsize=(size * n + 0.6, size), squeeze=False)
+    fig, axes = plt.subplots(1, n, figsize=(2.6 * n + 0.6, 2.6), squeeze=False)
     for i, ax in enumerate(axes[0]):
         overlay(ax, images[i], maps[i], title=None if titles is None else titles[i])
     fig.colorbar(plt.cm.ScalarMappable(cmap="jet"), ax=axes[0].tolist(), fraction=0.03)
@@ -227,7 +224,6 @@ def draw_face_rows(
     *,
     columns: Sequence[tuple[str, str, str]] = FACE_COLUMNS,
     title: str | None = None,
-    size: float = 1.7,
 ) -> plt.Figure:
     """Fig. 3: per network in turn, one row per pair: gallery, probe, then the probe's
     maps per ``columns``; rows labelled ``"<network>\\n<label>"`` (the label alone for
@@ -245,7 +241,7 @@ def draw_face_rows(
             cells.append([(gallery[i], None), (probe[i], None), *((probe[i], m) for m in maps)])
             labels.append(f"{net}\n{label}" if net else label)
     titles = ["gallery", "probe", *(t for _, _, t in columns)]
-    return _map_rows(cells, titles, labels, size, title)
+    return _map_rows(cells, titles, labels, 1.7, title)
 
 
 def draw_method_rows(
@@ -255,7 +251,6 @@ def draw_method_rows(
     *,
     masks: Tensor | None = None,
     title: str | None = None,
-    size: float = 1.5,
 ) -> plt.Figure:
     """One row per image (N, 3, H, W) in [0, 1]: the image (with the outline of its
     (N, H, W) bool ``masks`` when given), then each ``{method name: Attribution}``'s
@@ -264,7 +259,7 @@ def draw_method_rows(
         [(images[r], None), *((images[r], a.positive[r]) for a in attributions.values())]
         for r in range(len(row_labels))
     ]
-    return _map_rows(cells, ["input", *attributions], row_labels, size, title, masks)
+    return _map_rows(cells, ["input", *attributions], row_labels, 1.5, title, masks)
 
 
 def _genuine_curve(result, kind: str, genuine: Tensor) -> pd.DataFrame:
@@ -283,22 +278,14 @@ def draw_face_curves(
     genuine: Mapping[str, Mapping[str, Tensor]] | None = None,
     thresholds: Mapping[str, Mapping[str, float]] | None = None,
     title: str | None = None,
-    size: float = 2.4,
-    baselines: Sequence[str] = BASELINE_NAMES,
 ) -> plt.Figure:
     """Fig. 4: verification accuracy (%) at each network's θ as the top-P % of the probe's
-    e₊ is deleted or inserted; rows = network × (Delete, Insert), columns = subsets; the
-    legend right of each row gives each method's AUC ×100 per subset. With ``genuine``,
-    two more rows per network: the genuine pairs' mean cosine similarity (θ dotted).
-
-    Args:
-        results: ``{network: {subset: ExperimentResult}}`` of
-            :class:`~fame_utils.FaceDeleteInsertMetric` runs.
-        methods: methods to draw (default: every method of each run).
-        genuine: ``{network: {subset: (N,) bool}}`` of the evaluated pairs, in dataset order.
-        thresholds: ``{network: {subset: θ}}`` (needed with ``genuine``).
-        baselines: rows drawn as grey dashed reference lines, not in a method colour.
-    """
+    e₊ is deleted or inserted, from ``{network: {subset: ExperimentResult}}`` of
+    :class:`~fame_utils.FaceDeleteInsertMetric` runs: rows = network × (Delete, Insert),
+    columns = subsets, one line per method (default: all; sanity baselines grey, dashed),
+    each row's AUCs ×100 per subset in a legend right of it. With ``genuine`` (``{network:
+    {subset: (N,) bool}}`` of the pairs) and ``thresholds`` (``{network: {subset: θ}}``)
+    two more rows per network: the genuine pairs' mean cosine similarity (θ dotted)."""
     subsets = list(next(iter(results.values())))
     parts = ["acc"] if genuine is None else ["acc", "sim"]
     rows = [(n, p, k) for n in results for p in parts for k in ("Delete", "Insert")]
@@ -306,7 +293,7 @@ def draw_face_curves(
         len(rows),
         len(subsets),
         squeeze=False,
-        figsize=(size * len(subsets) + 3.6, size * len(rows)),
+        figsize=(2.4 * len(subsets) + 3.6, 2.4 * len(rows)),
     )
     for r, (net, part, kind) in enumerate(rows):
         for c, s in enumerate(subsets):
@@ -316,7 +303,7 @@ def draw_face_curves(
             else:
                 table = _genuine_curve(res, kind, genuine[net][s])
             names = list(methods or table.columns)
-            for name, style in _line_styles(names, baselines).items():
+            for name, style in _line_styles(names, BASELINE_NAMES).items():
                 ax.plot(table.index, table[name], ms=2, lw=1, label=name, **style)
             if part == "sim":
                 ax.axhline(thresholds[net][s], color="gray", ls=":", lw=1)
@@ -403,16 +390,12 @@ def table2_groups(columns: Sequence[str]) -> dict[str, list[str]]:
 def draw_bars(
     tables: Mapping[str, pd.DataFrame],
     groups: Mapping[str, Sequence[str]],
-    *,
-    ylabels: Mapping[str, str] | None = None,
-    size: float = 3.2,
-    baselines: Sequence[str] = BASELINE_NAMES,
 ) -> plt.Figure:
     """Fig. 5: grouped bars in each method's :func:`method_colour`, one row per table
     (``{row title: methods × columns}``, e.g. ours and the paper's), one panel per
-    ``{group name: columns}`` the table has values for (``ylabels``: per group); columns,
-    panels and rows without values are skipped. ``baselines`` rows are a grey band from
-    the lowest to the highest baseline with a dashed line at the highest, per column."""
+    ``{group name (y label): columns}`` the table has values for; columns, panels and
+    rows without values are skipped. Sanity-baseline rows are a grey band from the lowest
+    to the highest baseline with a dashed line at the highest, per column."""
     panels = {}  # {row: [(group, columns with a value)]}
     for who, table in tables.items():
         have = [
@@ -425,13 +408,13 @@ def draw_bars(
     fig, axes = plt.subplots(
         max(len(panels), 1),
         ncols,
-        figsize=(1.1 * size * ncols, size * max(len(panels), 1)),
+        figsize=(1.1 * 3.2 * ncols, 3.2 * max(len(panels), 1)),
         squeeze=False,
     )
     for r, (who, row) in enumerate(panels.items()):
         for ax in axes[r, len(row) :]:
             fig.delaxes(ax)
-        refs = [m for m in tables[who].index if m in baselines]
+        refs = [m for m in tables[who].index if m in BASELINE_NAMES]
         for ax, (group, cols) in zip(axes[r], row):
             table = tables[who].loc[:, cols]
             bars = table.drop(index=refs).dropna(how="all")
@@ -450,7 +433,7 @@ def draw_bars(
             ax.set_xticks(
                 x, [k.replace("ROAD-", "").replace("Delete", "Del") for k in cols], fontsize=7
             )
-            ax.set_ylabel((ylabels or {}).get(group, group), fontsize=8)
+            ax.set_ylabel(group, fontsize=8)
             ax.set_title(who, fontsize=8)
             ax.tick_params(labelsize=7)
     # one legend for the figure, below the panels, so that it never hides a bar
