@@ -4,10 +4,8 @@ Zhang & Günther, "FAME: Feature Activation Map Explanation on Image Classificat
 Face Recognition" (CVPR-W XAI4CV 2026): Table 1 (Sec. 4.2) is face verification with
 IResNet-101 (AdaFace), Deletion ↓ / Insertion ↑ as the area under accuracy-vs-P ×100;
 Table 2 (Sec. 4.3) is ImageNet val with ResNet-50 IMAGENET1K_V2, IoU@t ×100 ↑ and the
-"ROAD-Delete@p%" logit drop ↑. A ranking claims "A beats B" only when a paired bootstrap
-interval of the difference excludes 0 (:func:`fame_utils.stats.paired_difference`);
-sanity baselines (:mod:`fame_utils.baselines.sanity`) are reference rows that every
-method must beat (issue 23).
+"ROAD-Delete@p%" logit drop ↑. Our ranking is compared with theirs by
+:mod:`fame_utils.ranking`, which claims only what a paired bootstrap supports.
 """
 
 from __future__ import annotations
@@ -22,23 +20,17 @@ import numpy as np
 import pandas as pd
 
 from .baselines.sanity import BASELINE_NAMES
-from .stats import DEFAULT_RESAMPLES, paired_difference
+from .ranking import above_baseline, ranking_sentences
 
 __all__ = [
     "TABLE1_DATASETS",
     "table1",
     "table2",
     "paper_method",
-    "ranking_sentences",
-    "above_baseline",
     "Comparison",
-    "MIN_ITEMS",
     "saturated_columns",
     "table1_networks",
 ]
-
-#: Fewest items for a "beats" claim: below it a percentile bootstrap's coverage is poor.
-MIN_ITEMS = 10
 
 #: Our bundled face protocol subsets -> the paper's Table 1 dataset they stand in for.
 TABLE1_DATASETS = {"occlusion": "AR-glass", "resolution": "SCface-med", "pose": "CFP-FP"}
@@ -83,17 +75,6 @@ def paper_method(name: str) -> str:
     return name.split(" (", 1)[0]
 
 
-def _number(v: float, decimals: int | None = None) -> str:
-    """``decimals`` places; without them one decimal from 10 up, three below."""
-    if decimals is not None:
-        return f"{v:.{decimals}f}"
-    return f"{v:.1f}" if abs(v) >= 10 else f"{v:.3f}"
-
-
-def _names_text(names: list[str]) -> str:
-    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + f" and {names[-1]}"
-
-
 def _markdown_table(frame: pd.DataFrame, text_columns: int = 1) -> list[str]:
     """The lines of a Markdown table of a frame of strings, its index the ``Method``
     column; the first ``text_columns`` columns left-aligned, the others right-aligned."""
@@ -103,245 +84,6 @@ def _markdown_table(frame: pd.DataFrame, text_columns: int = 1) -> list[str]:
     for label, row in zip(frame.index, frame.to_numpy().tolist()):
         lines.append("| " + " | ".join([str(label), *row]) + " |")
     return lines
-
-
-def _beats(a: pd.Series, b: pd.Series, sign: float, min_items: int, **boot: Any) -> bool:
-    """Whether ``sign · a`` is above ``sign · b``: the paired bootstrap interval of the
-    difference excludes 0; never with fewer than ``min_items`` items."""
-    if len(a) < min_items:
-        return False
-    return paired_difference(sign * a.to_numpy(), sign * b.to_numpy(), **boot).low > 0
-
-
-def _column_sentence(
-    label: str,
-    values: pd.DataFrame,
-    paper: pd.Series | None,
-    lower: bool,
-    decimals: int | None,
-    min_items: int,
-    **boot: Any,
-) -> tuple[str, bool | None, bool, float]:
-    """One column: (sentence, our top group holds the paper's best (None: no paper column),
-    every method inseparable from our best, Kendall τ of the means vs the paper)."""
-    from scipy.stats import kendalltau
-
-    means = values.mean(axis=0).sort_values(ascending=lower, kind="stable")
-    best = str(means.index[0])
-    sign = -1.0 if lower else 1.0  # positive difference = the best is better
-    beaten, tied = [], []
-    for other in means.index[1:]:
-        win = _beats(values[best], values[other], sign, min_items, **boot)
-        (beaten if win else tied).append(str(other))
-    shown = [_number(v, decimals) for v in means.to_numpy()]
-    order = f"{best} {shown[0]}"
-    for m, v, prev in zip(means.index[1:], shown[1:], shown):  # "=": equal as printed
-        order += f" {'=' if v == prev else '>'} {m} {v}"
-    text = f"- **{label}** ({'lower' if lower else 'higher'} is better): ours {order}."
-    if beaten:
-        text += f" {best} beats {_names_text(beaten)}"
-        text += f"; the data cannot separate it from {_names_text(tied)}." if tied else "."
-    else:
-        few = len(values) < min_items
-        why = f" ({len(values)} items; a claim needs {min_items})" if few else ""
-        text += f" The data cannot separate {best} from any other method{why}."
-    agree, tau = None, float("nan")
-    if paper is not None:
-        ours_in_paper = [m for m in means.index if paper_method(str(m)) in paper.index]
-        shared = paper.reindex([paper_method(m) for m in ours_in_paper]).dropna()
-        if len(shared):
-            paper_best = str(shared.idxmin() if lower else shared.idxmax())
-            agree = any(paper_method(m) == paper_best for m in {best, *tied})
-            verdict = (
-                "among the methods the data cannot separate from our best"
-                if agree
-                else f"beaten by {best} in ours"
-            )
-            published = _number(float(paper[paper_best]), decimals)
-            text += f" The paper's best, {paper_best} ({published}), is {verdict}."
-            if len(shared) >= 2:
-                ours_means = means[[m for m in ours_in_paper if paper_method(m) in shared.index]]
-                tau = float(kendalltau(ours_means.to_numpy(), shared.to_numpy()).statistic)
-                if np.isfinite(tau):
-                    text += f" Kendall τ of the means vs the paper: {tau:+.2f}."
-    return text, agree, not beaten, tau
-
-
-def _baseline_sentence(
-    methods: pd.DataFrame,
-    refs: pd.DataFrame,
-    lower: bool,
-    decimals: int | None,
-    min_items: int,
-    **boot: Any,
-) -> tuple[str, bool]:
-    """Each method against the best sanity baseline of a column: (sentence, whether the
-    best method beats it, i.e. the column discriminates)."""
-    ref_means = refs.mean(axis=0).sort_values(ascending=lower, kind="stable")
-    ref = str(ref_means.index[0])
-    sign = -1.0 if lower else 1.0
-    means = methods.mean(axis=0).sort_values(ascending=lower, kind="stable")
-    beats, not_beats = [], []
-    for m in means.index:
-        win = _beats(methods[m], refs[ref], sign, min_items, **boot)
-        (beats if win else not_beats).append(str(m))
-    text = f" Best sanity baseline: {ref} {_number(float(ref_means.iloc[0]), decimals)}."
-    if beats:
-        text += f" {_names_text(beats)} {'beats' if len(beats) == 1 else 'beat'} {ref}"
-        if not_beats:
-            verb = "does" if len(not_beats) == 1 else "do"
-            text += f"; {_names_text(not_beats)} {verb} not."
-        else:
-            text += "."
-    else:
-        text += f" No method beats {ref}."
-    discriminating = str(means.index[0]) in beats
-    if not discriminating and len(methods) < min_items:
-        text += (
-            f" **Not discriminating on this data:** {len(methods)} items are too few to tell"
-            f" any method from {ref} (a claim needs {min_items})."
-        )
-    elif not discriminating:
-        text += (
-            f" **Not discriminating on this data:** {ref} is inseparable from or better than"
-            f" the best method, {means.index[0]}, so this column cannot rank the methods"
-            " (nor test the paper's claim for it)."
-        )
-    return text, discriminating
-
-
-def ranking_sentences(
-    per_item: Mapping[str, pd.DataFrame],
-    paper: pd.DataFrame | None = None,
-    *,
-    lower_is_better: Collection[str] = (),
-    paper_columns: Mapping[str, str] | None = None,
-    n_resamples: int = DEFAULT_RESAMPLES,
-    seed: int = 0,
-    level: float = 0.95,
-    min_items: int = MIN_ITEMS,
-    decimals: Mapping[str, int] | None = None,
-    baselines: Collection[str] = BASELINE_NAMES,
-) -> str:
-    """Markdown: a summary line, then per column our ranking of the methods by their mean
-    and how it compares with the paper's.
-
-    The best method *beats* another only when the paired bootstrap interval of the per-item
-    difference (``level``, seeded) excludes 0, never with fewer than ``min_items`` items.
-    A column agrees with the paper when the paper's best is among the methods the data
-    cannot separate from our best. ``baselines`` present in a column are ranked apart;
-    every method is compared with the best of them, and a column where the best method
-    does not beat it is flagged as not discriminating (its paper claim untestable).
-
-    Args:
-        per_item: ``{column: items × methods}`` of finite values (the same items for
-            every method); a column is looked up in ``paper`` after ``paper_columns``
-            (``None`` or a missing column: our ranking only).
-        lower_is_better: columns where lower values are better (e.g. face Delete).
-        decimals: ``{column: decimal places}`` of the printed means; means that print
-            alike are joined by "=" (default: one decimal from 10 up, three below).
-
-    Raises:
-        ValueError: a column with missing values or fewer than two methods.
-    """
-    lines, agreements, inseparable, taus = [], [], 0, []
-    blind, testable, untestable, with_refs, ranked = [], [], [], 0, 0
-    paper_columns = dict(paper_columns or {})
-    boot = {"n_resamples": n_resamples, "seed": seed, "level": level}
-    for column, values in per_item.items():
-        if values.isna().to_numpy().any():
-            raise ValueError(
-                f"column {column!r} has missing values: give every method a value on every item"
-            )
-        key = paper_columns.get(column, column)
-        published = None if paper is None or key not in paper.columns else paper[key]
-        label = column if key == column else f"{column} ({key})"
-        refs = [m for m in values.columns if m in set(baselines)]
-        real = values.drop(columns=refs)
-        if real.shape[1] < (2 if not refs else 1):
-            raise ValueError(f"column {column!r} needs at least two methods to rank")
-        lower, digits = column in lower_is_better, (decimals or {}).get(column)
-        text, agree, none_beaten, tau = f"- **{label}**:", None, None, float("nan")
-        if real.shape[1] >= 2:
-            text, agree, none_beaten, tau = _column_sentence(
-                label, real, published, lower, digits, min_items, **boot
-            )
-            ranked += 1
-            inseparable += none_beaten
-        if refs:
-            extra, discriminating = _baseline_sentence(
-                real, values[refs], lower, digits, min_items, **boot
-            )
-            text += extra
-            with_refs += 1
-            if not discriminating:
-                blind.append(label)
-            if published is not None:
-                (testable if discriminating else untestable).append(key)
-        lines.append(text)
-        if agree is not None:
-            agreements.append(agree)
-        if np.isfinite(tau):
-            taus.append(tau)
-    items = "/".join(str(n) for n in sorted({len(v) for v in per_item.values()}))
-    head = f"Over {items} items ({100 * level:.0f}% paired bootstrap intervals of the differences):"
-    if ranked:
-        head += (
-            f" in {ranked - inseparable} of {ranked} columns our best method beats at least "
-            f"one other; in {inseparable} the data cannot separate any method from it."
-        )
-    if agreements:
-        head += (
-            f" The paper's best method is among our inseparable best in {sum(agreements)} of "
-            f"{len(agreements)} columns"
-        )
-        head += f"; mean Kendall τ of the means {np.mean(taus):+.2f}." if taus else "."
-    if with_refs:
-        head += (
-            f" In {len(blind)} of {with_refs} columns with sanity baselines no method beats the"
-            " best baseline"
-            + (f": {_names_text(blind)} cannot discriminate on this data." if blind else ".")
-        )
-    if testable or untestable:
-        head += " Of the paper's columns, our data can test " + (
-            f"{_names_text(testable)}" if testable else "none"
-        )
-        head += f" and cannot test {_names_text(untestable)}." if untestable else "."
-    return "\n".join([head, *lines])
-
-
-def above_baseline(
-    per_item: Mapping[str, pd.DataFrame],
-    baseline: str = "Random",
-    *,
-    lower_is_better: Collection[str] = (),
-    n_resamples: int = DEFAULT_RESAMPLES,
-    seed: int = 0,
-    level: float = 0.95,
-) -> pd.DataFrame:
-    """How far each method is better than ``baseline`` per column of ``per_item``
-    (``{column: items × methods}``): methods × columns of
-    :class:`~fame_utils.stats.Interval` cells, the mean paired improvement (baseline −
-    method in ``lower_is_better`` columns, so positive is always better) with its bootstrap
-    interval.
-
-    Raises:
-        ValueError: a column without ``baseline``.
-    """
-    out = {}
-    for column, values in per_item.items():
-        if baseline not in values.columns:
-            raise ValueError(f"column {column!r} has no {baseline!r} values to compare with")
-        sign = -1.0 if column in lower_is_better else 1.0
-        ref = sign * values[baseline].to_numpy()
-        out[column] = {
-            m: paired_difference(
-                sign * values[m].to_numpy(), ref, n_resamples=n_resamples, seed=seed, level=level
-            )
-            for m in values.columns
-            if m != baseline
-        }
-    return pd.DataFrame(out).rename_axis("method")
 
 
 def _label(method: str) -> str:
@@ -432,7 +174,7 @@ class Comparison:
 
     @cached_property
     def sentences(self) -> str:
-        """:func:`ranking_sentences` of the per-item values against the paper."""
+        """:func:`~fame_utils.ranking.ranking_sentences` of the per-item values against the paper."""
         return ranking_sentences(
             self.per_item,
             self.paper,
@@ -444,7 +186,7 @@ class Comparison:
     def box_sizes(self, shares: Any, dataset: str = "this data") -> str:
         """Markdown beside the IoU columns: the box-area distribution of ``dataset``
         (``shares``: (N,) box-area share per item, :func:`fame_utils.box_area_shares`),
-        mean IoU per box-size stratum and :func:`ranking_sentences` of the small boxes."""
+        mean IoU per box-size stratum and :func:`~fame_utils.ranking.ranking_sentences` of the small boxes."""
         from .experiment.report import summary_markdown
         from .metrics.localization import box_area_table, iou_by_box_size, size_strata
 
@@ -500,7 +242,7 @@ def table1_networks(
     high]``, 95 % bootstrap interval over pairs) and the paper's row (labelled
     ``paper_title``) under them; then per network the saturated columns
     (:func:`saturated_columns`), the ranking sentences and how far each method is above
-    ``Random`` (:func:`above_baseline`).
+    ``Random`` (:func:`~fame_utils.ranking.above_baseline`).
 
     Args:
         results: ``{network: {subset: ExperimentResult}}`` of Delete/Insert runs, the same
