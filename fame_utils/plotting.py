@@ -404,13 +404,8 @@ def draw_bars(
         ]
         if any(cols for _, cols in have):
             panels[who] = [(g, cols) for g, cols in have if cols]
-    ncols = max((len(p) for p in panels.values()), default=1)
-    fig, axes = plt.subplots(
-        max(len(panels), 1),
-        ncols,
-        figsize=(1.1 * 3.2 * ncols, 3.2 * max(len(panels), 1)),
-        squeeze=False,
-    )
+    nrows, ncols = max(len(panels), 1), max((len(p) for p in panels.values()), default=1)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(1.1 * 3.2 * ncols, 3.2 * nrows), squeeze=False)
     for r, (who, row) in enumerate(panels.items()):
         for ax in axes[r, len(row) :]:
             fig.delaxes(ax)
@@ -421,8 +416,13 @@ def draw_bars(
             n, x = len(bars.index), np.arange(len(cols))
             for j, m in enumerate(bars.index):
                 offset = (j - (n - 1) / 2) * 0.8 / n
-                values = bars.loc[m].to_numpy(float)
-                ax.bar(x + offset, values, 0.8 / n, label=m, color=method_colour(m))
+                ax.bar(
+                    x + offset,
+                    bars.loc[m].to_numpy(float),
+                    0.8 / n,
+                    label=m,
+                    color=method_colour(m),
+                )
             if refs:
                 ref = table.loc[refs].to_numpy(float)
                 for xi, a, b in zip(x, ref.min(0), ref.max(0)):
@@ -442,17 +442,10 @@ def draw_bars(
         for handle, label in zip(*ax.get_legend_handles_labels()):
             entries.setdefault(label, handle)
     ncol = min(len(entries), 4)
-    rows = -(-len(entries) // max(ncol, 1))
-    height = fig.get_figheight()
-    fig.legend(
-        list(entries.values()),
-        list(entries),
-        loc="lower center",
-        ncol=ncol,
-        fontsize=7,
-        frameon=False,
-    )
-    fig.tight_layout(rect=(0, min(0.4, (0.1 + 0.17 * rows) / height), 1, 1))
+    legend_rows = -(-len(entries) // max(ncol, 1))
+    handles = list(entries.values())
+    fig.legend(handles, list(entries), loc="lower center", ncol=ncol, fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, min(0.4, (0.1 + 0.17 * legend_rows) / fig.get_figheight()), 1, 1))
     return fig
 
 
