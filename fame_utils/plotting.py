@@ -289,23 +289,17 @@ def draw_face_curves(
     subsets = list(next(iter(results.values())))
     parts = ["acc"] if genuine is None else ["acc", "sim"]
     rows = [(n, p, k) for n in results for p in parts for k in ("Delete", "Insert")]
-    fig, axes = plt.subplots(
-        len(rows),
-        len(subsets),
-        squeeze=False,
-        figsize=(2.4 * len(subsets) + 3.6, 2.4 * len(rows)),
-    )
+    figsize = (2.4 * len(subsets) + 3.6, 2.4 * len(rows))
+    fig, axes = plt.subplots(len(rows), len(subsets), squeeze=False, figsize=figsize)
     for r, (net, part, kind) in enumerate(rows):
         for c, s in enumerate(subsets):
             res, ax = results[net][s], axes[r, c]
-            if part == "acc":
-                table = res.curve(f"{kind}-acc")
-            else:
-                table = _genuine_curve(res, kind, genuine[net][s])
+            sim = part == "sim"
+            table = _genuine_curve(res, kind, genuine[net][s]) if sim else res.curve(f"{kind}-acc")
             names = list(methods or table.columns)
             for name, style in _line_styles(names, BASELINE_NAMES).items():
                 ax.plot(table.index, table[name], ms=2, lw=1, label=name, **style)
-            if part == "sim":
+            if sim:
                 ax.axhline(thresholds[net][s], color="gray", ls=":", lw=1)
             ax.set_title(f"{net} · {s}: {kind}", fontsize=8)
             ax.set_xlabel("P (%)", fontsize=7)
@@ -520,8 +514,7 @@ def draw_grid_example(
 
     result = getattr(runs[network], run)
     index = grid * shape[0] * shape[1] + cell
-    names = list(result.methods) if method is None else [method]
-    names = [n for n in names if n in result.methods]
+    names = [n for n in result.methods if method in (None, n)]
     item = runs[network].data[index]
     fig, axes = plt.subplots(1, len(names) + 1, figsize=(2.3 * (len(names) + 1), 2.8))
     axes = np.atleast_1d(axes)
