@@ -10,7 +10,6 @@ import itertools
 import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import SimpleNamespace
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -24,7 +23,6 @@ from .postprocess import kernel_size_for
 
 __all__ = [
     "to_numpy_image",
-    "to_numpy_map",
     "overlay",
     "draw_box",
     "mark_empty",
@@ -33,6 +31,7 @@ __all__ = [
     "draw_face_rows",
     "draw_method_rows",
     "draw_face_curves",
+    "draw_grid_example",
     "draw_pair_removal",
     "table2_groups",
     "draw_bars",
@@ -61,9 +60,8 @@ METHOD_COLOURS = {
 
 def method_colour(name: str):
     """The colour of method ``name`` in every figure: :data:`METHOD_COLOURS`; a recipe
-    variant of a listed method (``"Grad-CAM (paper)"``) takes its hue, the reference
-    recipe's darker; else a colour of tab20b fixed by the name's CRC-32 (the same in every
-    run and figure)."""
+    variant (``"Grad-CAM (paper)"``) takes its method's hue (darker for ``reference``);
+    else a tab20b colour fixed by the name's CRC-32."""
     if name in METHOD_COLOURS:
         return METHOD_COLOURS[name]
     base, _, variant = name.partition(" (")
@@ -74,8 +72,8 @@ def method_colour(name: str):
 
 
 def _line_styles(names: Sequence[str], baselines: Sequence[str]) -> dict[str, dict]:
-    """Curve styles: each method in its :func:`method_colour` with dots; the sanity
-    baselines grey, each with its own dash pattern, no markers (reference lines)."""
+    """Curve styles: methods in their :func:`method_colour` with dots; sanity baselines
+    grey, each with its own dash pattern."""
     dashes = itertools.cycle(["--", "-.", ":"])
     refs = {b: {"color": "0.45", "ls": next(dashes), "marker": None} for b in baselines}
     return {n: refs.get(n, {"marker": "o", "color": method_colour(n)}) for n in names}
@@ -90,35 +88,24 @@ def to_numpy_image(image: Tensor) -> np.ndarray:
     return image.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
 
 
-def to_numpy_map(attribution: Tensor) -> np.ndarray:
-    """(H, W) map tensor on any device -> (H, W) float numpy array."""
-    if attribution.ndim == 3 and attribution.shape[0] == 1:
-        attribution = attribution[0]
-    if attribution.ndim != 2:
-        raise ValueError(f"expected a map of shape (H, W), got {tuple(attribution.shape)}")
-    return attribution.detach().float().cpu().numpy()
-
-
 def overlay(
     ax: plt.Axes,
     image: Tensor | None,
     attribution: Tensor | None = None,
     *,
-    alpha: float = 0.5,
     cmap: str = "jet",
     title: str | None = None,
 ) -> plt.Axes:
-    """Draw an image (3, H, W) with an attribution map (H, W) in [0, 1] on top."""
+    """Draw an image (3, H, W) with an attribution map (H, W) in [0, 1] on top (either
+    may be ``None``), on any device; raises ``ValueError`` for other shapes."""
     if image is not None:
         ax.imshow(to_numpy_image(image))
     if attribution is not None:
-        ax.imshow(
-            to_numpy_map(attribution),
-            cmap=cmap,
-            vmin=0,
-            vmax=1,
-            alpha=alpha if image is not None else 1.0,
-        )
+        m = attribution[0] if attribution.ndim == 3 and len(attribution) == 1 else attribution
+        if m.ndim != 2:
+            raise ValueError(f"expected a map of shape (H, W), got {tuple(attribution.shape)}")
+        m = m.detach().float().cpu().numpy()
+        ax.imshow(m, cmap=cmap, vmin=0, vmax=1, alpha=0.5 if image is not None else 1.0)
     if title:
         ax.set_title(title, fontsize=9)
     ax.set_xticks([])
@@ -126,13 +113,11 @@ def overlay(
     return ax
 
 
-def show_maps(
-    images: Tensor, maps: Tensor, titles: Sequence[str] | None = None, *, size: float = 2.6
-) -> plt.Figure:
+def show_maps(images: Tensor, maps: Tensor, titles: Sequence[str] | None = None) -> plt.Figure:
     """One panel per image: the image (B, 3, H, W) in [0, 1] with its map (B, H, W) in
     [0, 1] on top, and a shared colourbar (the quick start's one plotting call)."""
     n = images.shape[0]
-    fig, axes = plt.subplots(1, n, figsize=(size * n + 0.6, size), squeeze=False)
+    fig, axes = plt.subplots(1, n, figsize=(2.6 * n + 0.6, 2.6), squeeze=False)
     for i, ax in enumerate(axes[0]):
         overlay(ax, images[i], maps[i], title=None if titles is None else titles[i])
     fig.colorbar(plt.cm.ScalarMappable(cmap="jet"), ax=axes[0].tolist(), fraction=0.03)
@@ -142,28 +127,17 @@ def show_maps(
 def draw_box(ax: plt.Axes, box: Sequence[float], color: str = "white", lw: float = 1.5) -> None:
     """Draw an (x0, y0, x1, y1) box in pixel coordinates."""
     x0, y0, x1, y1 = (float(v) for v in box)
-    ax.add_patch(
-        plt.Rectangle(
-            (x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, edgecolor=color, linewidth=lw
-        )
-    )
+    rect = plt.Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, ec=color, lw=lw)
+    ax.add_patch(rect)
 
 
 def mark_empty(ax: plt.Axes, attribution: Tensor) -> None:
     """Write "empty map" on ``ax`` when ``attribution`` is all zero (e.g. FAME's e₊ of an
-    impostor pair whose loss is below ε at the start), so a blank panel is not misread."""
+    impostor pair already below ε)."""
     if float(attribution.max()) == 0:
-        ax.text(
-            0.5,
-            0.5,
-            "empty map",
-            transform=ax.transAxes,
-            ha="center",
-            va="center",
-            color="white",
-            fontsize=8,
-            bbox={"facecolor": "black", "alpha": 0.6},
-        )
+        box = {"facecolor": "black", "alpha": 0.6}
+        kw = {"ha": "center", "va": "center", "color": "white", "fontsize": 8, "bbox": box}
+        ax.text(0.5, 0.5, "empty map", transform=ax.transAxes, **kw)
 
 
 def draw_blur_figure(
@@ -175,26 +149,16 @@ def draw_blur_figure(
     chosen: tuple[int, float] = (49, 7.7),
     title: str | None = None,
 ) -> plt.Figure:
-    """Fig. 1: one row per image: the image, the unblurred Δx (clipped at its 99.5th
-    percentile so its sparse structure shows), FAME maps at each σ in ``sigmas`` (kernel
-    ±3σ) and at the paper's (kernel, σ) = ``chosen``, all re-blurred from one run.
-
-    Args:
-        images: (N, 3, H, W) in [0, 1].
-        result: the :class:`~fame_utils.core.FameResult` of those N images.
-        row_labels: N labels (e.g. name and class) written left of each row.
-    """
+    """Fig. 1: per image (N, 3, H, W) in [0, 1] a row: the image, the unblurred Δx
+    (clipped at its 99.5th percentile), FAME maps at each σ in ``sigmas`` (kernel ±3σ) and
+    at the paper's (kernel, σ) = ``chosen``, all re-blurred from ``result`` (the
+    :class:`~fame_utils.core.FameResult` of the N images); ``row_labels``: N labels."""
+    settings = [(kernel_size_for(s), s, "") for s in sigmas]
+    settings.append((*chosen, f", kernel {chosen[0]}"))
     panels = [
-        (f"({chr(97 + i)}) σ = {s:g}", result.maps(sigma=s, kernel_size=kernel_size_for(s)))
-        for i, s in enumerate(sigmas)
+        (f"({chr(97 + i)}) σ = {s:g}{note}", result.maps(sigma=s, kernel_size=k))
+        for i, (k, s, note) in enumerate(settings)
     ]
-    kernel, sigma = chosen
-    panels.append(
-        (
-            f"({chr(97 + len(sigmas))}) σ = {sigma:g}, kernel {kernel}",
-            result.maps(sigma=sigma, kernel_size=kernel),
-        )
-    )
     n, cols = len(images), len(panels) + 2
     fig, axes = plt.subplots(n, cols, figsize=(2.3 * cols, 2.4 * n), squeeze=False)
     raw = result.maps(sigma=0)
@@ -228,38 +192,56 @@ FACE_COLUMNS = (
 )
 
 
-def draw_face_rows(
-    gallery: Tensor,
-    probe: Tensor,
-    attributions: Mapping[str, object],
+def _map_rows(
+    cells: list[list[tuple[Tensor, Tensor | None]]],
+    titles: Sequence[str],
     row_labels: Sequence[str],
-    *,
-    columns: Sequence[tuple[str, str, str]] = FACE_COLUMNS,
-    title: str | None = None,
-    size: float = 1.7,
+    size: float,
+    title: str | None,
+    masks: Tensor | None = None,
 ) -> plt.Figure:
-    """Fig. 3: one row per pair: gallery, probe, then the probe's maps per ``columns``.
-
-    Args:
-        gallery, probe: (N, 3, H, W) in [0, 1].
-        attributions: ``{method name: Attribution}`` with ``positive``/``negative`` maps
-            (N, H, W) in [0, 1]; an all-zero map is labelled "empty map".
-        row_labels: N labels (e.g. variation and cosine similarity).
-    """
-    n, cols = len(row_labels), 2 + len(columns)
+    """A grid of overlays, ``cells[r][c] = (image, map or None)``; an all-zero map is
+    labelled "empty map", ``masks[r]`` outlined in white on a cell without a map."""
+    n, cols = len(cells), len(titles)
     fig, axes = plt.subplots(n, cols, figsize=(size * cols, size * n + 0.4), squeeze=False)
-    for r in range(n):
-        overlay(axes[r, 0], gallery[r], title="gallery" if r == 0 else None)
+    for (r, c), ax in np.ndenumerate(axes):
+        image, m = cells[r][c]
+        overlay(ax, image, m, title=titles[c] if r == 0 else None)
+        if m is not None:
+            mark_empty(ax, m)
+        elif masks is not None:
+            outline = masks[r].detach().float().cpu().numpy()
+            ax.contour(outline, levels=[0.5], colors="white", linewidths=0.8)
         axes[r, 0].set_ylabel(row_labels[r], fontsize=8)
-        overlay(axes[r, 1], probe[r], title="probe" if r == 0 else None)
-        for c, (name, part, col_title) in enumerate(columns):
-            m = getattr(attributions[name], part)[r]
-            overlay(axes[r, c + 2], probe[r], m, title=col_title if r == 0 else None)
-            mark_empty(axes[r, c + 2], m)
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def draw_face_rows(
+    panels: Mapping[str, tuple[Tensor, Tensor, Mapping[str, object], Sequence[str]]],
+    *,
+    columns: Sequence[tuple[str, str, str]] = FACE_COLUMNS,
+    title: str | None = None,
+) -> plt.Figure:
+    """Fig. 3: per network in turn, one row per pair: gallery, probe, then the probe's
+    maps per ``columns``; rows labelled ``"<network>\\n<label>"`` (the label alone for
+    network ``""``).
+
+    Args:
+        panels: ``{network: (gallery, probe, attributions, row_labels)}``: gallery and probe
+            (N, 3, H, W) in [0, 1] (H, W may differ between networks), ``{method name:
+            Attribution}`` with (N, H, W) maps in [0, 1], N labels.
+    """
+    cells, labels = [], []
+    for net, (gallery, probe, attributions, row_labels) in panels.items():
+        for i, label in enumerate(row_labels):
+            maps = [getattr(attributions[name], part)[i] for name, part, _ in columns]
+            cells.append([(gallery[i], None), (probe[i], None), *((probe[i], m) for m in maps)])
+            labels.append(f"{net}\n{label}" if net else label)
+    titles = ["gallery", "probe", *(t for _, _, t in columns)]
+    return _map_rows(cells, titles, labels, 1.7, title)
 
 
 def draw_method_rows(
@@ -269,37 +251,15 @@ def draw_method_rows(
     *,
     masks: Tensor | None = None,
     title: str | None = None,
-    size: float = 1.5,
 ) -> plt.Figure:
-    """One row per image: the image (with its mask's outline when ``masks`` is given), then
-    each method's positive map over it, in the order of ``attributions``.
-
-    Args:
-        images: (N, 3, H, W) in [0, 1].
-        attributions: ``{method name: Attribution}`` (``positive``: (N, H, W) in [0, 1]);
-            an all-zero map is labelled "empty map".
-        row_labels: N labels (e.g. the class and the prediction).
-        masks: optional (N, H, W) bool object masks (e.g. digit strokes), outlined in white
-            on the first column.
-    """
-    columns = [("input", None)] + [(k, a.positive) for k, a in attributions.items()]
-    n = len(row_labels)
-    fig, axes = plt.subplots(
-        n, len(columns), figsize=(size * len(columns), size * n + 0.4), squeeze=False
-    )
-    for r, c in np.ndindex(n, len(columns)):
-        name, maps = columns[c]
-        m = None if maps is None else maps[r]
-        overlay(axes[r, c], images[r], m, title=name if r == 0 else None)
-        if m is not None:
-            mark_empty(axes[r, c], m)
-        elif masks is not None:
-            outline = masks[r].detach().float().cpu().numpy()
-            axes[r, c].contour(outline, levels=[0.5], colors="white", linewidths=0.8)
-        axes[r, 0].set_ylabel(row_labels[r], fontsize=8)
-    fig.suptitle(title or "", fontsize=9)
-    fig.tight_layout()
-    return fig
+    """One row per image (N, 3, H, W) in [0, 1]: the image (with the outline of its
+    (N, H, W) bool ``masks`` when given), then each ``{method name: Attribution}``'s
+    positive map (N, H, W) over it."""
+    cells = [
+        [(images[r], None), *((images[r], a.positive[r]) for a in attributions.values())]
+        for r in range(len(row_labels))
+    ]
+    return _map_rows(cells, ["input", *attributions], row_labels, 1.5, title, masks)
 
 
 def _genuine_curve(result, kind: str, genuine: Tensor) -> pd.DataFrame:
@@ -312,88 +272,59 @@ def _genuine_curve(result, kind: str, genuine: Tensor) -> pd.DataFrame:
 
 
 def draw_face_curves(
-    results: Mapping[str, object],
-    genuine: Mapping[str, Tensor],
-    thresholds: Mapping[str, float],
+    results: Mapping[str, Mapping[str, object]],
     methods: Sequence[str] | None = None,
     *,
+    genuine: Mapping[str, Mapping[str, Tensor]] | None = None,
+    thresholds: Mapping[str, Mapping[str, float]] | None = None,
     title: str | None = None,
-    size: float = 2.6,
-    baselines: Sequence[str] = BASELINE_NAMES,
 ) -> plt.Figure:
-    """Fig. 4: per subset (columns), verification accuracy (%) over all pairs at θ and the
-    mean cosine similarity of the genuine pairs (θ dotted) as the top-P % of the probe's e₊
-    is deleted or inserted (rows); a legend right of each accuracy row gives each
-    method's AUC ×100 per subset (also in the lines' labels).
-
-    Args:
-        results: ``{subset: ExperimentResult}`` of :class:`FaceDeleteInsertMetric` runs.
-        genuine: ``{subset: (N,) bool}`` of the evaluated pairs, in dataset order.
-        thresholds: ``{subset: θ}``.
-        methods: methods to draw (default: every method of each run).
-        baselines: rows drawn as grey dashed reference lines, not in a method colour.
-    """
-    panels = [
-        ("Delete", "acc", "accuracy (%)"),
-        ("Insert", "acc", "accuracy (%)"),
-        ("Delete", "sim", "genuine cos"),
-        ("Insert", "sim", "genuine cos"),
-    ]
-    subsets = list(results)
-    fig, axes = plt.subplots(
-        len(panels),
-        len(subsets),
-        squeeze=False,
-        figsize=(size * len(subsets) + 3.6, size * len(panels)),
-    )
-    for c, s in enumerate(subsets):
-        res = results[s]
-        for r, (kind, what, ylabel) in enumerate(panels):
-            ax = axes[r, c]
-            table = (
-                res.curve(f"{kind}-acc") if what == "acc" else _genuine_curve(res, kind, genuine[s])
-            )
-            for name in methods or table.columns:
-                auc = res.summary.loc[name, kind]
-                label = f"{name} ({auc:.1f})" if what == "acc" else name
-                style = _line_styles([name], baselines)[name]
-                ax.plot(table.index, table[name], ms=2.5, label=label, **style)
-            if what == "sim":
-                ax.axhline(thresholds[s], color="gray", ls=":", lw=1)
-            elif c == len(subsets) - 1:  # one legend per row, right of it: inside, it hid curves
-                names = list(methods or table.columns)
-                aucs = [
-                    " / ".join(f"{results[t].summary.loc[n, kind]:.1f}" for t in subsets)
-                    for n in names
-                ]
-                ax.legend(
-                    ax.lines[: len(names)],
-                    [f"{n}: {a}" for n, a in zip(names, aucs)],
-                    title=f"{kind} AUC ×100 ({' / '.join(subsets)})",
-                    title_fontsize=6,
-                    fontsize=6,
-                    loc="center left",
-                    bbox_to_anchor=(1.02, 0.5),
-                    frameon=False,
-                )
-            ax.set_title(f"{s}: {kind}", fontsize=9)
-            ax.set_xlabel("P (%)", fontsize=8)
-            ax.set_ylabel(ylabel, fontsize=8)
-            ax.tick_params(labelsize=7)
+    """Fig. 4: verification accuracy (%) at each network's θ as the top-P % of the probe's
+    e₊ is deleted or inserted, from ``{network: {subset: ExperimentResult}}`` of
+    :class:`~fame_utils.FaceDeleteInsertMetric` runs: rows = network × (Delete, Insert),
+    columns = subsets, one line per method (default: all; sanity baselines grey, dashed),
+    each row's AUCs ×100 per subset in a legend right of it. With ``genuine`` (``{network:
+    {subset: (N,) bool}}`` of the pairs) and ``thresholds`` (``{network: {subset: θ}}``)
+    two more rows per network: the genuine pairs' mean cosine similarity (θ dotted)."""
+    subsets = list(next(iter(results.values())))
+    parts = ["acc"] if genuine is None else ["acc", "sim"]
+    rows = [(n, p, k) for n in results for p in parts for k in ("Delete", "Insert")]
+    figsize = (2.4 * len(subsets) + 3.6, 2.4 * len(rows))
+    fig, axes = plt.subplots(len(rows), len(subsets), squeeze=False, figsize=figsize)
+    for r, (net, part, kind) in enumerate(rows):
+        for c, s in enumerate(subsets):
+            res, ax = results[net][s], axes[r, c]
+            sim = part == "sim"
+            table = _genuine_curve(res, kind, genuine[net][s]) if sim else res.curve(f"{kind}-acc")
+            names = list(methods or table.columns)
+            for name, style in _line_styles(names, BASELINE_NAMES).items():
+                ax.plot(table.index, table[name], ms=2, lw=1, label=name, **style)
+            if sim:
+                ax.axhline(thresholds[net][s], color="gray", ls=":", lw=1)
+            ax.set_title(f"{net} · {s}: {kind}", fontsize=8)
+            ax.set_xlabel("P (%)", fontsize=7)
+            ax.set_ylabel("accuracy (%)" if part == "acc" else "genuine cos", fontsize=7)
+            ax.tick_params(labelsize=6)
+        if part == "sim":
+            continue
+        aucs = [
+            " / ".join(f"{results[net][t].summary.loc[n, kind]:.1f}" for t in subsets)
+            for n in names
+        ]
+        axes[r, -1].legend(
+            axes[r, -1].lines[: len(names)],
+            [f"{n}: {a}" for n, a in zip(names, aucs)],
+            title=f"{net} {kind} AUC ×100 ({' / '.join(subsets)})",
+            title_fontsize=6,
+            fontsize=6,
+            loc="center left",
+            bbox_to_anchor=(1.02, 0.5),
+            frameon=False,
+        )
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
-
-
-def _row_value(rows: pd.DataFrame, metric: str, percent: float | None = None) -> float:
-    """The value of one item's ``metric`` (at ``percent``) among its tidy result rows."""
-    sel = rows[rows["metric"] == metric]
-    if percent is not None:
-        sel = sel[np.isclose(sel["percent"].to_numpy(float), percent)]
-    if sel.empty:
-        raise KeyError(f"no {metric!r} at percent={percent} in these results")
-    return float(sel["value"].iloc[0])
 
 
 def draw_pair_removal(
@@ -404,52 +335,44 @@ def draw_pair_removal(
     percent: float,
     methods: Sequence[str],
 ) -> plt.Figure:
-    """One face pair under Delete/Insert at ``percent``: per method (rows) the gallery, the
-    probe, the probe's e₊, the probe with its top-P % deleted and with only them kept,
-    titled with the pair's cosine similarity at P and ✓/✗ for a right/wrong decision at θ.
-
-    Args:
-        pairs: ``{subset: FacePairs}`` evaluated (gallery/probe (N, 3, H, W) in [0, 1]).
-        results: ``{subset: ExperimentResult}`` of their runs (``percent`` among the run's).
-        subset: which one; ``index``: the pair (clamped to the subset's last pair).
-        methods: rows to draw (``()``: every method of the run).
-    """
+    """One face pair under Delete/Insert at ``percent`` (one of the run's): per method
+    (``()``: all) the gallery, the probe, its e₊, the probe with its top-P % deleted and
+    with only them kept, titled with the cosine similarity at P and ✓/✗ for the decision
+    at θ. ``pairs``/``results``: ``{subset: FacePairs / ExperimentResult}``; ``index`` is
+    clamped to the subset's last pair."""
     from .metrics.road import removal_masks
 
     pairs, result = pairs[subset], results[subset]
     index = min(int(index), len(pairs) - 1)
     methods = list(methods) or result.methods
-    rows = result.rows[result.rows["index"] == index]
+    rows = result.rows[result.rows["index"] == index].fillna({"percent": -1.0})
+    value = rows.set_index(["method", "metric", "percent"])["value"]  # AUCs at percent -1
     gallery, probe = pairs.gallery[index], pairs.probe[index]
     kind_of = "genuine" if bool(pairs.genuine[index]) else "impostor"
     fig, axes = plt.subplots(len(methods), 5, figsize=(10, 2.1 * len(methods)), squeeze=False)
     for r, name in enumerate(methods):
         m = result.maps(name).positive[index].to(probe.device)
         top = removal_masks(m[None], [percent])[0, 0]  # exact count, as the metric
-        mine = rows[rows["method"] == name]
         text = {}
         for kind in ("Delete", "Insert"):
-            ok = "✓" if _row_value(mine, f"{kind}-acc", percent) > 50 else "✗"
-            sim = _row_value(mine, f"{kind}-sim", percent)
+            ok = "✓" if value[name, f"{kind}-acc", percent] > 50 else "✗"
+            sim = value[name, f"{kind}-sim", percent]
             text[kind] = f"{kind.lower()} {percent:g}%: s={sim:.3f} {ok}"
         overlay(axes[r, 0], gallery, title="gallery")
         overlay(axes[r, 1], probe, title=f"probe ({kind_of})")
         overlay(axes[r, 2], probe, m, title=f"{name} e₊")
         overlay(axes[r, 3], probe * ~top, title=text["Delete"])
         overlay(axes[r, 4], probe * top, title=text["Insert"])
-        axes[r, 0].set_ylabel(
-            f"{name}\nDel {_row_value(mine, 'Delete'):.0f} / Ins {_row_value(mine, 'Insert'):.0f}",
-            fontsize=8,
-        )
+        aucs = f"Del {value[name, 'Delete', -1]:.0f} / Ins {value[name, 'Insert', -1]:.0f}"
+        axes[r, 0].set_ylabel(f"{name}\n{aucs}", fontsize=8)
     fig.suptitle(f"{subset} pair {index}: θ = {result.threshold:.3f}", fontsize=9)
     fig.tight_layout()
     return fig
 
 
 def table2_groups(columns: Sequence[str]) -> dict[str, list[str]]:
-    """Fig. 5's panels for Table 2 summary columns: ``{"IoU ×100": IoU@t columns,
-    "logit drop": ROAD-Delete (zero removal) columns, "logit drop (noisy-linear)":
-    ROAD-NL-Delete columns}`` (empty groups left out)."""
+    """Fig. 5's panels for Table 2 summary columns: IoU@t, ROAD-Delete (zero removal) and
+    ROAD-NL-Delete columns under their y labels (empty groups left out)."""
     groups = {
         "IoU ×100": [c for c in columns if c.startswith("IoU@")],
         "logit drop": [c for c in columns if c.startswith("ROAD-Delete")],
@@ -461,23 +384,12 @@ def table2_groups(columns: Sequence[str]) -> dict[str, list[str]]:
 def draw_bars(
     tables: Mapping[str, pd.DataFrame],
     groups: Mapping[str, Sequence[str]],
-    *,
-    ylabels: Mapping[str, str] | None = None,
-    size: float = 3.2,
-    baselines: Sequence[str] = BASELINE_NAMES,
 ) -> plt.Figure:
-    """Fig. 5: grouped bars, one row per table (e.g. ours and the paper's), one panel per
-    column group (e.g. IoU and ROAD) that the table has values for; each method has its
-    :func:`method_colour` in every panel.
-
-    Args:
-        tables: ``{row title: methods × columns}``; a column missing from a table (or all
-            NaN there) is skipped, and a panel or row left without columns is not drawn.
-        groups: ``{group name: columns}``, one panel each.
-        ylabels: ``{group name: y-axis label}``.
-        baselines: rows drawn as references, not bars: per column a grey band from the
-            lowest to the highest baseline and a dashed line at the best (highest) one.
-    """
+    """Fig. 5: grouped bars in each method's :func:`method_colour`, one row per table
+    (``{row title: methods × columns}``, e.g. ours and the paper's), one panel per
+    ``{group name (y label): columns}`` the table has values for; columns, panels and
+    rows without values are skipped. Sanity-baseline rows are a grey band from the lowest
+    to the highest baseline with a dashed line at the highest, per column."""
     panels = {}  # {row: [(group, columns with a value)]}
     for who, table in tables.items():
         have = [
@@ -486,25 +398,25 @@ def draw_bars(
         ]
         if any(cols for _, cols in have):
             panels[who] = [(g, cols) for g, cols in have if cols]
-    ncols = max((len(p) for p in panels.values()), default=1)
-    fig, axes = plt.subplots(
-        max(len(panels), 1),
-        ncols,
-        figsize=(1.1 * size * ncols, size * max(len(panels), 1)),
-        squeeze=False,
-    )
+    nrows, ncols = max(len(panels), 1), max((len(p) for p in panels.values()), default=1)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(1.1 * 3.2 * ncols, 3.2 * nrows), squeeze=False)
     for r, (who, row) in enumerate(panels.items()):
         for ax in axes[r, len(row) :]:
             fig.delaxes(ax)
-        refs = [m for m in tables[who].index if m in baselines]
+        refs = [m for m in tables[who].index if m in BASELINE_NAMES]
         for ax, (group, cols) in zip(axes[r], row):
             table = tables[who].loc[:, cols]
             bars = table.drop(index=refs).dropna(how="all")
             n, x = len(bars.index), np.arange(len(cols))
             for j, m in enumerate(bars.index):
                 offset = (j - (n - 1) / 2) * 0.8 / n
-                values = bars.loc[m].to_numpy(float)
-                ax.bar(x + offset, values, 0.8 / n, label=m, color=method_colour(m))
+                ax.bar(
+                    x + offset,
+                    bars.loc[m].to_numpy(float),
+                    0.8 / n,
+                    label=m,
+                    color=method_colour(m),
+                )
             if refs:
                 ref = table.loc[refs].to_numpy(float)
                 for xi, a, b in zip(x, ref.min(0), ref.max(0)):
@@ -515,7 +427,7 @@ def draw_bars(
             ax.set_xticks(
                 x, [k.replace("ROAD-", "").replace("Delete", "Del") for k in cols], fontsize=7
             )
-            ax.set_ylabel((ylabels or {}).get(group, group), fontsize=8)
+            ax.set_ylabel(group, fontsize=8)
             ax.set_title(who, fontsize=8)
             ax.tick_params(labelsize=7)
     # one legend for the figure, below the panels, so that it never hides a bar
@@ -524,33 +436,20 @@ def draw_bars(
         for handle, label in zip(*ax.get_legend_handles_labels()):
             entries.setdefault(label, handle)
     ncol = min(len(entries), 4)
-    rows = -(-len(entries) // max(ncol, 1))
-    height = fig.get_figheight()
-    fig.legend(
-        list(entries.values()),
-        list(entries),
-        loc="lower center",
-        ncol=ncol,
-        fontsize=7,
-        frameon=False,
-    )
-    fig.tight_layout(rect=(0, min(0.4, (0.1 + 0.17 * rows) / height), 1, 1))
+    legend_rows = -(-len(entries) // max(ncol, 1))
+    handles = list(entries.values())
+    fig.legend(handles, list(entries), loc="lower center", ncol=ncol, fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, min(0.4, (0.1 + 0.17 * legend_rows) / fig.get_figheight()), 1, 1))
     return fig
 
 
 def draw_item_maps(
     dataset, result, index: int, threshold: float, class_names: Sequence[str] | None = None
 ) -> plt.Figure:
-    """One classification item: the image with its box, then each method's map with the
-    box (lime) and the salient region {map ≥ ``threshold``} outlined in white, titled with
-    the item's IoU at ``threshold`` (when the run has it) and ROAD-Delete values.
-
-    Args:
-        dataset: the run's items (``image`` (3, H, W) in [0, 1], ``box``, ``label``, ``name``).
-        result: the ``ExperimentResult`` of an IoU/ROAD run on ``dataset``.
-        index: the item (0 ≤ index < len(dataset)).
-        class_names: the name of each label (default: the ImageNet-1k class names).
-    """
+    """Item ``index`` of ``dataset`` (``image`` (3, H, W) in [0, 1], ``box``, ``label``,
+    ``name``) with its box, then each method's map of the IoU/ROAD ``result`` with the box
+    (lime) and {map ≥ ``threshold``} outlined in white, titled with the item's IoU (when
+    the run has it) and ROAD-Delete values; ``class_names`` default to ImageNet-1k's."""
     if class_names is None:
         from .models.classifiers import imagenet_categories
 
@@ -565,7 +464,7 @@ def draw_item_maps(
     for ax, name in zip(axes[0, 1:], result.methods):
         m = result.maps(name).positive[index]
         overlay(ax, item.image, m)
-        salient = (to_numpy_map(m) >= threshold).astype(float)
+        salient = (m.float() >= threshold).float().cpu().numpy()
         if 0 < salient.mean() < 1:  # a contour needs both sides
             ax.contour(salient, levels=[0.5], colors="white", linewidths=0.8)
         draw_box(ax, box, color="lime")
@@ -586,19 +485,14 @@ def draw_item_maps(
 def save_figure(
     fig: plt.Figure, path: str | Path, *, formats: Sequence[str] = ("png", "pdf"), dpi: int = 150
 ) -> list[Path]:
-    """Save ``fig`` as ``path`` with each suffix in ``formats``; creates the folder.
-    Returns the written paths."""
+    """Save ``fig`` as ``path`` with each suffix in ``formats`` (folder created); returns
+    the written paths."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    out = []
-    for fmt in formats:
-        p = path.with_suffix("." + fmt)
+    out = [path.with_suffix("." + fmt) for fmt in formats]
+    for p in out:
         fig.savefig(p, dpi=dpi, bbox_inches="tight")
-        out.append(p)
     return out
-
-
-# --- grid pointing game (notebook 07)
 
 
 def draw_grid_example(
@@ -611,24 +505,16 @@ def draw_grid_example(
     sigma: float = 0.0,
     shape: tuple[int, int] = (2, 2),
 ) -> plt.Figure:
-    """One grid of a grid-pointing run (notebook 07): the grid with the target ``cell``
-    outlined, then the cached map of ``method`` (``None``: every method of the run) with
-    the cell, its GridPG share and its largest value outside the cell.
-
-    Args:
-        runs: network → its :class:`fame_utils.grid.GridRun` (items grid-major: item
-            ``grid · rows·cols + cell``).
-        network, run: which network and model (``"grid"`` or ``"difull"``).
-        sigma: > 0 blurs each shown map further (Gaussian, then max-normalised); on an
-            unblurred FAME map (``σ=0``) this is FAME at that σ exactly.
-    """
+    """Fig. 7: one grid of ``runs[network]`` (a :class:`fame_utils.grid.GridRun`, model
+    ``run`` = ``"grid"`` or ``"difull"``) with the target ``cell`` outlined, then the map
+    of ``method`` (``None``: all) with the cell, its GridPG share and its largest value
+    outside the cell; ``sigma`` > 0 blurs each map further (then max-normalised)."""
     from .grid import cell_masks, grid_pointing_game
     from .postprocess import gaussian_blur
 
     result = getattr(runs[network], run)
     index = grid * shape[0] * shape[1] + cell
-    names = list(result.methods) if method is None else [method]
-    names = [n for n in names if n in result.methods]
+    names = [n for n in result.methods if method in (None, n)]
     item = runs[network].data[index]
     fig, axes = plt.subplots(1, len(names) + 1, figsize=(2.3 * (len(names) + 1), 2.8))
     axes = np.atleast_1d(axes)
@@ -651,92 +537,3 @@ def draw_grid_example(
         ax.set_title(f"{name}\nshare {share:.2f}, out max {outside:.2f}", fontsize=7)
     fig.tight_layout()
     return fig
-
-
-# --- faces across networks
-
-
-def draw_face_curves_networks(
-    results: Mapping[str, Mapping[str, object]],
-    methods: Sequence[str] | None = None,
-    *,
-    title: str | None = None,
-    size: float = 2.4,
-    baselines: Sequence[str] = BASELINE_NAMES,
-) -> plt.Figure:
-    """Fig. 4 across networks: verification accuracy (%) at each network's clean EER θ as
-    the top-P % of the probe's e₊ is deleted or inserted; rows = network × (Delete,
-    Insert), columns = subsets; one line per method, its AUC ×100 in the legend right of
-    each row (one value per subset).
-
-    Args:
-        results: ``{network: {subset: ExperimentResult}}`` of :class:`FaceDeleteInsertMetric`
-            runs (any percent grid: the markers show it).
-        methods: methods to draw (default: every method of each run).
-        baselines: rows drawn as grey dashed reference lines, not in a method colour.
-    """
-    nets = list(results)
-    subsets = list(next(iter(results.values())))
-    rows = [(n, k) for n in nets for k in ("Delete", "Insert")]
-    fig, axes = plt.subplots(
-        len(rows),
-        len(subsets),
-        squeeze=False,
-        figsize=(size * len(subsets) + 3.6, size * len(rows)),
-    )
-    for r, (net, kind) in enumerate(rows):
-        for c, s in enumerate(subsets):
-            res, ax = results[net][s], axes[r, c]
-            table = res.curve(f"{kind}-acc")
-            names = list(methods or table.columns)
-            for name, style in _line_styles(names, baselines).items():
-                ax.plot(table.index, table[name], ms=2, lw=1, label=name, **style)
-            ax.set_title(f"{net} · {s}: {kind}", fontsize=8)
-            ax.set_xlabel("P (%)", fontsize=7)
-            ax.set_ylabel("accuracy (%)", fontsize=7)
-            ax.tick_params(labelsize=6)
-        aucs = [
-            " / ".join(f"{results[net][t].summary.loc[n, kind]:.1f}" for t in subsets)
-            for n in names
-        ]
-        axes[r, -1].legend(
-            axes[r, -1].lines[: len(names)],
-            [f"{n}: {a}" for n, a in zip(names, aucs)],
-            title=f"{net} {kind} AUC ×100 ({' / '.join(subsets)})",
-            title_fontsize=6,
-            fontsize=6,
-            loc="center left",
-            bbox_to_anchor=(1.02, 0.5),
-            frameon=False,
-        )
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    return fig
-
-
-def draw_face_rows_networks(
-    panels: Mapping[str, tuple[Tensor, Tensor, Mapping[str, object], Sequence[str]]],
-    *,
-    columns: Sequence[tuple[str, str, str]] = FACE_COLUMNS,
-    title: str | None = None,
-    size: float = 1.7,
-) -> plt.Figure:
-    """Fig. 3 with rows by network and by variation (the paper's Fig. 3 compares networks):
-    the rows of :func:`draw_face_rows` for each network in turn, labelled with its name.
-
-    Args:
-        panels: ``{network: (gallery, probe, attributions, row_labels)}``, each as
-            :func:`draw_face_rows` takes them; the networks' chip sizes may differ.
-    """
-    gallery, probe, labels, parts = [], [], [], {}
-    for net, (g, p, attributions, row_labels) in panels.items():
-        gallery += list(g)
-        probe += list(p)
-        labels += [f"{net}\n{label}" for label in row_labels]
-        for name, part, _ in columns:
-            parts.setdefault(name, {}).setdefault(part, []).extend(
-                getattr(attributions[name], part)
-            )
-    merged = {name: SimpleNamespace(**maps) for name, maps in parts.items()}
-    return draw_face_rows(gallery, probe, merged, labels, columns=columns, title=title, size=size)

@@ -249,7 +249,9 @@ def face_explorer(
             f"s = {s:.3f}, {verdict} (θ = {threshold:.3f}); FAME {its} it, σ {sigma:.1f}"
             f"; computed so far: FAME {runs['FAME']}×, the other methods {runs['others']}×"
         )
-        rows = draw_face_rows(p.gallery, p.probe, maps, [f"{label}\ns = {s:.3f} ({verdict})"])
+        rows = draw_face_rows(
+            {"": (p.gallery, p.probe, maps, [f"{label}\ns = {s:.3f} ({verdict})"])}
+        )
         show_in(out, computed, rows)
 
     options = [

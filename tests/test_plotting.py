@@ -59,10 +59,11 @@ def test_face_rows_label_an_all_zero_map_as_empty():
     g, p = torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8)
     attributions = {"A": Attribution(torch.rand(1, 8, 8)), "B": Attribution(torch.zeros(1, 8, 8))}
     cols = [("A", "positive", "A e₊"), ("B", "positive", "B e₊")]
-    fig = draw_face_rows(g, p, attributions, ["row"], columns=cols)
+    fig = draw_face_rows({"": (g, p, attributions, ["row"])}, columns=cols)
     assert len(fig.axes) == 4
     assert [ax.texts[0].get_text() for ax in fig.axes if ax.texts] == ["empty map"]
     assert fig.axes[3].get_title() == "B e₊"
+    assert fig.axes[0].get_ylabel() == "row"  # network "": the label alone
 
 
 def test_bars_give_each_method_its_fixed_colour_in_every_panel():
@@ -141,15 +142,19 @@ def test_face_curves_average_accuracy_over_all_pairs_and_similarity_over_genuine
                 values[(m, f"{kind}-sim", pct)] = sim
     result = _face_result(values)
     fig = draw_face_curves(
-        {"s": result}, {"s": torch.tensor([True, False])}, {"s": 0.5}, methods=["A", "B"]
+        {"n": {"s": result}},
+        ["A", "B"],
+        genuine={"n": {"s": torch.tensor([True, False])}},
+        thresholds={"n": {"s": 0.5}},
     )
+    assert len(fig.axes) == 4  # accuracy and similarity, each Delete and Insert
     acc_lines = {ln.get_label(): ln.get_ydata().tolist() for ln in fig.axes[0].lines}
-    assert acc_lines == {"A (60.0)": [50.0, 50.0], "B (40.0)": [100.0, 100.0]}
+    assert acc_lines == {"A": [50.0, 50.0], "B": [100.0, 100.0]}
     assert [ln.get_color() for ln in fig.axes[0].lines] == [method_colour(m) for m in "AB"]
     # the row's legend sits right of its last panel and gives the AUC per subset
     legend = fig.axes[0].get_legend()
     assert [t.get_text() for t in legend.get_texts()] == ["A: 60.0", "B: 40.0"]
-    assert legend.get_title().get_text() == "Delete AUC ×100 (s)"
+    assert legend.get_title().get_text() == "n Delete AUC ×100 (s)"
     assert fig.axes[2].get_legend() is None
     sim = {
         ln.get_label(): np.asarray(ln.get_ydata()).tolist()
@@ -157,7 +162,9 @@ def test_face_curves_average_accuracy_over_all_pairs_and_similarity_over_genuine
         if not ln.get_label().startswith("_")  # θ's dotted line
     }
     assert sim["A"] == [0.9, 0.9] and sim["B"] == [0.3, 0.3]  # the genuine pair only
-    assert fig.axes[2].get_title() == "s: Delete"
+    assert fig.axes[2].get_title() == "n · s: Delete"
+    assert fig.axes[2].get_ylabel() == "genuine cos"
+    assert [ln.get_ydata()[0] for ln in fig.axes[2].lines if ln.get_linestyle() == ":"] == [0.5]
 
 
 def test_item_maps_outline_the_salient_region_and_write_the_items_values():
@@ -187,8 +194,6 @@ def test_item_maps_outline_the_salient_region_and_write_the_items_values():
 
 
 def test_face_curves_across_networks_one_row_per_network_and_kind():
-    from fame_utils.plotting import draw_face_curves_networks
-
     def result(a, b):
         values = {}
         for m, acc in (("A", a), ("B", b)):
@@ -197,7 +202,7 @@ def test_face_curves_across_networks_one_row_per_network_and_kind():
                     values[(m, f"{kind}-acc", pct)] = acc
         return _face_result(values)
 
-    fig = draw_face_curves_networks(
+    fig = draw_face_curves(
         {
             "n1": {"s": result([100.0, 0.0], [0.0, 0.0])},
             "n2": {"s": result([0.0, 0.0], [100.0, 100.0])},
@@ -219,8 +224,6 @@ def test_face_curves_across_networks_one_row_per_network_and_kind():
 
 
 def test_face_rows_across_networks_stack_each_networks_rows_at_its_own_size():
-    from fame_utils.plotting import draw_face_rows_networks
-
     cols = [("A", "positive", "A e₊"), ("A", "negative", "A e₋")]
     small = (torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8))
     big = (torch.rand(1, 3, 10, 10), torch.rand(1, 3, 10, 10))
@@ -228,7 +231,7 @@ def test_face_rows_across_networks_stack_each_networks_rows_at_its_own_size():
         "n1": (*small, {"A": Attribution(torch.rand(2, 8, 8), torch.zeros(2, 8, 8))}, ["r0", "r1"]),
         "n2": (*big, {"A": Attribution(torch.rand(1, 10, 10), torch.rand(1, 10, 10))}, ["r0"]),
     }
-    fig = draw_face_rows_networks(panels, columns=cols)
+    fig = draw_face_rows(panels, columns=cols)
     assert len(fig.axes) == 3 * 4  # 3 rows x (gallery, probe, 2 maps)
     assert [fig.axes[4 * r].get_ylabel() for r in range(3)] == ["n1\nr0", "n1\nr1", "n2\nr0"]
     assert fig.axes[8].get_images()[0].get_array().shape[:2] == (10, 10)
@@ -238,8 +241,6 @@ def test_face_rows_across_networks_stack_each_networks_rows_at_its_own_size():
 
 def test_recipe_variants_share_their_methods_hue_and_baselines_are_grey_dashed_in_fig4():
     from matplotlib.colors import to_rgb
-
-    from fame_utils.plotting import draw_face_curves_networks
 
     blue = to_rgb("tab:blue")
     assert to_rgb(method_colour("Grad-CAM (paper)")) == blue
@@ -252,7 +253,7 @@ def test_recipe_variants_share_their_methods_hue_and_baselines_are_grey_dashed_i
                 values[(m, f"{kind}-acc", pct)] = [50.0, 50.0]
     result = _face_result(values)
     result.summary.index = ["Grad-CAM (paper)", "Random"]
-    fig = draw_face_curves_networks({"n": {"s": result}})
+    fig = draw_face_curves({"n": {"s": result}})
     cam, random = fig.axes[0].lines
     assert to_rgb(cam.get_color()) == blue and cam.get_linestyle() == "-"
     assert to_rgb(random.get_color()) == to_rgb("0.45") and random.get_linestyle() not in (
@@ -260,3 +261,47 @@ def test_recipe_variants_share_their_methods_hue_and_baselines_are_grey_dashed_i
         "None",
     )
     assert random.get_marker() in (None, "None", "")
+
+
+def test_method_rows_outline_the_mask_on_the_input_and_mark_empty_maps():
+    from fame_utils.plotting import draw_method_rows
+
+    masks = torch.zeros(2, 8, 8, dtype=torch.bool)
+    masks[:, 2:5, 2:5] = True
+    maps = {"A": Attribution(torch.rand(2, 8, 8)), "B": Attribution(torch.zeros(2, 8, 8))}
+    fig = draw_method_rows(torch.rand(2, 3, 8, 8), maps, ["x", "y"], masks=masks, title="t")
+    assert [ax.get_title() for ax in fig.axes] == ["input", "A", "B", "", "", ""]
+    assert [ax.get_ylabel() for ax in fig.axes[::3]] == ["x", "y"]
+    assert [len(ax.collections) for ax in fig.axes] == [1, 0, 0, 1, 0, 0]  # the outlines
+    assert [i for i, ax in enumerate(fig.axes) if ax.texts] == [2, 5]  # B's empty maps
+
+
+class _Pairs:
+    """Two face pairs as ``FacePairs`` holds them: pair 0 genuine, pair 1 impostor."""
+
+    gallery, probe = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8)
+    genuine = torch.tensor([True, False])
+
+    def __len__(self):
+        return 2
+
+
+def test_pair_removal_titles_each_method_with_its_pairs_values():
+    from fame_utils.plotting import draw_pair_removal
+
+    values = {}
+    for kind, acc, sim in (
+        ("Delete", [0.0, 100.0], [0.2, 0.4]),
+        ("Insert", [100.0, 0.0], [0.9, 0.1]),
+    ):
+        values[("A", f"{kind}-acc", 50.0)] = acc
+        values[("A", f"{kind}-sim", 50.0)] = sim
+        values[("A", kind, np.nan)] = [12.0, 34.0] if kind == "Delete" else [56.0, 78.0]
+    result = _face_result(values)
+    result.summary = result.summary.loc[["A"]]
+    result.maps = lambda name: Attribution(torch.rand(2, 8, 8))
+    fig = draw_pair_removal({"s": _Pairs()}, {"s": result}, "s", 5, 50.0, ())  # 5: the last
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles[1] == "probe (impostor)" and titles[2] == "A e₊"
+    assert titles[3:] == ["delete 50%: s=0.400 ✓", "insert 50%: s=0.100 ✗"]
+    assert fig.axes[0].get_ylabel() == "A\nDel 34 / Ins 78"

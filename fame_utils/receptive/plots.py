@@ -26,25 +26,27 @@ __all__ = [
     "field_note",
 ]
 
+#: The most panels :func:`plot_contact_sheet` draws (a 20 × 20 layer).
 MAX_PANELS = 400
-"""The most panels :func:`plot_contact_sheet` draws (a 20 × 20 layer)."""
 
 
-def draw_field(ax: plt.Axes, box: Tensor, color: str = "cyan", lw: float = 1.0) -> None:
-    """Draw a receptive-field box ``(x0, y0, x1, y1)`` (half-open pixels), dashed."""
-    draw_box(ax, box, color=color, lw=lw)
-    ax.patches[-1].set_linestyle("--")
-
-
-def imshow_limits(ax: plt.Axes, H: int, W: int) -> None:
-    """Keep ``ax`` on the H × W image, whatever was drawn beyond it."""
-    ax.set_xlim(-0.5, W - 0.5)
-    ax.set_ylim(H - 0.5, -0.5)
+def _cell_boxes(
+    ax: plt.Axes, box: Tensor, field: Tensor | None, size: tuple[int, int], lw: tuple[float, float]
+) -> None:
+    """A cell's receptive field (dashed cyan, ``lw[1]``; none when ``None``) and CAM box
+    (white, ``lw[0]``), ``(x0, y0, x1, y1)`` half-open pixels; ``ax`` kept on the image of
+    ``size`` = (H, W)."""
+    if field is not None:
+        draw_box(ax, field, color="cyan", lw=lw[1])
+        ax.patches[-1].set_linestyle("--")
+    draw_box(ax, box, lw=lw[0])
+    ax.set_xlim(-0.5, size[1] - 0.5)
+    ax.set_ylim(size[0] - 0.5, -0.5)
 
 
 def field_note(rf: ReceptiveField) -> str:
-    """Legend text for a contact sheet's receptive fields: says so when every field,
-    clipped to the image, is the whole image (nothing to draw)."""
+    """Legend text for a contact sheet's receptive fields (says so when every clipped
+    field is the whole image)."""
     H, W = rf.image_size
     if bool((rf.boxes_for(clip=True) == rf.boxes.new_tensor([0, 0, W, H])).all()):
         return "every receptive field covers the whole image"
@@ -71,9 +73,8 @@ def plot_contact_sheet(
         )
     if maps.ndim != 3 or len(maps) != len(c):
         raise ValueError(f"maps must be (h·w={len(c)}, H, W), got {tuple(maps.shape)}")
-    H, W = maps.shape[-2:]
-    boxes = cam_boxes(grid, (H, W), c)
-    fields = None if rf is None else rf.boxes_for(c, clip=True)
+    boxes = cam_boxes(grid, maps.shape[-2:], c)
+    fields = [None] * len(c) if rf is None else rf.boxes_for(c, clip=True)
     fig, axes = plt.subplots(h, w, figsize=(panel_size * w, panel_size * h), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
@@ -81,10 +82,7 @@ def plot_contact_sheet(
         ax = axes[i, j]
         ax.axis("on")
         overlay(ax, image, maps[k])
-        if fields is not None:
-            draw_field(ax, fields[k], lw=0.8)
-        draw_box(ax, boxes[k], lw=1.0)
-        imshow_limits(ax, H, W)
+        _cell_boxes(ax, boxes[k], fields[k], maps.shape[-2:], (1.0, 0.8))
     if title:
         fig.suptitle(title, fontsize=10)
     fig.subplots_adjust(wspace=0.03, hspace=0.03, left=0.01, right=0.99, bottom=0.01, top=0.95)
@@ -118,17 +116,14 @@ def plot_cells_by_depth(
         boxes = cam_boxes(row.grid, (H, W), row.cells)
         centers = cell_centers(row.grid, (H, W), row.cells) - 0.5  # pixel k drawn at k
         coms = center_of_mass(row.maps.float()) - 0.5
-        fields = None if row.rf is None else row.rf.boxes_for(row.cells, clip=True)
+        fields = [None] * len(boxes) if row.rf is None else row.rf.boxes_for(row.cells, clip=True)
         for k, (i, j) in enumerate(row.cells.tolist()):
             ax = axes[r, 1 + k]
             overlay(ax, image, row.maps[k], title=f"{row.label} cell ({i}, {j})")
-            if fields is not None:
-                draw_field(ax, fields[k])
-            draw_box(ax, boxes[k])
+            _cell_boxes(ax, boxes[k], fields[k], (H, W), (1.5, 1.0))
             ax.plot(*centers[k].tolist(), "o", color="white", ms=3)
             if math.isfinite(coms[k, 0]):
                 ax.plot(*coms[k].tolist(), "x", color="black", ms=6, mew=1.5)
-            imshow_limits(ax, H, W)
         for ax in axes[r, 1 + len(row.cells) :]:
             ax.axis("off")
     fig.tight_layout()
@@ -147,21 +142,14 @@ def plot_measurements(
     mass, the image centre) and, on the area panel, the CAM box's own area."""
     import seaborn as sns
 
-    names = {
-        "delta": "unblurred Δx",
-        "blurred": "blurred" + (f" (σ={sigma:g})" if sigma is not None else ""),
-    }
-    sub = df.assign(map=df["map"].map(names))
+    blurred = "blurred" + (f" (σ={sigma:g})" if sigma is not None else "")
+    sub = df.assign(map=df["map"].map({"delta": "unblurred Δx", "blurred": blurred}))
     g = df.groupby("layer", observed=True)
     box, uniform = g["box_area"].first(), g["uniform_com_dist_cells"].mean()
+    com = "centre-of-mass distance to cell centre\n(cell widths)"
     panels = [  # measure, its label, the reference values and their label
         ("mass_in_box", "share of mass inside the CAM box", box, "uniform map (= box area)"),
-        (
-            "com_dist_cells",
-            "centre-of-mass distance to cell centre\n(cell widths)",
-            uniform,
-            "uniform map (mean)",
-        ),
+        ("com_dist_cells", com, uniform, "uniform map (mean)"),
         ("area50", "image fraction holding 50% of the mass", box, "CAM box area"),
     ]
     fig, axes = plt.subplots(1, 3, figsize=(12.6, 3.6), squeeze=False)

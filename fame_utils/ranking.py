@@ -1,0 +1,277 @@
+"""Rankings of methods that claim only what the data supports.
+
+For each column of per-item values the methods are ordered by their mean; "A beats B" only
+when the paired bootstrap interval of the per-item difference excludes 0
+(:func:`fame_utils.stats.paired_difference`), and never with fewer than :data:`MIN_ITEMS`
+items. Sanity baselines (:mod:`fame_utils.baselines.sanity`) are reference rows every
+method must beat (issue 23). Used by :mod:`fame_utils.paper` to compare our ranking with
+the paper's (Tables 1 and 2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .baselines.sanity import BASELINE_NAMES
+from .stats import DEFAULT_RESAMPLES, paired_difference
+
+__all__ = ["MIN_ITEMS", "ranking_sentences", "above_baseline"]
+
+#: Fewest items for a "beats" claim: below it a percentile bootstrap's coverage is poor.
+MIN_ITEMS = 10
+
+
+def _number(v: float, decimals: int | None = None) -> str:
+    """``decimals`` places; without them one decimal from 10 up, three below."""
+    if decimals is not None:
+        return f"{v:.{decimals}f}"
+    return f"{v:.1f}" if abs(v) >= 10 else f"{v:.3f}"
+
+
+def _names_text(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + f" and {names[-1]}"
+
+
+def _beats(a: pd.Series, b: pd.Series, sign: float, min_items: int, **boot: Any) -> bool:
+    """Whether ``sign · a`` is above ``sign · b``: the paired bootstrap interval of the
+    difference excludes 0; never with fewer than ``min_items`` items."""
+    if len(a) < min_items:
+        return False
+    return paired_difference(sign * a.to_numpy(), sign * b.to_numpy(), **boot).low > 0
+
+
+def _column_sentence(
+    label: str,
+    values: pd.DataFrame,
+    paper: pd.Series | None,
+    lower: bool,
+    decimals: int | None,
+    min_items: int,
+    **boot: Any,
+) -> tuple[str, bool | None, bool, float]:
+    """One column: (sentence, our top group holds the paper's best (None: no paper column),
+    every method inseparable from our best, Kendall τ of the means vs the paper)."""
+    from scipy.stats import kendalltau
+
+    from .paper import paper_method  # paper imports this module
+
+    means = values.mean(axis=0).sort_values(ascending=lower, kind="stable")
+    best = str(means.index[0])
+    sign = -1.0 if lower else 1.0  # positive difference = the best is better
+    beaten, tied = [], []
+    for other in means.index[1:]:
+        win = _beats(values[best], values[other], sign, min_items, **boot)
+        (beaten if win else tied).append(str(other))
+    shown = [_number(v, decimals) for v in means.to_numpy()]
+    order = f"{best} {shown[0]}"
+    for m, v, prev in zip(means.index[1:], shown[1:], shown):  # "=": equal as printed
+        order += f" {'=' if v == prev else '>'} {m} {v}"
+    text = f"- **{label}** ({'lower' if lower else 'higher'} is better): ours {order}."
+    if beaten:
+        text += f" {best} beats {_names_text(beaten)}"
+        text += f"; the data cannot separate it from {_names_text(tied)}." if tied else "."
+    else:
+        few = len(values) < min_items
+        why = f" ({len(values)} items; a claim needs {min_items})" if few else ""
+        text += f" The data cannot separate {best} from any other method{why}."
+    agree, tau = None, float("nan")
+    if paper is not None:
+        ours_in_paper = [m for m in means.index if paper_method(str(m)) in paper.index]
+        shared = paper.reindex([paper_method(m) for m in ours_in_paper]).dropna()
+        if len(shared):
+            paper_best = str(shared.idxmin() if lower else shared.idxmax())
+            agree = any(paper_method(m) == paper_best for m in {best, *tied})
+            verdict = (
+                "among the methods the data cannot separate from our best"
+                if agree
+                else f"beaten by {best} in ours"
+            )
+            published = _number(float(paper[paper_best]), decimals)
+            text += f" The paper's best, {paper_best} ({published}), is {verdict}."
+            if len(shared) >= 2:
+                ours_means = means[[m for m in ours_in_paper if paper_method(m) in shared.index]]
+                tau = float(kendalltau(ours_means.to_numpy(), shared.to_numpy()).statistic)
+                if np.isfinite(tau):
+                    text += f" Kendall τ of the means vs the paper: {tau:+.2f}."
+    return text, agree, not beaten, tau
+
+
+def _baseline_sentence(
+    methods: pd.DataFrame,
+    refs: pd.DataFrame,
+    lower: bool,
+    decimals: int | None,
+    min_items: int,
+    **boot: Any,
+) -> tuple[str, bool]:
+    """Each method against the best sanity baseline of a column: (sentence, whether the
+    best method beats it, i.e. the column discriminates)."""
+    ref_means = refs.mean(axis=0).sort_values(ascending=lower, kind="stable")
+    ref = str(ref_means.index[0])
+    sign = -1.0 if lower else 1.0
+    means = methods.mean(axis=0).sort_values(ascending=lower, kind="stable")
+    beats, not_beats = [], []
+    for m in means.index:
+        win = _beats(methods[m], refs[ref], sign, min_items, **boot)
+        (beats if win else not_beats).append(str(m))
+    text = f" Best sanity baseline: {ref} {_number(float(ref_means.iloc[0]), decimals)}."
+    if beats:
+        text += f" {_names_text(beats)} {'beats' if len(beats) == 1 else 'beat'} {ref}"
+        if not_beats:
+            verb = "does" if len(not_beats) == 1 else "do"
+            text += f"; {_names_text(not_beats)} {verb} not."
+        else:
+            text += "."
+    else:
+        text += f" No method beats {ref}."
+    discriminating = str(means.index[0]) in beats
+    if not discriminating and len(methods) < min_items:
+        text += (
+            f" **Not discriminating on this data:** {len(methods)} items are too few to tell"
+            f" any method from {ref} (a claim needs {min_items})."
+        )
+    elif not discriminating:
+        text += (
+            f" **Not discriminating on this data:** {ref} is inseparable from or better than"
+            f" the best method, {means.index[0]}, so this column cannot rank the methods"
+            " (nor test the paper's claim for it)."
+        )
+    return text, discriminating
+
+
+def ranking_sentences(
+    per_item: Mapping[str, pd.DataFrame],
+    paper: pd.DataFrame | None = None,
+    *,
+    lower_is_better: Collection[str] = (),
+    paper_columns: Mapping[str, str] | None = None,
+    n_resamples: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
+    level: float = 0.95,
+    min_items: int = MIN_ITEMS,
+    decimals: Mapping[str, int] | None = None,
+    baselines: Collection[str] = BASELINE_NAMES,
+) -> str:
+    """Markdown: a summary line, then per column our ranking of the methods by their mean
+    and how it compares with the paper's.
+
+    The best method *beats* another only when the paired bootstrap interval of the per-item
+    difference (``level``, seeded) excludes 0, never with fewer than ``min_items`` items.
+    A column agrees with the paper when the paper's best is among the methods the data
+    cannot separate from our best. ``baselines`` present in a column are ranked apart;
+    every method is compared with the best of them, and a column where the best method
+    does not beat it is flagged as not discriminating (its paper claim untestable).
+
+    Args:
+        per_item: ``{column: items × methods}`` of finite values (the same items for
+            every method); a column is looked up in ``paper`` after ``paper_columns``
+            (``None`` or a missing column: our ranking only).
+        lower_is_better: columns where lower values are better (e.g. face Delete).
+        decimals: ``{column: decimal places}`` of the printed means; means that print
+            alike are joined by "=" (default: one decimal from 10 up, three below).
+
+    Raises:
+        ValueError: a column with missing values or fewer than two methods.
+    """
+    lines, agreements, inseparable, taus = [], [], 0, []
+    blind, testable, untestable, with_refs, ranked = [], [], [], 0, 0
+    paper_columns = dict(paper_columns or {})
+    boot = {"n_resamples": n_resamples, "seed": seed, "level": level}
+    for column, values in per_item.items():
+        if values.isna().to_numpy().any():
+            raise ValueError(
+                f"column {column!r} has missing values: give every method a value on every item"
+            )
+        key = paper_columns.get(column, column)
+        published = None if paper is None or key not in paper.columns else paper[key]
+        label = column if key == column else f"{column} ({key})"
+        refs = [m for m in values.columns if m in set(baselines)]
+        real = values.drop(columns=refs)
+        if real.shape[1] < (2 if not refs else 1):
+            raise ValueError(f"column {column!r} needs at least two methods to rank")
+        lower, digits = column in lower_is_better, (decimals or {}).get(column)
+        text, agree, none_beaten, tau = f"- **{label}**:", None, None, float("nan")
+        if real.shape[1] >= 2:
+            text, agree, none_beaten, tau = _column_sentence(
+                label, real, published, lower, digits, min_items, **boot
+            )
+            ranked += 1
+            inseparable += none_beaten
+        if refs:
+            extra, discriminating = _baseline_sentence(
+                real, values[refs], lower, digits, min_items, **boot
+            )
+            text += extra
+            with_refs += 1
+            if not discriminating:
+                blind.append(label)
+            if published is not None:
+                (testable if discriminating else untestable).append(key)
+        lines.append(text)
+        if agree is not None:
+            agreements.append(agree)
+        if np.isfinite(tau):
+            taus.append(tau)
+    items = "/".join(str(n) for n in sorted({len(v) for v in per_item.values()}))
+    head = f"Over {items} items ({100 * level:.0f}% paired bootstrap intervals of the differences):"
+    if ranked:
+        head += (
+            f" in {ranked - inseparable} of {ranked} columns our best method beats at least "
+            f"one other; in {inseparable} the data cannot separate any method from it."
+        )
+    if agreements:
+        head += (
+            f" The paper's best method is among our inseparable best in {sum(agreements)} of "
+            f"{len(agreements)} columns"
+        )
+        head += f"; mean Kendall τ of the means {np.mean(taus):+.2f}." if taus else "."
+    if with_refs:
+        head += (
+            f" In {len(blind)} of {with_refs} columns with sanity baselines no method beats the"
+            " best baseline"
+            + (f": {_names_text(blind)} cannot discriminate on this data." if blind else ".")
+        )
+    if testable or untestable:
+        head += " Of the paper's columns, our data can test " + (
+            f"{_names_text(testable)}" if testable else "none"
+        )
+        head += f" and cannot test {_names_text(untestable)}." if untestable else "."
+    return "\n".join([head, *lines])
+
+
+def above_baseline(
+    per_item: Mapping[str, pd.DataFrame],
+    baseline: str = "Random",
+    *,
+    lower_is_better: Collection[str] = (),
+    n_resamples: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
+    level: float = 0.95,
+) -> pd.DataFrame:
+    """How far each method is better than ``baseline`` per column of ``per_item``
+    (``{column: items × methods}``): methods × columns of
+    :class:`~fame_utils.stats.Interval` cells, the mean paired improvement (baseline −
+    method in ``lower_is_better`` columns, so positive is always better) with its bootstrap
+    interval.
+
+    Raises:
+        ValueError: a column without ``baseline``.
+    """
+    out = {}
+    for column, values in per_item.items():
+        if baseline not in values.columns:
+            raise ValueError(f"column {column!r} has no {baseline!r} values to compare with")
+        sign = -1.0 if column in lower_is_better else 1.0
+        ref = sign * values[baseline].to_numpy()
+        out[column] = {
+            m: paired_difference(
+                sign * values[m].to_numpy(), ref, n_resamples=n_resamples, seed=seed, level=level
+            )
+            for m in values.columns
+            if m != baseline
+        }
+    return pd.DataFrame(out).rename_axis("method")
