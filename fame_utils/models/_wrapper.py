@@ -207,15 +207,12 @@ def read_checkpoint(
 ) -> dict[str, Tensor]:
     """A plain state dict (name → tensor; on the CPU for files) from a path or a mapping.
 
-    Unwraps a ``{"state_dict": ...}`` (PyTorch Lightning) or ``{"model": ...}`` container; when
-    some keys start with ``model.`` (AdaFace's Lightning module, whose other keys are the
-    training-time margin head) or ``module.`` (DataParallel), keeps only those, without the
-    prefix. ``weights_only`` goes to :func:`torch.load`: pass ``False`` only for trusted files.
+    Unwraps a ``"state_dict"`` (Lightning) or ``"model"`` entry, and keeps only the keys under
+    a ``model.`` (AdaFace's Lightning module) or ``module.`` (DataParallel) prefix, stripped.
 
     Raises:
-        FileNotFoundError: the path does not exist.
-        ValueError: the file is empty, truncated or corrupt, or pickles objects the safe
-            loader refuses (the message names the file and says what to do).
+        FileNotFoundError: no such file.
+        ValueError: an empty, corrupt or (with ``weights_only``) unsafe file; says what to do.
         TypeError: the content is not a mapping of tensors.
     """
     path = checkpoint_path(checkpoint)

@@ -13,8 +13,8 @@ from pathlib import Path
 import torch
 import torchvision.models as tvm
 
+from . import efficientnet_lite as lite
 from ._wrapper import NormalizedModel, checkpoint_path, load_strict, pick_device, read_checkpoint
-from .efficientnet_lite import LITE0_MEAN, LITE0_STD, LITE_VARIANTS, load_efficientnet_lite
 
 __all__ = [
     "load_classifier",
@@ -36,7 +36,7 @@ _VITS = ("vit_b_16", "vit_b_32", "vit_l_16")
 TORCHVISION_CLASSIFIERS: tuple[str, ...] = (*(f"resnet{d}" for d in (18, 34, 50, 101)), *_VITS)
 #: Every name :func:`load_classifier` accepts.
 CLASSIFIERS: tuple[str, ...] = (
-    *(f"efficientnet_{v}" for v in LITE_VARIANTS),
+    *(f"efficientnet_{v}" for v in lite.LITE_VARIANTS),
     *TORCHVISION_CLASSIFIERS,
     "tiny_vit_digits",
 )
@@ -199,18 +199,21 @@ def _load_torchvision(
 
 def _load_lite(name: str, checkpoint) -> NormalizedModel:
     variant = name.removeprefix("efficientnet_")
-    state = None if checkpoint is None else read_checkpoint(checkpoint)
+    net = lite.EfficientNetLite(variant)
+    state = read_checkpoint(
+        lite.packaged_weights_path(variant) if checkpoint is None else checkpoint
+    )
     try:
-        net = load_efficientnet_lite(variant, state)
+        net.load_state_dict(lite.convert_packaged_state_dict(state), strict=True)
     except (RuntimeError, KeyError) as e:
         raise ValueError(f"checkpoint does not fit EfficientNet-{variant.title()}: {e}") from e
-    repeats, _, size, _ = LITE_VARIANTS[variant]
+    repeats, _, size, _ = lite.LITE_VARIANTS[variant]
     ends = list(accumulate(repeats))  # the last block at 112, 56, 28 and 14 px (stages 0-2, 4)
     stages = {f"{112 >> s}x{112 >> s}": f"blocks.{ends[i] - 1}" for s, i in enumerate((0, 1, 2, 4))}
     return NormalizedModel(
         net,
-        mean=LITE0_MEAN,
-        std=LITE0_STD,
+        mean=lite.LITE0_MEAN,
+        std=lite.LITE0_STD,
         input_size=size,
         resize_size=size + 32,
         target_layer="head",
@@ -245,29 +248,27 @@ def load_classifier(
     weights: str | None = None,
     download: bool = True,
 ) -> NormalizedModel:
-    """A pretrained classifier that takes [0, 1] RGB images.
+    """A pretrained classifier that takes [0, 1] RGB images (``docs/models.md``, Loaders).
 
     Args:
         name: one of :data:`CLASSIFIERS`.
-        checkpoint: weights instead of the defaults: a path to a ``torch.save``-d state dict
-            (or a dict with a ``"state_dict"`` / ``"model"`` entry), or such a dict. For a
-            torchvision model the file name must be torchvision's published one (its hash
-            says the weights version and so the preprocessing), or ``weights=`` must say it.
+        checkpoint: weights instead of the defaults: a path to a ``torch.save``-d state dict,
+            or such a dict (Lightning and DataParallel wrappers are unwrapped); for a
+            torchvision model its weights version is read from torchvision's file name or
+            given by ``weights=``.
         device: where to put the model; ``None`` picks CUDA when available, else CPU.
         weights: torchvision models only: the weights tag (``"IMAGENET1K_V2"``, …) of
-            ``checkpoint=``, or the one to load; ``None``: torchvision's default, else any
-            version in the hub cache ``torch.hub.get_dir()/checkpoints``.
-        download: torchvision models only: download into the cache when no file is found.
+            ``checkpoint=`` or to load; ``None``: the default, else any cached version.
+        download: torchvision models only: download into the hub cache when no file is found.
 
     Returns:
         :class:`~fame_utils.NormalizedModel` in eval mode on ``device``: (B, 3, H, W) float
-        [0, 1] RGB (exactly ``input_size`` for ViTs) → (B, classes) logits. Attributes:
-        ``categories``, ``resize_size``, ``interpolation`` (of :meth:`transform`); torchvision
-        models ``weights``; ``tiny_vit_digits`` ``training_record`` (empty with ``checkpoint=``).
+        [0, 1] RGB → (B, classes) logits, with ``categories`` (torchvision models also
+        ``weights``, ``tiny_vit_digits`` ``training_record``).
 
     Raises:
-        ValueError: unknown ``name``, ``weights`` tag or file name, a checkpoint that does
-            not fit, or an empty/corrupt file (each message says what to pass).
+        ValueError: unknown ``name`` or ``weights``, an unrecognised file name, a checkpoint
+            that does not fit or a corrupt file (each message says what to pass).
         FileNotFoundError: no torchvision weights; the message says which file goes where.
     """
     if not isinstance(name, str) or name.lower() not in CLASSIFIERS:

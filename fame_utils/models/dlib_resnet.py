@@ -203,14 +203,8 @@ _PATTERN = f"con affine relu max_pool( {_UNIT})+ mean fc"
 
 
 def load_dlib_resnet(path: str | os.PathLike[str] | None = None) -> DlibResNet:
-    """The :class:`DlibResNet` of a dlib DNN file (default: the packaged
-    ``dlib_face_recognition_resnet_model_v1.dat``), float32 on the CPU in eval mode.
-
-    The file must hold a ``loss_metric`` loss, an ``input_rgb_image_sized`` input layer and
-    layers ``con affine relu max_pool`` (stem), residual units ``con affine relu con affine
-    [avg_pool] add_prev relu`` with the average-pool shortcut exactly where the first conv has
-    stride > 1 (each such down-unit starts a level), a global average pool and ``fc``; its
-    tag/skip markers must be the ones this residual pattern implies.
+    """The :class:`DlibResNet` of a dlib DNN file (default: the packaged one), float32 on the
+    CPU in eval mode; the file must be a ``loss_metric`` network of :data:`_PATTERN`'s layers.
 
     Raises:
         ValueError: the file is truncated or not such a network (the message names the file).

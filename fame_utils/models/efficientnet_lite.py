@@ -8,7 +8,6 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -21,7 +20,6 @@ __all__ = [
     "LITE0_STD",
     "packaged_weights_path",
     "convert_packaged_state_dict",
-    "load_efficientnet_lite",
 ]
 
 # EfficientNet-B0's kernel, stride and expansion of each of the seven stages
@@ -88,12 +86,8 @@ class MBConv(nn.Module):
 
 
 class EfficientNetLite(nn.Module):
-    """EfficientNet-Lite ``variant`` on *normalised* input (pixel_0_255 − 127) / 128.
-
-    Input (B, 3, H, W), any H, W ≥ 1; output (B, 1000) logits. Submodules: ``stem``,
-    ``blocks`` (16 MBConv for Lite0, 21 for Lite1/2), ``head``, ``pool``, ``dropout``,
-    ``classifier``.
-    """
+    """EfficientNet-Lite ``variant`` (a key of :data:`LITE_VARIANTS`): normalised input
+    (pixel_0_255 − 127) / 128, (B, 3, H, W) of any size → (B, 1000) logits."""
 
     def __init__(self, variant: str = "lite0"):
         super().__init__()
@@ -133,13 +127,9 @@ _KEY_RULES: tuple[tuple[str, str], ...] = (
 
 
 def convert_packaged_state_dict(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """The package's state dict (``_conv_stem.weight``, ``_blocks.3._depthwise_conv.weight``,
-    ``_fc.*``, ...) renamed to :class:`EfficientNetLite`'s keys (``stem.conv.weight``,
-    ``blocks.3.depthwise.conv.weight``, ``classifier.*``); keys in our naming pass through.
-
-    Raises:
-        KeyError: an unknown key starting with ``_``.
-    """
+    """The package's state dict (``_blocks.3._depthwise_conv.weight``, …) in
+    :class:`EfficientNetLite`'s keys (``blocks.3.depthwise.conv.weight``, …); keys in our
+    naming pass through; KeyError for an unknown key starting with ``_``."""
     out: dict[str, Tensor] = {}
     for key, value in state_dict.items():
         new = key
@@ -163,18 +153,3 @@ def packaged_weights_path(variant: str = "lite0") -> Path:
     )
     file = f"models/efficientnet-{variant}-{LITE_VARIANTS[variant][3]}.pth"
     return package_file(package, file, install)
-
-
-def load_efficientnet_lite(
-    variant: str = "lite0", state_dict: Mapping[str, Tensor] | None = None
-) -> EfficientNetLite:
-    """EfficientNet-Lite ``variant`` (a key of :data:`LITE_VARIANTS`) in eval mode on the CPU,
-    with ``state_dict`` (the package's or our key naming, loaded strictly) or, when ``None``,
-    the packaged ImageNet weights."""
-    if state_dict is None:
-        state_dict = torch.load(
-            packaged_weights_path(variant), map_location="cpu", weights_only=True
-        )
-    net = EfficientNetLite(variant)
-    net.load_state_dict(convert_packaged_state_dict(state_dict), strict=True)
-    return net.eval()

@@ -37,14 +37,8 @@ _WHERE_TO_GET = (
 
 
 class FaceModel(NormalizedModel):
-    """A face embedder behind its input normalisation, with ``embedding_size`` and ``layout``.
-
-    ``forward(x)``: x (B, 3, S, S) float [0, 1] RGB, S = ``input_size``, on the model's
-    device → (B, ``embedding_size``) unnormalised embeddings.
-
-    Raises:
-        ValueError: a chip of another size (align and crop it; resizing does not align it).
-    """
+    """A :class:`NormalizedModel` face embedder, with ``embedding_size`` and ``layout``, that
+    takes (B, 3, S, S) chips only, S = ``input_size`` (else ValueError: resizing does not align)."""
 
     def forward(self, x: Tensor) -> Tensor:
         s = self.input_size
@@ -161,28 +155,24 @@ def load_face_model(
     device: str | torch.device | None = None,
     weights_only: bool = True,
 ) -> FaceModel:
-    """A face-recognition network that takes aligned [0, 1] RGB chips and returns embeddings.
+    """A face-recognition network that takes aligned [0, 1] RGB chips (``docs/models.md``).
 
     Args:
-        name: one of :data:`FACE_MODELS` (see the module docstring).
-        checkpoint: dlib: optional path to another dlib ``.dat`` network of the same kind.
-            IResNet: required, a path or a state dict (Lightning ``state_dict`` wrappers and
-            ``model.``/``module.`` prefixes are handled), loaded strictly.
-        layout: IResNet: ``"adaface"`` (BGR inside) or ``"arcface"`` (RGB); ``None``
-            detects it from the checkpoint's keys.
+        name: one of :data:`FACE_MODELS`.
+        checkpoint: dlib: optional path to another dlib ``.dat`` network of the same kind;
+            IResNet: required, a path or a state dict, loaded strictly.
+        layout: IResNet: ``"adaface"`` (BGR inside) or ``"arcface"`` (RGB); ``None`` detects
+            it from the checkpoint's keys.
         device: where to put the model; ``None`` picks CUDA when available, else CPU.
-        weights_only: passed to :func:`torch.load`; ``False`` only for trusted Lightning
-            ``.ckpt`` files that pickle hyper-parameter objects.
+        weights_only: passed to :func:`torch.load`; ``False`` only for trusted Lightning files.
 
     Returns:
         :class:`FaceModel` in eval mode on ``device``: (B, 3, S, S) float [0, 1] RGB,
-        S = ``input_size`` (150 dlib, 160 FaceNet, 112 IResNet) → (B, D) embeddings
-        (unnormalised; FaceNet's unit-norm), D = ``embedding_size`` (128 dlib, else 512).
+        S = ``input_size`` → (B, ``embedding_size``) embeddings (FaceNet's unit-norm).
 
     Raises:
         ValueError: unknown name or layout; IResNet without a checkpoint (the message says
-            where AdaFace/ArcFace checkpoints come from); a checkpoint that does not fit or
-            cannot be read (the message lists the keys and shapes that do not fit).
+            where to get one); a checkpoint that does not fit or cannot be read.
         FileNotFoundError: a missing checkpoint file or weights package (says what to install).
     """
     key = name.lower().replace("-", "_") if isinstance(name, str) else ""
