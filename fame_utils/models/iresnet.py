@@ -69,10 +69,7 @@ class _ArcFaceUnit(nn.Module):
 
 
 class IResNetAdaFace(nn.Module):
-    """IResNet with AdaFace's keys: normalised RGB (B, 3, 112, 112) → (B, 512) embeddings.
-
-    Flips the input to BGR while ``channel_order == "bgr"`` (AdaFace trained on cv2 images).
-    """
+    """IResNet with AdaFace's keys; flips the input to BGR while ``channel_order == "bgr"``."""
 
     def __init__(self, depth: int = 50):
         super().__init__()
