@@ -136,17 +136,13 @@ class NormalizedModel(nn.Module):
         """``{key: module}`` blocks by output resolution (keys documented by the loader)."""
         return {k: self.get_submodule(v) for k, v in self._stage_names.items()}
 
-    def normalize(self, x: Tensor) -> Tensor:
-        """(x − mean) / std for (B, 3, H, W) [0, 1] RGB input; same shape, device, dtype."""
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, 3, H, W) [0, 1] RGB → ``net((x − mean) / std)`` (logits or embeddings), (B, ...)."""
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(
                 f"expected images of shape (B, 3, H, W) in [0, 1] RGB, got {tuple(x.shape)}"
             )
-        return (x - self._mean.to(x.dtype)) / self._std.to(x.dtype)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """(B, 3, H, W) [0, 1] RGB → the network's output (logits or embeddings), (B, ...)."""
-        return self.net(self.normalize(x))
+        return self.net((x - self._mean.to(x.dtype)) / self._std.to(x.dtype))
 
     def transform(self):
         """torchvision transform for PIL images: Resize(``resize_size``, ``interpolation``;

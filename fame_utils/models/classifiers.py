@@ -248,19 +248,16 @@ def load_classifier(
 
     Args:
         name: one of :data:`CLASSIFIERS`.
-        checkpoint: weights instead of the defaults: a path to a ``torch.save``-d state dict,
-            or such a dict (Lightning and DataParallel wrappers are unwrapped); for a
-            torchvision model its weights version is read from torchvision's file name or
-            given by ``weights=``.
+        checkpoint: a state dict or the path of one instead of the defaults; a torchvision
+            file's weights version comes from torchvision's file name or ``weights=``.
         device: where to put the model; ``None`` picks CUDA when available, else CPU.
-        weights: torchvision models only: the weights tag (``"IMAGENET1K_V2"``, …) of
-            ``checkpoint=`` or to load; ``None``: the default, else any cached version.
-        download: torchvision models only: download into the hub cache when no file is found.
+        weights: torchvision only: the weights tag (``"IMAGENET1K_V2"``, …) of ``checkpoint=``
+            or to load; ``None``: the default, else any cached version.
+        download: torchvision only: download into the hub cache when no file is found.
 
     Returns:
         :class:`~fame_utils.NormalizedModel` in eval mode on ``device``: (B, 3, H, W) float
-        [0, 1] RGB → (B, classes) logits, with ``categories`` (torchvision models also
-        ``weights``, ``tiny_vit_digits`` ``training_record``).
+        [0, 1] RGB → (B, classes) logits, with ``categories``.
 
     Raises:
         ValueError: unknown ``name`` or ``weights``, an unrecognised file name, a checkpoint
