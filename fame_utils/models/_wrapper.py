@@ -35,12 +35,8 @@ def pick_device(device: str | torch.device | None) -> torch.device:
 
 
 def package_file(package: str, relative: str, install: str) -> Path:
-    """Path of the data file ``relative`` inside the installed ``package`` (found without
-    importing it).
-
-    Raises:
-        FileNotFoundError: the package or the file is missing (the message says ``install``).
-    """
+    """Path of the data file ``relative`` inside the installed ``package`` (not imported);
+    FileNotFoundError, saying ``install``, when the package or the file is missing."""
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError(f"{package} is not installed; {install}")

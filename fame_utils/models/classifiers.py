@@ -125,11 +125,8 @@ def _checkpoint_weights(name: str, checkpoint, weights: str | None):
 
 
 def _hub_state_dict(name: str, weights: str | None, download: bool):
-    """(state dict, weights enum member) from the torch hub cache, else a download.
-
-    Raises:
-        FileNotFoundError: neither works (the message says which file goes where).
-    """
+    """(state dict, weights enum member) from the torch hub cache, else a download; else
+    FileNotFoundError saying which file goes where."""
     enum = tvm.get_model_weights(name)
     if weights is not None:
         candidates = [_weights(name, weights)]
