@@ -56,24 +56,19 @@ def grid_pool(
     return images, samples.labels.cpu()[keep], names
 
 
-@dataclass
-class Grids:
-    """``images`` (G, 3, rows·h, cols·w) in [0, 1]; ``sources`` (G, rows·cols) pool index of
-    each cell (row-major); ``classes`` (G, rows·cols) its label; ``grid`` (rows, cols)."""
-
-    images: Tensor
-    sources: Tensor
-    classes: Tensor
-    grid: tuple[int, int]
-
-
 def make_grids(
-    images: Tensor, labels: Tensor, n_grids: int, grid: Sequence[int] = (2, 2), seed: int = 0
-) -> Grids:
+    images: Tensor,
+    labels: Tensor,
+    names: Sequence[str],
+    n_grids: int,
+    grid: Sequence[int] = (2, 2),
+    seed: int = 0,
+) -> ClassificationDataset:
     """Tile ``n_grids`` grids, seeded, from a pool of cell-sized images (N, 3, h, w), each
-    from rows·cols images of distinct ``labels``; cell k (row-major) is rows ``r·h:(r+1)·h``,
-    columns ``c·w:(c+1)·w``, r, c = divmod(k, cols). Raises ``ValueError`` for too few
-    classes or ``n_grids`` < 1."""
+    from rows·cols images of distinct ``labels``: one item per (grid, cell), grid-major,
+    with the grid (3, rows·h, cols·w), the cell's class, the cell (row-major k, at
+    r, c = divmod(k, cols)) as ``box`` and the name ``"g<grid>c<cell>:<source name>"``.
+    Raises ``ValueError`` for too few classes or ``n_grids`` < 1."""
     rows, cols = _grid(grid)
     n = rows * cols
     classes = labels.unique()
@@ -93,28 +88,15 @@ def make_grids(
             members = (labels == c).nonzero().flatten()
             sources[g, k] = members[torch.randint(len(members), (1,), generator=gen)]
     tiles = images[sources.flatten()].view(n_grids, rows, cols, 3, h, w)
-    out = tiles.permute(0, 3, 1, 4, 2, 5).reshape(n_grids, 3, rows * h, cols * w)
-    return Grids(out.contiguous(), sources, labels[sources], (rows, cols))
-
-
-def grid_dataset(
-    grids: Grids, names: Sequence[str], identity: str | None = None
-) -> ClassificationDataset:
-    """One item per (grid, cell), grid-major: the grid, the cell's class, the cell as
-    ``box``, name ``"g<grid>c<cell>:<source name>"``."""
-    rows, cols = grids.grid
-    n_grids, n = grids.sources.shape
-    _, _, height, width = grids.images.shape
-    h, w = height // rows, width // cols
+    grids = tiles.permute(0, 3, 1, 4, 2, 5).reshape(n_grids, 3, rows * h, cols * w)
     boxes = [
-        [(k % cols) * w, (k // cols) * h, (k % cols + 1) * w, (k // cols + 1) * h] for k in range(n)
+        [k % cols * w, k // cols * h, (k % cols + 1) * w, (k // cols + 1) * h] for k in range(n)
     ]
     return ClassificationDataset(
-        grids.images.repeat_interleave(n, 0),
-        grids.classes.flatten(),
+        grids.repeat_interleave(n, 0),
+        labels[sources].flatten(),
         torch.tensor(boxes, dtype=torch.float32).repeat(n_grids, 1),
-        [f"g{g}c{k}:{names[int(grids.sources[g, k])]}" for g in range(n_grids) for k in range(n)],
-        identity,
+        [f"g{g}c{k}:{names[int(sources[g, k])]}" for g in range(n_grids) for k in range(n)],
     )
 
 
@@ -173,7 +155,7 @@ def pointing_hit(maps: Tensor, cells: Tensor, grid: Sequence[int] = (2, 2)) -> T
 @dataclass
 class GridMetric:
     """Runner metric: ``GridPG``, ``hit`` and ``energy`` of each item's map for the cell its
-    ``box`` covers (:func:`grid_dataset`)."""
+    ``box`` covers (:func:`make_grids`)."""
 
     grid: tuple[int, int] = (2, 2)
     task: Task = "classification"
@@ -187,7 +169,7 @@ class GridMetric:
 
     def __call__(self, model, batch, attribution, context):
         if batch.boxes is None:
-            raise ValueError("GridMetric needs the target cell as each item's box (grid_dataset)")
+            raise ValueError("GridMetric needs the target cell as each item's box (make_grids)")
         maps = attribution.positive.float()
         cells = _box_cells(batch.boxes.to(maps.device), *maps.shape[-2:], self.grid)
         fns = (grid_pointing_game, pointing_hit, energy_share)
@@ -269,7 +251,7 @@ def with_unblurred(methods: Sequence) -> list:
 @dataclass
 class GridRun:
     """One network's grid game: ``grid`` and ``difull`` runner results, the grid items
-    ``data`` (:func:`grid_dataset`) and the qualifying ``pool`` (image names)."""
+    ``data`` (:func:`make_grids`) and the qualifying ``pool`` (image names)."""
 
     grid: ExperimentResult
     difull: ExperimentResult
@@ -306,7 +288,7 @@ def run_grid_game(
     if samples is None:
         samples = load_sample_objects(resize=model.resize_size, crop=model.input_size)
     images, labels, names = grid_pool(model, samples, cell_size, confidence)
-    data = grid_dataset(make_grids(images, labels, n_grids, grid, seed), names)
+    data = make_grids(images, labels, names, n_grids, grid, seed)
     fame = settings.pop("fame_settings", None)
     if all(isinstance(m, str) for m in methods):
         methods = make_methods(methods, "classification", recipes=recipes, fame_settings=fame)
