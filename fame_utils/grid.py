@@ -1,9 +1,7 @@
-"""The grid pointing game and its DiFull control: localisation with exact ground truth.
-
-Beyond the paper (notebook 07). An n×n grid is tiled from images of different classes the
-model classifies confidently alone; each cell's class is explained on the whole grid and
-scored by the share of the map's positive mass inside that cell (Böhle, Fritz & Schiele,
-CVPR 2021; Rao, Böhle & Schiele, CVPR 2022): 1 is perfect, 1/n² is chance.
+"""The grid pointing game and its DiFull control (beyond the paper, notebook 07): each cell's
+class of a grid of confidently classified images is explained on the whole grid and scored
+by the map's positive mass inside that cell (Böhle et al., CVPR 2021; Rao et al., CVPR
+2022): 1 is perfect, 1/n² is chance.
 """
 
 from __future__ import annotations
@@ -24,7 +22,7 @@ from .data.objects import load_sample_objects
 from .experiment.result import ExperimentResult
 from .experiment.run import run_experiment
 from .methods import Fame, make_methods
-from .metrics.adapters import Column
+from .metrics.adapters import Column, Metric
 from .stats import DEFAULT_RESAMPLES, Interval
 
 #: Softmax probability an image's own top-1 (= its label) needs to enter the pool.
@@ -153,7 +151,7 @@ def pointing_hit(maps: Tensor, cells: Tensor, grid: Sequence[int] = (2, 2)) -> T
 
 
 @dataclass
-class GridMetric:
+class GridMetric(Metric):
     """Runner metric: ``GridPG``, ``hit`` and ``energy`` of each item's map for the cell its
     ``box`` covers (:func:`make_grids`)."""
 
@@ -163,9 +161,6 @@ class GridMetric:
 
     def columns(self) -> list[Column]:
         return [Column("GridPG"), Column("hit"), Column("energy")]
-
-    def summary_columns(self) -> list[Column]:
-        return self.columns()
 
     def __call__(self, model, batch, attribution, context):
         if batch.boxes is None:
@@ -179,10 +174,8 @@ class GridMetric:
 class DiFull(nn.Module):
     """The disconnected control of Rao et al. (2022): each grid cell goes through ``model``
     on its own, so any attribution outside cell k of cell k's logit is the method's error.
-
     Input (B, 3, rows·h, cols·w) in [0, 1]; output (B, rows·cols·K), entry ``k·K + c`` class
-    c's logit of cell k. ``target_layer`` sees the cells' target-layer activations tiled
-    into the grid layout, so CAMs read one map per grid; FullGrad is :attr:`unsupported`.
+    c's logit of cell k; ``target_layer`` sees the cells' activations tiled into the grid.
     """
 
     unsupported = frozenset({"FullGrad"})
@@ -274,16 +267,12 @@ def run_grid_game(
     unblurred: bool = True,
     **settings,
 ) -> GridRun:
-    """The grid pointing game and DiFull for one classifier through
-    :func:`~fame_utils.run_experiment`, in ``out_dir/grid`` and ``out_dir/difull``.
-
-    Args:
-        model: a :func:`~fame_utils.load_classifier` model.
-        methods: names for :func:`~fame_utils.methods.make_methods` (with ``recipes`` and
-            ``settings["fame_settings"]``) or method instances.
-        samples: the pool (``images``, ``labels``, ``names``); default the bundled objects.
-        unblurred: add FAME at σ = 0 (:func:`with_unblurred`).
-        settings: ``fame_settings`` and :func:`run_experiment`'s keywords.
+    """The grid pointing game and DiFull for a :func:`~fame_utils.load_classifier` model
+    through :func:`~fame_utils.run_experiment`, in ``out_dir/grid`` and ``out_dir/difull``.
+    ``methods``: names for :func:`~fame_utils.methods.make_methods` (with ``recipes`` and
+    ``settings["fame_settings"]``) or instances; ``samples``: the pool (``images``,
+    ``labels``, ``names``; default the bundled objects); ``unblurred``: add FAME at σ = 0
+    (:func:`with_unblurred`); other ``settings`` go to :func:`run_experiment`.
     """
     if samples is None:
         samples = load_sample_objects(resize=model.resize_size, crop=model.input_size)
