@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torchvision.utils import make_grid
 
 from .data.items import ClassificationDataset, Task
 from .data.objects import load_sample_objects
@@ -85,8 +86,7 @@ def make_grids(
         for k, c in enumerate(chosen):
             members = (labels == c).nonzero().flatten()
             sources[g, k] = members[torch.randint(len(members), (1,), generator=gen)]
-    tiles = images[sources.flatten()].view(n_grids, rows, cols, 3, h, w)
-    grids = tiles.permute(0, 3, 1, 4, 2, 5).reshape(n_grids, 3, rows * h, cols * w)
+    grids = torch.stack([make_grid(images[s], nrow=cols, padding=0) for s in sources])
     boxes = [
         [k % cols * w, k // cols * h, (k % cols + 1) * w, (k // cols + 1) * h] for k in range(n)
     ]
