@@ -59,12 +59,6 @@ def _key(settings: Mapping[str, Any]) -> Hashable:
     return tuple(sorted(settings.items()))
 
 
-def _describe(settings: Mapping[str, Any]) -> str:
-    return ", ".join(
-        f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in settings.items()
-    )
-
-
 def _draw_rect(rgb: np.ndarray, box, color: str, dashed: bool) -> None:
     """Outline the half-open pixel box (x0, y0, x1, y1) on (H, W, 3) ``rgb`` in place."""
     h, w = rgb.shape[:2]
@@ -117,8 +111,8 @@ class LiveMap:
             control gets a button that runs the paper's ``paper`` iterations.
         sigma, kernel_size: the live blur's initial σ and its kernel (at other σ,
             :func:`~fame_utils.postprocess.kernel_size_for`).
-        seeds: ``(settings, FameResult of one sample)`` already computed.
         label: ``settings -> str`` for titles, status and pins.
+        seeds: ``(settings, FameResult of one sample)`` already computed.
         annotate: ``settings -> [(x0, y0, x1, y1, colour, dashed)]`` boxes on the map.
         describe: ``(settings, Δx (1, H, W), blurred (1, H, W)) -> str`` under the map.
         callback_every: iterations between progress calls (1: Stop acts at once).
@@ -135,10 +129,10 @@ class LiveMap:
         image_of: Callable[[Settings], Tensor],
         controls: Mapping[str, W.ValueWidget],
         *,
+        label: Callable[[Settings], str],
         sigma: float = 7.7,
         kernel_size: int = 49,
         seeds: Iterable[tuple[Settings, FameResult]] = (),
-        label: Callable[[Settings], str] | None = None,
         annotate: Callable[[Settings], Iterable[tuple]] | None = None,
         describe: Callable[[Settings, Tensor, Tensor], str] | None = None,
         callback_every: int = 1,
@@ -149,7 +143,7 @@ class LiveMap:
         run_first: bool = True,
     ):
         self._run, self._image_of, self.controls = run, image_of, dict(controls)
-        self._label = label or _describe
+        self._label = label
         self._annotate, self._describe_fn, self._on_show = annotate, describe, on_show
         self._sigma0, self._kernel0 = sigma, kernel_size
         self.callback_every, self.min_frame_s = callback_every, min_frame_s
