@@ -1,9 +1,7 @@
-"""The grid pointing game and its DiFull control: localisation with exact ground truth.
-
-Beyond the paper (notebook 07). An n×n grid is tiled from images of different classes the
-model classifies confidently alone; each cell's class is explained on the whole grid and
-scored by the share of the map's positive mass inside that cell (Böhle, Fritz & Schiele,
-CVPR 2021; Rao, Böhle & Schiele, CVPR 2022): 1 is perfect, 1/n² is chance.
+"""The grid pointing game and its DiFull control (beyond the paper, notebook 07): each cell's
+class of a grid of confidently classified images is explained on the whole grid and scored
+by the map's positive mass inside that cell (Böhle et al., CVPR 2021; Rao et al., CVPR
+2022): 1 is perfect, 1/n² is chance.
 """
 
 from __future__ import annotations
@@ -18,13 +16,14 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torchvision.utils import make_grid
 
 from .data.items import ClassificationDataset, Task
 from .data.objects import load_sample_objects
 from .experiment.result import ExperimentResult
 from .experiment.run import run_experiment
 from .methods import Fame, make_methods
-from .metrics.adapters import Column
+from .metrics.adapters import Column, Metric
 from .stats import DEFAULT_RESAMPLES, Interval
 
 #: Softmax probability an image's own top-1 (= its label) needs to enter the pool.
@@ -56,24 +55,19 @@ def grid_pool(
     return images, samples.labels.cpu()[keep], names
 
 
-@dataclass
-class Grids:
-    """``images`` (G, 3, rows·h, cols·w) in [0, 1]; ``sources`` (G, rows·cols) pool index of
-    each cell (row-major); ``classes`` (G, rows·cols) its label; ``grid`` (rows, cols)."""
-
-    images: Tensor
-    sources: Tensor
-    classes: Tensor
-    grid: tuple[int, int]
-
-
 def make_grids(
-    images: Tensor, labels: Tensor, n_grids: int, grid: Sequence[int] = (2, 2), seed: int = 0
-) -> Grids:
+    images: Tensor,
+    labels: Tensor,
+    names: Sequence[str],
+    n_grids: int,
+    grid: Sequence[int] = (2, 2),
+    seed: int = 0,
+) -> ClassificationDataset:
     """Tile ``n_grids`` grids, seeded, from a pool of cell-sized images (N, 3, h, w), each
-    from rows·cols images of distinct ``labels``; cell k (row-major) is rows ``r·h:(r+1)·h``,
-    columns ``c·w:(c+1)·w``, r, c = divmod(k, cols). Raises ``ValueError`` for too few
-    classes or ``n_grids`` < 1."""
+    from rows·cols images of distinct ``labels``: one item per (grid, cell), grid-major,
+    with the grid (3, rows·h, cols·w), the cell's class, the cell (row-major k, at
+    r, c = divmod(k, cols)) as ``box`` and the name ``"g<grid>c<cell>:<source name>"``.
+    Raises ``ValueError`` for too few classes or ``n_grids`` < 1."""
     rows, cols = _grid(grid)
     n = rows * cols
     classes = labels.unique()
@@ -92,29 +86,15 @@ def make_grids(
         for k, c in enumerate(chosen):
             members = (labels == c).nonzero().flatten()
             sources[g, k] = members[torch.randint(len(members), (1,), generator=gen)]
-    tiles = images[sources.flatten()].view(n_grids, rows, cols, 3, h, w)
-    out = tiles.permute(0, 3, 1, 4, 2, 5).reshape(n_grids, 3, rows * h, cols * w)
-    return Grids(out.contiguous(), sources, labels[sources], (rows, cols))
-
-
-def grid_dataset(
-    grids: Grids, names: Sequence[str], identity: str | None = None
-) -> ClassificationDataset:
-    """One item per (grid, cell), grid-major: the grid, the cell's class, the cell as
-    ``box``, name ``"g<grid>c<cell>:<source name>"``."""
-    rows, cols = grids.grid
-    n_grids, n = grids.sources.shape
-    _, _, height, width = grids.images.shape
-    h, w = height // rows, width // cols
+    grids = torch.stack([make_grid(images[s], nrow=cols, padding=0) for s in sources])
     boxes = [
-        [(k % cols) * w, (k // cols) * h, (k % cols + 1) * w, (k // cols + 1) * h] for k in range(n)
+        [k % cols * w, k // cols * h, (k % cols + 1) * w, (k // cols + 1) * h] for k in range(n)
     ]
     return ClassificationDataset(
-        grids.images.repeat_interleave(n, 0),
-        grids.classes.flatten(),
+        grids.repeat_interleave(n, 0),
+        labels[sources].flatten(),
         torch.tensor(boxes, dtype=torch.float32).repeat(n_grids, 1),
-        [f"g{g}c{k}:{names[int(grids.sources[g, k])]}" for g in range(n_grids) for k in range(n)],
-        identity,
+        [f"g{g}c{k}:{names[int(sources[g, k])]}" for g in range(n_grids) for k in range(n)],
     )
 
 
@@ -171,9 +151,9 @@ def pointing_hit(maps: Tensor, cells: Tensor, grid: Sequence[int] = (2, 2)) -> T
 
 
 @dataclass
-class GridMetric:
+class GridMetric(Metric):
     """Runner metric: ``GridPG``, ``hit`` and ``energy`` of each item's map for the cell its
-    ``box`` covers (:func:`grid_dataset`)."""
+    ``box`` covers (:func:`make_grids`)."""
 
     grid: tuple[int, int] = (2, 2)
     task: Task = "classification"
@@ -182,12 +162,9 @@ class GridMetric:
     def columns(self) -> list[Column]:
         return [Column("GridPG"), Column("hit"), Column("energy")]
 
-    def summary_columns(self) -> list[Column]:
-        return self.columns()
-
     def __call__(self, model, batch, attribution, context):
         if batch.boxes is None:
-            raise ValueError("GridMetric needs the target cell as each item's box (grid_dataset)")
+            raise ValueError("GridMetric needs the target cell as each item's box (make_grids)")
         maps = attribution.positive.float()
         cells = _box_cells(batch.boxes.to(maps.device), *maps.shape[-2:], self.grid)
         fns = (grid_pointing_game, pointing_hit, energy_share)
@@ -197,10 +174,8 @@ class GridMetric:
 class DiFull(nn.Module):
     """The disconnected control of Rao et al. (2022): each grid cell goes through ``model``
     on its own, so any attribution outside cell k of cell k's logit is the method's error.
-
     Input (B, 3, rows·h, cols·w) in [0, 1]; output (B, rows·cols·K), entry ``k·K + c`` class
-    c's logit of cell k. ``target_layer`` sees the cells' target-layer activations tiled
-    into the grid layout, so CAMs read one map per grid; FullGrad is :attr:`unsupported`.
+    c's logit of cell k; ``target_layer`` sees the cells' activations tiled into the grid.
     """
 
     unsupported = frozenset({"FullGrad"})
@@ -269,7 +244,7 @@ def with_unblurred(methods: Sequence) -> list:
 @dataclass
 class GridRun:
     """One network's grid game: ``grid`` and ``difull`` runner results, the grid items
-    ``data`` (:func:`grid_dataset`) and the qualifying ``pool`` (image names)."""
+    ``data`` (:func:`make_grids`) and the qualifying ``pool`` (image names)."""
 
     grid: ExperimentResult
     difull: ExperimentResult
@@ -292,21 +267,17 @@ def run_grid_game(
     unblurred: bool = True,
     **settings,
 ) -> GridRun:
-    """The grid pointing game and DiFull for one classifier through
-    :func:`~fame_utils.run_experiment`, in ``out_dir/grid`` and ``out_dir/difull``.
-
-    Args:
-        model: a :func:`~fame_utils.load_classifier` model.
-        methods: names for :func:`~fame_utils.methods.make_methods` (with ``recipes`` and
-            ``settings["fame_settings"]``) or method instances.
-        samples: the pool (``images``, ``labels``, ``names``); default the bundled objects.
-        unblurred: add FAME at σ = 0 (:func:`with_unblurred`).
-        settings: ``fame_settings`` and :func:`run_experiment`'s keywords.
+    """The grid pointing game and DiFull for a :func:`~fame_utils.load_classifier` model
+    through :func:`~fame_utils.run_experiment`, in ``out_dir/grid`` and ``out_dir/difull``.
+    ``methods``: names for :func:`~fame_utils.methods.make_methods` (with ``recipes`` and
+    ``settings["fame_settings"]``) or instances; ``samples``: the pool (``images``,
+    ``labels``, ``names``; default the bundled objects); ``unblurred``: add FAME at σ = 0
+    (:func:`with_unblurred`); other ``settings`` go to :func:`run_experiment`.
     """
     if samples is None:
         samples = load_sample_objects(resize=model.resize_size, crop=model.input_size)
     images, labels, names = grid_pool(model, samples, cell_size, confidence)
-    data = grid_dataset(make_grids(images, labels, n_grids, grid, seed), names)
+    data = make_grids(images, labels, names, n_grids, grid, seed)
     fame = settings.pop("fame_settings", None)
     if all(isinstance(m, str) for m in methods):
         methods = make_methods(methods, "classification", recipes=recipes, fame_settings=fame)

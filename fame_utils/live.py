@@ -1,13 +1,5 @@
-"""Live FAME maps for the notebooks: a run drawn while it optimises, Stop, Pin (issue 21).
-
-:class:`LiveMap` shows one image, its FAME map at the current σ over it and the run's
-loss curve. **Run controls** apply on **Run**: FAME runs in a background thread and draws
-a frame through :func:`~fame_utils.core.run_fame`'s progress hook (ipywidgets'
-"Asynchronous widgets" pattern, one lock around every redraw); **Stop** keeps the map of
-the iterations done. **Live controls** act at once: σ re-blurs the shown Δx, **Pin** keeps
-the map beside the next runs. Cached settings show without Run. Headless (papermill), the
-first map is computed synchronously at creation.
-"""
+"""Live FAME maps for the notebooks: a run drawn while it optimises (in a background
+thread, through :func:`~fame_utils.core.run_fame`'s progress hook), Stop, Pin, a live σ."""
 
 from __future__ import annotations
 
@@ -54,8 +46,7 @@ def image_controls(names: Sequence[str], iterations: int) -> dict[str, W.ValueWi
 
 @dataclass
 class _Map:
-    """A map the explorer can show: unblurred Δx (H, W) on the CPU, the loss curve
-    [(iteration, loss)], the steps done, whether it is final, and the run's result."""
+    """Unblurred Δx (H, W) on the CPU, loss curve [(iteration, loss)], steps done."""
 
     delta: Tensor
     curve: list[tuple[int, float]]
@@ -66,12 +57,6 @@ class _Map:
 
 def _key(settings: Mapping[str, Any]) -> Hashable:
     return tuple(sorted(settings.items()))
-
-
-def _describe(settings: Mapping[str, Any]) -> str:
-    return ", ".join(
-        f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in settings.items()
-    )
 
 
 def _draw_rect(rgb: np.ndarray, box, color: str, dashed: bool) -> None:
@@ -115,7 +100,8 @@ def _colourbar() -> bytes:
 
 
 class LiveMap:
-    """An explorer of one FAME map whose runs draw while they optimise.
+    """An explorer of one FAME map: run controls apply on **Run** (cached settings show at
+    once), σ and **Pin** act at once; headless, the first map is computed at creation.
 
     Args:
         run: ``run(settings, hook) -> FameResult`` of one sample, passing ``hook`` on to
@@ -125,15 +111,15 @@ class LiveMap:
             control gets a button that runs the paper's ``paper`` iterations.
         sigma, kernel_size: the live blur's initial σ and its kernel (at other σ,
             :func:`~fame_utils.postprocess.kernel_size_for`).
-        seeds: ``(settings, FameResult of one sample)`` already computed.
         label: ``settings -> str`` for titles, status and pins.
+        seeds: ``(settings, FameResult of one sample)`` already computed.
         annotate: ``settings -> [(x0, y0, x1, y1, colour, dashed)]`` boxes on the map.
         describe: ``(settings, Δx (1, H, W), blurred (1, H, W)) -> str`` under the map.
         callback_every: iterations between progress calls (1: Stop acts at once).
-        min_frame_s: least time between frames, and at least ten times the last frame's
-            drawing time (skipped frames read nothing from the device); 0: every frame.
+        min_frame_s: least time between frames (and ten times the last frame's drawing
+            time); 0: every frame.
         on_show: ``(settings, FameResult or None, σ) -> None`` whenever the applied
-            settings show or σ moves (one call at a time; from the run's thread at its end).
+            settings show or σ moves.
         run_first: ``False``: uncached first settings show an empty map until **Run**.
     """
 
@@ -143,10 +129,10 @@ class LiveMap:
         image_of: Callable[[Settings], Tensor],
         controls: Mapping[str, W.ValueWidget],
         *,
+        label: Callable[[Settings], str],
         sigma: float = 7.7,
         kernel_size: int = 49,
         seeds: Iterable[tuple[Settings, FameResult]] = (),
-        label: Callable[[Settings], str] | None = None,
         annotate: Callable[[Settings], Iterable[tuple]] | None = None,
         describe: Callable[[Settings, Tensor, Tensor], str] | None = None,
         callback_every: int = 1,
@@ -157,7 +143,7 @@ class LiveMap:
         run_first: bool = True,
     ):
         self._run, self._image_of, self.controls = run, image_of, dict(controls)
-        self._label = label or _describe
+        self._label = label
         self._annotate, self._describe_fn, self._on_show = annotate, describe, on_show
         self._sigma0, self._kernel0 = sigma, kernel_size
         self.callback_every, self.min_frame_s = callback_every, min_frame_s
@@ -389,7 +375,7 @@ class LiveMap:
         cancelling the run in flight; cached settings show at once (returns ``None``)."""
         settings = dict(self._values() if settings is None else settings)
         cached = self._cache.get(_key(settings))
-        self._cancel()
+        self.stop()
         self._generation += 1  # a run in flight no longer draws or finishes here
         if cached is not None:
             self._set_busy(False)
@@ -407,13 +393,10 @@ class LiveMap:
         thread.start()
         return thread
 
-    def _cancel(self) -> None:
-        if self._stop is not None:
-            self._stop.set()
-
     def stop(self) -> None:
         """Ask the run in flight to end at its next frame (its map is kept)."""
-        self._cancel()
+        if self._stop is not None:
+            self._stop.set()
 
     def _work(self, settings: Settings, stop: threading.Event, generation: int):
         total = int(settings.get("iterations", 0))

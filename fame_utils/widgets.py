@@ -45,11 +45,9 @@ def panel(
     per_row: int = 3,
 ) -> W.VBox:
     """Controls, ``per_row`` per row, over an ``Output`` (the last child) showing
-    ``render(**values)``: a figure, text, a displayable or a tuple of those (:func:`show_in`).
-
-    Without ``button`` every change re-renders; with it (its label) the controls apply when
-    it is pressed. Renders once at creation (an error there raises; later ones show as a
-    traceback in the output).
+    ``render(**values)`` (:func:`show_in`'s items or a tuple of them), drawn at creation and
+    on every change, or with ``button`` (its label) when it is pressed; a later error shows
+    as a traceback in the output.
     """
     applied = {name: w.value for name, w in controls.items()}
     out = W.Output()
@@ -94,21 +92,14 @@ def blur_explorer(
     paper_iterations: int = 500,
     callback_every: int = 1,
 ) -> W.VBox:
-    """A live FAME explorer (:class:`~fame_utils.live.LiveMap`) of one image at a time
-    (paper Fig. 1): image, iterations and step size apply on **Run**; σ is live.
+    """A live FAME explorer (:class:`~fame_utils.live.LiveMap`, the ``explorer`` attribute
+    of the returned ``VBox``) of one of N images (N, 3, H, W) in [0, 1] at a time (paper
+    Fig. 1): image, iterations and step size apply on **Run**; σ is live.
 
-    Args:
-        model: classifier, (N, 3, H, W) [0, 1] -> logits.
-        images: (N, 3, H, W) in [0, 1]; ``names``: N display names.
-        objective: the objective of all N images (image i gets its
-            ``subset(slice(i, i + 1))``), or a function index -> objective of that image.
-        config: FAME's other settings (default ``FameConfig()``), e.g. the kernel size.
-        precomputed: a run over all N images with ``config`` at its own iterations and step
-            size (e.g. the figure's), shown without recomputation.
-        iterations, step_size, sigma: the first view's (run at creation unless precomputed).
-
-    Returns:
-        ``VBox`` (its ``explorer`` attribute is the :class:`~fame_utils.live.LiveMap`).
+    ``objective``: of all N images (image i gets its ``subset(slice(i, i + 1))``), or index
+    -> objective; ``config``: FAME's other settings (default ``FameConfig()``);
+    ``precomputed``: a run over all N images with ``config`` (e.g. the figure's), shown
+    without recomputation; ``iterations``, ``step_size``, ``sigma``: the first view's.
     """
     config = config or FameConfig()
     seeds = []
@@ -162,19 +153,11 @@ def face_explorer(
     (:class:`~fame_utils.live.LiveMap`) over every method's maps.
 
     Variation, pair, FAME iterations and CorrRISE masks apply on **Run**: the other methods
-    run first when their (pair, masks) is new, then FAME, drawn while it optimises; the
-    comparison redraws when the run ends. FAME's result is cached by (pair, iterations),
-    the others' by (pair, masks). σ is live for FAME's e₊ and e₋.
-
-    Args:
-        model: face model, (N, 3, H, W) [0, 1] -> (N, D) embeddings.
-        protocols: ``{subset: FacePairs}`` (:mod:`fame_utils.data.faces`).
-        threshold: θ, the clean EER threshold (FGGB's weights, the target's threshold).
-        fame_config: FAME's settings; iterations and σ start from it.
-        start: ``(subset, variation, k)``: the k-th genuine pair shown first.
-        n_masks, seed: CorrRISE's initial mask count and its mask seed.
-        precomputed: ``{method name: Attribution}`` whose first row is the ``start`` pair
-            (e.g. the figure's), so the first view costs nothing; moving σ first runs FAME.
+    run when their (pair, masks) is new (cached so), then FAME, drawn while it optimises
+    (cached by (pair, iterations)). σ is live for FAME's e₊ and e₋. ``protocols``:
+    ``{subset: FacePairs}``; ``threshold``: θ; ``start``: ``(subset, variation, k)``, the
+    k-th genuine pair; ``precomputed``: ``{method name: Attribution}`` whose first row is
+    the ``start`` pair (e.g. the figure's), so the first view costs nothing.
 
     Returns:
         ``VBox`` (the comparison's ``Output`` last); ``runs`` counts the computations

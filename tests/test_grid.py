@@ -17,7 +17,6 @@ from fame_utils.grid import (
     cell_masks,
     difull_dataset,
     energy_share,
-    grid_dataset,
     grid_pointing_game,
     grid_table,
     image_bootstrap,
@@ -84,30 +83,32 @@ def _pool(n: int = 6, side: int = 4):
 
 def test_grids_have_distinct_classes_exact_cells_and_follow_the_seed():
     images, labels, names = _pool()
-    grids = make_grids(images, labels, 20, seed=3)
-    assert grids.images.shape == (20, 3, 8, 8)
+    data = make_grids(images, labels, names, 20, seed=3)
+    assert data.images.shape == (80, 3, 8, 8)
+    assert data.boxes[:4].tolist() == [[0, 0, 4, 4], [4, 0, 8, 4], [0, 4, 4, 8], [4, 4, 8, 8]]
+    sources = torch.tensor([int(name.split(":img")[1]) for name in data.names]).view(20, 4)
     for g in range(20):
-        assert len(set(grids.classes[g].tolist())) == 4
+        assert len(set(data.labels[4 * g : 4 * g + 4].tolist())) == 4
         for k in range(4):
             r, c = divmod(k, 2)
-            src = images[grids.sources[g, k]]
-            assert torch.equal(grids.images[g, :, r * 4 : (r + 1) * 4, c * 4 : (c + 1) * 4], src)
-            assert grids.classes[g, k] == labels[grids.sources[g, k]]
-    again = make_grids(images, labels, 20, seed=3)
-    assert torch.equal(again.images, grids.images) and torch.equal(again.sources, grids.sources)
-    assert not torch.equal(make_grids(images, labels, 20, seed=4).sources, grids.sources)
+            assert data.names[4 * g + k].startswith(f"g{g}c{k}:")
+            src = images[sources[g, k]]
+            cell = data.images[4 * g + k, :, r * 4 : (r + 1) * 4, c * 4 : (c + 1) * 4]
+            assert torch.equal(cell, src) and torch.equal(
+                data.images[4 * g + k], data.images[4 * g]
+            )
+            assert data.labels[4 * g + k] == labels[sources[g, k]]
+    again = make_grids(images, labels, names, 20, seed=3)
+    assert torch.equal(again.images, data.images) and again.names == data.names
+    assert make_grids(images, labels, names, 20, seed=4).names != data.names
     with pytest.raises(ValueError, match="distinct classes"):
-        make_grids(images[:2], labels[:2], 1)
+        make_grids(images[:2], labels[:2], names[:2], 1)
 
 
 def test_grid_items_carry_the_target_cell_and_the_metric_reads_it():
     images, labels, names = _pool()
-    grids = make_grids(images, labels, 2, seed=0)
-    data = grid_dataset(grids, names)
+    data = make_grids(images, labels, names, 2, seed=0)
     assert len(data) == 8
-    assert data.boxes[:4].tolist() == [[0, 0, 4, 4], [4, 0, 8, 4], [0, 4, 4, 8], [4, 4, 8, 8]]
-    assert data.names[5] == f"g1c1:{names[int(grids.sources[1, 1])]}"
-    assert data.labels.tolist() == grids.classes.flatten().tolist()
     batch = collate([data[i] for i in range(4)], range(4))
     maps = torch.stack([_cell_map(k) for k in (0, 1, 3, 3)])
     out = GridMetric()(None, batch, Attribution(maps), EvalContext())

@@ -184,7 +184,13 @@ def gated(tiny_cnn):
         "iterations": W.IntSlider(value=2, max=5000),
     }
     live = LiveMap(
-        run, lambda s: x[s["image"]], controls, sigma=1.0, callback_every=5, min_frame_s=0
+        run,
+        lambda s: x[s["image"]],
+        controls,
+        label=str,
+        sigma=1.0,
+        callback_every=5,
+        min_frame_s=0,
     )
     changes = []
     live.map.observe(lambda c: changes.append(live.busy), "value")
@@ -258,6 +264,7 @@ def test_a_run_that_stops_early_at_eps_is_not_marked_stopped_and_on_show_gets_it
         run,
         lambda s: x[0],
         {"iterations": W.IntSlider(value=4)},
+        label=str,
         sigma=1.0,
         on_show=lambda *a: shown.append(a),
         run_first=False,

@@ -1,8 +1,5 @@
-"""Receptive fields across depth: feature-cell attributions against CAM's assumption
-(paper Sec. 3, Fig. 2). CAM upsamples an h × w map assuming cell (i, j) sees only its own
-patch; FAME descends L_a = ‖a[k] − 0‖₁ for cell k of layer a and shows where the input
-changed. The notebooks' calls; the helpers they build on are public in their modules.
-"""
+"""Receptive fields across depth: feature-cell attributions against CAM's assumption that
+cell (i, j) sees only its own patch (paper Sec. 3, Fig. 2)."""
 
 from .cells import CellAttributions, cells_at, run_cells
 from .explorer import cell_explorer

@@ -1,8 +1,7 @@
 """Cells of a layer, the boxes CAM assumes they see, and FAME over many cells at once.
 
-Upsampling an h × w map to H × W assumes that cell (i, j) sees rows [i·H/h, (i+1)·H/h) and
-columns [j·W/w, (j+1)·W/w), its **CAM-assumed box** (paper Sec. 3). Boxes are
-``(x0, y0, x1, y1)``, half-open, in input pixels.
+Upsampling an h × w map to H × W assumes cell (i, j) sees rows [i·H/h, (i+1)·H/h) and
+columns [j·W/w, (j+1)·W/w), its **CAM box** (paper Sec. 3): ``(x0, y0, x1, y1)``, half-open.
 """
 
 from __future__ import annotations
@@ -21,8 +20,7 @@ from ..recipes import Recipe, get_recipe
 
 
 def default_cell_batch(device: torch.device | str) -> int:
-    """Samples :func:`run_cells` optimises together without a config ``batch_size``: 64 on
-    a GPU, 16 elsewhere (larger CPU chunks run slower per sample, docs/performance.md)."""
+    """:func:`run_cells`' batch without a config ``batch_size``: 64 on a GPU, else 16."""
     return 64 if torch.device(device).type == "cuda" else 16
 
 
@@ -113,14 +111,9 @@ def cell_config(
 
 @dataclass
 class CellAttributions:
-    """FAME over K cells of one layer for B images (paper Fig. 2, L_a).
-
-    Attributes:
-        result: the run; its ``delta`` is the unblurred Δx of the B·K samples, image-major.
-        cells: (K, 2) long (row, col) of the explained cells.
-        grid: (h, w) of the layer's output.
-        image_size: (H, W) of the input.
-    """
+    """FAME over K cells of one layer for B images (paper Fig. 2, L_a): the ``result`` of
+    the B·K samples (image-major), ``cells`` (K, 2) long (row, col), the layer's ``grid``
+    (h, w) and the input's ``image_size`` (H, W)."""
 
     result: FameResult
     cells: Tensor
@@ -162,21 +155,13 @@ def run_cells(
     recipe: str | Recipe | None = None,
     **overrides: object,
 ) -> CellAttributions:
-    """FAME for K cells of ``layer`` on B images in one batched run (paper Fig. 2).
-
-    The B·K image copies descend L_a = ‖a[k] − 0‖₁ = Σ_c |a_c[k]| together
-    (:class:`~fame_utils.objectives.FeatureCell`; an (N, T, C) layer per patch token,
-    :class:`~fame_utils.objectives.TokenCell`, ``class_token=True``: the class token alone).
-
-    Args:
-        model: network in eval mode taking (B, 3, H, W) [0, 1] RGB.
-        images: float (B, 3, H, W) in [0, 1], on any device.
-        layer: the module or its dotted name; output (N, C, h, w) or (N, T, C).
-        cells: (K, 2) (row, col); ``None``: all h·w cells, row-major.
-        config, recipe, overrides: as :func:`cell_config` builds the run's config.
-
-    Returns:
-        :class:`CellAttributions` with Δx (B, K, H, W) on the images' device.
+    """FAME for K cells of ``layer`` (module or dotted name, output (N, C, h, w) or
+    (N, T, C)) on B images (B, 3, H, W) in [0, 1] in one batched run (paper Fig. 2): the
+    B·K copies descend L_a = ‖a[k] − 0‖₁ = Σ_c |a_c[k]| together
+    (:class:`~fame_utils.objectives.FeatureCell`, or per patch token
+    :class:`~fame_utils.objectives.TokenCell`; ``class_token=True``: the class token).
+    ``cells`` (K, 2) (row, col), ``None``: all, row-major; the config as :func:`cell_config`
+    builds it. Returns :class:`CellAttributions`, Δx on the images' device.
     """
     check_images(images)
     cfg = cell_config(config, overrides, model, recipe)

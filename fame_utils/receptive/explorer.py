@@ -26,19 +26,12 @@ def cell_explorer(
     precomputed: Mapping[str, tuple[int, CellAttributions]] | None = None,
     callback_every: int = 1,
 ):
-    """A live explorer of single cells (paper Fig. 2; :class:`~fame_utils.live.LiveMap`):
-    image, layer, cell (row, column) and iterations apply on **Run**; σ is live. The map
-    shows the cell's CAM box (white) and clipped receptive field (dashed cyan), the text
-    under it the :func:`~fame_utils.receptive.cell_measures`.
-
-    Args:
-        images: (B, 3, H, W) in [0, 1]; ``names``: B labels for the image dropdown.
-        layers: ``{label: module or dotted name}``, shallow → deep.
-        iterations: the first view's (the paper's 500 is one button away).
-        precomputed: ``{layer label: (image index, CellAttributions)}`` of earlier runs.
-
-    Returns:
-        ``ipywidgets.VBox`` (its ``explorer`` attribute is the ``LiveMap``).
+    """A live explorer of single cells (paper Fig. 2; :class:`~fame_utils.live.LiveMap`,
+    the ``explorer`` attribute of the returned ``VBox``) of B images (B, 3, H, W) in [0, 1]
+    and ``layers`` (``{label: module or dotted name}``, shallow → deep): image, layer, cell
+    and iterations apply on **Run**; σ is live. The map shows the cell's CAM box (white)
+    and clipped receptive field (dashed cyan), the text the :func:`~fame_utils.receptive.cell_measures`.
+    ``precomputed``: ``{layer label: (image index, CellAttributions)}`` of earlier runs.
     """
     import ipywidgets as W
 

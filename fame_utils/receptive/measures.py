@@ -19,14 +19,7 @@ from ..core import FameConfig
 from ..data.transforms import box_mask
 from ..objectives import TokenCell, cell_objective
 from ..recipes import Recipe
-from .cells import (
-    as_cells,
-    cam_boxes,
-    cell_centers,
-    cell_config,
-    run_cells,
-    sample_cells,
-)
+from .cells import as_cells, cam_boxes, cell_centers, cell_config, run_cells, sample_cells
 from .tracer import ReceptiveField, receptive_field
 
 
@@ -125,21 +118,16 @@ def measure_layers(
     recipe: str | Recipe | None = None,
     **overrides: object,
 ) -> pd.DataFrame:
-    """Cell attributions measured at several depths over several images (paper Fig. 2).
+    """Cell attributions measured at several depths (``layers``: ``{label: module or
+    dotted name}``, shallow → deep) over B images (paper Fig. 2): per layer,
+    ``cells_per_layer`` cells (:func:`sample_cells`; ``None``: all) run on every image
+    (:func:`run_cells`) and measured (:func:`cell_measures`; CNN layers with the
+    receptive-field columns) on the unblurred Δx (``map="delta"``) and the Δx blurred at
+    the config's σ (``"blurred"``).
 
-    Per layer, ``cells_per_layer`` cells (:func:`sample_cells`; ``None``: all) are explained
-    on every image (:func:`run_cells` with ``config``, ``recipe``, ``overrides``) and
-    measured (:func:`cell_measures`, CNN layers with the receptive-field columns) on the
-    unblurred Δx (``map="delta"``) and the Δx blurred at the config's σ (``"blurred"``).
-
-    Args:
-        layers: ``{label: module or dotted name}``, shallow → deep.
-        image_names: labels of the B images (default ``image0``, ``image1``, ...).
-
-    Returns:
-        One row per (layer, map, image, cell): ``image``, ``image_index``, ``layer`` (ordered
-        categorical), ``depth``, ``grid_h``, ``grid_w``, ``row``, ``col``, ``map`` and the
-        :func:`cell_measures` columns.
+    Returns one row per (layer, map, image, cell): ``image`` (``image_names``, default
+    ``image0``, ...), ``image_index``, ``layer`` (ordered categorical), ``depth``,
+    ``grid_h``, ``grid_w``, ``row``, ``col``, ``map`` and the :func:`cell_measures` columns.
     """
     check_images(images)
     B, size = len(images), tuple(images.shape[-2:])
@@ -148,9 +136,8 @@ def measure_layers(
         raise ValueError(f"{len(names)} image_names for {B} images")
     cfg = cell_config(config, overrides, model, recipe)
     frames = []
-    for depth, (label, layer) in enumerate(
-        tqdm(layers.items(), "layers", disable=not cfg.progress)
-    ):
+    bar = tqdm(layers.items(), "layers", disable=not cfg.progress)
+    for depth, (label, layer) in enumerate(bar):
         objective = cell_objective(model, layer, image_size=size)
         cells = sample_cells(objective.grid_shape(model, size), cells_per_layer, seed=seed)
         res = run_cells(model, images, layer, cells, cfg, step_space=cfg.step_space)
@@ -238,19 +225,15 @@ def locality_table(frames: Mapping[str, pd.DataFrame], map_kind: str = "delta") 
     out = {}
     for net, df in frames.items():
         d = df[df["map"] == map_kind].groupby("layer", observed=True)
-        box, mass, offset = (
-            d["box_area"].first(),
-            d["mass_in_box"].mean(),
-            d["com_dist_cells"].mean(),
-        )
+        box, mass, offset = d["box_area"].first(), d["mass_in_box"].mean(), d["com_dist_cells"]
         out[net] = pd.DataFrame(
             {
                 "grid": d["grid_h"].first().astype(str) + "x" + d["grid_w"].first().astype(str),
                 "cells": d.size(),
                 "mass in own box": mass,
                 "x uniform": mass / box,
-                "offset (cells)": offset,
-                "offset / uniform": offset / d["uniform_com_dist_cells"].mean(),
+                "offset (cells)": offset.mean(),
+                "offset / uniform": offset.mean() / d["uniform_com_dist_cells"].mean(),
                 "50% area / box": d["area50"].mean() / box,
             }
         )

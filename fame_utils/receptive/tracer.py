@@ -53,8 +53,7 @@ class _Axis:
         return _Axis(self.lo[idx].amin(1), self.hi[idx].amax(1), self.jump * n / n_out)
 
     def resized(self, n_out: int, op: str) -> _Axis:
-        """The axis after an op that keeps it, broadcasts a size-1 axis (a squeeze-excite
-        gate) or reduces it to 1."""
+        """Kept, broadcast from size 1 (a squeeze-excite gate) or reduced to 1."""
         n = len(self.lo)
         if n_out == n:
             return self
@@ -169,8 +168,7 @@ class _Tracer(TorchFunctionMode):
 
 
 def _elementwise(name: str, traced: list[Tensor], infos: list[_Info], out: Tensor) -> _Info:
-    """An op that keeps the spatial axes (activation, norm, ``+``, concat): the union of
-    its inputs' intervals."""
+    """An op that keeps the spatial axes (activation, ``+``, concat): the inputs' union."""
     merged = None
     for t, info in zip(traced, infos):
         if out.ndim != t.ndim or (merged is not None and merged.dims != info.dims):
@@ -184,16 +182,10 @@ def _elementwise(name: str, traced: list[Tensor], infos: list[_Info], out: Tenso
 
 @dataclass
 class ReceptiveField:
-    """Theoretical receptive field of every cell of a layer.
-
-    Attributes:
-        boxes: (h, w, 4) float64 ``(x0, y0, x1, y1)``, half-open input pixels, not clipped
-            (the zero-padded input plane).
-        size: (r_y, r_x), the largest extent in pixels over the cells.
-        jump: (j_y, j_x), pixels between neighbouring cells' fields (the effective stride;
-            0 after a squeeze-excite gate).
-        image_size: (H, W) of the traced input.
-    """
+    """Theoretical receptive field of every cell of a layer: ``boxes`` (h, w, 4) float64
+    ``(x0, y0, x1, y1)``, half-open input pixels, not clipped; ``size`` (r_y, r_x), the
+    largest extent; ``jump`` (j_y, j_x), pixels between neighbouring fields (0 after a
+    squeeze-excite gate); ``image_size`` (H, W) of the traced input."""
 
     boxes: Tensor
     size: tuple[int, int]
@@ -227,17 +219,10 @@ def _image_size(model: nn.Module, image_size: int | Sequence[int] | None) -> tup
 def receptive_field(
     model: nn.Module, layer: nn.Module | str, image_size: int | Sequence[int] | None = None
 ) -> ReceptiveField:
-    """Theoretical receptive field of each cell of ``layer`` (paper Sec. 3, Fig. 2).
-
-    One forward pass (batch 1, no gradient; a ``meta`` model works) maps the positions
-    o·s − p + t·d of each convolution or pooling (kernel k, stride s, padding p, dilation
-    d) to input intervals, per cell, through ``F.pad``, ops that keep the spatial axes
-    (union over inputs) and 1 × 1 broadcasts (squeeze-excite).
-
-    Args:
-        model: network taking (1, 3, H, W) input.
-        layer: module (or dotted name) whose output is (1, C, h, w).
-        image_size: input side or (H, W); default ``model.input_size`` or 224.
+    """Theoretical receptive field of each cell of ``layer`` (module or dotted name, output
+    (1, C, h, w)) for an input of ``image_size`` (side or (H, W); default
+    ``model.input_size`` or 224), paper Sec. 3, Fig. 2: one forward pass follows each
+    convolution, pooling, ``F.pad``, permute and spatial-axis-keeping op (no gradient).
 
     Raises:
         NotImplementedError: upsampling, spatial slicing or token layers (use
