@@ -33,15 +33,10 @@ _LABELS.update({"0": False, "0.0": False, "false": False, "no": False})
 
 @dataclass
 class FacePairs(Rows):
-    """Gallery/probe pairs of one protocol; row i of every field is pair i, in CSV order.
-
-    Attributes:
-        gallery, probe: (N, 3, H, W) float in [0, 1], RGB, on one device.
-        genuine: (N,) bool on the same device: True = same person (``T`` = 1).
-        gallery_files, probe_files: the ``G`` and ``P`` entries, as written in the CSV.
-        variation: the CSV's ``variation`` column (``"glasses"``, ``"x8"``, …) or None.
-        extra: every other CSV column, as strings.
-    """
+    """Gallery/probe pairs of one protocol, row i of every field = pair i in CSV order:
+    ``gallery``, ``probe`` (N, 3, H, W) float RGB in [0, 1] and ``genuine`` (N,) bool (``T``
+    = 1), on one device; the ``G`` and ``P`` entries as written; the ``variation`` column
+    (``"glasses"``, ``"x8"``, …) or None; ``extra``: every other column, as strings."""
 
     gallery: Tensor
     probe: Tensor
@@ -92,35 +87,32 @@ class FacePairs(Rows):
 
 
 def _read_protocol(csv_path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    """The header and the non-blank rows (with their ``__line__``) of a G, P, T CSV."""
     with csv_path.open(newline="", encoding="utf-8-sig") as fh:
         reader = csv.reader(fh)
-        header = next((line for line in reader if any(v.strip() for v in line)), None)
-        if header is None:
+        lines = [(reader.line_num, v) for v in reader if any(x.strip() for x in v)]
+    if not lines:
+        raise ValueError(
+            f"protocol {csv_path} is empty; expected a header line with the columns G,P,T"
+        )
+    header = [h.strip() for h in lines[0][1]]
+    missing = [c for c in ("G", "P", "T") if c not in header]
+    if missing:
+        raise ValueError(
+            f"protocol {csv_path} lacks the column(s) {missing}; found {header}. The format is a "
+            "CSV with header G,P,T (gallery path, probe path, 1 = genuine / 0 = impostor), "
+            "optionally followed by more columns"
+        )
+    dupes = sorted({h for h in header if header.count(h) > 1})
+    if dupes:
+        raise ValueError(f"protocol {csv_path} repeats the column(s) {dupes}")
+    rows = []
+    for n, values in lines[1:]:
+        if len(values) != len(header):
             raise ValueError(
-                f"protocol {csv_path} is empty; expected a header line with the columns G,P,T"
+                f"protocol {csv_path}, line {n}: {len(values)} fields for {len(header)} columns"
             )
-        header = [h.strip() for h in header]
-        missing = [c for c in ("G", "P", "T") if c not in header]
-        if missing:
-            raise ValueError(
-                f"protocol {csv_path} lacks the column(s) {missing}; found {header}. The format is a "
-                "CSV with header G,P,T (gallery path, probe path, 1 = genuine / 0 = impostor), "
-                "optionally followed by more columns"
-            )
-        dupes = sorted({h for h in header if header.count(h) > 1})
-        if dupes:
-            raise ValueError(f"protocol {csv_path} repeats the column(s) {dupes}")
-        rows = []
-        for values in reader:
-            if not any(v.strip() for v in values):
-                continue  # blank line
-            if len(values) != len(header):
-                raise ValueError(
-                    f"protocol {csv_path}, line {reader.line_num}: {len(values)} fields for "
-                    f"{len(header)} columns"
-                )
-            rows.append({h: v.strip() for h, v in zip(header, values)})
-            rows[-1]["__line__"] = str(reader.line_num)
+        rows.append({h: v.strip() for h, v in zip(header, values)} | {"__line__": str(n)})
     if not rows:
         raise ValueError(f"protocol {csv_path} has a header but no pairs")
     return header, rows
@@ -174,16 +166,15 @@ def load_face_protocol(
     device: torch.device | str | None = None,
     rows: slice | Sequence[int] | None = None,
 ) -> FacePairs:
-    """Load the pairs of a G, P, T protocol CSV (``T`` 0/1 or false/true; a ``variation``
-    column and others kept) over a folder of aligned face crops, each file read once.
+    """The pairs of a G, P, T protocol CSV (``T`` 0/1 or false/true; other columns kept)
+    over a folder of aligned face crops, each file read once.
 
     Args:
-        csv_path: the protocol file.
         root: folder relative paths are resolved against (default: the CSV's); a missing file
-            is looked for as the authors' HDF5 crop :func:`h5_crop_name` there.
-        size: resize every image to ``size`` x ``size`` (or (height, width)), antialiased
-            bilinear, e.g. 112 for IResNet; None keeps the files' (equal) size.
-        device: where the returned tensors live (default CPU).
+            is looked for there as the authors' HDF5 crop :func:`h5_crop_name`.
+        size: resize to ``size`` x ``size`` or (height, width), antialiased bilinear (112 for
+            IResNet); None keeps the files' (equal) size.
+        device: where the tensors live (default CPU).
         rows: load only these protocol rows (a slice or row indices, 0 = first pair).
 
     Raises:
@@ -270,16 +261,11 @@ def load_sample_faces(
     padding: float = SAMPLE_CHIP_PADDING,
     device: torch.device | str | None = None,
 ) -> FacePairs:
-    """Load a bundled stand-in protocol (``data/faces/protocols/<subset>.csv``).
-
-    Args:
-        subset: ``"occlusion"`` (AR face stand-in), ``"resolution"`` (SCface stand-in) or
-            ``"pose"`` (CFP-FP stand-in); see ``data/faces/README.md``.
-        size: resize the 150x150 dlib-aligned chips, e.g. 112 for IResNet; None keeps 150.
-        padding: the framing as dlib's chip padding (stored: 0.25); larger shows the chip
-            scaled by 1.5 / (1 + 2·padding) on black, smaller crops the centre.
-        device: where the tensors live (default CPU).
-    """
+    """A bundled stand-in protocol ``data/faces/protocols/<subset>.csv``: ``"occlusion"``
+    (AR face), ``"resolution"`` (SCface) or ``"pose"`` (CFP-FP), ``data/faces/README.md``.
+    ``size`` resizes the 150x150 dlib chips (112 for IResNet); ``padding`` frames them as
+    dlib's chip padding (stored: 0.25): larger shows them scaled by 1.5 / (1 + 2·padding) on
+    black, smaller crops the centre."""
     if subset not in SAMPLE_FACE_SUBSETS:
         raise ValueError(
             f"unknown sample face subset {subset!r}; choose one of {list(SAMPLE_FACE_SUBSETS)} "
