@@ -37,9 +37,8 @@ SynsetMapping = str | Path | Sequence[str] | Mapping[str, int]
 
 @dataclass(frozen=True)
 class ImageNetRecord:
-    """One annotated validation image: ``image_id`` (``ILSVRC2012_val_00000001``), its file
-    ``path``, the first object's ``synset`` and class ``label``, and its ``box``
-    ``(x0, y0, x1, y1)`` in original pixels."""
+    """One validation image (``ILSVRC2012_val_00000001``), its file, its first object's
+    synset, class and ``(x0, y0, x1, y1)`` box in the file's pixels."""
 
     image_id: str
     path: Path
@@ -183,6 +182,11 @@ def _first_object_xml(path: Path) -> tuple[str, tuple[float, ...]]:
     return name.strip(), _check_box(box, f"{path} (first <object>)")
 
 
+def _check_count(n: object, name: str) -> None:
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise ValueError(f"{name} must be a whole number >= 1 or None, got {n!r}")
+
+
 def sample_per_class(
     records: Sequence[ImageNetRecord], per_class: int | None = 5, seed: int = 0
 ) -> list[ImageNetRecord]:
@@ -190,10 +194,7 @@ def sample_per_class(
     class's records sorted by id (all of a class when it has fewer; ``None``: all), ordered
     by (class, image id). Our own draw: 5 per class gives 5000 images as in the paper's
     text, but not the authors' list (``load_imagenet_val(protocol=...)``)."""
-    if per_class is not None and (
-        isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1
-    ):
-        raise ValueError(f"per_class must be a whole number >= 1 or None, got {per_class!r}")
+    _check_count(per_class, "per_class")
     by_class: dict[int, list[ImageNetRecord]] = {}
     for r in sorted(records, key=lambda r: r.image_id):
         by_class.setdefault(r.label, []).append(r)
@@ -256,28 +257,19 @@ def load_imagenet_val(
     synset_mapping: SynsetMapping | None = None,
     protocol: str | Path | None = None,
 ) -> ImageNetVal:
-    """ImageNet validation items (first object's class and box, Resize + CenterCrop) of the
-    fixed image list ``protocol`` or of our seeded draw of ``per_class`` images per class.
-
-    Args:
-        root: local ImageNet folder (the files needed: this module's docstring).
-        per_class, seed: our draw (``per_class=None``: all images); ignored with ``protocol``.
-        max_images: keep only the first ``max_images`` items.
-        resize, crop: preprocessing (232/224 for torchvision's ResNet-50 V2 weights).
-        box_convention: ``"aspect"`` (exact) or ``"per_axis"`` (the paper's code).
-        annotations: ``LOC_val_solution.csv`` or a folder of XML files (default: searched).
-        synset_mapping: a mapping file, synsets in class order, or a dict (default: found).
-        protocol: a CSV ``ImageId, PredictionString[, target]`` whose rows, boxes and
-            classes are the items, in order, duplicates kept (the authors' ``imagenet.csv``).
+    """ImageNet validation items of the image list ``protocol`` (a CSV ``ImageId,
+    PredictionString[, target]``: its rows in order, duplicates kept, as the authors'
+    ``imagenet.csv``) or of our draw :func:`sample_per_class` (``per_class``, ``seed``), the
+    first ``max_images`` of them. ``root``, ``annotations``: :func:`find_imagenet_files`;
+    ``synset_mapping``: :func:`read_synset_mapping` (default: found); ``resize``, ``crop``:
+    232/224 for torchvision's ResNet-50 V2; ``box_convention``: ``"aspect"`` (exact) or
+    ``"per_axis"`` (the paper's code), :func:`~fame_utils.data.transforms.map_boxes`.
 
     Raises:
         FileNotFoundError: a list of what is missing.
         ValueError: a bad row (reversed or NaN box, unknown synset), naming file and line.
     """
-    if max_images is not None and (
-        isinstance(max_images, bool) or not isinstance(max_images, int) or max_images < 1
-    ):
-        raise ValueError(f"max_images must be a positive int or None, got {max_images!r}")
+    _check_count(max_images, "max_images")
     ann = protocol if protocol is not None and annotations is None else annotations
     images, found, mapping_file = find_imagenet_files(root, ann)
     protocol = None if protocol is None else Path(protocol).expanduser()
