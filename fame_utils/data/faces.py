@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +36,7 @@ class FacePairs(Rows):
     """Gallery/probe pairs of one protocol, row i of every field = pair i in CSV order:
     ``gallery``, ``probe`` (N, 3, H, W) float RGB in [0, 1] and ``genuine`` (N,) bool (``T``
     = 1), on one device; the ``G`` and ``P`` entries as written; the ``variation`` column
-    (``"glasses"``, ``"x8"``, …) or None; ``extra``: every other column, as strings."""
+    (``"glasses"``, ``"x8"``, …) or None. Other columns are not read."""
 
     gallery: Tensor
     probe: Tensor
@@ -44,11 +44,9 @@ class FacePairs(Rows):
     gallery_files: list[str]
     probe_files: list[str]
     variation: list[str] | None = None
-    extra: dict[str, list[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         sizes = {k: len(v) for k, v in vars(self).items() if isinstance(v, (Tensor, list))}
-        sizes.update({f"extra[{k!r}]": len(v) for k, v in self.extra.items()})
         if len(set(sizes.values())) != 1:
             raise ValueError(f"FacePairs fields disagree on the number of pairs: {sizes}")
         if self.genuine.dtype != torch.bool or self.genuine.ndim != 1:
@@ -166,7 +164,7 @@ def load_face_protocol(
     device: torch.device | str | None = None,
     rows: slice | Sequence[int] | None = None,
 ) -> FacePairs:
-    """The pairs of a G, P, T protocol CSV (``T`` 0/1 or false/true; other columns kept)
+    """The pairs of a G, P, T protocol CSV (``T`` 0/1 or false/true; optional ``variation``)
     over a folder of aligned face crops, each file read once.
 
     Args:
@@ -242,7 +240,6 @@ def load_face_protocol(
     dev = torch.device("cpu") if device is None else torch.device(device)
     stack = torch.stack(images).to(dev)
     position = {name: i for i, name in enumerate(files)}
-    others = [h for h in header if h not in ("G", "P", "T", "variation")]
     return FacePairs(
         gallery=stack[[position[r["G"]] for r in table]],
         probe=stack[[position[r["P"]] for r in table]],
@@ -250,7 +247,6 @@ def load_face_protocol(
         gallery_files=[r["G"] for r in table],
         probe_files=[r["P"] for r in table],
         variation=[r["variation"] for r in table] if "variation" in header else None,
-        extra={h: [r[h] for r in table] for h in others},
     )
 
 

@@ -38,9 +38,7 @@ class Rows:
         def pick(v: Any) -> Any:
             if isinstance(v, Tensor):
                 return v[idx.to(v.device)]
-            if isinstance(v, list):
-                return [v[i] for i in rows]
-            return {k: pick(x) for k, x in v.items()} if isinstance(v, dict) else v
+            return [v[i] for i in rows] if isinstance(v, list) else v
 
         return dataclasses.replace(self, **{k: pick(v) for k, v in vars(self).items()})
 
