@@ -148,8 +148,7 @@ def _read_h5_crop(path: Path) -> Tensor:
 
 
 def _load_image(path: Path, size: tuple[int, int] | None) -> Tensor:
-    """An image file or HDF5 crop (``.h5``) as (3, H, W) float in [0, 1] on the CPU, resized
-    to ``size`` with antialiased bilinear interpolation if given."""
+    """An image file or HDF5 crop (``.h5``) as (3, H, W) in [0, 1], resized to ``size``."""
     x = _read_h5_crop(path) if path.suffix.lower() == ".h5" else load_image(path)
     if size is not None and tuple(x.shape[1:]) != size:
         x = F.interpolate(x[None], size=size, mode="bilinear", antialias=True)[0].clamp_(0, 1)

@@ -12,7 +12,7 @@ import math
 import random
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +32,7 @@ _XML_DIRS = (
 )
 _CSV_NAME = "LOC_val_solution.csv"
 _MAPPING_NAME = "LOC_synset_mapping.txt"
-SynsetMapping = str | Path | Sequence[str] | Mapping[str, int]
+SynsetMapping = str | Path | Sequence[str]
 
 
 @dataclass(frozen=True)
@@ -103,9 +103,7 @@ def find_imagenet_files(
 
 def read_synset_mapping(mapping: SynsetMapping) -> dict[str, int]:
     """synset → class index from ``LOC_synset_mapping.txt`` (line i: ``"n01440764 tench,
-    Tinca tinca"`` = class i), a sequence of synsets in class order, or a dict."""
-    if isinstance(mapping, Mapping):
-        return {str(k): int(v) for k, v in mapping.items()}
+    Tinca tinca"`` = class i) or a sequence of synsets in class order."""
     if not isinstance(mapping, (str, Path)):
         synsets = [str(s) for s in mapping]
     else:
@@ -288,8 +286,8 @@ def load_imagenet_val(
         raise FileNotFoundError(
             f"no synset -> class mapping: {_MAPPING_NAME} was not found and the annotations "
             f"cover {len(synsets)} synsets, not all 1000 (which would fix the standard sorted "
-            "order). Pass synset_mapping= a LOC_synset_mapping.txt file, a list of the 1000 "
-            "synsets in class order, or a dict."
+            "order). Pass synset_mapping= a LOC_synset_mapping.txt file or a list of the 1000 "
+            "synsets in class order."
         )
     mapping = read_synset_mapping(sorted(synsets) if source is None else source)
     unknown = sorted(synsets - set(mapping))

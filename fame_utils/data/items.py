@@ -1,7 +1,6 @@
 """Items, batches and in-memory datasets of classification (paper Table 2: image, class, box)
-and verification (Table 1: gallery, probe, genuine). A dataset is any sequence of items of one
-kind, with an optional cache ``identity`` (:func:`dataset_identity` otherwise hashes items).
-"""
+and verification (Table 1: gallery, probe, genuine): a dataset is any sequence of items of one
+kind, with an optional cache ``identity`` (else :func:`dataset_identity` hashes the items)."""
 
 from __future__ import annotations
 
