@@ -262,7 +262,6 @@ def test_load_face_protocol_order_labels_and_pixels(tiny):
     assert pairs.gallery_files == ["a.png", "b.png", "c.png"]
     assert pairs.probe_files == ["b.png", "c.png", "a.png"]
     assert pairs.variation == ["glasses", "scarf", "glasses"]
-    assert pairs.extra == {"session": ["s1", "s2", "s3"]}
     for i, (g, p) in enumerate([("a", "b"), ("b", "c"), ("c", "a")]):
         torch.testing.assert_close(pairs.gallery[i], _as_tensor(arrays[g]), rtol=0, atol=0)
         torch.testing.assert_close(pairs.probe[i], _as_tensor(arrays[p]), rtol=0, atol=0)
@@ -385,7 +384,6 @@ def test_face_pairs_subset_and_select():
     picked = pairs.subset([5, 0, -1])
     assert picked.gallery_files == [pairs.gallery_files[i] for i in (5, 0, n - 1)]
     assert picked.variation == [pairs.variation[i] for i in (5, 0, n - 1)]
-    assert picked.extra["source"] == [pairs.extra["source"][i] for i in (5, 0, n - 1)]
     mask = pairs.genuine.clone()
     assert pairs.subset(mask).genuine.all() and len(pairs.subset(mask)) == int(mask.sum())
     x8 = pairs.select(variation="x8", genuine=False)

@@ -1,12 +1,8 @@
-"""scikit-learn's handwritten digits (``load_digits``: 1,797 images, 8 × 8, intensities 0–16)
-as 32 × 32 RGB images with stroke masks, the input of ``load_classifier("tiny_vit_digits")``.
-
-Image: intensity / 16, upsampled bilinearly (``align_corners=False``) to 32 × 32, equal in R,
-G and B. Split: the first :data:`TRAIN_SIZE` indices of ``torch.randperm(1797)`` seeded with
-:data:`SPLIT_SEED` train (``scripts/train_tiny_vit.py``), the other 397 test. Stroke mask: the
-upsampled intensity above :data:`STROKE_THRESHOLD` (the ink; 30.8 % of a test image on average,
-:func:`fame_utils.metrics.localization.mask_share`).
-"""
+"""scikit-learn's digits (1,797 images, 8 × 8, intensities 0–16) as 32 × 32 RGB images
+(intensity / 16, bilinear, ``align_corners=False``, R = G = B) with stroke masks (upsampled
+intensity > :data:`STROKE_THRESHOLD`: 30.8 % of a test image), the input of
+``load_classifier("tiny_vit_digits")``. Split: the first :data:`TRAIN_SIZE` of a seeded
+``torch.randperm(1797)`` train (``scripts/train_tiny_vit.py``), the other 397 test."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,15 +33,10 @@ _LABELS.update({"0": False, "0.0": False, "false": False, "no": False})
 
 @dataclass
 class FacePairs(Rows):
-    """Gallery/probe pairs of one protocol; row i of every field is pair i, in CSV order.
-
-    Attributes:
-        gallery, probe: (N, 3, H, W) float in [0, 1], RGB, on one device.
-        genuine: (N,) bool on the same device: True = same person (``T`` = 1).
-        gallery_files, probe_files: the ``G`` and ``P`` entries, as written in the CSV.
-        variation: the CSV's ``variation`` column (``"glasses"``, ``"x8"``, …) or None.
-        extra: every other CSV column, as strings.
-    """
+    """Gallery/probe pairs of one protocol, row i of every field = pair i in CSV order:
+    ``gallery``, ``probe`` (N, 3, H, W) float RGB in [0, 1] and ``genuine`` (N,) bool (``T``
+    = 1), on one device; the ``G`` and ``P`` entries as written; the ``variation`` column
+    (``"glasses"``, ``"x8"``, …) or None. Other columns are not read."""
 
     gallery: Tensor
     probe: Tensor
@@ -49,11 +44,9 @@ class FacePairs(Rows):
     gallery_files: list[str]
     probe_files: list[str]
     variation: list[str] | None = None
-    extra: dict[str, list[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         sizes = {k: len(v) for k, v in vars(self).items() if isinstance(v, (Tensor, list))}
-        sizes.update({f"extra[{k!r}]": len(v) for k, v in self.extra.items()})
         if len(set(sizes.values())) != 1:
             raise ValueError(f"FacePairs fields disagree on the number of pairs: {sizes}")
         if self.genuine.dtype != torch.bool or self.genuine.ndim != 1:
@@ -92,35 +85,32 @@ class FacePairs(Rows):
 
 
 def _read_protocol(csv_path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    """The header and the non-blank rows (with their ``__line__``) of a G, P, T CSV."""
     with csv_path.open(newline="", encoding="utf-8-sig") as fh:
         reader = csv.reader(fh)
-        header = next((line for line in reader if any(v.strip() for v in line)), None)
-        if header is None:
+        lines = [(reader.line_num, v) for v in reader if any(x.strip() for x in v)]
+    if not lines:
+        raise ValueError(
+            f"protocol {csv_path} is empty; expected a header line with the columns G,P,T"
+        )
+    header = [h.strip() for h in lines[0][1]]
+    missing = [c for c in ("G", "P", "T") if c not in header]
+    if missing:
+        raise ValueError(
+            f"protocol {csv_path} lacks the column(s) {missing}; found {header}. The format is a "
+            "CSV with header G,P,T (gallery path, probe path, 1 = genuine / 0 = impostor), "
+            "optionally followed by more columns"
+        )
+    dupes = sorted({h for h in header if header.count(h) > 1})
+    if dupes:
+        raise ValueError(f"protocol {csv_path} repeats the column(s) {dupes}")
+    rows = []
+    for n, values in lines[1:]:
+        if len(values) != len(header):
             raise ValueError(
-                f"protocol {csv_path} is empty; expected a header line with the columns G,P,T"
+                f"protocol {csv_path}, line {n}: {len(values)} fields for {len(header)} columns"
             )
-        header = [h.strip() for h in header]
-        missing = [c for c in ("G", "P", "T") if c not in header]
-        if missing:
-            raise ValueError(
-                f"protocol {csv_path} lacks the column(s) {missing}; found {header}. The format is a "
-                "CSV with header G,P,T (gallery path, probe path, 1 = genuine / 0 = impostor), "
-                "optionally followed by more columns"
-            )
-        dupes = sorted({h for h in header if header.count(h) > 1})
-        if dupes:
-            raise ValueError(f"protocol {csv_path} repeats the column(s) {dupes}")
-        rows = []
-        for values in reader:
-            if not any(v.strip() for v in values):
-                continue  # blank line
-            if len(values) != len(header):
-                raise ValueError(
-                    f"protocol {csv_path}, line {reader.line_num}: {len(values)} fields for "
-                    f"{len(header)} columns"
-                )
-            rows.append({h: v.strip() for h, v in zip(header, values)})
-            rows[-1]["__line__"] = str(reader.line_num)
+        rows.append({h: v.strip() for h, v in zip(header, values)} | {"__line__": str(n)})
     if not rows:
         raise ValueError(f"protocol {csv_path} has a header but no pairs")
     return header, rows
@@ -158,8 +148,7 @@ def _read_h5_crop(path: Path) -> Tensor:
 
 
 def _load_image(path: Path, size: tuple[int, int] | None) -> Tensor:
-    """An image file or HDF5 crop (``.h5``) as (3, H, W) float in [0, 1] on the CPU, resized
-    to ``size`` with antialiased bilinear interpolation if given."""
+    """An image file or HDF5 crop (``.h5``) as (3, H, W) in [0, 1], resized to ``size``."""
     x = _read_h5_crop(path) if path.suffix.lower() == ".h5" else load_image(path)
     if size is not None and tuple(x.shape[1:]) != size:
         x = F.interpolate(x[None], size=size, mode="bilinear", antialias=True)[0].clamp_(0, 1)
@@ -174,16 +163,15 @@ def load_face_protocol(
     device: torch.device | str | None = None,
     rows: slice | Sequence[int] | None = None,
 ) -> FacePairs:
-    """Load the pairs of a G, P, T protocol CSV (``T`` 0/1 or false/true; a ``variation``
-    column and others kept) over a folder of aligned face crops, each file read once.
+    """The pairs of a G, P, T protocol CSV (``T`` 0/1 or false/true; optional ``variation``)
+    over a folder of aligned face crops, each file read once.
 
     Args:
-        csv_path: the protocol file.
         root: folder relative paths are resolved against (default: the CSV's); a missing file
-            is looked for as the authors' HDF5 crop :func:`h5_crop_name` there.
-        size: resize every image to ``size`` x ``size`` (or (height, width)), antialiased
-            bilinear, e.g. 112 for IResNet; None keeps the files' (equal) size.
-        device: where the returned tensors live (default CPU).
+            is looked for there as the authors' HDF5 crop :func:`h5_crop_name`.
+        size: resize to ``size`` x ``size`` or (height, width), antialiased bilinear (112 for
+            IResNet); None keeps the files' (equal) size.
+        device: where the tensors live (default CPU).
         rows: load only these protocol rows (a slice or row indices, 0 = first pair).
 
     Raises:
@@ -251,7 +239,6 @@ def load_face_protocol(
     dev = torch.device("cpu") if device is None else torch.device(device)
     stack = torch.stack(images).to(dev)
     position = {name: i for i, name in enumerate(files)}
-    others = [h for h in header if h not in ("G", "P", "T", "variation")]
     return FacePairs(
         gallery=stack[[position[r["G"]] for r in table]],
         probe=stack[[position[r["P"]] for r in table]],
@@ -259,7 +246,6 @@ def load_face_protocol(
         gallery_files=[r["G"] for r in table],
         probe_files=[r["P"] for r in table],
         variation=[r["variation"] for r in table] if "variation" in header else None,
-        extra={h: [r[h] for r in table] for h in others},
     )
 
 
@@ -270,16 +256,11 @@ def load_sample_faces(
     padding: float = SAMPLE_CHIP_PADDING,
     device: torch.device | str | None = None,
 ) -> FacePairs:
-    """Load a bundled stand-in protocol (``data/faces/protocols/<subset>.csv``).
-
-    Args:
-        subset: ``"occlusion"`` (AR face stand-in), ``"resolution"`` (SCface stand-in) or
-            ``"pose"`` (CFP-FP stand-in); see ``data/faces/README.md``.
-        size: resize the 150x150 dlib-aligned chips, e.g. 112 for IResNet; None keeps 150.
-        padding: the framing as dlib's chip padding (stored: 0.25); larger shows the chip
-            scaled by 1.5 / (1 + 2·padding) on black, smaller crops the centre.
-        device: where the tensors live (default CPU).
-    """
+    """A bundled stand-in protocol ``data/faces/protocols/<subset>.csv``: ``"occlusion"``
+    (AR face), ``"resolution"`` (SCface) or ``"pose"`` (CFP-FP), ``data/faces/README.md``.
+    ``size`` resizes the 150x150 dlib chips (112 for IResNet); ``padding`` frames them as
+    dlib's chip padding (stored: 0.25): larger shows them scaled by 1.5 / (1 + 2·padding) on
+    black, smaller crops the centre."""
     if subset not in SAMPLE_FACE_SUBSETS:
         raise ValueError(
             f"unknown sample face subset {subset!r}; choose one of {list(SAMPLE_FACE_SUBSETS)} "

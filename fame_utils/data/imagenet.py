@@ -1,16 +1,7 @@
-"""ImageNet validation images with their first object's box (paper Sec. 4.3, Table 2).
-
-The paper takes the class and box of each image's **first object**, Resize(232) +
-CenterCrop(224). The authors' image list (``ImageId, PredictionString[, target]``, 5000 rows
-drawn with replacement) loads as it is, duplicates kept (``protocol=``); without it our own
-seeded draw of ``per_class`` images per class (:func:`sample_per_class`) is used, comparable
-with the paper only statistically.
-
-ImageNet cannot be downloaded by this package; :func:`find_imagenet_files` finds in a local
-copy the validation images ``ILSVRC2012_val_*.JPEG`` (flat or in per-synset folders), the
-boxes (Kaggle's ``LOC_val_solution.csv`` or ILSVRC2012's per-image Pascal-VOC XML files) and
-``LOC_synset_mapping.txt`` (line i = synset of class i; without it, annotations covering all
-1000 synsets get the standard sorted order).
+"""ImageNet validation images with their first object's class and box, Resize(232) +
+CenterCrop(224) (paper Sec. 4.3, Table 2), from a local copy (:func:`find_imagenet_files`).
+The authors' image list loads as it is with ``protocol=``; otherwise our seeded draw of
+``per_class`` images per class (:func:`sample_per_class`), comparable only statistically.
 """
 
 from __future__ import annotations
@@ -21,7 +12,7 @@ import math
 import random
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,14 +32,13 @@ _XML_DIRS = (
 )
 _CSV_NAME = "LOC_val_solution.csv"
 _MAPPING_NAME = "LOC_synset_mapping.txt"
-SynsetMapping = str | Path | Sequence[str] | Mapping[str, int]
+SynsetMapping = str | Path | Sequence[str]
 
 
 @dataclass(frozen=True)
 class ImageNetRecord:
-    """One annotated validation image: ``image_id`` (``ILSVRC2012_val_00000001``), its file
-    ``path``, the first object's ``synset`` and class ``label``, and its ``box``
-    ``(x0, y0, x1, y1)`` in original pixels."""
+    """One validation image (``ILSVRC2012_val_00000001``), its file, its first object's
+    synset, class and ``(x0, y0, x1, y1)`` box in the file's pixels."""
 
     image_id: str
     path: Path
@@ -73,8 +63,9 @@ def _has_xml(folder: Path) -> bool:
 def find_imagenet_files(
     root: str | Path, annotations: str | Path | None = None
 ) -> tuple[dict[str, Path], Path, Path | None]:
-    """``(images, annotations, mapping)``: the validation images (id → path), the box
-    ``annotations`` (a CSV file or an XML folder; default: searched) and
+    """``(images, annotations, mapping)``: the validation images ``ILSVRC2012_val_*.JPEG``
+    (id → path, flat or per-synset folders), the box ``annotations`` (Kaggle's
+    ``LOC_val_solution.csv`` or a folder of per-image XML; default: searched) and
     ``root/LOC_synset_mapping.txt`` or None; ``FileNotFoundError`` lists what is missing."""
     root = Path(root).expanduser()
     if not root.is_dir():
@@ -84,9 +75,7 @@ def find_imagenet_files(
         )
     problems = []
     folders = [root / rel for rel in _IMAGE_DIRS]
-    images: dict[str, Path] = {}
-    for folder in folders:
-        images = images or (_index_images(folder) if folder.is_dir() else {})
+    images = next((i for f in folders if f.is_dir() and (i := _index_images(f))), {})
     if not images:
         looked = ", ".join(map(str, folders))
         problems.append(f"validation images ILSVRC2012_val_*.JPEG: none found under {looked}")
@@ -114,19 +103,17 @@ def find_imagenet_files(
 
 def read_synset_mapping(mapping: SynsetMapping) -> dict[str, int]:
     """synset → class index from ``LOC_synset_mapping.txt`` (line i: ``"n01440764 tench,
-    Tinca tinca"`` = class i), a sequence of synsets in class order, or a dict."""
-    if isinstance(mapping, Mapping):
-        return {str(k): int(v) for k, v in mapping.items()}
-    synsets = [] if isinstance(mapping, (str, Path)) else [str(s) for s in mapping]
-    if isinstance(mapping, (str, Path)):
-        path = Path(mapping)
-        if not path.is_file():
-            raise FileNotFoundError(f"synset mapping file {path} does not exist")
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            syn = line.split()[0] if line.strip() else ""
-            if syn and not re.fullmatch(r"n\d{8}", syn):
-                raise ValueError(f"{path}:{n}: expected a synset id like n01440764, got {syn!r}")
-            synsets += [syn] if syn else []
+    Tinca tinca"`` = class i) or a sequence of synsets in class order."""
+    if not isinstance(mapping, (str, Path)):
+        synsets = [str(s) for s in mapping]
+    else:
+        if not Path(mapping).is_file():
+            raise FileNotFoundError(f"synset mapping file {mapping} does not exist")
+        lines = Path(mapping).read_text(encoding="utf-8").splitlines()
+        synsets = [line.split()[0] for line in lines if line.strip()]
+        bad = [syn for syn in synsets if not re.fullmatch(r"n\d{8}", syn)]
+        if bad:
+            raise ValueError(f"{mapping}: expected synset ids like n01440764, got {bad[0]!r}")
     if len(set(synsets)) != len(synsets):
         raise ValueError("the synset mapping lists a synset twice")
     return {s: i for i, s in enumerate(synsets)}
@@ -143,10 +130,10 @@ def _check_box(box: tuple[float, ...], where: str) -> tuple[float, ...]:
     return box
 
 
-def _csv_rows(path: Path) -> list[tuple[int, str, str, tuple[float, ...], str | None]]:
-    """Rows of a Kaggle-style CSV in file order: (line, image id, first object's synset, its
-    box, the ``target`` column or None)."""
-    rows = []
+def _csv_rows(path: Path, protocol: bool) -> list[tuple[str, str, tuple[float, ...]]]:
+    """(image id, class synset, first box) of a Kaggle-style CSV: a ``protocol``'s rows in
+    file order, its ``target`` column overriding the class; else each image once, by id."""
+    rows, first = [], {}
     with path.open(newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         if not {"ImageId", "PredictionString"} <= set(reader.fieldnames or ()):
@@ -154,17 +141,26 @@ def _csv_rows(path: Path) -> list[tuple[int, str, str, tuple[float, ...], str | 
                 f"{path}: expected columns ImageId, PredictionString, got {reader.fieldnames}"
             )
         for n, row in enumerate(reader, 2):
-            tokens = (row["PredictionString"] or "").split()
+            image_id, tokens = row["ImageId"].strip(), (row["PredictionString"] or "").split()
             if len(tokens) < 5:
                 raise ValueError(f"{path}:{n}: PredictionString needs 'synset x0 y0 x1 y1'")
             try:
                 box = tuple(float(v) for v in tokens[1:5])
             except ValueError as e:
                 raise ValueError(f"{path}:{n}: bad box {tokens[1:5]}") from e
-            _check_box(box, f"{path}:{n} ({row['ImageId']})")
-            target = (row.get("target") or "").strip() or None
-            rows.append((n, row["ImageId"].strip(), tokens[0], box, target))
-    return rows
+            _check_box(box, f"{path}:{n} ({image_id})")
+            target = (row.get("target") or "").strip()
+            if target and not re.fullmatch(r"n\d{8}", target):
+                raise ValueError(f"{path}:{n} ({image_id}): target {target!r} is not a synset id")
+            seen = first.setdefault(image_id, (n, tokens[0], box))
+            if not protocol and seen[1:] != (tokens[0], box):
+                raise ValueError(
+                    f"{path}:{n}: {image_id} is listed again (first at line {seen[0]}) with "
+                    f"another class or box ({seen[1]} {list(seen[2])} vs {tokens[0]} "
+                    f"{list(box)}); keep one row per image"
+                )
+            rows.append((image_id, target or tokens[0], box))
+    return rows if protocol else sorted({r[0]: r for r in reversed(rows)}.values())
 
 
 def _first_object_xml(path: Path) -> tuple[str, tuple[float, ...]]:
@@ -184,6 +180,11 @@ def _first_object_xml(path: Path) -> tuple[str, tuple[float, ...]]:
     return name.strip(), _check_box(box, f"{path} (first <object>)")
 
 
+def _check_count(n: object, name: str) -> None:
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise ValueError(f"{name} must be a whole number >= 1 or None, got {n!r}")
+
+
 def sample_per_class(
     records: Sequence[ImageNetRecord], per_class: int | None = 5, seed: int = 0
 ) -> list[ImageNetRecord]:
@@ -191,10 +192,7 @@ def sample_per_class(
     class's records sorted by id (all of a class when it has fewer; ``None``: all), ordered
     by (class, image id). Our own draw: 5 per class gives 5000 images as in the paper's
     text, but not the authors' list (``load_imagenet_val(protocol=...)``)."""
-    if per_class is not None and (
-        isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1
-    ):
-        raise ValueError(f"per_class must be a whole number >= 1 or None, got {per_class!r}")
+    _check_count(per_class, "per_class")
     by_class: dict[int, list[ImageNetRecord]] = {}
     for r in sorted(records, key=lambda r: r.image_id):
         by_class.setdefault(r.label, []).append(r)
@@ -243,10 +241,6 @@ class ImageNetVal(ItemSequence):
         image = resize_center_crop(img, self.resize, self.crop)
         return ClassificationItem(image=image, label=r.label, box=box[0], name=r.image_id)
 
-    @property
-    def labels(self) -> list[int]:
-        return [r.label for r in self.records]
-
 
 def load_imagenet_val(
     root: str | Path,
@@ -261,49 +255,26 @@ def load_imagenet_val(
     synset_mapping: SynsetMapping | None = None,
     protocol: str | Path | None = None,
 ) -> ImageNetVal:
-    """ImageNet validation items (first object's class and box, Resize + CenterCrop) of the
-    fixed image list ``protocol`` or of our seeded draw of ``per_class`` images per class.
-
-    Args:
-        root: local ImageNet folder (the files needed: this module's docstring).
-        per_class, seed: our draw (``per_class=None``: all images); ignored with ``protocol``.
-        max_images: keep only the first ``max_images`` items.
-        resize, crop: preprocessing (232/224 for torchvision's ResNet-50 V2 weights).
-        box_convention: ``"aspect"`` (exact) or ``"per_axis"`` (the paper's code).
-        annotations: ``LOC_val_solution.csv`` or a folder of XML files (default: searched).
-        synset_mapping: a mapping file, synsets in class order, or a dict (default: found).
-        protocol: a CSV ``ImageId, PredictionString[, target]`` whose rows, boxes and
-            classes are the items, in order, duplicates kept (the authors' ``imagenet.csv``).
+    """ImageNet validation items of the image list ``protocol`` (a CSV ``ImageId,
+    PredictionString[, target]``: its rows in order, duplicates kept, as the authors'
+    ``imagenet.csv``) or of our draw :func:`sample_per_class` (``per_class``, ``seed``), the
+    first ``max_images`` of them. ``root``, ``annotations``: :func:`find_imagenet_files`;
+    ``synset_mapping``: :func:`read_synset_mapping` (default: found); ``resize``, ``crop``:
+    232/224 for torchvision's ResNet-50 V2; ``box_convention``: ``"aspect"`` (exact) or
+    ``"per_axis"`` (the paper's code), :func:`~fame_utils.data.transforms.map_boxes`.
 
     Raises:
         FileNotFoundError: a list of what is missing.
         ValueError: a bad row (reversed or NaN box, unknown synset), naming file and line.
     """
-    if max_images is not None and (
-        isinstance(max_images, bool) or not isinstance(max_images, int) or max_images < 1
-    ):
-        raise ValueError(f"max_images must be a positive int or None, got {max_images!r}")
+    _check_count(max_images, "max_images")
     ann = protocol if protocol is not None and annotations is None else annotations
     images, found, mapping_file = find_imagenet_files(root, ann)
     protocol = None if protocol is None else Path(protocol).expanduser()
     if protocol is not None and not protocol.is_file():
         raise FileNotFoundError(f"ImageNet protocol list {protocol} does not exist")
     if protocol is not None or found.is_file():
-        path = protocol or found
-        rows, first = [], {}
-        for n, image_id, syn, box, target in _csv_rows(path):
-            if target is not None and not re.fullmatch(r"n\d{8}", target):
-                raise ValueError(f"{path}:{n} ({image_id}): target {target!r} is not a synset id")
-            seen = first.setdefault(image_id, (n, syn, box))
-            if protocol is None and seen[1:] != (syn, box):
-                raise ValueError(
-                    f"{path}:{n}: {image_id} is listed again (first at line {seen[0]}) with "
-                    f"another class or box ({seen[1]} {list(seen[2])} vs {syn} {list(box)}); "
-                    "keep one row per image"
-                )
-            rows.append((image_id, target or syn, box))
-        if protocol is None:  # every annotated image once, sorted by id
-            rows = sorted({r[0]: r for r in reversed(rows)}.values())
+        rows = _csv_rows(protocol or found, protocol is not None)
     else:
         xmls = sorted(found.glob("ILSVRC2012_val_*.xml"))
         rows = [(p.stem, *_first_object_xml(p)) for p in xmls]
@@ -315,8 +286,8 @@ def load_imagenet_val(
         raise FileNotFoundError(
             f"no synset -> class mapping: {_MAPPING_NAME} was not found and the annotations "
             f"cover {len(synsets)} synsets, not all 1000 (which would fix the standard sorted "
-            "order). Pass synset_mapping= a LOC_synset_mapping.txt file, a list of the 1000 "
-            "synsets in class order, or a dict."
+            "order). Pass synset_mapping= a LOC_synset_mapping.txt file or a list of the 1000 "
+            "synsets in class order."
         )
     mapping = read_synset_mapping(sorted(synsets) if source is None else source)
     unknown = sorted(synsets - set(mapping))

@@ -1,7 +1,6 @@
 """Items, batches and in-memory datasets of classification (paper Table 2: image, class, box)
-and verification (Table 1: gallery, probe, genuine). A dataset is any sequence of items of one
-kind, with an optional cache ``identity`` (:func:`dataset_identity` otherwise hashes items).
-"""
+and verification (Table 1: gallery, probe, genuine): a dataset is any sequence of items of one
+kind, with an optional cache ``identity`` (else :func:`dataset_identity` hashes the items)."""
 
 from __future__ import annotations
 
@@ -38,9 +37,7 @@ class Rows:
         def pick(v: Any) -> Any:
             if isinstance(v, Tensor):
                 return v[idx.to(v.device)]
-            if isinstance(v, list):
-                return [v[i] for i in rows]
-            return {k: pick(x) for k, x in v.items()} if isinstance(v, dict) else v
+            return [v[i] for i in rows] if isinstance(v, list) else v
 
         return dataclasses.replace(self, **{k: pick(v) for k, v in vars(self).items()})
 
@@ -140,33 +137,32 @@ def hash_tensor(h: Any, t: Tensor) -> None:
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
 
 
-def _identity(kind: bytes, tensors: Sequence[Tensor | None], names: list[str]) -> str:
-    h = hashlib.sha256(kind)
-    for t in tensors:
-        if t is not None:
-            hash_tensor(h, t)
-    h.update("\n".join(names).encode())
-    return "tensors:" + h.hexdigest()[:16]
-
-
-def _names(names: Sequence[str] | None, n: int) -> list[str]:
-    out = [str(i) for i in range(n)] if names is None else [str(s) for s in names]
-    if len(set(out)) != len(out):
-        raise ValueError("names must be unique")
-    return out
-
-
-class ItemSequence(Sequence):
-    """Base of the dataclass datasets: the length of the first field, ``item(i)`` per index,
-    and a list of items for a slice."""
-
-    def __len__(self) -> int:
-        return len(getattr(self, dataclasses.fields(self)[0].name))
+class ItemSequence(Rows, Sequence):
+    """Base of the dataclass datasets: ``item(i)`` per index, a list of items for a slice."""
 
     def __getitem__(self, i):
         if isinstance(i, slice):
             return [self[j] for j in range(*i.indices(len(self)))]
         return self.item(i)
+
+
+def _finish(data: Any, kind: bytes, n: int, rows: dict[str, Tensor]) -> None:
+    """Check that ``rows`` and ``data.names`` (default ``"0"``, ``"1"``, …; unique) have ``n``
+    rows; set ``data.identity`` (unless given) to a hash of ``kind``, the tensors and names."""
+    names = [str(i) for i in range(n)] if data.names is None else [str(s) for s in data.names]
+    if len(set(names)) != len(names):
+        raise ValueError("names must be unique")
+    sizes = {k: len(v) for k, v in rows.items() if v is not None} | {"names": len(names)}
+    if set(sizes.values()) != {n}:
+        raise ValueError(f"{n} rows of images but {sizes}; give one per image")
+    data.names = names
+    if data.identity is None:
+        h = hashlib.sha256(kind)
+        for t in rows.values():
+            if t is not None:
+                hash_tensor(h, t)
+        h.update("\n".join(names).encode())
+        data.identity = "tensors:" + h.hexdigest()[:16]
 
 
 @dataclass(eq=False)
@@ -187,16 +183,10 @@ class ClassificationDataset(ItemSequence):
         self.labels = torch.as_tensor(self.labels, dtype=torch.long).reshape(-1)
         if self.boxes is not None:
             self.boxes = torch.as_tensor(self.boxes, dtype=torch.float32)
-        self.names = _names(self.names, n)
-        if self.labels.numel() != n or len(self.names) != n:
-            raise ValueError(
-                f"{n} images but {self.labels.numel()} labels and {len(self.names)} names"
-            )
-        if self.boxes is not None and tuple(self.boxes.shape) != (n, 4):
-            raise ValueError(f"boxes must have shape ({n}, 4), got {tuple(self.boxes.shape)}")
-        if self.identity is None:
-            tensors = (self.images, self.labels, self.boxes)
-            self.identity = _identity(b"classification", tensors, self.names)
+            if self.boxes.ndim != 2 or self.boxes.shape[1] != 4:
+                raise ValueError(f"boxes must have shape ({n}, 4), got {tuple(self.boxes.shape)}")
+        rows = {"images": self.images, "labels": self.labels, "boxes": self.boxes}
+        _finish(self, b"classification", n, rows)
 
     def item(self, i: int) -> ClassificationItem:
         box = None if self.boxes is None else self.boxes[i]
@@ -222,14 +212,8 @@ class PairDataset(ItemSequence):
                 f"gallery {tuple(self.gallery.shape)} and probe {tuple(self.probe.shape)} differ"
             )
         self.genuine = torch.as_tensor(self.genuine).reshape(-1).bool()
-        self.names = _names(self.names, n)
-        if self.genuine.numel() != n or len(self.names) != n:
-            raise ValueError(
-                f"{n} pairs but {self.genuine.numel()} labels, {len(self.names)} names"
-            )
-        if self.identity is None:
-            tensors = (self.gallery, self.probe, self.genuine)
-            self.identity = _identity(b"pairs", tensors, self.names)
+        rows = {"gallery": self.gallery, "probe": self.probe, "genuine": self.genuine}
+        _finish(self, b"pairs", n, rows)
 
     def item(self, i: int) -> PairItem:
         return PairItem(self.gallery[i], self.probe[i], bool(self.genuine[i]), self.names[i])

@@ -27,13 +27,14 @@ ANNOTATION_COLUMNS = ("file", "class_index", "class_name", "x0", "y0", "x1", "y1
 @dataclass(frozen=True)
 class ObjectAnnotation:
     """One row of ``annotations.csv``; ``name`` is the file stem, ``labelled`` whether it has
-    an ImageNet class."""
+    an ImageNet class, ``path`` the image file."""
 
     file: str
     class_index: int
     class_name: str
     box: tuple[float, float, float, float]
     box_source: str
+    path: Path
 
     @property
     def name(self) -> str:
@@ -44,7 +45,9 @@ class ObjectAnnotation:
         return self.class_index >= 0
 
 
-def _parse_row(row: dict[str, str]) -> ObjectAnnotation:
+def _parse_row(row: dict[str, str], folder: Path) -> ObjectAnnotation:
+    if None in row or None in row.values():
+        raise ValueError("expected 8 fields")
     file = row["file"].strip()
     if not file or Path(file).name != file:
         raise ValueError(f"file must be a bare file name, got {file!r}")
@@ -54,12 +57,10 @@ def _parse_row(row: dict[str, str]) -> ObjectAnnotation:
     box = tuple(float(row[k]) for k in ("x0", "y0", "x1", "y1"))
     if not all(math.isfinite(v) for v in box):
         raise ValueError(f"non-finite box {box}")
-    x0, y0, x1, y1 = box
-    if x0 < 0 or y0 < 0 or not (x0 < x1 and y0 < y1):
+    if box[0] < 0 or box[1] < 0 or not (box[0] < box[2] and box[1] < box[3]):
         raise ValueError(f"box must satisfy 0 <= x0 < x1 and 0 <= y0 < y1, got {box}")
-    return ObjectAnnotation(
-        file, class_index, row["class_name"].strip(), box, row["box_source"].strip()
-    )
+    name, source = row["class_name"].strip(), row["box_source"].strip()
+    return ObjectAnnotation(file, class_index, name, box, source, folder / file)
 
 
 def read_annotations(root: str | Path | None = None) -> list[ObjectAnnotation]:
@@ -84,12 +85,10 @@ def read_annotations(root: str | Path | None = None) -> list[ObjectAnnotation]:
                 f"{csv_path}: header must be {','.join(ANNOTATION_COLUMNS)}, got {reader.fieldnames}"
             )
         for row in reader:
-            where = f"{csv_path}, line {reader.line_num} ({row.get('file') or '?'})"
-            if None in row or None in row.values():
-                raise ValueError(f"malformed row in {where}: expected 8 fields")
             try:
-                ann = _parse_row(row)
+                ann = _parse_row(row, folder)
             except ValueError as err:
+                where = f"{csv_path}, line {reader.line_num} ({row.get('file') or '?'})"
                 raise ValueError(f"malformed row in {where}: {err}") from None
             if ann.name in rows:
                 raise ValueError(f"{csv_path}: image name {ann.name!r} appears more than once")
@@ -136,18 +135,17 @@ def load_sample_objects(
     root: str | Path | None = None,
     synthetic: bool = False,
 ) -> ObjectSamples:
-    """Load the bundled object images through Resize(``resize``) + CenterCrop(``crop``) on
-    ``device`` (:func:`~fame_utils.data.transforms.resize_center_crop`), boxes mapped alike
-    (:func:`~fame_utils.data.transforms.map_boxes`). 256/224 is EfficientNet-Lite0's
+    """The bundled object images through Resize(``resize``) + CenterCrop(``crop``) on
+    ``device``, boxes mapped alike (:mod:`~fame_utils.data.transforms`, ``convention``: see
+    :func:`~fame_utils.data.transforms.map_boxes`). 256/224 is EfficientNet-Lite0's
     preprocessing; the paper's ImageNet protocol is 232/224 with ``convention="per_axis"``.
 
     Args:
         names: image stems or file names, in this order (``None``: every labelled image).
-        convention: box mapping, ``"aspect"`` (exact) or ``"per_axis"`` (reference code).
         include_unlabeled: also load ``class_index = -1`` rows (label -1).
         root: another folder with the same layout (default :data:`OBJECTS_DIR`).
-        synthetic: also load ``<root>/composites/``, small-object composites with exact boxes
-            (``scripts/make_object_composites.py``), after the photos.
+        synthetic: also load ``<root>/composites/`` after the photos: small-object composites
+            with exact boxes (``scripts/make_object_composites.py``).
 
     Raises:
         FileNotFoundError: the folder, the CSV or image files are missing (all listed).
@@ -155,12 +153,7 @@ def load_sample_objects(
             or a ``-1`` row asked for by name without ``include_unlabeled``.
     """
     folder = OBJECTS_DIR if root is None else Path(root)
-    rows = read_annotations(folder)
-    home = {r.name: folder for r in rows}
-    if synthetic:
-        extra = read_annotations(folder / "composites")
-        rows += extra
-        home.update({r.name: folder / "composites" for r in extra})
+    rows = read_annotations(folder) + (read_annotations(folder / "composites") if synthetic else [])
     by_name = {r.name: r for r in rows}
     if names is None:
         chosen = [r for r in rows if include_unlabeled or r.labelled]
@@ -178,7 +171,7 @@ def load_sample_objects(
             )
     if not chosen:
         raise ValueError(f"no images selected from {folder / 'annotations.csv'}")
-    missing = [r.file for r in chosen if not (home[r.name] / r.file).is_file()]
+    missing = [r.file for r in chosen if not r.path.is_file()]
     if missing:
         raise FileNotFoundError(
             f"{len(missing)} image file(s) listed in {folder / 'annotations.csv'} are missing "
@@ -187,7 +180,7 @@ def load_sample_objects(
     dev = torch.device("cpu") if device is None else torch.device(device)
     images, boxes = [], []
     for r in chosen:
-        img = load_image(home[r.name] / r.file)
+        img = load_image(r.path)
         h, w = img.shape[-2:]
         if r.box[2] > w + 1e-3 or r.box[3] > h + 1e-3:
             raise ValueError(

@@ -20,16 +20,9 @@ BoxConvention = Literal["aspect", "per_axis"]
 
 
 def load_image(path: str | Path) -> Tensor:
-    """Read an image file as a float32 RGB tensor (3, H, W) in [0, 1] on the CPU.
-
-    PIL's ``convert("RGB")`` maps gray, palette, RGBA (alpha dropped), CMYK, …; 16-bit gray
-    is scaled by 1/65535; EXIF orientation is ignored (stored order, the order boxes use).
-
-    Raises:
-        FileNotFoundError: the file does not exist.
-        ValueError: a truncated, damaged or non-image file, or a mode with no [0, 1] RGB
-            meaning (32-bit float); the message names the file.
-    """
+    """An image file as float32 RGB (3, H, W) in [0, 1] on the CPU: PIL's ``convert("RGB")``
+    (alpha dropped), 16-bit gray / 65535, EXIF orientation ignored (the boxes' pixel order).
+    ``FileNotFoundError``; ``ValueError`` naming the file if damaged or 32-bit float."""
     from PIL import Image
 
     path = Path(path)
@@ -95,20 +88,11 @@ def map_boxes(
     crop: int = 224,
     convention: BoxConvention = "aspect",
 ) -> Tensor:
-    """Map (x0, y0, x1, y1) boxes of an (H, W) image into the Resize + CenterCrop output.
-
-    ``"aspect"`` (default) moves the boxes exactly as :func:`resize_center_crop` moves the
-    pixels (torchvision's box transforms). ``"per_axis"`` is the paper's reference code
-    (its Table 2 numbers): x ↦ x·resize/W − (resize − crop)/2, likewise for y, as if the
-    image were square. Results are clipped to [0, crop]; a box outside the crop is empty.
-
-    Args:
-        boxes: (N, 4) or (4,) in the pixels of the (H, W) = ``orig_hw`` image.
-        resize, crop: as for :func:`resize_center_crop`.
-
-    Returns:
-        (N, 4) float tensor in crop pixels, on the boxes' device.
-    """
+    """(N, 4) or (4,) boxes in the pixels of an ``orig_hw`` = (H, W) image mapped into the
+    Resize + CenterCrop output: (N, 4) float in crop pixels, on the boxes' device, clipped to
+    [0, crop]. ``"aspect"`` moves them exactly as :func:`resize_center_crop` moves the pixels;
+    ``"per_axis"`` is the paper's reference code (Table 2): x ↦ x·resize/W − (resize − crop)/2,
+    likewise for y, as if the image were square."""
     b = _as_boxes(boxes)
     h, w = (int(v) for v in orig_hw)
     if h <= 0 or w <= 0:

@@ -50,19 +50,13 @@ def float_tuple(values: Any, name: str, lo: float, hi: float) -> tuple[float, ..
 
 def boxes_to_masks(boxes: Tensor | Sequence[Sequence[float]], size: tuple[int, int]) -> Tensor:
     """(B, 4) boxes ``(x0, y0, x1, y1)`` in pixels -> (B, H, W) bool masks of
-    :func:`fame_utils.data.transforms.box_mask`; a zero-area box (cropped off) stays empty.
-
-    Raises:
-        ValueError: not (B, 4), NaN or reversed, or positive area but no pixel of H × W.
-    """
+    :func:`fame_utils.data.transforms.box_mask`, which also checks the boxes; a zero-area box
+    (cropped off) stays empty, one of positive area that covers no pixel raises ValueError."""
     from ..data.transforms import box_mask  # lazy: avoids an import cycle at package import
 
     b = torch.as_tensor(boxes, dtype=torch.float32)
-    if b.ndim == 1:
-        b = b.unsqueeze(0)
-    if b.ndim != 2 or b.shape[1] != 4:
-        raise ValueError(f"boxes must have shape (B, 4) as (x0, y0, x1, y1), got {tuple(b.shape)}")
-    masks = box_mask(b, size).reshape(b.shape[0], *size).bool()
+    masks = box_mask(b, size)
+    b = b.reshape(-1, 4)
     has_area = (b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1])
     empty = (has_area & ~masks.flatten(1).any(1)).nonzero().flatten().tolist()
     if empty:
