@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from fame_utils._checks import check_maps
-from fame_utils.hooks import capture_output, resolve_layer, target_layer_of
+from fame_utils.objectives import capture_output, resolve_layer, target_layer_of
 from fame_utils.postprocess import kernel_size_for, max_normalize, normalize_maps
 
 

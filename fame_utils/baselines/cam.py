@@ -8,7 +8,7 @@ frozen partner embedding (pytorch-grad-cam evaluates each target on its own outp
 so images never mix). ``face_target="cosine"`` (paper text) differentiates s = cos(o, r)
 through ‖o‖, ∂s/∂o = (r̂ − s·ô)/‖o‖; ``"constant_norm"`` (the code behind Table 1) holds
 ‖o‖‖r‖ constant, ∂s/∂o = r̂/‖o‖. The CAMs read ``target_layer`` (default:
-:func:`fame_utils.hooks.default_target_layer`); on a Vision Transformer (a ``token_grid``
+:func:`fame_utils.objectives.default_target_layer`); on a Vision Transformer (a ``token_grid``
 attribute) its tokens are folded to the patch grid (:func:`vit_reshape_transform`).
 """
 
@@ -31,12 +31,12 @@ from .._checks import (
     frozen_eval,
     model_device,
 )
-from ..hooks import target_layer_of
 from ..objectives import (
     Attribution,
     ClassLogit,
     CosineSimilarity,
     check_target,
+    target_layer_of,
     vit_reshape_transform,
 )
 from ..recipes import Recipe

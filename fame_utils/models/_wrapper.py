@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 from torchvision.models import VisionTransformer
 
-from ..hooks import default_target_layer
+from ..objectives import default_target_layer
 
 __all__ = [
     "NormalizedModel",
@@ -67,7 +67,7 @@ class NormalizedModel(nn.Module):
         input_size: square side (pixels) the network expects.
         target_layer: dotted name *inside* ``net`` of the layer CAM methods read; ``None``
             recognises torchvision's common architectures
-            (:func:`fame_utils.hooks.default_target_layer`), else CAM methods ask for one.
+            (:func:`fame_utils.objectives.default_target_layer`), else CAM methods ask for one.
         stages: optional ``{key: dotted name inside net}``; for a torchvision
             ``VisionTransformer`` (whose ``input_size`` is its ``image_size``, with
             ``patch_size`` and ``token_grid`` attributes) ``"block1"`` … ``"block<L>"``.
