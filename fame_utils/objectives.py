@@ -1,13 +1,11 @@
-"""Objectives L that FAME descends (paper Sec. 2-3), which are also the targets every
-method explains, and :class:`Attribution`, what a method returns.
+"""Objectives L that FAME descends (paper Sec. 2-3), reaching inside a network for them
+(:func:`capture_output`, the CAMs' :func:`resolve_layer`), and :class:`Attribution`.
 
-:class:`ClassLogit` (Table 2) and :class:`CosineSimilarity` (Table 1 / Fig. 3) are the
-targets of ``method(model, images, target)``: FAME descends them, the CAMs, CorrRISE and
-FGGB explain the same quantity. :class:`FeatureCell`, :class:`TokenCell` and
-:class:`Dissimilarity` are FAME objectives only. An objective maps the network's response
-to the iterate x̄ (N, 3, H, W) to one loss per sample (N,); override
-:meth:`Objective.expand` when one image gives several maps and :meth:`Objective.subset`
-when the objective holds per-sample data, so that FAME can split a batch into chunks.
+:class:`ClassLogit` (Table 2) and :class:`CosineSimilarity` (Table 1 / Fig. 3) are also
+the targets every method explains; :class:`FeatureCell`, :class:`TokenCell` and
+:class:`Dissimilarity` are FAME objectives only. An objective maps the iterate x̄
+(N, 3, H, W) to (N,) losses; :meth:`Objective.expand` and :meth:`Objective.subset` let one
+image give several maps and FAME split a batch into chunks.
 """
 
 from __future__ import annotations
@@ -23,6 +21,7 @@ from torch import Tensor, nn
 
 from ._checks import (
     as_index_tensor,
+    check_class_indices,
     check_labels,
     check_model_output,
     check_switch,
@@ -34,7 +33,6 @@ __all__ = [
     "resolve_layer",
     "capture_output",
     "default_target_layer",
-    "target_layer_of",
     "Attribution",
     "check_target",
     "Objective",
@@ -50,21 +48,6 @@ __all__ = [
 
 class _StopForward(Exception):
     """Raised by :func:`capture_output`'s hook once the layer has run."""
-
-
-def resolve_layer(model: nn.Module, layer: nn.Module | str) -> nn.Module:
-    """A submodule given as a module or a dotted name (``"layer4"``, ``"blocks.5"``).
-
-    Raises:
-        ValueError: no submodule of that name (the message lists the top-level children).
-    """
-    if isinstance(layer, nn.Module):
-        return layer
-    try:
-        return model.get_submodule(layer)
-    except AttributeError as e:
-        names = [n for n, _ in model.named_children()]
-        raise ValueError(f"model has no submodule {layer!r}; top-level children: {names}") from e
 
 
 def capture_output(model: nn.Module, layer: nn.Module | str, *args: Any, **kwargs: Any) -> Any:
@@ -113,24 +96,31 @@ def default_target_layer(model: nn.Module) -> nn.Module | None:
     return None
 
 
-def target_layer_of(model: nn.Module, layer: nn.Module | str | None) -> nn.Module:
-    """``layer`` as a module (a module or a dotted name), or for ``None`` the
-    :func:`default_target_layer`.
+def resolve_layer(model: nn.Module, layer: nn.Module | str | None) -> nn.Module:
+    """A submodule given as a module or a dotted name (``"layer4"``, ``"blocks.5"``); for
+    ``None`` the :func:`default_target_layer`.
 
     Raises:
-        ValueError: ``None`` and no default is known; the message says which argument to pass.
+        ValueError: no such submodule, or ``None`` without a default (the message lists
+            the top-level children and says which argument to pass).
     """
-    if layer is not None:
-        return resolve_layer(model, layer)
-    found = default_target_layer(model)
+    if isinstance(layer, nn.Module):
+        return layer
+    try:
+        found = default_target_layer(model) if layer is None else model.get_submodule(layer)
+    except AttributeError:
+        found = None
     if found is None:
         names = [n for n, _ in model.named_children()]
-        raise ValueError(
+        what = (
             f"no default CAM target layer for {type(model).__name__}: pass "
             "target_layer=<module or dotted name> to the method (e.g. "
             "make_methods(['gradcam'], task, target_layer='layer4')) or to "
-            f"fame_utils.wrap(net, mean, std, target_layer=...); top-level children: {names}"
+            "fame_utils.wrap(net, mean, std, target_layer=...)"
+            if layer is None
+            else f"model has no submodule {layer!r}"
         )
+        raise ValueError(f"{what}; top-level children: {names}")
     return found
 
 
@@ -174,14 +164,13 @@ class ClassLogit(Objective):
         return f"ClassLogit({t}{', absolute=True' if self.absolute else ''})"
 
     def indices(self, batch: int) -> Tensor:
-        """(batch,) long tensor of class indices, checked against the batch size."""
-        return as_index_tensor(self.targets, batch, "ClassLogit targets")
+        """(batch,) long tensor of class indices >= 0, checked against the batch size."""
+        t = as_index_tensor(self.targets, batch, "ClassLogit targets")
+        return check_class_indices(t, None, "ClassLogit targets")
 
     def expand(self, model: nn.Module, images: Tensor) -> tuple[Tensor, Objective]:
-        t = as_index_tensor(self.targets, images.shape[0], "targets")
-        if int(t.min()) < 0:
-            raise ValueError(f"targets must be non-negative class indices, got {t.tolist()}")
-        return images, ClassLogit(t.to(images.device), absolute=self.absolute)
+        t = self.indices(images.shape[0]).to(images.device)
+        return images, ClassLogit(t, absolute=self.absolute)
 
     def subset(self, index: slice | Tensor) -> Objective:
         if isinstance(self.targets, int):
@@ -194,10 +183,7 @@ class ClassLogit(Objective):
             raise ValueError(f"ClassLogit expects (N, classes) logits, got {tuple(logits.shape)}")
         t = as_index_tensor(self.targets, inputs.shape[0], "targets").to(logits.device)
         if not self._checked:  # one host sync, on the first call only
-            if int(t.max()) >= logits.shape[1]:
-                raise ValueError(
-                    f"targets must lie in [0, {logits.shape[1] - 1}], got {t.tolist()}"
-                )
+            check_class_indices(t, logits.shape[1], "ClassLogit targets")
             self._checked = True
         z = logits.gather(1, t[:, None]).squeeze(1)
         return z.abs() if self.absolute else z

@@ -36,7 +36,7 @@ from ..objectives import (
     ClassLogit,
     CosineSimilarity,
     check_target,
-    target_layer_of,
+    resolve_layer,
     vit_reshape_transform,
 )
 from ..recipes import Recipe
@@ -91,7 +91,7 @@ def _run_cam(
         model = _FromNormalized(model, *norm).to(device)
         x = (x - model.mean) / model.std
     if isinstance(target, ClassLogit):
-        classes = check_class_indices(target.indices(x.shape[0]), None, "ClassLogit targets")
+        classes = target.indices(x.shape[0])
         targets = [ClassifierOutputTarget(c) for c in classes.tolist()]
     else:
         targets = [_SimilarityTarget(r, constant_norm) for r in target.check(x.shape[0])]
@@ -144,7 +144,7 @@ class _PytorchGradCam:
         """(B, H, W) maps in [0, 1] for ``images`` (B, 3, H, W) in [0, 1]."""
         check_model_input(images, model)
         check_target(target)
-        layer = target_layer_of(model, self.target_layer)
+        layer = resolve_layer(model, self.target_layer)
         constant_norm = self.face_target == "constant_norm"
         return _run_cam(self.cam_class, model, images, target, layer, constant_norm)
 

@@ -141,8 +141,7 @@ class CorrRISE:
         if isinstance(target, CosineSimilarity):
             per_image = target.check(b).to(device)
         else:
-            per_image = check_class_indices(target.indices(b), None, "ClassLogit.classes")
-            per_image = per_image.to(device)
+            per_image = target.indices(b).to(device)
         total = b * self.n_masks  # sample s: image s // n_masks with mask s % n_masks
         out = torch.empty(total, device=device, dtype=x.dtype)
         starts = range(0, total, self.batch_size)
