@@ -1,15 +1,9 @@
-"""CAM baselines through pytorch-grad-cam 1.5.7 (paper Table 2 and Fig. 3).
-
-:class:`GradCAM`, :class:`GradCAMElementWise`, :class:`HiResCAM` and :class:`FullGrad`
-return ``Attribution(map, None)``: maps min-max scaled to [0, 1] by pytorch-grad-cam (FAME's
-paper recipe divides by the maximum only). A ``ClassLogit`` target explains each image's
-raw logit (Table 2); a ``CosineSimilarity`` target each image's cosine similarity to *its*
-frozen partner embedding (pytorch-grad-cam evaluates each target on its own output row,
-so images never mix). ``face_target="cosine"`` (paper text) differentiates s = cos(o, r)
-through ‖o‖, ∂s/∂o = (r̂ − s·ô)/‖o‖; ``"constant_norm"`` (the code behind Table 1) holds
-‖o‖‖r‖ constant, ∂s/∂o = r̂/‖o‖. The CAMs read ``target_layer`` (default:
-:func:`fame_utils.objectives.default_target_layer`); on a Vision Transformer (a ``token_grid``
-attribute) its tokens are folded to the patch grid (:func:`vit_reshape_transform`).
+"""CAM baselines through pytorch-grad-cam 1.5.7 (paper Table 2 and Fig. 3): (B, H, W)
+maps min-max scaled to [0, 1], ``Attribution(map, None)``, of each image's raw logit
+(``ClassLogit``) or cosine similarity to its own partner embedding (``CosineSimilarity``).
+``face_target="cosine"`` (paper) differentiates s through ‖o‖, ∂s/∂o = (r̂ − s·ô)/‖o‖;
+``"constant_norm"`` (code behind Table 1) holds ‖o‖‖r‖ constant, ∂s/∂o = r̂/‖o‖. A ViT's
+(``token_grid``) tokens are folded to the patch grid (:func:`vit_reshape_transform`).
 """
 
 from __future__ import annotations
@@ -81,9 +75,8 @@ def _run_cam(
     constant_norm: bool = False,
     normalized: bool = False,
 ) -> Attribution:
-    """One pytorch-grad-cam method on the model's device in eval mode with frozen
-    parameters (``normalized``: fed the model's normalised tensor): ``Attribution`` of
-    (B, H, W) maps on ``images``' device and dtype."""
+    """One pytorch-grad-cam method under :func:`frozen_eval` (``normalized``: on the
+    model's normalised tensor): (B, H, W) maps on ``images``' device and dtype."""
     device = model_device(model)
     x = images.detach().to(device)
     norm = getattr(model, "input_normalization", None) if normalized else None
@@ -118,8 +111,8 @@ def _run_cam(
 
 @dataclass
 class _PytorchGradCam:
-    """A pytorch-grad-cam CAM at ``target_layer`` (a module, a dotted name, or ``None``:
-    the model's default); ``face_target`` ``"cosine"`` or ``"constant_norm"``."""
+    """A CAM at ``target_layer`` (module, dotted name, ``None``: :func:`resolve_layer`'s
+    default); ``face_target`` ``"cosine"`` or ``"constant_norm"``."""
 
     target_layer: nn.Module | str | None = None
     name: str = "CAM"
@@ -177,14 +170,11 @@ class HiResCAM(_PytorchGradCam):
 
 @dataclass
 class FullGrad:
-    """FullGrad (Srinivas & Fleuret 2019) through pytorch-grad-cam: |∇ₓy ⊙ x| plus
-    |b ⊙ ∇_b y| of every ``Conv2d``/``BatchNorm2d`` bias, each min-max scaled and resized,
-    summed, min-max scaled. The input term is taken in the model's normalised space
-    (``model.input_normalization``, the paper's setting; pixels without one).
+    """FullGrad (Srinivas & Fleuret 2019): |∇ₓy ⊙ x| (x normalised, as the paper) plus
+    |b ⊙ ∇_b y| of every ``Conv2d``/``BatchNorm2d`` bias, each min-max scaled, summed.
 
     Raises:
-        ValueError: the model has no ``Conv2d``/``BatchNorm2d`` bias, or other modules with
-            biases that pytorch-grad-cam would silently leave out.
+        ValueError: no such bias, or other biases pytorch-grad-cam would leave out.
     """
 
     name: str = "FullGrad"

@@ -1,15 +1,6 @@
-"""Sanity baselines: maps that carry no information about the model or the image.
-
-A table that cannot tell a real explanation from these cannot rank explanations (issue
-23). They take classification and verification targets alike, ignore the model and the
-target, and return (B, H, W) maps in [0, 1] on ``images``' device:
-
-- :class:`Constant`: every pixel 1 (pixel removal then follows the metric's seeded tie
-  rule, a random order; IoU@t is the box's area share at every t).
-- :class:`Random`: seeded uniform noise blurred with FAME's kernel (49, σ 7.7) and
-  min-max scaled, as smooth as a FAME map and placed at random.
-- :class:`Centre`: a centred Gaussian prior, σ = ``width`` × the image side per axis.
-"""
+"""Sanity baselines (issue 23): (B, H, W) maps in [0, 1] on ``images``' device that
+ignore model and target; a table that cannot tell them from a real explanation cannot
+rank explanations."""
 
 from __future__ import annotations
 
@@ -48,9 +39,8 @@ class Constant:
 
 @dataclass
 class Random:
-    """Seeded uniform noise (one (B, H, W) block from ``torch.Generator().manual_seed(seed)``
-    on the CPU, so the same on every device), blurred with (``kernel_size``, ``sigma``) and
-    min-max scaled per map."""
+    """Seeded uniform CPU noise (the same on every device), blurred as FAME (49, σ 7.7)
+    and min-max scaled per map."""
 
     seed: int = 0
     kernel_size: int = 49
