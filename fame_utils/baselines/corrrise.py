@@ -21,7 +21,7 @@ from .._checks import (
     check_class_indices,
     check_finite_output,
     check_model_input,
-    eval_mode,
+    frozen_eval,
     model_device,
 )
 from ..objectives import Attribution, ClassLogit, CosineSimilarity, check_target
@@ -133,7 +133,7 @@ class CorrRISE:
         total = b * self.n_masks  # sample s: image s // n_masks with mask s % n_masks
         out = torch.empty(total, device=device, dtype=x.dtype)
         starts = range(0, total, self.batch_size)
-        with torch.no_grad(), eval_mode(model):
+        with torch.no_grad(), frozen_eval(model):
             for lo in tqdm(starts, desc=self.name, disable=not self.progress, leave=False):
                 idx = torch.arange(lo, min(lo + self.batch_size, total), device=device)
                 img = idx // self.n_masks
