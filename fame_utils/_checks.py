@@ -24,7 +24,6 @@ __all__ = [
     "check_count",
     "check_number",
     "check_switch",
-    "check_labels",
     "check_model_output",
     "check_finite_output",
     "frozen_eval",
@@ -185,28 +184,6 @@ def check_switch(value: object, name: str) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be True or False, got {value!r}")
     return bool(value)
-
-
-def check_labels(values: object, name: str) -> int | Tensor:
-    """Class indices as an int or a 1-D long tensor; bools, strings and floats refused."""
-    if isinstance(values, (bool, np.bool_)):
-        raise TypeError(f"{name} must be class indices (whole numbers), got {values!r}")
-    if isinstance(values, numbers.Integral):
-        return int(values)
-    if isinstance(values, str) or (
-        isinstance(values, Sequence) and any(isinstance(v, (str, bool)) for v in values)
-    ):
-        raise TypeError(
-            f"{name} must be class indices (whole numbers), got {values!r}; map class names "
-            "to indices first (e.g. with the model's category list)"
-        )
-    try:
-        t = torch.as_tensor(np.asarray(values) if not isinstance(values, Tensor) else values)
-    except (TypeError, ValueError, RuntimeError):
-        raise TypeError(f"{name} must be class indices (whole numbers), got {values!r}") from None
-    if t.dtype == torch.bool or t.is_floating_point() or t.is_complex():
-        raise TypeError(f"{name} must be class indices (whole numbers), got dtype {t.dtype}")
-    return t.reshape(-1).long()
 
 
 def check_model_output(output: object, name: str = "the model") -> Tensor:

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -22,7 +24,6 @@ from torch import Tensor, nn
 from ._checks import (
     as_index_tensor,
     check_class_indices,
-    check_labels,
     check_model_output,
     check_switch,
     check_threshold,
@@ -155,7 +156,18 @@ class ClassLogit(Objective):
     ``absolute``: |z_o| as the reference code (``FameConfig.absolute_logit`` sets it)."""
 
     def __init__(self, targets: int | Sequence[int] | Tensor, *, absolute: bool = False):
-        self.targets = check_labels(targets, "targets")
+        try:
+            t = torch.as_tensor(targets if isinstance(targets, Tensor) else np.asarray(targets))
+        except (TypeError, ValueError, RuntimeError):
+            t = None
+        if t is None or t.dtype == torch.bool or t.is_floating_point() or t.is_complex():
+            raise TypeError(
+                f"targets must be class indices (whole numbers), got {targets!r}; map class "
+                "names to indices first (e.g. with the model's category list)"
+            )
+        self.targets = (
+            int(targets) if isinstance(targets, numbers.Integral) else t.reshape(-1).long()
+        )
         self.absolute = check_switch(absolute, "absolute")
         self._checked = False
 
