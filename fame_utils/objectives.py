@@ -1,12 +1,6 @@
-"""Objectives L that FAME descends (paper Sec. 2-3), reaching inside a network for them
-(:func:`capture_output`, the CAMs' :func:`resolve_layer`), and :class:`Attribution`.
-
-:class:`ClassLogit` (Table 2) and :class:`CosineSimilarity` (Table 1 / Fig. 3) are also
-the targets every method explains; :class:`FeatureCell`, :class:`TokenCell` and
-:class:`Dissimilarity` are FAME objectives only. An objective maps the iterate x̄
-(N, 3, H, W) to (N,) losses; :meth:`Objective.expand` and :meth:`Objective.subset` let one
-image give several maps and FAME split a batch into chunks.
-"""
+"""Objectives L that FAME descends (paper Sec. 2-3), layer capture for them and the CAMs,
+and :class:`Attribution`. :class:`ClassLogit` and :class:`CosineSimilarity` are also the
+targets every method explains; the others are FAME objectives only."""
 
 from __future__ import annotations
 
@@ -52,13 +46,8 @@ class _StopForward(Exception):
 
 
 def capture_output(model: nn.Module, layer: nn.Module | str, *args: Any, **kwargs: Any) -> Any:
-    """``layer``'s output during ``model(*args, **kwargs)``, as the layer gave it (e.g.
-    (N, C, h, w) for a CNN stage, (N, T, C) tokens for a transformer block); nothing deeper
-    runs. Autograd and ``torch.no_grad`` apply as usual.
-
-    Raises:
-        RuntimeError: ``layer`` did not run in the model's forward pass.
-    """
+    """``layer``'s output during ``model(*args, **kwargs)`` (autograd as usual); nothing
+    deeper runs. ``RuntimeError`` if the layer did not run."""
     module = resolve_layer(model, layer)
     store: list[Any] = []
 
@@ -98,13 +87,8 @@ def default_target_layer(model: nn.Module) -> nn.Module | None:
 
 
 def resolve_layer(model: nn.Module, layer: nn.Module | str | None) -> nn.Module:
-    """A submodule given as a module or a dotted name (``"layer4"``, ``"blocks.5"``); for
-    ``None`` the :func:`default_target_layer`.
-
-    Raises:
-        ValueError: no such submodule, or ``None`` without a default (the message lists
-            the top-level children and says which argument to pass).
-    """
+    """A submodule given as a module or a dotted name (``"layer4"``); for ``None`` the
+    :func:`default_target_layer`. ``ValueError`` (naming the children) if there is none."""
     if isinstance(layer, nn.Module):
         return layer
     try:
@@ -137,13 +121,11 @@ class Objective:
     """Base class: ``objective(model, inputs) -> (N,)`` losses to descend."""
 
     def expand(self, model: nn.Module, images: Tensor) -> tuple[Tensor, Objective]:
-        """The optimisation batch (N, 3, H, W) for the user's (B, 3, H, W) and an
-        objective bound to it. Default: identity (N = B)."""
+        """The optimisation batch (N, 3, H, W) and an objective bound to it (default N = B)."""
         return images, self
 
     def subset(self, index: slice | Tensor) -> Objective:
-        """The objective for rows ``index`` (a slice or 1-D index tensor) of the
-        (expanded) batch. Default: ``self``."""
+        """The objective for rows ``index`` (slice or index tensor) of the expanded batch."""
         return self
 
     def __call__(self, model: nn.Module, inputs: Tensor) -> Tensor:  # pragma: no cover
@@ -202,13 +184,8 @@ class ClassLogit(Objective):
 
 
 class FeatureCell(Objective):
-    """L_a = ‖a[k]‖₁ = Σ_c |a_c[k]| at cell k of a module's output a (N, C, h, w) (paper
-    Sec. 3, Fig. 2). B images and K cells are optimised as B·K samples, image-major.
-
-    Args:
-        layer: the module whose output is explained, or its dotted name.
-        cells: (row, col) pairs in the layer's h × w grid; ``None``: every cell, row-major.
-    """
+    """L_a = ‖a[k]‖₁ = Σ_c |a_c[k]| at cell k of ``layer``'s output (N, C, h, w) (Sec. 3,
+    Fig. 2); ``cells`` (row, col) pairs (``None``: all); B·K samples, image-major."""
 
     def __init__(
         self, layer: nn.Module | str, cells: Sequence[tuple[int, int]] | Tensor | None = None
@@ -263,16 +240,13 @@ class FeatureCell(Objective):
 
 
 class TokenCell(FeatureCell):
-    """L_a = ‖a[k]‖₁ at patch token k of a transformer block's output a (N, T, C): the
-    ViT counterpart of :class:`FeatureCell`. ``prefix_tokens`` lead (the class token; 2 for
-    DeiT's distillation token), then the h × w patch tokens row-major; cell (row, col) is token
-    prefix_tokens + row·w + col (its box: its patch).
+    """L_a = ‖a[k]‖₁ at patch token k of a transformer block's output (N, T, C), the ViT
+    :class:`FeatureCell`: cell (row, col) is token prefix_tokens + row·w + col.
 
     Args:
-        layer: the block (module or dotted name, e.g. ``"encoder.layers.encoder_layer_0"``).
-        cells: (row, col) pairs on the patch grid; ``None``: every patch token, row-major.
+        layer, cells: the block and (row, col) pairs on the patch grid (``None``: all).
         grid: (h, w) patch grid; default: square, √(T − prefix_tokens) per side.
-        prefix_tokens: tokens before the patch tokens (>= 1, the class token first).
+        prefix_tokens: tokens before the patches (>= 1: the class token; 2 for DeiT).
         class_token: explain the class token instead, as cell (0, 0) of a 1 × 1 grid.
     """
 
@@ -305,14 +279,9 @@ class TokenCell(FeatureCell):
 def vit_reshape_transform(
     tokens: Tensor, grid: tuple[int, int] | None = None, prefix_tokens: int = 1
 ) -> Tensor:
-    """ViT tokens (B, p + h·w, C) (``prefix_tokens`` p first, the class token, then the
-    patches row-major, as torchvision's ``VisionTransformer``) → (B, C, h, w) with patch token
-    p + r·w + c at cell (r, c); ``grid`` (h, w) defaults to a square. The CAMs'
-    ``reshape_transform``.
-
-    Raises:
-        ValueError: not a (B, T, C) tensor, or T − p does not fill the grid.
-    """
+    """ViT tokens (B, p + h·w, C), p = ``prefix_tokens``, → (B, C, h, w) with token
+    p + r·w + c at (r, c); ``grid`` defaults to a square. The CAMs' ``reshape_transform``.
+    ``ValueError`` if not (B, T, C) or T − p does not fill the grid."""
     if tokens.ndim != 3:
         raise ValueError(f"expected ViT tokens (B, 1 + h*w, C), got shape {tuple(tokens.shape)}")
     patches = tokens.shape[1] - prefix_tokens
@@ -355,14 +324,8 @@ def cell_objective(
 
 
 class CosineSimilarity(Objective):
-    """L₊ = s = cos(φ(x̄), φ_ref): descending it removes what makes the pair similar, the
-    e₊ map (paper Fig. 3); as a method's target FAME also gives e₋ (L₋ = 1 − s).
-
-    Args:
-        references: (B, D) frozen partner embeddings, one per image.
-        threshold: the verification threshold θ on s (the protocol's EER threshold), which
-            FGGB needs; FAME and the CAMs ignore it.
-    """
+    """L₊ = s = cos(φ(x̄), φ_ref), the e₊ objective (Fig. 3); ``references`` (B, D)
+    partner embeddings, ``threshold`` θ on s (FGGB needs it; the others ignore it)."""
 
     def __init__(self, references: Tensor, threshold: float | None = None):
         if not isinstance(references, Tensor) or references.ndim != 2:
