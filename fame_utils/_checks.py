@@ -12,23 +12,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = [
-    "check_images",
-    "check_maps",
-    "as_index_tensor",
-    "model_device",
-    "check_model_input",
-    "check_class_indices",
-    "check_threshold",
-    "check_unit_interval",
-    "check_count",
-    "check_number",
-    "check_switch",
-    "check_model_output",
-    "check_finite_output",
-    "frozen_eval",
-]
-
 
 def check_images(images: object, name: str = "images") -> Tensor:
     """``images`` unchanged if a float (B, 3, H, W) RGB batch in [0, 1] on any device;

@@ -31,16 +31,6 @@ from .postprocess import Normalization, gaussian_blur, normalize_maps, to_gray
 if TYPE_CHECKING:
     from .recipes import FameTask
 
-__all__ = [
-    "FameConfig",
-    "FameResult",
-    "run_fame",
-    "fame",
-    "frozen_eval",
-    "Step",
-    "channels_last",
-    "deterministic",
-]
 
 StepSpace = Literal["normalized", "pixel"]
 Precision = Literal["float32", "bfloat16", "float16"]

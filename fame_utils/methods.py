@@ -27,18 +27,6 @@ from .core import FameConfig, FameResult, run_fame
 from .objectives import Attribution, ClassLogit, CosineSimilarity, Objective, check_target
 from .recipes import PAPER, REFERENCE, Recipe, get_recipe
 
-__all__ = [
-    "Fame",
-    "METHODS",
-    "registry_key",
-    "available_methods",
-    "table_methods",
-    "make_methods",
-    "supports",
-    "explain_all",
-    "empty_maps",
-]
-
 Task = Literal["classification", "verification"]
 _TASK_TARGET: dict[str, type] = {"classification": ClassLogit, "verification": CosineSimilarity}
 

@@ -24,22 +24,6 @@ from ._checks import (
     model_device,
 )
 
-__all__ = [
-    "resolve_layer",
-    "capture_output",
-    "default_target_layer",
-    "Attribution",
-    "check_target",
-    "Objective",
-    "ClassLogit",
-    "FeatureCell",
-    "TokenCell",
-    "cell_objective",
-    "vit_reshape_transform",
-    "CosineSimilarity",
-    "Dissimilarity",
-]
-
 
 class _StopForward(Exception):
     """Raised by :func:`capture_output`'s hook once the layer has run."""

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Literal
 if TYPE_CHECKING:
     from .core import FameConfig
 
-__all__ = ["Recipe", "PAPER", "REFERENCE", "RECIPES", "get_recipe", "FameTask"]
 
 FameTask = Literal["classification", "verification", "cells"]
 

@@ -35,8 +35,6 @@ from ..objectives import (
 )
 from ..recipes import Recipe
 
-__all__ = ["GradCAM", "GradCAMElementWise", "HiResCAM", "FullGrad"]
-
 
 class _SimilarityTarget:
     """pytorch-grad-cam target: cos(o, r) of one sample's embedding o (D,) or rows (N, D)

@@ -27,8 +27,6 @@ from .._checks import (
 from ..objectives import Attribution, ClassLogit, CosineSimilarity, check_target
 from ..postprocess import max_normalize
 
-__all__ = ["CorrRISE", "make_patch_masks", "rank_average", "spearman_map"]
-
 
 def make_patch_masks(
     n_masks: int, size: tuple[int, int], patches: int = 3, patch_size: int = 40, seed: int = 0

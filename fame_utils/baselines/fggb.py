@@ -21,8 +21,6 @@ from .._checks import check_model_input, check_threshold, frozen_eval, model_dev
 from ..objectives import Attribution, ClassLogit, CosineSimilarity, check_target
 from ..postprocess import gaussian_blur, max_normalize
 
-__all__ = ["FGGB"]
-
 
 @dataclass
 class FGGB:

@@ -13,8 +13,6 @@ from torch import Tensor, nn
 from ..objectives import Attribution, ClassLogit, CosineSimilarity
 from ..postprocess import gaussian_blur, normalize_maps
 
-__all__ = ["Constant", "Random", "Centre", "BASELINE_NAMES"]
-
 #: Display names of the sanity baselines, the rows marked as references, not methods.
 BASELINE_NAMES: tuple[str, ...] = ("Constant", "Random", "Centre")
 
