@@ -1,8 +1,8 @@
 """FAME and every baseline as ``method(model, images, target) -> Attribution`` (images
 (B, 3, H, W) in [0, 1], a ``ClassLogit`` or ``CosineSimilarity`` target), and the registry.
 
-**Adding a method**: a dataclass with a display ``name`` field and a class attribute
-``targets`` (the target types it explains), optionally ``vit = False``, ``runtime_fields``
+**Adding a method**: a dataclass with a display ``name`` field, optionally class attributes
+``targets`` (the target types it explains; default both), ``vit = False``, ``runtime_fields``
 (left out of cache keys) and a classmethod ``recipe_settings(recipe, task) -> dict`` of
 constructor arguments; add it to :data:`METHODS`.
 """
@@ -14,7 +14,7 @@ import re
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -62,8 +62,6 @@ class Fame:
 
     config: FameConfig = field(default_factory=FameConfig)
     name: str = "FAME"
-
-    targets: ClassVar[tuple[type, ...]] = (ClassLogit, CosineSimilarity)
 
     @classmethod
     def recipe_settings(cls, recipe: Recipe, task: Task) -> dict[str, Any]:

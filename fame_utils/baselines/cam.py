@@ -116,8 +116,6 @@ class _PytorchGradCam:
     name: str = "CAM"
     face_target: Literal["cosine", "constant_norm"] = "cosine"
     cam_class: ClassVar[type]
-    targets: ClassVar[tuple[type, ...]] = (ClassLogit, CosineSimilarity)
-    vit: ClassVar[bool] = True
 
     def __post_init__(self):
         if self.face_target not in ("cosine", "constant_norm"):

@@ -90,7 +90,6 @@ class CorrRISE:
     batch_size: int = 100
     progress: bool = False
     name: str = "CorrRISE"
-    targets: ClassVar[tuple[type, ...]] = (ClassLogit, CosineSimilarity)
     runtime_fields: ClassVar[frozenset[str]] = frozenset({"batch_size", "progress"})
     _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 

@@ -5,12 +5,11 @@ rank explanations."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from ..objectives import Attribution, ClassLogit, CosineSimilarity
+from ..objectives import Attribution
 from ..postprocess import gaussian_blur, normalize_maps
 
 #: Display names of the sanity baselines, the rows marked as references, not methods.
@@ -29,7 +28,6 @@ class Constant:
     """Every pixel 1: (B, H, W) ones on ``images``' device."""
 
     name: str = "Constant"
-    targets: ClassVar[tuple[type, ...]] = (ClassLogit, CosineSimilarity)
 
     def __call__(self, model: nn.Module, images: Tensor, target: object) -> Attribution:
         return Attribution(torch.ones(_size(images), device=images.device))
@@ -44,7 +42,6 @@ class Random:
     kernel_size: int = 49
     sigma: float = 7.7
     name: str = "Random"
-    targets: ClassVar[tuple[type, ...]] = (ClassLogit, CosineSimilarity)
 
     def __call__(self, model: nn.Module, images: Tensor, target: object) -> Attribution:
         gen = torch.Generator().manual_seed(int(self.seed))
@@ -60,7 +57,6 @@ class Centre:
 
     width: float = 0.25
     name: str = "Centre"
-    targets: ClassVar[tuple[type, ...]] = (ClassLogit, CosineSimilarity)
 
     def __post_init__(self):
         if not self.width > 0:
