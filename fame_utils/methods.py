@@ -49,7 +49,7 @@ class _BothSides(CosineSimilarity):
         return _BothSides(self.references[index], self.sign[index])
 
     def __call__(self, model: nn.Module, inputs: Tensor) -> Tensor:
-        s = self.similarity(model, inputs)
+        s = super().__call__(model, inputs)
         return torch.where(self.sign > 0, s, 1.0 - s)
 
 

@@ -340,7 +340,7 @@ class CosineSimilarity(Objective):
     def subset(self, index: slice | Tensor) -> Objective:
         return type(self)(self.references[index], self.threshold)
 
-    def similarity(self, model: nn.Module, inputs: Tensor) -> Tensor:
+    def __call__(self, model: nn.Module, inputs: Tensor) -> Tensor:
         """(N,) cosine similarities of the model's embeddings to the references."""
         emb = check_model_output(model(inputs))
         if emb.shape[-1] != self.references.shape[-1]:
@@ -350,16 +350,13 @@ class CosineSimilarity(Objective):
             )
         return F.cosine_similarity(emb, self.references.to(emb.device), dim=1)
 
-    def __call__(self, model: nn.Module, inputs: Tensor) -> Tensor:
-        return self.similarity(model, inputs)
-
 
 class Dissimilarity(CosineSimilarity):
     """L₋ = 1 − s: descending it makes the pair more similar, giving the e₋ map. A FAME
     objective, not a method's target."""
 
     def __call__(self, model: nn.Module, inputs: Tensor) -> Tensor:
-        return 1.0 - self.similarity(model, inputs)
+        return 1.0 - super().__call__(model, inputs)
 
 
 def check_target(target: object) -> ClassLogit | CosineSimilarity:
