@@ -40,10 +40,9 @@ import time
 import torch
 
 from fame_utils import FameConfig, run_fame
-from fame_utils.core import frozen_eval
+from fame_utils.core import Step, channels_last, frozen_eval
 from fame_utils.models.classifiers import load_classifier
 from fame_utils.objectives import ClassLogit
-from fame_utils.runtime import Step, channels_last
 
 SETTINGS = {
     "float32": {},

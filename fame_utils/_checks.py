@@ -1,5 +1,5 @@
-"""Input validation shared by every public entry point: a wrong shape, range or dtype
-fails early with a message that says what to do, not deep inside a model."""
+"""Input validation for the public entry points: a wrong shape, range or dtype fails
+early with a message that says what to do."""
 
 from __future__ import annotations
 
@@ -12,33 +12,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = [
-    "check_images",
-    "check_maps",
-    "as_index_tensor",
-    "model_device",
-    "check_model_input",
-    "check_class_indices",
-    "check_threshold",
-    "check_unit_interval",
-    "check_count",
-    "check_number",
-    "check_switch",
-    "check_labels",
-    "check_model_output",
-    "check_finite_output",
-    "eval_mode",
-    "frozen_eval",
-]
-
 
 def check_images(images: object, name: str = "images") -> Tensor:
-    """``images`` unchanged if a float (B, 3, H, W) RGB batch in [0, 1] on any device.
-
-    Raises:
-        TypeError: not a tensor, or not a floating-point tensor.
-        ValueError: wrong rank or channel count, empty batch, NaN/inf, values outside [0, 1].
-    """
+    """``images`` unchanged if a float (B, 3, H, W) RGB batch in [0, 1] on any device;
+    else ``TypeError`` (not a float tensor) or ``ValueError`` (shape, NaN, range)."""
     if not isinstance(images, Tensor):
         raise TypeError(
             f"{name} must be a torch.Tensor of shape (B, 3, H, W), got {type(images).__name__}; "
@@ -77,13 +54,8 @@ def check_images(images: object, name: str = "images") -> Tensor:
 
 
 def check_maps(maps: object, name: str = "maps", *, finite: bool = True) -> Tensor:
-    """``maps`` unchanged if a float (B, H, W) tensor (any range, any device); ``finite``
-    also refuses NaN/inf (the receptive-field measures switch it off).
-
-    Raises:
-        ValueError: not a tensor, wrong rank, or (``finite``) NaN/inf values.
-        TypeError: not a floating-point tensor.
-    """
+    """``maps`` unchanged if a float (B, H, W) tensor (any range and device; ``finite``:
+    no NaN/inf); else ``ValueError``, or ``TypeError`` for a non-float dtype."""
     if not isinstance(maps, Tensor) or maps.ndim != 3:
         shape = tuple(maps.shape) if isinstance(maps, Tensor) else type(maps).__name__
         two_d = isinstance(maps, Tensor) and maps.ndim == 2
@@ -123,8 +95,7 @@ def model_device(model: torch.nn.Module) -> torch.device:
 
 
 def check_model_input(images: object, model: torch.nn.Module, name: str = "images") -> Tensor:
-    """:func:`check_images` plus: the images' dtype is the model's (its first floating-point
-    parameter or buffer; float32 without one). Returns ``images`` unchanged."""
+    """:func:`check_images` plus the model's dtype (its first float tensor; else float32)."""
     check_images(images, name)
     floats = (t.dtype for t in (*model.parameters(), *model.buffers()) if t.is_floating_point())
     want = next(floats, torch.float32)
@@ -137,8 +108,7 @@ def check_model_input(images: object, model: torch.nn.Module, name: str = "image
 
 
 def check_class_indices(indices: Tensor, num_classes: int | None, name: str = "classes") -> Tensor:
-    """Class indices in [0, num_classes − 1] (only >= 0 when ``num_classes`` is None): a
-    negative index would silently count from the end. One host sync. Returns ``indices``."""
+    """``indices`` if in [0, num_classes − 1] (>= 0 for ``None``); one host sync."""
     if indices.numel() == 0:
         return indices
     lo, hi = int(indices.min()), int(indices.max())
@@ -155,8 +125,7 @@ def check_class_indices(indices: Tensor, num_classes: int | None, name: str = "c
 
 
 def check_threshold(value: object, name: str = "threshold") -> float:
-    """A threshold θ on a cosine similarity: a finite number in [−1, 1] (numpy and 0-d
-    tensor values accepted), returned as a Python float."""
+    """A threshold θ on a cosine similarity as a float in [−1, 1] (numpy, 0-d tensors)."""
     try:
         v = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
@@ -165,7 +134,7 @@ def check_threshold(value: object, name: str = "threshold") -> float:
 
 
 def check_unit_interval(values: Tensor, name: str) -> Tensor:
-    """Every value finite and in [0, 1] (the error shows the range found). Returns ``values``."""
+    """``values`` if finite and in [0, 1]."""
     if values.numel() == 0:
         return values
     lo, hi = float(values.min()), float(values.max())
@@ -200,28 +169,6 @@ def check_switch(value: object, name: str) -> bool:
     return bool(value)
 
 
-def check_labels(values: object, name: str) -> int | Tensor:
-    """Class indices as an int or a 1-D long tensor; bools, strings and floats refused."""
-    if isinstance(values, (bool, np.bool_)):
-        raise TypeError(f"{name} must be class indices (whole numbers), got {values!r}")
-    if isinstance(values, numbers.Integral):
-        return int(values)
-    if isinstance(values, str) or (
-        isinstance(values, Sequence) and any(isinstance(v, (str, bool)) for v in values)
-    ):
-        raise TypeError(
-            f"{name} must be class indices (whole numbers), got {values!r}; map class names "
-            "to indices first (e.g. with the model's category list)"
-        )
-    try:
-        t = torch.as_tensor(np.asarray(values) if not isinstance(values, Tensor) else values)
-    except (TypeError, ValueError, RuntimeError):
-        raise TypeError(f"{name} must be class indices (whole numbers), got {values!r}") from None
-    if t.dtype == torch.bool or t.is_floating_point() or t.is_complex():
-        raise TypeError(f"{name} must be class indices (whole numbers), got dtype {t.dtype}")
-    return t.reshape(-1).long()
-
-
 def check_model_output(output: object, name: str = "the model") -> Tensor:
     """The model's output must be one tensor (logits or embeddings), not a tuple or dict."""
     if isinstance(output, Tensor):
@@ -235,8 +182,7 @@ def check_model_output(output: object, name: str = "the model") -> Tensor:
 
 
 def check_finite_output(values: Tensor, what: str) -> Tensor:
-    """Refuse NaN or Inf in ``values`` (B, ...) computed from a model's output, naming the
-    images. One host sync. Returns ``values``."""
+    """``values`` (B, ...) from a model's output, if finite (else naming the images)."""
     bad = ~torch.isfinite(values.detach().reshape(values.shape[0], -1)).all(1)
     if bool(bad.any()):
         raise ValueError(
@@ -247,28 +193,18 @@ def check_finite_output(values: Tensor, what: str) -> Tensor:
 
 
 @contextmanager
-def eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
-    """Every module of ``model`` in eval mode for the block (no BatchNorm statistics
-    updated, no Dropout), each module's own ``training`` flag restored after."""
-    flags = [(m, m.training) for m in model.modules()]
+def frozen_eval(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """Every module of ``model`` in eval mode and every parameter's ``requires_grad`` off
+    for the block (how FAME, the baselines and the metrics run a model); both restored."""
+    modes = [(m, m.training) for m in model.modules()]
+    flags = [(p, p.requires_grad) for p in model.parameters()]
     try:
         model.eval()
+        for p, _ in flags:
+            p.requires_grad_(False)
         yield model
     finally:
-        for m, flag in flags:
-            m.training = flag
-
-
-@contextmanager
-def frozen_eval(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
-    """:func:`eval_mode` with every parameter's ``requires_grad`` off (no weight gradients);
-    how FAME and the baselines run a model. Both restored on exit, also after an error."""
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    with eval_mode(model):
-        try:
-            for p, _ in flags:
-                p.requires_grad_(False)
-            yield model
-        finally:
-            for p, flag in flags:
-                p.requires_grad_(flag)
+        for m, mode in modes:
+            m.training = mode
+        for p, flag in flags:
+            p.requires_grad_(flag)

@@ -1,17 +1,15 @@
-"""The FAME loop (paper Sec. 2, Eq. 3 and 4): LOTS-style descent on the input.
-
-x̄₀ = x;  x̄ ← x̄ − η ∇/max|∇|  with ∇ = ∂L(f(x̄), t)/∂x̄ and the max taken **per
-sample**;  Δx = |gray(x̄) − gray(x)|, Gaussian-blurred and normalised to [0, 1]. Every
-task is an :class:`~fame_utils.objectives.Objective` plugged into :func:`run_fame`, the
-only implementation of the loop. ``docs/performance.md`` measures the runtime options.
-"""
+"""The FAME loop (paper Sec. 2, Eq. 3-4), the only one: x̄₀ = x, x̄ ← x̄ − η ∇/max|∇|
+(max per sample) for any :class:`~fame_utils.objectives.Objective`; the map is
+Δx = |gray(x̄) − gray(x)|, blurred and normalised to [0, 1]. How it runs (precision,
+channels_last, compile, deterministic) is measured in ``docs/performance.md``."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Literal
 
@@ -29,17 +27,16 @@ from ._checks import (
 )
 from .objectives import ClassLogit, Objective
 from .postprocess import Normalization, gaussian_blur, normalize_maps, to_gray
-from .runtime import AUTOCAST_DTYPES, Step, channels_last, deterministic
 
 if TYPE_CHECKING:
     from .recipes import FameTask
 
-__all__ = ["FameConfig", "FameResult", "run_fame", "fame", "frozen_eval"]
 
 StepSpace = Literal["normalized", "pixel"]
 Precision = Literal["float32", "bfloat16", "float16"]
 GrayOrder = Literal["rgb", "bgr"]
 Callback = Callable[[Tensor, int, Tensor], "bool | None"]
+AUTOCAST_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 @dataclass(frozen=True)
@@ -52,25 +49,21 @@ class FameConfig:
         step_size: η, the largest per-pixel change of one step, in step-space units.
         kernel_size, sigma: the Gaussian blur (odd size, 49; σ 7.7 px; ``sigma=0``: none).
         normalization: ``"max"`` (paper), ``"minmax"`` (reference code) or ``"none"``.
-        early_stop: ε; a sample stops once its loss is below ε (``None``: never; faces
-            use 0.01, §4.2).
-        step_space: ``"normalized"`` steps (and measures Δx) in the model's mean/std
-            normalised tensor (``model.input_normalization``, set by :func:`fame_utils.wrap`
-            and every loader), as the paper for classification; ``"pixel"`` in [0, 1]
-            pixels, as for faces. Models without ``input_normalization`` step in pixels.
+        early_stop: ε; a sample stops once its loss is below ε (``None``: never; faces 0.01).
+        step_space: ``"normalized"``: step and measure Δx in the model's mean/std tensor
+            (``model.input_normalization``, set by :func:`fame_utils.wrap`; pixels without
+            it), as for classification; ``"pixel"``: in [0, 1] pixels, as for faces.
         absolute_logit: descend |z_o| instead of z_o for a ``ClassLogit`` (reference code).
         batch_size: optimise the (expanded) batch in chunks of at most this many samples.
         early_stop_check_every: iterations between the host syncs that drop stopped samples.
         progress: a tqdm bar over iterations.
-        gray_order: ``"rgb"`` (paper): luma 0.2989·R + 0.587·G + 0.114·B of Δ; ``"bgr"``
-            (reference code for faces): the same weights on the channel-reversed tensor.
-        precision: ``"float32"``, ``"bfloat16"`` or ``"float16"``: the objective's forward
-            and backward under :func:`torch.autocast`; Δ, x̄ and the update stay float32.
+        gray_order: luma 0.2989·R + 0.587·G + 0.114·B of Δ (``"rgb"``) or of the
+            channel-reversed Δ (``"bgr"``, reference code for faces).
+        precision: the objective under :func:`torch.autocast` (``"bfloat16"``,
+            ``"float16"``); Δ, x̄ and the update stay float32.
         channels_last: model and iterate in ``torch.channels_last`` for the run.
-        compile: :func:`torch.compile` the forward and the update (eager, with a warning,
-            where compilation fails).
-        deterministic: maps independent of batching and thread count: one sample at a
-            time, one CPU thread or deterministic cuDNN for the call.
+        compile: :func:`torch.compile` forward and update (eager, warning, where it fails).
+        deterministic: one sample at a time, one CPU thread or deterministic cuDNN.
     """
 
     iterations: int = 500
@@ -144,14 +137,9 @@ class FameConfig:
 
 @dataclass
 class FameResult:
-    """One FAME run before blur and normalisation; tensors on the images' device.
-
-    Attributes:
-        delta: (N, H, W) unblurred Δx = |gray(x̄) − gray(x)| in step space.
-        steps: (N,) update steps each sample took (< iterations if it stopped early).
-        initial_loss, final_loss: (N,) L at x̄₀ = x and at the last iterate.
-        config: the configuration used.
-    """
+    """One FAME run before blur: ``delta`` (N, H, W) unblurred Δx in step space,
+    ``steps`` (N,) steps taken, ``initial_loss`` and ``final_loss`` (N,), the ``config``;
+    tensors on the images' device."""
 
     delta: Tensor
     steps: Tensor
@@ -167,11 +155,8 @@ class FameResult:
         warn_empty: bool = True,
     ) -> Tensor:
         """Blurred, normalised maps (N, H, W) in [0, 1] (the config's blur unless given);
-        all zero, with a warning unless ``warn_empty=False``, where nothing moved.
-
-        Raises:
-            ValueError: a NaN or Inf Δx (naming the samples).
-        """
+        zero, with a warning unless ``warn_empty=False``, where nothing moved. Raises
+        ``ValueError`` naming samples with a NaN or Inf Δx."""
         k = self.config.kernel_size if kernel_size is None else kernel_size
         s = self.config.sigma if sigma is None else sigma
         _raise_if_nonfinite(~torch.isfinite(self.delta).flatten(1).all(1), "Δx")
@@ -204,6 +189,86 @@ class FameResult:
     def empty(self) -> Tensor:
         """(N,) bool: samples without a usable Δx: all zero, or holding NaN (never > 0)."""
         return ~(self.delta.flatten(1).amax(1) > 0)
+
+
+@contextlib.contextmanager
+def deterministic(enabled: bool, device: torch.device) -> Iterator[None]:
+    """One CPU thread, or deterministic cuDNN, for the block; the previous state after."""
+    if not enabled:
+        yield
+        return
+    threads = torch.get_num_threads()
+    cudnn = torch.backends.cudnn
+    flags = (cudnn.deterministic, cudnn.benchmark)
+    if device.type == "cpu":
+        torch.set_num_threads(1)
+    else:
+        cudnn.deterministic, cudnn.benchmark = True, False
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+        cudnn.deterministic, cudnn.benchmark = flags
+
+
+@contextlib.contextmanager
+def channels_last(model: nn.Module, enabled: bool) -> Iterator[None]:
+    """The model's 4-D parameters and buffers channels_last for the block, restored after."""
+    if not enabled:
+        yield
+        return
+    tensors = [t for t in [*model.parameters(), *model.buffers()] if t.ndim == 4]
+    was_contiguous = [t.is_contiguous() for t in tensors]
+    model.to(memory_format=torch.channels_last)
+    try:
+        yield
+    finally:
+        for t, contiguous in zip(tensors, was_contiguous):
+            if contiguous and not t.is_contiguous():
+                t.data = t.data.contiguous()
+
+
+class Step:
+    """One run's forward (autocast for ``cfg.precision``) and ``update``, compiled for
+    ``cfg.compile``; :meth:`first` falls back to eager, warning, where compilation fails."""
+
+    def __init__(self, model: nn.Module, cfg: FameConfig, device: torch.device, update=None):
+        self.eager = (model, update)
+        self.compiled = cfg.compile
+        self.model, self.update = self.eager
+        if cfg.compile:
+            self.model = torch.compile(model)
+            self.update = None if update is None else torch.compile(update)
+        dtype = AUTOCAST_DTYPES.get(cfg.precision)
+        self.autocast = lambda: (
+            contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
+        )
+
+    def loss(self, objective: Objective, inputs: Tensor, *, eager: bool = False) -> Tensor:
+        """(N,) float32 losses; ``eager`` skips the compiled model (final no-grad pass)."""
+        with self.autocast():
+            return objective(self.eager[0] if eager else self.model, inputs).float()
+
+    def first(self, fn: Callable[[], object]):
+        """``fn()``; if torch.compile fails in it, continue eagerly and call it again."""
+        try:
+            return fn()
+        except Exception as err:
+            module = type(err).__module__
+            compile_error = module.startswith(("torch._dynamo", "torch._inductor")) or isinstance(
+                err, torch._dynamo.exc.TorchDynamoException
+            )
+            if not (self.compiled and compile_error):
+                raise
+            warnings.warn(
+                f"torch.compile failed ({type(err).__name__}: {str(err).splitlines()[0][:200]}); "
+                "FAME continues eagerly (compile=False gives the same maps without trying)",
+                stacklevel=4,
+            )
+            self.model, self.update = self.eager
+            self.compiled = False
+            return fn()
 
 
 def _raise_if_nonfinite(bad: Tensor, what: str, offset: int = 0, by: str = "") -> None:
@@ -332,26 +397,20 @@ def run_fame(
     callback_every: int = 25,
     **overrides,
 ) -> FameResult:
-    """Optimise the input (Eq. 3) and return the unblurred Δx with diagnostics; the model
-    runs in eval mode with frozen parameters for the call (:func:`frozen_eval`).
+    """Optimise the input (Eq. 3) under :func:`frozen_eval`: the unblurred
+    :class:`FameResult` on ``images``' device.
 
     Args:
         model: network taking (N, 3, H, W) [0, 1] RGB (it normalises inside).
         images: float (B, 3, H, W) in [0, 1], RGB, any device.
-        objective: the loss to descend, one value per sample (:mod:`fame_utils.objectives`);
-            it may expand B images to N samples.
-        config: :class:`FameConfig` (default ``FameConfig()``); keyword ``overrides``
-            replace single fields.
-        callback: ``callback(delta, iteration, loss)`` every ``callback_every`` (>= 1)
-            iterations with the current Δx (N, H, W) and loss (N,) on the model's device
-            (with ``batch_size`` chunks: earlier chunks final, later ones zero and NaN); no
-            host sync. Returning ``True`` stops the run (later chunks take 0 steps).
-
-    Returns:
-        :class:`FameResult` with tensors on ``images``' device.
+        objective: the loss to descend, one per sample; it may expand B images to N.
+        config: :class:`FameConfig` (default ``FameConfig()``); ``overrides`` replace fields.
+        callback: ``callback(delta, iteration, loss)`` every ``callback_every`` iterations
+            with Δx (N, H, W) and loss (N,) on the model's device (later ``batch_size``
+            chunks zero and NaN), no host sync; ``True`` stops the run.
 
     Raises:
-        ValueError: NaN or Inf in a loss or input gradient (the message names the samples).
+        ValueError: NaN or Inf in a loss or input gradient (naming the samples).
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")

@@ -1,17 +1,10 @@
-"""Methods: FAME and every baseline under one calling convention, and the registry.
+"""FAME and every baseline as ``method(model, images, target) -> Attribution`` (images
+(B, 3, H, W) in [0, 1], a ``ClassLogit`` or ``CosineSimilarity`` target), and the registry.
 
-A method is a callable ``method(model, images, target) -> Attribution``: ``images`` float
-(B, 3, H, W) in [0, 1] RGB on any device; ``target`` a
-:class:`~fame_utils.objectives.ClassLogit` (Table 2) or
-:class:`~fame_utils.objectives.CosineSimilarity` (Table 1 / Fig. 3); the
-:class:`~fame_utils.objectives.Attribution` holds ``positive`` (B, H, W) in [0, 1] (the
-class map, or e₊) and ``negative`` e₋ (or ``None``), on ``images``' device.
-
-**Adding a method**: a dataclass with a display ``name`` field and a class attribute
-``targets`` (the target types it explains), optionally ``vit = False`` (cannot explain
-Vision Transformers), ``runtime_fields`` (fields left out of the cache key,
-:func:`fame_utils.experiment.keys.method_key`) and a classmethod
-``recipe_settings(recipe, task) -> dict`` of constructor arguments; add it to :data:`METHODS`.
+**Adding a method**: a dataclass with a display ``name`` field, optionally class attributes
+``targets`` (the target types it explains; default both), ``vit = False``, ``runtime_fields``
+(left out of cache keys) and a classmethod ``recipe_settings(recipe, task) -> dict`` of
+constructor arguments; add it to :data:`METHODS`.
 """
 
 from __future__ import annotations
@@ -21,7 +14,7 @@ import re
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -33,18 +26,6 @@ from .baselines.sanity import Centre, Constant, Random
 from .core import FameConfig, FameResult, run_fame
 from .objectives import Attribution, ClassLogit, CosineSimilarity, Objective, check_target
 from .recipes import PAPER, REFERENCE, Recipe, get_recipe
-
-__all__ = [
-    "Fame",
-    "METHODS",
-    "registry_key",
-    "available_methods",
-    "table_methods",
-    "make_methods",
-    "supports",
-    "explain_all",
-    "empty_maps",
-]
 
 Task = Literal["classification", "verification"]
 _TASK_TARGET: dict[str, type] = {"classification": ClassLogit, "verification": CosineSimilarity}
@@ -68,24 +49,19 @@ class _BothSides(CosineSimilarity):
         return _BothSides(self.references[index], self.sign[index])
 
     def __call__(self, model: nn.Module, inputs: Tensor) -> Tensor:
-        s = self.similarity(model, inputs)
+        s = super().__call__(model, inputs)
         return torch.where(self.sign > 0, s, 1.0 - s)
 
 
 @dataclass
 class Fame:
-    """FAME (paper Eq. 3-4) under the shared convention; runs exactly ``config``.
-
-    ``ClassLogit`` target: one map, ``fame(model, x, target, config)``. ``CosineSimilarity``
-    target: e₊ (L₊ = s, equal to ``fame(model, x, target, config)``) and e₋ (L₋ = 1 − s)
-    from one batched run of 2B samples. The default config is the paper's classification
-    setting; for faces use ``Fame(FameConfig.paper("verification"))`` or :func:`make_methods`.
-    """
+    """FAME (Eq. 3-4), running exactly ``config`` (default: the paper's classification
+    setting; faces: ``FameConfig.paper("verification")``). A ``ClassLogit`` gives
+    ``fame(model, x, target, config)``; a ``CosineSimilarity`` e₊ (that map, L₊ = s) and
+    e₋ (L₋ = 1 − s) from one batched run of 2B samples."""
 
     config: FameConfig = field(default_factory=FameConfig)
     name: str = "FAME"
-
-    targets: ClassVar[tuple[type, ...]] = (ClassLogit, CosineSimilarity)
 
     @classmethod
     def recipe_settings(cls, recipe: Recipe, task: Task) -> dict[str, Any]:
@@ -183,17 +159,16 @@ def make_methods(
         names: e.g. ``["fame", "gradcam"]`` (see :func:`available_methods`).
         task: ``"classification"`` or ``"verification"``.
         recipe: ``"paper"`` (``None``), ``"reference"`` or a :class:`~fame_utils.recipes.Recipe`
-            giving the recipe-dependent settings (FAME's config, the face CAMs' target).
-        recipes: several recipes: methods a recipe changes are made once per recipe and
-            named ``"FAME (paper)"``, ``"FAME (reference)"``; the others once.
-        fame_settings: ``FameConfig`` fields on top of each recipe's config (not with ``config``).
-        **settings: constructor arguments for every chosen method with a field of that name
-            (``config=``, ``target_layer="layer4"``, ``threshold=0.3``...; ``None``: not
-            given); with an explicit recipe they must agree with it.
+            (FAME's config, the face CAMs' target).
+        recipes: several recipes: a method they change is made once per recipe, named
+            ``"FAME (paper)"``, ``"FAME (reference)"``.
+        fame_settings: ``FameConfig`` fields on top of each recipe's config.
+        **settings: constructor arguments for every chosen method with that field
+            (``config=``, ``target_layer="layer4"``...; ``None``: not given).
 
     Raises:
-        ValueError: unknown name, a method that does not support ``task``, both
-            ``recipe`` and ``recipes``, or a setting that disagrees with the recipe.
+        ValueError: unknown name or unsupported task, both ``recipe`` and ``recipes``,
+            ``config`` with ``fame_settings``, or a setting that disagrees with the recipe.
         TypeError: a setting none of the methods has.
     """
     _check_task(task)

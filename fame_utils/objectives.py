@@ -1,48 +1,96 @@
-"""Objectives L that FAME descends (paper Sec. 2-3), which are also the targets every
-method explains, and :class:`Attribution`, what a method returns.
-
-:class:`ClassLogit` (Table 2) and :class:`CosineSimilarity` (Table 1 / Fig. 3) are the
-targets of ``method(model, images, target)``: FAME descends them, the CAMs, CorrRISE and
-FGGB explain the same quantity. :class:`FeatureCell`, :class:`TokenCell` and
-:class:`Dissimilarity` are FAME objectives only. An objective maps the network's response
-to the iterate x̄ (N, 3, H, W) to one loss per sample (N,); override
-:meth:`Objective.expand` when one image gives several maps and :meth:`Objective.subset`
-when the objective holds per-sample data, so that FAME can split a batch into chunks.
-"""
+"""Objectives L that FAME descends (paper Sec. 2-3), layer capture for them and the CAMs,
+and :class:`Attribution`. :class:`ClassLogit` and :class:`CosineSimilarity` are also the
+targets every method explains; the others are FAME objectives only."""
 
 from __future__ import annotations
 
 import copy
 import math
+import numbers
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._checks import (
     as_index_tensor,
-    check_labels,
+    check_class_indices,
     check_model_output,
     check_switch,
     check_threshold,
     model_device,
 )
-from .hooks import capture_output
 
-__all__ = [
-    "Attribution",
-    "check_target",
-    "Objective",
-    "ClassLogit",
-    "FeatureCell",
-    "TokenCell",
-    "cell_objective",
-    "vit_reshape_transform",
-    "CosineSimilarity",
-    "Dissimilarity",
-]
+
+class _StopForward(Exception):
+    """Raised by :func:`capture_output`'s hook once the layer has run."""
+
+
+def capture_output(model: nn.Module, layer: nn.Module | str, *args: Any, **kwargs: Any) -> Any:
+    """``layer``'s output during ``model(*args, **kwargs)`` (autograd as usual); nothing
+    deeper runs. ``RuntimeError`` if the layer did not run."""
+    module = resolve_layer(model, layer)
+    store: list[Any] = []
+
+    def hook(_module: nn.Module, _inputs: Any, out: Any) -> None:
+        store.append(out)
+        raise _StopForward
+
+    handle = module.register_forward_hook(hook)
+    try:
+        model(*args, **kwargs)
+    except _StopForward:
+        pass
+    finally:
+        handle.remove()
+    if not store:
+        raise RuntimeError(f"layer {layer!r} did not run in the model's forward pass")
+    return store[0]
+
+
+def default_target_layer(model: nn.Module) -> nn.Module | None:
+    """The CAM layer of a common torchvision architecture, or ``None``: the model's own
+    ``target_layer`` (loaders and :func:`fame_utils.wrap` set one), else ResNet
+    ``layer4[-1]``; VGG, DenseNet, ConvNeXt, MobileNet, EfficientNet ``features[-1]``;
+    RegNet ``trunk_output[-1]``; a ViT's last encoder block's ``ln_1``."""
+    found = getattr(model, "target_layer", None)
+    if isinstance(found, nn.Module):
+        return found
+    net = getattr(model, "net", model)
+    for name in ("layer4", "features", "trunk_output"):
+        block = getattr(net, name, None)
+        if isinstance(block, nn.Sequential) and len(block) > 0:
+            return block[-1]
+    layers = getattr(getattr(net, "encoder", None), "layers", None)
+    if isinstance(layers, nn.Sequential) and len(layers) > 0 and hasattr(layers[-1], "ln_1"):
+        return layers[-1].ln_1
+    return None
+
+
+def resolve_layer(model: nn.Module, layer: nn.Module | str | None) -> nn.Module:
+    """A submodule given as a module or a dotted name (``"layer4"``); for ``None`` the
+    :func:`default_target_layer`. ``ValueError`` (naming the children) if there is none."""
+    if isinstance(layer, nn.Module):
+        return layer
+    try:
+        found = default_target_layer(model) if layer is None else model.get_submodule(layer)
+    except AttributeError:
+        found = None
+    if found is None:
+        names = [n for n, _ in model.named_children()]
+        what = (
+            f"no default CAM target layer for {type(model).__name__}: pass "
+            "target_layer=<module or dotted name> to the method (e.g. "
+            "make_methods(['gradcam'], task, target_layer='layer4')) or to "
+            "fame_utils.wrap(net, mean, std, target_layer=...)"
+            if layer is None
+            else f"model has no submodule {layer!r}"
+        )
+        raise ValueError(f"{what}; top-level children: {names}")
+    return found
 
 
 class Attribution(NamedTuple):
@@ -57,13 +105,11 @@ class Objective:
     """Base class: ``objective(model, inputs) -> (N,)`` losses to descend."""
 
     def expand(self, model: nn.Module, images: Tensor) -> tuple[Tensor, Objective]:
-        """The optimisation batch (N, 3, H, W) for the user's (B, 3, H, W) and an
-        objective bound to it. Default: identity (N = B)."""
+        """The optimisation batch (N, 3, H, W) and an objective bound to it (default N = B)."""
         return images, self
 
     def subset(self, index: slice | Tensor) -> Objective:
-        """The objective for rows ``index`` (a slice or 1-D index tensor) of the
-        (expanded) batch. Default: ``self``."""
+        """The objective for rows ``index`` (slice or index tensor) of the expanded batch."""
         return self
 
     def __call__(self, model: nn.Module, inputs: Tensor) -> Tensor:  # pragma: no cover
@@ -76,7 +122,18 @@ class ClassLogit(Objective):
     ``absolute``: |z_o| as the reference code (``FameConfig.absolute_logit`` sets it)."""
 
     def __init__(self, targets: int | Sequence[int] | Tensor, *, absolute: bool = False):
-        self.targets = check_labels(targets, "targets")
+        try:
+            t = torch.as_tensor(targets if isinstance(targets, Tensor) else np.asarray(targets))
+        except (TypeError, ValueError, RuntimeError):
+            t = None
+        if t is None or t.dtype == torch.bool or t.is_floating_point() or t.is_complex():
+            raise TypeError(
+                f"targets must be class indices (whole numbers), got {targets!r}; map class "
+                "names to indices first (e.g. with the model's category list)"
+            )
+        self.targets = (
+            int(targets) if isinstance(targets, numbers.Integral) else t.reshape(-1).long()
+        )
         self.absolute = check_switch(absolute, "absolute")
         self._checked = False
 
@@ -85,14 +142,13 @@ class ClassLogit(Objective):
         return f"ClassLogit({t}{', absolute=True' if self.absolute else ''})"
 
     def indices(self, batch: int) -> Tensor:
-        """(batch,) long tensor of class indices, checked against the batch size."""
-        return as_index_tensor(self.targets, batch, "ClassLogit targets")
+        """(batch,) long tensor of class indices >= 0, checked against the batch size."""
+        t = as_index_tensor(self.targets, batch, "ClassLogit targets")
+        return check_class_indices(t, None, "ClassLogit targets")
 
     def expand(self, model: nn.Module, images: Tensor) -> tuple[Tensor, Objective]:
-        t = as_index_tensor(self.targets, images.shape[0], "targets")
-        if int(t.min()) < 0:
-            raise ValueError(f"targets must be non-negative class indices, got {t.tolist()}")
-        return images, ClassLogit(t.to(images.device), absolute=self.absolute)
+        t = self.indices(images.shape[0]).to(images.device)
+        return images, ClassLogit(t, absolute=self.absolute)
 
     def subset(self, index: slice | Tensor) -> Objective:
         if isinstance(self.targets, int):
@@ -105,23 +161,15 @@ class ClassLogit(Objective):
             raise ValueError(f"ClassLogit expects (N, classes) logits, got {tuple(logits.shape)}")
         t = as_index_tensor(self.targets, inputs.shape[0], "targets").to(logits.device)
         if not self._checked:  # one host sync, on the first call only
-            if int(t.max()) >= logits.shape[1]:
-                raise ValueError(
-                    f"targets must lie in [0, {logits.shape[1] - 1}], got {t.tolist()}"
-                )
+            check_class_indices(t, logits.shape[1], "ClassLogit targets")
             self._checked = True
         z = logits.gather(1, t[:, None]).squeeze(1)
         return z.abs() if self.absolute else z
 
 
 class FeatureCell(Objective):
-    """L_a = ‖a[k]‖₁ = Σ_c |a_c[k]| at cell k of a module's output a (N, C, h, w) (paper
-    Sec. 3, Fig. 2). B images and K cells are optimised as B·K samples, image-major.
-
-    Args:
-        layer: the module whose output is explained, or its dotted name.
-        cells: (row, col) pairs in the layer's h × w grid; ``None``: every cell, row-major.
-    """
+    """L_a = ‖a[k]‖₁ = Σ_c |a_c[k]| at cell k of ``layer``'s output (N, C, h, w) (Sec. 3,
+    Fig. 2); ``cells`` (row, col) pairs (``None``: all); B·K samples, image-major."""
 
     def __init__(
         self, layer: nn.Module | str, cells: Sequence[tuple[int, int]] | Tensor | None = None
@@ -176,16 +224,13 @@ class FeatureCell(Objective):
 
 
 class TokenCell(FeatureCell):
-    """L_a = ‖a[k]‖₁ at patch token k of a transformer block's output a (N, T, C): the
-    ViT counterpart of :class:`FeatureCell`. ``prefix_tokens`` lead (the class token; 2 for
-    DeiT's distillation token), then the h × w patch tokens row-major; cell (row, col) is token
-    prefix_tokens + row·w + col (its box: its patch).
+    """L_a = ‖a[k]‖₁ at patch token k of a transformer block's output (N, T, C), the ViT
+    :class:`FeatureCell`: cell (row, col) is token prefix_tokens + row·w + col.
 
     Args:
-        layer: the block (module or dotted name, e.g. ``"encoder.layers.encoder_layer_0"``).
-        cells: (row, col) pairs on the patch grid; ``None``: every patch token, row-major.
+        layer, cells: the block and (row, col) pairs on the patch grid (``None``: all).
         grid: (h, w) patch grid; default: square, √(T − prefix_tokens) per side.
-        prefix_tokens: tokens before the patch tokens (>= 1, the class token first).
+        prefix_tokens: tokens before the patches (>= 1: the class token; 2 for DeiT).
         class_token: explain the class token instead, as cell (0, 0) of a 1 × 1 grid.
     """
 
@@ -218,14 +263,9 @@ class TokenCell(FeatureCell):
 def vit_reshape_transform(
     tokens: Tensor, grid: tuple[int, int] | None = None, prefix_tokens: int = 1
 ) -> Tensor:
-    """ViT tokens (B, p + h·w, C) (``prefix_tokens`` p first, the class token, then the
-    patches row-major, as torchvision's ``VisionTransformer``) → (B, C, h, w) with patch token
-    p + r·w + c at cell (r, c); ``grid`` (h, w) defaults to a square. The CAMs'
-    ``reshape_transform``.
-
-    Raises:
-        ValueError: not a (B, T, C) tensor, or T − p does not fill the grid.
-    """
+    """ViT tokens (B, p + h·w, C), p = ``prefix_tokens``, → (B, C, h, w) with token
+    p + r·w + c at (r, c); ``grid`` defaults to a square. The CAMs' ``reshape_transform``.
+    ``ValueError`` if not (B, T, C) or T − p does not fill the grid."""
     if tokens.ndim != 3:
         raise ValueError(f"expected ViT tokens (B, 1 + h*w, C), got shape {tuple(tokens.shape)}")
     patches = tokens.shape[1] - prefix_tokens
@@ -268,14 +308,8 @@ def cell_objective(
 
 
 class CosineSimilarity(Objective):
-    """L₊ = s = cos(φ(x̄), φ_ref): descending it removes what makes the pair similar, the
-    e₊ map (paper Fig. 3); as a method's target FAME also gives e₋ (L₋ = 1 − s).
-
-    Args:
-        references: (B, D) frozen partner embeddings, one per image.
-        threshold: the verification threshold θ on s (the protocol's EER threshold), which
-            FGGB needs; FAME and the CAMs ignore it.
-    """
+    """L₊ = s = cos(φ(x̄), φ_ref), the e₊ objective (Fig. 3); ``references`` (B, D)
+    partner embeddings, ``threshold`` θ on s (FGGB needs it; the others ignore it)."""
 
     def __init__(self, references: Tensor, threshold: float | None = None):
         if not isinstance(references, Tensor) or references.ndim != 2:
@@ -306,7 +340,7 @@ class CosineSimilarity(Objective):
     def subset(self, index: slice | Tensor) -> Objective:
         return type(self)(self.references[index], self.threshold)
 
-    def similarity(self, model: nn.Module, inputs: Tensor) -> Tensor:
+    def __call__(self, model: nn.Module, inputs: Tensor) -> Tensor:
         """(N,) cosine similarities of the model's embeddings to the references."""
         emb = check_model_output(model(inputs))
         if emb.shape[-1] != self.references.shape[-1]:
@@ -316,16 +350,13 @@ class CosineSimilarity(Objective):
             )
         return F.cosine_similarity(emb, self.references.to(emb.device), dim=1)
 
-    def __call__(self, model: nn.Module, inputs: Tensor) -> Tensor:
-        return self.similarity(model, inputs)
-
 
 class Dissimilarity(CosineSimilarity):
     """L₋ = 1 − s: descending it makes the pair more similar, giving the e₋ map. A FAME
     objective, not a method's target."""
 
     def __call__(self, model: nn.Module, inputs: Tensor) -> Tensor:
-        return 1.0 - self.similarity(model, inputs)
+        return 1.0 - super().__call__(model, inputs)
 
 
 def check_target(target: object) -> ClassLogit | CosineSimilarity:

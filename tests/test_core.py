@@ -260,8 +260,10 @@ def test_target_count_must_match_batch(tiny_cnn):
         fame(tiny_cnn, torch.rand(2, 3, 16, 16), ClassLogit([0, 1, 2]), iterations=1, **QUIET)
     with pytest.raises(ValueError, match="one partner embedding per image"):
         fame(tiny_cnn, torch.rand(2, 3, 16, 16), CosineSimilarity(torch.rand(3, 5)), **QUIET)
-    with pytest.raises(ValueError, match=r"lie in \[0, 4\]"):
+    with pytest.raises(ValueError, match=r"class indices in \[0, 4\], got \[7\]"):
         fame(tiny_cnn, torch.rand(1, 3, 16, 16), ClassLogit([7]), iterations=1, **QUIET)
+    with pytest.raises(ValueError, match=r"class indices in .*got \[-1\]"):
+        fame(tiny_cnn, torch.rand(1, 3, 16, 16), ClassLogit([-1]), iterations=1, **QUIET)
 
 
 def test_bad_config_raises():

@@ -280,7 +280,7 @@ def test_compile_failure_falls_back_to_eager_with_a_warning(tiny_cnn, monkeypatc
 
 def test_compile_does_not_hide_the_objectives_errors(tiny_cnn, monkeypatch):
     monkeypatch.setattr(torch, "compile", lambda fn, *a, **k: fn)  # compiling is a no-op
-    with pytest.raises(ValueError, match=r"lie in \[0, 4\]"):
+    with pytest.raises(ValueError, match=r"class indices in \[0, 4\]"):
         fame(tiny_cnn, torch.rand(1, 3, 16, 16), ClassLogit([7]), compile=True, **QUIET)
 
 

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from fame_utils._checks import check_maps
-from fame_utils.hooks import capture_output, resolve_layer, target_layer_of
+from fame_utils.objectives import capture_output, resolve_layer
 from fame_utils.postprocess import kernel_size_for, max_normalize, normalize_maps
 
 
@@ -36,12 +36,12 @@ def test_capture_output_keeps_autograd():
 
 def test_one_layer_resolver():
     net = nn.Sequential(nn.Sequential(nn.Conv2d(3, 2, 1), nn.ReLU()))
-    assert resolve_layer(net, "0.1") is net[0][1] is target_layer_of(net, "0.1")
+    assert resolve_layer(net, "0.1") is net[0][1]
     assert resolve_layer(net, net[0]) is net[0]
-    with pytest.raises(ValueError, match=r"top-level children: \['0'\]"):
+    with pytest.raises(ValueError, match=r"no submodule 'layer4'; top-level children: \['0'\]"):
         resolve_layer(net, "layer4")
-    with pytest.raises(ValueError, match=r"top-level children: \['0'\]"):
-        target_layer_of(net, "layer4")
+    with pytest.raises(ValueError, match=r"pass target_layer=.*top-level children: \['0'\]"):
+        resolve_layer(net, None)
 
 
 def test_check_maps_strictness():

@@ -1,15 +1,9 @@
-"""CAM baselines through pytorch-grad-cam 1.5.7 (paper Table 2 and Fig. 3).
-
-:class:`GradCAM`, :class:`GradCAMElementWise`, :class:`HiResCAM` and :class:`FullGrad`
-return ``Attribution(map, None)``: maps min-max scaled to [0, 1] by pytorch-grad-cam (FAME's
-paper recipe divides by the maximum only). A ``ClassLogit`` target explains each image's
-raw logit (Table 2); a ``CosineSimilarity`` target each image's cosine similarity to *its*
-frozen partner embedding (pytorch-grad-cam evaluates each target on its own output row,
-so images never mix). ``face_target="cosine"`` (paper text) differentiates s = cos(o, r)
-through ‖o‖, ∂s/∂o = (r̂ − s·ô)/‖o‖; ``"constant_norm"`` (the code behind Table 1) holds
-‖o‖‖r‖ constant, ∂s/∂o = r̂/‖o‖. The CAMs read ``target_layer`` (default:
-:func:`fame_utils.hooks.default_target_layer`); on a Vision Transformer (a ``token_grid``
-attribute) its tokens are folded to the patch grid (:func:`vit_reshape_transform`).
+"""CAM baselines through pytorch-grad-cam 1.5.7 (paper Table 2 and Fig. 3): (B, H, W)
+maps min-max scaled to [0, 1], ``Attribution(map, None)``, of each image's raw logit
+(``ClassLogit``) or cosine similarity to its own partner embedding (``CosineSimilarity``).
+``face_target="cosine"`` (paper) differentiates s through ‖o‖, ∂s/∂o = (r̂ − s·ô)/‖o‖;
+``"constant_norm"`` (code behind Table 1) holds ‖o‖‖r‖ constant, ∂s/∂o = r̂/‖o‖. A ViT's
+(``token_grid``) tokens are folded to the patch grid (:func:`vit_reshape_transform`).
 """
 
 from __future__ import annotations
@@ -31,17 +25,15 @@ from .._checks import (
     frozen_eval,
     model_device,
 )
-from ..hooks import target_layer_of
 from ..objectives import (
     Attribution,
     ClassLogit,
     CosineSimilarity,
     check_target,
+    resolve_layer,
     vit_reshape_transform,
 )
 from ..recipes import Recipe
-
-__all__ = ["GradCAM", "GradCAMElementWise", "HiResCAM", "FullGrad"]
 
 
 class _SimilarityTarget:
@@ -81,9 +73,8 @@ def _run_cam(
     constant_norm: bool = False,
     normalized: bool = False,
 ) -> Attribution:
-    """One pytorch-grad-cam method on the model's device in eval mode with frozen
-    parameters (``normalized``: fed the model's normalised tensor): ``Attribution`` of
-    (B, H, W) maps on ``images``' device and dtype."""
+    """One pytorch-grad-cam method under :func:`frozen_eval` (``normalized``: on the
+    model's normalised tensor): (B, H, W) maps on ``images``' device and dtype."""
     device = model_device(model)
     x = images.detach().to(device)
     norm = getattr(model, "input_normalization", None) if normalized else None
@@ -91,7 +82,7 @@ def _run_cam(
         model = _FromNormalized(model, *norm).to(device)
         x = (x - model.mean) / model.std
     if isinstance(target, ClassLogit):
-        classes = check_class_indices(target.indices(x.shape[0]), None, "ClassLogit targets")
+        classes = target.indices(x.shape[0])
         targets = [ClassifierOutputTarget(c) for c in classes.tolist()]
     else:
         targets = [_SimilarityTarget(r, constant_norm) for r in target.check(x.shape[0])]
@@ -118,15 +109,13 @@ def _run_cam(
 
 @dataclass
 class _PytorchGradCam:
-    """A pytorch-grad-cam CAM at ``target_layer`` (a module, a dotted name, or ``None``:
-    the model's default); ``face_target`` ``"cosine"`` or ``"constant_norm"``."""
+    """A CAM at ``target_layer`` (module, dotted name, ``None``: :func:`resolve_layer`'s
+    default); ``face_target`` ``"cosine"`` or ``"constant_norm"``."""
 
     target_layer: nn.Module | str | None = None
     name: str = "CAM"
     face_target: Literal["cosine", "constant_norm"] = "cosine"
     cam_class: ClassVar[type]
-    targets: ClassVar[tuple[type, ...]] = (ClassLogit, CosineSimilarity)
-    vit: ClassVar[bool] = True
 
     def __post_init__(self):
         if self.face_target not in ("cosine", "constant_norm"):
@@ -144,7 +133,7 @@ class _PytorchGradCam:
         """(B, H, W) maps in [0, 1] for ``images`` (B, 3, H, W) in [0, 1]."""
         check_model_input(images, model)
         check_target(target)
-        layer = target_layer_of(model, self.target_layer)
+        layer = resolve_layer(model, self.target_layer)
         constant_norm = self.face_target == "constant_norm"
         return _run_cam(self.cam_class, model, images, target, layer, constant_norm)
 
@@ -177,14 +166,11 @@ class HiResCAM(_PytorchGradCam):
 
 @dataclass
 class FullGrad:
-    """FullGrad (Srinivas & Fleuret 2019) through pytorch-grad-cam: |∇ₓy ⊙ x| plus
-    |b ⊙ ∇_b y| of every ``Conv2d``/``BatchNorm2d`` bias, each min-max scaled and resized,
-    summed, min-max scaled. The input term is taken in the model's normalised space
-    (``model.input_normalization``, the paper's setting; pixels without one).
+    """FullGrad (Srinivas & Fleuret 2019): |∇ₓy ⊙ x| (x normalised, as the paper) plus
+    |b ⊙ ∇_b y| of every ``Conv2d``/``BatchNorm2d`` bias, each min-max scaled, summed.
 
     Raises:
-        ValueError: the model has no ``Conv2d``/``BatchNorm2d`` bias, or other modules with
-            biases that pytorch-grad-cam would silently leave out.
+        ValueError: no such bias, or other biases pytorch-grad-cam would leave out.
     """
 
     name: str = "FullGrad"

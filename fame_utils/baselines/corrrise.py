@@ -1,14 +1,10 @@
 """CorrRISE (Lu, Xu & Ebrahimi, WACV 2024): occlusion masks correlated with the score.
 
-Each of ``n_masks`` masks blacks out ``patches`` squares (pixel value 0) lying fully
-inside the image; the occluded probes' scores (the cosine similarity to the frozen
-partner embedding, or the class probability) are recorded. A pixel's attribution is the
+Each mask blacks out ``patches`` squares inside the image; a pixel's attribution is the
 Spearman correlation over the masks between its mask value (1 kept, 0 occluded) and the
-score: the rank-transformed scores Pearson-correlated with the binary mask (a binary
-variable is an affine function of its own ranks, so this is ``scipy.stats.spearmanr``).
-Its positive part is e₊ (occluding the pixel lowers the score), the negative part e₋,
-each divided by its maximum, no blur; pixels that every mask keeps (or occludes) get 0.
-One seeded mask set per image size is reused for every pair, so maps are comparable.
+masked image's score (cosine similarity to the partner, or class probability). The
+positive part is e₊, the negative e₋, each divided by its maximum, no blur. One seeded
+mask set per image size serves every pair.
 """
 
 from __future__ import annotations
@@ -25,26 +21,21 @@ from .._checks import (
     check_class_indices,
     check_finite_output,
     check_model_input,
-    eval_mode,
+    frozen_eval,
     model_device,
 )
 from ..objectives import Attribution, ClassLogit, CosineSimilarity, check_target
 from ..postprocess import max_normalize
 
-__all__ = ["CorrRISE", "make_patch_masks", "rank_average", "spearman_map"]
-
 
 def make_patch_masks(
     n_masks: int, size: tuple[int, int], patches: int = 3, patch_size: int = 40, seed: int = 0
 ) -> Tensor:
-    """``n_masks`` binary masks (n_masks, H, W) float32 on the CPU (1 kept, 0 occluded),
-    each with ``patches`` (possibly overlapping) squares of side ``patch_size`` placed
-    uniformly inside the image; deterministic given ``seed``."""
+    """(n_masks, H, W) float32 CPU masks (1 kept, 0 occluded), each with ``patches``
+    squares of side ``patch_size`` placed uniformly inside the image, seeded."""
     h, w = size
     if patch_size < 1 or patch_size > min(h, w):
         raise ValueError(f"patch_size must be in [1, {min(h, w)}] for a {h}x{w} image")
-    if n_masks < 2:
-        raise ValueError(f"n_masks must be >= 2 for a correlation, got {n_masks}")
     if patches < 1:
         raise ValueError(f"patches must be >= 1, got {patches}")
     gen = torch.Generator().manual_seed(seed)
@@ -57,8 +48,8 @@ def make_patch_masks(
 
 
 def rank_average(scores: Tensor) -> Tensor:
-    """Ranks 1..n along the last dimension of (B, n) ``scores``, ties at their average
-    rank (``scipy.stats.rankdata(method="average")``): #{smaller} + (#{equal} + 1)/2."""
+    """Ranks 1..n along the last dimension of (B, n) ``scores``, ties averaged as
+    ``scipy.stats.rankdata``: #{smaller} + (#{equal} + 1)/2."""
     x, y = scores.unsqueeze(-1), scores.unsqueeze(-2)
     less = (y < x).sum(-1).to(scores.dtype)
     return less + ((y == x).sum(-1).to(scores.dtype) + 1) / 2
@@ -82,18 +73,14 @@ def spearman_map(masks: Tensor, scores: Tensor) -> Tensor:
 
 @dataclass
 class CorrRISE:
-    """CorrRISE under the shared convention: ``Attribution(e₊, e₋)`` (B, H, W) in [0, 1]
-    on ``images``' device. A ``CosineSimilarity`` target scores each masked image by
-    cos(φ(x ⊙ M), reference), a ``ClassLogit`` by the class probability (as RISE).
+    """CorrRISE: ``Attribution(e₊, e₋)`` (B, H, W) in [0, 1] on ``images``' device.
 
     Args:
-        n_masks: number of occlusion masks (500 in the paper).
+        n_masks: occlusion masks (500 in the paper, >= 2).
         patches: black squares per mask (3).
-        patch_size: side of a square in pixels; ``None`` scales the paper's 30 px at a
-            112 px chip: round(30/112 · min(H, W)) (40 at 150 px).
+        patch_size: a square's side; ``None``: round(30/112 · min(H, W)) (paper: 30 px at 112).
         seed: seed of the mask set.
-        batch_size: masked images per forward pass.
-        progress: tqdm bar over forward chunks.
+        batch_size, progress: masked images per forward pass; a tqdm bar.
     """
 
     n_masks: int = 500
@@ -103,7 +90,6 @@ class CorrRISE:
     batch_size: int = 100
     progress: bool = False
     name: str = "CorrRISE"
-    targets: ClassVar[tuple[type, ...]] = (ClassLogit, CosineSimilarity)
     runtime_fields: ClassVar[frozenset[str]] = frozenset({"batch_size", "progress"})
     _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
@@ -132,8 +118,7 @@ class CorrRISE:
     def scores(
         self, model: nn.Module, images: Tensor, target: ClassLogit | CosineSimilarity
     ) -> Tensor:
-        """(B, n_masks) scores of every masked image: no-grad forward passes of
-        ``batch_size`` on the model's device, the model in eval mode."""
+        """(B, n_masks) scores of the masked images (no grad, eval mode, model's device)."""
         device = model_device(model)
         x = images.detach().to(device)
         b = x.shape[0]
@@ -141,12 +126,11 @@ class CorrRISE:
         if isinstance(target, CosineSimilarity):
             per_image = target.check(b).to(device)
         else:
-            per_image = check_class_indices(target.indices(b), None, "ClassLogit.classes")
-            per_image = per_image.to(device)
+            per_image = target.indices(b).to(device)
         total = b * self.n_masks  # sample s: image s // n_masks with mask s % n_masks
         out = torch.empty(total, device=device, dtype=x.dtype)
         starts = range(0, total, self.batch_size)
-        with torch.no_grad(), eval_mode(model):
+        with torch.no_grad(), frozen_eval(model):
             for lo in tqdm(starts, desc=self.name, disable=not self.progress, leave=False):
                 idx = torch.arange(lo, min(lo + self.batch_size, total), device=device)
                 img = idx // self.n_masks

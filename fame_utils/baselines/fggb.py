@@ -1,12 +1,10 @@
 """FGGB (Lu, Xu & Ebrahimi, FG 2024): feature-gradient-guided explanations of verification.
 
-For the L2-normalised embedding φ̂(x) of the probe and the frozen, normalised partner
-embedding φ̂_g: G_k = mean_c |∂φ̂_k/∂x_c| (H, W) for every dimension k = 1..D, L2-normalised
-over the pixels to G̃_k; w_k = φ̂_g,k · φ̂_p,k − θ/D with θ the verification threshold (so
-Σ_k w_k = cos − θ); S = Σ_k w_k G̃_k, e₊ = max(S, 0), e₋ = max(−S, 0), each blurred (25,
-σ 5) and divided by its maximum. The D input gradients come from one forward pass and
-batched vector-Jacobian products (``is_grads_batched=True``), ``chunk_size`` at a time, or
-one product at a time where the network's backward has no batching rule (any network works).
+G_k = mean_c |∂φ̂_k/∂x_c| for each dimension k of the normalised embedding φ̂, L2-normalised
+over the pixels to G̃_k; w_k = φ̂_g,k · φ̂_p,k − θ/D (θ the verification threshold);
+S = Σ_k w_k G̃_k, e₊ = max(S, 0), e₋ = max(−S, 0), each blurred (25, σ 5) and divided by
+its maximum. The D gradients: batched vector-Jacobian products, ``chunk_size`` at a time
+(one at a time where the backward has no batching rule).
 """
 
 from __future__ import annotations
@@ -23,21 +21,16 @@ from .._checks import check_model_input, check_threshold, frozen_eval, model_dev
 from ..objectives import Attribution, ClassLogit, CosineSimilarity, check_target
 from ..postprocess import gaussian_blur, max_normalize
 
-__all__ = ["FGGB"]
-
 
 @dataclass
 class FGGB:
-    """FGGB under the shared convention (verification only: ``CosineSimilarity``).
+    """FGGB for a ``CosineSimilarity`` target: ``Attribution(e₊, e₋)`` (B, H, W) in
+    [0, 1] on ``images``' device.
 
     Args:
-        threshold: θ on the cosine similarity (the EER threshold,
-            :func:`fame_utils.eer_threshold`); ``None``: the target's ``threshold``.
-        kernel_size, sigma: Gaussian blur of e₊ and e₋ (25 and 5 as in the paper).
-        chunk_size: embedding dimensions per batched backward.
-        progress: tqdm bar over the chunks.
-
-    Returns ``Attribution(e₊, e₋)``, (B, H, W) in [0, 1] on ``images``' device.
+        threshold: θ (:func:`fame_utils.eer_threshold`); ``None``: the target's ``threshold``.
+        kernel_size, sigma: blur of e₊ and e₋ (25 and 5 as in the paper).
+        chunk_size, progress: embedding dimensions per batched backward; a tqdm bar.
     """
 
     threshold: float | None = None
@@ -68,7 +61,7 @@ class FGGB:
         """The signed, unblurred S = Σ_k w_k G̃_k, (B, H, W) on the model's device.
 
         Raises:
-            ValueError: no θ (neither here nor on the target), or θ outside [−1, 1].
+            ValueError: no θ, neither here nor on the target.
         """
         if self.threshold is None and target.threshold is None:
             raise ValueError(
@@ -76,10 +69,7 @@ class FGGB:
                 "similarity): pass FGGB(threshold=...) or CosineSimilarity(references, "
                 "threshold=...); compute it with fame_utils.eer_threshold(scores, genuine)"
             )
-        theta = check_threshold(
-            self.threshold if self.threshold is not None else target.threshold,
-            "FGGB threshold θ" if self.threshold is not None else "CosineSimilarity.threshold θ",
-        )
+        theta = self.threshold if self.threshold is not None else target.threshold
         device = model_device(model)
         x = images.detach().to(device).requires_grad_(True)
         refs = F.normalize(target.check(x.shape[0]).to(device=device, dtype=x.dtype))
@@ -110,8 +100,6 @@ class FGGB:
     def __call__(
         self, model: nn.Module, images: Tensor, target: ClassLogit | CosineSimilarity
     ) -> Attribution:
-        """e₊, e₋ (B, H, W) in [0, 1] for the probes ``images`` (B, 3, H, W) in [0, 1]
-        against the frozen partner embeddings ``target.references``."""
         check_model_input(images, model)
         if not isinstance(check_target(target), CosineSimilarity):
             raise TypeError(

@@ -1,28 +1,16 @@
-"""Sanity baselines: maps that carry no information about the model or the image.
-
-A table that cannot tell a real explanation from these cannot rank explanations (issue
-23). They take classification and verification targets alike, ignore the model and the
-target, and return (B, H, W) maps in [0, 1] on ``images``' device:
-
-- :class:`Constant`: every pixel 1 (pixel removal then follows the metric's seeded tie
-  rule, a random order; IoU@t is the box's area share at every t).
-- :class:`Random`: seeded uniform noise blurred with FAME's kernel (49, σ 7.7) and
-  min-max scaled, as smooth as a FAME map and placed at random.
-- :class:`Centre`: a centred Gaussian prior, σ = ``width`` × the image side per axis.
-"""
+"""Sanity baselines (issue 23): (B, H, W) maps in [0, 1] on ``images``' device that
+ignore model and target; a table that cannot tell them from a real explanation cannot
+rank explanations."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from ..objectives import Attribution, ClassLogit, CosineSimilarity
+from ..objectives import Attribution
 from ..postprocess import gaussian_blur, normalize_maps
-
-__all__ = ["Constant", "Random", "Centre", "BASELINE_NAMES"]
 
 #: Display names of the sanity baselines, the rows marked as references, not methods.
 BASELINE_NAMES: tuple[str, ...] = ("Constant", "Random", "Centre")
@@ -40,7 +28,6 @@ class Constant:
     """Every pixel 1: (B, H, W) ones on ``images``' device."""
 
     name: str = "Constant"
-    targets: ClassVar[tuple[type, ...]] = (ClassLogit, CosineSimilarity)
 
     def __call__(self, model: nn.Module, images: Tensor, target: object) -> Attribution:
         return Attribution(torch.ones(_size(images), device=images.device))
@@ -48,15 +35,13 @@ class Constant:
 
 @dataclass
 class Random:
-    """Seeded uniform noise (one (B, H, W) block from ``torch.Generator().manual_seed(seed)``
-    on the CPU, so the same on every device), blurred with (``kernel_size``, ``sigma``) and
-    min-max scaled per map."""
+    """Seeded uniform CPU noise (the same on every device), blurred as FAME (49, σ 7.7)
+    and min-max scaled per map."""
 
     seed: int = 0
     kernel_size: int = 49
     sigma: float = 7.7
     name: str = "Random"
-    targets: ClassVar[tuple[type, ...]] = (ClassLogit, CosineSimilarity)
 
     def __call__(self, model: nn.Module, images: Tensor, target: object) -> Attribution:
         gen = torch.Generator().manual_seed(int(self.seed))
@@ -72,7 +57,6 @@ class Centre:
 
     width: float = 0.25
     name: str = "Centre"
-    targets: ClassVar[tuple[type, ...]] = (ClassLogit, CosineSimilarity)
 
     def __post_init__(self):
         if not self.width > 0:

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._checks import check_count, check_model_input, check_threshold, eval_mode, model_device
+from .._checks import check_count, check_model_input, check_threshold, frozen_eval, model_device
 from .road import TieRule, top_pixel_chunks, top_pixel_sets
 from .threshold import eer_threshold
 
@@ -33,7 +33,7 @@ def embed(model: nn.Module, images: Tensor, batch_size: int = 64) -> Tensor:
     device, forwarded in chunks of ``batch_size`` on the model's device in eval mode."""
     check_count(batch_size, "batch_size", 1)
     dev = model_device(model)
-    with eval_mode(model):
+    with frozen_eval(model):
         out = [
             F.normalize(model(images[i : i + batch_size].to(dev)).float(), dim=1)
             for i in range(0, images.shape[0], batch_size)

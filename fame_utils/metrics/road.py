@@ -25,7 +25,7 @@ from .._checks import (
     check_maps,
     check_model_input,
     check_number,
-    eval_mode,
+    frozen_eval,
     model_device,
 )
 
@@ -121,7 +121,7 @@ def class_scores(
     check_count(batch_size, "batch_size", 1)
     dev = model_device(model)
     out = []
-    with eval_mode(model):
+    with frozen_eval(model):
         for i in range(0, images.shape[0], batch_size):
             logits = model(images[i : i + batch_size].to(dev))
             y = labels[i : i + batch_size].to(logits.device)

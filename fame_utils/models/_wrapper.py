@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 from torchvision.models import VisionTransformer
 
-from ..hooks import default_target_layer
+from ..objectives import default_target_layer
 
 __all__ = [
     "NormalizedModel",
@@ -64,7 +64,7 @@ class NormalizedModel(nn.Module):
         mean, std: its normalisation in [0, 1]-pixel units, one float or one per RGB channel.
         input_size: square side (pixels) the network expects.
         target_layer: dotted name inside ``net`` of the CAM layer; ``None`` recognises
-            torchvision's common architectures (:func:`fame_utils.hooks.default_target_layer`).
+            torchvision's common architectures (:func:`fame_utils.objectives.default_target_layer`).
         stages: optional ``{key: dotted name inside net}``; a torchvision
             ``VisionTransformer`` gets ``"block1"`` … ``"block<L>"``, its ``image_size`` as
             ``input_size`` and ``patch_size``, ``token_grid`` attributes.

@@ -14,8 +14,7 @@ from torch.utils._pytree import tree_flatten
 from torchvision.ops import clip_boxes_to_image, masks_to_boxes
 
 from .._checks import model_device
-from ..hooks import capture_output
-from ..objectives import cell_objective
+from ..objectives import capture_output, cell_objective
 from .cells import as_cells
 
 
