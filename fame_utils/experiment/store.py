@@ -1,12 +1,6 @@
 """What a run keeps on disk: atomic writes, checks of what is read back, ``run.json`` and
-the output folder's lock.
-
-Files are written to a temporary name and renamed (:func:`save_tensors`, :func:`write_text`);
-what is read back is checked (:func:`blob_problem`, :func:`values_problem`). The outputs are
-staged in ``OUT/.staging/`` and moved in with ``run.json`` last (:func:`stage_outputs`,
-:func:`commit_outputs`), so a reader that finds ``run.json`` finds the whole run;
-:func:`claim_output` takes the folder for one run (``docs/reproducibility.md``).
-"""
+the output folder's lock. Outputs are staged in ``OUT/.staging/`` and moved in with
+``run.json`` last, so a reader that finds ``run.json`` finds the whole run."""
 
 from __future__ import annotations
 
@@ -268,20 +262,6 @@ def _check_settings(out: Path, settings: dict, overwrite: bool) -> None:
         )
 
 
-def _check_foreign(out: Path) -> None:
-    """Refuse a folder with result files but no ``run.json`` (never overwritten).
-
-    Raises:
-        RunConflictError: naming the files.
-    """
-    found = [n for n in OUTPUT_FILES if (out / n).exists()]
-    if found and not (out / "run.json").is_file():
-        raise RunConflictError(
-            f"{out} holds {', '.join(found)} but no run.json, so they are not results of "
-            "this package that it may replace; move them away or choose another output folder"
-        )
-
-
 def stage_outputs(out: Path, texts: dict[str, str]) -> Path:
     """Write every output file (``{name: text}``, ``run.json`` last) into ``out/.staging/``."""
     staging = out / ".staging"
@@ -298,16 +278,6 @@ def commit_outputs(out: Path, staging: Path) -> None:
         if name != "run.json" and (staging / name).exists():
             os.replace(staging / name, out / name)
     os.replace(staging / "run.json", out / "run.json")
-    shutil.rmtree(staging, ignore_errors=True)
-
-
-def _recover_outputs(out: Path) -> None:
-    """With the lock held: move in a staging folder a killed run left complete (it holds
-    ``run.json``), remove any other."""
-    staging = out / ".staging"
-    if (staging / "run.json").is_file():
-        warnings.warn(f"completing the outputs a killed run left in {staging}", stacklevel=3)
-        commit_outputs(out, staging)
     shutil.rmtree(staging, ignore_errors=True)
 
 
@@ -360,9 +330,9 @@ class OutputLock:
 
 
 def claim_output(out: Path, settings: dict, overwrite: bool) -> OutputLock | None:
-    """On rank 0 (:mod:`.distributed`): take ``out``'s lock, finish what a killed run left
-    and check that the results there may be replaced by a run of ``settings``; returns the
-    held lock (``None`` on the other ranks).
+    """On rank 0: take ``out``'s lock, finish what a killed run left and check that the
+    results there may be replaced by a run of ``settings``; returns the held lock (``None``
+    on the other ranks).
 
     Raises:
         RunConflictError: on every rank: another run holds ``out``, foreign result files
@@ -373,8 +343,20 @@ def claim_output(out: Path, settings: dict, overwrite: bool) -> OutputLock | Non
         lock = OutputLock(out)
         try:
             lock.acquire()
-            _recover_outputs(out)
-            _check_foreign(out)
+            staging = out / ".staging"
+            if (staging / "run.json").is_file():  # left complete by a killed run
+                warnings.warn(
+                    f"completing the outputs a killed run left in {staging}", stacklevel=2
+                )
+                commit_outputs(out, staging)
+            shutil.rmtree(staging, ignore_errors=True)
+            found = [n for n in OUTPUT_FILES if (out / n).exists()]
+            if found and not (out / "run.json").is_file():
+                raise RunConflictError(
+                    f"{out} holds {', '.join(found)} but no run.json, so they are not results "
+                    "of this package that it may replace; move them away or choose another "
+                    "output folder"
+                )
             _check_settings(out, settings, overwrite)
             remove_stale_tmp(out)
         except RunConflictError as e:
