@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from .._checks import model_device
 from ..data.items import ClassificationItem, PairItem, Task, collate, dataset_identity, task_of
-from ..methods import make_methods, supports
+from ..methods import supports
 from ..metrics.adapters import EvalContext, Metric
 from ..metrics.face import embed
 from ..metrics.threshold import eer_threshold
@@ -107,11 +107,7 @@ def _check_metrics(dataset: Sequence, metrics: Sequence[Metric]) -> Task:
     return task
 
 
-def _resolve_methods(methods: Sequence, task: Task, recipe, threshold) -> list:
-    """Method instances (names made by the registry, instances kept), checked."""
-    names = [m for m in methods if isinstance(m, str)]
-    made = iter(make_methods(names, task, recipe=recipe, threshold=threshold) if names else [])
-    methods = [next(made) if isinstance(m, str) else m for m in methods]
+def _check_methods(methods: Sequence, task: Task) -> None:
     if not methods:
         raise ValueError("no methods given")
     names = [getattr(m, "name", None) for m in methods]
@@ -122,7 +118,6 @@ def _resolve_methods(methods: Sequence, task: Task, recipe, threshold) -> list:
     for m in methods:
         if not supports(m, task):
             raise ValueError(f"method {m.name} does not support {task} (see its `targets`)")
-    return methods
 
 
 def _nonfinite(values: Tensor, names: list[str]) -> list[str]:
@@ -287,7 +282,7 @@ def _evaluate(model, dataset, name: str, folder: Path, which, metrics, run):
 def run_experiment(
     model: nn.Module,
     dataset: Sequence[ClassificationItem] | Sequence[PairItem],
-    methods: Sequence[Callable[..., Attribution] | str],
+    methods: Sequence[Callable[..., Attribution]],
     metrics: Sequence[Metric],
     out_dir: str | os.PathLike,
     *,
@@ -311,7 +306,7 @@ def run_experiment(
             computed on: a classifier for :class:`ClassificationItem` data, a face
             embedder for :class:`PairItem` data.
         methods: ``method(model, images, target) -> Attribution`` callables with unique
-            ``name`` s, or registry names made by :func:`fame_utils.make_methods`.
+            ``name`` s (:func:`fame_utils.make_methods` makes them by name).
         metrics: e.g. ``[IoUMetric(), RoadMetric()]`` or ``[FaceDeleteInsertMetric()]``.
         out_dir: folder for ``results.csv``, ``summary.{csv,md,tex}`` and ``run.json``.
         recipe: ``"paper"`` (default), ``"reference"`` or a :class:`Recipe`.
@@ -366,7 +361,7 @@ def run_experiment(
             if threshold is None:  # rank 0's, so that every rank keys its cache by the same θ
                 threshold = distributed.broadcast(float(eer_threshold(clean, genuine)))
                 threshold_source = "clean EER"
-        methods = _resolve_methods(methods, task, recipe, threshold)  # FGGB gets θ
+        _check_methods(methods, task)
         method_keys = {m.name: method_key(m, model) for m in methods}
         inputs, names = [], []  # each batch as the stages read it: its hash and item names
         for idx in tqdm(batches, "hashing inputs", disable=not progress, leave=False):

@@ -235,16 +235,9 @@ def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
     return out
 
 
-def _check_settings(out: Path, settings: dict, overwrite: bool) -> None:
-    """Refuse to write into ``out`` when its ``run.json`` holds other ``settings`` (the
-    message lists the differences), unless ``overwrite``.
-
-    Raises:
-        RunConflictError: the settings differ, or ``run.json`` is unreadable.
-    """
-    path = out / "run.json"
-    if overwrite or not path.is_file():
-        return
+def _check_settings(path: Path, settings: dict) -> None:
+    """Refuse a ``run.json`` that is unreadable or holds other ``settings`` (the message
+    lists the differences)."""
     try:
         old = json.loads(path.read_text(encoding="utf-8"))
         old.pop("run", None)
@@ -257,8 +250,8 @@ def _check_settings(out: Path, settings: dict, overwrite: bool) -> None:
     if diff:
         shown = "; ".join(diff[:8]) + (f"; and {len(diff) - 8} more" if len(diff) > 8 else "")
         raise RunConflictError(
-            f"{out} holds results made with other settings ({shown}). Choose another output "
-            "folder, or pass overwrite=True (--overwrite) to replace them"
+            f"{path.parent} holds results made with other settings ({shown}). Choose another "
+            "output folder, or pass overwrite=True (--overwrite) to replace them"
         )
 
 
@@ -357,7 +350,9 @@ def claim_output(out: Path, settings: dict, overwrite: bool) -> OutputLock | Non
                     "of this package that it may replace; move them away or choose another "
                     "output folder"
                 )
-            _check_settings(out, settings, overwrite)
+            path = out / "run.json"
+            if not overwrite and path.is_file():
+                _check_settings(path, settings)
             remove_stale_tmp(out)
         except RunConflictError as e:
             lock.release()
