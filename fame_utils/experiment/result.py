@@ -35,9 +35,8 @@ def summarize(
     *,
     n_resamples: int = DEFAULT_RESAMPLES,
     seed: int = 0,
-    level: float = 0.95,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Means and percentile-bootstrap intervals over items (:data:`ROW_COLUMNS` rows) of
+    """Means and 95 % percentile-bootstrap intervals over items (:data:`ROW_COLUMNS` rows) of
     each method × column, as ``(summary, intervals)``: methods × column labels, float means
     and :class:`~fame_utils.stats.Interval` cells (``None`` where no value is finite; NaN
     values are left out). Every cell uses ``seed``."""
@@ -51,11 +50,9 @@ def summarize(
         values = group["value"].to_numpy(np.float64)
         values = values[np.isfinite(values)]
         if label in labels and method in summary.index and values.size:
-            iv = bootstrap_interval(values, n_resamples, seed, level)
+            iv = bootstrap_interval(values, n_resamples, seed, 0.95)
             summary.loc[method, label] = iv.mean
             intervals.loc[method, label] = iv
-    summary.columns.name = None
-    intervals.columns.name = None
     return summary, intervals
 
 

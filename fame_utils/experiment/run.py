@@ -420,7 +420,7 @@ def run_experiment(
             cache_dirs: dict[str, Path] = {}
             computed: dict[str, int] = {}
             empty: dict[str, list[str]] = {}
-            for method in tqdm(methods, desc="maps", unit="method", disable=not progress):
+            for method in tqdm(methods, desc="methods", unit="method", disable=not progress):
                 key = {**base, "method": method_keys[method.name]}
                 folder = cache_root / f"{slug(method.name)}-{digest(key)}"
                 cache_dirs[method.name] = folder
@@ -433,8 +433,7 @@ def run_experiment(
                 computed[method.name], empty[method.name] = _compute_maps(
                     model, dataset, method, folder, owned, run
                 )
-            for m in tqdm(methods, desc="evaluation", unit="method", disable=not progress):
-                _evaluate(model, dataset, m.name, cache_dirs[m.name], owned, metrics, run)
+                _evaluate(model, dataset, method.name, folder, owned, metrics, run)
             distributed.barrier()  # then every rank reads every rank's values from the cache
             run["progress"], every, records = False, range(len(batches)), []
             for m in methods:
