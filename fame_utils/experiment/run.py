@@ -175,56 +175,47 @@ def _compute_maps(model, dataset, method, folder: Path, owned, run: dict) -> tup
         for p in folder.glob(f"eval_*_{b:05d}.pt"):  # values of the old maps
             p.unlink(missing_ok=True)
         todo.append(b)
-    bar = tqdm(
-        total=len(owned),
-        initial=len(owned) - len(todo),
-        desc=f"maps {method.name}",
-        unit="batch",
-        disable=not run["progress"],
-        leave=False,
-    )
-    with bar:
-        for b in todo:
-            idx = batches[b]
-            batch = _batch(dataset, idx).to(model_device(model))
-            if run["refs"] is None:
-                images, target = batch.images, ClassLogit(batch.labels)
-                with torch.no_grad():
-                    _check_model_output(model(images).flatten(1), batch.names)
-            else:
-                images = batch.probe
-                refs = run["refs"][idx.start : idx.stop].to(images.device)
-                target = CosineSimilarity(refs, run["threshold"])
-            att = method(model, images, target)
-            if not isinstance(att, Attribution):
-                raise TypeError(
-                    f"method {method.name} returned {type(att).__name__}, expected Attribution"
+    off = not run["progress"]
+    for b in tqdm(todo, f"maps {method.name}", unit="batch", disable=off, leave=False):
+        idx = batches[b]
+        batch = _batch(dataset, idx).to(model_device(model))
+        if run["refs"] is None:
+            images, target = batch.images, ClassLogit(batch.labels)
+            with torch.no_grad():
+                _check_model_output(model(images).flatten(1), batch.names)
+        else:
+            images = batch.probe
+            refs = run["refs"][idx.start : idx.stop].to(images.device)
+            target = CosineSimilarity(refs, run["threshold"])
+        att = method(model, images, target)
+        if not isinstance(att, Attribution):
+            raise TypeError(
+                f"method {method.name} returned {type(att).__name__}, expected Attribution"
+            )
+        for role, maps in (("positive", att.positive), ("negative", att.negative)):
+            problem = map_problem(maps, (len(idx), *run["hw"]), role)
+            if problem is not None:
+                if "NaN" in problem:
+                    problem += f" for items {_nonfinite(maps, batch.names)}"
+                raise RuntimeError(
+                    f"method {method.name} returned unusable maps: {problem}. Nothing of "
+                    "this batch was cached or scored (NaN maps come from a model that "
+                    "outputs NaN or a step size that overflows; check the model and the "
+                    "method's settings)"
                 )
-            for role, maps in (("positive", att.positive), ("negative", att.negative)):
-                problem = map_problem(maps, (len(idx), *run["hw"]), role)
-                if problem is not None:
-                    if "NaN" in problem:
-                        problem += f" for items {_nonfinite(maps, batch.names)}"
-                    raise RuntimeError(
-                        f"method {method.name} returned unusable maps: {problem}. Nothing of "
-                        "this batch was cached or scored (NaN maps come from a model that "
-                        "outputs NaN or a step size that overflows; check the model and the "
-                        "method's settings)"
-                    )
-            # an empty e₊ map is a finding (an empty e₋ is expected, e.g. impostor pairs)
-            zero = (att.positive.detach().flatten(1).amax(1) <= 0).cpu().tolist()
-            batch_empty = [n for n, z in zip(batch.names, zero) if z]
-            new_empty += batch_empty
-            neg = att.negative
-            blob = {
-                "positive": att.positive.detach().to("cpu", torch.float32),
-                "negative": None if neg is None else neg.detach().to("cpu", torch.float32),
-                "names": batch.names,
-                "empty": batch_empty,
-                "inputs": run["inputs"][b],
-            }
-            save_tensors(blob, folder / f"batch_{b:05d}.pt")
-            bar.update(1)
+        # an empty e₊ map is a finding (an empty e₋ is expected, e.g. impostor pairs)
+        zero = (att.positive.detach().flatten(1).amax(1) <= 0).cpu().tolist()
+        batch_empty = [n for n, z in zip(batch.names, zero) if z]
+        new_empty += batch_empty
+        neg = att.negative
+        blob = {
+            "positive": att.positive.detach().to("cpu", torch.float32),
+            "negative": None if neg is None else neg.detach().to("cpu", torch.float32),
+            "names": batch.names,
+            "empty": batch_empty,
+            "inputs": run["inputs"][b],
+        }
+        save_tensors(blob, folder / f"batch_{b:05d}.pt")
     if new_empty:
         warnings.warn(
             f"{method.name} gave all-zero maps for {new_empty}; they are scored as empty maps "
