@@ -40,9 +40,9 @@ def _integer(text: str) -> int:
 
 
 def _count(text: str) -> int:
-    if _integer(text) < 1:
+    if (n := _integer(text)) < 1:
         raise ArgumentTypeError(f"must be at least 1, got {text}")
-    return int(text)
+    return n
 
 
 def _in_range(lo: float, hi: float, what: str) -> Callable[[str], float]:
@@ -78,18 +78,20 @@ def _numbers(lo: float, hi: float, what: str) -> Callable[[str], tuple[float, ..
     return parse
 
 
-def _seed(text: str) -> int:
+def _api(check: Callable[[object, str], object], value: object, name: str) -> object:
+    """``check(value, name)`` of the runner, its ``ValueError`` as argparse's error line."""
     try:
-        return check_seed(_integer(text))
+        return check(value, name)
     except ValueError as e:
-        raise ArgumentTypeError(str(e).replace("seed ", "", 1)) from None
+        raise ArgumentTypeError(str(e).replace(f"{name} ", "", 1)) from None
+
+
+def _seed(text: str) -> int:
+    return int(_api(check_seed, _integer(text), "seed"))
 
 
 def _folder(text: str) -> str:
-    try:
-        return str(check_folder(text, "folder"))
-    except ValueError as e:
-        raise ArgumentTypeError(str(e).replace("folder ", "", 1)) from None
+    return str(_api(check_folder, text, "folder"))
 
 
 def _existing(text: str) -> str:
@@ -114,12 +116,13 @@ def _device(text: str) -> str:
     return text
 
 
-def _methods(task: str) -> Callable[[str], list[str]]:
+def _methods_argument(p: argparse.ArgumentParser, task: str) -> None:
+    allowed = available_methods(task)
+
     def parse(text: str) -> list[str]:
         names = [n.strip() for n in text.split(",") if n.strip()]
         if not names:
             raise ArgumentTypeError("no methods given")
-        allowed = available_methods(task)
         for n in names:
             try:
                 key = registry_key(n)
@@ -131,16 +134,12 @@ def _methods(task: str) -> Callable[[str], list[str]]:
                 )
         return names
 
-    return parse
-
-
-def _methods_argument(p: argparse.ArgumentParser, task: str) -> None:
     p.add_argument(
         "--methods",
-        type=_methods(task),
+        type=parse,
         default=table_methods(task) + list(SANITY_KEYS),
-        help=f"comma-separated, from {','.join(available_methods(task))} (default: the "
-        "table's and the sanity baselines)",
+        help=f"comma-separated, from {','.join(allowed)} (default: the table's and the "
+        "sanity baselines)",
     )
 
 

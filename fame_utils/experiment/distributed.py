@@ -1,12 +1,7 @@
-"""Runs split across processes with ``torch.distributed`` (``torchrun``), one code path.
-
-Rank r of a world of n computes and evaluates the map batches r, r + n, … into the shared
-cache (atomic writes, so any world size resumes any other's cache), waits at a barrier,
-then reads the whole cache; rank 0 writes the tables. In one process (``WORLD_SIZE`` unset
-or 1) :func:`current` is rank 0 of 1 and the collectives do nothing. The command line
-calls :func:`init_from_env`; code that calls :func:`~fame_utils.run_experiment` under
-torchrun itself calls it (or ``torch.distributed.init_process_group``) first.
-"""
+"""Runs split across ``torchrun`` processes: rank r of n computes the map batches r, r + n,
+… into the shared cache, waits at a barrier, then reads the whole cache; rank 0 writes the
+tables. In one process the collectives do nothing. Call :func:`init_from_env` (or
+``torch.distributed.init_process_group``) before :func:`~fame_utils.run_experiment`."""
 
 from __future__ import annotations
 

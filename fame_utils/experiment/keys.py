@@ -1,10 +1,5 @@
-"""Cache keys: what a cached value depends on, as JSON and hashes.
-
-A cache folder is named by :func:`digest` of the model (:func:`model_fingerprint`), the
-method (:func:`method_key`), the code (:func:`source_hash`), the dataset, batch size and θ;
-each batch keeps the hash of its input pixels (:func:`batch_hash`). What cannot be
-fingerprinted is refused (``TypeError`` naming it); ``docs/reproducibility.md`` says more.
-"""
+"""Cache keys: what a cached value depends on (model, method, code, inputs), as JSON and
+hashes; what cannot be fingerprinted is refused (``docs/reproducibility.md``)."""
 
 from __future__ import annotations
 
@@ -104,9 +99,8 @@ def _fields(value: Any) -> dict[str, Any]:
 def fingerprint(
     value: Any, path: str, model: nn.Module | None = None, seen: frozenset | set = frozenset()
 ) -> Any:
-    """JSON that changes whenever ``value`` could make a method, metric or model behave
-    otherwise: floats exactly (``repr``), tensors by content, modules by their path in
-    ``model`` (:func:`module_identity`), functions by their code, dataclasses and objects
+    """JSON that changes whenever ``value`` could change a method, metric or model: tensors
+    by content, modules by their path in ``model``, functions by code and closure, objects
     by their public fields.
 
     Raises:
@@ -170,36 +164,25 @@ def fingerprint(
 
 
 def method_key(method: Any, model: nn.Module | None = None) -> dict:
-    """The settings that determine a method's maps, as JSON (its part of the cache key and
-    of ``run.json``): ``method.cache_settings()`` where declared; a plain function by its
-    code, defaults and closure; a dataclass by its init fields minus ``name``, private
-    fields and ``runtime_fields`` (speed and display knobs); another object by its public
-    attributes. Values are keyed by :func:`fingerprint`.
+    """The settings that determine a method's maps, as JSON: ``method.cache_settings()``
+    where declared, else its :func:`fingerprint` without ``name`` (a dataclass's init
+    fields minus ``runtime_fields``, the speed and display knobs).
 
     Raises:
         TypeError: a setting that cannot be fingerprinted (the message names it).
     """
     path = f"method {getattr(method, 'name', None) or type(method).__qualname__!r}"
-    if hasattr(method, "__code__"):
-        return {"type": "function", **_function_key(method, path, set(), model)}
     own = getattr(method, "cache_settings", None)
-    if callable(own):
-        values = dict(own())
-    elif dataclasses.is_dataclass(method) or hasattr(method, "__dict__"):
-        values = {k: v for k, v in _fields(method).items() if k != "name"}
-    else:
-        raise TypeError(
-            f"{path} ({type(method).__qualname__}) has no fields the cache can key; "
-            "make it a dataclass or give it a cache_settings() method"
-        )
-    settings = {k: fingerprint(v, f"{path}.{k}", model) for k, v in values.items()}
-    return {"type": _type_name(method), **settings}
+    if callable(own) and not hasattr(method, "__code__"):
+        settings = {k: fingerprint(v, f"{path}.{k}", model) for k, v in dict(own()).items()}
+        return {"type": _type_name(method), **settings}
+    key = fingerprint(method, path, model)
+    return {k: v for k, v in key.items() if k != "name"} if isinstance(key, dict) else key
 
 
 def model_fingerprint(model: nn.Module, *, strict: bool = True) -> str:
-    """``name:hash`` of a model's behaviour as far as it can be known: its ``name`` (or
-    class), every parameter and buffer, ``input_normalization``, and every module's class
-    and public non-tensor attributes (``training`` included). Hooks are not seen.
+    """``name:hash`` of a model: its parameters, buffers, ``input_normalization`` and every
+    module's class and public attributes (``training`` included; hooks are not seen).
 
     Raises:
         TypeError: with ``strict``, an attribute that cannot be fingerprinted (the message

@@ -1,11 +1,4 @@
-"""What a run returns and writes: tidy rows, means with bootstrap intervals, tables.
-
-:func:`summarize` turns the tidy per-item rows (:data:`ROW_COLUMNS`) into a methods ×
-columns table of means and, per cell, a 95 % percentile-bootstrap interval over the items
-(:func:`fame_utils.stats.bootstrap_interval`, seeded). :func:`summary_markdown` and
-:func:`summary_latex` print it (cells ``mean [low, high]``); :class:`ExperimentResult`
-holds it all with the per-item, curve and map accessors.
-"""
+"""What a run returns and writes: tidy rows, means with bootstrap intervals, tables."""
 
 from __future__ import annotations
 
@@ -42,22 +35,11 @@ def summarize(
     *,
     n_resamples: int = DEFAULT_RESAMPLES,
     seed: int = 0,
-    level: float = 0.95,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Means and bootstrap intervals over items of each method × column.
-
-    Args:
-        rows: tidy rows with :data:`ROW_COLUMNS`.
-        columns: the summary columns, in order (headed by their labels).
-        methods: the method names, in order (rows of the tables).
-        n_resamples, seed, level: of :func:`fame_utils.stats.bootstrap_interval` (the
-            same seed for every cell).
-
-    Returns:
-        ``(summary, intervals)``: methods × column labels, float means and
-        :class:`~fame_utils.stats.Interval` objects (``None`` where a cell has no finite
-        value; NaN values are left out of both).
-    """
+    """Means and 95 % percentile-bootstrap intervals over items (:data:`ROW_COLUMNS` rows) of
+    each method × column, as ``(summary, intervals)``: methods × column labels, float means
+    and :class:`~fame_utils.stats.Interval` cells (``None`` where no value is finite; NaN
+    values are left out). Every cell uses ``seed``."""
     labels = [c.label for c in columns]
     summary = pd.DataFrame(np.nan, index=pd.Index(list(methods), name="method"), columns=labels)
     intervals = pd.DataFrame(None, index=summary.index, columns=labels, dtype=object)
@@ -68,11 +50,9 @@ def summarize(
         values = group["value"].to_numpy(np.float64)
         values = values[np.isfinite(values)]
         if label in labels and method in summary.index and values.size:
-            iv = bootstrap_interval(values, n_resamples, seed, level)
+            iv = bootstrap_interval(values, n_resamples, seed, 0.95)
             summary.loc[method, label] = iv.mean
             intervals.loc[method, label] = iv
-    summary.columns.name = None
-    intervals.columns.name = None
     return summary, intervals
 
 
@@ -120,8 +100,8 @@ def summary_latex(
     intervals: pd.DataFrame | None = None,
     note: str | None = None,
 ) -> str:
-    """A booktabs LaTeX tabular of a summary (cells as in :func:`summary_markdown`;
-    ``note`` becomes a comment line after the tabular)."""
+    """A booktabs LaTeX tabular of a summary (as :func:`summary_markdown`; ``note`` as a
+    comment)."""
 
     def tex(s: str) -> str:
         return re.sub(r"([%&_#$])", r"\\\1", s)
@@ -175,24 +155,19 @@ def _matches(values: pd.Series, wanted: float | None) -> np.ndarray:
 
 @dataclass
 class ExperimentResult:
-    """What :func:`~fame_utils.experiment.run.run_experiment` produced.
+    """What :func:`~fame_utils.run_experiment` produced.
 
     Attributes:
-        rows: tidy DataFrame, one row per item × method × column (:data:`ROW_COLUMNS`;
-            ``threshold`` / ``percent`` NaN where the metric has none), as ``results.csv``.
-        summary: methods × summary column labels (``IoU@0.3``, ``Delete``), item means.
-        intervals: same shape, :class:`~fame_utils.stats.Interval` per cell (95 %
-            bootstrap over items; ``None`` for an empty cell).
+        rows: tidy rows as ``results.csv`` (:data:`ROW_COLUMNS`, NaN where none applies).
+        summary, intervals: methods × column labels, item means and their 95 % bootstrap
+            :class:`~fame_utils.stats.Interval` (``None`` for an empty cell).
         paths: written files (``results``, ``summary_csv``, ``summary_md``,
             ``summary_tex``, ``run``).
         cache_dirs: method name -> its cache folder.
-        threshold: the verification threshold used (``None`` for classification).
-        batch_size: items per cached batch.
+        threshold, threshold_source: verification θ and where it came from (``None`` for
+            classification).
         decimals: summary column label -> decimals of the Markdown/LaTeX tables.
         computed_batches: method name -> map batches computed in this run (0: all cached).
-        recipe: the run's recipe (its tie rule and seed were used by the metrics).
-        threshold_source: ``"clean EER"``, ``"given"`` or the caller's label; ``None``
-            for classification.
     """
 
     rows: pd.DataFrame

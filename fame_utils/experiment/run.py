@@ -1,10 +1,5 @@
-"""The run loop: maps for every method, cached on disk, evaluated into tidy tables.
-
-Maps are cached per batch (``cache_dir/<method>-<key>/batch_00000.pt``) and metric values
-beside them (``eval_<metric>-<key>_00000.pt``): a rerun resumes, and a cached file that
-fails its checks is recomputed with a warning. Under ``torchrun`` rank r of n takes the
-batches b with b mod n = r (:mod:`.distributed`).
-"""
+"""The run loop: maps of every method cached per batch (``cache_dir/<method>-<key>/``) with
+the metric values beside them, so a rerun resumes; ``docs/reproducibility.md`` has more."""
 
 from __future__ import annotations
 
@@ -24,7 +19,7 @@ from tqdm.auto import tqdm
 
 from .._checks import model_device
 from ..data.items import ClassificationItem, PairItem, Task, collate, dataset_identity, task_of
-from ..methods import make_methods, supports
+from ..methods import supports
 from ..metrics.adapters import EvalContext, Metric
 from ..metrics.face import embed
 from ..metrics.threshold import eer_threshold
@@ -65,9 +60,8 @@ __all__ = ["run_experiment", "check_seed"]
 
 def _whole(value: object, name: str, low: int = 1, high: int | None = None) -> int:
     """``value`` (an int or numpy integer, not a bool) in [low, high], else ``ValueError``."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name} must be a whole number >= {low}, got {value!r}")
-    if value < low:
+    whole = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+    if not whole or value < low:
         raise ValueError(f"{name} must be a whole number >= {low}, got {value!r}")
     if high is not None and value > high:
         raise ValueError(f"{name} must be a whole number in [{low}, {high}], got {value!r}")
@@ -113,11 +107,7 @@ def _check_metrics(dataset: Sequence, metrics: Sequence[Metric]) -> Task:
     return task
 
 
-def _resolve_methods(methods: Sequence, task: Task, recipe, threshold) -> list:
-    """Method instances (names made by the registry, instances kept), checked."""
-    names = [m for m in methods if isinstance(m, str)]
-    made = iter(make_methods(names, task, recipe=recipe, threshold=threshold) if names else [])
-    methods = [next(made) if isinstance(m, str) else m for m in methods]
+def _check_methods(methods: Sequence, task: Task) -> None:
     if not methods:
         raise ValueError("no methods given")
     names = [getattr(m, "name", None) for m in methods]
@@ -128,7 +118,6 @@ def _resolve_methods(methods: Sequence, task: Task, recipe, threshold) -> list:
     for m in methods:
         if not supports(m, task):
             raise ValueError(f"method {m.name} does not support {task} (see its `targets`)")
-    return methods
 
 
 def _nonfinite(values: Tensor, names: list[str]) -> list[str]:
@@ -137,8 +126,7 @@ def _nonfinite(values: Tensor, names: list[str]) -> list[str]:
 
 
 def _check_model_output(output: Tensor, names: list[str]) -> None:
-    bad = _nonfinite(output, names)
-    if bad:
+    if bad := _nonfinite(output, names):
         raise RuntimeError(
             f"the model's output holds NaN or Inf for items {bad} on the clean images; "
             "no map of them can be computed (check the model's weights and the images)"
@@ -170,10 +158,10 @@ def _clean_verification(model: nn.Module, dataset: Sequence, batch_size: int, pr
     return torch.cat(refs), torch.cat(scores), torch.cat(genuine)
 
 
-def _compute_maps(model, dataset, method, folder: Path, batches, owned, run: dict) -> tuple:
+def _compute_maps(model, dataset, method, folder: Path, owned, run: dict) -> tuple:
     """Compute and cache the maps of the batches ``owned`` not validly cached in ``folder``;
     returns how many were computed and the items with all-zero e₊ maps."""
-    todo, empty, new_empty = [], [], []
+    batches, todo, empty, new_empty = run["batches"], [], [], []
     for b in owned:
         path = folder / f"batch_{b:05d}.pt"
         blob = load(path)
@@ -187,56 +175,47 @@ def _compute_maps(model, dataset, method, folder: Path, batches, owned, run: dic
         for p in folder.glob(f"eval_*_{b:05d}.pt"):  # values of the old maps
             p.unlink(missing_ok=True)
         todo.append(b)
-    bar = tqdm(
-        total=len(owned),
-        initial=len(owned) - len(todo),
-        desc=f"maps {method.name}",
-        unit="batch",
-        disable=not run["progress"],
-        leave=False,
-    )
-    with bar:
-        for b in todo:
-            idx = batches[b]
-            batch = _batch(dataset, idx).to(model_device(model))
-            if run["refs"] is None:
-                images, target = batch.images, ClassLogit(batch.labels)
-                with torch.no_grad():
-                    _check_model_output(model(images).flatten(1), batch.names)
-            else:
-                images = batch.probe
-                refs = run["refs"][idx.start : idx.stop].to(images.device)
-                target = CosineSimilarity(refs, run["threshold"])
-            att = method(model, images, target)
-            if not isinstance(att, Attribution):
-                raise TypeError(
-                    f"method {method.name} returned {type(att).__name__}, expected Attribution"
+    off = not run["progress"]
+    for b in tqdm(todo, f"maps {method.name}", unit="batch", disable=off, leave=False):
+        idx = batches[b]
+        batch = _batch(dataset, idx).to(model_device(model))
+        if run["refs"] is None:
+            images, target = batch.images, ClassLogit(batch.labels)
+            with torch.no_grad():
+                _check_model_output(model(images).flatten(1), batch.names)
+        else:
+            images = batch.probe
+            refs = run["refs"][idx.start : idx.stop].to(images.device)
+            target = CosineSimilarity(refs, run["threshold"])
+        att = method(model, images, target)
+        if not isinstance(att, Attribution):
+            raise TypeError(
+                f"method {method.name} returned {type(att).__name__}, expected Attribution"
+            )
+        for role, maps in (("positive", att.positive), ("negative", att.negative)):
+            problem = map_problem(maps, (len(idx), *run["hw"]), role)
+            if problem is not None:
+                if "NaN" in problem:
+                    problem += f" for items {_nonfinite(maps, batch.names)}"
+                raise RuntimeError(
+                    f"method {method.name} returned unusable maps: {problem}. Nothing of "
+                    "this batch was cached or scored (NaN maps come from a model that "
+                    "outputs NaN or a step size that overflows; check the model and the "
+                    "method's settings)"
                 )
-            for role, maps in (("positive", att.positive), ("negative", att.negative)):
-                problem = map_problem(maps, (len(idx), *run["hw"]), role)
-                if problem is not None:
-                    if "NaN" in problem:
-                        problem += f" for items {_nonfinite(maps, batch.names)}"
-                    raise RuntimeError(
-                        f"method {method.name} returned unusable maps: {problem}. Nothing of "
-                        "this batch was cached or scored (NaN maps come from a model that "
-                        "outputs NaN or a step size that overflows; check the model and the "
-                        "method's settings)"
-                    )
-            # an empty e₊ map is a finding (an empty e₋ is expected, e.g. impostor pairs)
-            zero = (att.positive.detach().flatten(1).amax(1) <= 0).cpu().tolist()
-            batch_empty = [n for n, z in zip(batch.names, zero) if z]
-            new_empty += batch_empty
-            neg = att.negative
-            blob = {
-                "positive": att.positive.detach().to("cpu", torch.float32),
-                "negative": None if neg is None else neg.detach().to("cpu", torch.float32),
-                "names": batch.names,
-                "empty": batch_empty,
-                "inputs": run["inputs"][b],
-            }
-            save_tensors(blob, folder / f"batch_{b:05d}.pt")
-            bar.update(1)
+        # an empty e₊ map is a finding (an empty e₋ is expected, e.g. impostor pairs)
+        zero = (att.positive.detach().flatten(1).amax(1) <= 0).cpu().tolist()
+        batch_empty = [n for n, z in zip(batch.names, zero) if z]
+        new_empty += batch_empty
+        neg = att.negative
+        blob = {
+            "positive": att.positive.detach().to("cpu", torch.float32),
+            "negative": None if neg is None else neg.detach().to("cpu", torch.float32),
+            "names": batch.names,
+            "empty": batch_empty,
+            "inputs": run["inputs"][b],
+        }
+        save_tensors(blob, folder / f"batch_{b:05d}.pt")
     if new_empty:
         warnings.warn(
             f"{method.name} gave all-zero maps for {new_empty}; they are scored as empty maps "
@@ -246,7 +225,7 @@ def _compute_maps(model, dataset, method, folder: Path, batches, owned, run: dic
     return len(todo), empty + new_empty
 
 
-def _evaluate(model, dataset, name: str, folder: Path, batches, which, metrics, run):
+def _evaluate(model, dataset, name: str, folder: Path, which, metrics, run):
     """Tidy records of every metric on the batches ``which`` of one method; values are
     cached next to the maps, keyed by the metric's settings and the tie rule."""
     device, ctx, roles = model_device(model), run["context"], ("positive", "negative")
@@ -255,7 +234,7 @@ def _evaluate(model, dataset, name: str, folder: Path, batches, which, metrics, 
     keys = [digest([fingerprint(m, "metric"), fingerprint(ctx, "context")]) for m in metrics]
     bar = tqdm(which, f"eval {name}", unit="batch", disable=not run["progress"], leave=False)
     for b in bar:
-        idx, loaded = batches[b], None
+        idx, loaded = run["batches"][b], None
         for m, key in zip(metrics, keys):
             path = folder / f"eval_{slug(type(m).__name__)}-{key}_{b:05d}.pt"
             cached = load(path)
@@ -294,7 +273,7 @@ def _evaluate(model, dataset, name: str, folder: Path, batches, which, metrics, 
 def run_experiment(
     model: nn.Module,
     dataset: Sequence[ClassificationItem] | Sequence[PairItem],
-    methods: Sequence[Callable[..., Attribution] | str],
+    methods: Sequence[Callable[..., Attribution]],
     metrics: Sequence[Metric],
     out_dir: str | os.PathLike,
     *,
@@ -311,42 +290,35 @@ def run_experiment(
     overwrite: bool = False,
     threshold_source: str = "given",
 ) -> ExperimentResult:
-    """Compute, cache, evaluate and tabulate every method on a dataset.
+    """Compute, cache, evaluate and tabulate every method on a dataset (Tables 1 and 2).
 
     Args:
-        model: network in eval mode taking (B, 3, H, W) [0, 1] RGB: a classifier (logits)
-            for :class:`ClassificationItem` data, a face embedder for :class:`PairItem`
-            data; maps are computed on its device.
-        dataset: items of one kind (:mod:`fame_utils.data.items`).
+        model: eval-mode network on (B, 3, H, W) [0, 1] RGB, on the device the maps are
+            computed on: a classifier for :class:`ClassificationItem` data, a face
+            embedder for :class:`PairItem` data.
         methods: ``method(model, images, target) -> Attribution`` callables with unique
-            ``name`` s, or registry names (``"fame"``, ``"gradcam"``) made by
-            :func:`fame_utils.methods.make_methods` for this task, ``recipe`` and θ.
+            ``name`` s (:func:`fame_utils.make_methods` makes them by name).
         metrics: e.g. ``[IoUMetric(), RoadMetric()]`` or ``[FaceDeleteInsertMetric()]``.
         out_dir: folder for ``results.csv``, ``summary.{csv,md,tex}`` and ``run.json``.
-        recipe: ``"paper"`` (default), ``"reference"`` or a :class:`Recipe`: the metrics'
-            tie rule and seed, and the recipe of methods given by name.
+        recipe: ``"paper"`` (default), ``"reference"`` or a :class:`Recipe`.
         batch_size, eval_batch_size: items per map batch (and cache file); perturbed
             images per forward pass in the metrics.
         cache_dir: map cache folder (default ``out_dir/cache``); runs may share it.
-        threshold: verification θ in [-1, 1] (default: the clean EER threshold), labelled
-            ``threshold_source`` in ``run.json``.
+        threshold: verification θ in [-1, 1] (default: the clean EER threshold).
         model_id: names the model in the cache key (default: its fingerprint).
-        seed, n_resamples: base seed of the metrics (batch b uses ``seed + b``) and of the
-            95 % bootstrap intervals; resamples per summary cell.
-        threads: ``torch.set_num_threads`` for the run (restored after); recorded in
-            ``run.json`` either way, since FAME's maps move with the thread count.
+        seed, n_resamples: the metrics' base seed (batch b uses ``seed + b``) and the
+            95 % bootstrap intervals' seed; resamples per summary cell.
+        threads: ``torch.set_num_threads`` for the run (restored after).
         overwrite: replace results in ``out_dir`` that were made with other settings.
 
     Returns:
         :class:`ExperimentResult`, the same on every rank (rank 0 writes the files).
 
     Raises:
-        ValueError: an empty or mixed dataset, metrics of the other task, duplicate metric
-            columns or method names, a method without support for the task, counts < 1,
-            a seed < 0, θ outside [-1, 1], an unusable folder.
+        ValueError: a bad argument (the message names it).
         TypeError: a method setting or model attribute that cannot be fingerprinted.
-        RunConflictError: ``out_dir`` holds results of other settings (without
-            ``overwrite``) or foreign result files, or another run writes it.
+        RunConflictError: ``out_dir`` holds foreign results or those of other settings
+            (without ``overwrite``), or another run writes it.
         OSError: the disk is full (finished batches are kept).
         RuntimeError: NaN/Inf model outputs or maps (the items are named).
     """
@@ -380,7 +352,7 @@ def run_experiment(
             if threshold is None:  # rank 0's, so that every rank keys its cache by the same θ
                 threshold = distributed.broadcast(float(eer_threshold(clean, genuine)))
                 threshold_source = "clean EER"
-        methods = _resolve_methods(methods, task, recipe, threshold)  # FGGB gets θ
+        _check_methods(methods, task)
         method_keys = {m.name: method_key(m, model) for m in methods}
         inputs, names = [], []  # each batch as the stages read it: its hash and item names
         for idx in tqdm(batches, "hashing inputs", disable=not progress, leave=False):
@@ -421,6 +393,7 @@ def run_experiment(
         lock = claim_output(out, settings, overwrite)  # rank 0's; None on the others
         try:
             run = {
+                "batches": batches,
                 "hw": hw,
                 "inputs": inputs,
                 "names": names,
@@ -438,7 +411,7 @@ def run_experiment(
             cache_dirs: dict[str, Path] = {}
             computed: dict[str, int] = {}
             empty: dict[str, list[str]] = {}
-            for method in tqdm(methods, desc="maps", unit="method", disable=not progress):
+            for method in tqdm(methods, desc="methods", unit="method", disable=not progress):
                 key = {**base, "method": method_keys[method.name]}
                 folder = cache_root / f"{slug(method.name)}-{digest(key)}"
                 cache_dirs[method.name] = folder
@@ -449,23 +422,16 @@ def run_experiment(
                         json.dumps({"name": method.name, **key}, indent=2), folder / "meta.json"
                     )
                 computed[method.name], empty[method.name] = _compute_maps(
-                    model, dataset, method, folder, batches, owned, run
+                    model, dataset, method, folder, owned, run
                 )
-            args = (model, dataset)
-            records = []
-            for m in tqdm(methods, desc="evaluation", unit="method", disable=not progress):
+                _evaluate(model, dataset, method.name, folder, owned, metrics, run)
+            distributed.barrier()  # then every rank reads every rank's values from the cache
+            run["progress"], every, records = False, range(len(batches)), []
+            for m in methods:
                 records += _evaluate(
-                    *args, m.name, cache_dirs[m.name], batches, owned, metrics, run
+                    model, dataset, m.name, cache_dirs[m.name], every, metrics, run
                 )
-            distributed.barrier()
-            if shard.world_size > 1:  # every rank reads every shard from the cache
-                run["progress"] = False
-                every = range(len(batches))
-                records = []
-                for m in methods:
-                    records += _evaluate(
-                        *args, m.name, cache_dirs[m.name], batches, every, metrics, run
-                    )
+            if shard.world_size > 1:
                 gathered = distributed.all_gather((computed, empty))
                 computed = {k: sum(c[k] for c, _ in gathered) for k in computed}
                 empty = {k: sorted({n for _, e in gathered for n in e[k]}) for k in empty}

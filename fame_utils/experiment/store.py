@@ -1,12 +1,6 @@
 """What a run keeps on disk: atomic writes, checks of what is read back, ``run.json`` and
-the output folder's lock.
-
-Files are written to a temporary name and renamed (:func:`save_tensors`, :func:`write_text`);
-what is read back is checked (:func:`blob_problem`, :func:`values_problem`). The outputs are
-staged in ``OUT/.staging/`` and moved in with ``run.json`` last (:func:`stage_outputs`,
-:func:`commit_outputs`), so a reader that finds ``run.json`` finds the whole run;
-:func:`claim_output` takes the folder for one run (``docs/reproducibility.md``).
-"""
+the output folder's lock. Outputs are staged in ``OUT/.staging/`` and moved in with
+``run.json`` last, so a reader that finds ``run.json`` finds the whole run."""
 
 from __future__ import annotations
 
@@ -241,16 +235,9 @@ def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
     return out
 
 
-def _check_settings(out: Path, settings: dict, overwrite: bool) -> None:
-    """Refuse to write into ``out`` when its ``run.json`` holds other ``settings`` (the
-    message lists the differences), unless ``overwrite``.
-
-    Raises:
-        RunConflictError: the settings differ, or ``run.json`` is unreadable.
-    """
-    path = out / "run.json"
-    if overwrite or not path.is_file():
-        return
+def _check_settings(path: Path, settings: dict) -> None:
+    """Refuse a ``run.json`` that is unreadable or holds other ``settings`` (the message
+    lists the differences)."""
     try:
         old = json.loads(path.read_text(encoding="utf-8"))
         old.pop("run", None)
@@ -263,22 +250,8 @@ def _check_settings(out: Path, settings: dict, overwrite: bool) -> None:
     if diff:
         shown = "; ".join(diff[:8]) + (f"; and {len(diff) - 8} more" if len(diff) > 8 else "")
         raise RunConflictError(
-            f"{out} holds results made with other settings ({shown}). Choose another output "
-            "folder, or pass overwrite=True (--overwrite) to replace them"
-        )
-
-
-def _check_foreign(out: Path) -> None:
-    """Refuse a folder with result files but no ``run.json`` (never overwritten).
-
-    Raises:
-        RunConflictError: naming the files.
-    """
-    found = [n for n in OUTPUT_FILES if (out / n).exists()]
-    if found and not (out / "run.json").is_file():
-        raise RunConflictError(
-            f"{out} holds {', '.join(found)} but no run.json, so they are not results of "
-            "this package that it may replace; move them away or choose another output folder"
+            f"{path.parent} holds results made with other settings ({shown}). Choose another "
+            "output folder, or pass overwrite=True (--overwrite) to replace them"
         )
 
 
@@ -298,16 +271,6 @@ def commit_outputs(out: Path, staging: Path) -> None:
         if name != "run.json" and (staging / name).exists():
             os.replace(staging / name, out / name)
     os.replace(staging / "run.json", out / "run.json")
-    shutil.rmtree(staging, ignore_errors=True)
-
-
-def _recover_outputs(out: Path) -> None:
-    """With the lock held: move in a staging folder a killed run left complete (it holds
-    ``run.json``), remove any other."""
-    staging = out / ".staging"
-    if (staging / "run.json").is_file():
-        warnings.warn(f"completing the outputs a killed run left in {staging}", stacklevel=3)
-        commit_outputs(out, staging)
     shutil.rmtree(staging, ignore_errors=True)
 
 
@@ -360,9 +323,9 @@ class OutputLock:
 
 
 def claim_output(out: Path, settings: dict, overwrite: bool) -> OutputLock | None:
-    """On rank 0 (:mod:`.distributed`): take ``out``'s lock, finish what a killed run left
-    and check that the results there may be replaced by a run of ``settings``; returns the
-    held lock (``None`` on the other ranks).
+    """On rank 0: take ``out``'s lock, finish what a killed run left and check that the
+    results there may be replaced by a run of ``settings``; returns the held lock (``None``
+    on the other ranks).
 
     Raises:
         RunConflictError: on every rank: another run holds ``out``, foreign result files
@@ -373,9 +336,23 @@ def claim_output(out: Path, settings: dict, overwrite: bool) -> OutputLock | Non
         lock = OutputLock(out)
         try:
             lock.acquire()
-            _recover_outputs(out)
-            _check_foreign(out)
-            _check_settings(out, settings, overwrite)
+            staging = out / ".staging"
+            if (staging / "run.json").is_file():  # left complete by a killed run
+                warnings.warn(
+                    f"completing the outputs a killed run left in {staging}", stacklevel=2
+                )
+                commit_outputs(out, staging)
+            shutil.rmtree(staging, ignore_errors=True)
+            found = [n for n in OUTPUT_FILES if (out / n).exists()]
+            if found and not (out / "run.json").is_file():
+                raise RunConflictError(
+                    f"{out} holds {', '.join(found)} but no run.json, so they are not results "
+                    "of this package that it may replace; move them away or choose another "
+                    "output folder"
+                )
+            path = out / "run.json"
+            if not overwrite and path.is_file():
+                _check_settings(path, settings)
             remove_stale_tmp(out)
         except RunConflictError as e:
             lock.release()
