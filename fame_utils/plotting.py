@@ -31,7 +31,6 @@ __all__ = [
     "draw_face_rows",
     "draw_method_rows",
     "draw_face_curves",
-    "draw_grid_example",
     "draw_pair_removal",
     "table2_groups",
     "draw_bars",
@@ -493,47 +492,3 @@ def save_figure(
     for p in out:
         fig.savefig(p, dpi=dpi, bbox_inches="tight")
     return out
-
-
-def draw_grid_example(
-    runs: Mapping,
-    network: str,
-    run: str = "grid",
-    grid: int = 0,
-    cell: int = 0,
-    method: str | None = None,
-    sigma: float = 0.0,
-    shape: tuple[int, int] = (2, 2),
-) -> plt.Figure:
-    """Fig. 7: one grid of ``runs[network]`` (a :class:`fame_utils.grid.GridRun`, model
-    ``run`` = ``"grid"`` or ``"difull"``) with the target ``cell`` outlined, then the map
-    of ``method`` (``None``: all) with the cell, its GridPG share and its largest value
-    outside the cell; ``sigma`` > 0 blurs each map further (then max-normalised)."""
-    from .grid import cell_masks, grid_pointing_game
-    from .postprocess import gaussian_blur
-
-    result = getattr(runs[network], run)
-    index = grid * shape[0] * shape[1] + cell
-    names = [n for n in result.methods if method in (None, n)]
-    item = runs[network].data[index]
-    fig, axes = plt.subplots(1, len(names) + 1, figsize=(2.3 * (len(names) + 1), 2.8))
-    axes = np.atleast_1d(axes)
-    x0, y0, x1, y1 = (float(v) for v in item.box)
-    for ax in axes:
-        ax.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec="lime", lw=1.5))
-        ax.set_xticks([]), ax.set_yticks([])
-    axes[0].imshow(item.image.permute(1, 2, 0).numpy())
-    source = item.name.split(":", 1)[-1]
-    axes[0].set_title(f"{network} ({run})\ngrid {grid}, cell {cell}: {source}", fontsize=7)
-    cells = torch.tensor([cell])
-    for ax, name in zip(axes[1:], names):
-        m = result.maps(name).positive[index : index + 1].float()
-        if sigma > 0:
-            m = gaussian_blur(m, kernel_size_for(sigma), sigma)
-            m = m / m.amax((1, 2), keepdim=True).clamp_min(1e-30)
-        share = float(grid_pointing_game(m, cells, shape)[0])
-        outside = float((m * ~cell_masks(m.shape, cells, shape)).amax())
-        ax.imshow(m[0].numpy(), cmap="jet", vmin=0, vmax=1)
-        ax.set_title(f"{name}\nshare {share:.2f}, out max {outside:.2f}", fontsize=7)
-    fig.tight_layout()
-    return fig
