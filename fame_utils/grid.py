@@ -358,6 +358,10 @@ def draw_grid_example(
     outside the cell; ``sigma`` > 0 blurs each map further (then max-normalised)."""
     result = getattr(runs[network], run)
     index = grid * shape[0] * shape[1] + cell
+    if method is not None and method not in result.methods:
+        raise ValueError(
+            f"{method!r} was not run on the {run} model; its methods: {result.methods}"
+        )
     names = [n for n in result.methods if method in (None, n)]
     item = runs[network].data[index]
     fig, axes = plt.subplots(1, len(names) + 1, figsize=(2.3 * (len(names) + 1), 2.8))
