@@ -28,33 +28,12 @@ from .metrics.adapters import Column, Metric
 from .postprocess import gaussian_blur, kernel_size_for
 from .stats import DEFAULT_RESAMPLES, Interval
 
-#: Softmax probability an image's own top-1 (= its label) needs to enter the pool.
-CONFIDENCE = 0.3
-
 
 def _grid(grid: Sequence[int]) -> tuple[int, int]:
     rows, cols = (int(g) for g in grid)
     if rows < 1 or cols < 1 or rows * cols < 2:
         raise ValueError(f"grid must be (rows, cols) with at least 2 cells, got {tuple(grid)}")
     return rows, cols
-
-
-@torch.no_grad()
-def grid_pool(
-    model: nn.Module, samples, cell_size: int | None = None, threshold: float = CONFIDENCE
-) -> tuple[Tensor, Tensor, list[str]]:
-    """The images of ``samples`` (``images`` (N, 3, s, s) at the model's input size,
-    ``labels``, ``names``) whose top-1 is their label with softmax ≥ ``threshold``, resized
-    (bilinear, antialiased) to ``cell_size`` when given: (images, labels, names) on the CPU."""
-    device = next(model.parameters()).device
-    conf, top = model(samples.images.to(device)).softmax(1).cpu().max(1)
-    keep = (top == samples.labels.cpu()) & (conf >= threshold)
-    images = samples.images.cpu()[keep]
-    if cell_size is not None and cell_size != images.shape[-1]:
-        images = F.interpolate(images, size=(cell_size, cell_size), mode="bilinear", antialias=True)
-        images = images.clamp(0, 1)
-    names = [n for n, k in zip(samples.names, keep.tolist()) if k]
-    return images, samples.labels.cpu()[keep], names
 
 
 def make_grids(
@@ -116,7 +95,7 @@ def cell_masks(shape: Sequence[int], cells: Tensor, grid: Sequence[int] = (2, 2)
 
 def _box_cells(boxes: Tensor, height: int, width: int, grid: Sequence[int]) -> Tensor:
     """(B,) row-major cell index of the centre of each (x0, y0, x1, y1) box."""
-    rows, cols = _grid(grid)
+    rows, cols = grid
     centre = (boxes[:, :2] + boxes[:, 2:]) / 2
     return (centre[:, 1] * rows // height).long() * cols + (centre[:, 0] * cols // width).long()
 
@@ -234,12 +213,11 @@ def difull_dataset(dataset: ClassificationDataset, num_classes: int, grid: Seque
 def with_unblurred(methods: Sequence) -> list:
     """``methods`` plus, after the first :class:`~fame_utils.methods.Fame`, its copy at
     σ = 0 named ``"<name>, σ=0"``."""
-    out, added = [], False
-    for m in methods:
-        out.append(m)
-        if isinstance(m, Fame) and not added:
-            out.append(Fame(dataclasses.replace(m.config, sigma=0.0), f"{m.name}, σ=0"))
-            added = True
+    out = list(methods)
+    first = next((i for i, m in enumerate(out) if isinstance(m, Fame)), None)
+    if first is not None:
+        m = out[first]
+        out.insert(first + 1, Fame(dataclasses.replace(m.config, sigma=0.0), f"{m.name}, σ=0"))
     return out
 
 
@@ -262,7 +240,7 @@ def run_grid_game(
     n_grids: int = 4,
     grid: Sequence[int] = (2, 2),
     cell_size: int | None = None,
-    confidence: float = CONFIDENCE,
+    confidence: float = 0.3,
     seed: int = 0,
     samples=None,
     recipes: Sequence[str] | None = ("paper", "reference"),
@@ -271,14 +249,24 @@ def run_grid_game(
 ) -> GridRun:
     """The grid pointing game and DiFull for a :func:`~fame_utils.load_classifier` model
     through :func:`~fame_utils.run_experiment`, in ``out_dir/grid`` and ``out_dir/difull``.
+    The pool: the images of ``samples`` (``images`` (N, 3, s, s) at the model's input size,
+    ``labels``, ``names``; default the bundled objects) whose top-1 is their label with
+    softmax ≥ ``confidence``, resized (bilinear, antialiased) to ``cell_size`` when given.
     ``methods``: names for :func:`~fame_utils.methods.make_methods` (with ``recipes`` and
-    ``settings["fame_settings"]``) or instances; ``samples``: the pool (``images``,
-    ``labels``, ``names``; default the bundled objects); ``unblurred``: add FAME at σ = 0
+    ``settings["fame_settings"]``) or instances; ``unblurred``: add FAME at σ = 0
     (:func:`with_unblurred`); other ``settings`` go to :func:`run_experiment`.
     """
     if samples is None:
         samples = load_sample_objects(resize=model.resize_size, crop=model.input_size)
-    images, labels, names = grid_pool(model, samples, cell_size, confidence)
+    with torch.no_grad():
+        logits = model(samples.images.to(next(model.parameters()).device))
+    conf, top = logits.softmax(1).cpu().max(1)
+    keep = (top == samples.labels.cpu()) & (conf >= confidence)
+    images, labels = samples.images.cpu()[keep], samples.labels.cpu()[keep]
+    if cell_size is not None and cell_size != images.shape[-1]:
+        size = (cell_size, cell_size)
+        images = F.interpolate(images, size=size, mode="bilinear", antialias=True).clamp(0, 1)
+    names = [n for n, k in zip(samples.names, keep.tolist()) if k]
     data = make_grids(images, labels, names, n_grids, grid, seed)
     fame = settings.pop("fame_settings", None)
     if all(isinstance(m, str) for m in methods):
@@ -325,7 +313,7 @@ def grid_table(
 ) -> pd.DataFrame:
     """Method × network table of ``GridPG``, ``hit`` and ``DiFull`` share, each
     ``"mean [low, high]"`` (:func:`image_bootstrap`); a method missing from a run shows "—"."""
-    columns = {}
+    columns, bootstrap = {}, {"n_resamples": n_resamples, "seed": seed}
     for network, runs in results.items():
         for run, metric, label in (
             ("grid", "GridPG", "GridPG"),
@@ -334,11 +322,8 @@ def grid_table(
         ):
             table = getattr(runs, run).per_item(metric)
             sources = [str(item).split(":", 1)[-1] for item in table.index]
-            bootstrap = {"n_resamples": n_resamples, "seed": seed}
             column = {m: image_bootstrap(table[m].to_numpy(), sources, **bootstrap) for m in table}
-            columns[f"{network} {label}"] = pd.Series(
-                {m: iv.format(decimals) for m, iv in column.items()}
-            )
+            columns[f"{network} {label}"] = pd.Series(column).map(lambda iv: iv.format(decimals))
     return pd.concat(columns, axis=1, sort=False).fillna("—")
 
 

@@ -26,6 +26,7 @@ from .plotting import to_numpy_image
 from .postprocess import gaussian_blur, kernel_size_for, normalize_maps
 
 MAX_PINS = 4
+PAPER_ITERATIONS = 500  # the paper's iterations (§4), one button away in every explorer
 Settings = dict[str, Any]
 Hook = dict[str, Any]  # {} headless, else {"callback": ..., "callback_every": k} for run_fame
 SLIDER = {"continuous_update": False}
@@ -42,6 +43,14 @@ def image_controls(names: Sequence[str], iterations: int) -> dict[str, W.ValueWi
             value=iterations, min=1, max=1000, description="iterations", **SLIDER
         ),
     }
+
+
+def rows_of(widgets: Sequence[W.Widget], per_row: int = 3) -> list[W.HBox]:
+    """``widgets`` in rows of ``per_row``, their descriptions shown in full."""
+    for w in widgets:
+        if hasattr(w.style, "description_width"):
+            w.style.description_width = "initial"
+    return [W.HBox(widgets[i : i + per_row]) for i in range(0, len(widgets), per_row)]
 
 
 @dataclass
@@ -74,25 +83,28 @@ def _draw_rect(rgb: np.ndarray, box, color: str, dashed: bool) -> None:
     rgb[np.ix_(ys, [x0, x1])] = c
 
 
-def _png(fig: Figure) -> bytes:
+def _png(picture: Figure | np.ndarray) -> bytes:
+    """A figure, or an (H, W, 3) float [0, 1] image upscaled (nearest) to at least ~256 px,
+    as PNG."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
-
-
-def _to_png(rgb: np.ndarray) -> bytes:
-    """(H, W, 3) float [0, 1] -> PNG, upscaled (nearest) to at least ~256 px."""
-    factor = max(1, 256 // max(rgb.shape[:2]))
-    rgb = rgb.repeat(factor, 0).repeat(factor, 1)
-    buf = io.BytesIO()
+    if isinstance(picture, Figure):
+        picture.savefig(buf, format="png")
+        return buf.getvalue()
+    factor = max(1, 256 // max(picture.shape[:2]))
+    rgb = picture.repeat(factor, 0).repeat(factor, 1)
     Image.fromarray((rgb * 255).round().astype(np.uint8)).save(buf, "png", compress_level=1)
     return buf.getvalue()
 
 
+def _figure(figsize: tuple[float, float]) -> Figure:
+    fig = Figure(figsize=figsize, dpi=80)
+    FigureCanvasAgg(fig)
+    return fig
+
+
 def _colourbar() -> bytes:
     """The map's colour scale (jet, 0 to 1) as a small PNG."""
-    fig = Figure(figsize=(0.9, 2.9), dpi=80)
-    FigureCanvasAgg(fig)
+    fig = _figure((0.9, 2.9))
     ax = fig.add_axes((0.1, 0.08, 0.25, 0.8))
     fig.colorbar(cm.ScalarMappable(cmap="jet"), cax=ax).set_label("attribution", fontsize=11)
     ax.tick_params(labelsize=10)
@@ -108,19 +120,17 @@ class LiveMap:
             :func:`~fame_utils.core.run_fame` as keywords.
         image_of: ``settings -> (3, H, W)`` image in [0, 1] the map is drawn over.
         controls: ``{setting name: widget}``, the run controls; an ``"iterations"``
-            control gets a button that runs the paper's ``paper`` iterations.
-        sigma, kernel_size: the live blur's initial σ and its kernel (at other σ,
-            :func:`~fame_utils.postprocess.kernel_size_for`).
+            control gets a button that runs :data:`PAPER_ITERATIONS`.
         label: ``settings -> str`` for titles, status and pins.
+        sigma, kernel_size: the live blur's initial σ and kernel (other σ:
+            :func:`~fame_utils.postprocess.kernel_size_for`); ``sigma_max``: the slider's.
         seeds: ``(settings, FameResult of one sample)`` already computed.
         annotate: ``settings -> [(x0, y0, x1, y1, colour, dashed)]`` boxes on the map.
         describe: ``(settings, Δx (1, H, W), blurred (1, H, W)) -> str`` under the map.
         callback_every: iterations between progress calls (1: Stop acts at once).
-        min_frame_s: least time between frames (and ten times the last frame's drawing
-            time); 0: every frame.
-        on_show: ``(settings, FameResult or None, σ) -> None`` whenever the applied
-            settings show or σ moves.
-        run_first: ``False``: uncached first settings show an empty map until **Run**.
+        min_frame_s: least time between frames (and 10× the last frame's drawing time).
+        on_show: ``(settings, FameResult or None, σ)`` whenever the applied settings show
+            or σ moves; ``run_first=False``: uncached first settings wait for **Run**.
     """
 
     def __init__(
@@ -137,7 +147,6 @@ class LiveMap:
         describe: Callable[[Settings, Tensor, Tensor], str] | None = None,
         callback_every: int = 1,
         min_frame_s: float = 0.2,
-        paper: int = 500,
         sigma_max: float = 30.0,
         on_show: Callable[[Settings, FameResult | None, float], None] | None = None,
         run_first: bool = True,
@@ -156,8 +165,7 @@ class LiveMap:
         self._generation = 0  # the run whose frames are drawn; older runs were cancelled
         self.busy = False
         self.frames = 0  # live frames drawn by the current (or last) run
-        self._build_widgets(sigma_max, paper)
-        self._build_figure()
+        self._build_widgets(sigma_max)
         self._applied = self._values()
         self._running: Settings | None = None
         shown = self._cache.get(_key(self._applied))
@@ -172,10 +180,7 @@ class LiveMap:
             w.observe(self._on_run_control, "value")
         self.sigma.observe(self._on_sigma, "value")
 
-    def _build_widgets(self, sigma_max: float, paper: int) -> None:
-        for w in self.controls.values():
-            if hasattr(w.style, "description_width"):
-                w.style.description_width = "initial"
+    def _build_widgets(self, sigma_max: float) -> None:
         self.run_button = W.Button(
             description="Run", icon="play", button_style="primary", tooltip="run FAME"
         )
@@ -187,9 +192,10 @@ class LiveMap:
         buttons = [self.run_button, self.stop_button]
         if "iterations" in self.controls:
             self.paper_button = W.Button(
-                description=f"Run {paper} it (paper)", tooltip=f"iterations = {paper} and run"
+                description=f"Run {PAPER_ITERATIONS} it (paper)",
+                tooltip=f"iterations = {PAPER_ITERATIONS} and run",
             )
-            self.paper_button.on_click(lambda _: self._run_paper(paper))
+            self.paper_button.on_click(lambda _: self._run_paper())
             buttons.insert(1, self.paper_button)
         self.sigma = W.FloatSlider(
             value=self._sigma0,
@@ -207,11 +213,8 @@ class LiveMap:
         self.status, self.text, self.image_title, self.map_title = (W.HTML() for _ in range(4))
         self.image, self.map, self.curve = (W.Image(format="png") for _ in range(3))
         self.image.layout.width = self.map.layout.width = "300px"
-        self._image_key: Hashable | None = None
         self.pins, self.errors = W.HBox(), W.Output()
-        run_row = list(self.controls.values())
-        rows = [W.HBox(run_row[i : i + 3]) for i in range(0, len(run_row), 3)]
-        names = ", ".join(w.description for w in run_row)
+        names = ", ".join(w.description for w in self.controls.values())
         legend = "<b>Run controls</b> (apply on <b>Run</b>; settings already computed show at "
         live = "<b>Live controls</b> (act at once): σ re-blurs the shown Δx; Pin keeps this map"
         pictures = [W.VBox([self.image_title, self.image]), W.VBox([self.map_title, self.map])]
@@ -219,7 +222,7 @@ class LiveMap:
         self.widget = W.VBox(
             [
                 W.HTML(f"{legend}once): {names}"),
-                *rows,
+                *rows_of(list(self.controls.values())),
                 W.HBox(buttons),
                 W.HTML(live),
                 W.HBox([self.sigma, self.pin_button, self.clear_button]),
@@ -240,10 +243,7 @@ class LiveMap:
             (self.map_title, "fame-live-title"),
         ):
             w.add_class(name)  # stable hooks for the browser test
-
-    def _build_figure(self) -> None:
-        fig = self._fig = Figure(figsize=(3.8, 2.9), dpi=80)
-        FigureCanvasAgg(fig)
+        fig = self._fig = _figure((3.8, 2.9))
         ax = self._ax = fig.subplots()
         fig.subplots_adjust(left=0.2, right=0.96, bottom=0.17, top=0.88)
         (self._curve_line,) = ax.plot([], [], "o-", ms=3, color="tab:blue")
@@ -277,10 +277,8 @@ class LiveMap:
             rgb = 0.5 * image + 0.5 * colormaps["jet"](shown)[..., :3]
             for *box, color, dashed in [] if self._annotate is None else self._annotate(settings):
                 _draw_rect(rgb, box, color, dashed)
-            key = _key(settings)
-            if key != self._image_key:  # the plain image changes with the settings only
-                self.image.value, self._image_key = _to_png(image), key
-            self.map.value = _to_png(rgb)
+            self.image.value = _png(image)  # traitlets syncs changed bytes only
+            self.map.value = _png(rgb)
             self.image_title.value = f"<b>{self._label(settings)}</b>"
             done = f"{live[0]}/{live[1]} it, running" if live else f"{self._shown.steps} it"
             self.map_title.value = f"<b>FAME map</b>, σ {s:.1f}, {done}"
@@ -296,28 +294,21 @@ class LiveMap:
             self._status(live)
 
     def _status(self, live: tuple[int, int] | None) -> None:
-        applied = self._label(self._applied)
+        applied, wanted = self._label(self._applied), self._values()
         if live is not None:
             loss = self._shown.curve[-1][1] if self._shown.curve else float("nan")
-            text = (
-                f"<span style='color:#b26b00'>⏳ FAME running: iteration {live[0]} of {live[1]}"
-                f", loss {loss:.4g} (frames at most every {self.min_frame_s:g} s). Stop keeps "
-                "this map.</span>"
-            )
-        elif self._values() != self._applied:
-            text = (
-                f"<span style='color:#c00'>⚠ pending: the map shows {applied}; press Run for "
-                f"{self._label(self._values())}</span>"
-            )
+            colour = "#b26b00"
+            text = f"⏳ FAME running: iteration {live[0]} of {live[1]}, loss {loss:.4g}. "
+            text += f"Frames at most every {self.min_frame_s:g} s; Stop keeps this map."
+        elif wanted != self._applied:
+            colour = "#c00"
+            text = f"⚠ pending: the map shows {applied}; press Run for {self._label(wanted)}"
         elif not self._shown.final and not self._shown.steps:
-            text = f"○ not computed yet: press Run for {applied}"
+            colour, text = "inherit", f"○ not computed yet: press Run for {applied}"
         else:
             stopped = "" if self._shown.final else " (stopped)"
-            text = (
-                f"<span style='color:#070'>✓ showing {applied}{stopped}, "
-                f"σ {self.sigma.value:.1f}</span>"
-            )
-        self.status.value = text
+            colour, text = "#070", f"✓ showing {applied}{stopped}, σ {self.sigma.value:.1f}"
+        self.status.value = f"<span style='color:{colour}'>{text}</span>"
 
     def _set_busy(self, busy: bool) -> None:
         self.busy = busy
@@ -350,17 +341,21 @@ class LiveMap:
             return
         settings = self._values()
         cached = self._cache.get(_key(settings))
-        if cached is not None:  # computed before: show it at once
-            self._applied, self._shown = settings, cached
-        self._safe(self._render)
-        if cached is not None:
-            self._notify()
+        if cached is None:
+            self._safe(self._render)  # the status says: pending
+        else:  # computed before: show it at once
+            self._show(settings, cached)
 
-    def _run_paper(self, iterations: int) -> None:
-        self.controls["iterations"].value = iterations
+    def _show(self, settings: Settings, entry: _Map) -> None:
+        self._applied, self._shown = settings, entry
+        self._safe(self._render)
+        self._notify()
+
+    def _run_paper(self) -> None:
+        self.controls["iterations"].value = PAPER_ITERATIONS
         self.start()
 
-    def _safe(self, fn: Callable[[], None]) -> None:
+    def _safe(self, fn: Callable[[], Any]) -> None:
         try:
             fn()
         except Exception:  # a callback's error would otherwise vanish into the kernel log
@@ -379,9 +374,7 @@ class LiveMap:
         self._generation += 1  # a run in flight no longer draws or finishes here
         if cached is not None:
             self._set_busy(False)
-            self._applied, self._shown = settings, cached
-            self._safe(self._render)
-            self._notify()
+            self._show(settings, cached)
             return None
         stop = self._stop = threading.Event()
         self._running, self.frames = settings, 0
@@ -452,11 +445,9 @@ class LiveMap:
         """Keep the current map, titled with its settings, beside the next runs."""
         with self._lock:
             settings = self._running if self._live_now() else self._applied
-            title = f"{self._label(settings)}, σ {self.sigma.value:.1f}"
-            title += f", {self._shown.steps} it done"
-            png = self.map.value
-        picture = W.Image(value=png, format="png", layout={"width": "240px"})
-        pinned = W.HTML(f"<small><b>pinned</b>: {title}</small>")
+            title = f"{self._label(settings)}, σ {self.sigma.value:.1f}, {self._shown.steps} it"
+            picture = W.Image(value=self.map.value, format="png", layout={"width": "240px"})
+        pinned = W.HTML(f"<small><b>pinned</b>: {title} done</small>")
         panel = W.VBox([pinned, picture], layout={"width": "250px"})
         self.pins.children = (*self.pins.children, panel)[-MAX_PINS:]
         self.clear_button.disabled = False

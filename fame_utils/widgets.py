@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt
 from torch import Tensor, nn
 
 from .core import FameConfig, FameResult, run_fame
-from .live import SLIDER, LiveMap, image_controls
+from .live import SLIDER, LiveMap, image_controls, rows_of
 from .objectives import Objective
 
 
@@ -38,13 +38,9 @@ def show_in(out: W.Output, *items: Any) -> None:
 
 
 def panel(
-    render: Callable[..., Any],
-    controls: Mapping[str, W.ValueWidget],
-    *,
-    button: str | None = None,
-    per_row: int = 3,
+    render: Callable[..., Any], controls: Mapping[str, W.ValueWidget], *, button: str | None = None
 ) -> W.VBox:
-    """Controls, ``per_row`` per row, over an ``Output`` (the last child) showing
+    """Controls, three per row, over an ``Output`` (the last child) showing
     ``render(**values)`` (:func:`show_in`'s items or a tuple of them), drawn at creation and
     on every change, or with ``button`` (its label) when it is pressed; a later error shows
     as a traceback in the output.
@@ -64,18 +60,15 @@ def panel(
             show_in(out, traceback.format_exc())
 
     widgets: list[W.Widget] = list(controls.values())
-    for name, w in controls.items():
-        if hasattr(w.style, "description_width"):
-            w.style.description_width = "initial"
-        if button is None:
+    if button is None:
+        for name, w in controls.items():
             w.observe(lambda change, name=name: redraw({name: change["new"]}), "value")
-    if button is not None:
+    else:
         run = W.Button(description=button, tooltip="apply the settings and recompute")
         run.on_click(lambda _: redraw({name: w.value for name, w in controls.items()}))
         widgets.append(run)
     draw()
-    rows = [W.HBox(widgets[i : i + per_row]) for i in range(0, len(widgets), per_row)]
-    return W.VBox([*rows, out])
+    return W.VBox([*rows_of(widgets), out])
 
 
 def blur_explorer(
@@ -89,8 +82,6 @@ def blur_explorer(
     iterations: int = 100,
     step_size: float = 1 / 255,
     sigma: float = 7.7,
-    paper_iterations: int = 500,
-    callback_every: int = 1,
 ) -> W.VBox:
     """A live FAME explorer (:class:`~fame_utils.live.LiveMap`, the ``explorer`` attribute
     of the returned ``VBox``) of one of N images (N, 3, H, W) in [0, 1] at a time (paper
@@ -110,10 +101,10 @@ def blur_explorer(
 
     def run(settings: dict, hook: dict) -> FameResult:
         i = settings["image"]
-        target = objective.subset(slice(i, i + 1)) if isinstance(objective, Objective) else None
-        overrides = {"iterations": settings["iterations"], "step_size": settings["step_size"]}
-        target = objective(i) if target is None else target
-        return run_fame(model, images[i : i + 1], target, config, **overrides, **hook)
+        one = objective.subset(slice(i, i + 1)) if isinstance(objective, Objective) else None
+        steps = {"iterations": settings["iterations"], "step_size": settings["step_size"]}
+        one = objective(i) if one is None else one
+        return run_fame(model, images[i : i + 1], one, config, **steps, **hook)
 
     def label(settings: dict) -> str:
         i, eta = settings["image"], settings["step_size"]
@@ -131,8 +122,6 @@ def blur_explorer(
         kernel_size=config.kernel_size,
         seeds=seeds,
         label=label,
-        callback_every=callback_every,
-        paper=paper_iterations,
     )
     return explorer.widget
 
@@ -147,17 +136,16 @@ def face_explorer(
     n_masks: int,
     seed: int = 0,
     precomputed: Mapping[str, Any] | None = None,
-    callback_every: int = 1,
 ) -> W.VBox:
     """Fig. 3 for one genuine pair at a time: a live FAME e₊ map
     (:class:`~fame_utils.live.LiveMap`) over every method's maps.
 
     Variation, pair, FAME iterations and CorrRISE masks apply on **Run**: the other methods
-    run when their (pair, masks) is new (cached so), then FAME, drawn while it optimises
-    (cached by (pair, iterations)). σ is live for FAME's e₊ and e₋. ``protocols``:
-    ``{subset: FacePairs}``; ``threshold``: θ; ``start``: ``(subset, variation, k)``, the
-    k-th genuine pair; ``precomputed``: ``{method name: Attribution}`` whose first row is
-    the ``start`` pair (e.g. the figure's), so the first view costs nothing.
+    run when their (pair, masks) is new, then FAME, drawn while it optimises (cached by
+    (pair, iterations)); σ is live for FAME's e₊ and e₋. ``protocols``: ``{subset:
+    FacePairs}``; ``threshold``: θ; ``start``: ``(subset, variation, k)``, the k-th genuine
+    pair; ``precomputed``: ``{method name: Attribution}`` whose first row is the ``start``
+    pair (e.g. the figure's), so the first view costs nothing.
 
     Returns:
         ``VBox`` (the comparison's ``Output`` last); ``runs`` counts the computations
@@ -177,6 +165,9 @@ def face_explorer(
         ref = embed(model, p.gallery)
         return p, ref, CosineSimilarity(ref, threshold=threshold)
 
+    def keys(settings: dict) -> tuple:
+        return tuple(settings[n] for n in ("variation", "pair", "iterations", "n_masks"))
+
     sigma0 = fame_config.sigma
     start = (start[0], start[1], start[2] % len(genuine(start[:2])))  # as the figure picks it
     others = [k for k in table_methods("verification") if k != "fame"]
@@ -193,7 +184,7 @@ def face_explorer(
     out, drawn = W.Output(), [None]
 
     def run(settings: dict, hook: dict) -> FameResult:
-        v, k, its, masks = (settings[n] for n in ("variation", "pair", "iterations", "n_masks"))
+        v, k, its, masks = keys(settings)
         p, _, target = pair_of(settings)
         if (v, k, masks) not in other_maps:
             if hasattr(box, "explorer"):  # not during the first, synchronous view
@@ -209,7 +200,7 @@ def face_explorer(
         return result
 
     def show(settings: dict, result: FameResult | None, sigma: float) -> None:
-        v, k, its, masks = (settings[n] for n in ("variation", "pair", "iterations", "n_masks"))
+        v, k, its, masks = keys(settings)
         maps = dict(other_maps[(v, k, masks)])
         if result is None:  # the figure's maps: σ needs FAME's Δx, so run it (live)
             maps["FAME"] = figure_fame
@@ -240,9 +231,14 @@ def face_explorer(
     options = [
         (f"{s}: {v}", (s, v)) for s, p in protocols.items() for v in dict.fromkeys(p.variation)
     ]
+    n_pairs = len(genuine(start[:2]))
     controls = {
         "variation": W.Dropdown(options=options, value=start[:2], description="variation"),
-        "pair": W.BoundedIntText(value=start[2], min=0, max=len(genuine(start[:2])) - 1),
+        "pair": W.BoundedIntText(
+            value=start[2],
+            max=n_pairs - 1,
+            description=f"genuine pair (0-{n_pairs - 1} of {n_pairs})",
+        ),
         "iterations": W.IntSlider(
             value=fame_config.iterations, min=1, max=1000, description="iterations", **SLIDER
         ),
@@ -251,16 +247,15 @@ def face_explorer(
         ),
     }
 
-    def bound_pair(change=None) -> None:  # the pairs that exist, with their count
-        pair, n = controls["pair"], len(genuine(controls["variation"].value))
+    def bound_pair(change) -> None:  # the pairs that exist, with their count
+        pair, n = controls["pair"], len(genuine(change["new"]))
         pair.max, pair.value = n - 1, min(pair.value, n - 1)
         pair.description = f"genuine pair (0-{n - 1} of {n})"
 
     def label(settings: dict) -> str:
-        v, k = settings["variation"], settings["pair"]
-        return f"{v[1]} pair {k}, {settings['iterations']} it, {settings['n_masks']} masks"
+        v, k, its, masks = keys(settings)
+        return f"{v[1]} pair {k}, {its} it, {masks} masks"
 
-    bound_pair()
     controls["variation"].observe(bound_pair, "value")
     box = W.VBox()
     box.runs = runs
@@ -271,7 +266,6 @@ def face_explorer(
         sigma=sigma0,
         kernel_size=fame_config.kernel_size,
         label=label,
-        callback_every=callback_every,
         on_show=show,
         run_first=figure_fame is None,
         sigma_max=20.0,

@@ -113,7 +113,7 @@ def test_panel_button_applies_the_held_controls_and_errors_show_in_the_output():
         return Markdown(f"**{cheap} {costly}**")
 
     controls = {"cheap": W.IntText(value=0), "costly": W.IntText(value=10)}
-    box = panel(render, controls, button="Go", per_row=3)
+    box = panel(render, controls, button="Go")
     out = box.children[-1]
     assert out.outputs[0]["data"]["text/markdown"] == "**0 10**"
     controls["costly"].value = 20  # held until Go
