@@ -28,7 +28,6 @@ from .postprocess import gaussian_blur, kernel_size_for, normalize_maps
 MAX_PINS = 4
 PAPER_ITERATIONS = 500  # the paper's iterations (§4), one button away in every explorer
 Settings = dict[str, Any]
-Hook = dict[str, Any]  # {} headless, else {"callback": ..., "callback_every": k} for run_fame
 SLIDER = {"continuous_update": False}
 
 
@@ -135,7 +134,7 @@ class LiveMap:
 
     def __init__(
         self,
-        run: Callable[[Settings, Hook], FameResult],
+        run: Callable[[Settings, Settings], FameResult],
         image_of: Callable[[Settings], Tensor],
         controls: Mapping[str, W.ValueWidget],
         *,
@@ -258,9 +257,8 @@ class LiveMap:
         return {name: w.value for name, w in self.controls.items()}
 
     def _store(self, settings: Settings, result: FameResult) -> _Map:
-        steps = int(result.steps.max()) if len(result.steps) else 0
+        steps, delta = int(result.steps.max()), result.delta[0].detach().float().cpu()
         initial, final = float(result.initial_loss.mean()), float(result.final_loss.mean())
-        delta = result.delta[0].detach().float().cpu()
         entry = _Map(delta, [(0, initial), (steps, final)], steps, result=result)
         self._cache[_key(settings)] = entry
         return entry

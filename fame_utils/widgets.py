@@ -138,18 +138,14 @@ def face_explorer(
     precomputed: Mapping[str, Any] | None = None,
 ) -> W.VBox:
     """Fig. 3 for one genuine pair at a time: a live FAME e₊ map
-    (:class:`~fame_utils.live.LiveMap`) over every method's maps.
-
-    Variation, pair, FAME iterations and CorrRISE masks apply on **Run**: the other methods
-    run when their (pair, masks) is new, then FAME, drawn while it optimises (cached by
-    (pair, iterations)); σ is live for FAME's e₊ and e₋. ``protocols``: ``{subset:
-    FacePairs}``; ``threshold``: θ; ``start``: ``(subset, variation, k)``, the k-th genuine
-    pair; ``precomputed``: ``{method name: Attribution}`` whose first row is the ``start``
-    pair (e.g. the figure's), so the first view costs nothing.
-
-    Returns:
-        ``VBox`` (the comparison's ``Output`` last); ``runs`` counts the computations
-        (``{"FAME": n, "others": m}``), ``explorer`` is the ``LiveMap``.
+    (:class:`~fame_utils.live.LiveMap`, the ``explorer`` attribute) over every method's maps
+    (the last child, an ``Output``); ``runs`` counts the computations ``{"FAME": n,
+    "others": m}``. Variation, pair, FAME iterations and CorrRISE masks apply on **Run**: the
+    other methods run when (pair, masks) is new, then FAME live (cached by (pair,
+    iterations)); σ is live for FAME's e₊ and e₋. ``protocols``: ``{subset: FacePairs}``;
+    ``threshold``: θ; ``start``: ``(subset, variation, k)``, the k-th genuine pair;
+    ``precomputed``: ``{method name: Attribution}`` whose first row is the ``start`` pair
+    (e.g. the figure's): the first view costs nothing.
     """
     from .methods import Fame, explain_all, make_methods, table_methods
     from .metrics.face import embed
