@@ -1,11 +1,9 @@
-"""Matplotlib figures of the notebooks: overlays, the paper's figure layouts, saving.
-
-Every ``draw_*`` function returns a new ``plt.Figure`` (the caller saves or shows it);
-images are (3, H, W) in [0, 1] RGB and maps (H, W) in [0, 1], on any device.
-"""
+"""The notebooks' figures: each ``draw_*`` returns a new ``plt.Figure``; images are
+(3, H, W) in [0, 1] RGB and maps (H, W) in [0, 1], on any device."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import zlib
 from collections.abc import Mapping, Sequence
@@ -211,15 +209,6 @@ def draw_method_rows(
     return _map_rows(cells, ["input", *attributions], row_labels, size, title, masks)
 
 
-def _genuine_curve(result, kind: str, genuine: Tensor) -> pd.DataFrame:
-    """Mean ``<kind>-sim`` over the genuine pairs: percents × methods."""
-    rows = result.rows
-    sub = rows[(rows["metric"] == f"{kind}-sim") & rows["percent"].notna()]
-    keep = genuine.cpu().numpy()[sub["index"].to_numpy()]
-    table = sub[keep].groupby(["percent", "method"])["value"].mean().unstack("method")
-    return table[[m for m in result.methods if m in table.columns]]
-
-
 def draw_face_curves(
     results: Mapping[str, Mapping[str, object]],
     methods: Sequence[str] | None = None,
@@ -228,13 +217,12 @@ def draw_face_curves(
     thresholds: Mapping[str, Mapping[str, float]] | None = None,
     title: str | None = None,
 ) -> plt.Figure:
-    """Fig. 4: verification accuracy (%) at each network's θ as the top-P % of the probe's
-    e₊ is deleted or inserted, from ``{network: {subset: ExperimentResult}}`` of
-    :class:`~fame_utils.FaceDeleteInsertMetric` runs: rows = network × (Delete, Insert),
-    columns = subsets, one line per method (default: all; sanity baselines grey, dashed),
-    each row's AUCs ×100 per subset in a legend right of it. With ``genuine`` (``{network:
-    {subset: (N,) bool}}`` of the pairs) and ``thresholds`` (``{network: {subset: θ}}``)
-    two more rows per network: the genuine pairs' mean cosine similarity (θ dotted)."""
+    """Fig. 4: accuracy (%) at θ as the top-P % of the probe's e₊ is deleted or inserted,
+    from ``{network: {subset: ExperimentResult}}`` of face Delete/Insert runs: rows =
+    network × (Delete, Insert), columns = subsets, a line per method (default: all;
+    baselines grey, dashed), the AUCs in a legend per row. With ``genuine`` (``{network:
+    {subset: (N,) bool}}``) and ``thresholds`` (θ per network and subset): two more rows
+    per network, the genuine pairs' mean cosine similarity (θ dotted)."""
     subsets = list(next(iter(results.values())))
     parts = ["acc"] if genuine is None else ["acc", "sim"]
     rows = [(n, p, k) for n in results for p in parts for k in ("Delete", "Insert")]
@@ -244,9 +232,11 @@ def draw_face_curves(
     fig, axes = plt.subplots(len(rows), len(subsets), squeeze=False, figsize=figsize)
     for r, (net, part, kind) in enumerate(rows):
         for c, s in enumerate(subsets):
-            res, ax = results[net][s], axes[r, c]
-            sim = part == "sim"
-            table = _genuine_curve(res, kind, genuine[net][s]) if sim else res.curve(f"{kind}-acc")
+            res, ax, sim = results[net][s], axes[r, c], part == "sim"
+            if sim:  # the genuine pairs only
+                keep = genuine[net][s].cpu().numpy()[res.rows["index"].to_numpy()]
+                res = dataclasses.replace(res, rows=res.rows[keep])
+            table = res.curve(f"{kind}-{part}")
             names = list(methods or table.columns)
             for name in names:
                 style = grey.get(name) or {"marker": "o", "color": method_colour(name)}
@@ -287,11 +277,9 @@ def draw_pair_removal(
     percent: float,
     methods: Sequence[str],
 ) -> plt.Figure:
-    """One face pair under Delete/Insert at ``percent`` (one of the run's): per method
-    (``()``: all) the gallery, the probe, its e₊, the probe with its top-P % deleted and
-    with only them kept, titled with the cosine similarity at P and ✓/✗ for the decision
-    at θ. ``pairs``/``results``: ``{subset: FacePairs / ExperimentResult}``; ``index`` is
-    clamped to the subset's last pair."""
+    """Pair ``index`` (clamped) of ``pairs[subset]`` (``FacePairs``) under Delete/Insert at
+    one of the run's ``percent``: per method (``()``: all) the gallery, the probe, its e₊,
+    the probe without and with only its top-P %, titled with s at P and ✓/✗ at θ."""
     from .metrics.road import removal_masks
 
     pairs, result = pairs[subset], results[subset]
@@ -337,11 +325,9 @@ def draw_bars(
     tables: Mapping[str, pd.DataFrame],
     groups: Mapping[str, Sequence[str]],
 ) -> plt.Figure:
-    """Fig. 5: grouped bars in each method's :func:`method_colour`, one row per table
-    (``{row title: methods × columns}``, e.g. ours and the paper's), one panel per
-    ``{group name (y label): columns}`` the table has values for; columns, panels and
-    rows without values are skipped. Sanity-baseline rows are a grey band from the lowest
-    to the highest baseline with a dashed line at the highest, per column."""
+    """Fig. 5: bars in each method's :func:`method_colour`, a row per ``{title: methods ×
+    columns}`` table, a panel per ``{y label: columns}`` group with values (empty ones
+    skipped); sanity baselines are a grey band from lowest to highest (dashed)."""
     panels = {}  # {row: [(group, columns with a value)]}
     for who, table in tables.items():
         have = {
@@ -390,10 +376,9 @@ def draw_bars(
 def draw_item_maps(
     dataset, result, index: int, threshold: float, class_names: Sequence[str] | None = None
 ) -> plt.Figure:
-    """Item ``index`` of ``dataset`` (``image`` (3, H, W) in [0, 1], ``box``, ``label``,
-    ``name``) with its box, then each method's map of the IoU/ROAD ``result`` with the box
-    (lime) and {map ≥ ``threshold``} outlined in white, titled with the item's IoU (when
-    the run has it) and ROAD-Delete values; ``class_names`` default to ImageNet-1k's."""
+    """Item ``index`` of ``dataset`` with its box, then each method's map of the IoU/ROAD
+    ``result`` with the box (lime) and {map ≥ ``threshold``} (white), titled with the
+    item's IoU and ROAD-Delete values; ``class_names`` default to ImageNet-1k's."""
     if class_names is None:
         from .models.classifiers import imagenet_categories
 
@@ -427,13 +412,13 @@ def draw_item_maps(
 
 
 def save_figure(
-    fig: plt.Figure, path: str | Path, *, formats: Sequence[str] = ("png", "pdf"), dpi: int = 150
+    fig: plt.Figure, path: str | Path, *, formats: Sequence[str] = ("png", "pdf")
 ) -> list[Path]:
-    """Save ``fig`` as ``path`` with each suffix in ``formats`` (folder created); returns
-    the written paths."""
+    """Save ``fig`` as ``path`` with each suffix in ``formats`` at 150 dpi (folder
+    created); returns the written paths."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     out = [path.with_suffix("." + fmt) for fmt in formats]
     for p in out:
-        fig.savefig(p, dpi=dpi, bbox_inches="tight")
+        fig.savefig(p, dpi=150, bbox_inches="tight")
     return out

@@ -112,15 +112,12 @@ def _baseline_sentence(
         win = _beats(methods[m], refs[ref], sign, min_items)
         (beats if win else not_beats).append(str(m))
     text = f" Best sanity baseline: {ref} {_number(float(ref_means.iloc[0]), decimals)}."
-    if beats:
-        text += f" {_names_text(beats)} {'beats' if len(beats) == 1 else 'beat'} {ref}"
-        if not_beats:
-            verb = "does" if len(not_beats) == 1 else "do"
-            text += f"; {_names_text(not_beats)} {verb} not."
-        else:
-            text += "."
-    else:
+    if not beats:
         text += f" No method beats {ref}."
+    else:
+        text += f" {_names_text(beats)} {'beats' if len(beats) == 1 else 'beat'} {ref}"
+        verb = "does" if len(not_beats) == 1 else "do"
+        text += f"; {_names_text(not_beats)} {verb} not." if not_beats else "."
     discriminating = str(means.index[0]) in beats
     if not discriminating and len(methods) < min_items:
         text += (
@@ -144,21 +141,16 @@ def ranking_sentences(
     paper_columns: Mapping[str, str] | None = None,
     min_items: int = MIN_ITEMS,
     decimals: Mapping[str, int] | None = None,
-    baselines: Collection[str] = BASELINE_NAMES,
 ) -> str:
     """Markdown: a summary line, then per column our ranking of the methods by their mean
     and how it compares with the paper's (agreeing when the paper's best is among the
-    methods the data cannot separate from our best). ``baselines`` in a column are ranked
-    apart; a column where the best method does not beat the best of them is flagged as not
-    discriminating (its paper claim untestable).
+    methods the data cannot separate from our best). Sanity baselines in a column are
+    ranked apart; a column where the best method does not beat the best of them is flagged
+    as not discriminating (its paper claim untestable).
 
-    Args:
-        per_item: ``{column: items × methods}`` of finite values (the same items for
-            every method); a column is looked up in ``paper`` after ``paper_columns``
-            (``None`` or a missing column: our ranking only).
-        lower_is_better: columns where lower values are better (e.g. face Delete).
-        decimals: ``{column: decimal places}`` of the printed means; means that print
-            alike are joined by "=" (default: one decimal from 10 up, three below).
+    ``per_item``: ``{column: items × methods}`` of finite values, a column looked up in
+    ``paper`` after ``paper_columns``; ``decimals``: ``{column: places}`` of the printed
+    means (default: one from 10 up, else three), means that print alike joined by "=".
 
     Raises:
         ValueError: a column with missing values or fewer than two methods.
@@ -174,7 +166,7 @@ def ranking_sentences(
         key = paper_columns.get(column, column)
         published = None if paper is None or key not in paper.columns else paper[key]
         label = column if key == column else f"{column} ({key})"
-        refs = [m for m in values.columns if m in set(baselines)]
+        refs = [m for m in values.columns if m in BASELINE_NAMES]
         real = values.drop(columns=refs)
         if real.shape[1] < (2 if not refs else 1):
             raise ValueError(f"column {column!r} needs at least two methods to rank")

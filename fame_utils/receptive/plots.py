@@ -127,11 +127,9 @@ def plot_cells_by_depth(
 def plot_measurements(
     df: pd.DataFrame, *, sigma: float | None = None, title: str | None = None
 ) -> plt.Figure:
-    """Boxplots of a :func:`~fame_utils.receptive.measure_layers` table against depth: the
-    share of mass in the CAM box, the centre-of-mass distance (cell widths) and the image
-    fraction holding 50% of the mass, hue = unblurred Δx vs blurred (``sigma`` labels
-    it). Black bars: what a uniform map gives (its share = the box area; its centre of
-    mass, the image centre) and, on the area panel, the CAM box's own area."""
+    """Boxplots against depth of a :func:`~fame_utils.receptive.measure_layers` table:
+    mass in the CAM box, centre-of-mass distance (cell widths), image fraction holding
+    50 % of the mass, unblurred Δx vs blurred (at ``sigma``); black bars: a uniform map."""
     import seaborn as sns
 
     blurred = "blurred" + (f" (σ={sigma:g})" if sigma is not None else "")
