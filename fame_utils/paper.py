@@ -182,17 +182,6 @@ class Comparison:
         )
 
 
-def saturated_columns(comparison: Comparison) -> dict[str, float]:
-    """``{column: value}`` where every method has the same mean at its display decimals
-    (the metric cannot rank the methods there)."""
-    out = {}
-    for col in comparison.ours.columns:
-        rounded = comparison.ours[col].round(comparison.decimals.get(col, 3))
-        if len(comparison.ours) > 1 and rounded.nunique() == 1:
-            out[col] = float(rounded.iloc[0])
-    return out
-
-
 def table1_networks(
     results: Mapping[str, Mapping[str, Any]], *, title: str, note: str, paper_title: str
 ) -> str:
@@ -236,11 +225,14 @@ def table1_networks(
     out = [f"# {title}", "", note, "", *table, ""]
     for net, comp in comparisons.items():
         out.append(f"## Rankings: {net}\n")
-        for col, v in saturated_columns(comp).items():
-            out.append(
-                f"**{col} saturates**: every method scores {v:g}, so this column cannot rank "
-                "them (the accuracy reaches the same floor for every map).\n"
-            )
+        for col in comp.ours.columns:  # every mean the same at its decimals
+            rounded = comp.ours[col].round(comp.decimals.get(col, 3))
+            if len(comp.ours) > 1 and rounded.nunique() == 1:
+                out.append(
+                    f"**{col} saturates**: every method scores {float(rounded.iloc[0]):g}, so "
+                    "this column cannot rank them (the accuracy reaches the same floor for "
+                    "every map).\n"
+                )
         out.append(comp.sentences + "\n")
         if "Random" in comp.ours.index:
             gain = above_baseline(comp.per_item, "Random", lower_is_better=comp.lower_is_better)

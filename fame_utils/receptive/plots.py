@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -84,39 +83,30 @@ def plot_contact_sheet(
     return fig
 
 
-@dataclass
-class DepthRow:
-    """One row of :func:`plot_cells_by_depth`: a layer's maps (K, H, W) of ``cells`` on a
-    ``grid``, optionally with its :class:`ReceptiveField`."""
-
-    label: str
-    maps: Tensor
-    cells: Tensor
-    grid: tuple[int, int]
-    rf: ReceptiveField | None = None
-
-
 def plot_cells_by_depth(
-    image: Tensor, rows: Sequence[DepthRow], *, title: str | None = None
+    image: Tensor,
+    rows: Mapping[str, tuple[Tensor, Tensor, Sequence[int], ReceptiveField | None]],
+    *,
+    title: str | None = None,
 ) -> plt.Figure:
-    """Rows = depths (shallow → deep), columns = the image, then a few cells per depth:
-    each cell's map with its CAM box, receptive field (when given), the cell centre (white
-    dot) and the map's centre of mass (black ×)."""
-    ncols = 1 + max(len(r.cells) for r in rows)
+    """Rows = depths (shallow → deep), ``{label: (maps (K, H, W), cells (K, 2), grid, rf
+    or None)}``; columns = the image, then each cell's map with its CAM box, receptive
+    field (given ``rf``), the cell centre (white dot) and the centre of mass (black ×)."""
+    ncols = 1 + max(len(cells) for _, cells, _, _ in rows.values())
     fig, axes = plt.subplots(len(rows), ncols, figsize=(2 * ncols, 2 * len(rows)), squeeze=False)
-    for r, row in enumerate(rows):
+    for r, (label, (maps, cells, grid, rf)) in enumerate(rows.items()):
         overlay(axes[r, 0], image)
-        axes[r, 0].set_ylabel(row.label, fontsize=9)
-        cell_axes = axes[r, 1 : 1 + len(row.cells)]
-        titles = [f"{row.label} cell ({i}, {j})" for i, j in row.cells.tolist()]
-        _draw_cells(cell_axes, image, row.maps, row.cells, row.grid, row.rf, (1.5, 1.0), titles)
-        centers = cell_centers(row.grid, row.maps.shape[-2:], row.cells) - 0.5  # pixel k at k
-        coms = center_of_mass(row.maps.float()) - 0.5
+        axes[r, 0].set_ylabel(label, fontsize=9)
+        cell_axes = axes[r, 1 : 1 + len(cells)]
+        titles = [f"{label} cell ({i}, {j})" for i, j in cells.tolist()]
+        _draw_cells(cell_axes, image, maps, cells, grid, rf, (1.5, 1.0), titles)
+        centers = cell_centers(grid, maps.shape[-2:], cells) - 0.5  # pixel k drawn at k
+        coms = center_of_mass(maps.float()) - 0.5
         for k, ax in enumerate(cell_axes):
             ax.plot(*centers[k].tolist(), "o", color="white", ms=3)
             if math.isfinite(coms[k, 0]):
                 ax.plot(*coms[k].tolist(), "x", color="black", ms=6, mew=1.5)
-        for ax in axes[r, 1 + len(row.cells) :]:
+        for ax in axes[r, 1 + len(cells) :]:
             ax.axis("off")
     fig.tight_layout()
     if title:
