@@ -137,7 +137,7 @@ class Comparison:
 
     @cached_property
     def sentences(self) -> str:
-        """:func:`~fame_utils.ranking.ranking_sentences` of the per-item values against the paper."""
+        """:func:`~fame_utils.ranking.ranking_sentences` of ours against the paper."""
         return ranking_sentences(
             self.per_item,
             self.paper,
@@ -148,8 +148,8 @@ class Comparison:
 
     def box_sizes(self, shares: Any, dataset: str = "this data") -> str:
         """Markdown beside the IoU columns: the box-area distribution of ``dataset``
-        (``shares``: (N,) box-area share per item, :func:`fame_utils.box_area_shares`),
-        mean IoU per box-size stratum and :func:`~fame_utils.ranking.ranking_sentences` of the small boxes."""
+        (``shares``: (N,) per item, :func:`fame_utils.box_area_shares`), the mean IoU per
+        box-size stratum and the ranking sentences of the small boxes."""
         areas = box_area_table({dataset: shares}).iloc[0]
         counts = ", ".join(f"{k[2:]} {int(v)}" for k, v in areas.items() if k.startswith("n "))
         text = (
@@ -191,15 +191,10 @@ def table1_networks(
     and the paper's row (labelled ``paper_title``); then per network the saturated columns,
     the ranking sentences and how far each method is above ``Random``; ``note`` goes under
     ``title`` with the pairs per network."""
+    face = {"paper_prefixes": TABLE1_DATASETS, "lower_is_better": {"Delete"}}
     comparisons = {
-        net: Comparison.from_results(
-            by_subset,
-            ["Delete", "Insert"],
-            table1(),
-            paper_prefixes=TABLE1_DATASETS,
-            lower_is_better={"Delete"},
-        )
-        for net, by_subset in results.items()
+        net: Comparison.from_results(runs, ["Delete", "Insert"], table1(), **face)
+        for net, runs in results.items()
     }
     counts = "; ".join(
         f"{net}: " + ", ".join(f"{s} {len(r.per_item('Delete'))}" for s, r in by_subset.items())

@@ -48,8 +48,6 @@ def method_colour(name: str):
 
 def to_numpy_image(image: Tensor) -> np.ndarray:
     """(3, H, W) [0, 1] tensor on any device -> (H, W, 3) float numpy array."""
-    if image.ndim == 4 and image.shape[0] == 1:
-        image = image[0]
     if image.ndim != 3 or image.shape[0] != 3:
         raise ValueError(f"expected an image of shape (3, H, W), got {tuple(image.shape)}")
     return image.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
@@ -68,10 +66,9 @@ def overlay(
     if image is not None:
         ax.imshow(to_numpy_image(image))
     if attribution is not None:
-        m = attribution[0] if attribution.ndim == 3 and len(attribution) == 1 else attribution
-        if m.ndim != 2:
+        if attribution.ndim != 2:
             raise ValueError(f"expected a map of shape (H, W), got {tuple(attribution.shape)}")
-        m = m.detach().float().cpu().numpy()
+        m = attribution.detach().float().cpu().numpy()
         ax.imshow(m, cmap=cmap, vmin=0, vmax=1, alpha=0.5 if image is not None else 1.0)
     if title:
         ax.set_title(title, fontsize=9)

@@ -155,8 +155,7 @@ def ranking_sentences(
     Raises:
         ValueError: a column with missing values or fewer than two methods.
     """
-    lines, agreements, inseparable, taus = [], [], 0, []
-    blind, testable, untestable, with_refs, ranked = [], [], [], 0, 0
+    lines, separated, agreements, taus, discriminates, tests = [], [], [], [], [], []
     paper_columns = dict(paper_columns or {})
     for column, values in per_item.items():
         if values.isna().to_numpy().any():
@@ -171,32 +170,26 @@ def ranking_sentences(
         if real.shape[1] < (2 if not refs else 1):
             raise ValueError(f"column {column!r} needs at least two methods to rank")
         lower, digits = column in lower_is_better, (decimals or {}).get(column)
-        text, agree, none_beaten, tau = f"- **{label}**:", None, None, float("nan")
+        text = f"- **{label}**:"
         if real.shape[1] >= 2:
             text, agree, none_beaten, tau = _column_sentence(
                 label, real, published, lower, digits, min_items
             )
-            ranked += 1
-            inseparable += none_beaten
+            separated.append(not none_beaten)
+            agreements += [] if agree is None else [agree]
+            taus += [tau] if np.isfinite(tau) else []
         if refs:
-            extra, discriminating = _baseline_sentence(real, values[refs], lower, digits, min_items)
+            extra, ok = _baseline_sentence(real, values[refs], lower, digits, min_items)
             text += extra
-            with_refs += 1
-            if not discriminating:
-                blind.append(label)
-            if published is not None:
-                (testable if discriminating else untestable).append(key)
+            discriminates.append((label, ok))
+            tests += [] if published is None else [(key, ok)]
         lines.append(text)
-        if agree is not None:
-            agreements.append(agree)
-        if np.isfinite(tau):
-            taus.append(tau)
     items = "/".join(str(n) for n in sorted({len(v) for v in per_item.values()}))
     head = f"Over {items} items (95% paired bootstrap intervals of the differences):"
-    if ranked:
+    if separated:
         head += (
-            f" in {ranked - inseparable} of {ranked} columns our best method beats at least "
-            f"one other; in {inseparable} the data cannot separate any method from it."
+            f" in {sum(separated)} of {len(separated)} columns our best method beats at least "
+            f"one other; in {separated.count(False)} the data cannot separate any method from it."
         )
     if agreements:
         head += (
@@ -204,13 +197,15 @@ def ranking_sentences(
             f"{len(agreements)} columns"
         )
         head += f"; mean Kendall τ of the means {np.mean(taus):+.2f}." if taus else "."
-    if with_refs:
+    blind = [label for label, ok in discriminates if not ok]
+    testable, untestable = ([k for k, ok in tests if ok is want] for want in (True, False))
+    if discriminates:
         head += (
-            f" In {len(blind)} of {with_refs} columns with sanity baselines no method beats the"
-            " best baseline"
+            f" In {len(blind)} of {len(discriminates)} columns with sanity baselines no method"
+            " beats the best baseline"
             + (f": {_names_text(blind)} cannot discriminate on this data." if blind else ".")
         )
-    if testable or untestable:
+    if tests:
         head += " Of the paper's columns, our data can test " + (
             f"{_names_text(testable)}" if testable else "none"
         )
