@@ -88,10 +88,9 @@ class Comparison:
         paper_prefixes: Mapping[str, str] | None = None,
         lower_is_better: Collection[str] = (),
     ) -> Comparison:
-        """Compare summary columns ``labels`` (e.g. ``["Delete", "Insert"]``) of
-        ``{prefix: ExperimentResult}`` (prefix ``""`` for a single run) with ``paper``; our
-        ``"<prefix> <label>"`` is the paper's ``"<paper_prefixes[prefix]> <label>"``
-        (e.g. :data:`TABLE1_DATASETS`); ``lower_is_better``: labels (e.g. ``{"Delete"}``)."""
+        """Summary columns ``labels`` of ``{prefix: ExperimentResult}`` (``""`` for one run)
+        against ``paper``: our ``"<prefix> <label>"`` is its ``"<paper_prefixes[prefix]>
+        <label>"``; ``lower_is_better``: labels (e.g. ``{"Delete"}``)."""
         prefixes = paper_prefixes or {}
         names = {(p, label): f"{p} {label}".strip() for p in results for label in labels}
         per_item = {}
@@ -186,11 +185,9 @@ def table1_networks(
     results: Mapping[str, Mapping[str, Any]], *, title: str, note: str, paper_title: str
 ) -> str:
     """Table 1 across networks as Markdown from ``{network: {subset: ExperimentResult}}``
-    of Delete/Insert runs (the same :data:`TABLE1_DATASETS` subsets per network): per
-    method one row per network (``mean [low, high]``, 95 % bootstrap interval over pairs)
-    and the paper's row (labelled ``paper_title``); then per network the saturated columns,
-    the ranking sentences and how far each method is above ``Random``; ``note`` goes under
-    ``title`` with the pairs per network."""
+    of Delete/Insert runs: per method a row per network (``mean [low, high]``) and the
+    paper's (``paper_title``); then per network the saturated columns, the ranking
+    sentences and how far each method is above ``Random``."""
     face = {"paper_prefixes": TABLE1_DATASETS, "lower_is_better": {"Delete"}}
     comparisons = {
         net: Comparison.from_results(runs, ["Delete", "Insert"], table1(), **face)

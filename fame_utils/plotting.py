@@ -173,10 +173,9 @@ def draw_face_rows(
     columns: Sequence[tuple[str, str, str]] = FACE_COLUMNS,
     title: str | None = None,
 ) -> plt.Figure:
-    """Fig. 3: per network in turn, one row per pair: gallery, probe, then the probe's
-    maps per ``columns``; rows labelled ``"<network>\\n<label>"`` (the label alone for
-    network ``""``). ``panels``: ``{network: (gallery, probe, {method name: Attribution},
-    row labels)}``, N pairs (N, 3, H, W) in [0, 1] (H, W may differ between networks)."""
+    """Fig. 3: a row per pair of each ``{network: (gallery, probe, {method name:
+    Attribution}, row labels)}`` (N pairs (N, 3, H, W) in [0, 1]): gallery, probe, then the
+    probe's maps per ``columns``; rows labelled ``"<network>\\n<label>"``."""
     cells, labels = [], []
     for net, (gallery, probe, attributions, row_labels) in panels.items():
         for i, label in enumerate(row_labels):
