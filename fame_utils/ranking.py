@@ -80,11 +80,8 @@ def _column_sentence(
         if len(shared):
             paper_best = str(shared.idxmin() if lower else shared.idxmax())
             agree = any(paper_method(m) == paper_best for m in {best, *tied})
-            verdict = (
-                "among the methods the data cannot separate from our best"
-                if agree
-                else f"beaten by {best} in ours"
-            )
+            verdict = "among the methods the data cannot separate from our best"
+            verdict = verdict if agree else f"beaten by {best} in ours"
             published = _number(float(paper[paper_best]), decimals)
             text += f" The paper's best, {paper_best} ({published}), is {verdict}."
             if len(shared) >= 2:
