@@ -1,16 +1,10 @@
-"""The paper's published numbers (Tables 1 and 2) and the comparison of our ranking with them.
-
-Zhang & Günther, "FAME: Feature Activation Map Explanation on Image Classification and
-Face Recognition" (CVPR-W XAI4CV 2026): Table 1 (Sec. 4.2) is face verification with
-IResNet-101 (AdaFace), Deletion ↓ / Insertion ↑ as the area under accuracy-vs-P ×100;
-Table 2 (Sec. 4.3) is ImageNet val with ResNet-50 IMAGENET1K_V2, IoU@t ×100 ↑ and the
-"ROAD-Delete@p%" logit drop ↑. Our ranking is compared with theirs by
-:mod:`fame_utils.ranking`, which claims only what a paired bootstrap supports.
-"""
+"""The paper's published numbers and our results beside them: Table 1 (Sec. 4.2, face
+verification, IResNet-101: Deletion ↓ / Insertion ↑, AUC of accuracy vs P ×100) and
+Table 2 (Sec. 4.3, ImageNet val, ResNet-50: IoU@t ×100 ↑, ROAD-Delete@p% logit drop ↑),
+ranked by :func:`~fame_utils.ranking.ranking_sentences`."""
 
 from __future__ import annotations
 
-import io
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -20,70 +14,48 @@ import numpy as np
 import pandas as pd
 
 from .baselines.sanity import BASELINE_NAMES
+from .experiment.result import column_of, summary_markdown
+from .metrics.localization import box_area_table, iou_by_box_size, size_strata
 from .ranking import above_baseline, ranking_sentences
-
-__all__ = [
-    "TABLE1_DATASETS",
-    "table1",
-    "table2",
-    "paper_method",
-    "Comparison",
-    "saturated_columns",
-    "table1_networks",
-]
 
 #: Our bundled face protocol subsets -> the paper's Table 1 dataset they stand in for.
 TABLE1_DATASETS = {"occlusion": "AR-glass", "resolution": "SCface-med", "pose": "CFP-FP"}
 
 # the paper's tables as printed, one row per method; "FullGradCAM" in Table 2 is
 # pytorch-grad-cam's FullGrad (our "FullGrad")
-_TABLE1 = """method,AR-glass Delete,AR-glass Insert,SCface-med Delete,SCface-med Insert,\
-CFP-FP Delete,CFP-FP Insert
-Grad-CAM,72.6,77.9,67.6,69.9,74.9,85.2
-Grad-CAM-EW,60.4,90.1,59.1,80.6,59.3,94.4
-CorrRISE,58.4,91.2,57.4,80.4,56.3,96.1
-FGGB,58.1,83.7,58.5,75.6,58.7,90.9
-FAME,56.1,92.1,57.2,82.0,55.8,96.2
-"""
-_TABLE2 = """method,IoU@0.3,IoU@0.5,IoU@0.7,ROAD-Delete@10%,ROAD-Delete@30%,ROAD-Delete@50%
-Grad-CAM,38.8,23.4,10.2,0.267,1.035,2.256
-Grad-CAM-EW,40.2,24.4,10.7,0.252,0.975,2.124
-HiResCAM,38.8,23.4,10.2,0.267,1.035,2.256
-FullGrad,48.8,33.1,13.1,0.253,1.020,2.289
-FAME,46.1,29.1,10.8,0.425,1.150,2.167
-"""
-
-
-def _read(table: str) -> pd.DataFrame:
-    return pd.read_csv(io.StringIO(table), index_col="method", float_precision="round_trip")
+_TABLE1 = {
+    "Grad-CAM": [72.6, 77.9, 67.6, 69.9, 74.9, 85.2],
+    "Grad-CAM-EW": [60.4, 90.1, 59.1, 80.6, 59.3, 94.4],
+    "CorrRISE": [58.4, 91.2, 57.4, 80.4, 56.3, 96.1],
+    "FGGB": [58.1, 83.7, 58.5, 75.6, 58.7, 90.9],
+    "FAME": [56.1, 92.1, 57.2, 82.0, 55.8, 96.2],
+}
+_TABLE2 = {
+    "Grad-CAM": [38.8, 23.4, 10.2, 0.267, 1.035, 2.256],
+    "Grad-CAM-EW": [40.2, 24.4, 10.7, 0.252, 0.975, 2.124],
+    "HiResCAM": [38.8, 23.4, 10.2, 0.267, 1.035, 2.256],
+    "FullGrad": [48.8, 33.1, 13.1, 0.253, 1.020, 2.289],
+    "FAME": [46.1, 29.1, 10.8, 0.425, 1.150, 2.167],
+}
 
 
 def table1() -> pd.DataFrame:
     """Table 1 of the paper (a fresh copy): methods × ``"<dataset> Delete"`` (lower is
     better) / ``"<dataset> Insert"`` (higher is better), AUC ×100."""
-    return _read(_TABLE1)
+    columns = [f"{d} {k}" for d in TABLE1_DATASETS.values() for k in ("Delete", "Insert")]
+    return pd.DataFrame.from_dict(_TABLE1, "index", columns=columns).rename_axis("method")
 
 
 def table2() -> pd.DataFrame:
     """Table 2 of the paper (a fresh copy): methods × ``IoU@t`` (×100) and
     ``ROAD-Delete@p%`` (logit drop), all higher-is-better."""
-    return _read(_TABLE2)
+    columns = [f"IoU@{t}" for t in (0.3, 0.5, 0.7)] + [f"ROAD-Delete@{p}%" for p in (10, 30, 50)]
+    return pd.DataFrame.from_dict(_TABLE2, "index", columns=columns).rename_axis("method")
 
 
 def paper_method(name: str) -> str:
     """The paper's row for one of our method names: ``"FAME (reference)"`` -> ``"FAME"``."""
     return name.split(" (", 1)[0]
-
-
-def _markdown_table(frame: pd.DataFrame, text_columns: int = 1) -> list[str]:
-    """The lines of a Markdown table of a frame of strings, its index the ``Method``
-    column; the first ``text_columns`` columns left-aligned, the others right-aligned."""
-    head = ["Method", *frame.columns]
-    align = ["---"] * text_columns + ["---:"] * (len(head) - text_columns)
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(align) + "|"]
-    for label, row in zip(frame.index, frame.to_numpy().tolist()):
-        lines.append("| " + " | ".join([str(label), *row]) + " |")
-    return lines
 
 
 def _label(method: str) -> str:
@@ -93,17 +65,10 @@ def _label(method: str) -> str:
 
 @dataclass
 class Comparison:
-    """Our summary against a published table, built by :meth:`from_results`.
-
-    Attributes:
-        ours: methods × columns (``"<prefix> <label>"``, e.g. ``"occlusion Delete"``), means.
-        intervals: same shape, :class:`~fame_utils.stats.Interval` cells.
-        per_item: ``{column: items × methods}`` values behind each mean.
-        paper: the published table (:func:`table1` / :func:`table2`).
-        paper_columns: ``{our column: paper column}``.
-        lower_is_better: our columns where lower is better.
-        decimals: per our column.
-    """
+    """Our summary against a published table (:meth:`from_results`): our means
+    (methods × ``"<prefix> <label>"`` columns), their :class:`~fame_utils.stats.Interval`
+    cells, ``{column: items × methods}`` values behind them, the paper's table,
+    ``{our column: paper column}``, our lower-is-better columns and decimals per column."""
 
     ours: pd.DataFrame
     intervals: pd.DataFrame
@@ -123,12 +88,9 @@ class Comparison:
         paper_prefixes: Mapping[str, str] | None = None,
         lower_is_better: Collection[str] = (),
     ) -> Comparison:
-        """Compare summary columns ``labels`` (e.g. ``["Delete", "Insert"]``) of
-        ``{prefix: ExperimentResult}`` (prefix ``""`` for a single run) with ``paper``; our
-        ``"<prefix> <label>"`` is the paper's ``"<paper_prefixes[prefix]> <label>"``
-        (e.g. :data:`TABLE1_DATASETS`); ``lower_is_better``: labels (e.g. ``{"Delete"}``)."""
-        from .experiment.result import column_of
-
+        """Summary columns ``labels`` of ``{prefix: ExperimentResult}`` (``""`` for one run)
+        against ``paper``: our ``"<prefix> <label>"`` is its ``"<paper_prefixes[prefix]>
+        <label>"``; ``lower_is_better``: labels (e.g. ``{"Delete"}``)."""
         prefixes = paper_prefixes or {}
         names = {(p, label): f"{p} {label}".strip() for p in results for label in labels}
         per_item = {}
@@ -174,7 +136,7 @@ class Comparison:
 
     @cached_property
     def sentences(self) -> str:
-        """:func:`~fame_utils.ranking.ranking_sentences` of the per-item values against the paper."""
+        """:func:`~fame_utils.ranking.ranking_sentences` of ours against the paper."""
         return ranking_sentences(
             self.per_item,
             self.paper,
@@ -185,11 +147,8 @@ class Comparison:
 
     def box_sizes(self, shares: Any, dataset: str = "this data") -> str:
         """Markdown beside the IoU columns: the box-area distribution of ``dataset``
-        (``shares``: (N,) box-area share per item, :func:`fame_utils.box_area_shares`),
-        mean IoU per box-size stratum and :func:`~fame_utils.ranking.ranking_sentences` of the small boxes."""
-        from .experiment.result import summary_markdown
-        from .metrics.localization import box_area_table, iou_by_box_size, size_strata
-
+        (``shares``: (N,) per item, :func:`fame_utils.box_area_shares`), the mean IoU per
+        box-size stratum and the ranking sentences of the small boxes."""
         areas = box_area_table({dataset: shares}).iloc[0]
         counts = ", ".join(f"{k[2:]} {int(v)}" for k, v in areas.items() if k.startswith("n "))
         text = (
@@ -212,8 +171,6 @@ class Comparison:
 
     def markdown(self, title: str, note: str, paper_title: str) -> str:
         """Ours (with intervals), the paper's table and the ranking sentences as Markdown."""
-        from .experiment.result import summary_markdown
-
         paper_decimals = {p: self.decimals.get(o, 3) for o, p in self.paper_columns.items()}
         return (
             f"# {title}\n\n{note}\n\n"
@@ -224,40 +181,17 @@ class Comparison:
         )
 
 
-def saturated_columns(comparison: Comparison) -> dict[str, float]:
-    """``{column: value}`` where every method has the same mean at its display decimals
-    (the metric cannot rank the methods there)."""
-    out = {}
-    for col in comparison.ours.columns:
-        rounded = comparison.ours[col].round(comparison.decimals.get(col, 3))
-        if len(comparison.ours) > 1 and rounded.nunique() == 1:
-            out[col] = float(rounded.iloc[0])
-    return out
-
-
 def table1_networks(
     results: Mapping[str, Mapping[str, Any]], *, title: str, note: str, paper_title: str
 ) -> str:
-    """Table 1 across networks as Markdown: per method one row per network (``mean [low,
-    high]``, 95 % bootstrap interval over pairs) and the paper's row (labelled
-    ``paper_title``) under them; then per network the saturated columns
-    (:func:`saturated_columns`), the ranking sentences and how far each method is above
-    ``Random`` (:func:`~fame_utils.ranking.above_baseline`).
-
-    Args:
-        results: ``{network: {subset: ExperimentResult}}`` of Delete/Insert runs, the same
-            subsets (keys of :data:`TABLE1_DATASETS`) per network.
-        title, note: the heading and the sentence under it (the pairs per network added).
-    """
+    """Table 1 across networks as Markdown from ``{network: {subset: ExperimentResult}}``
+    of Delete/Insert runs: per method a row per network (``mean [low, high]``) and the
+    paper's (``paper_title``); then per network the saturated columns, the ranking
+    sentences and how far each method is above ``Random``."""
+    face = {"paper_prefixes": TABLE1_DATASETS, "lower_is_better": {"Delete"}}
     comparisons = {
-        net: Comparison.from_results(
-            by_subset,
-            ["Delete", "Insert"],
-            table1(),
-            paper_prefixes=TABLE1_DATASETS,
-            lower_is_better={"Delete"},
-        )
-        for net, by_subset in results.items()
+        net: Comparison.from_results(runs, ["Delete", "Insert"], table1(), **face)
+        for net, runs in results.items()
     }
     counts = "; ".join(
         f"{net}: " + ", ".join(f"{s} {len(r.per_item('Delete'))}" for s, r in by_subset.items())
@@ -269,38 +203,37 @@ def table1_networks(
     )
     first = next(iter(comparisons.values()))
     cols = list(first.ours.columns)
-    rows, labels, shown_paper = [], [], set()
+    rows, shown_paper = [["Method", "network", *cols]], set()
     for method in dict.fromkeys(m for c in comparisons.values() for m in c.ours.index):
         for net, comp in comparisons.items():
             if method in comp.ours.index:
-                labels.append(_label(method))
-                rows.append([net, *(comp._ours(method, c) for c in cols)])
+                rows.append([_label(method), net, *(comp._ours(method, c) for c in cols)])
         row = paper_method(method)
         if row in first.paper.index and row not in shown_paper:
             shown_paper.add(row)
-            labels.append(row)
-            rows.append([f"*{paper_title}*", *(first._paper(method, c) for c in cols)])
-    table = pd.DataFrame(rows, index=labels, columns=["network", *cols])
-    out = [f"# {title}", "", note, "", *_markdown_table(table, text_columns=2), ""]
+            rows.append([row, f"*{paper_title}*", *(first._paper(method, c) for c in cols)])
+    table = ["| " + " | ".join(r) + " |" for r in rows]
+    table.insert(1, "|" + "|".join(["---"] * 2 + ["---:"] * len(cols)) + "|")
+    out = [f"# {title}", "", note, "", *table, ""]
     for net, comp in comparisons.items():
         out.append(f"## Rankings: {net}\n")
-        for col, v in saturated_columns(comp).items():
-            out.append(
-                f"**{col} saturates**: every method scores {v:g}, so this column cannot rank "
-                "them (the accuracy reaches the same floor for every map).\n"
-            )
+        for col in comp.ours.columns:  # every mean the same at its decimals
+            rounded = comp.ours[col].round(comp.decimals.get(col, 3))
+            if len(comp.ours) > 1 and rounded.nunique() == 1:
+                out.append(
+                    f"**{col} saturates**: every method scores {float(rounded.iloc[0]):g}, so "
+                    "this column cannot rank them (the accuracy reaches the same floor for "
+                    "every map).\n"
+                )
         out.append(comp.sentences + "\n")
         if "Random" in comp.ours.index:
             gain = above_baseline(comp.per_item, "Random", lower_is_better=comp.lower_is_better)
             gain = gain.drop(index=[b for b in BASELINE_NAMES if b in gain.index])
-            cells = pd.DataFrame(
-                {c: [iv.format(comp.decimals.get(c, 3)) for iv in gain[c]] for c in gain},
-                index=gain.index,
-            )
+            table = summary_markdown(gain.map(lambda iv: iv.mean), comp.decimals, gain)
             intro = (
                 "How far above `Random` (paired mean improvement over the Random map, 95 % "
                 "bootstrap interval; positive is better than noise, on Delete the drop is "
                 "Random's minus the method's):\n"
             )
-            out.append("\n".join([intro, *_markdown_table(cells)]) + "\n")
+            out.append(intro + "\n" + table)
     return "\n".join(out)

@@ -1,11 +1,9 @@
-"""Matplotlib figures of the notebooks: overlays, the paper's figure layouts, saving.
-
-Every ``draw_*`` function returns a new ``plt.Figure`` (the caller saves or shows it);
-images are (3, H, W) in [0, 1] RGB and maps (H, W) in [0, 1], on any device.
-"""
+"""The notebooks' figures: each ``draw_*`` returns a new ``plt.Figure``; images are
+(3, H, W) in [0, 1] RGB and maps (H, W) in [0, 1], on any device."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import zlib
 from collections.abc import Mapping, Sequence
@@ -20,27 +18,6 @@ from torch import Tensor
 
 from .baselines.sanity import BASELINE_NAMES
 from .postprocess import kernel_size_for
-
-__all__ = [
-    "to_numpy_image",
-    "overlay",
-    "draw_box",
-    "mark_empty",
-    "draw_blur_figure",
-    "FACE_COLUMNS",
-    "draw_face_rows",
-    "draw_method_rows",
-    "draw_face_curves",
-    "draw_pair_removal",
-    "table2_groups",
-    "draw_bars",
-    "METHOD_COLOURS",
-    "method_colour",
-    "show_maps",
-    "draw_item_maps",
-    "save_figure",
-]
-
 
 # one colour per method name in every figure (bars, curves); the sanity baselines are grey
 METHOD_COLOURS = {
@@ -58,9 +35,8 @@ METHOD_COLOURS = {
 
 
 def method_colour(name: str):
-    """The colour of method ``name`` in every figure: :data:`METHOD_COLOURS`; a recipe
-    variant (``"Grad-CAM (paper)"``) takes its method's hue (darker for ``reference``);
-    else a tab20b colour fixed by the name's CRC-32."""
+    """:data:`METHOD_COLOURS` of ``name`` or of its method for a recipe variant (darker
+    for ``reference``); else a tab20b colour fixed by the name's CRC-32."""
     if name in METHOD_COLOURS:
         return METHOD_COLOURS[name]
     base, _, variant = name.partition(" (")
@@ -70,18 +46,8 @@ def method_colour(name: str):
     return plt.cm.tab20b.colors[zlib.crc32(name.encode()) % 20]
 
 
-def _line_styles(names: Sequence[str], baselines: Sequence[str]) -> dict[str, dict]:
-    """Curve styles: methods in their :func:`method_colour` with dots; sanity baselines
-    grey, each with its own dash pattern."""
-    dashes = itertools.cycle(["--", "-.", ":"])
-    refs = {b: {"color": "0.45", "ls": next(dashes), "marker": None} for b in baselines}
-    return {n: refs.get(n, {"marker": "o", "color": method_colour(n)}) for n in names}
-
-
 def to_numpy_image(image: Tensor) -> np.ndarray:
     """(3, H, W) [0, 1] tensor on any device -> (H, W, 3) float numpy array."""
-    if image.ndim == 4 and image.shape[0] == 1:
-        image = image[0]
     if image.ndim != 3 or image.shape[0] != 3:
         raise ValueError(f"expected an image of shape (3, H, W), got {tuple(image.shape)}")
     return image.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
@@ -100,10 +66,9 @@ def overlay(
     if image is not None:
         ax.imshow(to_numpy_image(image))
     if attribution is not None:
-        m = attribution[0] if attribution.ndim == 3 and len(attribution) == 1 else attribution
-        if m.ndim != 2:
+        if attribution.ndim != 2:
             raise ValueError(f"expected a map of shape (H, W), got {tuple(attribution.shape)}")
-        m = m.detach().float().cpu().numpy()
+        m = attribution.detach().float().cpu().numpy()
         ax.imshow(m, cmap=cmap, vmin=0, vmax=1, alpha=0.5 if image is not None else 1.0)
     if title:
         ax.set_title(title, fontsize=9)
@@ -130,13 +95,34 @@ def draw_box(ax: plt.Axes, box: Sequence[float], color: str = "white", lw: float
     ax.add_patch(rect)
 
 
-def mark_empty(ax: plt.Axes, attribution: Tensor) -> None:
-    """Write "empty map" on ``ax`` when ``attribution`` is all zero (e.g. FAME's e₊ of an
-    impostor pair already below ε)."""
-    if float(attribution.max()) == 0:
-        box = {"facecolor": "black", "alpha": 0.6}
-        kw = {"ha": "center", "va": "center", "color": "white", "fontsize": 8, "bbox": box}
-        ax.text(0.5, 0.5, "empty map", transform=ax.transAxes, **kw)
+def _map_rows(
+    cells: list[list[tuple]],
+    titles: Sequence[str],
+    row_labels: Sequence[str],
+    figsize: tuple[float, float],
+    title: str | None,
+    masks: Tensor | None = None,
+    title_size: int = 9,
+) -> plt.Figure:
+    """A grid of :func:`overlay` panels, ``cells[r][c] = (image or None, map or None[,
+    cmap])``; an all-zero map is labelled "empty map", ``masks[r]`` outlined in white on a
+    cell without a map."""
+    fig, axes = plt.subplots(len(cells), len(titles), figsize=figsize, squeeze=False)
+    for (r, c), ax in np.ndenumerate(axes):
+        image, m, *cmap = cells[r][c]
+        overlay(ax, image, m, cmap=cmap[0] if cmap else "jet", title=None if r else titles[c])
+        if m is not None and float(m.max()) == 0:  # e.g. FAME's e₊ of a pair already below ε
+            box = {"facecolor": "black", "alpha": 0.6}
+            kw = {"ha": "center", "va": "center", "color": "white", "fontsize": 8, "bbox": box}
+            ax.text(0.5, 0.5, "empty map", transform=ax.transAxes, **kw)
+        elif m is None and masks is not None:
+            outline = masks[r].detach().float().cpu().numpy()
+            ax.contour(outline, levels=[0.5], colors="white", linewidths=0.8)
+        axes[r, 0].set_ylabel(row_labels[r], fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=title_size)
+    fig.tight_layout()
+    return fig
 
 
 def draw_blur_figure(
@@ -154,28 +140,18 @@ def draw_blur_figure(
     :class:`~fame_utils.core.FameResult` of the N images); ``row_labels``: N labels."""
     settings = [(kernel_size_for(s), s, "") for s in sigmas]
     settings.append((*chosen, f", kernel {chosen[0]}"))
-    panels = [
-        (f"({chr(97 + i)}) σ = {s:g}{note}", result.maps(sigma=s, kernel_size=k))
-        for i, (k, s, note) in enumerate(settings)
-    ]
-    n, cols = len(images), len(panels) + 2
-    fig, axes = plt.subplots(n, cols, figsize=(2.3 * cols, 2.4 * n), squeeze=False)
+    titles = ["image", "Δx, no blur (clipped)"]
+    titles += [f"({chr(97 + i)}) σ = {s:g}{note}" for i, (_, s, note) in enumerate(settings)]
+    maps = [result.maps(sigma=s, kernel_size=k) for k, s, _ in settings]
     raw = result.maps(sigma=0)
     clip = torch.quantile(raw.flatten(1).float(), 0.995, dim=1).clamp_min(1e-12)
     raw = (raw / clip[:, None, None]).clamp(max=1)
-    for r in range(n):
-        first = r == 0
-        overlay(axes[r, 0], images[r], title="image" if first else None)
-        axes[r, 0].set_ylabel(row_labels[r], fontsize=8)
-        overlay(
-            axes[r, 1], None, raw[r], cmap="gray", title="Δx, no blur (clipped)" if first else None
-        )
-        for c, (panel_title, maps) in enumerate(panels):
-            overlay(axes[r, c + 2], images[r], maps[r], title=panel_title if first else None)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return fig
+    cells = [
+        [(x, None), (None, raw[r], "gray"), *((x, m[r]) for m in maps)]
+        for r, x in enumerate(images)
+    ]
+    figsize = (2.3 * len(titles), 2.4 * len(images))
+    return _map_rows(cells, titles, row_labels, figsize, title, title_size=10)
 
 
 #: Fig. 3's map columns: (method name, ``Attribution`` field, column title).
@@ -191,48 +167,15 @@ FACE_COLUMNS = (
 )
 
 
-def _map_rows(
-    cells: list[list[tuple[Tensor, Tensor | None]]],
-    titles: Sequence[str],
-    row_labels: Sequence[str],
-    size: float,
-    title: str | None,
-    masks: Tensor | None = None,
-) -> plt.Figure:
-    """A grid of overlays, ``cells[r][c] = (image, map or None)``; an all-zero map is
-    labelled "empty map", ``masks[r]`` outlined in white on a cell without a map."""
-    n, cols = len(cells), len(titles)
-    fig, axes = plt.subplots(n, cols, figsize=(size * cols, size * n + 0.4), squeeze=False)
-    for (r, c), ax in np.ndenumerate(axes):
-        image, m = cells[r][c]
-        overlay(ax, image, m, title=titles[c] if r == 0 else None)
-        if m is not None:
-            mark_empty(ax, m)
-        elif masks is not None:
-            outline = masks[r].detach().float().cpu().numpy()
-            ax.contour(outline, levels=[0.5], colors="white", linewidths=0.8)
-        axes[r, 0].set_ylabel(row_labels[r], fontsize=8)
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    return fig
-
-
 def draw_face_rows(
     panels: Mapping[str, tuple[Tensor, Tensor, Mapping[str, object], Sequence[str]]],
     *,
     columns: Sequence[tuple[str, str, str]] = FACE_COLUMNS,
     title: str | None = None,
 ) -> plt.Figure:
-    """Fig. 3: per network in turn, one row per pair: gallery, probe, then the probe's
-    maps per ``columns``; rows labelled ``"<network>\\n<label>"`` (the label alone for
-    network ``""``).
-
-    Args:
-        panels: ``{network: (gallery, probe, attributions, row_labels)}``: gallery and probe
-            (N, 3, H, W) in [0, 1] (H, W may differ between networks), ``{method name:
-            Attribution}`` with (N, H, W) maps in [0, 1], N labels.
-    """
+    """Fig. 3: a row per pair of each ``{network: (gallery, probe, {method name:
+    Attribution}, row labels)}`` (N pairs (N, 3, H, W) in [0, 1]): gallery, probe, then the
+    probe's maps per ``columns``; rows labelled ``"<network>\\n<label>"``."""
     cells, labels = [], []
     for net, (gallery, probe, attributions, row_labels) in panels.items():
         for i, label in enumerate(row_labels):
@@ -240,7 +183,7 @@ def draw_face_rows(
             cells.append([(gallery[i], None), (probe[i], None), *((probe[i], m) for m in maps)])
             labels.append(f"{net}\n{label}" if net else label)
     titles = ["gallery", "probe", *(t for _, _, t in columns)]
-    return _map_rows(cells, titles, labels, 1.7, title)
+    return _map_rows(cells, titles, labels, (1.7 * len(titles), 1.7 * len(cells) + 0.4), title)
 
 
 def draw_method_rows(
@@ -258,16 +201,8 @@ def draw_method_rows(
         [(images[r], None), *((images[r], a.positive[r]) for a in attributions.values())]
         for r in range(len(row_labels))
     ]
-    return _map_rows(cells, ["input", *attributions], row_labels, 1.5, title, masks)
-
-
-def _genuine_curve(result, kind: str, genuine: Tensor) -> pd.DataFrame:
-    """Mean ``<kind>-sim`` over the genuine pairs: percents × methods."""
-    rows = result.rows
-    sub = rows[(rows["metric"] == f"{kind}-sim") & rows["percent"].notna()]
-    keep = genuine.cpu().numpy()[sub["index"].to_numpy()]
-    table = sub[keep].groupby(["percent", "method"])["value"].mean().unstack("method")
-    return table[[m for m in result.methods if m in table.columns]]
+    size = (1.5 * (len(attributions) + 1), 1.5 * len(cells) + 0.4)
+    return _map_rows(cells, ["input", *attributions], row_labels, size, title, masks)
 
 
 def draw_face_curves(
@@ -278,25 +213,29 @@ def draw_face_curves(
     thresholds: Mapping[str, Mapping[str, float]] | None = None,
     title: str | None = None,
 ) -> plt.Figure:
-    """Fig. 4: verification accuracy (%) at each network's θ as the top-P % of the probe's
-    e₊ is deleted or inserted, from ``{network: {subset: ExperimentResult}}`` of
-    :class:`~fame_utils.FaceDeleteInsertMetric` runs: rows = network × (Delete, Insert),
-    columns = subsets, one line per method (default: all; sanity baselines grey, dashed),
-    each row's AUCs ×100 per subset in a legend right of it. With ``genuine`` (``{network:
-    {subset: (N,) bool}}`` of the pairs) and ``thresholds`` (``{network: {subset: θ}}``)
-    two more rows per network: the genuine pairs' mean cosine similarity (θ dotted)."""
+    """Fig. 4: accuracy (%) at θ as the top-P % of the probe's e₊ is deleted or inserted,
+    from ``{network: {subset: ExperimentResult}}`` of face Delete/Insert runs: rows =
+    network × (Delete, Insert), columns = subsets, a line per method (default: all;
+    baselines grey, dashed), the AUCs in a legend per row. With ``genuine`` (``{network:
+    {subset: (N,) bool}}``) and ``thresholds`` (θ per network and subset): two more rows
+    per network, the genuine pairs' mean cosine similarity (θ dotted)."""
     subsets = list(next(iter(results.values())))
     parts = ["acc"] if genuine is None else ["acc", "sim"]
     rows = [(n, p, k) for n in results for p in parts for k in ("Delete", "Insert")]
+    dashes = zip(BASELINE_NAMES, itertools.cycle(["--", "-.", ":"]))  # a pattern per baseline
+    grey = {b: {"color": "0.45", "ls": ls, "marker": None} for b, ls in dashes}
     figsize = (2.4 * len(subsets) + 3.6, 2.4 * len(rows))
     fig, axes = plt.subplots(len(rows), len(subsets), squeeze=False, figsize=figsize)
     for r, (net, part, kind) in enumerate(rows):
         for c, s in enumerate(subsets):
-            res, ax = results[net][s], axes[r, c]
-            sim = part == "sim"
-            table = _genuine_curve(res, kind, genuine[net][s]) if sim else res.curve(f"{kind}-acc")
+            res, ax, sim = results[net][s], axes[r, c], part == "sim"
+            if sim:  # the genuine pairs only
+                keep = genuine[net][s].cpu().numpy()[res.rows["index"].to_numpy()]
+                res = dataclasses.replace(res, rows=res.rows[keep])
+            table = res.curve(f"{kind}-{part}")
             names = list(methods or table.columns)
-            for name, style in _line_styles(names, BASELINE_NAMES).items():
+            for name in names:
+                style = grey.get(name) or {"marker": "o", "color": method_colour(name)}
                 ax.plot(table.index, table[name], ms=2, lw=1, label=name, **style)
             if sim:
                 ax.axhline(thresholds[net][s], color="gray", ls=":", lw=1)
@@ -334,11 +273,9 @@ def draw_pair_removal(
     percent: float,
     methods: Sequence[str],
 ) -> plt.Figure:
-    """One face pair under Delete/Insert at ``percent`` (one of the run's): per method
-    (``()``: all) the gallery, the probe, its e₊, the probe with its top-P % deleted and
-    with only them kept, titled with the cosine similarity at P and ✓/✗ for the decision
-    at θ. ``pairs``/``results``: ``{subset: FacePairs / ExperimentResult}``; ``index`` is
-    clamped to the subset's last pair."""
+    """Pair ``index`` (clamped) of ``pairs[subset]`` (``FacePairs``) under Delete/Insert at
+    one of the run's ``percent``: per method (``()``: all) the gallery, the probe, its e₊,
+    the probe without and with only its top-P %, titled with s at P and ✓/✗ at θ."""
     from .metrics.road import removal_masks
 
     pairs, result = pairs[subset], results[subset]
@@ -384,19 +321,17 @@ def draw_bars(
     tables: Mapping[str, pd.DataFrame],
     groups: Mapping[str, Sequence[str]],
 ) -> plt.Figure:
-    """Fig. 5: grouped bars in each method's :func:`method_colour`, one row per table
-    (``{row title: methods × columns}``, e.g. ours and the paper's), one panel per
-    ``{group name (y label): columns}`` the table has values for; columns, panels and
-    rows without values are skipped. Sanity-baseline rows are a grey band from the lowest
-    to the highest baseline with a dashed line at the highest, per column."""
+    """Fig. 5: bars in each method's :func:`method_colour`, a row per ``{title: methods ×
+    columns}`` table, a panel per ``{y label: columns}`` group with values (empty ones
+    skipped); sanity baselines are a grey band from lowest to highest (dashed)."""
     panels = {}  # {row: [(group, columns with a value)]}
     for who, table in tables.items():
-        have = [
-            (g, [k for k in cols if k in table and table[k].notna().any()])
+        have = {
+            g: [k for k in cols if k in table and table[k].notna().any()]
             for g, cols in groups.items()
-        ]
-        if any(cols for _, cols in have):
-            panels[who] = [(g, cols) for g, cols in have if cols]
+        }
+        if row := [(g, cols) for g, cols in have.items() if cols]:
+            panels[who] = row
     nrows, ncols = max(len(panels), 1), max((len(p) for p in panels.values()), default=1)
     fig, axes = plt.subplots(nrows, ncols, figsize=(1.1 * 3.2 * ncols, 3.2 * nrows), squeeze=False)
     for r, (who, row) in enumerate(panels.items()):
@@ -408,14 +343,8 @@ def draw_bars(
             bars = table.drop(index=refs).dropna(how="all")
             n, x = len(bars.index), np.arange(len(cols))
             for j, m in enumerate(bars.index):
-                offset = (j - (n - 1) / 2) * 0.8 / n
-                ax.bar(
-                    x + offset,
-                    bars.loc[m].to_numpy(float),
-                    0.8 / n,
-                    label=m,
-                    color=method_colour(m),
-                )
+                offset, heights = (j - (n - 1) / 2) * 0.8 / n, bars.loc[m].to_numpy(float)
+                ax.bar(x + offset, heights, 0.8 / n, label=m, color=method_colour(m))
             if refs:
                 ref = table.loc[refs].to_numpy(float)
                 for xi, a, b in zip(x, ref.min(0), ref.max(0)):
@@ -423,9 +352,8 @@ def draw_bars(
                     ax.fill_between(span, a, b, color="0.85", lw=0, zorder=0)  # behind bars
                     ax.hlines(b, *span, colors="0.3", linestyles="--", lw=1, zorder=3)
                 ax.plot([], [], color="0.3", ls="--", label=f"sanity baselines ({', '.join(refs)})")
-            ax.set_xticks(
-                x, [k.replace("ROAD-", "").replace("Delete", "Del") for k in cols], fontsize=7
-            )
+            ticks = [k.replace("ROAD-", "").replace("Delete", "Del") for k in cols]
+            ax.set_xticks(x, ticks, fontsize=7)
             ax.set_ylabel(group, fontsize=8)
             ax.set_title(who, fontsize=8)
             ax.tick_params(labelsize=7)
@@ -436,8 +364,7 @@ def draw_bars(
             entries.setdefault(label, handle)
     ncol = min(len(entries), 4)
     legend_rows = -(-len(entries) // max(ncol, 1))
-    handles = list(entries.values())
-    fig.legend(handles, list(entries), loc="lower center", ncol=ncol, fontsize=7, frameon=False)
+    fig.legend(entries.values(), entries, loc="lower center", ncol=ncol, fontsize=7, frameon=False)
     fig.tight_layout(rect=(0, min(0.4, (0.1 + 0.17 * legend_rows) / fig.get_figheight()), 1, 1))
     return fig
 
@@ -445,10 +372,9 @@ def draw_bars(
 def draw_item_maps(
     dataset, result, index: int, threshold: float, class_names: Sequence[str] | None = None
 ) -> plt.Figure:
-    """Item ``index`` of ``dataset`` (``image`` (3, H, W) in [0, 1], ``box``, ``label``,
-    ``name``) with its box, then each method's map of the IoU/ROAD ``result`` with the box
-    (lime) and {map ≥ ``threshold``} outlined in white, titled with the item's IoU (when
-    the run has it) and ROAD-Delete values; ``class_names`` default to ImageNet-1k's."""
+    """Item ``index`` of ``dataset`` with its box, then each method's map of the IoU/ROAD
+    ``result`` with the box (lime) and {map ≥ ``threshold``} (white), titled with the
+    item's IoU and ROAD-Delete values; ``class_names`` default to ImageNet-1k's."""
     if class_names is None:
         from .models.classifiers import imagenet_categories
 
@@ -482,13 +408,13 @@ def draw_item_maps(
 
 
 def save_figure(
-    fig: plt.Figure, path: str | Path, *, formats: Sequence[str] = ("png", "pdf"), dpi: int = 150
+    fig: plt.Figure, path: str | Path, *, formats: Sequence[str] = ("png", "pdf")
 ) -> list[Path]:
-    """Save ``fig`` as ``path`` with each suffix in ``formats`` (folder created); returns
-    the written paths."""
+    """Save ``fig`` as ``path`` with each suffix in ``formats`` at 150 dpi (folder
+    created); returns the written paths."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     out = [path.with_suffix("." + fmt) for fmt in formats]
     for p in out:
-        fig.savefig(p, dpi=dpi, bbox_inches="tight")
+        fig.savefig(p, dpi=150, bbox_inches="tight")
     return out

@@ -1,25 +1,17 @@
-"""Rankings of methods that claim only what the data supports.
-
-For each column of per-item values the methods are ordered by their mean; "A beats B" only
-when the paired bootstrap interval of the per-item difference excludes 0
-(:func:`fame_utils.stats.paired_difference`), and never with fewer than :data:`MIN_ITEMS`
-items. Sanity baselines (:mod:`fame_utils.baselines.sanity`) are reference rows every
-method must beat (issue 23). Used by :mod:`fame_utils.paper` to compare our ranking with
-the paper's (Tables 1 and 2).
-"""
+"""Rankings of methods that claim only what the data supports: "A beats B" only when the
+95 % paired bootstrap interval of the per-item difference excludes 0
+(:func:`fame_utils.stats.paired_difference`, seed 0), never with fewer than
+:data:`MIN_ITEMS` items; sanity baselines are reference rows every method must beat."""
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from .baselines.sanity import BASELINE_NAMES
-from .stats import DEFAULT_RESAMPLES, paired_difference
-
-__all__ = ["MIN_ITEMS", "ranking_sentences", "above_baseline"]
+from .stats import paired_difference
 
 #: Fewest items for a "beats" claim: below it a percentile bootstrap's coverage is poor.
 MIN_ITEMS = 10
@@ -36,12 +28,16 @@ def _names_text(names: list[str]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + f" and {names[-1]}"
 
 
-def _beats(a: pd.Series, b: pd.Series, sign: float, min_items: int, **boot: Any) -> bool:
-    """Whether ``sign · a`` is above ``sign · b``: the paired bootstrap interval of the
-    difference excludes 0; never with fewer than ``min_items`` items."""
+def _beats(a: pd.Series, b: pd.Series, sign: float, min_items: int) -> bool:
+    """Whether ``sign · a`` is above ``sign · b`` (see the module docstring)."""
     if len(a) < min_items:
         return False
-    return paired_difference(sign * a.to_numpy(), sign * b.to_numpy(), **boot).low > 0
+    return paired_difference(sign * a.to_numpy(), sign * b.to_numpy()).low > 0
+
+
+def _ranked(values: pd.DataFrame, lower: bool) -> pd.Series:
+    """The columns' means, best first (ties in column order)."""
+    return values.mean(axis=0).sort_values(ascending=lower, kind="stable")
 
 
 def _column_sentence(
@@ -51,7 +47,6 @@ def _column_sentence(
     lower: bool,
     decimals: int | None,
     min_items: int,
-    **boot: Any,
 ) -> tuple[str, bool | None, bool, float]:
     """One column: (sentence, our top group holds the paper's best (None: no paper column),
     every method inseparable from our best, Kendall τ of the means vs the paper)."""
@@ -59,12 +54,12 @@ def _column_sentence(
 
     from .paper import paper_method  # paper imports this module
 
-    means = values.mean(axis=0).sort_values(ascending=lower, kind="stable")
+    means = _ranked(values, lower)
     best = str(means.index[0])
     sign = -1.0 if lower else 1.0  # positive difference = the best is better
     beaten, tied = [], []
     for other in means.index[1:]:
-        win = _beats(values[best], values[other], sign, min_items, **boot)
+        win = _beats(values[best], values[other], sign, min_items)
         (beaten if win else tied).append(str(other))
     shown = [_number(v, decimals) for v in means.to_numpy()]
     order = f"{best} {shown[0]}"
@@ -85,11 +80,8 @@ def _column_sentence(
         if len(shared):
             paper_best = str(shared.idxmin() if lower else shared.idxmax())
             agree = any(paper_method(m) == paper_best for m in {best, *tied})
-            verdict = (
-                "among the methods the data cannot separate from our best"
-                if agree
-                else f"beaten by {best} in ours"
-            )
+            verdict = "among the methods the data cannot separate from our best"
+            verdict = verdict if agree else f"beaten by {best} in ours"
             published = _number(float(paper[paper_best]), decimals)
             text += f" The paper's best, {paper_best} ({published}), is {verdict}."
             if len(shared) >= 2:
@@ -106,28 +98,23 @@ def _baseline_sentence(
     lower: bool,
     decimals: int | None,
     min_items: int,
-    **boot: Any,
 ) -> tuple[str, bool]:
     """Each method against the best sanity baseline of a column: (sentence, whether the
     best method beats it, i.e. the column discriminates)."""
-    ref_means = refs.mean(axis=0).sort_values(ascending=lower, kind="stable")
+    ref_means, means = _ranked(refs, lower), _ranked(methods, lower)
     ref = str(ref_means.index[0])
     sign = -1.0 if lower else 1.0
-    means = methods.mean(axis=0).sort_values(ascending=lower, kind="stable")
     beats, not_beats = [], []
     for m in means.index:
-        win = _beats(methods[m], refs[ref], sign, min_items, **boot)
+        win = _beats(methods[m], refs[ref], sign, min_items)
         (beats if win else not_beats).append(str(m))
     text = f" Best sanity baseline: {ref} {_number(float(ref_means.iloc[0]), decimals)}."
-    if beats:
-        text += f" {_names_text(beats)} {'beats' if len(beats) == 1 else 'beat'} {ref}"
-        if not_beats:
-            verb = "does" if len(not_beats) == 1 else "do"
-            text += f"; {_names_text(not_beats)} {verb} not."
-        else:
-            text += "."
-    else:
+    if not beats:
         text += f" No method beats {ref}."
+    else:
+        text += f" {_names_text(beats)} {'beats' if len(beats) == 1 else 'beat'} {ref}"
+        verb = "does" if len(not_beats) == 1 else "do"
+        text += f"; {_names_text(not_beats)} {verb} not." if not_beats else "."
     discriminating = str(means.index[0]) in beats
     if not discriminating and len(methods) < min_items:
         text += (
@@ -149,38 +136,24 @@ def ranking_sentences(
     *,
     lower_is_better: Collection[str] = (),
     paper_columns: Mapping[str, str] | None = None,
-    n_resamples: int = DEFAULT_RESAMPLES,
-    seed: int = 0,
-    level: float = 0.95,
     min_items: int = MIN_ITEMS,
     decimals: Mapping[str, int] | None = None,
-    baselines: Collection[str] = BASELINE_NAMES,
 ) -> str:
     """Markdown: a summary line, then per column our ranking of the methods by their mean
-    and how it compares with the paper's.
+    and how it compares with the paper's (agreeing when the paper's best is among the
+    methods the data cannot separate from our best). Sanity baselines in a column are
+    ranked apart; a column where the best method does not beat the best of them is flagged
+    as not discriminating (its paper claim untestable).
 
-    The best method *beats* another only when the paired bootstrap interval of the per-item
-    difference (``level``, seeded) excludes 0, never with fewer than ``min_items`` items.
-    A column agrees with the paper when the paper's best is among the methods the data
-    cannot separate from our best. ``baselines`` present in a column are ranked apart;
-    every method is compared with the best of them, and a column where the best method
-    does not beat it is flagged as not discriminating (its paper claim untestable).
-
-    Args:
-        per_item: ``{column: items × methods}`` of finite values (the same items for
-            every method); a column is looked up in ``paper`` after ``paper_columns``
-            (``None`` or a missing column: our ranking only).
-        lower_is_better: columns where lower values are better (e.g. face Delete).
-        decimals: ``{column: decimal places}`` of the printed means; means that print
-            alike are joined by "=" (default: one decimal from 10 up, three below).
+    ``per_item``: ``{column: items × methods}`` of finite values, a column looked up in
+    ``paper`` after ``paper_columns``; ``decimals``: ``{column: places}`` of the printed
+    means (default: one from 10 up, else three), means that print alike joined by "=".
 
     Raises:
         ValueError: a column with missing values or fewer than two methods.
     """
-    lines, agreements, inseparable, taus = [], [], 0, []
-    blind, testable, untestable, with_refs, ranked = [], [], [], 0, 0
+    lines, separated, agreements, taus, discriminates, tests = [], [], [], [], [], []
     paper_columns = dict(paper_columns or {})
-    boot = {"n_resamples": n_resamples, "seed": seed, "level": level}
     for column, values in per_item.items():
         if values.isna().to_numpy().any():
             raise ValueError(
@@ -189,39 +162,31 @@ def ranking_sentences(
         key = paper_columns.get(column, column)
         published = None if paper is None or key not in paper.columns else paper[key]
         label = column if key == column else f"{column} ({key})"
-        refs = [m for m in values.columns if m in set(baselines)]
+        refs = [m for m in values.columns if m in BASELINE_NAMES]
         real = values.drop(columns=refs)
         if real.shape[1] < (2 if not refs else 1):
             raise ValueError(f"column {column!r} needs at least two methods to rank")
         lower, digits = column in lower_is_better, (decimals or {}).get(column)
-        text, agree, none_beaten, tau = f"- **{label}**:", None, None, float("nan")
+        text = f"- **{label}**:"
         if real.shape[1] >= 2:
             text, agree, none_beaten, tau = _column_sentence(
-                label, real, published, lower, digits, min_items, **boot
+                label, real, published, lower, digits, min_items
             )
-            ranked += 1
-            inseparable += none_beaten
+            separated.append(not none_beaten)
+            agreements += [] if agree is None else [agree]
+            taus += [tau] if np.isfinite(tau) else []
         if refs:
-            extra, discriminating = _baseline_sentence(
-                real, values[refs], lower, digits, min_items, **boot
-            )
+            extra, ok = _baseline_sentence(real, values[refs], lower, digits, min_items)
             text += extra
-            with_refs += 1
-            if not discriminating:
-                blind.append(label)
-            if published is not None:
-                (testable if discriminating else untestable).append(key)
+            discriminates.append((label, ok))
+            tests += [] if published is None else [(key, ok)]
         lines.append(text)
-        if agree is not None:
-            agreements.append(agree)
-        if np.isfinite(tau):
-            taus.append(tau)
     items = "/".join(str(n) for n in sorted({len(v) for v in per_item.values()}))
-    head = f"Over {items} items ({100 * level:.0f}% paired bootstrap intervals of the differences):"
-    if ranked:
+    head = f"Over {items} items (95% paired bootstrap intervals of the differences):"
+    if separated:
         head += (
-            f" in {ranked - inseparable} of {ranked} columns our best method beats at least "
-            f"one other; in {inseparable} the data cannot separate any method from it."
+            f" in {sum(separated)} of {len(separated)} columns our best method beats at least "
+            f"one other; in {separated.count(False)} the data cannot separate any method from it."
         )
     if agreements:
         head += (
@@ -229,13 +194,15 @@ def ranking_sentences(
             f"{len(agreements)} columns"
         )
         head += f"; mean Kendall τ of the means {np.mean(taus):+.2f}." if taus else "."
-    if with_refs:
+    blind = [label for label, ok in discriminates if not ok]
+    testable, untestable = ([k for k, ok in tests if ok is want] for want in (True, False))
+    if discriminates:
         head += (
-            f" In {len(blind)} of {with_refs} columns with sanity baselines no method beats the"
-            " best baseline"
+            f" In {len(blind)} of {len(discriminates)} columns with sanity baselines no method"
+            " beats the best baseline"
             + (f": {_names_text(blind)} cannot discriminate on this data." if blind else ".")
         )
-    if testable or untestable:
+    if tests:
         head += " Of the paper's columns, our data can test " + (
             f"{_names_text(testable)}" if testable else "none"
         )
@@ -248,15 +215,10 @@ def above_baseline(
     baseline: str = "Random",
     *,
     lower_is_better: Collection[str] = (),
-    n_resamples: int = DEFAULT_RESAMPLES,
-    seed: int = 0,
-    level: float = 0.95,
 ) -> pd.DataFrame:
-    """How far each method is better than ``baseline`` per column of ``per_item``
-    (``{column: items × methods}``): methods × columns of
-    :class:`~fame_utils.stats.Interval` cells, the mean paired improvement (baseline −
-    method in ``lower_is_better`` columns, so positive is always better) with its bootstrap
-    interval.
+    """Methods × columns of :class:`~fame_utils.stats.Interval` cells: each method's mean
+    paired improvement over ``baseline`` per column of ``per_item`` (``{column: items ×
+    methods}``; baseline − method in ``lower_is_better`` columns, so positive is better).
 
     Raises:
         ValueError: a column without ``baseline``.
@@ -268,9 +230,7 @@ def above_baseline(
         sign = -1.0 if column in lower_is_better else 1.0
         ref = sign * values[baseline].to_numpy()
         out[column] = {
-            m: paired_difference(
-                sign * values[m].to_numpy(), ref, n_resamples=n_resamples, seed=seed, level=level
-            )
+            m: paired_difference(sign * values[m].to_numpy(), ref)
             for m in values.columns
             if m != baseline
         }

@@ -45,14 +45,14 @@ def test_depth_figure_and_measurement_plot(tiny_cnn):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from fame_utils.receptive import DepthRow, plot_cells_by_depth, plot_measurements
+    from fame_utils.receptive import plot_cells_by_depth, plot_measurements
 
     x = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(5))
-    rows = []
+    rows = {}
     for label, layer in (("16x16", tiny_cnn[0]), ("8x8", tiny_cnn[2])):
         res = run_cells(tiny_cnn, x, layer, [(0, 0), (3, 3)], iterations=2, progress=False)
         rf = receptive_field(tiny_cnn, layer, 16)
-        rows.append(DepthRow(label, res.maps(sigma=1.0, kernel_size=5)[0], res.cells, res.grid, rf))
+        rows[label] = (res.maps(sigma=1.0, kernel_size=5)[0], res.cells, res.grid, rf)
     fig = plot_cells_by_depth(x[0], rows)
     assert len(fig.axes) == 2 * 3
     # cell (3, 3) of the 8x8 layer: CAM box [6, 8) (white) and receptive field (dashed)
@@ -120,7 +120,6 @@ def test_field_note_and_figure_titles():
     import pandas as pd
 
     from fame_utils.receptive import (
-        DepthRow,
         ReceptiveField,
         field_note,
         plot_cells_by_depth,
@@ -133,11 +132,11 @@ def test_field_note_and_figure_titles():
     assert field_note(whole) == "every receptive field covers the whole image"
     assert field_note(part) == "cyan: receptive field"
 
-    row = DepthRow("1x1", torch.rand(1, 8, 8), torch.tensor([[0, 0]]), (1, 1), part)
-    fig = plot_cells_by_depth(torch.rand(3, 8, 8), [row], title="depths")
+    row = {"1x1": (torch.rand(1, 8, 8), torch.tensor([[0, 0]]), (1, 1), part)}
+    fig = plot_cells_by_depth(torch.rand(3, 8, 8), row, title="depths")
     assert fig._suptitle.get_text() == "depths"
     plt.close(fig)
-    assert plot_cells_by_depth(torch.rand(3, 8, 8), [row])._suptitle is None
+    assert plot_cells_by_depth(torch.rand(3, 8, 8), row)._suptitle is None
     plt.close("all")
     df = pd.DataFrame(
         {

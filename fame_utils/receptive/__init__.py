@@ -13,12 +13,11 @@ from .measures import (
     receptive_field_table,
     summarize_by_depth,
 )
-from .plots import DepthRow, field_note, plot_cells_by_depth, plot_contact_sheet, plot_measurements
+from .plots import field_note, plot_cells_by_depth, plot_contact_sheet, plot_measurements
 from .tracer import ReceptiveField, empirical_receptive_field, receptive_field
 
 __all__ = [
     "CellAttributions",
-    "DepthRow",
     "ReceptiveField",
     "cell_explorer",
     "cell_measures",

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -18,30 +17,33 @@ from .cells import all_cells, cam_boxes, cell_centers
 from .measures import center_of_mass
 from .tracer import ReceptiveField
 
-__all__ = [
-    "DepthRow",
-    "plot_contact_sheet",
-    "plot_cells_by_depth",
-    "plot_measurements",
-    "field_note",
-]
-
 #: The most panels :func:`plot_contact_sheet` draws (a 20 × 20 layer).
 MAX_PANELS = 400
 
 
-def _cell_boxes(
-    ax: plt.Axes, box: Tensor, field: Tensor | None, size: tuple[int, int], lw: tuple[float, float]
+def _draw_cells(
+    axes: Sequence[plt.Axes],
+    image: Tensor,
+    maps: Tensor,
+    cells: Tensor,
+    grid: Sequence[int],
+    rf: ReceptiveField | None,
+    lw: tuple[float, float],
+    titles: Sequence[str | None] | None = None,
 ) -> None:
-    """A cell's receptive field (dashed cyan, ``lw[1]``; none when ``None``) and CAM box
-    (white, ``lw[0]``), ``(x0, y0, x1, y1)`` half-open pixels; ``ax`` kept on the image of
-    ``size`` = (H, W)."""
-    if field is not None:
-        draw_box(ax, field, color="cyan", lw=lw[1])
-        ax.patches[-1].set_linestyle("--")
-    draw_box(ax, box, lw=lw[0])
-    ax.set_xlim(-0.5, size[1] - 0.5)
-    ax.set_ylim(size[0] - 0.5, -0.5)
+    """On ``axes[k]``: the image with the map of cell k, its receptive field (dashed cyan,
+    ``lw[1]``; given ``rf``) and its CAM box (white, ``lw[0]``), kept on the image."""
+    H, W = maps.shape[-2:]
+    boxes = cam_boxes(grid, (H, W), cells)
+    fields = [None] * len(cells) if rf is None else rf.boxes_for(cells, clip=True)
+    for k, ax in enumerate(axes):
+        overlay(ax, image, maps[k], title=None if titles is None else titles[k])
+        if fields[k] is not None:
+            draw_box(ax, fields[k], color="cyan", lw=lw[1])
+            ax.patches[-1].set_linestyle("--")
+        draw_box(ax, boxes[k], lw=lw[0])
+        ax.set_xlim(-0.5, W - 0.5)
+        ax.set_ylim(H - 0.5, -0.5)
 
 
 def field_note(rf: ReceptiveField) -> str:
@@ -73,58 +75,38 @@ def plot_contact_sheet(
         )
     if maps.ndim != 3 or len(maps) != len(c):
         raise ValueError(f"maps must be (h·w={len(c)}, H, W), got {tuple(maps.shape)}")
-    boxes = cam_boxes(grid, maps.shape[-2:], c)
-    fields = [None] * len(c) if rf is None else rf.boxes_for(c, clip=True)
     fig, axes = plt.subplots(h, w, figsize=(panel_size * w, panel_size * h), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for k, (i, j) in enumerate(c.tolist()):
-        ax = axes[i, j]
-        ax.axis("on")
-        overlay(ax, image, maps[k])
-        _cell_boxes(ax, boxes[k], fields[k], maps.shape[-2:], (1.0, 0.8))
+    _draw_cells(axes.flat, image, maps, c, grid, rf, (1.0, 0.8))  # every cell, row-major
     if title:
         fig.suptitle(title, fontsize=10)
     fig.subplots_adjust(wspace=0.03, hspace=0.03, left=0.01, right=0.99, bottom=0.01, top=0.95)
     return fig
 
 
-@dataclass
-class DepthRow:
-    """One row of :func:`plot_cells_by_depth`: a layer's maps (K, H, W) of ``cells`` on a
-    ``grid``, optionally with its :class:`ReceptiveField`."""
-
-    label: str
-    maps: Tensor
-    cells: Tensor
-    grid: tuple[int, int]
-    rf: ReceptiveField | None = None
-
-
 def plot_cells_by_depth(
-    image: Tensor, rows: Sequence[DepthRow], *, title: str | None = None
+    image: Tensor,
+    rows: Mapping[str, tuple[Tensor, Tensor, Sequence[int], ReceptiveField | None]],
+    *,
+    title: str | None = None,
 ) -> plt.Figure:
-    """Rows = depths (shallow → deep), columns = the image, then a few cells per depth:
-    each cell's map with its CAM box, receptive field (when given), the cell centre (white
-    dot) and the map's centre of mass (black ×)."""
-    ncols = 1 + max(len(r.cells) for r in rows)
+    """Rows = depths (shallow → deep), ``{label: (maps (K, H, W), cells (K, 2), grid, rf
+    or None)}``; columns = the image, then each cell's map with its CAM box, receptive
+    field (given ``rf``), the cell centre (white dot) and the centre of mass (black ×)."""
+    ncols = 1 + max(len(cells) for _, cells, _, _ in rows.values())
     fig, axes = plt.subplots(len(rows), ncols, figsize=(2 * ncols, 2 * len(rows)), squeeze=False)
-    for r, row in enumerate(rows):
-        H, W = row.maps.shape[-2:]
+    for r, (label, (maps, cells, grid, rf)) in enumerate(rows.items()):
         overlay(axes[r, 0], image)
-        axes[r, 0].set_ylabel(row.label, fontsize=9)
-        boxes = cam_boxes(row.grid, (H, W), row.cells)
-        centers = cell_centers(row.grid, (H, W), row.cells) - 0.5  # pixel k drawn at k
-        coms = center_of_mass(row.maps.float()) - 0.5
-        fields = [None] * len(boxes) if row.rf is None else row.rf.boxes_for(row.cells, clip=True)
-        for k, (i, j) in enumerate(row.cells.tolist()):
-            ax = axes[r, 1 + k]
-            overlay(ax, image, row.maps[k], title=f"{row.label} cell ({i}, {j})")
-            _cell_boxes(ax, boxes[k], fields[k], (H, W), (1.5, 1.0))
+        axes[r, 0].set_ylabel(label, fontsize=9)
+        cell_axes = axes[r, 1 : 1 + len(cells)]
+        titles = [f"{label} cell ({i}, {j})" for i, j in cells.tolist()]
+        _draw_cells(cell_axes, image, maps, cells, grid, rf, (1.5, 1.0), titles)
+        centers = cell_centers(grid, maps.shape[-2:], cells) - 0.5  # pixel k drawn at k
+        coms = center_of_mass(maps.float()) - 0.5
+        for k, ax in enumerate(cell_axes):
             ax.plot(*centers[k].tolist(), "o", color="white", ms=3)
             if math.isfinite(coms[k, 0]):
                 ax.plot(*coms[k].tolist(), "x", color="black", ms=6, mew=1.5)
-        for ax in axes[r, 1 + len(row.cells) :]:
+        for ax in axes[r, 1 + len(cells) :]:
             ax.axis("off")
     fig.tight_layout()
     if title:
@@ -135,11 +117,9 @@ def plot_cells_by_depth(
 def plot_measurements(
     df: pd.DataFrame, *, sigma: float | None = None, title: str | None = None
 ) -> plt.Figure:
-    """Boxplots of a :func:`~fame_utils.receptive.measure_layers` table against depth: the
-    share of mass in the CAM box, the centre-of-mass distance (cell widths) and the image
-    fraction holding 50% of the mass, hue = unblurred Δx vs blurred (``sigma`` labels
-    it). Black bars: what a uniform map gives (its share = the box area; its centre of
-    mass, the image centre) and, on the area panel, the CAM box's own area."""
+    """Boxplots against depth of a :func:`~fame_utils.receptive.measure_layers` table:
+    mass in the CAM box, centre-of-mass distance (cell widths), image fraction holding
+    50 % of the mass, unblurred Δx vs blurred (at ``sigma``); black bars: a uniform map."""
     import seaborn as sns
 
     blurred = "blurred" + (f" (σ={sigma:g})" if sigma is not None else "")
@@ -155,8 +135,7 @@ def plot_measurements(
     fig, axes = plt.subplots(1, 3, figsize=(12.6, 3.6), squeeze=False)
     for ax, (m, ylabel, ref, ref_label) in zip(axes[0], panels):
         with warnings.catch_warnings():  # seaborn 0.13 passes matplotlib's deprecated `vert`
-            warnings.simplefilter("ignore", DeprecationWarning)
-            warnings.simplefilter("ignore", PendingDeprecationWarning)
+            warnings.filterwarnings("ignore", "vert: bool")
             sns.boxplot(sub, x="layer", y=m, hue="map", ax=ax, fliersize=1.5, linewidth=0.8)
         ax.plot(range(len(ref)), ref.values, "k_", ms=18, mew=2, label=ref_label)
         ax.legend(fontsize=7, loc="best")
