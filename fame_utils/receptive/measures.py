@@ -134,7 +134,7 @@ def measure_layers(
     for depth, (label, layer) in enumerate(bar):
         objective = cell_objective(model, layer, image_size=size)
         cells = sample_cells(objective.grid_shape(model, size), cells_per_layer, seed=seed)
-        res = run_cells(model, images, layer, cells, cfg, step_space=cfg.step_space)
+        res = run_cells(model, images, layer, cells, cfg)
         rf = None if isinstance(objective, TokenCell) else receptive_field(model, layer, size)
         index = {
             "image": np.repeat(np.asarray(names, dtype=object), len(cells)),
