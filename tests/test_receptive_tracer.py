@@ -168,3 +168,16 @@ def test_receptive_field_follows_permutes_to_channels_last():
     assert rf.box(4, 6).tolist() == [4, 2, 9, 7]
     emp = empirical_receptive_field(net, net.conv2, [(0, 0), (4, 6), (9, 9)], 10)
     assert torch.equal(emp, rf.boxes_for([(0, 0), (4, 6), (9, 9)], clip=True))
+
+
+def test_receptive_field_follows_uneven_adaptive_pooling():
+    """AdaptiveAvgPool2d(3) on 10 positions pools [0, 4), [3, 7), [6, 10) (PyTorch's floor
+    start, ceil end); the 3×3 conv before it widens each by one pixel on either side."""
+    net = nn.Sequential(nn.Conv2d(3, 2, 3, padding=1), nn.AdaptiveAvgPool2d(3)).eval()
+    rf = receptive_field(net, net[1], 10)
+    assert rf.grid == (3, 3) and rf.size == (6, 6)
+    assert rf.boxes[0, :, 0].tolist() == [-1, 2, 5] and rf.boxes[0, :, 2].tolist() == [5, 8, 11]
+    make_positive(net)
+    cells = [(0, 0), (1, 2), (2, 1)]
+    emp = empirical_receptive_field(net, net[1], cells, 10)
+    assert torch.equal(emp, rf.boxes_for(cells, clip=True))
