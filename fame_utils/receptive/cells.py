@@ -107,10 +107,6 @@ class CellAttributions:
     image_size: tuple[int, int]
 
     @property
-    def config(self) -> FameConfig:
-        return self.result.config
-
-    @property
     def delta(self) -> Tensor:
         """(B, K, H, W) unblurred Δx = |gray(x̄) − gray(x)|."""
         return self.result.delta.view(-1, len(self.cells), *self.image_size)
@@ -121,13 +117,9 @@ class CellAttributions:
 
     def blurred(self, *, sigma: float | None = None, kernel_size: int | None = None) -> Tensor:
         """(B, K, H, W) blurred Δx, not normalised; σ and kernel default to the config's."""
-        k = self.config.kernel_size if kernel_size is None else kernel_size
-        s = self.config.sigma if sigma is None else sigma
+        k = self.result.config.kernel_size if kernel_size is None else kernel_size
+        s = self.result.config.sigma if sigma is None else sigma
         return gaussian_blur(self.result.delta, k, s).view_as(self.delta)
-
-    def cam_boxes(self) -> Tensor:
-        """(K, 4) CAM-assumed boxes of the cells (:func:`cam_boxes`)."""
-        return cam_boxes(self.grid, self.image_size, self.cells)
 
 
 def run_cells(

@@ -46,7 +46,7 @@ def cell_explorer(
     for label, (b, res) in (precomputed or {}).items():
         for k, (i, j) in enumerate(res.cells.tolist()):
             settings = {"image": b, "layer": label, "row": i, "col": j}
-            seeds.append(({**settings, "iterations": res.config.iterations}, res.result[k]))
+            seeds.append(({**settings, "iterations": res.result.config.iterations}, res.result[k]))
 
     def field(layer: str) -> ReceptiveField | None:
         if layer not in rfs:
@@ -69,7 +69,7 @@ def cell_explorer(
         boxes = [(*cam_boxes(grids[layer], size, [(row, col)])[0].tolist(), "white", False)]
         rf = field(layer)
         if rf is not None:
-            boxes.append((*rf.box(row, col, clip=True).tolist(), "cyan", True))
+            boxes.append((*rf.boxes_for([(row, col)], clip=True)[0].tolist(), "cyan", True))
         return boxes
 
     def describe(settings: dict, delta: Tensor, blurred: Tensor) -> str:

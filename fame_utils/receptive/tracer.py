@@ -201,10 +201,6 @@ class ReceptiveField:
         b = self.boxes.flatten(0, 1) if cells is None else self.boxes[tuple(as_cells(cells).T)]
         return clip_boxes_to_image(b, self.image_size) if clip else b
 
-    def box(self, row: int, col: int, *, clip: bool = False) -> Tensor:
-        """(4,) box of cell (row, col)."""
-        return self.boxes_for([(row, col)], clip=clip)[0]
-
     @property
     def centers(self) -> Tensor:
         """(h, w, 2) ``(x, y)`` box centres (off the CAM centres under asymmetric padding)."""
