@@ -115,11 +115,11 @@ class CellAttributions:
         """(B, K, H, W) maps in [0, 1]; ``options`` as :meth:`FameResult.maps`."""
         return self.result.maps(**options).view_as(self.delta)
 
-    def blurred(self, *, sigma: float | None = None, kernel_size: int | None = None) -> Tensor:
-        """(B, K, H, W) blurred Δx, not normalised; σ and kernel default to the config's."""
-        k = self.result.config.kernel_size if kernel_size is None else kernel_size
-        s = self.result.config.sigma if sigma is None else sigma
-        return gaussian_blur(self.result.delta, k, s).view_as(self.delta)
+    def blurred(self, *, sigma: float | None = None) -> Tensor:
+        """(B, K, H, W) Δx blurred at ``sigma`` (default: the config's), not normalised."""
+        cfg = self.result.config
+        s = cfg.sigma if sigma is None else sigma
+        return gaussian_blur(self.result.delta, cfg.kernel_size, s).view_as(self.delta)
 
 
 def run_cells(

@@ -47,15 +47,13 @@ def center_of_mass(maps: Tensor) -> Tensor:
     )
 
 
-def mass_area(maps: Tensor, share: float = 0.5) -> Tensor:
-    """Image fraction of the fewest pixels holding ``share`` of each map's mass: (N,)."""
+def mass_area(maps: Tensor) -> Tensor:
+    """Image fraction of the fewest pixels holding half of each map's mass: (N,)."""
     check_maps(maps, finite=False)
-    if not 0 < share <= 1:
-        raise ValueError(f"share must lie in (0, 1], got {share}")
     flat = maps.double().flatten(1)
     csum = flat.sort(1, descending=True).values.cumsum(1)
     # a tiny relative slack, so that an exact split by hand is not lost to rounding
-    count = (csum < share * csum[:, -1:] * (1 - 1e-12)).sum(1) + 1
+    count = (csum < 0.5 * csum[:, -1:] * (1 - 1e-12)).sum(1) + 1
     return _share(maps, count.double(), torch.tensor(flat.shape[1]))
 
 
