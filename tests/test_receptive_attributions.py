@@ -12,7 +12,7 @@ from torch import nn
 from fame_utils.core import FameConfig
 from fame_utils.postprocess import GRAY_WEIGHTS
 from fame_utils.receptive import cell_measures, measure_layers, receptive_field, run_cells
-from fame_utils.receptive.cells import all_cells
+from fame_utils.receptive.cells import all_cells, cam_boxes
 
 
 def test_patchify_cells_stay_in_their_cam_box():
@@ -22,7 +22,7 @@ def test_patchify_cells_stay_in_their_cam_box():
     assert res.grid == (4, 4) and res.delta.shape == (2, 16, 32, 32)
     # the theoretical receptive field is exactly the CAM box here
     rf = receptive_field(net, net[4], 32)
-    assert torch.equal(rf.boxes_for(res.cells), res.cam_boxes())
+    assert torch.equal(rf.boxes_for(res.cells), cam_boxes(res.grid, res.image_size, res.cells))
     meas = cell_measures(res.delta.flatten(0, 1), res.cells, res.grid, rf=rf)
     assert torch.equal(meas["mass_in_box"], torch.ones(32, dtype=torch.float64))
     assert torch.equal(meas["mass_in_rf"], torch.ones(32, dtype=torch.float64))
@@ -72,7 +72,7 @@ def test_all_cells_and_bad_cells(tiny_cnn):
     x = torch.rand(1, 3, 8, 8)
     res = run_cells(tiny_cnn, x, tiny_cnn[2], iterations=1, progress=False)
     assert res.cells.tolist() == all_cells((4, 4)).tolist() and res.delta.shape == (1, 16, 8, 8)
-    assert res.config.batch_size is not None  # chunked by default
+    assert res.result.config.batch_size is not None  # chunked by default
     with pytest.raises(ValueError, match="outside"):
         run_cells(tiny_cnn, x, tiny_cnn[2], [(4, 0)], iterations=1, progress=False)
     with pytest.raises(TypeError):
@@ -115,7 +115,9 @@ def test_recipe_sets_the_feature_cell_step_space():
     kw = dict(iterations=1, progress=False)
     ref = run_cells(net, x, net.conv, [(1, 2)], recipe="reference", **kw)
     paper = run_cells(net, x, net.conv, [(1, 2)], **kw)  # default: the paper recipe
-    assert ref.config.step_space == "pixel" and paper.config.step_space == "normalized"
+    assert (
+        ref.result.config.step_space == "pixel" and paper.result.config.step_space == "normalized"
+    )
     drop_ref = float(ref.result.initial_loss - ref.result.final_loss)
     drop_paper = float(paper.result.initial_loss - paper.result.final_loss)
     assert drop_ref == pytest.approx(3 * eta, rel=1e-4)  # every channel moved by η

@@ -64,7 +64,6 @@ def test_mass_area_by_hand():
     m[1].view(-1)[:3] = torch.tensor([5.0, 3.0, 2.0])  # exactly 5 in the top pixel -> 1
     assert mass_area(m).tolist() == [pytest.approx(2 / 16), pytest.approx(1 / 16)]
     assert mass_area(torch.ones(1, 4, 4)).item() == pytest.approx(0.5)
-    assert mass_area(m, share=1.0).tolist() == [pytest.approx(4 / 16), pytest.approx(3 / 16)]
     assert math.isnan(mass_area(torch.zeros(1, 3, 3)).item())
     with pytest.raises(ValueError):
         mass_area(torch.ones(4, 4))

@@ -25,7 +25,7 @@ def test_receptive_field_of_conv_stack_by_hand():
     o = torch.arange(8, dtype=torch.float64)
     assert torch.equal(rf.boxes[0, :, 0], 2 * o - 4) and torch.equal(rf.boxes[0, :, 2], 2 * o + 5)
     assert torch.equal(rf.boxes[:, 0, 1], 2 * o - 4) and torch.equal(rf.boxes[:, 0, 3], 2 * o + 5)
-    assert rf.box(0, 0, clip=True).tolist() == [0, 0, 5, 5]
+    assert rf.boxes_for([(0, 0)], clip=True)[0].tolist() == [0, 0, 5, 5]
     # the gradient support of a positive network fills the clipped field exactly
     make_positive(net)
     cells = [(0, 0), (3, 5), (7, 7)]
@@ -37,7 +37,7 @@ def test_receptive_field_is_the_max_over_residual_branches():
     net = nn.Sequential(Residual()).eval()
     rf = receptive_field(net, net[0], 12)
     assert rf.size == (5, 5) and rf.jump == (1.0, 1.0)
-    assert rf.box(4, 6).tolist() == [4, 2, 9, 7]
+    assert rf.boxes_for([(4, 6)])[0].tolist() == [4, 2, 9, 7]
     make_positive(net)
     emp = empirical_receptive_field(net, net[0], [(0, 0), (4, 6)], 12)
     assert torch.equal(emp, rf.boxes_for([(0, 0), (4, 6)], clip=True))
@@ -49,7 +49,7 @@ def test_receptive_field_follows_dynamic_tf_same_padding():
     # conv: cell o covers 2o .. 2o+2 (r 3, j 2); 2×2 pool: r = 3 + 2 = 5, j = 4,
     # cell o covers 4o .. 4o+4
     assert rf.grid == (4, 4) and rf.size == (5, 5) and rf.jump == (4.0, 4.0)
-    assert rf.box(1, 2).tolist() == [8, 4, 13, 9]
+    assert rf.boxes_for([(1, 2)])[0].tolist() == [8, 4, 13, 9]
     cells = [(0, 0), (1, 2), (3, 3)]
     make_positive(net)
     assert torch.equal(
@@ -92,7 +92,7 @@ def test_resnet50_receptive_fields_match_published_values():
     assert rf.jump == (32.0, 32.0) and rf.grid == (7, 7)
     # symmetric padding: the field of cell (i, j) is centred on 32·(i, j) + 0.5, i.e.
     # half a cell up-left of the CAM box centre 32·(i, j) + 16
-    assert rf.box(3, 3).tolist() == [96 - 213, 96 - 213, 96 + 214, 96 + 214]
+    assert rf.boxes_for([(3, 3)])[0].tolist() == [96 - 213, 96 - 213, 96 + 214, 96 + 214]
     # a blob at pixels 84..87 lies outside cell (3, 3)'s CAM box [96, 128) but inside the
     # CAM-sized box centred on the field's centre, [80.5, 112.5)
     blob = torch.zeros(1, 224, 224)
@@ -140,7 +140,7 @@ def test_efficientnet_lite0_receptive_field_matches_gradients():
         assert rf.size == (r, r), key
     rf = receptive_field(model, stages["14x14"])
     # TF "same" pads stride-2 layers at the bottom/right: fields shift down-right
-    assert rf.box(0, 0).tolist() == [-154, -154, 185, 185]
+    assert rf.boxes_for([(0, 0)])[0].tolist() == [-154, -154, 185, 185]
     cells = [(0, 0), (5, 9), (13, 13)]
     emp = empirical_receptive_field(model, stages["14x14"], cells)
     assert torch.equal(emp, rf.boxes_for(cells, clip=True))
@@ -165,6 +165,19 @@ def test_receptive_field_follows_permutes_to_channels_last():
     net = ChannelsLast().eval()
     rf = receptive_field(net, net.conv2, 10)
     assert rf.size == (5, 5) and rf.jump == (1.0, 1.0)
-    assert rf.box(4, 6).tolist() == [4, 2, 9, 7]
+    assert rf.boxes_for([(4, 6)])[0].tolist() == [4, 2, 9, 7]
     emp = empirical_receptive_field(net, net.conv2, [(0, 0), (4, 6), (9, 9)], 10)
     assert torch.equal(emp, rf.boxes_for([(0, 0), (4, 6), (9, 9)], clip=True))
+
+
+def test_receptive_field_follows_uneven_adaptive_pooling():
+    """AdaptiveAvgPool2d(3) on 10 positions pools [0, 4), [3, 7), [6, 10) (PyTorch's floor
+    start, ceil end); the 3×3 conv before it widens each by one pixel on either side."""
+    net = nn.Sequential(nn.Conv2d(3, 2, 3, padding=1), nn.AdaptiveAvgPool2d(3)).eval()
+    rf = receptive_field(net, net[1], 10)
+    assert rf.grid == (3, 3) and rf.size == (6, 6)
+    assert rf.boxes[0, :, 0].tolist() == [-1, 2, 5] and rf.boxes[0, :, 2].tolist() == [5, 8, 11]
+    make_positive(net)
+    cells = [(0, 0), (1, 2), (2, 1)]
+    emp = empirical_receptive_field(net, net[1], cells, 10)
+    assert torch.equal(emp, rf.boxes_for(cells, clip=True))

@@ -132,9 +132,14 @@ def test_identity_attention_token_maps_stay_in_their_patch():
         assert res.grid == (4, 4) and res.delta.shape == (2, 16, 16, 16)
         assert res.cells.tolist() == all_cells((4, 4)).tolist()
         # the CAM-assumed boxes of a 4 × 4 patch grid on 16 px are the 4 px patches
-        assert res.cam_boxes()[6].tolist() == [8, 4, 12, 8]  # token (1, 2)
+        assert cam_boxes(res.grid, res.image_size, res.cells)[6].tolist() == [
+            8,
+            4,
+            12,
+            8,
+        ]  # token (1, 2)
         flat = res.delta.flatten(0, 1)
-        boxes = res.cam_boxes().repeat(2, 1)
+        boxes = cam_boxes(res.grid, res.image_size, res.cells).repeat(2, 1)
         assert torch.equal(mass_in_box(flat, boxes), torch.ones(32))
         assert bool((res.delta.flatten(2).amax(2) > 0).all())  # every token moved
         meas = cell_measures(flat, res.cells, res.grid)
@@ -148,7 +153,7 @@ def test_identity_attention_token_maps_stay_in_their_patch():
         net, x, "encoder.layers.encoder_layer_1", class_token=True, iterations=2, **QUIET
     )
     assert cls.grid == (1, 1) and torch.equal(cls.delta, torch.zeros(2, 1, 16, 16))
-    assert cls.cam_boxes().tolist() == [[0, 0, 16, 16]]
+    assert cam_boxes(cls.grid, cls.image_size, cls.cells).tolist() == [[0, 0, 16, 16]]
     # gradient support of token (1, 2) = its patch
     emp = empirical_receptive_field(net, "encoder.layers.encoder_layer_1", [(1, 2)], 16)
     assert emp.tolist() == [[8, 4, 12, 8]]
@@ -166,7 +171,7 @@ def test_real_attention_spreads_token_maps_beyond_their_patch():
         iterations=3,
         **QUIET,
     )
-    share = mass_in_box(res.delta[0], res.cam_boxes())
+    share = mass_in_box(res.delta[0], cam_boxes(res.grid, res.image_size, res.cells))
     assert float(share.max()) < 1.0
     cls = run_cells(
         net,

@@ -1,39 +1,22 @@
 """Receptive fields across depth: feature-cell attributions against CAM's assumption that
 cell (i, j) sees only its own patch (paper Sec. 3, Fig. 2)."""
 
-from .cells import CellAttributions, cells_at, run_cells
-from .explorer import cell_explorer
-from .measures import (
-    cell_measures,
-    describe_depth_trend,
-    describe_locality,
-    describe_measurements,
-    locality_table,
-    measure_layers,
-    receptive_field_table,
-    summarize_by_depth,
-)
-from .plots import field_note, plot_cells_by_depth, plot_contact_sheet, plot_measurements
-from .tracer import ReceptiveField, empirical_receptive_field, receptive_field
-
-__all__ = [
-    "CellAttributions",
-    "ReceptiveField",
-    "cell_explorer",
-    "cell_measures",
-    "cells_at",
-    "describe_depth_trend",
-    "describe_locality",
-    "describe_measurements",
-    "empirical_receptive_field",
-    "field_note",
-    "locality_table",
-    "measure_layers",
-    "plot_cells_by_depth",
-    "plot_contact_sheet",
-    "plot_measurements",
-    "receptive_field",
-    "receptive_field_table",
-    "run_cells",
-    "summarize_by_depth",
-]
+from .cells import CellAttributions as CellAttributions
+from .cells import cells_at as cells_at
+from .cells import run_cells as run_cells
+from .explorer import cell_explorer as cell_explorer
+from .measures import cell_measures as cell_measures
+from .measures import describe_depth_trend as describe_depth_trend
+from .measures import describe_locality as describe_locality
+from .measures import describe_measurements as describe_measurements
+from .measures import locality_table as locality_table
+from .measures import measure_layers as measure_layers
+from .measures import receptive_field_table as receptive_field_table
+from .measures import summarize_by_depth as summarize_by_depth
+from .plots import field_note as field_note
+from .plots import plot_cells_by_depth as plot_cells_by_depth
+from .plots import plot_contact_sheet as plot_contact_sheet
+from .plots import plot_measurements as plot_measurements
+from .tracer import ReceptiveField as ReceptiveField
+from .tracer import empirical_receptive_field as empirical_receptive_field
+from .tracer import receptive_field as receptive_field

@@ -34,16 +34,9 @@ def as_cells(cells: Sequence[tuple[int, int]] | Tensor) -> Tensor:
     return t.long().reshape(-1, 2)
 
 
-def _grid(grid: Sequence[int]) -> tuple[int, int]:
-    h, w = (int(v) for v in grid)
-    if h < 1 or w < 1:
-        raise ValueError(f"grid must be a positive (h, w), got {tuple(grid)}")
-    return h, w
-
-
 def all_cells(grid: Sequence[int]) -> Tensor:
     """Every cell of an h × w grid, row-major: (h·w, 2) long (row, col)."""
-    h, w = _grid(grid)
+    h, w = (int(v) for v in grid)
     return torch.cartesian_prod(torch.arange(h), torch.arange(w)).reshape(-1, 2)
 
 
@@ -60,11 +53,10 @@ def sample_cells(grid: Sequence[int], k: int | None, seed: int = 0) -> Tensor:
 
 def cells_at(grid: Sequence[int], positions: Sequence[tuple[float, float]]) -> Tensor:
     """The cells under relative image positions (y, x) in [0, 1]: (K, 2) long (row, col)."""
-    h, w = _grid(grid)
     pos = torch.as_tensor(positions, dtype=torch.float64).reshape(-1, 2)
     if bool(((pos < 0) | (pos > 1)).any()):
         raise ValueError(f"positions must lie in [0, 1], got {pos.tolist()}")
-    hw = pos.new_tensor([h, w])
+    hw = pos.new_tensor([int(v) for v in grid])
     return (pos * hw).floor().long().minimum(hw.long() - 1)
 
 
@@ -73,30 +65,25 @@ def cam_boxes(
 ) -> Tensor:
     """CAM-assumed boxes of ``cells`` ((K, 2); ``None``: all, row-major) of an h × w ``grid``
     on an H × W image: (K, 4) float64 ``(x0, y0, x1, y1)`` on the CPU."""
-    h, w = _grid(grid)
-    H, W = (int(v) for v in image_size)
-    c = (all_cells((h, w)) if cells is None else as_cells(cells)).double()
-    size, n = c.new_tensor([W, H]), c.new_tensor([w, h])
+    c = (all_cells(grid) if cells is None else as_cells(cells)).double()
+    size, n = c.new_tensor(image_size).flip(0), c.new_tensor(grid).flip(0)
     return torch.cat([c.flip(1) * size / n, (c.flip(1) + 1) * size / n], 1)
 
 
 def cell_centers(
     grid: Sequence[int], image_size: Sequence[int], cells: Sequence | Tensor | None = None
 ) -> Tensor:
-    """Centres of the CAM boxes: (K, 2) float64 ``(x, y)`` = ((j+½)·W/w, (i+½)·H/h)."""
+    """Centres of the CAM boxes: (K, 2) float64 ``(x, y)``."""
     b = cam_boxes(grid, image_size, cells)
     return (b[:, :2] + b[:, 2:]) / 2
 
 
 def cell_config(
-    config: FameConfig | None,
-    overrides: dict,
-    model: nn.Module | None = None,
-    recipe: str | Recipe | None = None,
+    config: FameConfig | None, overrides: dict, model: nn.Module, recipe: str | Recipe | None = None
 ) -> FameConfig:
-    """``config`` with ``overrides``, or without one ``recipe.fame_config("cells",
-    **overrides)``; a config that disagrees with a given recipe raises. A ``batch_size``
-    of ``None`` becomes :func:`default_cell_batch` of the model's device."""
+    """``config`` with ``overrides``, else ``recipe.fame_config("cells", **overrides)``;
+    raises where the config disagrees with a given recipe. A ``batch_size`` of ``None``
+    becomes :func:`default_cell_batch` of the model's device."""
     if config is None:
         cfg = get_recipe(recipe).fame_config("cells", **overrides)
     else:
@@ -104,8 +91,7 @@ def cell_config(
         if recipe is not None:
             get_recipe(recipe).check_config(cfg, "cells")
     if cfg.batch_size is None:
-        device = model_device(model) if model is not None else "cpu"
-        cfg = cfg.replace(batch_size=default_cell_batch(device))
+        cfg = cfg.replace(batch_size=default_cell_batch(model_device(model)))
     return cfg
 
 
@@ -121,10 +107,6 @@ class CellAttributions:
     image_size: tuple[int, int]
 
     @property
-    def config(self) -> FameConfig:
-        return self.result.config
-
-    @property
     def delta(self) -> Tensor:
         """(B, K, H, W) unblurred Δx = |gray(x̄) − gray(x)|."""
         return self.result.delta.view(-1, len(self.cells), *self.image_size)
@@ -133,15 +115,11 @@ class CellAttributions:
         """(B, K, H, W) maps in [0, 1]; ``options`` as :meth:`FameResult.maps`."""
         return self.result.maps(**options).view_as(self.delta)
 
-    def blurred(self, *, sigma: float | None = None, kernel_size: int | None = None) -> Tensor:
-        """(B, K, H, W) blurred Δx, not normalised; σ and kernel default to the config's."""
-        k = self.config.kernel_size if kernel_size is None else kernel_size
-        s = self.config.sigma if sigma is None else sigma
-        return gaussian_blur(self.result.delta, k, s).view_as(self.delta)
-
-    def cam_boxes(self) -> Tensor:
-        """(K, 4) CAM-assumed boxes of the cells (:func:`cam_boxes`)."""
-        return cam_boxes(self.grid, self.image_size, self.cells)
+    def blurred(self, *, sigma: float | None = None) -> Tensor:
+        """(B, K, H, W) Δx blurred at ``sigma`` (default: the config's), not normalised."""
+        cfg = self.result.config
+        s = cfg.sigma if sigma is None else sigma
+        return gaussian_blur(self.result.delta, cfg.kernel_size, s).view_as(self.delta)
 
 
 def run_cells(

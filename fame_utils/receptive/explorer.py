@@ -24,15 +24,12 @@ def cell_explorer(
     sigma: float = 7.7,
     config: FameConfig | None = None,
     precomputed: Mapping[str, tuple[int, CellAttributions]] | None = None,
-    callback_every: int = 1,
 ):
-    """A live explorer of single cells (paper Fig. 2; :class:`~fame_utils.live.LiveMap`,
-    the ``explorer`` attribute of the returned ``VBox``) of B images (B, 3, H, W) in [0, 1]
-    and ``layers`` (``{label: module or dotted name}``, shallow → deep): image, layer, cell
-    and iterations apply on **Run**; σ is live. The map shows the cell's CAM box (white)
-    and clipped receptive field (dashed cyan), the text the :func:`~fame_utils.receptive.cell_measures`.
-    ``precomputed``: ``{layer label: (image index, CellAttributions)}`` of earlier runs.
-    """
+    """A live explorer (:class:`~fame_utils.live.LiveMap`, the returned ``VBox``'s
+    ``explorer``) of single cells of ``layers`` (``{label: module or dotted name}``) on B
+    images (B, 3, H, W) in [0, 1] (paper Fig. 2): the map with the cell's CAM box (white)
+    and clipped receptive field (dashed cyan), the text its :func:`cell_measures`.
+    ``precomputed``: ``{layer label: (image index, CellAttributions)}`` of earlier runs."""
     import ipywidgets as W
 
     from ..live import SLIDER, LiveMap, image_controls
@@ -49,7 +46,7 @@ def cell_explorer(
     for label, (b, res) in (precomputed or {}).items():
         for k, (i, j) in enumerate(res.cells.tolist()):
             settings = {"image": b, "layer": label, "row": i, "col": j}
-            seeds.append(({**settings, "iterations": res.config.iterations}, res.result[k]))
+            seeds.append(({**settings, "iterations": res.result.config.iterations}, res.result[k]))
 
     def field(layer: str) -> ReceptiveField | None:
         if layer not in rfs:
@@ -72,7 +69,7 @@ def cell_explorer(
         boxes = [(*cam_boxes(grids[layer], size, [(row, col)])[0].tolist(), "white", False)]
         rf = field(layer)
         if rf is not None:
-            boxes.append((*rf.box(row, col, clip=True).tolist(), "cyan", True))
+            boxes.append((*rf.boxes_for([(row, col)], clip=True)[0].tolist(), "cyan", True))
         return boxes
 
     def describe(settings: dict, delta: Tensor, blurred: Tensor) -> str:
@@ -99,12 +96,8 @@ def cell_explorer(
     controls = {
         "image": first["image"],
         "layer": W.Dropdown(options=labels, value=labels[-1], description="layer"),
-        "row": W.IntSlider(
-            value=h0 // 2, min=0, max=h0 - 1, description=f"row (of {h0})", **SLIDER
-        ),
-        "col": W.IntSlider(
-            value=w0 // 2, min=0, max=w0 - 1, description=f"column (of {w0})", **SLIDER
-        ),
+        "row": W.IntSlider(value=h0 // 2, min=0, max=h0 - 1, **SLIDER),
+        "col": W.IntSlider(value=w0 // 2, min=0, max=w0 - 1, **SLIDER),
         "iterations": first["iterations"],
     }
 
@@ -115,6 +108,7 @@ def cell_explorer(
         row_w.max, col_w.max = h - 1, w - 1
         row_w.description, col_w.description = f"row (of {h})", f"column (of {w})"
 
+    on_layer({"new": labels[-1]})
     controls["layer"].observe(on_layer, names="value")
     explorer = LiveMap(
         run,
@@ -126,6 +120,5 @@ def cell_explorer(
         label=label,
         annotate=annotate,
         describe=describe,
-        callback_every=callback_every,
     )
     return explorer.widget

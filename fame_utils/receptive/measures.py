@@ -1,7 +1,6 @@
-"""Where a cell's attribution lies, against CAM's assumption (paper Sec. 3, Fig. 2): per
-map, per cell (:func:`cell_measures`), and across images, depths and networks
-(:func:`measure_layers` and its summaries). Maps are (N, H, W) non-negative, any device.
-"""
+"""Where a cell's attribution lies against CAM's assumption (paper Sec. 3, Fig. 2): per
+cell (:func:`cell_measures`) and across images, depths and networks (:func:`measure_layers`).
+Maps are (N, H, W) non-negative, any device."""
 
 from __future__ import annotations
 
@@ -48,15 +47,13 @@ def center_of_mass(maps: Tensor) -> Tensor:
     )
 
 
-def mass_area(maps: Tensor, share: float = 0.5) -> Tensor:
-    """Image fraction of the fewest pixels holding ``share`` of each map's mass: (N,)."""
+def mass_area(maps: Tensor) -> Tensor:
+    """Image fraction of the fewest pixels holding half of each map's mass: (N,)."""
     check_maps(maps, finite=False)
-    if not 0 < share <= 1:
-        raise ValueError(f"share must lie in (0, 1], got {share}")
     flat = maps.double().flatten(1)
     csum = flat.sort(1, descending=True).values.cumsum(1)
     # a tiny relative slack, so that an exact split by hand is not lost to rounding
-    count = (csum < share * csum[:, -1:] * (1 - 1e-12)).sum(1) + 1
+    count = (csum < 0.5 * csum[:, -1:] * (1 - 1e-12)).sum(1) + 1
     return _share(maps, count.double(), torch.tensor(flat.shape[1]))
 
 
@@ -67,15 +64,12 @@ def cell_measures(
     *,
     rf: ReceptiveField | None = None,
 ) -> dict[str, Tensor]:
-    """Per-cell measures of maps (N, H, W), map n of ``cells[n % K]`` (image-major).
-
-    Returns (N,) float64 CPU tensors: ``mass_in_box`` (share in the CAM box),
-    ``com_dist_px`` / ``com_dist_cells`` (centre of mass to cell centre, pixels / cell
-    widths), ``area50`` (:func:`mass_area`), ``box_area`` (a uniform map's share),
-    ``uniform_com_dist_cells`` (a uniform map's distance); with ``rf``, ``mass_in_rf``
-    (share in the clipped field), ``mass_in_centred_box`` (a CAM-sized box on the field's
-    centre) and ``com_to_rf_centre_cells``.
-    """
+    """Per-cell measures of maps (N, H, W), map n of ``cells[n % K]`` (image-major): (N,)
+    float64 CPU tensors ``mass_in_box`` (share in the CAM box), ``com_dist_px`` /
+    ``com_dist_cells`` (centre of mass to cell centre), ``area50`` (:func:`mass_area`),
+    ``box_area`` / ``uniform_com_dist_cells`` (a uniform map's); with ``rf``,
+    ``mass_in_rf`` (share in the clipped field), ``mass_in_centred_box`` (a CAM-sized box
+    on the field's centre) and ``com_to_rf_centre_cells``."""
     check_maps(maps, finite=False)
     N, H, W = maps.shape
     c = as_cells(cells)
@@ -118,17 +112,15 @@ def measure_layers(
     recipe: str | Recipe | None = None,
     **overrides: object,
 ) -> pd.DataFrame:
-    """Cell attributions measured at several depths (``layers``: ``{label: module or
-    dotted name}``, shallow → deep) over B images (paper Fig. 2): per layer,
-    ``cells_per_layer`` cells (:func:`sample_cells`; ``None``: all) run on every image
-    (:func:`run_cells`) and measured (:func:`cell_measures`; CNN layers with the
-    receptive-field columns) on the unblurred Δx (``map="delta"``) and the Δx blurred at
-    the config's σ (``"blurred"``).
+    """Cell attributions at several depths (``layers``: ``{label: module or dotted
+    name}``, shallow → deep) over B images (paper Fig. 2): per layer ``cells_per_layer``
+    cells (:func:`sample_cells`; ``None``: all) run on every image (:func:`run_cells`) and
+    measured (:func:`cell_measures`, with the traced field on CNN layers) on Δx
+    (``map="delta"``) and Δx blurred at the config's σ (``"blurred"``).
 
-    Returns one row per (layer, map, image, cell): ``image`` (``image_names``, default
-    ``image0``, ...), ``image_index``, ``layer`` (ordered categorical), ``depth``,
-    ``grid_h``, ``grid_w``, ``row``, ``col``, ``map`` and the :func:`cell_measures` columns.
-    """
+    Returns one row per (layer, map, image, cell): ``image``, ``image_index``, ``layer``
+    (ordered categorical), ``depth``, ``grid_h``, ``grid_w``, ``row``, ``col``, ``map`` and
+    the :func:`cell_measures` columns."""
     check_images(images)
     B, size = len(images), tuple(images.shape[-2:])
     names = [f"image{i}" for i in range(B)] if image_names is None else list(image_names)
@@ -140,7 +132,7 @@ def measure_layers(
     for depth, (label, layer) in enumerate(bar):
         objective = cell_objective(model, layer, image_size=size)
         cells = sample_cells(objective.grid_shape(model, size), cells_per_layer, seed=seed)
-        res = run_cells(model, images, layer, cells, cfg, step_space=cfg.step_space)
+        res = run_cells(model, images, layer, cells, cfg)
         rf = None if isinstance(objective, TokenCell) else receptive_field(model, layer, size)
         index = {
             "image": np.repeat(np.asarray(names, dtype=object), len(cells)),
@@ -163,8 +155,7 @@ def measure_layers(
 
 
 def summarize_by_depth(df: pd.DataFrame) -> pd.DataFrame:
-    """Mean and median of the main measures of a :func:`measure_layers` table per (layer,
-    map), cells counted."""
+    """Mean and median of a :func:`measure_layers` table's main measures per (layer, map)."""
     main = ["mass_in_box", "mass_in_centred_box", "com_dist_cells", "com_to_rf_centre_cells"]
     g = df.groupby(["layer", "map"], observed=True)
     table = g[[m for m in [*main, "area50"] if m in df.columns]].agg(["mean", "median"])
@@ -196,9 +187,8 @@ def describe_depth_trend(df: pd.DataFrame) -> str:
 
 
 def receptive_field_table(rfs: Mapping[str, ReceptiveField]) -> pd.DataFrame:
-    """Each layer's receptive field (``{label: ReceptiveField}``) against its CAM box, by
-    ``layer``: ``grid``, ``RF size (px)``, ``jump (px)``, ``CAM box (px)``, ``RF / box
-    side`` and ``RF centre - cell centre (px)`` (cell (0, 0), ``(x, y)``)."""
+    """Each layer's receptive field (``{label: ReceptiveField}``) against its CAM box:
+    size, jump, box side, their ratio and cell (0, 0)'s centre offset ``(x, y)``."""
     rows = []
     for label, rf in rfs.items():
         side = rf.image_size[1] / rf.grid[1]
@@ -219,9 +209,7 @@ def receptive_field_table(rfs: Mapping[str, ReceptiveField]) -> pd.DataFrame:
 
 def locality_table(frames: Mapping[str, pd.DataFrame], map_kind: str = "delta") -> pd.DataFrame:
     """Cell locality comparable across grids: per network (``{label: measure_layers
-    table}``) and layer, the mean measures of ``map_kind`` against a uniform map's:
-    ``grid``, ``cells``, ``mass in own box``, ``x uniform`` (1: not local), ``offset
-    (cells)``, ``offset / uniform`` (0: on the cell) and ``50% area / box``."""
+    table}``) and layer, the mean measures of ``map_kind`` against a uniform map's."""
     out = {}
     for net, df in frames.items():
         d = df[df["map"] == map_kind].groupby("layer", observed=True)
@@ -278,9 +266,9 @@ def describe_locality(
     reference: str | None = None,
     sanity: str | None = None,
 ) -> str:
-    """Plain text from :func:`locality_table`: ``network`` at ``first`` and its last layer,
-    at a ``sanity`` layer local by construction, and the ``reference`` network's deepest
-    still-local layer (offset / uniform < 0.25) and its last."""
+    """Plain text from :func:`locality_table`: ``network`` at ``first``, its last and a
+    ``sanity`` layer, and ``reference``'s deepest still-local (offset / uniform < 0.25)
+    and last layers."""
     rows = table.loc[network]
     last = rows.index[-1]
     lines = [

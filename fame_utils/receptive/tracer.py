@@ -31,25 +31,24 @@ class _Axis:
     hi: Tensor
     jump: float
 
-    def at(self, idx: Tensor) -> tuple[Tensor, Tensor]:
+    def gather(self, idx: Tensor, jump: float) -> _Axis:
+        """Output o covers positions ``idx[o]`` ((n_out, m); outside the axis: padding)."""
         inside = idx.clamp(0, len(self.lo) - 1)
         shift = (idx - inside).double() * self.jump
-        return self.lo[inside] + shift, self.hi[inside] + shift
+        return _Axis((self.lo[inside] + shift).amin(1), (self.hi[inside] + shift).amax(1), jump)
 
     def window(self, n_out: int, kernel: int, stride: int, pad: int, dilation: int) -> _Axis:
         """Output o reads positions o·stride − pad + t·dilation, t = 0..kernel−1."""
-        lo, hi = self.at(
-            torch.arange(n_out)[:, None] * stride - pad + torch.arange(kernel) * dilation
-        )
-        return _Axis(lo.amin(1), hi.amax(1), self.jump * stride)
+        idx = torch.arange(n_out)[:, None] * stride - pad + torch.arange(kernel) * dilation
+        return self.gather(idx, self.jump * stride)
 
     def adaptive(self, n_out: int) -> _Axis:
         n, o = len(self.lo), torch.arange(n_out)
         start, end = (o * n) // n_out, -((-(o + 1) * n) // n_out) - 1  # end: ceil − 1
-        idx = torch.minimum(
-            start[:, None] + torch.arange(int((end - start).max()) + 1), end[:, None]
+        span = torch.arange(int((end - start).max()) + 1)
+        return self.gather(
+            torch.minimum(start[:, None] + span, end[:, None]), self.jump * n / n_out
         )
-        return _Axis(self.lo[idx].amin(1), self.hi[idx].amax(1), self.jump * n / n_out)
 
     def resized(self, n_out: int, op: str) -> _Axis:
         """Kept, broadcast from size 1 (a squeeze-excite gate) or reduced to 1."""
@@ -57,9 +56,9 @@ class _Axis:
         if n_out == n:
             return self
         if n == 1:
-            return _Axis(self.lo.expand(n_out).clone(), self.hi.expand(n_out).clone(), 0.0)
+            return self.gather(torch.zeros(n_out, 1, dtype=torch.long), 0.0)
         if n_out == 1:
-            return _Axis(self.lo.min().view(1), self.hi.max().view(1), self.jump * n)
+            return self.gather(torch.arange(n)[None], self.jump * n)
         raise _Untraceable(f"{op} resizes a spatial axis ({n} -> {n_out})")
 
     def union(self, other: _Axis) -> _Axis:
@@ -78,33 +77,39 @@ def _pair(v) -> tuple[int, int]:
     return (t[0], t[0]) if len(t) == 1 else (t[0], t[1])
 
 
-def _arg(args, kwargs, pos: int, name: str, default=None):
-    return args[pos] if len(args) > pos else kwargs.get(name, default)
+# the spatial ops the tracer follows: their parameters after the input, as F.* takes them
+_CONV = ("weight", "bias", "stride", "padding", "dilation")
+_MAX = ("kernel_size", "stride", "padding", "dilation")
+_ADAPTIVE = ("output_size",)
+_PARAMS = {
+    **dict.fromkeys(("conv2d", "convolution", "_convolution"), _CONV),
+    **dict.fromkeys(("max_pool2d", "max_pool2d_with_indices"), _MAX),
+    "avg_pool2d": ("kernel_size", "stride", "padding"),
+    "lp_pool2d": ("norm_type", "kernel_size", "stride"),
+    **dict.fromkeys(("pad", "constant_pad_nd"), ("pad",)),
+    **dict.fromkeys(("adaptive_avg_pool2d", "adaptive_max_pool2d"), _ADAPTIVE),
+    "adaptive_max_pool2d_with_indices": _ADAPTIVE,
+    "permute": ("dims",),
+    **dict.fromkeys(("transpose", "swapaxes", "swapdims", "transpose_"), ("dim0", "dim1")),
+}
 
 
-_CONV = {"conv2d", "convolution", "_convolution"}
-_WINDOW = _CONV | {"max_pool2d", "max_pool2d_with_indices", "avg_pool2d", "lp_pool2d"}
-_ADAPTIVE = {"adaptive_avg_pool2d", "adaptive_max_pool2d", "adaptive_max_pool2d_with_indices"}
-_PAD = {"pad", "constant_pad_nd"}
-_TRANSPOSE = {"transpose", "swapaxes", "swapdims", "transpose_"}
-
-
-def _window_args(name: str, args, kwargs) -> zip:
-    """(kernel, stride, padding, dilation) per axis of a convolution or pooling call."""
-    conv, lp = name in _CONV, name == "lp_pool2d"
-    if conv:
-        weight = _arg(args, kwargs, 1, "weight")
-        if weight is None or weight.ndim != 4:
+def _windows(p: dict) -> zip:
+    """(kernel, stride, padding, dilation) per axis of a convolution, pooling or pad call."""
+    if "pad" in p:  # F.pad's pairs run from the last axis: x before, x after, y before
+        pad = [int(v) for v in p["pad"]] + [0] * 4
+        return zip((1, 1), (1, 1), (pad[2], pad[0]), (1, 1))
+    if "weight" in p:
+        if p["weight"] is None or p["weight"].ndim != 4:
             raise _Untraceable("convolution that is not 2-D")
-        k, s = tuple(weight.shape[-2:]), _arg(args, kwargs, 3, "stride", 1)
+        k, s = tuple(p["weight"].shape[-2:]), p.get("stride", 1)
     else:
-        k = _pair(_arg(args, kwargs, 1 + lp, "kernel_size"))
-        s = _arg(args, kwargs, 2 + lp, "stride") or k  # None or []: the kernel
-    p = 0 if lp else _arg(args, kwargs, 3 + conv, "padding", 0)
-    d = _pair(_arg(args, kwargs, 4 + conv, "dilation", 1) if conv or "max" in name else 1)
-    if p == "same":  # PyTorch puts the odd pixel at the end
-        p = tuple(di * (ki - 1) // 2 for di, ki in zip(d, k))
-    return zip(k, _pair(s), _pair(0 if p == "valid" else p), d)
+        k = _pair(p["kernel_size"])
+        s = p.get("stride") or k  # None or []: the kernel
+    pad, d = p.get("padding", 0), _pair(p.get("dilation", 1))
+    if pad == "same":  # PyTorch puts the odd pixel at the end
+        pad = tuple(di * (ki - 1) // 2 for di, ki in zip(d, k))
+    return zip(k, _pair(s), _pair(0 if pad == "valid" else pad), d)
 
 
 class _Tracer(TorchFunctionMode):
@@ -139,31 +144,27 @@ class _Tracer(TorchFunctionMode):
         unknown = [i for i in infos if isinstance(i, str)]
         if unknown:
             raise _Untraceable(unknown[0])
-        first, info, out = traced[0], infos[0], outs[0]
-        op = name if args and args[0] is first else None  # the rules read the first argument
-        if op in _WINDOW | _ADAPTIVE | _PAD:
-            if out.ndim != first.ndim or info.dims != (first.ndim - 2, first.ndim - 1):
-                raise _Untraceable(f"{name} on a tensor whose last two axes are not (y, x)")
-            if op in _ADAPTIVE:
-                axes = tuple(a.adaptive(n) for a, n in zip(info.axes, out.shape[-2:]))
-                return [_Info(info.dims, axes)]
-            if op in _PAD:  # F.pad's pairs run from the last axis: x before, x after, y before
-                pad = [int(v) for v in _arg(args, kwargs, 1, "pad")] + [0] * 4
-                windows = ((1, 1, pad[2], 1), (1, 1, pad[0], 1))
+        first, info, ndim = traced[0], infos[0], traced[0].ndim
+        if name not in _PARAMS or not args or args[0] is not first:  # rules read the 1st arg
+            return [_elementwise(name, traced, infos, o) for o in outs]
+        p = dict(zip(_PARAMS[name], args[1:])) | kwargs
+        if "dim0" in p or "dims" in p:  # transpose, permute
+            perm = list(range(ndim))
+            if "dims" in p:
+                dims = args[1:] if len(args) > 2 else p["dims"]
+                perm = [int(d) % ndim for d in ([dims] if isinstance(dims, int) else dims)]
             else:
-                windows = _window_args(name, args, kwargs)
-            axes = tuple(a.window(n, *w) for a, n, w in zip(info.axes, out.shape[-2:], windows))
-            return [_Info(info.dims, axes)]  # a max-pool's indices stay untraced
-        if op == "permute" or op in _TRANSPOSE:
-            perm = list(range(first.ndim))
-            if op == "permute":
-                dims = args[1:] if len(args) > 2 else _arg(args, kwargs, 1, "dims")
-                perm = [int(d) % first.ndim for d in ([dims] if isinstance(dims, int) else dims)]
-            else:
-                a, b = (int(_arg(args, kwargs, i, f"dim{i - 1}")) % first.ndim for i in (1, 2))
+                a, b = int(p["dim0"]) % ndim, int(p["dim1"]) % ndim
                 perm[a], perm[b] = perm[b], perm[a]
             return [_Info((perm.index(info.dims[0]), perm.index(info.dims[1])), info.axes)]
-        return [_elementwise(name, traced, infos, o) for o in outs]
+        if outs[0].ndim != ndim or info.dims != (ndim - 2, ndim - 1):
+            raise _Untraceable(f"{name} on a tensor whose last two axes are not (y, x)")
+        sizes = outs[0].shape[-2:]
+        if "output_size" in p:
+            axes = tuple(a.adaptive(n) for a, n in zip(info.axes, sizes))
+        else:
+            axes = tuple(a.window(n, *w) for a, n, w in zip(info.axes, sizes, _windows(p)))
+        return [_Info(info.dims, axes)]  # a max-pool's indices stay untraced
 
 
 def _elementwise(name: str, traced: list[Tensor], infos: list[_Info], out: Tensor) -> _Info:
@@ -199,10 +200,6 @@ class ReceptiveField:
         """(K, 4) boxes of (row, col) ``cells`` (``None``: all, row-major)."""
         b = self.boxes.flatten(0, 1) if cells is None else self.boxes[tuple(as_cells(cells).T)]
         return clip_boxes_to_image(b, self.image_size) if clip else b
-
-    def box(self, row: int, col: int, *, clip: bool = False) -> Tensor:
-        """(4,) box of cell (row, col)."""
-        return self.boxes_for([(row, col)], clip=clip)[0]
 
     @property
     def centers(self) -> Tensor:
