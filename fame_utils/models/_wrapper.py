@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import pickle
-import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -15,16 +14,6 @@ from torch import Tensor, nn
 from torchvision.models import VisionTransformer
 
 from ..objectives import default_target_layer
-
-__all__ = [
-    "NormalizedModel",
-    "checkpoint_path",
-    "package_file",
-    "load_strict",
-    "pick_device",
-    "read_checkpoint",
-    "wrap",
-]
 
 
 def pick_device(device: str | torch.device | None) -> torch.device:
@@ -171,27 +160,25 @@ def checkpoint_path(checkpoint: object) -> Path | None:
 def _load_file(path: Path, weights_only: bool) -> object:
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint file not found: {path}")
-    size = path.stat().st_size
     with open(path, "rb") as fh:
-        pickled = fh.read(1) == b"\x80"  # a pickle of protocol >= 2 (torch's legacy format)
-    problem = "is empty" if size == 0 else "is neither a zip archive nor a pickle"
+        head = fh.read(4)
+    problem = "is neither a zip archive nor a pickle" if head else "is empty"
     try:
-        if size and (pickled or zipfile.is_zipfile(path)):
+        if head[:1] == b"\x80" or head == b"PK\x03\x04":  # torch's legacy pickle or zip format
             return torch.load(path, map_location="cpu", weights_only=weights_only)
     except pickle.UnpicklingError as err:
-        if not weights_only:
-            raise ValueError(f"checkpoint file {path} could not be unpickled: {err}") from err
-        raise ValueError(
-            f"{path}: torch.load(weights_only=True) refused the file because it pickles "
-            "Python objects besides tensors (typical of PyTorch Lightning .ckpt files with "
-            "hyper-parameters). If you trust the file, pass weights_only=False, or load it "
-            "yourself and pass checkpoint=torch.load(path, weights_only=False)['state_dict']."
-            f"\n(torch: {str(err).splitlines()[0]})"
-        ) from err
+        if weights_only:
+            raise ValueError(
+                f"{path}: torch.load(weights_only=True) refused the file because it pickles "
+                "Python objects besides tensors (typical of PyTorch Lightning .ckpt files). If "
+                "you trust the file, pass weights_only=False.\n"
+                f"(torch: {str(err).splitlines()[0]})"
+            ) from err
+        problem = f"could not be unpickled ({err})"
     except (RuntimeError, EOFError, OSError) as err:
         reason = str(err).splitlines()[0] if str(err) else "unexpected end of file"
         problem = f"is probably truncated or corrupt ({type(err).__name__}: {reason})"
-    raise ValueError(f"checkpoint file {path} ({size} bytes) {problem}; save or download it again")
+    raise ValueError(f"checkpoint file {path} {problem}; save or download it again")
 
 
 def read_checkpoint(

@@ -16,21 +16,6 @@ import torchvision.models as tvm
 from . import efficientnet_lite as lite
 from ._wrapper import NormalizedModel, checkpoint_path, load_strict, pick_device, read_checkpoint
 
-__all__ = [
-    "load_classifier",
-    "CLASSIFIERS",
-    "TORCHVISION_CLASSIFIERS",
-    "imagenet_categories",
-    "weights_from_file_name",
-    "tiny_vit_digits_path",
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
-]
-
-#: ImageNet channel statistics used by torchvision's ResNets ([0, 1]-pixel units).
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
 #: torchvision architectures :func:`load_classifier` builds.
 _VITS = ("vit_b_16", "vit_b_32", "vit_l_16")
 TORCHVISION_CLASSIFIERS: tuple[str, ...] = (*(f"resnet{d}" for d in (18, 34, 50, 101)), *_VITS)
@@ -92,46 +77,34 @@ def _checkpoint_weights(name: str, checkpoint, weights: str | None):
     """The weights enum member whose preprocessing a ``checkpoint=`` gets."""
     path = checkpoint_path(checkpoint)
     found = weights_from_file_name(path) if path is not None else None
-    if found is not None:
-        arch, tag = found
-        if arch != name:
-            raise ValueError(
-                f"{path.name} is torchvision's file for {arch} ({tag}), not {name}; "
-                f"load it with load_classifier({arch!r}, checkpoint=...)"
-            )
-        if weights is not None and weights != tag:
-            raise ValueError(
-                f"weights={weights!r} disagrees with the file name {path.name}, which is "
-                f"torchvision's {name} {tag}; drop weights= (or rename the file if it really "
-                f"holds {weights})"
-            )
-        return _weights(name, tag)
-    if weights is not None:
-        return _weights(name, weights)
+    if found is not None and (found[0] != name or weights not in (None, found[1])):
+        raise ValueError(
+            f"the file name {path.name} is torchvision's {found[0]} {found[1]}, which disagrees "
+            f"with load_classifier({name!r}, weights={weights!r}); pass the name and weights "
+            "the file holds (or rename the file)"
+        )
+    if found is not None or weights is not None:
+        return _weights(name, found[1] if found else weights)
     what = f"the file {path.name}" if path is not None else "an in-memory state dict"
     options = []
     for w in tvm.get_model_weights(name):
         t = w.transforms()
         options.append(
-            f"  weights={w.name!r}  ({w.name}: {os.path.basename(w.url)}, Resize "
-            f"{t.resize_size[0]} ({t.interpolation.value}) + CenterCrop {t.crop_size[0]})"
+            f"  weights={w.name!r}  ({os.path.basename(w.url)}, Resize {t.resize_size[0]} "
+            f"({t.interpolation.value}) + CenterCrop {t.crop_size[0]})"
         )
     raise ValueError(
-        f"cannot tell which torchvision {name} weights {what} holds, so its preprocessing "
-        f"(resize before the centre crop) is unknown: the name carries none of torchvision's "
-        f"published file hashes. Pass weights= (or --weights on the command line):\n"
-        + "\n".join(options)
+        f"cannot tell which torchvision {name} weights {what} holds (its name carries none of "
+        "torchvision's file hashes), so its preprocessing is unknown. Pass weights= (or "
+        "--weights on the command line):\n" + "\n".join(options)
     )
 
 
 def _hub_state_dict(name: str, weights: str | None, download: bool):
-    """(state dict, weights enum member) from the torch hub cache, else a download; else
-    FileNotFoundError saying which file goes where."""
+    """(state dict, weights enum member) from the torch hub cache (the default version first,
+    then the others), else a download; else FileNotFoundError saying which file goes where."""
     enum = tvm.get_model_weights(name)
-    if weights is not None:
-        candidates = [_weights(name, weights)]
-    else:  # torchvision's DEFAULT first, then the other published versions
-        candidates = [enum.DEFAULT] + [w for w in enum if w is not enum.DEFAULT]
+    candidates = [_weights(name, weights)] if weights else [enum.DEFAULT, *enum]
     cache_dir = Path(torch.hub.get_dir()) / "checkpoints"
     for w in candidates:
         if (path := cache_dir / os.path.basename(w.url)).is_file():
@@ -142,27 +115,22 @@ def _hub_state_dict(name: str, weights: str | None, download: bool):
                     f"could not read the cached weights {path} ({e}); "
                     f"delete the file and download it again from {w.url}"
                 ) from e
-    w = candidates[0]
-    file = os.path.basename(w.url)
-    reason = "downloads disabled (download=False)"
+    w, reason = candidates[0], "downloads disabled (download=False)"
     if download:
         try:
             return w.get_state_dict(progress=False, check_hash=True), w  # into cache_dir
         except Exception as e:  # no network, proxy, HTTP error, corrupt file, ...
             reason = f"download failed: {type(e).__name__}: {e}"
-    files = ", ".join(os.path.basename(c.url) for c in candidates)
+    file = os.path.basename(w.url)
+    files = ", ".join(dict.fromkeys(os.path.basename(c.url) for c in candidates))
     raise FileNotFoundError(
-        f"No ImageNet weights for {name!r}: no checkpoint= given, none of [{files}] found in "
-        f"the torch hub cache {cache_dir}, and {reason}.\n"
-        f"Fix: download {w.url}\n     and save it as {cache_dir / file}\n"
-        "     (the cache folder follows $TORCH_HOME, see torch.hub.get_dir()), "
-        f"or pass load_classifier({name!r}, checkpoint='/path/to/{file}')."
+        f"No ImageNet weights for {name!r}: no checkpoint= given, none of [{files}] in the torch "
+        f"hub cache {cache_dir} ($TORCH_HOME), and {reason}.\nFix: download {w.url} and save it "
+        f"as {cache_dir / file}, or pass load_classifier({name!r}, checkpoint='/path/to/{file}')."
     )
 
 
-def _load_torchvision(
-    name: str, checkpoint, weights: str | None, download: bool
-) -> NormalizedModel:
+def _load_torchvision(name: str, checkpoint, weights: str | None, download: bool):
     if weights is not None:
         _weights(name, weights)  # an unknown tag is the first error
     if checkpoint is not None:
@@ -174,6 +142,7 @@ def _load_torchvision(
     crop = int(t.crop_size[0])
     net = getattr(tvm, name)(weights=None, **({"image_size": crop} if name in _VITS else {}))
     load_strict(net, state, f"torchvision's {name} ({w.name}, {crop} px)")
+    stages = {f"{56 >> i}x{56 >> i}": f"layer{i + 1}" for i in range(4)}
     return NormalizedModel(
         net,
         mean=tuple(t.mean),
@@ -181,9 +150,7 @@ def _load_torchvision(
         input_size=crop,
         resize_size=int(t.resize_size[0]),
         interpolation=t.interpolation.value,
-        stages=None
-        if name in _VITS
-        else {f"{56 >> i}x{56 >> i}": f"layer{i + 1}" for i in range(4)},
+        stages=None if name in _VITS else stages,
         name=name,
         categories=list(w.meta["categories"]),
         weights=w.name,
@@ -196,10 +163,7 @@ def _load_lite(name: str, checkpoint) -> NormalizedModel:
     state = read_checkpoint(
         lite.packaged_weights_path(variant) if checkpoint is None else checkpoint
     )
-    try:
-        net.load_state_dict(lite.convert_packaged_state_dict(state), strict=True)
-    except (RuntimeError, KeyError) as e:
-        raise ValueError(f"checkpoint does not fit EfficientNet-{variant.title()}: {e}") from e
+    load_strict(net, lite.convert_packaged_state_dict(state), f"EfficientNet-{variant.title()}")
     repeats, _, size, _ = lite.LITE_VARIANTS[variant]
     ends = list(accumulate(repeats))  # the last block at 112, 56, 28 and 14 px (stages 0-2, 4)
     stages = {f"{112 >> s}x{112 >> s}": f"blocks.{ends[i] - 1}" for s, i in enumerate((0, 1, 2, 4))}
@@ -245,16 +209,16 @@ def load_classifier(
 
     Args:
         name: one of :data:`CLASSIFIERS`.
-        checkpoint: a state dict or the path of one instead of the defaults; a torchvision
+        checkpoint: a state dict or its path instead of the default weights; a torchvision
             file's weights version comes from torchvision's file name or ``weights=``.
-        device: where to put the model; ``None`` picks CUDA when available, else CPU.
+        device: ``None`` picks CUDA when available, else CPU.
         weights: torchvision only: the weights tag (``"IMAGENET1K_V2"``, …) of ``checkpoint=``
             or to load; ``None``: the default, else any cached version.
         download: torchvision only: download into the hub cache when no file is found.
 
     Returns:
-        :class:`~fame_utils.NormalizedModel` in eval mode on ``device``: (B, 3, H, W) float
-        [0, 1] RGB → (B, classes) logits, with ``categories``.
+        :class:`~fame_utils.NormalizedModel` in eval mode: (B, 3, H, W) float [0, 1] RGB →
+        (B, classes) logits, with ``categories``.
 
     Raises:
         ValueError: unknown ``name`` or ``weights``, an unrecognised file name, a checkpoint

@@ -13,15 +13,6 @@ from torch import Tensor, nn
 
 from ._wrapper import package_file
 
-__all__ = [
-    "EfficientNetLite",
-    "LITE_VARIANTS",
-    "LITE0_MEAN",
-    "LITE0_STD",
-    "packaged_weights_path",
-    "convert_packaged_state_dict",
-]
-
 # EfficientNet-B0's kernel, stride and expansion of each of the seven stages
 _KERNELS, _STRIDES, _EXPANSIONS = (
     (3, 3, 5, 3, 5, 5, 3),
@@ -128,18 +119,13 @@ _KEY_RULES: tuple[tuple[str, str], ...] = (
 
 def convert_packaged_state_dict(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
     """The package's state dict (``_blocks.3._depthwise_conv.weight``, …) in
-    :class:`EfficientNetLite`'s keys (``blocks.3.depthwise.conv.weight``, …); keys in our
-    naming pass through; KeyError for an unknown key starting with ``_``."""
+    :class:`EfficientNetLite`'s keys (``blocks.3.depthwise.conv.weight``, …); other keys pass."""
     out: dict[str, Tensor] = {}
     for key, value in state_dict.items():
-        new = key
-        if key.startswith("_"):
-            for pattern, repl in _KEY_RULES:
-                new, n = re.subn(pattern, repl, key)
-                if n:
-                    break
-            else:
-                raise KeyError(f"unexpected key in EfficientNet-Lite0 state dict: {key!r}")
+        for pattern, repl in _KEY_RULES:
+            new, n = re.subn(pattern, repl, key)
+            if n:
+                break
         out[new] = value
     return out
 

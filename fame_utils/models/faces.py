@@ -12,11 +12,9 @@ import torch
 from torch import Tensor
 
 from ._wrapper import NormalizedModel, load_strict, pick_device, read_checkpoint
-from .dlib_resnet import DLIB_INPUT_SCALE, load_dlib_resnet
+from .dlib_resnet import load_dlib_resnet
 from .facenet import load_facenet
 from .iresnet import IRESNET_UNITS, build_iresnet
-
-__all__ = ["FACE_MODELS", "FaceModel", "load_face_model"]
 
 #: Every name :func:`load_face_model` accepts (``"ir_<depth>"`` spellings are accepted too).
 FACE_MODELS: tuple[str, ...] = ("dlib_resnet", "facenet", *(f"iresnet{d}" for d in IRESNET_UNITS))
@@ -62,12 +60,12 @@ def _load_dlib(checkpoint) -> FaceModel:
     return FaceModel(
         net,
         mean=tuple(m / 255.0 for m in net.input_mean),
-        std=1.0 / (255.0 * DLIB_INPUT_SCALE),
+        std=256.0 / 255.0,  # dlib scales the mean-subtracted 0–255 input by 1/256
         input_size=net.input_size,
         target_layer=f"levels.{last}.{len(net.levels[last]) - 1}",
         stages={f"{s}x{s}": f"levels.{lv}" for lv, s in net.level_sides.items()},
         name="dlib_resnet",
-        embedding_size=net.embedding_size,
+        embedding_size=net.fc.out_features,
         layout="dlib",
     )
 

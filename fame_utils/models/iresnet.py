@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-__all__ = ["IRESNET_UNITS", "IResNetAdaFace", "IResNetArcFace", "build_iresnet"]
-
 #: Residual units per stage for each depth (AdaFace's ``ir_101`` is the 100-layer network).
 IRESNET_UNITS: dict[int, tuple[int, int, int, int]] = {
     18: (2, 2, 2, 2),
