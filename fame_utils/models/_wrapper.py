@@ -1,5 +1,5 @@
 """What every model loader shares: :class:`NormalizedModel` (``fame_utils.wrap``), the device
-choice :func:`pick_device` and the checkpoint reader :func:`read_checkpoint` with :func:`load_strict`."""
+choice and the checkpoint reader :func:`read_checkpoint` with :func:`load_strict`."""
 
 from __future__ import annotations
 
@@ -43,10 +43,9 @@ def _triple(values: float | Sequence[float], name: str) -> tuple[float, float, f
 
 
 class NormalizedModel(nn.Module):
-    """``fame_utils.wrap``: any network that expects normalised input as the [0, 1]-RGB model
-    every method, the runner and the notebooks accept, ``model(x) = net((x − mean) / std)``, in
-    eval mode on ``net``'s device (not copied). FAME then steps in the normalised space, as the
-    paper does for classification; CAM methods read ``target_layer``.
+    """``fame_utils.wrap``: ``model(x) = net((x − mean) / std)``, the [0, 1]-RGB model every
+    method, the runner and the notebooks accept, in eval mode on ``net``'s device (not copied).
+    FAME then steps in the normalised space, as the paper's code does for classification.
 
     Args:
         net: the network, taking normalised (B, 3, H, W) input.
@@ -54,15 +53,11 @@ class NormalizedModel(nn.Module):
         input_size: square side (pixels) the network expects.
         target_layer: dotted name inside ``net`` of the CAM layer; ``None`` recognises
             torchvision's common architectures (:func:`fame_utils.objectives.default_target_layer`).
-        stages: optional ``{key: dotted name inside net}``; a torchvision
-            ``VisionTransformer`` gets ``"block1"`` … ``"block<L>"``, its ``image_size`` as
-            ``input_size`` and ``patch_size``, ``token_grid`` attributes.
-        resize_size, interpolation: the resize before the centre crop of :meth:`transform`
-            (None: images come at ``input_size``).
+        stages: optional ``{key: dotted name inside net}``; a torchvision ``VisionTransformer``
+            gets ``"block1"`` … ``"block<L>"``, its ``image_size`` and ``patch_size``, ``token_grid``.
+        resize_size, interpolation: the resize before :meth:`transform`'s centre crop.
         name: a short identifier (default: ``net``'s class name in lower case).
         **attributes: further plain attributes (e.g. ``categories``, ``embedding_size``).
-
-    Input: (B, 3, H, W) float RGB, nominally [0, 1] (not checked), on the module's device.
     """
 
     def __init__(
@@ -221,23 +216,9 @@ def read_checkpoint(
 
 
 def load_strict(net: nn.Module, state: Mapping[str, Tensor], what: str) -> None:
-    """``load_state_dict(strict=True)`` whose ValueError lists the missing and unexpected keys
-    and the shape mismatches (12 of each), saying which network (``what``) they do not fit."""
-    own = net.state_dict()
-    problems = {
-        "missing keys": [k for k in own if k not in state],
-        "unexpected keys": [k for k in state if k not in own],
-        "shape mismatches": [
-            f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(v.shape)}"
-            for k, v in own.items()
-            if k in state and state[k].shape != v.shape
-        ],
-    }
-    if any(problems.values()):
-        lines = [
-            f"  {kind} ({len(items)}): {', '.join(items[:12])}{' …' * (len(items) > 12)}"
-            for kind, items in problems.items()
-            if items
-        ]
-        raise ValueError("\n".join([f"checkpoint does not fit {what}:", *lines]))
-    net.load_state_dict(state, strict=True)
+    """``load_state_dict(strict=True)``; ValueError naming the network (``what``) and listing
+    torch's missing and unexpected keys and size mismatches."""
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise ValueError(f"checkpoint does not fit {what}: {err}") from None

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from google.protobuf import empty_pb2, unknown_fields
 from torch import Tensor, nn
+from torchvision.ops import Conv2dNormActivation
 
 from ._wrapper import package_file
 
@@ -58,25 +59,30 @@ def _read_graph(path: Path) -> tuple[dict[str, Tensor], dict[str, tuple[str, lis
     return consts, others
 
 
-class ConvReLU(nn.Sequential):
+def _conv_relu(cin: int, cout: int, k: int | tuple, stride: int = 1, *, same=True) -> nn.Module:
     """Convolution with bias (TF's folded batch norm) and ReLU; "SAME" padding at stride 1."""
-
-    def __init__(
-        self, cin: int, cout: int, k: int | tuple[int, int], stride: int = 1, *, same=True
-    ):
-        kh, kw = (k, k) if isinstance(k, int) else k
-        pad = (kh // 2, kw // 2) if same else 0
-        super().__init__(nn.Conv2d(cin, cout, (kh, kw), stride, pad), nn.ReLU())
+    pad = None if same else 0  # None: torchvision's (k - 1) // 2, TF's SAME for odd kernels
+    return Conv2dNormActivation(
+        cin,
+        cout,
+        k,
+        stride,
+        pad,
+        norm_layer=None,
+        activation_layer=nn.ReLU,
+        inplace=False,
+        bias=True,
+    )
 
 
 def _branch(cin: int, *convs: tuple) -> nn.Sequential:
-    """ConvReLUs of ``(cout, kernel[, 2])`` named like the graph's scopes: ``Conv2d_0a_1x1``,
+    """Conv-ReLUs of ``(cout, kernel[, 2])`` named like the graph's scopes: ``Conv2d_0a_1x1``,
     ``Conv2d_0b_3x3``, … , a stride-2 (unpadded) one ``Conv2d_1a_3x3``, a lone one ``Conv2d_1x1``."""
     layers = OrderedDict()
     for i, (cout, k, *stride) in enumerate(convs):
         kh, kw = (k, k) if isinstance(k, int) else k
         tag = "1a_" if stride else "" if len(convs) == 1 else f"0{'abc'[i]}_"
-        layers[f"Conv2d_{tag}{kh}x{kw}"] = ConvReLU(cin, cout, (kh, kw), *stride, same=not stride)
+        layers[f"Conv2d_{tag}{kh}x{kw}"] = _conv_relu(cin, cout, (kh, kw), *stride, same=not stride)
         cin = cout
     return nn.Sequential(layers)
 
@@ -130,13 +136,13 @@ class FaceNet(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.Conv2d_1a_3x3 = ConvReLU(3, 32, 3, 2, same=False)
-        self.Conv2d_2a_3x3 = ConvReLU(32, 32, 3, same=False)
-        self.Conv2d_2b_3x3 = ConvReLU(32, 64, 3)
+        self.Conv2d_1a_3x3 = _conv_relu(3, 32, 3, 2, same=False)
+        self.Conv2d_2a_3x3 = _conv_relu(32, 32, 3, same=False)
+        self.Conv2d_2b_3x3 = _conv_relu(32, 64, 3)
         self.MaxPool_3a_3x3 = nn.MaxPool2d(3, 2)
-        self.Conv2d_3b_1x1 = ConvReLU(64, 80, 1, same=False)
-        self.Conv2d_4a_3x3 = ConvReLU(80, 192, 3, same=False)
-        self.Conv2d_4b_3x3 = ConvReLU(192, 256, 3, 2, same=False)
+        self.Conv2d_3b_1x1 = _conv_relu(64, 80, 1, same=False)
+        self.Conv2d_4a_3x3 = _conv_relu(80, 192, 3, same=False)
+        self.Conv2d_4b_3x3 = _conv_relu(192, 256, 3, 2, same=False)
         self.repeat = nn.Sequential(*(block35() for _ in range(5)))
         self.Mixed_6a = Reduction(
             _branch(256, (384, 3, 2)), _branch(256, (192, 1), (192, 3), (256, 3, 2))
@@ -192,7 +198,7 @@ def _state_from_graph(path: Path) -> dict[str, Tensor]:
         key = _torch_key(scope)
         parts = scope.split("/")
         if not (len(parts) > 1 and parts[-1] == "Conv2d_1x1" and "Branch" not in parts[-2]):
-            key += ".0"  # a ConvReLU's conv (the others: a residual unit's 1 × 1 projection)
+            key += ".0"  # a _conv_relu's conv (the others: a residual unit's 1 × 1 projection)
         state[f"{key}.weight"] = consts[inputs[1]].permute(3, 2, 0, 1).contiguous()  # HWIO → OIHW
         bias = f"{_PREFIX}{scope}/Conv2D_bn_offset"
         state[f"{key}.bias"] = consts.get(bias, consts.get(f"{_PREFIX}{scope}/biases"))
