@@ -55,7 +55,7 @@ class NormalizedModel(nn.Module):
             torchvision's common architectures (:func:`fame_utils.objectives.default_target_layer`).
         stages: optional ``{key: dotted name inside net}``; a torchvision ``VisionTransformer``
             gets ``"block1"`` … ``"block<L>"``, its ``image_size`` and ``patch_size``, ``token_grid``.
-        resize_size, interpolation: the resize before :meth:`transform`'s centre crop.
+        resize_size: the resize before the centre crop to ``input_size`` (``load_sample_objects``).
         name: a short identifier (default: ``net``'s class name in lower case).
         **attributes: further plain attributes (e.g. ``categories``, ``embedding_size``).
     """
@@ -70,7 +70,6 @@ class NormalizedModel(nn.Module):
         target_layer: str | None = None,
         stages: Mapping[str, str] | None = None,
         resize_size: int | None = None,
-        interpolation: str = "bilinear",
         name: str | None = None,
         **attributes: object,
     ):
@@ -90,7 +89,6 @@ class NormalizedModel(nn.Module):
         self.register_buffer("_std", torch.tensor(s).view(1, 3, 1, 1), persistent=False)
         self.input_size = int(input_size)
         self.resize_size = None if resize_size is None else int(resize_size)
-        self.interpolation = str(interpolation)
         self.name = name or type(net).__name__.lower()
         if target_layer is None and (found := default_target_layer(net)) is not None:
             target_layer = next(n for n, mod in net.named_modules() if mod is found)
@@ -123,17 +121,6 @@ class NormalizedModel(nn.Module):
                 f"expected images of shape (B, 3, H, W) in [0, 1] RGB, got {tuple(x.shape)}"
             )
         return self.net((x - self._mean.to(x.dtype)) / self._std.to(x.dtype))
-
-    def transform(self):
-        """torchvision transform for PIL images: Resize(``resize_size``, ``interpolation``;
-        skipped when None), CenterCrop(``input_size``), ToTensor → (3, S, S) in [0, 1]."""
-        from torchvision import transforms as T
-
-        steps = [T.CenterCrop(self.input_size), T.ToTensor()]
-        if self.resize_size is not None:
-            mode = T.InterpolationMode(self.interpolation)
-            steps.insert(0, T.Resize(self.resize_size, interpolation=mode))
-        return T.Compose(steps)
 
     def extra_repr(self) -> str:
         m, s = ([round(v, 4) for v in t] for t in self.input_normalization)
@@ -190,24 +177,16 @@ def read_checkpoint(
         TypeError: the content is not a mapping of tensors.
     """
     path = checkpoint_path(checkpoint)
-    if path is None and not isinstance(checkpoint, Mapping):
-        raise TypeError(
-            "checkpoint must be a path or a state dict (a mapping of tensors), "
-            f"got {type(checkpoint).__name__}"
-        )
     obj = checkpoint if path is None else _load_file(path, weights_only)
     for key in ("state_dict", "model"):
         if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
             obj = obj[key]
             break
-    where = f" in {path}" if path is not None else ""
-    if not isinstance(obj, Mapping):
+    if not isinstance(obj, Mapping) or not all(isinstance(v, Tensor) for v in obj.values()):
         raise TypeError(
-            "checkpoint must hold a state dict (or a dict with a 'state_dict'/'model' entry), "
-            f"got {type(obj).__name__}{where}"
+            "checkpoint must be a path or a state dict (a mapping of tensors, or a dict with a "
+            f"'state_dict'/'model' entry), got {type(obj).__name__}{f' in {path}' if path else ''}"
         )
-    if bad := [k for k, v in obj.items() if not isinstance(v, Tensor)]:
-        raise TypeError(f"checkpoint entries that are not tensors{where}: {bad[:8]}")
     state = {str(k): v for k, v in obj.items()}
     for prefix in ("model.", "module."):
         if any(k.startswith(prefix) for k in state):

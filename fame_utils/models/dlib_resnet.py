@@ -30,11 +30,8 @@ def add_prev(a: Tensor, b: Tensor) -> Tensor:
     if a.shape == b.shape:
         return a + b
     size = [max(s, t) for s, t in zip(a.shape, b.shape)]
-
-    def grow(t: Tensor) -> Tensor:
-        return F.pad(t, [p for d in (3, 2, 1) for p in (0, size[d] - t.shape[d])])
-
-    return grow(a) + grow(b)
+    a, b = (F.pad(t, [p for d in (3, 2, 1) for p in (0, size[d] - t.shape[d])]) for t in (a, b))
+    return a + b
 
 
 class Affine(nn.Module):
