@@ -40,9 +40,6 @@ LITE_VARIANTS: dict[str, tuple[tuple[int, ...], tuple[int, ...], int, str]] = {
     "lite1": ((1, 3, 3, 4, 4, 5, 1), (16, 24, 40, 80, 112, 192, 320), 240, "77cc7160"),
     "lite2": ((1, 3, 3, 4, 4, 5, 1), (16, 24, 48, 88, 120, 208, 352), 260, "9656183e"),
 }
-#: Normalisation in [0, 1]-pixel units: (x·255 − 127)/128 = (x − 127/255)/(128/255).
-LITE0_MEAN = 127.0 / 255.0
-LITE0_STD = 128.0 / 255.0
 
 
 class Conv2dSame(nn.Conv2d):
@@ -74,7 +71,7 @@ class ConvBNAct(nn.Sequential):
 
 
 class MBConv(nn.Module):
-    """Inverted residual block without squeeze-excite (see the module docstring)."""
+    """Inverted residual block without squeeze-excite (``docs/models.md``)."""
 
     def __init__(self, cin: int, cout: int, kernel: int, stride: int, expansion: int):
         super().__init__()
@@ -306,8 +303,8 @@ def _load_lite(name: str, checkpoint) -> NormalizedModel:
     stages = {f"{112 >> s}x{112 >> s}": f"blocks.{ends[i] - 1}" for s, i in enumerate((0, 1, 2, 4))}
     return NormalizedModel(
         net,
-        mean=LITE0_MEAN,
-        std=LITE0_STD,
+        mean=127.0 / 255.0,  # (x·255 − 127)/128 = (x − 127/255)/(128/255)
+        std=128.0 / 255.0,
         input_size=size,
         resize_size=size + 32,
         target_layer="head",

@@ -12,7 +12,6 @@ import torch
 import torch.nn.functional as F
 from google.protobuf import empty_pb2, unknown_fields
 from torch import Tensor, nn
-from torchvision.ops import Conv2dNormActivation
 
 from ._wrapper import package_file
 
@@ -61,18 +60,9 @@ def _read_graph(path: Path) -> tuple[dict[str, Tensor], dict[str, tuple[str, lis
 
 def _conv_relu(cin: int, cout: int, k: int | tuple, stride: int = 1, *, same=True) -> nn.Module:
     """Convolution with bias (TF's folded batch norm) and ReLU; "SAME" padding at stride 1."""
-    pad = None if same else 0  # None: torchvision's (k - 1) // 2, TF's SAME for odd kernels
-    return Conv2dNormActivation(
-        cin,
-        cout,
-        k,
-        stride,
-        pad,
-        norm_layer=None,
-        activation_layer=nn.ReLU,
-        inplace=False,
-        bias=True,
-    )
+    kh, kw = (k, k) if isinstance(k, int) else k
+    pad = (kh // 2, kw // 2) if same else 0
+    return nn.Sequential(nn.Conv2d(cin, cout, (kh, kw), stride, pad), nn.ReLU())
 
 
 def _branch(cin: int, *convs: tuple) -> nn.Sequential:
