@@ -297,7 +297,7 @@ def test_resnet_missing_weights_says_where(tmp_path, monkeypatch):
     assert attempts == [url]
     cache = os.path.join(str(tmp_path), "hub", "checkpoints")
     assert url in msg and os.path.join(cache, "resnet50-11ad3fa6.pth") in msg
-    assert "resnet50-0676ba61.pth" in msg and "network blocked" in msg
+    assert "IMAGENET1K_V2" in msg and "network blocked" in msg
     # download=False never tries the network
     with pytest.raises(FileNotFoundError, match="resnet34-b627a593.pth"):
         load_classifier("resnet34", device="cpu", download=False)

@@ -237,32 +237,29 @@ def _checkpoint_weights(name: str, checkpoint, weights: str | None):
 
 
 def _hub_state_dict(name: str, weights: str | None, download: bool):
-    """(state dict, weights enum member) from the torch hub cache (the default version first,
-    then the others), else a download; else FileNotFoundError saying which file goes where."""
-    enum = tvm.get_model_weights(name)
-    candidates = [_weights(name, weights)] if weights else [enum.DEFAULT, *enum]
-    cache_dir = Path(torch.hub.get_dir()) / "checkpoints"
-    for w in candidates:
-        if (path := cache_dir / os.path.basename(w.url)).is_file():
-            try:
-                return read_checkpoint(path), w
-            except (ValueError, TypeError) as e:
-                raise RuntimeError(
-                    f"could not read the cached weights {path} ({e}); "
-                    f"delete the file and download it again from {w.url}"
-                ) from e
-    w, reason = candidates[0], "downloads disabled (download=False)"
+    """(state dict, weights enum member) of ``weights`` (None: torchvision's default) from the
+    torch hub cache, else a download; else FileNotFoundError saying which file goes where."""
+    w = _weights(name, weights) if weights else tvm.get_model_weights(name).DEFAULT
+    file = os.path.basename(w.url)
+    path = Path(torch.hub.get_dir()) / "checkpoints" / file
+    if path.is_file():
+        try:
+            return read_checkpoint(path), w
+        except (ValueError, TypeError) as e:
+            raise RuntimeError(
+                f"could not read the cached weights {path} ({e}); "
+                f"delete the file and download it again from {w.url}"
+            ) from e
+    reason = "downloads disabled (download=False)"
     if download:
         try:
-            return w.get_state_dict(progress=False, check_hash=True), w  # into cache_dir
+            return w.get_state_dict(progress=False, check_hash=True), w  # into the hub cache
         except Exception as e:  # no network, proxy, HTTP error, corrupt file, ...
             reason = f"download failed: {type(e).__name__}: {e}"
-    file = os.path.basename(w.url)
-    files = ", ".join(dict.fromkeys(os.path.basename(c.url) for c in candidates))
     raise FileNotFoundError(
-        f"No ImageNet weights for {name!r}: no checkpoint= given, none of [{files}] in the torch "
-        f"hub cache {cache_dir} ($TORCH_HOME), and {reason}.\nFix: download {w.url} and save it "
-        f"as {cache_dir / file}, or pass load_classifier({name!r}, checkpoint='/path/to/{file}')."
+        f"No ImageNet weights for {name!r} {w.name}: no checkpoint= given, {path} is missing "
+        f"($TORCH_HOME), and {reason}.\nFix: download {w.url} and save it as {path}, or pass "
+        f"load_classifier({name!r}, checkpoint='/path/to/{file}') (other versions: weights=)."
     )
 
 
@@ -347,7 +344,7 @@ def load_classifier(
             file's weights version comes from torchvision's file name or ``weights=``.
         device: ``None`` picks CUDA when available, else CPU.
         weights: torchvision only: the weights tag (``"IMAGENET1K_V2"``, …) of ``checkpoint=``
-            or to load; ``None``: the default, else any cached version.
+            or to load; ``None``: torchvision's default version.
         download: torchvision only: download into the hub cache when no file is found.
 
     Returns:
