@@ -1,6 +1,6 @@
-"""Items, batches and in-memory datasets of classification (paper Table 2: image, class, box)
-and verification (Table 1: gallery, probe, genuine): a dataset is any sequence of items of one
-kind, with an optional cache ``identity`` (else :func:`dataset_identity` hashes the items)."""
+"""Items, batches and in-memory datasets of classification (Table 2: image, class, box) and
+verification (Table 1: gallery, probe, genuine): a dataset is any sequence of items of one
+kind, with an optional cache ``identity``."""
 
 from __future__ import annotations
 
@@ -17,19 +17,16 @@ from torch import Tensor
 from .._checks import check_images
 
 Task = Literal["classification", "verification"]
-"""``"classification"`` (:class:`ClassificationItem` data) or ``"verification"`` (pairs)."""
 
 
 class Rows:
-    """Mixin of the dataclasses whose tensor and list fields hold one row per sample
-    (face pairs, object samples, digits, batches): length, row selection, device moves."""
+    """Mixin of the dataclasses whose tensor and list fields hold one row per sample."""
 
     def __len__(self) -> int:
         return len(getattr(self, dataclasses.fields(self)[0].name))
 
     def subset(self, index: int | slice | Sequence[int] | Sequence[bool] | Tensor | np.ndarray):
-        """The rows ``index`` selects (an int, slice, ints or bool mask of length N, as a list,
-        array or tensor on any device), in that order; ``IndexError`` when out of range."""
+        """The rows ``index`` (int, slice, ints or bool mask; list, array or tensor) selects."""
         index = index.cpu() if isinstance(index, Tensor) else index
         idx = torch.arange(len(self))[index].reshape(-1)
         rows = idx.tolist()
@@ -49,9 +46,8 @@ class Rows:
 
 @dataclass
 class ClassificationItem:
-    """One image to explain for its class: ``image`` (3, H, W) float RGB in [0, 1],
-    ``label`` (the explained class), ``box`` (4,) ``(x0, y0, x1, y1)`` in the image's
-    pixels or ``None``, ``name`` a unique identifier."""
+    """``image`` (3, H, W) float RGB in [0, 1], its ``label``, ``box`` (4,) xyxy pixels or
+    ``None``, a unique ``name``."""
 
     image: Tensor
     label: int
@@ -61,9 +57,7 @@ class ClassificationItem:
 
 @dataclass
 class PairItem:
-    """One verification pair, the probe explained against the frozen gallery embedding:
-    ``gallery``, ``probe`` (3, H, W) float RGB in [0, 1], ``genuine`` (same identity),
-    ``name`` a unique identifier."""
+    """``gallery``, ``probe`` (3, H, W) float RGB in [0, 1], ``genuine``, a unique ``name``."""
 
     gallery: Tensor
     probe: Tensor
@@ -95,7 +89,7 @@ class PairBatch(Rows):
 
 
 def task_of(item: object) -> Task:
-    """The task an item belongs to; ``TypeError`` for anything but the two item types."""
+    """The task of ``item``; ``TypeError`` for anything but the two item types."""
     if isinstance(item, ClassificationItem):
         return "classification"
     if isinstance(item, PairItem):
@@ -107,7 +101,7 @@ def task_of(item: object) -> Task:
 
 
 def collate(items: Sequence[ClassificationItem | PairItem], indices: Sequence[int]):
-    """Stack items of one kind into a :class:`ClassificationBatch` or :class:`PairBatch`."""
+    """Items of one kind stacked into a :class:`ClassificationBatch` or :class:`PairBatch`."""
     names = [it.name or str(i) for it, i in zip(items, indices)]
     if task_of(items[0]) == "classification":
         boxes = None
@@ -130,7 +124,7 @@ def collate(items: Sequence[ClassificationItem | PairItem], indices: Sequence[in
 
 
 def hash_tensor(h: Any, t: Tensor) -> None:
-    """Feed a tensor's shape, dtype and bytes (on the CPU) into the hash object ``h``."""
+    """Feed a tensor's shape, dtype and bytes into the hash object ``h``."""
     t = t.detach().cpu().contiguous()
     h.update(str((tuple(t.shape), str(t.dtype))).encode())
     if t.numel():
@@ -138,7 +132,7 @@ def hash_tensor(h: Any, t: Tensor) -> None:
 
 
 class ItemSequence(Rows, Sequence):
-    """Base of the dataclass datasets: ``item(i)`` per index, a list of items for a slice."""
+    """Base of the datasets: ``item(i)`` per index, a list of items for a slice."""
 
     def __getitem__(self, i):
         if isinstance(i, slice):
@@ -147,8 +141,8 @@ class ItemSequence(Rows, Sequence):
 
 
 def _finish(data: Any, kind: bytes, n: int, rows: dict[str, Tensor]) -> None:
-    """Check that ``rows`` and ``data.names`` (default ``"0"``, ``"1"``, …; unique) have ``n``
-    rows; set ``data.identity`` (unless given) to a hash of ``kind``, the tensors and names."""
+    """Check ``rows`` and unique ``data.names`` (default ``"0"``, ``"1"``, …) have ``n`` rows;
+    ``data.identity`` defaults to a hash of ``kind``, the tensors and names."""
     names = [str(i) for i in range(n)] if data.names is None else [str(s) for s in data.names]
     if len(set(names)) != len(names):
         raise ValueError("names must be unique")
@@ -167,10 +161,9 @@ def _finish(data: Any, kind: bytes, n: int, rows: dict[str, Tensor]) -> None:
 
 @dataclass(eq=False)
 class ClassificationDataset(ItemSequence):
-    """In-memory classification items from tensors: ``images`` (N, 3, H, W) float [0, 1],
-    ``labels`` (N,) class indices, ``boxes`` (N, 4) ``(x0, y0, x1, y1)`` pixels or ``None``,
-    N unique ``names`` (default ``"0"``, ``"1"``, …), and the cache ``identity`` (default: a
-    hash of the content)."""
+    """Classification items from ``images`` (N, 3, H, W) float [0, 1], ``labels`` (N,),
+    ``boxes`` (N, 4) xyxy pixels or ``None``, N unique ``names`` and the cache ``identity``
+    (default: a hash of the content)."""
 
     images: Tensor
     labels: Tensor | Sequence[int]
@@ -195,8 +188,8 @@ class ClassificationDataset(ItemSequence):
 
 @dataclass(eq=False)
 class PairDataset(ItemSequence):
-    """In-memory verification pairs from tensors: ``gallery``, ``probe`` (N, 3, H, W) float
-    [0, 1], ``genuine`` (N,) bool / 0-1, N unique ``names`` and the cache ``identity``."""
+    """Pairs from ``gallery``, ``probe`` (N, 3, H, W) float [0, 1], ``genuine`` (N,) bool,
+    N unique ``names`` and the cache ``identity``."""
 
     gallery: Tensor
     probe: Tensor
@@ -227,7 +220,7 @@ def from_object_samples(samples: Any, identity: str | None = None) -> Classifica
 
 
 def from_face_pairs(pairs: Any, identity: str | None = None) -> PairDataset:
-    """A :class:`PairDataset` from :class:`fame_utils.data.faces.FacePairs`; item names are
+    """A :class:`PairDataset` of :class:`~fame_utils.data.faces.FacePairs`, items named
     ``"<row> <gallery file> | <probe file>"``."""
     names = [
         f"{i:04d} {g} | {p}" for i, (g, p) in enumerate(zip(pairs.gallery_files, pairs.probe_files))
