@@ -13,7 +13,7 @@ from fame_utils.data.imagenet import (
     read_synset_mapping,
     sample_per_class,
 )
-from fame_utils.data.transforms import load_image, map_boxes, resize_center_crop
+from fame_utils.data.transforms import load_image, resize_crop
 
 SYNSETS = ["n01440764", "n01443537", "n01484850"]
 # image id -> (size (W, H), objects [(synset, box)])
@@ -86,9 +86,9 @@ def test_kaggle_layout_first_object_labels_and_boxes(kaggle_root):
     assert rec1.synset == "n01443537" and rec1.box == (10.0, 20.0, 150.0, 180.0)
     item = data[2]
     assert item.name == _name(1) and item.label == 1
-    img = load_image(rec1.path)
-    torch.testing.assert_close(item.image, resize_center_crop(img, 232, 224))
-    torch.testing.assert_close(item.box, map_boxes([rec1.box], (200, 300), 232, 224, "aspect")[0])
+    image, box = resize_crop(load_image(rec1.path), [rec1.box], 232, 224, "aspect")
+    torch.testing.assert_close(item.image, image)
+    torch.testing.assert_close(item.box, box[0])
     # aspect-preserving by hand: 300×200 -> 348×232, crop offsets left 62, top 4; the box's
     # left edge (10·1.16 − 62 < 0) is clipped to the crop
     torch.testing.assert_close(
