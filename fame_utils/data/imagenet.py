@@ -16,10 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
-from .items import ClassificationItem, ItemSequence
-from .transforms import BoxConvention, load_image, resize_crop
+from .items import ClassificationItem, Rows
+from .transforms import BoxConvention, load_crop
 
 _IMAGE_RE = re.compile(r"^(ILSVRC2012_val_\d{8})\.(jpe?g|png)$", re.IGNORECASE)
 _IMAGE_DIRS = ("ILSVRC/Data/CLS-LOC/val", "Data/CLS-LOC/val", "ILSVRC2012_img_val", "val", ".")
@@ -201,7 +199,7 @@ def sample_per_class(
 
 
 @dataclass(eq=False)
-class ImageNetVal(ItemSequence):
+class ImageNetVal(Rows):
     """Lazily loaded validation items (:class:`~fame_utils.data.items.ClassificationItem`):
     ``image`` (3, crop, crop) in [0, 1], ``label``, ``box`` (4,) in crop pixels, ``name`` =
     image id. ``identity`` names the selection and preprocessing for the runner's cache."""
@@ -221,19 +219,10 @@ class ImageNetVal(ItemSequence):
             h.update(f"{r.image_id},{r.label},{r.box}\n".encode())
         self.identity = f"imagenet-val:{len(self.records)}:{h.hexdigest()[:16]}"
 
-    def item(self, i: int) -> ClassificationItem:
+    def __getitem__(self, i: int) -> ClassificationItem:
         r = self.records[i]
-        img = load_image(r.path)
-        h, w = img.shape[1:]
-        x0, y0, x1, y1 = r.box
-        if x1 <= 0 or y1 <= 0 or x0 >= w or y0 >= h or x1 <= x0 or y1 <= y0:
-            raise ValueError(
-                f"{r.image_id} ({r.path}): box {list(r.box)} covers no pixel of the "
-                f"{w}x{h} image; fix its annotation"
-            )
-        box = torch.tensor([r.box])
-        image, box = resize_crop(img, box, self.resize, self.crop, self.box_convention)
-        return ClassificationItem(image=image, label=r.label, box=box[0], name=r.image_id)
+        image, box = load_crop(r.path, r.box, self.resize, self.crop, self.box_convention)
+        return ClassificationItem(image=image, label=r.label, box=box, name=r.image_id)
 
 
 def load_imagenet_val(

@@ -131,15 +131,6 @@ def hash_tensor(h: Any, t: Tensor) -> None:
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
 
 
-class ItemSequence(Rows, Sequence):
-    """Base of the datasets: ``item(i)`` per index, a list of items for a slice."""
-
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self)))]
-        return self.item(i)
-
-
 def _finish(data: Any, kind: bytes, n: int, rows: dict[str, Tensor]) -> None:
     """Check ``rows`` and unique ``data.names`` (default ``"0"``, ``"1"``, …) have ``n`` rows;
     ``data.identity`` defaults to a hash of ``kind``, the tensors and names."""
@@ -160,7 +151,7 @@ def _finish(data: Any, kind: bytes, n: int, rows: dict[str, Tensor]) -> None:
 
 
 @dataclass(eq=False)
-class ClassificationDataset(ItemSequence):
+class ClassificationDataset(Rows):
     """Classification items from ``images`` (N, 3, H, W) float [0, 1], ``labels`` (N,),
     ``boxes`` (N, 4) xyxy pixels or ``None``, N unique ``names`` and the cache ``identity``
     (default: a hash of the content)."""
@@ -181,13 +172,13 @@ class ClassificationDataset(ItemSequence):
         rows = {"images": self.images, "labels": self.labels, "boxes": self.boxes}
         _finish(self, b"classification", n, rows)
 
-    def item(self, i: int) -> ClassificationItem:
+    def __getitem__(self, i: int) -> ClassificationItem:
         box = None if self.boxes is None else self.boxes[i]
         return ClassificationItem(self.images[i], int(self.labels[i]), box, self.names[i])
 
 
 @dataclass(eq=False)
-class PairDataset(ItemSequence):
+class PairDataset(Rows):
     """Pairs from ``gallery``, ``probe`` (N, 3, H, W) float [0, 1], ``genuine`` (N,) bool,
     N unique ``names`` and the cache ``identity``."""
 
@@ -208,12 +199,12 @@ class PairDataset(ItemSequence):
         rows = {"gallery": self.gallery, "probe": self.probe, "genuine": self.genuine}
         _finish(self, b"pairs", n, rows)
 
-    def item(self, i: int) -> PairItem:
+    def __getitem__(self, i: int) -> PairItem:
         return PairItem(self.gallery[i], self.probe[i], bool(self.genuine[i]), self.names[i])
 
 
 def from_object_samples(samples: Any, identity: str | None = None) -> ClassificationDataset:
-    """A :class:`ClassificationDataset` from :class:`fame_utils.data.objects.ObjectSamples`."""
+    """A :class:`ClassificationDataset` of :class:`~fame_utils.data.objects.ObjectSamples`."""
     return ClassificationDataset(
         samples.images, samples.labels, samples.boxes, list(samples.names), identity
     )

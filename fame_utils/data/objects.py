@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from .items import Rows
-from .transforms import BoxConvention, load_image, resize_crop
+from .transforms import BoxConvention, load_crop
 
 #: ``data/objects`` of the repository (found relative to this package).
 OBJECTS_DIR: Path = Path(__file__).resolve().parents[2] / "data" / "objects"
@@ -117,16 +117,11 @@ def load_sample_objects(
     if missing:
         raise FileNotFoundError(f"{len(missing)} bundled image file(s) missing: {missing}")
     dev = torch.device("cpu") if device is None else torch.device(device)
-    images, boxes = [], []
-    for r in chosen:
-        img = load_image(r.path).to(dev)
-        image, box = resize_crop(img, torch.tensor([r.box]), resize, crop, convention)
-        images.append(image)
-        boxes.append(box)
+    images, boxes = zip(*(load_crop(r.path, r.box, resize, crop, convention, dev) for r in chosen))
     return ObjectSamples(
         images=torch.stack(images),
         labels=torch.tensor([r.class_index for r in chosen], dtype=torch.long, device=dev),
-        boxes=torch.cat(boxes).to(dev),
+        boxes=torch.stack(boxes).to(dev),
         names=[Path(r.file).stem for r in chosen],
         class_names=[r.class_name for r in chosen],
     )

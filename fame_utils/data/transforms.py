@@ -72,6 +72,25 @@ def resize_crop(
     return out.clamp(0, 1), moved.as_subclass(Tensor)
 
 
+def load_crop(
+    path: Path,
+    box: tuple[float, float, float, float],
+    resize: int,
+    crop: int,
+    convention: BoxConvention,
+    device: torch.device | str = "cpu",
+) -> tuple[Tensor, Tensor]:
+    """:func:`load_image` then :func:`resize_crop` of an annotated file: (3, crop, crop) on
+    ``device`` and its (4,) box; ``ValueError`` naming the file if the box covers no pixel."""
+    img = load_image(path).to(device)
+    h, w = img.shape[1:]
+    x0, y0, x1, y1 = box
+    if x1 <= 0 or y1 <= 0 or x0 >= w or y0 >= h or x1 <= x0 or y1 <= y0:
+        raise ValueError(f"{path}: box {list(box)} covers no pixel of the {w}x{h} image")
+    image, moved = resize_crop(img, torch.tensor([box]), resize, crop, convention)
+    return image, moved[0]
+
+
 def _as_boxes(boxes: Tensor | np.ndarray | list, name: str = "boxes") -> Tensor:
     t = torch.as_tensor(boxes)
     if t.dtype == torch.bool or t.is_complex():
