@@ -21,10 +21,8 @@ from .transforms import load_image
 
 #: The bundled face data: aligned 150x150 chips, their variations and the pair protocols.
 FACES_DIR: Path = Path(__file__).resolve().parents[2] / "data" / "faces"
-
 #: dlib's chip padding of the bundled chips (``get_face_chip(img, shape, 150, 0.25)``).
 SAMPLE_CHIP_PADDING = 0.25
-
 #: Names of the bundled protocols, stand-ins for AR face, SCface and CFP-FP.
 SAMPLE_FACE_SUBSETS: tuple[str, ...] = ("occlusion", "resolution", "pose")
 
@@ -33,10 +31,9 @@ _LABELS = {"1": True, "true": True, "0": False, "false": False}
 
 @dataclass
 class FacePairs(Rows):
-    """Gallery/probe pairs of one protocol, row i of every field = pair i in CSV order:
-    ``gallery``, ``probe`` (N, 3, H, W) float RGB in [0, 1] and ``genuine`` (N,) bool (``T``
-    = 1), on one device; the ``G`` and ``P`` entries as written; the ``variation`` column
-    (``"glasses"``, ``"x8"``, …) or None. Other columns are not read."""
+    """The pairs of one protocol in CSV order: ``gallery``, ``probe`` (N, 3, H, W) float RGB in
+    [0, 1], ``genuine`` (N,) bool (``T`` = 1), the ``G`` and ``P`` entries as written and the
+    ``variation`` column (``"glasses"``, ``"x8"``, …) or None."""
 
     gallery: Tensor
     probe: Tensor
@@ -46,8 +43,8 @@ class FacePairs(Rows):
     variation: list[str] | None = None
 
     def balanced(self, n: int | None) -> FacePairs:
-        """The first ceil(n/2) genuine and floor(n/2) impostor pairs, in protocol order
-        (every pair for ``None``): a small run that keeps both kinds."""
+        """The first ceil(n/2) genuine and floor(n/2) impostor pairs in protocol order (all
+        for ``None``)."""
         if n is None:
             return self
         g = self.genuine.cpu()
@@ -57,8 +54,7 @@ class FacePairs(Rows):
     def select(
         self, *, variation: str | Sequence[str] | None = None, genuine: bool | None = None
     ) -> FacePairs:
-        """The pairs with the given variation(s) and/or label, in protocol order; a variation
-        the protocol lacks raises ``ValueError`` listing those it has."""
+        """The pairs of the given variation(s) and/or label, in protocol order."""
         keep = np.ones(len(self), dtype=bool)
         if variation is not None:
             if self.variation is None:
@@ -76,7 +72,7 @@ class FacePairs(Rows):
 
 
 def _read_protocol(csv_path: Path) -> tuple[list[str], list[dict[str, str]]]:
-    """The header and the non-blank rows of a G, P, T CSV, checked; ``T`` as ``"1"``/``"0"``."""
+    """The header and the non-blank rows of a G, P, T CSV, checked."""
     with csv_path.open(newline="", encoding="utf-8-sig") as fh:
         reader = csv.reader(fh)
         header = [h.strip() for h in next(reader, [])]
@@ -121,28 +117,25 @@ def h5_crop_name(protocol_path: str) -> str:
     return stem.replace("\\", "/").replace("/", "_") + ".h5"
 
 
-def _read_h5_crop(path: Path) -> Tensor:
-    """An HDF5 crop's ``data`` (H × W × 3 RGB, uint8 or float in [0, 1]) as (3, H, W)."""
-    import h5py  # lazy: only needed for the authors' HDF5 crops
-
-    try:
-        with h5py.File(path, "r") as fh:
-            if "data" not in fh:
-                raise ValueError(
-                    f"HDF5 crop {path} has no dataset 'data' (found {sorted(fh.keys())})"
-                )
-            arr = np.asarray(fh["data"][()])
-    except OSError as e:
-        raise ValueError(f"cannot read HDF5 crop {path}: {e}") from e
-    if arr.ndim != 3 or arr.shape[2] != 3 or not np.issubdtype(arr.dtype, np.number):
-        raise ValueError(f"HDF5 crop {path}: 'data' must be H x W x 3 (RGB), got {arr.shape}")
-    x = torch.from_numpy(arr / 255.0 if arr.dtype == np.uint8 else arr).float().permute(2, 0, 1)
-    return x.contiguous()
-
-
 def _load_image(path: Path, size: tuple[int, int] | None) -> Tensor:
-    """An image file or HDF5 crop (``.h5``) as (3, H, W) in [0, 1], resized to ``size``."""
-    x = _read_h5_crop(path) if path.suffix.lower() == ".h5" else load_image(path)
+    """An image file, or an HDF5 crop's ``data`` (H × W × 3 RGB, uint8 or float in [0, 1]), as
+    (3, H, W) resized to ``size``."""
+    if path.suffix.lower() != ".h5":
+        x = load_image(path)
+    else:
+        import h5py  # lazy: only needed for the authors' HDF5 crops
+
+        try:
+            with h5py.File(path, "r") as fh:
+                if "data" not in fh:
+                    raise ValueError(f"HDF5 crop {path} has no dataset 'data' (found {list(fh)})")
+                arr = np.asarray(fh["data"][()])
+        except OSError as e:
+            raise ValueError(f"cannot read HDF5 crop {path}: {e}") from e
+        if arr.ndim != 3 or arr.shape[2] != 3 or not np.issubdtype(arr.dtype, np.number):
+            raise ValueError(f"HDF5 crop {path}: 'data' must be H x W x 3 (RGB), got {arr.shape}")
+        x = torch.from_numpy(arr / 255.0 if arr.dtype == np.uint8 else arr).float()
+        x = x.permute(2, 0, 1).contiguous()
     if size is not None and tuple(x.shape[1:]) != size:
         x = F.interpolate(x[None], size=size, mode="bilinear", antialias=True)[0].clamp_(0, 1)
     return x
@@ -156,14 +149,13 @@ def load_face_protocol(
     device: torch.device | str | None = None,
 ) -> FacePairs:
     """The pairs of a G, P, T protocol CSV (``T`` 0/1 or false/true; optional ``variation``)
-    over a folder of aligned face crops, each file read once.
+    over aligned face crops, each file read once, on ``device`` (default CPU).
 
     Args:
         root: folder relative paths are resolved against (default: the CSV's); a missing file
             is looked for there as the authors' HDF5 crop :func:`h5_crop_name`.
         size: resize to ``size`` x ``size`` or (height, width), antialiased bilinear (112 for
             IResNet); None keeps the files' (equal) size.
-        device: where the tensors live (default CPU).
 
     Raises:
         FileNotFoundError: the CSV or images it names are missing (all listed, with the root).
@@ -226,11 +218,10 @@ def load_sample_faces(
     padding: float = SAMPLE_CHIP_PADDING,
     device: torch.device | str | None = None,
 ) -> FacePairs:
-    """A bundled stand-in protocol ``data/faces/protocols/<subset>.csv``: ``"occlusion"``
-    (AR face), ``"resolution"`` (SCface) or ``"pose"`` (CFP-FP), ``data/faces/README.md``.
-    ``size`` resizes the 150x150 dlib chips (112 for IResNet); ``padding`` frames them as
-    dlib's chip padding (stored: 0.25): larger shows them scaled by 1.5 / (1 + 2·padding) on
-    black, smaller crops the centre."""
+    """The bundled stand-in protocol ``"occlusion"`` (AR face), ``"resolution"`` (SCface) or
+    ``"pose"`` (CFP-FP) (``data/faces/README.md``). ``size`` resizes the 150x150 dlib chips;
+    ``padding`` frames them as dlib's chip padding (stored: 0.25): the chip is scaled by
+    1.5 / (1 + 2·padding) and centred, on black or cropped."""
     if subset not in SAMPLE_FACE_SUBSETS:
         raise ValueError(
             f"unknown sample face subset {subset!r}; choose one of {list(SAMPLE_FACE_SUBSETS)} "
@@ -254,7 +245,6 @@ def load_sample_faces(
 
 
 def _reframe(x: Tensor, inner: int, side: int) -> Tensor:
-    """(N, 3, S, S) chips resized to ``inner`` and centred in a ``side`` square, cropped or
-    padded with black."""
+    """(N, 3, S, S) chips resized to ``inner``, centred in a black ``side`` square or cropped."""
     x = F.interpolate(x, size=inner, mode="bilinear", antialias=True).clamp_(0, 1)
     return TF.center_crop(x, side)

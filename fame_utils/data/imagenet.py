@@ -30,7 +30,6 @@ _XML_DIRS = (
 )
 _CSV_NAME = "LOC_val_solution.csv"
 _MAPPING_NAME = "LOC_synset_mapping.txt"
-SynsetMapping = str | Path | Sequence[str]
 
 
 @dataclass(frozen=True)
@@ -99,19 +98,16 @@ def find_imagenet_files(
     return images, ann, mapping if mapping.is_file() else None
 
 
-def read_synset_mapping(mapping: SynsetMapping) -> dict[str, int]:
+def read_synset_mapping(mapping: str | Path) -> dict[str, int]:
     """synset → class index from ``LOC_synset_mapping.txt`` (line i: ``"n01440764 tench,
-    Tinca tinca"`` = class i) or a sequence of synsets in class order."""
-    if not isinstance(mapping, (str, Path)):
-        synsets = [str(s) for s in mapping]
-    else:
-        if not Path(mapping).is_file():
-            raise FileNotFoundError(f"synset mapping file {mapping} does not exist")
-        lines = Path(mapping).read_text(encoding="utf-8").splitlines()
-        synsets = [line.split()[0] for line in lines if line.strip()]
-        bad = [syn for syn in synsets if not re.fullmatch(r"n\d{8}", syn)]
-        if bad:
-            raise ValueError(f"{mapping}: expected synset ids like n01440764, got {bad[0]!r}")
+    Tinca tinca"`` = class i)."""
+    if not Path(mapping).is_file():
+        raise FileNotFoundError(f"synset mapping file {mapping} does not exist")
+    lines = Path(mapping).read_text(encoding="utf-8").splitlines()
+    synsets = [line.split()[0] for line in lines if line.strip()]
+    bad = [syn for syn in synsets if not re.fullmatch(r"n\d{8}", syn)]
+    if bad:
+        raise ValueError(f"{mapping}: expected synset ids like n01440764, got {bad[0]!r}")
     if len(set(synsets)) != len(synsets):
         raise ValueError("the synset mapping lists a synset twice")
     return {s: i for i, s in enumerate(synsets)}
@@ -235,7 +231,7 @@ def load_imagenet_val(
     crop: int = 224,
     box_convention: BoxConvention = "aspect",
     annotations: str | Path | None = None,
-    synset_mapping: SynsetMapping | None = None,
+    synset_mapping: str | Path | None = None,
     protocol: str | Path | None = None,
 ) -> ImageNetVal:
     """ImageNet validation items of the image list ``protocol`` (a CSV ``ImageId,
@@ -269,10 +265,12 @@ def load_imagenet_val(
         raise FileNotFoundError(
             f"no synset -> class mapping: {_MAPPING_NAME} was not found and the annotations "
             f"cover {len(synsets)} synsets, not all 1000 (which would fix the standard sorted "
-            "order). Pass synset_mapping= a LOC_synset_mapping.txt file or a list of the 1000 "
-            "synsets in class order."
+            "order). Pass synset_mapping= a LOC_synset_mapping.txt file."
         )
-    mapping = read_synset_mapping(sorted(synsets) if source is None else source)
+    if source is None:
+        mapping = {s: i for i, s in enumerate(sorted(synsets))}
+    else:
+        mapping = read_synset_mapping(source)
     unknown = sorted(synsets - set(mapping))
     if unknown:
         raise ValueError(
