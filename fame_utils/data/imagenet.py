@@ -125,8 +125,8 @@ def _check_box(box: tuple[float, ...], where: str) -> tuple[float, ...]:
 
 
 def _csv_rows(path: Path, protocol: bool) -> list[tuple[str, str, tuple[float, ...]]]:
-    """(image id, class synset, first box) of a Kaggle-style CSV: a ``protocol``'s rows in
-    file order, its ``target`` column overriding the class; else each image once, by id."""
+    """(image id, synset, first box) of a Kaggle-style CSV: a ``protocol``'s rows in order,
+    its ``target`` column overriding the class; else each image once, by id."""
     rows, first = [], {}
     with path.open(newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
@@ -176,10 +176,9 @@ def _check_count(n: object, name: str) -> None:
 def sample_per_class(
     records: Sequence[ImageNetRecord], per_class: int | None = 5, seed: int = 0
 ) -> list[ImageNetRecord]:
-    """``per_class`` records of every class, drawn with ``random.Random(seed)`` from each
-    class's records sorted by id (all of a class when it has fewer; ``None``: all), ordered
-    by (class, image id). Our own draw: 5 per class gives 5000 images as in the paper's
-    text, but not the authors' list (``load_imagenet_val(protocol=...)``)."""
+    """``per_class`` records of every class (all when fewer; ``None``: all), drawn with
+    ``random.Random(seed)`` from each class's records sorted by id, ordered by (class, id):
+    5 per class gives the paper's 5000 images, not the authors' list (``protocol=``)."""
     _check_count(per_class, "per_class")
     by_class: dict[int, list[ImageNetRecord]] = {}
     for r in sorted(records, key=lambda r: r.image_id):
@@ -196,9 +195,8 @@ def sample_per_class(
 
 @dataclass(eq=False)
 class ImageNetVal(Rows):
-    """Lazily loaded validation items (:class:`~fame_utils.data.items.ClassificationItem`):
-    ``image`` (3, crop, crop) in [0, 1], ``label``, ``box`` (4,) in crop pixels, ``name`` =
-    image id. ``identity`` names the selection and preprocessing for the runner's cache."""
+    """Lazily loaded :class:`~fame_utils.data.items.ClassificationItem` s named by image id;
+    ``identity`` names the selection and preprocessing for the runner's cache."""
 
     records: list[ImageNetRecord]
     resize: int = 232
@@ -247,11 +245,10 @@ def load_imagenet_val(
         ValueError: a bad row (reversed or NaN box, unknown synset), naming file and line.
     """
     _check_count(max_images, "max_images")
-    ann = protocol if protocol is not None and annotations is None else annotations
-    images, found, mapping_file = find_imagenet_files(root, ann)
     protocol = None if protocol is None else Path(protocol).expanduser()
     if protocol is not None and not protocol.is_file():
         raise FileNotFoundError(f"ImageNet protocol list {protocol} does not exist")
+    images, found, mapping_file = find_imagenet_files(root, annotations or protocol)
     if protocol is not None or found.is_file():
         rows = _csv_rows(protocol or found, protocol is not None)
     else:

@@ -220,18 +220,10 @@ def from_face_pairs(pairs: Any, identity: str | None = None) -> PairDataset:
 
 
 def dataset_identity(dataset: Sequence) -> str:
-    """``dataset.identity`` when present, else a hash of every item's content."""
-    ident = getattr(dataset, "identity", None)
-    if ident is not None:
-        return str(ident)
-    h = hashlib.sha256(b"items")
-    for i in range(len(dataset)):
-        it = dataset[i]
-        h.update(type(it).__name__.encode())
-        for f in dataclasses.fields(it):
-            v = getattr(it, f.name)
-            if isinstance(v, Tensor):
-                hash_tensor(h, v)
-            else:
-                h.update(repr(v).encode())
-    return "items:" + h.hexdigest()[:16]
+    """``dataset.identity``, else that of the in-memory dataset of its items (a content hash)."""
+    if getattr(dataset, "identity", None) is not None:
+        return str(dataset.identity)
+    b = collate([dataset[i] for i in range(len(dataset))], range(len(dataset)))
+    if isinstance(b, PairBatch):
+        return PairDataset(b.gallery, b.probe, b.genuine, b.names).identity
+    return ClassificationDataset(b.images, b.labels, b.boxes, b.names).identity

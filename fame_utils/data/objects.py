@@ -36,9 +36,8 @@ class ObjectAnnotation:
 
 
 def read_annotations(folder: Path = OBJECTS_DIR) -> list[ObjectAnnotation]:
-    """Every row of ``<folder>/annotations.csv`` (:data:`ANNOTATION_COLUMNS`); the bundled
-    files are checked by ``tests/test_data_objects.py``. ``FileNotFoundError`` when the
-    folder is missing (fame_utils installed without its repository)."""
+    """Every row of ``<folder>/annotations.csv`` (checked by ``tests/test_data_objects.py``);
+    ``FileNotFoundError`` when fame_utils is installed without its repository."""
     if not (folder / "annotations.csv").is_file():
         raise FileNotFoundError(
             f"object annotations not found: {folder / 'annotations.csv'}. The bundled images "
@@ -62,10 +61,9 @@ def read_annotations(folder: Path = OBJECTS_DIR) -> list[ObjectAnnotation]:
 
 @dataclass
 class ObjectSamples(Rows):
-    """Preprocessed object images: ``images`` (N, 3, crop, crop) float in [0, 1] RGB,
-    ``labels`` (N,) long ImageNet indices (-1: none), ``boxes`` (N, 4) float xyxy in crop
-    pixels, file stems ``names`` and torchvision ``class_names``. Indexing by position, slice,
-    ints or a bool mask returns :class:`ObjectSamples` (:meth:`~Rows.subset`)."""
+    """``images`` (N, 3, crop, crop) float in [0, 1] RGB, ``labels`` (N,) long ImageNet
+    indices (-1: none), ``boxes`` (N, 4) xyxy crop pixels, file stems ``names`` and
+    ``class_names``; indexing selects rows (:meth:`~fame_utils.data.items.Rows.subset`)."""
 
     images: Tensor
     labels: Tensor

@@ -112,8 +112,6 @@ def box_mask(boxes: Tensor | np.ndarray | list, size: int | tuple[int, int]) -> 
     the side of a square mask, or (H, W)."""
     b = _as_boxes(boxes)
     h, w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
-    if h <= 0 or w <= 0:
-        raise ValueError(f"size must be positive, got {size}")
     cx = torch.arange(w, device=b.device, dtype=b.dtype) + 0.5
     cy = torch.arange(h, device=b.device, dtype=b.dtype) + 0.5
     in_x = (cx >= b[:, 0:1]) & (cx < b[:, 2:3])  # (N, W)
