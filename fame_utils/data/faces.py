@@ -117,7 +117,7 @@ def h5_crop_name(protocol_path: str) -> str:
     return stem.replace("\\", "/").replace("/", "_") + ".h5"
 
 
-def _load_image(path: Path, size: tuple[int, int] | None) -> Tensor:
+def _load_image(path: Path, size: int | None) -> Tensor:
     """An image file, or an HDF5 crop's ``data`` (H × W × 3 RGB, uint8 or float in [0, 1]), as
     (3, H, W) resized to ``size``."""
     if path.suffix.lower() != ".h5":
@@ -136,7 +136,7 @@ def _load_image(path: Path, size: tuple[int, int] | None) -> Tensor:
             raise ValueError(f"HDF5 crop {path}: 'data' must be H x W x 3 (RGB), got {arr.shape}")
         x = torch.from_numpy(arr / 255.0 if arr.dtype == np.uint8 else arr).float()
         x = x.permute(2, 0, 1).contiguous()
-    if size is not None and tuple(x.shape[1:]) != size:
+    if size is not None and tuple(x.shape[1:]) != (size, size):
         x = F.interpolate(x[None], size=size, mode="bilinear", antialias=True)[0].clamp_(0, 1)
     return x
 
@@ -145,7 +145,7 @@ def load_face_protocol(
     csv_path: str | Path,
     root: str | Path | None = None,
     *,
-    size: int | tuple[int, int] | None = None,
+    size: int | None = None,
     device: torch.device | str | None = None,
 ) -> FacePairs:
     """The pairs of a G, P, T protocol CSV (``T`` 0/1 or false/true; optional ``variation``)
@@ -154,8 +154,8 @@ def load_face_protocol(
     Args:
         root: folder relative paths are resolved against (default: the CSV's); a missing file
             is looked for there as the authors' HDF5 crop :func:`h5_crop_name`.
-        size: resize to ``size`` x ``size`` or (height, width), antialiased bilinear (112 for
-            IResNet); None keeps the files' (equal) size.
+        size: resize to ``size`` x ``size``, antialiased bilinear (112 for IResNet); None
+            keeps the files' (equal) size.
 
     Raises:
         FileNotFoundError: the CSV or images it names are missing (all listed, with the root).
@@ -165,11 +165,8 @@ def load_face_protocol(
     if not csv_path.is_file():
         raise FileNotFoundError(f"protocol file {csv_path} does not exist")
     root_dir = csv_path.resolve().parent if root is None else Path(root)
-    if size is not None:
-        size = (size, size) if isinstance(size, (int, np.integer)) else tuple(size)
-        if len(size) != 2 or not all(isinstance(v, (int, np.integer)) and v > 0 for v in size):
-            raise TypeError(f"size must be a positive int or (height, width) pair, got {size!r}")
-        size = (int(size[0]), int(size[1]))
+    if size is not None and (not isinstance(size, int) or size < 1):
+        raise TypeError(f"size must be a positive int (the side in pixels), got {size!r}")
     header, table = _read_protocol(csv_path)
     files = dict.fromkeys(r[c] for r in table for c in "GP")  # each file once, first-use order
     paths, missing = {}, []
@@ -214,7 +211,7 @@ def load_face_protocol(
 def load_sample_faces(
     subset: str,
     *,
-    size: int | tuple[int, int] | None = None,
+    size: int | None = None,
     padding: float = SAMPLE_CHIP_PADDING,
     device: torch.device | str | None = None,
 ) -> FacePairs:
@@ -232,8 +229,6 @@ def load_sample_faces(
         return load_face_protocol(csv_path, FACES_DIR, size=size, device=device)
     if not 0 <= padding <= 2:
         raise ValueError(f"padding must be in [0, 2] (the chips have 0.25), got {padding}")
-    if size is not None and not isinstance(size, int):
-        raise ValueError(f"padding != 0.25 needs a square size (an int), got size={size!r}")
     pairs = load_face_protocol(csv_path, FACES_DIR, device=device)
     side = pairs.gallery.shape[-1] if size is None else int(size)
     inner = round(side * (1 + 2 * SAMPLE_CHIP_PADDING) / (1 + 2 * padding))
