@@ -15,7 +15,6 @@ from fame_utils.core import FameConfig, run_fame
 from fame_utils.data.digits import (
     DIGITS_BLUR,
     STROKE_THRESHOLD,
-    digits_split,
     load_digits_images,
 )
 from fame_utils.metrics.localization import mask_share, mass_on_mask
@@ -37,12 +36,13 @@ def test_split():
 
 
 def test_digits_split_is_fixed_disjoint_and_complete():
-    train, test = digits_split("train"), digits_split("test")
+    train, test = load_digits_images("train").indices, load_digits_images("test").indices
     assert (len(train), len(test)) == (1400, 397)
     assert torch.equal(torch.cat([train, test]).sort().values, torch.arange(1797))
-    assert torch.equal(digits_split("test"), test)  # the same permutation every call
+    assert torch.equal(load_digits_images("test").indices, test)  # the same permutation
+    assert torch.equal(load_digits_images(limit=5).indices, test[:5])
     with pytest.raises(ValueError, match="'train' or 'test'"):
-        digits_split("val")
+        load_digits_images("val")
 
 
 def test_digits_images_hand_computed_pixels(test_split):

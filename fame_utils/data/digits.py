@@ -15,8 +15,6 @@ from torch import Tensor
 from ..postprocess import kernel_size_for
 from .items import ClassificationDataset, Rows
 
-#: Side of the upsampled images (pixels).
-DIGITS_SIZE = 32
 #: Seed of the train/test permutation.
 SPLIT_SEED = 0
 #: Images in the training split (the rest, 397, are the test split).
@@ -24,10 +22,8 @@ TRAIN_SIZE = 1400
 #: A pixel is stroke when its upsampled intensity (in [0, 1]) is above this.
 STROKE_THRESHOLD = 0.5
 #: FAME's Gaussian blur for these 32 px images: the paper's σ = 7.7 px at 224 px scaled by
-#: 32/224 (σ = 1.1 px), kernel 7 (:func:`~fame_utils.postprocess.kernel_size_for`: ±3σ, odd);
-#: the paper's kernel 49 would span the whole image.
+#: 32/224 (σ = 1.1 px), kernel 7 (±3σ, odd); the paper's kernel 49 would span the image.
 DIGITS_BLUR: dict[str, float | int] = {"sigma": 1.1, "kernel_size": kernel_size_for(1.1)}
-_NUM_IMAGES = 1797
 
 
 @dataclass(frozen=True)
@@ -46,20 +42,9 @@ class DigitsData(Rows):
         return [f"#{i} digit {y}" for i, y in zip(self.indices.tolist(), self.labels.tolist())]
 
     def dataset(self) -> ClassificationDataset:
-        """The split as a :class:`~fame_utils.data.items.ClassificationDataset` (items named
-        by :attr:`names`) for :func:`~fame_utils.experiment.run.run_experiment`; the stroke
-        masks go to :class:`fame_utils.metrics.adapters.IoUMetric`."""
+        """The split as a :class:`~fame_utils.data.items.ClassificationDataset` named by
+        :attr:`names` (the stroke masks go to :class:`fame_utils.metrics.adapters.IoUMetric`)."""
         return ClassificationDataset(self.images, self.labels, names=self.names)
-
-
-def digits_split(split: str) -> Tensor:
-    """Row indices (int64, sorted by the permutation, not by value) of ``"train"`` or ``"test"``."""
-    order = torch.randperm(_NUM_IMAGES, generator=torch.Generator().manual_seed(SPLIT_SEED))
-    if split == "train":
-        return order[:TRAIN_SIZE]
-    if split == "test":
-        return order[TRAIN_SIZE:]
-    raise ValueError(f"split must be 'train' or 'test', got {split!r}")
 
 
 def load_digits_images(
@@ -73,16 +58,16 @@ def load_digits_images(
     """
     from sklearn.datasets import load_digits
 
-    index = digits_split(split)
-    if limit is not None:
-        if limit < 1:
-            raise ValueError(f"limit must be >= 1 (or None for the whole split), got {limit}")
-        index = index[:limit]
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be >= 1 (or None for the whole split), got {limit}")
     bunch = load_digits()
+    order = torch.randperm(len(bunch.images), generator=torch.Generator().manual_seed(SPLIT_SEED))
+    index = (order[:TRAIN_SIZE] if split == "train" else order[TRAIN_SIZE:])[:limit]
     raw = torch.as_tensor(bunch.images, dtype=torch.float32)[index] / 16.0  # (N, 8, 8)
-    gray = F.interpolate(
-        raw.unsqueeze(1), size=(DIGITS_SIZE, DIGITS_SIZE), mode="bilinear", align_corners=False
-    ).clamp(0.0, 1.0)
+    gray = F.interpolate(raw.unsqueeze(1), size=(32, 32), mode="bilinear", align_corners=False)
+    gray = gray.clamp(0.0, 1.0)
     data = DigitsData(
         images=gray.expand(-1, 3, -1, -1).contiguous(),
         labels=torch.as_tensor(bunch.target, dtype=torch.int64)[index],

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torchvision.transforms.v2 import functional as TF
 from tqdm.auto import tqdm
 
 from .items import Rows
@@ -20,23 +21,19 @@ from .transforms import load_image
 
 #: The bundled face data: aligned 150x150 chips, their variations and the pair protocols.
 FACES_DIR: Path = Path(__file__).resolve().parents[2] / "data" / "faces"
-
 #: dlib's chip padding of the bundled chips (``get_face_chip(img, shape, 150, 0.25)``).
 SAMPLE_CHIP_PADDING = 0.25
-
 #: Names of the bundled protocols, stand-ins for AR face, SCface and CFP-FP.
 SAMPLE_FACE_SUBSETS: tuple[str, ...] = ("occlusion", "resolution", "pose")
 
-_LABELS = {"1": True, "1.0": True, "true": True, "yes": True}
-_LABELS.update({"0": False, "0.0": False, "false": False, "no": False})
+_LABELS = {"1": True, "true": True, "0": False, "false": False}
 
 
 @dataclass
 class FacePairs(Rows):
-    """Gallery/probe pairs of one protocol, row i of every field = pair i in CSV order:
-    ``gallery``, ``probe`` (N, 3, H, W) float RGB in [0, 1] and ``genuine`` (N,) bool (``T``
-    = 1), on one device; the ``G`` and ``P`` entries as written; the ``variation`` column
-    (``"glasses"``, ``"x8"``, …) or None. Other columns are not read."""
+    """The pairs of one protocol in CSV order: ``gallery``, ``probe`` (N, 3, H, W) float RGB in
+    [0, 1], ``genuine`` (N,) bool (``T`` = 1), the ``G`` and ``P`` entries as written and the
+    ``variation`` column (``"glasses"``, ``"x8"``, …) or None."""
 
     gallery: Tensor
     probe: Tensor
@@ -45,18 +42,9 @@ class FacePairs(Rows):
     probe_files: list[str]
     variation: list[str] | None = None
 
-    def __post_init__(self) -> None:
-        sizes = {k: len(v) for k, v in vars(self).items() if isinstance(v, (Tensor, list))}
-        if len(set(sizes.values())) != 1:
-            raise ValueError(f"FacePairs fields disagree on the number of pairs: {sizes}")
-        if self.genuine.dtype != torch.bool or self.genuine.ndim != 1:
-            raise ValueError(
-                f"genuine must be a 1-D bool tensor, got {self.genuine.dtype} {tuple(self.genuine.shape)}"
-            )
-
     def balanced(self, n: int | None) -> FacePairs:
-        """The first ceil(n/2) genuine and floor(n/2) impostor pairs, in protocol order
-        (every pair for ``None``): a small run that keeps both kinds."""
+        """The first ceil(n/2) genuine and floor(n/2) impostor pairs in protocol order (all
+        for ``None``)."""
         if n is None:
             return self
         g = self.genuine.cpu()
@@ -66,8 +54,7 @@ class FacePairs(Rows):
     def select(
         self, *, variation: str | Sequence[str] | None = None, genuine: bool | None = None
     ) -> FacePairs:
-        """The pairs with the given variation(s) and/or label, in protocol order; a variation
-        the protocol lacks raises ``ValueError`` listing those it has."""
+        """The pairs of the given variation(s) and/or label, in protocol order."""
         keep = np.ones(len(self), dtype=bool)
         if variation is not None:
             if self.variation is None:
@@ -85,32 +72,39 @@ class FacePairs(Rows):
 
 
 def _read_protocol(csv_path: Path) -> tuple[list[str], list[dict[str, str]]]:
-    """The header and the non-blank rows (with their ``__line__``) of a G, P, T CSV."""
+    """The header and the non-blank rows of a G, P, T CSV, checked."""
     with csv_path.open(newline="", encoding="utf-8-sig") as fh:
         reader = csv.reader(fh)
-        lines = [(reader.line_num, v) for v in reader if any(x.strip() for x in v)]
-    if not lines:
-        raise ValueError(
-            f"protocol {csv_path} is empty; expected a header line with the columns G,P,T"
-        )
-    header = [h.strip() for h in lines[0][1]]
-    missing = [c for c in ("G", "P", "T") if c not in header]
-    if missing:
-        raise ValueError(
-            f"protocol {csv_path} lacks the column(s) {missing}; found {header}. The format is a "
-            "CSV with header G,P,T (gallery path, probe path, 1 = genuine / 0 = impostor), "
-            "optionally followed by more columns"
-        )
-    dupes = sorted({h for h in header if header.count(h) > 1})
-    if dupes:
-        raise ValueError(f"protocol {csv_path} repeats the column(s) {dupes}")
-    rows = []
-    for n, values in lines[1:]:
-        if len(values) != len(header):
+        header = [h.strip() for h in next(reader, [])]
+        if not header:
             raise ValueError(
-                f"protocol {csv_path}, line {n}: {len(values)} fields for {len(header)} columns"
+                f"protocol {csv_path} is empty; expected a header line with the columns G,P,T"
             )
-        rows.append({h: v.strip() for h, v in zip(header, values)} | {"__line__": str(n)})
+        missing = [c for c in ("G", "P", "T") if c not in header]
+        if missing:
+            raise ValueError(
+                f"protocol {csv_path} lacks the column(s) {missing}; found {header}. The format is "
+                "a CSV with header G,P,T (gallery path, probe path, 1 = genuine / 0 = impostor), "
+                "optionally followed by more columns"
+            )
+        rows, bad = [], []
+        for values in reader:
+            where = f"protocol {csv_path}, line {reader.line_num}"
+            if not any(v.strip() for v in values):
+                continue
+            if len(values) != len(header):
+                raise ValueError(f"{where}: {len(values)} fields for {len(header)} columns")
+            row = {h: v.strip() for h, v in zip(header, values)}
+            if not (row["G"] and row["P"]):
+                raise ValueError(f"{where}: empty {'P' if row['G'] else 'G'} path")
+            if row["T"].lower() not in _LABELS:
+                bad.append(f"line {reader.line_num}: {row['T']!r}")
+            rows.append(row)
+    if bad:
+        shown = "; ".join(bad[:10]) + (f"; ... ({len(bad)} in all)" if len(bad) > 10 else "")
+        raise ValueError(
+            f"protocol {csv_path}: column T must be 1 (genuine) or 0 (impostor), got {shown}"
+        )
     if not rows:
         raise ValueError(f"protocol {csv_path} has a header but no pairs")
     return header, rows
@@ -123,34 +117,26 @@ def h5_crop_name(protocol_path: str) -> str:
     return stem.replace("\\", "/").replace("/", "_") + ".h5"
 
 
-def _read_h5_crop(path: Path) -> Tensor:
-    """An HDF5 crop's ``data`` (H × W × 3 RGB, uint8 or float) as (3, H, W) in [0, 1]."""
-    import h5py  # lazy: only needed for the authors' HDF5 crops
+def _load_image(path: Path, size: int | None) -> Tensor:
+    """An image file, or an HDF5 crop's ``data`` (H × W × 3 RGB, uint8 or float in [0, 1]), as
+    (3, H, W) resized to ``size``."""
+    if path.suffix.lower() != ".h5":
+        x = load_image(path)
+    else:
+        import h5py  # lazy: only needed for the authors' HDF5 crops
 
-    try:
-        with h5py.File(path, "r") as fh:
-            if "data" not in fh:
-                raise ValueError(
-                    f"HDF5 crop {path} has no dataset 'data' (found {sorted(fh.keys())})"
-                )
-            arr = np.asarray(fh["data"][()])
-    except OSError as e:
-        raise ValueError(f"cannot read HDF5 crop {path}: {e}") from e
-    if arr.ndim != 3 or arr.shape[2] != 3 or not np.issubdtype(arr.dtype, np.number):
-        raise ValueError(f"HDF5 crop {path}: 'data' must be H x W x 3 (RGB), got {arr.shape}")
-    x = torch.from_numpy(arr / 255.0 if arr.dtype == np.uint8 else arr).float().permute(2, 0, 1)
-    if not bool(torch.isfinite(x).all()) or x.min() < 0.0 or x.max() > 1.0:
-        raise ValueError(
-            f"HDF5 crop {path}: 'data' must be uint8, or float in [0, 1]; got {arr.dtype} in "
-            f"[{float(np.nanmin(arr)):.9g}, {float(np.nanmax(arr)):.9g}]"
-        )
-    return x.contiguous()
-
-
-def _load_image(path: Path, size: tuple[int, int] | None) -> Tensor:
-    """An image file or HDF5 crop (``.h5``) as (3, H, W) in [0, 1], resized to ``size``."""
-    x = _read_h5_crop(path) if path.suffix.lower() == ".h5" else load_image(path)
-    if size is not None and tuple(x.shape[1:]) != size:
+        try:
+            with h5py.File(path, "r") as fh:
+                if "data" not in fh:
+                    raise ValueError(f"HDF5 crop {path} has no dataset 'data' (found {list(fh)})")
+                arr = np.asarray(fh["data"][()])
+        except OSError as e:
+            raise ValueError(f"cannot read HDF5 crop {path}: {e}") from e
+        if arr.ndim != 3 or arr.shape[2] != 3 or not np.issubdtype(arr.dtype, np.number):
+            raise ValueError(f"HDF5 crop {path}: 'data' must be H x W x 3 (RGB), got {arr.shape}")
+        x = torch.from_numpy(arr / 255.0 if arr.dtype == np.uint8 else arr).float()
+        x = x.permute(2, 0, 1).contiguous()
+    if size is not None and tuple(x.shape[1:]) != (size, size):
         x = F.interpolate(x[None], size=size, mode="bilinear", antialias=True)[0].clamp_(0, 1)
     return x
 
@@ -159,20 +145,17 @@ def load_face_protocol(
     csv_path: str | Path,
     root: str | Path | None = None,
     *,
-    size: int | tuple[int, int] | None = None,
+    size: int | None = None,
     device: torch.device | str | None = None,
-    rows: slice | Sequence[int] | None = None,
 ) -> FacePairs:
     """The pairs of a G, P, T protocol CSV (``T`` 0/1 or false/true; optional ``variation``)
-    over a folder of aligned face crops, each file read once.
+    over aligned face crops, each file read once, on ``device`` (default CPU).
 
     Args:
         root: folder relative paths are resolved against (default: the CSV's); a missing file
             is looked for there as the authors' HDF5 crop :func:`h5_crop_name`.
-        size: resize to ``size`` x ``size`` or (height, width), antialiased bilinear (112 for
-            IResNet); None keeps the files' (equal) size.
-        device: where the tensors live (default CPU).
-        rows: load only these protocol rows (a slice or row indices, 0 = first pair).
+        size: resize to ``size`` x ``size``, antialiased bilinear (112 for IResNet); None
+            keeps the files' (equal) size.
 
     Raises:
         FileNotFoundError: the CSV or images it names are missing (all listed, with the root).
@@ -182,33 +165,9 @@ def load_face_protocol(
     if not csv_path.is_file():
         raise FileNotFoundError(f"protocol file {csv_path} does not exist")
     root_dir = csv_path.resolve().parent if root is None else Path(root)
-    if size is not None:
-        if isinstance(size, bool) or not isinstance(size, (int, np.integer, tuple, list)):
-            raise TypeError(f"size must be an int or a (height, width) pair, got {size!r}")
-        size = (int(size), int(size)) if np.ndim(size) == 0 else tuple(int(v) for v in size)
-        if len(size) != 2 or min(size) <= 0:
-            raise ValueError(f"size must be positive (an int or a (height, width) pair): {size!r}")
+    if size is not None and (not isinstance(size, int) or size < 1):
+        raise TypeError(f"size must be a positive int (the side in pixels), got {size!r}")
     header, table = _read_protocol(csv_path)
-    if rows is not None:
-        picked = range(len(table))[rows] if isinstance(rows, slice) else [int(i) for i in rows]
-        try:
-            table = [table[i] for i in picked]
-        except IndexError:
-            raise IndexError(
-                f"rows {rows!r} out of range for {len(table)} pairs in {csv_path}"
-            ) from None
-        if not table:
-            raise ValueError(f"rows {rows!r} selects no pair of {csv_path}")
-    empty = [f"line {r['__line__']}: empty {c}" for r in table for c in "GP" if not r[c]]
-    bad = [f"line {r['__line__']}: {r['T']!r}" for r in table if r["T"].lower() not in _LABELS]
-    if empty:
-        raise ValueError(f"protocol {csv_path}, {empty[0]} path")
-    if bad:
-        shown = "; ".join(bad[:10]) + (f"; ... ({len(bad)} in all)" if len(bad) > 10 else "")
-        raise ValueError(
-            f"protocol {csv_path}: column T must be 1 (genuine) or 0 (impostor), got {shown}"
-        )
-
     files = dict.fromkeys(r[c] for r in table for c in "GP")  # each file once, first-use order
     paths, missing = {}, []
     for name in files:
@@ -252,50 +211,35 @@ def load_face_protocol(
 def load_sample_faces(
     subset: str,
     *,
-    size: int | tuple[int, int] | None = None,
+    size: int | None = None,
     padding: float = SAMPLE_CHIP_PADDING,
     device: torch.device | str | None = None,
 ) -> FacePairs:
-    """A bundled stand-in protocol ``data/faces/protocols/<subset>.csv``: ``"occlusion"``
-    (AR face), ``"resolution"`` (SCface) or ``"pose"`` (CFP-FP), ``data/faces/README.md``.
-    ``size`` resizes the 150x150 dlib chips (112 for IResNet); ``padding`` frames them as
-    dlib's chip padding (stored: 0.25): larger shows them scaled by 1.5 / (1 + 2·padding) on
-    black, smaller crops the centre."""
+    """The bundled stand-in protocol ``"occlusion"`` (AR face), ``"resolution"`` (SCface) or
+    ``"pose"`` (CFP-FP) (``data/faces/README.md``). ``size`` resizes the 150x150 dlib chips;
+    ``padding`` frames them as dlib's chip padding (stored: 0.25): the chip is scaled by
+    1.5 / (1 + 2·padding) and centred, on black or cropped."""
     if subset not in SAMPLE_FACE_SUBSETS:
         raise ValueError(
             f"unknown sample face subset {subset!r}; choose one of {list(SAMPLE_FACE_SUBSETS)} "
             "(for other data use load_face_protocol(csv_path, root))"
         )
     csv_path = FACES_DIR / "protocols" / f"{subset}.csv"
-    if not csv_path.is_file():
-        raise FileNotFoundError(
-            f"bundled protocol {csv_path} is missing; the face data lives in the repository's "
-            "data/faces/ (rebuild it with scripts/make_face_chips.py)"
-        )
     if padding == SAMPLE_CHIP_PADDING:
         return load_face_protocol(csv_path, FACES_DIR, size=size, device=device)
     if not 0 <= padding <= 2:
         raise ValueError(f"padding must be in [0, 2] (the chips have 0.25), got {padding}")
-    if size is not None and not isinstance(size, int):
-        raise ValueError(f"padding != 0.25 needs a square size (an int), got size={size!r}")
     pairs = load_face_protocol(csv_path, FACES_DIR, device=device)
     side = pairs.gallery.shape[-1] if size is None else int(size)
-    scale = (1 + 2 * SAMPLE_CHIP_PADDING) / (1 + 2 * padding)
+    inner = round(side * (1 + 2 * SAMPLE_CHIP_PADDING) / (1 + 2 * padding))
     return replace(
         pairs,
-        gallery=_reframe(pairs.gallery, scale, side),
-        probe=_reframe(pairs.probe, scale, side),
+        gallery=_reframe(pairs.gallery, inner, side),
+        probe=_reframe(pairs.probe, inner, side),
     )
 
 
-def _reframe(x: Tensor, scale: float, side: int) -> Tensor:
-    """(N, 3, S, S) chips shown ``scale`` times as large in a ``side`` square (black outside)."""
-    if scale < 1:
-        inner = round(side * scale)
-        x = F.interpolate(x, size=inner, mode="bilinear", antialias=True).clamp_(0, 1)
-        lo = (side - inner) // 2
-        return F.pad(x, (lo, side - inner - lo, lo, side - inner - lo))
-    keep = round(x.shape[-1] / scale)
-    lo = (x.shape[-1] - keep) // 2
-    x = x[..., lo : lo + keep, lo : lo + keep]
-    return F.interpolate(x, size=side, mode="bilinear", antialias=True).clamp_(0, 1)
+def _reframe(x: Tensor, inner: int, side: int) -> Tensor:
+    """(N, 3, S, S) chips resized to ``inner``, centred in a black ``side`` square or cropped."""
+    x = F.interpolate(x, size=inner, mode="bilinear", antialias=True).clamp_(0, 1)
+    return TF.center_crop(x, side)

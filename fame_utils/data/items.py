@@ -1,6 +1,6 @@
-"""Items, batches and in-memory datasets of classification (paper Table 2: image, class, box)
-and verification (Table 1: gallery, probe, genuine): a dataset is any sequence of items of one
-kind, with an optional cache ``identity`` (else :func:`dataset_identity` hashes the items)."""
+"""Items, batches and in-memory datasets of classification (Table 2: image, class, box) and
+verification (Table 1: gallery, probe, genuine): a dataset is any sequence of items of one
+kind, with an optional cache ``identity``."""
 
 from __future__ import annotations
 
@@ -17,19 +17,16 @@ from torch import Tensor
 from .._checks import check_images
 
 Task = Literal["classification", "verification"]
-"""``"classification"`` (:class:`ClassificationItem` data) or ``"verification"`` (pairs)."""
 
 
 class Rows:
-    """Mixin of the dataclasses whose tensor and list fields hold one row per sample
-    (face pairs, object samples, digits, batches): length, row selection, device moves."""
+    """Mixin of the dataclasses whose tensor and list fields hold one row per sample."""
 
     def __len__(self) -> int:
         return len(getattr(self, dataclasses.fields(self)[0].name))
 
     def subset(self, index: int | slice | Sequence[int] | Sequence[bool] | Tensor | np.ndarray):
-        """The rows ``index`` selects (an int, slice, ints or bool mask of length N, as a list,
-        array or tensor on any device), in that order; ``IndexError`` when out of range."""
+        """The rows ``index`` (int, slice, ints or bool mask; list, array or tensor) selects."""
         index = index.cpu() if isinstance(index, Tensor) else index
         idx = torch.arange(len(self))[index].reshape(-1)
         rows = idx.tolist()
@@ -49,9 +46,8 @@ class Rows:
 
 @dataclass
 class ClassificationItem:
-    """One image to explain for its class: ``image`` (3, H, W) float RGB in [0, 1],
-    ``label`` (the explained class), ``box`` (4,) ``(x0, y0, x1, y1)`` in the image's
-    pixels or ``None``, ``name`` a unique identifier."""
+    """``image`` (3, H, W) float RGB in [0, 1], its ``label``, ``box`` (4,) xyxy pixels or
+    ``None``, a unique ``name``."""
 
     image: Tensor
     label: int
@@ -61,9 +57,7 @@ class ClassificationItem:
 
 @dataclass
 class PairItem:
-    """One verification pair, the probe explained against the frozen gallery embedding:
-    ``gallery``, ``probe`` (3, H, W) float RGB in [0, 1], ``genuine`` (same identity),
-    ``name`` a unique identifier."""
+    """``gallery``, ``probe`` (3, H, W) float RGB in [0, 1], ``genuine``, a unique ``name``."""
 
     gallery: Tensor
     probe: Tensor
@@ -95,7 +89,7 @@ class PairBatch(Rows):
 
 
 def task_of(item: object) -> Task:
-    """The task an item belongs to; ``TypeError`` for anything but the two item types."""
+    """The task of ``item``; ``TypeError`` for anything but the two item types."""
     if isinstance(item, ClassificationItem):
         return "classification"
     if isinstance(item, PairItem):
@@ -107,7 +101,7 @@ def task_of(item: object) -> Task:
 
 
 def collate(items: Sequence[ClassificationItem | PairItem], indices: Sequence[int]):
-    """Stack items of one kind into a :class:`ClassificationBatch` or :class:`PairBatch`."""
+    """Items of one kind stacked into a :class:`ClassificationBatch` or :class:`PairBatch`."""
     names = [it.name or str(i) for it, i in zip(items, indices)]
     if task_of(items[0]) == "classification":
         boxes = None
@@ -130,25 +124,16 @@ def collate(items: Sequence[ClassificationItem | PairItem], indices: Sequence[in
 
 
 def hash_tensor(h: Any, t: Tensor) -> None:
-    """Feed a tensor's shape, dtype and bytes (on the CPU) into the hash object ``h``."""
+    """Feed a tensor's shape, dtype and bytes into the hash object ``h``."""
     t = t.detach().cpu().contiguous()
     h.update(str((tuple(t.shape), str(t.dtype))).encode())
     if t.numel():
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
 
 
-class ItemSequence(Rows, Sequence):
-    """Base of the dataclass datasets: ``item(i)`` per index, a list of items for a slice."""
-
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self)))]
-        return self.item(i)
-
-
 def _finish(data: Any, kind: bytes, n: int, rows: dict[str, Tensor]) -> None:
-    """Check that ``rows`` and ``data.names`` (default ``"0"``, ``"1"``, …; unique) have ``n``
-    rows; set ``data.identity`` (unless given) to a hash of ``kind``, the tensors and names."""
+    """Check ``rows`` and unique ``data.names`` (default ``"0"``, ``"1"``, …) have ``n`` rows;
+    ``data.identity`` defaults to a hash of ``kind``, the tensors and names."""
     names = [str(i) for i in range(n)] if data.names is None else [str(s) for s in data.names]
     if len(set(names)) != len(names):
         raise ValueError("names must be unique")
@@ -166,11 +151,10 @@ def _finish(data: Any, kind: bytes, n: int, rows: dict[str, Tensor]) -> None:
 
 
 @dataclass(eq=False)
-class ClassificationDataset(ItemSequence):
-    """In-memory classification items from tensors: ``images`` (N, 3, H, W) float [0, 1],
-    ``labels`` (N,) class indices, ``boxes`` (N, 4) ``(x0, y0, x1, y1)`` pixels or ``None``,
-    N unique ``names`` (default ``"0"``, ``"1"``, …), and the cache ``identity`` (default: a
-    hash of the content)."""
+class ClassificationDataset(Rows):
+    """Classification items from ``images`` (N, 3, H, W) float [0, 1], ``labels`` (N,),
+    ``boxes`` (N, 4) xyxy pixels or ``None``, N unique ``names`` and the cache ``identity``
+    (default: a hash of the content)."""
 
     images: Tensor
     labels: Tensor | Sequence[int]
@@ -188,15 +172,15 @@ class ClassificationDataset(ItemSequence):
         rows = {"images": self.images, "labels": self.labels, "boxes": self.boxes}
         _finish(self, b"classification", n, rows)
 
-    def item(self, i: int) -> ClassificationItem:
+    def __getitem__(self, i: int) -> ClassificationItem:
         box = None if self.boxes is None else self.boxes[i]
         return ClassificationItem(self.images[i], int(self.labels[i]), box, self.names[i])
 
 
 @dataclass(eq=False)
-class PairDataset(ItemSequence):
-    """In-memory verification pairs from tensors: ``gallery``, ``probe`` (N, 3, H, W) float
-    [0, 1], ``genuine`` (N,) bool / 0-1, N unique ``names`` and the cache ``identity``."""
+class PairDataset(Rows):
+    """Pairs from ``gallery``, ``probe`` (N, 3, H, W) float [0, 1], ``genuine`` (N,) bool,
+    N unique ``names`` and the cache ``identity``."""
 
     gallery: Tensor
     probe: Tensor
@@ -215,19 +199,19 @@ class PairDataset(ItemSequence):
         rows = {"gallery": self.gallery, "probe": self.probe, "genuine": self.genuine}
         _finish(self, b"pairs", n, rows)
 
-    def item(self, i: int) -> PairItem:
+    def __getitem__(self, i: int) -> PairItem:
         return PairItem(self.gallery[i], self.probe[i], bool(self.genuine[i]), self.names[i])
 
 
 def from_object_samples(samples: Any, identity: str | None = None) -> ClassificationDataset:
-    """A :class:`ClassificationDataset` from :class:`fame_utils.data.objects.ObjectSamples`."""
+    """A :class:`ClassificationDataset` of :class:`~fame_utils.data.objects.ObjectSamples`."""
     return ClassificationDataset(
         samples.images, samples.labels, samples.boxes, list(samples.names), identity
     )
 
 
 def from_face_pairs(pairs: Any, identity: str | None = None) -> PairDataset:
-    """A :class:`PairDataset` from :class:`fame_utils.data.faces.FacePairs`; item names are
+    """A :class:`PairDataset` of :class:`~fame_utils.data.faces.FacePairs`, items named
     ``"<row> <gallery file> | <probe file>"``."""
     names = [
         f"{i:04d} {g} | {p}" for i, (g, p) in enumerate(zip(pairs.gallery_files, pairs.probe_files))
@@ -236,18 +220,10 @@ def from_face_pairs(pairs: Any, identity: str | None = None) -> PairDataset:
 
 
 def dataset_identity(dataset: Sequence) -> str:
-    """``dataset.identity`` when present, else a hash of every item's content."""
-    ident = getattr(dataset, "identity", None)
-    if ident is not None:
-        return str(ident)
-    h = hashlib.sha256(b"items")
-    for i in range(len(dataset)):
-        it = dataset[i]
-        h.update(type(it).__name__.encode())
-        for f in dataclasses.fields(it):
-            v = getattr(it, f.name)
-            if isinstance(v, Tensor):
-                hash_tensor(h, v)
-            else:
-                h.update(repr(v).encode())
-    return "items:" + h.hexdigest()[:16]
+    """``dataset.identity``, else that of the in-memory dataset of its items (a content hash)."""
+    if getattr(dataset, "identity", None) is not None:
+        return str(dataset.identity)
+    b = collate([dataset[i] for i in range(len(dataset))], range(len(dataset)))
+    if isinstance(b, PairBatch):
+        return PairDataset(b.gallery, b.probe, b.genuine, b.names).identity
+    return ClassificationDataset(b.images, b.labels, b.boxes, b.names).identity

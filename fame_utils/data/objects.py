@@ -6,7 +6,6 @@ boxes mapped through the same Resize + CenterCrop for the IoU and ROAD metrics (
 from __future__ import annotations
 
 import csv
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +14,7 @@ import torch
 from torch import Tensor
 
 from .items import Rows
-from .transforms import BoxConvention, load_image, map_boxes, resize_center_crop
+from .transforms import BoxConvention, load_crop
 
 #: ``data/objects`` of the repository (found relative to this package).
 OBJECTS_DIR: Path = Path(__file__).resolve().parents[2] / "data" / "objects"
@@ -26,8 +25,7 @@ ANNOTATION_COLUMNS = ("file", "class_index", "class_name", "x0", "y0", "x1", "y1
 
 @dataclass(frozen=True)
 class ObjectAnnotation:
-    """One row of ``annotations.csv``; ``name`` is the file stem, ``labelled`` whether it has
-    an ImageNet class, ``path`` the image file."""
+    """One row of ``annotations.csv``, ``path`` its image file."""
 
     file: str
     class_index: int
@@ -36,72 +34,36 @@ class ObjectAnnotation:
     box_source: str
     path: Path
 
-    @property
-    def name(self) -> str:
-        return Path(self.file).stem
 
-    @property
-    def labelled(self) -> bool:
-        return self.class_index >= 0
-
-
-def _parse_row(row: dict[str, str], folder: Path) -> ObjectAnnotation:
-    if None in row or None in row.values():
-        raise ValueError("expected 8 fields")
-    file = row["file"].strip()
-    if not file or Path(file).name != file:
-        raise ValueError(f"file must be a bare file name, got {file!r}")
-    class_index = int(row["class_index"])
-    if not -1 <= class_index <= 999:
-        raise ValueError(f"class_index must be in 0..999 or -1, got {class_index}")
-    box = tuple(float(row[k]) for k in ("x0", "y0", "x1", "y1"))
-    if not all(math.isfinite(v) for v in box):
-        raise ValueError(f"non-finite box {box}")
-    if box[0] < 0 or box[1] < 0 or not (box[0] < box[2] and box[1] < box[3]):
-        raise ValueError(f"box must satisfy 0 <= x0 < x1 and 0 <= y0 < y1, got {box}")
-    name, source = row["class_name"].strip(), row["box_source"].strip()
-    return ObjectAnnotation(file, class_index, name, box, source, folder / file)
-
-
-def read_annotations(root: str | Path | None = None) -> list[ObjectAnnotation]:
-    """Every row of ``<root>/annotations.csv`` (default :data:`OBJECTS_DIR`), validated:
-    ``FileNotFoundError`` for a missing folder or CSV, ``ValueError`` naming a bad header,
-    a malformed row (by line and file) or a repeated file."""
-    folder = OBJECTS_DIR if root is None else Path(root)
-    csv_path = folder / "annotations.csv"
-    if not folder.is_dir():
+def read_annotations(folder: Path = OBJECTS_DIR) -> list[ObjectAnnotation]:
+    """Every row of ``<folder>/annotations.csv`` (checked by ``tests/test_data_objects.py``);
+    ``FileNotFoundError`` when fame_utils is installed without its repository."""
+    if not (folder / "annotations.csv").is_file():
         raise FileNotFoundError(
-            f"object image folder not found: {folder}. The bundled images live in the "
-            "repository's data/objects/ (fame_utils must be used from a source checkout, e.g. "
-            "`pip install -e .`); rebuild them with `python scripts/fetch_object_images.py`."
+            f"object annotations not found: {folder / 'annotations.csv'}. The bundled images "
+            "live in the repository's data/objects/ (use fame_utils from a source checkout, "
+            "e.g. `pip install -e .`); rebuild them with `python scripts/fetch_object_images.py`."
         )
-    if not csv_path.is_file():
-        raise FileNotFoundError(f"{csv_path} not found")
-    rows: dict[str, ObjectAnnotation] = {}
-    with csv_path.open(newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        if tuple(reader.fieldnames or ()) != ANNOTATION_COLUMNS:
-            raise ValueError(
-                f"{csv_path}: header must be {','.join(ANNOTATION_COLUMNS)}, got {reader.fieldnames}"
-            )
-        for row in reader:
-            try:
-                ann = _parse_row(row, folder)
-            except ValueError as err:
-                where = f"{csv_path}, line {reader.line_num} ({row.get('file') or '?'})"
-                raise ValueError(f"malformed row in {where}: {err}") from None
-            if ann.name in rows:
-                raise ValueError(f"{csv_path}: image name {ann.name!r} appears more than once")
-            rows[ann.name] = ann
-    return list(rows.values())
+    with (folder / "annotations.csv").open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    return [
+        ObjectAnnotation(
+            file=r["file"],
+            class_index=int(r["class_index"]),
+            class_name=r["class_name"],
+            box=tuple(float(r[k]) for k in ("x0", "y0", "x1", "y1")),
+            box_source=r["box_source"],
+            path=folder / r["file"],
+        )
+        for r in rows
+    ]
 
 
 @dataclass
 class ObjectSamples(Rows):
-    """Preprocessed object images: ``images`` (N, 3, crop, crop) float in [0, 1] RGB,
-    ``labels`` (N,) long ImageNet indices (-1: none), ``boxes`` (N, 4) float xyxy in crop
-    pixels, file stems ``names`` and torchvision ``class_names``. Indexing by position, slice,
-    name (``samples["coffee"]``), list or tensor returns :class:`ObjectSamples`."""
+    """``images`` (N, 3, crop, crop) float in [0, 1] RGB, ``labels`` (N,) long ImageNet
+    indices (-1: none), ``boxes`` (N, 4) xyxy crop pixels, file stems ``names`` and
+    ``class_names``; indexing selects rows (:meth:`~fame_utils.data.items.Rows.subset`)."""
 
     images: Tensor
     labels: Tensor
@@ -109,19 +71,7 @@ class ObjectSamples(Rows):
     names: list[str]
     class_names: list[str]
 
-    def index(self, key: str) -> int:
-        """Position of an image given its stem (``"coffee"``) or file name (``"coffee.png"``)."""
-        try:
-            return self.names.index(Path(key).stem)
-        except ValueError:
-            raise KeyError(f"no sample named {key!r}; available: {', '.join(self.names)}") from None
-
-    def __getitem__(self, key: int | slice | str | Sequence[int | str] | Tensor) -> ObjectSamples:
-        if isinstance(key, str):
-            key = [key]
-        if isinstance(key, (list, tuple)):
-            key = [self.index(k) if isinstance(k, str) else int(k) for k in key]
-        return self.subset(key)
+    __getitem__ = Rows.subset
 
 
 def load_sample_objects(
@@ -131,67 +81,45 @@ def load_sample_objects(
     crop: int = 224,
     convention: BoxConvention = "aspect",
     device: torch.device | str | None = None,
-    include_unlabeled: bool = False,
-    root: str | Path | None = None,
     synthetic: bool = False,
 ) -> ObjectSamples:
     """The bundled object images through Resize(``resize``) + CenterCrop(``crop``) on
-    ``device``, boxes mapped alike (:mod:`~fame_utils.data.transforms`, ``convention``: see
-    :func:`~fame_utils.data.transforms.map_boxes`). 256/224 is EfficientNet-Lite0's
-    preprocessing; the paper's ImageNet protocol is 232/224 with ``convention="per_axis"``.
+    ``device``, boxes mapped alike (:func:`~fame_utils.data.transforms.resize_crop`, whose
+    ``convention`` it takes). 256/224 is EfficientNet-Lite0's preprocessing; the paper's
+    ImageNet protocol is 232/224 with ``convention="per_axis"``.
 
     Args:
-        names: image stems or file names, in this order (``None``: every labelled image).
-        include_unlabeled: also load ``class_index = -1`` rows (label -1).
-        root: another folder with the same layout (default :data:`OBJECTS_DIR`).
-        synthetic: also load ``<root>/composites/`` after the photos: small-object composites
+        names: image stems or file names, in this order (``None``: every image with an
+            ImageNet class; a named one without, such as ``"quokka"``, gets label -1).
+        synthetic: also load ``composites/`` after the photos: small-object composites
             with exact boxes (``scripts/make_object_composites.py``).
 
     Raises:
-        FileNotFoundError: the folder, the CSV or image files are missing (all listed).
-        ValueError: a malformed CSV row (named), an unknown name, a box outside its image,
-            or a ``-1`` row asked for by name without ``include_unlabeled``.
+        FileNotFoundError: the folder or image files are missing (all listed).
+        ValueError: an unknown name.
     """
-    folder = OBJECTS_DIR if root is None else Path(root)
-    rows = read_annotations(folder) + (read_annotations(folder / "composites") if synthetic else [])
-    by_name = {r.name: r for r in rows}
+    composites = read_annotations(OBJECTS_DIR / "composites") if synthetic else []
+    rows = read_annotations() + composites
+    by_name = {Path(r.file).stem: r for r in rows}
     if names is None:
-        chosen = [r for r in rows if include_unlabeled or r.labelled]
+        chosen = [r for r in rows if r.class_index >= 0]
     else:
         names = [names] if isinstance(names, str) else names
         unknown = [n for n in names if Path(n).stem not in by_name]
         if unknown:
             raise ValueError(f"unknown sample name(s) {unknown}; available: {', '.join(by_name)}")
         chosen = [by_name[Path(n).stem] for n in names]
-        flagged = [r.name for r in chosen if not r.labelled]
-        if flagged and not include_unlabeled:
-            raise ValueError(
-                f"{flagged} have no ImageNet class (class_index = -1); "
-                "pass include_unlabeled=True to load them with label -1"
-            )
     if not chosen:
-        raise ValueError(f"no images selected from {folder / 'annotations.csv'}")
-    missing = [r.file for r in chosen if not r.path.is_file()]
+        raise ValueError("names is empty; pass None for every labelled image")
+    missing = [str(r.path) for r in chosen if not r.path.is_file()]
     if missing:
-        raise FileNotFoundError(
-            f"{len(missing)} image file(s) listed in {folder / 'annotations.csv'} are missing "
-            f"from {folder}: {', '.join(missing)}"
-        )
+        raise FileNotFoundError(f"{len(missing)} bundled image file(s) missing: {missing}")
     dev = torch.device("cpu") if device is None else torch.device(device)
-    images, boxes = [], []
-    for r in chosen:
-        img = load_image(r.path)
-        h, w = img.shape[-2:]
-        if r.box[2] > w + 1e-3 or r.box[3] > h + 1e-3:
-            raise ValueError(
-                f"box {r.box} of {r.file} lies outside the {w}x{h} image (annotations.csv)"
-            )
-        images.append(resize_center_crop(img.to(dev), resize, crop))
-        boxes.append(map_boxes(torch.tensor([r.box]), (h, w), resize, crop, convention))
+    images, boxes = zip(*(load_crop(r.path, r.box, resize, crop, convention, dev) for r in chosen))
     return ObjectSamples(
         images=torch.stack(images),
         labels=torch.tensor([r.class_index for r in chosen], dtype=torch.long, device=dev),
-        boxes=torch.cat(boxes).to(dev),
-        names=[r.name for r in chosen],
+        boxes=torch.stack(boxes).to(dev),
+        names=[Path(r.file).stem for r in chosen],
         class_names=[r.class_name for r in chosen],
     )

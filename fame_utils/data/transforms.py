@@ -12,9 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor
 from torchvision import tv_tensors
-from torchvision.transforms.v2 import functional as TF
-
-from .._checks import check_images
+from torchvision.transforms import v2
 
 BoxConvention = Literal["aspect", "per_axis"]
 
@@ -34,10 +32,8 @@ def load_image(path: str | Path) -> Tensor:
             if im.mode == "F":
                 raise ValueError(f"{path}: 32-bit float images are not supported; save as 8/16-bit")
             if im.mode.startswith("I"):
-                gray = np.asarray(im, dtype=np.float64)
-                if gray.size and (gray.min() < 0 or gray.max() > 65535):
-                    raise ValueError(f"{path}: integer image with values outside 0..65535")
-                return torch.from_numpy(gray / 65535.0).float().expand(3, -1, -1).contiguous()
+                gray = torch.from_numpy(np.asarray(im, dtype=np.float64) / 65535.0)
+                return gray.float().expand(3, -1, -1).contiguous()
             rgb = np.array(im.convert("RGB"), dtype=np.uint8)
     except (OSError, SyntaxError, Image.DecompressionBombError) as e:
         raise ValueError(
@@ -46,24 +42,53 @@ def load_image(path: str | Path) -> Tensor:
     return torch.from_numpy(rgb).permute(2, 0, 1).float().div_(255.0).contiguous()
 
 
-def _check_sizes(resize: int, crop: int) -> None:
-    if int(resize) <= 0 or int(crop) <= 0:
-        raise ValueError(f"resize and crop must be positive, got resize={resize}, crop={crop}")
-    if crop > resize:
-        raise ValueError(
-            f"crop ({crop}) must not exceed resize ({resize}): the shorter side would need padding"
-        )
-
-
-def resize_center_crop(images: Tensor, resize: int = 256, crop: int = 224) -> Tensor:
+def resize_crop(
+    images: Tensor,
+    boxes: Tensor | np.ndarray | list,
+    resize: int = 256,
+    crop: int = 224,
+    convention: BoxConvention = "aspect",
+) -> tuple[Tensor, Tensor]:
     """torchvision's ``Resize(resize)`` (shorter side, bilinear, antialiased) +
-    ``CenterCrop(crop)``, clamped to [0, 1]: (3, H, W) or (B, 3, H, W) float images in
-    [0, 1] to (3, crop, crop) or (B, 3, crop, crop) on the same device."""
-    single = isinstance(images, Tensor) and images.ndim == 3
-    batch = check_images(images[None] if single else images)
-    _check_sizes(resize, crop)
-    out = TF.center_crop(TF.resize(batch, int(resize), antialias=True), int(crop)).clamp(0, 1)
-    return out[0] if single else out
+    ``CenterCrop(crop)`` of (3, H, W) or (B, 3, H, W) images in [0, 1] (clamped to [0, 1],
+    same device) and of (N, 4) or (4,) boxes in their pixels, to (N, 4) float crop pixels
+    clipped to [0, crop] on the boxes' device. ``"aspect"`` moves the boxes exactly as the
+    pixels; ``"per_axis"`` is the paper's reference code (Table 2): x ↦ x·resize/W −
+    (resize − crop)/2, likewise for y, as if the image were square."""
+    if not 0 < int(crop) <= int(resize):
+        raise ValueError(
+            f"need 0 < crop <= resize (the shorter side would need padding), got "
+            f"resize={resize}, crop={crop}"
+        )
+    if convention not in ("aspect", "per_axis"):
+        raise ValueError(f"convention must be 'aspect' or 'per_axis', got {convention!r}")
+    h, w = images.shape[-2:]
+    b = _as_boxes(boxes)
+    tv = tv_tensors.BoundingBoxes(b, format="XYXY", canvas_size=(h, w))
+    out, moved = v2.Compose([v2.Resize(int(resize)), v2.CenterCrop(int(crop))])(images, tv)
+    if convention == "per_axis":
+        scale = b.new_tensor([resize / w, resize / h, resize / w, resize / h])
+        moved = (b * scale - (resize - crop) / 2.0).clamp(0.0, float(crop))
+    return out.clamp(0, 1), moved.as_subclass(Tensor)
+
+
+def load_crop(
+    path: Path,
+    box: tuple[float, float, float, float],
+    resize: int,
+    crop: int,
+    convention: BoxConvention,
+    device: torch.device | str = "cpu",
+) -> tuple[Tensor, Tensor]:
+    """:func:`load_image` then :func:`resize_crop` of an annotated file: (3, crop, crop) on
+    ``device`` and its (4,) box; ``ValueError`` naming the file if the box covers no pixel."""
+    img = load_image(path).to(device)
+    h, w = img.shape[1:]
+    x0, y0, x1, y1 = box
+    if x1 <= 0 or y1 <= 0 or x0 >= w or y0 >= h or x1 <= x0 or y1 <= y0:
+        raise ValueError(f"{path}: box {list(box)} covers no pixel of the {w}x{h} image")
+    image, moved = resize_crop(img, torch.tensor([box]), resize, crop, convention)
+    return image, moved[0]
 
 
 def _as_boxes(boxes: Tensor | np.ndarray | list, name: str = "boxes") -> Tensor:
@@ -81,40 +106,12 @@ def _as_boxes(boxes: Tensor | np.ndarray | list, name: str = "boxes") -> Tensor:
     return t
 
 
-def map_boxes(
-    boxes: Tensor | np.ndarray | list,
-    orig_hw: tuple[int, int],
-    resize: int = 256,
-    crop: int = 224,
-    convention: BoxConvention = "aspect",
-) -> Tensor:
-    """(N, 4) or (4,) boxes in the pixels of an ``orig_hw`` = (H, W) image mapped into the
-    Resize + CenterCrop output: (N, 4) float in crop pixels, on the boxes' device, clipped to
-    [0, crop]. ``"aspect"`` moves them exactly as :func:`resize_center_crop` moves the pixels;
-    ``"per_axis"`` is the paper's reference code (Table 2): x ↦ x·resize/W − (resize − crop)/2,
-    likewise for y, as if the image were square."""
-    b = _as_boxes(boxes)
-    h, w = (int(v) for v in orig_hw)
-    if h <= 0 or w <= 0:
-        raise ValueError(f"orig_hw must be two positive ints (H, W), got {orig_hw}")
-    _check_sizes(resize, crop)
-    if convention == "aspect":
-        tv = tv_tensors.BoundingBoxes(b, format="XYXY", canvas_size=(h, w))
-        return TF.center_crop(TF.resize(tv, int(resize)), int(crop)).as_subclass(Tensor)
-    if convention != "per_axis":
-        raise ValueError(f"convention must be 'aspect' or 'per_axis', got {convention!r}")
-    scale = b.new_tensor([resize / w, resize / h, resize / w, resize / h])
-    return (b * scale - (resize - crop) / 2.0).clamp(0.0, float(crop))
-
-
 def box_mask(boxes: Tensor | np.ndarray | list, size: int | tuple[int, int]) -> Tensor:
     """(N, H, W) bool masks, on the boxes' device, of the pixels (i, j) whose centres lie in
     each of the (N, 4) or (4,) boxes: x0 <= j + 0.5 < x1 and y0 <= i + 0.5 < y1. ``size``:
     the side of a square mask, or (H, W)."""
     b = _as_boxes(boxes)
     h, w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
-    if h <= 0 or w <= 0:
-        raise ValueError(f"size must be positive, got {size}")
     cx = torch.arange(w, device=b.device, dtype=b.dtype) + 0.5
     cy = torch.arange(h, device=b.device, dtype=b.dtype) + 0.5
     in_x = (cx >= b[:, 0:1]) & (cx < b[:, 2:3])  # (N, W)
