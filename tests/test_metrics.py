@@ -328,14 +328,14 @@ def test_road_noisy_linear_without_noise_uses_the_imputed_image():
         assert drop[i, 0].item() == pytest.approx(want.item(), abs=1e-3)
 
 
-def test_road_probability_endpoints(tiny_cnn):
+def test_road_endpoints(tiny_cnn):
     g = torch.Generator().manual_seed(12)
     images = torch.rand(3, 3, 16, 16, generator=g)
     maps = torch.rand(3, 16, 16, generator=g)
     labels = torch.tensor([0, 3, 4])
-    clean = class_scores(tiny_cnn, images, labels, "probability")
-    black = class_scores(tiny_cnn, torch.zeros_like(images), labels, "probability")
-    drop = road_scores(tiny_cnn, images, labels, maps, [0, 100], score="probability")
+    clean = class_scores(tiny_cnn, images, labels)
+    black = class_scores(tiny_cnn, torch.zeros_like(images), labels)
+    drop = road_scores(tiny_cnn, images, labels, maps, [0, 100])
     assert drop.shape == (3, 2)
     torch.testing.assert_close(drop[:, 0], torch.zeros(3))
     torch.testing.assert_close(drop[:, 1], clean - black)

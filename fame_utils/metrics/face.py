@@ -1,9 +1,7 @@
-"""Face-verification Deletion and Insertion (paper Table 1; protocol of Lu et al. 2024).
-
-Delete@P zeroes the top-P % pixels of each probe's e₊ map (:mod:`~fame_utils.metrics.road`),
-Insert@P keeps only them; cos(φ(g), φ(p̃)) is decided at the **clean** EER threshold θ
-(accept when s ≥ θ). Delete (↓) and Insert (↑): trapezoid areas ×100 of accuracy vs P/100.
-"""
+"""Face-verification Deletion and Insertion (paper Table 1; protocol of Lu et al. 2024):
+Delete@P zeroes the top-P % pixels of each probe's e₊ map, Insert@P keeps only them;
+cos(φ(g), φ(p̃)) is decided at the **clean** EER threshold θ (accept when s ≥ θ). Delete (↓)
+and Insert (↑): trapezoid areas ×100 of accuracy vs P/100."""
 
 from __future__ import annotations
 
@@ -62,9 +60,8 @@ class FacePerturbation:
     tie_seed: int = 0
 
     def similarity(self, kind: Kind) -> Tensor:
-        if kind not in ("delete", "insert"):
-            raise ValueError(f"kind must be 'delete' or 'insert', got {kind!r}")
-        return self.delete_similarity if kind == "delete" else self.insert_similarity
+        """(N, P) similarities under ``kind``, ``"delete"`` or ``"insert"``."""
+        return {"delete": self.delete_similarity, "insert": self.insert_similarity}[kind]
 
     def correct(self, kind: Kind) -> Tensor:
         """(N, P) bool: pair decided correctly at each P (accept when s ≥ θ)."""
@@ -102,15 +99,13 @@ def face_deletion_insertion(
     """Deletion and Insertion of the probes along their e₊ maps (Table 1).
 
     ``gallery`` and ``probe`` are (N, 3, H, W) [0, 1] pairs on any device, ``genuine``
-    (N,) bool or 0/1, ``probe_maps`` (N, H, W) (only their ranking matters), ``model`` an
-    embedder; ``threshold`` θ defaults to these pairs' clean EER threshold (pass the
-    protocol's θ for a subset of its pairs); ``percents`` increase strictly in [0, 100];
-    ``gallery_embeddings`` (N, D) may be precomputed; ``batch_size`` perturbed probes per
-    forward pass. Returns a :class:`FacePerturbation` on ``probe``'s device.
+    (N,) bool or 0/1, ``probe_maps`` (N, H, W), ``model`` an embedder; ``threshold`` θ
+    defaults to these pairs' clean EER threshold; ``percents`` increase strictly in
+    [0, 100]; ``gallery_embeddings`` (N, D) may be precomputed. Returns a
+    :class:`FacePerturbation` on ``probe``'s device.
     """
     check_model_input(gallery, model, "gallery")
     check_model_input(probe, model, "probe")
-    check_count(batch_size, "batch_size", 1)
     n = probe.shape[0]
     if gallery.shape != probe.shape:
         raise ValueError(
