@@ -11,15 +11,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = [
-    "GRAY_WEIGHTS",
-    "to_gray",
-    "gaussian_blur",
-    "kernel_size_for",
-    "normalize_maps",
-    "Normalization",
-]
-
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)
 """ITU-R 601 luma weights used by the paper for RGB -> gray."""
 

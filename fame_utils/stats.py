@@ -8,14 +8,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = [
-    "Interval",
-    "bootstrap_interval",
-    "paired_difference",
-    "DEFAULT_RESAMPLES",
-    "map_pearson",
-]
-
 DEFAULT_RESAMPLES = 2000
 
 

@@ -7,10 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from fame_utils.metrics.face import FacePerturbation, face_deletion_insertion
+from fame_utils.metrics.face import FacePerturbation, eer_threshold, face_deletion_insertion
 from fame_utils.metrics.localization import iou_at_thresholds
 from fame_utils.metrics.road import class_scores, noisy_linear_impute, removal_masks, road_scores
-from fame_utils.metrics.threshold import eer_threshold
 from fame_utils.postprocess import gaussian_blur
 
 # pytorch-grad-cam's imputer hands torch tensors to scipy, which numpy 2 warns about

@@ -17,16 +17,6 @@ from .face import face_deletion_insertion
 from .localization import float_tuple, iou_at_thresholds, mass_on_mask
 from .road import road_scores
 
-__all__ = [
-    "Column",
-    "EvalContext",
-    "Metric",
-    "IoUMetric",
-    "RoadMetric",
-    "FaceDeleteInsertMetric",
-    "table2_metrics",
-]
-
 
 @dataclass(frozen=True)
 class Column:

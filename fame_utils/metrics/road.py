@@ -28,17 +28,6 @@ from .._checks import (
     model_device,
 )
 
-__all__ = [
-    "TieRule",
-    "RemovalMode",
-    "top_pixel_sets",
-    "removal_masks",
-    "top_pixel_chunks",
-    "class_scores",
-    "road_scores",
-    "noisy_linear_impute",
-]
-
 TieRule = Literal["random", "reference"]
 RemovalMode = Literal["zero", "noisy_linear"]
 
