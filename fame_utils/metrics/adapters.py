@@ -73,7 +73,8 @@ class Metric(Protocol):
 class IoUMetric(Metric):
     """IoU@t ×100 between {map ≥ t} and each item's box (Table 2) at ``thresholds`` in
     [0, 1]; or, given ``masks`` (N, H, W) bool in dataset order (e.g. the digit strokes),
-    against item i's ``masks[i]``, plus ``Mass-on-mask`` ×100 (:func:`.mass_on_mask`)."""
+    against item i's ``masks[i]``, plus ``Mass-on-mask`` ×100
+    (:func:`~.localization.mass_on_mask`)."""
 
     thresholds: tuple[float, ...] = (0.3, 0.5, 0.7)
     masks: Tensor | None = field(default=None, repr=False)
@@ -109,7 +110,7 @@ class IoUMetric(Metric):
 
 @dataclass
 class RoadMetric(Metric):
-    """ROAD-Delete@p (Table 2) of :func:`.road_scores`: columns ``ROAD-Delete`` for
+    """ROAD-Delete@p (Table 2) of :func:`~.road.road_scores`: columns ``ROAD-Delete`` for
     ``mode="zero"`` (the paper), ``ROAD-NL-Delete`` for ``"noisy_linear"``."""
 
     percents: tuple[float, ...] = (10, 30, 50)
