@@ -34,7 +34,7 @@ from fame_utils.baselines.corrrise import CorrRISE
 from fame_utils.baselines.fggb import FGGB
 from fame_utils.core import FameConfig
 from fame_utils.methods import CosineSimilarity, Fame
-from fame_utils.metrics.threshold import eer_threshold
+from fame_utils.metrics.face import eer_threshold
 from fame_utils.models.faces import load_face_model
 
 

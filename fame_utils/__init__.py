@@ -35,14 +35,14 @@ from .metrics.adapters import RoadMetric as RoadMetric
 from .metrics.adapters import table2_metrics as table2_metrics
 from .metrics.face import FACE_PERCENTS as FACE_PERCENTS
 from .metrics.face import cosine_scores as cosine_scores
+from .metrics.face import eer as eer
+from .metrics.face import eer_threshold as eer_threshold
 from .metrics.face import embed as embed
 from .metrics.face import face_deletion_insertion as face_deletion_insertion
 from .metrics.localization import box_area_shares as box_area_shares
 from .metrics.localization import iou_at_thresholds as iou_at_thresholds
 from .metrics.localization import mask_share as mask_share
 from .metrics.road import road_scores as road_scores
-from .metrics.threshold import eer as eer
-from .metrics.threshold import eer_threshold as eer_threshold
 from .models._wrapper import NormalizedModel as NormalizedModel
 from .models._wrapper import wrap as wrap
 from .models.classifiers import load_classifier as load_classifier

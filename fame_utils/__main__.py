@@ -288,8 +288,7 @@ def _faces(args, device: str) -> tuple:
     threshold, source = args.threshold, "given by --threshold"
     if args.max_pairs is not None and args.max_pairs < len(pairs):
         if threshold is None:  # the protocol's clean EER threshold, not the subset's
-            from .metrics.face import cosine_scores
-            from .metrics.threshold import eer_threshold
+            from .metrics.face import cosine_scores, eer_threshold
 
             clean = cosine_scores(model, pairs.gallery, pairs.probe)
             # rank 0's under torchrun, so every rank keys its cache by the same θ

@@ -11,16 +11,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = [
-    "GRAY_WEIGHTS",
-    "to_gray",
-    "gaussian_blur",
-    "kernel_size_for",
-    "normalize_maps",
-    "max_normalize",
-    "Normalization",
-]
-
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)
 """ITU-R 601 luma weights used by the paper for RGB -> gray."""
 
@@ -75,8 +65,3 @@ def normalize_maps(maps: Tensor, mode: Normalization = "max") -> tuple[Tensor, T
     span = flat.amax(1, keepdim=True) - lo
     out = torch.where(span > 0, (flat - lo) / span.clamp_min(torch.finfo(flat.dtype).tiny), 0.0)
     return out.view_as(maps), span.squeeze(1) <= 0
-
-
-def max_normalize(maps: Tensor) -> Tensor:
-    """(B, H, W) maps divided by their maximum; maps with maximum <= 0 become zero."""
-    return normalize_maps(maps, "max")[0]

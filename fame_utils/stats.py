@@ -1,6 +1,5 @@
-"""Seeded percentile-bootstrap intervals of table means over items, with numpy's
-``default_rng(seed)`` (scipy.stats.bootstrap draws the same resamples, but its quantiles
-differ in the last bits and it refuses a single item)."""
+"""Seeded percentile-bootstrap intervals of table means over items (numpy's
+``default_rng(seed)``; scipy.stats.bootstrap's quantiles differ in the last bits)."""
 
 from __future__ import annotations
 
@@ -8,14 +7,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-
-__all__ = [
-    "Interval",
-    "bootstrap_interval",
-    "paired_difference",
-    "DEFAULT_RESAMPLES",
-    "map_pearson",
-]
 
 DEFAULT_RESAMPLES = 2000
 

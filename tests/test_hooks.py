@@ -8,7 +8,7 @@ from torch import nn
 
 from fame_utils._checks import check_maps
 from fame_utils.objectives import capture_output, resolve_layer
-from fame_utils.postprocess import kernel_size_for, max_normalize, normalize_maps
+from fame_utils.postprocess import kernel_size_for, normalize_maps
 
 
 class _Boom(nn.Module):
@@ -66,8 +66,8 @@ def test_kernel_size_for_covers_three_sigma():
     assert all(kernel_size_for(s) % 2 == 1 for s in (0.3, 2.5, 13.0))
 
 
-def test_max_normalize_is_normalize_maps_max():
+def test_max_normalisation_divides_by_the_maximum_and_zeroes_empty_maps():
     m = torch.tensor([[[0.0, 2.0], [1.0, 4.0]], [[0.0, 0.0], [0.0, 0.0]]])
-    out = max_normalize(m)
+    out, empty = normalize_maps(m, "max")
     assert out.tolist() == [[[0.0, 0.5], [0.25, 1.0]], [[0.0, 0.0], [0.0, 0.0]]]
-    torch.testing.assert_close(out, normalize_maps(m, "max")[0])
+    assert empty.tolist() == [False, True]

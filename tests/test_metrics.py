@@ -7,10 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from fame_utils.metrics.face import FacePerturbation, face_deletion_insertion
+from fame_utils.metrics.face import FacePerturbation, eer_threshold, face_deletion_insertion
 from fame_utils.metrics.localization import iou_at_thresholds
 from fame_utils.metrics.road import class_scores, noisy_linear_impute, removal_masks, road_scores
-from fame_utils.metrics.threshold import eer_threshold
 from fame_utils.postprocess import gaussian_blur
 
 # pytorch-grad-cam's imputer hands torch tensors to scipy, which numpy 2 warns about
@@ -328,14 +327,14 @@ def test_road_noisy_linear_without_noise_uses_the_imputed_image():
         assert drop[i, 0].item() == pytest.approx(want.item(), abs=1e-3)
 
 
-def test_road_probability_endpoints(tiny_cnn):
+def test_road_endpoints(tiny_cnn):
     g = torch.Generator().manual_seed(12)
     images = torch.rand(3, 3, 16, 16, generator=g)
     maps = torch.rand(3, 16, 16, generator=g)
     labels = torch.tensor([0, 3, 4])
-    clean = class_scores(tiny_cnn, images, labels, "probability")
-    black = class_scores(tiny_cnn, torch.zeros_like(images), labels, "probability")
-    drop = road_scores(tiny_cnn, images, labels, maps, [0, 100], score="probability")
+    clean = class_scores(tiny_cnn, images, labels)
+    black = class_scores(tiny_cnn, torch.zeros_like(images), labels)
+    drop = road_scores(tiny_cnn, images, labels, maps, [0, 100])
     assert drop.shape == (3, 2)
     torch.testing.assert_close(drop[:, 0], torch.zeros(3))
     torch.testing.assert_close(drop[:, 1], clean - black)

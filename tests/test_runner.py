@@ -346,7 +346,7 @@ def test_metric_results_are_cached_and_keyed_by_settings(tmp_path, tiny_cnn, cla
     assert len(list(folder.glob("eval_*.pt"))) == 1  # one batch of 7 images
     run(RoadMetric((10.0, 30.0)))  # the same settings written with floats: reused
     assert len(list(folder.glob("eval_*.pt"))) == 1
-    other = run(RoadMetric((10, 30), score="probability"))
+    other = run(RoadMetric((10, 30), mode="noisy_linear"))
     assert len(list(folder.glob("eval_*.pt"))) == 2
     assert not other.summary.equals(res.summary)
     with pytest.raises(ValueError, match=r"\[0, 100\]"):

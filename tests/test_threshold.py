@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from fame_utils.metrics.threshold import eer, eer_threshold
+from fame_utils.metrics.face import eer, eer_threshold
 
 
 def test_eer_unique_minimum():

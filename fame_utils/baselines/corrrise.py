@@ -25,7 +25,7 @@ from .._checks import (
     model_device,
 )
 from ..objectives import Attribution, ClassLogit, CosineSimilarity, check_target
-from ..postprocess import max_normalize
+from ..postprocess import normalize_maps
 
 
 def make_patch_masks(
@@ -151,5 +151,5 @@ class CorrRISE:
         check_target(target)
         scores = check_finite_output(self.scores(model, images, target), "CorrRISE's scores")
         corr = spearman_map(self.masks(tuple(images.shape[-2:]), scores.device), scores)
-        pos, neg = (max_normalize(c.clamp_min(0)) for c in (corr, -corr))
+        pos, neg = (normalize_maps(c.clamp_min(0))[0] for c in (corr, -corr))
         return Attribution(*(m.to(device=images.device, dtype=images.dtype) for m in (pos, neg)))

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from .._checks import check_model_input, check_threshold, frozen_eval, model_device
 from ..objectives import Attribution, ClassLogit, CosineSimilarity, check_target
-from ..postprocess import gaussian_blur, max_normalize
+from ..postprocess import gaussian_blur, normalize_maps
 
 
 @dataclass
@@ -108,7 +108,7 @@ class FGGB:
             )
         s = self.saliency(model, images, target)
         parts = (
-            max_normalize(gaussian_blur(p.clamp_min(0), self.kernel_size, self.sigma))
+            normalize_maps(gaussian_blur(p.clamp_min(0), self.kernel_size, self.sigma))[0]
             for p in (s, -s)
         )
         pos, neg = (p.to(device=images.device, dtype=images.dtype) for p in parts)

@@ -21,8 +21,7 @@ from .._checks import model_device
 from ..data.items import ClassificationItem, PairItem, Task, collate, dataset_identity, task_of
 from ..methods import supports
 from ..metrics.adapters import EvalContext, Metric
-from ..metrics.face import embed
-from ..metrics.threshold import eer_threshold
+from ..metrics.face import eer_threshold, embed
 from ..objectives import Attribution, ClassLogit, CosineSimilarity
 from ..recipes import Recipe, get_recipe
 from ..stats import DEFAULT_RESAMPLES

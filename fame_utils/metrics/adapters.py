@@ -17,21 +17,11 @@ from .face import face_deletion_insertion
 from .localization import float_tuple, iou_at_thresholds, mass_on_mask
 from .road import road_scores
 
-__all__ = [
-    "Column",
-    "EvalContext",
-    "Metric",
-    "IoUMetric",
-    "RoadMetric",
-    "FaceDeleteInsertMetric",
-    "table2_metrics",
-]
-
 
 @dataclass(frozen=True)
 class Column:
-    """One result column: a ``metric`` name (``"IoU"``, ``"ROAD-Delete"``, ``"Delete-acc"``,
-    …) and the ``threshold`` t of IoU@t or the ``percent`` it was taken at (else ``None``)."""
+    """One result column: a ``metric`` name and the ``threshold`` t of IoU@t or the
+    ``percent`` it was taken at (else ``None``)."""
 
     metric: str
     threshold: float | None = None
@@ -82,8 +72,8 @@ class Metric(Protocol):
 @dataclass
 class IoUMetric(Metric):
     """IoU@t ×100 between {map ≥ t} and each item's box (Table 2) at ``thresholds`` in
-    [0, 1]; or, given ``masks`` (N, H, W) bool for the whole dataset in dataset order (e.g.
-    the digit strokes), against item i's ``masks[i]``, plus ``Mass-on-mask`` ×100
+    [0, 1]; or, given ``masks`` (N, H, W) bool in dataset order (e.g. the digit strokes),
+    against item i's ``masks[i]``, plus ``Mass-on-mask`` ×100
     (:func:`~.localization.mass_on_mask`)."""
 
     thresholds: tuple[float, ...] = (0.3, 0.5, 0.7)
@@ -110,13 +100,9 @@ class IoUMetric(Metric):
             objects = batch.boxes
         else:
             index = torch.as_tensor(batch.indices, dtype=torch.long, device=self.masks.device)
-            if int(index.max()) >= self.masks.shape[0]:
-                raise ValueError(
-                    f"item {int(index.max())} has no mask: {self.masks.shape[0]} masks given"
-                )
             objects = self.masks[index].to(maps.device)
-        iou = iou_at_thresholds(maps, objects, self.thresholds)
-        out = {Column("IoU", threshold=t): iou[:, j] * 100 for j, t in enumerate(self.thresholds)}
+        iou = iou_at_thresholds(maps, objects, self.thresholds) * 100
+        out = dict(zip(self.columns(), iou.unbind(1)))
         if self.masks is not None:
             out[Column("Mass-on-mask")] = mass_on_mask(maps, objects) * 100
         return out
@@ -124,24 +110,19 @@ class IoUMetric(Metric):
 
 @dataclass
 class RoadMetric(Metric):
-    """ROAD-Delete@p (Table 2), :func:`~.road.road_scores`: columns ``ROAD-Delete`` at each
-    p for ``mode="zero"`` (the paper), ``ROAD-NL-Delete`` for ``"noisy_linear"``."""
+    """ROAD-Delete@p (Table 2) of :func:`~.road.road_scores`: columns ``ROAD-Delete`` for
+    ``mode="zero"`` (the paper), ``ROAD-NL-Delete`` for ``"noisy_linear"``."""
 
     percents: tuple[float, ...] = (10, 30, 50)
     mode: Literal["zero", "noisy_linear"] = "zero"
-    score: Literal["logit", "probability"] = "logit"
     noise: float = 0.01
     task: Task = "classification"
     decimals: int = 3
 
     def __post_init__(self):
         self.percents = float_tuple(self.percents, "ROAD percents", 0.0, 100.0)
-        for name, value, choices in (
-            ("mode", self.mode, ("zero", "noisy_linear")),
-            ("score", self.score, ("logit", "probability")),
-        ):
-            if value not in choices:
-                raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+        if self.mode not in ("zero", "noisy_linear"):
+            raise ValueError(f"mode must be one of ('zero', 'noisy_linear'), got {self.mode!r}")
         self.noise = check_number(self.noise, "noise (the imputation noise σ, >= 0)", lo=0.0)
 
     def columns(self) -> list[Column]:
@@ -156,14 +137,13 @@ class RoadMetric(Metric):
             attribution.positive.float(),
             self.percents,
             mode=self.mode,
-            score=self.score,
             noise=self.noise,
             seed=context.seed,
             batch_size=context.batch_size,
             ties=context.ties,
             tie_seed=context.tie_seed,
         )
-        return {c: drop[:, j] for j, c in enumerate(self.columns())}
+        return dict(zip(self.columns(), drop.unbind(1)))
 
 
 @dataclass
@@ -180,10 +160,9 @@ class FaceDeleteInsertMetric(Metric):
         self.percents = float_tuple(self.percents, "percents", 0.0, 100.0)
 
     def columns(self) -> list[Column]:
-        cols = [Column("Delete"), Column("Insert")]
-        for kind in ("Delete", "Insert"):
-            cols += [Column(f"{kind}-acc", percent=p) for p in self.percents]
-            cols += [Column(f"{kind}-sim", percent=p) for p in self.percents]
+        cols = self.summary_columns()
+        for kind in ("Delete-acc", "Delete-sim", "Insert-acc", "Insert-sim"):
+            cols += [Column(kind, percent=p) for p in self.percents]
         return cols
 
     def summary_columns(self) -> list[Column]:
@@ -205,15 +184,13 @@ class FaceDeleteInsertMetric(Metric):
             ties=context.ties,
             tie_seed=context.tie_seed,
         )
-        out = {}
+        values = [res.pair_auc("delete"), res.pair_auc("insert")]
         for kind in ("delete", "insert"):
-            tag = kind.capitalize()
-            out[Column(tag)] = res.pair_auc(kind)
-            correct, sims = res.correct(kind).float() * 100, res.similarity(kind)
-            for j, p in enumerate(self.percents):
-                out[Column(f"{tag}-acc", percent=p)] = correct[:, j]
-                out[Column(f"{tag}-sim", percent=p)] = sims[:, j]
-        return out
+            values += [
+                *(res.correct(kind).float() * 100).unbind(1),
+                *res.similarity(kind).unbind(1),
+            ]
+        return dict(zip(self.columns(), values))
 
 
 def table2_metrics(

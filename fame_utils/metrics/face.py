@@ -1,9 +1,8 @@
-"""Face-verification Deletion and Insertion (paper Table 1; protocol of Lu et al. 2024).
-
-Delete@P zeroes the top-P % pixels of each probe's e₊ map (:mod:`~fame_utils.metrics.road`),
-Insert@P keeps only them; cos(φ(g), φ(p̃)) is decided at the **clean** EER threshold θ
-(accept when s ≥ θ). Delete (↓) and Insert (↑): trapezoid areas ×100 of accuracy vs P/100.
-"""
+"""Face verification (paper Sec. 4, Table 1): the EER threshold θ (the unique score that
+minimises |FAR − FRR| in integer counts, ties to the largest; accept when s ≥ θ), and
+Deletion/Insertion (Lu et al. 2024): Delete@P zeroes the top-P % pixels of each probe's e₊
+map, Insert@P keeps only them, decided at the clean θ; Delete (↓) and Insert (↑) are the
+trapezoid areas ×100 of accuracy vs P/100."""
 
 from __future__ import annotations
 
@@ -11,20 +10,56 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from sklearn.metrics import roc_curve
 from torch import Tensor, nn
 
 from .._checks import check_count, check_model_input, check_threshold, frozen_eval, model_device
 from .road import TieRule, top_pixel_chunks, top_pixel_sets
-from .threshold import eer_threshold
-
-__all__ = ["FACE_PERCENTS", "FacePerturbation", "embed", "cosine_scores", "face_deletion_insertion"]
 
 FACE_PERCENTS = tuple(range(0, 101, 10))
 """P ∈ {0, 10, …, 100} % as in the paper."""
 
 Kind = Literal["delete", "insert"]
+
+
+def eer(
+    scores: Sequence[float] | np.ndarray, genuine: Sequence[bool] | np.ndarray
+) -> tuple[float, float]:
+    """``(eer_value, threshold)`` of (N,) ``scores`` and (N,) ``genuine`` bool or 0/1 (list,
+    numpy or torch); the EER is (FAR + FRR)/2 at θ. ``ValueError`` on mismatched shapes,
+    non-finite scores, labels not 0/1 or a single class."""
+    s, g = (np.asarray(v.detach().cpu() if hasattr(v, "detach") else v) for v in (scores, genuine))
+    if s.ndim != 1 or s.shape != g.shape:
+        raise ValueError(
+            f"scores and genuine labels must be 1-D of one length, got {s.shape}, {g.shape}"
+        )
+    if not np.isfinite(s.astype(np.float64)).all():
+        raise ValueError("scores contain NaN or infinite values")
+    if not np.isin(g, (0, 1)).all():
+        raise ValueError("genuine must hold booleans or 0/1 labels (1 = genuine pair)")
+    g = g.astype(bool)
+    n_gen, n_imp = int(g.sum()), int((~g).sum())
+    if not n_gen or not n_imp:
+        raise ValueError(
+            f"the EER needs both genuine and impostor pairs; got {n_gen} genuine and {n_imp} impostor"
+        )
+    far, tpr, thresholds = roc_curve(g, s.astype(np.float64), drop_intermediate=False)
+    # descending thresholds after the first (+inf); integer counts for an exact comparison
+    fa = np.rint(far[1:] * n_imp).astype(np.int64)
+    fr = n_gen - np.rint(tpr[1:] * n_gen).astype(np.int64)
+    gap = np.abs(fa * n_gen - fr * n_imp)
+    best = int(np.argmin(gap))  # the first minimum in descending order: the largest θ
+    return float((fa[best] / n_imp + fr[best] / n_gen) / 2), float(thresholds[1:][best])
+
+
+def eer_threshold(
+    scores: Sequence[float] | np.ndarray, genuine: Sequence[bool] | np.ndarray
+) -> float:
+    """The EER threshold θ on the scores (accept when s ≥ θ; ties to the largest θ)."""
+    return eer(scores, genuine)[1]
 
 
 @torch.no_grad()
@@ -62,9 +97,8 @@ class FacePerturbation:
     tie_seed: int = 0
 
     def similarity(self, kind: Kind) -> Tensor:
-        if kind not in ("delete", "insert"):
-            raise ValueError(f"kind must be 'delete' or 'insert', got {kind!r}")
-        return self.delete_similarity if kind == "delete" else self.insert_similarity
+        """(N, P) similarities under ``kind``, ``"delete"`` or ``"insert"``."""
+        return {"delete": self.delete_similarity, "insert": self.insert_similarity}[kind]
 
     def correct(self, kind: Kind) -> Tensor:
         """(N, P) bool: pair decided correctly at each P (accept when s ≥ θ)."""
@@ -102,15 +136,13 @@ def face_deletion_insertion(
     """Deletion and Insertion of the probes along their e₊ maps (Table 1).
 
     ``gallery`` and ``probe`` are (N, 3, H, W) [0, 1] pairs on any device, ``genuine``
-    (N,) bool or 0/1, ``probe_maps`` (N, H, W) (only their ranking matters), ``model`` an
-    embedder; ``threshold`` θ defaults to these pairs' clean EER threshold (pass the
-    protocol's θ for a subset of its pairs); ``percents`` increase strictly in [0, 100];
-    ``gallery_embeddings`` (N, D) may be precomputed; ``batch_size`` perturbed probes per
-    forward pass. Returns a :class:`FacePerturbation` on ``probe``'s device.
+    (N,) bool or 0/1, ``probe_maps`` (N, H, W), ``model`` an embedder; ``threshold`` θ
+    defaults to these pairs' clean EER threshold; ``percents`` increase strictly in
+    [0, 100]; ``gallery_embeddings`` (N, D) may be precomputed. Returns a
+    :class:`FacePerturbation` on ``probe``'s device.
     """
     check_model_input(gallery, model, "gallery")
     check_model_input(probe, model, "probe")
-    check_count(batch_size, "batch_size", 1)
     n = probe.shape[0]
     if gallery.shape != probe.shape:
         raise ValueError(

@@ -15,19 +15,6 @@ from torch import Tensor
 
 from .._checks import check_maps, check_unit_interval
 
-__all__ = [
-    "iou_at_thresholds",
-    "float_tuple",
-    "boxes_to_masks",
-    "mass_on_mask",
-    "mask_share",
-    "SIZE_STRATA",
-    "box_area_shares",
-    "size_strata",
-    "box_area_table",
-    "iou_by_box_size",
-]
-
 #: Box-size strata by the box's share of the image: ``{name: (low, high)}``, low ≤ share
 #: < high (the last one includes 1).
 SIZE_STRATA: dict[str, tuple[float, float]] = {

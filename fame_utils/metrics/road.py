@@ -2,9 +2,8 @@
 
 ``ties`` (:attr:`fame_utils.recipes.Recipe.ties`): ``"random"`` (paper) removes exactly
 round(p/100 · H·W) pixels, equal values in one seeded CPU permutation; ``"reference"`` those
-above the (100 − p)-th percentile (``numpy.percentile``), as the paper's code did. ``mode``:
-``"zero"`` (paper) or ``"noisy_linear"`` (ROAD, Rong et al. 2022: the 1/6-edge, 1/12-corner
-mean of the neighbours plus N(0, σ²); pytorch-grad-cam's ``NoisyLinearImputer`` at σ = 0).
+above the (100 − p)-th percentile, as the paper's code did. ``mode``: ``"zero"`` (paper) or
+``"noisy_linear"`` (Rong et al. 2022; pytorch-grad-cam's ``NoisyLinearImputer`` at σ = 0).
 """
 
 from __future__ import annotations
@@ -29,17 +28,6 @@ from .._checks import (
     model_device,
 )
 
-__all__ = [
-    "TieRule",
-    "RemovalMode",
-    "top_pixel_sets",
-    "removal_masks",
-    "top_pixel_chunks",
-    "class_scores",
-    "road_scores",
-    "noisy_linear_impute",
-]
-
 TieRule = Literal["random", "reference"]
 RemovalMode = Literal["zero", "noisy_linear"]
 
@@ -52,11 +40,8 @@ def top_pixel_sets(
     tie_seed: int = 0,
 ) -> tuple[Tensor, Tensor]:
     """The top-p % pixel sets of (B, H, W) maps as ``(key, cut)`` on the maps' device:
-    pixel (h, w) of map b is in the set of percentage j iff ``key[b, h, w] > cut[b, j]``.
-
-    Raises:
-        ValueError: a percentage outside [0, 100] or an unknown tie rule.
-    """
+    pixel (h, w) of map b is in the set of percentage j iff ``key[b, h, w] > cut[b, j]``;
+    ValueError on a percentage outside [0, 100] or an unknown tie rule."""
     check_maps(maps)
     if ties not in ("random", "reference"):
         raise ValueError(f"ties must be 'random' or 'reference', got {ties!r}")
@@ -107,29 +92,19 @@ def top_pixel_chunks(
 
 
 @torch.no_grad()
-def class_scores(
-    model: nn.Module,
-    images: Tensor,
-    labels: Tensor,
-    score: Literal["logit", "probability"] = "logit",
-    batch_size: int = 64,
-) -> Tensor:
-    """(N,) logit (or softmax probability) of class ``labels`` (N,) of (N, 3, H, W) images
-    on their device, forwarded in chunks of ``batch_size`` on the model's in eval mode."""
-    if score not in ("logit", "probability"):
-        raise ValueError(f"score must be 'logit' or 'probability', got {score!r}")
+def class_scores(model: nn.Module, images: Tensor, labels: Tensor, batch_size: int = 64) -> Tensor:
+    """(N,) logit of class ``labels`` (N,) of (N, 3, H, W) images on their device, forwarded
+    in chunks of ``batch_size`` on the model's device in eval mode."""
     check_count(batch_size, "batch_size", 1)
     dev = model_device(model)
     out = []
     with frozen_eval(model):
         for i in range(0, images.shape[0], batch_size):
             logits = model(images[i : i + batch_size].to(dev))
-            y = labels[i : i + batch_size].to(logits.device)
             if i == 0:
                 check_class_indices(labels, logits.shape[1], "labels")
-            if score == "probability":
-                logits = logits.softmax(1)
-            out.append(logits.gather(1, y[:, None]).squeeze(1).float())
+            y = labels[i : i + batch_size, None].to(logits.device)
+            out.append(logits.gather(1, y).squeeze(1).float())
     return torch.cat(out).to(images.device)
 
 
@@ -141,25 +116,21 @@ def road_scores(
     percents: Sequence[float] = (10, 30, 50),
     *,
     mode: RemovalMode = "zero",
-    score: Literal["logit", "probability"] = "logit",
     batch_size: int = 64,
     noise: float = 0.01,
     seed: int = 0,
     ties: TieRule = "random",
     tie_seed: int = 0,
 ) -> Tensor:
-    """ROAD-Delete@p: (B, P) drops s(x) − s(x̃) of the class score (:func:`class_scores`)
-    when the top-p % pixels of the (B, H, W) maps are removed, on ``images``' device.
-
-    ``images`` (B, 3, H, W) in [0, 1] are perturbed on their device and forwarded on the
-    model's, ``batch_size`` at a time; ``noise`` / ``seed``: σ and seed of the imputation.
-    """
+    """ROAD-Delete@p: (B, P) drops s(x) − s(x̃) of the class logit (:func:`class_scores`)
+    when the top-p % pixels of the (B, H, W) maps are removed from the (B, 3, H, W) [0, 1]
+    ``images`` on their device; ``noise`` / ``seed``: σ and seed of the imputation."""
     if mode not in ("zero", "noisy_linear"):
-        raise ValueError(f"mode must be 'zero' or 'noisy_linear', got {mode!r}")
+        raise ValueError(f"mode must be one of ('zero', 'noisy_linear'), got {mode!r}")
     check_maps(maps)
     b = images.shape[0]
     y = as_index_tensor(labels, b, "labels").to(images.device)
-    clean = class_scores(model, check_model_input(images, model), y, score, batch_size)
+    clean = class_scores(model, check_model_input(images, model), y, batch_size)
     if maps.shape != (b, *images.shape[2:]):
         raise ValueError(
             f"maps must have shape {(b, *images.shape[2:])} to match images, got {tuple(maps.shape)}"
@@ -172,13 +143,13 @@ def road_scores(
             xt = images[ii] * (~top).unsqueeze(1).to(images.dtype)
         else:
             xt = noisy_linear_impute(images[ii], top, noise=noise, generator=gen)
-        out[ii, jj] = class_scores(model, xt, y[ii], score, batch_size)
+        out[ii, jj] = class_scores(model, xt, y[ii], batch_size)
     return clean.unsqueeze(1) - out
 
 
 def _neighbour_sum(x: Tensor) -> Tensor:
     """Σ_j w_j x_j over in-image neighbours of (N, 1, H, W) grids: ([1, 2, 1]⊗[1, 2, 1] −
-    4δ) / 12 as two 3-tap passes (faster than ``conv2d``)."""
+    4δ) / 12 (1/6 per edge, 1/12 per corner) as two 3-tap passes."""
     xp = F.pad(x, (1, 1, 1, 1))
     rows = torch.add(xp[..., :, :-2], xp[..., :, 2:]).add_(xp[..., :, 1:-1], alpha=2)
     both = torch.add(rows[..., :-2, :], rows[..., 2:, :]).add_(rows[..., 1:-1, :], alpha=2)
