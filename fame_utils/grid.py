@@ -25,7 +25,7 @@ from .experiment.result import ExperimentResult
 from .experiment.run import run_experiment
 from .methods import Fame, make_methods
 from .metrics.adapters import Column, Metric
-from .postprocess import gaussian_blur, kernel_size_for, max_normalize
+from .postprocess import gaussian_blur, kernel_size_for, normalize_maps
 from .stats import DEFAULT_RESAMPLES, Interval
 
 
@@ -362,7 +362,7 @@ def draw_grid_example(
     for ax, name in zip(axes[1:], names):
         m = result.maps(name).positive[index : index + 1].float()
         if sigma > 0:
-            m = max_normalize(gaussian_blur(m, kernel_size_for(sigma), sigma))
+            m = normalize_maps(gaussian_blur(m, kernel_size_for(sigma), sigma))[0]
         share = float(grid_pointing_game(m, cells, shape)[0])
         outside = float((m * ~cell_masks(m.shape, cells, shape)).amax())
         ax.imshow(m[0].numpy(), cmap="jet", vmin=0, vmax=1)
