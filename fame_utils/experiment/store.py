@@ -5,7 +5,6 @@ the output folder's lock. Outputs are staged in ``OUT/.staging/`` and moved in w
 from __future__ import annotations
 
 import errno
-import fcntl
 import functools
 import json
 import os
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from filelock import FileLock, Timeout
 from torch import Tensor
 
 from ..metrics.adapters import Metric
@@ -274,55 +274,38 @@ def commit_outputs(out: Path, staging: Path) -> None:
     shutil.rmtree(staging, ignore_errors=True)
 
 
-class OutputLock:
-    """Exclusive right to write ``out``'s results: an ``fcntl.flock`` on ``out/.lock``,
-    released by the kernel if the process dies.
+def lock_output(out: Path) -> FileLock:
+    """Take the exclusive right to write ``out``'s results: a :class:`filelock.FileLock` on
+    ``out/.lock`` (an ``flock``, so the kernel frees it when the process dies) that records
+    ``HOST PID`` for the message below; release it with ``.release()``.
 
     Raises:
         RunConflictError: another live run holds the folder (the message names it).
     """
+    path = Path(out) / ".lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
 
-    def __init__(self, out: Path):
-        self.path = Path(out) / ".lock"
-        self._fd: int | None = None
+    def mark(fd: int) -> None:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{HOST} {os.getpid()}\n".encode())
 
-    def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        for _ in range(10):
-            fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                try:
-                    host, pid = self.path.read_text(encoding="utf-8").split()[:2]
-                    owner = f"process {int(pid)} on {host}"
-                except (OSError, ValueError):
-                    owner = "an unknown process"
-                raise RunConflictError(
-                    f"{self.path.parent} is being written by {owner} ({self.path}). "
-                    "Wait for it or choose another output folder"
-                ) from None
-            try:  # the file may have been removed and recreated by a releasing holder
-                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
-            except FileNotFoundError:
-                same = False
-            if same:
-                os.ftruncate(fd, 0)
-                os.write(fd, f"{HOST} {os.getpid()}\n".encode())
-                self._fd = fd
-                return
-            os.close(fd)
-        raise RunConflictError(f"could not take {self.path}; run again")
-
-    def release(self) -> None:
-        if self._fd is not None:
-            self.path.unlink(missing_ok=True)
-            os.close(self._fd)
-            self._fd = None
+    lock = FileLock(path, timeout=0, thread_local=False, on_acquired=mark)
+    try:
+        lock.acquire()
+    except Timeout:
+        try:
+            host, pid = path.read_text(encoding="utf-8").split()[:2]
+            owner = f"process {int(pid)} on {host}"
+        except (OSError, ValueError):
+            owner = "an unknown process"
+        raise RunConflictError(
+            f"{path.parent} is being written by {owner} ({path}). "
+            "Wait for it or choose another output folder"
+        ) from None
+    return lock
 
 
-def claim_output(out: Path, settings: dict, overwrite: bool) -> OutputLock | None:
+def claim_output(out: Path, settings: dict, overwrite: bool) -> FileLock | None:
     """On rank 0: take ``out``'s lock, finish what a killed run left and check that the
     results there may be replaced by a run of ``settings``; returns the held lock (``None``
     on the other ranks).
@@ -333,9 +316,8 @@ def claim_output(out: Path, settings: dict, overwrite: bool) -> OutputLock | Non
     """
     lock, problem = None, None
     if distributed.current().rank == 0:
-        lock = OutputLock(out)
         try:
-            lock.acquire()
+            lock = lock_output(out)
             staging = out / ".staging"
             if (staging / "run.json").is_file():  # left complete by a killed run
                 warnings.warn(
@@ -355,7 +337,8 @@ def claim_output(out: Path, settings: dict, overwrite: bool) -> OutputLock | Non
                 _check_settings(path, settings)
             remove_stale_tmp(out)
         except RunConflictError as e:
-            lock.release()
+            if lock is not None:
+                lock.release()
             problem = str(e)
     problem = distributed.broadcast(problem)
     if problem is not None:
