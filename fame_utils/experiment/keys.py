@@ -30,6 +30,14 @@ def _hash_tensor(t: Tensor) -> dict:
     return {"tensor": h.hexdigest()[:16]}
 
 
+def _hash_named(h: Any, tensors: Any) -> str:
+    """Update ``h`` with every ``(name, tensor)``; its first 16 hex digits."""
+    for key, t in tensors:
+        h.update(key.encode())
+        hash_tensor(h, t)
+    return h.hexdigest()[:16]
+
+
 def _type_name(value: Any) -> str:
     kind = value if isinstance(value, type) else type(value)
     return f"{kind.__module__}.{kind.__qualname__}"
@@ -45,11 +53,7 @@ def module_identity(module: nn.Module, model: nn.Module | None = None) -> dict:
     state = module.state_dict()
     if not state:  # nothing to hash: its configuration is all there is
         return {**out, "repr": repr(module)}
-    h = hashlib.sha256()
-    for key, t in sorted(state.items()):
-        h.update(key.encode())
-        hash_tensor(h, t)
-    return {**out, "weights": h.hexdigest()[:16]}
+    return {**out, "weights": _hash_named(hashlib.sha256(), sorted(state.items()))}
 
 
 def _code_hash(code: Any) -> str:
@@ -85,15 +89,6 @@ def _function_key(fn: Any, path: str, seen: set[int], model: nn.Module | None) -
             if n in glob and isinstance(glob[n], plain)
         },
     }
-
-
-def _fields(value: Any) -> dict[str, Any]:
-    """Public init fields of a dataclass (minus ``runtime_fields``) or public attributes."""
-    if dataclasses.is_dataclass(value):
-        skip = set(getattr(value, "runtime_fields", ()))
-        fields = (f.name for f in dataclasses.fields(value) if f.init and f.name not in skip)
-        return {k: getattr(value, k) for k in fields if not k.startswith("_")}
-    return {k: v for k, v in sorted(vars(value).items()) if not k.startswith("_")}
 
 
 def fingerprint(
@@ -147,14 +142,17 @@ def fingerprint(
         }
     if callable(value) and type(value).__module__ == "builtins":  # builtin functions
         return f"{getattr(value, '__module__', None)}.{value.__qualname__}"
-    if dataclasses.is_dataclass(value) or (
-        hasattr(value, "__dict__") and type(value).__module__ != "builtins"
-    ):
-        fields = _fields(value).items()
-        return {
-            "type": _type_name(value),
-            **{k: fingerprint(v, f"{path}.{k}", model, seen) for k, v in fields},
-        }
+    if dataclasses.is_dataclass(value):  # init fields, less the speed and display knobs
+        skip = set(getattr(value, "runtime_fields", ()))
+        names = [f.name for f in dataclasses.fields(value) if f.init and f.name not in skip]
+    elif hasattr(value, "__dict__") and type(value).__module__ != "builtins":
+        names = sorted(vars(value))
+    else:
+        names = None
+    if names is not None:
+        fields = (k for k in names if not k.startswith("_"))
+        parts = {k: fingerprint(getattr(value, k), f"{path}.{k}", model, seen) for k in fields}
+        return {"type": _type_name(value), **parts}
     raise TypeError(
         f"{path} is a {_type_name(value)}, which the experiment cache cannot fingerprint "
         "(its effect on the maps is unknown); make it a number, string, tensor, dataclass or "
@@ -189,12 +187,8 @@ def model_fingerprint(model: nn.Module, *, strict: bool = True) -> str:
             names it; pass ``model_id`` to the runner to name the model yourself).
     """
     h = hashlib.sha256(repr(getattr(model, "input_normalization", None)).encode())
-    for key, t in [
-        *model.named_parameters(remove_duplicate=False),
-        *model.named_buffers(remove_duplicate=False),
-    ]:
-        h.update(key.encode())
-        hash_tensor(h, t)
+    named = model.named_parameters(remove_duplicate=False)
+    _hash_named(h, [*named, *model.named_buffers(remove_duplicate=False)])
     for mod_name, module in model.named_modules(remove_duplicate=False):
         h.update(f"{mod_name}:{_type_name(module)}".encode())
         for attr, value in sorted(vars(module).items()):

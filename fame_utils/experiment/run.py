@@ -55,34 +55,27 @@ from .store import (
     write_text,
 )
 
-__all__ = ["run_experiment", "check_seed"]
+__all__ = ["run_experiment"]
 
 
 def _whole(value: object, name: str, low: int = 1, high: int | None = None) -> int:
     """``value`` (an int or numpy integer, not a bool) in [low, high], else ``ValueError``."""
     whole = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-    if not whole or value < low:
-        raise ValueError(f"{name} must be a whole number >= {low}, got {value!r}")
-    if high is not None and value > high:
-        raise ValueError(f"{name} must be a whole number in [{low}, {high}], got {value!r}")
+    if not whole or value < low or (high is not None and value > high):
+        bound = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise ValueError(f"{name} must be a whole number {bound}, got {value!r}")
     return int(value)
-
-
-def check_seed(seed: object, name: str = "seed") -> int:
-    """A seed: a whole number in [0, 2**63 - 1] (numpy integers accepted, bools refused)."""
-    return _whole(seed, name, 0, 2**63 - 1)
 
 
 def _check_threshold(threshold: object) -> float:
     try:
         t = float(threshold)  # type: ignore[arg-type]
     except (TypeError, ValueError):
+        t = math.nan
+    if not -1.0 <= t <= 1.0:  # (NaN too)
         raise ValueError(
-            f"the verification threshold must be a number, got {threshold!r}"
-        ) from None
-    if not math.isfinite(t) or not -1.0 <= t <= 1.0:
-        raise ValueError(
-            f"the verification threshold θ is a cosine similarity in [-1, 1], got {threshold!r}"
+            "the verification threshold θ must be a number: a cosine similarity in [-1, 1], "
+            f"got {threshold!r}"
         )
     return t
 
@@ -293,11 +286,11 @@ def run_experiment(
     """Compute, cache, evaluate and tabulate every method on a dataset (Tables 1 and 2).
 
     Args:
-        model: eval-mode network on (B, 3, H, W) [0, 1] RGB, on the device the maps are
-            computed on: a classifier for :class:`ClassificationItem` data, a face
-            embedder for :class:`PairItem` data.
-        methods: ``method(model, images, target) -> Attribution`` callables with unique
-            ``name`` s (:func:`fame_utils.make_methods` makes them by name).
+        model: eval-mode network on (B, 3, H, W) [0, 1] RGB, on the device that computes the
+            maps: a classifier for :class:`ClassificationItem` data, a face embedder for
+            :class:`PairItem` data.
+        methods: ``method(model, images, target) -> Attribution`` with unique ``name`` s
+            (:func:`fame_utils.make_methods`).
         metrics: e.g. ``[IoUMetric(), RoadMetric()]`` or ``[FaceDeleteInsertMetric()]``.
         out_dir: folder for ``results.csv``, ``summary.{csv,md,tex}`` and ``run.json``.
         recipe: ``"paper"`` (default), ``"reference"`` or a :class:`Recipe`.
@@ -306,8 +299,8 @@ def run_experiment(
         cache_dir: map cache folder (default ``out_dir/cache``); runs may share it.
         threshold: verification θ in [-1, 1] (default: the clean EER threshold).
         model_id: names the model in the cache key (default: its fingerprint).
-        seed, n_resamples: the metrics' base seed (batch b uses ``seed + b``) and the
-            95 % bootstrap intervals' seed; resamples per summary cell.
+        seed, n_resamples: the metrics' base seed (batch b uses ``seed + b``), also the
+            bootstrap's; resamples per summary cell.
         threads: ``torch.set_num_threads`` for the run (restored after).
         overwrite: replace results in ``out_dir`` that were made with other settings.
 
@@ -315,15 +308,14 @@ def run_experiment(
         :class:`ExperimentResult`, the same on every rank (rank 0 writes the files).
 
     Raises:
-        ValueError: a bad argument (the message names it).
-        TypeError: a method setting or model attribute that cannot be fingerprinted.
-        RunConflictError: ``out_dir`` holds foreign results or those of other settings
-            (without ``overwrite``), or another run writes it.
-        OSError: the disk is full (finished batches are kept).
-        RuntimeError: NaN/Inf model outputs or maps (the items are named).
+        ValueError: a bad argument (named). TypeError: a method setting or model attribute
+            that cannot be fingerprinted. RunConflictError: ``out_dir`` holds foreign
+            results, those of other settings (without ``overwrite``), or another run writes
+            it. OSError: a full disk (finished batches are kept). RuntimeError: NaN/Inf
+            model outputs or maps (the items are named).
     """
     task = _check_metrics(dataset, metrics)
-    seed = check_seed(seed)
+    seed = _whole(seed, "seed", 0, 2**63 - 1)
     batch_size = _whole(batch_size, "batch_size")
     eval_batch_size = _whole(eval_batch_size, "eval_batch_size")
     n_resamples = _whole(n_resamples, "n_resamples")
@@ -331,10 +323,8 @@ def run_experiment(
         _whole(threads, "threads")
     out = check_folder(out_dir, "out_dir")
     cache_root = check_folder(cache_dir, "cache_dir") if cache_dir is not None else out / "cache"
-    if threshold is None:
-        threshold_source = None
-    else:
-        threshold = _check_threshold(threshold)
+    threshold_source = None if threshold is None else threshold_source
+    threshold = None if threshold is None else _check_threshold(threshold)
     previous_threads = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
