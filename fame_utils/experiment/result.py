@@ -155,20 +155,13 @@ def _matches(values: pd.Series, wanted: float | None) -> np.ndarray:
 
 @dataclass
 class ExperimentResult:
-    """What :func:`~fame_utils.run_experiment` produced.
-
-    Attributes:
-        rows: tidy rows as ``results.csv`` (:data:`ROW_COLUMNS`, NaN where none applies).
-        summary, intervals: methods × column labels, item means and their 95 % bootstrap
-            :class:`~fame_utils.stats.Interval` (``None`` for an empty cell).
-        paths: written files (``results``, ``summary_csv``, ``summary_md``,
-            ``summary_tex``, ``run``).
-        cache_dirs: method name -> its cache folder.
-        threshold, threshold_source: verification θ and where it came from (``None`` for
-            classification).
-        decimals: summary column label -> decimals of the Markdown/LaTeX tables.
-        computed_batches: method name -> map batches computed in this run (0: all cached).
-    """
+    """What :func:`~fame_utils.run_experiment` produced: ``rows`` as ``results.csv``
+    (:data:`ROW_COLUMNS`); ``summary`` and ``intervals`` (methods × column labels: item means
+    and :class:`~fame_utils.stats.Interval`, ``None`` for an empty cell); the written
+    ``paths`` (``results``, ``summary_csv``, ``summary_md``, ``summary_tex``, ``run``);
+    ``cache_dirs`` and ``computed_batches`` (0: all cached) by method name; verification
+    ``threshold`` and its ``threshold_source`` (``None`` for classification); ``decimals``
+    of the tables by column label."""
 
     rows: pd.DataFrame
     summary: pd.DataFrame
@@ -196,10 +189,11 @@ class ExperimentResult:
         negative = None if any(n is None for n in neg) else torch.cat(neg)
         return Attribution(torch.cat([b["positive"] for b in blobs]), negative)
 
-    def select(
+    def per_item(
         self, metric: str, threshold: float | None = None, percent: float | None = None
     ) -> pd.DataFrame:
-        """The rows of one column (``metric`` at ``threshold`` or ``percent``).
+        """Per-item values of one column (``metric`` at ``threshold`` or ``percent``): items
+        (dataset order) × methods (run order), e.g. ``result.per_item("IoU", threshold=0.5)``.
 
         Raises:
             KeyError: no such column; the message lists the metrics the run has.
@@ -216,16 +210,8 @@ class ExperimentResult:
                 f"metrics of this run: {sorted(r['metric'].unique())} (give threshold= for "
                 "IoU, percent= for ROAD and the face curves)"
             )
-        return r[keep]
-
-    def per_item(
-        self, metric: str, threshold: float | None = None, percent: float | None = None
-    ) -> pd.DataFrame:
-        """Per-item values of one column: items (dataset order) × methods (run order),
-        e.g. ``result.per_item("IoU", threshold=0.5)``."""
-        sub = self.select(metric, threshold, percent)
-        table = sub.pivot(index="index", columns="method", values="value")
-        names = sub.drop_duplicates("index").set_index("index")["item"]
+        table = r[keep].pivot(index="index", columns="method", values="value")
+        names = r[keep].drop_duplicates("index").set_index("index")["item"]
         table.index = pd.Index(names.loc[table.index].to_list(), name="item")
         table.columns.name = None
         return table[[m for m in self.methods if m in table.columns]]

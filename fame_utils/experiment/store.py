@@ -29,14 +29,9 @@ from . import distributed
 from .keys import source_hash
 
 OUTPUT_FILES = ("results.csv", "summary.csv", "summary.md", "summary.tex", "run.json")
-"""The files a run writes into its output folder (``run.json`` last)."""
-
-MAP_TOLERANCE = 1e-5
-"""How far outside [0, 1] a map value may lie (rounding) before the map is refused."""
-
+MAP_TOLERANCE = 1e-5  # how far outside [0, 1] a map value may lie (rounding)
 HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "host"
-STALE_TMP_SECONDS = 24 * 3600
-"""A temporary file of another machine (shared folder) is taken as stale after a day."""
+STALE_TMP_SECONDS = 24 * 3600  # another machine's temporary file is stale after a day
 _TMP = re.compile(r"^\.(?P<name>.+)\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.tmp$")
 
 
@@ -159,7 +154,7 @@ def _pid_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:  # someone else's live process
-        return True
+        pass
     return True
 
 
@@ -183,16 +178,15 @@ def remove_stale_tmp(folder: Path) -> None:
 
 def _git_commit() -> str | None:
     root = Path(__file__).resolve().parents[2]
-    if not (root / ".git").exists():
-        return None
+    git = functools.partial(
+        subprocess.check_output, cwd=root, text=True, timeout=10, stderr=subprocess.DEVNULL
+    )
     try:
-        git = ["git", "-C", str(root)]
-        run = functools.partial(subprocess.run, capture_output=True, text=True, timeout=10)
-        commit = run([*git, "rev-parse", "HEAD"], check=True).stdout.strip()
-        dirty = run([*git, "status", "--porcelain", "--untracked-files=no"], check=True)
+        commit = git(["git", "rev-parse", "HEAD"]).strip() if (root / ".git").exists() else None
+        dirty = git(["git", "status", "--porcelain", "--untracked-files=no"]) if commit else ""
     except (OSError, subprocess.SubprocessError):
         return None
-    return commit + ("-dirty" if dirty.stdout.strip() else "")
+    return commit and commit + ("-dirty" if dirty.strip() else "")
 
 
 def environment(device: torch.device) -> dict[str, Any]:
