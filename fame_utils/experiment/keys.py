@@ -24,12 +24,6 @@ CACHE_VERSION = 3
 """Bumped when the cache layout or the meaning of a cached value changes."""
 
 
-def _hash_tensor(t: Tensor) -> dict:
-    h = hashlib.sha256()
-    hash_tensor(h, t)
-    return {"tensor": h.hexdigest()[:16]}
-
-
 def _hash_named(h: Any, tensors: Any) -> str:
     """Update ``h`` with every ``(name, tensor)``; its first 16 hex digits."""
     for key, t in tensors:
@@ -111,12 +105,15 @@ def fingerprint(
         return str(value)
     if isinstance(value, enum.Enum):
         return f"{type(value).__qualname__}.{value.name}"
-    if isinstance(value, Tensor):
-        return _hash_tensor(value)
-    if isinstance(value, np.ndarray):
-        return _hash_tensor(torch.from_numpy(np.ascontiguousarray(value)))
-    if isinstance(value, torch.Generator):
-        return _hash_tensor(value.get_state())
+    if isinstance(value, (Tensor, np.ndarray, torch.Generator)):
+        if isinstance(value, torch.Generator):
+            value = value.get_state()
+        t = (
+            torch.from_numpy(np.ascontiguousarray(value))
+            if isinstance(value, np.ndarray)
+            else value
+        )
+        return {"tensor": _hash_named(hashlib.sha256(), [("", t)])}
     if isinstance(value, nn.Module):
         return module_identity(value, model)
     if isinstance(value, type):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -57,21 +58,17 @@ def summarize(
 
 
 def _rows(summary: pd.DataFrame, decimals: Mapping[str, int] | None, intervals) -> list:
-    """``(label, cells)`` per method: ``mean [low, high]`` to the column's decimals."""
+    """``[label, *cells]`` per method: ``mean [low, high]`` to the column's decimals."""
     out = []
     for method, row in summary.iterrows():
-        cells = []
+        # the sanity baselines are reference rows, not methods (issue 23)
+        cells = [f"{method} (sanity baseline)" if method in BASELINE_NAMES else str(method)]
         for c in summary.columns:
             v, d = row[c], (decimals or {}).get(c, 3)
-            iv = None if intervals is None else intervals.loc[method, c]
+            iv = None if intervals is None or pd.isna(v) else intervals.loc[method, c]
             cell = "—" if pd.isna(v) else f"{v:.{d}f}"
-            cells.append(
-                cell if iv is None or pd.isna(v) else f"{cell} [{iv.low:.{d}f}, {iv.high:.{d}f}]"
-            )
-        # the sanity baselines are reference rows, not methods (issue 23)
-        out.append(
-            (f"{method} (sanity baseline)" if method in BASELINE_NAMES else str(method), cells)
-        )
+            cells.append(cell if iv is None else f"{cell} [{iv.low:.{d}f}, {iv.high:.{d}f}]")
+        out.append(cells)
     return out
 
 
@@ -88,9 +85,7 @@ def summary_markdown(
         "| " + " | ".join(["Method", *summary.columns]) + " |",
         "|" + "|".join(["---"] + ["---:"] * len(summary.columns)) + "|",
     ]
-    lines += [
-        "| " + " | ".join([m, *cells]) + " |" for m, cells in _rows(summary, decimals, intervals)
-    ]
+    lines += ["| " + " | ".join(cells) + " |" for cells in _rows(summary, decimals, intervals)]
     return "\n".join(lines + (["", note] if note else [])) + "\n"
 
 
@@ -102,19 +97,15 @@ def summary_latex(
 ) -> str:
     """A booktabs LaTeX tabular of a summary (as :func:`summary_markdown`; ``note`` as a
     comment)."""
-
-    def tex(s: str) -> str:
-        return re.sub(r"([%&_#$])", r"\\\1", s)
-
+    tex = functools.partial(re.sub, r"([%&_#$])", r"\\\1")
     lines = [
         f"\\begin{{tabular}}{{l{'r' * len(summary.columns)}}}",
         "\\toprule",
         " & ".join(["Method", *map(tex, summary.columns)]) + " \\\\",
         "\\midrule",
     ]
-    lines += [
-        " & ".join([tex(m), *cells]) + " \\\\" for m, cells in _rows(summary, decimals, intervals)
-    ]
+    rows = _rows(summary, decimals, intervals)
+    lines += [" & ".join([tex(m), *cells]) + " \\\\" for m, *cells in rows]
     lines += ["\\bottomrule", "\\end{tabular}"] + (["% " + note] if note else [])
     return "\n".join(lines) + "\n"
 
