@@ -387,10 +387,10 @@ def test_18_2_what_cannot_be_fingerprinted_is_refused_by_name(tmp_path, data):
 
 
 def test_18_3_a_code_change_gives_fresh_maps(tmp_path, tiny_cnn, data, monkeypatch):
-    import fame_utils.experiment.run as run_module
+    import fame_utils.experiment.keys as keys
 
     _run(tiny_cnn, data, tmp_path)
-    monkeypatch.setattr(run_module, "source_hash", lambda: "changed-code")
+    monkeypatch.setattr(keys, "source_hash", lambda: "changed-code")
     again = _run(tiny_cnn, data, tmp_path, overwrite=True)
     assert again.computed_batches == {"saliency": 3}
 

@@ -26,34 +26,8 @@ from ..metrics.threshold import eer_threshold
 from ..objectives import Attribution, ClassLogit, CosineSimilarity
 from ..recipes import Recipe, get_recipe
 from ..stats import DEFAULT_RESAMPLES
-from . import distributed
-from .keys import (
-    CACHE_VERSION,
-    batch_hash,
-    digest,
-    fingerprint,
-    method_key,
-    model_fingerprint,
-    slug,
-    source_hash,
-)
+from . import distributed, keys, store
 from .result import ROW_COLUMNS, ExperimentResult, summarize, summary_texts
-from .store import (
-    OUTPUT_FILES,
-    blob_problem,
-    check_folder,
-    claim_output,
-    commit_outputs,
-    environment,
-    load,
-    map_problem,
-    remove_stale_tmp,
-    run_info,
-    save_tensors,
-    stage_outputs,
-    values_problem,
-    write_text,
-)
 
 __all__ = ["run_experiment"]
 
@@ -157,9 +131,9 @@ def _compute_maps(model, dataset, method, folder: Path, owned, run: dict) -> tup
     batches, todo, empty, new_empty = run["batches"], [], [], []
     for b in owned:
         path = folder / f"batch_{b:05d}.pt"
-        blob = load(path)
+        blob = store.load(path)
         shape = (len(batches[b]), *run["hw"])
-        problem = blob_problem(blob, run["names"][b], shape, run["inputs"][b])
+        problem = store.blob_problem(blob, run["names"][b], shape, run["inputs"][b])
         if problem is None:
             empty += blob.get("empty", [])
             continue
@@ -186,7 +160,7 @@ def _compute_maps(model, dataset, method, folder: Path, owned, run: dict) -> tup
                 f"method {method.name} returned {type(att).__name__}, expected Attribution"
             )
         for role, maps in (("positive", att.positive), ("negative", att.negative)):
-            problem = map_problem(maps, (len(idx), *run["hw"]), role)
+            problem = store.map_problem(maps, (len(idx), *run["hw"]), role)
             if problem is not None:
                 if "NaN" in problem:
                     problem += f" for items {_nonfinite(maps, batch.names)}"
@@ -208,7 +182,7 @@ def _compute_maps(model, dataset, method, folder: Path, owned, run: dict) -> tup
             "empty": batch_empty,
             "inputs": run["inputs"][b],
         }
-        save_tensors(blob, folder / f"batch_{b:05d}.pt")
+        store.save_tensors(blob, folder / f"batch_{b:05d}.pt")
     if new_empty:
         warnings.warn(
             f"{method.name} gave all-zero maps for {new_empty}; they are scored as empty maps "
@@ -224,14 +198,15 @@ def _evaluate(model, dataset, name: str, folder: Path, which, metrics, run):
     device, ctx, roles = model_device(model), run["context"], ("positive", "negative")
     records: list[dict] = []
     # a value depends on the metric's settings and the context (seed, batch size, tie rule)
-    keys = [digest([fingerprint(m, "metric"), fingerprint(ctx, "context")]) for m in metrics]
+    fp = keys.fingerprint
+    value_keys = [keys.digest([fp(m, "metric"), fp(ctx, "context")]) for m in metrics]
     bar = tqdm(which, f"eval {name}", unit="batch", disable=not run["progress"], leave=False)
     for b in bar:
         idx, loaded = run["batches"][b], None
-        for m, key in zip(metrics, keys):
-            path = folder / f"eval_{slug(type(m).__name__)}-{key}_{b:05d}.pt"
-            cached = load(path)
-            problem = values_problem(cached, m, len(idx))
+        for m, key in zip(metrics, value_keys):
+            path = folder / f"eval_{keys.slug(type(m).__name__)}-{key}_{b:05d}.pt"
+            cached = store.load(path)
+            problem = store.values_problem(cached, m, len(idx))
             if problem is not None:
                 if cached is not None:  # (an unreadable file was reported by load)
                     warnings.warn(
@@ -239,7 +214,7 @@ def _evaluate(model, dataset, name: str, folder: Path, which, metrics, run):
                         stacklevel=3,
                     )
                 if loaded is None:  # the maps, checked when cached or computed
-                    blob = load(folder / f"batch_{b:05d}.pt")
+                    blob = store.load(folder / f"batch_{b:05d}.pt")
                     maps = [blob[k] if blob[k] is None else blob[k].to(device) for k in roles]
                     loaded = _batch(dataset, idx).to(device), Attribution(*maps)
                 refs = None if run["refs"] is None else run["refs"][idx.start : idx.stop]
@@ -254,7 +229,7 @@ def _evaluate(model, dataset, name: str, folder: Path, which, metrics, run):
                     "names": loaded[0].names,
                     "values": {c.label: v.detach().float().cpu() for c, v in values.items()},
                 }
-                save_tensors(cached, path)
+                store.save_tensors(cached, path)
             for c in m.columns():
                 values = cached["values"][c.label].tolist()
                 for i, item, v in zip(idx, cached["names"], values):
@@ -321,8 +296,10 @@ def run_experiment(
     n_resamples = _whole(n_resamples, "n_resamples")
     if threads is not None:
         _whole(threads, "threads")
-    out = check_folder(out_dir, "out_dir")
-    cache_root = check_folder(cache_dir, "cache_dir") if cache_dir is not None else out / "cache"
+    out = store.check_folder(out_dir, "out_dir")
+    cache_root = (
+        store.check_folder(cache_dir, "cache_dir") if cache_dir is not None else out / "cache"
+    )
     threshold_source = None if threshold is None else threshold_source
     threshold = None if threshold is None else _check_threshold(threshold)
     previous_threads = torch.get_num_threads()
@@ -335,7 +312,7 @@ def run_experiment(
         batches = _batches(len(dataset), batch_size)
         owned = [b for b in range(len(batches)) if b % shard.world_size == shard.rank]
         # a named model (model_id) may hold attributes the fingerprint cannot see into
-        model_print = model_fingerprint(model, strict=model_id is None)
+        model_print = keys.model_fingerprint(model, strict=model_id is None)
         refs = None
         if task == "verification":
             refs, clean, genuine = _clean_verification(model, dataset, eval_batch_size, progress)
@@ -343,16 +320,16 @@ def run_experiment(
                 threshold = distributed.broadcast(float(eer_threshold(clean, genuine)))
                 threshold_source = "clean EER"
         _check_methods(methods, task)
-        method_keys = {m.name: method_key(m, model) for m in methods}
+        method_keys = {m.name: keys.method_key(m, model) for m in methods}
         inputs, names = [], []  # each batch as the stages read it: its hash and item names
         for idx in tqdm(batches, "hashing inputs", disable=not progress, leave=False):
             batch = _batch(dataset, idx)
-            inputs.append(batch_hash(batch))
+            inputs.append(keys.batch_hash(batch))
             names.append(batch.names)
         hw = tuple((batch.images if task == "classification" else batch.probe).shape[-2:])
         base = {
-            "cache_version": CACHE_VERSION,
-            "code": source_hash(),
+            "cache_version": keys.CACHE_VERSION,
+            "code": keys.source_hash(),
             "task": task,
             "model": model_id or model_print,
             "dataset": dataset_identity(dataset),
@@ -363,7 +340,7 @@ def run_experiment(
             base["threshold"] = repr(float(threshold))
         settings = {
             **base,
-            "inputs": digest(inputs),
+            "inputs": keys.digest(inputs),
             "model": {
                 "id": base["model"],
                 "fingerprint": model_print,
@@ -372,15 +349,15 @@ def run_experiment(
             "threshold": threshold,
             "threshold_source": threshold_source,
             "methods": method_keys,
-            "metrics": [fingerprint(m, "metric") for m in metrics],
+            "metrics": [keys.fingerprint(m, "metric") for m in metrics],
             "recipe": run_recipe.as_dict(),
             "eval_batch_size": eval_batch_size,
             "seed": seed,
             "tie_seed": run_recipe.tie_seed,
             "bootstrap": {"n_resamples": n_resamples, "seed": seed, "level": 0.95},
-            **environment(device),
+            **store.environment(device),
         }
-        lock = claim_output(out, settings, overwrite)  # rank 0's; None on the others
+        lock = store.claim_output(out, settings, overwrite)  # rank 0's; None on the others
         try:
             run = {
                 "batches": batches,
@@ -403,12 +380,12 @@ def run_experiment(
             empty: dict[str, list[str]] = {}
             for method in tqdm(methods, desc="methods", unit="method", disable=not progress):
                 key = {**base, "method": method_keys[method.name]}
-                folder = cache_root / f"{slug(method.name)}-{digest(key)}"
+                folder = cache_root / f"{keys.slug(method.name)}-{keys.digest(key)}"
                 cache_dirs[method.name] = folder
                 folder.mkdir(parents=True, exist_ok=True)
-                remove_stale_tmp(folder)
+                store.remove_stale_tmp(folder)
                 if not (folder / "meta.json").exists():
-                    write_text(
+                    store.write_text(
                         json.dumps({"name": method.name, **key}, indent=2), folder / "meta.json"
                     )
                 computed[method.name], empty[method.name] = _compute_maps(
@@ -432,10 +409,10 @@ def run_experiment(
             summary, intervals = summarize(
                 rows, columns, [m.name for m in methods], n_resamples=n_resamples, seed=seed
             )
-            keys = ("results", "summary_csv", "summary_md", "summary_tex", "run")
-            paths = {k: out / n for k, n in zip(keys, OUTPUT_FILES)}
+            kinds = ("results", "summary_csv", "summary_md", "summary_tex", "run")
+            paths = {k: out / n for k, n in zip(kinds, store.OUTPUT_FILES)}
             if lock is not None:
-                info = run_info(
+                info = store.run_info(
                     shard.world_size,
                     device,
                     cache_dirs={k: str(v) for k, v in cache_dirs.items()},
@@ -446,7 +423,7 @@ def run_experiment(
                     rows, summary, intervals, decimals, len(dataset), n_resamples, seed
                 )
                 texts["run.json"] = json.dumps({**settings, "run": info}, indent=2, default=str)
-                commit_outputs(out, stage_outputs(out, texts))
+                store.commit_outputs(out, store.stage_outputs(out, texts))
             distributed.barrier()
         finally:
             if lock is not None:
