@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 import math
 import os
+import platform
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -412,13 +414,16 @@ def run_experiment(
             kinds = ("results", "summary_csv", "summary_md", "summary_tex", "run")
             paths = {k: out / n for k, n in zip(kinds, store.OUTPUT_FILES)}
             if lock is not None:
-                info = store.run_info(
-                    shard.world_size,
-                    device,
-                    cache_dirs={k: str(v) for k, v in cache_dirs.items()},
-                    computed_batches=computed,
-                    empty_maps={k: v for k, v in empty.items() if v},
-                )
+                info = {  # informative, not compared between runs
+                    "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    "host": platform.node(),
+                    "device": str(device),
+                    "world_size": shard.world_size,
+                    "python": platform.python_version(),
+                    "cache_dirs": {k: str(v) for k, v in cache_dirs.items()},
+                    "computed_batches": computed,
+                    "empty_maps": {k: v for k, v in empty.items() if v},
+                }
                 texts = summary_texts(
                     rows, summary, intervals, decimals, len(dataset), n_resamples, seed
                 )

@@ -16,7 +16,6 @@ import subprocess
 import time
 import warnings
 from collections.abc import Callable
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -201,18 +200,6 @@ def environment(device: torch.device) -> dict[str, Any]:
         "device_type": device.type,
         "device_name": name,
         "threads": torch.get_num_threads(),
-    }
-
-
-def run_info(world_size: int, device: torch.device, **extra: Any) -> dict[str, Any]:
-    """The informative part of ``run.json`` (under ``run``; not compared between runs)."""
-    return {
-        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "host": platform.node(),
-        "device": str(device),
-        "world_size": world_size,
-        "python": platform.python_version(),
-        **extra,
     }
 
 
