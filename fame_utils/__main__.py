@@ -19,7 +19,7 @@ import torch
 from .data.faces import SAMPLE_FACE_SUBSETS
 from .data.items import from_face_pairs, from_object_samples
 from .experiment.distributed import broadcast, init_from_env
-from .experiment.run import check_seed, run_experiment
+from .experiment.run import run_experiment
 from .experiment.store import RunConflictError, check_folder
 from .methods import available_methods, make_methods, registry_key, table_methods
 from .metrics.adapters import FaceDeleteInsertMetric, IoUMetric, RoadMetric
@@ -32,17 +32,17 @@ __all__ = ["main", "build_parser"]
 SANITY_KEYS = ("constant", "random", "centre")  # reference rows in every summary (issue 23)
 
 
-def _integer(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+def _whole(low: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if v < low:
+            raise ArgumentTypeError(f"must be at least {low}, got {text}")
+        return v
 
-
-def _count(text: str) -> int:
-    if (n := _integer(text)) < 1:
-        raise ArgumentTypeError(f"must be at least 1, got {text}")
-    return n
+    return parse
 
 
 def _in_range(lo: float, hi: float, what: str) -> Callable[[str], float]:
@@ -78,20 +78,14 @@ def _numbers(lo: float, hi: float, what: str) -> Callable[[str], tuple[float, ..
     return parse
 
 
-def _api(check: Callable[[object, str], object], value: object, name: str) -> object:
-    """``check(value, name)`` of the runner, its ``ValueError`` as argparse's error line."""
-    try:
-        return check(value, name)
-    except ValueError as e:
-        raise ArgumentTypeError(str(e).replace(f"{name} ", "", 1)) from None
-
-
-def _seed(text: str) -> int:
-    return int(_api(check_seed, _integer(text), "seed"))
-
-
 def _folder(text: str) -> str:
-    return str(_api(check_folder, text, "folder"))
+    try:
+        return str(check_folder(text, "folder"))
+    except ValueError as e:  # argparse names the option
+        raise ArgumentTypeError(str(e).replace("folder ", "", 1)) from None
+
+
+_count = _whole(1)
 
 
 def _existing(text: str) -> str:
@@ -155,7 +149,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--iterations", type=_count, default=500, help="FAME iterations (paper: 500)")
     p.add_argument("--batch-size", type=_count, default=16, help="images per map batch")
     p.add_argument("--eval-batch-size", type=_count, default=64, help="images per metric forward")
-    p.add_argument("--seed", type=_seed, default=0, help="base seed (>= 0)")
+    p.add_argument("--seed", type=_whole(0), default=0, help="base seed (>= 0)")
     p.add_argument(
         "--recipe",
         choices=sorted(RECIPES),

@@ -81,7 +81,7 @@ CLI_ROWS: list[tuple[str, list[str], str]] = [
     # issue 18: validated before any work
     ("iou-duplicate", ["imagenet", "--iou-thresholds", "0.5,0.5"], r"--iou-thresholds: .*once"),
     ("road-duplicate", ["imagenet", "--road-percents", "10,10.0"], r"--road-percents: .*once"),
-    ("seed-negative", ["imagenet", "--seed", "-1"], r"--seed: must be a whole number"),
+    ("seed-negative", ["imagenet", "--seed", "-1"], r"--seed: must be at least 0"),
     ("seed-text", ["faces", "--seed", "one"], r"--seed: expected a whole number"),
     ("out-empty", ["imagenet", "--out", ""], r"--out: must name a folder"),
     ("out-a-file", ["imagenet", "--out", __file__], r"--out: .*existing file"),

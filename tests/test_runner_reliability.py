@@ -18,7 +18,7 @@ from torch import nn
 from fame_utils import Attribution
 from fame_utils.experiment.keys import method_key, module_identity
 from fame_utils.experiment.run import run_experiment
-from fame_utils.experiment.store import HOST, OutputLock, RunConflictError, save_tensors
+from fame_utils.experiment.store import HOST, RunConflictError, lock_output, save_tensors
 from fame_utils.metrics.adapters import IoUMetric, RoadMetric
 
 
@@ -155,18 +155,17 @@ def test_rerun_with_other_settings_is_refused_unless_overwrite(tmp_path, tiny_cn
 
 
 def test_a_folder_being_written_is_refused(tmp_path, tiny_cnn, data):
-    lock = OutputLock(tmp_path)
-    lock.acquire()
+    lock = lock_output(tmp_path)
     with pytest.raises(RunConflictError, match=f"being written by process {os.getpid()}"):
         _run(tiny_cnn, data, tmp_path)
     lock.release()
     assert not (tmp_path / "results.csv").exists()
     # the lock is released after a run, also a failed one
     _run(tiny_cnn, data, tmp_path)
-    assert not (tmp_path / ".lock").exists()
+    lock_output(tmp_path).release()
     with pytest.raises(RuntimeError, match="NaN"):
         _run(tiny_cnn, data, tmp_path / "nan", methods=[Constant(float("nan"))])
-    assert not (tmp_path / "nan" / ".lock").exists()
+    lock_output(tmp_path / "nan").release()
 
 
 def _dead_pid() -> int:
@@ -178,7 +177,8 @@ def _dead_pid() -> int:
 def test_a_lock_left_by_a_killed_run_is_taken_over(tmp_path, tiny_cnn, data):
     (tmp_path / ".lock").write_text(f"{HOST} {_dead_pid()}\n")
     res = _run(tiny_cnn, data, tmp_path)  # no process holds its flock
-    assert res.paths["results"].is_file() and not (tmp_path / ".lock").exists()
+    assert res.paths["results"].is_file()
+    assert (tmp_path / ".lock").read_text() == f"{HOST} {os.getpid()}\n"  # this run took it
 
 
 # ---- 3. cached batches checked, stale .tmp removed --------------------------------------
@@ -387,10 +387,10 @@ def test_18_2_what_cannot_be_fingerprinted_is_refused_by_name(tmp_path, data):
 
 
 def test_18_3_a_code_change_gives_fresh_maps(tmp_path, tiny_cnn, data, monkeypatch):
-    import fame_utils.experiment.run as run_module
+    import fame_utils.experiment.keys as keys
 
     _run(tiny_cnn, data, tmp_path)
-    monkeypatch.setattr(run_module, "source_hash", lambda: "changed-code")
+    monkeypatch.setattr(keys, "source_hash", lambda: "changed-code")
     again = _run(tiny_cnn, data, tmp_path, overwrite=True)
     assert again.computed_batches == {"saliency": 3}
 
@@ -450,10 +450,9 @@ def _race(out, barrier, results):
         return text
 
     pathlib.Path.read_text = slow_read  # (this forked process only)
-    lock = OutputLock(out)
     barrier.wait()
     try:
-        lock.acquire()
+        lock = lock_output(out)
     except RunConflictError:
         results.put(0)
         return

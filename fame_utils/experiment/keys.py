@@ -24,10 +24,12 @@ CACHE_VERSION = 3
 """Bumped when the cache layout or the meaning of a cached value changes."""
 
 
-def _hash_tensor(t: Tensor) -> dict:
-    h = hashlib.sha256()
-    hash_tensor(h, t)
-    return {"tensor": h.hexdigest()[:16]}
+def _hash_named(h: Any, tensors: Any) -> str:
+    """Update ``h`` with every ``(name, tensor)``; its first 16 hex digits."""
+    for key, t in tensors:
+        h.update(key.encode())
+        hash_tensor(h, t)
+    return h.hexdigest()[:16]
 
 
 def _type_name(value: Any) -> str:
@@ -45,11 +47,7 @@ def module_identity(module: nn.Module, model: nn.Module | None = None) -> dict:
     state = module.state_dict()
     if not state:  # nothing to hash: its configuration is all there is
         return {**out, "repr": repr(module)}
-    h = hashlib.sha256()
-    for key, t in sorted(state.items()):
-        h.update(key.encode())
-        hash_tensor(h, t)
-    return {**out, "weights": h.hexdigest()[:16]}
+    return {**out, "weights": _hash_named(hashlib.sha256(), sorted(state.items()))}
 
 
 def _code_hash(code: Any) -> str:
@@ -87,15 +85,6 @@ def _function_key(fn: Any, path: str, seen: set[int], model: nn.Module | None) -
     }
 
 
-def _fields(value: Any) -> dict[str, Any]:
-    """Public init fields of a dataclass (minus ``runtime_fields``) or public attributes."""
-    if dataclasses.is_dataclass(value):
-        skip = set(getattr(value, "runtime_fields", ()))
-        fields = (f.name for f in dataclasses.fields(value) if f.init and f.name not in skip)
-        return {k: getattr(value, k) for k in fields if not k.startswith("_")}
-    return {k: v for k, v in sorted(vars(value).items()) if not k.startswith("_")}
-
-
 def fingerprint(
     value: Any, path: str, model: nn.Module | None = None, seen: frozenset | set = frozenset()
 ) -> Any:
@@ -116,12 +105,15 @@ def fingerprint(
         return str(value)
     if isinstance(value, enum.Enum):
         return f"{type(value).__qualname__}.{value.name}"
-    if isinstance(value, Tensor):
-        return _hash_tensor(value)
-    if isinstance(value, np.ndarray):
-        return _hash_tensor(torch.from_numpy(np.ascontiguousarray(value)))
-    if isinstance(value, torch.Generator):
-        return _hash_tensor(value.get_state())
+    if isinstance(value, (Tensor, np.ndarray, torch.Generator)):
+        if isinstance(value, torch.Generator):
+            value = value.get_state()
+        t = (
+            torch.from_numpy(np.ascontiguousarray(value))
+            if isinstance(value, np.ndarray)
+            else value
+        )
+        return {"tensor": _hash_named(hashlib.sha256(), [("", t)])}
     if isinstance(value, nn.Module):
         return module_identity(value, model)
     if isinstance(value, type):
@@ -147,14 +139,17 @@ def fingerprint(
         }
     if callable(value) and type(value).__module__ == "builtins":  # builtin functions
         return f"{getattr(value, '__module__', None)}.{value.__qualname__}"
-    if dataclasses.is_dataclass(value) or (
-        hasattr(value, "__dict__") and type(value).__module__ != "builtins"
-    ):
-        fields = _fields(value).items()
-        return {
-            "type": _type_name(value),
-            **{k: fingerprint(v, f"{path}.{k}", model, seen) for k, v in fields},
-        }
+    if dataclasses.is_dataclass(value):  # init fields, less the speed and display knobs
+        skip = set(getattr(value, "runtime_fields", ()))
+        names = [f.name for f in dataclasses.fields(value) if f.init and f.name not in skip]
+    elif hasattr(value, "__dict__") and type(value).__module__ != "builtins":
+        names = sorted(vars(value))
+    else:
+        names = None
+    if names is not None:
+        fields = (k for k in names if not k.startswith("_"))
+        parts = {k: fingerprint(getattr(value, k), f"{path}.{k}", model, seen) for k in fields}
+        return {"type": _type_name(value), **parts}
     raise TypeError(
         f"{path} is a {_type_name(value)}, which the experiment cache cannot fingerprint "
         "(its effect on the maps is unknown); make it a number, string, tensor, dataclass or "
@@ -189,12 +184,8 @@ def model_fingerprint(model: nn.Module, *, strict: bool = True) -> str:
             names it; pass ``model_id`` to the runner to name the model yourself).
     """
     h = hashlib.sha256(repr(getattr(model, "input_normalization", None)).encode())
-    for key, t in [
-        *model.named_parameters(remove_duplicate=False),
-        *model.named_buffers(remove_duplicate=False),
-    ]:
-        h.update(key.encode())
-        hash_tensor(h, t)
+    named = model.named_parameters(remove_duplicate=False)
+    _hash_named(h, [*named, *model.named_buffers(remove_duplicate=False)])
     for mod_name, module in model.named_modules(remove_duplicate=False):
         h.update(f"{mod_name}:{_type_name(module)}".encode())
         for attr, value in sorted(vars(module).items()):

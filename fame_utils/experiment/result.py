@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -57,21 +58,17 @@ def summarize(
 
 
 def _rows(summary: pd.DataFrame, decimals: Mapping[str, int] | None, intervals) -> list:
-    """``(label, cells)`` per method: ``mean [low, high]`` to the column's decimals."""
+    """``[label, *cells]`` per method: ``mean [low, high]`` to the column's decimals."""
     out = []
     for method, row in summary.iterrows():
-        cells = []
+        # the sanity baselines are reference rows, not methods (issue 23)
+        cells = [f"{method} (sanity baseline)" if method in BASELINE_NAMES else str(method)]
         for c in summary.columns:
             v, d = row[c], (decimals or {}).get(c, 3)
-            iv = None if intervals is None else intervals.loc[method, c]
+            iv = None if intervals is None or pd.isna(v) else intervals.loc[method, c]
             cell = "—" if pd.isna(v) else f"{v:.{d}f}"
-            cells.append(
-                cell if iv is None or pd.isna(v) else f"{cell} [{iv.low:.{d}f}, {iv.high:.{d}f}]"
-            )
-        # the sanity baselines are reference rows, not methods (issue 23)
-        out.append(
-            (f"{method} (sanity baseline)" if method in BASELINE_NAMES else str(method), cells)
-        )
+            cells.append(cell if iv is None else f"{cell} [{iv.low:.{d}f}, {iv.high:.{d}f}]")
+        out.append(cells)
     return out
 
 
@@ -88,9 +85,7 @@ def summary_markdown(
         "| " + " | ".join(["Method", *summary.columns]) + " |",
         "|" + "|".join(["---"] + ["---:"] * len(summary.columns)) + "|",
     ]
-    lines += [
-        "| " + " | ".join([m, *cells]) + " |" for m, cells in _rows(summary, decimals, intervals)
-    ]
+    lines += ["| " + " | ".join(cells) + " |" for cells in _rows(summary, decimals, intervals)]
     return "\n".join(lines + (["", note] if note else [])) + "\n"
 
 
@@ -102,19 +97,15 @@ def summary_latex(
 ) -> str:
     """A booktabs LaTeX tabular of a summary (as :func:`summary_markdown`; ``note`` as a
     comment)."""
-
-    def tex(s: str) -> str:
-        return re.sub(r"([%&_#$])", r"\\\1", s)
-
+    tex = functools.partial(re.sub, r"([%&_#$])", r"\\\1")
     lines = [
         f"\\begin{{tabular}}{{l{'r' * len(summary.columns)}}}",
         "\\toprule",
         " & ".join(["Method", *map(tex, summary.columns)]) + " \\\\",
         "\\midrule",
     ]
-    lines += [
-        " & ".join([tex(m), *cells]) + " \\\\" for m, cells in _rows(summary, decimals, intervals)
-    ]
+    rows = _rows(summary, decimals, intervals)
+    lines += [" & ".join([tex(m), *cells]) + " \\\\" for m, *cells in rows]
     lines += ["\\bottomrule", "\\end{tabular}"] + (["% " + note] if note else [])
     return "\n".join(lines) + "\n"
 
@@ -155,20 +146,13 @@ def _matches(values: pd.Series, wanted: float | None) -> np.ndarray:
 
 @dataclass
 class ExperimentResult:
-    """What :func:`~fame_utils.run_experiment` produced.
-
-    Attributes:
-        rows: tidy rows as ``results.csv`` (:data:`ROW_COLUMNS`, NaN where none applies).
-        summary, intervals: methods × column labels, item means and their 95 % bootstrap
-            :class:`~fame_utils.stats.Interval` (``None`` for an empty cell).
-        paths: written files (``results``, ``summary_csv``, ``summary_md``,
-            ``summary_tex``, ``run``).
-        cache_dirs: method name -> its cache folder.
-        threshold, threshold_source: verification θ and where it came from (``None`` for
-            classification).
-        decimals: summary column label -> decimals of the Markdown/LaTeX tables.
-        computed_batches: method name -> map batches computed in this run (0: all cached).
-    """
+    """What :func:`~fame_utils.run_experiment` produced: ``rows`` as ``results.csv``
+    (:data:`ROW_COLUMNS`); ``summary`` and ``intervals`` (methods × column labels: item means
+    and :class:`~fame_utils.stats.Interval`, ``None`` for an empty cell); the written
+    ``paths`` (``results``, ``summary_csv``, ``summary_md``, ``summary_tex``, ``run``);
+    ``cache_dirs`` and ``computed_batches`` (0: all cached) by method name; verification
+    ``threshold`` and its ``threshold_source`` (``None`` for classification); ``decimals``
+    of the tables by column label."""
 
     rows: pd.DataFrame
     summary: pd.DataFrame
@@ -196,10 +180,11 @@ class ExperimentResult:
         negative = None if any(n is None for n in neg) else torch.cat(neg)
         return Attribution(torch.cat([b["positive"] for b in blobs]), negative)
 
-    def select(
+    def per_item(
         self, metric: str, threshold: float | None = None, percent: float | None = None
     ) -> pd.DataFrame:
-        """The rows of one column (``metric`` at ``threshold`` or ``percent``).
+        """Per-item values of one column (``metric`` at ``threshold`` or ``percent``): items
+        (dataset order) × methods (run order), e.g. ``result.per_item("IoU", threshold=0.5)``.
 
         Raises:
             KeyError: no such column; the message lists the metrics the run has.
@@ -216,16 +201,8 @@ class ExperimentResult:
                 f"metrics of this run: {sorted(r['metric'].unique())} (give threshold= for "
                 "IoU, percent= for ROAD and the face curves)"
             )
-        return r[keep]
-
-    def per_item(
-        self, metric: str, threshold: float | None = None, percent: float | None = None
-    ) -> pd.DataFrame:
-        """Per-item values of one column: items (dataset order) × methods (run order),
-        e.g. ``result.per_item("IoU", threshold=0.5)``."""
-        sub = self.select(metric, threshold, percent)
-        table = sub.pivot(index="index", columns="method", values="value")
-        names = sub.drop_duplicates("index").set_index("index")["item"]
+        table = r[keep].pivot(index="index", columns="method", values="value")
+        names = r[keep].drop_duplicates("index").set_index("index")["item"]
         table.index = pd.Index(names.loc[table.index].to_list(), name="item")
         table.columns.name = None
         return table[[m for m in self.methods if m in table.columns]]

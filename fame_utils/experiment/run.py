@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 import math
 import os
+import platform
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -25,63 +27,30 @@ from ..metrics.face import eer_threshold, embed
 from ..objectives import Attribution, ClassLogit, CosineSimilarity
 from ..recipes import Recipe, get_recipe
 from ..stats import DEFAULT_RESAMPLES
-from . import distributed
-from .keys import (
-    CACHE_VERSION,
-    batch_hash,
-    digest,
-    fingerprint,
-    method_key,
-    model_fingerprint,
-    slug,
-    source_hash,
-)
+from . import distributed, keys, store
 from .result import ROW_COLUMNS, ExperimentResult, summarize, summary_texts
-from .store import (
-    OUTPUT_FILES,
-    blob_problem,
-    check_folder,
-    claim_output,
-    commit_outputs,
-    environment,
-    load,
-    map_problem,
-    remove_stale_tmp,
-    run_info,
-    save_tensors,
-    stage_outputs,
-    values_problem,
-    write_text,
-)
 
-__all__ = ["run_experiment", "check_seed"]
+__all__ = ["run_experiment"]
 
 
 def _whole(value: object, name: str, low: int = 1, high: int | None = None) -> int:
     """``value`` (an int or numpy integer, not a bool) in [low, high], else ``ValueError``."""
     whole = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-    if not whole or value < low:
-        raise ValueError(f"{name} must be a whole number >= {low}, got {value!r}")
-    if high is not None and value > high:
-        raise ValueError(f"{name} must be a whole number in [{low}, {high}], got {value!r}")
+    if not whole or value < low or (high is not None and value > high):
+        bound = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise ValueError(f"{name} must be a whole number {bound}, got {value!r}")
     return int(value)
-
-
-def check_seed(seed: object, name: str = "seed") -> int:
-    """A seed: a whole number in [0, 2**63 - 1] (numpy integers accepted, bools refused)."""
-    return _whole(seed, name, 0, 2**63 - 1)
 
 
 def _check_threshold(threshold: object) -> float:
     try:
         t = float(threshold)  # type: ignore[arg-type]
     except (TypeError, ValueError):
+        t = math.nan
+    if not -1.0 <= t <= 1.0:  # (NaN too)
         raise ValueError(
-            f"the verification threshold must be a number, got {threshold!r}"
-        ) from None
-    if not math.isfinite(t) or not -1.0 <= t <= 1.0:
-        raise ValueError(
-            f"the verification threshold θ is a cosine similarity in [-1, 1], got {threshold!r}"
+            "the verification threshold θ must be a number: a cosine similarity in [-1, 1], "
+            f"got {threshold!r}"
         )
     return t
 
@@ -163,9 +132,9 @@ def _compute_maps(model, dataset, method, folder: Path, owned, run: dict) -> tup
     batches, todo, empty, new_empty = run["batches"], [], [], []
     for b in owned:
         path = folder / f"batch_{b:05d}.pt"
-        blob = load(path)
+        blob = store.load(path)
         shape = (len(batches[b]), *run["hw"])
-        problem = blob_problem(blob, run["names"][b], shape, run["inputs"][b])
+        problem = store.blob_problem(blob, run["names"][b], shape, run["inputs"][b])
         if problem is None:
             empty += blob.get("empty", [])
             continue
@@ -192,7 +161,7 @@ def _compute_maps(model, dataset, method, folder: Path, owned, run: dict) -> tup
                 f"method {method.name} returned {type(att).__name__}, expected Attribution"
             )
         for role, maps in (("positive", att.positive), ("negative", att.negative)):
-            problem = map_problem(maps, (len(idx), *run["hw"]), role)
+            problem = store.map_problem(maps, (len(idx), *run["hw"]), role)
             if problem is not None:
                 if "NaN" in problem:
                     problem += f" for items {_nonfinite(maps, batch.names)}"
@@ -214,7 +183,7 @@ def _compute_maps(model, dataset, method, folder: Path, owned, run: dict) -> tup
             "empty": batch_empty,
             "inputs": run["inputs"][b],
         }
-        save_tensors(blob, folder / f"batch_{b:05d}.pt")
+        store.save_tensors(blob, folder / f"batch_{b:05d}.pt")
     if new_empty:
         warnings.warn(
             f"{method.name} gave all-zero maps for {new_empty}; they are scored as empty maps "
@@ -230,14 +199,15 @@ def _evaluate(model, dataset, name: str, folder: Path, which, metrics, run):
     device, ctx, roles = model_device(model), run["context"], ("positive", "negative")
     records: list[dict] = []
     # a value depends on the metric's settings and the context (seed, batch size, tie rule)
-    keys = [digest([fingerprint(m, "metric"), fingerprint(ctx, "context")]) for m in metrics]
+    fp = keys.fingerprint
+    value_keys = [keys.digest([fp(m, "metric"), fp(ctx, "context")]) for m in metrics]
     bar = tqdm(which, f"eval {name}", unit="batch", disable=not run["progress"], leave=False)
     for b in bar:
         idx, loaded = run["batches"][b], None
-        for m, key in zip(metrics, keys):
-            path = folder / f"eval_{slug(type(m).__name__)}-{key}_{b:05d}.pt"
-            cached = load(path)
-            problem = values_problem(cached, m, len(idx))
+        for m, key in zip(metrics, value_keys):
+            path = folder / f"eval_{keys.slug(type(m).__name__)}-{key}_{b:05d}.pt"
+            cached = store.load(path)
+            problem = store.values_problem(cached, m, len(idx))
             if problem is not None:
                 if cached is not None:  # (an unreadable file was reported by load)
                     warnings.warn(
@@ -245,7 +215,7 @@ def _evaluate(model, dataset, name: str, folder: Path, which, metrics, run):
                         stacklevel=3,
                     )
                 if loaded is None:  # the maps, checked when cached or computed
-                    blob = load(folder / f"batch_{b:05d}.pt")
+                    blob = store.load(folder / f"batch_{b:05d}.pt")
                     maps = [blob[k] if blob[k] is None else blob[k].to(device) for k in roles]
                     loaded = _batch(dataset, idx).to(device), Attribution(*maps)
                 refs = None if run["refs"] is None else run["refs"][idx.start : idx.stop]
@@ -260,7 +230,7 @@ def _evaluate(model, dataset, name: str, folder: Path, which, metrics, run):
                     "names": loaded[0].names,
                     "values": {c.label: v.detach().float().cpu() for c, v in values.items()},
                 }
-                save_tensors(cached, path)
+                store.save_tensors(cached, path)
             for c in m.columns():
                 values = cached["values"][c.label].tolist()
                 for i, item, v in zip(idx, cached["names"], values):
@@ -292,11 +262,11 @@ def run_experiment(
     """Compute, cache, evaluate and tabulate every method on a dataset (Tables 1 and 2).
 
     Args:
-        model: eval-mode network on (B, 3, H, W) [0, 1] RGB, on the device the maps are
-            computed on: a classifier for :class:`ClassificationItem` data, a face
-            embedder for :class:`PairItem` data.
-        methods: ``method(model, images, target) -> Attribution`` callables with unique
-            ``name`` s (:func:`fame_utils.make_methods` makes them by name).
+        model: eval-mode network on (B, 3, H, W) [0, 1] RGB, on the device that computes the
+            maps: a classifier for :class:`ClassificationItem` data, a face embedder for
+            :class:`PairItem` data.
+        methods: ``method(model, images, target) -> Attribution`` with unique ``name`` s
+            (:func:`fame_utils.make_methods`).
         metrics: e.g. ``[IoUMetric(), RoadMetric()]`` or ``[FaceDeleteInsertMetric()]``.
         out_dir: folder for ``results.csv``, ``summary.{csv,md,tex}`` and ``run.json``.
         recipe: ``"paper"`` (default), ``"reference"`` or a :class:`Recipe`.
@@ -305,8 +275,8 @@ def run_experiment(
         cache_dir: map cache folder (default ``out_dir/cache``); runs may share it.
         threshold: verification θ in [-1, 1] (default: the clean EER threshold).
         model_id: names the model in the cache key (default: its fingerprint).
-        seed, n_resamples: the metrics' base seed (batch b uses ``seed + b``) and the
-            95 % bootstrap intervals' seed; resamples per summary cell.
+        seed, n_resamples: the metrics' base seed (batch b uses ``seed + b``), also the
+            bootstrap's; resamples per summary cell.
         threads: ``torch.set_num_threads`` for the run (restored after).
         overwrite: replace results in ``out_dir`` that were made with other settings.
 
@@ -314,26 +284,25 @@ def run_experiment(
         :class:`ExperimentResult`, the same on every rank (rank 0 writes the files).
 
     Raises:
-        ValueError: a bad argument (the message names it).
-        TypeError: a method setting or model attribute that cannot be fingerprinted.
-        RunConflictError: ``out_dir`` holds foreign results or those of other settings
-            (without ``overwrite``), or another run writes it.
-        OSError: the disk is full (finished batches are kept).
-        RuntimeError: NaN/Inf model outputs or maps (the items are named).
+        ValueError: a bad argument (named). TypeError: a method setting or model attribute
+            that cannot be fingerprinted. RunConflictError: ``out_dir`` holds foreign
+            results, those of other settings (without ``overwrite``), or another run writes
+            it. OSError: a full disk (finished batches are kept). RuntimeError: NaN/Inf
+            model outputs or maps (the items are named).
     """
     task = _check_metrics(dataset, metrics)
-    seed = check_seed(seed)
+    seed = _whole(seed, "seed", 0, 2**63 - 1)
     batch_size = _whole(batch_size, "batch_size")
     eval_batch_size = _whole(eval_batch_size, "eval_batch_size")
     n_resamples = _whole(n_resamples, "n_resamples")
     if threads is not None:
         _whole(threads, "threads")
-    out = check_folder(out_dir, "out_dir")
-    cache_root = check_folder(cache_dir, "cache_dir") if cache_dir is not None else out / "cache"
-    if threshold is None:
-        threshold_source = None
-    else:
-        threshold = _check_threshold(threshold)
+    out = store.check_folder(out_dir, "out_dir")
+    cache_root = (
+        store.check_folder(cache_dir, "cache_dir") if cache_dir is not None else out / "cache"
+    )
+    threshold_source = None if threshold is None else threshold_source
+    threshold = None if threshold is None else _check_threshold(threshold)
     previous_threads = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
@@ -344,7 +313,7 @@ def run_experiment(
         batches = _batches(len(dataset), batch_size)
         owned = [b for b in range(len(batches)) if b % shard.world_size == shard.rank]
         # a named model (model_id) may hold attributes the fingerprint cannot see into
-        model_print = model_fingerprint(model, strict=model_id is None)
+        model_print = keys.model_fingerprint(model, strict=model_id is None)
         refs = None
         if task == "verification":
             refs, clean, genuine = _clean_verification(model, dataset, eval_batch_size, progress)
@@ -352,16 +321,16 @@ def run_experiment(
                 threshold = distributed.broadcast(float(eer_threshold(clean, genuine)))
                 threshold_source = "clean EER"
         _check_methods(methods, task)
-        method_keys = {m.name: method_key(m, model) for m in methods}
+        method_keys = {m.name: keys.method_key(m, model) for m in methods}
         inputs, names = [], []  # each batch as the stages read it: its hash and item names
         for idx in tqdm(batches, "hashing inputs", disable=not progress, leave=False):
             batch = _batch(dataset, idx)
-            inputs.append(batch_hash(batch))
+            inputs.append(keys.batch_hash(batch))
             names.append(batch.names)
         hw = tuple((batch.images if task == "classification" else batch.probe).shape[-2:])
         base = {
-            "cache_version": CACHE_VERSION,
-            "code": source_hash(),
+            "cache_version": keys.CACHE_VERSION,
+            "code": keys.source_hash(),
             "task": task,
             "model": model_id or model_print,
             "dataset": dataset_identity(dataset),
@@ -372,7 +341,7 @@ def run_experiment(
             base["threshold"] = repr(float(threshold))
         settings = {
             **base,
-            "inputs": digest(inputs),
+            "inputs": keys.digest(inputs),
             "model": {
                 "id": base["model"],
                 "fingerprint": model_print,
@@ -381,15 +350,15 @@ def run_experiment(
             "threshold": threshold,
             "threshold_source": threshold_source,
             "methods": method_keys,
-            "metrics": [fingerprint(m, "metric") for m in metrics],
+            "metrics": [keys.fingerprint(m, "metric") for m in metrics],
             "recipe": run_recipe.as_dict(),
             "eval_batch_size": eval_batch_size,
             "seed": seed,
             "tie_seed": run_recipe.tie_seed,
             "bootstrap": {"n_resamples": n_resamples, "seed": seed, "level": 0.95},
-            **environment(device),
+            **store.environment(device),
         }
-        lock = claim_output(out, settings, overwrite)  # rank 0's; None on the others
+        lock = store.claim_output(out, settings, overwrite)  # rank 0's; None on the others
         try:
             run = {
                 "batches": batches,
@@ -412,12 +381,12 @@ def run_experiment(
             empty: dict[str, list[str]] = {}
             for method in tqdm(methods, desc="methods", unit="method", disable=not progress):
                 key = {**base, "method": method_keys[method.name]}
-                folder = cache_root / f"{slug(method.name)}-{digest(key)}"
+                folder = cache_root / f"{keys.slug(method.name)}-{keys.digest(key)}"
                 cache_dirs[method.name] = folder
                 folder.mkdir(parents=True, exist_ok=True)
-                remove_stale_tmp(folder)
+                store.remove_stale_tmp(folder)
                 if not (folder / "meta.json").exists():
-                    write_text(
+                    store.write_text(
                         json.dumps({"name": method.name, **key}, indent=2), folder / "meta.json"
                     )
                 computed[method.name], empty[method.name] = _compute_maps(
@@ -441,21 +410,24 @@ def run_experiment(
             summary, intervals = summarize(
                 rows, columns, [m.name for m in methods], n_resamples=n_resamples, seed=seed
             )
-            keys = ("results", "summary_csv", "summary_md", "summary_tex", "run")
-            paths = {k: out / n for k, n in zip(keys, OUTPUT_FILES)}
+            kinds = ("results", "summary_csv", "summary_md", "summary_tex", "run")
+            paths = {k: out / n for k, n in zip(kinds, store.OUTPUT_FILES)}
             if lock is not None:
-                info = run_info(
-                    shard.world_size,
-                    device,
-                    cache_dirs={k: str(v) for k, v in cache_dirs.items()},
-                    computed_batches=computed,
-                    empty_maps={k: v for k, v in empty.items() if v},
-                )
+                info = {  # informative, not compared between runs
+                    "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    "host": platform.node(),
+                    "device": str(device),
+                    "world_size": shard.world_size,
+                    "python": platform.python_version(),
+                    "cache_dirs": {k: str(v) for k, v in cache_dirs.items()},
+                    "computed_batches": computed,
+                    "empty_maps": {k: v for k, v in empty.items() if v},
+                }
                 texts = summary_texts(
                     rows, summary, intervals, decimals, len(dataset), n_resamples, seed
                 )
                 texts["run.json"] = json.dumps({**settings, "run": info}, indent=2, default=str)
-                commit_outputs(out, stage_outputs(out, texts))
+                store.commit_outputs(out, store.stage_outputs(out, texts))
             distributed.barrier()
         finally:
             if lock is not None:

@@ -5,7 +5,6 @@ the output folder's lock. Outputs are staged in ``OUT/.staging/`` and moved in w
 from __future__ import annotations
 
 import errno
-import fcntl
 import functools
 import json
 import os
@@ -17,11 +16,11 @@ import subprocess
 import time
 import warnings
 from collections.abc import Callable
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import torch
+from filelock import FileLock, Timeout
 from torch import Tensor
 
 from ..metrics.adapters import Metric
@@ -29,14 +28,9 @@ from . import distributed
 from .keys import source_hash
 
 OUTPUT_FILES = ("results.csv", "summary.csv", "summary.md", "summary.tex", "run.json")
-"""The files a run writes into its output folder (``run.json`` last)."""
-
-MAP_TOLERANCE = 1e-5
-"""How far outside [0, 1] a map value may lie (rounding) before the map is refused."""
-
+MAP_TOLERANCE = 1e-5  # how far outside [0, 1] a map value may lie (rounding)
 HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "host"
-STALE_TMP_SECONDS = 24 * 3600
-"""A temporary file of another machine (shared folder) is taken as stale after a day."""
+STALE_TMP_SECONDS = 24 * 3600  # another machine's temporary file is stale after a day
 _TMP = re.compile(r"^\.(?P<name>.+)\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.tmp$")
 
 
@@ -159,7 +153,7 @@ def _pid_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:  # someone else's live process
-        return True
+        pass
     return True
 
 
@@ -183,16 +177,15 @@ def remove_stale_tmp(folder: Path) -> None:
 
 def _git_commit() -> str | None:
     root = Path(__file__).resolve().parents[2]
-    if not (root / ".git").exists():
-        return None
+    git = functools.partial(
+        subprocess.check_output, cwd=root, text=True, timeout=10, stderr=subprocess.DEVNULL
+    )
     try:
-        git = ["git", "-C", str(root)]
-        run = functools.partial(subprocess.run, capture_output=True, text=True, timeout=10)
-        commit = run([*git, "rev-parse", "HEAD"], check=True).stdout.strip()
-        dirty = run([*git, "status", "--porcelain", "--untracked-files=no"], check=True)
+        commit = git(["git", "rev-parse", "HEAD"]).strip() if (root / ".git").exists() else None
+        dirty = git(["git", "status", "--porcelain", "--untracked-files=no"]) if commit else ""
     except (OSError, subprocess.SubprocessError):
         return None
-    return commit + ("-dirty" if dirty.stdout.strip() else "")
+    return commit and commit + ("-dirty" if dirty.strip() else "")
 
 
 def environment(device: torch.device) -> dict[str, Any]:
@@ -207,18 +200,6 @@ def environment(device: torch.device) -> dict[str, Any]:
         "device_type": device.type,
         "device_name": name,
         "threads": torch.get_num_threads(),
-    }
-
-
-def run_info(world_size: int, device: torch.device, **extra: Any) -> dict[str, Any]:
-    """The informative part of ``run.json`` (under ``run``; not compared between runs)."""
-    return {
-        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "host": platform.node(),
-        "device": str(device),
-        "world_size": world_size,
-        "python": platform.python_version(),
-        **extra,
     }
 
 
@@ -274,55 +255,38 @@ def commit_outputs(out: Path, staging: Path) -> None:
     shutil.rmtree(staging, ignore_errors=True)
 
 
-class OutputLock:
-    """Exclusive right to write ``out``'s results: an ``fcntl.flock`` on ``out/.lock``,
-    released by the kernel if the process dies.
+def lock_output(out: Path) -> FileLock:
+    """Take the exclusive right to write ``out``'s results: a :class:`filelock.FileLock` on
+    ``out/.lock`` (an ``flock``, so the kernel frees it when the process dies) that records
+    ``HOST PID`` for the message below; release it with ``.release()``.
 
     Raises:
         RunConflictError: another live run holds the folder (the message names it).
     """
+    path = Path(out) / ".lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
 
-    def __init__(self, out: Path):
-        self.path = Path(out) / ".lock"
-        self._fd: int | None = None
+    def mark(fd: int) -> None:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{HOST} {os.getpid()}\n".encode())
 
-    def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        for _ in range(10):
-            fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                try:
-                    host, pid = self.path.read_text(encoding="utf-8").split()[:2]
-                    owner = f"process {int(pid)} on {host}"
-                except (OSError, ValueError):
-                    owner = "an unknown process"
-                raise RunConflictError(
-                    f"{self.path.parent} is being written by {owner} ({self.path}). "
-                    "Wait for it or choose another output folder"
-                ) from None
-            try:  # the file may have been removed and recreated by a releasing holder
-                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
-            except FileNotFoundError:
-                same = False
-            if same:
-                os.ftruncate(fd, 0)
-                os.write(fd, f"{HOST} {os.getpid()}\n".encode())
-                self._fd = fd
-                return
-            os.close(fd)
-        raise RunConflictError(f"could not take {self.path}; run again")
-
-    def release(self) -> None:
-        if self._fd is not None:
-            self.path.unlink(missing_ok=True)
-            os.close(self._fd)
-            self._fd = None
+    lock = FileLock(path, timeout=0, thread_local=False, on_acquired=mark)
+    try:
+        lock.acquire()
+    except Timeout:
+        try:
+            host, pid = path.read_text(encoding="utf-8").split()[:2]
+            owner = f"process {int(pid)} on {host}"
+        except (OSError, ValueError):
+            owner = "an unknown process"
+        raise RunConflictError(
+            f"{path.parent} is being written by {owner} ({path}). "
+            "Wait for it or choose another output folder"
+        ) from None
+    return lock
 
 
-def claim_output(out: Path, settings: dict, overwrite: bool) -> OutputLock | None:
+def claim_output(out: Path, settings: dict, overwrite: bool) -> FileLock | None:
     """On rank 0: take ``out``'s lock, finish what a killed run left and check that the
     results there may be replaced by a run of ``settings``; returns the held lock (``None``
     on the other ranks).
@@ -333,9 +297,8 @@ def claim_output(out: Path, settings: dict, overwrite: bool) -> OutputLock | Non
     """
     lock, problem = None, None
     if distributed.current().rank == 0:
-        lock = OutputLock(out)
         try:
-            lock.acquire()
+            lock = lock_output(out)
             staging = out / ".staging"
             if (staging / "run.json").is_file():  # left complete by a killed run
                 warnings.warn(
@@ -355,7 +318,8 @@ def claim_output(out: Path, settings: dict, overwrite: bool) -> OutputLock | Non
                 _check_settings(path, settings)
             remove_stale_tmp(out)
         except RunConflictError as e:
-            lock.release()
+            if lock is not None:
+                lock.release()
             problem = str(e)
     problem = distributed.broadcast(problem)
     if problem is not None:
