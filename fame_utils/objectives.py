@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from ._checks import (
     as_index_tensor,
     check_class_indices,
+    check_model_input,
     check_model_output,
     check_switch,
     check_threshold,
@@ -99,6 +100,11 @@ class Attribution(NamedTuple):
 
     positive: Tensor
     negative: Tensor | None = None
+
+    @classmethod
+    def like(cls, images: Tensor, *maps: Tensor) -> Attribution:
+        """``maps`` (e₊, optionally e₋) moved to ``images``' device and dtype."""
+        return cls(*(m.to(device=images.device, dtype=images.dtype) for m in maps))
 
 
 class Objective:
@@ -359,12 +365,28 @@ class Dissimilarity(CosineSimilarity):
         return 1.0 - super().__call__(model, inputs)
 
 
-def check_target(target: object) -> ClassLogit | CosineSimilarity:
-    """``target`` if it is one of the two targets every method explains, else a clear
-    ``TypeError``."""
-    if not isinstance(target, (ClassLogit, CosineSimilarity)) or isinstance(target, Dissimilarity):
-        raise TypeError(
-            "target must be fame_utils.ClassLogit(classes) or "
-            f"fame_utils.CosineSimilarity(references, threshold), got {type(target).__name__}"
-        )
+TARGET_HINTS = {
+    ClassLogit: "fame_utils.ClassLogit(classes)",
+    CosineSimilarity: "fame_utils.CosineSimilarity(references, threshold)",
+}
+
+
+def check_target(target: object, types: tuple[type, ...] = tuple(TARGET_HINTS)) -> Objective:
+    """``target`` if of one of ``types`` (a ``Dissimilarity`` is FAME's only), else ``TypeError``."""
+    if not isinstance(target, types) or isinstance(target, Dissimilarity):
+        wanted = " or ".join(TARGET_HINTS[t] for t in types)
+        raise TypeError(f"target must be {wanted}, got {type(target).__name__}")
     return target
+
+
+def method_inputs(
+    model: nn.Module, images: Tensor, target: object, types: tuple[type, ...] = tuple(TARGET_HINTS)
+) -> tuple[Tensor, Tensor]:
+    """A baseline's checked arguments (:func:`check_model_input`, :func:`check_target`) on
+    the model's device: the detached images and the per-image targets, (B,) class indices
+    or (B, D) references."""
+    check_model_input(images, model)
+    check_target(target, types)
+    b, device = images.shape[0], model_device(model)
+    per_image = target.indices(b) if isinstance(target, ClassLogit) else target.check(b)
+    return images.detach().to(device), per_image.to(device)

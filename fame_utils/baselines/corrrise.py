@@ -9,7 +9,7 @@ mask set per image size serves every pair.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
@@ -17,14 +17,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .._checks import (
-    check_class_indices,
-    check_finite_output,
-    check_model_input,
-    frozen_eval,
-    model_device,
-)
-from ..objectives import Attribution, ClassLogit, CosineSimilarity, check_target
+from .._checks import check_class_indices, check_finite_output, frozen_eval
+from ..objectives import Attribution, ClassLogit, CosineSimilarity, method_inputs
 from ..postprocess import max_normalize
 
 
@@ -91,7 +85,6 @@ class CorrRISE:
     progress: bool = False
     name: str = "CorrRISE"
     runtime_fields: ClassVar[frozenset[str]] = frozenset({"batch_size", "progress"})
-    _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self):
         if self.n_masks < 2:
@@ -105,34 +98,23 @@ class CorrRISE:
             return int(self.patch_size)
         return max(1, round(30 / 112 * min(size)))
 
-    def masks(self, size: tuple[int, int], device: torch.device | str = "cpu") -> Tensor:
-        """The cached mask set (n_masks, H, W) for ``size`` on ``device``."""
-        key = (tuple(size), str(torch.device(device)))
-        if key not in self._cache:
-            masks = make_patch_masks(
-                self.n_masks, size, self.patches, self.patch_side(size), self.seed
-            )
-            self._cache[key] = masks.to(device)
-        return self._cache[key]
+    def masks(self, size: tuple[int, int]) -> Tensor:
+        """The seeded mask set (n_masks, H, W) on the CPU for images of ``size``."""
+        return make_patch_masks(self.n_masks, size, self.patches, self.patch_side(size), self.seed)
 
     def scores(
         self, model: nn.Module, images: Tensor, target: ClassLogit | CosineSimilarity
     ) -> Tensor:
         """(B, n_masks) scores of the masked images (no grad, eval mode, model's device)."""
-        device = model_device(model)
-        x = images.detach().to(device)
+        x, per_image = method_inputs(model, images, target)
         b = x.shape[0]
-        masks = self.masks(tuple(x.shape[-2:]), device)
-        if isinstance(target, CosineSimilarity):
-            per_image = target.check(b).to(device)
-        else:
-            per_image = target.indices(b).to(device)
+        masks = self.masks(tuple(x.shape[-2:])).to(x.device)
         total = b * self.n_masks  # sample s: image s // n_masks with mask s % n_masks
-        out = torch.empty(total, device=device, dtype=x.dtype)
+        out = torch.empty(total, device=x.device, dtype=x.dtype)
         starts = range(0, total, self.batch_size)
         with torch.no_grad(), frozen_eval(model):
             for lo in tqdm(starts, desc=self.name, disable=not self.progress, leave=False):
-                idx = torch.arange(lo, min(lo + self.batch_size, total), device=device)
+                idx = torch.arange(lo, min(lo + self.batch_size, total), device=x.device)
                 img = idx // self.n_masks
                 y = model(x[img] * masks[idx % self.n_masks].unsqueeze(1))
                 if isinstance(target, CosineSimilarity):
@@ -147,9 +129,6 @@ class CorrRISE:
         self, model: nn.Module, images: Tensor, target: ClassLogit | CosineSimilarity
     ) -> Attribution:
         """e₊ and e₋ (B, H, W) in [0, 1] for ``images`` (B, 3, H, W) in [0, 1]."""
-        check_model_input(images, model)
-        check_target(target)
         scores = check_finite_output(self.scores(model, images, target), "CorrRISE's scores")
-        corr = spearman_map(self.masks(tuple(images.shape[-2:]), scores.device), scores)
-        pos, neg = (max_normalize(c.clamp_min(0)) for c in (corr, -corr))
-        return Attribution(*(m.to(device=images.device, dtype=images.dtype) for m in (pos, neg)))
+        corr = spearman_map(self.masks(tuple(images.shape[-2:])).to(scores.device), scores)
+        return Attribution.like(images, *(max_normalize(c.clamp_min(0)) for c in (corr, -corr)))

@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .._checks import check_model_input, check_threshold, frozen_eval, model_device
-from ..objectives import Attribution, ClassLogit, CosineSimilarity, check_target
+from .._checks import check_threshold, frozen_eval
+from ..objectives import Attribution, ClassLogit, CosineSimilarity, method_inputs
 from ..postprocess import gaussian_blur, max_normalize
 
 
@@ -48,21 +48,10 @@ class FGGB:
         if self.threshold is not None:
             check_threshold(self.threshold, "FGGB threshold θ")
 
-    def _weights(self, emb: Tensor, refs: Tensor, theta: float) -> Tensor:
-        """w (B, D) = refs · emb − θ/D of normalised embeddings."""
-        if emb.ndim != 2 or emb.shape[1] != refs.shape[1]:
-            raise ValueError(
-                f"the model's embeddings {tuple(emb.shape)} do not match the references "
-                f"{tuple(refs.shape)}"
-            )
-        return refs * emb - theta / emb.shape[1]
-
     def saliency(self, model: nn.Module, images: Tensor, target: CosineSimilarity) -> Tensor:
-        """The signed, unblurred S = Σ_k w_k G̃_k, (B, H, W) on the model's device.
-
-        Raises:
-            ValueError: no θ, neither here nor on the target.
-        """
+        """The signed, unblurred S = Σ_k w_k G̃_k, (B, H, W) on the model's device;
+        ``ValueError`` without θ (neither here nor on the target)."""
+        x, refs = method_inputs(model, images, target, (CosineSimilarity,))
         if self.threshold is None and target.threshold is None:
             raise ValueError(
                 "FGGB needs the verification threshold θ (EER threshold on the cosine "
@@ -70,15 +59,18 @@ class FGGB:
                 "threshold=...); compute it with fame_utils.eer_threshold(scores, genuine)"
             )
         theta = self.threshold if self.threshold is not None else target.threshold
-        device = model_device(model)
-        x = images.detach().to(device).requires_grad_(True)
-        refs = F.normalize(target.check(x.shape[0]).to(device=device, dtype=x.dtype))
+        x, refs = x.requires_grad_(True), F.normalize(refs.to(x.dtype))
         with frozen_eval(model):
             emb = F.normalize(model(x))  # (B, D), one forward pass
-            w = self._weights(emb.detach(), refs, theta)
+            if emb.ndim != 2 or emb.shape[1] != refs.shape[1]:
+                raise ValueError(
+                    f"the model's embeddings {tuple(emb.shape)} do not match the references "
+                    f"{tuple(refs.shape)}"
+                )
             b, d = emb.shape
-            s = torch.zeros(b, *x.shape[-2:], device=device, dtype=x.dtype)
-            eye = torch.eye(d, device=device, dtype=emb.dtype)
+            w = refs * emb.detach() - theta / d  # w_k = φ̂_g,k · φ̂_p,k − θ/D
+            s = torch.zeros(b, *x.shape[-2:], device=x.device, dtype=x.dtype)
+            eye = torch.eye(d, device=x.device, dtype=emb.dtype)
             starts = range(0, d, self.chunk_size)
             for lo in tqdm(starts, desc=self.name, disable=not self.progress, leave=False):
                 hi = min(lo + self.chunk_size, d)
@@ -100,16 +92,6 @@ class FGGB:
     def __call__(
         self, model: nn.Module, images: Tensor, target: ClassLogit | CosineSimilarity
     ) -> Attribution:
-        check_model_input(images, model)
-        if not isinstance(check_target(target), CosineSimilarity):
-            raise TypeError(
-                "FGGB explains face verification and needs a CosineSimilarity "
-                "(partner embeddings and threshold), not a ClassLogit"
-            )
         s = self.saliency(model, images, target)
-        parts = (
-            max_normalize(gaussian_blur(p.clamp_min(0), self.kernel_size, self.sigma))
-            for p in (s, -s)
-        )
-        pos, neg = (p.to(device=images.device, dtype=images.dtype) for p in parts)
-        return Attribution(pos, neg)
+        blur = (gaussian_blur(p.clamp_min(0), self.kernel_size, self.sigma) for p in (s, -s))
+        return Attribution.like(images, *(max_normalize(p) for p in blur))

@@ -8,7 +8,7 @@ import math
 import os
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -383,7 +383,7 @@ def run_experiment(
             "threshold_source": threshold_source,
             "methods": method_keys,
             "metrics": [fingerprint(m, "metric") for m in metrics],
-            "recipe": run_recipe.as_dict(),
+            "recipe": asdict(run_recipe),
             "eval_batch_size": eval_batch_size,
             "seed": seed,
             "tie_seed": run_recipe.tie_seed,
