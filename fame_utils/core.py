@@ -373,12 +373,10 @@ def run_fame(
         raise TypeError(f"callback must be callable or None, got {type(callback).__name__}")
     if not isinstance(callback_every, int) or callback_every < 1:
         raise ValueError(f"callback_every must be an int >= 1, got {callback_every!r}")
-    if cfg.absolute_logit:
-        if not isinstance(objective, ClassLogit):
-            raise ValueError(
-                f"absolute_logit=True applies to ClassLogit objectives, got {type(objective).__name__}"
-            )
-        objective = ClassLogit(objective.targets, absolute=True)
+    if cfg.absolute_logit and not isinstance(objective, ClassLogit):
+        raise ValueError(
+            f"absolute_logit=True applies to ClassLogit objectives, got {type(objective).__name__}"
+        )
     check_model_input(images, model)
     try:
         return _descend(model, images, objective, cfg, callback, callback_every)
@@ -415,9 +413,11 @@ def _descend(
     dtype = AUTOCAST_DTYPES.get(cfg.precision)
 
     def loss_of(obj: Objective, inputs: Tensor, eager: bool = False) -> Tensor:
-        """(N,) float32 losses under ``cfg.precision``; ``eager``: the uncompiled model."""
+        """(N,) float32 losses under ``cfg.precision`` (|z_o| for ``absolute_logit``);
+        ``eager``: the uncompiled model."""
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            return obj(model if eager else net, inputs).float()
+            loss = obj(model if eager else net, inputs).float()
+        return loss.abs() if cfg.absolute_logit else loss
 
     with (
         frozen_eval(model),

@@ -20,7 +20,6 @@ from ._checks import (
     check_class_indices,
     check_model_input,
     check_model_output,
-    check_switch,
     check_threshold,
     model_device,
 )
@@ -123,11 +122,11 @@ class Objective:
 
 
 class ClassLogit(Objective):
-    """L_cls = z_o, the raw logit of class o (paper Sec. 3, Table 2); the baselines
-    explain z_o. ``targets``: (B,) class indices or one int for every image;
-    ``absolute``: |z_o| as the reference code (``FameConfig.absolute_logit`` sets it)."""
+    """L_cls = z_o, the raw logit of class o (paper Sec. 3, Table 2; |z_o| with
+    ``FameConfig.absolute_logit``); the baselines explain z_o. ``targets``: (B,) class
+    indices or one int for every image."""
 
-    def __init__(self, targets: int | Sequence[int] | Tensor, *, absolute: bool = False):
+    def __init__(self, targets: int | Sequence[int] | Tensor):
         try:
             t = torch.as_tensor(targets if isinstance(targets, Tensor) else np.asarray(targets))
         except (TypeError, ValueError, RuntimeError):
@@ -140,12 +139,11 @@ class ClassLogit(Objective):
         self.targets = (
             int(targets) if isinstance(targets, numbers.Integral) else t.reshape(-1).long()
         )
-        self.absolute = check_switch(absolute, "absolute")
         self._checked = False
 
     def __repr__(self) -> str:
         t = self.targets if isinstance(self.targets, int) else self.targets.tolist()
-        return f"ClassLogit({t}{', absolute=True' if self.absolute else ''})"
+        return f"ClassLogit({t})"
 
     def indices(self, batch: int) -> Tensor:
         """(batch,) long tensor of class indices >= 0, checked against the batch size."""
@@ -154,12 +152,12 @@ class ClassLogit(Objective):
 
     def expand(self, model: nn.Module, images: Tensor) -> tuple[Tensor, Objective]:
         t = self.indices(images.shape[0]).to(images.device)
-        return images, ClassLogit(t, absolute=self.absolute)
+        return images, ClassLogit(t)
 
     def subset(self, index: slice | Tensor) -> Objective:
         if isinstance(self.targets, int):
             return self
-        return ClassLogit(self.targets[index], absolute=self.absolute)
+        return ClassLogit(self.targets[index])
 
     def __call__(self, model: nn.Module, inputs: Tensor) -> Tensor:
         logits = check_model_output(model(inputs))
@@ -169,8 +167,7 @@ class ClassLogit(Objective):
         if not self._checked:  # one host sync, on the first call only
             check_class_indices(t, logits.shape[1], "ClassLogit targets")
             self._checked = True
-        z = logits.gather(1, t[:, None]).squeeze(1)
-        return z.abs() if self.absolute else z
+        return logits.gather(1, t[:, None]).squeeze(1)
 
 
 class FeatureCell(Objective):

@@ -62,7 +62,7 @@ def test_recipe_reaches_fames_config_and_objective(monkeypatch, tiny_cnn):
     assert cfg.normalization == "max" and cfg.early_stop is None and not cfg.absolute_logit
     # a config runs as given
     Fame(FAST.replace(normalization="minmax"))(tiny_cnn, x, ClassLogit(0))
-    assert calls[-1][1].normalization == "minmax" and calls[-1][0].absolute is False
+    assert calls[-1][1].normalization == "minmax" and calls[-1][1].absolute_logit is False
 
     face = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 16 * 16, 4)).eval()
     refs = torch.nn.functional.normalize(face(x), dim=1).detach()

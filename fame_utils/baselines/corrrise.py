@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .._checks import check_class_indices, check_finite_output, frozen_eval
+from .._checks import check_class_indices, check_count, check_finite_output, frozen_eval
 from ..objectives import Attribution, ClassLogit, CosineSimilarity, method_inputs
 from ..postprocess import max_normalize
 
@@ -87,10 +87,8 @@ class CorrRISE:
     runtime_fields: ClassVar[frozenset[str]] = frozenset({"batch_size", "progress"})
 
     def __post_init__(self):
-        if self.n_masks < 2:
-            raise ValueError(f"n_masks must be >= 2, got {self.n_masks}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        check_count(self.n_masks, "n_masks", 2)
+        check_count(self.batch_size, "batch_size", 1)
 
     def patch_side(self, size: tuple[int, int]) -> int:
         """Patch side in pixels for an image of ``size`` (H, W)."""

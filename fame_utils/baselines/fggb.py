@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .._checks import check_threshold, frozen_eval
+from .._checks import check_count, check_threshold, frozen_eval
 from ..objectives import Attribution, ClassLogit, CosineSimilarity, method_inputs
 from ..postprocess import gaussian_blur, max_normalize
 
@@ -43,8 +43,7 @@ class FGGB:
     runtime_fields: ClassVar[frozenset[str]] = frozenset({"chunk_size", "progress"})
 
     def __post_init__(self):
-        if self.chunk_size < 1:
-            raise ValueError(f"chunk_size must be >= 1, got {self.chunk_size}")
+        check_count(self.chunk_size, "chunk_size", 1)
         if self.threshold is not None:
             check_threshold(self.threshold, "FGGB threshold θ")
 
