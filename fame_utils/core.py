@@ -186,15 +186,11 @@ class FameResult:
 @contextlib.contextmanager
 def deterministic(enabled: bool, device: torch.device) -> Iterator[None]:
     """One CPU thread, or deterministic cuDNN, for the block; the previous state after."""
-    if not enabled:
-        yield
-        return
-    threads = torch.get_num_threads()
-    cudnn = torch.backends.cudnn
+    threads, cudnn = torch.get_num_threads(), torch.backends.cudnn
     flags = (cudnn.deterministic, cudnn.benchmark)
-    if device.type == "cpu":
+    if enabled and device.type == "cpu":
         torch.set_num_threads(1)
-    else:
+    elif enabled:
         cudnn.deterministic, cudnn.benchmark = True, False
     try:
         yield
@@ -283,22 +279,18 @@ def _optimise_chunk(
     initial, done, stopped = None, 0, False
     last_loss = None if callback is None else torch.full((n,), float("nan"), device=dev)
 
-    def descend() -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """One step on the current rows: (loss, active after it, new δ, (n,) max|∇|)."""
-        d = delta.detach().requires_grad_(True)
-        loss = loss_of(obj, x + scale * d)
-        (grad,) = torch.autograd.grad(loss.sum(), d)
-        with torch.no_grad():
-            moving = None if eps is None else active & (loss >= eps).view(-1, 1, 1, 1)
-            step = update(delta, grad, cfg.step_size, moving)
-        return loss.detach(), active if moving is None else moving, *step
-
     def check(it: int) -> None:
         _raise_if_nonfinite(nonfinite > 0, "loss or input gradient", offset, f" by iteration {it}")
 
     for it in range(cfg.iterations):
-        loss, active, delta, gmax = descend()
+        d = delta.detach().requires_grad_(True)
+        loss = loss_of(obj, x + scale * d)
+        (grad,) = torch.autograd.grad(loss.sum(), d)
         with torch.no_grad():
+            loss = loss.detach()
+            if eps is not None:  # stopped samples stay frozen
+                active = active & (loss >= eps).view(-1, 1, 1, 1)
+            delta, gmax = update(delta, grad, cfg.step_size, None if eps is None else active)
             if initial is None:
                 initial = loss.clone()
             steps.index_add_(0, rows, active.view(-1).long())

@@ -116,7 +116,6 @@ class _PytorchGradCam:
     def __call__(
         self, model: nn.Module, images: Tensor, target: ClassLogit | CosineSimilarity
     ) -> Attribution:
-        """(B, H, W) maps in [0, 1] for ``images`` (B, 3, H, W) in [0, 1]."""
         layer = resolve_layer(model, self.target_layer)
         constant_norm = self.face_target == "constant_norm"
         return _run_cam(self.cam_class, model, images, target, layer, constant_norm)
@@ -164,7 +163,6 @@ class FullGrad:
     def __call__(
         self, model: nn.Module, images: Tensor, target: ClassLogit | CosineSimilarity
     ) -> Attribution:
-        """(B, H, W) FullGrad maps in [0, 1] for ``images`` (B, 3, H, W) in [0, 1]."""
         kinds = (nn.Conv2d, nn.BatchNorm2d)
         if not any(type(m) in kinds and m.bias is not None for m in model.modules()):
             raise ValueError(

@@ -126,7 +126,6 @@ class CorrRISE:
     def __call__(
         self, model: nn.Module, images: Tensor, target: ClassLogit | CosineSimilarity
     ) -> Attribution:
-        """e₊ and e₋ (B, H, W) in [0, 1] for ``images`` (B, 3, H, W) in [0, 1]."""
         scores = check_finite_output(self.scores(model, images, target), "CorrRISE's scores")
         corr = spearman_map(self.masks(tuple(images.shape[-2:])).to(scores.device), scores)
         return Attribution.like(images, *(max_normalize(c.clamp_min(0)) for c in (corr, -corr)))
