@@ -15,7 +15,6 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from .._checks import check_class_indices, check_count, check_finite_output, frozen_eval
 from ..objectives import Attribution, ClassLogit, CosineSimilarity, method_inputs
@@ -74,7 +73,7 @@ class CorrRISE:
         patches: black squares per mask (3).
         patch_size: a square's side; ``None``: round(30/112 · min(H, W)) (paper: 30 px at 112).
         seed: seed of the mask set.
-        batch_size, progress: masked images per forward pass; a tqdm bar.
+        batch_size: masked images per forward pass.
     """
 
     n_masks: int = 500
@@ -82,9 +81,8 @@ class CorrRISE:
     patch_size: int | None = None
     seed: int = 0
     batch_size: int = 100
-    progress: bool = False
     name: str = "CorrRISE"
-    runtime_fields: ClassVar[frozenset[str]] = frozenset({"batch_size", "progress"})
+    runtime_fields: ClassVar[frozenset[str]] = frozenset({"batch_size"})
 
     def __post_init__(self):
         check_count(self.n_masks, "n_masks", 2)
@@ -109,9 +107,8 @@ class CorrRISE:
         masks = self.masks(tuple(x.shape[-2:])).to(x.device)
         total = b * self.n_masks  # sample s: image s // n_masks with mask s % n_masks
         out = torch.empty(total, device=x.device, dtype=x.dtype)
-        starts = range(0, total, self.batch_size)
         with torch.no_grad(), frozen_eval(model):
-            for lo in tqdm(starts, desc=self.name, disable=not self.progress, leave=False):
+            for lo in range(0, total, self.batch_size):
                 idx = torch.arange(lo, min(lo + self.batch_size, total), device=x.device)
                 img = idx // self.n_masks
                 y = model(x[img] * masks[idx % self.n_masks].unsqueeze(1))

@@ -15,7 +15,6 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from .._checks import check_count, check_threshold, frozen_eval
 from ..objectives import Attribution, ClassLogit, CosineSimilarity, method_inputs
@@ -30,17 +29,16 @@ class FGGB:
     Args:
         threshold: θ (:func:`fame_utils.eer_threshold`); ``None``: the target's ``threshold``.
         kernel_size, sigma: blur of e₊ and e₋ (25 and 5 as in the paper).
-        chunk_size, progress: embedding dimensions per batched backward; a tqdm bar.
+        chunk_size: embedding dimensions per batched backward.
     """
 
     threshold: float | None = None
     kernel_size: int = 25
     sigma: float = 5.0
     chunk_size: int = 32
-    progress: bool = False
     name: str = "FGGB"
     targets: ClassVar[tuple[type, ...]] = (CosineSimilarity,)
-    runtime_fields: ClassVar[frozenset[str]] = frozenset({"chunk_size", "progress"})
+    runtime_fields: ClassVar[frozenset[str]] = frozenset({"chunk_size"})
 
     def __post_init__(self):
         check_count(self.chunk_size, "chunk_size", 1)
@@ -70,8 +68,7 @@ class FGGB:
             w = refs * emb.detach() - theta / d  # w_k = φ̂_g,k · φ̂_p,k − θ/D
             s = torch.zeros(b, *x.shape[-2:], device=x.device, dtype=x.dtype)
             eye = torch.eye(d, device=x.device, dtype=emb.dtype)
-            starts = range(0, d, self.chunk_size)
-            for lo in tqdm(starts, desc=self.name, disable=not self.progress, leave=False):
+            for lo in range(0, d, self.chunk_size):
                 hi = min(lo + self.chunk_size, d)
                 v = eye[lo:hi, None].expand(hi - lo, b, d)  # cotangent k: dimension lo + k
                 try:
