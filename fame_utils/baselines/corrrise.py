@@ -10,6 +10,7 @@ mask set per image size serves every pair.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import ClassVar
 
 import torch
@@ -21,11 +22,13 @@ from ..objectives import Attribution, ClassLogit, CosineSimilarity, method_input
 from ..postprocess import max_normalize
 
 
+@lru_cache(maxsize=4)
 def make_patch_masks(
     n_masks: int, size: tuple[int, int], patches: int = 3, patch_size: int = 40, seed: int = 0
 ) -> Tensor:
     """(n_masks, H, W) float32 CPU masks (1 kept, 0 occluded), each with ``patches``
-    squares of side ``patch_size`` placed uniformly inside the image, seeded."""
+    squares of side ``patch_size`` placed uniformly inside the image, seeded; cached (the
+    last four sets), so read-only."""
     h, w = size
     if patch_size < 1 or patch_size > min(h, w):
         raise ValueError(f"patch_size must be in [1, {min(h, w)}] for a {h}x{w} image")
@@ -95,7 +98,7 @@ class CorrRISE:
         return max(1, round(30 / 112 * min(size)))
 
     def masks(self, size: tuple[int, int]) -> Tensor:
-        """The seeded mask set (n_masks, H, W) on the CPU for images of ``size``."""
+        """The seeded mask set (n_masks, H, W) on the CPU for images of ``size`` (read-only)."""
         return make_patch_masks(self.n_masks, size, self.patches, self.patch_side(size), self.seed)
 
     def scores(
