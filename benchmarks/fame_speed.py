@@ -40,7 +40,7 @@ import time
 import torch
 
 from fame_utils import FameConfig, run_fame
-from fame_utils.core import Step, channels_last, frozen_eval
+from fame_utils.core import AUTOCAST_DTYPES, channels_last, frozen_eval
 from fame_utils.models.classifiers import load_classifier
 from fame_utils.objectives import ClassLogit
 
@@ -66,11 +66,13 @@ def floor_run(model, x: torch.Tensor, targets: torch.Tensor, cfg: FameConfig, n:
     with frozen_eval(model), channels_last(model, cfg.channels_last):
         if cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        step = Step(model, cfg, device)
+        net = torch.compile(model) if cfg.compile else model
+        dtype = AUTOCAST_DTYPES.get(cfg.precision)
         objective = ClassLogit(targets)
         for _ in range(n):
             delta = torch.zeros_like(x).requires_grad_(True)
-            loss = step.loss(objective, x + delta)
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                loss = objective(net, x + delta).float()
             torch.autograd.grad(loss.sum(), delta)
 
 

@@ -109,16 +109,11 @@ def check_model_input(images: object, model: torch.nn.Module, name: str = "image
 
 def check_class_indices(indices: Tensor, num_classes: int | None, name: str = "classes") -> Tensor:
     """``indices`` if in [0, num_classes − 1] (>= 0 for ``None``); one host sync."""
-    if indices.numel() == 0:
-        return indices
-    lo, hi = int(indices.min()), int(indices.max())
-    too_high = num_classes is not None and hi >= num_classes
-    if lo < 0 or too_high:
+    bad = indices[(indices < 0) | (indices >= (math.inf if num_classes is None else num_classes))]
+    if bad.numel():
         top = "number of classes − 1" if num_classes is None else str(num_classes - 1)
-        flat = indices.reshape(-1).tolist()
-        bad = sorted({c for c in flat if c < 0 or (num_classes is not None and c >= num_classes)})
         raise ValueError(
-            f"{name} must be class indices in [0, {top}], got {bad[:10]}; "
+            f"{name} must be class indices in [0, {top}], got {sorted(set(bad.tolist()))[:10]}; "
             "negative indices are not allowed (they do not count from the end)"
         )
     return indices

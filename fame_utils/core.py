@@ -89,22 +89,18 @@ class FameConfig:
     """Fields that change speed or display, not maps (left out of cache keys)."""
 
     def __post_init__(self):
-        check_count(self.iterations, "iterations", 0)
-        check_count(self.kernel_size, "kernel_size", 1)
-        check_number(self.sigma, "sigma", 0.0)
-        check_count(self.early_stop_check_every, "early_stop_check_every", 1)
+        for name, minimum in (("iterations", 0), ("kernel_size", 1), ("early_stop_check_every", 1)):
+            check_count(getattr(self, name), name, minimum)
         if self.batch_size is not None:
             check_count(self.batch_size, "batch_size", 1)
+        check_number(self.sigma, "sigma", 0.0)
         if self.early_stop is not None:
             check_number(self.early_stop, "early_stop")
         for switch in ("absolute_logit", "progress", "channels_last", "compile", "deterministic"):
             check_switch(getattr(self, switch), switch)
-        if not isinstance(self.step_size, (int, float)) or not (
-            math.isfinite(self.step_size) and self.step_size > 0
-        ):
-            raise ValueError(
-                f"step_size must be a finite number > 0 (e.g. 1/255), got {self.step_size!r}"
-            )
+        step = self.step_size
+        if isinstance(step, bool) or not isinstance(step, (int, float)) or not 0 < step < math.inf:
+            raise ValueError(f"step_size must be a finite number > 0 (e.g. 1/255), got {step!r}")
         if self.kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be a positive odd int, got {self.kernel_size}")
         choices = {
@@ -128,10 +124,6 @@ class FameConfig:
 
     def replace(self, **overrides) -> FameConfig:
         """A copy with some fields changed; unknown names raise ``TypeError``."""
-        names = {f.name for f in dataclasses.fields(self)}
-        unknown = set(overrides) - names
-        if unknown:
-            raise TypeError(f"unknown FameConfig fields {sorted(unknown)}; valid: {sorted(names)}")
         return dataclasses.replace(self, **overrides)
 
 
@@ -194,15 +186,11 @@ class FameResult:
 @contextlib.contextmanager
 def deterministic(enabled: bool, device: torch.device) -> Iterator[None]:
     """One CPU thread, or deterministic cuDNN, for the block; the previous state after."""
-    if not enabled:
-        yield
-        return
-    threads = torch.get_num_threads()
-    cudnn = torch.backends.cudnn
+    threads, cudnn = torch.get_num_threads(), torch.backends.cudnn
     flags = (cudnn.deterministic, cudnn.benchmark)
-    if device.type == "cpu":
+    if enabled and device.type == "cpu":
         torch.set_num_threads(1)
-    else:
+    elif enabled:
         cudnn.deterministic, cudnn.benchmark = True, False
     try:
         yield
@@ -227,48 +215,6 @@ def channels_last(model: nn.Module, enabled: bool) -> Iterator[None]:
         for t, contiguous in zip(tensors, was_contiguous):
             if contiguous and not t.is_contiguous():
                 t.data = t.data.contiguous()
-
-
-class Step:
-    """One run's forward (autocast for ``cfg.precision``) and ``update``, compiled for
-    ``cfg.compile``; :meth:`first` falls back to eager, warning, where compilation fails."""
-
-    def __init__(self, model: nn.Module, cfg: FameConfig, device: torch.device, update=None):
-        self.eager = (model, update)
-        self.compiled = cfg.compile
-        self.model, self.update = self.eager
-        if cfg.compile:
-            self.model = torch.compile(model)
-            self.update = None if update is None else torch.compile(update)
-        dtype = AUTOCAST_DTYPES.get(cfg.precision)
-        self.autocast = lambda: (
-            contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
-        )
-
-    def loss(self, objective: Objective, inputs: Tensor, *, eager: bool = False) -> Tensor:
-        """(N,) float32 losses; ``eager`` skips the compiled model (final no-grad pass)."""
-        with self.autocast():
-            return objective(self.eager[0] if eager else self.model, inputs).float()
-
-    def first(self, fn: Callable[[], object]):
-        """``fn()``; if torch.compile fails in it, continue eagerly and call it again."""
-        try:
-            return fn()
-        except Exception as err:
-            module = type(err).__module__
-            compile_error = module.startswith(("torch._dynamo", "torch._inductor")) or isinstance(
-                err, torch._dynamo.exc.TorchDynamoException
-            )
-            if not (self.compiled and compile_error):
-                raise
-            warnings.warn(
-                f"torch.compile failed ({type(err).__name__}: {str(err).splitlines()[0][:200]}); "
-                "FAME continues eagerly (compile=False gives the same maps without trying)",
-                stacklevel=4,
-            )
-            self.model, self.update = self.eager
-            self.compiled = False
-            return fn()
 
 
 def _raise_if_nonfinite(bad: Tensor, what: str, offset: int = 0, by: str = "") -> None:
@@ -308,12 +254,13 @@ def _update(delta: Tensor, grad: Tensor, step_size: float, moving) -> tuple[Tens
 
 
 def _optimise_chunk(
-    model: nn.Module,
     x_full: Tensor,
     objective: Objective,
     cfg: FameConfig,
+    scale: Tensor,
+    loss_of: Callable[..., Tensor],
+    update: Callable[..., tuple[Tensor, Tensor]],
     bar,
-    fns: Step,
     offset: int,
     callback: Callback | None,
     callback_every: int,
@@ -322,7 +269,6 @@ def _optimise_chunk(
     and final loss, whether ``callback`` asked to stop). Stopped samples are frozen and
     dropped at every ``early_stop_check_every``-th iteration (the one host sync); NaN/Inf
     losses or gradients raise at iteration 1, at those checks and at the end."""
-    scale = _step_scale(model, cfg.step_space, x_full.device, x_full.dtype)
     n, eps, dev = x_full.shape[0], cfg.early_stop, x_full.device
     delta_full = torch.zeros_like(x_full)
     steps = torch.zeros(n, dtype=torch.long, device=dev)
@@ -333,22 +279,18 @@ def _optimise_chunk(
     initial, done, stopped = None, 0, False
     last_loss = None if callback is None else torch.full((n,), float("nan"), device=dev)
 
-    def descend() -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """One step on the current rows: (loss, active after it, new δ, (n,) max|∇|)."""
-        d = delta.detach().requires_grad_(True)
-        loss = fns.loss(obj, x + scale * d)
-        (grad,) = torch.autograd.grad(loss.sum(), d)
-        with torch.no_grad():
-            moving = None if eps is None else active & (loss >= eps).view(-1, 1, 1, 1)
-            step = fns.update(delta, grad, cfg.step_size, moving)
-        return loss.detach(), active if moving is None else moving, *step
-
     def check(it: int) -> None:
         _raise_if_nonfinite(nonfinite > 0, "loss or input gradient", offset, f" by iteration {it}")
 
     for it in range(cfg.iterations):
-        loss, active, delta, gmax = fns.first(descend) if it == 0 else descend()
+        d = delta.detach().requires_grad_(True)
+        loss = loss_of(obj, x + scale * d)
+        (grad,) = torch.autograd.grad(loss.sum(), d)
         with torch.no_grad():
+            loss = loss.detach()
+            if eps is not None:  # stopped samples stay frozen
+                active = active & (loss >= eps).view(-1, 1, 1, 1)
+            delta, gmax = update(delta, grad, cfg.step_size, None if eps is None else active)
             if initial is None:
                 initial = loss.clone()
             steps.index_add_(0, rows, active.view(-1).long())
@@ -382,7 +324,7 @@ def _optimise_chunk(
     check(done)
     with torch.no_grad():
         delta_full[rows] = delta.detach()
-        final = fns.loss(objective, x_full + scale * delta_full, eager=True).detach()
+        final = loss_of(objective, x_full + scale * delta_full, eager=True).detach()
     _raise_if_nonfinite(~torch.isfinite(final), "final loss", offset)
     return delta_full, steps, final if initial is None else initial, final, stopped
 
@@ -423,14 +365,52 @@ def run_fame(
         raise TypeError(f"callback must be callable or None, got {type(callback).__name__}")
     if not isinstance(callback_every, int) or callback_every < 1:
         raise ValueError(f"callback_every must be an int >= 1, got {callback_every!r}")
-    if cfg.absolute_logit:
-        if not isinstance(objective, ClassLogit):
-            raise ValueError(
-                f"absolute_logit=True applies to ClassLogit objectives, got {type(objective).__name__}"
-            )
-        objective = ClassLogit(objective.targets, absolute=True)
+    if cfg.absolute_logit and not isinstance(objective, ClassLogit):
+        raise ValueError(
+            f"absolute_logit=True applies to ClassLogit objectives, got {type(objective).__name__}"
+        )
     check_model_input(images, model)
+    try:
+        return _descend(model, images, objective, cfg, callback, callback_every)
+    except Exception as err:
+        compiler = type(err).__module__.startswith(("torch._dynamo", "torch._inductor"))
+        if not (
+            cfg.compile and (compiler or isinstance(err, torch._dynamo.exc.TorchDynamoException))
+        ):
+            raise
+        warnings.warn(
+            f"torch.compile failed ({type(err).__name__}: {str(err).splitlines()[0][:200]}); "
+            "FAME continues eagerly (compile=False gives the same maps without trying)",
+            stacklevel=2,
+        )
+        eager = _descend(
+            model, images, objective, cfg.replace(compile=False), callback, callback_every
+        )
+        return dataclasses.replace(eager, config=cfg)
+
+
+def _descend(
+    model: nn.Module,
+    images: Tensor,
+    objective: Objective,
+    cfg: FameConfig,
+    callback: Callback | None,
+    callback_every: int,
+) -> FameResult:
+    """:func:`run_fame` after its checks: every chunk of the expanded batch in turn."""
     device = model_device(model)
+    net, update = (
+        (torch.compile(model), torch.compile(_update)) if cfg.compile else (model, _update)
+    )
+    dtype = AUTOCAST_DTYPES.get(cfg.precision)
+
+    def loss_of(obj: Objective, inputs: Tensor, eager: bool = False) -> Tensor:
+        """(N,) float32 losses under ``cfg.precision`` (|z_o| for ``absolute_logit``);
+        ``eager``: the uncompiled model."""
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            loss = obj(model if eager else net, inputs).float()
+        return loss.abs() if cfg.absolute_logit else loss
+
     with (
         frozen_eval(model),
         channels_last(model, cfg.channels_last),
@@ -441,6 +421,7 @@ def run_fame(
             x_all = x_all.contiguous(memory_format=torch.channels_last)
         n = x_all.shape[0]
         chunk = 1 if cfg.deterministic else (cfg.batch_size or n)
+        scale = _step_scale(model, cfg.step_space, device, x_all.dtype)
         parts: list[tuple[Tensor, ...]] = []
 
         def whole_batch(moved: Tensor, iteration: int, loss: Tensor) -> bool | None:
@@ -454,7 +435,6 @@ def run_fame(
             losses.append(loss.new_full((rest,), float("nan")))
             return callback(torch.cat(delta), iteration, torch.cat(losses))
 
-        fns = Step(model, cfg, device, _update)
         total = cfg.iterations * math.ceil(n / chunk)
         stopped = False
         with tqdm(
@@ -462,12 +442,13 @@ def run_fame(
         ) as bar:
             for lo in range(0, n, chunk):
                 *part, stopped = _optimise_chunk(
-                    model,
                     x_all[lo : lo + chunk],
                     bound.subset(slice(lo, lo + chunk)),
                     cfg.replace(iterations=0) if stopped else cfg,  # stopped: 0 steps
+                    scale,
+                    loss_of,
+                    update,
                     bar,
-                    fns,
                     lo,
                     None if callback is None else whole_batch,
                     callback_every,

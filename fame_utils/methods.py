@@ -1,11 +1,7 @@
 """FAME and every baseline as ``method(model, images, target) -> Attribution`` (images
 (B, 3, H, W) in [0, 1], a ``ClassLogit`` or ``CosineSimilarity`` target), and the registry.
-
-**Adding a method**: a dataclass with a display ``name`` field, optionally class attributes
-``targets`` (the target types it explains; default both), ``vit = False``, ``runtime_fields``
-(left out of cache keys) and a classmethod ``recipe_settings(recipe, task) -> dict`` of
-constructor arguments; add it to :data:`METHODS`.
-"""
+A new method is a dataclass with a display ``name`` (optional class attributes ``targets``,
+``vit = False``, ``runtime_fields``), added to :data:`METHODS`."""
 
 from __future__ import annotations
 
@@ -32,18 +28,17 @@ _TASK_TARGET: dict[str, type] = {"classification": ClassLogit, "verification": C
 
 
 class _BothSides(CosineSimilarity):
-    """L₊ = s on the batch and L₋ = 1 − s on a second copy of it: e₊ and e₋ from one
-    batched run of 2B samples."""
+    """L₊ = s on the batch and L₋ = 1 − s on a second copy of it (``sign`` −1): e₊ and e₋
+    from one batched run of 2B samples."""
 
     def __init__(self, references: Tensor, sign: Tensor | None = None):
         super().__init__(references)
         self.sign = sign
 
     def expand(self, model: nn.Module, images: Tensor) -> tuple[Tensor, Objective]:
-        refs = self.check(images.shape[0]).to(images.device)
-        sign = torch.ones(2, images.shape[0], device=images.device)
-        sign[1] = -1
-        return images.repeat(2, 1, 1, 1), _BothSides(refs.repeat(2, 1), sign.view(-1))
+        refs = self.check(images.shape[0]).to(images.device).repeat(2, 1)
+        sign = torch.tensor([1.0, -1.0], device=images.device).repeat_interleave(images.shape[0])
+        return images.repeat(2, 1, 1, 1), _BothSides(refs, sign)
 
     def subset(self, index: slice | Tensor) -> Objective:
         return _BothSides(self.references[index], self.sign[index])
@@ -62,10 +57,6 @@ class Fame:
 
     config: FameConfig = field(default_factory=FameConfig)
     name: str = "FAME"
-
-    @classmethod
-    def recipe_settings(cls, recipe: Recipe, task: Task) -> dict[str, Any]:
-        return {"config": recipe.fame_config(task)}
 
     def run(self, model: nn.Module, images: Tensor, target: Objective, **hook) -> FameResult:
         """The unblurred :class:`FameResult` behind a call (B samples; 2B for a similarity
@@ -141,7 +132,12 @@ def table_methods(task: Task) -> list[str]:
 
 
 def _recipe_settings(cls: type, recipe: Recipe, task: Task) -> dict[str, Any]:
-    return dict(getattr(cls, "recipe_settings", lambda r, t: {})(recipe, task))
+    """The constructor arguments ``recipe`` decides: FAME's config, the face CAMs' target."""
+    if cls is Fame:
+        return {"config": recipe.fame_config(task)}
+    if hasattr(cls, "face_target") and task == "verification":
+        return {"face_target": recipe.face_cam_target}
+    return {}
 
 
 def make_methods(
@@ -153,18 +149,12 @@ def make_methods(
     fame_settings: dict[str, Any] | None = None,
     **settings: Any,
 ) -> list:
-    """Method instances for ``task`` from keys or display names, in the order given.
-
-    Args:
-        names: e.g. ``["fame", "gradcam"]`` (see :func:`available_methods`).
-        task: ``"classification"`` or ``"verification"``.
-        recipe: ``"paper"`` (``None``), ``"reference"`` or a :class:`~fame_utils.recipes.Recipe`
-            (FAME's config, the face CAMs' target).
-        recipes: several recipes: a method they change is made once per recipe, named
-            ``"FAME (paper)"``, ``"FAME (reference)"``.
-        fame_settings: ``FameConfig`` fields on top of each recipe's config.
-        **settings: constructor arguments for every chosen method with that field
-            (``config=``, ``target_layer="layer4"``...; ``None``: not given).
+    """Method instances for ``task`` from keys or display names (:func:`registry_key`), in
+    the order given. ``recipe``: a name or :class:`~fame_utils.recipes.Recipe` (``None``:
+    paper); ``recipes``: several, a method they change made once per recipe (``"FAME
+    (paper)"``); ``fame_settings``: ``FameConfig`` fields on each recipe's config;
+    ``settings``: constructor arguments of every chosen method with that field (``None``:
+    not given).
 
     Raises:
         ValueError: unknown name or unsupported task, both ``recipe`` and ``recipes``,
@@ -177,7 +167,6 @@ def make_methods(
     if recipes is not None and not list(recipes):
         raise ValueError("recipes is empty: give at least one recipe name")
     chosen = [get_recipe(r) for r in recipes] if recipes is not None else [get_recipe(recipe)]
-    keys = [registry_key(n) for n in names]
     given = {k: v for k, v in settings.items() if v is not None}
     fields_of = {k: {f.name for f in dataclasses.fields(c)} for k, c in METHODS.items()}
     known = set().union(*fields_of.values())
@@ -189,25 +178,27 @@ def make_methods(
     if fame_settings and "config" in given:
         raise ValueError("give either config= or fame_settings=, not both")
     out = []
-    for key in keys:
+    for key in map(registry_key, names):
         cls = METHODS[key]
         if not supports(cls, task):
             raise ValueError(
                 f"{key} does not support {task}; choose from {available_methods(task)}"
             )
         own = {k: v for k, v in given.items() if k in fields_of[key]}
-        paper, reference = (_recipe_settings(cls, r, task) for r in (PAPER, REFERENCE))
-        per_recipe = len(chosen) > 1 and paper != reference
+        differ = _recipe_settings(cls, PAPER, task) != _recipe_settings(cls, REFERENCE, task)
+        per_recipe = len(chosen) > 1 and differ
         for r in chosen if per_recipe else chosen[:1]:
             kwargs = _recipe_settings(cls, r, task)
             if fame_settings and "config" in kwargs:
                 kwargs["config"] = kwargs["config"].replace(**fame_settings)
-            for k, v in own.items() if recipe is not None or recipes is not None else ():
-                if k == "config" and k in kwargs:
-                    r.check_config(v, task)
-                elif k in kwargs and kwargs[k] != v:
+            for k in (
+                own.keys() & kwargs.keys() if recipe is not None or recipes is not None else ()
+            ):
+                if k == "config":
+                    r.check_config(own[k], task)
+                elif kwargs[k] != own[k]:
                     raise ValueError(
-                        f"{key}: {k}={v!r} disagrees with recipe {r.name!r} ({kwargs[k]!r})"
+                        f"{key}: {k}={own[k]!r} disagrees with recipe {r.name!r} ({kwargs[k]!r})"
                     )
             method = cls(**{**kwargs, **own})
             if per_recipe:

@@ -18,8 +18,8 @@ from torch import Tensor, nn
 from ._checks import (
     as_index_tensor,
     check_class_indices,
+    check_model_input,
     check_model_output,
-    check_switch,
     check_threshold,
     model_device,
 )
@@ -100,6 +100,11 @@ class Attribution(NamedTuple):
     positive: Tensor
     negative: Tensor | None = None
 
+    @classmethod
+    def like(cls, images: Tensor, *maps: Tensor) -> Attribution:
+        """``maps`` (e₊, optionally e₋) moved to ``images``' device and dtype."""
+        return cls(*(m.to(device=images.device, dtype=images.dtype) for m in maps))
+
 
 class Objective:
     """Base class: ``objective(model, inputs) -> (N,)`` losses to descend."""
@@ -117,11 +122,11 @@ class Objective:
 
 
 class ClassLogit(Objective):
-    """L_cls = z_o, the raw logit of class o (paper Sec. 3, Table 2); the baselines
-    explain z_o. ``targets``: (B,) class indices or one int for every image;
-    ``absolute``: |z_o| as the reference code (``FameConfig.absolute_logit`` sets it)."""
+    """L_cls = z_o, the raw logit of class o (paper Sec. 3, Table 2; |z_o| with
+    ``FameConfig.absolute_logit``); the baselines explain z_o. ``targets``: (B,) class
+    indices or one int for every image."""
 
-    def __init__(self, targets: int | Sequence[int] | Tensor, *, absolute: bool = False):
+    def __init__(self, targets: int | Sequence[int] | Tensor):
         try:
             t = torch.as_tensor(targets if isinstance(targets, Tensor) else np.asarray(targets))
         except (TypeError, ValueError, RuntimeError):
@@ -134,12 +139,11 @@ class ClassLogit(Objective):
         self.targets = (
             int(targets) if isinstance(targets, numbers.Integral) else t.reshape(-1).long()
         )
-        self.absolute = check_switch(absolute, "absolute")
         self._checked = False
 
     def __repr__(self) -> str:
         t = self.targets if isinstance(self.targets, int) else self.targets.tolist()
-        return f"ClassLogit({t}{', absolute=True' if self.absolute else ''})"
+        return f"ClassLogit({t})"
 
     def indices(self, batch: int) -> Tensor:
         """(batch,) long tensor of class indices >= 0, checked against the batch size."""
@@ -148,12 +152,12 @@ class ClassLogit(Objective):
 
     def expand(self, model: nn.Module, images: Tensor) -> tuple[Tensor, Objective]:
         t = self.indices(images.shape[0]).to(images.device)
-        return images, ClassLogit(t, absolute=self.absolute)
+        return images, ClassLogit(t)
 
     def subset(self, index: slice | Tensor) -> Objective:
         if isinstance(self.targets, int):
             return self
-        return ClassLogit(self.targets[index], absolute=self.absolute)
+        return ClassLogit(self.targets[index])
 
     def __call__(self, model: nn.Module, inputs: Tensor) -> Tensor:
         logits = check_model_output(model(inputs))
@@ -163,8 +167,7 @@ class ClassLogit(Objective):
         if not self._checked:  # one host sync, on the first call only
             check_class_indices(t, logits.shape[1], "ClassLogit targets")
             self._checked = True
-        z = logits.gather(1, t[:, None]).squeeze(1)
-        return z.abs() if self.absolute else z
+        return logits.gather(1, t[:, None]).squeeze(1)
 
 
 class FeatureCell(Objective):
@@ -359,12 +362,28 @@ class Dissimilarity(CosineSimilarity):
         return 1.0 - super().__call__(model, inputs)
 
 
-def check_target(target: object) -> ClassLogit | CosineSimilarity:
-    """``target`` if it is one of the two targets every method explains, else a clear
-    ``TypeError``."""
-    if not isinstance(target, (ClassLogit, CosineSimilarity)) or isinstance(target, Dissimilarity):
-        raise TypeError(
-            "target must be fame_utils.ClassLogit(classes) or "
-            f"fame_utils.CosineSimilarity(references, threshold), got {type(target).__name__}"
-        )
+TARGET_HINTS = {
+    ClassLogit: "fame_utils.ClassLogit(classes)",
+    CosineSimilarity: "fame_utils.CosineSimilarity(references, threshold)",
+}
+
+
+def check_target(target: object, types: tuple[type, ...] = tuple(TARGET_HINTS)) -> Objective:
+    """``target`` if of one of ``types`` (a ``Dissimilarity`` is FAME's only), else ``TypeError``."""
+    if not isinstance(target, types) or isinstance(target, Dissimilarity):
+        wanted = " or ".join(TARGET_HINTS[t] for t in types)
+        raise TypeError(f"target must be {wanted}, got {type(target).__name__}")
     return target
+
+
+def method_inputs(
+    model: nn.Module, images: Tensor, target: object, types: tuple[type, ...] = tuple(TARGET_HINTS)
+) -> tuple[Tensor, Tensor]:
+    """A baseline's checked arguments (:func:`check_model_input`, :func:`check_target`) on
+    the model's device: the detached images and the per-image targets, (B,) class indices
+    or (B, D) references."""
+    check_model_input(images, model)
+    check_target(target, types)
+    b, device = images.shape[0], model_device(model)
+    per_image = target.indices(b) if isinstance(target, ClassLogit) else target.check(b)
+    return images.detach().to(device), per_image.to(device)

@@ -1,13 +1,11 @@
 """Recipes: every choice where the paper's text and the code behind its numbers differ.
-
-:data:`PAPER` (the default) follows the text, :data:`REFERENCE` what the authors' code
-did for Tables 1 and 2; every consumer (FAME, the face CAMs, ROAD, face Delete/Insert,
-feature cells, the ImageNet boxes) reads its choice from one recipe.
-"""
+:data:`PAPER` (the default) follows the text, :data:`REFERENCE` the authors' code for
+Tables 1 and 2; FAME, the face CAMs, ROAD, face Delete/Insert, feature cells and the
+ImageNet boxes read their choice from one recipe."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
@@ -49,10 +47,6 @@ class Recipe:
     tie_seed: int = 0
     feature_cell_step_space: Literal["normalized", "pixel"] = "normalized"
     box_convention: Literal["aspect", "per_axis"] = "aspect"
-
-    def as_dict(self) -> dict[str, object]:
-        """Plain dict of every field (for ``run.json`` and cache keys)."""
-        return asdict(self)
 
     def fame_fields(self, task: FameTask) -> dict[str, object]:
         """The :class:`~fame_utils.core.FameConfig` fields this recipe sets for ``task``:
@@ -118,16 +112,13 @@ RECIPES: dict[str, Recipe] = {"paper": PAPER, "reference": REFERENCE}
 def get_recipe(recipe: str | Recipe | None = None) -> Recipe:
     """``None`` (→ ``"paper"``), a name or a :class:`Recipe` as a :class:`Recipe`; an
     unknown name raises ``ValueError``, another type ``TypeError``."""
-    if recipe is None:
-        return PAPER
     if isinstance(recipe, Recipe):
         return recipe
-    if isinstance(recipe, str):
-        try:
-            return RECIPES[recipe]
-        except KeyError:
-            raise ValueError(
-                f"unknown recipe {recipe!r}; choose one of {sorted(RECIPES)} "
-                "('paper' follows the paper's text, 'reference' the code behind its tables)"
-            ) from None
-    raise TypeError(f"recipe must be a name or a Recipe, got {type(recipe).__name__}")
+    if recipe is not None and not isinstance(recipe, str):
+        raise TypeError(f"recipe must be a name or a Recipe, got {type(recipe).__name__}")
+    if recipe not in (None, *RECIPES):
+        raise ValueError(
+            f"unknown recipe {recipe!r}; choose one of {sorted(RECIPES)} "
+            "('paper' follows the paper's text, 'reference' the code behind its tables)"
+        )
+    return RECIPES[recipe or "paper"]

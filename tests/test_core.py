@@ -170,8 +170,6 @@ def test_objective_values_on_known_cases():
     logits = model(x)
     _, obj = ClassLogit([2, 0]).expand(model, x)
     torch.testing.assert_close(obj(model, x), torch.stack([logits[0, 2], logits[1, 0]]))
-    _, obj = ClassLogit([2, 0], absolute=True).expand(model, x)
-    torch.testing.assert_close(obj(model, x), torch.stack([logits[0, 2], logits[1, 0]]).abs())
 
     emb = torch.nn.Flatten().eval()  # embedding = the pixels themselves
     refs = torch.rand(2, 48)
@@ -271,7 +269,7 @@ def test_bad_config_raises():
         FameConfig(kernel_size=4)
     with pytest.raises(ValueError, match="normalization"):
         FameConfig(normalization="l2")
-    with pytest.raises(TypeError, match="unknown FameConfig fields"):
+    with pytest.raises(TypeError, match="unexpected keyword argument .iteratons."):
         FameConfig().replace(iteratons=5)
 
 

@@ -3,6 +3,7 @@ the cache key, FAME shows once per recipe, every summary cell carries a bootstra
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from types import SimpleNamespace
 
@@ -61,7 +62,7 @@ def test_recipe_reaches_fames_config_and_objective(monkeypatch, tiny_cnn):
     assert cfg.normalization == "max" and cfg.early_stop is None and not cfg.absolute_logit
     # a config runs as given
     Fame(FAST.replace(normalization="minmax"))(tiny_cnn, x, ClassLogit(0))
-    assert calls[-1][1].normalization == "minmax" and calls[-1][0].absolute is False
+    assert calls[-1][1].normalization == "minmax" and calls[-1][1].absolute_logit is False
 
     face = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 16 * 16, 4)).eval()
     refs = torch.nn.functional.normalize(face(x), dim=1).detach()
@@ -96,7 +97,10 @@ def test_two_recipes_give_two_cache_folders_and_two_rows(tmp_path, tiny_cnn, dat
     method = json.loads((reference / "meta.json").read_text())["method"]
     assert method["config"]["normalization"] == "minmax" and method["config"]["absolute_logit"]
     run_info = json.loads((tmp_path / "run.json").read_text())
-    assert run_info["recipe"] == REFERENCE.as_dict() and runs["reference"].recipe == REFERENCE
+    assert (
+        run_info["recipe"] == dataclasses.asdict(REFERENCE)
+        and runs["reference"].recipe == REFERENCE
+    )
     # both recipes in one run: FAME once per recipe, CorrRISE (recipe-free) once
     both = make_methods(
         ["fame", "corrrise"],

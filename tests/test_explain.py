@@ -6,7 +6,16 @@ import pytest
 import torch
 from torch import nn
 
-from fame_utils import ClassLogit, CosineSimilarity, Dissimilarity, Fame, FameConfig, run_fame, wrap
+from fame_utils import (
+    ClassLogit,
+    CosineSimilarity,
+    Dissimilarity,
+    Fame,
+    FameConfig,
+    Objective,
+    run_fame,
+    wrap,
+)
 
 CFG = FameConfig(iterations=4, kernel_size=5, sigma=1.0, progress=False)
 MEAN, STD = (0.4, 0.5, 0.6), (0.2, 0.25, 0.3)
@@ -54,10 +63,23 @@ def test_verification_equals_two_core_calls_in_both_step_spaces(space):
     torch.testing.assert_close(att.negative, neg, atol=1e-6, rtol=0)
 
 
+class _AbsLogit(Objective):
+    """|z_o| written out: the oracle of ``absolute_logit=True``."""
+
+    def __init__(self, classes: torch.Tensor):
+        self.classes = classes
+
+    def subset(self, index):
+        return _AbsLogit(self.classes[index])
+
+    def __call__(self, model, inputs):
+        return model(inputs).gather(1, self.classes[:, None]).squeeze(1).abs()
+
+
 def test_absolute_logit_is_the_reference_objective(tiny_cnn):
     x = torch.rand(2, 3, 16, 16)
     a = run_fame(tiny_cnn, x, ClassLogit([0, 1]), CFG.replace(absolute_logit=True))
-    b = run_fame(tiny_cnn, x, ClassLogit([0, 1], absolute=True), CFG)
+    b = run_fame(tiny_cnn, x, _AbsLogit(torch.tensor([0, 1])), CFG)
     assert torch.equal(a.delta, b.delta)
     with pytest.raises(ValueError, match="absolute_logit=True applies to ClassLogit"):
         run_fame(tiny_cnn, x, Dissimilarity(torch.rand(2, 4)), CFG.replace(absolute_logit=True))

@@ -149,7 +149,7 @@ def test_paper_tables_are_registry_keys():
 
 
 def test_cache_keys_leave_out_speed_and_display_fields():
-    rise = method_key(CorrRISE(n_masks=9, batch_size=3, progress=True))
+    rise = method_key(CorrRISE(n_masks=9, batch_size=3))
     assert rise["n_masks"] == 9 and not {"batch_size", "progress", "name"} & set(rise)
     assert not {"chunk_size", "progress"} & set(method_key(FGGB(0.2, chunk_size=4)))
     fame = method_key(Fame(FameConfig(iterations=4, progress=False, batch_size=2)))

@@ -552,7 +552,7 @@ def test_method_key_leaves_out_speed_and_display_fields():
     from fame_utils.core import FameConfig
     from fame_utils.experiment.keys import method_key
 
-    assert method_key(CorrRISE(batch_size=3, progress=True)) == method_key(CorrRISE())
+    assert method_key(CorrRISE(batch_size=3)) == method_key(CorrRISE())
     assert method_key(CorrRISE(n_masks=9)) != method_key(CorrRISE())
     assert method_key(FGGB(0.2, chunk_size=4)) == method_key(FGGB(0.2))
     assert method_key(Fame(FameConfig(progress=False, batch_size=2))) == method_key(Fame())

@@ -85,7 +85,7 @@ def test_baselines_are_registered_for_both_tasks_and_keyed_by_their_settings():
         "sigma": "7.7",
     }
     assert set(method_key(made[0])) == {"type"}
-    with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
+    with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
         Random()(None, torch.zeros(3, 4, 5), None)
 
 

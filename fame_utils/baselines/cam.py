@@ -18,22 +18,15 @@ import torch.nn.functional as F
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import Tensor, nn
 
-from .._checks import (
-    check_class_indices,
-    check_finite_output,
-    check_model_input,
-    frozen_eval,
-    model_device,
-)
+from .._checks import check_class_indices, check_finite_output, frozen_eval
 from ..objectives import (
     Attribution,
     ClassLogit,
     CosineSimilarity,
-    check_target,
+    method_inputs,
     resolve_layer,
     vit_reshape_transform,
 )
-from ..recipes import Recipe
 
 
 class _SimilarityTarget:
@@ -75,17 +68,15 @@ def _run_cam(
 ) -> Attribution:
     """One pytorch-grad-cam method under :func:`frozen_eval` (``normalized``: on the
     model's normalised tensor): (B, H, W) maps on ``images``' device and dtype."""
-    device = model_device(model)
-    x = images.detach().to(device)
+    x, per_image = method_inputs(model, images, target)
     norm = getattr(model, "input_normalization", None) if normalized else None
     if norm is not None:
-        model = _FromNormalized(model, *norm).to(device)
+        model = _FromNormalized(model, *norm).to(x.device)
         x = (x - model.mean) / model.std
     if isinstance(target, ClassLogit):
-        classes = target.indices(x.shape[0])
-        targets = [ClassifierOutputTarget(c) for c in classes.tolist()]
+        targets = [ClassifierOutputTarget(c) for c in per_image.tolist()]
     else:
-        targets = [_SimilarityTarget(r, constant_norm) for r in target.check(x.shape[0])]
+        targets = [_SimilarityTarget(r, constant_norm) for r in per_image]
     grid = getattr(model, "token_grid", None)
     with frozen_eval(model):
         cam = cam_class(
@@ -97,14 +88,13 @@ def _run_cam(
             maps = cam(input_tensor=x.clone().requires_grad_(True), targets=targets)
         except IndexError:  # a class beyond the logits: the message gives the range
             if isinstance(target, ClassLogit):
-                check_class_indices(classes, cam.outputs.shape[-1], "ClassLogit targets")
+                check_class_indices(per_image, cam.outputs.shape[-1], "ClassLogit targets")
             raise
         finally:  # not `with cam:`: BaseCAM.__exit__ swallows IndexError
             cam.activations_and_grads.release()
             cam.outputs = None
     maps = torch.from_numpy(np.ascontiguousarray(maps, dtype=np.float32))
-    check_finite_output(maps, f"{cam_class.__name__} maps")
-    return Attribution(maps.to(device=images.device, dtype=images.dtype), None)
+    return Attribution.like(images, check_finite_output(maps, f"{cam_class.__name__} maps"))
 
 
 @dataclass
@@ -123,16 +113,9 @@ class _PytorchGradCam:
                 f"face_target must be 'cosine' or 'constant_norm', got {self.face_target!r}"
             )
 
-    @classmethod
-    def recipe_settings(cls, recipe: Recipe, task: str) -> dict[str, object]:
-        return {"face_target": recipe.face_cam_target} if task == "verification" else {}
-
     def __call__(
         self, model: nn.Module, images: Tensor, target: ClassLogit | CosineSimilarity
     ) -> Attribution:
-        """(B, H, W) maps in [0, 1] for ``images`` (B, 3, H, W) in [0, 1]."""
-        check_model_input(images, model)
-        check_target(target)
         layer = resolve_layer(model, self.target_layer)
         constant_norm = self.face_target == "constant_norm"
         return _run_cam(self.cam_class, model, images, target, layer, constant_norm)
@@ -180,9 +163,6 @@ class FullGrad:
     def __call__(
         self, model: nn.Module, images: Tensor, target: ClassLogit | CosineSimilarity
     ) -> Attribution:
-        """(B, H, W) FullGrad maps in [0, 1] for ``images`` (B, 3, H, W) in [0, 1]."""
-        check_model_input(images, model)
-        check_target(target)
         kinds = (nn.Conv2d, nn.BatchNorm2d)
         if not any(type(m) in kinds and m.bias is not None for m in model.modules()):
             raise ValueError(

@@ -9,30 +9,26 @@ mask set per image size serves every pair.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
-from .._checks import (
-    check_class_indices,
-    check_finite_output,
-    check_model_input,
-    frozen_eval,
-    model_device,
-)
-from ..objectives import Attribution, ClassLogit, CosineSimilarity, check_target
+from .._checks import check_class_indices, check_count, check_finite_output, frozen_eval
+from ..objectives import Attribution, ClassLogit, CosineSimilarity, method_inputs
 from ..postprocess import normalize_maps
 
 
+@lru_cache(maxsize=4)
 def make_patch_masks(
     n_masks: int, size: tuple[int, int], patches: int = 3, patch_size: int = 40, seed: int = 0
 ) -> Tensor:
     """(n_masks, H, W) float32 CPU masks (1 kept, 0 occluded), each with ``patches``
-    squares of side ``patch_size`` placed uniformly inside the image, seeded."""
+    squares of side ``patch_size`` placed uniformly inside the image, seeded; cached (the
+    last four sets), so read-only."""
     h, w = size
     if patch_size < 1 or patch_size > min(h, w):
         raise ValueError(f"patch_size must be in [1, {min(h, w)}] for a {h}x{w} image")
@@ -80,7 +76,7 @@ class CorrRISE:
         patches: black squares per mask (3).
         patch_size: a square's side; ``None``: round(30/112 · min(H, W)) (paper: 30 px at 112).
         seed: seed of the mask set.
-        batch_size, progress: masked images per forward pass; a tqdm bar.
+        batch_size: masked images per forward pass.
     """
 
     n_masks: int = 500
@@ -88,16 +84,12 @@ class CorrRISE:
     patch_size: int | None = None
     seed: int = 0
     batch_size: int = 100
-    progress: bool = False
     name: str = "CorrRISE"
-    runtime_fields: ClassVar[frozenset[str]] = frozenset({"batch_size", "progress"})
-    _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+    runtime_fields: ClassVar[frozenset[str]] = frozenset({"batch_size"})
 
     def __post_init__(self):
-        if self.n_masks < 2:
-            raise ValueError(f"n_masks must be >= 2, got {self.n_masks}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        check_count(self.n_masks, "n_masks", 2)
+        check_count(self.batch_size, "batch_size", 1)
 
     def patch_side(self, size: tuple[int, int]) -> int:
         """Patch side in pixels for an image of ``size`` (H, W)."""
@@ -105,34 +97,22 @@ class CorrRISE:
             return int(self.patch_size)
         return max(1, round(30 / 112 * min(size)))
 
-    def masks(self, size: tuple[int, int], device: torch.device | str = "cpu") -> Tensor:
-        """The cached mask set (n_masks, H, W) for ``size`` on ``device``."""
-        key = (tuple(size), str(torch.device(device)))
-        if key not in self._cache:
-            masks = make_patch_masks(
-                self.n_masks, size, self.patches, self.patch_side(size), self.seed
-            )
-            self._cache[key] = masks.to(device)
-        return self._cache[key]
+    def masks(self, size: tuple[int, int]) -> Tensor:
+        """The seeded mask set (n_masks, H, W) on the CPU for images of ``size`` (read-only)."""
+        return make_patch_masks(self.n_masks, size, self.patches, self.patch_side(size), self.seed)
 
     def scores(
         self, model: nn.Module, images: Tensor, target: ClassLogit | CosineSimilarity
     ) -> Tensor:
         """(B, n_masks) scores of the masked images (no grad, eval mode, model's device)."""
-        device = model_device(model)
-        x = images.detach().to(device)
+        x, per_image = method_inputs(model, images, target)
         b = x.shape[0]
-        masks = self.masks(tuple(x.shape[-2:]), device)
-        if isinstance(target, CosineSimilarity):
-            per_image = target.check(b).to(device)
-        else:
-            per_image = target.indices(b).to(device)
+        masks = self.masks(tuple(x.shape[-2:])).to(x.device)
         total = b * self.n_masks  # sample s: image s // n_masks with mask s % n_masks
-        out = torch.empty(total, device=device, dtype=x.dtype)
-        starts = range(0, total, self.batch_size)
+        out = torch.empty(total, device=x.device, dtype=x.dtype)
         with torch.no_grad(), frozen_eval(model):
-            for lo in tqdm(starts, desc=self.name, disable=not self.progress, leave=False):
-                idx = torch.arange(lo, min(lo + self.batch_size, total), device=device)
+            for lo in range(0, total, self.batch_size):
+                idx = torch.arange(lo, min(lo + self.batch_size, total), device=x.device)
                 img = idx // self.n_masks
                 y = model(x[img] * masks[idx % self.n_masks].unsqueeze(1))
                 if isinstance(target, CosineSimilarity):
@@ -146,10 +126,6 @@ class CorrRISE:
     def __call__(
         self, model: nn.Module, images: Tensor, target: ClassLogit | CosineSimilarity
     ) -> Attribution:
-        """e₊ and e₋ (B, H, W) in [0, 1] for ``images`` (B, 3, H, W) in [0, 1]."""
-        check_model_input(images, model)
-        check_target(target)
         scores = check_finite_output(self.scores(model, images, target), "CorrRISE's scores")
-        corr = spearman_map(self.masks(tuple(images.shape[-2:]), scores.device), scores)
-        pos, neg = (normalize_maps(c.clamp_min(0))[0] for c in (corr, -corr))
-        return Attribution(*(m.to(device=images.device, dtype=images.dtype) for m in (pos, neg)))
+        corr = spearman_map(self.masks(tuple(images.shape[-2:])).to(scores.device), scores)
+        return Attribution.like(images, *(normalize_maps(c.clamp_min(0))[0] for c in (corr, -corr)))

@@ -15,10 +15,9 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
-from .._checks import check_model_input, check_threshold, frozen_eval, model_device
-from ..objectives import Attribution, ClassLogit, CosineSimilarity, check_target
+from .._checks import check_count, check_threshold, frozen_eval
+from ..objectives import Attribution, ClassLogit, CosineSimilarity, method_inputs
 from ..postprocess import gaussian_blur, normalize_maps
 
 
@@ -30,39 +29,26 @@ class FGGB:
     Args:
         threshold: θ (:func:`fame_utils.eer_threshold`); ``None``: the target's ``threshold``.
         kernel_size, sigma: blur of e₊ and e₋ (25 and 5 as in the paper).
-        chunk_size, progress: embedding dimensions per batched backward; a tqdm bar.
+        chunk_size: embedding dimensions per batched backward.
     """
 
     threshold: float | None = None
     kernel_size: int = 25
     sigma: float = 5.0
     chunk_size: int = 32
-    progress: bool = False
     name: str = "FGGB"
     targets: ClassVar[tuple[type, ...]] = (CosineSimilarity,)
-    runtime_fields: ClassVar[frozenset[str]] = frozenset({"chunk_size", "progress"})
+    runtime_fields: ClassVar[frozenset[str]] = frozenset({"chunk_size"})
 
     def __post_init__(self):
-        if self.chunk_size < 1:
-            raise ValueError(f"chunk_size must be >= 1, got {self.chunk_size}")
+        check_count(self.chunk_size, "chunk_size", 1)
         if self.threshold is not None:
             check_threshold(self.threshold, "FGGB threshold θ")
 
-    def _weights(self, emb: Tensor, refs: Tensor, theta: float) -> Tensor:
-        """w (B, D) = refs · emb − θ/D of normalised embeddings."""
-        if emb.ndim != 2 or emb.shape[1] != refs.shape[1]:
-            raise ValueError(
-                f"the model's embeddings {tuple(emb.shape)} do not match the references "
-                f"{tuple(refs.shape)}"
-            )
-        return refs * emb - theta / emb.shape[1]
-
     def saliency(self, model: nn.Module, images: Tensor, target: CosineSimilarity) -> Tensor:
-        """The signed, unblurred S = Σ_k w_k G̃_k, (B, H, W) on the model's device.
-
-        Raises:
-            ValueError: no θ, neither here nor on the target.
-        """
+        """The signed, unblurred S = Σ_k w_k G̃_k, (B, H, W) on the model's device;
+        ``ValueError`` without θ (neither here nor on the target)."""
+        x, refs = method_inputs(model, images, target, (CosineSimilarity,))
         if self.threshold is None and target.threshold is None:
             raise ValueError(
                 "FGGB needs the verification threshold θ (EER threshold on the cosine "
@@ -70,17 +56,19 @@ class FGGB:
                 "threshold=...); compute it with fame_utils.eer_threshold(scores, genuine)"
             )
         theta = self.threshold if self.threshold is not None else target.threshold
-        device = model_device(model)
-        x = images.detach().to(device).requires_grad_(True)
-        refs = F.normalize(target.check(x.shape[0]).to(device=device, dtype=x.dtype))
+        x, refs = x.requires_grad_(True), F.normalize(refs.to(x.dtype))
         with frozen_eval(model):
             emb = F.normalize(model(x))  # (B, D), one forward pass
-            w = self._weights(emb.detach(), refs, theta)
+            if emb.ndim != 2 or emb.shape[1] != refs.shape[1]:
+                raise ValueError(
+                    f"the model's embeddings {tuple(emb.shape)} do not match the references "
+                    f"{tuple(refs.shape)}"
+                )
             b, d = emb.shape
-            s = torch.zeros(b, *x.shape[-2:], device=device, dtype=x.dtype)
-            eye = torch.eye(d, device=device, dtype=emb.dtype)
-            starts = range(0, d, self.chunk_size)
-            for lo in tqdm(starts, desc=self.name, disable=not self.progress, leave=False):
+            w = refs * emb.detach() - theta / d  # w_k = φ̂_g,k · φ̂_p,k − θ/D
+            s = torch.zeros(b, *x.shape[-2:], device=x.device, dtype=x.dtype)
+            eye = torch.eye(d, device=x.device, dtype=emb.dtype)
+            for lo in range(0, d, self.chunk_size):
                 hi = min(lo + self.chunk_size, d)
                 v = eye[lo:hi, None].expand(hi - lo, b, d)  # cotangent k: dimension lo + k
                 try:
@@ -100,16 +88,6 @@ class FGGB:
     def __call__(
         self, model: nn.Module, images: Tensor, target: ClassLogit | CosineSimilarity
     ) -> Attribution:
-        check_model_input(images, model)
-        if not isinstance(check_target(target), CosineSimilarity):
-            raise TypeError(
-                "FGGB explains face verification and needs a CosineSimilarity "
-                "(partner embeddings and threshold), not a ClassLogit"
-            )
         s = self.saliency(model, images, target)
-        parts = (
-            normalize_maps(gaussian_blur(p.clamp_min(0), self.kernel_size, self.sigma))[0]
-            for p in (s, -s)
-        )
-        pos, neg = (p.to(device=images.device, dtype=images.dtype) for p in parts)
-        return Attribution(pos, neg)
+        blur = (gaussian_blur(p.clamp_min(0), self.kernel_size, self.sigma) for p in (s, -s))
+        return Attribution.like(images, *(normalize_maps(p)[0] for p in blur))

@@ -9,18 +9,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from .._checks import check_images
 from ..objectives import Attribution
 from ..postprocess import gaussian_blur, normalize_maps
 
 #: Display names of the sanity baselines, the rows marked as references, not methods.
 BASELINE_NAMES: tuple[str, ...] = ("Constant", "Random", "Centre")
-
-
-def _size(images: Tensor) -> tuple[int, int, int]:
-    if not isinstance(images, Tensor) or images.ndim != 4:
-        shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
-        raise ValueError(f"images must be a (B, C, H, W) tensor, got {shape}")
-    return images.shape[0], images.shape[2], images.shape[3]
 
 
 @dataclass
@@ -30,7 +24,7 @@ class Constant:
     name: str = "Constant"
 
     def __call__(self, model: nn.Module, images: Tensor, target: object) -> Attribution:
-        return Attribution(torch.ones(_size(images), device=images.device))
+        return Attribution(torch.ones(check_images(images)[:, 0].shape, device=images.device))
 
 
 @dataclass
@@ -45,7 +39,7 @@ class Random:
 
     def __call__(self, model: nn.Module, images: Tensor, target: object) -> Attribution:
         gen = torch.Generator().manual_seed(int(self.seed))
-        noise = torch.rand(_size(images), generator=gen).to(images.device)
+        noise = torch.rand(check_images(images)[:, 0].shape, generator=gen).to(images.device)
         blurred = gaussian_blur(noise, self.kernel_size, self.sigma)
         return Attribution(normalize_maps(blurred, "minmax")[0])
 
@@ -63,7 +57,7 @@ class Centre:
             raise ValueError(f"width must be > 0 (σ as a share of the side), got {self.width}")
 
     def __call__(self, model: nn.Module, images: Tensor, target: object) -> Attribution:
-        b, h, w = _size(images)
+        b, _, h, w = check_images(images).shape
         y, x = (
             (torch.arange(n, device=images.device, dtype=torch.float32) - (n - 1) / 2)
             / (self.width * n)

@@ -9,7 +9,7 @@ import os
 import platform
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -351,7 +351,7 @@ def run_experiment(
             "threshold_source": threshold_source,
             "methods": method_keys,
             "metrics": [keys.fingerprint(m, "metric") for m in metrics],
-            "recipe": run_recipe.as_dict(),
+            "recipe": asdict(run_recipe),
             "eval_batch_size": eval_batch_size,
             "seed": seed,
             "tie_seed": run_recipe.tie_seed,
