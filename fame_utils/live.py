@@ -429,8 +429,8 @@ class LiveMap:
             self._applied, self._shown = done, entry
             if done is not settings and "iterations" in self.controls:
                 self._shown.final = False  # stopped early: marked in the status
+            self._set_busy(False)  # buttons before the final status reaches the page
             self._safe(self._render)
-            self._set_busy(False)
         self._notify()
 
     def wait(self, timeout: float | None = None) -> None:
@@ -438,6 +438,8 @@ class LiveMap:
         deadline = None if timeout is None else time.monotonic() + timeout
         while self.busy and (deadline is None or time.monotonic() < deadline):
             time.sleep(0.02)
+        with self._lock:  # the run's final render, done under the lock, has finished
+            pass
 
     def pin(self) -> None:
         """Keep the current map, titled with its settings, beside the next runs."""
