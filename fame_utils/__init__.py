@@ -7,7 +7,6 @@ fu.ClassLogit(labels))`` gives (B, H, W) maps in [0, 1]; every method is
 
 from . import receptive as receptive
 from .core import FameConfig as FameConfig
-from .core import FameResult as FameResult
 from .core import fame as fame
 from .core import run_fame as run_fame
 from .data.digits import DIGITS_BLUR as DIGITS_BLUR
@@ -19,10 +18,8 @@ from .data.imagenet import load_imagenet_val as load_imagenet_val
 from .data.items import from_face_pairs as from_face_pairs
 from .data.items import from_object_samples as from_object_samples
 from .data.objects import load_sample_objects as load_sample_objects
-from .data.transforms import load_image as load_image
 from .experiment.result import column_of as column_of
 from .experiment.run import run_experiment as run_experiment
-from .methods import METHODS as METHODS
 from .methods import Fame as Fame
 from .methods import available_methods as available_methods
 from .methods import empty_maps as empty_maps
@@ -38,11 +35,8 @@ from .metrics.face import cosine_scores as cosine_scores
 from .metrics.face import eer as eer
 from .metrics.face import eer_threshold as eer_threshold
 from .metrics.face import embed as embed
-from .metrics.face import face_deletion_insertion as face_deletion_insertion
 from .metrics.localization import box_area_shares as box_area_shares
-from .metrics.localization import iou_at_thresholds as iou_at_thresholds
 from .metrics.localization import mask_share as mask_share
-from .metrics.road import road_scores as road_scores
 from .models._wrapper import NormalizedModel as NormalizedModel
 from .models._wrapper import wrap as wrap
 from .models.classifiers import load_classifier as load_classifier
@@ -50,13 +44,8 @@ from .models.faces import load_face_model as load_face_model
 from .objectives import Attribution as Attribution
 from .objectives import ClassLogit as ClassLogit
 from .objectives import CosineSimilarity as CosineSimilarity
-from .objectives import Dissimilarity as Dissimilarity
 from .objectives import FeatureCell as FeatureCell
-from .objectives import Objective as Objective
 from .objectives import TokenCell as TokenCell
-from .recipes import PAPER as PAPER
-from .recipes import REFERENCE as REFERENCE
-from .recipes import Recipe as Recipe
 from .recipes import get_recipe as get_recipe
 
 __version__ = "0.1.0"

@@ -1,5 +1,4 @@
-"""Input validation for the public entry points: a wrong shape, range or dtype fails
-early with a message that says what to do."""
+"""Input validation for the public entry points: messages that say what to do."""
 
 from __future__ import annotations
 
@@ -8,18 +7,16 @@ import numbers
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-import numpy as np
 import torch
 from torch import Tensor
 
 
 def check_images(images: object, name: str = "images") -> Tensor:
-    """``images`` unchanged if a float (B, 3, H, W) RGB batch in [0, 1] on any device;
-    else ``TypeError`` (not a float tensor) or ``ValueError`` (shape, NaN, range)."""
+    """``images`` if a float (B, 3, H, W) RGB batch in [0, 1]; else TypeError/ValueError."""
     if not isinstance(images, Tensor):
         raise TypeError(
             f"{name} must be a torch.Tensor of shape (B, 3, H, W), got {type(images).__name__}; "
-            "convert with torchvision.transforms.functional.to_tensor or fame_utils.load_image"
+            "convert with torchvision.transforms.functional.to_tensor or fame_utils.data.transforms.load_image"
         )
     if not images.is_floating_point():
         raise TypeError(
@@ -54,8 +51,7 @@ def check_images(images: object, name: str = "images") -> Tensor:
 
 
 def check_maps(maps: object, name: str = "maps", *, finite: bool = True) -> Tensor:
-    """``maps`` unchanged if a float (B, H, W) tensor (any range and device; ``finite``:
-    no NaN/inf); else ``ValueError``, or ``TypeError`` for a non-float dtype."""
+    """``maps`` if a float (B, H, W) tensor (``finite``: no NaN/inf)."""
     if not isinstance(maps, Tensor) or maps.ndim != 3:
         shape = tuple(maps.shape) if isinstance(maps, Tensor) else type(maps).__name__
         two_d = isinstance(maps, Tensor) and maps.ndim == 2
@@ -71,8 +67,7 @@ def check_maps(maps: object, name: str = "maps", *, finite: bool = True) -> Tens
 
 
 def as_index_tensor(values: int | Sequence[int] | Tensor, batch: int, name: str) -> Tensor:
-    """Class indices as a (batch,) long tensor: an int is broadcast, a sequence or tensor
-    must have ``batch`` entries."""
+    """Class indices as a (batch,) long tensor (an int is broadcast)."""
     if isinstance(values, int):
         return torch.full((batch,), values, dtype=torch.long)
     t = torch.as_tensor(values)
@@ -88,7 +83,7 @@ def as_index_tensor(values: int | Sequence[int] | Tensor, batch: int, name: str)
 
 
 def model_device(model: torch.nn.Module) -> torch.device:
-    """The device of a model's first parameter or buffer (CPU for a parameter-free model)."""
+    """The device of a model's first parameter or buffer (else CPU)."""
     for t in (*model.parameters(), *model.buffers()):
         return t.device
     return torch.device("cpu")
@@ -120,7 +115,7 @@ def check_class_indices(indices: Tensor, num_classes: int | None, name: str = "c
 
 
 def check_threshold(value: object, name: str = "threshold") -> float:
-    """A threshold θ on a cosine similarity as a float in [−1, 1] (numpy, 0-d tensors)."""
+    """A threshold θ on a cosine similarity as a float in [−1, 1]."""
     try:
         v = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
@@ -157,15 +152,8 @@ def check_number(value: object, name: str, lo: float = -math.inf, hi: float = ma
     return v
 
 
-def check_switch(value: object, name: str) -> bool:
-    """A bool (numpy bools accepted); a truthy string such as ``"no"`` is refused."""
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
-    return bool(value)
-
-
 def check_model_output(output: object, name: str = "the model") -> Tensor:
-    """The model's output must be one tensor (logits or embeddings), not a tuple or dict."""
+    """The model's output if one tensor (logits or embeddings), not a tuple or dict."""
     if isinstance(output, Tensor):
         return output
     keys = f" with keys {list(output)}" if isinstance(output, dict) else ""
@@ -189,8 +177,8 @@ def check_finite_output(values: Tensor, what: str) -> Tensor:
 
 @contextmanager
 def frozen_eval(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
-    """Every module of ``model`` in eval mode and every parameter's ``requires_grad`` off
-    for the block (how FAME, the baselines and the metrics run a model); both restored."""
+    """Every module in eval mode and every parameter's ``requires_grad`` off for the
+    block, both restored after."""
     modes = [(m, m.training) for m in model.modules()]
     flags = [(p, p.requires_grad) for p in model.parameters()]
     try:

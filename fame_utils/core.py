@@ -1,7 +1,5 @@
-"""The FAME loop (paper Sec. 2, Eq. 3-4), the only one: x̄₀ = x, x̄ ← x̄ − η ∇/max|∇|
-(max per sample) for any :class:`~fame_utils.objectives.Objective`; the map is
-Δx = |gray(x̄) − gray(x)|, blurred and normalised to [0, 1]. How it runs (precision,
-channels_last, compile, deterministic) is measured in ``docs/performance.md``."""
+"""The FAME loop (paper Sec. 2, Eq. 3-4): x̄ ← x̄ − η ∇/max|∇| (max per sample) for any
+:class:`~fame_utils.objectives.Objective`; map = blurred, normalised |gray(x̄) − gray(x)|."""
 
 from __future__ import annotations
 
@@ -11,20 +9,14 @@ import math
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal, get_args, get_origin, get_type_hints
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ._checks import (
-    check_count,
-    check_model_input,
-    check_number,
-    check_switch,
-    frozen_eval,
-    model_device,
-)
+from ._checks import check_count, check_model_input, check_number, frozen_eval, model_device
 from .objectives import ClassLogit, Objective
 from .postprocess import Normalization, gaussian_blur, normalize_maps, to_gray
 
@@ -42,25 +34,22 @@ AUTOCAST_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 @dataclass(frozen=True)
 class FameConfig:
     """Settings of one FAME run (paper Sec. 2 and supplement; defaults: classification);
-    a run uses exactly these fields. :meth:`paper` gives the other tasks' settings.
+    a run uses exactly these fields; :meth:`paper` gives the other tasks' settings.
 
     Attributes:
-        iterations: update steps (500 in the paper; maps settle after ~75-200).
+        iterations: update steps (500 in the paper).
         step_size: η, the largest per-pixel change of one step, in step-space units.
         kernel_size, sigma: the Gaussian blur (odd size, 49; σ 7.7 px; ``sigma=0``: none).
         normalization: ``"max"`` (paper), ``"minmax"`` (reference code) or ``"none"``.
-        early_stop: ε; a sample stops once its loss is below ε (``None``: never; faces 0.01).
-        step_space: ``"normalized"``: step and measure Δx in the model's mean/std tensor
-            (``model.input_normalization``, set by :func:`fame_utils.wrap`; pixels without
-            it), as for classification; ``"pixel"``: in [0, 1] pixels, as for faces.
+        early_stop: ε; a sample stops once its loss is below ε (``None``: never).
+        step_space: ``"normalized"``: in the model's ``input_normalization`` mean/std space
+            (set by :func:`fame_utils.wrap`; pixels without it); ``"pixel"``: [0, 1] pixels.
         absolute_logit: descend |z_o| instead of z_o for a ``ClassLogit`` (reference code).
         batch_size: optimise the (expanded) batch in chunks of at most this many samples.
         early_stop_check_every: iterations between the host syncs that drop stopped samples.
         progress: a tqdm bar over iterations.
-        gray_order: luma 0.2989·R + 0.587·G + 0.114·B of Δ (``"rgb"``) or of the
-            channel-reversed Δ (``"bgr"``, reference code for faces).
-        precision: the objective under :func:`torch.autocast` (``"bfloat16"``,
-            ``"float16"``); Δ, x̄ and the update stay float32.
+        gray_order: luma of Δ (``"rgb"``) or of the channel-reversed Δ (``"bgr"``).
+        precision: the objective under :func:`torch.autocast`; Δ and the update stay float32.
         channels_last: model and iterate in ``torch.channels_last`` for the run.
         compile: :func:`torch.compile` forward and update (eager, warning, where it fails).
         deterministic: one sample at a time, one CPU thread or deterministic cuDNN.
@@ -89,29 +78,24 @@ class FameConfig:
     """Fields that change speed or display, not maps (left out of cache keys)."""
 
     def __post_init__(self):
-        for name, minimum in (("iterations", 0), ("kernel_size", 1), ("early_stop_check_every", 1)):
-            check_count(getattr(self, name), name, minimum)
-        if self.batch_size is not None:
-            check_count(self.batch_size, "batch_size", 1)
-        check_number(self.sigma, "sigma", 0.0)
-        if self.early_stop is not None:
-            check_number(self.early_stop, "early_stop")
-        for switch in ("absolute_logit", "progress", "channels_last", "compile", "deterministic"):
-            check_switch(getattr(self, switch), switch)
+        """Every field checked against its type hint (``None`` only where it allows it)."""
         step = self.step_size
         if isinstance(step, bool) or not isinstance(step, (int, float)) or not 0 < step < math.inf:
             raise ValueError(f"step_size must be a finite number > 0 (e.g. 1/255), got {step!r}")
+        for name, hint in get_type_hints(FameConfig).items():
+            value = getattr(self, name)
+            if value is None and type(None) in get_args(hint):
+                continue
+            if hint in (int, int | None):
+                check_count(value, name, int(name != "iterations"))
+            elif hint in (float, float | None):
+                check_number(value, name, 0.0 if name == "sigma" else -math.inf)
+            elif hint is bool and not isinstance(value, (bool, np.bool_)):
+                raise TypeError(f"{name} must be True or False, got {value!r}")
+            elif get_origin(hint) is Literal and value not in get_args(hint):
+                raise ValueError(f"{name} must be one of {get_args(hint)}, got {value!r}")
         if self.kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be a positive odd int, got {self.kernel_size}")
-        choices = {
-            "normalization": ("max", "minmax", "none"),
-            "step_space": ("normalized", "pixel"),
-            "gray_order": ("rgb", "bgr"),
-            "precision": ("float32", *AUTOCAST_DTYPES),
-        }
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
 
     @classmethod
     def paper(cls, task: FameTask = "classification", **overrides) -> FameConfig:
@@ -129,9 +113,8 @@ class FameConfig:
 
 @dataclass
 class FameResult:
-    """One FAME run before blur: ``delta`` (N, H, W) unblurred Δx in step space,
-    ``steps`` (N,) steps taken, ``initial_loss`` and ``final_loss`` (N,), the ``config``;
-    tensors on the images' device."""
+    """One FAME run before blur: ``delta`` (N, H, W) Δx in step space, ``steps``,
+    ``initial_loss`` and ``final_loss`` (N,), the ``config``; on the images' device."""
 
     delta: Tensor
     steps: Tensor
@@ -147,8 +130,7 @@ class FameResult:
         warn_empty: bool = True,
     ) -> Tensor:
         """Blurred, normalised maps (N, H, W) in [0, 1] (the config's blur unless given);
-        zero, with a warning unless ``warn_empty=False``, where nothing moved. Raises
-        ``ValueError`` naming samples with a NaN or Inf Δx."""
+        zero (warning unless not ``warn_empty``) where nothing moved; ``ValueError`` on NaN."""
         k = self.config.kernel_size if kernel_size is None else kernel_size
         s = self.config.sigma if sigma is None else sigma
         _raise_if_nonfinite(~torch.isfinite(self.delta).flatten(1).all(1), "Δx")
@@ -159,11 +141,10 @@ class FameResult:
             blurred = gaussian_blur(self.delta, k, s)
         out, empty = normalize_maps(blurred, self.config.normalization)
         if warn_empty and bool(empty.any()):
+            where = empty.nonzero().flatten().tolist()
+            msg = f"FAME produced empty (all-zero) maps for samples {where}: the input never moved"
             warnings.warn(
-                f"FAME produced empty (all-zero) maps for samples {empty.nonzero().flatten().tolist()}: "
-                "the input never moved (loss already below early_stop at the start, or a zero "
-                "gradient). They are returned as zeros.",
-                stacklevel=2,
+                f"{msg} (loss below early_stop at the start, or a zero gradient)", stacklevel=2
             )
         return out
 
@@ -179,7 +160,7 @@ class FameResult:
 
     @property
     def empty(self) -> Tensor:
-        """(N,) bool: samples without a usable Δx: all zero, or holding NaN (never > 0)."""
+        """(N,) bool: samples whose Δx is all zero or NaN."""
         return ~(self.delta.flatten(1).amax(1) > 0)
 
 
@@ -203,18 +184,15 @@ def deterministic(enabled: bool, device: torch.device) -> Iterator[None]:
 @contextlib.contextmanager
 def channels_last(model: nn.Module, enabled: bool) -> Iterator[None]:
     """The model's 4-D parameters and buffers channels_last for the block, restored after."""
-    if not enabled:
-        yield
-        return
-    tensors = [t for t in [*model.parameters(), *model.buffers()] if t.ndim == 4]
+    tensors = [t for t in [*model.parameters(), *model.buffers()] if enabled and t.ndim == 4]
     was_contiguous = [t.is_contiguous() for t in tensors]
-    model.to(memory_format=torch.channels_last)
+    if enabled:
+        model.to(memory_format=torch.channels_last)
     try:
         yield
     finally:
         for t, contiguous in zip(tensors, was_contiguous):
-            if contiguous and not t.is_contiguous():
-                t.data = t.data.contiguous()
+            t.data = t.data.contiguous() if contiguous else t.data
 
 
 def _raise_if_nonfinite(bad: Tensor, what: str, offset: int = 0, by: str = "") -> None:
@@ -222,10 +200,8 @@ def _raise_if_nonfinite(bad: Tensor, what: str, offset: int = 0, by: str = "") -
     if bool(bad.any()):
         idx = (bad.nonzero().flatten() + offset).tolist()
         raise ValueError(
-            f"FAME found NaN or Inf in the {what} of samples {idx}{by} (rows of the "
-            "optimisation batch: image-major, one per image unless the objective expands "
-            "images, e.g. one per feature cell); check that the model's output on these "
-            "images is finite (model(images)) and that the objective is defined there"
+            f"FAME found NaN or Inf in the {what} of samples {idx}{by} (rows of the expanded "
+            "batch, image-major); check that model(images) is finite on them"
         )
 
 
@@ -266,9 +242,9 @@ def _optimise_chunk(
     callback_every: int,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, bool]:
     """Descend ``objective`` on one chunk: (δ (n, 3, H, W) in step space, steps, initial
-    and final loss, whether ``callback`` asked to stop). Stopped samples are frozen and
-    dropped at every ``early_stop_check_every``-th iteration (the one host sync); NaN/Inf
-    losses or gradients raise at iteration 1, at those checks and at the end."""
+    and final loss, whether ``callback`` stopped it). Stopped samples are dropped at every
+    ``early_stop_check_every``-th iteration (one host sync); NaN/Inf raise at iteration 1,
+    at those checks and at the end."""
     n, eps, dev = x_full.shape[0], cfg.early_stop, x_full.device
     delta_full = torch.zeros_like(x_full)
     steps = torch.zeros(n, dtype=torch.long, device=dev)
@@ -348,8 +324,8 @@ def run_fame(
         objective: the loss to descend, one per sample; it may expand B images to N.
         config: :class:`FameConfig` (default ``FameConfig()``); ``overrides`` replace fields.
         callback: ``callback(delta, iteration, loss)`` every ``callback_every`` iterations
-            with Δx (N, H, W) and loss (N,) on the model's device (later ``batch_size``
-            chunks zero and NaN), no host sync; ``True`` stops the run.
+            with Δx (N, H, W) and loss (N,) on the model's device (chunks not yet run: 0
+            and NaN); ``True`` stops the run.
 
     Raises:
         ValueError: NaN or Inf in a loss or input gradient (naming the samples).
@@ -397,7 +373,7 @@ def _descend(
     callback: Callback | None,
     callback_every: int,
 ) -> FameResult:
-    """:func:`run_fame` after its checks: every chunk of the expanded batch in turn."""
+    """:func:`run_fame` after its checks, chunk by chunk."""
     device = model_device(model)
     net, update = (
         (torch.compile(model), torch.compile(_update)) if cfg.compile else (model, _update)
@@ -405,8 +381,7 @@ def _descend(
     dtype = AUTOCAST_DTYPES.get(cfg.precision)
 
     def loss_of(obj: Objective, inputs: Tensor, eager: bool = False) -> Tensor:
-        """(N,) float32 losses under ``cfg.precision`` (|z_o| for ``absolute_logit``);
-        ``eager``: the uncompiled model."""
+        """(N,) float32 losses under ``cfg.precision``; ``eager``: the uncompiled model."""
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             loss = obj(model if eager else net, inputs).float()
         return loss.abs() if cfg.absolute_logit else loss
@@ -467,7 +442,6 @@ def fame(
     config: FameConfig | None = None,
     **overrides,
 ) -> Tensor:
-    """FAME attribution maps (paper Eq. 3-4), ``run_fame(...).maps()``: (N, H, W) in
-    [0, 1] on ``images``' device (N = B unless the objective expands the batch, e.g. B·K
-    for K feature cells)."""
+    """FAME maps (Eq. 3-4), ``run_fame(...).maps()``: (N, H, W) in [0, 1] on ``images``'
+    device (N = B unless the objective expands the batch, e.g. B·K for K feature cells)."""
     return run_fame(model, images, objective, config, **overrides).maps()

@@ -1,7 +1,6 @@
-"""FAME and every baseline as ``method(model, images, target) -> Attribution`` (images
-(B, 3, H, W) in [0, 1], a ``ClassLogit`` or ``CosineSimilarity`` target), and the registry.
-A new method is a dataclass with a display ``name`` (optional class attributes ``targets``,
-``vit = False``, ``runtime_fields``), added to :data:`METHODS`."""
+"""FAME and every baseline as ``method(model, images, target) -> Attribution``, and the
+registry: a new method is a dataclass with a display ``name`` (optional class attributes
+``targets``, ``vit = False``, ``runtime_fields``), added to :data:`METHODS`."""
 
 from __future__ import annotations
 
@@ -28,8 +27,7 @@ _TASK_TARGET: dict[str, type] = {"classification": ClassLogit, "verification": C
 
 
 class _BothSides(CosineSimilarity):
-    """L₊ = s on the batch and L₋ = 1 − s on a second copy of it (``sign`` −1): e₊ and e₋
-    from one batched run of 2B samples."""
+    """L₊ = s on the batch and L₋ = 1 − s on a second copy (``sign`` −1): one run of 2B."""
 
     def __init__(self, references: Tensor, sign: Tensor | None = None):
         super().__init__(references)
@@ -50,17 +48,16 @@ class _BothSides(CosineSimilarity):
 
 @dataclass
 class Fame:
-    """FAME (Eq. 3-4), running exactly ``config`` (default: the paper's classification
-    setting; faces: ``FameConfig.paper("verification")``). A ``ClassLogit`` gives
-    ``fame(model, x, target, config)``; a ``CosineSimilarity`` e₊ (that map, L₊ = s) and
-    e₋ (L₋ = 1 − s) from one batched run of 2B samples."""
+    """FAME (Eq. 3-4), running exactly ``config`` (faces: ``FameConfig.paper("verification")``):
+    ``fame(model, x, target, config)`` for a ``ClassLogit``; for a ``CosineSimilarity`` e₊
+    (L₊ = s) and e₋ (L₋ = 1 − s) from one batched run of 2B samples."""
 
     config: FameConfig = field(default_factory=FameConfig)
     name: str = "FAME"
 
     def run(self, model: nn.Module, images: Tensor, target: Objective, **hook) -> FameResult:
-        """The unblurred :class:`FameResult` behind a call (B samples; 2B for a similarity
-        target: e₊ then e₋); ``hook``: :func:`run_fame`'s ``callback`` and ``callback_every``."""
+        """The unblurred :class:`FameResult` behind a call (2B rows for a similarity: e₊
+        then e₋); ``hook``: :func:`run_fame`'s ``callback`` and ``callback_every``."""
         if not isinstance(check_target(target), ClassLogit):
             target = _BothSides(target.check(images.shape[0]))
         return run_fame(model, images, target, self.config, **hook)
@@ -93,14 +90,10 @@ _TABLES: dict[str, tuple[str, ...]] = {
 
 
 def registry_key(name: str) -> str:
-    """The :data:`METHODS` key of a key or display name, case and punctuation ignored
-    (``"Grad-CAM-EW"`` → ``"gradcam-ew"``)."""
-
-    def norm(s: str) -> str:
-        return re.sub(r"[^a-z0-9]", "", s.lower())
-
+    """The :data:`METHODS` key of a key or display name, case and punctuation ignored."""
+    norm = re.sub(r"[^a-z0-9]", "", name.lower())
     for key, cls in METHODS.items():
-        if norm(name) in (norm(key), norm(cls.name)):
+        if norm in (re.sub(r"[^a-z0-9]", "", f.lower()) for f in (key, cls.name)):
             return key
     raise ValueError(f"unknown method {name!r}; choose from {list(METHODS)}")
 
@@ -118,8 +111,8 @@ def supports(method: Any, task: Task) -> bool:
 
 
 def available_methods(task: Task, model: Any = None) -> list[str]:
-    """Keys of every method that supports ``task`` (and ``model``: for a Vision
-    Transformer, one with a ``token_grid``, not those with ``vit = False``)."""
+    """Keys of every method that supports ``task`` (and ``model``: on a ViT, one with a
+    ``token_grid``, not those with ``vit = False``)."""
     vit = getattr(model, "token_grid", None) is not None
     return [
         k for k, c in METHODS.items() if supports(c, task) and (getattr(c, "vit", True) or not vit)
@@ -149,16 +142,15 @@ def make_methods(
     fame_settings: dict[str, Any] | None = None,
     **settings: Any,
 ) -> list:
-    """Method instances for ``task`` from keys or display names (:func:`registry_key`), in
-    the order given. ``recipe``: a name or :class:`~fame_utils.recipes.Recipe` (``None``:
-    paper); ``recipes``: several, a method they change made once per recipe (``"FAME
-    (paper)"``); ``fame_settings``: ``FameConfig`` fields on each recipe's config;
-    ``settings``: constructor arguments of every chosen method with that field (``None``:
-    not given).
+    """Method instances for ``task`` from keys or display names, in the order given.
+    ``recipe``: a name or :class:`~fame_utils.recipes.Recipe` (``None``: paper); ``recipes``:
+    several, a method they change made once per recipe (``"FAME (paper)"``);
+    ``fame_settings``: ``FameConfig`` fields on each recipe's config; ``settings``:
+    constructor arguments of every chosen method with that field (``None``: not given).
 
     Raises:
-        ValueError: unknown name or unsupported task, both ``recipe`` and ``recipes``,
-            ``config`` with ``fame_settings``, or a setting that disagrees with the recipe.
+        ValueError: unknown name or task, both ``recipe`` and ``recipes``, ``config`` with
+            ``fame_settings``, or a setting that disagrees with the recipe.
         TypeError: a setting none of the methods has.
     """
     _check_task(task)
@@ -191,9 +183,7 @@ def make_methods(
             kwargs = _recipe_settings(cls, r, task)
             if fame_settings and "config" in kwargs:
                 kwargs["config"] = kwargs["config"].replace(**fame_settings)
-            for k in (
-                own.keys() & kwargs.keys() if recipe is not None or recipes is not None else ()
-            ):
+            for k in own.keys() & kwargs.keys() if (recipe, recipes) != (None, None) else ():
                 if k == "config":
                     r.check_config(own[k], task)
                 elif kwargs[k] != own[k]:

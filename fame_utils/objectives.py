@@ -1,6 +1,5 @@
-"""Objectives L that FAME descends (paper Sec. 2-3), layer capture for them and the CAMs,
-and :class:`Attribution`. :class:`ClassLogit` and :class:`CosineSimilarity` are also the
-targets every method explains; the others are FAME objectives only."""
+"""Objectives L that FAME descends (paper Sec. 2-3), layer capture and :class:`Attribution`;
+:class:`ClassLogit` and :class:`CosineSimilarity` are also every method's targets."""
 
 from __future__ import annotations
 
@@ -26,12 +25,11 @@ from ._checks import (
 
 
 class _StopForward(Exception):
-    """Raised by :func:`capture_output`'s hook once the layer has run."""
+    pass
 
 
 def capture_output(model: nn.Module, layer: nn.Module | str, *args: Any, **kwargs: Any) -> Any:
-    """``layer``'s output during ``model(*args, **kwargs)`` (autograd as usual); nothing
-    deeper runs. ``RuntimeError`` if the layer did not run."""
+    """``layer``'s output during ``model(*args, **kwargs)``; nothing deeper runs."""
     module = resolve_layer(model, layer)
     store: list[Any] = []
 
@@ -71,8 +69,7 @@ def default_target_layer(model: nn.Module) -> nn.Module | None:
 
 
 def resolve_layer(model: nn.Module, layer: nn.Module | str | None) -> nn.Module:
-    """A submodule given as a module or a dotted name (``"layer4"``); for ``None`` the
-    :func:`default_target_layer`. ``ValueError`` (naming the children) if there is none."""
+    """A submodule given as a module or a dotted name; ``None``: :func:`default_target_layer`."""
     if isinstance(layer, nn.Module):
         return layer
     try:
@@ -94,15 +91,15 @@ def resolve_layer(model: nn.Module, layer: nn.Module | str | None) -> nn.Module:
 
 
 class Attribution(NamedTuple):
-    """What every method returns: ``positive`` (B, H, W) in [0, 1] (class evidence, or e₊)
-    and ``negative`` (B, H, W) e₋ in [0, 1] or ``None``, on the images' device."""
+    """What every method returns: ``positive`` (B, H, W) in [0, 1] (class evidence or e₊)
+    and ``negative`` (e₋, or ``None``), on the images' device."""
 
     positive: Tensor
     negative: Tensor | None = None
 
     @classmethod
     def like(cls, images: Tensor, *maps: Tensor) -> Attribution:
-        """``maps`` (e₊, optionally e₋) moved to ``images``' device and dtype."""
+        """``maps`` on ``images``' device and dtype."""
         return cls(*(m.to(device=images.device, dtype=images.dtype) for m in maps))
 
 
@@ -114,7 +111,7 @@ class Objective:
         return images, self
 
     def subset(self, index: slice | Tensor) -> Objective:
-        """The objective for rows ``index`` (slice or index tensor) of the expanded batch."""
+        """The objective for rows ``index`` of the expanded batch."""
         return self
 
     def __call__(self, model: nn.Module, inputs: Tensor) -> Tensor:  # pragma: no cover
@@ -122,9 +119,8 @@ class Objective:
 
 
 class ClassLogit(Objective):
-    """L_cls = z_o, the raw logit of class o (paper Sec. 3, Table 2; |z_o| with
-    ``FameConfig.absolute_logit``); the baselines explain z_o. ``targets``: (B,) class
-    indices or one int for every image."""
+    """L_cls = z_o, the raw logit of class o (Sec. 3; |z_o| with ``absolute_logit``);
+    ``targets``: (B,) class indices or one int for every image."""
 
     def __init__(self, targets: int | Sequence[int] | Tensor):
         try:
@@ -141,12 +137,8 @@ class ClassLogit(Objective):
         )
         self._checked = False
 
-    def __repr__(self) -> str:
-        t = self.targets if isinstance(self.targets, int) else self.targets.tolist()
-        return f"ClassLogit({t})"
-
     def indices(self, batch: int) -> Tensor:
-        """(batch,) long tensor of class indices >= 0, checked against the batch size."""
+        """(batch,) long class indices >= 0, checked against the batch size."""
         t = as_index_tensor(self.targets, batch, "ClassLogit targets")
         return check_class_indices(t, None, "ClassLogit targets")
 
@@ -171,8 +163,8 @@ class ClassLogit(Objective):
 
 
 class FeatureCell(Objective):
-    """L_a = ‖a[k]‖₁ = Σ_c |a_c[k]| at cell k of ``layer``'s output (N, C, h, w) (Sec. 3,
-    Fig. 2); ``cells`` (row, col) pairs (``None``: all); B·K samples, image-major."""
+    """L_a = ‖a[k]‖₁ at cell k of ``layer``'s output (N, C, h, w) (Sec. 3, Fig. 2);
+    ``cells`` (row, col) pairs (``None``: all); B·K samples, image-major."""
 
     def __init__(
         self, layer: nn.Module | str, cells: Sequence[tuple[int, int]] | Tensor | None = None
@@ -187,7 +179,6 @@ class FeatureCell(Objective):
         return bound
 
     def _grid(self, out: object) -> Tensor:
-        """The layer's output as a (N, C, h, w) grid of cells."""
         if not isinstance(out, Tensor) or out.ndim != 4:
             got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
             tokens = isinstance(out, Tensor) and out.ndim == 3
@@ -196,7 +187,7 @@ class FeatureCell(Objective):
         return out
 
     def grid_shape(self, model: nn.Module, image_size: tuple[int, int]) -> tuple[int, int]:
-        """The layer's (h, w) for inputs of ``image_size`` (one forward pass, no grad)."""
+        """The layer's (h, w) for inputs of ``image_size`` (one no-grad forward pass)."""
         x = torch.zeros(1, 3, *image_size, device=model_device(model))
         with torch.no_grad():
             h, w = self._grid(capture_output(model, self.layer, x)).shape[-2:]
@@ -227,14 +218,9 @@ class FeatureCell(Objective):
 
 
 class TokenCell(FeatureCell):
-    """L_a = ‖a[k]‖₁ at patch token k of a transformer block's output (N, T, C), the ViT
-    :class:`FeatureCell`: cell (row, col) is token prefix_tokens + row·w + col.
-
-    Args:
-        layer, cells: the block and (row, col) pairs on the patch grid (``None``: all).
-        grid: (h, w) patch grid; default: square, √(T − prefix_tokens) per side.
-        prefix_tokens: tokens before the patches (>= 1: the class token; 2 for DeiT).
-        class_token: explain the class token instead, as cell (0, 0) of a 1 × 1 grid.
+    """The ViT :class:`FeatureCell` on a block's (N, T, C) tokens: cell (row, col) is token
+    ``prefix_tokens`` + row·w + col (prefix >= 1: the class token; 2 for DeiT) of the (h, w)
+    ``grid`` (default: square); ``class_token``: that token, as cell (0, 0) of a 1 × 1 grid.
     """
 
     def __init__(
@@ -254,7 +240,6 @@ class TokenCell(FeatureCell):
         self.class_token = bool(class_token)
 
     def _grid(self, out: object) -> Tensor:
-        """(N, T, C) tokens → (N, C, h, w) patch grid (or (N, C, 1, 1), the class token)."""
         if not isinstance(out, Tensor) or out.ndim != 3:
             got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
             raise ValueError(f"TokenCell needs a (N, T, C) token output, got {got}")
@@ -266,9 +251,8 @@ class TokenCell(FeatureCell):
 def vit_reshape_transform(
     tokens: Tensor, grid: tuple[int, int] | None = None, prefix_tokens: int = 1
 ) -> Tensor:
-    """ViT tokens (B, p + h·w, C), p = ``prefix_tokens``, → (B, C, h, w) with token
-    p + r·w + c at (r, c); ``grid`` defaults to a square. The CAMs' ``reshape_transform``.
-    ``ValueError`` if not (B, T, C) or T − p does not fill the grid."""
+    """ViT tokens (B, p + h·w, C), p = ``prefix_tokens``, → (B, C, h, w), token p + r·w + c
+    at (r, c); ``grid`` defaults to a square. The CAMs' ``reshape_transform``."""
     if tokens.ndim != 3:
         raise ValueError(f"expected ViT tokens (B, 1 + h*w, C), got shape {tuple(tokens.shape)}")
     patches = tokens.shape[1] - prefix_tokens
@@ -293,9 +277,8 @@ def cell_objective(
     image_size: tuple[int, int] = (224, 224),
     **token_options: object,
 ) -> FeatureCell:
-    """:class:`FeatureCell` for a layer with (N, C, h, w) output, :class:`TokenCell` (with
-    ``token_options``: ``grid``, ``class_token``; ``None`` means the default) for one with
-    (N, T, C) tokens, decided by one no-grad forward pass on a zero image of ``image_size``."""
+    """:class:`FeatureCell`, or :class:`TokenCell` (with ``token_options``; ``None``: the
+    default) where ``layer`` gives (N, T, C) tokens on a zero image of ``image_size``."""
     x = torch.zeros(1, 3, *image_size, device=model_device(model))
     with torch.no_grad():
         out = capture_output(model, layer, x)
@@ -312,7 +295,7 @@ def cell_objective(
 
 class CosineSimilarity(Objective):
     """L₊ = s = cos(φ(x̄), φ_ref), the e₊ objective (Fig. 3); ``references`` (B, D)
-    partner embeddings, ``threshold`` θ on s (FGGB needs it; the others ignore it)."""
+    partner embeddings, ``threshold`` θ on s (used by FGGB)."""
 
     def __init__(self, references: Tensor, threshold: float | None = None):
         if not isinstance(references, Tensor) or references.ndim != 2:
@@ -322,10 +305,6 @@ class CosineSimilarity(Objective):
             )
         self.references = references.detach()
         self.threshold = None if threshold is None else check_threshold(threshold, "threshold θ")
-
-    def __repr__(self) -> str:
-        refs = tuple(self.references.shape)
-        return f"{type(self).__name__}(references {refs}, threshold={self.threshold})"
 
     def check(self, batch: int) -> Tensor:
         """The (batch, D) references, checked against the batch size."""
@@ -344,7 +323,6 @@ class CosineSimilarity(Objective):
         return type(self)(self.references[index], self.threshold)
 
     def __call__(self, model: nn.Module, inputs: Tensor) -> Tensor:
-        """(N,) cosine similarities of the model's embeddings to the references."""
         emb = check_model_output(model(inputs))
         if emb.shape[-1] != self.references.shape[-1]:
             raise ValueError(
@@ -355,8 +333,7 @@ class CosineSimilarity(Objective):
 
 
 class Dissimilarity(CosineSimilarity):
-    """L₋ = 1 − s: descending it makes the pair more similar, giving the e₋ map. A FAME
-    objective, not a method's target."""
+    """L₋ = 1 − s, the e₋ objective (a FAME objective, not a method's target)."""
 
     def __call__(self, model: nn.Module, inputs: Tensor) -> Tensor:
         return 1.0 - super().__call__(model, inputs)
@@ -369,7 +346,7 @@ TARGET_HINTS = {
 
 
 def check_target(target: object, types: tuple[type, ...] = tuple(TARGET_HINTS)) -> Objective:
-    """``target`` if of one of ``types`` (a ``Dissimilarity`` is FAME's only), else ``TypeError``."""
+    """``target`` if of one of ``types`` (not a ``Dissimilarity``), else ``TypeError``."""
     if not isinstance(target, types) or isinstance(target, Dissimilarity):
         wanted = " or ".join(TARGET_HINTS[t] for t in types)
         raise TypeError(f"target must be {wanted}, got {type(target).__name__}")
@@ -379,9 +356,8 @@ def check_target(target: object, types: tuple[type, ...] = tuple(TARGET_HINTS)) 
 def method_inputs(
     model: nn.Module, images: Tensor, target: object, types: tuple[type, ...] = tuple(TARGET_HINTS)
 ) -> tuple[Tensor, Tensor]:
-    """A baseline's checked arguments (:func:`check_model_input`, :func:`check_target`) on
-    the model's device: the detached images and the per-image targets, (B,) class indices
-    or (B, D) references."""
+    """A baseline's checked images and per-image targets ((B,) classes or (B, D)
+    references) on the model's device."""
     check_model_input(images, model)
     check_target(target, types)
     b, device = images.shape[0], model_device(model)

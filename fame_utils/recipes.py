@@ -1,7 +1,5 @@
-"""Recipes: every choice where the paper's text and the code behind its numbers differ.
-:data:`PAPER` (the default) follows the text, :data:`REFERENCE` the authors' code for
-Tables 1 and 2; FAME, the face CAMs, ROAD, face Delete/Insert, feature cells and the
-ImageNet boxes read their choice from one recipe."""
+"""Recipes: every choice where the paper's text (:data:`PAPER`, the default) and the
+authors' code behind Tables 1 and 2 (:data:`REFERENCE`) differ."""
 
 from __future__ import annotations
 
@@ -26,10 +24,9 @@ class Recipe:
         classification_early_stop: ε for classification: none, or 1e-3 on |z_o|.
         face_early_stop: ε for face verification: 0.01 in both (§4.2).
         face_gray_order: luma weights on the RGB image or on the face network's BGR tensor.
-        face_cam_target: face Grad-CAM's target, ``"cosine"`` or ``"constant_norm"``
-            (:mod:`fame_utils.baselines.cam`).
+        face_cam_target: face Grad-CAM's target (:mod:`fame_utils.baselines.cam`).
         ties: equal map values in exact-count removal (ROAD, face Delete/Insert): a seeded
-            random order (``"random"``) or a percentile threshold (``"reference"``).
+            random order or a percentile threshold (``"reference"``).
         tie_seed: seed of the ``"random"`` tie order.
         feature_cell_step_space: where feature-cell FAME (Fig. 2) steps.
         box_convention: ImageNet boxes through Resize + CenterCrop: aspect-preserving
@@ -49,8 +46,8 @@ class Recipe:
     box_convention: Literal["aspect", "per_axis"] = "aspect"
 
     def fame_fields(self, task: FameTask) -> dict[str, object]:
-        """The :class:`~fame_utils.core.FameConfig` fields this recipe sets for ``task``:
-        ``"classification"`` (Table 2), ``"verification"`` (Table 1) or ``"cells"`` (Fig. 2)."""
+        """The ``FameConfig`` fields this recipe sets for ``task``: ``"classification"``
+        (Table 2), ``"verification"`` (Table 1) or ``"cells"`` (Fig. 2)."""
         if task == "classification":
             return {
                 "normalization": self.normalization,
@@ -70,15 +67,13 @@ class Recipe:
         raise ValueError(f"task must be 'classification', 'verification' or 'cells', got {task!r}")
 
     def fame_config(self, task: FameTask = "classification", **overrides: object) -> FameConfig:
-        """This recipe's :class:`~fame_utils.core.FameConfig` for ``task`` (other fields
-        default, ``overrides`` on top): what ``Fame`` runs when given no config."""
+        """This recipe's :class:`~fame_utils.core.FameConfig` for ``task``, ``overrides`` on top."""
         from .core import FameConfig
 
         return FameConfig(**{**self.fame_fields(task), **overrides})
 
     def check_config(self, config: FameConfig, task: FameTask) -> None:
-        """Raise ``ValueError`` naming every field where ``config`` disagrees with this
-        recipe for ``task`` (a recipe never rewrites a config it is given)."""
+        """``ValueError`` naming every field where ``config`` disagrees with this recipe."""
         wrong = {
             k: (getattr(config, k), v)
             for k, v in self.fame_fields(task).items()
@@ -110,8 +105,7 @@ RECIPES: dict[str, Recipe] = {"paper": PAPER, "reference": REFERENCE}
 
 
 def get_recipe(recipe: str | Recipe | None = None) -> Recipe:
-    """``None`` (→ ``"paper"``), a name or a :class:`Recipe` as a :class:`Recipe`; an
-    unknown name raises ``ValueError``, another type ``TypeError``."""
+    """``None`` (→ ``"paper"``), a name or a :class:`Recipe` as a :class:`Recipe`."""
     if isinstance(recipe, Recipe):
         return recipe
     if recipe is not None and not isinstance(recipe, str):

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from fame_utils import REFERENCE, ClassLogit, Fame, FameConfig, get_recipe
+from fame_utils import ClassLogit, Fame, FameConfig, get_recipe
 from fame_utils.baselines.cam import GradCAM
 from fame_utils.baselines.corrrise import CorrRISE
 from fame_utils.baselines.fggb import FGGB
@@ -19,6 +19,7 @@ from fame_utils.methods import (
     supports,
     table_methods,
 )
+from fame_utils.recipes import REFERENCE
 
 
 def test_available_methods_follow_the_declared_targets():

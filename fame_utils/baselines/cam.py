@@ -1,10 +1,7 @@
-"""CAM baselines through pytorch-grad-cam 1.5.7 (paper Table 2 and Fig. 3): (B, H, W)
-maps min-max scaled to [0, 1], ``Attribution(map, None)``, of each image's raw logit
-(``ClassLogit``) or cosine similarity to its own partner embedding (``CosineSimilarity``).
-``face_target="cosine"`` (paper) differentiates s through ‖o‖, ∂s/∂o = (r̂ − s·ô)/‖o‖;
-``"constant_norm"`` (code behind Table 1) holds ‖o‖‖r‖ constant, ∂s/∂o = r̂/‖o‖. A ViT's
-(``token_grid``) tokens are folded to the patch grid (:func:`vit_reshape_transform`).
-"""
+"""CAM baselines through pytorch-grad-cam (Table 2, Fig. 3): (B, H, W) maps in [0, 1] of
+each image's raw logit or cosine similarity s to its partner embedding r.
+``face_target="cosine"`` (paper): ∂s/∂o = (r̂ − s·ô)/‖o‖; ``"constant_norm"`` (code behind
+Table 1) holds ‖o‖‖r‖ constant, ∂s/∂o = r̂/‖o‖. ViT tokens are folded to the patch grid."""
 
 from __future__ import annotations
 
@@ -30,8 +27,7 @@ from ..objectives import (
 
 
 class _SimilarityTarget:
-    """pytorch-grad-cam target: cos(o, r) of one sample's embedding o (D,) or rows (N, D)
-    and its frozen partner embedding r (D,); ``constant_norm`` holds ‖o‖‖r‖ constant."""
+    """pytorch-grad-cam target: cos(o, r) of embedding(s) o and the frozen partner r (D,)."""
 
     def __init__(self, reference: Tensor, constant_norm: bool = False):
         self.reference, self.constant_norm = reference.detach(), constant_norm
@@ -45,7 +41,7 @@ class _SimilarityTarget:
 
 
 class _FromNormalized(nn.Module):
-    """A [0, 1]-input model taking normalised tensors x_n = (x − mean)/std."""
+    """A [0, 1]-input model on normalised tensors x_n = (x − mean)/std."""
 
     def __init__(self, model: nn.Module, mean, std):
         super().__init__()
@@ -67,7 +63,7 @@ def _run_cam(
     normalized: bool = False,
 ) -> Attribution:
     """One pytorch-grad-cam method under :func:`frozen_eval` (``normalized``: on the
-    model's normalised tensor): (B, H, W) maps on ``images``' device and dtype."""
+    model's normalised tensor): (B, H, W) maps like ``images``."""
     x, per_image = method_inputs(model, images, target)
     norm = getattr(model, "input_normalization", None) if normalized else None
     if norm is not None:
@@ -99,8 +95,7 @@ def _run_cam(
 
 @dataclass
 class _PytorchGradCam:
-    """A CAM at ``target_layer`` (module, dotted name, ``None``: :func:`resolve_layer`'s
-    default); ``face_target`` ``"cosine"`` or ``"constant_norm"``."""
+    """A CAM at ``target_layer`` (module, dotted name, ``None``: the default layer)."""
 
     target_layer: nn.Module | str | None = None
     name: str = "CAM"
@@ -139,8 +134,7 @@ class GradCAMElementWise(_PytorchGradCam):
 
 @dataclass
 class HiResCAM(_PytorchGradCam):
-    """HiResCAM (Draelos & Carin 2020): ReLU(Σ_c ∂y/∂A_c ⊙ A_c); equals Grad-CAM for a
-    global-average-pool + linear head (as in the paper's Table 2)."""
+    """HiResCAM (Draelos & Carin 2020): ReLU(Σ_c ∂y/∂A_c ⊙ A_c)."""
 
     name: str = "HiResCAM"
     cam_class: ClassVar[type] = pytorch_grad_cam.HiResCAM
@@ -149,12 +143,9 @@ class HiResCAM(_PytorchGradCam):
 
 @dataclass
 class FullGrad:
-    """FullGrad (Srinivas & Fleuret 2019): |∇ₓy ⊙ x| (x normalised, as the paper) plus
-    |b ⊙ ∇_b y| of every ``Conv2d``/``BatchNorm2d`` bias, each min-max scaled, summed.
-
-    Raises:
-        ValueError: no such bias, or other biases pytorch-grad-cam would leave out.
-    """
+    """FullGrad (Srinivas & Fleuret 2019): |∇ₓy ⊙ x| (x normalised) plus |b ⊙ ∇_b y| of
+    every ``Conv2d``/``BatchNorm2d`` bias, each min-max scaled, summed; ``ValueError`` if
+    the model has no such bias, or biases pytorch-grad-cam would leave out."""
 
     name: str = "FullGrad"
     targets: ClassVar[tuple[type, ...]] = (ClassLogit,)

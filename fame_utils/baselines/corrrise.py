@@ -1,11 +1,7 @@
-"""CorrRISE (Lu, Xu & Ebrahimi, WACV 2024): occlusion masks correlated with the score.
-
-Each mask blacks out ``patches`` squares inside the image; a pixel's attribution is the
-Spearman correlation over the masks between its mask value (1 kept, 0 occluded) and the
-masked image's score (cosine similarity to the partner, or class probability). The
-positive part is e₊, the negative e₋, each divided by its maximum, no blur. One seeded
-mask set per image size serves every pair.
-"""
+"""CorrRISE (Lu, Xu & Ebrahimi, WACV 2024): a pixel's attribution is the Spearman
+correlation over occlusion masks between its mask value (1 kept, 0 occluded) and the masked
+image's score (cosine similarity, or class probability); e₊ its positive part, e₋ its
+negative part, each divided by its maximum."""
 
 from __future__ import annotations
 
@@ -26,9 +22,8 @@ from ..postprocess import normalize_maps
 def make_patch_masks(
     n_masks: int, size: tuple[int, int], patches: int = 3, patch_size: int = 40, seed: int = 0
 ) -> Tensor:
-    """(n_masks, H, W) float32 CPU masks (1 kept, 0 occluded), each with ``patches``
-    squares of side ``patch_size`` placed uniformly inside the image, seeded; cached (the
-    last four sets), so read-only."""
+    """(n_masks, H, W) float32 CPU masks, each with ``patches`` black squares of side
+    ``patch_size`` placed uniformly inside the image, seeded; cached, so read-only."""
     h, w = size
     if patch_size < 1 or patch_size > min(h, w):
         raise ValueError(f"patch_size must be in [1, {min(h, w)}] for a {h}x{w} image")
@@ -44,8 +39,8 @@ def make_patch_masks(
 
 
 def rank_average(scores: Tensor) -> Tensor:
-    """Ranks 1..n along the last dimension of (B, n) ``scores``, ties averaged as
-    ``scipy.stats.rankdata``: #{smaller} + (#{equal} + 1)/2."""
+    """Ranks along the last dimension of (B, n) ``scores``, ties averaged (as scipy's
+    ``rankdata``): #{smaller} + (#{equal} + 1)/2."""
     x, y = scores.unsqueeze(-1), scores.unsqueeze(-2)
     less = (y < x).sum(-1).to(scores.dtype)
     return less + ((y == x).sum(-1).to(scores.dtype) + 1) / 2
@@ -55,8 +50,6 @@ def spearman_map(masks: Tensor, scores: Tensor) -> Tensor:
     """(B, H, W) correlations in [−1, 1] between the (n, H, W) mask values and the ranks
     of the (B, n) scores (Spearman's ρ for binary masks); 0 where either is constant."""
     n = masks.shape[0]
-    if scores.shape[-1] != n:
-        raise ValueError(f"{scores.shape[-1]} scores per image for {n} masks")
     m = masks.reshape(n, -1).to(scores.dtype)
     m = m - m.mean(0, keepdim=True)
     r = rank_average(scores)
@@ -69,15 +62,9 @@ def spearman_map(masks: Tensor, scores: Tensor) -> Tensor:
 
 @dataclass
 class CorrRISE:
-    """CorrRISE: ``Attribution(e₊, e₋)`` (B, H, W) in [0, 1] on ``images``' device.
-
-    Args:
-        n_masks: occlusion masks (500 in the paper, >= 2).
-        patches: black squares per mask (3).
-        patch_size: a square's side; ``None``: round(30/112 · min(H, W)) (paper: 30 px at 112).
-        seed: seed of the mask set.
-        batch_size: masked images per forward pass.
-    """
+    """CorrRISE: ``Attribution(e₊, e₋)`` (B, H, W) in [0, 1] on ``images``' device from
+    ``n_masks`` masks (>= 2) of ``patches`` squares of side ``patch_size`` (``None``:
+    round(30/112 · min(H, W)), the paper's 30 px at 112), ``batch_size`` per forward pass."""
 
     n_masks: int = 500
     patches: int = 3
@@ -92,13 +79,12 @@ class CorrRISE:
         check_count(self.batch_size, "batch_size", 1)
 
     def patch_side(self, size: tuple[int, int]) -> int:
-        """Patch side in pixels for an image of ``size`` (H, W)."""
         if self.patch_size is not None:
             return int(self.patch_size)
         return max(1, round(30 / 112 * min(size)))
 
     def masks(self, size: tuple[int, int]) -> Tensor:
-        """The seeded mask set (n_masks, H, W) on the CPU for images of ``size`` (read-only)."""
+        """The seeded (n_masks, H, W) CPU mask set for images of ``size`` (read-only)."""
         return make_patch_masks(self.n_masks, size, self.patches, self.patch_side(size), self.seed)
 
     def scores(

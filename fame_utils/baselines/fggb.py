@@ -1,11 +1,6 @@
-"""FGGB (Lu, Xu & Ebrahimi, FG 2024): feature-gradient-guided explanations of verification.
-
-G_k = mean_c |∂φ̂_k/∂x_c| for each dimension k of the normalised embedding φ̂, L2-normalised
-over the pixels to G̃_k; w_k = φ̂_g,k · φ̂_p,k − θ/D (θ the verification threshold);
-S = Σ_k w_k G̃_k, e₊ = max(S, 0), e₋ = max(−S, 0), each blurred (25, σ 5) and divided by
-its maximum. The D gradients: batched vector-Jacobian products, ``chunk_size`` at a time
-(one at a time where the backward has no batching rule).
-"""
+"""FGGB (Lu, Xu & Ebrahimi, FG 2024): G_k = mean_c |∂φ̂_k/∂x_c| per dimension k of the
+normalised embedding φ̂, L2-normalised over the pixels to G̃_k; w_k = φ̂_g,k · φ̂_p,k − θ/D;
+S = Σ_k w_k G̃_k, e₊ = max(S, 0), e₋ = max(−S, 0), each blurred and divided by its maximum."""
 
 from __future__ import annotations
 
@@ -23,14 +18,9 @@ from ..postprocess import gaussian_blur, normalize_maps
 
 @dataclass
 class FGGB:
-    """FGGB for a ``CosineSimilarity`` target: ``Attribution(e₊, e₋)`` (B, H, W) in
-    [0, 1] on ``images``' device.
-
-    Args:
-        threshold: θ (:func:`fame_utils.eer_threshold`); ``None``: the target's ``threshold``.
-        kernel_size, sigma: blur of e₊ and e₋ (25 and 5 as in the paper).
-        chunk_size: embedding dimensions per batched backward.
-    """
+    """FGGB for a ``CosineSimilarity`` target: ``Attribution(e₊, e₋)`` (B, H, W) in [0, 1]
+    on ``images``' device; ``threshold`` θ (``None``: the target's), blur 25 / σ 5 (paper),
+    ``chunk_size`` embedding dimensions per batched backward (one at a time as fallback)."""
 
     threshold: float | None = None
     kernel_size: int = 25
@@ -46,8 +36,7 @@ class FGGB:
             check_threshold(self.threshold, "FGGB threshold θ")
 
     def saliency(self, model: nn.Module, images: Tensor, target: CosineSimilarity) -> Tensor:
-        """The signed, unblurred S = Σ_k w_k G̃_k, (B, H, W) on the model's device;
-        ``ValueError`` without θ (neither here nor on the target)."""
+        """The signed, unblurred S = Σ_k w_k G̃_k, (B, H, W) on the model's device."""
         x, refs = method_inputs(model, images, target, (CosineSimilarity,))
         if self.threshold is None and target.threshold is None:
             raise ValueError(

@@ -1,6 +1,4 @@
-"""Sanity baselines (issue 23): (B, H, W) maps in [0, 1] on ``images``' device that
-ignore model and target; a table that cannot tell them from a real explanation cannot
-rank explanations."""
+"""Sanity baselines (issue 23): (B, H, W) maps in [0, 1] that ignore model and target."""
 
 from __future__ import annotations
 
@@ -29,8 +27,7 @@ class Constant:
 
 @dataclass
 class Random:
-    """Seeded uniform CPU noise (the same on every device), blurred as FAME (49, σ 7.7)
-    and min-max scaled per map."""
+    """Seeded uniform CPU noise, blurred as FAME (49, σ 7.7), min-max scaled per map."""
 
     seed: int = 0
     kernel_size: int = 49
