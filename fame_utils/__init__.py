@@ -1,9 +1,6 @@
-"""fame_utils: FAME (Feature Activation Map Explanation) for image networks (Zhang &
-Günther, CVPR Workshops (XAI4CV) 2026). The flat public API, in the spirit of
-``captum.attr``: ``import fame_utils as fu``; ``fu.fame(fu.wrap(net, mean, std), x,
-fu.ClassLogit(labels))`` gives (B, H, W) maps in [0, 1]; every method is
-``method(model, images, target) -> Attribution`` (:mod:`fame_utils.methods`).
-"""
+"""fame_utils: FAME (Feature Activation Map Explanation; Zhang & Günther, XAI4CV 2026).
+Flat API: ``fu.fame(fu.wrap(net, mean, std), x, fu.ClassLogit(labels))`` gives (B, H, W)
+maps in [0, 1]; every method is ``method(model, images, target) -> Attribution``."""
 
 from . import receptive as receptive
 from .core import FameConfig as FameConfig

@@ -205,15 +205,6 @@ def _raise_if_nonfinite(bad: Tensor, what: str, offset: int = 0, by: str = "") -
         )
 
 
-def _step_scale(model: nn.Module, step_space: StepSpace, device, dtype) -> Tensor:
-    """Per-channel std s (1, 3, 1, 1) linking step space to pixels: x_pixel = x + s·δ."""
-    norm = getattr(model, "input_normalization", None) if step_space == "normalized" else None
-    if norm is None:
-        return torch.ones(1, 3, 1, 1, device=device, dtype=dtype)
-    std = torch.as_tensor(norm[1], device=device, dtype=dtype).reshape(-1)
-    return std.expand(3).reshape(1, 3, 1, 1)
-
-
 def _gray_abs(delta: Tensor, order: GrayOrder) -> Tensor:
     """|gray(Δ)| (N, H, W) of an RGB change Δ (N, 3, H, W) in ``order``."""
     return to_gray(delta.flip(1) if order == "bgr" else delta).abs()
@@ -396,7 +387,11 @@ def _descend(
             x_all = x_all.contiguous(memory_format=torch.channels_last)
         n = x_all.shape[0]
         chunk = 1 if cfg.deterministic else (cfg.batch_size or n)
-        scale = _step_scale(model, cfg.step_space, device, x_all.dtype)
+        norm = (
+            getattr(model, "input_normalization", None) if cfg.step_space == "normalized" else None
+        )
+        std = torch.as_tensor(1.0 if norm is None else norm[1], device=device, dtype=x_all.dtype)
+        scale = std.reshape(-1).expand(3).reshape(1, 3, 1, 1)  # pixels: x + scale·δ
         parts: list[tuple[Tensor, ...]] = []
 
         def whole_batch(moved: Tensor, iteration: int, loss: Tensor) -> bool | None:

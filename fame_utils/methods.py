@@ -4,6 +4,7 @@ registry: a new method is a dataclass with a display ``name`` (optional class at
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import re
 import time
@@ -29,17 +30,14 @@ _TASK_TARGET: dict[str, type] = {"classification": ClassLogit, "verification": C
 class _BothSides(CosineSimilarity):
     """L₊ = s on the batch and L₋ = 1 − s on a second copy (``sign`` −1): one run of 2B."""
 
-    def __init__(self, references: Tensor, sign: Tensor | None = None):
-        super().__init__(references)
-        self.sign = sign
+    row_fields = ("references", "sign")
+    sign: Tensor | None = None  # +1: L₊ = s, −1: L₋ = 1 − s, after expand()
 
     def expand(self, model: nn.Module, images: Tensor) -> tuple[Tensor, Objective]:
-        refs = self.check(images.shape[0]).to(images.device).repeat(2, 1)
-        sign = torch.tensor([1.0, -1.0], device=images.device).repeat_interleave(images.shape[0])
-        return images.repeat(2, 1, 1, 1), _BothSides(refs, sign)
-
-    def subset(self, index: slice | Tensor) -> Objective:
-        return _BothSides(self.references[index], self.sign[index])
+        bound, b = copy.copy(self), images.shape[0]
+        bound.references = self.check(b).to(images.device).repeat(2, 1)
+        bound.sign = torch.tensor([1.0, -1.0], device=images.device).repeat_interleave(b)
+        return images.repeat(2, 1, 1, 1), bound
 
     def __call__(self, model: nn.Module, inputs: Tensor) -> Tensor:
         s = super().__call__(model, inputs)

@@ -97,22 +97,24 @@ class Attribution(NamedTuple):
     positive: Tensor
     negative: Tensor | None = None
 
-    @classmethod
-    def like(cls, images: Tensor, *maps: Tensor) -> Attribution:
-        """``maps`` on ``images``' device and dtype."""
-        return cls(*(m.to(device=images.device, dtype=images.dtype) for m in maps))
-
 
 class Objective:
-    """Base class: ``objective(model, inputs) -> (N,)`` losses to descend."""
+    """Base class: ``objective(model, inputs) -> (N,)`` losses to descend; ``row_fields``
+    name the attributes holding one tensor row per sample."""
+
+    row_fields: tuple[str, ...] = ()
 
     def expand(self, model: nn.Module, images: Tensor) -> tuple[Tensor, Objective]:
         """The optimisation batch (N, 3, H, W) and an objective bound to it (default N = B)."""
         return images, self
 
     def subset(self, index: slice | Tensor) -> Objective:
-        """The objective for rows ``index`` of the expanded batch."""
-        return self
+        """A copy for rows ``index`` of the batch: each ``row_fields`` tensor indexed."""
+        bound = copy.copy(self)
+        for name in self.row_fields:
+            if isinstance(getattr(self, name), Tensor):
+                setattr(bound, name, getattr(self, name)[index])
+        return bound
 
     def __call__(self, model: nn.Module, inputs: Tensor) -> Tensor:  # pragma: no cover
         raise NotImplementedError
@@ -121,6 +123,8 @@ class Objective:
 class ClassLogit(Objective):
     """L_cls = z_o, the raw logit of class o (Sec. 3; |z_o| with ``absolute_logit``);
     ``targets``: (B,) class indices or one int for every image."""
+
+    row_fields = ("targets",)
 
     def __init__(self, targets: int | Sequence[int] | Tensor):
         try:
@@ -146,11 +150,6 @@ class ClassLogit(Objective):
         t = self.indices(images.shape[0]).to(images.device)
         return images, ClassLogit(t)
 
-    def subset(self, index: slice | Tensor) -> Objective:
-        if isinstance(self.targets, int):
-            return self
-        return ClassLogit(self.targets[index])
-
     def __call__(self, model: nn.Module, inputs: Tensor) -> Tensor:
         logits = check_model_output(model(inputs))
         if logits.ndim != 2:
@@ -166,17 +165,14 @@ class FeatureCell(Objective):
     """L_a = ‖a[k]‖₁ at cell k of ``layer``'s output (N, C, h, w) (Sec. 3, Fig. 2);
     ``cells`` (row, col) pairs (``None``: all); B·K samples, image-major."""
 
+    row_fields = ("per_sample",)
+
     def __init__(
         self, layer: nn.Module | str, cells: Sequence[tuple[int, int]] | Tensor | None = None
     ):
         self.layer = layer
         self.cells = None if cells is None else torch.as_tensor(cells, dtype=torch.long).view(-1, 2)
         self.per_sample: Tensor | None = None  # each row's cell, after expand()
-
-    def _with_rows(self, per_sample: Tensor | None) -> FeatureCell:
-        bound = copy.copy(self)  # keeps a subclass's settings
-        bound.per_sample = per_sample
-        return bound
 
     def _grid(self, out: object) -> Tensor:
         if not isinstance(out, Tensor) or out.ndim != 4:
@@ -202,11 +198,9 @@ class FeatureCell(Objective):
         bad = (cells[:, 0] < 0) | (cells[:, 0] >= h) | (cells[:, 1] < 0) | (cells[:, 1] >= w)
         if bool(bad.any()):
             raise ValueError(f"cells {cells[bad].tolist()} lie outside the layer's {h}x{w} grid")
-        expanded = images.repeat_interleave(cells.shape[0], dim=0)
-        return expanded, self._with_rows(cells.repeat(images.shape[0], 1).to(images.device))
-
-    def subset(self, index: slice | Tensor) -> Objective:
-        return self if self.per_sample is None else self._with_rows(self.per_sample[index])
+        bound = copy.copy(self)  # keeps a subclass's settings
+        bound.per_sample = cells.repeat(images.shape[0], 1).to(images.device)
+        return images.repeat_interleave(cells.shape[0], dim=0), bound
 
     def __call__(self, model: nn.Module, inputs: Tensor) -> Tensor:
         if self.per_sample is None:
@@ -297,6 +291,8 @@ class CosineSimilarity(Objective):
     """L₊ = s = cos(φ(x̄), φ_ref), the e₊ objective (Fig. 3); ``references`` (B, D)
     partner embeddings, ``threshold`` θ on s (used by FGGB)."""
 
+    row_fields = ("references",)
+
     def __init__(self, references: Tensor, threshold: float | None = None):
         if not isinstance(references, Tensor) or references.ndim != 2:
             raise ValueError(
@@ -318,9 +314,6 @@ class CosineSimilarity(Objective):
     def expand(self, model: nn.Module, images: Tensor) -> tuple[Tensor, Objective]:
         refs = self.check(images.shape[0])
         return images, type(self)(refs.to(images.device), self.threshold)
-
-    def subset(self, index: slice | Tensor) -> Objective:
-        return type(self)(self.references[index], self.threshold)
 
     def __call__(self, model: nn.Module, inputs: Tensor) -> Tensor:
         emb = check_model_output(model(inputs))

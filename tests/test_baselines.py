@@ -323,8 +323,10 @@ def test_patch_masks_geometry_and_seed():
     assert (masks[:, :, -1] == 0).any()
     torch.testing.assert_close(masks, make_patch_masks(200, (48, 40), 3, 10, seed=3))
     assert not torch.equal(masks, make_patch_masks(200, (48, 40), 3, 10, seed=4))
-    assert CorrRISE().patch_side((112, 112)) == 30
-    assert CorrRISE().patch_side((150, 150)) == 40
+    # the default side, 30/112 of the image (one square per mask: exactly side² zeros)
+    for size, side in ((112, 30), (150, 40)):
+        zeros = (CorrRISE(n_masks=4, patches=1).masks((size, size)) == 0).sum((1, 2))
+        assert zeros.tolist() == [side * side] * 4
 
 
 def test_rank_average_matches_scipy():

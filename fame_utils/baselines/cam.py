@@ -90,7 +90,7 @@ def _run_cam(
             cam.activations_and_grads.release()
             cam.outputs = None
     maps = torch.from_numpy(np.ascontiguousarray(maps, dtype=np.float32))
-    return Attribution.like(images, check_finite_output(maps, f"{cam_class.__name__} maps"))
+    return Attribution(check_finite_output(maps, f"{cam_class.__name__} maps").to(images))
 
 
 @dataclass

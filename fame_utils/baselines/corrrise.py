@@ -78,14 +78,10 @@ class CorrRISE:
         check_count(self.n_masks, "n_masks", 2)
         check_count(self.batch_size, "batch_size", 1)
 
-    def patch_side(self, size: tuple[int, int]) -> int:
-        if self.patch_size is not None:
-            return int(self.patch_size)
-        return max(1, round(30 / 112 * min(size)))
-
     def masks(self, size: tuple[int, int]) -> Tensor:
         """The seeded (n_masks, H, W) CPU mask set for images of ``size`` (read-only)."""
-        return make_patch_masks(self.n_masks, size, self.patches, self.patch_side(size), self.seed)
+        side = max(1, round(30 / 112 * min(size))) if self.patch_size is None else self.patch_size
+        return make_patch_masks(self.n_masks, size, self.patches, int(side), self.seed)
 
     def scores(
         self, model: nn.Module, images: Tensor, target: ClassLogit | CosineSimilarity
@@ -114,4 +110,4 @@ class CorrRISE:
     ) -> Attribution:
         scores = check_finite_output(self.scores(model, images, target), "CorrRISE's scores")
         corr = spearman_map(self.masks(tuple(images.shape[-2:])).to(scores.device), scores)
-        return Attribution.like(images, *(normalize_maps(c.clamp_min(0))[0] for c in (corr, -corr)))
+        return Attribution(*(normalize_maps(c.clamp_min(0))[0].to(images) for c in (corr, -corr)))

@@ -79,4 +79,4 @@ class FGGB:
     ) -> Attribution:
         s = self.saliency(model, images, target)
         blur = (gaussian_blur(p.clamp_min(0), self.kernel_size, self.sigma) for p in (s, -s))
-        return Attribution.like(images, *(normalize_maps(p)[0] for p in blur))
+        return Attribution(*(normalize_maps(p)[0].to(images) for p in blur))
