@@ -41,7 +41,9 @@ from .models.faces import load_face_model as load_face_model
 from .objectives import Attribution as Attribution
 from .objectives import ClassLogit as ClassLogit
 from .objectives import CosineSimilarity as CosineSimilarity
+from .objectives import Dissimilarity as Dissimilarity
 from .objectives import FeatureCell as FeatureCell
+from .objectives import Objective as Objective
 from .objectives import TokenCell as TokenCell
 from .recipes import get_recipe as get_recipe
 

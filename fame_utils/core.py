@@ -176,8 +176,7 @@ def deterministic(enabled: bool, device: torch.device) -> Iterator[None]:
     try:
         yield
     finally:
-        if torch.get_num_threads() != threads:
-            torch.set_num_threads(threads)
+        torch.set_num_threads(threads)
         cudnn.deterministic, cudnn.benchmark = flags
 
 
@@ -220,82 +219,6 @@ def _update(delta: Tensor, grad: Tensor, step_size: float, moving) -> tuple[Tens
     return delta - step_size * step, gmax.view(-1)
 
 
-def _optimise_chunk(
-    x_full: Tensor,
-    objective: Objective,
-    cfg: FameConfig,
-    scale: Tensor,
-    loss_of: Callable[..., Tensor],
-    update: Callable[..., tuple[Tensor, Tensor]],
-    bar,
-    offset: int,
-    callback: Callback | None,
-    callback_every: int,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, bool]:
-    """Descend ``objective`` on one chunk: (δ (n, 3, H, W) in step space, steps, initial
-    and final loss, whether ``callback`` stopped it). Stopped samples are dropped at every
-    ``early_stop_check_every``-th iteration (one host sync); NaN/Inf raise at iteration 1,
-    at those checks and at the end."""
-    n, eps, dev = x_full.shape[0], cfg.early_stop, x_full.device
-    delta_full = torch.zeros_like(x_full)
-    steps = torch.zeros(n, dtype=torch.long, device=dev)
-    nonfinite = torch.zeros(n, dtype=torch.long, device=dev)
-    rows = torch.arange(n, device=dev)  # chunk rows still being optimised
-    x, delta, obj = x_full, torch.zeros_like(x_full), objective
-    active = torch.ones(n, 1, 1, 1, dtype=torch.bool, device=dev)
-    initial, done, stopped = None, 0, False
-    last_loss = None if callback is None else torch.full((n,), float("nan"), device=dev)
-
-    def check(it: int) -> None:
-        _raise_if_nonfinite(nonfinite > 0, "loss or input gradient", offset, f" by iteration {it}")
-
-    for it in range(cfg.iterations):
-        d = delta.detach().requires_grad_(True)
-        loss = loss_of(obj, x + scale * d)
-        (grad,) = torch.autograd.grad(loss.sum(), d)
-        with torch.no_grad():
-            loss = loss.detach()
-            if eps is not None:  # stopped samples stay frozen
-                active = active & (loss >= eps).view(-1, 1, 1, 1)
-            delta, gmax = update(delta, grad, cfg.step_size, None if eps is None else active)
-            if initial is None:
-                initial = loss.clone()
-            steps.index_add_(0, rows, active.view(-1).long())
-            bad = ~(torch.isfinite(loss) & torch.isfinite(gmax))
-            nonfinite.index_add_(0, rows, bad.long())
-            if last_loss is not None and (it + 1) % callback_every == 0:
-                last_loss[rows] = loss
-        done = it + 1
-        bar.update(1)
-        if it == 0:
-            check(1)  # one sync: a NaN model fails at once
-        if eps is not None and done % cfg.early_stop_check_every == 0:
-            check(done)
-            n_active = int(active.sum())  # the one host sync early stopping needs
-            if n_active < rows.numel():
-                delta_full[rows] = delta
-                if last_loss is not None:  # the dropped samples' last loss
-                    last_loss[rows] = loss
-                keep = active.view(-1).nonzero().squeeze(1)
-                rows, x, delta, active = rows[keep], x[keep], delta[keep], active[keep]
-                obj = obj.subset(keep)
-            if n_active == 0:
-                break
-        if callback is not None and done % callback_every == 0:
-            with torch.no_grad():
-                delta_full[rows] = delta
-            if callback(delta_full, done, last_loss):
-                stopped = True
-                break
-    bar.update(cfg.iterations - done)
-    check(done)
-    with torch.no_grad():
-        delta_full[rows] = delta.detach()
-        final = loss_of(objective, x_full + scale * delta_full, eager=True).detach()
-    _raise_if_nonfinite(~torch.isfinite(final), "final loss", offset)
-    return delta_full, steps, final if initial is None else initial, final, stopped
-
-
 def run_fame(
     model: nn.Module,
     images: Tensor,
@@ -324,9 +247,8 @@ def run_fame(
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if not isinstance(objective, Objective):
-        raise TypeError(
-            f"objective must be a fame_utils.objectives.Objective, got {type(objective).__name__}"
-        )
+        kind = type(objective).__name__
+        raise TypeError(f"objective must be a fame_utils.Objective, got {kind}")
     cfg = (config or FameConfig()).replace(**overrides)
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable or None, got {type(callback).__name__}")
@@ -334,7 +256,7 @@ def run_fame(
         raise ValueError(f"callback_every must be an int >= 1, got {callback_every!r}")
     if cfg.absolute_logit and not isinstance(objective, ClassLogit):
         raise ValueError(
-            f"absolute_logit=True applies to ClassLogit objectives, got {type(objective).__name__}"
+            f"absolute_logit=True applies to ClassLogit, got {type(objective).__name__}"
         )
     check_model_input(images, model)
     try:
@@ -364,18 +286,93 @@ def _descend(
     callback: Callback | None,
     callback_every: int,
 ) -> FameResult:
-    """:func:`run_fame` after its checks, chunk by chunk."""
-    device = model_device(model)
+    """:func:`run_fame` after its checks: each chunk of the expanded batch in turn."""
+    device, eps = model_device(model), cfg.early_stop
     net, update = (
         (torch.compile(model), torch.compile(_update)) if cfg.compile else (model, _update)
     )
     dtype = AUTOCAST_DTYPES.get(cfg.precision)
+    parts: list[tuple[Tensor, ...]] = []  # (δ, steps, initial loss, final loss) per chunk
 
     def loss_of(obj: Objective, inputs: Tensor, eager: bool = False) -> Tensor:
         """(N,) float32 losses under ``cfg.precision``; ``eager``: the uncompiled model."""
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             loss = obj(model if eager else net, inputs).float()
         return loss.abs() if cfg.absolute_logit else loss
+
+    def whole_batch(moved: Tensor, iteration: int, loss: Tensor) -> bool | None:
+        """The callback on the whole batch: finished chunks final, later ones 0 / NaN."""
+        rest = n - moved.shape[0] - sum(p[0].shape[0] for p in parts)
+        moved = torch.cat([*(p[0] for p in parts), moved, moved.new_zeros(rest, *moved.shape[1:])])
+        losses = torch.cat([*(p[3] for p in parts), loss, loss.new_full((rest,), float("nan"))])
+        return callback(_gray_abs(moved, cfg.gray_order), iteration, losses)
+
+    def descend_chunk(x_full: Tensor, objective: Objective, offset: int, iterations: int) -> bool:
+        """Descend ``objective`` on one chunk, append its (δ (n, 3, H, W) in step space,
+        steps, initial and final loss) to ``parts``; whether ``callback`` stopped the run.
+        Stopped samples are dropped at every ``early_stop_check_every``-th iteration (one
+        host sync); NaN/Inf raise at iteration 1, at those checks and at the end."""
+        n, dev = x_full.shape[0], x_full.device
+        delta_full = torch.zeros_like(x_full)
+        steps = torch.zeros(n, dtype=torch.long, device=dev)
+        nonfinite = torch.zeros(n, dtype=torch.long, device=dev)
+        rows = torch.arange(n, device=dev)  # chunk rows still being optimised
+        x, delta, obj = x_full, torch.zeros_like(x_full), objective
+        active = torch.ones(n, 1, 1, 1, dtype=torch.bool, device=dev)
+        initial, done, stopped = None, 0, False
+        last_loss = None if callback is None else torch.full((n,), float("nan"), device=dev)
+
+        def check(it: int) -> None:
+            _raise_if_nonfinite(
+                nonfinite > 0, "loss or input gradient", offset, f" by iteration {it}"
+            )
+
+        for it in range(iterations):
+            d = delta.detach().requires_grad_(True)
+            loss = loss_of(obj, x + scale * d)
+            (grad,) = torch.autograd.grad(loss.sum(), d)
+            with torch.no_grad():
+                loss = loss.detach()
+                if eps is not None:  # stopped samples stay frozen
+                    active = active & (loss >= eps).view(-1, 1, 1, 1)
+                delta, gmax = update(delta, grad, cfg.step_size, None if eps is None else active)
+                if initial is None:
+                    initial = loss.clone()
+                steps.index_add_(0, rows, active.view(-1).long())
+                bad = ~(torch.isfinite(loss) & torch.isfinite(gmax))
+                nonfinite.index_add_(0, rows, bad.long())
+                if last_loss is not None and (it + 1) % callback_every == 0:
+                    last_loss[rows] = loss
+            done = it + 1
+            bar.update(1)
+            if it == 0:
+                check(1)  # one sync: a NaN model fails at once
+            if eps is not None and done % cfg.early_stop_check_every == 0:
+                check(done)
+                n_active = int(active.sum())  # the one host sync early stopping needs
+                if n_active < rows.numel():
+                    delta_full[rows] = delta
+                    if last_loss is not None:  # the dropped samples' last loss
+                        last_loss[rows] = loss
+                    keep = active.view(-1).nonzero().squeeze(1)
+                    rows, x, delta, active = rows[keep], x[keep], delta[keep], active[keep]
+                    obj = obj.subset(keep)
+                if n_active == 0:
+                    break
+            if callback is not None and done % callback_every == 0:
+                with torch.no_grad():
+                    delta_full[rows] = delta
+                if whole_batch(delta_full, done, last_loss):
+                    stopped = True
+                    break
+        bar.update(iterations - done)
+        check(done)
+        with torch.no_grad():
+            delta_full[rows] = delta.detach()
+            final = loss_of(objective, x_full + scale * delta_full, eager=True).detach()
+        _raise_if_nonfinite(~torch.isfinite(final), "final loss", offset)
+        parts.append((delta_full, steps, final if initial is None else initial, final))
+        return stopped
 
     with (
         frozen_eval(model),
@@ -387,43 +384,20 @@ def _descend(
             x_all = x_all.contiguous(memory_format=torch.channels_last)
         n = x_all.shape[0]
         chunk = 1 if cfg.deterministic else (cfg.batch_size or n)
-        norm = (
-            getattr(model, "input_normalization", None) if cfg.step_space == "normalized" else None
-        )
-        std = torch.as_tensor(1.0 if norm is None else norm[1], device=device, dtype=x_all.dtype)
-        scale = std.reshape(-1).expand(3).reshape(1, 3, 1, 1)  # pixels: x + scale·δ
-        parts: list[tuple[Tensor, ...]] = []
-
-        def whole_batch(moved: Tensor, iteration: int, loss: Tensor) -> bool | None:
-            """The callback on the whole batch: finished chunks final, later ones 0 / NaN."""
-            delta = [_gray_abs(p[0], cfg.gray_order) for p in parts]
-            losses = [p[3] for p in parts]
-            delta.append(_gray_abs(moved, cfg.gray_order))
-            losses.append(loss)
-            rest = n - sum(d.shape[0] for d in delta)
-            delta.append(delta[-1].new_zeros(rest, *delta[-1].shape[1:]))
-            losses.append(loss.new_full((rest,), float("nan")))
-            return callback(torch.cat(delta), iteration, torch.cat(losses))
-
+        norm = getattr(model, "input_normalization", None)
+        std = 1.0 if norm is None or cfg.step_space == "pixel" else norm[1]
+        scale = torch.as_tensor(std, device=device, dtype=x_all.dtype)  # pixels: x + scale·δ
+        scale = scale.reshape(-1).expand(3).reshape(1, 3, 1, 1)
         total = cfg.iterations * math.ceil(n / chunk)
-        stopped = False
         with tqdm(
             total=total, desc="FAME", unit="it", disable=not cfg.progress, leave=False
         ) as bar:
-            for lo in range(0, n, chunk):
-                *part, stopped = _optimise_chunk(
-                    x_all[lo : lo + chunk],
-                    bound.subset(slice(lo, lo + chunk)),
-                    cfg.replace(iterations=0) if stopped else cfg,  # stopped: 0 steps
-                    scale,
-                    loss_of,
-                    update,
-                    bar,
-                    lo,
-                    None if callback is None else whole_batch,
-                    callback_every,
+            stopped = False
+            for lo in range(0, n, chunk):  # after a stop: 0 steps
+                part = bound.subset(slice(lo, lo + chunk))
+                stopped = descend_chunk(
+                    x_all[lo : lo + chunk], part, lo, 0 if stopped else cfg.iterations
                 )
-                parts.append(tuple(part))
     moved, steps, initial, final = (torch.cat(p) for p in zip(*parts))
     delta = _gray_abs(moved, cfg.gray_order)  # per pixel: the same whatever the chunks
     out = (t.to(images.device) for t in (delta, steps, initial, final))

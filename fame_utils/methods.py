@@ -20,7 +20,7 @@ from .baselines.corrrise import CorrRISE
 from .baselines.fggb import FGGB
 from .baselines.sanity import Centre, Constant, Random
 from .core import FameConfig, FameResult, run_fame
-from .objectives import Attribution, ClassLogit, CosineSimilarity, Objective, check_target
+from .objectives import Attribution, ClassLogit, CosineSimilarity, Objective, method_inputs
 from .recipes import PAPER, REFERENCE, Recipe, get_recipe
 
 Task = Literal["classification", "verification"]
@@ -56,8 +56,9 @@ class Fame:
     def run(self, model: nn.Module, images: Tensor, target: Objective, **hook) -> FameResult:
         """The unblurred :class:`FameResult` behind a call (2B rows for a similarity: e₊
         then e₋); ``hook``: :func:`run_fame`'s ``callback`` and ``callback_every``."""
-        if not isinstance(check_target(target), ClassLogit):
-            target = _BothSides(target.check(images.shape[0]))
+        per_image = method_inputs(model, images, target)[1]
+        if isinstance(target, CosineSimilarity):
+            target = _BothSides(per_image)
         return run_fame(model, images, target, self.config, **hook)
 
     def __call__(self, model: nn.Module, images: Tensor, target: Objective) -> Attribution:

@@ -77,16 +77,14 @@ def resolve_layer(model: nn.Module, layer: nn.Module | str | None) -> nn.Module:
     except AttributeError:
         found = None
     if found is None:
-        names = [n for n, _ in model.named_children()]
         what = (
-            f"no default CAM target layer for {type(model).__name__}: pass "
-            "target_layer=<module or dotted name> to the method (e.g. "
-            "make_methods(['gradcam'], task, target_layer='layer4')) or to "
-            "fame_utils.wrap(net, mean, std, target_layer=...)"
+            f"no default CAM target layer for {type(model).__name__}: pass target_layer=<module "
+            "or dotted name> to the method (e.g. make_methods(['gradcam'], task, target_layer="
+            "'layer4')) or to fame_utils.wrap(net, mean, std, target_layer=...)"
             if layer is None
             else f"model has no submodule {layer!r}"
         )
-        raise ValueError(f"{what}; top-level children: {names}")
+        raise ValueError(f"{what}; top-level children: {[n for n, _ in model.named_children()]}")
     return found
 
 
@@ -338,21 +336,15 @@ TARGET_HINTS = {
 }
 
 
-def check_target(target: object, types: tuple[type, ...] = tuple(TARGET_HINTS)) -> Objective:
-    """``target`` if of one of ``types`` (not a ``Dissimilarity``), else ``TypeError``."""
-    if not isinstance(target, types) or isinstance(target, Dissimilarity):
-        wanted = " or ".join(TARGET_HINTS[t] for t in types)
-        raise TypeError(f"target must be {wanted}, got {type(target).__name__}")
-    return target
-
-
 def method_inputs(
     model: nn.Module, images: Tensor, target: object, types: tuple[type, ...] = tuple(TARGET_HINTS)
 ) -> tuple[Tensor, Tensor]:
-    """A baseline's checked images and per-image targets ((B,) classes or (B, D)
-    references) on the model's device."""
+    """A method's checked images and per-image targets ((B,) classes or (B, D) references)
+    on the model's device; ``TypeError`` for a target not of ``types`` (or a Dissimilarity)."""
     check_model_input(images, model)
-    check_target(target, types)
+    if not isinstance(target, types) or isinstance(target, Dissimilarity):
+        wanted = " or ".join(TARGET_HINTS[t] for t in types)
+        raise TypeError(f"target must be {wanted}, got {type(target).__name__}")
     b, device = images.shape[0], model_device(model)
     per_image = target.indices(b) if isinstance(target, ClassLogit) else target.check(b)
     return images.detach().to(device), per_image.to(device)

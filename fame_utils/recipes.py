@@ -108,8 +108,6 @@ def get_recipe(recipe: str | Recipe | None = None) -> Recipe:
     """``None`` (→ ``"paper"``), a name or a :class:`Recipe` as a :class:`Recipe`."""
     if isinstance(recipe, Recipe):
         return recipe
-    if recipe is not None and not isinstance(recipe, str):
-        raise TypeError(f"recipe must be a name or a Recipe, got {type(recipe).__name__}")
     if recipe not in (None, *RECIPES):
         raise ValueError(
             f"unknown recipe {recipe!r}; choose one of {sorted(RECIPES)} "

@@ -155,11 +155,6 @@ class FullGrad:
         self, model: nn.Module, images: Tensor, target: ClassLogit | CosineSimilarity
     ) -> Attribution:
         kinds = (nn.Conv2d, nn.BatchNorm2d)
-        if not any(type(m) in kinds and m.bias is not None for m in model.modules()):
-            raise ValueError(
-                "FullGrad needs Conv2d or BatchNorm2d layers with biases; "
-                f"{type(model).__name__} has none"
-            )
         missing = [  # Linear-like biases have no spatial extent and are not in the map
             f"{name or '<model>'} ({type(m).__name__})"
             for name, m in model.named_modules()
@@ -167,11 +162,11 @@ class FullGrad:
             and type(m) not in kinds
             and not isinstance(m, (nn.Linear, nn.Bilinear, nn.Conv1d))
         ]
-        if missing:
+        if missing or not any(type(m) in kinds and m.bias is not None for m in model.modules()):
             shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
             raise ValueError(
-                f"FullGrad needs the biases of all layers, but pytorch-grad-cam only collects "
-                f"nn.Conv2d and nn.BatchNorm2d biases; these {len(missing)} modules carry "
-                f"biases it would ignore: {shown}"
+                "FullGrad needs Conv2d or BatchNorm2d biases and no others (pytorch-grad-cam "
+                f"collects only those); in {type(model).__name__} "
+                + (f"{len(missing)} modules carry biases: {shown}" if missing else "there are none")
             )
         return _run_cam(pytorch_grad_cam.FullGrad, model, images, target, None, normalized=True)

@@ -38,13 +38,13 @@ class FGGB:
     def saliency(self, model: nn.Module, images: Tensor, target: CosineSimilarity) -> Tensor:
         """The signed, unblurred S = Σ_k w_k G̃_k, (B, H, W) on the model's device."""
         x, refs = method_inputs(model, images, target, (CosineSimilarity,))
-        if self.threshold is None and target.threshold is None:
+        theta = target.threshold if self.threshold is None else self.threshold
+        if theta is None:
             raise ValueError(
                 "FGGB needs the verification threshold θ (EER threshold on the cosine "
                 "similarity): pass FGGB(threshold=...) or CosineSimilarity(references, "
                 "threshold=...); compute it with fame_utils.eer_threshold(scores, genuine)"
             )
-        theta = self.threshold if self.threshold is not None else target.threshold
         x, refs = x.requires_grad_(True), F.normalize(refs.to(x.dtype))
         with frozen_eval(model):
             emb = F.normalize(model(x))  # (B, D), one forward pass
