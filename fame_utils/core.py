@@ -24,9 +24,6 @@ if TYPE_CHECKING:
     from .recipes import FameTask
 
 
-StepSpace = Literal["normalized", "pixel"]
-Precision = Literal["float32", "bfloat16", "float16"]
-GrayOrder = Literal["rgb", "bgr"]
 Callback = Callable[[Tensor, int, Tensor], "bool | None"]
 AUTOCAST_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -47,7 +44,6 @@ class FameConfig:
         absolute_logit: descend |z_o| instead of z_o for a ``ClassLogit`` (reference code).
         batch_size: optimise the (expanded) batch in chunks of at most this many samples.
         early_stop_check_every: iterations between the host syncs that drop stopped samples.
-        progress: a tqdm bar over iterations.
         gray_order: luma of Δ (``"rgb"``) or of the channel-reversed Δ (``"bgr"``).
         precision: the objective under :func:`torch.autocast`; Δ and the update stay float32.
         channels_last: model and iterate in ``torch.channels_last`` for the run.
@@ -61,13 +57,13 @@ class FameConfig:
     sigma: float = 7.7
     normalization: Normalization = "max"
     early_stop: float | None = None
-    step_space: StepSpace = "normalized"
+    step_space: Literal["normalized", "pixel"] = "normalized"
     absolute_logit: bool = False
     batch_size: int | None = None
     early_stop_check_every: int = 10
     progress: bool = True
-    gray_order: GrayOrder = "rgb"
-    precision: Precision = "float32"
+    gray_order: Literal["rgb", "bgr"] = "rgb"
+    precision: Literal["float32", "bfloat16", "float16"] = "float32"
     channels_last: bool = False
     compile: bool = False
     deterministic: bool = False
@@ -99,9 +95,8 @@ class FameConfig:
 
     @classmethod
     def paper(cls, task: FameTask = "classification", **overrides) -> FameConfig:
-        """The paper's settings for ``task``: ``"classification"`` (the defaults),
-        ``"verification"`` (pixel steps, ε = 0.01, §4.2) or ``"cells"`` (feature cells);
-        ``overrides`` replace single fields. Same as ``PAPER.fame_config(task)``."""
+        """The paper's settings for ``task`` (``PAPER.fame_config``): ``"classification"``,
+        ``"verification"`` (pixel steps, ε = 0.01, §4.2) or ``"cells"``, ``overrides`` on top."""
         from .recipes import PAPER
 
         return PAPER.fame_config(task, **overrides)
@@ -134,11 +129,9 @@ class FameResult:
         k = self.config.kernel_size if kernel_size is None else kernel_size
         s = self.config.sigma if sigma is None else sigma
         _raise_if_nonfinite(~torch.isfinite(self.delta).flatten(1).all(1), "Δx")
-        if self.config.deterministic:  # the blur's convolution, too, one map at a time
-            with deterministic(True, self.delta.device):
-                blurred = torch.cat([gaussian_blur(d[None], k, s) for d in self.delta])
-        else:
-            blurred = gaussian_blur(self.delta, k, s)
+        with deterministic(self.config.deterministic, self.delta.device):  # one map at a time
+            parts = self.delta.split(1) if self.config.deterministic else [self.delta]
+            blurred = torch.cat([gaussian_blur(d, k, s) for d in parts])
         out, empty = normalize_maps(blurred, self.config.normalization)
         if warn_empty and bool(empty.any()):
             where = empty.nonzero().flatten().tolist()
@@ -204,7 +197,7 @@ def _raise_if_nonfinite(bad: Tensor, what: str, offset: int = 0, by: str = "") -
         )
 
 
-def _gray_abs(delta: Tensor, order: GrayOrder) -> Tensor:
+def _gray_abs(delta: Tensor, order: str) -> Tensor:
     """|gray(Δ)| (N, H, W) of an RGB change Δ (N, 3, H, W) in ``order``."""
     return to_gray(delta.flip(1) if order == "bgr" else delta).abs()
 

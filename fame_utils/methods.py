@@ -113,9 +113,8 @@ def available_methods(task: Task, model: Any = None) -> list[str]:
     """Keys of every method that supports ``task`` (and ``model``: on a ViT, one with a
     ``token_grid``, not those with ``vit = False``)."""
     vit = getattr(model, "token_grid", None) is not None
-    return [
-        k for k, c in METHODS.items() if supports(c, task) and (getattr(c, "vit", True) or not vit)
-    ]
+    usable = [k for k, c in METHODS.items() if getattr(c, "vit", True) or not vit]
+    return [k for k in usable if supports(METHODS[k], task)]
 
 
 def table_methods(task: Task) -> list[str]:

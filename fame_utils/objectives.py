@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import numbers
@@ -39,9 +40,8 @@ def capture_output(model: nn.Module, layer: nn.Module | str, *args: Any, **kwarg
 
     handle = module.register_forward_hook(hook)
     try:
-        model(*args, **kwargs)
-    except _StopForward:
-        pass
+        with contextlib.suppress(_StopForward):
+            model(*args, **kwargs)
     finally:
         handle.remove()
     if not store:
@@ -113,9 +113,6 @@ class Objective:
             if isinstance(getattr(self, name), Tensor):
                 setattr(bound, name, getattr(self, name)[index])
         return bound
-
-    def __call__(self, model: nn.Module, inputs: Tensor) -> Tensor:  # pragma: no cover
-        raise NotImplementedError
 
 
 class ClassLogit(Objective):
@@ -293,10 +290,8 @@ class CosineSimilarity(Objective):
 
     def __init__(self, references: Tensor, threshold: float | None = None):
         if not isinstance(references, Tensor) or references.ndim != 2:
-            raise ValueError(
-                "references must be a (B, D) tensor of partner embeddings, "
-                f"got {getattr(references, 'shape', type(references).__name__)}"
-            )
+            got = getattr(references, "shape", type(references).__name__)
+            raise ValueError(f"references must be a (B, D) tensor of partner embeddings, got {got}")
         self.references = references.detach()
         self.threshold = None if threshold is None else check_threshold(threshold, "threshold θ")
 

@@ -74,13 +74,12 @@ class Recipe:
 
     def check_config(self, config: FameConfig, task: FameTask) -> None:
         """``ValueError`` naming every field where ``config`` disagrees with this recipe."""
-        wrong = {
-            k: (getattr(config, k), v)
+        said = ", ".join(
+            f"{k}={getattr(config, k)!r} (recipe: {v!r})"
             for k, v in self.fame_fields(task).items()
             if getattr(config, k) != v
-        }
-        if wrong:
-            said = ", ".join(f"{k}={got!r} (recipe: {want!r})" for k, (got, want) in wrong.items())
+        )
+        if said:
             raise ValueError(
                 f"the config disagrees with recipe {self.name!r} for {task}: {said}; give "
                 f"only one of them, or build the config with get_recipe({self.name!r})"

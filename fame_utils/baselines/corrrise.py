@@ -27,8 +27,6 @@ def make_patch_masks(
     h, w = size
     if patch_size < 1 or patch_size > min(h, w):
         raise ValueError(f"patch_size must be in [1, {min(h, w)}] for a {h}x{w} image")
-    if patches < 1:
-        raise ValueError(f"patches must be >= 1, got {patches}")
     gen = torch.Generator().manual_seed(seed)
     top = torch.randint(0, h - patch_size + 1, (n_masks, patches, 1), generator=gen)
     left = torch.randint(0, w - patch_size + 1, (n_masks, patches, 1), generator=gen)
@@ -76,6 +74,7 @@ class CorrRISE:
 
     def __post_init__(self):
         check_count(self.n_masks, "n_masks", 2)
+        check_count(self.patches, "patches", 1)
         check_count(self.batch_size, "batch_size", 1)
 
     def masks(self, size: tuple[int, int]) -> Tensor:
