@@ -304,7 +304,6 @@ def _load_tiny_vit(checkpoint) -> NormalizedModel:
     source = tiny_vit_digits_path() if checkpoint is None else checkpoint
     load_strict(net, read_checkpoint(source), "the tiny digits ViT (TINY_VIT_CONFIG)")
     meta_path = tiny_vit_digits_path().with_suffix(".json")  # describes the shipped weights
-    shipped = checkpoint is None and meta_path.is_file()
     return NormalizedModel(
         net,
         mean=TINY_VIT_MEAN,
@@ -312,7 +311,7 @@ def _load_tiny_vit(checkpoint) -> NormalizedModel:
         input_size=TINY_VIT_CONFIG["image_size"],
         name="tiny_vit_digits",
         categories=[str(d) for d in range(10)],
-        training_record=json.loads(meta_path.read_text()) if shipped else {},
+        training_record=json.loads(meta_path.read_text()) if checkpoint is None else {},
     )
 
 
