@@ -18,13 +18,7 @@ import torch.nn.functional as F
 
 from fame_utils.models._wrapper import read_checkpoint
 from fame_utils.models.dlib_resnet import add_prev, load_dlib_resnet, packaged_model_path
-from fame_utils.models.faces import (
-    FACE_MODELS,
-    IResNetAdaFace,
-    IResNetArcFace,
-    build_iresnet,
-    load_face_model,
-)
+from fame_utils.models.faces import FACE_MODELS, IResNet, load_face_model
 
 REPO = Path(__file__).resolve().parents[1]
 DATA_CHIPS = REPO / "data" / "faces" / "chips"
@@ -127,18 +121,6 @@ def test_loaded_file_matches_the_documented_architecture():
     assert sum(p.numel() for p in net.parameters()) == 5_614_592
 
 
-def test_truncated_file_is_rejected(tmp_path):
-    data = packaged_model_path().read_bytes()
-    bad = tmp_path / "truncated.dat"
-    bad.write_bytes(data[: len(data) // 3])
-    with pytest.raises(ValueError, match="unexpected end of file"):
-        load_dlib_resnet(bad)
-    junk = tmp_path / "junk.dat"
-    junk.write_bytes(b"\x01\x01\x01\x04junk")
-    with pytest.raises(ValueError, match="loss layer"):
-        load_dlib_resnet(junk)
-
-
 def test_add_prev_zero_pads_to_the_larger_size():
     a = torch.arange(1 * 2 * 3 * 3, dtype=torch.float32).view(1, 2, 3, 3)
     b = torch.ones(1, 1, 4, 4)
@@ -229,10 +211,10 @@ def test_batched_equals_one_at_a_time(dlib_model, oracle_chips):
 # --------------------------------------------------------------------------------------------
 
 
-def _random_iresnet18(layout: str) -> torch.nn.Module:
+def _random_iresnet18() -> torch.nn.Module:
     """IResNet-18 with random weights *and* non-trivial batch-norm statistics."""
     torch.manual_seed(0)
-    net = build_iresnet(18, layout)
+    net = IResNet(18)
     with torch.no_grad():
         for mod in net.modules():
             if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm):
@@ -244,9 +226,8 @@ def _random_iresnet18(layout: str) -> torch.nn.Module:
     return net.eval()
 
 
-@pytest.mark.parametrize("layout", ["adaface", "arcface"])
-def test_iresnet_checkpoints_load_in_both_wrappings(layout, tmp_path):
-    net = _random_iresnet18(layout)
+def test_iresnet_checkpoints_load_plain_and_from_lightning(tmp_path):
+    net = _random_iresnet18()
     state = net.state_dict()
     lightning = {"state_dict": {"model." + k: v for k, v in state.items()}, "epoch": 3}
     lightning["state_dict"]["head.kernel"] = torch.randn(512, 10)  # training head: dropped
@@ -257,12 +238,10 @@ def test_iresnet_checkpoints_load_in_both_wrappings(layout, tmp_path):
     with torch.no_grad():
         expected = net((x - 0.5) / 0.5)
     for ckpt in (tmp_path / "lightning.ckpt", tmp_path / "plain.pth", lightning):
-        model = load_face_model("iresnet18", checkpoint=ckpt, layout=layout, device="cpu")
-        assert model.layout == layout and model.input_size == 112 and model.embedding_size == 512
+        model = load_face_model("iresnet18", checkpoint=ckpt, device="cpu")
+        assert model.input_size == 112 and model.embedding_size == 512
         with torch.no_grad():
             torch.testing.assert_close(model(x), expected, atol=1e-5, rtol=1e-5)
-    # the layout is recognised from the key names when not given
-    assert load_face_model("iresnet18", checkpoint=state, device="cpu").layout == layout
     # the 7 × 7 last unit is the target layer; stages keyed by resolution
     seen = _output_shapes(model, model.stages, x)
     assert {k: tuple(s[1:]) for k, s in seen.items()} == {
@@ -275,42 +254,39 @@ def test_iresnet_checkpoints_load_in_both_wrappings(layout, tmp_path):
 
 
 def test_adaface_flips_to_bgr_inside():
-    net = _random_iresnet18("adaface")
-    model = load_face_model("iresnet18", checkpoint=net.state_dict(), layout="adaface")
-    model = model.to("cpu")
-    rgb_twin = copy.deepcopy(model)
-    rgb_twin.net.channel_order = "rgb"
+    net = _random_iresnet18()
+    model = load_face_model("iresnet18", checkpoint=net.state_dict(), device="cpu")
     x = torch.rand(2, 3, 112, 112)
+
+    def layers(v):  # the network's layers without its flip
+        return net.output_layer(net.body(net.input_layer((v - 0.5) / 0.5)))
+
     with torch.no_grad():
-        torch.testing.assert_close(model(x), rgb_twin(x.flip(1)), atol=1e-6, rtol=1e-6)
-        assert not torch.allclose(model(x), rgb_twin(x), atol=1e-3)
+        torch.testing.assert_close(model(x), layers(x.flip(1)), atol=1e-6, rtol=1e-6)
+        assert not torch.allclose(model(x), layers(x), atol=1e-3)
 
 
 def test_iresnet_without_checkpoint_says_what_to_pass():
     with pytest.raises(ValueError) as info:
         load_face_model("iresnet50")
     msg = str(info.value)
-    assert "checkpoint=" in msg and "AdaFace" in msg and "arcface_torch" in msg
+    assert "checkpoint=" in msg and "AdaFace" in msg and "github.com/mk-minchul/AdaFace" in msg
 
 
 def test_iresnet_wrong_keys_are_listed():
-    state = _random_iresnet18("arcface").state_dict()
-    state.pop("layer2.0.conv1.weight")
+    state = _random_iresnet18().state_dict()
+    state.pop("body.2.res_layer.1.weight")
     state["not_a_layer.weight"] = torch.zeros(3)
-    with pytest.raises(ValueError) as info:
-        load_face_model("iresnet18", checkpoint=state, layout="arcface")
+    with pytest.raises(ValueError, match="does not fit iresnet18") as info:
+        load_face_model("iresnet18", checkpoint=state)
     msg = str(info.value)
-    assert "layer2.0.conv1.weight" in msg and "not_a_layer.weight" in msg
-    with pytest.raises(ValueError, match="Unexpected key"):  # wrong layout named explicitly
-        load_face_model(
-            "iresnet18", checkpoint=_random_iresnet18("arcface").state_dict(), layout="adaface"
-        )
-    with pytest.raises(ValueError, match="looks like iresnet18"):  # wrong depth
-        load_face_model("iresnet34", checkpoint=_random_iresnet18("adaface").state_dict())
+    assert "body.2.res_layer.1.weight" in msg and "not_a_layer.weight" in msg
+    with pytest.raises(ValueError, match="Missing key.*body.9"):  # wrong depth
+        load_face_model("iresnet34", checkpoint=_random_iresnet18().state_dict())
 
 
 def test_pickled_hyperparameters_need_weights_only_false(tmp_path):
-    state = _random_iresnet18("adaface").state_dict()
+    state = _random_iresnet18().state_dict()
     ckpt = {
         "state_dict": {"model." + k: v for k, v in state.items()},
         "hyper_parameters": argparse.Namespace(arch="ir_18"),
@@ -323,34 +299,30 @@ def test_pickled_hyperparameters_need_weights_only_false(tmp_path):
 
 
 def test_iresnet_parameter_counts_and_101_alias():
-    def count(cls, depth):
+    def count(depth):
         with torch.device("meta"):
-            return sum(p.numel() for p in cls(depth).parameters())
+            return sum(p.numel() for p in IResNet(depth).parameters())
 
-    def by_hand(units, arcface):  # conv/BN/PReLU arithmetic of the documented layout
+    def by_hand(units):  # conv/BN/PReLU arithmetic of the documented layout
         total = 3 * 64 * 9 + 2 * 64 + 64  # stem conv, BN, PReLU
         cin = 64
         for width, n in zip((64, 128, 256, 512), units):
             for j in range(n):
                 total += 2 * cin + cin * width * 9 + 2 * width + width + width * width * 9
                 total += 2 * width
-                if j == 0 and (cin != width or arcface):
+                if j == 0 and cin != width:
                     total += cin * width + 2 * width
                 cin = width
-        total += 2 * 512 + 512 * 49 * 512 + 512  # BN2d, Linear
-        return total + (2 * 512 if arcface else 0)  # BN1d with / without γ, β
+        return total + 2 * 512 + 512 * 49 * 512 + 512  # BN2d, Linear; BN1d without γ, β
 
-    assert count(IResNetAdaFace, 50) == by_hand((3, 4, 14, 3), arcface=False)
-    assert count(IResNetArcFace, 50) == by_hand((3, 4, 14, 3), arcface=True)
-    assert count(IResNetAdaFace, 101) == count(IResNetAdaFace, 100)
-    assert count(IResNetAdaFace, 100) == by_hand((3, 13, 30, 3), arcface=False)
+    assert count(50) == by_hand((3, 4, 14, 3))
+    assert count(101) == count(100) == by_hand((3, 13, 30, 3))
     assert {"iresnet101", "iresnet100", "dlib_resnet"} <= set(FACE_MODELS)
 
 
-def test_unknown_names_and_layouts():
+def test_unknown_names_and_checkpoints():
     with pytest.raises(ValueError, match="choose one of"):
         load_face_model("vggface")
-    with pytest.raises(ValueError, match="layout"):
-        load_face_model("dlib_resnet", layout="adaface")
-    with pytest.raises(ValueError, match="layout"):
-        load_face_model("iresnet18", checkpoint={}, layout="insightface")
+    for name in ("dlib_resnet", "facenet"):  # the embedded networks read their own packages
+        with pytest.raises(ValueError, match=f"{name} takes no checkpoint="):
+            load_face_model(name, checkpoint="other.dat")

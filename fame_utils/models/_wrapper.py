@@ -168,8 +168,8 @@ def read_checkpoint(
 ) -> dict[str, Tensor]:
     """A plain state dict (name → tensor; on the CPU for files) from a path or a mapping.
 
-    Unwraps a ``"state_dict"`` (Lightning) or ``"model"`` entry, and keeps only the keys under
-    a ``model.`` (AdaFace's Lightning module) or ``module.`` (DataParallel) prefix, stripped.
+    Unwraps a Lightning ``"state_dict"`` entry and keeps only the keys under a ``model.`` prefix
+    (AdaFace's Lightning module), stripped.
 
     Raises:
         FileNotFoundError: no such file.
@@ -178,19 +178,16 @@ def read_checkpoint(
     """
     path = checkpoint_path(checkpoint)
     obj = checkpoint if path is None else _load_file(path, weights_only)
-    for key in ("state_dict", "model"):
-        if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
-            obj = obj[key]
-            break
+    if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
+        obj = obj["state_dict"]
     if not isinstance(obj, Mapping) or not all(isinstance(v, Tensor) for v in obj.values()):
         raise TypeError(
             "checkpoint must be a path or a state dict (a mapping of tensors, or a dict with a "
-            f"'state_dict'/'model' entry), got {type(obj).__name__}{f' in {path}' if path else ''}"
+            f"'state_dict' entry), got {type(obj).__name__}{f' in {path}' if path else ''}"
         )
     state = {str(k): v for k, v in obj.items()}
-    for prefix in ("model.", "module."):
-        if any(k.startswith(prefix) for k in state):
-            state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    if any(k.startswith("model.") for k in state):
+        state = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
     return state
 
 

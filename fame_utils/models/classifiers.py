@@ -198,15 +198,11 @@ def _weights(name: str, tag: str):
 
 
 def weights_from_file_name(path: str | os.PathLike) -> tuple[str, str] | None:
-    """``(architecture, weights tag)`` of a torchvision checkpoint whose name holds one of
-    torchvision's published file hashes after a ``-`` (``resnet50-11ad3fa6.pth``: ResNet-50
-    ``IMAGENET1K_V2``), else None."""
-    for h in re.findall(r"-([0-9a-f]{8,})(?=[.\-_]|$)", Path(path).name):
-        for name in TORCHVISION_CLASSIFIERS:
-            for w in tvm.get_model_weights(name):
-                if f"-{h}." in os.path.basename(w.url):
-                    return name, w.name
-    return None
+    """``(architecture, weights tag)`` of a checkpoint under torchvision's own file name
+    (``resnet50-11ad3fa6.pth``: ResNet-50 ``IMAGENET1K_V2``), else None."""
+    pairs = ((n, w) for n in TORCHVISION_CLASSIFIERS for w in tvm.get_model_weights(n))
+    file = Path(path).name
+    return next(((n, w.name) for n, w in pairs if os.path.basename(w.url) == file), None)
 
 
 def _checkpoint_weights(name: str, checkpoint, weights: str | None):
@@ -222,55 +218,47 @@ def _checkpoint_weights(name: str, checkpoint, weights: str | None):
     if found is not None or weights is not None:
         return _weights(name, found[1] if found else weights)
     what = f"the file {path.name}" if path is not None else "an in-memory state dict"
-    options = []
-    for w in tvm.get_model_weights(name):
-        t = w.transforms()
-        options.append(
-            f"  weights={w.name!r}  ({os.path.basename(w.url)}, Resize {t.resize_size[0]} "
-            f"({t.interpolation.value}) + CenterCrop {t.crop_size[0]})"
-        )
+    options = [
+        f"{w.name!r} (Resize {w.transforms().resize_size[0]})" for w in tvm.get_model_weights(name)
+    ]
     raise ValueError(
-        f"cannot tell which torchvision {name} weights {what} holds (its name carries none of "
-        "torchvision's file hashes), so its preprocessing is unknown. Pass weights= (or "
-        "--weights on the command line):\n" + "\n".join(options)
+        f"cannot tell which torchvision {name} weights {what} holds (it does not carry one of "
+        "torchvision's file names), so its preprocessing is unknown; pass weights= (or "
+        f"--weights on the command line), one of {', '.join(options)}"
     )
 
 
-def _hub_state_dict(name: str, weights: str | None, download: bool):
+def _hub_state_dict(name: str, weights: str | None):
     """(state dict, weights enum member) of ``weights`` (None: torchvision's default) from the
     torch hub cache, else a download; else FileNotFoundError saying which file goes where."""
     w = _weights(name, weights) if weights else tvm.get_model_weights(name).DEFAULT
     file = os.path.basename(w.url)
     path = Path(torch.hub.get_dir()) / "checkpoints" / file
-    if path.is_file():
-        try:
-            return read_checkpoint(path), w
-        except (ValueError, TypeError) as e:
+    cached = path.is_file()
+    try:  # reads the hub cache, else downloads into it
+        return w.get_state_dict(progress=False, check_hash=True, weights_only=True), w
+    except Exception as e:  # a corrupt cached file; no network, proxy, HTTP error, ...
+        if cached:
             raise RuntimeError(
                 f"could not read the cached weights {path} ({e}); "
                 f"delete the file and download it again from {w.url}"
             ) from e
-    reason = "downloads disabled (download=False)"
-    if download:
-        try:
-            return w.get_state_dict(progress=False, check_hash=True), w  # into the hub cache
-        except Exception as e:  # no network, proxy, HTTP error, corrupt file, ...
-            reason = f"download failed: {type(e).__name__}: {e}"
-    raise FileNotFoundError(
-        f"No ImageNet weights for {name!r} {w.name}: no checkpoint= given, {path} is missing "
-        f"($TORCH_HOME), and {reason}.\nFix: download {w.url} and save it as {path}, or pass "
-        f"load_classifier({name!r}, checkpoint='/path/to/{file}') (other versions: weights=)."
-    )
+        raise FileNotFoundError(
+            f"No ImageNet weights for {name!r} {w.name}: no checkpoint= given, {path} is missing "
+            f"($TORCH_HOME), and the download failed ({type(e).__name__}: {e}).\nFix: download "
+            f"{w.url} and save it as {path}, or pass load_classifier({name!r}, "
+            f"checkpoint='/path/to/{file}') (other versions: weights=)."
+        ) from e
 
 
-def _load_torchvision(name: str, checkpoint, weights: str | None, download: bool):
+def _load_torchvision(name: str, checkpoint, weights: str | None):
     if weights is not None:
         _weights(name, weights)  # an unknown tag is the first error
     if checkpoint is not None:
         state = read_checkpoint(checkpoint)  # then a missing or corrupt file
         w = _checkpoint_weights(name, checkpoint, weights)
     else:
-        state, w = _hub_state_dict(name, weights, download)
+        state, w = _hub_state_dict(name, weights)
     t = w.transforms()
     crop = int(t.crop_size[0])
     net = getattr(tvm, name)(weights=None, **({"image_size": crop} if name in _VITS else {}))
@@ -316,7 +304,6 @@ def _load_tiny_vit(checkpoint) -> NormalizedModel:
     source = tiny_vit_digits_path() if checkpoint is None else checkpoint
     load_strict(net, read_checkpoint(source), "the tiny digits ViT (TINY_VIT_CONFIG)")
     meta_path = tiny_vit_digits_path().with_suffix(".json")  # describes the shipped weights
-    shipped = checkpoint is None and meta_path.is_file()
     return NormalizedModel(
         net,
         mean=TINY_VIT_MEAN,
@@ -324,7 +311,7 @@ def _load_tiny_vit(checkpoint) -> NormalizedModel:
         input_size=TINY_VIT_CONFIG["image_size"],
         name="tiny_vit_digits",
         categories=[str(d) for d in range(10)],
-        training_record=json.loads(meta_path.read_text()) if shipped else {},
+        training_record=json.loads(meta_path.read_text()) if checkpoint is None else {},
     )
 
 
@@ -334,7 +321,6 @@ def load_classifier(
     checkpoint: str | os.PathLike | Mapping | None = None,
     device: str | torch.device | None = None,
     weights: str | None = None,
-    download: bool = True,
 ) -> NormalizedModel:
     """A pretrained classifier that takes [0, 1] RGB images (``docs/models.md``, Loaders).
 
@@ -344,8 +330,8 @@ def load_classifier(
             file's weights version comes from torchvision's file name or ``weights=``.
         device: ``None`` picks CUDA when available, else CPU.
         weights: torchvision only: the weights tag (``"IMAGENET1K_V2"``, …) of ``checkpoint=``
-            or to load; ``None``: torchvision's default version.
-        download: torchvision only: download into the hub cache when no file is found.
+            or to load (from the torch hub cache, else a download); ``None``: torchvision's
+            default version.
 
     Returns:
         :class:`~fame_utils.NormalizedModel` in eval mode: (B, 3, H, W) float [0, 1] RGB →
@@ -369,5 +355,5 @@ def load_classifier(
     elif name == "tiny_vit_digits":
         model = _load_tiny_vit(checkpoint)
     else:
-        model = _load_torchvision(name, checkpoint, weights, download)
+        model = _load_torchvision(name, checkpoint, weights)
     return model.to(pick_device(device)).eval()

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from google.protobuf import empty_pb2, unknown_fields
 from torch import Tensor, nn
+from torchvision.ops import Conv2dNormActivation
 
 from ._wrapper import package_file
 
@@ -60,9 +61,8 @@ def _read_graph(path: Path) -> tuple[dict[str, Tensor], dict[str, tuple[str, lis
 
 def _conv_relu(cin: int, cout: int, k: int | tuple, stride: int = 1, *, same=True) -> nn.Module:
     """Convolution with bias (TF's folded batch norm) and ReLU; "SAME" padding at stride 1."""
-    kh, kw = (k, k) if isinstance(k, int) else k
-    pad = (kh // 2, kw // 2) if same else 0
-    return nn.Sequential(nn.Conv2d(cin, cout, (kh, kw), stride, pad), nn.ReLU())
+    pad = None if same else 0  # None: (k − 1) / 2 per axis
+    return Conv2dNormActivation(cin, cout, k, stride, pad, norm_layer=None, inplace=False)
 
 
 def _branch(cin: int, *convs: tuple) -> nn.Sequential:
