@@ -181,9 +181,8 @@ class Comparison:
 def table1_networks(
     results: Mapping[str, Mapping[str, Any]], *, title: str, note: str, paper_title: str
 ) -> str:
-    """Table 1 across networks as Markdown from ``{network: {subset: ExperimentResult}}``
-    of Delete/Insert runs: per method a row per network (``mean [low, high]``) and the
-    paper's (``paper_title``); then per network the saturated columns, the ranking
+    """Table 1 as Markdown from ``{network: {subset: ExperimentResult}}``: per method a row
+    per network and the paper's; then per network the saturated columns, the ranking
     sentences and how far each method is above ``Random``."""
     face = {"paper_prefixes": TABLE1_DATASETS, "lower_is_better": {"Delete"}}
     comparisons = {

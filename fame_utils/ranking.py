@@ -207,9 +207,8 @@ def above_baseline(
     *,
     lower_is_better: Collection[str] = (),
 ) -> pd.DataFrame:
-    """Methods × columns of :class:`~fame_utils.stats.Interval` cells: each method's mean
-    paired improvement over ``baseline`` per column of ``per_item`` (``{column: items ×
-    methods}``; baseline − method in ``lower_is_better`` columns, so positive is better).
+    """Methods × columns :class:`~fame_utils.stats.Interval`: each method's paired mean
+    improvement over ``baseline`` per ``{column: items × methods}`` (positive is better).
 
     Raises:
         ValueError: a column without ``baseline``.
