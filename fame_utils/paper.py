@@ -1,7 +1,6 @@
-"""The paper's published numbers and our results beside them: Table 1 (Sec. 4.2, face
-verification, IResNet-101: Deletion ↓ / Insertion ↑, AUC of accuracy vs P ×100) and
-Table 2 (Sec. 4.3, ImageNet val, ResNet-50: IoU@t ×100 ↑, ROAD-Delete@p% logit drop ↑),
-ranked by :func:`~fame_utils.ranking.ranking_sentences`."""
+"""The paper's Table 1 (Sec. 4.2, faces, IResNet-101: Deletion ↓ / Insertion ↑ AUC ×100)
+and Table 2 (Sec. 4.3, ImageNet val, ResNet-50: IoU@t ×100 ↑, ROAD-Delete@p% logit drop
+↑) beside ours, ranked by :func:`~fame_utils.ranking.ranking_sentences`."""
 
 from __future__ import annotations
 
@@ -40,15 +39,13 @@ _TABLE2 = {
 
 
 def table1() -> pd.DataFrame:
-    """Table 1 of the paper (a fresh copy): methods × ``"<dataset> Delete"`` (lower is
-    better) / ``"<dataset> Insert"`` (higher is better), AUC ×100."""
+    """Table 1 (a fresh copy): methods × ``"<dataset> Delete"`` / ``"<dataset> Insert"``."""
     columns = [f"{d} {k}" for d in TABLE1_DATASETS.values() for k in ("Delete", "Insert")]
     return pd.DataFrame.from_dict(_TABLE1, "index", columns=columns).rename_axis("method")
 
 
 def table2() -> pd.DataFrame:
-    """Table 2 of the paper (a fresh copy): methods × ``IoU@t`` (×100) and
-    ``ROAD-Delete@p%`` (logit drop), all higher-is-better."""
+    """Table 2 (a fresh copy): methods × ``IoU@t`` (×100) and ``ROAD-Delete@p%``."""
     columns = [f"IoU@{t}" for t in (0.3, 0.5, 0.7)] + [f"ROAD-Delete@{p}%" for p in (10, 30, 50)]
     return pd.DataFrame.from_dict(_TABLE2, "index", columns=columns).rename_axis("method")
 
@@ -65,10 +62,10 @@ def _label(method: str) -> str:
 
 @dataclass
 class Comparison:
-    """Our summary against a published table (:meth:`from_results`): our means
-    (methods × ``"<prefix> <label>"`` columns), their :class:`~fame_utils.stats.Interval`
-    cells, ``{column: items × methods}`` values behind them, the paper's table,
-    ``{our column: paper column}``, our lower-is-better columns and decimals per column."""
+    """Our summary against a published table (:meth:`from_results`): our means (methods ×
+    columns), their :class:`~fame_utils.stats.Interval` cells, ``{column: items ×
+    methods}`` values, the paper's table, ``{our column: paper column}``, our
+    lower-is-better columns and decimals per column."""
 
     ours: pd.DataFrame
     intervals: pd.DataFrame
@@ -184,9 +181,8 @@ class Comparison:
 def table1_networks(
     results: Mapping[str, Mapping[str, Any]], *, title: str, note: str, paper_title: str
 ) -> str:
-    """Table 1 across networks as Markdown from ``{network: {subset: ExperimentResult}}``
-    of Delete/Insert runs: per method a row per network (``mean [low, high]``) and the
-    paper's (``paper_title``); then per network the saturated columns, the ranking
+    """Table 1 as Markdown from ``{network: {subset: ExperimentResult}}``: per method a row
+    per network and the paper's; then per network the saturated columns, the ranking
     sentences and how far each method is above ``Random``."""
     face = {"paper_prefixes": TABLE1_DATASETS, "lower_is_better": {"Delete"}}
     comparisons = {

@@ -104,9 +104,8 @@ def _map_rows(
     masks: Tensor | None = None,
     title_size: int = 9,
 ) -> plt.Figure:
-    """A grid of :func:`overlay` panels, ``cells[r][c] = (image or None, map or None[,
-    cmap])``; an all-zero map is labelled "empty map", ``masks[r]`` outlined in white on a
-    cell without a map."""
+    """A grid of :func:`overlay` panels ``cells[r][c] = (image, map[, cmap])`` (either may
+    be None); all-zero maps labelled "empty map", ``masks[r]`` outlined on map-less cells."""
     fig, axes = plt.subplots(len(cells), len(titles), figsize=figsize, squeeze=False)
     for (r, c), ax in np.ndenumerate(axes):
         image, m, *cmap = cells[r][c]
@@ -213,12 +212,11 @@ def draw_face_curves(
     thresholds: Mapping[str, Mapping[str, float]] | None = None,
     title: str | None = None,
 ) -> plt.Figure:
-    """Fig. 4: accuracy (%) at θ as the top-P % of the probe's e₊ is deleted or inserted,
-    from ``{network: {subset: ExperimentResult}}`` of face Delete/Insert runs: rows =
-    network × (Delete, Insert), columns = subsets, a line per method (default: all;
-    baselines grey, dashed), the AUCs in a legend per row. With ``genuine`` (``{network:
-    {subset: (N,) bool}}``) and ``thresholds`` (θ per network and subset): two more rows
-    per network, the genuine pairs' mean cosine similarity (θ dotted)."""
+    """Fig. 4: accuracy (%) at θ vs P % of the probe's e₊ deleted/inserted, from ``{network:
+    {subset: ExperimentResult}}``: rows network × (Delete, Insert), columns subsets, a line
+    per method (baselines grey, dashed), AUCs in a legend per row. With ``genuine``
+    (``{network: {subset: (N,) bool}}``) and ``thresholds`` (θ per network and subset): two
+    rows more per network, the genuine pairs' mean cosine similarity (θ dotted)."""
     subsets = list(next(iter(results.values())))
     parts = ["acc"] if genuine is None else ["acc", "sim"]
     rows = [(n, p, k) for n in results for p in parts for k in ("Delete", "Insert")]
@@ -369,16 +367,13 @@ def draw_bars(
     return fig
 
 
-def draw_item_maps(
-    dataset, result, index: int, threshold: float, class_names: Sequence[str] | None = None
-) -> plt.Figure:
-    """Item ``index`` of ``dataset`` with its box, then each method's map of the IoU/ROAD
-    ``result`` with the box (lime) and {map ≥ ``threshold``} (white), titled with the
-    item's IoU and ROAD-Delete values; ``class_names`` default to ImageNet-1k's."""
-    if class_names is None:
-        from .models.classifiers import imagenet_categories
+def draw_item_maps(dataset, result, index: int, threshold: float) -> plt.Figure:
+    """Item ``index`` of an ImageNet ``dataset`` with its box, then each method's map of the
+    IoU/ROAD ``result`` with the box (lime) and {map ≥ ``threshold``} (white), titled with
+    the item's IoU and ROAD-Delete values."""
+    from .models.classifiers import imagenet_categories
 
-        class_names = imagenet_categories()
+    class_names = imagenet_categories()
     item = dataset[index]
     rows = result.rows[result.rows["index"] == index]
     box = item.box.tolist()
@@ -410,8 +405,7 @@ def draw_item_maps(
 def save_figure(
     fig: plt.Figure, path: str | Path, *, formats: Sequence[str] = ("png", "pdf")
 ) -> list[Path]:
-    """Save ``fig`` as ``path`` with each suffix in ``formats`` at 150 dpi (folder
-    created); returns the written paths."""
+    """Save ``fig`` at 150 dpi as ``path`` with each suffix in ``formats``; the paths."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     out = [path.with_suffix("." + fmt) for fmt in formats]

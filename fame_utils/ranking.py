@@ -28,9 +28,9 @@ def _names_text(names: list[str]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + f" and {names[-1]}"
 
 
-def _beats(a: pd.Series, b: pd.Series, sign: float, min_items: int) -> bool:
+def _beats(a: pd.Series, b: pd.Series, sign: float) -> bool:
     """Whether ``sign · a`` is above ``sign · b`` (see the module docstring)."""
-    if len(a) < min_items:
+    if len(a) < MIN_ITEMS:
         return False
     return paired_difference(sign * a.to_numpy(), sign * b.to_numpy()).low > 0
 
@@ -46,7 +46,6 @@ def _column_sentence(
     paper: pd.Series | None,
     lower: bool,
     decimals: int | None,
-    min_items: int,
 ) -> tuple[str, bool | None, bool, float]:
     """One column: (sentence, our top group holds the paper's best (None: no paper column),
     every method inseparable from our best, Kendall τ of the means vs the paper)."""
@@ -59,7 +58,7 @@ def _column_sentence(
     sign = -1.0 if lower else 1.0  # positive difference = the best is better
     beaten, tied = [], []
     for other in means.index[1:]:
-        win = _beats(values[best], values[other], sign, min_items)
+        win = _beats(values[best], values[other], sign)
         (beaten if win else tied).append(str(other))
     shown = [_number(v, decimals) for v in means.to_numpy()]
     order = f"{best} {shown[0]}"
@@ -70,8 +69,8 @@ def _column_sentence(
         text += f" {best} beats {_names_text(beaten)}"
         text += f"; the data cannot separate it from {_names_text(tied)}." if tied else "."
     else:
-        few = len(values) < min_items
-        why = f" ({len(values)} items; a claim needs {min_items})" if few else ""
+        few = len(values) < MIN_ITEMS
+        why = f" ({len(values)} items; a claim needs {MIN_ITEMS})" if few else ""
         text += f" The data cannot separate {best} from any other method{why}."
     agree, tau = None, float("nan")
     if paper is not None:
@@ -97,7 +96,6 @@ def _baseline_sentence(
     refs: pd.DataFrame,
     lower: bool,
     decimals: int | None,
-    min_items: int,
 ) -> tuple[str, bool]:
     """Each method against the best sanity baseline of a column: (sentence, whether the
     best method beats it, i.e. the column discriminates)."""
@@ -106,7 +104,7 @@ def _baseline_sentence(
     sign = -1.0 if lower else 1.0
     beats, not_beats = [], []
     for m in means.index:
-        win = _beats(methods[m], refs[ref], sign, min_items)
+        win = _beats(methods[m], refs[ref], sign)
         (beats if win else not_beats).append(str(m))
     text = f" Best sanity baseline: {ref} {_number(float(ref_means.iloc[0]), decimals)}."
     if not beats:
@@ -116,10 +114,10 @@ def _baseline_sentence(
         verb = "does" if len(not_beats) == 1 else "do"
         text += f"; {_names_text(not_beats)} {verb} not." if not_beats else "."
     discriminating = str(means.index[0]) in beats
-    if not discriminating and len(methods) < min_items:
+    if not discriminating and len(methods) < MIN_ITEMS:
         text += (
             f" **Not discriminating on this data:** {len(methods)} items are too few to tell"
-            f" any method from {ref} (a claim needs {min_items})."
+            f" any method from {ref} (a claim needs {MIN_ITEMS})."
         )
     elif not discriminating:
         text += (
@@ -136,18 +134,13 @@ def ranking_sentences(
     *,
     lower_is_better: Collection[str] = (),
     paper_columns: Mapping[str, str] | None = None,
-    min_items: int = MIN_ITEMS,
     decimals: Mapping[str, int] | None = None,
 ) -> str:
-    """Markdown: a summary line, then per column our ranking of the methods by their mean
-    and how it compares with the paper's (agreeing when the paper's best is among the
-    methods the data cannot separate from our best). Sanity baselines in a column are
-    ranked apart; a column where the best method does not beat the best of them is flagged
-    as not discriminating (its paper claim untestable).
-
-    ``per_item``: ``{column: items × methods}`` of finite values, a column looked up in
-    ``paper`` after ``paper_columns``; ``decimals``: ``{column: places}`` of the printed
-    means (default: one from 10 up, else three), means that print alike joined by "=".
+    """Markdown: a summary line, then per column our ranking of the methods by mean against
+    the paper's; sanity baselines ranked apart, a column whose best method does not beat
+    them flagged as not discriminating. ``per_item``: ``{column: items × methods}`` of
+    finite values, looked up in ``paper`` after ``paper_columns``; ``decimals``: ``{column:
+    places}`` of the printed means (default: 1 from 10 up, else 3), equal ones joined by "=".
 
     Raises:
         ValueError: a column with missing values or fewer than two methods.
@@ -169,14 +162,12 @@ def ranking_sentences(
         lower, digits = column in lower_is_better, (decimals or {}).get(column)
         text = f"- **{label}**:"
         if real.shape[1] >= 2:
-            text, agree, none_beaten, tau = _column_sentence(
-                label, real, published, lower, digits, min_items
-            )
+            text, agree, none_beaten, tau = _column_sentence(label, real, published, lower, digits)
             separated.append(not none_beaten)
             agreements += [] if agree is None else [agree]
             taus += [tau] if np.isfinite(tau) else []
         if refs:
-            extra, ok = _baseline_sentence(real, values[refs], lower, digits, min_items)
+            extra, ok = _baseline_sentence(real, values[refs], lower, digits)
             text += extra
             discriminates.append((label, ok))
             tests += [] if published is None else [(key, ok)]
@@ -216,9 +207,8 @@ def above_baseline(
     *,
     lower_is_better: Collection[str] = (),
 ) -> pd.DataFrame:
-    """Methods × columns of :class:`~fame_utils.stats.Interval` cells: each method's mean
-    paired improvement over ``baseline`` per column of ``per_item`` (``{column: items ×
-    methods}``; baseline − method in ``lower_is_better`` columns, so positive is better).
+    """Methods × columns :class:`~fame_utils.stats.Interval`: each method's paired mean
+    improvement over ``baseline`` per ``{column: items × methods}`` (positive is better).
 
     Raises:
         ValueError: a column without ``baseline``.

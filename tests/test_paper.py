@@ -96,7 +96,7 @@ def test_too_few_items_are_never_enough_to_separate():
     text = ranking_sentences({"c": _frame(A=[3.0, 3.1, 3.2], B=[1.0, 1.1, 1.0])})
     assert "cannot separate A from any other method (3 items; a claim needs 10)" in text
     assert "A beats B" in ranking_sentences(
-        {"c": _frame(A=[3.0, 3.1, 3.2], B=[1.0, 1.1, 1.0])}, min_items=3
+        {"c": _frame(A=[3.0, 3.1, 3.2] * 4, B=[1.0, 1.1, 1.0] * 4)}
     )
 
 

@@ -186,8 +186,6 @@ def test_item_maps_outline_the_salient_region_and_write_the_items_values():
     # percents ascending, each named
     assert fig.axes[1].get_title() == "A\nIoU@0.5 42\nROAD-Delete 10%: 0.12, 30%: 0.25"
     assert fig.axes[0].get_title() == "0\ntiger shark (3)"  # ImageNet's name of class 3
-    fig = draw_item_maps(data, result, 0, 0.5, class_names=list("abcd"))
-    assert fig.axes[0].get_title() == "0\nd (3)"
     assert len(fig.axes[1].collections) == 1  # the contour of {map ≥ t}
     fig = draw_item_maps(data, result, 0, 0.7)
     assert fig.axes[1].get_title().split("\n")[1] == "S at t=0.7"  # no IoU at 0.7 in the run

@@ -47,8 +47,7 @@ def _draw_cells(
 
 
 def field_note(rf: ReceptiveField) -> str:
-    """Legend text for a contact sheet's receptive fields (says so when every clipped
-    field is the whole image)."""
+    """Legend text for a contact sheet's receptive fields (or that all are the image)."""
     H, W = rf.image_size
     if bool((rf.boxes_for(clip=True) == rf.boxes.new_tensor([0, 0, W, H])).all()):
         return "every receptive field covers the whole image"
@@ -64,9 +63,8 @@ def plot_contact_sheet(
     panel_size: float = 1.3,
     title: str | None = None,
 ) -> plt.Figure:
-    """An h × w grid of panels (at most :data:`MAX_PANELS`): panel (i, j) is the image with
-    the map of cell (i, j), its CAM box and, given ``rf``, its receptive field; ``maps``
-    (h·w, H, W) are all cells, row-major (:func:`~fame_utils.receptive.run_cells`)."""
+    """An h × w grid (at most :data:`MAX_PANELS`) of the image with the map of cell (i, j),
+    its CAM box and (given ``rf``) receptive field; ``maps`` (h·w, H, W) row-major."""
     c = all_cells(grid)
     h, w = (int(v) for v in grid)
     if h * w > MAX_PANELS:
