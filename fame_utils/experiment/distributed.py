@@ -22,14 +22,6 @@ class Shard(NamedTuple):
     world_size: int = 1
 
 
-def _env_int(name: str, default: int) -> int:
-    text = os.environ.get(name) or str(default)
-    try:
-        return int(text)
-    except ValueError:
-        raise ValueError(f"environment variable {name}={text!r} is not an integer") from None
-
-
 def current() -> Shard:
     """The shard of this process: from the initialised process group, else rank 0 of 1."""
     if dist.is_available() and dist.is_initialized():
@@ -45,14 +37,13 @@ def init_from_env(
     device (``device`` if given, else ``cuda:LOCAL_RANK`` when CUDA is available, else CPU).
 
     Raises:
-        ValueError: ``WORLD_SIZE`` or ``LOCAL_RANK`` is not an integer, or ``WORLD_SIZE``
-            > 1 without torch.distributed support.
+        ValueError: ``WORLD_SIZE`` > 1 without torch.distributed support.
     """
-    world = _env_int("WORLD_SIZE", 1)
+    world = int(os.environ.get("WORLD_SIZE", 1))
     if device is not None:
         dev = torch.device(device)
     elif torch.cuda.is_available():
-        dev = torch.device("cuda", _env_int("LOCAL_RANK", 0) % torch.cuda.device_count())
+        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count())
     else:
         dev = torch.device("cpu")
     if world <= 1 or (dist.is_available() and dist.is_initialized()):

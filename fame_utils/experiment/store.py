@@ -23,15 +23,13 @@ import torch
 from filelock import FileLock, Timeout
 from torch import Tensor
 
-from ..metrics.adapters import Metric
 from . import distributed
 from .keys import source_hash
 
 OUTPUT_FILES = ("results.csv", "summary.csv", "summary.md", "summary.tex", "run.json")
 MAP_TOLERANCE = 1e-5  # how far outside [0, 1] a map value may lie (rounding)
 HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "host"
-STALE_TMP_SECONDS = 24 * 3600  # another machine's temporary file is stale after a day
-_TMP = re.compile(r"^\.(?P<name>.+)\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.tmp$")
+STALE_TMP_SECONDS = 24 * 3600  # a temporary file untouched for a day is a killed writer's
 
 
 class RunConflictError(RuntimeError):
@@ -134,45 +132,28 @@ def blob_problem(blob: dict | None, names: list[str], shape: tuple, inputs: str)
     )
 
 
-def values_problem(cached: dict | None, m: Metric, n: int) -> str | None:
-    """Why cached metric values are unusable, or ``None``."""
+def values_problem(cached: dict | None, labels: list[str], n: int) -> str | None:
+    """Why cached metric values (a ``(n,)`` tensor per column label) are unusable, or ``None``."""
     if cached is None:
         return "missing"
     values, names = cached.get("values"), cached.get("names")
     if not isinstance(values, dict) or not isinstance(names, list) or len(names) != n:
         return "incomplete"
-    columns = [values.get(c.label) for c in m.columns()]
+    columns = [values.get(label) for label in labels]
     if not all(isinstance(v, Tensor) and tuple(v.shape) == (n,) for v in columns):
         return f"without a ({n},) column of every label"
     return None
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's live process
-        pass
-    return True
-
-
 def remove_stale_tmp(folder: Path) -> None:
-    """Delete the temporary files killed writers left in ``folder`` (a process of this
-    machine that no longer runs, or another machine's over a day ago)."""
+    """Delete the temporary files in ``folder`` that no writer touched for a day (those of
+    killed writers)."""
     for p in folder.glob(".*.tmp") if folder.is_dir() else ():
-        m = _TMP.match(p.name)
-        if m is None:
+        try:
+            if time.time() - p.stat().st_mtime > STALE_TMP_SECONDS:
+                p.unlink(missing_ok=True)
+        except FileNotFoundError:
             continue
-        if m["host"] == HOST:
-            stale = int(m["pid"]) != os.getpid() and not _pid_alive(int(m["pid"]))
-        else:
-            try:
-                stale = time.time() - p.stat().st_mtime > STALE_TMP_SECONDS
-            except FileNotFoundError:
-                continue
-        if stale:
-            p.unlink(missing_ok=True)
 
 
 def _git_commit() -> str | None:
