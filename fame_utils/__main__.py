@@ -12,15 +12,18 @@ from pathlib import Path
 
 import torch
 
-from .data.faces import SAMPLE_FACE_SUBSETS
+from .data.faces import SAMPLE_FACE_SUBSETS, load_face_protocol, load_sample_faces
+from .data.imagenet import load_imagenet_val
 from .data.items import from_face_pairs, from_object_samples
+from .data.objects import load_sample_objects
 from .experiment.distributed import broadcast, init_from_env
 from .experiment.run import run_experiment
 from .experiment.store import RunConflictError, check_folder
 from .methods import available_methods, make_methods, registry_key, table_methods
 from .metrics.adapters import FaceDeleteInsertMetric, table2_metrics
-from .models.classifiers import CLASSIFIERS
-from .models.faces import FACE_MODELS
+from .metrics.face import cosine_scores, eer_threshold
+from .models.classifiers import CLASSIFIERS, load_classifier
+from .models.faces import FACE_MODELS, load_face_model
 from .recipes import RECIPES, get_recipe
 
 __all__ = ["main", "build_parser"]
@@ -75,9 +78,7 @@ def _device(text: str) -> str:
     except RuntimeError:
         raise ArgumentTypeError(f"not a torch device: {text!r} (e.g. cpu, cuda, cuda:1)") from None
     if device.type not in ("cpu", "cuda", "mps", "xpu"):
-        raise ArgumentTypeError(
-            f"{text!r} is not a device that can run a model; use cpu or cuda[:N]"
-        )
+        raise ArgumentTypeError(f"{text!r} is not a device that can run a model; use cpu or cuda")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ArgumentTypeError("CUDA is not available here; use --device cpu")
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
@@ -161,18 +162,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _imagenet(args, device: str) -> tuple:
-    from .models.classifiers import load_classifier
-
     model = load_classifier(
         args.model, checkpoint=args.checkpoint, device=device, weights=args.weights
     )
     recipe = get_recipe(args.recipe)
-    boxes = recipe.box_convention
+    boxes = recipe.box_convention  # how boxes follow Resize + CenterCrop
     crop = int(getattr(model, "input_size", 224))
     resize = getattr(model, "resize_size", None) or 256
     if args.imagenet_root:
-        from .data.imagenet import load_imagenet_val
-
         data = load_imagenet_val(
             args.imagenet_root,
             per_class=args.per_class,
@@ -186,8 +183,6 @@ def _imagenet(args, device: str) -> tuple:
             protocol=args.image_list,
         )
     else:
-        from .data.objects import load_sample_objects
-
         s = load_sample_objects(resize=resize, crop=crop, convention=boxes)
         if args.max_images is not None:
             s = s[: args.max_images]
@@ -198,23 +193,15 @@ def _imagenet(args, device: str) -> tuple:
 
 
 def _faces(args, device: str) -> tuple:
-    from .models.faces import load_face_model
-
     model = load_face_model(args.model, checkpoint=args.checkpoint, device=device)
     size = int(getattr(model, "input_size", 150))
     if args.protocol:
-        from .data.faces import load_face_protocol
-
         pairs = load_face_protocol(args.protocol, args.face_root, size=size)
     else:
-        from .data.faces import load_sample_faces
-
         pairs = load_sample_faces(args.subset, size=size)
     threshold, source = args.threshold, "given by --threshold"
     if args.max_pairs is not None and args.max_pairs < len(pairs):
         if threshold is None:  # the protocol's clean EER threshold, not the subset's
-            from .metrics.face import cosine_scores, eer_threshold
-
             clean = cosine_scores(model, pairs.gallery, pairs.probe)
             # rank 0's under torchrun, so every rank keys its cache by the same θ
             threshold = broadcast(float(eer_threshold(clean, pairs.genuine)))

@@ -1,7 +1,6 @@
 """Runs split across ``torchrun`` processes: rank r of n computes the map batches r, r + n,
-… into the shared cache, waits at a barrier, then reads the whole cache; rank 0 writes the
-tables. In one process the collectives do nothing. Call :func:`init_from_env` (or
-``torch.distributed.init_process_group``) before :func:`~fame_utils.run_experiment`."""
+… into the shared cache, then (after a barrier) reads it all; rank 0 writes the tables. Call
+:func:`init_from_env` before :func:`~fame_utils.run_experiment`; in one process it is a no-op."""
 
 from __future__ import annotations
 

@@ -20,8 +20,7 @@ from torch import Tensor, nn
 
 from ..data.items import hash_tensor
 
-CACHE_VERSION = 3
-"""Bumped when the cache layout or the meaning of a cached value changes."""
+CACHE_VERSION = 3  # bumped when the cache layout or the meaning of a cached value changes
 
 
 def _hash_named(h: Any, tensors: Any) -> str:
@@ -89,8 +88,7 @@ def fingerprint(
     value: Any, path: str, model: nn.Module | None = None, seen: frozenset | set = frozenset()
 ) -> Any:
     """JSON that changes whenever ``value`` could change a method, metric or model: tensors
-    by content, modules by their path in ``model``, functions by code and closure, objects
-    by their public fields.
+    by content, modules by path in ``model``, functions by code and closure, objects by fields.
 
     Raises:
         TypeError: ``value`` (or a part of it, named from ``path``) cannot be fingerprinted.

@@ -126,7 +126,7 @@ def _compute_maps(model, dataset, method, folder: Path, owned, run: dict) -> tup
         else:
             images = batch.probe
             refs = run["refs"][idx.start : idx.stop].to(images.device)
-            target = CosineSimilarity(refs, run["threshold"])
+            target = CosineSimilarity(refs, run["metric_args"]["threshold"])
         att = method(model, images, target)
         if not isinstance(att, Attribution):
             raise TypeError(
@@ -262,12 +262,9 @@ def run_experiment(
     batch_size = check_count(batch_size, "batch_size", 1)
     eval_batch_size = check_count(eval_batch_size, "eval_batch_size", 1)
     n_resamples = check_count(n_resamples, "n_resamples", 1)
-    if threads is not None:
-        check_count(threads, "threads", 1)
+    threads = None if threads is None else check_count(threads, "threads", 1)
     out = store.check_folder(out_dir, "out_dir")
-    cache_root = (
-        store.check_folder(cache_dir, "cache_dir") if cache_dir is not None else out / "cache"
-    )
+    cache_root = out / "cache" if cache_dir is None else store.check_folder(cache_dir, "cache_dir")
     threshold_source = None if threshold is None else threshold_source
     threshold = None if threshold is None else check_threshold(threshold, "threshold θ")
     previous_threads = torch.get_num_threads()
@@ -332,7 +329,6 @@ def run_experiment(
                 "inputs": inputs,
                 "names": names,
                 "refs": refs,
-                "threshold": threshold,
                 "progress": progress,
                 "metric_args": {
                     "threshold": threshold,

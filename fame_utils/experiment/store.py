@@ -1,6 +1,5 @@
 """What a run keeps on disk: atomic writes, checks of what is read back, ``run.json`` and
-the output folder's lock. Outputs are staged in ``OUT/.staging/`` and moved in with
-``run.json`` last, so a reader that finds ``run.json`` finds the whole run."""
+the output folder's lock. Outputs are staged in ``OUT/.staging/``, ``run.json`` moved last."""
 
 from __future__ import annotations
 
@@ -37,8 +36,8 @@ class RunConflictError(RuntimeError):
 
 
 def check_folder(path: object, name: str) -> Path:
-    """A folder the run may create and write: a non-empty path that is not an existing
-    file and whose nearest existing parent is a writable folder."""
+    """``path`` as a folder the run may create and write (its nearest existing parent is a
+    writable folder), else ``ValueError`` naming ``name``."""
     if path is None or str(path).strip() == "":
         raise ValueError(f"{name} must name a folder, got {path!r}")
     folder = Path(path).expanduser()
@@ -170,8 +169,7 @@ def _git_commit() -> str | None:
 
 
 def environment(device: torch.device) -> dict[str, Any]:
-    """The software and machine settings that can move the numbers (code and torch
-    versions, device, ``torch.get_num_threads()``)."""
+    """The code, torch, device and thread settings that can move the numbers."""
     from .. import __version__
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
@@ -198,8 +196,7 @@ def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
 
 
 def _check_settings(path: Path, settings: dict) -> None:
-    """Refuse a ``run.json`` that is unreadable or holds other ``settings`` (the message
-    lists the differences)."""
+    """Refuse a ``run.json`` that is unreadable or holds other ``settings`` (listed)."""
     try:
         old = json.loads(path.read_text(encoding="utf-8"))
         old.pop("run", None)
@@ -237,9 +234,8 @@ def commit_outputs(out: Path, staging: Path) -> None:
 
 
 def lock_output(out: Path) -> FileLock:
-    """Take the exclusive right to write ``out``'s results: a :class:`filelock.FileLock` on
-    ``out/.lock`` (an ``flock``, so the kernel frees it when the process dies) that records
-    ``HOST PID`` for the message below; release it with ``.release()``.
+    """The exclusive right to write ``out``: a :class:`filelock.FileLock` (an ``flock``,
+    freed when the process dies) on ``out/.lock`` holding ``HOST PID``.
 
     Raises:
         RunConflictError: another live run holds the folder (the message names it).
@@ -268,9 +264,8 @@ def lock_output(out: Path) -> FileLock:
 
 
 def claim_output(out: Path, settings: dict, overwrite: bool) -> FileLock | None:
-    """On rank 0: take ``out``'s lock, finish what a killed run left and check that the
-    results there may be replaced by a run of ``settings``; returns the held lock (``None``
-    on the other ranks).
+    """On rank 0: take ``out``'s lock, finish what a killed run left and check that a run of
+    ``settings`` may replace the results there; the held lock (``None`` on other ranks).
 
     Raises:
         RunConflictError: on every rank: another run holds ``out``, foreign result files

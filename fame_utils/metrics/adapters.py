@@ -23,8 +23,7 @@ from .road import road_scores
 
 @dataclass(frozen=True)
 class Column:
-    """One result column: a ``metric`` name and the ``threshold`` t of IoU@t or the
-    ``percent`` it was taken at (else ``None``)."""
+    """A result column: ``metric`` at IoU ``threshold`` t or at ``percent`` (else ``None``)."""
 
     metric: str
     threshold: float | None = None
@@ -42,10 +41,9 @@ class Column:
 
 @dataclass
 class IoUMetric:
-    """IoU@t ×100 between {map ≥ t} and each item's box (Table 2) at ``thresholds`` in
-    [0, 1]; or, given ``masks`` (N, H, W) bool in dataset order (e.g. the digit strokes),
-    against item i's ``masks[i]``, plus ``Mass-on-mask`` ×100
-    (:func:`~.localization.mass_on_mask`)."""
+    """IoU@t ×100 of {map ≥ t} and each item's box (Table 2), t in [0, 1]; given ``masks``
+    (N, H, W) bool in dataset order (the digit strokes), of item i's ``masks[i]``, plus
+    ``Mass-on-mask`` ×100 (:func:`~.localization.mass_on_mask`)."""
 
     thresholds: tuple[float, ...] = (0.3, 0.5, 0.7)
     masks: Tensor | None = field(default=None, repr=False)
@@ -169,8 +167,8 @@ def table2_metrics(
     percents: Iterable[float] = (10, 30, 50),
     modes: Iterable[Literal["zero", "noisy_linear"]] = ("zero", "noisy_linear"),
 ) -> list:
-    """Table 2's metrics: :class:`IoUMetric` and one :class:`RoadMetric` per removal mode
-    (zero: the paper's, which rewards scattered maps; noisy-linear: Rong et al. 2022)."""
+    """Table 2's :class:`IoUMetric` and a :class:`RoadMetric` per removal mode (zero: the
+    paper's; noisy-linear: Rong et al. 2022)."""
     modes = tuple(modes)
     if not modes:
         raise ValueError("modes is empty: give 'zero' and/or 'noisy_linear'")
