@@ -75,7 +75,7 @@ CLI_ROWS: list[tuple[str, list[str], str]] = [
     ("seed-text", ["faces", "--seed", "one"], r"--seed: expected a whole number"),
     ("out-empty", ["imagenet", "--out", ""], r"--out: must name a folder"),
     ("out-a-file", ["imagenet", "--out", __file__], r"--out: .*existing file"),
-    ("out-under-a-file", ["faces", "--out", __file__ + "/run"], r"--out: .*is a file"),
+    ("out-under-a-file", ["faces", "--out", __file__ + "/run"], r"--out: .*existing file"),
     ("cache-dir-a-file", ["imagenet", "--cache-dir", __file__], r"--cache-dir: .*existing file"),
     ("device-meta", ["imagenet", "--device", "meta"], r"--device: .*not a device that can run"),
 ]

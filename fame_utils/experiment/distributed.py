@@ -31,13 +31,9 @@ def current() -> Shard:
 def init_from_env(
     device: str | torch.device | None = None, timeout_s: float = 1800.0
 ) -> tuple[Shard, torch.device]:
-    """Start the process group when torchrun's ``WORLD_SIZE`` > 1 (NCCL with this rank's
-    GPU ``cuda:LOCAL_RANK`` made current, Gloo on CPUs); returns this process's shard and
-    device (``device`` if given, else ``cuda:LOCAL_RANK`` when CUDA is available, else CPU).
-
-    Raises:
-        ValueError: ``WORLD_SIZE`` > 1 without torch.distributed support.
-    """
+    """Start the process group when torchrun's ``WORLD_SIZE`` > 1 (NCCL on this rank's GPU
+    ``cuda:LOCAL_RANK``, Gloo on CPUs); this process's shard and device (``device``, else
+    ``cuda:LOCAL_RANK`` if CUDA is available, else CPU). ValueError: no torch.distributed."""
     world = int(os.environ.get("WORLD_SIZE", 1))
     if device is not None:
         dev = torch.device(device)

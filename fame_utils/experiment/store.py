@@ -4,7 +4,6 @@ the output folder's lock. Outputs are staged in ``OUT/.staging/``, ``run.json`` 
 from __future__ import annotations
 
 import errno
-import functools
 import json
 import os
 import platform
@@ -41,15 +40,11 @@ def check_folder(path: object, name: str) -> Path:
     if path is None or str(path).strip() == "":
         raise ValueError(f"{name} must name a folder, got {path!r}")
     folder = Path(path).expanduser()
-    if folder.exists() and not folder.is_dir():
-        raise ValueError(f"{name} {folder} is an existing file, not a folder; choose a folder")
     parent = next(p for p in (folder, *folder.parents) if p.exists())
     if not parent.is_dir():
-        raise ValueError(f"{name} {folder}: {parent} is a file, so the folder cannot be made")
+        raise ValueError(f"{name} {folder}: {parent} is an existing file, not a folder; choose one")
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise ValueError(
-            f"{name} {folder}: {parent} is not writable by this user; choose another folder"
-        )
+        raise ValueError(f"{name} {folder}: {parent} is not writable by this user; choose another")
     return folder
 
 
@@ -156,16 +151,15 @@ def remove_stale_tmp(folder: Path) -> None:
 
 
 def _git_commit() -> str | None:
+    """The checkout's full commit hash, ``-dirty`` when tracked files changed."""
     root = Path(__file__).resolve().parents[2]
-    git = functools.partial(
-        subprocess.check_output, cwd=root, text=True, timeout=10, stderr=subprocess.DEVNULL
-    )
+    # a --match no tag meets: describe prints the hash itself
+    git = ["git", "describe", "--always", "--dirty", "--abbrev=40", "--match=no tag matches"]
     try:
-        commit = git(["git", "rev-parse", "HEAD"]).strip() if (root / ".git").exists() else None
-        dirty = git(["git", "status", "--porcelain", "--untracked-files=no"]) if commit else ""
+        found = subprocess.run(git, cwd=root, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return None
-    return commit and commit + ("-dirty" if dirty.strip() else "")
+    return found.stdout.strip() if (root / ".git").exists() and found.returncode == 0 else None
 
 
 def environment(device: torch.device) -> dict[str, Any]:
