@@ -1,9 +1,5 @@
-"""Command line: ``python -m fame_utils {imagenet,faces} ...`` (also ``fame-utils``).
-
-Runs :func:`fame_utils.run_experiment` with methods from the registry and prints the
-summary table; ``docs/cli.md`` has examples (torchrun included). Every mistake in the
-arguments exits with status 2 and an ``error:`` line.
-"""
+"""Command line ``python -m fame_utils {imagenet,faces}`` (``docs/cli.md``): runs
+:func:`fame_utils.run_experiment` and prints the summary; a mistake exits with status 2."""
 
 from __future__ import annotations
 
@@ -16,15 +12,18 @@ from pathlib import Path
 
 import torch
 
-from .data.faces import SAMPLE_FACE_SUBSETS
+from .data.faces import SAMPLE_FACE_SUBSETS, load_face_protocol, load_sample_faces
+from .data.imagenet import load_imagenet_val
 from .data.items import from_face_pairs, from_object_samples
+from .data.objects import load_sample_objects
 from .experiment.distributed import broadcast, init_from_env
 from .experiment.run import run_experiment
 from .experiment.store import RunConflictError, check_folder
 from .methods import available_methods, make_methods, registry_key, table_methods
-from .metrics.adapters import FaceDeleteInsertMetric, IoUMetric, RoadMetric
-from .models.classifiers import CLASSIFIERS
-from .models.faces import FACE_MODELS
+from .metrics.adapters import FaceDeleteInsertMetric, table2_metrics
+from .metrics.face import cosine_scores, eer_threshold
+from .models.classifiers import CLASSIFIERS, load_classifier
+from .models.faces import FACE_MODELS, load_face_model
 from .recipes import RECIPES, get_recipe
 
 __all__ = ["main", "build_parser"]
@@ -45,37 +44,16 @@ def _whole(low: int) -> Callable[[str], int]:
     return parse
 
 
-def _in_range(lo: float, hi: float, what: str) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        try:
-            v = float(text)
-        except ValueError:
-            raise ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if not math.isfinite(v):
-            raise ArgumentTypeError(f"expected a finite number, got {text!r}")
-        if not lo <= v <= hi:
-            raise ArgumentTypeError(f"{what} must lie in [{lo:g}, {hi:g}], got {text}")
-        return v
-
-    return parse
-
-
-def _numbers(lo: float, hi: float, what: str) -> Callable[[str], tuple[float, ...]]:
-    one = _in_range(lo, hi, what)
-
-    def parse(text: str) -> tuple[float, ...]:
-        values = tuple(one(v.strip()) for v in text.split(",") if v.strip())
-        if not values:
-            raise ArgumentTypeError(f"expected comma-separated {what}, got {text!r}")
-        repeated = sorted({v for v in values if values.count(v) > 1})
-        if repeated:
-            raise ArgumentTypeError(
-                f"{what} {', '.join(f'{v:g}' for v in repeated)} given more than once in "
-                f"{text!r}; give each once"
-            )
-        return values
-
-    return parse
+def _threshold(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(v):
+        raise ArgumentTypeError(f"expected a finite number, got {text!r}")
+    if not -1 <= v <= 1:
+        raise ArgumentTypeError(f"threshold must lie in [-1, 1], got {text}")
+    return v
 
 
 def _folder(text: str) -> str:
@@ -100,9 +78,7 @@ def _device(text: str) -> str:
     except RuntimeError:
         raise ArgumentTypeError(f"not a torch device: {text!r} (e.g. cpu, cuda, cuda:1)") from None
     if device.type not in ("cpu", "cuda", "mps", "xpu"):
-        raise ArgumentTypeError(
-            f"{text!r} is not a device that can run a model; use cpu or cuda[:N]"
-        )
+        raise ArgumentTypeError(f"{text!r} is not a device that can run a model; use cpu or cuda")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ArgumentTypeError("CUDA is not available here; use --device cpu")
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
@@ -141,21 +117,12 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=_folder, required=True, help="output folder")
     p.add_argument("--cache-dir", type=_folder, help="map cache (default OUT/cache)")
     p.add_argument("--checkpoint", type=_existing, help="model weights file")
-    p.add_argument(
-        "--device",
-        type=_device,
-        help="default: cuda[:LOCAL_RANK] when available, else cpu",
-    )
+    p.add_argument("--device", type=_device, help="default: cuda[:LOCAL_RANK] if any, else cpu")
     p.add_argument("--iterations", type=_count, default=500, help="FAME iterations (paper: 500)")
     p.add_argument("--batch-size", type=_count, default=16, help="images per map batch")
     p.add_argument("--eval-batch-size", type=_count, default=64, help="images per metric forward")
     p.add_argument("--seed", type=_whole(0), default=0, help="base seed (>= 0)")
-    p.add_argument(
-        "--recipe",
-        choices=sorted(RECIPES),
-        default="paper",
-        help="paper: its text; reference: its code",
-    )
+    p.add_argument("--recipe", choices=sorted(RECIPES), default="paper", help="paper or code")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     p.add_argument("--threads", type=_count, help="torch.set_num_threads for the run")
     p.add_argument("--overwrite", action="store_true", help="replace results of other settings")
@@ -172,42 +139,14 @@ def build_parser() -> argparse.ArgumentParser:
     im = sub.add_parser("imagenet", help="IoU@t and ROAD-Delete@p (Table 2)")
     _common(im)
     im.add_argument("--model", type=str.lower, choices=CLASSIFIERS, default="efficientnet_lite0")
-    im.add_argument(
-        "--weights",
-        help="torchvision weights tag (ResNets and ViTs); needed when the checkpoint's file "
-        "name carries no published hash",
-    )
+    im.add_argument("--weights", help="torchvision weights tag, if the checkpoint's name has none")
     _methods_argument(im, "classification")
     im.add_argument("--imagenet-root", type=_existing, help="ImageNet folder (default: bundled)")
     im.add_argument("--annotations", type=_existing, help="LOC_val_solution.csv or XML folder")
     im.add_argument("--synset-mapping", type=_existing, help="LOC_synset_mapping.txt")
-    im.add_argument(
-        "--image-list",
-        type=_existing,
-        help="a fixed image list (the authors' CSV: ImageId, PredictionString[, target]), "
-        "rows in order, repeats kept; without it --per-class draws our own sample",
-    )
-    im.add_argument(
-        "--per-class", type=_count, default=5, help="our own draw: images per class (seeded)"
-    )
+    im.add_argument("--image-list", type=_existing, help="the authors' image list CSV, as is")
+    im.add_argument("--per-class", type=_count, default=5, help="else: images per class (seeded)")
     im.add_argument("--max-images", type=_count, help="use only the first N images")
-    im.add_argument("--resize", type=_count, help="shorter side (default: model's)")
-    im.add_argument(
-        "--box-convention",
-        choices=("aspect", "per_axis"),
-        help="box mapping through Resize + CenterCrop (default: the recipe's)",
-    )
-    im.add_argument(
-        "--iou-thresholds",
-        type=_numbers(0, 1, "IoU thresholds"),
-        default=(0.3, 0.5, 0.7),
-    )
-    im.add_argument(
-        "--road-percents",
-        type=_numbers(0, 100, "ROAD percents"),
-        default=(10, 30, 50),
-    )
-    im.add_argument("--road-mode", choices=("zero", "noisy_linear", "both"), default="both")
 
     fa = sub.add_parser("faces", help="face Deletion / Insertion (Table 1)")
     _common(fa)
@@ -218,27 +157,19 @@ def build_parser() -> argparse.ArgumentParser:
     fa.add_argument("--face-root", type=_existing, help="folder the protocol's paths refer to")
     fa.add_argument("--max-pairs", type=_count, help="use only the first N pairs")
     fa.add_argument("--n-masks", type=_count, default=500, help="CorrRISE masks (paper: 500)")
-    fa.add_argument(
-        "--threshold",
-        type=_in_range(-1, 1, "threshold"),
-        help="θ on the cosine similarity, in [-1, 1] (default: the clean EER threshold)",
-    )
+    fa.add_argument("--threshold", type=_threshold, help="θ in [-1, 1] (default: clean EER's)")
     return parser
 
 
 def _imagenet(args, device: str) -> tuple:
-    from .models.classifiers import load_classifier
-
     model = load_classifier(
         args.model, checkpoint=args.checkpoint, device=device, weights=args.weights
     )
     recipe = get_recipe(args.recipe)
-    boxes = args.box_convention or recipe.box_convention
+    boxes = recipe.box_convention  # how boxes follow Resize + CenterCrop
     crop = int(getattr(model, "input_size", 224))
-    resize = args.resize or getattr(model, "resize_size", None) or 256
+    resize = getattr(model, "resize_size", None) or 256
     if args.imagenet_root:
-        from .data.imagenet import load_imagenet_val
-
         data = load_imagenet_val(
             args.imagenet_root,
             per_class=args.per_class,
@@ -252,38 +183,25 @@ def _imagenet(args, device: str) -> tuple:
             protocol=args.image_list,
         )
     else:
-        from .data.objects import load_sample_objects
-
         s = load_sample_objects(resize=resize, crop=crop, convention=boxes)
         if args.max_images is not None:
             s = s[: args.max_images]
         data = from_object_samples(s)
     fame = {"iterations": args.iterations, "progress": False}
     methods = make_methods(args.methods, "classification", recipe=recipe, fame_settings=fame)
-    metrics = [IoUMetric(args.iou_thresholds)]
-    modes = ("zero", "noisy_linear") if args.road_mode == "both" else (args.road_mode,)
-    metrics += [RoadMetric(args.road_percents, mode=m) for m in modes]
-    return model, data, methods, metrics, None, None
+    return model, data, methods, table2_metrics(), None, None
 
 
 def _faces(args, device: str) -> tuple:
-    from .models.faces import load_face_model
-
     model = load_face_model(args.model, checkpoint=args.checkpoint, device=device)
     size = int(getattr(model, "input_size", 150))
     if args.protocol:
-        from .data.faces import load_face_protocol
-
         pairs = load_face_protocol(args.protocol, args.face_root, size=size)
     else:
-        from .data.faces import load_sample_faces
-
         pairs = load_sample_faces(args.subset, size=size)
     threshold, source = args.threshold, "given by --threshold"
     if args.max_pairs is not None and args.max_pairs < len(pairs):
         if threshold is None:  # the protocol's clean EER threshold, not the subset's
-            from .metrics.face import cosine_scores, eer_threshold
-
             clean = cosine_scores(model, pairs.gallery, pairs.probe)
             # rank 0's under torchrun, so every rank keys its cache by the same θ
             threshold = broadcast(float(eer_threshold(clean, pairs.genuine)))

@@ -24,7 +24,7 @@ from .data.objects import load_sample_objects
 from .experiment.result import ExperimentResult
 from .experiment.run import run_experiment
 from .methods import Fame, make_methods
-from .metrics.adapters import Column, Metric
+from .metrics.adapters import Column
 from .postprocess import gaussian_blur, kernel_size_for, normalize_maps
 from .stats import DEFAULT_RESAMPLES, Interval
 
@@ -132,7 +132,7 @@ def pointing_hit(maps: Tensor, cells: Tensor, grid: Sequence[int] = (2, 2)) -> T
 
 
 @dataclass
-class GridMetric(Metric):
+class GridMetric:
     """Runner metric: ``GridPG``, ``hit`` and ``energy`` of each item's map for the cell its
     ``box`` covers (:func:`make_grids`)."""
 
@@ -143,7 +143,7 @@ class GridMetric(Metric):
     def columns(self) -> list[Column]:
         return [Column("GridPG"), Column("hit"), Column("energy")]
 
-    def __call__(self, model, batch, attribution, context):
+    def __call__(self, model, batch, attribution, **_):
         if batch.boxes is None:
             raise ValueError("GridMetric needs the target cell as each item's box (make_grids)")
         maps = attribution.positive.float()

@@ -38,6 +38,7 @@ class Saliency:
     die_on: int | None = None
     die_at: int = 0
     calls: int = 0
+    runtime_fields = frozenset({"die_on", "die_at", "calls"})  # not in the cache key
 
     def __call__(self, model, images, target):
         if self.die_on == current().rank and self.calls == self.die_at:
@@ -48,9 +49,6 @@ class Saliency:
         (g,) = torch.autograd.grad(z, x)
         m = g.abs().sum(1)
         return Attribution(m / m.flatten(1).amax(1).clamp_min(1e-12).view(-1, 1, 1))
-
-    def cache_settings(self):
-        return {}
 
 
 def _model() -> nn.Module:

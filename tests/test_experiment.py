@@ -22,7 +22,6 @@ from fame_utils.experiment.run import run_experiment
 from fame_utils.methods import make_methods
 from fame_utils.metrics.adapters import (
     Column,
-    EvalContext,
     FaceDeleteInsertMetric,
     IoUMetric,
     RoadMetric,
@@ -121,7 +120,8 @@ def test_two_recipes_give_two_cache_folders_and_two_rows(tmp_path, tiny_cnn, dat
 
 
 def test_tie_rule_of_the_run_recipe_reaches_removal_functions(monkeypatch):
-    ctx = EvalContext(threshold=0.5, ties="reference", tie_seed=5)
+    args = {"threshold": 0.5, "references": None, "seed": 0, "batch_size": 64}
+    args |= {"ties": "reference", "tie_seed": 5}
     seen = []
 
     class Reached(Exception):
@@ -144,7 +144,7 @@ def test_tie_rule_of_the_run_recipe_reaches_removal_functions(monkeypatch):
     ]
     for metric, batch in batches:
         with pytest.raises(Reached):
-            metric(None, batch, maps, ctx)
+            metric(None, batch, maps, **args)
     assert seen == [("reference", 5), ("reference", 5)]
 
 

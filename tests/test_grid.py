@@ -25,7 +25,7 @@ from fame_utils.grid import (
     with_unblurred,
 )
 from fame_utils.methods import make_methods
-from fame_utils.metrics.adapters import Column, EvalContext
+from fame_utils.metrics.adapters import Column
 from fame_utils.models.classifiers import load_classifier
 
 
@@ -111,7 +111,7 @@ def test_grid_items_carry_the_target_cell_and_the_metric_reads_it():
     assert len(data) == 8
     batch = collate([data[i] for i in range(4)], range(4))
     maps = torch.stack([_cell_map(k) for k in (0, 1, 3, 3)])
-    out = GridMetric()(None, batch, Attribution(maps), EvalContext())
+    out = GridMetric()(None, batch, Attribution(maps))
     assert out[Column("GridPG")].tolist() == [1.0, 1.0, 0.0, 1.0]
     assert out[Column("hit")].tolist() == [1.0, 1.0, 0.0, 1.0]
     difull = difull_dataset(data, 1000)

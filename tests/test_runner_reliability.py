@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import warnings
 from dataclasses import dataclass
 
@@ -38,7 +39,7 @@ class Saliency:
         return Attribution(m / m.flatten(1).amax(1).clamp_min(1e-12).view(-1, 1, 1))
 
 
-Saliency.cache_settings = lambda self: {}
+Saliency.runtime_fields = frozenset({"calls"})
 
 
 @dataclass
@@ -231,11 +232,14 @@ def test_stale_tmp_files_are_removed_on_start(tmp_path, tiny_cnn, data):
     first = _run(tiny_cnn, data, tmp_path)
     folder = first.cache_dirs["saliency"]
     stale = folder / f".batch_00000.pt.{HOST}.{_dead_pid()}.tmp"
-    live = folder / f".batch_00001.pt.{HOST}.{os.getppid()}.tmp"  # a running process
+    live = folder / f".batch_00001.pt.{HOST}.{os.getppid()}.tmp"  # being written
     foreign = folder / f".batch_00002.pt.otherhost.{os.getpid()}.tmp"  # fresh, other machine
-    top = tmp_path / f".results.csv.{HOST}.{_dead_pid()}.tmp"
+    top = tmp_path / f".results.csv.otherhost.{_dead_pid()}.tmp"
     for p in (stale, live, foreign, top):
         p.write_bytes(b"half")
+    two_days_ago = time.time() - 2 * 24 * 3600
+    for p in (stale, top):  # untouched for two days: a killed writer's
+        os.utime(p, (two_days_ago, two_days_ago))
     _run(tiny_cnn, data, tmp_path)
     assert not stale.exists() and not top.exists()
     assert live.exists() and foreign.exists()
@@ -398,11 +402,10 @@ def test_18_3_a_code_change_gives_fresh_maps(tmp_path, tiny_cnn, data, monkeypat
 def test_18_3_the_source_hash_follows_every_py_file(tmp_path):
     from fame_utils.experiment.keys import source_hash
 
-    (tmp_path / "pkg").mkdir()
-    (tmp_path / "pkg" / "core.py").write_text("STEP = 1\n")
-    before = source_hash(tmp_path)
-    (tmp_path / "pkg" / "core.py").write_text("STEP = 2\n")
-    assert source_hash(tmp_path) != before
+    for step in (1, 2):  # two copies of a package that differ in one line
+        (tmp_path / str(step) / "pkg").mkdir(parents=True)
+        (tmp_path / str(step) / "pkg" / "core.py").write_text(f"STEP = {step}\n")
+    assert source_hash(tmp_path / "1") != source_hash(tmp_path / "2")
     assert len(source_hash()) == 16
 
 

@@ -207,7 +207,7 @@ def test_mask_metric_takes_each_items_mask():
     scores IoU 100 and mass 100 against it, and 0 against item 0's disjoint mask."""
     from fame_utils import Attribution
     from fame_utils.data.items import ClassificationBatch
-    from fame_utils.metrics.adapters import Column, EvalContext, IoUMetric
+    from fame_utils.metrics.adapters import Column, IoUMetric
 
     masks = torch.zeros(3, 4, 4, dtype=torch.bool)
     masks[0, :2, :2] = True
@@ -216,7 +216,7 @@ def test_mask_metric_takes_each_items_mask():
     metric = IoUMetric((0.5,), masks=masks)
     maps = masks[[2, 2]].float()
     batch = ClassificationBatch(torch.zeros(2, 3, 4, 4), torch.zeros(2), None, ["c", "a"], [2, 0])
-    out = metric(None, batch, Attribution(maps), EvalContext())
+    out = metric(None, batch, Attribution(maps))
     assert list(out) == [Column("IoU", threshold=0.5), Column("Mass-on-mask")]
     torch.testing.assert_close(out[Column("IoU", threshold=0.5)], torch.tensor([100.0, 0.0]))
     torch.testing.assert_close(out[Column("Mass-on-mask")], torch.tensor([100.0, 0.0]))

@@ -1,9 +1,3 @@
-"""Experiments: maps for every method, cached on disk, evaluated into tables with intervals.
-
-- :mod:`.run` — :func:`run_experiment`: the run loop, its stages and the checks of its
-  inputs and of computed or cached maps.
-- :mod:`.keys` — cache keys (model, method, code and input fingerprints).
-- :mod:`.store` — atomic writes, ``run.json`` and the output folder's lock.
-- :mod:`.result` — :class:`ExperimentResult`, means with bootstrap intervals, tables.
-- :mod:`.distributed` — torchrun sharding (rank r computes batches r, r + n, …).
-"""
+"""Experiments: :func:`~.run.run_experiment` caches every method's maps (:mod:`.keys`,
+:mod:`.store`), evaluates them into tables with intervals (:mod:`.result`), under torchrun
+too (:mod:`.distributed`)."""

@@ -1,7 +1,6 @@
 """Runs split across ``torchrun`` processes: rank r of n computes the map batches r, r + n,
-… into the shared cache, waits at a barrier, then reads the whole cache; rank 0 writes the
-tables. In one process the collectives do nothing. Call :func:`init_from_env` (or
-``torch.distributed.init_process_group``) before :func:`~fame_utils.run_experiment`."""
+… into the shared cache, then (after a barrier) reads it all; rank 0 writes the tables. Call
+:func:`init_from_env` before :func:`~fame_utils.run_experiment`; in one process it is a no-op."""
 
 from __future__ import annotations
 
@@ -22,14 +21,6 @@ class Shard(NamedTuple):
     world_size: int = 1
 
 
-def _env_int(name: str, default: int) -> int:
-    text = os.environ.get(name) or str(default)
-    try:
-        return int(text)
-    except ValueError:
-        raise ValueError(f"environment variable {name}={text!r} is not an integer") from None
-
-
 def current() -> Shard:
     """The shard of this process: from the initialised process group, else rank 0 of 1."""
     if dist.is_available() and dist.is_initialized():
@@ -40,19 +31,14 @@ def current() -> Shard:
 def init_from_env(
     device: str | torch.device | None = None, timeout_s: float = 1800.0
 ) -> tuple[Shard, torch.device]:
-    """Start the process group when torchrun's ``WORLD_SIZE`` > 1 (NCCL with this rank's
-    GPU ``cuda:LOCAL_RANK`` made current, Gloo on CPUs); returns this process's shard and
-    device (``device`` if given, else ``cuda:LOCAL_RANK`` when CUDA is available, else CPU).
-
-    Raises:
-        ValueError: ``WORLD_SIZE`` or ``LOCAL_RANK`` is not an integer, or ``WORLD_SIZE``
-            > 1 without torch.distributed support.
-    """
-    world = _env_int("WORLD_SIZE", 1)
+    """Start the process group when torchrun's ``WORLD_SIZE`` > 1 (NCCL on this rank's GPU
+    ``cuda:LOCAL_RANK``, Gloo on CPUs); this process's shard and device (``device``, else
+    ``cuda:LOCAL_RANK`` if CUDA is available, else CPU). ValueError: no torch.distributed."""
+    world = int(os.environ.get("WORLD_SIZE", 1))
     if device is not None:
         dev = torch.device(device)
     elif torch.cuda.is_available():
-        dev = torch.device("cuda", _env_int("LOCAL_RANK", 0) % torch.cuda.device_count())
+        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count())
     else:
         dev = torch.device("cpu")
     if world <= 1 or (dist.is_available() and dist.is_initialized()):

@@ -20,8 +20,7 @@ from torch import Tensor, nn
 
 from ..data.items import hash_tensor
 
-CACHE_VERSION = 3
-"""Bumped when the cache layout or the meaning of a cached value changes."""
+CACHE_VERSION = 3  # bumped when the cache layout or the meaning of a cached value changes
 
 
 def _hash_named(h: Any, tensors: Any) -> str:
@@ -70,7 +69,7 @@ def _function_key(fn: Any, path: str, seen: set[int], model: nn.Module | None) -
             continue
         cells[name] = fingerprint(value, f"{path} (closure variable {name!r})", model, seen)
     glob = getattr(fn, "__globals__", {})
-    plain = (type(None), bool, int, float, str, bytes, tuple, frozenset)
+    plain = (type(None), bool, int, float, str, tuple, frozenset)
     return {
         "function": f"{getattr(fn, '__module__', '')}.{fn.__qualname__}",
         "code": _code_hash(code),
@@ -89,8 +88,7 @@ def fingerprint(
     value: Any, path: str, model: nn.Module | None = None, seen: frozenset | set = frozenset()
 ) -> Any:
     """JSON that changes whenever ``value`` could change a method, metric or model: tensors
-    by content, modules by their path in ``model``, functions by code and closure, objects
-    by their public fields.
+    by content, modules by path in ``model``, functions by code and closure, objects by fields.
 
     Raises:
         TypeError: ``value`` (or a part of it, named from ``path``) cannot be fingerprinted.
@@ -105,15 +103,10 @@ def fingerprint(
         return str(value)
     if isinstance(value, enum.Enum):
         return f"{type(value).__qualname__}.{value.name}"
-    if isinstance(value, (Tensor, np.ndarray, torch.Generator)):
-        if isinstance(value, torch.Generator):
-            value = value.get_state()
-        t = (
-            torch.from_numpy(np.ascontiguousarray(value))
-            if isinstance(value, np.ndarray)
-            else value
-        )
-        return {"tensor": _hash_named(hashlib.sha256(), [("", t)])}
+    if isinstance(value, np.ndarray):
+        value = torch.from_numpy(np.ascontiguousarray(value))
+    if isinstance(value, Tensor):
+        return {"tensor": _hash_named(hashlib.sha256(), [("", value)])}
     if isinstance(value, nn.Module):
         return module_identity(value, model)
     if isinstance(value, type):
@@ -132,13 +125,6 @@ def fingerprint(
         return {"partial": fingerprint(parts, path, model, seen)}
     if hasattr(value, "__code__"):  # Python functions, lambdas, closures
         return _function_key(value, path, seen, model)
-    if hasattr(value, "__func__") and hasattr(value, "__self__"):  # bound methods
-        return {
-            "method": fingerprint(value.__func__, path, model, seen),
-            "self": fingerprint(value.__self__, f"{path}.__self__", model, seen),
-        }
-    if callable(value) and type(value).__module__ == "builtins":  # builtin functions
-        return f"{getattr(value, '__module__', None)}.{value.__qualname__}"
     if dataclasses.is_dataclass(value):  # init fields, less the speed and display knobs
         skip = set(getattr(value, "runtime_fields", ()))
         names = [f.name for f in dataclasses.fields(value) if f.init and f.name not in skip]
@@ -153,24 +139,18 @@ def fingerprint(
     raise TypeError(
         f"{path} is a {_type_name(value)}, which the experiment cache cannot fingerprint "
         "(its effect on the maps is unknown); make it a number, string, tensor, dataclass or "
-        "plain function, or give the method a cache_settings() method that returns what its "
-        "maps depend on"
+        "plain function, or list it in the method's runtime_fields if it cannot change the maps"
     )
 
 
 def method_key(method: Any, model: nn.Module | None = None) -> dict:
-    """The settings that determine a method's maps, as JSON: ``method.cache_settings()``
-    where declared, else its :func:`fingerprint` without ``name`` (a dataclass's init
-    fields minus ``runtime_fields``, the speed and display knobs).
+    """The settings that determine a method's maps, as JSON: its :func:`fingerprint` without
+    ``name`` (a dataclass's init fields minus ``runtime_fields``, the speed and display knobs).
 
     Raises:
         TypeError: a setting that cannot be fingerprinted (the message names it).
     """
     path = f"method {getattr(method, 'name', None) or type(method).__qualname__!r}"
-    own = getattr(method, "cache_settings", None)
-    if callable(own) and not hasattr(method, "__code__"):
-        settings = {k: fingerprint(v, f"{path}.{k}", model) for k, v in dict(own()).items()}
-        return {"type": _type_name(method), **settings}
     key = fingerprint(method, path, model)
     return {k: v for k, v in key.items() if k != "name"} if isinstance(key, dict) else key
 
@@ -215,21 +195,16 @@ def batch_hash(batch: Any) -> str:
     return h.hexdigest()[:16]
 
 
+@functools.cache
 def source_hash(root: str | os.PathLike | None = None) -> str:
     """16 hex digits of a SHA-256 of every ``.py`` file under ``root`` (default: the
     ``fame_utils`` package) by relative path and content: the code version in every key."""
-    if root is None:
-        return _package_hash()
+    root = Path(root or Path(__file__).resolve().parents[1])
     h = hashlib.sha256()
-    for p in sorted(Path(root).rglob("*.py")):
+    for p in sorted(root.rglob("*.py")):
         h.update(p.relative_to(root).as_posix().encode() + b"\0")
         h.update(p.read_bytes() + b"\0")
     return h.hexdigest()[:16]
-
-
-@functools.cache
-def _package_hash() -> str:
-    return source_hash(Path(__file__).resolve().parents[1])
 
 
 def digest(obj: Any) -> str:

@@ -37,10 +37,9 @@ def summarize(
     n_resamples: int = DEFAULT_RESAMPLES,
     seed: int = 0,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Means and 95 % percentile-bootstrap intervals over items (:data:`ROW_COLUMNS` rows) of
-    each method × column, as ``(summary, intervals)``: methods × column labels, float means
-    and :class:`~fame_utils.stats.Interval` cells (``None`` where no value is finite; NaN
-    values are left out). Every cell uses ``seed``."""
+    """``(summary, intervals)``: methods × column labels of the item means and their 95 %
+    percentile-bootstrap :class:`~fame_utils.stats.Interval` (``None`` where no value is
+    finite; NaN values left out), every cell with ``seed``."""
     labels = [c.label for c in columns]
     summary = pd.DataFrame(np.nan, index=pd.Index(list(methods), name="method"), columns=labels)
     intervals = pd.DataFrame(None, index=summary.index, columns=labels, dtype=object)
@@ -78,9 +77,8 @@ def summary_markdown(
     intervals: pd.DataFrame | None = None,
     note: str | None = None,
 ) -> str:
-    """A Markdown table of a methods × columns summary; cells ``mean [low, high]`` when
-    ``intervals`` (same shape, :class:`~fame_utils.stats.Interval` cells) are given;
-    ``note`` is printed below the table."""
+    """A Markdown table of a methods × columns summary, cells ``mean [low, high]`` with
+    ``intervals`` (same shape); ``note`` below it."""
     lines = [
         "| " + " | ".join(["Method", *summary.columns]) + " |",
         "|" + "|".join(["---"] + ["---:"] * len(summary.columns)) + "|",
@@ -95,8 +93,7 @@ def summary_latex(
     intervals: pd.DataFrame | None = None,
     note: str | None = None,
 ) -> str:
-    """A booktabs LaTeX tabular of a summary (as :func:`summary_markdown`; ``note`` as a
-    comment)."""
+    """A booktabs LaTeX tabular, as :func:`summary_markdown` (``note`` as a comment)."""
     tex = functools.partial(re.sub, r"([%&_#$])", r"\\\1")
     lines = [
         f"\\begin{{tabular}}{{l{'r' * len(summary.columns)}}}",
@@ -119,8 +116,8 @@ def summary_texts(
     n_resamples: int,
     seed: int,
 ) -> dict[str, str]:
-    """The text of every output file but ``run.json``, by file name (``summary.csv`` has
-    ``<col>_low`` and ``<col>_high`` after each column ``<col>``)."""
+    """Every output file's text but ``run.json``'s, by name (``summary.csv``: ``<col>``,
+    ``<col>_low``, ``<col>_high``)."""
     note = (
         f"Brackets: 95 % percentile-bootstrap interval of the mean over the {n_items} items "
         f"({n_resamples} resamples, seed {seed})."
@@ -146,13 +143,11 @@ def _matches(values: pd.Series, wanted: float | None) -> np.ndarray:
 
 @dataclass
 class ExperimentResult:
-    """What :func:`~fame_utils.run_experiment` produced: ``rows`` as ``results.csv``
-    (:data:`ROW_COLUMNS`); ``summary`` and ``intervals`` (methods × column labels: item means
-    and :class:`~fame_utils.stats.Interval`, ``None`` for an empty cell); the written
-    ``paths`` (``results``, ``summary_csv``, ``summary_md``, ``summary_tex``, ``run``);
-    ``cache_dirs`` and ``computed_batches`` (0: all cached) by method name; verification
-    ``threshold`` and its ``threshold_source`` (``None`` for classification); ``decimals``
-    of the tables by column label."""
+    """What :func:`~fame_utils.run_experiment` produced: ``rows`` of ``results.csv``;
+    ``summary`` and ``intervals`` as :func:`summarize`; the written ``paths`` (``results``,
+    ``summary_csv``, ``summary_md``, ``summary_tex``, ``run``); ``cache_dirs`` and
+    ``computed_batches`` (0: all cached) by method; verification ``threshold`` and its
+    ``threshold_source`` (``None`` for classification); table ``decimals`` by label."""
 
     rows: pd.DataFrame
     summary: pd.DataFrame
@@ -183,8 +178,8 @@ class ExperimentResult:
     def per_item(
         self, metric: str, threshold: float | None = None, percent: float | None = None
     ) -> pd.DataFrame:
-        """Per-item values of one column (``metric`` at ``threshold`` or ``percent``): items
-        (dataset order) × methods (run order), e.g. ``result.per_item("IoU", threshold=0.5)``.
+        """Per-item values of one column: items (dataset order) × methods (run order), e.g.
+        ``result.per_item("IoU", threshold=0.5)``.
 
         Raises:
             KeyError: no such column; the message lists the metrics the run has.

@@ -4,25 +4,22 @@ the metric values beside them, so a rerun resumes; ``docs/reproducibility.md`` h
 from __future__ import annotations
 
 import json
-import math
 import os
 import platform
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .._checks import model_device
+from .._checks import check_count, check_threshold, model_device
 from ..data.items import ClassificationItem, PairItem, Task, collate, dataset_identity, task_of
 from ..methods import supports
-from ..metrics.adapters import EvalContext, Metric
 from ..metrics.face import eer_threshold, embed
 from ..objectives import Attribution, ClassLogit, CosineSimilarity
 from ..recipes import Recipe, get_recipe
@@ -33,29 +30,7 @@ from .result import ROW_COLUMNS, ExperimentResult, summarize, summary_texts
 __all__ = ["run_experiment"]
 
 
-def _whole(value: object, name: str, low: int = 1, high: int | None = None) -> int:
-    """``value`` (an int or numpy integer, not a bool) in [low, high], else ``ValueError``."""
-    whole = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-    if not whole or value < low or (high is not None and value > high):
-        bound = f">= {low}" if high is None else f"in [{low}, {high}]"
-        raise ValueError(f"{name} must be a whole number {bound}, got {value!r}")
-    return int(value)
-
-
-def _check_threshold(threshold: object) -> float:
-    try:
-        t = float(threshold)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        t = math.nan
-    if not -1.0 <= t <= 1.0:  # (NaN too)
-        raise ValueError(
-            "the verification threshold θ must be a number: a cosine similarity in [-1, 1], "
-            f"got {threshold!r}"
-        )
-    return t
-
-
-def _check_metrics(dataset: Sequence, metrics: Sequence[Metric]) -> Task:
+def _check_inputs(dataset: Sequence, methods: Sequence, metrics: Sequence) -> Task:
     if dataset is None or len(dataset) == 0:
         raise ValueError("the dataset is empty")
     task = task_of(dataset[0])
@@ -72,10 +47,6 @@ def _check_metrics(dataset: Sequence, metrics: Sequence[Metric]) -> Task:
             f"metric columns {repeated} are given more than once (duplicate thresholds, "
             "percents or metrics); give each once"
         )
-    return task
-
-
-def _check_methods(methods: Sequence, task: Task) -> None:
     if not methods:
         raise ValueError("no methods given")
     names = [getattr(m, "name", None) for m in methods]
@@ -86,6 +57,7 @@ def _check_methods(methods: Sequence, task: Task) -> None:
     for m in methods:
         if not supports(m, task):
             raise ValueError(f"method {m.name} does not support {task} (see its `targets`)")
+    return task
 
 
 def _nonfinite(values: Tensor, names: list[str]) -> list[str]:
@@ -154,7 +126,7 @@ def _compute_maps(model, dataset, method, folder: Path, owned, run: dict) -> tup
         else:
             images = batch.probe
             refs = run["refs"][idx.start : idx.stop].to(images.device)
-            target = CosineSimilarity(refs, run["threshold"])
+            target = CosineSimilarity(refs, run["metric_args"]["threshold"])
         att = method(model, images, target)
         if not isinstance(att, Attribution):
             raise TypeError(
@@ -166,10 +138,8 @@ def _compute_maps(model, dataset, method, folder: Path, owned, run: dict) -> tup
                 if "NaN" in problem:
                     problem += f" for items {_nonfinite(maps, batch.names)}"
                 raise RuntimeError(
-                    f"method {method.name} returned unusable maps: {problem}. Nothing of "
-                    "this batch was cached or scored (NaN maps come from a model that "
-                    "outputs NaN or a step size that overflows; check the model and the "
-                    "method's settings)"
+                    f"method {method.name} returned unusable maps: {problem}; nothing of this "
+                    "batch was cached (check the model and the method's settings)"
                 )
         # an empty e₊ map is a finding (an empty e₋ is expected, e.g. impostor pairs)
         zero = (att.positive.detach().flatten(1).amax(1) <= 0).cpu().tolist()
@@ -196,18 +166,19 @@ def _compute_maps(model, dataset, method, folder: Path, owned, run: dict) -> tup
 def _evaluate(model, dataset, name: str, folder: Path, which, metrics, run):
     """Tidy records of every metric on the batches ``which`` of one method; values are
     cached next to the maps, keyed by the metric's settings and the tie rule."""
-    device, ctx, roles = model_device(model), run["context"], ("positive", "negative")
+    device, args, roles = model_device(model), run["metric_args"], ("positive", "negative")
     records: list[dict] = []
-    # a value depends on the metric's settings and the context (seed, batch size, tie rule)
+    # a value depends on the metric's settings and its arguments (seed, batch size, tie rule)
     fp = keys.fingerprint
-    value_keys = [keys.digest([fp(m, "metric"), fp(ctx, "context")]) for m in metrics]
+    value_keys = [keys.digest([fp(m, "metric"), fp(args, "metric_args")]) for m in metrics]
     bar = tqdm(which, f"eval {name}", unit="batch", disable=not run["progress"], leave=False)
     for b in bar:
         idx, loaded = run["batches"][b], None
         for m, key in zip(metrics, value_keys):
             path = folder / f"eval_{keys.slug(type(m).__name__)}-{key}_{b:05d}.pt"
             cached = store.load(path)
-            problem = store.values_problem(cached, m, len(idx))
+            labels = [c.label for c in m.columns()]
+            problem = store.values_problem(cached, labels, len(idx))
             if problem is not None:
                 if cached is not None:  # (an unreadable file was reported by load)
                     warnings.warn(
@@ -219,11 +190,9 @@ def _evaluate(model, dataset, name: str, folder: Path, which, metrics, run):
                     maps = [blob[k] if blob[k] is None else blob[k].to(device) for k in roles]
                     loaded = _batch(dataset, idx).to(device), Attribution(*maps)
                 refs = None if run["refs"] is None else run["refs"][idx.start : idx.stop]
-                b_ctx = replace(  # batch b's own seed
-                    ctx, references=None if refs is None else refs.to(device), seed=ctx.seed + b
-                )
-                values = m(model, *loaded, b_ctx)
-                missing = {c.label for c in m.columns()} - {c.label for c in values}
+                refs = None if refs is None else refs.to(device)
+                values = m(model, *loaded, **{**args, "seed": args["seed"] + b}, references=refs)
+                missing = set(labels) - {c.label for c in values}
                 if missing:
                     raise RuntimeError(f"{type(m).__name__} did not return {sorted(missing)}")
                 cached = {
@@ -243,7 +212,7 @@ def run_experiment(
     model: nn.Module,
     dataset: Sequence[ClassificationItem] | Sequence[PairItem],
     methods: Sequence[Callable[..., Attribution]],
-    metrics: Sequence[Metric],
+    metrics: Sequence,
     out_dir: str | os.PathLike,
     *,
     recipe: Recipe | str | None = None,
@@ -265,17 +234,15 @@ def run_experiment(
         model: eval-mode network on (B, 3, H, W) [0, 1] RGB, on the device that computes the
             maps: a classifier for :class:`ClassificationItem` data, a face embedder for
             :class:`PairItem` data.
-        methods: ``method(model, images, target) -> Attribution`` with unique ``name`` s
-            (:func:`fame_utils.make_methods`).
+        methods: ``method(model, images, target) -> Attribution`` with unique ``name`` s.
         metrics: e.g. ``[IoUMetric(), RoadMetric()]`` or ``[FaceDeleteInsertMetric()]``.
         out_dir: folder for ``results.csv``, ``summary.{csv,md,tex}`` and ``run.json``.
         recipe: ``"paper"`` (default), ``"reference"`` or a :class:`Recipe`.
-        batch_size, eval_batch_size: items per map batch (and cache file); perturbed
-            images per forward pass in the metrics.
+        batch_size, eval_batch_size: items per map batch; perturbed images per forward.
         cache_dir: map cache folder (default ``out_dir/cache``); runs may share it.
         threshold: verification θ in [-1, 1] (default: the clean EER threshold).
         model_id: names the model in the cache key (default: its fingerprint).
-        seed, n_resamples: the metrics' base seed (batch b uses ``seed + b``), also the
+        seed, n_resamples: the metrics' base seed (batch b uses ``seed + b``) and the
             bootstrap's; resamples per summary cell.
         threads: ``torch.set_num_threads`` for the run (restored after).
         overwrite: replace results in ``out_dir`` that were made with other settings.
@@ -284,25 +251,22 @@ def run_experiment(
         :class:`ExperimentResult`, the same on every rank (rank 0 writes the files).
 
     Raises:
-        ValueError: a bad argument (named). TypeError: a method setting or model attribute
-            that cannot be fingerprinted. RunConflictError: ``out_dir`` holds foreign
-            results, those of other settings (without ``overwrite``), or another run writes
-            it. OSError: a full disk (finished batches are kept). RuntimeError: NaN/Inf
-            model outputs or maps (the items are named).
+        ValueError, TypeError: a bad argument (named), or a method setting or model
+            attribute that cannot be fingerprinted. RunConflictError: ``out_dir`` holds
+            foreign results or those of other settings, or another run writes it. OSError:
+            a full disk (finished batches are kept). RuntimeError: NaN/Inf model outputs or
+            maps (the items are named).
     """
-    task = _check_metrics(dataset, metrics)
-    seed = _whole(seed, "seed", 0, 2**63 - 1)
-    batch_size = _whole(batch_size, "batch_size")
-    eval_batch_size = _whole(eval_batch_size, "eval_batch_size")
-    n_resamples = _whole(n_resamples, "n_resamples")
-    if threads is not None:
-        _whole(threads, "threads")
+    task = _check_inputs(dataset, methods, metrics)
+    seed = check_count(seed, "seed")
+    batch_size = check_count(batch_size, "batch_size", 1)
+    eval_batch_size = check_count(eval_batch_size, "eval_batch_size", 1)
+    n_resamples = check_count(n_resamples, "n_resamples", 1)
+    threads = None if threads is None else check_count(threads, "threads", 1)
     out = store.check_folder(out_dir, "out_dir")
-    cache_root = (
-        store.check_folder(cache_dir, "cache_dir") if cache_dir is not None else out / "cache"
-    )
+    cache_root = out / "cache" if cache_dir is None else store.check_folder(cache_dir, "cache_dir")
     threshold_source = None if threshold is None else threshold_source
-    threshold = None if threshold is None else _check_threshold(threshold)
+    threshold = None if threshold is None else check_threshold(threshold, "threshold θ")
     previous_threads = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
@@ -320,7 +284,6 @@ def run_experiment(
             if threshold is None:  # rank 0's, so that every rank keys its cache by the same θ
                 threshold = distributed.broadcast(float(eer_threshold(clean, genuine)))
                 threshold_source = "clean EER"
-        _check_methods(methods, task)
         method_keys = {m.name: keys.method_key(m, model) for m in methods}
         inputs, names = [], []  # each batch as the stages read it: its hash and item names
         for idx in tqdm(batches, "hashing inputs", disable=not progress, leave=False):
@@ -366,15 +329,14 @@ def run_experiment(
                 "inputs": inputs,
                 "names": names,
                 "refs": refs,
-                "threshold": threshold,
                 "progress": progress,
-                "context": EvalContext(
-                    threshold=threshold,
-                    seed=seed,
-                    batch_size=eval_batch_size,
-                    ties=run_recipe.ties,
-                    tie_seed=run_recipe.tie_seed,
-                ),
+                "metric_args": {
+                    "threshold": threshold,
+                    "seed": seed,
+                    "batch_size": eval_batch_size,
+                    "ties": run_recipe.ties,
+                    "tie_seed": run_recipe.tie_seed,
+                },
             }
             cache_dirs: dict[str, Path] = {}
             computed: dict[str, int] = {}
@@ -405,8 +367,9 @@ def run_experiment(
                 empty = {k: sorted({n for _, e in gathered for n in e[k]}) for k in empty}
             rows = pd.DataFrame.from_records(records, columns=ROW_COLUMNS)
             rows = rows.astype({"threshold": float, "percent": float})
-            columns = [c for m in metrics for c in m.summary_columns()]
-            decimals = {c.label: m.decimals for m in metrics for c in m.summary_columns()}
+            shown = [(m, c) for m in metrics for c in getattr(m, "summary_columns", m.columns)()]
+            columns = [c for _, c in shown]
+            decimals = {c.label: m.decimals for m, c in shown}
             summary, intervals = summarize(
                 rows, columns, [m.name for m in methods], n_resamples=n_resamples, seed=seed
             )

@@ -1,11 +1,9 @@
 """What a run keeps on disk: atomic writes, checks of what is read back, ``run.json`` and
-the output folder's lock. Outputs are staged in ``OUT/.staging/`` and moved in with
-``run.json`` last, so a reader that finds ``run.json`` finds the whole run."""
+the output folder's lock. Outputs are staged in ``OUT/.staging/``, ``run.json`` moved last."""
 
 from __future__ import annotations
 
 import errno
-import functools
 import json
 import os
 import platform
@@ -23,15 +21,13 @@ import torch
 from filelock import FileLock, Timeout
 from torch import Tensor
 
-from ..metrics.adapters import Metric
 from . import distributed
 from .keys import source_hash
 
 OUTPUT_FILES = ("results.csv", "summary.csv", "summary.md", "summary.tex", "run.json")
 MAP_TOLERANCE = 1e-5  # how far outside [0, 1] a map value may lie (rounding)
 HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "host"
-STALE_TMP_SECONDS = 24 * 3600  # another machine's temporary file is stale after a day
-_TMP = re.compile(r"^\.(?P<name>.+)\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.tmp$")
+STALE_TMP_SECONDS = 24 * 3600  # a temporary file untouched for a day is a killed writer's
 
 
 class RunConflictError(RuntimeError):
@@ -39,20 +35,16 @@ class RunConflictError(RuntimeError):
 
 
 def check_folder(path: object, name: str) -> Path:
-    """A folder the run may create and write: a non-empty path that is not an existing
-    file and whose nearest existing parent is a writable folder."""
+    """``path`` as a folder the run may create and write (its nearest existing parent is a
+    writable folder), else ``ValueError`` naming ``name``."""
     if path is None or str(path).strip() == "":
         raise ValueError(f"{name} must name a folder, got {path!r}")
     folder = Path(path).expanduser()
-    if folder.exists() and not folder.is_dir():
-        raise ValueError(f"{name} {folder} is an existing file, not a folder; choose a folder")
     parent = next(p for p in (folder, *folder.parents) if p.exists())
     if not parent.is_dir():
-        raise ValueError(f"{name} {folder}: {parent} is a file, so the folder cannot be made")
+        raise ValueError(f"{name} {folder}: {parent} is an existing file, not a folder; choose one")
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise ValueError(
-            f"{name} {folder}: {parent} is not writable by this user; choose another folder"
-        )
+        raise ValueError(f"{name} {folder}: {parent} is not writable by this user; choose another")
     return folder
 
 
@@ -134,63 +126,44 @@ def blob_problem(blob: dict | None, names: list[str], shape: tuple, inputs: str)
     )
 
 
-def values_problem(cached: dict | None, m: Metric, n: int) -> str | None:
-    """Why cached metric values are unusable, or ``None``."""
+def values_problem(cached: dict | None, labels: list[str], n: int) -> str | None:
+    """Why cached metric values (a ``(n,)`` tensor per column label) are unusable, or ``None``."""
     if cached is None:
         return "missing"
     values, names = cached.get("values"), cached.get("names")
     if not isinstance(values, dict) or not isinstance(names, list) or len(names) != n:
         return "incomplete"
-    columns = [values.get(c.label) for c in m.columns()]
+    columns = [values.get(label) for label in labels]
     if not all(isinstance(v, Tensor) and tuple(v.shape) == (n,) for v in columns):
         return f"without a ({n},) column of every label"
     return None
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's live process
-        pass
-    return True
-
-
 def remove_stale_tmp(folder: Path) -> None:
-    """Delete the temporary files killed writers left in ``folder`` (a process of this
-    machine that no longer runs, or another machine's over a day ago)."""
+    """Delete the temporary files in ``folder`` that no writer touched for a day (those of
+    killed writers)."""
     for p in folder.glob(".*.tmp") if folder.is_dir() else ():
-        m = _TMP.match(p.name)
-        if m is None:
+        try:
+            if time.time() - p.stat().st_mtime > STALE_TMP_SECONDS:
+                p.unlink(missing_ok=True)
+        except FileNotFoundError:
             continue
-        if m["host"] == HOST:
-            stale = int(m["pid"]) != os.getpid() and not _pid_alive(int(m["pid"]))
-        else:
-            try:
-                stale = time.time() - p.stat().st_mtime > STALE_TMP_SECONDS
-            except FileNotFoundError:
-                continue
-        if stale:
-            p.unlink(missing_ok=True)
 
 
 def _git_commit() -> str | None:
+    """The checkout's full commit hash, ``-dirty`` when tracked files changed."""
     root = Path(__file__).resolve().parents[2]
-    git = functools.partial(
-        subprocess.check_output, cwd=root, text=True, timeout=10, stderr=subprocess.DEVNULL
-    )
+    # a --match no tag meets: describe prints the hash itself
+    git = ["git", "describe", "--always", "--dirty", "--abbrev=40", "--match=no tag matches"]
     try:
-        commit = git(["git", "rev-parse", "HEAD"]).strip() if (root / ".git").exists() else None
-        dirty = git(["git", "status", "--porcelain", "--untracked-files=no"]) if commit else ""
+        found = subprocess.run(git, cwd=root, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return None
-    return commit and commit + ("-dirty" if dirty.strip() else "")
+    return found.stdout.strip() if (root / ".git").exists() and found.returncode == 0 else None
 
 
 def environment(device: torch.device) -> dict[str, Any]:
-    """The software and machine settings that can move the numbers (code and torch
-    versions, device, ``torch.get_num_threads()``)."""
+    """The code, torch, device and thread settings that can move the numbers."""
     from .. import __version__
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
@@ -217,8 +190,7 @@ def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
 
 
 def _check_settings(path: Path, settings: dict) -> None:
-    """Refuse a ``run.json`` that is unreadable or holds other ``settings`` (the message
-    lists the differences)."""
+    """Refuse a ``run.json`` that is unreadable or holds other ``settings`` (listed)."""
     try:
         old = json.loads(path.read_text(encoding="utf-8"))
         old.pop("run", None)
@@ -256,9 +228,8 @@ def commit_outputs(out: Path, staging: Path) -> None:
 
 
 def lock_output(out: Path) -> FileLock:
-    """Take the exclusive right to write ``out``'s results: a :class:`filelock.FileLock` on
-    ``out/.lock`` (an ``flock``, so the kernel frees it when the process dies) that records
-    ``HOST PID`` for the message below; release it with ``.release()``.
+    """The exclusive right to write ``out``: a :class:`filelock.FileLock` (an ``flock``,
+    freed when the process dies) on ``out/.lock`` holding ``HOST PID``.
 
     Raises:
         RunConflictError: another live run holds the folder (the message names it).
@@ -287,9 +258,8 @@ def lock_output(out: Path) -> FileLock:
 
 
 def claim_output(out: Path, settings: dict, overwrite: bool) -> FileLock | None:
-    """On rank 0: take ``out``'s lock, finish what a killed run left and check that the
-    results there may be replaced by a run of ``settings``; returns the held lock (``None``
-    on the other ranks).
+    """On rank 0: take ``out``'s lock, finish what a killed run left and check that a run of
+    ``settings`` may replace the results there; the held lock (``None`` on other ranks).
 
     Raises:
         RunConflictError: on every rank: another run holds ``out``, foreign result files

@@ -1,18 +1,21 @@
-"""The paper's metrics as the objects :func:`fame_utils.run_experiment` evaluates (the
-:class:`Metric` protocol): one value per item and result :class:`Column`."""
+"""The paper's metrics as :func:`fame_utils.run_experiment` evaluates them. A metric has
+``task``, ``decimals`` and ``columns()`` (the summary table shows ``summary_columns()`` where
+defined, else all) and is called as ``metric(model, batch, attribution, *, threshold,
+references, seed, batch_size, ties, tie_seed) -> {Column: (B,) tensor}``: verification θ,
+the batch's (B, D) gallery embeddings, a per-batch seed, perturbed images per forward and the
+recipe's tie rule."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Literal
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from .._checks import check_number
 from ..data.items import Task
-from ..objectives import Attribution
 from .face import face_deletion_insertion
 from .localization import float_tuple, iou_at_thresholds, mass_on_mask
 from .road import road_scores
@@ -20,8 +23,7 @@ from .road import road_scores
 
 @dataclass(frozen=True)
 class Column:
-    """One result column: a ``metric`` name and the ``threshold`` t of IoU@t or the
-    ``percent`` it was taken at (else ``None``)."""
+    """A result column: ``metric`` at IoU ``threshold`` t or at ``percent`` (else ``None``)."""
 
     metric: str
     threshold: float | None = None
@@ -38,43 +40,10 @@ class Column:
 
 
 @dataclass
-class EvalContext:
-    """A metric's inputs besides batch and maps: verification ``threshold`` θ, the batch's
-    (B, D) gallery ``references``, a per-batch ``seed``, the ``batch_size`` of perturbed
-    inputs and the recipe's tie rule ``ties`` / ``tie_seed``."""
-
-    threshold: float | None = None
-    references: Tensor | None = None
-    seed: int = 0
-    batch_size: int = 64
-    ties: str = "random"
-    tie_seed: int = 0
-
-
-class Metric(Protocol):
-    """``metric(model, batch, attribution, context) -> {Column: (B,) tensor}`` on ``task``'s
-    datasets; ``columns()`` in order, ``summary_columns()`` (default: all) of the summary
-    table, printed with ``decimals`` decimals."""
-
-    task: Task
-    decimals: int
-
-    def columns(self) -> list[Column]: ...
-
-    def summary_columns(self) -> list[Column]:
-        return self.columns()
-
-    def __call__(
-        self, model: nn.Module, batch: Any, attribution: Attribution, context: EvalContext
-    ) -> dict[Column, Tensor]: ...
-
-
-@dataclass
-class IoUMetric(Metric):
-    """IoU@t ×100 between {map ≥ t} and each item's box (Table 2) at ``thresholds`` in
-    [0, 1]; or, given ``masks`` (N, H, W) bool in dataset order (e.g. the digit strokes),
-    against item i's ``masks[i]``, plus ``Mass-on-mask`` ×100
-    (:func:`~.localization.mass_on_mask`)."""
+class IoUMetric:
+    """IoU@t ×100 of {map ≥ t} and each item's box (Table 2), t in [0, 1]; given ``masks``
+    (N, H, W) bool in dataset order (the digit strokes), of item i's ``masks[i]``, plus
+    ``Mass-on-mask`` ×100 (:func:`~.localization.mass_on_mask`)."""
 
     thresholds: tuple[float, ...] = (0.3, 0.5, 0.7)
     masks: Tensor | None = field(default=None, repr=False)
@@ -92,7 +61,7 @@ class IoUMetric(Metric):
         mass = [] if self.masks is None else [Column("Mass-on-mask")]
         return [Column("IoU", threshold=t) for t in self.thresholds] + mass
 
-    def __call__(self, model, batch, attribution, context):
+    def __call__(self, model, batch, attribution, **_):
         maps = attribution.positive.float()
         if self.masks is None:
             if batch.boxes is None:
@@ -109,7 +78,7 @@ class IoUMetric(Metric):
 
 
 @dataclass
-class RoadMetric(Metric):
+class RoadMetric:
     """ROAD-Delete@p (Table 2) of :func:`~.road.road_scores`: columns ``ROAD-Delete`` for
     ``mode="zero"`` (the paper), ``ROAD-NL-Delete`` for ``"noisy_linear"``."""
 
@@ -129,7 +98,7 @@ class RoadMetric(Metric):
         name = "ROAD-Delete" if self.mode == "zero" else "ROAD-NL-Delete"
         return [Column(name, percent=p) for p in self.percents]
 
-    def __call__(self, model, batch, attribution, context):
+    def __call__(self, model, batch, attribution, *, seed, batch_size, ties, tie_seed, **_):
         drop = road_scores(
             model,
             batch.images,
@@ -138,16 +107,16 @@ class RoadMetric(Metric):
             self.percents,
             mode=self.mode,
             noise=self.noise,
-            seed=context.seed,
-            batch_size=context.batch_size,
-            ties=context.ties,
-            tie_seed=context.tie_seed,
+            seed=seed,
+            batch_size=batch_size,
+            ties=ties,
+            tie_seed=tie_seed,
         )
         return dict(zip(self.columns(), drop.unbind(1)))
 
 
 @dataclass
-class FaceDeleteInsertMetric(Metric):
+class FaceDeleteInsertMetric:
     """Face Deletion/Insertion (Table 1), per pair: ``Delete`` / ``Insert``, its AUC ×100
     (their mean is the table's value), and at each P ``Delete-acc`` (100 if decided right)
     and ``Delete-sim`` (cosine), likewise ``Insert-acc`` / ``Insert-sim``."""
@@ -168,21 +137,21 @@ class FaceDeleteInsertMetric(Metric):
     def summary_columns(self) -> list[Column]:
         return [Column("Delete"), Column("Insert")]
 
-    def __call__(self, model, batch, attribution, context):
-        if context.threshold is None:
-            raise ValueError("FaceDeleteInsertMetric needs the verification threshold")
+    def __call__(
+        self, model, batch, attribution, *, threshold, references, batch_size, ties, tie_seed, **_
+    ):
         res = face_deletion_insertion(
             model,
             batch.gallery,
             batch.probe,
             batch.genuine,
             attribution.positive.float(),
-            threshold=context.threshold,
+            threshold=threshold,
             percents=self.percents,
-            gallery_embeddings=context.references,
-            batch_size=context.batch_size,
-            ties=context.ties,
-            tie_seed=context.tie_seed,
+            gallery_embeddings=references,
+            batch_size=batch_size,
+            ties=ties,
+            tie_seed=tie_seed,
         )
         values = [res.pair_auc("delete"), res.pair_auc("insert")]
         for kind in ("delete", "insert"):
@@ -198,8 +167,8 @@ def table2_metrics(
     percents: Iterable[float] = (10, 30, 50),
     modes: Iterable[Literal["zero", "noisy_linear"]] = ("zero", "noisy_linear"),
 ) -> list:
-    """Table 2's metrics: :class:`IoUMetric` and one :class:`RoadMetric` per removal mode
-    (zero: the paper's, which rewards scattered maps; noisy-linear: Rong et al. 2022)."""
+    """Table 2's :class:`IoUMetric` and a :class:`RoadMetric` per removal mode (zero: the
+    paper's; noisy-linear: Rong et al. 2022)."""
     modes = tuple(modes)
     if not modes:
         raise ValueError("modes is empty: give 'zero' and/or 'noisy_linear'")
