@@ -121,16 +121,18 @@ class LiveMap:
         controls: ``{setting name: widget}``, the run controls; an ``"iterations"``
             control gets a button that runs :data:`PAPER_ITERATIONS`.
         label: ``settings -> str`` for titles, status and pins.
-        sigma, kernel_size: the live blur's initial σ and kernel (other σ:
-            :func:`~fame_utils.postprocess.kernel_size_for`); ``sigma_max``: the slider's.
+        sigma, kernel_size, sigma_max: the live blur's initial σ and kernel, the slider's end.
         seeds: ``(settings, FameResult of one sample)`` already computed.
         annotate: ``settings -> [(x0, y0, x1, y1, colour, dashed)]`` boxes on the map.
         describe: ``(settings, Δx (1, H, W), blurred (1, H, W)) -> str`` under the map.
-        callback_every: iterations between progress calls (1: Stop acts at once).
-        min_frame_s: least time between frames (and 10× the last frame's drawing time).
         on_show: ``(settings, FameResult or None, σ)`` whenever the applied settings show
             or σ moves; ``run_first=False``: uncached first settings wait for **Run**.
+
+    ``callback_every`` (iterations between progress calls) and ``min_frame_s`` (least time
+    between frames, and 10× the last frame's drawing time) may be set on the instance.
     """
+
+    callback_every, min_frame_s = 1, 0.2
 
     def __init__(
         self,
@@ -144,8 +146,6 @@ class LiveMap:
         seeds: Iterable[tuple[Settings, FameResult]] = (),
         annotate: Callable[[Settings], Iterable[tuple]] | None = None,
         describe: Callable[[Settings, Tensor, Tensor], str] | None = None,
-        callback_every: int = 1,
-        min_frame_s: float = 0.2,
         sigma_max: float = 30.0,
         on_show: Callable[[Settings, FameResult | None, float], None] | None = None,
         run_first: bool = True,
@@ -154,14 +154,12 @@ class LiveMap:
         self._label = label
         self._annotate, self._describe_fn, self._on_show = annotate, describe, on_show
         self._sigma0, self._kernel0 = sigma, kernel_size
-        self.callback_every, self.min_frame_s = callback_every, min_frame_s
         self._cache: dict[Hashable, _Map] = {}
         for settings, result in seeds:
             self._store(settings, result)
         self._lock = threading.RLock()
         self._notifying = threading.RLock()  # one on_show at a time, with the latest σ
-        self._stop: threading.Event | None = None
-        self._generation = 0  # the run whose frames are drawn; older runs were cancelled
+        self._stop = threading.Event()  # the current run's; older runs were cancelled
         self.busy = False
         self.frames = 0  # live frames drawn by the current (or last) run
         self._build_widgets(sigma_max)
@@ -256,10 +254,10 @@ class LiveMap:
     def _values(self) -> Settings:
         return {name: w.value for name, w in self.controls.items()}
 
-    def _store(self, settings: Settings, result: FameResult) -> _Map:
+    def _store(self, settings: Settings, result: FameResult, curve: Sequence = ()) -> _Map:
         steps, delta = int(result.steps.max()), result.delta[0].detach().float().cpu()
         initial, final = float(result.initial_loss.mean()), float(result.final_loss.mean())
-        entry = _Map(delta, [(0, initial), (steps, final)], steps, result=result)
+        entry = _Map(delta, [(0, initial), *curve, (steps, final)], steps, result=result)
         self._cache[_key(settings)] = entry
         return entry
 
@@ -369,33 +367,30 @@ class LiveMap:
         settings = dict(self._values() if settings is None else settings)
         cached = self._cache.get(_key(settings))
         self.stop()
-        self._generation += 1  # a run in flight no longer draws or finishes here
+        stop = self._stop = threading.Event()  # a run in flight no longer draws or finishes
         if cached is not None:
             self._set_busy(False)
             self._show(settings, cached)
             return None
-        stop = self._stop = threading.Event()
         self._running, self.frames = settings, 0
         self.errors.outputs = ()
         self._set_busy(True)
         self._status((0, int(settings.get("iterations", 0))))
-        args = (settings, stop, self._generation)
-        thread = threading.Thread(target=self._work, args=args, daemon=True)
+        thread = threading.Thread(target=self._work, args=(settings, stop), daemon=True)
         thread.start()
         return thread
 
     def stop(self) -> None:
         """Ask the run in flight to end at its next frame (its map is kept)."""
-        if self._stop is not None:
-            self._stop.set()
+        self._stop.set()
 
-    def _work(self, settings: Settings, stop: threading.Event, generation: int):
+    def _work(self, settings: Settings, stop: threading.Event):
         total = int(settings.get("iterations", 0))
         curve: list[tuple[int, float]] = []
         drawn = {"at": -float("inf"), "cost": 0.0}
 
         def callback(delta: Tensor, iteration: int, loss: Tensor) -> bool:
-            if stop.is_set() or generation != self._generation:
+            if stop.is_set():  # Stop, or a newer run
                 return True
             now = time.perf_counter()
             wait = max(self.min_frame_s, 10 * drawn["cost"]) if self.min_frame_s > 0 else 0
@@ -415,20 +410,18 @@ class LiveMap:
                 settings, {"callback": callback, "callback_every": self.callback_every}
             )
         except Exception:
-            if generation == self._generation:
+            if stop is self._stop:
                 self._show_error()
                 self._set_busy(False)
             return
         steps = int(result.steps.max())  # < total also when every sample stopped early at ε
         done = dict(settings, iterations=steps) if stop.is_set() and steps < total else settings
-        entry = self._store(done, result)
-        entry.curve = [entry.curve[0], *curve, entry.curve[-1]]
-        if generation != self._generation:  # cancelled by a newer run: keep it cached only
+        entry = self._store(done, result, curve)
+        if stop is not self._stop:  # cancelled by a newer run: keep it cached only
             return
         with self._lock:
             self._applied, self._shown = done, entry
-            if done is not settings and "iterations" in self.controls:
-                self._shown.final = False  # stopped early: marked in the status
+            entry.final = done is settings  # stopped early: marked in the status
             self._set_busy(False)  # buttons before the final status reaches the page
             self._safe(self._render)
         self._notify()

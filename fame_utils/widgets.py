@@ -75,7 +75,7 @@ def blur_explorer(
     model: nn.Module,
     images: Tensor,
     names: Sequence[str],
-    objective: Objective | Callable[[int], Objective],
+    objective: Objective,
     *,
     config: FameConfig | None = None,
     precomputed: FameResult | None = None,
@@ -85,13 +85,10 @@ def blur_explorer(
 ) -> W.VBox:
     """A live FAME explorer (:class:`~fame_utils.live.LiveMap`, the ``explorer`` attribute
     of the returned ``VBox``) of one of N images (N, 3, H, W) in [0, 1] at a time (paper
-    Fig. 1): image, iterations and step size apply on **Run**; σ is live.
-
-    ``objective``: of all N images (image i gets its ``subset(slice(i, i + 1))``), or index
-    -> objective; ``config``: FAME's other settings (default ``FameConfig()``);
-    ``precomputed``: a run over all N images with ``config`` (e.g. the figure's), shown
-    without recomputation; ``iterations``, ``step_size``, ``sigma``: the first view's.
-    """
+    Fig. 1): image, iterations and step size apply on **Run**; σ is live. ``objective``: of
+    all N images; ``config``: FAME's other settings; ``precomputed``: a run over all N images
+    with ``config`` (e.g. the figure's); ``iterations``, ``step_size``, ``sigma``: the first
+    view's."""
     config = config or FameConfig()
     seeds = []
     if precomputed is not None:
@@ -100,11 +97,9 @@ def blur_explorer(
         seeds = [({"image": i, **done}, precomputed[i]) for i in range(len(images))]
 
     def run(settings: dict, hook: dict) -> FameResult:
-        i = settings["image"]
-        one = objective.subset(slice(i, i + 1)) if isinstance(objective, Objective) else None
+        one = slice(settings["image"], settings["image"] + 1)
         steps = {"iterations": settings["iterations"], "step_size": settings["step_size"]}
-        one = objective(i) if one is None else one
-        return run_fame(model, images[i : i + 1], one, config, **steps, **hook)
+        return run_fame(model, images[one], objective.subset(one), config, **steps, **hook)
 
     def label(settings: dict) -> str:
         i, eta = settings["image"], settings["step_size"]

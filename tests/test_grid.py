@@ -65,9 +65,11 @@ def test_energy_share_and_pointing_hit_by_hand():
 
 
 def test_cell_masks_on_a_non_divisible_map():
-    # 1x3 grid over a 2x5 map: column edges at floor(c*5/3) -> columns 0,1 | 2,3 | 4
-    masks = cell_masks((2, 5), torch.tensor([0, 1, 2]), (1, 3))
-    assert masks[:, 0].int().tolist() == [[1, 1, 0, 0, 0], [0, 0, 1, 1, 0], [0, 0, 0, 0, 1]]
+    # a 3x5 map: pixel y is in row y*2//3 -> rows 0,1 | 2; columns 0,1,2 | 3,4
+    masks = cell_masks((3, 5), torch.tensor([0, 1, 3]))
+    assert masks[0].int().tolist() == [[1, 1, 1, 0, 0]] * 2 + [[0] * 5]
+    assert masks[1].int().tolist() == [[0, 0, 0, 1, 1]] * 2 + [[0] * 5]
+    assert masks[2].int().tolist() == [[0] * 5] * 2 + [[0, 0, 0, 1, 1]]
     with pytest.raises(ValueError, match="cells must lie"):
         cell_masks((4, 4), torch.tensor([4]))
 

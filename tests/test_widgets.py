@@ -26,9 +26,7 @@ def test_sigma_reblurs_cached_result_and_run_recomputes(tiny_cnn, monkeypatch):
     monkeypatch.setattr(widgets, "run_fame", counting)
     x = torch.rand(2, 3, 16, 16)
     config = FameConfig(progress=False, iterations=2)
-    box = blur_explorer(
-        tiny_cnn, x, ["a", "b"], lambda i: ClassLogit([i]), config=config, iterations=2
-    )
+    box = blur_explorer(tiny_cnn, x, ["a", "b"], ClassLogit([0, 1]), config=config, iterations=2)
     live = box.explorer
     assert calls == [2]  # the first view, computed at creation
     shown = live.map.value
