@@ -11,19 +11,21 @@ from typing import Any
 
 import ipywidgets as W
 import matplotlib.pyplot as plt
+from IPython.display import Image, Markdown
 from torch import Tensor, nn
 
 from .core import FameConfig, FameResult, run_fame
 from .live import SLIDER, LiveMap, image_controls, rows_of
-from .objectives import Objective
+from .methods import Fame, explain_all, make_methods, table_methods
+from .metrics.face import embed
+from .objectives import Attribution, CosineSimilarity, Objective
+from .postprocess import kernel_size_for
 
 
 def show_in(out: W.Output, *items: Any) -> None:
     """Replace the contents of ``out`` with ``items``: a matplotlib figure (as a PNG, then
     closed), a ``str`` or any IPython-displayable object; ``None`` is skipped. Sets the
     widget's state instead of ``with out:``, with which headless runs hung."""
-    from IPython.display import Image
-
     out.outputs = ()
     for item in items:
         if isinstance(item, plt.Figure):
@@ -45,15 +47,13 @@ def panel(
     on every change, or with ``button`` (its label) when it is pressed; a later error shows
     as a traceback in the output.
     """
-    applied = {name: w.value for name, w in controls.items()}
     out = W.Output()
 
     def draw() -> None:
-        shown = render(**applied)
+        shown = render(**{name: w.value for name, w in controls.items()})
         show_in(out, *(shown if isinstance(shown, (tuple, list)) else (shown,)))
 
-    def redraw(update: dict) -> None:
-        applied.update(update)
+    def redraw(_) -> None:
         try:
             draw()
         except Exception:  # a callback's error would otherwise vanish into the kernel log
@@ -61,11 +61,11 @@ def panel(
 
     widgets: list[W.Widget] = list(controls.values())
     if button is None:
-        for name, w in controls.items():
-            w.observe(lambda change, name=name: redraw({name: change["new"]}), "value")
+        for w in widgets:
+            w.observe(redraw, "value")
     else:
         run = W.Button(description=button, tooltip="apply the settings and recompute")
-        run.on_click(lambda _: redraw({name: w.value for name, w in controls.items()}))
+        run.on_click(redraw)
         widgets.append(run)
     draw()
     return W.VBox([*rows_of(widgets), out])
@@ -89,8 +89,7 @@ def blur_explorer(
     all N images; ``config``: FAME's other settings; ``precomputed``: a run over all N images
     with ``config`` (e.g. the figure's); ``iterations``, ``step_size``, ``sigma``: the first
     view's."""
-    config = config or FameConfig()
-    seeds = []
+    config, seeds = config or FameConfig(), []
     if precomputed is not None:
         done = {"iterations": precomputed.config.iterations}
         done["step_size"] = precomputed.config.step_size
@@ -135,18 +134,13 @@ def face_explorer(
     """Fig. 3 for one genuine pair at a time: a live FAME e₊ map
     (:class:`~fame_utils.live.LiveMap`, the ``explorer`` attribute) over every method's maps
     (the last child, an ``Output``); ``runs`` counts the computations ``{"FAME": n,
-    "others": m}``. Variation, pair, FAME iterations and CorrRISE masks apply on **Run**: the
-    other methods run when (pair, masks) is new, then FAME live (cached by (pair,
-    iterations)); σ is live for FAME's e₊ and e₋. ``protocols``: ``{subset: FacePairs}``;
-    ``threshold``: θ; ``start``: ``(subset, variation, k)``, the k-th genuine pair;
-    ``precomputed``: ``{method name: Attribution}`` whose first row is the ``start`` pair
-    (e.g. the figure's): the first view costs nothing.
+    "others": m}``. On **Run** the other methods run when (pair, masks) is new, then FAME
+    live (cached by (pair, iterations)); σ is live for FAME's e₊ and e₋. ``protocols``:
+    ``{subset: FacePairs}``; ``threshold``: θ; ``start``: ``(subset, variation, k)``, the
+    k-th genuine pair; ``precomputed``: ``{method name: Attribution}`` whose first row is
+    the ``start`` pair (e.g. the figure's).
     """
-    from .methods import Fame, explain_all, make_methods, table_methods
-    from .metrics.face import embed
-    from .objectives import Attribution, CosineSimilarity
     from .plotting import draw_face_rows
-    from .postprocess import kernel_size_for
 
     def genuine(variation: tuple[str, str]):
         return protocols[variation[0]].select(variation=variation[1], genuine=True)
@@ -222,14 +216,9 @@ def face_explorer(
     options = [
         (f"{s}: {v}", (s, v)) for s, p in protocols.items() for v in dict.fromkeys(p.variation)
     ]
-    n_pairs = len(genuine(start[:2]))
     controls = {
         "variation": W.Dropdown(options=options, value=start[:2], description="variation"),
-        "pair": W.BoundedIntText(
-            value=start[2],
-            max=n_pairs - 1,
-            description=f"genuine pair (0-{n_pairs - 1} of {n_pairs})",
-        ),
+        "pair": W.BoundedIntText(value=start[2], max=len(genuine(start[:2])) - 1),
         "iterations": W.IntSlider(
             value=fame_config.iterations, min=1, max=1000, description="iterations", **SLIDER
         ),
@@ -238,16 +227,13 @@ def face_explorer(
         ),
     }
 
-    def bound_pair(change) -> None:  # the pairs that exist, with their count
-        pair, n = controls["pair"], len(genuine(change["new"]))
-        pair.max, pair.value = n - 1, min(pair.value, n - 1)
-        pair.description = f"genuine pair (0-{n - 1} of {n})"
-
     def label(settings: dict) -> str:
         v, k, its, masks = keys(settings)
         return f"{v[1]} pair {k}, {its} it, {masks} masks"
 
-    controls["variation"].observe(bound_pair, "value")
+    pair = (controls["pair"], "max")  # the pairs that exist (value clamped), with their count
+    W.dlink((controls["variation"], "value"), pair, lambda v: len(genuine(v)) - 1)
+    W.dlink(pair, (controls["pair"], "description"), lambda m: f"genuine pair (0-{m} of {m + 1})")
     box = W.VBox()
     box.runs = runs
     box.explorer = LiveMap(
@@ -285,8 +271,6 @@ def metric_explorer(
     to ``out_dir`` (replaced each Run). Shows the summary with intervals and the bar plot,
     beside ``paper``'s rows of the chosen methods when given.
     """
-    from IPython.display import Markdown
-
     from .experiment.result import summary_markdown
     from .experiment.run import run_experiment
     from .metrics.adapters import IoUMetric, RoadMetric
