@@ -6,7 +6,6 @@ CVPR 2022): 1 is perfect, 1/4 is chance. Cells are row-major: cell k at (k // 2,
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -34,11 +33,10 @@ SIDE = 2  # cells per grid side
 def make_grids(
     images: Tensor, labels: Tensor, names: Sequence[str], n_grids: int, seed: int = 0
 ) -> ClassificationDataset:
-    """Tile ``n_grids`` grids, seeded, from a pool of cell-sized images (N, 3, h, w), each
-    from 4 images of distinct ``labels``: one item per (grid, cell), grid-major, with the
-    grid (3, 2h, 2w), the cell's class, the cell as ``box`` and the name
-    ``"g<grid>c<cell>:<source name>"``. Raises ``ValueError`` for too few classes or
-    ``n_grids`` < 1."""
+    """``n_grids`` seeded grids (3, 2h, 2w) of 4 pool images (N, 3, h, w) of distinct
+    ``labels``: one item per (grid, cell), grid-major, with the cell's class, the cell as
+    ``box`` and the name ``"g<grid>c<cell>:<source name>"``. ``ValueError``: too few
+    classes, ``n_grids`` < 1."""
     n = SIDE * SIDE
     classes = labels.unique()
     if len(classes) < n:
@@ -199,7 +197,7 @@ def with_unblurred(methods: Sequence) -> list:
     first = next((i for i, m in enumerate(out) if isinstance(m, Fame)), None)
     if first is not None:
         m = out[first]
-        out.insert(first + 1, Fame(dataclasses.replace(m.config, sigma=0.0), f"{m.name}, σ=0"))
+        out.insert(first + 1, Fame(m.config.replace(sigma=0.0), f"{m.name}, σ=0"))
     return out
 
 
@@ -228,13 +226,11 @@ def run_grid_game(
     **settings,
 ) -> GridRun:
     """The grid pointing game and DiFull for a :func:`~fame_utils.load_classifier` model
-    through :func:`~fame_utils.run_experiment`, in ``out_dir/grid`` and ``out_dir/difull``.
-    The pool: the bundled objects whose top-1 is their label with softmax ≥ ``confidence``,
-    resized (bilinear, antialiased) to ``cell_size`` when given. ``methods``: names for
-    :func:`~fame_utils.methods.make_methods` (with ``recipes`` and
-    ``settings["fame_settings"]``); ``unblurred``: add FAME at σ = 0
-    (:func:`with_unblurred`); other ``settings`` go to :func:`run_experiment`.
-    """
+    through :func:`~fame_utils.run_experiment`, in ``out_dir/grid`` and ``out_dir/difull``,
+    on the bundled objects whose top-1 is their label with softmax ≥ ``confidence``, resized
+    (bilinear, antialiased) to ``cell_size``. ``methods``, ``recipes``,
+    ``settings["fame_settings"]``: for :func:`~fame_utils.methods.make_methods`;
+    ``unblurred``: :func:`with_unblurred`; other ``settings`` go to the runner."""
     samples = load_sample_objects(resize=model.resize_size, crop=model.input_size)
     with torch.no_grad():
         logits = model(samples.images.to(next(model.parameters()).device))
@@ -282,14 +278,10 @@ def image_bootstrap(
 
 
 def grid_table(
-    results: Mapping[str, GridRun],
-    *,
-    n_resamples: int = DEFAULT_RESAMPLES,
-    seed: int = 0,
-    decimals: int = 2,
+    results: Mapping[str, GridRun], *, n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0
 ) -> pd.DataFrame:
     """Method × network table of ``GridPG``, ``hit`` and ``DiFull`` share, each
-    ``"mean [low, high]"`` (:func:`image_bootstrap`); a method missing from a run shows "—"."""
+    ``"mean [low, high]"`` to 2 decimals (:func:`image_bootstrap`); "—": not run."""
     columns, bootstrap = {}, {"n_resamples": n_resamples, "seed": seed}
     for network, runs in results.items():
         for run, metric, label in (
@@ -300,7 +292,7 @@ def grid_table(
             table = getattr(runs, run).per_item(metric)
             sources = [str(item).split(":", 1)[-1] for item in table.index]
             column = {m: image_bootstrap(table[m].to_numpy(), sources, **bootstrap) for m in table}
-            columns[f"{network} {label}"] = pd.Series(column).map(lambda iv: iv.format(decimals))
+            columns[f"{network} {label}"] = pd.Series(column).map(lambda iv: iv.format(2))
     return pd.concat(columns, axis=1, sort=False).fillna("—")
 
 
@@ -313,10 +305,9 @@ def draw_grid_example(
     method: str | None = None,
     sigma: float = 0.0,
 ) -> plt.Figure:
-    """Fig. 7: one grid of ``runs[network]`` (a :class:`GridRun`, model
-    ``run`` = ``"grid"`` or ``"difull"``) with the target ``cell`` outlined, then the map
-    of ``method`` (``None``: all) with the cell, its GridPG share and its largest value
-    outside the cell; ``sigma`` > 0 blurs each map further (then max-normalised)."""
+    """Fig. 7: one grid of ``runs[network]`` on model ``run`` (``"grid"`` or ``"difull"``),
+    the target ``cell`` outlined, then ``method``'s map (``None``: all) with its GridPG share
+    and largest value outside the cell; ``sigma`` > 0 blurs the maps further."""
     result = getattr(runs[network], run)
     index = grid * SIDE * SIDE + cell
     if method is not None and method not in result.methods:
@@ -326,7 +317,6 @@ def draw_grid_example(
     names = [n for n in result.methods if method in (None, n)]
     item = runs[network].data[index]
     fig, axes = plt.subplots(1, len(names) + 1, figsize=(2.3 * (len(names) + 1), 2.8))
-    axes = np.atleast_1d(axes)
     x0, y0, x1, y1 = (float(v) for v in item.box)
     for ax in axes:
         ax.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec="lime", lw=1.5))

@@ -15,7 +15,6 @@ import ipywidgets as W
 import numpy as np
 import torch
 from matplotlib import cm, colormaps
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 from PIL import Image
@@ -72,8 +71,6 @@ def _draw_rect(rgb: np.ndarray, box, color: str, dashed: bool) -> None:
     h, w = rgb.shape[:2]
     x0, y0 = max(int(box[0]), 0), max(int(box[1]), 0)
     x1, y1 = min(int(box[2]), w) - 1, min(int(box[3]), h) - 1
-    if x1 < x0 or y1 < y0:
-        return
     c = np.asarray(to_rgb(color))
     xs, ys = np.arange(x0, x1 + 1), np.arange(y0, y1 + 1)
     if dashed:
@@ -95,15 +92,9 @@ def _png(picture: Figure | np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def _figure(figsize: tuple[float, float]) -> Figure:
-    fig = Figure(figsize=figsize, dpi=80)
-    FigureCanvasAgg(fig)
-    return fig
-
-
 def _colourbar() -> bytes:
     """The map's colour scale (jet, 0 to 1) as a small PNG."""
-    fig = _figure((0.9, 2.9))
+    fig = Figure(figsize=(0.9, 2.9), dpi=80)
     ax = fig.add_axes((0.1, 0.08, 0.25, 0.8))
     fig.colorbar(cm.ScalarMappable(cmap="jet"), cax=ax).set_label("attribution", fontsize=11)
     ax.tick_params(labelsize=10)
@@ -118,9 +109,8 @@ class LiveMap:
         run: ``run(settings, hook) -> FameResult`` of one sample, passing ``hook`` on to
             :func:`~fame_utils.core.run_fame` as keywords.
         image_of: ``settings -> (3, H, W)`` image in [0, 1] the map is drawn over.
-        controls: ``{setting name: widget}``, the run controls; an ``"iterations"``
-            control gets a button that runs :data:`PAPER_ITERATIONS`.
-        label: ``settings -> str`` for titles, status and pins.
+        controls: ``{setting name: widget}``, the run controls (``"iterations"`` gets a
+            button for :data:`PAPER_ITERATIONS`); ``label``: ``settings -> str``.
         sigma, kernel_size, sigma_max: the live blur's initial σ and kernel, the slider's end.
         seeds: ``(settings, FameResult of one sample)`` already computed.
         annotate: ``settings -> [(x0, y0, x1, y1, colour, dashed)]`` boxes on the map.
@@ -129,8 +119,7 @@ class LiveMap:
             or σ moves; ``run_first=False``: uncached first settings wait for **Run**.
 
     ``callback_every`` (iterations between progress calls) and ``min_frame_s`` (least time
-    between frames, and 10× the last frame's drawing time) may be set on the instance.
-    """
+    between frames, and 10× the last frame's drawing time) may be set on the instance."""
 
     callback_every, min_frame_s = 1, 0.2
 
@@ -231,16 +220,12 @@ class LiveMap:
             ]
         )
         self.widget.explorer = self  # for tests and for code that drives the explorer
-        for w, name in (
-            (self.widget, "fame-live"),
-            (self.map, "fame-live-map"),
-            (self.status, "fame-live-status"),
-            (self.pins, "fame-live-pins"),
-            (self.sigma, "fame-live-sigma"),
-            (self.map_title, "fame-live-title"),
+        for w, name in zip(
+            (self.widget, self.map, self.status, self.pins, self.sigma, self.map_title),
+            ("", "-map", "-status", "-pins", "-sigma", "-title"),
         ):
-            w.add_class(name)  # stable hooks for the browser test
-        fig = self._fig = _figure((3.8, 2.9))
+            w.add_class(f"fame-live{name}")  # stable hooks for the browser test
+        fig = self._fig = Figure(figsize=(3.8, 2.9), dpi=80)
         ax = self._ax = fig.subplots()
         fig.subplots_adjust(left=0.2, right=0.96, bottom=0.17, top=0.88)
         (self._curve_line,) = ax.plot([], [], "o-", ms=3, color="tab:blue")
@@ -332,12 +317,11 @@ class LiveMap:
         return self._shown.steps, int(self._running.get("iterations", 0))
 
     def _on_run_control(self, _change) -> None:
-        if self.busy:
-            self._status(self._live_now())
-            return
         settings = self._values()
         cached = self._cache.get(_key(settings))
-        if cached is None:
+        if self.busy:
+            self._status(self._live_now())
+        elif cached is None:
             self._safe(self._render)  # the status says: pending
         else:  # computed before: show it at once
             self._show(settings, cached)

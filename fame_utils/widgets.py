@@ -40,13 +40,11 @@ def show_in(out: W.Output, *items: Any) -> None:
 
 
 def panel(
-    render: Callable[..., Any], controls: Mapping[str, W.ValueWidget], *, button: str | None = None
+    render: Callable[..., Any], controls: Mapping[str, W.ValueWidget], *, button: str
 ) -> W.VBox:
-    """Controls, three per row, over an ``Output`` (the last child) showing
-    ``render(**values)`` (:func:`show_in`'s items or a tuple of them), drawn at creation and
-    on every change, or with ``button`` (its label) when it is pressed; a later error shows
-    as a traceback in the output.
-    """
+    """Controls, three per row, and a ``button`` (its label) over an ``Output`` (the last
+    child) showing ``render(**values)`` (:func:`show_in`'s items or a tuple of them), drawn
+    at creation and when the button is pressed; a later error shows as a traceback there."""
     out = W.Output()
 
     def draw() -> None:
@@ -59,16 +57,10 @@ def panel(
         except Exception:  # a callback's error would otherwise vanish into the kernel log
             show_in(out, traceback.format_exc())
 
-    widgets: list[W.Widget] = list(controls.values())
-    if button is None:
-        for w in widgets:
-            w.observe(redraw, "value")
-    else:
-        run = W.Button(description=button, tooltip="apply the settings and recompute")
-        run.on_click(redraw)
-        widgets.append(run)
+    run = W.Button(description=button, tooltip="apply the settings and recompute")
+    run.on_click(redraw)
     draw()
-    return W.VBox([*rows_of(widgets), out])
+    return W.VBox([*rows_of([*controls.values(), run]), out])
 
 
 def blur_explorer(
