@@ -183,24 +183,6 @@ class DiFull(nn.Module):
             self._active = False
 
 
-def difull_dataset(dataset: ClassificationDataset, num_classes: int) -> ClassificationDataset:
-    """``dataset``'s items labelled ``k·num_classes + c``, cell k's logit in :class:`DiFull`."""
-    cells = _box_cells(dataset.boxes, *dataset.images.shape[-2:])
-    labels = cells * num_classes + dataset.labels
-    return ClassificationDataset(dataset.images, labels, dataset.boxes, dataset.names)
-
-
-def with_unblurred(methods: Sequence) -> list:
-    """``methods`` plus, after the first :class:`~fame_utils.methods.Fame`, its copy at
-    σ = 0 named ``"<name>, σ=0"``."""
-    out = list(methods)
-    first = next((i for i, m in enumerate(out) if isinstance(m, Fame)), None)
-    if first is not None:
-        m = out[first]
-        out.insert(first + 1, Fame(m.config.replace(sigma=0.0), f"{m.name}, σ=0"))
-    return out
-
-
 @dataclass
 class GridRun:
     """One network's grid game: ``grid`` and ``difull`` runner results, the grid items
@@ -230,7 +212,8 @@ def run_grid_game(
     on the bundled objects whose top-1 is their label with softmax ≥ ``confidence``, resized
     (bilinear, antialiased) to ``cell_size``. ``methods``, ``recipes``,
     ``settings["fame_settings"]``: for :func:`~fame_utils.methods.make_methods`;
-    ``unblurred``: :func:`with_unblurred`; other ``settings`` go to the runner."""
+    ``unblurred``: the first FAME also at σ = 0 (``"<name>, σ=0"``), right after it; other
+    ``settings`` go to the runner. On DiFull, item k·K + c is cell k's class c."""
     samples = load_sample_objects(resize=model.resize_size, crop=model.input_size)
     with torch.no_grad():
         logits = model(samples.images.to(next(model.parameters()).device))
@@ -244,14 +227,17 @@ def run_grid_game(
     data = make_grids(images, labels, names, n_grids, seed)
     fame = settings.pop("fame_settings", None)
     methods = make_methods(methods, "classification", recipes=recipes, fame_settings=fame)
-    methods = with_unblurred(methods) if unblurred else methods
+    fames = [i for i, m in enumerate(methods) if isinstance(m, Fame)]
+    if unblurred and fames:
+        m = methods[fames[0]]
+        methods.insert(fames[0] + 1, Fame(m.config.replace(sigma=0.0), f"{m.name}, σ=0"))
     metric = [GridMetric()]
     settings.setdefault("seed", seed)
     on_grid = run_experiment(model, data, methods, metric, f"{out_dir}/grid", **settings)
-    difull, classes = DiFull(model), len(model.categories)
+    labels = _box_cells(data.boxes, *data.images.shape[-2:]) * len(model.categories)
+    cells = ClassificationDataset(data.images, labels + data.labels, data.boxes, data.names)
     kept = [m for m in methods if m.name not in DiFull.unsupported]
-    cells = difull_dataset(data, classes)
-    on_difull = run_experiment(difull, cells, kept, metric, f"{out_dir}/difull", **settings)
+    on_difull = run_experiment(DiFull(model), cells, kept, metric, f"{out_dir}/difull", **settings)
     return GridRun(on_grid, on_difull, data, names)
 
 

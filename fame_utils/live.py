@@ -7,7 +7,7 @@ import io
 import threading
 import time
 import traceback
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,10 +60,6 @@ class _Map:
     steps: int
     final: bool = True
     result: FameResult | None = None
-
-
-def _key(settings: Mapping[str, Any]) -> Hashable:
-    return tuple(sorted(settings.items()))
 
 
 def _draw_rect(rgb: np.ndarray, box, color: str, dashed: bool) -> None:
@@ -141,9 +137,10 @@ class LiveMap:
     ):
         self._run, self._image_of, self.controls = run, image_of, dict(controls)
         self._label = label
-        self._annotate, self._describe_fn, self._on_show = annotate, describe, on_show
+        self._annotate, self._describe_fn = annotate, describe
+        self._on_show = on_show or (lambda *_: None)
         self._sigma0, self._kernel0 = sigma, kernel_size
-        self._cache: dict[Hashable, _Map] = {}
+        self._cache: dict[frozenset, _Map] = {}  # by the settings' items
         for settings, result in seeds:
             self._store(settings, result)
         self._lock = threading.RLock()
@@ -154,7 +151,7 @@ class LiveMap:
         self._build_widgets(sigma_max)
         self._applied = self._values()
         self._running: Settings | None = None
-        shown = self._cache.get(_key(self._applied))
+        shown = self._cache.get(frozenset(self._applied.items()))
         if shown is None and run_first:  # headless-safe: computed here, synchronously
             shown = self._store(self._applied, self._run(self._applied, {}))
         elif shown is None:  # an empty map until Run
@@ -184,13 +181,7 @@ class LiveMap:
             self.paper_button.on_click(lambda _: self._run_paper())
             buttons.insert(1, self.paper_button)
         self.sigma = W.FloatSlider(
-            value=self._sigma0,
-            min=0.0,
-            max=sigma_max,
-            step=0.1,
-            description="σ (live)",
-            style={"description_width": "initial"},
-            **SLIDER,
+            value=self._sigma0, min=0.0, max=sigma_max, step=0.1, description="σ (live)", **SLIDER
         )
         self.pin_button = W.Button(description="Pin", icon="thumb-tack", tooltip="keep this map")
         self.clear_button = W.Button(description="Clear pins", disabled=True)
@@ -211,7 +202,7 @@ class LiveMap:
                 *rows_of(list(self.controls.values())),
                 W.HBox(buttons),
                 W.HTML(live),
-                W.HBox([self.sigma, self.pin_button, self.clear_button]),
+                *rows_of([self.sigma, self.pin_button, self.clear_button]),
                 self.status,
                 W.HBox([*pictures, colourbar, self.curve]),
                 self.text,
@@ -243,7 +234,7 @@ class LiveMap:
         steps, delta = int(result.steps.max()), result.delta[0].detach().float().cpu()
         initial, final = float(result.initial_loss.mean()), float(result.final_loss.mean())
         entry = _Map(delta, [(0, initial), *curve, (steps, final)], steps, result=result)
-        self._cache[_key(settings)] = entry
+        self._cache[frozenset(settings.items())] = entry
         return entry
 
     def _render(self, live: tuple[int, int] | None = None) -> None:
@@ -303,11 +294,9 @@ class LiveMap:
 
     def _notify(self) -> None:
         """``on_show`` of the applied settings and σ, outside the redraw lock."""
-        if self._on_show is None:
-            return
         with self._notifying:
             settings, sigma = dict(self._applied), float(self.sigma.value)
-            entry = self._cache.get(_key(settings))
+            entry = self._cache.get(frozenset(settings.items()))
             result = None if entry is None else entry.result
             self._safe(lambda: self._on_show(settings, result, sigma))
 
@@ -318,7 +307,7 @@ class LiveMap:
 
     def _on_run_control(self, _change) -> None:
         settings = self._values()
-        cached = self._cache.get(_key(settings))
+        cached = self._cache.get(frozenset(settings.items()))
         if self.busy:
             self._status(self._live_now())
         elif cached is None:
@@ -349,7 +338,7 @@ class LiveMap:
         """Run FAME for ``settings`` (default: the controls) in a background thread,
         cancelling the run in flight; cached settings show at once (returns ``None``)."""
         settings = dict(self._values() if settings is None else settings)
-        cached = self._cache.get(_key(settings))
+        cached = self._cache.get(frozenset(settings.items()))
         self.stop()
         stop = self._stop = threading.Event()  # a run in flight no longer draws or finishes
         if cached is not None:
