@@ -152,7 +152,7 @@ class DiFull(nn.Module):
             raise ValueError(
                 "DiFull needs a model with a `target_layer` module (load_classifier's)"
             )
-        self.model = model
+        self.model, self.grid = model, (SIDE, SIDE)  # grid: part of the cache fingerprint
         self.tiles = nn.Identity()
         self.name = f"DiFull({getattr(model, 'name', type(model).__name__)})"
         self.input_normalization = getattr(model, "input_normalization", None)
