@@ -1,8 +1,7 @@
 """The grid pointing game and its DiFull control (beyond the paper, notebook 07): each cell's
-class of a 2×2 grid of confidently classified images is explained on the whole grid and
-scored by the map's positive mass inside that cell (Böhle et al., CVPR 2021; Rao et al.,
-CVPR 2022): 1 is perfect, 1/4 is chance. Cells are row-major: cell k at (k // 2, k % 2).
-"""
+class of a 2×2 grid (cell k at row k // 2, column k % 2) is explained on the whole grid and
+scored by the map's positive mass in that cell (Böhle et al., CVPR 2021; Rao et al., CVPR
+2022): 1 is perfect, 1/4 is chance."""
 
 from __future__ import annotations
 
@@ -67,8 +66,7 @@ def make_grids(
 
 
 def cell_masks(shape: Sequence[int], cells: Tensor) -> Tensor:
-    """(B, H, W) bool masks of cells ``cells`` (B,) of the grid over an H×W map: pixel
-    (y, x) lies in cell ``(2y // H)·2 + 2x // W``."""
+    """(B, H, W) bool masks of ``cells`` (B,): pixel (y, x) is in cell (2y // H)·2 + 2x // W."""
     height, width = int(shape[-2]), int(shape[-1])
     cells = torch.as_tensor(cells).long().reshape(-1)
     if ((cells < 0) | (cells >= SIDE * SIDE)).any():
@@ -149,9 +147,7 @@ class DiFull(nn.Module):
         super().__init__()
         layer = getattr(model, "target_layer", None)
         if not isinstance(layer, nn.Module):
-            raise ValueError(
-                "DiFull needs a model with a `target_layer` module (load_classifier's)"
-            )
+            raise ValueError("DiFull needs a model with a `target_layer` (load_classifier's)")
         self.model, self.grid = model, (SIDE, SIDE)  # grid: part of the cache fingerprint
         self.tiles = nn.Identity()
         self.name = f"DiFull({getattr(model, 'name', type(model).__name__)})"
@@ -185,8 +181,7 @@ class DiFull(nn.Module):
 
 @dataclass
 class GridRun:
-    """One network's grid game: ``grid`` and ``difull`` runner results, the grid items
-    ``data`` (:func:`make_grids`) and the qualifying ``pool`` (image names)."""
+    """One network's game: runner results, grid items (:func:`make_grids`), pool names."""
 
     grid: ExperimentResult
     difull: ExperimentResult
@@ -207,13 +202,12 @@ def run_grid_game(
     unblurred: bool = True,
     **settings,
 ) -> GridRun:
-    """The grid pointing game and DiFull for a :func:`~fame_utils.load_classifier` model
-    through :func:`~fame_utils.run_experiment`, in ``out_dir/grid`` and ``out_dir/difull``,
-    on the bundled objects whose top-1 is their label with softmax ≥ ``confidence``, resized
-    (bilinear, antialiased) to ``cell_size``. ``methods``, ``recipes``,
-    ``settings["fame_settings"]``: for :func:`~fame_utils.methods.make_methods`;
-    ``unblurred``: the first FAME also at σ = 0 (``"<name>, σ=0"``), right after it; other
-    ``settings`` go to the runner. On DiFull, item k·K + c is cell k's class c."""
+    """The grid game and DiFull of a :func:`~fame_utils.load_classifier` model by the
+    runner (other ``settings``) in ``out_dir/grid`` and ``out_dir/difull``, on the bundled
+    objects whose top-1 is their label with softmax ≥ ``confidence``, resized (bilinear,
+    antialiased) to ``cell_size``. ``methods``, ``recipes``, ``settings["fame_settings"]``:
+    for :func:`~fame_utils.methods.make_methods`; ``unblurred``: the first FAME also at
+    σ = 0, right after it. On DiFull, item k·K + c is cell k's class c."""
     samples = load_sample_objects(resize=model.resize_size, crop=model.input_size)
     with torch.no_grad():
         logits = model(samples.images.to(next(model.parameters()).device))

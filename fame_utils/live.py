@@ -31,10 +31,8 @@ SLIDER = {"continuous_update": False}
 
 
 def image_controls(names: Sequence[str], iterations: int) -> dict[str, W.ValueWidget]:
-    """The run controls every explorer starts with: an image dropdown (value: the index
-    into ``names``) and an iterations slider (1-1000) at ``iterations``."""
-    n = len(names)
-    options = [(f"{i + 1}/{n}: {name}", i) for i, name in enumerate(names)]
+    """Every explorer's first run controls: image (index into ``names``), iterations."""
+    options = [(f"{i + 1}/{len(names)}: {name}", i) for i, name in enumerate(names)]
     return {
         "image": W.Dropdown(options=options, description="image"),
         "iterations": W.IntSlider(
@@ -113,9 +111,8 @@ class LiveMap:
         describe: ``(settings, Δx (1, H, W), blurred (1, H, W)) -> str`` under the map.
         on_show: ``(settings, FameResult or None, σ)`` whenever the applied settings show
             or σ moves; ``run_first=False``: uncached first settings wait for **Run**.
-
-    ``callback_every`` (iterations between progress calls) and ``min_frame_s`` (least time
-    between frames, and 10× the last frame's drawing time) may be set on the instance."""
+    Settable: ``callback_every`` (iterations between progress calls), ``min_frame_s``
+    (least time between frames, and 10× the last frame's drawing time)."""
 
     callback_every, min_frame_s = 1, 0.2
 

@@ -1,6 +1,5 @@
-"""ipywidgets controls for the notebooks, rendered once at creation so that headless
-(papermill) runs show them too: :func:`panel` (a render function of the control values) and
-the explorers built on :class:`~fame_utils.live.LiveMap`."""
+"""Notebook controls, drawn at creation so that headless (papermill) runs show them too:
+:func:`panel` and the explorers built on :class:`~fame_utils.live.LiveMap`."""
 
 from __future__ import annotations
 
@@ -23,9 +22,8 @@ from .postprocess import kernel_size_for
 
 
 def show_in(out: W.Output, *items: Any) -> None:
-    """Replace the contents of ``out`` with ``items``: a matplotlib figure (as a PNG, then
-    closed), a ``str`` or any IPython-displayable object; ``None`` is skipped. Sets the
-    widget's state instead of ``with out:``, with which headless runs hung."""
+    """Replace ``out``'s contents with ``items`` (a figure, as PNG, then closed; a ``str``;
+    anything displayable; ``None`` skipped), not ``with out:``, which hung headless runs."""
     out.outputs = ()
     for item in items:
         if isinstance(item, plt.Figure):
@@ -75,12 +73,10 @@ def blur_explorer(
     step_size: float = 1 / 255,
     sigma: float = 7.7,
 ) -> W.VBox:
-    """A live FAME explorer (:class:`~fame_utils.live.LiveMap`, the ``explorer`` attribute
-    of the returned ``VBox``) of one of N images (N, 3, H, W) in [0, 1] at a time (paper
-    Fig. 1): image, iterations and step size apply on **Run**; σ is live. ``objective``: of
-    all N images; ``config``: FAME's other settings; ``precomputed``: a run over all N images
-    with ``config`` (e.g. the figure's); ``iterations``, ``step_size``, ``sigma``: the first
-    view's."""
+    """A live FAME explorer (:class:`~fame_utils.live.LiveMap`, ``explorer``) of one of N
+    images (N, 3, H, W) in [0, 1] at a time (Fig. 1) for ``objective`` (of all N): image,
+    iterations and step size apply on **Run**; σ is live. ``precomputed``: a run over all N
+    images with ``config`` (e.g. the figure's); the other arguments: the first view's."""
     config, seeds = config or FameConfig(), []
     if precomputed is not None:
         done = {"iterations": precomputed.config.iterations}
@@ -123,15 +119,12 @@ def face_explorer(
     seed: int = 0,
     precomputed: Mapping[str, Any] | None = None,
 ) -> W.VBox:
-    """Fig. 3 for one genuine pair at a time: a live FAME e₊ map
-    (:class:`~fame_utils.live.LiveMap`, the ``explorer`` attribute) over every method's maps
-    (the last child, an ``Output``); ``runs`` counts the computations ``{"FAME": n,
-    "others": m}``. On **Run** the other methods run when (pair, masks) is new, then FAME
-    live (cached by (pair, iterations)); σ is live for FAME's e₊ and e₋. ``protocols``:
-    ``{subset: FacePairs}``; ``threshold``: θ; ``start``: ``(subset, variation, k)``, the
-    k-th genuine pair; ``precomputed``: ``{method name: Attribution}`` whose first row is
-    the ``start`` pair (e.g. the figure's).
-    """
+    """Fig. 3 for one genuine pair of ``protocols`` (``{subset: FacePairs}``) at a time: a
+    live FAME e₊ map (:class:`~fame_utils.live.LiveMap`, ``explorer``) over every method's
+    maps (the last child); ``runs`` counts ``{"FAME": n, "others": m}``. **Run** reruns
+    what (pair, masks) or (pair, iterations) changed; σ re-blurs FAME's e₊ and e₋.
+    ``start``: ``(subset, variation, k)``, the k-th genuine pair; ``precomputed``: ``{method
+    name: Attribution}`` whose first row is the ``start`` pair (e.g. the figure's)."""
     from .plotting import draw_face_rows
 
     def genuine(variation: tuple[str, str]):
@@ -257,12 +250,9 @@ def metric_explorer(
     paper: Any = None,
     **run_settings: Any,
 ) -> W.VBox:
-    """Re-evaluate IoU/ROAD for the chosen methods, IoU thresholds, ROAD percents and
-    noisy linear imputation on **Run**: the maps come from the run's cache
-    (``run_settings`` of :func:`~fame_utils.run_experiment`, e.g. ``cache_dir``), results go
-    to ``out_dir`` (replaced each Run). Shows the summary with intervals and the bar plot,
-    beside ``paper``'s rows of the chosen methods when given.
-    """
+    """On **Run**, IoU/ROAD of the chosen methods at the chosen thresholds, percents and
+    imputation into ``out_dir`` (replaced), maps from the cache of ``run_settings``
+    (:func:`~fame_utils.run_experiment`'s): the summary and bars beside ``paper``'s rows."""
     from .experiment.result import summary_markdown
     from .experiment.run import run_experiment
     from .metrics.adapters import IoUMetric, RoadMetric
