@@ -1,12 +1,10 @@
 """The grid pointing game and its DiFull control (beyond the paper, notebook 07): each cell's
-class of a grid of confidently classified images is explained on the whole grid and scored
-by the map's positive mass inside that cell (Böhle et al., CVPR 2021; Rao et al., CVPR
-2022): 1 is perfect, 1/n² is chance.
-"""
+class of a 2×2 grid (cell k at row k // 2, column k % 2) is explained on the whole grid and
+scored by the map's positive mass in that cell (Böhle et al., CVPR 2021; Rao et al., CVPR
+2022): 1 is perfect, 1/4 is chance."""
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -28,34 +26,22 @@ from .metrics.adapters import Column
 from .postprocess import gaussian_blur, kernel_size_for, normalize_maps
 from .stats import DEFAULT_RESAMPLES, Interval
 
-
-def _grid(grid: Sequence[int]) -> tuple[int, int]:
-    rows, cols = (int(g) for g in grid)
-    if rows < 1 or cols < 1 or rows * cols < 2:
-        raise ValueError(f"grid must be (rows, cols) with at least 2 cells, got {tuple(grid)}")
-    return rows, cols
+SIDE = 2  # cells per grid side
 
 
 def make_grids(
-    images: Tensor,
-    labels: Tensor,
-    names: Sequence[str],
-    n_grids: int,
-    grid: Sequence[int] = (2, 2),
-    seed: int = 0,
+    images: Tensor, labels: Tensor, names: Sequence[str], n_grids: int, seed: int = 0
 ) -> ClassificationDataset:
-    """Tile ``n_grids`` grids, seeded, from a pool of cell-sized images (N, 3, h, w), each
-    from rows·cols images of distinct ``labels``: one item per (grid, cell), grid-major,
-    with the grid (3, rows·h, cols·w), the cell's class, the cell (row-major k, at
-    r, c = divmod(k, cols)) as ``box`` and the name ``"g<grid>c<cell>:<source name>"``.
-    Raises ``ValueError`` for too few classes or ``n_grids`` < 1."""
-    rows, cols = _grid(grid)
-    n = rows * cols
+    """``n_grids`` seeded grids (3, 2h, 2w) of 4 pool images (N, 3, h, w) of distinct
+    ``labels``: one item per (grid, cell), grid-major, with the cell's class, the cell as
+    ``box`` and the name ``"g<grid>c<cell>:<source name>"``. ``ValueError``: too few
+    classes, ``n_grids`` < 1."""
+    n = SIDE * SIDE
     classes = labels.unique()
     if len(classes) < n:
         raise ValueError(
-            f"the pool has {len(classes)} distinct classes, a {rows}x{cols} grid needs {n}: "
-            "add images, lower the confidence threshold, or use a smaller grid"
+            f"the pool has {len(classes)} distinct classes, a 2x2 grid needs {n}: "
+            "add images or lower the confidence threshold"
         )
     if n_grids < 1:
         raise ValueError(f"n_grids must be >= 1, got {n_grids}")
@@ -67,9 +53,9 @@ def make_grids(
         for k, c in enumerate(chosen):
             members = (labels == c).nonzero().flatten()
             sources[g, k] = members[torch.randint(len(members), (1,), generator=gen)]
-    grids = torch.stack([make_grid(images[s], nrow=cols, padding=0) for s in sources])
+    grids = torch.stack([make_grid(images[s], nrow=SIDE, padding=0) for s in sources])
     boxes = [
-        [k % cols * w, k // cols * h, (k % cols + 1) * w, (k // cols + 1) * h] for k in range(n)
+        [k % SIDE * w, k // SIDE * h, (k % SIDE + 1) * w, (k // SIDE + 1) * h] for k in range(n)
     ]
     return ClassificationDataset(
         grids.repeat_interleave(n, 0),
@@ -79,31 +65,28 @@ def make_grids(
     )
 
 
-def cell_masks(shape: Sequence[int], cells: Tensor, grid: Sequence[int] = (2, 2)) -> Tensor:
-    """(B, H, W) bool masks of cells ``cells`` (B,) (row-major) of a rows×cols grid over an
-    H×W map; edges at ``⌊r·H/rows⌋`` and ``⌊c·W/cols⌋``."""
-    rows, cols = _grid(grid)
+def cell_masks(shape: Sequence[int], cells: Tensor) -> Tensor:
+    """(B, H, W) bool masks of ``cells`` (B,): pixel (y, x) is in cell (2y // H)·2 + 2x // W."""
     height, width = int(shape[-2]), int(shape[-1])
     cells = torch.as_tensor(cells).long().reshape(-1)
-    if ((cells < 0) | (cells >= rows * cols)).any():
-        raise ValueError(f"cells must lie in [0, {rows * cols}), got {cells.tolist()}")
-    ys = torch.arange(height, device=cells.device) * rows // height
-    xs = torch.arange(width, device=cells.device) * cols // width
-    r, c = (cells // cols).view(-1, 1, 1), (cells % cols).view(-1, 1, 1)
+    if ((cells < 0) | (cells >= SIDE * SIDE)).any():
+        raise ValueError(f"cells must lie in [0, {SIDE * SIDE}), got {cells.tolist()}")
+    ys = torch.arange(height, device=cells.device) * SIDE // height
+    xs = torch.arange(width, device=cells.device) * SIDE // width
+    r, c = (cells // SIDE).view(-1, 1, 1), (cells % SIDE).view(-1, 1, 1)
     return (ys.view(1, -1, 1) == r) & (xs.view(1, 1, -1) == c)
 
 
-def _box_cells(boxes: Tensor, height: int, width: int, grid: Sequence[int]) -> Tensor:
-    """(B,) row-major cell index of the centre of each (x0, y0, x1, y1) box."""
-    rows, cols = grid
+def _box_cells(boxes: Tensor, height: int, width: int) -> Tensor:
+    """(B,) cell index of the centre of each (x0, y0, x1, y1) box."""
     centre = (boxes[:, :2] + boxes[:, 2:]) / 2
-    return (centre[:, 1] * rows // height).long() * cols + (centre[:, 0] * cols // width).long()
+    return (centre[:, 1] * SIDE // height).long() * SIDE + (centre[:, 0] * SIDE // width).long()
 
 
-def _share(values: Tensor, cells: Tensor, grid: Sequence[int], what: str) -> Tensor:
+def _share(values: Tensor, cells: Tensor, what: str) -> Tensor:
     if values.ndim != 3:
         raise ValueError(f"maps must be (B, H, W), got shape {tuple(values.shape)}")
-    inside = cell_masks(values.shape, cells.to(values.device), grid)
+    inside = cell_masks(values.shape, cells.to(values.device))
     if inside.shape[0] != values.shape[0]:
         raise ValueError(f"{values.shape[0]} maps but {inside.shape[0]} cells")
     total = values.sum((1, 2))
@@ -113,21 +96,21 @@ def _share(values: Tensor, cells: Tensor, grid: Sequence[int], what: str) -> Ten
     return torch.where(empty, 0.0, (values * inside).sum((1, 2)) / total.clamp_min(1e-30))
 
 
-def grid_pointing_game(maps: Tensor, cells: Tensor, grid: Sequence[int] = (2, 2)) -> Tensor:
+def grid_pointing_game(maps: Tensor, cells: Tensor) -> Tensor:
     """(B,) share of each map's (B, H, W, clipped at 0) mass inside its target cell
-    (``cells`` (B,), row-major); an all-zero map scores 0 with a warning."""
-    return _share(maps.float().clamp_min(0), cells, grid, "grid pointing game")
+    (``cells`` (B,)); an all-zero map scores 0 with a warning."""
+    return _share(maps.float().clamp_min(0), cells, "grid pointing game")
 
 
-def energy_share(maps: Tensor, cells: Tensor, grid: Sequence[int] = (2, 2)) -> Tensor:
+def energy_share(maps: Tensor, cells: Tensor) -> Tensor:
     """(B,) share of the squared map inside the target cell (the "energy")."""
-    return _share(maps.float().clamp_min(0) ** 2, cells, grid, "energy share")
+    return _share(maps.float().clamp_min(0) ** 2, cells, "energy share")
 
 
-def pointing_hit(maps: Tensor, cells: Tensor, grid: Sequence[int] = (2, 2)) -> Tensor:
+def pointing_hit(maps: Tensor, cells: Tensor) -> Tensor:
     """(B,) 1.0 where the map's (first) argmax lies in the target cell, else 0.0."""
     flat = maps.float().flatten(1).argmax(1)
-    inside = cell_masks(maps.shape, cells.to(maps.device), grid).flatten(1)
+    inside = cell_masks(maps.shape, cells.to(maps.device)).flatten(1)
     return inside.gather(1, flat[:, None]).squeeze(1).float()
 
 
@@ -136,7 +119,6 @@ class GridMetric:
     """Runner metric: ``GridPG``, ``hit`` and ``energy`` of each item's map for the cell its
     ``box`` covers (:func:`make_grids`)."""
 
-    grid: tuple[int, int] = (2, 2)
     task: Task = "classification"
     decimals: int = 3
 
@@ -147,28 +129,26 @@ class GridMetric:
         if batch.boxes is None:
             raise ValueError("GridMetric needs the target cell as each item's box (make_grids)")
         maps = attribution.positive.float()
-        cells = _box_cells(batch.boxes.to(maps.device), *maps.shape[-2:], self.grid)
+        cells = _box_cells(batch.boxes.to(maps.device), *maps.shape[-2:])
         fns = (grid_pointing_game, pointing_hit, energy_share)
-        return {c: fn(maps, cells, self.grid) for c, fn in zip(self.columns(), fns)}
+        return {c: fn(maps, cells) for c, fn in zip(self.columns(), fns)}
 
 
 class DiFull(nn.Module):
     """The disconnected control of Rao et al. (2022): each grid cell goes through ``model``
     on its own, so any attribution outside cell k of cell k's logit is the method's error.
-    Input (B, 3, rows·h, cols·w) in [0, 1]; output (B, rows·cols·K), entry ``k·K + c`` class
-    c's logit of cell k; ``target_layer`` sees the cells' activations tiled into the grid.
+    Input (B, 3, 2h, 2w) in [0, 1]; output (B, 4K), entry ``k·K + c`` class c's logit of
+    cell k; ``target_layer`` sees the cells' activations tiled into the grid.
     """
 
     unsupported = frozenset({"FullGrad"})
 
-    def __init__(self, model: nn.Module, grid: Sequence[int] = (2, 2)):
+    def __init__(self, model: nn.Module):
         super().__init__()
         layer = getattr(model, "target_layer", None)
         if not isinstance(layer, nn.Module):
-            raise ValueError(
-                "DiFull needs a model with a `target_layer` module (load_classifier's)"
-            )
-        self.model, self.grid = model, _grid(grid)
+            raise ValueError("DiFull needs a model with a `target_layer` (load_classifier's)")
+        self.model, self.grid = model, (SIDE, SIDE)  # grid: part of the cache fingerprint
         self.tiles = nn.Identity()
         self.name = f"DiFull({getattr(model, 'name', type(model).__name__)})"
         self.input_normalization = getattr(model, "input_normalization", None)
@@ -180,22 +160,18 @@ class DiFull(nn.Module):
         return self.tiles
 
     def _retile(self, out: Tensor) -> Tensor:
-        rows, cols = self.grid
         bn, ch, h, w = out.shape
-        t = out.view(bn // (rows * cols), rows, cols, ch, h, w).permute(0, 3, 1, 4, 2, 5)
-        t = self.tiles(t.reshape(-1, ch, rows * h, cols * w))
-        t = t.view(-1, ch, rows, h, cols, w).permute(0, 2, 4, 1, 3, 5)
+        t = out.view(bn // SIDE**2, SIDE, SIDE, ch, h, w).permute(0, 3, 1, 4, 2, 5)
+        t = self.tiles(t.reshape(-1, ch, SIDE * h, SIDE * w))
+        t = t.view(-1, ch, SIDE, h, SIDE, w).permute(0, 2, 4, 1, 3, 5)
         return t.reshape(bn, ch, h, w)
 
     def forward(self, x: Tensor) -> Tensor:
-        rows, cols = self.grid
         b, ch, height, width = x.shape
-        if height % rows or width % cols:
-            raise ValueError(
-                f"a {rows}x{cols} DiFull grid needs sides divisible by it, got {height}x{width}"
-            )
-        h, w = height // rows, width // cols
-        cells = x.view(b, ch, rows, h, cols, w).permute(0, 2, 4, 1, 3, 5).reshape(-1, ch, h, w)
+        if height % SIDE or width % SIDE:
+            raise ValueError(f"a 2x2 DiFull grid needs even sides, got {height}x{width}")
+        h, w = height // SIDE, width // SIDE
+        cells = x.view(b, ch, SIDE, h, SIDE, w).permute(0, 2, 4, 1, 3, 5).reshape(-1, ch, h, w)
         self._active = True
         try:
             return self.model(cells).view(b, -1)
@@ -203,28 +179,9 @@ class DiFull(nn.Module):
             self._active = False
 
 
-def difull_dataset(dataset: ClassificationDataset, num_classes: int, grid: Sequence[int] = (2, 2)):
-    """``dataset``'s items labelled ``k·num_classes + c``, cell k's logit in :class:`DiFull`."""
-    cells = _box_cells(dataset.boxes, *dataset.images.shape[-2:], grid)
-    labels = cells * num_classes + dataset.labels
-    return ClassificationDataset(dataset.images, labels, dataset.boxes, dataset.names)
-
-
-def with_unblurred(methods: Sequence) -> list:
-    """``methods`` plus, after the first :class:`~fame_utils.methods.Fame`, its copy at
-    σ = 0 named ``"<name>, σ=0"``."""
-    out = list(methods)
-    first = next((i for i, m in enumerate(out) if isinstance(m, Fame)), None)
-    if first is not None:
-        m = out[first]
-        out.insert(first + 1, Fame(dataclasses.replace(m.config, sigma=0.0), f"{m.name}, σ=0"))
-    return out
-
-
 @dataclass
 class GridRun:
-    """One network's grid game: ``grid`` and ``difull`` runner results, the grid items
-    ``data`` (:func:`make_grids`) and the qualifying ``pool`` (image names)."""
+    """One network's game: runner results, grid items (:func:`make_grids`), pool names."""
 
     grid: ExperimentResult
     difull: ExperimentResult
@@ -238,26 +195,20 @@ def run_grid_game(
     out_dir: str,
     *,
     n_grids: int = 4,
-    grid: Sequence[int] = (2, 2),
     cell_size: int | None = None,
     confidence: float = 0.3,
     seed: int = 0,
-    samples=None,
     recipes: Sequence[str] | None = ("paper", "reference"),
     unblurred: bool = True,
     **settings,
 ) -> GridRun:
-    """The grid pointing game and DiFull for a :func:`~fame_utils.load_classifier` model
-    through :func:`~fame_utils.run_experiment`, in ``out_dir/grid`` and ``out_dir/difull``.
-    The pool: the images of ``samples`` (``images`` (N, 3, s, s) at the model's input size,
-    ``labels``, ``names``; default the bundled objects) whose top-1 is their label with
-    softmax ≥ ``confidence``, resized (bilinear, antialiased) to ``cell_size`` when given.
-    ``methods``: names for :func:`~fame_utils.methods.make_methods` (with ``recipes`` and
-    ``settings["fame_settings"]``) or instances; ``unblurred``: add FAME at σ = 0
-    (:func:`with_unblurred`); other ``settings`` go to :func:`run_experiment`.
-    """
-    if samples is None:
-        samples = load_sample_objects(resize=model.resize_size, crop=model.input_size)
+    """The grid game and DiFull of a :func:`~fame_utils.load_classifier` model by the
+    runner (other ``settings``) in ``out_dir/grid`` and ``out_dir/difull``, on the bundled
+    objects whose top-1 is their label with softmax ≥ ``confidence``, resized (bilinear,
+    antialiased) to ``cell_size``. ``methods``, ``recipes``, ``settings["fame_settings"]``:
+    for :func:`~fame_utils.methods.make_methods`; ``unblurred``: the first FAME also at
+    σ = 0, right after it. On DiFull, item k·K + c is cell k's class c."""
+    samples = load_sample_objects(resize=model.resize_size, crop=model.input_size)
     with torch.no_grad():
         logits = model(samples.images.to(next(model.parameters()).device))
     conf, top = logits.softmax(1).cpu().max(1)
@@ -267,18 +218,20 @@ def run_grid_game(
         size = (cell_size, cell_size)
         images = F.interpolate(images, size=size, mode="bilinear", antialias=True).clamp(0, 1)
     names = [n for n, k in zip(samples.names, keep.tolist()) if k]
-    data = make_grids(images, labels, names, n_grids, grid, seed)
+    data = make_grids(images, labels, names, n_grids, seed)
     fame = settings.pop("fame_settings", None)
-    if all(isinstance(m, str) for m in methods):
-        methods = make_methods(methods, "classification", recipes=recipes, fame_settings=fame)
-    methods = with_unblurred(methods) if unblurred else list(methods)
-    metric = [GridMetric(tuple(grid))]
+    methods = make_methods(methods, "classification", recipes=recipes, fame_settings=fame)
+    fames = [i for i, m in enumerate(methods) if isinstance(m, Fame)]
+    if unblurred and fames:
+        m = methods[fames[0]]
+        methods.insert(fames[0] + 1, Fame(m.config.replace(sigma=0.0), f"{m.name}, σ=0"))
+    metric = [GridMetric()]
     settings.setdefault("seed", seed)
     on_grid = run_experiment(model, data, methods, metric, f"{out_dir}/grid", **settings)
-    difull, classes = DiFull(model, grid), len(model.categories)
+    labels = _box_cells(data.boxes, *data.images.shape[-2:]) * len(model.categories)
+    cells = ClassificationDataset(data.images, labels + data.labels, data.boxes, data.names)
     kept = [m for m in methods if m.name not in DiFull.unsupported]
-    cells = difull_dataset(data, classes, grid)
-    on_difull = run_experiment(difull, cells, kept, metric, f"{out_dir}/difull", **settings)
+    on_difull = run_experiment(DiFull(model), cells, kept, metric, f"{out_dir}/difull", **settings)
     return GridRun(on_grid, on_difull, data, names)
 
 
@@ -305,14 +258,10 @@ def image_bootstrap(
 
 
 def grid_table(
-    results: Mapping[str, GridRun],
-    *,
-    n_resamples: int = DEFAULT_RESAMPLES,
-    seed: int = 0,
-    decimals: int = 2,
+    results: Mapping[str, GridRun], *, n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0
 ) -> pd.DataFrame:
     """Method × network table of ``GridPG``, ``hit`` and ``DiFull`` share, each
-    ``"mean [low, high]"`` (:func:`image_bootstrap`); a method missing from a run shows "—"."""
+    ``"mean [low, high]"`` to 2 decimals (:func:`image_bootstrap`); "—": not run."""
     columns, bootstrap = {}, {"n_resamples": n_resamples, "seed": seed}
     for network, runs in results.items():
         for run, metric, label in (
@@ -323,7 +272,7 @@ def grid_table(
             table = getattr(runs, run).per_item(metric)
             sources = [str(item).split(":", 1)[-1] for item in table.index]
             column = {m: image_bootstrap(table[m].to_numpy(), sources, **bootstrap) for m in table}
-            columns[f"{network} {label}"] = pd.Series(column).map(lambda iv: iv.format(decimals))
+            columns[f"{network} {label}"] = pd.Series(column).map(lambda iv: iv.format(2))
     return pd.concat(columns, axis=1, sort=False).fillna("—")
 
 
@@ -335,14 +284,12 @@ def draw_grid_example(
     cell: int = 0,
     method: str | None = None,
     sigma: float = 0.0,
-    shape: tuple[int, int] = (2, 2),
 ) -> plt.Figure:
-    """Fig. 7: one grid of ``runs[network]`` (a :class:`GridRun`, model
-    ``run`` = ``"grid"`` or ``"difull"``) with the target ``cell`` outlined, then the map
-    of ``method`` (``None``: all) with the cell, its GridPG share and its largest value
-    outside the cell; ``sigma`` > 0 blurs each map further (then max-normalised)."""
+    """Fig. 7: one grid of ``runs[network]`` on model ``run`` (``"grid"`` or ``"difull"``),
+    the target ``cell`` outlined, then ``method``'s map (``None``: all) with its GridPG share
+    and largest value outside the cell; ``sigma`` > 0 blurs the maps further."""
     result = getattr(runs[network], run)
-    index = grid * shape[0] * shape[1] + cell
+    index = grid * SIDE * SIDE + cell
     if method is not None and method not in result.methods:
         raise ValueError(
             f"{method!r} was not run on the {run} model; its methods: {result.methods}"
@@ -350,7 +297,6 @@ def draw_grid_example(
     names = [n for n in result.methods if method in (None, n)]
     item = runs[network].data[index]
     fig, axes = plt.subplots(1, len(names) + 1, figsize=(2.3 * (len(names) + 1), 2.8))
-    axes = np.atleast_1d(axes)
     x0, y0, x1, y1 = (float(v) for v in item.box)
     for ax in axes:
         ax.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec="lime", lw=1.5))
@@ -363,8 +309,8 @@ def draw_grid_example(
         m = result.maps(name).positive[index : index + 1].float()
         if sigma > 0:
             m = normalize_maps(gaussian_blur(m, kernel_size_for(sigma), sigma))[0]
-        share = float(grid_pointing_game(m, cells, shape)[0])
-        outside = float((m * ~cell_masks(m.shape, cells, shape)).amax())
+        share = float(grid_pointing_game(m, cells)[0])
+        outside = float((m * ~cell_masks(m.shape, cells)).amax())
         ax.imshow(m[0].numpy(), cmap="jet", vmin=0, vmax=1)
         ax.set_title(f"{name}\nshare {share:.2f}, out max {outside:.2f}", fontsize=7)
     fig.tight_layout()

@@ -7,7 +7,7 @@ import io
 import threading
 import time
 import traceback
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +15,6 @@ import ipywidgets as W
 import numpy as np
 import torch
 from matplotlib import cm, colormaps
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 from PIL import Image
@@ -32,10 +31,8 @@ SLIDER = {"continuous_update": False}
 
 
 def image_controls(names: Sequence[str], iterations: int) -> dict[str, W.ValueWidget]:
-    """The run controls every explorer starts with: an image dropdown (value: the index
-    into ``names``) and an iterations slider (1-1000) at ``iterations``."""
-    n = len(names)
-    options = [(f"{i + 1}/{n}: {name}", i) for i, name in enumerate(names)]
+    """Every explorer's first run controls: image (index into ``names``), iterations."""
+    options = [(f"{i + 1}/{len(names)}: {name}", i) for i, name in enumerate(names)]
     return {
         "image": W.Dropdown(options=options, description="image"),
         "iterations": W.IntSlider(
@@ -63,17 +60,11 @@ class _Map:
     result: FameResult | None = None
 
 
-def _key(settings: Mapping[str, Any]) -> Hashable:
-    return tuple(sorted(settings.items()))
-
-
 def _draw_rect(rgb: np.ndarray, box, color: str, dashed: bool) -> None:
     """Outline the half-open pixel box (x0, y0, x1, y1) on (H, W, 3) ``rgb`` in place."""
     h, w = rgb.shape[:2]
     x0, y0 = max(int(box[0]), 0), max(int(box[1]), 0)
     x1, y1 = min(int(box[2]), w) - 1, min(int(box[3]), h) - 1
-    if x1 < x0 or y1 < y0:
-        return
     c = np.asarray(to_rgb(color))
     xs, ys = np.arange(x0, x1 + 1), np.arange(y0, y1 + 1)
     if dashed:
@@ -95,15 +86,9 @@ def _png(picture: Figure | np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def _figure(figsize: tuple[float, float]) -> Figure:
-    fig = Figure(figsize=figsize, dpi=80)
-    FigureCanvasAgg(fig)
-    return fig
-
-
 def _colourbar() -> bytes:
     """The map's colour scale (jet, 0 to 1) as a small PNG."""
-    fig = _figure((0.9, 2.9))
+    fig = Figure(figsize=(0.9, 2.9), dpi=80)
     ax = fig.add_axes((0.1, 0.08, 0.25, 0.8))
     fig.colorbar(cm.ScalarMappable(cmap="jet"), cax=ax).set_label("attribution", fontsize=11)
     ax.tick_params(labelsize=10)
@@ -118,19 +103,18 @@ class LiveMap:
         run: ``run(settings, hook) -> FameResult`` of one sample, passing ``hook`` on to
             :func:`~fame_utils.core.run_fame` as keywords.
         image_of: ``settings -> (3, H, W)`` image in [0, 1] the map is drawn over.
-        controls: ``{setting name: widget}``, the run controls; an ``"iterations"``
-            control gets a button that runs :data:`PAPER_ITERATIONS`.
-        label: ``settings -> str`` for titles, status and pins.
-        sigma, kernel_size: the live blur's initial σ and kernel (other σ:
-            :func:`~fame_utils.postprocess.kernel_size_for`); ``sigma_max``: the slider's.
+        controls: ``{setting name: widget}``, the run controls (``"iterations"`` gets a
+            button for :data:`PAPER_ITERATIONS`); ``label``: ``settings -> str``.
+        sigma, kernel_size, sigma_max: the live blur's initial σ and kernel, the slider's end.
         seeds: ``(settings, FameResult of one sample)`` already computed.
         annotate: ``settings -> [(x0, y0, x1, y1, colour, dashed)]`` boxes on the map.
         describe: ``(settings, Δx (1, H, W), blurred (1, H, W)) -> str`` under the map.
-        callback_every: iterations between progress calls (1: Stop acts at once).
-        min_frame_s: least time between frames (and 10× the last frame's drawing time).
         on_show: ``(settings, FameResult or None, σ)`` whenever the applied settings show
             or σ moves; ``run_first=False``: uncached first settings wait for **Run**.
-    """
+    Settable: ``callback_every`` (iterations between progress calls), ``min_frame_s``
+    (least time between frames, and 10× the last frame's drawing time)."""
+
+    callback_every, min_frame_s = 1, 0.2
 
     def __init__(
         self,
@@ -144,30 +128,27 @@ class LiveMap:
         seeds: Iterable[tuple[Settings, FameResult]] = (),
         annotate: Callable[[Settings], Iterable[tuple]] | None = None,
         describe: Callable[[Settings, Tensor, Tensor], str] | None = None,
-        callback_every: int = 1,
-        min_frame_s: float = 0.2,
         sigma_max: float = 30.0,
         on_show: Callable[[Settings, FameResult | None, float], None] | None = None,
         run_first: bool = True,
     ):
         self._run, self._image_of, self.controls = run, image_of, dict(controls)
         self._label = label
-        self._annotate, self._describe_fn, self._on_show = annotate, describe, on_show
+        self._annotate, self._describe_fn = annotate, describe
+        self._on_show = on_show or (lambda *_: None)
         self._sigma0, self._kernel0 = sigma, kernel_size
-        self.callback_every, self.min_frame_s = callback_every, min_frame_s
-        self._cache: dict[Hashable, _Map] = {}
+        self._cache: dict[frozenset, _Map] = {}  # by the settings' items
         for settings, result in seeds:
             self._store(settings, result)
         self._lock = threading.RLock()
         self._notifying = threading.RLock()  # one on_show at a time, with the latest σ
-        self._stop: threading.Event | None = None
-        self._generation = 0  # the run whose frames are drawn; older runs were cancelled
+        self._stop = threading.Event()  # the current run's; older runs were cancelled
         self.busy = False
         self.frames = 0  # live frames drawn by the current (or last) run
         self._build_widgets(sigma_max)
         self._applied = self._values()
         self._running: Settings | None = None
-        shown = self._cache.get(_key(self._applied))
+        shown = self._cache.get(frozenset(self._applied.items()))
         if shown is None and run_first:  # headless-safe: computed here, synchronously
             shown = self._store(self._applied, self._run(self._applied, {}))
         elif shown is None:  # an empty map until Run
@@ -197,13 +178,7 @@ class LiveMap:
             self.paper_button.on_click(lambda _: self._run_paper())
             buttons.insert(1, self.paper_button)
         self.sigma = W.FloatSlider(
-            value=self._sigma0,
-            min=0.0,
-            max=sigma_max,
-            step=0.1,
-            description="σ (live)",
-            style={"description_width": "initial"},
-            **SLIDER,
+            value=self._sigma0, min=0.0, max=sigma_max, step=0.1, description="σ (live)", **SLIDER
         )
         self.pin_button = W.Button(description="Pin", icon="thumb-tack", tooltip="keep this map")
         self.clear_button = W.Button(description="Clear pins", disabled=True)
@@ -224,7 +199,7 @@ class LiveMap:
                 *rows_of(list(self.controls.values())),
                 W.HBox(buttons),
                 W.HTML(live),
-                W.HBox([self.sigma, self.pin_button, self.clear_button]),
+                *rows_of([self.sigma, self.pin_button, self.clear_button]),
                 self.status,
                 W.HBox([*pictures, colourbar, self.curve]),
                 self.text,
@@ -233,16 +208,12 @@ class LiveMap:
             ]
         )
         self.widget.explorer = self  # for tests and for code that drives the explorer
-        for w, name in (
-            (self.widget, "fame-live"),
-            (self.map, "fame-live-map"),
-            (self.status, "fame-live-status"),
-            (self.pins, "fame-live-pins"),
-            (self.sigma, "fame-live-sigma"),
-            (self.map_title, "fame-live-title"),
+        for w, name in zip(
+            (self.widget, self.map, self.status, self.pins, self.sigma, self.map_title),
+            ("", "-map", "-status", "-pins", "-sigma", "-title"),
         ):
-            w.add_class(name)  # stable hooks for the browser test
-        fig = self._fig = _figure((3.8, 2.9))
+            w.add_class(f"fame-live{name}")  # stable hooks for the browser test
+        fig = self._fig = Figure(figsize=(3.8, 2.9), dpi=80)
         ax = self._ax = fig.subplots()
         fig.subplots_adjust(left=0.2, right=0.96, bottom=0.17, top=0.88)
         (self._curve_line,) = ax.plot([], [], "o-", ms=3, color="tab:blue")
@@ -256,11 +227,11 @@ class LiveMap:
     def _values(self) -> Settings:
         return {name: w.value for name, w in self.controls.items()}
 
-    def _store(self, settings: Settings, result: FameResult) -> _Map:
+    def _store(self, settings: Settings, result: FameResult, curve: Sequence = ()) -> _Map:
         steps, delta = int(result.steps.max()), result.delta[0].detach().float().cpu()
         initial, final = float(result.initial_loss.mean()), float(result.final_loss.mean())
-        entry = _Map(delta, [(0, initial), (steps, final)], steps, result=result)
-        self._cache[_key(settings)] = entry
+        entry = _Map(delta, [(0, initial), *curve, (steps, final)], steps, result=result)
+        self._cache[frozenset(settings.items())] = entry
         return entry
 
     def _render(self, live: tuple[int, int] | None = None) -> None:
@@ -320,11 +291,9 @@ class LiveMap:
 
     def _notify(self) -> None:
         """``on_show`` of the applied settings and σ, outside the redraw lock."""
-        if self._on_show is None:
-            return
         with self._notifying:
             settings, sigma = dict(self._applied), float(self.sigma.value)
-            entry = self._cache.get(_key(settings))
+            entry = self._cache.get(frozenset(settings.items()))
             result = None if entry is None else entry.result
             self._safe(lambda: self._on_show(settings, result, sigma))
 
@@ -334,12 +303,11 @@ class LiveMap:
         return self._shown.steps, int(self._running.get("iterations", 0))
 
     def _on_run_control(self, _change) -> None:
+        settings = self._values()
+        cached = self._cache.get(frozenset(settings.items()))
         if self.busy:
             self._status(self._live_now())
-            return
-        settings = self._values()
-        cached = self._cache.get(_key(settings))
-        if cached is None:
+        elif cached is None:
             self._safe(self._render)  # the status says: pending
         else:  # computed before: show it at once
             self._show(settings, cached)
@@ -367,35 +335,32 @@ class LiveMap:
         """Run FAME for ``settings`` (default: the controls) in a background thread,
         cancelling the run in flight; cached settings show at once (returns ``None``)."""
         settings = dict(self._values() if settings is None else settings)
-        cached = self._cache.get(_key(settings))
+        cached = self._cache.get(frozenset(settings.items()))
         self.stop()
-        self._generation += 1  # a run in flight no longer draws or finishes here
+        stop = self._stop = threading.Event()  # a run in flight no longer draws or finishes
         if cached is not None:
             self._set_busy(False)
             self._show(settings, cached)
             return None
-        stop = self._stop = threading.Event()
         self._running, self.frames = settings, 0
         self.errors.outputs = ()
         self._set_busy(True)
         self._status((0, int(settings.get("iterations", 0))))
-        args = (settings, stop, self._generation)
-        thread = threading.Thread(target=self._work, args=args, daemon=True)
+        thread = threading.Thread(target=self._work, args=(settings, stop), daemon=True)
         thread.start()
         return thread
 
     def stop(self) -> None:
         """Ask the run in flight to end at its next frame (its map is kept)."""
-        if self._stop is not None:
-            self._stop.set()
+        self._stop.set()
 
-    def _work(self, settings: Settings, stop: threading.Event, generation: int):
+    def _work(self, settings: Settings, stop: threading.Event):
         total = int(settings.get("iterations", 0))
         curve: list[tuple[int, float]] = []
         drawn = {"at": -float("inf"), "cost": 0.0}
 
         def callback(delta: Tensor, iteration: int, loss: Tensor) -> bool:
-            if stop.is_set() or generation != self._generation:
+            if stop.is_set():  # Stop, or a newer run
                 return True
             now = time.perf_counter()
             wait = max(self.min_frame_s, 10 * drawn["cost"]) if self.min_frame_s > 0 else 0
@@ -415,20 +380,18 @@ class LiveMap:
                 settings, {"callback": callback, "callback_every": self.callback_every}
             )
         except Exception:
-            if generation == self._generation:
+            if stop is self._stop:
                 self._show_error()
                 self._set_busy(False)
             return
         steps = int(result.steps.max())  # < total also when every sample stopped early at ε
         done = dict(settings, iterations=steps) if stop.is_set() and steps < total else settings
-        entry = self._store(done, result)
-        entry.curve = [entry.curve[0], *curve, entry.curve[-1]]
-        if generation != self._generation:  # cancelled by a newer run: keep it cached only
+        entry = self._store(done, result, curve)
+        if stop is not self._stop:  # cancelled by a newer run: keep it cached only
             return
         with self._lock:
             self._applied, self._shown = done, entry
-            if done is not settings and "iterations" in self.controls:
-                self._shown.final = False  # stopped early: marked in the status
+            entry.final = done is settings  # stopped early: marked in the status
             self._set_busy(False)  # buttons before the final status reaches the page
             self._safe(self._render)
         self._notify()

@@ -1,6 +1,5 @@
-"""ipywidgets controls for the notebooks, rendered once at creation so that headless
-(papermill) runs show them too: :func:`panel` (a render function of the control values) and
-the explorers built on :class:`~fame_utils.live.LiveMap`."""
+"""Notebook controls, drawn at creation so that headless (papermill) runs show them too:
+:func:`panel` and the explorers built on :class:`~fame_utils.live.LiveMap`."""
 
 from __future__ import annotations
 
@@ -11,19 +10,20 @@ from typing import Any
 
 import ipywidgets as W
 import matplotlib.pyplot as plt
+from IPython.display import Image, Markdown
 from torch import Tensor, nn
 
 from .core import FameConfig, FameResult, run_fame
 from .live import SLIDER, LiveMap, image_controls, rows_of
-from .objectives import Objective
+from .methods import Fame, explain_all, make_methods, table_methods
+from .metrics.face import embed
+from .objectives import Attribution, CosineSimilarity, Objective
+from .postprocess import kernel_size_for
 
 
 def show_in(out: W.Output, *items: Any) -> None:
-    """Replace the contents of ``out`` with ``items``: a matplotlib figure (as a PNG, then
-    closed), a ``str`` or any IPython-displayable object; ``None`` is skipped. Sets the
-    widget's state instead of ``with out:``, with which headless runs hung."""
-    from IPython.display import Image
-
+    """Replace ``out``'s contents with ``items`` (a figure, as PNG, then closed; a ``str``;
+    anything displayable; ``None`` skipped), not ``with out:``, which hung headless runs."""
     out.outputs = ()
     for item in items:
         if isinstance(item, plt.Figure):
@@ -38,44 +38,34 @@ def show_in(out: W.Output, *items: Any) -> None:
 
 
 def panel(
-    render: Callable[..., Any], controls: Mapping[str, W.ValueWidget], *, button: str | None = None
+    render: Callable[..., Any], controls: Mapping[str, W.ValueWidget], *, button: str
 ) -> W.VBox:
-    """Controls, three per row, over an ``Output`` (the last child) showing
-    ``render(**values)`` (:func:`show_in`'s items or a tuple of them), drawn at creation and
-    on every change, or with ``button`` (its label) when it is pressed; a later error shows
-    as a traceback in the output.
-    """
-    applied = {name: w.value for name, w in controls.items()}
+    """Controls, three per row, and a ``button`` (its label) over an ``Output`` (the last
+    child) showing ``render(**values)`` (:func:`show_in`'s items or a tuple of them), drawn
+    at creation and when the button is pressed; a later error shows as a traceback there."""
     out = W.Output()
 
     def draw() -> None:
-        shown = render(**applied)
+        shown = render(**{name: w.value for name, w in controls.items()})
         show_in(out, *(shown if isinstance(shown, (tuple, list)) else (shown,)))
 
-    def redraw(update: dict) -> None:
-        applied.update(update)
+    def redraw(_) -> None:
         try:
             draw()
         except Exception:  # a callback's error would otherwise vanish into the kernel log
             show_in(out, traceback.format_exc())
 
-    widgets: list[W.Widget] = list(controls.values())
-    if button is None:
-        for name, w in controls.items():
-            w.observe(lambda change, name=name: redraw({name: change["new"]}), "value")
-    else:
-        run = W.Button(description=button, tooltip="apply the settings and recompute")
-        run.on_click(lambda _: redraw({name: w.value for name, w in controls.items()}))
-        widgets.append(run)
+    run = W.Button(description=button, tooltip="apply the settings and recompute")
+    run.on_click(redraw)
     draw()
-    return W.VBox([*rows_of(widgets), out])
+    return W.VBox([*rows_of([*controls.values(), run]), out])
 
 
 def blur_explorer(
     model: nn.Module,
     images: Tensor,
     names: Sequence[str],
-    objective: Objective | Callable[[int], Objective],
+    objective: Objective,
     *,
     config: FameConfig | None = None,
     precomputed: FameResult | None = None,
@@ -83,28 +73,20 @@ def blur_explorer(
     step_size: float = 1 / 255,
     sigma: float = 7.7,
 ) -> W.VBox:
-    """A live FAME explorer (:class:`~fame_utils.live.LiveMap`, the ``explorer`` attribute
-    of the returned ``VBox``) of one of N images (N, 3, H, W) in [0, 1] at a time (paper
-    Fig. 1): image, iterations and step size apply on **Run**; σ is live.
-
-    ``objective``: of all N images (image i gets its ``subset(slice(i, i + 1))``), or index
-    -> objective; ``config``: FAME's other settings (default ``FameConfig()``);
-    ``precomputed``: a run over all N images with ``config`` (e.g. the figure's), shown
-    without recomputation; ``iterations``, ``step_size``, ``sigma``: the first view's.
-    """
-    config = config or FameConfig()
-    seeds = []
+    """A live FAME explorer (:class:`~fame_utils.live.LiveMap`, ``explorer``) of one of N
+    images (N, 3, H, W) in [0, 1] at a time (Fig. 1) for ``objective`` (of all N): image,
+    iterations and step size apply on **Run**; σ is live. ``precomputed``: a run over all N
+    images with ``config`` (e.g. the figure's); the other arguments: the first view's."""
+    config, seeds = config or FameConfig(), []
     if precomputed is not None:
         done = {"iterations": precomputed.config.iterations}
         done["step_size"] = precomputed.config.step_size
         seeds = [({"image": i, **done}, precomputed[i]) for i in range(len(images))]
 
     def run(settings: dict, hook: dict) -> FameResult:
-        i = settings["image"]
-        one = objective.subset(slice(i, i + 1)) if isinstance(objective, Objective) else None
+        one = slice(settings["image"], settings["image"] + 1)
         steps = {"iterations": settings["iterations"], "step_size": settings["step_size"]}
-        one = objective(i) if one is None else one
-        return run_fame(model, images[i : i + 1], one, config, **steps, **hook)
+        return run_fame(model, images[one], objective.subset(one), config, **steps, **hook)
 
     def label(settings: dict) -> str:
         i, eta = settings["image"], settings["step_size"]
@@ -137,21 +119,13 @@ def face_explorer(
     seed: int = 0,
     precomputed: Mapping[str, Any] | None = None,
 ) -> W.VBox:
-    """Fig. 3 for one genuine pair at a time: a live FAME e₊ map
-    (:class:`~fame_utils.live.LiveMap`, the ``explorer`` attribute) over every method's maps
-    (the last child, an ``Output``); ``runs`` counts the computations ``{"FAME": n,
-    "others": m}``. Variation, pair, FAME iterations and CorrRISE masks apply on **Run**: the
-    other methods run when (pair, masks) is new, then FAME live (cached by (pair,
-    iterations)); σ is live for FAME's e₊ and e₋. ``protocols``: ``{subset: FacePairs}``;
-    ``threshold``: θ; ``start``: ``(subset, variation, k)``, the k-th genuine pair;
-    ``precomputed``: ``{method name: Attribution}`` whose first row is the ``start`` pair
-    (e.g. the figure's): the first view costs nothing.
-    """
-    from .methods import Fame, explain_all, make_methods, table_methods
-    from .metrics.face import embed
-    from .objectives import Attribution, CosineSimilarity
+    """Fig. 3 for one genuine pair of ``protocols`` (``{subset: FacePairs}``) at a time: a
+    live FAME e₊ map (:class:`~fame_utils.live.LiveMap`, ``explorer``) over every method's
+    maps (the last child); ``runs`` counts ``{"FAME": n, "others": m}``. **Run** reruns
+    what (pair, masks) or (pair, iterations) changed; σ re-blurs FAME's e₊ and e₋.
+    ``start``: ``(subset, variation, k)``, the k-th genuine pair; ``precomputed``: ``{method
+    name: Attribution}`` whose first row is the ``start`` pair (e.g. the figure's)."""
     from .plotting import draw_face_rows
-    from .postprocess import kernel_size_for
 
     def genuine(variation: tuple[str, str]):
         return protocols[variation[0]].select(variation=variation[1], genuine=True)
@@ -227,14 +201,9 @@ def face_explorer(
     options = [
         (f"{s}: {v}", (s, v)) for s, p in protocols.items() for v in dict.fromkeys(p.variation)
     ]
-    n_pairs = len(genuine(start[:2]))
     controls = {
         "variation": W.Dropdown(options=options, value=start[:2], description="variation"),
-        "pair": W.BoundedIntText(
-            value=start[2],
-            max=n_pairs - 1,
-            description=f"genuine pair (0-{n_pairs - 1} of {n_pairs})",
-        ),
+        "pair": W.BoundedIntText(value=start[2], max=len(genuine(start[:2])) - 1),
         "iterations": W.IntSlider(
             value=fame_config.iterations, min=1, max=1000, description="iterations", **SLIDER
         ),
@@ -243,16 +212,13 @@ def face_explorer(
         ),
     }
 
-    def bound_pair(change) -> None:  # the pairs that exist, with their count
-        pair, n = controls["pair"], len(genuine(change["new"]))
-        pair.max, pair.value = n - 1, min(pair.value, n - 1)
-        pair.description = f"genuine pair (0-{n - 1} of {n})"
-
     def label(settings: dict) -> str:
         v, k, its, masks = keys(settings)
         return f"{v[1]} pair {k}, {its} it, {masks} masks"
 
-    controls["variation"].observe(bound_pair, "value")
+    pair = (controls["pair"], "max")  # the pairs that exist (value clamped), with their count
+    W.dlink((controls["variation"], "value"), pair, lambda v: len(genuine(v)) - 1)
+    W.dlink(pair, (controls["pair"], "description"), lambda m: f"genuine pair (0-{m} of {m + 1})")
     box = W.VBox()
     box.runs = runs
     box.explorer = LiveMap(
@@ -284,14 +250,9 @@ def metric_explorer(
     paper: Any = None,
     **run_settings: Any,
 ) -> W.VBox:
-    """Re-evaluate IoU/ROAD for the chosen methods, IoU thresholds, ROAD percents and
-    noisy linear imputation on **Run**: the maps come from the run's cache
-    (``run_settings`` of :func:`~fame_utils.run_experiment`, e.g. ``cache_dir``), results go
-    to ``out_dir`` (replaced each Run). Shows the summary with intervals and the bar plot,
-    beside ``paper``'s rows of the chosen methods when given.
-    """
-    from IPython.display import Markdown
-
+    """On **Run**, IoU/ROAD of the chosen methods at the chosen thresholds, percents and
+    imputation into ``out_dir`` (replaced), maps from the cache of ``run_settings``
+    (:func:`~fame_utils.run_experiment`'s): the summary and bars beside ``paper``'s rows."""
     from .experiment.result import summary_markdown
     from .experiment.run import run_experiment
     from .metrics.adapters import IoUMetric, RoadMetric

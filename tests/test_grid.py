@@ -15,16 +15,14 @@ from fame_utils.grid import (
     DiFull,
     GridMetric,
     cell_masks,
-    difull_dataset,
     energy_share,
     grid_pointing_game,
     grid_table,
     image_bootstrap,
     make_grids,
     pointing_hit,
-    with_unblurred,
+    run_grid_game,
 )
-from fame_utils.methods import make_methods
 from fame_utils.metrics.adapters import Column
 from fame_utils.models.classifiers import load_classifier
 
@@ -65,9 +63,11 @@ def test_energy_share_and_pointing_hit_by_hand():
 
 
 def test_cell_masks_on_a_non_divisible_map():
-    # 1x3 grid over a 2x5 map: column edges at floor(c*5/3) -> columns 0,1 | 2,3 | 4
-    masks = cell_masks((2, 5), torch.tensor([0, 1, 2]), (1, 3))
-    assert masks[:, 0].int().tolist() == [[1, 1, 0, 0, 0], [0, 0, 1, 1, 0], [0, 0, 0, 0, 1]]
+    # a 3x5 map: pixel y is in row y*2//3 -> rows 0,1 | 2; columns 0,1,2 | 3,4
+    masks = cell_masks((3, 5), torch.tensor([0, 1, 3]))
+    assert masks[0].int().tolist() == [[1, 1, 1, 0, 0]] * 2 + [[0] * 5]
+    assert masks[1].int().tolist() == [[0, 0, 0, 1, 1]] * 2 + [[0] * 5]
+    assert masks[2].int().tolist() == [[0] * 5] * 2 + [[0, 0, 0, 1, 1]]
     with pytest.raises(ValueError, match="cells must lie"):
         cell_masks((4, 4), torch.tensor([4]))
 
@@ -114,8 +114,6 @@ def test_grid_items_carry_the_target_cell_and_the_metric_reads_it():
     out = GridMetric()(None, batch, Attribution(maps))
     assert out[Column("GridPG")].tolist() == [1.0, 1.0, 0.0, 1.0]
     assert out[Column("hit")].tolist() == [1.0, 1.0, 0.0, 1.0]
-    difull = difull_dataset(data, 1000)
-    assert (difull.labels - data.labels).tolist() == [1000 * k for k in range(4)] * 2
 
 
 def test_image_bootstrap_resamples_images_not_items():
@@ -166,18 +164,22 @@ def test_fame_on_difull_is_exactly_zero_outside_the_target_cell(lite0):
     assert grid_pointing_game(maps, cells).tolist() == [1.0] * 4
 
 
-def test_with_unblurred_adds_fame_at_sigma_0(lite0):
-    methods = with_unblurred(
-        make_methods(["FAME"], "classification", config=FameConfig(iterations=2, progress=False))
+def test_grid_game_adds_unblurred_fame_and_labels_difull_by_cell(lite0, tmp_path):
+    """run_grid_game: FAME's copy at σ = 0 is FAME with sigma=0 (a run of its own), FullGrad
+    is left out on DiFull, and DiFull's labels name each target's own cell: there FAME's
+    unblurred Δx lies wholly in the target cell."""
+    fast = {"iterations": 2, "progress": False}
+    options = {"n_grids": 1, "cell_size": 32, "batch_size": 4, "progress": False}
+    run = run_grid_game(
+        lite0, ["FAME", "FullGrad"], str(tmp_path), recipes=None, fame_settings=fast, **options
     )
-    assert [m.name for m in methods] == ["FAME", "FAME, σ=0"] and methods[1].config.sigma == 0
-    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(3))
-    blurred, raw = (m(lite0, x, Target([5])).positive for m in methods)
-    alone = Fame(FameConfig(iterations=2, sigma=0.0, progress=False))(
-        lite0, x, Target([5])
-    ).positive
-    torch.testing.assert_close(raw, alone)
+    assert run.grid.methods == ["FAME", "FAME, σ=0", "FullGrad"]
+    assert run.difull.methods == ["FAME", "FAME, σ=0"]
+    raw, blurred = (run.grid.maps(m).positive for m in ("FAME, σ=0", "FAME"))
+    alone = Fame(FameConfig(sigma=0.0, **fast))(lite0, run.data.images, Target(run.data.labels))
+    torch.testing.assert_close(raw, alone.positive)
     assert not torch.equal(blurred, raw)
+    assert run.difull.per_item("GridPG")["FAME, σ=0"].tolist() == [1.0] * 4
 
 
 def test_grid_table_formats_each_network_and_marks_missing_methods():

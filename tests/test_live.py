@@ -189,9 +189,8 @@ def gated(tiny_cnn):
         controls,
         label=str,
         sigma=1.0,
-        callback_every=5,
-        min_frame_s=0,
     )
+    live.callback_every, live.min_frame_s = 5, 0
     changes = []
     live.map.observe(lambda c: changes.append(live.busy), "value")
     return live, gate, runs, changes
