@@ -1,10 +1,6 @@
-"""Cells of a layer: the boxes CAM assumes they see, their theoretical (a
-``TorchFunctionMode`` over one forward pass) and empirical (a gradient's support) receptive
-fields, and FAME over many cells at once (paper Sec. 3, Fig. 2).
-
-Upsampling an h × w map to H × W assumes cell (i, j) sees rows [i·H/h, (i+1)·H/h) and
-columns [j·W/w, (j+1)·W/w), its **CAM box**: ``(x0, y0, x1, y1)``, half-open.
-"""
+"""Cells of a layer, their theoretical and empirical receptive fields and FAME over many
+cells at once (paper Sec. 3, Fig. 2). Upsampling an h × w map to H × W assumes cell (i, j)
+sees rows [i·H/h, (i+1)·H/h) and columns [j·W/w, (j+1)·W/w), its **CAM box**."""
 
 from __future__ import annotations
 
@@ -97,9 +93,8 @@ def cell_config(
 
 @dataclass
 class CellAttributions:
-    """FAME over K cells of one layer for B images (paper Fig. 2, L_a): the ``result`` of
-    the B·K samples (image-major), ``cells`` (K, 2) long (row, col), the layer's ``grid``
-    (h, w) and the input's ``image_size`` (H, W)."""
+    """FAME over K ``cells`` (K, 2) of a layer's (h, w) ``grid`` for B images of
+    ``image_size`` (H, W) (paper Fig. 2, L_a): the ``result`` of B·K samples, image-major."""
 
     result: FameResult
     cells: Tensor
@@ -214,9 +209,8 @@ _PARAMS = {
     "lp_pool2d": ("norm_type", "kernel_size", "stride"),
     "pad": ("pad",),
     **dict.fromkeys(_ADAPTIVE, ("output_size",)),
-    "permute": ("dims",),
-    **dict.fromkeys(("transpose", "swapaxes"), ("dim0", "dim1")),
 }
+_MOVES = ("permute", "transpose", "swapaxes", "movedim")  # ops that only reorder the axes
 
 
 def _windows(p: dict) -> zip:
@@ -224,9 +218,7 @@ def _windows(p: dict) -> zip:
     if "pad" in p:  # F.pad's pairs run from the last axis: x before, x after, y before
         pad = [int(v) for v in p["pad"]] + [0] * 4
         return zip((1, 1), (1, 1), (pad[2], pad[0]), (1, 1))
-    if "weight" in p:
-        if p["weight"] is None or p["weight"].ndim != 4:
-            raise NotImplementedError("convolution that is not 2-D")
+    if "weight" in p:  # conv2d
         k, s = tuple(p["weight"].shape[-2:]), p.get("stride", 1)
     else:
         k = _pair(p["kernel_size"])
@@ -257,31 +249,27 @@ class _Tracer(TorchFunctionMode):
         outs = [o for o in tree_flatten(out)[0] if isinstance(o, Tensor)]
         if traced and outs:
             try:
-                infos = self._rule(getattr(func, "__name__", "?"), args, kwargs, traced, outs)
+                infos = self._rule(func, args, kwargs, traced, outs)
             except NotImplementedError as e:
                 infos = [str(e)] * len(outs)
             for o, i in zip(outs, infos):
                 self.register(o, i)
         return out
 
-    def _rule(self, name, args, kwargs, traced, outs) -> list[_Info]:
+    def _rule(self, func, args, kwargs, traced, outs) -> list[_Info]:
+        name = getattr(func, "__name__", "?")
         infos = [self.info[id(a)] for a in traced]
         unknown = [i for i in infos if isinstance(i, str)]
         if unknown:
             raise NotImplementedError(unknown[0])
         first, info, ndim = traced[0], infos[0], traced[0].ndim
-        if name not in _PARAMS or not args or args[0] is not first:  # rules read the 1st arg
-            return [_elementwise(name, traced, infos, o) for o in outs]
+        if not args or args[0] is not first or name not in (*_PARAMS, *_MOVES):
+            return [_elementwise(name, traced, infos, o) for o in outs]  # rules read the 1st arg
+        if name in _MOVES:  # the op on a shape-only probe of distinct sizes shows the new order
+            sizes = list(range(2, ndim + 2))
+            moved = func(torch.empty(sizes, device="meta"), *args[1:], **kwargs).shape
+            return [_Info(tuple(moved.index(sizes[d]) for d in info.dims), info.axes)]
         p = dict(zip(_PARAMS[name], args[1:])) | kwargs
-        if "dim0" in p or "dims" in p:  # transpose, permute
-            perm = list(range(ndim))
-            if "dims" in p:
-                dims = args[1:] if len(args) > 2 else p["dims"]
-                perm = [int(d) % ndim for d in ([dims] if isinstance(dims, int) else dims)]
-            else:
-                a, b = int(p["dim0"]) % ndim, int(p["dim1"]) % ndim
-                perm[a], perm[b] = perm[b], perm[a]
-            return [_Info((perm.index(info.dims[0]), perm.index(info.dims[1])), info.axes)]
         if outs[0].ndim != ndim or info.dims != (ndim - 2, ndim - 1):
             raise NotImplementedError(f"{name} on a tensor whose last two axes are not (y, x)")
         sizes = outs[0].shape[-2:]
@@ -380,10 +368,9 @@ def empirical_receptive_field(
     cells: Sequence[tuple[int, int]] | Tensor | None = None,
     image_size: int | Sequence[int] | None = None,
 ) -> Tensor:
-    """Bounding box of the pixels where ∂ Σ_c |a_c[k]| / ∂x ≠ 0 at uniform noise (seed 0),
-    per cell k (``cells`` (K, 2); ``None``: all), token layers too: a lower bound of the
-    clipped theoretical field. Returns (K, 4) float64 ``(x0, y0, x1, y1)`` half-open on
-    the CPU, NaN where the gradient is zero everywhere."""
+    """Bounding box of the pixels where ∂ Σ_c |a_c[k]| / ∂x ≠ 0 at seeded uniform noise per
+    cell k (``None``: all), token layers too, a lower bound of the clipped theoretical field:
+    (K, 4) float64 CPU ``(x0, y0, x1, y1)`` half-open, NaN where the gradient is all zero."""
     size = _image_size(model, image_size)
     noise = torch.rand(1, 3, *size, generator=torch.Generator().manual_seed(0))
     obj = cell_objective(model, layer, None if cells is None else as_cells(cells), image_size=size)
@@ -393,7 +380,6 @@ def empirical_receptive_field(
     support = grad.abs().amax(1) > 0  # (K, H, W)
     moved = support.flatten(1).any(1)
     boxes = torch.full((len(support), 4), math.nan, dtype=torch.float64)
-    if bool(moved.any()):  # masks_to_boxes gives inclusive (x0, y0, x1, y1)
-        found = masks_to_boxes(support[moved]).double().cpu()
-        boxes[moved.cpu()] = found + found.new_tensor([0, 0, 1, 1])
+    found = masks_to_boxes(support[moved]).double().cpu()  # inclusive (x0, y0, x1, y1)
+    boxes[moved.cpu()] = found + found.new_tensor([0, 0, 1, 1])
     return boxes

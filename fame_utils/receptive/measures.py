@@ -1,6 +1,5 @@
-"""Where a cell's attribution lies against CAM's assumption (paper Sec. 3, Fig. 2): per
-cell (:func:`cell_measures`, live in :func:`cell_explorer`) and across images, depths and
-networks (:func:`measure_layers`). Maps are (N, H, W) non-negative, any device."""
+"""Where a cell's attribution lies against CAM's assumption (paper Sec. 3, Fig. 2), per cell
+(live in :func:`cell_explorer`) and across depths. Maps: (N, H, W), non-negative."""
 
 from __future__ import annotations
 
@@ -38,8 +37,7 @@ def _share(maps: Tensor, part: Tensor, total: Tensor | None = None) -> Tensor:
 
 
 def mass_in_box(maps: Tensor, boxes: Tensor) -> Tensor:
-    """Share of each map's mass inside its half-open box ``(x0, y0, x1, y1)`` ((N, 4) or
-    (4,); a pixel counts when its centre lies inside): (N,), NaN for an all-zero map."""
+    """Share of each map's mass (pixel centres) in its (N, 4) box: (N,), NaN: all zero."""
     boxes = boxes.reshape(-1, 4).expand(len(maps), 4).to(maps.device, torch.float64)
     return _share(maps, (maps.double() * box_mask(boxes, tuple(maps.shape[-2:]))).flatten(1).sum(1))
 
@@ -163,8 +161,7 @@ def summarize_by_depth(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def describe_depth_trend(df: pd.DataFrame) -> str:
-    """One sentence on how the shallowest and deepest layers' unblurred Δx of a
-    :func:`measure_layers` table respect CAM's assumption, against a uniform map."""
+    """One sentence: CAM's assumption at a table's first and last layer (unblurred Δx)."""
     d = df[df["map"] == "delta"]
     if d.empty:
         raise ValueError("df has no rows with map == 'delta': pass measure_layers' table")
@@ -185,8 +182,7 @@ def describe_depth_trend(df: pd.DataFrame) -> str:
 
 
 def receptive_field_table(rfs: Mapping[str, ReceptiveField]) -> pd.DataFrame:
-    """Each layer's receptive field (``{label: ReceptiveField}``) against its CAM box:
-    size, jump, box side, their ratio and cell (0, 0)'s centre offset ``(x, y)``."""
+    """Each layer's receptive field (``{label: ReceptiveField}``) against its CAM box."""
     rows = []
     for label, rf in rfs.items():
         side = rf.image_size[1] / rf.grid[1]
@@ -206,8 +202,7 @@ def receptive_field_table(rfs: Mapping[str, ReceptiveField]) -> pd.DataFrame:
 
 
 def locality_table(frames: Mapping[str, pd.DataFrame], map_kind: str = "delta") -> pd.DataFrame:
-    """Cell locality comparable across grids: per network (``{label: measure_layers
-    table}``) and layer, the mean measures of ``map_kind`` against a uniform map's."""
+    """Per network (``{label: measure_layers table}``) and layer: locality vs a uniform map."""
     out = {}
     for net, df in frames.items():
         d = df[df["map"] == map_kind].groupby("layer", observed=True)
@@ -236,8 +231,7 @@ def _locality_text(row: pd.Series) -> str:
 
 
 def describe_measurements(df: pd.DataFrame, map_kind: str = "delta") -> str:
-    """Plain text, per depth, of a :func:`measure_layers` table's ``map_kind`` maps
-    (:func:`locality_table`, and for CNN layers the receptive-field measures)."""
+    """Plain text, per layer, of a :func:`measure_layers` table's ``map_kind`` maps."""
     sub = df[df["map"] == map_kind]
     rf_cols = ["mass_in_rf", "mass_in_centred_box", "com_to_rf_centre_cells"]
     rf = sub.reindex(columns=["layer", *rf_cols]).groupby("layer", observed=True)
@@ -258,33 +252,22 @@ def describe_measurements(df: pd.DataFrame, map_kind: str = "delta") -> str:
 
 
 def describe_locality(
-    table: pd.DataFrame,
-    network: str,
-    first: str,
-    reference: str | None = None,
-    sanity: str | None = None,
+    table: pd.DataFrame, network: str, first: str, reference: str, sanity: str
 ) -> str:
-    """Plain text from :func:`locality_table`: ``network`` at ``first``, its last and a
+    """Plain text from :func:`locality_table`: ``network`` at ``first``, its last and its
     ``sanity`` layer, and ``reference``'s deepest still-local (offset / uniform < 0.25)
     and last layers."""
-    rows = table.loc[network]
+    rows, ref = table.loc[network], table.loc[reference]
     last = rows.index[-1]
+    local = ref.index[ref["offset / uniform"] < 0.25]
+    deepest = f"up to {local[-1]}" if len(local) else "at no layer"
     lines = [
         f"{network}, {first}: {_locality_text(rows.loc[first])}.",
         f"{network}, {last}: {_locality_text(rows.loc[last])}.",
+        f"{network}, {sanity} (local by construction): {_locality_text(rows.loc[sanity])}.",
+        f"{reference}: cells stay local (offset below a quarter of a uniform map's) "
+        f"{deepest}; at {ref.index[-1]}: {_locality_text(ref.iloc[-1])}.",
     ]
-    if sanity is not None:
-        lines.append(
-            f"{network}, {sanity} (local by construction): {_locality_text(rows.loc[sanity])}."
-        )
-    if reference is not None:
-        ref = table.loc[reference]
-        local = ref.index[ref["offset / uniform"] < 0.25]
-        deepest = f"up to {local[-1]}" if len(local) else "at no layer"
-        lines.append(
-            f"{reference}: cells stay local (offset below a quarter of a uniform map's) "
-            f"{deepest}; at {ref.index[-1]}: {_locality_text(ref.iloc[-1])}."
-        )
     return "\n".join(lines)
 
 
@@ -311,11 +294,9 @@ def cell_explorer(
     cfg = cell_config(config, {"progress": False}, model)
     labels = list(layers)
     size = tuple(images.shape[-2:])
-    grids = {
-        k: cell_objective(model, layers[k], image_size=size).grid_shape(model, size) for k in labels
-    }
-    rfs: dict[str, ReceptiveField | None] = {}
+    grids, rfs = {}, {}
     for k in labels:
+        grids[k] = cell_objective(model, layers[k], image_size=size).grid_shape(model, size)
         try:
             rfs[k] = receptive_field(model, layers[k], size)
         except NotImplementedError:  # token layers
