@@ -1,5 +1,4 @@
-"""Receptive fields across depth: feature-cell attributions against CAM's assumption that
-cell (i, j) sees only its own patch (paper Sec. 3, Fig. 2)."""
+"""Receptive fields across depth against CAM's one-cell-one-patch assumption (Sec. 3, Fig. 2)."""
 
 from .cells import CellAttributions as CellAttributions
 from .cells import ReceptiveField as ReceptiveField

@@ -78,8 +78,8 @@ def cell_centers(
 def cell_config(
     config: FameConfig | None, overrides: dict, model: nn.Module, recipe: str | Recipe | None = None
 ) -> FameConfig:
-    """``config`` with ``overrides``, else ``recipe.fame_config("cells", **overrides)``
-    (raises where they disagree); a ``batch_size`` of ``None``: 64 on a GPU, else 16."""
+    """``config`` with ``overrides`` (checked against ``recipe``), else the recipe's; batch 16
+    (CPU) or 64 (GPU) where ``batch_size`` is ``None``."""
     if config is None:
         cfg = get_recipe(recipe).fame_config("cells", **overrides)
     else:
@@ -295,10 +295,9 @@ def _elementwise(name: str, traced: list[Tensor], infos: list[_Info], out: Tenso
 
 @dataclass
 class ReceptiveField:
-    """Theoretical receptive field of every cell of a layer: ``boxes`` (h, w, 4) float64
-    ``(x0, y0, x1, y1)``, half-open input pixels, not clipped; ``size`` (r_y, r_x), the
-    largest extent; ``jump`` (j_y, j_x), pixels between neighbouring fields (0 after a
-    squeeze-excite gate); ``image_size`` (H, W) of the traced input."""
+    """Theoretical fields of a layer's cells: ``boxes`` (h, w, 4) float64 half-open, not
+    clipped; ``size`` (r_y, r_x), the largest; ``jump`` (j_y, j_x), pixels between fields (0
+    after a squeeze-excite gate); ``image_size`` (H, W) of the traced input."""
 
     boxes: Tensor
     size: tuple[int, int]

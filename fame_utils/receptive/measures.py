@@ -254,9 +254,8 @@ def describe_measurements(df: pd.DataFrame, map_kind: str = "delta") -> str:
 def describe_locality(
     table: pd.DataFrame, network: str, first: str, reference: str, sanity: str
 ) -> str:
-    """Plain text from :func:`locality_table`: ``network`` at ``first``, its last and its
-    ``sanity`` layer, and ``reference``'s deepest still-local (offset / uniform < 0.25)
-    and last layers."""
+    """Plain text from :func:`locality_table`: ``network`` at ``first``, last and ``sanity``;
+    ``reference``'s deepest still-local (offset / uniform < 0.25) and last layers."""
     rows, ref = table.loc[network], table.loc[reference]
     last = rows.index[-1]
     local = ref.index[ref["offset / uniform"] < 0.25]
@@ -308,12 +307,10 @@ def cell_explorer(
             seeds.append(({**settings, "iterations": res.result.config.iterations}, res.result[k]))
 
     def run(settings: dict, hook: dict):
-        layer, cell = settings["layer"], (settings["row"], settings["col"])
-        objective = cell_objective(model, layers[layer], [cell], image_size=size)
-        i = settings["image"]
-        return run_fame(
-            model, images[i : i + 1], objective, cfg, iterations=settings["iterations"], **hook
-        )
+        cell = [(settings["row"], settings["col"])]
+        objective = cell_objective(model, layers[settings["layer"]], cell, image_size=size)
+        x, n = images[settings["image"] : settings["image"] + 1], settings["iterations"]
+        return run_fame(model, x, objective, cfg, iterations=n, **hook)
 
     def annotate(settings: dict) -> list[tuple]:
         layer, row, col = settings["layer"], settings["row"], settings["col"]
