@@ -7,7 +7,7 @@ Explains every cell of ``--layer`` of the embedded EfficientNet-Lite0 (49 cells 
 7×7 head at 224 px) on one bundled image with FAME's L_a = Σ_c |a_c[k]| (paper Fig. 2):
 
 - batched: all cells as one run of ``fame_utils.receptive.run_cells`` in chunks of
-  ``--batch-size`` copies of the image (default: ``default_cell_batch`` of the device,
+  ``--batch-size`` copies of the image (default:
   16 on a CPU, where larger chunks run slower per sample, 64 on a GPU);
 - one at a time: ``--single`` cells (default: all) each as its own run, the way a
   per-cell loop would do it; seconds per cell are averaged over those cells.
@@ -32,7 +32,7 @@ from fame_utils.data.objects import load_sample_objects
 from fame_utils.models.classifiers import load_classifier
 from fame_utils.postprocess import gaussian_blur
 from fame_utils.receptive import cell_measures, run_cells
-from fame_utils.receptive.cells import all_cells, default_cell_batch
+from fame_utils.receptive.cells import all_cells
 
 
 def _sync(device: torch.device) -> None:
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
         [args.image], resize=model.resize_size, crop=model.input_size, device=device
     ).images
     layer = model.stages[args.layer]
-    batch = args.batch_size or default_cell_batch(device)
+    batch = args.batch_size or (64 if torch.device(device).type == "cuda" else 16)
     config = FameConfig(iterations=args.iterations, batch_size=batch, progress=False)
 
     # warm-up: oneDNN / cuDNN pick kernels for each new batch shape on first use

@@ -65,8 +65,8 @@ def test_mass_area_by_hand():
     assert mass_area(m).tolist() == [pytest.approx(2 / 16), pytest.approx(1 / 16)]
     assert mass_area(torch.ones(1, 4, 4)).item() == pytest.approx(0.5)
     assert math.isnan(mass_area(torch.zeros(1, 3, 3)).item())
-    with pytest.raises(ValueError):
-        mass_area(torch.ones(4, 4))
+    with pytest.raises(ValueError, match="unsqueeze"):
+        cell_measures(torch.ones(4, 4), [(0, 0)], (1, 1))
 
 
 def test_measure_layers_table(tiny_cnn):
@@ -210,7 +210,7 @@ def test_locality_table_and_text_by_hand():
     assert b1["x uniform"] == pytest.approx(16.0) and b1["offset / uniform"] == pytest.approx(0.5)
     assert b1["50% area / box"] == pytest.approx(2.0)
     assert table.loc[("vit", "block4"), "x uniform"] == pytest.approx(4.0)
-    text = describe_locality(table, "vit", "block1", reference="cnn")
+    text = describe_locality(table, "vit", "block1", "cnn", "block4")
     assert "vit, block1: 0.25 of the mass in its own box (16.0x a uniform map)" in text
     assert "0.50 of a uniform map's offset" in text and "half the mass over 2.0 boxes" in text
     assert "cnn: cells stay local (offset below a quarter of a uniform map's) up to 56x56" in text

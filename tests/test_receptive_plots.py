@@ -79,7 +79,7 @@ def test_cell_explorer_caches_runs(tiny_cnn, monkeypatch):
 
     matplotlib.use("Agg")
     import fame_utils.receptive as rfm
-    import fame_utils.receptive.explorer as explorer_module
+    import fame_utils.receptive.measures as explorer_module
 
     calls = []
     real = explorer_module.run_fame

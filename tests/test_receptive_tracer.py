@@ -1,4 +1,4 @@
-"""Theoretical receptive fields (fame_utils.receptive.tracer) by hand, against published
+"""Theoretical receptive fields (fame_utils.receptive.cells) by hand, against published
 values and against gradient support."""
 
 from __future__ import annotations

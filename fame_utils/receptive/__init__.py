@@ -1,10 +1,12 @@
-"""Receptive fields across depth: feature-cell attributions against CAM's assumption that
-cell (i, j) sees only its own patch (paper Sec. 3, Fig. 2)."""
+"""Receptive fields across depth against CAM's one-cell-one-patch assumption (Sec. 3, Fig. 2)."""
 
 from .cells import CellAttributions as CellAttributions
+from .cells import ReceptiveField as ReceptiveField
 from .cells import cells_at as cells_at
+from .cells import empirical_receptive_field as empirical_receptive_field
+from .cells import receptive_field as receptive_field
 from .cells import run_cells as run_cells
-from .explorer import cell_explorer as cell_explorer
+from .measures import cell_explorer as cell_explorer
 from .measures import cell_measures as cell_measures
 from .measures import describe_depth_trend as describe_depth_trend
 from .measures import describe_locality as describe_locality
@@ -17,6 +19,3 @@ from .plots import field_note as field_note
 from .plots import plot_cells_by_depth as plot_cells_by_depth
 from .plots import plot_contact_sheet as plot_contact_sheet
 from .plots import plot_measurements as plot_measurements
-from .tracer import ReceptiveField as ReceptiveField
-from .tracer import empirical_receptive_field as empirical_receptive_field
-from .tracer import receptive_field as receptive_field

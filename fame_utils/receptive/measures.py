@@ -1,6 +1,5 @@
-"""Where a cell's attribution lies against CAM's assumption (paper Sec. 3, Fig. 2): per
-cell (:func:`cell_measures`) and across images, depths and networks (:func:`measure_layers`).
-Maps are (N, H, W) non-negative, any device."""
+"""Where a cell's attribution lies against CAM's assumption (paper Sec. 3, Fig. 2), per cell
+(live in :func:`cell_explorer`) and across depths. Maps: (N, H, W), non-negative."""
 
 from __future__ import annotations
 
@@ -14,12 +13,21 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .._checks import check_images, check_maps
-from ..core import FameConfig
+from ..core import FameConfig, run_fame
 from ..data.transforms import box_mask
 from ..objectives import TokenCell, cell_objective
 from ..recipes import Recipe
-from .cells import as_cells, cam_boxes, cell_centers, cell_config, run_cells, sample_cells
-from .tracer import ReceptiveField, receptive_field
+from .cells import (
+    CellAttributions,
+    ReceptiveField,
+    as_cells,
+    cam_boxes,
+    cell_centers,
+    cell_config,
+    receptive_field,
+    run_cells,
+    sample_cells,
+)
 
 
 def _share(maps: Tensor, part: Tensor, total: Tensor | None = None) -> Tensor:
@@ -29,16 +37,13 @@ def _share(maps: Tensor, part: Tensor, total: Tensor | None = None) -> Tensor:
 
 
 def mass_in_box(maps: Tensor, boxes: Tensor) -> Tensor:
-    """Share of each map's mass inside its half-open box ``(x0, y0, x1, y1)`` ((N, 4) or
-    (4,); a pixel counts when its centre lies inside): (N,), NaN for an all-zero map."""
-    check_maps(maps, finite=False)
+    """Share of each map's mass (pixel centres) in its (N, 4) box: (N,), NaN: all zero."""
     boxes = boxes.reshape(-1, 4).expand(len(maps), 4).to(maps.device, torch.float64)
     return _share(maps, (maps.double() * box_mask(boxes, tuple(maps.shape[-2:]))).flatten(1).sum(1))
 
 
 def center_of_mass(maps: Tensor) -> Tensor:
     """Centre of mass ``(x, y)`` of each map, pixel k centred at k + ½: (N, 2) (NaN: zero)."""
-    check_maps(maps, finite=False)
     m = maps.double()
     xs = torch.arange(maps.shape[2], device=maps.device, dtype=torch.float64) + 0.5
     ys = torch.arange(maps.shape[1], device=maps.device, dtype=torch.float64) + 0.5
@@ -49,7 +54,6 @@ def center_of_mass(maps: Tensor) -> Tensor:
 
 def mass_area(maps: Tensor) -> Tensor:
     """Image fraction of the fewest pixels holding half of each map's mass: (N,)."""
-    check_maps(maps, finite=False)
     flat = maps.double().flatten(1)
     csum = flat.sort(1, descending=True).values.cumsum(1)
     # a tiny relative slack, so that an exact split by hand is not lost to rounding
@@ -64,12 +68,11 @@ def cell_measures(
     *,
     rf: ReceptiveField | None = None,
 ) -> dict[str, Tensor]:
-    """Per-cell measures of maps (N, H, W), map n of ``cells[n % K]`` (image-major): (N,)
-    float64 CPU tensors ``mass_in_box`` (share in the CAM box), ``com_dist_px`` /
-    ``com_dist_cells`` (centre of mass to cell centre), ``area50`` (:func:`mass_area`),
-    ``box_area`` / ``uniform_com_dist_cells`` (a uniform map's); with ``rf``,
-    ``mass_in_rf`` (share in the clipped field), ``mass_in_centred_box`` (a CAM-sized box
-    on the field's centre) and ``com_to_rf_centre_cells``."""
+    """Measures of maps (N, H, W), map n of ``cells[n % K]``: (N,) float64 CPU tensors
+    ``mass_in_box`` (share in the CAM box), ``com_dist_px`` / ``_cells`` (centre of mass to
+    cell centre), ``area50``, ``box_area`` / ``uniform_com_dist_cells`` (a uniform map's);
+    with ``rf``: ``mass_in_rf`` (clipped field), ``mass_in_centred_box`` (a CAM-sized box on
+    the field's centre) and ``com_to_rf_centre_cells``."""
     check_maps(maps, finite=False)
     N, H, W = maps.shape
     c = as_cells(cells)
@@ -86,9 +89,7 @@ def cell_measures(
         "com_dist_cells": ((com - centers) / cell_w).norm(dim=1),
         "area50": mass_area(maps),
         "box_area": torch.full((N,), 1.0 / (h * w), dtype=torch.float64),
-        "uniform_com_dist_cells": ((centers - centers.new_tensor([W / 2, H / 2])) / cell_w).norm(
-            dim=1
-        ),
+        "uniform_com_dist_cells": ((centers - com.new_tensor([W / 2, H / 2])) / cell_w).norm(dim=1),
     }
     if rf is not None:
         rf_c = rf.centers[tuple(c.T)].repeat(reps, 1)
@@ -112,15 +113,10 @@ def measure_layers(
     recipe: str | Recipe | None = None,
     **overrides: object,
 ) -> pd.DataFrame:
-    """Cell attributions at several depths (``layers``: ``{label: module or dotted
-    name}``, shallow → deep) over B images (paper Fig. 2): per layer ``cells_per_layer``
-    cells (:func:`sample_cells`; ``None``: all) run on every image (:func:`run_cells`) and
-    measured (:func:`cell_measures`, with the traced field on CNN layers) on Δx
-    (``map="delta"``) and Δx blurred at the config's σ (``"blurred"``).
-
-    Returns one row per (layer, map, image, cell): ``image``, ``image_index``, ``layer``
-    (ordered categorical), ``depth``, ``grid_h``, ``grid_w``, ``row``, ``col``, ``map`` and
-    the :func:`cell_measures` columns."""
+    """:func:`cell_measures` (with the traced field on CNN layers) of ``cells_per_layer``
+    seeded cells (``None``: all) of each of ``layers`` (``{label: layer}``, shallow → deep)
+    run on B images (:func:`run_cells`; paper Fig. 2), on Δx (``map="delta"``) and Δx
+    blurred at the config's σ (``"blurred"``): one row per (layer, map, image, cell)."""
     check_images(images)
     B, size = len(images), tuple(images.shape[-2:])
     names = [f"image{i}" for i in range(B)] if image_names is None else list(image_names)
@@ -165,8 +161,7 @@ def summarize_by_depth(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def describe_depth_trend(df: pd.DataFrame) -> str:
-    """One sentence on how the shallowest and deepest layers' unblurred Δx of a
-    :func:`measure_layers` table respect CAM's assumption, against a uniform map."""
+    """One sentence: CAM's assumption at a table's first and last layer (unblurred Δx)."""
     d = df[df["map"] == "delta"]
     if d.empty:
         raise ValueError("df has no rows with map == 'delta': pass measure_layers' table")
@@ -187,8 +182,7 @@ def describe_depth_trend(df: pd.DataFrame) -> str:
 
 
 def receptive_field_table(rfs: Mapping[str, ReceptiveField]) -> pd.DataFrame:
-    """Each layer's receptive field (``{label: ReceptiveField}``) against its CAM box:
-    size, jump, box side, their ratio and cell (0, 0)'s centre offset ``(x, y)``."""
+    """Each layer's receptive field (``{label: ReceptiveField}``) against its CAM box."""
     rows = []
     for label, rf in rfs.items():
         side = rf.image_size[1] / rf.grid[1]
@@ -208,8 +202,7 @@ def receptive_field_table(rfs: Mapping[str, ReceptiveField]) -> pd.DataFrame:
 
 
 def locality_table(frames: Mapping[str, pd.DataFrame], map_kind: str = "delta") -> pd.DataFrame:
-    """Cell locality comparable across grids: per network (``{label: measure_layers
-    table}``) and layer, the mean measures of ``map_kind`` against a uniform map's."""
+    """Per network (``{label: measure_layers table}``) and layer: locality vs a uniform map."""
     out = {}
     for net, df in frames.items():
         d = df[df["map"] == map_kind].groupby("layer", observed=True)
@@ -238,8 +231,7 @@ def _locality_text(row: pd.Series) -> str:
 
 
 def describe_measurements(df: pd.DataFrame, map_kind: str = "delta") -> str:
-    """Plain text, per depth, of a :func:`measure_layers` table's ``map_kind`` maps
-    (:func:`locality_table`, and for CNN layers the receptive-field measures)."""
+    """Plain text, per layer, of a :func:`measure_layers` table's ``map_kind`` maps."""
     sub = df[df["map"] == map_kind]
     rf_cols = ["mass_in_rf", "mass_in_centred_box", "com_to_rf_centre_cells"]
     rf = sub.reindex(columns=["layer", *rf_cols]).groupby("layer", observed=True)
@@ -260,31 +252,121 @@ def describe_measurements(df: pd.DataFrame, map_kind: str = "delta") -> str:
 
 
 def describe_locality(
-    table: pd.DataFrame,
-    network: str,
-    first: str,
-    reference: str | None = None,
-    sanity: str | None = None,
+    table: pd.DataFrame, network: str, first: str, reference: str, sanity: str
 ) -> str:
-    """Plain text from :func:`locality_table`: ``network`` at ``first``, its last and a
-    ``sanity`` layer, and ``reference``'s deepest still-local (offset / uniform < 0.25)
-    and last layers."""
-    rows = table.loc[network]
+    """Plain text from :func:`locality_table`: ``network`` at ``first``, last and ``sanity``;
+    ``reference``'s deepest still-local (offset / uniform < 0.25) and last layers."""
+    rows, ref = table.loc[network], table.loc[reference]
     last = rows.index[-1]
+    local = ref.index[ref["offset / uniform"] < 0.25]
+    deepest = f"up to {local[-1]}" if len(local) else "at no layer"
     lines = [
         f"{network}, {first}: {_locality_text(rows.loc[first])}.",
         f"{network}, {last}: {_locality_text(rows.loc[last])}.",
+        f"{network}, {sanity} (local by construction): {_locality_text(rows.loc[sanity])}.",
+        f"{reference}: cells stay local (offset below a quarter of a uniform map's) "
+        f"{deepest}; at {ref.index[-1]}: {_locality_text(ref.iloc[-1])}.",
     ]
-    if sanity is not None:
-        lines.append(
-            f"{network}, {sanity} (local by construction): {_locality_text(rows.loc[sanity])}."
-        )
-    if reference is not None:
-        ref = table.loc[reference]
-        local = ref.index[ref["offset / uniform"] < 0.25]
-        deepest = f"up to {local[-1]}" if len(local) else "at no layer"
-        lines.append(
-            f"{reference}: cells stay local (offset below a quarter of a uniform map's) "
-            f"{deepest}; at {ref.index[-1]}: {_locality_text(ref.iloc[-1])}."
-        )
     return "\n".join(lines)
+
+
+def cell_explorer(
+    model: nn.Module,
+    images: Tensor,
+    names: Sequence[str],
+    layers: Mapping[str, nn.Module | str],
+    *,
+    iterations: int = 100,
+    sigma: float = 7.7,
+    config: FameConfig | None = None,
+    precomputed: Mapping[str, tuple[int, CellAttributions]] | None = None,
+):
+    """A live explorer (a ``VBox`` whose ``explorer`` is the :class:`~fame_utils.live.LiveMap`)
+    of single cells of ``layers`` (``{label: layer}``) on images (B, 3, H, W) in [0, 1]
+    (paper Fig. 2): the map with the CAM box (white), the clipped receptive field (dashed
+    cyan) and the :func:`cell_measures`; ``precomputed``: ``{label: (image, CellAttributions)}``."""
+    import ipywidgets as W
+
+    from ..live import SLIDER, LiveMap, image_controls
+
+    check_images(images)
+    cfg = cell_config(config, {"progress": False}, model)
+    labels = list(layers)
+    size = tuple(images.shape[-2:])
+    grids, rfs = {}, {}
+    for k in labels:
+        grids[k] = cell_objective(model, layers[k], image_size=size).grid_shape(model, size)
+        try:
+            rfs[k] = receptive_field(model, layers[k], size)
+        except NotImplementedError:  # token layers
+            rfs[k] = None
+    seeds = []
+    for label, (b, res) in (precomputed or {}).items():
+        for k, (i, j) in enumerate(res.cells.tolist()):
+            settings = {"image": b, "layer": label, "row": i, "col": j}
+            seeds.append(({**settings, "iterations": res.result.config.iterations}, res.result[k]))
+
+    def run(settings: dict, hook: dict):
+        cell = [(settings["row"], settings["col"])]
+        objective = cell_objective(model, layers[settings["layer"]], cell, image_size=size)
+        x, n = images[settings["image"] : settings["image"] + 1], settings["iterations"]
+        return run_fame(model, x, objective, cfg, iterations=n, **hook)
+
+    def annotate(settings: dict) -> list[tuple]:
+        layer, row, col = settings["layer"], settings["row"], settings["col"]
+        boxes = [(*cam_boxes(grids[layer], size, [(row, col)])[0].tolist(), "white", False)]
+        rf = rfs[layer]
+        if rf is not None:
+            boxes.append((*rf.boxes_for([(row, col)], clip=True)[0].tolist(), "cyan", True))
+        return boxes
+
+    def describe(settings: dict, delta: Tensor, blurred: Tensor) -> str:
+        layer, cell = settings["layer"], (settings["row"], settings["col"])
+        (h, w), rf = grids[layer], rfs[layer]
+        m_d = cell_measures(delta, [cell], (h, w), rf=rf)
+        m_b = cell_measures(blurred, [cell], (h, w))
+        return (
+            f"mass in CAM box: Δx {m_d['mass_in_box'].item():.3f}, blurred "
+            f"{m_b['mass_in_box'].item():.3f} | CoM distance {m_d['com_dist_cells'].item():.2f} "
+            f"cells ({m_d['com_dist_px'].item():.1f} px) | 50% of Δx mass in "
+            f"{100 * m_d['area50'].item():.2f}% of the image (box {100 / (h * w):.2f}%)"
+            + (f" | in RF: {m_d['mass_in_rf'].item():.3f}" if rf is not None else "")
+            + " (white: CAM box; dashed cyan: receptive field)"
+        )
+
+    def label(settings: dict) -> str:
+        i, layer = settings["image"], settings["layer"]
+        cell = f"cell ({settings['row']}, {settings['col']})"
+        return f"{names[i]} ({i + 1}/{len(names)}), {layer} {cell}, {settings['iterations']} it"
+
+    h0, w0 = grids[labels[-1]]
+    first = image_controls(names, iterations)
+    controls = {
+        "image": first["image"],
+        "layer": W.Dropdown(options=labels, value=labels[-1], description="layer"),
+        "row": W.IntSlider(value=h0 // 2, min=0, max=h0 - 1, **SLIDER),
+        "col": W.IntSlider(value=w0 // 2, min=0, max=w0 - 1, **SLIDER),
+        "iterations": first["iterations"],
+    }
+
+    def on_layer(change):
+        h, w = grids[change["new"]]
+        row_w, col_w = controls["row"], controls["col"]
+        row_w.value, col_w.value = min(row_w.value, h - 1), min(col_w.value, w - 1)
+        row_w.max, col_w.max = h - 1, w - 1
+        row_w.description, col_w.description = f"row (of {h})", f"column (of {w})"
+
+    on_layer({"new": labels[-1]})
+    controls["layer"].observe(on_layer, names="value")
+    explorer = LiveMap(
+        run,
+        lambda settings: images[settings["image"]],
+        controls,
+        sigma=sigma,
+        kernel_size=cfg.kernel_size,
+        seeds=seeds,
+        label=label,
+        annotate=annotate,
+        describe=describe,
+    )
+    return explorer.widget

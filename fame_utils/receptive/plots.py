@@ -13,9 +13,8 @@ import pandas as pd
 from torch import Tensor
 
 from ..plotting import draw_box, overlay
-from .cells import all_cells, cam_boxes, cell_centers
+from .cells import ReceptiveField, all_cells, cam_boxes, cell_centers
 from .measures import center_of_mass
-from .tracer import ReceptiveField
 
 #: The most panels :func:`plot_contact_sheet` draws (a 20 × 20 layer).
 MAX_PANELS = 400
