@@ -76,16 +76,12 @@ def _read_protocol(csv_path: Path) -> tuple[list[str], list[dict[str, str]]]:
     with csv_path.open(newline="", encoding="utf-8-sig") as fh:
         reader = csv.reader(fh)
         header = [h.strip() for h in next(reader, [])]
-        if not header:
-            raise ValueError(
-                f"protocol {csv_path} is empty; expected a header line with the columns G,P,T"
-            )
         missing = [c for c in ("G", "P", "T") if c not in header]
         if missing:
             raise ValueError(
-                f"protocol {csv_path} lacks the column(s) {missing}; found {header}. The format is "
-                "a CSV with header G,P,T (gallery path, probe path, 1 = genuine / 0 = impostor), "
-                "optionally followed by more columns"
+                f"protocol {csv_path} lacks the column(s) {missing}; found "
+                f"{header or 'an empty file'}. The format is a CSV with header G,P,T (gallery "
+                "path, probe path, 1 = genuine / 0 = impostor), optionally followed by more columns"
             )
         rows, bad = [], []
         for values in reader:
@@ -101,9 +97,9 @@ def _read_protocol(csv_path: Path) -> tuple[list[str], list[dict[str, str]]]:
                 bad.append(f"line {reader.line_num}: {row['T']!r}")
             rows.append(row)
     if bad:
-        shown = "; ".join(bad[:10]) + (f"; ... ({len(bad)} in all)" if len(bad) > 10 else "")
         raise ValueError(
-            f"protocol {csv_path}: column T must be 1 (genuine) or 0 (impostor), got {shown}"
+            f"protocol {csv_path}: column T must be 1 (genuine) or 0 (impostor), got "
+            + "; ".join(bad[:10])
         )
     if not rows:
         raise ValueError(f"protocol {csv_path} has a header but no pairs")
@@ -125,13 +121,10 @@ def _load_image(path: Path, size: int | None) -> Tensor:
     else:
         import h5py  # lazy: only needed for the authors' HDF5 crops
 
-        try:
-            with h5py.File(path, "r") as fh:
-                if "data" not in fh:
-                    raise ValueError(f"HDF5 crop {path} has no dataset 'data' (found {list(fh)})")
-                arr = np.asarray(fh["data"][()])
-        except OSError as e:
-            raise ValueError(f"cannot read HDF5 crop {path}: {e}") from e
+        with h5py.File(path, "r") as fh:
+            if "data" not in fh:
+                raise ValueError(f"HDF5 crop {path} has no dataset 'data' (found {list(fh)})")
+            arr = np.asarray(fh["data"][()])
         if arr.ndim != 3 or arr.shape[2] != 3 or not np.issubdtype(arr.dtype, np.number):
             raise ValueError(f"HDF5 crop {path}: 'data' must be H x W x 3 (RGB), got {arr.shape}")
         x = torch.from_numpy(arr / 255.0 if arr.dtype == np.uint8 else arr).float()
@@ -178,12 +171,10 @@ def load_face_protocol(
         else:
             missing.append(f"{path} (nor the HDF5 crop {h5.name})")
     if missing:
-        more = f"\n  ... ({len(missing)} in all)" if len(missing) > 50 else ""
         raise FileNotFoundError(
             f"{len(missing)} image file(s) named in {csv_path} do not exist (relative paths are "
             f"resolved against root={root_dir}; pass root= to change it):\n  "
             + "\n  ".join(missing[:50])
-            + more
         )
     images = [
         _load_image(paths[name], size)

@@ -98,7 +98,8 @@ def _raw_rows(path: Path):
                 row = (f"{p} (first <object>)", p.stem, obj.findtext("name").strip(), coords)
             except (ET.ParseError, AttributeError) as e:
                 raise ValueError(
-                    f"{p}: expected an <object> with <name> and <bndbox> xmin, ymin, xmax, ymax ({e})"
+                    f"{p}: expected an <object> with <name> and <bndbox> xmin, ymin, xmax, "
+                    f"ymax ({e})"
                 ) from e
             yield row
         return
