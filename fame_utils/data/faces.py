@@ -142,18 +142,10 @@ def load_face_protocol(
     device: torch.device | str | None = None,
 ) -> FacePairs:
     """The pairs of a G, P, T protocol CSV (``T`` 0/1 or false/true; optional ``variation``)
-    over aligned face crops, each file read once, on ``device`` (default CPU).
-
-    Args:
-        root: folder relative paths are resolved against (default: the CSV's); a missing file
-            is looked for there as the authors' HDF5 crop :func:`h5_crop_name`.
-        size: resize to ``size`` x ``size``, antialiased bilinear (112 for IResNet); None
-            keeps the files' (equal) size.
-
-    Raises:
-        FileNotFoundError: the CSV or images it names are missing (all listed, with the root).
-        ValueError: missing columns, T other than 0/1, no pairs, or unequal sizes, no ``size``.
-    """
+    on ``device`` (default CPU). Relative paths resolve against ``root`` (default: the CSV's
+    folder), a missing file as the authors' HDF5 crop :func:`h5_crop_name`; ``size`` resizes
+    (antialiased bilinear; 112 for IResNet). ``FileNotFoundError`` lists missing files;
+    ``ValueError``: a bad column, T other than 0/1, no pairs, unequal sizes without ``size``."""
     csv_path = Path(csv_path)
     if not csv_path.is_file():
         raise FileNotFoundError(f"protocol file {csv_path} does not exist")

@@ -1,8 +1,5 @@
 """ImageNet validation images with their first object's class and box, Resize(232) +
-CenterCrop(224) (paper Sec. 4.3, Table 2), from a local copy (:func:`find_imagenet_files`).
-The authors' image list loads as it is with ``protocol=``; otherwise our seeded draw of
-``per_class`` images per class (:func:`sample_per_class`), comparable only statistically.
-"""
+CenterCrop(224) (paper Sec. 4.3, Table 2): the authors' list (``protocol=``) or our draw."""
 
 from __future__ import annotations
 
@@ -209,18 +206,12 @@ def load_imagenet_val(
     synset_mapping: str | Path | None = None,
     protocol: str | Path | None = None,
 ) -> ImageNetVal:
-    """ImageNet validation items of the image list ``protocol`` (a CSV ``ImageId,
-    PredictionString[, target]``: its rows in order, duplicates kept, as the authors'
-    ``imagenet.csv``) or of our draw :func:`sample_per_class` (``per_class``, ``seed``), the
-    first ``max_images`` of them. ``root``, ``annotations``: :func:`find_imagenet_files`;
-    ``synset_mapping``: :func:`read_synset_mapping` (default: found); ``resize``, ``crop``:
-    232/224 for torchvision's ResNet-50 V2; ``box_convention``: ``"aspect"`` (exact) or
-    ``"per_axis"`` (the paper's code), :func:`~fame_utils.data.transforms.resize_crop`.
-
-    Raises:
-        FileNotFoundError: a list of what is missing.
-        ValueError: a bad row (reversed or NaN box, unknown synset), naming file and line.
-    """
+    """The first ``max_images`` ImageNet validation items of the list ``protocol`` (a CSV
+    ``ImageId, PredictionString[, target]``: rows in order, duplicates kept) or of our draw
+    :func:`sample_per_class`. ``root``, ``annotations``: :func:`find_imagenet_files`;
+    ``synset_mapping``: :func:`read_synset_mapping`; ``box_convention``: see
+    :func:`~fame_utils.data.transforms.resize_crop`. ``FileNotFoundError`` lists what is
+    missing; ``ValueError`` names the file and line of a bad row."""
     _check_count(max_images, "max_images")
     protocol = None if protocol is None else Path(protocol).expanduser()
     if protocol is not None and not protocol.is_file():
