@@ -57,13 +57,11 @@ class FacePairs(Rows):
         """The pairs of the given variation(s) and/or label, in protocol order."""
         keep = np.ones(len(self), dtype=bool)
         if variation is not None:
-            if self.variation is None:
-                raise ValueError("this protocol has no 'variation' column to select on")
             wanted = {variation} if isinstance(variation, str) else set(variation)
-            if wanted - set(self.variation):
+            if wanted - set(self.variation or ()):
                 raise ValueError(
-                    f"unknown variation(s) {sorted(wanted - set(self.variation))}; "
-                    f"this protocol has {sorted(set(self.variation))}"
+                    f"unknown variation(s) {sorted(wanted - set(self.variation or ()))}; this "
+                    f"protocol's variation column has {sorted(set(self.variation or ()))}"
                 )
             keep &= np.isin(self.variation, list(wanted))
         if genuine is not None:
@@ -215,14 +213,7 @@ def load_sample_faces(
     pairs = load_face_protocol(csv_path, FACES_DIR, device=device)
     side = pairs.gallery.shape[-1] if size is None else int(size)
     inner = round(side * (1 + 2 * SAMPLE_CHIP_PADDING) / (1 + 2 * padding))
-    return replace(
-        pairs,
-        gallery=_reframe(pairs.gallery, inner, side),
-        probe=_reframe(pairs.probe, inner, side),
-    )
-
-
-def _reframe(x: Tensor, inner: int, side: int) -> Tensor:
-    """(N, 3, S, S) chips resized to ``inner``, centred in a black ``side`` square or cropped."""
+    x = torch.cat([pairs.gallery, pairs.probe])
     x = F.interpolate(x, size=inner, mode="bilinear", antialias=True).clamp_(0, 1)
-    return TF.center_crop(x, side)
+    gallery, probe = TF.center_crop(x, side).chunk(2)  # on black or cropped
+    return replace(pairs, gallery=gallery, probe=probe)

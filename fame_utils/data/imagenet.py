@@ -9,7 +9,6 @@ import math
 import random
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -147,26 +146,6 @@ def _check_count(n: object, name: str) -> None:
         raise ValueError(f"{name} must be a whole number >= 1 or None, got {n!r}")
 
 
-def sample_per_class(
-    records: Sequence[ImageNetRecord], per_class: int | None = 5, seed: int = 0
-) -> list[ImageNetRecord]:
-    """``per_class`` records of every class (all when fewer; ``None``: all), drawn with
-    ``random.Random(seed)`` from each class's records sorted by id, ordered by (class, id):
-    5 per class gives the paper's 5000 images, not the authors' list (``protocol=``)."""
-    _check_count(per_class, "per_class")
-    by_class: dict[int, list[ImageNetRecord]] = {}
-    for r in sorted(records, key=lambda r: r.image_id):
-        by_class.setdefault(r.label, []).append(r)
-    out = []
-    rng = random.Random(seed)
-    for label in sorted(by_class):
-        group = by_class[label]
-        if per_class is not None and len(group) > per_class:
-            group = sorted(rng.sample(group, per_class), key=lambda r: r.image_id)
-        out.extend(group)
-    return out
-
-
 @dataclass(eq=False)
 class ImageNetVal(Rows):
     """Lazily loaded :class:`~fame_utils.data.items.ClassificationItem` s named by image id;
@@ -207,8 +186,8 @@ def load_imagenet_val(
     protocol: str | Path | None = None,
 ) -> ImageNetVal:
     """The first ``max_images`` ImageNet validation items of the list ``protocol`` (a CSV
-    ``ImageId, PredictionString[, target]``: rows in order, duplicates kept) or of our draw
-    :func:`sample_per_class`. ``root``, ``annotations``: :func:`find_imagenet_files`;
+    ``ImageId, PredictionString[, target]``: rows in order, duplicates kept) or of our seeded draw
+    of ``per_class`` per class (5: the paper's 5000 images, not the authors' list). ``root``, ``annotations``: :func:`find_imagenet_files`;
     ``synset_mapping``: :func:`read_synset_mapping`; ``box_convention``: see
     :func:`~fame_utils.data.transforms.resize_crop`. ``FileNotFoundError`` lists what is
     missing; ``ValueError`` names the file and line of a bad row."""
@@ -245,8 +224,17 @@ def load_imagenet_val(
             "(copy them from the ImageNet validation set)"
         )
     chosen = [ImageNetRecord(i, images[i], syn, mapping[syn], tuple(box)) for i, syn, box in rows]
-    if protocol is None:
-        chosen = sample_per_class(chosen, per_class, seed)
+    if protocol is None:  # per_class of each class (all when fewer), drawn by id, in (class, id)
+        _check_count(per_class, "per_class")
+        by_class: dict[int, list[ImageNetRecord]] = {}
+        for r in sorted(chosen, key=lambda r: r.image_id):
+            by_class.setdefault(r.label, []).append(r)
+        rng, chosen = random.Random(seed), []
+        for label in sorted(by_class):
+            group = by_class[label]
+            if per_class is not None and len(group) > per_class:
+                group = sorted(rng.sample(group, per_class), key=lambda r: r.image_id)
+            chosen.extend(group)
     if max_images is not None:
         chosen = chosen[:max_images]
     return ImageNetVal(chosen, int(resize), int(crop), box_convention)
