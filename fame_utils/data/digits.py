@@ -25,8 +25,7 @@ DIGITS_BLUR: dict[str, float | int] = {"sigma": 1.1, "kernel_size": kernel_size_
 
 @dataclass(frozen=True)
 class DigitsData(Rows):
-    """One split: ``images`` (N, 3, 32, 32) float32 in [0, 1], ``labels`` (N,) int64 digits,
-    ``strokes`` (N, 32, 32) bool masks, ``indices`` (N,) rows of ``load_digits()``."""
+    """``images`` (N, 3, 32, 32) in [0, 1], ``labels`` (N,), bool ``strokes``, ``indices``."""
 
     images: Tensor
     labels: Tensor

@@ -31,9 +31,8 @@ _LABELS = {"1": True, "true": True, "0": False, "false": False}
 
 @dataclass
 class FacePairs(Rows):
-    """The pairs of one protocol in CSV order: ``gallery``, ``probe`` (N, 3, H, W) float RGB in
-    [0, 1], ``genuine`` (N,) bool (``T`` = 1), the ``G`` and ``P`` entries as written and the
-    ``variation`` column (``"glasses"``, ``"x8"``, …) or None."""
+    """One protocol's pairs in CSV order: ``gallery``, ``probe`` (N, 3, H, W) float RGB in [0, 1],
+    ``genuine`` (N,) bool, the ``G`` and ``P`` entries and the ``variation`` column or None."""
 
     gallery: Tensor
     probe: Tensor
@@ -112,8 +111,7 @@ def h5_crop_name(protocol_path: str) -> str:
 
 
 def _load_image(path: Path, size: int | None) -> Tensor:
-    """An image file, or an HDF5 crop's ``data`` (H × W × 3 RGB, uint8 or float in [0, 1]), as
-    (3, H, W) resized to ``size``."""
+    """An image file or HDF5 crop (``data``: H × W × 3 RGB) as (3, H, W) resized to ``size``."""
     if path.suffix.lower() != ".h5":
         x = load_image(path)
     else:
@@ -173,8 +171,8 @@ def load_face_protocol(
     shapes = sorted({tuple(x.shape[1:]) for x in images})
     if len(shapes) > 1:
         raise ValueError(
-            f"the images of {csv_path} have different sizes {shapes[:5]}; pass size= to resize them "
-            "(e.g. size=112 for IResNet, size=150 for dlib)"
+            f"the images of {csv_path} have different sizes {shapes[:5]}; pass size= to resize "
+            "them (e.g. size=112 for IResNet, size=150 for dlib)"
         )
     dev = torch.device("cpu") if device is None else torch.device(device)
     stack = torch.stack(images).to(dev)
@@ -197,9 +195,8 @@ def load_sample_faces(
     device: torch.device | str | None = None,
 ) -> FacePairs:
     """The bundled stand-in protocol ``"occlusion"`` (AR face), ``"resolution"`` (SCface) or
-    ``"pose"`` (CFP-FP) (``data/faces/README.md``). ``size`` resizes the 150x150 dlib chips;
-    ``padding`` frames them as dlib's chip padding (stored: 0.25): the chip is scaled by
-    1.5 / (1 + 2·padding) and centred, on black or cropped."""
+    ``"pose"`` (CFP-FP); ``size`` resizes the 150x150 chips; ``padding`` reframes them as dlib's
+    chip padding (stored: 0.25): scaled by 1.5 / (1 + 2·padding), centred on black or cropped."""
     if subset not in SAMPLE_FACE_SUBSETS:
         raise ValueError(
             f"unknown sample face subset {subset!r}; choose one of {list(SAMPLE_FACE_SUBSETS)} "

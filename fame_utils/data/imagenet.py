@@ -22,8 +22,7 @@ _XML_GLOB = "ILSVRC2012_val_*.xml"
 
 @dataclass(frozen=True)
 class ImageNetRecord:
-    """One validation image (``ILSVRC2012_val_00000001``), its file, its first object's
-    synset, class and ``(x0, y0, x1, y1)`` box in the file's pixels."""
+    """One validation image, its file, its first object's synset, class and xyxy file box."""
 
     image_id: str
     path: Path
@@ -35,10 +34,9 @@ class ImageNetRecord:
 def find_imagenet_files(
     root: str | Path, annotations: str | Path | None = None
 ) -> tuple[dict[str, Path], Path, Path | None]:
-    """``(images, annotations, mapping)`` under ``root`` (searched recursively): the
-    validation images ``ILSVRC2012_val_*.JPEG`` (id → path), the box ``annotations``
-    (``root/LOC_val_solution.csv`` or the folder of the per-image XML; default: searched) and
-    ``root/LOC_synset_mapping.txt`` or None; ``FileNotFoundError`` lists what is missing."""
+    """``(images, annotations, mapping)`` under ``root`` (searched recursively): image id →
+    ``ILSVRC2012_val_*.JPEG``, ``root/LOC_val_solution.csv`` or the per-image XML folder (unless
+    given), ``root/LOC_synset_mapping.txt`` or None; ``FileNotFoundError`` lists what is missing."""
     root = Path(root).expanduser()
     if not root.is_dir():
         raise FileNotFoundError(
@@ -91,13 +89,12 @@ def _raw_rows(path: Path):
             try:
                 obj = ET.parse(p).getroot().find("object")
                 coords = [obj.find("bndbox").findtext(k) for k in ("xmin", "ymin", "xmax", "ymax")]
-                row = (f"{p} (first <object>)", p.stem, obj.findtext("name").strip(), coords)
+                yield f"{p} (first <object>)", p.stem, obj.findtext("name").strip(), coords
             except (ET.ParseError, AttributeError) as e:
                 raise ValueError(
                     f"{p}: expected an <object> with <name> and <bndbox> xmin, ymin, xmax, "
                     f"ymax ({e})"
                 ) from e
-            yield row
         return
     with path.open(newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
@@ -148,8 +145,7 @@ def _check_count(n: object, name: str) -> None:
 
 @dataclass(eq=False)
 class ImageNetVal(Rows):
-    """Lazily loaded :class:`~fame_utils.data.items.ClassificationItem` s named by image id;
-    ``identity`` names the selection and preprocessing for the runner's cache."""
+    """Lazily loaded ``ClassificationItem`` s named by image id; ``identity``: the cache key."""
 
     records: list[ImageNetRecord]
     resize: int = 232
@@ -186,9 +182,9 @@ def load_imagenet_val(
     protocol: str | Path | None = None,
 ) -> ImageNetVal:
     """The first ``max_images`` ImageNet validation items of the list ``protocol`` (a CSV
-    ``ImageId, PredictionString[, target]``: rows in order, duplicates kept) or of our seeded draw
-    of ``per_class`` per class (5: the paper's 5000 images, not the authors' list). ``root``, ``annotations``: :func:`find_imagenet_files`;
-    ``synset_mapping``: :func:`read_synset_mapping`; ``box_convention``: see
+    ``ImageId, PredictionString[, target]``: rows in order, duplicates kept) or of our seeded
+    draw of ``per_class`` per class (5: the paper's 5000 images, not the authors' list).
+    ``root``, ``annotations``: :func:`find_imagenet_files`; ``box_convention``:
     :func:`~fame_utils.data.transforms.resize_crop`. ``FileNotFoundError`` lists what is
     missing; ``ValueError`` names the file and line of a bad row."""
     _check_count(max_images, "max_images")

@@ -45,8 +45,7 @@ class Rows:
 
 @dataclass
 class ClassificationItem:
-    """``image`` (3, H, W) float RGB in [0, 1], its ``label``, ``box`` (4,) xyxy pixels or
-    ``None``, a unique ``name``."""
+    """``image`` (3, H, W) RGB in [0, 1], ``label``, ``box`` (4,) xyxy pixels or None, ``name``."""
 
     image: Tensor
     label: int
@@ -66,8 +65,7 @@ class PairItem:
 
 @dataclass
 class ClassificationBatch(Rows):
-    """``images`` (B, 3, H, W), ``labels`` (B,) long, ``boxes`` (B, 4) or ``None``,
-    ``names``, ``indices`` (positions in the dataset)."""
+    """``images`` (B, 3, H, W), ``labels`` (B,), ``boxes`` (B, 4) or None, names, indices."""
 
     images: Tensor
     labels: Tensor
@@ -94,8 +92,7 @@ def task_of(item: object) -> Task:
     if isinstance(item, PairItem):
         return "verification"
     raise TypeError(
-        "dataset items must be fame_utils.data.items.ClassificationItem or PairItem, got "
-        f"{type(item).__name__}"
+        f"dataset items must be a ClassificationItem or PairItem, got {type(item).__name__}"
     )
 
 
@@ -177,8 +174,7 @@ class ClassificationDataset(Rows):
 
 @dataclass(eq=False)
 class PairDataset(Rows):
-    """Pairs from ``gallery``, ``probe`` (N, 3, H, W) float [0, 1], ``genuine`` (N,) bool,
-    N unique ``names`` and the cache ``identity``."""
+    """Pairs from ``gallery``, ``probe`` (N, 3, H, W), ``genuine`` (N,), names, identity."""
 
     gallery: Tensor
     probe: Tensor

@@ -16,8 +16,7 @@ from .transforms import BoxConvention, load_crop
 
 #: ``data/objects`` of the repository (found relative to this package).
 OBJECTS_DIR: Path = Path(__file__).resolve().parents[2] / "data" / "objects"
-#: Header of ``annotations.csv``: class_index is the ImageNet-1k index (-1: no ImageNet class),
-#: x0, y0, x1, y1 the main object's box in the stored image's pixels (exclusive x1, y1).
+#: Header of ``annotations.csv``: class_index -1 is no ImageNet class; the box in file pixels.
 ANNOTATION_COLUMNS = ("file", "class_index", "class_name", "x0", "y0", "x1", "y1", "box_source")
 
 
@@ -34,13 +33,11 @@ class ObjectAnnotation:
 
 
 def read_annotations(folder: Path = OBJECTS_DIR) -> list[ObjectAnnotation]:
-    """Every row of ``<folder>/annotations.csv`` (checked by ``tests/test_data_objects.py``);
-    ``FileNotFoundError`` when fame_utils is installed without its repository."""
+    """Every row of ``<folder>/annotations.csv``; ``FileNotFoundError`` without the folder."""
     if not (folder / "annotations.csv").is_file():
         raise FileNotFoundError(
             f"object annotations not found: {folder / 'annotations.csv'}. The bundled images "
-            "live in the repository's data/objects/ (use fame_utils from a source checkout, "
-            "e.g. `pip install -e .`); rebuild them with `python scripts/fetch_object_images.py`."
+            "live in the repository's data/objects/ (use a source checkout: `pip install -e .`)."
         )
     with (folder / "annotations.csv").open(newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
