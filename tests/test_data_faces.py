@@ -351,7 +351,7 @@ def test_load_face_protocol_errors(tiny):
         )
     with pytest.raises(ValueError, match="no pairs"):
         load_face_protocol(_write_csv(root / "e.csv", ["G,P,T"]), crops)
-    with pytest.raises(ValueError, match="empty"):
+    with pytest.raises(ValueError, match="empty file"):
         load_face_protocol(_write_csv(root / "e2.csv", []), crops)
     with pytest.raises(ValueError, match="empty P"):
         load_face_protocol(_write_csv(root / "e3.csv", ["G,P,T", "a.png,,1"]), crops)

@@ -1,8 +1,6 @@
-"""scikit-learn's digits (1,797 images, 8 × 8, intensities 0–16) as 32 × 32 RGB images
-(intensity / 16, bilinear, ``align_corners=False``, R = G = B) with stroke masks (upsampled
-intensity > :data:`STROKE_THRESHOLD`: 30.8 % of a test image), the input of
-``load_classifier("tiny_vit_digits")``. Split: the first :data:`TRAIN_SIZE` of a seeded
-``torch.randperm(1797)`` train (``scripts/train_tiny_vit.py``), the other 397 test."""
+"""scikit-learn's digits (1,797 8 × 8 images, 0–16) as 32 × 32 RGB (intensity / 16, bilinear,
+R = G = B) with stroke masks, the input of ``load_classifier("tiny_vit_digits")``. Split: the
+first :data:`TRAIN_SIZE` of a seeded ``torch.randperm(1797)`` train, the other 397 test."""
 
 from __future__ import annotations
 
@@ -21,15 +19,13 @@ SPLIT_SEED = 0
 TRAIN_SIZE = 1400
 #: A pixel is stroke when its upsampled intensity (in [0, 1]) is above this.
 STROKE_THRESHOLD = 0.5
-#: FAME's Gaussian blur for these 32 px images: the paper's σ = 7.7 px at 224 px scaled by
-#: 32/224 (σ = 1.1 px), kernel 7 (±3σ, odd); the paper's kernel 49 would span the image.
+#: FAME's blur for 32 px images: the paper's σ = 7.7 px at 224 px scaled by 32/224, kernel 7.
 DIGITS_BLUR: dict[str, float | int] = {"sigma": 1.1, "kernel_size": kernel_size_for(1.1)}
 
 
 @dataclass(frozen=True)
 class DigitsData(Rows):
-    """One split: ``images`` (N, 3, 32, 32) float32 in [0, 1], ``labels`` (N,) int64 digits,
-    ``strokes`` (N, 32, 32) bool masks, ``indices`` (N,) rows of ``load_digits()``."""
+    """``images`` (N, 3, 32, 32) in [0, 1], ``labels`` (N,), bool ``strokes``, ``indices``."""
 
     images: Tensor
     labels: Tensor
@@ -43,7 +39,7 @@ class DigitsData(Rows):
 
     def dataset(self) -> ClassificationDataset:
         """The split as a :class:`~fame_utils.data.items.ClassificationDataset` named by
-        :attr:`names` (the stroke masks go to :class:`fame_utils.metrics.adapters.IoUMetric`)."""
+        :attr:`names` (the strokes are ``IoUMetric``'s masks)."""
         return ClassificationDataset(self.images, self.labels, names=self.names)
 
 
@@ -51,11 +47,7 @@ def load_digits_images(
     split: str = "test", *, limit: int | None = None, device: str | torch.device = "cpu"
 ) -> DigitsData:
     """The ``"test"`` (397 images) or ``"train"`` (1,400) split, its first ``limit`` images
-    (None: all), on ``device``, built as the module docstring says.
-
-    Raises:
-        ValueError: unknown split, or ``limit`` < 1.
-    """
+    (None: all), on ``device``; ``ValueError`` for another split or ``limit`` < 1."""
     from sklearn.datasets import load_digits
 
     if split not in ("train", "test"):
@@ -67,11 +59,10 @@ def load_digits_images(
     index = (order[:TRAIN_SIZE] if split == "train" else order[TRAIN_SIZE:])[:limit]
     raw = torch.as_tensor(bunch.images, dtype=torch.float32)[index] / 16.0  # (N, 8, 8)
     gray = F.interpolate(raw.unsqueeze(1), size=(32, 32), mode="bilinear", align_corners=False)
-    gray = gray.clamp(0.0, 1.0)
-    data = DigitsData(
+    gray = gray.clamp(0.0, 1.0).to(device)
+    return DigitsData(
         images=gray.expand(-1, 3, -1, -1).contiguous(),
-        labels=torch.as_tensor(bunch.target, dtype=torch.int64)[index],
+        labels=torch.as_tensor(bunch.target, dtype=torch.int64)[index].to(device),
         strokes=gray[:, 0] > STROKE_THRESHOLD,
-        indices=index.clone(),
+        indices=index.clone().to(device),
     )
-    return data.to(device)

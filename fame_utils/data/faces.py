@@ -31,9 +31,8 @@ _LABELS = {"1": True, "true": True, "0": False, "false": False}
 
 @dataclass
 class FacePairs(Rows):
-    """The pairs of one protocol in CSV order: ``gallery``, ``probe`` (N, 3, H, W) float RGB in
-    [0, 1], ``genuine`` (N,) bool (``T`` = 1), the ``G`` and ``P`` entries as written and the
-    ``variation`` column (``"glasses"``, ``"x8"``, …) or None."""
+    """One protocol's pairs in CSV order: ``gallery``, ``probe`` (N, 3, H, W) float RGB in [0, 1],
+    ``genuine`` (N,) bool, the ``G`` and ``P`` entries and the ``variation`` column or None."""
 
     gallery: Tensor
     probe: Tensor
@@ -57,13 +56,11 @@ class FacePairs(Rows):
         """The pairs of the given variation(s) and/or label, in protocol order."""
         keep = np.ones(len(self), dtype=bool)
         if variation is not None:
-            if self.variation is None:
-                raise ValueError("this protocol has no 'variation' column to select on")
             wanted = {variation} if isinstance(variation, str) else set(variation)
-            if wanted - set(self.variation):
+            if wanted - set(self.variation or ()):
                 raise ValueError(
-                    f"unknown variation(s) {sorted(wanted - set(self.variation))}; "
-                    f"this protocol has {sorted(set(self.variation))}"
+                    f"unknown variation(s) {sorted(wanted - set(self.variation or ()))}; this "
+                    f"protocol's variation column has {sorted(set(self.variation or ()))}"
                 )
             keep &= np.isin(self.variation, list(wanted))
         if genuine is not None:
@@ -76,16 +73,12 @@ def _read_protocol(csv_path: Path) -> tuple[list[str], list[dict[str, str]]]:
     with csv_path.open(newline="", encoding="utf-8-sig") as fh:
         reader = csv.reader(fh)
         header = [h.strip() for h in next(reader, [])]
-        if not header:
-            raise ValueError(
-                f"protocol {csv_path} is empty; expected a header line with the columns G,P,T"
-            )
         missing = [c for c in ("G", "P", "T") if c not in header]
         if missing:
             raise ValueError(
-                f"protocol {csv_path} lacks the column(s) {missing}; found {header}. The format is "
-                "a CSV with header G,P,T (gallery path, probe path, 1 = genuine / 0 = impostor), "
-                "optionally followed by more columns"
+                f"protocol {csv_path} lacks the column(s) {missing}; found "
+                f"{header or 'an empty file'}. The format is a CSV with header G,P,T (gallery "
+                "path, probe path, 1 = genuine / 0 = impostor), optionally followed by more columns"
             )
         rows, bad = [], []
         for values in reader:
@@ -101,9 +94,9 @@ def _read_protocol(csv_path: Path) -> tuple[list[str], list[dict[str, str]]]:
                 bad.append(f"line {reader.line_num}: {row['T']!r}")
             rows.append(row)
     if bad:
-        shown = "; ".join(bad[:10]) + (f"; ... ({len(bad)} in all)" if len(bad) > 10 else "")
         raise ValueError(
-            f"protocol {csv_path}: column T must be 1 (genuine) or 0 (impostor), got {shown}"
+            f"protocol {csv_path}: column T must be 1 (genuine) or 0 (impostor), got "
+            + "; ".join(bad[:10])
         )
     if not rows:
         raise ValueError(f"protocol {csv_path} has a header but no pairs")
@@ -118,20 +111,16 @@ def h5_crop_name(protocol_path: str) -> str:
 
 
 def _load_image(path: Path, size: int | None) -> Tensor:
-    """An image file, or an HDF5 crop's ``data`` (H × W × 3 RGB, uint8 or float in [0, 1]), as
-    (3, H, W) resized to ``size``."""
+    """An image file or HDF5 crop (``data``: H × W × 3 RGB) as (3, H, W) resized to ``size``."""
     if path.suffix.lower() != ".h5":
         x = load_image(path)
     else:
         import h5py  # lazy: only needed for the authors' HDF5 crops
 
-        try:
-            with h5py.File(path, "r") as fh:
-                if "data" not in fh:
-                    raise ValueError(f"HDF5 crop {path} has no dataset 'data' (found {list(fh)})")
-                arr = np.asarray(fh["data"][()])
-        except OSError as e:
-            raise ValueError(f"cannot read HDF5 crop {path}: {e}") from e
+        with h5py.File(path, "r") as fh:
+            if "data" not in fh:
+                raise ValueError(f"HDF5 crop {path} has no dataset 'data' (found {list(fh)})")
+            arr = np.asarray(fh["data"][()])
         if arr.ndim != 3 or arr.shape[2] != 3 or not np.issubdtype(arr.dtype, np.number):
             raise ValueError(f"HDF5 crop {path}: 'data' must be H x W x 3 (RGB), got {arr.shape}")
         x = torch.from_numpy(arr / 255.0 if arr.dtype == np.uint8 else arr).float()
@@ -149,18 +138,10 @@ def load_face_protocol(
     device: torch.device | str | None = None,
 ) -> FacePairs:
     """The pairs of a G, P, T protocol CSV (``T`` 0/1 or false/true; optional ``variation``)
-    over aligned face crops, each file read once, on ``device`` (default CPU).
-
-    Args:
-        root: folder relative paths are resolved against (default: the CSV's); a missing file
-            is looked for there as the authors' HDF5 crop :func:`h5_crop_name`.
-        size: resize to ``size`` x ``size``, antialiased bilinear (112 for IResNet); None
-            keeps the files' (equal) size.
-
-    Raises:
-        FileNotFoundError: the CSV or images it names are missing (all listed, with the root).
-        ValueError: missing columns, T other than 0/1, no pairs, or unequal sizes, no ``size``.
-    """
+    on ``device`` (default CPU). Relative paths resolve against ``root`` (default: the CSV's
+    folder), a missing file as the authors' HDF5 crop :func:`h5_crop_name`; ``size`` resizes
+    (antialiased bilinear; 112 for IResNet). ``FileNotFoundError`` lists missing files;
+    ``ValueError``: a bad column, T other than 0/1, no pairs, unequal sizes without ``size``."""
     csv_path = Path(csv_path)
     if not csv_path.is_file():
         raise FileNotFoundError(f"protocol file {csv_path} does not exist")
@@ -178,12 +159,10 @@ def load_face_protocol(
         else:
             missing.append(f"{path} (nor the HDF5 crop {h5.name})")
     if missing:
-        more = f"\n  ... ({len(missing)} in all)" if len(missing) > 50 else ""
         raise FileNotFoundError(
             f"{len(missing)} image file(s) named in {csv_path} do not exist (relative paths are "
             f"resolved against root={root_dir}; pass root= to change it):\n  "
             + "\n  ".join(missing[:50])
-            + more
         )
     images = [
         _load_image(paths[name], size)
@@ -192,8 +171,8 @@ def load_face_protocol(
     shapes = sorted({tuple(x.shape[1:]) for x in images})
     if len(shapes) > 1:
         raise ValueError(
-            f"the images of {csv_path} have different sizes {shapes[:5]}; pass size= to resize them "
-            "(e.g. size=112 for IResNet, size=150 for dlib)"
+            f"the images of {csv_path} have different sizes {shapes[:5]}; pass size= to resize "
+            "them (e.g. size=112 for IResNet, size=150 for dlib)"
         )
     dev = torch.device("cpu") if device is None else torch.device(device)
     stack = torch.stack(images).to(dev)
@@ -216,9 +195,8 @@ def load_sample_faces(
     device: torch.device | str | None = None,
 ) -> FacePairs:
     """The bundled stand-in protocol ``"occlusion"`` (AR face), ``"resolution"`` (SCface) or
-    ``"pose"`` (CFP-FP) (``data/faces/README.md``). ``size`` resizes the 150x150 dlib chips;
-    ``padding`` frames them as dlib's chip padding (stored: 0.25): the chip is scaled by
-    1.5 / (1 + 2·padding) and centred, on black or cropped."""
+    ``"pose"`` (CFP-FP); ``size`` resizes the 150x150 chips; ``padding`` reframes them as dlib's
+    chip padding (stored: 0.25): scaled by 1.5 / (1 + 2·padding), centred on black or cropped."""
     if subset not in SAMPLE_FACE_SUBSETS:
         raise ValueError(
             f"unknown sample face subset {subset!r}; choose one of {list(SAMPLE_FACE_SUBSETS)} "
@@ -232,14 +210,7 @@ def load_sample_faces(
     pairs = load_face_protocol(csv_path, FACES_DIR, device=device)
     side = pairs.gallery.shape[-1] if size is None else int(size)
     inner = round(side * (1 + 2 * SAMPLE_CHIP_PADDING) / (1 + 2 * padding))
-    return replace(
-        pairs,
-        gallery=_reframe(pairs.gallery, inner, side),
-        probe=_reframe(pairs.probe, inner, side),
-    )
-
-
-def _reframe(x: Tensor, inner: int, side: int) -> Tensor:
-    """(N, 3, S, S) chips resized to ``inner``, centred in a black ``side`` square or cropped."""
+    x = torch.cat([pairs.gallery, pairs.probe])
     x = F.interpolate(x, size=inner, mode="bilinear", antialias=True).clamp_(0, 1)
-    return TF.center_crop(x, side)
+    gallery, probe = TF.center_crop(x, side).chunk(2)  # on black or cropped
+    return replace(pairs, gallery=gallery, probe=probe)

@@ -1,6 +1,5 @@
-"""Items, batches and in-memory datasets of classification (Table 2: image, class, box) and
-verification (Table 1: gallery, probe, genuine): a dataset is any sequence of items of one
-kind, with an optional cache ``identity``."""
+"""Items, batches and in-memory datasets of classification (Table 2) and verification
+(Table 1): a dataset is any sequence of items of one kind, with an optional cache ``identity``."""
 
 from __future__ import annotations
 
@@ -46,8 +45,7 @@ class Rows:
 
 @dataclass
 class ClassificationItem:
-    """``image`` (3, H, W) float RGB in [0, 1], its ``label``, ``box`` (4,) xyxy pixels or
-    ``None``, a unique ``name``."""
+    """``image`` (3, H, W) RGB in [0, 1], ``label``, ``box`` (4,) xyxy pixels or None, ``name``."""
 
     image: Tensor
     label: int
@@ -67,8 +65,7 @@ class PairItem:
 
 @dataclass
 class ClassificationBatch(Rows):
-    """``images`` (B, 3, H, W), ``labels`` (B,) long, ``boxes`` (B, 4) or ``None``,
-    ``names``, ``indices`` (positions in the dataset)."""
+    """``images`` (B, 3, H, W), ``labels`` (B,), ``boxes`` (B, 4) or None, names, indices."""
 
     images: Tensor
     labels: Tensor
@@ -95,8 +92,7 @@ def task_of(item: object) -> Task:
     if isinstance(item, PairItem):
         return "verification"
     raise TypeError(
-        "dataset items must be fame_utils.data.items.ClassificationItem or PairItem, got "
-        f"{type(item).__name__}"
+        f"dataset items must be a ClassificationItem or PairItem, got {type(item).__name__}"
     )
 
 
@@ -132,8 +128,8 @@ def hash_tensor(h: Any, t: Tensor) -> None:
 
 
 def _finish(data: Any, kind: bytes, n: int, rows: dict[str, Tensor]) -> None:
-    """Check ``rows`` and unique ``data.names`` (default ``"0"``, ``"1"``, …) have ``n`` rows;
-    ``data.identity`` defaults to a hash of ``kind``, the tensors and names."""
+    """Check ``rows`` and unique ``data.names`` (default "0", "1", …) have ``n`` rows; default
+    ``data.identity``: a hash of ``kind``, the tensors and names."""
     names = [str(i) for i in range(n)] if data.names is None else [str(s) for s in data.names]
     if len(set(names)) != len(names):
         raise ValueError("names must be unique")
@@ -153,8 +149,7 @@ def _finish(data: Any, kind: bytes, n: int, rows: dict[str, Tensor]) -> None:
 @dataclass(eq=False)
 class ClassificationDataset(Rows):
     """Classification items from ``images`` (N, 3, H, W) float [0, 1], ``labels`` (N,),
-    ``boxes`` (N, 4) xyxy pixels or ``None``, N unique ``names`` and the cache ``identity``
-    (default: a hash of the content)."""
+    ``boxes`` (N, 4) xyxy pixels or ``None``, N unique ``names``, the cache ``identity``."""
 
     images: Tensor
     labels: Tensor | Sequence[int]
@@ -179,8 +174,7 @@ class ClassificationDataset(Rows):
 
 @dataclass(eq=False)
 class PairDataset(Rows):
-    """Pairs from ``gallery``, ``probe`` (N, 3, H, W) float [0, 1], ``genuine`` (N,) bool,
-    N unique ``names`` and the cache ``identity``."""
+    """Pairs from ``gallery``, ``probe`` (N, 3, H, W), ``genuine`` (N,), names, identity."""
 
     gallery: Tensor
     probe: Tensor
@@ -204,15 +198,14 @@ class PairDataset(Rows):
 
 
 def from_object_samples(samples: Any, identity: str | None = None) -> ClassificationDataset:
-    """A :class:`ClassificationDataset` of :class:`~fame_utils.data.objects.ObjectSamples`."""
+    """A :class:`ClassificationDataset` of ``ObjectSamples``."""
     return ClassificationDataset(
         samples.images, samples.labels, samples.boxes, list(samples.names), identity
     )
 
 
 def from_face_pairs(pairs: Any, identity: str | None = None) -> PairDataset:
-    """A :class:`PairDataset` of :class:`~fame_utils.data.faces.FacePairs`, items named
-    ``"<row> <gallery file> | <probe file>"``."""
+    """A :class:`PairDataset` of ``FacePairs``, named ``"<row> <gallery file> | <probe file>"``."""
     names = [
         f"{i:04d} {g} | {p}" for i, (g, p) in enumerate(zip(pairs.gallery_files, pairs.probe_files))
     ]

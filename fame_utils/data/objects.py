@@ -1,7 +1,5 @@
-"""The bundled object photos (``data/objects/``, sources in ``SOURCES.md``) with ImageNet
-classes and hand-annotated boxes in ``annotations.csv``, loaded as classifier inputs with their
-boxes mapped through the same Resize + CenterCrop for the IoU and ROAD metrics (Sec. 4.3).
-"""
+"""The bundled object photos (``data/objects/``) with ImageNet classes and hand-annotated
+boxes (``annotations.csv``), boxes mapped with the pixels for IoU and ROAD (Sec. 4.3)."""
 
 from __future__ import annotations
 
@@ -18,8 +16,7 @@ from .transforms import BoxConvention, load_crop
 
 #: ``data/objects`` of the repository (found relative to this package).
 OBJECTS_DIR: Path = Path(__file__).resolve().parents[2] / "data" / "objects"
-#: Header of ``annotations.csv``: class_index is the ImageNet-1k index (-1: no ImageNet class),
-#: x0, y0, x1, y1 the main object's box in the stored image's pixels (exclusive x1, y1).
+#: Header of ``annotations.csv``: class_index -1 is no ImageNet class; the box in file pixels.
 ANNOTATION_COLUMNS = ("file", "class_index", "class_name", "x0", "y0", "x1", "y1", "box_source")
 
 
@@ -36,13 +33,11 @@ class ObjectAnnotation:
 
 
 def read_annotations(folder: Path = OBJECTS_DIR) -> list[ObjectAnnotation]:
-    """Every row of ``<folder>/annotations.csv`` (checked by ``tests/test_data_objects.py``);
-    ``FileNotFoundError`` when fame_utils is installed without its repository."""
+    """Every row of ``<folder>/annotations.csv``; ``FileNotFoundError`` without the folder."""
     if not (folder / "annotations.csv").is_file():
         raise FileNotFoundError(
             f"object annotations not found: {folder / 'annotations.csv'}. The bundled images "
-            "live in the repository's data/objects/ (use fame_utils from a source checkout, "
-            "e.g. `pip install -e .`); rebuild them with `python scripts/fetch_object_images.py`."
+            "live in the repository's data/objects/ (use a source checkout: `pip install -e .`)."
         )
     with (folder / "annotations.csv").open(newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
@@ -83,21 +78,11 @@ def load_sample_objects(
     device: torch.device | str | None = None,
     synthetic: bool = False,
 ) -> ObjectSamples:
-    """The bundled object images through Resize(``resize``) + CenterCrop(``crop``) on
-    ``device``, boxes mapped alike (:func:`~fame_utils.data.transforms.resize_crop`, whose
-    ``convention`` it takes). 256/224 is EfficientNet-Lite0's preprocessing; the paper's
-    ImageNet protocol is 232/224 with ``convention="per_axis"``.
-
-    Args:
-        names: image stems or file names, in this order (``None``: every image with an
-            ImageNet class; a named one without, such as ``"quokka"``, gets label -1).
-        synthetic: also load ``composites/`` after the photos: small-object composites
-            with exact boxes (``scripts/make_object_composites.py``).
-
-    Raises:
-        FileNotFoundError: the folder or image files are missing (all listed).
-        ValueError: an unknown name.
-    """
+    """The bundled images ``names`` (stems or file names, in this order; ``None``: every one
+    with an ImageNet class, others get label -1) through :func:`~fame_utils.data.transforms.
+    resize_crop` on ``device`` (256/224: EfficientNet-Lite0's preprocessing); ``synthetic``
+    adds the small-object ``composites/``. ``FileNotFoundError`` lists missing files;
+    ``ValueError`` for an unknown name."""
     composites = read_annotations(OBJECTS_DIR / "composites") if synthetic else []
     rows = read_annotations() + composites
     by_name = {Path(r.file).stem: r for r in rows}

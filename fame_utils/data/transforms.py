@@ -1,7 +1,5 @@
-"""Image loading and torchvision's Resize + CenterCrop for images and boxes alike, so IoU
-numbers (paper Sec. 4.3, Table 2) carry no mapping error. Boxes are ``(x0, y0, x1, y1)`` in
-pixel coordinates: pixel (row i, column j) covers [j, j + 1) × [i, i + 1).
-"""
+"""Image loading and torchvision's Resize + CenterCrop of images and xyxy pixel boxes alike
+(paper Sec. 4.3, Table 2); pixel (row i, column j) covers [j, j + 1) × [i, i + 1)."""
 
 from __future__ import annotations
 
@@ -18,9 +16,8 @@ BoxConvention = Literal["aspect", "per_axis"]
 
 
 def load_image(path: str | Path) -> Tensor:
-    """An image file as float32 RGB (3, H, W) in [0, 1] on the CPU: PIL's ``convert("RGB")``
-    (alpha dropped), 16-bit gray / 65535, EXIF orientation ignored (the boxes' pixel order).
-    ``FileNotFoundError``; ``ValueError`` naming the file if damaged or 32-bit float."""
+    """An image file as float32 RGB (3, H, W) in [0, 1] on the CPU (alpha dropped, 16-bit
+    gray / 65535, EXIF orientation ignored); ``ValueError`` naming a damaged file."""
     from PIL import Image
 
     path = Path(path)
@@ -49,12 +46,10 @@ def resize_crop(
     crop: int = 224,
     convention: BoxConvention = "aspect",
 ) -> tuple[Tensor, Tensor]:
-    """torchvision's ``Resize(resize)`` (shorter side, bilinear, antialiased) +
-    ``CenterCrop(crop)`` of (3, H, W) or (B, 3, H, W) images in [0, 1] (clamped to [0, 1],
-    same device) and of (N, 4) or (4,) boxes in their pixels, to (N, 4) float crop pixels
-    clipped to [0, crop] on the boxes' device. ``"aspect"`` moves the boxes exactly as the
-    pixels; ``"per_axis"`` is the paper's reference code (Table 2): x ↦ x·resize/W −
-    (resize − crop)/2, likewise for y, as if the image were square."""
+    """torchvision's ``Resize(resize)`` + ``CenterCrop(crop)`` of (3, H, W) or (B, 3, H, W)
+    images in [0, 1] and of (N, 4) or (4,) boxes, to (N, 4) crop pixels in [0, crop].
+    ``"aspect"`` moves the boxes as the pixels; ``"per_axis"`` is the paper's code (Table 2):
+    x ↦ x·resize/W − (resize − crop)/2, likewise for y, as if the image were square."""
     if not 0 < int(crop) <= int(resize):
         raise ValueError(
             f"need 0 < crop <= resize (the shorter side would need padding), got "
@@ -80,8 +75,8 @@ def load_crop(
     convention: BoxConvention,
     device: torch.device | str = "cpu",
 ) -> tuple[Tensor, Tensor]:
-    """:func:`load_image` then :func:`resize_crop` of an annotated file: (3, crop, crop) on
-    ``device`` and its (4,) box; ``ValueError`` naming the file if the box covers no pixel."""
+    """:func:`resize_crop` of an annotated file: (3, crop, crop) on ``device``, its (4,) box;
+    ``ValueError`` naming the file if the box covers no pixel."""
     img = load_image(path).to(device)
     h, w = img.shape[1:]
     x0, y0, x1, y1 = box
@@ -93,8 +88,6 @@ def load_crop(
 
 def _as_boxes(boxes: Tensor | np.ndarray | list, name: str = "boxes") -> Tensor:
     t = torch.as_tensor(boxes)
-    if t.dtype == torch.bool or t.is_complex():
-        raise TypeError(f"{name} must be real numbers, got dtype {t.dtype}")
     t = t if t.is_floating_point() else t.float()
     t = t[None] if t.shape == (4,) else t
     if t.ndim != 2 or t.shape[1] != 4:
@@ -108,8 +101,7 @@ def _as_boxes(boxes: Tensor | np.ndarray | list, name: str = "boxes") -> Tensor:
 
 def box_mask(boxes: Tensor | np.ndarray | list, size: int | tuple[int, int]) -> Tensor:
     """(N, H, W) bool masks, on the boxes' device, of the pixels (i, j) whose centres lie in
-    each of the (N, 4) or (4,) boxes: x0 <= j + 0.5 < x1 and y0 <= i + 0.5 < y1. ``size``:
-    the side of a square mask, or (H, W)."""
+    the (N, 4) or (4,) boxes (x0 <= j + 0.5 < x1, y0 <= i + 0.5 < y1); ``size``: side or (H, W)."""
     b = _as_boxes(boxes)
     h, w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
     cx = torch.arange(w, device=b.device, dtype=b.dtype) + 0.5
