@@ -15,8 +15,7 @@ from torch import Tensor
 
 from .._checks import check_maps, check_unit_interval
 
-#: Box-size strata by the box's share of the image: ``{name: (low, high)}``, low ≤ share
-#: < high (the last one includes 1).
+#: Box-size strata by the box's image share: ``{name: (low, high)}``, low ≤ share < high (≤ 1).
 SIZE_STRATA: dict[str, tuple[float, float]] = {
     "small": (0.0, 1 / 3),
     "medium": (1 / 3, 2 / 3),
@@ -44,13 +43,11 @@ def boxes_to_masks(boxes: Tensor | Sequence[Sequence[float]], size: tuple[int, i
     b = torch.as_tensor(boxes, dtype=torch.float32)
     masks = box_mask(b, size)
     b = b.reshape(-1, 4)
-    has_area = (b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1])
-    empty = (has_area & ~masks.flatten(1).any(1)).nonzero().flatten().tolist()
-    if empty:
-        shown = ", ".join(f"{i}: {[round(v, 3) for v in b[i].tolist()]}" for i in empty[:5])
+    empty = ((b[:, 2:] > b[:, :2]).all(1) & ~masks.flatten(1).any(1)).nonzero().flatten()
+    if empty.numel():
         raise ValueError(
-            f"{len(empty)} box(es) of positive area cover no pixel of the {size[0]}x{size[1]} image "
-            f"(index: x0, y0, x1, y1 = {shown}); boxes must be in the maps' pixel coordinates"
+            f"boxes {empty.tolist()[:5]} (x0, y0, x1, y1 = {b[empty[:5]].tolist()}) cover no pixel "
+            f"of the {size[0]}x{size[1]} maps; boxes must be in the maps' pixel coordinates"
         )
     return masks
 
