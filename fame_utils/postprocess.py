@@ -21,8 +21,7 @@ def to_gray(images: Tensor) -> Tensor:
 
 
 def kernel_size_for(sigma: float) -> int:
-    """Odd kernel length covering ±3σ: 2·⌊3σ + ½⌋ + 1 (1 for σ <= 0, i.e. no blur); the
-    kernel used when σ alone is changed (47 at σ = 7.7; the paper fixes 49)."""
+    """Odd kernel length covering ±3σ, 2·⌊3σ + ½⌋ + 1 (1: no blur), for a σ changed alone."""
     return 2 * int(3 * sigma + 0.5) + 1 if sigma > 0 else 1
 
 

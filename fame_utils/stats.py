@@ -1,5 +1,4 @@
-"""Seeded percentile-bootstrap intervals of table means over items (numpy's
-``default_rng(seed)``; scipy.stats.bootstrap's quantiles differ in the last bits)."""
+"""Seeded percentile-bootstrap intervals of means over items (scipy's differ in the last bits)."""
 
 from __future__ import annotations
 

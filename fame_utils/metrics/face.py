@@ -25,10 +25,9 @@ Kind = Literal["delete", "insert"]
 def eer(
     scores: Sequence[float] | np.ndarray, genuine: Sequence[bool] | np.ndarray
 ) -> tuple[float, float]:
-    """``(eer_value, threshold)`` of (N,) ``scores`` and (N,) ``genuine`` bool or 0/1 (list,
-    numpy or torch): θ minimises |FAR − FRR| in integer counts (ties to the largest θ) and
-    the EER is (FAR + FRR)/2 at θ. ``ValueError`` on mismatched shapes, non-finite scores,
-    labels not 0/1 or a single class."""
+    """``(eer, θ)`` of (N,) ``scores`` and (N,) ``genuine`` bool or 0/1: θ minimises |FAR − FRR|
+    in integer counts (ties to the largest θ), eer = (FAR + FRR)/2 at θ. ``ValueError`` on
+    mismatched shapes, non-finite scores, labels not 0/1 or a single class."""
     s, g = (np.asarray(v.detach().cpu() if hasattr(v, "detach") else v) for v in (scores, genuine))
     if s.ndim != 1 or s.shape != g.shape:
         raise ValueError(
@@ -81,9 +80,8 @@ def cosine_scores(model: nn.Module, gallery: Tensor, probe: Tensor, batch_size: 
 
 @dataclass
 class FacePerturbation:
-    """Similarities of every pair under Delete and Insert: ``percents`` (P,) float64,
-    ``threshold`` θ, ``genuine`` (N,) bool, ``delete_similarity`` / ``insert_similarity``
-    (N, P) and ``clean_similarity`` (N,)."""
+    """Pair similarities: ``percents`` (P,) float64, ``threshold`` θ, ``genuine`` (N,) bool,
+    ``delete_similarity`` / ``insert_similarity`` (N, P) and ``clean_similarity`` (N,)."""
 
     percents: Tensor
     threshold: float
@@ -156,12 +154,10 @@ def face_deletion_insertion(
         eer_threshold(clean, g) if threshold is None else check_threshold(threshold, "threshold θ")
     )
     masks = removal_masks(probe_maps.to(probe.device), pct, ties=ties, tie_seed=tie_seed)
-    sims = {
-        kind: torch.empty(masks.shape[:2], device=probe.device) for kind in ("delete", "insert")
-    }
+    sims = torch.empty(2, *masks.shape[:2], device=probe.device)  # delete, insert
     for chunk in torch.arange(n * pct.numel(), device=probe.device).split(batch_size):
         ii, top = chunk // pct.numel(), masks.flatten(0, 1)[chunk]
-        for kind, keep in (("delete", ~top), ("insert", top)):
+        for sim, keep in zip(sims, (~top, top)):
             e = embed(model, probe[ii] * keep.unsqueeze(1).to(probe.dtype), batch_size)
-            sims[kind].view(-1)[chunk] = (e * ref[ii]).sum(1)
-    return FacePerturbation(pct, theta, g, sims["delete"], sims["insert"], clean)
+            sim.view(-1)[chunk] = (e * ref[ii]).sum(1)
+    return FacePerturbation(pct, theta, g, sims[0], sims[1], clean)

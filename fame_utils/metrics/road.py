@@ -62,8 +62,7 @@ def removal_masks(
 
 @torch.no_grad()
 def class_scores(model: nn.Module, images: Tensor, labels: Tensor, batch_size: int = 64) -> Tensor:
-    """(N,) logit of class ``labels`` (N,) of (N, 3, H, W) images on their device, forwarded
-    in chunks of ``batch_size`` on the model's device in eval mode."""
+    """(N,) logits of class ``labels`` (N,) of (N, 3, H, W) images, in eval mode and chunks."""
     check_count(batch_size, "batch_size", 1)
     dev = model_device(model)
     out = []
