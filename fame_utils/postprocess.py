@@ -1,7 +1,5 @@
-"""The attribution map from the input change (paper Sec. 2, Eq. map): gray
-(0.2989 R + 0.587 G + 0.114 B), absolute difference, Gaussian blur (kernel 49, σ 7.7),
-normalisation to [0, 1]. Every function runs on the tensor's device.
-"""
+"""The attribution map from the input change (paper Sec. 2, Eq. map): gray, absolute
+difference, Gaussian blur (kernel 49, σ 7.7), normalisation to [0, 1], on the tensor's device."""
 
 from __future__ import annotations
 
@@ -11,32 +9,26 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-GRAY_WEIGHTS = (0.2989, 0.587, 0.114)
-"""ITU-R 601 luma weights used by the paper for RGB -> gray."""
+GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # ITU-R 601 luma, as in the paper
 
 Normalization = Literal["max", "minmax", "none"]
 
 
 def to_gray(images: Tensor) -> Tensor:
     """(B, 3, H, W) RGB -> (B, H, W) gray with :data:`GRAY_WEIGHTS` (linear, per pixel)."""
-    if images.ndim != 4 or images.shape[1] != 3:
-        raise ValueError(f"to_gray expects (B, 3, H, W), got {tuple(images.shape)}")
     r, g, b = GRAY_WEIGHTS
     return r * images[:, 0] + g * images[:, 1] + b * images[:, 2]
 
 
 def kernel_size_for(sigma: float) -> int:
-    """Odd kernel length covering ±3σ: 2·⌊3σ + ½⌋ + 1 (1 for σ <= 0, i.e. no blur); the
-    kernel used when σ alone is changed (47 at σ = 7.7; the paper fixes 49)."""
+    """Odd kernel length covering ±3σ, 2·⌊3σ + ½⌋ + 1 (1: no blur), for a σ changed alone."""
     return 2 * int(3 * sigma + 0.5) + 1 if sigma > 0 else 1
 
 
 def gaussian_blur(maps: Tensor, kernel_size: int = 49, sigma: float = 7.7) -> Tensor:
-    """Separable Gaussian blur of (B, H, W) maps on their device (odd ``kernel_size``,
-    kernel normalised in float64), borders mirrored (scipy ``mode="mirror"``; replicated
-    where a map is under half the kernel); ``sigma <= 0`` or ``kernel_size == 1``: no blur."""
-    if maps.ndim != 3:
-        raise ValueError(f"gaussian_blur expects maps of shape (B, H, W), got {tuple(maps.shape)}")
+    """Separable Gaussian blur of (B, H, W) maps on their device (odd ``kernel_size``, else
+    ValueError; kernel normalised in float64), borders mirrored (scipy ``mode="mirror"``;
+    replicated where a map is under half the kernel); ``sigma <= 0`` or size 1: no blur."""
     if kernel_size == 1 or sigma <= 0:
         return maps
     if kernel_size < 1 or kernel_size % 2 == 0:
@@ -54,13 +46,9 @@ def normalize_maps(maps: Tensor, mode: Normalization = "max") -> tuple[Tensor, T
     """``(maps in [0, 1], empty)`` of (B, H, W) maps: ``"max"`` divides by the maximum (the
     paper), ``"minmax"`` subtracts the minimum first (the reference code), ``"none"`` keeps
     them; ``empty`` (B,) bool marks zero-range maps (left all zero)."""
-    if maps.ndim != 3:
-        raise ValueError(f"normalize_maps expects (B, H, W), got {tuple(maps.shape)}")
     flat = maps.flatten(1)
     if mode == "none":
         return maps, flat.amax(1) <= flat.amin(1)
-    if mode not in ("max", "minmax"):
-        raise ValueError(f"normalization must be 'max', 'minmax' or 'none', got {mode!r}")
     lo = flat.amin(1, keepdim=True) if mode == "minmax" else torch.zeros_like(flat[:, :1])
     span = flat.amax(1, keepdim=True) - lo
     out = torch.where(span > 0, (flat - lo) / span.clamp_min(torch.finfo(flat.dtype).tiny), 0.0)

@@ -1,5 +1,4 @@
-"""Seeded percentile-bootstrap intervals of table means over items (numpy's
-``default_rng(seed)``; scipy.stats.bootstrap's quantiles differ in the last bits)."""
+"""Seeded percentile-bootstrap intervals of means over items (scipy's differ in the last bits)."""
 
 from __future__ import annotations
 
@@ -25,15 +24,6 @@ class Interval:
         return f"{self.mean:.{decimals}f} [{self.low:.{decimals}f}, {self.high:.{decimals}f}]"
 
 
-def _as_vector(values: object, name: str) -> np.ndarray:
-    x = np.asarray(values, dtype=np.float64).reshape(-1)
-    if x.size == 0:
-        raise ValueError(f"{name} is empty: a bootstrap interval needs at least one value")
-    if not np.isfinite(x).all():
-        raise ValueError(f"{name} contains NaN or infinite values ({int((~np.isfinite(x)).sum())})")
-    return x
-
-
 def bootstrap_interval(
     values: object, n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0, level: float = 0.95
 ) -> Interval:
@@ -44,7 +34,9 @@ def bootstrap_interval(
         raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
     if not 0.0 < float(level) < 1.0:
         raise ValueError(f"level must lie in (0, 1), got {level}")
-    x = _as_vector(values, "values")
+    x = np.asarray(values, dtype=np.float64).reshape(-1)
+    if x.size == 0 or not np.isfinite(x).all():
+        raise ValueError(f"values must be finite and non-empty, got {x[~np.isfinite(x)][:3]}")
     idx = np.random.default_rng(seed).integers(0, x.size, size=(int(n_resamples), x.size))
     alpha = (1.0 - level) / 2.0
     low, high = np.quantile(x[idx].mean(axis=1), [alpha, 1.0 - alpha])
@@ -56,7 +48,7 @@ def paired_difference(
 ) -> Interval:
     """Bootstrap interval of mean(a − b) over items (``a[i]``, ``b[i]`` of item i, equal
     lengths); A beats B on a higher-is-better column only when ``low > 0``."""
-    x, y = _as_vector(a, "a"), _as_vector(b, "b")
+    x, y = (np.asarray(v, dtype=np.float64).reshape(-1) for v in (a, b))
     if x.shape != y.shape:
         raise ValueError(f"paired values need equal lengths, got {x.size} and {y.size}")
     return bootstrap_interval(x - y, n_resamples, seed, level)

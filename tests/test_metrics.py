@@ -198,14 +198,24 @@ def test_road_and_face_metrics_use_the_tie_rule(tiny_cnn):
                 x = images * (~masks[:, j]).unsqueeze(1)
                 torch.testing.assert_close(drop[:, j], clean - tiny_cnn(x)[[0, 1], [0, 1]])
     embedder = nn.Sequential(*list(tiny_cnn.children())[:-1])
-    res = face_deletion_insertion(
-        embedder, images, images.flip(0), [True, False], maps, threshold=0.5, ties="reference"
-    )
-    assert (res.ties, res.tie_seed) == ("reference", 0)
-    res = face_deletion_insertion(
-        embedder, images, images.flip(0), [True, False], maps, threshold=0.5, tie_seed=7
-    )
-    assert (res.ties, res.tie_seed) == ("random", 7)
+    gallery = nn.functional.normalize(embedder(images.flip(0)), dim=1).detach()
+    for ties, seed in (("reference", 0), ("random", 7)):
+        res = face_deletion_insertion(
+            embedder,
+            images.flip(0),
+            images,
+            [True, False],
+            maps,
+            threshold=0.5,
+            ties=ties,
+            tie_seed=seed,
+            percents=percents,
+        )
+        masks = removal_masks(maps, percents, ties=ties, tie_seed=seed)
+        with torch.no_grad():
+            for j in range(2):
+                e = nn.functional.normalize(embedder(images * (~masks[:, j]).unsqueeze(1)), dim=1)
+                torch.testing.assert_close(res.delete_similarity[:, j], (e * gallery).sum(1))
 
 
 # ----------------------------------------------------------------------------- imputation
@@ -390,10 +400,10 @@ def test_face_delete_insert_known_answer():
     res = face_deletion_insertion(HalfMeans(), gallery, probe, [True, False], maps, threshold=0.5)
     # Delete: the genuine probe keeps some left pixel up to 40 % (k = 26 < 32), none from
     # 50 % on (cos 0 -> wrong); the impostor stays at cos 0 (< θ, right) throughout.
-    assert res.accuracy("delete").tolist() == [1.0] * 5 + [0.5] * 6
+    assert res.correct("delete").float().mean(0).tolist() == [1.0] * 5 + [0.5] * 6
     assert res.auc("delete") == pytest.approx(72.5)
     # Insert: at 0 % the probe is black (genuine wrong), from 10 % on everything is right.
-    assert res.accuracy("insert").tolist() == [0.5] + [1.0] * 10
+    assert res.correct("insert").float().mean(0).tolist() == [0.5] + [1.0] * 10
     assert res.auc("insert") == pytest.approx(97.5)
     torch.testing.assert_close(res.delete_similarity[0], torch.tensor([1.0] * 5 + [0.0] * 6))
     assert res.pair_auc("delete").mean().item() == pytest.approx(72.5)
@@ -438,7 +448,7 @@ def test_face_delete_insert_matches_reference_loop(tiny_cnn):
                 acc.append(
                     float(np.mean((s.numpy() >= theta) == genuine.numpy()))
                 )  # s >= θ accepts
-            assert res.accuracy(kind).tolist() == pytest.approx(acc)
+            assert res.correct(kind).float().mean(0).tolist() == pytest.approx(acc)
             want = np.trapezoid(acc, np.array(ps) / 100) * 100
             assert res.auc(kind) == pytest.approx(want)
 
@@ -523,7 +533,7 @@ def test_face_delete_insert_finer_grid_known_answer():
         HalfMeans(), gallery, probe, [True, False], maps, threshold=0.5, percents=fine
     )
     want = [1.0 if p <= 48 else 0.5 for p in fine]
-    assert res.accuracy("delete").tolist() == want
+    assert res.correct("delete").float().mean(0).tolist() == want
     assert res.auc("delete") == pytest.approx(100 * np.trapezoid(want, np.array(fine) / 100))
     assert res.auc("delete") == pytest.approx(74.5)  # the 10 % grid gives 72.5
     coarse = face_deletion_insertion(

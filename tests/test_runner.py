@@ -246,7 +246,7 @@ def test_verification_run_matches_face_metric(tmp_path):
     assert res.summary.loc["grad", "Delete"] == pytest.approx(want.auc("delete"), abs=1e-4)
     assert res.summary.loc["grad", "Insert"] == pytest.approx(want.auc("insert"), abs=1e-4)
     acc = res.per_item("Insert-acc", percent=30)["grad"].mean()
-    assert acc == pytest.approx(want.accuracy("insert")[3].item() * 100, abs=1e-4)
+    assert acc == pytest.approx(want.correct("insert").float().mean(0)[3].item() * 100, abs=1e-4)
     curve = res.curve("Insert-acc")  # percents × methods, means over pairs
     assert curve.index.tolist() == [float(p) for p in range(0, 101, 10)]
     assert curve.loc[30.0, "grad"] == pytest.approx(acc)

@@ -1,3 +1,1 @@
-"""Metrics of the paper's tables: :mod:`~.localization` (IoU@t), :mod:`~.road` (pixel sets,
-ROAD-Delete@p), :mod:`~.face` (EER, Deletion/Insertion) and :mod:`~.adapters` (the metric
-objects the runner evaluates)."""
+"""The paper's metrics: IoU@t, ROAD-Delete@p, EER and face Deletion/Insertion."""

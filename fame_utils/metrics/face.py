@@ -1,8 +1,6 @@
-"""Face verification (paper Sec. 4, Table 1): the EER threshold θ (the unique score that
-minimises |FAR − FRR| in integer counts, ties to the largest; accept when s ≥ θ), and
-Deletion/Insertion (Lu et al. 2024): Delete@P zeroes the top-P % pixels of each probe's e₊
-map, Insert@P keeps only them, decided at the clean θ; Delete (↓) and Insert (↑) are the
-trapezoid areas ×100 of accuracy vs P/100."""
+"""Face verification (paper Sec. 4, Table 1): the EER threshold θ and Deletion/Insertion
+(Lu et al. 2024): Delete@P zeroes the top-P % pixels of each probe's e₊ map, Insert@P keeps
+only them; Delete (↓) / Insert (↑) are the AUCs ×100 of accuracy at the clean θ vs P/100."""
 
 from __future__ import annotations
 
@@ -17,10 +15,9 @@ from sklearn.metrics import roc_curve
 from torch import Tensor, nn
 
 from .._checks import check_count, check_model_input, check_threshold, frozen_eval, model_device
-from .road import TieRule, top_pixel_chunks, top_pixel_sets
+from .road import TieRule, removal_masks
 
-FACE_PERCENTS = tuple(range(0, 101, 10))
-"""P ∈ {0, 10, …, 100} % as in the paper."""
+FACE_PERCENTS = tuple(range(0, 101, 10))  # P ∈ {0, 10, …, 100} % as in the paper
 
 Kind = Literal["delete", "insert"]
 
@@ -28,9 +25,9 @@ Kind = Literal["delete", "insert"]
 def eer(
     scores: Sequence[float] | np.ndarray, genuine: Sequence[bool] | np.ndarray
 ) -> tuple[float, float]:
-    """``(eer_value, threshold)`` of (N,) ``scores`` and (N,) ``genuine`` bool or 0/1 (list,
-    numpy or torch); the EER is (FAR + FRR)/2 at θ. ``ValueError`` on mismatched shapes,
-    non-finite scores, labels not 0/1 or a single class."""
+    """``(eer, θ)`` of (N,) ``scores`` and (N,) ``genuine`` bool or 0/1: θ minimises |FAR − FRR|
+    in integer counts (ties to the largest θ), eer = (FAR + FRR)/2 at θ. ``ValueError`` on
+    mismatched shapes, non-finite scores, labels not 0/1 or a single class."""
     s, g = (np.asarray(v.detach().cpu() if hasattr(v, "detach") else v) for v in (scores, genuine))
     if s.ndim != 1 or s.shape != g.shape:
         raise ValueError(
@@ -83,9 +80,8 @@ def cosine_scores(model: nn.Module, gallery: Tensor, probe: Tensor, batch_size: 
 
 @dataclass
 class FacePerturbation:
-    """Similarities of every pair under Delete and Insert: ``percents`` (P,) float64,
-    ``threshold`` θ, ``genuine`` (N,) bool, ``delete_similarity`` / ``insert_similarity``
-    (N, P), ``clean_similarity`` (N,), and the ``ties`` / ``tie_seed`` used."""
+    """Pair similarities: ``percents`` (P,) float64, ``threshold`` θ, ``genuine`` (N,) bool,
+    ``delete_similarity`` / ``insert_similarity`` (N, P) and ``clean_similarity`` (N,)."""
 
     percents: Tensor
     threshold: float
@@ -93,8 +89,6 @@ class FacePerturbation:
     delete_similarity: Tensor
     insert_similarity: Tensor
     clean_similarity: Tensor
-    ties: TieRule = "random"
-    tie_seed: int = 0
 
     def similarity(self, kind: Kind) -> Tensor:
         """(N, P) similarities under ``kind``, ``"delete"`` or ``"insert"``."""
@@ -103,10 +97,6 @@ class FacePerturbation:
     def correct(self, kind: Kind) -> Tensor:
         """(N, P) bool: pair decided correctly at each P (accept when s ≥ θ)."""
         return (self.similarity(kind) >= self.threshold) == self.genuine.unsqueeze(1)
-
-    def accuracy(self, kind: Kind) -> Tensor:
-        """(P,) verification accuracy over all pairs at each P, in [0, 1]."""
-        return self.correct(kind).float().mean(0)
 
     def pair_auc(self, kind: Kind) -> Tensor:
         """(N,) each pair's trapezoid AUC ×100 of its correctness vs P (over P's range)."""
@@ -133,14 +123,11 @@ def face_deletion_insertion(
     ties: TieRule = "random",
     tie_seed: int = 0,
 ) -> FacePerturbation:
-    """Deletion and Insertion of the probes along their e₊ maps (Table 1).
-
-    ``gallery`` and ``probe`` are (N, 3, H, W) [0, 1] pairs on any device, ``genuine``
-    (N,) bool or 0/1, ``probe_maps`` (N, H, W), ``model`` an embedder; ``threshold`` θ
-    defaults to these pairs' clean EER threshold; ``percents`` increase strictly in
-    [0, 100]; ``gallery_embeddings`` (N, D) may be precomputed. Returns a
-    :class:`FacePerturbation` on ``probe``'s device.
-    """
+    """Deletion and Insertion (Table 1) of (N, 3, H, W) [0, 1] ``probe`` images along their
+    (N, H, W) e₊ ``probe_maps``, against ``gallery`` (or its (N, D) ``gallery_embeddings``),
+    ``genuine`` (N,) bool or 0/1, at θ = ``threshold`` (default: the clean EER threshold) and
+    strictly increasing ``percents`` in [0, 100]; a :class:`FacePerturbation` on ``probe``'s
+    device."""
     check_model_input(gallery, model, "gallery")
     check_model_input(probe, model, "probe")
     n = probe.shape[0]
@@ -166,10 +153,11 @@ def face_deletion_insertion(
     theta = (
         eer_threshold(clean, g) if threshold is None else check_threshold(threshold, "threshold θ")
     )
-    key, cut = top_pixel_sets(probe_maps.to(probe.device), pct, ties=ties, tie_seed=tie_seed)
-    sims = {kind: torch.empty(cut.shape, device=probe.device) for kind in ("delete", "insert")}
-    for ii, jj, top in top_pixel_chunks(key, cut, batch_size):
-        for kind, keep in (("delete", ~top), ("insert", top)):
+    masks = removal_masks(probe_maps.to(probe.device), pct, ties=ties, tie_seed=tie_seed)
+    sims = torch.empty(2, *masks.shape[:2], device=probe.device)  # delete, insert
+    for chunk in torch.arange(n * pct.numel(), device=probe.device).split(batch_size):
+        ii, top = chunk // pct.numel(), masks.flatten(0, 1)[chunk]
+        for sim, keep in zip(sims, (~top, top)):
             e = embed(model, probe[ii] * keep.unsqueeze(1).to(probe.dtype), batch_size)
-            sims[kind][ii, jj] = (e * ref[ii]).sum(1)
-    return FacePerturbation(pct, theta, g, sims["delete"], sims["insert"], clean, ties, tie_seed)
+            sim.view(-1)[chunk] = (e * ref[ii]).sum(1)
+    return FacePerturbation(pct, theta, g, sims[0], sims[1], clean)

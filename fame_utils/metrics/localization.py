@@ -1,7 +1,6 @@
 """Localisation (paper Sec. 4, Table 2): IoU@t = |S_t ∩ B| / |S_t ∪ B| with S_t = {M ≥ t}
 for a map M in [0, 1] and B the first object's box (or pixel mask). A constant map scores
-the box's area share, so Table 2 also reports IoU per box-size stratum (:data:`SIZE_STRATA`).
-"""
+the box's area share, so Table 2 also reports IoU per box-size stratum (:data:`SIZE_STRATA`)."""
 
 from __future__ import annotations
 
@@ -15,8 +14,7 @@ from torch import Tensor
 
 from .._checks import check_maps, check_unit_interval
 
-#: Box-size strata by the box's share of the image: ``{name: (low, high)}``, low ≤ share
-#: < high (the last one includes 1).
+#: Box-size strata by the box's image share: ``{name: (low, high)}``, low ≤ share < high (≤ 1).
 SIZE_STRATA: dict[str, tuple[float, float]] = {
     "small": (0.0, 1 / 3),
     "medium": (1 / 3, 2 / 3),
@@ -44,13 +42,11 @@ def boxes_to_masks(boxes: Tensor | Sequence[Sequence[float]], size: tuple[int, i
     b = torch.as_tensor(boxes, dtype=torch.float32)
     masks = box_mask(b, size)
     b = b.reshape(-1, 4)
-    has_area = (b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1])
-    empty = (has_area & ~masks.flatten(1).any(1)).nonzero().flatten().tolist()
-    if empty:
-        shown = ", ".join(f"{i}: {[round(v, 3) for v in b[i].tolist()]}" for i in empty[:5])
+    empty = ((b[:, 2:] > b[:, :2]).all(1) & ~masks.flatten(1).any(1)).nonzero().flatten()
+    if empty.numel():
         raise ValueError(
-            f"{len(empty)} box(es) of positive area cover no pixel of the {size[0]}x{size[1]} image "
-            f"(index: x0, y0, x1, y1 = {shown}); boxes must be in the maps' pixel coordinates"
+            f"boxes {empty.tolist()[:5]} (x0, y0, x1, y1 = {b[empty[:5]].tolist()}) cover no pixel "
+            f"of the {size[0]}x{size[1]} maps; boxes must be in the maps' pixel coordinates"
         )
     return masks
 
@@ -58,9 +54,8 @@ def boxes_to_masks(boxes: Tensor | Sequence[Sequence[float]], size: tuple[int, i
 def iou_at_thresholds(
     maps: Tensor, boxes: Tensor, thresholds: float | Sequence[float] = (0.3, 0.5, 0.7)
 ) -> Tensor:
-    """(B, T) IoU@t in [0, 1] on the maps' device between {map ≥ t} of (B, H, W) maps in
-    [0, 1] and ``boxes``, (B, H, W) bool masks or (B, 4) boxes in the maps' pixels, at T
-    thresholds t in [0, 1] (0 when both sets are empty)."""
+    """(B, T) IoU@t on the maps' device of {map ≥ t} for (B, H, W) maps in [0, 1] and ``boxes``
+    ((B, H, W) bool masks or (B, 4) pixel boxes) at T thresholds t in [0, 1] (0 if both empty)."""
     check_maps(maps)
     check_unit_interval(maps, "maps (IoU thresholds are absolute; normalise the maps first)")
     t = torch.tensor(float_tuple(thresholds, "IoU thresholds", 0.0, 1.0), dtype=torch.float64)
@@ -96,8 +91,7 @@ def mask_share(masks: Tensor) -> Tensor:
 
 
 def box_area_shares(boxes: Tensor, size: tuple[int, int]) -> Tensor:
-    """(B,) float64 CPU share of the (H, W) = ``size`` image each (B, 4) box covers (IoU's
-    pixels)."""
+    """(B,) float64 CPU share of the ``size`` = (H, W) image that each (B, 4) box covers."""
     return boxes_to_masks(boxes, size).flatten(1).double().mean(1).cpu()
 
 
@@ -112,9 +106,8 @@ def size_strata(shares: Tensor | Sequence[float]) -> list[str]:
 
 
 def box_area_table(shares: Mapping[str, Tensor | Sequence[float]]) -> pd.DataFrame:
-    """Box-area distribution per dataset: ``{dataset: (N,) shares}`` -> rows = datasets,
-    columns ``n``, ``mean %``, ``median %``, ``q25 %``, ``q75 %``, ``min %``, ``max %``
-    and the item count of each stratum (``n small``...)."""
+    """``{dataset: (N,) shares}`` -> datasets × ``n``, ``mean %``, ``median %``, ``q25 %``,
+    ``q75 %``, ``min %``, ``max %`` and the item count of each stratum (``n small``...)."""
     rows = {}
     for name, values in shares.items():
         v = torch.as_tensor(values, dtype=torch.float64).reshape(-1).numpy()

@@ -1,15 +1,12 @@
-"""Pixel removal: the top-p % pixel sets of the maps and ROAD-Delete@p (paper Table 2).
-
-``ties`` (:attr:`fame_utils.recipes.Recipe.ties`): ``"random"`` (paper) removes exactly
-round(p/100 · H·W) pixels, equal values in one seeded CPU permutation; ``"reference"`` those
-above the (100 − p)-th percentile, as the paper's code did. ``mode``: ``"zero"`` (paper) or
-``"noisy_linear"`` (Rong et al. 2022; pytorch-grad-cam's ``NoisyLinearImputer`` at σ = 0).
-"""
+"""Pixel removal: the top-p % pixel masks of the maps and ROAD-Delete@p (paper Table 2).
+``ties``: ``"random"`` (paper) removes exactly round(p/100 · H·W) pixels, equal values in one
+seeded CPU permutation; ``"reference"`` those above the (100 − p)-th percentile (the paper's
+code). ``mode``: ``"zero"`` (paper) or ``"noisy_linear"`` (Rong et al. 2022)."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Literal
 
 import torch
@@ -20,7 +17,6 @@ from .._checks import (
     as_index_tensor,
     check_class_indices,
     check_count,
-    check_images,
     check_maps,
     check_model_input,
     check_number,
@@ -29,19 +25,17 @@ from .._checks import (
 )
 
 TieRule = Literal["random", "reference"]
-RemovalMode = Literal["zero", "noisy_linear"]
 
 
-def top_pixel_sets(
+def removal_masks(
     maps: Tensor,
     percents: float | Sequence[float] | Tensor,
     *,
     ties: TieRule = "random",
     tie_seed: int = 0,
-) -> tuple[Tensor, Tensor]:
-    """The top-p % pixel sets of (B, H, W) maps as ``(key, cut)`` on the maps' device:
-    pixel (h, w) of map b is in the set of percentage j iff ``key[b, h, w] > cut[b, j]``;
-    ValueError on a percentage outside [0, 100] or an unknown tie rule."""
+) -> Tensor:
+    """(B, H, W) maps, P percentages in [0, 100] -> (B, P, H, W) bool on the maps' device,
+    True on the top-p % pixels; ValueError on a percentage outside [0, 100] or a bad ``ties``."""
     check_maps(maps)
     if ties not in ("random", "reference"):
         raise ValueError(f"ties must be 'random' or 'reference', got {ties!r}")
@@ -55,46 +49,20 @@ def top_pixel_sets(
         srt = flat.to(torch.float64).sort(dim=1).values
         pos = ((100.0 - ps) / 100.0 * (n - 1)).to(maps.device)
         lo, hi = pos.floor().long(), pos.ceil().long()
-        frac = (pos - lo.to(pos.dtype)).unsqueeze(0)
-        cut = srt[:, lo] + (srt[:, hi] - srt[:, lo]) * frac
-        return maps.to(torch.float64) + 0.0, cut
+        cut = srt[:, lo] + (srt[:, hi] - srt[:, lo]) * (pos - lo.to(pos.dtype)).unsqueeze(0)
+        return maps.to(torch.float64).unsqueeze(1) + 0.0 > cut[:, :, None, None]
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(tie_seed)).to(maps.device)
     order = perm[torch.sort(-flat[:, perm], dim=1, stable=True).indices]
     ranks = torch.empty_like(order)
     ranks.scatter_(1, order, torch.arange(n, device=maps.device).expand(b, -1))
     # the 1e-9 guards against p/100·n landing a hair below an exact half in binary
     k = [min(n, math.floor(p / 100.0 * n + 0.5 + 1e-9)) for p in ps.tolist()]
-    # rank < k  ⇔  −rank > −k
-    return -ranks.view_as(maps), -torch.tensor(k, device=maps.device).expand(b, -1)
-
-
-def removal_masks(
-    maps: Tensor,
-    percents: float | Sequence[float] | Tensor,
-    *,
-    ties: TieRule = "random",
-    tie_seed: int = 0,
-) -> Tensor:
-    """(B, H, W) maps, P percentages -> (B, P, H, W) bool, True on the top-p % pixels."""
-    key, cut = top_pixel_sets(maps, percents, ties=ties, tie_seed=tie_seed)
-    return key.unsqueeze(1) > cut[:, :, None, None]
-
-
-def top_pixel_chunks(
-    key: Tensor, cut: Tensor, batch_size: int
-) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
-    """``(ii, jj, top)`` chunks of ``batch_size`` (image, percentage) pairs, image-major,
-    with ``top`` their (n, H, W) bool top-p % masks from :func:`top_pixel_sets`."""
-    b, n_p = cut.shape
-    for chunk in torch.arange(b * n_p, device=key.device).split(batch_size):
-        ii, jj = chunk // n_p, chunk % n_p
-        yield ii, jj, key[ii] > cut[ii, jj].view(-1, 1, 1)
+    return ranks.view_as(maps).unsqueeze(1) < torch.tensor(k, device=maps.device).view(1, -1, 1, 1)
 
 
 @torch.no_grad()
 def class_scores(model: nn.Module, images: Tensor, labels: Tensor, batch_size: int = 64) -> Tensor:
-    """(N,) logit of class ``labels`` (N,) of (N, 3, H, W) images on their device, forwarded
-    in chunks of ``batch_size`` on the model's device in eval mode."""
+    """(N,) logits of class ``labels`` (N,) of (N, 3, H, W) images, in eval mode and chunks."""
     check_count(batch_size, "batch_size", 1)
     dev = model_device(model)
     out = []
@@ -115,7 +83,7 @@ def road_scores(
     maps: Tensor,
     percents: Sequence[float] = (10, 30, 50),
     *,
-    mode: RemovalMode = "zero",
+    mode: Literal["zero", "noisy_linear"] = "zero",
     batch_size: int = 64,
     noise: float = 0.01,
     seed: int = 0,
@@ -135,21 +103,21 @@ def road_scores(
         raise ValueError(
             f"maps must have shape {(b, *images.shape[2:])} to match images, got {tuple(maps.shape)}"
         )
-    key, cut = top_pixel_sets(maps.to(images.device), percents, ties=ties, tie_seed=tie_seed)
+    masks = removal_masks(maps.to(images.device), percents, ties=ties, tie_seed=tie_seed)
     gen = torch.Generator(device=images.device).manual_seed(seed)
-    out = torch.empty(cut.shape, device=images.device)
-    for ii, jj, top in top_pixel_chunks(key, cut, batch_size):
+    out = torch.empty(masks.shape[:2], device=images.device)
+    for chunk in torch.arange(out.numel(), device=images.device).split(batch_size):
+        ii, top = chunk // out.shape[1], masks.flatten(0, 1)[chunk]
         if mode == "zero":
             xt = images[ii] * (~top).unsqueeze(1).to(images.dtype)
         else:
             xt = noisy_linear_impute(images[ii], top, noise=noise, generator=gen)
-        out[ii, jj] = class_scores(model, xt, y[ii], batch_size)
+        out.view(-1)[chunk] = class_scores(model, xt, y[ii], batch_size)
     return clean.unsqueeze(1) - out
 
 
 def _neighbour_sum(x: Tensor) -> Tensor:
-    """Σ_j w_j x_j over in-image neighbours of (N, 1, H, W) grids: ([1, 2, 1]⊗[1, 2, 1] −
-    4δ) / 12 (1/6 per edge, 1/12 per corner) as two 3-tap passes."""
+    """Σ_j w_j x_j over in-image neighbours of (N, 1, H, W) grids (edge 1/6, corner 1/12)."""
     xp = F.pad(x, (1, 1, 1, 1))
     rows = torch.add(xp[..., :, :-2], xp[..., :, 2:]).add_(xp[..., :, 1:-1], alpha=2)
     both = torch.add(rows[..., :-2, :], rows[..., 2:, :]).add_(rows[..., 1:-1, :], alpha=2)
@@ -167,19 +135,12 @@ def noisy_linear_impute(
     noise: float = 0.01,
     generator: torch.Generator | None = None,
 ) -> Tensor:
-    """Noisy linear imputation of the ``removed`` (B, H, W) bool pixels of (B, 3, H, W)
-    [0, 1] images on their device, clipped to [0, 1]; ``noise`` σ from ``generator``.
-
-    Removed i: d_i x_i − Σ_{j removed} w_j x_j = Σ_{j kept} w_j v_j, d_i = Σ_{j} w_j,
-    by Jacobi-preconditioned CG over all images and channels to a relative residual of
-    1e-6; removed groups without a kept neighbour become 0.
-    """
-    check_images(images)
+    """Noisy linear imputation (Rong et al. 2022) of the ``removed`` (B, H, W) bool pixels of
+    (B, 3, H, W) [0, 1] images on their device, clipped to [0, 1]; ``noise`` σ from
+    ``generator``. Removed i: d_i x_i − Σ_{j removed} w_j x_j = Σ_{j kept} w_j v_j, by
+    Jacobi-preconditioned CG to a relative residual of 1e-6 (no kept neighbour: 0)."""
     noise = check_number(noise, "noise (the imputation noise σ, >= 0; 0 turns it off)", lo=0.0)
     b, c, h, w = images.shape
-    if not isinstance(removed, Tensor) or removed.shape != (b, h, w):
-        got = tuple(removed.shape) if isinstance(removed, Tensor) else type(removed).__name__
-        raise ValueError(f"removed must be a (B, H, W) bool tensor of shape {(b, h, w)}, got {got}")
     mask = removed.to(images.device).bool().unsqueeze(1)
     m = mask.expand(b, c, h, w).reshape(b * c, 1, h, w).to(images.dtype)
     values = images.reshape(b * c, 1, h, w)
